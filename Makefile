@@ -1,0 +1,40 @@
+# Each target bootstraps what it needs: the Python venv and the pinned EVM toolchain.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHAIN_STAMP := chain/node_modules/.installed
+
+.PHONY: test demo bench lint typecheck bootstrap clean
+
+bootstrap: $(STAMP) $(CHAIN_STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(CHAIN_STAMP): chain/package.json chain/package-lock.json
+	cd chain && npm ci --no-audit --no-fund
+	touch $@
+
+lint: bootstrap
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: bootstrap
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/privledger compile
+	$(BIN)/pytest
+
+demo: bootstrap
+	$(BIN)/privledger demo
+
+bench: bootstrap
+	$(BIN)/privledger bench anchor --json
+
+clean:
+	rm -rf build var $(VENV) chain/node_modules

@@ -1,0 +1,3 @@
+"""privledger: privacy computing authorised, recorded and settled on an EVM ledger."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,147 @@
+"""The ``privledger`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from web3 import Web3
+
+from privledger.config import Settings, get_settings
+
+app = typer.Typer(
+    help="privledger: privacy computing authorised, recorded and settled on an EVM ledger.",
+    no_args_is_help=True,
+)
+chain_app = typer.Typer(help="Run the local EVM chain.", no_args_is_help=True)
+app.add_typer(chain_app, name="chain")
+console = Console(stderr=True)
+
+RpcOption = Annotated[str | None, typer.Option(help="JSON-RPC URL (default PRIVLEDGER_RPC_URL).")]
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command("compile")
+def compile_command(
+    force: Annotated[bool, typer.Option(help="Recompile even if nothing changed.")] = False,
+) -> None:
+    """Compile the Solidity contracts into build/contracts (cached by source hash)."""
+    from privledger.evm.compiler import CompileError, compile_contracts
+
+    settings = get_settings()
+    try:
+        artifacts = compile_contracts(settings, force=force)
+    except CompileError as exc:
+        console.print(f"[red]compile failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    for name, artifact in sorted(artifacts.items()):
+        size = (len(artifact.deployed_bytecode) - 2) // 2
+        console.print(f"{name:<16} {size:>6} bytes  {artifact.compiler_version}")
+
+
+@chain_app.command("up")
+def chain_up(
+    port: Annotated[int | None, typer.Option(help="Port (default PRIVLEDGER_CHAIN_PORT).")] = None,
+    state: Annotated[Path | None, typer.Option(help="State file (default var/chain/state.json).")] = None,
+) -> None:
+    """Start anvil on 127.0.0.1 with a state file, until Ctrl-C."""
+    from privledger.evm.anvil import start_anvil
+
+    settings = get_settings()
+    handle = start_anvil(
+        settings.chain_dir,
+        port=port or settings.chain_port,
+        state_file=state or settings.chain_state_file,
+    )
+    console.print(f"chain up at {handle.rpc_url} (chain id {handle.chain_id}); Ctrl-C stops it")
+    try:
+        handle.process.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        handle.close()
+
+
+def _admin_account(settings: Settings, chain_id: int) -> object:
+    from eth_account import Account
+
+    from privledger.evm.accounts import dev_account
+
+    key = os.environ.get("PRIVLEDGER_ADMIN_KEY")
+    return Account.from_key(key) if key else dev_account(0, chain_id)
+
+
+@app.command("deploy")
+def deploy_command(rpc_url: RpcOption = None) -> None:
+    """Deploy the ledger contracts (or reuse the recorded deployment) and print it as JSON.
+
+    Signs with PRIVLEDGER_ADMIN_KEY; on the local development chain the first anvil account is used.
+    """
+    from privledger.evm.accounts import DevAccountRefused
+    from privledger.evm.client import ChainClient
+    from privledger.evm.compiler import compile_contracts
+    from privledger.evm.deploy import deploy_contracts
+    from privledger.evm.errors import ChainError, ErrorDecoder
+
+    settings = get_settings()
+    w3 = Web3(Web3.HTTPProvider(rpc_url or settings.rpc_url))
+    if not w3.is_connected():
+        console.print(f"[red]no chain answers at {rpc_url or settings.rpc_url}[/red]")
+        raise typer.Exit(1)
+    artifacts = compile_contracts(settings)
+    try:
+        account = _admin_account(settings, w3.eth.chain_id)
+    except DevAccountRefused as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    errors = ErrorDecoder(artifact.abi for artifact in artifacts.values())
+    client = ChainClient(w3, account, errors)  # type: ignore[arg-type]
+    try:
+        deployment = deploy_contracts(client, artifacts, settings.deployments_dir)
+    except ChainError as exc:
+        console.print(f"[red]deploy failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(deployment.to_json(), indent=2, sort_keys=True))
+
+
+@app.command("demo")
+def demo_command(
+    once: Annotated[bool, typer.Option(help="Run the scenario, print a JSON summary, exit.")] = False,
+    port: Annotated[int | None, typer.Option(help="Chain port (default PRIVLEDGER_CHAIN_PORT).")] = None,
+) -> None:
+    """Start the local consortium: chain, contracts, organisations; then run the demo scenario."""
+    from privledger.demo import run_demo
+
+    summary = run_demo(get_settings(), port=port, keep_running=not once, console=console)
+    typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+
+
+@app.command(
+    "bench",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def bench_command(
+    ctx: typer.Context,
+    what: Annotated[str, typer.Argument(help="Benchmark name: a script in benchmarks/.")],
+) -> None:
+    """Run benchmarks/<what>.py; extra flags (--json, --n, ...) are passed to it."""
+    script = get_settings().project_root / "benchmarks" / f"{what}.py"
+    if not script.is_file():
+        available = sorted(p.stem for p in script.parent.glob("*.py") if p.stem != "__init__")
+        console.print(f"[red]no benchmark {what!r}[/red]; available: {', '.join(available)}")
+        raise typer.Exit(2)
+    raise typer.Exit(subprocess.call([sys.executable, str(script), *ctx.args]))

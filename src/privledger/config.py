@@ -1,0 +1,60 @@
+"""Typed settings for every privledger process, read from ``PRIVLEDGER_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_project_root() -> Path:
+    """The source checkout when running from one (editable install), else the working directory."""
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "contracts").is_dir() and (checkout / "chain").is_dir():
+        return checkout
+    return Path.cwd()
+
+
+class Settings(BaseSettings):
+    """Where things live and how to reach the chain.
+
+    Paths default to the project checkout: ``contracts/`` for Solidity sources, ``chain/`` for the
+    pinned npm toolchain and deployment records, ``build/`` for compiled artifacts and ``var/`` for
+    runtime state (chain state file, node databases).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PRIVLEDGER_", extra="ignore")
+
+    project_root: Path = _default_project_root()
+    rpc_url: str = "http://127.0.0.1:8545"
+    chain_port: int = 8545
+    receipt_timeout_s: float = 30.0
+
+    @cached_property
+    def contracts_dir(self) -> Path:
+        return self.project_root / "contracts"
+
+    @cached_property
+    def chain_dir(self) -> Path:
+        return self.project_root / "chain"
+
+    @cached_property
+    def build_dir(self) -> Path:
+        return self.project_root / "build"
+
+    @cached_property
+    def var_dir(self) -> Path:
+        return self.project_root / "var"
+
+    @cached_property
+    def deployments_dir(self) -> Path:
+        return self.chain_dir / "deployments"
+
+    @cached_property
+    def chain_state_file(self) -> Path:
+        return self.var_dir / "chain" / "state.json"
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""EVM side of privledger: compile, launch, deploy, transact, index, and prove on the ledger."""

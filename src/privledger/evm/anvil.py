@@ -1,0 +1,154 @@
+"""Launch a local anvil chain as a handle: 127.0.0.1, a chosen or free port, an optional state file.
+
+With a state file the chain is loaded from it at start and dumped to it on a clean shutdown and every
+few seconds, so a restarted chain keeps every record.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHAIN_ID = 31337
+STATE_DUMP_INTERVAL_S = 2
+
+
+class AnvilError(RuntimeError):
+    """anvil could not be found, started or stopped."""
+
+
+def find_anvil(chain_dir: Path) -> Path:
+    """The native anvil binary from the npm package, else one on the PATH."""
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), "")
+    native = chain_dir / "node_modules" / "@foundry-rs" / f"anvil-linux-{arch}" / "bin" / "anvil"
+    if native.is_file():
+        return native
+    wrapper = chain_dir / "node_modules" / ".bin" / "anvil"
+    if wrapper.is_file():
+        return wrapper
+    on_path = shutil.which("anvil")
+    if on_path is None:
+        raise AnvilError("anvil is not installed: run `npm ci` in chain/ (or `make bootstrap`)")
+    return Path(on_path)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class AnvilHandle:
+    """A running anvil process; ``close()`` stops it (dumping state when a state file is set)."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    chain_id: int
+    state_file: Path | None
+    log_file: Path | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def rpc_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # anvil dumps --state on SIGINT
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("anvil did not stop in %.0fs, killing it", timeout_s)
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> AnvilHandle:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _wait_ready(handle: AnvilHandle, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}
+    while time.monotonic() < deadline:
+        if handle.process.poll() is not None:
+            raise AnvilError(f"anvil exited with code {handle.process.returncode} at start")
+        try:
+            response = httpx.post(handle.rpc_url, json=payload, timeout=1.0)
+            if response.status_code == 200 and "result" in response.json():
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    handle.close()
+    raise AnvilError(f"anvil did not answer on {handle.rpc_url} within {timeout_s:.0f}s")
+
+
+def start_anvil(
+    chain_dir: Path,
+    *,
+    port: int | None = None,
+    state_file: Path | None = None,
+    chain_id: int = DEFAULT_CHAIN_ID,
+    accounts: int = 10,
+    log_file: Path | None = None,
+    ready_timeout_s: float = 30.0,
+) -> AnvilHandle:
+    """Start anvil on 127.0.0.1 and wait until it answers JSON-RPC."""
+    chosen_port = port if port is not None else free_port()
+    command = [
+        str(find_anvil(chain_dir)),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(chosen_port),
+        "--chain-id",
+        str(chain_id),
+        "--accounts",
+        str(accounts),
+    ]
+    if state_file is not None:
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        command += ["--state", str(state_file), "--state-interval", str(STATE_DUMP_INTERVAL_S)]
+        command += ["--preserve-historical-states"]
+    output = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        process = subprocess.Popen(
+            command,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+    finally:
+        if log_file is not None and not isinstance(output, int):
+            output.close()
+    handle = AnvilHandle(process, chosen_port, chain_id, state_file, log_file)
+    _wait_ready(handle, ready_timeout_s)
+    logger.info("anvil up on %s (chain id %d)", handle.rpc_url, chain_id)
+    return handle

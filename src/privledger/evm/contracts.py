@@ -1,0 +1,402 @@
+"""Typed facades over the ledger contracts: one class per contract, one method per function.
+
+Writes go through ``ChainClient.transact`` (pre-flighted, so a revert arrives as a decoded
+``ChainRevert``) and return the ids the contract assigned, read from the emitted events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum, IntFlag
+from typing import Any
+
+from eth_typing import ChecksumAddress
+from web3.contract import Contract
+from web3.logs import DISCARD
+from web3.types import EventData, TxReceipt
+
+from privledger.evm.client import ChainClient
+
+
+class Role(IntFlag):
+    ORG_ADMIN = 1
+    DATA_OWNER = 2
+    OPERATOR = 4
+    AUDITOR = 8
+
+
+class OrgStatus(IntEnum):
+    NONE = 0
+    ACTIVE = 1
+    SUSPENDED = 2
+
+
+class Kind(IntFlag):
+    PSI = 1
+    PIR = 2
+    STATS = 4
+    FL = 8
+
+
+class TaskStatus(IntEnum):
+    NONE = 0
+    SUBMITTED = 1
+    AUTHORISED = 2
+    RUNNING = 3
+    COMPLETED = 4
+    FAILED = 5
+    SETTLED = 6
+
+
+class ApprovalStatus(IntEnum):
+    NONE = 0
+    PENDING = 1
+    APPROVED = 2
+    REJECTED = 3
+
+
+class FailureReason(IntEnum):
+    REJECTED = 1
+    EXPIRED = 2
+    SPEC_MISMATCH = 3
+    GRANT_INVALID = 4
+    PROTOCOL_ERROR = 5
+    PEER_UNREACHABLE = 6
+    POLICY_VIOLATION = 7
+
+
+@dataclass(frozen=True)
+class Org:
+    org_id: int
+    name: str
+    admin: ChecksumAddress
+    endpoint: str
+    node_key: bytes
+    status: OrgStatus
+
+
+@dataclass(frozen=True)
+class Dataset:
+    dataset_id: bytes
+    owner_org: int
+    schema_hash: bytes
+    commitment: bytes
+    row_count: int
+    level: int
+    unit_price: int
+    upstream_bps: int
+    retired: bool
+    registered_at: int
+    parents: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class Grant:
+    grant_id: bytes
+    dataset_id: bytes
+    grantee_org: int
+    kinds: Kind
+    expiry: int
+    max_uses: int
+    used: int
+    revoked: bool
+    grantor: ChecksumAddress
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: int
+    spec_hash: bytes
+    kind: Kind
+    status: TaskStatus
+    requester_org: int
+    requester: ChecksumAddress
+    submitted_at: int
+    deadline: int
+    pending_approvals: int
+    anchored_count: int
+    failure_reason: int
+    fee: int
+    inputs: tuple[bytes, ...]
+    participants: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Anchor:
+    result_digest: bytes
+    transcript_hash: bytes
+    anchored_at: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    batch_id: int
+    root: bytes
+    leaf_count: int
+    org_id: int
+    label: bytes
+    anchored_at: int
+    block_number: int
+
+
+class ContractFacade:
+    """A deployed contract seen through one account's client."""
+
+    def __init__(self, client: ChainClient, contract: Contract) -> None:
+        self.client = client
+        self.contract = contract
+
+    @property
+    def address(self) -> ChecksumAddress:
+        return self.contract.address
+
+    def _call(self, name: str, *args: Any) -> Any:
+        return self.client.call(self.contract.functions[name](*args))
+
+    def _transact(self, name: str, *args: Any, value: int = 0) -> TxReceipt:
+        return self.client.transact(self.contract.functions[name](*args), value=value)
+
+    def events(self, receipt: TxReceipt, name: str) -> tuple[EventData, ...]:
+        """The ``name`` events this contract emitted in ``receipt``."""
+        return tuple(self.contract.events[name]().process_receipt(receipt, errors=DISCARD))
+
+    def _event_arg(self, receipt: TxReceipt, event: str, arg: str) -> Any:
+        found = self.events(receipt, event)
+        if not found:
+            raise LookupError(f"{event} not emitted by transaction {receipt['transactionHash']!r}")
+        return found[0]["args"][arg]
+
+
+class OrgRegistry(ContractFacade):
+    def register_org(self, name: str, admin: str, endpoint: str, node_key: bytes) -> int:
+        receipt = self._transact("registerOrg", name, admin, endpoint, node_key)
+        return int(self._event_arg(receipt, "OrgRegistered", "orgId"))
+
+    def set_org_status(self, org_id: int, status: OrgStatus) -> TxReceipt:
+        return self._transact("setOrgStatus", org_id, int(status))
+
+    def update_node(self, org_id: int, endpoint: str, node_key: bytes) -> TxReceipt:
+        return self._transact("updateNode", org_id, endpoint, node_key)
+
+    def grant_roles(self, org_id: int, account: str, roles: Role) -> TxReceipt:
+        return self._transact("grantRoles", org_id, account, int(roles))
+
+    def revoke_roles(self, org_id: int, account: str, roles: Role) -> TxReceipt:
+        return self._transact("revokeRoles", org_id, account, int(roles))
+
+    def get_org(self, org_id: int) -> Org:
+        name, admin, endpoint, node_key, status = self._call("getOrg", org_id)
+        return Org(org_id, name, admin, endpoint, bytes(node_key), OrgStatus(status))
+
+    def org_count(self) -> int:
+        return int(self._call("orgCount"))
+
+    def org_of(self, account: str) -> int:
+        return int(self._call("orgOf", account))
+
+    def roles_of(self, account: str) -> Role:
+        return Role(self._call("rolesOf", account))
+
+    def has_org_role(self, org_id: int, account: str, role: Role) -> bool:
+        return bool(self._call("hasOrgRole", org_id, account, int(role)))
+
+    def is_active(self, org_id: int) -> bool:
+        return bool(self._call("isActive", org_id))
+
+
+class DataRegistry(ContractFacade):
+    def register(
+        self,
+        *,
+        schema_hash: bytes,
+        commitment: bytes,
+        row_count: int,
+        level: int,
+        unit_price: int,
+        parents: Sequence[bytes] = (),
+        upstream_bps: int = 0,
+    ) -> bytes:
+        receipt = self._transact(
+            "register",
+            schema_hash,
+            commitment,
+            row_count,
+            level,
+            unit_price,
+            list(parents),
+            upstream_bps,
+        )
+        return bytes(self._event_arg(receipt, "DatasetRegistered", "datasetId"))
+
+    def retire(self, dataset_id: bytes) -> TxReceipt:
+        return self._transact("retire", dataset_id)
+
+    def set_unit_price(self, dataset_id: bytes, price: int) -> TxReceipt:
+        return self._transact("setUnitPrice", dataset_id, price)
+
+    def get_dataset(self, dataset_id: bytes) -> Dataset:
+        record = self._call("getDataset", dataset_id)
+        owner, schema, commitment, rows, level, price, upstream, retired, at, parents = record
+        return Dataset(
+            dataset_id,
+            owner,
+            bytes(schema),
+            bytes(commitment),
+            rows,
+            level,
+            price,
+            upstream,
+            retired,
+            at,
+            tuple(bytes(parent) for parent in parents),
+        )
+
+    def exists(self, dataset_id: bytes) -> bool:
+        return bool(self._call("exists", dataset_id))
+
+    def dataset_count(self) -> int:
+        return int(self._call("datasetCount"))
+
+
+class GrantRegistry(ContractFacade):
+    def grant(
+        self, dataset_id: bytes, grantee_org: int, kinds: Kind, expiry: int, max_uses: int
+    ) -> bytes:
+        receipt = self._transact("grant", dataset_id, grantee_org, int(kinds), expiry, max_uses)
+        return bytes(self._event_arg(receipt, "GrantIssued", "grantId"))
+
+    def revoke(self, grant_id: bytes) -> TxReceipt:
+        return self._transact("revoke", grant_id)
+
+    def approve(self, task_id: int, dataset_id: bytes) -> TxReceipt:
+        return self._transact("approve", task_id, dataset_id)
+
+    def reject(self, task_id: int, dataset_id: bytes) -> TxReceipt:
+        return self._transact("reject", task_id, dataset_id)
+
+    def get_grant(self, grant_id: bytes) -> Grant:
+        dataset, grantee, kinds, expiry, max_uses, used, revoked, grantor = self._call(
+            "getGrant", grant_id
+        )
+        return Grant(
+            grant_id, bytes(dataset), grantee, Kind(kinds), expiry, max_uses, used, revoked, grantor
+        )
+
+    def is_usable(self, grant_id: bytes, grantee_org: int, dataset_id: bytes, kind: Kind) -> bool:
+        return bool(self._call("isUsable", grant_id, grantee_org, dataset_id, int(kind)))
+
+    def approval_of(self, task_id: int, dataset_id: bytes) -> ApprovalStatus:
+        return ApprovalStatus(self._call("approvalOf", task_id, dataset_id))
+
+
+class TaskLedger(ContractFacade):
+    def submit_task(
+        self,
+        *,
+        spec_hash: bytes,
+        kind: Kind,
+        inputs: Sequence[bytes],
+        grant_ids: Sequence[bytes],
+        participants: Sequence[int],
+        deadline: int,
+        fee: int = 0,
+    ) -> int:
+        receipt = self._transact(
+            "submitTask",
+            spec_hash,
+            int(kind),
+            list(inputs),
+            list(grant_ids),
+            list(participants),
+            deadline,
+            value=fee,
+        )
+        return int(self._event_arg(receipt, "TaskSubmitted", "taskId"))
+
+    def start_task(self, task_id: int) -> TxReceipt:
+        return self._transact("startTask", task_id)
+
+    def anchor_result(
+        self, task_id: int, result_digest: bytes, transcript_hash: bytes
+    ) -> TxReceipt:
+        return self._transact("anchorResult", task_id, result_digest, transcript_hash)
+
+    def fail_task(self, task_id: int, reason: int) -> TxReceipt:
+        return self._transact("failTask", task_id, reason)
+
+    def settle_task(
+        self,
+        task_id: int,
+        payee_orgs: Sequence[int],
+        bps: Sequence[int],
+        provenance_hash: bytes,
+    ) -> TxReceipt:
+        return self._transact("settleTask", task_id, list(payee_orgs), list(bps), provenance_hash)
+
+    def expire_task(self, task_id: int) -> TxReceipt:
+        return self._transact("expireTask", task_id)
+
+    def get_task(self, task_id: int) -> Task:
+        record = self._call("getTask", task_id)
+        (spec, kind, status, requester_org, requester, submitted_at, deadline, pending) = record[:8]
+        anchored, reason, fee, inputs, participants = record[8:]
+        return Task(
+            task_id,
+            bytes(spec),
+            Kind(kind),
+            TaskStatus(status),
+            requester_org,
+            requester,
+            submitted_at,
+            deadline,
+            pending,
+            anchored,
+            reason,
+            fee,
+            tuple(bytes(item) for item in inputs),
+            tuple(participants),
+        )
+
+    def task_count(self) -> int:
+        return int(self._call("taskCount"))
+
+    def anchor_of(self, task_id: int, org_id: int) -> Anchor:
+        digest, transcript, at = self._call("anchorOf", task_id, org_id)
+        return Anchor(bytes(digest), bytes(transcript), at)
+
+
+class Metering(ContractFacade):
+    def withdraw(self, org_id: int, to: str, amount: int) -> TxReceipt:
+        return self._transact("withdraw", org_id, to, amount)
+
+    def balance_of(self, org_id: int) -> int:
+        return int(self._call("balanceOf", org_id))
+
+    def escrow_of(self, task_id: int) -> int:
+        return int(self._call("escrowOf", task_id))
+
+    def usage_of(self, dataset_id: bytes) -> int:
+        return int(self._call("usageOf", dataset_id))
+
+    def settlement_of(self, task_id: int) -> tuple[bytes, bool]:
+        provenance_hash, settled = self._call("settlementOf", task_id)
+        return bytes(provenance_hash), bool(settled)
+
+
+class BatchAnchor(ContractFacade):
+    def anchor_batch(self, root: bytes, leaf_count: int, label: bytes) -> tuple[int, TxReceipt]:
+        receipt = self._transact("anchorBatch", root, leaf_count, label)
+        return int(self._event_arg(receipt, "BatchAnchored", "batchId")), receipt
+
+    def verify(self, batch_id: int, digest: bytes, proof: Sequence[bytes]) -> bool:
+        return bool(self._call("verify", batch_id, digest, list(proof)))
+
+    def get_batch(self, batch_id: int) -> Batch:
+        root, leaf_count, org_id, label, anchored_at, block_number = self._call(
+            "getBatch", batch_id
+        )
+        return Batch(batch_id, bytes(root), leaf_count, org_id, bytes(label), anchored_at, block_number)
+
+    def batch_count(self) -> int:
+        return int(self._call("batchCount"))

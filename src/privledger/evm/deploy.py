@@ -1,0 +1,123 @@
+"""Deploy and wire the ledger contracts; record the deployment in ``chain/deployments/<chainId>.json``.
+
+Deploying again to the same chain reuses the recorded deployment when its contracts are still there
+(the genesis hash matches and code exists at every address) and speak the same ABIs; otherwise the
+contracts are deployed afresh and the record is replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_typing import ChecksumAddress
+from web3 import Web3
+
+from privledger.evm.artifacts import Artifact
+from privledger.evm.client import ChainClient
+
+logger = logging.getLogger(__name__)
+
+# Deployment order: each contract's constructor takes addresses deployed before it.
+CONTRACTS = ("OrgRegistry", "DataRegistry", "GrantRegistry", "Metering", "TaskLedger", "BatchAnchor")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    chain_id: int
+    genesis_hash: str
+    deploy_block: int
+    deployer: str
+    addresses: dict[str, str]
+    abi_hashes: dict[str, str]
+
+    def address(self, name: str) -> ChecksumAddress:
+        return Web3.to_checksum_address(self.addresses[name])
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Deployment:
+        return cls(**data)
+
+
+def deployment_path(deployments_dir: Path, chain_id: int) -> Path:
+    return deployments_dir / f"{chain_id}.json"
+
+
+def load_deployment(deployments_dir: Path, chain_id: int) -> Deployment | None:
+    path = deployment_path(deployments_dir, chain_id)
+    if not path.is_file():
+        return None
+    return Deployment.from_json(json.loads(path.read_text()))
+
+
+def _still_valid(w3: Web3, deployment: Deployment, artifacts: dict[str, Artifact]) -> bool:
+    if w3.eth.get_block(0)["hash"].to_0x_hex() != deployment.genesis_hash:
+        return False
+    for name in CONTRACTS:
+        if deployment.abi_hashes.get(name) != artifacts[name].abi_hash:
+            return False
+        if not w3.eth.get_code(deployment.address(name)):
+            return False
+    return True
+
+
+def deploy_contracts(
+    client: ChainClient, artifacts: dict[str, Artifact], deployments_dir: Path
+) -> Deployment:
+    """Deploy (or reuse) the ledger contracts; ``client`` is the consortium admin's account."""
+    w3 = client.w3
+    existing = load_deployment(deployments_dir, client.chain_id)
+    if existing is not None and _still_valid(w3, existing, artifacts):
+        logger.info("reusing deployment from block %d", existing.deploy_block)
+        return existing
+
+    admin = client.address
+    addresses: dict[str, ChecksumAddress] = {}
+    first_block: int | None = None
+
+    def deploy(name: str, *args: Any) -> None:
+        nonlocal first_block
+        artifact = artifacts[name]
+        receipt = client.deploy(artifact.abi, artifact.bytecode, *args)
+        address = receipt["contractAddress"]
+        if address is None:
+            raise RuntimeError(f"deploying {name} returned no contract address")
+        addresses[name] = address
+        first_block = receipt["blockNumber"] if first_block is None else first_block
+        logger.info("deployed %s at %s", name, address)
+
+    deploy("OrgRegistry", admin)
+    deploy("DataRegistry", addresses["OrgRegistry"])
+    deploy("GrantRegistry", addresses["OrgRegistry"], addresses["DataRegistry"], admin)
+    deploy("Metering", addresses["OrgRegistry"], admin)
+    deploy(
+        "TaskLedger",
+        addresses["OrgRegistry"],
+        addresses["DataRegistry"],
+        addresses["GrantRegistry"],
+        addresses["Metering"],
+    )
+    deploy("BatchAnchor", addresses["OrgRegistry"])
+    for name in ("GrantRegistry", "Metering"):
+        contract = w3.eth.contract(address=addresses[name], abi=artifacts[name].abi)
+        client.transact(contract.functions.setTaskLedger(addresses["TaskLedger"]))
+
+    assert first_block is not None
+    deployment = Deployment(
+        chain_id=client.chain_id,
+        genesis_hash=w3.eth.get_block(0)["hash"].to_0x_hex(),
+        deploy_block=first_block,
+        deployer=admin,
+        addresses=dict(addresses),
+        abi_hashes={name: artifacts[name].abi_hash for name in CONTRACTS},
+    )
+    path = deployment_path(deployments_dir, client.chain_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(deployment.to_json(), indent=2, sort_keys=True) + "\n")
+    return deployment

@@ -1,0 +1,1 @@
+"""The node's database: SQLModel tables and the engine/session helpers."""

@@ -1,0 +1,96 @@
+"""Compiler cache, anvil restart with a state file, and deployment reuse, against the real tools."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from privledger.config import Settings
+from privledger.evm.accounts import DevAccountRefused, dev_account
+from privledger.evm.anvil import start_anvil
+from privledger.evm.artifacts import Artifact
+from privledger.evm.client import ChainClient
+from privledger.evm.compiler import compile_contracts
+from privledger.evm.deploy import CONTRACTS, deploy_contracts, load_deployment
+from privledger.evm.errors import ErrorDecoder
+from privledger.evm.ledger import Ledger
+
+
+def _copy_project(settings: Settings, target: Path) -> Settings:
+    """A project tree whose contracts we may edit, sharing the installed npm toolchain."""
+    shutil.copytree(settings.contracts_dir, target / "contracts")
+    (target / "chain").mkdir()
+    (target / "chain" / "node_modules").symlink_to(settings.chain_dir / "node_modules")
+    (target / "chain" / "bin").symlink_to(settings.chain_dir / "bin")
+    shutil.copy(settings.chain_dir / "package-lock.json", target / "chain" / "package-lock.json")
+    return Settings(project_root=target)
+
+
+def test_artifacts_hold_abi_bytecode_and_hashes(artifacts: dict[str, Artifact]) -> None:
+    assert set(CONTRACTS) <= set(artifacts)
+    for name in CONTRACTS:
+        artifact = artifacts[name]
+        assert artifact.bytecode.startswith("0x") and len(artifact.bytecode) > 100
+        assert artifact.compiler_version.startswith("0.8.")
+        assert len(artifact.source_hash) == 64
+        assert any(entry["type"] == "error" for entry in artifact.abi)
+
+
+def test_compile_is_cached_until_a_source_changes(settings: Settings, tmp_path: Path) -> None:
+    project = _copy_project(settings, tmp_path)
+    first = compile_contracts(project)
+    key_file = project.build_dir / "contracts" / ".cache-key"
+    stamp = key_file.stat().st_mtime_ns
+    again = compile_contracts(project)
+    assert key_file.stat().st_mtime_ns == stamp  # nothing was rewritten
+    assert again == first
+
+    source = project.contracts_dir / "BatchAnchor.sol"
+    source.write_text(source.read_text() + "\n// a change\n")
+    changed = compile_contracts(project)
+    assert changed["BatchAnchor"].source_hash != first["BatchAnchor"].source_hash
+    assert changed["OrgRegistry"].source_hash == first["OrgRegistry"].source_hash
+
+
+def test_dev_accounts_refused_off_the_local_chain() -> None:
+    assert dev_account(0).address == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+    with pytest.raises(DevAccountRefused):
+        dev_account(0, chain_id=1)
+
+
+def test_restart_keeps_every_record_and_deploy_reuses(
+    settings: Settings, artifacts: dict[str, Artifact], tmp_path: Path
+) -> None:
+    state = tmp_path / "state.json"
+    deployments = tmp_path / "deployments"
+    errors = ErrorDecoder(a.abi for a in artifacts.values())
+    with start_anvil(settings.chain_dir, state_file=state) as chain:
+        w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+        admin = ChainClient(w3, dev_account(0), errors)
+        deployment = deploy_contracts(admin, artifacts, deployments)
+        ledger = Ledger.from_client(admin, artifacts, deployment)
+        org_id = ledger.orgs.register_org("bank-a", dev_account(1).address, "http://a", b"\x01" * 32)
+        block = w3.eth.block_number
+    assert state.is_file()
+
+    with start_anvil(settings.chain_dir, state_file=state) as chain:
+        w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+        assert w3.eth.block_number == block
+        admin = ChainClient(w3, dev_account(0), errors)
+        again = deploy_contracts(admin, artifacts, deployments)
+        assert again == deployment  # reused, nothing redeployed
+        assert w3.eth.block_number == block
+        org = Ledger.from_client(admin, artifacts, again).orgs.get_org(org_id)
+        assert (org.name, org.endpoint, org.node_key) == ("bank-a", "http://a", b"\x01" * 32)
+
+    # a fresh chain with the same chain id: the recorded deployment is stale and is replaced
+    with start_anvil(settings.chain_dir) as chain:
+        w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+        admin = ChainClient(w3, dev_account(0), errors)
+        fresh = deploy_contracts(admin, artifacts, deployments)
+        assert fresh.genesis_hash == w3.eth.get_block(0)["hash"].to_0x_hex()
+        assert all(w3.eth.get_code(fresh.address(name)) for name in CONTRACTS)
+        assert load_deployment(deployments, fresh.chain_id) == fresh
