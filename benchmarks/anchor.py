@@ -1,8 +1,8 @@
 """Anchoring throughput: result digests per second via Merkle batches vs one transaction per digest,
 and the gas of one full task lifecycle. Prints one JSON object (see shared BENCHMARKS.md).
 
-Runs against its own fresh anvil; every anchored batch is checked (random inclusion proofs verified by
-the contract) before its time is reported.
+Runs against its own fresh anvil; every anchored batch is checked (random inclusion proofs verified
+by the contract) before its time is reported.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def measure_single(operator: Ledger, m: int) -> float:
     return seconds
 
 
-def task_lifecycle_gas(admin: Ledger, provider: Ledger, requester: Ledger, provider_org: int) -> int:
+def task_lifecycle_gas(
+    admin: Ledger, provider: Ledger, requester: Ledger, provider_org: int
+) -> int:
     """Gas of submit (one granted input) + two result anchors + settlement."""
     requester_org = requester.orgs.org_of(requester.client.address)
     dataset = provider.data.register(
@@ -131,7 +133,9 @@ def main(argv: list[str]) -> int:
         w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
         errors = ErrorDecoder(artifact.abi for artifact in artifacts.values())
         admin_client = ChainClient(w3, dev_account(0), errors)
-        deployment = deploy_contracts(admin_client, artifacts, settings.var_dir / "bench-deployments")
+        deployment = deploy_contracts(
+            admin_client, artifacts, settings.var_dir / "bench-deployments"
+        )
         admin = Ledger.connect_dev(w3, artifacts, deployment)
         provider, requester, provider_org, _ = _onboard(admin)
         batch_seconds = measure_batches(provider, args.n, args.batches)

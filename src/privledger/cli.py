@@ -28,7 +28,9 @@ RpcOption = Annotated[str | None, typer.Option(help="JSON-RPC URL (default PRIVL
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False) -> None:
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more.")] = False,
+) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -56,7 +58,9 @@ def compile_command(
 @chain_app.command("up")
 def chain_up(
     port: Annotated[int | None, typer.Option(help="Port (default PRIVLEDGER_CHAIN_PORT).")] = None,
-    state: Annotated[Path | None, typer.Option(help="State file (default var/chain/state.json).")] = None,
+    state: Annotated[
+        Path | None, typer.Option(help="State file (default var/chain/state.json).")
+    ] = None,
 ) -> None:
     """Start anvil on 127.0.0.1 with a state file, until Ctrl-C."""
     from privledger.evm.anvil import start_anvil
@@ -120,8 +124,12 @@ def deploy_command(rpc_url: RpcOption = None) -> None:
 
 @app.command("demo")
 def demo_command(
-    once: Annotated[bool, typer.Option(help="Run the scenario, print a JSON summary, exit.")] = False,
-    port: Annotated[int | None, typer.Option(help="Chain port (default PRIVLEDGER_CHAIN_PORT).")] = None,
+    once: Annotated[
+        bool, typer.Option(help="Run the scenario, print a JSON summary, exit.")
+    ] = False,
+    port: Annotated[
+        int | None, typer.Option(help="Chain port (default PRIVLEDGER_CHAIN_PORT).")
+    ] = None,
 ) -> None:
     """Start the local consortium: chain, contracts, organisations; then run the demo scenario."""
     from privledger.demo import run_demo

@@ -45,7 +45,12 @@ def onboard_demo_orgs(ledger: Ledger) -> list[dict[str, Any]]:
             if other_roles:
                 org_admin.orgs.grant_roles(org_id, admin.address, other_roles)
         onboarded.append(
-            {"orgId": org_id, "name": name, "admin": admin.address, "roles": int(ledger.orgs.roles_of(admin.address))}
+            {
+                "orgId": org_id,
+                "name": name,
+                "admin": admin.address,
+                "roles": int(ledger.orgs.roles_of(admin.address)),
+            }
         )
     return onboarded
 

@@ -42,7 +42,9 @@ def test_bytes_arguments_render_as_hex() -> None:
 
 def test_string_panic_and_unknown_errors() -> None:
     decoder = ErrorDecoder([ABI])
-    error_string = function_signature_to_4byte_selector("Error(string)") + encode(["string"], ["no"])
+    error_string = function_signature_to_4byte_selector("Error(string)") + encode(
+        ["string"], ["no"]
+    )
     assert decoder.decode(error_string).args_by_name == {"message": "no"}
     panic = function_signature_to_4byte_selector("Panic(uint256)") + encode(["uint256"], [0x11])
     assert decoder.decode(panic).args_by_name == {"code": "0x11"}

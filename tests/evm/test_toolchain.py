@@ -72,7 +72,9 @@ def test_restart_keeps_every_record_and_deploy_reuses(
         admin = ChainClient(w3, dev_account(0), errors)
         deployment = deploy_contracts(admin, artifacts, deployments)
         ledger = Ledger.from_client(admin, artifacts, deployment)
-        org_id = ledger.orgs.register_org("bank-a", dev_account(1).address, "http://a", b"\x01" * 32)
+        org_id = ledger.orgs.register_org(
+            "bank-a", dev_account(1).address, "http://a", b"\x01" * 32
+        )
         block = w3.eth.block_number
     assert state.is_file()
 

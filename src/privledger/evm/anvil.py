@@ -1,7 +1,7 @@
-"""Launch a local anvil chain as a handle: 127.0.0.1, a chosen or free port, an optional state file.
+"""Launch a local anvil chain as a handle: 127.0.0.1, a chosen or free port, a state file.
 
-With a state file the chain is loaded from it at start and dumped to it on a clean shutdown and every
-few seconds, so a restarted chain keeps every record.
+With a state file the chain is loaded from it at start and dumped to it on a clean shutdown and
+every few seconds, so a restarted chain keeps every record.
 """
 
 from __future__ import annotations

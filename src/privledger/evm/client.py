@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress, HexStr
+from eth_typing import ChecksumAddress
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract.contract import ContractFunction
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import TxParams, TxReceipt
+from web3.types import TxParams, TxReceipt, Wei
 
 from privledger.evm.errors import ChainError, ChainRevert, ChainTimeout, ErrorDecoder
 
@@ -77,12 +77,12 @@ class ChainClient:
 
     def send(self, function: ContractFunction, *, value: int = 0) -> SentTransaction:
         """Pre-flight, sign and send without waiting; pair with ``wait``."""
-        params: TxParams = {"from": self.address, "value": Web3.to_wei(value, "wei")}
+        params: TxParams = {"from": self.address, "value": Wei(value)}
         gas = self._decoded(lambda: function.estimate_gas(params))
-        tx: TxParams = {
+        tx: dict[str, Any] = {
             "to": function.address,
-            "data": HexStr(function._encode_transaction_data()),
-            "value": Web3.to_wei(value, "wei"),
+            "data": function._encode_transaction_data(),
+            "value": value,
             "gas": int(gas * GAS_MARGIN) + 10_000,
             "gasPrice": self.w3.eth.gas_price,
             "chainId": self.chain_id,
@@ -95,8 +95,8 @@ class ChainClient:
         constructor = factory.constructor(*args)
         params: TxParams = {"from": self.address}
         gas = self._decoded(lambda: constructor.estimate_gas(params))
-        tx: TxParams = {
-            "data": HexStr(constructor.data_in_transaction),
+        tx: dict[str, Any] = {
+            "data": constructor.data_in_transaction,
             "gas": int(gas * GAS_MARGIN) + 10_000,
             "gasPrice": self.w3.eth.gas_price,
             "chainId": self.chain_id,
@@ -104,7 +104,7 @@ class ChainClient:
         }
         return self.wait(self.send_raw_params(tx))
 
-    def send_raw_params(self, tx: TxParams) -> SentTransaction:
+    def send_raw_params(self, tx: dict[str, Any]) -> SentTransaction:
         """Sign ``tx`` with the next local nonce and broadcast it."""
         with self._nonce_lock:
             if self._next_nonce is None:
@@ -113,9 +113,9 @@ class ChainClient:
             signed = self.account.sign_transaction({**tx, "nonce": nonce})
             try:
                 self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            except Web3RPCError:
+            except Web3RPCError as exc:
                 self._next_nonce = None  # resynchronise from the node on the next send
-                raise
+                raise ChainError(f"the node refused the transaction: {exc}") from exc
             self._next_nonce = nonce + 1
         return SentTransaction(HexBytes(signed.hash), HexBytes(signed.raw_transaction), time.time())
 

@@ -1,8 +1,8 @@
 """Compile the Solidity sources in ``contracts/`` with py-solc-x's standard-JSON interface.
 
 A native ``solc`` 0.8.x on the PATH is used when present; otherwise the npm solc-js pinned in
-``chain/package.json`` through the shim ``chain/bin/solc``. Artifacts land in ``build/contracts`` and
-are rebuilt only when a source, the compiler, the settings or the pinned libraries change.
+``chain/package.json`` through the shim ``chain/bin/solc``. Artifacts land in ``build/contracts``
+and are rebuilt only when a source, the compiler, the settings or the pinned libraries change.
 """
 
 from __future__ import annotations

@@ -396,7 +396,9 @@ class BatchAnchor(ContractFacade):
         root, leaf_count, org_id, label, anchored_at, block_number = self._call(
             "getBatch", batch_id
         )
-        return Batch(batch_id, bytes(root), leaf_count, org_id, bytes(label), anchored_at, block_number)
+        return Batch(
+            batch_id, bytes(root), leaf_count, org_id, bytes(label), anchored_at, block_number
+        )
 
     def batch_count(self) -> int:
         return int(self._call("batchCount"))

@@ -1,4 +1,4 @@
-"""Deploy and wire the ledger contracts; record the deployment in ``chain/deployments/<chainId>.json``.
+"""Deploy and wire the ledger contracts; record them in ``chain/deployments/<chainId>.json``.
 
 Deploying again to the same chain reuses the recorded deployment when its contracts are still there
 (the genesis hash matches and code exists at every address) and speak the same ABIs; otherwise the
@@ -22,7 +22,14 @@ from privledger.evm.client import ChainClient
 logger = logging.getLogger(__name__)
 
 # Deployment order: each contract's constructor takes addresses deployed before it.
-CONTRACTS = ("OrgRegistry", "DataRegistry", "GrantRegistry", "Metering", "TaskLedger", "BatchAnchor")
+CONTRACTS = (
+    "OrgRegistry",
+    "DataRegistry",
+    "GrantRegistry",
+    "Metering",
+    "TaskLedger",
+    "BatchAnchor",
+)
 
 
 @dataclass(frozen=True)

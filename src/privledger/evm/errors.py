@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode
-from eth_utils import function_signature_to_4byte_selector, to_hex
+from eth_abi.abi import decode
+from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.conversions import to_hex
 
 PANIC_SELECTOR = function_signature_to_4byte_selector("Panic(uint256)")
 ERROR_STRING_SELECTOR = function_signature_to_4byte_selector("Error(string)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from eth_utils import event_abi_to_log_topic
+from eth_utils.abi import event_abi_to_log_topic
 from hexbytes import HexBytes
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -54,10 +54,14 @@ class EventIndexer:
         self.engine = engine
         self.chunk_blocks = chunk_blocks
         self.confirmations = confirmations
-        self.cursor_name = f"{deployment.chain_id}:{deployment.genesis_hash}:{deployment.deploy_block}"
+        self.cursor_name = (
+            f"{deployment.chain_id}:{deployment.genesis_hash}:{deployment.deploy_block}"
+        )
         self._events: dict[tuple[str, bytes], tuple[str, ContractEvent]] = {}
         for name, address in deployment.addresses.items():
-            contract = w3.eth.contract(address=Web3.to_checksum_address(address), abi=artifacts[name].abi)
+            contract = w3.eth.contract(
+                address=Web3.to_checksum_address(address), abi=artifacts[name].abi
+            )
             for entry in artifacts[name].abi:
                 if entry.get("type") == "event" and not entry.get("anonymous", False):
                     topic = event_abi_to_log_topic(entry)  # type: ignore[arg-type]
@@ -80,7 +84,9 @@ class EventIndexer:
                 {
                     "fromBlock": start,
                     "toBlock": end,
-                    "address": [Web3.to_checksum_address(a) for a in self.deployment.addresses.values()],
+                    "address": [
+                        Web3.to_checksum_address(a) for a in self.deployment.addresses.values()
+                    ],
                 }
             )
             stored += self._store(logs, end + 1)

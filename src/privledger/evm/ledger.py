@@ -77,4 +77,6 @@ class Ledger:
         return cls.connect(w3, artifacts, deployment, dev_account(index, w3.eth.chain_id))
 
     def as_account(self, account: LocalAccount) -> Ledger:
-        return Ledger.from_client(self.client.with_account(account), self.artifacts, self.deployment)
+        return Ledger.from_client(
+            self.client.with_account(account), self.artifacts, self.deployment
+        )

@@ -2,8 +2,9 @@
 
 Leaves follow OpenZeppelin's StandardMerkleTree convention for a single ``bytes32`` value,
 ``leaf = keccak256(keccak256(abi.encode(digest)))``, so an inner node (64 bytes hashed once) can
-never be passed off as a leaf. Inner nodes hash the sorted pair, ``keccak256(min(a, b) || max(a, b))``
-(OpenZeppelin ``Hashes.commutativeKeccak256``), which is why a proof is just the list of siblings.
+never be passed off as a leaf. Inner nodes hash the sorted pair,
+``keccak256(min(a, b) || max(a, b))`` (OpenZeppelin ``Hashes.commutativeKeccak256``), which is why a
+proof is just the list of siblings.
 A node without a sibling at the end of a level moves up unchanged.
 """
 

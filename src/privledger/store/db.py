@@ -15,7 +15,7 @@ def sqlite_url(path: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine with the tables created; SQLite runs in WAL mode so readers never block the writer."""
+    """An engine with the tables created; SQLite in WAL mode, so readers never block the writer."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})

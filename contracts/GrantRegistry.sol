@@ -1,0 +1,199 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {IDataRegistry} from "./interfaces/IDataRegistry.sol";
+import {IGrantRegistry} from "./interfaces/IGrantRegistry.sol";
+import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
+import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
+
+/**
+ * @title GrantRegistry
+ * @notice Authorisation layer (F3) of privledger. See {IGrantRegistry}.
+ */
+contract GrantRegistry is IGrantRegistry {
+    uint8 public constant KIND_PSI = 1;
+    uint8 public constant KIND_PIR = 2;
+    uint8 public constant KIND_STATS = 4;
+    uint8 public constant KIND_FL = 8;
+    uint8 private constant ALL_KINDS = 15;
+    uint8 private constant ROLE_DATA_OWNER = 2; // IOrgRegistry.ROLE_DATA_OWNER
+    bytes32 private constant CONSORTIUM_ADMIN_ROLE = 0x00; // DEFAULT_ADMIN_ROLE of the OrgRegistry
+
+    /// @dev Storage layout of a {Grant}: everything {consume} reads and writes after the dataset id is in one slot.
+    struct Record {
+        bytes32 datasetId;
+        uint64 granteeOrg;
+        uint64 expiry;
+        uint32 maxUses;
+        uint32 used;
+        uint8 kinds;
+        bool revoked;
+        address grantor;
+    }
+
+    IOrgRegistry private immutable _orgs;
+    IDataRegistry private immutable _data;
+    address private _ledger;
+    uint256 private _nonce;
+    mapping(bytes32 grantId => Record) private _grants;
+    mapping(uint256 taskId => mapping(bytes32 datasetId => ApprovalStatus)) private _approvals;
+
+    /**
+     * @param admin the consortium admin expected to wire this registry; it must hold DEFAULT_ADMIN_ROLE on
+     * `orgs`, which guards against deploying against the wrong OrgRegistry.
+     */
+    constructor(IOrgRegistry orgs, IDataRegistry data, address admin) {
+        if (!IAccessControl(address(orgs)).hasRole(CONSORTIUM_ADMIN_ROLE, admin)) {
+            revert GrantRegistryUnauthorized(admin);
+        }
+        _orgs = orgs;
+        _data = data;
+    }
+
+    modifier onlyLedger() {
+        if (msg.sender != _ledger) revert GrantRegistryUnauthorized(msg.sender);
+        _;
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function setTaskLedger(address ledger) external {
+        if (!IAccessControl(address(_orgs)).hasRole(CONSORTIUM_ADMIN_ROLE, msg.sender)) {
+            revert GrantRegistryUnauthorized(msg.sender);
+        }
+        if (_ledger != address(0)) revert GrantRegistryLedgerAlreadySet();
+        if (ledger == address(0)) revert GrantRegistryInvalidLedger(ledger);
+
+        _ledger = ledger;
+        emit TaskLedgerSet(ledger);
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function grant(bytes32 datasetId, uint256 granteeOrg, uint8 kinds, uint64 expiry, uint32 maxUses)
+        external
+        returns (bytes32 grantId)
+    {
+        uint256 ownerOrg = _checkDataOwner(datasetId);
+        if (_data.isRetired(datasetId)) revert GrantRegistryDatasetRetired(datasetId);
+        if (granteeOrg == ownerOrg || !_orgs.isActive(granteeOrg)) revert GrantRegistryInvalidGrantee(granteeOrg);
+        if (kinds == 0 || kinds & ~ALL_KINDS != 0) revert GrantRegistryInvalidKinds(kinds);
+        if (expiry <= block.timestamp) revert GrantRegistryInvalidExpiry(expiry);
+        if (maxUses == 0) revert GrantRegistryInvalidMaxUses();
+
+        grantId = keccak256(abi.encode(datasetId, granteeOrg, _nonce++));
+        _grants[grantId] = Record({
+            datasetId: datasetId,
+            granteeOrg: SafeCast.toUint64(granteeOrg),
+            expiry: expiry,
+            maxUses: maxUses,
+            used: 0,
+            kinds: kinds,
+            revoked: false,
+            grantor: msg.sender
+        });
+        emit GrantIssued(grantId, datasetId, granteeOrg, kinds, expiry, maxUses);
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function revoke(bytes32 grantId) external {
+        Record storage record = _record(grantId);
+        _checkDataOwner(record.datasetId);
+        if (record.revoked) revert GrantRegistryRevoked(grantId);
+
+        record.revoked = true;
+        emit GrantRevoked(grantId);
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function consume(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind) external onlyLedger {
+        Record storage record = _record(grantId);
+        if (record.datasetId != datasetId || record.granteeOrg != granteeOrg) revert GrantRegistryMismatch(grantId);
+        if (record.revoked) revert GrantRegistryRevoked(grantId);
+        if (block.timestamp >= record.expiry) revert GrantRegistryExpired(grantId);
+        if (record.used >= record.maxUses) revert GrantRegistryExhausted(grantId);
+        if (kind == 0 || record.kinds & kind != kind) revert GrantRegistryKindNotAllowed(grantId, kind);
+        if (_data.isRetired(datasetId)) revert GrantRegistryDatasetRetired(datasetId);
+
+        uint32 used = ++record.used;
+        emit GrantConsumed(grantId, used);
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function openRequest(uint256 taskId, bytes32 datasetId, uint256 requesterOrg, uint8 kind) external onlyLedger {
+        _approvals[taskId][datasetId] = ApprovalStatus.Pending;
+        emit ApprovalRequested(taskId, datasetId, requesterOrg, kind);
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function approve(uint256 taskId, bytes32 datasetId) external {
+        if (_data.isRetired(datasetId)) revert GrantRegistryDatasetRetired(datasetId);
+        _decide(taskId, datasetId, ApprovalStatus.Approved);
+        emit InputApproved(taskId, datasetId, msg.sender);
+
+        ITaskLedger(_ledger).onInputApproved(taskId);
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function reject(uint256 taskId, bytes32 datasetId) external {
+        _decide(taskId, datasetId, ApprovalStatus.Rejected);
+        emit InputRejected(taskId, datasetId, msg.sender);
+
+        ITaskLedger(_ledger).onInputRejected(taskId);
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function isUsable(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind)
+        external
+        view
+        returns (bool)
+    {
+        Record storage record = _grants[grantId];
+        return record.datasetId != 0 && record.datasetId == datasetId && record.granteeOrg == granteeOrg
+            && !record.revoked && block.timestamp < record.expiry && record.used < record.maxUses && kind != 0
+            && record.kinds & kind == kind && !_data.isRetired(datasetId);
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function getGrant(bytes32 grantId) external view returns (Grant memory) {
+        Record storage record = _record(grantId);
+        return Grant({
+            datasetId: record.datasetId,
+            granteeOrg: record.granteeOrg,
+            kinds: record.kinds,
+            expiry: record.expiry,
+            maxUses: record.maxUses,
+            used: record.used,
+            revoked: record.revoked,
+            grantor: record.grantor
+        });
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function approvalOf(uint256 taskId, bytes32 datasetId) external view returns (ApprovalStatus) {
+        return _approvals[taskId][datasetId];
+    }
+
+    /// @inheritdoc IGrantRegistry
+    function taskLedger() external view returns (address) {
+        return _ledger;
+    }
+
+    /// @dev Records the data owner's decision on a pending request.
+    function _decide(uint256 taskId, bytes32 datasetId, ApprovalStatus decision) private {
+        _checkDataOwner(datasetId);
+        if (_approvals[taskId][datasetId] != ApprovalStatus.Pending) revert GrantRegistryNotPending(taskId, datasetId);
+        _approvals[taskId][datasetId] = decision;
+    }
+
+    /// @dev Reverts unless the caller has ROLE_DATA_OWNER in the owning organisation of `datasetId`, returned.
+    function _checkDataOwner(bytes32 datasetId) private view returns (uint256 ownerOrg) {
+        ownerOrg = _data.ownerOf(datasetId);
+        if (!_orgs.hasOrgRole(ownerOrg, msg.sender, ROLE_DATA_OWNER)) revert GrantRegistryUnauthorized(msg.sender);
+    }
+
+    function _record(bytes32 grantId) private view returns (Record storage record) {
+        record = _grants[grantId];
+        if (record.datasetId == 0) revert GrantRegistryUnknownGrant(grantId);
+    }
+}

@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/**
+ * @title IGrantRegistry
+ * @notice Authorisation layer (F3): standing grants that let an organisation use a dataset for some
+ * computation kinds, and one-off approvals of a task input that is not covered by a grant.
+ *
+ * Computation kinds are bits: KIND_PSI = 1, KIND_PIR = 2, KIND_STATS = 4, KIND_FL = 8.
+ * `grantId = keccak256(abi.encode(datasetId, granteeOrg, nonce))`, `nonce` being a counter of issued grants.
+ */
+interface IGrantRegistry {
+    enum ApprovalStatus {
+        None,
+        Pending,
+        Approved,
+        Rejected
+    }
+
+    struct Grant {
+        bytes32 datasetId;
+        uint256 granteeOrg;
+        uint8 kinds; // bitmask of allowed computation kinds
+        uint64 expiry; // unusable from this timestamp on
+        uint32 maxUses;
+        uint32 used;
+        bool revoked;
+        address grantor;
+    }
+
+    error GrantRegistryUnauthorized(address account);
+    error GrantRegistryLedgerAlreadySet();
+    error GrantRegistryInvalidLedger(address ledger);
+    error GrantRegistryUnknownGrant(bytes32 grantId);
+    error GrantRegistryInvalidGrantee(uint256 granteeOrg);
+    error GrantRegistryInvalidKinds(uint8 kinds);
+    error GrantRegistryInvalidExpiry(uint64 expiry);
+    error GrantRegistryInvalidMaxUses();
+    error GrantRegistryDatasetRetired(bytes32 datasetId);
+    error GrantRegistryRevoked(bytes32 grantId);
+    error GrantRegistryExpired(bytes32 grantId);
+    error GrantRegistryExhausted(bytes32 grantId);
+    error GrantRegistryKindNotAllowed(bytes32 grantId, uint8 kind);
+    error GrantRegistryMismatch(bytes32 grantId);
+    error GrantRegistryNotPending(uint256 taskId, bytes32 datasetId);
+
+    event TaskLedgerSet(address ledger);
+    event GrantIssued(
+        bytes32 indexed grantId,
+        bytes32 indexed datasetId,
+        uint256 indexed granteeOrg,
+        uint8 kinds,
+        uint64 expiry,
+        uint32 maxUses
+    );
+    event GrantRevoked(bytes32 indexed grantId);
+    event GrantConsumed(bytes32 indexed grantId, uint32 used);
+    event ApprovalRequested(uint256 indexed taskId, bytes32 indexed datasetId, uint256 indexed requesterOrg, uint8 kind);
+    event InputApproved(uint256 indexed taskId, bytes32 indexed datasetId, address indexed approver);
+    event InputRejected(uint256 indexed taskId, bytes32 indexed datasetId, address indexed approver);
+
+    function KIND_PSI() external view returns (uint8);
+
+    function KIND_PIR() external view returns (uint8);
+
+    function KIND_STATS() external view returns (uint8);
+
+    function KIND_FL() external view returns (uint8);
+
+    /**
+     * @notice Wires the task ledger, the only caller of {consume} and {openRequest}.
+     * @dev Requirements: caller is the consortium admin (DEFAULT_ADMIN_ROLE on the OrgRegistry); the ledger
+     * is not set yet; `ledger` is non-zero. Emits {TaskLedgerSet}.
+     */
+    function setTaskLedger(address ledger) external;
+
+    /**
+     * @notice Grants organisation `granteeOrg` the use of `datasetId` for the computation kinds `kinds`,
+     * at most `maxUses` times, until `expiry`.
+     * @dev Requirements: the dataset exists and is not retired; caller has ROLE_DATA_OWNER in the dataset's
+     * owning organisation; `granteeOrg` is Active and is not the owning organisation; `kinds` is a non-zero
+     * combination of the kind bits; `expiry` is in the future; `maxUses` is non-zero.
+     * Emits {GrantIssued}.
+     */
+    function grant(bytes32 datasetId, uint256 granteeOrg, uint8 kinds, uint64 expiry, uint32 maxUses)
+        external
+        returns (bytes32 grantId);
+
+    /**
+     * @notice Revokes a grant.
+     * @dev Requirements: the grant exists and is not revoked; caller has ROLE_DATA_OWNER in the dataset's
+     * owning organisation. Emits {GrantRevoked}.
+     */
+    function revoke(bytes32 grantId) external;
+
+    /**
+     * @notice Uses a grant once for a task of kind `kind` run by `granteeOrg` on `datasetId`.
+     * @dev Requirements: caller is the task ledger; the grant exists, is for `datasetId` and `granteeOrg`,
+     * is not revoked, not expired (`block.timestamp < expiry`), not exhausted, allows `kind`; the dataset is
+     * not retired. Emits {GrantConsumed}.
+     */
+    function consume(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind) external;
+
+    /**
+     * @notice Opens a request for the owner of `datasetId` to approve its use by task `taskId`.
+     * @dev Requirements: caller is the task ledger. Emits {ApprovalRequested}.
+     */
+    function openRequest(uint256 taskId, bytes32 datasetId, uint256 requesterOrg, uint8 kind) external;
+
+    /**
+     * @notice Approves the use of `datasetId` by task `taskId`, then notifies the task ledger.
+     * @dev Requirements: caller has ROLE_DATA_OWNER in the dataset's owning organisation; the request is
+     * Pending; the dataset is not retired; the task ledger accepts the approval.
+     * Emits {InputApproved}.
+     */
+    function approve(uint256 taskId, bytes32 datasetId) external;
+
+    /**
+     * @notice Rejects the use of `datasetId` by task `taskId`, then notifies the task ledger (which fails
+     * the task).
+     * @dev Requirements: caller has ROLE_DATA_OWNER in the dataset's owning organisation; the request is
+     * Pending; the task ledger accepts the rejection. Emits {InputRejected}.
+     */
+    function reject(uint256 taskId, bytes32 datasetId) external;
+
+    /// @notice Returns true iff {consume} would succeed with these arguments (caller check aside).
+    function isUsable(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind)
+        external
+        view
+        returns (bool);
+
+    /// @notice Returns a grant. Reverts with {GrantRegistryUnknownGrant} if it does not exist.
+    function getGrant(bytes32 grantId) external view returns (Grant memory);
+
+    /// @notice Returns the status of the request for `datasetId` by task `taskId`.
+    function approvalOf(uint256 taskId, bytes32 datasetId) external view returns (ApprovalStatus);
+
+    /// @notice Returns the task ledger, zero until wired.
+    function taskLedger() external view returns (address);
+}

@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+/**
+ * @title ITaskLedger
+ * @notice Task ledger (F4): submission, authorisation, execution reports, completion and settlement of
+ * privacy-preserving computations.
+ *
+ * Lifecycle: Submitted (waiting for input approvals) -> Authorised -> Running -> Completed -> Settled.
+ * A task not yet Completed can fail (worker report, rejected input, or expiry); its fee is then refunded.
+ * A Completed task not settled by its deadline is settled by default among the owners of its inputs.
+ *
+ * Failure reasons: 1 = input rejected, 2 = expired (both set by the ledger); 3..99 are worker-reported,
+ * e.g. 3 = spec hash mismatch, 4 = grant invalid, 5 = protocol error, 6 = peer unreachable,
+ * 7 = policy violation.
+ */
+interface ITaskLedger {
+    enum TaskStatus {
+        None,
+        Submitted,
+        Authorised,
+        Running,
+        Completed,
+        Failed,
+        Settled
+    }
+
+    struct Task {
+        bytes32 specHash;
+        uint8 kind; // a single computation kind bit
+        TaskStatus status;
+        uint256 requesterOrg;
+        address requester;
+        uint64 submittedAt;
+        uint64 deadline;
+        uint16 pendingApprovals;
+        uint16 anchoredCount;
+        uint32 failureReason;
+        uint256 fee;
+        bytes32[] inputs;
+        uint256[] participants;
+    }
+
+    error TaskLedgerUnauthorized(address account);
+    error TaskLedgerOnlyGrantRegistry(address account);
+    error TaskLedgerUnknownTask(uint256 taskId);
+    error TaskLedgerInvalidKind(uint8 kind);
+    error TaskLedgerInvalidInputs();
+    error TaskLedgerInvalidParticipants();
+    error TaskLedgerMissingOwnerParticipant(bytes32 datasetId);
+    error TaskLedgerInputRetired(bytes32 datasetId);
+    error TaskLedgerInvalidDeadline(uint64 deadline);
+    error TaskLedgerInvalidStatus(uint256 taskId, TaskStatus status);
+    error TaskLedgerNotParticipant(uint256 taskId, uint256 orgId);
+    error TaskLedgerDeadlinePassed(uint256 taskId);
+    error TaskLedgerAlreadyAnchored(uint256 taskId, uint256 orgId);
+    error TaskLedgerEmptyDigest();
+    error TaskLedgerInvalidReason(uint32 reasonCode);
+    error TaskLedgerInvalidPayee(uint256 orgId);
+    error TaskLedgerNotExpirable(uint256 taskId);
+
+    event TaskSubmitted(
+        uint256 indexed taskId, uint256 indexed requesterOrg, bytes32 specHash, uint8 kind, uint256 fee, uint64 deadline
+    );
+    event TaskAuthorised(uint256 indexed taskId);
+    event TaskStarted(uint256 indexed taskId, uint256 indexed org);
+    event ResultAnchored(uint256 indexed taskId, uint256 indexed org, bytes32 resultDigest, bytes32 transcriptHash);
+    event TaskCompleted(uint256 indexed taskId);
+    event TaskFailed(uint256 indexed taskId, uint256 indexed org, uint32 reasonCode);
+    event TaskExpired(uint256 indexed taskId);
+    event TaskSettled(uint256 indexed taskId);
+
+    function REASON_REJECTED() external view returns (uint32);
+
+    function REASON_EXPIRED() external view returns (uint32);
+
+    /**
+     * @notice Submits a task and escrows `msg.value` as its fee. Each input is authorised by the requester
+     * owning it, by consuming `grantIds[i]`, or, when `grantIds[i]` is zero, by a request to its owner
+     * (the task then waits in Submitted until every request is approved).
+     * @dev Requirements: caller has ROLE_OPERATOR in an Active organisation (the requester organisation);
+     * `kind` is exactly one computation kind bit; `inputs` is non-empty, at most MAX_INPUTS, without
+     * duplicates, of registered datasets none of which is retired; `grantIds` has the length of `inputs`
+     * and every non-zero grant is usable; `participants` is non-empty, at most MAX_PARTICIPANTS, without
+     * duplicates, of Active organisations, and includes the requester organisation and the owner of every
+     * input; `deadline` is in the future and at most MAX_DURATION away.
+     * Emits {TaskSubmitted}, and {TaskAuthorised} when no approval is pending.
+     */
+    function submitTask(
+        bytes32 specHash,
+        uint8 kind,
+        bytes32[] calldata inputs,
+        bytes32[] calldata grantIds,
+        uint256[] calldata participants,
+        uint64 deadline
+    ) external payable returns (uint256 taskId);
+
+    /**
+     * @notice Called by the GrantRegistry when one pending input is approved; the last approval
+     * authorises the task.
+     * @dev Requirements: caller is the GrantRegistry; the task is Submitted.
+     * Emits {TaskAuthorised} on the last approval.
+     */
+    function onInputApproved(uint256 taskId) external;
+
+    /**
+     * @notice Called by the GrantRegistry when an input is rejected: the task fails and its fee is refunded.
+     * @dev Requirements: caller is the GrantRegistry; the task is Submitted.
+     * Emits {TaskFailed} with org 0 and reason REASON_REJECTED.
+     */
+    function onInputRejected(uint256 taskId) external;
+
+    /**
+     * @notice Marks an Authorised task as Running. Idempotent: a call on a Running task does nothing, so
+     * every participant's worker may call it.
+     * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation; the task is
+     * Authorised or Running. Emits {TaskStarted} on the transition.
+     */
+    function startTask(uint256 taskId) external;
+
+    /**
+     * @notice Anchors the caller organisation's result for a task; the last participant's anchor completes it.
+     * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation that did not anchor
+     * yet; the task is Authorised or Running; its deadline has not passed; `resultDigest` is non-zero.
+     * Emits {ResultAnchored}, and {TaskCompleted} on the last anchor.
+     */
+    function anchorResult(uint256 taskId, bytes32 resultDigest, bytes32 transcriptHash) external;
+
+    /**
+     * @notice Reports a task as failed; its fee is refunded to the requester organisation.
+     * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation; the task is
+     * Submitted, Authorised or Running; `reasonCode` is non-zero. Emits {TaskFailed}.
+     */
+    function failTask(uint256 taskId, uint32 reasonCode) external;
+
+    /**
+     * @notice Settles a Completed task: the fee is split among `payeeOrgs` by `bps` (see IMetering.allocate).
+     * @dev Requirements: caller has ROLE_OPERATOR in the Active requester organisation; the task is
+     * Completed; its deadline has not passed; each payee owns an input of the task or a direct parent of
+     * one; the Metering requirements hold. Emits {TaskSettled}.
+     */
+    function settleTask(uint256 taskId, uint256[] calldata payeeOrgs, uint16[] calldata bps, bytes32 provenanceHash)
+        external;
+
+    /**
+     * @notice Closes a task whose deadline has passed. An unfinished task fails with REASON_EXPIRED and its
+     * fee is refunded. A Completed task is settled with provenance hash 0, in equal shares among the
+     * distinct owners of its inputs other than the requester organisation (refunded if there are none).
+     * @dev Requirements: `block.timestamp >= deadline`; the task is Submitted, Authorised, Running or
+     * Completed. Emits {TaskFailed} (org 0) and {TaskExpired}, or {TaskExpired} and {TaskSettled}.
+     */
+    function expireTask(uint256 taskId) external;
+
+    /// @notice Returns a task. Reverts with {TaskLedgerUnknownTask} if it does not exist.
+    function getTask(uint256 taskId) external view returns (Task memory);
+
+    /// @notice Returns the number of submitted tasks (which is also the highest taskId).
+    function taskCount() external view returns (uint256);
+
+    /// @notice Returns the result anchored by organisation `orgId` for a task; zeros if none.
+    function anchorOf(uint256 taskId, uint256 orgId)
+        external
+        view
+        returns (bytes32 resultDigest, bytes32 transcriptHash, uint64 anchoredAt);
+
+    /// @notice Returns true iff `orgId` is a participant of the task.
+    function isParticipant(uint256 taskId, uint256 orgId) external view returns (bool);
+}

@@ -1,0 +1,109 @@
+"""A small onboarded consortium on the snapshotted ledger: three organisations whose admin accounts
+are also data owners and operators, plus an auditor."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from web3 import Web3
+
+from privledger.evm.accounts import dev_account
+from privledger.evm.contracts import Kind, Role
+from privledger.evm.errors import ChainRevert
+from privledger.evm.ledger import Ledger
+
+ZERO32 = bytes(32)
+
+
+@dataclass(frozen=True)
+class Member:
+    org_id: int
+    ledger: Ledger
+
+    @property
+    def address(self) -> str:
+        return self.ledger.client.address
+
+
+@dataclass(frozen=True)
+class Consortium:
+    admin: Ledger
+    bank_a: Member
+    bank_b: Member
+    telecom: Member
+
+    @property
+    def w3(self) -> Web3:
+        return self.admin.client.w3
+
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def travel(self, seconds: int) -> None:
+        self.w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    def dataset(
+        self, owner: Member, *, price: int = 1_000, rows: int = 100, level: int = 2
+    ) -> bytes:
+        return owner.ledger.data.register(
+            schema_hash=secrets.token_bytes(32),
+            commitment=secrets.token_bytes(32),
+            row_count=rows,
+            level=level,
+            unit_price=price,
+        )
+
+    def dataset_with_parent(self, owner: Member, parent: bytes) -> bytes:
+        return owner.ledger.data.register(
+            schema_hash=secrets.token_bytes(32),
+            commitment=secrets.token_bytes(32),
+            row_count=1,
+            level=1,
+            unit_price=0,
+            parents=[parent],
+            upstream_bps=1_000,
+        )
+
+    def grant(
+        self,
+        dataset: bytes,
+        owner: Member,
+        grantee: Member,
+        *,
+        uses: int = 5,
+        kinds: Kind = Kind.PSI,
+    ) -> bytes:
+        return owner.ledger.grants.grant(dataset, grantee.org_id, kinds, self.now() + 86_400, uses)
+
+
+def onboard(admin: Ledger, name: str, index: int) -> Member:
+    account = dev_account(index)
+    org_id = admin.orgs.register_org(
+        name, account.address, f"http://127.0.0.1:{8000 + index}", secrets.token_bytes(32)
+    )
+    member = admin.as_account(account)
+    member.orgs.grant_roles(org_id, account.address, Role.DATA_OWNER | Role.OPERATOR)
+    return Member(org_id, member)
+
+
+@pytest.fixture
+def consortium(ledger: Ledger) -> Consortium:
+    return Consortium(
+        admin=ledger,
+        bank_a=onboard(ledger, "bank-a", 1),
+        bank_b=onboard(ledger, "bank-b", 2),
+        telecom=onboard(ledger, "telecom", 3),
+    )
+
+
+@contextmanager
+def reverts(error: str) -> Iterator[None]:
+    """Expect the pre-flight of the enclosed call to revert with the custom error ``error``."""
+    with pytest.raises(ChainRevert) as caught:
+        yield
+    assert caught.value.error == error, f"expected {error}, got {caught.value}"

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import secrets
+
+from privledger.evm.accounts import dev_account
+from privledger.evm.contracts import Role
+
+from .conftest import Consortium, reverts
+
+
+def test_register_dataset_is_content_addressed(consortium: Consortium) -> None:
+    bank = consortium.bank_a
+    schema, commitment = secrets.token_bytes(32), secrets.token_bytes(32)
+    dataset_id = bank.ledger.data.register(
+        schema_hash=schema, commitment=commitment, row_count=1234, level=3, unit_price=7
+    )
+    record = bank.ledger.data.get_dataset(dataset_id)
+    assert (record.owner_org, record.schema_hash, record.commitment) == (
+        bank.org_id,
+        schema,
+        commitment,
+    )
+    assert (record.row_count, record.level, record.unit_price, record.retired) == (
+        1234,
+        3,
+        7,
+        False,
+    )
+    assert bank.ledger.data.exists(dataset_id)
+    with reverts("DataRegistryAlreadyExists"):
+        bank.ledger.data.register(
+            schema_hash=schema, commitment=commitment, row_count=1, level=1, unit_price=0
+        )
+
+
+def test_derived_dataset_names_its_parents(consortium: Consortium) -> None:
+    bank = consortium.bank_a
+    parent = consortium.dataset(bank)
+    child = bank.ledger.data.register(
+        schema_hash=secrets.token_bytes(32),
+        commitment=secrets.token_bytes(32),
+        row_count=10,
+        level=2,
+        unit_price=5,
+        parents=[parent],
+        upstream_bps=2_500,
+    )
+    record = bank.ledger.data.get_dataset(child)
+    assert record.parents == (parent,)
+    assert record.upstream_bps == 2_500
+    with reverts("DataRegistryUnknownDataset"):
+        consortium.dataset_with_parent(bank, secrets.token_bytes(32))
+    with reverts("DataRegistryInvalidUpstream"):
+        bank.ledger.data.register(
+            schema_hash=secrets.token_bytes(32),
+            commitment=secrets.token_bytes(32),
+            row_count=1,
+            level=1,
+            unit_price=0,
+            upstream_bps=100,  # no parents to pass a share to
+        )
+
+
+def test_only_data_owners_register_and_levels_are_checked(consortium: Consortium) -> None:
+    operator_only = dev_account(8)
+    bank = consortium.bank_a
+    bank.ledger.orgs.grant_roles(bank.org_id, operator_only.address, Role.OPERATOR)
+    with reverts("DataRegistryUnauthorized"):
+        bank.ledger.as_account(operator_only).data.register(
+            schema_hash=secrets.token_bytes(32),
+            commitment=secrets.token_bytes(32),
+            row_count=1,
+            level=1,
+            unit_price=0,
+        )
+    for level in (0, 5):
+        with reverts("DataRegistryInvalidLevel"):
+            bank.ledger.data.register(
+                schema_hash=secrets.token_bytes(32),
+                commitment=secrets.token_bytes(32),
+                row_count=1,
+                level=level,
+                unit_price=0,
+            )
+
+
+def test_retire_and_price_change_by_owner_only(consortium: Consortium) -> None:
+    dataset = consortium.dataset(consortium.bank_a)
+    with reverts("DataRegistryUnauthorized"):
+        consortium.bank_b.ledger.data.retire(dataset)
+    with reverts("DataRegistryUnauthorized"):
+        consortium.bank_b.ledger.data.set_unit_price(dataset, 1)
+    consortium.bank_a.ledger.data.set_unit_price(dataset, 99)
+    assert consortium.admin.data.get_dataset(dataset).unit_price == 99
+    consortium.bank_a.ledger.data.retire(dataset)
+    assert consortium.admin.data.get_dataset(dataset).retired
+    with reverts("DataRegistryRetired"):
+        consortium.bank_a.ledger.data.retire(dataset)
+    with reverts("DataRegistryUnknownDataset"):
+        consortium.bank_a.ledger.data.retire(secrets.token_bytes(32))

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlmodel import Session, select
+
+from privledger.evm.indexer import EventIndexer
+from privledger.store.db import make_engine, sqlite_url
+from privledger.store.models import ChainEvent
+
+from .conftest import Consortium
+
+
+def _events(engine_url: str) -> list[ChainEvent]:
+    with Session(make_engine(engine_url)) as session:
+        return list(
+            session.exec(select(ChainEvent).order_by(ChainEvent.block_number, ChainEvent.log_index))
+        )
+
+
+def test_indexer_copies_events_incrementally_across_restarts(
+    consortium: Consortium, tmp_path: Path
+) -> None:
+    url = sqlite_url(tmp_path / "node.db")
+    admin = consortium.admin
+    indexer = EventIndexer(admin.client.w3, admin.deployment, admin.artifacts, make_engine(url))
+    first = indexer.sync()
+    names = [event.event for event in _events(url)]
+    assert first == len(names) > 0
+    assert names.count("OrgRegistered") >= 3
+    assert indexer.sync() == 0  # nothing new, nothing duplicated
+
+    dataset = consortium.dataset(consortium.bank_a)
+    # a new indexer on the same database (a restarted node) continues from the stored cursor
+    restarted = EventIndexer(admin.client.w3, admin.deployment, admin.artifacts, make_engine(url))
+    assert restarted.sync() == 1
+    stored = _events(url)
+    assert len(stored) == first + 1
+    registered = stored[-1]
+    assert (registered.contract, registered.event) == ("DataRegistry", "DatasetRegistered")
+    assert registered.args["datasetId"] == "0x" + dataset.hex()
+    assert registered.args["ownerOrg"] == consortium.bank_a.org_id

@@ -1,0 +1,210 @@
+from __future__ import annotations
+
+import secrets
+
+from privledger.evm.contracts import ApprovalStatus, FailureReason, Kind, TaskStatus
+
+from .conftest import ZERO32, Consortium, Member, reverts
+
+FEE = 10**18 + 7  # an odd fee, so rounding is visible
+
+
+def submit(
+    consortium: Consortium,
+    requester: Member,
+    inputs: list[bytes],
+    grants: list[bytes],
+    participants: list[Member],
+    *,
+    fee: int = FEE,
+    kind: Kind = Kind.PSI,
+    deadline_s: int = 3_600,
+) -> int:
+    return requester.ledger.tasks.submit_task(
+        spec_hash=secrets.token_bytes(32),
+        kind=kind,
+        inputs=inputs,
+        grant_ids=grants,
+        participants=[member.org_id for member in participants],
+        deadline=consortium.now() + deadline_s,
+        fee=fee,
+    )
+
+
+def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    mine = consortium.dataset(telecom)
+    theirs_a = consortium.dataset(bank_a)
+    theirs_b = consortium.dataset(bank_b)
+    grant_a = consortium.grant(theirs_a, bank_a, telecom)
+    grant_b = consortium.grant(theirs_b, bank_b, telecom)
+    payer_before = consortium.w3.eth.get_balance(telecom.address)
+
+    task_id = submit(
+        consortium,
+        telecom,
+        [mine, theirs_a, theirs_b],
+        [ZERO32, grant_a, grant_b],
+        [telecom, bank_a, bank_b],
+    )
+    task = telecom.ledger.tasks.get_task(task_id)
+    assert task.status is TaskStatus.AUTHORISED
+    assert task.fee == FEE and task.requester_org == telecom.org_id
+    assert telecom.ledger.metering.escrow_of(task_id) == FEE
+    assert consortium.w3.eth.get_balance(telecom.address) <= payer_before - FEE
+    assert telecom.ledger.grants.get_grant(grant_a).used == 1
+    assert telecom.ledger.metering.usage_of(theirs_a) == 1
+
+    bank_a.ledger.tasks.start_task(task_id)
+    bank_b.ledger.tasks.start_task(task_id)  # a second start is a no-op
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.RUNNING
+
+    digests = {member.org_id: secrets.token_bytes(32) for member in (telecom, bank_a, bank_b)}
+    transcript = secrets.token_bytes(32)
+    for member in (telecom, bank_a):
+        member.ledger.tasks.anchor_result(task_id, digests[member.org_id], transcript)
+    with reverts("TaskLedgerAlreadyAnchored"):
+        bank_a.ledger.tasks.anchor_result(task_id, digests[bank_a.org_id], transcript)
+    with reverts("TaskLedgerInvalidStatus"):  # not completed yet
+        telecom.ledger.tasks.settle_task(task_id, [bank_a.org_id], [10_000], ZERO32)
+    bank_b.ledger.tasks.anchor_result(task_id, digests[bank_b.org_id], transcript)
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.COMPLETED
+    anchor = telecom.ledger.tasks.anchor_of(task_id, bank_b.org_id)
+    assert (anchor.result_digest, anchor.transcript_hash) == (digests[bank_b.org_id], transcript)
+
+    provenance = secrets.token_bytes(32)
+    with reverts("TaskLedgerUnauthorized"):  # only the requester settles
+        bank_a.ledger.tasks.settle_task(task_id, [bank_a.org_id], [10_000], provenance)
+    with reverts("MeteringInvalidWeights"):
+        telecom.ledger.tasks.settle_task(
+            task_id, [bank_a.org_id, bank_b.org_id], [3_333, 6_666], provenance
+        )
+    telecom.ledger.tasks.settle_task(
+        task_id, [bank_a.org_id, bank_b.org_id], [3_333, 6_667], provenance
+    )
+
+    share_a = FEE * 3_333 // 10_000
+    assert telecom.ledger.metering.balance_of(bank_a.org_id) == share_a
+    assert telecom.ledger.metering.balance_of(bank_b.org_id) == FEE - share_a  # remainder to last
+    assert telecom.ledger.metering.escrow_of(task_id) == 0
+    assert telecom.ledger.metering.settlement_of(task_id) == (provenance, True)
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.SETTLED
+
+    receiver = consortium.admin.client.address
+    before = consortium.w3.eth.get_balance(receiver)
+    with reverts("MeteringUnauthorized"):
+        bank_b.ledger.metering.withdraw(bank_a.org_id, receiver, 1)
+    with reverts("MeteringInsufficientBalance"):
+        bank_a.ledger.metering.withdraw(bank_a.org_id, receiver, share_a + 1)
+    bank_a.ledger.metering.withdraw(bank_a.org_id, receiver, share_a)
+    assert consortium.w3.eth.get_balance(receiver) == before + share_a
+    assert bank_a.ledger.metering.balance_of(bank_a.org_id) == 0
+
+
+def test_input_without_grant_waits_for_owner_approval(consortium: Consortium) -> None:
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    theirs = consortium.dataset(bank_a)
+    task_id = submit(consortium, telecom, [theirs], [ZERO32], [telecom, bank_a])
+    task = telecom.ledger.tasks.get_task(task_id)
+    assert (task.status, task.pending_approvals) == (TaskStatus.SUBMITTED, 1)
+    assert telecom.ledger.grants.approval_of(task_id, theirs) is ApprovalStatus.PENDING
+    with reverts("TaskLedgerInvalidStatus"):
+        bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
+    with reverts("GrantUnauthorized"):
+        telecom.ledger.grants.approve(task_id, theirs)
+    bank_a.ledger.grants.approve(task_id, theirs)
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.AUTHORISED
+    assert telecom.ledger.grants.approval_of(task_id, theirs) is ApprovalStatus.APPROVED
+    with reverts("GrantApprovalNotPending"):
+        bank_a.ledger.grants.approve(task_id, theirs)
+
+
+def test_rejection_fails_the_task_and_refunds(consortium: Consortium) -> None:
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    theirs = consortium.dataset(bank_a)
+    task_id = submit(consortium, telecom, [theirs], [ZERO32], [telecom, bank_a])
+    bank_a.ledger.grants.reject(task_id, theirs)
+    task = telecom.ledger.tasks.get_task(task_id)
+    assert (task.status, task.failure_reason) == (TaskStatus.FAILED, FailureReason.REJECTED)
+    assert telecom.ledger.metering.balance_of(telecom.org_id) == FEE
+    assert telecom.ledger.metering.escrow_of(task_id) == 0
+
+
+def test_worker_failure_refunds_the_requester(consortium: Consortium) -> None:
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    theirs = consortium.dataset(bank_a)
+    grant = consortium.grant(theirs, bank_a, telecom)
+    task_id = submit(consortium, telecom, [theirs], [grant], [telecom, bank_a])
+    with reverts("TaskLedgerUnauthorized"):  # not a participant
+        consortium.bank_b.ledger.tasks.fail_task(task_id, FailureReason.PROTOCOL_ERROR)
+    with reverts("TaskLedgerInvalidReason"):
+        bank_a.ledger.tasks.fail_task(task_id, 0)
+    bank_a.ledger.tasks.fail_task(task_id, FailureReason.SPEC_MISMATCH)
+    task = telecom.ledger.tasks.get_task(task_id)
+    assert (task.status, task.failure_reason) == (TaskStatus.FAILED, FailureReason.SPEC_MISMATCH)
+    assert telecom.ledger.metering.balance_of(telecom.org_id) == FEE
+    with reverts("TaskLedgerInvalidStatus"):
+        bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
+
+
+def test_expiry_refunds_unfinished_and_splits_unsettled(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
+    grant_a, grant_b = (
+        consortium.grant(data_a, bank_a, telecom),
+        consortium.grant(data_b, bank_b, telecom),
+    )
+    unfinished = submit(consortium, telecom, [data_a], [grant_a], [telecom, bank_a], deadline_s=600)
+    finished = submit(
+        consortium,
+        telecom,
+        [data_a, data_b],
+        [grant_a, grant_b],
+        [telecom, bank_a, bank_b],
+        deadline_s=600,
+    )
+    for member in (telecom, bank_a, bank_b):
+        member.ledger.tasks.anchor_result(finished, secrets.token_bytes(32), ZERO32)
+    with reverts("TaskLedgerNotExpirable"):
+        bank_b.ledger.tasks.expire_task(unfinished)
+
+    consortium.travel(601)
+    with reverts("TaskLedgerDeadlinePassed"):
+        bank_a.ledger.tasks.anchor_result(unfinished, secrets.token_bytes(32), ZERO32)
+    anyone = consortium.admin
+    anyone.tasks.expire_task(unfinished)
+    anyone.tasks.expire_task(finished)
+    failed = anyone.tasks.get_task(unfinished)
+    assert (failed.status, failed.failure_reason) == (TaskStatus.FAILED, FailureReason.EXPIRED)
+    assert anyone.tasks.get_task(finished).status is TaskStatus.SETTLED
+    assert anyone.metering.balance_of(telecom.org_id) == FEE
+    assert anyone.metering.balance_of(bank_a.org_id) == FEE // 2
+    assert anyone.metering.balance_of(bank_b.org_id) == FEE - FEE // 2
+    with reverts("TaskLedgerNotExpirable"):
+        anyone.tasks.expire_task(finished)
+
+
+def test_submit_validation(consortium: Consortium) -> None:
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    data = consortium.dataset(bank_a)
+    grant = consortium.grant(data, bank_a, telecom)
+    with reverts("TaskLedgerInvalidKind"):
+        submit(consortium, telecom, [data], [grant], [telecom, bank_a], kind=Kind.PSI | Kind.FL)
+    with reverts("TaskLedgerInvalidInputs"):
+        submit(consortium, telecom, [], [], [telecom])
+    with reverts("TaskLedgerInvalidInputs"):
+        submit(consortium, telecom, [data, data], [grant, grant], [telecom, bank_a])
+    with reverts("TaskLedgerInvalidInputs"):
+        submit(consortium, telecom, [data], [], [telecom, bank_a])
+    with reverts("TaskLedgerMissingOwnerParticipant"):
+        submit(consortium, telecom, [data], [grant], [telecom])
+    with reverts("TaskLedgerInvalidParticipants"):
+        submit(consortium, telecom, [data], [grant], [bank_a])
+    with reverts("TaskLedgerInvalidDeadline"):
+        submit(consortium, telecom, [data], [grant], [telecom, bank_a], deadline_s=0)
+    with reverts("GrantKindNotAllowed"):
+        submit(consortium, telecom, [data], [grant], [telecom, bank_a], kind=Kind.FL)
+    with reverts("GrantMismatch"):  # telecom's grant used by bank_b
+        submit(consortium, consortium.bank_b, [data], [grant], [consortium.bank_b, bank_a])
+    with reverts("TaskLedgerUnknownTask"):
+        telecom.ledger.tasks.anchor_result(999, secrets.token_bytes(32), ZERO32)
