@@ -81,7 +81,8 @@ contract GrantRegistry is IGrantRegistry {
         if (expiry <= block.timestamp) revert GrantRegistryInvalidExpiry(expiry);
         if (maxUses == 0) revert GrantRegistryInvalidMaxUses();
 
-        grantId = keccak256(abi.encode(datasetId, granteeOrg, _nonce++));
+        uint256 nonce = _nonce++;
+        grantId = keccak256(abi.encode(datasetId, granteeOrg, nonce));
         _grants[grantId] = Record({
             datasetId: datasetId,
             granteeOrg: SafeCast.toUint64(granteeOrg),
@@ -127,8 +128,10 @@ contract GrantRegistry is IGrantRegistry {
 
     /// @inheritdoc IGrantRegistry
     function approve(uint256 taskId, bytes32 datasetId) external {
+        _checkPending(taskId, datasetId);
         if (_data.isRetired(datasetId)) revert GrantRegistryDatasetRetired(datasetId);
-        _decide(taskId, datasetId, ApprovalStatus.Approved);
+
+        _approvals[taskId][datasetId] = ApprovalStatus.Approved;
         emit InputApproved(taskId, datasetId, msg.sender);
 
         ITaskLedger(_ledger).onInputApproved(taskId);
@@ -136,7 +139,9 @@ contract GrantRegistry is IGrantRegistry {
 
     /// @inheritdoc IGrantRegistry
     function reject(uint256 taskId, bytes32 datasetId) external {
-        _decide(taskId, datasetId, ApprovalStatus.Rejected);
+        _checkPending(taskId, datasetId);
+
+        _approvals[taskId][datasetId] = ApprovalStatus.Rejected;
         emit InputRejected(taskId, datasetId, msg.sender);
 
         ITaskLedger(_ledger).onInputRejected(taskId);
@@ -179,11 +184,10 @@ contract GrantRegistry is IGrantRegistry {
         return _ledger;
     }
 
-    /// @dev Records the data owner's decision on a pending request.
-    function _decide(uint256 taskId, bytes32 datasetId, ApprovalStatus decision) private {
+    /// @dev Reverts unless the request is Pending and the caller is a data owner of the dataset.
+    function _checkPending(uint256 taskId, bytes32 datasetId) private view {
         _checkDataOwner(datasetId);
         if (_approvals[taskId][datasetId] != ApprovalStatus.Pending) revert GrantRegistryNotPending(taskId, datasetId);
-        _approvals[taskId][datasetId] = decision;
     }
 
     /// @dev Reverts unless the caller has ROLE_DATA_OWNER in the owning organisation of `datasetId`, returned.

@@ -9,7 +9,8 @@ import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
  * @title OrgRegistry
  * @notice Identity layer (F1) of privledger. See {IOrgRegistry}.
  * @dev The consortium admin is the holder of `DEFAULT_ADMIN_ROLE`, initially the constructor's `admin`.
- * It may act on any organisation's roles (e.g. to recover an organisation that lost its admin key).
+ * Consortium-only functions revert with AccessControl's {AccessControlUnauthorizedAccount}; the consortium
+ * admin may also manage any organisation's roles (e.g. to recover an organisation that lost its admin key).
  */
 contract OrgRegistry is IOrgRegistry, AccessControl {
     uint8 public constant ROLE_ORG_ADMIN = 1;
@@ -37,9 +38,9 @@ contract OrgRegistry is IOrgRegistry, AccessControl {
     /// @inheritdoc IOrgRegistry
     function registerOrg(string calldata name, address admin, string calldata endpoint, bytes32 nodeKey)
         external
+        onlyRole(DEFAULT_ADMIN_ROLE)
         returns (uint256 orgId)
     {
-        _checkConsortiumAdmin();
         if (bytes(name).length == 0) revert OrgRegistryInvalidName();
         bytes32 nameHash = keccak256(bytes(name));
         if (_orgIdByName[nameHash] != 0) revert OrgRegistryNameTaken(name);
@@ -57,8 +58,7 @@ contract OrgRegistry is IOrgRegistry, AccessControl {
     }
 
     /// @inheritdoc IOrgRegistry
-    function setOrgStatus(uint256 orgId, OrgStatus status) external {
-        _checkConsortiumAdmin();
+    function setOrgStatus(uint256 orgId, OrgStatus status) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _requireOrg(orgId);
         if (status != OrgStatus.Active && status != OrgStatus.Suspended) revert OrgRegistryInvalidStatus(status);
 
@@ -144,11 +144,6 @@ contract OrgRegistry is IOrgRegistry, AccessControl {
     /// @inheritdoc IOrgRegistry
     function isActive(uint256 orgId) public view returns (bool) {
         return _orgs[orgId].status == OrgStatus.Active;
-    }
-
-    /// @dev Reverts unless the caller is the consortium admin.
-    function _checkConsortiumAdmin() private view {
-        if (!hasRole(DEFAULT_ADMIN_ROLE, msg.sender)) revert OrgRegistryUnauthorized(msg.sender);
     }
 
     /// @dev Reverts unless `orgId` exists, `roles` is valid and the caller may grant or revoke `roles` in `orgId`.

@@ -31,8 +31,13 @@ interface IDataRegistry {
     error DataRegistryInvalidUpstream(uint16 upstreamBps);
     error DataRegistryRetired(bytes32 datasetId);
 
+    /// @notice Emitted when a dataset is registered.
     event DatasetRegistered(bytes32 indexed datasetId, uint256 indexed ownerOrg, uint8 level, uint64 rowCount);
+
+    /// @notice Emitted when a dataset is retired.
     event DatasetRetired(bytes32 indexed datasetId);
+
+    /// @notice Emitted when a dataset's price per row changes.
     event UnitPriceChanged(bytes32 indexed datasetId, uint128 unitPrice);
 
     /**

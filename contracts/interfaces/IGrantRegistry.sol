@@ -44,7 +44,10 @@ interface IGrantRegistry {
     error GrantRegistryMismatch(bytes32 grantId);
     error GrantRegistryNotPending(uint256 taskId, bytes32 datasetId);
 
+    /// @notice Emitted once, when the task ledger is wired.
     event TaskLedgerSet(address ledger);
+
+    /// @notice Emitted when a grant is issued.
     event GrantIssued(
         bytes32 indexed grantId,
         bytes32 indexed datasetId,
@@ -53,18 +56,32 @@ interface IGrantRegistry {
         uint64 expiry,
         uint32 maxUses
     );
+
+    /// @notice Emitted when a grant is revoked.
     event GrantRevoked(bytes32 indexed grantId);
+
+    /// @notice Emitted when a task uses a grant; `used` is the number of uses so far.
     event GrantConsumed(bytes32 indexed grantId, uint32 used);
+
+    /// @notice Emitted when task `taskId` asks the owner of `datasetId` to approve its use.
     event ApprovalRequested(uint256 indexed taskId, bytes32 indexed datasetId, uint256 indexed requesterOrg, uint8 kind);
+
+    /// @notice Emitted when the owner of `datasetId` approves its use by task `taskId`.
     event InputApproved(uint256 indexed taskId, bytes32 indexed datasetId, address indexed approver);
+
+    /// @notice Emitted when the owner of `datasetId` rejects its use by task `taskId`.
     event InputRejected(uint256 indexed taskId, bytes32 indexed datasetId, address indexed approver);
 
+    /// @notice Kind bit: private set intersection (1).
     function KIND_PSI() external view returns (uint8);
 
+    /// @notice Kind bit: private information retrieval (2).
     function KIND_PIR() external view returns (uint8);
 
+    /// @notice Kind bit: secure aggregate statistics (4).
     function KIND_STATS() external view returns (uint8);
 
+    /// @notice Kind bit: federated learning (8).
     function KIND_FL() external view returns (uint8);
 
     /**

@@ -21,12 +21,25 @@ interface IMetering {
     error MeteringInsufficientBalance(uint256 orgId, uint256 balance, uint256 amount);
     error MeteringTransferFailed(address to, uint256 amount);
 
+    /// @notice Emitted once, when the task ledger is wired.
     event TaskLedgerSet(address ledger);
+
+    /// @notice Emitted when the fee of a task is put in escrow.
     event FeeEscrowed(uint256 indexed taskId, uint256 indexed payerOrg, uint256 amount);
+
+    /// @notice Emitted when an authorised task uses a dataset; `count` is its usage count so far.
     event UsageRecorded(uint256 indexed taskId, bytes32 indexed datasetId, uint256 count);
+
+    /// @notice Emitted for each payee when a task is settled.
     event FeeAllocated(uint256 indexed taskId, uint256 indexed payeeOrg, uint256 amount);
+
+    /// @notice Emitted when a task is settled, after its {FeeAllocated} events.
     event TaskSettled(uint256 indexed taskId, bytes32 provenanceHash, uint256 fee);
+
+    /// @notice Emitted when a task's fee is credited back to its payer organisation.
     event FeeRefunded(uint256 indexed taskId, uint256 indexed payerOrg, uint256 amount);
+
+    /// @notice Emitted when an organisation's balance is withdrawn.
     event Withdrawn(uint256 indexed orgId, address indexed to, uint256 amount);
 
     /**

@@ -36,10 +36,19 @@ interface IOrgRegistry {
     error OrgRegistryInvalidRoles(uint8 roles);
     error OrgRegistryInvalidStatus(OrgStatus status);
 
+    /// @notice Emitted when organisation `orgId` is registered, Active, with `admin` as its first org admin.
     event OrgRegistered(uint256 indexed orgId, string name, address indexed admin);
+
+    /// @notice Emitted when the consortium admin activates or suspends an organisation.
     event OrgStatusChanged(uint256 indexed orgId, OrgStatus status);
+
+    /// @notice Emitted when an organisation's compute node endpoint or key changes.
     event NodeUpdated(uint256 indexed orgId, string endpoint, bytes32 nodeKey);
+
+    /// @notice Emitted when the role bits `roles` are added to `account` in organisation `orgId`.
     event RolesGranted(uint256 indexed orgId, address indexed account, uint8 roles);
+
+    /// @notice Emitted when the role bits `roles` are removed from `account` in organisation `orgId`.
     event RolesRevoked(uint256 indexed orgId, address indexed account, uint8 roles);
 
     /// @notice Role bit: manages the organisation's node and members (1).
@@ -56,9 +65,9 @@ interface IOrgRegistry {
 
     /**
      * @notice Registers an Active organisation whose `admin` becomes a member with ROLE_ORG_ADMIN.
-     * @dev Requirements: caller is the consortium admin; `name` is non-empty and not used by another
-     * organisation (case-sensitive); `admin` is non-zero and not a member of any organisation.
-     * Emits {OrgRegistered} and {RolesGranted}.
+     * @dev Requirements: caller is the consortium admin (else {AccessControlUnauthorizedAccount}); `name` is
+     * non-empty and not used by another organisation (case-sensitive); `admin` is non-zero and not a member
+     * of any organisation. Emits {OrgRegistered} and {RolesGranted}.
      */
     function registerOrg(string calldata name, address admin, string calldata endpoint, bytes32 nodeKey)
         external
@@ -66,7 +75,8 @@ interface IOrgRegistry {
 
     /**
      * @notice Activates or suspends an organisation.
-     * @dev Requirements: caller is the consortium admin; `orgId` exists; `status` is Active or Suspended.
+     * @dev Requirements: caller is the consortium admin (else {AccessControlUnauthorizedAccount}); `orgId`
+     * exists; `status` is Active or Suspended.
      * Emits {OrgStatusChanged}.
      */
     function setOrgStatus(uint256 orgId, OrgStatus status) external;

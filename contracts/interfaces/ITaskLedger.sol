@@ -51,7 +51,6 @@ interface ITaskLedger {
     error TaskLedgerInputRetired(bytes32 datasetId);
     error TaskLedgerInvalidDeadline(uint64 deadline);
     error TaskLedgerInvalidStatus(uint256 taskId, TaskStatus status);
-    error TaskLedgerNotParticipant(uint256 taskId, uint256 orgId);
     error TaskLedgerDeadlinePassed(uint256 taskId);
     error TaskLedgerAlreadyAnchored(uint256 taskId, uint256 orgId);
     error TaskLedgerEmptyDigest();
@@ -59,19 +58,36 @@ interface ITaskLedger {
     error TaskLedgerInvalidPayee(uint256 orgId);
     error TaskLedgerNotExpirable(uint256 taskId);
 
+    /// @notice Emitted when a task is submitted.
     event TaskSubmitted(
         uint256 indexed taskId, uint256 indexed requesterOrg, bytes32 specHash, uint8 kind, uint256 fee, uint64 deadline
     );
+
+    /// @notice Emitted when every input of a task is authorised.
     event TaskAuthorised(uint256 indexed taskId);
+
+    /// @notice Emitted when a participant moves an Authorised task to Running.
     event TaskStarted(uint256 indexed taskId, uint256 indexed org);
+
+    /// @notice Emitted when participant `org` anchors its result for a task.
     event ResultAnchored(uint256 indexed taskId, uint256 indexed org, bytes32 resultDigest, bytes32 transcriptHash);
+
+    /// @notice Emitted when every participant has anchored its result.
     event TaskCompleted(uint256 indexed taskId);
+
+    /// @notice Emitted when a task fails; `org` is the reporting participant, 0 when set by the ledger.
     event TaskFailed(uint256 indexed taskId, uint256 indexed org, uint32 reasonCode);
+
+    /// @notice Emitted when a task is closed after its deadline.
     event TaskExpired(uint256 indexed taskId);
+
+    /// @notice Emitted when a task is settled (its fee allocated, or refunded by a default settlement).
     event TaskSettled(uint256 indexed taskId);
 
+    /// @notice Failure reason set when a data owner rejects an input (1).
     function REASON_REJECTED() external view returns (uint32);
 
+    /// @notice Failure reason set when an unfinished task passes its deadline (2).
     function REASON_EXPIRED() external view returns (uint32);
 
     /**

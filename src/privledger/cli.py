@@ -134,8 +134,10 @@ def demo_command(
     """Start the local consortium: chain, contracts, organisations; then run the demo scenario."""
     from privledger.demo import run_demo
 
-    summary = run_demo(get_settings(), port=port, keep_running=not once, console=console)
-    typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+    def report(summary: dict[str, object]) -> None:
+        typer.echo(json.dumps(summary, indent=2, sort_keys=True))
+
+    run_demo(get_settings(), port=port, keep_running=not once, report=report, console=console)
 
 
 @app.command(
@@ -153,3 +155,7 @@ def bench_command(
         console.print(f"[red]no benchmark {what!r}[/red]; available: {', '.join(available)}")
         raise typer.Exit(2)
     raise typer.Exit(subprocess.call([sys.executable, str(script), *ctx.args]))
+
+
+if __name__ == "__main__":
+    app()

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     rpc_url: str = "http://127.0.0.1:8545"
     chain_port: int = 8545
     receipt_timeout_s: float = 30.0
+    var_path: Path | None = None
+    deployments_path: Path | None = None
 
     @cached_property
     def contracts_dir(self) -> Path:
@@ -45,11 +47,13 @@ class Settings(BaseSettings):
 
     @cached_property
     def var_dir(self) -> Path:
-        return self.project_root / "var"
+        """Runtime state; ``PRIVLEDGER_VAR_PATH`` moves it."""
+        return self.var_path or self.project_root / "var"
 
     @cached_property
     def deployments_dir(self) -> Path:
-        return self.chain_dir / "deployments"
+        """Deployment records; ``PRIVLEDGER_DEPLOYMENTS_PATH`` moves them."""
+        return self.deployments_path or self.chain_dir / "deployments"
 
     @cached_property
     def chain_state_file(self) -> Path:

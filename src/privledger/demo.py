@@ -6,6 +6,7 @@ The walking-path scenario (nodes, datasets, a PSI task) joins this as the node s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -56,9 +57,15 @@ def onboard_demo_orgs(ledger: Ledger) -> list[dict[str, Any]]:
 
 
 def run_demo(
-    settings: Settings, *, port: int | None, keep_running: bool, console: Console
-) -> dict[str, Any]:
-    """Start the chain (state kept in var/), deploy or reuse the ledger, onboard the orgs."""
+    settings: Settings,
+    *,
+    port: int | None,
+    keep_running: bool,
+    report: Callable[[dict[str, Any]], None],
+    console: Console,
+) -> None:
+    """Start the chain (state kept in var/), deploy or reuse the ledger, onboard the orgs, report
+    the summary; then, with ``keep_running``, serve until Ctrl-C."""
     artifacts = compile_contracts(settings)
     handle = start_anvil(
         settings.chain_dir,
@@ -78,6 +85,7 @@ def run_demo(
             "orgs": onboard_demo_orgs(ledger),
             "blockNumber": w3.eth.block_number,
         }
+        report(summary)
         if keep_running:
             console.print(f"consortium chain running at {handle.rpc_url}; Ctrl-C stops it")
             try:
@@ -85,6 +93,5 @@ def run_demo(
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
-        return summary
     finally:
         handle.close()

@@ -95,7 +95,7 @@ def make_machine(w3: Web3, artifacts: dict[str, Artifact], deployment: Deploymen
                 outsider.ledger.grants.grant(
                     self.dataset, self.user.org_id, kind, self.c.now() + 100, 1
                 )
-            assert caught.value.error == "GrantUnauthorized"
+            assert caught.value.error == "GrantRegistryUnauthorized"
 
         @rule(grant=grants, kind=KINDS)
         def use(self, grant: bytes, kind: Kind) -> None:

@@ -29,24 +29,24 @@ def test_grant_refusals(consortium: Consortium) -> None:
     bank, telecom = consortium.bank_a, consortium.telecom
     dataset = consortium.dataset(bank)
     later = consortium.now() + 3_600
-    with reverts("GrantUnauthorized"):  # not the owning org's data owner
+    with reverts("GrantRegistryUnauthorized"):  # not the owning org's data owner
         telecom.ledger.grants.grant(dataset, telecom.org_id, Kind.PSI, later, 1)
-    with reverts("GrantInvalidKinds"):
+    with reverts("GrantRegistryInvalidKinds"):
         bank.ledger.grants.grant(dataset, telecom.org_id, Kind(0), later, 1)
-    with reverts("GrantInvalidKinds"):
+    with reverts("GrantRegistryInvalidKinds"):
         bank.ledger.grants.grant(dataset, telecom.org_id, Kind(16), later, 1)
-    with reverts("GrantInvalidExpiry"):
+    with reverts("GrantRegistryInvalidExpiry"):
         bank.ledger.grants.grant(dataset, telecom.org_id, Kind.PSI, consortium.now() - 1, 1)
-    with reverts("GrantInvalidMaxUses"):
+    with reverts("GrantRegistryInvalidMaxUses"):
         bank.ledger.grants.grant(dataset, telecom.org_id, Kind.PSI, later, 0)
-    with reverts("GrantInvalidGrantee"):
+    with reverts("GrantRegistryInvalidGrantee"):
         bank.ledger.grants.grant(dataset, bank.org_id, Kind.PSI, later, 1)
-    with reverts("GrantInvalidGrantee"):
+    with reverts("GrantRegistryInvalidGrantee"):
         bank.ledger.grants.grant(dataset, 999, Kind.PSI, later, 1)
-    with reverts("GrantUnknownDataset"):
+    with reverts("DataRegistryUnknownDataset"):
         bank.ledger.grants.grant(secrets.token_bytes(32), telecom.org_id, Kind.PSI, later, 1)
     bank.ledger.data.retire(dataset)
-    with reverts("GrantDatasetRetired"):
+    with reverts("GrantRegistryDatasetRetired"):
         bank.ledger.grants.grant(dataset, telecom.org_id, Kind.PSI, later, 1)
 
 
@@ -54,14 +54,14 @@ def test_revoke_only_by_owner_once(consortium: Consortium) -> None:
     bank, telecom = consortium.bank_a, consortium.telecom
     dataset = consortium.dataset(bank)
     grant_id = consortium.grant(dataset, bank, telecom)
-    with reverts("GrantUnauthorized"):
+    with reverts("GrantRegistryUnauthorized"):
         telecom.ledger.grants.revoke(grant_id)
     bank.ledger.grants.revoke(grant_id)
     assert bank.ledger.grants.get_grant(grant_id).revoked
     assert not bank.ledger.grants.is_usable(grant_id, telecom.org_id, dataset, Kind.PSI)
-    with reverts("GrantRevoked"):
+    with reverts("GrantRegistryRevoked"):
         bank.ledger.grants.revoke(grant_id)
-    with reverts("GrantUnknown"):
+    with reverts("GrantRegistryUnknownGrant"):
         bank.ledger.grants.revoke(secrets.token_bytes(32))
 
 
@@ -72,5 +72,5 @@ def test_only_the_task_ledger_consumes(consortium: Consortium) -> None:
     consume = telecom.ledger.grants.contract.functions.consume(
         grant_id, telecom.org_id, dataset, int(Kind.PSI)
     )
-    with reverts("GrantOnlyTaskLedger"):
+    with reverts("GrantRegistryUnauthorized"):
         telecom.ledger.client.transact(consume)

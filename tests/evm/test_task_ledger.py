@@ -110,12 +110,12 @@ def test_input_without_grant_waits_for_owner_approval(consortium: Consortium) ->
     assert telecom.ledger.grants.approval_of(task_id, theirs) is ApprovalStatus.PENDING
     with reverts("TaskLedgerInvalidStatus"):
         bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
-    with reverts("GrantUnauthorized"):
+    with reverts("GrantRegistryUnauthorized"):
         telecom.ledger.grants.approve(task_id, theirs)
     bank_a.ledger.grants.approve(task_id, theirs)
     assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.AUTHORISED
     assert telecom.ledger.grants.approval_of(task_id, theirs) is ApprovalStatus.APPROVED
-    with reverts("GrantApprovalNotPending"):
+    with reverts("GrantRegistryNotPending"):
         bank_a.ledger.grants.approve(task_id, theirs)
 
 
@@ -202,9 +202,9 @@ def test_submit_validation(consortium: Consortium) -> None:
         submit(consortium, telecom, [data], [grant], [bank_a])
     with reverts("TaskLedgerInvalidDeadline"):
         submit(consortium, telecom, [data], [grant], [telecom, bank_a], deadline_s=0)
-    with reverts("GrantKindNotAllowed"):
+    with reverts("GrantRegistryKindNotAllowed"):
         submit(consortium, telecom, [data], [grant], [telecom, bank_a], kind=Kind.FL)
-    with reverts("GrantMismatch"):  # telecom's grant used by bank_b
+    with reverts("GrantRegistryMismatch"):  # telecom's grant used by bank_b
         submit(consortium, consortium.bank_b, [data], [grant], [consortium.bank_b, bank_a])
     with reverts("TaskLedgerUnknownTask"):
         telecom.ledger.tasks.anchor_result(999, secrets.token_bytes(32), ZERO32)

@@ -1,0 +1,68 @@
+"""The command line as a user runs it: real processes, real chain."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from privledger.evm.anvil import free_port
+
+CLI = [sys.executable, "-m", "privledger.cli"]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_help_everywhere() -> None:
+    for command in ([], ["compile"], ["chain", "up"], ["deploy"], ["demo"], ["bench"]):
+        result = run(*command, "--help")
+        assert result.returncode == 0, result.stderr
+        assert "Usage" in result.stdout
+
+
+def test_demo_once_starts_chain_deploys_and_onboards(tmp_path: Path) -> None:
+    env = {
+        "PRIVLEDGER_VAR_PATH": str(tmp_path / "var"),
+        "PRIVLEDGER_DEPLOYMENTS_PATH": str(tmp_path / "deployments"),
+    }
+    port = str(free_port())
+    first = run("demo", "--once", "--port", port, env=env)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["chainId"] == 31337
+    assert {org["name"] for org in summary["orgs"]} == {"bank-a", "bank-b", "telecom", "regulator"}
+    assert set(summary["contracts"]) >= {"OrgRegistry", "TaskLedger", "Metering", "BatchAnchor"}
+    assert (tmp_path / "var" / "chain" / "state.json").is_file()
+
+    # the chain survives: a second run reuses the deployment and finds the organisations
+    second = run("demo", "--once", "--port", port, env=env)
+    assert second.returncode == 0, second.stderr
+    again = json.loads(second.stdout)
+    assert again["contracts"] == summary["contracts"]
+    assert again["orgs"] == summary["orgs"]
+    assert again["blockNumber"] == summary["blockNumber"]
+
+
+def test_deploy_reports_a_missing_chain() -> None:
+    result = run("deploy", "--rpc-url", f"http://127.0.0.1:{free_port()}")
+    assert result.returncode == 1
+    assert "no chain answers" in result.stderr
+
+
+def test_unknown_benchmark_is_a_clear_error() -> None:
+    result = run("bench", "nope")
+    assert result.returncode == 2
+    assert "no benchmark 'nope'" in result.stderr
