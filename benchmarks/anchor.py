@@ -81,7 +81,8 @@ def measure_single(operator: Ledger, m: int) -> float:
 def task_lifecycle_gas(
     admin: Ledger, provider: Ledger, requester: Ledger, provider_org: int
 ) -> int:
-    """Gas of submit (one granted input) + two result anchors + settlement."""
+    """Gas of one task's life: submit (one own input, one granted foreign input, two participants,
+    fee escrowed) + two result anchors + settlement to one payee."""
     requester_org = requester.orgs.org_of(requester.client.address)
     dataset = provider.data.register(
         schema_hash=secrets.token_bytes(32),

@@ -3,39 +3,24 @@ pragma solidity ^0.8.24;
 
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
-import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IMetering} from "./interfaces/IMetering.sol";
 import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
+import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
 
 /**
  * @title Metering
  * @notice Metering and settlement layer (F6) of privledger. See {IMetering}.
  * @dev Fees are never pushed: allocations and refunds credit organisation balances, which org admins
- * withdraw. The contract's ether always equals the sum of balances plus the fees in escrow.
+ * withdraw. The ether stays in the task ledger, which always holds the sum of these balances plus the fees
+ * of its unsettled tasks; a withdrawal debits the balance here first, then has the ledger pay it out.
  */
 contract Metering is IMetering, ReentrancyGuard {
     uint16 private constant TOTAL_BPS = 10_000;
     uint8 private constant ROLE_ORG_ADMIN = 1; // IOrgRegistry.ROLE_ORG_ADMIN
     bytes32 private constant CONSORTIUM_ADMIN_ROLE = 0x00; // DEFAULT_ADMIN_ROLE of the OrgRegistry
 
-    enum EscrowState {
-        None,
-        Escrowed,
-        Settled,
-        Refunded
-    }
-
-    /// @dev The fee of a task and who paid it; one storage slot. The fee is kept after settlement.
-    struct Escrow {
-        uint128 fee;
-        uint64 payerOrg;
-        EscrowState state;
-    }
-
     IOrgRegistry private immutable _orgs;
     address private _ledger;
-    mapping(uint256 taskId => Escrow) private _escrows;
-    mapping(uint256 taskId => bytes32) private _provenance;
     mapping(uint256 orgId => uint256) private _balances;
     mapping(bytes32 datasetId => uint256) private _usage;
 
@@ -66,18 +51,6 @@ contract Metering is IMetering, ReentrancyGuard {
     }
 
     /// @inheritdoc IMetering
-    function escrow(uint256 taskId, uint256 payerOrg) external payable onlyLedger {
-        if (_escrows[taskId].state != EscrowState.None) revert MeteringAlreadyEscrowed(taskId);
-
-        _escrows[taskId] = Escrow({
-            fee: SafeCast.toUint128(msg.value),
-            payerOrg: SafeCast.toUint64(payerOrg),
-            state: EscrowState.Escrowed
-        });
-        emit FeeEscrowed(taskId, payerOrg, msg.value);
-    }
-
-    /// @inheritdoc IMetering
     function recordUsage(uint256 taskId, bytes32[] calldata datasetIds) external onlyLedger {
         for (uint256 i = 0; i < datasetIds.length; ++i) {
             uint256 count = ++_usage[datasetIds[i]];
@@ -86,15 +59,12 @@ contract Metering is IMetering, ReentrancyGuard {
     }
 
     /// @inheritdoc IMetering
-    function allocate(uint256 taskId, uint256[] calldata payeeOrgs, uint16[] calldata bps, bytes32 provenanceHash)
+    function allocate(uint256 taskId, uint256[] calldata payeeOrgs, uint16[] calldata bps, uint256 fee)
         external
         onlyLedger
     {
-        Escrow storage entry = _takeEscrow(taskId, EscrowState.Settled);
         _checkWeights(payeeOrgs, bps);
-        _provenance[taskId] = provenanceHash;
 
-        uint256 fee = entry.fee;
         uint256 allocated = 0;
         uint256 last = payeeOrgs.length - 1;
         for (uint256 i = 0; i < last; ++i) {
@@ -103,15 +73,10 @@ contract Metering is IMetering, ReentrancyGuard {
             _credit(taskId, payeeOrgs[i], share);
         }
         _credit(taskId, payeeOrgs[last], fee - allocated);
-        emit TaskSettled(taskId, provenanceHash, fee);
     }
 
     /// @inheritdoc IMetering
-    function refund(uint256 taskId) external onlyLedger {
-        Escrow storage entry = _takeEscrow(taskId, EscrowState.Refunded);
-        uint256 payerOrg = entry.payerOrg;
-        uint256 fee = entry.fee;
-
+    function refund(uint256 taskId, uint256 payerOrg, uint256 fee) external onlyLedger {
         _balances[payerOrg] += fee;
         emit FeeRefunded(taskId, payerOrg, fee);
     }
@@ -126,8 +91,7 @@ contract Metering is IMetering, ReentrancyGuard {
         _balances[orgId] = balance - amount;
         emit Withdrawn(orgId, to, amount);
 
-        (bool success,) = to.call{value: amount}("");
-        if (!success) revert MeteringTransferFailed(to, amount);
+        if (!ITaskLedger(_ledger).disburse(to, amount)) revert MeteringTransferFailed(to, amount);
     }
 
     /// @inheritdoc IMetering
@@ -137,8 +101,7 @@ contract Metering is IMetering, ReentrancyGuard {
 
     /// @inheritdoc IMetering
     function escrowOf(uint256 taskId) external view returns (uint256) {
-        Escrow storage entry = _escrows[taskId];
-        return entry.state == EscrowState.Escrowed ? entry.fee : 0;
+        return ITaskLedger(_ledger).escrowOf(taskId);
     }
 
     /// @inheritdoc IMetering
@@ -147,32 +110,19 @@ contract Metering is IMetering, ReentrancyGuard {
     }
 
     /// @inheritdoc IMetering
-    function settlementOf(uint256 taskId) external view returns (bytes32 provenanceHash, bool settled) {
-        return (_provenance[taskId], _escrows[taskId].state == EscrowState.Settled);
-    }
-
-    /// @inheritdoc IMetering
     function taskLedger() external view returns (address) {
         return _ledger;
     }
 
-    /// @dev Moves the escrow of `taskId` out of the Escrowed state into `outcome` and returns it.
-    function _takeEscrow(uint256 taskId, EscrowState outcome) private returns (Escrow storage entry) {
-        entry = _escrows[taskId];
-        EscrowState state = entry.state;
-        if (state == EscrowState.Settled) revert MeteringAlreadySettled(taskId);
-        if (state != EscrowState.Escrowed) revert MeteringNotEscrowed(taskId);
-        entry.state = outcome;
-    }
-
-    /// @dev Reverts unless the weights are well-formed, sum to TOTAL_BPS and every payee organisation exists.
-    function _checkWeights(uint256[] calldata payeeOrgs, uint16[] calldata bps) private view {
+    /**
+     * @dev Reverts unless the weights are well-formed and sum to TOTAL_BPS. That every payee organisation
+     * exists is the ledger's check: it pays only owners of registered datasets ({ITaskLedger-settleTask}).
+     */
+    function _checkWeights(uint256[] calldata payeeOrgs, uint16[] calldata bps) private pure {
         uint256 count = payeeOrgs.length;
         if (count == 0 || bps.length != count) revert MeteringInvalidWeights();
-        uint256 orgCount = _orgs.orgCount();
         uint256 total = 0;
         for (uint256 i = 0; i < count; ++i) {
-            if (payeeOrgs[i] == 0 || payeeOrgs[i] > orgCount) revert MeteringUnknownOrg(payeeOrgs[i]);
             total += bps[i];
         }
         if (total != TOTAL_BPS) revert MeteringInvalidWeights();

@@ -11,7 +11,9 @@ import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
 /**
  * @title TaskLedger
  * @notice Task ledger (F4) of privledger. See {ITaskLedger}.
- * @dev Fees are held by the Metering contract; input authorisation is delegated to the GrantRegistry.
+ * @dev The ledger holds the escrowed fees (in each task's record) and all the ether; the Metering keeps
+ * usage counters and organisation balances and has the ledger pay withdrawals out ({disburse}). Input
+ * authorisation is delegated to the GrantRegistry.
  */
 contract TaskLedger is ITaskLedger {
     uint32 public constant REASON_REJECTED = 1;
@@ -22,12 +24,17 @@ contract TaskLedger is ITaskLedger {
     uint8 private constant ROLE_OPERATOR = 4; // IOrgRegistry.ROLE_OPERATOR
     uint8 private constant ALL_KINDS = 15; // IGrantRegistry.KIND_PSI | KIND_PIR | KIND_STATS | KIND_FL
     uint16 private constant TOTAL_BPS = 10_000;
+    /// @dev Set in the task counter's slot from construction on, so that the first task does not pay for
+    /// turning a zero slot non-zero; the count is the low 64 bits.
+    uint256 private constant COUNTER_INITIALISED = 1 << 255;
 
     /**
-     * @dev Storage layout of a {Task}. Slot 1 holds every field the lifecycle functions read or write, slot 2
-     * the requester and fee; then one slot per input and one slot per two participants. A seat packs a
-     * participant organisation (low 64 bits) with the time it anchored its result (high 64 bits, 0 until it
-     * does). Counts fit in uint8 as there are at most 16 inputs and 16 participants.
+     * @dev Storage layout of a {Task}. Slot 1 holds every field the lifecycle functions read or write: the
+     * status, the counts, `anchored` (bit i set once participant i anchored), `foreign` (bit i set iff input
+     * i is not owned by the requester organisation, i.e. was authorised by a grant or an approval) and the
+     * requester organisation with its index among the participants. Slot 2 holds the requester and the fee, which is in escrow while the task is
+     * neither Failed nor Settled. Then four participants per slot, and one slot per input. Counts fit in
+     * uint8 and masks in uint16 as there are at most 16 inputs and 16 participants.
      */
     struct Record {
         bytes32 specHash;
@@ -36,29 +43,27 @@ contract TaskLedger is ITaskLedger {
         uint8 inputCount;
         uint8 participantCount;
         uint8 pendingApprovals;
-        uint8 anchoredCount;
+        uint16 anchored;
+        uint16 foreign;
         uint32 failureReason;
         uint40 submittedAt;
         uint40 deadline;
         uint64 requesterOrg;
+        uint8 requesterSeat;
         address requester;
         uint96 fee;
+        uint64[MAX_PARTICIPANTS] participants;
         bytes32[MAX_INPUTS] inputs;
-        uint128[MAX_PARTICIPANTS] seats;
-    }
-
-    struct Anchor {
-        bytes32 resultDigest;
-        bytes32 transcriptHash;
     }
 
     IOrgRegistry private immutable _orgs;
     IDataRegistry private immutable _data;
     IGrantRegistry private immutable _grants;
     IMetering private immutable _metering;
-    uint256 private _taskCount;
+    uint256 private _counter = COUNTER_INITIALISED;
     mapping(uint256 taskId => Record) private _tasks;
-    mapping(uint256 taskId => mapping(uint256 orgId => Anchor)) private _anchors;
+    /// @dev keccak256(abi.encode(resultDigest, transcriptHash)) per participant organisation.
+    mapping(uint256 taskId => mapping(uint256 orgId => bytes32)) private _anchors;
 
     constructor(IOrgRegistry orgs, IDataRegistry data, IGrantRegistry grants, IMetering metering) {
         _orgs = orgs;
@@ -90,22 +95,13 @@ contract TaskLedger is ITaskLedger {
             revert TaskLedgerInvalidInputs();
         }
 
-        taskId = ++_taskCount;
+        taskId = _nextTaskId();
         Record storage task = _tasks[taskId];
-        task.specHash = specHash;
-        task.status = TaskStatus.Submitted;
-        task.kind = kind;
-        task.submittedAt = SafeCast.toUint40(block.timestamp);
-        task.deadline = SafeCast.toUint40(deadline);
-        task.requesterOrg = SafeCast.toUint64(requesterOrg);
-        task.requester = msg.sender;
-        task.fee = SafeCast.toUint96(msg.value);
-        _storeParticipants(task, participants);
-        uint256[] memory owners = _storeInputs(task, inputs, grantIds);
-        emit TaskSubmitted(taskId, requesterOrg, specHash, kind, msg.value, deadline);
+        _storeParticipants(task, participants, requesterOrg);
+        _storeInputs(task, inputs, grantIds, participants, requesterOrg);
+        _storeHeader(taskId, task, specHash, kind, deadline, requesterOrg);
 
-        _metering.escrow{value: msg.value}(taskId, requesterOrg);
-        _authoriseInputs(taskId, task, inputs, grantIds, owners);
+        _authoriseInputs(taskId, task, inputs, grantIds);
         if (task.pendingApprovals == 0) _authorise(taskId, task);
     }
 
@@ -123,7 +119,7 @@ contract TaskLedger is ITaskLedger {
         if (task.status != TaskStatus.Submitted) revert TaskLedgerInvalidStatus(taskId, task.status);
 
         _markFailed(taskId, task, 0, REASON_REJECTED);
-        _metering.refund(taskId);
+        _refund(taskId, task);
     }
 
     /// @inheritdoc ITaskLedger
@@ -148,16 +144,19 @@ contract TaskLedger is ITaskLedger {
         }
         if (block.timestamp >= task.deadline) revert TaskLedgerDeadlinePassed(taskId);
         if (resultDigest == 0) revert TaskLedgerEmptyDigest();
-        if (_seatAnchoredAt(task.seats[index]) != 0) revert TaskLedgerAlreadyAnchored(taskId, org);
+        uint16 anchored = task.anchored;
+        if (anchored & (1 << index) != 0) revert TaskLedgerAlreadyAnchored(taskId, org);
 
-        _anchors[taskId][org] = Anchor({resultDigest: resultDigest, transcriptHash: transcriptHash});
-        task.seats[index] = _seat(org, block.timestamp);
-        uint8 anchored = ++task.anchoredCount;
+        _anchors[taskId][org] = _commitment(resultDigest, transcriptHash);
+        anchored |= uint16(1 << index);
         emit ResultAnchored(taskId, org, resultDigest, transcriptHash);
 
-        if (anchored == task.participantCount) {
+        if (anchored == (1 << task.participantCount) - 1) {
+            task.anchored = anchored;
             task.status = TaskStatus.Completed;
             emit TaskCompleted(taskId);
+        } else {
+            task.anchored = anchored;
         }
     }
 
@@ -169,7 +168,7 @@ contract TaskLedger is ITaskLedger {
         if (reasonCode == 0) revert TaskLedgerInvalidReason(reasonCode);
 
         _markFailed(taskId, task, org, reasonCode);
-        _metering.refund(taskId);
+        _refund(taskId, task);
     }
 
     /// @inheritdoc ITaskLedger
@@ -185,9 +184,10 @@ contract TaskLedger is ITaskLedger {
         }
 
         task.status = TaskStatus.Settled;
-        emit TaskSettled(taskId);
+        uint256 fee = task.fee;
+        emit TaskSettled(taskId, provenanceHash, fee);
 
-        _metering.allocate(taskId, payeeOrgs, bps, provenanceHash);
+        _metering.allocate(taskId, payeeOrgs, bps, fee);
     }
 
     /// @inheritdoc ITaskLedger
@@ -198,11 +198,11 @@ contract TaskLedger is ITaskLedger {
         if (_isOpen(status)) {
             _markFailed(taskId, task, 0, REASON_EXPIRED);
             emit TaskExpired(taskId);
-            _metering.refund(taskId);
+            _refund(taskId, task);
         } else if (status == TaskStatus.Completed) {
             task.status = TaskStatus.Settled;
             emit TaskExpired(taskId);
-            emit TaskSettled(taskId);
+            emit TaskSettled(taskId, 0, task.fee);
             _settleByDefault(taskId, task);
         } else {
             revert TaskLedgerNotExpirable(taskId);
@@ -210,11 +210,21 @@ contract TaskLedger is ITaskLedger {
     }
 
     /// @inheritdoc ITaskLedger
+    function disburse(address payable to, uint256 amount) external returns (bool success) {
+        if (msg.sender != address(_metering)) revert TaskLedgerOnlyMetering(msg.sender);
+        (success,) = to.call{value: amount}("");
+    }
+
+    /// @inheritdoc ITaskLedger
     function getTask(uint256 taskId) external view returns (Task memory) {
         Record storage task = _task(taskId);
         uint256[] memory participants = new uint256[](task.participantCount);
         for (uint256 i = 0; i < participants.length; ++i) {
-            participants[i] = _seatOrg(task.seats[i]);
+            participants[i] = task.participants[i];
+        }
+        uint16 anchoredCount = 0;
+        for (uint256 bits = task.anchored; bits != 0; bits &= bits - 1) {
+            ++anchoredCount;
         }
         return Task({
             specHash: task.specHash,
@@ -225,30 +235,44 @@ contract TaskLedger is ITaskLedger {
             submittedAt: task.submittedAt,
             deadline: task.deadline,
             pendingApprovals: task.pendingApprovals,
-            anchoredCount: task.anchoredCount,
+            anchoredCount: anchoredCount,
             failureReason: task.failureReason,
             fee: task.fee,
-            inputs: _inputsOf(task),
+            inputs: _inputsOf(task, type(uint16).max),
             participants: participants
         });
     }
 
     /// @inheritdoc ITaskLedger
     function taskCount() external view returns (uint256) {
-        return _taskCount;
+        return uint64(_counter);
     }
 
     /// @inheritdoc ITaskLedger
-    function anchorOf(uint256 taskId, uint256 orgId)
+    function anchorOf(uint256 taskId, uint256 orgId) external view returns (bytes32 commitment) {
+        return _anchors[taskId][orgId];
+    }
+
+    /// @inheritdoc ITaskLedger
+    function verifyAnchor(uint256 taskId, uint256 orgId, bytes32 resultDigest, bytes32 transcriptHash)
         external
         view
-        returns (bytes32 resultDigest, bytes32 transcriptHash, uint64 anchoredAt)
+        returns (bool)
     {
+        bytes32 commitment = _anchors[taskId][orgId];
+        return commitment != 0 && commitment == _commitment(resultDigest, transcriptHash);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function escrowOf(uint256 taskId) external view returns (uint256) {
         Record storage task = _tasks[taskId];
-        (bool found, uint256 index) = _seatIndex(task, orgId);
-        if (!found) return (0, 0, 0);
-        Anchor storage anchor = _anchors[taskId][orgId];
-        return (anchor.resultDigest, anchor.transcriptHash, _seatAnchoredAt(task.seats[index]));
+        TaskStatus status = task.status;
+        return _isOpen(status) || status == TaskStatus.Completed ? task.fee : 0;
+    }
+
+    /// @inheritdoc ITaskLedger
+    function settlementOf(uint256 taskId) external view returns (bool settled) {
+        return _tasks[taskId].status == TaskStatus.Settled;
     }
 
     /// @inheritdoc ITaskLedger
@@ -257,39 +281,43 @@ contract TaskLedger is ITaskLedger {
     }
 
     /// @dev Stores the participants: distinct Active organisations, the requester organisation among them.
-    function _storeParticipants(Record storage task, uint256[] calldata participants) private {
+    function _storeParticipants(Record storage task, uint256[] calldata participants, uint256 requesterOrg)
+        private
+    {
         uint256 count = participants.length;
         if (count == 0 || count > MAX_PARTICIPANTS) revert TaskLedgerInvalidParticipants();
-        uint256 requesterOrg = task.requesterOrg; // Active: the caller is one of its operators
         bool hasRequester = false;
         for (uint256 i = 0; i < count; ++i) {
             uint256 org = participants[i];
             if (org == requesterOrg) {
-                hasRequester = true;
+                hasRequester = true; // Active: the caller is one of its operators
+                task.requesterSeat = uint8(i);
             } else if (!_orgs.isActive(org)) {
                 revert TaskLedgerInvalidParticipants();
             }
             for (uint256 j = 0; j < i; ++j) {
                 if (participants[j] == org) revert TaskLedgerInvalidParticipants();
             }
-            task.seats[i] = _seat(org, 0);
+            task.participants[i] = SafeCast.toUint64(org);
         }
         if (!hasRequester) revert TaskLedgerInvalidParticipants();
         task.participantCount = uint8(count);
     }
 
     /**
-     * @dev Stores the inputs (distinct, live datasets whose owners participate), counts the approvals to
-     * request and returns the owner of each input.
+     * @dev Stores the inputs (distinct, live datasets whose owners participate), the mask of the foreign ones
+     * and the number of approvals to request.
      */
-    function _storeInputs(Record storage task, bytes32[] calldata inputs, bytes32[] calldata grantIds)
-        private
-        returns (uint256[] memory owners)
-    {
-        uint256 requesterOrg = task.requesterOrg;
+    function _storeInputs(
+        Record storage task,
+        bytes32[] calldata inputs,
+        bytes32[] calldata grantIds,
+        uint256[] calldata participants,
+        uint256 requesterOrg
+    ) private {
         uint256 count = inputs.length;
+        uint16 foreign = 0;
         uint8 pending = 0;
-        owners = new uint256[](count);
         for (uint256 i = 0; i < count; ++i) {
             bytes32 input = inputs[i];
             for (uint256 j = 0; j < i; ++j) {
@@ -297,28 +325,50 @@ contract TaskLedger is ITaskLedger {
             }
             uint256 owner = _data.ownerOf(input);
             if (_data.isRetired(input)) revert TaskLedgerInputRetired(input);
-            (bool found,) = _seatIndex(task, owner);
-            if (!found) revert TaskLedgerMissingOwnerParticipant(input);
+            if (owner != requesterOrg) {
+                if (!_contains(participants, owner)) revert TaskLedgerMissingOwnerParticipant(input);
+                foreign |= uint16(1 << i);
+                if (grantIds[i] == 0) ++pending;
+            }
             task.inputs[i] = input;
-            owners[i] = owner;
-            if (owner != requesterOrg && grantIds[i] == 0) ++pending;
         }
         task.inputCount = uint8(count);
+        task.foreign = foreign;
         task.pendingApprovals = pending;
     }
 
-    /// @dev Consumes the grant of, or requests approval for, every input the requester does not own.
+    /// @dev Stores the rest of a new task's header, the requester and the fee (escrowed from here on).
+    function _storeHeader(
+        uint256 taskId,
+        Record storage task,
+        bytes32 specHash,
+        uint8 kind,
+        uint64 deadline,
+        uint256 requesterOrg
+    ) private {
+        task.specHash = specHash;
+        task.status = TaskStatus.Submitted;
+        task.kind = kind;
+        task.submittedAt = uint40(block.timestamp);
+        task.deadline = uint40(deadline);
+        task.requesterOrg = SafeCast.toUint64(requesterOrg);
+        task.requester = msg.sender;
+        task.fee = SafeCast.toUint96(msg.value);
+        emit TaskSubmitted(taskId, requesterOrg, specHash, kind, msg.value, deadline);
+    }
+
+    /// @dev Consumes the grant of, or requests approval for, every foreign input.
     function _authoriseInputs(
         uint256 taskId,
         Record storage task,
         bytes32[] calldata inputs,
-        bytes32[] calldata grantIds,
-        uint256[] memory owners
+        bytes32[] calldata grantIds
     ) private {
+        uint256 foreign = task.foreign;
         uint256 requesterOrg = task.requesterOrg;
         uint8 kind = task.kind;
         for (uint256 i = 0; i < inputs.length; ++i) {
-            if (owners[i] == requesterOrg) continue;
+            if (foreign & (1 << i) == 0) continue;
             if (grantIds[i] != 0) {
                 _grants.consume(grantIds[i], requesterOrg, inputs[i], kind);
             } else {
@@ -327,11 +377,13 @@ contract TaskLedger is ITaskLedger {
         }
     }
 
+    /// @dev Authorises the task and meters the use of its foreign inputs.
     function _authorise(uint256 taskId, Record storage task) private {
         task.status = TaskStatus.Authorised;
         emit TaskAuthorised(taskId);
 
-        _metering.recordUsage(taskId, _inputsOf(task));
+        uint16 foreign = task.foreign;
+        if (foreign != 0) _metering.recordUsage(taskId, _inputsOf(task, foreign));
     }
 
     function _markFailed(uint256 taskId, Record storage task, uint256 org, uint32 reasonCode) private {
@@ -340,13 +392,18 @@ contract TaskLedger is ITaskLedger {
         emit TaskFailed(taskId, org, reasonCode);
     }
 
-    /// @dev Splits the fee equally among the distinct owners of the inputs other than the requester
-    /// organisation (remainder to the last); refunds it if there are none.
+    /// @dev Credits the escrowed fee back to the requester organisation; the task is already Failed or Settled.
+    function _refund(uint256 taskId, Record storage task) private {
+        _metering.refund(taskId, task.requesterOrg, task.fee);
+    }
+
+    /// @dev Splits the fee equally among the distinct owners of the foreign inputs (remainder to the last);
+    /// refunds it if there are none.
     function _settleByDefault(uint256 taskId, Record storage task) private {
         uint256[] memory payees = _defaultPayees(task);
         uint256 count = payees.length;
         if (count == 0) {
-            _metering.refund(taskId);
+            _refund(taskId, task);
             return;
         }
         uint16[] memory bps = new uint16[](count);
@@ -355,30 +412,37 @@ contract TaskLedger is ITaskLedger {
             bps[i] = share;
         }
         bps[count - 1] = uint16(TOTAL_BPS - share * (count - 1));
-        _metering.allocate(taskId, payees, bps, bytes32(0));
+        _metering.allocate(taskId, payees, bps, task.fee);
     }
 
     function _defaultPayees(Record storage task) private view returns (uint256[] memory payees) {
-        uint256 requesterOrg = task.requesterOrg;
-        uint256 inputCount = task.inputCount;
-        uint256[] memory owners = new uint256[](inputCount);
+        bytes32[] memory inputs = _inputsOf(task, task.foreign);
+        payees = new uint256[](inputs.length);
         uint256 count = 0;
-        for (uint256 i = 0; i < inputCount; ++i) {
-            uint256 owner = _data.ownerOf(task.inputs[i]);
-            if (owner == requesterOrg || _contains(owners, count, owner)) continue;
-            owners[count++] = owner;
+        for (uint256 i = 0; i < inputs.length; ++i) {
+            uint256 owner = _data.ownerOf(inputs[i]);
+            bool seen = false;
+            for (uint256 j = 0; j < count; ++j) {
+                if (payees[j] == owner) seen = true;
+            }
+            if (!seen) payees[count++] = owner;
         }
-        payees = new uint256[](count);
-        for (uint256 i = 0; i < count; ++i) {
-            payees[i] = owners[i];
+        assembly ("memory-safe") {
+            mstore(payees, count)
         }
     }
 
-    /// @dev Returns true iff `org` owns one of the task's inputs or a direct parent of one.
+    /// @dev Returns true iff `org` owns one of the task's inputs or a direct parent of one. The requester
+    /// organisation owns exactly the inputs that are not foreign, which needs no look-up.
     function _isRightsHolder(Record storage task, uint256 org) private view returns (bool) {
         uint256 inputCount = task.inputCount;
-        for (uint256 i = 0; i < inputCount; ++i) {
-            if (_data.ownerOf(task.inputs[i]) == org) return true;
+        uint256 foreign = task.foreign;
+        if (org == task.requesterOrg) {
+            if (foreign != (1 << inputCount) - 1) return true;
+        } else {
+            for (uint256 i = 0; i < inputCount; ++i) {
+                if (foreign & (1 << i) != 0 && _data.ownerOf(task.inputs[i]) == org) return true;
+            }
         }
         for (uint256 i = 0; i < inputCount; ++i) {
             bytes32[] memory parents = _data.parentsOf(task.inputs[i]);
@@ -399,6 +463,7 @@ contract TaskLedger is ITaskLedger {
     /// participant organisation.
     function _callerSeat(Record storage task) private view returns (uint256 org, uint256 index) {
         org = _operatorOrg();
+        if (org == task.requesterOrg) return (org, task.requesterSeat);
         bool found;
         (found, index) = _seatIndex(task, org);
         if (!found) revert TaskLedgerUnauthorized(msg.sender);
@@ -407,9 +472,15 @@ contract TaskLedger is ITaskLedger {
     function _seatIndex(Record storage task, uint256 org) private view returns (bool found, uint256 index) {
         uint256 count = task.participantCount;
         for (index = 0; index < count; ++index) {
-            if (_seatOrg(task.seats[index]) == org) return (true, index);
+            if (task.participants[index] == org) return (true, index);
         }
         return (false, 0);
+    }
+
+    function _nextTaskId() private returns (uint256 taskId) {
+        uint256 counter = _counter + 1;
+        _counter = counter;
+        taskId = uint64(counter);
     }
 
     function _task(uint256 taskId) private view returns (Record storage task) {
@@ -417,10 +488,16 @@ contract TaskLedger is ITaskLedger {
         if (task.status == TaskStatus.None) revert TaskLedgerUnknownTask(taskId);
     }
 
-    function _inputsOf(Record storage task) private view returns (bytes32[] memory inputs) {
-        inputs = new bytes32[](task.inputCount);
-        for (uint256 i = 0; i < inputs.length; ++i) {
-            inputs[i] = task.inputs[i];
+    /// @dev Returns the inputs whose bit is set in `mask`, in order.
+    function _inputsOf(Record storage task, uint256 mask) private view returns (bytes32[] memory inputs) {
+        uint256 inputCount = task.inputCount;
+        inputs = new bytes32[](inputCount);
+        uint256 count = 0;
+        for (uint256 i = 0; i < inputCount; ++i) {
+            if (mask & (1 << i) != 0) inputs[count++] = task.inputs[i];
+        }
+        assembly ("memory-safe") {
+            mstore(inputs, count)
         }
     }
 
@@ -428,20 +505,12 @@ contract TaskLedger is ITaskLedger {
         return status == TaskStatus.Submitted || status == TaskStatus.Authorised || status == TaskStatus.Running;
     }
 
-    function _seat(uint256 org, uint256 anchoredAt) private pure returns (uint128) {
-        return (uint128(SafeCast.toUint64(anchoredAt)) << 64) | SafeCast.toUint64(org);
+    function _commitment(bytes32 resultDigest, bytes32 transcriptHash) private pure returns (bytes32) {
+        return keccak256(abi.encode(resultDigest, transcriptHash));
     }
 
-    function _seatOrg(uint128 seat) private pure returns (uint256) {
-        return uint64(seat);
-    }
-
-    function _seatAnchoredAt(uint128 seat) private pure returns (uint64) {
-        return uint64(seat >> 64);
-    }
-
-    function _contains(uint256[] memory values, uint256 length, uint256 value) private pure returns (bool) {
-        for (uint256 i = 0; i < length; ++i) {
+    function _contains(uint256[] calldata values, uint256 value) private pure returns (bool) {
+        for (uint256 i = 0; i < values.length; ++i) {
             if (values[i] == value) return true;
         }
         return false;

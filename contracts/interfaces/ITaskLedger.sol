@@ -43,6 +43,7 @@ interface ITaskLedger {
 
     error TaskLedgerUnauthorized(address account);
     error TaskLedgerOnlyGrantRegistry(address account);
+    error TaskLedgerOnlyMetering(address account);
     error TaskLedgerUnknownTask(uint256 taskId);
     error TaskLedgerInvalidKind(uint8 kind);
     error TaskLedgerInvalidInputs();
@@ -58,7 +59,7 @@ interface ITaskLedger {
     error TaskLedgerInvalidPayee(uint256 orgId);
     error TaskLedgerNotExpirable(uint256 taskId);
 
-    /// @notice Emitted when a task is submitted.
+    /// @notice Emitted when a task is submitted; `fee` is the value escrowed with it.
     event TaskSubmitted(
         uint256 indexed taskId, uint256 indexed requesterOrg, bytes32 specHash, uint8 kind, uint256 fee, uint64 deadline
     );
@@ -69,7 +70,11 @@ interface ITaskLedger {
     /// @notice Emitted when a participant moves an Authorised task to Running.
     event TaskStarted(uint256 indexed taskId, uint256 indexed org);
 
-    /// @notice Emitted when participant `org` anchors its result for a task.
+    /**
+     * @notice Emitted when participant `org` anchors its result for a task. The ledger stores only
+     * `keccak256(abi.encode(resultDigest, transcriptHash))` (see {anchorOf}, {verifyAnchor}); the anchoring
+     * time is the timestamp of the block holding this event.
+     */
     event ResultAnchored(uint256 indexed taskId, uint256 indexed org, bytes32 resultDigest, bytes32 transcriptHash);
 
     /// @notice Emitted when every participant has anchored its result.
@@ -81,8 +86,12 @@ interface ITaskLedger {
     /// @notice Emitted when a task is closed after its deadline.
     event TaskExpired(uint256 indexed taskId);
 
-    /// @notice Emitted when a task is settled (its fee allocated, or refunded by a default settlement).
-    event TaskSettled(uint256 indexed taskId);
+    /**
+     * @notice Emitted when a task is settled (its fee allocated, or refunded by a default settlement), before
+     * the Metering's {IMetering-FeeAllocated} or {IMetering-FeeRefunded} events. The provenance hash is kept
+     * in this event only (0 for a default settlement).
+     */
+    event TaskSettled(uint256 indexed taskId, bytes32 provenanceHash, uint256 fee);
 
     /// @notice Failure reason set when a data owner rejects an input (1).
     function REASON_REJECTED() external view returns (uint32);
@@ -173,11 +182,33 @@ interface ITaskLedger {
     /// @notice Returns the number of submitted tasks (which is also the highest taskId).
     function taskCount() external view returns (uint256);
 
-    /// @notice Returns the result anchored by organisation `orgId` for a task; zeros if none.
-    function anchorOf(uint256 taskId, uint256 orgId)
+    /**
+     * @notice Returns the commitment `keccak256(abi.encode(resultDigest, transcriptHash))` anchored by
+     * organisation `orgId` for a task; 0 if none. The digests themselves are in {ResultAnchored}.
+     */
+    function anchorOf(uint256 taskId, uint256 orgId) external view returns (bytes32 commitment);
+
+    /// @notice Returns true iff organisation `orgId` anchored exactly `resultDigest` and `transcriptHash`.
+    function verifyAnchor(uint256 taskId, uint256 orgId, bytes32 resultDigest, bytes32 transcriptHash)
         external
         view
-        returns (bytes32 resultDigest, bytes32 transcriptHash, uint64 anchoredAt);
+        returns (bool);
+
+    /**
+     * @notice Returns the fee a task holds in escrow: its fee until it is settled or fails (refunded), then 0.
+     * The ledger holds the escrowed ether; see {IMetering} for the balances it is credited to.
+     */
+    function escrowOf(uint256 taskId) external view returns (uint256);
+
+    /// @notice Returns whether a task is settled; its provenance hash is in {TaskSettled}.
+    function settlementOf(uint256 taskId) external view returns (bool settled);
+
+    /**
+     * @notice Sends `amount` wei of the ledger's ether to `to`, for a withdrawal the Metering has debited.
+     * @dev Requirements: caller is the Metering. Returns false, instead of reverting, when `to` refuses the
+     * transfer, so that the Metering reports it with its own error.
+     */
+    function disburse(address payable to, uint256 amount) external returns (bool success);
 
     /// @notice Returns true iff `orgId` is a participant of the task.
     function isParticipant(uint256 taskId, uint256 orgId) external view returns (bool);

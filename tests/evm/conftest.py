@@ -48,25 +48,25 @@ class Consortium:
         self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
     def dataset(
-        self, owner: Member, *, price: int = 1_000, rows: int = 100, level: int = 2
+        self,
+        owner: Member,
+        *,
+        price: int = 1_000,
+        rows: int = 100,
+        level: int = 2,
+        parents: tuple[bytes, ...] = (),
+        upstream_bps: int = 0,
+        signer: Ledger | None = None,
     ) -> bytes:
-        return owner.ledger.data.register(
+        """Register a fresh dataset of ``owner`` (sent by ``signer`` when given)."""
+        return (signer or owner.ledger).data.register(
             schema_hash=secrets.token_bytes(32),
             commitment=secrets.token_bytes(32),
             row_count=rows,
             level=level,
             unit_price=price,
-        )
-
-    def dataset_with_parent(self, owner: Member, parent: bytes) -> bytes:
-        return owner.ledger.data.register(
-            schema_hash=secrets.token_bytes(32),
-            commitment=secrets.token_bytes(32),
-            row_count=1,
-            level=1,
-            unit_price=0,
-            parents=[parent],
-            upstream_bps=1_000,
+            parents=parents,
+            upstream_bps=upstream_bps,
         )
 
     def grant(

@@ -27,6 +27,7 @@ def test_register_dataset_is_content_addressed(consortium: Consortium) -> None:
         False,
     )
     assert bank.ledger.data.exists(dataset_id)
+    assert bank.ledger.data.dataset_count() == 1
     with reverts("DataRegistryAlreadyExists"):
         bank.ledger.data.register(
             schema_hash=schema, commitment=commitment, row_count=1, level=1, unit_price=0
@@ -36,29 +37,18 @@ def test_register_dataset_is_content_addressed(consortium: Consortium) -> None:
 def test_derived_dataset_names_its_parents(consortium: Consortium) -> None:
     bank = consortium.bank_a
     parent = consortium.dataset(bank)
-    child = bank.ledger.data.register(
-        schema_hash=secrets.token_bytes(32),
-        commitment=secrets.token_bytes(32),
-        row_count=10,
-        level=2,
-        unit_price=5,
-        parents=[parent],
-        upstream_bps=2_500,
-    )
+    child = consortium.dataset(bank, parents=(parent,), upstream_bps=2_500)
     record = bank.ledger.data.get_dataset(child)
     assert record.parents == (parent,)
     assert record.upstream_bps == 2_500
     with reverts("DataRegistryUnknownDataset"):
-        consortium.dataset_with_parent(bank, secrets.token_bytes(32))
+        consortium.dataset(bank, parents=(secrets.token_bytes(32),), upstream_bps=1_000)
+    with reverts("DataRegistryInvalidUpstream"):  # no parents to pass a share to
+        consortium.dataset(bank, upstream_bps=100)
     with reverts("DataRegistryInvalidUpstream"):
-        bank.ledger.data.register(
-            schema_hash=secrets.token_bytes(32),
-            commitment=secrets.token_bytes(32),
-            row_count=1,
-            level=1,
-            unit_price=0,
-            upstream_bps=100,  # no parents to pass a share to
-        )
+        consortium.dataset(bank, parents=(parent,), upstream_bps=10_001)
+    with reverts("DataRegistryInvalidParents"):
+        consortium.dataset(bank, parents=(parent, parent), upstream_bps=100)
 
 
 def test_only_data_owners_register_and_levels_are_checked(consortium: Consortium) -> None:
@@ -66,22 +56,10 @@ def test_only_data_owners_register_and_levels_are_checked(consortium: Consortium
     bank = consortium.bank_a
     bank.ledger.orgs.grant_roles(bank.org_id, operator_only.address, Role.OPERATOR)
     with reverts("DataRegistryUnauthorized"):
-        bank.ledger.as_account(operator_only).data.register(
-            schema_hash=secrets.token_bytes(32),
-            commitment=secrets.token_bytes(32),
-            row_count=1,
-            level=1,
-            unit_price=0,
-        )
+        consortium.dataset(bank, signer=bank.ledger.as_account(operator_only))
     for level in (0, 5):
         with reverts("DataRegistryInvalidLevel"):
-            bank.ledger.data.register(
-                schema_hash=secrets.token_bytes(32),
-                commitment=secrets.token_bytes(32),
-                row_count=1,
-                level=level,
-                unit_price=0,
-            )
+            consortium.dataset(bank, level=level)
 
 
 def test_retire_and_price_change_by_owner_only(consortium: Consortium) -> None:

@@ -74,3 +74,52 @@ def test_only_the_task_ledger_consumes(consortium: Consortium) -> None:
     )
     with reverts("GrantRegistryUnauthorized"):
         telecom.ledger.client.transact(consume)
+
+
+def _use(consortium: Consortium, dataset: bytes, grant_id: bytes) -> int:
+    owner, user = consortium.bank_a, consortium.telecom
+    return user.ledger.tasks.submit_task(
+        spec_hash=secrets.token_bytes(32),
+        kind=Kind.PSI,
+        inputs=[dataset],
+        grant_ids=[grant_id],
+        participants=[user.org_id, owner.org_id],
+        deadline=consortium.now() + 86_400,
+    )
+
+
+def test_grant_is_exhausted_after_max_uses(consortium: Consortium) -> None:
+    dataset = consortium.dataset(consortium.bank_a)
+    grant_id = consortium.grant(dataset, consortium.bank_a, consortium.telecom, uses=2)
+    _use(consortium, dataset, grant_id)
+    _use(consortium, dataset, grant_id)
+    assert consortium.admin.grants.get_grant(grant_id).used == 2
+    with reverts("GrantRegistryExhausted"):
+        _use(consortium, dataset, grant_id)
+
+
+def test_expired_or_revoked_grant_never_authorises(consortium: Consortium) -> None:
+    dataset = consortium.dataset(consortium.bank_a)
+    expiring = consortium.grant(dataset, consortium.bank_a, consortium.telecom)
+    revoked = consortium.grant(dataset, consortium.bank_a, consortium.telecom)
+    consortium.bank_a.ledger.grants.revoke(revoked)
+    with reverts("GrantRegistryRevoked"):
+        _use(consortium, dataset, revoked)
+    consortium.travel(86_401)
+    with reverts("GrantRegistryExpired"):
+        _use(consortium, dataset, expiring)
+    assert consortium.admin.grants.get_grant(expiring).used == 0
+
+
+def test_task_ledger_is_wired_once_by_the_consortium_admin(consortium: Consortium) -> None:
+    admin = consortium.admin
+    wirings = (
+        (admin.grants, "GrantRegistryUnauthorized", "GrantRegistryLedgerAlreadySet"),
+        (admin.metering, "MeteringUnauthorized", "MeteringLedgerAlreadySet"),
+    )
+    for facade, unauthorized, already_set in wirings:
+        set_ledger = facade.contract.functions.setTaskLedger
+        with reverts(unauthorized):
+            consortium.bank_a.ledger.client.transact(set_ledger(consortium.bank_a.address))
+        with reverts(already_set):
+            admin.client.transact(set_ledger(admin.tasks.address))

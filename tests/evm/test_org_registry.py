@@ -80,3 +80,20 @@ def test_node_endpoint_and_key_updated_by_org_admin(consortium: Consortium) -> N
     assert (org.endpoint, org.node_key) == ("https://bank-b:9000", b"\x09" * 32)
     with reverts("OrgRegistryUnauthorized"):
         consortium.bank_a.ledger.orgs.update_node(bank.org_id, "https://evil", bytes(32))
+
+
+def test_name_account_and_membership_checks(consortium: Consortium) -> None:
+    bank = consortium.bank_a
+    with reverts("OrgRegistryInvalidName"):
+        consortium.admin.orgs.register_org("", dev_account(9).address, "", bytes(32))
+    with reverts("OrgRegistryInvalidAccount"):
+        bank.ledger.orgs.grant_roles(bank.org_id, "0x" + "00" * 20, Role.OPERATOR)
+    with reverts("OrgRegistryNotMember"):
+        bank.ledger.orgs.revoke_roles(bank.org_id, dev_account(9).address, Role.OPERATOR)
+
+
+def test_consortium_admin_renounce_needs_confirmation(ledger: Ledger) -> None:
+    admin_role = bytes(32)
+    renounce = ledger.orgs.contract.functions.renounceRole(admin_role, dev_account(9).address)
+    with reverts("AccessControlBadConfirmation"):
+        ledger.client.transact(renounce)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import secrets
 
+from web3 import Web3
+
 from privledger.evm.contracts import ApprovalStatus, FailureReason, Kind, TaskStatus
 
 from .conftest import ZERO32, Consortium, Member, reverts
@@ -54,6 +56,7 @@ def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
     assert consortium.w3.eth.get_balance(telecom.address) <= payer_before - FEE
     assert telecom.ledger.grants.get_grant(grant_a).used == 1
     assert telecom.ledger.metering.usage_of(theirs_a) == 1
+    assert telecom.ledger.metering.usage_of(mine) == 0  # own inputs are not metered
 
     bank_a.ledger.tasks.start_task(task_id)
     bank_b.ledger.tasks.start_task(task_id)  # a second start is a no-op
@@ -69,8 +72,16 @@ def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
         telecom.ledger.tasks.settle_task(task_id, [bank_a.org_id], [10_000], ZERO32)
     bank_b.ledger.tasks.anchor_result(task_id, digests[bank_b.org_id], transcript)
     assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.COMPLETED
-    anchor = telecom.ledger.tasks.anchor_of(task_id, bank_b.org_id)
-    assert (anchor.result_digest, anchor.transcript_hash) == (digests[bank_b.org_id], transcript)
+    tasks = telecom.ledger.tasks
+    commitment = Web3.keccak(digests[bank_b.org_id] + transcript)  # abi.encode of two bytes32
+    assert tasks.anchor_of(task_id, bank_b.org_id) == commitment
+    assert tasks.verify_anchor(task_id, bank_b.org_id, digests[bank_b.org_id], transcript)
+    assert not tasks.verify_anchor(task_id, bank_b.org_id, digests[bank_a.org_id], transcript)
+    assert not tasks.verify_anchor(task_id, bank_b.org_id, digests[bank_b.org_id], ZERO32)
+    anchors = {anchor.org_id: anchor for anchor in tasks.anchors(task_id)}
+    assert {org: anchor.result_digest for org, anchor in anchors.items()} == digests
+    assert anchors[bank_b.org_id].commitment == commitment
+    assert anchors[bank_b.org_id].anchored_at >= anchors[telecom.org_id].anchored_at > 0
 
     provenance = secrets.token_bytes(32)
     with reverts("TaskLedgerUnauthorized"):  # only the requester settles
@@ -87,7 +98,7 @@ def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
     assert telecom.ledger.metering.balance_of(bank_a.org_id) == share_a
     assert telecom.ledger.metering.balance_of(bank_b.org_id) == FEE - share_a  # remainder to last
     assert telecom.ledger.metering.escrow_of(task_id) == 0
-    assert telecom.ledger.metering.settlement_of(task_id) == (provenance, True)
+    assert telecom.ledger.tasks.settlement_of(task_id) == (provenance, True)
     assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.SETTLED
 
     receiver = consortium.admin.client.address
@@ -208,3 +219,38 @@ def test_submit_validation(consortium: Consortium) -> None:
         submit(consortium, consortium.bank_b, [data], [grant], [consortium.bank_b, bank_a])
     with reverts("TaskLedgerUnknownTask"):
         telecom.ledger.tasks.anchor_result(999, secrets.token_bytes(32), ZERO32)
+
+
+def test_only_the_metering_disburses_the_ledgers_ether(consortium: Consortium) -> None:
+    telecom = consortium.telecom
+    tasks = telecom.ledger.tasks
+    with reverts("TaskLedgerOnlyMetering"):
+        tasks.client.transact(tasks.contract.functions.disburse(telecom.address, 1))
+
+
+def test_anchor_settle_and_withdraw_guards(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    data = consortium.dataset(bank_a)
+    grant = consortium.grant(data, bank_a, telecom)
+    task_id = submit(consortium, telecom, [data], [grant], [telecom, bank_a, bank_b])
+    tasks = telecom.ledger.tasks
+    with reverts("TaskLedgerOnlyGrantRegistry"):
+        tasks.client.transact(tasks.contract.functions.onInputApproved(task_id))
+    with reverts("TaskLedgerEmptyDigest"):
+        telecom.ledger.tasks.anchor_result(task_id, ZERO32, ZERO32)
+    for member in (telecom, bank_a, bank_b):
+        member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
+    assert tasks.settlement_of(task_id) == (ZERO32, False)
+    with reverts("TaskLedgerInvalidPayee"):  # a participant, but owns no input
+        tasks.settle_task(task_id, [bank_b.org_id], [10_000], ZERO32)
+    tasks.settle_task(task_id, [bank_a.org_id], [10_000], ZERO32)
+
+    metering = bank_a.ledger.metering
+    with reverts("MeteringInvalidRecipient"):
+        metering.withdraw(bank_a.org_id, "0x" + "00" * 20, 1)
+    with reverts("MeteringTransferFailed"):  # the Metering accepts no ether
+        metering.withdraw(bank_a.org_id, metering.address, 1)
+
+    bank_a.ledger.data.retire(data)
+    with reverts("TaskLedgerInputRetired"):
+        submit(consortium, telecom, [data], [ZERO32], [telecom, bank_a])

@@ -124,9 +124,19 @@ class Task:
 
 @dataclass(frozen=True)
 class Anchor:
+    """A participant's anchored result, read from its ``ResultAnchored`` event.
+
+    The ledger stores only ``commitment``, i.e.
+    ``keccak256(abi.encode(result_digest, transcript_hash))``; ``anchored_at`` is the timestamp of
+    the block holding the event.
+    """
+
+    org_id: int
     result_digest: bytes
     transcript_hash: bytes
+    commitment: bytes
     anchored_at: int
+    block_number: int
 
 
 @dataclass(frozen=True)
@@ -361,9 +371,53 @@ class TaskLedger(ContractFacade):
     def task_count(self) -> int:
         return int(self._call("taskCount"))
 
-    def anchor_of(self, task_id: int, org_id: int) -> Anchor:
-        digest, transcript, at = self._call("anchorOf", task_id, org_id)
-        return Anchor(bytes(digest), bytes(transcript), at)
+    def anchor_of(self, task_id: int, org_id: int) -> bytes:
+        """The commitment ``org_id`` anchored for the task; 32 zero bytes if none."""
+        return bytes(self._call("anchorOf", task_id, org_id))
+
+    def verify_anchor(
+        self, task_id: int, org_id: int, result_digest: bytes, transcript_hash: bytes
+    ) -> bool:
+        return bool(self._call("verifyAnchor", task_id, org_id, result_digest, transcript_hash))
+
+    def anchors(self, task_id: int) -> tuple[Anchor, ...]:
+        """The task's anchored results, from its ``ResultAnchored`` events, checked on chain."""
+        found = []
+        for log in self._logs("ResultAnchored", task_id):
+            args = log["args"]
+            digest, transcript = bytes(args["resultDigest"]), bytes(args["transcriptHash"])
+            if not self.verify_anchor(task_id, args["org"], digest, transcript):
+                raise LookupError(f"ResultAnchored of org {args['org']} does not match the ledger")
+            block = self.client.w3.eth.get_block(log["blockNumber"])
+            commitment = self.anchor_of(task_id, args["org"])
+            found.append(
+                Anchor(
+                    args["org"],
+                    digest,
+                    transcript,
+                    commitment,
+                    block["timestamp"],
+                    log["blockNumber"],
+                )
+            )
+        return tuple(found)
+
+    def escrow_of(self, task_id: int) -> int:
+        return int(self._call("escrowOf", task_id))
+
+    def settlement_of(self, task_id: int) -> tuple[bytes, bool]:
+        """The provenance hash (from ``TaskSettled``) and whether the task is settled."""
+        if not self._call("settlementOf", task_id):
+            return bytes(32), False
+        logs = self._logs("TaskSettled", task_id)
+        return bytes(logs[-1]["args"]["provenanceHash"]), True
+
+    def _logs(self, event: str, task_id: int) -> tuple[EventData, ...]:
+        return tuple(
+            self.contract.events[event]().get_logs(
+                argument_filters={"taskId": task_id}, from_block=0
+            )
+        )
 
 
 class Metering(ContractFacade):
@@ -374,14 +428,12 @@ class Metering(ContractFacade):
         return int(self._call("balanceOf", org_id))
 
     def escrow_of(self, task_id: int) -> int:
+        """The fee the task ledger holds in escrow for a task (the Metering asks the ledger)."""
         return int(self._call("escrowOf", task_id))
 
     def usage_of(self, dataset_id: bytes) -> int:
+        """How many authorised tasks used the dataset as a foreign input."""
         return int(self._call("usageOf", dataset_id))
-
-    def settlement_of(self, task_id: int) -> tuple[bytes, bool]:
-        provenance_hash, settled = self._call("settlementOf", task_id)
-        return bytes(provenance_hash), bool(settled)
 
 
 class BatchAnchor(ContractFacade):
