@@ -33,27 +33,34 @@ def test_help_everywhere() -> None:
         assert "Usage" in result.stdout
 
 
-def test_demo_once_starts_chain_deploys_and_onboards(tmp_path: Path) -> None:
+def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> None:
     env = {
         "PRIVLEDGER_VAR_PATH": str(tmp_path / "var"),
         "PRIVLEDGER_DEPLOYMENTS_PATH": str(tmp_path / "deployments"),
     }
     port = str(free_port())
-    first = run("demo", "--once", "--port", port, env=env)
+    first = run("demo", "--once", "--port", port, env=env, timeout=600)
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["chainId"] == 31337
     assert {org["name"] for org in summary["orgs"]} == {"bank-a", "bank-b", "telecom", "regulator"}
-    assert set(summary["contracts"]) >= {"OrgRegistry", "TaskLedger", "Metering", "BatchAnchor"}
+    assert set(summary["nodes"]) == {"bank-a", "bank-b", "telecom"}
+    scenario = summary["scenario"]
+    assert scenario["status"] == "settled"
+    assert scenario["intersectionCorrect"] is True
+    assert scenario["intersectionSize"] == scenario["plaintextIntersectionSize"] == 700
+    assert len(scenario["digests"]) == 2
+    assert sum(int(amount) for amount in scenario["settlement"].values()) == scenario["fee"]
     assert (tmp_path / "var" / "chain" / "state.json").is_file()
 
-    # the chain survives: a second run reuses the deployment and finds the organisations
-    second = run("demo", "--once", "--port", port, env=env)
+    # the chain survives: a second run reuses the deployment, the organisations and the nodes' homes
+    second = run("demo", "--once", "--port", port, env=env, timeout=600)
     assert second.returncode == 0, second.stderr
     again = json.loads(second.stdout)
     assert again["contracts"] == summary["contracts"]
     assert again["orgs"] == summary["orgs"]
-    assert again["blockNumber"] == summary["blockNumber"]
+    assert again["scenario"]["taskId"] == scenario["taskId"] + 1
+    assert again["scenario"]["status"] == "settled"
 
 
 def test_deploy_reports_a_missing_chain() -> None:

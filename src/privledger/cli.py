@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from web3 import Web3
 
-from privledger.config import Settings, get_settings
+from privledger.config import NodeSettings, Settings, get_settings
 
 app = typer.Typer(
     help="privledger: privacy computing authorised, recorded and settled on an EVM ledger.",
@@ -120,6 +120,86 @@ def deploy_command(rpc_url: RpcOption = None) -> None:
         console.print(f"[red]deploy failed:[/red] {exc}")
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(deployment.to_json(), indent=2, sort_keys=True))
+
+
+node_app = typer.Typer(help="Run and administer an organisation node.", no_args_is_help=True)
+app.add_typer(node_app, name="node")
+
+HomeOption = Annotated[Path, typer.Option(help="The node's home directory (keys, database, data).")]
+OrgOption = Annotated[str, typer.Option(help="The organisation's short name, e.g. bank-a.")]
+
+
+def _node_settings(org: str, home: Path, **extra: object) -> NodeSettings:
+    return NodeSettings(org=org, home=home, **extra)  # type: ignore[arg-type]
+
+
+@node_app.command("init")
+def node_init(
+    org: OrgOption,
+    home: HomeOption,
+    key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the node account's private key.")
+    ] = "PRIVLEDGER_NODE_KEY",
+) -> None:
+    """Create a node home: encrypted keystore with the node account and the X25519 node key."""
+    from privledger.node.context import init_node_home
+
+    key = os.environ.get(key_env)
+    if not key:
+        console.print(f"[red]set {key_env} to the node account's private key[/red]")
+        raise typer.Exit(2)
+    account = init_node_home(_node_settings(org, home), key)
+    typer.echo(json.dumps({"org": org, "home": str(home), "account": account.address}))
+
+
+@node_app.command("token")
+def node_token(
+    org: OrgOption,
+    home: HomeOption,
+    user: Annotated[str, typer.Option(help="User name.")],
+    role: Annotated[str, typer.Option(help="org_admin, data_owner, operator or auditor.")],
+    address: Annotated[
+        str | None, typer.Option(help="The user's account (default: the node account).")
+    ] = None,
+) -> None:
+    """Issue an API token bound to a user and one on-chain role; prints it once."""
+    from sqlmodel import Session
+
+    from privledger.api.deps import issue_token
+    from privledger.node.context import NODE_FILE
+    from privledger.store.db import make_engine
+
+    settings = _node_settings(org, home)
+    account = address or json.loads((home / NODE_FILE).read_text())["account"]
+    with Session(make_engine(settings.resolved_database_url)) as session:
+        try:
+            token = issue_token(session, user_name=user, address=account, role=role)
+        except ValueError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from exc
+    typer.echo(token)
+
+
+@node_app.command("run")
+def node_run(
+    org: OrgOption,
+    home: HomeOption,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    rpc_url: RpcOption = None,
+) -> None:
+    """Run the node: API, peer endpoints and worker, until Ctrl-C."""
+    from privledger.node.context import NodeSetupError
+    from privledger.node.service import serve
+
+    extra: dict[str, object] = {"host": host, "port": port}
+    if rpc_url:
+        extra["rpc_url"] = rpc_url
+    try:
+        serve(_node_settings(org, home, **extra))
+    except NodeSetupError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
 
 
 @app.command("demo")

@@ -62,3 +62,51 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     return Settings()
+
+
+DEV_KEYSTORE_PASSWORD = "privledger-dev"
+
+
+class NodeSettings(BaseSettings):
+    """One organisation node: where its home is, how it is reached, how it reaches the chain.
+
+    The keystore password comes from ``PRIVLEDGER_KEYSTORE_PASSWORD``; the development default is
+    accepted only on the local development chain (refused by the node elsewhere).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="PRIVLEDGER_", extra="ignore")
+
+    org: str
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = None
+    rpc_url: str = "http://127.0.0.1:8545"
+    deployment_file: Path | None = None
+    database_url: str | None = None
+    keystore_password: str = DEV_KEYSTORE_PASSWORD
+    worker_interval_s: float = 0.5
+    channel_timeout_s: float = 120.0
+    max_json_body_bytes: int = 1 << 20
+    max_frame_bytes: int = 8 << 20
+
+    @property
+    def endpoint(self) -> str:
+        """The URL peers reach this node at (registered on chain)."""
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'node.db'}"
+
+    @property
+    def keystore_dir(self) -> Path:
+        return self.home / "keystore"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.home / "results"

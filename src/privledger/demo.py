@@ -1,50 +1,67 @@
-"""The local consortium: one command starts a chain, deploys the ledger and onboards organisations.
+"""The local consortium: one command starts a chain, deploys the ledger, onboards organisations,
+starts one node process per organisation and walks a PSI task from submission to settlement.
 
-The walking-path scenario (nodes, datasets, a PSI task) joins this as the node service lands.
+Everything runs on 127.0.0.1. The organisations' accounts are anvil's development accounts, so this
+is for the local development chain only.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import os
+import secrets
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
+from sqlmodel import Session
 from web3 import Web3
 
-from privledger.config import Settings
+from privledger.api.deps import issue_token
+from privledger.config import NodeSettings, Settings
 from privledger.evm.accounts import dev_account
-from privledger.evm.anvil import start_anvil
+from privledger.evm.anvil import AnvilHandle, free_port, start_anvil
 from privledger.evm.client import ChainClient
 from privledger.evm.compiler import compile_contracts
 from privledger.evm.contracts import Role
-from privledger.evm.deploy import deploy_contracts
+from privledger.evm.deploy import deploy_contracts, deployment_path
 from privledger.evm.errors import ErrorDecoder
 from privledger.evm.ledger import Ledger
+from privledger.node.context import NODE_FILE, init_node_home
+from privledger.store.db import make_engine
 
-# name, dev-account index of its admin, roles of that admin
-DEMO_ORGS: tuple[tuple[str, int, Role], ...] = (
-    ("bank-a", 1, Role.DATA_OWNER | Role.OPERATOR),
-    ("bank-b", 2, Role.DATA_OWNER | Role.OPERATOR),
-    ("telecom", 3, Role.DATA_OWNER | Role.OPERATOR),
-    ("regulator", 4, Role.AUDITOR),
+# name, dev-account index of its admin, roles of that admin, runs a node
+DEMO_ORGS: tuple[tuple[str, int, Role, bool], ...] = (
+    ("bank-a", 1, Role.DATA_OWNER | Role.OPERATOR, True),
+    ("bank-b", 2, Role.DATA_OWNER | Role.OPERATOR, True),
+    ("telecom", 3, Role.DATA_OWNER | Role.OPERATOR, True),
+    ("regulator", 4, Role.AUDITOR, False),
 )
+TASK_FEE_WEI = 10**16
+UNIT_PRICE_WEI = 10**12
 
 
 def onboard_demo_orgs(ledger: Ledger) -> list[dict[str, Any]]:
     """Register the demo organisations once; a second run finds them on chain."""
     onboarded = []
-    for name, index, roles in DEMO_ORGS:
+    for name, index, roles, _ in DEMO_ORGS:
         admin = dev_account(index)
         org_id = ledger.orgs.org_of(admin.address)
         if org_id == 0:
             org_id = ledger.orgs.register_org(name, admin.address, "", bytes(32))
             if roles & Role.AUDITOR:
                 ledger.orgs.grant_roles(org_id, admin.address, Role.AUDITOR)
-            org_admin = ledger.as_account(admin)
             other_roles = roles & ~Role.AUDITOR
             if other_roles:
-                org_admin.orgs.grant_roles(org_id, admin.address, other_roles)
+                ledger.as_account(admin).orgs.grant_roles(org_id, admin.address, other_roles)
         onboarded.append(
             {
                 "orgId": org_id,
@@ -56,6 +73,235 @@ def onboard_demo_orgs(ledger: Ledger) -> list[dict[str, Any]]:
     return onboarded
 
 
+@dataclass
+class NodeProcess:
+    org: str
+    url: str
+    process: subprocess.Popen[bytes]
+    tokens: dict[str, str]
+
+    def client(self, role: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{self.url}/api/v1",
+            headers={"Authorization": f"Bearer {self.tokens[role]}"},
+            timeout=60,
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def prepare_node_home(settings: Settings, org: str, index: int) -> tuple[Path, dict[str, str]]:
+    """Create the node's home once (dev key) and issue demo tokens for data owner and operator."""
+    home = settings.var_dir / "nodes" / org
+    node_settings = NodeSettings(org=org, home=home)
+    if not (home / NODE_FILE).is_file():
+        init_node_home(node_settings, dev_account(index).key)
+    tokens_file = home / "demo-tokens.json"
+    if tokens_file.is_file():
+        return home, json.loads(tokens_file.read_text())
+    address = dev_account(index).address
+    with Session(make_engine(node_settings.resolved_database_url)) as session:
+        tokens = {
+            role: issue_token(session, user_name=f"{org}-{role}", address=address, role=role)
+            for role in ("data_owner", "operator")
+        }
+    fd = os.open(tokens_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(tokens, handle)
+    return home, tokens
+
+
+def start_node(
+    settings: Settings, org: str, home: Path, tokens: dict[str, str], rpc_url: str, log_dir: Path
+) -> NodeProcess:
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = open(log_dir / f"{org}.log", "ab")  # noqa: SIM115 (the child process owns it)
+    env = {
+        **os.environ,
+        "PRIVLEDGER_PROJECT_ROOT": str(settings.project_root),
+        "PRIVLEDGER_DEPLOYMENT_FILE": str(
+            deployment_path(settings.deployments_dir, Web3(Web3.HTTPProvider(rpc_url)).eth.chain_id)
+        ),
+    }
+    command = [sys.executable, "-m", "privledger.cli", "-v", "node", "run", "--org", org]
+    command += ["--home", str(home), "--port", str(port), "--rpc-url", rpc_url]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    log.close()
+    return NodeProcess(org, f"http://127.0.0.1:{port}", process, tokens)
+
+
+def wait_healthy(node: NodeProcess, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if node.process.poll() is not None:
+            raise RuntimeError(f"node {node.org} exited with code {node.process.returncode}")
+        try:
+            if httpx.get(f"{node.url}/api/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"node {node.org} did not become healthy in {timeout_s:.0f}s")
+
+
+def synthetic_customers(
+    directory: Path, sizes: dict[str, int], shared: dict[str, int]
+) -> dict[str, set[str]]:
+    """Phone numbers per org; ``shared[org]`` of each bank's customers are also telecom's."""
+    directory.mkdir(parents=True, exist_ok=True)
+    universe = iter(secrets.SystemRandom().sample(range(10**9, 10**10), sum(sizes.values())))
+    telecom = {f"+86{next(universe)}" for _ in range(sizes["telecom"])}
+    pool = sorted(telecom)
+    people = {"telecom": telecom}
+    for bank in ("bank-a", "bank-b"):
+        overlap = set(secrets.SystemRandom().sample(pool, shared[bank]))
+        own = {f"+86{next(universe)}" for _ in range(sizes[bank] - shared[bank])}
+        people[bank] = overlap | own
+    for org, phones in people.items():
+        with (directory / f"{org}.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["phone", "segment"])
+            for phone in sorted(phones):
+                writer.writerow([phone, secrets.choice(["retail", "sme", "premium"])])
+    return people
+
+
+def wait_for_task(
+    client: httpx.Client, task_id: int, states: set[str], timeout_s: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task: dict[str, Any] = client.get(f"/tasks/{task_id}").raise_for_status().json()
+        if task["status"] in states:
+            return task
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"task {task_id} still {task['status']} after {timeout_s:.0f}s")
+        time.sleep(0.3)
+
+
+def run_scenario(
+    nodes: dict[str, NodeProcess], data_dir: Path, org_ids: dict[str, int]
+) -> dict[str, Any]:
+    """Datasets, a grant, a PSI task telecom ∩ bank-a, settlement; checked against plaintext."""
+    people = synthetic_customers(
+        data_dir,
+        {"telecom": 3_000, "bank-a": 2_000, "bank-b": 1_500},
+        {"bank-a": 700, "bank-b": 400},
+    )
+    datasets = {}
+    for org, node in nodes.items():
+        with node.client("data_owner") as owner:
+            body = {
+                "path": str(data_dir / f"{org}.csv"),
+                "name": f"{org}-customers",
+                "level": 2,
+                "unitPrice": UNIT_PRICE_WEI,
+            }
+            datasets[org] = (
+                owner.post("/datasets", json=body).raise_for_status().json()["datasetId"]
+            )
+    with nodes["bank-a"].client("data_owner") as owner:
+        grant = (
+            owner.post(
+                "/grants",
+                json={
+                    "dataset": datasets["bank-a"],
+                    "granteeOrg": org_ids["telecom"],
+                    "kinds": ["psi"],
+                    "expiresInS": 86_400,
+                    "maxUses": 10,
+                },
+            )
+            .raise_for_status()
+            .json()
+        )
+    with nodes["telecom"].client("operator") as operator:
+        task = (
+            operator.post(
+                "/tasks",
+                json={
+                    "inputs": [
+                        {"dataset": datasets["telecom"], "column": "phone"},
+                        {"dataset": datasets["bank-a"], "column": "phone"},
+                    ],
+                    "feeWei": TASK_FEE_WEI,
+                },
+            )
+            .raise_for_status()
+            .json()
+        )
+        final = wait_for_task(operator, task["taskId"], {"settled", "failed"}, timeout_s=300)
+        if final["status"] != "settled":
+            raise RuntimeError(f"task {task['taskId']} failed: {final['localFailure']}")
+        result = operator.get(f"/tasks/{task['taskId']}/result").raise_for_status().json()
+    expected = people["telecom"] & people["bank-a"]
+    anchored = [e["args"] for e in final["timeline"] if e["event"] == "ResultAnchored"]
+    allocated = [e["args"] for e in final["timeline"] if e["event"] == "FeeAllocated"]
+    return {
+        "taskId": task["taskId"],
+        "status": final["status"],
+        "datasets": datasets,
+        "grantId": grant["grantId"],
+        "intersectionSize": len(result["items"]),
+        "plaintextIntersectionSize": len(expected),
+        "intersectionCorrect": set(result["items"]) == expected,
+        "digests": {str(a["org"]): a["resultDigest"] for a in anchored},
+        "transcriptHashes": {str(a["org"]): a["transcriptHash"] for a in anchored},
+        "settlement": {str(a["payeeOrg"]): a["amount"] for a in allocated},
+        "fee": final["fee"],
+    }
+
+
+@contextmanager
+def consortium(
+    settings: Settings, port: int | None
+) -> Iterator[tuple[AnvilHandle, dict[str, Any], dict[str, NodeProcess]]]:
+    """Chain, ledger, organisations and node processes; all stopped on exit."""
+    artifacts = compile_contracts(settings)
+    handle = start_anvil(
+        settings.chain_dir,
+        port=port or settings.chain_port,
+        state_file=settings.chain_state_file,
+        log_file=settings.var_dir / "logs" / "anvil.log",
+    )
+    nodes: dict[str, NodeProcess] = {}
+    try:
+        w3 = Web3(Web3.HTTPProvider(handle.rpc_url))
+        errors = ErrorDecoder(artifact.abi for artifact in artifacts.values())
+        admin = ChainClient(w3, dev_account(0), errors)
+        deployment = deploy_contracts(admin, artifacts, settings.deployments_dir)
+        ledger = Ledger.from_client(admin, artifacts, deployment)
+        orgs = onboard_demo_orgs(ledger)
+        for name, index, _, runs_node in DEMO_ORGS:
+            if runs_node:
+                home, tokens = prepare_node_home(settings, name, index)
+                nodes[name] = start_node(
+                    settings, name, home, tokens, handle.rpc_url, settings.var_dir / "logs"
+                )
+        for node in nodes.values():
+            wait_healthy(node)
+        info = {
+            "rpcUrl": handle.rpc_url,
+            "chainId": deployment.chain_id,
+            "contracts": deployment.addresses,
+            "orgs": orgs,
+            "nodes": {name: node.url for name, node in nodes.items()},
+        }
+        yield handle, info, nodes
+    finally:
+        for node in nodes.values():
+            node.stop()
+        handle.close()
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -64,34 +310,20 @@ def run_demo(
     report: Callable[[dict[str, Any]], None],
     console: Console,
 ) -> None:
-    """Start the chain (state kept in var/), deploy or reuse the ledger, onboard the orgs, report
-    the summary; then, with ``keep_running``, serve until Ctrl-C."""
-    artifacts = compile_contracts(settings)
-    handle = start_anvil(
-        settings.chain_dir,
-        port=port or settings.chain_port,
-        state_file=settings.chain_state_file,
-    )
-    try:
-        w3 = Web3(Web3.HTTPProvider(handle.rpc_url))
-        errors = ErrorDecoder(artifact.abi for artifact in artifacts.values())
-        admin = ChainClient(w3, dev_account(0), errors)
-        deployment = deploy_contracts(admin, artifacts, settings.deployments_dir)
-        ledger = Ledger.from_client(admin, artifacts, deployment)
-        summary = {
-            "rpcUrl": handle.rpc_url,
-            "chainId": deployment.chain_id,
-            "contracts": deployment.addresses,
-            "orgs": onboard_demo_orgs(ledger),
-            "blockNumber": w3.eth.block_number,
-        }
+    """Start the consortium, walk the PSI task, report the summary; with ``keep_running`` serve
+    until Ctrl-C."""
+    with consortium(settings, port) as (handle, info, nodes):
+        org_ids = {org["name"]: org["orgId"] for org in info["orgs"]}
+        summary = {**info, "scenario": run_scenario(nodes, settings.var_dir / "demo-data", org_ids)}
         report(summary)
         if keep_running:
-            console.print(f"consortium chain running at {handle.rpc_url}; Ctrl-C stops it")
+            console.print(
+                f"consortium running: chain {handle.rpc_url}; node APIs "
+                + ", ".join(f"{name} {node.url}/api/v1/docs" for name, node in nodes.items())
+                + "; Ctrl-C stops it"
+            )
             try:
                 while handle.process.poll() is None:
                     time.sleep(1)
             except KeyboardInterrupt:
                 pass
-    finally:
-        handle.close()

@@ -136,6 +136,8 @@ def start_anvil(
         state_file.parent.mkdir(parents=True, exist_ok=True)
         command += ["--state", str(state_file), "--state-interval", str(STATE_DUMP_INTERVAL_S)]
         command += ["--preserve-historical-states"]
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
     output = open(log_file, "ab") if log_file is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
         process = subprocess.Popen(

@@ -71,6 +71,16 @@ class ChainClient:
         """Read a view function; a revert is raised as a decoded ChainRevert."""
         return self._decoded(lambda: function.call({"from": self.address}))
 
+    def preflight_raw(self, sender: str, to: str, data: bytes, value: int = 0) -> None:
+        """Execute a call as ``sender`` would send it; a revert raises a decoded ChainRevert."""
+        params: TxParams = {
+            "from": Web3.to_checksum_address(sender),
+            "to": Web3.to_checksum_address(to),
+            "data": HexBytes(data),
+            "value": Wei(value),
+        }
+        self._decoded(lambda: self.w3.eth.call(params))
+
     def transact(self, function: ContractFunction, *, value: int = 0) -> TxReceipt:
         """Pre-flight, sign, send and wait for the receipt of one contract call."""
         return self.wait(self.send(function, value=value))

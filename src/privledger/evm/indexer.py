@@ -8,6 +8,7 @@ are read; on anvil and on a QBFT network (immediate finality) zero is right.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from eth_utils.abi import event_abi_to_log_topic
@@ -54,6 +55,7 @@ class EventIndexer:
         self.engine = engine
         self.chunk_blocks = chunk_blocks
         self.confirmations = confirmations
+        self._lock = threading.Lock()  # one sync at a time per indexer (worker and API share it)
         self.cursor_name = (
             f"{deployment.chain_id}:{deployment.genesis_hash}:{deployment.deploy_block}"
         )
@@ -75,6 +77,10 @@ class EventIndexer:
 
     def sync(self) -> int:
         """Read all new confirmed blocks; returns how many events were stored."""
+        with self._lock:
+            return self._sync()
+
+    def _sync(self) -> int:
         head = self.w3.eth.block_number - self.confirmations
         start = self.next_block()
         stored = 0

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class ChainEvent(SQLModel, table=True):
@@ -32,3 +37,63 @@ class IndexerCursor(SQLModel, table=True):
 
     name: str = Field(primary_key=True)
     next_block: int
+
+
+class ApiUser(SQLModel, table=True):
+    """A person or service of this organisation, acting through one of the node's accounts."""
+
+    __tablename__ = "api_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    address: str
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token bound to a user and one on-chain role; only its sha256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, index=True)
+    user_id: int = Field(foreign_key="api_user.id", index=True)
+    role: str
+    revoked: bool = False
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class LocalDataset(SQLModel, table=True):
+    """A dataset this node holds: the file stays here, only its commitment goes on chain."""
+
+    __tablename__ = "local_dataset"
+
+    dataset_id: str = Field(primary_key=True)
+    name: str
+    path: str
+    columns: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    row_count: int
+    schema_hash: str
+    commitment: str
+    salt: str
+    level: int
+    unit_price: int
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class LocalTask(SQLModel, table=True):
+    """This node's part in a task: the spec it holds or fetched, and what its worker did."""
+
+    __tablename__ = "local_task"
+
+    task_id: int = Field(primary_key=True)
+    spec_json: str | None = None
+    spec_hash: str
+    state: str = Field(default="pending", index=True)
+    failure: str | None = None
+    salt: str | None = None
+    result_path: str | None = None
+    result_size: int | None = None
+    result_digest: str | None = None
+    transcript_hash: str | None = None
+    updated_at: datetime = Field(default_factory=utc_now)

@@ -1,0 +1,1 @@
+"""The node's REST API under /api/v1."""

@@ -1,0 +1,50 @@
+"""The node's FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from privledger import __version__
+from privledger.api.errors import error_body, install_error_handlers
+from privledger.api.routes import approvals, datasets, grants, peer, system, tasks, transactions
+from privledger.node.context import NodeContext
+
+API_PREFIX = "/api/v1"
+API_VERSION = "1.0.0"
+
+
+def create_app(node: NodeContext) -> FastAPI:
+    app = FastAPI(
+        title="privledger node API",
+        version=API_VERSION,
+        description=(
+            f"privledger {__version__}: one organisation's node. Datasets, grants, approvals "
+            "and tasks are recorded on the consortium's EVM ledger; peer endpoints carry sealed "
+            "protocol frames."
+        ),
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.node = node
+    install_error_handlers(app)
+    limit = node.settings.max_json_body_bytes
+
+    @app.middleware("http")
+    async def _limit_json_bodies(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        declared = request.headers.get("content-length", "")
+        is_frame = request.url.path == f"{API_PREFIX}/peer/frames"
+        if not is_frame and declared.isdigit() and int(declared) > limit:
+            return JSONResponse(
+                error_body("too_large", f"a request body is at most {limit} bytes"), 413
+            )
+        return await call_next(request)
+
+    for module in (system, datasets, grants, approvals, transactions, tasks, peer):
+        app.include_router(module.router, prefix=API_PREFIX)
+    return app

@@ -1,0 +1,108 @@
+"""Request dependencies: the node, database sessions and the caller's verified role."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session, select
+
+from privledger.api.errors import ApiError
+from privledger.evm.contracts import Role
+from privledger.node.context import NodeContext
+from privledger.store.models import ApiToken, ApiUser
+
+TOKEN_PREFIX = "pl_"
+ROLE_NAMES: dict[str, Role] = {
+    "org_admin": Role.ORG_ADMIN,
+    "data_owner": Role.DATA_OWNER,
+    "operator": Role.OPERATOR,
+    "auditor": Role.AUDITOR,
+}
+
+bearer = HTTPBearer(auto_error=False, description="an API token: `privledger node token`")
+
+
+def get_node(request: Request) -> NodeContext:
+    node: NodeContext = request.app.state.node
+    return node
+
+
+def get_session(node: Annotated[NodeContext, Depends(get_node)]) -> Iterator[Session]:
+    with Session(node.engine) as session:
+        yield session
+
+
+NodeDep = Annotated[NodeContext, Depends(get_node)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: ApiUser
+    role: Role
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(session: Session, *, user_name: str, address: str, role: str) -> str:
+    """Create (or reuse) the user and a new token bound to ``role``; only its hash is kept."""
+    if role not in ROLE_NAMES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLE_NAMES)}")
+    user = session.exec(select(ApiUser).where(ApiUser.name == user_name)).first()
+    if user is None:
+        user = ApiUser(name=user_name, address=address)
+        session.add(user)
+        session.flush()
+    elif user.address.lower() != address.lower():
+        raise ValueError(f"user {user_name!r} acts through {user.address}, not {address}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    assert user.id is not None
+    session.add(ApiToken(token_hash=hash_token(token), user_id=user.id, role=role))
+    session.commit()
+    return token
+
+
+def require(*roles: Role) -> Callable[..., Caller]:
+    """A dependency admitting only tokens bound to one of ``roles`` whose user holds that role on
+    chain now."""
+
+    def dependency(
+        node: NodeDep,
+        session: SessionDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Caller:
+        if credentials is None:
+            raise ApiError(401, "unauthorized", "an API token is required (Authorization: Bearer)")
+        token = session.exec(
+            select(ApiToken).where(ApiToken.token_hash == hash_token(credentials.credentials))
+        ).first()
+        if token is None or token.revoked:
+            raise ApiError(401, "unauthorized", "unknown or revoked API token")
+        user = session.get(ApiUser, token.user_id)
+        if user is None:
+            raise ApiError(401, "unauthorized", "the token's user no longer exists")
+        role = ROLE_NAMES.get(token.role)
+        if role not in roles:
+            wanted = " or ".join(str(r.name).lower() for r in roles)
+            raise ApiError(403, "forbidden", f"this route needs a {wanted} token")
+        if not node.has_role(user.address, role):
+            raise ApiError(
+                403, "forbidden", f"{user.address} does not hold the {role.name} role on chain"
+            )
+        return Caller(user, role)
+
+    return dependency
+
+
+DataOwner = Annotated[Caller, Depends(require(Role.DATA_OWNER))]
+Operator = Annotated[Caller, Depends(require(Role.OPERATOR))]
+Auditor = Annotated[Caller, Depends(require(Role.AUDITOR))]
+Member = Annotated[Caller, Depends(require(*ROLE_NAMES.values()))]

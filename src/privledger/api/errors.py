@@ -1,0 +1,88 @@
+"""Every error leaves the API as ``{"error": {"code", "message"}}`` with a fitting status."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from privledger.evm.errors import ChainError, ChainRevert
+from privledger.node.keystore import KeystoreError
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error meant for the caller."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
+    return {"error": {"code": code, "message": message}}
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+            exc.status_code, "http_error"
+        )
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        return JSONResponse(error_body("invalid_request", problems), status_code=422)
+
+    @app.exception_handler(ChainRevert)
+    async def _revert(_: Request, exc: ChainRevert) -> JSONResponse:
+        # the ledger refused: an unknown id is a 404, anything else a conflict with its rules
+        status = 404 if "Unknown" in exc.error else 409
+        return JSONResponse(error_body(exc.error, str(exc)), status_code=status)
+
+    @app.exception_handler(ChainError)
+    async def _chain(_: Request, exc: ChainError) -> JSONResponse:
+        logger.warning("chain error: %s", exc)
+        return JSONResponse(error_body("chain_unavailable", str(exc)), status_code=503)
+
+    @app.exception_handler(KeystoreError)
+    async def _keystore(_: Request, exc: KeystoreError) -> JSONResponse:
+        return JSONResponse(error_body("not_custodial", str(exc)), status_code=403)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error", exc_info=exc)
+        return JSONResponse(error_body("internal", "internal error; see the node log"), 500)
+
+
+def parse_hex32(text: str, what: str) -> bytes:
+    """A 0x-prefixed 32-byte hex id from a path, or a 400 naming what was expected."""
+    raw = text[2:] if text.startswith("0x") else text
+    try:
+        value = bytes.fromhex(raw)
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        raise ApiError(400, "invalid_id", f"a {what} is 32 bytes of 0x-prefixed hex")
+    return value

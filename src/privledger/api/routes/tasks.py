@@ -1,0 +1,166 @@
+"""Tasks: submit a spec (hashed on chain), follow its on-chain timeline, fetch the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi import APIRouter
+from sqlmodel import Session, col, select
+
+from privledger.api.deps import Member, NodeDep, Operator, SessionDep
+from privledger.api.errors import ApiError, not_found
+from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
+from privledger.evm.contracts import Kind, Task
+from privledger.node.context import NodeContext
+from privledger.node.spec import SpecInput, TaskSpec
+from privledger.store.events import events_named
+from privledger.store.models import LocalTask
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+TIMELINE_EVENTS = (
+    "TaskSubmitted",
+    "ApprovalRequested",
+    "InputApproved",
+    "InputRejected",
+    "TaskAuthorised",
+    "TaskStarted",
+    "ResultAnchored",
+    "TaskCompleted",
+    "TaskFailed",
+    "TaskExpired",
+    "UsageRecorded",
+    "FeeAllocated",
+    "FeeRefunded",
+    "TaskSettled",
+)
+ZERO32 = bytes(32)
+
+
+def usable_grant(node: NodeContext, dataset: bytes, kind: Kind) -> bytes:
+    """A grant of ``dataset`` to this org that is usable now, else zero (approval needed)."""
+    node.indexer.sync()  # a grant issued a moment ago must be seen
+    with Session(node.engine) as session:
+        issued = events_named(session, ["GrantIssued"], dataset_id="0x" + dataset.hex())
+    for event in reversed(issued):
+        grant_id = bytes.fromhex(event.args["grantId"][2:])
+        if node.ledger.grants.is_usable(grant_id, node.org_id, dataset, kind):
+            return grant_id
+    return ZERO32
+
+
+def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
+    """The canonical spec: owners read from chain; this org must own exactly one input."""
+    inputs = []
+    for item in body.inputs:
+        owner = node.ledger.data.get_dataset(bytes.fromhex(item.dataset[2:])).owner_org
+        inputs.append(SpecInput(dataset=item.dataset.lower(), org=owner, column=item.column))
+    owners = [item.org for item in inputs]
+    if owners.count(node.org_id) != 1:
+        raise ApiError(
+            400, "invalid_task", "a PSI task joins one dataset of yours with one of a partner"
+        )
+    return TaskSpec(
+        kind=body.kind,
+        protocol=body.protocol,
+        requester=node.org_id,
+        inputs=tuple(inputs),
+        output=body.output,
+    )
+
+
+def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
+    node.indexer.sync()  # the timeline is as fresh as the status read from the chain
+    local = session.get(LocalTask, task.task_id)
+    timeline = [
+        TaskEvent(
+            block_number=event.block_number,
+            tx_hash=event.tx_hash,
+            contract=event.contract,
+            event=event.event,
+            args=event.args,
+        )
+        for event in events_named(session, TIMELINE_EVENTS, task_id=task.task_id)
+    ]
+    return TaskOut(
+        task_id=task.task_id,
+        status=task.status.name.lower(),
+        kind=task.kind.name.lower() if task.kind.name else str(int(task.kind)),
+        spec_hash="0x" + task.spec_hash.hex(),
+        requester_org=task.requester_org,
+        participants=list(task.participants),
+        inputs=["0x" + item.hex() for item in task.inputs],
+        fee=task.fee,
+        deadline=task.deadline,
+        failure_reason=task.failure_reason,
+        local_state=local.state if local else None,
+        local_failure=local.failure if local else None,
+        timeline=timeline,
+    )
+
+
+@router.post("", response_model=TaskOut, status_code=201)
+def submit_task(body: TaskIn, caller: Operator, node: NodeDep, session: SessionDep) -> TaskOut:
+    """Submit a task: the spec's hash goes on chain with the fee; grants are used where they exist,
+    otherwise the data's owners are asked to approve."""
+    spec = build_spec(node, body)
+    ledger = node.ledger_for(caller.user.address)
+    datasets = [bytes.fromhex(item.dataset[2:]) for item in spec.inputs]
+    grants = [
+        ZERO32 if item.org == node.org_id else usable_grant(node, dataset, Kind.PSI)
+        for item, dataset in zip(spec.inputs, datasets, strict=True)
+    ]
+    now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
+    task_id = ledger.tasks.submit_task(
+        spec_hash=spec.hash,
+        kind=Kind.PSI,
+        inputs=datasets,
+        grant_ids=grants,
+        participants=spec.participants,
+        deadline=now + body.deadline_s,
+        fee=body.fee_wei,
+    )
+    session.add(
+        LocalTask(
+            task_id=task_id,
+            spec_json=spec.canonical_json().decode(),
+            spec_hash="0x" + spec.hash.hex(),
+            state="submitted",
+        )
+    )
+    session.commit()
+    return task_out(node, ledger.tasks.get_task(task_id), session)
+
+
+@router.get("", response_model=list[TaskOut])
+def list_tasks(_caller: Member, node: NodeDep, session: SessionDep) -> list[TaskOut]:
+    """Tasks this node took part in, newest first."""
+    rows = session.exec(select(LocalTask).order_by(col(LocalTask.task_id).desc())).all()
+    return [task_out(node, node.ledger.tasks.get_task(row.task_id), session) for row in rows]
+
+
+@router.get("/{task_id}", response_model=TaskOut)
+def get_task(task_id: int, _caller: Member, node: NodeDep, session: SessionDep) -> TaskOut:
+    """A task's on-chain record and timeline, and this node's part in it."""
+    return task_out(node, node.ledger.tasks.get_task(task_id), session)
+
+
+@router.get("/{task_id}/result", response_model=TaskResult)
+def get_result(task_id: int, _caller: Operator, session: SessionDep) -> TaskResult:
+    """The task's output, for output recipients only, with the salt opening its anchored digest."""
+    local = session.get(LocalTask, task_id)
+    if local is None:
+        raise not_found(f"task {task_id} on this node")
+    if local.result_path is None or local.salt is None or local.result_digest is None:
+        raise ApiError(
+            404, "no_result", f"this node holds no output of task {task_id} (state {local.state})"
+        )
+    items = json.loads(Path(local.result_path).read_text())
+    return TaskResult(
+        task_id=task_id,
+        items=items,
+        salt=local.salt,
+        result_digest=local.result_digest,
+        transcript_hash=local.transcript_hash or "",
+    )

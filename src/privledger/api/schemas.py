@@ -1,0 +1,139 @@
+"""Request and response bodies of the REST API (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from privledger.node.spec import HEX32_PATTERN
+
+Hex32 = Field(pattern=HEX32_PATTERN)
+KindName = Literal["psi", "pir", "stats", "fl"]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Health(Body):
+    status: Literal["ok"]
+    org: str
+    org_id: int
+    chain_id: int
+    block_number: int
+    endpoint: str
+
+
+class OrgOut(Body):
+    org_id: int
+    name: str
+    admin: str
+    endpoint: str
+    node_key: str
+    status: str
+
+
+class DatasetIn(Body):
+    path: str = Field(min_length=1, max_length=4096, description="a CSV file on the node's disk")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    level: int = Field(ge=1, le=4, description="classification level, 1 (public) .. 4 (core)")
+    unit_price: int = Field(ge=0, lt=2**128, description="wei per matched row")
+
+
+class DatasetOut(Body):
+    dataset_id: str
+    name: str
+    columns: list[str]
+    row_count: int
+    level: int
+    unit_price: int
+    schema_hash: str
+    commitment: str
+    retired: bool
+
+
+class GrantIn(Body):
+    dataset: str = Hex32
+    grantee_org: int = Field(ge=1)
+    kinds: list[KindName] = Field(min_length=1, max_length=4)
+    expires_in_s: int = Field(ge=60, le=366 * 86_400)
+    max_uses: int = Field(ge=1, lt=2**32)
+
+
+class GrantOut(Body):
+    grant_id: str
+    dataset: str
+    grantee_org: int
+    kinds: list[KindName]
+    expiry: int
+    max_uses: int
+    used: int
+    revoked: bool
+
+
+class ApprovalIn(Body):
+    decision: Literal["approve", "reject"]
+
+
+class ApprovalOut(Body):
+    task_id: int
+    dataset: str
+    requester_org: int
+    status: str
+
+
+class RawTransactionIn(Body):
+    raw_transaction: str = Field(pattern=r"^0x[0-9a-fA-F]+$", max_length=65_536)
+
+
+class TxOut(Body):
+    tx_hash: str
+    block_number: int
+
+
+class TaskInputIn(Body):
+    dataset: str = Hex32
+    column: str = Field(min_length=1, max_length=200)
+
+
+class TaskIn(Body):
+    kind: Literal["psi"] = "psi"
+    protocol: Literal["ecdh"] = "ecdh"
+    inputs: list[TaskInputIn] = Field(min_length=2, max_length=2)
+    output: Literal["requester", "both"] = "requester"
+    fee_wei: int = Field(default=0, ge=0, lt=2**96)
+    deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)
+
+
+class TaskEvent(Body):
+    block_number: int
+    tx_hash: str
+    contract: str
+    event: str
+    args: dict[str, object]
+
+
+class TaskOut(Body):
+    task_id: int
+    status: str
+    kind: str
+    spec_hash: str
+    requester_org: int
+    participants: list[int]
+    inputs: list[str]
+    fee: int
+    deadline: int
+    failure_reason: int
+    local_state: str | None
+    local_failure: str | None
+    timeline: list[TaskEvent]
+
+
+class TaskResult(Body):
+    task_id: int
+    items: list[str]
+    salt: str
+    result_digest: str
+    transcript_hash: str

@@ -1,0 +1,1 @@
+"""Value allocation: provenance weights for settling a task's fee."""

@@ -1,0 +1,1 @@
+"""Organisation node: keys, transport, worker."""

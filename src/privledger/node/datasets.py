@@ -1,0 +1,86 @@
+"""Local datasets: read a CSV file, describe it (schema hash, row count), commit to its content.
+
+The file never leaves the node. On chain go the schema hash (keccak256 of the canonical column
+list), the row count and a salted content commitment, ``keccak256(salt || sha256(file bytes))``:
+the salt keeps a small or guessable file from being confirmed by hashing candidates.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from Crypto.Hash import keccak
+
+MAX_COLUMNS = 1_000
+
+
+class DatasetFileError(ValueError):
+    """The file is not a usable dataset; the message says why."""
+
+
+@dataclass(frozen=True)
+class DatasetDescription:
+    columns: list[str]
+    row_count: int
+    schema_hash: bytes
+    commitment: bytes
+    salt: bytes
+
+
+def _keccak(data: bytes) -> bytes:
+    return keccak.new(digest_bits=256, data=data).digest()
+
+
+def describe_csv(path: Path) -> DatasetDescription:
+    """Validate a UTF-8 CSV file with a header row and describe it."""
+    if not path.is_file():
+        raise DatasetFileError(f"no file at {path}")
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if not header:
+                raise DatasetFileError("the file has no header row")
+            columns = [name.strip() for name in header]
+            if len(columns) > MAX_COLUMNS or any(not name for name in columns):
+                raise DatasetFileError("every column needs a name (at most 1000 columns)")
+            if len(set(columns)) != len(columns):
+                raise DatasetFileError("column names must be unique")
+            rows = 0
+            for line_number, row in enumerate(reader, start=2):
+                if len(row) != len(columns):
+                    raise DatasetFileError(
+                        f"line {line_number} has {len(row)} fields, the header {len(columns)}"
+                    )
+                rows += 1
+    except UnicodeDecodeError as exc:
+        raise DatasetFileError(f"the file is not UTF-8 text: {exc}") from exc
+    except csv.Error as exc:
+        raise DatasetFileError(f"malformed CSV: {exc}") from exc
+    salt = secrets.token_bytes(32)
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    schema = json.dumps({"format": "csv", "columns": columns}, separators=(",", ":")).encode()
+    return DatasetDescription(columns, rows, _keccak(schema), _keccak(salt + digest), salt)
+
+
+def store_copy(source: Path, data_dir: Path, name: str) -> Path:
+    """Copy the file into the node's data directory so the committed content cannot drift."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    target = data_dir / f"{name}-{secrets.token_hex(4)}.csv"
+    shutil.copyfile(source, target)
+    return target
+
+
+def read_column(path: Path, column: str) -> list[bytes]:
+    """The values of one column, UTF-8 encoded, in file order."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or column not in reader.fieldnames:
+            raise DatasetFileError(f"no column {column!r} in {path.name}")
+        return [row[column].encode() for row in reader]

@@ -1,0 +1,68 @@
+"""Task specifications: what a task computes, on which inputs, for whom.
+
+A spec is canonicalised as sorted-key compact JSON and hashed with keccak256; that hash is what the
+requester submits on chain, and what every worker checks the spec it fetched against before it
+touches data.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Literal
+
+from Crypto.Hash import keccak
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+
+
+class SpecInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = Field(pattern=HEX32_PATTERN, description="dataset id on chain")
+    org: int = Field(ge=1, description="owner organisation of the dataset")
+    column: str = Field(min_length=1, max_length=200, description="the key column")
+
+
+class TaskSpec(BaseModel):
+    """The canonical description of a task; its keccak256 is anchored on chain."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    kind: Literal["psi"] = "psi"
+    protocol: Literal["ecdh"] = "ecdh"
+    requester: int = Field(ge=1)
+    inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=2)
+    output: Literal["requester", "both"] = "requester"
+    nonce: str = Field(default_factory=lambda: secrets.token_hex(16), pattern=r"^[0-9a-f]{32}$")
+
+    @field_validator("inputs")
+    @classmethod
+    def _distinct_datasets(cls, inputs: tuple[SpecInput, ...]) -> tuple[SpecInput, ...]:
+        if len({item.dataset.lower() for item in inputs}) != len(inputs):
+            raise ValueError("inputs must name distinct datasets")
+        return inputs
+
+    @property
+    def participants(self) -> list[int]:
+        """The requester first, then every other input owner, each once."""
+        ordered = [self.requester]
+        for item in self.inputs:
+            if item.org not in ordered:
+                ordered.append(item.org)
+        return ordered
+
+    def canonical_json(self) -> bytes:
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+        ).encode()
+
+    @property
+    def hash(self) -> bytes:
+        return keccak.new(digest_bits=256, data=self.canonical_json()).digest()
+
+    @classmethod
+    def parse_canonical(cls, raw: bytes) -> TaskSpec:
+        return cls.model_validate_json(raw)

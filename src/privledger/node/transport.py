@@ -1,0 +1,625 @@
+"""Authenticated, encrypted peer channel between organisation nodes.
+
+Security model
+--------------
+* Peers are **semi-honest**: they run the protocol as written but may try to learn more from what
+  they see. The channel authenticates *which node* sent a message; it does not make a peer honest.
+* The **network is hostile**: an attacker can read, drop, delay, replay, reorder and forge frames,
+  and can post arbitrary bytes to a node's frame endpoint. Against it the channel gives
+  confidentiality and integrity of every message, and delivery in order or not at all: a
+  replayed, reordered, forged, altered or truncated frame raises :class:`ChannelTampered` and the
+  channel **fails closed** (every later call raises). It cannot stop an attacker from dropping
+  frames (the receiver then sees :class:`~privledger.protocols.channel.ChannelTimeout`) or from
+  denying service, and it does not hide message sizes or timing.
+* Identity: each organisation has a static X25519 node key whose public half is registered on
+  chain. Static-static ECDH gives no forward secrecy: whoever steals a node key can read that
+  organisation's recorded past traffic.
+
+Keys
+----
+``shared = X25519(our_key, peer_public_key)``; an all-zero result (a low-order peer key) is refused.
+One 32-byte AES-256-GCM key per direction, so the two directions never share a key/nonce space::
+
+    key(sender -> receiver) = HKDF-SHA256(shared, salt = task_id as 32 bytes big-endian,
+                                          info = b"privledger/channel/v1" || sender_org (8 bytes)
+                                                 || receiver_org (8 bytes))
+
+Frames
+------
+::
+
+    header = version (1) || task_id (32) || sender_org (8) || receiver_org (8)
+             || seq (8) || flags (1)
+    frame  = header || AES-GCM(key(sender -> receiver), nonce = 4 zero bytes || seq,
+                               plaintext = chunk, aad = header)
+
+All integers are big-endian; ``seq`` counts the frames of one direction from 0. ``flags`` bit 0
+marks the last chunk of a message, bit 1 an (authenticated) close. A message is cut into chunks of
+at most ``chunk_size`` bytes (1 MiB by default; an empty message is one empty chunk) and reassembled
+by the receiver, which accepts only the frame with the next expected ``seq``. Messages are limited
+to ``max_message_size`` bytes (2 GiB by default) on both ends.
+
+Because the key is fixed by (task, sender, receiver) and the nonce by ``seq``, a task must carry
+**at most one channel per ordered pair of organisations**: reopening a channel for the same task
+would reuse nonces. A re-run needs a new task id.
+
+Wires
+-----
+A :class:`Wire` moves opaque frames. :class:`HttpWire` POSTs them to the peer's
+``/api/v1/peer/frames`` and reads the ones addressed to us from the node's :class:`Mailbox`;
+:class:`MemoryWire` pairs connect two channels in one process (tests).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import queue
+import struct
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+import httpx
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from privledger.protocols.channel import (
+    Channel,
+    ChannelClosed,
+    ChannelError,
+    ChannelTimeout,
+    Side,
+)
+
+logger = logging.getLogger(__name__)
+
+VERSION = 1
+HEADER = struct.Struct(">B32sQQQB")
+HEADER_SIZE = HEADER.size
+TAG_SIZE = 16
+FLAG_LAST = 0x01
+FLAG_CLOSE = 0x02
+_VALID_FLAGS = frozenset({0, FLAG_LAST, FLAG_CLOSE})
+KEY_SIZE = 32
+PUBLIC_KEY_SIZE = 32
+DEFAULT_CHUNK_SIZE = 1 << 20
+MAX_CHUNK_SIZE = 8 << 20
+MAX_FRAME_SIZE = HEADER_SIZE + MAX_CHUNK_SIZE + TAG_SIZE
+DEFAULT_MAX_MESSAGE_SIZE = 2 << 30
+FRAMES_PATH = "/api/v1/peer/frames"
+KDF_INFO_PREFIX = b"privledger/channel/v1"
+
+_FRAME_HEADERS = {"Content-Type": "application/octet-stream"}
+# The peer answers these when its mailbox is full: it is alive and asks us to slow down.
+_BUSY_STATUSES = frozenset({429, 503})
+_MAX_BACKOFF_S = 1.0
+
+
+class ChannelTampered(ChannelError):
+    """A frame was forged, altered, replayed, reordered or truncated; the channel is unusable."""
+
+
+class MessageTooLarge(ChannelError):
+    """A message exceeds the channel's size limit."""
+
+
+class PeerUnreachable(ChannelError):
+    """A frame could not be delivered to the peer node."""
+
+
+class MailboxFull(RuntimeError):
+    """The mailbox holds as many frames as it may; the sender should retry later."""
+
+
+def _check_uint(name: str, value: int, bits: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+        raise ValueError(f"{name} must be an integer in [0, 2**{bits}), got {value!r}")
+
+
+def _check_ids(task_id: int, our_org: int, peer_org: int) -> None:
+    _check_uint("task_id", task_id, 256)
+    _check_uint("our_org", our_org, 64)
+    _check_uint("peer_org", peer_org, 64)
+    if our_org == peer_org:
+        raise ValueError(f"a channel needs two different organisations, got {our_org} twice")
+
+
+@dataclass(frozen=True, slots=True)
+class FrameHeader:
+    """The clear-text, authenticated header of a frame."""
+
+    task_id: int
+    sender_org: int
+    receiver_org: int
+    seq: int
+    flags: int
+
+    def pack(self) -> bytes:
+        """The ``HEADER_SIZE`` bytes that start the frame (and are its AES-GCM associated data)."""
+        task = self.task_id.to_bytes(32, "big")
+        return HEADER.pack(VERSION, task, self.sender_org, self.receiver_org, self.seq, self.flags)
+
+    @classmethod
+    def parse(cls, frame: bytes) -> FrameHeader:
+        """The header of ``frame``; ``ValueError`` (fit for a 400 answer) when malformed."""
+        if len(frame) < HEADER_SIZE + TAG_SIZE:
+            raise ValueError(
+                f"frame too short: {len(frame)} bytes, need at least {HEADER_SIZE + TAG_SIZE}"
+            )
+        if len(frame) > MAX_FRAME_SIZE:
+            raise ValueError(f"frame too large: {len(frame)} bytes, at most {MAX_FRAME_SIZE}")
+        version, task, sender, receiver, seq, flags = HEADER.unpack_from(frame)
+        if version != VERSION:
+            raise ValueError(f"unsupported frame version {version}, expected {VERSION}")
+        if flags not in _VALID_FLAGS:
+            raise ValueError(f"invalid frame flags {flags:#04x}")
+        if sender == receiver:
+            raise ValueError(f"frame sender and receiver are the same organisation ({sender})")
+        return cls(int.from_bytes(task, "big"), sender, receiver, seq, flags)
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelKeys:
+    """The two AES-256-GCM keys of one end: ``send`` seals our frames, ``recv`` opens the peer's."""
+
+    send: bytes = field(repr=False)
+    recv: bytes = field(repr=False)
+
+
+def _shared_secret(our_key: X25519PrivateKey, peer_public_key: bytes) -> bytes:
+    if len(peer_public_key) != PUBLIC_KEY_SIZE:
+        raise ValueError(
+            f"peer public key must be {PUBLIC_KEY_SIZE} bytes, got {len(peer_public_key)}"
+        )
+    try:
+        shared = our_key.exchange(X25519PublicKey.from_public_bytes(bytes(peer_public_key)))
+    except ValueError as exc:
+        raise ValueError("peer public key is a low-order point: no shared secret") from exc
+    # The backend already refuses this; checked here so the guarantee does not rest on it.
+    if shared == bytes(len(shared)):
+        raise ValueError("X25519 gave an all-zero shared secret: peer public key refused")
+    return shared
+
+
+def _direction_key(shared: bytes, task_id: int, sender_org: int, receiver_org: int) -> bytes:
+    info = KDF_INFO_PREFIX + sender_org.to_bytes(8, "big") + receiver_org.to_bytes(8, "big")
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(), length=KEY_SIZE, salt=task_id.to_bytes(32, "big"), info=info
+    )
+    return hkdf.derive(shared)
+
+
+def derive_channel_keys(
+    *,
+    task_id: int,
+    our_org: int,
+    peer_org: int,
+    our_key: X25519PrivateKey,
+    peer_public_key: bytes,
+) -> ChannelKeys:
+    """The keys of our end of the channel of ``task_id`` with ``peer_org`` (see module docs)."""
+    _check_ids(task_id, our_org, peer_org)
+    shared = _shared_secret(our_key, peer_public_key)
+    return ChannelKeys(
+        send=_direction_key(shared, task_id, our_org, peer_org),
+        recv=_direction_key(shared, task_id, peer_org, our_org),
+    )
+
+
+def _nonce(seq: int) -> bytes:
+    return bytes(4) + seq.to_bytes(8, "big")
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
+
+
+class Wire(abc.ABC):
+    """Moves opaque frames between the two ends of one channel; knows nothing of their content."""
+
+    @abc.abstractmethod
+    def send_frame(self, frame: bytes) -> None:
+        """Hand one frame to the peer; raise :class:`ChannelError` when that is impossible."""
+
+    @abc.abstractmethod
+    def recv_frame(self, timeout: float | None) -> bytes:
+        """The next frame from the peer; raise ``ChannelTimeout`` or ``ChannelClosed``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Stop using the wire; idempotent."""
+
+
+class MemoryWire(Wire):
+    """A wire over two in-process queues; :func:`memory_wire_pair` connects two of them."""
+
+    def __init__(self, inbox: queue.Queue[bytes], outbox: queue.Queue[bytes]) -> None:
+        self._inbox = inbox
+        self._outbox = outbox
+        self._closed = False
+
+    def send_frame(self, frame: bytes) -> None:
+        if self._closed:
+            raise ChannelClosed("wire is closed")
+        self._outbox.put(bytes(frame))
+
+    def recv_frame(self, timeout: float | None) -> bytes:
+        if self._closed:
+            raise ChannelClosed("wire is closed")
+        try:
+            return self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise ChannelTimeout(f"no frame within {timeout} s") from None
+
+    def close(self) -> None:
+        self._closed = True
+
+
+def memory_wire_pair() -> tuple[MemoryWire, MemoryWire]:
+    """Two connected in-process wires."""
+    first_to_second: queue.Queue[bytes] = queue.Queue()
+    second_to_first: queue.Queue[bytes] = queue.Queue()
+    return (
+        MemoryWire(inbox=second_to_first, outbox=first_to_second),
+        MemoryWire(inbox=first_to_second, outbox=second_to_first),
+    )
+
+
+class SecureChannel(Channel):
+    """One end of an authenticated, encrypted channel over a :class:`Wire` (see module docs).
+
+    ``send`` and ``recv`` may run in different threads; each is serialised on its own. A timeout
+    in ``recv`` is harmless (a partly received message is kept); any other failure is final.
+    """
+
+    def __init__(
+        self,
+        *,
+        side: Side,
+        wire: Wire,
+        keys: ChannelKeys,
+        task_id: int,
+        our_org: int,
+        peer_org: int,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        super().__init__(side)
+        _check_ids(task_id, our_org, peer_org)
+        if not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+            raise ValueError(f"chunk_size must be in [1, {MAX_CHUNK_SIZE}], got {chunk_size}")
+        if max_message_size < 0:
+            raise ValueError(f"max_message_size must be >= 0, got {max_message_size}")
+        self._wire = wire
+        self._sealer = AESGCM(keys.send)
+        self._opener = AESGCM(keys.recv)
+        self._task_id = task_id
+        self._our_org = our_org
+        self._peer_org = peer_org
+        self._chunk_size = chunk_size
+        self._max_message_size = max_message_size
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._send_seq = 0
+        self._recv_seq = 0
+        self._partial: list[bytes] = []
+        self._partial_size = 0
+        self._closed = False
+        self._peer_closed = False
+        self._failure: ChannelError | None = None
+
+    def close(self) -> None:
+        """Tell the peer (best effort, unless the channel failed) and stop; idempotent."""
+        with self._send_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._failure is None:
+                try:
+                    self._wire.send_frame(self._seal(b"", FLAG_CLOSE))
+                except ChannelError as exc:
+                    logger.debug("close frame of task %d not delivered: %s", self._task_id, exc)
+            self._wire.close()
+
+    def _send_raw(self, payload: bytes) -> None:
+        if len(payload) > self._max_message_size:
+            raise MessageTooLarge(
+                f"message of {len(payload)} bytes exceeds the limit of {self._max_message_size}"
+            )
+        view = memoryview(payload)
+        with self._send_lock:
+            self._check_usable()
+            for start in range(0, max(len(view), 1), self._chunk_size):
+                end = start + self._chunk_size
+                self._send_frame(view[start:end], FLAG_LAST if end >= len(view) else 0)
+
+    def _send_frame(self, chunk: bytes | memoryview, flags: int) -> None:
+        try:
+            self._wire.send_frame(self._seal(chunk, flags))
+        except ChannelError as exc:
+            # Delivery is uncertain and a message may be half sent: no later frame can follow.
+            raise self._fail(exc) from exc
+
+    def _seal(self, chunk: bytes | memoryview, flags: int) -> bytes:
+        """The next frame; its sequence number (hence nonce) is used up even if never sent."""
+        seq = self._send_seq
+        self._send_seq += 1
+        header = FrameHeader(self._task_id, self._our_org, self._peer_org, seq, flags).pack()
+        return header + self._sealer.encrypt(_nonce(seq), chunk, header)
+
+    def _recv_raw(self, timeout: float | None) -> bytes:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._recv_lock:
+            while True:
+                self._check_usable()
+                if self._peer_closed:
+                    raise ChannelClosed("peer closed the channel")
+                message = self._accept(self._wire.recv_frame(_remaining(deadline)))
+                if message is not None:
+                    return message
+
+    def _accept(self, frame: bytes) -> bytes | None:
+        """Take one frame; the whole message once its last chunk is in, else ``None``."""
+        header, chunk = self._open(frame)
+        if header.flags == FLAG_CLOSE:
+            if self._partial:
+                raise self._fail(ChannelTampered("peer closed the channel inside a message"))
+            self._peer_closed = True
+            raise ChannelClosed("peer closed the channel")
+        self._partial_size += len(chunk)
+        if self._partial_size > self._max_message_size:
+            raise self._fail(
+                MessageTooLarge(f"incoming message exceeds the limit of {self._max_message_size}")
+            )
+        self._partial.append(chunk)
+        if not header.flags & FLAG_LAST:
+            return None
+        message = b"".join(self._partial)
+        self._partial.clear()
+        self._partial_size = 0
+        return message
+
+    def _open(self, frame: bytes) -> tuple[FrameHeader, bytes]:
+        """Check and decrypt the frame that must come next."""
+        try:
+            header = FrameHeader.parse(frame)
+        except ValueError as exc:
+            raise self._fail(ChannelTampered(f"malformed frame: {exc}")) from exc
+        route = (header.task_id, header.sender_org, header.receiver_org)
+        if route != (self._task_id, self._peer_org, self._our_org):
+            raise self._fail(ChannelTampered(f"frame of another channel (task, from, to) {route}"))
+        if header.seq != self._recv_seq:
+            raise self._fail(
+                ChannelTampered(
+                    f"replayed or reordered frame: expected seq {self._recv_seq}, got {header.seq}"
+                )
+            )
+        view = memoryview(frame)
+        try:
+            chunk = self._opener.decrypt(_nonce(header.seq), view[HEADER_SIZE:], view[:HEADER_SIZE])
+        except InvalidTag:
+            raise self._fail(
+                ChannelTampered("frame failed authentication: forged, altered or wrong key")
+            ) from None
+        self._recv_seq += 1
+        return header, chunk
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ChannelClosed("channel is closed")
+        if self._failure is not None:
+            raise type(self._failure)(f"channel failed earlier and is unusable: {self._failure}")
+
+    def _fail(self, error: ChannelError) -> ChannelError:
+        """Make the channel unusable from now on; returns ``error`` for the caller to raise."""
+        if self._failure is None:
+            self._failure = error
+            logger.warning(
+                "channel of task %d between orgs %d and %d failed closed: %s",
+                self._task_id,
+                self._our_org,
+                self._peer_org,
+                error,
+            )
+        return error
+
+
+def open_channel(
+    *,
+    task_id: int,
+    our_org: int,
+    peer_org: int,
+    our_key: X25519PrivateKey,
+    peer_public_key: bytes,
+    wire: Wire,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+) -> SecureChannel:
+    """Our end of the channel of ``task_id`` with ``peer_org``; the lower org id is side ``"a"``."""
+    keys = derive_channel_keys(
+        task_id=task_id,
+        our_org=our_org,
+        peer_org=peer_org,
+        our_key=our_key,
+        peer_public_key=peer_public_key,
+    )
+    return SecureChannel(
+        side="a" if our_org < peer_org else "b",
+        wire=wire,
+        keys=keys,
+        task_id=task_id,
+        our_org=our_org,
+        peer_org=peer_org,
+        chunk_size=chunk_size,
+        max_message_size=max_message_size,
+    )
+
+
+_Route = tuple[int, int, int]
+
+
+class Mailbox:
+    """A node's thread-safe inbox of channel frames, queued by (task, sender, receiver).
+
+    Bounded so that no peer can exhaust memory: at most ``max_frames_per_queue`` frames per queue
+    and ``max_total_bytes`` overall, beyond which :meth:`deliver` raises :class:`MailboxFull`
+    (answer 429; :class:`HttpWire` retries). Frames arriving for a task already discarded
+    (e.g. a late close frame) are dropped; the last ``finished_tasks_kept`` tasks are remembered.
+    ``local_org``, when given, refuses frames addressed to any other organisation.
+    """
+
+    def __init__(
+        self,
+        *,
+        local_org: int | None = None,
+        max_frames_per_queue: int = 64,
+        max_total_bytes: int = 256 << 20,
+        finished_tasks_kept: int = 4096,
+    ) -> None:
+        if max_frames_per_queue < 1 or max_total_bytes < MAX_FRAME_SIZE:
+            raise ValueError(
+                "max_frames_per_queue must be >= 1 and max_total_bytes >= one maximal frame"
+            )
+        self._local_org = local_org
+        self._max_frames = max_frames_per_queue
+        self._max_bytes = max_total_bytes
+        self._finished_kept = finished_tasks_kept
+        self._queues: dict[_Route, deque[bytes]] = {}
+        self._finished: OrderedDict[int, None] = OrderedDict()
+        self._total_bytes = 0
+        self._changed = threading.Condition()
+
+    def deliver(self, frame: bytes) -> None:
+        """Queue ``frame``; ``ValueError`` when malformed, :class:`MailboxFull` when full."""
+        header = FrameHeader.parse(frame)
+        if self._local_org is not None and header.receiver_org != self._local_org:
+            raise ValueError(
+                f"frame is for organisation {header.receiver_org}, this node is {self._local_org}"
+            )
+        route = (header.task_id, header.sender_org, header.receiver_org)
+        with self._changed:
+            if header.task_id in self._finished:
+                logger.debug("dropped a frame for finished task %d", header.task_id)
+                return
+            waiting = len(self._queues.get(route, ()))
+            if waiting >= self._max_frames:
+                raise MailboxFull(f"{waiting} frames already wait for task {header.task_id}")
+            if self._total_bytes + len(frame) > self._max_bytes:
+                raise MailboxFull(f"mailbox holds {self._total_bytes} bytes, near its limit")
+            self._queues.setdefault(route, deque()).append(bytes(frame))
+            self._total_bytes += len(frame)
+            self._changed.notify_all()
+
+    def take(
+        self, task_id: int, sender_org: int, receiver_org: int, timeout: float | None
+    ) -> bytes:
+        """The oldest frame of the route, waiting up to ``timeout``; else ``ChannelTimeout``."""
+        route = (task_id, sender_org, receiver_org)
+        with self._changed:
+            if not self._changed.wait_for(lambda: route in self._queues, timeout):
+                raise ChannelTimeout(
+                    f"no frame from org {sender_org} for task {task_id} within {timeout} s"
+                )
+            pending = self._queues[route]
+            frame = pending.popleft()
+            if not pending:
+                del self._queues[route]
+            self._total_bytes -= len(frame)
+            return frame
+
+    def discard(self, task_id: int) -> None:
+        """Drop every frame of a finished task, and any that arrives for it later."""
+        with self._changed:
+            for route in [route for route in self._queues if route[0] == task_id]:
+                self._total_bytes -= sum(len(frame) for frame in self._queues.pop(route))
+            self._finished[task_id] = None
+            while len(self._finished) > self._finished_kept:
+                self._finished.popitem(last=False)
+
+
+class HttpWire(Wire):
+    """Frames out by HTTP POST to the peer node, frames in from our :class:`Mailbox`.
+
+    A POST is retried with exponential backoff only when the frame certainly was not queued: the
+    connection could not be made (at most ``connect_attempts`` tries) or the peer answered 429/503
+    (busy; retried until the deadline). Both stop at ``send_timeout`` seconds. Any other failure
+    (e.g. a timeout after the frame was sent) raises at once, since a retry could duplicate it.
+    """
+
+    def __init__(
+        self,
+        peer_endpoint: str,
+        client: httpx.Client,
+        mailbox: Mailbox,
+        *,
+        task_id: int,
+        our_org: int,
+        peer_org: int,
+        send_timeout: float = 30.0,
+        connect_attempts: int = 4,
+        backoff: float = 0.05,
+    ) -> None:
+        _check_ids(task_id, our_org, peer_org)
+        if send_timeout <= 0 or connect_attempts < 1 or backoff <= 0:
+            raise ValueError("send_timeout and backoff must be > 0, connect_attempts >= 1")
+        self._url = peer_endpoint.rstrip("/") + FRAMES_PATH
+        self._client = client
+        self._mailbox = mailbox
+        self._route = (task_id, peer_org, our_org)
+        self._send_timeout = send_timeout
+        self._connect_attempts = connect_attempts
+        self._backoff = backoff
+        self._closed = False
+
+    def send_frame(self, frame: bytes) -> None:
+        if self._closed:
+            raise ChannelClosed("wire is closed")
+        deadline = time.monotonic() + self._send_timeout
+        delay = self._backoff
+        connect_failures = 0
+        while True:
+            outcome = self._post(frame, deadline)
+            if outcome is None:
+                return
+            reason, peer_busy = outcome
+            if not peer_busy:
+                connect_failures += 1
+            if connect_failures >= self._connect_attempts or time.monotonic() + delay > deadline:
+                raise PeerUnreachable(f"peer unreachable at {self._url}: {reason}")
+            time.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF_S)
+
+    def _post(self, frame: bytes, deadline: float) -> tuple[str, bool] | None:
+        """``None`` once the peer queued the frame, else (reason, peer busy) for a retry."""
+        try:
+            response = self._client.post(
+                self._url,
+                content=frame,
+                headers=_FRAME_HEADERS,
+                timeout=max(deadline - time.monotonic(), 0.001),
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            return f"{type(exc).__name__}: {exc}", False
+        except httpx.HTTPError as exc:
+            raise PeerUnreachable(f"frame delivery to {self._url} failed: {exc!r}") from exc
+        if response.is_success:
+            return None
+        if response.status_code in _BUSY_STATUSES:
+            return f"peer busy (HTTP {response.status_code})", True
+        raise ChannelError(
+            f"peer at {self._url} refused the frame: HTTP {response.status_code} "
+            f"{response.text[:200]}"
+        )
+
+    def recv_frame(self, timeout: float | None) -> bytes:
+        if self._closed:
+            raise ChannelClosed("wire is closed")
+        return self._mailbox.take(*self._route, timeout)
+
+    def close(self) -> None:
+        self._closed = True

@@ -1,0 +1,385 @@
+"""The worker: follows the ledger, runs the tasks this organisation takes part in, anchors results,
+settles the tasks it requested.
+
+It fails closed. Before touching data it re-reads the task from the chain, checks the fetched spec
+against the spec hash on chain, and checks every foreign input's authorisation as it stands now (a
+grant revoked or expired since submission stops the task). Anything that goes wrong is recorded on
+chain as a failure with a reason, which refunds the requester; a result is anchored only once the
+protocol finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from Crypto.Hash import keccak
+from eth_abi.abi import encode
+from sqlmodel import Session, select
+
+from privledger.evm.contracts import ApprovalStatus, FailureReason, Kind, Task, TaskStatus
+from privledger.evm.errors import ChainError, ChainRevert
+from privledger.metering.provenance import Contribution, provenance
+from privledger.node.context import NodeContext
+from privledger.node.datasets import DatasetFileError, read_column
+from privledger.node.spec import TaskSpec
+from privledger.node.transport import HttpWire, open_channel
+from privledger.protocols.channel import ChannelError, ChannelTimeout
+from privledger.protocols.psi.ecdh import run_psi
+from privledger.store.events import events_named
+from privledger.store.models import LocalDataset, LocalTask
+
+logger = logging.getLogger(__name__)
+
+FINAL_STATES = {"anchored", "failed", "settled", "done"}
+ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
+
+
+class TaskRefused(Exception):
+    """The worker will not run this task; ``reason`` is the code recorded on chain."""
+
+    def __init__(self, reason: FailureReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Outcome:
+    output: list[str] | None  # None: this party learns no output
+    transcript_hash: bytes
+    matched: int
+
+
+def result_digest(task_id: int, org_id: int, salt: bytes, output: bytes) -> bytes:
+    """keccak256(abi.encode(taskId, participant, salt, sha256(output))) — what a worker anchors."""
+    encoded = encode(
+        ["uint256", "uint256", "bytes32", "bytes32"],
+        [task_id, org_id, salt, hashlib.sha256(output).digest()],
+    )
+    return keccak.new(digest_bits=256, data=encoded).digest()
+
+
+def output_bytes(items: list[str] | None) -> bytes:
+    """The canonical bytes of an output: a sorted JSON list, or empty for no output."""
+    if items is None:
+        return b""
+    return json.dumps(sorted(items), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class Worker:
+    def __init__(self, node: NodeContext, *, max_parallel: int = 4) -> None:
+        self.node = node
+        self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="task")
+        self._busy: set[int] = set()
+        self._ignored: set[int] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- loop -------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._recover()
+        self._thread = threading.Thread(target=self._loop, name="worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                logger.exception("worker tick failed; retrying")
+            self._stop.wait(self.node.settings.worker_interval_s)
+
+    def tick(self) -> None:
+        """Index new blocks, start authorised tasks, settle completed ones."""
+        self.node.indexer.sync()
+        with Session(self.node.engine) as session:
+            authorised = events_named(session, ["TaskAuthorised"])
+            completed = events_named(session, ["TaskCompleted"])
+            local = {row.task_id: row for row in session.exec(select(LocalTask))}
+        for event in authorised:
+            task_id = int(event.args["taskId"])
+            row = local.get(task_id)
+            if row is None or row.state not in FINAL_STATES:
+                self._submit(task_id, self._run)
+        for event in completed:
+            task_id = int(event.args["taskId"])
+            row = local.get(task_id)
+            if row is not None and row.state == "anchored" and row.spec_json is not None:
+                self._submit(task_id, self._settle)
+
+    def _submit(self, task_id: int, job: object) -> None:
+        with self._lock:
+            if task_id in self._busy or task_id in self._ignored:
+                return
+            self._busy.add(task_id)
+
+        def wrapped() -> None:
+            try:
+                job(task_id)  # type: ignore[operator]
+            finally:
+                with self._lock:
+                    self._busy.discard(task_id)
+
+        self._pool.submit(wrapped)
+
+    def _recover(self) -> None:
+        """A task that was mid-protocol when the node stopped cannot resume: fail it cleanly."""
+        with Session(self.node.engine) as session:
+            stale = session.exec(select(LocalTask).where(LocalTask.state == "running")).all()
+        for row in stale:
+            self._fail(row.task_id, FailureReason.PROTOCOL_ERROR, "node restarted mid-protocol")
+
+    # --- running a task ---------------------------------------------------------------------
+    def _run(self, task_id: int) -> None:
+        task = self.node.ledger.tasks.get_task(task_id)
+        if self.node.org_id not in task.participants:
+            with self._lock:
+                self._ignored.add(task_id)
+            return
+        if task.status not in ACTIVE:
+            state = "failed" if task.status is TaskStatus.FAILED else "done"
+            self._record(task_id, task.spec_hash, state=state)
+            return
+        self._record(task_id, task.spec_hash, state="running")
+        try:
+            spec = self._verified_spec(task)
+            self._check_authorisation(task, spec)
+            if spec.requester == self.node.org_id:
+                self._start_on_chain(task_id)
+            outcome = self._execute(task, spec)
+            self._anchor(task, outcome)
+        except TaskRefused as refused:
+            self._fail(task_id, refused.reason, str(refused))
+        except ChannelTimeout as exc:
+            self._fail(task_id, FailureReason.PEER_UNREACHABLE, f"peer timed out: {exc}")
+        except ChannelError as exc:
+            self._fail(task_id, FailureReason.PROTOCOL_ERROR, f"channel: {exc}")
+        except Exception as exc:  # fail closed on anything unexpected
+            logger.exception("task %d failed", task_id)
+            self._fail(task_id, FailureReason.PROTOCOL_ERROR, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.node.mailbox.discard(task_id)
+
+    def _verified_spec(self, task: Task) -> TaskSpec:
+        raw = self._spec_bytes(task)
+        if keccak.new(digest_bits=256, data=raw).digest() != task.spec_hash:
+            raise TaskRefused(
+                FailureReason.SPEC_MISMATCH, "the spec does not match its hash on chain"
+            )
+        try:
+            spec = TaskSpec.parse_canonical(raw)
+        except ValueError as exc:
+            raise TaskRefused(FailureReason.SPEC_MISMATCH, f"unreadable spec: {exc}") from exc
+        inputs = tuple(bytes.fromhex(item.dataset[2:]) for item in spec.inputs)
+        consistent = (
+            spec.requester == task.requester_org
+            and sorted(spec.participants) == sorted(task.participants)
+            and inputs == task.inputs
+            and task.kind == Kind.PSI
+        )
+        if not consistent:
+            raise TaskRefused(
+                FailureReason.SPEC_MISMATCH, "the spec disagrees with the task on chain"
+            )
+        self._record(task.task_id, task.spec_hash, spec_json=raw.decode())
+        return spec
+
+    def _spec_bytes(self, task: Task) -> bytes:
+        with Session(self.node.engine) as session:
+            row = session.get(LocalTask, task.task_id)
+            if row is not None and row.spec_json is not None:
+                return row.spec_json.encode()
+        endpoint = self.node.ledger.orgs.get_org(task.requester_org).endpoint
+        url = f"{endpoint}/api/v1/peer/tasks/{task.task_id}/spec"
+        try:
+            response = self.node.http.get(url)
+        except Exception as exc:
+            raise TaskRefused(
+                FailureReason.PEER_UNREACHABLE, f"cannot fetch the spec: {exc}"
+            ) from exc
+        if response.status_code != 200:
+            raise TaskRefused(
+                FailureReason.SPEC_MISMATCH, f"spec fetch answered {response.status_code}"
+            )
+        return response.content
+
+    def _check_authorisation(self, task: Task, spec: TaskSpec) -> None:
+        """Every foreign input must be covered, now, by the grant consumed at submission or by an
+        owner's approval."""
+        ledger = self.node.ledger
+        now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
+        with Session(self.node.engine) as session:
+            submitted = events_named(session, ["TaskSubmitted"], task_id=task.task_id)
+            consumed = (
+                events_named(session, ["GrantConsumed"], tx_hash=submitted[0].tx_hash)
+                if submitted
+                else []
+            )
+        grants = [ledger.grants.get_grant(bytes.fromhex(e.args["grantId"][2:])) for e in consumed]
+        for item in spec.inputs:
+            if item.org == spec.requester:
+                continue
+            dataset = bytes.fromhex(item.dataset[2:])
+            grant = next((g for g in grants if g.dataset_id == dataset), None)
+            if grant is not None:
+                if grant.revoked or now >= grant.expiry:
+                    raise TaskRefused(
+                        FailureReason.GRANT_INVALID,
+                        f"the grant on {item.dataset} was revoked or expired",
+                    )
+            elif ledger.grants.approval_of(task.task_id, dataset) is not ApprovalStatus.APPROVED:
+                raise TaskRefused(
+                    FailureReason.GRANT_INVALID, f"no grant or approval covers {item.dataset}"
+                )
+            if ledger.data.get_dataset(dataset).retired:
+                raise TaskRefused(
+                    FailureReason.GRANT_INVALID, f"dataset {item.dataset} was retired"
+                )
+
+    def _start_on_chain(self, task_id: int) -> None:
+        try:
+            self.node.ledger.tasks.start_task(task_id)
+        except ChainRevert as exc:
+            logger.info("task %d not started on chain: %s", task_id, exc)
+
+    def _execute(self, task: Task, spec: TaskSpec) -> Outcome:
+        mine = next(item for item in spec.inputs if item.org == self.node.org_id)
+        with Session(self.node.engine) as session:
+            dataset = session.get(LocalDataset, mine.dataset.lower())
+        if dataset is None:
+            raise TaskRefused(
+                FailureReason.PROTOCOL_ERROR, f"dataset {mine.dataset} is not on this node"
+            )
+        try:
+            items = read_column(Path(dataset.path), mine.column)
+        except DatasetFileError as exc:
+            raise TaskRefused(FailureReason.PROTOCOL_ERROR, str(exc)) from exc
+        peer_org = next(org for org in spec.participants if org != self.node.org_id)
+        peer = self.node.ledger.orgs.get_org(peer_org)
+        wire = HttpWire(
+            peer.endpoint,
+            self.node.http,
+            self.node.mailbox,
+            task_id=task.task_id,
+            our_org=self.node.org_id,
+            peer_org=peer_org,
+        )
+        channel = open_channel(
+            task_id=task.task_id,
+            our_org=self.node.org_id,
+            peer_org=peer_org,
+            our_key=self.node.node_key,
+            peer_public_key=peer.node_key,
+            wire=wire,
+        )
+        try:
+            role: Literal["requester", "provider"] = (
+                "requester" if spec.requester == self.node.org_id else "provider"
+            )
+            result = run_psi(
+                channel,
+                items,
+                role=role,
+                reveal_to_provider=spec.output == "both",
+                timeout=self.node.settings.channel_timeout_s,
+            )
+            transcript = channel.transcript_hash
+        finally:
+            channel.close()
+        output = [item.decode() for item in result.intersection] if result.learned_output else None
+        return Outcome(output, transcript, len(result.intersection))
+
+    def _anchor(self, task: Task, outcome: Outcome) -> None:
+        salt = secrets.token_bytes(32)
+        payload = output_bytes(outcome.output)
+        digest = result_digest(task.task_id, self.node.org_id, salt, payload)
+        result_path = None
+        if outcome.output is not None:
+            self.node.settings.results_dir.mkdir(parents=True, exist_ok=True)
+            path = self.node.settings.results_dir / f"task-{task.task_id}.json"
+            path.write_bytes(payload)
+            result_path = str(path)
+        self.node.ledger.tasks.anchor_result(task.task_id, digest, outcome.transcript_hash)
+        self._record(
+            task.task_id,
+            task.spec_hash,
+            state="anchored",
+            salt="0x" + salt.hex(),
+            result_path=result_path,
+            result_size=outcome.matched,
+            result_digest="0x" + digest.hex(),
+            transcript_hash="0x" + outcome.transcript_hash.hex(),
+        )
+
+    # --- settlement -------------------------------------------------------------------------
+    def _settle(self, task_id: int) -> None:
+        ledger = self.node.ledger
+        task = ledger.tasks.get_task(task_id)
+        with Session(self.node.engine) as session:
+            row = session.get(LocalTask, task_id)
+        if row is None or row.spec_json is None or task.status is not TaskStatus.COMPLETED:
+            self._record(task_id, task.spec_hash, state="done")
+            return
+        spec = TaskSpec.parse_canonical(row.spec_json.encode())
+        if spec.requester != self.node.org_id:
+            self._record(task_id, task.spec_hash, state="done")
+            return
+        contributions = []
+        for item in spec.inputs:
+            dataset = ledger.data.get_dataset(bytes.fromhex(item.dataset[2:]))
+            parents = tuple(ledger.data.get_dataset(parent).owner_org for parent in dataset.parents)
+            contributions.append(
+                Contribution(
+                    org_id=item.org,
+                    dataset_id=item.dataset,
+                    units=row.result_size or 0,
+                    unit_price=dataset.unit_price,
+                    upstream_bps=dataset.upstream_bps,
+                    parent_orgs=parents,
+                )
+            )
+        record = provenance(task_id, "psi", spec.requester, contributions)
+        ledger.tasks.settle_task(task_id, list(record.payees), list(record.bps), record.hash)
+        self.node.settings.results_dir.mkdir(parents=True, exist_ok=True)
+        (self.node.settings.results_dir / f"task-{task_id}-provenance.json").write_bytes(
+            record.canonical_json()
+        )
+        self._record(task_id, task.spec_hash, state="settled")
+
+    # --- bookkeeping ------------------------------------------------------------------------
+    def _fail(self, task_id: int, reason: FailureReason, message: str) -> None:
+        logger.warning("task %d failed: %s (%s)", task_id, message, reason.name)
+        try:
+            self.node.ledger.tasks.fail_task(task_id, int(reason))
+        except ChainRevert as exc:
+            logger.info("task %d already closed on chain: %s", task_id, exc)
+        except ChainError as exc:
+            logger.error("could not record the failure of task %d: %s", task_id, exc)
+        spec_hash = self.node.ledger.tasks.get_task(task_id).spec_hash
+        self._record(task_id, spec_hash, state="failed", failure=f"{reason.name}: {message}")
+
+    def _record(self, task_id: int, spec_hash: bytes, **fields: object) -> None:
+        with Session(self.node.engine) as session:
+            row = session.get(LocalTask, task_id)
+            if row is None:
+                row = LocalTask(task_id=task_id, spec_hash="0x" + spec_hash.hex())
+            for name, value in fields.items():
+                setattr(row, name, value)
+            row.updated_at = datetime.now(UTC)
+            session.add(row)
+            session.commit()

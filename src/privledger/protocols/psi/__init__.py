@@ -1,0 +1,1 @@
+"""Private set intersection protocols (two-party ECDH-PSI in :mod:`.ecdh`)."""

@@ -1,0 +1,340 @@
+"""Two-party ECDH-PSI over Curve25519 (X25519), semi-honest.
+
+Construction: Meadows (1986) / Huberman, Franklin and Hogg (1999), the Diffie-Hellman PSI used
+for instance by SecretFlow's ECDH-PSI with Curve25519. Each party draws a secret X25519 scalar
+(``a`` for the requester, ``b`` for the provider) from :mod:`secrets`. An item ``x`` is hashed to
+a u-coordinate ``H(x) = sha256(DST || counter || x)`` and "encrypted" as ``X25519(a, H(x))``.
+Because ``X25519(a, X25519(b, u)) == X25519(b, X25519(a, u))``, an item held by both parties
+ends up as the same doubly-encrypted 32-byte value on both sides, and nothing else matches.
+
+Curve notes. X25519 is twist-secure: every 32-byte string is a valid input (on the curve or on
+its quadratic twist, both with a large prime-order subgroup; bit 255 is ignored), so hashing to
+32 bytes needs no hash-to-curve map. The scalars are clamped (a multiple of 8, below both large
+prime orders), hence ``X25519(k, u)`` is the all-zero string exactly when ``u`` is one of the
+few small-order points, for *every* key ``k``. ``cryptography`` refuses that output with
+``ValueError``; we then re-hash with the next counter. Because the condition does not depend on
+the key, both parties pick the same counter for the same item (probability of ever needing it:
+about 2^-250 per item). A small-order point *received* from the peer is refused with
+:class:`ChannelError`. Two distinct items collide only with negligible probability (~n^2 2^-250).
+
+Message sequence (``R`` = requester with set X, ``P`` = provider with set Y; duplicates are
+removed first; each party shuffles its own set with :class:`random.SystemRandom`)::
+
+    1. side a -> side b   header (JSON: protocol, version, role, reveal_to_provider, size)
+    2. side b -> side a   header; both ends refuse a mismatch with PsiHandshakeError
+    3. R -> P             A  = [X25519(a, H(x)) for x in shuffled X]
+    4. P -> R             B  = [X25519(b, H(y)) for y in shuffled Y]
+    5. P -> R             AB = [X25519(b, A_i) for A_i in A], in the order of A
+    6. R -> P             BA = [X25519(a, B_j) for B_j in B], in the order of B
+                          (only with reveal_to_provider=True)
+
+R outputs the x whose AB entry is among the BA values; with ``reveal_to_provider`` P outputs the
+y whose BA entry is among the AB values. Both parties compute their first layer
+concurrently; R computes BA while P computes AB. The protocol is turn-based, so the channel's
+transcript hash is equal on both ends.
+
+Security model: semi-honest (honest-but-curious) parties; security rests on the decisional
+Diffie-Hellman assumption on Curve25519 and its twist with ``H`` modelled as a random oracle.
+Scalars are fresh per run, so values from different runs cannot be linked.
+It is not secure against a malicious peer (e.g. one that lies about its set or its results).
+
+Leakage -- what each side learns:
+
+- requester: the intersection (its own matching items) and the provider's set size |Y| (after
+  de-duplication); nothing about the provider's other items.
+- provider: the requester's set size |X| (after de-duplication); with ``reveal_to_provider`` also
+  the intersection (its own matching items); otherwise nothing else, not even its size.
+- both: that the peer followed this protocol version and mode (the header is sent in clear over
+  the channel; the transport encrypts it on the wire).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from itertools import repeat
+from types import TracebackType
+from typing import Literal, Self, TypeVar
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["requester", "provider"]
+
+PROTOCOL = "privledger/ecdh-psi-x25519"
+VERSION = 1
+POINT_BYTES = 32
+
+_HASH_DST = b"privledger/ecdh-psi-x25519/v1/hash-to-u\x00"
+# Below this many points per step a process pool costs more (start-up) than it saves.
+_PARALLEL_THRESHOLD = 1 << 13
+# Points per pool task: ~0.15 s of X25519 work, small enough to balance the load.
+_CHUNK = 1 << 12
+
+_Chunk = TypeVar("_Chunk", bytes, list[bytes])
+
+
+class PsiHandshakeError(ChannelError):
+    """The peer's header is malformed or does not match ours (protocol, version, role, mode)."""
+
+
+@dataclass(frozen=True)
+class PsiResult:
+    """Outcome for one party.
+
+    ``intersection`` holds this party's own items that are in the intersection (original bytes,
+    de-duplicated, sorted) when ``learned_output`` is true, else it is empty. ``peer_size`` is the
+    peer's set size after de-duplication.
+    """
+
+    intersection: list[bytes] = field(repr=False)
+    learned_output: bool
+    peer_size: int
+
+
+def run_psi(
+    channel: Channel,
+    items: Sequence[bytes],
+    *,
+    role: Role,
+    reveal_to_provider: bool = False,
+    workers: int | None = None,
+    timeout: float | None = None,
+) -> PsiResult:
+    """Run semi-honest ECDH-PSI with the peer at the other end of ``channel``.
+
+    ``items`` may contain duplicates; they are removed first. ``workers`` is the number of
+    processes for the X25519 work on large sets (default ``os.cpu_count()``; 1 keeps all work in
+    this process). The pool uses the ``forkserver`` start method, which is safe in threaded
+    callers but, as with ``spawn``, needs an import-safe ``__main__``; the secret scalar goes to
+    the local workers over a pipe. ``timeout`` bounds each wait for a peer message in seconds,
+    and a wait includes the peer's computation (two X25519 per item; ~35 us each on one core of
+    the 2-core test machine).
+    """
+    if role not in ("requester", "provider"):
+        raise ValueError(f"role must be 'requester' or 'provider', not {role!r}")
+    processes = _resolve_workers(workers)
+    started = time.perf_counter()
+    own = _dedup_shuffled(items)
+    peer_size = _handshake(channel, _Header(role, reveal_to_provider, len(own)), timeout)
+    with _Blinder(processes) as blinder:
+        session = _Session(channel, blinder, own, peer_size, reveal_to_provider, timeout)
+        run = _run_requester if role == "requester" else _run_provider
+        result = run(session, blinder.blind_items(own))
+    logger.info(
+        "ecdh-psi %s: %d items, peer %d, output %s (%d items), %.2f s",
+        role,
+        len(own),
+        peer_size,
+        result.learned_output,
+        len(result.intersection),
+        time.perf_counter() - started,
+    )
+    return result
+
+
+@dataclass(frozen=True)
+class _Session:
+    channel: Channel
+    blinder: _Blinder
+    own: list[bytes]
+    peer_size: int
+    reveal_to_provider: bool
+    timeout: float | None
+
+    def send_points(self, points: bytes) -> None:
+        records = np.frombuffer(points, dtype=np.uint8).reshape(-1, POINT_BYTES)
+        send_records(self.channel, records)
+
+    def recv_points(self, count: int) -> bytes:
+        return recv_records(self.channel, POINT_BYTES, self.timeout, count=count).tobytes()
+
+    def output(self, own_double: bytes, peer_double: bytes) -> PsiResult:
+        peer_set = set(_split_points(peer_double))
+        pairs = zip(self.own, _split_points(own_double), strict=True)
+        return PsiResult(sorted(x for x, p in pairs if p in peer_set), True, self.peer_size)
+
+
+def _run_requester(session: _Session, own_blinded: bytes) -> PsiResult:
+    session.send_points(own_blinded)
+    peer_double = session.blinder.reblind(session.recv_points(session.peer_size))
+    own_double = session.recv_points(len(session.own))
+    if session.reveal_to_provider:
+        session.send_points(peer_double)
+    return session.output(own_double, peer_double)
+
+
+def _run_provider(session: _Session, own_blinded: bytes) -> PsiResult:
+    peer_blinded = session.recv_points(session.peer_size)
+    session.send_points(own_blinded)
+    peer_double = session.blinder.reblind(peer_blinded)
+    session.send_points(peer_double)
+    if not session.reveal_to_provider:
+        return PsiResult([], False, session.peer_size)
+    return session.output(session.recv_points(len(session.own)), peer_double)
+
+
+def _split_points(points: bytes) -> Iterator[bytes]:
+    return (points[i : i + POINT_BYTES] for i in range(0, len(points), POINT_BYTES))
+
+
+def _dedup_shuffled(items: Sequence[bytes]) -> list[bytes]:
+    if not all(isinstance(item, bytes) for item in items):
+        raise TypeError("PSI items must be bytes (encode text first)")
+    own = list(set(items))
+    random.SystemRandom().shuffle(own)
+    return own
+
+
+def _resolve_workers(workers: int | None) -> int:
+    resolved = (os.cpu_count() or 1) if workers is None else workers
+    if resolved < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+    return resolved
+
+
+# --- handshake -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Header:
+    role: Role
+    reveal_to_provider: bool
+    size: int
+
+    def encode(self) -> bytes:
+        fields = {
+            "protocol": PROTOCOL,
+            "version": VERSION,
+            "role": self.role,
+            "reveal_to_provider": self.reveal_to_provider,
+            "size": self.size,
+        }
+        return json.dumps(fields, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, payload: bytes) -> _Header:
+        try:
+            fields = json.loads(payload)
+        except ValueError:
+            raise PsiHandshakeError("peer header is not JSON") from None
+        if not isinstance(fields, dict):
+            raise PsiHandshakeError("peer header is not a JSON object")
+        protocol, version = fields.get("protocol"), fields.get("version")
+        if (protocol, version) != (PROTOCOL, VERSION):
+            raise PsiHandshakeError(
+                f"peer speaks {protocol!r} version {version!r}, we speak {PROTOCOL!r} {VERSION}"
+            )
+        role, reveal = fields.get("role"), fields.get("reveal_to_provider")
+        size = fields.get("size")
+        if role not in ("requester", "provider") or not isinstance(reveal, bool):
+            raise PsiHandshakeError(f"peer header has bad role/mode: {role!r}, {reveal!r}")
+        if type(size) is not int or size < 0:
+            raise PsiHandshakeError(f"peer header has bad set size {size!r}")
+        return cls(role, reveal, size)
+
+
+def _handshake(channel: Channel, ours: _Header, timeout: float | None) -> int:
+    """Exchange headers (side a first, so that it never deadlocks) and return the peer's size."""
+    if channel.side == "a":
+        channel.send(ours.encode())
+        theirs = _Header.decode(channel.recv(timeout))
+    else:
+        theirs = _Header.decode(channel.recv(timeout))
+        channel.send(ours.encode())
+    if theirs.role == ours.role:
+        raise PsiHandshakeError(f"both parties are {ours.role!r}; one must be the other role")
+    if theirs.reveal_to_provider != ours.reveal_to_provider:
+        raise PsiHandshakeError(
+            f"mode mismatch: we run reveal_to_provider={ours.reveal_to_provider}, "
+            f"the peer reveal_to_provider={theirs.reveal_to_provider}"
+        )
+    return theirs.size
+
+
+# --- X25519 work, in this process or over a process pool ------------------------------------
+
+
+def _hash_to_u(item: bytes, counter: int) -> bytes:
+    return hashlib.sha256(_HASH_DST + counter.to_bytes(4, "big") + item).digest()
+
+
+def _blind_one(key: X25519PrivateKey, item: bytes) -> bytes:
+    counter = 0
+    while True:
+        u = X25519PublicKey.from_public_bytes(_hash_to_u(item, counter))
+        try:
+            return key.exchange(u)
+        except ValueError:  # all-zero output: H(x) is a small-order point, for every key
+            counter += 1
+
+
+def _blind_items(private: bytes, items: list[bytes]) -> bytes:
+    """``X25519(k, H(x))`` for each item, concatenated."""
+    key = X25519PrivateKey.from_private_bytes(private)
+    return b"".join(_blind_one(key, item) for item in items)
+
+
+def _reblind(private: bytes, points: bytes) -> bytes:
+    """``X25519(k, p)`` for each 32-byte point received from the peer, concatenated."""
+    key = X25519PrivateKey.from_private_bytes(private)
+    load = X25519PublicKey.from_public_bytes
+    try:
+        return b"".join(key.exchange(load(p)) for p in _split_points(points))
+    except ValueError:
+        raise ChannelError("peer sent a small-order point") from None
+
+
+class _Blinder:
+    """Holds one party's secret scalar and applies it, in parallel for large inputs."""
+
+    def __init__(self, workers: int) -> None:
+        self._private = secrets.token_bytes(32)
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def blind_items(self, items: list[bytes]) -> bytes:
+        return self._map(_blind_items, items, step=1)
+
+    def reblind(self, points: bytes) -> bytes:
+        return self._map(_reblind, points, step=POINT_BYTES)
+
+    def _map(self, fn: Callable[[bytes, _Chunk], bytes], data: _Chunk, *, step: int) -> bytes:
+        """``fn(key, data)`` where an element is ``step`` units of ``data``; chunked if large."""
+        if self._workers == 1 or len(data) < _PARALLEL_THRESHOLD * step:
+            return fn(self._private, data)
+        size = _CHUNK * step
+        chunks = [data[lo : lo + size] for lo in range(0, len(data), size)]
+        return b"".join(self._executor().map(fn, repeat(self._private), chunks))
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver: safe when the caller runs threads, cheaper than spawn per worker.
+            context = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
+        return self._pool
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)

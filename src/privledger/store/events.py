@@ -1,0 +1,29 @@
+"""Queries over the indexed chain events."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlmodel import Session, col, select
+
+from privledger.store.models import ChainEvent
+
+
+def events_named(
+    session: Session,
+    names: Sequence[str],
+    *,
+    task_id: int | None = None,
+    dataset_id: str | None = None,
+    tx_hash: str | None = None,
+) -> list[ChainEvent]:
+    """Events named one of ``names``, optionally of one task, dataset or tx, in chain order."""
+    query = select(ChainEvent).where(col(ChainEvent.event).in_(names))
+    if task_id is not None:
+        query = query.where(ChainEvent.args["taskId"].as_integer() == task_id)
+    if dataset_id is not None:
+        query = query.where(ChainEvent.args["datasetId"].as_string() == dataset_id.lower())
+    if tx_hash is not None:
+        query = query.where(ChainEvent.tx_hash == tx_hash)
+    query = query.order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
+    return list(session.exec(query))

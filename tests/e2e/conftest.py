@@ -1,0 +1,77 @@
+"""A running local consortium for end-to-end tests: real anvil, real node processes, real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from web3 import Web3
+
+from privledger.config import Settings
+from privledger.demo import NodeProcess, consortium, synthetic_customers
+from privledger.evm.anvil import free_port
+from privledger.evm.artifacts import load_artifacts
+from privledger.evm.deploy import Deployment, load_deployment
+from privledger.evm.ledger import Ledger
+
+
+@dataclass
+class Running:
+    info: dict[str, Any]
+    nodes: dict[str, NodeProcess]
+    org_ids: dict[str, int]
+    people: dict[str, set[str]]
+    data_dir: Path
+    w3: Web3
+    deployment: Deployment
+    settings: Settings
+
+    def ledger(self, dev_index: int) -> Ledger:
+        artifacts = load_artifacts(self.settings.build_dir / "contracts")
+        return Ledger.connect_dev(self.w3, artifacts, self.deployment, dev_index)
+
+    def client(self, org: str, role: str) -> httpx.Client:
+        return self.nodes[org].client(role)
+
+    def register(self, org: str, *, price: int = 10**12) -> str:
+        body = {
+            "path": str(self.data_dir / f"{org}.csv"),
+            "name": f"{org}-customers",
+            "level": 2,
+            "unitPrice": price,
+        }
+        with self.client(org, "data_owner") as owner:
+            response = owner.post("/datasets", json=body)
+            assert response.status_code == 201, response.text
+            dataset_id: str = response.json()["datasetId"]
+            return dataset_id
+
+
+@pytest.fixture(scope="session")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    base = tmp_path_factory.mktemp("consortium")
+    settings = Settings(var_path=base / "var", deployments_path=base / "deployments")
+    with consortium(settings, free_port()) as (handle, info, nodes):
+        data_dir = base / "data"
+        people = synthetic_customers(
+            data_dir,
+            {"telecom": 1_500, "bank-a": 1_000, "bank-b": 800},
+            {"bank-a": 321, "bank-b": 123},
+        )
+        w3 = Web3(Web3.HTTPProvider(handle.rpc_url))
+        deployment = load_deployment(settings.deployments_dir, w3.eth.chain_id)
+        assert deployment is not None
+        yield Running(
+            info=info,
+            nodes=nodes,
+            org_ids={org["name"]: org["orgId"] for org in info["orgs"]},
+            people=people,
+            data_dir=data_dir,
+            w3=w3,
+            deployment=deployment,
+            settings=settings,
+        )

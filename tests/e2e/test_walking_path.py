@@ -1,0 +1,192 @@
+"""The walking path with real node processes: a PSI task from submission to settlement."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+import httpx
+
+from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.node.worker import output_bytes, result_digest
+
+from .conftest import Running
+
+FEE = 10**16
+
+
+def wait_status(
+    client: httpx.Client, task_id: int, states: set[str], timeout_s: float = 120
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task: dict[str, Any] = client.get(f"/tasks/{task_id}").json()
+        if task["status"] in states or time.monotonic() > deadline:
+            return task
+        time.sleep(0.3)
+
+
+def grant(
+    running: Running, owner: str, dataset: str, grantee: str, **overrides: Any
+) -> dict[str, Any]:
+    body = {
+        "dataset": dataset,
+        "granteeOrg": running.org_ids[grantee],
+        "kinds": ["psi"],
+        "expiresInS": 3_600,
+        "maxUses": 5,
+        **overrides,
+    }
+    with running.client(owner, "data_owner") as client:
+        response = client.post("/grants", json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+
+def submit(
+    running: Running, mine: str, theirs: str, *, output: str = "requester"
+) -> dict[str, Any]:
+    body = {
+        "inputs": [{"dataset": mine, "column": "phone"}, {"dataset": theirs, "column": "phone"}],
+        "feeWei": FEE,
+        "output": output,
+    }
+    with running.client("telecom", "operator") as client:
+        response = client.post("/tasks", json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+
+def test_psi_task_is_authorised_run_anchored_and_settled(running: Running) -> None:
+    telecom_data = running.register("telecom")
+    bank_data = running.register("bank-a", price=10**12)
+    issued = grant(running, "bank-a", bank_data, "telecom")
+    task = submit(running, telecom_data, bank_data)
+    assert task["status"] == "authorised"
+    with running.client("telecom", "operator") as client:
+        final = wait_status(client, task["taskId"], {"settled", "failed"})
+        assert final["status"] == "settled", final
+        result = client.get(f"/tasks/{task['taskId']}/result").json()
+
+    expected = running.people["telecom"] & running.people["bank-a"]
+    assert set(result["items"]) == expected and len(expected) == 321
+
+    # the digest anchored on chain opens with the result file and its salt
+    ledger = running.ledger(0)
+    telecom_org, bank_org = running.org_ids["telecom"], running.org_ids["bank-a"]
+    digest = result_digest(
+        task["taskId"],
+        telecom_org,
+        bytes.fromhex(result["salt"][2:]),
+        output_bytes(result["items"]),
+    )
+    assert "0x" + digest.hex() == result["resultDigest"]
+    anchors = {a.org_id: a for a in ledger.tasks.anchors(task["taskId"])}
+    assert anchors[telecom_org].result_digest == digest
+    # both ends saw the same messages
+    assert anchors[telecom_org].transcript_hash == anchors[bank_org].transcript_hash
+    # the grant was used once, the whole fee went to the bank by provenance
+    assert ledger.grants.get_grant(bytes.fromhex(issued["grantId"][2:])).used == 1
+    allocated = [e["args"] for e in final["timeline"] if e["event"] == "FeeAllocated"]
+    assert allocated == [{"taskId": task["taskId"], "payeeOrg": bank_org, "amount": FEE}]
+    provenance_hash, settled = ledger.tasks.settlement_of(task["taskId"])
+    assert settled
+    record = (
+        running.settings.var_dir
+        / "nodes"
+        / "telecom"
+        / "results"
+        / f"task-{task['taskId']}-provenance.json"
+    ).read_bytes()
+    from Crypto.Hash import keccak
+
+    assert keccak.new(digest_bits=256, data=record).digest() == provenance_hash
+    assert json.loads(record)["bps"] == [10_000]
+    # the provider learned no output, so it has nothing to hand out
+    with running.client("bank-a", "operator") as client:
+        assert client.get(f"/tasks/{task['taskId']}/result").status_code == 404
+
+
+def test_task_without_usable_grant_waits_for_the_owner(running: Running) -> None:
+    telecom_data = running.register("telecom")
+    bank_data = running.register("bank-b")
+    revoked = grant(running, "bank-b", bank_data, "telecom")
+    with running.client("bank-b", "data_owner") as owner:
+        assert owner.delete(f"/grants/{revoked['grantId']}").json()["revoked"] is True
+    task = submit(running, telecom_data, bank_data, output="both")
+    assert task["status"] == "submitted"  # the revoked grant was not usable: approval requested
+    time.sleep(2)
+    with running.client("telecom", "operator") as client:
+        waiting = client.get(f"/tasks/{task['taskId']}").json()
+    assert waiting["status"] == "submitted"
+    assert not [e for e in waiting["timeline"] if e["event"] == "ResultAnchored"]
+
+    with running.client("bank-b", "data_owner") as owner:
+        pending = [a for a in owner.get("/approvals").json() if a["taskId"] == task["taskId"]]
+        assert pending and pending[0]["status"] == "pending"
+        decided = owner.post(
+            f"/approvals/{task['taskId']}/{bank_data}", json={"decision": "approve"}
+        )
+        assert decided.status_code == 200, decided.text
+    with running.client("telecom", "operator") as client:
+        final = wait_status(client, task["taskId"], {"settled", "failed"})
+    assert final["status"] == "settled", final
+    expected = running.people["telecom"] & running.people["bank-b"]
+    with running.client("bank-b", "operator") as client:  # output to both
+        assert set(client.get(f"/tasks/{task['taskId']}/result").json()["items"]) == expected
+
+
+def test_spec_that_does_not_match_its_hash_is_refused(running: Running) -> None:
+    telecom_data = running.register("telecom")
+    bank_data = running.register("bank-a")
+    issued = grant(running, "bank-a", bank_data, "telecom")
+    telecom = running.ledger(3)  # the telecom's own account, bypassing its node's API
+    task_id = telecom.tasks.submit_task(
+        spec_hash=secrets.token_bytes(32),
+        kind=Kind.PSI,
+        inputs=[bytes.fromhex(telecom_data[2:]), bytes.fromhex(bank_data[2:])],
+        grant_ids=[bytes(32), bytes.fromhex(issued["grantId"][2:])],
+        participants=[running.org_ids["telecom"], running.org_ids["bank-a"]],
+        deadline=int(running.w3.eth.get_block("latest")["timestamp"]) + 600,
+        fee=FEE,
+    )
+    deadline = time.monotonic() + 60
+    while (
+        telecom.tasks.get_task(task_id).status is not TaskStatus.FAILED
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.3)
+    failed = telecom.tasks.get_task(task_id)
+    assert failed.status is TaskStatus.FAILED
+    assert failed.failure_reason == FailureReason.SPEC_MISMATCH
+    assert not telecom.tasks.anchors(task_id)
+    assert telecom.metering.balance_of(running.org_ids["telecom"]) >= FEE  # refunded
+
+
+def test_bad_input_gets_clear_4xx(running: Running) -> None:
+    with running.client("telecom", "operator") as client:
+        assert client.get("/tasks/999999").status_code == 404
+        response = client.post("/tasks", json={"inputs": "nope"})
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "invalid_request"
+        assert (
+            client.post(
+                "/datasets", json={"path": "/x", "name": "n", "level": 1, "unitPrice": 0}
+            ).status_code
+            == 403
+        )
+    with running.client("telecom", "data_owner") as owner:
+        missing = owner.post(
+            "/datasets", json={"path": "/no/such.csv", "name": "x", "level": 1, "unitPrice": 0}
+        )
+        assert missing.status_code == 400 and "no file" in missing.json()["error"]["message"]
+        assert owner.get("/grants/0x1234").status_code == 400
+        assert owner.get("/grants/0x" + "ab" * 32).status_code == 404
+    anonymous = httpx.get(f"{running.nodes['telecom'].url}/api/v1/datasets")
+    assert anonymous.status_code == 401
+    unauth = httpx.post(f"{running.nodes['telecom'].url}/api/v1/tasks", json={})
+    assert unauth.status_code == 401 and unauth.json()["error"]["code"] == "unauthorized"
+    frame = httpx.post(f"{running.nodes['telecom'].url}/api/v1/peer/frames", content=b"garbage")
+    assert frame.status_code == 400

@@ -1,0 +1,731 @@
+"""The peer channel: key derivation, framing, tamper resistance, mailbox and HTTP wire."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from privledger.node.transport import (
+    FLAG_CLOSE,
+    FLAG_LAST,
+    FRAMES_PATH,
+    HEADER_SIZE,
+    MAX_FRAME_SIZE,
+    TAG_SIZE,
+    ChannelKeys,
+    ChannelTampered,
+    FrameHeader,
+    HttpWire,
+    Mailbox,
+    MailboxFull,
+    MemoryWire,
+    MessageTooLarge,
+    PeerUnreachable,
+    SecureChannel,
+    Wire,
+    derive_channel_keys,
+    memory_wire_pair,
+    open_channel,
+)
+from privledger.protocols.channel import (
+    ChannelClosed,
+    ChannelError,
+    ChannelTimeout,
+    channel_pair,
+)
+
+TASK = 7
+ORG_A = 3
+ORG_B = 11
+CHUNK = 16
+
+
+@dataclass(frozen=True)
+class Org:
+    org_id: int
+    key: X25519PrivateKey
+
+    @property
+    def public(self) -> bytes:
+        return self.key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+
+
+@pytest.fixture
+def org_a() -> Org:
+    return Org(ORG_A, X25519PrivateKey.generate())
+
+
+@pytest.fixture
+def org_b() -> Org:
+    return Org(ORG_B, X25519PrivateKey.generate())
+
+
+def end(me: Org, peer: Org, wire: Wire, *, task: int = TASK, **options: int) -> SecureChannel:
+    return open_channel(
+        task_id=task,
+        our_org=me.org_id,
+        peer_org=peer.org_id,
+        our_key=me.key,
+        peer_public_key=peer.public,
+        wire=wire,
+        **options,
+    )
+
+
+def connected(org_a: Org, org_b: Org, **options: int) -> tuple[SecureChannel, SecureChannel]:
+    wire_a, wire_b = memory_wire_pair()
+    return end(org_a, org_b, wire_a, **options), end(org_b, org_a, wire_b, **options)
+
+
+def sealed_frames(org_a: Org, org_b: Org, *messages: bytes, close: bool = False) -> list[bytes]:
+    """The frames A's end puts on the wire for ``messages`` (chunk size ``CHUNK``)."""
+    sent: queue.Queue[bytes] = queue.Queue()
+    sender = end(org_a, org_b, MemoryWire(inbox=queue.Queue(), outbox=sent), chunk_size=CHUNK)
+    for message in messages:
+        sender.send(message)
+    if close:
+        sender.close()
+    return [sent.get_nowait() for _ in range(sent.qsize())]
+
+
+@dataclass
+class Receiver:
+    """B's end with a wire whose inbox the test fills by hand."""
+
+    channel: SecureChannel
+    inbox: queue.Queue[bytes]
+
+    def feed(self, *frames: bytes) -> None:
+        for frame in frames:
+            self.inbox.put(frame)
+
+
+@pytest.fixture
+def receiver(org_a: Org, org_b: Org) -> Receiver:
+    inbox: queue.Queue[bytes] = queue.Queue()
+    wire = MemoryWire(inbox=inbox, outbox=queue.Queue())
+    return Receiver(end(org_b, org_a, wire, chunk_size=CHUNK), inbox)
+
+
+def flip(frame: bytes, index: int) -> bytes:
+    altered = bytearray(frame)
+    altered[index] ^= 0x01
+    return bytes(altered)
+
+
+def assert_failed_closed(receiver: Receiver, valid_frame: bytes) -> None:
+    receiver.feed(valid_frame)
+    with pytest.raises(ChannelTampered, match="unusable"):
+        receiver.channel.recv(timeout=1)
+    with pytest.raises(ChannelTampered, match="unusable"):
+        receiver.channel.send(b"reply")
+
+
+# --- keys ----------------------------------------------------------------------------------------
+
+
+def hkdf_sha256(secret: bytes, salt: bytes, info: bytes) -> bytes:
+    """RFC 5869 for one 32-byte block, from the standard library: an independent check."""
+    prk = hmac.new(salt, secret, hashlib.sha256).digest()
+    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+
+
+def test_keys_follow_the_documented_derivation(org_a: Org, org_b: Org) -> None:
+    keys = derive_channel_keys(
+        task_id=TASK, our_org=ORG_A, peer_org=ORG_B, our_key=org_a.key, peer_public_key=org_b.public
+    )
+    shared = org_b.key.exchange(org_a.key.public_key())
+    salt = TASK.to_bytes(32, "big")
+    a_to_b = b"privledger/channel/v1" + ORG_A.to_bytes(8, "big") + ORG_B.to_bytes(8, "big")
+    b_to_a = b"privledger/channel/v1" + ORG_B.to_bytes(8, "big") + ORG_A.to_bytes(8, "big")
+    assert keys.send == hkdf_sha256(shared, salt, a_to_b)
+    assert keys.recv == hkdf_sha256(shared, salt, b_to_a)
+    assert keys.send.hex() not in repr(keys)
+
+
+def test_keys_agree_across_ends_and_differ_per_direction_and_task(org_a: Org, org_b: Org) -> None:
+    def keys(me: Org, peer: Org, task: int) -> ChannelKeys:
+        return derive_channel_keys(
+            task_id=task,
+            our_org=me.org_id,
+            peer_org=peer.org_id,
+            our_key=me.key,
+            peer_public_key=peer.public,
+        )
+
+    a_end, b_end, other_task = (
+        keys(org_a, org_b, TASK),
+        keys(org_b, org_a, TASK),
+        keys(org_a, org_b, 8),
+    )
+    assert (a_end.send, a_end.recv) == (b_end.recv, b_end.send)
+    assert a_end.send != a_end.recv
+    assert {a_end.send, a_end.recv}.isdisjoint({other_task.send, other_task.recv})
+
+
+@pytest.mark.parametrize(
+    ("peer_public_key", "match"),
+    [(bytes(32), "low-order"), (b"\x01" + bytes(31), "low-order"), (bytes(31), "32 bytes")],
+)
+def test_bad_peer_keys_are_refused(org_a: Org, peer_public_key: bytes, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        derive_channel_keys(
+            task_id=TASK,
+            our_org=ORG_A,
+            peer_org=ORG_B,
+            our_key=org_a.key,
+            peer_public_key=peer_public_key,
+        )
+
+
+@pytest.mark.parametrize(
+    ("task_id", "our_org", "peer_org", "match"),
+    [
+        (TASK, ORG_A, ORG_A, "two different"),
+        (-1, ORG_A, ORG_B, "task_id"),
+        (2**256, ORG_A, ORG_B, "task_id"),
+        (TASK, 2**64, ORG_B, "our_org"),
+    ],
+)
+def test_bad_ids_are_refused(
+    org_a: Org, org_b: Org, task_id: int, our_org: int, peer_org: int, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        derive_channel_keys(
+            task_id=task_id,
+            our_org=our_org,
+            peer_org=peer_org,
+            our_key=org_a.key,
+            peer_public_key=org_b.public,
+        )
+
+
+# --- round trips ---------------------------------------------------------------------------------
+
+
+def test_small_messages_round_trip_with_equal_transcripts(org_a: Org, org_b: Org) -> None:
+    a, b = connected(org_a, org_b)
+    assert (a.side, b.side) == ("a", "b")
+    a.send(b"hello")
+    assert b.recv(timeout=1) == b"hello"
+    b.send(b"")
+    assert a.recv(timeout=1) == b""
+    assert a.transcript_hash == b.transcript_hash != bytes(32)
+
+
+def test_multi_chunk_messages_round_trip(org_a: Org, org_b: Org) -> None:
+    messages = [bytes(range(n)) for n in (1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * CHUNK, 100)]
+    a, b = connected(org_a, org_b, chunk_size=CHUNK)
+    plain_a, plain_b = channel_pair()
+    for index, message in enumerate(messages):
+        sender, recipient = (a, b) if index % 2 == 0 else (b, a)
+        plain_sender, plain_recipient = (plain_a, plain_b) if index % 2 == 0 else (plain_b, plain_a)
+        sender.send(message)
+        assert recipient.recv(timeout=1) == message
+        plain_sender.send(message)
+        plain_recipient.recv(timeout=1)
+    assert a.transcript_hash == b.transcript_hash == plain_a.transcript_hash
+
+
+def test_side_a_is_the_lower_org_id(org_a: Org, org_b: Org) -> None:
+    b, a = connected(org_b, org_a)
+    assert (a.side, b.side) == ("a", "b")
+
+
+def test_frames_have_the_documented_layout(org_a: Org, org_b: Org) -> None:
+    message = bytes(range(40))
+    frames = sealed_frames(org_a, org_b, message)
+    assert [len(frame) for frame in frames] == [HEADER_SIZE + n + TAG_SIZE for n in (16, 16, 8)]
+    keys = derive_channel_keys(
+        task_id=TASK, our_org=ORG_A, peer_org=ORG_B, our_key=org_a.key, peer_public_key=org_b.public
+    )
+    plaintext = b""
+    for seq, frame in enumerate(frames):
+        header = frame[:HEADER_SIZE]
+        flags = FLAG_LAST if seq == 2 else 0
+        assert header == (
+            b"\x01"
+            + TASK.to_bytes(32, "big")
+            + ORG_A.to_bytes(8, "big")
+            + ORG_B.to_bytes(8, "big")
+            + seq.to_bytes(8, "big")
+            + bytes([flags])
+        )
+        nonce = bytes(4) + seq.to_bytes(8, "big")
+        plaintext += AESGCM(keys.send).decrypt(nonce, frame[HEADER_SIZE:], header)
+    assert plaintext == message
+
+
+def test_close_reaches_the_peer_and_is_idempotent(org_a: Org, org_b: Org) -> None:
+    a, b = connected(org_a, org_b)
+    a.send(b"last words")
+    a.close()
+    a.close()
+    assert b.recv(timeout=1) == b"last words"
+    with pytest.raises(ChannelClosed, match="peer closed"):
+        b.recv(timeout=1)
+    with pytest.raises(ChannelClosed, match="peer closed"):
+        b.recv(timeout=1)
+    with pytest.raises(ChannelClosed):
+        a.send(b"more")
+
+
+def test_a_timeout_keeps_a_partly_received_message(
+    receiver: Receiver, org_a: Org, org_b: Org
+) -> None:
+    *head, tail = sealed_frames(org_a, org_b, bytes(3 * CHUNK))
+    receiver.feed(*head)
+    with pytest.raises(ChannelTimeout):
+        receiver.channel.recv(timeout=0.05)
+    receiver.feed(tail)
+    assert receiver.channel.recv(timeout=1) == bytes(3 * CHUNK)
+
+
+def test_message_size_limit_on_both_ends(org_a: Org, org_b: Org) -> None:
+    a, b = connected(org_a, org_b, chunk_size=CHUNK, max_message_size=2 * CHUNK)
+    with pytest.raises(MessageTooLarge):
+        a.send(bytes(2 * CHUNK + 1))
+    a.send(bytes(2 * CHUNK))  # a refused send leaves the channel usable
+    assert b.recv(timeout=1) == bytes(2 * CHUNK)
+
+    inbox: queue.Queue[bytes] = queue.Queue()
+    small = end(org_b, org_a, MemoryWire(inbox, queue.Queue()), max_message_size=2 * CHUNK)
+    for frame in sealed_frames(org_a, org_b, bytes(3 * CHUNK)):
+        inbox.put(frame)
+    with pytest.raises(MessageTooLarge, match="exceeds"):
+        small.recv(timeout=1)
+    with pytest.raises(MessageTooLarge, match="unusable"):
+        small.recv(timeout=1)
+
+
+@pytest.mark.parametrize("chunk_size", [0, MAX_FRAME_SIZE])
+def test_bad_chunk_size_is_refused(org_a: Org, org_b: Org, chunk_size: int) -> None:
+    with pytest.raises(ValueError, match="chunk_size"):
+        connected(org_a, org_b, chunk_size=chunk_size)
+
+
+# --- tampering -----------------------------------------------------------------------------------
+
+
+def test_forged_ciphertext_is_rejected(receiver: Receiver, org_a: Org, org_b: Org) -> None:
+    frames = sealed_frames(org_a, org_b, b"pay 10 to org 11")
+    receiver.feed(flip(frames[0], HEADER_SIZE + 3))
+    with pytest.raises(ChannelTampered, match="authentication"):
+        receiver.channel.recv(timeout=1)
+    assert_failed_closed(receiver, frames[0])
+
+
+def test_forged_frame_from_scratch_is_rejected(receiver: Receiver) -> None:
+    header = FrameHeader(TASK, ORG_A, ORG_B, 0, FLAG_LAST).pack()
+    receiver.feed(header + bytes(40))
+    with pytest.raises(ChannelTampered, match="authentication"):
+        receiver.channel.recv(timeout=1)
+
+
+@pytest.mark.parametrize(
+    ("index", "match"),
+    [
+        (0, "malformed"),  # version
+        (32, "another channel"),  # task id
+        (40, "another channel"),  # sender
+        (48, "another channel"),  # receiver
+        (HEADER_SIZE - 2, "replayed or reordered"),  # seq
+        (HEADER_SIZE - 1, "authentication"),  # flags: last chunk -> not last
+    ],
+)
+def test_altered_header_is_rejected(
+    receiver: Receiver, org_a: Org, org_b: Org, index: int, match: str
+) -> None:
+    frames = sealed_frames(org_a, org_b, b"hello")
+    receiver.feed(flip(frames[0], index))
+    with pytest.raises(ChannelTampered, match=match):
+        receiver.channel.recv(timeout=1)
+    assert_failed_closed(receiver, frames[0])
+
+
+def test_replayed_frame_is_rejected(receiver: Receiver, org_a: Org, org_b: Org) -> None:
+    first, second = sealed_frames(org_a, org_b, b"one", b"two")
+    receiver.feed(first, first)
+    assert receiver.channel.recv(timeout=1) == b"one"
+    with pytest.raises(ChannelTampered, match="expected seq 1, got 0"):
+        receiver.channel.recv(timeout=1)
+    assert_failed_closed(receiver, second)
+
+
+def test_reordered_frames_are_rejected(receiver: Receiver, org_a: Org, org_b: Org) -> None:
+    first, second = sealed_frames(org_a, org_b, b"one", b"two")
+    receiver.feed(second, first)
+    with pytest.raises(ChannelTampered, match="expected seq 0, got 1"):
+        receiver.channel.recv(timeout=1)
+
+
+def test_truncated_frame_is_rejected(receiver: Receiver, org_a: Org, org_b: Org) -> None:
+    (frame,) = sealed_frames(org_a, org_b, b"hello")
+    receiver.feed(frame[:-1])
+    with pytest.raises(ChannelTampered):
+        receiver.channel.recv(timeout=1)
+    receiver.feed(frame[: HEADER_SIZE + 3])
+    with pytest.raises(ChannelTampered):
+        receiver.channel.recv(timeout=1)
+
+
+def test_message_missing_its_last_chunk_is_rejected(
+    receiver: Receiver, org_a: Org, org_b: Org
+) -> None:
+    first, second, _dropped, next_message = sealed_frames(org_a, org_b, bytes(3 * CHUNK), b"next")
+    receiver.feed(first, second, next_message)
+    with pytest.raises(ChannelTampered, match="expected seq 2, got 3"):
+        receiver.channel.recv(timeout=1)
+
+
+def seal(org_a: Org, org_b: Org, seq: int, flags: int, chunk: bytes) -> bytes:
+    """A frame from A to B sealed by hand, as A's end would."""
+    keys = derive_channel_keys(
+        task_id=TASK, our_org=ORG_A, peer_org=ORG_B, our_key=org_a.key, peer_public_key=org_b.public
+    )
+    header = FrameHeader(TASK, ORG_A, ORG_B, seq, flags).pack()
+    return header + AESGCM(keys.send).encrypt(bytes(4) + seq.to_bytes(8, "big"), chunk, header)
+
+
+def test_close_inside_a_message_is_rejected(receiver: Receiver, org_a: Org, org_b: Org) -> None:
+    receiver.feed(seal(org_a, org_b, 0, 0, b"first half"), seal(org_a, org_b, 1, FLAG_CLOSE, b""))
+    with pytest.raises(ChannelTampered, match="inside a message"):
+        receiver.channel.recv(timeout=1)
+
+
+def test_wrong_peer_key_fails_to_decrypt(org_a: Org, org_b: Org) -> None:
+    mallory = Org(ORG_A, X25519PrivateKey.generate())
+    inbox: queue.Queue[bytes] = queue.Queue()
+    victim = end(org_b, org_a, MemoryWire(inbox, queue.Queue()))
+    for frame in sealed_frames(mallory, org_b, b"I am org 3"):
+        inbox.put(frame)
+    with pytest.raises(ChannelTampered, match="authentication"):
+        victim.recv(timeout=1)
+
+
+def test_frames_of_another_task_do_not_open(receiver: Receiver, org_a: Org, org_b: Org) -> None:
+    sent: queue.Queue[bytes] = queue.Queue()
+    other_task = end(org_a, org_b, MemoryWire(queue.Queue(), sent), task=TASK + 1)
+    other_task.send(b"hello")
+    frame = sent.get_nowait()
+    rerouted = FrameHeader(TASK, ORG_A, ORG_B, 0, FLAG_LAST).pack() + frame[HEADER_SIZE:]
+    receiver.feed(rerouted)
+    with pytest.raises(ChannelTampered, match="authentication"):
+        receiver.channel.recv(timeout=1)
+
+
+# --- mailbox -------------------------------------------------------------------------------------
+
+
+def frame_for(task: int = TASK, sender: int = ORG_A, receiver: int = ORG_B, size: int = 0) -> bytes:
+    return FrameHeader(task, sender, receiver, 0, FLAG_LAST).pack() + bytes(TAG_SIZE + size)
+
+
+@pytest.mark.parametrize(
+    ("frame", "match"),
+    [
+        (b"garbage", "too short"),
+        (frame_for()[: HEADER_SIZE + TAG_SIZE - 1], "too short"),
+        (b"\x02" + frame_for()[1:], "version 2"),
+        (frame_for()[: HEADER_SIZE - 1] + b"\x03" + bytes(TAG_SIZE), "flags"),
+        (frame_for(sender=ORG_B), "same organisation"),
+        (frame_for(size=MAX_FRAME_SIZE), "too large"),
+    ],
+)
+def test_mailbox_rejects_malformed_frames(frame: bytes, match: str) -> None:
+    mailbox = Mailbox()
+    with pytest.raises(ValueError, match=match):
+        mailbox.deliver(frame)
+
+
+def test_mailbox_refuses_frames_for_another_org() -> None:
+    with pytest.raises(ValueError, match="this node is 99"):
+        Mailbox(local_org=99).deliver(frame_for())
+
+
+def test_mailbox_routes_frames_and_times_out() -> None:
+    mailbox = Mailbox()
+    first, second, elsewhere = frame_for(size=1), frame_for(size=2), frame_for(task=TASK + 1)
+    for frame in (first, elsewhere, second):
+        mailbox.deliver(frame)
+    assert mailbox.take(TASK, ORG_A, ORG_B, timeout=0) == first
+    assert mailbox.take(TASK, ORG_A, ORG_B, timeout=0) == second
+    with pytest.raises(ChannelTimeout):
+        mailbox.take(TASK, ORG_A, ORG_B, timeout=0.05)
+    with pytest.raises(ChannelTimeout):
+        mailbox.take(TASK + 1, ORG_B, ORG_A, timeout=0)
+
+
+def test_mailbox_take_waits_for_delivery() -> None:
+    mailbox = Mailbox()
+    timer = threading.Timer(0.05, mailbox.deliver, args=(frame_for(),))
+    timer.start()
+    try:
+        assert mailbox.take(TASK, ORG_A, ORG_B, timeout=5) == frame_for()
+    finally:
+        timer.join()
+
+
+def test_mailbox_full_queue_is_refused() -> None:
+    mailbox = Mailbox(max_frames_per_queue=2)
+    mailbox.deliver(frame_for())
+    mailbox.deliver(frame_for())
+    with pytest.raises(MailboxFull, match="2 frames already wait"):
+        mailbox.deliver(frame_for())
+    mailbox.deliver(frame_for(sender=ORG_B + 1))  # other queues are not affected
+    mailbox.take(TASK, ORG_A, ORG_B, timeout=0)
+    mailbox.deliver(frame_for())
+
+
+def test_mailbox_total_size_is_bounded() -> None:
+    big = frame_for(size=MAX_FRAME_SIZE - HEADER_SIZE - TAG_SIZE)
+    mailbox = Mailbox(max_total_bytes=2 * len(big))
+    mailbox.deliver(big)
+    mailbox.deliver(frame_for(task=TASK + 1, size=len(big) - HEADER_SIZE - TAG_SIZE))
+    with pytest.raises(MailboxFull, match="limit"):
+        mailbox.deliver(frame_for(task=TASK + 2))
+    mailbox.discard(TASK)
+    mailbox.deliver(frame_for(task=TASK + 2))
+
+
+def test_mailbox_discard_drops_a_finished_task() -> None:
+    mailbox = Mailbox(max_frames_per_queue=1)
+    mailbox.deliver(frame_for())
+    mailbox.deliver(frame_for(task=TASK + 1))
+    mailbox.discard(TASK)
+    mailbox.deliver(frame_for())  # late frame of the finished task: dropped, not queued
+    with pytest.raises(ChannelTimeout):
+        mailbox.take(TASK, ORG_A, ORG_B, timeout=0)
+    assert mailbox.take(TASK + 1, ORG_A, ORG_B, timeout=0) == frame_for(task=TASK + 1)
+
+
+def test_mailbox_remembers_only_recent_finished_tasks() -> None:
+    mailbox = Mailbox(finished_tasks_kept=1)
+    mailbox.discard(TASK)
+    mailbox.discard(TASK + 1)
+    mailbox.deliver(frame_for())  # TASK is forgotten: queued again
+    mailbox.deliver(frame_for(task=TASK + 1))  # still remembered: dropped
+    assert mailbox.take(TASK, ORG_A, ORG_B, timeout=0) == frame_for()
+    with pytest.raises(ChannelTimeout):
+        mailbox.take(TASK + 1, ORG_A, ORG_B, timeout=0)
+
+
+# --- HTTP wire -----------------------------------------------------------------------------------
+
+
+class FrameServer(ThreadingHTTPServer):
+    """A stand-in for a node's frame route: 202, 400 (malformed) or 429 (mailbox full)."""
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        super().__init__(("127.0.0.1", 0), FrameHandler)
+        self.mailbox = mailbox
+        self.busy_answers = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class FrameHandler(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path != FRAMES_PATH or self.headers["Content-Type"] != "application/octet-stream":
+            self._answer(404, "not found")
+            return
+        try:
+            cast(FrameServer, self.server).mailbox.deliver(body)
+        except MailboxFull as exc:
+            cast(FrameServer, self.server).busy_answers += 1
+            self._answer(429, str(exc))
+        except ValueError as exc:
+            self._answer(400, str(exc))
+        else:
+            self._answer(202, "")
+
+    def _answer(self, status: int, message: str) -> None:
+        payload = message.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Mailbox], FrameServer]]:
+    servers: list[tuple[FrameServer, threading.Thread]] = []
+
+    def start(mailbox: Mailbox) -> FrameServer:
+        server = FrameServer(mailbox)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return server
+
+    yield start
+    for server, thread in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def client() -> Iterator[httpx.Client]:
+    with httpx.Client(trust_env=False) as shared:
+        yield shared
+
+
+def http_end(
+    me: Org,
+    peer: Org,
+    client: httpx.Client,
+    peer_server: FrameServer,
+    mailbox: Mailbox,
+    **wire: float,
+) -> SecureChannel:
+    http = HttpWire(
+        peer_server.endpoint,
+        client,
+        mailbox,
+        task_id=TASK,
+        our_org=me.org_id,
+        peer_org=peer.org_id,
+        **wire,
+    )
+    return end(me, peer, http, chunk_size=CHUNK)
+
+
+def test_http_wire_round_trip_between_two_nodes(
+    org_a: Org, org_b: Org, client: httpx.Client, serve: Callable[[Mailbox], FrameServer]
+) -> None:
+    mailbox_a, mailbox_b = Mailbox(local_org=ORG_A), Mailbox(local_org=ORG_B)
+    server_a, server_b = serve(mailbox_a), serve(mailbox_b)
+    a = http_end(org_a, org_b, client, server_b, mailbox_a)
+    b = http_end(org_b, org_a, client, server_a, mailbox_b)
+    a.send(bytes(range(100)))
+    assert b.recv(timeout=5) == bytes(range(100))
+    b.send(b"ack")
+    assert a.recv(timeout=5) == b"ack"
+    a.close()
+    with pytest.raises(ChannelClosed):
+        b.recv(timeout=5)
+    assert a.transcript_hash == b.transcript_hash
+
+
+def test_http_wire_waits_out_back_pressure(
+    org_a: Org, org_b: Org, client: httpx.Client, serve: Callable[[Mailbox], FrameServer]
+) -> None:
+    mailbox_a, mailbox_b = Mailbox(), Mailbox(max_frames_per_queue=1)
+    server_a, server_b = serve(mailbox_a), serve(mailbox_b)
+    a = http_end(org_a, org_b, client, server_b, mailbox_a, send_timeout=10)
+    b = http_end(org_b, org_a, client, server_a, mailbox_b)
+    message = bytes(4 * CHUNK)
+    sender = threading.Thread(target=a.send, args=(message,))
+    sender.start()
+    time.sleep(0.3)  # the sender is now retrying against a full mailbox
+    assert server_b.busy_answers > 0
+    assert b.recv(timeout=10) == message
+    sender.join(timeout=10)
+    assert not sender.is_alive()
+
+
+def test_http_wire_does_not_retry_an_uncertain_delivery(
+    org_a: Org, org_b: Org, client: httpx.Client
+) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        wire = HttpWire(
+            f"http://127.0.0.1:{silent.getsockname()[1]}",
+            client,
+            Mailbox(),
+            task_id=TASK,
+            our_org=ORG_A,
+            peer_org=ORG_B,
+            send_timeout=0.5,
+        )
+        with pytest.raises(PeerUnreachable, match="ReadTimeout"):
+            wire.send_frame(frame_for())
+
+
+def test_http_wire_does_not_retry_a_refused_frame(
+    org_a: Org, client: httpx.Client, serve: Callable[[Mailbox], FrameServer]
+) -> None:
+    server = serve(Mailbox(local_org=99))  # refuses frames for org 11 with 400
+    wire = HttpWire(server.endpoint, client, Mailbox(), task_id=TASK, our_org=ORG_A, peer_org=ORG_B)
+    with pytest.raises(ChannelError, match="HTTP 400 frame is for organisation 11"):
+        wire.send_frame(frame_for())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("connect_attempts", [3, 1000])
+def test_http_wire_to_a_dead_port_fails_within_the_timeout(
+    org_a: Org, org_b: Org, client: httpx.Client, connect_attempts: int
+) -> None:
+    wire = HttpWire(
+        f"http://127.0.0.1:{free_port()}",
+        client,
+        Mailbox(),
+        task_id=TASK,
+        our_org=ORG_A,
+        peer_org=ORG_B,
+        send_timeout=1.0,
+        connect_attempts=connect_attempts,
+    )
+    channel = end(org_a, org_b, wire)
+    started = time.monotonic()
+    with pytest.raises(PeerUnreachable, match="peer unreachable"):
+        channel.send(b"hello")
+    assert time.monotonic() - started < 1.5
+    with pytest.raises(PeerUnreachable, match="unusable"):
+        channel.send(b"again")
+    channel.close()  # no close frame after a failure: returns at once
+
+
+def test_close_is_best_effort_when_the_peer_is_gone(
+    org_a: Org, org_b: Org, client: httpx.Client
+) -> None:
+    wire = HttpWire(
+        f"http://127.0.0.1:{free_port()}",
+        client,
+        Mailbox(),
+        task_id=TASK,
+        our_org=ORG_A,
+        peer_org=ORG_B,
+        send_timeout=0.5,
+    )
+    channel = end(org_a, org_b, wire)
+    channel.close()
+    with pytest.raises(ChannelClosed):
+        channel.recv(timeout=0)
+
+
+def test_http_wire_recv_times_out(org_a: Org, org_b: Org, client: httpx.Client) -> None:
+    wire = HttpWire(
+        "http://127.0.0.1:1", client, Mailbox(), task_id=TASK, our_org=ORG_A, peer_org=ORG_B
+    )
+    with pytest.raises(ChannelTimeout):
+        end(org_a, org_b, wire).recv(timeout=0.05)
