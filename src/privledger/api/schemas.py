@@ -128,6 +128,8 @@ class TaskOut(Body):
     failure_reason: int
     local_state: str | None
     local_failure: str | None
+    local_protocol_seconds: float | None
+    local_bytes_sent: int | None
     timeline: list[TaskEvent]
 
 

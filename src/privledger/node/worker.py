@@ -15,6 +15,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +57,8 @@ class Outcome:
     output: list[str] | None  # None: this party learns no output
     transcript_hash: bytes
     matched: int
+    seconds: float
+    bytes_sent: int
 
 
 def result_digest(task_id: int, org_id: int, salt: bytes, output: bytes) -> bytes:
@@ -287,6 +290,7 @@ class Worker:
             peer_public_key=peer.node_key,
             wire=wire,
         )
+        started = time.perf_counter()
         try:
             role: Literal["requester", "provider"] = (
                 "requester" if spec.requester == self.node.org_id else "provider"
@@ -299,10 +303,13 @@ class Worker:
                 timeout=self.node.settings.channel_timeout_s,
             )
             transcript = channel.transcript_hash
+            sent = channel.bytes_sent
         finally:
             channel.close()
         output = [item.decode() for item in result.intersection] if result.learned_output else None
-        return Outcome(output, transcript, len(result.intersection))
+        return Outcome(
+            output, transcript, len(result.intersection), time.perf_counter() - started, sent
+        )
 
     def _anchor(self, task: Task, outcome: Outcome) -> None:
         salt = secrets.token_bytes(32)
@@ -324,6 +331,8 @@ class Worker:
             result_size=outcome.matched,
             result_digest="0x" + digest.hex(),
             transcript_hash="0x" + outcome.transcript_hash.hex(),
+            protocol_seconds=outcome.seconds,
+            bytes_sent=outcome.bytes_sent,
         )
 
     # --- settlement -------------------------------------------------------------------------

@@ -66,6 +66,8 @@ class Channel(abc.ABC):
         self._side: Side = side
         self._transcript = bytes(32)
         self._transcript_lock = threading.Lock()
+        self.bytes_sent = 0  # payload bytes, before any transport framing
+        self.bytes_received = 0
 
     @property
     def side(self) -> Side:
@@ -81,11 +83,13 @@ class Channel(abc.ABC):
     def send(self, payload: bytes) -> None:
         """Send one message to the peer."""
         self._send_raw(payload)
+        self.bytes_sent += len(payload)
         self._record(self._side, payload)
 
     def recv(self, timeout: float | None = None) -> bytes:
         """Receive the next message; raise :class:`ChannelTimeout` or :class:`ChannelClosed`."""
         payload = self._recv_raw(timeout)
+        self.bytes_received += len(payload)
         self._record("b" if self._side == "a" else "a", payload)
         return payload
 

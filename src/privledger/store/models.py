@@ -96,4 +96,6 @@ class LocalTask(SQLModel, table=True):
     result_size: int | None = None
     result_digest: str | None = None
     transcript_hash: str | None = None
+    protocol_seconds: float | None = None
+    bytes_sent: int | None = None
     updated_at: datetime = Field(default_factory=utc_now)

@@ -96,6 +96,8 @@ def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
         failure_reason=task.failure_reason,
         local_state=local.state if local else None,
         local_failure=local.failure if local else None,
+        local_protocol_seconds=local.protocol_seconds if local else None,
+        local_bytes_sent=local.bytes_sent if local else None,
         timeline=timeline,
     )
 
