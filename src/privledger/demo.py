@@ -79,6 +79,9 @@ class NodeProcess:
     url: str
     process: subprocess.Popen[bytes]
     tokens: dict[str, str]
+    command: list[str]
+    env: dict[str, str]
+    log_path: Path
 
     def client(self, role: str) -> httpx.Client:
         return httpx.Client(
@@ -95,6 +98,20 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+    def kill(self) -> None:
+        """Stop abruptly, as a crash would."""
+        self.process.kill()
+        self.process.wait()
+
+    def restart(self) -> None:
+        """Start the node process again on the same port, home and chain."""
+        self.process = spawn(self.command, self.env, self.log_path)
+
+
+def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
 def prepare_node_home(settings: Settings, org: str, index: int) -> tuple[Path, dict[str, str]]:
@@ -123,7 +140,6 @@ def start_node(
 ) -> NodeProcess:
     port = free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    log = open(log_dir / f"{org}.log", "ab")  # noqa: SIM115 (the child process owns it)
     env = {
         **os.environ,
         "PRIVLEDGER_PROJECT_ROOT": str(settings.project_root),
@@ -133,9 +149,9 @@ def start_node(
     }
     command = [sys.executable, "-m", "privledger.cli", "-v", "node", "run", "--org", org]
     command += ["--home", str(home), "--port", str(port), "--rpc-url", rpc_url]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    log.close()
-    return NodeProcess(org, f"http://127.0.0.1:{port}", process, tokens)
+    log_path = log_dir / f"{org}.log"
+    process = spawn(command, env, log_path)
+    return NodeProcess(org, f"http://127.0.0.1:{port}", process, tokens, command, env, log_path)
 
 
 def wait_healthy(node: NodeProcess, timeout_s: float = 60.0) -> None:

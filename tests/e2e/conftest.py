@@ -55,6 +55,9 @@ class Running:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     base = tmp_path_factory.mktemp("consortium")
     settings = Settings(var_path=base / "var", deployments_path=base / "deployments")
+    # a peer that vanishes is noticed in seconds, not minutes
+    patch = pytest.MonkeyPatch()
+    patch.setenv("PRIVLEDGER_CHANNEL_TIMEOUT_S", "10")
     with consortium(settings, free_port()) as (handle, info, nodes):
         data_dir = base / "data"
         people = synthetic_customers(
@@ -75,3 +78,4 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             deployment=deployment,
             settings=settings,
         )
+    patch.undo()

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session, select
 
@@ -24,6 +24,9 @@ ROLE_NAMES: dict[str, Role] = {
     "operator": Role.OPERATOR,
     "auditor": Role.AUDITOR,
 }
+
+TaskId = Annotated[int, Path(ge=1, lt=2**63, description="task id on chain")]
+OrgId = Annotated[int, Path(ge=1, lt=2**63, description="organisation id on chain")]
 
 bearer = HTTPBearer(auto_error=False, description="an API token: `privledger node token`")
 

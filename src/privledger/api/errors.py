@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from web3.exceptions import Web3ValidationError
 
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.node.keystore import KeystoreError
@@ -54,6 +55,10 @@ def install_error_handlers(app: FastAPI) -> None:
             for error in exc.errors()
         )
         return JSONResponse(error_body("invalid_request", problems), status_code=422)
+
+    @app.exception_handler(Web3ValidationError)
+    async def _unencodable(_: Request, exc: Web3ValidationError) -> JSONResponse:
+        return JSONResponse(error_body("invalid_request", f"not a valid value: {exc}"), 400)
 
     @app.exception_handler(ChainRevert)
     async def _revert(_: Request, exc: ChainRevert) -> JSONResponse:

@@ -32,7 +32,7 @@ from privledger.metering.provenance import Contribution, provenance
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_column
 from privledger.node.spec import TaskSpec
-from privledger.node.transport import HttpWire, open_channel
+from privledger.node.transport import HttpWire, PeerUnreachable, open_channel
 from privledger.protocols.channel import ChannelError, ChannelTimeout
 from privledger.protocols.psi.ecdh import run_psi
 from privledger.store.events import events_named
@@ -168,8 +168,8 @@ class Worker:
             self._anchor(task, outcome)
         except TaskRefused as refused:
             self._fail(task_id, refused.reason, str(refused))
-        except ChannelTimeout as exc:
-            self._fail(task_id, FailureReason.PEER_UNREACHABLE, f"peer timed out: {exc}")
+        except (ChannelTimeout, PeerUnreachable) as exc:
+            self._fail(task_id, FailureReason.PEER_UNREACHABLE, f"peer unreachable: {exc}")
         except ChannelError as exc:
             self._fail(task_id, FailureReason.PROTOCOL_ERROR, f"channel: {exc}")
         except Exception as exc:  # fail closed on anything unexpected

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlmodel import select
 
-from privledger.api.deps import DataOwner, NodeDep, SessionDep
+from privledger.api.deps import DataOwner, NodeDep, SessionDep, TaskId
 from privledger.api.errors import parse_hex32
 from privledger.api.schemas import ApprovalIn, ApprovalOut
 from privledger.store.events import events_named
@@ -36,7 +36,7 @@ def list_approvals(_caller: DataOwner, node: NodeDep, session: SessionDep) -> li
 
 @router.post("/{task_id}/{dataset_id}", response_model=ApprovalOut)
 def decide(
-    task_id: int, dataset_id: str, body: ApprovalIn, caller: DataOwner, node: NodeDep
+    task_id: TaskId, dataset_id: str, body: ApprovalIn, caller: DataOwner, node: NodeDep
 ) -> ApprovalOut:
     """Approve or reject the use of a dataset by a pending task (signed on chain)."""
     dataset = parse_hex32(dataset_id, "dataset id")

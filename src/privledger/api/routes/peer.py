@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from privledger.api.deps import NodeDep, SessionDep
+from privledger.api.deps import NodeDep, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
 from privledger.node.transport import MailboxFull
 from privledger.store.models import LocalTask
@@ -55,7 +55,7 @@ async def deliver_frame(request: Request, node: NodeDep) -> Response:
 
 
 @router.get("/tasks/{task_id}/spec", response_class=Response)
-def task_spec(task_id: int, session: SessionDep) -> Response:
+def task_spec(task_id: TaskId, session: SessionDep) -> Response:
     """The canonical spec of a task this node submitted (its keccak256 is on chain)."""
     local = session.get(LocalTask, task_id)
     if local is None or local.spec_json is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from privledger.api.deps import Member, NodeDep
+from privledger.api.deps import Member, NodeDep, OrgId
 from privledger.api.errors import not_found
 from privledger.api.schemas import Health, OrgOut
 from privledger.evm.contracts import Org, OrgStatus
@@ -44,7 +44,7 @@ def list_orgs(_caller: Member, node: NodeDep) -> list[OrgOut]:
 
 
 @router.get("/orgs/{org_id}", response_model=OrgOut)
-def get_org(org_id: int, _caller: Member, node: NodeDep) -> OrgOut:
+def get_org(org_id: OrgId, _caller: Member, node: NodeDep) -> OrgOut:
     org = node.ledger.orgs.get_org(org_id)
     if org.status is OrgStatus.NONE:
         raise not_found(f"organisation {org_id}")

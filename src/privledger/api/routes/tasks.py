@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from sqlmodel import Session, col, select
 
-from privledger.api.deps import Member, NodeDep, Operator, SessionDep
+from privledger.api.deps import Member, NodeDep, Operator, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
 from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
 from privledger.evm.contracts import Kind, Task
@@ -143,13 +143,13 @@ def list_tasks(_caller: Member, node: NodeDep, session: SessionDep) -> list[Task
 
 
 @router.get("/{task_id}", response_model=TaskOut)
-def get_task(task_id: int, _caller: Member, node: NodeDep, session: SessionDep) -> TaskOut:
+def get_task(task_id: TaskId, _caller: Member, node: NodeDep, session: SessionDep) -> TaskOut:
     """A task's on-chain record and timeline, and this node's part in it."""
     return task_out(node, node.ledger.tasks.get_task(task_id), session)
 
 
 @router.get("/{task_id}/result", response_model=TaskResult)
-def get_result(task_id: int, _caller: Operator, session: SessionDep) -> TaskResult:
+def get_result(task_id: TaskId, _caller: Operator, session: SessionDep) -> TaskResult:
     """The task's output, for output recipients only, with the salt opening its anchored digest."""
     local = session.get(LocalTask, task_id)
     if local is None:
