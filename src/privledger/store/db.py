@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Engine, event
-from sqlmodel import SQLModel, create_engine
+from sqlmodel import create_engine
 
-from privledger.store import models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from privledger.store.migrate import upgrade
 
 
 def sqlite_url(path: Path) -> str:
@@ -15,7 +15,8 @@ def sqlite_url(path: Path) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine with the tables created; SQLite in WAL mode, so readers never block the writer."""
+    """An engine on a database migrated to the newest schema; SQLite runs in WAL mode, so readers
+    never block the writer."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
@@ -29,5 +30,5 @@ def make_engine(url: str) -> Engine:
 
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    SQLModel.metadata.create_all(engine)
+    upgrade(engine)
     return engine
