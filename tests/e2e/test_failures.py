@@ -1,4 +1,4 @@
-"""Failures between real node processes: a peer that dies mid-protocol, a node restarted mid-task."""
+"""Failures between real node processes: a peer dying mid-protocol, a node restarted mid-task."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def big_dataset(running: Running, org: str, shared: list[str]) -> str:
         return str(response.json()["datasetId"])
 
 
-def test_peer_dying_mid_protocol_fails_the_task_refunds_and_restart_recovers(running: Running) -> None:
+def test_peer_dying_mid_protocol_fails_the_task_refunds_and_restart_recovers(
+    running: Running,
+) -> None:
     shared = [f"+44{secrets.randbelow(10**10):010d}" for _ in range(1_000)]
     mine, theirs = big_dataset(running, "telecom", shared), big_dataset(running, "bank-a", shared)
     grant(running, "bank-a", theirs, "telecom")
@@ -68,6 +70,11 @@ def test_peer_dying_mid_protocol_fails_the_task_refunds_and_restart_recovers(run
     assert again["status"] == "submitted"  # the new dataset has no grant: approval needed
     dataset = again["inputs"][1]
     with bank.client("data_owner") as owner:
-        assert owner.post(f"/approvals/{again['taskId']}/{dataset}", json={"decision": "approve"}).status_code == 200
+        assert (
+            owner.post(
+                f"/approvals/{again['taskId']}/{dataset}", json={"decision": "approve"}
+            ).status_code
+            == 200
+        )
     with running.client("telecom", "operator") as client:
         assert wait_status(client, again["taskId"], {"settled", "failed"})["status"] == "settled"

@@ -190,3 +190,71 @@ def test_bad_input_gets_clear_4xx(running: Running) -> None:
     assert unauth.status_code == 401 and unauth.json()["error"]["code"] == "unauthorized"
     frame = httpx.post(f"{running.nodes['telecom'].url}/api/v1/peer/frames", content=b"garbage")
     assert frame.status_code == 400
+
+
+def test_oversized_bodies_are_refused(running: Running) -> None:
+    url = running.nodes["telecom"].url
+    huge = b"x" * (9 << 20)
+    assert httpx.post(f"{url}/api/v1/peer/frames", content=huge, timeout=30).status_code == 413
+    with running.client("telecom", "operator") as client:
+        response = client.post(
+            "/tasks",
+            content=b"{" + b" " * (2 << 20) + b"}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "too_large"
+
+
+def _signed_grant_tx(
+    running: Running, dev_index: int, dataset: str, grantee: int, *, function: str = "grant"
+) -> str:
+    ledger = running.ledger(dev_index)
+    grants = ledger.grants.contract.functions
+    expiry = int(running.w3.eth.get_block("latest")["timestamp"]) + 3_600
+    call = (
+        grants.grant(bytes.fromhex(dataset[2:]), grantee, int(Kind.PSI), expiry, 3)
+        if function == "grant"
+        else ledger.tasks.contract.functions.taskCount()
+    )
+    account = ledger.client.account
+    tx = {
+        "to": call.address,
+        "data": call._encode_transaction_data(),
+        "value": 0,
+        "gas": 300_000,
+        "gasPrice": running.w3.eth.gas_price,
+        "nonce": running.w3.eth.get_transaction_count(account.address),
+        "chainId": running.w3.eth.chain_id,
+    }
+    return "0x" + account.sign_transaction(tx).raw_transaction.hex()
+
+
+def test_non_custodial_grant_signed_elsewhere_is_relayed(running: Running) -> None:
+    dataset = running.register("bank-b")
+    telecom_org = running.org_ids["telecom"]
+    with running.client("bank-b", "data_owner") as owner:
+        # signed by another account than the token's user
+        foreign = owner.post(
+            "/transactions",
+            json={"rawTransaction": _signed_grant_tx(running, 1, dataset, telecom_org)},
+        )
+        assert foreign.status_code == 403
+        # a call the relay does not carry
+        other = owner.post(
+            "/transactions",
+            json={
+                "rawTransaction": _signed_grant_tx(
+                    running, 2, dataset, telecom_org, function="other"
+                )
+            },
+        )
+        assert other.status_code == 403
+        assert owner.post("/transactions", json={"rawTransaction": "0xc0ffee"}).status_code == 400
+        relayed = owner.post(
+            "/transactions",
+            json={"rawTransaction": _signed_grant_tx(running, 2, dataset, telecom_org)},
+        )
+        assert relayed.status_code == 201, relayed.text
+        grants = [g for g in owner.get("/grants").json() if g["dataset"] == dataset]
+    assert len(grants) == 1 and grants[0]["granteeOrg"] == telecom_org and grants[0]["maxUses"] == 3
