@@ -17,6 +17,7 @@ router = APIRouter(prefix="/approvals", tags=["approvals"])
 @router.get("", response_model=list[ApprovalOut])
 def list_approvals(_caller: DataOwner, node: NodeDep, session: SessionDep) -> list[ApprovalOut]:
     """Every approval request on this node's datasets, with its current status."""
+    node.indexer.sync()
     ours = {row.dataset_id for row in session.exec(select(LocalDataset))}
     requests = [
         e for e in events_named(session, ["ApprovalRequested"]) if e.args["datasetId"] in ours

@@ -58,6 +58,7 @@ def issue_grant(body: GrantIn, caller: DataOwner, node: NodeDep, session: Sessio
 @router.get("", response_model=list[GrantOut])
 def list_grants(_caller: Member, node: NodeDep, session: SessionDep) -> list[GrantOut]:
     """Grants on this node's datasets and grants to this node's organisation, current state."""
+    node.indexer.sync()
     ours = {row.dataset_id for row in session.exec(select(LocalDataset))}
     issued = events_named(session, ["GrantIssued"])
     relevant = [
