@@ -1,4 +1,4 @@
-"""Local datasets: read a CSV file, describe it (schema hash, row count), commit to its content.
+"""Local datasets: read a CSV or Parquet file, describe it (schema hash, row count), commit to it.
 
 The file never leaves the node. On chain go the schema hash (keccak256 of the canonical column
 list), the row count and a salted content commitment, ``keccak256(salt || sha256(file bytes))``:
@@ -14,10 +14,14 @@ import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from Crypto.Hash import keccak
 
 MAX_COLUMNS = 1_000
+PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 
 class DatasetFileError(ValueError):
@@ -37,10 +41,34 @@ def _keccak(data: bytes) -> bytes:
     return keccak.new(digest_bits=256, data=data).digest()
 
 
-def describe_csv(path: Path) -> DatasetDescription:
-    """Validate a UTF-8 CSV file with a header row and describe it."""
+def describe(path: Path) -> DatasetDescription:
+    """Validate a dataset file (CSV with a header row, or Parquet) and describe it."""
     if not path.is_file():
         raise DatasetFileError(f"no file at {path}")
+    reader = _describe_parquet if path.suffix.lower() in PARQUET_SUFFIXES else _describe_csv
+    rows, schema = reader(path)
+    salt = secrets.token_bytes(32)
+    digest = hashlib.sha256(path.read_bytes()).digest()
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
+    return DatasetDescription(
+        schema["columns"], rows, _keccak(canonical), _keccak(salt + digest), salt
+    )
+
+
+def _describe_parquet(path: Path) -> tuple[int, dict[str, Any]]:
+    try:
+        metadata = pq.ParquetFile(path).metadata
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetFileError(f"not a readable Parquet file: {exc}") from exc
+    arrow_schema = metadata.schema.to_arrow_schema()
+    columns = [field.name for field in arrow_schema]
+    if not columns or len(columns) > MAX_COLUMNS:
+        raise DatasetFileError("a dataset has 1 to 1000 columns")
+    types = [str(field.type) for field in arrow_schema]
+    return int(metadata.num_rows), {"format": "parquet", "columns": columns, "types": types}
+
+
+def _describe_csv(path: Path) -> tuple[int, dict[str, Any]]:
     try:
         with path.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
@@ -63,22 +91,25 @@ def describe_csv(path: Path) -> DatasetDescription:
         raise DatasetFileError(f"the file is not UTF-8 text: {exc}") from exc
     except csv.Error as exc:
         raise DatasetFileError(f"malformed CSV: {exc}") from exc
-    salt = secrets.token_bytes(32)
-    digest = hashlib.sha256(path.read_bytes()).digest()
-    schema = json.dumps({"format": "csv", "columns": columns}, separators=(",", ":")).encode()
-    return DatasetDescription(columns, rows, _keccak(schema), _keccak(salt + digest), salt)
+    return rows, {"format": "csv", "columns": columns}
 
 
 def store_copy(source: Path, data_dir: Path, name: str) -> Path:
     """Copy the file into the node's data directory so the committed content cannot drift."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    target = data_dir / f"{name}-{secrets.token_hex(4)}.csv"
+    target = data_dir / f"{name}-{secrets.token_hex(4)}{source.suffix.lower()}"
     shutil.copyfile(source, target)
     return target
 
 
 def read_column(path: Path, column: str) -> list[bytes]:
-    """The values of one column, UTF-8 encoded, in file order."""
+    """The values of one column as UTF-8 text, in file order (nulls skipped in Parquet)."""
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        try:
+            table = pq.read_table(path, columns=[column])
+        except (KeyError, pa.ArrowException) as exc:
+            raise DatasetFileError(f"no column {column!r} in {path.name}") from exc
+        return [str(value).encode() for value in table.column(0).to_pylist() if value is not None]
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or column not in reader.fieldnames:

@@ -10,7 +10,7 @@ from sqlmodel import col, select
 from privledger.api.deps import DataOwner, Member, NodeDep, SessionDep
 from privledger.api.errors import ApiError, not_found
 from privledger.api.schemas import DatasetIn, DatasetOut
-from privledger.node.datasets import DatasetFileError, describe_csv, store_copy
+from privledger.node.datasets import DatasetFileError, describe, store_copy
 from privledger.store.models import LocalDataset
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -37,7 +37,7 @@ def register_dataset(
     """Register a CSV file on this node's disk: the file stays, its commitment goes on chain."""
     source = Path(body.path)
     try:
-        description = describe_csv(source)
+        description = describe(source)
     except DatasetFileError as exc:
         raise ApiError(400, "invalid_dataset", str(exc)) from exc
     if description.row_count == 0:

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from privledger.node.datasets import DatasetFileError, describe, read_column
+
+
+def write_csv(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_csv_is_described_and_committed_with_a_fresh_salt(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "a.csv", "phone,segment\n+1,retail\n+2,sme\n")
+    first, second = describe(path), describe(path)
+    assert first.columns == ["phone", "segment"] and first.row_count == 2
+    assert first.schema_hash == second.schema_hash  # same columns, same schema hash
+    assert first.commitment != second.commitment  # salted
+    assert read_column(path, "phone") == [b"+1", b"+2"]
+
+
+def test_parquet_is_described_with_types_and_read_by_column(tmp_path: Path) -> None:
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"phone": ["+1", None, "+3"], "amount": [1, 2, 3]}), path)
+    description = describe(path)
+    assert description.columns == ["phone", "amount"] and description.row_count == 3
+    csv_like = describe(write_csv(tmp_path / "b.csv", "phone,amount\n+1,1\n"))
+    assert description.schema_hash != csv_like.schema_hash  # format and types are part of it
+    assert read_column(path, "phone") == [b"+1", b"+3"]
+    with pytest.raises(DatasetFileError, match="no column"):
+        read_column(path, "nope")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", "", "no header"),
+        ("dup.csv", "a,a\n1,2\n", "unique"),
+        ("ragged.csv", "a,b\n1\n", "line 2 has 1 fields"),
+        ("blank.csv", "a,\n1,2\n", "every column needs a name"),
+        ("fake.parquet", "not parquet", "not a readable Parquet"),
+    ],
+)
+def test_malformed_files_are_refused_with_the_reason(
+    tmp_path: Path, name: str, content: str, message: str
+) -> None:
+    with pytest.raises(DatasetFileError, match=message):
+        describe(write_csv(tmp_path / name, content))
+
+
+def test_binary_and_missing_files_are_refused(tmp_path: Path) -> None:
+    binary = tmp_path / "x.csv"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(DatasetFileError, match="UTF-8"):
+        describe(binary)
+    with pytest.raises(DatasetFileError, match="no file"):
+        describe(tmp_path / "missing.csv")
