@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from privledger import __version__
 from privledger.api.errors import error_body, install_error_handlers
 from privledger.api.routes import approvals, datasets, grants, peer, system, tasks, transactions
+from privledger.explorer import router as explorer_router
 from privledger.node.context import NodeContext
 
 API_PREFIX = "/api/v1"
@@ -47,4 +48,5 @@ def create_app(node: NodeContext) -> FastAPI:
 
     for module in (system, datasets, grants, approvals, transactions, tasks, peer):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(explorer_router)
     return app

@@ -36,7 +36,9 @@ class OrgOut(Body):
 
 
 class DatasetIn(Body):
-    path: str = Field(min_length=1, max_length=4096, description="a CSV or Parquet file on the node's disk")
+    path: str = Field(
+        min_length=1, max_length=4096, description="a CSV or Parquet file on the node's disk"
+    )
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     level: int = Field(ge=1, le=4, description="classification level, 1 (public) .. 4 (core)")
     unit_price: int = Field(ge=0, lt=2**128, description="wei per matched row")

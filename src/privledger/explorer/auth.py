@@ -1,0 +1,160 @@
+"""Auditor login: sign a one-time challenge with an account that holds the auditor role on chain.
+
+1. The node hands out a challenge: one line of text naming the node, the chain, a random nonce and
+   an expiry (``CHALLENGE_TTL_S``). It is kept in memory and can be used once.
+2. The auditor signs that exact text with EIP-191 ``personal_sign`` (any wallet's "sign message",
+   or ``eth_account``) and sends address + signature back with the challenge.
+3. The node recovers the signer, which must be the claimed address, and asks the chain whether the
+   address holds the AUDITOR role in its own organisation (auditors usually belong to another org,
+   e.g. a regulator). Then it opens a session: an opaque random id in an HttpOnly, SameSite=Strict
+   cookie, mapped in memory to the address (``SESSION_TTL_S``).
+4. Every later request re-checks the role on chain, so an auditor whose role is revoked is refused
+   (403) at once, and a missing or expired session is a 401.
+
+Challenges and sessions live in this process only: a restarted node forgets them.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils.address import is_address, to_checksum_address
+from fastapi import Request
+
+from privledger.evm.contracts import Role
+from privledger.node.context import NodeContext
+
+CHALLENGE_TTL_S = 300.0
+SESSION_TTL_S = 3600
+SESSION_COOKIE = "pl_explorer"
+MAX_CHALLENGES = 10_000
+MAX_SESSIONS = 10_000
+
+
+class AuthFailure(Exception):
+    """Login or session refused: ``status`` is 401 (who are you?) or 403 (not an auditor)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class AuditorSession:
+    address: str
+    org_id: int
+    expires_at: float
+
+
+@dataclass
+class ExplorerAuth:
+    """Outstanding challenges and open sessions of one node process."""
+
+    challenges: dict[str, float] = field(default_factory=dict)  # text -> monotonic expiry
+    sessions: dict[str, AuditorSession] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- challenges -------------------------------------------------------------------------
+    def new_challenge(self, org_name: str, org_id: int, chain_id: int) -> tuple[str, int]:
+        """A fresh single-use challenge text and its expiry (unix seconds)."""
+        expires_unix = int(time.time() + CHALLENGE_TTL_S)
+        until = datetime.fromtimestamp(expires_unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        text = (
+            f"privledger explorer login: node {org_name} (org {org_id}), chain {chain_id}, "
+            f"nonce {secrets.token_hex(16)}, valid until {until}"
+        )
+        now = time.monotonic()
+        with self.lock:
+            self._purge(now)
+            while len(self.challenges) >= MAX_CHALLENGES:  # oldest first (insertion order)
+                del self.challenges[next(iter(self.challenges))]
+            self.challenges[text] = now + CHALLENGE_TTL_S
+        return text, expires_unix
+
+    def take_challenge(self, text: str) -> None:
+        """Consume ``text``: it must have been issued here, unused and unexpired."""
+        with self.lock:
+            expiry = self.challenges.pop(text, None)
+        if expiry is None:
+            raise AuthFailure(401, "invalid_challenge", "unknown or already used challenge")
+        if expiry <= time.monotonic():
+            raise AuthFailure(401, "invalid_challenge", "the challenge expired; ask for a new one")
+
+    def _purge(self, now: float) -> None:
+        for text in [t for t, expiry in self.challenges.items() if expiry <= now]:
+            del self.challenges[text]
+        for sid in [s for s, sess in self.sessions.items() if sess.expires_at <= now]:
+            del self.sessions[sid]
+
+    # --- login and sessions -----------------------------------------------------------------
+    def login(self, node: NodeContext, challenge: str, address: str, signature: str) -> str:
+        """Check the signed challenge and the auditor role on chain; a new session id."""
+        self.take_challenge(challenge)  # single use, whatever happens next
+        if not is_address(address):
+            raise AuthFailure(401, "invalid_signature", "address is not an Ethereum address")
+        try:
+            signer = Account.recover_message(encode_defunct(text=challenge), signature=signature)
+        except Exception as exc:  # malformed hex, wrong length, invalid v/r/s
+            raise AuthFailure(401, "invalid_signature", "the signature cannot be read") from exc
+        if signer.lower() != address.lower():
+            raise AuthFailure(
+                401, "invalid_signature", "the challenge was not signed by this address"
+            )
+        checksum = to_checksum_address(address)
+        org_id = auditor_org(node, checksum)
+        session_id = secrets.token_urlsafe(32)
+        now = time.monotonic()
+        with self.lock:
+            self._purge(now)
+            while len(self.sessions) >= MAX_SESSIONS:
+                del self.sessions[next(iter(self.sessions))]
+            self.sessions[session_id] = AuditorSession(checksum, org_id, now + SESSION_TTL_S)
+        return session_id
+
+    def logout(self, session_id: str) -> None:
+        with self.lock:
+            self.sessions.pop(session_id, None)
+
+    def session(self, node: NodeContext, session_id: str | None) -> AuditorSession:
+        """The open session ``session_id``, its holder still an auditor on chain."""
+        if not session_id:
+            raise AuthFailure(401, "unauthorized", "log in as an auditor first")
+        with self.lock:
+            found = self.sessions.get(session_id)
+            if found is not None and found.expires_at <= time.monotonic():
+                del self.sessions[session_id]
+                found = None
+        if found is None:
+            raise AuthFailure(401, "unauthorized", "the session expired or is unknown; log in")
+        auditor_org(node, found.address)
+        return found
+
+
+def auditor_org(node: NodeContext, address: str) -> int:
+    """The org in which ``address`` holds the auditor role now, else a 403."""
+    org_id = node.ledger.orgs.org_of(address)
+    if org_id == 0 or not node.ledger.orgs.has_org_role(org_id, address, Role.AUDITOR):
+        raise AuthFailure(403, "forbidden", f"{address} does not hold the auditor role on chain")
+    return org_id
+
+
+_STATE_LOCK = threading.Lock()
+
+
+def explorer_auth(request: Request) -> ExplorerAuth:
+    """The app's auth state, created on first use."""
+    state = request.app.state
+    with _STATE_LOCK:
+        auth: ExplorerAuth | None = getattr(state, "explorer_auth", None)
+        if auth is None:
+            auth = ExplorerAuth()
+            state.explorer_auth = auth
+    return auth

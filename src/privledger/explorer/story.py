@@ -1,0 +1,330 @@
+"""A task's on-chain story, read from the indexed events and checked against the chain."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.node.context import NodeContext
+from privledger.store.events import events_named
+from privledger.store.models import ChainEvent
+
+
+@dataclass
+class EventRow:
+    block_number: int
+    log_index: int
+    tx_hash: str
+    contract: str
+    event: str
+    args: dict[str, Any]
+
+
+@dataclass
+class TaskRow:
+    task_id: int
+    status: str
+    kind: str
+    requester_org: int
+    requester_name: str
+    fee: int
+    block_number: int
+    tx_hash: str
+
+
+@dataclass
+class GrantRow:
+    grant_id: str
+    dataset_id: str
+    grantee_org: int
+    kinds: str
+    expiry: int
+    max_uses: int
+    used: int
+    used_by_task: int
+    revoked: bool
+    state: str
+    grantor: str
+
+
+@dataclass
+class InputRow:
+    dataset_id: str
+    owner_org: int
+    owner_name: str
+    authorised_by: str
+
+
+@dataclass
+class AnchorRow:
+    org_id: int
+    org_name: str
+    anchored: bool
+    result_digest: str = ""
+    transcript_hash: str = ""
+    block_number: int = 0
+    tx_hash: str = ""
+    on_chain: bool = False
+
+
+@dataclass
+class Settlement:
+    settled: bool
+    provenance_hash: str = ""
+    fee: int = 0
+    allocations: list[dict[str, Any]] = field(default_factory=list)
+    refunds: list[dict[str, Any]] = field(default_factory=list)
+    escrow: int = 0
+
+
+@dataclass
+class TaskStory:
+    task_id: int
+    status: str
+    kind: str
+    spec_hash: str
+    requester_org: int
+    requester_name: str
+    requester: str
+    submitted_at: int
+    deadline: int
+    fee: int
+    pending_approvals: int
+    participants: list[dict[str, Any]]
+    inputs: list[InputRow]
+    events: list[EventRow]
+    grants: list[GrantRow]
+    approvals: list[EventRow]
+    anchors: list[AnchorRow]
+    transcripts_agree: bool | None
+    settlement: Settlement
+    failure_reason: str | None
+    failure_code: int
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class OrgNames:
+    """Organisation names read from the chain, once per request."""
+
+    def __init__(self, node: NodeContext) -> None:
+        self.node = node
+        self._names: dict[int, str] = {}
+
+    def __call__(self, org_id: int) -> str:
+        if org_id not in self._names:
+            count = self.node.ledger.orgs.org_count()
+            known = 1 <= org_id <= count
+            self._names[org_id] = (
+                self.node.ledger.orgs.get_org(org_id).name if known else f"org {org_id}"
+            )
+        return self._names[org_id]
+
+
+def hex32(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def kind_name(kind: Kind) -> str:
+    return kind.name.lower() if kind.name else str(int(kind))
+
+
+def failure_name(code: int) -> str | None:
+    if code == 0:
+        return None
+    try:
+        return FailureReason(code).name.lower()
+    except ValueError:
+        return f"reason {code}"
+
+
+def task_exists(node: NodeContext, task_id: int) -> bool:
+    return 1 <= task_id <= node.ledger.tasks.task_count()
+
+
+def _row(event: ChainEvent) -> EventRow:
+    return EventRow(
+        event.block_number, event.log_index, event.tx_hash, event.contract, event.event, event.args
+    )
+
+
+def task_rows(node: NodeContext, *, offset: int = 0, limit: int = 50) -> tuple[list[TaskRow], int]:
+    """A page of submitted tasks, newest first, with their status read from the chain now."""
+    node.indexer.sync()
+    with Session(node.engine) as session:
+        submitted = events_named(session, ["TaskSubmitted"])
+    submitted.reverse()
+    names = OrgNames(node)
+    rows = []
+    for event in submitted[offset : offset + limit]:
+        task = node.ledger.tasks.get_task(int(event.args["taskId"]))
+        rows.append(
+            TaskRow(
+                task_id=task.task_id,
+                status=task.status.name.lower(),
+                kind=kind_name(task.kind),
+                requester_org=task.requester_org,
+                requester_name=names(task.requester_org),
+                fee=task.fee,
+                block_number=event.block_number,
+                tx_hash=event.tx_hash,
+            )
+        )
+    return rows, len(submitted)
+
+
+def task_story(node: NodeContext, task_id: int) -> TaskStory:
+    """Everything the ledger recorded about a task that exists (see ``task_exists``)."""
+    node.indexer.sync()
+    ledger = node.ledger
+    task = ledger.tasks.get_task(task_id)
+    names = OrgNames(node)
+    with Session(node.engine) as session:
+        own = session.exec(
+            select(ChainEvent)
+            .where(ChainEvent.args["taskId"].as_integer() == task_id)
+            .order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
+        ).all()
+        submissions = [e for e in own if e.event == "TaskSubmitted"]
+        consumed = (
+            events_named(session, ["GrantConsumed"], tx_hash=submissions[0].tx_hash)
+            if submissions
+            else []
+        )
+    events = sorted(
+        [_row(e) for e in own] + [_row(e) for e in consumed],
+        key=lambda row: (row.block_number, row.log_index),
+    )
+
+    now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
+    grants = []
+    for event in consumed:
+        grant_id = bytes.fromhex(event.args["grantId"][2:])
+        grant = ledger.grants.get_grant(grant_id)
+        if grant.revoked:
+            state = "revoked"
+        elif grant.expiry <= now:
+            state = "expired"
+        elif grant.used >= grant.max_uses:
+            state = "used up"
+        else:
+            state = "active"
+        grants.append(
+            GrantRow(
+                grant_id=hex32(grant_id),
+                dataset_id=hex32(grant.dataset_id),
+                grantee_org=grant.grantee_org,
+                kinds=", ".join(k.name.lower() for k in Kind if k in grant.kinds and k.name),
+                expiry=grant.expiry,
+                max_uses=grant.max_uses,
+                used=grant.used,
+                used_by_task=int(event.args["used"]),
+                revoked=grant.revoked,
+                state=state,
+                grantor=grant.grantor,
+            )
+        )
+
+    approvals = [
+        row
+        for row in events
+        if row.event in ("ApprovalRequested", "InputApproved", "InputRejected")
+    ]
+    inputs = []
+    for dataset in task.inputs:
+        dataset_hex = hex32(dataset)
+        owner = ledger.data.get_dataset(dataset).owner_org
+        if owner == task.requester_org:
+            how = "own data"
+        elif any(g.dataset_id == dataset_hex for g in grants):
+            how = "grant"
+        else:
+            decided = [
+                a.event
+                for a in approvals
+                if a.event != "ApprovalRequested" and a.args.get("datasetId") == dataset_hex
+            ]
+            how = {"InputApproved": "approved", "InputRejected": "rejected"}.get(
+                decided[-1] if decided else "", "approval pending"
+            )
+        inputs.append(InputRow(dataset_hex, owner, names(owner), how))
+
+    anchored = {int(e.args["org"]): e for e in own if e.event == "ResultAnchored"}
+    anchors = []
+    for org_id in task.participants:
+        anchor = anchored.get(org_id)
+        if anchor is None:
+            anchors.append(AnchorRow(org_id, names(org_id), anchored=False))
+            continue
+        digest, transcript = anchor.args["resultDigest"], anchor.args["transcriptHash"]
+        anchors.append(
+            AnchorRow(
+                org_id=org_id,
+                org_name=names(org_id),
+                anchored=True,
+                result_digest=digest,
+                transcript_hash=transcript,
+                block_number=anchor.block_number,
+                tx_hash=anchor.tx_hash,
+                on_chain=ledger.tasks.verify_anchor(
+                    task_id, org_id, bytes.fromhex(digest[2:]), bytes.fromhex(transcript[2:])
+                ),
+            )
+        )
+    transcripts = {a.transcript_hash for a in anchors if a.anchored}
+    agree = (
+        None if len(anchors) < 2 or not all(a.anchored for a in anchors) else len(transcripts) == 1
+    )
+
+    settled = [e for e in own if e.event == "TaskSettled"]
+    settlement = Settlement(
+        settled=task.status is TaskStatus.SETTLED,
+        provenance_hash=settled[-1].args["provenanceHash"] if settled else "",
+        fee=int(settled[-1].args["fee"]) if settled else 0,
+        allocations=[
+            {
+                "org_id": int(e.args["payeeOrg"]),
+                "org_name": names(int(e.args["payeeOrg"])),
+                "amount": int(e.args["amount"]),
+            }
+            for e in own
+            if e.event == "FeeAllocated"
+        ],
+        refunds=[
+            {
+                "org_id": int(e.args["payerOrg"]),
+                "org_name": names(int(e.args["payerOrg"])),
+                "amount": int(e.args["amount"]),
+            }
+            for e in own
+            if e.event == "FeeRefunded"
+        ],
+        escrow=ledger.tasks.escrow_of(task_id),
+    )
+    return TaskStory(
+        task_id=task_id,
+        status=task.status.name.lower(),
+        kind=kind_name(task.kind),
+        spec_hash=hex32(task.spec_hash),
+        requester_org=task.requester_org,
+        requester_name=names(task.requester_org),
+        requester=task.requester,
+        submitted_at=task.submitted_at,
+        deadline=task.deadline,
+        fee=task.fee,
+        pending_approvals=task.pending_approvals,
+        participants=[{"org_id": p, "org_name": names(p)} for p in task.participants],
+        inputs=inputs,
+        events=events,
+        grants=grants,
+        approvals=approvals,
+        anchors=anchors,
+        transcripts_agree=agree,
+        settlement=settlement,
+        failure_reason=failure_name(task.failure_reason),
+        failure_code=task.failure_reason,
+    )
