@@ -310,6 +310,7 @@ def consortium(
             "contracts": deployment.addresses,
             "orgs": orgs,
             "nodes": {name: node.url for name, node in nodes.items()},
+            "explorer": {name: f"{node.url}/explorer" for name, node in nodes.items()},
         }
         yield handle, info, nodes
     finally:
@@ -333,10 +334,12 @@ def run_demo(
         summary = {**info, "scenario": run_scenario(nodes, settings.var_dir / "demo-data", org_ids)}
         report(summary)
         if keep_running:
+            console.print(f"consortium running: chain {handle.rpc_url}; Ctrl-C stops it")
+            for name, node in nodes.items():
+                console.print(f"  {name}: API {node.url}/api/v1/docs  explorer {node.url}/explorer")
             console.print(
-                f"consortium running: chain {handle.rpc_url}; node APIs "
-                + ", ".join(f"{name} {node.url}/api/v1/docs" for name, node in nodes.items())
-                + "; Ctrl-C stops it"
+                "  explorer login: sign the challenge with the regulator's account "
+                f"({dev_account(4).address}, anvil development account 4)"
             )
             try:
                 while handle.process.poll() is None:
