@@ -24,8 +24,8 @@ RUN npm ci --no-audit --no-fund --omit=optional --ignore-scripts \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY src ./src
-# psycopg is the PostgreSQL driver behind PRIVLEDGER_DATABASE_URL=postgresql+psycopg://...
-RUN pip install . "psycopg[binary]>=3.2,<4"
+# the postgres extra brings psycopg, the driver behind PRIVLEDGER_DATABASE_URL=postgresql+psycopg://...
+RUN pip install '.[postgres]'
 
 COPY contracts ./contracts
 COPY chain ./chain
