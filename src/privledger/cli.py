@@ -22,7 +22,7 @@ app = typer.Typer(
 )
 chain_app = typer.Typer(help="Run the local EVM chain.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 RpcOption = Annotated[str | None, typer.Option(help="JSON-RPC URL (default PRIVLEDGER_RPC_URL).")]
 
