@@ -34,7 +34,9 @@ demo: bootstrap
 	$(BIN)/privledger demo
 
 bench: bootstrap
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/privledger bench anchor --json
+	$(BIN)/privledger bench psi --protocol ecdh --n 65536 --peer openmined-psi --json
 
 clean:
 	rm -rf build var $(VENV) chain/node_modules

@@ -1,0 +1,409 @@
+"""Oblivious transfer for KKRT-PSI: base OT, IKNP extension, the KKRT batched OPRF, and helpers.
+
+Layers (all semi-honest; every random value comes from :mod:`secrets`):
+
+1. **Base OT** -- Chou and Orlandi, "The Simplest Protocol for Oblivious Transfer" (LATINCRYPT
+   2015, ePrint 2015/267), batched, as *random* OT. The group is the prime-order subgroup of
+   edwards25519 (order ``l = 2^252 + 27742317777372353535851937790883648493``) through libsodium's
+   ``crypto_scalarmult_ed25519_noclamp`` / ``crypto_core_ed25519_add/sub`` (PyNaCl). Every point
+   received from the peer must pass ``crypto_core_ed25519_is_valid_point`` -- canonical encoding,
+   on the curve, *in the prime-order subgroup*, not of small order -- which removes the
+   cofactor issues reported for CO15 on non-prime-order curves (Genç, Iovino, Rial, "The
+   simplest protocol for oblivious transfer" revisited, ePrint 2017/370). The keys hash the
+   index and the whole per-OT transcript ``(A, B_i)`` (as in the CO15 ePrint revision)::
+
+       sender:    a <- Z_l,  A = a*G                                   --A-->
+       receiver:  b_i <- Z_l, B_i = b_i*G + c_i*A,  k_i = H(i, A, B_i, b_i*A)   <--B_i--
+       sender:    k0_i = H(i, A, B_i, a*B_i),  k1_i = H(i, A, B_i, a*B_i - a*A)
+
+   ``H`` is BLAKE2b-128 with a domain-separation personalisation. The receiver's choice is hidden
+   perfectly (``B_i`` is uniform); the sender's other key is hidden under CDH in the random
+   oracle model. PyNaCl (1.6) does not expose libsodium's ristretto255 functions, hence the
+   subgroup-checked edwards25519 encoding; the group and its order are the same.
+
+2. **IKNP OT extension** -- Ishai, Kilian, Nissim, Petrank, "Extending Oblivious Transfers
+   Efficiently" (CRYPTO 2003), in its random-OT form: ``KAPPA = 128`` base OTs (roles swapped),
+   a PRG (AES-128-CTR keyed by each base-OT key) and a correlation-robust hash turn them into
+   ``count`` random OTs. Used here to produce the ``CODE_BITS = 512`` base OTs KKRT needs.
+
+3. **KKRT batched OPRF** -- Kolesnikov, Kumaresan, Rosulek, Trieu, "Efficient Batched
+   Oblivious PRF with Applications to Private Set Intersection" (CCS 2016, ePrint 2016/799):
+   the IKNP matrix with rows ``C(r_j)`` of a *pseudorandom code* of width ``CODE_BITS = 512``
+   instead of repetition-code rows. KKRT16 (Sec. 4 and its parameter discussion) shows that a
+   pseudorandom code of width >= 424-448 bits gives the needed minimum distance
+   (>= kappa = 128, except with probability 2^-40) for the set sizes of interest; we use 512,
+   as libOTe's ``KkrtNcoOt`` does: 4 AES blocks, byte and block aligned. The code is
+   ``C(x) = AES_k(x xor tau_0) || ... || AES_k(x xor tau_3)`` with a fresh AES key ``k`` drawn
+   by the OPRF sender per run and four fixed distinct tweaks ``tau_b``.
+
+   Receiver (per bin ``j`` with 128-bit input ``r_j``): seeds ``(s0_i, s1_i)`` of the 512 OTs give
+   columns ``t0_i = G(s0_i)``, ``t1_i = G(s1_i)`` of ``m`` bits; it sends
+   ``u_i = t0_i xor t1_i xor C(r)_i`` (column ``i`` of the code matrix) and outputs
+   ``F(j, r_j) = H(j, row_j(T0))``. Sender with choice bits ``s`` and seeds ``s_{s_i},i``:
+   ``q_i = G(seed_i) xor s_i * u_i``, so ``row_j(Q) = row_j(T0) xor (C(r_j) AND s)``; it
+   evaluates ``F(j, y) = H(j, row_j(Q) xor (C(y) AND s))`` for any ``y``.
+
+**Hash** ``H(j, v)`` for a 512-bit ``v = v_0 || v_1 || v_2 || v_3`` and bin index ``j``: a
+Matyas-Meyer-Oseas chain over the fixed-key AES permutation ``pi`` (key :data:`_FIXED_KEY`),
+started from a tweak that encodes ``j`` and the domain::
+
+    h = tweak(j);  for b in 0..3:  x = h xor v_b;  h = pi(x) xor x;   H(j, v) = h  (128 bits)
+
+modelled as a tweakable correlation-robust hash with ``pi`` an ideal permutation (the setting of
+Guo, Katz, Wang, Yu, "Efficient and Secure Multiparty Computation from Fixed-Key Block Ciphers",
+S&P 2020, whose MMO-style ``pi(x) xor x`` it uses; the bin index is the tweak, so rows of different
+bins never share a hash input). Each of the 4 steps is one AES call over the whole batch.
+
+**Bit matrices** are ``uint8`` arrays, one row per row, bit ``c`` of a row being
+``(row[c >> 3] >> (c & 7)) & 1`` (numpy ``bitorder="little"``). :func:`transpose_bits`
+transposes them with 8x8 bit-block transposes on ``uint64`` words (3 delta swaps), vectorised
+over the whole matrix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import struct
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from nacl import bindings as sodium
+from nacl.exceptions import RuntimeError as SodiumRuntimeError
+
+from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
+
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+Bits = npt.NDArray[np.bool_]
+
+KAPPA = 128  # computational security parameter; number of base OTs
+CODE_BITS = 512  # KKRT pseudorandom code width (KKRT16: >= 424-448 for 2^-40; libOTe: 512)
+CODE_BYTES = CODE_BITS // 8
+BLOCK = 16
+POINT_BYTES = 32
+
+_FIXED_KEY = bytes.fromhex("8a4f2c1e9b7d3a6f0e5c8b2d4a1f7e39")  # public; pi = AES-128 under it
+_CODE_TWEAKS = np.frombuffer(
+    hashlib.blake2b(b"privledger/kkrt/code-tweaks", digest_size=4 * BLOCK).digest(),
+    dtype=np.uint8,
+).reshape(4, BLOCK)
+_BASE_OT_PERSON = b"pl/co15-ot/v1"
+_IKNP_TWEAK = 0x49_4B_4E_50  # "IKNP": domain of the extension hash, vs. KKRT bin tweaks
+_AES_CHUNK_BLOCKS = 1 << 20  # 16 MiB per AES call: bounded temporaries, well under API limits
+
+
+class OtError(ChannelError):
+    """A base-OT or OT-extension message from the peer is malformed."""
+
+
+# --- AES primitives over numpy buffers ------------------------------------------------------
+
+
+def aes_ecb(key: bytes, blocks: U8, out: U8 | None = None) -> U8:
+    """AES-128-ECB of a C-contiguous array whose size is a multiple of 16 bytes, same shape.
+
+    Encrypts in chunks straight into ``out`` (``update_into``); ``out`` may alias ``blocks``.
+    """
+    if blocks.size % BLOCK:
+        raise ValueError("AES input must be a whole number of 16-byte blocks")
+    src = np.ascontiguousarray(blocks).reshape(-1)
+    if out is None:
+        out = np.empty(blocks.shape, dtype=np.uint8)
+    dst = out.reshape(-1)
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    chunk = _AES_CHUNK_BLOCKS * BLOCK
+    # update_into needs len(data) + 15 bytes of room; encrypt the last partial chunk via a
+    # spare buffer so that ``out`` needs no slack.
+    spare = np.empty(min(chunk, dst.size) + BLOCK, dtype=np.uint8)
+    for lo in range(0, src.size, chunk):
+        hi = min(lo + chunk, src.size)
+        if hi + BLOCK - 1 <= dst.size and not np.shares_memory(src, dst):
+            encryptor.update_into(src[lo:hi], dst[lo : hi + BLOCK - 1])
+        else:
+            encryptor.update_into(src[lo:hi], spare)
+            dst[lo:hi] = spare[: hi - lo]
+    return out
+
+
+def prg(seed: bytes, nbytes: int, out: U8 | None = None) -> U8:
+    """``nbytes`` pseudorandom bytes: AES-128-CTR keyed by the 16-byte ``seed``, zero IV."""
+    if out is None:
+        out = np.empty(nbytes, dtype=np.uint8)
+    buf = np.zeros(nbytes + BLOCK, dtype=np.uint8)
+    encryptor = Cipher(algorithms.AES(seed), modes.CTR(bytes(BLOCK))).encryptor()
+    encryptor.update_into(buf[:nbytes], buf)
+    out[:] = buf[:nbytes]
+    return out
+
+
+def prg_columns(seeds: U8, nbytes: int) -> U8:
+    """``(len(seeds), nbytes)`` matrix whose row ``i`` is ``prg(seeds[i], nbytes)``."""
+    out = np.empty((len(seeds), nbytes), dtype=np.uint8)
+    zeros = np.zeros(nbytes, dtype=np.uint8)
+    buf = np.empty(nbytes + BLOCK, dtype=np.uint8)
+    for i, seed in enumerate(seeds):  # one AES-CTR call per column (<= 512 columns)
+        encryptor = Cipher(algorithms.AES(seed.tobytes()), modes.CTR(bytes(BLOCK))).encryptor()
+        encryptor.update_into(zeros, buf)
+        out[i] = buf[:nbytes]
+    return out
+
+
+def mmo_hash(rows: U8, tweaks: U64, domain: int) -> U8:
+    """``H(tweak, row)`` for each row of ``rows`` (``(N, 16 * w)``), see the module docstring.
+
+    Returns ``(N, 16)``. ``tweaks`` (the bin indices) has ``N`` entries.
+    """
+    count, width = rows.shape
+    if width % BLOCK or len(tweaks) != count:
+        raise ValueError("rows must be whole blocks, one tweak per row")
+    h = np.empty((count, 2), dtype="<u8")
+    h[:, 0] = tweaks
+    h[:, 1] = domain
+    state = h.view(np.uint8).reshape(count, BLOCK)
+    x = np.empty_like(state)
+    enc = np.empty_like(state)
+    for b in range(width // BLOCK):
+        np.bitwise_xor(state, rows[:, b * BLOCK : (b + 1) * BLOCK], out=x)
+        aes_ecb(_FIXED_KEY, x, enc)
+        np.bitwise_xor(enc, x, out=state)
+    return state
+
+
+# --- bit-matrix transpose -------------------------------------------------------------------
+
+_M1 = np.uint64(0x00AA00AA00AA00AA)
+_M2 = np.uint64(0x0000CCCC0000CCCC)
+_M3 = np.uint64(0x00000000F0F0F0F0)
+_S1, _S2, _S3 = np.uint64(7), np.uint64(14), np.uint64(28)
+
+
+def _transpose8x8(words: U64) -> None:
+    """In place: each uint64 holds an 8x8 bit block (byte = row, bit = column); transpose it."""
+    t = np.empty_like(words)
+    for mask, shift in ((_M1, _S1), (_M2, _S2), (_M3, _S3)):
+        np.right_shift(words, shift, out=t)
+        np.bitwise_xor(t, words, out=t)
+        np.bitwise_and(t, mask, out=t)
+        np.bitwise_xor(words, t, out=words)
+        np.left_shift(t, shift, out=t)
+        np.bitwise_xor(words, t, out=words)
+
+
+def transpose_bits(matrix: U8) -> U8:
+    """Transpose a bit matrix of ``R`` rows by ``8 C`` columns into ``8 C`` rows by ``R`` bits.
+
+    ``matrix`` is ``(R, C)`` ``uint8`` with ``R`` a multiple of 8; the result is
+    ``(8 C, R // 8)``. Fully vectorised: one gather into 8x8 blocks, three delta swaps on
+    ``uint64`` words, one scatter.
+    """
+    rows, cols = matrix.shape
+    if rows % 8:
+        raise ValueError(f"row count must be a multiple of 8, not {rows}")
+    # blocks[rb, c, k] = matrix[8 rb + k, c]: one uint64 per 8x8 block, byte k = block row k.
+    blocks = np.ascontiguousarray(matrix.reshape(rows // 8, 8, cols).transpose(0, 2, 1))
+    words = blocks.view("<u8").reshape(rows // 8, cols)
+    _transpose8x8(words)
+    # Now byte k of block (rb, c) holds output row 8 c + k, bits 8 rb .. 8 rb + 7.
+    return np.ascontiguousarray(blocks.transpose(1, 2, 0)).reshape(8 * cols, rows // 8)
+
+
+def random_bytes(count: int, width: int) -> U8:
+    """``(count, width)`` uniformly random bytes from :mod:`secrets`."""
+    return np.frombuffer(secrets.token_bytes(count * width), dtype=np.uint8).reshape(count, width)
+
+
+def random_bits(count: int) -> Bits:
+    """``count`` uniformly random bits from :mod:`secrets`."""
+    raw = np.frombuffer(secrets.token_bytes((count + 7) // 8), dtype=np.uint8)
+    return np.unpackbits(raw, bitorder="little")[:count].astype(np.bool_)
+
+
+# --- base OT: Chou-Orlandi over the prime-order subgroup of edwards25519 -----------------------
+
+
+def _scalar() -> bytes:
+    return sodium.crypto_core_ed25519_scalar_reduce(secrets.token_bytes(64))
+
+
+def _point(data: bytes) -> bytes:
+    if len(data) != POINT_BYTES or not sodium.crypto_core_ed25519_is_valid_point(data):
+        raise OtError("peer sent a point that is not in the prime-order subgroup")
+    return data
+
+
+def _ot_key(index: int, a_point: bytes, b_point: bytes, shared: bytes) -> bytes:
+    h = hashlib.blake2b(digest_size=BLOCK, person=_BASE_OT_PERSON)
+    h.update(struct.pack(">Q", index))
+    h.update(a_point)
+    h.update(b_point)
+    h.update(shared)
+    return h.digest()
+
+
+def base_ot_send(channel: Channel, count: int, timeout: float | None = None) -> tuple[U8, U8]:
+    """Random-OT sender of ``count`` CO15 base OTs; returns the key pairs ``(k0, k1)``.
+
+    Messages: sends ``A`` (32 bytes), then receives ``count`` points ``B_i``.
+    """
+    a = _scalar()
+    a_point = sodium.crypto_scalarmult_ed25519_base_noclamp(a)
+    channel.send(a_point)
+    b_points = recv_records(channel, POINT_BYTES, timeout, count=count)
+    a_a = sodium.crypto_scalarmult_ed25519_noclamp(a, a_point)
+    k0 = np.empty((count, BLOCK), dtype=np.uint8)
+    k1 = np.empty((count, BLOCK), dtype=np.uint8)
+    try:
+        for i in range(count):
+            b_point = _point(b_points[i].tobytes())
+            shared = sodium.crypto_scalarmult_ed25519_noclamp(a, b_point)
+            k0[i] = np.frombuffer(_ot_key(i, a_point, b_point, shared), dtype=np.uint8)
+            other = sodium.crypto_core_ed25519_sub(shared, a_a)
+            k1[i] = np.frombuffer(_ot_key(i, a_point, b_point, other), dtype=np.uint8)
+    except SodiumRuntimeError:  # identity result: a malformed B_i
+        raise OtError("peer sent a degenerate base-OT point") from None
+    return k0, k1
+
+
+def base_ot_receive(channel: Channel, choices: Bits, timeout: float | None = None) -> U8:
+    """Random-OT receiver of CO15 base OTs with the given choice bits; returns ``k_{c_i}``."""
+    count = len(choices)
+    try:
+        a_point = _point(channel.recv(timeout))
+    except ChannelError as exc:
+        raise OtError(f"bad base-OT first message: {exc}") from None
+    b_points = np.empty((count, POINT_BYTES), dtype=np.uint8)
+    keys = np.empty((count, BLOCK), dtype=np.uint8)
+    try:
+        for i in range(count):
+            b = _scalar()
+            b_point = sodium.crypto_scalarmult_ed25519_base_noclamp(b)
+            if choices[i]:
+                b_point = sodium.crypto_core_ed25519_add(b_point, a_point)
+            shared = sodium.crypto_scalarmult_ed25519_noclamp(b, a_point)
+            b_points[i] = np.frombuffer(b_point, dtype=np.uint8)
+            keys[i] = np.frombuffer(_ot_key(i, a_point, b_point, shared), dtype=np.uint8)
+    except SodiumRuntimeError:
+        raise OtError("peer sent a degenerate base-OT point") from None
+    send_records(channel, b_points)
+    return keys
+
+
+# --- IKNP random-OT extension ---------------------------------------------------------------
+
+
+def _pad8(count: int) -> int:
+    return -(-count // 8) * 8
+
+
+def iknp_receive(channel: Channel, choices: Bits, timeout: float | None = None) -> U8:
+    """Extension receiver: ``len(choices)`` random OTs; returns the chosen keys ``(N, 16)``.
+
+    Acts as *sender* of the ``KAPPA`` base OTs, then sends ``u`` (``KAPPA`` columns of ``N``
+    bits). Messages: ``A`` out, ``B`` in, ``u`` out.
+    """
+    count = len(choices)
+    width = _pad8(count) // 8
+    k0, k1 = base_ot_send(channel, KAPPA, timeout)
+    t = prg_columns(k0, width)
+    padded = np.zeros(_pad8(count), dtype=np.bool_)
+    padded[:count] = choices
+    r = np.packbits(padded, bitorder="little")
+    u = t ^ prg_columns(k1, width) ^ r[None, :]
+    send_records(channel, u)
+    rows = transpose_bits(t)[:count]  # (N, KAPPA / 8): row i is t_i
+    return _iknp_hash(rows)
+
+
+def iknp_send(channel: Channel, count: int, timeout: float | None = None) -> tuple[U8, U8]:
+    """Extension sender: ``count`` random OTs; returns the key pairs ``(k0, k1)``, ``(N, 16)``."""
+    width = _pad8(count) // 8
+    delta_bits = random_bits(KAPPA)
+    seeds = base_ot_receive(channel, delta_bits, timeout)
+    u = recv_records(channel, width, timeout, count=KAPPA)
+    q = prg_columns(seeds, width)
+    q ^= u * delta_bits[:, None].astype(np.uint8)
+    rows = transpose_bits(q)[:count]  # row i is q_i = t_i xor r_i * delta
+    delta = np.packbits(delta_bits, bitorder="little")
+    return _iknp_hash(rows), _iknp_hash(rows ^ delta[None, :])
+
+
+def _iknp_hash(rows: U8) -> U8:
+    return mmo_hash(rows, np.arange(len(rows), dtype=np.uint64), _IKNP_TWEAK)
+
+
+# --- KKRT batched OPRF ----------------------------------------------------------------------
+
+
+def code_words(code_key: bytes, inputs: U8) -> U8:
+    """The pseudorandom code ``C(x)`` of each 16-byte input: ``(N, 64)``."""
+    words = np.empty((len(inputs), 4, BLOCK), dtype=np.uint8)
+    np.bitwise_xor(inputs[:, None, :], _CODE_TWEAKS[None, :, :], out=words)
+    return aes_ecb(code_key, words).reshape(len(inputs), CODE_BYTES)
+
+
+class KkrtReceiver:
+    """OPRF receiver: holds the 512 seed pairs (it was the *sender* of those OTs)."""
+
+    def __init__(self, seeds0: U8, seeds1: U8, code_key: bytes) -> None:
+        if seeds0.shape != (CODE_BITS, BLOCK) or seeds1.shape != (CODE_BITS, BLOCK):
+            raise ValueError("need CODE_BITS seed pairs of 16 bytes")
+        self._seeds0 = seeds0
+        self._seeds1 = seeds1
+        self._code_key = code_key
+
+    def encode(self, inputs: U8) -> tuple[U8, U8]:
+        """For ``m`` inputs (``m`` a multiple of 8): ``(u, t0_rows)``.
+
+        ``u`` is the ``(CODE_BITS, m / 8)`` column matrix to send; ``t0_rows`` the ``(m, 64)``
+        rows from which :meth:`outputs` derives ``F(j, r_j)``.
+        """
+        m = len(inputs)
+        t0 = prg_columns(self._seeds0, m // 8)
+        u = prg_columns(self._seeds1, m // 8)
+        u ^= t0
+        u ^= transpose_bits(code_words(self._code_key, inputs))
+        return u, transpose_bits(t0)
+
+    @staticmethod
+    def outputs(t0_rows: U8) -> U8:
+        """``F(j, r_j) = H(j, row_j(T0))`` for every bin ``j``: ``(m, 16)``."""
+        return mmo_hash(t0_rows, np.arange(len(t0_rows), dtype=np.uint64), KKRT_DOMAIN)
+
+
+KKRT_DOMAIN = 0x4B4B5254  # "KKRT"
+
+
+class KkrtSender:
+    """OPRF sender: choice bits ``s`` and the chosen seeds of the 512 OTs."""
+
+    def __init__(self, choices: Bits, seeds: U8, code_key: bytes) -> None:
+        if choices.shape != (CODE_BITS,) or seeds.shape != (CODE_BITS, BLOCK):
+            raise ValueError("need CODE_BITS choice bits and seeds")
+        self._choices = choices
+        self._s = np.packbits(choices, bitorder="little")
+        self._seeds = seeds
+        self._code_key = code_key
+        self._q: U8 | None = None
+
+    def receive(self, u: U8) -> None:
+        """Absorb the receiver's ``u`` (``(CODE_BITS, m / 8)``) and build ``Q`` by rows."""
+        q = prg_columns(self._seeds, u.shape[1])
+        q ^= u * self._choices[:, None].astype(np.uint8)
+        self._q = transpose_bits(q)
+
+    @property
+    def bins(self) -> int:
+        if self._q is None:
+            raise RuntimeError("receive() first")
+        return len(self._q)
+
+    def evaluate(self, bins: U64, inputs: U8) -> U8:
+        """``F(bins[k], inputs[k])`` for each k: ``(N, 16)``."""
+        if self._q is None:
+            raise RuntimeError("receive() first")
+        rows = code_words(self._code_key, inputs)
+        rows &= self._s[None, :]
+        rows ^= self._q[bins]
+        return mmo_hash(rows, bins, KKRT_DOMAIN)
