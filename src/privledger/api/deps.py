@@ -67,7 +67,8 @@ def issue_token(session: Session, *, user_name: str, address: str, role: str) ->
     elif user.address.lower() != address.lower():
         raise ValueError(f"user {user_name!r} acts through {user.address}, not {address}")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    assert user.id is not None
+    if user.id is None:
+        raise RuntimeError("the user row has no id after flush")
     session.add(ApiToken(token_hash=hash_token(token), user_id=user.id, role=role))
     session.commit()
     return token

@@ -115,7 +115,8 @@ def deploy_contracts(
         contract = w3.eth.contract(address=addresses[name], abi=artifacts[name].abi)
         client.transact(contract.functions.setTaskLedger(addresses["TaskLedger"]))
 
-    assert first_block is not None
+    if first_block is None:
+        raise RuntimeError("no contract was deployed")
     deployment = Deployment(
         chain_id=client.chain_id,
         genesis_hash=w3.eth.get_block(0)["hash"].to_0x_hex(),

@@ -16,6 +16,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -125,7 +126,7 @@ class Worker:
             if row is not None and row.state == "anchored" and row.spec_json is not None:
                 self._submit(task_id, self._settle)
 
-    def _submit(self, task_id: int, job: object) -> None:
+    def _submit(self, task_id: int, job: Callable[[int], None]) -> None:
         with self._lock:
             if task_id in self._busy or task_id in self._ignored:
                 return
@@ -133,7 +134,7 @@ class Worker:
 
         def wrapped() -> None:
             try:
-                job(task_id)  # type: ignore[operator]
+                job(task_id)
             finally:
                 with self._lock:
                     self._busy.discard(task_id)
