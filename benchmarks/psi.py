@@ -32,7 +32,7 @@ from privledger.config import Settings
 from privledger.demo import NodeProcess, consortium
 from privledger.evm.anvil import free_port
 
-PROTOCOLS = ("ecdh",)
+PROTOCOLS = ("ecdh", "kkrt")
 PEERS = ("openmined-psi",)
 REQUESTER, PROVIDER = "telecom", "bank-a"
 FEE_WEI = 10**16

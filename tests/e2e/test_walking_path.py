@@ -46,12 +46,13 @@ def grant(
 
 
 def submit(
-    running: Running, mine: str, theirs: str, *, output: str = "requester"
+    running: Running, mine: str, theirs: str, *, output: str = "requester", protocol: str = "ecdh"
 ) -> dict[str, Any]:
     body = {
         "inputs": [{"dataset": mine, "column": "phone"}, {"dataset": theirs, "column": "phone"}],
         "feeWei": FEE,
         "output": output,
+        "protocol": protocol,
     }
     with running.client("telecom", "operator") as client:
         response = client.post("/tasks", json=body)
@@ -258,3 +259,20 @@ def test_non_custodial_grant_signed_elsewhere_is_relayed(running: Running) -> No
         assert relayed.status_code == 201, relayed.text
         grants = [g for g in owner.get("/grants").json() if g["dataset"] == dataset]
     assert len(grants) == 1 and grants[0]["granteeOrg"] == telecom_org and grants[0]["maxUses"] == 3
+
+
+def test_kkrt_psi_task_between_nodes(running: Running) -> None:
+    telecom_data = running.register("telecom")
+    bank_data = running.register("bank-b")
+    grant(running, "bank-b", bank_data, "telecom")
+    task = submit(running, telecom_data, bank_data, output="both", protocol="kkrt")
+    with running.client("telecom", "operator") as client:
+        final = wait_status(client, task["taskId"], {"settled", "failed"})
+        assert final["status"] == "settled", final
+        mine = set(client.get(f"/tasks/{task['taskId']}/result").json()["items"])
+    with running.client("bank-b", "operator") as client:
+        theirs = set(client.get(f"/tasks/{task['taskId']}/result").json()["items"])
+    expected = running.people["telecom"] & running.people["bank-b"]
+    assert mine == theirs == expected
+    anchors = running.ledger(0).tasks.anchors(task["taskId"])
+    assert len(anchors) == 2 and anchors[0].transcript_hash == anchors[1].transcript_hash

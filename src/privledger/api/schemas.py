@@ -102,7 +102,7 @@ class TaskInputIn(Body):
 
 class TaskIn(Body):
     kind: Literal["psi"] = "psi"
-    protocol: Literal["ecdh"] = "ecdh"
+    protocol: Literal["ecdh", "kkrt"] = "ecdh"
     inputs: list[TaskInputIn] = Field(min_length=2, max_length=2)
     output: Literal["requester", "both"] = "requester"
     fee_wei: int = Field(default=0, ge=0, lt=2**96)

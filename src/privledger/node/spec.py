@@ -32,7 +32,7 @@ class TaskSpec(BaseModel):
 
     version: Literal[1] = 1
     kind: Literal["psi"] = "psi"
-    protocol: Literal["ecdh"] = "ecdh"
+    protocol: Literal["ecdh", "kkrt"] = "ecdh"
     requester: int = Field(ge=1)
     inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=2)
     output: Literal["requester", "both"] = "requester"

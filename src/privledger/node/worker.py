@@ -35,12 +35,13 @@ from privledger.node.datasets import DatasetFileError, read_column
 from privledger.node.spec import TaskSpec
 from privledger.node.transport import HttpWire, PeerUnreachable, open_channel
 from privledger.protocols.channel import ChannelError, ChannelTimeout
-from privledger.protocols.psi.ecdh import run_psi
+from privledger.protocols.psi import ecdh, kkrt
 from privledger.store.events import events_named
 from privledger.store.models import LocalDataset, LocalTask
 
 logger = logging.getLogger(__name__)
 
+PSI_PROTOCOLS = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}
 FINAL_STATES = {"anchored", "failed", "settled", "done"}
 ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
 
@@ -296,7 +297,7 @@ class Worker:
             role: Literal["requester", "provider"] = (
                 "requester" if spec.requester == self.node.org_id else "provider"
             )
-            result = run_psi(
+            result = PSI_PROTOCOLS[spec.protocol](
                 channel,
                 items,
                 role=role,

@@ -120,32 +120,28 @@ def aes_ecb(key: bytes, blocks: U8, out: U8 | None = None) -> U8:
     for lo in range(0, src.size, chunk):
         hi = min(lo + chunk, src.size)
         if hi + BLOCK - 1 <= dst.size and not np.shares_memory(src, dst):
-            encryptor.update_into(src[lo:hi], dst[lo : hi + BLOCK - 1])
+            encryptor.update_into(src[lo:hi].data, dst[lo : hi + BLOCK - 1].data)
         else:
-            encryptor.update_into(src[lo:hi], spare)
+            encryptor.update_into(src[lo:hi].data, spare.data)
             dst[lo:hi] = spare[: hi - lo]
     return out
 
 
-def prg(seed: bytes, nbytes: int, out: U8 | None = None) -> U8:
-    """``nbytes`` pseudorandom bytes: AES-128-CTR keyed by the 16-byte ``seed``, zero IV."""
-    if out is None:
-        out = np.empty(nbytes, dtype=np.uint8)
-    buf = np.zeros(nbytes + BLOCK, dtype=np.uint8)
-    encryptor = Cipher(algorithms.AES(seed), modes.CTR(bytes(BLOCK))).encryptor()
-    encryptor.update_into(buf[:nbytes], buf)
-    out[:] = buf[:nbytes]
-    return out
+def prg_columns(seeds: U8, nbytes: int, offset: int = 0) -> U8:
+    """Row ``i`` is bytes ``offset .. offset + nbytes`` of ``G(seeds[i])``.
 
-
-def prg_columns(seeds: U8, nbytes: int) -> U8:
-    """``(len(seeds), nbytes)`` matrix whose row ``i`` is ``prg(seeds[i], nbytes)``."""
+    ``G`` is AES-128-CTR keyed by the seed, counter starting at 0; ``offset`` must be a multiple
+    of 16 (so that a long stream can be produced in chunks).
+    """
+    if offset % BLOCK:
+        raise ValueError("PRG offset must be a multiple of 16 bytes")
+    iv = (offset // BLOCK).to_bytes(BLOCK, "big")
     out = np.empty((len(seeds), nbytes), dtype=np.uint8)
     zeros = np.zeros(nbytes, dtype=np.uint8)
     buf = np.empty(nbytes + BLOCK, dtype=np.uint8)
     for i, seed in enumerate(seeds):  # one AES-CTR call per column (<= 512 columns)
-        encryptor = Cipher(algorithms.AES(seed.tobytes()), modes.CTR(bytes(BLOCK))).encryptor()
-        encryptor.update_into(zeros, buf)
+        encryptor = Cipher(algorithms.AES(seed.tobytes()), modes.CTR(iv)).encryptor()
+        encryptor.update_into(zeros.data, buf.data)
         out[i] = buf[:nbytes]
     return out
 
@@ -195,23 +191,42 @@ def transpose_bits(matrix: U8) -> U8:
     """Transpose a bit matrix of ``R`` rows by ``8 C`` columns into ``8 C`` rows by ``R`` bits.
 
     ``matrix`` is ``(R, C)`` ``uint8`` with ``R`` a multiple of 8; the result is
-    ``(8 C, R // 8)``. Fully vectorised: one gather into 8x8 blocks, three delta swaps on
-    ``uint64`` words, one scatter.
+    ``(8 C, R // 8)``. Vectorised: a gather into 8x8 blocks, three delta swaps on ``uint64``
+    words, a scatter -- done over cache-sized tiles of rows or byte columns (~1 MiB each).
     """
     rows, cols = matrix.shape
     if rows % 8:
         raise ValueError(f"row count must be a multiple of 8, not {rows}")
-    # blocks[rb, c, k] = matrix[8 rb + k, c]: one uint64 per 8x8 block, byte k = block row k.
-    blocks = np.ascontiguousarray(matrix.reshape(rows // 8, 8, cols).transpose(0, 2, 1))
-    words = blocks.view("<u8").reshape(rows // 8, cols)
-    _transpose8x8(words)
+    out = np.empty((8 * cols, rows // 8), dtype=np.uint8)
+    if rows >= cols:
+        step = max(8, (_TILE_BYTES // max(cols, 1)) // 8 * 8)
+        for lo in range(0, rows, step):
+            hi = min(lo + step, rows)
+            _transpose_tile(matrix[lo:hi], out[:, lo // 8 : hi // 8])
+    else:
+        step = max(1, _TILE_BYTES // rows)
+        for lo in range(0, cols, step):
+            hi = min(lo + step, cols)
+            _transpose_tile(matrix[:, lo:hi], out[8 * lo : 8 * hi])
+    return out
+
+
+_TILE_BYTES = 1 << 20
+
+
+def _transpose_tile(tile: U8, out: U8) -> None:
+    rows, cols = tile.shape
+    # blocks[rb, c, k] = tile[8 rb + k, c]: one uint64 per 8x8 block, byte k = block row k.
+    blocks = tile.reshape(rows // 8, 8, cols).transpose(0, 2, 1).copy(order="C")
+    _transpose8x8(blocks.view("<u8").reshape(rows // 8, cols))
     # Now byte k of block (rb, c) holds output row 8 c + k, bits 8 rb .. 8 rb + 7.
-    return np.ascontiguousarray(blocks.transpose(1, 2, 0)).reshape(8 * cols, rows // 8)
+    out.reshape(cols, 8, rows // 8)[...] = blocks.transpose(1, 2, 0)
 
 
 def random_bytes(count: int, width: int) -> U8:
-    """``(count, width)`` uniformly random bytes from :mod:`secrets`."""
-    return np.frombuffer(secrets.token_bytes(count * width), dtype=np.uint8).reshape(count, width)
+    """``(count, width)`` uniformly random (writable) bytes from :mod:`secrets`."""
+    raw = bytearray(secrets.token_bytes(count * width))
+    return np.frombuffer(raw, dtype=np.uint8).reshape(count, width)
 
 
 def random_bits(count: int) -> Bits:
@@ -323,7 +338,7 @@ def iknp_send(channel: Channel, count: int, timeout: float | None = None) -> tup
     seeds = base_ot_receive(channel, delta_bits, timeout)
     u = recv_records(channel, width, timeout, count=KAPPA)
     q = prg_columns(seeds, width)
-    q ^= u * delta_bits[:, None].astype(np.uint8)
+    q ^= u & (delta_bits.astype(np.uint8)[:, None] * np.uint8(0xFF))
     rows = transpose_bits(q)[:count]  # row i is q_i = t_i xor r_i * delta
     delta = np.packbits(delta_bits, bitorder="little")
     return _iknp_hash(rows), _iknp_hash(rows ^ delta[None, :])
@@ -353,56 +368,59 @@ class KkrtReceiver:
         self._seeds1 = seeds1
         self._code_key = code_key
 
-    def encode(self, inputs: U8) -> tuple[U8, U8]:
-        """For ``m`` inputs (``m`` a multiple of 8): ``(u, t0_rows)``.
+    def encode(self, inputs: U8, offset: int = 0) -> tuple[U8, U8]:
+        """For the inputs of bins ``offset .. offset + m``: ``(u, t0_rows)``.
 
-        ``u`` is the ``(CODE_BITS, m / 8)`` column matrix to send; ``t0_rows`` the ``(m, 64)``
-        rows from which :meth:`outputs` derives ``F(j, r_j)``.
+        ``m`` and ``offset`` must be multiples of 128. ``u`` is the ``(CODE_BITS, m / 8)``
+        column block to send; ``t0_rows`` the ``(m, 64)`` rows for :meth:`outputs`.
         """
         m = len(inputs)
-        t0 = prg_columns(self._seeds0, m // 8)
-        u = prg_columns(self._seeds1, m // 8)
+        if m % 128 or offset % 128:
+            raise ValueError("bin chunks must be multiples of 128 bins")
+        t0 = prg_columns(self._seeds0, m // 8, offset // 8)
+        u = prg_columns(self._seeds1, m // 8, offset // 8)
         u ^= t0
         u ^= transpose_bits(code_words(self._code_key, inputs))
         return u, transpose_bits(t0)
 
     @staticmethod
-    def outputs(t0_rows: U8) -> U8:
-        """``F(j, r_j) = H(j, row_j(T0))`` for every bin ``j``: ``(m, 16)``."""
-        return mmo_hash(t0_rows, np.arange(len(t0_rows), dtype=np.uint64), KKRT_DOMAIN)
+    def outputs(t0_rows: U8, offset: int = 0) -> U8:
+        """``F(j, r_j) = H(j, row_j(T0))`` for bins ``j = offset ..``: ``(m, 16)``."""
+        tweaks = np.arange(offset, offset + len(t0_rows), dtype=np.uint64)
+        return mmo_hash(t0_rows, tweaks, KKRT_DOMAIN)
 
 
 KKRT_DOMAIN = 0x4B4B5254  # "KKRT"
 
 
 class KkrtSender:
-    """OPRF sender: choice bits ``s`` and the chosen seeds of the 512 OTs."""
+    """OPRF sender: choice bits ``s`` and the chosen seeds of the 512 OTs, for ``bins`` bins."""
 
-    def __init__(self, choices: Bits, seeds: U8, code_key: bytes) -> None:
+    def __init__(self, choices: Bits, seeds: U8, code_key: bytes, bins: int) -> None:
         if choices.shape != (CODE_BITS,) or seeds.shape != (CODE_BITS, BLOCK):
             raise ValueError("need CODE_BITS choice bits and seeds")
-        self._choices = choices
+        if bins % 128:
+            raise ValueError("the bin count must be a multiple of 128")
+        self._mask = choices.astype(np.uint8)[:, None] * np.uint8(0xFF)
         self._s = np.packbits(choices, bitorder="little")
         self._seeds = seeds
         self._code_key = code_key
-        self._q: U8 | None = None
+        self._q = np.empty((bins, CODE_BYTES), dtype=np.uint8)
 
-    def receive(self, u: U8) -> None:
-        """Absorb the receiver's ``u`` (``(CODE_BITS, m / 8)``) and build ``Q`` by rows."""
-        q = prg_columns(self._seeds, u.shape[1])
-        q ^= u * self._choices[:, None].astype(np.uint8)
-        self._q = transpose_bits(q)
-
-    @property
-    def bins(self) -> int:
-        if self._q is None:
-            raise RuntimeError("receive() first")
-        return len(self._q)
+    def receive(self, u: U8, offset: int = 0) -> None:
+        """Absorb the receiver's column block ``u`` (``(CODE_BITS, m / 8)``) for bins
+        ``offset .. offset + m``: ``row_j(Q) = row_j(T0) xor (C(r_j) AND s)``."""
+        if u.shape[0] != CODE_BITS or offset % 128:
+            raise OtError("malformed KKRT column block")
+        m = u.shape[1] * 8
+        if offset + m > len(self._q):
+            raise OtError("KKRT column block beyond the table")
+        q = prg_columns(self._seeds, u.shape[1], offset // 8)
+        q ^= u & self._mask
+        self._q[offset : offset + m] = transpose_bits(q)
 
     def evaluate(self, bins: U64, inputs: U8) -> U8:
-        """``F(bins[k], inputs[k])`` for each k: ``(N, 16)``."""
-        if self._q is None:
-            raise RuntimeError("receive() first")
+        """``F(bins[k], inputs[k]) = H(bins[k], row(Q) xor (C(inputs[k]) AND s))``: ``(N, 16)``."""
         rows = code_words(self._code_key, inputs)
         rows &= self._s[None, :]
         rows ^= self._q[bins]

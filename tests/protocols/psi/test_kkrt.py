@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import json
+import random
+import secrets
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from privledger.protocols.channel import Channel, channel_pair
+from privledger.protocols.psi import cuckoo, kkrt
+from privledger.protocols.psi.kkrt import PsiHandshakeError, PsiResult, run_psi
+
+TIMEOUT = 30.0
+
+
+def _run_both(
+    requester_items: Sequence[bytes],
+    provider_items: Sequence[bytes],
+    *,
+    reveal: bool = False,
+    requester_is_side_a: bool = True,
+) -> tuple[PsiResult, PsiResult, Channel, Channel]:
+    a, b = channel_pair()
+    requester_channel, provider_channel = (a, b) if requester_is_side_a else (b, a)
+    with ThreadPoolExecutor(2) as pool:
+        requester = pool.submit(
+            run_psi,
+            requester_channel,
+            requester_items,
+            role="requester",
+            reveal_to_provider=reveal,
+            timeout=TIMEOUT,
+        )
+        provider = pool.submit(
+            run_psi,
+            provider_channel,
+            provider_items,
+            role="provider",
+            reveal_to_provider=reveal,
+            timeout=TIMEOUT,
+        )
+        return requester.result(), provider.result(), requester_channel, provider_channel
+
+
+def _check(
+    x: Sequence[bytes], y: Sequence[bytes], *, reveal: bool = True, side_a: bool = True
+) -> None:
+    requester, provider, rc, pc = _run_both(x, y, reveal=reveal, requester_is_side_a=side_a)
+    expected = sorted(set(x) & set(y))
+    assert requester.intersection == expected
+    assert requester.learned_output and requester.peer_size == len(set(y))
+    assert provider.peer_size == len(set(x))
+    assert provider.learned_output is reveal
+    assert provider.intersection == (expected if reveal else [])
+    assert rc.transcript_hash == pc.transcript_hash
+
+
+def _random_items(rng: random.Random, count: int) -> list[bytes]:
+    return [rng.randbytes(rng.randint(0, 40)) for _ in range(count)]
+
+
+@pytest.mark.parametrize(("nx", "ny", "common"), [(1, 1, 1), (100, 37, 20), (1000, 3001, 333)])
+def test_random_sets_match_python_sets(nx: int, ny: int, common: int) -> None:
+    rng = random.Random(nx * ny)
+    shared = _random_items(rng, common)
+    x = shared + _random_items(rng, nx - common)
+    y = _random_items(rng, ny - common) + shared
+    rng.shuffle(x)
+    _check(x, y)
+
+
+def test_medium_case_2_14_without_reveal() -> None:
+    n = 1 << 14
+    shared = [secrets.token_bytes(16) for _ in range(n // 2)]
+    x = shared + [secrets.token_bytes(16) for _ in range(n // 2)]
+    y = [secrets.token_bytes(16) for _ in range(n // 2)] + shared
+    _check(x, y, reveal=False, side_a=False)
+
+
+def test_duplicates_are_removed() -> None:
+    x = [b"a", b"a", b"b", b"c", b"c", b"c"]
+    y = [b"c", b"c", b"d", b"a"]
+    _check(x, y)
+
+
+@pytest.mark.parametrize(("x", "y"), [([], [b"a"]), ([b"a"], []), ([], [])])
+def test_empty_sets(x: list[bytes], y: list[bytes]) -> None:
+    _check(x, y)
+    _check(x, y, reveal=False)
+
+
+def test_disjoint_and_identical_sets() -> None:
+    x = [i.to_bytes(4, "big") for i in range(500)]
+    y = [i.to_bytes(4, "big") for i in range(500, 1100)]
+    _check(x, y)
+    _check(x, list(reversed(x)))
+
+
+def test_unicode_long_and_near_identical_items() -> None:
+    x = [
+        "żółw 🐢".encode(),
+        "Ελληνικά".encode(),
+        b"",
+        b"\x00",
+        b"\x00\x00",
+        b"x" * 100_000,
+        b"x" * 100_001,
+        bytes(range(256)) * 40,
+    ]
+    y = [b"", b"\x00\x00", "żółw 🐢".encode(), b"x" * 100_001, "ελληνικά".encode()]
+    _check(x, y)
+
+
+def test_sizes_that_are_not_powers_of_two() -> None:
+    rng = random.Random(7)
+    for nx, ny in ((3, 1000), (1025, 5), (129, 127)):
+        x = [rng.randbytes(8) for _ in range(nx)]
+        y = [rng.randbytes(8) for _ in range(ny)] + x[: min(nx, ny) // 2]
+        _check(x, y)
+
+
+def test_provider_sends_shuffled_tags_of_the_right_length() -> None:
+    x = [i.to_bytes(4, "big") for i in range(200)]
+    y = [i.to_bytes(4, "big") for i in range(100, 400)]
+    a, b = channel_pair()
+    sent: list[bytes] = []
+    original = b.send
+
+    def spy(payload: bytes) -> None:
+        sent.append(payload)
+        original(payload)
+
+    b.send = spy  # type: ignore[method-assign]
+    with ThreadPoolExecutor(2) as pool:
+        pool.submit(run_psi, a, x, role="requester", timeout=TIMEOUT)
+        pool.submit(run_psi, b, y, role="provider", timeout=TIMEOUT).result()
+    width = kkrt.tag_bytes(200, 300)
+    assert width == 7  # ceil((40 + log2 200 + log2 300) / 8)
+    tags = np.frombuffer(sent[-1][12:], dtype=np.uint8).reshape(3, 300, width)
+    assert len({row.tobytes() for row in tags.reshape(-1, width)}) == 900
+
+
+def test_tag_length_bounds_false_positives() -> None:
+    assert kkrt.tag_bytes(1, 1) == 5
+    assert kkrt.tag_bytes(1 << 20, 1 << 20) == 10
+    assert kkrt.tag_bytes(1 << 24, 1 << 24) == 11
+    assert kkrt.tag_bytes(1 << 60, 1 << 60) == 16
+
+
+def test_match_resolves_shared_prefixes() -> None:
+    peer = np.zeros((3, 4, 12), dtype=np.uint8)
+    peer[0, :, 11] = [1, 2, 3, 4]  # four tags with the same 64-bit prefix
+    peer[1, 2, 0] = 9
+    own = np.zeros((4, 12), dtype=np.uint8)
+    own[0, 11] = 3
+    own[1, 11] = 5
+    own[2, 0] = 9
+    own[3, 11] = 3
+    found, position = kkrt._match(own, np.array([0, 0, 1, 1]), peer)
+    assert found.tolist() == [True, False, True, False]
+    assert position[0] == 2 and position[2] == 2
+
+
+def test_cuckoo_failure_raises_instead_of_a_wrong_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cuckoo, "insert", lambda loc, bins: None)
+    monkeypatch.setattr(cuckoo, "MAX_ATTEMPTS", 2)
+    a, b = channel_pair()
+    b.send(kkrt._Header("provider", False, 1).encode())
+    with pytest.raises(cuckoo.CuckooError):
+        run_psi(a, [b"a", b"b"], role="requester", timeout=TIMEOUT)
+
+
+def test_handshake_refuses_ecdh_peer_same_role_and_mode_mismatch() -> None:
+    a, b = channel_pair()
+    b.send(json.dumps({"protocol": "privledger/ecdh-psi-x25519", "version": 1}).encode())
+    with pytest.raises(PsiHandshakeError):
+        run_psi(a, [b"x"], role="requester", timeout=TIMEOUT)
+    for header in (kkrt._Header("requester", False, 3), kkrt._Header("provider", True, 3)):
+        a, b = channel_pair()
+        b.send(header.encode())
+        with pytest.raises(PsiHandshakeError):
+            run_psi(a, [b"x"], role="requester", timeout=TIMEOUT)
+
+
+def test_rejects_non_bytes_and_bad_role() -> None:
+    a, _ = channel_pair()
+    with pytest.raises(TypeError):
+        run_psi(a, ["text"], role="requester")  # type: ignore[list-item]
+    with pytest.raises(ValueError):
+        run_psi(a, [b"x"], role="auditor")  # type: ignore[arg-type]

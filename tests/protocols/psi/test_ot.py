@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from privledger.protocols.channel import channel_pair, send_records
+from privledger.protocols.psi import ot
+
+TIMEOUT = 30.0
+
+
+def _reference_transpose(matrix: np.ndarray) -> np.ndarray:
+    bits = np.unpackbits(matrix, axis=1, bitorder="little")
+    return np.packbits(bits.T, axis=1, bitorder="little")
+
+
+@pytest.mark.parametrize("shape", [(8, 1), (16, 3), (512, 40), (8 * 40000, 3), (16, 200000)])
+def test_transpose_matches_unpackbits_reference(shape: tuple[int, int]) -> None:
+    matrix = ot.random_bytes(*shape)
+    got = ot.transpose_bits(matrix)
+    assert np.array_equal(got, _reference_transpose(matrix))
+    if shape[1] * 8 % 8 == 0:
+        assert np.array_equal(ot.transpose_bits(got), matrix)
+
+
+def test_transpose_refuses_ragged_rows() -> None:
+    with pytest.raises(ValueError):
+        ot.transpose_bits(np.zeros((7, 2), dtype=np.uint8))
+
+
+def test_aes_ecb_matches_cryptography_and_handles_odd_sizes() -> None:
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    key = secrets.token_bytes(16)
+    data = ot.random_bytes(37, 16)
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    assert ot.aes_ecb(key, data).tobytes() == enc.update(data.tobytes())
+    with pytest.raises(ValueError):
+        ot.aes_ecb(key, np.zeros(15, dtype=np.uint8))
+
+
+def test_prg_columns_are_chunkable() -> None:
+    seeds = ot.random_bytes(4, 16)
+    whole = ot.prg_columns(seeds, 64)
+    assert np.array_equal(
+        np.hstack([ot.prg_columns(seeds, 32), ot.prg_columns(seeds, 32, 32)]), whole
+    )
+
+
+def test_mmo_hash_depends_on_tweak_and_every_block() -> None:
+    rows = ot.random_bytes(4, 64)
+    base = ot.mmo_hash(rows, np.zeros(4, dtype=np.uint64), 1)
+    assert not np.array_equal(base, ot.mmo_hash(rows, np.ones(4, dtype=np.uint64), 1))
+    for b in range(4):
+        changed = rows.copy()
+        changed[:, 16 * b] ^= 1
+        assert not np.any(np.all(ot.mmo_hash(changed, np.zeros(4, dtype=np.uint64), 1) == base, 1))
+
+
+def test_base_ot_receiver_gets_the_chosen_key_only() -> None:
+    a, b = channel_pair()
+    choices = ot.random_bits(64)
+    with ThreadPoolExecutor(2) as pool:
+        sent = pool.submit(ot.base_ot_send, a, 64, TIMEOUT)
+        got = pool.submit(ot.base_ot_receive, b, choices, TIMEOUT).result()
+        k0, k1 = sent.result()
+    expected = np.where(choices[:, None], k1, k0)
+    assert np.array_equal(got, expected)
+    assert not np.any(np.all(k0 == k1, axis=1))
+    assert not np.any(np.all(got == np.where(choices[:, None], k0, k1), axis=1))
+
+
+def test_base_ot_refuses_points_outside_the_group() -> None:
+    a, b = channel_pair()
+    b.send(bytes(32))  # the identity / small-order encoding
+    with pytest.raises(ot.OtError):
+        ot.base_ot_receive(a, ot.random_bits(4), TIMEOUT)
+    a2, b2 = channel_pair()
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(ot.base_ot_send, a2, 2, TIMEOUT)
+        b2.recv(TIMEOUT)
+        send_records(b2, np.zeros((2, 32), dtype=np.uint8))
+        with pytest.raises(ot.OtError):
+            fut.result()
+
+
+@pytest.mark.parametrize("count", [1, 13, 512])
+def test_iknp_random_ot(count: int) -> None:
+    a, b = channel_pair()
+    choices = ot.random_bits(count)
+    with ThreadPoolExecutor(2) as pool:
+        sent = pool.submit(ot.iknp_send, a, count, TIMEOUT)
+        got = pool.submit(ot.iknp_receive, b, choices, TIMEOUT).result()
+        k0, k1 = sent.result()
+    assert np.array_equal(got, np.where(choices[:, None], k1, k0))
+    assert not np.any(np.all(k0 == k1, axis=1))
+    assert a.transcript_hash == b.transcript_hash
+
+
+def test_kkrt_oprf_matches_exactly_on_equal_inputs() -> None:
+    bins = 256
+    choices = ot.random_bits(ot.CODE_BITS)
+    seeds0, seeds1 = ot.random_bytes(ot.CODE_BITS, 16), ot.random_bytes(ot.CODE_BITS, 16)
+    chosen = np.where(choices[:, None], seeds1, seeds0)
+    key = secrets.token_bytes(16)
+    receiver = ot.KkrtReceiver(seeds0, seeds1, key)
+    sender = ot.KkrtSender(choices, chosen, key, bins)
+    inputs = ot.random_bytes(bins, 16)
+    outputs = []
+    for lo in (0, 128):
+        u, t0_rows = receiver.encode(inputs[lo : lo + 128], offset=lo)
+        sender.receive(u, offset=lo)
+        outputs.append(ot.KkrtReceiver.outputs(t0_rows, offset=lo))
+    mine = np.vstack(outputs)
+    all_bins = np.arange(bins, dtype=np.uint64)
+    assert np.array_equal(sender.evaluate(all_bins, inputs), mine)
+    other = inputs.copy()
+    other[:, 5] ^= 1
+    assert not np.any(np.all(sender.evaluate(all_bins, other) == mine, axis=1))
+    shifted = np.roll(all_bins, 1)  # same input, other bin: unrelated output
+    assert not np.any(np.all(sender.evaluate(shifted, inputs) == mine, axis=1))
