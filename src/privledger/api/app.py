@@ -9,7 +9,16 @@ from fastapi.responses import JSONResponse
 
 from privledger import __version__
 from privledger.api.errors import error_body, install_error_handlers
-from privledger.api.routes import approvals, datasets, grants, peer, system, tasks, transactions
+from privledger.api.routes import (
+    approvals,
+    datasets,
+    grants,
+    peer,
+    services,
+    system,
+    tasks,
+    transactions,
+)
 from privledger.explorer import router as explorer_router
 from privledger.node.context import NodeContext
 
@@ -46,7 +55,9 @@ def create_app(node: NodeContext) -> FastAPI:
             )
         return await call_next(request)
 
-    for module in (system, datasets, grants, approvals, transactions, tasks, peer):
+    for module in (system, datasets, grants, approvals, transactions, tasks, services, peer):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(services.calls, prefix=API_PREFIX)
+    app.include_router(services.catalogue, prefix=API_PREFIX)
     app.include_router(explorer_router)
     return app

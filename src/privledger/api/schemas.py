@@ -141,3 +141,50 @@ class TaskResult(Body):
     salt: str
     result_digest: str
     transcript_hash: str
+
+
+class ServiceIn(Body):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    dataset: str = Hex32
+    column: str = Field(min_length=1, max_length=200)
+    output: Literal["requester", "both"] = "requester"
+    price_wei: int = Field(default=0, ge=0, lt=2**96)
+    description: str = Field(default="", max_length=2_000)
+
+
+class ServiceOut(Body):
+    name: str
+    provider_org: int
+    dataset: str
+    column: str
+    output: Literal["requester", "both"]
+    price_wei: int
+    description: str
+    active: bool
+
+
+class CallerIn(Body):
+    org: int = Field(ge=1, lt=2**63)
+    max_calls: int = Field(ge=1, lt=2**32)
+    expires_in_s: int = Field(ge=60, le=366 * 86_400)
+
+
+class ServiceCallIn(Body):
+    provider: int = Field(ge=1, lt=2**63, description="the service's organisation")
+    service: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    dataset: str = Hex32
+    column: str = Field(min_length=1, max_length=200)
+    protocol: Literal["ecdh", "kkrt"] = "kkrt"
+    deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)
+
+
+class CallLogOut(Body):
+    task_id: int
+    service: str
+    caller_org: int
+    spec_hash: str
+    outcome: str
+    at: str
+    digest: str
+    batch_id: int | None
+    batch_index: int | None

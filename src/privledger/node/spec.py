@@ -15,6 +15,7 @@ from Crypto.Hash import keccak
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
+SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 
 
 class SpecInput(BaseModel):
@@ -36,6 +37,9 @@ class TaskSpec(BaseModel):
     requester: int = Field(ge=1)
     inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=2)
     output: Literal["requester", "both"] = "requester"
+    service: str | None = Field(
+        default=None, pattern=SERVICE_NAME_PATTERN, description="the provider's PSI service called"
+    )
     nonce: str = Field(default_factory=lambda: secrets.token_hex(16), pattern=r"^[0-9a-f]{32}$")
 
     @field_validator("inputs")

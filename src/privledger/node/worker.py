@@ -32,12 +32,13 @@ from privledger.evm.errors import ChainError, ChainRevert
 from privledger.metering.provenance import Contribution, provenance
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_column
+from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.spec import TaskSpec
 from privledger.node.transport import HttpWire, PeerUnreachable, open_channel
 from privledger.protocols.channel import ChannelError, ChannelTimeout
 from privledger.protocols.psi import ecdh, kkrt
 from privledger.store.events import events_named
-from privledger.store.models import LocalDataset, LocalTask
+from privledger.store.models import LocalDataset, LocalTask, PsiService
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ class Worker:
             row = local.get(task_id)
             if row is not None and row.state == "anchored" and row.spec_json is not None:
                 self._submit(task_id, self._settle)
+        anchor_pending_calls(self.node)
 
     def _submit(self, task_id: int, job: Callable[[int], None]) -> None:
         with self._lock:
@@ -164,10 +166,13 @@ class Worker:
         try:
             spec = self._verified_spec(task)
             self._check_authorisation(task, spec)
+            service = self._called_service(task, spec)
             if spec.requester == self.node.org_id:
                 self._start_on_chain(task_id)
             outcome = self._execute(task, spec)
             self._anchor(task, outcome)
+            if service is not None:
+                self._log_call(task, spec, "ran")
         except TaskRefused as refused:
             self._fail(task_id, refused.reason, str(refused))
         except (ChannelTimeout, PeerUnreachable) as exc:
@@ -255,6 +260,37 @@ class Worker:
                 raise TaskRefused(
                     FailureReason.GRANT_INVALID, f"dataset {item.dataset} was retired"
                 )
+
+    def _called_service(self, task: Task, spec: TaskSpec) -> PsiService | None:
+        """The service of ours this task calls, checked against its published terms."""
+        if spec.service is None or spec.requester == self.node.org_id:
+            return None
+        mine = next(item for item in spec.inputs if item.org == self.node.org_id)
+        with Session(self.node.engine) as session:
+            service = session.get(PsiService, spec.service)
+        problem = None
+        if service is None or not service.active:
+            problem = f"no active service {spec.service!r}"
+        elif (service.dataset_id, service.column) != (mine.dataset.lower(), mine.column):
+            problem = "the task does not use the service's dataset and column"
+        elif service.output != spec.output:
+            problem = f"the service releases output to {service.output}, not {spec.output}"
+        elif task.fee < service.price_wei:
+            problem = f"the fee {task.fee} is below the service price {service.price_wei}"
+        if problem is not None:
+            self._log_call(task, spec, f"refused: {problem}")
+            raise TaskRefused(FailureReason.POLICY_VIOLATION, problem)
+        return service
+
+    def _log_call(self, task: Task, spec: TaskSpec, outcome: str) -> None:
+        log_call(
+            self.node,
+            service=spec.service or "",
+            task_id=task.task_id,
+            caller_org=spec.requester,
+            spec_hash="0x" + task.spec_hash.hex(),
+            outcome=outcome,
+        )
 
     def _start_on_chain(self, task_id: int) -> None:
         try:

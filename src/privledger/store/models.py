@@ -99,3 +99,36 @@ class LocalTask(SQLModel, table=True):
     protocol_seconds: float | None = None
     bytes_sent: int | None = None
     updated_at: datetime = Field(default_factory=utc_now)
+
+
+class PsiService(SQLModel, table=True):
+    """A PSI service this node publishes over one of its datasets (F12)."""
+
+    __tablename__ = "psi_service"
+
+    name: str = Field(primary_key=True)
+    dataset_id: str = Field(foreign_key="local_dataset.dataset_id")
+    column: str
+    output: str  # "requester" or "both"
+    price_wei: int
+    description: str = ""
+    active: bool = True
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class ServiceCall(SQLModel, table=True):
+    """One call of a published service; its digest is anchored in a Merkle batch."""
+
+    __tablename__ = "service_call"
+
+    id: int | None = Field(default=None, primary_key=True)
+    service: str = Field(index=True)
+    task_id: int = Field(unique=True)
+    caller_org: int
+    spec_hash: str
+    outcome: str  # "ran" or the refusal reason
+    at: datetime = Field(default_factory=utc_now)
+    digest: str
+    batch_id: int | None = Field(default=None, index=True)
+    batch_index: int | None = None
+    batch_tx: str | None = None

@@ -22,7 +22,7 @@ def kind_names(kinds: Kind) -> list[KindName]:
     return [name for name in names if kinds & KIND_BITS[name]]
 
 
-def _out(grant: Grant) -> GrantOut:
+def grant_out(grant: Grant) -> GrantOut:
     return GrantOut(
         grant_id="0x" + grant.grant_id.hex(),
         dataset="0x" + grant.dataset_id.hex(),
@@ -52,7 +52,7 @@ def issue_grant(body: GrantIn, caller: DataOwner, node: NodeDep, session: Sessio
         now + body.expires_in_s,
         body.max_uses,
     )
-    return _out(ledger.grants.get_grant(grant_id))
+    return grant_out(ledger.grants.get_grant(grant_id))
 
 
 @router.get("", response_model=list[GrantOut])
@@ -67,14 +67,14 @@ def list_grants(_caller: Member, node: NodeDep, session: SessionDep) -> list[Gra
         if event.args["datasetId"] in ours or event.args["granteeOrg"] == node.org_id
     ]
     return [
-        _out(node.ledger.grants.get_grant(parse_hex32(grant_id, "grant id")))
+        grant_out(node.ledger.grants.get_grant(parse_hex32(grant_id, "grant id")))
         for grant_id in relevant
     ]
 
 
 @router.get("/{grant_id}", response_model=GrantOut)
 def get_grant(grant_id: str, _caller: Member, node: NodeDep) -> GrantOut:
-    return _out(node.ledger.grants.get_grant(parse_hex32(grant_id, "grant id")))
+    return grant_out(node.ledger.grants.get_grant(parse_hex32(grant_id, "grant id")))
 
 
 @router.delete("/{grant_id}", response_model=GrantOut)
@@ -83,4 +83,4 @@ def revoke_grant(grant_id: str, caller: DataOwner, node: NodeDep) -> GrantOut:
     ledger = node.ledger_for(caller.user.address)
     raw = parse_hex32(grant_id, "grant id")
     ledger.grants.revoke(raw)
-    return _out(ledger.grants.get_grant(raw))
+    return grant_out(ledger.grants.get_grant(raw))

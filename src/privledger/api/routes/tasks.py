@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from sqlmodel import Session, col, select
 
-from privledger.api.deps import Member, NodeDep, Operator, SessionDep, TaskId
+from privledger.api.deps import Caller, Member, NodeDep, Operator, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
 from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
 from privledger.evm.contracts import Kind, Task
@@ -107,6 +107,21 @@ def submit_task(body: TaskIn, caller: Operator, node: NodeDep, session: SessionD
     """Submit a task: the spec's hash goes on chain with the fee; grants are used where they exist,
     otherwise the data's owners are asked to approve."""
     spec = build_spec(node, body)
+    return submit_spec(
+        node, caller, session, spec, fee_wei=body.fee_wei, deadline_s=body.deadline_s
+    )
+
+
+def submit_spec(
+    node: NodeContext,
+    caller: Caller,
+    session: Session,
+    spec: TaskSpec,
+    *,
+    fee_wei: int,
+    deadline_s: int,
+) -> TaskOut:
+    """Hash the spec on chain with the fee, using grants where they exist; keep the spec here."""
     ledger = node.ledger_for(caller.user.address)
     datasets = [bytes.fromhex(item.dataset[2:]) for item in spec.inputs]
     grants = [
@@ -120,8 +135,8 @@ def submit_task(body: TaskIn, caller: Operator, node: NodeDep, session: SessionD
         inputs=datasets,
         grant_ids=grants,
         participants=spec.participants,
-        deadline=now + body.deadline_s,
-        fee=body.fee_wei,
+        deadline=now + deadline_s,
+        fee=fee_wei,
     )
     session.add(
         LocalTask(
