@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 
 from privledger.protocols.channel import Channel, ChannelError, channel_pair, send_records
 from privledger.protocols.psi import ecdh
-from privledger.protocols.psi.ecdh import PsiHandshakeError, PsiResult, run_psi
+from privledger.protocols.psi.common import PsiHandshakeError, PsiResult
+from privledger.protocols.psi.ecdh import run_psi
 
 TIMEOUT = 30.0
 

@@ -11,7 +11,8 @@ import pytest
 
 from privledger.protocols.channel import Channel, channel_pair
 from privledger.protocols.psi import cuckoo, kkrt
-from privledger.protocols.psi.kkrt import PsiHandshakeError, PsiResult, run_psi
+from privledger.protocols.psi.common import Header, PsiHandshakeError, PsiResult
+from privledger.protocols.psi.kkrt import run_psi
 
 TIMEOUT = 30.0
 
@@ -168,7 +169,7 @@ def test_cuckoo_failure_raises_instead_of_a_wrong_result(monkeypatch: pytest.Mon
     monkeypatch.setattr(cuckoo, "insert", lambda loc, bins: None)
     monkeypatch.setattr(cuckoo, "MAX_ATTEMPTS", 2)
     a, b = channel_pair()
-    b.send(kkrt._Header("provider", False, 1).encode())
+    b.send(Header(kkrt.PROTOCOL, kkrt.VERSION, "provider", False, 1).encode())
     with pytest.raises(cuckoo.CuckooError):
         run_psi(a, [b"a", b"b"], role="requester", timeout=TIMEOUT)
 
@@ -178,7 +179,10 @@ def test_handshake_refuses_ecdh_peer_same_role_and_mode_mismatch() -> None:
     b.send(json.dumps({"protocol": "privledger/ecdh-psi-x25519", "version": 1}).encode())
     with pytest.raises(PsiHandshakeError):
         run_psi(a, [b"x"], role="requester", timeout=TIMEOUT)
-    for header in (kkrt._Header("requester", False, 3), kkrt._Header("provider", True, 3)):
+    for header in (
+        Header(kkrt.PROTOCOL, kkrt.VERSION, "requester", False, 3),
+        Header(kkrt.PROTOCOL, kkrt.VERSION, "provider", True, 3),
+    ):
         a, b = channel_pair()
         b.send(header.encode())
         with pytest.raises(PsiHandshakeError):

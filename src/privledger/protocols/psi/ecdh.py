@@ -51,7 +51,6 @@ Leakage -- what each side learns:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import multiprocessing
 import os
@@ -60,19 +59,24 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import repeat
 from types import TracebackType
-from typing import Literal, Self, TypeVar
+from typing import Self, TypeVar
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
+from privledger.protocols.psi.common import (
+    Header,
+    PsiResult,
+    Role,
+    handshake,
+)
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["requester", "provider"]
 
 PROTOCOL = "privledger/ecdh-psi-x25519"
 VERSION = 1
@@ -85,24 +89,6 @@ _PARALLEL_THRESHOLD = 1 << 13
 _CHUNK = 1 << 12
 
 _Chunk = TypeVar("_Chunk", bytes, list[bytes])
-
-
-class PsiHandshakeError(ChannelError):
-    """The peer's header is malformed or does not match ours (protocol, version, role, mode)."""
-
-
-@dataclass(frozen=True)
-class PsiResult:
-    """Outcome for one party.
-
-    ``intersection`` holds this party's own items that are in the intersection (original bytes,
-    de-duplicated, sorted) when ``learned_output`` is true, else it is empty. ``peer_size`` is the
-    peer's set size after de-duplication.
-    """
-
-    intersection: list[bytes] = field(repr=False)
-    learned_output: bool
-    peer_size: int
 
 
 def run_psi(
@@ -129,7 +115,9 @@ def run_psi(
     processes = _resolve_workers(workers)
     started = time.perf_counter()
     own = _dedup_shuffled(items)
-    peer_size = _handshake(channel, _Header(role, reveal_to_provider, len(own)), timeout)
+    peer_size = handshake(
+        channel, Header(PROTOCOL, VERSION, role, reveal_to_provider, len(own)), timeout
+    )
     with _Blinder(processes) as blinder:
         session = _Session(channel, blinder, own, peer_size, reveal_to_provider, timeout)
         run = _run_requester if role == "requester" else _run_provider
@@ -207,62 +195,6 @@ def _resolve_workers(workers: int | None) -> int:
 
 
 # --- handshake -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Header:
-    role: Role
-    reveal_to_provider: bool
-    size: int
-
-    def encode(self) -> bytes:
-        fields = {
-            "protocol": PROTOCOL,
-            "version": VERSION,
-            "role": self.role,
-            "reveal_to_provider": self.reveal_to_provider,
-            "size": self.size,
-        }
-        return json.dumps(fields, sort_keys=True).encode()
-
-    @classmethod
-    def decode(cls, payload: bytes) -> _Header:
-        try:
-            fields = json.loads(payload)
-        except ValueError:
-            raise PsiHandshakeError("peer header is not JSON") from None
-        if not isinstance(fields, dict):
-            raise PsiHandshakeError("peer header is not a JSON object")
-        protocol, version = fields.get("protocol"), fields.get("version")
-        if (protocol, version) != (PROTOCOL, VERSION):
-            raise PsiHandshakeError(
-                f"peer speaks {protocol!r} version {version!r}, we speak {PROTOCOL!r} {VERSION}"
-            )
-        role, reveal = fields.get("role"), fields.get("reveal_to_provider")
-        size = fields.get("size")
-        if role not in ("requester", "provider") or not isinstance(reveal, bool):
-            raise PsiHandshakeError(f"peer header has bad role/mode: {role!r}, {reveal!r}")
-        if type(size) is not int or size < 0:
-            raise PsiHandshakeError(f"peer header has bad set size {size!r}")
-        return cls(role, reveal, size)
-
-
-def _handshake(channel: Channel, ours: _Header, timeout: float | None) -> int:
-    """Exchange headers (side a first, so that it never deadlocks) and return the peer's size."""
-    if channel.side == "a":
-        channel.send(ours.encode())
-        theirs = _Header.decode(channel.recv(timeout))
-    else:
-        theirs = _Header.decode(channel.recv(timeout))
-        channel.send(ours.encode())
-    if theirs.role == ours.role:
-        raise PsiHandshakeError(f"both parties are {ours.role!r}; one must be the other role")
-    if theirs.reveal_to_provider != ours.reveal_to_provider:
-        raise PsiHandshakeError(
-            f"mode mismatch: we run reveal_to_provider={ours.reveal_to_provider}, "
-            f"the peer reveal_to_provider={theirs.reveal_to_provider}"
-        )
-    return theirs.size
 
 
 # --- X25519 work, in this process or over a process pool ------------------------------------

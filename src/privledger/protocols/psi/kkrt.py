@@ -64,26 +64,27 @@ Leakage -- what each side learns:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from itertools import repeat
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
 from privledger.protocols.psi import cuckoo, ot
-from privledger.protocols.psi.ecdh import PsiHandshakeError, PsiResult
+from privledger.protocols.psi.common import (
+    Header,
+    PsiResult,
+    Role,
+    handshake,
+)
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["requester", "provider"]
 
 PROTOCOL = "privledger/kkrt-psi"
 VERSION = 1
@@ -95,7 +96,7 @@ _EVAL_CHUNK = 1 << 17  # provider items per evaluation chunk
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 
-__all__ = ["PROTOCOL", "VERSION", "PsiHandshakeError", "PsiResult", "run_psi", "tag_bytes"]
+__all__ = ["PROTOCOL", "VERSION", "run_psi", "tag_bytes"]
 
 
 def run_psi(
@@ -119,7 +120,9 @@ def run_psi(
         raise ValueError(f"role must be 'requester' or 'provider', not {role!r}")
     started = time.perf_counter()
     own = _dedup(items)
-    peer_size = _handshake(channel, _Header(role, reveal_to_provider, len(own)), timeout)
+    peer_size = handshake(
+        channel, Header(PROTOCOL, VERSION, role, reveal_to_provider, len(own)), timeout
+    )
     learns = role == "requester" or reveal_to_provider
     if not own or peer_size == 0:  # both ends know both sizes and stop here
         result = PsiResult([], learns, peer_size)
@@ -313,59 +316,3 @@ def _match(own_tags: U8, own_list: I64, peer_lists: U8) -> tuple[npt.NDArray[np.
 
 
 # --- handshake -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Header:
-    role: Role
-    reveal_to_provider: bool
-    size: int
-
-    def encode(self) -> bytes:
-        fields = {
-            "protocol": PROTOCOL,
-            "version": VERSION,
-            "role": self.role,
-            "reveal_to_provider": self.reveal_to_provider,
-            "size": self.size,
-        }
-        return json.dumps(fields, sort_keys=True).encode()
-
-    @classmethod
-    def decode(cls, payload: bytes) -> _Header:
-        try:
-            fields = json.loads(payload)
-        except ValueError:
-            raise PsiHandshakeError("peer header is not JSON") from None
-        if not isinstance(fields, dict):
-            raise PsiHandshakeError("peer header is not a JSON object")
-        protocol, version = fields.get("protocol"), fields.get("version")
-        if (protocol, version) != (PROTOCOL, VERSION):
-            raise PsiHandshakeError(
-                f"peer speaks {protocol!r} version {version!r}, we speak {PROTOCOL!r} {VERSION}"
-            )
-        role, reveal = fields.get("role"), fields.get("reveal_to_provider")
-        size = fields.get("size")
-        if role not in ("requester", "provider") or not isinstance(reveal, bool):
-            raise PsiHandshakeError(f"peer header has bad role/mode: {role!r}, {reveal!r}")
-        if type(size) is not int or not 0 <= size < 1 << 40:
-            raise PsiHandshakeError(f"peer header has bad set size {size!r}")
-        return cls(role, reveal, size)
-
-
-def _handshake(channel: Channel, ours: _Header, timeout: float | None) -> int:
-    """Exchange headers (side a first, so that it never deadlocks) and return the peer's size."""
-    if channel.side == "a":
-        channel.send(ours.encode())
-        theirs = _Header.decode(channel.recv(timeout))
-    else:
-        theirs = _Header.decode(channel.recv(timeout))
-        channel.send(ours.encode())
-    if theirs.role == ours.role:
-        raise PsiHandshakeError(f"both parties are {ours.role!r}; one must be the other role")
-    if theirs.reveal_to_provider != ours.reveal_to_provider:
-        raise PsiHandshakeError(
-            f"mode mismatch: we run reveal_to_provider={ours.reveal_to_provider}, "
-            f"the peer reveal_to_provider={theirs.reveal_to_provider}"
-        )
-    return theirs.size

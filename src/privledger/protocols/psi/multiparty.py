@@ -125,7 +125,7 @@ from privledger.protocols.channel import (
     send_records,
 )
 from privledger.protocols.psi import cuckoo, kkrt, okvs, ot
-from privledger.protocols.psi.ecdh import PsiHandshakeError
+from privledger.protocols.psi.common import PsiHandshakeError
 
 logger = logging.getLogger(__name__)
 
