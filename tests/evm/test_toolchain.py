@@ -96,3 +96,14 @@ def test_restart_keeps_every_record_and_deploy_reuses(
         assert fresh.genesis_hash == w3.eth.get_block(0)["hash"].to_0x_hex()
         assert all(w3.eth.get_code(fresh.address(name)) for name in CONTRACTS)
         assert load_deployment(deployments, fresh.chain_id) == fresh
+
+
+def test_client_recovers_when_its_account_signs_elsewhere(ledger: Ledger) -> None:
+    client = ledger.client
+    ledger.orgs.register_org("first", dev_account(11).address, "", bytes(32))  # caches the nonce
+    other = client.with_account(client.account)  # the same account, another signer
+    other.transact(
+        ledger.orgs.contract.functions.registerOrg("second", dev_account(12).address, "", bytes(32))
+    )
+    org_id = ledger.orgs.register_org("third", dev_account(13).address, "", bytes(32))
+    assert ledger.orgs.get_org(org_id).name == "third"

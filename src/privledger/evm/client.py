@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 GAS_MARGIN = 1.25
 REBROADCAST_AFTER_S = 2.0
+NONCE_RETRIES = 3
 
 
 @dataclass(frozen=True)
@@ -115,19 +116,32 @@ class ChainClient:
         return self.wait(self.send_raw_params(tx))
 
     def send_raw_params(self, tx: dict[str, Any]) -> SentTransaction:
-        """Sign ``tx`` with the next local nonce and broadcast it."""
+        """Sign ``tx`` with the next local nonce and broadcast it.
+
+        The account may also sign elsewhere (another process, a relayed non-custodial
+        transaction), so a "nonce too low" answer resynchronises the nonce from the node and
+        signs again, a few times, before giving up.
+        """
         with self._nonce_lock:
-            if self._next_nonce is None:
-                self._next_nonce = self.w3.eth.get_transaction_count(self.address, "pending")
-            nonce = self._next_nonce
-            signed = self.account.sign_transaction({**tx, "nonce": nonce})
-            try:
-                self.w3.eth.send_raw_transaction(signed.raw_transaction)
-            except Web3RPCError as exc:
-                self._next_nonce = None  # resynchronise from the node on the next send
-                raise ChainError(f"the node refused the transaction: {exc}") from exc
-            self._next_nonce = nonce + 1
-        return SentTransaction(HexBytes(signed.hash), HexBytes(signed.raw_transaction), time.time())
+            for _ in range(NONCE_RETRIES):
+                if self._next_nonce is None:
+                    self._next_nonce = self.w3.eth.get_transaction_count(self.address, "pending")
+                nonce = self._next_nonce
+                signed = self.account.sign_transaction({**tx, "nonce": nonce})
+                try:
+                    self.w3.eth.send_raw_transaction(signed.raw_transaction)
+                except Web3RPCError as exc:
+                    self._next_nonce = None  # resynchronise from the node
+                    if "nonce too low" in str(exc).lower():
+                        continue
+                    raise ChainError(f"the node refused the transaction: {exc}") from exc
+                self._next_nonce = nonce + 1
+                return SentTransaction(
+                    HexBytes(signed.hash), HexBytes(signed.raw_transaction), time.time()
+                )
+        raise ChainError(
+            f"nonce of {self.address} kept moving; gave up after {NONCE_RETRIES} tries"
+        )
 
     def wait(self, sent: SentTransaction) -> TxReceipt:
         """Wait for the receipt, broadcasting again if the node forgot the transaction."""

@@ -57,7 +57,10 @@ def test_okvs_unknown_keys_decode_to_unrelated_values() -> None:
     keys = np.frombuffer(os.urandom(16 * 500), dtype=np.uint8).reshape(500, 16)
     store = okvs.encode(keys, np.zeros((500, 8), dtype=np.uint8))
     other = np.frombuffer(os.urandom(16 * 500), dtype=np.uint8).reshape(500, 16)
-    assert np.count_nonzero(okvs.decode(store, other).any(axis=1)) == 500
+    hits_encoded_value = ~okvs.decode(store, other).any(axis=1)
+    # With all-zero values an unknown key decodes to zero only when its cell vector lies in the
+    # span of the encoded keys' vectors (measured: ~2e-5 per key at this load); never in bulk.
+    assert np.count_nonzero(hits_encoded_value) <= 2
 
 
 # --- three-party intersection and union ----------------------------------------------------
