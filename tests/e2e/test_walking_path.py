@@ -276,3 +276,48 @@ def test_kkrt_psi_task_between_nodes(running: Running) -> None:
     assert mine == theirs == expected
     anchors = running.ledger(0).tasks.anchors(task["taskId"])
     assert len(anchors) == 2 and anchors[0].transcript_hash == anchors[1].transcript_hash
+
+
+def test_anonymous_query_task_returns_the_holders_values(running: Running) -> None:
+    holder_rows = dict(
+        line.split(",") for line in (running.data_dir / "bank-a.csv").read_text().splitlines()[1:]
+    )
+    present = sorted(holder_rows)[:3]
+    keys_file = running.data_dir / "telecom-queries.csv"
+    keys_file.write_text("phone\n" + "\n".join([*present, "+0000000001", "+0000000002"]) + "\n")
+    with running.client("telecom", "data_owner") as owner:
+        queries = owner.post(
+            "/datasets",
+            json={"path": str(keys_file), "name": "queries", "level": 3, "unitPrice": 0},
+        ).json()["datasetId"]
+    bank_data = running.register("bank-a")
+    grant(running, "bank-a", bank_data, "telecom", kinds=["pir"])
+    for protocol in ("simplepir", "bucket"):
+        body = {
+            "kind": "pir",
+            "protocol": protocol,
+            "inputs": [
+                {"dataset": queries, "column": "phone"},
+                {"dataset": bank_data, "column": "phone", "valueColumn": "segment"},
+            ],
+            "feeWei": FEE,
+        }
+        with running.client("telecom", "operator") as client:
+            response = client.post("/tasks", json=body)
+            assert response.status_code == 201, response.text
+            task_id = response.json()["taskId"]
+            final = wait_status(client, task_id, {"settled", "failed"})
+            assert final["status"] == "settled", final
+            items = client.get(f"/tasks/{task_id}/result").json()["items"]
+        answers = dict(json.loads(item) for item in items)
+        assert answers == {
+            **{phone: holder_rows[phone] for phone in present},
+            "+0000000001": None,
+            "+0000000002": None,
+        }
+    with running.client("telecom", "operator") as client:  # a PSI grant does not cover PIR
+        psi_only = running.register("bank-b")
+        grant(running, "bank-b", psi_only, "telecom")
+        body["inputs"][1]["dataset"] = psi_only  # type: ignore[index]
+        waiting = client.post("/tasks", json=body).json()
+        assert waiting["status"] == "submitted"  # approval needed instead

@@ -98,11 +98,14 @@ class TxOut(Body):
 class TaskInputIn(Body):
     dataset: str = Hex32
     column: str = Field(min_length=1, max_length=200)
+    value_column: str | None = Field(
+        default=None, min_length=1, max_length=200, description="PIR: the column to retrieve"
+    )
 
 
 class TaskIn(Body):
-    kind: Literal["psi"] = "psi"
-    protocol: Literal["ecdh", "kkrt"] = "ecdh"
+    kind: Literal["psi", "pir"] = "psi"
+    protocol: Literal["ecdh", "kkrt", "simplepir", "bucket"] = "ecdh"
     inputs: list[TaskInputIn] = Field(min_length=2, max_length=2)
     output: Literal["requester", "both"] = "requester"
     fee_wei: int = Field(default=0, ge=0, lt=2**96)

@@ -104,14 +104,25 @@ def store_copy(source: Path, data_dir: Path, name: str) -> Path:
 
 def read_column(path: Path, column: str) -> list[bytes]:
     """The values of one column as UTF-8 text, in file order (nulls skipped in Parquet)."""
+    return [row[0] for row in read_rows(path, [column])]
+
+
+def read_rows(path: Path, columns: list[str]) -> list[tuple[bytes, ...]]:
+    """Rows of the given columns as UTF-8 text, in file order (Parquet rows with a null skipped)."""
     if path.suffix.lower() in PARQUET_SUFFIXES:
         try:
-            table = pq.read_table(path, columns=[column])
+            table = pq.read_table(path, columns=columns)
         except (KeyError, pa.ArrowException) as exc:
-            raise DatasetFileError(f"no column {column!r} in {path.name}") from exc
-        return [str(value).encode() for value in table.column(0).to_pylist() if value is not None]
+            raise DatasetFileError(f"no column {', '.join(columns)!r} in {path.name}") from exc
+        lists = [table.column(name).to_pylist() for name in columns]
+        return [
+            tuple(str(value).encode() for value in row)
+            for row in zip(*lists, strict=True)
+            if all(value is not None for value in row)
+        ]
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        if reader.fieldnames is None or column not in reader.fieldnames:
-            raise DatasetFileError(f"no column {column!r} in {path.name}")
-        return [row[column].encode() for row in reader]
+        missing = [name for name in columns if name not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetFileError(f"no column {missing[0]!r} in {path.name}")
+        return [tuple(row[name].encode() for name in columns) for row in reader]

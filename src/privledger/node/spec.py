@@ -12,10 +12,15 @@ import secrets
 from typing import Literal
 
 from Crypto.Hash import keccak
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from privledger.evm.contracts import Kind
 
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+PSI_PROTOCOLS = ("ecdh", "kkrt")
+TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR}  # spec kind -> the ledger's kind bit
+PIR_PROTOCOLS = ("simplepir", "bucket")
 
 
 class SpecInput(BaseModel):
@@ -24,6 +29,9 @@ class SpecInput(BaseModel):
     dataset: str = Field(pattern=HEX32_PATTERN, description="dataset id on chain")
     org: int = Field(ge=1, description="owner organisation of the dataset")
     column: str = Field(min_length=1, max_length=200, description="the key column")
+    value_column: str | None = Field(
+        default=None, min_length=1, max_length=200, description="PIR: the column the holder returns"
+    )
 
 
 class TaskSpec(BaseModel):
@@ -32,8 +40,8 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal[1] = 1
-    kind: Literal["psi"] = "psi"
-    protocol: Literal["ecdh", "kkrt"] = "ecdh"
+    kind: Literal["psi", "pir"] = "psi"
+    protocol: Literal["ecdh", "kkrt", "simplepir", "bucket"] = "ecdh"
     requester: int = Field(ge=1)
     inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=2)
     output: Literal["requester", "both"] = "requester"
@@ -48,6 +56,23 @@ class TaskSpec(BaseModel):
         if len({item.dataset.lower() for item in inputs}) != len(inputs):
             raise ValueError("inputs must name distinct datasets")
         return inputs
+
+    @model_validator(mode="after")
+    def _kind_fits(self) -> TaskSpec:
+        if self.kind == "psi":
+            if self.protocol not in PSI_PROTOCOLS:
+                raise ValueError(f"a PSI task runs {' or '.join(PSI_PROTOCOLS)}")
+            if any(item.value_column for item in self.inputs):
+                raise ValueError("a PSI task returns no value column")
+        else:
+            if self.protocol not in PIR_PROTOCOLS:
+                raise ValueError(f"a PIR task runs {' or '.join(PIR_PROTOCOLS)}")
+            if self.output != "requester" or self.service is not None:
+                raise ValueError("a PIR task answers the requester only")
+            holders = [item for item in self.inputs if item.org != self.requester]
+            if len(holders) != 1 or holders[0].value_column is None:
+                raise ValueError("a PIR task names one holder input with a value column")
+        return self
 
     @property
     def participants(self) -> list[int]:

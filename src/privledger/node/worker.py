@@ -27,15 +27,16 @@ from Crypto.Hash import keccak
 from eth_abi.abi import encode
 from sqlmodel import Session, select
 
-from privledger.evm.contracts import ApprovalStatus, FailureReason, Kind, Task, TaskStatus
+from privledger.evm.contracts import ApprovalStatus, FailureReason, Task, TaskStatus
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.metering.provenance import Contribution, provenance
 from privledger.node.context import NodeContext
-from privledger.node.datasets import DatasetFileError, read_column
+from privledger.node.datasets import DatasetFileError, read_rows
 from privledger.node.services import anchor_pending_calls, log_call
-from privledger.node.spec import TaskSpec
-from privledger.node.transport import HttpWire, PeerUnreachable, open_channel
+from privledger.node.spec import TASK_KINDS, TaskSpec
+from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
 from privledger.protocols.channel import ChannelError, ChannelTimeout
+from privledger.protocols.pir.keyword import KeywordTable, run_holder, run_querier
 from privledger.protocols.psi import ecdh, kkrt
 from privledger.store.events import events_named
 from privledger.store.models import LocalDataset, LocalTask, PsiService
@@ -43,6 +44,7 @@ from privledger.store.models import LocalDataset, LocalTask, PsiService
 logger = logging.getLogger(__name__)
 
 PSI_PROTOCOLS = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}
+MAX_PIR_VALUE = 1_000
 FINAL_STATES = {"anchored", "failed", "settled", "done"}
 ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
 
@@ -71,6 +73,23 @@ def result_digest(task_id: int, org_id: int, salt: bytes, output: bytes) -> byte
         [task_id, org_id, salt, hashlib.sha256(output).digest()],
     )
     return keccak.new(digest_bits=256, data=encoded).digest()
+
+
+def _padded_pairs(rows: list[tuple[bytes, ...]]) -> list[tuple[bytes, bytes]]:
+    """PIR values of one length: a 2-byte length, the value, zero padding."""
+    width = max((len(value) for _, value in rows), default=0)
+    if width > MAX_PIR_VALUE:
+        raise TaskRefused(
+            FailureReason.POLICY_VIOLATION, f"values longer than {MAX_PIR_VALUE} bytes"
+        )
+    pairs = {}
+    for key, value in rows:
+        pairs[key] = len(value).to_bytes(2, "big") + value.ljust(width, b"\0")
+    return list(pairs.items())
+
+
+def _unpad(value: bytes) -> bytes:
+    return value[2 : 2 + int.from_bytes(value[:2], "big")]
 
 
 def output_bytes(items: list[str] | None) -> bytes:
@@ -200,7 +219,7 @@ class Worker:
             spec.requester == task.requester_org
             and sorted(spec.participants) == sorted(task.participants)
             and inputs == task.inputs
-            and task.kind == Kind.PSI
+            and task.kind == TASK_KINDS[spec.kind]
         )
         if not consistent:
             raise TaskRefused(
@@ -306,10 +325,25 @@ class Worker:
             raise TaskRefused(
                 FailureReason.PROTOCOL_ERROR, f"dataset {mine.dataset} is not on this node"
             )
+        columns = [mine.column] + ([mine.value_column] if mine.value_column else [])
         try:
-            items = read_column(Path(dataset.path), mine.column)
+            rows = read_rows(Path(dataset.path), columns)
         except DatasetFileError as exc:
             raise TaskRefused(FailureReason.PROTOCOL_ERROR, str(exc)) from exc
+        channel = self._channel(task, spec)
+        started = time.perf_counter()
+        try:
+            if spec.kind == "psi":
+                output, units = self._psi(channel, spec, [row[0] for row in rows])
+            else:
+                output, units = self._pir(channel, spec, rows)
+            transcript = channel.transcript_hash
+            sent = channel.bytes_sent
+        finally:
+            channel.close()
+        return Outcome(output, transcript, units, time.perf_counter() - started, sent)
+
+    def _channel(self, task: Task, spec: TaskSpec) -> SecureChannel:
         peer_org = next(org for org in spec.participants if org != self.node.org_id)
         peer = self.node.ledger.orgs.get_org(peer_org)
         wire = HttpWire(
@@ -320,7 +354,7 @@ class Worker:
             our_org=self.node.org_id,
             peer_org=peer_org,
         )
-        channel = open_channel(
+        return open_channel(
             task_id=task.task_id,
             our_org=self.node.org_id,
             peer_org=peer_org,
@@ -328,26 +362,42 @@ class Worker:
             peer_public_key=peer.node_key,
             wire=wire,
         )
-        started = time.perf_counter()
-        try:
-            role: Literal["requester", "provider"] = (
-                "requester" if spec.requester == self.node.org_id else "provider"
-            )
-            result = PSI_PROTOCOLS[spec.protocol](
-                channel,
-                items,
-                role=role,
-                reveal_to_provider=spec.output == "both",
-                timeout=self.node.settings.channel_timeout_s,
-            )
-            transcript = channel.transcript_hash
-            sent = channel.bytes_sent
-        finally:
-            channel.close()
-        output = [item.decode() for item in result.intersection] if result.learned_output else None
-        return Outcome(
-            output, transcript, len(result.intersection), time.perf_counter() - started, sent
+
+    def _psi(
+        self, channel: SecureChannel, spec: TaskSpec, items: list[bytes]
+    ) -> tuple[list[str] | None, int]:
+        """PSI: the output is the intersection; matched rows are what providers are paid for."""
+        role: Literal["requester", "provider"] = (
+            "requester" if spec.requester == self.node.org_id else "provider"
         )
+        result = PSI_PROTOCOLS[spec.protocol](
+            channel,
+            items,
+            role=role,
+            reveal_to_provider=spec.output == "both",
+            timeout=self.node.settings.channel_timeout_s,
+        )
+        output = [item.decode() for item in result.intersection] if result.learned_output else None
+        return output, len(result.intersection)
+
+    def _pir(
+        self, channel: SecureChannel, spec: TaskSpec, rows: list[tuple[bytes, ...]]
+    ) -> tuple[list[str] | None, int]:
+        """Keyword PIR: the querier's output is ``[key, value or null]`` per key it asked for;
+        the holder is paid per key asked (it cannot know which were found)."""
+        mode: Literal["pir", "bucket"] = "pir" if spec.protocol == "simplepir" else "bucket"
+        timeout = self.node.settings.channel_timeout_s
+        if spec.requester != self.node.org_id:
+            table = KeywordTable.build(dict(_padded_pairs(rows)), mode=mode)
+            view = run_holder(channel, table, timeout=timeout)
+            return None, view.batch
+        keys = sorted({row[0] for row in rows})
+        result = run_querier(channel, keys, mode=mode, timeout=timeout)
+        output = [
+            json.dumps([key.decode(), None if value is None else _unpad(value).decode()])
+            for key, value in zip(keys, result.values, strict=True)
+        ]
+        return output, len(keys)
 
     def _anchor(self, task: Task, outcome: Outcome) -> None:
         salt = secrets.token_bytes(32)
@@ -400,7 +450,7 @@ class Worker:
                     parent_orgs=parents,
                 )
             )
-        record = provenance(task_id, "psi", spec.requester, contributions)
+        record = provenance(task_id, spec.kind, spec.requester, contributions)
         ledger.tasks.settle_task(task_id, list(record.payees), list(record.bps), record.hash)
         self.node.settings.results_dir.mkdir(parents=True, exist_ok=True)
         (self.node.settings.results_dir / f"task-{task_id}-provenance.json").write_bytes(

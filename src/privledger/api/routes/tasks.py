@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
 from privledger.api.deps import Caller, Member, NodeDep, Operator, SessionDep, TaskId
@@ -13,7 +14,7 @@ from privledger.api.errors import ApiError, not_found
 from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
 from privledger.evm.contracts import Kind, Task
 from privledger.node.context import NodeContext
-from privledger.node.spec import SpecInput, TaskSpec
+from privledger.node.spec import TASK_KINDS, SpecInput, TaskSpec
 from privledger.store.events import events_named
 from privledger.store.models import LocalTask
 
@@ -55,19 +56,29 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
     inputs = []
     for item in body.inputs:
         owner = node.ledger.data.get_dataset(bytes.fromhex(item.dataset[2:])).owner_org
-        inputs.append(SpecInput(dataset=item.dataset.lower(), org=owner, column=item.column))
+        inputs.append(
+            SpecInput(
+                dataset=item.dataset.lower(),
+                org=owner,
+                column=item.column,
+                value_column=item.value_column,
+            )
+        )
     owners = [item.org for item in inputs]
     if owners.count(node.org_id) != 1:
         raise ApiError(
-            400, "invalid_task", "a PSI task joins one dataset of yours with one of a partner"
+            400, "invalid_task", "a task joins one dataset of yours with one of a partner"
         )
-    return TaskSpec(
-        kind=body.kind,
-        protocol=body.protocol,
-        requester=node.org_id,
-        inputs=tuple(inputs),
-        output=body.output,
-    )
+    try:
+        return TaskSpec(
+            kind=body.kind,
+            protocol=body.protocol,
+            requester=node.org_id,
+            inputs=tuple(inputs),
+            output=body.output,
+        )
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_task", exc.errors()[0]["msg"]) from exc
 
 
 def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
@@ -125,13 +136,13 @@ def submit_spec(
     ledger = node.ledger_for(caller.user.address)
     datasets = [bytes.fromhex(item.dataset[2:]) for item in spec.inputs]
     grants = [
-        ZERO32 if item.org == node.org_id else usable_grant(node, dataset, Kind.PSI)
+        ZERO32 if item.org == node.org_id else usable_grant(node, dataset, TASK_KINDS[spec.kind])
         for item, dataset in zip(spec.inputs, datasets, strict=True)
     ]
     now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
     task_id = ledger.tasks.submit_task(
         spec_hash=spec.hash,
-        kind=Kind.PSI,
+        kind=TASK_KINDS[spec.kind],
         inputs=datasets,
         grant_ids=grants,
         participants=spec.participants,
