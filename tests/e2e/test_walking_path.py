@@ -321,3 +321,39 @@ def test_anonymous_query_task_returns_the_holders_values(running: Running) -> No
         body["inputs"][1]["dataset"] = psi_only  # type: ignore[index]
         waiting = client.post("/tasks", json=body).json()
         assert waiting["status"] == "submitted"  # approval needed instead
+
+
+def test_three_party_set_operations_and_difference_run_as_tasks(running: Running) -> None:
+    telecom = running.register("telecom")
+    bank_a, bank_b = running.register("bank-a"), running.register("bank-b")
+    grant(running, "bank-a", bank_a, "telecom")
+    grant(running, "bank-b", bank_b, "telecom")
+    people = running.people
+    expected = {
+        "intersection3": people["telecom"] & people["bank-a"] & people["bank-b"],
+        "union3": people["telecom"] | people["bank-a"] | people["bank-b"],
+        "difference": people["telecom"] - people["bank-a"],
+    }
+    for protocol, want in expected.items():
+        inputs = [{"dataset": telecom, "column": "phone"}, {"dataset": bank_a, "column": "phone"}]
+        if protocol != "difference":
+            inputs.append({"dataset": bank_b, "column": "phone"})
+        with running.client("telecom", "operator") as client:
+            response = client.post(
+                "/tasks", json={"protocol": protocol, "inputs": inputs, "feeWei": FEE}
+            )
+            assert response.status_code == 201, response.text
+            task_id = response.json()["taskId"]
+            final = wait_status(client, task_id, {"settled", "failed"})
+            assert final["status"] == "settled", (protocol, final)
+            got = set(client.get(f"/tasks/{task_id}/result").json()["items"])
+        assert got == want, protocol
+        assert len(running.ledger(0).tasks.anchors(task_id)) == len(inputs)
+    with running.client("telecom", "operator") as client:  # three inputs for a two-party protocol
+        three = [
+            {"dataset": telecom, "column": "phone"},
+            {"dataset": bank_a, "column": "phone"},
+            {"dataset": bank_b, "column": "phone"},
+        ]
+        refused = client.post("/tasks", json={"inputs": three, "protocol": "kkrt"})
+        assert refused.status_code == 400 and "takes 2 inputs" in refused.json()["error"]["message"]

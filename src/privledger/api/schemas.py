@@ -105,8 +105,10 @@ class TaskInputIn(Body):
 
 class TaskIn(Body):
     kind: Literal["psi", "pir"] = "psi"
-    protocol: Literal["ecdh", "kkrt", "simplepir", "bucket"] = "ecdh"
-    inputs: list[TaskInputIn] = Field(min_length=2, max_length=2)
+    protocol: Literal[
+        "ecdh", "kkrt", "intersection3", "union3", "difference", "simplepir", "bucket"
+    ] = "ecdh"
+    inputs: list[TaskInputIn] = Field(min_length=2, max_length=3)
     output: Literal["requester", "both"] = "requester"
     fee_wei: int = Field(default=0, ge=0, lt=2**96)
     deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)

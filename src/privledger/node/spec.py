@@ -19,6 +19,7 @@ from privledger.evm.contracts import Kind
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 PSI_PROTOCOLS = ("ecdh", "kkrt")
+SET_OPERATIONS = ("intersection3", "union3", "difference")
 TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR}  # spec kind -> the ledger's kind bit
 PIR_PROTOCOLS = ("simplepir", "bucket")
 
@@ -41,9 +42,11 @@ class TaskSpec(BaseModel):
 
     version: Literal[1] = 1
     kind: Literal["psi", "pir"] = "psi"
-    protocol: Literal["ecdh", "kkrt", "simplepir", "bucket"] = "ecdh"
+    protocol: Literal[
+        "ecdh", "kkrt", "intersection3", "union3", "difference", "simplepir", "bucket"
+    ] = "ecdh"
     requester: int = Field(ge=1)
-    inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=2)
+    inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=3)
     output: Literal["requester", "both"] = "requester"
     service: str | None = Field(
         default=None, pattern=SERVICE_NAME_PATTERN, description="the provider's PSI service called"
@@ -59,11 +62,20 @@ class TaskSpec(BaseModel):
 
     @model_validator(mode="after")
     def _kind_fits(self) -> TaskSpec:
+        if len({item.org for item in self.inputs}) != len(self.inputs):
+            raise ValueError("each input comes from a different organisation")
+        three = self.protocol in ("intersection3", "union3")
+        if len(self.inputs) != (3 if three else 2):
+            raise ValueError(f"{self.protocol} takes {3 if three else 2} inputs")
         if self.kind == "psi":
-            if self.protocol not in PSI_PROTOCOLS:
-                raise ValueError(f"a PSI task runs {' or '.join(PSI_PROTOCOLS)}")
+            if self.protocol not in PSI_PROTOCOLS + SET_OPERATIONS:
+                raise ValueError(
+                    f"a set task runs one of {', '.join(PSI_PROTOCOLS + SET_OPERATIONS)}"
+                )
             if any(item.value_column for item in self.inputs):
-                raise ValueError("a PSI task returns no value column")
+                raise ValueError("a set task returns no value column")
+            if self.protocol in SET_OPERATIONS and (self.output != "requester" or self.service):
+                raise ValueError(f"{self.protocol} answers the requester only")
         else:
             if self.protocol not in PIR_PROTOCOLS:
                 raise ValueError(f"a PIR task runs {' or '.join(PIR_PROTOCOLS)}")

@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,9 +35,9 @@ from privledger.node.datasets import DatasetFileError, read_rows
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.spec import TASK_KINDS, TaskSpec
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
-from privledger.protocols.channel import ChannelError, ChannelTimeout
+from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
 from privledger.protocols.pir.keyword import KeywordTable, run_holder, run_querier
-from privledger.protocols.psi import ecdh, kkrt
+from privledger.protocols.psi import ecdh, kkrt, multiparty
 from privledger.store.events import events_named
 from privledger.store.models import LocalDataset, LocalTask, PsiService
 
@@ -90,6 +90,17 @@ def _padded_pairs(rows: list[tuple[bytes, ...]]) -> list[tuple[bytes, bytes]]:
 
 def _unpad(value: bytes) -> bytes:
     return value[2 : 2 + int.from_bytes(value[:2], "big")]
+
+
+def combined_transcript(channels: Mapping[int, Channel]) -> bytes:
+    """One peer: that channel's transcript (equal on both ends). Several: sha256 over each
+    channel's transcript in peer-org order (each participant anchors its own view)."""
+    if len(channels) == 1:
+        return next(iter(channels.values())).transcript_hash
+    digest = hashlib.sha256()
+    for org in sorted(channels):
+        digest.update(org.to_bytes(8, "big") + channels[org].transcript_hash)
+    return digest.digest()
 
 
 def output_bytes(items: list[str] | None) -> bytes:
@@ -330,21 +341,27 @@ class Worker:
             rows = read_rows(Path(dataset.path), columns)
         except DatasetFileError as exc:
             raise TaskRefused(FailureReason.PROTOCOL_ERROR, str(exc)) from exc
-        channel = self._channel(task, spec)
+        channels = {
+            org: self._channel(task, org) for org in spec.participants if org != self.node.org_id
+        }
         started = time.perf_counter()
         try:
-            if spec.kind == "psi":
+            if spec.protocol in ("intersection3", "union3"):
+                output, units = self._three_party(channels, spec, [row[0] for row in rows])
+            elif spec.kind == "psi":
+                (channel,) = channels.values()
                 output, units = self._psi(channel, spec, [row[0] for row in rows])
             else:
+                (channel,) = channels.values()
                 output, units = self._pir(channel, spec, rows)
-            transcript = channel.transcript_hash
-            sent = channel.bytes_sent
+            transcript = combined_transcript(channels)
+            sent = sum(channel.bytes_sent for channel in channels.values())
         finally:
-            channel.close()
+            for channel in channels.values():
+                channel.close()
         return Outcome(output, transcript, units, time.perf_counter() - started, sent)
 
-    def _channel(self, task: Task, spec: TaskSpec) -> SecureChannel:
-        peer_org = next(org for org in spec.participants if org != self.node.org_id)
+    def _channel(self, task: Task, peer_org: int) -> SecureChannel:
         peer = self.node.ledger.orgs.get_org(peer_org)
         wire = HttpWire(
             peer.endpoint,
@@ -370,6 +387,14 @@ class Worker:
         role: Literal["requester", "provider"] = (
             "requester" if spec.requester == self.node.org_id else "provider"
         )
+        timeout = self.node.settings.channel_timeout_s
+        if spec.protocol == "difference":
+            difference = multiparty.run_difference(channel, items, role=role, timeout=timeout)
+            if not difference.learned_output:
+                return None, 0
+            # a provider is paid for the rows it matched: those the requester could drop
+            matched = len(set(items)) - len(difference.difference)
+            return [item.decode() for item in difference.difference], matched
         result = PSI_PROTOCOLS[spec.protocol](
             channel,
             items,
@@ -379,6 +404,22 @@ class Worker:
         )
         output = [item.decode() for item in result.intersection] if result.learned_output else None
         return output, len(result.intersection)
+
+    def _three_party(
+        self, channels: dict[int, SecureChannel], spec: TaskSpec, items: list[bytes]
+    ) -> tuple[list[str] | None, int]:
+        """Three-party intersection or union; the requester (index 0) receives the output."""
+        order = spec.participants  # the requester first: index 0 leads / receives
+        index = order.index(self.node.org_id)
+        peers = {order.index(org): channel for org, channel in channels.items()}
+        timeout = self.node.settings.channel_timeout_s
+        if spec.protocol == "intersection3":
+            result = multiparty.run_intersection(index, peers, items, leader=0, timeout=timeout)
+        else:
+            result = multiparty.run_union(index, peers, items, receiver=0, timeout=timeout)
+        if not result.learned_output:
+            return None, 0
+        return [item.decode() for item in result.items], len(result.items)
 
     def _pir(
         self, channel: SecureChannel, spec: TaskSpec, rows: list[tuple[bytes, ...]]
