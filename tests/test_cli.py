@@ -44,7 +44,7 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     summary = json.loads(first.stdout)
     assert summary["chainId"] == 31337
     assert {org["name"] for org in summary["orgs"]} == {"bank-a", "bank-b", "telecom", "regulator"}
-    assert set(summary["nodes"]) == {"bank-a", "bank-b", "telecom"}
+    assert set(summary["nodes"]) == {"bank-a", "bank-b", "telecom", "regulator"}
     scenario = summary["scenario"]
     assert scenario["status"] == "settled"
     assert scenario["intersectionCorrect"] is True

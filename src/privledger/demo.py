@@ -43,7 +43,8 @@ DEMO_ORGS: tuple[tuple[str, int, Role, bool], ...] = (
     ("bank-a", 1, Role.DATA_OWNER | Role.OPERATOR, True),
     ("bank-b", 2, Role.DATA_OWNER | Role.OPERATOR, True),
     ("telecom", 3, Role.DATA_OWNER | Role.OPERATOR, True),
-    ("regulator", 4, Role.AUDITOR, False),
+    # the regulator audits, and its node deals the correlated randomness of joint statistics
+    ("regulator", 4, Role.AUDITOR | Role.OPERATOR, True),
 )
 TASK_FEE_WEI = 10**16
 UNIT_PRICE_WEI = 10**12
@@ -114,8 +115,10 @@ def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
 
 
-def prepare_node_home(settings: Settings, org: str, index: int) -> tuple[Path, dict[str, str]]:
-    """Create the node's home once (dev key) and issue demo tokens for data owner and operator."""
+def prepare_node_home(
+    settings: Settings, org: str, index: int, roles: Role
+) -> tuple[Path, dict[str, str]]:
+    """Create the node's home once (dev key) and issue a demo token per role the org holds."""
     home = settings.var_dir / "nodes" / org
     node_settings = NodeSettings(org=org, home=home)
     if not (home / NODE_FILE).is_file():
@@ -127,7 +130,8 @@ def prepare_node_home(settings: Settings, org: str, index: int) -> tuple[Path, d
     with Session(make_engine(node_settings.resolved_database_url)) as session:
         tokens = {
             role: issue_token(session, user_name=f"{org}-{role}", address=address, role=role)
-            for role in ("data_owner", "operator")
+            for role, bit in (("data_owner", Role.DATA_OWNER), ("operator", Role.OPERATOR))
+            if roles & bit
         }
     fd = os.open(tokens_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -296,9 +300,9 @@ def consortium(
         deployment = deploy_contracts(admin, artifacts, settings.deployments_dir)
         ledger = Ledger.from_client(admin, artifacts, deployment)
         orgs = onboard_demo_orgs(ledger)
-        for name, index, _, runs_node in DEMO_ORGS:
+        for name, index, roles, runs_node in DEMO_ORGS:
             if runs_node:
-                home, tokens = prepare_node_home(settings, name, index)
+                home, tokens = prepare_node_home(settings, name, index, roles)
                 nodes[name] = start_node(
                     settings, name, home, tokens, handle.rpc_url, settings.var_dir / "logs"
                 )

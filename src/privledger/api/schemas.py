@@ -104,11 +104,27 @@ class TaskInputIn(Body):
 
 
 class TaskIn(Body):
-    kind: Literal["psi", "pir"] = "psi"
+    kind: Literal["psi", "pir", "stats"] = "psi"
     protocol: Literal[
-        "ecdh", "kkrt", "intersection3", "union3", "difference", "simplepir", "bucket"
+        "ecdh",
+        "kkrt",
+        "intersection3",
+        "union3",
+        "difference",
+        "simplepir",
+        "bucket",
+        "joint-stats",
     ] = "ecdh"
-    inputs: list[TaskInputIn] = Field(min_length=2, max_length=3)
+    inputs: list[TaskInputIn] = Field(min_length=2, max_length=8)
+    dealer: int | None = Field(
+        default=None, ge=1, lt=2**63, description="statistics: the dealing organisation"
+    )
+    frac_bits: int = Field(
+        default=16,
+        ge=0,
+        le=24,
+        description="statistics: fixed-point fractional bits (fewer bits, larger values)",
+    )
     output: Literal["requester", "both"] = "requester"
     fee_wei: int = Field(default=0, ge=0, lt=2**96)
     deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)

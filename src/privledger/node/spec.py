@@ -20,7 +20,8 @@ HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 PSI_PROTOCOLS = ("ecdh", "kkrt")
 SET_OPERATIONS = ("intersection3", "union3", "difference")
-TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR}  # spec kind -> the ledger's kind bit
+TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR, "stats": Kind.STATS}
+MAX_STATS_PARTIES = 8  # spec kind -> the ledger's kind bit
 PIR_PROTOCOLS = ("simplepir", "bucket")
 
 
@@ -41,12 +42,25 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal[1] = 1
-    kind: Literal["psi", "pir"] = "psi"
+    kind: Literal["psi", "pir", "stats"] = "psi"
     protocol: Literal[
-        "ecdh", "kkrt", "intersection3", "union3", "difference", "simplepir", "bucket"
+        "ecdh",
+        "kkrt",
+        "intersection3",
+        "union3",
+        "difference",
+        "simplepir",
+        "bucket",
+        "joint-stats",
     ] = "ecdh"
     requester: int = Field(ge=1)
-    inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=3)
+    inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=MAX_STATS_PARTIES)
+    dealer: int | None = Field(
+        default=None, ge=1, description="statistics: the organisation dealing Beaver triples"
+    )
+    frac_bits: int = Field(
+        default=16, ge=0, le=24, description="statistics: fixed-point fractional bits"
+    )
     output: Literal["requester", "both"] = "requester"
     service: str | None = Field(
         default=None, pattern=SERVICE_NAME_PATTERN, description="the provider's PSI service called"
@@ -64,6 +78,11 @@ class TaskSpec(BaseModel):
     def _kind_fits(self) -> TaskSpec:
         if len({item.org for item in self.inputs}) != len(self.inputs):
             raise ValueError("each input comes from a different organisation")
+        if self.kind == "stats":
+            self._check_stats()
+            return self
+        if self.dealer is not None:
+            raise ValueError("only statistics tasks have a dealer")
         three = self.protocol in ("intersection3", "union3")
         if len(self.inputs) != (3 if three else 2):
             raise ValueError(f"{self.protocol} takes {3 if three else 2} inputs")
@@ -86,13 +105,26 @@ class TaskSpec(BaseModel):
                 raise ValueError("a PIR task names one holder input with a value column")
         return self
 
+    def _check_stats(self) -> None:
+        if self.protocol != "joint-stats" or self.output != "requester" or self.service:
+            raise ValueError("a statistics task runs joint-stats for the requester")
+        owners = {item.org for item in self.inputs}
+        if self.requester not in owners:
+            raise ValueError("the requester of joint statistics contributes a column too")
+        if self.dealer is None or self.dealer in owners:
+            raise ValueError("a statistics task names a dealer that holds none of the inputs")
+        if any(item.value_column for item in self.inputs):
+            raise ValueError("a statistics task reads one numeric column per input")
+
     @property
     def participants(self) -> list[int]:
-        """The requester first, then every other input owner, each once."""
+        """The requester first, then every other input owner, each once, then the dealer."""
         ordered = [self.requester]
         for item in self.inputs:
             if item.org not in ordered:
                 ordered.append(item.org)
+        if self.dealer is not None:
+            ordered.append(self.dealer)
         return ordered
 
     def canonical_json(self) -> bytes:

@@ -10,6 +10,7 @@ protocol finished.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from Crypto.Hash import keccak
 from eth_abi.abi import encode
 from sqlmodel import Session, select
@@ -32,10 +34,13 @@ from privledger.evm.errors import ChainError, ChainRevert
 from privledger.metering.provenance import Contribution, provenance
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_rows
+from privledger.node.policy import min_group_size
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.spec import TASK_KINDS, TaskSpec
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
+from privledger.protocols.mpc.sharing import Dealer, Party
+from privledger.protocols.mpc.stats import joint_stats
 from privledger.protocols.pir.keyword import KeywordTable, run_holder, run_querier
 from privledger.protocols.psi import ecdh, kkrt, multiparty
 from privledger.store.events import events_named
@@ -329,6 +334,8 @@ class Worker:
             logger.info("task %d not started on chain: %s", task_id, exc)
 
     def _execute(self, task: Task, spec: TaskSpec) -> Outcome:
+        if spec.dealer == self.node.org_id:
+            return self._deal(task, spec)
         mine = next(item for item in spec.inputs if item.org == self.node.org_id)
         with Session(self.node.engine) as session:
             dataset = session.get(LocalDataset, mine.dataset.lower())
@@ -346,7 +353,9 @@ class Worker:
         }
         started = time.perf_counter()
         try:
-            if spec.protocol in ("intersection3", "union3"):
+            if spec.kind == "stats":
+                output, units = self._stats(channels, spec, [row[0] for row in rows])
+            elif spec.protocol in ("intersection3", "union3"):
                 output, units = self._three_party(channels, spec, [row[0] for row in rows])
             elif spec.kind == "psi":
                 (channel,) = channels.values()
@@ -420,6 +429,58 @@ class Worker:
         if not result.learned_output:
             return None, 0
         return [item.decode() for item in result.items], len(result.items)
+
+    def _deal(self, task: Task, spec: TaskSpec) -> Outcome:
+        """The dealer of a statistics task: correlated randomness to every data party, no data."""
+        owners = [item.org for item in spec.inputs]
+        channels = {org: self._channel(task, org) for org in owners}
+        started = time.perf_counter()
+        try:
+            dealer = Dealer({owners.index(org): channel for org, channel in channels.items()})
+            dealer.serve()
+            dealer.join(self.node.settings.channel_timeout_s)
+            transcript = combined_transcript(channels)
+            sent = sum(channel.bytes_sent for channel in channels.values())
+        finally:
+            for channel in channels.values():
+                channel.close()
+        return Outcome(None, transcript, 0, time.perf_counter() - started, sent)
+
+    def _stats(
+        self, channels: dict[int, SecureChannel], spec: TaskSpec, column: list[bytes]
+    ) -> tuple[list[str] | None, int]:
+        """Joint count, sum, mean and variance; released to the requester only when the group is
+        at least the classification policy's minimum size."""
+        try:
+            values = np.array([float(value) for value in column], dtype=np.float64)
+        except ValueError as exc:
+            raise TaskRefused(
+                FailureReason.POLICY_VIOLATION, f"a non-numeric value: {exc}"
+            ) from exc
+        owners = [item.org for item in spec.inputs]
+        levels = [
+            self.node.ledger.data.get_dataset(bytes.fromhex(item.dataset[2:])).level
+            for item in spec.inputs
+        ]
+        dealer_org = spec.dealer
+        if dealer_org is None:
+            raise TaskRefused(FailureReason.SPEC_MISMATCH, "a statistics task without a dealer")
+        party = Party(
+            owners.index(self.node.org_id),
+            {owners.index(org): ch for org, ch in channels.items() if org != dealer_org},
+            dealer=channels[dealer_org],
+            timeout=self.node.settings.channel_timeout_s,
+        )
+        result = joint_stats(
+            party,
+            values,
+            requester=owners.index(spec.requester),
+            min_group_size=min_group_size(levels),
+            frac_bits=spec.frac_bits,
+        )
+        if result is None:
+            return None, 0
+        return [json.dumps(dataclasses.asdict(result), sort_keys=True)], result.count or 0
 
     def _pir(
         self, channel: SecureChannel, spec: TaskSpec, rows: list[tuple[bytes, ...]]
@@ -507,7 +568,9 @@ class Worker:
         except ChainRevert as exc:
             logger.info("task %d already closed on chain: %s", task_id, exc)
         except ChainError as exc:
-            logger.error("could not record the failure of task %d: %s", task_id, exc)
+            # another participant may have recorded its failure in the same block
+            if self.node.ledger.tasks.get_task(task_id).status is not TaskStatus.FAILED:
+                logger.error("could not record the failure of task %d: %s", task_id, exc)
         spec_hash = self.node.ledger.tasks.get_task(task_id).spec_hash
         self._record(task_id, spec_hash, state="failed", failure=f"{reason.name}: {message}")
 

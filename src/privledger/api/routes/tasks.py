@@ -76,6 +76,8 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
             requester=node.org_id,
             inputs=tuple(inputs),
             output=body.output,
+            dealer=body.dealer,
+            frac_bits=body.frac_bits,
         )
     except ValidationError as exc:
         raise ApiError(400, "invalid_task", exc.errors()[0]["msg"]) from exc

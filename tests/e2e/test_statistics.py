@@ -1,0 +1,69 @@
+"""Joint statistics as a ledger task: three organisations' columns, the regulator's node dealing
+the correlated randomness, the result only to the requester, suppressed below the group size."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import numpy as np
+
+from .conftest import Running
+from .test_walking_path import FEE, grant, wait_status
+
+
+def loans(running: Running, org: str, rows: int, *, level: int) -> tuple[str, list[float]]:
+    amounts = [round(secrets.randbelow(10**8) / 100, 2) for _ in range(rows)]
+    path = running.data_dir / f"{org}-loans-{secrets.token_hex(3)}.csv"
+    path.write_text("customer,amount\n" + "".join(f"c{i},{a}\n" for i, a in enumerate(amounts)))
+    body = {"path": str(path), "name": f"{org}-loans", "level": level, "unitPrice": 10**9}
+    with running.client(org, "data_owner") as owner:
+        response = owner.post("/datasets", json=body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["datasetId"]), amounts
+
+
+def run_stats(running: Running, datasets: list[str]) -> dict[str, object]:
+    body = {
+        "kind": "stats",
+        "protocol": "joint-stats",
+        "inputs": [{"dataset": d, "column": "amount"} for d in datasets],
+        "dealer": running.org_ids["regulator"],
+        "fracBits": 8,  # amounts up to 10^6: room for their squares
+        "feeWei": FEE,
+    }
+    with running.client("telecom", "operator") as client:
+        response = client.post("/tasks", json=body)
+        assert response.status_code == 201, response.text
+        task_id = response.json()["taskId"]
+        final = wait_status(client, task_id, {"settled", "failed"})
+        assert final["status"] == "settled", final
+        (item,) = client.get(f"/tasks/{task_id}/result").json()["items"]
+    with running.client("bank-a", "operator") as client:  # no output for a data party
+        assert client.get(f"/tasks/{task_id}/result").status_code == 404
+    assert len(running.ledger(0).tasks.anchors(task_id)) == 4  # three parties and the dealer
+    result: dict[str, object] = json.loads(item)
+    return result
+
+
+def test_joint_statistics_match_numpy_and_respect_the_group_size(running: Running) -> None:
+    own, own_values = loans(running, "telecom", 400, level=2)
+    a, a_values = loans(running, "bank-a", 700, level=2)
+    b, b_values = loans(running, "bank-b", 500, level=3)
+    grant(running, "bank-a", a, "telecom", kinds=["stats"])
+    grant(running, "bank-b", b, "telecom", kinds=["stats"])
+    result = run_stats(running, [own, a, b])
+    pooled = np.array(own_values + a_values + b_values)
+    assert result["suppressed"] is False and result["count"] == pooled.size
+    assert abs(float(result["mean"]) - pooled.mean()) < 1e-3  # type: ignore[arg-type]
+    assert abs(float(result["variance"]) - pooled.var()) / pooled.var() < 1e-6  # type: ignore[arg-type]
+
+    # core data (level 4) needs at least 20 rows: 3 + 5 + 4 rows are suppressed
+    tiny = [
+        loans(running, org, rows, level=4)[0]
+        for org, rows in (("telecom", 3), ("bank-a", 5), ("bank-b", 4))
+    ]
+    grant(running, "bank-a", tiny[1], "telecom", kinds=["stats"])
+    grant(running, "bank-b", tiny[2], "telecom", kinds=["stats"])
+    suppressed = run_stats(running, tiny)
+    assert suppressed["suppressed"] is True and suppressed["mean"] is None
