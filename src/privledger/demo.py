@@ -217,8 +217,8 @@ def run_scenario(
         {"bank-a": 700, "bank-b": 400},
     )
     datasets = {}
-    for org, node in nodes.items():
-        with node.client("data_owner") as owner:
+    for org in people:
+        with nodes[org].client("data_owner") as owner:
             body = {
                 "path": str(data_dir / f"{org}.csv"),
                 "name": f"{org}-customers",
