@@ -27,7 +27,19 @@ def run(
 
 
 def test_help_everywhere() -> None:
-    for command in ([], ["compile"], ["chain", "up"], ["deploy"], ["demo"], ["bench"]):
+    commands = (
+        [],
+        ["compile"],
+        ["chain", "up"],
+        ["deploy"],
+        ["demo"],
+        ["bench"],
+        ["node", "run"],
+        ["dataset", "register"],
+        ["grant", "issue"],
+        ["task", "submit"],
+    )
+    for command in commands:
         result = run(*command, "--help")
         assert result.returncode == 0, result.stderr
         assert "Usage" in result.stdout

@@ -7,9 +7,11 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 from web3 import Web3
@@ -200,6 +202,137 @@ def node_run(
     except NodeSetupError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
+
+
+dataset_app = typer.Typer(help="Datasets on your node (data owner token).", no_args_is_help=True)
+grant_app = typer.Typer(help="Grants on your datasets (data owner token).", no_args_is_help=True)
+task_app = typer.Typer(help="Tasks through your node (operator token).", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(grant_app, name="grant")
+app.add_typer(task_app, name="task")
+
+UrlOption = Annotated[
+    str, typer.Option(envvar="PRIVLEDGER_NODE_URL", help="Your node, e.g. http://127.0.0.1:8001.")
+]
+TokenOption = Annotated[
+    str, typer.Option(envvar="PRIVLEDGER_TOKEN", help="Your API token (`privledger node token`).")
+]
+
+
+def _print_json(value: object) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+def _api_call(action: Callable[[Any], object], url: str, token: str) -> None:
+    """Run one SDK call; API errors become a message and exit code 1, not a traceback."""
+    from privledger.sdk import NodeClient, PrivledgerError
+
+    try:
+        with NodeClient(url, token) as node:
+            _print_json(action(node))
+    except PrivledgerError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    except httpx.HTTPError as exc:
+        console.print(f"[red]cannot reach {url}: {exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
+@dataset_app.command("register")
+def dataset_register(
+    path: Annotated[Path, typer.Argument(help="A CSV or Parquet file on the node's disk.")],
+    name: Annotated[str, typer.Option(help="A short name.")],
+    level: Annotated[int, typer.Option(help="Classification level 1 (public) .. 4 (core).")],
+    unit_price: Annotated[int, typer.Option(help="Wei per matched row.")] = 0,
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """Register a local file: its commitment, schema hash and row count go on chain."""
+    _api_call(
+        lambda node: node.register_dataset(
+            str(path.resolve()), name, level=level, unit_price=unit_price
+        ),
+        url,
+        token,
+    )
+
+
+@dataset_app.command("list")
+def dataset_list(url: UrlOption = "http://127.0.0.1:8000", token: TokenOption = "") -> None:
+    """The datasets your node holds."""
+    _api_call(lambda node: node.datasets(), url, token)
+
+
+@grant_app.command("issue")
+def grant_issue(
+    dataset: Annotated[str, typer.Argument(help="Dataset id (0x...).")],
+    grantee: Annotated[int, typer.Option(help="The organisation allowed to use it.")],
+    kind: Annotated[list[str], typer.Option(help="psi, pir, stats or fl; repeatable.")],
+    uses: Annotated[int, typer.Option(help="At most this many tasks.")] = 10,
+    days: Annotated[int, typer.Option(help="Valid for this many days.")] = 30,
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """Grant an organisation the use of a dataset (a signed chain transaction)."""
+    _api_call(
+        lambda node: node.grant(dataset, grantee, kind, expires_in_s=days * 86_400, max_uses=uses),
+        url,
+        token,
+    )
+
+
+@grant_app.command("revoke")
+def grant_revoke(
+    grant_id: Annotated[str, typer.Argument(help="Grant id (0x...).")],
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """Revoke a grant: tasks not yet run under it stop."""
+    _api_call(lambda node: node.revoke(grant_id), url, token)
+
+
+@task_app.command("submit")
+def task_submit(
+    spec: Annotated[Path, typer.Argument(help="A JSON file with the task (see the API's TaskIn).")],
+    wait: Annotated[bool, typer.Option(help="Wait until settled or failed.")] = True,
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """Submit a task and (by default) wait for it, with a progress spinner on stderr."""
+    try:
+        body = json.loads(spec.read_text())
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]cannot read {spec}: {exc}[/red]")
+        raise typer.Exit(2) from exc
+
+    def submit_and_wait(node: Any) -> object:
+        task = node.submit(body)
+        if not wait:
+            return task
+        with console.status(f"task {task['taskId']}: waiting for the nodes ..."):
+            return node.wait(int(task["taskId"]))
+
+    _api_call(submit_and_wait, url, token)
+
+
+@task_app.command("status")
+def task_status(
+    task_id: Annotated[int, typer.Argument(help="Task id.")],
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """The task's on-chain record and timeline, and your node's part in it."""
+    _api_call(lambda node: node.task(task_id), url, token)
+
+
+@task_app.command("result")
+def task_result(
+    task_id: Annotated[int, typer.Argument(help="Task id.")],
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """The task's output, with the salt that opens its anchored digest."""
+    _api_call(lambda node: node.result(task_id), url, token)
 
 
 @app.command("demo")

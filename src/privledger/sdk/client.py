@@ -84,6 +84,27 @@ class NodeClient:
         result: dict[str, Any] = self._request("POST", "/datasets", json=body)
         return result
 
+    def datasets(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/datasets")
+        return result
+
+    def grant(
+        self, dataset: str, grantee_org: int, kinds: list[str], *, expires_in_s: int, max_uses: int
+    ) -> dict[str, Any]:
+        body = {
+            "dataset": dataset,
+            "granteeOrg": grantee_org,
+            "kinds": kinds,
+            "expiresInS": expires_in_s,
+            "maxUses": max_uses,
+        }
+        result: dict[str, Any] = self._request("POST", "/grants", json=body)
+        return result
+
+    def revoke(self, grant_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("DELETE", f"/grants/{grant_id}")
+        return result
+
     def define_service(
         self,
         name: str,
@@ -121,6 +142,11 @@ class NodeClient:
         return result
 
     # --- operators ----------------------------------------------------------------------
+    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Submit a task (the API's TaskIn: kind, protocol, inputs, fee, ...)."""
+        result: dict[str, Any] = self._request("POST", "/tasks", json=body)
+        return result
+
     def task(self, task_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/tasks/{task_id}")
         return result
