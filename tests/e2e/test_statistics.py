@@ -8,6 +8,8 @@ import secrets
 
 import numpy as np
 
+from privledger.demo import wait_healthy
+
 from .conftest import Running
 from .test_walking_path import FEE, grant, wait_status
 
@@ -67,3 +69,64 @@ def test_joint_statistics_match_numpy_and_respect_the_group_size(running: Runnin
     grant(running, "bank-b", tiny[2], "telecom", kinds=["stats"])
     suppressed = run_stats(running, tiny)
     assert suppressed["suppressed"] is True and suppressed["mean"] is None
+
+
+def book(running: Running, org: str, loans: dict[str, int]) -> str:
+    path = running.data_dir / f"{org}-book-{secrets.token_hex(3)}.csv"
+    path.write_text("customer,amount\n" + "".join(f"{c},{a}\n" for c, a in loans.items()))
+    body = {"path": str(path), "name": f"{org}-book", "level": 3, "unitPrice": 10**9}
+    with running.client(org, "data_owner") as owner:
+        response = owner.post("/datasets", json=body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["datasetId"])
+
+
+def lending_task(
+    running: Running, query: str, books: list[str], protocol: str
+) -> dict[str, object]:
+    inputs = [{"dataset": query, "column": "customer", "valueColumn": "limit"}]
+    inputs += [{"dataset": b, "column": "customer", "valueColumn": "amount"} for b in books]
+    body = {
+        "kind": "stats",
+        "protocol": protocol,
+        "inputs": inputs,
+        "dealer": running.org_ids["regulator"],
+        "feeWei": FEE,
+    }
+    with running.client("bank-a", "operator") as client:
+        response = client.post("/tasks", json=body)
+        assert response.status_code == 201, response.text
+        final = wait_status(client, response.json()["taskId"], {"settled", "failed"})
+        if final["status"] == "settled":
+            (item,) = client.get(f"/tasks/{final['taskId']}/result").json()["items"]
+            final["answer"] = json.loads(item)
+    return dict(final)
+
+
+def test_multi_lending_check_total_and_limit_and_a_bank_that_is_down(running: Running) -> None:
+    others = {f"c{i}": secrets.randbelow(10**6) for i in range(300)}
+    book_b = book(running, "bank-b", {**others, "alice": 120_000})
+    book_t = book(running, "telecom", {**others, "alice": 30_000, "bob": 5})
+    for org, dataset in (("bank-b", book_b), ("telecom", book_t)):
+        grant(running, org, dataset, "bank-a", kinds=["stats"], maxUses=10)
+    query = running.data_dir / f"query-{secrets.token_hex(3)}.csv"
+    query.write_text("customer,limit\nalice,150000\n")  # exactly the total: does not exceed
+    with running.client("bank-a", "data_owner") as owner:
+        body = {"path": str(query), "name": "query", "level": 4, "unitPrice": 0}
+        query_id = owner.post("/datasets", json=body).json()["datasetId"]
+
+    total = lending_task(running, query_id, [book_b, book_t], "lending-total")
+    assert total["status"] == "settled" and total["answer"]["total"] == 150_000  # type: ignore[index]
+    exceeds = lending_task(running, query_id, [book_b, book_t], "lending-exceeds")
+    assert exceeds["answer"]["exceeds"] is False  # type: ignore[index]
+
+    bank_b = running.nodes["bank-b"]
+    bank_b.kill()
+    try:
+        dropped = lending_task(running, query_id, [book_b, book_t], "lending-total")
+    finally:
+        bank_b.restart()
+        wait_healthy(bank_b)
+    assert dropped["status"] == "failed"
+    assert dropped["failureReason"] == 6  # PEER_UNREACHABLE
+    assert "answer" not in dropped  # nothing revealed

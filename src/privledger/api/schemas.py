@@ -114,6 +114,8 @@ class TaskIn(Body):
         "simplepir",
         "bucket",
         "joint-stats",
+        "lending-total",
+        "lending-exceeds",
     ] = "ecdh"
     inputs: list[TaskInputIn] = Field(min_length=2, max_length=8)
     dealer: int | None = Field(

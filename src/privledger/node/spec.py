@@ -19,6 +19,7 @@ from privledger.evm.contracts import Kind
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 PSI_PROTOCOLS = ("ecdh", "kkrt")
+STATS_PROTOCOLS = ("joint-stats", "lending-total", "lending-exceeds")
 SET_OPERATIONS = ("intersection3", "union3", "difference")
 TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR, "stats": Kind.STATS}
 MAX_STATS_PARTIES = 8  # spec kind -> the ledger's kind bit
@@ -52,6 +53,8 @@ class TaskSpec(BaseModel):
         "simplepir",
         "bucket",
         "joint-stats",
+        "lending-total",
+        "lending-exceeds",
     ] = "ecdh"
     requester: int = Field(ge=1)
     inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=MAX_STATS_PARTIES)
@@ -106,15 +109,22 @@ class TaskSpec(BaseModel):
         return self
 
     def _check_stats(self) -> None:
-        if self.protocol != "joint-stats" or self.output != "requester" or self.service:
-            raise ValueError("a statistics task runs joint-stats for the requester")
+        if self.protocol not in STATS_PROTOCOLS or self.output != "requester" or self.service:
+            raise ValueError(f"a statistics task runs one of {', '.join(STATS_PROTOCOLS)}")
         owners = {item.org for item in self.inputs}
         if self.requester not in owners:
-            raise ValueError("the requester of joint statistics contributes a column too")
+            raise ValueError("the requester of a statistics task contributes an input too")
         if self.dealer is None or self.dealer in owners:
             raise ValueError("a statistics task names a dealer that holds none of the inputs")
-        if any(item.value_column for item in self.inputs):
-            raise ValueError("a statistics task reads one numeric column per input")
+        if self.protocol == "joint-stats":
+            if any(item.value_column for item in self.inputs):
+                raise ValueError("joint statistics read one numeric column per input")
+            return
+        # multi-lending: every bank names its customer and amount columns; the requester's own
+        # input holds the customer (and, for "exceeds", the limit) and never leaves its node
+        banks = [item for item in self.inputs if item.org != self.requester]
+        if any(item.value_column is None for item in banks):
+            raise ValueError("every bank's input names an amount column (value_column)")
 
     @property
     def participants(self) -> list[int]:

@@ -39,6 +39,7 @@ from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.spec import TASK_KINDS, TaskSpec
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
+from privledger.protocols.mpc.lending import LoanBook, multi_lending_check
 from privledger.protocols.mpc.sharing import Dealer, Party
 from privledger.protocols.mpc.stats import joint_stats
 from privledger.protocols.pir.keyword import KeywordTable, run_holder, run_querier
@@ -353,7 +354,9 @@ class Worker:
         }
         started = time.perf_counter()
         try:
-            if spec.kind == "stats":
+            if spec.protocol in ("lending-total", "lending-exceeds"):
+                output, units = self._lending(channels, spec, rows)
+            elif spec.kind == "stats":
                 output, units = self._stats(channels, spec, [row[0] for row in rows])
             elif spec.protocol in ("intersection3", "union3"):
                 output, units = self._three_party(channels, spec, [row[0] for row in rows])
@@ -462,15 +465,7 @@ class Worker:
             self.node.ledger.data.get_dataset(bytes.fromhex(item.dataset[2:])).level
             for item in spec.inputs
         ]
-        dealer_org = spec.dealer
-        if dealer_org is None:
-            raise TaskRefused(FailureReason.SPEC_MISMATCH, "a statistics task without a dealer")
-        party = Party(
-            owners.index(self.node.org_id),
-            {owners.index(org): ch for org, ch in channels.items() if org != dealer_org},
-            dealer=channels[dealer_org],
-            timeout=self.node.settings.channel_timeout_s,
-        )
+        party = self._party(channels, spec)
         result = joint_stats(
             party,
             values,
@@ -481,6 +476,50 @@ class Worker:
         if result is None:
             return None, 0
         return [json.dumps(dataclasses.asdict(result), sort_keys=True)], result.count or 0
+
+    def _party(self, channels: dict[int, SecureChannel], spec: TaskSpec) -> Party:
+        """This node as an MPC party: data parties indexed in input order, plus the dealer."""
+        owners = [item.org for item in spec.inputs]
+        if spec.dealer is None:
+            raise TaskRefused(FailureReason.SPEC_MISMATCH, "a statistics task without a dealer")
+        return Party(
+            owners.index(self.node.org_id),
+            {owners.index(org): ch for org, ch in channels.items() if org != spec.dealer},
+            dealer=channels[spec.dealer],
+            timeout=self.node.settings.channel_timeout_s,
+        )
+
+    def _lending(
+        self, channels: dict[int, SecureChannel], spec: TaskSpec, rows: list[tuple[bytes, ...]]
+    ) -> tuple[list[str] | None, int]:
+        """Multi-lending check: the requesting bank learns one customer's total across the other
+        banks, or only whether it exceeds its limit; the others learn neither customer nor total."""
+        mode: Literal["total", "exceeds"] = (
+            "total" if spec.protocol == "lending-total" else "exceeds"
+        )
+        party = self._party(channels, spec)
+        requester = [item.org for item in spec.inputs].index(spec.requester)
+        try:
+            if spec.requester == self.node.org_id:
+                if len(rows) != 1:
+                    raise ValueError("the query dataset holds exactly one customer row")
+                customer = rows[0][0].decode()
+                limit = int(rows[0][1]) if mode == "exceeds" and len(rows[0]) > 1 else None
+                result = multi_lending_check(
+                    party, requester=requester, mode=mode, customer_id=customer, limit=limit
+                )
+            else:
+                book = LoanBook.from_records((key.decode(), int(value)) for key, value in rows)
+                multi_lending_check(party, requester=requester, mode=mode, book=book)
+                return None, 0
+        except ValueError as exc:
+            raise TaskRefused(FailureReason.POLICY_VIOLATION, str(exc)) from exc
+        if result is None:
+            return None, 0
+        answer = {"mode": mode, "banks": result.banks, "total": result.total}
+        if mode == "exceeds":
+            answer = {"mode": mode, "banks": result.banks, "exceeds": result.exceeds}
+        return [json.dumps(answer, sort_keys=True)], 1
 
     def _pir(
         self, channel: SecureChannel, spec: TaskSpec, rows: list[tuple[bytes, ...]]
