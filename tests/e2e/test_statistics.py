@@ -25,13 +25,16 @@ def loans(running: Running, org: str, rows: int, *, level: int) -> tuple[str, li
         return str(response.json()["datasetId"]), amounts
 
 
-def run_stats(running: Running, datasets: list[str]) -> dict[str, object]:
+def run_stats(
+    running: Running, datasets: list[str], edges: list[float] | None = None
+) -> dict[str, object]:
     body = {
         "kind": "stats",
         "protocol": "joint-stats",
         "inputs": [{"dataset": d, "column": "amount"} for d in datasets],
         "dealer": running.org_ids["regulator"],
         "fracBits": 8,  # amounts up to 10^6: room for their squares
+        "histogramEdges": edges,
         "feeWei": FEE,
     }
     with running.client("telecom", "operator") as client:
@@ -54,8 +57,10 @@ def test_joint_statistics_match_numpy_and_respect_the_group_size(running: Runnin
     b, b_values = loans(running, "bank-b", 500, level=3)
     grant(running, "bank-a", a, "telecom", kinds=["stats"])
     grant(running, "bank-b", b, "telecom", kinds=["stats"])
-    result = run_stats(running, [own, a, b])
+    edges = [0.0, 250_000.0, 500_000.0, 1_000_000.0]
+    result = run_stats(running, [own, a, b], edges)
     pooled = np.array(own_values + a_values + b_values)
+    assert list(result["histogram"]) == np.histogram(pooled, bins=edges)[0].tolist()  # type: ignore[call-overload]
     assert result["suppressed"] is False and result["count"] == pooled.size
     assert abs(float(result["mean"]) - pooled.mean()) < 1e-3  # type: ignore[arg-type]
     assert abs(float(result["variance"]) - pooled.var()) / pooled.var() < 1e-6  # type: ignore[arg-type]

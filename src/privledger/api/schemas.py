@@ -121,6 +121,12 @@ class TaskIn(Body):
     dealer: int | None = Field(
         default=None, ge=1, lt=2**63, description="statistics: the dealing organisation"
     )
+    histogram_edges: list[float] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=101,
+        description="joint statistics: histogram bin edges (increasing)",
+    )
     frac_bits: int = Field(
         default=16,
         ge=0,

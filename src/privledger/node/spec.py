@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from itertools import pairwise
 from typing import Literal
 
 from Crypto.Hash import keccak
@@ -63,6 +64,9 @@ class TaskSpec(BaseModel):
     )
     frac_bits: int = Field(
         default=16, ge=0, le=24, description="statistics: fixed-point fractional bits"
+    )
+    histogram_edges: tuple[float, ...] | None = Field(
+        default=None, min_length=2, max_length=101, description="joint statistics: bin edges"
     )
     output: Literal["requester", "both"] = "requester"
     service: str | None = Field(
@@ -119,7 +123,12 @@ class TaskSpec(BaseModel):
         if self.protocol == "joint-stats":
             if any(item.value_column for item in self.inputs):
                 raise ValueError("joint statistics read one numeric column per input")
+            edges = self.histogram_edges
+            if edges is not None and any(b <= a for a, b in pairwise(edges)):
+                raise ValueError("histogram edges must increase")
             return
+        if self.histogram_edges is not None:
+            raise ValueError("only joint statistics take histogram edges")
         # multi-lending: every bank names its customer and amount columns; the requester's own
         # input holds the customer (and, for "exceeds", the limit) and never leaves its node
         banks = [item for item in self.inputs if item.org != self.requester]

@@ -472,6 +472,7 @@ class Worker:
             requester=owners.index(spec.requester),
             min_group_size=min_group_size(levels),
             frac_bits=spec.frac_bits,
+            histogram_edges=spec.histogram_edges,
         )
         if result is None:
             return None, 0

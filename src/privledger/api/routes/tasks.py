@@ -78,6 +78,7 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
             output=body.output,
             dealer=body.dealer,
             frac_bits=body.frac_bits,
+            histogram_edges=tuple(body.histogram_edges) if body.histogram_edges else None,
         )
     except ValidationError as exc:
         raise ApiError(400, "invalid_task", exc.errors()[0]["msg"]) from exc
