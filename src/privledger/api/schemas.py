@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from privledger.node.spec import HEX32_PATTERN
+from privledger.node.spec import HEX32_PATTERN, TaskKind, TaskProtocol
 
 Hex32 = Field(pattern=HEX32_PATTERN)
 KindName = Literal["psi", "pir", "stats", "fl"]
@@ -104,19 +104,8 @@ class TaskInputIn(Body):
 
 
 class TaskIn(Body):
-    kind: Literal["psi", "pir", "stats"] = "psi"
-    protocol: Literal[
-        "ecdh",
-        "kkrt",
-        "intersection3",
-        "union3",
-        "difference",
-        "simplepir",
-        "bucket",
-        "joint-stats",
-        "lending-total",
-        "lending-exceeds",
-    ] = "ecdh"
+    kind: TaskKind = "psi"
+    protocol: TaskProtocol = "ecdh"
     inputs: list[TaskInputIn] = Field(min_length=2, max_length=8)
     dealer: int | None = Field(
         default=None, ge=1, lt=2**63, description="statistics: the dealing organisation"

@@ -19,6 +19,19 @@ from privledger.evm.contracts import Kind
 
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+TaskKind = Literal["psi", "pir", "stats"]
+TaskProtocol = Literal[
+    "ecdh",
+    "kkrt",
+    "intersection3",
+    "union3",
+    "difference",
+    "simplepir",
+    "bucket",
+    "joint-stats",
+    "lending-total",
+    "lending-exceeds",
+]
 PSI_PROTOCOLS = ("ecdh", "kkrt")
 STATS_PROTOCOLS = ("joint-stats", "lending-total", "lending-exceeds")
 SET_OPERATIONS = ("intersection3", "union3", "difference")
@@ -44,19 +57,8 @@ class TaskSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: Literal[1] = 1
-    kind: Literal["psi", "pir", "stats"] = "psi"
-    protocol: Literal[
-        "ecdh",
-        "kkrt",
-        "intersection3",
-        "union3",
-        "difference",
-        "simplepir",
-        "bucket",
-        "joint-stats",
-        "lending-total",
-        "lending-exceeds",
-    ] = "ecdh"
+    kind: TaskKind = "psi"
+    protocol: TaskProtocol = "ecdh"
     requester: int = Field(ge=1)
     inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=MAX_STATS_PARTIES)
     dealer: int | None = Field(
