@@ -1,0 +1,123 @@
+"""Task submissions per second through a node's REST API to the chain (see shared BENCHMARKS.md).
+
+A fresh local consortium; the telecom's operator submits PSI tasks against bank-a's dataset with
+no grant, so every task waits for approval and the workers stay idle: what is timed is the API,
+the on-chain submission (pre-flight, signing, mining, receipt) and the response. Every submitted
+task is checked on chain before the numbers are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from web3 import Web3
+
+from privledger.config import Settings
+from privledger.demo import consortium, synthetic_customers
+from privledger.evm.anvil import free_port
+from privledger.evm.artifacts import load_artifacts
+from privledger.evm.contracts import TaskStatus
+from privledger.evm.deploy import load_deployment
+from privledger.evm.ledger import Ledger
+
+
+def _register(url: str, token: str, path: Path, name: str) -> str:
+    body = {"path": str(path), "name": name, "level": 1, "unitPrice": 0}
+    headers = {"Authorization": f"Bearer {token}"}
+    response = httpx.post(f"{url}/api/v1/datasets", json=body, headers=headers, timeout=60)
+    response.raise_for_status()
+    dataset: str = response.json()["datasetId"]
+    return dataset
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=300, help="task submissions")
+    parser.add_argument("--concurrency", type=int, default=8, help="concurrent API clients")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="privledger-bench-api-") as tmp:
+        base = Path(tmp)
+        settings = Settings(var_path=base / "var", deployments_path=base / "deployments")
+        with consortium(settings, free_port()) as (_handle, info, nodes):
+            synthetic_customers(
+                base / "data",
+                {"telecom": 50, "bank-a": 50, "bank-b": 10},
+                {"bank-a": 5, "bank-b": 1},
+            )
+            telecom, bank = nodes["telecom"], nodes["bank-a"]
+            mine = _register(
+                telecom.url, telecom.tokens["data_owner"], base / "data/telecom.csv", "t"
+            )
+            theirs = _register(bank.url, bank.tokens["data_owner"], base / "data/bank-a.csv", "b")
+            body = {
+                "inputs": [
+                    {"dataset": mine, "column": "phone"},
+                    {"dataset": theirs, "column": "phone"},
+                ]
+            }
+            client = httpx.Client(
+                base_url=f"{telecom.url}/api/v1",
+                headers={"Authorization": f"Bearer {telecom.tokens['operator']}"},
+                timeout=60,
+                limits=httpx.Limits(max_connections=args.concurrency),
+            )
+
+            def submit(_: int) -> tuple[float, int]:
+                start = time.perf_counter()
+                response = client.post("/tasks", json=body)
+                elapsed = time.perf_counter() - start
+                if response.status_code != 201:
+                    raise SystemExit(f"submission failed: {response.status_code} {response.text}")
+                return elapsed, int(response.json()["taskId"])
+
+            submit(0)  # warm up connections and caches
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+                results = list(pool.map(submit, range(args.n)))
+            seconds = time.perf_counter() - started
+            client.close()
+
+            ledger = _admin_ledger(info, settings)
+            task_ids = {task_id for _, task_id in results}
+            if len(task_ids) != args.n:
+                raise SystemExit("two submissions returned the same task id")
+            for task_id in task_ids:
+                if ledger.tasks.get_task(task_id).status is not TaskStatus.SUBMITTED:
+                    raise SystemExit(f"task {task_id} is not waiting for approval on chain")
+
+    latencies = sorted(elapsed for elapsed, _ in results)
+    result: dict[str, Any] = {
+        "bench": "api",
+        "params": {"n": args.n, "concurrency": args.concurrency, "chain": "anvil"},
+        "seconds": round(seconds, 3),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "per_s": round(args.n / seconds, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 1),
+    }
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
+def _admin_ledger(info: dict[str, Any], settings: Settings) -> Ledger:
+    w3 = Web3(Web3.HTTPProvider(info["rpcUrl"]))
+    deployment = load_deployment(settings.deployments_dir, w3.eth.chain_id)
+    if deployment is None:
+        raise SystemExit("no deployment recorded")
+    return Ledger.connect_dev(w3, load_artifacts(settings.build_dir / "contracts"), deployment)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
