@@ -85,3 +85,21 @@ def test_unknown_benchmark_is_a_clear_error() -> None:
     result = run("bench", "nope")
     assert result.returncode == 2
     assert "no benchmark 'nope'" in result.stderr
+
+
+def test_bad_keys_are_clear_errors(tmp_path: Path) -> None:
+    init = run(
+        "node",
+        "init",
+        "--org",
+        "x",
+        "--home",
+        str(tmp_path / "x"),
+        env={"PRIVLEDGER_NODE_KEY": "not-a-key"},
+    )
+    assert init.returncode == 2 and "not a private key" in init.stderr
+    assert "Traceback" not in init.stderr
+    no_key = run(
+        "node", "init", "--org", "x", "--home", str(tmp_path / "x"), env={"PRIVLEDGER_NODE_KEY": ""}
+    )
+    assert no_key.returncode == 2 and "PRIVLEDGER_NODE_KEY" in no_key.stderr

@@ -13,10 +13,11 @@ from typing import Annotated, Any
 
 import httpx
 import typer
+from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from web3 import Web3
 
-from privledger.config import NodeSettings, Settings, get_settings
+from privledger.config import NodeSettings, get_settings
 
 app = typer.Typer(
     help="privledger: privacy computing authorised, recorded and settled on an EVM ledger.",
@@ -82,13 +83,20 @@ def chain_up(
         handle.close()
 
 
-def _admin_account(settings: Settings, chain_id: int) -> object:
+def _admin_account(chain_id: int) -> LocalAccount:
     from eth_account import Account
 
     from privledger.evm.accounts import dev_account
 
     key = os.environ.get("PRIVLEDGER_ADMIN_KEY")
-    return Account.from_key(key) if key else dev_account(0, chain_id)
+    if not key:
+        return dev_account(0, chain_id)
+    try:
+        account: LocalAccount = Account.from_key(key)
+    except ValueError as exc:
+        console.print(f"[red]PRIVLEDGER_ADMIN_KEY is not a private key: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    return account
 
 
 @app.command("deploy")
@@ -110,12 +118,12 @@ def deploy_command(rpc_url: RpcOption = None) -> None:
         raise typer.Exit(1)
     artifacts = compile_contracts(settings)
     try:
-        account = _admin_account(settings, w3.eth.chain_id)
+        account = _admin_account(w3.eth.chain_id)
     except DevAccountRefused as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc
     errors = ErrorDecoder(artifact.abi for artifact in artifacts.values())
-    client = ChainClient(w3, account, errors)  # type: ignore[arg-type]
+    client = ChainClient(w3, account, errors)
     try:
         deployment = deploy_contracts(client, artifacts, settings.deployments_dir)
     except ChainError as exc:
@@ -150,7 +158,11 @@ def node_init(
     if not key:
         console.print(f"[red]set {key_env} to the node account's private key[/red]")
         raise typer.Exit(2)
-    account = init_node_home(_node_settings(org, home), key)
+    try:
+        account = init_node_home(_node_settings(org, home), key)
+    except ValueError as exc:
+        console.print(f"[red]{key_env} is not a private key: {exc}[/red]")
+        raise typer.Exit(2) from exc
     typer.echo(json.dumps({"org": org, "home": str(home), "account": account.address}))
 
 
