@@ -99,7 +99,13 @@ class TaskInputIn(Body):
     dataset: str = Hex32
     column: str = Field(min_length=1, max_length=200)
     value_column: str | None = Field(
-        default=None, min_length=1, max_length=200, description="PIR: the column to retrieve"
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="PIR: the column to retrieve; lending: the amount; FL: the label",
+    )
+    features: list[str] | None = Field(
+        default=None, min_length=1, max_length=200, description="FL: this party's feature columns"
     )
 
 

@@ -19,7 +19,7 @@ from privledger.evm.contracts import Kind
 
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
-TaskKind = Literal["psi", "pir", "stats"]
+TaskKind = Literal["psi", "pir", "stats", "fl"]
 TaskProtocol = Literal[
     "ecdh",
     "kkrt",
@@ -31,11 +31,12 @@ TaskProtocol = Literal[
     "joint-stats",
     "lending-total",
     "lending-exceeds",
+    "vertical-lr",
 ]
 PSI_PROTOCOLS = ("ecdh", "kkrt")
 STATS_PROTOCOLS = ("joint-stats", "lending-total", "lending-exceeds")
 SET_OPERATIONS = ("intersection3", "union3", "difference")
-TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR, "stats": Kind.STATS}
+TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR, "stats": Kind.STATS, "fl": Kind.FL}
 MAX_STATS_PARTIES = 8  # spec kind -> the ledger's kind bit
 PIR_PROTOCOLS = ("simplepir", "bucket")
 
@@ -47,7 +48,13 @@ class SpecInput(BaseModel):
     org: int = Field(ge=1, description="owner organisation of the dataset")
     column: str = Field(min_length=1, max_length=200, description="the key column")
     value_column: str | None = Field(
-        default=None, min_length=1, max_length=200, description="PIR: the column the holder returns"
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="PIR: the column returned; lending: the amount; FL: the label",
+    )
+    features: tuple[str, ...] | None = Field(
+        default=None, min_length=1, max_length=200, description="FL: this party's feature columns"
     )
 
 
@@ -90,6 +97,9 @@ class TaskSpec(BaseModel):
         if self.kind == "stats":
             self._check_stats()
             return self
+        if self.kind == "fl":
+            self._check_fl()
+            return self
         if self.dealer is not None:
             raise ValueError("only statistics tasks have a dealer")
         three = self.protocol in ("intersection3", "union3")
@@ -100,7 +110,7 @@ class TaskSpec(BaseModel):
                 raise ValueError(
                     f"a set task runs one of {', '.join(PSI_PROTOCOLS + SET_OPERATIONS)}"
                 )
-            if any(item.value_column for item in self.inputs):
+            if any(item.value_column or item.features for item in self.inputs):
                 raise ValueError("a set task returns no value column")
             if self.protocol in SET_OPERATIONS and (self.output != "requester" or self.service):
                 raise ValueError(f"{self.protocol} answers the requester only")
@@ -113,6 +123,21 @@ class TaskSpec(BaseModel):
             if len(holders) != 1 or holders[0].value_column is None:
                 raise ValueError("a PIR task names one holder input with a value column")
         return self
+
+    def _check_fl(self) -> None:
+        if self.protocol != "vertical-lr" or self.output != "requester" or self.service:
+            raise ValueError("a federated-learning task runs vertical-lr")
+        if len(self.inputs) != 2:
+            raise ValueError("vertical-lr aligns and trains two parties' columns")
+        owners = {item.org for item in self.inputs}
+        if self.requester not in owners or self.dealer is None or self.dealer in owners:
+            raise ValueError("vertical-lr: the requester holds an input; a third org deals")
+        for item in self.inputs:
+            if not item.features:
+                raise ValueError("every vertical-lr input names its feature columns")
+            has_label = item.value_column is not None
+            if has_label != (item.org == self.requester):
+                raise ValueError("the requester's input, and only it, names the label column")
 
     def _check_stats(self) -> None:
         if self.protocol not in STATS_PROTOCOLS or self.output != "requester" or self.service:

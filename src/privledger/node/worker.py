@@ -39,6 +39,7 @@ from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.spec import TASK_KINDS, TaskSpec
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
+from privledger.protocols.fl.vertical import VerticalConfig, train_vertical_ss
 from privledger.protocols.mpc.lending import LoanBook, multi_lending_check
 from privledger.protocols.mpc.sharing import Dealer, Party
 from privledger.protocols.mpc.stats import joint_stats
@@ -344,7 +345,8 @@ class Worker:
             raise TaskRefused(
                 FailureReason.PROTOCOL_ERROR, f"dataset {mine.dataset} is not on this node"
             )
-        columns = [mine.column] + ([mine.value_column] if mine.value_column else [])
+        columns = [mine.column, *(mine.features or ())]
+        columns += [mine.value_column] if mine.value_column else []
         try:
             rows = read_rows(Path(dataset.path), columns)
         except DatasetFileError as exc:
@@ -354,7 +356,9 @@ class Worker:
         }
         started = time.perf_counter()
         try:
-            if spec.protocol in ("lending-total", "lending-exceeds"):
+            if spec.kind == "fl":
+                output, units = self._vertical(channels, spec, rows)
+            elif spec.protocol in ("lending-total", "lending-exceeds"):
                 output, units = self._lending(channels, spec, rows)
             elif spec.kind == "stats":
                 output, units = self._stats(channels, spec, [row[0] for row in rows])
@@ -441,7 +445,8 @@ class Worker:
         try:
             dealer = Dealer({owners.index(org): channel for org, channel in channels.items()})
             dealer.serve()
-            dealer.join(self.node.settings.channel_timeout_s)
+            # serve until every party closes its channel (or the task's deadline passes)
+            dealer.join(max(1.0, task.deadline - time.time()))
             transcript = combined_transcript(channels)
             sent = sum(channel.bytes_sent for channel in channels.values())
         finally:
@@ -521,6 +526,56 @@ class Worker:
         if mode == "exceeds":
             answer = {"mode": mode, "banks": result.banks, "exceeds": result.exceeds}
         return [json.dumps(answer, sort_keys=True)], 1
+
+    def _vertical(
+        self, channels: dict[int, SecureChannel], spec: TaskSpec, rows: list[tuple[bytes, ...]]
+    ) -> tuple[list[str] | None, int]:
+        """Vertical logistic regression: align the two parties' rows by PSI inside the task (both
+        learn the common ids, as vertical FL needs), then train by secret sharing; each party
+        keeps its own model part (weights of its columns, the intercept at the label holder)."""
+        mine = next(item for item in spec.inputs if item.org == self.node.org_id)
+        peer_org = next(item.org for item in spec.inputs if item.org != self.node.org_id)
+        requester = spec.requester == self.node.org_id
+        ids = [row[0] for row in rows]
+        aligned = kkrt.run_psi(
+            channels[peer_org],
+            ids,
+            role="requester" if requester else "provider",
+            reveal_to_provider=True,
+            timeout=self.node.settings.channel_timeout_s,
+        )
+        position = {key: index for index, key in reversed(list(enumerate(ids)))}
+        order = [position[key] for key in aligned.intersection]
+        width = len(mine.features or ())
+        try:
+            features = np.array(
+                [[float(value) for value in rows[i][1 : 1 + width]] for i in order], dtype=float
+            ).reshape(len(order), width)
+            labels = np.array([float(rows[i][-1]) for i in order]) if requester else None
+        except ValueError as exc:
+            raise TaskRefused(FailureReason.POLICY_VIOLATION, f"non-numeric value: {exc}") from exc
+        if len(order) < 2:
+            raise TaskRefused(FailureReason.POLICY_VIOLATION, "fewer than 2 aligned rows")
+        # each party standardises its own columns; the means and scales travel with its model
+        mean, scale = features.mean(axis=0), features.std(axis=0)
+        scale[scale == 0] = 1.0
+        owners = [item.org for item in spec.inputs]
+        model = train_vertical_ss(
+            self._party(channels, spec),
+            (features - mean) / scale,
+            labels,
+            label_holder=owners.index(spec.requester),
+            config=VerticalConfig(),
+        )
+        part = {
+            "aligned": len(order),
+            "features": list(mine.features or ()),
+            "mean": mean.tolist(),
+            "scale": scale.tolist(),
+            "weights": model.weights.tolist(),
+            "intercept": model.intercept,
+        }
+        return [json.dumps(part, sort_keys=True)], len(order)
 
     def _pir(
         self, channel: SecureChannel, spec: TaskSpec, rows: list[tuple[bytes, ...]]

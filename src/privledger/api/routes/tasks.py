@@ -62,6 +62,7 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
                 org=owner,
                 column=item.column,
                 value_column=item.value_column,
+                features=tuple(item.features) if item.features else None,
             )
         )
     owners = [item.org for item in inputs]

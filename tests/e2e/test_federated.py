@@ -1,0 +1,114 @@
+"""Vertical federated learning as a ledger task: a telecom holding half of the columns and the
+labels, a bank holding the other half; rows aligned by PSI inside the task, logistic regression
+trained by secret sharing between the two node processes with the regulator's node dealing."""
+
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+from .conftest import Running
+from .test_walking_path import FEE, grant, wait_status
+
+SPLIT = 15  # the telecom holds columns 0..14 and the label, the bank 15..29
+
+
+def write(path: Path, ids: list[str], columns: np.ndarray, labels: np.ndarray | None) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        header = ["id"] + [f"f{i}" for i in range(columns.shape[1])]
+        writer.writerow(header + (["label"] if labels is not None else []))
+        for index, key in enumerate(ids):
+            row = [key, *(repr(float(v)) for v in columns[index])]
+            writer.writerow(row + ([str(int(labels[index]))] if labels is not None else []))
+
+
+def register(running: Running, org: str, path: Path) -> str:
+    body = {"path": str(path), "name": path.stem, "level": 2, "unitPrice": 10**9}
+    with running.client(org, "data_owner") as owner:
+        response = owner.post("/datasets", json=body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["datasetId"])
+
+
+def test_vertical_logistic_regression_between_nodes_matches_pooled_sklearn(
+    running: Running,
+) -> None:
+    x, y = load_breast_cancer(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=0)
+    ids = [f"p{i}" for i in range(len(y_train))]
+    # each side also holds rows the other does not: alignment must drop them
+    extra_t = [f"t{i}" for i in range(20)]
+    extra_b = [f"b{i}" for i in range(15)]
+    noise = np.random.default_rng(1)
+    telecom_path = running.data_dir / f"fraud-telecom-{secrets.token_hex(3)}.csv"
+    bank_path = running.data_dir / f"fraud-bank-{secrets.token_hex(3)}.csv"
+    write(
+        telecom_path,
+        ids + extra_t,
+        np.vstack([x_train[:, :SPLIT], noise.normal(size=(20, SPLIT))]),
+        np.concatenate([y_train, noise.integers(0, 2, 20)]),
+    )
+    write(
+        bank_path,
+        extra_b + ids,
+        np.vstack([noise.normal(size=(15, 30 - SPLIT)), x_train[:, SPLIT:]]),
+        None,
+    )
+    telecom_data, bank_data = (
+        register(running, "telecom", telecom_path),
+        register(running, "bank-a", bank_path),
+    )
+    grant(running, "bank-a", bank_data, "telecom", kinds=["fl"])
+    features_t = [f"f{i}" for i in range(SPLIT)]
+    features_b = [f"f{i}" for i in range(30 - SPLIT)]
+    body = {
+        "kind": "fl",
+        "protocol": "vertical-lr",
+        "inputs": [
+            {
+                "dataset": telecom_data,
+                "column": "id",
+                "features": features_t,
+                "valueColumn": "label",
+            },
+            {"dataset": bank_data, "column": "id", "features": features_b},
+        ],
+        "dealer": running.org_ids["regulator"],
+        "feeWei": FEE,
+    }
+    with running.client("telecom", "operator") as client:
+        response = client.post("/tasks", json=body)
+        assert response.status_code == 201, response.text
+        task_id = response.json()["taskId"]
+        final = wait_status(client, task_id, {"settled", "failed"}, timeout_s=300)
+        assert final["status"] == "settled", final
+        (telecom_part,) = client.get(f"/tasks/{task_id}/result").json()["items"]
+    with running.client("bank-a", "operator") as client:
+        (bank_part,) = client.get(f"/tasks/{task_id}/result").json()["items"]
+    parts = [json.loads(telecom_part), json.loads(bank_part)]
+    assert parts[0]["aligned"] == parts[1]["aligned"] == len(ids)
+    assert parts[1]["intercept"] is None and parts[0]["intercept"] is not None
+
+    columns = [x_test[:, :SPLIT], x_test[:, SPLIT:]]
+    scores = (
+        sum(
+            ((cols - np.array(p["mean"])) / np.array(p["scale"])) @ np.array(p["weights"])
+            for cols, p in zip(columns, parts, strict=True)
+        )
+        + parts[0]["intercept"]
+    )
+    auc = roc_auc_score(y_test, scores)
+    scaler = StandardScaler().fit(x_train)
+    baseline = LogisticRegression().fit(scaler.transform(x_train), y_train)
+    baseline_auc = roc_auc_score(y_test, baseline.decision_function(scaler.transform(x_test)))
+    assert abs(auc - baseline_auc) <= 0.005, (auc, baseline_auc)
