@@ -112,3 +112,15 @@ def test_vertical_logistic_regression_between_nodes_matches_pooled_sklearn(
     baseline = LogisticRegression().fit(scaler.transform(x_train), y_train)
     baseline_auc = roc_auc_score(y_test, baseline.decision_function(scaler.transform(x_test)))
     assert abs(auc - baseline_auc) <= 0.005, (auc, baseline_auc)
+
+    # contributions measured on the held-out fifth decide the settlement
+    telecom_org, bank_org = running.org_ids["telecom"], running.org_ids["bank-a"]
+    shapley = {int(org): value for org, value in parts[0]["contributions"].items()}
+    assert set(shapley) == {telecom_org, bank_org}
+    assert shapley[bank_org] > 0  # the bank's columns improve the model
+    allocated = {
+        e["args"]["payeeOrg"]: e["args"]["amount"]
+        for e in final["timeline"]
+        if e["event"] == "FeeAllocated"
+    }
+    assert sum(allocated.values()) == FEE and allocated[bank_org] > 0

@@ -25,13 +25,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 from Crypto.Hash import keccak
 from eth_abi.abi import encode
 from sqlmodel import Session, select
 
 from privledger.evm.contracts import ApprovalStatus, FailureReason, Task, TaskStatus
 from privledger.evm.errors import ChainError, ChainRevert
-from privledger.metering.provenance import Contribution, provenance
+from privledger.metering.provenance import Contribution, ProvenanceRecord, provenance
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_rows
 from privledger.node.policy import min_group_size
@@ -39,7 +40,14 @@ from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.spec import TASK_KINDS, TaskSpec
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
-from privledger.protocols.fl.vertical import VerticalConfig, train_vertical_ss
+from privledger.protocols.fl.contribution import fee_shares, mean_log_likelihood, shapley_values
+from privledger.protocols.fl.vertical import (
+    VerticalConfig,
+    predict_vertical,
+    predict_vertical_plaintext,
+    train_vertical_plaintext,
+    train_vertical_ss,
+)
 from privledger.protocols.mpc.lending import LoanBook, multi_lending_check
 from privledger.protocols.mpc.sharing import Dealer, Party
 from privledger.protocols.mpc.stats import joint_stats
@@ -52,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 PSI_PROTOCOLS = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}
 MAX_PIR_VALUE = 1_000
+VALIDATION_BYTE = 51  # ~20% of aligned rows are held out to measure contributions
 FINAL_STATES = {"anchored", "failed", "settled", "done"}
 ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
 
@@ -97,6 +106,39 @@ def _padded_pairs(rows: list[tuple[bytes, ...]]) -> list[tuple[bytes, bytes]]:
 
 def _unpad(value: bytes) -> bytes:
     return value[2 : 2 + int.from_bytes(value[:2], "big")]
+
+
+def validation_row(key: bytes) -> bool:
+    """Whether an aligned row is held out for validation (the same answer on every node)."""
+    return hashlib.sha256(b"privledger/fl/validation/" + key).digest()[0] < VALIDATION_BYTE
+
+
+def two_party_shapley(
+    standard: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.float64],
+    held_out: npt.NDArray[np.bool_],
+    joint: npt.NDArray[np.float64],
+    *,
+    requester: int,
+    parties: list[int],
+) -> dict[str, float]:
+    """Shapley values of the two parties by validation log-likelihood (label holder = requester).
+
+    v(none) = v(partner alone) = the label prior (the partner has no labels); v(requester) = its
+    own columns retrained in plaintext on its side; v(both) = the jointly trained model.
+    """
+    other = next(org for org in parties if org != requester)
+    train, valid = ~held_out, held_out
+    prior = float(np.clip(labels[train].mean(), 1e-6, 1 - 1e-6))
+    v_none = mean_log_likelihood(np.full(int(valid.sum()), prior), labels[valid])
+    own = train_vertical_plaintext([standard[train]], labels[train], config=VerticalConfig())
+    v_own = mean_log_likelihood(predict_vertical_plaintext([standard[valid]], own), labels[valid])
+    v_both = mean_log_likelihood(joint, labels[valid])
+    values = shapley_values(
+        [requester, other],
+        lambda s: v_both if len(s) == 2 else v_own if requester in s else v_none,
+    )
+    return {str(org): value for org, value in values.items()}
 
 
 def combined_transcript(channels: Mapping[int, Channel]) -> bytes:
@@ -559,15 +601,21 @@ class Worker:
         # each party standardises its own columns; the means and scales travel with its model
         mean, scale = features.mean(axis=0), features.std(axis=0)
         scale[scale == 0] = 1.0
+        standard = (features - mean) / scale
+        # a validation fifth, chosen from the common ids alike on both sides, measures contributions
+        held_out = np.array([validation_row(key) for key in aligned.intersection], dtype=bool)
         owners = [item.org for item in spec.inputs]
+        party = self._party(channels, spec)
+        label_holder = owners.index(spec.requester)
         model = train_vertical_ss(
-            self._party(channels, spec),
-            (features - mean) / scale,
-            labels,
-            label_holder=owners.index(spec.requester),
+            party,
+            standard[~held_out],
+            None if labels is None else labels[~held_out],
+            label_holder=label_holder,
             config=VerticalConfig(),
         )
-        part = {
+        joint = predict_vertical(party, standard[held_out], model, requester=label_holder)
+        part: dict[str, object] = {
             "aligned": len(order),
             "features": list(mine.features or ()),
             "mean": mean.tolist(),
@@ -575,6 +623,10 @@ class Worker:
             "weights": model.weights.tolist(),
             "intercept": model.intercept,
         }
+        if joint is not None and labels is not None:
+            part["contributions"] = two_party_shapley(
+                standard, labels, held_out, joint, requester=spec.requester, parties=owners
+            )
         return [json.dumps(part, sort_keys=True)], len(order)
 
     def _pir(
@@ -633,6 +685,42 @@ class Worker:
         if spec.requester != self.node.org_id:
             self._record(task_id, task.spec_hash, state="done")
             return
+        record = (
+            self._contribution_record(task_id, spec, row)
+            if spec.kind == "fl"
+            else self._usage_record(task_id, spec, row)
+        )
+        ledger.tasks.settle_task(task_id, list(record.payees), list(record.bps), record.hash)
+        self.node.settings.results_dir.mkdir(parents=True, exist_ok=True)
+        (self.node.settings.results_dir / f"task-{task_id}-provenance.json").write_bytes(
+            record.canonical_json()
+        )
+        self._record(task_id, task.spec_hash, state="settled")
+
+    def _contribution_record(
+        self, task_id: int, spec: TaskSpec, row: LocalTask
+    ) -> ProvenanceRecord:
+        """Federated learning: the fee follows each party's Shapley contribution to the model."""
+        if row.result_path is None:
+            raise RuntimeError(f"task {task_id} has no local result to settle from")
+        (part,) = json.loads(Path(row.result_path).read_text())
+        measured = json.loads(part).get("contributions", {})
+        shares = fee_shares({int(org): float(value) for org, value in measured.items()})
+        datasets = {item.org: item.dataset for item in spec.inputs}
+        payees = tuple(org for org in sorted(shares) if shares[org] > 0)
+        return ProvenanceRecord(
+            task_id=task_id,
+            kind="fl",
+            contributions=tuple(
+                Contribution(org, datasets[org], units=shares[org], unit_price=1) for org in payees
+            ),
+            payees=payees,
+            bps=tuple(shares[org] for org in payees),
+        )
+
+    def _usage_record(self, task_id: int, spec: TaskSpec, row: LocalTask) -> ProvenanceRecord:
+        """Everything else: providers are paid by the rows they contributed × their unit price."""
+        ledger = self.node.ledger
         contributions = []
         for item in spec.inputs:
             dataset = ledger.data.get_dataset(bytes.fromhex(item.dataset[2:]))
@@ -647,13 +735,7 @@ class Worker:
                     parent_orgs=parents,
                 )
             )
-        record = provenance(task_id, spec.kind, spec.requester, contributions)
-        ledger.tasks.settle_task(task_id, list(record.payees), list(record.bps), record.hash)
-        self.node.settings.results_dir.mkdir(parents=True, exist_ok=True)
-        (self.node.settings.results_dir / f"task-{task_id}-provenance.json").write_bytes(
-            record.canonical_json()
-        )
-        self._record(task_id, task.spec_hash, state="settled")
+        return provenance(task_id, spec.kind, spec.requester, contributions)
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _fail(self, task_id: int, reason: FailureReason, message: str) -> None:
