@@ -357,3 +357,21 @@ def test_three_party_set_operations_and_difference_run_as_tasks(running: Running
         ]
         refused = client.post("/tasks", json={"inputs": three, "protocol": "kkrt"})
         assert refused.status_code == 400 and "takes 2 inputs" in refused.json()["error"]["message"]
+
+
+def test_anonymous_membership_query_as_a_task(running: Running) -> None:
+    bank_data = running.register("bank-a")
+    grant(running, "bank-a", bank_data, "telecom", maxUses=5)
+    present = sorted(running.people["bank-a"])[0]
+    for key, member in ((present, True), ("+0000000009", False)):
+        query = running.data_dir / f"member-{secrets.token_hex(3)}.csv"
+        query.write_text(f"phone\n{key}\n")
+        with running.client("telecom", "data_owner") as owner:
+            body = {"path": str(query), "name": "member-query", "level": 4, "unitPrice": 0}
+            query_id = owner.post("/datasets", json=body).json()["datasetId"]
+        task = submit(running, query_id, bank_data, protocol="membership")
+        with running.client("telecom", "operator") as client:
+            final = wait_status(client, task["taskId"], {"settled", "failed"})
+            assert final["status"] == "settled", final
+            (item,) = client.get(f"/tasks/{task['taskId']}/result").json()["items"]
+        assert json.loads(item) == [key, member]

@@ -26,6 +26,7 @@ TaskProtocol = Literal[
     "intersection3",
     "union3",
     "difference",
+    "membership",
     "simplepir",
     "bucket",
     "joint-stats",
@@ -35,7 +36,7 @@ TaskProtocol = Literal[
 ]
 PSI_PROTOCOLS = ("ecdh", "kkrt")
 STATS_PROTOCOLS = ("joint-stats", "lending-total", "lending-exceeds")
-SET_OPERATIONS = ("intersection3", "union3", "difference")
+SET_OPERATIONS = ("intersection3", "union3", "difference", "membership")
 TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR, "stats": Kind.STATS, "fl": Kind.FL}
 MAX_STATS_PARTIES = 8  # spec kind -> the ledger's kind bit
 PIR_PROTOCOLS = ("simplepir", "bucket")

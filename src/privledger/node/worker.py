@@ -446,6 +446,8 @@ class Worker:
             "requester" if spec.requester == self.node.org_id else "provider"
         )
         timeout = self.node.settings.channel_timeout_s
+        if spec.protocol == "membership":
+            return self._membership(channel, role, items, timeout)
         if spec.protocol == "difference":
             difference = multiparty.run_difference(channel, items, role=role, timeout=timeout)
             if not difference.learned_output:
@@ -462,6 +464,23 @@ class Worker:
         )
         output = [item.decode() for item in result.intersection] if result.learned_output else None
         return output, len(result.intersection)
+
+    @staticmethod
+    def _membership(
+        channel: SecureChannel, role: str, items: list[bytes], timeout: float
+    ) -> tuple[list[str] | None, int]:
+        """Anonymous membership query: the requester's one key against the holder's set."""
+        if role != "requester":
+            multiparty.answer_membership(channel, items, timeout=timeout)
+            return None, 0
+        keys = set(items)
+        if len(keys) != 1:
+            raise TaskRefused(
+                FailureReason.POLICY_VIOLATION, "a membership query dataset holds exactly one key"
+            )
+        (key,) = keys
+        answer = multiparty.query_membership(channel, key, timeout=timeout)
+        return [json.dumps([key.decode(), answer.member])], 1
 
     def _three_party(
         self, channels: dict[int, SecureChannel], spec: TaskSpec, items: list[bytes]
