@@ -1,4 +1,4 @@
-"""What every two-party PSI protocol here shares: the result type and the opening handshake.
+"""What every PSI protocol here shares: the result type, the opening handshake, input checks.
 
 The handshake is one JSON header each way (side "a" first, so it never deadlocks) naming the
 protocol, its version, the party's role and output mode and its set size; a mismatch is refused
@@ -9,6 +9,7 @@ clear: every protocol here reveals them (see each protocol's docstring).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -101,3 +102,15 @@ def handshake(channel: Channel, ours: Header, timeout: float | None) -> int:
         channel.send(ours.encode())
     ours.check_pairing(theirs)
     return theirs.size
+
+
+def check_role(role: str) -> None:
+    if role not in ("requester", "provider"):
+        raise ValueError(f"role must be 'requester' or 'provider', not {role!r}")
+
+
+def distinct_items(items: Sequence[bytes]) -> list[bytes]:
+    """The items without duplicates, in first-seen order; anything but bytes is refused."""
+    if not all(isinstance(item, bytes) for item in items):
+        raise TypeError("PSI items must be bytes (encode text first)")
+    return list(dict.fromkeys(items))

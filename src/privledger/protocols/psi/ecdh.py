@@ -72,6 +72,8 @@ from privledger.protocols.psi.common import (
     Header,
     PsiResult,
     Role,
+    check_role,
+    distinct_items,
     handshake,
 )
 
@@ -110,8 +112,7 @@ def run_psi(
     and a wait includes the peer's computation (two X25519 per item; ~35 us each on one core of
     the 2-core test machine).
     """
-    if role not in ("requester", "provider"):
-        raise ValueError(f"role must be 'requester' or 'provider', not {role!r}")
+    check_role(role)
     processes = _resolve_workers(workers)
     started = time.perf_counter()
     own = _dedup_shuffled(items)
@@ -180,9 +181,7 @@ def _split_points(points: bytes) -> Iterator[bytes]:
 
 
 def _dedup_shuffled(items: Sequence[bytes]) -> list[bytes]:
-    if not all(isinstance(item, bytes) for item in items):
-        raise TypeError("PSI items must be bytes (encode text first)")
-    own = list(set(items))
+    own = distinct_items(items)
     random.SystemRandom().shuffle(own)
     return own
 

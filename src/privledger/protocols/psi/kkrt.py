@@ -69,7 +69,6 @@ import math
 import secrets
 import time
 from collections.abc import Sequence
-from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -80,6 +79,8 @@ from privledger.protocols.psi.common import (
     Header,
     PsiResult,
     Role,
+    check_role,
+    distinct_items,
     handshake,
 )
 
@@ -116,10 +117,9 @@ def run_psi(
     vectorised in this process). ``timeout`` bounds each wait for a peer message in seconds.
     """
     del workers
-    if role not in ("requester", "provider"):
-        raise ValueError(f"role must be 'requester' or 'provider', not {role!r}")
+    check_role(role)
     started = time.perf_counter()
-    own = _dedup(items)
+    own = distinct_items(items)
     peer_size = handshake(
         channel, Header(PROTOCOL, VERSION, role, reveal_to_provider, len(own)), timeout
     )
@@ -148,15 +148,10 @@ def tag_bytes(requester_size: int, provider_size: int) -> int:
     return min(ot.BLOCK, math.ceil(bits / 8))
 
 
-def _dedup(items: Sequence[bytes]) -> list[bytes]:
-    if not all(map(isinstance, items, repeat(bytes))):
-        raise TypeError("PSI items must be bytes (encode text first)")
-    return list(dict.fromkeys(items))
-
-
-def _with_hash_index(digest: U8, which: npt.NDArray[np.integer]) -> U8:
+def with_hash_index(digest: U8, which: npt.NDArray[np.integer] | int) -> U8:
+    """OPRF inputs: the item digest with the cuckoo hash function's index folded into byte 0."""
     inputs = np.array(digest, dtype=np.uint8, copy=True)
-    inputs[:, 0] ^= which.astype(np.uint8)
+    inputs[:, 0] ^= np.asarray(which).astype(np.uint8)
     return inputs
 
 
@@ -183,7 +178,7 @@ class _Requester:
         occupied = placed.table != cuckoo.EMPTY
         inputs = ot.random_bytes(placed.bins, ot.BLOCK)
         items = placed.table[occupied]
-        inputs[occupied] = _with_hash_index(digest[items], placed.which[items])
+        inputs[occupied] = with_hash_index(digest[items], placed.which[items])
 
         width = tag_bytes(len(self.own), self.peer_size)
         bin_tags = np.empty((placed.bins, width), dtype=np.uint8)
@@ -242,7 +237,7 @@ class _Provider:
             index = np.full(n, i, dtype=np.uint8)
             for lo in range(0, n, _EVAL_CHUNK):
                 hi = min(lo + _EVAL_CHUNK, n)
-                inputs = _with_hash_index(digest[lo:hi], index[lo:hi])
+                inputs = with_hash_index(digest[lo:hi], index[lo:hi])
                 tags[i, lo:hi] = sender.evaluate(loc[i, lo:hi].astype(np.uint64), inputs)[:, :width]
         del sender
         send_records(channel, tags.reshape(3 * n, width))

@@ -111,7 +111,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import repeat
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -125,7 +124,7 @@ from privledger.protocols.channel import (
     send_records,
 )
 from privledger.protocols.psi import cuckoo, kkrt, okvs, ot
-from privledger.protocols.psi.common import PsiHandshakeError
+from privledger.protocols.psi.common import PsiHandshakeError, distinct_items
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +225,7 @@ def run_difference(
 ) -> DifferenceResult:
     """Two-party difference: the ``"requester"`` A learns ``A \\ B``, the ``"provider"`` B
     learns ``|A|``. Runs KKRT-PSI (:func:`.kkrt.run_psi`) with output to A."""
-    own = _dedup(items)
+    own = distinct_items(items)
     result = kkrt.run_psi(channel, own, role=role, timeout=timeout)
     if role == "provider":
         return DifferenceResult([], False, result.peer_size)
@@ -248,7 +247,7 @@ def answer_membership(
     channel: Channel, items: Sequence[bytes], *, timeout: float | None = None
 ) -> None:
     """The holder's side of :func:`query_membership`; refuses a query of more than one key."""
-    result = kkrt.run_psi(channel, _dedup(items), role="provider", timeout=timeout)
+    result = kkrt.run_psi(channel, distinct_items(items), role="provider", timeout=timeout)
     if result.peer_size != 1:  # only after the run: the querier's size is in its header
         raise PsiHandshakeError(f"a membership query has one key, the peer sent {result.peer_size}")
 
@@ -366,7 +365,7 @@ def _run(
     if leader != index and leader not in peers:
         raise ValueError(f"the leader {leader} is not one of the parties")
     started = time.perf_counter()
-    own = _dedup(items)
+    own = distinct_items(items)
     ctx = _Context(
         operation, index, leader, dict(peers), own, cuckoo.digests(own, _DIGEST_DOMAIN), timeout
     )
@@ -515,7 +514,7 @@ def _intersection_member(ctx: _Context, sizes: dict[int, int]) -> MultiPartyResu
     tags = _oprf_tags(sender, digest, cuckoo.locations(digest, seed, bins), width)
     del sender
     shared = ot.aes_ecb(prf_key, np.ascontiguousarray(digest))[:, :width]
-    keys = np.concatenate([_with_hash_index(digest, i) for i in range(cuckoo.HASHES)])
+    keys = np.concatenate([kkrt.with_hash_index(digest, i) for i in range(cuckoo.HASHES)])
     values = (tags ^ shared[None, :, :]).reshape(cuckoo.HASHES * n, width)
     store = okvs.encode(keys, values)
     channel.send(store.seed)
@@ -667,7 +666,7 @@ class _Placement:
         occupied = placed.table != cuckoo.EMPTY
         inputs = ot.random_bytes(placed.bins, ot.BLOCK)
         items = placed.table[occupied]
-        inputs[occupied] = _with_hash_index(digest[items], placed.which[items])
+        inputs[occupied] = kkrt.with_hash_index(digest[items], placed.which[items])
         item_bins = np.empty(len(digest), dtype=np.int64)
         item_bins[items] = np.flatnonzero(occupied)
         return cls(placed.seed, inputs, item_bins)
@@ -707,7 +706,7 @@ def _oprf_tags(sender: ot.KkrtSender, digest: U8, loc: I64, width: int) -> U8:
         index = np.full(n, i, dtype=np.uint8)
         for lo in range(0, n, _EVAL_CHUNK):
             hi = min(lo + _EVAL_CHUNK, n)
-            inputs = _with_hash_index(digest[lo:hi], index[lo:hi])
+            inputs = kkrt.with_hash_index(digest[lo:hi], index[lo:hi])
             bins = loc[i, lo:hi].astype(np.uint64)
             tags[i, lo:hi] = sender.evaluate(bins, inputs)[:, :width]
     return tags
@@ -718,18 +717,6 @@ def _chunks(bins: int) -> list[tuple[int, int]]:
 
 
 # --- small helpers -------------------------------------------------------------------------
-
-
-def _dedup(items: Sequence[bytes]) -> list[bytes]:
-    if not all(map(isinstance, items, repeat(bytes))):
-        raise TypeError("set items must be bytes (encode text first)")
-    return list(dict.fromkeys(items))
-
-
-def _with_hash_index(digest: U8, which: npt.NDArray[np.integer] | int) -> U8:
-    inputs = np.array(digest, dtype=np.uint8, copy=True)
-    inputs[:, 0] ^= np.asarray(which).astype(np.uint8)
-    return inputs
 
 
 def _value_bytes(n_leader: int) -> int:
