@@ -208,3 +208,11 @@ def recv_records(
             f"records message carries {len(body)} bytes, header says {got_count} x {got_width}"
         )
     return np.frombuffer(body, dtype=np.uint8).reshape(got_count, got_width)
+
+
+def recv_exact(channel: Channel, size: int, timeout: float | None, what: str) -> bytes:
+    """The next message, which must be exactly ``size`` bytes (else :class:`ChannelError`)."""
+    payload = channel.recv(timeout)
+    if len(payload) != size:
+        raise ChannelError(f"expected a {size}-byte {what}, got {len(payload)} bytes")
+    return payload

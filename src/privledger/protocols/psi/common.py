@@ -9,9 +9,13 @@ clear: every protocol here reveals them (see each protocol's docstring).
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
 
 from privledger.protocols.channel import Channel, ChannelError
 
@@ -114,3 +118,9 @@ def distinct_items(items: Sequence[bytes]) -> list[bytes]:
     if not all(isinstance(item, bytes) for item in items):
         raise TypeError("PSI items must be bytes (encode text first)")
     return list(dict.fromkeys(items))
+
+
+def random_permutation(n: int) -> npt.NDArray[np.int64]:
+    """A uniformly random permutation (argsort of 64-bit keys from :mod:`secrets`)."""
+    keys = np.frombuffer(secrets.token_bytes(8 * n), dtype=np.uint64)
+    return np.argsort(keys, kind="stable").astype(np.int64)

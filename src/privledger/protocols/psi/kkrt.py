@@ -73,7 +73,13 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
+from privledger.protocols.channel import (
+    Channel,
+    ChannelError,
+    recv_exact,
+    recv_records,
+    send_records,
+)
 from privledger.protocols.psi import cuckoo, ot
 from privledger.protocols.psi.common import (
     Header,
@@ -82,6 +88,7 @@ from privledger.protocols.psi.common import (
     check_role,
     distinct_items,
     handshake,
+    random_permutation,
 )
 
 logger = logging.getLogger(__name__)
@@ -172,7 +179,7 @@ class _Requester:
         placed = cuckoo.build(digest, cuckoo.table_size(len(self.own)))
         channel.send(placed.seed)
         seeds0, seeds1 = ot.iknp_send(channel, ot.CODE_BITS, timeout)
-        code_key = _recv_exact(channel, ot.BLOCK, timeout, "code key")
+        code_key = recv_exact(channel, ot.BLOCK, timeout, "code key")
 
         # OPRF inputs per bin: the placed item's digest xor its hash index, or random.
         occupied = placed.table != cuckoo.EMPTY
@@ -216,9 +223,9 @@ class _Provider:
     def run(self) -> PsiResult:
         channel, timeout = self.channel, self.timeout
         n = len(self.own)
-        order = _random_permutation(n)  # list position p holds item order[p]
+        order = random_permutation(n)  # list position p holds item order[p]
         digest = cuckoo.digests(self.own, _DIGEST_DOMAIN)[order]
-        seed = _recv_exact(channel, cuckoo.SEED_BYTES, timeout, "cuckoo seed")
+        seed = recv_exact(channel, cuckoo.SEED_BYTES, timeout, "cuckoo seed")
         choices = ot.random_bits(ot.CODE_BITS)
         seeds = ot.iknp_receive(channel, choices, timeout)
         code_key = secrets.token_bytes(ot.BLOCK)
@@ -249,19 +256,6 @@ class _Provider:
         positions = np.unique(matched % n)
         own = self.own
         return PsiResult(sorted(own[k] for k in order[positions].tolist()), True, self.peer_size)
-
-
-def _random_permutation(n: int) -> I64:
-    """A uniformly random permutation (argsort of 64-bit keys from :mod:`secrets`)."""
-    keys = np.frombuffer(secrets.token_bytes(8 * n), dtype=np.uint64)
-    return np.argsort(keys, kind="stable").astype(np.int64)
-
-
-def _recv_exact(channel: Channel, size: int, timeout: float | None, what: str) -> bytes:
-    payload = channel.recv(timeout)
-    if len(payload) != size:
-        raise ChannelError(f"expected a {size}-byte {what}, got {len(payload)} bytes")
-    return payload
 
 
 def _keys(tags: U8) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:

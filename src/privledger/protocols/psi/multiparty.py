@@ -120,11 +120,12 @@ from privledger.protocols.channel import (
     Channel,
     ChannelError,
     channel_pair,
+    recv_exact,
     recv_records,
     send_records,
 )
 from privledger.protocols.psi import cuckoo, kkrt, okvs, ot
-from privledger.protocols.psi.common import PsiHandshakeError, distinct_items
+from privledger.protocols.psi.common import PsiHandshakeError, distinct_items, random_permutation
 
 logger = logging.getLogger(__name__)
 
@@ -481,7 +482,7 @@ def _intersection_leader(ctx: _Context, sizes: dict[int, int]) -> MultiPartyResu
         channel = ctx.peers[peer]
         channel.send(placement.seed)
         outputs = _oprf_receive(channel, placement.inputs, ctx.timeout)
-        seed = _recv_exact(channel, okvs.SEED_BYTES, ctx.timeout, "OKVS seed")
+        seed = recv_exact(channel, okvs.SEED_BYTES, ctx.timeout, "OKVS seed")
         table = recv_records(channel, width, ctx.timeout, count=okvs.table_cells(3 * sizes[peer]))
         return outputs, okvs.Okvs(seed, table)
 
@@ -502,11 +503,11 @@ def _intersection_member(ctx: _Context, sizes: dict[int, int]) -> MultiPartyResu
         prf_key = secrets.token_bytes(ot.BLOCK)
         ctx.peers[other].send(prf_key)
     else:
-        prf_key = _recv_exact(ctx.peers[other], ot.BLOCK, ctx.timeout, "PRF key")
+        prf_key = recv_exact(ctx.peers[other], ot.BLOCK, ctx.timeout, "PRF key")
     channel = ctx.peers[ctx.leader]
     n_leader = sizes[ctx.leader]
     width = _value_bytes(n_leader)
-    seed = _recv_exact(channel, cuckoo.SEED_BYTES, ctx.timeout, "cuckoo seed")
+    seed = recv_exact(channel, cuckoo.SEED_BYTES, ctx.timeout, "cuckoo seed")
     bins = cuckoo.table_size(n_leader)
     sender = _oprf_send(channel, bins, ctx.timeout)
     digest = ctx.digest
@@ -530,13 +531,13 @@ def _union_receiver(ctx: _Context, sizes: dict[int, int]) -> MultiPartyResult:
 
     def session(member: int) -> tuple[U8, _Ciphertexts]:
         channel = ctx.peers[member]
-        seed = _recv_exact(channel, cuckoo.SEED_BYTES, ctx.timeout, "cuckoo seed")
+        seed = recv_exact(channel, cuckoo.SEED_BYTES, ctx.timeout, "cuckoo seed")
         bins = cuckoo.table_size(sizes[member])
         sender = _oprf_send(channel, bins, ctx.timeout)
         width = _union_tag_bytes(n_own, sizes[member])
         tags = _oprf_tags(sender, ctx.digest, cuckoo.locations(ctx.digest, seed, bins), width)
         del sender
-        flat = tags.reshape(cuckoo.HASHES * n_own, width)[_random_permutation(3 * n_own)]
+        flat = tags.reshape(cuckoo.HASHES * n_own, width)[random_permutation(3 * n_own)]
         return flat, _Ciphertexts.recv(channel, sizes[member], ctx.timeout)
 
     done = _parallel({member: partial(session, member) for member in ctx.members})
@@ -559,7 +560,7 @@ def _union_member(ctx: _Context, sizes: dict[int, int]) -> MultiPartyResult:
     channel.send(placement.seed)
     outputs = _oprf_receive(channel, placement.inputs, ctx.timeout)
     width = _union_tag_bytes(sizes[ctx.leader], n)
-    order = _random_permutation(n)  # position p carries item order[p]
+    order = random_permutation(n)  # position p carries item order[p]
     pad_keys = ot.random_bytes(n, ot.BLOCK)
     cipher = _Ciphertexts.encrypt([ctx.own[k] for k in order.tolist()], pad_keys)
     cipher.send(channel)
@@ -675,7 +676,7 @@ class _Placement:
 def _oprf_receive(channel: Channel, inputs: U8, timeout: float | None) -> U8:
     """KKRT OPRF receiver for one input per bin: returns ``F_j(inputs[j])``, ``(bins, 16)``."""
     seeds0, seeds1 = ot.iknp_send(channel, ot.CODE_BITS, timeout)
-    code_key = _recv_exact(channel, ot.BLOCK, timeout, "code key")
+    code_key = recv_exact(channel, ot.BLOCK, timeout, "code key")
     receiver = ot.KkrtReceiver(seeds0, seeds1, code_key)
     out = np.empty((len(inputs), ot.BLOCK), dtype=np.uint8)
     for lo, hi in _chunks(len(inputs)):
@@ -728,18 +729,6 @@ def _union_tag_bytes(n_receiver: int, n_member: int) -> int:
     """Union tag width: ``n_member`` tags against ``3 n_receiver``, false match <= 2^-40."""
     bits = STAT_SECURITY + math.log2(max(3 * n_receiver, 1)) + math.log2(max(n_member, 1))
     return min(ot.BLOCK, math.ceil(bits / 8))
-
-
-def _random_permutation(n: int) -> I64:
-    keys = np.frombuffer(secrets.token_bytes(8 * n), dtype=np.uint64)
-    return np.argsort(keys, kind="stable").astype(np.int64)
-
-
-def _recv_exact(channel: Channel, size: int, timeout: float | None, what: str) -> bytes:
-    payload = channel.recv(timeout)
-    if len(payload) != size:
-        raise ChannelError(f"expected a {size}-byte {what}, got {len(payload)} bytes")
-    return payload
 
 
 def _rows(array: U8) -> list[bytes]:
