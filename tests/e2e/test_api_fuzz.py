@@ -4,6 +4,7 @@ malformed, gets a 500, and every error is ``{"error": {"code", "message"}}``."""
 from __future__ import annotations
 
 import json
+import os
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +12,8 @@ from schemathesis import APIOperation, Case
 
 from .conftest import Running
 
+# CI runs 25 examples per route; set PRIVLEDGER_FUZZ_EXAMPLES=500 for a deeper local hunt.
+EXAMPLES = int(os.environ.get("PRIVLEDGER_FUZZ_EXAMPLES", "25"))
 DATA_OWNER_PREFIXES = (
     "/api/v1/datasets",
     "/api/v1/grants",
@@ -22,7 +25,7 @@ DATA_OWNER_PREFIXES = (
 def check_operation(operation: APIOperation, headers: dict[str, str]) -> None:
     @given(case=operation.as_strategy())
     @settings(
-        max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None
     )
     def check(case: Case) -> None:
         response = case.call(headers=headers, timeout=60)

@@ -59,3 +59,15 @@ def test_binary_and_missing_files_are_refused(tmp_path: Path) -> None:
         describe(binary)
     with pytest.raises(DatasetFileError, match="no file"):
         describe(tmp_path / "missing.csv")
+
+
+def test_paths_the_os_refuses_are_refused_with_the_reason(tmp_path: Path) -> None:
+    too_long = tmp_path / ("0" * 300 + "İ" * 50)
+    with pytest.raises(DatasetFileError, match="cannot read"):
+        describe(too_long)
+    with pytest.raises(DatasetFileError):
+        describe(Path("a\x00b.csv"))
+    directory = tmp_path / "dir.csv"
+    directory.mkdir()
+    with pytest.raises(DatasetFileError, match="no file"):
+        describe(directory)

@@ -43,12 +43,17 @@ def _keccak(data: bytes) -> bytes:
 
 def describe(path: Path) -> DatasetDescription:
     """Validate a dataset file (CSV with a header row, or Parquet) and describe it."""
-    if not path.is_file():
-        raise DatasetFileError(f"no file at {path}")
-    reader = _describe_parquet if path.suffix.lower() in PARQUET_SUFFIXES else _describe_csv
-    rows, schema = reader(path)
+    try:
+        if not path.is_file():
+            raise DatasetFileError(f"no file at {path}")
+        reader = _describe_parquet if path.suffix.lower() in PARQUET_SUFFIXES else _describe_csv
+        rows, schema = reader(path)
+        digest = hashlib.sha256(path.read_bytes()).digest()
+    except (OSError, ValueError) as exc:  # name too long, unreadable, embedded NUL, ...
+        if isinstance(exc, DatasetFileError):
+            raise
+        raise DatasetFileError(f"cannot read {str(path)[:200]!r}: {exc}") from exc
     salt = secrets.token_bytes(32)
-    digest = hashlib.sha256(path.read_bytes()).digest()
     canonical = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
     return DatasetDescription(
         schema["columns"], rows, _keccak(canonical), _keccak(salt + digest), salt
