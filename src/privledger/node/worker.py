@@ -10,7 +10,6 @@ protocol finished.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -22,55 +21,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
-import numpy as np
-import numpy.typing as npt
 from Crypto.Hash import keccak
 from eth_abi.abi import encode
 from sqlmodel import Session, select
 
 from privledger.evm.contracts import ApprovalStatus, FailureReason, Task, TaskStatus
 from privledger.evm.errors import ChainError, ChainRevert
-from privledger.metering.provenance import Contribution, ProvenanceRecord, provenance
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_rows
-from privledger.node.policy import min_group_size
+from privledger.node.runners import Run, TaskRefused, run_protocol
 from privledger.node.services import anchor_pending_calls, log_call
+from privledger.node.settlement import settlement_record
 from privledger.node.spec import TASK_KINDS, TaskSpec
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
-from privledger.protocols.fl.contribution import fee_shares, mean_log_likelihood, shapley_values
-from privledger.protocols.fl.vertical import (
-    VerticalConfig,
-    predict_vertical,
-    predict_vertical_plaintext,
-    train_vertical_plaintext,
-    train_vertical_ss,
-)
-from privledger.protocols.mpc.lending import LoanBook, multi_lending_check
-from privledger.protocols.mpc.sharing import Dealer, Party
-from privledger.protocols.mpc.stats import joint_stats
-from privledger.protocols.pir.keyword import KeywordTable, run_holder, run_querier
-from privledger.protocols.psi import ecdh, kkrt, multiparty
+from privledger.protocols.mpc.sharing import Dealer
 from privledger.store.events import events_named
 from privledger.store.models import LocalDataset, LocalTask, PsiService
 
 logger = logging.getLogger(__name__)
 
-PSI_PROTOCOLS = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}
-MAX_PIR_VALUE = 1_000
-VALIDATION_BYTE = 51  # ~20% of aligned rows are held out to measure contributions
 FINAL_STATES = {"anchored", "failed", "settled", "done"}
 ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
-
-
-class TaskRefused(Exception):
-    """The worker will not run this task; ``reason`` is the code recorded on chain."""
-
-    def __init__(self, reason: FailureReason, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -89,56 +62,6 @@ def result_digest(task_id: int, org_id: int, salt: bytes, output: bytes) -> byte
         [task_id, org_id, salt, hashlib.sha256(output).digest()],
     )
     return keccak.new(digest_bits=256, data=encoded).digest()
-
-
-def _padded_pairs(rows: list[tuple[bytes, ...]]) -> list[tuple[bytes, bytes]]:
-    """PIR values of one length: a 2-byte length, the value, zero padding."""
-    width = max((len(value) for _, value in rows), default=0)
-    if width > MAX_PIR_VALUE:
-        raise TaskRefused(
-            FailureReason.POLICY_VIOLATION, f"values longer than {MAX_PIR_VALUE} bytes"
-        )
-    pairs = {}
-    for key, value in rows:
-        pairs[key] = len(value).to_bytes(2, "big") + value.ljust(width, b"\0")
-    return list(pairs.items())
-
-
-def _unpad(value: bytes) -> bytes:
-    return value[2 : 2 + int.from_bytes(value[:2], "big")]
-
-
-def validation_row(key: bytes) -> bool:
-    """Whether an aligned row is held out for validation (the same answer on every node)."""
-    return hashlib.sha256(b"privledger/fl/validation/" + key).digest()[0] < VALIDATION_BYTE
-
-
-def two_party_shapley(
-    standard: npt.NDArray[np.float64],
-    labels: npt.NDArray[np.float64],
-    held_out: npt.NDArray[np.bool_],
-    joint: npt.NDArray[np.float64],
-    *,
-    requester: int,
-    parties: list[int],
-) -> dict[str, float]:
-    """Shapley values of the two parties by validation log-likelihood (label holder = requester).
-
-    v(none) = v(partner alone) = the label prior (the partner has no labels); v(requester) = its
-    own columns retrained in plaintext on its side; v(both) = the jointly trained model.
-    """
-    other = next(org for org in parties if org != requester)
-    train, valid = ~held_out, held_out
-    prior = float(np.clip(labels[train].mean(), 1e-6, 1 - 1e-6))
-    v_none = mean_log_likelihood(np.full(int(valid.sum()), prior), labels[valid])
-    own = train_vertical_plaintext([standard[train]], labels[train], config=VerticalConfig())
-    v_own = mean_log_likelihood(predict_vertical_plaintext([standard[valid]], own), labels[valid])
-    v_both = mean_log_likelihood(joint, labels[valid])
-    values = shapley_values(
-        [requester, other],
-        lambda s: v_both if len(s) == 2 else v_own if requester in s else v_none,
-    )
-    return {str(org): value for org, value in values.items()}
 
 
 def combined_transcript(channels: Mapping[int, Channel]) -> bytes:
@@ -398,20 +321,7 @@ class Worker:
         }
         started = time.perf_counter()
         try:
-            if spec.kind == "fl":
-                output, units = self._vertical(channels, spec, rows)
-            elif spec.protocol in ("lending-total", "lending-exceeds"):
-                output, units = self._lending(channels, spec, rows)
-            elif spec.kind == "stats":
-                output, units = self._stats(channels, spec, [row[0] for row in rows])
-            elif spec.protocol in ("intersection3", "union3"):
-                output, units = self._three_party(channels, spec, [row[0] for row in rows])
-            elif spec.kind == "psi":
-                (channel,) = channels.values()
-                output, units = self._psi(channel, spec, [row[0] for row in rows])
-            else:
-                (channel,) = channels.values()
-                output, units = self._pir(channel, spec, rows)
+            output, units = run_protocol(Run(self.node, task, spec, dict(channels), rows))
             transcript = combined_transcript(channels)
             sent = sum(channel.bytes_sent for channel in channels.values())
         finally:
@@ -438,66 +348,6 @@ class Worker:
             wire=wire,
         )
 
-    def _psi(
-        self, channel: SecureChannel, spec: TaskSpec, items: list[bytes]
-    ) -> tuple[list[str] | None, int]:
-        """PSI: the output is the intersection; matched rows are what providers are paid for."""
-        role: Literal["requester", "provider"] = (
-            "requester" if spec.requester == self.node.org_id else "provider"
-        )
-        timeout = self.node.settings.channel_timeout_s
-        if spec.protocol == "membership":
-            return self._membership(channel, role, items, timeout)
-        if spec.protocol == "difference":
-            difference = multiparty.run_difference(channel, items, role=role, timeout=timeout)
-            if not difference.learned_output:
-                return None, 0
-            # a provider is paid for the rows it matched: those the requester could drop
-            matched = len(set(items)) - len(difference.difference)
-            return [item.decode() for item in difference.difference], matched
-        result = PSI_PROTOCOLS[spec.protocol](
-            channel,
-            items,
-            role=role,
-            reveal_to_provider=spec.output == "both",
-            timeout=self.node.settings.channel_timeout_s,
-        )
-        output = [item.decode() for item in result.intersection] if result.learned_output else None
-        return output, len(result.intersection)
-
-    @staticmethod
-    def _membership(
-        channel: SecureChannel, role: str, items: list[bytes], timeout: float
-    ) -> tuple[list[str] | None, int]:
-        """Anonymous membership query: the requester's one key against the holder's set."""
-        if role != "requester":
-            multiparty.answer_membership(channel, items, timeout=timeout)
-            return None, 0
-        keys = set(items)
-        if len(keys) != 1:
-            raise TaskRefused(
-                FailureReason.POLICY_VIOLATION, "a membership query dataset holds exactly one key"
-            )
-        (key,) = keys
-        answer = multiparty.query_membership(channel, key, timeout=timeout)
-        return [json.dumps([key.decode(), answer.member])], 1
-
-    def _three_party(
-        self, channels: dict[int, SecureChannel], spec: TaskSpec, items: list[bytes]
-    ) -> tuple[list[str] | None, int]:
-        """Three-party intersection or union; the requester (index 0) receives the output."""
-        order = spec.participants  # the requester first: index 0 leads / receives
-        index = order.index(self.node.org_id)
-        peers = {order.index(org): channel for org, channel in channels.items()}
-        timeout = self.node.settings.channel_timeout_s
-        if spec.protocol == "intersection3":
-            result = multiparty.run_intersection(index, peers, items, leader=0, timeout=timeout)
-        else:
-            result = multiparty.run_union(index, peers, items, receiver=0, timeout=timeout)
-        if not result.learned_output:
-            return None, 0
-        return [item.decode() for item in result.items], len(result.items)
-
     def _deal(self, task: Task, spec: TaskSpec) -> Outcome:
         """The dealer of a statistics task: correlated randomness to every data party, no data."""
         owners = [item.org for item in spec.inputs]
@@ -514,158 +364,6 @@ class Worker:
             for channel in channels.values():
                 channel.close()
         return Outcome(None, transcript, 0, time.perf_counter() - started, sent)
-
-    def _stats(
-        self, channels: dict[int, SecureChannel], spec: TaskSpec, column: list[bytes]
-    ) -> tuple[list[str] | None, int]:
-        """Joint count, sum, mean and variance; released to the requester only when the group is
-        at least the classification policy's minimum size."""
-        try:
-            values = np.array([float(value) for value in column], dtype=np.float64)
-        except ValueError as exc:
-            raise TaskRefused(
-                FailureReason.POLICY_VIOLATION, f"a non-numeric value: {exc}"
-            ) from exc
-        owners = [item.org for item in spec.inputs]
-        levels = [
-            self.node.ledger.data.get_dataset(bytes.fromhex(item.dataset[2:])).level
-            for item in spec.inputs
-        ]
-        party = self._party(channels, spec)
-        result = joint_stats(
-            party,
-            values,
-            requester=owners.index(spec.requester),
-            min_group_size=min_group_size(levels),
-            frac_bits=spec.frac_bits,
-            histogram_edges=spec.histogram_edges,
-        )
-        if result is None:
-            return None, 0
-        return [json.dumps(dataclasses.asdict(result), sort_keys=True)], result.count or 0
-
-    def _party(self, channels: dict[int, SecureChannel], spec: TaskSpec) -> Party:
-        """This node as an MPC party: data parties indexed in input order, plus the dealer."""
-        owners = [item.org for item in spec.inputs]
-        if spec.dealer is None:
-            raise TaskRefused(FailureReason.SPEC_MISMATCH, "a statistics task without a dealer")
-        return Party(
-            owners.index(self.node.org_id),
-            {owners.index(org): ch for org, ch in channels.items() if org != spec.dealer},
-            dealer=channels[spec.dealer],
-            timeout=self.node.settings.channel_timeout_s,
-        )
-
-    def _lending(
-        self, channels: dict[int, SecureChannel], spec: TaskSpec, rows: list[tuple[bytes, ...]]
-    ) -> tuple[list[str] | None, int]:
-        """Multi-lending check: the requesting bank learns one customer's total across the other
-        banks, or only whether it exceeds its limit; the others learn neither customer nor total."""
-        mode: Literal["total", "exceeds"] = (
-            "total" if spec.protocol == "lending-total" else "exceeds"
-        )
-        party = self._party(channels, spec)
-        requester = [item.org for item in spec.inputs].index(spec.requester)
-        try:
-            if spec.requester == self.node.org_id:
-                if len(rows) != 1:
-                    raise ValueError("the query dataset holds exactly one customer row")
-                customer = rows[0][0].decode()
-                limit = int(rows[0][1]) if mode == "exceeds" and len(rows[0]) > 1 else None
-                result = multi_lending_check(
-                    party, requester=requester, mode=mode, customer_id=customer, limit=limit
-                )
-            else:
-                book = LoanBook.from_records((key.decode(), int(value)) for key, value in rows)
-                multi_lending_check(party, requester=requester, mode=mode, book=book)
-                return None, 0
-        except ValueError as exc:
-            raise TaskRefused(FailureReason.POLICY_VIOLATION, str(exc)) from exc
-        if result is None:
-            return None, 0
-        answer = {"mode": mode, "banks": result.banks, "total": result.total}
-        if mode == "exceeds":
-            answer = {"mode": mode, "banks": result.banks, "exceeds": result.exceeds}
-        return [json.dumps(answer, sort_keys=True)], 1
-
-    def _vertical(
-        self, channels: dict[int, SecureChannel], spec: TaskSpec, rows: list[tuple[bytes, ...]]
-    ) -> tuple[list[str] | None, int]:
-        """Vertical logistic regression: align the two parties' rows by PSI inside the task (both
-        learn the common ids, as vertical FL needs), then train by secret sharing; each party
-        keeps its own model part (weights of its columns, the intercept at the label holder)."""
-        mine = next(item for item in spec.inputs if item.org == self.node.org_id)
-        peer_org = next(item.org for item in spec.inputs if item.org != self.node.org_id)
-        requester = spec.requester == self.node.org_id
-        ids = [row[0] for row in rows]
-        aligned = kkrt.run_psi(
-            channels[peer_org],
-            ids,
-            role="requester" if requester else "provider",
-            reveal_to_provider=True,
-            timeout=self.node.settings.channel_timeout_s,
-        )
-        position = {key: index for index, key in reversed(list(enumerate(ids)))}
-        order = [position[key] for key in aligned.intersection]
-        width = len(mine.features or ())
-        try:
-            features = np.array(
-                [[float(value) for value in rows[i][1 : 1 + width]] for i in order], dtype=float
-            ).reshape(len(order), width)
-            labels = np.array([float(rows[i][-1]) for i in order]) if requester else None
-        except ValueError as exc:
-            raise TaskRefused(FailureReason.POLICY_VIOLATION, f"non-numeric value: {exc}") from exc
-        if len(order) < 2:
-            raise TaskRefused(FailureReason.POLICY_VIOLATION, "fewer than 2 aligned rows")
-        # each party standardises its own columns; the means and scales travel with its model
-        mean, scale = features.mean(axis=0), features.std(axis=0)
-        scale[scale == 0] = 1.0
-        standard = (features - mean) / scale
-        # a validation fifth, chosen from the common ids alike on both sides, measures contributions
-        held_out = np.array([validation_row(key) for key in aligned.intersection], dtype=bool)
-        owners = [item.org for item in spec.inputs]
-        party = self._party(channels, spec)
-        label_holder = owners.index(spec.requester)
-        model = train_vertical_ss(
-            party,
-            standard[~held_out],
-            None if labels is None else labels[~held_out],
-            label_holder=label_holder,
-            config=VerticalConfig(),
-        )
-        joint = predict_vertical(party, standard[held_out], model, requester=label_holder)
-        part: dict[str, object] = {
-            "aligned": len(order),
-            "features": list(mine.features or ()),
-            "mean": mean.tolist(),
-            "scale": scale.tolist(),
-            "weights": model.weights.tolist(),
-            "intercept": model.intercept,
-        }
-        if joint is not None and labels is not None:
-            part["contributions"] = two_party_shapley(
-                standard, labels, held_out, joint, requester=spec.requester, parties=owners
-            )
-        return [json.dumps(part, sort_keys=True)], len(order)
-
-    def _pir(
-        self, channel: SecureChannel, spec: TaskSpec, rows: list[tuple[bytes, ...]]
-    ) -> tuple[list[str] | None, int]:
-        """Keyword PIR: the querier's output is ``[key, value or null]`` per key it asked for;
-        the holder is paid per key asked (it cannot know which were found)."""
-        mode: Literal["pir", "bucket"] = "pir" if spec.protocol == "simplepir" else "bucket"
-        timeout = self.node.settings.channel_timeout_s
-        if spec.requester != self.node.org_id:
-            table = KeywordTable.build(dict(_padded_pairs(rows)), mode=mode)
-            view = run_holder(channel, table, timeout=timeout)
-            return None, view.batch
-        keys = sorted({row[0] for row in rows})
-        result = run_querier(channel, keys, mode=mode, timeout=timeout)
-        output = [
-            json.dumps([key.decode(), None if value is None else _unpad(value).decode()])
-            for key, value in zip(keys, result.values, strict=True)
-        ]
-        return output, len(keys)
 
     def _anchor(self, task: Task, outcome: Outcome) -> None:
         salt = secrets.token_bytes(32)
@@ -704,57 +402,13 @@ class Worker:
         if spec.requester != self.node.org_id:
             self._record(task_id, task.spec_hash, state="done")
             return
-        record = (
-            self._contribution_record(task_id, spec, row)
-            if spec.kind == "fl"
-            else self._usage_record(task_id, spec, row)
-        )
+        record = settlement_record(ledger, spec, row)
         ledger.tasks.settle_task(task_id, list(record.payees), list(record.bps), record.hash)
         self.node.settings.results_dir.mkdir(parents=True, exist_ok=True)
         (self.node.settings.results_dir / f"task-{task_id}-provenance.json").write_bytes(
             record.canonical_json()
         )
         self._record(task_id, task.spec_hash, state="settled")
-
-    def _contribution_record(
-        self, task_id: int, spec: TaskSpec, row: LocalTask
-    ) -> ProvenanceRecord:
-        """Federated learning: the fee follows each party's Shapley contribution to the model."""
-        if row.result_path is None:
-            raise RuntimeError(f"task {task_id} has no local result to settle from")
-        (part,) = json.loads(Path(row.result_path).read_text())
-        measured = json.loads(part).get("contributions", {})
-        shares = fee_shares({int(org): float(value) for org, value in measured.items()})
-        datasets = {item.org: item.dataset for item in spec.inputs}
-        payees = tuple(org for org in sorted(shares) if shares[org] > 0)
-        return ProvenanceRecord(
-            task_id=task_id,
-            kind="fl",
-            contributions=tuple(
-                Contribution(org, datasets[org], units=shares[org], unit_price=1) for org in payees
-            ),
-            payees=payees,
-            bps=tuple(shares[org] for org in payees),
-        )
-
-    def _usage_record(self, task_id: int, spec: TaskSpec, row: LocalTask) -> ProvenanceRecord:
-        """Everything else: providers are paid by the rows they contributed × their unit price."""
-        ledger = self.node.ledger
-        contributions = []
-        for item in spec.inputs:
-            dataset = ledger.data.get_dataset(bytes.fromhex(item.dataset[2:]))
-            parents = tuple(ledger.data.get_dataset(parent).owner_org for parent in dataset.parents)
-            contributions.append(
-                Contribution(
-                    org_id=item.org,
-                    dataset_id=item.dataset,
-                    units=row.result_size or 0,
-                    unit_price=dataset.unit_price,
-                    upstream_bps=dataset.upstream_bps,
-                    parent_orgs=parents,
-                )
-            )
-        return provenance(task_id, spec.kind, spec.requester, contributions)
 
     # --- bookkeeping ------------------------------------------------------------------------
     def _fail(self, task_id: int, reason: FailureReason, message: str) -> None:

@@ -32,7 +32,13 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from privledger.protocols.fl.secagg import QUANT_FRAC_BITS, dequantise, quantise, secure_sum
+from privledger.protocols.fl.secagg import (
+    QUANT_FRAC_BITS,
+    check_range,
+    dequantise,
+    quantise,
+    secure_sum,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -285,10 +291,8 @@ class SecureAggregator(Aggregator):
     def sum_vectors(
         self, vectors: Mapping[int, F64], *, round_id: int, dropped: frozenset[int]
     ) -> F64:
-        limit = 2.0 ** (62 - self.frac_bits) / max(len(vectors), 1)
-        for client, vector in vectors.items():
-            if float(np.max(np.abs(vector))) >= limit:
-                raise ValueError(f"client {client}'s vector exceeds the quantised range {limit}")
+        for vector in vectors.values():
+            check_range(vector, len(vectors), self.frac_bits)
         quantised = {client: quantise(vector, self.frac_bits) for client, vector in vectors.items()}
         total, view = secure_sum(
             quantised, round_id=round_id, threshold=self.threshold, drop_before_input=dropped

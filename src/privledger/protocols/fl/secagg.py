@@ -83,6 +83,14 @@ def quantise(values: npt.ArrayLike, frac_bits: int = QUANT_FRAC_BITS) -> U64:
     return encode_fixed(values, frac_bits)
 
 
+def check_range(vector: npt.ArrayLike, clients: int, frac_bits: int = QUANT_FRAC_BITS) -> None:
+    """Refuse a vector whose quantised sum over ``clients`` clients could wrap around 2^64."""
+    limit = 2.0 ** (62 - frac_bits) / max(clients, 1)
+    largest = float(np.max(np.abs(np.asarray(vector, dtype=np.float64))))
+    if not largest < limit:
+        raise ValueError(f"a value of {largest:.3g} exceeds the quantised range {limit:.3g}")
+
+
 def dequantise(values: U64, frac_bits: int = QUANT_FRAC_BITS) -> npt.NDArray[np.float64]:
     """Inverse of :func:`quantise` (for a sum, as long as it did not wrap)."""
     return decode_fixed(values, frac_bits)

@@ -1,0 +1,80 @@
+"""What every protocol runner gets from the worker, and how it refuses a task."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from privledger.evm.contracts import FailureReason, Task
+from privledger.node.context import NodeContext
+from privledger.node.spec import SpecInput, TaskSpec
+from privledger.protocols.channel import Channel
+from privledger.protocols.mpc.sharing import Party
+
+RunOutput = tuple[list[str] | None, int]
+"""This party's output (None: it learns none) and the units its providers are paid for."""
+
+
+class TaskRefused(Exception):
+    """The worker will not run this task; ``reason`` is the code recorded on chain."""
+
+    def __init__(self, reason: FailureReason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Run:
+    """One party's view of a running task: its rows and a channel to every other participant."""
+
+    node: NodeContext
+    task: Task
+    spec: TaskSpec
+    channels: dict[int, Channel]
+    rows: list[tuple[bytes, ...]]
+
+    @property
+    def org(self) -> int:
+        return self.node.org_id
+
+    @property
+    def timeout(self) -> float:
+        return self.node.settings.channel_timeout_s
+
+    @property
+    def is_requester(self) -> bool:
+        return self.spec.requester == self.org
+
+    @property
+    def role(self) -> Literal["requester", "provider"]:
+        return "requester" if self.is_requester else "provider"
+
+    @property
+    def keys(self) -> list[bytes]:
+        """The first column of this party's rows (the key column of set tasks)."""
+        return [row[0] for row in self.rows]
+
+    @property
+    def mine(self) -> SpecInput | None:
+        return next((item for item in self.spec.inputs if item.org == self.org), None)
+
+    @property
+    def owners(self) -> list[int]:
+        return [item.org for item in self.spec.inputs]
+
+    def only_channel(self) -> Channel:
+        (channel,) = self.channels.values()
+        return channel
+
+    def party(self) -> Party:
+        """This node as an MPC party: data parties indexed in input order, plus the dealer."""
+        dealer = self.spec.dealer
+        if dealer is None:
+            raise TaskRefused(FailureReason.SPEC_MISMATCH, "an MPC task without a dealer")
+        owners = self.owners
+        return Party(
+            owners.index(self.org),
+            {owners.index(org): ch for org, ch in self.channels.items() if org != dealer},
+            dealer=self.channels[dealer],
+            timeout=self.timeout,
+        )

@@ -1,0 +1,78 @@
+"""Secret-sharing tasks: joint statistics and the multi-lending check (a dealer serves triples)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Literal
+
+import numpy as np
+
+from privledger.evm.contracts import FailureReason
+from privledger.node.policy import min_group_size
+from privledger.node.runners.base import Run, RunOutput, TaskRefused
+from privledger.protocols.mpc.lending import LoanBook, multi_lending_check
+from privledger.protocols.mpc.stats import joint_stats
+
+
+def run(task: Run) -> RunOutput:
+    if task.spec.protocol in ("lending-total", "lending-exceeds"):
+        return _lending(task)
+    return _stats(task)
+
+
+def _stats(task: Run) -> RunOutput:
+    """Joint count, sum, mean and variance; released to the requester only when the group is at
+    least the classification policy's minimum size."""
+    try:
+        values = np.array([float(value) for value in task.keys], dtype=np.float64)
+    except ValueError as exc:
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, f"a non-numeric value: {exc}") from exc
+    spec = task.spec
+    levels = [
+        task.node.ledger.data.get_dataset(bytes.fromhex(item.dataset[2:])).level
+        for item in spec.inputs
+    ]
+    result = joint_stats(
+        task.party(),
+        values,
+        requester=task.owners.index(spec.requester),
+        min_group_size=min_group_size(levels),
+        frac_bits=spec.frac_bits,
+        histogram_edges=spec.histogram_edges,
+    )
+    if result is None:
+        return None, 0
+    return [json.dumps(dataclasses.asdict(result), sort_keys=True)], result.count or 0
+
+
+def _lending(task: Run) -> RunOutput:
+    """Multi-lending check: the requesting bank learns one customer's total across the other
+    banks, or only whether it exceeds its limit; the others learn neither customer nor total."""
+    mode: Literal["total", "exceeds"] = (
+        "total" if task.spec.protocol == "lending-total" else "exceeds"
+    )
+    party = task.party()
+    requester = task.owners.index(task.spec.requester)
+    rows = task.rows
+    try:
+        if task.is_requester:
+            if len(rows) != 1:
+                raise ValueError("the query dataset holds exactly one customer row")
+            customer = rows[0][0].decode()
+            limit = int(rows[0][1]) if mode == "exceeds" and len(rows[0]) > 1 else None
+            result = multi_lending_check(
+                party, requester=requester, mode=mode, customer_id=customer, limit=limit
+            )
+        else:
+            book = LoanBook.from_records((key.decode(), int(value)) for key, value in rows)
+            multi_lending_check(party, requester=requester, mode=mode, book=book)
+            return None, 0
+    except ValueError as exc:
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, str(exc)) from exc
+    if result is None:
+        return None, 0
+    answer = {"mode": mode, "banks": result.banks, "total": result.total}
+    if mode == "exceeds":
+        answer = {"mode": mode, "banks": result.banks, "exceeds": result.exceeds}
+    return [json.dumps(answer, sort_keys=True)], 1

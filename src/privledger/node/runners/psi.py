@@ -1,0 +1,75 @@
+"""Set tasks: two-party PSI (ECDH, KKRT), difference, membership, three-party intersection and
+union."""
+
+from __future__ import annotations
+
+import json
+
+from privledger.evm.contracts import FailureReason
+from privledger.node.runners.base import Run, RunOutput, TaskRefused
+from privledger.protocols.psi import ecdh, kkrt, multiparty
+
+PSI_PROTOCOLS = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}
+
+
+def run(task: Run) -> RunOutput:
+    """PSI: the output is the intersection; matched rows are what providers are paid for."""
+    protocol = task.spec.protocol
+    if protocol in ("intersection3", "union3"):
+        return _three_party(task)
+    if protocol == "membership":
+        return _membership(task)
+    if protocol == "difference":
+        return _difference(task)
+    result = PSI_PROTOCOLS[protocol](
+        task.only_channel(),
+        task.keys,
+        role=task.role,
+        reveal_to_provider=task.spec.output == "both",
+        timeout=task.timeout,
+    )
+    output = [item.decode() for item in result.intersection] if result.learned_output else None
+    return output, len(result.intersection)
+
+
+def _difference(task: Run) -> RunOutput:
+    items = task.keys
+    difference = multiparty.run_difference(
+        task.only_channel(), items, role=task.role, timeout=task.timeout
+    )
+    if not difference.learned_output:
+        return None, 0
+    # a provider is paid for the rows it matched: those the requester could drop
+    matched = len(set(items)) - len(difference.difference)
+    return [item.decode() for item in difference.difference], matched
+
+
+def _membership(task: Run) -> RunOutput:
+    """Anonymous membership query: the requester's one key against the holder's set."""
+    if not task.is_requester:
+        multiparty.answer_membership(task.only_channel(), task.keys, timeout=task.timeout)
+        return None, 0
+    keys = set(task.keys)
+    if len(keys) != 1:
+        raise TaskRefused(
+            FailureReason.POLICY_VIOLATION, "a membership query dataset holds exactly one key"
+        )
+    (key,) = keys
+    answer = multiparty.query_membership(task.only_channel(), key, timeout=task.timeout)
+    return [json.dumps([key.decode(), answer.member])], 1
+
+
+def _three_party(task: Run) -> RunOutput:
+    """Three-party intersection or union; the requester (index 0) receives the output."""
+    order = task.spec.participants  # the requester first: index 0 leads / receives
+    index = order.index(task.org)
+    peers = {order.index(org): channel for org, channel in task.channels.items()}
+    if task.spec.protocol == "intersection3":
+        result = multiparty.run_intersection(
+            index, peers, task.keys, leader=0, timeout=task.timeout
+        )
+    else:
+        result = multiparty.run_union(index, peers, task.keys, receiver=0, timeout=task.timeout)
+    if not result.learned_output:
+        return None, 0
+    return [item.decode() for item in result.items], len(result.items)
