@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -132,3 +132,60 @@ class ServiceCall(SQLModel, table=True):
     batch_id: int | None = Field(default=None, index=True)
     batch_index: int | None = None
     batch_tx: str | None = None
+
+
+class ChainBlock(SQLModel, table=True):
+    """One block of the chain, copied by the indexer for the explorer."""
+
+    __tablename__ = "chain_block"
+
+    number: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    hash: str = Field(unique=True, index=True)
+    parent_hash: str
+    timestamp: int = Field(index=True)
+    miner: str
+    gas_used: int
+    tx_count: int
+
+
+class ChainTx(SQLModel, table=True):
+    """One transaction with its call decoded from our ABIs (``contract``/``function``/``args``)."""
+
+    __tablename__ = "chain_tx"
+    __table_args__ = (
+        Index("ix_chain_tx_position", "block_number", "tx_index", unique=True),
+        Index("ix_chain_tx_sender_position", "sender", "block_number", "tx_index"),
+        Index("ix_chain_tx_to_position", "to", "block_number", "tx_index"),
+    )
+
+    hash: str = Field(primary_key=True)
+    block_number: int
+    tx_index: int
+    sender: str
+    to: str | None = None
+    nonce: int
+    value_wei: str  # decimal text: wei amounts overflow a 64-bit integer column
+    contract: str | None = None  # the ledger contract called or created, if any
+    function: str  # decoded function name, "constructor", "transfer" or the 4-byte selector
+    args: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    status: int
+    gas_used: int
+
+
+class ChainRef(SQLModel, table=True):
+    """Search index: a transaction's call (``log_index`` -1) or one of its events refers to a
+    task, dataset, grant, org, batch or account (``kind``, ``value``)."""
+
+    __tablename__ = "chain_ref"
+    __table_args__ = (
+        Index("ix_chain_ref_lookup", "kind", "value", "block_number"),
+        Index("ix_chain_ref_name", "name", "kind", "value"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    value: str
+    name: str  # the event or function name
+    tx_hash: str = Field(index=True)
+    log_index: int
+    block_number: int
