@@ -13,6 +13,7 @@ from privledger.api.routes import (
     approvals,
     datasets,
     grants,
+    models,
     peer,
     services,
     system,
@@ -55,7 +56,17 @@ def create_app(node: NodeContext) -> FastAPI:
             )
         return await call_next(request)
 
-    for module in (system, datasets, grants, approvals, transactions, tasks, services, peer):
+    for module in (
+        system,
+        datasets,
+        grants,
+        approvals,
+        transactions,
+        tasks,
+        services,
+        models,
+        peer,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(services.calls, prefix=API_PREFIX)
     app.include_router(services.catalogue, prefix=API_PREFIX)

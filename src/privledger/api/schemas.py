@@ -128,6 +128,10 @@ class TaskIn(Body):
         le=24,
         description="statistics: fixed-point fractional bits (fewer bits, larger values)",
     )
+    rounds: int | None = Field(default=None, ge=1, le=500, description="horizontal FL rounds")
+    proximal_mu: float | None = Field(
+        default=None, ge=0, le=10, description="horizontal FL: FedProx's mu (unset: FedAvg)"
+    )
     output: Literal["requester", "both"] = "requester"
     fee_wei: int = Field(default=0, ge=0, lt=2**96)
     deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)
@@ -212,3 +216,25 @@ class CallLogOut(Body):
     digest: str
     batch_id: int | None
     batch_index: int | None
+
+
+class ModelIn(Body):
+    task_id: int = Field(ge=1, lt=2**63, description="the completed horizontal FL task")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    unit_price: int = Field(default=0, ge=0, lt=2**96, description="wei per predicted row")
+    upstream_bps: int = Field(
+        default=3_000, ge=0, le=10_000, description="share of prediction fees to the data owners"
+    )
+
+
+class ModelOut(Body):
+    model_id: str
+    name: str
+    task_id: int
+    protocol: str
+    features: list[str]
+    model_hash: str
+    level: int
+    unit_price: int
+    parents: list[str]
+    retired: bool

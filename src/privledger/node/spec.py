@@ -33,6 +33,9 @@ TaskProtocol = Literal[
     "lending-total",
     "lending-exceeds",
     "vertical-lr",
+    "horizontal-lr",
+    "horizontal-mlp",
+    "predict",
 ]
 PSI_PROTOCOLS = ("ecdh", "kkrt")
 STATS_PROTOCOLS = ("joint-stats", "lending-total", "lending-exceeds")
@@ -40,6 +43,8 @@ SET_OPERATIONS = ("intersection3", "union3", "difference", "membership")
 TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR, "stats": Kind.STATS, "fl": Kind.FL}
 MAX_STATS_PARTIES = 8  # spec kind -> the ledger's kind bit
 PIR_PROTOCOLS = ("simplepir", "bucket")
+HORIZONTAL_PROTOCOLS = ("horizontal-lr", "horizontal-mlp")
+MODEL_COLUMN = "model"  # a prediction task's model input names this column
 
 
 class SpecInput(BaseModel):
@@ -77,6 +82,12 @@ class TaskSpec(BaseModel):
     )
     histogram_edges: tuple[float, ...] | None = Field(
         default=None, min_length=2, max_length=101, description="joint statistics: bin edges"
+    )
+    rounds: int | None = Field(
+        default=None, ge=1, le=500, description="horizontal FL: FedAvg rounds"
+    )
+    proximal_mu: float | None = Field(
+        default=None, ge=0, le=10, description="horizontal FL: FedProx's mu (0 or unset: FedAvg)"
     )
     output: Literal["requester", "both"] = "requester"
     service: str | None = Field(
@@ -126,8 +137,21 @@ class TaskSpec(BaseModel):
         return self
 
     def _check_fl(self) -> None:
-        if self.protocol != "vertical-lr" or self.output != "requester" or self.service:
-            raise ValueError("a federated-learning task runs vertical-lr")
+        if self.output != "requester" or self.service:
+            raise ValueError("a federated-learning task answers the requester only")
+        horizontal = self.protocol in HORIZONTAL_PROTOCOLS
+        if (self.rounds is not None or self.proximal_mu is not None) and not horizontal:
+            raise ValueError("only horizontal FL takes rounds and proximal_mu")
+        if horizontal:
+            self._check_horizontal()
+        elif self.protocol == "predict":
+            self._check_predict()
+        elif self.protocol == "vertical-lr":
+            self._check_vertical()
+        else:
+            raise ValueError("a federated-learning task runs vertical-lr, horizontal-* or predict")
+
+    def _check_vertical(self) -> None:
         if len(self.inputs) != 2:
             raise ValueError("vertical-lr aligns and trains two parties' columns")
         owners = {item.org for item in self.inputs}
@@ -139,6 +163,29 @@ class TaskSpec(BaseModel):
             has_label = item.value_column is not None
             if has_label != (item.org == self.requester):
                 raise ValueError("the requester's input, and only it, names the label column")
+
+    def _check_horizontal(self) -> None:
+        """The requester aggregates (and may hold an input too); every input is a client with
+        the same number of feature columns and a label column."""
+        if self.dealer is not None:
+            raise ValueError("horizontal FL has no dealer")
+        widths = {len(item.features or ()) for item in self.inputs}
+        if 0 in widths or len(widths) != 1:
+            raise ValueError("every horizontal FL input names the same number of feature columns")
+        if any(item.value_column is None for item in self.inputs):
+            raise ValueError("every horizontal FL input names its label column (value_column)")
+
+    def _check_predict(self) -> None:
+        """The requester's rows (id column + features) and one model input held by another org."""
+        if self.dealer is not None or len(self.inputs) != 2:
+            raise ValueError("a prediction task takes the requester's rows and one model")
+        rows = [item for item in self.inputs if item.org == self.requester]
+        models = [item for item in self.inputs if item.org != self.requester]
+        if len(rows) != 1 or not rows[0].features or rows[0].value_column is not None:
+            raise ValueError("the requester's input names its id column and feature columns")
+        model = models[0]
+        if model.column != MODEL_COLUMN or model.features or model.value_column:
+            raise ValueError(f"the model input names only column {MODEL_COLUMN!r}")
 
     def _check_stats(self) -> None:
         if self.protocol not in STATS_PROTOCOLS or self.output != "requester" or self.service:
@@ -173,6 +220,13 @@ class TaskSpec(BaseModel):
         if self.dealer is not None:
             ordered.append(self.dealer)
         return ordered
+
+    def peers_of(self, org: int) -> list[int]:
+        """The participants ``org`` opens a channel to: all others, except that horizontal FL
+        is a star around the requester (clients talk only to the aggregator)."""
+        if self.protocol in HORIZONTAL_PROTOCOLS and org != self.requester:
+            return [self.requester]
+        return [other for other in self.participants if other != org]
 
     def canonical_json(self) -> bytes:
         return json.dumps(

@@ -33,12 +33,12 @@ from privledger.node.datasets import DatasetFileError, read_rows
 from privledger.node.runners import Run, TaskRefused, run_protocol
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.settlement import settlement_record
-from privledger.node.spec import TASK_KINDS, TaskSpec
+from privledger.node.spec import HORIZONTAL_PROTOCOLS, TASK_KINDS, SpecInput, TaskSpec
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
 from privledger.protocols.mpc.sharing import Dealer
 from privledger.store.events import events_named
-from privledger.store.models import LocalDataset, LocalTask, PsiService
+from privledger.store.models import LocalDataset, LocalModel, LocalTask, PsiService
 
 logger = logging.getLogger(__name__)
 
@@ -303,22 +303,14 @@ class Worker:
     def _execute(self, task: Task, spec: TaskSpec) -> Outcome:
         if spec.dealer == self.node.org_id:
             return self._deal(task, spec)
-        mine = next(item for item in spec.inputs if item.org == self.node.org_id)
-        with Session(self.node.engine) as session:
-            dataset = session.get(LocalDataset, mine.dataset.lower())
-        if dataset is None:
-            raise TaskRefused(
-                FailureReason.PROTOCOL_ERROR, f"dataset {mine.dataset} is not on this node"
-            )
-        columns = [mine.column, *(mine.features or ())]
-        columns += [mine.value_column] if mine.value_column else []
-        try:
-            rows = read_rows(Path(dataset.path), columns)
-        except DatasetFileError as exc:
-            raise TaskRefused(FailureReason.PROTOCOL_ERROR, str(exc)) from exc
-        channels = {
-            org: self._channel(task, org) for org in spec.participants if org != self.node.org_id
-        }
+        mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
+        if mine is not None:
+            rows = self._rows(mine)
+        elif spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id:
+            rows = []  # an aggregator without data of its own
+        else:
+            raise TaskRefused(FailureReason.SPEC_MISMATCH, "this organisation holds no input")
+        channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
         started = time.perf_counter()
         try:
             output, units = run_protocol(Run(self.node, task, spec, dict(channels), rows))
@@ -328,6 +320,24 @@ class Worker:
             for channel in channels.values():
                 channel.close()
         return Outcome(output, transcript, units, time.perf_counter() - started, sent)
+
+    def _rows(self, mine: SpecInput) -> list[tuple[bytes, ...]]:
+        """This node's input rows (key column, features, value column); none for a model."""
+        with Session(self.node.engine) as session:
+            dataset = session.get(LocalDataset, mine.dataset.lower())
+            model = session.get(LocalModel, mine.dataset.lower())
+        if model is not None:
+            return []  # the prediction runner loads it
+        if dataset is None:
+            raise TaskRefused(
+                FailureReason.PROTOCOL_ERROR, f"dataset {mine.dataset} is not on this node"
+            )
+        columns = [mine.column, *(mine.features or ())]
+        columns += [mine.value_column] if mine.value_column else []
+        try:
+            return read_rows(Path(dataset.path), columns)
+        except DatasetFileError as exc:
+            raise TaskRefused(FailureReason.PROTOCOL_ERROR, str(exc)) from exc
 
     def _channel(self, task: Task, peer_org: int) -> SecureChannel:
         peer = self.node.ledger.orgs.get_org(peer_org)

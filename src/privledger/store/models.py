@@ -189,3 +189,22 @@ class ChainRef(SQLModel, table=True):
     tx_hash: str = Field(index=True)
     log_index: int
     block_number: int
+
+
+class LocalModel(SQLModel, table=True):
+    """A model this node trained (as a horizontal FL aggregator) and registered on chain as a
+    derived data asset: its hash is committed there, its use for prediction needs an FL grant."""
+
+    __tablename__ = "local_model"
+
+    model_id: str = Field(primary_key=True)  # the asset's dataset id on chain
+    name: str = Field(unique=True)
+    task_id: int = Field(unique=True)
+    protocol: str
+    path: str
+    features: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    model_hash: str  # sha256 of the model file
+    salt: str
+    level: int
+    unit_price: str  # decimal text: wei prices overflow a 64-bit integer column
+    created_at: datetime = Field(default_factory=utc_now)

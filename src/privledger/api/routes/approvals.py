@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlmodel import select
 
 from privledger.api.deps import DataOwner, NodeDep, SessionDep, TaskId
 from privledger.api.errors import parse_hex32
 from privledger.api.schemas import ApprovalIn, ApprovalOut
+from privledger.store.assets import held_asset_ids
 from privledger.store.events import events_named
-from privledger.store.models import LocalDataset
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
 
@@ -18,7 +17,7 @@ router = APIRouter(prefix="/approvals", tags=["approvals"])
 def list_approvals(_caller: DataOwner, node: NodeDep, session: SessionDep) -> list[ApprovalOut]:
     """Every approval request on this node's datasets, with its current status."""
     node.indexer.sync()
-    ours = {row.dataset_id for row in session.exec(select(LocalDataset))}
+    ours = held_asset_ids(session)
     requests = [
         e for e in events_named(session, ["ApprovalRequested"]) if e.args["datasetId"] in ours
     ]

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlmodel import select
 
 from privledger.api.deps import DataOwner, Member, NodeDep, SessionDep
 from privledger.api.errors import not_found, parse_hex32
 from privledger.api.schemas import GrantIn, GrantOut, KindName
 from privledger.evm.contracts import Grant, Kind
+from privledger.store.assets import held_asset_ids, holds_asset
 from privledger.store.events import events_named
-from privledger.store.models import LocalDataset
 
 router = APIRouter(prefix="/grants", tags=["grants"])
 
@@ -38,8 +37,8 @@ def grant_out(grant: Grant) -> GrantOut:
 @router.post("", response_model=GrantOut, status_code=201)
 def issue_grant(body: GrantIn, caller: DataOwner, node: NodeDep, session: SessionDep) -> GrantOut:
     """Grant another organisation the use of one of this node's datasets."""
-    if session.get(LocalDataset, body.dataset.lower()) is None:
-        raise not_found(f"dataset {body.dataset} on this node")
+    if not holds_asset(session, body.dataset):
+        raise not_found(f"dataset or model {body.dataset} on this node")
     kinds = Kind(0)
     for name in body.kinds:
         kinds |= KIND_BITS[name]
@@ -59,7 +58,7 @@ def issue_grant(body: GrantIn, caller: DataOwner, node: NodeDep, session: Sessio
 def list_grants(_caller: Member, node: NodeDep, session: SessionDep) -> list[GrantOut]:
     """Grants on this node's datasets and grants to this node's organisation, current state."""
     node.indexer.sync()
-    ours = {row.dataset_id for row in session.exec(select(LocalDataset))}
+    ours = held_asset_ids(session)
     issued = events_named(session, ["GrantIssued"])
     relevant = [
         event.args["grantId"]

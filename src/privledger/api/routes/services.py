@@ -105,8 +105,21 @@ def authorise_caller(
 def call_log(name: str, _caller: DataOwner, session: SessionDep) -> list[CallLogOut]:
     """Every call of the service, with the Merkle batch that anchors it."""
     _service(session, name)
+    return log_entries(session, name)
+
+
+@router.get("/{name}/calls/{task_id}/proof")
+def call_log_proof(
+    name: str, task_id: TaskId, _caller: Member, node: NodeDep, session: SessionDep
+) -> dict[str, Any]:
+    """The inclusion proof of one call-log entry against its on-chain Merkle root."""
+    return entry_proof(node, session, name, task_id)
+
+
+def log_entries(session: SessionDep, key: str) -> list[CallLogOut]:
+    """The call log of one service or model (``key``), oldest first."""
     entries = session.exec(
-        select(ServiceCall).where(ServiceCall.service == name).order_by(col(ServiceCall.id))
+        select(ServiceCall).where(ServiceCall.service == key).order_by(col(ServiceCall.id))
     )
     return [
         CallLogOut(
@@ -124,16 +137,13 @@ def call_log(name: str, _caller: DataOwner, session: SessionDep) -> list[CallLog
     ]
 
 
-@router.get("/{name}/calls/{task_id}/proof")
-def call_log_proof(
-    name: str, task_id: TaskId, _caller: Member, node: NodeDep, session: SessionDep
-) -> dict[str, Any]:
-    """The inclusion proof of one call-log entry against its on-chain Merkle root."""
+def entry_proof(node: NodeContext, session: SessionDep, key: str, task_id: int) -> dict[str, Any]:
+    """A call-log entry with its Merkle inclusion proof (409 until its batch is anchored)."""
     entry = session.exec(
-        select(ServiceCall).where(ServiceCall.service == name, ServiceCall.task_id == task_id)
+        select(ServiceCall).where(ServiceCall.service == key, ServiceCall.task_id == task_id)
     ).first()
     if entry is None:
-        raise not_found(f"call of {name!r} by task {task_id}")
+        raise not_found(f"call of {key!r} by task {task_id}")
     proof = call_proof(node, entry)
     if proof is None:
         raise ApiError(409, "not_anchored_yet", "the entry is not in an anchored batch yet; retry")

@@ -14,7 +14,7 @@ from privledger.api.errors import ApiError, not_found
 from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
 from privledger.evm.contracts import Kind, Task
 from privledger.node.context import NodeContext
-from privledger.node.spec import TASK_KINDS, SpecInput, TaskSpec
+from privledger.node.spec import HORIZONTAL_PROTOCOLS, TASK_KINDS, SpecInput, TaskSpec
 from privledger.store.events import events_named
 from privledger.store.models import LocalTask
 
@@ -65,8 +65,9 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
                 features=tuple(item.features) if item.features else None,
             )
         )
-    owners = [item.org for item in inputs]
-    if owners.count(node.org_id) != 1:
+    mine = [item.org for item in inputs].count(node.org_id)
+    aggregator = body.protocol in HORIZONTAL_PROTOCOLS  # may train no rows of its own
+    if mine > 1 or (mine == 0 and not aggregator):
         raise ApiError(
             400, "invalid_task", "a task joins one dataset of yours with one of a partner"
         )
@@ -80,6 +81,8 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
             dealer=body.dealer,
             frac_bits=body.frac_bits,
             histogram_edges=tuple(body.histogram_edges) if body.histogram_edges else None,
+            rounds=body.rounds,
+            proximal_mu=body.proximal_mu,
         )
     except ValidationError as exc:
         raise ApiError(400, "invalid_task", exc.errors()[0]["msg"]) from exc

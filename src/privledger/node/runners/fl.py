@@ -1,17 +1,31 @@
 """Federated-learning tasks: vertical logistic regression (PSI alignment inside the task, secret
-shared training, Shapley contributions)."""
+shared training, Shapley contributions), horizontal FedAvg / FedProx with secure aggregation (the
+requester aggregates), and prediction with a registered model (F18: every call is logged)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from sqlmodel import Session
 
 from privledger.evm.contracts import FailureReason
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
+from privledger.node.services import log_call
+from privledger.node.spec import HORIZONTAL_PROTOCOLS, TaskSpec
+from privledger.protocols.channel import Channel, ChannelError, channel_pair, recv_exact
 from privledger.protocols.fl.contribution import mean_log_likelihood, shapley_values
+from privledger.protocols.fl.federation import (
+    FederatedModel,
+    FederationConfig,
+    run_aggregator,
+    run_client,
+)
+from privledger.protocols.fl.horizontal import ClientData
 from privledger.protocols.fl.vertical import (
     VerticalConfig,
     predict_vertical,
@@ -20,12 +34,152 @@ from privledger.protocols.fl.vertical import (
     train_vertical_ss,
 )
 from privledger.protocols.psi import kkrt
+from privledger.store.models import LocalModel
 
 VALIDATION_BYTE = 51  # ~20% of aligned rows are held out to measure contributions
+MAX_PREDICT_ROWS = 1_000_000
 
 
 def run(task: Run) -> RunOutput:
+    if task.spec.protocol in HORIZONTAL_PROTOCOLS:
+        return _horizontal(task)
+    if task.spec.protocol == "predict":
+        return _predict(task)
     return _vertical(task)
+
+
+def federation_config(spec: TaskSpec) -> FederationConfig:
+    """The training configuration every party derives from the spec alone."""
+    return FederationConfig(
+        model="lr" if spec.protocol == "horizontal-lr" else "mlp",
+        rounds=spec.rounds or FederationConfig.rounds,
+        proximal_mu=spec.proximal_mu or 0.0,
+        seed=int(spec.nonce[:8], 16),
+    )
+
+
+def _numbers(task: Run, width: int, *, labelled: bool) -> tuple[npt.NDArray[np.float64], ...]:
+    """Feature columns (after the key column) and, if ``labelled``, the last column as labels."""
+    try:
+        features = np.array(
+            [[float(value) for value in row[1 : 1 + width]] for row in task.rows], dtype=float
+        ).reshape(len(task.rows), width)
+        if not labelled:
+            return (features,)
+        labels = np.array([float(row[-1]) for row in task.rows])
+    except ValueError as exc:
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, f"non-numeric value: {exc}") from exc
+    if not np.all(np.isfinite(features)) or not np.all((labels == 0) | (labels == 1)):
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, "features must be finite, labels 0/1")
+    return features, labels
+
+
+def _horizontal(task: Run) -> RunOutput:
+    """Horizontal FL: every input is a client; the requester aggregates, and trains its own rows
+    as one more client through an in-process channel when it holds an input."""
+    spec = task.spec
+    clients = sorted(task.owners)
+    config = federation_config(spec)
+    width = len(spec.inputs[0].features or ())
+
+    def client(channel: Channel) -> int:
+        features, labels = _numbers(task, width, labelled=True)
+        try:
+            data = ClientData(features, labels)
+        except ValueError as exc:
+            raise TaskRefused(FailureReason.POLICY_VIOLATION, str(exc)) from exc
+        index = clients.index(task.org)
+        run_client(
+            channel, task.org, data, config, index=index, clients=len(clients), timeout=task.timeout
+        )
+        return data.labels.size
+
+    if not task.is_requester:
+        return None, client(task.channels[spec.requester])
+    links = {org: task.channels[org] for org in clients if org != task.org}
+    local: list[BaseException] = []
+    thread = None
+    if task.org in clients:
+        links[task.org], own_end = channel_pair()
+
+        def own_rows() -> None:
+            try:
+                client(own_end)
+            except BaseException as exc:  # reported below, after the aggregator finished
+                local.append(exc)
+                own_end.close()
+
+        thread = threading.Thread(target=own_rows, name=f"fl-{task.task.task_id}", daemon=True)
+        thread.start()
+    try:
+        model = run_aggregator(links, config, features=width, timeout=task.timeout)
+    finally:
+        for org in clients:
+            if org == task.org:
+                links[org].close()
+        if thread is not None:
+            thread.join(task.timeout)
+    if local and not isinstance(local[0], ChannelError):
+        raise local[0]
+    mine = task.mine
+    names = list((mine or spec.inputs[0]).features or ())
+    output = {"protocol": spec.protocol, "features": names, **model.to_json()}
+    return [json.dumps(output, sort_keys=True)], model.rows
+
+
+def _predict(task: Run) -> RunOutput:
+    """Prediction with a registered model: the requester sends its feature rows, the model's
+    holder answers one score per row. The holder sees the rows it scores (stated in the README);
+    the requester learns the scores, never the model."""
+    channel = task.only_channel()
+    if task.is_requester:
+        mine = task.mine
+        assert mine is not None
+        (features,) = _numbers(task, len(mine.features or ()), labelled=False)
+        rows, width = features.shape
+        channel.send(json.dumps({"rows": rows, "features": width}).encode())
+        channel.send(features.astype("<f8").tobytes())
+        answer = json.loads(channel.recv(task.timeout))
+        if "error" in answer:
+            raise TaskRefused(FailureReason.POLICY_VIOLATION, f"model: {answer['error']}")
+        scores = np.frombuffer(recv_exact(channel, 8 * rows, task.timeout, "scores"), "<f8")
+        pairs = zip(task.rows, scores, strict=True)
+        return [json.dumps([row[0].decode(), float(score)]) for row, score in pairs], rows
+    return _serve_prediction(task, channel)
+
+
+def _serve_prediction(task: Run, channel: Channel) -> RunOutput:
+    mine = task.mine
+    assert mine is not None
+    with Session(task.node.engine) as session:
+        stored = session.get(LocalModel, mine.dataset.lower())
+    if stored is None:
+        raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"{mine.dataset} is not a model here")
+    model = FederatedModel.from_json(json.loads(Path(stored.path).read_text()))
+    header = json.loads(channel.recv(task.timeout))
+    rows, width = int(header["rows"]), int(header["features"])
+    problem = None
+    if width != model.mean.size:
+        problem = f"the model takes {model.mean.size} features, not {width}"
+    elif not 0 < rows <= MAX_PREDICT_ROWS:
+        problem = f"1 to {MAX_PREDICT_ROWS} rows per call"
+    outcome = f"refused: {problem}" if problem else f"ran: {rows} rows"
+    log_call(
+        task.node,
+        service=f"model:{stored.name}",
+        task_id=task.task.task_id,
+        caller_org=task.spec.requester,
+        spec_hash="0x" + task.task.spec_hash.hex(),
+        outcome=outcome,
+    )
+    if problem is not None:
+        channel.send(json.dumps({"error": problem}).encode())
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, problem)
+    data = recv_exact(channel, 8 * rows * width, task.timeout, "feature rows")
+    features = np.frombuffer(data, "<f8").reshape(rows, width)
+    channel.send(json.dumps({"scores": rows}).encode())
+    channel.send(model.predict(features).astype("<f8").tobytes())
+    return None, rows
 
 
 def validation_row(key: bytes) -> bool:
