@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import secrets
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from privledger.protocols.channel import Channel, channel_pair
@@ -195,3 +197,76 @@ def test_rejects_non_bytes_and_bad_role() -> None:
         run_psi(a, ["text"], role="requester")  # type: ignore[list-item]
     with pytest.raises(ValueError):
         run_psi(a, [b"x"], role="auditor")  # type: ignore[arg-type]
+
+
+def _reference_keys(items: list[bytes]) -> list[bytes]:
+    out = []
+    for item in items:
+        if len(item) <= 15:
+            out.append(item.ljust(15, b"\0") + bytes([len(item)]))
+        else:
+            digest = bytearray(
+                hashlib.blake2b(item, digest_size=16, person=kkrt._DIGEST_DOMAIN).digest()
+            )
+            digest[15] = 0x80 | (digest[15] & 0x0F)
+            out.append(bytes(digest))
+    return out
+
+
+@pytest.mark.parametrize("lengths", [[13], [0, 1, 15], [16, 40], [0, 3, 15, 16, 17, 300]])
+def test_vectorised_item_keys_match_the_simple_definition(lengths: list[int]) -> None:
+    rng = random.Random(len(lengths))
+    items = [rng.randbytes(rng.choice(lengths)) for _ in range(500)]
+    items += [b"", b"\0", b"a", b"a\0", b"\xff" * 15] if 0 in lengths else []
+    data, offsets = cuckoo.pack_items(items)
+    keys = cuckoo.item_keys(data, offsets, kkrt._DIGEST_DOMAIN)
+    assert [row.tobytes() for row in keys] == _reference_keys(items)
+    # sliced arrow arrays (non-zero offset) give the same keys
+    array = pa.array(items, type=pa.binary())[7:]
+    data, offsets = cuckoo.arrow_buffers(array)
+    assert np.array_equal(cuckoo.item_keys(data, offsets, kkrt._DIGEST_DOMAIN), keys[7:])
+
+
+def test_item_keys_are_injective_with_hash_index_and_dummies() -> None:
+    items = [b"", b"\0", b"\0\0", b"a", b"a\0", b"a" * 15, b"a" * 16, b"\x10", b"\x20", b"\x30"]
+    keys = cuckoo.item_keys(*cuckoo.pack_items(items), kkrt._DIGEST_DOMAIN)
+    indexed = {
+        cuckoo.indexed_keys(keys, i)[k].tobytes() for i in range(3) for k in range(len(items))
+    }
+    indexed |= {row.tobytes() for row in cuckoo.dummy_keys(50)}
+    indexed.add(kkrt.EMPTY_BIN_INPUT.tobytes())
+    assert len(indexed) == 3 * len(items) + 51
+
+
+def test_distinct_keys_equal_first_seen_dedup() -> None:
+    rng = random.Random(3)
+    for trial in range(50):
+        pool = [rng.randbytes(rng.choice([0, 2, 15, 20])) for _ in range(rng.randint(1, 40))]
+        items = [rng.choice(pool) for _ in range(rng.randint(0, 200))]
+        keys, first = kkrt.distinct_item_keys(items)
+        assert [items[k] for k in first] == list(dict.fromkeys(items)), trial
+        assert len({row.tobytes() for row in keys}) == len(keys)
+
+
+def test_bytes_order_of_short_keys_is_the_bytes_order() -> None:
+    rng = random.Random(5)
+    items = list({rng.randbytes(rng.randint(0, 15)) for _ in range(2000)} | {b"", b"\0", b"a\0"})
+    keys = cuckoo.item_keys(*cuckoo.pack_items(items), kkrt._DIGEST_DOMAIN)
+    assert [items[k] for k in kkrt.bytes_order(keys)] == sorted(items)
+
+
+def test_match_walks_runs_of_equal_prefixes_in_random_sets() -> None:
+    rng = np.random.default_rng(9)
+    peer = rng.integers(0, 256, (3, 3000, 9), dtype=np.uint8)
+    peer[:, :, :8] = rng.integers(0, 4, (3, 3000, 1), dtype=np.uint8)  # few distinct prefixes
+    which = rng.integers(0, 3, 500)
+    own = rng.integers(0, 256, (500, 9), dtype=np.uint8)
+    own[:, :8] = rng.integers(0, 4, (500, 1), dtype=np.uint8)
+    picks = rng.integers(0, 3000, 250)
+    own[:250] = peer[which[:250], picks]
+    found, position = kkrt._match(own, which, peer)
+    for k in range(500):
+        hits = np.flatnonzero(np.all(peer[which[k]] == own[k], axis=1))
+        assert found[k] == (hits.size > 0)
+        if hits.size:
+            assert position[k] in hits

@@ -122,3 +122,46 @@ def test_kkrt_oprf_matches_exactly_on_equal_inputs() -> None:
     assert not np.any(np.all(sender.evaluate(all_bins, other) == mine, axis=1))
     shifted = np.roll(all_bins, 1)  # same input, other bin: unrelated output
     assert not np.any(np.all(sender.evaluate(shifted, inputs) == mine, axis=1))
+
+
+@pytest.mark.parametrize("shape", [(64, 8), (128, 64), (512, 16), (512, 16384), (192, 24000)])
+def test_wide_transpose_path_matches_reference(shape: tuple[int, int]) -> None:
+    matrix = ot.random_bytes(*shape)
+    assert np.array_equal(ot.transpose_bits(matrix), _reference_transpose(matrix))
+
+
+def test_take_and_put_rows_match_fancy_indexing() -> None:
+    matrix = ot.random_bytes(1000, 11)
+    index = np.array([5, 0, 999, 5, 17])
+    assert np.array_equal(ot.take_rows(matrix, index), matrix[index])
+    assert ot.take_rows(matrix, index[:0]).shape == (0, 11)
+    target = np.zeros((1000, 11), dtype=np.uint8)
+    expected = target.copy()
+    values = ot.random_bytes(3, 11)
+    ot.put_rows(target, np.array([3, 1, 2]), values)
+    expected[[3, 1, 2]] = values
+    assert np.array_equal(target, expected)
+    strided = matrix[:, :5]  # not contiguous: falls back to numpy indexing
+    assert np.array_equal(ot.take_rows(strided, index), strided[index])
+
+
+def test_kkrt_sender_rows_equal_receive_then_evaluate() -> None:
+    bins = 256
+    choices = ot.random_bits(ot.CODE_BITS)
+    seeds0, seeds1 = ot.random_bytes(ot.CODE_BITS, 16), ot.random_bytes(ot.CODE_BITS, 16)
+    chosen = np.where(choices[:, None], seeds1, seeds0)
+    key = secrets.token_bytes(16)
+    receiver = ot.KkrtReceiver(seeds0, seeds1, key)
+    stored, streamed = (
+        ot.KkrtSender(choices, chosen, key, bins),
+        ot.KkrtSender(choices, chosen, key, bins),
+    )
+    inputs = ot.random_bytes(128, 16)
+    u, t0_rows = receiver.encode(inputs, offset=128)
+    stored.receive(u, offset=128)
+    at = np.arange(128, 256, dtype=np.uint64)
+    mine = ot.KkrtReceiver.outputs(t0_rows, offset=128)
+    assert np.array_equal(stored.evaluate(at, inputs), mine)
+    assert np.array_equal(streamed.evaluate_rows(streamed.rows(u, 128), at, inputs), mine)
+    with pytest.raises(ot.OtError):
+        streamed.rows(u, 256)  # beyond the table

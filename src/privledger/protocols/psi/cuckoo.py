@@ -1,6 +1,19 @@
-"""Cuckoo hashing (receiver) and simple hashing (sender) for KKRT-PSI.
+"""Cuckoo hashing (receiver) and simple hashing (sender) for KKRT-PSI, and item keys.
 
-Items are first reduced to 128-bit digests (:func:`digests`). The three bin choices of a digest
+Items are first reduced to 128-bit values: BLAKE2b digests (:func:`digests`), or -- faster and
+vectorised, used by KKRT-PSI -- *item keys* (:func:`item_keys`), an injective encoding of short
+items with a hash only for long ones::
+
+    len(x) <= 15:  key = x || zero padding to 15 bytes || len(x)          (byte 15 in 0..15)
+    len(x) >= 16:  key = BLAKE2b-128_domain(x)[0:15] || (0x80 | (BLAKE2b-128_domain(x)[15] & 15))
+
+Bits 4-6 of byte 15 are zero in every key, so a key can carry a cuckoo hash index (bits 4-5,
+:func:`indexed_keys`) or a dummy mark (bit 6) and stay injective. Two distinct short items never
+share a key; a long item shares a key with another item only through a 124-bit BLAKE2b
+collision. For short items the key order (bytes 0..15 big-endian) is the ``bytes`` order.
+:func:`distinct_keys` removes duplicate keys with numpy sorts (no Python set).
+
+The three bin choices of a digest
 ``d`` under a 16-byte seed are read from ``AES_seed(d)``: its first three little-endian 32-bit
 words ``w_0, w_1, w_2`` give ``h_i(d) = (w_i * bins) >> 32`` (multiply-shift range reduction,
 bias below ``bins / 2^32``). The seed is drawn by the receiver from :mod:`secrets` and sent to
@@ -31,9 +44,11 @@ import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 logger = logging.getLogger(__name__)
@@ -49,6 +64,7 @@ MAX_ROUNDS = 4000
 MAX_ATTEMPTS = 16
 SEED_BYTES = 16
 DIGEST_BYTES = 16
+KEY_BYTES = 16
 EMPTY = -1
 
 
@@ -61,6 +77,134 @@ def digests(items: Sequence[bytes], domain: bytes) -> U8:
     blake = hashlib.blake2b
     joined = b"".join([blake(x, digest_size=DIGEST_BYTES, person=domain).digest() for x in items])
     return np.frombuffer(joined, dtype=np.uint8).reshape(len(items), DIGEST_BYTES)
+
+
+SHORT_ITEM = 15  # items up to this many bytes are encoded, not hashed
+LONG_FLAG = 0x80
+DUMMY_FLAG = 0x40
+INDEX_SHIFT = 4
+_SCRAMBLE_KEY = bytes(16)  # public: only spreads keys for sorting, not a secret
+
+
+def pack_items(items: Sequence[bytes]) -> tuple[U8, I64]:
+    """All items in one buffer plus ``n + 1`` offsets; anything but ``bytes`` is refused."""
+    if not set(map(type, items)) <= {bytes}:
+        raise TypeError("PSI items must be bytes (encode text first)")
+    return arrow_buffers(pa.array(items, type=pa.large_binary()))
+
+
+def arrow_buffers(array: Any) -> tuple[U8, I64]:
+    """``(data, offsets)`` of a null-free pyarrow binary or string array (any offset width)."""
+    if array.null_count:
+        raise TypeError("PSI items must not be null")
+    kind = array.type
+    if not (
+        pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_null(kind)
+    ):
+        raise TypeError(f"PSI items must be binary or text, not {kind}")
+    n = len(array)
+    if n == 0 or pa.types.is_null(kind):
+        return np.zeros(0, dtype=np.uint8), np.zeros(n + 1, dtype=np.int64)
+    _, offset_buffer, data_buffer = array.buffers()
+    wide = pa.types.is_large_binary(kind) or pa.types.is_large_string(kind)
+    raw = np.frombuffer(offset_buffer, dtype=np.int64 if wide else np.int32)
+    offsets: I64 = raw[array.offset : array.offset + n + 1].astype(np.int64)
+    data = (
+        np.frombuffer(data_buffer, dtype=np.uint8)
+        if data_buffer is not None
+        else np.zeros(0, dtype=np.uint8)
+    )
+    return data, offsets
+
+
+def item_keys(data: U8, offsets: I64, domain: bytes) -> U8:
+    """The ``(n, 16)`` item keys (module docstring) of ``data[offsets[k] : offsets[k + 1]]``."""
+    n = len(offsets) - 1
+    lengths = np.diff(offsets)
+    keys = np.zeros((n, KEY_BYTES), dtype=np.uint8)
+    short = lengths <= SHORT_ITEM
+    body = data[offsets[0] : offsets[-1]] if n else data[:0]
+    if not short.all():
+        body = body[np.repeat(short, lengths)]
+    short_lengths = lengths[short]
+    if short_lengths.size and short_lengths.min() == short_lengths.max():  # fixed width
+        width = int(short_lengths[0])
+        packed = np.zeros((len(short_lengths), KEY_BYTES), dtype=np.uint8)
+        packed[:, :width] = body.reshape(len(short_lengths), width)
+    else:
+        mask = np.arange(SHORT_ITEM)[None, :] < short_lengths[:, None]
+        packed = np.zeros((len(short_lengths), KEY_BYTES), dtype=np.uint8)
+        packed[:, :SHORT_ITEM][mask] = body
+    packed[:, SHORT_ITEM] = short_lengths
+    if long_free := bool(short.all()):
+        keys = packed
+    else:
+        keys[short] = packed
+    long_items = np.flatnonzero(~short)
+    if not long_free:
+        view = memoryview(data.data)
+        blake = hashlib.blake2b
+        starts, ends = offsets[long_items].tolist(), offsets[long_items + 1].tolist()
+        joined = b"".join(
+            [
+                blake(view[lo:hi], digest_size=KEY_BYTES, person=domain).digest()
+                for lo, hi in zip(starts, ends, strict=True)
+            ]
+        )
+        hashed = np.frombuffer(joined, dtype=np.uint8).reshape(-1, KEY_BYTES).copy()
+        hashed[:, SHORT_ITEM] = LONG_FLAG | (hashed[:, SHORT_ITEM] & 0x0F)
+        keys[long_items] = hashed
+    return keys
+
+
+def indexed_keys(keys: U8, which: npt.NDArray[np.integer] | int) -> U8:
+    """Keys with the cuckoo hash index ``which`` (0..2) in bits 4-5 of byte 15: injective in
+    ``(key, which)``. These are the KKRT OPRF inputs."""
+    inputs = np.array(keys, dtype=np.uint8, copy=True)
+    inputs[:, SHORT_ITEM] |= np.asarray(which).astype(np.uint8) << INDEX_SHIFT
+    return inputs
+
+
+def dummy_keys(count: int) -> U8:
+    """Random keys marked as dummies (bit 6 of byte 15): never equal to an item key."""
+    keys = np.frombuffer(secrets.token_bytes(count * KEY_BYTES), dtype=np.uint8)
+    keys = keys.reshape(count, KEY_BYTES).copy()
+    keys[:, SHORT_ITEM] = DUMMY_FLAG | (keys[:, SHORT_ITEM] & 0x8F)
+    return keys
+
+
+def distinct_keys(keys: U8) -> I64:
+    """Ascending indices of the first occurrence of every distinct key.
+
+    Sorts 64-bit prefixes of ``AES_0(key)`` (a fixed public permutation, so the prefixes are
+    spread) with the item index in their low bits; keys whose shortened prefixes collide --
+    duplicates, and rarely distinct keys -- are then ordered by the full key.
+    """
+    n = len(keys)
+    if n < 2:
+        return np.arange(n, dtype=np.int64)
+    scrambled = np.empty(n * KEY_BYTES + KEY_BYTES, dtype=np.uint8)
+    encryptor = Cipher(algorithms.AES(_SCRAMBLE_KEY), modes.ECB()).encryptor()
+    encryptor.update_into(np.ascontiguousarray(keys).reshape(-1).data, scrambled.data)
+    prefix = scrambled[: n * KEY_BYTES].view("<u8")[::2]
+    bits = np.uint64((n - 1).bit_length())
+    tagged = np.sort((prefix >> bits << bits) | np.arange(n, dtype=np.uint64))
+    index = (tagged & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+    same = (tagged[1:] >> bits) == (tagged[:-1] >> bits)
+    if not same.any():
+        return np.arange(n, dtype=np.int64)
+    involved = np.unique(np.concatenate((np.flatnonzero(same), np.flatnonzero(same) + 1)))
+    suspects = np.sort(index[involved])  # ascending, so a stable sort keeps first occurrences
+    words = keys[suspects].view(">u8")
+    order = suspects[np.lexsort((words[:, 1], words[:, 0]))]
+    repeat = np.all(keys[order[1:]] == keys[order[:-1]], axis=1)
+    keep = np.ones(n, dtype=np.bool_)
+    keep[order[1:][repeat]] = False
+    return np.flatnonzero(keep)
 
 
 def expansion(n: int) -> float:

@@ -5,32 +5,37 @@ Applications to Private Set Intersection" (CCS 2016, ePrint 2016/799), structure
 ``KkrtNcoOtReceiver/Sender`` + ``KkrtPsiReceiver/Sender``; our own code. The requester ``R`` is
 the OPRF receiver and learns the intersection; the provider ``P`` is the OPRF sender.
 
-1. Items are de-duplicated and hashed to 128 bits, ``d(x) = BLAKE2b-128(x)`` personalised with
-   :data:`_DIGEST_DOMAIN`.
-2. ``R`` cuckoo-hashes its ``n_R`` digests into ``m = table_size(n_R)`` bins (3 hash functions,
+1. Items are mapped to 128-bit *item keys* ``k(x)`` (:func:`.cuckoo.item_keys`: items of at most
+   15 bytes are encoded injectively -- zero padded, length in byte 15 -- longer items are hashed
+   with BLAKE2b-128 personalised with :data:`_DIGEST_DOMAIN` and flagged), all at once with
+   numpy; duplicates are removed on the keys (:func:`.cuckoo.distinct_keys`).
+2. ``R`` cuckoo-hashes its ``n_R`` keys into ``m = table_size(n_R)`` bins (3 hash functions,
    stash-less, ``m ~ 1.27 n_R``; parameters, sources and failure handling in
    :mod:`.cuckoo`) -- re-seeding locally until a table exists -- and sends the hash seed. Bin
-   ``j`` holding ``x`` placed by hash function ``i`` gets OPRF input ``r_j = d(x) xor i``
-   (the index in the first byte); empty bins get random inputs.
+   ``j`` holding ``x`` placed by hash function ``i`` gets OPRF input ``r_j = k(x) | i << 4`` in
+   byte 15 (:func:`.cuckoo.indexed_keys`, injective in ``(x, i)``); empty bins get random
+   inputs.
 3. 128 Chou-Orlandi base OTs, IKNP-extended to 512 random OTs in which ``P`` is the *receiver*
    with random choice bits ``s`` (roles as in KKRT; details in :mod:`.ot`). ``P`` draws a fresh
    AES key for the pseudorandom code of width 512 and sends it.
 4. ``R`` sends the KKRT matrix ``u`` (512 x ``m`` bits) in chunks of :data:`CHUNK_BINS` bins; it
    obtains ``F(j, r_j)`` for every bin and ``P`` obtains the key to evaluate ``F(j, .)``.
 5. ``P`` (simple hashing) computes, for each of its items ``y`` and each ``i`` in 0..2,
-   ``F(h_i(y), d(y) xor i)`` truncated to ``L`` bytes, and sends three lists (one per ``i``),
-   each in one secret random order of its items (the same order for the three lists).
+   ``F(h_i(y), k(y) | i << 4)`` truncated to ``L`` bytes -- chunk by chunk as the rows of ``u``
+   arrive, so it never holds more than one chunk of rows -- and sends three lists (one per
+   ``i``), each in one secret random order of its items (the same order for the three lists).
 6. ``R`` outputs the ``x`` whose tag ``F(j, r_j)`` appears in list ``i`` (``i`` = the function
-   that placed ``x``); matching is sort + ``searchsorted`` on the tags.
+   that placed ``x``); matching sorts 64-bit tag prefixes (with the list position in the low
+   bits) and compares the whole tag of every prefix match.
 7. With ``reveal_to_provider``, ``R`` sends the sorted positions of the matched tags and ``P``
    outputs the corresponding items.
 
 ``F(j, r) = H(j, row_j(T0))`` with ``H`` a fixed-key-AES correlation-robust hash tweaked by the
 bin index (see :mod:`.ot`). Tag length ``L = ceil((40 + log2 n_R + log2 n_P) / 8)`` bytes (at
 most 16): each of ``R``'s tags is compared with the ``n_P`` tags of one list, so the chance of any
-false match is at most ``n_R n_P 2^(-8 L) <= 2^-40``. That 2^-40 false-positive chance is
-the only way the output can be wrong; a cuckoo failure re-seeds or raises
-:class:`~.cuckoo.CuckooError`.
+false match is at most ``n_R n_P 2^(-8 L) <= 2^-40``. That 2^-40 false-positive chance (and a
+124-bit BLAKE2b collision between items longer than 15 bytes) is the only way the output can be
+wrong; a cuckoo failure re-seeds or raises :class:`~.cuckoo.CuckooError`.
 
 Message sequence after the header exchange (side a first, as in :mod:`.ecdh`)::
 
@@ -45,11 +50,14 @@ Message sequence after the header exchange (side a first, as in :mod:`.ecdh`)::
 
 The protocol is turn-based, so the channel's transcript hash is equal on both ends.
 Communication: ``R`` sends ~64 m + 4 KiB bytes (~81 n_R), ``P`` sends ~3 L n_P + 8 KiB.
+The building blocks (OPRF setup, requester encoding, provider evaluation, matching) are public
+so that :mod:`.buckets` can run many PSIs over one OPRF setup.
 
 Security model: semi-honest (honest-but-curious) parties, kappa = 128 computational and
 lambda = 40 statistical security; CDH in the random-oracle model for the base OTs, AES as a PRF
 (PRG, code) and fixed-key AES as an ideal permutation (hash); not secure against a malicious
-peer (e.g. one that deviates from the protocol or lies about its set or its results).
+peer (e.g. one that deviates from the protocol or lies about its set or its results). The item
+keys need no secrecy (everything the peer sees about them passes through the OPRF).
 
 Leakage -- what each side learns:
 
@@ -68,7 +76,8 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -86,7 +95,6 @@ from privledger.protocols.psi.common import (
     PsiResult,
     Role,
     check_role,
-    distinct_items,
     handshake,
     random_permutation,
 )
@@ -95,16 +103,31 @@ logger = logging.getLogger(__name__)
 
 
 PROTOCOL = "privledger/kkrt-psi"
-VERSION = 1
+VERSION = 2
 STAT_SECURITY = 40
 CHUNK_BINS = 1 << 17  # bins per u message and per processing chunk (a multiple of 128)
-_DIGEST_DOMAIN = b"pl/kkrt-psi/v1"
-_EVAL_CHUNK = 1 << 17  # provider items per evaluation chunk
+_DIGEST_DOMAIN = b"pl/kkrt-psi/v2"
 
 U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 
-__all__ = ["PROTOCOL", "VERSION", "run_psi", "tag_bytes"]
+__all__ = [
+    "PROTOCOL",
+    "VERSION",
+    "OwnTags",
+    "ReceiverSetup",
+    "SenderSetup",
+    "distinct_item_keys",
+    "match_tags",
+    "provider_tags",
+    "requester_encode",
+    "run_keys",
+    "run_psi",
+    "setup_provider",
+    "setup_requester",
+    "tag_bytes",
+]
 
 
 def run_psi(
@@ -126,27 +149,68 @@ def run_psi(
     del workers
     check_role(role)
     started = time.perf_counter()
-    own = distinct_items(items)
-    peer_size = handshake(
-        channel, Header(PROTOCOL, VERSION, role, reveal_to_provider, len(own)), timeout
+    keys, first = distinct_item_keys(items)
+    matched, peer_size = run_keys(
+        channel, keys, role=role, reveal_to_provider=reveal_to_provider, timeout=timeout
     )
-    learns = role == "requester" or reveal_to_provider
-    if not own or peer_size == 0:  # both ends know both sizes and stop here
-        result = PsiResult([], learns, peer_size)
-    elif role == "requester":
-        result = _Requester(channel, own, peer_size, reveal_to_provider, timeout).run()
+    if matched is None:
+        result = PsiResult([], False, peer_size)
     else:
-        result = _Provider(channel, own, peer_size, reveal_to_provider, timeout).run()
+        order = matched[bytes_order(ot.take_rows(keys, matched))]
+        out = [items[k] for k in first[order].tolist()]
+        if np.any(keys[order, cuckoo.SHORT_ITEM] & cuckoo.LONG_FLAG):
+            out.sort()  # hashed keys do not follow the bytes order; timsort finds the runs
+        result = PsiResult(out, True, peer_size)
     logger.info(
         "kkrt-psi %s: %d items, peer %d, output %s (%d items), %.2f s",
         role,
-        len(own),
+        len(keys),
         peer_size,
         result.learned_output,
         len(result.intersection),
         time.perf_counter() - started,
     )
     return result
+
+
+def distinct_item_keys(items: Sequence[bytes]) -> tuple[U8, I64]:
+    """The item keys of the distinct ``items`` and, for each, its first index in ``items``."""
+    data, offsets = cuckoo.pack_items(items)
+    keys = cuckoo.item_keys(data, offsets, _DIGEST_DOMAIN)
+    first = cuckoo.distinct_keys(keys)
+    return ot.take_rows(keys, first), first
+
+
+def bytes_order(keys: U8) -> I64:
+    """The order of the keys as big-endian 128-bit numbers: the ``bytes`` order of short items."""
+    words = keys.view(">u8").reshape(len(keys), 2)
+    return np.lexsort((words[:, 1], words[:, 0])).astype(np.int64)
+
+
+def run_keys(
+    channel: Channel,
+    keys: U8,
+    *,
+    role: Role,
+    reveal_to_provider: bool = False,
+    timeout: float | None = None,
+) -> tuple[I64 | None, int]:
+    """KKRT-PSI on distinct item keys ``(n, 16)`` (header exchange included).
+
+    Returns the ascending indices of the matched keys (``None`` when this party learns no
+    output) and the peer's set size.
+    """
+    check_role(role)
+    peer_size = handshake(
+        channel, Header(PROTOCOL, VERSION, role, reveal_to_provider, len(keys)), timeout
+    )
+    learns = role == "requester" or reveal_to_provider
+    empty = np.zeros(0, dtype=np.int64) if learns else None
+    if len(keys) == 0 or peer_size == 0:  # both ends know both sizes and stop here
+        return empty, peer_size
+    if role == "requester":
+        return _run_requester(channel, keys, peer_size, reveal_to_provider, timeout), peer_size
+    return _run_provider(channel, keys, peer_size, reveal_to_provider, timeout), peer_size
 
 
 def tag_bytes(requester_size: int, provider_size: int) -> int:
@@ -156,152 +220,281 @@ def tag_bytes(requester_size: int, provider_size: int) -> int:
 
 
 def with_hash_index(digest: U8, which: npt.NDArray[np.integer] | int) -> U8:
-    """OPRF inputs: the item digest with the cuckoo hash function's index folded into byte 0."""
+    """OPRF inputs of BLAKE2b digests (used by :mod:`.multiparty`): the cuckoo hash function's
+    index folded into byte 0."""
     inputs = np.array(digest, dtype=np.uint8, copy=True)
     inputs[:, 0] ^= np.asarray(which).astype(np.uint8)
     return inputs
 
 
-def _chunks(bins: int) -> list[tuple[int, int]]:
+def chunks(bins: int) -> list[tuple[int, int]]:
+    """The ``(lo, hi)`` bin ranges of the ``u`` messages."""
     return [(lo, min(lo + CHUNK_BINS, bins)) for lo in range(0, bins, CHUNK_BINS)]
 
 
-class _Requester:
-    def __init__(
-        self, channel: Channel, own: list[bytes], peer_size: int, reveal: bool, t: float | None
-    ) -> None:
-        self.channel, self.own, self.peer_size = channel, own, peer_size
-        self.reveal, self.timeout = reveal, t
-
-    def run(self) -> PsiResult:
-        channel, timeout = self.channel, self.timeout
-        digest = cuckoo.digests(self.own, _DIGEST_DOMAIN)
-        placed = cuckoo.build(digest, cuckoo.table_size(len(self.own)))
-        channel.send(placed.seed)
-        seeds0, seeds1 = ot.iknp_send(channel, ot.CODE_BITS, timeout)
-        code_key = recv_exact(channel, ot.BLOCK, timeout, "code key")
-
-        # OPRF inputs per bin: the placed item's digest xor its hash index, or random.
-        occupied = placed.table != cuckoo.EMPTY
-        inputs = ot.random_bytes(placed.bins, ot.BLOCK)
-        items = placed.table[occupied]
-        inputs[occupied] = with_hash_index(digest[items], placed.which[items])
-
-        width = tag_bytes(len(self.own), self.peer_size)
-        bin_tags = np.empty((placed.bins, width), dtype=np.uint8)
-        receiver = ot.KkrtReceiver(seeds0, seeds1, code_key)
-        for lo, hi in _chunks(placed.bins):
-            u, t0_rows = receiver.encode(inputs[lo:hi], offset=lo)
-            send_records(channel, u)
-            bin_tags[lo:hi] = ot.KkrtReceiver.outputs(t0_rows, offset=lo)[:, :width]
-        del inputs
-
-        peer_tags = recv_records(channel, width, timeout, count=3 * self.peer_size)
-        item_bins = np.empty(len(self.own), dtype=np.int64)
-        item_bins[items] = np.flatnonzero(occupied)
-        which = placed.which.astype(np.int64)
-        # Compare each tag only with the list of its hash index: key = (index, tag).
-        found, position = _match(
-            bin_tags[item_bins], which, peer_tags.reshape(3, self.peer_size, width)
-        )
-        if self.reveal:
-            matched = np.sort(which[found] * self.peer_size + position[found]).astype(">u8")
-            send_records(channel, matched.view(np.uint8).reshape(-1, 8))
-        own = self.own
-        return PsiResult(
-            sorted(own[k] for k in np.flatnonzero(found).tolist()), True, self.peer_size
-        )
+_chunks = chunks
 
 
-class _Provider:
-    def __init__(
-        self, channel: Channel, own: list[bytes], peer_size: int, reveal: bool, t: float | None
-    ) -> None:
-        self.channel, self.own, self.peer_size = channel, own, peer_size
-        self.reveal, self.timeout = reveal, t
+# --- OPRF setup (IKNP to 512 OTs, code key) ---------------------------------------------------
 
-    def run(self) -> PsiResult:
-        channel, timeout = self.channel, self.timeout
-        n = len(self.own)
-        order = random_permutation(n)  # list position p holds item order[p]
-        digest = cuckoo.digests(self.own, _DIGEST_DOMAIN)[order]
-        seed = recv_exact(channel, cuckoo.SEED_BYTES, timeout, "cuckoo seed")
-        choices = ot.random_bits(ot.CODE_BITS)
-        seeds = ot.iknp_receive(channel, choices, timeout)
-        code_key = secrets.token_bytes(ot.BLOCK)
-        channel.send(code_key)
 
-        bins = cuckoo.table_size(self.peer_size)
-        loc = cuckoo.locations(digest, seed, bins)
-        sender = ot.KkrtSender(choices, seeds, code_key, bins)
-        for lo, hi in _chunks(bins):
-            u = recv_records(channel, (hi - lo) // 8, timeout, count=ot.CODE_BITS)
-            sender.receive(u, offset=lo)
+@dataclass(frozen=True)
+class ReceiverSetup:
+    """The requester's (OPRF receiver's) half of an OPRF setup."""
 
-        width = tag_bytes(self.peer_size, n)
-        tags = np.empty((3, n, width), dtype=np.uint8)
+    seeds0: U8
+    seeds1: U8
+    code_key: bytes
+
+    def receiver(self) -> ot.KkrtReceiver:
+        return ot.KkrtReceiver(self.seeds0, self.seeds1, self.code_key)
+
+
+@dataclass(frozen=True)
+class SenderSetup:
+    """The provider's (OPRF sender's) half of an OPRF setup."""
+
+    choices: npt.NDArray[np.bool_]
+    seeds: U8
+    code_key: bytes
+
+    def sender(self, bins: int) -> ot.KkrtSender:
+        return ot.KkrtSender(self.choices, self.seeds, self.code_key, bins)
+
+
+def setup_requester(channel: Channel, timeout: float | None) -> ReceiverSetup:
+    """IKNP (requester as extension sender) and the provider's code key."""
+    seeds0, seeds1 = ot.iknp_send(channel, ot.CODE_BITS, timeout)
+    code_key = recv_exact(channel, ot.BLOCK, timeout, "code key")
+    return ReceiverSetup(seeds0, seeds1, code_key)
+
+
+def setup_provider(channel: Channel, timeout: float | None) -> SenderSetup:
+    """IKNP (provider as extension receiver with random choices) and a fresh code key."""
+    choices = ot.random_bits(ot.CODE_BITS)
+    seeds = ot.iknp_receive(channel, choices, timeout)
+    code_key = secrets.token_bytes(ot.BLOCK)
+    channel.send(code_key)
+    return SenderSetup(choices, seeds, code_key)
+
+
+# --- local steps ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OwnTags:
+    """The requester's tags, one per own item: ``tags[k]`` is ``F`` of item ``k``'s bin, from
+    hash function ``which[k]``."""
+
+    tags: U8
+    which: I64
+
+
+EMPTY_BIN_INPUT = np.zeros(ot.BLOCK, dtype=np.uint8)
+EMPTY_BIN_INPUT[cuckoo.SHORT_ITEM] = cuckoo.DUMMY_FLAG | 3 << cuckoo.INDEX_SHIFT
+
+
+def requester_inputs(keys: U8, placed: cuckoo.CuckooTable) -> tuple[U8, I64]:
+    """OPRF inputs per bin and each item's bin. Empty bins get :data:`EMPTY_BIN_INPUT`, which
+    no indexed item key equals (dummy flag, hash index 3); their outputs are never used, and
+    their ``u`` columns, like all others, are masked by PRG columns the provider cannot know."""
+    bins_used = np.flatnonzero(placed.table != cuckoo.EMPTY)
+    inputs = np.empty((placed.bins, ot.BLOCK), dtype=np.uint8)
+    inputs[:] = EMPTY_BIN_INPUT
+    items = placed.table[bins_used]
+    ot.put_rows(
+        inputs, bins_used, cuckoo.indexed_keys(ot.take_rows(keys, items), placed.which[items])
+    )
+    item_bins = np.empty(len(keys), dtype=np.int64)
+    item_bins[items] = bins_used
+    return inputs, item_bins
+
+
+def requester_encode(
+    setup: ReceiverSetup,
+    keys: U8,
+    placed: cuckoo.CuckooTable,
+    width: int,
+    send: Callable[[U8], None],
+    offset: int = 0,
+) -> OwnTags:
+    """Encode the cuckoo table's bins as OPRF receiver, passing each ``u`` chunk to ``send``
+    (bins ``offset .. offset + m`` of the OPRF instance, ``offset`` a multiple of 128)."""
+    inputs, item_bins = requester_inputs(keys, placed)
+    receiver = setup.receiver()
+    bin_tags = np.empty((placed.bins, width), dtype=np.uint8)
+    for lo, hi in chunks(placed.bins):
+        u, t0_rows = receiver.encode(inputs[lo:hi], offset=offset + lo)
+        send(u)
+        bin_tags[lo:hi] = ot.KkrtReceiver.outputs(t0_rows, offset=offset + lo)[:, :width]
+    return OwnTags(ot.take_rows(bin_tags, item_bins), placed.which.astype(np.int64))
+
+
+def provider_tags(
+    setup: SenderSetup,
+    keys: U8,
+    seed: bytes,
+    bins: int,
+    width: int,
+    receive: Callable[[int, int], U8],
+    offset: int = 0,
+) -> U8:
+    """The provider's tags ``(3, n, width)`` of its keys (in the given order): list ``i`` holds
+    ``F(h_i(y), k(y) | i << 4)``. ``receive(lo, hi)`` returns the ``u`` chunk of bins
+    ``lo .. hi``; each chunk's rows are used for the items hashed into it, then dropped."""
+    n = len(keys)
+    sender = setup.sender(offset + bins)
+    loc = cuckoo.locations(keys, seed, bins)
+    ranges = chunks(bins)
+    kind = np.uint16 if len(ranges) < 1 << 16 else np.int64
+    by_chunk, bounds = [], []
+    for i in range(cuckoo.HASHES):  # items of each list grouped by the chunk of their bin
+        chunk_of = (loc[i] // CHUNK_BINS).astype(kind)
+        by_chunk.append(np.argsort(chunk_of, kind="stable"))
+        bounds.append(np.searchsorted(chunk_of[by_chunk[i]], np.arange(len(ranges) + 1)))
+    del chunk_of
+    tags = np.empty((cuckoo.HASHES, n, width), dtype=np.uint8)
+    for c, (lo, hi) in enumerate(ranges):
+        rows = sender.rows(receive(lo, hi), offset + lo)
         for i in range(cuckoo.HASHES):
-            index = np.full(n, i, dtype=np.uint8)
-            for lo in range(0, n, _EVAL_CHUNK):
-                hi = min(lo + _EVAL_CHUNK, n)
-                inputs = with_hash_index(digest[lo:hi], index[lo:hi])
-                tags[i, lo:hi] = sender.evaluate(loc[i, lo:hi].astype(np.uint64), inputs)[:, :width]
-        del sender
-        send_records(channel, tags.reshape(3 * n, width))
-        if not self.reveal:
-            return PsiResult([], False, self.peer_size)
-        matched = recv_records(channel, 8, timeout).view(">u8").reshape(-1).astype(np.int64)
-        if matched.size and (matched.min() < 0 or matched.max() >= 3 * n):
-            raise ChannelError("peer sent a matched position out of range")
-        positions = np.unique(matched % n)
-        own = self.own
-        return PsiResult(sorted(own[k] for k in order[positions].tolist()), True, self.peer_size)
+            for start in range(bounds[i][c], bounds[i][c + 1], _EVAL_BATCH):
+                sel = by_chunk[i][start : min(start + _EVAL_BATCH, bounds[i][c + 1])]
+                at = loc[i][sel]
+                inputs = cuckoo.indexed_keys(ot.take_rows(keys, sel), i)
+                out = sender.evaluate_rows(
+                    ot.take_rows(rows, at - lo), (at + offset).astype(np.uint64), inputs
+                )
+                ot.put_rows(tags[i], sel, out[:, :width])
+    return tags
 
 
-def _keys(tags: U8) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    """Two big-endian 64-bit words per tag (zero padded to 16 bytes)."""
-    padded = np.zeros((len(tags), 16), dtype=np.uint8)
-    padded[:, : tags.shape[1]] = tags
-    words = padded.view(">u8").astype(np.uint64)
-    return words[:, 0].copy(), words[:, 1].copy()
+_EVAL_BATCH = 1 << 17
 
 
-def _match(own_tags: U8, own_list: I64, peer_lists: U8) -> tuple[npt.NDArray[np.bool_], I64]:
-    """For each own tag: is it in ``peer_lists[own_list[k]]``, and at which position.
+def _prefixes(tags: U8) -> U64:
+    """The first 8 bytes of each tag as a big-endian number (zero padded)."""
+    width = tags.shape[1]
+    if width >= 8:
+        return np.ascontiguousarray(tags[:, :8]).view(">u8").reshape(-1).astype(np.uint64)
+    padded = np.zeros((len(tags), 8), dtype=np.uint8)
+    padded[:, :width] = tags
+    return padded.view(">u8").reshape(-1).astype(np.uint64)
 
-    Sort the peer's 64-bit tag prefixes, ``searchsorted`` the (sorted) own prefixes, and compare
-    the rest of the tag; prefixes shared by several peer tags (~never) are resolved one by one.
+
+def _sorted_with_index(prefix: U64, bits: np.uint64) -> tuple[U64, I64]:
+    """Sort by prefix with the position in the low ``bits`` bits: (short prefixes, positions)."""
+    tagged = np.sort((prefix >> bits << bits) | np.arange(len(prefix), dtype=np.uint64))
+    return tagged >> bits, (tagged & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _SortedOwn:
+    bits: np.uint64
+    lists: list[tuple[U64, I64]]  # per list: sorted shortened prefixes, own item indices
+
+
+def _sort_own(own: OwnTags, peer_size: int, lists: int = cuckoo.HASHES) -> _SortedOwn:
+    bits = np.uint64(max(peer_size - 1, len(own.tags) - 1, 1).bit_length())
+    out = []
+    for i in range(lists):
+        mine = np.flatnonzero(own.which == i)
+        prefix, index = _sorted_with_index(_prefixes(ot.take_rows(own.tags, mine)), bits)
+        out.append((prefix, mine[index]))
+    return _SortedOwn(bits, out)
+
+
+def match_tags(
+    own: OwnTags, peer_lists: U8, prepared: _SortedOwn | None = None
+) -> tuple[npt.NDArray[np.bool_], I64]:
+    """For each own tag: is it in ``peer_lists[which]``, and at which position there.
+
+    Per list: sort the peer's and our 64-bit tag prefixes with the positions stored in their
+    low bits (plain ``np.sort``), ``searchsorted`` ours (sorted) into theirs, and compare whole
+    tags; runs of equal shortened prefixes are walked until the tags differ. ``prepared``
+    (from ``_sort_own``) lets the requester sort its side while it waits for the peer.
     """
     lists, size, _ = peer_lists.shape
-    found = np.zeros(len(own_tags), dtype=np.bool_)
-    position = np.zeros(len(own_tags), dtype=np.int64)
+    found = np.zeros(len(own.tags), dtype=np.bool_)
+    position = np.zeros(len(own.tags), dtype=np.int64)
+    if size == 0:
+        return found, position
+    if prepared is None:
+        prepared = _sort_own(own, size, lists)
+    bits = prepared.bits
     for i in range(lists):
-        mine = np.flatnonzero(own_list == i)
-        if mine.size == 0:
+        own_prefix, own_index = prepared.lists[i]
+        if own_prefix.size == 0:
             continue
-        peer_hi, peer_lo = _keys(peer_lists[i])
-        order = np.argsort(peer_hi)
-        sorted_hi = peer_hi[order]
-        hi, lo = _keys(own_tags[mine])
-        by_hi = np.argsort(hi)
-        mine, hi, lo = mine[by_hi], hi[by_hi], lo[by_hi]
-        left = np.searchsorted(sorted_hi, hi, side="left")
-        at = np.minimum(left, size - 1)
-        candidate = sorted_hi[at] == hi
-        at, mine, lo = at[candidate], mine[candidate], lo[candidate]
-        where = order[at]
-        hit = peer_lo[where] == lo
-        found[mine[hit]] = True
-        position[mine[hit]] = where[hit]
-        # A prefix shared by several peer tags: the first may not be the one; check them all.
-        shared = np.flatnonzero(~hit & (at + 1 < size))
-        for k in shared[sorted_hi[np.minimum(at[shared] + 1, size - 1)] == hi[candidate][shared]]:
-            stop = np.searchsorted(sorted_hi, sorted_hi[at[k]], side="right")
-            for where_k in order[at[k] : stop]:
-                if peer_lo[where_k] == lo[k]:
-                    found[mine[k]] = True
-                    position[mine[k]] = where_k
+        peer = np.ascontiguousarray(peer_lists[i])
+        peer_prefix, peer_index = _sorted_with_index(_prefixes(peer), bits)
+        at = np.searchsorted(peer_prefix, own_prefix, side="left")
+        pending = np.arange(len(own_prefix))
+        while pending.size:
+            where = at[pending]
+            inside = where < size
+            pending, where = pending[inside], where[inside]
+            same = peer_prefix[where] == own_prefix[pending]
+            pending, where = pending[same], where[same]
+            if pending.size == 0:
+                break
+            theirs, ours = peer_index[where], own_index[pending]
+            hit = np.all(ot.take_rows(peer, theirs) == ot.take_rows(own.tags, ours), axis=1)
+            found[ours[hit]] = True
+            position[ours[hit]] = theirs[hit]
+            pending = pending[~hit]
+            at[pending] = where[~hit] + 1
     return found, position
 
 
-# --- handshake -----------------------------------------------------------------------------
+def _match(own_tags: U8, own_list: I64, peer_lists: U8) -> tuple[npt.NDArray[np.bool_], I64]:
+    return match_tags(OwnTags(own_tags, own_list), peer_lists)
+
+
+# --- the two roles --------------------------------------------------------------------------
+
+
+def _run_requester(
+    channel: Channel, keys: U8, peer_size: int, reveal: bool, timeout: float | None
+) -> I64:
+    placed = cuckoo.build(keys, cuckoo.table_size(len(keys)))
+    channel.send(placed.seed)
+    setup = setup_requester(channel, timeout)
+    width = tag_bytes(len(keys), peer_size)
+    own = requester_encode(setup, keys, placed, width, lambda u: send_records(channel, u))
+    prepared = _sort_own(own, peer_size)
+    peer_tags = recv_records(channel, width, timeout, count=cuckoo.HASHES * peer_size)
+    found, position = match_tags(own, peer_tags.reshape(cuckoo.HASHES, peer_size, width), prepared)
+    if reveal:
+        matched = np.sort(own.which[found] * peer_size + position[found]).astype(">u8")
+        send_records(channel, matched.view(np.uint8).reshape(-1, 8))
+    return np.flatnonzero(found).astype(np.int64)
+
+
+def _run_provider(
+    channel: Channel, keys: U8, peer_size: int, reveal: bool, timeout: float | None
+) -> I64 | None:
+    n = len(keys)
+    order = random_permutation(n)  # list position p holds item order[p]
+    shuffled = ot.take_rows(keys, order)
+    seed = recv_exact(channel, cuckoo.SEED_BYTES, timeout, "cuckoo seed")
+    setup = setup_provider(channel, timeout)
+    bins = cuckoo.table_size(peer_size)
+    width = tag_bytes(peer_size, n)
+
+    def receive(lo: int, hi: int) -> U8:
+        return recv_records(channel, (hi - lo) // 8, timeout, count=ot.CODE_BITS)
+
+    tags = provider_tags(setup, shuffled, seed, bins, width, receive)
+    del shuffled
+    send_records(channel, tags.reshape(cuckoo.HASHES * n, width))
+    if not reveal:
+        return None
+    return np.sort(order[matched_positions(channel, n, timeout)])
+
+
+def matched_positions(channel: Channel, n: int, timeout: float | None) -> I64:
+    """Receive the requester's matched tag positions; return the distinct list positions."""
+    matched = recv_records(channel, 8, timeout).view(">u8").reshape(-1).astype(np.int64)
+    if matched.size and (matched.min() < 0 or matched.max() >= cuckoo.HASHES * n):
+        raise ChannelError("peer sent a matched position out of range")
+    return np.unique(matched % n)

@@ -57,7 +57,10 @@ bins never share a hash input). Each of the 4 steps is one AES call over the who
 **Bit matrices** are ``uint8`` arrays, one row per row, bit ``c`` of a row being
 ``(row[c >> 3] >> (c & 7)) & 1`` (numpy ``bitorder="little"``). :func:`transpose_bits`
 transposes them with 8x8 bit-block transposes on ``uint64`` words (3 delta swaps), vectorised
-over the whole matrix.
+over the whole matrix. For wide matrices (``R < C`` bytes, ``R`` a multiple of 64, ``C`` of 8 --
+the 512-row PRG matrices) the byte-level gathers, which dominate, are replaced by 8x8 *byte*
+transposes done with the same delta swaps across eight ``uint64`` arrays, so that numpy only
+moves whole words (about 2.5x faster there).
 """
 
 from __future__ import annotations
@@ -198,7 +201,12 @@ def transpose_bits(matrix: U8) -> U8:
     if rows % 8:
         raise ValueError(f"row count must be a multiple of 8, not {rows}")
     out = np.empty((8 * cols, rows // 8), dtype=np.uint8)
-    if rows >= cols:
+    if rows < cols and rows % 64 == 0 and cols % 8 == 0:
+        step = max(8, (_WIDE_TILE_BYTES // rows) // 8 * 8)
+        for lo in range(0, cols, step):
+            hi = min(lo + step, cols)
+            _transpose_wide(np.ascontiguousarray(matrix[:, lo:hi]), out[8 * lo : 8 * hi])
+    elif rows >= cols:
         step = max(8, (_TILE_BYTES // max(cols, 1)) // 8 * 8)
         for lo in range(0, rows, step):
             hi = min(lo + step, rows)
@@ -212,6 +220,52 @@ def transpose_bits(matrix: U8) -> U8:
 
 
 _TILE_BYTES = 1 << 20
+_WIDE_TILE_BYTES = 1 << 19
+
+# 8x8 byte transpose across eight uint64 words: (distance, shift, mask) of the 3 delta swaps.
+_BYTE_SWAPS = (
+    (4, np.uint64(32), np.uint64(0x00000000FFFFFFFF)),
+    (2, np.uint64(16), np.uint64(0x0000FFFF0000FFFF)),
+    (1, np.uint64(8), np.uint64(0x00FF00FF00FF00FF)),
+)
+
+
+def _transpose_bytes8(words: U64, spare: U64) -> None:
+    """In place: ``words`` is ``(G, 8, N)``; for every ``(g, n)`` the 8 words ``words[g, :, n]``
+    form an 8x8 byte matrix (word = row, little-endian byte = column); transpose it.
+
+    ``spare`` holds at least ``G * 4 * N`` words of scratch.
+    """
+    groups, _, count = words.shape
+    for distance, shift, mask in _BYTE_SWAPS:
+        pairs = words.reshape(groups, 4 // distance, 2, distance, count)
+        low, high = pairs[:, :, 0], pairs[:, :, 1]
+        t = spare[: low.size].reshape(low.shape)
+        np.right_shift(low, shift, out=t)
+        np.bitwise_xor(t, high, out=t)
+        np.bitwise_and(t, mask, out=t)
+        np.bitwise_xor(high, t, out=high)
+        np.left_shift(t, shift, out=t)
+        np.bitwise_xor(low, t, out=low)
+
+
+def _transpose_wide(tile: U8, out: U8) -> None:
+    """:func:`transpose_bits` of a C-contiguous ``(R, C)`` tile, ``R % 64 == C % 8 == 0``, using
+    word moves only: rows -> 8x8 byte transposes -> 8x8 bit transposes -> 8x8 byte transposes."""
+    rows, cols = tile.shape
+    c8, rb = cols // 8, rows // 8
+    # x[k, rb, c8] = bytes 8 c8 .. 8 c8 + 7 of row 8 rb + k
+    x = np.ascontiguousarray(tile.view("<u8").reshape(rb, 8, c8).transpose(1, 0, 2))
+    spare = np.empty(x.size // 2, dtype=np.uint64)
+    _transpose_bytes8(x.reshape(1, 8, rb * c8), spare)
+    # x[b, rb, c8]: byte k = tile[8 rb + k, 8 c8 + b], an 8x8 bit block of byte column 8 c8 + b
+    _transpose8x8(x.reshape(-1))
+    # now byte k of x[b, rb, c8] holds bits of rows 8 rb .. 8 rb + 7 for output row 8 (8 c8 + b) + k
+    grouped = x.reshape(8 * (rb // 8), 8, c8)
+    _transpose_bytes8(grouped, spare)
+    # grouped[(b, rb8), k, c8]: byte j = output row 64 c8 + 8 b + k, input rows 64 rb8 + 8 j ..
+    words = out.reshape(c8, 8, 8, rb // 8, 8).view("<u8").reshape(c8, 8, 8, rb // 8)
+    words[...] = grouped.reshape(8, rb // 8, 8, c8).transpose(3, 0, 2, 1)
 
 
 def _transpose_tile(tile: U8, out: U8) -> None:
@@ -221,6 +275,28 @@ def _transpose_tile(tile: U8, out: U8) -> None:
     _transpose8x8(blocks.view("<u8").reshape(rows // 8, cols))
     # Now byte k of block (rb, c) holds output row 8 c + k, bits 8 rb .. 8 rb + 7.
     out.reshape(cols, 8, rows // 8)[...] = blocks.transpose(1, 2, 0)
+
+
+def take_rows(matrix: U8, index: npt.NDArray[np.integer]) -> U8:
+    """``matrix[index]`` for a C-contiguous 2-D ``uint8`` array, one memcpy per row (a void
+    view; numpy's 2-D fancy indexing copies byte by byte and is several times slower)."""
+    width = matrix.shape[1]
+    if width == 0 or not matrix.flags.c_contiguous:
+        taken: U8 = matrix[index]
+        return taken
+    rows = matrix.view(np.dtype((np.void, width))).reshape(-1)[index]
+    out: U8 = rows.view(np.uint8).reshape(len(rows), width)
+    return out
+
+
+def put_rows(matrix: U8, index: npt.NDArray[np.integer], values: U8) -> None:
+    """``matrix[index] = values`` row by row (see :func:`take_rows`)."""
+    width = matrix.shape[1]
+    if width == 0 or not matrix.flags.c_contiguous:
+        matrix[index] = values
+        return
+    void = np.dtype((np.void, width))
+    matrix.view(void).reshape(-1)[index] = np.ascontiguousarray(values).view(void).reshape(-1)
 
 
 def random_bytes(count: int, width: int) -> U8:
@@ -405,23 +481,38 @@ class KkrtSender:
         self._s = np.packbits(choices, bitorder="little")
         self._seeds = seeds
         self._code_key = code_key
-        self._q = np.empty((bins, CODE_BYTES), dtype=np.uint8)
+        self._bins = bins
+        self._q: U8 | None = None  # all rows, only for receive()/evaluate()
 
-    def receive(self, u: U8, offset: int = 0) -> None:
-        """Absorb the receiver's column block ``u`` (``(CODE_BITS, m / 8)``) for bins
-        ``offset .. offset + m``: ``row_j(Q) = row_j(T0) xor (C(r_j) AND s)``."""
-        if u.shape[0] != CODE_BITS or offset % 128:
+    def rows(self, u: U8, offset: int = 0) -> U8:
+        """The rows ``row_j(Q) = row_j(T0) xor (C(r_j) AND s)`` for bins ``offset .. offset + m``
+        from the receiver's column block ``u`` (``(CODE_BITS, m / 8)``): ``(m, 64)``, not kept."""
+        if u.ndim != 2 or u.shape[0] != CODE_BITS or offset % 128 or u.shape[1] % 16:
             raise OtError("malformed KKRT column block")
-        m = u.shape[1] * 8
-        if offset + m > len(self._q):
+        if offset + u.shape[1] * 8 > self._bins:
             raise OtError("KKRT column block beyond the table")
         q = prg_columns(self._seeds, u.shape[1], offset // 8)
         q ^= u & self._mask
-        self._q[offset : offset + m] = transpose_bits(q)
+        return transpose_bits(q)
 
-    def evaluate(self, bins: U64, inputs: U8) -> U8:
-        """``F(bins[k], inputs[k]) = H(bins[k], row(Q) xor (C(inputs[k]) AND s))``: ``(N, 16)``."""
+    def evaluate_rows(self, q_rows: U8, bins: U64, inputs: U8) -> U8:
+        """``F(bins[k], inputs[k])`` given ``q_rows[k] = row_{bins[k]}(Q)``: ``(N, 16)``."""
         rows = code_words(self._code_key, inputs)
         rows &= self._s[None, :]
-        rows ^= self._q[bins]
+        rows ^= q_rows
         return mmo_hash(rows, bins, KKRT_DOMAIN)
+
+    def receive(self, u: U8, offset: int = 0) -> None:
+        """Absorb the receiver's column block ``u`` (``(CODE_BITS, m / 8)``) for bins
+        ``offset .. offset + m`` and keep its rows for :meth:`evaluate`."""
+        rows = self.rows(u, offset)
+        if self._q is None:
+            self._q = np.empty((self._bins, CODE_BYTES), dtype=np.uint8)
+        self._q[offset : offset + len(rows)] = rows
+
+    def evaluate(self, bins: U64, inputs: U8) -> U8:
+        """``F(bins[k], inputs[k]) = H(bins[k], row(Q) xor (C(inputs[k]) AND s))``: ``(N, 16)``
+        for bins whose rows were absorbed by :meth:`receive`."""
+        if self._q is None:
+            raise OtError("no KKRT column block received")
+        return self.evaluate_rows(self._q[bins], bins, inputs)
