@@ -38,6 +38,8 @@ def test_help_everywhere() -> None:
         ["dataset", "register"],
         ["grant", "issue"],
         ["task", "submit"],
+        ["model", "register"],
+        ["scenario", "fraud"],
     )
     for command in commands:
         result = run(*command, "--help")
@@ -64,15 +66,32 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     assert len(scenario["digests"]) == 2
     assert sum(int(amount) for amount in scenario["settlement"].values()) == scenario["fee"]
     assert (tmp_path / "var" / "chain" / "state.json").is_file()
+    # the telecom-fraud vertical FL task: aligned by PSI, a useful model, the telecom paid
+    fraud = summary["fraud"]
+    assert fraud["status"] == "settled"
+    assert fraud["aligned"] == fraud["plaintextAligned"]
+    assert fraud["testAuc"] > 0.85
+    telecom = str(next(o["orgId"] for o in summary["orgs"] if o["name"] == "telecom"))
+    assert fraud["contributions"][telecom] > 0 and int(fraud["settlement"][telecom]) > 0
+    assert sum(int(amount) for amount in fraud["settlement"].values()) == fraud["fee"]
 
     # the chain survives: a second run reuses the deployment, the organisations and the nodes' homes
-    second = run("demo", "--once", "--port", port, env=env, timeout=600)
+    second = run("demo", "--once", "--port", port, "--scenario", "psi", env=env, timeout=600)
     assert second.returncode == 0, second.stderr
     again = json.loads(second.stdout)
     assert again["contracts"] == summary["contracts"]
     assert again["orgs"] == summary["orgs"]
-    assert again["scenario"]["taskId"] == scenario["taskId"] + 1
-    assert again["scenario"]["status"] == "settled"
+    assert again["scenario"]["taskId"] == fraud["taskId"] + 1
+    assert again["scenario"]["status"] == "settled" and "fraud" not in again
+    assert run("demo", "--scenario", "nope").returncode == 2
+
+
+def test_scenario_data_and_its_task_template(tmp_path: Path) -> None:
+    result = run("scenario", "fraud", "--out", str(tmp_path), "--customers", "100")
+    assert result.returncode == 0, result.stderr
+    written = json.loads(result.stdout)
+    assert Path(written["bankCsv"]).read_text().startswith("phone,txn_count,")
+    assert written["commonPeople"] == 85 and written["task"]["protocol"] == "vertical-lr"
 
 
 def test_deploy_reports_a_missing_chain() -> None:

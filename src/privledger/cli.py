@@ -222,6 +222,12 @@ task_app = typer.Typer(help="Tasks through your node (operator token).", no_args
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(grant_app, name="grant")
 app.add_typer(task_app, name="task")
+model_app = typer.Typer(
+    help="Trained models: register, list, prediction log.", no_args_is_help=True
+)
+scenario_app = typer.Typer(help="Generate the data of a worked scenario.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+app.add_typer(scenario_app, name="scenario")
 
 UrlOption = Annotated[
     str, typer.Option(envvar="PRIVLEDGER_NODE_URL", help="Your node, e.g. http://127.0.0.1:8001.")
@@ -273,6 +279,66 @@ def dataset_register(
 def dataset_list(url: UrlOption = "http://127.0.0.1:8000", token: TokenOption = "") -> None:
     """The datasets your node holds."""
     _api_call(lambda node: node.datasets(), url, token)
+
+
+@model_app.command("register")
+def model_register(
+    task_id: Annotated[int, typer.Argument(help="The completed horizontal FL task.")],
+    name: Annotated[str, typer.Option(help="A short name, e.g. fraud-lr.")],
+    unit_price: Annotated[int, typer.Option(help="Wei per predicted row.")] = 0,
+    upstream_bps: Annotated[
+        int, typer.Option(help="Share of prediction fees passed to the training data owners.")
+    ] = 3_000,
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """Register a trained model on chain (data owner token); then grant `fl` use to predict."""
+    _api_call(
+        lambda node: node.register_model(
+            task_id, name, unit_price=unit_price, upstream_bps=upstream_bps
+        ),
+        url,
+        token,
+    )
+
+
+@model_app.command("list")
+def model_list(url: UrlOption = "http://127.0.0.1:8000", token: TokenOption = "") -> None:
+    """The models your node holds."""
+    _api_call(lambda node: node.models(), url, token)
+
+
+@model_app.command("calls")
+def model_calls(
+    name: Annotated[str, typer.Argument(help="The model's name.")],
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """Every prediction call of a model, with its anchoring batch (data owner token)."""
+    _api_call(lambda node: node.prediction_log(name), url, token)
+
+
+@scenario_app.command("fraud")
+def scenario_fraud(
+    out: Annotated[Path, typer.Option(help="Directory for telecom.csv and bank.csv.")],
+    customers: Annotated[int, typer.Option(min=10, help="The bank's customers.")] = 3_000,
+    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 0,
+) -> None:
+    """Write the telecom-fraud data (documented in privledger.scenarios.fraud) and print the
+    vertical FL task to submit from the bank's node once both files are registered."""
+    from privledger.scenarios import fraud
+
+    data = fraud.generate(out, customers=customers, seed=seed)
+    template = fraud.task_body("<bank dataset id>", "<telecom dataset id>", 0, 0)
+    _print_json(
+        {
+            "telecomCsv": str(data.telecom_csv),
+            "bankCsv": str(data.bank_csv),
+            "commonPeople": data.common,
+            "fraudCases": data.fraud_cases,
+            "task": {**template, "dealer": "<dealer org id>", "feeWei": "<fee in wei>"},
+        }
+    )
 
 
 @grant_app.command("issue")
@@ -355,14 +421,31 @@ def demo_command(
     port: Annotated[
         int | None, typer.Option(help="Chain port (default PRIVLEDGER_CHAIN_PORT).")
     ] = None,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="Scenario to run: psi, fraud (repeatable; default: all)."),
+    ] = None,
 ) -> None:
-    """Start the local consortium: chain, contracts, organisations; then run the demo scenario."""
-    from privledger.demo import run_demo
+    """Start the local consortium: chain, contracts, organisations; then run the demo scenarios."""
+    from privledger.demo import SCENARIOS, run_demo
+
+    chosen = tuple(scenario or SCENARIOS)
+    unknown = sorted(set(chosen) - set(SCENARIOS))
+    if unknown:
+        console.print(f"[red]unknown scenario {', '.join(unknown)}[/red]; choose from {SCENARIOS}")
+        raise typer.Exit(2)
 
     def report(summary: dict[str, object]) -> None:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
 
-    run_demo(get_settings(), port=port, keep_running=not once, report=report, console=console)
+    run_demo(
+        get_settings(),
+        port=port,
+        keep_running=not once,
+        report=report,
+        console=console,
+        scenarios=chosen,
+    )
 
 
 @app.command(

@@ -142,6 +142,27 @@ class NodeClient:
         return result
 
     # --- operators ----------------------------------------------------------------------
+    def register_model(
+        self, task_id: int, name: str, *, unit_price: int = 0, upstream_bps: int = 3_000
+    ) -> dict[str, Any]:
+        """Register the model of a completed horizontal FL task this node aggregated."""
+        body = {
+            "taskId": task_id,
+            "name": name,
+            "unitPrice": unit_price,
+            "upstreamBps": upstream_bps,
+        }
+        result: dict[str, Any] = self._request("POST", "/models", json=body)
+        return result
+
+    def models(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/models")
+        return result
+
+    def prediction_log(self, model: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", f"/models/{model}/calls")
+        return result
+
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
         """Submit a task (the API's TaskIn: kind, protocol, inputs, fee, ...)."""
         result: dict[str, Any] = self._request("POST", "/tasks", json=body)

@@ -1,0 +1,1 @@
+"""Worked scenarios on generated, documented data: what the demo and the CLI run end to end."""
