@@ -20,6 +20,32 @@ from .conftest import Running
 from .test_walking_path import FEE, grant, submit, wait_status
 
 NODE = "telecom"  # the explorer of any node shows the whole ledger
+EXPLORER_PAGES = [
+    "/explorer",
+    "/explorer/tasks",
+    "/explorer/tasks/1",
+    "/explorer/verify",
+    "/explorer/blocks",
+    "/explorer/blocks/1",
+    "/explorer/txs",
+    "/explorer/accounts",
+    "/explorer/orgs",
+    "/explorer/orgs/1",
+    "/explorer/datasets",
+    "/explorer/settlements",
+    "/explorer/batches",
+    "/explorer/search?q=1",
+    "/explorer/provenance",
+]
+EXPLORER_API = [
+    "/explorer/api/tasks",
+    "/explorer/api/tasks/1",
+    "/explorer/api/blocks",
+    "/explorer/api/txs",
+    "/explorer/api/datasets",
+    "/explorer/api/search?q=1",
+    "/explorer/api/provenance",
+]
 REGULATOR = 4  # dev account of the demo's regulator, an auditor of its own org
 
 
@@ -105,12 +131,25 @@ def test_login_form_sets_the_session(running: Running) -> None:
 
 def test_non_auditors_are_refused_with_403(running: Running) -> None:
     with explorer(running) as client:
-        bank_admin = login(client, dev_account(1))  # data owner and operator, not auditor
-        assert bank_admin.status_code == 403, bank_admin.text
-        assert bank_admin.json()["error"]["code"] == "forbidden"
         stranger = login(client, dev_account(9))  # in no organisation at all
-        assert stranger.status_code == 403
+        assert stranger.status_code == 403, stranger.text
+        assert stranger.json()["error"]["code"] == "forbidden"
         assert client.get("/explorer/api/tasks").status_code == 401  # no session was opened
+    with explorer(running) as client:
+        # an operator (bank-a's admin) may open the cockpit, and nothing of the explorer
+        operator = login(client, dev_account(1))
+        assert operator.status_code == 200, operator.text
+        assert "operator" in operator.json()["roles"] and "auditor" not in operator.json()["roles"]
+        for path in EXPLORER_PAGES:
+            refused = client.get(path)
+            assert refused.status_code == 403, path
+            assert "auditor role" in refused.text
+        for path in EXPLORER_API:
+            refused = client.get(path)
+            assert refused.status_code == 403, path
+            assert refused.json()["error"]["code"] == "forbidden"
+        assert client.get("/explorer/cockpit").status_code == 200
+        assert client.get("/explorer/api/cockpit").status_code == 200
 
 
 def test_wrong_reused_or_forged_challenges_are_refused(running: Running) -> None:
@@ -163,8 +202,8 @@ def test_expired_challenge_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_no_session_is_401_or_a_redirect_to_login(running: Running) -> None:
-    pages = ["/explorer", "/explorer/tasks", "/explorer/tasks/1", "/explorer/verify"]
-    api = ["/explorer/api/tasks", "/explorer/api/tasks/1"]
+    pages = [*EXPLORER_PAGES, "/explorer/cockpit"]
+    api = [*EXPLORER_API, "/explorer/api/cockpit"]
     for cookies in ({}, {"pl_explorer": "forged-session-id"}):
         with httpx.Client(base_url=running.nodes[NODE].url, cookies=cookies) as client:
             for path in pages:

@@ -1,5 +1,13 @@
-"""The auditor explorer served by every node: tasks, their on-chain story, result verification."""
+"""The auditor explorer and the operations cockpit served by every node: the ledger's blocks,
+transactions, organisations, datasets, tasks, settlements and log batches, result verification,
+the provenance graph, and the consortium's activity and node health."""
 
-from privledger.explorer.routes import router
+from fastapi import APIRouter
+
+from privledger.explorer import cockpit_routes, ledger_routes, routes
+
+router = APIRouter()
+for module in (routes, ledger_routes, cockpit_routes):
+    router.include_router(module.router)
 
 __all__ = ["router"]

@@ -1,14 +1,15 @@
-"""Auditor login: sign a one-time challenge with an account that holds the auditor role on chain.
+"""Explorer login: sign a one-time challenge with an account that holds the auditor or the
+operator role on chain. Auditors see the explorer and the cockpit, operators the cockpit only.
 
 1. The node hands out a challenge: one line of text naming the node, the chain, a random nonce and
    an expiry (``CHALLENGE_TTL_S``). It is kept in memory and can be used once.
 2. The auditor signs that exact text with EIP-191 ``personal_sign`` (any wallet's "sign message",
    or ``eth_account``) and sends address + signature back with the challenge.
-3. The node recovers the signer, which must be the claimed address, and asks the chain whether the
-   address holds the AUDITOR role in its own organisation (auditors usually belong to another org,
-   e.g. a regulator). Then it opens a session: an opaque random id in an HttpOnly, SameSite=Strict
-   cookie, mapped in memory to the address (``SESSION_TTL_S``).
-4. Every later request re-checks the role on chain, so an auditor whose role is revoked is refused
+3. The node recovers the signer, which must be the claimed address, and asks the chain which roles
+   the address holds in its own organisation (auditors usually belong to another org, e.g. a
+   regulator): AUDITOR or OPERATOR is needed. Then it opens a session: an opaque random id in an
+   HttpOnly, SameSite=Strict cookie, mapped in memory to the address (``SESSION_TTL_S``).
+4. Every later request re-reads the roles on chain, so a viewer whose role is revoked is refused
    (403) at once, and a missing or expired session is a 401.
 
 Challenges and sessions live in this process only: a restarted node forgets them.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from eth_account import Account
@@ -38,7 +39,7 @@ MAX_SESSIONS = 10_000
 
 
 class AuthFailure(Exception):
-    """Login or session refused: ``status`` is 401 (who are you?) or 403 (not an auditor)."""
+    """Login or session refused: ``status`` is 401 (who are you?) or 403 (role missing)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
@@ -48,9 +49,10 @@ class AuthFailure(Exception):
 
 
 @dataclass(frozen=True)
-class AuditorSession:
+class ViewerSession:
     address: str
     org_id: int
+    roles: Role
     expires_at: float
 
 
@@ -59,7 +61,7 @@ class ExplorerAuth:
     """Outstanding challenges and open sessions of one node process."""
 
     challenges: dict[str, float] = field(default_factory=dict)  # text -> monotonic expiry
-    sessions: dict[str, AuditorSession] = field(default_factory=dict)
+    sessions: dict[str, ViewerSession] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # --- challenges -------------------------------------------------------------------------
@@ -96,7 +98,7 @@ class ExplorerAuth:
 
     # --- login and sessions -----------------------------------------------------------------
     def login(self, node: NodeContext, challenge: str, address: str, signature: str) -> str:
-        """Check the signed challenge and the auditor role on chain; a new session id."""
+        """Check the signed challenge and the viewer's roles on chain; a new session id."""
         self.take_challenge(challenge)  # single use, whatever happens next
         if not is_address(address):
             raise AuthFailure(401, "invalid_signature", "address is not an Ethereum address")
@@ -109,24 +111,24 @@ class ExplorerAuth:
                 401, "invalid_signature", "the challenge was not signed by this address"
             )
         checksum = to_checksum_address(address)
-        org_id = auditor_org(node, checksum)
+        org_id, roles = viewer_roles(node, checksum)
         session_id = secrets.token_urlsafe(32)
         now = time.monotonic()
         with self.lock:
             self._purge(now)
             while len(self.sessions) >= MAX_SESSIONS:
                 del self.sessions[next(iter(self.sessions))]
-            self.sessions[session_id] = AuditorSession(checksum, org_id, now + SESSION_TTL_S)
+            self.sessions[session_id] = ViewerSession(checksum, org_id, roles, now + SESSION_TTL_S)
         return session_id
 
     def logout(self, session_id: str) -> None:
         with self.lock:
             self.sessions.pop(session_id, None)
 
-    def session(self, node: NodeContext, session_id: str | None) -> AuditorSession:
-        """The open session ``session_id``, its holder still an auditor on chain."""
+    def session(self, node: NodeContext, session_id: str | None) -> ViewerSession:
+        """The open session ``session_id`` with its holder's roles read from the chain now."""
         if not session_id:
-            raise AuthFailure(401, "unauthorized", "log in as an auditor first")
+            raise AuthFailure(401, "unauthorized", "log in as an auditor or operator first")
         with self.lock:
             found = self.sessions.get(session_id)
             if found is not None and found.expires_at <= time.monotonic():
@@ -134,16 +136,22 @@ class ExplorerAuth:
                 found = None
         if found is None:
             raise AuthFailure(401, "unauthorized", "the session expired or is unknown; log in")
-        auditor_org(node, found.address)
-        return found
+        org_id, roles = viewer_roles(node, found.address)
+        return replace(found, org_id=org_id, roles=roles)
 
 
-def auditor_org(node: NodeContext, address: str) -> int:
-    """The org in which ``address`` holds the auditor role now, else a 403."""
+VIEWER_ROLES = Role.AUDITOR | Role.OPERATOR
+
+
+def viewer_roles(node: NodeContext, address: str) -> tuple[int, Role]:
+    """The org of ``address`` and its auditor/operator roles there now; neither is a 403."""
     org_id = node.ledger.orgs.org_of(address)
-    if org_id == 0 or not node.ledger.orgs.has_org_role(org_id, address, Role.AUDITOR):
-        raise AuthFailure(403, "forbidden", f"{address} does not hold the auditor role on chain")
-    return org_id
+    roles = Role(node.ledger.orgs.roles_of(address)) & VIEWER_ROLES if org_id else Role(0)
+    if not roles:
+        raise AuthFailure(
+            403, "forbidden", f"{address} holds no auditor role and no operator role on chain"
+        )
+    return org_id, roles
 
 
 _STATE_LOCK = threading.Lock()

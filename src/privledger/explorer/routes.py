@@ -1,32 +1,28 @@
-"""The auditor explorer: HTML pages under /explorer and their JSON twins under /explorer/api.
+"""Login, the task pages and result verification of the explorer (HTML under /explorer, JSON
+twins under /explorer/api).
 
-Public: the login page, the challenge, login itself and the stylesheet. Everything else needs an
-auditor session (see ``auth``): without one, JSON routes answer 401 and pages redirect (303) to the
-login page; a session whose holder lost the auditor role on chain gets 403.
+Public: the login page, the challenge, login itself and the static files. Everything else needs a
+session (see ``auth``): without one, JSON routes answer 401 and pages redirect (303) to the login
+page; explorer pages need the auditor role (else 403), the cockpit an auditor or an operator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
-import jinja2
-from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
-from fastapi.routing import APIRoute
-from fastapi.templating import Jinja2Templates
 from pydantic import Field
-from starlette.concurrency import run_in_threadpool
+from sqlmodel import Session
 
 from privledger.api.deps import NodeDep
-from privledger.api.errors import error_body
 from privledger.api.schemas import Body
+from privledger.evm.contracts import Role
 from privledger.node.context import NodeContext
 
-from .auth import SESSION_COOKIE, SESSION_TTL_S, AuditorSession, AuthFailure, explorer_auth
-from .story import TaskStory, task_exists, task_rows, task_story
+from .auth import SESSION_COOKIE, SESSION_TTL_S, AuthFailure, explorer_auth
+from .directory import Directory
+from .story import TaskStory, task_count, task_exists, task_rows, task_story
 from .verify import (
     Verdict,
     VerifyInputError,
@@ -36,118 +32,32 @@ from .verify import (
     parse_task_id,
     verify_result,
 )
-
-HERE = Path(__file__).parent
-PREFIX = "/explorer"
-LOGIN_PAGE = f"{PREFIX}/login"
-PAGE_SIZE = 50
-STATIC_FILES = {"explorer.css": "text/css", "login.js": "text/javascript"}
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
-
-
-class PageNotFound(Exception):
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-def _utc(value: int) -> str:
-    return datetime.fromtimestamp(int(value), UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _eth(wei: int) -> str:
-    ether = f"{int(wei) / 10**18:.6f}".rstrip("0").rstrip(".")
-    return f"{ether} ETH"
-
-
-def _short(value: object) -> str:
-    text = str(value)
-    return f"{text[:10]}…{text[-6:]}" if text.startswith("0x") and len(text) > 20 else text
-
-
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(HERE / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
+from .web import (
+    HERE,
+    LOGIN_PAGE,
+    PREFIX,
+    Auditor,
+    ExplorerRoute,
+    PageNotFound,
+    check_page,
+    page,
+    page_number,
 )
-_env.filters.update(utc=_utc, eth=_eth, short=_short)
-templates = Jinja2Templates(env=_env)
 
-
-def _is_json(request: Request) -> bool:
-    return request.url.path.startswith(f"{PREFIX}/api/")
-
-
-def _org_name(node: NodeContext) -> str:
-    return node.ledger.orgs.get_org(node.org_id).name
-
-
-def page(
-    request: Request,
-    name: str,
-    context: dict[str, Any],
-    *,
-    auditor: AuditorSession | None = None,
-    status_code: int = 200,
-) -> Response:
-    node: NodeContext = request.app.state.node
-    base = {"node_org": _org_name(node), "node_org_id": node.org_id, "auditor": auditor}
-    return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
-
-
-class ExplorerRoute(APIRoute):
-    """Turns refusals into 401/403 JSON on /explorer/api, a login redirect or an error page
-    elsewhere, and adds the security headers to every explorer response."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def explorer_handler(request: Request) -> Response:
-            try:
-                response = await handler(request)
-            except AuthFailure as exc:
-                if _is_json(request):
-                    response = JSONResponse(error_body(exc.code, exc.message), exc.status)
-                elif exc.status == 401:
-                    response = RedirectResponse(LOGIN_PAGE, status_code=303)
-                else:
-                    context = {"title": "Forbidden", "message": exc.message}
-                    response = await run_in_threadpool(
-                        page, request, "error.html", context, status_code=exc.status
-                    )
-            except PageNotFound as exc:
-                if _is_json(request):
-                    response = JSONResponse(error_body("not_found", exc.message), 404)
-                else:
-                    context = {"title": "Not found", "message": exc.message}
-                    response = await run_in_threadpool(
-                        page, request, "error.html", context, status_code=404
-                    )
-            except VerifyInputError as exc:
-                response = JSONResponse(error_body(exc.code, exc.message), exc.status)
-            for key, value in SECURITY_HEADERS.items():
-                response.headers.setdefault(key, value)
-            return response
-
-        return explorer_handler
-
+PAGE_SIZE = 50
+STATIC_FILES = {
+    "explorer.css": "text/css",
+    "login.js": "text/javascript",
+    "cockpit.js": "text/javascript",
+}
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=ExplorerRoute)
 
 
-def current_auditor(request: Request, node: NodeDep) -> AuditorSession:
-    return explorer_auth(request).session(node, request.cookies.get(SESSION_COOKIE))
-
-
-Auditor = Annotated[AuditorSession, Depends(current_auditor)]
+def _org_name(node: NodeContext) -> str:
+    node.indexer.sync()
+    with Session(node.engine) as session:
+        return Directory.load(session).org_name(node.org_id)
 
 
 def _set_session(request: Request, response: Response, session_id: str) -> None:
@@ -208,7 +118,9 @@ def login_form(
         )
         context = {"challenge": fresh, "expires": expires, "error": exc.message}
         return page(request, "login.html", context, status_code=exc.status)
-    response = RedirectResponse(f"{PREFIX}/tasks", status_code=303)
+    roles = auth.session(node, session_id).roles
+    landing = "tasks" if roles & Role.AUDITOR else "cockpit"
+    response = RedirectResponse(f"{PREFIX}/{landing}", status_code=303)
     _set_session(request, response, session_id)
     return response
 
@@ -243,17 +155,31 @@ def login(body: LoginIn, request: Request, node: NodeDep) -> Response:
     auth = explorer_auth(request)
     session_id = auth.login(node, body.challenge, body.address.strip(), body.signature.strip())
     session = auth.session(node, session_id)
+    roles = [role.name.lower() for role in Role if role & session.roles and role.name]
     response = JSONResponse(
-        {"address": session.address, "orgId": session.org_id, "expiresIn": SESSION_TTL_S}
+        {
+            "address": session.address,
+            "orgId": session.org_id,
+            "roles": roles,
+            "expiresIn": SESSION_TTL_S,
+        }
     )
     _set_session(request, response, session_id)
     return response
 
 
-# --- auditor pages ----------------------------------------------------------------------------
-@router.get("")
-def home(_auditor: Auditor) -> Response:
-    return RedirectResponse(f"{PREFIX}/tasks", status_code=303)
+# --- tasks ------------------------------------------------------------------------------------
+def _task_page(node: NodeContext, page_text: str) -> dict[str, Any]:
+    page_no = page_number(page_text)
+    node.indexer.sync()
+    with Session(node.engine) as session:
+        total = task_count(session)
+        pages = check_page(page_no, total, PAGE_SIZE)
+        rows = task_rows(session, offset=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    return {"rows": rows, "total": total, "page_no": page_no, "pages": pages}
+
+
+PageText = Annotated[str, Query(alias="page", max_length=20)]
 
 
 @router.get("/tasks")
@@ -262,7 +188,7 @@ def tasks_page(
     node: NodeDep,
     auditor: Auditor,
     task: Annotated[str, Query(max_length=40)] = "",
-    page_no: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
+    page_text: PageText = "",
 ) -> Response:
     search = task.strip()
     error = None
@@ -270,31 +196,24 @@ def tasks_page(
         if search.isdigit() and len(search) <= 20:
             return RedirectResponse(f"{PREFIX}/tasks/{int(search)}", status_code=303)
         error = f"{search!r} is not a task id: task ids are whole numbers"
-    rows, total = task_rows(node, offset=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE)
-    context = {
-        "rows": rows,
-        "total": total,
-        "page_no": page_no,
-        "pages": max(1, -(-total // PAGE_SIZE)),
-        "search": search,
-        "error": error,
-    }
-    return page(request, "tasks.html", context, auditor=auditor, status_code=400 if error else 200)
+    context = {**_task_page(node, page_text), "search": search, "error": error}
+    return page(request, "tasks.html", context, viewer=auditor, status_code=400 if error else 200)
 
 
 @router.get("/tasks/{task_id}")
 def task_page(request: Request, task_id: str, node: NodeDep, auditor: Auditor) -> Response:
-    return page(request, "task.html", {"t": _story(node, task_id)}, auditor=auditor)
+    return page(request, "task.html", {"t": _story(node, task_id)}, viewer=auditor)
 
 
 @router.get("/api/tasks")
-def tasks_json(
-    node: NodeDep,
-    _auditor: Auditor,
-    page_no: Annotated[int, Query(alias="page", ge=1, le=1_000_000)] = 1,
-) -> dict[str, Any]:
-    rows, total = task_rows(node, offset=(page_no - 1) * PAGE_SIZE, limit=PAGE_SIZE)
-    return {"total": total, "page": page_no, "tasks": [row.__dict__ for row in rows]}
+def tasks_json(node: NodeDep, _auditor: Auditor, page_text: PageText = "") -> dict[str, Any]:
+    found = _task_page(node, page_text)
+    return {
+        "total": found["total"],
+        "page": found["page_no"],
+        "pages": found["pages"],
+        "tasks": [row.__dict__ for row in found["rows"]],
+    }
 
 
 @router.get("/api/tasks/{task_id}")
@@ -331,7 +250,7 @@ def verify_page(
     org: Annotated[str, Query(max_length=40)] = "",
 ) -> Response:
     context = {"form": {"task_id": task, "org_id": org, "salt": ""}, "verdict": None, "error": None}
-    return page(request, "verify.html", context, auditor=auditor)
+    return page(request, "verify.html", context, viewer=auditor)
 
 
 @router.post("/verify")
@@ -349,9 +268,9 @@ def verify_form(
         verdict = _verdict(node, task_id, org_id, salt, result_file)
     except VerifyInputError as exc:
         failed: dict[str, Any] = {"form": form, "verdict": None, "error": exc.message}
-        return page(request, "verify.html", failed, auditor=auditor, status_code=exc.status)
+        return page(request, "verify.html", failed, viewer=auditor, status_code=exc.status)
     context: dict[str, Any] = {"form": form, "verdict": verdict, "error": None}
-    return page(request, "verify.html", context, auditor=auditor)
+    return page(request, "verify.html", context, viewer=auditor)
 
 
 @router.post("/api/verify")

@@ -5,12 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from privledger.evm.contracts import FailureReason, Kind, TaskStatus
 from privledger.node.context import NodeContext
 from privledger.store.events import events_named
 from privledger.store.models import ChainEvent
+
+from . import refs
+from .directory import Directory
 
 
 @dataclass
@@ -152,29 +156,61 @@ def _row(event: ChainEvent) -> EventRow:
     )
 
 
-def task_rows(node: NodeContext, *, offset: int = 0, limit: int = 50) -> tuple[list[TaskRow], int]:
-    """A page of submitted tasks, newest first, with their status read from the chain now."""
-    node.indexer.sync()
-    with Session(node.engine) as session:
-        submitted = events_named(session, ["TaskSubmitted"])
-    submitted.reverse()
-    names = OrgNames(node)
+STATUS_EVENTS = {
+    "TaskSubmitted": "submitted",
+    "TaskAuthorised": "authorised",
+    "TaskStarted": "running",
+    "TaskCompleted": "completed",
+    "TaskFailed": "failed",
+    "TaskExpired": "failed",
+    "TaskSettled": "settled",
+}
+
+
+def task_statuses(session: Session, task_ids: list[int]) -> dict[int, str]:
+    """Each task's status now, from the last status event the ledger emitted for it."""
+    statuses: dict[int, str] = {}
+    events = refs.events_about(session, "task", (str(t) for t in task_ids), list(STATUS_EVENTS))
+    for event in events:
+        statuses[int(event.args["taskId"])] = STATUS_EVENTS[event.event]
+    return statuses
+
+
+def task_count(session: Session) -> int:
+    submitted = ChainEvent.event == "TaskSubmitted"
+    return session.exec(select(func.count()).select_from(ChainEvent).where(submitted)).one()
+
+
+def task_rows(session: Session, *, offset: int = 0, limit: int = 50) -> list[TaskRow]:
+    """A page of submitted tasks, newest first, all read from the index."""
+    submitted = list(
+        session.exec(
+            select(ChainEvent)
+            .where(ChainEvent.event == "TaskSubmitted")
+            .order_by(col(ChainEvent.id).desc())
+            .offset(offset)
+            .limit(limit)
+        )
+    )
+    directory = Directory.load(session)
+    statuses = task_statuses(session, [int(e.args["taskId"]) for e in submitted])
     rows = []
-    for event in submitted[offset : offset + limit]:
-        task = node.ledger.tasks.get_task(int(event.args["taskId"]))
+    for event in submitted:
+        task_id = int(event.args["taskId"])
+        requester = int(event.args["requesterOrg"])
         rows.append(
             TaskRow(
-                task_id=task.task_id,
-                status=task.status.name.lower(),
-                kind=kind_name(task.kind),
-                requester_org=task.requester_org,
-                requester_name=names(task.requester_org),
-                fee=task.fee,
+                task_id=task_id,
+                status=statuses.get(task_id, "submitted"),
+                kind=kind_name(Kind(int(event.args["kind"]))),
+                requester_org=requester,
+                requester_name=directory.org_name(requester),
+                fee=int(event.args["fee"]),
                 block_number=event.block_number,
                 tx_hash=event.tx_hash,
             )
         )
-    return rows, len(submitted)
+    return rows
 
 
 def task_story(node: NodeContext, task_id: int) -> TaskStory:
@@ -184,11 +220,7 @@ def task_story(node: NodeContext, task_id: int) -> TaskStory:
     task = ledger.tasks.get_task(task_id)
     names = OrgNames(node)
     with Session(node.engine) as session:
-        own = session.exec(
-            select(ChainEvent)
-            .where(ChainEvent.args["taskId"].as_integer() == task_id)
-            .order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
-        ).all()
+        own = refs.events_about(session, "task", [str(task_id)])
         submissions = [e for e in own if e.event == "TaskSubmitted"]
         consumed = (
             events_named(session, ["GrantConsumed"], tx_hash=submissions[0].tx_hash)
