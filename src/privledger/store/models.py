@@ -208,3 +208,22 @@ class LocalModel(SQLModel, table=True):
     level: int
     unit_price: str  # decimal text: wei prices overflow a 64-bit integer column
     created_at: datetime = Field(default_factory=utc_now)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One audited event (F18): an API call, a data or model access, an authorisation change.
+    Its digest is anchored in a Merkle batch, so the log is tamper-evident."""
+
+    __tablename__ = "audit_entry"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utc_now, index=True)
+    action: str = Field(index=True)  # api | authorisation | data_access | model_access
+    actor: str  # "user <address> (role)", "peer org N", "anonymous", "worker"
+    subject: str  # "POST /api/v1/grants", a dataset id, a model id
+    outcome: str  # an HTTP status, "read", "ran", ...
+    task_id: int | None = Field(default=None, index=True)
+    digest: str
+    batch_id: int | None = Field(default=None, index=True)
+    batch_index: int | None = None
+    batch_tx: str | None = None

@@ -1,0 +1,95 @@
+"""Tamper-evident logs (F5, F18): entries of a log table are anchored on chain in Merkle batches.
+
+A log table has an integer ``id``, a hex ``digest`` (keccak256 of the entry's canonical JSON) and
+the batch position it was anchored at (``batch_id``, ``batch_index``, ``batch_tx``). Pending
+entries are anchored together: the Merkle root of their digests goes on chain in one
+``BatchAnchor`` transaction, and any entry can later be proven with a self-contained
+:class:`~privledger.evm.merkle.ProofDocument` that anyone checks offline or against the chain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
+
+from Crypto.Hash import keccak
+from sqlmodel import Session, SQLModel, col, select
+
+from privledger.evm.merkle import MerkleTree, ProofDocument
+from privledger.node.context import NodeContext
+
+logger = logging.getLogger(__name__)
+
+
+class LogEntry(Protocol):
+    id: int | None
+    digest: str
+    batch_id: int | None
+    batch_index: int | None
+    batch_tx: str | None
+
+
+E = TypeVar("E", bound=SQLModel)
+
+
+def entry_digest(entry: Mapping[str, Any]) -> str:
+    """keccak256 of the entry's canonical JSON (sorted keys, no spaces): what a batch commits to."""
+    canonical = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+    return "0x" + keccak.new(digest_bits=256, data=canonical).hexdigest()
+
+
+def anchor_pending(
+    node: NodeContext, table: type[E], label: bytes, *, limit: int = 100_000
+) -> int | None:
+    """Anchor up to ``limit`` unanchored entries of ``table`` in one batch; the batch id, if any."""
+    with Session(node.engine) as session:
+        pending: list[Any] = list(
+            session.exec(
+                select(table)
+                .where(col(table.batch_id).is_(None))  # type: ignore[attr-defined]
+                .order_by(col(table.id))  # type: ignore[attr-defined]
+                .limit(limit)
+            )
+        )
+        if not pending:
+            return None
+        tree = MerkleTree([bytes.fromhex(entry.digest[2:]) for entry in pending])
+        batch_id, receipt = node.ledger.anchors.anchor_batch(tree.root, len(pending), label)
+        for index, entry in enumerate(pending):
+            entry.batch_id = batch_id
+            entry.batch_index = index
+            entry.batch_tx = receipt["transactionHash"].to_0x_hex()
+            session.add(entry)
+        session.commit()
+    logger.info("anchored %d %s entries in batch %d", len(pending), table.__name__, batch_id)
+    return batch_id
+
+
+def proof_of(node: NodeContext, table: type[E], entry: LogEntry) -> ProofDocument | None:
+    """The inclusion proof of an anchored entry, rebuilt from its batch; None if not anchored."""
+    if entry.batch_id is None or entry.batch_index is None or entry.batch_tx is None:
+        return None
+    with Session(node.engine) as session:
+        batch: list[Any] = list(
+            session.exec(
+                select(table)
+                .where(table.batch_id == entry.batch_id)  # type: ignore[attr-defined]
+                .order_by(col(table.batch_index))  # type: ignore[attr-defined]
+            )
+        )
+    tree = MerkleTree([bytes.fromhex(item.digest[2:]) for item in batch])
+    anchored = node.ledger.anchors.get_batch(entry.batch_id)
+    if anchored.root != tree.root:
+        raise RuntimeError(f"batch {entry.batch_id} on chain does not match the local log")
+    return ProofDocument(
+        digest=bytes.fromhex(entry.digest[2:]),
+        proof=tree.proof(entry.batch_index),
+        root=tree.root,
+        batch_id=entry.batch_id,
+        chain_id=node.ledger.client.chain_id,
+        contract=node.ledger.anchors.address,
+        tx_hash=entry.batch_tx,
+        block_number=anchored.block_number,
+    )
