@@ -107,6 +107,7 @@ VERSION = 2
 STAT_SECURITY = 40
 CHUNK_BINS = 1 << 17  # bins per u message and per processing chunk (a multiple of 128)
 _DIGEST_DOMAIN = b"pl/kkrt-psi/v2"
+DIGEST_DOMAIN = _DIGEST_DOMAIN  # BLAKE2b personalisation of long items' keys
 
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
