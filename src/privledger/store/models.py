@@ -227,3 +227,66 @@ class AuditEntry(SQLModel, table=True):
     batch_id: int | None = Field(default=None, index=True)
     batch_index: int | None = None
     batch_tx: str | None = None
+
+
+class OnboardingApplication(SQLModel, table=True):
+    """An organisation's application to join the consortium (F16), kept by the node hosting the
+    onboarding portal. The applicant holds a one-time tracking secret; only its hash is kept."""
+
+    __tablename__ = "onboarding_application"
+
+    id: str = Field(primary_key=True)  # random, 32 hex characters
+    secret_hash: str
+    org_name: str = Field(index=True)
+    contact_name: str
+    contact_email: str
+    admin_address: str
+    endpoint: str
+    node_key: str  # 0x-prefixed hex of the node's X25519 public key
+    roles: int  # requested roles (OrgRegistry bits) for the admin account
+    status: str = Field(index=True)  # submitted | under_review | approved | rejected
+    reason: str | None = None
+    reviewer: str | None = None
+    submitted_at: datetime = Field(default_factory=utc_now)
+    review_started_at: datetime | None = None
+    decided_at: datetime | None = None
+    org_id: int | None = None
+    tx_hashes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class InteropContract(SQLModel, table=True):
+    """A node partnership of the interop API (BFIA "node contract"), kept by both nodes."""
+
+    __tablename__ = "interop_contract"
+
+    contract_id: str = Field(primary_key=True)
+    applicant_org: int
+    partner_org: int
+    status: str  # APPLIED | APPROVED | REJECTED | TERMINATED
+    description: str | None = None
+    expired_time: int | None = None  # unix seconds
+    anchor_batch_id: int | None = None  # the last transition's record, anchored in BatchAnchor
+    anchor_tx: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class InteropDatasetAudit(SQLModel, table=True):
+    """A dataset authorisation of the interop API (BFIA "dataset audit"): approval issues an
+    on-chain grant, termination revokes it. Kept by the requester's and the owner's nodes."""
+
+    __tablename__ = "interop_dataset_audit"
+
+    audit_id: str = Field(primary_key=True)
+    contract_id: str = Field(index=True)
+    dataset_id: str
+    requester_org: int
+    owner_org: int
+    kinds: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    time_limit: int  # seconds the grant lasts
+    times_limit: int  # uses the grant allows
+    status: str  # APPLIED | APPROVED | REJECTED | TERMINATED
+    grant_id: str | None = None
+    grantor: str | None = None  # the data owner account that signed the grant
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
