@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CHAIN_STAMP := chain/node_modules/.installed
 
-.PHONY: test demo bench lint typecheck bootstrap clean
+.PHONY: test demo bench lint typecheck bootstrap chromium clean
 
 bootstrap: $(STAMP) $(CHAIN_STAMP)
 
@@ -19,6 +19,11 @@ $(CHAIN_STAMP): chain/package.json chain/package-lock.json
 	cd chain && npm ci --no-audit --no-fund
 	touch $@
 
+# The browser tests drive Debian's chromium through Playwright (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
 lint: bootstrap
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
@@ -26,7 +31,7 @@ lint: bootstrap
 typecheck: bootstrap
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/privledger compile
 	$(BIN)/pytest
 

@@ -39,6 +39,7 @@ REF_KINDS = {
     "inputs": "dataset",
     "parents": "dataset",
     "grantId": "grant",
+    "grantIds": "grant",
     "orgId": "org",
     "org": "org",
     "ownerOrg": "org",
@@ -74,6 +75,8 @@ def references(args: dict[str, Any]) -> list[tuple[str, str]]:
         if kind is None:
             continue
         for item in value if isinstance(value, list) else [value]:
+            if kind in ("dataset", "grant") and not int(str(item), 16):
+                continue  # the zero id stands for "none" (e.g. no grant: own data)
             found.append((kind, ref_value(kind, item)))
     return list(dict.fromkeys(found))
 

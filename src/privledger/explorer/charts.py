@@ -31,8 +31,8 @@ def stacked_columns(
     labels: Sequence[str],
     series: Sequence[tuple[str, Sequence[float]]],
     *,
-    width: int = 640,
-    height: int = 220,
+    width: int = 1080,
+    height: int = 240,
 ) -> str:
     """One column per label, the series stacked in order, with a y axis and a legend."""
     totals = [sum(values[i] for _, values in series) for i in range(len(labels))]
@@ -42,7 +42,7 @@ def stacked_columns(
     plot_w, plot_h = width - left - right, height - top - bottom
     top_value = _nice_max(max(totals))
     step = plot_w / len(labels)
-    bar = max(2.0, step * 0.7)
+    bar = min(56.0, max(2.0, step * 0.7))
     parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="chart">']
     for tick in range(5):
         value = top_value * tick / 4
@@ -112,7 +112,8 @@ def donut(parts_in: Sequence[tuple[str, float]], *, size: int = 180) -> str:
     width = size + 170
     if not total:
         return _empty(width, size)
-    radius, ring = size / 2 - 6, 22
+    ring = 22
+    radius = size / 2 - ring / 2 - 2
     cx = cy = size / 2
     circumference = 2 * math.pi * radius
     parts = [f'<svg class="chart" viewBox="0 0 {width} {size}" role="img" aria-label="chart">']

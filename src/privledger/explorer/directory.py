@@ -79,6 +79,11 @@ class Directory:
     def members(self, org_id: int) -> list[AccountEntry]:
         return [a for a in self.accounts.values() if a.org_id == org_id and a.roles]
 
+    def org_of(self, address: str | None) -> str:
+        """The name of the organisation ``address`` has roles in, or ""."""
+        entry = self.accounts.get(address or "")
+        return self.org_name(entry.org_id) if entry is not None and entry.roles else ""
+
     def label(self, address: str | None) -> str:
         """A short description of an address: its org and roles, or a ledger contract."""
         if not address:
