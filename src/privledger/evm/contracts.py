@@ -454,3 +454,77 @@ class BatchAnchor(ContractFacade):
 
     def batch_count(self) -> int:
         return int(self._call("batchCount"))
+
+
+class ProjectStatus(IntEnum):
+    NONE = 0
+    ACTIVE = 1
+    CLOSED = 2
+
+
+class MemberStatus(IntEnum):
+    NONE = 0
+    INVITED = 1
+    MEMBER = 2
+
+
+@dataclass(frozen=True)
+class Project:
+    project_id: int
+    name: str
+    owner_org: int
+    status: ProjectStatus
+    created_at: int
+
+
+class ProjectRegistry(ContractFacade):
+    def create_project(self, name: str) -> int:
+        receipt = self._transact("createProject", name)
+        return int(self._event_arg(receipt, "ProjectCreated", "projectId"))
+
+    def invite(self, project_id: int, org_id: int) -> TxReceipt:
+        return self._transact("invite", project_id, org_id)
+
+    def withdraw_invitation(self, project_id: int, org_id: int) -> TxReceipt:
+        return self._transact("withdrawInvitation", project_id, org_id)
+
+    def accept_invitation(self, project_id: int) -> TxReceipt:
+        return self._transact("acceptInvitation", project_id)
+
+    def decline_invitation(self, project_id: int) -> TxReceipt:
+        return self._transact("declineInvitation", project_id)
+
+    def leave_project(self, project_id: int) -> TxReceipt:
+        return self._transact("leaveProject", project_id)
+
+    def remove_member(self, project_id: int, org_id: int) -> TxReceipt:
+        return self._transact("removeMember", project_id, org_id)
+
+    def add_dataset(self, project_id: int, dataset_id: bytes) -> TxReceipt:
+        return self._transact("addDataset", project_id, dataset_id)
+
+    def remove_dataset(self, project_id: int, dataset_id: bytes) -> TxReceipt:
+        return self._transact("removeDataset", project_id, dataset_id)
+
+    def close_project(self, project_id: int) -> TxReceipt:
+        return self._transact("closeProject", project_id)
+
+    def get_project(self, project_id: int) -> Project:
+        name, owner_org, status, created_at = self._call("getProject", project_id)
+        return Project(project_id, name, owner_org, ProjectStatus(status), created_at)
+
+    def project_count(self) -> int:
+        return int(self._call("projectCount"))
+
+    def status_of(self, project_id: int, org_id: int) -> MemberStatus:
+        return MemberStatus(self._call("statusOf", project_id, org_id))
+
+    def members_of(self, project_id: int) -> dict[int, MemberStatus]:
+        """Every invited or member organisation and its status, the owner first."""
+        return {org: MemberStatus(status) for org, status in self._call("membersOf", project_id)}
+
+    def datasets_of(self, project_id: int) -> tuple[bytes, ...]:
+        return tuple(bytes(item) for item in self._call("datasetsOf", project_id))
+
+    def has_dataset(self, project_id: int, dataset_id: bytes) -> bool:
+        return bool(self._call("hasDataset", project_id, dataset_id))

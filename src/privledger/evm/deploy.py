@@ -29,6 +29,7 @@ CONTRACTS = (
     "Metering",
     "TaskLedger",
     "BatchAnchor",
+    "ProjectRegistry",
 )
 
 
@@ -114,6 +115,8 @@ def deploy_contracts(
     for name in ("GrantRegistry", "Metering"):
         contract = w3.eth.contract(address=addresses[name], abi=artifacts[name].abi)
         client.transact(contract.functions.setTaskLedger(addresses["TaskLedger"]))
+    # last, so that adding it left the other contracts' addresses as they were
+    deploy("ProjectRegistry", addresses["OrgRegistry"], addresses["DataRegistry"])
 
     if first_block is None:
         raise RuntimeError("no contract was deployed")

@@ -16,6 +16,7 @@ from privledger.evm.contracts import (
     GrantRegistry,
     Metering,
     OrgRegistry,
+    ProjectRegistry,
     TaskLedger,
 )
 from privledger.evm.deploy import Deployment
@@ -33,6 +34,7 @@ class Ledger:
     tasks: TaskLedger
     metering: Metering
     anchors: BatchAnchor
+    projects: ProjectRegistry
 
     @classmethod
     def from_client(
@@ -53,6 +55,7 @@ class Ledger:
             tasks=TaskLedger(*bind("TaskLedger")),  # type: ignore[arg-type]
             metering=Metering(*bind("Metering")),  # type: ignore[arg-type]
             anchors=BatchAnchor(*bind("BatchAnchor")),  # type: ignore[arg-type]
+            projects=ProjectRegistry(*bind("ProjectRegistry")),  # type: ignore[arg-type]
         )
 
     @classmethod
