@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from privledger import __version__
 from privledger.api.errors import error_body, install_error_handlers
 from privledger.api.routes import (
     approvals,
+    audit,
     datasets,
     grants,
     models,
@@ -21,6 +23,7 @@ from privledger.api.routes import (
     transactions,
 )
 from privledger.explorer import router as explorer_router
+from privledger.node.audit import record_api_call
 from privledger.node.context import NodeContext
 
 API_PREFIX = "/api/v1"
@@ -56,6 +59,23 @@ def create_app(node: NodeContext) -> FastAPI:
             )
         return await call_next(request)
 
+    unaudited = (f"{API_PREFIX}/peer/frames", f"{API_PREFIX}/docs", f"{API_PREFIX}/openapi.json")
+
+    @app.middleware("http")
+    async def _audit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Every API call goes into the audit log with its caller and status (F18); the peers'
+        protocol frames are accounted for by the task they carry."""
+        response = await call_next(request)
+        path = request.url.path
+        if path.startswith(f"{API_PREFIX}/") and not path.startswith(unaudited):
+            actor = getattr(request.state, "audit_actor", "anonymous")
+            await run_in_threadpool(
+                record_api_call, node, request.method, path, response.status_code, actor
+            )
+        return response
+
     for module in (
         system,
         datasets,
@@ -65,6 +85,7 @@ def create_app(node: NodeContext) -> FastAPI:
         tasks,
         services,
         models,
+        audit,
         peer,
     ):
         app.include_router(module.router, prefix=API_PREFIX)

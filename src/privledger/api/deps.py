@@ -79,6 +79,7 @@ def require(*roles: Role) -> Callable[..., Caller]:
     chain now."""
 
     def dependency(
+        request: Request,
         node: NodeDep,
         session: SessionDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -93,6 +94,7 @@ def require(*roles: Role) -> Callable[..., Caller]:
         user = session.get(ApiUser, token.user_id)
         if user is None:
             raise ApiError(401, "unauthorized", "the token's user no longer exists")
+        request.state.audit_actor = f"{user.name} {user.address} ({token.role})"
         role = ROLE_NAMES.get(token.role)
         if role not in roles:
             wanted = " or ".join(str(r.name).lower() for r in roles)

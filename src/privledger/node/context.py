@@ -28,6 +28,7 @@ from privledger.evm.deploy import Deployment, load_deployment
 from privledger.evm.indexer import EventIndexer
 from privledger.evm.ledger import Ledger
 from privledger.node.keystore import Keystore, node_public_key
+from privledger.node.policy import Policies, PolicyError
 from privledger.node.transport import Mailbox
 from privledger.store.db import make_engine
 
@@ -63,6 +64,7 @@ class NodeContext:
     mailbox: Mailbox
     http: httpx.Client
     indexer: EventIndexer
+    policies: Policies
     _role_cache: dict[tuple[str, int], tuple[bool, float]] = field(default_factory=dict)
     _role_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -135,7 +137,15 @@ def open_node(settings: NodeSettings) -> NodeContext:
         mailbox=Mailbox(),
         http=httpx.Client(timeout=httpx.Timeout(30.0)),
         indexer=EventIndexer(w3, deployment, artifacts, engine),
+        policies=_policies(settings),
     )
+
+
+def _policies(settings: NodeSettings) -> Policies:
+    try:
+        return Policies.load(settings.policy_file)
+    except PolicyError as exc:
+        raise NodeSetupError(str(exc)) from exc
 
 
 def publish_endpoint(node: NodeContext) -> None:

@@ -94,6 +94,9 @@ class TaskSpec(BaseModel):
         default=None, pattern=SERVICE_NAME_PATTERN, description="the provider's PSI service called"
     )
     nonce: str = Field(default_factory=lambda: secrets.token_hex(16), pattern=r"^[0-9a-f]{32}$")
+    project: int | None = Field(
+        default=None, ge=1, lt=2**63, description="the ProjectRegistry project the task belongs to"
+    )
 
     @field_validator("inputs")
     @classmethod

@@ -28,6 +28,7 @@ from sqlmodel import Session, select
 
 from privledger.evm.contracts import ApprovalStatus, FailureReason, Task, TaskStatus
 from privledger.evm.errors import ChainError, ChainRevert
+from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_rows
 from privledger.node.runners import Run, TaskRefused, run_protocol
@@ -91,6 +92,7 @@ class Worker:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._audit_anchored = time.monotonic()
 
     # --- loop -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -130,6 +132,10 @@ class Worker:
             if row is not None and row.state == "anchored" and row.spec_json is not None:
                 self._submit(task_id, self._settle)
         anchor_pending_calls(self.node)
+        now = time.monotonic()
+        if now - self._audit_anchored >= self.node.settings.audit_anchor_s:
+            anchor_pending_audit(self.node)
+            self._audit_anchored = now
 
     def _submit(self, task_id: int, job: Callable[[int], None]) -> None:
         with self._lock:
@@ -168,6 +174,7 @@ class Worker:
         try:
             spec = self._verified_spec(task)
             self._check_authorisation(task, spec)
+            self._check_policy(spec)
             service = self._called_service(task, spec)
             if spec.requester == self.node.org_id:
                 self._start_on_chain(task_id)
@@ -263,6 +270,17 @@ class Worker:
                     FailureReason.GRANT_INVALID, f"dataset {item.dataset} was retired"
                 )
 
+    def _check_policy(self, spec: TaskSpec) -> None:
+        """This organisation's classification policy for the input it provides to another
+        organisation's task (F17); what a requester does with its own data is its own call."""
+        mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
+        if mine is None or spec.requester == self.node.org_id:
+            return
+        level = self.node.ledger.data.get_dataset(bytes.fromhex(mine.dataset[2:])).level
+        problem = self.node.policies.violation(level, spec.kind, spec.output)
+        if problem is not None:
+            raise TaskRefused(FailureReason.POLICY_VIOLATION, problem)
+
     def _called_service(self, task: Task, spec: TaskSpec) -> PsiService | None:
         """The service of ours this task calls, checked against its published terms."""
         if spec.service is None or spec.requester == self.node.org_id:
@@ -305,7 +323,7 @@ class Worker:
             return self._deal(task, spec)
         mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
         if mine is not None:
-            rows = self._rows(mine)
+            rows = self._rows(task.task_id, mine)
         elif spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id:
             rows = []  # an aggregator without data of its own
         else:
@@ -321,7 +339,7 @@ class Worker:
                 channel.close()
         return Outcome(output, transcript, units, time.perf_counter() - started, sent)
 
-    def _rows(self, mine: SpecInput) -> list[tuple[bytes, ...]]:
+    def _rows(self, task_id: int, mine: SpecInput) -> list[tuple[bytes, ...]]:
         """This node's input rows (key column, features, value column); none for a model."""
         with Session(self.node.engine) as session:
             dataset = session.get(LocalDataset, mine.dataset.lower())
@@ -332,6 +350,17 @@ class Worker:
             raise TaskRefused(
                 FailureReason.PROTOCOL_ERROR, f"dataset {mine.dataset} is not on this node"
             )
+        columns_read = ", ".join(
+            filter(None, [mine.column, *(mine.features or ()), mine.value_column])
+        )
+        record(
+            self.node,
+            action="data_access",
+            actor="worker",
+            subject=dataset.dataset_id,
+            outcome=f"read {columns_read}",
+            task_id=task_id,
+        )
         columns = [mine.column, *(mine.features or ())]
         columns += [mine.value_column] if mine.value_column else []
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from privledger.api.deps import Member, NodeDep, OrgId
@@ -49,3 +51,10 @@ def get_org(org_id: OrgId, _caller: Member, node: NodeDep) -> OrgOut:
     if org.status is OrgStatus.NONE:
         raise not_found(f"organisation {org_id}")
     return _org_out(org)
+
+
+@router.get("/policy")
+def classification_policy(_caller: Member, node: NodeDep) -> dict[str, Any]:
+    """This node's classification policies (F17), by level: the task kinds its data may serve,
+    the smallest result released over it, whether results may also go to the provider."""
+    return node.policies.to_json()

@@ -62,6 +62,27 @@ class Run:
     def owners(self) -> list[int]:
         return [item.org for item in self.spec.inputs]
 
+    @property
+    def provider_levels(self) -> list[int]:
+        """The classification level of every input another organisation provides (from the
+        chain): the data the policies protect. Level 1 when the requester provides everything."""
+        data = self.node.ledger.data
+        return [
+            data.get_dataset(bytes.fromhex(item.dataset[2:])).level
+            for item in self.spec.inputs
+            if item.org != self.spec.requester
+        ] or [1]
+
+    def check_release(self, size: int, what: str) -> None:
+        """Refuse to release a result over fewer rows than the inputs' policies allow (F17)."""
+        threshold = self.node.policies.min_result(self.provider_levels)
+        if size < threshold:
+            raise TaskRefused(
+                FailureReason.POLICY_VIOLATION,
+                f"{size} {what} is below the release threshold {threshold} of the provided "
+                "data's classification levels",
+            )
+
     def only_channel(self) -> Channel:
         (channel,) = self.channels.values()
         return channel

@@ -14,6 +14,7 @@ import numpy.typing as npt
 from sqlmodel import Session
 
 from privledger.evm.contracts import FailureReason
+from privledger.node.audit import record
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.node.services import log_call
 from privledger.node.spec import HORIZONTAL_PROTOCOLS, TaskSpec
@@ -164,6 +165,14 @@ def _serve_prediction(task: Run, channel: Channel) -> RunOutput:
     elif not 0 < rows <= MAX_PREDICT_ROWS:
         problem = f"1 to {MAX_PREDICT_ROWS} rows per call"
     outcome = f"refused: {problem}" if problem else f"ran: {rows} rows"
+    record(
+        task.node,
+        action="model_access",
+        actor=f"org {task.spec.requester}",
+        subject=stored.model_id,
+        outcome=outcome,
+        task_id=task.task.task_id,
+    )
     log_call(
         task.node,
         service=f"model:{stored.name}",
@@ -242,6 +251,7 @@ def _vertical(task: Run) -> RunOutput:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, f"non-numeric value: {exc}") from exc
     if len(order) < 2:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, "fewer than 2 aligned rows")
+    task.check_release(len(order), "aligned rows")
     # each party standardises its own columns; the means and scales travel with its model
     mean, scale = features.mean(axis=0), features.std(axis=0)
     scale[scale == 0] = 1.0

@@ -9,7 +9,6 @@ from typing import Literal
 import numpy as np
 
 from privledger.evm.contracts import FailureReason
-from privledger.node.policy import min_group_size
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.protocols.mpc.lending import LoanBook, multi_lending_check
 from privledger.protocols.mpc.stats import joint_stats
@@ -29,15 +28,11 @@ def _stats(task: Run) -> RunOutput:
     except ValueError as exc:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, f"a non-numeric value: {exc}") from exc
     spec = task.spec
-    levels = [
-        task.node.ledger.data.get_dataset(bytes.fromhex(item.dataset[2:])).level
-        for item in spec.inputs
-    ]
     result = joint_stats(
         task.party(),
         values,
         requester=task.owners.index(spec.requester),
-        min_group_size=min_group_size(levels),
+        min_group_size=task.node.policies.min_result(task.provider_levels),
         frac_bits=spec.frac_bits,
         histogram_edges=spec.histogram_edges,
     )

@@ -28,8 +28,10 @@ def run(task: Run) -> RunOutput:
         reveal_to_provider=task.spec.output == "both",
         timeout=task.timeout,
     )
-    output = [item.decode() for item in result.intersection] if result.learned_output else None
-    return output, len(result.intersection)
+    if not result.learned_output:
+        return None, len(result.intersection)
+    task.check_release(len(result.intersection), "matched rows")
+    return [item.decode() for item in result.intersection], len(result.intersection)
 
 
 def _difference(task: Run) -> RunOutput:
@@ -41,6 +43,7 @@ def _difference(task: Run) -> RunOutput:
         return None, 0
     # a provider is paid for the rows it matched: those the requester could drop
     matched = len(set(items)) - len(difference.difference)
+    task.check_release(matched, "matched rows")  # A\B reveals A∩B as well
     return [item.decode() for item in difference.difference], matched
 
 
@@ -72,4 +75,6 @@ def _three_party(task: Run) -> RunOutput:
         result = multiparty.run_union(index, peers, task.keys, receiver=0, timeout=task.timeout)
     if not result.learned_output:
         return None, 0
+    if task.spec.protocol == "intersection3":
+        task.check_release(len(result.items), "common rows")
     return [item.decode() for item in result.items], len(result.items)
