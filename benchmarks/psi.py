@@ -11,6 +11,18 @@ any time is reported.
 ``--peer openmined-psi`` also runs OpenMined's C++ ECDH-PSI (``pip install openmined-psi``, the
 ``bench`` extra) in this process on the same two sets, checks its intersection and reports
 ``peer_seconds`` and ``ratio`` = peer_seconds / seconds.
+
+``--buckets B --rows N`` instead runs the bucketed, streamed KKRT PSI
+(:mod:`privledger.protocols.psi.buckets`) between two OS processes (requester and provider, each
+with ``--workers`` pool processes) over a loopback TCP socket: two CSV files of ``N`` phone
+numbers each, ``--overlap`` of them shared, are generated streaming into ``--tmp`` (and deleted
+afterwards). Every line of the requester's output is parsed back to its row number and checked to
+be a distinct shared row, and the count must equal the known overlap, before any time is
+reported. ``peak_rss_mb`` is per party the larger of its main process's peak RSS and the sampled
+peak of the summed RSS of its process tree (main, forkserver, pool workers). ``seconds`` is the
+wall time from starting the two party processes to both reporting (interpreter and pool start-up
+included); ``requester_seconds`` the requester's ``run_bucketed_psi`` call (partitioning
+included).
 """
 
 from __future__ import annotations
@@ -21,16 +33,18 @@ import json
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from privledger.config import Settings
-from privledger.demo import NodeProcess, consortium
-from privledger.evm.anvil import free_port
+import numpy as np
+
+if TYPE_CHECKING:  # the node stack is imported lazily: bucketed mode's processes do not need it
+    from privledger.demo import NodeProcess
 
 PROTOCOLS = ("ecdh", "kkrt")
 PEERS = ("openmined-psi",)
@@ -177,6 +191,10 @@ def run_nodes(
     requester_phones: list[str], provider_phones: list[str], protocol: str, timeout_s: float
 ) -> dict[str, Any]:
     """The PSI task through the node API, from dataset registration to settlement."""
+    from privledger.config import Settings
+    from privledger.demo import consortium
+    from privledger.evm.anvil import free_port
+
     with tempfile.TemporaryDirectory(prefix="privledger-bench-psi-") as tmp:
         base = Path(tmp)
         settings = Settings(var_path=base / "var", deployments_path=base / "deployments")
@@ -271,6 +289,232 @@ def run_openmined(requester_phones: list[str], provider_phones: list[str]) -> di
     }
 
 
+# --- bucketed mode: two OS processes, files of N rows -------------------------------------------
+
+_MODULUS = 10**10  # rows map to 10-digit numbers by i -> (A i + C) mod 10^10, a bijection
+_A, _C = 7_394_820_111, 1_234_567_891
+_LINE = 14  # "+86" + 10 digits + "\n"
+BENCH_PARTITION_KEY = bytes(16)  # public, as the protocol allows
+
+
+def _phone_lines(first: int, last: int) -> bytes:
+    """CSV lines for rows ``first .. last - 1`` (vectorised)."""
+    rows = np.arange(first, last, dtype=np.int64)
+    values = (rows * _A + _C) % _MODULUS
+    out = np.empty((len(rows), _LINE), dtype=np.uint8)
+    out[:, :3] = np.frombuffer(b"+86", dtype=np.uint8)
+    powers = 10 ** np.arange(9, -1, -1, dtype=np.int64)
+    out[:, 3:13] = (values[:, None] // powers[None, :]) % 10 + 48
+    out[:, 13] = 10
+    return out.tobytes()
+
+
+def write_rows(path: Path, first: int, last: int, chunk: int = 1 << 20) -> None:
+    """A CSV with header ``phone`` and rows ``first .. last - 1``, written chunk by chunk."""
+    with path.open("wb") as handle:
+        handle.write(b"phone\n")
+        for lo in range(first, last, chunk):
+            handle.write(_phone_lines(lo, min(lo + chunk, last)))
+
+
+def check_output(path: Path, first: int, last: int, chunk_lines: int = 1 << 20) -> int:
+    """Count the output's lines, checking that each is a distinct row in ``first .. last - 1``."""
+    inverse = pow(_A, -1, _MODULUS)
+    seen = np.zeros(last - first, dtype=np.bool_)
+    count = 0
+    powers = 10 ** np.arange(9, -1, -1, dtype=np.int64)
+    with path.open("rb") as handle:
+        while block := handle.read(chunk_lines * _LINE):
+            if len(block) % _LINE:
+                raise SystemExit("output lines are not phone numbers of the generated width")
+            lines = np.frombuffer(block, dtype=np.uint8).reshape(-1, _LINE)
+            if np.any(lines[:, 13] != 10) or np.any(
+                lines[:, :3] != np.frombuffer(b"+86", np.uint8)
+            ):
+                raise SystemExit("output holds a line that was not generated")
+            values = ((lines[:, 3:13].astype(np.int64) - 48) * powers).sum(axis=1)
+            shifted = (values - _C) % _MODULUS  # times the inverse, in two halves (< 2^63)
+            high, low = divmod(inverse, 10**5)
+            rows = ((shifted * high % _MODULUS) * 10**5 + shifted * low) % _MODULUS
+            if np.any((rows < first) | (rows >= last)):
+                raise SystemExit("output holds a row that is not shared")
+            if np.any(seen[rows - first]) or len(np.unique(rows)) != len(rows):
+                raise SystemExit("output holds a row twice")
+            seen[rows - first] = True
+            count += len(rows)
+    return count
+
+
+def _party(
+    role: str,
+    source: str,
+    out: str,
+    port: int | None,
+    options: dict[str, Any],
+    results: Any,
+) -> None:
+    """One party in its own process: connect, run, report (peak RSS included)."""
+    import socket
+
+    from privledger.protocols.psi.buckets import SocketChannel, run_bucketed_psi
+
+    if port is None:  # the provider listens on a free loopback port and reports it
+        listener = socket.create_server(("127.0.0.1", 0))
+        results.put(("port", listener.getsockname()[1]))
+        sock, _ = listener.accept()
+        listener.close()
+        side = "b"
+    else:
+        sock = socket.create_connection(("127.0.0.1", port))
+        side = "a"
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    channel = SocketChannel(side, sock)  # type: ignore[arg-type]
+    started_cpu = time.process_time()
+    try:
+        result = run_bucketed_psi(channel, role, Path(source), "phone", Path(out), **options)  # type: ignore[arg-type]
+    except Exception as exc:
+        results.put((role, {"error": f"{type(exc).__name__}: {exc}"}))
+        raise
+    finally:
+        channel.close()
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    results.put(
+        (
+            role,
+            {
+                "seconds": result.seconds,
+                "partition_seconds": result.partition_seconds,
+                "matched": result.matched,
+                "rows": result.rows,
+                "distinct": result.distinct,
+                "bucket_size": result.bucket_size,
+                "bytes_sent": result.bytes_sent,
+                "sha256": result.output_sha256,
+                "main_rss_mb": own.ru_maxrss / 1024,
+                "main_cpu_seconds": time.process_time() - started_cpu,
+            },
+        )
+    )
+
+
+def run_bucketed(args: argparse.Namespace) -> int:
+    import multiprocessing
+
+    rows, buckets = args.rows, args.buckets
+    shared = int(rows * args.overlap)
+    base = Path(tempfile.mkdtemp(prefix="privledger-bench-buckets-", dir=args.tmp))
+    try:
+        requester_csv, provider_csv = base / "requester.csv", base / "provider.csv"
+        generated = time.perf_counter()
+        write_rows(requester_csv, 0, rows)
+        write_rows(provider_csv, rows - shared, 2 * rows - shared)
+        generate_seconds = time.perf_counter() - generated
+        options = {
+            "buckets": buckets,
+            "workers": args.workers,
+            "reveal_to_provider": args.reveal,
+            "timeout": args.timeout,
+            "partition_key": BENCH_PARTITION_KEY,
+            "work_dir": base,
+        }
+        context = multiprocessing.get_context("spawn")
+        results = context.Queue()
+        started = time.perf_counter()
+        provider = context.Process(
+            target=_party,
+            args=(
+                "provider",
+                str(provider_csv),
+                str(base / "provider.out"),
+                None,
+                options,
+                results,
+            ),
+        )
+        provider.start()
+        tag, port = results.get(timeout=120)
+        assert tag == "port"
+        requester = context.Process(
+            target=_party,
+            args=(
+                "requester",
+                str(requester_csv),
+                str(base / "requester.out"),
+                port,
+                options,
+                results,
+            ),
+        )
+        requester.start()
+        reports: dict[str, dict[str, Any]] = {}
+        roots = {"requester": requester.pid or 0, "provider": provider.pid or 0}
+        with TreeSampler(roots, interval_s=0.2) as sampler:
+            while len(reports) < 2:
+                role, report = results.get(timeout=args.timeout)
+                reports[role] = report
+                if "error" in report:
+                    print(f"{role} failed: {report['error']}", file=sys.stderr)
+                    requester.kill()
+                    provider.kill()
+                    return 1
+        wall = time.perf_counter() - started
+        requester.join()
+        provider.join()
+        found = check_output(base / "requester.out", rows - shared, rows)
+        mine = reports["requester"]
+        if found != shared or mine["matched"] != shared:
+            print(
+                f"bucketed PSI result is wrong: {found} rows in the output, reported "
+                f"{mine['matched']}, expected {shared}",
+                file=sys.stderr,
+            )
+            return 1
+        if args.reveal and reports["provider"]["sha256"] != mine["sha256"]:
+            print("the provider's output differs from the requester's", file=sys.stderr)
+            return 1
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    party_mb = {
+        role: max(report["main_rss_mb"], sampler.peak_bytes[role] / 2**20)
+        for role, report in reports.items()
+    }
+    result: dict[str, Any] = {
+        "bench": "psi",
+        "params": {
+            "mode": "buckets",
+            "protocol": "kkrt-bucketed",
+            "rows": rows,
+            "overlap": args.overlap,
+            "buckets": buckets,
+            "workers": args.workers,
+            "reveal_to_provider": args.reveal,
+            "cpus": os.cpu_count(),
+            "transport": "two OS processes, plain TCP loopback (no encryption), one channel",
+            "input": "CSV, 14-byte phone lines, generated streaming",
+            "rss_source": "per party max(main ru_maxrss, sampled summed RSS of its process tree)",
+            "cpu_source": "utime+stime of both party process trees (sampled, 0.2 s)",
+        },
+        "protocol": "kkrt-bucketed",
+        "rows": rows,
+        "buckets": buckets,
+        "seconds": round(wall, 2),
+        "requester_seconds": round(mine["seconds"], 2),
+        "partition_seconds": round(mine["partition_seconds"], 2),
+        "generate_seconds": round(generate_seconds, 2),
+        "intersection": found,
+        "bucket_size": mine["bucket_size"],
+        "bytes_sent": mine["bytes_sent"] + reports["provider"]["bytes_sent"],
+        "peak_rss_mb": round(max(party_mb.values()), 1),
+        "party_peak_rss_mb": {role: round(mb, 1) for role, mb in party_mb.items()},
+        "party_main_rss_mb": {role: round(r["main_rss_mb"], 1) for role, r in reports.items()},
+        "party_processes": sampler.max_processes,
+        "provider_seconds": round(reports["provider"]["seconds"], 2),
+        "cpu_seconds": round(sum(sampler.cpu_seconds.values()), 1),
+    }
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=65_536, help="rows per side (50%% overlap)")
@@ -279,7 +523,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets")
     parser.add_argument("--timeout", type=float, default=1_800, help="seconds to wait for settle")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--buckets", type=int, default=0, help="bucketed KKRT over files (B)")
+    parser.add_argument("--rows", type=int, default=10**6, help="rows per side with --buckets")
+    parser.add_argument("--overlap", type=float, default=0.5, help="shared fraction (--buckets)")
+    parser.add_argument("--workers", type=int, default=2, help="pool processes per party")
+    parser.add_argument("--reveal", action="store_true", help="output to both (--buckets)")
+    parser.add_argument("--tmp", default=None, help="directory for the generated files")
     args = parser.parse_args(argv)
+    if args.buckets:
+        if args.buckets < 1 or args.rows < 1 or not 0 <= args.overlap <= 1:
+            print("--buckets and --rows must be positive, --overlap in [0, 1]", file=sys.stderr)
+            return 2
+        return run_bucketed(args)
     if args.protocol not in PROTOCOLS:
         print(
             f"protocol {args.protocol!r} is not implemented; available: {', '.join(PROTOCOLS)}",

@@ -30,7 +30,7 @@ Zohner, "Scalable Private Set Intersection Based on OT Extension", ACM TOPS 2018
     P -> R   tags_b for b in group g
 
 so the transcript hash is equal on both ends. The CPU work runs in a pool of ``workers``
-processes (``spawn``; ``workers=0`` runs inline): the requester's pool builds cuckoo tables and
+processes (``forkserver``; ``workers=0`` runs inline): the requester's pool builds cuckoo tables and
 encodes ``u`` for up to ``2 W`` buckets ahead while the main thread sends, and matches tag lists
 while the next group is in flight; the provider's pool evaluates the ``W`` buckets of a group in
 parallel. With ``backend="ray"`` (the ``cluster`` extra) the same tasks go to Ray instead.
@@ -387,7 +387,9 @@ def _executor(workers: int, backend: Backend) -> Executor:
         raise ValueError(f"backend must be 'process' or 'ray', not {backend!r}")
     if workers <= 0:
         return _Inline()
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # forkserver: workers fork from a clean single-threaded server process (safe in a
+    # threaded node, and they start fast once the server runs)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
 
 
 # --- output ---------------------------------------------------------------------------------

@@ -233,9 +233,6 @@ def chunks(bins: int) -> list[tuple[int, int]]:
     return [(lo, min(lo + CHUNK_BINS, bins)) for lo in range(0, bins, CHUNK_BINS)]
 
 
-_chunks = chunks
-
-
 # --- OPRF setup (IKNP to 512 OTs, code key) ---------------------------------------------------
 
 
