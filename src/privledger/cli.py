@@ -216,6 +216,44 @@ def node_run(
         raise typer.Exit(1) from exc
 
 
+@node_app.command("host")
+def node_host(
+    tenant: Annotated[
+        list[str],
+        typer.Option(help="ORG=HOME of one hosted organisation (a home made by `node init`)."),
+    ],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    public_url: Annotated[
+        str | None,
+        typer.Option(help="Base URL peers reach this host at (default http://HOST:PORT)."),
+    ] = None,
+    rpc_url: RpcOption = None,
+) -> None:
+    """Host several organisations in one process (tenants): each is served under /t/ORG with
+    its own keys, database, tokens and worker."""
+    from privledger.node.context import NodeSetupError
+    from privledger.node.service import TENANT_PREFIX, serve_tenants
+
+    base = (public_url or f"http://{host}:{port}").rstrip("/")
+    tenants = []
+    for item in tenant:
+        org, sep, home = item.partition("=")
+        if not sep or not org or not home:
+            console.print(f"[red]--tenant takes ORG=HOME, not {item!r}[/red]")
+            raise typer.Exit(2)
+        extra: dict[str, object] = {"host": host, "port": port}
+        extra["public_url"] = f"{base}{TENANT_PREFIX}/{org}"
+        if rpc_url:
+            extra["rpc_url"] = rpc_url
+        tenants.append(_node_settings(org, Path(home), **extra))
+    try:
+        serve_tenants(tenants, host=host, port=port)
+    except (NodeSetupError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+
+
 dataset_app = typer.Typer(help="Datasets on your node (data owner token).", no_args_is_help=True)
 grant_app = typer.Typer(help="Grants on your datasets (data owner token).", no_args_is_help=True)
 task_app = typer.Typer(help="Tasks through your node (operator token).", no_args_is_help=True)

@@ -15,19 +15,30 @@ from privledger.api.routes import (
     audit,
     datasets,
     grants,
+    interop,
     models,
+    onboarding,
     peer,
+    projects,
     services,
     system,
     tasks,
     transactions,
+    versions,
+    workflow,
 )
 from privledger.explorer import router as explorer_router
 from privledger.node.audit import record_api_call
 from privledger.node.context import NodeContext
 
 API_PREFIX = "/api/v1"
-API_VERSION = "1.0.0"
+API_VERSION = "1.1.0"  # see routes/versions.py CHANGELOG
+
+
+def route_path(request: Request) -> str:
+    """The request's path inside this app (without the ``/t/<org>`` mount of a tenant host)."""
+    path, root = request.url.path, request.scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def create_app(node: NodeContext) -> FastAPI:
@@ -52,7 +63,7 @@ def create_app(node: NodeContext) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         declared = request.headers.get("content-length", "")
-        is_frame = request.url.path == f"{API_PREFIX}/peer/frames"
+        is_frame = route_path(request) == f"{API_PREFIX}/peer/frames"
         if not is_frame and declared.isdigit() and int(declared) > limit:
             return JSONResponse(
                 error_body("too_large", f"a request body is at most {limit} bytes"), 413
@@ -68,7 +79,7 @@ def create_app(node: NodeContext) -> FastAPI:
         """Every API call goes into the audit log with its caller and status (F18); the peers'
         protocol frames are accounted for by the task they carry."""
         response = await call_next(request)
-        path = request.url.path
+        path = route_path(request)
         if path.startswith(f"{API_PREFIX}/") and not path.startswith(unaudited):
             actor = getattr(request.state, "audit_actor", "anonymous")
             await run_in_threadpool(
@@ -86,10 +97,15 @@ def create_app(node: NodeContext) -> FastAPI:
         services,
         models,
         audit,
+        onboarding,
+        versions,
+        projects,
+        workflow,
         peer,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(services.calls, prefix=API_PREFIX)
     app.include_router(services.catalogue, prefix=API_PREFIX)
     app.include_router(explorer_router)
+    app.mount(interop.INTEROP_PREFIX, interop.create_interop_app(node))
     return app

@@ -1,15 +1,25 @@
-"""Run a node: open it, publish its endpoint and key on chain, start the worker, serve the API."""
+"""Run a node: open it, publish its endpoint and key on chain, start the worker, serve the API.
+
+A node may also host several organisations (tenants, F13) in one process: each tenant is a
+complete node of its own -- its home (keystore, database, datasets, results), its tokens, its
+worker, its API and peer endpoints under ``/t/<org>`` -- so isolation is by construction: no
+route of one tenant reads another's database, and a token is only known to its own tenant.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import uvicorn
+from fastapi import FastAPI
 
 from privledger.api.app import create_app
 from privledger.config import NodeSettings
-from privledger.node.context import open_node, publish_endpoint
+from privledger.node.context import NodeContext, open_node, publish_endpoint
 from privledger.node.worker import Worker
+
+TENANT_PREFIX = "/t"
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +42,46 @@ def serve(settings: NodeSettings) -> None:
     finally:
         worker.stop()
         node.close()
+
+
+def tenant_app(nodes: Sequence[NodeContext]) -> FastAPI:
+    """One application mounting each tenant's complete node API under ``/t/<org>``."""
+    app = FastAPI(title="privledger tenant host", openapi_url=None, docs_url=None, redoc_url=None)
+    names = sorted(node.settings.org for node in nodes)
+
+    @app.get("/tenants")
+    def tenants() -> dict[str, list[str]]:
+        """The organisations this host serves (each under /t/<org>/api/v1)."""
+        return {"tenants": names}
+
+    for node in nodes:
+        app.mount(f"{TENANT_PREFIX}/{node.settings.org}", create_app(node))
+    return app
+
+
+def serve_tenants(tenants: Sequence[NodeSettings], *, host: str, port: int) -> None:
+    """Serve several organisations from one process until interrupted."""
+    if len({settings.org for settings in tenants}) != len(tenants):
+        raise ValueError("each tenant is a different organisation")
+    nodes, workers = [], []
+    try:
+        for settings in tenants:
+            node = open_node(settings)
+            nodes.append(node)
+            publish_endpoint(node)
+            workers.append(Worker(node))
+        for worker in workers:
+            worker.start()
+        logger.info("hosting %s on %s:%d", ", ".join(n.settings.org for n in nodes), host, port)
+        uvicorn.run(
+            tenant_app(nodes),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        for worker in workers:
+            worker.stop()
+        for node in nodes:
+            node.close()
