@@ -4,9 +4,11 @@ never a 500; and an operator sees the cockpit but none of the explorer."""
 from __future__ import annotations
 
 import pytest
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from privledger.evm.contracts import Role
+from privledger.explorer import cockpit_routes, ledger_routes, routes
 
 from .conftest import Explorer, explorer_app
 
@@ -85,3 +87,31 @@ def test_an_operator_sees_the_cockpit_and_none_of_the_explorer(big: Explorer) ->
             assert operator.get(path).status_code == 403, path
         refused = operator.get("/explorer/api/blocks")
         assert refused.status_code == 403 and refused.json()["error"]["code"] == "forbidden"
+
+
+PUBLIC = {"/explorer/login", "/explorer/static/{name}", "/explorer/api/challenge"}
+VIEWER = {"/explorer/cockpit", "/explorer/api/cockpit", "/explorer/logout", "/explorer/api/login"}
+
+
+def test_every_explorer_route_refuses_an_operator(big: Explorer) -> None:
+    engine = big.client.app.state.node.engine  # type: ignore[attr-defined]
+    samples = {"{task_id}": "1", "{number}": "1", "{org_id}": "1", "{batch_id}": "1"}
+    samples |= {"{tx_hash}": ZERO, "{dataset_id}": ZERO, "{address}": "0x" + "ab" * 20}
+    checked = 0
+    with TestClient(explorer_app(engine, Role.OPERATOR)) as operator:
+        for route in [
+            *routes.router.routes,
+            *ledger_routes.router.routes,
+            *cockpit_routes.router.routes,
+        ]:
+            assert isinstance(route, APIRoute)
+            if route.path in PUBLIC | VIEWER:
+                continue
+            path = route.path
+            for name, value in samples.items():
+                path = path.replace(name, value)
+            for method in route.methods:
+                response = operator.request(method, path)
+                assert response.status_code == 403, (method, route.path, response.status_code)
+                checked += 1
+    assert checked >= 30
