@@ -17,10 +17,12 @@ from privledger.api.routes import (
     grants,
     models,
     peer,
+    projects,
     services,
     system,
     tasks,
     transactions,
+    workflow,
 )
 from privledger.explorer import router as explorer_router
 from privledger.node.audit import record_api_call
@@ -92,6 +94,8 @@ def create_app(node: NodeContext) -> FastAPI:
         services,
         models,
         audit,
+        projects,
+        workflow,
         peer,
     ):
         app.include_router(module.router, prefix=API_PREFIX)

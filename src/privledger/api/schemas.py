@@ -135,6 +135,9 @@ class TaskIn(Body):
     output: Literal["requester", "both"] = "requester"
     fee_wei: int = Field(default=0, ge=0, lt=2**96)
     deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)
+    project: int | None = Field(
+        default=None, ge=1, lt=2**63, description="the project the task belongs to (F14)"
+    )
 
 
 class TaskEvent(Body):

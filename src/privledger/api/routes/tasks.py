@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from privledger.api.deps import Caller, Member, NodeDep, Operator, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
+from privledger.api.routes.projects import check_task_project
 from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
 from privledger.evm.contracts import Kind, Task
 from privledger.node.context import NodeContext
@@ -83,6 +84,7 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
             histogram_edges=tuple(body.histogram_edges) if body.histogram_edges else None,
             rounds=body.rounds,
             proximal_mu=body.proximal_mu,
+            project=body.project,
         )
     except ValidationError as exc:
         raise ApiError(400, "invalid_task", exc.errors()[0]["msg"]) from exc
@@ -125,6 +127,7 @@ def submit_task(body: TaskIn, caller: Operator, node: NodeDep, session: SessionD
     """Submit a task: the spec's hash goes on chain with the fee; grants are used where they exist,
     otherwise the data's owners are asked to approve."""
     spec = build_spec(node, body)
+    check_task_project(node, spec)
     return submit_spec(
         node, caller, session, spec, fee_wei=body.fee_wei, deadline_s=body.deadline_s
     )
