@@ -15,13 +15,16 @@ from privledger.api.routes import (
     audit,
     datasets,
     grants,
+    interop,
     models,
+    onboarding,
     peer,
     projects,
     services,
     system,
     tasks,
     transactions,
+    versions,
     workflow,
 )
 from privledger.explorer import router as explorer_router
@@ -29,7 +32,7 @@ from privledger.node.audit import record_api_call
 from privledger.node.context import NodeContext
 
 API_PREFIX = "/api/v1"
-API_VERSION = "1.0.0"
+API_VERSION = "1.1.0"  # see routes/versions.py CHANGELOG
 
 
 def route_path(request: Request) -> str:
@@ -94,6 +97,8 @@ def create_app(node: NodeContext) -> FastAPI:
         services,
         models,
         audit,
+        onboarding,
+        versions,
         projects,
         workflow,
         peer,
@@ -102,4 +107,5 @@ def create_app(node: NodeContext) -> FastAPI:
     app.include_router(services.calls, prefix=API_PREFIX)
     app.include_router(services.catalogue, prefix=API_PREFIX)
     app.include_router(explorer_router)
+    app.mount(interop.INTEROP_PREFIX, interop.create_interop_app(node))
     return app

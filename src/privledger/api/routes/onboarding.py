@@ -1,0 +1,505 @@
+"""Onboarding portal (F16): an organisation applies to join the consortium, the consortium admin
+reviews, and an approved application is registered on chain; the applicant tracks its progress.
+
+Any node can host the portal (in the demo, the regulator's). Applying and tracking need no token:
+an application gets a random id and a one-time tracking secret that only the applicant sees (the
+node keeps its SHA-256), sent back in the ``X-Tracking-Secret`` header; an unknown id and a wrong
+secret get the same 404, so the portal does not reveal which applications exist.
+
+Reviewing needs a ``consortium_admin`` token (:func:`issue_consortium_admin_token`) whose account
+holds OrgRegistry's consortium-admin role (``DEFAULT_ADMIN_ROLE``) on chain at request time.
+Approval sends ``registerOrg(name, admin, endpoint, nodeKey)`` (which makes the applicant's account
+the org admin) and, when further roles were requested, ``grantRoles(orgId, admin, roles)``; the
+consortium admin signs them either
+
+- custodially: the node's keystore holds the admin's key and the node signs and sends both; or
+- non-custodially: the admin fetches the exact calldata (``GET .../transactions``), signs the
+  transactions wherever the key lives, and posts the raw transactions to ``.../approve``; the node
+  accepts them only if each is signed by the caller, targets OrgRegistry and carries exactly the
+  expected calldata, pre-flights each, and relays them in order.
+
+Both paths end the same way: the org id is read from the ``OrgRegistered`` event of the mined
+registration and the transaction hashes are kept on the application for the applicant to see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from eth_account import Account
+from eth_utils.address import is_checksum_address, to_checksum_address
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from hexbytes import HexBytes
+from pydantic import Field, field_validator
+from sqlmodel import Session, col, select
+
+from privledger.api.deps import NodeDep, SessionDep, bearer, hash_token
+from privledger.api.errors import ApiError
+from privledger.api.routes.transactions import _broadcast, _target_and_data
+from privledger.api.schemas import Body
+from privledger.evm.client import SentTransaction
+from privledger.evm.contracts import OrgStatus, Role
+from privledger.node.context import NodeContext
+from privledger.store.models import ApiToken, ApiUser, OnboardingApplication, utc_now
+
+router = APIRouter(prefix="/onboarding", tags=["onboarding"])
+
+CONSORTIUM_ADMIN = "consortium_admin"
+DEFAULT_ADMIN_ROLE = bytes(32)  # OpenZeppelin AccessControl's admin role: the consortium admin
+SECRET_HEADER = "X-Tracking-Secret"
+MAX_OPEN_APPLICATIONS = 1_000  # the public form cannot fill the database
+REQUESTABLE_ROLES: dict[str, Role] = {
+    "data_owner": Role.DATA_OWNER,
+    "operator": Role.OPERATOR,
+    "auditor": Role.AUDITOR,
+}
+OPEN = ("submitted", "under_review")
+
+ApplicationId = Annotated[
+    str, Path(pattern=r"^[0-9a-f]{32}$", description="the application id returned on submission")
+]
+RoleName = Literal["data_owner", "operator", "auditor"]
+
+
+class ApplicationIn(Body):
+    org_name: str = Field(
+        pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
+        description="the organisation's name on chain: lower-case letters, digits and dashes",
+    )
+    contact_name: str = Field(min_length=1, max_length=200)
+    contact_email: str = Field(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[A-Za-z]{2,}$")
+    admin_address: str = Field(
+        pattern=r"^0x[0-9a-fA-F]{40}$", description="the account that becomes the org admin"
+    )
+    node_endpoint: str = Field(
+        max_length=200,
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?$",
+        description="the base URL of the organisation's node",
+    )
+    node_public_key: str = Field(
+        pattern=r"^(0x)?[0-9a-fA-F]{64}$", description="the node's X25519 public key, 32 bytes hex"
+    )
+    requested_roles: list[RoleName] = Field(
+        default_factory=list,
+        max_length=3,
+        description="roles for the admin account besides org admin",
+    )
+
+    @field_validator("admin_address")
+    @classmethod
+    def _checksummed(cls, value: str) -> str:
+        mixed = value[2:] != value[2:].lower() and value[2:] != value[2:].upper()
+        if mixed and not is_checksum_address(value):
+            raise ValueError("the address's mixed-case checksum is wrong")
+        if int(value, 16) == 0:
+            raise ValueError("the zero address cannot administer an organisation")
+        return value
+
+    @field_validator("node_public_key")
+    @classmethod
+    def _nonzero_key(cls, value: str) -> str:
+        if int(value.removeprefix("0x"), 16) == 0:
+            raise ValueError("the node key cannot be zero")
+        return value
+
+    @field_validator("requested_roles")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("each role at most once")
+        return value
+
+
+class ApplicationCreated(Body):
+    application_id: str
+    tracking_secret: str = Field(description="shown once: send it as X-Tracking-Secret to track")
+    status: str
+
+
+class ApplicationStatus(Body):
+    application_id: str
+    org_name: str
+    status: Literal["submitted", "under_review", "approved", "rejected"]
+    submitted_at: datetime
+    review_started_at: datetime | None
+    decided_at: datetime | None
+    reason: str | None
+    org_id: int | None = Field(description="the organisation's id on chain, once registered")
+    tx_hashes: list[str] = Field(description="registerOrg and grantRoles transactions")
+
+
+class ApplicationOut(ApplicationStatus):
+    contact_name: str
+    contact_email: str
+    admin_address: str
+    node_endpoint: str
+    node_public_key: str
+    requested_roles: list[RoleName]
+    reviewer: str | None
+
+
+class RejectIn(Body):
+    reason: str = Field(min_length=1, max_length=1_000)
+
+
+class ApproveIn(Body):
+    signed_transactions: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2,
+        description="non-custodial: the raw registerOrg (then grantRoles) transactions the "
+        "consortium admin signed; omit to have the node sign with the admin's key (custodial)",
+    )
+
+    @field_validator("signed_transactions")
+    @classmethod
+    def _hex(cls, value: list[str] | None) -> list[str] | None:
+        for raw in value or []:
+            if len(raw) > 65_536 or not raw.startswith("0x") or len(raw) < 4:
+                raise ValueError("each transaction is 0x-prefixed hex")
+            bytes.fromhex(raw[2:])
+        return value
+
+
+class UnsignedTx(Body):
+    function: str
+    to: str
+    data: str
+
+
+class ApprovalTemplate(Body):
+    chain_id: int
+    expected_org_id: int = Field(description="the registration must be the next org on chain")
+    transactions: list[UnsignedTx] = Field(description="sign and post them in this order")
+
+
+def issue_consortium_admin_token(session: Session, *, user_name: str, address: str) -> str:
+    """A new review token for the consortium admin ``address`` on this node; only its hash is
+    kept. The role itself is checked on chain at every request."""
+    user = session.exec(select(ApiUser).where(ApiUser.name == user_name)).first()
+    if user is None:
+        user = ApiUser(name=user_name, address=address)
+        session.add(user)
+        session.flush()
+    elif user.address.lower() != address.lower():
+        raise ValueError(f"user {user_name!r} acts through {user.address}, not {address}")
+    if user.id is None:
+        raise RuntimeError("the user row has no id after flush")
+    token = "pl_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(token_hash=hash_token(token), user_id=user.id, role=CONSORTIUM_ADMIN))
+    session.commit()
+    return token
+
+
+def is_consortium_admin(node: NodeContext, address: str) -> bool:
+    orgs = node.ledger.orgs
+    return bool(
+        node.ledger.client.call(orgs.contract.functions.hasRole(DEFAULT_ADMIN_ROLE, address))
+    )
+
+
+def consortium_admin(
+    request: Request,
+    node: NodeDep,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> ApiUser:
+    """The caller, if its token is a consortium-admin token and its account the consortium admin
+    on chain now."""
+    if credentials is None:
+        raise ApiError(401, "unauthorized", "an API token is required (Authorization: Bearer)")
+    token = session.exec(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(credentials.credentials))
+    ).first()
+    if token is None or token.revoked:
+        raise ApiError(401, "unauthorized", "unknown or revoked API token")
+    user = session.get(ApiUser, token.user_id)
+    if user is None:
+        raise ApiError(401, "unauthorized", "the token's user no longer exists")
+    request.state.audit_actor = f"{user.name} {user.address} ({token.role})"
+    if token.role != CONSORTIUM_ADMIN:
+        raise ApiError(403, "forbidden", "reviewing applications needs a consortium_admin token")
+    if not is_consortium_admin(node, user.address):
+        raise ApiError(403, "forbidden", f"{user.address} is not the consortium admin on chain")
+    return user
+
+
+Reviewer = Annotated[ApiUser, Depends(consortium_admin)]
+
+
+def _roles(names: list[RoleName]) -> Role:
+    roles = Role.ORG_ADMIN
+    for name in names:
+        roles |= REQUESTABLE_ROLES[name]
+    return roles
+
+
+def _role_names(roles: int) -> list[RoleName]:
+    names: list[RoleName] = ["data_owner", "operator", "auditor"]
+    return [name for name in names if roles & REQUESTABLE_ROLES[name]]
+
+
+def _status(row: OnboardingApplication) -> ApplicationStatus:
+    return ApplicationStatus(
+        application_id=row.id,
+        org_name=row.org_name,
+        status=row.status,
+        submitted_at=row.submitted_at,
+        review_started_at=row.review_started_at,
+        decided_at=row.decided_at,
+        reason=row.reason,
+        org_id=row.org_id,
+        tx_hashes=list(row.tx_hashes),
+    )
+
+
+def _out(row: OnboardingApplication) -> ApplicationOut:
+    return ApplicationOut(
+        **_status(row).model_dump(),
+        contact_name=row.contact_name,
+        contact_email=row.contact_email,
+        admin_address=row.admin_address,
+        node_endpoint=row.endpoint,
+        node_public_key=row.node_key,
+        requested_roles=_role_names(row.roles),
+        reviewer=row.reviewer,
+    )
+
+
+def _load(session: Session, application_id: str) -> OnboardingApplication:
+    row = session.get(OnboardingApplication, application_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"application {application_id} not found")
+    return row
+
+
+def _check_free_on_chain(node: NodeContext, name: str, admin: str) -> None:
+    """409 unless ``name`` is not taken and ``admin`` is no member of any organisation."""
+    orgs = node.ledger.orgs
+    if orgs.org_of(admin) != 0:
+        raise ApiError(409, "already_member", f"{admin} is already a member of an organisation")
+    for org_id in range(1, orgs.org_count() + 1):
+        if orgs.get_org(org_id).name == name:
+            raise ApiError(409, "name_taken", f"an organisation named {name!r} exists on chain")
+
+
+@router.post("/applications", response_model=ApplicationCreated, status_code=201)
+def apply(body: ApplicationIn, node: NodeDep, session: SessionDep) -> ApplicationCreated:
+    """Apply to join the consortium (no token). Keep the tracking secret: it is shown once."""
+    address = to_checksum_address(body.admin_address)
+    open_rows = session.exec(
+        select(OnboardingApplication).where(col(OnboardingApplication.status).in_(OPEN))
+    ).all()
+    if len(open_rows) >= MAX_OPEN_APPLICATIONS:
+        raise ApiError(429, "too_many_applications", "the portal is full; try again later")
+    for row in open_rows:
+        if row.org_name == body.org_name or row.admin_address == address:
+            raise ApiError(
+                409, "duplicate_application", "an open application uses this name or account"
+            )
+    _check_free_on_chain(node, body.org_name, address)
+    secret = secrets.token_urlsafe(32)
+    row = OnboardingApplication(
+        id=secrets.token_hex(16),
+        secret_hash=hashlib.sha256(secret.encode()).hexdigest(),
+        org_name=body.org_name,
+        contact_name=body.contact_name,
+        contact_email=body.contact_email,
+        admin_address=address,
+        endpoint=body.node_endpoint,
+        node_key="0x" + body.node_public_key.removeprefix("0x").lower(),
+        roles=int(_roles(body.requested_roles)),
+        status="submitted",
+    )
+    session.add(row)
+    session.commit()
+    return ApplicationCreated(application_id=row.id, tracking_secret=secret, status=row.status)
+
+
+@router.get("/applications/{application_id}", response_model=ApplicationStatus)
+def track(
+    application_id: ApplicationId,
+    session: SessionDep,
+    tracking_secret: Annotated[str, Header(alias=SECRET_HEADER, min_length=1, max_length=200)],
+) -> ApplicationStatus:
+    """An application's progress, for the applicant holding its tracking secret (no token)."""
+    row = session.get(OnboardingApplication, application_id)
+    offered = hashlib.sha256(tracking_secret.encode()).hexdigest()
+    if row is None or not hmac.compare_digest(row.secret_hash, offered):
+        raise ApiError(404, "not_found", f"no application {application_id} with this secret")
+    return _status(row)
+
+
+@router.get("/applications", response_model=list[ApplicationOut])
+def list_applications(
+    _reviewer: Reviewer,
+    session: SessionDep,
+    status: Annotated[
+        Literal["submitted", "under_review", "approved", "rejected"] | None, Query()
+    ] = None,
+) -> list[ApplicationOut]:
+    """Applications, oldest first (consortium admin)."""
+    query = select(OnboardingApplication).order_by(col(OnboardingApplication.submitted_at))
+    if status is not None:
+        query = query.where(OnboardingApplication.status == status)
+    return [_out(row) for row in session.exec(query)]
+
+
+@router.post("/applications/{application_id}/review", response_model=ApplicationOut)
+def start_review(
+    application_id: ApplicationId, reviewer: Reviewer, session: SessionDep
+) -> ApplicationOut:
+    """Mark an application as under review (consortium admin)."""
+    row = _load(session, application_id)
+    if row.status != "submitted":
+        raise ApiError(409, "wrong_status", f"the application is {row.status}")
+    row.status, row.review_started_at, row.reviewer = "under_review", utc_now(), reviewer.address
+    session.add(row)
+    session.commit()
+    return _out(row)
+
+
+@router.post("/applications/{application_id}/reject", response_model=ApplicationOut)
+def reject(
+    application_id: ApplicationId, body: RejectIn, reviewer: Reviewer, session: SessionDep
+) -> ApplicationOut:
+    """Reject an open application with a reason the applicant will see (consortium admin)."""
+    row = _load(session, application_id)
+    if row.status not in OPEN:
+        raise ApiError(409, "wrong_status", f"the application is already {row.status}")
+    now = utc_now()
+    row.review_started_at = row.review_started_at or now
+    row.status, row.decided_at, row.reason = "rejected", now, body.reason
+    row.reviewer = reviewer.address
+    session.add(row)
+    session.commit()
+    return _out(row)
+
+
+def _calldata(node: NodeContext, row: OnboardingApplication, org_id: int) -> list[UnsignedTx]:
+    contract = node.ledger.orgs.contract
+    node_key = bytes.fromhex(row.node_key[2:])
+    register = contract.encode_abi(
+        "registerOrg", args=[row.org_name, row.admin_address, row.endpoint, node_key]
+    )
+    calls = [UnsignedTx(function="registerOrg", to=contract.address, data=register)]
+    extra = row.roles & ~int(Role.ORG_ADMIN)
+    if extra:
+        grant = contract.encode_abi("grantRoles", args=[org_id, row.admin_address, extra])
+        calls.append(UnsignedTx(function="grantRoles", to=contract.address, data=grant))
+    return calls
+
+
+def _open_for_decision(
+    node: NodeContext, session: Session, application_id: str
+) -> OnboardingApplication:
+    row = _load(session, application_id)
+    if row.status not in OPEN:
+        raise ApiError(409, "wrong_status", f"the application is already {row.status}")
+    _check_free_on_chain(node, row.org_name, row.admin_address)
+    return row
+
+
+@router.get("/applications/{application_id}/transactions", response_model=ApprovalTemplate)
+def approval_transactions(
+    application_id: ApplicationId, _reviewer: Reviewer, node: NodeDep, session: SessionDep
+) -> ApprovalTemplate:
+    """The unsigned transactions approving this application (non-custodial consortium admin):
+    sign them in order with the admin's next nonces and post them to ``.../approve``."""
+    row = _open_for_decision(node, session, application_id)
+    org_id = node.ledger.orgs.org_count() + 1
+    return ApprovalTemplate(
+        chain_id=node.ledger.client.chain_id,
+        expected_org_id=org_id,
+        transactions=_calldata(node, row, org_id),
+    )
+
+
+def _checked(reviewer: ApiUser, raw: bytes, expected: UnsignedTx) -> bytes:
+    """The calldata of a signed transaction, if the reviewer signed exactly ``expected``."""
+    target, data = _target_and_data(raw)
+    try:
+        sender = Account.recover_transaction(raw)
+    except Exception as exc:  # eth-account raises several types for bad signatures
+        raise ApiError(400, "invalid_transaction", f"cannot recover the signer: {exc}") from exc
+    if sender.lower() != reviewer.address.lower():
+        raise ApiError(403, "forbidden", f"signed by {sender}, not by the caller's account")
+    if target.hex().lower() != expected.to[2:].lower() or bytes(data) != HexBytes(expected.data):
+        raise ApiError(
+            400,
+            "unexpected_transaction",
+            f"the {expected.function} transaction must carry exactly the calldata of "
+            "GET .../transactions (the next org id may have moved on: fetch it again)",
+        )
+    return bytes(data)
+
+
+def _relay(node: NodeContext, reviewer: ApiUser, raw: bytes, expected: UnsignedTx) -> str:
+    """Pre-flight and send one checked transaction; its hash once mined."""
+    node.ledger.client.preflight_raw(
+        reviewer.address, expected.to, _checked(reviewer, raw, expected)
+    )
+    receipt = node.ledger.client.wait(
+        SentTransaction(HexBytes(_broadcast(node, raw)), HexBytes(raw), 0.0)
+    )
+    if receipt["status"] != 1:
+        raise ApiError(409, "reverted", f"the {expected.function} transaction reverted")
+    return str(receipt["transactionHash"].to_0x_hex())
+
+
+@router.post("/applications/{application_id}/approve", response_model=ApplicationOut)
+def approve(
+    application_id: ApplicationId,
+    body: ApproveIn,
+    reviewer: Reviewer,
+    node: NodeDep,
+    session: SessionDep,
+) -> ApplicationOut:
+    """Approve: register the organisation on chain with its node and grant the requested roles,
+    signed by the node with the admin's key (custodial) or relayed as signed by the admin."""
+    row = _open_for_decision(node, session, application_id)
+    orgs = node.ledger.orgs
+    expected_org_id = orgs.org_count() + 1
+    calls = _calldata(node, row, expected_org_id)
+    tx_hashes: list[str] = []
+    if body.signed_transactions is None:
+        ledger = node.ledger_for(reviewer.address)  # KeystoreError: 403 not_custodial
+        contract = ledger.orgs.contract
+        node_key = bytes.fromhex(row.node_key[2:])
+        receipt = ledger.client.transact(
+            contract.functions.registerOrg(row.org_name, row.admin_address, row.endpoint, node_key)
+        )
+        tx_hashes.append(receipt["transactionHash"].to_0x_hex())
+        (registered,) = ledger.orgs.events(receipt, "OrgRegistered")
+        org_id = int(registered["args"]["orgId"])
+        extra = row.roles & ~int(Role.ORG_ADMIN)
+        if extra:
+            receipt = ledger.client.transact(
+                contract.functions.grantRoles(org_id, row.admin_address, extra)
+            )
+            tx_hashes.append(receipt["transactionHash"].to_0x_hex())
+    else:
+        if len(body.signed_transactions) != len(calls):
+            wanted = " then ".join(call.function for call in calls)
+            raise ApiError(400, "invalid_transaction", f"this approval needs {wanted}, signed")
+        signed = [bytes(HexBytes(raw)) for raw in body.signed_transactions]
+        for raw, expected in zip(signed, calls, strict=True):
+            _checked(reviewer, raw, expected)  # all of them, before anything is sent
+        for raw, expected in zip(signed, calls, strict=True):
+            tx_hashes.append(_relay(node, reviewer, bytes(HexBytes(raw)), expected))
+        org_id = expected_org_id
+    org = orgs.get_org(org_id)
+    if org.status is not OrgStatus.ACTIVE or org.admin.lower() != row.admin_address.lower():
+        raise ApiError(409, "not_registered", f"org {org_id} on chain is not this application's")
+    now = datetime.now(UTC)
+    row.review_started_at = row.review_started_at or now
+    row.status, row.decided_at, row.org_id = "approved", now, org_id
+    row.tx_hashes, row.reviewer = tx_hashes, reviewer.address
+    session.add(row)
+    session.commit()
+    return _out(row)
