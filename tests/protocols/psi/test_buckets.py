@@ -293,3 +293,15 @@ def test_bucket_of_spreads_evenly() -> None:
     keys = cuckoo.dummy_keys(100_000)
     counts = np.bincount(buckets.bucket_of(keys, KEY, 10), minlength=10)
     assert counts.min() > 9_000 and counts.max() < 11_000
+
+
+def test_ray_backend_is_optional() -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError):
+            buckets._executor(2, "ray")
+    else:  # pragma: no cover - only with the cluster extra
+        pytest.skip("ray is installed; the Ray path needs a cluster to test")
+    with pytest.raises(ValueError):
+        buckets._executor(2, "threads")  # type: ignore[arg-type]

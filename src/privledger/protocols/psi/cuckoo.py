@@ -31,7 +31,8 @@ that load, so below 2^10 we use the empirical fit of cryptoTools' ``CuckooIndex:
 Failure handling: insertion is a vectorised random walk (all pending items try a bin at once;
 per bin one wins and evicts the previous occupant, which moves on to a random *other* choice)
 bounded by :data:`MAX_ROUNDS` rounds. If items remain, the table is discarded and rebuilt with a
-fresh seed, up to :data:`MAX_ATTEMPTS` times, then :class:`CuckooError` is raised. A returned
+fresh seed, up to :data:`MAX_ATTEMPTS` times, then :class:`CuckooError` is raised
+(:func:`build_with_seed`, for a seed already sent to the peer, raises at once). A returned
 table is checked (every item exactly once, in one of its own bins), so a failure can cost time
 but never yields a wrong placement.
 """
@@ -260,6 +261,16 @@ def build(digest: U8, bins: int) -> CuckooTable:
             "cuckoo insertion of %d items into %d bins failed; re-seeding", len(loc[0]), bins
         )
     raise CuckooError(f"no cuckoo table for {len(digest)} items in {bins} bins")
+
+
+def build_with_seed(digest: U8, bins: int, seed: bytes) -> CuckooTable:
+    """Cuckoo-insert under a seed that is already fixed (e.g. sent to the peer): one attempt,
+    :class:`CuckooError` on failure (probability <= 2^-40 with :func:`table_size` bins)."""
+    placed = insert(locations(digest, seed, bins), bins)
+    if placed is None:
+        raise CuckooError(f"no cuckoo table for {len(digest)} items in {bins} bins")
+    table, which = placed
+    return CuckooTable(seed, bins, table, which, 1)
 
 
 def _random_u8(count: int) -> U8:

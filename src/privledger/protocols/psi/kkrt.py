@@ -9,9 +9,10 @@ the OPRF receiver and learns the intersection; the provider ``P`` is the OPRF se
    15 bytes are encoded injectively -- zero padded, length in byte 15 -- longer items are hashed
    with BLAKE2b-128 personalised with :data:`_DIGEST_DOMAIN` and flagged), all at once with
    numpy; duplicates are removed on the keys (:func:`.cuckoo.distinct_keys`).
-2. ``R`` cuckoo-hashes its ``n_R`` keys into ``m = table_size(n_R)`` bins (3 hash functions,
-   stash-less, ``m ~ 1.27 n_R``; parameters, sources and failure handling in
-   :mod:`.cuckoo`) -- re-seeding locally until a table exists -- and sends the hash seed. Bin
+2. ``R`` draws the hash seed, sends it (so that ``P`` computes its bins meanwhile) and
+   cuckoo-hashes its ``n_R`` keys into ``m = table_size(n_R)`` bins (3 hash functions,
+   stash-less, ``m ~ 1.27 n_R``; parameters and sources in :mod:`.cuckoo`); if no table exists
+   for that seed (probability <= 2^-40) it raises :class:`~.cuckoo.CuckooError`. Bin
    ``j`` holding ``x`` placed by hash function ``i`` gets OPRF input ``r_j = k(x) | i << 4`` in
    byte 15 (:func:`.cuckoo.indexed_keys`, injective in ``(x, i)``); empty bins get random
    inputs.
@@ -35,7 +36,7 @@ bin index (see :mod:`.ot`). Tag length ``L = ceil((40 + log2 n_R + log2 n_P) / 8
 most 16): each of ``R``'s tags is compared with the ``n_P`` tags of one list, so the chance of any
 false match is at most ``n_R n_P 2^(-8 L) <= 2^-40``. That 2^-40 false-positive chance (and a
 124-bit BLAKE2b collision between items longer than 15 bytes) is the only way the output can be
-wrong; a cuckoo failure re-seeds or raises :class:`~.cuckoo.CuckooError`.
+wrong; a cuckoo failure raises :class:`~.cuckoo.CuckooError`, never a wrong result.
 
 Message sequence after the header exchange (side a first, as in :mod:`.ecdh`)::
 
@@ -66,8 +67,8 @@ Leakage -- what each side learns:
 - provider: the requester's set size ``n_R`` (after de-duplication; it fixes ``m``); with
   ``reveal_to_provider`` also the intersection (its own matching items); nothing else.
 - both: that the peer runs this protocol version and mode (header in clear over the channel;
-  the transport encrypts it on the wire). Timing reveals whether the requester needed to
-  re-seed its cuckoo table (probability <= 2^-40 for n_R >= 2^10).
+  the transport encrypts it on the wire). A cuckoo failure (probability <= 2^-40) aborts the
+  run, which the peer sees.
 """
 
 from __future__ import annotations
@@ -117,10 +118,12 @@ __all__ = [
     "PROTOCOL",
     "VERSION",
     "OwnTags",
+    "ProviderPlan",
     "ReceiverSetup",
     "SenderSetup",
     "distinct_item_keys",
     "match_tags",
+    "provider_plan",
     "provider_tags",
     "requester_encode",
     "run_keys",
@@ -151,13 +154,24 @@ def run_psi(
     check_role(role)
     started = time.perf_counter()
     keys, first = distinct_item_keys(items)
+    ordered: list[I64] = []  # the bytes order of all own keys, sorted while the peer works
     matched, peer_size = run_keys(
-        channel, keys, role=role, reveal_to_provider=reveal_to_provider, timeout=timeout
+        channel,
+        keys,
+        role=role,
+        reveal_to_provider=reveal_to_provider,
+        timeout=timeout,
+        while_waiting=lambda: ordered.append(bytes_order(keys)),
     )
     if matched is None:
         result = PsiResult([], False, peer_size)
     else:
-        order = matched[bytes_order(ot.take_rows(keys, matched))]
+        if ordered:
+            hit = np.zeros(len(keys), dtype=np.bool_)
+            hit[matched] = True
+            order = ordered[0][hit[ordered[0]]]
+        else:
+            order = matched[bytes_order(ot.take_rows(keys, matched))]
         out = [items[k] for k in first[order].tolist()]
         if np.any(keys[order, cuckoo.SHORT_ITEM] & cuckoo.LONG_FLAG):
             out.sort()  # hashed keys do not follow the bytes order; timsort finds the runs
@@ -195,11 +209,13 @@ def run_keys(
     role: Role,
     reveal_to_provider: bool = False,
     timeout: float | None = None,
+    while_waiting: Callable[[], object] | None = None,
 ) -> tuple[I64 | None, int]:
     """KKRT-PSI on distinct item keys ``(n, 16)`` (header exchange included).
 
     Returns the ascending indices of the matched keys (``None`` when this party learns no
-    output) and the peer's set size.
+    output) and the peer's set size. ``while_waiting`` is called (once, if the party learns the
+    output) just before it waits for the peer's last message: local work to overlap with it.
     """
     check_role(role)
     peer_size = handshake(
@@ -209,9 +225,11 @@ def run_keys(
     empty = np.zeros(0, dtype=np.int64) if learns else None
     if len(keys) == 0 or peer_size == 0:  # both ends know both sizes and stop here
         return empty, peer_size
+    idle = while_waiting if while_waiting is not None else (lambda: None)
     if role == "requester":
-        return _run_requester(channel, keys, peer_size, reveal_to_provider, timeout), peer_size
-    return _run_provider(channel, keys, peer_size, reveal_to_provider, timeout), peer_size
+        matched = _run_requester(channel, keys, peer_size, reveal_to_provider, timeout, idle)
+        return matched, peer_size
+    return _run_provider(channel, keys, peer_size, reveal_to_provider, timeout, idle), peer_size
 
 
 def tag_bytes(requester_size: int, provider_size: int) -> int:
@@ -328,6 +346,31 @@ def requester_encode(
     return OwnTags(ot.take_rows(bin_tags, item_bins), placed.which.astype(np.int64))
 
 
+@dataclass(frozen=True)
+class ProviderPlan:
+    """Where the provider's items go: ``loc[i, k] = h_i(y_k)``; ``by_chunk[i]`` lists the items
+    in the order of the ``u`` chunk holding their bin ``h_i``, chunk ``c`` being
+    ``by_chunk[i][bounds[i][c] : bounds[i][c + 1]]``."""
+
+    bins: int
+    loc: I64
+    by_chunk: list[I64]
+    bounds: list[I64]
+
+
+def provider_plan(keys: U8, seed: bytes, bins: int) -> ProviderPlan:
+    """The provider's simple hashing of its keys under ``seed`` into ``bins`` bins."""
+    loc = cuckoo.locations(keys, seed, bins)
+    count = len(chunks(bins))
+    kind = np.uint16 if count < 1 << 16 else np.int64
+    by_chunk, bounds = [], []
+    for i in range(cuckoo.HASHES):  # items of each list grouped by the chunk of their bin
+        chunk_of = (loc[i] // CHUNK_BINS).astype(kind)
+        by_chunk.append(np.argsort(chunk_of, kind="stable").astype(np.int64))
+        bounds.append(np.searchsorted(chunk_of[by_chunk[i]], np.arange(count + 1)))
+    return ProviderPlan(bins, loc, by_chunk, bounds)
+
+
 def provider_tags(
     setup: SenderSetup,
     keys: U8,
@@ -336,21 +379,18 @@ def provider_tags(
     width: int,
     receive: Callable[[int, int], U8],
     offset: int = 0,
+    plan: ProviderPlan | None = None,
 ) -> U8:
     """The provider's tags ``(3, n, width)`` of its keys (in the given order): list ``i`` holds
     ``F(h_i(y), k(y) | i << 4)``. ``receive(lo, hi)`` returns the ``u`` chunk of bins
-    ``lo .. hi``; each chunk's rows are used for the items hashed into it, then dropped."""
+    ``lo .. hi``; each chunk's rows are used for the items hashed into it, then dropped.
+    ``plan`` is :func:`provider_plan` of the same keys, seed and bins, if already computed."""
     n = len(keys)
     sender = setup.sender(offset + bins)
-    loc = cuckoo.locations(keys, seed, bins)
+    if plan is None:
+        plan = provider_plan(keys, seed, bins)
+    loc, by_chunk, bounds = plan.loc, plan.by_chunk, plan.bounds
     ranges = chunks(bins)
-    kind = np.uint16 if len(ranges) < 1 << 16 else np.int64
-    by_chunk, bounds = [], []
-    for i in range(cuckoo.HASHES):  # items of each list grouped by the chunk of their bin
-        chunk_of = (loc[i] // CHUNK_BINS).astype(kind)
-        by_chunk.append(np.argsort(chunk_of, kind="stable"))
-        bounds.append(np.searchsorted(chunk_of[by_chunk[i]], np.arange(len(ranges) + 1)))
-    del chunk_of
     tags = np.empty((cuckoo.HASHES, n, width), dtype=np.uint8)
     for c, (lo, hi) in enumerate(ranges):
         rows = sender.rows(receive(lo, hi), offset + lo)
@@ -452,14 +492,21 @@ def _match(own_tags: U8, own_list: I64, peer_lists: U8) -> tuple[npt.NDArray[np.
 
 
 def _run_requester(
-    channel: Channel, keys: U8, peer_size: int, reveal: bool, timeout: float | None
+    channel: Channel,
+    keys: U8,
+    peer_size: int,
+    reveal: bool,
+    timeout: float | None,
+    idle: Callable[[], object],
 ) -> I64:
-    placed = cuckoo.build(keys, cuckoo.table_size(len(keys)))
-    channel.send(placed.seed)
+    seed = secrets.token_bytes(cuckoo.SEED_BYTES)
+    channel.send(seed)  # first, so that the provider hashes its items while we build the table
+    placed = cuckoo.build_with_seed(keys, cuckoo.table_size(len(keys)), seed)
     setup = setup_requester(channel, timeout)
     width = tag_bytes(len(keys), peer_size)
     own = requester_encode(setup, keys, placed, width, lambda u: send_records(channel, u))
     prepared = _sort_own(own, peer_size)
+    idle()
     peer_tags = recv_records(channel, width, timeout, count=cuckoo.HASHES * peer_size)
     found, position = match_tags(own, peer_tags.reshape(cuckoo.HASHES, peer_size, width), prepared)
     if reveal:
@@ -469,24 +516,32 @@ def _run_requester(
 
 
 def _run_provider(
-    channel: Channel, keys: U8, peer_size: int, reveal: bool, timeout: float | None
+    channel: Channel,
+    keys: U8,
+    peer_size: int,
+    reveal: bool,
+    timeout: float | None,
+    idle: Callable[[], object],
 ) -> I64 | None:
     n = len(keys)
     order = random_permutation(n)  # list position p holds item order[p]
     shuffled = ot.take_rows(keys, order)
     seed = recv_exact(channel, cuckoo.SEED_BYTES, timeout, "cuckoo seed")
-    setup = setup_provider(channel, timeout)
     bins = cuckoo.table_size(peer_size)
+    plan = provider_plan(shuffled, seed, bins)  # while the requester builds its table
+    setup = setup_provider(channel, timeout)
     width = tag_bytes(peer_size, n)
 
     def receive(lo: int, hi: int) -> U8:
         return recv_records(channel, (hi - lo) // 8, timeout, count=ot.CODE_BITS)
 
-    tags = provider_tags(setup, shuffled, seed, bins, width, receive)
-    del shuffled
+    tags = provider_tags(setup, shuffled, seed, bins, width, receive, plan=plan)
+    del shuffled, plan
     send_records(channel, tags.reshape(cuckoo.HASHES * n, width))
     if not reveal:
         return None
+    del tags
+    idle()
     return np.sort(order[matched_positions(channel, n, timeout)])
 
 

@@ -429,9 +429,9 @@ def _iknp_hash(rows: U8) -> U8:
 
 def code_words(code_key: bytes, inputs: U8) -> U8:
     """The pseudorandom code ``C(x)`` of each 16-byte input: ``(N, 64)``."""
-    words = np.empty((len(inputs), 4, BLOCK), dtype=np.uint8)
-    np.bitwise_xor(inputs[:, None, :], _CODE_TWEAKS[None, :, :], out=words)
-    return aes_ecb(code_key, words).reshape(len(inputs), CODE_BYTES)
+    words = np.tile(inputs, (1, 4))  # one contiguous copy; a broadcast xor is ~10x slower
+    words ^= _CODE_TWEAKS.reshape(1, CODE_BYTES)
+    return aes_ecb(code_key, words, words)
 
 
 class KkrtReceiver:
