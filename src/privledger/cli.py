@@ -171,7 +171,13 @@ def node_token(
     org: OrgOption,
     home: HomeOption,
     user: Annotated[str, typer.Option(help="User name.")],
-    role: Annotated[str, typer.Option(help="org_admin, data_owner, operator or auditor.")],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="org_admin, data_owner, operator or auditor; consortium_admin (onboarding "
+            "reviews) for the account holding the consortium-admin role on chain."
+        ),
+    ],
     address: Annotated[
         str | None, typer.Option(help="The user's account (default: the node account).")
     ] = None,
@@ -180,6 +186,7 @@ def node_token(
     from sqlmodel import Session
 
     from privledger.api.deps import issue_token
+    from privledger.api.routes.onboarding import CONSORTIUM_ADMIN, issue_consortium_admin_token
     from privledger.node.context import NODE_FILE
     from privledger.store.db import make_engine
 
@@ -187,7 +194,10 @@ def node_token(
     account = address or json.loads((home / NODE_FILE).read_text())["account"]
     with Session(make_engine(settings.resolved_database_url)) as session:
         try:
-            token = issue_token(session, user_name=user, address=account, role=role)
+            if role == CONSORTIUM_ADMIN:
+                token = issue_consortium_admin_token(session, user_name=user, address=account)
+            else:
+                token = issue_token(session, user_name=user, address=account, role=role)
         except ValueError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc

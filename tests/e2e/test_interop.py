@@ -11,6 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import APIOperation, Case
 
 from tests.e2e.conftest import Running
 
@@ -165,3 +168,31 @@ def test_node_to_node_calls_need_a_valid_signature(
     )
     assert answer.status_code in (401, 403), answer.text
     assert answer.json()["code"] == answer.status_code
+
+
+def check_enveloped(operation: APIOperation, headers: dict[str, str]) -> None:
+    @given(case=operation.as_strategy())
+    @settings(
+        max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
+    def check(case: Case) -> None:
+        response = case.call(headers=headers, timeout=60)
+        where = f"{case.method} {case.formatted_path}"
+        assert response.status_code < 500, f"{where}: {response.text}"
+        envelope = json.loads(response.text)
+        assert set(envelope) == {"code", "msg", "data"}, envelope
+        assert (envelope["code"] == 0) == (response.status_code == 200), where
+
+    check()
+
+
+def test_no_interop_route_answers_500(running: Running) -> None:
+    node = running.nodes["bank-b"]
+    schema = schemathesis.openapi.from_url(f"{node.url}/api/interop/v1/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 15
+    for operation in operations:
+        if operation.path.startswith("/openapi/"):
+            continue  # the published documents themselves, not enveloped
+        role = "data_owner" if "/audit/confirm" in operation.path else "operator"
+        check_enveloped(operation, {"Authorization": f"Bearer {node.tokens[role]}"})

@@ -4,6 +4,8 @@ transactions, or signed by the node with the admin's key), reject, and refusals.
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -32,11 +34,14 @@ def settings(running: Running) -> NodeSettings:
 
 @pytest.fixture(scope="module")
 def admin(running: Running) -> httpx.Client:
-    """The consortium admin (anvil account 0) with a review token on the portal's node."""
-    with Session(make_engine(settings(running).resolved_database_url)) as session:
-        token = issue_consortium_admin_token(
-            session, user_name="consortium-admin", address=dev_account(0).address
-        )
+    """The consortium admin (anvil account 0) with a review token from the CLI."""
+    node = running.nodes[PORTAL]
+    command = [sys.executable, "-m", "privledger.cli", "node", "token", "--org", PORTAL]
+    command += ["--home", str(settings(running).home), "--user", "consortium-admin"]
+    command += ["--role", "consortium_admin", "--address", dev_account(0).address]
+    done = subprocess.run(command, env=node.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip().splitlines()[-1]
     return httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 
