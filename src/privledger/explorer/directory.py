@@ -72,10 +72,6 @@ class Directory:
         org = self.orgs.get(org_id)
         return org.name if org is not None else f"org {org_id}"
 
-    def org_by_name(self, name: str) -> OrgEntry | None:
-        wanted = name.strip().lower()
-        return next((o for o in self.orgs.values() if o.name.lower() == wanted), None)
-
     def members(self, org_id: int) -> list[AccountEntry]:
         return [a for a in self.accounts.values() if a.org_id == org_id and a.roles]
 
