@@ -289,6 +289,95 @@ def run_openmined(requester_phones: list[str], provider_phones: list[str]) -> di
     }
 
 
+# --- direct mode: the protocol alone between two forked processes ------------------------------
+
+
+def _direct_party(
+    role: str, protocol: str, items: list[bytes], sock: Any, results: Any, sides: str
+) -> None:
+    from privledger.protocols.psi import ecdh, kkrt
+    from privledger.protocols.psi.buckets import SocketChannel
+
+    run_psi = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}[protocol]
+    channel = SocketChannel("a" if role == sides else "b", sock)
+    started, cpu = time.perf_counter(), time.process_time()
+    result = run_psi(channel, items, role=role, timeout=600)  # type: ignore[arg-type]
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results.put((role, seconds, cpu_seconds, peak, channel.bytes_sent, result.intersection))
+    channel.close()
+
+
+def run_direct(
+    args: argparse.Namespace, requester: list[str], provider: list[str], expected: set[str]
+) -> int:
+    """Both parties as forked processes (inheriting their sets) over a socketpair."""
+    import multiprocessing
+    import socket
+
+    context = multiprocessing.get_context("fork")  # single-threaded here: fork is safe
+    results = context.Queue()
+    left, right = socket.socketpair()
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # inherited sets
+    mine = [phone.encode() for phone in requester]
+    theirs = [phone.encode() for phone in provider]
+    parties = [
+        context.Process(
+            target=_direct_party,
+            args=("requester", args.protocol, mine, left, results, "requester"),
+        ),
+        context.Process(
+            target=_direct_party,
+            args=("provider", args.protocol, theirs, right, results, "requester"),
+        ),
+    ]
+    for party in parties:
+        party.start()
+    reports = {}
+    for _ in parties:
+        role, seconds, cpu, peak, sent, items = results.get(timeout=args.timeout)
+        reports[role] = (seconds, cpu, peak, sent, items)
+    for party in parties:
+        party.join()
+    got = [item.decode() for item in reports["requester"][4]]
+    if len(got) != len(set(got)) or set(got) != expected:
+        print(f"PSI result is wrong: {len(got)} items, expected {len(expected)}", file=sys.stderr)
+        return 1
+    result: dict[str, Any] = {
+        "bench": "psi",
+        "params": {
+            "n": args.n,
+            "overlap": 0.5,
+            "protocol": args.protocol,
+            "seed": args.seed,
+            "cpus": os.cpu_count(),
+            "transport": "direct: two forked processes, socketpair, no node, no encryption",
+            "rss_source": "ru_maxrss of each party process, including the inherited input lists",
+        },
+        "protocol": args.protocol,
+        "n": args.n,
+        "seconds": round(reports["requester"][0], 4),
+        "provider_seconds": round(reports["provider"][0], 4),
+        "cpu_seconds": round(reports["requester"][1] + reports["provider"][1], 2),
+        "bytes_sent": reports["requester"][3] + reports["provider"][3],
+        "intersection": len(got),
+        "peak_rss_mb": round(max(r[2] for r in reports.values()), 1),
+        "party_peak_rss_mb": {role: round(r[2], 1) for role, r in reports.items()},
+        "inherited_rss_mb": round(baseline, 1),
+    }
+    if args.peer == "openmined-psi":
+        peer = run_openmined(requester, provider)
+        if peer["items"] != expected:
+            print("openmined-psi intersection is wrong", file=sys.stderr)
+            return 1
+        result["params"].update(peer="openmined-psi", peer_version=peer["version"])
+        result["peer_seconds"] = round(peer["seconds"], 4)
+        result["peer_cpu_seconds"] = round(peer["cpu_seconds"], 2)
+        result["ratio"] = round(peer["seconds"] / result["seconds"], 2)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
+
+
 # --- bucketed mode: two OS processes, files of N rows -------------------------------------------
 
 _MODULUS = 10**10  # rows map to 10-digit numbers by i -> (A i + C) mod 10^10, a bijection
@@ -448,7 +537,7 @@ def run_bucketed(args: argparse.Namespace) -> int:
         requester.start()
         reports: dict[str, dict[str, Any]] = {}
         roots = {"requester": requester.pid or 0, "provider": provider.pid or 0}
-        with TreeSampler(roots, interval_s=0.2) as sampler:
+        with TreeSampler(roots, interval_s=1.0) as sampler:
             while len(reports) < 2:
                 role, report = results.get(timeout=args.timeout)
                 reports[role] = report
@@ -492,7 +581,7 @@ def run_bucketed(args: argparse.Namespace) -> int:
             "transport": "two OS processes, plain TCP loopback (no encryption), one channel",
             "input": "CSV, 14-byte phone lines, generated streaming",
             "rss_source": "per party max(main ru_maxrss, sampled summed RSS of its process tree)",
-            "cpu_source": "utime+stime of both party process trees (sampled, 0.2 s)",
+            "cpu_source": "utime+stime of both party process trees (sampled, 1 s)",
         },
         "protocol": "kkrt-bucketed",
         "rows": rows,
@@ -523,6 +612,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets")
     parser.add_argument("--timeout", type=float, default=1_800, help="seconds to wait for settle")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--transport",
+        choices=("nodes", "direct"),
+        default="nodes",
+        help="nodes: two node processes, the task through the ledger; direct: the protocol alone "
+        "between two forked processes over a socketpair (no node, no encryption)",
+    )
     parser.add_argument("--buckets", type=int, default=0, help="bucketed KKRT over files (B)")
     parser.add_argument("--rows", type=int, default=10**6, help="rows per side with --buckets")
     parser.add_argument("--overlap", type=float, default=0.5, help="shared fraction (--buckets)")
@@ -550,6 +646,8 @@ def main(argv: list[str]) -> int:
 
     requester_phones, provider_phones = make_sets(args.n, args.seed)
     expected = set(requester_phones) & set(provider_phones)
+    if args.transport == "direct":
+        return run_direct(args, requester_phones, provider_phones, expected)
     run = run_nodes(requester_phones, provider_phones, args.protocol, args.timeout)
     got = set(run["items"])
     if len(run["items"]) != len(got) or got != expected:
