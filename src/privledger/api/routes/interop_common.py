@@ -8,9 +8,10 @@ Node-to-node calls (``/interconn/...``) carry BFIA's common headers ``x-source-n
 ``x-target-node-id`` (organisation ids on chain), ``x-nonce``, ``x-timestamp`` (milliseconds) and
 ``x-auth-sign``: an EIP-191 signature by the calling node's account over
 ``privledger-interop-v1\\n<path>\\n<source>\\n<target>\\n<nonce>\\n<timestamp>\\n<sha256(body)>``.
-The receiver accepts a call only if the signer is, on chain now, a member of the active source
-organisation, the target is its own organisation, the timestamp is within five minutes and the
-nonce is new: the chain stands in for the certificates BFIA exchanges when nodes sign a contract.
+The receiver accepts a call only if the signer holds, on chain now, the operator role of the
+active source organisation (a node's account is its organisation's operator), the target is its
+own organisation, the timestamp is within five minutes and the nonce is new: the chain stands in
+for the certificates BFIA exchanges when nodes sign a contract.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from privledger.api.errors import ApiError, install_error_handlers
-from privledger.evm.contracts import OrgStatus
+from privledger.evm.contracts import OrgStatus, Role
 from privledger.evm.merkle import MerkleTree, keccak256
 from privledger.node.context import NodeContext
 
@@ -146,9 +147,10 @@ def verify_peer(node: NodeContext, request: Request, body: bytes) -> int:
         signer = Account.recover_message(encode_defunct(text=message), signature=signature)
     except Exception as exc:  # eth-account raises several types for malformed signatures
         raise ApiError(401, "unauthorized", f"x-auth-sign does not verify: {exc}") from exc
-    orgs = node.ledger.orgs
-    if source <= 0 or orgs.org_of(signer) != source or not orgs.is_active(source):
-        raise ApiError(403, "forbidden", f"{signer} does not sign for an active org {source}")
+    if source <= 0 or not node.ledger.orgs.has_org_role(source, signer, Role.OPERATOR):
+        raise ApiError(
+            403, "forbidden", f"{signer} is no operator of an active organisation {source}"
+        )
     if not NONCES.fresh(nonce):
         raise ApiError(401, "unauthorized", "x-nonce was used before (replay)")
     return source
