@@ -124,3 +124,72 @@ def test_vertical_logistic_regression_between_nodes_matches_pooled_sklearn(
         if e["event"] == "FeeAllocated"
     }
     assert sum(allocated.values()) == FEE and allocated[bank_org] > 0
+
+
+def test_three_party_vertical_lr_pays_each_by_its_shapley_value(running: Running) -> None:
+    """The telecom holds columns 0..9 and the label, bank-a 10..19, bank-b 20..29 (pure noise
+    in place of their real values would earn ~0, see tests/protocols/fl/test_contribution.py)."""
+    x, y = load_breast_cancer(return_X_y=True)
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=0)
+    ids = [f"p{i}" for i in range(len(y_train))]
+    tag = secrets.token_hex(3)
+    owners = {"telecom": slice(0, 10), "bank-a": slice(10, 20), "bank-b": slice(20, 30)}
+    datasets = {}
+    for org, columns in owners.items():
+        extra = [f"{org}-x{i}" for i in range(7)]  # rows only this party holds
+        path = running.data_dir / f"v3-{org}-{tag}.csv"
+        block = np.vstack([x_train[:, columns], np.random.default_rng(2).normal(size=(7, 10))])
+        labels = np.concatenate([y_train, np.zeros(7)]) if org == "telecom" else None
+        write(path, ids + extra, block, labels)
+        datasets[org] = register(running, org, path)
+    for org in ("bank-a", "bank-b"):
+        grant(running, org, datasets[org], "telecom", kinds=["fl"])
+    features = [f"f{i}" for i in range(10)]
+    body = {
+        "kind": "fl",
+        "protocol": "vertical-lr",
+        "inputs": [
+            {
+                "dataset": datasets[org],
+                "column": "id",
+                "features": features,
+                **({"valueColumn": "label"} if org == "telecom" else {}),
+            }
+            for org in owners
+        ],
+        "dealer": running.org_ids["regulator"],
+        "feeWei": FEE,
+    }
+    parts = {}
+    with running.client("telecom", "operator") as client:
+        response = client.post("/tasks", json=body)
+        assert response.status_code == 201, response.text
+        task_id = response.json()["taskId"]
+        final = wait_status(client, task_id, {"settled", "failed"}, timeout_s=400)
+        assert final["status"] == "settled", final
+    for org in owners:
+        with running.client(org, "operator") as client:
+            (item,) = client.get(f"/tasks/{task_id}/result").json()["items"]
+            parts[org] = json.loads(item)
+    assert {part["aligned"] for part in parts.values()} == {len(ids)}
+    scores = (
+        sum(
+            ((x_test[:, owners[org]] - np.array(p["mean"])) / np.array(p["scale"]))
+            @ np.array(p["weights"])
+            for org, p in parts.items()
+        )
+        + parts["telecom"]["intercept"]
+    )
+    scaler = StandardScaler().fit(x_train)
+    baseline = LogisticRegression().fit(scaler.transform(x_train), y_train)
+    baseline_auc = roc_auc_score(y_test, baseline.decision_function(scaler.transform(x_test)))
+    assert abs(roc_auc_score(y_test, scores) - baseline_auc) <= 0.005
+    shapley = {int(org): value for org, value in parts["telecom"]["contributions"].items()}
+    assert set(shapley) == {running.org_ids[org] for org in owners}
+    allocated = {
+        e["args"]["payeeOrg"]: e["args"]["amount"]
+        for e in final["timeline"]
+        if e["event"] == "FeeAllocated"
+    }
+    assert sum(allocated.values()) == FEE
+    assert allocated[running.org_ids["bank-a"]] > 0 and allocated[running.org_ids["bank-b"]] > 0

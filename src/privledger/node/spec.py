@@ -155,8 +155,8 @@ class TaskSpec(BaseModel):
             raise ValueError("a federated-learning task runs vertical-lr, horizontal-* or predict")
 
     def _check_vertical(self) -> None:
-        if len(self.inputs) != 2:
-            raise ValueError("vertical-lr aligns and trains two parties' columns")
+        if len(self.inputs) not in (2, 3):
+            raise ValueError("vertical-lr aligns and trains two or three parties' columns")
         owners = {item.org for item in self.inputs}
         if self.requester not in owners or self.dealer is None or self.dealer in owners:
             raise ValueError("vertical-lr: the requester holds an input; a third org deals")

@@ -80,6 +80,35 @@ def test_three_party_secret_shared_lr_meets_baseline_and_plaintext(breast_cancer
     assert abs(auc - breast_cancer.baseline_auc) <= 0.005
 
 
+def test_a_coalition_of_the_mesh_trains_without_the_others(breast_cancer: Split) -> None:
+    """Parties 0 and 2 of a three-party mesh train and predict their coalition's model while
+    party 1 sits out: what Shapley values over parties need."""
+    train, test = _columns(breast_cancer, 3)
+    config = VerticalConfig(epochs=20, learning_rate=1.0)
+    labels = breast_cancer.y_train
+
+    def coalition(party: Party) -> np.ndarray | None:
+        if party.index == 1:
+            return None
+        own = train_vertical_ss(
+            party,
+            train[party.index],
+            labels if party.index == 0 else None,
+            config=config,
+            group=(0, 2),
+        )
+        return predict_vertical(party, test[party.index], own, requester=0, group=(0, 2))
+
+    with local_mesh(3) as mesh:
+        predictions = mesh.run(coalition)
+        with pytest.raises(ValueError, match="cannot run in group"):
+            train_vertical_ss(mesh.parties[1], train[1], None, group=(0, 2))
+    plain = train_vertical_plaintext([train[0], train[2]], labels, config=config)
+    expected = predict_vertical_plaintext([test[0], test[2]], plain)
+    assert predictions[0] is not None and predictions[2] is None
+    np.testing.assert_allclose(predictions[0], expected, atol=1e-3)
+
+
 def test_two_parties_with_the_labels_at_the_second(breast_cancer: Split) -> None:
     train, _ = _columns(breast_cancer, 2)
     config = VerticalConfig(epochs=20, learning_rate=1.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -26,15 +27,16 @@ from privledger.protocols.fl.federation import (
     run_aggregator,
     run_client,
 )
-from privledger.protocols.fl.horizontal import ClientData
+from privledger.protocols.fl.horizontal import F64, ClientData
 from privledger.protocols.fl.vertical import (
+    PartyModel,
     VerticalConfig,
     predict_vertical,
     predict_vertical_plaintext,
     train_vertical_plaintext,
     train_vertical_ss,
 )
-from privledger.protocols.psi import kkrt
+from privledger.protocols.psi import kkrt, multiparty
 from privledger.store.models import LocalModel
 
 VALIDATION_BYTE = 51  # ~20% of aligned rows are held out to measure contributions
@@ -196,51 +198,48 @@ def validation_row(key: bytes) -> bool:
     return hashlib.sha256(b"privledger/fl/validation/" + key).digest()[0] < VALIDATION_BYTE
 
 
-def two_party_shapley(
-    standard: npt.NDArray[np.float64],
-    labels: npt.NDArray[np.float64],
-    held_out: npt.NDArray[np.bool_],
-    joint: npt.NDArray[np.float64],
-    *,
-    requester: int,
-    parties: list[int],
-) -> dict[str, float]:
-    """Shapley values of the two parties by validation log-likelihood (label holder = requester).
-
-    v(none) = v(partner alone) = the label prior (the partner has no labels); v(requester) = its
-    own columns retrained in plaintext on its side; v(both) = the jointly trained model.
-    """
-    other = next(org for org in parties if org != requester)
-    train, valid = ~held_out, held_out
-    prior = float(np.clip(labels[train].mean(), 1e-6, 1 - 1e-6))
-    v_none = mean_log_likelihood(np.full(int(valid.sum()), prior), labels[valid])
-    own = train_vertical_plaintext([standard[train]], labels[train], config=VerticalConfig())
-    v_own = mean_log_likelihood(predict_vertical_plaintext([standard[valid]], own), labels[valid])
-    v_both = mean_log_likelihood(joint, labels[valid])
-    values = shapley_values(
-        [requester, other],
-        lambda s: v_both if len(s) == 2 else v_own if requester in s else v_none,
+def _aligned_ids(task: Run) -> list[bytes]:
+    """The ids every party holds, in one order on all sides: KKRT-PSI with output to both for
+    two parties; for three, the three-party intersection at the requester, who then sends it
+    to the two others (every party of a vertical task must learn the common ids anyway)."""
+    spec, ids = task.spec, task.keys
+    if len(task.owners) == 2:
+        peer = next(org for org in task.owners if org != task.org)
+        return kkrt.run_psi(
+            task.channels[peer], ids, role=task.role, reveal_to_provider=True, timeout=task.timeout
+        ).intersection
+    order = [spec.requester, *(org for org in task.owners if org != spec.requester)]
+    peers = {order.index(org): task.channels[org] for org in order if org != task.org}
+    result = multiparty.run_intersection(
+        order.index(task.org), peers, ids, leader=0, timeout=task.timeout
     )
-    return {str(org): value for org, value in values.items()}
+    if task.is_requester:
+        common = sorted(result.items)
+        payload = json.dumps([item.hex() for item in common]).encode()
+        for org in order[1:]:
+            task.channels[org].send(payload)
+        return common
+    try:
+        sent = json.loads(task.channels[spec.requester].recv(task.timeout))
+        common = [bytes.fromhex(item) for item in sent]
+    except (ValueError, TypeError) as exc:
+        raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"malformed common ids: {exc}") from exc
+    if not set(common) <= set(ids):
+        raise TaskRefused(FailureReason.PROTOCOL_ERROR, "the requester sent ids this party lacks")
+    return common
 
 
 def _vertical(task: Run) -> RunOutput:
-    """Vertical logistic regression: align the two parties' rows by PSI inside the task (both
-    learn the common ids, as vertical FL needs), then train by secret sharing; each party keeps
-    its own model part (weights of its columns, the intercept at the label holder)."""
+    """Vertical logistic regression over two or three parties: align their rows by PSI inside
+    the task (every party learns the common ids, as vertical FL needs), then train by secret
+    sharing; each party keeps its own model part (weights of its columns, the intercept at the
+    label holder). A held-out fifth measures each party's exact Shapley value, retraining every
+    coalition that holds the labels (for three parties, the two pairs too)."""
     spec, rows, mine = task.spec, task.rows, task.mine
     assert mine is not None  # the dealer never reaches a runner
-    peer_org = next(org for org in task.owners if org != task.org)
-    ids = [row[0] for row in rows]
-    aligned = kkrt.run_psi(
-        task.channels[peer_org],
-        ids,
-        role=task.role,
-        reveal_to_provider=True,
-        timeout=task.timeout,
-    )
-    position = {key: index for index, key in reversed(list(enumerate(ids)))}
-    order = [position[key] for key in aligned.intersection]
+    common = _aligned_ids(task)
+    position = {key: index for index, key in reversed(list(enumerate(task.keys)))}
+    order = [position[key] for key in common]
     width = len(mine.features or ())
     try:
         features = np.array(
@@ -256,18 +255,38 @@ def _vertical(task: Run) -> RunOutput:
     mean, scale = features.mean(axis=0), features.std(axis=0)
     scale[scale == 0] = 1.0
     standard = (features - mean) / scale
-    # a validation fifth, chosen from the common ids alike on both sides, measures contributions
-    held_out = np.array([validation_row(key) for key in aligned.intersection], dtype=bool)
+    # a validation fifth, chosen from the common ids alike on all sides, measures contributions
+    held_out = np.array([validation_row(key) for key in common], dtype=bool)
+    train, valid = standard[~held_out], standard[held_out]
     party = task.party()
     label_holder = task.owners.index(spec.requester)
-    model = train_vertical_ss(
-        party,
-        standard[~held_out],
-        None if labels is None else labels[~held_out],
-        label_holder=label_holder,
-        config=VerticalConfig(),
-    )
-    joint = predict_vertical(party, standard[held_out], model, requester=label_holder)
+    train_labels = None if labels is None else labels[~held_out]
+
+    def coalition(group: tuple[int, ...] | None) -> tuple[PartyModel, F64 | None]:
+        model = train_vertical_ss(
+            party,
+            train,
+            train_labels,
+            label_holder=label_holder,
+            config=VerticalConfig(),
+            group=group,
+        )
+        scores = predict_vertical(party, valid, model, requester=label_holder, group=group)
+        return model, scores
+
+    model, joint = coalition(None)
+    pairs: dict[int, F64 | None] = {}
+    if len(task.owners) == 3:
+        # the coalitions {requester, partner} train at the same time (each over its own
+        # channels), so no partner idles for a whole training waiting for the requester
+        partners = [org for org in task.owners if org != spec.requester]
+        mine_to_run = partners if task.is_requester else [task.org]
+        with ThreadPoolExecutor(len(mine_to_run), thread_name_prefix="coalition") as pool:
+            futures = {
+                partner: pool.submit(coalition, (label_holder, task.owners.index(partner)))
+                for partner in mine_to_run
+            }
+            pairs = {partner: future.result()[1] for partner, future in futures.items()}
     part: dict[str, object] = {
         "aligned": len(order),
         "features": list(mine.features or ()),
@@ -277,7 +296,46 @@ def _vertical(task: Run) -> RunOutput:
         "intercept": model.intercept,
     }
     if joint is not None and labels is not None:
-        part["contributions"] = two_party_shapley(
-            standard, labels, held_out, joint, requester=spec.requester, parties=task.owners
-        )
+        part["contributions"] = _shapley(task, standard, labels, held_out, joint, pairs)
     return [json.dumps(part, sort_keys=True)], len(order)
+
+
+def _shapley(
+    task: Run,
+    standard: F64,
+    labels: F64,
+    held_out: npt.NDArray[np.bool_],
+    joint: F64,
+    pairs: dict[int, F64 | None],
+) -> dict[str, float]:
+    """Exact Shapley values by validation log-likelihood at the label holder (the requester).
+
+    A coalition without the requester has no labels: its value is the label prior. The
+    requester alone retrains its own columns in plaintext; larger coalitions were trained by
+    secret sharing (``joint`` for all parties, ``pairs`` for the requester with one partner).
+    """
+    requester = task.spec.requester
+    train, valid = ~held_out, held_out
+    prior = float(np.clip(labels[train].mean(), 1e-6, 1 - 1e-6))
+    v_none = mean_log_likelihood(np.full(int(valid.sum()), prior), labels[valid])
+    own = train_vertical_plaintext([standard[train]], labels[train], config=VerticalConfig())
+    v_own = mean_log_likelihood(predict_vertical_plaintext([standard[valid]], own), labels[valid])
+    v_all = mean_log_likelihood(joint, labels[valid])
+    v_pair = {
+        org: mean_log_likelihood(scores, labels[valid])
+        for org, scores in pairs.items()
+        if scores is not None
+    }
+
+    def value(members: frozenset[int]) -> float:
+        if requester not in members:
+            return v_none
+        if len(members) == len(task.owners):
+            return v_all
+        if len(members) == 1:
+            return v_own
+        (partner,) = members - {requester}
+        return v_pair[partner]
+
+    values = shapley_values(task.owners, value)
+    return {str(org): share for org, share in values.items()}

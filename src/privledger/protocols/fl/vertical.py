@@ -225,14 +225,16 @@ def train_vertical_ss(
     *,
     label_holder: int = 0,
     config: VerticalConfig | None = None,
+    group: Sequence[int] | None = None,
 ) -> PartyModel:
-    """Train by secret sharing; every party of the mesh calls this with its own columns.
+    """Train by secret sharing; every party of ``group`` (default: the whole mesh) calls this
+    with its own columns -- a sub-group trains a coalition's model, e.g. for Shapley values.
 
     ``labels`` must be given by the label holder and only by it. Returns this party's model part
     (with the intercept at the label holder).
     """
     config = config or VerticalConfig()
-    group = party.parties
+    group = _group(party, group)
     if not 2 <= len(group) <= _MAX_PARTIES:
         raise ValueError(f"vertical training takes 2 to {_MAX_PARTIES} parties")
     if not 0 <= config.frac_bits <= 20:
@@ -293,13 +295,20 @@ def train_vertical_ss(
 
 
 def predict_vertical(
-    party: Party, features: F64, model: PartyModel, *, requester: int, frac_bits: int = 16
+    party: Party,
+    features: F64,
+    model: PartyModel,
+    *,
+    requester: int,
+    frac_bits: int = 16,
+    group: Sequence[int] | None = None,
 ) -> F64 | None:
     """Joint prediction on new rows: the requester gets probabilities, the others ``None``.
 
-    Each party scores its own columns; the sum is secret-shared and opened to the requester only.
+    Each party of ``group`` (default: the mesh) scores its own columns; the sum is secret-shared
+    and opened to the requester only.
     """
-    group = party.parties
+    group = _group(party, group)
     with session(party, "vertical-predict"):
         scores = model.scores(features)
         agree(party, group, {"protocol": "fl/vertical-predict/v1", "rows": scores.size})
@@ -308,6 +317,15 @@ def predict_vertical(
     if opened is None:
         return None
     return np.asarray(1.0 / (1.0 + np.exp(-decode_fixed(opened, frac_bits))), dtype=np.float64)
+
+
+def _group(party: Party, group: Sequence[int] | None) -> tuple[int, ...]:
+    if group is None:
+        return party.parties
+    chosen = tuple(sorted(set(group)))
+    if party.index not in chosen or not set(chosen) <= set(party.parties):
+        raise ValueError(f"party {party.index} cannot run in group {chosen}")
+    return chosen
 
 
 def _exchange_widths(party: Party, group: tuple[int, ...], width: int) -> list[int]:
