@@ -17,7 +17,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from .conftest import Running
-from .test_walking_path import FEE, grant, wait_status
+from .test_walking_path import FEE, fee_allocations, grant, wait_status
 
 SPLIT = 15  # the telecom holds columns 0..14 and the label, the bank 15..29
 
@@ -118,11 +118,7 @@ def test_vertical_logistic_regression_between_nodes_matches_pooled_sklearn(
     shapley = {int(org): value for org, value in parts[0]["contributions"].items()}
     assert set(shapley) == {telecom_org, bank_org}
     assert shapley[bank_org] > 0  # the bank's columns improve the model
-    allocated = {
-        e["args"]["payeeOrg"]: e["args"]["amount"]
-        for e in final["timeline"]
-        if e["event"] == "FeeAllocated"
-    }
+    allocated = fee_allocations(final)
     assert sum(allocated.values()) == FEE and allocated[bank_org] > 0
 
 
@@ -186,10 +182,6 @@ def test_three_party_vertical_lr_pays_each_by_its_shapley_value(running: Running
     assert abs(roc_auc_score(y_test, scores) - baseline_auc) <= 0.005
     shapley = {int(org): value for org, value in parts["telecom"]["contributions"].items()}
     assert set(shapley) == {running.org_ids[org] for org in owners}
-    allocated = {
-        e["args"]["payeeOrg"]: e["args"]["amount"]
-        for e in final["timeline"]
-        if e["event"] == "FeeAllocated"
-    }
+    allocated = fee_allocations(final)
     assert sum(allocated.values()) == FEE
     assert allocated[running.org_ids["bank-a"]] > 0 and allocated[running.org_ids["bank-b"]] > 0

@@ -22,7 +22,7 @@ from privledger.protocols.fl.federation import FederatedModel
 
 from .conftest import Running
 from .test_federated import register
-from .test_walking_path import FEE, grant, wait_status
+from .test_walking_path import FEE, fee_allocations, grant, wait_status
 
 CLIENTS = ("bank-a", "bank-b", "telecom")  # bank-a aggregates and trains its own rows too
 FEATURES = [f"f{i}" for i in range(30)]
@@ -36,14 +36,6 @@ def write_rows(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray | None) 
             label = [str(int(y[index]))] if y is not None else []
             writer.writerow([key, *(repr(float(v)) for v in x[index]), *label])
     return path
-
-
-def fee_allocations(final: dict[str, object]) -> dict[int, int]:
-    timeline = final["timeline"]
-    assert isinstance(timeline, list)
-    return {
-        e["args"]["payeeOrg"]: e["args"]["amount"] for e in timeline if e["event"] == "FeeAllocated"
-    }
 
 
 def test_horizontal_fl_task_then_governed_prediction(running: Running) -> None:

@@ -45,6 +45,15 @@ def grant(
         return dict(response.json())
 
 
+def fee_allocations(final: dict[str, Any]) -> dict[int, int]:
+    """Payee org -> amount, from a settled task's timeline."""
+    return {
+        e["args"]["payeeOrg"]: e["args"]["amount"]
+        for e in final["timeline"]
+        if e["event"] == "FeeAllocated"
+    }
+
+
 def submit(
     running: Running, mine: str, theirs: str, *, output: str = "requester", protocol: str = "ecdh"
 ) -> dict[str, Any]:
