@@ -149,12 +149,26 @@ def test_signed_elsewhere_approval_registers_the_org(running: Running, admin: ht
 
 
 def test_custodial_approval_and_the_rules_around_it(running: Running, admin: httpx.Client) -> None:
-    body = application()
-    application_id, secret = submit(running, body)
-    # the node does not hold the consortium admin's key yet
-    not_custodial = admin.post(f"{portal(running)}/{application_id}/approve", json={})
+    # bank-a's node hosts a portal too, but its keystore never holds the consortium admin's key
+    elsewhere = f"{running.nodes['bank-a'].url}/api/v1/onboarding/applications"
+    bank_home = running.settings.var_dir / "nodes" / "bank-a"
+    with Session(
+        make_engine(NodeSettings(org="bank-a", home=bank_home).resolved_database_url)
+    ) as s:
+        token = issue_consortium_admin_token(
+            s, user_name="consortium-admin", address=dev_account(0).address
+        )
+    created = httpx.post(elsewhere, json=application()).json()
+    not_custodial = httpx.post(
+        f"{elsewhere}/{created['applicationId']}/approve",
+        json={},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert not_custodial.status_code == 403
     assert not_custodial.json()["error"]["code"] == "not_custodial"
+
+    body = application()
+    application_id, secret = submit(running, body)
     node_settings = settings(running)
     Keystore(node_settings.keystore_dir, node_settings.keystore_password).import_key(
         dev_account(0).key
@@ -263,3 +277,13 @@ def test_missing_fields_and_non_json_are_refused(running: Running) -> None:
         portal(running), content=b"{not json", headers={"content-type": "application/json"}
     )
     assert garbage.status_code == 422 and "error" in garbage.json()
+
+
+def test_the_portal_pages_are_served_locked_down(running: Running) -> None:
+    url = running.nodes[PORTAL].url
+    for path in ("/portal", "/portal/review"):
+        page = httpx.get(url + path)
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+    script = httpx.get(f"{url}/portal/static/portal.js")
+    assert script.status_code == 200 and "innerHTML" not in script.text

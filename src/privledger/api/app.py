@@ -30,6 +30,7 @@ from privledger.api.routes import (
 from privledger.explorer import router as explorer_router
 from privledger.node.audit import record_api_call
 from privledger.node.context import NodeContext
+from privledger.portal import router as portal_router
 
 API_PREFIX = "/api/v1"
 API_VERSION = "1.1.0"  # see routes/versions.py CHANGELOG
@@ -107,5 +108,6 @@ def create_app(node: NodeContext) -> FastAPI:
     app.include_router(services.calls, prefix=API_PREFIX)
     app.include_router(services.catalogue, prefix=API_PREFIX)
     app.include_router(explorer_router)
+    app.include_router(portal_router)
     app.mount(interop.INTEROP_PREFIX, interop.create_interop_app(node))
     return app
