@@ -117,6 +117,8 @@ def test_an_applicant_applies_and_the_admin_approves_in_the_browser(
     expect(row).to_contain_text(name)
     shot(reviewer, "portal-review")
     row.locator("text=Start review").click()
+    # the list reloads once the review started: no longer among the submitted ones
+    expect(reviewer.locator(f"tr[data-id='{application_id}']")).to_have_count(0)
     reviewer.select_option("#filter", "under_review")
     row = reviewer.locator(f"tr[data-id='{application_id}']")
     expect(row.locator("td.status")).to_have_text("under review")
