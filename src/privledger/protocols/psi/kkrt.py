@@ -310,20 +310,19 @@ EMPTY_BIN_INPUT = np.zeros(ot.BLOCK, dtype=np.uint8)
 EMPTY_BIN_INPUT[cuckoo.SHORT_ITEM] = cuckoo.DUMMY_FLAG | 3 << cuckoo.INDEX_SHIFT
 
 
-def requester_inputs(keys: U8, placed: cuckoo.CuckooTable) -> tuple[U8, I64]:
-    """OPRF inputs per bin and each item's bin. Empty bins get :data:`EMPTY_BIN_INPUT`, which
-    no indexed item key equals (dummy flag, hash index 3); their outputs are never used, and
-    their ``u`` columns, like all others, are masked by PRG columns the provider cannot know."""
-    bins_used = np.flatnonzero(placed.table != cuckoo.EMPTY)
-    inputs = np.empty((placed.bins, ot.BLOCK), dtype=np.uint8)
+def requester_inputs(keys: U8, placed: cuckoo.CuckooTable, lo: int, hi: int) -> tuple[U8, I64]:
+    """OPRF inputs of bins ``lo .. hi`` and the positions (in that range) of the occupied ones.
+
+    Empty bins get :data:`EMPTY_BIN_INPUT`, which no indexed item key equals (dummy flag, hash
+    index 3); their outputs are never used, and their ``u`` columns, like all others, are masked
+    by PRG columns the provider cannot know."""
+    table = placed.table[lo:hi]
+    used = np.flatnonzero(table != cuckoo.EMPTY)
+    inputs = np.empty((hi - lo, ot.BLOCK), dtype=np.uint8)
     inputs[:] = EMPTY_BIN_INPUT
-    items = placed.table[bins_used]
-    ot.put_rows(
-        inputs, bins_used, cuckoo.indexed_keys(ot.take_rows(keys, items), placed.which[items])
-    )
-    item_bins = np.empty(len(keys), dtype=np.int64)
-    item_bins[items] = bins_used
-    return inputs, item_bins
+    items = table[used]
+    ot.put_rows(inputs, used, cuckoo.indexed_keys(ot.take_rows(keys, items), placed.which[items]))
+    return inputs, used
 
 
 def requester_encode(
@@ -335,15 +334,21 @@ def requester_encode(
     offset: int = 0,
 ) -> OwnTags:
     """Encode the cuckoo table's bins as OPRF receiver, passing each ``u`` chunk to ``send``
-    (bins ``offset .. offset + m`` of the OPRF instance, ``offset`` a multiple of 128)."""
-    inputs, item_bins = requester_inputs(keys, placed)
+    (bins ``offset .. offset + m`` of the OPRF instance, ``offset`` a multiple of 128).
+    Works chunk by chunk: only the items' tags are kept."""
     receiver = setup.receiver()
-    bin_tags = np.empty((placed.bins, width), dtype=np.uint8)
+    tags = np.empty((len(keys), width), dtype=np.uint8)
     for lo, hi in chunks(placed.bins):
-        u, t0_rows = receiver.encode(inputs[lo:hi], offset=offset + lo)
+        inputs, used = requester_inputs(keys, placed, lo, hi)
+        u, t0_rows = receiver.encode(inputs, offset=offset + lo)
+        del inputs
         send(u)
-        bin_tags[lo:hi] = ot.KkrtReceiver.outputs(t0_rows, offset=offset + lo)[:, :width]
-    return OwnTags(ot.take_rows(bin_tags, item_bins), placed.which.astype(np.int64))
+        del u
+        # F(j, r_j) = H(j, row_j(T0)) (KkrtReceiver.outputs), for the occupied bins only
+        bins = (used + offset + lo).astype(np.uint64)
+        hashed = ot.mmo_hash(ot.take_rows(t0_rows, used), bins, ot.KKRT_DOMAIN)
+        ot.put_rows(tags, placed.table[lo:hi][used], hashed[:, :width])
+    return OwnTags(tags, placed.which.astype(np.int64))
 
 
 @dataclass(frozen=True)
@@ -353,20 +358,23 @@ class ProviderPlan:
     ``by_chunk[i][bounds[i][c] : bounds[i][c + 1]]``."""
 
     bins: int
-    loc: I64
-    by_chunk: list[I64]
+    loc: npt.NDArray[np.integer]
+    by_chunk: list[npt.NDArray[np.integer]]
     bounds: list[I64]
 
 
 def provider_plan(keys: U8, seed: bytes, bins: int) -> ProviderPlan:
     """The provider's simple hashing of its keys under ``seed`` into ``bins`` bins."""
-    loc = cuckoo.locations(keys, seed, bins)
+    small = max(bins, len(keys)) < 1 << 31  # 32-bit positions halve the plan's memory
+    index = np.int32 if small else np.int64
+    loc: npt.NDArray[np.integer] = cuckoo.locations(keys, seed, bins).astype(index)
     count = len(chunks(bins))
     kind = np.uint16 if count < 1 << 16 else np.int64
-    by_chunk, bounds = [], []
+    by_chunk: list[npt.NDArray[np.integer]] = []
+    bounds: list[I64] = []
     for i in range(cuckoo.HASHES):  # items of each list grouped by the chunk of their bin
         chunk_of = (loc[i] // CHUNK_BINS).astype(kind)
-        by_chunk.append(np.argsort(chunk_of, kind="stable").astype(np.int64))
+        by_chunk.append(np.argsort(chunk_of, kind="stable").astype(index))
         bounds.append(np.searchsorted(chunk_of[by_chunk[i]], np.arange(count + 1)))
     return ProviderPlan(bins, loc, by_chunk, bounds)
 
