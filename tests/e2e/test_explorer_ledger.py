@@ -169,7 +169,8 @@ def test_provenance_graph_links_datasets_tasks_results_and_derivations(
 def test_cockpit_charts_and_node_health(running: Running, auditor: httpx.Client) -> None:
     snapshot = auditor.get("/explorer/api/cockpit").json()
     assert snapshot["tasks_total"] >= 1 and snapshot["outcomes"]["settled"] >= 1
-    health = {h["org_name"]: h for h in snapshot["health"]}
+    # organisations onboarded by the portal's tests have no node running: probe the demo's
+    health = {h["org_name"]: h for h in snapshot["health"] if h["org_name"] in running.org_ids}
     assert set(health) == set(running.org_ids)
     assert all(h["up"] and h["latency_ms"] is not None for h in health.values()), health
     page = auditor.get("/explorer/cockpit")
