@@ -27,6 +27,7 @@ from privledger.api.routes import (
     versions,
     workflow,
 )
+from privledger.console import router as console_router
 from privledger.explorer import router as explorer_router
 from privledger.node.audit import record_api_call
 from privledger.node.context import NodeContext
@@ -109,5 +110,6 @@ def create_app(node: NodeContext) -> FastAPI:
     app.include_router(services.catalogue, prefix=API_PREFIX)
     app.include_router(explorer_router)
     app.include_router(portal_router)
+    app.include_router(console_router)
     app.mount(interop.INTEROP_PREFIX, interop.create_interop_app(node))
     return app
