@@ -411,7 +411,10 @@ def run_demo(
         if keep_running:
             console.print(f"consortium running: chain {handle.rpc_url}; Ctrl-C stops it")
             for name, node in nodes.items():
-                console.print(f"  {name}: API {node.url}/api/v1/docs  explorer {node.url}/explorer")
+                console.print(
+                    f"  {name}: API {node.url}/api/v1/docs  explorer {node.url}/explorer  "
+                    f"workflow {node.url}/console"
+                )
             console.print(
                 "  explorer login: sign the challenge with the regulator's account "
                 f"({dev_account(4).address}, anvil development account 4)"
