@@ -19,8 +19,9 @@ the OPRF receiver and learns the intersection; the provider ``P`` is the OPRF se
 3. 128 Chou-Orlandi base OTs, IKNP-extended to 512 random OTs in which ``P`` is the *receiver*
    with random choice bits ``s`` (roles as in KKRT; details in :mod:`.ot`). ``P`` draws a fresh
    AES key for the pseudorandom code of width 512 and sends it.
-4. ``R`` sends the KKRT matrix ``u`` (512 x ``m`` bits) in chunks of :data:`CHUNK_BINS` bins; it
-   obtains ``F(j, r_j)`` for every bin and ``P`` obtains the key to evaluate ``F(j, .)``.
+4. ``R`` sends the KKRT matrix ``u`` (512 x ``m`` bits) in chunks of :data:`CHUNK_BINS` bins,
+   encoding chunk by chunk; it obtains ``F(j, r_j)`` for its occupied bins and ``P`` obtains the
+   key to evaluate ``F(j, .)``.
 5. ``P`` (simple hashing) computes, for each of its items ``y`` and each ``i`` in 0..2,
    ``F(h_i(y), k(y) | i << 4)`` truncated to ``L`` bytes -- chunk by chunk as the rows of ``u``
    arrive, so it never holds more than one chunk of rows -- and sends three lists (one per
@@ -51,6 +52,9 @@ Message sequence after the header exchange (side a first, as in :mod:`.ecdh`)::
 
 The protocol is turn-based, so the channel's transcript hash is equal on both ends.
 Communication: ``R`` sends ~64 m + 4 KiB bytes (~81 n_R), ``P`` sends ~3 L n_P + 8 KiB.
+Computation is vectorised numpy over whole chunks (no per-item Python beyond reading the input
+list and building the output list); memory is O(n) arrays of a few dozen bytes per item plus one
+chunk of the bit matrices, never the whole ``m x 512`` matrix.
 The building blocks (OPRF setup, requester encoding, provider evaluation, matching) are public
 so that :mod:`.buckets` can run many PSIs over one OPRF setup.
 
@@ -75,6 +79,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -172,7 +177,7 @@ def run_psi(
             order = ordered[0][hit[ordered[0]]]
         else:
             order = matched[bytes_order(ot.take_rows(keys, matched))]
-        out = [items[k] for k in first[order].tolist()]
+        out = _pick(items, first[order].tolist())
         if np.any(keys[order, cuckoo.SHORT_ITEM] & cuckoo.LONG_FLAG):
             out.sort()  # hashed keys do not follow the bytes order; timsort finds the runs
         result = PsiResult(out, True, peer_size)
@@ -186,6 +191,13 @@ def run_psi(
         time.perf_counter() - started,
     )
     return result
+
+
+def _pick(items: Sequence[bytes], index: list[int]) -> list[bytes]:
+    """``[items[k] for k in index]``, about twice as fast for long lists."""
+    if len(index) < 2:
+        return [items[k] for k in index]
+    return list(operator.itemgetter(*index)(items))
 
 
 def distinct_item_keys(items: Sequence[bytes]) -> tuple[U8, I64]:
