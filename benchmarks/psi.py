@@ -292,57 +292,92 @@ def run_openmined(requester_phones: list[str], provider_phones: list[str]) -> di
 # --- direct mode: the protocol alone between two forked processes ------------------------------
 
 
+def _reset_peak_rss() -> bool:
+    """Reset this process's VmHWM to its current RSS (Linux ``clear_refs`` 5); False if not."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def _direct_party(
-    role: str, protocol: str, items: list[bytes], sock: Any, results: Any, sides: str
+    role: str, protocol: str, n: int, seed: int, sock: Any, results: Any, side: str, ready: Any
 ) -> None:
+    """One party, spawned: builds its own input list (as a node reads its dataset), then runs."""
+    import gc
+
     from privledger.protocols.psi import ecdh, kkrt
     from privledger.protocols.psi.buckets import SocketChannel
 
+    requester, provider = make_sets(n, seed)
+    items = [phone.encode() for phone in (requester if role == "requester" else provider)]
+    del requester, provider
+    gc.collect()
+    input_mb = vm_hwm_mb(os.getpid()) if not _reset_peak_rss() else None
+    before_mb = _rss_mb()
     run_psi = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}[protocol]
-    channel = SocketChannel("a" if role == sides else "b", sock)
+    channel = SocketChannel(side, sock)  # type: ignore[arg-type]
+    ready.wait()  # both inputs built: start together
     started, cpu = time.perf_counter(), time.process_time()
-    result = run_psi(channel, items, role=role, timeout=600)  # type: ignore[arg-type]
+    result = run_psi(channel, items, role=role, timeout=3600)  # type: ignore[arg-type]
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    results.put((role, seconds, cpu_seconds, peak, channel.bytes_sent, result.intersection))
+    peak = vm_hwm_mb(os.getpid())
+    report = {
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "peak_rss_mb": peak,
+        "input_rss_mb": before_mb,
+        "peak_includes_input_generation": input_mb is not None,
+        "bytes_sent": channel.bytes_sent,
+        "items": [item.decode() for item in result.intersection],
+    }
+    results.put((role, report))
     channel.close()
+
+
+def _rss_mb() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def run_direct(
     args: argparse.Namespace, requester: list[str], provider: list[str], expected: set[str]
 ) -> int:
-    """Both parties as forked processes (inheriting their sets) over a socketpair."""
+    """Both parties as spawned processes over a socketpair; each builds its own input list."""
     import multiprocessing
     import socket
 
-    context = multiprocessing.get_context("fork")  # single-threaded here: fork is safe
+    context = multiprocessing.get_context("spawn")
     results = context.Queue()
     left, right = socket.socketpair()
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # inherited sets
-    mine = [phone.encode() for phone in requester]
-    theirs = [phone.encode() for phone in provider]
+    sides = {"requester": ("a", left), "provider": ("b", right)}
+    ready = context.Barrier(2)
     parties = [
         context.Process(
             target=_direct_party,
-            args=("requester", args.protocol, mine, left, results, "requester"),
-        ),
-        context.Process(
-            target=_direct_party,
-            args=("provider", args.protocol, theirs, right, results, "requester"),
-        ),
+            args=(role, args.protocol, args.n, args.seed, sock, results, side, ready),
+        )
+        for role, (side, sock) in sides.items()
     ]
     for party in parties:
         party.start()
-    reports = {}
+    reports: dict[str, dict[str, Any]] = {}
     for _ in parties:
-        role, seconds, cpu, peak, sent, items = results.get(timeout=args.timeout)
-        reports[role] = (seconds, cpu, peak, sent, items)
+        role, report = results.get(timeout=args.timeout)
+        reports[role] = report
     for party in parties:
         party.join()
-    got = [item.decode() for item in reports["requester"][4]]
+    got = reports["requester"]["items"]
     if len(got) != len(set(got)) or set(got) != expected:
         print(f"PSI result is wrong: {len(got)} items, expected {len(expected)}", file=sys.stderr)
         return 1
+    peaks = {role: r["peak_rss_mb"] for role, r in reports.items()}
     result: dict[str, Any] = {
         "bench": "psi",
         "params": {
@@ -351,19 +386,23 @@ def run_direct(
             "protocol": args.protocol,
             "seed": args.seed,
             "cpus": os.cpu_count(),
-            "transport": "direct: two forked processes, socketpair, no node, no encryption",
-            "rss_source": "ru_maxrss of each party process, including the inherited input lists",
+            "transport": "direct: two spawned processes, socketpair, no node, no encryption",
+            "rss_source": "VmHWM of each party during run_psi (reset after building its input "
+            "list, which stays in memory and is included, as in a node)",
         },
         "protocol": args.protocol,
         "n": args.n,
-        "seconds": round(reports["requester"][0], 4),
-        "provider_seconds": round(reports["provider"][0], 4),
-        "cpu_seconds": round(reports["requester"][1] + reports["provider"][1], 2),
-        "bytes_sent": reports["requester"][3] + reports["provider"][3],
+        "seconds": round(reports["requester"]["seconds"], 4),
+        "provider_seconds": round(reports["provider"]["seconds"], 4),
+        "cpu_seconds": round(sum(r["cpu_seconds"] for r in reports.values()), 2),
+        "party_cpu_seconds": {role: round(r["cpu_seconds"], 2) for role, r in reports.items()},
+        "bytes_sent": sum(r["bytes_sent"] for r in reports.values()),
         "intersection": len(got),
-        "peak_rss_mb": round(max(r[2] for r in reports.values()), 1),
-        "party_peak_rss_mb": {role: round(r[2], 1) for role, r in reports.items()},
-        "inherited_rss_mb": round(baseline, 1),
+        "peak_rss_mb": round(max(p or 0.0 for p in peaks.values()), 1),
+        "party_peak_rss_mb": {role: round(p or 0.0, 1) for role, p in peaks.items()},
+        "party_input_rss_mb": {
+            role: round(r["input_rss_mb"] or 0.0, 1) for role, r in reports.items()
+        },
     }
     if args.peer == "openmined-psi":
         peer = run_openmined(requester, provider)
@@ -374,6 +413,7 @@ def run_direct(
         result["peer_seconds"] = round(peer["seconds"], 4)
         result["peer_cpu_seconds"] = round(peer["cpu_seconds"], 2)
         result["ratio"] = round(peer["seconds"] / result["seconds"], 2)
+        result["cpu_ratio"] = round(peer["cpu_seconds"] / result["cpu_seconds"], 2)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 
@@ -617,7 +657,7 @@ def main(argv: list[str]) -> int:
         choices=("nodes", "direct"),
         default="nodes",
         help="nodes: two node processes, the task through the ledger; direct: the protocol alone "
-        "between two forked processes over a socketpair (no node, no encryption)",
+        "between two spawned processes over a socketpair (no node, no encryption)",
     )
     parser.add_argument("--buckets", type=int, default=0, help="bucketed KKRT over files (B)")
     parser.add_argument("--rows", type=int, default=10**6, help="rows per side with --buckets")
