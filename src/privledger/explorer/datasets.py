@@ -142,16 +142,10 @@ def dataset_detail(session: Session, directory: Directory, dataset_id: str) -> D
                 events=[event, *own],
             )
         )
-    submissions = refs.calls_about(session, "dataset", dataset_id, ["submitTask"])
-    tasks = [
-        int(e.args["taskId"])
-        for e in refs.events_in(session, (t.hash for t in submissions), "TaskSubmitted")
-    ]
-    derivations = refs.calls_about(session, "dataset", dataset_id, ["register"])
-    children = [
-        str(e.args["datasetId"])
-        for e in refs.events_in(session, (t.hash for t in derivations), "DatasetRegistered")
-    ]
+    submissions = refs.calls_naming(session, "dataset", dataset_id, ["submitTask"])
+    tasks = [int(t) for t in refs.values_named(session, submissions, "task", "TaskSubmitted")]
+    derivations = refs.calls_naming(session, "dataset", dataset_id, ["register"])
+    children = refs.values_named(session, derivations, "dataset", "DatasetRegistered")
     prices = [e for e in history if e.event == "UnitPriceChanged"]
     registered_price = call.args.get("unitPrice") if call is not None else None
     unit_price = int(prices[-1].args["unitPrice"]) if prices else registered_price

@@ -101,7 +101,7 @@ class _Builder:
             self.session, "task", (str(t) for t in task_ids), ["TaskSubmitted"]
         )
         statuses = task_statuses(self.session, task_ids)
-        inputs = refs.call_refs(self.session, (e.tx_hash for e in submitted), "dataset")
+        inputs = refs.named_in(self.session, (e.tx_hash for e in submitted), "dataset")
         anchors = refs.events_about(
             self.session, "task", (str(t) for t in task_ids), ["ResultAnchored"]
         )
@@ -156,34 +156,27 @@ class _Builder:
             for e in refs.events_about(self.session, "dataset", dataset_ids, ["DatasetRegistered"])
             if str(e.args["datasetId"]) in dataset_ids
         ]
-        parents = refs.call_refs(self.session, (e.tx_hash for e in registered), "dataset")
+        parents = refs.named_in(self.session, (e.tx_hash for e in registered), "dataset")
         new_tasks: set[int] = set()
         new_datasets: set[str] = set()
         for event in registered:
             dataset_id = str(event.args["datasetId"])
             self._add(self._dataset(event))
             linked = [(p, dataset_id) for p in parents.get(event.tx_hash, [])]
-            derivations = refs.calls_about(self.session, "dataset", dataset_id, ["register"])
-            children = refs.events_in(
-                self.session, (t.hash for t in derivations), "DatasetRegistered"
-            )
-            linked += [(dataset_id, str(c.args["datasetId"])) for c in children]
+            derivations = refs.calls_naming(self.session, "dataset", dataset_id, ["register"])
+            children = refs.values_named(self.session, derivations, "dataset", "DatasetRegistered")
+            linked += [(dataset_id, child) for child in children]
             others = {d for pair in linked for d in pair if dataset_key(d) not in self.graph.nodes}
             found = refs.events_about(self.session, "dataset", others, ["DatasetRegistered"])
             for other in found:
                 if self._add(self._dataset(other)):
                     new_datasets.add(str(other.args["datasetId"]))
             for parent, child in linked:
-                if (
-                    dataset_key(parent) in self.graph.nodes
-                    and dataset_key(child) in self.graph.nodes
-                ):
-                    self.graph.add_edge(dataset_key(parent), dataset_key(child), "derived")
-            uses = refs.calls_about(self.session, "dataset", dataset_id, ["submitTask"])
-            for submission in refs.events_in(self.session, (t.hash for t in uses), "TaskSubmitted"):
-                task_id = int(submission.args["taskId"])
-                if task_key(task_id) not in self.graph.nodes:
-                    new_tasks.add(task_id)
+                self.graph.add_edge(dataset_key(parent), dataset_key(child), "derived")
+            uses = refs.calls_naming(self.session, "dataset", dataset_id, ["submitTask"])
+            for task in refs.values_named(self.session, uses, "task", "TaskSubmitted"):
+                if task_key(int(task)) not in self.graph.nodes:
+                    new_tasks.add(int(task))
         return new_tasks, new_datasets
 
     def run(self, tasks: set[int], datasets: set[str]) -> Graph:

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import and_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from privledger.store.models import ChainEvent, ChainRef, ChainTx
+from privledger.store.models import ChainEvent, ChainRef
 
 
 def _unique(events: Iterable[ChainEvent]) -> list[ChainEvent]:
@@ -49,49 +50,69 @@ def events_about(
     return _unique(session.exec(query))
 
 
-def calls_about(
-    session: Session, kind: str, value: str, names: Sequence[str] | None = None
-) -> list[ChainTx]:
-    """Transactions whose call arguments name ``value``, in chain order."""
+def calls_naming(session: Session, kind: str, value: str, names: Sequence[str]) -> list[str]:
+    """Hashes of the transactions whose call (one of ``names``) names ``value``, in chain order."""
     query = (
-        select(ChainTx)
-        .join(ChainRef, col(ChainRef.tx_hash) == col(ChainTx.hash))
-        .where(ChainRef.kind == kind, ChainRef.value == value, ChainRef.log_index == -1)
+        select(ChainRef.tx_hash)
+        .where(
+            ChainRef.kind == kind,
+            ChainRef.value == value,
+            ChainRef.log_index == -1,
+            col(ChainRef.name).in_(names),
+        )
+        .order_by(col(ChainRef.block_number), col(ChainRef.id))
     )
-    if names is not None:
-        query = query.where(col(ChainRef.name).in_(names))
-    query = query.order_by(col(ChainTx.block_number), col(ChainTx.tx_index))
-    return list({tx.hash: tx for tx in session.exec(query)}.values())
+    return list(dict.fromkeys(session.exec(query)))
 
 
-def call_refs(session: Session, tx_hashes: Iterable[str], kind: str) -> dict[str, list[str]]:
-    """For each transaction, the values of ``kind`` its call names, in argument order."""
+def named_in(
+    session: Session, tx_hashes: Iterable[str], kind: str, name: str | None = None
+) -> dict[str, list[str]]:
+    """For each transaction, the values of ``kind`` named by its call (``name`` None) or by its
+    events called ``name``, in order."""
     hashes = list(dict.fromkeys(tx_hashes))
     found: dict[str, list[str]] = {h: [] for h in hashes}
     if not hashes:
         return found
     # only the transaction hash in SQL: it is the selective index, whatever the planner guesses
-    rows = session.exec(
-        select(ChainRef.tx_hash, ChainRef.kind, ChainRef.value, ChainRef.log_index)
+    rows = session.connection().execute(
+        sa_select(
+            col(ChainRef.tx_hash),
+            col(ChainRef.kind),
+            col(ChainRef.value),
+            col(ChainRef.name),
+            col(ChainRef.log_index),
+        )
         .where(col(ChainRef.tx_hash).in_(hashes))
         .order_by(col(ChainRef.id))
     )
-    for tx_hash, ref_kind, value, log_index in rows:
-        if ref_kind == kind and log_index == -1:
+    for tx_hash, ref_kind, value, ref_name, log_index in rows:
+        wanted = log_index == -1 if name is None else (log_index >= 0 and ref_name == name)
+        if ref_kind == kind and wanted:
             found[tx_hash].append(value)
     return found
 
 
-def events_in(session: Session, tx_hashes: Iterable[str], name: str) -> list[ChainEvent]:
-    hashes = list(dict.fromkeys(tx_hashes))
-    if not hashes:
-        return []
-    events = session.exec(
-        select(ChainEvent)
-        .where(col(ChainEvent.tx_hash).in_(hashes))
-        .order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
+def values_named(session: Session, tx_hashes: Iterable[str], kind: str, name: str) -> list[str]:
+    """The values of ``kind`` that the ``name`` events of these transactions name, in order."""
+    return [v for values in named_in(session, tx_hashes, kind, name).values() for v in values]
+
+
+def last_named(
+    session: Session, kind: str, values: Iterable[str], names: Sequence[str]
+) -> dict[str, str]:
+    """For each of ``values``, the name of the last of ``names`` that refers to it."""
+    wanted = list(dict.fromkeys(values))
+    if not wanted:
+        return {}
+    rows = session.exec(
+        select(ChainRef.value, ChainRef.name)
+        .where(
+            ChainRef.kind == kind, col(ChainRef.value).in_(wanted), col(ChainRef.name).in_(names)
+        )
+        .order_by(col(ChainRef.block_number), col(ChainRef.id))
     )
-    return [event for event in events if event.event == name]
+    return dict(rows.all())
 
 
 def exists(session: Session, kind: str, value: str, name: str | None = None) -> bool:

@@ -169,11 +169,8 @@ STATUS_EVENTS = {
 
 def task_statuses(session: Session, task_ids: list[int]) -> dict[int, str]:
     """Each task's status now, from the last status event the ledger emitted for it."""
-    statuses: dict[int, str] = {}
-    events = refs.events_about(session, "task", (str(t) for t in task_ids), list(STATUS_EVENTS))
-    for event in events:
-        statuses[int(event.args["taskId"])] = STATUS_EVENTS[event.event]
-    return statuses
+    last = refs.last_named(session, "task", (str(t) for t in task_ids), list(STATUS_EVENTS))
+    return {int(task): STATUS_EVENTS[name] for task, name in last.items()}
 
 
 def task_count(session: Session) -> int:
