@@ -87,10 +87,8 @@ class NodeSettings(BaseSettings):
     keystore_password: str = DEV_KEYSTORE_PASSWORD
     worker_interval_s: float = 0.5
     channel_timeout_s: float = 120.0
-    audit_anchor_s: float = 10.0
-    policy_file: Path | None = (
-        None  # classification policies overriding the defaults  # how often the audit log's pending entries are anchored
-    )
+    audit_anchor_s: float = 10.0  # how often new audit-log entries are anchored on chain
+    policy_file: Path | None = None  # classification policies over the defaults
     max_json_body_bytes: int = 1 << 20
     max_frame_bytes: int = 8 << 20
 
