@@ -58,3 +58,15 @@ def classification_policy(_caller: Member, node: NodeDep) -> dict[str, Any]:
     """This node's classification policies (F17), by level: the task kinds its data may serve,
     the smallest result released over it, whether results may also go to the provider."""
     return node.policies.to_json()
+
+
+@router.get("/me")
+def who_am_i(caller: Member, node: NodeDep) -> dict[str, Any]:
+    """The token's user, account and role, and this node's organisation."""
+    role = str(caller.role.name).lower()
+    return {
+        "user": caller.user.name,
+        "address": caller.user.address,
+        "role": role,
+        "orgId": node.org_id,
+    }

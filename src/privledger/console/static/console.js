@@ -41,7 +41,16 @@ function details(item) {
   return `join “${item.projectName || "?"}”`;
 }
 
+// who may decide what: data owners approve task inputs, operators and org admins answer invitations
+const DECIDES = { task_approval: ["data_owner"], project_invitation: ["operator", "org_admin"] };
+let role = null;
+
 function decisionButtons(item, td) {
+  if (!DECIDES[item.kind].includes(role)) {
+    td.textContent = item.kind === "task_approval" ? "a data owner decides" : "an operator decides";
+    td.className = "muted";
+    return;
+  }
   const actions = document.createElement("div");
   actions.className = "actions";
   const choices = item.kind === "task_approval"
@@ -98,15 +107,16 @@ function render(tableId, emptyId, items, orgName, withDecision) {
 }
 
 async function load() {
-  const [health, orgs, inbox, outbox] = await Promise.all([
-    fetch(`${API}/health`).then((r) => r.json()),
+  const [me, orgs, inbox, outbox] = await Promise.all([
+    call("GET", "/me"),
     call("GET", "/orgs"),
     call("GET", "/workflow/inbox"),
     call("GET", "/workflow/outbox"),
   ]);
   const names = new Map(orgs.map((org) => [org.orgId, org.name]));
   const orgName = (id) => `${names.get(id) || "org"} (#${id})`;
-  $("who").textContent = `· ${health.org} (org #${health.orgId})`;
+  role = me.role;
+  $("who").textContent = `· ${orgName(me.orgId)} · ${me.user} (${me.role})`;
   const pending = inbox.filter((item) => item.status === "pending").length;
   $("inbox-count").textContent = pending ? `${pending} pending` : "";
   render("inbox", "inbox-empty", inbox, orgName, true);
