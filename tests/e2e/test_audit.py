@@ -29,6 +29,8 @@ def test_calls_grants_and_data_access_are_logged_and_provable(running: Running) 
     bank = running.register("bank-a")
     telecom = running.register("telecom")
     issued = grant(running, "bank-a", bank, "telecom")
+    interop = httpx.get(f"{running.nodes['bank-a'].url}/api/interop/v1/openapi/changelog")
+    assert interop.status_code == 200  # the interoperability API is audited too
     with running.client("bank-a", "operator") as operator:
         refused = operator.post("/grants", json={})
         assert refused.status_code in (403, 422)
@@ -45,6 +47,8 @@ def test_calls_grants_and_data_access_are_logged_and_provable(running: Running) 
         assert grants and grants[0]["subject"] == "POST /api/v1/grants"
         assert "(data_owner)" in grants[0]["actor"]
         assert any("(operator)" in e["actor"] and e["outcome"] == "403" for e in log)
+        subjects = {(e["subject"], e["actor"]) for e in log}
+        assert ("GET /api/interop/v1/openapi/changelog", "anonymous") in subjects
         deadline = time.monotonic() + 60
         while not (reads := entries(owner, action="data_access", taskId=task["taskId"])):
             assert time.monotonic() < deadline, "the worker's read was never logged"

@@ -34,6 +34,7 @@ from privledger.node.context import NodeContext
 from privledger.portal import router as portal_router
 
 API_PREFIX = "/api/v1"
+AUDITED = (f"{API_PREFIX}/", "/api/interop/")  # the node API and the interoperability API
 API_VERSION = "1.1.0"  # see routes/versions.py CHANGELOG
 
 
@@ -80,9 +81,9 @@ def create_app(node: NodeContext) -> FastAPI:
     ) -> Response:
         """Every API call goes into the audit log with its caller and status (F18); the peers'
         protocol frames are accounted for by the task they carry."""
+        path = route_path(request)  # before routing: a mount rewrites the scope's root path
         response = await call_next(request)
-        path = route_path(request)
-        if path.startswith(f"{API_PREFIX}/") and not path.startswith(unaudited):
+        if path.startswith(AUDITED) and not path.startswith(unaudited):
             actor = getattr(request.state, "audit_actor", "anonymous")
             await run_in_threadpool(
                 record_api_call, node, request.method, path, response.status_code, actor
