@@ -36,7 +36,9 @@ while the next group is in flight; the provider's pool evaluates the ``W`` bucke
 parallel. With ``backend="ray"`` (the ``cluster`` extra) the same tasks go to Ray instead.
 
 **Memory** per party: one input chunk while partitioning (``chunk_rows``), then about
-``(W + 2 W) * T * ~250`` bytes for the buckets in flight -- independent of the file size. The
+``(W + 2 W) * T * ~250`` bytes for the buckets in flight -- independent of the file size
+(measured: 10^8 rows per side, ``B = 200`` so ``T ~ 502,000``, ``W = 2``: 1.3 GB peak for a
+party's whole process tree; 10^7 rows with ``B = 20``: the same). The
 intersection is streamed to ``out`` (one item per line, or Parquet if ``out`` ends in
 ``.parquet``) in bucket order, sorted within a bucket; the result carries its SHA-256 digest:
 ``SHA-256(DIGEST_DOMAIN || SHA-256(lengths as 8-byte big-endian) || SHA-256(item bytes))``.

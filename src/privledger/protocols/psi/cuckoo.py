@@ -233,8 +233,14 @@ def locations(digest: U8, seed: bytes, bins: int) -> I64:
     buf = np.empty(n * DIGEST_BYTES + DIGEST_BYTES, dtype=np.uint8)
     encryptor = Cipher(algorithms.AES(seed), modes.ECB()).encryptor()
     encryptor.update_into(np.ascontiguousarray(digest).reshape(-1).data, buf.data)
-    words = buf[: n * DIGEST_BYTES].view("<u4").reshape(n, 4)[:, :HASHES].T.astype(np.uint64)
-    return ((words * np.uint64(bins)) >> np.uint64(32)).astype(np.int64)
+    words = buf[: n * DIGEST_BYTES].view("<u4").reshape(n, 4)
+    loc = np.empty((HASHES, n), dtype=np.int64)
+    for i in range(HASHES):  # one row at a time: few n-sized temporaries
+        row = loc[i].view(np.uint64)
+        row[:] = words[:, i]
+        row *= np.uint64(bins)
+        row >>= np.uint64(32)
+    return loc
 
 
 @dataclass(frozen=True)

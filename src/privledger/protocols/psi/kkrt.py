@@ -440,9 +440,15 @@ def _prefixes(tags: U8) -> U64:
 
 
 def _sorted_with_index(prefix: U64, bits: np.uint64) -> tuple[U64, I64]:
-    """Sort by prefix with the position in the low ``bits`` bits: (short prefixes, positions)."""
-    tagged = np.sort((prefix >> bits << bits) | np.arange(len(prefix), dtype=np.uint64))
-    return tagged >> bits, (tagged & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+    """Sort by prefix with the position in the low ``bits`` bits: (short prefixes, positions).
+    Consumes ``prefix`` (sorted in place, few temporaries: this runs on n-sized arrays)."""
+    prefix >>= bits
+    prefix <<= bits
+    prefix |= np.arange(len(prefix), dtype=np.uint64)
+    prefix.sort()
+    index = (prefix & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+    prefix >>= bits
+    return prefix, index
 
 
 @dataclass(frozen=True)
@@ -525,6 +531,7 @@ def _run_requester(
     setup = setup_requester(channel, timeout)
     width = tag_bytes(len(keys), peer_size)
     own = requester_encode(setup, keys, placed, width, lambda u: send_records(channel, u))
+    del placed
     prepared = _sort_own(own, peer_size)
     idle()
     peer_tags = recv_records(channel, width, timeout, count=cuckoo.HASHES * peer_size)
