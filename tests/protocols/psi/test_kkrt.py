@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import secrets
@@ -270,3 +271,14 @@ def test_match_walks_runs_of_equal_prefixes_in_random_sets() -> None:
         assert found[k] == (hits.size > 0)
         if hits.size:
             assert position[k] in hits
+
+
+def test_chunk_sizes_pipeline_small_tables_and_cover_every_bin() -> None:
+    for n in (1, 100, 1 << 12, 1 << 16, 1 << 20, 1 << 24):
+        bins = cuckoo.table_size(n)
+        size = kkrt.chunk_bins(bins)
+        assert size % 128 == 0 and kkrt.MIN_CHUNK_BINS <= size <= kkrt.CHUNK_BINS
+        ranges = kkrt.chunks(bins)
+        assert ranges[0][0] == 0 and ranges[-1][1] == bins
+        assert all(hi == lo for (_, hi), (lo, _) in itertools.pairwise(ranges))
+    assert len(kkrt.chunks(cuckoo.table_size(1 << 16))) >= 5  # R and P overlap at 2^16

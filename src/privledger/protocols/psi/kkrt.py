@@ -19,7 +19,9 @@ the OPRF receiver and learns the intersection; the provider ``P`` is the OPRF se
 3. 128 Chou-Orlandi base OTs, IKNP-extended to 512 random OTs in which ``P`` is the *receiver*
    with random choice bits ``s`` (roles as in KKRT; details in :mod:`.ot`). ``P`` draws a fresh
    AES key for the pseudorandom code of width 512 and sends it.
-4. ``R`` sends the KKRT matrix ``u`` (512 x ``m`` bits) in chunks of :data:`CHUNK_BINS` bins,
+4. ``R`` sends the KKRT matrix ``u`` (512 x ``m`` bits) in chunks of ``c = chunk_bins(m)`` bins
+   (``m / 8`` rounded up to a multiple of 2048, clamped to 16384 .. :data:`CHUNK_BINS`: at least
+   8 chunks when ``m`` allows, so that ``P`` evaluates one chunk while ``R`` encodes the next),
    encoding chunk by chunk; it obtains ``F(j, r_j)`` for its occupied bins and ``P`` obtains the
    key to evaluate ``F(j, .)``.
 5. ``P`` (simple hashing) computes, for each of its items ``y`` and each ``i`` in 0..2,
@@ -46,7 +48,7 @@ Message sequence after the header exchange (side a first, as in :mod:`.ecdh`)::
     R -> P   128 base-OT points B_i                 } IKNP, 512 random OTs
     P -> R   u' (128 x 512 bits)                   /
     P -> R   code key (16 bytes)
-    R -> P   u in ceil(m / CHUNK_BINS) messages (512 x chunk bits each, 64 bytes per bin)
+    R -> P   u in ceil(m / c) messages (512 x chunk bits each, 64 bytes per bin)
     P -> R   tags (3 n_P records of L bytes)
     R -> P   matched positions (only with reveal_to_provider)
 
@@ -111,7 +113,8 @@ logger = logging.getLogger(__name__)
 PROTOCOL = "privledger/kkrt-psi"
 VERSION = 2
 STAT_SECURITY = 40
-CHUNK_BINS = 1 << 17  # bins per u message and per processing chunk (a multiple of 128)
+CHUNK_BINS = 1 << 17  # most bins per u message and per processing chunk (a multiple of 128)
+MIN_CHUNK_BINS = 1 << 14
 _DIGEST_DOMAIN = b"pl/kkrt-psi/v2"
 DIGEST_DOMAIN = _DIGEST_DOMAIN  # BLAKE2b personalisation of long items' keys
 
@@ -260,7 +263,13 @@ def with_hash_index(digest: U8, which: npt.NDArray[np.integer] | int) -> U8:
 
 def chunks(bins: int) -> list[tuple[int, int]]:
     """The ``(lo, hi)`` bin ranges of the ``u`` messages."""
-    return [(lo, min(lo + CHUNK_BINS, bins)) for lo in range(0, bins, CHUNK_BINS)]
+    size = chunk_bins(bins)
+    return [(lo, min(lo + size, bins)) for lo in range(0, bins, size)]
+
+
+def chunk_bins(bins: int) -> int:
+    """Bins per ``u`` chunk for a table of ``bins`` bins (a multiple of 128; module docstring)."""
+    return min(CHUNK_BINS, max(MIN_CHUNK_BINS, -(-bins // 8 // 2048) * 2048))
 
 
 # --- OPRF setup (IKNP to 512 OTs, code key) ---------------------------------------------------
@@ -385,7 +394,7 @@ def provider_plan(keys: U8, seed: bytes, bins: int) -> ProviderPlan:
     by_chunk: list[npt.NDArray[np.integer]] = []
     bounds: list[I64] = []
     for i in range(cuckoo.HASHES):  # items of each list grouped by the chunk of their bin
-        chunk_of = (loc[i] // CHUNK_BINS).astype(kind)
+        chunk_of = (loc[i] // chunk_bins(bins)).astype(kind)
         by_chunk.append(np.argsort(chunk_of, kind="stable").astype(index))
         bounds.append(np.searchsorted(chunk_of[by_chunk[i]], np.arange(count + 1)))
     return ProviderPlan(bins, loc, by_chunk, bounds)
