@@ -33,7 +33,10 @@ so the transcript hash is equal on both ends. The CPU work runs in a pool of ``w
 processes (``forkserver``; ``workers=0`` runs inline): the requester's pool builds cuckoo tables and
 encodes ``u`` for up to ``2 W`` buckets ahead while the main thread sends, and matches tag lists
 while the next group is in flight; the provider's pool evaluates the ``W`` buckets of a group in
-parallel. With ``backend="ray"`` (the ``cluster`` extra) the same tasks go to Ray instead.
+parallel. With ``backend="ray"`` (the ``cluster`` extra) the same tasks go to Ray instead (a
+thin adapter, :class:`_RayExecutor`; ray is not a test dependency, so that path is untested
+here). Each party partitions before the header exchange, so ``timeout`` must cover the
+difference between the two parties' partitioning times (about 1.5 s per 10^6 rows here).
 
 **Memory** per party: one input chunk while partitioning (``chunk_rows``), then about
 ``(W + 2 W) * T * ~250`` bytes for the buckets in flight -- independent of the file size
