@@ -282,3 +282,15 @@ def test_chunk_sizes_pipeline_small_tables_and_cover_every_bin() -> None:
         assert ranges[0][0] == 0 and ranges[-1][1] == bins
         assert all(hi == lo for (_, hi), (lo, _) in itertools.pairwise(ranges))
     assert len(kkrt.chunks(cuckoo.table_size(1 << 16))) >= 5  # R and P overlap at 2^16
+
+
+@pytest.mark.parametrize("alphabet", [b"0123456789", b"\x00\x01", bytes(range(256))])
+def test_bytes_order_packed_and_lexsort_paths_agree(alphabet: bytes) -> None:
+    rng = random.Random(len(alphabet))
+    items = list({b"+86" + bytes(rng.choice(alphabet) for _ in range(10)) for _ in range(3000)})
+    items += [b"+86"]  # a shorter item: the length byte varies too
+    keys = cuckoo.item_keys(*cuckoo.pack_items(items), kkrt._DIGEST_DOMAIN)
+    order = kkrt.bytes_order(keys)
+    assert [items[k] for k in order] == sorted(items)
+    words = keys.view(">u8").reshape(len(keys), 2)
+    assert np.array_equal(order, np.lexsort((words[:, 1], words[:, 0])))
