@@ -20,6 +20,10 @@ def client(org: int, *, width: int = 2, label: str | None = "y") -> SpecInput:
     return SpecInput(dataset=ds(org), org=org, column="id", features=features, value_column=label)
 
 
+def model_input() -> SpecInput:
+    return SpecInput(dataset=ds(2), org=2, column="model")
+
+
 def spec(protocol: str, inputs: tuple[SpecInput, ...], **extra: Any) -> TaskSpec:
     return TaskSpec(kind="fl", protocol=protocol, requester=1, inputs=inputs, **extra)  # type: ignore[arg-type]
 
@@ -38,7 +42,8 @@ def test_horizontal_fl_is_a_star_around_the_requester() -> None:
         ("horizontal-lr", (client(2), client(3, label=None)), {}, "label column"),
         ("horizontal-lr", (client(2), client(3)), {"dealer": 9}, "no dealer"),
         ("horizontal-lr", (client(2), client(3)), {"rounds": 0}, "greater than or equal"),
-        ("vertical-lr", (client(1), client(2, label=None)), {"rounds": 3, "dealer": 9}, "rounds"),
+        ("vertical-lr", (client(1), client(2, label=None)), {"proximal_mu": 1, "dealer": 9}, "mu"),
+        ("predict", (client(1, label=None), model_input()), {"rounds": 3}, "no rounds"),
         ("predict", (client(1, label=None), client(2)), {}, "only column 'model'"),
         ("predict", (client(1), SpecInput(dataset=ds(2), org=2, column="model")), {}, "id column"),
         ("predict", (client(2), client(3)), {}, "requester's input"),

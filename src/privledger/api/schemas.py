@@ -128,7 +128,12 @@ class TaskIn(Body):
         le=24,
         description="statistics: fixed-point fractional bits (fewer bits, larger values)",
     )
-    rounds: int | None = Field(default=None, ge=1, le=500, description="horizontal FL rounds")
+    rounds: int | None = Field(
+        default=None,
+        ge=1,
+        le=500,
+        description="FL training length: FedAvg rounds (horizontal), gradient epochs (vertical)",
+    )
     proximal_mu: float | None = Field(
         default=None, ge=0, le=10, description="horizontal FL: FedProx's mu (unset: FedAvg)"
     )

@@ -84,7 +84,10 @@ class TaskSpec(BaseModel):
         default=None, min_length=2, max_length=101, description="joint statistics: bin edges"
     )
     rounds: int | None = Field(
-        default=None, ge=1, le=500, description="horizontal FL: FedAvg rounds"
+        default=None,
+        ge=1,
+        le=500,
+        description="FL training length: FedAvg rounds (horizontal), gradient epochs (vertical)",
     )
     proximal_mu: float | None = Field(
         default=None, ge=0, le=10, description="horizontal FL: FedProx's mu (0 or unset: FedAvg)"
@@ -143,8 +146,10 @@ class TaskSpec(BaseModel):
         if self.output != "requester" or self.service:
             raise ValueError("a federated-learning task answers the requester only")
         horizontal = self.protocol in HORIZONTAL_PROTOCOLS
-        if (self.rounds is not None or self.proximal_mu is not None) and not horizontal:
-            raise ValueError("only horizontal FL takes rounds and proximal_mu")
+        if self.proximal_mu is not None and not horizontal:
+            raise ValueError("only horizontal FL takes proximal_mu")
+        if self.rounds is not None and self.protocol == "predict":
+            raise ValueError("a prediction takes no rounds")
         if horizontal:
             self._check_horizontal()
         elif self.protocol == "predict":

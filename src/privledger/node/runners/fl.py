@@ -262,13 +262,15 @@ def _vertical(task: Run) -> RunOutput:
     label_holder = task.owners.index(spec.requester)
     train_labels = None if labels is None else labels[~held_out]
 
+    config = VerticalConfig(epochs=spec.rounds or VerticalConfig.epochs)
+
     def coalition(group: tuple[int, ...] | None) -> tuple[PartyModel, F64 | None]:
         model = train_vertical_ss(
             party,
             train,
             train_labels,
             label_holder=label_holder,
-            config=VerticalConfig(),
+            config=config,
             group=group,
         )
         scores = predict_vertical(party, valid, model, requester=label_holder, group=group)
@@ -296,7 +298,7 @@ def _vertical(task: Run) -> RunOutput:
         "intercept": model.intercept,
     }
     if joint is not None and labels is not None:
-        part["contributions"] = _shapley(task, standard, labels, held_out, joint, pairs)
+        part["contributions"] = _shapley(task, standard, labels, held_out, joint, pairs, config)
     return [json.dumps(part, sort_keys=True)], len(order)
 
 
@@ -307,6 +309,7 @@ def _shapley(
     held_out: npt.NDArray[np.bool_],
     joint: F64,
     pairs: dict[int, F64 | None],
+    config: VerticalConfig,
 ) -> dict[str, float]:
     """Exact Shapley values by validation log-likelihood at the label holder (the requester).
 
@@ -318,7 +321,7 @@ def _shapley(
     train, valid = ~held_out, held_out
     prior = float(np.clip(labels[train].mean(), 1e-6, 1 - 1e-6))
     v_none = mean_log_likelihood(np.full(int(valid.sum()), prior), labels[valid])
-    own = train_vertical_plaintext([standard[train]], labels[train], config=VerticalConfig())
+    own = train_vertical_plaintext([standard[train]], labels[train], config=config)
     v_own = mean_log_likelihood(predict_vertical_plaintext([standard[valid]], own), labels[valid])
     v_all = mean_log_likelihood(joint, labels[valid])
     v_pair = {
