@@ -137,6 +137,13 @@ class TaskIn(Body):
     proximal_mu: float | None = Field(
         default=None, ge=0, le=10, description="horizontal FL: FedProx's mu (unset: FedAvg)"
     )
+    buckets: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="KKRT-PSI over very large files: partition both sets into this many buckets; "
+        "the intersection is a file (GET /tasks/{id}/result/file)",
+    )
     output: Literal["requester", "both"] = "requester"
     fee_wei: int = Field(default=0, ge=0, lt=2**96)
     deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)

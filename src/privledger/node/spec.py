@@ -92,6 +92,13 @@ class TaskSpec(BaseModel):
     proximal_mu: float | None = Field(
         default=None, ge=0, le=10, description="horizontal FL: FedProx's mu (0 or unset: FedAvg)"
     )
+    buckets: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="KKRT-PSI over very large files: hash-partition both sets into this many "
+        "buckets, stream them, and write the intersection to a file",
+    )
     output: Literal["requester", "both"] = "requester"
     service: str | None = Field(
         default=None, pattern=SERVICE_NAME_PATTERN, description="the provider's PSI service called"
@@ -112,6 +119,8 @@ class TaskSpec(BaseModel):
     def _kind_fits(self) -> TaskSpec:
         if len({item.org for item in self.inputs}) != len(self.inputs):
             raise ValueError("each input comes from a different organisation")
+        if self.buckets is not None and self.kind != "psi":
+            raise ValueError("only a KKRT-PSI task takes buckets")
         if self.kind == "stats":
             self._check_stats()
             return self
@@ -132,6 +141,8 @@ class TaskSpec(BaseModel):
                 raise ValueError("a set task returns no value column")
             if self.protocol in SET_OPERATIONS and (self.output != "requester" or self.service):
                 raise ValueError(f"{self.protocol} answers the requester only")
+            if self.buckets is not None and (self.protocol != "kkrt" or self.service):
+                raise ValueError("only a KKRT-PSI task (not a service call) takes buckets")
         else:
             if self.protocol not in PIR_PROTOCOLS:
                 raise ValueError(f"a PIR task runs {' or '.join(PIR_PROTOCOLS)}")

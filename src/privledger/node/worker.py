@@ -49,7 +49,7 @@ ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
 
 @dataclass(frozen=True)
 class Outcome:
-    output: list[str] | None  # None: this party learns no output
+    output: list[str] | Path | None  # items, a file of items, or None: no output here
     transcript_hash: bytes
     matched: int
     seconds: float
@@ -58,11 +58,23 @@ class Outcome:
 
 def result_digest(task_id: int, org_id: int, salt: bytes, output: bytes) -> bytes:
     """keccak256(abi.encode(taskId, participant, salt, sha256(output))) — what a worker anchors."""
+    return digest_of_hash(task_id, org_id, salt, hashlib.sha256(output).digest())
+
+
+def digest_of_hash(task_id: int, org_id: int, salt: bytes, output_sha256: bytes) -> bytes:
+    """:func:`result_digest` from the output's SHA-256 (for outputs streamed to a file)."""
     encoded = encode(
-        ["uint256", "uint256", "bytes32", "bytes32"],
-        [task_id, org_id, salt, hashlib.sha256(output).digest()],
+        ["uint256", "uint256", "bytes32", "bytes32"], [task_id, org_id, salt, output_sha256]
     )
     return keccak.new(digest_bits=256, data=encoded).digest()
+
+
+def file_sha256(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def combined_transcript(channels: Mapping[int, Channel]) -> bytes:
@@ -322,8 +334,9 @@ class Worker:
         if spec.dealer == self.node.org_id:
             return self._deal(task, spec)
         mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
+        source = None
         if mine is not None:
-            rows = self._rows(task.task_id, mine)
+            rows, source = self._input(task.task_id, mine, streamed=spec.buckets is not None)
         elif spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id:
             rows = []  # an aggregator without data of its own
         else:
@@ -331,7 +344,7 @@ class Worker:
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
         started = time.perf_counter()
         try:
-            output, units = run_protocol(Run(self.node, task, spec, dict(channels), rows))
+            output, units = run_protocol(Run(self.node, task, spec, dict(channels), rows, source))
             transcript = combined_transcript(channels)
             sent = sum(channel.bytes_sent for channel in channels.values())
         finally:
@@ -339,13 +352,16 @@ class Worker:
                 channel.close()
         return Outcome(output, transcript, units, time.perf_counter() - started, sent)
 
-    def _rows(self, task_id: int, mine: SpecInput) -> list[tuple[bytes, ...]]:
-        """This node's input rows (key column, features, value column); none for a model."""
+    def _input(
+        self, task_id: int, mine: SpecInput, *, streamed: bool
+    ) -> tuple[list[tuple[bytes, ...]], Path | None]:
+        """This node's input rows (key column, features, value column) -- or, for a protocol
+        that streams its input, the file; neither for a model."""
         with Session(self.node.engine) as session:
             dataset = session.get(LocalDataset, mine.dataset.lower())
             model = session.get(LocalModel, mine.dataset.lower())
         if model is not None:
-            return []  # the prediction runner loads it
+            return [], None  # the prediction runner loads it
         if dataset is None:
             raise TaskRefused(
                 FailureReason.PROTOCOL_ERROR, f"dataset {mine.dataset} is not on this node"
@@ -363,8 +379,10 @@ class Worker:
         )
         columns = [mine.column, *(mine.features or ())]
         columns += [mine.value_column] if mine.value_column else []
+        if streamed:
+            return [], Path(dataset.path)
         try:
-            return read_rows(Path(dataset.path), columns)
+            return read_rows(Path(dataset.path), columns), None
         except DatasetFileError as exc:
             raise TaskRefused(FailureReason.PROTOCOL_ERROR, str(exc)) from exc
 
@@ -406,14 +424,20 @@ class Worker:
 
     def _anchor(self, task: Task, outcome: Outcome) -> None:
         salt = secrets.token_bytes(32)
-        payload = output_bytes(outcome.output)
-        digest = result_digest(task.task_id, self.node.org_id, salt, payload)
         result_path = None
-        if outcome.output is not None:
-            self.node.settings.results_dir.mkdir(parents=True, exist_ok=True)
-            path = self.node.settings.results_dir / f"task-{task.task_id}.json"
-            path.write_bytes(payload)
-            result_path = str(path)
+        if isinstance(outcome.output, Path):  # streamed to a file: one item per line
+            digest = digest_of_hash(
+                task.task_id, self.node.org_id, salt, file_sha256(outcome.output)
+            )
+            result_path = str(outcome.output)
+        else:
+            payload = output_bytes(outcome.output)
+            digest = result_digest(task.task_id, self.node.org_id, salt, payload)
+            if outcome.output is not None:
+                self.node.settings.results_dir.mkdir(parents=True, exist_ok=True)
+                path = self.node.settings.results_dir / f"task-{task.task_id}.json"
+                path.write_bytes(payload)
+                result_path = str(path)
         self.node.ledger.tasks.anchor_result(task.task_id, digest, outcome.transcript_hash)
         self._record(
             task.task_id,

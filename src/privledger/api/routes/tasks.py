@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from fastapi import APIRouter
+from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlmodel import Session, col, select
 
@@ -20,6 +21,7 @@ from privledger.store.events import events_named
 from privledger.store.models import LocalTask
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
+MAX_RESULT_ITEMS = 1_000_000  # larger outputs are downloaded as a file
 
 TIMELINE_EVENTS = (
     "TaskSubmitted",
@@ -84,6 +86,7 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
             histogram_edges=tuple(body.histogram_edges) if body.histogram_edges else None,
             rounds=body.rounds,
             proximal_mu=body.proximal_mu,
+            buckets=body.buckets,
             project=body.project,
         )
     except ValidationError as exc:
@@ -186,7 +189,44 @@ def get_task(task_id: TaskId, _caller: Member, node: NodeDep, session: SessionDe
 
 @router.get("/{task_id}/result", response_model=TaskResult)
 def get_result(task_id: TaskId, _caller: Operator, session: SessionDep) -> TaskResult:
-    """The task's output, for output recipients only, with the salt opening its anchored digest."""
+    """The task's output, for output recipients only, with the salt opening its anchored digest.
+    A bucketed PSI output larger than :data:`MAX_RESULT_ITEMS` is only downloadable as a file."""
+    local = _result_of(session, task_id)
+    path = Path(local.result_path or "")
+    if path.suffix == ".items":  # streamed: one item per line, as anchored
+        if (local.result_size or 0) > MAX_RESULT_ITEMS:
+            raise ApiError(
+                409,
+                "too_large",
+                f"{local.result_size} items: download GET /tasks/{task_id}/result/file",
+            )
+        items = path.read_text().splitlines()
+    else:
+        items = json.loads(path.read_text())
+    return TaskResult(
+        task_id=task_id,
+        items=items,
+        salt=local.salt or "",
+        result_digest=local.result_digest or "",
+        transcript_hash=local.transcript_hash or "",
+    )
+
+
+@router.get("/{task_id}/result/file", response_class=FileResponse)
+def get_result_file(task_id: TaskId, _caller: Operator, session: SessionDep) -> FileResponse:
+    """The output file exactly as its SHA-256 went into the anchored digest (a JSON list, or one
+    item per line for bucketed PSI); the salt is in the ``X-Result-Salt`` header."""
+    local = _result_of(session, task_id)
+    path = Path(local.result_path or "")
+    return FileResponse(
+        path,
+        media_type="text/plain" if path.suffix == ".items" else "application/json",
+        filename=f"task-{task_id}{path.suffix}",
+        headers={"X-Result-Salt": local.salt or "", "X-Result-Digest": local.result_digest or ""},
+    )
+
+
+def _result_of(session: SessionDep, task_id: int) -> LocalTask:
     local = session.get(LocalTask, task_id)
     if local is None:
         raise not_found(f"task {task_id} on this node")
@@ -194,11 +234,4 @@ def get_result(task_id: TaskId, _caller: Operator, session: SessionDep) -> TaskR
         raise ApiError(
             404, "no_result", f"this node holds no output of task {task_id} (state {local.state})"
         )
-    items = json.loads(Path(local.result_path).read_text())
-    return TaskResult(
-        task_id=task_id,
-        items=items,
-        salt=local.salt,
-        result_digest=local.result_digest,
-        transcript_hash=local.transcript_hash or "",
-    )
+    return local

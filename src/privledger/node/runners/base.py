@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from privledger.evm.contracts import FailureReason, Task
@@ -11,8 +12,9 @@ from privledger.node.spec import SpecInput, TaskSpec
 from privledger.protocols.channel import Channel
 from privledger.protocols.mpc.sharing import Party
 
-RunOutput = tuple[list[str] | None, int]
-"""This party's output (None: it learns none) and the units its providers are paid for."""
+RunOutput = tuple[list[str] | Path | None, int]
+"""This party's output -- items, a file of items one per line (bucketed PSI), or None when it
+learns none -- and the units its providers are paid for."""
 
 
 class TaskRefused(Exception):
@@ -32,6 +34,7 @@ class Run:
     spec: TaskSpec
     channels: dict[int, Channel]
     rows: list[tuple[bytes, ...]]
+    source: Path | None = None  # the input file itself, for protocols that stream it
 
     @property
     def org(self) -> int:

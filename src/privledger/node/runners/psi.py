@@ -3,13 +3,15 @@ union."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 from privledger.evm.contracts import FailureReason
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
-from privledger.protocols.psi import ecdh, kkrt, multiparty
+from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty
 
 PSI_PROTOCOLS = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}
+BUCKET_WORKERS = 2  # processes per party doing the bucketed PSI's CPU work
 
 
 def run(task: Run) -> RunOutput:
@@ -21,6 +23,8 @@ def run(task: Run) -> RunOutput:
         return _membership(task)
     if protocol == "difference":
         return _difference(task)
+    if task.spec.buckets is not None:
+        return _bucketed(task)
     result = PSI_PROTOCOLS[protocol](
         task.only_channel(),
         task.keys,
@@ -78,3 +82,35 @@ def _three_party(task: Run) -> RunOutput:
     if task.spec.protocol == "intersection3":
         task.check_release(len(result.items), "common rows")
     return [item.decode() for item in result.items], len(result.items)
+
+
+def _bucketed(task: Run) -> RunOutput:
+    """KKRT-PSI over files too large for memory: both sides stream their column into
+    ``buckets`` partitions keyed by the spec hash and write the intersection to a file."""
+    spec, mine = task.spec, task.mine
+    if task.source is None or mine is None or spec.buckets is None:
+        raise TaskRefused(FailureReason.PROTOCOL_ERROR, "a bucketed task needs its input file")
+    results = task.node.settings.results_dir
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"task-{task.task.task_id}.items"
+    result = buckets.run_bucketed_psi(
+        task.only_channel(),
+        task.role,
+        task.source,
+        mine.column,
+        out,
+        buckets=spec.buckets,
+        workers=BUCKET_WORKERS,
+        reveal_to_provider=spec.output == "both",
+        timeout=task.timeout,
+        partition_key=hashlib.sha256(b"privledger/psi-buckets" + spec.hash).digest()[:16],
+        work_dir=results,
+    )
+    if not result.learned_output:
+        return None, result.matched
+    try:
+        task.check_release(result.matched, "matched rows")
+    except TaskRefused:
+        out.unlink(missing_ok=True)
+        raise
+    return out, result.matched
