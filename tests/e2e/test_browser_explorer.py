@@ -8,15 +8,13 @@ Screenshots of the main pages go to ``$TMPDIR/privledger-screenshots`` (not part
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from privledger.evm.accounts import dev_account
 
@@ -29,20 +27,6 @@ __all__ = ["world"]  # the session fixture shared with the HTTP tests
 
 SHOTS = Path(tempfile.gettempdir()) / "privledger-screenshots"
 STRANGER = 9  # a dev account in no organisation
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.fail("no chromium on PATH: `make test` installs Debian's chromium package")
-    with sync_playwright() as playwright:
-        # root in a container: no setuid sandbox, and /dev/shm is small
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=["--no-sandbox", "--disable-dev-shm-usage"]
-        )
-        yield launched
-        launched.close()
 
 
 def signed_in(browser: Browser, running: Running, account: LocalAccount) -> Page:

@@ -7,14 +7,12 @@ Screenshots go to ``$TMPDIR/privledger-screenshots`` (not part of the repo)."""
 from __future__ import annotations
 
 import secrets
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from eth_account import Account
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlmodel import Session
 
 from privledger.api.routes.onboarding import issue_consortium_admin_token
@@ -30,19 +28,6 @@ pytestmark = pytest.mark.browser
 
 PORTAL = "regulator"
 SHOTS = Path(tempfile.gettempdir()) / "privledger-screenshots"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        pytest.fail("no chromium on PATH: `make test` installs Debian's chromium package")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, args=["--no-sandbox", "--disable-dev-shm-usage"]
-        )
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,8 @@ from privledger.evm.deploy import deployment_path
 from .conftest import Running
 from .test_walking_path import FEE
 
-TENANTS = {"tenant-x": 8, "tenant-y": 9}  # name -> anvil development account of its admin
+# name -> development account of its admin: beyond anvil's ten funded ones, which other tests use
+TENANTS = {"tenant-x": 20, "tenant-y": 21}
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,7 @@ def host(running: Running) -> Iterator[tuple[str, dict[str, dict[str, str]], dic
     org_ids, tokens, homes = {}, {}, {}
     for name, index in TENANTS.items():
         account = dev_account(index)
+        running.w3.provider.make_request("anvil_setBalance", [account.address, hex(10**21)])
         org_id = admin.orgs.org_of(account.address)
         if org_id == 0:
             org_id = admin.orgs.register_org(name, account.address, "", bytes(32))
