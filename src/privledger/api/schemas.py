@@ -7,7 +7,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from privledger.node.spec import HEX32_PATTERN, TaskKind, TaskProtocol
+from privledger.node.spec import (
+    HEX32_PATTERN,
+    Buckets,
+    ProximalMu,
+    Rounds,
+    TaskKind,
+    TaskProtocol,
+)
 
 Hex32 = Field(pattern=HEX32_PATTERN)
 KindName = Literal["psi", "pir", "stats", "fl"]
@@ -128,22 +135,9 @@ class TaskIn(Body):
         le=24,
         description="statistics: fixed-point fractional bits (fewer bits, larger values)",
     )
-    rounds: int | None = Field(
-        default=None,
-        ge=1,
-        le=500,
-        description="FL training length: FedAvg rounds (horizontal), gradient epochs (vertical)",
-    )
-    proximal_mu: float | None = Field(
-        default=None, ge=0, le=10, description="horizontal FL: FedProx's mu (unset: FedAvg)"
-    )
-    buckets: int | None = Field(
-        default=None,
-        ge=1,
-        le=100_000,
-        description="KKRT-PSI over very large files: partition both sets into this many buckets; "
-        "the intersection is a file (GET /tasks/{id}/result/file)",
-    )
+    rounds: Rounds = None
+    proximal_mu: ProximalMu = None
+    buckets: Buckets = None
     output: Literal["requester", "both"] = "requester"
     fee_wei: int = Field(default=0, ge=0, lt=2**96)
     deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)

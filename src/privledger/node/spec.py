@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 from itertools import pairwise
-from typing import Literal
+from typing import Annotated, Literal
 
 from Crypto.Hash import keccak
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -45,6 +45,29 @@ MAX_STATS_PARTIES = 8  # spec kind -> the ledger's kind bit
 PIR_PROTOCOLS = ("simplepir", "bucket")
 HORIZONTAL_PROTOCOLS = ("horizontal-lr", "horizontal-mlp")
 MODEL_COLUMN = "model"  # a prediction task's model input names this column
+
+
+# options a task body passes through to its spec unchanged
+Rounds = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=500,
+        description="FL training length: FedAvg rounds (horizontal), gradient epochs (vertical)",
+    ),
+]
+ProximalMu = Annotated[
+    float | None, Field(ge=0, le=10, description="horizontal FL: FedProx's mu (unset: FedAvg)")
+]
+Buckets = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=100_000,
+        description="KKRT-PSI over very large files: partition both sets into this many buckets; "
+        "the intersection is a file (GET /tasks/{id}/result/file)",
+    ),
+]
 
 
 class SpecInput(BaseModel):
@@ -83,22 +106,9 @@ class TaskSpec(BaseModel):
     histogram_edges: tuple[float, ...] | None = Field(
         default=None, min_length=2, max_length=101, description="joint statistics: bin edges"
     )
-    rounds: int | None = Field(
-        default=None,
-        ge=1,
-        le=500,
-        description="FL training length: FedAvg rounds (horizontal), gradient epochs (vertical)",
-    )
-    proximal_mu: float | None = Field(
-        default=None, ge=0, le=10, description="horizontal FL: FedProx's mu (0 or unset: FedAvg)"
-    )
-    buckets: int | None = Field(
-        default=None,
-        ge=1,
-        le=100_000,
-        description="KKRT-PSI over very large files: hash-partition both sets into this many "
-        "buckets, stream them, and write the intersection to a file",
-    )
+    rounds: Rounds = None
+    proximal_mu: ProximalMu = None
+    buckets: Buckets = None
     output: Literal["requester", "both"] = "requester"
     service: str | None = Field(
         default=None, pattern=SERVICE_NAME_PATTERN, description="the provider's PSI service called"
