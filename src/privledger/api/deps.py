@@ -74,6 +74,24 @@ def issue_token(session: Session, *, user_name: str, address: str, role: str) ->
     return token
 
 
+def token_user(
+    request: Request, session: Session, credentials: HTTPAuthorizationCredentials | None
+) -> tuple[ApiToken, ApiUser]:
+    """The bearer token's row and its user (401 otherwise); the user is noted for the audit log."""
+    if credentials is None:
+        raise ApiError(401, "unauthorized", "an API token is required (Authorization: Bearer)")
+    token = session.exec(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(credentials.credentials))
+    ).first()
+    if token is None or token.revoked:
+        raise ApiError(401, "unauthorized", "unknown or revoked API token")
+    user = session.get(ApiUser, token.user_id)
+    if user is None:
+        raise ApiError(401, "unauthorized", "the token's user no longer exists")
+    request.state.audit_actor = f"{user.name} {user.address} ({token.role})"
+    return token, user
+
+
 def require(*roles: Role) -> Callable[..., Caller]:
     """A dependency admitting only tokens bound to one of ``roles`` whose user holds that role on
     chain now."""
@@ -84,17 +102,7 @@ def require(*roles: Role) -> Callable[..., Caller]:
         session: SessionDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Caller:
-        if credentials is None:
-            raise ApiError(401, "unauthorized", "an API token is required (Authorization: Bearer)")
-        token = session.exec(
-            select(ApiToken).where(ApiToken.token_hash == hash_token(credentials.credentials))
-        ).first()
-        if token is None or token.revoked:
-            raise ApiError(401, "unauthorized", "unknown or revoked API token")
-        user = session.get(ApiUser, token.user_id)
-        if user is None:
-            raise ApiError(401, "unauthorized", "the token's user no longer exists")
-        request.state.audit_actor = f"{user.name} {user.address} ({token.role})"
+        token, user = token_user(request, session, credentials)
         role = ROLE_NAMES.get(token.role)
         if role not in roles:
             wanted = " or ".join(str(r.name).lower() for r in roles)

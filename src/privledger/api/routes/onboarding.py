@@ -38,7 +38,7 @@ from hexbytes import HexBytes
 from pydantic import Field, field_validator
 from sqlmodel import Session, col, select
 
-from privledger.api.deps import NodeDep, SessionDep, bearer, hash_token
+from privledger.api.deps import NodeDep, SessionDep, bearer, hash_token, token_user
 from privledger.api.errors import ApiError
 from privledger.api.routes.transactions import _broadcast, _target_and_data
 from privledger.api.schemas import Body
@@ -211,17 +211,7 @@ def consortium_admin(
 ) -> ApiUser:
     """The caller, if its token is a consortium-admin token and its account the consortium admin
     on chain now."""
-    if credentials is None:
-        raise ApiError(401, "unauthorized", "an API token is required (Authorization: Bearer)")
-    token = session.exec(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(credentials.credentials))
-    ).first()
-    if token is None or token.revoked:
-        raise ApiError(401, "unauthorized", "unknown or revoked API token")
-    user = session.get(ApiUser, token.user_id)
-    if user is None:
-        raise ApiError(401, "unauthorized", "the token's user no longer exists")
-    request.state.audit_actor = f"{user.name} {user.address} ({token.role})"
+    token, user = token_user(request, session, credentials)
     if token.role != CONSORTIUM_ADMIN:
         raise ApiError(403, "forbidden", "reviewing applications needs a consortium_admin token")
     if not is_consortium_admin(node, user.address):
