@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from playwright.sync_api import Browser, sync_playwright
 from web3 import Web3
+from web3.types import RPCEndpoint
 
-from privledger.config import Settings
+from privledger.config import NodeSettings, Settings
 from privledger.demo import NodeProcess, consortium, synthetic_customers
 from privledger.evm.anvil import free_port
 from privledger.evm.artifacts import load_artifacts
 from privledger.evm.deploy import Deployment, load_deployment
 from privledger.evm.ledger import Ledger
+from privledger.node.keystore import Keystore
 
 
 @dataclass
@@ -95,3 +101,63 @@ def browser() -> Iterator[Browser]:
         )
         yield launched
         launched.close()
+
+
+# --- helpers for failure-path tests (grant checks, restarts, forged frames) ------------------
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``condition`` until it is truthy; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f}s: {what}"
+        time.sleep(0.1)
+
+
+@contextmanager
+def paused(node: NodeProcess) -> Iterator[Callable[[], None]]:
+    """Freeze a node process (SIGSTOP): its kernel still accepts connections but nothing in it
+    runs -- no worker tick, no answer -- until the yielded ``resume`` (or the exit) sends SIGCONT.
+    """
+    node.process.send_signal(signal.SIGSTOP)
+    stopped = True
+
+    def resume() -> None:
+        nonlocal stopped
+        if stopped:
+            node.process.send_signal(signal.SIGCONT)
+            stopped = False
+
+    try:
+        yield resume
+    finally:
+        resume()
+
+
+def node_key(running: Running, org: str) -> X25519PrivateKey:
+    """The org's X25519 node key, read from its node's keystore (the test holds the homes)."""
+    settings = NodeSettings(org=org, home=running.settings.var_dir / "nodes" / org)
+    return Keystore(settings.keystore_dir, settings.keystore_password).node_key()
+
+
+def advance_chain_time(running: Running, seconds: int) -> int:
+    """Move the chain's clock forward (anvil time travel) and mine; the new block's timestamp."""
+    running.w3.provider.make_request(RPCEndpoint("evm_increaseTime"), [seconds])
+    running.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+    return int(running.w3.eth.get_block("latest")["timestamp"])
+
+
+def submit_as(
+    running: Running, requester: str, mine: str, theirs: str, *, output: str = "requester"
+) -> dict[str, Any]:
+    """An ECDH-PSI task of ``requester`` joining its dataset with a partner's, through its node."""
+    body = {
+        "inputs": [{"dataset": mine, "column": "phone"}, {"dataset": theirs, "column": "phone"}],
+        "feeWei": 10**16,
+        "output": output,
+        "protocol": "ecdh",
+    }
+    with running.client(requester, "operator") as client:
+        response = client.post("/tasks", json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())

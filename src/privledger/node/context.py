@@ -134,7 +134,7 @@ def open_node(settings: NodeSettings) -> NodeContext:
         node_key=keystore.node_key(),
         ledger=ledger,
         org_id=org_id,
-        mailbox=Mailbox(),
+        mailbox=Mailbox(local_org=org_id),  # a frame for another org is refused (400)
         http=httpx.Client(timeout=httpx.Timeout(30.0)),
         indexer=EventIndexer(w3, deployment, artifacts, engine),
         policies=_policies(settings),
