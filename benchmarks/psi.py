@@ -6,7 +6,9 @@ started in a temporary directory. The telecom node (requester) and the bank-a no
 get a CSV of ``--n`` phone numbers, half of them shared; the bank's dataset is granted to the
 telecom, the task is submitted through the telecom node's API and followed until it is settled on
 chain. The intersection returned by the API is checked against the plaintext intersection before
-any time is reported.
+any time is reported. ``seconds`` (and ``provider_seconds``) is a node's own protocol time as its
+API reports it: from the channel's hello exchange -- both nodes have loaded their input -- until
+the peer confirmed every frame; ``task_seconds`` runs from submission to settlement on chain.
 
 ``--peer openmined-psi`` also runs OpenMined's C++ ECDH-PSI (``pip install openmined-psi``, the
 ``bench`` extra) in this process on the same two sets, checks its intersection and reports

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.node.transport import STREAM_LENGTH
 from privledger.node.worker import output_bytes, result_digest
 
 from .conftest import Running
@@ -198,8 +199,11 @@ def test_bad_input_gets_clear_4xx(running: Running) -> None:
     assert anonymous.status_code == 401
     unauth = httpx.post(f"{running.nodes['telecom'].url}/api/v1/tasks", json={})
     assert unauth.status_code == 401 and unauth.json()["error"]["code"] == "unauthorized"
-    frame = httpx.post(f"{running.nodes['telecom'].url}/api/v1/peer/frames", content=b"garbage")
-    assert frame.status_code == 400
+    frames = f"{running.nodes['telecom'].url}/api/v1/peer/frames"
+    garbage = httpx.post(frames, content=STREAM_LENGTH.pack(7) + b"garbage")
+    assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "malformed_frame"
+    cut = httpx.post(frames, content=STREAM_LENGTH.pack(70) + bytes(20))
+    assert cut.status_code == 400 and "ends inside a frame" in cut.json()["error"]["message"]
 
 
 def test_oversized_bodies_are_refused(running: Running) -> None:

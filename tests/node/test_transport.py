@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import queue
+import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import cast
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from privledger.node.transport import (
     FLAG_CLOSE,
     FLAG_LAST,
-    FRAMES_PATH,
     HEADER_SIZE,
     MAX_FRAME_SIZE,
+    STREAM_LENGTH,
     TAG_SIZE,
     ChannelKeys,
     ChannelTampered,
     FrameHeader,
+    FrameTooLarge,
     HttpWire,
     Mailbox,
     MailboxFull,
@@ -40,10 +45,10 @@ from privledger.node.transport import (
     derive_channel_keys,
     memory_wire_pair,
     open_channel,
+    receive_stream,
 )
 from privledger.protocols.channel import (
     ChannelClosed,
-    ChannelError,
     ChannelTimeout,
     channel_pair,
 )
@@ -526,65 +531,111 @@ def test_mailbox_remembers_only_recent_finished_tasks() -> None:
         mailbox.take(TASK + 1, ORG_A, ORG_B, timeout=0)
 
 
-# --- HTTP wire -----------------------------------------------------------------------------------
+# --- frame streams and the HTTP wire -------------------------------------------------------------
 
 
-class FrameServer(ThreadingHTTPServer):
-    """A stand-in for a node's frame route: 202, 400 (malformed) or 429 (mailbox full)."""
+async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def stream_of(*frames: bytes) -> bytes:
+    return b"".join(STREAM_LENGTH.pack(len(frame)) + frame for frame in frames)
+
+
+@pytest.mark.parametrize("piece", [1, 7, 1 << 20])
+def test_receive_stream_queues_frames_split_anywhere(piece: int) -> None:
+    mailbox = Mailbox()
+    frames = [frame_for(size=size) for size in (0, 5, 300)]
+    stream = _chunks(stream_of(*frames), piece)
+    assert asyncio.run(receive_stream(stream, mailbox, max_frame_bytes=1024, full_wait_s=1)) == 3
+    assert [mailbox.take(TASK, ORG_A, ORG_B, timeout=0) for _ in frames] == frames
+
+
+@pytest.mark.parametrize(
+    ("data", "error", "match"),
+    [
+        (stream_of(frame_for())[:-1], ValueError, "ends inside a frame"),
+        (b"\x00\x00", ValueError, "ends inside a frame"),
+        (STREAM_LENGTH.pack(1025) + bytes(1025), FrameTooLarge, "at most 1024"),
+        (stream_of(b"garbage"), ValueError, "too short"),
+    ],
+)
+def test_receive_stream_refuses_malformed_streams(
+    data: bytes, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        asyncio.run(
+            receive_stream(_chunks(data, 64), Mailbox(), max_frame_bytes=1024, full_wait_s=1)
+        )
+
+
+def test_receive_stream_waits_for_room_then_gives_up() -> None:
+    mailbox = Mailbox(max_frames_per_queue=1)
+    two = stream_of(frame_for(), frame_for())
+
+    async def taken_later() -> int:
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.1, mailbox.take, TASK, ORG_A, ORG_B, 0)
+        return await receive_stream(_chunks(two, 64), mailbox, max_frame_bytes=1024, full_wait_s=5)
+
+    assert asyncio.run(taken_later()) == 2  # the second frame waited until the first was taken
+    with pytest.raises(MailboxFull):
+        asyncio.run(
+            receive_stream(_chunks(two, 64), mailbox, max_frame_bytes=1024, full_wait_s=0.1)
+        )
+
+
+class FrameServer:
+    """A node's frame route on a real uvicorn server: :func:`receive_stream` into ``mailbox``."""
 
     def __init__(self, mailbox: Mailbox) -> None:
-        super().__init__(("127.0.0.1", 0), FrameHandler)
         self.mailbox = mailbox
-        self.busy_answers = 0
+        self.port = free_port()
+        config = uvicorn.Config(
+            self._app, host="127.0.0.1", port=self.port, log_level="error", interface="asgi3"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "frame server did not start"
+            time.sleep(0.01)
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
-
-class FrameHandler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        if self.path != FRAMES_PATH or self.headers["Content-Type"] != "application/octet-stream":
-            self._answer(404, "not found")
+    async def _app(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
             return
+        request = Request(scope, receive)
         try:
-            cast(FrameServer, self.server).mailbox.deliver(body)
-        except MailboxFull as exc:
-            cast(FrameServer, self.server).busy_answers += 1
-            self._answer(429, str(exc))
-        except ValueError as exc:
-            self._answer(400, str(exc))
-        else:
-            self._answer(202, "")
+            count = await receive_stream(
+                request.stream(), self.mailbox, max_frame_bytes=MAX_FRAME_SIZE, full_wait_s=5
+            )
+            response = JSONResponse({"frames": count})
+        except (ValueError, MailboxFull) as exc:
+            response = JSONResponse({"error": str(exc)}, status_code=400)
+        await response(scope, receive, send)
 
-    def _answer(self, status: int, message: str) -> None:
-        payload = message.encode()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
 
 
 @pytest.fixture
 def serve() -> Iterator[Callable[[Mailbox], FrameServer]]:
-    servers: list[tuple[FrameServer, threading.Thread]] = []
+    servers: list[FrameServer] = []
 
     def start(mailbox: Mailbox) -> FrameServer:
-        server = FrameServer(mailbox)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return server
+        servers.append(FrameServer(mailbox))
+        return servers[-1]
 
     yield start
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture
@@ -599,6 +650,7 @@ def http_end(
     client: httpx.Client,
     peer_server: FrameServer,
     mailbox: Mailbox,
+    chunk_size: int = CHUNK,
     **wire: float,
 ) -> SecureChannel:
     http = HttpWire(
@@ -610,7 +662,7 @@ def http_end(
         peer_org=peer.org_id,
         **wire,
     )
-    return end(me, peer, http, chunk_size=CHUNK)
+    return end(me, peer, http, chunk_size=chunk_size)
 
 
 def test_http_wire_round_trip_between_two_nodes(
@@ -620,13 +672,18 @@ def test_http_wire_round_trip_between_two_nodes(
     server_a, server_b = serve(mailbox_a), serve(mailbox_b)
     a = http_end(org_a, org_b, client, server_b, mailbox_a)
     b = http_end(org_b, org_a, client, server_a, mailbox_b)
+    a.greet()
+    b.greet()
+    a.wait_for_peer(timeout=5)
+    b.wait_for_peer(timeout=5)
     a.send(bytes(range(100)))
     assert b.recv(timeout=5) == bytes(range(100))
     b.send(b"ack")
     assert a.recv(timeout=5) == b"ack"
-    a.close()
+    a.finish()  # the peer confirmed every frame
     with pytest.raises(ChannelClosed):
         b.recv(timeout=5)
+    b.finish()
     assert a.transcript_hash == b.transcript_hash
 
 
@@ -635,43 +692,54 @@ def test_http_wire_waits_out_back_pressure(
 ) -> None:
     mailbox_a, mailbox_b = Mailbox(), Mailbox(max_frames_per_queue=1)
     server_a, server_b = serve(mailbox_a), serve(mailbox_b)
-    a = http_end(org_a, org_b, client, server_b, mailbox_a, send_timeout=10)
-    b = http_end(org_b, org_a, client, server_a, mailbox_b)
-    message = bytes(4 * CHUNK)
+    big = 1 << 20
+    a = http_end(org_a, org_b, client, server_b, mailbox_a, big, send_timeout=10, queue_frames=1)
+    b = http_end(org_b, org_a, client, server_a, mailbox_b, big)
+    message = secrets.token_bytes(48 * big)  # far more than the socket buffers hold
     sender = threading.Thread(target=a.send, args=(message,))
     sender.start()
-    time.sleep(0.3)  # the sender is now retrying against a full mailbox
-    assert server_b.busy_answers > 0
+    time.sleep(0.5)  # the peer's mailbox is full: its server stops reading, TCP stalls the sender
+    assert sender.is_alive()
     assert b.recv(timeout=10) == message
     sender.join(timeout=10)
     assert not sender.is_alive()
+    a.finish()
 
 
-def test_http_wire_does_not_retry_an_uncertain_delivery(
+def test_http_wire_reports_an_uncertain_delivery(
     org_a: Org, org_b: Org, client: httpx.Client
 ) -> None:
     with socket.socket() as silent:  # accepts connections (backlog), never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
-        wire = HttpWire(
-            f"http://127.0.0.1:{silent.getsockname()[1]}",
-            client,
-            Mailbox(),
-            task_id=TASK,
-            our_org=ORG_A,
-            peer_org=ORG_B,
-            send_timeout=0.5,
-        )
-        with pytest.raises(PeerUnreachable, match="ReadTimeout"):
-            wire.send_frame(frame_for())
+        channel = end(org_a, org_b, silent_wire(client, silent.getsockname()[1], 0.5))
+        channel.send(b"queued, never confirmed")
+        with pytest.raises(PeerUnreachable):
+            channel.finish()
 
 
-def test_http_wire_does_not_retry_a_refused_frame(
+def silent_wire(client: httpx.Client, port: int, send_timeout: float) -> HttpWire:
+    return HttpWire(
+        f"http://127.0.0.1:{port}",
+        client,
+        Mailbox(),
+        task_id=TASK,
+        our_org=ORG_A,
+        peer_org=ORG_B,
+        send_timeout=send_timeout,
+    )
+
+
+def test_http_wire_reports_refused_frames(
     org_a: Org, client: httpx.Client, serve: Callable[[Mailbox], FrameServer]
 ) -> None:
     server = serve(Mailbox(local_org=99))  # refuses frames for org 11 with 400
     wire = HttpWire(server.endpoint, client, Mailbox(), task_id=TASK, our_org=ORG_A, peer_org=ORG_B)
-    with pytest.raises(ChannelError, match="HTTP 400 frame is for organisation 11"):
+    wire.send_frame(frame_for())
+    wire.close()
+    with pytest.raises(PeerUnreachable, match=r"HTTP 400.*frame is for organisation 11"):
+        wire.confirm()
+    with pytest.raises(ChannelClosed):
         wire.send_frame(frame_for())
 
 
@@ -698,7 +766,9 @@ def test_http_wire_to_a_dead_port_fails_within_the_timeout(
     channel = end(org_a, org_b, wire)
     started = time.monotonic()
     with pytest.raises(PeerUnreachable, match="peer unreachable"):
-        channel.send(b"hello")
+        while True:  # frames are queued until the sender thread gives up
+            channel.send(b"hello")
+            time.sleep(0.01)
     assert time.monotonic() - started < 1.5
     with pytest.raises(PeerUnreachable, match="unusable"):
         channel.send(b"again")
@@ -708,17 +778,10 @@ def test_http_wire_to_a_dead_port_fails_within_the_timeout(
 def test_close_is_best_effort_when_the_peer_is_gone(
     org_a: Org, org_b: Org, client: httpx.Client
 ) -> None:
-    wire = HttpWire(
-        f"http://127.0.0.1:{free_port()}",
-        client,
-        Mailbox(),
-        task_id=TASK,
-        our_org=ORG_A,
-        peer_org=ORG_B,
-        send_timeout=0.5,
-    )
-    channel = end(org_a, org_b, wire)
+    channel = end(org_a, org_b, silent_wire(client, free_port(), 0.5))
+    started = time.monotonic()
     channel.close()
+    assert time.monotonic() - started < 1.0
     with pytest.raises(ChannelClosed):
         channel.recv(timeout=0)
 

@@ -126,8 +126,13 @@ def read_rows(path: Path, columns: list[str]) -> list[tuple[bytes, ...]]:
             if all(value is not None for value in row)
         ]
     with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [name for name in columns if name not in (reader.fieldnames or [])]
+        reader = csv.reader(handle)
+        header = [name.strip() for name in next(reader, [])]  # named as _describe_csv names them
+        missing = [name for name in columns if name not in header]
         if missing:
             raise DatasetFileError(f"no column {missing[0]!r} in {path.name}")
-        return [tuple(row[name].encode() for name in columns) for row in reader]
+        if len(columns) == 1:  # the common case (a key column), without a per-row inner loop
+            index = header.index(columns[0])
+            return [(row[index].encode(),) for row in reader]
+        indices = [header.index(name) for name in columns]
+        return [tuple(row[index].encode() for index in indices) for row in reader]

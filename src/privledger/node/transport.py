@@ -34,10 +34,17 @@ Frames
                                plaintext = chunk, aad = header)
 
 All integers are big-endian; ``seq`` counts the frames of one direction from 0. ``flags`` bit 0
-marks the last chunk of a message, bit 1 an (authenticated) close. A message is cut into chunks of
-at most ``chunk_size`` bytes (1 MiB by default; an empty message is one empty chunk) and reassembled
-by the receiver, which accepts only the frame with the next expected ``seq``. Messages are limited
-to ``max_message_size`` bytes (2 GiB by default) on both ends.
+marks the last chunk of a message, bit 1 an (authenticated) close, bit 2 the hello. A message is
+cut into chunks of at most ``chunk_size`` bytes (1 MiB by default; an empty message is one empty
+chunk) and reassembled by the receiver, which accepts only the frame with the next expected
+``seq``. Messages are limited to ``max_message_size`` bytes (2 GiB by default) on both ends.
+
+Hello: an end may open its direction with an empty hello frame (``seq`` 0, flag bit 2) before
+any message; it is accepted only as the first frame and is not part of any message or of the
+transcript. :meth:`SecureChannel.greet` sends it and :meth:`SecureChannel.wait_for_peer` waits for
+the peer's, so both ends of a task know the other has its input loaded and its channel open before
+the protocol (and its timeouts and timing) starts. Nodes always greet; the hello carries nothing
+secret and proves only that the peer's node key holder opened this channel.
 
 Because the key is fixed by (task, sender, receiver) and the nonce by ``seq``, a task must carry
 **at most one channel per ordered pair of organisations**: reopening a channel for the same task
@@ -45,20 +52,24 @@ would reuse nonces. A re-run needs a new task id.
 
 Wires
 -----
-A :class:`Wire` moves opaque frames. :class:`HttpWire` POSTs them to the peer's
-``/api/v1/peer/frames`` and reads the ones addressed to us from the node's :class:`Mailbox`;
-:class:`MemoryWire` pairs connect two channels in one process (tests).
+A :class:`Wire` moves opaque frames. :class:`HttpWire` streams them, length-prefixed, in the body
+of one long-lived POST to the peer's ``/api/v1/peer/frames`` (see :func:`receive_stream`) and
+reads the ones addressed to us from the node's :class:`Mailbox`; :class:`MemoryWire` pairs connect
+two channels in one process (tests).
 """
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import logging
 import queue
 import struct
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -84,7 +95,8 @@ HEADER_SIZE = HEADER.size
 TAG_SIZE = 16
 FLAG_LAST = 0x01
 FLAG_CLOSE = 0x02
-_VALID_FLAGS = frozenset({0, FLAG_LAST, FLAG_CLOSE})
+FLAG_HELLO = 0x04
+_VALID_FLAGS = frozenset({0, FLAG_LAST, FLAG_CLOSE, FLAG_HELLO})
 KEY_SIZE = 32
 PUBLIC_KEY_SIZE = 32
 DEFAULT_CHUNK_SIZE = 1 << 20
@@ -94,10 +106,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 2 << 30
 FRAMES_PATH = "/api/v1/peer/frames"
 KDF_INFO_PREFIX = b"privledger/channel/v1"
 
-_FRAME_HEADERS = {"Content-Type": "application/octet-stream"}
-# The peer answers these when its mailbox is full: it is alive and asks us to slow down.
-_BUSY_STATUSES = frozenset({429, 503})
+STREAM_LENGTH = struct.Struct(">I")
+_STREAM_HEADERS = {"Content-Type": "application/octet-stream"}
 _MAX_BACKOFF_S = 1.0
+_CLOSED_POLL_S = 0.05
 
 
 class ChannelTampered(ChannelError):
@@ -114,6 +126,10 @@ class PeerUnreachable(ChannelError):
 
 class MailboxFull(RuntimeError):
     """The mailbox holds as many frames as it may; the sender should retry later."""
+
+
+class FrameTooLarge(ValueError):
+    """A frame in a stream declares more bytes than the receiving node accepts."""
 
 
 def _check_uint(name: str, value: int, bits: int) -> None:
@@ -234,6 +250,10 @@ class Wire(abc.ABC):
     def close(self) -> None:
         """Stop using the wire; idempotent."""
 
+    def confirm(self) -> None:  # noqa: B027 -- a wire that hands frames over synchronously
+        """After ``close``: wait until the peer has taken every frame sent, raising
+        :class:`ChannelError` if it has not (a wire that delivers synchronously has no wait)."""
+
 
 class MemoryWire(Wire):
     """A wire over two in-process queues; :func:`memory_wire_pair` connects two of them."""
@@ -311,6 +331,7 @@ class SecureChannel(Channel):
         self._partial_size = 0
         self._closed = False
         self._peer_closed = False
+        self._peer_greeted = False
         self._failure: ChannelError | None = None
 
     def close(self) -> None:
@@ -325,6 +346,36 @@ class SecureChannel(Channel):
                 except ChannelError as exc:
                     logger.debug("close frame of task %d not delivered: %s", self._task_id, exc)
             self._wire.close()
+
+    def greet(self) -> None:
+        """Send our hello: must come before any message (see module docs)."""
+        with self._send_lock:
+            self._check_usable()
+            if self._send_seq != 0:
+                raise ChannelError("the hello must be the first frame of the channel")
+            self._send_frame(b"", FLAG_HELLO)
+
+    def wait_for_peer(self, timeout: float | None) -> None:
+        """Wait for the peer's hello, which must be its first frame; ``ChannelTimeout`` if it
+        does not come in time (the peer's node has not started the task)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._recv_lock:
+            self._check_usable()
+            if self._peer_greeted:
+                return
+            if self._recv_seq != 0:
+                raise ChannelError("the peer's hello can only be awaited before any message")
+            header, chunk = self._open(self._wire.recv_frame(_remaining(deadline)))
+            if header.flags != FLAG_HELLO or chunk:
+                raise self._fail(ChannelTampered("the peer's first frame is not its hello"))
+            self._peer_greeted = True
+
+    def finish(self) -> None:
+        """Close after the protocol succeeded, making sure the peer got every frame we sent
+        (``PeerUnreachable`` if not): the caller may then act on the result, e.g. anchor it."""
+        self.close()
+        self._check_failed()
+        self._wire.confirm()
 
     def _send_raw(self, payload: bytes) -> None:
         if len(payload) > self._max_message_size:
@@ -366,6 +417,11 @@ class SecureChannel(Channel):
     def _accept(self, frame: bytes) -> bytes | None:
         """Take one frame; the whole message once its last chunk is in, else ``None``."""
         header, chunk = self._open(frame)
+        if header.flags == FLAG_HELLO:
+            if header.seq != 0 or chunk:
+                raise self._fail(ChannelTampered("a hello after the first frame, or not empty"))
+            self._peer_greeted = True
+            return None
         if header.flags == FLAG_CLOSE:
             if self._partial:
                 raise self._fail(ChannelTampered("peer closed the channel inside a message"))
@@ -412,6 +468,9 @@ class SecureChannel(Channel):
     def _check_usable(self) -> None:
         if self._closed:
             raise ChannelClosed("channel is closed")
+        self._check_failed()
+
+    def _check_failed(self) -> None:
         if self._failure is not None:
             raise type(self._failure)(f"channel failed earlier and is unusable: {self._failure}")
 
@@ -543,12 +602,21 @@ class Mailbox:
 
 
 class HttpWire(Wire):
-    """Frames out by HTTP POST to the peer node, frames in from our :class:`Mailbox`.
+    """Frames out over one streaming HTTP POST to the peer node, frames in from our
+    :class:`Mailbox`.
 
-    A POST is retried with exponential backoff only when the frame certainly was not queued: the
-    connection could not be made (at most ``connect_attempts`` tries) or the peer answered 429/503
-    (busy; retried until the deadline). Both stop at ``send_timeout`` seconds. Any other failure
-    (e.g. a timeout after the frame was sent) raises at once, since a retry could duplicate it.
+    The first frame opens ``POST {peer}/api/v1/peer/frames`` with a chunked body that a sender
+    thread feeds for the life of the channel: each frame as a 4-byte big-endian length and the frame
+    (see :func:`receive_stream`). ``send_frame`` only queues (at most ``queue_frames`` frames, then
+    it blocks: back-pressure from the peer's mailbox through TCP), so the protocol computes its
+    next message while this one is on the wire. :meth:`close` ends the body and waits for the
+    peer's answer, which counts the frames it queued; :meth:`confirm` raises unless that count is
+    every frame sent.
+
+    Opening the stream is retried with exponential backoff while the connection cannot be made
+    and no frame has left (at most ``connect_attempts`` tries, within ``send_timeout``). Once a
+    frame has left, any failure is final -- a retry could duplicate frames -- and the next
+    ``send_frame`` (or ``confirm``) raises :class:`PeerUnreachable`.
     """
 
     def __init__(
@@ -563,10 +631,13 @@ class HttpWire(Wire):
         send_timeout: float = 30.0,
         connect_attempts: int = 4,
         backoff: float = 0.05,
+        queue_frames: int = 8,
     ) -> None:
         _check_ids(task_id, our_org, peer_org)
-        if send_timeout <= 0 or connect_attempts < 1 or backoff <= 0:
-            raise ValueError("send_timeout and backoff must be > 0, connect_attempts >= 1")
+        if send_timeout <= 0 or connect_attempts < 1 or backoff <= 0 or queue_frames < 1:
+            raise ValueError(
+                "send_timeout and backoff must be > 0, connect_attempts and queue_frames >= 1"
+            )
         self._url = peer_endpoint.rstrip("/") + FRAMES_PATH
         self._client = client
         self._mailbox = mailbox
@@ -574,47 +645,90 @@ class HttpWire(Wire):
         self._send_timeout = send_timeout
         self._connect_attempts = connect_attempts
         self._backoff = backoff
+        self._outgoing: queue.Queue[bytes | None] = queue.Queue(maxsize=queue_frames)
+        self._sender: threading.Thread | None = None
+        self._frames_sent = 0
+        self._frames_left = 0  # handed to the HTTP body
+        self._frames_accepted: int | None = None  # the peer's count once the stream ended
+        self._failure: ChannelError | None = None
         self._closed = False
 
     def send_frame(self, frame: bytes) -> None:
         if self._closed:
             raise ChannelClosed("wire is closed")
+        self._raise_failure()
+        if self._sender is None:
+            self._sender = threading.Thread(target=self._stream, name="wire", daemon=True)
+            self._sender.start()
+        deadline = time.monotonic() + self._send_timeout
+        while True:
+            try:
+                self._outgoing.put(frame, timeout=0.05)
+                break
+            except queue.Full:
+                self._raise_failure()
+                if time.monotonic() > deadline:
+                    raise PeerUnreachable(
+                        f"peer at {self._url} took no frame for {self._send_timeout} s"
+                    ) from None
+        self._frames_sent += 1
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise type(self._failure)(str(self._failure))
+
+    def _body(self) -> Iterator[bytes]:
+        while True:
+            try:
+                frame = self._outgoing.get(timeout=_CLOSED_POLL_S)
+            except queue.Empty:
+                if self._closed:  # closed while the queue was full: the end marker is missing
+                    return
+                continue
+            if frame is None:
+                return
+            self._frames_left += 1
+            yield STREAM_LENGTH.pack(len(frame)) + frame
+
+    def _stream(self) -> None:
+        """The sender thread: one POST whose body is every frame, until ``close``."""
         deadline = time.monotonic() + self._send_timeout
         delay = self._backoff
-        connect_failures = 0
-        while True:
-            outcome = self._post(frame, deadline)
-            if outcome is None:
+        for attempt in range(1, self._connect_attempts + 1):
+            try:
+                response = self._client.post(
+                    self._url,
+                    content=self._body(),
+                    headers=_STREAM_HEADERS,
+                    timeout=httpx.Timeout(self._send_timeout),
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                if self._frames_left or attempt == self._connect_attempts:
+                    break
+                if time.monotonic() + delay > deadline:
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+                continue
+            except Exception as exc:  # e.g. httpx.HTTPError, or the node closed its client
+                reason = f"frame delivery failed: {exc!r}"
+                break
+            if response.is_success:
+                self._frames_accepted = int(response.json().get("frames", -1))
                 return
-            reason, peer_busy = outcome
-            if not peer_busy:
-                connect_failures += 1
-            if connect_failures >= self._connect_attempts or time.monotonic() + delay > deadline:
-                raise PeerUnreachable(f"peer unreachable at {self._url}: {reason}")
-            time.sleep(delay)
-            delay = min(delay * 2, _MAX_BACKOFF_S)
+            reason = f"peer refused the frames: HTTP {response.status_code} {response.text[:200]}"
+            break
+        self._failure = PeerUnreachable(f"peer unreachable at {self._url}: {reason}")
+        self._drain()
 
-    def _post(self, frame: bytes, deadline: float) -> tuple[str, bool] | None:
-        """``None`` once the peer queued the frame, else (reason, peer busy) for a retry."""
+    def _drain(self) -> None:
+        """Unblock a sender waiting on the full queue after the stream died."""
         try:
-            response = self._client.post(
-                self._url,
-                content=frame,
-                headers=_FRAME_HEADERS,
-                timeout=max(deadline - time.monotonic(), 0.001),
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            return f"{type(exc).__name__}: {exc}", False
-        except httpx.HTTPError as exc:
-            raise PeerUnreachable(f"frame delivery to {self._url} failed: {exc!r}") from exc
-        if response.is_success:
-            return None
-        if response.status_code in _BUSY_STATUSES:
-            return f"peer busy (HTTP {response.status_code})", True
-        raise ChannelError(
-            f"peer at {self._url} refused the frame: HTTP {response.status_code} "
-            f"{response.text[:200]}"
-        )
+            while True:
+                self._outgoing.get_nowait()
+        except queue.Empty:
+            pass
 
     def recv_frame(self, timeout: float | None) -> bytes:
         if self._closed:
@@ -622,4 +736,67 @@ class HttpWire(Wire):
         return self._mailbox.take(*self._route, timeout)
 
     def close(self) -> None:
+        """End the stream once the queued frames have left; does not wait (see :meth:`confirm`)."""
+        if self._closed:
+            return
         self._closed = True
+        with contextlib.suppress(queue.Full):  # else the body sees ``_closed`` once drained
+            self._outgoing.put_nowait(None)
+
+    def confirm(self) -> None:
+        """Wait (at most ``send_timeout``) for the peer's answer to the ended stream; raise
+        :class:`PeerUnreachable` unless it counts every frame sent."""
+        if self._sender is not None:
+            self._sender.join(self._send_timeout)
+        self._raise_failure()
+        if self._frames_accepted != self._frames_sent:
+            got = "no answer" if self._frames_accepted is None else self._frames_accepted
+            raise PeerUnreachable(
+                f"peer at {self._url} confirmed {got} of the {self._frames_sent} frames sent"
+            )
+
+
+async def receive_stream(
+    chunks: AsyncIterator[bytes],
+    mailbox: Mailbox,
+    *,
+    max_frame_bytes: int,
+    full_wait_s: float,
+) -> int:
+    """Queue every frame of a frame stream (each a 4-byte big-endian length, then the frame) in
+    ``mailbox``; the number of frames. While the mailbox is full it stops reading, which slows
+    the sender through TCP, for at most ``full_wait_s`` seconds per frame before
+    :class:`MailboxFull`. ``ValueError`` for a malformed stream or frame, :class:`FrameTooLarge`
+    for a frame over ``max_frame_bytes``."""
+    buffer = bytearray()
+    count = 0
+    async for chunk in chunks:
+        buffer += chunk
+        while len(buffer) >= STREAM_LENGTH.size:
+            (size,) = STREAM_LENGTH.unpack_from(buffer)
+            if size > max_frame_bytes:
+                raise FrameTooLarge(f"a frame is at most {max_frame_bytes} bytes, not {size}")
+            end = STREAM_LENGTH.size + size
+            if len(buffer) < end:
+                break
+            frame = bytes(buffer[STREAM_LENGTH.size : end])
+            del buffer[:end]
+            await _deliver_when_room(mailbox, frame, full_wait_s)
+            count += 1
+    if buffer:
+        raise ValueError(f"the stream ends inside a frame ({len(buffer)} bytes left over)")
+    return count
+
+
+async def _deliver_when_room(mailbox: Mailbox, frame: bytes, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    delay = 0.001
+    while True:
+        try:
+            mailbox.deliver(frame)
+            return
+        except MailboxFull:
+            if time.monotonic() + delay > deadline:
+                raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)

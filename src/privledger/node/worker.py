@@ -342,9 +342,12 @@ class Worker:
         else:
             raise TaskRefused(FailureReason.SPEC_MISMATCH, "this organisation holds no input")
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
-        started = time.perf_counter()
         try:
+            self._meet(channels)
+            started = time.perf_counter()
             output, units = run_protocol(Run(self.node, task, spec, dict(channels), rows, source))
+            for channel in channels.values():
+                channel.finish()  # the peers have everything we sent before we anchor
             transcript = combined_transcript(channels)
             sent = sum(channel.bytes_sent for channel in channels.values())
         finally:
@@ -405,16 +408,27 @@ class Worker:
             wire=wire,
         )
 
+    def _meet(self, channels: Mapping[int, SecureChannel]) -> None:
+        """Greet every peer, then wait until each has greeted back: the protocol starts (and its
+        time is counted) once every party has its input loaded and its channels open."""
+        for channel in channels.values():
+            channel.greet()
+        for channel in channels.values():
+            channel.wait_for_peer(self.node.settings.channel_timeout_s)
+
     def _deal(self, task: Task, spec: TaskSpec) -> Outcome:
         """The dealer of a statistics task: correlated randomness to every data party, no data."""
         owners = [item.org for item in spec.inputs]
         channels = {org: self._channel(task, org) for org in owners}
-        started = time.perf_counter()
         try:
+            self._meet(channels)
+            started = time.perf_counter()
             dealer = Dealer({owners.index(org): channel for org, channel in channels.items()})
             dealer.serve()
             # serve until every party closes its channel (or the task's deadline passes)
             dealer.join(max(1.0, task.deadline - time.time()))
+            for channel in channels.values():
+                channel.finish()
             transcript = combined_transcript(channels)
             sent = sum(channel.bytes_sent for channel in channels.values())
         finally:

@@ -50,6 +50,20 @@ def test_prg_columns_are_chunkable() -> None:
     )
 
 
+def test_column_prg_continues_and_jumps() -> None:
+    seeds = ot.random_bytes(3, 16)
+    whole = ot.prg_columns(seeds, 160)
+    first = ot.Cipher(ot.algorithms.AES(seeds[1].tobytes()), ot.modes.CTR(bytes(16))).encryptor()
+    assert whole[1].tobytes() == first.update(bytes(160))  # G is AES-CTR from counter 0
+    prg = ot.ColumnPrg(seeds)
+    parts = [prg.read(5), prg.read(27, 5), prg.read(48, 32)]  # continues, even mid-block
+    assert np.array_equal(np.hstack(parts), whole[:, :80])
+    assert np.array_equal(prg.read(32, 128), whole[:, 128:])  # a jump starts new states
+    assert np.array_equal(prg.read(16, 16), whole[:, 16:32])  # and so does going back
+    with pytest.raises(ValueError, match="multiple of 16"):
+        prg.read(16, 8)
+
+
 def test_mmo_hash_depends_on_tweak_and_every_block() -> None:
     rows = ot.random_bytes(4, 64)
     base = ot.mmo_hash(rows, np.zeros(4, dtype=np.uint64), 1)

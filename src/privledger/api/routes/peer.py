@@ -8,50 +8,51 @@ consortium; every worker checks a fetched spec against the hash on chain.
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
 
 from privledger.api.deps import NodeDep, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
-from privledger.node.transport import MailboxFull
+from privledger.node.transport import FrameTooLarge, MailboxFull, receive_stream
 from privledger.store.models import LocalTask
 
 router = APIRouter(prefix="/peer", tags=["peer"])
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"a frame is at most {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ApiError(413, "too_large", f"a frame is at most {limit} bytes")
-    return bytes(body)
+class FramesAccepted(BaseModel):
+    frames: int
 
 
 @router.post(
     "/frames",
-    status_code=202,
-    response_class=Response,
     openapi_extra={
         "requestBody": {
             "required": True,
+            "description": "Sealed channel frames, each as a 4-byte big-endian length and the "
+            "frame; usually one long-lived chunked upload per task and direction.",
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
         }
     },
 )
-async def deliver_frame(request: Request, node: NodeDep) -> Response:
-    """Accept one sealed channel frame for a running task."""
-    frame = await _read_limited(request, node.settings.max_frame_bytes)
+async def deliver_frames(request: Request, node: NodeDep) -> FramesAccepted:
+    """Accept a stream of sealed channel frames for running tasks; answers once the stream ends
+    with the number of frames queued."""
+    settings = node.settings
     try:
-        node.mailbox.deliver(frame)
+        count = await receive_stream(
+            request.stream(),
+            node.mailbox,
+            max_frame_bytes=settings.max_frame_bytes,
+            full_wait_s=settings.channel_timeout_s,
+        )
     except MailboxFull as exc:
         raise ApiError(429, "mailbox_full", str(exc)) from exc
+    except FrameTooLarge as exc:
+        raise ApiError(413, "too_large", str(exc)) from exc
     except ValueError as exc:
         raise ApiError(400, "malformed_frame", str(exc)) from exc
-    return Response(status_code=202)
+    return FramesAccepted(frames=count)
 
 
 @router.get("/tasks/{task_id}/spec", response_class=Response)

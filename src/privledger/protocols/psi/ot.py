@@ -71,7 +71,7 @@ import struct
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 from nacl import bindings as sodium
 from nacl.exceptions import RuntimeError as SodiumRuntimeError
 
@@ -131,22 +131,39 @@ def aes_ecb(key: bytes, blocks: U8, out: U8 | None = None) -> U8:
 
 
 def prg_columns(seeds: U8, nbytes: int, offset: int = 0) -> U8:
-    """Row ``i`` is bytes ``offset .. offset + nbytes`` of ``G(seeds[i])``.
+    """Row ``i`` is bytes ``offset .. offset + nbytes`` of ``G(seeds[i])``: :class:`ColumnPrg`."""
+    return ColumnPrg(seeds).read(nbytes, offset)
 
-    ``G`` is AES-128-CTR keyed by the seed, counter starting at 0; ``offset`` must be a multiple
-    of 16 (so that a long stream can be produced in chunks).
-    """
-    if offset % BLOCK:
-        raise ValueError("PRG offset must be a multiple of 16 bytes")
-    iv = (offset // BLOCK).to_bytes(BLOCK, "big")
-    out = np.empty((len(seeds), nbytes), dtype=np.uint8)
-    zeros = np.zeros(nbytes, dtype=np.uint8)
-    buf = np.empty(nbytes + BLOCK, dtype=np.uint8)
-    for i, seed in enumerate(seeds):  # one AES-CTR call per column (<= 512 columns)
-        encryptor = Cipher(algorithms.AES(seed.tobytes()), modes.CTR(iv)).encryptor()
-        encryptor.update_into(zeros.data, buf.data)
-        out[i] = buf[:nbytes]
-    return out
+
+class ColumnPrg:
+    """``G(seeds[i])`` for every seed, read in chunks: ``G`` is AES-128-CTR keyed by the seed,
+    counter starting at 0. A read that starts where the previous one ended continues the same
+    AES-CTR states, so a table produced chunk by chunk costs one key schedule per seed, not one
+    per seed and chunk; any other ``offset`` (a multiple of 16) starts new states there."""
+
+    def __init__(self, seeds: U8) -> None:
+        self._seeds = seeds
+        self._encryptors: list[CipherContext] = []
+        self._position = -1
+
+    def read(self, nbytes: int, offset: int = 0) -> U8:
+        """Row ``i`` is bytes ``offset .. offset + nbytes`` of ``G(seeds[i])``."""
+        if offset != self._position:
+            if offset % BLOCK:
+                raise ValueError("PRG offset must be a multiple of 16 bytes")
+            iv = (offset // BLOCK).to_bytes(BLOCK, "big")
+            self._encryptors = [
+                Cipher(algorithms.AES(seed.tobytes()), modes.CTR(iv)).encryptor()
+                for seed in self._seeds
+            ]
+        out = np.empty((len(self._seeds), nbytes), dtype=np.uint8)
+        zeros = np.zeros(nbytes, dtype=np.uint8)
+        buf = np.empty(nbytes + BLOCK, dtype=np.uint8)
+        for row, encryptor in zip(out, self._encryptors, strict=True):  # <= 512 columns
+            written = encryptor.update_into(zeros.data, buf.data)
+            row[:] = buf[:written]
+        self._position = offset + nbytes
+        return out
 
 
 def mmo_hash(rows: U8, tweaks: U64, domain: int) -> U8:
@@ -440,8 +457,8 @@ class KkrtReceiver:
     def __init__(self, seeds0: U8, seeds1: U8, code_key: bytes) -> None:
         if seeds0.shape != (CODE_BITS, BLOCK) or seeds1.shape != (CODE_BITS, BLOCK):
             raise ValueError("need CODE_BITS seed pairs of 16 bytes")
-        self._seeds0 = seeds0
-        self._seeds1 = seeds1
+        self._prg0 = ColumnPrg(seeds0)
+        self._prg1 = ColumnPrg(seeds1)
         self._code_key = code_key
 
     def encode(self, inputs: U8, offset: int = 0) -> tuple[U8, U8]:
@@ -453,8 +470,8 @@ class KkrtReceiver:
         m = len(inputs)
         if m % 128 or offset % 128:
             raise ValueError("bin chunks must be multiples of 128 bins")
-        t0 = prg_columns(self._seeds0, m // 8, offset // 8)
-        u = prg_columns(self._seeds1, m // 8, offset // 8)
+        t0 = self._prg0.read(m // 8, offset // 8)
+        u = self._prg1.read(m // 8, offset // 8)
         u ^= t0
         u ^= transpose_bits(code_words(self._code_key, inputs))
         return u, transpose_bits(t0)
@@ -479,7 +496,7 @@ class KkrtSender:
             raise ValueError("the bin count must be a multiple of 128")
         self._mask = choices.astype(np.uint8)[:, None] * np.uint8(0xFF)
         self._s = np.packbits(choices, bitorder="little")
-        self._seeds = seeds
+        self._prg = ColumnPrg(seeds)
         self._code_key = code_key
         self._bins = bins
         self._q: U8 | None = None  # all rows, only for receive()/evaluate()
@@ -491,7 +508,7 @@ class KkrtSender:
             raise OtError("malformed KKRT column block")
         if offset + u.shape[1] * 8 > self._bins:
             raise OtError("KKRT column block beyond the table")
-        q = prg_columns(self._seeds, u.shape[1], offset // 8)
+        q = self._prg.read(u.shape[1], offset // 8)
         q ^= u & self._mask
         return transpose_bits(q)
 
