@@ -651,7 +651,7 @@ def http_end(
     peer_server: FrameServer,
     mailbox: Mailbox,
     chunk_size: int = CHUNK,
-    **wire: float,
+    **wire: Any,
 ) -> SecureChannel:
     http = HttpWire(
         peer_server.endpoint,
