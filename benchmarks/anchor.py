@@ -80,9 +80,9 @@ def measure_single(operator: Ledger, m: int) -> float:
 
 def task_lifecycle_gas(
     admin: Ledger, provider: Ledger, requester: Ledger, provider_org: int
-) -> int:
+) -> tuple[int, dict[str, int]]:
     """Gas of one task's life: submit (one own input, one granted foreign input, two participants,
-    fee escrowed) + two result anchors + settlement to one payee."""
+    fee escrowed) + two result anchors + settlement to one payee; the total and each step's."""
     requester_org = requester.orgs.org_of(requester.client.address)
     dataset = provider.data.register(
         schema_hash=secrets.token_bytes(32),
@@ -102,6 +102,7 @@ def task_lifecycle_gas(
     )
     gas_before = requester.client.gas_used + provider.client.gas_used
     before = requester.tasks.task_count()
+    steps: dict[str, int] = {}
     requester.tasks.submit_task(
         spec_hash=secrets.token_bytes(32),
         kind=Kind.PSI,
@@ -111,13 +112,23 @@ def task_lifecycle_gas(
         deadline=now + 3_600,
         fee=10**15,
     )
+    steps["submit"] = requester.client.gas_used + provider.client.gas_used - gas_before
     task_id = before + 1
-    for ledger in (requester, provider):
-        ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), secrets.token_bytes(32))
-    requester.tasks.settle_task(task_id, [provider_org], [10_000], secrets.token_bytes(32))
+    for name, ledger in (("anchor_requester", requester), ("anchor_provider", provider)):
+        receipt = ledger.tasks.anchor_result(
+            task_id, secrets.token_bytes(32), secrets.token_bytes(32)
+        )
+        steps[name] = int(receipt["gasUsed"])
+    receipt = requester.tasks.settle_task(
+        task_id, [provider_org], [10_000], secrets.token_bytes(32)
+    )
+    steps["settle"] = int(receipt["gasUsed"])
     if provider.metering.balance_of(provider_org) != 10**15:
         raise SystemExit("settlement did not pay the provider the whole fee")
-    return requester.client.gas_used + provider.client.gas_used - gas_before
+    total = requester.client.gas_used + provider.client.gas_used - gas_before
+    if total != sum(steps.values()):
+        raise SystemExit("the lifecycle sent transactions it does not account for")
+    return total, steps
 
 
 def main(argv: list[str]) -> int:
@@ -141,7 +152,9 @@ def main(argv: list[str]) -> int:
         provider, requester, provider_org, _ = _onboard(admin)
         batch_seconds = measure_batches(provider, args.n, args.batches)
         single_seconds = measure_single(provider, args.baseline)
-        lifecycle_gas = task_lifecycle_gas(admin, provider, requester, provider_org)
+        lifecycle_gas, lifecycle_steps = task_lifecycle_gas(
+            admin, provider, requester, provider_org
+        )
 
     result: dict[str, Any] = {
         "bench": "anchor",
@@ -151,6 +164,7 @@ def main(argv: list[str]) -> int:
         "digests_per_s": round(args.n * args.batches / batch_seconds),
         "baseline_digests_per_s": round(args.baseline / single_seconds, 1),
         "task_lifecycle_gas": lifecycle_gas,
+        "task_lifecycle_gas_steps": lifecycle_steps,
     }
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0

@@ -15,14 +15,18 @@ contract DataRegistry is IDataRegistry {
     uint16 private constant MAX_BPS = 10_000;
     uint8 private constant ROLE_DATA_OWNER = 2; // IOrgRegistry.ROLE_DATA_OWNER
 
-    /// @dev Storage layout of a {Dataset}: the fields read by other contracts share the first slot.
+    /**
+     * @dev Storage layout of a {Dataset}: the fields read or written by other contracts while a task is
+     * submitted (owner, retired flag, usage counter) share the first slot, so counting a use costs no fresh slot.
+     */
     struct Record {
         uint64 ownerOrg;
         uint64 rowCount;
-        uint64 registeredAt;
+        uint40 registeredAt;
         uint16 upstreamBps;
         uint8 level;
         bool retired;
+        uint56 uses;
         uint128 unitPrice;
         bytes32 schemaHash;
         bytes32 commitment;
@@ -30,11 +34,15 @@ contract DataRegistry is IDataRegistry {
     }
 
     IOrgRegistry private immutable _orgs;
+    address private immutable _metering;
     uint256 private _datasetCount;
     mapping(bytes32 datasetId => Record) private _datasets;
 
-    constructor(IOrgRegistry orgs) {
+    /// @param metering the Metering, the only caller of {recordUse} (deployed after this registry, at an
+    /// address the deployer computes in advance).
+    constructor(IOrgRegistry orgs, address metering) {
         _orgs = orgs;
+        _metering = metering;
     }
 
     /// @inheritdoc IDataRegistry
@@ -57,7 +65,7 @@ contract DataRegistry is IDataRegistry {
         Record storage record = _datasets[datasetId];
         record.ownerOrg = SafeCast.toUint64(ownerOrg);
         record.rowCount = rowCount;
-        record.registeredAt = uint64(block.timestamp);
+        record.registeredAt = uint40(block.timestamp);
         record.upstreamBps = upstreamBps;
         record.level = level;
         record.unitPrice = unitPrice;
@@ -80,6 +88,14 @@ contract DataRegistry is IDataRegistry {
         Record storage record = _checkOwner(datasetId);
         record.unitPrice = unitPrice;
         emit UnitPriceChanged(datasetId, unitPrice);
+    }
+
+    /// @inheritdoc IDataRegistry
+    function recordUse(bytes32 datasetId) external returns (uint256 uses) {
+        if (msg.sender != _metering) revert DataRegistryUnauthorized(msg.sender);
+        Record storage record = _record(datasetId);
+        uses = record.uses + 1;
+        record.uses = uint56(uses);
     }
 
     /// @inheritdoc IDataRegistry
@@ -112,6 +128,17 @@ contract DataRegistry is IDataRegistry {
     /// @inheritdoc IDataRegistry
     function isRetired(bytes32 datasetId) external view returns (bool) {
         return _record(datasetId).retired;
+    }
+
+    /// @inheritdoc IDataRegistry
+    function ownerAndRetired(bytes32 datasetId) external view returns (uint256 ownerOrg, bool retired) {
+        Record storage record = _record(datasetId);
+        return (record.ownerOrg, record.retired);
+    }
+
+    /// @inheritdoc IDataRegistry
+    function usageOf(bytes32 datasetId) external view returns (uint256) {
+        return _datasets[datasetId].uses;
     }
 
     /// @inheritdoc IDataRegistry

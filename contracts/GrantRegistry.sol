@@ -21,52 +21,52 @@ contract GrantRegistry is IGrantRegistry {
     uint8 private constant ROLE_DATA_OWNER = 2; // IOrgRegistry.ROLE_DATA_OWNER
     bytes32 private constant CONSORTIUM_ADMIN_ROLE = 0x00; // DEFAULT_ADMIN_ROLE of the OrgRegistry
 
-    /// @dev Storage layout of a {Grant}: everything {consume} reads and writes after the dataset id is in one slot.
+    /**
+     * @dev Storage layout of a {Grant}: everything {consume} reads and writes is in the second slot. It holds
+     * the nonce the grant id was derived from, so that {consume} checks the dataset and the grantee by
+     * recomputing the id instead of loading the dataset id from the first slot. Every grant has non-zero
+     * `kinds`, which tells an issued grant from an unknown one. Org ids fit in uint32 (the grantee is an Active
+     * organisation).
+     */
     struct Record {
         bytes32 datasetId;
-        uint64 granteeOrg;
+        uint32 granteeOrg;
         uint64 expiry;
         uint32 maxUses;
         uint32 used;
         uint8 kinds;
         bool revoked;
+        uint64 nonce;
         address grantor;
     }
 
     IOrgRegistry private immutable _orgs;
     IDataRegistry private immutable _data;
-    address private _ledger;
-    uint256 private _nonce;
+    address private immutable _ledger;
+    uint64 private _nonce;
     mapping(bytes32 grantId => Record) private _grants;
     mapping(uint256 taskId => mapping(bytes32 datasetId => ApprovalStatus)) private _approvals;
 
     /**
-     * @param admin the consortium admin expected to wire this registry; it must hold DEFAULT_ADMIN_ROLE on
-     * `orgs`, which guards against deploying against the wrong OrgRegistry.
+     * @param ledger the task ledger, the only caller of {consume} and {openRequest} (deployed after this
+     * registry, at an address the deployer computes in advance).
+     * @param admin the consortium admin deploying this registry; it must hold DEFAULT_ADMIN_ROLE on `orgs`,
+     * which guards against deploying against the wrong OrgRegistry.
      */
-    constructor(IOrgRegistry orgs, IDataRegistry data, address admin) {
+    constructor(IOrgRegistry orgs, IDataRegistry data, address ledger, address admin) {
         if (!IAccessControl(address(orgs)).hasRole(CONSORTIUM_ADMIN_ROLE, admin)) {
             revert GrantRegistryUnauthorized(admin);
         }
+        if (ledger == address(0)) revert GrantRegistryInvalidLedger(ledger);
         _orgs = orgs;
         _data = data;
+        _ledger = ledger;
+        emit TaskLedgerSet(ledger);
     }
 
     modifier onlyLedger() {
         if (msg.sender != _ledger) revert GrantRegistryUnauthorized(msg.sender);
         _;
-    }
-
-    /// @inheritdoc IGrantRegistry
-    function setTaskLedger(address ledger) external {
-        if (!IAccessControl(address(_orgs)).hasRole(CONSORTIUM_ADMIN_ROLE, msg.sender)) {
-            revert GrantRegistryUnauthorized(msg.sender);
-        }
-        if (_ledger != address(0)) revert GrantRegistryLedgerAlreadySet();
-        if (ledger == address(0)) revert GrantRegistryInvalidLedger(ledger);
-
-        _ledger = ledger;
-        emit TaskLedgerSet(ledger);
     }
 
     /// @inheritdoc IGrantRegistry
@@ -81,16 +81,17 @@ contract GrantRegistry is IGrantRegistry {
         if (expiry <= block.timestamp) revert GrantRegistryInvalidExpiry(expiry);
         if (maxUses == 0) revert GrantRegistryInvalidMaxUses();
 
-        uint256 nonce = _nonce++;
-        grantId = keccak256(abi.encode(datasetId, granteeOrg, nonce));
+        uint64 nonce = _nonce++;
+        grantId = _grantId(datasetId, granteeOrg, nonce);
         _grants[grantId] = Record({
             datasetId: datasetId,
-            granteeOrg: SafeCast.toUint64(granteeOrg),
+            granteeOrg: SafeCast.toUint32(granteeOrg),
             expiry: expiry,
             maxUses: maxUses,
             used: 0,
             kinds: kinds,
             revoked: false,
+            nonce: nonce,
             grantor: msg.sender
         });
         emit GrantIssued(grantId, datasetId, granteeOrg, kinds, expiry, maxUses);
@@ -109,7 +110,7 @@ contract GrantRegistry is IGrantRegistry {
     /// @inheritdoc IGrantRegistry
     function consume(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind) external onlyLedger {
         Record storage record = _record(grantId);
-        if (record.datasetId != datasetId || record.granteeOrg != granteeOrg) revert GrantRegistryMismatch(grantId);
+        if (_grantId(datasetId, granteeOrg, record.nonce) != grantId) revert GrantRegistryMismatch(grantId);
         if (record.revoked) revert GrantRegistryRevoked(grantId);
         if (block.timestamp >= record.expiry) revert GrantRegistryExpired(grantId);
         if (record.used >= record.maxUses) revert GrantRegistryExhausted(grantId);
@@ -154,8 +155,8 @@ contract GrantRegistry is IGrantRegistry {
         returns (bool)
     {
         Record storage record = _grants[grantId];
-        return record.datasetId != 0 && record.datasetId == datasetId && record.granteeOrg == granteeOrg
-            && !record.revoked && block.timestamp < record.expiry && record.used < record.maxUses && kind != 0
+        return record.kinds != 0 && _grantId(datasetId, granteeOrg, record.nonce) == grantId && !record.revoked
+            && block.timestamp < record.expiry && record.used < record.maxUses && kind != 0
             && record.kinds & kind == kind && !_data.isRetired(datasetId);
     }
 
@@ -198,6 +199,10 @@ contract GrantRegistry is IGrantRegistry {
 
     function _record(bytes32 grantId) private view returns (Record storage record) {
         record = _grants[grantId];
-        if (record.datasetId == 0) revert GrantRegistryUnknownGrant(grantId);
+        if (record.kinds == 0) revert GrantRegistryUnknownGrant(grantId);
+    }
+
+    function _grantId(bytes32 datasetId, uint256 granteeOrg, uint256 nonce) private pure returns (bytes32) {
+        return keccak256(abi.encode(datasetId, granteeOrg, nonce));
     }
 }

@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {IDataRegistry} from "./interfaces/IDataRegistry.sol";
 import {IMetering} from "./interfaces/IMetering.sol";
 import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
 import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
@@ -13,6 +14,8 @@ import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
  * @dev Fees are never pushed: allocations and refunds credit organisation balances, which org admins
  * withdraw. The ether stays in the task ledger, which always holds the sum of these balances plus the fees
  * of its unsettled tasks; a withdrawal debits the balance here first, then has the ledger pay it out.
+ * Dataset usage counters are kept in the DataRegistry's records, where they share a slot with the fields the
+ * ledger reads on submission; only this contract advances them.
  */
 contract Metering is IMetering, ReentrancyGuard {
     uint16 private constant TOTAL_BPS = 10_000;
@@ -20,17 +23,23 @@ contract Metering is IMetering, ReentrancyGuard {
     bytes32 private constant CONSORTIUM_ADMIN_ROLE = 0x00; // DEFAULT_ADMIN_ROLE of the OrgRegistry
 
     IOrgRegistry private immutable _orgs;
-    address private _ledger;
+    IDataRegistry private immutable _data;
+    address private immutable _ledger;
     mapping(uint256 orgId => uint256) private _balances;
-    mapping(bytes32 datasetId => uint256) private _usage;
 
     /**
-     * @param admin the consortium admin expected to wire this contract; it must hold DEFAULT_ADMIN_ROLE on
-     * `orgs`, which guards against deploying against the wrong OrgRegistry.
+     * @param ledger the task ledger, the only caller of {recordUsage}, {allocate} and {refund} (deployed after
+     * this contract, at an address the deployer computes in advance).
+     * @param admin the consortium admin deploying this contract; it must hold DEFAULT_ADMIN_ROLE on `orgs`,
+     * which guards against deploying against the wrong OrgRegistry.
      */
-    constructor(IOrgRegistry orgs, address admin) {
+    constructor(IOrgRegistry orgs, IDataRegistry data, address ledger, address admin) {
         if (!IAccessControl(address(orgs)).hasRole(CONSORTIUM_ADMIN_ROLE, admin)) revert MeteringUnauthorized(admin);
+        if (ledger == address(0)) revert MeteringInvalidLedger(ledger);
         _orgs = orgs;
+        _data = data;
+        _ledger = ledger;
+        emit TaskLedgerSet(ledger);
     }
 
     modifier onlyLedger() {
@@ -39,22 +48,10 @@ contract Metering is IMetering, ReentrancyGuard {
     }
 
     /// @inheritdoc IMetering
-    function setTaskLedger(address ledger) external {
-        if (!IAccessControl(address(_orgs)).hasRole(CONSORTIUM_ADMIN_ROLE, msg.sender)) {
-            revert MeteringUnauthorized(msg.sender);
-        }
-        if (_ledger != address(0)) revert MeteringLedgerAlreadySet();
-        if (ledger == address(0)) revert MeteringInvalidLedger(ledger);
-
-        _ledger = ledger;
-        emit TaskLedgerSet(ledger);
-    }
-
-    /// @inheritdoc IMetering
     function recordUsage(uint256 taskId, bytes32[] calldata datasetIds) external onlyLedger {
         for (uint256 i = 0; i < datasetIds.length; ++i) {
-            uint256 count = ++_usage[datasetIds[i]];
-            emit UsageRecorded(taskId, datasetIds[i], count);
+            bytes32 datasetId = datasetIds[i];
+            emit UsageRecorded(taskId, datasetId, _data.recordUse(datasetId));
         }
     }
 
@@ -106,7 +103,7 @@ contract Metering is IMetering, ReentrancyGuard {
 
     /// @inheritdoc IMetering
     function usageOf(bytes32 datasetId) external view returns (uint256) {
-        return _usage[datasetId];
+        return _data.usageOf(datasetId);
     }
 
     /// @inheritdoc IMetering

@@ -29,12 +29,15 @@ contract TaskLedger is ITaskLedger {
     uint256 private constant COUNTER_INITIALISED = 1 << 255;
 
     /**
-     * @dev Storage layout of a {Task}. Slot 1 holds every field the lifecycle functions read or write: the
-     * status, the counts, `anchored` (bit i set once participant i anchored), `foreign` (bit i set iff input
-     * i is not owned by the requester organisation, i.e. was authorised by a grant or an approval) and the
-     * requester organisation with its index among the participants. Slot 2 holds the requester and the fee, which is in escrow while the task is
-     * neither Failed nor Settled. Then four participants per slot, and one slot per input. Counts fit in
-     * uint8 and masks in uint16 as there are at most 16 inputs and 16 participants.
+     * @dev Storage layout of a {Task}, in as few slots as a two-party task allows. Slot 1 holds every field the
+     * lifecycle functions read or write: the status, the counts, `anchored` (bit i set once participant i
+     * anchored), `foreign` (bit i set iff input i is not owned by the requester organisation, i.e. was
+     * authorised by a grant or an approval), `holders` (bit i set iff participant i owns one of the inputs),
+     * the requester organisation's seat among the participants and the first two participants themselves.
+     * Slot 2 holds the requester and the fee, which is in escrow while the task is neither Failed nor Settled.
+     * Participants from the third on take eight per slot, and inputs one slot each. Counts fit in uint8 and
+     * masks in uint16 as there are at most 16 inputs and 16 participants; organisation ids fit in uint32
+     * (a participant must be an Active organisation, so a larger id never reaches storage).
      */
     struct Record {
         bytes32 specHash;
@@ -43,16 +46,18 @@ contract TaskLedger is ITaskLedger {
         uint8 inputCount;
         uint8 participantCount;
         uint8 pendingApprovals;
+        uint8 requesterSeat;
         uint16 anchored;
         uint16 foreign;
-        uint32 failureReason;
+        uint16 holders;
+        uint16 failureReason;
         uint40 submittedAt;
         uint40 deadline;
-        uint64 requesterOrg;
-        uint8 requesterSeat;
+        uint32 participant0;
+        uint32 participant1;
         address requester;
         uint96 fee;
-        uint64[MAX_PARTICIPANTS] participants;
+        uint32[MAX_PARTICIPANTS - 2] moreParticipants;
         bytes32[MAX_INPUTS] inputs;
     }
 
@@ -98,10 +103,10 @@ contract TaskLedger is ITaskLedger {
         taskId = _nextTaskId();
         Record storage task = _tasks[taskId];
         _storeParticipants(task, participants, requesterOrg);
-        _storeInputs(task, inputs, grantIds, participants, requesterOrg);
+        _storeInputs(task, inputs, grantIds, participants);
         _storeHeader(taskId, task, specHash, kind, deadline, requesterOrg);
 
-        _authoriseInputs(taskId, task, inputs, grantIds);
+        _authoriseInputs(taskId, task, inputs, grantIds, requesterOrg);
         if (task.pendingApprovals == 0) _authorise(taskId, task);
     }
 
@@ -165,7 +170,7 @@ contract TaskLedger is ITaskLedger {
         Record storage task = _task(taskId);
         (uint256 org,) = _callerSeat(task);
         if (!_isOpen(task.status)) revert TaskLedgerInvalidStatus(taskId, task.status);
-        if (reasonCode == 0) revert TaskLedgerInvalidReason(reasonCode);
+        if (reasonCode == 0 || reasonCode > type(uint16).max) revert TaskLedgerInvalidReason(reasonCode);
 
         _markFailed(taskId, task, org, reasonCode);
         _refund(taskId, task);
@@ -176,7 +181,7 @@ contract TaskLedger is ITaskLedger {
         external
     {
         Record storage task = _task(taskId);
-        if (_operatorOrg() != task.requesterOrg) revert TaskLedgerUnauthorized(msg.sender);
+        if (_operatorOrg() != _requesterOrg(task)) revert TaskLedgerUnauthorized(msg.sender);
         if (task.status != TaskStatus.Completed) revert TaskLedgerInvalidStatus(taskId, task.status);
         if (block.timestamp >= task.deadline) revert TaskLedgerDeadlinePassed(taskId);
         for (uint256 i = 0; i < payeeOrgs.length; ++i) {
@@ -220,7 +225,7 @@ contract TaskLedger is ITaskLedger {
         Record storage task = _task(taskId);
         uint256[] memory participants = new uint256[](task.participantCount);
         for (uint256 i = 0; i < participants.length; ++i) {
-            participants[i] = task.participants[i];
+            participants[i] = _participant(task, i);
         }
         uint16 anchoredCount = 0;
         for (uint256 bits = task.anchored; bits != 0; bits &= bits - 1) {
@@ -230,7 +235,7 @@ contract TaskLedger is ITaskLedger {
             specHash: task.specHash,
             kind: task.kind,
             status: task.status,
-            requesterOrg: task.requesterOrg,
+            requesterOrg: _requesterOrg(task),
             requester: task.requester,
             submittedAt: task.submittedAt,
             deadline: task.deadline,
@@ -298,43 +303,66 @@ contract TaskLedger is ITaskLedger {
             for (uint256 j = 0; j < i; ++j) {
                 if (participants[j] == org) revert TaskLedgerInvalidParticipants();
             }
-            task.participants[i] = SafeCast.toUint64(org);
+            uint32 stored = SafeCast.toUint32(org);
+            if (i == 0) {
+                task.participant0 = stored;
+            } else if (i == 1) {
+                task.participant1 = stored;
+            } else {
+                task.moreParticipants[i - 2] = stored;
+            }
         }
         if (!hasRequester) revert TaskLedgerInvalidParticipants();
         task.participantCount = uint8(count);
     }
 
     /**
-     * @dev Stores the inputs (distinct, live datasets whose owners participate), the mask of the foreign ones
-     * and the number of approvals to request.
+     * @dev Stores the inputs (distinct, live datasets whose owners participate), the mask of the foreign ones,
+     * the mask of the participants owning an input and the number of approvals to request.
      */
     function _storeInputs(
         Record storage task,
         bytes32[] calldata inputs,
         bytes32[] calldata grantIds,
-        uint256[] calldata participants,
-        uint256 requesterOrg
+        uint256[] calldata participants
     ) private {
+        uint256 requesterSeat = task.requesterSeat;
         uint256 count = inputs.length;
-        uint16 foreign = 0;
-        uint8 pending = 0;
+        uint256 foreign = 0;
+        uint256 holders = 0;
+        uint256 pending = 0;
         for (uint256 i = 0; i < count; ++i) {
             bytes32 input = inputs[i];
             for (uint256 j = 0; j < i; ++j) {
                 if (inputs[j] == input) revert TaskLedgerInvalidInputs();
             }
-            uint256 owner = _data.ownerOf(input);
-            if (_data.isRetired(input)) revert TaskLedgerInputRetired(input);
-            if (owner != requesterOrg) {
-                if (!_contains(participants, owner)) revert TaskLedgerMissingOwnerParticipant(input);
-                foreign |= uint16(1 << i);
+            uint256 seat = _ownerSeat(input, participants, requesterSeat);
+            holders |= 1 << seat;
+            if (seat != requesterSeat) {
+                foreign |= 1 << i;
                 if (grantIds[i] == 0) ++pending;
             }
             task.inputs[i] = input;
         }
         task.inputCount = uint8(count);
-        task.foreign = foreign;
-        task.pendingApprovals = pending;
+        task.foreign = uint16(foreign);
+        task.holders = uint16(holders);
+        task.pendingApprovals = uint8(pending);
+    }
+
+    /// @dev Returns the seat of the owner of `input` among the participants; the input must not be retired.
+    function _ownerSeat(bytes32 input, uint256[] calldata participants, uint256 requesterSeat)
+        private
+        view
+        returns (uint256)
+    {
+        (uint256 owner, bool retired) = _data.ownerAndRetired(input);
+        if (retired) revert TaskLedgerInputRetired(input);
+        if (owner == participants[requesterSeat]) return requesterSeat;
+        for (uint256 i = 0; i < participants.length; ++i) {
+            if (participants[i] == owner) return i;
+        }
+        revert TaskLedgerMissingOwnerParticipant(input);
     }
 
     /// @dev Stores the rest of a new task's header, the requester and the fee (escrowed from here on).
@@ -351,7 +379,6 @@ contract TaskLedger is ITaskLedger {
         task.kind = kind;
         task.submittedAt = uint40(block.timestamp);
         task.deadline = uint40(deadline);
-        task.requesterOrg = SafeCast.toUint64(requesterOrg);
         task.requester = msg.sender;
         task.fee = SafeCast.toUint96(msg.value);
         emit TaskSubmitted(taskId, requesterOrg, specHash, kind, msg.value, deadline);
@@ -362,10 +389,10 @@ contract TaskLedger is ITaskLedger {
         uint256 taskId,
         Record storage task,
         bytes32[] calldata inputs,
-        bytes32[] calldata grantIds
+        bytes32[] calldata grantIds,
+        uint256 requesterOrg
     ) private {
         uint256 foreign = task.foreign;
-        uint256 requesterOrg = task.requesterOrg;
         uint8 kind = task.kind;
         for (uint256 i = 0; i < inputs.length; ++i) {
             if (foreign & (1 << i) == 0) continue;
@@ -388,13 +415,13 @@ contract TaskLedger is ITaskLedger {
 
     function _markFailed(uint256 taskId, Record storage task, uint256 org, uint32 reasonCode) private {
         task.status = TaskStatus.Failed;
-        task.failureReason = reasonCode;
+        task.failureReason = uint16(reasonCode);
         emit TaskFailed(taskId, org, reasonCode);
     }
 
     /// @dev Credits the escrowed fee back to the requester organisation; the task is already Failed or Settled.
     function _refund(uint256 taskId, Record storage task) private {
-        _metering.refund(taskId, task.requesterOrg, task.fee);
+        _metering.refund(taskId, _requesterOrg(task), task.fee);
     }
 
     /// @dev Splits the fee equally among the distinct owners of the foreign inputs (remainder to the last);
@@ -415,35 +442,29 @@ contract TaskLedger is ITaskLedger {
         _metering.allocate(taskId, payees, bps, task.fee);
     }
 
+    /// @dev Returns the participants, other than the requester organisation, owning an input, in seat order.
     function _defaultPayees(Record storage task) private view returns (uint256[] memory payees) {
-        bytes32[] memory inputs = _inputsOf(task, task.foreign);
-        payees = new uint256[](inputs.length);
-        uint256 count = 0;
-        for (uint256 i = 0; i < inputs.length; ++i) {
-            uint256 owner = _data.ownerOf(inputs[i]);
-            bool seen = false;
-            for (uint256 j = 0; j < count; ++j) {
-                if (payees[j] == owner) seen = true;
-            }
-            if (!seen) payees[count++] = owner;
+        uint256 owners = task.holders & ~(uint256(1) << task.requesterSeat);
+        uint256 count = task.participantCount;
+        payees = new uint256[](count);
+        uint256 found = 0;
+        for (uint256 i = 0; i < count; ++i) {
+            if (owners & (1 << i) != 0) payees[found++] = _participant(task, i);
         }
         assembly ("memory-safe") {
-            mstore(payees, count)
+            mstore(payees, found)
         }
     }
 
-    /// @dev Returns true iff `org` owns one of the task's inputs or a direct parent of one. The requester
-    /// organisation owns exactly the inputs that are not foreign, which needs no look-up.
+    /**
+     * @dev Returns true iff `org` owns one of the task's inputs or a direct parent of one. Input owners are the
+     * participants flagged in `holders` (recorded at submission; a dataset's owner never changes), which needs no
+     * look-up; only the parents are looked up in the DataRegistry.
+     */
     function _isRightsHolder(Record storage task, uint256 org) private view returns (bool) {
+        (bool found, uint256 seat) = _seatIndex(task, org);
+        if (found && task.holders & (1 << seat) != 0) return true;
         uint256 inputCount = task.inputCount;
-        uint256 foreign = task.foreign;
-        if (org == task.requesterOrg) {
-            if (foreign != (1 << inputCount) - 1) return true;
-        } else {
-            for (uint256 i = 0; i < inputCount; ++i) {
-                if (foreign & (1 << i) != 0 && _data.ownerOf(task.inputs[i]) == org) return true;
-            }
-        }
         for (uint256 i = 0; i < inputCount; ++i) {
             bytes32[] memory parents = _data.parentsOf(task.inputs[i]);
             for (uint256 j = 0; j < parents.length; ++j) {
@@ -463,7 +484,8 @@ contract TaskLedger is ITaskLedger {
     /// participant organisation.
     function _callerSeat(Record storage task) private view returns (uint256 org, uint256 index) {
         org = _operatorOrg();
-        if (org == task.requesterOrg) return (org, task.requesterSeat);
+        uint256 requesterSeat = task.requesterSeat;
+        if (org == _participant(task, requesterSeat)) return (org, requesterSeat);
         bool found;
         (found, index) = _seatIndex(task, org);
         if (!found) revert TaskLedgerUnauthorized(msg.sender);
@@ -472,7 +494,7 @@ contract TaskLedger is ITaskLedger {
     function _seatIndex(Record storage task, uint256 org) private view returns (bool found, uint256 index) {
         uint256 count = task.participantCount;
         for (index = 0; index < count; ++index) {
-            if (task.participants[index] == org) return (true, index);
+            if (_participant(task, index) == org) return (true, index);
         }
         return (false, 0);
     }
@@ -509,10 +531,13 @@ contract TaskLedger is ITaskLedger {
         return keccak256(abi.encode(resultDigest, transcriptHash));
     }
 
-    function _contains(uint256[] calldata values, uint256 value) private pure returns (bool) {
-        for (uint256 i = 0; i < values.length; ++i) {
-            if (values[i] == value) return true;
-        }
-        return false;
+    function _requesterOrg(Record storage task) private view returns (uint256) {
+        return _participant(task, task.requesterSeat);
+    }
+
+    function _participant(Record storage task, uint256 seat) private view returns (uint256) {
+        if (seat == 0) return task.participant0;
+        if (seat == 1) return task.participant1;
+        return task.moreParticipants[seat - 2];
     }
 }

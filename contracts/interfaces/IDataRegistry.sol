@@ -71,6 +71,13 @@ interface IDataRegistry {
      */
     function setUnitPrice(bytes32 datasetId, uint128 unitPrice) external;
 
+    /**
+     * @notice Counts one more use of a dataset by an authorised task and returns its usage count so far. The
+     * counter lives in the dataset's record; the Metering keeps the books ({IMetering-recordUsage}).
+     * @dev Requirements: caller is the Metering; the dataset exists.
+     */
+    function recordUse(bytes32 datasetId) external returns (uint256 uses);
+
     /// @notice Returns a dataset. Reverts with {DataRegistryUnknownDataset} if it does not exist.
     function getDataset(bytes32 datasetId) external view returns (Dataset memory);
 
@@ -82,6 +89,13 @@ interface IDataRegistry {
 
     /// @notice Returns true iff the dataset is retired. Reverts with {DataRegistryUnknownDataset}.
     function isRetired(bytes32 datasetId) external view returns (bool);
+
+    /// @notice Returns the owner organisation of a dataset and whether it is retired, in one call.
+    /// Reverts with {DataRegistryUnknownDataset}.
+    function ownerAndRetired(bytes32 datasetId) external view returns (uint256 ownerOrg, bool retired);
+
+    /// @notice Returns the number of authorised tasks that used a dataset as a foreign input; 0 if unknown.
+    function usageOf(bytes32 datasetId) external view returns (uint256);
 
     /// @notice Returns the direct parents of a dataset. Reverts with {DataRegistryUnknownDataset}.
     function parentsOf(bytes32 datasetId) external view returns (bytes32[] memory);

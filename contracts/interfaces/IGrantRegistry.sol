@@ -29,7 +29,6 @@ interface IGrantRegistry {
     }
 
     error GrantRegistryUnauthorized(address account);
-    error GrantRegistryLedgerAlreadySet();
     error GrantRegistryInvalidLedger(address ledger);
     error GrantRegistryUnknownGrant(bytes32 grantId);
     error GrantRegistryInvalidGrantee(uint256 granteeOrg);
@@ -44,7 +43,7 @@ interface IGrantRegistry {
     error GrantRegistryMismatch(bytes32 grantId);
     error GrantRegistryNotPending(uint256 taskId, bytes32 datasetId);
 
-    /// @notice Emitted once, when the task ledger is wired.
+    /// @notice Emitted once, on construction, with the task ledger this registry serves.
     event TaskLedgerSet(address ledger);
 
     /// @notice Emitted when a grant is issued.
@@ -83,13 +82,6 @@ interface IGrantRegistry {
 
     /// @notice Kind bit: federated learning (8).
     function KIND_FL() external view returns (uint8);
-
-    /**
-     * @notice Wires the task ledger, the only caller of {consume} and {openRequest}.
-     * @dev Requirements: caller is the consortium admin (DEFAULT_ADMIN_ROLE on the OrgRegistry); the ledger
-     * is not set yet; `ledger` is non-zero. Emits {TaskLedgerSet}.
-     */
-    function setTaskLedger(address ledger) external;
 
     /**
      * @notice Grants organisation `granteeOrg` the use of `datasetId` for the computation kinds `kinds`,
@@ -152,6 +144,6 @@ interface IGrantRegistry {
     /// @notice Returns the status of the request for `datasetId` by task `taskId`.
     function approvalOf(uint256 taskId, bytes32 datasetId) external view returns (ApprovalStatus);
 
-    /// @notice Returns the task ledger, zero until wired.
+    /// @notice Returns the task ledger, the only caller of {consume} and {openRequest}, fixed on construction.
     function taskLedger() external view returns (address);
 }

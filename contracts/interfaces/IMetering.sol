@@ -12,14 +12,13 @@ pragma solidity ^0.8.24;
  */
 interface IMetering {
     error MeteringUnauthorized(address account);
-    error MeteringLedgerAlreadySet();
     error MeteringInvalidLedger(address ledger);
     error MeteringInvalidWeights();
     error MeteringInvalidRecipient(address to);
     error MeteringInsufficientBalance(uint256 orgId, uint256 balance, uint256 amount);
     error MeteringTransferFailed(address to, uint256 amount);
 
-    /// @notice Emitted once, when the task ledger is wired.
+    /// @notice Emitted once, on construction, with the task ledger this contract serves.
     event TaskLedgerSet(address ledger);
 
     /// @notice Emitted when an authorised task uses a foreign dataset; `count` is its usage count so far.
@@ -35,15 +34,9 @@ interface IMetering {
     event Withdrawn(uint256 indexed orgId, address indexed to, uint256 amount);
 
     /**
-     * @notice Wires the task ledger.
-     * @dev Requirements: caller is the consortium admin (DEFAULT_ADMIN_ROLE on the OrgRegistry); the ledger
-     * is not set yet; `ledger` is non-zero. Emits {TaskLedgerSet}.
-     */
-    function setTaskLedger(address ledger) external;
-
-    /**
      * @notice Counts one use of each dataset in `datasetIds` by task `taskId`. The ledger passes the task's
      * foreign inputs only (those a grant or an approval authorised); the requester's own are not metered.
+     * The counters are stored in the datasets' records ({IDataRegistry-recordUse}).
      * @dev Requirements: caller is the task ledger. Emits one {UsageRecorded} per dataset.
      */
     function recordUsage(uint256 taskId, bytes32[] calldata datasetIds) external;
@@ -81,6 +74,6 @@ interface IMetering {
     /// @notice Returns the number of authorised tasks that used a dataset as a foreign input.
     function usageOf(bytes32 datasetId) external view returns (uint256);
 
-    /// @notice Returns the task ledger, zero until wired.
+    /// @notice Returns the task ledger, fixed on construction.
     function taskLedger() external view returns (address);
 }

@@ -10,7 +10,7 @@ pragma solidity ^0.8.24;
  * A task not yet Completed can fail (worker report, rejected input, or expiry); its fee is then refunded.
  * A Completed task not settled by its deadline is settled by default among the owners of its inputs.
  *
- * Failure reasons: 1 = input rejected, 2 = expired (both set by the ledger); 3..99 are worker-reported,
+ * Failure reasons (16 bits): 1 = input rejected, 2 = expired (both set by the ledger); 3..99 are worker-reported,
  * e.g. 3 = spec hash mismatch, 4 = grant invalid, 5 = protocol error, 6 = peer unreachable,
  * 7 = policy violation.
  */
@@ -154,7 +154,7 @@ interface ITaskLedger {
     /**
      * @notice Reports a task as failed; its fee is refunded to the requester organisation.
      * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation; the task is
-     * Submitted, Authorised or Running; `reasonCode` is non-zero. Emits {TaskFailed}.
+     * Submitted, Authorised or Running; `reasonCode` is 1..65535. Emits {TaskFailed}.
      */
     function failTask(uint256 taskId, uint32 reasonCode) external;
 

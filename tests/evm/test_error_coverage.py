@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from privledger.evm.accounts import dev_account
 from privledger.evm.artifacts import Artifact
 from privledger.evm.client import ChainClient
 from privledger.evm.ledger import Ledger
@@ -15,7 +16,8 @@ from privledger.evm.ledger import Ledger
 from .conftest import reverts
 
 UNREACHABLE = {
-    "SafeCastOverflowedUintDowncast": "org ids and amounts are bounded long before 2^64 / 2^96",
+    "SafeCastOverflowedUintDowncast": "stored org ids belong to Active organisations and fees are "
+    "ether amounts, bounded long before 2^32 / 2^96",
     "ReentrancyGuardReentrantCall": "OpenZeppelin's guard on withdraw; reaching it takes an "
     "attacking receiver contract",
 }
@@ -34,17 +36,24 @@ def test_every_custom_error_is_named_by_a_test(artifacts: dict[str, Artifact]) -
     assert UNREACHABLE.keys() <= declared, "an UNREACHABLE entry names no declared error"
 
 
-def test_wiring_refuses_the_zero_ledger(ledger: Ledger) -> None:
+def test_construction_refuses_a_zero_ledger_or_a_foreign_admin(ledger: Ledger) -> None:
+    """The GrantRegistry and the Metering are wired to the TaskLedger on construction, by the
+    consortium admin of the OrgRegistry they are given."""
     admin: ChainClient = ledger.client
     orgs = ledger.deployment.address("OrgRegistry")
     data = ledger.deployment.address("DataRegistry")
-    wirings = (
-        ("GrantRegistry", (orgs, data, admin.address), "GrantRegistryInvalidLedger"),
-        ("Metering", (orgs, admin.address), "MeteringInvalidLedger"),
+    tasks = ledger.deployment.address("TaskLedger")
+    zero = "0x" + "00" * 20
+    outsider = dev_account(7).address
+    cases = (
+        ("GrantRegistry", (orgs, data, zero, admin.address), "GrantRegistryInvalidLedger"),
+        ("Metering", (orgs, data, zero, admin.address), "MeteringInvalidLedger"),
+        ("GrantRegistry", (orgs, data, tasks, outsider), "GrantRegistryUnauthorized"),
+        ("Metering", (orgs, data, tasks, outsider), "MeteringUnauthorized"),
     )
-    for name, args, error in wirings:
+    for name, args, error in cases:
         artifact = ledger.artifacts[name]
-        receipt = admin.deploy(artifact.abi, artifact.bytecode, *args)
-        fresh = admin.w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
         with reverts(error):
-            admin.transact(fresh.functions.setTaskLedger("0x" + "00" * 20))
+            admin.deploy(artifact.abi, artifact.bytecode, *args)
+    assert ledger.grants.contract.functions.taskLedger().call() == tasks
+    assert ledger.metering.contract.functions.taskLedger().call() == tasks

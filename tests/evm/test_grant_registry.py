@@ -65,17 +65,6 @@ def test_revoke_only_by_owner_once(consortium: Consortium) -> None:
         bank.ledger.grants.revoke(secrets.token_bytes(32))
 
 
-def test_only_the_task_ledger_consumes(consortium: Consortium) -> None:
-    bank, telecom = consortium.bank_a, consortium.telecom
-    dataset = consortium.dataset(bank)
-    grant_id = consortium.grant(dataset, bank, telecom)
-    consume = telecom.ledger.grants.contract.functions.consume(
-        grant_id, telecom.org_id, dataset, int(Kind.PSI)
-    )
-    with reverts("GrantRegistryUnauthorized"):
-        telecom.ledger.client.transact(consume)
-
-
 def _use(consortium: Consortium, dataset: bytes, grant_id: bytes) -> int:
     owner, user = consortium.bank_a, consortium.telecom
     return user.ledger.tasks.submit_task(
@@ -111,15 +100,31 @@ def test_expired_or_revoked_grant_never_authorises(consortium: Consortium) -> No
     assert consortium.admin.grants.get_grant(expiring).used == 0
 
 
-def test_task_ledger_is_wired_once_by_the_consortium_admin(consortium: Consortium) -> None:
-    admin = consortium.admin
-    wirings = (
-        (admin.grants, "GrantRegistryUnauthorized", "GrantRegistryLedgerAlreadySet"),
-        (admin.metering, "MeteringUnauthorized", "MeteringLedgerAlreadySet"),
+def test_ledger_only_entry_points_refuse_other_callers(consortium: Consortium) -> None:
+    """Only the TaskLedger consumes grants, opens requests and moves money in the Metering; only the
+    Metering advances a dataset's usage counter."""
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    dataset = consortium.dataset(bank_a)
+    grant = consortium.grant(dataset, bank_a, telecom)
+    ledger = telecom.ledger
+    grants, metering = ledger.grants.contract.functions, ledger.metering.contract.functions
+    guarded = (
+        (
+            grants.consume(grant, telecom.org_id, dataset, int(Kind.PSI)),
+            "GrantRegistryUnauthorized",
+        ),
+        (
+            grants.openRequest(1, dataset, telecom.org_id, int(Kind.PSI)),
+            "GrantRegistryUnauthorized",
+        ),
+        (metering.recordUsage(1, [dataset]), "MeteringUnauthorized"),
+        (metering.allocate(1, [bank_a.org_id], [10_000], 1), "MeteringUnauthorized"),
+        (metering.refund(1, telecom.org_id, 1), "MeteringUnauthorized"),
+        (ledger.data.contract.functions.recordUse(dataset), "DataRegistryUnauthorized"),
+        (ledger.tasks.contract.functions.onInputRejected(1), "TaskLedgerOnlyGrantRegistry"),
     )
-    for facade, unauthorized, already_set in wirings:
-        set_ledger = facade.contract.functions.setTaskLedger
-        with reverts(unauthorized):
-            consortium.bank_a.ledger.client.transact(set_ledger(consortium.bank_a.address))
-        with reverts(already_set):
-            admin.client.transact(set_ledger(admin.tasks.address))
+    for call, error in guarded:
+        with reverts(error):
+            ledger.client.transact(call)
+    assert ledger.grants.get_grant(grant).used == 0
+    assert ledger.data.usage_of(dataset) == ledger.metering.usage_of(dataset) == 0

@@ -68,6 +68,13 @@ class ChainClient:
         """A client for another account on the same connection."""
         return ChainClient(self.w3, account, self.errors, receipt_timeout_s=self.receipt_timeout_s)
 
+    def next_nonce(self) -> int:
+        """The nonce this client will sign its next transaction with."""
+        with self._nonce_lock:
+            if self._next_nonce is None:
+                self._next_nonce = self.w3.eth.get_transaction_count(self.address, "pending")
+            return self._next_nonce
+
     def call(self, function: ContractFunction) -> Any:
         """Read a view function; a revert is raised as a decoded ChainRevert."""
         return self._decoded(lambda: function.call({"from": self.address}))

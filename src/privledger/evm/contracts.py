@@ -214,6 +214,10 @@ class OrgRegistry(ContractFacade):
     def is_active(self, org_id: int) -> bool:
         return bool(self._call("isActive", org_id))
 
+    def org_with_role(self, account: str, role: Role) -> int:
+        """The Active organisation in which ``account`` holds every bit of ``role``; 0 if none."""
+        return int(self._call("orgWithRole", account, int(role)))
+
 
 class DataRegistry(ContractFacade):
     def register(
@@ -267,6 +271,23 @@ class DataRegistry(ContractFacade):
 
     def dataset_count(self) -> int:
         return int(self._call("datasetCount"))
+
+    def owner_of(self, dataset_id: bytes) -> int:
+        return int(self._call("ownerOf", dataset_id))
+
+    def is_retired(self, dataset_id: bytes) -> bool:
+        return bool(self._call("isRetired", dataset_id))
+
+    def owner_and_retired(self, dataset_id: bytes) -> tuple[int, bool]:
+        owner, retired = self._call("ownerAndRetired", dataset_id)
+        return int(owner), bool(retired)
+
+    def parents_of(self, dataset_id: bytes) -> tuple[bytes, ...]:
+        return tuple(bytes(parent) for parent in self._call("parentsOf", dataset_id))
+
+    def usage_of(self, dataset_id: bytes) -> int:
+        """How many authorised tasks used the dataset as a foreign input (kept in its record)."""
+        return int(self._call("usageOf", dataset_id))
 
 
 class GrantRegistry(ContractFacade):
@@ -404,6 +425,9 @@ class TaskLedger(ContractFacade):
 
     def escrow_of(self, task_id: int) -> int:
         return int(self._call("escrowOf", task_id))
+
+    def is_participant(self, task_id: int, org_id: int) -> bool:
+        return bool(self._call("isParticipant", task_id, org_id))
 
     def settlement_of(self, task_id: int) -> tuple[bytes, bool]:
         """The provenance hash (from ``TaskSettled``) and whether the task is settled."""

@@ -3,6 +3,11 @@
 Deploying again to the same chain reuses the recorded deployment when its contracts are still there
 (the genesis hash matches and code exists at every address) and speak the same ABIs; otherwise the
 contracts are deployed afresh and the record is replaced.
+
+The contracts refer to each other through immutables, some to contracts deployed after them
+(the GrantRegistry and the Metering accept calls only from the TaskLedger, the DataRegistry counts
+uses only for the Metering). Their addresses are computed in advance from the deployer's nonce
+(``CREATE`` addresses), and each deployment is checked to land where it was planned.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import rlp
 from eth_typing import ChecksumAddress
 from web3 import Web3
 
@@ -21,7 +27,7 @@ from privledger.evm.client import ChainClient
 
 logger = logging.getLogger(__name__)
 
-# Deployment order: each contract's constructor takes addresses deployed before it.
+# Deployment order, one transaction each; constructors take the planned addresses of the others.
 CONTRACTS = (
     "OrgRegistry",
     "DataRegistry",
@@ -51,6 +57,12 @@ class Deployment:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Deployment:
         return cls(**data)
+
+
+def create_address(deployer: str, nonce: int) -> ChecksumAddress:
+    """The address of the contract ``deployer`` creates in its transaction of nonce ``nonce``."""
+    encoded = rlp.encode([bytes.fromhex(deployer.removeprefix("0x")), nonce])
+    return Web3.to_checksum_address(Web3.keccak(encoded)[12:])
 
 
 def deployment_path(deployments_dir: Path, chain_id: int) -> Path:
@@ -86,7 +98,8 @@ def deploy_contracts(
         return existing
 
     admin = client.address
-    addresses: dict[str, ChecksumAddress] = {}
+    first_nonce = client.next_nonce()
+    planned = {name: create_address(admin, first_nonce + i) for i, name in enumerate(CONTRACTS)}
     first_block: int | None = None
 
     def deploy(name: str, *args: Any) -> None:
@@ -96,27 +109,22 @@ def deploy_contracts(
         address = receipt["contractAddress"]
         if address is None:
             raise RuntimeError(f"deploying {name} returned no contract address")
-        addresses[name] = address
+        if address != planned[name]:
+            raise RuntimeError(
+                f"{name} landed at {address}, not at the planned {planned[name]}: another "
+                f"transaction of {admin} moved its nonce during the deployment; deploy again"
+            )
         first_block = receipt["blockNumber"] if first_block is None else first_block
         logger.info("deployed %s at %s", name, address)
 
+    orgs, data = planned["OrgRegistry"], planned["DataRegistry"]
     deploy("OrgRegistry", admin)
-    deploy("DataRegistry", addresses["OrgRegistry"])
-    deploy("GrantRegistry", addresses["OrgRegistry"], addresses["DataRegistry"], admin)
-    deploy("Metering", addresses["OrgRegistry"], admin)
-    deploy(
-        "TaskLedger",
-        addresses["OrgRegistry"],
-        addresses["DataRegistry"],
-        addresses["GrantRegistry"],
-        addresses["Metering"],
-    )
-    deploy("BatchAnchor", addresses["OrgRegistry"])
-    for name in ("GrantRegistry", "Metering"):
-        contract = w3.eth.contract(address=addresses[name], abi=artifacts[name].abi)
-        client.transact(contract.functions.setTaskLedger(addresses["TaskLedger"]))
-    # last, so that adding it left the other contracts' addresses as they were
-    deploy("ProjectRegistry", addresses["OrgRegistry"], addresses["DataRegistry"])
+    deploy("DataRegistry", orgs, planned["Metering"])
+    deploy("GrantRegistry", orgs, data, planned["TaskLedger"], admin)
+    deploy("Metering", orgs, data, planned["TaskLedger"], admin)
+    deploy("TaskLedger", orgs, data, planned["GrantRegistry"], planned["Metering"])
+    deploy("BatchAnchor", orgs)
+    deploy("ProjectRegistry", orgs, data)
 
     if first_block is None:
         raise RuntimeError("no contract was deployed")
@@ -125,7 +133,7 @@ def deploy_contracts(
         genesis_hash=w3.eth.get_block(0)["hash"].to_0x_hex(),
         deploy_block=first_block,
         deployer=admin,
-        addresses=dict(addresses),
+        addresses=dict(planned),
         abi_hashes={name: artifacts[name].abi_hash for name in CONTRACTS},
     )
     path = deployment_path(deployments_dir, client.chain_id)
