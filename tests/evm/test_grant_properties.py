@@ -1,5 +1,6 @@
 """Hypothesis state machine over real grants on anvil: uses never exceed the maximum, expired or
-revoked grants never authorise, and only the owning org's data owners can grant."""
+revoked grants never authorise, and only the owning org's data owners can grant (neither other
+organisations nor members of the owning organisation without the data-owner role)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from hypothesis.stateful import (
 )
 from web3 import Web3
 
+from privledger.evm.accounts import dev_account
 from privledger.evm.artifacts import Artifact
-from privledger.evm.contracts import Kind
+from privledger.evm.contracts import Kind, Role
 from privledger.evm.deploy import Deployment
 from privledger.evm.errors import ChainRevert
 from privledger.evm.ledger import Ledger
@@ -28,6 +30,10 @@ from privledger.evm.ledger import Ledger
 from .conftest import Consortium, Member, onboard
 
 KINDS = st.sampled_from([Kind.PSI, Kind.PIR, Kind.STATS, Kind.FL])
+# Members of the owning organisation that hold every role but the data owner's, one role each
+# (development account index, roles); the auditor role is granted by the consortium admin.
+INSIDERS = {"operator": (4, Role.OPERATOR), "auditor": (5, Role.AUDITOR)}
+INSIDERS["org-admin"] = (6, Role.ORG_ADMIN | Role.OPERATOR | Role.AUDITOR)
 
 
 @dataclass
@@ -66,6 +72,14 @@ def make_machine(w3: Web3, artifacts: dict[str, Artifact], deployment: Deploymen
             self.user: Member = self.c.telecom
             self.dataset = self.c.dataset(self.owner)
             self.model: dict[bytes, GrantModel] = {}
+            self.insiders: dict[str, Ledger] = {}
+            for name, (index, roles) in INSIDERS.items():
+                account = dev_account(index)
+                admin.orgs.grant_roles(self.owner.org_id, account.address, roles)
+                insider = admin.as_account(account)
+                assert insider.orgs.org_of(account.address) == self.owner.org_id
+                assert not insider.orgs.roles_of(account.address) & Role.DATA_OWNER
+                self.insiders[name] = insider
 
         def teardown(self) -> None:
             if hasattr(self, "snapshot"):
@@ -88,13 +102,12 @@ def make_machine(w3: Web3, artifacts: dict[str, Artifact], deployment: Deploymen
             self.model[grant_id] = GrantModel(grant_id, mask, expiry, uses)
             return grant_id
 
-        @rule(granter=st.sampled_from(["other", "user"]), kind=KINDS)
-        def outsider_cannot_grant(self, granter: str, kind: Kind) -> None:
-            outsider = self.c.bank_b if granter == "other" else self.user
+        @rule(granter=st.sampled_from(["other", "user", *INSIDERS]), kind=KINDS)
+        def non_data_owner_cannot_grant(self, granter: str, kind: Kind) -> None:
+            outsiders = {"other": self.c.bank_b.ledger, "user": self.user.ledger}
+            ledger = outsiders.get(granter) or self.insiders[granter]
             with pytest.raises(ChainRevert) as caught:
-                outsider.ledger.grants.grant(
-                    self.dataset, self.user.org_id, kind, self.c.now() + 100, 1
-                )
+                ledger.grants.grant(self.dataset, self.user.org_id, kind, self.c.now() + 100, 1)
             assert caught.value.error == "GrantRegistryUnauthorized"
 
         @rule(grant=grants, kind=KINDS)

@@ -3,10 +3,11 @@ from __future__ import annotations
 import secrets
 
 from web3 import Web3
+from web3.types import TxReceipt
 
 from privledger.evm.contracts import ApprovalStatus, FailureReason, Kind, TaskStatus
 
-from .conftest import ZERO32, Consortium, Member, reverts
+from .conftest import ZERO32, Consortium, Member, onboard, reverts
 
 FEE = 10**18 + 7  # an odd fee, so rounding is visible
 
@@ -33,14 +34,21 @@ def submit(
     )
 
 
+def gas_cost(receipt: TxReceipt) -> int:
+    """What the sender paid for a mined transaction, in wei."""
+    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+
+
 def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    w3 = consortium.w3
     mine = consortium.dataset(telecom)
     theirs_a = consortium.dataset(bank_a)
     theirs_b = consortium.dataset(bank_b)
     grant_a = consortium.grant(theirs_a, bank_a, telecom)
     grant_b = consortium.grant(theirs_b, bank_b, telecom)
-    payer_before = consortium.w3.eth.get_balance(telecom.address)
+    payer_before = w3.eth.get_balance(telecom.address)
+    ledger_before = w3.eth.get_balance(telecom.ledger.tasks.address)
 
     task_id = submit(
         consortium,
@@ -49,11 +57,19 @@ def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
         [ZERO32, grant_a, grant_b],
         [telecom, bank_a, bank_b],
     )
+    (submitted,) = telecom.ledger.tasks.contract.events.TaskSubmitted().get_logs(
+        argument_filters={"taskId": task_id}, from_block=0
+    )
+    payer_paid = FEE + gas_cost(w3.eth.get_transaction_receipt(submitted["transactionHash"]))
     task = telecom.ledger.tasks.get_task(task_id)
     assert task.status is TaskStatus.AUTHORISED
     assert task.fee == FEE and task.requester_org == telecom.org_id
+    assert task.requester == telecom.address
+    assert task.participants == (telecom.org_id, bank_a.org_id, bank_b.org_id)
+    assert task.inputs == (mine, theirs_a, theirs_b)
     assert telecom.ledger.metering.escrow_of(task_id) == FEE
-    assert consortium.w3.eth.get_balance(telecom.address) <= payer_before - FEE
+    assert w3.eth.get_balance(telecom.address) == payer_before - payer_paid
+    assert w3.eth.get_balance(telecom.ledger.tasks.address) == ledger_before + FEE
     assert telecom.ledger.grants.get_grant(grant_a).used == 1
     assert telecom.ledger.metering.usage_of(theirs_a) == 1
     assert telecom.ledger.metering.usage_of(mine) == 0  # own inputs are not metered
@@ -65,7 +81,8 @@ def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
     digests = {member.org_id: secrets.token_bytes(32) for member in (telecom, bank_a, bank_b)}
     transcript = secrets.token_bytes(32)
     for member in (telecom, bank_a):
-        member.ledger.tasks.anchor_result(task_id, digests[member.org_id], transcript)
+        receipt = member.ledger.tasks.anchor_result(task_id, digests[member.org_id], transcript)
+        payer_paid += gas_cost(receipt) if member is telecom else 0
     with reverts("TaskLedgerAlreadyAnchored"):
         bank_a.ledger.tasks.anchor_result(task_id, digests[bank_a.org_id], transcript)
     with reverts("TaskLedgerInvalidStatus"):  # not completed yet
@@ -90,9 +107,14 @@ def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
         telecom.ledger.tasks.settle_task(
             task_id, [bank_a.org_id, bank_b.org_id], [3_333, 6_666], provenance
         )
-    telecom.ledger.tasks.settle_task(
+    receipt = telecom.ledger.tasks.settle_task(
         task_id, [bank_a.org_id, bank_b.org_id], [3_333, 6_667], provenance
     )
+    payer_paid += gas_cost(receipt)
+    # the requester paid exactly the fee and the gas of its three transactions (the refused
+    # pre-flights above sent nothing); the ledger holds the fee until the payees withdraw it
+    assert w3.eth.get_balance(telecom.address) == payer_before - payer_paid
+    assert w3.eth.get_balance(telecom.ledger.tasks.address) == ledger_before + FEE
 
     share_a = FEE * 3_333 // 10_000
     assert telecom.ledger.metering.balance_of(bank_a.org_id) == share_a
@@ -108,7 +130,8 @@ def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
     with reverts("MeteringInsufficientBalance"):
         bank_a.ledger.metering.withdraw(bank_a.org_id, receiver, share_a + 1)
     bank_a.ledger.metering.withdraw(bank_a.org_id, receiver, share_a)
-    assert consortium.w3.eth.get_balance(receiver) == before + share_a
+    assert w3.eth.get_balance(receiver) == before + share_a
+    assert w3.eth.get_balance(telecom.ledger.tasks.address) == ledger_before + FEE - share_a
     assert bank_a.ledger.metering.balance_of(bank_a.org_id) == 0
 
 
@@ -150,6 +173,8 @@ def test_worker_failure_refunds_the_requester(consortium: Consortium) -> None:
         consortium.bank_b.ledger.tasks.fail_task(task_id, FailureReason.PROTOCOL_ERROR)
     with reverts("TaskLedgerInvalidReason"):
         bank_a.ledger.tasks.fail_task(task_id, 0)
+    with reverts("TaskLedgerInvalidReason"):  # reason codes are stored in 16 bits
+        bank_a.ledger.tasks.fail_task(task_id, 2**16)
     bank_a.ledger.tasks.fail_task(task_id, FailureReason.SPEC_MISMATCH)
     task = telecom.ledger.tasks.get_task(task_id)
     assert (task.status, task.failure_reason) == (TaskStatus.FAILED, FailureReason.SPEC_MISMATCH)
@@ -254,3 +279,59 @@ def test_anchor_settle_and_withdraw_guards(consortium: Consortium) -> None:
     bank_a.ledger.data.retire(data)
     with reverts("TaskLedgerInputRetired"):
         submit(consortium, telecom, [data], [ZERO32], [telecom, bank_a])
+
+
+def test_many_participants_and_a_requester_in_a_late_seat(consortium: Consortium) -> None:
+    """Participants past the second seat have their own storage; the requester may sit anywhere."""
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    insurer = onboard(consortium.admin, "insurer", 4)
+    data_a, data_b, own = (consortium.dataset(m) for m in (bank_a, bank_b, telecom))
+    grant_a, grant_b = (
+        consortium.grant(data_a, bank_a, telecom),
+        consortium.grant(data_b, bank_b, telecom),
+    )
+    seats = [bank_a, insurer, bank_b, telecom]
+    task_id = submit(consortium, telecom, [data_b, own, data_a], [grant_b, ZERO32, grant_a], seats)
+    tasks = consortium.admin.tasks
+    task = tasks.get_task(task_id)
+    assert task.participants == tuple(member.org_id for member in seats)
+    assert (task.requester_org, task.status) == (telecom.org_id, TaskStatus.AUTHORISED)
+    assert all(tasks.is_participant(task_id, member.org_id) for member in seats)
+    for member in seats[:3]:
+        member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
+    with reverts("TaskLedgerInvalidStatus"):  # the requester in seat 3 has not anchored yet
+        telecom.ledger.tasks.settle_task(task_id, [bank_a.org_id], [10_000], ZERO32)
+    telecom.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
+    assert tasks.get_task(task_id).anchored_count == 4
+    assert tasks.get_task(task_id).status is TaskStatus.COMPLETED
+    with reverts("TaskLedgerInvalidPayee"):  # the insurer participates but owns no input
+        telecom.ledger.tasks.settle_task(task_id, [insurer.org_id], [10_000], ZERO32)
+    with reverts("TaskLedgerUnauthorized"):  # only the requester (seat 3) settles
+        bank_b.ledger.tasks.settle_task(task_id, [bank_b.org_id], [10_000], ZERO32)
+    payees = [telecom.org_id, bank_b.org_id, bank_a.org_id]  # the requester owns an input too
+    telecom.ledger.tasks.settle_task(task_id, payees, [2_000, 3_000, 5_000], ZERO32)
+    metering = consortium.admin.metering
+    shares = FEE * 2_000 // 10_000, FEE * 3_000 // 10_000
+    assert metering.balance_of(telecom.org_id) == shares[0]
+    assert metering.balance_of(bank_b.org_id) == shares[1]
+    assert metering.balance_of(bank_a.org_id) == FEE - sum(shares)  # remainder to the last
+    assert metering.usage_of(data_a) == metering.usage_of(data_b) == 1
+    assert metering.usage_of(own) == 0
+
+
+def test_owners_of_parent_datasets_can_be_paid(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    parent = consortium.dataset(bank_a)
+    derived = consortium.dataset(bank_b, parents=(parent,), upstream_bps=2_000)
+    grant = consortium.grant(derived, bank_b, telecom)
+    task_id = submit(consortium, telecom, [derived], [grant], [telecom, bank_b])
+    for member in (telecom, bank_b):
+        member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
+    with reverts("TaskLedgerInvalidPayee"):  # the requester owns neither input nor parent
+        telecom.ledger.tasks.settle_task(task_id, [telecom.org_id], [10_000], ZERO32)
+    # bank_a does not participate: it is paid as the owner of the input's parent
+    telecom.ledger.tasks.settle_task(
+        task_id, [bank_a.org_id, bank_b.org_id], [2_000, 8_000], ZERO32
+    )
+    assert consortium.admin.metering.balance_of(bank_a.org_id) == FEE * 2_000 // 10_000
+    assert consortium.admin.metering.balance_of(bank_b.org_id) == FEE - FEE * 2_000 // 10_000
