@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from privledger.protocols.mpc.sharing import (
     MpcError,
     Party,
     PartyDropout,
+    PeerSilent,
     local_mesh,
 )
 
@@ -223,3 +225,77 @@ def test_words_accepts_integers_only() -> None:
         sh.words([1.5])
     with pytest.raises(ValueError):
         sh.words([2**64])
+
+
+def _abort_scene(failure: str) -> tuple[BaseException | None, BaseException | None, float]:
+    """Party 0 fails inside a session (``failure``: "silent" -- it waits for party 2, which
+    never runs, with a 0.5 s timeout; or "refusal"); party 1 waits for party 0 with 30 s.
+    Returns what party 1 raised, what the dealer's join raised, and party 1's waiting time."""
+    with local_mesh(3, timeout=30) as mesh:
+        first, second = mesh.parties[0], mesh.parties[1]
+        first.timeout = 0.5
+        outcome: dict[str, BaseException | float | None] = {}
+
+        def zero() -> None:
+            with pytest.raises((PeerSilent, ValueError)), sh.session(first, "test"):
+                if failure == "silent":
+                    first.recv(2)
+                raise ValueError("this party refuses")
+
+        def one() -> None:
+            started = time.monotonic()
+            try:
+                with sh.session(second, "test"):
+                    second.recv(0)
+            except PartyDropout as exc:
+                outcome["party"] = exc
+            outcome["waited"] = time.monotonic() - started
+
+        threads = [threading.Thread(target=zero), threading.Thread(target=one)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert mesh.dealer is not None
+        try:
+            mesh.dealer.join(5)  # party 2's dealer channel is still open: the dealer must stop
+        except PartyDropout as exc:
+            outcome["dealer"] = exc
+    party, dealer, waited = outcome.get("party"), outcome.get("dealer"), outcome["waited"]
+    assert isinstance(waited, float)
+    assert not isinstance(party, float) and not isinstance(dealer, float)
+    return party, dealer, waited
+
+
+def test_a_silent_peer_is_reported_to_everyone_as_silence_and_stops_the_dealer() -> None:
+    party, dealer, waited = _abort_scene("silent")
+    assert isinstance(party, PeerSilent) and "party 0" in str(party)
+    assert waited < 10  # told by party 0's notice, not by its own 30 s timeout
+    assert isinstance(dealer, PeerSilent)  # a node records both as PEER_UNREACHABLE
+
+
+def test_a_refusing_party_is_reported_as_a_dropout_not_as_silence() -> None:
+    party, dealer, waited = _abort_scene("refusal")
+    assert isinstance(party, PartyDropout) and not isinstance(party, PeerSilent)
+    assert "ValueError: this party refuses" in str(party) and waited < 10
+    assert isinstance(dealer, PartyDropout) and not isinstance(dealer, PeerSilent)
+
+
+def test_dealer_join_returns_after_a_clean_session_and_raises_when_parties_hang() -> None:
+    mesh = local_mesh(2, timeout=5)
+    results = mesh.run(
+        lambda party: sh.open_all(
+            party, party.parties, sh.mul(party, party.parties, sh.words([3]), sh.words([5]))
+        )
+    )
+    assert [int(r[0]) for r in results] == [(3 + 3) * (5 + 5)] * 2  # both parties input 3, 5
+    for channel in mesh.channels:  # every party closes its channels, as a node does when done
+        channel.close()
+    assert mesh.dealer is not None
+    mesh.dealer.join(5)  # a clean session: no exception
+    hanging = Dealer({0: channel_pair()[0], 1: channel_pair()[0]})
+    hanging.serve()
+    started = time.monotonic()
+    with pytest.raises(PeerSilent, match="still running"):
+        hanging.join(0.3)
+    assert time.monotonic() - started < 3

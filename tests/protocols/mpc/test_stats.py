@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from privledger.protocols.mpc.sharing import MpcError, Party, PartyDropout, local_mesh
+from privledger.protocols.mpc.sharing import MpcError, Party, PartyDropout, PeerSilent, local_mesh
 from privledger.protocols.mpc.stats import JointStats, Statistic, joint_stats
 
 F = 16
@@ -121,5 +121,26 @@ def test_parameter_mismatch_is_refused() -> None:
 def test_missing_party_fails_the_requester_with_a_reason() -> None:
     with local_mesh(3, timeout=0.5) as mesh:
         party = mesh.parties[0]
-        with pytest.raises(PartyDropout, match="dropped out"):
+        with pytest.raises(PeerSilent, match="did not answer"):
             joint_stats(party, np.ones(5), requester=0, min_group_size=1)
+
+
+def test_five_parties_of_a_million_rows_match_numpy() -> None:
+    """The acceptance size: 5 parties x 10^6 rows (local aggregation, then a constant-size
+    protocol: well under a second in-process), against numpy on the pooled rows."""
+    rng = np.random.default_rng(21)
+    data = [rng.normal(300.0 * i - 500.0, 1_000.0, 10**6) for i in range(5)]  # signs mixed
+    edges = [-1e4, -2e3, -5e2, 0.0, 5e2, 2e3, 1e4]
+    results = _run(data, min_group_size=20, edges=edges, requester=4, timeout=30)
+    result = results[4]
+    assert result is not None and not result.suppressed
+    assert all(r is None for r in results[:4])
+    pooled = np.concatenate(data)
+    tolerance = 5 * 2.0 ** -(F + 1)  # each party's S and Q are rounded to 2^-(F+1)
+    assert result.count == pooled.size == 5 * 10**6
+    assert result.sum is not None and abs(result.sum - pooled.sum()) <= tolerance + 1e-6
+    assert result.mean is not None
+    assert abs(result.mean - pooled.mean()) <= (tolerance + 1e-6) / pooled.size
+    assert result.variance is not None
+    assert abs(result.variance - pooled.var()) <= 1e-9 * pooled.var()
+    assert result.histogram == tuple(int(c) for c in np.histogram(pooled, edges)[0])

@@ -16,6 +16,7 @@ from privledger.protocols.mpc.sharing import (
     MpcError,
     Party,
     PartyDropout,
+    PeerSilent,
     local_mesh,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "MpcError",
     "Party",
     "PartyDropout",
+    "PeerSilent",
     "local_mesh",
 ]

@@ -43,10 +43,17 @@ parties learn nothing about the last party's input beyond the output) provided t
 not collude. Every opened value is masked by a uniformly random dealer value (or statistically
 masked, see :func:`truncate`), so the transcript reveals nothing but the declared outputs.
 
-Dropout. Every receive waits at most ``Party.timeout`` seconds; a peer that is silent or whose
-channel closes raises :class:`PartyDropout` naming the peer. Protocol entry points wrap their
-work in :func:`session`, which then closes all of this party's channels so the others fail fast
-too; results are reconstructed only after every share has arrived, so nothing partial leaks.
+Dropout. Every receive waits at most ``Party.timeout`` seconds; a peer that is silent raises
+:class:`PeerSilent`, one whose channel closes :class:`PartyDropout`, both naming the peer.
+Protocol entry points wrap their work in :func:`session`: on any failure it sends every peer and
+the dealer an *abort notice* -- a message that starts with a fixed 24-byte marker (a protocol
+message, made of uniform words, digests and counts, starts so with probability 2^-192) and
+carries the party, whether the cause was a silent or unreachable peer, and a short reason -- and
+closes all of this party's channels. The others then fail fast with the same kind of error (a
+node records :class:`PeerSilent` as ``PEER_UNREACHABLE``) instead of waiting for their own
+timeouts. The dealer stops serving everyone on a notice or a broken link, and
+:meth:`Dealer.join` raises it, so a dealer never reports success for an aborted session. Results
+are reconstructed only after every share has arrived, so nothing partial leaks.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -67,7 +75,13 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from privledger.protocols.channel import Channel, ChannelClosed, ChannelError, channel_pair
+from privledger.protocols.channel import (
+    Channel,
+    ChannelClosed,
+    ChannelError,
+    ChannelTimeout,
+    channel_pair,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +97,8 @@ MAX_CORRELATIONS: Final = 1 << 26  # per dealer request (512 MiB of words)
 _MASK64: Final = (1 << 64) - 1
 _SMALL: Final = 64  # vectors up to this many words come straight from secrets
 _DST: Final = b"privledger/mpc/v1"
+_ABORT: Final = b"privledger/mpc/abort/v1\x00"  # 24 bytes; see "Dropout" above
+DEALER_POLL_S: Final = 0.5  # how often a dealer thread waiting for a request checks for a stop
 _OP_PARTS: Final[dict[str, int]] = {
     "beaver": 3,
     "and": 3,
@@ -100,6 +116,12 @@ class MpcError(Exception):
 
 class PartyDropout(ChannelError):
     """A peer (or the dealer) did not answer or closed its channel: the task fails."""
+
+
+class PeerSilent(PartyDropout, ChannelTimeout):
+    """A peer (or the dealer) did not answer in time or could not be reached -- noticed here or
+    reported by the party that noticed it first. A :class:`ChannelTimeout`, so a node records it
+    as an unreachable peer."""
 
 
 # --- ring and fixed point ------------------------------------------------------------------
@@ -242,11 +264,17 @@ class Party:
 
     def recv(self, peer: int) -> bytes:
         try:
-            return self._peers[peer].recv(self.timeout)
+            payload = self._peers[peer].recv(self.timeout)
+        except ChannelTimeout as exc:
+            raise PeerSilent(
+                f"party {self.index}: party {peer} did not answer within {self.timeout} s"
+            ) from exc
         except ChannelError as exc:
             raise PartyDropout(
                 f"party {self.index}: party {peer} dropped out ({type(exc).__name__}: {exc})"
             ) from exc
+        _raise_if_abort(payload, f"party {self.index}: party {peer}")
+        return payload
 
     def send_words(self, peer: int, values: U64) -> None:
         self.send(peer, values.astype("<u8", copy=False).tobytes())
@@ -300,12 +328,18 @@ class Party:
             shares += _cut(correction, fixed)
         return shares
 
-    def abort(self) -> None:
-        """Close every channel of this party (peers then fail fast with PartyDropout)."""
-        for channel in self._peers.values():
+    def abort(self, cause: BaseException | None = None) -> None:
+        """Send every peer and the dealer an abort notice saying why (best effort), then close
+        every channel: the others fail fast with :class:`PeerSilent` when ``cause`` was a silent
+        or unreachable peer, else with :class:`PartyDropout`."""
+        notice = _abort_notice(self.index, cause)
+        channels = [*self._peers.values(), *([self._dealer] if self._dealer else [])]
+        for channel in channels:
+            try:
+                channel.send(notice)
+            except ChannelError as exc:  # that peer is gone or its link broken: nothing to tell
+                logger.debug("abort notice of party %d not delivered: %s", self.index, exc)
             channel.close()
-        if self._dealer is not None:
-            self._dealer.close()
 
     def _dealer_seed(self) -> bytes:
         with self._dealer_lock:
@@ -334,8 +368,41 @@ class Party:
         assert self._dealer is not None
         try:
             return self._dealer.recv(self.timeout)
+        except ChannelTimeout as exc:
+            raise PeerSilent(
+                f"party {self.index}: the dealer did not answer within {self.timeout} s"
+            ) from exc
         except ChannelError as exc:
             raise PartyDropout(f"party {self.index}: the dealer dropped out ({exc})") from exc
+
+
+def _is_silence(cause: BaseException | None) -> bool:
+    """Whether a failure means a peer is silent or unreachable (rather than that it quit): a
+    timeout, or a broken link other than a peer's own close or abort."""
+    if isinstance(cause, ChannelTimeout):
+        return True
+    return isinstance(cause, ChannelError) and not isinstance(cause, ChannelClosed | PartyDropout)
+
+
+def _abort_notice(index: int, cause: BaseException | None) -> bytes:
+    reason = "aborted" if cause is None else f"{type(cause).__name__}: {cause}"
+    fields = {"party": index, "silent": _is_silence(cause), "reason": reason[:300]}
+    return _ABORT + json.dumps(fields, sort_keys=True).encode()
+
+
+def _raise_if_abort(payload: bytes, who: str) -> None:
+    """Raise the error an abort notice stands for (a protocol message never starts with the
+    marker: shares are uniform words, the rest fixed-size digests and counts)."""
+    if not payload.startswith(_ABORT):
+        return
+    try:
+        fields = json.loads(payload[len(_ABORT) :])
+        silent, reason = bool(fields["silent"]), str(fields["reason"])
+    except (ValueError, KeyError, TypeError):
+        silent, reason = False, "a malformed abort notice"
+    if silent:
+        raise PeerSilent(f"{who} aborted because a peer is unreachable ({reason})")
+    raise PartyDropout(f"{who} aborted ({reason})")
 
 
 def _layout(op: str, count: int) -> list[int]:
@@ -370,7 +437,7 @@ def session(party: Party, name: str) -> Iterator[None]:
         yield
     except BaseException as exc:
         logger.warning("mpc %s aborted at party %d: %s", name, party.index, exc)
-        party.abort()
+        party.abort(exc)
         raise
 
 
@@ -389,14 +456,19 @@ def agree(party: Party, group: Group, params: Mapping[str, object]) -> None:
 class Dealer:
     """Trusted dealer: hands out seeds, then answers group leads' correlation requests.
 
-    ``serve()`` runs one thread per party channel until the party closes it; see the module
-    docstring for what the dealer is trusted with.
+    ``serve()`` runs one thread per party channel until the party closes it; a party's abort
+    notice or a broken link to any party stops every thread (the session cannot finish without
+    that party), and :meth:`join` then raises. See the module docstring for what the dealer is
+    trusted with.
     """
 
     def __init__(self, channels: Mapping[int, Channel]) -> None:
         self._channels = dict(channels)
         self._seeds = {i: secrets.token_bytes(SEED_BYTES) for i in channels}
         self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._failure: PartyDropout | None = None
+        self._failure_lock = threading.Lock()
 
     def serve(self) -> None:
         for index in sorted(self._channels):
@@ -407,20 +479,44 @@ class Dealer:
             self._threads.append(thread)
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait until every party closed its channel. Raise :class:`PartyDropout` (or
+        :class:`PeerSilent`) when a party aborted or a link broke, or when parties are still
+        running after ``timeout`` seconds (the dealer then stops serving them)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+        if any(thread.is_alive() for thread in self._threads):
+            self._abandon(PeerSilent(f"dealer: parties still running after {timeout} s"))
+        if self._failure is not None:
+            raise self._failure
+
+    def _abandon(self, failure: PartyDropout) -> None:
+        """Stop serving every party; the first failure is what :meth:`join` raises."""
+        with self._failure_lock:
+            if self._failure is None:
+                self._failure = failure
+        self._stop.set()
 
     def _serve_one(self, index: int) -> None:
         channel = self._channels[index]
         try:
             channel.send(self._seeds[index])
-            while True:
-                request = channel.recv()
+            while not self._stop.is_set():
+                try:
+                    request = channel.recv(DEALER_POLL_S)
+                except ChannelTimeout:
+                    continue  # idle: look at the stop flag again
+                _raise_if_abort(request, f"dealer: party {index}")
                 channel.send(self.answer(index, request).astype("<u8", copy=False).tobytes())
         except ChannelClosed:
-            return
-        except Exception as exc:  # a bad request or a broken link: stop serving this party
+            return  # the party is done (or the session was stopped and its channel closed)
+        except PartyDropout as exc:
+            logger.warning("dealer: party %d aborted the session: %s", index, exc)
+            self._abandon(exc)
+        except Exception as exc:  # a bad request or a broken link: the session cannot finish
             logger.warning("dealer: stops serving party %d: %s", index, exc)
+            failure = f"dealer: link to party {index} failed ({type(exc).__name__}: {exc})"
+            self._abandon(PeerSilent(failure) if _is_silence(exc) else PartyDropout(failure))
             channel.close()
 
     def answer(self, index: int, request: bytes) -> U64:
@@ -506,7 +602,10 @@ class LocalMesh:
         for channel in self.channels:
             channel.close()
         if self.dealer is not None:
-            self.dealer.join(5.0)
+            try:
+                self.dealer.join(5.0)
+            except PartyDropout as exc:  # the parties already raised theirs
+                logger.debug("local mesh: the dealer saw the session fail: %s", exc)
 
     def run(self, work: Callable[[Party], _T]) -> list[_T]:
         """Run ``work(party)`` for every party in its own thread; re-raise the first failure."""
