@@ -226,3 +226,22 @@ def test_wrong_inputs_refused(small: tuple[dict[bytes, bytes], KeywordTable]) ->
     b.send(b"not json")
     with pytest.raises(PirHandshakeError, match="JSON"):
         run_querier(a, [b"x"], timeout=TIMEOUT)
+
+
+@pytest.mark.slow
+def test_present_and_absent_keys_at_a_million_records_of_32_bytes() -> None:
+    """The acceptance size: 10^6 records x 32 B in PIR mode (~30 s on two cores, almost all of
+    it the holder's one-time OPRF over every key). Present keys at both ends and in between,
+    absent keys that look alike, one batch."""
+    n = 10**6
+    items = _items(n, seed=11)
+    table = KeywordTable.build(items)
+    assert table.records == n and table.value_bytes == 32
+    assert table.capacity * (keyword.TAG_BYTES + 32) <= table.buckets  # a square-ish matrix
+    rng = np.random.default_rng(12)
+    present = [b"acct-0", b"acct-999999", *(f"acct-{i}".encode() for i in rng.integers(0, n, 6))]
+    absent = [b"acct-1000000", b"acct--1", b"acct-00", b"ACCT-5", b""]
+    keys = [*present, *absent]
+    result, view, _ = _session(table, keys)
+    assert result.values == [*(items[key] for key in present), *([None] * len(absent))]
+    assert view.batch == len(keys) and view.sent_hint
