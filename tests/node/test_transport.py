@@ -515,9 +515,22 @@ def test_mailbox_discard_drops_a_finished_task() -> None:
     mailbox.deliver(frame_for(task=TASK + 1))
     mailbox.discard(TASK)
     mailbox.deliver(frame_for())  # late frame of the finished task: dropped, not queued
-    with pytest.raises(ChannelTimeout):
+    with pytest.raises(ChannelClosed):
         mailbox.take(TASK, ORG_A, ORG_B, timeout=0)
     assert mailbox.take(TASK + 1, ORG_A, ORG_B, timeout=0) == frame_for(task=TASK + 1)
+
+
+def test_mailbox_discard_wakes_whoever_waits_for_the_task() -> None:
+    mailbox = Mailbox()
+    timer = threading.Timer(0.05, mailbox.discard, args=(TASK,))
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ChannelClosed, match=f"task {TASK} was closed"):
+            mailbox.take(TASK, ORG_A, ORG_B, timeout=5)
+    finally:
+        timer.join()
+    assert time.monotonic() - started < 2
 
 
 def test_mailbox_remembers_only_recent_finished_tasks() -> None:
@@ -527,7 +540,7 @@ def test_mailbox_remembers_only_recent_finished_tasks() -> None:
     mailbox.deliver(frame_for())  # TASK is forgotten: queued again
     mailbox.deliver(frame_for(task=TASK + 1))  # still remembered: dropped
     assert mailbox.take(TASK, ORG_A, ORG_B, timeout=0) == frame_for()
-    with pytest.raises(ChannelTimeout):
+    with pytest.raises(ChannelClosed):
         mailbox.take(TASK + 1, ORG_A, ORG_B, timeout=0)
 
 

@@ -577,13 +577,19 @@ class Mailbox:
     def take(
         self, task_id: int, sender_org: int, receiver_org: int, timeout: float | None
     ) -> bytes:
-        """The oldest frame of the route, waiting up to ``timeout``; else ``ChannelTimeout``."""
+        """The oldest frame of the route, waiting up to ``timeout``; else ``ChannelTimeout``, or
+        ``ChannelClosed`` once the task is discarded."""
         route = (task_id, sender_org, receiver_org)
         with self._changed:
-            if not self._changed.wait_for(lambda: route in self._queues, timeout):
+            arrived = self._changed.wait_for(
+                lambda: route in self._queues or task_id in self._finished, timeout
+            )
+            if not arrived:
                 raise ChannelTimeout(
                     f"no frame from org {sender_org} for task {task_id} within {timeout} s"
                 )
+            if route not in self._queues:
+                raise ChannelClosed(f"task {task_id} was closed on this node")
             pending = self._queues[route]
             frame = pending.popleft()
             if not pending:
@@ -592,13 +598,15 @@ class Mailbox:
             return frame
 
     def discard(self, task_id: int) -> None:
-        """Drop every frame of a finished task, and any that arrives for it later."""
+        """Drop every frame of a finished task, and any that arrives for it later; whoever
+        waits for one of its frames gets ``ChannelClosed``."""
         with self._changed:
             for route in [route for route in self._queues if route[0] == task_id]:
                 self._total_bytes -= sum(len(frame) for frame in self._queues.pop(route))
             self._finished[task_id] = None
             while len(self._finished) > self._finished_kept:
                 self._finished.popitem(last=False)
+            self._changed.notify_all()
 
 
 class HttpWire(Wire):

@@ -132,12 +132,18 @@ class Worker:
         with Session(self.node.engine) as session:
             authorised = events_named(session, ["TaskAuthorised"])
             completed = events_named(session, ["TaskCompleted"])
+            failed = events_named(session, ["TaskFailed", "TaskExpired"])
             local = {row.task_id: row for row in session.exec(select(LocalTask))}
         for event in authorised:
             task_id = int(event.args["taskId"])
             row = local.get(task_id)
             if row is None or row.state not in FINAL_STATES:
                 self._submit(task_id, self._run)
+        with self._lock:
+            running = set(self._busy)
+        for event in failed:  # another participant gave up: stop waiting for its frames
+            if (task_id := int(event.args["taskId"])) in running:
+                self.node.mailbox.discard(task_id)
         for event in completed:
             task_id = int(event.args["taskId"])
             row = local.get(task_id)
