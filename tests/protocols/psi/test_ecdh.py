@@ -157,10 +157,19 @@ def test_small_order_hash_is_rehashed_consistently(monkeypatch: pytest.MonkeyPat
         return bytes(32) if item == unlucky and counter == 0 else real_hash(item, counter)
 
     monkeypatch.setattr(ecdh, "_hash_to_u", hash_to_u)
-    key = X25519PrivateKey.generate()
-    assert ecdh._blind_one(key, unlucky) == _x25519(key, real_hash(unlucky, 1))
+    private = secrets.token_bytes(32)
+    key = X25519PrivateKey.from_private_bytes(private)
+    assert ecdh._blind_one(private, unlucky) == _x25519(key, real_hash(unlucky, 1))
     requester, *_ = _run_both([unlucky, b"other"], [unlucky, b"more"])
     assert requester.intersection == [unlucky]
+
+
+def test_x25519_matches_rfc7748() -> None:
+    """RFC 7748 section 5.2, first test vector (bit 255 of the u-coordinate set, ignored)."""
+    scalar = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
+    u = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
+    expected = bytes.fromhex("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
+    assert ecdh._reblind(scalar, u + u) == expected + expected
 
 
 def test_small_order_point_from_peer_is_refused() -> None:

@@ -7,12 +7,15 @@ a u-coordinate ``H(x) = sha256(DST || counter || x)`` and "encrypted" as ``X2551
 Because ``X25519(a, X25519(b, u)) == X25519(b, X25519(a, u))``, an item held by both parties
 ends up as the same doubly-encrypted 32-byte value on both sides, and nothing else matches.
 
+X25519 is libsodium's ``crypto_scalarmult`` (through PyNaCl; RFC 7748, the same function as
+``cryptography``'s X25519, without a key object per call).
+
 Curve notes. X25519 is twist-secure: every 32-byte string is a valid input (on the curve or on
 its quadratic twist, both with a large prime-order subgroup; bit 255 is ignored), so hashing to
 32 bytes needs no hash-to-curve map. The scalars are clamped (a multiple of 8, below both large
 prime orders), hence ``X25519(k, u)`` is the all-zero string exactly when ``u`` is one of the
-few small-order points, for *every* key ``k``. ``cryptography`` refuses that output with
-``ValueError``; we then re-hash with the next counter. Because the condition does not depend on
+few small-order points, for *every* key ``k``. libsodium refuses that output (PyNaCl raises
+``CryptoError``); we then re-hash with the next counter. Because the condition does not depend on
 the key, both parties pick the same counter for the same item (probability of ever needing it:
 about 2^-250 per item). A small-order point *received* from the peer is refused with
 :class:`ChannelError`. Two distinct items collide only with negligible probability (~n^2 2^-250).
@@ -65,7 +68,8 @@ from types import TracebackType
 from typing import Self, TypeVar
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from nacl.bindings import crypto_scalarmult
+from nacl.exceptions import CryptoError
 
 from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
 from privledger.protocols.psi.common import (
@@ -203,29 +207,25 @@ def _hash_to_u(item: bytes, counter: int) -> bytes:
     return hashlib.sha256(_HASH_DST + counter.to_bytes(4, "big") + item).digest()
 
 
-def _blind_one(key: X25519PrivateKey, item: bytes) -> bytes:
+def _blind_one(private: bytes, item: bytes) -> bytes:
     counter = 0
     while True:
-        u = X25519PublicKey.from_public_bytes(_hash_to_u(item, counter))
         try:
-            return key.exchange(u)
-        except ValueError:  # all-zero output: H(x) is a small-order point, for every key
+            return crypto_scalarmult(private, _hash_to_u(item, counter))
+        except CryptoError:  # all-zero output: H(x) is a small-order point, for every key
             counter += 1
 
 
 def _blind_items(private: bytes, items: list[bytes]) -> bytes:
     """``X25519(k, H(x))`` for each item, concatenated."""
-    key = X25519PrivateKey.from_private_bytes(private)
-    return b"".join(_blind_one(key, item) for item in items)
+    return b"".join(_blind_one(private, item) for item in items)
 
 
 def _reblind(private: bytes, points: bytes) -> bytes:
     """``X25519(k, p)`` for each 32-byte point received from the peer, concatenated."""
-    key = X25519PrivateKey.from_private_bytes(private)
-    load = X25519PublicKey.from_public_bytes
     try:
-        return b"".join(key.exchange(load(p)) for p in _split_points(points))
-    except ValueError:
+        return b"".join(crypto_scalarmult(private, p) for p in _split_points(points))
+    except CryptoError:
         raise ChannelError("peer sent a small-order point") from None
 
 
