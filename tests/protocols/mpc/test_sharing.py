@@ -299,3 +299,21 @@ def test_dealer_join_returns_after_a_clean_session_and_raises_when_parties_hang(
     with pytest.raises(PeerSilent, match="still running"):
         hanging.join(0.3)
     assert time.monotonic() - started < 3
+
+
+def test_a_peer_leaving_without_a_word_is_silent_and_the_dealer_passes_an_abort_on() -> None:
+    with local_mesh(3, timeout=30) as mesh:
+        zero, one, two = mesh.parties
+        for peer in (0, 1):  # party 2's node gives up on the task: it just closes its channels
+            two._peers[peer].close()
+        started = time.monotonic()
+        with pytest.raises(PeerSilent, match="left without a word"):
+            one.recv(2)
+        assert time.monotonic() - started < 5  # not its 30 s timeout
+        zero.abort(PeerSilent("party 0: party 2 did not answer"))
+        assert mesh.dealer is not None
+        with pytest.raises(PeerSilent):
+            mesh.dealer.join(5)
+        # party 1 asks the dealer for a correlation: it hears the abort from the dealer
+        with pytest.raises(PeerSilent, match="the dealer aborted because a peer is unreachable"):
+            one.correlation("beaver", (1, 2), 4)

@@ -43,15 +43,17 @@ parties learn nothing about the last party's input beyond the output) provided t
 not collude. Every opened value is masked by a uniformly random dealer value (or statistically
 masked, see :func:`truncate`), so the transcript reveals nothing but the declared outputs.
 
-Dropout. Every receive waits at most ``Party.timeout`` seconds; a peer that is silent raises
-:class:`PeerSilent`, one whose channel closes :class:`PartyDropout`, both naming the peer.
+Dropout. Every receive waits at most ``Party.timeout`` seconds; a peer that is silent, or that
+leaves without a word (its channel closes with no abort notice: its node gave up on the task),
+raises :class:`PeerSilent`, naming the peer.
 Protocol entry points wrap their work in :func:`session`: on any failure it sends every peer and
 the dealer an *abort notice* -- a message that starts with a fixed 24-byte marker (a protocol
 message, made of uniform words, digests and counts, starts so with probability 2^-192) and
 carries the party, whether the cause was a silent or unreachable peer, and a short reason -- and
-closes all of this party's channels. The others then fail fast with the same kind of error (a
-node records :class:`PeerSilent` as ``PEER_UNREACHABLE``) instead of waiting for their own
-timeouts. The dealer stops serving everyone on a notice or a broken link, and
+closes all of this party's channels. The others then fail fast with the same kind of error -- a
+:class:`PeerSilent` (which a node records as ``PEER_UNREACHABLE``) or a :class:`PartyDropout`
+naming the reason -- instead of waiting for their own timeouts. The dealer stops serving
+everyone on a notice or a broken link, passes the notice on to every party, and
 :meth:`Dealer.join` raises it, so a dealer never reports success for an aborted session. Results
 are reconstructed only after every share has arrived, so nothing partial leaks.
 """
@@ -269,6 +271,10 @@ class Party:
             raise PeerSilent(
                 f"party {self.index}: party {peer} did not answer within {self.timeout} s"
             ) from exc
+        except ChannelClosed as exc:  # no abort notice first: its node gave up on the task
+            raise PeerSilent(
+                f"party {self.index}: party {peer} left without a word (closed its channel)"
+            ) from exc
         except ChannelError as exc:
             raise PartyDropout(
                 f"party {self.index}: party {peer} dropped out ({type(exc).__name__}: {exc})"
@@ -367,13 +373,17 @@ class Party:
     def _dealer_recv(self) -> bytes:
         assert self._dealer is not None
         try:
-            return self._dealer.recv(self.timeout)
+            payload = self._dealer.recv(self.timeout)
         except ChannelTimeout as exc:
             raise PeerSilent(
                 f"party {self.index}: the dealer did not answer within {self.timeout} s"
             ) from exc
+        except ChannelClosed as exc:
+            raise PeerSilent(f"party {self.index}: the dealer left without a word") from exc
         except ChannelError as exc:
             raise PartyDropout(f"party {self.index}: the dealer dropped out ({exc})") from exc
+        _raise_if_abort(payload, f"party {self.index}: the dealer")
+        return payload
 
 
 def _is_silence(cause: BaseException | None) -> bool:
@@ -491,11 +501,19 @@ class Dealer:
             raise self._failure
 
     def _abandon(self, failure: PartyDropout) -> None:
-        """Stop serving every party; the first failure is what :meth:`join` raises."""
+        """Stop serving every party and pass the first failure on to each (what :meth:`join`
+        raises), so a party waiting for the dealer fails as the party that aborted did."""
         with self._failure_lock:
-            if self._failure is None:
-                self._failure = failure
+            if self._failure is not None:
+                return
+            self._failure = failure
         self._stop.set()
+        notice = _abort_notice(-1, failure)
+        for index, channel in self._channels.items():
+            try:
+                channel.send(notice)
+            except ChannelError as exc:  # that party is gone, or has closed its channel
+                logger.debug("dealer: abort notice to party %d not delivered: %s", index, exc)
 
     def _serve_one(self, index: int) -> None:
         channel = self._channels[index]
