@@ -122,3 +122,87 @@ def test_bad_keys_are_clear_errors(tmp_path: Path) -> None:
         "node", "init", "--org", "x", "--home", str(tmp_path / "x"), env={"PRIVLEDGER_NODE_KEY": ""}
     )
     assert no_key.returncode == 2 and "PRIVLEDGER_NODE_KEY" in no_key.stderr
+
+
+def test_query_stats_and_lending_commands_are_discoverable_and_check_their_arguments() -> None:
+    from typer.testing import CliRunner
+
+    from privledger.cli import app
+
+    runner = CliRunner()
+    env = {"PRIVLEDGER_NODE_URL": f"http://127.0.0.1:{free_port()}", "PRIVLEDGER_TOKEN": "t"}
+    for command, options in (
+        (["query", "pir"], ["--dataset", "--value-column", "--key", "--keys", "--mode", "--wait"]),
+        (["stats", "run"], ["--dataset", "--column", "--dealer", "--op", "--edges", "--wait"]),
+        (["lending", "check"], ["--bank", "--customer", "--limit", "--query", "--dealer"]),
+    ):
+        shown = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        assert shown.exit_code == 0, shown.stdout
+        assert all(option in shown.stdout for option in options), (command, shown.stdout)
+    assert all(name in runner.invoke(app, ["--help"]).stdout for name in ("query", "lending"))
+
+    holder = ["query", "pir", "--dataset", "0x" + "1" * 64, "--column", "phone"]
+    holder += ["--value-column", "segment"]
+    stats = ["stats", "run", "--dataset", "0x" + "2" * 64, "--dealer", "4"]
+    lending = ["lending", "check", "--bank", "0x" + "3" * 64, "--dealer", "4"]
+    refused = {
+        "give either --key": [*holder],  # neither --key nor --keys
+        "give either --key ": [*holder, "--key", "k", "--keys", "0x" + "4" * 64],
+        "--mode is pir or bucket": [*holder, "--key", "k", "--mode", "fast"],
+        "need --owner-token": [*holder, "--key", "k"],  # a one-off dataset needs the owner
+        "needs --edges": [*stats, "--column", "amount", "--op", "histogram"],
+        "unknown --op": [*stats, "--column", "amount", "--op", "median"],
+        "--edges:": [*stats, "--column", "amount", "--edges", "0,x"],
+        "once per --dataset": [*stats, "--column", "a", "--column", "b", "--column", "c"],
+        "give either --customer": [*lending, "--customer", "c", "--query", "0x" + "5" * 64],
+        "--exceeds goes with --query": [*lending, "--customer", "c", "--exceeds"],
+        "--limit goes with --customer": [*lending, "--query", "0x" + "5" * 64, "--limit", "1"],
+    }
+    for message, args in refused.items():
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 2, (args, result.stdout, result.stderr)
+        assert message.strip() in result.stderr, (message, result.stderr)
+    negative = runner.invoke(app, [*lending, "--customer", "c", "--limit", "-1"], env=env)
+    assert negative.exit_code == 2  # a negative limit is refused before anything is sent
+    unreachable = runner.invoke(app, [*stats, "--column", "amount"], env=env)
+    assert unreachable.exit_code == 1 and "cannot reach" in unreachable.stderr
+
+
+def test_sdk_task_bodies_are_what_the_api_accepts() -> None:
+    from privledger.api.schemas import TaskIn
+    from privledger.evm.contracts import FailureReason
+    from privledger.sdk import lending_task, pir_task, stats_task
+    from privledger.sdk.client import FAILURE_REASONS
+
+    assert {reason.value: reason.name for reason in FailureReason} == FAILURE_REASONS
+    mine, theirs = "0x" + "a" * 64, "0x" + "b" * 64
+    pir = TaskIn.model_validate(
+        pir_task(theirs, column="phone", value_column="segment", keys_dataset=mine, fee_wei=5)
+    )
+    assert (pir.kind, pir.protocol, pir.fee_wei) == ("pir", "simplepir", 5)
+    assert [(i.dataset, i.column, i.value_column) for i in pir.inputs] == [
+        (mine, "phone", None),
+        (theirs, "phone", "segment"),
+    ]
+    bucket = TaskIn.model_validate(
+        pir_task(theirs, column="phone", value_column="v", keys_dataset=mine, mode="bucket")
+    )
+    assert bucket.protocol == "bucket"
+    stats = TaskIn.model_validate(
+        stats_task([mine, theirs], column=["x", "y"], dealer=4, histogram_edges=[0, 1])
+    )
+    assert (stats.protocol, stats.dealer, stats.histogram_edges) == ("joint-stats", 4, [0.0, 1.0])
+    assert [i.column for i in stats.inputs] == ["x", "y"]
+    total = TaskIn.model_validate(lending_task(mine, banks=[theirs], dealer=4))
+    assert total.protocol == "lending-total" and total.inputs[0].value_column is None
+    exceeds = TaskIn.model_validate(
+        lending_task(mine, banks=[theirs], dealer=4, limit_column="limit")
+    )
+    assert exceeds.protocol == "lending-exceeds"
+    assert [i.value_column for i in exceeds.inputs] == ["limit", "amount"]
+    try:
+        stats_task([mine, theirs], column=["x"], dealer=4)
+    except ValueError as exc:
+        assert "1 columns for 2 datasets" in str(exc)
+    else:
+        raise AssertionError("a column count that does not match the datasets was accepted")

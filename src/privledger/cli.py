@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -290,12 +291,25 @@ def _print_json(value: object) -> None:
 
 
 def _api_call(action: Callable[[Any], object], url: str, token: str) -> None:
-    """Run one SDK call; API errors become a message and exit code 1, not a traceback."""
-    from privledger.sdk import NodeClient, PrivledgerError
+    """Run one SDK call; API errors become a message and exit code 1, not a traceback (a task
+    that failed on chain also prints its id, reason and this node's note as JSON)."""
+    from privledger.sdk import NodeClient, PrivledgerError, TaskFailed
 
     try:
         with NodeClient(url, token) as node:
             _print_json(action(node))
+    except TaskFailed as exc:
+        task = exc.task
+        _print_json(
+            {
+                "taskId": task["taskId"],
+                "status": task["status"],
+                "failureReason": exc.reason,
+                "localFailure": task.get("localFailure"),
+            }
+        )
+        console.print(f"[red]{exc}[/red]; the fee was refunded")
+        raise typer.Exit(1) from exc
     except PrivledgerError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
@@ -459,6 +473,288 @@ def task_result(
 ) -> None:
     """The task's output, with the salt that opens its anchored digest."""
     _api_call(lambda node: node.result(task_id), url, token)
+
+
+query_app = typer.Typer(
+    help="Anonymous query (keyword PIR) of another organisation's dataset (operator token).",
+    no_args_is_help=True,
+)
+stats_app = typer.Typer(
+    help="Joint statistics over several organisations' columns (operator token).",
+    no_args_is_help=True,
+)
+lending_app = typer.Typer(
+    help="Multi-lending check: one customer's loans across other banks (operator token).",
+    no_args_is_help=True,
+)
+app.add_typer(query_app, name="query")
+app.add_typer(stats_app, name="stats")
+app.add_typer(lending_app, name="lending")
+
+WaitOption = Annotated[
+    bool,
+    typer.Option(
+        help="Wait until the task is settled or failed (a spinner on stderr), then print the "
+        "answer; --no-wait prints the submitted task."
+    ),
+]
+TimeoutOption = Annotated[float, typer.Option(help="Give up waiting after this many seconds.")]
+FeeOption = Annotated[
+    int,
+    typer.Option(min=0, help="Fee in wei escrowed for the data providers (refunded on failure)."),
+]
+DealerOption = Annotated[
+    int,
+    typer.Option(
+        help="Org id of the dealer: holds none of the inputs (in the demo, the regulator)."
+    ),
+]
+OwnerTokenOption = Annotated[
+    str,
+    typer.Option(
+        envvar="PRIVLEDGER_OWNER_TOKEN",
+        help="A data owner token of your node: needed to register the one-off query dataset "
+        "(level 4, free) behind --key / --customer; the node must run on this machine.",
+    ),
+]
+
+
+def _waiting(node: Any, task_id: int, timeout_s: float, answer: Callable[..., Any]) -> Any:
+    """``answer(task_id, ...)`` with a spinner on stderr showing the task's progress."""
+    started = time.monotonic()
+    with console.status(f"task {task_id}: submitted") as status:
+
+        def progress(task: dict[str, Any]) -> None:
+            state = task.get("localState") or "-"
+            elapsed = time.monotonic() - started
+            status.update(f"task {task_id}: {task['status']} (this node: {state}) {elapsed:.0f} s")
+
+        return answer(task_id, timeout_s=timeout_s, progress=progress)
+
+
+def _one_off_rows(
+    url: str, owner_token: str, columns: list[str], rows: list[list[object]], name: str
+) -> str:
+    """Register the requester's own rows (keys, a customer) as a level-4 dataset; its id."""
+    import secrets
+
+    from privledger.sdk import NodeClient
+
+    if not owner_token:
+        console.print(
+            "[red]--key / --customer need --owner-token (or PRIVLEDGER_OWNER_TOKEN)[/red]"
+        )
+        raise typer.Exit(2)
+    with NodeClient(url, owner_token) as owner:
+        dataset = owner.register_rows(columns, rows, name=f"{name}-{secrets.token_hex(4)}")
+    return str(dataset["datasetId"])
+
+
+@query_app.command("pir")
+def query_pir(
+    dataset: Annotated[str, typer.Option(help="The holder's dataset id (0x...).")],
+    column: Annotated[str, typer.Option(help="The holder's key column, e.g. phone.")],
+    value_column: Annotated[str, typer.Option(help="The holder's column to retrieve.")],
+    key: Annotated[
+        list[str] | None,
+        typer.Option(help="A key to look up (repeatable); registered as a one-off dataset."),
+    ] = None,
+    keys: Annotated[
+        str | None, typer.Option(help="Instead of --key: your dataset holding the keys.")
+    ] = None,
+    keys_column: Annotated[
+        str | None, typer.Option(help="The key column of --keys (default: --column).")
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="pir: the holder learns nothing about the keys; bucket: cheaper, k-anonymous "
+            "only (the holder learns a bucket of ~64 keys each key is in)."
+        ),
+    ] = "pir",
+    fee_wei: FeeOption = 0,
+    wait: WaitOption = True,
+    timeout: TimeoutOption = 600.0,
+    owner_token: OwnerTokenOption = "",
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """Look keys up in another organisation's dataset without revealing them (keyword PIR).
+
+    Prints {"values": {key: value or null}, ...}; the holder is paid per key asked.
+    """
+    if (keys is None) == (not key):
+        console.print("[red]give either --key (one or more) or --keys DATASET[/red]")
+        raise typer.Exit(2)
+    if mode not in ("pir", "bucket"):
+        console.print(f"[red]--mode is pir or bucket, not {mode!r}[/red]")
+        raise typer.Exit(2)
+
+    def run(node: Any) -> object:
+        key_column = keys_column or column
+        mine = keys
+        if mine is None:
+            rows: list[list[object]] = [[value] for value in dict.fromkeys(key or [])]
+            mine = _one_off_rows(url, owner_token, [key_column], rows, "pir-keys")
+        task = node.pir_query(
+            dataset,
+            column=column,
+            value_column=value_column,
+            keys_dataset=mine,
+            keys_column=key_column,
+            mode=mode,
+            fee_wei=fee_wei,
+            wait=False,
+        )
+        if not wait:
+            return task
+        return _waiting(node, int(task["taskId"]), timeout, node.pir_answer).to_json()
+
+    _api_call(run, url, token)
+
+
+@stats_app.command("run")
+def stats_run(
+    dataset: Annotated[
+        list[str], typer.Option(help="An input dataset id (repeatable; one must be yours).")
+    ],
+    column: Annotated[
+        list[str], typer.Option(help="The numeric column: once for all inputs, or per --dataset.")
+    ],
+    dealer: DealerOption,
+    op: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="count, sum, mean, variance or histogram (repeatable; default: all given). "
+            "Picks what is printed: the task releases count, sum, mean and variance (and the "
+            "histogram with --edges) to you."
+        ),
+    ] = None,
+    edges: Annotated[
+        str | None, typer.Option(help="Histogram bin edges, increasing: e.g. 0,1000,5000,1e6.")
+    ] = None,
+    frac_bits: Annotated[
+        int,
+        typer.Option(min=0, max=24, help="Fixed-point fractional bits: fewer bits, larger values."),
+    ] = 16,
+    fee_wei: FeeOption = 0,
+    wait: WaitOption = True,
+    timeout: TimeoutOption = 600.0,
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """Count, sum, mean, variance and histogram of a column across organisations, by secret
+    sharing: nobody sees another's rows; only you get the result, and only when the group is at
+    least the inputs' minimum size (else "suppressed": true)."""
+    from privledger.sdk.client import STATS_OPS
+
+    chosen = list(dict.fromkeys(op or [o for o in STATS_OPS if o != "histogram" or edges]))
+    unknown = [o for o in chosen if o not in STATS_OPS]
+    if unknown:
+        console.print(f"[red]unknown --op {unknown[0]!r}[/red]; choose from {', '.join(STATS_OPS)}")
+        raise typer.Exit(2)
+    if "histogram" in chosen and not edges:
+        console.print("[red]--op histogram needs --edges[/red]")
+        raise typer.Exit(2)
+    if len(column) not in (1, len(dataset)):
+        console.print("[red]give --column once, or once per --dataset[/red]")
+        raise typer.Exit(2)
+    try:
+        bins = [float(edge) for edge in edges.split(",")] if edges else None
+    except ValueError as exc:
+        console.print(f"[red]--edges: {exc}[/red]")
+        raise typer.Exit(2) from exc
+
+    def run(node: Any) -> object:
+        task = node.joint_stats(
+            dataset,
+            column=column[0] if len(column) == 1 else column,
+            dealer=dealer,
+            histogram_edges=bins,
+            frac_bits=frac_bits,
+            fee_wei=fee_wei,
+            wait=False,
+        )
+        if not wait:
+            return task
+        answer = _waiting(node, int(task["taskId"]), timeout, node.stats_answer).to_json()
+        hidden = [o for o in STATS_OPS if o not in chosen]
+        return {name: value for name, value in answer.items() if name not in hidden}
+
+    _api_call(run, url, token)
+
+
+@lending_app.command("check")
+def lending_check(
+    bank: Annotated[list[str], typer.Option(help="Another bank's loan dataset (repeatable).")],
+    dealer: DealerOption,
+    customer: Annotated[
+        str | None,
+        typer.Option(help="The customer id; registered as a one-off dataset of yours."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Answer only whether the total exceeds this (equal does not exceed)."
+        ),
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(help="Instead of --customer: your dataset holding the customer (one row)."),
+    ] = None,
+    exceeds: Annotated[
+        bool, typer.Option(help="With --query: compare with its --limit-column instead.")
+    ] = False,
+    customer_column: Annotated[str, typer.Option(help="Customer column of --query.")] = "customer",
+    limit_column: Annotated[str, typer.Option(help="Limit column of --query.")] = "limit",
+    bank_customer_column: Annotated[
+        str, typer.Option(help="Customer column of the banks' datasets.")
+    ] = "customer",
+    amount_column: Annotated[
+        str, typer.Option(help="Amount column of the banks' datasets (integer minor units).")
+    ] = "amount",
+    fee_wei: FeeOption = 0,
+    wait: WaitOption = True,
+    timeout: TimeoutOption = 600.0,
+    owner_token: OwnerTokenOption = "",
+    url: UrlOption = "http://127.0.0.1:8000",
+    token: TokenOption = "",
+) -> None:
+    """One customer's total loans at the other banks -- or, with a limit, only whether it
+    exceeds it -- without revealing the customer to them or any bank's amount to you."""
+    if (query is None) == (customer is None):
+        console.print("[red]give either --customer or --query DATASET[/red]")
+        raise typer.Exit(2)
+    if query is None and exceeds:
+        console.print("[red]--exceeds goes with --query; with --customer give --limit[/red]")
+        raise typer.Exit(2)
+    if query is not None and limit is not None:
+        console.print("[red]--limit goes with --customer; with --query use --exceeds[/red]")
+        raise typer.Exit(2)
+
+    def run(node: Any) -> object:
+        mine = query
+        if mine is None:
+            columns = [customer_column] + ([limit_column] if limit is not None else [])
+            row: list[object] = [customer] + ([limit] if limit is not None else [])
+            mine = _one_off_rows(url, owner_token, columns, [row], "lending-query")
+        task = node.lending_check(
+            mine,
+            banks=bank,
+            dealer=dealer,
+            limit=exceeds or limit is not None,
+            customer_column=customer_column,
+            limit_column=limit_column,
+            bank_customer_column=bank_customer_column,
+            amount_column=amount_column,
+            fee_wei=fee_wei,
+            wait=False,
+        )
+        if not wait:
+            return task
+        return _waiting(node, int(task["taskId"]), timeout, node.lending_answer).to_json()
+
+    _api_call(run, url, token)
 
 
 @app.command("demo")

@@ -1,5 +1,29 @@
 """Python SDK for analysts and PSI-service callers: talk to your organisation's node."""
 
-from privledger.sdk.client import NodeClient, PrivledgerError, ServiceResult
+from privledger.sdk.client import (
+    LendingAnswer,
+    NodeClient,
+    PirAnswer,
+    PrivledgerError,
+    ServiceResult,
+    StatsAnswer,
+    TaskAnswer,
+    TaskFailed,
+    lending_task,
+    pir_task,
+    stats_task,
+)
 
-__all__ = ["NodeClient", "PrivledgerError", "ServiceResult"]
+__all__ = [
+    "LendingAnswer",
+    "NodeClient",
+    "PirAnswer",
+    "PrivledgerError",
+    "ServiceResult",
+    "StatsAnswer",
+    "TaskAnswer",
+    "TaskFailed",
+    "lending_task",
+    "pir_task",
+    "stats_task",
+]

@@ -7,19 +7,48 @@
                                    dataset="0x…", column="phone")
         print(len(result.items))
 
-Every API error arrives as ``PrivledgerError`` with the API's code and message.
+        # anonymous query, joint statistics, multi-lending check (operator token)
+        answer = node.pir_query("0x<holder dataset>", column="phone", value_column="segment",
+                                keys_dataset="0x<my keys dataset>", keys_column="phone")
+        print(answer.values)  # {key: value or None}
+        stats = node.joint_stats(["0x<mine>", "0x<theirs>"], column="amount", dealer=4)
+        print(stats.mean, stats.variance)
+        check = node.lending_check("0x<my query>", banks=["0x<bank b>"], dealer=4, limit=True)
+        print(check.exceeds)
+
+Every API error arrives as ``PrivledgerError`` with the API's code and message; a task that
+fails on chain as :class:`TaskFailed` (a ``PrivledgerError``) with the reason recorded there.
+The requester's side of a query -- its keys, its customer and limit -- is a dataset of its own
+that never leaves its node: :meth:`NodeClient.register_rows` makes one (data owner token).
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import httpx
 
 TERMINAL = {"settled", "failed"}
+FAILURE_REASONS = {
+    1: "REJECTED",
+    2: "EXPIRED",
+    3: "SPEC_MISMATCH",
+    4: "GRANT_INVALID",
+    5: "PROTOCOL_ERROR",
+    6: "PEER_UNREACHABLE",
+    7: "POLICY_VIOLATION",
+}  # privledger.evm.contracts.FailureReason, without importing the chain stack
+Progress = Callable[[dict[str, Any]], None]
+StatsOp = Literal["count", "sum", "mean", "variance", "histogram"]
+STATS_OPS: tuple[StatsOp, ...] = ("count", "sum", "mean", "variance", "histogram")
 
 
 class PrivledgerError(RuntimeError):
@@ -30,6 +59,169 @@ class PrivledgerError(RuntimeError):
         self.status = status
         self.code = code
         self.message = message
+
+
+class TaskFailed(PrivledgerError):
+    """The task failed on chain (the fee went back to the requester): ``reason`` is the
+    recorded FailureReason's name, ``task`` the task's final record."""
+
+    def __init__(self, task: dict[str, Any]) -> None:
+        code = int(task.get("failureReason") or 0)
+        self.reason = FAILURE_REASONS.get(code, str(code))
+        self.task = task
+        detail = task.get("localFailure") or "see the task's timeline"
+        super().__init__(
+            409, "task_failed", f"task {task['taskId']} failed: {self.reason} ({detail})"
+        )
+
+
+@dataclass(frozen=True)
+class TaskAnswer:
+    """A settled task's output as the requester received it, with the salt that opens the
+    digest anchored on chain and the task's final record."""
+
+    task_id: int
+    task: dict[str, Any]
+    salt: str
+    result_digest: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The answer for printing: camelCase keys, the task's id, status and fee only."""
+        fields = {
+            name: value
+            for name, value in vars(self).items()
+            if name not in ("task_id", "task", "salt", "result_digest")
+        }
+        head = {"taskId": self.task_id, "status": self.task["status"], "feeWei": self.task["fee"]}
+        tail = {"resultDigest": self.result_digest, "salt": self.salt}
+        return {**head, **{_camel(name): value for name, value in fields.items()}, **tail}
+
+
+@dataclass(frozen=True)
+class PirAnswer(TaskAnswer):
+    """Keyword PIR: each key asked for, with its value at the holder or ``None`` (absent)."""
+
+    values: dict[str, str | None]
+
+
+@dataclass(frozen=True)
+class StatsAnswer(TaskAnswer):
+    """Joint statistics over every input's rows. ``suppressed``: the group is below the
+    inputs' minimum group size, so nothing but that fact is released; a histogram bin below it
+    is ``None``."""
+
+    suppressed: bool
+    count: int | None
+    sum: float | None
+    mean: float | None
+    variance: float | None
+    histogram: list[int | None] | None
+
+
+@dataclass(frozen=True)
+class LendingAnswer(TaskAnswer):
+    """Multi-lending check: the customer's total across the other banks (``mode="total"``) or
+    only whether it exceeds the limit (``mode="exceeds"``: equal is not exceeding)."""
+
+    mode: Literal["total", "exceeds"]
+    banks: int
+    total: int | None
+    exceeds: bool | None
+
+    def to_json(self) -> dict[str, Any]:
+        """As :meth:`TaskAnswer.to_json`, without the field the mode does not answer."""
+        unanswered = "total" if self.mode == "exceeds" else "exceeds"
+        return {name: value for name, value in super().to_json().items() if name != unanswered}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def pir_task(
+    dataset: str,
+    *,
+    column: str,
+    value_column: str,
+    keys_dataset: str,
+    keys_column: str | None = None,
+    mode: Literal["pir", "bucket"] = "pir",
+    fee_wei: int = 0,
+) -> dict[str, Any]:
+    """The task body of a keyword-PIR query: the keys in ``keys_column`` of your own
+    ``keys_dataset`` looked up in ``column`` of the holder's ``dataset``, returning
+    ``value_column``. ``mode="bucket"`` is the cheaper k-anonymous lookup (the holder learns a
+    bucket of ~k keys), not full query privacy."""
+    return {
+        "kind": "pir",
+        "protocol": "simplepir" if mode == "pir" else "bucket",
+        "inputs": [
+            {"dataset": keys_dataset, "column": keys_column or column},
+            {"dataset": dataset, "column": column, "valueColumn": value_column},
+        ],
+        "feeWei": fee_wei,
+    }
+
+
+def stats_task(
+    datasets: Sequence[str],
+    *,
+    column: str | Sequence[str],
+    dealer: int,
+    histogram_edges: Sequence[float] | None = None,
+    frac_bits: int = 16,
+    fee_wei: int = 0,
+) -> dict[str, Any]:
+    """The task body of joint statistics over one numeric column of each dataset (one of them
+    yours); ``column`` names it for all, or one per dataset. ``dealer`` is an organisation
+    holding none of the inputs (it deals the correlated randomness). ``frac_bits`` trades range
+    for precision: every party's sum of squares times 2^frac_bits must stay below 2^63 / N."""
+    columns = [column] * len(datasets) if isinstance(column, str) else list(column)
+    if len(columns) != len(datasets):
+        raise ValueError(f"{len(columns)} columns for {len(datasets)} datasets")
+    body: dict[str, Any] = {
+        "kind": "stats",
+        "protocol": "joint-stats",
+        "inputs": [{"dataset": d, "column": c} for d, c in zip(datasets, columns, strict=True)],
+        "dealer": dealer,
+        "fracBits": frac_bits,
+        "feeWei": fee_wei,
+    }
+    if histogram_edges is not None:
+        body["histogramEdges"] = [float(edge) for edge in histogram_edges]
+    return body
+
+
+def lending_task(
+    query_dataset: str,
+    *,
+    banks: Sequence[str],
+    dealer: int,
+    customer_column: str = "customer",
+    limit_column: str | None = None,
+    bank_customer_column: str = "customer",
+    amount_column: str = "amount",
+    fee_wei: int = 0,
+) -> dict[str, Any]:
+    """The task body of a multi-lending check: your ``query_dataset`` holds the customer (one
+    row) and, with ``limit_column``, the limit -- then only "exceeds the limit?" is answered,
+    else the total of the customer's amounts at ``banks`` (their datasets)."""
+    query: dict[str, Any] = {"dataset": query_dataset, "column": customer_column}
+    if limit_column is not None:
+        query["valueColumn"] = limit_column
+    inputs = [query]
+    inputs += [
+        {"dataset": bank, "column": bank_customer_column, "valueColumn": amount_column}
+        for bank in banks
+    ]
+    return {
+        "kind": "stats",
+        "protocol": "lending-exceeds" if limit_column is not None else "lending-total",
+        "inputs": inputs,
+        "dealer": dealer,
+        "feeWei": fee_wei,
+    }
 
 
 @dataclass(frozen=True)
@@ -87,6 +279,29 @@ class NodeClient:
     def datasets(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", "/datasets")
         return result
+
+    def register_rows(
+        self,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[object]],
+        *,
+        name: str,
+        level: int = 4,
+        unit_price: int = 0,
+        directory: Path | None = None,
+    ) -> dict[str, Any]:
+        """Register a few rows (e.g. the keys of a query, a customer and its limit) as a dataset
+        of yours, by default at level 4 (core) and free: written to a CSV file the node copies
+        at registration, so the node must run on this machine (or see ``directory``)."""
+        if not rows:
+            raise ValueError("a dataset needs at least one row")
+        with tempfile.TemporaryDirectory(dir=directory, prefix="privledger-rows-") as tmp:
+            path = Path(tmp) / f"{name}.csv"
+            with path.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(columns)
+                writer.writerows(rows)
+            return self.register_dataset(str(path), name, level=level, unit_price=unit_price)
 
     def grant(
         self, dataset: str, grantee_org: int, kinds: list[str], *, expires_in_s: int, max_uses: int
@@ -173,12 +388,19 @@ class NodeClient:
         return result
 
     def wait(
-        self, task_id: int, *, timeout_s: float = 600.0, poll_s: float = 0.25
+        self,
+        task_id: int,
+        *,
+        timeout_s: float = 600.0,
+        poll_s: float = 0.25,
+        progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Poll until the task is settled or failed."""
+        """Poll until the task is settled or failed; ``progress`` sees every polled record."""
         deadline = time.monotonic() + timeout_s
         while True:
             task = self.task(task_id)
+            if progress is not None:
+                progress(task)
             if task["status"] in TERMINAL:
                 return task
             if time.monotonic() > deadline:
@@ -221,3 +443,255 @@ class NodeClient:
             result_digest=str(output["resultDigest"]),
             task=task,
         )
+
+    # --- anonymous query, joint statistics, multi-lending (operator token) -----------------
+    @overload
+    def pir_query(
+        self,
+        dataset: str,
+        *,
+        column: str,
+        value_column: str,
+        keys_dataset: str,
+        keys_column: str | None = ...,
+        mode: Literal["pir", "bucket"] = ...,
+        fee_wei: int = ...,
+        wait: Literal[True] = ...,
+        timeout_s: float = ...,
+        progress: Progress | None = ...,
+    ) -> PirAnswer: ...
+
+    @overload
+    def pir_query(
+        self,
+        dataset: str,
+        *,
+        column: str,
+        value_column: str,
+        keys_dataset: str,
+        keys_column: str | None = ...,
+        mode: Literal["pir", "bucket"] = ...,
+        fee_wei: int = ...,
+        wait: Literal[False],
+        timeout_s: float = ...,
+        progress: Progress | None = ...,
+    ) -> dict[str, Any]: ...
+
+    def pir_query(
+        self,
+        dataset: str,
+        *,
+        column: str,
+        value_column: str,
+        keys_dataset: str,
+        keys_column: str | None = None,
+        mode: Literal["pir", "bucket"] = "pir",
+        fee_wei: int = 0,
+        wait: bool = True,
+        timeout_s: float = 600.0,
+        progress: Progress | None = None,
+    ) -> PirAnswer | dict[str, Any]:
+        """Look up the keys of your ``keys_dataset`` in the holder's ``dataset`` by keyword PIR
+        (:func:`pir_task`). Waits and returns the :class:`PirAnswer` (``TaskFailed`` if the
+        task fails), or with ``wait=False`` returns the submitted task: then
+        :meth:`pir_answer` later."""
+        body = pir_task(
+            dataset,
+            column=column,
+            value_column=value_column,
+            keys_dataset=keys_dataset,
+            keys_column=keys_column,
+            mode=mode,
+            fee_wei=fee_wei,
+        )
+        task = self.submit(body)
+        if not wait:
+            return task
+        return self.pir_answer(int(task["taskId"]), timeout_s=timeout_s, progress=progress)
+
+    def pir_answer(
+        self, task_id: int, *, timeout_s: float = 600.0, progress: Progress | None = None
+    ) -> PirAnswer:
+        """Wait for a PIR task and return its answer: ``{key: value or None}``."""
+        task, items, salt, digest = self._settled_items(task_id, timeout_s, progress)
+        pairs = [json.loads(item) for item in items]
+        values = {str(key): None if value is None else str(value) for key, value in pairs}
+        return PirAnswer(task_id, task, salt, digest, values=values)
+
+    @overload
+    def joint_stats(
+        self,
+        datasets: Sequence[str],
+        *,
+        column: str | Sequence[str],
+        dealer: int,
+        histogram_edges: Sequence[float] | None = ...,
+        frac_bits: int = ...,
+        fee_wei: int = ...,
+        wait: Literal[True] = ...,
+        timeout_s: float = ...,
+        progress: Progress | None = ...,
+    ) -> StatsAnswer: ...
+
+    @overload
+    def joint_stats(
+        self,
+        datasets: Sequence[str],
+        *,
+        column: str | Sequence[str],
+        dealer: int,
+        histogram_edges: Sequence[float] | None = ...,
+        frac_bits: int = ...,
+        fee_wei: int = ...,
+        wait: Literal[False],
+        timeout_s: float = ...,
+        progress: Progress | None = ...,
+    ) -> dict[str, Any]: ...
+
+    def joint_stats(
+        self,
+        datasets: Sequence[str],
+        *,
+        column: str | Sequence[str],
+        dealer: int,
+        histogram_edges: Sequence[float] | None = None,
+        frac_bits: int = 16,
+        fee_wei: int = 0,
+        wait: bool = True,
+        timeout_s: float = 600.0,
+        progress: Progress | None = None,
+    ) -> StatsAnswer | dict[str, Any]:
+        """Count, sum, mean, variance (and a histogram with ``histogram_edges``) over one
+        numeric column of every dataset, one of them yours (:func:`stats_task`). Waits and
+        returns the :class:`StatsAnswer`, or with ``wait=False`` the submitted task."""
+        body = stats_task(
+            datasets,
+            column=column,
+            dealer=dealer,
+            histogram_edges=histogram_edges,
+            frac_bits=frac_bits,
+            fee_wei=fee_wei,
+        )
+        task = self.submit(body)
+        if not wait:
+            return task
+        return self.stats_answer(int(task["taskId"]), timeout_s=timeout_s, progress=progress)
+
+    def stats_answer(
+        self, task_id: int, *, timeout_s: float = 600.0, progress: Progress | None = None
+    ) -> StatsAnswer:
+        """Wait for a joint-statistics task and return its answer."""
+        task, items, salt, digest = self._settled_items(task_id, timeout_s, progress)
+        (item,) = items
+        fields = json.loads(item)
+        histogram = fields.get("histogram")
+        return StatsAnswer(
+            task_id,
+            task,
+            salt,
+            digest,
+            suppressed=bool(fields["suppressed"]),
+            count=fields.get("count"),
+            sum=fields.get("sum"),
+            mean=fields.get("mean"),
+            variance=fields.get("variance"),
+            histogram=None if histogram is None else list(histogram),
+        )
+
+    @overload
+    def lending_check(
+        self,
+        query_dataset: str,
+        *,
+        banks: Sequence[str],
+        dealer: int,
+        limit: bool = ...,
+        customer_column: str = ...,
+        limit_column: str = ...,
+        bank_customer_column: str = ...,
+        amount_column: str = ...,
+        fee_wei: int = ...,
+        wait: Literal[True] = ...,
+        timeout_s: float = ...,
+        progress: Progress | None = ...,
+    ) -> LendingAnswer: ...
+
+    @overload
+    def lending_check(
+        self,
+        query_dataset: str,
+        *,
+        banks: Sequence[str],
+        dealer: int,
+        limit: bool = ...,
+        customer_column: str = ...,
+        limit_column: str = ...,
+        bank_customer_column: str = ...,
+        amount_column: str = ...,
+        fee_wei: int = ...,
+        wait: Literal[False],
+        timeout_s: float = ...,
+        progress: Progress | None = ...,
+    ) -> dict[str, Any]: ...
+
+    def lending_check(
+        self,
+        query_dataset: str,
+        *,
+        banks: Sequence[str],
+        dealer: int,
+        limit: bool = False,
+        customer_column: str = "customer",
+        limit_column: str = "limit",
+        bank_customer_column: str = "customer",
+        amount_column: str = "amount",
+        fee_wei: int = 0,
+        wait: bool = True,
+        timeout_s: float = 600.0,
+        progress: Progress | None = None,
+    ) -> LendingAnswer | dict[str, Any]:
+        """The customer in your ``query_dataset``: its total loans at ``banks`` or, with
+        ``limit=True``, only whether that total exceeds the limit in ``limit_column``
+        (:func:`lending_task`). Waits and returns the :class:`LendingAnswer`, or with
+        ``wait=False`` the submitted task."""
+        body = lending_task(
+            query_dataset,
+            banks=banks,
+            dealer=dealer,
+            customer_column=customer_column,
+            limit_column=limit_column if limit else None,
+            bank_customer_column=bank_customer_column,
+            amount_column=amount_column,
+            fee_wei=fee_wei,
+        )
+        task = self.submit(body)
+        if not wait:
+            return task
+        return self.lending_answer(int(task["taskId"]), timeout_s=timeout_s, progress=progress)
+
+    def lending_answer(
+        self, task_id: int, *, timeout_s: float = 600.0, progress: Progress | None = None
+    ) -> LendingAnswer:
+        """Wait for a multi-lending task and return its answer."""
+        task, items, salt, digest = self._settled_items(task_id, timeout_s, progress)
+        (item,) = items
+        fields = json.loads(item)
+        return LendingAnswer(
+            task_id,
+            task,
+            salt,
+            digest,
+            mode=fields["mode"],
+            banks=int(fields["banks"]),
+            total=fields.get("total"),
+            exceeds=fields.get("exceeds"),
+        )
+
+    def _settled_items(
+        self, task_id: int, timeout_s: float, progress: Progress | None
+    ) -> tuple[dict[str, Any], list[str], str, str]:
+        task = self.wait(task_id, timeout_s=timeout_s, progress=progress)
+        if task["status"] != "settled":
+            raise TaskFailed(task)
+        output = self.result(task_id)
+        return task, list(output["items"]), str(output["salt"]), str(output["resultDigest"])

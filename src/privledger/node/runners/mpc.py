@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from typing import Literal
 
 import numpy as np
@@ -13,8 +14,18 @@ from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.protocols.mpc.lending import LoanBook, multi_lending_check
 from privledger.protocols.mpc.stats import joint_stats
 
+logger = logging.getLogger(__name__)
+
 
 def run(task: Run) -> RunOutput:
+    logger.info(
+        "task %d: %s starts as party %d of %d, %d rows",
+        task.task.task_id,
+        task.spec.protocol,
+        task.owners.index(task.org),
+        len(task.owners),
+        len(task.rows),
+    )
     if task.spec.protocol in ("lending-total", "lending-exceeds"):
         return _lending(task)
     return _stats(task)
