@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import signal
 import time
@@ -19,7 +20,7 @@ from web3 import Web3
 from web3.types import RPCEndpoint
 
 from privledger.config import NodeSettings, Settings
-from privledger.demo import NodeProcess, consortium, synthetic_customers
+from privledger.demo import NodeProcess, consortium, synthetic_customers, wait_healthy
 from privledger.evm.anvil import free_port
 from privledger.evm.artifacts import load_artifacts
 from privledger.evm.deploy import Deployment, load_deployment
@@ -161,3 +162,82 @@ def submit_as(
         response = client.post("/tasks", json=body)
         assert response.status_code == 201, response.text
         return dict(response.json())
+
+
+# --- helpers for killing a party mid-protocol (tests/e2e/test_dropout.py, test_failures.py) -----
+
+
+def log_mark(node: NodeProcess) -> int:
+    """Where the node's log ends now: count what it logs after this."""
+    return node.log_path.stat().st_size
+
+
+def _started(node: NodeProcess, since: int, task_id: int | None) -> int | None:
+    """The task whose protocol runner ``node`` logged starting after ``since`` (None: not yet).
+    The runners log this line at INFO and the test consortium's nodes run with -v."""
+    pattern = re.compile(rf"task ({task_id or '[0-9]+'}): .* starts as ")
+    with node.log_path.open("rb") as log:
+        log.seek(since)
+        found = pattern.search(log.read().decode(errors="replace"))
+    return None if found is None else int(found.group(1))
+
+
+def kill_when_started(
+    running: Running,
+    victim: str,
+    task_id: int | None,
+    marks: dict[str, int],
+    parties: list[str],
+    timeout_s: float = 90,
+) -> int:
+    """Kill ``victim``'s node, as a crash would, as soon as every one of ``parties`` (the
+    task's data parties, the victim among them) has logged, after its ``marks`` offset, that
+    its protocol runner started the task (the victim's first task when ``task_id`` is None):
+    each has loaded its input and exchanged hellos with every peer, so all are inside the
+    protocol. No test hook in the product. Returns the task's id."""
+    node = running.nodes[victim]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = _started(node, marks[victim], task_id)
+        if found is not None and all(
+            _started(running.nodes[org], marks[org], found) for org in parties
+        ):
+            node.kill()
+            return found
+        assert time.monotonic() < deadline, f"the parties never all started task {task_id}"
+        assert node.process.poll() is None, f"{victim}'s node died on its own"
+        time.sleep(0.02)
+
+
+def local_task(running: Running, org: str, task_id: int) -> dict[str, Any]:
+    """The task as ``org``'s node sees it (on-chain record plus its local state)."""
+    with running.client(org, "operator") as client:
+        response = client.get(f"/tasks/{task_id}")
+        assert response.status_code == 200, response.text
+        task: dict[str, Any] = response.json()
+        return task
+
+
+def wait_local_state(
+    running: Running, org: str, task_id: int, state: str, timeout_s: float = 60
+) -> dict[str, Any]:
+    """Poll ``org``'s node until its local state of the task is ``state``; the task record."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        task = local_task(running, org, task_id)
+        if task["localState"] == state:
+            return task
+        assert time.monotonic() < deadline, f"{org}: task {task_id} is {task['localState']}"
+        time.sleep(0.05)
+
+
+@contextmanager
+def restarted_after(node: NodeProcess) -> Iterator[None]:
+    """Run the block with ``node`` down (killed beforehand), then restart it and wait until it
+    is healthy again -- whatever the block raised -- so later tests find it up."""
+    try:
+        yield
+    finally:
+        if node.process.poll() is not None:
+            node.restart()
+        wait_healthy(node)

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import secrets
-import time
 
-from privledger.demo import wait_healthy
 from privledger.evm.contracts import FailureReason, TaskStatus
 
-from .conftest import Running
+from .conftest import Running, restarted_after, wait_local_state
 from .test_walking_path import FEE, grant, submit, wait_status
 
 ROWS = 40_000  # long enough (seconds of ECDH) to kill a node in the middle
@@ -42,13 +40,9 @@ def test_peer_dying_mid_protocol_fails_the_task_refunds_and_restart_recovers(
     balance_before = ledger.metering.balance_of(telecom_org)
     task = submit(running, mine, theirs)
     bank = running.nodes["bank-a"]
-    with bank.client("operator") as client:  # wait until the bank's worker is inside the protocol
-        deadline = time.monotonic() + 30
-        while client.get(f"/tasks/{task['taskId']}").json()["localState"] != "running":
-            assert time.monotonic() < deadline, "the bank never started the task"
-            time.sleep(0.05)
-    bank.kill()
-    try:
+    wait_local_state(running, "bank-a", task["taskId"], "running", timeout_s=30)
+    bank.kill()  # the bank's worker is inside the task
+    with restarted_after(bank):
         with running.client("telecom", "operator") as client:
             final = wait_status(client, task["taskId"], {"failed", "settled"}, timeout_s=90)
         assert final["status"] == "failed", final
@@ -56,16 +50,9 @@ def test_peer_dying_mid_protocol_fails_the_task_refunds_and_restart_recovers(
         assert ledger.metering.balance_of(telecom_org) == balance_before + FEE  # refunded
         assert not ledger.tasks.anchors(task["taskId"])  # nothing half-done is anchored
         assert ledger.tasks.get_task(task["taskId"]).status is TaskStatus.FAILED
-    finally:
-        bank.restart()
-        wait_healthy(bank)
 
     # the restarted node closes its interrupted task cleanly and works again
-    with bank.client("operator") as client:
-        deadline = time.monotonic() + 30
-        while client.get(f"/tasks/{task['taskId']}").json()["localState"] != "failed":
-            assert time.monotonic() < deadline, "the restarted node did not close its task"
-            time.sleep(0.2)
+    wait_local_state(running, "bank-a", task["taskId"], "failed", timeout_s=30)
     again = submit(running, running.register("telecom"), running.register("bank-a"))
     assert again["status"] == "submitted"  # the new dataset has no grant: approval needed
     dataset = again["inputs"][1]
