@@ -347,6 +347,14 @@ class SecureChannel(Channel):
                     logger.debug("close frame of task %d not delivered: %s", self._task_id, exc)
             self._wire.close()
 
+    def abandon(self) -> None:
+        """Stop without a close frame, e.g. when the task failed here: the peer learns it from
+        the failure on chain rather than as a close, which it would record as its own failure."""
+        with self._send_lock:
+            if not self._closed:
+                self._closed = True
+                self._wire.close()
+
     def greet(self) -> None:
         """Send our hello: must come before any message (see module docs)."""
         with self._send_lock:

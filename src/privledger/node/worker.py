@@ -16,8 +16,9 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,6 +94,21 @@ def output_bytes(items: list[str] | None) -> bytes:
     if items is None:
         return b""
     return json.dumps(sorted(items), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@contextmanager
+def _closing(channels: Mapping[int, SecureChannel]) -> Iterator[None]:
+    """Close a task's channels after the block; if it failed, abandon them without close frames
+    so that this node's reason is the one recorded on chain, not the peers' "peer closed"."""
+    try:
+        yield
+    except BaseException:
+        for channel in channels.values():
+            channel.abandon()
+        raise
+    finally:
+        for channel in channels.values():
+            channel.close()
 
 
 class Worker:
@@ -348,7 +364,7 @@ class Worker:
         else:
             raise TaskRefused(FailureReason.SPEC_MISMATCH, "this organisation holds no input")
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
-        try:
+        with _closing(channels):
             self._meet(channels)
             started = time.perf_counter()
             output, units = run_protocol(Run(self.node, task, spec, dict(channels), rows, source))
@@ -356,9 +372,6 @@ class Worker:
                 channel.finish()  # the peers have everything we sent before we anchor
             transcript = combined_transcript(channels)
             sent = sum(channel.bytes_sent for channel in channels.values())
-        finally:
-            for channel in channels.values():
-                channel.close()
         return Outcome(output, transcript, units, time.perf_counter() - started, sent)
 
     def _input(
@@ -426,7 +439,7 @@ class Worker:
         """The dealer of a statistics task: correlated randomness to every data party, no data."""
         owners = [item.org for item in spec.inputs]
         channels = {org: self._channel(task, org) for org in owners}
-        try:
+        with _closing(channels):
             self._meet(channels)
             started = time.perf_counter()
             dealer = Dealer({owners.index(org): channel for org, channel in channels.items()})
@@ -437,9 +450,6 @@ class Worker:
                 channel.finish()
             transcript = combined_transcript(channels)
             sent = sum(channel.bytes_sent for channel in channels.values())
-        finally:
-            for channel in channels.values():
-                channel.close()
         return Outcome(None, transcript, 0, time.perf_counter() - started, sent)
 
     def _anchor(self, task: Task, outcome: Outcome) -> None:

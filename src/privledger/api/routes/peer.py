@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
+from starlette.requests import ClientDisconnect
 
 from privledger.api.deps import NodeDep, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
@@ -46,6 +47,8 @@ async def deliver_frames(request: Request, node: NodeDep) -> FramesAccepted:
             max_frame_bytes=settings.max_frame_bytes,
             full_wait_s=settings.channel_timeout_s,
         )
+    except ClientDisconnect as exc:  # the sending node stopped mid-stream (e.g. it died)
+        raise ApiError(400, "stream_broken", "the sender disconnected inside the stream") from exc
     except MailboxFull as exc:
         raise ApiError(429, "mailbox_full", str(exc)) from exc
     except FrameTooLarge as exc:
