@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
@@ -35,6 +35,8 @@ class Ledger:
     metering: Metering
     anchors: BatchAnchor
     projects: ProjectRegistry
+    # the ledgers of other accounts on this connection, built once each (see as_account)
+    _accounts: dict[str, Ledger] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_client(
@@ -80,6 +82,13 @@ class Ledger:
         return cls.connect(w3, artifacts, deployment, dev_account(index, w3.eth.chain_id))
 
     def as_account(self, account: LocalAccount) -> Ledger:
-        return Ledger.from_client(
-            self.client.with_account(account), self.artifacts, self.deployment
-        )
+        """The ledger signed by ``account``; built once per account, and its client shares one
+        nonce counter with every other user of that account on this connection."""
+        client = self.client.with_account(account)
+        cached = self._accounts.get(account.address)
+        if cached is not None and cached.client is client:
+            return cached
+        ledger = Ledger.from_client(client, self.artifacts, self.deployment)
+        object.__setattr__(ledger, "_accounts", self._accounts)  # one cache for the family
+        self._accounts[account.address] = ledger
+        return ledger

@@ -1,0 +1,184 @@
+"""The transaction client under concurrency and failures, against the real anvil: nonces stay
+gapless and unique, dropped transactions are broadcast again, a lost answer is not sent twice."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from web3 import Web3
+
+from privledger.evm import client as client_module
+from privledger.evm.accounts import dev_account
+from privledger.evm.client import ChainClient
+from privledger.evm.contracts import Kind, TaskStatus
+from privledger.evm.ledger import Ledger
+
+from .conftest import ZERO32, Consortium, reverts
+
+SUBMISSIONS = 48
+THREADS = 8
+
+
+def _rpc(w3: Web3, method: str, *params: Any) -> Any:
+    return w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+
+
+def _nonces(w3: Web3, sender: str, first_block: int) -> list[int]:
+    """Nonces of every transaction ``sender`` got mined from ``first_block`` on."""
+    nonces = []
+    for number in range(first_block, w3.eth.block_number + 1):
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            if tx["from"] == sender:  # type: ignore[index]
+                nonces.append(tx["nonce"])  # type: ignore[index]
+    return nonces
+
+
+def test_concurrent_submissions_land_with_distinct_ids_and_gapless_nonces(
+    consortium: Consortium,
+) -> None:
+    telecom, bank = consortium.telecom, consortium.bank_a
+    w3 = consortium.w3
+    mine, theirs = consortium.dataset(telecom), consortium.dataset(bank)
+    account = dev_account(3)
+    first_nonce = w3.eth.get_transaction_count(account.address, "pending")
+    first_block = w3.eth.block_number + 1
+    deadline = consortium.now() + 3_600
+
+    def submit(_: int) -> tuple[int, bytes]:
+        spec_hash = secrets.token_bytes(32)
+        # a ledger per call, as the API builds one per request for the caller's account
+        ledger = consortium.admin.as_account(account)
+        task_id = ledger.tasks.submit_task(
+            spec_hash=spec_hash,
+            kind=Kind.PSI,
+            inputs=[mine, theirs],
+            grant_ids=[ZERO32, ZERO32],
+            participants=[telecom.org_id, bank.org_id],
+            deadline=deadline,
+        )
+        return task_id, spec_hash
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(THREADS) as pool:
+        submitted = list(pool.map(submit, range(SUBMISSIONS)))
+    elapsed = time.monotonic() - started
+
+    ids = [task_id for task_id, _ in submitted]
+    assert len(set(ids)) == SUBMISSIONS
+    for task_id, spec_hash in submitted:
+        task = telecom.ledger.tasks.get_task(task_id)
+        assert (task.spec_hash, task.status) == (spec_hash, TaskStatus.SUBMITTED)
+    nonces = _nonces(w3, account.address, first_block)
+    assert sorted(nonces) == list(range(first_nonce, first_nonce + SUBMISSIONS))
+    assert w3.eth.get_transaction_count(account.address, "pending") == first_nonce + SUBMISSIONS
+    assert elapsed < 15, f"{SUBMISSIONS} submissions took {elapsed:.1f}s"
+
+
+def test_ledgers_of_one_account_share_one_nonce_counter(consortium: Consortium) -> None:
+    account = dev_account(3)
+    first = consortium.admin.as_account(account)
+    again = consortium.admin.as_account(account)
+    assert again is first
+    assert consortium.bank_a.ledger.as_account(account).client is first.client
+
+
+def test_a_stale_nonce_is_resynchronised(consortium: Consortium) -> None:
+    """Another client of the same account (another process) signs in between."""
+    telecom = consortium.telecom
+    w3 = consortium.w3
+    ours = telecom.ledger
+    ours.orgs.update_node(telecom.org_id, "http://a", bytes(32))  # our nonce is now cached
+    theirs = Ledger.connect(w3, ours.artifacts, ours.deployment, dev_account(3))
+    assert theirs.client is not ours.client
+    first_block = w3.eth.block_number + 1
+    start = w3.eth.get_transaction_count(telecom.address, "pending")
+    for endpoint in ("http://b", "http://c"):
+        theirs.orgs.update_node(telecom.org_id, endpoint, bytes(32))
+    ours.orgs.update_node(telecom.org_id, "http://d", bytes(32))  # nonce too low, then right
+    assert _nonces(w3, telecom.address, first_block) == [start, start + 1, start + 2]
+    assert ours.orgs.get_org(telecom.org_id).endpoint == "http://d"
+
+
+def test_a_revert_is_refused_before_signing(consortium: Consortium) -> None:
+    telecom = consortium.telecom
+    w3 = consortium.w3
+    start = w3.eth.get_transaction_count(telecom.address, "pending")
+    with reverts("DataRegistryUnknownDataset"):
+        telecom.ledger.tasks.submit_task(
+            spec_hash=secrets.token_bytes(32),
+            kind=Kind.PSI,
+            inputs=[secrets.token_bytes(32)],
+            grant_ids=[ZERO32],
+            participants=[telecom.org_id],
+            deadline=consortium.now() + 3_600,
+        )
+    assert w3.eth.get_transaction_count(telecom.address, "pending") == start  # nothing sent
+    telecom.ledger.orgs.update_node(telecom.org_id, "http://after", bytes(32))
+    assert w3.eth.get_transaction_count(telecom.address, "pending") == start + 1
+
+
+def test_a_dropped_transaction_is_broadcast_again(
+    consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "REBROADCAST_AFTER_S", 0.2)
+    telecom = consortium.telecom
+    w3 = consortium.w3
+    orgs = telecom.ledger.orgs
+    _rpc(w3, "evm_setAutomine", False)
+    try:
+        sent = telecom.ledger.client.send(
+            orgs.contract.functions.updateNode(telecom.org_id, "http://dropped", bytes(32))
+        )
+        _rpc(w3, "anvil_dropTransaction", sent.tx_hash.to_0x_hex())
+        assert _rpc(w3, "eth_getTransactionByHash", sent.tx_hash.to_0x_hex())["result"] is None
+        done = threading.Event()
+
+        def mine() -> None:
+            while not done.is_set():
+                _rpc(w3, "evm_mine")
+                time.sleep(0.05)
+
+        miner = threading.Thread(target=mine, daemon=True)
+        miner.start()
+        try:
+            receipt = telecom.ledger.client.wait(sent)
+        finally:
+            done.set()
+            miner.join()
+    finally:
+        _rpc(w3, "evm_setAutomine", True)
+    assert receipt["transactionHash"] == sent.tx_hash
+    assert orgs.get_org(telecom.org_id).endpoint == "http://dropped"
+
+
+def test_a_lost_answer_is_not_sent_twice(
+    consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node took the transaction but the answer was lost: the client finds the transaction
+    and goes on with the next nonce, instead of signing the call again."""
+    telecom = consortium.telecom
+    w3 = consortium.w3
+    client: ChainClient = telecom.ledger.client
+    rpc = client._rpc
+    real = rpc.request
+    lost = []
+
+    def request(method: str, params: Any) -> Any:
+        result = real(method, params)
+        if method == "eth_sendRawTransaction" and not lost:
+            lost.append(result)
+            raise ConnectionResetError("answer lost")
+        return result
+
+    monkeypatch.setattr(rpc, "request", request)
+    start = w3.eth.get_transaction_count(telecom.address, "pending")
+    first_block = w3.eth.block_number + 1
+    telecom.ledger.orgs.update_node(telecom.org_id, "http://once", bytes(32))
+    telecom.ledger.orgs.update_node(telecom.org_id, "http://twice", bytes(32))
+    assert lost
+    assert _nonces(w3, telecom.address, first_block) == [start, start + 1]

@@ -1,0 +1,129 @@
+"""The lean JSON-RPC path gives exactly what web3 gives: view results, receipts, indexed rows."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+from web3 import Web3
+from web3.contract import Contract
+
+from privledger.evm.contracts import Kind
+from privledger.evm.indexer import EventIndexer, to_jsonable
+from privledger.store.db import make_engine, sqlite_url
+from privledger.store.models import ChainBlock, ChainEvent, ChainTx
+
+from .conftest import ZERO32, Consortium
+
+
+def _activity(consortium: Consortium) -> tuple[int, bytes]:
+    """Datasets, a grant, a task with a fee, a project and a batch: every kind of value."""
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    mine = consortium.dataset(telecom)
+    theirs = consortium.dataset(bank_a, parents=(), price=123)
+    grant = consortium.grant(theirs, bank_a, telecom)
+    task_id = telecom.ledger.tasks.submit_task(
+        spec_hash=secrets.token_bytes(32),
+        kind=Kind.PSI,
+        inputs=[mine, theirs],
+        grant_ids=[ZERO32, grant],
+        participants=[telecom.org_id, bank_a.org_id],
+        deadline=consortium.now() + 3_600,
+        fee=10**15 + 1,
+    )
+    project = bank_a.ledger.projects.create_project("p")
+    bank_a.ledger.projects.invite(project, telecom.org_id)
+    telecom.ledger.anchors.anchor_batch(secrets.token_bytes(32), 3, b"label".ljust(32, b"\0"))
+    return task_id, grant
+
+
+def test_views_and_receipts_match_web3(consortium: Consortium) -> None:
+    task_id, grant_id = _activity(consortium)
+    telecom = consortium.telecom.ledger
+    client = telecom.client
+    theirs = telecom.tasks.get_task(task_id).inputs[1]
+    functions = [
+        telecom.tasks.contract.functions.getTask(task_id),
+        telecom.tasks.contract.functions.taskCount(),
+        telecom.data.contract.functions.getDataset(theirs),
+        telecom.data.contract.functions.ownerAndRetired(theirs),
+        telecom.grants.contract.functions.getGrant(grant_id),
+        telecom.orgs.contract.functions.getOrg(consortium.bank_a.org_id),
+        telecom.orgs.contract.functions.rolesOf(client.address),
+        telecom.projects.contract.functions.membersOf(1),
+        telecom.projects.contract.functions.getProject(1),
+        telecom.anchors.contract.functions.getBatch(1),
+    ]
+    for function in functions:
+        assert client.call(function) == function.call({"from": client.address}), function.fn_name
+
+    receipt = telecom.orgs.update_node(consortium.telecom.org_id, "http://x", bytes(32))
+    assert receipt == client.w3.eth.get_transaction_receipt(receipt["transactionHash"])
+    assert telecom.orgs.events(receipt, "NodeUpdated")  # events decode from it as before
+
+
+def test_indexed_rows_match_web3_decoding(consortium: Consortium, tmp_path: Path) -> None:
+    _activity(consortium)
+    admin = consortium.admin
+    w3 = admin.client.w3
+    engine = make_engine(sqlite_url(tmp_path / "node.db"))
+    EventIndexer(w3, admin.deployment, admin.artifacts, engine).sync()
+    contracts: dict[str, Contract] = {
+        address.lower(): w3.eth.contract(
+            address=Web3.to_checksum_address(address), abi=admin.artifacts[name].abi
+        )
+        for name, address in admin.deployment.addresses.items()
+    }
+    with Session(engine) as session:
+        blocks = list(session.exec(select(ChainBlock)))
+        transactions = list(session.exec(select(ChainTx)))
+        events = list(session.exec(select(ChainEvent)))
+    assert len(blocks) == w3.eth.block_number - admin.deployment.deploy_block + 1
+    for row in blocks:
+        block = w3.eth.get_block(row.number)
+        assert (row.hash, row.parent_hash) == (
+            block["hash"].to_0x_hex(),
+            block["parentHash"].to_0x_hex(),
+        )
+        assert (row.timestamp, row.miner, row.gas_used, row.tx_count) == (
+            block["timestamp"],
+            block["miner"],
+            block["gasUsed"],
+            len(block["transactions"]),
+        )
+
+    decoded_calls = 0
+    for row in transactions:
+        tx = w3.eth.get_transaction(row.hash)
+        assert (row.sender, row.to, row.nonce, row.value_wei) == (
+            tx["from"],
+            tx.get("to"),
+            tx["nonce"],
+            str(tx["value"]),
+        )
+        contract = contracts.get((tx.get("to") or "").lower())
+        if contract is not None and row.function != "transfer":
+            function, args = contract.decode_function_input(tx["input"])
+            assert (row.function, row.args) == (function.fn_name, to_jsonable(args))
+            decoded_calls += 1
+    assert decoded_calls >= 10
+
+    logs: dict[tuple[str, int], Any] = {}
+    for log in w3.eth.get_logs(
+        {
+            "fromBlock": admin.deployment.deploy_block,
+            "toBlock": "latest",
+            "address": [Web3.to_checksum_address(a) for a in admin.deployment.addresses.values()],
+        }
+    ):
+        logs[(log["transactionHash"].to_0x_hex(), log["logIndex"])] = log
+    assert len(events) == len(logs) > 20
+    for row in events:
+        log = logs[(row.tx_hash, row.log_index)]
+        contract = contracts[log["address"].lower()]
+        expected = contract.events[row.event]().process_log(log)
+        assert row.address == log["address"]
+        assert row.block_hash == log["blockHash"].to_0x_hex()
+        assert row.args == to_jsonable(dict(expected["args"])), row.event
