@@ -76,6 +76,7 @@ def test_restart_keeps_every_record_and_deploy_reuses(
             "bank-a", dev_account(1).address, "http://a", b"\x01" * 32
         )
         block = w3.eth.block_number
+        (registered,) = ledger.orgs.contract.events.OrgRegistered().get_logs(from_block=block)
     assert state.is_file()
 
     with start_anvil(settings.chain_dir, state_file=state) as chain:
@@ -85,8 +86,16 @@ def test_restart_keeps_every_record_and_deploy_reuses(
         again = deploy_contracts(admin, artifacts, deployments)
         assert again == deployment  # reused, nothing redeployed
         assert w3.eth.block_number == block
-        org = Ledger.from_client(admin, artifacts, again).orgs.get_org(org_id)
+        restarted = Ledger.from_client(admin, artifacts, again)
+        org = restarted.orgs.get_org(org_id)
         assert (org.name, org.endpoint, org.node_key) == ("bank-a", "http://a", b"\x01" * 32)
+        # the records too: the block, its transaction, receipt and log
+        receipt = w3.eth.get_transaction_receipt(registered["transactionHash"])
+        assert (receipt["status"], receipt["blockNumber"]) == (1, block)
+        assert w3.eth.get_block(block)["transactions"] == [registered["transactionHash"]]
+        assert restarted.orgs.contract.events.OrgRegistered().get_logs(from_block=block) == (
+            [registered]
+        )
 
     # a fresh chain with the same chain id: the recorded deployment is stale and is replaced
     with start_anvil(settings.chain_dir) as chain:

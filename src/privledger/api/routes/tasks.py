@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
+from sqlalchemy import and_
 from sqlmodel import Session, col, select
 
 from privledger.api.deps import Caller, Member, NodeDep, Operator, SessionDep, TaskId
@@ -18,7 +19,7 @@ from privledger.evm.contracts import Kind, Task
 from privledger.node.context import NodeContext
 from privledger.node.spec import HORIZONTAL_PROTOCOLS, TASK_KINDS, SpecInput, TaskSpec
 from privledger.store.events import events_named
-from privledger.store.models import LocalTask
+from privledger.store.models import ChainEvent, ChainRef, LocalTask
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 MAX_RESULT_ITEMS = 1_000_000  # larger outputs are downloaded as a file
@@ -54,11 +55,30 @@ def usable_grant(node: NodeContext, dataset: bytes, kind: Kind) -> bytes:
     return ZERO32
 
 
+# (chain id, data registry, dataset id) -> owner org. An owner is set once, at registration, and
+# is bound into the id (keccak of owner, schema hash and commitment), so a cached owner is never
+# wrong; a dataset unknown to the chain is still refused by the submission's pre-flight.
+_OWNERS: dict[tuple[int, str, bytes], int] = {}
+_OWNERS_MAX = 65_536
+
+
+def dataset_owner(node: NodeContext, dataset: bytes) -> int:
+    """The organisation owning ``dataset``, read from the chain once per dataset."""
+    key = (node.ledger.deployment.chain_id, node.ledger.data.address, dataset)
+    owner = _OWNERS.get(key)
+    if owner is None:
+        owner = node.ledger.data.get_dataset(dataset).owner_org
+        if len(_OWNERS) >= _OWNERS_MAX:
+            _OWNERS.clear()
+        _OWNERS[key] = owner
+    return owner
+
+
 def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
     """The canonical spec: owners read from chain; this org must own exactly one input."""
     inputs = []
     for item in body.inputs:
-        owner = node.ledger.data.get_dataset(bytes.fromhex(item.dataset[2:])).owner_org
+        owner = dataset_owner(node, bytes.fromhex(item.dataset[2:]))
         inputs.append(
             SpecInput(
                 dataset=item.dataset.lower(),
@@ -93,9 +113,33 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
         raise ApiError(400, "invalid_task", exc.errors()[0]["msg"]) from exc
 
 
+def timeline_events(session: Session, task_id: int) -> list[ChainEvent]:
+    """The task's timeline events in chain order, found through the indexer's references (the
+    events whose ``taskId`` is the task), so the lookup stays indexed as the chain grows."""
+    query = (
+        select(ChainEvent)
+        .join(
+            ChainRef,
+            and_(
+                col(ChainRef.tx_hash) == col(ChainEvent.tx_hash),
+                col(ChainRef.log_index) == col(ChainEvent.log_index),
+            ),
+        )
+        .where(ChainRef.kind == "task", ChainRef.value == str(task_id))
+        .where(col(ChainEvent.event).in_(TIMELINE_EVENTS))
+        .order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
+    )
+    return list(session.exec(query))
+
+
 def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
     node.indexer.sync()  # the timeline is as fresh as the status read from the chain
-    local = session.get(LocalTask, task.task_id)
+    local = session.exec(  # the columns shown, read fresh (no ORM object built)
+        select(
+            LocalTask.state, LocalTask.failure, LocalTask.protocol_seconds, LocalTask.bytes_sent
+        ).where(LocalTask.task_id == task.task_id)
+    ).first()
+    state, failure, seconds, sent = local if local is not None else (None, None, None, None)
     timeline = [
         TaskEvent(
             block_number=event.block_number,
@@ -104,7 +148,7 @@ def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
             event=event.event,
             args=event.args,
         )
-        for event in events_named(session, TIMELINE_EVENTS, task_id=task.task_id)
+        for event in timeline_events(session, task.task_id)
     ]
     return TaskOut(
         task_id=task.task_id,
@@ -117,10 +161,10 @@ def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
         fee=task.fee,
         deadline=task.deadline,
         failure_reason=task.failure_reason,
-        local_state=local.state if local else None,
-        local_failure=local.failure if local else None,
-        local_protocol_seconds=local.protocol_seconds if local else None,
-        local_bytes_sent=local.bytes_sent if local else None,
+        local_state=state,
+        local_failure=failure,
+        local_protocol_seconds=seconds,
+        local_bytes_sent=sent,
         timeline=timeline,
     )
 
@@ -152,7 +196,7 @@ def submit_spec(
         ZERO32 if item.org == node.org_id else usable_grant(node, dataset, TASK_KINDS[spec.kind])
         for item, dataset in zip(spec.inputs, datasets, strict=True)
     ]
-    now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
+    now = ledger.client.latest_timestamp()
     task_id = ledger.tasks.submit_task(
         spec_hash=spec.hash,
         kind=TASK_KINDS[spec.kind],
