@@ -3,13 +3,20 @@
 A fresh local consortium; the telecom's operator submits PSI tasks against bank-a's dataset with
 no grant, so every task waits for approval and the workers stay idle: what is timed is the API,
 the on-chain submission (pre-flight, signing, mining, receipt) and the response. Every submitted
-task is checked on chain before the numbers are printed.
+task is checked on chain before the numbers are printed, and so are the submitting account's nonces
+(one transaction per submission, none missing, none twice).
+
+Where the time goes is printed too: the CPU milliseconds per submission of the submitting node's
+process, of the other nodes (each indexes every block) and of the chain, read from /proc. The node
+is one Python process, so its CPU per submission bounds the rate at about 1000/node_cpu_ms per
+second even on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -17,13 +24,16 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
+from eth_typing import ChecksumAddress
 from web3 import Web3
+from web3.types import TxData
 
 from privledger.config import Settings
-from privledger.demo import consortium, synthetic_customers
+from privledger.demo import DEMO_ORGS, consortium, synthetic_customers
+from privledger.evm.accounts import dev_account
 from privledger.evm.anvil import free_port
 from privledger.evm.artifacts import load_artifacts
 from privledger.evm.contracts import TaskStatus
@@ -50,7 +60,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="privledger-bench-api-") as tmp:
         base = Path(tmp)
         settings = Settings(var_path=base / "var", deployments_path=base / "deployments")
-        with consortium(settings, free_port()) as (_handle, info, nodes):
+        with consortium(settings, free_port()) as (handle, info, nodes):
             synthetic_customers(
                 base / "data",
                 {"telecom": 50, "bank-a": 50, "bank-b": 10},
@@ -83,19 +93,31 @@ def main(argv: list[str]) -> int:
                 return elapsed, int(response.json()["taskId"])
 
             submit(0)  # warm up connections and caches
+            ledger = _admin_ledger(info, settings)
+            operator = _signer(ledger, "telecom")
+            first_nonce = ledger.client.w3.eth.get_transaction_count(operator, "pending")
+            first_block = ledger.client.w3.eth.block_number + 1
+            others = [node.process.pid for name, node in nodes.items() if name != "telecom"]
+            cpu_before = _cpu_seconds([telecom.process.pid]), _cpu_seconds(others)
+            chain_before = _cpu_seconds([handle.process.pid])
             started = time.perf_counter()
             with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
                 results = list(pool.map(submit, range(args.n)))
             seconds = time.perf_counter() - started
+            node_cpu = _cpu_seconds([telecom.process.pid]) - cpu_before[0]
+            others_cpu = _cpu_seconds(others) - cpu_before[1]
+            chain_cpu = _cpu_seconds([handle.process.pid]) - chain_before
             client.close()
 
-            ledger = _admin_ledger(info, settings)
             task_ids = {task_id for _, task_id in results}
             if len(task_ids) != args.n:
                 raise SystemExit("two submissions returned the same task id")
             for task_id in task_ids:
                 if ledger.tasks.get_task(task_id).status is not TaskStatus.SUBMITTED:
                     raise SystemExit(f"task {task_id} is not waiting for approval on chain")
+            nonces = _nonces(ledger, operator, first_block)
+            if sorted(nonces) != list(range(first_nonce, first_nonce + args.n)):
+                raise SystemExit(f"the operator's nonces are not gapless: {sorted(nonces)}")
 
     latencies = sorted(elapsed for elapsed, _ in results)
     result: dict[str, Any] = {
@@ -106,9 +128,44 @@ def main(argv: list[str]) -> int:
         "per_s": round(args.n / seconds, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
         "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 1),
+        "node_cpu_ms": round(node_cpu * 1000 / args.n, 2),
+        "other_nodes_cpu_ms": round(others_cpu * 1000 / args.n, 2),
+        "chain_cpu_ms": round(chain_cpu * 1000 / args.n, 2),
+        "cores": os.cpu_count(),
     }
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the processes (Linux /proc; 0 elsewhere)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _signer(ledger: Ledger, org: str) -> ChecksumAddress:
+    """The account an org's demo tokens act through (its admin's development account)."""
+    index = next(index for name, index, _roles, _node in DEMO_ORGS if name == org)
+    address: ChecksumAddress = dev_account(index, ledger.client.chain_id).address
+    return address
+
+
+def _nonces(ledger: Ledger, sender: str, first_block: int) -> list[int]:
+    """Nonces of the transactions ``sender`` got mined from ``first_block`` on."""
+    w3 = ledger.client.w3
+    found = []
+    for number in range(first_block, w3.eth.block_number + 1):
+        for item in w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            tx = cast(TxData, item)  # full transactions, not hashes
+            if tx["from"] == sender:
+                found.append(int(tx["nonce"]))
+    return found
 
 
 def _admin_ledger(info: dict[str, Any], settings: Settings) -> Ledger:

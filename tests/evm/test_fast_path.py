@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from web3 import Web3
 from web3.contract import Contract
 
-from privledger.api.routes.tasks import TIMELINE_EVENTS, timeline_events
+from privledger.api.routes.tasks import TIMELINE_EVENTS, _referring, timeline_events
 from privledger.evm.accounts import dev_account
 from privledger.evm.client import sign
 from privledger.evm.contracts import Kind
@@ -132,11 +132,18 @@ def test_indexed_rows_match_web3_decoding(consortium: Consortium, tmp_path: Path
         assert row.block_hash == log["blockHash"].to_0x_hex()
         assert row.args == to_jsonable(dict(expected["args"])), row.event
 
-    with Session(engine) as session:  # the task timeline, found through the references
-        expected_timeline = events_named(session, TIMELINE_EVENTS, task_id=task_id)
-        assert len(expected_timeline) >= 3
-        assert timeline_events(session, task_id) == expected_timeline
+    with Session(engine) as session:  # lookups through the references = JSON scans of events
+        expected = events_named(session, TIMELINE_EVENTS, task_id=task_id)
+        assert len(expected) >= 3
+        assert [(e.block_number, e.tx_hash, e.contract, e.event, e.args) for e in expected] == [
+            (e.block_number, e.tx_hash, e.contract, e.event, e.args)
+            for e in timeline_events(session, task_id)
+        ]
         assert timeline_events(session, task_id + 1) == []
+        for dataset in {e.args["datasetId"] for e in events_named(session, ["GrantIssued"])}:
+            grants = [e.args for e in events_named(session, ["GrantIssued"], dataset_id=dataset)]
+            found = session.execute(_referring("dataset", dataset, ["GrantIssued"]))
+            assert grants == [row.args for row in found]
 
 
 def test_signing_matches_eth_account() -> None:

@@ -148,14 +148,24 @@ class EventIndexer:
         return int(stored) if stored is not None else self.deployment.deploy_block
 
     def sync(self) -> int:
-        """Read all new confirmed blocks; returns how many events were stored."""
-        with self._lock:
-            return self._sync()
+        """Read all new confirmed blocks; returns how many events this call stored.
 
-    def _sync(self) -> int:
-        head = to_int(self._rpc.request("eth_blockNumber", [])) - self.confirmations
+        When it returns, every block confirmed before the call is in the database. Many threads
+        sync (each API request, the worker): one at a time reads and stores, and a caller whose
+        blocks another sync stored meanwhile returns at once instead of queueing for the lock.
+        """
+        head = self._head()
         if head < self._seen_next:
-            return 0  # nothing new: no need to read the cursor
+            return 0  # nothing new: no lock, no cursor read
+        with self._lock:
+            if head < self._seen_next:
+                return 0  # the sync we waited for covered our blocks
+            return self._sync(max(head, self._head()))
+
+    def _head(self) -> int:
+        return to_int(self._rpc.request("eth_blockNumber", [])) - self.confirmations
+
+    def _sync(self, head: int) -> int:
         start = self.next_block()
         stored = 0
         while start <= head:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
-from sqlalchemy import and_
+from sqlalchemy import Select, and_
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from privledger.api.deps import Caller, Member, NodeDep, Operator, SessionDep, TaskId
@@ -18,7 +21,6 @@ from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
 from privledger.evm.contracts import Kind, Task
 from privledger.node.context import NodeContext
 from privledger.node.spec import HORIZONTAL_PROTOCOLS, TASK_KINDS, SpecInput, TaskSpec
-from privledger.store.events import events_named
 from privledger.store.models import ChainEvent, ChainRef, LocalTask
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -43,13 +45,41 @@ TIMELINE_EVENTS = (
 ZERO32 = bytes(32)
 
 
+def _referring(kind: str, value: str, names: Sequence[str]) -> Select[Any]:
+    """The indexed events named one of ``names`` that refer to (``kind``, ``value``), in chain
+    order, as (block number, tx hash, contract, event, args) rows: found through the indexer's
+    references, so the lookup stays indexed as the chain grows."""
+    return (
+        sa_select(
+            col(ChainEvent.block_number),
+            col(ChainEvent.tx_hash),
+            col(ChainEvent.contract),
+            col(ChainEvent.event),
+            col(ChainEvent.args),
+        )
+        .join(
+            ChainRef,
+            and_(
+                col(ChainRef.tx_hash) == col(ChainEvent.tx_hash),
+                col(ChainRef.log_index) == col(ChainEvent.log_index),
+            ),
+        )
+        .where(col(ChainRef.kind) == kind, col(ChainRef.value) == value)
+        .where(col(ChainEvent.event).in_(names))
+        .order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
+    )
+
+
 def usable_grant(node: NodeContext, dataset: bytes, kind: Kind) -> bytes:
     """A grant of ``dataset`` to this org that is usable now, else zero (approval needed)."""
     node.indexer.sync()  # a grant issued a moment ago must be seen
     with Session(node.engine) as session:
-        issued = events_named(session, ["GrantIssued"], dataset_id="0x" + dataset.hex())
-    for event in reversed(issued):
-        grant_id = bytes.fromhex(event.args["grantId"][2:])
+        issued = session.execute(_referring("dataset", "0x" + dataset.hex(), ["GrantIssued"]))
+        args = [row.args for row in issued]
+    for arg in reversed(args):
+        if int(arg["granteeOrg"]) != node.org_id:
+            continue  # a grant id binds its grantee: never usable by this org
+        grant_id = bytes.fromhex(arg["grantId"][2:])
         if node.ledger.grants.is_usable(grant_id, node.org_id, dataset, kind):
             return grant_id
     return ZERO32
@@ -113,23 +143,18 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
         raise ApiError(400, "invalid_task", exc.errors()[0]["msg"]) from exc
 
 
-def timeline_events(session: Session, task_id: int) -> list[ChainEvent]:
-    """The task's timeline events in chain order, found through the indexer's references (the
-    events whose ``taskId`` is the task), so the lookup stays indexed as the chain grows."""
-    query = (
-        select(ChainEvent)
-        .join(
-            ChainRef,
-            and_(
-                col(ChainRef.tx_hash) == col(ChainEvent.tx_hash),
-                col(ChainRef.log_index) == col(ChainEvent.log_index),
-            ),
+def timeline_events(session: Session, task_id: int) -> list[TaskEvent]:
+    """The task's timeline in chain order: the indexed events whose ``taskId`` is the task."""
+    return [
+        TaskEvent(
+            block_number=row.block_number,
+            tx_hash=row.tx_hash,
+            contract=row.contract,
+            event=row.event,
+            args=row.args,
         )
-        .where(ChainRef.kind == "task", ChainRef.value == str(task_id))
-        .where(col(ChainEvent.event).in_(TIMELINE_EVENTS))
-        .order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
-    )
-    return list(session.exec(query))
+        for row in session.execute(_referring("task", str(task_id), TIMELINE_EVENTS))
+    ]
 
 
 def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
@@ -140,16 +165,7 @@ def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
         ).where(LocalTask.task_id == task.task_id)
     ).first()
     state, failure, seconds, sent = local if local is not None else (None, None, None, None)
-    timeline = [
-        TaskEvent(
-            block_number=event.block_number,
-            tx_hash=event.tx_hash,
-            contract=event.contract,
-            event=event.event,
-            args=event.args,
-        )
-        for event in timeline_events(session, task.task_id)
-    ]
+    timeline = timeline_events(session, task.task_id)
     return TaskOut(
         task_id=task.task_id,
         status=task.status.name.lower(),
