@@ -1,0 +1,137 @@
+"""Task submissions hammered through the real node API (in process) against the real anvil: every
+task lands once, with its own id and its local row, the node account's nonces stay gapless, and a
+submission the ledger refuses comes back as a 4xx naming the custom error."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from privledger.api.app import create_app
+from privledger.api.deps import issue_token
+from privledger.config import NodeSettings
+from privledger.evm.accounts import dev_account
+from privledger.evm.contracts import TaskStatus
+from privledger.evm.indexer import EventIndexer
+from privledger.node.context import NodeContext
+from privledger.node.keystore import Keystore
+from privledger.node.policy import Policies
+from privledger.node.transport import Mailbox
+from privledger.store.db import make_engine, sqlite_url
+from privledger.store.models import LocalTask
+
+from .conftest import Consortium
+
+SUBMISSIONS = 40
+THREADS = 8
+TELECOM_ACCOUNT = 3  # the development account of the consortium fixture's telecom admin
+
+
+@pytest.fixture
+def telecom_api(consortium: Consortium, tmp_path: Path) -> Iterator[tuple[TestClient, NodeContext]]:
+    """The telecom node's API in process, with an operator token."""
+    ledger = consortium.telecom.ledger
+    keystore = Keystore(tmp_path / "keystore", "test", scrypt_n=2**4)
+    account = keystore.import_key(dev_account(TELECOM_ACCOUNT).key)
+    engine = make_engine(sqlite_url(tmp_path / "node.db"))
+    node = NodeContext(
+        settings=NodeSettings(org="telecom", home=tmp_path),
+        engine=engine,
+        keystore=keystore,
+        account=account,
+        node_key=keystore.node_key(),
+        ledger=ledger,
+        org_id=consortium.telecom.org_id,
+        mailbox=Mailbox(local_org=consortium.telecom.org_id),
+        http=httpx.Client(),
+        indexer=EventIndexer(ledger.client.w3, ledger.deployment, ledger.artifacts, engine),
+        policies=Policies.load(None),
+    )
+    with Session(engine) as session:
+        token = issue_token(session, user_name="op", address=account.address, role="operator")
+    with TestClient(create_app(node)) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client, node
+    node.close()
+
+
+def test_concurrent_submissions_through_the_api(
+    consortium: Consortium, telecom_api: tuple[TestClient, NodeContext]
+) -> None:
+    client, node = telecom_api
+    w3 = consortium.w3
+    mine = "0x" + consortium.dataset(consortium.telecom).hex()
+    theirs = "0x" + consortium.dataset(consortium.bank_a).hex()
+    body = {
+        "inputs": [{"dataset": mine, "column": "phone"}, {"dataset": theirs, "column": "phone"}]
+    }
+    sender = node.account.address
+    first_nonce = w3.eth.get_transaction_count(sender, "pending")
+    first_block = w3.eth.block_number + 1
+
+    def submit(_: int) -> dict[str, object]:
+        response = client.post("/api/v1/tasks", json=body)
+        assert response.status_code == 201, response.text
+        out: dict[str, object] = response.json()
+        return out
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(THREADS) as pool:
+        tasks = list(pool.map(submit, range(SUBMISSIONS)))
+    elapsed = time.monotonic() - started
+
+    ids = [int(str(task["taskId"])) for task in tasks]
+    assert len(set(ids)) == SUBMISSIONS
+    for task in tasks:
+        assert task["status"] == "submitted"  # waits for bank-a's approval
+        assert task["localState"] == "submitted"
+        events = [event["event"] for event in task["timeline"]]  # type: ignore[attr-defined]
+        assert events[:2] == ["TaskSubmitted", "ApprovalRequested"]
+        on_chain = node.ledger.tasks.get_task(int(str(task["taskId"])))
+        assert on_chain.status is TaskStatus.SUBMITTED
+        assert "0x" + on_chain.spec_hash.hex() == task["specHash"]
+    with Session(node.engine) as session:
+        rows = session.exec(select(LocalTask).where(LocalTask.task_id.in_(ids))).all()  # type: ignore[attr-defined]
+    assert sorted(row.task_id for row in rows) == sorted(ids)
+
+    nonces = []
+    for number in range(first_block, w3.eth.block_number + 1):
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            if tx["from"] == sender:  # type: ignore[index]
+                nonces.append(tx["nonce"])  # type: ignore[index]
+    assert sorted(nonces) == list(range(first_nonce, first_nonce + SUBMISSIONS))
+    assert elapsed < 15, f"{SUBMISSIONS} submissions took {elapsed:.1f}s"
+
+
+def test_a_refused_submission_is_a_4xx_naming_the_error(
+    consortium: Consortium, telecom_api: tuple[TestClient, NodeContext]
+) -> None:
+    client, node = telecom_api
+    w3 = consortium.w3
+    mine = "0x" + consortium.dataset(consortium.telecom).hex()
+    theirs = consortium.dataset(consortium.bank_a)
+    body = {
+        "inputs": [
+            {"dataset": mine, "column": "c"},
+            {"dataset": "0x" + theirs.hex(), "column": "c"},
+        ]
+    }
+    assert client.post("/api/v1/tasks", json=body).status_code == 201  # the owner is now cached
+    consortium.bank_a.ledger.data.retire(theirs)
+    start = w3.eth.get_transaction_count(node.account.address, "pending")
+
+    refused = client.post("/api/v1/tasks", json=body)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "TaskLedgerInputRetired"
+    unknown = {"inputs": [body["inputs"][0], {"dataset": "0x" + "ab" * 32, "column": "c"}]}
+    missing = client.post("/api/v1/tasks", json=unknown)
+    assert missing.status_code == 404, missing.text
+    assert missing.json()["error"]["code"] == "DataRegistryUnknownDataset"
+    assert w3.eth.get_transaction_count(node.account.address, "pending") == start  # none sent
