@@ -28,6 +28,7 @@ from typing import Any, cast
 
 import httpx
 from eth_typing import ChecksumAddress
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.types import TxData
 
@@ -95,8 +96,8 @@ def main(argv: list[str]) -> int:
             submit(0)  # warm up connections and caches
             ledger = _admin_ledger(info, settings)
             operator = _signer(ledger, "telecom")
-            first_nonce = ledger.client.w3.eth.get_transaction_count(operator, "pending")
             first_block = ledger.client.w3.eth.block_number + 1
+            first_nonce = ledger.client.w3.eth.get_transaction_count(operator, "pending")
             others = [node.process.pid for name, node in nodes.items() if name != "telecom"]
             cpu_before = _cpu_seconds([telecom.process.pid]), _cpu_seconds(others)
             chain_before = _cpu_seconds([handle.process.pid])
@@ -115,9 +116,17 @@ def main(argv: list[str]) -> int:
             for task_id in task_ids:
                 if ledger.tasks.get_task(task_id).status is not TaskStatus.SUBMITTED:
                     raise SystemExit(f"task {task_id} is not waiting for approval on chain")
-            nonces = _nonces(ledger, operator, first_block)
-            if sorted(nonces) != list(range(first_nonce, first_nonce + args.n)):
-                raise SystemExit(f"the operator's nonces are not gapless: {sorted(nonces)}")
+            # the node also signs with this account (audit-log anchors): all of its transactions
+            # must be gapless and unique, and exactly one per submission must be a submitTask
+            sent = _sent(ledger, operator, first_block)
+            nonces = sorted(nonce for nonce, _ in sent)
+            gapless = nonces == list(range(nonces[0], nonces[0] + len(nonces))) if nonces else False
+            if not gapless or nonces[0] > first_nonce:
+                raise SystemExit(f"the operator's nonces are not gapless and unique: {nonces}")
+            selector = ledger.tasks.contract.functions.submitTask.signature
+            submitted = sum(1 for _, data in sent if data[:4] == _selector(selector))
+            if submitted != args.n:
+                raise SystemExit(f"{submitted} submitTask transactions for {args.n} submissions")
 
     latencies = sorted(elapsed for elapsed, _ in results)
     result: dict[str, Any] = {
@@ -156,16 +165,20 @@ def _signer(ledger: Ledger, org: str) -> ChecksumAddress:
     return address
 
 
-def _nonces(ledger: Ledger, sender: str, first_block: int) -> list[int]:
-    """Nonces of the transactions ``sender`` got mined from ``first_block`` on."""
+def _sent(ledger: Ledger, sender: str, first_block: int) -> list[tuple[int, bytes]]:
+    """(nonce, call data) of the transactions ``sender`` got mined from ``first_block`` on."""
     w3 = ledger.client.w3
     found = []
     for number in range(first_block, w3.eth.block_number + 1):
         for item in w3.eth.get_block(number, full_transactions=True)["transactions"]:
             tx = cast(TxData, item)  # full transactions, not hashes
             if tx["from"] == sender:
-                found.append(int(tx["nonce"]))
+                found.append((int(tx["nonce"]), bytes(tx["input"])))
     return found
+
+
+def _selector(signature: str) -> bytes:
+    return bytes(keccak(text=signature)[:4])
 
 
 def _admin_ledger(info: dict[str, Any], settings: Settings) -> Ledger:

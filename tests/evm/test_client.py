@@ -14,8 +14,10 @@ from web3 import Web3
 
 from privledger.evm import client as client_module
 from privledger.evm.accounts import dev_account
+from privledger.evm.anvil import free_port
 from privledger.evm.client import ChainClient
 from privledger.evm.contracts import Kind, TaskStatus
+from privledger.evm.errors import ChainError, ChainRevert
 from privledger.evm.ledger import Ledger
 
 from .conftest import ZERO32, Consortium, reverts
@@ -182,3 +184,18 @@ def test_a_lost_answer_is_not_sent_twice(
     telecom.ledger.orgs.update_node(telecom.org_id, "http://twice", bytes(32))
     assert lost
     assert _nonces(w3, telecom.address, first_block) == [start, start + 1]
+
+
+def test_an_unreachable_node_is_a_chain_error(
+    consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = consortium.telecom.ledger
+    rpc = ledger.client._rpc
+    assert rpc._target is not None
+    monkeypatch.setattr(rpc, "_target", ("http", "127.0.0.1", free_port(), "/"))
+    monkeypatch.setattr(rpc, "_local", threading.local())  # no kept-alive connection
+    with pytest.raises(ChainError) as caught:
+        ledger.tasks.task_count()
+    assert not isinstance(caught.value, ChainRevert)
+    with pytest.raises(ChainError):
+        ledger.orgs.update_node(consortium.telecom.org_id, "http://never", bytes(32))

@@ -35,7 +35,15 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxReceipt
 
 from privledger.evm.errors import ChainError, ChainRevert, ChainTimeout, ErrorDecoder
-from privledger.evm.rpc import FunctionCodec, JsonRpc, RpcError, codec_of, revert_data, to_int
+from privledger.evm.rpc import (
+    FunctionCodec,
+    JsonRpc,
+    RpcError,
+    RpcUnavailable,
+    codec_of,
+    revert_data,
+    to_int,
+)
 
 try:  # eth-account's own signing step, given the key object it keeps in a LocalAccount
     from eth_account._utils.signing import sign_transaction_dict as _sign_transaction_dict
@@ -187,7 +195,10 @@ class ChainClient:
             "data": HexBytes(data).to_0x_hex(),
             "value": hex(value),
         }
-        gas, gas_price = self._rpc.batch([("eth_estimateGas", [request]), ("eth_gasPrice", [])])
+        try:
+            gas, gas_price = self._rpc.batch([("eth_estimateGas", [request]), ("eth_gasPrice", [])])
+        except RpcUnavailable as exc:
+            raise ChainError(str(exc)) from exc
         if isinstance(gas, RpcError):
             raise self._chain_error(gas)
         if isinstance(gas_price, RpcError):
@@ -271,7 +282,7 @@ class ChainClient:
                 logger.warning("transaction %s was dropped, broadcasting again", tx_hash)
                 try:
                     self._rpc.request("eth_sendRawTransaction", [sent.raw.to_0x_hex()])
-                except RpcError as exc:
+                except (RpcError, RpcUnavailable) as exc:
                     logger.info("rebroadcast of %s refused: %s", tx_hash, exc)
                 last_broadcast = now
             time.sleep(delay)
@@ -287,11 +298,14 @@ class ChainClient:
             return False
 
     def _request(self, method: str, params: list[Any]) -> Any:
-        """One request on the lean path; a revert raises a decoded ChainRevert."""
+        """One request on the lean path; a revert raises a decoded ChainRevert, an unreachable
+        node a ChainError."""
         try:
             return self._rpc.request(method, params)
         except RpcError as exc:
             raise self._chain_error(exc) from exc
+        except RpcUnavailable as exc:
+            raise ChainError(str(exc)) from exc
 
     def _chain_error(self, error: RpcError) -> ChainError:
         reverted, data = revert_data(error)

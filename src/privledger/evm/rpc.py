@@ -39,6 +39,10 @@ _STALE_CONNECTION = (
 )
 
 
+class RpcUnavailable(OSError):
+    """The node could not be reached, or its answer was cut or garbled."""
+
+
 class RpcError(RuntimeError):
     """The node answered a JSON-RPC request with an error object."""
 
@@ -100,10 +104,7 @@ class JsonRpc:
         """Several requests in one round trip; each item is its result or an RpcError."""
         if self._target is None:
             return [self._try(method, params) for method, params in calls]
-        first = next(self._ids)
-        ids = list(range(first, first + len(calls)))
-        for _ in range(len(calls) - 1):
-            next(self._ids)
+        ids = [next(self._ids) for _ in calls]
         payload = [
             {"jsonrpc": "2.0", "id": ident, "method": method, "params": list(params)}
             for ident, (method, params) in zip(ids, calls, strict=True)
@@ -137,6 +138,15 @@ class JsonRpc:
             return self.w3.provider.make_request(
                 cast(RPCEndpoint, payload["method"]), payload["params"]
             )
+        try:
+            return self._post_http(payload)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if isinstance(exc, RpcUnavailable):
+                raise
+            raise RpcUnavailable(f"no answer from the chain at {self._target[1]}: {exc!r}") from exc
+
+    def _post_http(self, payload: Any) -> Any:
+        assert self._target is not None
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
         connection = getattr(self._local, "connection", None)
