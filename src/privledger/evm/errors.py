@@ -42,10 +42,11 @@ def _render(value: Any) -> str:
     return str(value)
 
 
-def _canonical_type(param: dict[str, Any]) -> str:
+def canonical_type(param: dict[str, Any]) -> str:
+    """The canonical ABI type of a parameter (tuples spelled out), as in signatures."""
     type_name: str = param["type"]
     if type_name.startswith("tuple"):
-        inner = ",".join(_canonical_type(component) for component in param["components"])
+        inner = ",".join(canonical_type(component) for component in param["components"])
         return f"({inner}){type_name[len('tuple') :]}"
     return type_name
 
@@ -66,7 +67,7 @@ class ErrorDecoder:
             for entry in abi:
                 if entry.get("type") != "error":
                     continue
-                types = [_canonical_type(param) for param in entry["inputs"]]
+                types = [canonical_type(param) for param in entry["inputs"]]
                 signature = f"{entry['name']}({','.join(types)})"
                 names = [param["name"] or f"arg{i}" for i, param in enumerate(entry["inputs"])]
                 selector = function_signature_to_4byte_selector(signature)

@@ -30,6 +30,8 @@ from web3 import Web3
 from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint
 
+from privledger.evm.errors import canonical_type
+
 RPC_TIMEOUT_S = 30.0
 _STALE_CONNECTION = (
     http.client.RemoteDisconnected,
@@ -222,14 +224,6 @@ def _checksummed(abi_type: ABIType, value: Any) -> Any:
     return value
 
 
-def _canonical_type(param: dict[str, Any]) -> str:
-    type_name: str = param["type"]
-    if type_name.startswith("tuple"):
-        inner = ",".join(_canonical_type(component) for component in param["components"])
-        return f"({inner}){type_name[len('tuple') :]}"
-    return type_name
-
-
 def _normalise(w3: Web3, types: Sequence[str], data: bytes) -> list[Any]:
     values = w3.codec.decode(types, data)
     out = []
@@ -255,8 +249,8 @@ class FunctionCodec:
             entry["name"],
             bytes(function_abi_to_4byte_selector(entry)),  # type: ignore[arg-type]
             tuple(param["name"] for param in entry.get("inputs", [])),
-            tuple(_canonical_type(param) for param in entry.get("inputs", [])),
-            tuple(_canonical_type(param) for param in entry.get("outputs", [])),
+            tuple(canonical_type(param) for param in entry.get("inputs", [])),
+            tuple(canonical_type(param) for param in entry.get("outputs", [])),
         )
 
     def decode_output(self, w3: Web3, data: bytes) -> Any:
@@ -300,7 +294,7 @@ class EventCodec:
         plain = [param for param in entry["inputs"] if not param.get("indexed")]
         topic_types = []
         for param in indexed:
-            type_str = _canonical_type(param)
+            type_str = canonical_type(param)
             dynamic = type_str in _DYNAMIC_INDEXED or type_str.endswith("]") or "(" in type_str
             topic_types.append("bytes32" if dynamic else type_str)  # hashed in the topic
         return cls(
@@ -309,7 +303,7 @@ class EventCodec:
             tuple(param["name"] for param in indexed),
             tuple(topic_types),
             tuple(param["name"] for param in plain),
-            tuple(_canonical_type(param) for param in plain),
+            tuple(canonical_type(param) for param in plain),
         )
 
     def decode(self, w3: Web3, topics: Sequence[bytes], data: bytes) -> dict[str, Any]:
