@@ -249,6 +249,7 @@ class Party:
         self._peers = dict(peers)
         self._dealer = dealer
         self._dealer_lock = threading.Lock()
+        self._dealer_failure: Exception | None = None  # once the dealer link failed, it stays so
         self._seed: bytes | None = None
         self._labels: dict[tuple[str, Group], int] = {}
         self._labels_lock = threading.Lock()
@@ -361,6 +362,7 @@ class Party:
     def _ask_dealer(self, request: bytes, count: int) -> U64:
         with self._dealer_lock:
             assert self._dealer is not None
+            self._check_dealer()
             try:
                 self._dealer.send(request)
             except ChannelClosed as exc:
@@ -371,6 +373,21 @@ class Party:
         return np.frombuffer(payload, dtype="<u8").astype(np.uint64, copy=False)
 
     def _dealer_recv(self) -> bytes:
+        """The dealer's next message (with ``_dealer_lock`` held). After a failure every later
+        call raises it again: an answer left unread behind an abort notice must never be taken
+        for the answer to another request (this party's threads share the dealer channel)."""
+        self._check_dealer()
+        try:
+            return self._dealer_message()
+        except (MpcError, ChannelError) as exc:
+            self._dealer_failure = exc
+            raise
+
+    def _check_dealer(self) -> None:
+        if self._dealer_failure is not None:
+            raise type(self._dealer_failure)(str(self._dealer_failure))
+
+    def _dealer_message(self) -> bytes:
         assert self._dealer is not None
         try:
             payload = self._dealer.recv(self.timeout)
