@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from privledger.protocols.channel import Channel, channel_pair
+from privledger.protocols.channel import Channel, ChannelError, channel_pair
 from privledger.protocols.psi import cuckoo, kkrt
 from privledger.protocols.psi.common import Header, PsiHandshakeError, PsiResult
 from privledger.protocols.psi.kkrt import run_psi
@@ -172,9 +172,12 @@ def test_cuckoo_failure_raises_instead_of_a_wrong_result(monkeypatch: pytest.Mon
     monkeypatch.setattr(cuckoo, "insert", lambda loc, bins: None)
     monkeypatch.setattr(cuckoo, "MAX_ATTEMPTS", 2)
     a, b = channel_pair()
-    b.send(Header(kkrt.PROTOCOL, kkrt.VERSION, "provider", False, 1).encode())
-    with pytest.raises(cuckoo.CuckooError):
-        run_psi(a, [b"a", b"b"], role="requester", timeout=TIMEOUT)
+    with ThreadPoolExecutor(1) as pool:
+        provider = pool.submit(run_psi, b, [b"a", b"c"], role="provider", timeout=TIMEOUT)
+        with a, pytest.raises(cuckoo.CuckooError):
+            run_psi(a, [b"a", b"b"], role="requester", timeout=TIMEOUT)
+        with pytest.raises(ChannelError):  # the provider learns nothing, the run stops
+            provider.result()
 
 
 def test_handshake_refuses_ecdh_peer_same_role_and_mode_mismatch() -> None:

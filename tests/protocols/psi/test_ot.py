@@ -87,17 +87,38 @@ def test_base_ot_receiver_gets_the_chosen_key_only() -> None:
     assert not np.any(np.all(got == np.where(choices[:, None], k0, k1), axis=1))
 
 
-def test_base_ot_refuses_points_outside_the_group() -> None:
+NOT_ON_CURVE = bytes([2]) + (5).to_bytes(32, "big")  # x = 5: x^3 + 7 is not a square mod p
+
+
+@pytest.mark.parametrize(
+    "point",
+    [bytes(32), bytes(33), NOT_ON_CURVE, bytes([4]) + NOT_ON_CURVE[1:], b"\x02" + b"\xff" * 32],
+    ids=["short", "zero", "not-on-curve", "bad-prefix", "x-beyond-p"],
+)
+def test_base_ot_refuses_points_outside_the_group(point: bytes) -> None:
     a, b = channel_pair()
-    b.send(bytes(32))  # the identity / small-order encoding
+    b.send(point)
     with pytest.raises(ot.OtError):
         ot.base_ot_receive(a, ot.random_bits(4), TIMEOUT)
+    if len(point) != ot.POINT_BYTES:
+        return
     a2, b2 = channel_pair()
     with ThreadPoolExecutor(1) as pool:
         fut = pool.submit(ot.base_ot_send, a2, 2, TIMEOUT)
         b2.recv(TIMEOUT)
-        send_records(b2, np.zeros((2, 32), dtype=np.uint8))
+        send_records(b2, np.frombuffer(point * 2, dtype=np.uint8).reshape(2, ot.POINT_BYTES))
         with pytest.raises(ot.OtError):
+            fut.result()
+
+
+def test_base_ot_sender_refuses_its_own_point_back() -> None:
+    """``B_i = A`` would make ``k1_i`` the hash of the identity: refused."""
+    a, b = channel_pair()
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(ot.base_ot_send, a, 1, TIMEOUT)
+        a_point = b.recv(TIMEOUT)
+        send_records(b, np.frombuffer(a_point, dtype=np.uint8).reshape(1, ot.POINT_BYTES))
+        with pytest.raises(ot.OtError, match="degenerate"):
             fut.result()
 
 

@@ -101,7 +101,7 @@ from privledger.protocols.psi.common import (
 logger = logging.getLogger(__name__)
 
 PROTOCOL = "privledger/kkrt-bucketed-psi"
-VERSION = 1
+VERSION = 2  # 2: base OTs on secp256k1
 KEY_BYTES = 16
 DIGEST_DOMAIN = b"privledger/bucketed-psi/output/v1"
 PARQUET_SUFFIXES = (".parquet", ".pq")

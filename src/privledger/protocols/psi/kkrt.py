@@ -9,16 +9,16 @@ the OPRF receiver and learns the intersection; the provider ``P`` is the OPRF se
    15 bytes are encoded injectively -- zero padded, length in byte 15 -- longer items are hashed
    with BLAKE2b-128 personalised with :data:`_DIGEST_DOMAIN` and flagged), all at once with
    numpy; duplicates are removed on the keys (:func:`.cuckoo.distinct_keys`).
-2. ``R`` draws the hash seed, sends it (so that ``P`` computes its bins meanwhile) and
-   cuckoo-hashes its ``n_R`` keys into ``m = table_size(n_R)`` bins (3 hash functions,
-   stash-less, ``m ~ 1.27 n_R``; parameters and sources in :mod:`.cuckoo`); if no table exists
-   for that seed (probability <= 2^-40) it raises :class:`~.cuckoo.CuckooError`. Bin
-   ``j`` holding ``x`` placed by hash function ``i`` gets OPRF input ``r_j = k(x) | i << 4`` in
-   byte 15 (:func:`.cuckoo.indexed_keys`, injective in ``(x, i)``); empty bins get random
-   inputs.
-3. 128 Chou-Orlandi base OTs, IKNP-extended to 512 random OTs in which ``P`` is the *receiver*
-   with random choice bits ``s`` (roles as in KKRT; details in :mod:`.ot`). ``P`` draws a fresh
-   AES key for the pseudorandom code of width 512 and sends it.
+2. ``R`` draws the hash seed, sends it (so that ``P`` computes its bins while the base OTs
+   run) and -- while ``P`` derives its base-OT keys in step 3 -- cuckoo-hashes its ``n_R``
+   keys into ``m = table_size(n_R)`` bins (3 hash functions, stash-less, ``m ~ 1.27 n_R``;
+   parameters and sources in :mod:`.cuckoo`); if no table exists for that seed (probability
+   <= 2^-40) it raises :class:`~.cuckoo.CuckooError`. Bin ``j`` holding ``x`` placed by hash
+   function ``i`` gets OPRF input ``r_j = k(x) | i << 4`` in byte 15
+   (:func:`.cuckoo.indexed_keys`, injective in ``(x, i)``); empty bins get random inputs.
+3. 128 Chou-Orlandi base OTs (on secp256k1), IKNP-extended to 512 random OTs in which ``P``
+   is the *receiver* with random choice bits ``s`` (roles as in KKRT; details in :mod:`.ot`).
+   ``P`` draws a fresh AES key for the pseudorandom code of width 512 and sends it.
 4. ``R`` sends the KKRT matrix ``u`` (512 x ``m`` bits) in chunks of ``c = chunk_bins(m)`` bins
    (``m / 8`` rounded up to a multiple of 2048, clamped to 16384 .. :data:`CHUNK_BINS`: at least
    8 chunks when ``m`` allows, so that ``P`` evaluates one chunk while ``R`` encodes the next),
@@ -111,7 +111,7 @@ logger = logging.getLogger(__name__)
 
 
 PROTOCOL = "privledger/kkrt-psi"
-VERSION = 2
+VERSION = 3  # 3: base OTs on secp256k1
 STAT_SECURITY = 40
 CHUNK_BINS = 1 << 17  # most bins per u message and per processing chunk (a multiple of 128)
 MIN_CHUNK_BINS = 1 << 14
@@ -321,17 +321,23 @@ class SenderSetup:
         return ot.KkrtSender(self.choices, self.seeds, self.code_key, bins)
 
 
-def setup_requester(channel: Channel, timeout: float | None) -> ReceiverSetup:
-    """IKNP (requester as extension sender) and the provider's code key."""
-    seeds0, seeds1 = ot.iknp_send(channel, ot.CODE_BITS, timeout)
+def setup_requester(
+    channel: Channel, timeout: float | None, while_waiting: Callable[[], object] | None = None
+) -> ReceiverSetup:
+    """IKNP (requester as extension sender) and the provider's code key; ``while_waiting`` runs
+    while the provider derives its base-OT keys."""
+    seeds0, seeds1 = ot.iknp_send(channel, ot.CODE_BITS, timeout, while_waiting)
     code_key = recv_exact(channel, ot.BLOCK, timeout, "code key")
     return ReceiverSetup(seeds0, seeds1, code_key)
 
 
-def setup_provider(channel: Channel, timeout: float | None) -> SenderSetup:
-    """IKNP (provider as extension receiver with random choices) and a fresh code key."""
+def setup_provider(
+    channel: Channel, timeout: float | None, while_waiting: Callable[[], object] | None = None
+) -> SenderSetup:
+    """IKNP (provider as extension receiver with random choices) and a fresh code key;
+    ``while_waiting`` runs while the requester computes its base-OT points."""
     choices = ot.random_bits(ot.CODE_BITS)
-    seeds = ot.iknp_receive(channel, choices, timeout)
+    seeds = ot.iknp_receive(channel, choices, timeout, while_waiting)
     code_key = secrets.token_bytes(ot.BLOCK)
     channel.send(code_key)
     return SenderSetup(choices, seeds, code_key)
@@ -557,9 +563,14 @@ def _run_requester(
     idle: Callable[[], object],
 ) -> I64:
     seed = secrets.token_bytes(cuckoo.SEED_BYTES)
-    channel.send(seed)  # first, so that the provider hashes its items while we build the table
-    placed = cuckoo.build_with_seed(keys, cuckoo.table_size(len(keys)), seed)
-    setup = setup_requester(channel, timeout)
+    channel.send(seed)  # first: the provider hashes its items while the base OTs run
+    tables: list[cuckoo.CuckooTable] = []
+    setup = setup_requester(  # the table is built while the provider derives its OT keys
+        channel,
+        timeout,
+        lambda: tables.append(cuckoo.build_with_seed(keys, cuckoo.table_size(len(keys)), seed)),
+    )
+    placed = tables[0]
     width = tag_bytes(len(keys), peer_size)
     own = requester_encode(setup, keys, placed, width, lambda u: send_records(channel, u))
     del placed
@@ -586,8 +597,7 @@ def _run_provider(
     shuffled = ot.take_rows(keys, order)
     seed = recv_exact(channel, cuckoo.SEED_BYTES, timeout, "cuckoo seed")
     bins = cuckoo.table_size(peer_size)
-    plan = provider_plan(shuffled, seed, bins)  # while the requester builds its table
-    setup = setup_provider(channel, timeout)
+    setup, plan = _setup_and_plan(channel, timeout, shuffled, seed, bins)
     width = tag_bytes(peer_size, n)
 
     def receive(lo: int, hi: int) -> U8:
@@ -601,6 +611,15 @@ def _run_provider(
     del tags
     idle()
     return np.sort(order[matched_positions(channel, n, timeout)])
+
+
+def _setup_and_plan(
+    channel: Channel, timeout: float | None, keys: U8, seed: bytes, bins: int
+) -> tuple[SenderSetup, ProviderPlan]:
+    """The provider's OPRF setup, its keys hashed while the requester computes base-OT points."""
+    plans: list[ProviderPlan] = []
+    setup = setup_provider(channel, timeout, lambda: plans.append(provider_plan(keys, seed, bins)))
+    return setup, plans[0]
 
 
 def matched_positions(channel: Channel, n: int, timeout: float | None) -> I64:

@@ -136,7 +136,7 @@ Operation = Literal["intersection", "union"]
 Role = Literal["requester", "provider"]
 
 PROTOCOL = "privledger/multiparty-psi"
-VERSION = 1
+VERSION = 2  # 2: base OTs on secp256k1
 STAT_SECURITY = 40
 CHUNK_BINS = kkrt.CHUNK_BINS
 _DIGEST_DOMAIN = b"pl/mpsi/v1"
