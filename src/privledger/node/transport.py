@@ -250,6 +250,12 @@ class Wire(abc.ABC):
     def close(self) -> None:
         """Stop using the wire; idempotent."""
 
+    def connect(self) -> None:  # noqa: B027 -- a wire with nothing to set up
+        """Set up the way to the peer ahead of the first frame (optional; idempotent)."""
+
+    def flush(self) -> None:  # noqa: B027 -- a wire that hands frames over synchronously
+        """Wait until every frame sent so far has left this process."""
+
     def confirm(self) -> None:  # noqa: B027 -- a wire that hands frames over synchronously
         """After ``close``: wait until the peer has taken every frame sent, raising
         :class:`ChannelError` if it has not (a wire that delivers synchronously has no wait)."""
@@ -362,6 +368,10 @@ class SecureChannel(Channel):
             if self._send_seq != 0:
                 raise ChannelError("the hello must be the first frame of the channel")
             self._send_frame(b"", FLAG_HELLO)
+            try:  # on its way before this thread turns to work that may hold the GIL
+                self._wire.flush()
+            except ChannelError as exc:
+                raise self._fail(exc) from exc
 
     def wait_for_peer(self, timeout: float | None) -> None:
         """Wait for the peer's hello, which must be its first frame; ``ChannelTimeout`` if it
@@ -377,6 +387,11 @@ class SecureChannel(Channel):
             if header.flags != FLAG_HELLO or chunk:
                 raise self._fail(ChannelTampered("the peer's first frame is not its hello"))
             self._peer_greeted = True
+
+    def connect(self) -> None:
+        """Open the wire to the peer now, e.g. while this node still loads its input, so that
+        the hello and the first messages travel on a connection that is already up."""
+        self._wire.connect()
 
     def finish(self) -> None:
         """Close after the protocol succeeded, making sure the peer got every frame we sent
@@ -621,13 +636,14 @@ class HttpWire(Wire):
     """Frames out over one streaming HTTP POST to the peer node, frames in from our
     :class:`Mailbox`.
 
-    The first frame opens ``POST {peer}/api/v1/peer/frames`` with a chunked body that a sender
-    thread feeds for the life of the channel: each frame as a 4-byte big-endian length and the frame
-    (see :func:`receive_stream`). ``send_frame`` only queues (at most ``queue_frames`` frames, then
-    it blocks: back-pressure from the peer's mailbox through TCP), so the protocol computes its
-    next message while this one is on the wire. :meth:`close` ends the body and waits for the
-    peer's answer, which counts the frames it queued; :meth:`confirm` raises unless that count is
-    every frame sent.
+    :meth:`connect` (or else the first frame) opens ``POST {peer}/api/v1/peer/frames`` with a
+    chunked body that a sender thread feeds for the life of the channel: each frame as a 4-byte
+    big-endian length and the frame (see :func:`receive_stream`). ``send_frame`` only queues (at
+    most ``queue_frames`` frames, then it blocks: back-pressure from the peer's mailbox through
+    TCP), so the protocol computes its next message while this one is on the wire; :meth:`flush`
+    waits until the queued frames are written to the connection. :meth:`close` ends the body
+    and waits for the peer's answer, which counts the frames it queued; :meth:`confirm` raises
+    unless that count is every frame sent.
 
     Opening the stream is retried with exponential backoff while the connection cannot be made
     and no frame has left (at most ``connect_attempts`` tries, within ``send_timeout``). Once a
@@ -665,6 +681,8 @@ class HttpWire(Wire):
         self._sender: threading.Thread | None = None
         self._frames_sent = 0
         self._frames_left = 0  # handed to the HTTP body
+        self._frames_written = 0  # written to the socket (the body asked for the next one)
+        self._written = threading.Condition()
         self._frames_accepted: int | None = None  # the peer's count once the stream ended
         self._failure: ChannelError | None = None
         self._closed = False
@@ -673,9 +691,7 @@ class HttpWire(Wire):
         if self._closed:
             raise ChannelClosed("wire is closed")
         self._raise_failure()
-        if self._sender is None:
-            self._sender = threading.Thread(target=self._stream, name="wire", daemon=True)
-            self._sender.start()
+        self.connect()
         deadline = time.monotonic() + self._send_timeout
         while True:
             try:
@@ -689,12 +705,35 @@ class HttpWire(Wire):
                     ) from None
         self._frames_sent += 1
 
+    def connect(self) -> None:
+        """Start the sender thread, which opens the POST (headers only until the first frame)."""
+        if self._sender is None and not self._closed:
+            self._sender = threading.Thread(target=self._stream, name="wire", daemon=True)
+            self._sender.start()
+
+    def flush(self) -> None:
+        """Wait (at most ``send_timeout``) until the frames sent so far are written to the
+        connection; :class:`PeerUnreachable` if the stream failed or they were not."""
+        target = self._frames_sent
+        with self._written:
+            done = self._written.wait_for(
+                lambda: self._frames_written >= target or self._failure is not None,
+                self._send_timeout,
+            )
+        self._raise_failure()
+        if not done:
+            raise PeerUnreachable(f"peer at {self._url} took no frame for {self._send_timeout} s")
+
     def _raise_failure(self) -> None:
         if self._failure is not None:
             raise type(self._failure)(str(self._failure))
 
     def _body(self) -> Iterator[bytes]:
         while True:
+            if self._frames_written != self._frames_left:
+                with self._written:
+                    self._frames_written = self._frames_left
+                    self._written.notify_all()
             try:
                 frame = self._outgoing.get(timeout=_CLOSED_POLL_S)
             except queue.Empty:
@@ -735,7 +774,9 @@ class HttpWire(Wire):
                 return
             reason = f"peer refused the frames: HTTP {response.status_code} {response.text[:200]}"
             break
-        self._failure = PeerUnreachable(f"peer unreachable at {self._url}: {reason}")
+        with self._written:
+            self._failure = PeerUnreachable(f"peer unreachable at {self._url}: {reason}")
+            self._written.notify_all()
         self._drain()
 
     def _drain(self) -> None:

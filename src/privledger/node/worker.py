@@ -356,15 +356,18 @@ class Worker:
         if spec.dealer == self.node.org_id:
             return self._deal(task, spec)
         mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
-        source = None
-        if mine is not None:
-            rows, source = self._input(task.task_id, mine, streamed=spec.buckets is not None)
-        elif spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id:
-            rows = []  # an aggregator without data of its own
-        else:
+        aggregator = spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id
+        if mine is None and not aggregator:
             raise TaskRefused(FailureReason.SPEC_MISMATCH, "this organisation holds no input")
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
         with _closing(channels):
+            for channel in channels.values():
+                channel.connect()  # the connections come up while the input loads
+            source = None
+            if mine is not None:
+                rows, source = self._input(task.task_id, mine, streamed=spec.buckets is not None)
+            else:
+                rows = []  # an aggregator without data of its own
             self._meet(channels)
             started = time.perf_counter()
             output, units = run_protocol(Run(self.node, task, spec, dict(channels), rows, source))
