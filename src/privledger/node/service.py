@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from privledger.api.app import create_app
 from privledger.config import NodeSettings
 from privledger.node.context import NodeContext, open_node, publish_endpoint
+from privledger.node.selftest import run_selftest
 from privledger.node.worker import Worker
 
 TENANT_PREFIX = "/t"
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 def serve(settings: NodeSettings) -> None:
     """Serve until interrupted; the worker stops with the server."""
+    run_selftest()  # a broken crypto stack stops the node here, before it takes any task
     node = open_node(settings)
     publish_endpoint(node)
     worker = Worker(node)
@@ -63,6 +65,7 @@ def serve_tenants(tenants: Sequence[NodeSettings], *, host: str, port: int) -> N
     """Serve several organisations from one process until interrupted."""
     if len({settings.org for settings in tenants}) != len(tenants):
         raise ValueError("each tenant is a different organisation")
+    run_selftest()
     nodes, workers = [], []
     try:
         for settings in tenants:
