@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -31,12 +31,15 @@ OrgId = Annotated[int, Path(ge=1, lt=2**63, description="organisation id on chai
 bearer = HTTPBearer(auto_error=False, description="an API token: `privledger node token`")
 
 
-def get_node(request: Request) -> NodeContext:
+async def get_node(request: Request) -> NodeContext:
     node: NodeContext = request.app.state.node
     return node
 
 
-def get_session(node: Annotated[NodeContext, Depends(get_node)]) -> Iterator[Session]:
+async def get_session(node: Annotated[NodeContext, Depends(get_node)]) -> AsyncIterator[Session]:
+    """A session for the request, opened and closed on the event loop rather than in two trips
+    through the thread pool: opening does no I/O (it connects on first use, in the route's
+    thread) and closing only hands the connection back to the pool."""
     with Session(node.engine) as session:
         yield session
 
