@@ -135,3 +135,42 @@ def test_a_refused_submission_is_a_4xx_naming_the_error(
     assert missing.status_code == 404, missing.text
     assert missing.json()["error"]["code"] == "DataRegistryUnknownDataset"
     assert w3.eth.get_transaction_count(node.account.address, "pending") == start  # none sent
+
+
+def test_a_submission_answers_as_its_own_events_left_the_task(
+    consortium: Consortium, telecom_api: tuple[TestClient, NodeContext]
+) -> None:
+    """The answer is read from the submission's receipt, not the chain or the index: it must say
+    what the indexed timeline says about that transaction, a grant used and the task authorised."""
+    client, _node = telecom_api
+    mine = "0x" + consortium.dataset(consortium.telecom).hex()
+    theirs = consortium.dataset(consortium.bank_a)
+    grant_id = consortium.grant(theirs, consortium.bank_a, consortium.telecom)
+    body = {
+        "inputs": [
+            {"dataset": mine, "column": "phone"},
+            {"dataset": "0x" + theirs.hex(), "column": "phone"},
+        ],
+        "feeWei": 12_345,
+    }
+    answer = client.post("/api/v1/tasks", json=body)
+    assert answer.status_code == 201, answer.text
+    task = answer.json()
+    assert (task["status"], task["localState"], task["fee"]) == ("authorised", "submitted", 12_345)
+    assert task["inputs"] == [mine, "0x" + theirs.hex()]
+    assert [e["event"] for e in task["timeline"]][:1] == ["TaskSubmitted"]
+    assert "TaskAuthorised" in [e["event"] for e in task["timeline"]]
+    later = client.get(f"/api/v1/tasks/{task['taskId']}").json()
+    for field in (
+        "status",
+        "kind",
+        "specHash",
+        "requesterOrg",
+        "participants",
+        "inputs",
+        "deadline",
+    ):
+        assert task[field] == later[field], field
+    assert task["timeline"] == later["timeline"]  # the same rows the indexer stored
+    used = consortium.bank_a.ledger.grants.get_grant(grant_id).used
+    assert used == 1

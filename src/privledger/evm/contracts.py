@@ -379,6 +379,28 @@ class TaskLedger(ContractFacade):
         deadline: int,
         fee: int = 0,
     ) -> int:
+        return self.submit_task_receipt(
+            spec_hash=spec_hash,
+            kind=kind,
+            inputs=inputs,
+            grant_ids=grant_ids,
+            participants=participants,
+            deadline=deadline,
+            fee=fee,
+        )[0]
+
+    def submit_task_receipt(
+        self,
+        *,
+        spec_hash: bytes,
+        kind: Kind,
+        inputs: Sequence[bytes],
+        grant_ids: Sequence[bytes],
+        participants: Sequence[int],
+        deadline: int,
+        fee: int = 0,
+    ) -> tuple[int, TxReceipt]:
+        """The new task's id and the submission's receipt (whose events tell how it stands)."""
         receipt = self._transact(
             "submitTask",
             spec_hash,
@@ -389,7 +411,7 @@ class TaskLedger(ContractFacade):
             deadline,
             value=fee,
         )
-        return int(self._event_arg(receipt, "TaskSubmitted", "taskId"))
+        return int(self._event_arg(receipt, "TaskSubmitted", "taskId")), receipt
 
     def start_task(self, task_id: int) -> TxReceipt:
         return self._transact("startTask", task_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,6 +305,11 @@ class EventIndexer:
             "status": to_int(receipt["status"]),
             "gas_used": to_int(receipt["gasUsed"]),
         }
+
+    def receipt_events(self, receipt: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The ``ChainEvent`` rows of a transaction's receipt, as the indexer will store them."""
+        found = (self._decode(dict(log)) for log in receipt["logs"])
+        return [event for event in found if event is not None]
 
     def _decode(self, log: dict[str, Any]) -> dict[str, Any] | None:
         """A ``ChainEvent`` row for a log of one of our contracts, else None."""

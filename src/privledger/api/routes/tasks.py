@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from privledger.api.deps import Caller, Member, NodeDep, Operator, SessionDep, T
 from privledger.api.errors import ApiError, not_found
 from privledger.api.routes.projects import check_task_project
 from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
-from privledger.evm.contracts import Kind, Task
+from privledger.evm.contracts import Kind, Task, TaskStatus
+from privledger.evm.indexer import references
 from privledger.node.context import NodeContext
 from privledger.node.spec import HORIZONTAL_PROTOCOLS, TASK_KINDS, SpecInput, TaskSpec
 from privledger.store.models import ChainEvent, ChainRef, LocalTask
@@ -157,6 +158,10 @@ def timeline_events(session: Session, task_id: int) -> list[TaskEvent]:
     ]
 
 
+def kind_name(kind: Kind) -> str:
+    return kind.name.lower() if kind.name else str(int(kind))
+
+
 def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
     node.indexer.sync()  # the timeline is as fresh as the status read from the chain
     local = session.exec(  # the columns shown, read fresh (no ORM object built)
@@ -169,7 +174,7 @@ def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
     return TaskOut(
         task_id=task.task_id,
         status=task.status.name.lower(),
-        kind=task.kind.name.lower() if task.kind.name else str(int(task.kind)),
+        kind=kind_name(task.kind),
         spec_hash="0x" + task.spec_hash.hex(),
         requester_org=task.requester_org,
         participants=list(task.participants),
@@ -213,7 +218,7 @@ def submit_spec(
         for item, dataset in zip(spec.inputs, datasets, strict=True)
     ]
     now = ledger.client.latest_timestamp()
-    task_id = ledger.tasks.submit_task(
+    task_id, receipt = ledger.tasks.submit_task_receipt(
         spec_hash=spec.hash,
         kind=TASK_KINDS[spec.kind],
         inputs=datasets,
@@ -231,7 +236,47 @@ def submit_spec(
         )
     )
     session.commit()
-    return task_out(node, ledger.tasks.get_task(task_id), session)
+    return submitted_out(node, task_id, spec, receipt)
+
+
+def submitted_out(
+    node: NodeContext, task_id: int, spec: TaskSpec, receipt: Mapping[str, Any]
+) -> TaskOut:
+    """The task as its submission left it, read from the submission's own events: no chain read
+    and no wait for the indexer (``GET /tasks/{id}`` shows it as it stands later)."""
+    events = [
+        event
+        for event in node.indexer.receipt_events(receipt)
+        if event["event"] in TIMELINE_EVENTS and ("task", str(task_id)) in references(event["args"])
+    ]
+    submitted = next(event["args"] for event in events if event["event"] == "TaskSubmitted")
+    authorised = any(event["event"] == "TaskAuthorised" for event in events)
+    return TaskOut(
+        task_id=task_id,
+        status=(TaskStatus.AUTHORISED if authorised else TaskStatus.SUBMITTED).name.lower(),
+        kind=kind_name(Kind(int(submitted["kind"]))),
+        spec_hash=submitted["specHash"],
+        requester_org=int(submitted["requesterOrg"]),
+        participants=list(spec.participants),
+        inputs=["0x" + bytes.fromhex(item.dataset[2:]).hex() for item in spec.inputs],
+        fee=int(submitted["fee"]),
+        deadline=int(submitted["deadline"]),
+        failure_reason=0,
+        local_state="submitted",
+        local_failure=None,
+        local_protocol_seconds=None,
+        local_bytes_sent=None,
+        timeline=[
+            TaskEvent(
+                block_number=event["block_number"],
+                tx_hash=event["tx_hash"],
+                contract=event["contract"],
+                event=event["event"],
+                args=event["args"],
+            )
+            for event in events
+        ],
+    )
 
 
 @router.get("", response_model=list[TaskOut])
