@@ -743,7 +743,8 @@ class HttpWire(Wire):
             if frame is None:
                 return
             self._frames_left += 1
-            yield STREAM_LENGTH.pack(len(frame)) + frame
+            yield STREAM_LENGTH.pack(len(frame))
+            yield frame  # not concatenated: frames are up to a MiB
 
     def _stream(self) -> None:
         """The sender thread: one POST whose body is every frame, until ``close``."""
@@ -836,7 +837,8 @@ async def receive_stream(
             end = STREAM_LENGTH.size + size
             if len(buffer) < end:
                 break
-            frame = bytes(buffer[STREAM_LENGTH.size : end])
+            with memoryview(buffer) as view:
+                frame = bytes(view[STREAM_LENGTH.size : end])
             del buffer[:end]
             await _deliver_when_room(mailbox, frame, full_wait_s)
             count += 1

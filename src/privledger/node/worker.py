@@ -368,9 +368,10 @@ class Worker:
                 rows, source = self._input(task.task_id, mine, streamed=spec.buckets is not None)
             else:
                 rows = []  # an aggregator without data of its own
+            run = Run(self.node, task, spec, dict(channels), rows, source, self._min_release(spec))
             self._meet(channels)
             started = time.perf_counter()
-            output, units = run_protocol(Run(self.node, task, spec, dict(channels), rows, source))
+            output, units = run_protocol(run)
             for channel in channels.values():
                 channel.finish()  # the peers have everything we sent before we anchor
             transcript = combined_transcript(channels)
@@ -410,6 +411,17 @@ class Worker:
             return read_rows(Path(dataset.path), columns), None
         except DatasetFileError as exc:
             raise TaskRefused(FailureReason.PROTOCOL_ERROR, str(exc)) from exc
+
+    def _min_release(self, spec: TaskSpec) -> int:
+        """The fewest rows a result may cover under the policies of the classification levels
+        of every input another organisation provides (level 1 if the requester provides all)."""
+        data = self.node.ledger.data
+        levels = [
+            data.get_dataset(bytes.fromhex(item.dataset[2:])).level
+            for item in spec.inputs
+            if item.org != spec.requester
+        ]
+        return self.node.policies.min_result(levels or [1])
 
     def _channel(self, task: Task, peer_org: int) -> SecureChannel:
         peer = self.node.ledger.orgs.get_org(peer_org)

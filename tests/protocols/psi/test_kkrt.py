@@ -163,7 +163,7 @@ def test_match_resolves_shared_prefixes() -> None:
     own[1, 11] = 5
     own[2, 0] = 9
     own[3, 11] = 3
-    found, position = kkrt._match(own, np.array([0, 0, 1, 1]), peer)
+    found, position = kkrt.match_tags(kkrt.OwnTags(own, np.array([0, 0, 1, 1])), peer)
     assert found.tolist() == [True, False, True, False]
     assert position[0] == 2 and position[2] == 2
 
@@ -268,7 +268,7 @@ def test_match_walks_runs_of_equal_prefixes_in_random_sets() -> None:
     own[:, :8] = rng.integers(0, 4, (500, 1), dtype=np.uint8)
     picks = rng.integers(0, 3000, 250)
     own[:250] = peer[which[:250], picks]
-    found, position = kkrt._match(own, which, peer)
+    found, position = kkrt.match_tags(kkrt.OwnTags(own, which), peer)
     for k in range(500):
         hits = np.flatnonzero(np.all(peer[which[k]] == own[k], axis=1))
         assert found[k] == (hits.size > 0)

@@ -43,7 +43,7 @@ def _stats(task: Run) -> RunOutput:
         task.party(),
         values,
         requester=task.owners.index(spec.requester),
-        min_group_size=task.node.policies.min_result(task.provider_levels),
+        min_group_size=task.min_release,
         frac_bits=spec.frac_bits,
         histogram_edges=spec.histogram_edges,
     )

@@ -466,14 +466,13 @@ def provider_tags(
 _EVAL_BATCH = 1 << 17
 
 
-def _prefixes(tags: U8) -> U64:
-    """The first 8 bytes of each tag as a big-endian number (zero padded)."""
-    width = tags.shape[1]
-    if width >= 8:
-        return np.ascontiguousarray(tags[:, :8]).view(">u8").reshape(-1).astype(np.uint64)
-    padded = np.zeros((len(tags), 8), dtype=np.uint8)
-    padded[:, :width] = tags
-    return padded.view(">u8").reshape(-1).astype(np.uint64)
+def _words(tags: U8) -> tuple[U64, U64]:
+    """Each tag (at most 16 bytes) as two big-endian 64-bit words, zero padded: the first is its
+    8-byte prefix; two tags are equal exactly when both words are."""
+    padded = np.zeros((len(tags), 2 * 8), dtype=np.uint8)
+    padded[:, : tags.shape[1]] = tags
+    words = padded.view(">u8").astype(np.uint64)
+    return np.ascontiguousarray(words[:, 0]), np.ascontiguousarray(words[:, 1])
 
 
 def _sorted_with_index(prefix: U64, bits: np.uint64) -> tuple[U64, I64]:
@@ -491,17 +490,19 @@ def _sorted_with_index(prefix: U64, bits: np.uint64) -> tuple[U64, I64]:
 @dataclass(frozen=True)
 class _SortedOwn:
     bits: np.uint64
+    words: tuple[U64, U64]  # every own tag as two words (:func:`_words`)
     lists: list[tuple[U64, I64]]  # per list: sorted shortened prefixes, own item indices
 
 
 def _sort_own(own: OwnTags, peer_size: int, lists: int = cuckoo.HASHES) -> _SortedOwn:
     bits = np.uint64(max(peer_size - 1, len(own.tags) - 1, 1).bit_length())
+    words = _words(own.tags)
     out = []
     for i in range(lists):
         mine = np.flatnonzero(own.which == i)
-        prefix, index = _sorted_with_index(_prefixes(ot.take_rows(own.tags, mine)), bits)
+        prefix, index = _sorted_with_index(words[0][mine], bits)
         out.append((prefix, mine[index]))
-    return _SortedOwn(bits, out)
+    return _SortedOwn(bits, words, out)
 
 
 def match_tags(
@@ -511,8 +512,9 @@ def match_tags(
 
     Per list: sort the peer's and our 64-bit tag prefixes with the positions stored in their
     low bits (plain ``np.sort``), ``searchsorted`` ours (sorted) into theirs, and compare whole
-    tags; runs of equal shortened prefixes are walked until the tags differ. ``prepared``
-    (from ``_sort_own``) lets the requester sort its side while it waits for the peer.
+    tags (as two 64-bit words each); runs of equal shortened prefixes are walked until the tags
+    differ. ``prepared`` (from ``_sort_own``) lets the requester sort its side while it waits
+    for the peer.
     """
     lists, size, _ = peer_lists.shape
     found = np.zeros(len(own.tags), dtype=np.bool_)
@@ -522,12 +524,13 @@ def match_tags(
     if prepared is None:
         prepared = _sort_own(own, size, lists)
     bits = prepared.bits
+    own_first, own_second = prepared.words
     for i in range(lists):
         own_prefix, own_index = prepared.lists[i]
         if own_prefix.size == 0:
             continue
-        peer = np.ascontiguousarray(peer_lists[i])
-        peer_prefix, peer_index = _sorted_with_index(_prefixes(peer), bits)
+        first, second = _words(peer_lists[i])
+        peer_prefix, peer_index = _sorted_with_index(first.copy(), bits)
         at = np.searchsorted(peer_prefix, own_prefix, side="left")
         pending = np.arange(len(own_prefix))
         while pending.size:
@@ -539,16 +542,12 @@ def match_tags(
             if pending.size == 0:
                 break
             theirs, ours = peer_index[where], own_index[pending]
-            hit = np.all(ot.take_rows(peer, theirs) == ot.take_rows(own.tags, ours), axis=1)
+            hit = (first[theirs] == own_first[ours]) & (second[theirs] == own_second[ours])
             found[ours[hit]] = True
             position[ours[hit]] = theirs[hit]
             pending = pending[~hit]
             at[pending] = where[~hit] + 1
     return found, position
-
-
-def _match(own_tags: U8, own_list: I64, peer_lists: U8) -> tuple[npt.NDArray[np.bool_], I64]:
-    return match_tags(OwnTags(own_tags, own_list), peer_lists)
 
 
 # --- the two roles --------------------------------------------------------------------------
