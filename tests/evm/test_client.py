@@ -19,6 +19,7 @@ from privledger.evm.client import ChainClient
 from privledger.evm.contracts import Kind, TaskStatus
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.evm.ledger import Ledger
+from privledger.evm.rpc import RpcError, RpcUnavailable
 
 from .conftest import ZERO32, Consortium, reverts
 
@@ -158,32 +159,76 @@ def test_a_dropped_transaction_is_broadcast_again(
     assert orgs.get_org(telecom.org_id).endpoint == "http://dropped"
 
 
+@pytest.mark.parametrize("sync_send", [True, False], ids=["sync-send", "send-and-poll"])
 def test_a_lost_answer_is_not_sent_twice(
-    consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+    consortium: Consortium, monkeypatch: pytest.MonkeyPatch, sync_send: bool
 ) -> None:
     """The node took the transaction but the answer was lost: the client finds the transaction
-    and goes on with the next nonce, instead of signing the call again."""
+    and goes on with the next nonce, instead of signing the call again -- whether the receipt
+    comes in the answer to the send (anvil) or is polled for (a node without that method)."""
     telecom = consortium.telecom
     w3 = consortium.w3
     client: ChainClient = telecom.ledger.client
+    assert client._family.sync_send()  # anvil answers eth_sendRawTransactionSync
+    monkeypatch.setattr(client._family, "_sync_send", sync_send)
     rpc = client._rpc
-    real = rpc.request
+    real_request, real_start = rpc.request, rpc.start
     lost = []
 
     def request(method: str, params: Any) -> Any:
-        result = real(method, params)
+        result = real_request(method, params)
         if method == "eth_sendRawTransaction" and not lost:
             lost.append(result)
             raise ConnectionResetError("answer lost")
         return result
 
+    def start(method: str, params: Any) -> Any:
+        answer = real_start(method, params)
+        if method != client_module.SYNC_SEND or lost:
+            return answer
+
+        def lost_answer() -> Any:
+            lost.append(answer())
+            raise RpcUnavailable("answer lost")
+
+        return lost_answer
+
     monkeypatch.setattr(rpc, "request", request)
-    start = w3.eth.get_transaction_count(telecom.address, "pending")
+    monkeypatch.setattr(rpc, "start", start)
+    start_nonce = w3.eth.get_transaction_count(telecom.address, "pending")
     first_block = w3.eth.block_number + 1
     telecom.ledger.orgs.update_node(telecom.org_id, "http://once", bytes(32))
     telecom.ledger.orgs.update_node(telecom.org_id, "http://twice", bytes(32))
     assert lost
-    assert _nonces(w3, telecom.address, first_block) == [start, start + 1]
+    assert _nonces(w3, telecom.address, first_block) == [start_nonce, start_nonce + 1]
+    assert telecom.ledger.orgs.get_org(telecom.org_id).endpoint == "http://twice"
+
+
+def test_a_node_without_the_synchronous_send_is_polled(
+    consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that does not know eth_sendRawTransactionSync (e.g. Besu) is asked once, then
+    sent transactions the usual way and polled for receipts."""
+    ledger = Ledger.connect(
+        consortium.w3, consortium.admin.artifacts, consortium.admin.deployment, dev_account(3)
+    )
+    rpc = ledger.client._rpc
+    real_start = rpc.start
+    asked = []
+
+    def start(method: str, params: Any) -> Any:  # every request goes out through start
+        asked.append(method)
+        if method == client_module.SYNC_SEND:
+            raise RpcError({"code": client_module.METHOD_NOT_FOUND, "message": "not found"})
+        return real_start(method, params)
+
+    monkeypatch.setattr(rpc, "start", start)
+    for endpoint in ("http://polled-1", "http://polled-2"):
+        ledger.orgs.update_node(consortium.telecom.org_id, endpoint, bytes(32))
+    assert asked.count(client_module.SYNC_SEND) == 1
+    assert asked.count("eth_sendRawTransaction") == 2
+    assert "eth_getTransactionReceipt" in asked
+    assert ledger.orgs.get_org(consortium.telecom.org_id).endpoint == "http://polled-2"
 
 
 def test_an_unreachable_node_is_a_chain_error(

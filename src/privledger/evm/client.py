@@ -60,6 +60,8 @@ NONCE_RETRIES = 3
 POLL_FIRST_S = 0.002
 POLL_GROWTH = 1.5
 POLL_MAX_S = 0.05
+SYNC_SEND = "eth_sendRawTransactionSync"  # EIP-7966: send and answer with the receipt
+METHOD_NOT_FOUND = -32601
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,23 @@ class _Family:
         self.chain_id = chain_id
         self.lock = threading.Lock()
         self.clients: dict[str, ChainClient] = {}
+        self._sync_send: bool | None = None
+
+    def sync_send(self) -> bool:
+        """Whether the node answers ``eth_sendRawTransactionSync`` (EIP-7966: the receipt in the
+        answer), asked once: with empty data a node that has the method refuses the data."""
+        if self._sync_send is not None:
+            return self._sync_send
+        with self.lock:
+            if self._sync_send is None:
+                try:
+                    self.rpc.request(SYNC_SEND, ["0x"])
+                    self._sync_send = True
+                except RpcError as exc:
+                    self._sync_send = exc.code != METHOD_NOT_FOUND
+                except RpcUnavailable as exc:
+                    raise ChainError(str(exc)) from exc
+            return self._sync_send
 
 
 class ChainClient:
@@ -174,7 +193,8 @@ class ChainClient:
 
     def transact(self, function: ContractFunction, *, value: int = 0) -> TxReceipt:
         """Pre-flight, sign, send and wait for the receipt of one contract call."""
-        return self.wait(self.send(function, value=value))
+        data = HexBytes(function._encode_transaction_data())
+        return self.transact_data(function.address, data, value=value)
 
     def send(self, function: ContractFunction, *, value: int = 0) -> SentTransaction:
         """Pre-flight, sign and send without waiting; pair with ``wait``."""
@@ -184,11 +204,15 @@ class ChainClient:
 
     def transact_data(self, to: str, data: bytes, *, value: int = 0) -> TxReceipt:
         """``transact`` for encoded call data."""
-        return self.wait(self.send_data(to, data, value=value))
+        return self.transact_params(self._prepared(to, data, value))
 
     def send_data(self, to: str, data: bytes, *, value: int = 0) -> SentTransaction:
-        """Pre-flight (``eth_estimateGas``: a revert raises a decoded ChainRevert before anything
-        is signed), sign and send encoded call data without waiting."""
+        """Pre-flight, sign and send encoded call data without waiting."""
+        return self.send_raw_params(self._prepared(to, data, value))
+
+    def _prepared(self, to: str, data: bytes, value: int) -> dict[str, Any]:
+        """The transaction of a call, pre-flighted (``eth_estimateGas``: a revert raises a decoded
+        ChainRevert before anything is signed) and priced."""
         request = {
             "from": self.address,
             "to": to,
@@ -203,7 +227,7 @@ class ChainClient:
             raise self._chain_error(gas)
         if isinstance(gas_price, RpcError):
             raise ChainError(f"the node gave no gas price: {gas_price}")
-        tx: dict[str, Any] = {
+        return {
             "to": Web3.to_checksum_address(to),
             "data": HexBytes(data),
             "value": value,
@@ -211,7 +235,6 @@ class ChainClient:
             "gasPrice": to_int(gas_price),
             "chainId": self.chain_id,
         }
-        return self.send_raw_params(tx)
 
     def deploy(self, abi: list[dict[str, Any]], bytecode: str, *args: Any) -> TxReceipt:
         """Deploy a contract and wait for its receipt (``contractAddress`` holds the address)."""
@@ -226,7 +249,60 @@ class ChainClient:
             "chainId": self.chain_id,
             "value": 0,
         }
-        return self.wait(self.send_raw_params(tx))
+        return self.transact_params(tx)
+
+    def transact_params(self, tx: dict[str, Any]) -> TxReceipt:
+        """Sign ``tx`` with the next local nonce, send it and wait for its receipt.
+
+        Where the node has ``eth_sendRawTransactionSync`` (anvil does), the receipt comes in the
+        answer to the send, without polling; and the nonce lock is held only while the request
+        goes out, not while the transaction is mined, so the next one is already on its way
+        (a node keeps a transaction whose nonce arrives early until the gap is filled). An
+        answer that is not a receipt is judged by asking for the transaction: known to the node,
+        it is waited for as usual; refused as "nonce too low", it is signed again with a nonce
+        read from the node; refused otherwise, the nonce is read again and the error raised.
+        """
+        if not self._family.sync_send():
+            return self.wait(self.send_raw_params(tx))
+        for _ in range(NONCE_RETRIES):
+            sent, answer = self._sign_and_write(tx)
+            if answer is None:
+                return self.wait(sent)
+            try:
+                return self._receipt(sent, answer())
+            except (RpcError, RpcUnavailable) as exc:
+                if self._known(sent.tx_hash):  # e.g. not mined within the node's own timeout
+                    return self.wait(sent)
+                with self._nonce_lock:
+                    self._next_nonce = None  # resynchronise: this nonce may be a gap now
+                if isinstance(exc, RpcError) and "nonce too low" in exc.message.lower():
+                    continue
+                raise ChainError(f"the node refused the transaction: {exc}") from exc
+        raise ChainError(
+            f"nonce of {self.address} kept moving; gave up after {NONCE_RETRIES} tries"
+        )
+
+    def _sign_and_write(
+        self, tx: dict[str, Any]
+    ) -> tuple[SentTransaction, Callable[[], Any] | None]:
+        """Sign with the next nonce and write the synchronous send; the answer is read by the
+        caller, after the nonce lock is released (None: the node took the transaction, but the
+        connection failed, so there is no answer to read)."""
+        with self._nonce_lock:
+            if self._next_nonce is None:
+                self._next_nonce = self._pending_count()
+            nonce = self._next_nonce
+            tx_hash, raw = sign(self.account, {**tx, "nonce": nonce})
+            sent = SentTransaction(tx_hash, raw, time.time())
+            answer: Callable[[], Any] | None = None
+            try:
+                answer = self._rpc.start(SYNC_SEND, [sent.raw.to_0x_hex()])
+            except RpcUnavailable as exc:
+                self._next_nonce = None
+                if not self._known(sent.tx_hash):
+                    raise ChainError(f"the node refused the transaction: {exc}") from exc
+            self._next_nonce = nonce + 1
+            return sent, answer
 
     def send_raw_params(self, tx: dict[str, Any]) -> SentTransaction:
         """Sign ``tx`` with the next local nonce and broadcast it.
@@ -269,12 +345,7 @@ class ChainClient:
         while True:
             raw = self._request("eth_getTransactionReceipt", [tx_hash])
             if raw is not None and raw.get("blockNumber") is not None:
-                receipt = cast(TxReceipt, AttributeDict.recursive(receipt_formatter(raw)))
-                with self._gas_lock:
-                    self.gas_used += receipt["gasUsed"]
-                if receipt["status"] != 1:
-                    raise ChainError(f"transaction {tx_hash} reverted on chain")
-                return receipt
+                return self._receipt(sent, raw)
             now = time.monotonic()
             if now > deadline:
                 raise ChainTimeout(f"transaction {tx_hash} not mined in {self.receipt_timeout_s}s")
@@ -287,6 +358,15 @@ class ChainClient:
                 last_broadcast = now
             time.sleep(delay)
             delay = min(delay * POLL_GROWTH, POLL_MAX_S)
+
+    def _receipt(self, sent: SentTransaction, raw: dict[str, Any]) -> TxReceipt:
+        """A mined transaction's receipt as web3 formats it; a revert raises ChainError."""
+        receipt = cast(TxReceipt, AttributeDict.recursive(receipt_formatter(raw)))
+        with self._gas_lock:
+            self.gas_used += receipt["gasUsed"]
+        if receipt["status"] != 1:
+            raise ChainError(f"transaction {sent.tx_hash.to_0x_hex()} reverted on chain")
+        return receipt
 
     def _pending_count(self) -> int:
         return to_int(self._request("eth_getTransactionCount", [self.address, "pending"]))

@@ -16,10 +16,10 @@ import http.client
 import itertools
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from eth_abi.grammar import ABIType, TupleType, parse
@@ -33,12 +33,24 @@ from web3.types import RPCEndpoint
 from privledger.evm.errors import canonical_type
 
 RPC_TIMEOUT_S = 30.0
+_HEADERS = {"Content-Type": "application/json", "Connection": "keep-alive"}
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 _STALE_CONNECTION = (
     http.client.RemoteDisconnected,
     http.client.CannotSendRequest,
     ConnectionResetError,
     BrokenPipeError,
 )
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A request sent on a connection whose answer is still to be read."""
+
+    connection: http.client.HTTPConnection
+    body: bytes
+    reused: bool  # on a kept-alive connection, which the node may have closed meanwhile
 
 
 class RpcUnavailable(OSError):
@@ -96,11 +108,22 @@ class JsonRpc:
 
     def request(self, method: str, params: Sequence[Any]) -> Any:
         """The result of one request; an error answer raises RpcError."""
-        return _result(
-            self._post(
-                {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
-            )
-        )
+        return self.start(method, params)()
+
+    def start(self, method: str, params: Sequence[Any]) -> Callable[[], Any]:
+        """Write one request now; the function returned reads its result (in this thread), so a
+        caller can hold a lock while its request goes out and release it before the answer."""
+        payload = {
+            "jsonrpc": "2.0",
+            "id": next(self._ids),
+            "method": method,
+            "params": list(params),
+        }
+        if self._target is None:
+            answer = self._post(payload)
+            return lambda: _result(answer)
+        written = self._guarded(self._write, payload)
+        return lambda: _result(self._guarded(self._read, written))
 
     def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Several requests in one round trip; each item is its result or an RpcError."""
@@ -140,33 +163,57 @@ class JsonRpc:
             return self.w3.provider.make_request(
                 cast(RPCEndpoint, payload["method"]), payload["params"]
             )
+        return self._guarded(self._read, self._guarded(self._write, payload))
+
+    def _guarded(self, step: Callable[[_T], _R], arg: _T) -> _R:
+        """One step of an HTTP exchange; a lost connection or a garbled answer is RpcUnavailable."""
+        assert self._target is not None
         try:
-            return self._post_http(payload)
+            return step(arg)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if isinstance(exc, RpcUnavailable):
                 raise
             raise RpcUnavailable(f"no answer from the chain at {self._target[1]}: {exc!r}") from exc
 
-    def _post_http(self, payload: Any) -> Any:
+    def _write(self, payload: Any) -> _Written:
+        """Send a request on this thread's kept-alive connection (a new one if there is none)."""
         assert self._target is not None
         body = json.dumps(payload, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "Connection": "keep-alive"}
         connection = getattr(self._local, "connection", None)
         reused = connection is not None
         if connection is None:
             connection = self._connect()
         try:
-            connection.request("POST", self._target[3], body, headers)
-            response = connection.getresponse()
-            data = response.read()
+            connection.request("POST", self._target[3], body, _HEADERS)
         except _STALE_CONNECTION:
             connection.close()
             self._local.connection = None
             if not reused:
                 raise
-            # the node closed a kept-alive connection before reading the request: send it again
             connection = self._connect()
-            connection.request("POST", self._target[3], body, headers)
+            connection.request("POST", self._target[3], body, _HEADERS)
+            reused = False
+        except BaseException:
+            connection.close()
+            self._local.connection = None
+            raise
+        return _Written(connection, body, reused)
+
+    def _read(self, written: _Written) -> Any:
+        """The answer to a written request, which is sent again on a new connection if the node
+        had closed the kept-alive one before reading it."""
+        assert self._target is not None
+        connection = written.connection
+        try:
+            response = connection.getresponse()
+            data = response.read()
+        except _STALE_CONNECTION:
+            connection.close()
+            self._local.connection = None
+            if not written.reused:
+                raise
+            connection = self._connect()
+            connection.request("POST", self._target[3], written.body, _HEADERS)
             response = connection.getresponse()
             data = response.read()
         except BaseException:
