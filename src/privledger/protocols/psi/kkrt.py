@@ -466,13 +466,26 @@ def provider_tags(
 _EVAL_BATCH = 1 << 17
 
 
-def _words(tags: U8) -> tuple[U64, U64]:
-    """Each tag (at most 16 bytes) as two big-endian 64-bit words, zero padded: the first is its
-    8-byte prefix; two tags are equal exactly when both words are."""
-    padded = np.zeros((len(tags), 2 * 8), dtype=np.uint8)
-    padded[:, : tags.shape[1]] = tags
-    words = padded.view(">u8").astype(np.uint64)
-    return np.ascontiguousarray(words[:, 0]), np.ascontiguousarray(words[:, 1])
+def _prefixes(tags: U8) -> U64:
+    """The first 8 bytes of each tag as a big-endian number (zero padded)."""
+    width = tags.shape[1]
+    if width >= 8:
+        return np.ascontiguousarray(tags[:, :8]).view(">u8").reshape(-1).astype(np.uint64)
+    padded = np.zeros((len(tags), 8), dtype=np.uint8)
+    padded[:, :width] = tags
+    return padded.view(">u8").reshape(-1).astype(np.uint64)
+
+
+def _equal_rows(a: U8, b: U8) -> npt.NDArray[np.bool_]:
+    """Row-wise equality of two ``(k, width)`` tag arrays (``width`` <= 16), compared as two
+    64-bit words per row (far faster than ``np.all`` over the bytes)."""
+    width = a.shape[1]
+    padded = np.zeros((2, len(a), 16), dtype=np.uint8)
+    padded[0, :, :width] = a
+    padded[1, :, :width] = b
+    words = padded.view(np.uint64)
+    equal: npt.NDArray[np.bool_] = np.all(words[0] == words[1], axis=1)
+    return equal
 
 
 def _sorted_with_index(prefix: U64, bits: np.uint64) -> tuple[U64, I64]:
@@ -490,19 +503,17 @@ def _sorted_with_index(prefix: U64, bits: np.uint64) -> tuple[U64, I64]:
 @dataclass(frozen=True)
 class _SortedOwn:
     bits: np.uint64
-    words: tuple[U64, U64]  # every own tag as two words (:func:`_words`)
     lists: list[tuple[U64, I64]]  # per list: sorted shortened prefixes, own item indices
 
 
 def _sort_own(own: OwnTags, peer_size: int, lists: int = cuckoo.HASHES) -> _SortedOwn:
     bits = np.uint64(max(peer_size - 1, len(own.tags) - 1, 1).bit_length())
-    words = _words(own.tags)
     out = []
     for i in range(lists):
         mine = np.flatnonzero(own.which == i)
-        prefix, index = _sorted_with_index(words[0][mine], bits)
+        prefix, index = _sorted_with_index(_prefixes(ot.take_rows(own.tags, mine)), bits)
         out.append((prefix, mine[index]))
-    return _SortedOwn(bits, words, out)
+    return _SortedOwn(bits, out)
 
 
 def match_tags(
@@ -512,7 +523,7 @@ def match_tags(
 
     Per list: sort the peer's and our 64-bit tag prefixes with the positions stored in their
     low bits (plain ``np.sort``), ``searchsorted`` ours (sorted) into theirs, and compare whole
-    tags (as two 64-bit words each); runs of equal shortened prefixes are walked until the tags
+    tags (:func:`_equal_rows`); runs of equal shortened prefixes are walked until the tags
     differ. ``prepared`` (from ``_sort_own``) lets the requester sort its side while it waits
     for the peer.
     """
@@ -524,13 +535,12 @@ def match_tags(
     if prepared is None:
         prepared = _sort_own(own, size, lists)
     bits = prepared.bits
-    own_first, own_second = prepared.words
     for i in range(lists):
         own_prefix, own_index = prepared.lists[i]
         if own_prefix.size == 0:
             continue
-        first, second = _words(peer_lists[i])
-        peer_prefix, peer_index = _sorted_with_index(first.copy(), bits)
+        peer = np.ascontiguousarray(peer_lists[i])
+        peer_prefix, peer_index = _sorted_with_index(_prefixes(peer), bits)
         at = np.searchsorted(peer_prefix, own_prefix, side="left")
         pending = np.arange(len(own_prefix))
         while pending.size:
@@ -542,7 +552,7 @@ def match_tags(
             if pending.size == 0:
                 break
             theirs, ours = peer_index[where], own_index[pending]
-            hit = (first[theirs] == own_first[ours]) & (second[theirs] == own_second[ours])
+            hit = _equal_rows(ot.take_rows(peer, theirs), ot.take_rows(own.tags, ours))
             found[ours[hit]] = True
             position[ours[hit]] = theirs[hit]
             pending = pending[~hit]
