@@ -145,7 +145,6 @@ def test_a_submission_answers_as_its_own_events_left_the_task(
     client, _node = telecom_api
     mine = "0x" + consortium.dataset(consortium.telecom).hex()
     theirs = consortium.dataset(consortium.bank_a)
-    grant_id = consortium.grant(theirs, consortium.bank_a, consortium.telecom)
     body = {
         "inputs": [
             {"dataset": mine, "column": "phone"},
@@ -153,6 +152,10 @@ def test_a_submission_answers_as_its_own_events_left_the_task(
         ],
         "feeWei": 12_345,
     }
+    waiting = client.post("/api/v1/tasks", json=body).json()  # no grant yet: approval asked
+    assert waiting["status"] == "submitted"
+    # issued after the node last indexed: the next submission must find and use it
+    grant_id = consortium.grant(theirs, consortium.bank_a, consortium.telecom)
     answer = client.post("/api/v1/tasks", json=body)
     assert answer.status_code == 201, answer.text
     task = answer.json()

@@ -40,3 +40,21 @@ def test_indexer_copies_events_incrementally_across_restarts(
     assert (registered.contract, registered.event) == ("DataRegistry", "DatasetRegistered")
     assert registered.args["datasetId"] == "0x" + dataset.hex()
     assert registered.args["ownerOrg"] == consortium.bank_a.org_id
+
+
+def test_sync_for_indexes_only_when_the_new_blocks_hold_that_event(
+    consortium: Consortium, tmp_path: Path
+) -> None:
+    admin = consortium.admin
+    engine = make_engine(sqlite_url(tmp_path / "node.db"))
+    indexer = EventIndexer(admin.client.w3, admin.deployment, admin.artifacts, engine)
+    indexer.sync_for("GrantRegistry", "GrantIssued")  # a first call reads everything
+    synced = indexer.next_block()
+    dataset = consortium.dataset(consortium.bank_a)  # a block without a grant
+    indexer.sync_for("GrantRegistry", "GrantIssued")
+    assert indexer.next_block() == synced  # left for the next full sync
+    grant = consortium.grant(dataset, consortium.bank_a, consortium.telecom)
+    indexer.sync_for("GrantRegistry", "GrantIssued")
+    assert indexer.next_block() == consortium.w3.eth.block_number + 1
+    issued = [e for e in _events(sqlite_url(tmp_path / "node.db")) if e.event == "GrantIssued"]
+    assert issued[-1].args["grantId"] == "0x" + grant.hex()

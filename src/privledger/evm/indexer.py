@@ -18,15 +18,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi.exceptions import DecodingError
-from eth_utils.address import to_checksum_address
 from hexbytes import HexBytes
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, Table, bindparam, select, update
 from sqlmodel import SQLModel
 from web3 import Web3
 
 from privledger.evm.artifacts import Artifact
 from privledger.evm.deploy import Deployment
-from privledger.evm.rpc import EventCodec, FunctionCodec, JsonRpc, RpcError, to_bytes, to_int
+from privledger.evm.rpc import (
+    EventCodec,
+    FunctionCodec,
+    JsonRpc,
+    RpcError,
+    checksum_address,
+    to_bytes,
+    to_int,
+)
 from privledger.store.models import ChainBlock, ChainEvent, ChainRef, ChainTx, IndexerCursor
 
 logger = logging.getLogger(__name__)
@@ -64,7 +71,7 @@ def ref_value(kind: str, value: Any) -> str:
     """The canonical text of a reference: ids in decimal, hashes in lower-case hex, addresses
     checksummed."""
     if kind == "account":
-        return to_checksum_address(str(value))
+        return checksum_address(str(value))
     if kind in ("dataset", "grant"):
         return str(value).lower()
     return str(int(value))
@@ -127,6 +134,7 @@ class EventIndexer:
             f"{deployment.chain_id}:{deployment.genesis_hash}:{deployment.deploy_block}"
         )
         self._events: dict[tuple[str, bytes], tuple[str, EventCodec]] = {}
+        self._topics: dict[tuple[str, str], bytes] = {}  # (contract, event) -> topic
         # lower-case address -> contract name and its functions by selector
         self._contracts: dict[str, tuple[str, dict[bytes, FunctionCodec]]] = {}
         for name, address in deployment.addresses.items():
@@ -138,14 +146,20 @@ class EventIndexer:
                 elif entry.get("type") == "event" and not entry.get("anonymous", False):
                     event = EventCodec.of(entry)
                     self._events[(address.lower(), event.topic)] = (name, event)
+                    self._topics[(name, event.name)] = event.topic
             self._contracts[address.lower()] = (name, functions)
 
+        cursors = _table(IndexerCursor)  # the cursor's statements, built once
+        self._read_cursor = select(cursors.c.next_block).where(cursors.c.name == self.cursor_name)
+        self._move_cursor = (
+            update(cursors)
+            .where(cursors.c.name == self.cursor_name)
+            .values(next_block=bindparam("next_block"))
+        )
+
     def next_block(self) -> int:
-        cursors = _table(IndexerCursor)
         with self.engine.connect() as connection:
-            stored = connection.execute(
-                select(cursors.c.next_block).where(cursors.c.name == self.cursor_name)
-            ).scalar()
+            stored = connection.execute(self._read_cursor).scalar()
         return int(stored) if stored is not None else self.deployment.deploy_block
 
     def sync(self) -> int:
@@ -162,6 +176,27 @@ class EventIndexer:
             if head < self._seen_next:
                 return 0  # the sync we waited for covered our blocks
             return self._sync(max(head, self._head()))
+
+    def sync_for(self, contract: str, event: str) -> None:
+        """Make sure every ``event`` of ``contract`` mined so far is in the database, indexing
+        the new blocks only when one of them holds such an event (asked with one ``eth_getLogs``
+        over the blocks not indexed yet): a request that needs one kind of event fresh does not
+        index every new block itself -- the worker's sync reads them all, many at a time."""
+        first = self._seen_next
+        if first == 0:  # nothing indexed by this process yet
+            self.sync()
+            return
+        query = {
+            "fromBlock": hex(first),
+            "toBlock": "latest",
+            "address": self.deployment.address(contract),
+            "topics": ["0x" + self._topics[(contract, event)].hex()],
+        }
+        head, logs = self._rpc.batch([("eth_blockNumber", []), ("eth_getLogs", [query])])
+        if isinstance(head, RpcError):
+            raise head
+        if to_int(head) - self.confirmations >= first and logs != []:
+            self.sync()  # such an event (or an answer that is not a list): read the new blocks
 
     def _head(self) -> int:
         return to_int(self._rpc.request("eth_blockNumber", [])) - self.confirmations
@@ -216,7 +251,6 @@ class EventIndexer:
             for event in rows.events
             for kind, value in references(event["args"])
         ]
-        cursors = _table(IndexerCursor)
         with self.engine.begin() as connection:  # one transaction: rows and cursor together
             for table, values in (
                 (_table(ChainBlock), rows.blocks),
@@ -226,14 +260,11 @@ class EventIndexer:
             ):
                 if values:  # executemany on the table: the same rows without ORM objects
                     connection.execute(table.insert(), values)
-            moved = connection.execute(
-                update(cursors)
-                .where(cursors.c.name == self.cursor_name)
-                .values(next_block=next_block)
-            )
+            moved = connection.execute(self._move_cursor, {"next_block": next_block})
             if moved.rowcount == 0:
                 connection.execute(
-                    cursors.insert(), {"name": self.cursor_name, "next_block": next_block}
+                    _table(IndexerCursor).insert(),
+                    {"name": self.cursor_name, "next_block": next_block},
                 )
         return len(rows.events)
 
@@ -248,7 +279,7 @@ class EventIndexer:
                 "hash": _hex(block["hash"]),
                 "parent_hash": _hex(block["parentHash"]),
                 "timestamp": to_int(block["timestamp"]),
-                "miner": to_checksum_address(block["miner"]),
+                "miner": checksum_address(block["miner"]),
                 "gas_used": to_int(block["gasUsed"]),
                 "tx_count": len(transactions),
             }
@@ -273,7 +304,7 @@ class EventIndexer:
 
     def _transaction(self, tx: dict[str, Any], receipt: dict[str, Any]) -> dict[str, Any]:
         """A ``ChainTx`` row: the call decoded against the contract it went to, if ours."""
-        to = to_checksum_address(tx["to"]) if tx.get("to") else None
+        to = checksum_address(tx["to"]) if tx.get("to") else None
         target = (tx.get("to") or receipt.get("contractAddress") or "").lower()
         known = self._contracts.get(target)
         data = to_bytes(tx.get("input"))
@@ -295,7 +326,7 @@ class EventIndexer:
             "hash": _hex(tx["hash"]),
             "block_number": to_int(tx["blockNumber"]),
             "tx_index": to_int(tx["transactionIndex"]),
-            "sender": to_checksum_address(tx["from"]),
+            "sender": checksum_address(tx["from"]),
             "to": to,
             "nonce": to_int(tx["nonce"]),
             "value_wei": str(to_int(tx["value"])),
@@ -328,7 +359,7 @@ class EventIndexer:
             "tx_hash": _hex(log["transactionHash"]),
             "log_index": to_int(log["logIndex"]),
             "contract": contract_name,
-            "address": to_checksum_address(log["address"]),
+            "address": checksum_address(log["address"]),
             "event": event.name,
             "args": to_jsonable(event.decode(self.w3, topics, to_bytes(log["data"]))),
         }
@@ -351,4 +382,6 @@ def _table(model: type[SQLModel]) -> Table:
 
 def _hex(value: str | bytes) -> str:
     """A hash as lower-case 0x-hex, as ``HexBytes(...).to_0x_hex()`` gives it."""
+    if isinstance(value, str) and value.startswith("0x"):
+        return value.lower()  # as JSON-RPC answers carry it
     return HexBytes(value).to_0x_hex()

@@ -250,6 +250,13 @@ def _result(answer: Any) -> Any:
 # --- ABI codecs --------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
+def checksum_address(value: str) -> str:
+    """``to_checksum_address``, remembered: the same few addresses (contracts, members) come back
+    in every block, and each checksum is a keccak."""
+    return str(to_checksum_address(value))
+
+
 @lru_cache(maxsize=512)
 def _abi_type(type_str: str) -> ABIType:
     return cast(ABIType, parse(type_str))
@@ -267,7 +274,7 @@ def _checksummed(abi_type: ABIType, value: Any) -> Any:
             for component, item in zip(abi_type.components, value, strict=True)
         )
     if getattr(abi_type, "base", None) == "address":
-        return to_checksum_address(value)
+        return checksum_address(value)
     return value
 
 

@@ -65,15 +65,15 @@ def _referring(kind: str, value: str, names: Sequence[str]) -> Select[Any]:
                 col(ChainRef.log_index) == col(ChainEvent.log_index),
             ),
         )
+        .where(col(ChainRef.name).in_(names))  # the (name, kind, value) index
         .where(col(ChainRef.kind) == kind, col(ChainRef.value) == value)
-        .where(col(ChainEvent.event).in_(names))
         .order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
     )
 
 
 def usable_grant(node: NodeContext, dataset: bytes, kind: Kind) -> bytes:
     """A grant of ``dataset`` to this org that is usable now, else zero (approval needed)."""
-    node.indexer.sync()  # a grant issued a moment ago must be seen
+    node.indexer.sync_for("GrantRegistry", "GrantIssued")  # one issued a moment ago counts
     with Session(node.engine) as session:
         issued = session.execute(_referring("dataset", "0x" + dataset.hex(), ["GrantIssued"]))
         args = [row.args for row in issued]
