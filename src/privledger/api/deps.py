@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from privledger.api.errors import ApiError
 from privledger.evm.contracts import Role
@@ -83,12 +83,14 @@ def token_user(
     """The bearer token's row and its user (401 otherwise); the user is noted for the audit log."""
     if credentials is None:
         raise ApiError(401, "unauthorized", "an API token is required (Authorization: Bearer)")
-    token = session.exec(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(credentials.credentials))
+    found = session.exec(  # one query for both rows
+        select(ApiToken, ApiUser)
+        .join(ApiUser, col(ApiUser.id) == col(ApiToken.user_id), isouter=True)
+        .where(ApiToken.token_hash == hash_token(credentials.credentials))
     ).first()
+    token, user = found if found is not None else (None, None)
     if token is None or token.revoked:
         raise ApiError(401, "unauthorized", "unknown or revoked API token")
-    user = session.get(ApiUser, token.user_id)
     if user is None:
         raise ApiError(401, "unauthorized", "the token's user no longer exists")
     request.state.audit_actor = f"{user.name} {user.address} ({token.role})"
