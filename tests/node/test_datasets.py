@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from privledger.node.datasets import DatasetFileError, describe, read_column
+from privledger.node.datasets import DatasetFileError, describe, read_column, read_key_column
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -71,3 +71,31 @@ def test_paths_the_os_refuses_are_refused_with_the_reason(tmp_path: Path) -> Non
     directory.mkdir()
     with pytest.raises(DatasetFileError, match="no file"):
         describe(directory)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "phone,segment\n+1,retail\n+2,sme\n",
+        ' phone , segment\n"+1, ext",a\n"line\nbreak",b\n,c\né中🙂,d\n"+1, ext",e\n',  # quoted
+        "phone\r\n+1\r\n\r\n+2\r\n",  # CRLF and a blank line
+        "segment,phone\nx,0042\ny,42\n",  # kept as written, not as numbers
+    ],
+)
+def test_key_column_reads_csv_as_the_row_reader_does(tmp_path: Path, text: str) -> None:
+    path = write_csv(tmp_path / "k.csv", text)
+    column = read_key_column(path, "phone")
+    assert column.type == pa.large_binary()
+    assert column.to_pylist() == read_column(path, "phone")
+
+
+def test_key_column_reads_parquet_as_the_row_reader_does(tmp_path: Path) -> None:
+    path = tmp_path / "k.parquet"
+    table = pa.table({"phone": ["+1", None, "é"], "amount": [7, 8, 9], "x": [0.5, None, 1e20]})
+    pq.write_table(table, path)
+    for name in ("phone", "amount", "x"):
+        assert read_key_column(path, name).to_pylist() == read_column(path, name)
+    with pytest.raises(DatasetFileError, match="cannot read column"):
+        read_key_column(path, "nope")
+    with pytest.raises(DatasetFileError, match="cannot read column"):
+        read_key_column(write_csv(tmp_path / "bad.csv", "phone\n+1,extra\n"), "phone")

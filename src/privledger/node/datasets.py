@@ -20,7 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from Crypto.Hash import keccak
 
+from privledger.protocols.psi.buckets import column_batches
+
 MAX_COLUMNS = 1_000
+COLUMN_CHUNK_ROWS = 1 << 20
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 
@@ -107,6 +110,17 @@ def store_copy(source: Path, data_dir: Path, name: str) -> Path:
     return target
 
 
+def read_key_column(path: Path, column: str) -> Any:
+    """One column as an Arrow ``large_binary`` array in file order, read as :func:`read_rows`
+    reads it (Parquet nulls skipped) but without a Python object per value: the input of set
+    protocols that take Arrow columns, of any size that fits in memory."""
+    try:
+        batches = list(column_batches(path, column, COLUMN_CHUNK_ROWS))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DatasetFileError(f"cannot read column {column!r} of {path.name}: {exc}") from exc
+    return pa.concat_arrays(batches) if batches else pa.array([], type=pa.large_binary())
+
+
 def read_column(path: Path, column: str) -> list[bytes]:
     """The values of one column as UTF-8 text, in file order (nulls skipped in Parquet)."""
     return [row[0] for row in read_rows(path, [column])]
@@ -133,6 +147,6 @@ def read_rows(path: Path, columns: list[str]) -> list[tuple[bytes, ...]]:
             raise DatasetFileError(f"no column {missing[0]!r} in {path.name}")
         if len(columns) == 1:  # the common case (a key column), without a per-row inner loop
             index = header.index(columns[0])
-            return [(row[index].encode(),) for row in reader]
+            return [(row[index].encode(),) for row in reader if row]  # blank lines skipped
         indices = [header.index(name) for name in columns]
-        return [tuple(row[index].encode() for index in indices) for row in reader]
+        return [tuple(row[index].encode() for index in indices) for row in reader if row]

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from Crypto.Hash import keccak
 from eth_abi.abi import encode
@@ -31,8 +32,8 @@ from privledger.evm.contracts import ApprovalStatus, FailureReason, Task, TaskSt
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.context import NodeContext
-from privledger.node.datasets import DatasetFileError, read_rows
-from privledger.node.runners import Run, TaskRefused, run_protocol
+from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
+from privledger.node.runners import InputForm, Run, TaskRefused, input_form, run_protocol
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.settlement import settlement_record
 from privledger.node.spec import HORIZONTAL_PROTOCOLS, TASK_KINDS, SpecInput, TaskSpec
@@ -363,12 +364,14 @@ class Worker:
         with _closing(channels):
             for channel in channels.values():
                 channel.connect()  # the connections come up while the input loads
-            source = None
-            if mine is not None:
-                rows, source = self._input(task.task_id, mine, streamed=spec.buckets is not None)
-            else:
-                rows = []  # an aggregator without data of its own
-            run = Run(self.node, task, spec, dict(channels), rows, source, self._min_release(spec))
+            rows, source, column = (
+                self._input(task.task_id, mine, input_form(spec))
+                if mine is not None
+                else ([], None, None)  # an aggregator without data of its own
+            )
+            run = Run(
+                self.node, task, spec, dict(channels), rows, source, self._min_release(spec), column
+            )
             self._meet(channels)
             started = time.perf_counter()
             output, units = run_protocol(run)
@@ -379,15 +382,16 @@ class Worker:
         return Outcome(output, transcript, units, time.perf_counter() - started, sent)
 
     def _input(
-        self, task_id: int, mine: SpecInput, *, streamed: bool
-    ) -> tuple[list[tuple[bytes, ...]], Path | None]:
-        """This node's input rows (key column, features, value column) -- or, for a protocol
-        that streams its input, the file; neither for a model."""
+        self, task_id: int, mine: SpecInput, form: InputForm
+    ) -> tuple[list[tuple[bytes, ...]], Path | None, Any]:
+        """This node's input in the runner's form: rows (key column, features, value column),
+        the file (a protocol that streams it) or the key column as an Arrow array; none of them
+        for a model."""
         with Session(self.node.engine) as session:
             dataset = session.get(LocalDataset, mine.dataset.lower())
             model = session.get(LocalModel, mine.dataset.lower())
         if model is not None:
-            return [], None  # the prediction runner loads it
+            return [], None, None  # the prediction runner loads it
         if dataset is None:
             raise TaskRefused(
                 FailureReason.PROTOCOL_ERROR, f"dataset {mine.dataset} is not on this node"
@@ -405,10 +409,13 @@ class Worker:
         )
         columns = [mine.column, *(mine.features or ())]
         columns += [mine.value_column] if mine.value_column else []
-        if streamed:
-            return [], Path(dataset.path)
+        path = Path(dataset.path)
+        if form == "file":
+            return [], path, None
         try:
-            return read_rows(Path(dataset.path), columns), None
+            if form == "column":
+                return [], None, read_key_column(path, mine.column)
+            return read_rows(path, columns), None, None
         except DatasetFileError as exc:
             raise TaskRefused(FailureReason.PROTOCOL_ERROR, str(exc)) from exc
 

@@ -247,7 +247,7 @@ def test_distinct_keys_equal_first_seen_dedup() -> None:
     for trial in range(50):
         pool = [rng.randbytes(rng.choice([0, 2, 15, 20])) for _ in range(rng.randint(1, 40))]
         items = [rng.choice(pool) for _ in range(rng.randint(0, 200))]
-        keys, first = kkrt.distinct_item_keys(items)
+        keys, first = kkrt.distinct_item_keys(*cuckoo.pack_items(items))
         assert [items[k] for k in first] == list(dict.fromkeys(items)), trial
         assert len({row.tobytes() for row in keys}) == len(keys)
 
@@ -297,3 +297,58 @@ def test_bytes_order_packed_and_lexsort_paths_agree(alphabet: bytes) -> None:
     assert [items[k] for k in order] == sorted(items)
     words = keys.view(">u8").reshape(len(keys), 2)
     assert np.array_equal(order, np.lexsort((words[:, 1], words[:, 0])))
+
+
+@pytest.mark.parametrize("kind", [pa.large_binary(), pa.binary(), pa.string()])
+def test_column_entry_point_matches_the_list_one(kind: pa.DataType) -> None:
+    """An Arrow column (as read from CSV) gives the same intersection, in bytes order, with
+    duplicates, unicode, long (hashed) items and the empty item among the inputs."""
+    rng = random.Random(11)
+    text = pa.types.is_string(kind)
+    pool = [
+        "",
+        "é",
+        "+8613800000000",
+        "x" * 40,
+        "中文🙂" * 9,
+        *(str(rng.random()) for _ in range(300)),
+    ]
+    mine = [rng.choice(pool) for _ in range(500)]
+    theirs = [rng.choice(pool) for _ in range(400)] + ["only-theirs"]
+
+    def column(values: list[str]) -> pa.Array:
+        return pa.array(values if text else [v.encode() for v in values], type=kind)
+
+    a, b = channel_pair()
+    with ThreadPoolExecutor(1) as pool_:
+        provider = pool_.submit(
+            kkrt.run_psi_column,
+            b,
+            column(theirs),
+            role="provider",
+            reveal_to_provider=True,
+            timeout=TIMEOUT,
+        )
+        got = kkrt.run_psi_column(
+            a, column(mine), role="requester", reveal_to_provider=True, timeout=TIMEOUT
+        )
+        theirs_got = provider.result()
+    expected = sorted({v.encode() for v in mine} & {v.encode() for v in theirs})
+    assert got.intersection.type == pa.large_binary()
+    assert got.intersection.to_pylist() == expected
+    assert theirs_got.intersection.to_pylist() == expected
+    assert (got.peer_size, theirs_got.peer_size) == (len(set(theirs)), len(set(mine)))
+    assert a.transcript_hash == b.transcript_hash
+
+
+def test_column_entry_point_without_output() -> None:
+    a, b = channel_pair()
+    with ThreadPoolExecutor(1) as pool:
+        provider = pool.submit(
+            kkrt.run_psi_column, b, pa.array([b"a", b"b"]), role="provider", timeout=TIMEOUT
+        )
+        got = kkrt.run_psi_column(a, pa.array([b"b", b"c"]), role="requester", timeout=TIMEOUT)
+        nothing = provider.result()
+    assert got.intersection.to_pylist() == [b"b"]
+    assert not nothing.learned_output and len(nothing.intersection) == 0
+    assert nothing.peer_size == 2

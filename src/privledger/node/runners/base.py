@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from privledger.evm.contracts import FailureReason, Task
 from privledger.node.context import NodeContext
 from privledger.node.spec import SpecInput, TaskSpec
 from privledger.protocols.channel import Channel
 from privledger.protocols.mpc.sharing import Party
+
+InputForm = Literal["rows", "file", "column"]
+"""How a runner takes this party's input: rows of Python values, the file itself (a protocol
+that streams it), or the key column as an Arrow array."""
 
 RunOutput = tuple[list[str] | Path | None, int]
 """This party's output -- items, a file of items one per line (bucketed PSI), or None when it
@@ -36,6 +40,7 @@ class Run:
     rows: list[tuple[bytes, ...]]
     source: Path | None = None  # the input file itself, for protocols that stream it
     min_release: int = 1  # the fewest rows a released result may cover (the policies, F17)
+    column: Any = None  # the key column as an Arrow array, for protocols that take one
 
     @property
     def org(self) -> int:

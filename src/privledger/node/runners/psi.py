@@ -6,12 +6,16 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pyarrow as pa
+
 from privledger.evm.contracts import FailureReason
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty
 
 PSI_PROTOCOLS = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}
+COLUMN_PROTOCOLS = {"kkrt"}  # take the key column as an Arrow array (Run.column)
 BUCKET_WORKERS = 2  # processes per party doing the bucketed PSI's CPU work
+MAX_LIST_ITEMS = 1_000_000  # larger outputs go to a file, one item per line, as the API serves
 
 
 def run(task: Run) -> RunOutput:
@@ -25,6 +29,8 @@ def run(task: Run) -> RunOutput:
         return _difference(task)
     if task.spec.buckets is not None:
         return _bucketed(task)
+    if task.column is not None:
+        return _column(task)
     result = PSI_PROTOCOLS[protocol](
         task.only_channel(),
         task.keys,
@@ -36,6 +42,33 @@ def run(task: Run) -> RunOutput:
         return None, len(result.intersection)
     task.check_release(len(result.intersection), "matched rows")
     return [item.decode() for item in result.intersection], len(result.intersection)
+
+
+def _column(task: Run) -> RunOutput:
+    """KKRT on the key column as Arrow reads it (no Python object per row, up to 2^24 rows and
+    more); an intersection over :data:`MAX_LIST_ITEMS` items is written one item per line."""
+    result = kkrt.run_psi_column(
+        task.only_channel(),
+        task.column,
+        role=task.role,
+        reveal_to_provider=task.spec.output == "both",
+        timeout=task.timeout,
+    )
+    matched = len(result.intersection)
+    if not result.learned_output:
+        return None, matched
+    task.check_release(matched, "matched rows")
+    if matched <= MAX_LIST_ITEMS:
+        return result.intersection.cast(pa.large_string()).to_pylist(), matched
+    results = task.node.settings.results_dir
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"task-{task.task.task_id}.items"
+    output = buckets.ItemsOutput(out)
+    try:
+        output.write(buckets.Matched.of(result.intersection))
+    finally:
+        output.close()
+    return out, matched
 
 
 def _difference(task: Run) -> RunOutput:

@@ -55,6 +55,7 @@ count). With ``reveal_to_provider`` both parties write the same output.
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import importlib
 import json
@@ -171,11 +172,16 @@ def bucket_of(keys: U8, partition_key: bytes, buckets: int) -> npt.NDArray[np.ui
     return ((words * np.uint64(buckets)) >> np.uint64(32)).astype(np.uint32)
 
 
-def _column_batches(source: Path, column: str, chunk_rows: int) -> Iterator[Any]:
-    """The column's non-null values as ``large_binary`` arrays of about ``chunk_rows`` rows."""
+def column_batches(source: Path, column: str, chunk_rows: int) -> Iterator[Any]:
+    """The column's non-null values as ``large_binary`` arrays of about ``chunk_rows`` rows.
+
+    CSV is read as :mod:`csv` reads it: header names stripped of surrounding blanks, quoted
+    values may hold line breaks, values are kept as written (UTF-8 text)."""
     if source.suffix.lower() in PARQUET_SUFFIXES:
         try:
             parquet = pq.ParquetFile(source)
+            if column not in parquet.schema_arrow.names:
+                raise KeyError(f"no column {column!r}")
             batches = parquet.iter_batches(batch_size=chunk_rows, columns=[column])
             for batch in batches:
                 values = batch.column(0)
@@ -186,9 +192,14 @@ def _column_batches(source: Path, column: str, chunk_rows: int) -> Iterator[Any]
             raise ValueError(f"cannot read column {column!r} of {source.name}: {exc}") from exc
         return
     try:
+        with source.open(newline="", encoding="utf-8") as handle:
+            names = [name.strip() for name in next(csv.reader(handle), [])]
         reader = pacsv.open_csv(
             source,
-            read_options=pacsv.ReadOptions(block_size=max(1 << 20, 16 * chunk_rows)),
+            read_options=pacsv.ReadOptions(
+                block_size=max(1 << 20, 16 * chunk_rows), column_names=names, skip_rows=1
+            ),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 include_columns=[column], column_types={column: pa.large_string()}
             ),
@@ -218,7 +229,7 @@ def partition(
     sinks = [pa.OSFile(str(path), "wb") for path in paths]
     writers = [ipc.new_stream(sink, schema) for sink in sinks]
     try:
-        for values in _column_batches(source, column, chunk_rows):
+        for values in column_batches(source, column, chunk_rows):
             if len(values) == 0:
                 continue
             keys = cuckoo.item_keys(*cuckoo.arrow_buffers(values), kkrt.DIGEST_DOMAIN)
@@ -270,7 +281,7 @@ def _padded(keys: U8, target: int) -> U8:
 
 
 @dataclass(frozen=True)
-class _Matched:
+class Matched:
     """A bucket's matched items, sorted: ``lengths`` and concatenated ``data``."""
 
     lengths: I64
@@ -280,15 +291,17 @@ class _Matched:
     def count(self) -> int:
         return len(self.lengths)
 
+    @classmethod
+    def of(cls, array: Any) -> Matched:
+        """The items of a binary or string Arrow array."""
+        data, offsets = cuckoo.arrow_buffers(array)
+        return cls(np.diff(offsets), data[offsets[0] : offsets[-1]].tobytes())
 
-def _matched_items(items: Any, keys: U8, first: I64, matched: I64) -> _Matched:
+
+def _matched_items(items: Any, keys: U8, first: I64, matched: I64) -> Matched:
     """The items of the matched distinct keys, in ``bytes`` order."""
-    order = matched[kkrt.bytes_order(ot.take_rows(keys, matched))]
-    chosen = items.take(pa.array(first[order]))
-    if np.any(ot.take_rows(keys, order)[:, cuckoo.SHORT_ITEM] & cuckoo.LONG_FLAG):
-        chosen = pa.array(sorted(chosen.to_pylist()), type=pa.large_binary())
-    data, offsets = cuckoo.arrow_buffers(chosen)
-    return _Matched(np.diff(offsets), data[offsets[0] : offsets[-1]].tobytes())
+    order, unsorted = kkrt.output_order(keys, matched)
+    return Matched.of(kkrt.take_in_order(items, first[order], unsorted))
 
 
 @dataclass(frozen=True)
@@ -312,7 +325,7 @@ def _requester_prepare(
 
 def _requester_match(
     path: Path, own: kkrt.OwnTags, tags: U8, distinct: int, reveal: bool
-) -> tuple[_Matched, U8 | None]:
+) -> tuple[Matched, U8 | None]:
     found, position = kkrt.match_tags(own, tags)
     found[distinct:] = False  # dummies (a dummy match has probability 2^-128)
     positions = None
@@ -350,7 +363,7 @@ def _provider_evaluate(
     return tags.reshape(cuckoo.HASHES * target, width), order, len(keys)
 
 
-def _provider_output(path: Path, order: I64, positions: I64) -> _Matched:
+def _provider_output(path: Path, order: I64, positions: I64) -> Matched:
     items, keys, first = _bucket_keys(path)
     chosen = order[positions]
     return _matched_items(items, keys, first, np.sort(chosen[chosen < len(keys)]))
@@ -400,7 +413,7 @@ def _executor(workers: int, backend: Backend) -> Executor:
 # --- output ---------------------------------------------------------------------------------
 
 
-class _Output:
+class ItemsOutput:
     """Writes matched items in order to a line file or Parquet and digests them."""
 
     def __init__(self, path: Path) -> None:
@@ -413,7 +426,7 @@ class _Output:
         self._writer: Any = pq.ParquetWriter(str(path), self._schema) if self._parquet else None
         self._handle = None if self._parquet else path.open("wb")
 
-    def write(self, matched: _Matched) -> None:
+    def write(self, matched: Matched) -> None:
         if matched.count == 0:
             return
         data = np.frombuffer(matched.data, dtype=np.uint8)
@@ -562,7 +575,7 @@ def run_bucketed_psi(
         ours = _Header(role, reveal_to_provider, buckets, key_id, parts.total, max(parts.rows))
         theirs = _exchange(channel, ours, timeout)
         run = _Run(channel, parts, ours, theirs, workers, timeout, backend)
-        output = _Output(out) if learns else None
+        output = ItemsOutput(out) if learns else None
         try:
             distinct = run.requester(output) if role == "requester" else run.provider(output)
         finally:
@@ -627,7 +640,7 @@ class _Run:
         count = len(self.parts.paths)
         return [list(range(lo, min(lo + self.group, count))) for lo in range(0, count, self.group)]
 
-    def requester(self, output: _Output | None) -> int:
+    def requester(self, output: ItemsOutput | None) -> int:
         assert output is not None
         if not self.active:
             return _count_distinct(self.parts)
@@ -655,7 +668,7 @@ class _Run:
                         send_records(channel, positions)
                     output.write(matched)
 
-            pending: deque[Future[tuple[_Matched, U8 | None]]] = deque()
+            pending: deque[Future[tuple[Matched, U8 | None]]] = deque()
             for group in self._groups():
                 prefetch()
                 if self.reveal:  # the previous group's matched positions open our turn
@@ -681,7 +694,7 @@ class _Run:
             finish(0)
         return distinct
 
-    def provider(self, output: _Output | None) -> int:
+    def provider(self, output: ItemsOutput | None) -> int:
         if not self.active:
             return _count_distinct(self.parts)
         channel, timeout = self.channel, self.timeout
@@ -724,7 +737,7 @@ class _Run:
         return distinct
 
     def _outputs(
-        self, pool: Executor, previous: list[tuple[int, I64]], output: _Output | None
+        self, pool: Executor, previous: list[tuple[int, I64]], output: ItemsOutput | None
     ) -> None:
         """Receive the matched positions of the previous group and write the provider's output."""
         assert output is not None

@@ -86,9 +86,12 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from privledger.protocols.channel import (
     Channel,
@@ -125,20 +128,24 @@ I64 = npt.NDArray[np.int64]
 __all__ = [
     "PROTOCOL",
     "VERSION",
+    "ColumnPsiResult",
     "OwnTags",
     "ProviderPlan",
     "ReceiverSetup",
     "SenderSetup",
     "distinct_item_keys",
     "match_tags",
+    "output_order",
     "provider_plan",
     "provider_tags",
     "requester_encode",
     "run_keys",
     "run_psi",
+    "run_psi_column",
     "setup_provider",
     "setup_requester",
     "tag_bytes",
+    "take_in_order",
 ]
 
 
@@ -160,40 +167,104 @@ def run_psi(
     """
     del workers
     check_role(role)
+    data, offsets = cuckoo.pack_items(items)
+    index, peer_size, unsorted = _intersect(
+        channel, data, offsets, role, reveal_to_provider, timeout
+    )
+    if index is None:
+        return PsiResult([], False, peer_size)
+    out = _pick(items, index.tolist())
+    if unsorted:
+        out.sort()  # hashed keys do not follow the bytes order; timsort finds the runs
+    return PsiResult(out, True, peer_size)
+
+
+@dataclass(frozen=True)
+class ColumnPsiResult:
+    """:class:`.common.PsiResult` of :func:`run_psi_column`: ``intersection`` is an Arrow
+    ``large_binary`` array (distinct, in ``bytes`` order), empty when no output is learned."""
+
+    intersection: Any
+    learned_output: bool
+    peer_size: int
+
+
+def run_psi_column(
+    channel: Channel,
+    column: Any,
+    *,
+    role: Role,
+    reveal_to_provider: bool = False,
+    timeout: float | None = None,
+) -> ColumnPsiResult:
+    """:func:`run_psi` over an Arrow binary or string array without nulls (e.g. a CSV column as
+    pyarrow reads it): no Python object per item on the way in or out, so inputs of 2^24 items
+    fit in memory; same protocol and messages."""
+    check_role(role)
+    data, offsets = cuckoo.arrow_buffers(column)
+    index, peer_size, unsorted = _intersect(
+        channel, data, offsets, role, reveal_to_provider, timeout
+    )
+    if index is None:
+        return ColumnPsiResult(pa.array([], type=pa.large_binary()), False, peer_size)
+    return ColumnPsiResult(take_in_order(column, index, unsorted), True, peer_size)
+
+
+def take_in_order(column: Any, index: I64, unsorted: bool) -> Any:
+    """``column[index]`` as an Arrow ``large_binary`` array, sorted by bytes if ``unsorted``."""
+    chosen = column.take(pa.array(index)).cast(pa.large_binary())
+    return chosen.take(pc.sort_indices(chosen)) if unsorted else chosen
+
+
+def _intersect(
+    channel: Channel,
+    data: U8,
+    offsets: I64,
+    role: Role,
+    reveal: bool,
+    timeout: float | None,
+) -> tuple[I64 | None, int, bool]:
+    """The protocol on the items ``data[offsets[k] : offsets[k + 1]]``: the positions of this
+    party's matched items (one per distinct item) in ``bytes`` order -- ``None`` when it learns
+    no output --, the peer's size, and whether the order still needs a sort (long, hashed items
+    among the matched ones)."""
     started = time.perf_counter()
-    keys, first = distinct_item_keys(items)
+    keys, first = distinct_item_keys(data, offsets)
     ordered: list[I64] = []  # the bytes order of all own keys, sorted while the peer works
     matched, peer_size = run_keys(
         channel,
         keys,
         role=role,
-        reveal_to_provider=reveal_to_provider,
+        reveal_to_provider=reveal,
         timeout=timeout,
         while_waiting=lambda: ordered.append(bytes_order(keys)),
     )
-    if matched is None:
-        result = PsiResult([], False, peer_size)
-    else:
-        if ordered:
-            hit = np.zeros(len(keys), dtype=np.bool_)
-            hit[matched] = True
-            order = ordered[0][hit[ordered[0]]]
-        else:
-            order = matched[bytes_order(ot.take_rows(keys, matched))]
-        out = _pick(items, first[order].tolist())
-        if np.any(keys[order, cuckoo.SHORT_ITEM] & cuckoo.LONG_FLAG):
-            out.sort()  # hashed keys do not follow the bytes order; timsort finds the runs
-        result = PsiResult(out, True, peer_size)
     logger.info(
         "kkrt-psi %s: %d items, peer %d, output %s (%d items), %.2f s",
         role,
         len(keys),
         peer_size,
-        result.learned_output,
-        len(result.intersection),
+        matched is not None,
+        0 if matched is None else len(matched),
         time.perf_counter() - started,
     )
-    return result
+    if matched is None:
+        return None, peer_size, False
+    order, unsorted = output_order(keys, matched, ordered[0] if ordered else None)
+    return first[order], peer_size, unsorted
+
+
+def output_order(keys: U8, matched: I64, ordered: I64 | None = None) -> tuple[I64, bool]:
+    """The ``matched`` key indices in the ``bytes`` order of their items, and whether that order
+    still needs a sort (hashed long items among them do not follow it); ``ordered`` is
+    :func:`bytes_order` of all ``keys`` when already computed."""
+    if ordered is None:
+        order = matched[bytes_order(ot.take_rows(keys, matched))]
+    else:
+        hit = np.zeros(len(keys), dtype=np.bool_)
+        hit[matched] = True
+        order = ordered[hit[ordered]]
+    return order, bool(np.any(keys[order, cuckoo.SHORT_ITEM] & cuckoo.LONG_FLAG))
 
 
 def _pick(items: Sequence[bytes], index: list[int]) -> list[bytes]:
@@ -203,9 +274,9 @@ def _pick(items: Sequence[bytes], index: list[int]) -> list[bytes]:
     return list(operator.itemgetter(*index)(items))
 
 
-def distinct_item_keys(items: Sequence[bytes]) -> tuple[U8, I64]:
-    """The item keys of the distinct ``items`` and, for each, its first index in ``items``."""
-    data, offsets = cuckoo.pack_items(items)
+def distinct_item_keys(data: U8, offsets: I64) -> tuple[U8, I64]:
+    """The item keys of the distinct items ``data[offsets[k] : offsets[k + 1]]`` and, for each,
+    the index of its first occurrence."""
     keys = cuckoo.item_keys(data, offsets, _DIGEST_DOMAIN)
     first = cuckoo.distinct_keys(keys)
     return ot.take_rows(keys, first), first
