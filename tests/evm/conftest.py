@@ -7,14 +7,27 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
 from web3 import Web3
 
+from privledger.api.app import create_app
+from privledger.api.deps import issue_token
+from privledger.config import NodeSettings
 from privledger.evm.accounts import dev_account
 from privledger.evm.contracts import Kind, Role
 from privledger.evm.errors import ChainRevert
+from privledger.evm.indexer import EventIndexer
 from privledger.evm.ledger import Ledger
+from privledger.node.context import NodeContext
+from privledger.node.keystore import Keystore
+from privledger.node.policy import Policies
+from privledger.node.transport import Mailbox
+from privledger.store.db import make_engine, sqlite_url
 
 ZERO32 = bytes(32)
 
@@ -107,3 +120,34 @@ def reverts(error: str) -> Iterator[None]:
     with pytest.raises(ChainRevert) as caught:
         yield
     assert caught.value.error == error, f"expected {error}, got {caught.value}"
+
+
+TELECOM_ACCOUNT = 3  # the development account of the consortium fixture's telecom admin
+
+
+@pytest.fixture
+def telecom_api(consortium: Consortium, tmp_path: Path) -> Iterator[tuple[TestClient, NodeContext]]:
+    """The telecom node's API in process, with an operator token."""
+    ledger = consortium.telecom.ledger
+    keystore = Keystore(tmp_path / "keystore", "test", scrypt_n=2**4)
+    account = keystore.import_key(dev_account(TELECOM_ACCOUNT).key)
+    engine = make_engine(sqlite_url(tmp_path / "node.db"))
+    node = NodeContext(
+        settings=NodeSettings(org="telecom", home=tmp_path),
+        engine=engine,
+        keystore=keystore,
+        account=account,
+        node_key=keystore.node_key(),
+        ledger=ledger,
+        org_id=consortium.telecom.org_id,
+        mailbox=Mailbox(local_org=consortium.telecom.org_id),
+        http=httpx.Client(),
+        indexer=EventIndexer(ledger.client.w3, ledger.deployment, ledger.artifacts, engine),
+        policies=Policies.load(None),
+    )
+    with Session(engine) as session:
+        token = issue_token(session, user_name="op", address=account.address, role="operator")
+    with TestClient(create_app(node)) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client, node
+    node.close()

@@ -5,61 +5,19 @@ submission the ledger refuses comes back as a 4xx naming the custom error."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-import httpx
-import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
-from privledger.api.app import create_app
-from privledger.api.deps import issue_token
-from privledger.config import NodeSettings
-from privledger.evm.accounts import dev_account
 from privledger.evm.contracts import TaskStatus
-from privledger.evm.indexer import EventIndexer
 from privledger.node.context import NodeContext
-from privledger.node.keystore import Keystore
-from privledger.node.policy import Policies
-from privledger.node.transport import Mailbox
-from privledger.store.db import make_engine, sqlite_url
 from privledger.store.models import LocalTask
 
 from .conftest import Consortium
 
 SUBMISSIONS = 40
 THREADS = 8
-TELECOM_ACCOUNT = 3  # the development account of the consortium fixture's telecom admin
-
-
-@pytest.fixture
-def telecom_api(consortium: Consortium, tmp_path: Path) -> Iterator[tuple[TestClient, NodeContext]]:
-    """The telecom node's API in process, with an operator token."""
-    ledger = consortium.telecom.ledger
-    keystore = Keystore(tmp_path / "keystore", "test", scrypt_n=2**4)
-    account = keystore.import_key(dev_account(TELECOM_ACCOUNT).key)
-    engine = make_engine(sqlite_url(tmp_path / "node.db"))
-    node = NodeContext(
-        settings=NodeSettings(org="telecom", home=tmp_path),
-        engine=engine,
-        keystore=keystore,
-        account=account,
-        node_key=keystore.node_key(),
-        ledger=ledger,
-        org_id=consortium.telecom.org_id,
-        mailbox=Mailbox(local_org=consortium.telecom.org_id),
-        http=httpx.Client(),
-        indexer=EventIndexer(ledger.client.w3, ledger.deployment, ledger.artifacts, engine),
-        policies=Policies.load(None),
-    )
-    with Session(engine) as session:
-        token = issue_token(session, user_name="op", address=account.address, role="operator")
-    with TestClient(create_app(node)) as client:
-        client.headers["Authorization"] = f"Bearer {token}"
-        yield client, node
-    node.close()
 
 
 def test_concurrent_submissions_through_the_api(

@@ -6,7 +6,8 @@ so a crash never skips or duplicates a block. Only blocks at least ``confirmatio
 on anvil and on a QBFT network (immediate finality) zero is right.
 
 Each call and event also leaves ``ChainRef`` rows naming the tasks, datasets, grants, orgs, batches
-and accounts in its arguments: the explorer's search index.
+and accounts in its arguments: the explorer's search index. Whoever waits on a task the stored
+events name is woken (:mod:`privledger.store.watch`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from privledger.evm.rpc import (
     to_int,
 )
 from privledger.store.models import ChainBlock, ChainEvent, ChainRef, ChainTx, IndexerCursor
+from privledger.store.watch import task_changes
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +268,7 @@ class EventIndexer:
                     _table(IndexerCursor).insert(),
                     {"name": self.cursor_name, "next_block": next_block},
                 )
+        task_changes.notify({int(ref["value"]) for ref in event_refs if ref["kind"] == "task"})
         return len(rows.events)
 
     def _block(

@@ -37,6 +37,7 @@ from typing import Any, Literal, overload
 import httpx
 
 TERMINAL = {"settled", "failed"}
+LONG_POLL_S = 25.0  # how long one request of wait() may wait on the node (which caps it at 30)
 FAILURE_REASONS = {
     1: "REJECTED",
     2: "EXPIRED",
@@ -237,6 +238,7 @@ class NodeClient:
     """One user's session with their organisation's node (a bearer token bound to one role)."""
 
     def __init__(self, base_url: str, token: str, *, timeout_s: float = 60.0) -> None:
+        self._timeout_s = timeout_s
         self._http = httpx.Client(
             base_url=base_url.rstrip("/") + "/api/v1",
             headers={"Authorization": f"Bearer {token}"},
@@ -392,20 +394,24 @@ class NodeClient:
         task_id: int,
         *,
         timeout_s: float = 600.0,
-        poll_s: float = 0.25,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Poll until the task is settled or failed; ``progress`` sees every polled record."""
+        """Follow the task until it is settled or failed; ``progress`` sees its record at every
+        change of status (and at least every :data:`LONG_POLL_S`). Each request long-polls: the
+        node answers when the status differs from the last one seen, so nothing polls."""
         deadline = time.monotonic() + timeout_s
+        task = self.task(task_id)
         while True:
-            task = self.task(task_id)
             if progress is not None:
                 progress(task)
             if task["status"] in TERMINAL:
                 return task
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise TimeoutError(f"task {task_id} is still {task['status']} after {timeout_s}s")
-            time.sleep(poll_s)
+            wait_s = min(LONG_POLL_S, remaining, self._timeout_s / 2)
+            params = {"waitS": round(wait_s, 3), "unlessStatus": task["status"]}
+            task = self._request("GET", f"/tasks/{task_id}", params=params)
 
     def result(self, task_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/tasks/{task_id}/result")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
 from sqlalchemy import Select, and_
@@ -23,6 +26,7 @@ from privledger.evm.indexer import references
 from privledger.node.context import NodeContext
 from privledger.node.spec import HORIZONTAL_PROTOCOLS, TASK_KINDS, SpecInput, TaskSpec
 from privledger.store.models import ChainEvent, ChainRef, LocalTask
+from privledger.store.watch import task_changes
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 MAX_RESULT_ITEMS = 1_000_000  # larger outputs are downloaded as a file
@@ -44,6 +48,9 @@ TIMELINE_EVENTS = (
     "TaskSettled",
 )
 ZERO32 = bytes(32)
+MAX_WAIT_S = 30
+StatusName = Literal["submitted", "authorised", "running", "completed", "failed", "settled"]
+FINAL_STATUSES = ("failed", "settled")
 
 
 def _referring(kind: str, value: str, names: Sequence[str]) -> Select[Any]:
@@ -286,10 +293,65 @@ def list_tasks(_caller: Member, node: NodeDep, session: SessionDep) -> list[Task
     return [task_out(node, node.ledger.tasks.get_task(row.task_id), session) for row in rows]
 
 
+WaitS = Annotated[
+    float,
+    Query(
+        alias="waitS",
+        ge=0,
+        le=MAX_WAIT_S,
+        description=f"long-poll: wait up to this many seconds (at most {MAX_WAIT_S}) for a change",
+    ),
+]
+UnlessStatus = Annotated[
+    StatusName | None,
+    Query(
+        alias="unlessStatus",
+        description="with waitS: answer as soon as the status is not this one (the status of "
+        "your last answer); without it, as soon as the task is settled or failed",
+    ),
+]
+
+
 @router.get("/{task_id}", response_model=TaskOut)
-def get_task(task_id: TaskId, _caller: Member, node: NodeDep, session: SessionDep) -> TaskOut:
-    """A task's on-chain record and timeline, and this node's part in it."""
-    return task_out(node, node.ledger.tasks.get_task(task_id), session)
+async def get_task(
+    task_id: TaskId,
+    _caller: Member,
+    node: NodeDep,
+    session: SessionDep,
+    wait_s: WaitS = 0,
+    unless_status: UnlessStatus = None,
+) -> TaskOut:
+    """A task's on-chain record and timeline, and this node's part in it.
+
+    **Long-poll** instead of polling: with `waitS=N` the answer waits, up to N seconds, until the
+    task's status differs from `unlessStatus` (or, without `unlessStatus`, until the task is
+    `settled` or `failed`) and comes at once when it does; when the time is up it comes anyway
+    with the status as it stands, so compare the status to tell which. A client following a task
+    asks `GET /tasks/7?waitS=25&unlessStatus=<status of its last answer>` in a loop. The node
+    wakes the call when it indexes an event of the task or its worker records progress on it;
+    nothing polls while it waits, so a waiting call costs the node nothing."""
+    task = await changed_task(node, task_id, wait_s, unless_status)
+    return await run_in_threadpool(task_out, node, task, session)
+
+
+async def changed_task(
+    node: NodeContext, task_id: int, wait_s: float, unless_status: str | None
+) -> Task:
+    """The task read from the chain once its status is not ``unless_status`` (without it: once
+    it is final), or when ``wait_s`` seconds have passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    with task_changes.watching(task_id) as changed:
+        while True:
+            changed.clear()  # before reading: a change from now on wakes the wait below
+            task = await run_in_threadpool(node.ledger.tasks.get_task, task_id)
+            status = task.status.name.lower()
+            waiting = status == unless_status if unless_status else status not in FINAL_STATUSES
+            remaining = deadline - loop.time()
+            if not waiting or remaining <= 0:
+                return task
+            with suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), remaining)
 
 
 @router.get("/{task_id}/result", response_model=TaskResult)
