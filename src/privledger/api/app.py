@@ -32,7 +32,7 @@ from privledger.portal import router as portal_router
 
 API_PREFIX = "/api/v1"
 AUDITED = (f"{API_PREFIX}/", "/api/interop/")  # the node API and the interoperability API
-API_VERSION = "1.1.0"  # see routes/versions.py CHANGELOG
+API_VERSION = "1.2.0"  # see routes/versions.py CHANGELOG
 
 
 def create_app(node: NodeContext) -> FastAPI:

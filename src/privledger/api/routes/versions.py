@@ -33,6 +33,10 @@ CHANGELOG: dict[str, list[str]] = {
         "versioned documents: /openapi/{version}.json and /openapi/changelog",
         "the BFIA-style interop API under /api/interop/v1, with its own versioned document",
     ],
+    "1.2.0": [
+        "long-poll for task state: GET /tasks/{id}?waitS=N&unlessStatus=S answers when the "
+        "status differs from S (without S: when the task is settled or failed) or after N s",
+    ],
 }
 
 
