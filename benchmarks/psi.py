@@ -243,7 +243,7 @@ def run_nodes(
                 task_seconds = time.perf_counter() - started
                 if final["status"] != "settled":
                     raise SystemExit(f"task {task_id} failed: {final['localFailure']}")
-                result = operator.get(f"/tasks/{task_id}/result").raise_for_status().json()
+                items = result_items(operator, task_id)
             with provider.client("operator") as client:
                 provider_task = client.get(f"/tasks/{task_id}").raise_for_status().json()
             hwm = {name: vm_hwm_mb(pid) for name, pid in roots.items()}
@@ -252,12 +252,22 @@ def run_nodes(
         "task_seconds": task_seconds,
         "requester": final,
         "provider": provider_task,
-        "items": result["items"],
+        "items": items,
         "node_hwm_mb": hwm,
         "tree_peak_mb": {name: b / 2**20 for name, b in sampler.peak_bytes.items()},
         "tree_processes": sampler.max_processes,
         "cpu_seconds": sampler.cpu_seconds,
     }
+
+
+def result_items(operator: Any, task_id: int) -> list[str]:
+    """The requester's output: the JSON list, or the downloaded file of a large output."""
+    answer = operator.get(f"/tasks/{task_id}/result")
+    if answer.status_code == 409:  # over the API's list limit: one item per line in the file
+        text: str = operator.get(f"/tasks/{task_id}/result/file").raise_for_status().text
+        return text.splitlines()
+    items: list[str] = answer.raise_for_status().json()["items"]
+    return items
 
 
 def run_openmined(requester_phones: list[str], provider_phones: list[str]) -> dict[str, Any]:
