@@ -8,6 +8,8 @@ route of one tenant reads another's database, and a token is only known to its o
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
 from collections.abc import Sequence
@@ -35,6 +37,7 @@ def serve(settings: NodeSettings) -> None:
     worker.start()
     logger.info("node %s (org %d) serving on %s", settings.org, node.org_id, settings.endpoint)
     app = create_app(node)
+    tune_allocator()
     freeze_startup_objects()
     try:
         uvicorn.run(
@@ -56,6 +59,26 @@ def freeze_startup_objects() -> None:
     middle of a protocol run."""
     gc.collect()
     gc.freeze()
+
+
+MMAP_THRESHOLD = 32 << 20  # blocks below this come from the heap and are reused
+TRIM_THRESHOLD = 128 << 20  # free heap kept for the next task before it goes back to the OS
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+
+
+def tune_allocator() -> bool:
+    """Let glibc's malloc keep and reuse the buffers of a protocol run (numpy arrays and frames
+    of a few MiB) instead of mapping fresh pages for each, which cost a 2^16 PSI ~9,000 page
+    faults per task; blocks over :data:`MMAP_THRESHOLD` (the arrays of very large sets) are
+    still mapped and returned at once. False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    )
 
 
 def tenant_app(nodes: Sequence[NodeContext]) -> FastAPI:
@@ -89,6 +112,7 @@ def serve_tenants(tenants: Sequence[NodeSettings], *, host: str, port: int) -> N
             worker.start()
         logger.info("hosting %s on %s:%d", ", ".join(n.settings.org for n in nodes), host, port)
         app = tenant_app(nodes)
+        tune_allocator()
         freeze_startup_objects()
         uvicorn.run(
             app,
