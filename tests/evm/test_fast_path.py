@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from web3 import Web3
 from web3.contract import Contract
 
-from privledger.api.routes.tasks import TIMELINE_EVENTS, _referring, timeline_events
+from privledger.api.routes.tasks import TIMELINE_EVENTS, referring, timeline_events
 from privledger.evm.accounts import dev_account
 from privledger.evm.client import sign
 from privledger.evm.contracts import Kind
@@ -142,7 +142,7 @@ def test_indexed_rows_match_web3_decoding(consortium: Consortium, tmp_path: Path
         assert timeline_events(session, task_id + 1) == []
         for dataset in {e.args["datasetId"] for e in events_named(session, ["GrantIssued"])}:
             grants = [e.args for e in events_named(session, ["GrantIssued"], dataset_id=dataset)]
-            found = session.execute(_referring("dataset", dataset, ["GrantIssued"]))
+            found = referring(session.connection(), "dataset", dataset, ["GrantIssued"])
             assert grants == [row.args for row in found]
 
 

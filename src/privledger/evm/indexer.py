@@ -136,7 +136,7 @@ class EventIndexer:
             f"{deployment.chain_id}:{deployment.genesis_hash}:{deployment.deploy_block}"
         )
         self._events: dict[tuple[str, bytes], tuple[str, EventCodec]] = {}
-        self._topics: dict[tuple[str, str], bytes] = {}  # (contract, event) -> topic
+        self._topics: dict[tuple[str, str], tuple[str, str]] = {}  # -> (address, topic)
         # lower-case address -> contract name and its functions by selector
         self._contracts: dict[str, tuple[str, dict[bytes, FunctionCodec]]] = {}
         for name, address in deployment.addresses.items():
@@ -148,7 +148,7 @@ class EventIndexer:
                 elif entry.get("type") == "event" and not entry.get("anonymous", False):
                     event = EventCodec.of(entry)
                     self._events[(address.lower(), event.topic)] = (name, event)
-                    self._topics[(name, event.name)] = event.topic
+                    self._topics[(name, event.name)] = (address, "0x" + event.topic.hex())
             self._contracts[address.lower()] = (name, functions)
 
         cursors = _table(IndexerCursor)  # the cursor's statements, built once
@@ -188,11 +188,12 @@ class EventIndexer:
         if first == 0:  # nothing indexed by this process yet
             self.sync()
             return
+        address, topic = self._topics[(contract, event)]
         query = {
             "fromBlock": hex(first),
             "toBlock": "latest",
-            "address": self.deployment.address(contract),
-            "topics": ["0x" + self._topics[(contract, event)].hex()],
+            "address": address,
+            "topics": [topic],
         }
         head, logs = self._rpc.batch([("eth_blockNumber", []), ("eth_getLogs", [query])])
         if isinstance(head, RpcError):

@@ -14,7 +14,7 @@ import asyncio
 import queue
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -34,16 +34,24 @@ _AUTHORISATION = re.compile(
 )
 
 
+_COLUMNS = ("at", "action", "actor", "subject", "outcome", "task_id")  # with the id, hashed
+
+
 def canonical(entry: AuditEntry) -> dict[str, Any]:
     """The fields the digest commits to."""
+    return _canonical(entry.id, {name: getattr(entry, name) for name in _COLUMNS})
+
+
+def _canonical(entry_id: int | None, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`canonical` of the entry ``entry_id`` whose columns are ``fields``."""
     return {
-        "id": entry.id,
-        "at": entry.at.isoformat(),
-        "action": entry.action,
-        "actor": entry.actor,
-        "subject": entry.subject,
-        "outcome": entry.outcome,
-        "taskId": entry.task_id,
+        "id": entry_id,
+        "at": fields["at"].isoformat(),
+        "action": fields["action"],
+        "actor": fields["actor"],
+        "subject": fields["subject"],
+        "outcome": fields["outcome"],
+        "taskId": fields["task_id"],
     }
 
 
@@ -98,7 +106,7 @@ def write_entries(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def _digest(entry_id: int, row: dict[str, Any]) -> str:
-    return entry_digest(canonical(AuditEntry(id=entry_id, digest="", **row)))
+    return entry_digest(_canonical(entry_id, row))
 
 
 def api_call_row(method: str, path: str, status: int, actor: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -13,7 +14,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
-from sqlalchemy import Select, and_
+from sqlalchemy import Connection, Row, Select, and_, bindparam, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -53,10 +54,19 @@ StatusName = Literal["submitted", "authorised", "running", "completed", "failed"
 FINAL_STATUSES = ("failed", "settled")
 
 
-def _referring(kind: str, value: str, names: Sequence[str]) -> Select[Any]:
+def referring(
+    connection: Connection, kind: str, value: str, names: Sequence[str]
+) -> list[Row[Any]]:
     """The indexed events named one of ``names`` that refer to (``kind``, ``value``), in chain
     order, as (block number, tx hash, contract, event, args) rows: found through the indexer's
     references, so the lookup stays indexed as the chain grows."""
+    return list(connection.execute(_referring(kind, tuple(names)), {"value": value}))
+
+
+@lru_cache(maxsize=64)
+def _referring(kind: str, names: tuple[str, ...]) -> Select[Any]:
+    """The statement of :func:`referring`, built once per kind and names (the names spelled out
+    as equalities, so nothing is expanded at each execution)."""
     return (
         sa_select(
             col(ChainEvent.block_number),
@@ -72,8 +82,8 @@ def _referring(kind: str, value: str, names: Sequence[str]) -> Select[Any]:
                 col(ChainRef.log_index) == col(ChainEvent.log_index),
             ),
         )
-        .where(col(ChainRef.name).in_(names))  # the (name, kind, value) index
-        .where(col(ChainRef.kind) == kind, col(ChainRef.value) == value)
+        .where(or_(*(col(ChainRef.name) == name for name in names)))  # the (name, ...) index
+        .where(col(ChainRef.kind) == kind, col(ChainRef.value) == bindparam("value"))
         .order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
     )
 
@@ -81,9 +91,9 @@ def _referring(kind: str, value: str, names: Sequence[str]) -> Select[Any]:
 def usable_grant(node: NodeContext, dataset: bytes, kind: Kind) -> bytes:
     """A grant of ``dataset`` to this org that is usable now, else zero (approval needed)."""
     node.indexer.sync_for("GrantRegistry", "GrantIssued")  # one issued a moment ago counts
-    with Session(node.engine) as session:
-        issued = session.execute(_referring("dataset", "0x" + dataset.hex(), ["GrantIssued"]))
-        args = [row.args for row in issued]
+    with node.engine.connect() as connection:
+        issued = referring(connection, "dataset", "0x" + dataset.hex(), ["GrantIssued"])
+    args = [row.args for row in issued]
     for arg in reversed(args):
         if int(arg["granteeOrg"]) != node.org_id:
             continue  # a grant id binds its grantee: never usable by this org
@@ -161,7 +171,7 @@ def timeline_events(session: Session, task_id: int) -> list[TaskEvent]:
             event=row.event,
             args=row.args,
         )
-        for row in session.execute(_referring("task", str(task_id), TIMELINE_EVENTS))
+        for row in referring(session.connection(), "task", str(task_id), TIMELINE_EVENTS)
     ]
 
 
