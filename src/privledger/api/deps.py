@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
+from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from privledger.api.errors import ApiError
 from privledger.evm.contracts import Role
-from privledger.node.context import NodeContext
+from privledger.node.context import ROLE_CACHE_S, NodeContext
 from privledger.store.models import ApiToken, ApiUser
 
 TOKEN_PREFIX = "pl_"
@@ -97,28 +101,71 @@ def token_user(
     return token, user
 
 
-def require(*roles: Role) -> Callable[..., Caller]:
+def require(*roles: Role) -> Callable[..., Awaitable[Caller]]:
     """A dependency admitting only tokens bound to one of ``roles`` whose user holds that role on
-    chain now."""
+    chain now.
 
-    def dependency(
+    An admitted token is admitted again for :data:`ROLE_CACHE_S` seconds without reading the
+    database or the chain (the role read is cached that long anyway), so most requests pass
+    on the event loop; a token revoked meanwhile is refused once its admission expires."""
+
+    async def dependency(
         request: Request,
         node: NodeDep,
-        session: SessionDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Caller:
-        token, user = token_user(request, session, credentials)
-        role = ROLE_NAMES.get(token.role)
-        if role not in roles:
-            wanted = " or ".join(str(r.name).lower() for r in roles)
-            raise ApiError(403, "forbidden", f"this route needs a {wanted} token")
-        if not node.has_role(user.address, role):
-            raise ApiError(
-                403, "forbidden", f"{user.address} does not hold the {role.name} role on chain"
-            )
-        return Caller(user, role)
+        key = (hash_token(credentials.credentials) if credentials else "", roles)
+        admitted = _admissions(node).get(key)
+        if admitted is not None and admitted.until > time.monotonic():
+            request.state.audit_actor = admitted.actor
+            return admitted.caller
+        caller = await run_in_threadpool(_admit, request, node, credentials, roles)
+        admissions = _admissions(node)
+        if len(admissions) >= MAX_ADMISSIONS:
+            admissions.clear()
+        admissions[key] = _Admission(
+            caller, request.state.audit_actor, time.monotonic() + ROLE_CACHE_S
+        )
+        return caller
 
     return dependency
+
+
+def _admit(
+    request: Request,
+    node: NodeContext,
+    credentials: HTTPAuthorizationCredentials | None,
+    roles: tuple[Role, ...],
+) -> Caller:
+    with Session(node.engine) as session:
+        token, user = token_user(request, session, credentials)
+    role = ROLE_NAMES.get(token.role)
+    if role not in roles:
+        wanted = " or ".join(str(r.name).lower() for r in roles)
+        raise ApiError(403, "forbidden", f"this route needs a {wanted} token")
+    if not node.has_role(user.address, role):
+        raise ApiError(
+            403, "forbidden", f"{user.address} does not hold the {role.name} role on chain"
+        )
+    return Caller(user, role)
+
+
+@dataclass(frozen=True)
+class _Admission:
+    caller: Caller
+    actor: str
+    until: float
+
+
+MAX_ADMISSIONS = 10_000
+# per node database (tenants never share one): (token hash, roles) -> a recent admission
+_ADMISSIONS: WeakKeyDictionary[Engine, dict[tuple[str, tuple[Role, ...]], _Admission]] = (
+    WeakKeyDictionary()
+)
+
+
+def _admissions(node: NodeContext) -> dict[tuple[str, tuple[Role, ...]], _Admission]:
+    return _ADMISSIONS.setdefault(node.engine, {})
 
 
 DataOwner = Annotated[Caller, Depends(require(Role.DATA_OWNER))]
