@@ -1,0 +1,52 @@
+"""The KKRT runner on Arrow columns: its output as a list, or as a file past the list limit."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from privledger.node.runners import Run, psi
+from privledger.protocols.channel import channel_pair
+from privledger.protocols.psi import kkrt
+
+REQUESTER, PROVIDER = 1, 2
+
+
+def _requester_run(tmp_path: Path, column: Any, channel: Any) -> Run:
+    node = SimpleNamespace(
+        org_id=REQUESTER,
+        settings=SimpleNamespace(results_dir=tmp_path, channel_timeout_s=30.0),
+    )
+    spec = SimpleNamespace(
+        protocol="kkrt", kind="psi", buckets=None, output="requester", requester=REQUESTER
+    )
+    task = SimpleNamespace(task_id=7)
+    return Run(node, task, spec, {PROVIDER: channel}, [], None, 1, column)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("limit", [1_000, 3])
+def test_column_output_is_a_list_or_past_the_limit_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    monkeypatch.setattr(psi, "MAX_LIST_ITEMS", limit)
+    mine = ["+1", "+2", "é", "+4", "+5", "+5"]
+    theirs = ["+5", "é", "+2", "+4", "+9"]
+    a, b = channel_pair()
+    with ThreadPoolExecutor(1) as pool:
+        provider = pool.submit(
+            kkrt.run_psi_column, b, pa.array(theirs), role="provider", timeout=30
+        )
+        output, units = psi.run(_requester_run(tmp_path, pa.array(mine), a))
+        provider.result()
+    expected = sorted({"+2", "é", "+4", "+5"}, key=str.encode)
+    assert units == 4
+    if limit >= units:
+        assert output == expected
+    else:
+        assert output == tmp_path / "task-7.items"
+        assert output.read_text(encoding="utf-8").splitlines() == expected
