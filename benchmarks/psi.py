@@ -176,17 +176,19 @@ def register(node: NodeProcess, path: Path, name: str) -> str:
 
 
 def wait_settled(node: NodeProcess, task_id: int, timeout_s: float) -> dict[str, Any]:
+    """Long-poll the task (``waitS``: the node answers once it is settled or failed) rather than
+    poll it, so that the client's requests do not compete with the protocol for the node."""
     deadline = time.monotonic() + timeout_s
     with node.client("operator") as client:
         while True:
-            task: dict[str, Any] = client.get(f"/tasks/{task_id}").raise_for_status().json()
+            answer = client.get(f"/tasks/{task_id}", params={"waitS": 5}, timeout=30)
+            task: dict[str, Any] = answer.raise_for_status().json()
             if task["status"] in ("settled", "failed"):
                 return task
             if node.process.poll() is not None:
                 raise SystemExit(f"node {node.org} exited with code {node.process.returncode}")
             if time.monotonic() > deadline:
                 raise SystemExit(f"task {task_id} still {task['status']} after {timeout_s:.0f}s")
-            time.sleep(0.05)
 
 
 def run_nodes(
