@@ -55,8 +55,9 @@ Message sequence after the header exchange (side a first, as in :mod:`.ecdh`)::
 The protocol is turn-based, so the channel's transcript hash is equal on both ends.
 Communication: ``R`` sends ~64 m + 4 KiB bytes (~81 n_R), ``P`` sends ~3 L n_P + 8 KiB.
 Computation is vectorised numpy over whole chunks (no per-item Python beyond reading the input
-list and building the output list); memory is O(n) arrays of a few dozen bytes per item plus one
-chunk of the bit matrices, never the whole ``m x 512`` matrix.
+list and building the output list, and none at all with :func:`run_psi_column`, which takes and
+returns Arrow arrays); memory is O(n) arrays of a few dozen bytes per item plus one chunk of the
+bit matrices, never the whole ``m x 512`` matrix.
 The building blocks (OPRF setup, requester encoding, provider evaluation, matching) are public
 so that :mod:`.buckets` can run many PSIs over one OPRF setup.
 
