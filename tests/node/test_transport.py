@@ -248,6 +248,21 @@ def test_multi_chunk_messages_round_trip(org_a: Org, org_b: Org) -> None:
     assert a.transcript_hash == b.transcript_hash == plain_a.transcript_hash
 
 
+def test_a_message_of_several_chunks_is_assembled_in_place(org_a: Org, org_b: Org) -> None:
+    """``recv_buffer`` hands over the buffer the chunks were assembled in (no second copy);
+    ``recv`` still gives ``bytes``; a one-chunk message comes as the decrypted ``bytes``."""
+    a, b = connected(org_a, org_b, chunk_size=CHUNK)
+    large, small = bytes(range(256)) * (3 * CHUNK // 256 + 1), b"x" * (CHUNK - 1)
+    for message in (large, small):
+        a.send(message)
+        a.send(message)
+        buffer = b.recv_buffer(timeout=1)
+        assert buffer == message and type(buffer) is (bytearray if message is large else bytes)
+        received = b.recv(timeout=1)
+        assert type(received) is bytes and received == message
+    assert a.transcript_hash == b.transcript_hash
+
+
 def test_side_a_is_the_lower_org_id(org_a: Org, org_b: Org) -> None:
     b, a = connected(org_b, org_a)
     assert (a.side, b.side) == ("a", "b")

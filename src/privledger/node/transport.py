@@ -333,8 +333,8 @@ class SecureChannel(Channel):
         self._recv_lock = threading.Lock()
         self._send_seq = 0
         self._recv_seq = 0
-        self._partial: list[bytes] = []
-        self._partial_size = 0
+        self._partial = bytearray()  # the chunks so far of a message of several frames
+        self._partial_frames = 0
         self._closed = False
         self._peer_closed = False
         self._peer_greeted = False
@@ -426,7 +426,7 @@ class SecureChannel(Channel):
         header = FrameHeader(self._task_id, self._our_org, self._peer_org, seq, flags).pack()
         return header + self._sealer.encrypt(_nonce(seq), chunk, header)
 
-    def _recv_raw(self, timeout: float | None) -> bytes:
+    def _recv_raw(self, timeout: float | None) -> bytes | bytearray:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._recv_lock:
             while True:
@@ -437,7 +437,7 @@ class SecureChannel(Channel):
                 if message is not None:
                     return message
 
-    def _accept(self, frame: bytes) -> bytes | None:
+    def _accept(self, frame: bytes) -> bytes | bytearray | None:
         """Take one frame; the whole message once its last chunk is in, else ``None``."""
         header, chunk = self._open(frame)
         if header.flags == FLAG_HELLO:
@@ -446,21 +446,23 @@ class SecureChannel(Channel):
             self._peer_greeted = True
             return None
         if header.flags == FLAG_CLOSE:
-            if self._partial:
+            if self._partial_frames:
                 raise self._fail(ChannelTampered("peer closed the channel inside a message"))
             self._peer_closed = True
             raise ChannelClosed("peer closed the channel")
-        self._partial_size += len(chunk)
-        if self._partial_size > self._max_message_size:
+        if len(self._partial) + len(chunk) > self._max_message_size:
             raise self._fail(
                 MessageTooLarge(f"incoming message exceeds the limit of {self._max_message_size}")
             )
-        self._partial.append(chunk)
+        if header.flags & FLAG_LAST and not self._partial_frames:
+            return chunk  # a message of one frame
+        # Assembled in place: the buffer grows (realloc, not a copy, for large ones) chunk by
+        # chunk, so a message never exists twice, as chunks and as their join, in memory.
+        self._partial += chunk
+        self._partial_frames += 1
         if not header.flags & FLAG_LAST:
             return None
-        message = b"".join(self._partial)
-        self._partial.clear()
-        self._partial_size = 0
+        message, self._partial, self._partial_frames = self._partial, bytearray(), 0
         return message
 
     def _open(self, frame: bytes) -> tuple[FrameHeader, bytes]:

@@ -88,6 +88,12 @@ class Channel(abc.ABC):
 
     def recv(self, timeout: float | None = None) -> bytes:
         """Receive the next message; raise :class:`ChannelTimeout` or :class:`ChannelClosed`."""
+        payload = self.recv_buffer(timeout)
+        return payload if isinstance(payload, bytes) else bytes(payload)
+
+    def recv_buffer(self, timeout: float | None = None) -> bytes | bytearray:
+        """:meth:`recv`, except that a message the channel assembled from several chunks comes
+        as the ``bytearray`` it was assembled in, not copied: for large binary payloads."""
         payload = self._recv_raw(timeout)
         self.bytes_received += len(payload)
         self._record("b" if self._side == "a" else "a", payload)
@@ -101,9 +107,9 @@ class Channel(abc.ABC):
     def _send_raw(self, payload: bytes) -> None: ...
 
     @abc.abstractmethod
-    def _recv_raw(self, timeout: float | None) -> bytes: ...
+    def _recv_raw(self, timeout: float | None) -> bytes | bytearray: ...
 
-    def _record(self, sender: Side, payload: bytes) -> None:
+    def _record(self, sender: Side, payload: bytes | bytearray) -> None:
         link = hashlib.sha256()
         with self._transcript_lock:
             link.update(self._transcript)
@@ -189,12 +195,12 @@ def send_records(channel: Channel, records: npt.NDArray[np.uint8]) -> None:
 def recv_records(
     channel: Channel, width: int, timeout: float | None = None, *, count: int | None = None
 ) -> npt.NDArray[np.uint8]:
-    """Receive records sent by :func:`send_records` as a read-only ``(n, width)`` array.
+    """Receive records sent by :func:`send_records` as an ``(n, width)`` array over the message.
 
     Raises :class:`ChannelError` when the message is malformed, has another record width, or
     (with ``count``) another number of records.
     """
-    payload = channel.recv(timeout)
+    payload = channel.recv_buffer(timeout)
     if len(payload) < _RECORDS_HEADER.size:
         raise ChannelError(f"records message too short ({len(payload)} bytes)")
     got_count, got_width = _RECORDS_HEADER.unpack_from(payload)
