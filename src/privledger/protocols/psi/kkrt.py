@@ -674,11 +674,9 @@ def _run_provider(
     idle: Callable[[], object],
 ) -> I64 | None:
     n = len(keys)
-    order = random_permutation(n)  # list position p holds item order[p]
-    shuffled = ot.take_rows(keys, order)
     seed = recv_exact(channel, cuckoo.SEED_BYTES, timeout, "cuckoo seed")
     bins = cuckoo.table_size(peer_size)
-    setup, plan = _setup_and_plan(channel, timeout, shuffled, seed, bins)
+    setup, order, shuffled, plan = _setup_and_plan(channel, timeout, keys, seed, bins)
     width = tag_bytes(peer_size, n)
 
     def receive(lo: int, hi: int) -> U8:
@@ -696,11 +694,19 @@ def _run_provider(
 
 def _setup_and_plan(
     channel: Channel, timeout: float | None, keys: U8, seed: bytes, bins: int
-) -> tuple[SenderSetup, ProviderPlan]:
-    """The provider's OPRF setup, its keys hashed while the requester computes base-OT points."""
-    plans: list[ProviderPlan] = []
-    setup = setup_provider(channel, timeout, lambda: plans.append(provider_plan(keys, seed, bins)))
-    return setup, plans[0]
+) -> tuple[SenderSetup, I64, U8, ProviderPlan]:
+    """The provider's OPRF setup; while the requester computes its base-OT points, the keys
+    are shuffled (list position ``p`` holds key ``order[p]``) and hashed into their bins."""
+    local: list[tuple[I64, U8, ProviderPlan]] = []
+
+    def shuffle_and_plan() -> None:
+        order = random_permutation(len(keys))
+        shuffled = ot.take_rows(keys, order)
+        local.append((order, shuffled, provider_plan(shuffled, seed, bins)))
+
+    setup = setup_provider(channel, timeout, shuffle_and_plan)
+    order, shuffled, plan = local[0]
+    return setup, order, shuffled, plan
 
 
 def matched_positions(channel: Channel, n: int, timeout: float | None) -> I64:
