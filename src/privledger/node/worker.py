@@ -26,7 +26,7 @@ from typing import Any
 
 from Crypto.Hash import keccak
 from eth_abi.abi import encode
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from privledger.evm.contracts import ApprovalStatus, FailureReason, Task, TaskStatus
 from privledger.evm.errors import ChainError, ChainRevert
@@ -40,12 +40,13 @@ from privledger.node.spec import HORIZONTAL_PROTOCOLS, TASK_KINDS, SpecInput, Ta
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
 from privledger.protocols.mpc.sharing import Dealer
-from privledger.store.events import events_named
+from privledger.store.events import events_after, events_named
 from privledger.store.models import LocalDataset, LocalModel, LocalTask, PsiService
 
 logger = logging.getLogger(__name__)
 
 FINAL_STATES = {"anchored", "failed", "settled", "done"}
+TASK_EVENTS = ("TaskAuthorised", "TaskCompleted", "TaskFailed", "TaskExpired")
 ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
 
 
@@ -118,6 +119,10 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="task")
         self._busy: set[int] = set()
         self._ignored: set[int] = set()
+        self._seen = 0  # id of the last task event taken from the index
+        self._to_run: set[int] = set()  # authorised tasks this node has not finished
+        self._to_settle: set[int] = set()  # completed tasks this node has not settled or closed
+        self._failed: set[int] = set()  # tasks failed on chain while running here
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -144,28 +149,47 @@ class Worker:
             self._stop.wait(self.node.settings.worker_interval_s)
 
     def tick(self) -> None:
-        """Index new blocks, start authorised tasks, settle completed ones."""
+        """Index new blocks, start authorised tasks, settle completed ones.
+
+        Task events are read once each (after :attr:`_seen`); the tasks they open stay in
+        :attr:`_to_run` / :attr:`_to_settle` until this node's record of them is final, so a
+        tick costs what is open, not the whole history."""
         self.node.indexer.sync()
         with Session(self.node.engine) as session:
-            authorised = events_named(session, ["TaskAuthorised"])
-            completed = events_named(session, ["TaskCompleted"])
-            failed = events_named(session, ["TaskFailed", "TaskExpired"])
-            local = {row.task_id: row for row in session.exec(select(LocalTask))}
-        for event in authorised:
-            task_id = int(event.args["taskId"])
+            for event in events_after(session, TASK_EVENTS, self._seen):
+                task_id = int(event.args["taskId"])
+                if event.event == "TaskAuthorised":
+                    self._to_run.add(task_id)
+                elif event.event == "TaskCompleted":
+                    self._to_settle.add(task_id)
+                else:
+                    self._failed.add(task_id)
+                self._seen = max(self._seen, event.id or 0)
+            open_ids = self._to_run | self._to_settle
+            rows = session.exec(select(LocalTask).where(col(LocalTask.task_id).in_(open_ids)))
+            local = {row.task_id: row for row in rows}
+        with self._lock:
+            for tasks in (self._to_run, self._to_settle, self._failed):
+                tasks -= self._ignored
+        for task_id in sorted(self._to_run):
             row = local.get(task_id)
             if row is None or row.state not in FINAL_STATES:
                 self._submit(task_id, self._run)
+            else:
+                self._to_run.discard(task_id)
         with self._lock:
             running = set(self._busy)
-        for event in failed:  # another participant gave up: stop waiting for its frames
-            if (task_id := int(event.args["taskId"])) in running:
-                self.node.mailbox.discard(task_id)
-        for event in completed:
-            task_id = int(event.args["taskId"])
+        # Another participant gave up: stop waiting for its frames. A task that is not running
+        # here needs nothing more: when it starts, it reads the failure from the chain first.
+        self._failed &= running
+        for task_id in sorted(self._failed):
+            self.node.mailbox.discard(task_id)
+        for task_id in sorted(self._to_settle):
             row = local.get(task_id)
             if row is not None and row.state == "anchored" and row.spec_json is not None:
                 self._submit(task_id, self._settle)
+            elif row is not None and row.state in FINAL_STATES - {"anchored"}:
+                self._to_settle.discard(task_id)
         anchor_pending_calls(self.node)
         now = time.monotonic()
         if now - self._audit_anchored >= self.node.settings.audit_anchor_s:

@@ -9,6 +9,14 @@ from sqlmodel import Session, col, select
 from privledger.store.models import ChainEvent
 
 
+def events_after(session: Session, names: Sequence[str], after_id: int) -> list[ChainEvent]:
+    """Events named one of ``names`` indexed after the event with id ``after_id``, in the order
+    they were indexed (chain order)."""
+    query = select(ChainEvent).where(col(ChainEvent.event).in_(names))
+    query = query.where(col(ChainEvent.id) > after_id).order_by(col(ChainEvent.id))
+    return list(session.exec(query))
+
+
 def events_named(
     session: Session,
     names: Sequence[str],
