@@ -583,6 +583,8 @@ def query_pir(
 
     Prints {"values": {key: value or null}, ...}; the holder is paid per key asked.
     """
+    from privledger.sdk import pir_task
+
     if (keys is None) == (not key):
         console.print("[red]give either --key (one or more) or --keys DATASET[/red]")
         raise typer.Exit(2)
@@ -596,16 +598,16 @@ def query_pir(
         if mine is None:
             rows: list[list[object]] = [[value] for value in dict.fromkeys(key or [])]
             mine = _one_off_rows(url, owner_token, [key_column], rows, "pir-keys")
-        task = node.pir_query(
+        body = pir_task(
             dataset,
             column=column,
             value_column=value_column,
             keys_dataset=mine,
             keys_column=key_column,
-            mode=mode,
+            mode="bucket" if mode == "bucket" else "pir",  # checked above
             fee_wei=fee_wei,
-            wait=False,
         )
+        task = node.submit(body)
         if not wait:
             return task
         return _waiting(node, int(task["taskId"]), timeout, node.pir_answer).to_json()
@@ -646,6 +648,7 @@ def stats_run(
     """Count, sum, mean, variance and histogram of a column across organisations, by secret
     sharing: nobody sees another's rows; only you get the result, and only when the group is at
     least the inputs' minimum size (else "suppressed": true)."""
+    from privledger.sdk import stats_task
     from privledger.sdk.client import STATS_OPS
 
     chosen = list(dict.fromkeys(op or [o for o in STATS_OPS if o != "histogram" or edges]))
@@ -666,15 +669,15 @@ def stats_run(
         raise typer.Exit(2) from exc
 
     def run(node: Any) -> object:
-        task = node.joint_stats(
+        body = stats_task(
             dataset,
             column=column[0] if len(column) == 1 else column,
             dealer=dealer,
             histogram_edges=bins,
             frac_bits=frac_bits,
             fee_wei=fee_wei,
-            wait=False,
         )
+        task = node.submit(body)
         if not wait:
             return task
         answer = _waiting(node, int(task["taskId"]), timeout, node.stats_answer).to_json()
@@ -722,6 +725,8 @@ def lending_check(
 ) -> None:
     """One customer's total loans at the other banks -- or, with a limit, only whether it
     exceeds it -- without revealing the customer to them or any bank's amount to you."""
+    from privledger.sdk import lending_task
+
     if (query is None) == (customer is None):
         console.print("[red]give either --customer or --query DATASET[/red]")
         raise typer.Exit(2)
@@ -738,18 +743,17 @@ def lending_check(
             columns = [customer_column] + ([limit_column] if limit is not None else [])
             row: list[object] = [customer] + ([limit] if limit is not None else [])
             mine = _one_off_rows(url, owner_token, columns, [row], "lending-query")
-        task = node.lending_check(
+        body = lending_task(
             mine,
             banks=bank,
             dealer=dealer,
-            limit=exceeds or limit is not None,
             customer_column=customer_column,
-            limit_column=limit_column,
+            limit_column=limit_column if exceeds or limit is not None else None,
             bank_customer_column=bank_customer_column,
             amount_column=amount_column,
             fee_wei=fee_wei,
-            wait=False,
         )
+        task = node.submit(body)
         if not wait:
             return task
         return _waiting(node, int(task["taskId"]), timeout, node.lending_answer).to_json()

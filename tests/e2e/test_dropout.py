@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from privledger.evm.contracts import FailureReason, TaskStatus
-from privledger.sdk import NodeClient, TaskFailed
+from privledger.sdk import NodeClient, TaskFailed, lending_task, stats_task
 
 from .conftest import (
     Running,
@@ -169,14 +169,15 @@ def test_joint_statistics_party_killed_mid_protocol(running: Running, data: Data
 
     def submit() -> int:
         with _sdk(running, "telecom") as sdk:
-            task = sdk.joint_stats(
-                datasets,
-                column="amount",
-                dealer=running.org_ids["regulator"],
-                histogram_edges=[0, 10, 100, 1_000, 10_000, 100_000],
-                frac_bits=4,
-                fee_wei=FEE,
-                wait=False,
+            task = sdk.submit(
+                stats_task(
+                    datasets,
+                    column="amount",
+                    dealer=running.org_ids["regulator"],
+                    histogram_edges=[0, 10, 100, 1_000, 10_000, 100_000],
+                    frac_bits=4,
+                    fee_wei=FEE,
+                )
             )
         return int(task["taskId"])
 
@@ -223,13 +224,14 @@ def test_pir_holder_killed_mid_query_from_the_command_line(running: Running, dat
 def test_multi_lending_bank_killed_mid_protocol(running: Running, data: Data) -> None:
     def submit() -> int:
         with _sdk(running, "bank-a") as sdk:
-            task = sdk.lending_check(
-                data.lending_query,
-                banks=[data.books["telecom"], data.books[VICTIM]],
-                dealer=running.org_ids["regulator"],
-                limit=True,
-                fee_wei=FEE,
-                wait=False,
+            task = sdk.submit(
+                lending_task(
+                    data.lending_query,
+                    banks=[data.books["telecom"], data.books[VICTIM]],
+                    dealer=running.org_ids["regulator"],
+                    limit_column="limit",
+                    fee_wei=FEE,
+                )
             )
         return int(task["taskId"])
 

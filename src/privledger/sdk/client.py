@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
 import httpx
 
@@ -451,38 +451,6 @@ class NodeClient:
         )
 
     # --- anonymous query, joint statistics, multi-lending (operator token) -----------------
-    @overload
-    def pir_query(
-        self,
-        dataset: str,
-        *,
-        column: str,
-        value_column: str,
-        keys_dataset: str,
-        keys_column: str | None = ...,
-        mode: Literal["pir", "bucket"] = ...,
-        fee_wei: int = ...,
-        wait: Literal[True] = ...,
-        timeout_s: float = ...,
-        progress: Progress | None = ...,
-    ) -> PirAnswer: ...
-
-    @overload
-    def pir_query(
-        self,
-        dataset: str,
-        *,
-        column: str,
-        value_column: str,
-        keys_dataset: str,
-        keys_column: str | None = ...,
-        mode: Literal["pir", "bucket"] = ...,
-        fee_wei: int = ...,
-        wait: Literal[False],
-        timeout_s: float = ...,
-        progress: Progress | None = ...,
-    ) -> dict[str, Any]: ...
-
     def pir_query(
         self,
         dataset: str,
@@ -493,14 +461,13 @@ class NodeClient:
         keys_column: str | None = None,
         mode: Literal["pir", "bucket"] = "pir",
         fee_wei: int = 0,
-        wait: bool = True,
         timeout_s: float = 600.0,
         progress: Progress | None = None,
-    ) -> PirAnswer | dict[str, Any]:
+    ) -> PirAnswer:
         """Look up the keys of your ``keys_dataset`` in the holder's ``dataset`` by keyword PIR
-        (:func:`pir_task`). Waits and returns the :class:`PirAnswer` (``TaskFailed`` if the
-        task fails), or with ``wait=False`` returns the submitted task: then
-        :meth:`pir_answer` later."""
+        (:func:`pir_task`); waits and returns the :class:`PirAnswer` (``TaskFailed`` if the
+        task fails). Not to wait: :meth:`submit` the :func:`pir_task`, :meth:`pir_answer`
+        later."""
         body = pir_task(
             dataset,
             column=column,
@@ -511,8 +478,6 @@ class NodeClient:
             fee_wei=fee_wei,
         )
         task = self.submit(body)
-        if not wait:
-            return task
         return self.pir_answer(int(task["taskId"]), timeout_s=timeout_s, progress=progress)
 
     def pir_answer(
@@ -524,36 +489,6 @@ class NodeClient:
         values = {str(key): None if value is None else str(value) for key, value in pairs}
         return PirAnswer(task_id, task, salt, digest, values=values)
 
-    @overload
-    def joint_stats(
-        self,
-        datasets: Sequence[str],
-        *,
-        column: str | Sequence[str],
-        dealer: int,
-        histogram_edges: Sequence[float] | None = ...,
-        frac_bits: int = ...,
-        fee_wei: int = ...,
-        wait: Literal[True] = ...,
-        timeout_s: float = ...,
-        progress: Progress | None = ...,
-    ) -> StatsAnswer: ...
-
-    @overload
-    def joint_stats(
-        self,
-        datasets: Sequence[str],
-        *,
-        column: str | Sequence[str],
-        dealer: int,
-        histogram_edges: Sequence[float] | None = ...,
-        frac_bits: int = ...,
-        fee_wei: int = ...,
-        wait: Literal[False],
-        timeout_s: float = ...,
-        progress: Progress | None = ...,
-    ) -> dict[str, Any]: ...
-
     def joint_stats(
         self,
         datasets: Sequence[str],
@@ -563,13 +498,13 @@ class NodeClient:
         histogram_edges: Sequence[float] | None = None,
         frac_bits: int = 16,
         fee_wei: int = 0,
-        wait: bool = True,
         timeout_s: float = 600.0,
         progress: Progress | None = None,
-    ) -> StatsAnswer | dict[str, Any]:
+    ) -> StatsAnswer:
         """Count, sum, mean, variance (and a histogram with ``histogram_edges``) over one
-        numeric column of every dataset, one of them yours (:func:`stats_task`). Waits and
-        returns the :class:`StatsAnswer`, or with ``wait=False`` the submitted task."""
+        numeric column of every dataset, one of them yours (:func:`stats_task`); waits and
+        returns the :class:`StatsAnswer`. Not to wait: :meth:`submit` the :func:`stats_task`,
+        :meth:`stats_answer` later."""
         body = stats_task(
             datasets,
             column=column,
@@ -579,8 +514,6 @@ class NodeClient:
             fee_wei=fee_wei,
         )
         task = self.submit(body)
-        if not wait:
-            return task
         return self.stats_answer(int(task["taskId"]), timeout_s=timeout_s, progress=progress)
 
     def stats_answer(
@@ -604,42 +537,6 @@ class NodeClient:
             histogram=None if histogram is None else list(histogram),
         )
 
-    @overload
-    def lending_check(
-        self,
-        query_dataset: str,
-        *,
-        banks: Sequence[str],
-        dealer: int,
-        limit: bool = ...,
-        customer_column: str = ...,
-        limit_column: str = ...,
-        bank_customer_column: str = ...,
-        amount_column: str = ...,
-        fee_wei: int = ...,
-        wait: Literal[True] = ...,
-        timeout_s: float = ...,
-        progress: Progress | None = ...,
-    ) -> LendingAnswer: ...
-
-    @overload
-    def lending_check(
-        self,
-        query_dataset: str,
-        *,
-        banks: Sequence[str],
-        dealer: int,
-        limit: bool = ...,
-        customer_column: str = ...,
-        limit_column: str = ...,
-        bank_customer_column: str = ...,
-        amount_column: str = ...,
-        fee_wei: int = ...,
-        wait: Literal[False],
-        timeout_s: float = ...,
-        progress: Progress | None = ...,
-    ) -> dict[str, Any]: ...
-
     def lending_check(
         self,
         query_dataset: str,
@@ -652,14 +549,13 @@ class NodeClient:
         bank_customer_column: str = "customer",
         amount_column: str = "amount",
         fee_wei: int = 0,
-        wait: bool = True,
         timeout_s: float = 600.0,
         progress: Progress | None = None,
-    ) -> LendingAnswer | dict[str, Any]:
+    ) -> LendingAnswer:
         """The customer in your ``query_dataset``: its total loans at ``banks`` or, with
         ``limit=True``, only whether that total exceeds the limit in ``limit_column``
-        (:func:`lending_task`). Waits and returns the :class:`LendingAnswer`, or with
-        ``wait=False`` the submitted task."""
+        (:func:`lending_task`); waits and returns the :class:`LendingAnswer`. Not to wait:
+        :meth:`submit` the :func:`lending_task`, :meth:`lending_answer` later."""
         body = lending_task(
             query_dataset,
             banks=banks,
@@ -671,8 +567,6 @@ class NodeClient:
             fee_wei=fee_wei,
         )
         task = self.submit(body)
-        if not wait:
-            return task
         return self.lending_answer(int(task["taskId"]), timeout_s=timeout_s, progress=progress)
 
     def lending_answer(
