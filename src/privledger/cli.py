@@ -532,6 +532,17 @@ def _waiting(node: Any, task_id: int, timeout_s: float, answer: Callable[..., An
         return answer(task_id, timeout_s=timeout_s, progress=progress)
 
 
+def _submitted(
+    node: Any, body: dict[str, Any], wait: bool, timeout_s: float, answer: Callable[..., Any]
+) -> dict[str, Any]:
+    """Submit the task ``body``: the submitted task, or with ``wait`` its answer as JSON."""
+    task: dict[str, Any] = node.submit(body)
+    if not wait:
+        return task
+    result: dict[str, Any] = _waiting(node, int(task["taskId"]), timeout_s, answer).to_json()
+    return result
+
+
 def _one_off_rows(
     url: str, owner_token: str, columns: list[str], rows: list[list[object]], name: str
 ) -> str:
@@ -607,10 +618,7 @@ def query_pir(
             mode="bucket" if mode == "bucket" else "pir",  # checked above
             fee_wei=fee_wei,
         )
-        task = node.submit(body)
-        if not wait:
-            return task
-        return _waiting(node, int(task["taskId"]), timeout, node.pir_answer).to_json()
+        return _submitted(node, body, wait, timeout, node.pir_answer)
 
     _api_call(run, url, token)
 
@@ -677,10 +685,9 @@ def stats_run(
             frac_bits=frac_bits,
             fee_wei=fee_wei,
         )
-        task = node.submit(body)
+        answer = _submitted(node, body, wait, timeout, node.stats_answer)
         if not wait:
-            return task
-        answer = _waiting(node, int(task["taskId"]), timeout, node.stats_answer).to_json()
+            return answer  # the submitted task
         hidden = [o for o in STATS_OPS if o not in chosen]
         return {name: value for name, value in answer.items() if name not in hidden}
 
@@ -753,10 +760,7 @@ def lending_check(
             amount_column=amount_column,
             fee_wei=fee_wei,
         )
-        task = node.submit(body)
-        if not wait:
-            return task
-        return _waiting(node, int(task["taskId"]), timeout, node.lending_answer).to_json()
+        return _submitted(node, body, wait, timeout, node.lending_answer)
 
     _api_call(run, url, token)
 
