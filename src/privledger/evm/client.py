@@ -25,7 +25,6 @@ from typing import Any, cast
 from eth_abi.exceptions import DecodingError
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
-from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3._utils.method_formatters import receipt_formatter
@@ -35,6 +34,7 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxReceipt
 
 from privledger.evm.errors import ChainError, ChainRevert, ChainTimeout, ErrorDecoder
+from privledger.evm.hashing import keccak256
 from privledger.evm.rpc import (
     FunctionCodec,
     JsonRpc,
@@ -413,7 +413,7 @@ def sign(account: LocalAccount, tx: dict[str, Any]) -> tuple[HexBytes, HexBytes]
         signed = account.sign_transaction(tx)
         return HexBytes(signed.hash), HexBytes(signed.raw_transaction)
     *_, encoded = _sign_transaction_dict(key, tx)
-    return HexBytes(keccak(encoded)), HexBytes(encoded)
+    return HexBytes(keccak256(encoded)), HexBytes(encoded)
 
 
 __all__ = ["ChainClient", "ChainError", "ChainRevert", "ChainTimeout", "SentTransaction"]

@@ -24,6 +24,7 @@ from web3 import Web3
 
 from privledger.evm.artifacts import Artifact
 from privledger.evm.client import ChainClient
+from privledger.evm.hashing import keccak256
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class Deployment:
 def create_address(deployer: str, nonce: int) -> ChecksumAddress:
     """The address of the contract ``deployer`` creates in its transaction of nonce ``nonce``."""
     encoded = rlp.encode([bytes.fromhex(deployer.removeprefix("0x")), nonce])
-    return Web3.to_checksum_address(Web3.keccak(encoded)[12:])
+    return Web3.to_checksum_address(keccak256(encoded)[12:])
 
 
 def deployment_path(deployments_dir: Path, chain_id: int) -> Path:

@@ -14,14 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from Crypto.Hash import keccak as _keccak
+from privledger.evm.hashing import keccak256
 
 DIGEST_SIZE = 32
 PROOF_FORMAT = "privledger-merkle-proof/1"
-
-
-def keccak256(data: bytes) -> bytes:
-    return _keccak.new(digest_bits=256, data=data).digest()
 
 
 def leaf_hash(digest: bytes) -> bytes:

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from Crypto.Hash import keccak
+from privledger.evm.hashing import keccak256
 
 TOTAL_BPS = 10_000
 
@@ -46,7 +46,7 @@ class ProvenanceRecord:
 
     @property
     def hash(self) -> bytes:
-        return keccak.new(digest_bits=256, data=self.canonical_json()).digest()
+        return keccak256(self.canonical_json())
 
 
 def basis_points(weights: Sequence[int]) -> list[int]:

@@ -18,8 +18,8 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from Crypto.Hash import keccak
 
+from privledger.evm.hashing import keccak256
 from privledger.protocols.psi.buckets import column_batches
 
 MAX_COLUMNS = 1_000
@@ -40,10 +40,6 @@ class DatasetDescription:
     salt: bytes
 
 
-def _keccak(data: bytes) -> bytes:
-    return keccak.new(digest_bits=256, data=data).digest()
-
-
 def describe(path: Path) -> DatasetDescription:
     """Validate a dataset file (CSV with a header row, or Parquet) and describe it."""
     try:
@@ -59,7 +55,7 @@ def describe(path: Path) -> DatasetDescription:
     salt = secrets.token_bytes(32)
     canonical = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
     return DatasetDescription(
-        schema["columns"], rows, _keccak(canonical), _keccak(salt + digest), salt
+        schema["columns"], rows, keccak256(canonical), keccak256(salt + digest), salt
     )
 
 

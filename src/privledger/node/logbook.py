@@ -14,9 +14,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol, TypeVar
 
-from Crypto.Hash import keccak
 from sqlmodel import Session, SQLModel, col, select
 
+from privledger.evm.hashing import keccak256
 from privledger.evm.merkle import MerkleTree, ProofDocument
 from privledger.node.context import NodeContext
 
@@ -37,7 +37,7 @@ E = TypeVar("E", bound=SQLModel)
 def entry_digest(entry: Mapping[str, Any]) -> str:
     """keccak256 of the entry's canonical JSON (sorted keys, no spaces): what a batch commits to."""
     canonical = json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
-    return "0x" + keccak.new(digest_bits=256, data=canonical).hexdigest()
+    return "0x" + keccak256(canonical).hex()
 
 
 def anchor_pending(

@@ -16,10 +16,10 @@ import json
 import secrets
 from pathlib import Path
 
-from Crypto.Hash import keccak
 from sqlmodel import Session, select
 
 from privledger.evm.contracts import TaskStatus
+from privledger.evm.hashing import keccak256
 from privledger.evm.ledger import Ledger
 from privledger.node.context import NodeContext
 from privledger.node.spec import HORIZONTAL_PROTOCOLS, TaskSpec
@@ -30,10 +30,6 @@ MODEL_SCHEMA = "privledger/model/v1"
 
 class ModelError(ValueError):
     """The task's result cannot be registered as a model; the message says why."""
-
-
-def _keccak(data: bytes) -> bytes:
-    return keccak.new(digest_bits=256, data=data).digest()
 
 
 def register_model(
@@ -71,8 +67,8 @@ def register_model(
     level = max(node.ledger.data.get_dataset(parent).level for parent in parents)
     schema = {"format": MODEL_SCHEMA, "protocol": spec.protocol, "features": model["features"]}
     model_id = signer.data.register(
-        schema_hash=_keccak(json.dumps(schema, sort_keys=True).encode()),
-        commitment=_keccak(salt + model_hash),
+        schema_hash=keccak256(json.dumps(schema, sort_keys=True).encode()),
+        commitment=keccak256(salt + model_hash),
         row_count=int(model["rows"]),
         level=level,
         unit_price=unit_price,

@@ -12,10 +12,10 @@ import secrets
 from itertools import pairwise
 from typing import Annotated, Literal
 
-from Crypto.Hash import keccak
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from privledger.evm.contracts import Kind
+from privledger.evm.hashing import keccak256
 
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -264,7 +264,7 @@ class TaskSpec(BaseModel):
 
     @property
     def hash(self) -> bytes:
-        return keccak.new(digest_bits=256, data=self.canonical_json()).digest()
+        return keccak256(self.canonical_json())
 
     @classmethod
     def parse_canonical(cls, raw: bytes) -> TaskSpec:

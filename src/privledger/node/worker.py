@@ -24,12 +24,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from Crypto.Hash import keccak
 from eth_abi.abi import encode
 from sqlmodel import Session, col, select
 
 from privledger.evm.contracts import ApprovalStatus, FailureReason, Task, TaskStatus
 from privledger.evm.errors import ChainError, ChainRevert
+from privledger.evm.hashing import keccak256
 from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
@@ -69,7 +69,7 @@ def digest_of_hash(task_id: int, org_id: int, salt: bytes, output_sha256: bytes)
     encoded = encode(
         ["uint256", "uint256", "bytes32", "bytes32"], [task_id, org_id, salt, output_sha256]
     )
-    return keccak.new(digest_bits=256, data=encoded).digest()
+    return keccak256(encoded)
 
 
 def file_sha256(path: Path) -> bytes:
@@ -255,7 +255,7 @@ class Worker:
 
     def _verified_spec(self, task: Task) -> TaskSpec:
         raw = self._spec_bytes(task)
-        if keccak.new(digest_bits=256, data=raw).digest() != task.spec_hash:
+        if keccak256(raw) != task.spec_hash:
             raise TaskRefused(
                 FailureReason.SPEC_MISMATCH, "the spec does not match its hash on chain"
             )

@@ -35,7 +35,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from privledger.api.errors import ApiError, install_error_handlers
 from privledger.evm.contracts import OrgStatus, Role
-from privledger.evm.merkle import MerkleTree, keccak256
+from privledger.evm.hashing import keccak256
+from privledger.evm.merkle import MerkleTree
 from privledger.node.context import NodeContext
 
 INTEROP_PREFIX = "/api/interop/v1"

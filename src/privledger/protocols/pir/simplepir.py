@@ -75,6 +75,7 @@ DELTA = Q // P
 CORRECTNESS_ERROR = 2.0**-40
 MAX_SAMPLES = 1 << 20  # cols bound for the paper's 128-bit estimate
 SEED_BYTES = 32
+_KEYSTREAM_CHUNK = 1 << 20  # zeros encrypted per call: 1 MiB stays in cache
 _EXACT = (1 << 53) - 1
 INNER_CHUNK = _EXACT // ((P - 1) * (Q - 1))  # 8224
 _LIMB_BITS = 11
@@ -127,10 +128,17 @@ class Params:
 
 
 def keystream(key: bytes, nbytes: int) -> U8:
-    """``nbytes`` of AES-256-CTR keystream under the 32-byte ``key``, counter from 0."""
-    out = np.zeros(nbytes + 16, dtype=np.uint8)
+    """``nbytes`` of AES-256-CTR keystream under the 32-byte ``key``, counter from 0.
+
+    Encrypts one reused chunk of zeros into consecutive slices of ``out``: cryptography >= 51
+    refuses an output buffer that overlaps its input, so the zeros cannot be ``out`` itself.
+    """
+    out = np.empty(nbytes + 16, dtype=np.uint8)  # update_into wants 15 bytes of slack
+    zeros = np.zeros(min(nbytes, _KEYSTREAM_CHUNK), dtype=np.uint8)
     encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
-    encryptor.update_into(out[:nbytes].data, out.data)
+    for lo in range(0, nbytes, _KEYSTREAM_CHUNK):
+        hi = min(lo + _KEYSTREAM_CHUNK, nbytes)
+        encryptor.update_into(zeros[: hi - lo].data, out[lo : hi + 15].data)
     return out[:nbytes]
 
 
