@@ -40,8 +40,8 @@ learns only the sequence of (operation, group, size) requests.
 
 Security model: semi-honest parties, an honest majority is *not* needed (any N-1 colluding
 parties learn nothing about the last party's input beyond the output) provided the dealer does
-not collude. Every opened value is masked by a uniformly random dealer value (or statistically
-masked, see :func:`truncate`), so the transcript reveals nothing but the declared outputs.
+not collude. Every opened value is masked by a uniformly random dealer value (truncation
+included, see :func:`truncate`), so the transcript reveals nothing but the declared outputs.
 
 Dropout. Every receive waits at most ``Party.timeout`` seconds; a peer that is silent, or that
 leaves without a word (its channel closes with no abort notice: its node gave up on the task),
@@ -95,10 +95,11 @@ RING_BITS: Final = 64
 DEFAULT_FRAC_BITS: Final = 16
 SEED_BYTES: Final = 32
 MAX_CORRELATIONS: Final = 1 << 26  # per dealer request (512 MiB of words)
+TRUNC_MAX_BOUND_BITS: Final = 62  # truncate needs x + 2^bound < 2^63
 
 _MASK64: Final = (1 << 64) - 1
 _SMALL: Final = 64  # vectors up to this many words come straight from secrets
-_DST: Final = b"privledger/mpc/v1"
+_DST: Final = b"privledger/mpc/v2"
 _ABORT: Final = b"privledger/mpc/abort/v1\x00"  # 24 bytes; see "Dropout" above
 DEALER_POLL_S: Final = 0.5  # how often a dealer thread waiting for a request checks for a stop
 _OP_PARTS: Final[dict[str, int]] = {
@@ -106,7 +107,7 @@ _OP_PARTS: Final[dict[str, int]] = {
     "and": 3,
     "edabit": 2,
     "dabit": 2,
-    "trunc": 2,
+    "trunc": 3,
     "inner": 2,
 }
 _T = TypeVar("_T")
@@ -449,7 +450,9 @@ def _lead_corrections(op: str) -> int:
     """How many of an op's components the lead receives from the dealer (the rest from its seed)."""
     if op == "inner":
         return 1  # the lead's scalar
-    return 2 if op in ("dabit", "trunc") else 1
+    if op == "trunc":
+        return 3  # r, r >> f and msb(r) are correlated: all three are dealer-corrected
+    return 2 if op == "dabit" else 1
 
 
 def _nonce(op: str, group: Group, label: int, member: int, frac_bits: int) -> bytes:
@@ -581,10 +584,12 @@ class Dealer:
             bit = random_words(count) & const(1)
             arith_share = _correct(bit, [s[0] for s in others], True)
             return np.concatenate([arith_share, _correct(bit, [s[1] for s in others], False)])
-        r = random_words(count) >> const(1)  # trunc: r uniform in [0, 2^63)
+        r = random_words(count)  # trunc: r uniform over the whole ring (see truncate)
         high = r >> const(frac_bits)
+        top = r >> const(RING_BITS - 1)
         arith_r = _correct(r, [s[0] for s in others], True)
-        return np.concatenate([arith_r, _correct(high, [s[1] for s in others], True)])
+        arith_high = _correct(high, [s[1] for s in others], True)
+        return np.concatenate([arith_r, arith_high, _correct(top, [s[2] for s in others], True)])
 
     def _parse(self, index: int, request: bytes) -> tuple[CorrelationOp, Group, int, int, int]:
         try:
@@ -768,22 +773,34 @@ def and_words(party: Party, group: Group, x: U64, y: U64) -> U64:
 def truncate(party: Party, group: Group, x: U64, frac_bits: int, *, bound_bits: int = 48) -> U64:
     """Shares of ``x / 2^f`` rounded stochastically: ``floor(x/2^f)`` or one more.
 
-    Catrina and Saxena (FC 2010) probabilistic truncation with a dealer pair
-    ``(r, r >> f)``, ``r`` uniform in ``[0, 2^63)``. Needs ``|x| < 2^bound_bits``; the lead
-    shifts ``x`` by ``2^bound_bits`` so it is non-negative, the group opens ``c = x' + r`` (no
-    wrap-around as ``x' + r < 2^64``), and ``floor(c / 2^f) - (r >> f) - 2^(bound_bits - f)``
-    is ``floor(x / 2^f) + carry`` with ``carry = 1`` with probability ``(x mod 2^f) / 2^f``:
-    the error is below one unit in the last place, and the rounding is unbiased.
+    One opening, perfectly hiding. The dealer gives arithmetic shares of ``r`` uniform over the
+    whole ring ``Z_2^64``, of ``r >> f`` and of the top bit ``msb(r)``. Needs ``|x| <
+    2^bound_bits`` with ``bound_bits <= 62``: the lead shifts ``x`` by ``2^bound_bits`` so that
+    ``x' = x + 2^bound_bits`` lies in ``[0, 2^63)``, and the group opens ``c = x' + r mod 2^64``
+    -- uniform whatever ``x`` is. Because ``x' < 2^63``, the sum wraps exactly when
+    ``msb(r) = 1`` and ``msb(c) = 0`` (the trick of Escudero et al., CRYPTO 2020, and Dalskov et
+    al.), so ``w = msb(r) (1 - msb(c))`` is a share-linear function of a dealer bit, and
 
-    Leakage: ``c`` hides ``x`` statistically; its distance from uniform is at most
-    ``2^(bound_bits + 1 - 63)`` (2^-14 for the default 48 bits; 2^-22 for 40 bits).
+        floor(x' / 2^f) = (c >> f) - (r >> f) + w 2^(64 - f) - borrow,
+
+    where ``borrow = [c mod 2^f < r mod 2^f]`` is dropped: the result is ``floor(x / 2^f)`` plus
+    a carry that is 1 with probability ``(x mod 2^f) / 2^f`` (unbiased rounding, one unit in the
+    last place at most).
+
+    Leakage: none -- ``c`` is uniform over ``Z_2^64`` for every ``x`` (the previous
+    Catrina-Saxena variant with ``r < 2^63`` hid ``x`` only to ``2^(bound_bits + 1 - 63)``, 2^-21
+    for a 41-bit bound). ``bound_bits`` is a *correctness* condition: a value beyond it gives a
+    wrong result, never a leak. ``tests/privacy/test_truncation.py`` measures the opened values.
     """
-    if not frac_bits <= bound_bits <= 61:
-        raise ValueError(f"need frac_bits <= bound_bits <= 61, got {frac_bits}, {bound_bits}")
-    r, high = party.correlation("trunc", group, x.size, frac_bits=frac_bits)
+    if not frac_bits <= bound_bits <= TRUNC_MAX_BOUND_BITS:
+        raise ValueError(
+            f"need frac_bits <= bound_bits <= {TRUNC_MAX_BOUND_BITS}, got {frac_bits}, {bound_bits}"
+        )
+    r, high, top = party.correlation("trunc", group, x.size, frac_bits=frac_bits)
     shifted = add_constant(party, group, x, const(1 << bound_bits))
     c = open_all(party, group, shifted + r)
-    result = const(0) - high
+    wraps = const(1) - (c >> const(RING_BITS - 1))  # public: 1 where msb(c) = 0
+    result = wraps * top * const(1 << (RING_BITS - frac_bits)) - high
     return add_constant(
         party, group, result, (c >> const(frac_bits)) - const(1 << (bound_bits - frac_bits))
     )
