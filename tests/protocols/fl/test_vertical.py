@@ -10,10 +10,12 @@ from privledger.protocols.fl.vertical import (
     piecewise_sigmoid,
     predict_vertical,
     predict_vertical_plaintext,
+    predict_vertical_shared,
     secure_piecewise_sigmoid,
     train_vertical_paillier,
     train_vertical_plaintext,
     train_vertical_ss,
+    train_vertical_ss_shared,
 )
 from privledger.protocols.mpc.sharing import (
     Party,
@@ -78,6 +80,24 @@ def test_three_party_secret_shared_lr_meets_baseline_and_plaintext(breast_cancer
     np.testing.assert_allclose(predictions[0], predict_vertical_plaintext(test, plain), atol=1e-3)
     auc = roc_auc_score(breast_cancer.y_test, predictions[0])
     assert abs(auc - breast_cancer.baseline_auc) <= 0.005
+
+
+def test_a_model_kept_shared_predicts_like_the_plaintext_model(breast_cancer: Split) -> None:
+    train, test = _columns(breast_cancer, 2)
+    config = VerticalConfig(epochs=50, learning_rate=1.0)
+    labels = breast_cancer.y_train
+    with local_mesh(2) as mesh:
+        models = mesh.run(
+            lambda p: train_vertical_ss_shared(
+                p, train[p.index], labels if p.index == 0 else None, config=config
+            )
+        )
+        predictions = mesh.run(
+            lambda p: predict_vertical_shared(p, test[p.index], models[p.index], requester=0)
+        )
+    plain = train_vertical_plaintext(train, labels, config=config)
+    assert predictions[1] is None and predictions[0] is not None
+    np.testing.assert_allclose(predictions[0], predict_vertical_plaintext(test, plain), atol=1e-3)
 
 
 def test_a_coalition_of_the_mesh_trains_without_the_others(breast_cancer: Split) -> None:

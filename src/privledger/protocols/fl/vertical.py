@@ -2,33 +2,44 @@
 
 Two or three parties hold feature columns of the same customers, aligned beforehand by PSI (row
 ``k`` is the same customer everywhere); one of them, the *label holder*, also holds the labels
-and the intercept. Each party keeps the weights of its own columns in the clear and never sees
-another party's columns, weights, partial scores or gradients, nor the labels.
+and the intercept. During training no party sees another party's columns, nor any weight,
+partial score, residual, gradient or label: all of them stay secret-shared (SecretFlow SS-LR
+style), and every value opened during training is masked by dealer randomness.
 
 Secret-shared training (:func:`train_vertical_ss`), full-batch gradient descent on
 ``mean(log-loss) + l2/2 |w|^2`` (intercept not penalised), run by every party of an
-:mod:`~privledger.protocols.mpc.sharing` mesh with its trusted dealer. One epoch:
+:mod:`~privledger.protocols.mpc.sharing` mesh with its trusted dealer. The joint design matrix
+is a trivial sharing (each party's own encoded columns, zeros elsewhere) and the weight vector
+``w`` of all parties is shared, starting at zero. One epoch:
 
-1. Party ``i`` computes its partial scores ``z_i = X_i w_i`` locally; the parties secret-share
-   ``z = sum_i z_i`` (fixed point, ``f`` fractional bits, default 16) -- nobody sees ``z``.
+1. Shares of ``z = X w``: an elementwise Beaver product of the design with ``w`` (repeated per
+   row), summed per row and truncated (fixed point, ``f`` fractional bits, default 16).
 2. ``s = sigma(z)`` with the piecewise-linear sigmoid :func:`piecewise_sigmoid` -- linear
    interpolation of the logistic function at the knots -4, -2, 0, 2, 4, and 0 / 1 beyond -6 / 6
    (largest error 0.041): written as ``sum_k a_k relu(z - c_k)``, each ``relu`` is a secure
    comparison (:func:`~privledger.protocols.mpc.compare.greater_equal`) and a Beaver product,
    followed by one truncation.
 3. The label holder subtracts its labels from its share: shares of the residual ``r = s - y``.
-4. Gradients: every party's columns enter as a trivial sharing (its own encoded ``X_i``, zeros
-   elsewhere) and are multiplied elementwise by ``r`` with Beaver triples; the column sums of
-   ``X_i * r`` are opened *to party i only*, which divides by ``n``, adds the L2 term and updates
-   its weights.
+4. Shares of the gradient ``g = X^T r`` (Beaver products, column sums, truncation) and of the
+   update ``w <- w (1 - lr l2) - (lr / n) g`` (public constants with 28 fractional bits, one
+   truncation). Truncation is exact and perfectly hiding (:func:`.mpc.sharing.truncate`).
 
-What a party learns: its own gradient ``X_i^T r / n`` every epoch (standard in vertical LR; with
-``d_i`` columns it is ``d_i`` linear combinations of the residuals) and, at the end, its own
-weights. Every other opened value is masked by dealer randomness (see :mod:`.mpc.sharing` for the
-dealer's trust and the semi-honest model; no party holds a key that decrypts others' values).
-:func:`train_vertical_plaintext` runs the same algorithm in float64 -- the reference that the
-secure weights match to about 1e-5 (fixed-point rounding only; the sigmoid coefficients carry
-8 more fractional bits so their rounding does not bias every epoch).
+Output. :func:`train_vertical_ss` opens each party's own weights (and the intercept, at the
+label holder) to that party alone, once, at the end; :func:`train_vertical_ss_shared` opens
+nothing and returns a :class:`SharedModel` for :func:`predict_vertical_shared`.
+
+What a party learns: with :func:`train_vertical_ss_shared`, nothing beyond its own columns and
+the row count, column counts and parameters (the requester of a prediction learns its
+probabilities). With :func:`train_vertical_ss`, additionally its own final weights ``w_i`` --
+at the optimum ``w_i ~ -X_i^T r / (n l2)``, i.e. ``d_i`` linear combinations of the final
+residuals. **That is a label leak when a party's columns are adversarial**: an indicator column
+for one row yields the sign of that row's ``y - s`` (``tests/privacy/test_vertical_fl.py``
+shows it). A data owner that does not trust its partners' columns keeps the model shared. The
+old protocol opened ``X_i^T r`` to party ``i`` every epoch (every target label after one
+epoch); that is gone. The dealer's trust and the semi-honest model are those of
+:mod:`.mpc.sharing`. :func:`train_vertical_plaintext` runs the same algorithm in float64 -- the
+reference that the secure weights match to about 1e-5 (fixed-point rounding only; the sigmoid
+coefficients carry 8 more fractional bits so their rounding does not bias every epoch).
 
 Paillier variant (:func:`train_vertical_paillier`), the FATE-style hetero LR for comparison, in
 one process: an *arbiter* holds the Paillier key (``phe``, gmpy2-backed); non-label parties send
@@ -40,6 +51,7 @@ the label holder learns the other parties' partial scores.
 
 Joint prediction (:func:`predict_vertical`): each party scores its own columns of the new rows;
 the sum is secret-shared and opened to the requester only, which applies the exact sigmoid.
+:func:`predict_vertical_shared` does the same with a shared model (``X w`` on shares).
 """
 
 from __future__ import annotations
@@ -79,6 +91,10 @@ SIGMOID_KNOTS: Final = (-6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0)
 _MAX_PARTIES: Final = 3
 _EXTRA_COEFFICIENT_BITS: Final = 8
 _PAILLIER_MASK_BITS: Final = 80
+# fractional bits of the public step constants (lr / n and 1 - lr l2): 2^-28 relative error
+_STEP_BITS: Final = 28
+# every truncation's |x| < 2^60 (truncation is exact and perfectly hiding below 2^62)
+_BOUND_BITS: Final = 60
 
 
 def _knot_values() -> F64:
@@ -218,6 +234,17 @@ def secure_piecewise_sigmoid(party: Party, group: tuple[int, ...], z: U64, frac_
     )
 
 
+@dataclass(frozen=True)
+class SharedModel:
+    """One party's additive shares of *every* weight of a secret-shared model (nobody holds a
+    weight in the clear); :func:`predict_vertical_shared` scores with it."""
+
+    shares: U64
+    widths: tuple[int, ...]
+    group: tuple[int, ...]
+    frac_bits: int
+
+
 def train_vertical_ss(
     party: Party,
     features: F64,
@@ -230,68 +257,127 @@ def train_vertical_ss(
     """Train by secret sharing; every party of ``group`` (default: the whole mesh) calls this
     with its own columns -- a sub-group trains a coalition's model, e.g. for Shapley values.
 
-    ``labels`` must be given by the label holder and only by it. Returns this party's model part
-    (with the intercept at the label holder).
+    ``labels`` must be given by the label holder and only by it. Gradients, residuals and
+    weights stay shared during training; at the end each party's own weights (and the
+    intercept, at the label holder) are opened to it alone: the returned model part. See the
+    module docstring for what those final weights reveal; :func:`train_vertical_ss_shared`
+    keeps them shared.
     """
-    config = config or VerticalConfig()
     group = _group(party, group)
+    with session(party, "vertical-lr"):  # a refusal below closes the channels: peers fail fast
+        model = _train_shared(party, group, features, labels, label_holder, config, "own")
+        holds_labels = party.index == label_holder
+        offsets = np.cumsum([0, *model.widths])
+        mine: U64 | None = None
+        for k, member in enumerate(group):
+            block = model.shares[offsets[k] : offsets[k + 1]]
+            opened = open_to(party, group, block, member)
+            if opened is not None:
+                mine = opened
+        assert mine is not None
+    return _to_model(decode_fixed(mine, model.frac_bits), holds_labels)
+
+
+def train_vertical_ss_shared(
+    party: Party,
+    features: F64,
+    labels: F64 | None,
+    *,
+    label_holder: int = 0,
+    config: VerticalConfig | None = None,
+    group: Sequence[int] | None = None,
+) -> SharedModel:
+    """As :func:`train_vertical_ss`, but no weight is ever opened: each party keeps shares of
+    the whole model, for :func:`predict_vertical_shared` (nothing but predictions leaves)."""
+    group = _group(party, group)
+    with session(party, "vertical-lr"):
+        return _train_shared(party, group, features, labels, label_holder, config, "shared")
+
+
+def _train_shared(
+    party: Party,
+    group: tuple[int, ...],
+    features: F64,
+    labels: F64 | None,
+    label_holder: int,
+    config: VerticalConfig | None,
+    reveal: str,
+) -> SharedModel:
+    config = config or VerticalConfig()
     if not 2 <= len(group) <= _MAX_PARTIES:
         raise ValueError(f"vertical training takes 2 to {_MAX_PARTIES} parties")
     if not 0 <= config.frac_bits <= 20:
-        raise ValueError("frac_bits must be in 0..20 (gradients are opened with 2f bits)")
+        raise ValueError("frac_bits must be in 0..20 (products carry 2f bits)")
+    if label_holder not in group:
+        raise ValueError(f"the label holder {label_holder} is not in the mesh {group}")
     holds_labels = party.index == label_holder
+    if holds_labels != (labels is not None):
+        raise ValueError("labels must be passed by the label holder and only by it")
     f = config.frac_bits
-    with session(party, "vertical-lr"):  # a refusal below closes the channels: peers fail fast
-        if label_holder not in group:
-            raise ValueError(f"the label holder {label_holder} is not in the mesh {group}")
-        if holds_labels != (labels is not None):
-            raise ValueError("labels must be passed by the label holder and only by it")
-        design = _design(features, holds_labels)
-        rows = design.shape[0]
-        widths = _exchange_widths(party, group, design.shape[1])
-        agree(
-            party,
-            group,
-            {
-                "protocol": "fl/vertical-ss-lr/v1",
-                "rows": rows,
-                "widths": widths,
-                "label_holder": label_holder,
-                "epochs": config.epochs,
-                "learning_rate": config.learning_rate,
-                "l2": config.l2,
-                "frac_bits": f,
-            },
-        )
-        total_width = sum(widths)
-        offsets = np.cumsum([0, *widths])
-        # column-major blocks, one per party: its own encoded columns, zeros for the others
-        own_block = encode_fixed(design.T, f)
-        columns = np.zeros(total_width * rows, dtype=np.uint64)
-        start = offsets[group.index(party.index)] * rows
-        columns[start : start + own_block.size] = own_block
-        label_words = encode_fixed(labels, f) if labels is not None else None
-        l2 = config.penalty(rows)
-        params = np.zeros(design.shape[1])
-        for _ in range(config.epochs):
-            z = share_sum(party, group, encode_fixed(design @ params, f))
-            residual = secure_piecewise_sigmoid(party, group, z, f)
-            if label_words is not None:
-                residual = residual - label_words
-            products = mul(party, group, columns, np.tile(residual, total_width))
-            sums = products.reshape(total_width, rows).sum(axis=1, dtype=np.uint64)
-            mine: U64 | None = None
-            for k, member in enumerate(group):
-                opened = open_to(party, group, sums[offsets[k] : offsets[k + 1]], member)
-                if opened is not None:
-                    mine = opened
-            assert mine is not None
-            gradient_sum = decode_fixed(mine, 2 * f)
-            params = _gradient_step(
-                params, gradient_sum, rows, l2, config.learning_rate, holds_labels
-            )
+    design = _design(features, holds_labels)
+    rows = design.shape[0]
+    widths = _exchange_widths(party, group, design.shape[1])
+    agree(
+        party,
+        group,
+        {
+            "protocol": "fl/vertical-ss-lr/v2",
+            "rows": rows,
+            "widths": widths,
+            "label_holder": label_holder,
+            "epochs": config.epochs,
+            "learning_rate": config.learning_rate,
+            "l2": config.l2,
+            "frac_bits": f,
+            "reveal": reveal,
+        },
+    )
+    total_width = sum(widths)
+    offsets = np.cumsum([0, *widths])
+    columns = _own_columns(party, group, design, widths, f)
+    label_words = encode_fixed(labels, f) if labels is not None else None
+    # w <- w (1 - lr l2) - (lr / n) g, with public constants of _STEP_BITS fractional bits;
+    # the intercept (last column of the label holder's block) is not penalised
+    l2 = config.penalty(rows)
+    keep = np.full(total_width, 1.0 - config.learning_rate * l2)
+    keep[offsets[group.index(label_holder) + 1] - 1] = 1.0
+    keep_words = encode_fixed(keep, _STEP_BITS)
+    step_words = encode_fixed(np.full(total_width, config.learning_rate / rows), _STEP_BITS)
+    weights = np.zeros(total_width, dtype=np.uint64)
+    for _ in range(config.epochs):
+        z = _shared_scores(party, group, columns, weights, rows, f)
+        residual = secure_piecewise_sigmoid(party, group, z, f)
+        if label_words is not None:
+            residual = residual - label_words
+        products = mul(party, group, columns, np.tile(residual, total_width))
+        gradient = products.reshape(total_width, rows).sum(axis=1, dtype=np.uint64)
+        gradient = truncate(party, group, gradient, f, bound_bits=_BOUND_BITS)
+        update = weights * keep_words - gradient * step_words
+        weights = truncate(party, group, update, _STEP_BITS, bound_bits=_BOUND_BITS)
     logger.info("vertical SS-LR party %d: %d epochs on %d rows", party.index, config.epochs, rows)
-    return _to_model(params, holds_labels)
+    return SharedModel(weights, tuple(widths), group, f)
+
+
+def _own_columns(
+    party: Party, group: tuple[int, ...], design: F64, widths: Sequence[int], frac_bits: int
+) -> U64:
+    """Column-major blocks, one per party: this party's own encoded columns, zeros for the
+    others' -- a trivial sharing of the joint design matrix."""
+    rows = design.shape[0]
+    columns = np.zeros(sum(widths) * rows, dtype=np.uint64)
+    start = sum(widths[: group.index(party.index)]) * rows
+    columns[start : start + design.size] = encode_fixed(design.T, frac_bits)
+    return columns
+
+
+def _shared_scores(
+    party: Party, group: tuple[int, ...], columns: U64, weights: U64, rows: int, frac_bits: int
+) -> U64:
+    """Shares of ``X w`` (``f`` fractional bits) for the shared design and shared weights."""
+    width = weights.size
+    products = mul(party, group, columns, np.repeat(weights, rows))
+    scores = products.reshape(width, rows).sum(axis=0, dtype=np.uint64)
+    return truncate(party, group, scores, frac_bits, bound_bits=_BOUND_BITS)
 
 
 def predict_vertical(
@@ -317,6 +403,32 @@ def predict_vertical(
     if opened is None:
         return None
     return np.asarray(1.0 / (1.0 + np.exp(-decode_fixed(opened, frac_bits))), dtype=np.float64)
+
+
+def predict_vertical_shared(
+    party: Party, features: F64, model: SharedModel, *, requester: int, label_holder: int = 0
+) -> F64 | None:
+    """Joint prediction with a :class:`SharedModel`: the requester gets probabilities, the
+    others ``None``; the scores ``X w`` are computed on shares and opened to the requester."""
+    group = model.group
+    with session(party, "vertical-predict"):
+        design = _design(features, party.index == label_holder)
+        rows = design.shape[0]
+        agree(
+            party,
+            group,
+            {"protocol": "fl/vertical-predict-shared/v1", "rows": rows, "widths": model.widths},
+        )
+        if design.shape[1] != model.widths[group.index(party.index)]:
+            raise ValueError("the features do not match this party's part of the model")
+        columns = _own_columns(party, group, design, model.widths, model.frac_bits)
+        scores = _shared_scores(party, group, columns, model.shares, rows, model.frac_bits)
+        opened = open_to(party, group, scores, requester)
+    if opened is None:
+        return None
+    return np.asarray(
+        1.0 / (1.0 + np.exp(-decode_fixed(opened, model.frac_bits))), dtype=np.float64
+    )
 
 
 def _group(party: Party, group: Sequence[int] | None) -> tuple[int, ...]:
