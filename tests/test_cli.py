@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from privledger.evm.anvil import free_port
 
@@ -206,3 +210,64 @@ def test_sdk_task_bodies_are_what_the_api_accepts() -> None:
         assert "1 columns for 2 datasets" in str(exc)
     else:
         raise AssertionError("a column count that does not match the datasets was accepted")
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid``, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited while we looked
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigint-in-background"])
+def test_demo_leaves_no_process_behind_when_stopped(how: str, tmp_path: Path) -> None:
+    """`kill -TERM` on the demo, or Ctrl-C's SIGINT on a demo started in the background of a
+    script (which inherits SIGINT as ignored), stops anvil and every node process too."""
+    env = {
+        **os.environ,
+        "PRIVLEDGER_VAR_PATH": str(tmp_path / "var"),
+        "PRIVLEDGER_DEPLOYMENTS_PATH": str(tmp_path / "deployments"),
+    }
+    log = (tmp_path / "demo.log").open("w+")
+    command = [*CLI, "demo", "--scenario", "psi", "--port", str(free_port())]
+    if how == "sigint-in-background":  # what `cmd &` in a script does to SIGINT
+        command = ["sh", "-c", "trap '' INT; exec \"$@\"", "sh", *command]
+    demo = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while "consortium running" not in Path(log.name).read_text():
+            assert demo.poll() is None, Path(log.name).read_text()
+            assert time.monotonic() < deadline, "the demo did not come up"
+            time.sleep(0.5)
+        started = _descendants(demo.pid)
+        assert len(started) >= 5  # anvil and four node processes
+        demo.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
+        assert demo.wait(timeout=90) in (0, 130)
+        deadline = time.monotonic() + 10
+        while (left := {pid for pid in started if _alive(pid)}) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not left, f"left running after {how}: {left}"
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        for pid in _descendants(demo.pid):
+            os.kill(pid, signal.SIGKILL)

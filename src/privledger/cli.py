@@ -19,6 +19,7 @@ from rich.console import Console
 from web3 import Web3
 
 from privledger.config import NodeSettings, get_settings
+from privledger.shutdown import stop_on_signals
 
 app = typer.Typer(
     help="privledger: privacy computing authorised, recorded and settled on an EVM ledger.",
@@ -77,7 +78,8 @@ def chain_up(
     )
     console.print(f"chain up at {handle.rpc_url} (chain id {handle.chain_id}); Ctrl-C stops it")
     try:
-        handle.process.wait()
+        with stop_on_signals():
+            handle.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
@@ -790,14 +792,20 @@ def demo_command(
     def report(summary: dict[str, object]) -> None:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
 
-    run_demo(
-        get_settings(),
-        port=port,
-        keep_running=not once,
-        report=report,
-        console=console,
-        scenarios=chosen,
-    )
+    try:
+        with stop_on_signals():
+            run_demo(
+                get_settings(),
+                port=port,
+                keep_running=not once,
+                report=report,
+                console=console,
+                scenarios=chosen,
+            )
+    except KeyboardInterrupt as stopped:
+        if once:  # stopped before the summary: not a success
+            console.print(f"demo stopped ({stopped or 'SIGINT'})")
+            raise typer.Exit(130) from None
 
 
 @app.command(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -53,6 +54,28 @@ def test_compile_is_cached_until_a_source_changes(settings: Settings, tmp_path: 
     changed = compile_contracts(project)
     assert changed["BatchAnchor"].source_hash != first["BatchAnchor"].source_hash
     assert changed["OrgRegistry"].source_hash == first["OrgRegistry"].source_hash
+
+
+def test_compiler_warns_about_our_sources_only(
+    settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OpenZeppelin's own sources draw solc warnings ("at" will become a keyword); a first
+    `make demo` must not print them. A warning about one of our contracts is still shown."""
+    project = _copy_project(settings, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="privledger.evm.compiler"):
+        compile_contracts(project, force=True)
+    assert [r.getMessage() for r in caplog.records] == []
+
+    (project.contracts_dir / "Shadow.sol").write_text(
+        "// SPDX-License-Identifier: Apache-2.0\npragma solidity ^0.8.24;\n"
+        "contract Shadow { function f() external pure returns (uint256) "
+        "{ uint256 unused = 1; return 2; } }\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="privledger.evm.compiler"):
+        compile_contracts(project, force=True)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "contracts/Shadow.sol" in warnings[0]
+    assert "Unused local variable" in warnings[0]
 
 
 def test_dev_accounts_refused_off_the_local_chain() -> None:

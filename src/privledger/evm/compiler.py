@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 EVM_VERSION = "cancun"
 OPTIMIZER_RUNS = 200
 CONTRACT_OUTPUTS = ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]
+CONTRACTS_PREFIX = "contracts/"  # our sources, by their standard-JSON names
 
 
 class CompileError(RuntimeError):
@@ -77,6 +78,21 @@ def _cache_key(standard_input: dict[str, Any], compiler_version: str, lockfile: 
     return digest.hexdigest()
 
 
+def split_warnings(diagnostics: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """Compiler warnings about our own sources (or none in particular), and those about library
+    sources (OpenZeppelin under node_modules): a newcomer reads the latter as errors in our
+    build, and they are not ours to fix, so they are kept out of the log's warning level."""
+    ours: list[str] = []
+    libraries: list[str] = []
+    for diagnostic in diagnostics:
+        if diagnostic["severity"] == "info":
+            continue
+        source = diagnostic.get("sourceLocation", {}).get("file", "")
+        library = bool(source) and not source.startswith(CONTRACTS_PREFIX)
+        (libraries if library else ours).append(diagnostic["formattedMessage"])
+    return ours, libraries
+
+
 def compile_contracts(settings: Settings, *, force: bool = False) -> dict[str, Artifact]:
     """Compile every contract (or reuse the cache) and return the artifacts by contract name."""
     solc = find_solc(settings)
@@ -99,13 +115,15 @@ def compile_contracts(settings: Settings, *, force: bool = False) -> dict[str, A
         )
     except solcx.exceptions.SolcError as exc:
         raise CompileError(str(exc)) from exc
-    warnings = [e["formattedMessage"] for e in output.get("errors", []) if e["severity"] != "info"]
-    for warning in warnings:
+    ours, libraries = split_warnings(output.get("errors", []))
+    for warning in ours:
         logger.warning("solc: %s", warning)
+    if libraries:
+        logger.debug("solc: %d warnings about library sources not shown", len(libraries))
 
     artifacts: dict[str, Artifact] = {}
     for source_name, contracts in output["contracts"].items():
-        if not source_name.startswith("contracts/"):
+        if not source_name.startswith(CONTRACTS_PREFIX):
             continue  # library sources (OpenZeppelin) are not deployed on their own
         for contract_name, data in contracts.items():
             bytecode = data["evm"]["bytecode"]["object"]
