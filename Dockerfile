@@ -21,11 +21,16 @@ COPY chain/package.json chain/package-lock.json ./
 RUN npm ci --no-audit --no-fund --omit=optional --ignore-scripts \
     && touch node_modules/.installed
 
+# Python dependencies exactly as locked in uv.lock (hash-checked), uv itself pinned by hash.
+# The postgres extra brings psycopg, the driver behind PRIVLEDGER_DATABASE_URL=postgresql+psycopg://...
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY uv-bootstrap.txt ./
+RUN pip install --require-hashes --no-deps -r uv-bootstrap.txt
+ENV UV_PROJECT_ENVIRONMENT=/usr/local UV_PYTHON_DOWNLOADS=never UV_NO_CACHE=1
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --extra postgres --no-install-project --inexact
 COPY src ./src
-# the postgres extra brings psycopg, the driver behind PRIVLEDGER_DATABASE_URL=postgresql+psycopg://...
-RUN pip install '.[postgres]'
+RUN uv sync --frozen --extra postgres --no-editable --inexact
 
 COPY contracts ./contracts
 COPY chain ./chain
