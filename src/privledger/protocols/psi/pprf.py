@@ -1,0 +1,115 @@
+"""GGM puncturable PRF over fixed-key AES, vectorised over many trees (for :mod:`.vole`).
+
+A tree of depth ``d`` expands a 16-byte root into ``2^d`` leaves; a node ``s`` has the children
+``G_0(s) = pi_0(s) xor s`` and ``G_1(s) = pi_1(s) xor s`` with ``pi_b`` AES-128 under the public
+keys :data:`LEFT_KEY` and :data:`RIGHT_KEY` (the fixed-key, Matyas-Meyer-Oseas-style length
+doubling PRG of libOTe's PPRF; Guo, Katz, Wang, Yu, "Efficient and Secure Multiparty
+Computation from Fixed-Key Block Ciphers", S&P 2020, model ``pi_b`` as ideal permutations).
+
+Layout: all ``t`` trees advance together, level-major. Level ``l`` is a ``(2^l, t, 16)`` array;
+child ``b`` of node ``j`` is node ``b 2^l + j`` of level ``l + 1``, so the bit chosen at level
+``l + 1`` is bit ``l`` of the index, and a leaf index ``p`` is reached through the nodes
+``p mod 2^l``. Each level is then two AES calls writing contiguous halves (no interleaving
+copies), and the leaves come out as ``(2^d, t, 16)``: flattened, leaf ``p`` of tree ``i`` is
+entry ``p t + i`` -- libOTe's *interleaved* PPRF output format, which its silent OT and VOLE
+feed to the LPN code.
+
+Puncturing (Boyle, Gilboa, Ishai, "Function Secret Sharing", and its use for silent OT/VOLE by
+Boyle, Couteau, Gilboa, Ishai, Kohl, Scholl, CCS 2019): the holder of the roots publishes, per
+tree and level ``l = 1 .. d``, the two *level sums* -- the XOR of the nodes with bit ``l - 1``
+equal to 0 and of those with it equal to 1 -- each masked by one key of a random OT. A party that
+knows a leaf index ``alpha`` and picks, at each level, the sum of the side *off* its path
+rebuilds every node except those on the path to ``alpha``: it expands the nodes it knows, and
+the one missing node off the path is that sum minus the known nodes of its side. It learns
+nothing about leaf ``alpha`` (GGM leaves are pseudorandom given the co-path).
+
+:func:`expand_full` is the root holder's side, :func:`expand_punctured` the puncturing party's;
+the punctured leaf comes out as zero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from privledger.protocols.psi import ot
+
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+
+BLOCK = 16
+LEFT_KEY = bytes.fromhex("3d5e1f9a7c2b4e608f1a2c3b4d5e6f70")  # public
+RIGHT_KEY = bytes.fromhex("c4a1e2f3b5d60718293a4b5c6d7e8f91")  # public
+MAX_DEPTH = 32
+
+
+def expand_level(nodes: U8) -> U8:
+    """Children of every node: ``(w, t, 16)`` -> ``(2 w, t, 16)``, child ``b`` of node ``j``
+    at ``b w + j``."""
+    width = nodes.shape[0]
+    parents = np.ascontiguousarray(nodes)
+    children = np.empty((2, *parents.shape), dtype=np.uint8)
+    for side, key in enumerate((LEFT_KEY, RIGHT_KEY)):
+        ot.aes_ecb(key, parents, children[side])
+        children[side] ^= parents
+    return children.reshape(2 * width, *parents.shape[1:])
+
+
+def level_sums(nodes: U8) -> U8:
+    """XOR of the first and of the second half of a level: ``(2 w, t, 16)`` -> ``(2, t, 16)``,
+    i.e. of the nodes whose newest path bit is 0, resp. 1."""
+    width, trees, _ = nodes.shape
+    as_words = nodes.view(np.uint64).reshape(2, width // 2, trees, 2)
+    sums = np.bitwise_xor.reduce(as_words, axis=1)
+    return np.ascontiguousarray(sums).view(np.uint8).reshape(2, trees, BLOCK)
+
+
+def expand_full(roots: U8, depth: int) -> tuple[U8, U8]:
+    """The root holder's side: ``(leaves (2^d, t, 16), sums (d, 2, t, 16))``, where
+    ``sums[l - 1, b]`` is the XOR of the level-``l`` nodes whose bit ``l - 1`` is ``b``."""
+    _check(roots, depth)
+    nodes = np.ascontiguousarray(roots).reshape(1, len(roots), BLOCK)
+    sums = np.empty((depth, 2, len(roots), BLOCK), dtype=np.uint8)
+    for level in range(depth):
+        nodes = expand_level(nodes)
+        sums[level] = level_sums(nodes)
+    return nodes, sums
+
+
+def off_path_bits(points: I64, depth: int) -> npt.NDArray[np.bool_]:
+    """``(d, t)``: at level ``l`` (row ``l - 1``) the side off the path to ``points``, the
+    negated bit ``l - 1`` of each point. These are the puncturing party's OT choices."""
+    shifts = np.arange(depth, dtype=np.int64)[:, None]
+    bits: npt.NDArray[np.bool_] = ((points[None, :] >> shifts) & 1) == 0
+    return bits
+
+
+def expand_punctured(points: I64, chosen: U8, depth: int) -> U8:
+    """The puncturing party's side: leaves ``(2^d, t, 16)``, every leaf but ``points[i]`` of
+    tree ``i`` equal to the root holder's, that one zero. ``chosen[l - 1, i]`` is the level-``l``
+    sum of the side :func:`off_path_bits` names."""
+    trees = len(points)
+    if chosen.shape != (depth, trees, BLOCK):
+        raise ValueError("need one chosen level sum per level and tree")
+    if trees and (points.min() < 0 or points.max() >= 1 << depth):
+        raise ValueError("punctured points must be leaf indices")
+    column = np.arange(trees)
+    off = off_path_bits(points, depth).astype(np.int64)
+    nodes = np.zeros((1, trees, BLOCK), dtype=np.uint8)
+    for level in range(depth):
+        width = 1 << level
+        path = points & (width - 1)  # the unknown node of the parent level
+        nodes = expand_level(nodes)
+        nodes[path, column] = 0  # children of the unknown node: garbage until fixed
+        nodes[path + width, column] = 0
+        known = level_sums(nodes)[off[level], column]
+        nodes[path + off[level] * width, column] = known ^ chosen[level]
+    return nodes
+
+
+def _check(roots: U8, depth: int) -> None:
+    if roots.ndim != 2 or roots.shape[1] != BLOCK:
+        raise ValueError("roots are (t, 16) bytes")
+    if not 1 <= depth <= MAX_DEPTH:
+        raise ValueError(f"tree depth must be 1..{MAX_DEPTH}")

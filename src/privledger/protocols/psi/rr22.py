@@ -1,0 +1,404 @@
+"""Two-party RR22 PSI (VOLE + OKVS), semi-honest.
+
+Raghuraman and Rindal, "Blazing Fast PSI from Improved OKVS and Subfield VOLE" (CCS 2022,
+ePrint 2022/320), Fig. 4 in its semi-honest form, with the OKVS of :mod:`.rr22_okvs` and the
+silent subfield VOLE of :mod:`.vole`; structured like the authors' volePSI ``RsPsi``/``RsOprf``
+(our own code). The requester ``R`` is the OPRF receiver and learns the intersection; the
+provider ``P`` is the OPRF sender.
+
+1. Items become 128-bit item keys exactly as in :mod:`.kkrt` (short items encoded, long ones
+   hashed; duplicates removed). Both sides know both set sizes after the handshake; the OKVS
+   is sized for ``n_R`` keys (``M`` ~ 1.28 ``n_R`` cells) and the VOLE has length ``M``.
+2. ``R`` draws the 32-byte OKVS hash seed and sends it. Each key ``x`` gets its OKVS row and a
+   64-bit value ``H(x)`` (:func:`.rr22_okvs.rows`).
+3. Silent VOLE of length ``M`` (:mod:`.vole`): ``P`` gets ``delta`` and ``B``, ``R`` gets
+   ``A`` (64-bit entries) and ``C`` with ``C = B + A delta``. While ``P`` expands its GGM trees,
+   ``R`` solves the OKVS ``P_okvs`` with ``Decode(P_okvs, x) = H(x)`` for its keys.
+4. ``R`` sends ``A' = P_okvs + A`` (``M`` x 8 bytes). Its OPRF outputs are
+   ``F(x) = H_o(Decode(C, x))``.
+5. ``P`` computes, for each of its keys ``y``, ``Decode(B, y) + delta (Decode(A', y) + H(y))``
+   (one 24-byte-row decode of ``B || A'``, one table multiplication by ``delta``), hashes it
+   with ``H_o`` to ``L`` bytes and sends the tags in a secret random order of its items.
+   Since ``Decode`` is linear, that value is ``Decode(C, y) + delta (Decode(P_okvs, y) + H(y))``:
+   ``F(y)`` for ``y`` in ``R``'s set, and for any other ``y`` a value offset by ``delta z`` with
+   ``z`` a non-zero (except with probability ``2^-64``) 64-bit value, unpredictable to ``R``.
+6. ``R`` outputs its items whose tag is among ``P``'s; with ``reveal_to_provider`` it sends the
+   sorted list positions of the matched tags and ``P`` outputs those items.
+
+``H_o`` is fixed-key MMO (:func:`.ot.mmo_hash`) in its own domain. Tags: ``L = ceil((40 + log2
+n_R + log2 n_P) / 8)`` bytes, so any false match has probability ``<= 2^-40`` (11 bytes at
+2^24 x 2^24). ``z`` needs ``n_P 2^-64 <= 2^-40`` for ``n_P <= 2^24``: the 64-bit subspace
+suffices. Correctness fails only with those probabilities or an OKVS failure (``<= 2^-40``,
+raised as :class:`.rr22_okvs.OkvsError`, never a wrong result).
+
+Messages after the header exchange (turn-based, so the transcript hash is equal on both ends)::
+
+    R -> P   OKVS seed (32 bytes)
+    R -> P   base-OT point A                  \\
+    P -> R   128 base-OT points B_i            } correlated OT (IKNP without the hash)
+    R -> P   u (128 x cot bits)               /
+    P -> R   code seed, masked GGM level sums, tree corrections
+    R -> P   A' (M x 8 bytes)
+    P -> R   tags (n_P x L bytes)
+    R -> P   matched positions (only with reveal_to_provider)
+
+Communication at 2^20 x 2^20: ``R`` sends ~8 M + 1.7 MB ~ 12.5 MB, ``P`` ~ 0.4 MB + 10 n_P
+~ 11 MB: ~180 bits per item in all (RR22 reports 251 with a full-field ``A``).
+
+Security model: semi-honest (honest-but-curious) parties, kappa = 128 computational and
+lambda = 40 statistical security; LPN with an expand-accumulate code and regular noise
+(:mod:`.vole`), fixed-key AES as ideal permutations, CDH in the ROM for the base OTs. Not secure
+against a malicious peer (RR22's malicious variant needs extra checks that are not here).
+
+Leakage -- what each side learns:
+
+- requester: the intersection and the provider's set size ``n_P`` (after de-duplication).
+- provider: the requester's set size ``n_R`` (it fixes ``M``); with ``reveal_to_provider``
+  also the intersection; nothing else (``A'`` is one-time padded by the pseudorandom ``A``).
+- both: that the peer runs this protocol version and mode. An OKVS failure (``<= 2^-40``)
+  aborts the run, which the peer sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from privledger.protocols.channel import (
+    Channel,
+    ChannelError,
+    recv_exact,
+    recv_records,
+    send_records,
+)
+from privledger.protocols.psi import cuckoo, gf128, kkrt, ot, rr22_okvs, vole
+from privledger.protocols.psi.common import (
+    Header,
+    PsiResult,
+    Role,
+    check_role,
+    handshake,
+)
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL = "privledger/rr22-psi"
+VERSION = 1
+STAT_SECURITY = 40
+OUTPUT_DOMAIN = 0x52523232  # "RR22": the tweak domain of H_o
+
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+
+__all__ = [
+    "PROTOCOL",
+    "VERSION",
+    "ColumnPsiResult",
+    "TagIndex",
+    "run_keys",
+    "run_psi",
+    "run_psi_column",
+    "tag_bytes",
+]
+
+
+def tag_bytes(requester_size: int, provider_size: int) -> int:
+    """Tag length ``L`` so that ``n_R n_P 2^(-8 L) <= 2^-40``."""
+    bits = STAT_SECURITY + math.log2(max(requester_size, 1)) + math.log2(max(provider_size, 1))
+    return min(ot.BLOCK, math.ceil(bits / 8))
+
+
+def output_hash(values: U8, width: int) -> U8:
+    """``H_o`` truncated to ``width`` bytes: ``(n, 16)`` -> ``(n, width)``."""
+    tweaks = np.zeros(len(values), dtype=np.uint64)
+    return np.ascontiguousarray(ot.mmo_hash(values, tweaks, OUTPUT_DOMAIN)[:, :width])
+
+
+def _prefixes(tags: U8) -> U64:
+    """The first (up to) 8 bytes of each tag as a big-endian number, zero padded on the right."""
+    padded = np.zeros((len(tags), 8), dtype=np.uint8)
+    width = min(8, tags.shape[1])
+    padded[:, :width] = tags[:, :width]
+    prefix: U64 = padded.view(">u8").reshape(-1).astype(np.uint64)
+    return prefix
+
+
+def _equal_rows(a: U8, b: U8) -> npt.NDArray[np.bool_]:
+    width = a.shape[1]
+    padded = np.zeros((2, len(a), 16), dtype=np.uint8)
+    padded[0, :, :width] = a
+    padded[1, :, :width] = b
+    as_words = padded.view(np.uint64)
+    equal: npt.NDArray[np.bool_] = np.all(as_words[0] == as_words[1], axis=1)
+    return equal
+
+
+class TagIndex:
+    """The requester's tags, indexed for lookups: sorted 64-bit prefixes and, since tags are
+    pseudorandom, a direct table of where each run of the top ``b ~ log2 n`` bits starts
+    (expected one tag per run), so that a lookup is a few gathers instead of a sort."""
+
+    def __init__(self, tags: U8) -> None:
+        self.tags = tags
+        n = len(tags)
+        # sort the prefixes with the index in their low bits: a plain sort, ~2x faster than
+        # an argsort at 2^20; prefixes then compare on their high bits only
+        self._index_bits = np.uint64(max(1, (max(n, 1) - 1).bit_length()))
+        packed = _prefixes(tags)
+        packed >>= self._index_bits
+        packed <<= self._index_bits
+        packed |= np.arange(n, dtype=np.uint64)
+        packed.sort()
+        low = (np.uint64(1) << self._index_bits) - np.uint64(1)
+        self._order = (packed & low).astype(np.int64)
+        packed ^= packed & low
+        self._sorted = packed
+        self._bits = max(1, min(24, (max(n, 1) - 1).bit_length()))
+        self._shift = np.uint64(64 - self._bits)
+        buckets = np.arange(1 << self._bits, dtype=np.uint64) << self._shift
+        self._bounds = np.append(np.searchsorted(packed, buckets, side="left"), n)
+
+    def lookup(self, peer: U8) -> I64:
+        """For each peer tag, the index of the equal own tag, or -1."""
+        found = np.full(len(peer), -1, dtype=np.int64)
+        if len(self.tags) == 0 or len(peer) == 0:
+            return found
+        prefix = _prefixes(peer)
+        prefix >>= self._index_bits
+        prefix <<= self._index_bits
+        bucket = (prefix >> self._shift).astype(np.int64)
+        at, end = self._bounds[bucket], self._bounds[bucket + 1]
+        pending = np.flatnonzero(at < end)
+        at, end = at[pending], end[pending]
+        while pending.size:
+            same = self._sorted[at] == prefix[pending]
+            if same.any():
+                own = self._order[at[same]]
+                theirs = pending[same]
+                hit = _equal_rows(ot.take_rows(self.tags, own), ot.take_rows(peer, theirs))
+                found[theirs[hit]] = own[hit]
+            at += 1
+            more = (at < end) & (found[pending] < 0)
+            pending, at, end = pending[more], at[more], end[more]
+        return found
+
+
+def _random_order(n: int) -> I64:
+    """A uniformly random permutation of ``0 .. n - 1`` (up to ties among ``64 - log2 n``
+    random bits, probability below ``n^2 2^-(65 - log2 n)``, which only keep two items in input
+    order): a plain sort of random keys from :mod:`secrets` carrying the index in their low
+    bits (~2x faster than an argsort at 2^20)."""
+    bits = np.uint64(max(1, (max(n, 1) - 1).bit_length()))
+    keys = np.frombuffer(secrets.token_bytes(8 * n), dtype=np.uint64).copy()
+    keys >>= bits
+    keys <<= bits
+    keys |= np.arange(n, dtype=np.uint64)
+    keys.sort()
+    return (keys & ((np.uint64(1) << bits) - np.uint64(1))).astype(np.int64)
+
+
+# --- public entry points (the same contract as kkrt) ----------------------------------------
+
+
+def run_psi(
+    channel: Channel,
+    items: Sequence[bytes],
+    *,
+    role: Role,
+    reveal_to_provider: bool = False,
+    workers: int | None = None,
+    timeout: float | None = None,
+) -> PsiResult:
+    """Run semi-honest RR22-PSI with the peer at the other end of ``channel``.
+
+    Same contract as :func:`.kkrt.run_psi`: ``items`` may contain duplicates (removed first);
+    the requester learns the intersection (sorted, distinct), the provider only with
+    ``reveal_to_provider``; ``workers`` is accepted for API parity and ignored."""
+    del workers
+    check_role(role)
+    data, offsets = cuckoo.pack_items(items)
+    index, peer_size, unsorted = _intersect(
+        channel, data, offsets, role, reveal_to_provider, timeout
+    )
+    if index is None:
+        return PsiResult([], False, peer_size)
+    out = [items[k] for k in index.tolist()]
+    if unsorted:
+        out.sort()
+    return PsiResult(out, True, peer_size)
+
+
+@dataclass(frozen=True)
+class ColumnPsiResult:
+    """As :class:`.kkrt.ColumnPsiResult`: ``intersection`` is an Arrow ``large_binary`` array."""
+
+    intersection: Any
+    learned_output: bool
+    peer_size: int
+
+
+def run_psi_column(
+    channel: Channel,
+    column: Any,
+    *,
+    role: Role,
+    reveal_to_provider: bool = False,
+    timeout: float | None = None,
+) -> ColumnPsiResult:
+    """:func:`run_psi` over an Arrow binary or string array without nulls (the interface of
+    :func:`.kkrt.run_psi_column`, for the node's runner)."""
+    check_role(role)
+    data, offsets = cuckoo.arrow_buffers(column)
+    index, peer_size, unsorted = _intersect(
+        channel, data, offsets, role, reveal_to_provider, timeout
+    )
+    if index is None:
+        return ColumnPsiResult(pa.array([], type=pa.large_binary()), False, peer_size)
+    return ColumnPsiResult(kkrt.take_in_order(column, index, unsorted), True, peer_size)
+
+
+def _intersect(
+    channel: Channel,
+    data: U8,
+    offsets: I64,
+    role: Role,
+    reveal: bool,
+    timeout: float | None,
+) -> tuple[I64 | None, int, bool]:
+    started = time.perf_counter()
+    keys, first = kkrt.distinct_item_keys(data, offsets)
+    ordered: list[I64] = []
+    matched, peer_size = run_keys(
+        channel,
+        keys,
+        role=role,
+        reveal_to_provider=reveal,
+        timeout=timeout,
+        while_waiting=lambda: ordered.append(kkrt.bytes_order(keys)),
+    )
+    logger.info(
+        "rr22-psi %s: %d items, peer %d, output %s (%d items), %.2f s",
+        role,
+        len(keys),
+        peer_size,
+        matched is not None,
+        0 if matched is None else len(matched),
+        time.perf_counter() - started,
+    )
+    if matched is None:
+        return None, peer_size, False
+    order, unsorted = kkrt.output_order(keys, matched, ordered[0] if ordered else None)
+    return first[order], peer_size, unsorted
+
+
+def run_keys(
+    channel: Channel,
+    keys: U8,
+    *,
+    role: Role,
+    reveal_to_provider: bool = False,
+    timeout: float | None = None,
+    while_waiting: Callable[[], object] | None = None,
+) -> tuple[I64 | None, int]:
+    """RR22-PSI on distinct item keys ``(n, 16)`` (header exchange included): the ascending
+    indices of the matched keys (``None`` when this party learns no output) and the peer's
+    size. ``while_waiting`` runs (once, if this party learns the output) while it waits for
+    the peer's last message."""
+    check_role(role)
+    peer_size = handshake(
+        channel, Header(PROTOCOL, VERSION, role, reveal_to_provider, len(keys)), timeout
+    )
+    learns = role == "requester" or reveal_to_provider
+    if len(keys) == 0 or peer_size == 0:
+        return (np.zeros(0, dtype=np.int64) if learns else None), peer_size
+    idle = while_waiting if while_waiting is not None else (lambda: None)
+    if role == "requester":
+        return _run_requester(channel, keys, peer_size, reveal_to_provider, timeout, idle), (
+            peer_size
+        )
+    return _run_provider(channel, keys, peer_size, reveal_to_provider, timeout, idle), peer_size
+
+
+def _run_requester(
+    channel: Channel,
+    keys: U8,
+    peer_size: int,
+    reveal: bool,
+    timeout: float | None,
+    idle: Callable[[], object],
+) -> I64:
+    n = len(keys)
+    params = rr22_okvs.OkvsParams.for_items(n)
+    vole_params = vole.VoleParams.for_length(params.size)
+    seed = secrets.token_bytes(rr22_okvs.SEED_BYTES)
+    channel.send(seed)
+    solved: list[tuple[rr22_okvs.Rows, U8]] = []
+
+    def encode() -> None:  # while the provider expands its GGM trees
+        hashed = rr22_okvs.rows(params, seed, keys)
+        values = hashed.value.view(np.uint8).reshape(n, vole.SUBFIELD_BYTES)
+        solved.append((hashed, rr22_okvs.encode_rows(params, hashed, values)))
+
+    correlation = vole.vole_receive(channel, vole_params, timeout, while_expanding=encode)
+    hashed, table = solved[0]
+    table ^= correlation.a
+    send_records(channel, table)
+    del table
+    width = tag_bytes(n, peer_size)
+    own = TagIndex(output_hash(rr22_okvs.Decoder(params, correlation.c).decode_rows(hashed), width))
+    del correlation, hashed
+    idle()
+    peer = recv_records(channel, width, timeout, count=peer_size)
+    found = own.lookup(peer)
+    hit = found >= 0
+    if reveal:
+        positions = np.flatnonzero(hit).astype(">u8")
+        send_records(channel, positions.view(np.uint8).reshape(-1, 8))
+    return np.sort(found[hit])
+
+
+def _run_provider(
+    channel: Channel,
+    keys: U8,
+    peer_size: int,
+    reveal: bool,
+    timeout: float | None,
+    idle: Callable[[], object],
+) -> I64 | None:
+    n = len(keys)
+    params = rr22_okvs.OkvsParams.for_items(peer_size)
+    vole_params = vole.VoleParams.for_length(params.size)
+    seed = recv_exact(channel, rr22_okvs.SEED_BYTES, timeout, "OKVS seed")
+    correlation = vole.vole_send(channel, vole_params, timeout)
+    order = _random_order(n)
+    hashed = rr22_okvs.rows(params, seed, ot.take_rows(keys, order))
+    masked = recv_records(channel, vole.SUBFIELD_BYTES, timeout, count=params.size)
+    table = np.empty((params.size, ot.BLOCK + vole.SUBFIELD_BYTES), dtype=np.uint8)
+    table[:, : ot.BLOCK] = correlation.b
+    table[:, ot.BLOCK :] = masked
+    del masked
+    decoded = rr22_okvs.Decoder(params, table).decode_rows(hashed)
+    del table
+    z = np.ascontiguousarray(decoded[:, ot.BLOCK :])
+    z.view(np.uint64).reshape(-1)[:] ^= hashed.value
+    values = np.ascontiguousarray(decoded[:, : ot.BLOCK])
+    values ^= gf128.FixedMultiplier(correlation.delta, vole.SUBFIELD_BYTES)(z)
+    width = tag_bytes(peer_size, n)
+    send_records(channel, output_hash(values, width))
+    if not reveal:
+        return None
+    idle()
+    matched = recv_records(channel, 8, timeout).view(">u8").reshape(-1).astype(np.int64)
+    if matched.size and (matched.min() < 0 or matched.max() >= n):
+        raise ChannelError("peer sent a matched position out of range")
+    return np.sort(order[np.unique(matched)])

@@ -1,0 +1,377 @@
+"""The RR22 OKVS: clustered three-hash sparse rows plus binary dense columns, vectorised.
+
+Raghuraman and Rindal, "Blazing Fast PSI from Improved OKVS and Subfield VOLE" (CCS 2022,
+ePrint 2022/320), Sec. 3: an oblivious key-value store whose row for key ``x`` is
+``e_{h_0(x)} + e_{h_1(x)} + e_{h_2(x)} || r(x)``: three distinct *sparse* positions and a
+binary *dense* part ``r(x)`` of ``g + lambda`` bits. Encoding solves ``row(x) . D = v(x)`` for
+all keys; decoding is ``D[h_0] + D[h_1] + D[h_2] + r(x) . D_dense``. Values are rows of ``W``
+bytes added by XOR (``W`` a multiple of 8), so the same table can carry GF(2^128) elements, the
+64-bit elements of the subfield VOLE in :mod:`.rr22`, or both side by side.
+
+Parameters -- the paper's fit (its Sec. 3.3; the same formula as the authors' volePSI
+``PaxosParam::init`` and SecretFlow's port), for weight ``w = 3`` and ``N`` keys per cluster::
+
+    lambda_vs_e = 2^(0.555 log2 N + 0.093 log2(w)^3 - 1.01 log2(w)^2 + 2.925 log2(w) - 0.133)
+    e = (lambda + 9.2 + lambda_vs_e * 1.223) / lambda_vs_e      (sparse columns: ceil(e N))
+    g = floor(lambda / ((w - 2) log2(e N)))                      (dense columns: g + lambda)
+
+so that peeling leaves a 2-core of more than ``g`` rows with probability at most
+``2^-lambda``, and then ``g + lambda`` random binary dense columns solve the core except with
+probability ``2^-lambda``. (e = 1.2274 at N = 2^20, 1.246 at 2^16, 1.268 at 2^14.)
+
+Clustering (the paper's binning): keys go to ``B = ceil(n / CLUSTER_ITEMS)`` clusters by one
+hash; every cluster has its own sparse and dense part sized for ``N`` keys, where ``N`` is the
+bound that no cluster exceeds except with probability ``2^-(lambda + 1)`` (a binomial tail), and
+each cluster uses ``lambda_c = lambda + 1 + log2 B`` in the formula, so that overall failure is at
+most ``2^-(lambda+1) + B 2^-(lambda_c - 1) <= 2^-lambda``... more precisely the union bound
+``2^-41 + B * 2 * 2^-(41 + log2 B) = 2^-41 + 2^-40``, under ``2^-39``: we therefore use
+``lambda = 41`` for a ``<= 2^-40`` failure overall (:data:`FAILURE_BITS`). Clusters keep
+encoding local (the paper: cache; here: chunked memory for 2^24 keys) and let several clusters
+be solved at once with numpy.
+
+Encoding (:func:`encode`): all clusters together. (1) Peel the 3-uniform hypergraph: repeatedly
+remove all keys owning a cell of degree one, in vectorised rounds. (2) The unpeeled keys (the
+2-core) touch only cells no peeled key owns; those are set to zero and the core's equations
+``r(x) . D_dense = v(x)`` are solved per cluster by Gaussian elimination over GF(2) (a few
+rows, rare). (3) Peeled keys are assigned in reverse order of rounds with the dense
+contribution folded into their values. Free cells are zero: the table is *not* pseudorandom by
+itself (RR22 masks it with the VOLE vector ``A`` before it is sent). A failure raises
+:class:`OkvsError`, never a wrong table; the hash seed is drawn once by the caller, so which
+seed is used reveals nothing about the keys.
+
+Hashing: ``AES_k1(x)`` gives the cluster and the three positions (32-bit words, multiply-shift
+range reduction; positions drawn as distinct by the usual shift trick); ``AES_k2(x)`` gives the
+dense bits (low 64-bit word) and a 64-bit value ``H(x)`` (high word) that RR22 encodes.
+``k1 || k2`` is the 32-byte seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from privledger.protocols.psi import ot
+
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+
+WEIGHT = 3
+FAILURE_BITS = 40
+SEED_BYTES = 32
+KEY_BYTES = 16
+CLUSTER_ITEMS = 1 << 16
+MAX_DENSE = 64
+
+
+class OkvsError(Exception):
+    """The keys could not be encoded (probability <= 2^-40 for distinct keys; a key given
+    twice with two different values always fails)."""
+
+
+def expansion(items: int, ssp: float) -> float:
+    """RR22's sparse expansion ``e`` for ``items`` keys and ``ssp`` bits (weight 3)."""
+    lambda_vs_e = _lambda_vs_e(items)
+    offset = -9.2 - lambda_vs_e * 1.223
+    return (ssp - offset) / lambda_vs_e
+
+
+def core_bound(items: int, ssp: float) -> int:
+    """RR22's ``g``: the 2-core size that is exceeded with probability ``<= 2^-ssp``."""
+    e = expansion(items, ssp)
+    return math.floor(ssp / ((WEIGHT - 2) * math.log2(e * max(items, 2))))
+
+
+def failure_bits(items: int, sparse: int) -> float:
+    """The formula read the other way: ``lambda`` for ``items`` keys in ``sparse`` columns
+    (the 2-core exceeds ``g`` with probability about ``2^-lambda``)."""
+    return _lambda_vs_e(items) * (sparse / max(items, 2) - 1.223) - 9.2
+
+
+def _lambda_vs_e(items: int) -> float:
+    log_n = math.log2(max(items, 2))
+    log_w = math.log2(WEIGHT)
+    return float(
+        2.0 ** (0.555 * log_n + 0.093 * log_w**3 - 1.01 * log_w**2 + 2.925 * log_w - 0.133)
+    )
+
+
+def cluster_capacity(items: int, clusters: int, ssp: float) -> int:
+    """Smallest ``N`` with ``clusters * P[Binomial(items, 1/clusters) > N] <= 2^-ssp``."""
+    if clusters == 1:
+        return items
+    p = 1.0 / clusters
+    mean = items * p
+    sigma = math.sqrt(mean * (1 - p))
+    top = min(items, math.ceil(mean + 20 * sigma + 64))
+    log_pmf = [
+        math.lgamma(items + 1)
+        - math.lgamma(k + 1)
+        - math.lgamma(items - k + 1)
+        + k * math.log(p)
+        + (items - k) * math.log1p(-p)
+        for k in range(math.floor(mean), top + 1)
+    ]
+    budget = -ssp * math.log(2) - math.log(clusters)
+    tail = -math.inf  # log P[X > k], accumulated from the top
+    for offset in range(len(log_pmf) - 1, -1, -1):
+        k = math.floor(mean) + offset
+        if tail > budget:
+            return k + 1
+        tail = float(np.logaddexp(tail, log_pmf[offset]))
+    return math.floor(mean)  # pragma: no cover - the tail at the mean is ~1/2
+
+
+@dataclass(frozen=True)
+class OkvsParams:
+    """Sizes of an OKVS for ``items`` keys: ``clusters`` clusters of ``sparse`` + ``dense``
+    cells, each for at most ``capacity`` keys."""
+
+    items: int
+    clusters: int
+    capacity: int
+    sparse: int
+    dense: int
+
+    @property
+    def cluster_cells(self) -> int:
+        return self.sparse + self.dense
+
+    @property
+    def size(self) -> int:
+        """Total cells ``M``."""
+        return self.clusters * self.cluster_cells
+
+    @classmethod
+    def for_items(
+        cls, items: int, ssp: float = FAILURE_BITS + 1, cluster_items: int = CLUSTER_ITEMS
+    ) -> OkvsParams:
+        """Parameters for ``items`` keys with failure ``<= 2^-(ssp - 1)`` (module docstring)."""
+        if items < 0:
+            raise ValueError("negative item count")
+        clusters = max(1, math.ceil(items / cluster_items))
+        capacity = max(1, cluster_capacity(items, clusters, ssp))
+        local_ssp = ssp + math.log2(clusters) if clusters > 1 else ssp
+        sparse = max(WEIGHT, math.ceil(expansion(capacity, local_ssp) * capacity))
+        dense = core_bound(capacity, local_ssp) + math.ceil(local_ssp)
+        if dense > MAX_DENSE:  # pragma: no cover - not reached for ssp <= 48
+            raise ValueError("too many dense columns for a 64-bit mask")
+        return cls(items, clusters, capacity, sparse, dense)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows of some keys: ``cells (3, n)`` global sparse cells, ``cluster (n,)``, the dense
+    bits ``dense (n,)`` and the hashed value ``value (n,)`` (both 64-bit words)."""
+
+    cells: I64
+    cluster: I64
+    dense: U64
+    value: U64
+
+
+def _aes(key: bytes, keys: U8) -> U8:
+    out = np.empty((len(keys) + 1, KEY_BYTES), dtype=np.uint8)
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    encryptor.update_into(np.ascontiguousarray(keys).reshape(-1).data, out.reshape(-1).data)
+    return out[: len(keys)]
+
+
+def _reduce(words: npt.NDArray[np.uint32], bound: int) -> I64:
+    wide = words.astype(np.uint64)
+    wide *= np.uint64(bound)
+    wide >>= np.uint64(32)
+    return wide.astype(np.int64)
+
+
+def rows(params: OkvsParams, seed: bytes, keys: U8) -> Rows:
+    """Hash ``(n, 16)`` keys to their rows under the 32-byte ``seed``."""
+    if len(seed) != SEED_BYTES:
+        raise ValueError("OKVS seed must be 32 bytes")
+    if keys.ndim != 2 or keys.shape[1] != KEY_BYTES:
+        raise ValueError("OKVS keys are (n, 16) bytes")
+    n = len(keys)
+    first = _aes(seed[:16], keys).view("<u4").reshape(n, 4)
+    s = params.sparse
+    h0 = _reduce(first[:, 0], s)
+    h1 = _reduce(first[:, 1], s - 1)
+    h2 = _reduce(first[:, 2], s - 2)
+    h1 += h1 >= h0  # distinct positions, uniform over ordered triples
+    low, high = np.minimum(h0, h1), np.maximum(h0, h1)
+    h2 += h2 >= low
+    h2 += h2 >= high
+    cluster = _reduce(first[:, 3], params.clusters)
+    base = cluster * params.cluster_cells
+    cells = np.stack((h0 + base, h1 + base, h2 + base))
+    second = _aes(seed[16:], keys).view("<u8").reshape(n, 2)
+    mask = np.uint64((1 << params.dense) - 1) if params.dense < 64 else np.uint64(2**64 - 1)
+    return Rows(cells, cluster, second[:, 0] & mask, second[:, 1].copy())
+
+
+def encode(params: OkvsParams, seed: bytes, keys: U8, values: U8) -> U8:
+    """The ``(M, W)`` table encoding distinct keys ``(n, 16)`` to values ``(n, W)``."""
+    if values.ndim != 2 or len(values) != len(keys) or values.shape[1] % 8:
+        raise ValueError("need (n, W) values, W a multiple of 8, one per key")
+    if len(keys) > params.items:
+        raise ValueError("more keys than the OKVS was sized for")
+    return encode_rows(params, rows(params, seed, keys), values)
+
+
+def encode_rows(params: OkvsParams, hashed: Rows, values: U8) -> U8:
+    """:func:`encode` for rows already hashed."""
+    width = values.shape[1]
+    loads = np.bincount(hashed.cluster, minlength=params.clusters)
+    if loads.size and loads.max() > params.capacity:
+        raise OkvsError("an OKVS cluster overflowed")
+    table = np.zeros((params.size, width), dtype=np.uint8)
+    rounds, core = _peel(hashed.cells, params.size)
+    adjusted = np.array(values, dtype=np.uint8, copy=True)
+    if core.size:
+        dense = _solve_core(params, hashed, values, core)
+        for cluster, solution in dense.items():
+            start = cluster * params.cluster_cells + params.sparse
+            table[start : start + params.dense] = solution
+            members = np.flatnonzero(hashed.cluster == cluster)
+            adjusted[members] ^= _dense_part(hashed.dense[members], solution)
+    cells = hashed.cells
+    for keys, own in reversed(rounds):
+        acc = ot.take_rows(adjusted, keys)
+        acc ^= ot.take_rows(table, cells[0, keys])
+        acc ^= ot.take_rows(table, cells[1, keys])
+        acc ^= ot.take_rows(table, cells[2, keys])  # own cells are still zero
+        ot.put_rows(table, own, acc)
+    return table
+
+
+def _dense_part(bits: U64, solution: U8) -> U8:
+    """``r(x) . D_dense`` for a few rows (used for the rare clusters with a core)."""
+    out = np.zeros((len(bits), solution.shape[1]), dtype=np.uint8)
+    for j in range(len(solution)):
+        hit = ((bits >> np.uint64(j)) & np.uint64(1)).astype(np.bool_)
+        out[hit] ^= solution[j]
+    return out
+
+
+def _solve_core(params: OkvsParams, hashed: Rows, values: U8, core: I64) -> dict[int, U8]:
+    """Per cluster with a non-empty core: dense values with ``r(x) . D = v(x)`` on its core
+    keys (their sparse cells are left zero); Gaussian elimination over GF(2)."""
+    out: dict[int, U8] = {}
+    width = values.shape[1]
+    for cluster in np.unique(hashed.cluster[core]).tolist():
+        keys = core[hashed.cluster[core] == cluster]
+        equations = [int(b) for b in hashed.dense[keys]]
+        rhs = [values[k].copy() for k in keys]
+        pivots: list[tuple[int, int]] = []  # (column, equation index)
+        for i in range(len(equations)):
+            for column, row in pivots:
+                if equations[i] >> column & 1:
+                    equations[i] ^= equations[row]
+                    rhs[i] ^= rhs[row]
+            if equations[i] == 0:
+                if rhs[i].any():
+                    raise OkvsError("OKVS dense system is singular")
+                continue
+            pivots.append((equations[i].bit_length() - 1, i))
+        solution = np.zeros((params.dense, width), dtype=np.uint8)
+        for column, row in reversed(pivots):  # back substitution, later pivots first
+            acc = rhs[row].copy()
+            rest = equations[row] & ~(1 << column)
+            while rest:
+                low = rest & -rest
+                acc ^= solution[low.bit_length() - 1]
+                rest ^= low
+            solution[column] = acc
+        out[cluster] = solution
+    return out
+
+
+def _peel(cells: I64, size: int) -> tuple[list[tuple[I64, I64]], I64]:
+    """Peeling rounds ``(keys, own cells)`` and the unpeeled keys (the 2-core).
+
+    Per cell: its degree and the *sum* of its live keys' indices (exact in float64 below
+    2^53), which is the key itself once the degree is one. Updates use ``bincount`` over all
+    cells while many keys go in a round and ``ufunc.at`` for the small late rounds;
+    de-duplication writes positions into a scratch array and keeps the last writer (numpy's
+    ``unique`` sorts or hashes and was 65% of the time at 2^20)."""
+    n = cells.shape[1]
+    flat = cells.reshape(-1)
+    degree = np.bincount(flat, minlength=size).astype(np.int64)
+    weights = np.tile(np.arange(n, dtype=np.float64), WEIGHT)
+    members = np.bincount(flat, weights=weights, minlength=size)
+    del weights
+    scratch = np.empty(max(size, n), dtype=np.int64)
+    rounds: list[tuple[I64, I64]] = []
+    alive = np.ones(n, dtype=np.bool_)
+    candidates = np.flatnonzero(degree == 1)
+    peeled = 0
+    while peeled < n:
+        candidates = candidates[degree[candidates] == 1]
+        if candidates.size == 0:
+            break
+        owners = members[candidates].astype(np.int64)
+        order = np.arange(candidates.size, dtype=np.int64)
+        scratch[owners] = order
+        first = scratch[owners] == order  # one own cell per key
+        keys, own = owners[first], candidates[first]
+        rounds.append((keys, own))
+        alive[keys] = False
+        peeled += keys.size
+        touched = cells[:, keys].reshape(-1)
+        if touched.size * 8 > size:
+            degree -= np.bincount(touched, minlength=size)
+            members -= np.bincount(
+                touched, weights=np.tile(keys.astype(np.float64), WEIGHT), minlength=size
+            )
+        else:
+            np.subtract.at(degree, touched, 1)
+            np.subtract.at(members, touched, np.tile(keys.astype(np.float64), WEIGHT))
+        touched = touched[degree[touched] == 1]
+        order = np.arange(touched.size, dtype=np.int64)
+        scratch[touched] = order
+        candidates = touched[scratch[touched] == order]
+    return rounds, np.flatnonzero(alive)
+
+
+class Decoder:
+    """Decodes many keys from one table: the dense part by byte tables (one 256-row table per
+    byte of the dense bits and cluster)."""
+
+    def __init__(self, params: OkvsParams, table: U8) -> None:
+        if table.ndim != 2 or len(table) != params.size or table.shape[1] % 8:
+            raise ValueError("table does not match the OKVS parameters")
+        self.params = params
+        self.table = np.ascontiguousarray(table)
+        width = table.shape[1]
+        self._bytes = -(-params.dense // 8)
+        by_cluster = self.table.reshape(params.clusters, params.cluster_cells, width)
+        dense = np.zeros((params.clusters, 8 * self._bytes, width), dtype=np.uint8)
+        dense[:, : params.dense] = by_cluster[:, params.sparse :]
+        grouped = dense.reshape(params.clusters, self._bytes, 8, width)
+        lookup = np.zeros((params.clusters, self._bytes, 256, width), dtype=np.uint8)
+        for bit in range(8):  # entries 2^bit .. 2^(bit+1) = the lower ones + dense column
+            span = 1 << bit
+            lookup[:, :, span : 2 * span] = lookup[:, :, :span] ^ grouped[:, :, bit][:, :, None, :]
+        self._lookup = lookup.reshape(-1, width)
+
+    def decode_rows(self, hashed: Rows) -> U8:
+        """``row(x) . D`` for hashed keys: ``(n, W)``. Gathers whole rows of 64-bit words
+        (``take`` along axis 0: faster than void-row gathers for 24-byte rows)."""
+        table = self.table.view(np.uint64)
+        lookup = self._lookup.view(np.uint64)
+        out = table.take(hashed.cells[0], axis=0)
+        out ^= table.take(hashed.cells[1], axis=0)
+        out ^= table.take(hashed.cells[2], axis=0)
+        base = hashed.cluster * (self._bytes * 256)
+        for b in range(self._bytes):
+            byte = ((hashed.dense >> np.uint64(8 * b)) & np.uint64(0xFF)).astype(np.int64)
+            byte += base + b * 256
+            out ^= lookup.take(byte, axis=0)
+        decoded: U8 = out.view(np.uint8)
+        return decoded
+
+    def decode(self, seed: bytes, keys: U8) -> U8:
+        return self.decode_rows(rows(self.params, seed, keys))

@@ -1,0 +1,272 @@
+"""Silent subfield VOLE (PCG from LPN) for RR22-PSI, semi-honest.
+
+Output, for a length ``k`` fixed by both parties: the *sender* holds ``delta`` in GF(2^128) and
+``B`` in GF(2^128)^k; the *receiver* holds ``A`` with entries in the 64-bit subspace ``G`` of
+GF(2^128) (polynomials of degree < 64; see :mod:`.gf128`) and ``C`` in GF(2^128)^k, with
+
+    C = B + A * delta,
+
+``A`` and ``C`` pseudorandom to the sender, ``delta`` and ``B`` to the receiver. (``G`` is an
+F_2-subspace, not a subfield; everything below is F_2-linear, which is all the correlation needs,
+and ``a * delta`` is uniform for a uniform ``delta`` and any non-zero ``a``.)
+
+Construction (Boyle, Couteau, Gilboa, Ishai, Kohl, Scholl, "Efficient Pseudorandom Correlation
+Generators: Silent OT Extension and More", CRYPTO 2019; Weng, Yang, Katz, Wang, "Wolverine",
+S&P 2021, for the GGM/COT layout; as libOTe's ``SilentVoleSender/Receiver``, our own code):
+
+1. **Correlated OT.** 128 Chou-Orlandi base OTs (:mod:`.ot`), IKNP-extended without the final
+   hash: the sender, base-OT receiver with choice bits ``delta``, gets ``q_j``; the receiver
+   with choice bits ``r_j`` gets ``t_j``; ``q_j = t_j + r_j delta``. Hashing ``q_j`` and
+   ``q_j + delta`` (fixed-key MMO, :func:`.ot.mmo_hash`, tweak ``j``) gives random OTs.
+2. **Noise.** The receiver draws ``trees`` regular noise positions ``alpha_i`` (one leaf per
+   GGM tree; leaf ``p`` of tree ``i`` is position ``p trees + i``, see :mod:`.pprf`) and
+   non-zero values ``a_i`` in ``G``. 64 of the correlated OTs per tree, with choice bits the
+   bits of ``a_i``, give ``sum_b X^b q = sum_b X^b t + a_i delta``: a base VOLE for the noise
+   values, without another message.
+3. **Puncturable PRF** (:mod:`.pprf`): the sender expands ``trees`` GGM trees; per level it
+   sends both level sums, masked by the two keys of one random OT, and the receiver, choosing
+   the side off its path, rebuilds all leaves but ``alpha_i``. The sender also sends
+   ``d_i = sum(leaves_i) + s_i`` (``s_i`` its share of ``a_i delta``), from which the receiver
+   gets leaf ``alpha_i`` plus ``a_i delta``. Now the length-``N`` vectors satisfy
+   ``C' = B' + e * delta`` with ``e`` the sparse noise vector.
+4. **LPN compression** with an expand-accumulate code (:mod:`.exacc`), rate 1/2: ``B = G B'``,
+   ``C = G C'``, ``A = G e``. Its seed is drawn by the sender and sent with the level sums.
+
+Parameters: expander weight ``w = 7`` with relative minimum distance 0.05 (libOTe's
+``ExAcc7``; the EA-code paper's recommended expander weights are 7 to 11, libOTe's
+``ExAcc11`` uses 0.1), and the regular-noise weight of libOTe's ``getRegNoiseWeight``:
+``t = max(128, -kappa / log2(1 - 2 d))`` rounded up to a multiple of 8, for ``kappa = 128``
+bits against linear attacks -- 848 for ``d = 0.05``. Security: LPN over F_2 with the EA code,
+regular noise (and its F_{2^64}-valued variant, as subfield VOLE in libOTe); fixed-key AES as
+ideal permutations (GGM PRG, hash); CDH in the ROM for the base OTs. Semi-honest only: a
+malicious sender could send inconsistent level sums (selective failure on ``alpha``).
+
+:func:`check_correlation` is the debug check ``C = B + A delta`` (both halves in one place;
+tests and the benchmark).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
+from privledger.protocols.psi import exacc, gf128, ot, pprf
+
+U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+Bits = npt.NDArray[np.bool_]
+
+SECURITY = 128
+SCALER = 2  # code rate 1/2
+EXPANDER_WEIGHT = 7
+MIN_DISTANCE = {7: 0.05, 11: 0.1, 21: 0.1, 40: 0.2}  # libOTe EAConfigure
+SUBFIELD_BITS = 64
+SUBFIELD_BYTES = SUBFIELD_BITS // 8
+BLOCK = 16
+_GGM_TWEAK = 0x47474D00  # domain of the GGM random-OT hash
+_MAX_LENGTH = 1 << 31
+
+
+def noise_weight(min_distance: float, security: int = SECURITY) -> int:
+    """Regular noise weight ``t`` for ``security`` bits against linear attacks on a code of
+    relative minimum distance ``min_distance`` (libOTe ``getRegNoiseWeight``)."""
+    if not 0 < min_distance <= 0.5:
+        raise ValueError("relative minimum distance must be in (0, 1/2]")
+    if min_distance == 0.5:
+        return SECURITY
+    t = max(SECURITY, math.ceil(-security / math.log2(1 - 2 * min_distance)))
+    return -(-t // 8) * 8
+
+
+@dataclass(frozen=True)
+class VoleParams:
+    """``length`` outputs from ``trees`` GGM trees of ``2^depth`` leaves (``N`` noisy
+    positions, at least ``2 * length``) compressed by an EA code of weight ``weight``."""
+
+    length: int
+    trees: int
+    depth: int
+    weight: int
+
+    @property
+    def code_size(self) -> int:
+        return self.trees << self.depth
+
+    @property
+    def cot_count(self) -> int:
+        """Correlated OTs: one per tree level, 64 per tree for the noise values."""
+        return self.trees * (self.depth + SUBFIELD_BITS)
+
+    @classmethod
+    def for_length(cls, length: int, weight: int = EXPANDER_WEIGHT) -> VoleParams:
+        if not 0 < length < _MAX_LENGTH:
+            raise ValueError("VOLE length out of range")
+        minimum = noise_weight(MIN_DISTANCE[weight])
+        wanted = SCALER * length
+        depth = max(1, math.floor(math.log2(max(wanted / minimum, 2))))
+        trees = max(minimum, -(-wanted // (1 << depth)))
+        return cls(length, trees, depth, weight)
+
+    def code(self, seed: bytes) -> exacc.ExAccCode:
+        return exacc.ExAccCode(self.length, self.code_size, self.weight, seed)
+
+
+@dataclass(frozen=True)
+class SenderVole:
+    delta: bytes
+    b: U8  # (k, 16)
+
+
+@dataclass(frozen=True)
+class ReceiverVole:
+    a: U8  # (k, 8): the low 64 coefficients
+    c: U8  # (k, 16)
+
+
+def check_correlation(sender: SenderVole, receiver: ReceiverVole) -> bool:
+    """Debug check: ``C = B + A * delta`` entry by entry."""
+    product = gf128.FixedMultiplier(sender.delta, SUBFIELD_BYTES)(receiver.a)
+    return bool(np.array_equal(receiver.c, sender.b ^ product))
+
+
+# --- correlated OT (IKNP without the final hash) ----------------------------------------------
+
+
+def cot_send(channel: Channel, count: int, timeout: float | None) -> tuple[bytes, U8]:
+    """Correlated-OT sender: ``(delta, q)`` with ``q (count, 16)``; base-OT receiver."""
+    width = -(-count // 128) * 16  # bytes per column, rows padded to a multiple of 128
+    delta_bits = ot.random_bits(ot.KAPPA)
+    seeds = ot.base_ot_receive(channel, delta_bits, timeout)
+    u = recv_records(channel, width, timeout, count=ot.KAPPA)
+    q = ot.prg_columns(seeds, width)
+    q ^= u & (delta_bits.astype(np.uint8)[:, None] * np.uint8(0xFF))
+    rows = ot.transpose_bits(q)[:count]
+    return np.packbits(delta_bits, bitorder="little").tobytes(), np.ascontiguousarray(rows)
+
+
+def cot_receive(
+    channel: Channel,
+    choices: Bits,
+    timeout: float | None,
+    while_waiting: Callable[[], object] | None = None,
+) -> U8:
+    """Correlated-OT receiver: ``t (count, 16)`` with ``t_j = q_j + choices_j delta``."""
+    count = len(choices)
+    width = -(-count // 128) * 16
+    k0, k1 = ot.base_ot_send(channel, ot.KAPPA, timeout, while_waiting)
+    t = ot.prg_columns(k0, width)
+    padded = np.zeros(8 * width, dtype=np.bool_)
+    padded[:count] = choices
+    u = t ^ ot.prg_columns(k1, width) ^ np.packbits(padded, bitorder="little")[None, :]
+    send_records(channel, u)
+    return np.ascontiguousarray(ot.transpose_bits(t)[:count])
+
+
+def _combine_powers(rows: U8, trees: int) -> U8:
+    """``sum_b X^b rows[i, b]`` for ``rows`` of shape ``(trees, 64, 16)`` -> ``(trees, 16)``."""
+    as_words = rows.reshape(trees, SUBFIELD_BITS, BLOCK).view(np.uint64)
+    out = np.zeros((trees, 2), dtype=np.uint64)
+    for b in range(SUBFIELD_BITS):
+        out ^= gf128.mul_x_power(np.ascontiguousarray(as_words[:, b]), b)
+    return out.view(np.uint8).reshape(trees, BLOCK)
+
+
+def _ggm_hash(rows: U8, first: int) -> U8:
+    tweaks = np.arange(first, first + len(rows), dtype=np.uint64)
+    return ot.mmo_hash(np.ascontiguousarray(rows), tweaks, _GGM_TWEAK)
+
+
+# --- the two parties ----------------------------------------------------------------------------
+
+
+def vole_send(channel: Channel, params: VoleParams, timeout: float | None) -> SenderVole:
+    """Sender side: returns ``delta`` and ``B``.
+
+    Messages: base-OT ``A`` out, ``B`` points in, IKNP ``u`` in; then one message with the
+    code seed, the masked level sums and the ``d_i``."""
+    trees, depth = params.trees, params.depth
+    delta, q = cot_send(channel, params.cot_count, timeout)
+    ggm_q = q[: trees * depth]
+    noise_q = q[trees * depth :].reshape(trees, SUBFIELD_BITS, BLOCK)
+    share = _combine_powers(noise_q, trees)  # s_i, with s_i + r_i = a_i delta
+    roots = ot.random_bytes(trees, BLOCK)
+    leaves, sums = pprf.expand_full(roots, depth)
+    # level sums, tree-major like the OTs: OT j = i * depth + level
+    order = np.ascontiguousarray(sums.transpose(2, 0, 1, 3)).reshape(trees * depth, 2, BLOCK)
+    delta_row = np.frombuffer(delta, dtype=np.uint8)[None, :]
+    masked = np.empty_like(order)
+    masked[:, 0] = order[:, 0] ^ _ggm_hash(ggm_q, 0)
+    masked[:, 1] = order[:, 1] ^ _ggm_hash(ggm_q ^ delta_row, 0)
+    leaf_words = leaves.view(np.uint64).reshape(-1, trees, 2)
+    totals = np.bitwise_xor.reduce(leaf_words, axis=0).view(np.uint8).reshape(trees, BLOCK)
+    corrections = totals ^ share
+    seed = secrets.token_bytes(exacc.SEED_BYTES)
+    payload = np.concatenate(
+        (
+            np.frombuffer(seed, dtype=np.uint8),
+            masked.reshape(-1),
+            corrections.reshape(-1),
+        )
+    )
+    channel.send(payload.tobytes())
+    noisy = leaves.reshape(params.code_size, BLOCK)
+    del leaves
+    b = params.code(seed).dual_encode(noisy)
+    return SenderVole(delta, b)
+
+
+def vole_receive(
+    channel: Channel,
+    params: VoleParams,
+    timeout: float | None,
+    while_waiting: Callable[[], object] | None = None,
+    while_expanding: Callable[[], object] | None = None,
+) -> ReceiverVole:
+    """Receiver side: returns ``A`` and ``C``. ``while_waiting`` runs while the sender derives
+    its base-OT keys, ``while_expanding`` while it expands its GGM trees."""
+    trees, depth = params.trees, params.depth
+    draws = np.frombuffer(secrets.token_bytes(8 * trees), dtype=np.uint64)
+    points = (draws % np.uint64(1 << depth)).astype(np.int64)
+    values = ot.random_bytes(trees, SUBFIELD_BYTES)
+    zero = ~values.any(axis=1)
+    values[zero, 0] = 1  # noise values are non-zero
+    path_choices = pprf.off_path_bits(points, depth).T.reshape(-1)  # tree-major
+    value_bits = np.unpackbits(values, axis=1, bitorder="little").astype(np.bool_).reshape(-1)
+    t = cot_receive(channel, np.concatenate((path_choices, value_bits)), timeout, while_waiting)
+    if while_expanding is not None:
+        while_expanding()
+    payload = channel.recv_buffer(timeout)
+    expected = exacc.SEED_BYTES + trees * depth * 2 * BLOCK + trees * BLOCK
+    if len(payload) != expected:
+        raise ChannelError(f"VOLE message of {len(payload)} bytes, expected {expected}")
+    body = np.frombuffer(payload, dtype=np.uint8)
+    seed = body[: exacc.SEED_BYTES].tobytes()
+    masked = body[exacc.SEED_BYTES : exacc.SEED_BYTES + trees * depth * 2 * BLOCK]
+    masked = masked.reshape(trees * depth, 2, BLOCK)
+    corrections = body[exacc.SEED_BYTES + trees * depth * 2 * BLOCK :].reshape(trees, BLOCK)
+    ggm_t = t[: trees * depth]
+    share = _combine_powers(t[trees * depth :], trees)  # r_i
+    picked = masked[np.arange(trees * depth), path_choices.astype(np.int64)] ^ _ggm_hash(ggm_t, 0)
+    chosen = np.ascontiguousarray(picked.reshape(trees, depth, BLOCK).transpose(1, 0, 2))
+    leaves = pprf.expand_punctured(points, chosen, depth)
+    column = np.arange(trees)
+    leaf_words = leaves.view(np.uint64).reshape(-1, trees, 2)
+    others = np.bitwise_xor.reduce(leaf_words, axis=0).view(np.uint8).reshape(trees, BLOCK)
+    leaves[points, column] = corrections ^ others ^ share  # leaf + a_i delta
+    code = params.code(seed)
+    # C' and the sparse e side by side: one accumulate and one expander pass for both
+    noisy = np.zeros((params.code_size, BLOCK + SUBFIELD_BYTES), dtype=np.uint8)
+    noisy[:, :BLOCK] = leaves.reshape(params.code_size, BLOCK)
+    del leaves
+    noisy[points * trees + column, BLOCK:] = values  # interleaved: leaf p of tree i at p t + i
+    both = code.dual_encode(noisy)
+    return ReceiverVole(
+        np.ascontiguousarray(both[:, BLOCK:]), np.ascontiguousarray(both[:, :BLOCK])
+    )

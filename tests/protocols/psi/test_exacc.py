@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+import pytest
+
+from privledger.protocols.psi import exacc
+
+
+def _reference(code: exacc.ExAccCode, noisy: np.ndarray) -> np.ndarray:
+    """B A e with A and B written out: prefix XOR, then per output the XOR of ``w`` entries."""
+    prefix = np.zeros_like(noisy)
+    running = np.zeros(noisy.shape[1], dtype=np.uint8)
+    for i, row in enumerate(noisy):
+        running = running ^ row
+        prefix[i] = running
+    where = code.positions(0, code.message_size)
+    out = np.zeros((code.message_size, noisy.shape[1]), dtype=np.uint8)
+    for i in range(code.message_size):
+        for j in where[i]:
+            out[i] ^= prefix[j]
+    return out
+
+
+@pytest.mark.parametrize(("k", "n", "width"), [(1, 1, 8), (50, 100, 16), (300, 600, 24)])
+def test_dual_encode_matches_reference(k: int, n: int, width: int) -> None:
+    code = exacc.ExAccCode(k, n, 7, secrets.token_bytes(16))
+    noisy = np.frombuffer(secrets.token_bytes(n * width), dtype=np.uint8).reshape(n, width)
+    expect = _reference(code, noisy)
+    assert np.array_equal(code.dual_encode(noisy.copy()), expect)
+
+
+def test_positions_are_chunk_independent_and_in_range() -> None:
+    code = exacc.ExAccCode(1000, 2000, 11, secrets.token_bytes(16))
+    whole = code.positions(0, 1000)
+    assert whole.shape == (1000, 11)
+    assert whole.min() >= 0 and whole.max() < 2000
+    assert np.array_equal(
+        np.concatenate((code.positions(0, 333), code.positions(333, 1000))), whole
+    )
+
+
+def test_linearity() -> None:
+    """The property the VOLE relies on: encode(x ^ y) = encode(x) ^ encode(y)."""
+    code = exacc.ExAccCode(64, 128, 7, secrets.token_bytes(16))
+    x = np.frombuffer(secrets.token_bytes(128 * 16), dtype=np.uint8).reshape(128, 16)
+    y = np.frombuffer(secrets.token_bytes(128 * 16), dtype=np.uint8).reshape(128, 16)
+    both = code.dual_encode(x ^ y)
+    assert np.array_equal(both, code.dual_encode(x.copy()) ^ code.dual_encode(y.copy()))
+
+
+def test_checks() -> None:
+    with pytest.raises(ValueError, match="k <= N"):
+        exacc.ExAccCode(10, 5, 7, bytes(16))
+    code = exacc.ExAccCode(4, 8, 7, bytes(16))
+    with pytest.raises(ValueError, match="need"):
+        code.dual_encode(np.zeros((8, 12), dtype=np.uint8))

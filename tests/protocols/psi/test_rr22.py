@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from privledger.protocols.channel import Channel, ChannelError, channel_pair
+from privledger.protocols.psi import kkrt, rr22, rr22_okvs
+from privledger.protocols.psi.common import PsiHandshakeError, PsiResult
+from privledger.protocols.psi.rr22 import run_psi
+
+TIMEOUT = 30.0
+
+
+def _run_both(
+    requester_items: Sequence[bytes],
+    provider_items: Sequence[bytes],
+    *,
+    reveal: bool = False,
+    requester_is_side_a: bool = True,
+) -> tuple[PsiResult, PsiResult, Channel, Channel]:
+    a, b = channel_pair()
+    rc, pc = (a, b) if requester_is_side_a else (b, a)
+    with ThreadPoolExecutor(2) as pool:
+        requester = pool.submit(
+            run_psi,
+            rc,
+            requester_items,
+            role="requester",
+            reveal_to_provider=reveal,
+            timeout=TIMEOUT,
+        )
+        provider = pool.submit(
+            run_psi,
+            pc,
+            provider_items,
+            role="provider",
+            reveal_to_provider=reveal,
+            timeout=TIMEOUT,
+        )
+        return requester.result(), provider.result(), rc, pc
+
+
+def _check(
+    x: Sequence[bytes], y: Sequence[bytes], *, reveal: bool = True, side_a: bool = True
+) -> None:
+    requester, provider, rc, pc = _run_both(x, y, reveal=reveal, requester_is_side_a=side_a)
+    expected = sorted(set(x) & set(y))
+    assert requester.intersection == expected
+    assert requester.learned_output and requester.peer_size == len(set(y))
+    assert provider.peer_size == len(set(x))
+    assert provider.learned_output is reveal
+    assert provider.intersection == (expected if reveal else [])
+    assert rc.transcript_hash == pc.transcript_hash
+
+
+def _random_items(rng: random.Random, count: int) -> list[bytes]:
+    return [rng.randbytes(rng.randint(0, 40)) for _ in range(count)]
+
+
+@pytest.mark.parametrize(("nx", "ny", "common"), [(1, 1, 1), (100, 37, 20), (1000, 3001, 333)])
+def test_random_sets_match_python_sets(nx: int, ny: int, common: int) -> None:
+    rng = random.Random(nx * ny)
+    shared = _random_items(rng, common)
+    x = shared + _random_items(rng, nx - common)
+    y = _random_items(rng, ny - common) + shared
+    rng.shuffle(x)
+    _check(x, y)
+
+
+def test_medium_case_2_15_without_reveal() -> None:
+    n = 1 << 15
+    shared = [secrets.token_bytes(16) for _ in range(n // 2)]
+    x = shared + [secrets.token_bytes(16) for _ in range(n // 2)]
+    y = [secrets.token_bytes(16) for _ in range(n // 2)] + shared
+    _check(x, y, reveal=False, side_a=False)
+
+
+def test_duplicates_are_removed() -> None:
+    _check([b"a", b"a", b"b", b"c", b"c", b"c"], [b"c", b"c", b"d", b"a"])
+
+
+@pytest.mark.parametrize(("x", "y"), [([], [b"a"]), ([b"a"], []), ([], [])])
+def test_empty_sets(x: list[bytes], y: list[bytes]) -> None:
+    _check(x, y)
+    _check(x, y, reveal=False)
+
+
+def test_disjoint_and_identical_sets() -> None:
+    x = [i.to_bytes(4, "big") for i in range(500)]
+    y = [i.to_bytes(4, "big") for i in range(500, 1100)]
+    _check(x, y)
+    _check(x, list(reversed(x)))
+
+
+def test_adversarial_items() -> None:
+    """Near-identical, long (hashed) and empty items; keys differing in one bit."""
+    x = [b"", b"\x00", b"\x00\x00", b"x" * 100_000, b"x" * 100_001, "żółw 🐢".encode()]
+    x += [(1 << i).to_bytes(16, "big") for i in range(128)]
+    y = [b"", b"\x00\x00", b"x" * 100_001, "ελληνικά".encode()]
+    y += [(1 << i).to_bytes(16, "big") for i in range(0, 128, 3)]
+    _check(x, y)
+
+
+def test_sizes_that_are_not_powers_of_two() -> None:
+    rng = random.Random(7)
+    for nx, ny in ((3, 1000), (1025, 5), (129, 127)):
+        x = [rng.randbytes(8) for _ in range(nx)]
+        y = [rng.randbytes(8) for _ in range(ny)] + x[: min(nx, ny) // 2]
+        _check(x, y)
+
+
+def test_column_interface() -> None:
+    x = pa.array([f"+86{i}" for i in range(300)])
+    y = pa.array([f"+86{i}" for i in range(200, 700)], type=pa.large_string())
+    a, b = channel_pair()
+    with ThreadPoolExecutor(2) as pool:
+        requester = pool.submit(
+            rr22.run_psi_column, a, x, role="requester", reveal_to_provider=True, timeout=TIMEOUT
+        )
+        provider = pool.submit(
+            rr22.run_psi_column, b, y, role="provider", reveal_to_provider=True, timeout=TIMEOUT
+        )
+        r, p = requester.result(), provider.result()
+    expected = sorted(f"+86{i}".encode() for i in range(200, 300))
+    assert r.intersection.to_pylist() == expected
+    assert p.intersection.to_pylist() == expected
+    assert r.peer_size == 500 and p.peer_size == 300
+
+
+def test_kkrt_peer_is_refused() -> None:
+    """The RR22 side refuses a KKRT header. (The side that receives first refuses before it
+    sends its own header -- common.handshake -- so the other side only times out here.)"""
+    a, b = channel_pair()
+    with ThreadPoolExecutor(2) as pool:
+        provider = pool.submit(run_psi, b, [b"x"], role="provider", timeout=2.0)
+        requester = pool.submit(kkrt.run_psi, a, [b"x"], role="requester", timeout=2.0)
+        with pytest.raises(PsiHandshakeError):
+            provider.result()
+        with pytest.raises(ChannelError):
+            requester.result()
+
+
+def test_tag_length() -> None:
+    assert rr22.tag_bytes(1 << 24, 1 << 24) == 11  # 40 + 24 + 24 bits
+    assert rr22.tag_bytes(1 << 20, 1 << 20) == 10
+    assert rr22.tag_bytes(1, 1) == 5
+
+
+def test_tag_index_finds_exactly_the_shared_tags() -> None:
+    own = np.frombuffer(secrets.token_bytes(10 * 5000), dtype=np.uint8).reshape(5000, 10)
+    peer = np.frombuffer(secrets.token_bytes(10 * 3000), dtype=np.uint8).reshape(3000, 10).copy()
+    peer[::3] = own[:1000]
+    peer[1] = own[0]  # a prefix-equal near miss must not match
+    peer[1, 9] ^= 1
+    found = rr22.TagIndex(own).lookup(peer)
+    assert np.array_equal(found[::3], np.arange(1000))
+    assert found[1] == -1
+    assert np.count_nonzero(found >= 0) == 1000
+
+
+def _provider_view(requester_items: list[bytes], provider_items: list[bytes]) -> list[bytes]:
+    """Every message the provider receives in one run (its view besides its own randomness)."""
+    a, b = channel_pair()
+    received: list[bytes] = []
+    original = b.recv_buffer
+
+    def spy(timeout: float | None = None) -> bytes | bytearray:
+        payload = original(timeout)
+        received.append(bytes(payload))
+        return payload
+
+    b.recv_buffer = spy  # type: ignore[method-assign]
+    with ThreadPoolExecutor(2) as pool:
+        requester = pool.submit(run_psi, a, requester_items, role="requester", timeout=TIMEOUT)
+        provider = pool.submit(run_psi, b, provider_items, role="provider", timeout=TIMEOUT)
+        requester.result(), provider.result()
+    return received
+
+
+@pytest.mark.privacy
+def test_provider_view_is_independent_of_the_requester_items() -> None:
+    """The provider's view -- above all ``A' = P + A``, the only message that depends on the
+    requester's items -- must look the same whatever those items are. Two requester sets of
+    equal size, one all in the provider's set and highly structured, one random and disjoint:
+    each byte value and each bit position of ``A'`` is uniform (chi-square and bit balance at
+    far-out thresholds), and the message sizes are identical."""
+    n = 4000
+    provider = [i.to_bytes(8, "big") for i in range(n)]
+    structured = [i.to_bytes(8, "big") for i in range(n)]  # all matched, consecutive
+    unrelated = [secrets.token_bytes(12) for _ in range(n)]
+    cells = rr22_okvs.OkvsParams.for_items(n).size
+    views = {
+        name: _provider_view(items, provider)
+        for name, items in (("structured", structured), ("unrelated", unrelated))
+    }
+    sizes = {name: [len(m) for m in view] for name, view in views.items()}
+    assert sizes["structured"] == sizes["unrelated"]
+    for view in views.values():
+        masked = next(m for m in view if len(m) == 12 + 8 * cells)  # records header + A'
+        body = np.frombuffer(masked[12:], dtype=np.uint8)
+        counts = np.bincount(body, minlength=256)
+        expected = body.size / 256
+        chi2 = float(((counts - expected) ** 2 / expected).sum())
+        assert chi2 < 400  # 255 degrees of freedom: mean 255, sd 22.6; 400 is ~6.4 sd
+        bits = np.unpackbits(body.reshape(cells, 8), axis=1).mean(axis=0)
+        assert np.all(np.abs(bits - 0.5) < 6 * 0.5 / np.sqrt(cells))

@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from privledger.protocols.channel import ChannelError, channel_pair
+from privledger.protocols.psi import gf128, vole
+
+TIMEOUT = 30.0
+
+
+def _run(params: vole.VoleParams) -> tuple[vole.SenderVole, vole.ReceiverVole]:
+    a, b = channel_pair()
+    with ThreadPoolExecutor(2) as pool:
+        sender = pool.submit(vole.vole_send, a, params, TIMEOUT)
+        receiver = pool.submit(vole.vole_receive, b, params, TIMEOUT)
+        result = sender.result(), receiver.result()
+    assert a.transcript_hash == b.transcript_hash
+    return result
+
+
+def test_noise_weight_formula() -> None:
+    # t = max(128, -128 / log2(1 - 2 d)), rounded up to a multiple of 8 (libOTe)
+    assert vole.noise_weight(0.05) == 848
+    assert vole.noise_weight(0.1) == 400
+    assert vole.noise_weight(0.2) == 176
+    assert vole.noise_weight(0.45) == 128
+    with pytest.raises(ValueError, match="minimum distance"):
+        vole.noise_weight(0.0)
+
+
+@pytest.mark.parametrize("length", [1, 1000, 100_000])
+def test_params(length: int) -> None:
+    params = vole.VoleParams.for_length(length)
+    assert params.trees >= vole.noise_weight(vole.MIN_DISTANCE[params.weight])
+    assert params.code_size >= vole.SCALER * length
+    assert params.code_size < 2 * vole.SCALER * length + (params.trees << params.depth)
+
+
+@pytest.mark.parametrize("length", [1, 777, 20_000])
+def test_correlation_holds(length: int) -> None:
+    params = vole.VoleParams.for_length(length)
+    sender, receiver = _run(params)
+    assert sender.b.shape == (length, 16)
+    assert receiver.a.shape == (length, 8)
+    assert vole.check_correlation(sender, receiver)
+    # not trivially satisfied: A is dense and C != B
+    assert np.count_nonzero(receiver.a.any(axis=1)) > length // 2
+    assert not np.array_equal(receiver.c, sender.b)
+
+
+def test_check_detects_a_broken_correlation() -> None:
+    sender, receiver = _run(vole.VoleParams.for_length(100))
+    broken = vole.ReceiverVole(receiver.a, receiver.c.copy())
+    broken.c[7, 3] ^= 1
+    assert not vole.check_correlation(sender, broken)
+
+
+def test_correlation_entry_by_entry_reference() -> None:
+    sender, receiver = _run(vole.VoleParams.for_length(40))
+    d = gf128.to_int(sender.delta)
+    for a, b, c in zip(receiver.a, sender.b, receiver.c, strict=True):
+        a_int = int.from_bytes(bytes(a), "little")
+        assert gf128.to_int(c) == gf128.to_int(b) ^ gf128.mul(a_int, d)
+
+
+def test_malformed_payload_is_refused() -> None:
+    params = vole.VoleParams.for_length(50)
+    a, b = channel_pair()
+
+    def bad_sender() -> None:
+        vole.cot_send(a, params.cot_count, TIMEOUT)
+        a.send(b"short")
+
+    with ThreadPoolExecutor(2) as pool:
+        pool.submit(bad_sender)
+        receiver = pool.submit(vole.vole_receive, b, params, TIMEOUT)
+        with pytest.raises(ChannelError, match="VOLE message"):
+            receiver.result()
