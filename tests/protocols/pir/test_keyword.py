@@ -7,8 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from privledger.protocols.channel import Channel, InMemoryChannel, channel_pair
+from privledger.protocols.hash_to_curve import hash_to_group, montgomery_u
 from privledger.protocols.pir import keyword
 from privledger.protocols.pir.keyword import (
     HolderView,
@@ -79,13 +81,15 @@ def small() -> tuple[dict[bytes, bytes], KeywordTable]:
 def test_oprf_unblinding_matches_direct_evaluation() -> None:
     private = secrets.token_bytes(32)
     scalar = X25519PrivateKey.from_private_bytes(private)
-    keys = [secrets.token_bytes(12) for _ in range(64)]  # ~half hash to the twist
+    keys = [secrets.token_bytes(12) for _ in range(64)]
     direct = keyword.oprf_evaluate(private, keys)
     for key, expect in zip(keys, direct, strict=True):
         blinded = keyword._blind(key)
         evaluated = scalar.exchange(keyword.X25519PublicKey.from_public_bytes(blinded.blinded))
         assert keyword._unblind(blinded, evaluated) == expect
-    assert sum(keyword._on_curve(keyword._hash_to_u(k, 0)) for k in keys) not in (0, 64)
+    hashed = [hash_to_group(k, keyword._DST_U) for k in keys]  # the prime-order subgroup
+    assert all(crypto_core_ed25519_is_valid_point(point) for point in hashed)
+    assert keyword.hash_keys(keys) == montgomery_u(hashed)
 
 
 def test_present_absent_and_batch(small: tuple[dict[bytes, bytes], KeywordTable]) -> None:

@@ -9,8 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from nacl.bindings import (
+    crypto_core_ed25519_is_valid_point,
+    crypto_sign_ed25519_pk_to_curve25519,
+)
 
 from privledger.protocols.channel import Channel, ChannelError, channel_pair, send_records
+from privledger.protocols.hash_to_curve import hash_to_group
 from privledger.protocols.psi import ecdh
 from privledger.protocols.psi.common import PsiHandshakeError, PsiResult
 from privledger.protocols.psi.ecdh import run_psi
@@ -149,19 +154,15 @@ def test_parallel_path_matches(monkeypatch: pytest.MonkeyPatch) -> None:
     assert r_channel.transcript_hash == p_channel.transcript_hash
 
 
-def test_small_order_hash_is_rehashed_consistently(monkeypatch: pytest.MonkeyPatch) -> None:
-    unlucky = b"unlucky item"
-    real_hash = ecdh._hash_to_u
-
-    def hash_to_u(item: bytes, counter: int) -> bytes:
-        return bytes(32) if item == unlucky and counter == 0 else real_hash(item, counter)
-
-    monkeypatch.setattr(ecdh, "_hash_to_u", hash_to_u)
+def test_items_are_hashed_into_the_prime_order_subgroup_and_blinded_with_x25519() -> None:
+    items = [b"", b"one", "\u00e9".encode(), bytes(range(256))]
+    hashed = ecdh.hash_items(items)
+    points = [hash_to_group(item, ecdh._HASH_DST) for item in items]
+    assert all(crypto_core_ed25519_is_valid_point(point) for point in points)
+    assert hashed == [crypto_sign_ed25519_pk_to_curve25519(point) for point in points]
     private = secrets.token_bytes(32)
     key = X25519PrivateKey.from_private_bytes(private)
-    assert ecdh._blind_one(private, unlucky) == _x25519(key, real_hash(unlucky, 1))
-    requester, *_ = _run_both([unlucky, b"other"], [unlucky, b"more"])
-    assert requester.intersection == [unlucky]
+    assert ecdh._blind_items(private, items) == b"".join(_x25519(key, u) for u in hashed)
 
 
 def test_x25519_matches_rfc7748() -> None:
@@ -210,7 +211,7 @@ def test_same_role_on_both_sides_refused(role: ecdh.Role) -> None:
         (b"\xff not json", "not JSON"),
         (b"[1, 2]", "not a JSON object"),
         ({"protocol": "other-psi"}, "peer speaks 'other-psi'"),
-        ({"version": 2}, "version 2"),
+        ({"version": 1}, "version 1"),  # v1 hashed items onto the curve or its twist
         ({"role": "spectator"}, "bad role"),
         ({"reveal_to_provider": "yes"}, "bad role/mode"),
         ({"size": -1}, "bad set size"),

@@ -6,17 +6,20 @@ holder's other records; in the default ``"pir"`` mode the holder learns nothing 
 Construction (our own composition of standard parts):
 
 1. **OPRF.** The holder has an X25519 scalar ``k`` (fresh per table, from :mod:`secrets`). For a
-   key ``x``: ``u(x) = SHA-256(DST_U || counter || x)`` (a 32-byte X25519 u-coordinate; the
-   counter moves on only when ``u`` is a small-order point, which is key-independent) and
+   key ``x``: ``u(x)`` is ``x`` hashed to the prime-order subgroup of Curve25519
+   (:mod:`privledger.protocols.hash_to_curve`: RFC 9380 ``hash_to_field`` with SHA-512,
+   libsodium's Elligator 2 map twice, point addition; the u-coordinate) and
    ``F(x) = SHA-256(DST_F || len(x) || x || X25519(k, u(x)))`` -- the 2HashDH OPRF of Jarecki,
-   Kiayias and Krawczyk (ASIACRYPT 2014) on Curve25519. The querier blinds ``a = X25519(r, u)``
+   Kiayias and Krawczyk (ASIACRYPT 2014) in that group. The querier blinds ``a = X25519(r, u)``
    with a fresh clamped ``r``, the holder returns ``X25519(k, a)``, and the querier unblinds with
-   a clamped scalar ``r'`` that is ``r^-1`` modulo the order of ``u``'s prime subgroup (``l`` on
-   the curve, ``l' = 2^253 - 9 - 2 c`` on the twist, ``l = 2^252 + c``; ``u`` lies on one of them,
-   decided by a Legendre symbol); ``r`` is redrawn until such an ``r'`` exists (probability 1/2
-   or 1/4 per draw). Clamped scalars are multiples of 8, which clears both cofactors, so
-   ``X25519(r', X25519(k, X25519(r, u))) = X25519(k, u)``. The holder evaluates ``F`` on all its
-   keys offline (one X25519 per record, over a process pool).
+   a clamped scalar ``r'`` that is ``r^-1`` modulo the group order ``l = 2^252 + c``; ``r`` is
+   redrawn until such an ``r'`` exists (probability about 1/2 per draw). Clamped scalars are
+   multiples of 8, so every value stays in the prime-order subgroup and
+   ``X25519(r', X25519(k, X25519(r, u))) = X25519(k, u)``. (Version 1 hashed keys to arbitrary
+   u-coordinates, on the curve or on its twist; the blinded point kept that bit, and the holder
+   halved its candidate keys with every query -- ``tests/privacy/test_prime_order_group.py``.)
+   The holder evaluates ``F`` on all its keys offline (one X25519 per record, over a process
+   pool).
 2. **Layout.** A public 32-byte table seed ``t`` (fresh per table) fixes the bucket of a key,
    ``b(x) = (BLAKE2b-64_t(x) * B) >> 64`` (one hash function; the querier computes it without
    the holder), and a slot per record: ``tag || value xor pad`` where
@@ -53,11 +56,11 @@ Parameters: LWE ``n = 1024``, ``q = 2^32``, ``sigma = 6.4`` (SimplePIR Sec. 4.2;
 :mod:`.simplepir`); X25519 (RFC 7748); tag 8 bytes; bucket overflow target 2^-10 per attempt.
 
 Security model: semi-honest holder and querier. Querier privacy (``"pir"``): the blinded point is
-uniform in the subgroup whatever ``x`` is (perfect), the PIR queries are pseudorandom under LWE.
-Record privacy: DDH-type (one-more Gap-DH) for the OPRF in the random-oracle model, and SHAKE-256
-/ BLAKE2b as random oracles; it holds even against a querier that crafts PIR queries (it can then
-read other buckets, but those slots are masked under ``F`` values it does not have). Not secure
-against a malicious holder (e.g. one that answers with a wrong table).
+uniform in the prime-order group whatever ``x`` is (perfect), the PIR queries are pseudorandom
+under LWE. Record privacy: DDH-type (one-more Gap-DH) for the OPRF in the random-oracle model,
+and SHAKE-256 / BLAKE2b as random oracles; it holds even against a querier that crafts PIR
+queries (it can then read other buckets, but those slots are masked under ``F`` values it does
+not have). Not secure against a malicious holder (e.g. one that answers with a wrong table).
 
 Leakage -- what each side learns:
 
@@ -92,6 +95,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
+from privledger.protocols.hash_to_curve import GROUP_ORDER, hash_to_u
 from privledger.protocols.pir import simplepir
 from privledger.protocols.pir.simplepir import PirError
 
@@ -103,7 +107,7 @@ U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 
 PROTOCOL = "privledger/keyword-pir"
-VERSION = 1
+VERSION = 2  # v2: keys hashed to the prime-order subgroup (v1 hashed to curve or twist)
 TAG_BYTES = 8
 POINT_BYTES = 32
 SEED_BYTES = 32
@@ -112,16 +116,11 @@ MAX_ATTEMPTS = 32
 MAX_VALUE_BYTES = 1024
 DEFAULT_K = 64
 
-_DST_U = b"privledger/keyword-pir/v1/hash-to-u\x00"
+_DST_U = b"privledger/keyword-pir/v2-with-edwards25519_XMD:SHA-512_ELL2_RO_"
 _DST_F = b"privledger/keyword-pir/v1/oprf-out\x00"
 _DST_S = b"privledger/keyword-pir/v1/slot\x00"
 _PERSON_BUCKET = b"pl/kwpir/bucket"
 
-_P25519 = (1 << 255) - 19
-_A25519 = 486662
-_C25519 = 27742317777372353535851937790883648493
-_ORDER_CURVE = (1 << 252) + _C25519
-_ORDER_TWIST = (1 << 253) - 9 - 2 * _C25519
 _PARALLEL_THRESHOLD = 1 << 12
 _CHUNK = 1 << 13
 
@@ -145,8 +144,9 @@ class PirHandshakeError(ChannelError):
 # --- OPRF over X25519 -------------------------------------------------------------------------
 
 
-def _hash_to_u(key: bytes, counter: int) -> bytes:
-    return hashlib.sha256(_DST_U + counter.to_bytes(4, "big") + key).digest()
+def hash_keys(keys: Sequence[bytes]) -> list[bytes]:
+    """The public hash ``u(x)`` of each key: an X25519 u-coordinate of the prime-order subgroup."""
+    return hash_to_u(keys, _DST_U)
 
 
 def _oprf_output(key: bytes, point: bytes) -> bytes:
@@ -161,17 +161,8 @@ def _x25519(scalar: X25519PrivateKey, u: bytes) -> bytes:
 def _evaluate_chunk(private: bytes, keys: list[bytes]) -> bytes:
     """``F(x)`` for each key with the holder's scalar, concatenated (32 bytes each)."""
     scalar = X25519PrivateKey.from_private_bytes(private)
-    out = []
-    for key in keys:
-        counter = 0
-        while True:
-            try:
-                point = _x25519(scalar, _hash_to_u(key, counter))
-                break
-            except ValueError:  # small-order u: the same for every scalar
-                counter += 1
-        out.append(_oprf_output(key, point))
-    return b"".join(out)
+    pairs = zip(keys, hash_keys(keys), strict=True)
+    return b"".join(_oprf_output(key, _x25519(scalar, u)) for key, u in pairs)
 
 
 def oprf_evaluate(private: bytes, keys: Sequence[bytes], workers: int = 1) -> list[bytes]:
@@ -193,12 +184,6 @@ def _clamp(scalar: bytes) -> int:
     return value | (1 << 254)
 
 
-def _on_curve(u: bytes) -> bool:
-    x = (int.from_bytes(u, "little") & ((1 << 255) - 1)) % _P25519
-    rhs = (x * x * x + _A25519 * x * x + x) % _P25519
-    return rhs == 0 or pow(rhs, (_P25519 - 1) // 2, _P25519) == 1
-
-
 @dataclass(frozen=True)
 class _Blinded:
     key: bytes
@@ -207,24 +192,17 @@ class _Blinded:
 
 
 def _blind(key: bytes) -> _Blinded:
-    """Blind ``u(key)`` with a fresh scalar whose inverse is a valid clamped scalar."""
-    counter = 0
-    while True:
-        u = _hash_to_u(key, counter)
-        order = _ORDER_CURVE if _on_curve(u) else _ORDER_TWIST
-        while True:
-            raw = secrets.token_bytes(32)
-            inverse = pow(_clamp(raw), -1, order)
-            t = ((inverse - (1 << 254)) * pow(8, -1, order)) % order
-            if t < 1 << 251:
-                break
-        try:
-            blinded = _x25519(X25519PrivateKey.from_private_bytes(raw), u)
-        except ValueError:  # small-order u, for every scalar (the holder skips it too)
-            counter += 1
-            continue
-        unblind = ((1 << 254) + 8 * t).to_bytes(32, "little")
-        return _Blinded(key, blinded, X25519PrivateKey.from_private_bytes(unblind))
+    """Blind ``u(key)`` with a fresh scalar whose inverse modulo ``l`` is a clamped scalar."""
+    u = hash_keys([key])[0]
+    while True:  # a clamped r' = r^-1 mod l exists for about half of the draws
+        raw = secrets.token_bytes(32)
+        inverse = pow(_clamp(raw), -1, GROUP_ORDER)
+        t = ((inverse - (1 << 254)) * pow(8, -1, GROUP_ORDER)) % GROUP_ORDER
+        if t < 1 << 251:
+            break
+    blinded = _x25519(X25519PrivateKey.from_private_bytes(raw), u)
+    unblind = ((1 << 254) + 8 * t).to_bytes(32, "little")
+    return _Blinded(key, blinded, X25519PrivateKey.from_private_bytes(unblind))
 
 
 def _unblind(blinded: _Blinded, evaluated: bytes) -> bytes:

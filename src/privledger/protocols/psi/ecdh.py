@@ -3,22 +3,22 @@
 Construction: Meadows (1986) / Huberman, Franklin and Hogg (1999), the Diffie-Hellman PSI used
 for instance by SecretFlow's ECDH-PSI with Curve25519. Each party draws a secret X25519 scalar
 (``a`` for the requester, ``b`` for the provider) from :mod:`secrets`. An item ``x`` is hashed to
-a u-coordinate ``H(x) = sha256(DST || counter || x)`` and "encrypted" as ``X25519(a, H(x))``.
-Because ``X25519(a, X25519(b, u)) == X25519(b, X25519(a, u))``, an item held by both parties
-ends up as the same doubly-encrypted 32-byte value on both sides, and nothing else matches.
+the prime-order subgroup of Curve25519, ``H(x)`` (:mod:`privledger.protocols.hash_to_curve`:
+RFC 9380 ``hash_to_field`` with SHA-512, libsodium's Elligator 2 map twice, point addition; the
+u-coordinate), and "encrypted" as ``X25519(a, H(x))``. Because ``X25519(a, X25519(b, u)) ==
+X25519(b, X25519(a, u))``, an item held by both parties ends up as the same doubly-encrypted
+32-byte value on both sides, and nothing else matches.
 
 X25519 is libsodium's ``crypto_scalarmult`` (through PyNaCl; RFC 7748, the same function as
 ``cryptography``'s X25519, without a key object per call).
 
-Curve notes. X25519 is twist-secure: every 32-byte string is a valid input (on the curve or on
-its quadratic twist, both with a large prime-order subgroup; bit 255 is ignored), so hashing to
-32 bytes needs no hash-to-curve map. The scalars are clamped (a multiple of 8, below both large
-prime orders), hence ``X25519(k, u)`` is the all-zero string exactly when ``u`` is one of the
-few small-order points, for *every* key ``k``. libsodium refuses that output (PyNaCl raises
-``CryptoError``); we then re-hash with the next counter. Because the condition does not depend on
-the key, both parties pick the same counter for the same item (probability of ever needing it:
-about 2^-250 per item). A small-order point *received* from the peer is refused with
-:class:`ChannelError`. Two distinct items collide only with negligible probability (~n^2 2^-250).
+Group. Clamped scalars are multiples of 8, so a point of the prime-order subgroup stays in it:
+every value either party sends is a uniformly distributed element of the group of prime order
+``l`` (as a u-coordinate). Version 1 hashed items to arbitrary 32-byte u-coordinates, which lie
+on the curve or on its twist; blinding keeps that bit, and the peer read it for every item
+(``tests/privacy/test_prime_order_group.py`` attacks it). A small-order point *received* from
+the peer is refused with :class:`ChannelError` (libsodium returns all zeros). Two distinct items
+collide only with negligible probability (~n^2 2^-252).
 
 Message sequence (``R`` = requester with set X, ``P`` = provider with set Y; duplicates are
 removed first; each party shuffles its own set with :class:`random.SystemRandom`)::
@@ -37,7 +37,8 @@ concurrently; R computes BA while P computes AB. The protocol is turn-based, so 
 transcript hash is equal on both ends.
 
 Security model: semi-honest (honest-but-curious) parties; security rests on the decisional
-Diffie-Hellman assumption on Curve25519 and its twist with ``H`` modelled as a random oracle.
+Diffie-Hellman assumption in the prime-order subgroup of Curve25519 with ``H`` modelled as a
+random oracle.
 Scalars are fresh per run, so values from different runs cannot be linked.
 It is not secure against a malicious peer (e.g. one that lies about its set or its results).
 
@@ -53,7 +54,6 @@ Leakage -- what each side learns:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -72,6 +72,7 @@ from nacl.bindings import crypto_scalarmult
 from nacl.exceptions import CryptoError
 
 from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
+from privledger.protocols.hash_to_curve import hash_to_u
 from privledger.protocols.psi.common import (
     Header,
     PsiResult,
@@ -85,10 +86,10 @@ logger = logging.getLogger(__name__)
 
 
 PROTOCOL = "privledger/ecdh-psi-x25519"
-VERSION = 1
+VERSION = 2  # v2: items hashed to the prime-order subgroup (v1 hashed to curve or twist)
 POINT_BYTES = 32
 
-_HASH_DST = b"privledger/ecdh-psi-x25519/v1/hash-to-u\x00"
+_HASH_DST = b"privledger/ecdh-psi/v2-with-edwards25519_XMD:SHA-512_ELL2_RO_"
 # Below this many points per step a process pool costs more (start-up) than it saves.
 _PARALLEL_THRESHOLD = 1 << 13
 # Points per pool task: ~0.15 s of X25519 work, small enough to balance the load.
@@ -203,22 +204,17 @@ def _resolve_workers(workers: int | None) -> int:
 # --- X25519 work, in this process or over a process pool ------------------------------------
 
 
-def _hash_to_u(item: bytes, counter: int) -> bytes:
-    return hashlib.sha256(_HASH_DST + counter.to_bytes(4, "big") + item).digest()
-
-
-def _blind_one(private: bytes, item: bytes) -> bytes:
-    counter = 0
-    while True:
-        try:
-            return crypto_scalarmult(private, _hash_to_u(item, counter))
-        except CryptoError:  # all-zero output: H(x) is a small-order point, for every key
-            counter += 1
+def hash_items(items: Sequence[bytes]) -> list[bytes]:
+    """The public hash of each item: an X25519 u-coordinate of the prime-order subgroup."""
+    return hash_to_u(items, _HASH_DST)
 
 
 def _blind_items(private: bytes, items: list[bytes]) -> bytes:
     """``X25519(k, H(x))`` for each item, concatenated."""
-    return b"".join(_blind_one(private, item) for item in items)
+    try:
+        return b"".join(crypto_scalarmult(private, u) for u in hash_items(items))
+    except (CryptoError, ValueError):  # H(x) is the identity: probability ~2^-252 per item
+        raise ValueError("an item hashes to the identity point") from None
 
 
 def _reblind(private: bytes, points: bytes) -> bytes:
