@@ -29,9 +29,16 @@ Messages on a link (client ``C``, aggregator ``A``)::
                      R x ( A->C w  [secure sum of the update] )   A->C done
 
 Security model: semi-honest aggregator and clients, as in :mod:`.secagg` (threshold ``t`` =
-majority of the clients, at least 2: the aggregator plus fewer than ``t`` colluding clients learn
-nothing about an honest client's rows or update beyond the sums below). Leakage -- what each side
-learns beyond its own data:
+majority of the clients, at least :data:`MIN_CONTRIBUTORS` = 3: the aggregator plus fewer than
+``t`` colluding clients learn nothing about an honest client's rows or update beyond the sums
+below). Every sum covers at least three clients' vectors: the aggregator refuses a task with
+fewer than three clients, every client refuses to join one, and a secure sum with fewer than
+``t`` survivors fails (the clients refuse to unmask it). With two contributors a sum is no
+protection: the task's requester aggregates and may train its own rows as one of the clients
+(the node does), and then subtracts its own update; with a non-contributing aggregator each
+client reads the other's update from the next global model. Three is the least that leaves
+every party at least two other contributors in each sum (``tests/privacy/test_horizontal_fl.py``).
+Leakage -- what each side learns beyond its own data:
 
 - aggregator: the pooled row count, per-column sums and centred sums of squares (so the pooled
   mean and variance), and in each round the sample-weighted sum of the updates of the clients
@@ -88,6 +95,9 @@ STATS_FRAC_BITS: Final = 16
 MLP_HIDDEN: Final = 8
 ModelKind = Literal["lr", "mlp"]
 T = TypeVar("T")
+
+
+MIN_CONTRIBUTORS: Final = 3
 
 
 class FederationError(ChannelError):
@@ -157,8 +167,18 @@ class FederatedModel:
 
 
 def threshold(clients: int) -> int:
-    """SecAgg's t: a majority of the clients, at least 2."""
-    return max(2, clients // 2 + 1)
+    """SecAgg's t: a majority of the clients, at least :data:`MIN_CONTRIBUTORS` -- no sum is
+    ever taken over fewer vectors, dropouts included."""
+    return max(MIN_CONTRIBUTORS, clients // 2 + 1)
+
+
+def _check_clients(clients: int) -> None:
+    if clients < MIN_CONTRIBUTORS:
+        raise FederationError(
+            f"horizontal FL needs at least {MIN_CONTRIBUTORS} clients, not {clients}: with two, "
+            "whoever holds one update (the other client, or an aggregator that trains its own "
+            "rows) reads the other's exactly from the sum"
+        )
 
 
 # --- the aggregator -------------------------------------------------------------------------
@@ -168,8 +188,7 @@ def run_aggregator(
     links: Mapping[int, Channel], config: FederationConfig, *, features: int, timeout: float
 ) -> FederatedModel:
     """Drive the task over one channel per client (keyed by client id, > 0)."""
-    if len(links) < 2:
-        raise FederationError("horizontal FL needs at least 2 clients")
+    _check_clients(len(links))
     alive = dict(sorted(links.items()))
     t = threshold(len(alive))
     first = dequantise(
@@ -303,6 +322,7 @@ def run_client(
 
     ``index`` is this client's position among the task's clients (it seeds the batch order).
     """
+    _check_clients(clients)  # the client refuses too: it is the party the rule protects
     t = threshold(clients)
     x, y = data.features, data.labels
     features = x.shape[1]
