@@ -10,8 +10,10 @@ UV := $(UV_HOME)/bin/uv
 # uv installs into .venv, with the machine's Python (never one it downloads), from uv.lock only.
 UV_ENV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never
 SYNC := $(UV_ENV) $(UV) sync --frozen --python $(PYTHON) --all-extras --quiet
-# what `make deps-latest` runs: every test but the end-to-end ones and the slow ones
-UNIT_TESTS := tests -m "not slow and not browser" --ignore=tests/e2e --ignore=tests/scenarios
+# what `make deps-latest` runs: every test but the end-to-end ones (consortia of node processes,
+# the CLI's demo) and the slow ones
+UNIT_TESTS := tests -m "not slow and not browser" --ignore=tests/e2e --ignore=tests/scenarios \
+	--ignore=tests/test_cli.py
 
 .PHONY: test demo bench lint typecheck bootstrap chromium clean lock deps-latest
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,11 +35,13 @@ def _app(writer: AuditWriter) -> FastAPI:
     app = FastAPI()
 
     @app.api_route("/api/v1/{name}", methods=["GET", "POST"])
-    async def named(name: str, request: Request) -> dict[str, str]:
+    async def named(name: str, request: Request) -> dict[str, str | int]:
         if name == "boom":
             raise RuntimeError("a bug")
         if name == "whoami":
             request.state.audit_actor = "alice 0xabc (operator)"
+        if name == "echo":
+            return {"name": name, "bytes": len(await request.body())}
         return {"name": name}
 
     @app.post(FRAMES)
@@ -77,6 +80,27 @@ def test_a_declared_body_over_the_limit_is_a_413_except_for_frames(engine: Engin
         "413",
         "authorisation",
     )
+
+
+def test_a_chunked_body_over_the_limit_is_a_413_before_the_app_reads_it(engine: Engine) -> None:
+    """Without a Content-Length (chunked transfer encoding) the limit holds all the same, and a
+    body within it reaches the route whole."""
+
+    def chunks(total: int) -> Iterator[bytes]:
+        for _ in range(total // 100):
+            yield b"x" * 100
+
+    with TestClient(_app(AuditWriter(engine))) as client:
+        too_large = client.post("/api/v1/grants", content=chunks(LIMIT + 100))
+        assert too_large.request.headers.get("transfer-encoding") == "chunked"
+        assert too_large.status_code == 413
+        assert too_large.json()["error"]["code"] == "too_large"
+        within = client.post("/api/v1/echo", content=chunks(LIMIT))
+        assert within.status_code == 200 and within.json() == {"name": "echo", "bytes": LIMIT}
+        bogus = client.post("/api/v1/grants", content=b"{}", headers={"Content-Length": "-1, 2"})
+        assert bogus.status_code in (400, 413)
+        frames = client.post(FRAMES, content=chunks(LIMIT * 3))
+        assert frames.status_code == 200 and frames.json() == {"bytes": LIMIT * 3}
 
 
 def test_each_call_is_in_the_log_when_its_answer_arrives(engine: Engine) -> None:

@@ -28,8 +28,14 @@ def _header(scope: Scope, name: bytes) -> str:
 
 
 class LimitJsonBodies:
-    """Refuse a request whose declared body is larger than ``limit`` bytes with a 413, except on
-    ``exempt`` (the peers' frame uploads, whose frames are limited one by one)."""
+    """Refuse a request whose body is larger than ``limit`` bytes with a 413, except on ``exempt``
+    (the peers' frame uploads, whose frames are limited one by one).
+
+    A declared ``Content-Length`` is checked before anything is read (the server holds the body to
+    it). A body without one (chunked transfer encoding) is read here, at most ``limit + 1`` bytes,
+    before routing, authentication or parsing see any of it, and then replayed to the app: so no
+    transfer encoding gets a larger body past the limit, or makes the node parse one.
+    """
 
     def __init__(self, app: ASGIApp, *, limit: int, exempt: str) -> None:
         self.app = app
@@ -37,13 +43,41 @@ class LimitJsonBodies:
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and route_path(scope) != self.exempt:
-            declared = _header(scope, b"content-length")
-            if declared.isdigit() and int(declared) > self.limit:
-                message = f"a request body is at most {self.limit} bytes"
-                await JSONResponse(error_body("too_large", message), 413)(scope, receive, send)
+        if scope["type"] != "http" or route_path(scope) == self.exempt:
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared:
+            if not declared.isdigit() or int(declared) > self.limit:
+                await self._refuse(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the caller went away before its body was complete: nobody to answer
+            body += message.get("body", b"")
+            more = bool(message.get("more_body", False))
+            if len(body) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body, only the disconnect notice is left
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"a request body is at most {self.limit} bytes"
+        await JSONResponse(error_body("too_large", message), 413)(scope, receive, send)
 
 
 class AuditCalls:

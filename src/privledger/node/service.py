@@ -12,7 +12,9 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -26,13 +28,28 @@ from privledger.node.selftest import run_selftest
 from privledger.node.worker import Worker
 
 TENANT_PREFIX = "/t"
+PRIVATE_UMASK = 0o077  # files 0600, folders 0700
 
 logger = logging.getLogger(__name__)
+
+
+def keep_files_private(home: Path) -> None:
+    """What the node writes from now on (dataset copies, results, its database, keys) is
+    readable by its own user only, and so is what its home already holds: on a shared host, or
+    an image with other users, nothing of one organisation's data is world-readable."""
+    os.umask(PRIVATE_UMASK)
+    for folder, _folders, files in os.walk(home):  # symlinked folders are not followed
+        os.chmod(folder, 0o700)
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o600)
 
 
 def serve(settings: NodeSettings) -> None:
     """Serve until interrupted; the worker stops with the server."""
     run_selftest()  # a broken crypto stack stops the node here, before it takes any task
+    keep_files_private(settings.home)
     node = open_node(settings)
     publish_endpoint(node)
     worker = Worker(node)
@@ -118,6 +135,8 @@ def serve_tenants(tenants: Sequence[NodeSettings], *, host: str, port: int) -> N
     if len({settings.org for settings in tenants}) != len(tenants):
         raise ValueError("each tenant is a different organisation")
     run_selftest()
+    for settings in tenants:
+        keep_files_private(settings.home)
     nodes, workers = [], []
     try:
         for settings in tenants:
