@@ -7,8 +7,11 @@ starts and then calling the protocol's ``run_psi_column`` (the interface the nod
 uses). The requester's output is checked against the known shared set before a time is
 reported. Prints one JSON object per run (``bench``, ``params``, ``protocol``, ``n``,
 ``seconds`` = the requester's ``run_psi_column`` wall time, ``provider_seconds``,
+``party_cpu_seconds`` (each party's process CPU time in the call: on a shared machine the
+load-independent part),
 ``bytes_sent`` by both parties, ``bits_per_item``, ``intersection``, ``peak_rss_mb``) and, per
-``n``, a summary with the medians and ``ratio`` = median KKRT / median RR22 seconds.
+``n``, a summary with the medians (wall, and CPU of the busier party) and ``ratio`` = median
+KKRT / median RR22 seconds.
 
 No node, no encryption (the transport's AES-GCM would add the same per-byte cost to both).
 """
@@ -67,18 +70,19 @@ def _party(
     party_role: Role = "requester" if role == "requester" else "provider"
     _reset_peak()
     ready.wait()
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     if protocol == "rr22":
         result: Any = rr22.run_psi_column(channel, column, role=party_role, timeout=600)
     else:
         result = kkrt.run_psi_column(channel, column, role=party_role, timeout=600)
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - started_cpu
     items = result.intersection.to_pylist() if role == "requester" else []
     results.put(
         (
             role,
             {
                 "seconds": seconds,
+                "cpu_seconds": cpu_seconds,
                 "bytes_sent": channel.bytes_sent,
                 "peak_rss_mb": _peak_rss_mb(),
                 "items": items,
@@ -123,6 +127,7 @@ def run_once(protocol: str, n: int, timeout: float) -> dict[str, Any]:
         "n": n,
         "seconds": round(reports["requester"]["seconds"], 4),
         "provider_seconds": round(reports["provider"]["seconds"], 4),
+        "party_cpu_seconds": {role: round(r["cpu_seconds"], 3) for role, r in reports.items()},
         "bytes_sent": sent,
         "bits_per_item": round(8 * sent / n, 1),
         "intersection": len(got),
@@ -145,11 +150,13 @@ def main() -> int:
         return 2
     for n in sizes:
         seconds: dict[str, list[float]] = {p: [] for p in protocols}
+        cpu: dict[str, list[float]] = {p: [] for p in protocols}
         bits: dict[str, float] = {}
         for _ in range(args.repeat):
             for protocol in protocols:
                 report = run_once(protocol, n, args.timeout)
                 seconds[protocol].append(report["seconds"])
+                cpu[protocol].append(max(report["party_cpu_seconds"].values()))
                 bits[protocol] = report["bits_per_item"]
                 print(json.dumps(report), flush=True)
         medians = {p: statistics.median(s) for p, s in seconds.items()}
@@ -158,6 +165,9 @@ def main() -> int:
             "params": {"n": n, "repeat": args.repeat, "load": os.getloadavg()[0]},
             "seconds": round(medians.get("rr22", 0.0), 4),
             "median_seconds": {p: round(s, 4) for p, s in medians.items()},
+            "median_busiest_party_cpu_seconds": {
+                p: round(statistics.median(c), 3) for p, c in cpu.items()
+            },
             "bits_per_item": bits,
             "peak_rss_mb": 0.0,
         }

@@ -39,6 +39,22 @@ def test_clusters() -> None:
     assert np.array_equal(okvs.Decoder(params, table).decode(seed, keys), values)
 
 
+def test_clusters_solved_in_groups_and_decoded_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """2^24 keys are solved a few clusters at a time; the same code path at a small size."""
+    monkeypatch.setattr(okvs, "GROUP_ITEMS", 700)
+    monkeypatch.setattr(okvs, "HASH_CHUNK", 999)
+    n = 5000
+    params = okvs.OkvsParams.for_items(n, cluster_items=256)
+    assert params.clusters == 20 and 700 // params.capacity == 1
+    seed = secrets.token_bytes(okvs.SEED_BYTES)
+    keys, values = _keys(n), _values(n, 16)
+    decoder = okvs.Decoder(params, okvs.encode(params, seed, keys, values))
+    assert np.array_equal(decoder.decode(seed, keys), values)
+    # default values: each key's own 64-bit hash value H(x), RR22's encoding
+    own = okvs.Decoder(params, okvs.encode(params, seed, keys)).decode(seed, keys)
+    assert np.array_equal(own.view(np.uint64).reshape(-1), okvs.rows(params, seed, keys).value)
+
+
 def test_parameters_follow_the_paper() -> None:
     # RR22's fit at w = 3: e ~ 1.2274 at 2^20 items (lambda = 40), g = 1
     assert okvs.expansion(1 << 20, 40) == pytest.approx(1.2274, abs=1e-3)

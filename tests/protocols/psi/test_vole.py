@@ -11,11 +11,11 @@ from privledger.protocols.psi import gf128, vole
 TIMEOUT = 30.0
 
 
-def _run(params: vole.VoleParams) -> tuple[vole.SenderVole, vole.ReceiverVole]:
+def _run(length: int) -> tuple[vole.SenderVole, vole.ReceiverVole]:
     a, b = channel_pair()
     with ThreadPoolExecutor(2) as pool:
-        sender = pool.submit(vole.vole_send, a, params, TIMEOUT)
-        receiver = pool.submit(vole.vole_receive, b, params, TIMEOUT)
+        sender = pool.submit(vole.vole_send, a, length, TIMEOUT)
+        receiver = pool.submit(vole.vole_receive, b, length, TIMEOUT)
         result = sender.result(), receiver.result()
     assert a.transcript_hash == b.transcript_hash
     return result
@@ -41,8 +41,7 @@ def test_params(length: int) -> None:
 
 @pytest.mark.parametrize("length", [1, 777, 20_000])
 def test_correlation_holds(length: int) -> None:
-    params = vole.VoleParams.for_length(length)
-    sender, receiver = _run(params)
+    sender, receiver = _run(length)
     assert sender.b.shape == (length, 16)
     assert receiver.a.shape == (length, 8)
     assert vole.check_correlation(sender, receiver)
@@ -51,15 +50,23 @@ def test_correlation_holds(length: int) -> None:
     assert not np.array_equal(receiver.c, sender.b)
 
 
+def test_long_voles_are_split_into_instances(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vole, "CHUNK_LENGTH", 3000)
+    chunks = vole.plan(7001)
+    assert [c.length for c in chunks] == [2334, 2334, 2333]
+    sender, receiver = _run(7001)
+    assert vole.check_correlation(sender, receiver)
+
+
 def test_check_detects_a_broken_correlation() -> None:
-    sender, receiver = _run(vole.VoleParams.for_length(100))
+    sender, receiver = _run(100)
     broken = vole.ReceiverVole(receiver.a, receiver.c.copy())
     broken.c[7, 3] ^= 1
     assert not vole.check_correlation(sender, broken)
 
 
 def test_correlation_entry_by_entry_reference() -> None:
-    sender, receiver = _run(vole.VoleParams.for_length(40))
+    sender, receiver = _run(40)
     d = gf128.to_int(sender.delta)
     for a, b, c in zip(receiver.a, sender.b, receiver.c, strict=True):
         a_int = int.from_bytes(bytes(a), "little")
@@ -76,6 +83,6 @@ def test_malformed_payload_is_refused() -> None:
 
     with ThreadPoolExecutor(2) as pool:
         pool.submit(bad_sender)
-        receiver = pool.submit(vole.vole_receive, b, params, TIMEOUT)
+        receiver = pool.submit(vole.vole_receive, b, 50, TIMEOUT)
         with pytest.raises(ChannelError, match="VOLE message"):
             receiver.result()

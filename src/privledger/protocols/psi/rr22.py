@@ -12,7 +12,7 @@ provider ``P`` is the OPRF sender.
 2. ``R`` draws the 32-byte OKVS hash seed and sends it. Each key ``x`` gets its OKVS row and a
    64-bit value ``H(x)`` (:func:`.rr22_okvs.rows`).
 3. Silent VOLE of length ``M`` (:mod:`.vole`): ``P`` gets ``delta`` and ``B``, ``R`` gets
-   ``A`` (64-bit entries) and ``C`` with ``C = B + A delta``. While ``P`` expands its GGM trees,
+   ``A`` (64-bit entries) and ``C`` with ``C = B + A delta``. Meanwhile, in a second thread,
    ``R`` solves the OKVS ``P_okvs`` with ``Decode(P_okvs, x) = H(x)`` for its keys.
 4. ``R`` sends ``A' = P_okvs + A`` (``M`` x 8 bytes). Its OPRF outputs are
    ``F(x) = H_o(Decode(C, x))``.
@@ -66,6 +66,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -165,8 +166,9 @@ class TagIndex:
         self._sorted = packed
         self._bits = max(1, min(24, (max(n, 1) - 1).bit_length()))
         self._shift = np.uint64(64 - self._bits)
-        buckets = np.arange(1 << self._bits, dtype=np.uint64) << self._shift
-        self._bounds = np.append(np.searchsorted(packed, buckets, side="left"), n)
+        counts = np.bincount((packed >> self._shift).astype(np.int64), minlength=1 << self._bits)
+        self._bounds = np.zeros((1 << self._bits) + 1, dtype=np.int64)
+        np.cumsum(counts, out=self._bounds[1:])
 
     def lookup(self, peer: U8) -> I64:
         """For each peer tag, the index of the equal own tag, or -1."""
@@ -339,24 +341,24 @@ def _run_requester(
 ) -> I64:
     n = len(keys)
     params = rr22_okvs.OkvsParams.for_items(n)
-    vole_params = vole.VoleParams.for_length(params.size)
     seed = secrets.token_bytes(rr22_okvs.SEED_BYTES)
     channel.send(seed)
-    solved: list[tuple[rr22_okvs.Rows, U8]] = []
 
-    def encode() -> None:  # while the provider expands its GGM trees
-        hashed = rr22_okvs.rows(params, seed, keys)
-        values = hashed.value.view(np.uint8).reshape(n, vole.SUBFIELD_BYTES)
-        solved.append((hashed, rr22_okvs.encode_rows(params, hashed, values)))
-
-    correlation = vole.vole_receive(channel, vole_params, timeout, while_expanding=encode)
-    hashed, table = solved[0]
+    # The OKVS is solved in a second thread while this one runs the VOLE: both are numpy
+    # kernels that release the GIL, and the provider is mostly idle meanwhile (its GGM trees
+    # and expander pass come before the VOLE message), so on two cores the two overlap.
+    with ThreadPoolExecutor(1, thread_name_prefix="rr22-okvs") as pool:
+        solving = pool.submit(rr22_okvs.encode, params, seed, keys)
+        correlation = vole.vole_receive(channel, params.size, timeout)
+        table = solving.result()
     table ^= correlation.a
     send_records(channel, table)
     del table
     width = tag_bytes(n, peer_size)
-    own = TagIndex(output_hash(rr22_okvs.Decoder(params, correlation.c).decode_rows(hashed), width))
-    del correlation, hashed
+    decoded = rr22_okvs.Decoder(params, correlation.c).decode(seed, keys)
+    del correlation
+    own = TagIndex(output_hash(decoded, width))
+    del decoded
     idle()
     peer = recv_records(channel, width, timeout, count=peer_size)
     found = own.lookup(peer)
@@ -377,24 +379,35 @@ def _run_provider(
 ) -> I64 | None:
     n = len(keys)
     params = rr22_okvs.OkvsParams.for_items(peer_size)
-    vole_params = vole.VoleParams.for_length(params.size)
     seed = recv_exact(channel, rr22_okvs.SEED_BYTES, timeout, "OKVS seed")
-    correlation = vole.vole_send(channel, vole_params, timeout)
+    correlation = vole.vole_send(channel, params.size, timeout)
     order = _random_order(n)
-    hashed = rr22_okvs.rows(params, seed, ot.take_rows(keys, order))
-    masked = recv_records(channel, vole.SUBFIELD_BYTES, timeout, count=params.size)
+    shuffled = ot.take_rows(keys, order)
+    hashed = [  # hashed now, while the requester expands its VOLE
+        rr22_okvs.rows(params, seed, shuffled[lo : lo + rr22_okvs.HASH_CHUNK])
+        for lo in range(0, n, rr22_okvs.HASH_CHUNK)
+    ]
+    del shuffled
     table = np.empty((params.size, ot.BLOCK + vole.SUBFIELD_BYTES), dtype=np.uint8)
     table[:, : ot.BLOCK] = correlation.b
-    table[:, ot.BLOCK :] = masked
-    del masked
-    decoded = rr22_okvs.Decoder(params, table).decode_rows(hashed)
-    del table
-    z = np.ascontiguousarray(decoded[:, ot.BLOCK :])
-    z.view(np.uint64).reshape(-1)[:] ^= hashed.value
-    values = np.ascontiguousarray(decoded[:, : ot.BLOCK])
-    values ^= gf128.FixedMultiplier(correlation.delta, vole.SUBFIELD_BYTES)(z)
+    multiply = gf128.FixedMultiplier(correlation.delta, vole.SUBFIELD_BYTES)
+    del correlation
+    table[:, ot.BLOCK :] = recv_records(channel, vole.SUBFIELD_BYTES, timeout, count=params.size)
+    decoder = rr22_okvs.Decoder(params, table)
     width = tag_bytes(peer_size, n)
-    send_records(channel, output_hash(values, width))
+    tags = np.empty((n, width), dtype=np.uint8)
+    at = 0
+    for chunk in hashed:
+        # Decode(B, y) + delta (Decode(A', y) + H(y)), from one decode of B || A'
+        decoded = decoder.decode_rows(chunk)
+        z = np.ascontiguousarray(decoded[:, ot.BLOCK :])
+        z.view(np.uint64).reshape(-1)[:] ^= chunk.value
+        values = np.ascontiguousarray(decoded[:, : ot.BLOCK])
+        values ^= multiply(z)
+        tags[at : at + len(values)] = output_hash(values, width)
+        at += len(values)
+    del hashed, decoder, table
+    send_records(channel, tags)
     if not reveal:
         return None
     idle()

@@ -66,6 +66,8 @@ SEED_BYTES = 32
 KEY_BYTES = 16
 CLUSTER_ITEMS = 1 << 16
 MAX_DENSE = 64
+GROUP_ITEMS = 1 << 21  # keys solved together (peeling memory ~ 100 bytes per key)
+HASH_CHUNK = 1 << 20  # keys hashed / decoded together
 
 
 class OkvsError(Exception):
@@ -181,11 +183,13 @@ def _aes(key: bytes, keys: U8) -> U8:
     return out[: len(keys)]
 
 
-def _reduce(words: npt.NDArray[np.uint32], bound: int) -> I64:
-    wide = words.astype(np.uint64)
+def _reduce(words: npt.NDArray[np.uint32], bound: int, out: I64) -> I64:
+    """``(w * bound) >> 32`` into ``out`` (multiply-shift range reduction)."""
+    wide = out.view(np.uint64)
+    wide[:] = words
     wide *= np.uint64(bound)
     wide >>= np.uint64(32)
-    return wide.astype(np.int64)
+    return out
 
 
 def rows(params: OkvsParams, seed: bytes, keys: U8) -> Rows:
@@ -197,47 +201,99 @@ def rows(params: OkvsParams, seed: bytes, keys: U8) -> Rows:
     n = len(keys)
     first = _aes(seed[:16], keys).view("<u4").reshape(n, 4)
     s = params.sparse
-    h0 = _reduce(first[:, 0], s)
-    h1 = _reduce(first[:, 1], s - 1)
-    h2 = _reduce(first[:, 2], s - 2)
+    cells = np.empty((WEIGHT, n), dtype=np.int64)
+    h0, h1, h2 = (_reduce(first[:, i], s - i, cells[i]) for i in range(WEIGHT))
     h1 += h1 >= h0  # distinct positions, uniform over ordered triples
     low, high = np.minimum(h0, h1), np.maximum(h0, h1)
     h2 += h2 >= low
     h2 += h2 >= high
-    cluster = _reduce(first[:, 3], params.clusters)
-    base = cluster * params.cluster_cells
-    cells = np.stack((h0 + base, h1 + base, h2 + base))
+    del low, high
+    cluster = _reduce(first[:, 3], params.clusters, np.empty(n, dtype=np.int64))
+    if params.clusters > 1:
+        cells += cluster * params.cluster_cells
     second = _aes(seed[16:], keys).view("<u8").reshape(n, 2)
     mask = np.uint64((1 << params.dense) - 1) if params.dense < 64 else np.uint64(2**64 - 1)
     return Rows(cells, cluster, second[:, 0] & mask, second[:, 1].copy())
 
 
-def encode(params: OkvsParams, seed: bytes, keys: U8, values: U8) -> U8:
-    """The ``(M, W)`` table encoding distinct keys ``(n, 16)`` to values ``(n, W)``."""
-    if values.ndim != 2 or len(values) != len(keys) or values.shape[1] % 8:
+def cluster_of(params: OkvsParams, seed: bytes, keys: U8) -> npt.NDArray[np.integer]:
+    """The cluster of each key (the fourth word of :func:`rows`'s first AES block), computed
+    in chunks of :data:`HASH_CHUNK` keys."""
+    kind = np.uint16 if params.clusters <= 1 << 16 else np.int64
+    out: npt.NDArray[np.integer] = np.empty(len(keys), dtype=kind)
+    for lo in range(0, len(keys), HASH_CHUNK):
+        block = _aes(seed[:16], keys[lo : lo + HASH_CHUNK]).view("<u4").reshape(-1, 4)
+        wide = block[:, 3].astype(np.uint64)
+        wide *= np.uint64(params.clusters)
+        wide >>= np.uint64(32)
+        out[lo : lo + len(wide)] = wide
+    return out
+
+
+def encode(params: OkvsParams, seed: bytes, keys: U8, values: U8 | None = None) -> U8:
+    """The ``(M, W)`` table encoding distinct keys ``(n, 16)`` to ``values`` ``(n, W)`` --
+    by default to their own 64-bit hashed values ``H(x)`` (``W = 8``, RR22's encoding).
+
+    Clusters are solved in groups of about :data:`GROUP_ITEMS` keys, so that the peeling
+    arrays stay small however many keys there are (2^24 keys: 2^4 groups)."""
+    if values is not None and (values.ndim != 2 or len(values) != len(keys) or values.shape[1] % 8):
         raise ValueError("need (n, W) values, W a multiple of 8, one per key")
     if len(keys) > params.items:
         raise ValueError("more keys than the OKVS was sized for")
-    return encode_rows(params, rows(params, seed, keys), values)
+    width = 8 if values is None else values.shape[1]
+    per_group = max(1, GROUP_ITEMS // params.capacity)
+    if params.clusters <= per_group:
+        hashed = rows(params, seed, keys)
+        return encode_rows(params, hashed, _values(hashed, values))
+    clusters = cluster_of(params, seed, keys)
+    loads = np.bincount(clusters, minlength=params.clusters)
+    if loads.max() > params.capacity:
+        raise OkvsError("an OKVS cluster overflowed")
+    order = np.argsort(clusters, kind="stable")  # a radix sort on 16-bit cluster ids
+    del clusters
+    starts = np.concatenate(([0], np.cumsum(loads)))
+    table = np.empty((params.size, width), dtype=np.uint8)
+    cells = params.cluster_cells
+    for first in range(0, params.clusters, per_group):
+        last = min(first + per_group, params.clusters)
+        chosen = order[starts[first] : starts[last]]
+        hashed = rows(params, seed, ot.take_rows(keys, chosen))
+        local = _values(hashed, None if values is None else ot.take_rows(values, chosen))
+        table[first * cells : last * cells] = _encode_clusters(params, hashed, local, first, last)
+    return table
+
+
+def _values(hashed: Rows, values: U8 | None) -> U8:
+    if values is not None:
+        return values
+    own: U8 = hashed.value.view(np.uint8).reshape(-1, 8)
+    return own
 
 
 def encode_rows(params: OkvsParams, hashed: Rows, values: U8) -> U8:
-    """:func:`encode` for rows already hashed."""
+    """The whole table for rows already hashed (all clusters at once)."""
+    return _encode_clusters(params, hashed, values, 0, params.clusters)
+
+
+def _encode_clusters(params: OkvsParams, hashed: Rows, values: U8, first: int, last: int) -> U8:
+    """The cells of clusters ``first .. last - 1`` for the rows of exactly the keys in them."""
     width = values.shape[1]
-    loads = np.bincount(hashed.cluster, minlength=params.clusters)
+    count = last - first
+    cluster = hashed.cluster - first
+    loads = np.bincount(cluster, minlength=count)
     if loads.size and loads.max() > params.capacity:
         raise OkvsError("an OKVS cluster overflowed")
-    table = np.zeros((params.size, width), dtype=np.uint8)
-    rounds, core = _peel(hashed.cells, params.size)
+    cells = hashed.cells - first * params.cluster_cells if first else hashed.cells
+    table = np.zeros((count * params.cluster_cells, width), dtype=np.uint8)
+    rounds, core = _peel(cells, len(table))
     adjusted = np.array(values, dtype=np.uint8, copy=True)
     if core.size:
-        dense = _solve_core(params, hashed, values, core)
-        for cluster, solution in dense.items():
-            start = cluster * params.cluster_cells + params.sparse
+        dense = _solve_core(params, cluster, hashed.dense, values, core)
+        for index, solution in dense.items():
+            start = index * params.cluster_cells + params.sparse
             table[start : start + params.dense] = solution
-            members = np.flatnonzero(hashed.cluster == cluster)
+            members = np.flatnonzero(cluster == index)
             adjusted[members] ^= _dense_part(hashed.dense[members], solution)
-    cells = hashed.cells
     for keys, own in reversed(rounds):
         acc = ot.take_rows(adjusted, keys)
         acc ^= ot.take_rows(table, cells[0, keys])
@@ -256,14 +312,16 @@ def _dense_part(bits: U64, solution: U8) -> U8:
     return out
 
 
-def _solve_core(params: OkvsParams, hashed: Rows, values: U8, core: I64) -> dict[int, U8]:
+def _solve_core(
+    params: OkvsParams, cluster: I64, dense_bits: U64, values: U8, core: I64
+) -> dict[int, U8]:
     """Per cluster with a non-empty core: dense values with ``r(x) . D = v(x)`` on its core
     keys (their sparse cells are left zero); Gaussian elimination over GF(2)."""
     out: dict[int, U8] = {}
     width = values.shape[1]
-    for cluster in np.unique(hashed.cluster[core]).tolist():
-        keys = core[hashed.cluster[core] == cluster]
-        equations = [int(b) for b in hashed.dense[keys]]
+    for index in np.unique(cluster[core]).tolist():
+        keys = core[cluster[core] == index]
+        equations = [int(b) for b in dense_bits[keys]]
         rhs = [values[k].copy() for k in keys]
         pivots: list[tuple[int, int]] = []  # (column, equation index)
         for i in range(len(equations)):
@@ -285,7 +343,7 @@ def _solve_core(params: OkvsParams, hashed: Rows, values: U8, core: I64) -> dict
                 acc ^= solution[low.bit_length() - 1]
                 rest ^= low
             solution[column] = acc
-        out[cluster] = solution
+        out[index] = solution
     return out
 
 
@@ -366,12 +424,20 @@ class Decoder:
         out ^= table.take(hashed.cells[1], axis=0)
         out ^= table.take(hashed.cells[2], axis=0)
         base = hashed.cluster * (self._bytes * 256)
+        dense_bytes = hashed.dense.view(np.uint8).reshape(-1, 8)  # little-endian: byte b
+        index = np.empty(len(base), dtype=np.int64)
         for b in range(self._bytes):
-            byte = ((hashed.dense >> np.uint64(8 * b)) & np.uint64(0xFF)).astype(np.int64)
-            byte += base + b * 256
-            out ^= lookup.take(byte, axis=0)
+            np.add(base, dense_bytes[:, b], out=index)
+            index += b * 256
+            out ^= lookup.take(index, axis=0)
         decoded: U8 = out.view(np.uint8)
         return decoded
 
     def decode(self, seed: bytes, keys: U8) -> U8:
-        return self.decode_rows(rows(self.params, seed, keys))
+        """``row(x) . D`` for ``(n, 16)`` keys, hashed and decoded :data:`HASH_CHUNK` at a
+        time: ``(n, W)``."""
+        out = np.empty((len(keys), self.table.shape[1]), dtype=np.uint8)
+        for lo in range(0, len(keys), HASH_CHUNK):
+            chunk = keys[lo : lo + HASH_CHUNK]
+            out[lo : lo + len(chunk)] = self.decode_rows(rows(self.params, seed, chunk))
+        return out

@@ -32,6 +32,11 @@ S&P 2021, for the GGM/COT layout; as libOTe's ``SilentVoleSender/Receiver``, our
 4. **LPN compression** with an expand-accumulate code (:mod:`.exacc`), rate 1/2: ``B = G B'``,
    ``C = G C'``, ``A = G e``. Its seed is drawn by the sender and sent with the level sums.
 
+Long VOLEs are cut into independent instances of at most :data:`CHUNK_LENGTH` outputs
+(:func:`plan`), each with its own trees, noise and code (the noise weight does not depend on the
+length), so that memory is bounded by one instance; all their correlated OTs come from one
+IKNP run.
+
 Parameters: expander weight ``w = 7`` with relative minimum distance 0.05 (libOTe's
 ``ExAcc7``; the EA-code paper's recommended expander weights are 7 to 11, libOTe's
 ``ExAcc11`` uses 0.1), and the regular-noise weight of libOTe's ``getRegNoiseWeight``:
@@ -72,6 +77,7 @@ SUBFIELD_BYTES = SUBFIELD_BITS // 8
 BLOCK = 16
 _GGM_TWEAK = 0x47474D00  # domain of the GGM random-OT hash
 _MAX_LENGTH = 1 << 31
+CHUNK_LENGTH = 1 << 21  # outputs per VOLE instance
 
 
 def noise_weight(min_distance: float, security: int = SECURITY) -> int:
@@ -186,15 +192,49 @@ def _ggm_hash(rows: U8, first: int) -> U8:
 # --- the two parties ----------------------------------------------------------------------------
 
 
-def vole_send(channel: Channel, params: VoleParams, timeout: float | None) -> SenderVole:
-    """Sender side: returns ``delta`` and ``B``.
+def plan(length: int, weight: int = EXPANDER_WEIGHT) -> list[VoleParams]:
+    """Independent VOLE instances of at most :data:`CHUNK_LENGTH` outputs each, together
+    ``length``: memory is bounded by one instance's noisy vectors (~ 2 x 40 bytes per output)."""
+    if not 0 < length < _MAX_LENGTH:
+        raise ValueError("VOLE length out of range")
+    count = -(-length // CHUNK_LENGTH)
+    base, extra = divmod(length, count)
+    return [VoleParams.for_length(base + (i < extra), weight) for i in range(count)]
 
-    Messages: base-OT ``A`` out, ``B`` points in, IKNP ``u`` in; then one message with the
-    code seed, the masked level sums and the ``d_i``."""
+
+def _split_cots(rows: U8, chunks: list[VoleParams]) -> list[tuple[U8, U8]]:
+    """Per instance: (GGM OT rows ``(trees * depth, 16)``, noise OT rows ``(trees, 64, 16)``)."""
+    out = []
+    at = 0
+    for params in chunks:
+        ggm = rows[at : at + params.trees * params.depth]
+        at += params.trees * params.depth
+        noise = rows[at : at + params.trees * SUBFIELD_BITS]
+        at += params.trees * SUBFIELD_BITS
+        out.append((ggm, noise.reshape(params.trees, SUBFIELD_BITS, BLOCK)))
+    return out
+
+
+def vole_send(channel: Channel, length: int, timeout: float | None) -> SenderVole:
+    """Sender side of a VOLE of ``length`` (:func:`plan` instances): ``delta`` and ``B``.
+
+    Messages: base-OT ``A`` out, ``B`` points in, IKNP ``u`` in (correlated OTs for every
+    instance at once); then per instance one message with its code seed, masked level sums and
+    tree corrections, all sent before anything is received (the receiver reads them while it
+    works, so the exchange stays turn-based)."""
+    chunks = plan(length)
+    delta, q = cot_send(channel, sum(c.cot_count for c in chunks), timeout)
+    b = np.empty((length, BLOCK), dtype=np.uint8)
+    at = 0
+    for params, (ggm_q, noise_q) in zip(chunks, _split_cots(q, chunks), strict=True):
+        payload, b[at : at + params.length] = _send_instance(params, delta, ggm_q, noise_q)
+        at += params.length
+        channel.send(payload)
+    return SenderVole(delta, b)
+
+
+def _send_instance(params: VoleParams, delta: bytes, ggm_q: U8, noise_q: U8) -> tuple[bytes, U8]:
     trees, depth = params.trees, params.depth
-    delta, q = cot_send(channel, params.cot_count, timeout)
-    ggm_q = q[: trees * depth]
-    noise_q = q[trees * depth :].reshape(trees, SUBFIELD_BITS, BLOCK)
     share = _combine_powers(noise_q, trees)  # s_i, with s_i + r_i = a_i delta
     roots = ot.random_bytes(trees, BLOCK)
     leaves, sums = pprf.expand_full(roots, depth)
@@ -207,30 +247,45 @@ def vole_send(channel: Channel, params: VoleParams, timeout: float | None) -> Se
     leaf_words = leaves.view(np.uint64).reshape(-1, trees, 2)
     totals = np.bitwise_xor.reduce(leaf_words, axis=0).view(np.uint8).reshape(trees, BLOCK)
     corrections = totals ^ share
+    # compress before sending: the receiver is busy with its own work (RR22: its OKVS) until
+    # it reads this message, and the expander pass needs nothing from it
     seed = secrets.token_bytes(exacc.SEED_BYTES)
-    payload = np.concatenate(
-        (
-            np.frombuffer(seed, dtype=np.uint8),
-            masked.reshape(-1),
-            corrections.reshape(-1),
-        )
-    )
-    channel.send(payload.tobytes())
-    noisy = leaves.reshape(params.code_size, BLOCK)
-    del leaves
-    b = params.code(seed).dual_encode(noisy)
-    return SenderVole(delta, b)
+    b = params.code(seed).dual_encode(leaves.reshape(params.code_size, BLOCK))
+    payload = b"".join((seed, masked.tobytes(), corrections.tobytes()))
+    return payload, b
 
 
 def vole_receive(
     channel: Channel,
-    params: VoleParams,
+    length: int,
     timeout: float | None,
     while_waiting: Callable[[], object] | None = None,
-    while_expanding: Callable[[], object] | None = None,
 ) -> ReceiverVole:
-    """Receiver side: returns ``A`` and ``C``. ``while_waiting`` runs while the sender derives
-    its base-OT keys, ``while_expanding`` while it expands its GGM trees."""
+    """Receiver side of a VOLE of ``length``: returns ``A`` and ``C``. ``while_waiting`` runs
+    while the sender derives its base-OT keys."""
+    chunks = plan(length)
+    noise = [_draw_noise(params) for params in chunks]
+    choices = np.concatenate([np.concatenate((path, bits)) for _, _, path, bits in noise])
+    t = cot_receive(channel, choices, timeout, while_waiting)
+    payloads = [channel.recv_buffer(timeout) for _ in chunks]  # read all: see vole_send
+    a = np.empty((length, SUBFIELD_BYTES), dtype=np.uint8)
+    c = np.empty((length, BLOCK), dtype=np.uint8)
+    at = 0
+    for params, drawn, cots, payload in zip(
+        chunks, noise, _split_cots(t, chunks), payloads, strict=True
+    ):
+        both = _receive_instance(params, drawn, cots, payload)
+        a[at : at + params.length] = both[:, BLOCK:]
+        c[at : at + params.length] = both[:, :BLOCK]
+        at += params.length
+    return ReceiverVole(a, c)
+
+
+_Noise = tuple[I64, U8, Bits, Bits]
+
+
+def _draw_noise(params: VoleParams) -> _Noise:
+    """Punctured points, non-zero noise values and the matching OT choices of one instance."""
     trees, depth = params.trees, params.depth
     draws = np.frombuffer(secrets.token_bytes(8 * trees), dtype=np.uint64)
     points = (draws % np.uint64(1 << depth)).astype(np.int64)
@@ -239,10 +294,16 @@ def vole_receive(
     values[zero, 0] = 1  # noise values are non-zero
     path_choices = pprf.off_path_bits(points, depth).T.reshape(-1)  # tree-major
     value_bits = np.unpackbits(values, axis=1, bitorder="little").astype(np.bool_).reshape(-1)
-    t = cot_receive(channel, np.concatenate((path_choices, value_bits)), timeout, while_waiting)
-    if while_expanding is not None:
-        while_expanding()
-    payload = channel.recv_buffer(timeout)
+    return points, values, path_choices, value_bits
+
+
+def _receive_instance(
+    params: VoleParams, noise: _Noise, cots: tuple[U8, U8], payload: bytes | bytearray
+) -> U8:
+    """``C || A`` of one instance: ``(length, 24)``."""
+    trees, depth = params.trees, params.depth
+    points, values, path_choices, _ = noise
+    ggm_t, noise_t = cots
     expected = exacc.SEED_BYTES + trees * depth * 2 * BLOCK + trees * BLOCK
     if len(payload) != expected:
         raise ChannelError(f"VOLE message of {len(payload)} bytes, expected {expected}")
@@ -251,8 +312,7 @@ def vole_receive(
     masked = body[exacc.SEED_BYTES : exacc.SEED_BYTES + trees * depth * 2 * BLOCK]
     masked = masked.reshape(trees * depth, 2, BLOCK)
     corrections = body[exacc.SEED_BYTES + trees * depth * 2 * BLOCK :].reshape(trees, BLOCK)
-    ggm_t = t[: trees * depth]
-    share = _combine_powers(t[trees * depth :], trees)  # r_i
+    share = _combine_powers(noise_t, trees)  # r_i
     picked = masked[np.arange(trees * depth), path_choices.astype(np.int64)] ^ _ggm_hash(ggm_t, 0)
     chosen = np.ascontiguousarray(picked.reshape(trees, depth, BLOCK).transpose(1, 0, 2))
     leaves = pprf.expand_punctured(points, chosen, depth)
@@ -260,13 +320,9 @@ def vole_receive(
     leaf_words = leaves.view(np.uint64).reshape(-1, trees, 2)
     others = np.bitwise_xor.reduce(leaf_words, axis=0).view(np.uint8).reshape(trees, BLOCK)
     leaves[points, column] = corrections ^ others ^ share  # leaf + a_i delta
-    code = params.code(seed)
     # C' and the sparse e side by side: one accumulate and one expander pass for both
     noisy = np.zeros((params.code_size, BLOCK + SUBFIELD_BYTES), dtype=np.uint8)
     noisy[:, :BLOCK] = leaves.reshape(params.code_size, BLOCK)
     del leaves
     noisy[points * trees + column, BLOCK:] = values  # interleaved: leaf p of tree i at p t + i
-    both = code.dual_encode(noisy)
-    return ReceiverVole(
-        np.ascontiguousarray(both[:, BLOCK:]), np.ascontiguousarray(both[:, :BLOCK])
-    )
+    return params.code(seed).dual_encode(noisy)
