@@ -28,6 +28,7 @@ from privledger.evm.deploy import Deployment, load_deployment
 from privledger.evm.indexer import EventIndexer
 from privledger.evm.ledger import Ledger
 from privledger.node.keystore import Keystore, node_public_key
+from privledger.node.peer_auth import SignedPeerReads
 from privledger.node.policy import Policies, PolicyError
 from privledger.node.transport import Mailbox
 from privledger.store.db import make_engine
@@ -135,7 +136,8 @@ def open_node(settings: NodeSettings) -> NodeContext:
         ledger=ledger,
         org_id=org_id,
         mailbox=Mailbox(local_org=org_id),  # a frame for another org is refused (400)
-        http=httpx.Client(timeout=httpx.Timeout(30.0)),
+        # its reads of other nodes' peer routes (task specs) are signed for its organisation
+        http=httpx.Client(timeout=httpx.Timeout(30.0), auth=SignedPeerReads(account, org_id)),
         indexer=EventIndexer(w3, deployment, artifacts, engine),
         policies=_policies(settings),
     )

@@ -6,43 +6,36 @@ HTTP status and answers ``{"code": <that status>, "msg": <what went wrong>, "dat
 
 Node-to-node calls (``/interconn/...``) carry BFIA's common headers ``x-source-node-id``,
 ``x-target-node-id`` (organisation ids on chain), ``x-nonce``, ``x-timestamp`` (milliseconds) and
-``x-auth-sign``: an EIP-191 signature by the calling node's account over
-``privledger-interop-v1\\n<path>\\n<source>\\n<target>\\n<nonce>\\n<timestamp>\\n<sha256(body)>``.
-The receiver accepts a call only if the signer holds, on chain now, the operator role of the
-active source organisation (a node's account is its organisation's operator), the target is its
-own organisation, the timestamp is within five minutes and the nonce is new: the chain stands in
-for the certificates BFIA exchanges when nodes sign a contract.
+``x-auth-sign``, signed and checked as :mod:`privledger.node.peer_auth` says, under the scheme
+``privledger-interop-v1``: the chain stands in for the certificates BFIA exchanges when nodes sign
+a contract.
 """
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
-import secrets
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Literal, TypeVar
 
 import httpx
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from privledger.api.errors import ApiError, install_error_handlers
-from privledger.evm.contracts import OrgStatus, Role
+from privledger.api.middleware import route_path
+from privledger.evm.contracts import OrgStatus
 from privledger.evm.hashing import keccak256
 from privledger.evm.merkle import MerkleTree
 from privledger.node.context import NodeContext
+from privledger.node.peer_auth import PeerAuthError, signed_headers, verify_signed
 
 INTEROP_PREFIX = "/api/interop/v1"
 INTEROP_VERSION = "1.0.0"
 SYSTEM = "privledger"
-CLOCK_SKEW_MS = 300_000
+INTEROP_SCHEME = "privledger-interop-v1"
 Status = Literal["APPLIED", "APPROVED", "REJECTED", "TERMINATED"]
 Decision = Literal["APPROVED", "REJECTED"]
 
@@ -98,63 +91,21 @@ def _enveloped(
     return wrapped
 
 
-def _message(path: str, source: int, target: int, nonce: str, timestamp: int, body: bytes) -> str:
-    digest = hashlib.sha256(body).hexdigest()
-    return f"privledger-interop-v1\n{path}\n{source}\n{target}\n{nonce}\n{timestamp}\n{digest}"
-
-
-class NonceCache:
-    """Nonces seen within the accepted clock window; a repeat is a replay."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def fresh(self, nonce: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            for old in [n for n, expiry in self._seen.items() if expiry < now]:
-                del self._seen[old]
-            if nonce in self._seen:
-                return False
-            self._seen[nonce] = now + 2 * CLOCK_SKEW_MS / 1000
-            return True
-
-
-NONCES = NonceCache()
-
-
 def verify_peer(node: NodeContext, request: Request, body: bytes) -> int:
     """The calling organisation of a signed node-to-node call, or a 401/403."""
-    headers = request.headers
     try:
-        source = int(headers["x-source-node-id"])
-        target = int(headers["x-target-node-id"])
-        timestamp = int(headers["x-timestamp"])
-        nonce = headers["x-nonce"]
-        signature = bytes.fromhex(headers["x-auth-sign"].removeprefix("0x"))
-    except (KeyError, ValueError) as exc:
-        raise ApiError(
-            401, "unauthorized", f"a node-to-node call needs BFIA headers: {exc}"
-        ) from exc
-    if target != node.org_id:
-        raise ApiError(403, "forbidden", f"this node is organisation {node.org_id}, not {target}")
-    if abs(time.time() * 1000 - timestamp) > CLOCK_SKEW_MS:
-        raise ApiError(401, "unauthorized", "x-timestamp is outside the accepted window")
-    if not 16 <= len(nonce) <= 128:
-        raise ApiError(401, "unauthorized", "x-nonce must be 16 to 128 characters")
-    message = _message(request.url.path, source, target, nonce, timestamp, body)
-    try:
-        signer = Account.recover_message(encode_defunct(text=message), signature=signature)
-    except Exception as exc:  # eth-account raises several types for malformed signatures
-        raise ApiError(401, "unauthorized", f"x-auth-sign does not verify: {exc}") from exc
-    if source <= 0 or not node.ledger.orgs.has_org_role(source, signer, Role.OPERATOR):
-        raise ApiError(
-            403, "forbidden", f"{signer} is no operator of an active organisation {source}"
+        return verify_signed(
+            node.ledger.orgs,
+            node.org_id,
+            scheme=INTEROP_SCHEME,
+            # as signed: the interop app's own path under its prefix, without a tenant's /t/<org>
+            path=INTEROP_PREFIX + route_path(request.scope),
+            headers=request.headers,
+            body=body,
         )
-    if not NONCES.fresh(nonce):
-        raise ApiError(401, "unauthorized", "x-nonce was used before (replay)")
-    return source
+    except PeerAuthError as exc:
+        code = "unauthorized" if exc.status == 401 else "forbidden"
+        raise ApiError(exc.status, code, str(exc)) from exc
 
 
 def call_peer(node: NodeContext, org_id: int, path: str, payload: BaseModel) -> dict[str, Any]:
@@ -165,18 +116,8 @@ def call_peer(node: NodeContext, org_id: int, path: str, payload: BaseModel) -> 
         raise ApiError(409, "peer_unavailable", f"organisation {org_id} has no active node")
     full_path = f"{INTEROP_PREFIX}{path}"
     body = payload.model_dump_json().encode()
-    nonce, timestamp = secrets.token_hex(16), int(time.time() * 1000)
-    message = _message(full_path, node.org_id, org_id, nonce, timestamp, body)
-    signature = node.account.sign_message(encode_defunct(text=message)).signature
-    headers = {
-        "content-type": "application/json",
-        "x-source-node-id": str(node.org_id),
-        "x-target-node-id": str(org_id),
-        "x-nonce": nonce,
-        "x-timestamp": str(timestamp),
-        "x-auth-sign": "0x" + bytes(signature).hex(),
-        "x-trace-id": nonce,
-    }
+    signed = signed_headers(node.account, INTEROP_SCHEME, full_path, node.org_id, org_id, body)
+    headers = {"content-type": "application/json", **signed, "x-trace-id": signed["x-nonce"]}
     try:
         response = node.http.post(
             org.endpoint.rstrip("/") + full_path, content=body, headers=headers

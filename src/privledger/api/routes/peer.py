@@ -1,8 +1,9 @@
 """Endpoints other organisations' nodes call: channel frames and task specs.
 
 Frames need no token: each is sealed with AES-GCM under a key only the two nodes can derive, and the
-receiving channel rejects anything forged, replayed or out of order. Specs are public to the
-consortium; every worker checks a fetched spec against the hash on chain.
+receiving channel rejects anything forged, replayed or out of order. A spec is given only to the
+node of another participant of its task, which signs its request; every worker checks a fetched
+spec against the hash on chain.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from starlette.requests import ClientDisconnect
 
 from privledger.api.deps import NodeDep, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
+from privledger.api.middleware import route_path
+from privledger.node.peer_auth import HEADERS, PEER_SCHEME, PeerAuthError, verify_signed
 from privledger.node.transport import FrameTooLarge, MailboxFull, receive_stream
 from privledger.store.models import LocalTask
 
@@ -58,10 +61,37 @@ async def deliver_frames(request: Request, node: NodeDep) -> FramesAccepted:
     return FramesAccepted(frames=count)
 
 
-@router.get("/tasks/{task_id}/spec", response_class=Response)
-def task_spec(task_id: TaskId, session: SessionDep) -> Response:
-    """The canonical spec of a task this node submitted (its keccak256 is on chain)."""
+@router.get(
+    "/tasks/{task_id}/spec",
+    response_class=Response,
+    openapi_extra={
+        "parameters": [
+            {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+            for name in HEADERS
+        ]
+    },
+)
+def task_spec(task_id: TaskId, request: Request, node: NodeDep, session: SessionDep) -> Response:
+    """The canonical spec of a task this node submitted (its keccak256 is on chain), for the
+    node of another participant of the task only: the call is signed by that node's account
+    (:mod:`privledger.node.peer_auth`, scheme ``privledger-peer-v1``). The spec names datasets,
+    columns and organisations: nothing for anyone outside the task."""
+    try:
+        caller = verify_signed(
+            node.ledger.orgs,
+            node.org_id,
+            scheme=PEER_SCHEME,
+            path=route_path(request.scope),
+            headers=request.headers,
+            body=b"",
+            any_target=True,
+        )
+    except PeerAuthError as exc:
+        code = "unauthorized" if exc.status == 401 else "forbidden"
+        raise ApiError(exc.status, code, str(exc)) from exc
     local = session.get(LocalTask, task_id)
     if local is None or local.spec_json is None:
         raise not_found(f"spec of task {task_id}")
+    if caller not in node.ledger.tasks.get_task(task_id).participants:
+        raise ApiError(403, "forbidden", f"organisation {caller} takes no part in task {task_id}")
     return Response(local.spec_json.encode(), media_type="application/json")

@@ -1,0 +1,148 @@
+"""Signed node-to-node requests: the calling node proves which organisation it acts for.
+
+A signed request carries ``x-source-node-id`` (the caller's organisation id on chain),
+``x-target-node-id`` (the organisation it calls; ``0`` for "whichever node serves this path"),
+``x-nonce``, ``x-timestamp`` (milliseconds) and ``x-auth-sign``: an EIP-191 signature by the
+calling node's account over the lines ``scheme``, ``path``, ``source``, ``target``, ``nonce``,
+``timestamp`` and the hex ``sha256`` of the body, joined by ``\\n``.
+``path`` is the route's path on the receiving node without a tenant host's ``/t/<org>`` mount, so
+a call into a tenant verifies as it was signed.
+
+The receiver accepts it only if the signer holds, on chain now, the operator role of the active
+source organisation (a node's account is its organisation's operator), the target is its own
+organisation (or ``0`` where the scheme allows it), the timestamp is within five minutes and the
+nonce is new. The chain stands in for the certificates nodes would otherwise exchange.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Generator, Mapping
+from dataclasses import dataclass
+
+import httpx
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+
+from privledger.evm.contracts import OrgRegistry, Role
+
+CLOCK_SKEW_MS = 300_000
+PEER_SCHEME = "privledger-peer-v1"  # GETs of /api/v1/peer/ routes (task specs, service terms)
+PEER_ROUTES = "/api/v1/peer/"
+ANY_NODE = 0
+HEADERS = ("x-source-node-id", "x-target-node-id", "x-nonce", "x-timestamp", "x-auth-sign")
+
+
+@dataclass
+class PeerAuthError(Exception):
+    """A signed call that cannot be accepted: 401 (not proven) or 403 (proven, not allowed)."""
+
+    status: int
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def call_message(
+    scheme: str, path: str, source: int, target: int, nonce: str, timestamp: int, body: bytes
+) -> str:
+    digest = hashlib.sha256(body).hexdigest()
+    return f"{scheme}\n{path}\n{source}\n{target}\n{nonce}\n{timestamp}\n{digest}"
+
+
+def signed_headers(
+    account: LocalAccount, scheme: str, path: str, source: int, target: int, body: bytes
+) -> dict[str, str]:
+    """The headers that make a request to ``path`` a call signed by ``account`` for ``source``."""
+    nonce, timestamp = secrets.token_hex(16), int(time.time() * 1000)
+    message = call_message(scheme, path, source, target, nonce, timestamp, body)
+    signature = account.sign_message(encode_defunct(text=message)).signature
+    return {
+        "x-source-node-id": str(source),
+        "x-target-node-id": str(target),
+        "x-nonce": nonce,
+        "x-timestamp": str(timestamp),
+        "x-auth-sign": "0x" + bytes(signature).hex(),
+    }
+
+
+class NonceCache:
+    """Nonces seen within the accepted clock window; a repeat is a replay."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, nonce: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            for old in [n for n, expiry in self._seen.items() if expiry < now]:
+                del self._seen[old]
+            if nonce in self._seen:
+                return False
+            self._seen[nonce] = now + 2 * CLOCK_SKEW_MS / 1000
+            return True
+
+
+NONCES = NonceCache()  # one per process: nonces are 128 random bits, whichever tenant sees them
+
+
+def verify_signed(
+    orgs: OrgRegistry,
+    own_org: int,
+    *,
+    scheme: str,
+    path: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    any_target: bool = False,
+) -> int:
+    """The calling organisation of a signed call, or :class:`PeerAuthError`."""
+    try:
+        source = int(headers["x-source-node-id"])
+        target = int(headers["x-target-node-id"])
+        timestamp = int(headers["x-timestamp"])
+        nonce = headers["x-nonce"]
+        signature = bytes.fromhex(headers["x-auth-sign"].removeprefix("0x"))
+    except (KeyError, ValueError) as exc:
+        raise PeerAuthError(401, f"a node-to-node call needs the signed headers: {exc}") from exc
+    if target != own_org and not (any_target and target == ANY_NODE):
+        raise PeerAuthError(403, f"this node is organisation {own_org}, not {target}")
+    if abs(time.time() * 1000 - timestamp) > CLOCK_SKEW_MS:
+        raise PeerAuthError(401, "x-timestamp is outside the accepted window")
+    if not 16 <= len(nonce) <= 128:
+        raise PeerAuthError(401, "x-nonce must be 16 to 128 characters")
+    message = call_message(scheme, path, source, target, nonce, timestamp, body)
+    try:
+        signer = Account.recover_message(encode_defunct(text=message), signature=signature)
+    except Exception as exc:  # eth-account raises several types for malformed signatures
+        raise PeerAuthError(401, f"x-auth-sign does not verify: {exc}") from exc
+    if source <= 0 or not orgs.has_org_role(source, signer, Role.OPERATOR):
+        raise PeerAuthError(403, f"{signer} is no operator of an active organisation {source}")
+    if not NONCES.fresh(nonce):
+        raise PeerAuthError(401, "x-nonce was used before (replay)")
+    return source
+
+
+class SignedPeerReads(httpx.Auth):
+    """Signs every GET a node sends to another node's ``/api/v1/peer/`` routes (task specs,
+    service terms) for its organisation, so that the other node answers participants only.
+    The target is :data:`ANY_NODE`: the path (a task id) already names what is asked for."""
+
+    def __init__(self, account: LocalAccount, org_id: int) -> None:
+        self.account = account
+        self.org_id = org_id
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        path = request.url.path
+        if request.method == "GET" and PEER_ROUTES in path:
+            route = path[path.index(PEER_ROUTES) :]  # without a tenant host's /t/<org> mount
+            request.headers.update(
+                signed_headers(self.account, PEER_SCHEME, route, self.org_id, ANY_NODE, b"")
+            )
+        yield request

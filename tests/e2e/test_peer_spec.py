@@ -1,0 +1,64 @@
+"""A task's spec (datasets, columns, organisations) goes to the other participants' nodes only.
+
+The requester's node answers ``GET /api/v1/peer/tasks/{id}/spec`` for a call signed by the
+account of a participant organisation's node (``privledger.node.peer_auth``), as the workers'
+own fetches are; an anonymous caller, a forged or replayed signature and an organisation outside
+the task are refused. The test holds the node homes, so it signs with the nodes' own accounts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from eth_account.signers.local import LocalAccount
+
+from privledger.config import NodeSettings
+from privledger.evm.hashing import keccak256
+from privledger.node.keystore import Keystore
+from privledger.node.peer_auth import SignedPeerReads
+
+from .conftest import Running
+from .test_walking_path import grant, submit, wait_status
+
+
+def _node_account(running: Running, org: str) -> LocalAccount:
+    settings = NodeSettings(org=org, home=running.settings.var_dir / "nodes" / org)
+    address = json.loads((settings.home / "node.json").read_text())["account"]
+    return Keystore(settings.keystore_dir, settings.keystore_password).account(address)
+
+
+def _read_as(running: Running, org: str | None, url: str) -> httpx.Response:
+    auth = SignedPeerReads(_node_account(running, org), running.org_ids[org]) if org else None
+    with httpx.Client(auth=auth, timeout=30) as client:
+        return client.get(url)
+
+
+def test_only_participants_read_a_task_spec(running: Running) -> None:
+    mine, theirs = running.register("telecom"), running.register("bank-a")
+    grant(running, "bank-a", theirs, "telecom")
+    task_id = submit(running, mine, theirs)["taskId"]
+    with running.client("telecom", "operator") as client:
+        assert wait_status(client, task_id, {"settled", "failed"})["status"] == "settled"
+    url = f"{running.nodes['telecom'].url}/api/v1/peer/tasks/{task_id}/spec"
+
+    anonymous = httpx.get(url, timeout=30)
+    assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "unauthorized"
+    assert "phone" not in anonymous.text and theirs not in anonymous.text
+
+    outsider = _read_as(running, "bank-b", url)  # a consortium member, not in this task
+    assert outsider.status_code == 403 and outsider.json()["error"]["code"] == "forbidden"
+    assert theirs not in outsider.text
+
+    participant = _read_as(running, "bank-a", url)
+    assert participant.status_code == 200
+    on_chain = running.ledger(0).tasks.get_task(task_id).spec_hash
+    assert keccak256(participant.content) == on_chain
+
+    # the participant's signed headers, replayed or pinned on another caller's request, fail
+    replayed = httpx.get(url, headers=participant.request.headers, timeout=30)
+    assert replayed.status_code == 401 and "replay" in replayed.json()["error"]["message"]
+    forged = dict(participant.request.headers)
+    forged["x-source-node-id"] = str(running.org_ids["telecom"])
+    forged["x-nonce"] = "f" * 32
+    assert httpx.get(url, headers=forged, timeout=30).status_code in (401, 403)
