@@ -13,12 +13,14 @@ def _digests(n: int) -> np.ndarray:
 
 
 def test_table_sizes_follow_the_stated_parameters() -> None:
-    assert cuckoo.table_size(1 << 16) == -(-int(np.ceil(1.27 * (1 << 16))) // 128) * 128
-    assert cuckoo.expansion(1 << 20) == 1.27
+    expected = -(-int(np.ceil(cuckoo.expansion(1 << 16) * (1 << 16))) // 128) * 128
+    assert cuckoo.table_size(1 << 16) == expected
+    assert cuckoo.expansion(1 << 20) == pytest.approx((40 + 130 + 20) / 123.5, abs=1e-3)
     assert cuckoo.expansion(16) > cuckoo.expansion(256) > cuckoo.expansion(1000) >= 1.27
-    for n in (0, 1, 7, 100, 1000, 5000):
+    for n in (0, 1, 7, 100, 1000, 5000, 1 << 16, 1 << 20, 1 << 24):
         assert cuckoo.table_size(n) % 128 == 0
         assert cuckoo.table_size(n) >= 1.27 * n
+        assert cuckoo.failure_bits(n, cuckoo.table_size(n)) >= 40 - 1e-9
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 50, 1000, 1 << 14])

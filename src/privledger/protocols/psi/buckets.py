@@ -330,7 +330,7 @@ def _requester_match(
     found[distinct:] = False  # dummies (a dummy match has probability 2^-128)
     positions = None
     if reveal:
-        flat = np.sort(own.which[found] * tags.shape[1] + position[found]).astype(">u8")
+        flat = np.unique(position[found]).astype(">u8")  # positions only: no hash function
         positions = flat.view(np.uint8).reshape(-1, 8)
     items, keys, first = _bucket_keys(path)
     return _matched_items(items, keys, first, np.flatnonzero(found)), positions

@@ -19,14 +19,15 @@ words ``w_0, w_1, w_2`` give ``h_i(d) = (w_i * bins) >> 32`` (multiply-shift ran
 bias below ``bins / 2^32``). The seed is drawn by the receiver from :mod:`secrets` and sent to
 the sender, so both use the same functions.
 
-Parameters (stash-less, 3 hash functions): ``bins = ceil(1.27 n)`` for ``n >= 2^10``. Pinkas,
-Schneider, Tkachenko and Yanai ("Efficient Circuit-based PSI with Linear Communication",
-EUROCRYPT 2019, Sec. 3), extrapolating the experiments of Pinkas, Schneider and Zohner
-("Scalable Private Set Intersection Based on OT Extension", ACM TOPS 2018), give failure
-probability <= 2^-40 for 3 functions, 1.27 n bins and no stash. Small sets fail more often at
-that load, so below 2^10 we use the empirical fit of cryptoTools' ``CuckooIndex::selectParams``
-(stash-less, h = 3, lambda = 40), which asks for a larger expansion (e.g. ~3.9 at n = 16,
-~1.84 at n = 256), and at least 8 bins. ``bins`` is rounded up to a multiple of 128.
+Parameters (stash-less, 3 hash functions): ``bins = ceil(e(n) n)`` with the expansion ``e(n)``
+from the empirical fit of cryptoTools' ``CuckooIndex::selectParams`` (stash-less, h = 3),
+``lambda = a(n) e + b(n)`` with ``a -> 123.5`` and ``b -> -130 - log2 n`` for large ``n``, solved
+for ``lambda`` = :data:`STAT_SECURITY` = 40: ``e`` is ~3.1 at n = 16, ~1.55 at n = 256, 1.48 at
+n = 2^10, 1.54 at n = 2^20 and 1.57 at n = 2^24, and at least 8 bins. (The earlier ``1.27 n``
+for ``n >= 2^10``, after Pinkas, Schneider, Tkachenko and Yanai, EUROCRYPT 2019, fails with
+probability about 2^-7 at 2^20 by this fit, 2^-29 by gentler extrapolations -- either way an
+abort the peer sees, with a probability that depends on the receiver's set; issue 15, item 7.)
+``bins`` is rounded up to a multiple of 128.
 
 Failure handling: insertion is a vectorised random walk (all pending items try a bin at once;
 per bin one wins and evicts the previous occupant, which moves on to a random *other* choice)
@@ -60,7 +61,6 @@ I64 = npt.NDArray[np.int64]
 HASHES = 3
 EXPANSION = 1.27
 STAT_SECURITY = 40
-SMALL_N = 1 << 10
 MAX_ROUNDS = 4000
 MAX_ATTEMPTS = 16
 SEED_BYTES = 16
@@ -209,9 +209,8 @@ def distinct_keys(keys: U8) -> I64:
 
 
 def expansion(n: int) -> float:
-    """Bins per item for ``n`` items (see the module docstring for the sources)."""
-    if n >= SMALL_N:
-        return EXPANSION
+    """Bins per item for ``n`` items: failure probability at most 2^-40 by the fit in the module
+    docstring."""
     nn = math.log2(max(n, 2))
     # cryptoTools CuckooIndex::selectParams, stash-less h = 3: lambda = a e + b.
     a = 123.5 / 2 * (1 + math.erf((nn - 6.3) / (2.3 * math.sqrt(2))))
@@ -320,3 +319,12 @@ def _check(loc: I64, table: I64, which: npt.NDArray[np.int8]) -> None:
         raise CuckooError("cuckoo table check failed: items missing or duplicated")
     if not np.array_equal(loc[which[items], items], occupied):
         raise CuckooError("cuckoo table check failed: an item sits outside its bins")
+
+
+def failure_bits(n: int, bins: int) -> float:
+    """``-log2`` of the failure probability of a stash-less 3-hash table of ``bins`` bins for
+    ``n`` items by the fit of :func:`expansion`: the statistical security of a table size."""
+    nn = math.log2(max(n, 2))
+    a = 123.5 / 2 * (1 + math.erf((nn - 6.3) / (2.3 * math.sqrt(2))))
+    b = -130 / 2 * (1 + math.erf((nn - 6.45) / (2.18 * math.sqrt(2)))) - nn
+    return a * bins / max(n, 1) + b

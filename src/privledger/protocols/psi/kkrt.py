@@ -31,8 +31,11 @@ the OPRF receiver and learns the intersection; the provider ``P`` is the OPRF se
 6. ``R`` outputs the ``x`` whose tag ``F(j, r_j)`` appears in list ``i`` (``i`` = the function
    that placed ``x``); matching sorts 64-bit tag prefixes (with the list position in the low
    bits) and compares the whole tag of every prefix match.
-7. With ``reveal_to_provider``, ``R`` sends the sorted positions of the matched tags and ``P``
-   outputs the corresponding items.
+7. With ``reveal_to_provider``, ``R`` sends the sorted, distinct positions of the matched tags
+   in ``P``'s list order (the same order for the three lists) and ``P`` outputs the
+   corresponding items. Version 3 sent ``i * n_P + position``: which hash function placed each
+   match, which depends on ``R``'s other items (cuckoo evictions); version 4 sends positions
+   only (``tests/privacy/test_set_operations.py``).
 
 ``F(j, r) = H(j, row_j(T0))`` with ``H`` a fixed-key-AES correlation-robust hash tweaked by the
 bin index (see :mod:`.ot`). Tag length ``L = ceil((40 + log2 n_R + log2 n_P) / 8)`` bytes (at
@@ -72,7 +75,8 @@ Leakage -- what each side learns:
 - requester: the intersection and the provider's set size ``n_P`` (after de-duplication);
   which of its own items matched through which hash function (nothing about the provider).
 - provider: the requester's set size ``n_R`` (after de-duplication; it fixes ``m``); with
-  ``reveal_to_provider`` also the intersection (its own matching items); nothing else.
+  ``reveal_to_provider`` also the intersection (its own matching items, as list positions);
+  nothing else.
 - both: that the peer runs this protocol version and mode (header in clear over the channel;
   the transport encrypts it on the wire). A cuckoo failure (probability <= 2^-40) aborts the
   run, which the peer sees.
@@ -115,7 +119,7 @@ logger = logging.getLogger(__name__)
 
 
 PROTOCOL = "privledger/kkrt-psi"
-VERSION = 3  # 3: base OTs on secp256k1
+VERSION = 4  # 3: base OTs on secp256k1; 4: matched positions without the hash function
 STAT_SECURITY = 40
 CHUNK_BINS = 1 << 17  # most bins per u message and per processing chunk (a multiple of 128)
 MIN_CHUNK_BINS = 1 << 14
@@ -660,7 +664,9 @@ def _run_requester(
     peer_tags = recv_records(channel, width, timeout, count=cuckoo.HASHES * peer_size)
     found, position = match_tags(own, peer_tags.reshape(cuckoo.HASHES, peer_size, width), prepared)
     if reveal:
-        matched = np.sort(own.which[found] * peer_size + position[found]).astype(">u8")
+        # list positions only, each once: which hash function placed a match depends on the
+        # requester's other items, so it must not travel (issue 15, item 5)
+        matched = np.unique(position[found]).astype(">u8")
         send_records(channel, matched.view(np.uint8).reshape(-1, 8))
     return np.flatnonzero(found).astype(np.int64)
 
@@ -710,8 +716,10 @@ def _setup_and_plan(
 
 
 def matched_positions(channel: Channel, n: int, timeout: float | None) -> I64:
-    """Receive the requester's matched tag positions; return the distinct list positions."""
+    """Receive the requester's matched list positions (distinct, sorted, each below ``n``)."""
     matched = recv_records(channel, 8, timeout).view(">u8").reshape(-1).astype(np.int64)
-    if matched.size and (matched.min() < 0 or matched.max() >= cuckoo.HASHES * n):
+    if matched.size and (matched.min() < 0 or matched.max() >= n):
         raise ChannelError("peer sent a matched position out of range")
-    return np.unique(matched % n)
+    if np.any(np.diff(matched) <= 0):
+        raise ChannelError("peer sent matched positions that are not distinct and sorted")
+    return matched

@@ -46,7 +46,8 @@ one instance with the *other* member as helper ``H``; the two instances run in p
     S: cuckoo table of its digests -> seed to R
     R <-> S  KKRT OPRF, S receiver: S gets a_y = F_j(kappa(y)) for each own y (bin j);
              R (OPRF sender) computes tags F_{h_i(x)}(kappa(x, i)) of all its x, i = 0, 1, 2
-    S -> R   ciphertexts c_p = y_p xor SHAKE128(k_p), in a random order p, fresh 16-byte k_p
+    S -> R   ciphertexts c_p = pad(y_p) xor SHAKE128(k_p), in a random order p, fresh 16-byte
+             k_p; pad(y) = len(y) || y || zeros, all as long as S's longest item (16-byte steps)
     S -> H   (a_{y_p}[:W], k_p) in the same order p       (W = ceil((40 + log2 3 n_R n_S) / 8))
     R -> H   R's 3 n_R tags [:W], shuffled
     H -> R   (p, k_p) for every p whose tag is *not* among R's tags
@@ -81,9 +82,10 @@ Leakage -- what each party learns beyond its own output (sizes are after de-dupl
   Collusion: L with A learns ``X_L n X_B`` (A holds K); A with B learn only ``n_L``.
 - union: the receiver learns ``X_R u X_S u X_T``, the sizes ``n_S``, ``n_T`` and, for every
   element outside ``X_R``, *which* members hold it (it learns ``X_S \\ X_R`` and
-  ``X_T \\ X_R`` separately, hence also ``|X_R n X_S|`` and ``|X_R n X_T|``); it learns the byte
-  length of every member item (ciphertexts are as long as the items; pad items to a fixed width
-  to hide this); nothing about which of its own items the members hold. Each member learns all
+  ``X_T \\ X_R`` separately, hence also ``|X_R n X_S|`` and ``|X_R n X_T|``); of the member
+  items' lengths only each member's longest, rounded up to 16 bytes (every ciphertext is padded
+  to it; version 2 revealed every item's length); nothing about which of its own items the
+  members hold. Each member learns all
   three sizes and, as helper of the other member's run, the *size* of the receiver's
   intersection with the other member (e.g. S learns ``|X_R n X_T|``), nothing about items.
   Collusion: R with a helper recovers the other member's whole set (the helper holds its OPRF
@@ -136,7 +138,7 @@ Operation = Literal["intersection", "union"]
 Role = Literal["requester", "provider"]
 
 PROTOCOL = "privledger/multiparty-psi"
-VERSION = 2  # 2: base OTs on secp256k1
+VERSION = 3  # 2: base OTs on secp256k1; 3: union ciphertexts padded to one width
 STAT_SECURITY = 40
 CHUNK_BINS = kkrt.CHUNK_BINS
 _DIGEST_DOMAIN = b"pl/mpsi/v1"
@@ -593,61 +595,70 @@ _RELEASE_BYTES = 8 + ot.BLOCK  # position (8-byte big-endian) and pad key
 
 @dataclass(frozen=True)
 class _Ciphertexts:
-    """Items xor SHAKE128(pad key): one message of a count, 4-byte lengths and the bodies."""
+    """Items padded to one width and xored with SHAKE128(pad key): one message of a count, the
+    record width and the records. A record is ``len(item)`` (4 bytes) || item || zeros, and every
+    record is as long as the longest, rounded up to :data:`_PAD_QUANTUM` bytes: the receiver
+    learns that width, never the length of an item (version 2 sent every item's length)."""
 
-    lengths: npt.NDArray[np.int64]
+    width: int
     body: bytes
 
     @classmethod
     def encrypt(cls, items: list[bytes], pad_keys: U8) -> _Ciphertexts:
-        lengths = np.fromiter(map(len, items), dtype=np.int64, count=len(items))
-        if lengths.size and int(lengths.max()) >= 1 << 32:
+        longest = max(map(len, items), default=0)
+        if longest >= 1 << 32:
             raise ValueError("items must be shorter than 4 GiB")
+        width = _LENGTH_BYTES + -(-max(longest, 1) // _PAD_QUANTUM) * _PAD_QUANTUM
         shake = hashlib.shake_128
-        pads = b"".join(
-            [
-                shake(key).digest(size)
-                for key, size in zip(_rows(pad_keys), map(len, items), strict=True)
-            ]
+        plain = b"".join(
+            len(item).to_bytes(_LENGTH_BYTES, "big") + item.ljust(width - _LENGTH_BYTES, b"\0")
+            for item in items
         )
-        plain = np.frombuffer(b"".join(items), dtype=np.uint8)
-        body = (plain ^ np.frombuffer(pads, dtype=np.uint8)).tobytes()
-        return cls(lengths, body)
+        pads = b"".join([shake(key).digest(width) for key in _rows(pad_keys)])
+        body = np.frombuffer(plain, dtype=np.uint8) ^ np.frombuffer(pads, dtype=np.uint8)
+        return cls(width, body.tobytes())
 
     def send(self, channel: Channel) -> None:
-        header = _COUNT.pack(len(self.lengths)) + self.lengths.astype(">u4").tobytes()
-        channel.send(header + self.body)
+        count = len(self.body) // self.width
+        channel.send(_COUNT.pack(count) + self.width.to_bytes(4, "big") + self.body)
 
     @classmethod
     def recv(cls, channel: Channel, count: int, timeout: float | None) -> _Ciphertexts:
         payload = channel.recv(timeout)
-        head = _COUNT.size + 4 * count
+        head = _COUNT.size + 4
         if len(payload) < head or _COUNT.unpack_from(payload)[0] != count:
             raise ChannelError(f"expected {count} ciphertexts")
-        lengths = np.frombuffer(payload, dtype=">u4", count=count, offset=_COUNT.size)
+        width = int.from_bytes(payload[_COUNT.size : head], "big")
         body = payload[head:]
-        if int(lengths.astype(np.int64).sum()) != len(body):
-            raise ChannelError("ciphertext lengths do not add up to the message")
-        return cls(lengths.astype(np.int64), body)
+        if width <= _LENGTH_BYTES or len(body) != count * width:
+            raise ChannelError("ciphertext records do not add up to the message")
+        return cls(width, body)
 
     def decrypt(self, released: U8) -> list[bytes]:
         """The items at the released positions, decrypted with their pad keys."""
         positions = released[:, :8].copy().view(">u8").reshape(-1).astype(np.int64)
-        if positions.size and (positions.min() < 0 or positions.max() >= len(self.lengths)):
+        count = len(self.body) // self.width
+        if positions.size and (positions.min() < 0 or positions.max() >= count):
             raise ChannelError("helper released a position out of range")
         if np.unique(positions).size != positions.size:
             raise ChannelError("helper released a position twice")
-        ends = np.cumsum(self.lengths)
-        starts = ends - self.lengths
         shake = hashlib.shake_128
         out = []
         for p, key in zip(positions.tolist(), _rows(released[:, 8:]), strict=True):
-            lo, hi = int(starts[p]), int(ends[p])
-            size = hi - lo
-            pad = shake(key).digest(size)
-            value = int.from_bytes(self.body[lo:hi], "little") ^ int.from_bytes(pad, "little")
-            out.append(value.to_bytes(size, "little"))
+            record = self.body[p * self.width : (p + 1) * self.width]
+            pad = shake(key).digest(self.width)
+            plain = (int.from_bytes(record, "big") ^ int.from_bytes(pad, "big")).to_bytes(
+                self.width, "big"
+            )
+            size = int.from_bytes(plain[:_LENGTH_BYTES], "big")
+            if size > self.width - _LENGTH_BYTES:
+                raise ChannelError("a decrypted item is longer than its record")
+            out.append(plain[_LENGTH_BYTES : _LENGTH_BYTES + size])
         return out
+
+
+_LENGTH_BYTES = 4
+_PAD_QUANTUM = 16
 
 
 # --- OPRF sessions (KKRT, from .ot) --------------------------------------------------------
