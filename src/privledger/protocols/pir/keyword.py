@@ -25,17 +25,23 @@ Construction (our own composition of standard parts):
    the holder), and a slot per record: ``tag || value xor pad`` where
    ``tag || pad = SHAKE-256(DST_S || t || F(x))`` (8-byte tag, pad as long as the value). Each of
    the ``B`` buckets holds ``c`` slots; unused slots are random bytes, and records sit at random
-   positions in their bucket, so a bucket looks the same whatever it holds. ``c`` is the
-   smallest capacity for which ``B * Pr[Poisson(n / B) > c] <= 2^-10``; on overflow the holder
-   draws a new seed (at most :data:`MAX_ATTEMPTS`). Without ``F(x)`` a slot is pseudorandom, so a
-   querier that sees a bucket learns nothing about records it has not obtained ``F`` for.
+   positions in their bucket (a fresh permutation per bucket), so a bucket looks the same
+   whatever it holds and a found record's slot says nothing about the holder's key order.
+   ``c`` is the smallest capacity for which ``B * Pr[Poisson(n / B) > c] <= 2^-10``; on overflow
+   the holder draws a new seed (at most :data:`MAX_ATTEMPTS`). Without ``F(x)`` a slot is
+   pseudorandom, so a querier that sees a bucket learns nothing about records it has not
+   obtained ``F`` for.
 3. **Retrieval.** ``"pir"`` mode: the ``B`` buckets are the columns of a SimplePIR matrix
    (:mod:`.simplepir`, ``p = 2^8``: one byte per entry; a bucket's ``c`` slots are stacked down
    its column, so ``rows = c * (8 + value_bytes)``); ``B`` is the smallest bucket count with
    ``rows <= B`` (square-ish matrix; for 10^6 x 32 B: ``B = 7711``, ``c = 192``, a
    7680 x 7711 matrix). The querier fetches column ``b(x)`` by PIR -- the holder learns nothing
-   about ``b(x)``. ``"bucket"`` mode (**k-anonymous only**): ``B = ceil(n / k)`` buckets and
-   the querier sends ``b(x)`` in the clear; the holder returns the bucket. No LWE, no hint.
+   about ``b(x)``. ``"bucket"`` mode (**k-anonymous only**): the most buckets ``B`` for which a
+   bucket holds fewer than ``k`` keys with probability at most 2^-10 (Poisson; about ``4k`` keys
+   per bucket for k = 8), and the holder redraws the seed until *every* bucket holds at least
+   ``k`` of its keys (a table of at most ``k`` keys is one bucket); the querier sends ``b(x)``
+   in the clear and the holder returns the bucket. No LWE, no hint. (``B = ceil(n / k)`` left
+   about 4% of the buckets with 3 keys or fewer for k = 8.)
 4. The querier scans the bucket for ``tag(x)``: a hit gives ``value = ct xor pad``, no hit means
    "absent". A false hit needs an 8-byte tag collision among the ``c`` slots: ``<= c 2^-64``.
 
@@ -69,7 +75,8 @@ Leakage -- what each side learns:
 - holder (``"pir"``): the batch size ``K`` and whether the querier had the setup cached; nothing
   about the keys.
 - holder (``"bucket"``, **k-anonymous**): additionally the bucket ``b(x)`` of every key, i.e. that
-  ``x`` is one of the ~k held keys in that bucket (or a key it does not hold with that hash).
+  ``x`` is one of the at least ``k`` held keys in that bucket (or a key it does not hold with that
+  hash).
   This is k-anonymity, not privacy: repeated queries for the same key reveal it is the same
   bucket, and side information can narrow the bucket down.
 """
@@ -252,12 +259,29 @@ def pir_layout(records: int, value_bytes: int) -> tuple[int, int]:
     return lo, capacity(records, lo)
 
 
+def _poisson_head(mean: float, below: int) -> float:
+    """``Pr[Poisson(mean) < below]``."""
+    if mean <= 0:
+        return 1.0
+    return sum(math.exp(-mean + x * math.log(mean) - math.lgamma(x + 1)) for x in range(below))
+
+
 def bucket_layout(records: int, k: int) -> tuple[int, int]:
-    """``(buckets, capacity)`` for bucket mode: ``ceil(n / k)`` buckets of ~k held keys."""
+    """``(buckets, capacity)`` for bucket mode: the most buckets for which every bucket holds
+    at least ``k`` keys except with probability ``2^-10`` (Poisson; :meth:`KeywordTable.build`
+    then draws seeds until every bucket does). About ``4k`` keys per bucket for k = 8."""
     if k < 1:
         raise PirError(f"k must be at least 1, not {k}")
-    buckets = max(1, math.ceil(records / k))
-    return buckets, capacity(records, buckets)
+    if records <= k:  # one bucket, the whole table: the bucket id tells the holder nothing
+        return 1, capacity(records, 1)
+    lo, hi = 1, max(1, records // k)
+    while lo < hi:  # the underflow chance grows with the bucket count: the largest B that fits
+        mid = (lo + hi + 1) // 2
+        if mid * _poisson_head(records / mid, k) <= OVERFLOW_TARGET:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo, capacity(records, lo)
 
 
 def bucket_of(key: bytes, seed: bytes, buckets: int) -> int:
@@ -384,7 +408,8 @@ class KeywordTable:
     ) -> KeywordTable:
         """Build a table from ``key -> value`` (all values of one length, 1..1024 bytes).
 
-        ``mode="bucket"`` builds the k-anonymous table with ``ceil(n / k)`` buckets. ``workers``
+        ``mode="bucket"`` builds the k-anonymous table (every bucket at least ``k`` keys, see
+        :func:`bucket_layout`). ``workers``
         processes evaluate the OPRF on large tables (default ``os.cpu_count()``).
         """
         if mode not in ("pir", "bucket"):
@@ -406,11 +431,13 @@ class KeywordTable:
         for _attempt in range(MAX_ATTEMPTS):
             seed = secrets.token_bytes(SEED_BYTES)
             where = np.fromiter((bucket_of(x, seed, buckets) for x in keys), np.int64, n)
-            if n == 0 or np.bincount(where, minlength=buckets).max() <= cap:
+            counts = np.bincount(where, minlength=buckets)
+            least = min(k, n) if mode == "bucket" else 0  # every bucket hides >= k keys
+            if n == 0 or (counts.max() <= cap and counts.min() >= least):
                 break
-            logger.info("keyword-pir: bucket overflow, new seed")
+            logger.info("keyword-pir: bucket overflow or underflow, new seed")
         else:
-            raise PirError(f"no layout without overflow in {MAX_ATTEMPTS} attempts")
+            raise PirError(f"no layout within the bucket bounds in {MAX_ATTEMPTS} attempts")
         pir_seed = secrets.token_bytes(simplepir.SEED_BYTES) if mode == "pir" else None
         setup = _Setup(mode, n, value_bytes, buckets, cap, seed, pir_seed)
         slots = _random_u8((buckets, cap, setup.slot_bytes))
@@ -489,16 +516,19 @@ class KeywordTable:
 
 
 def _positions(where: I64, buckets: int, cap: int) -> I64:
-    """A random free slot in its bucket for every record (ranks within bucket, permuted)."""
+    """A random free slot in its bucket for every record: each bucket has its own random
+    permutation of its slots, so a record's slot says nothing about its rank in the holder's
+    insertion order (one permutation per table did: rank ``r`` sat at the same slot in every
+    bucket)."""
     n = len(where)
     order = np.argsort(where, kind="stable")
     sorted_where = where[order]
     starts = np.searchsorted(sorted_where, np.arange(buckets))
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n) - starts[sorted_where]
-    # a random permutation of the capacity per table keeps used slots at random positions
-    shuffle = np.argsort(np.frombuffer(_random_u8((cap * 8,)).tobytes(), "<u8"))
-    return shuffle[rank].astype(np.int64)
+    noise = np.frombuffer(_random_u8((buckets * cap * 8,)).tobytes(), "<u8").reshape(buckets, cap)
+    permutations = np.argsort(noise, axis=1)
+    return permutations[where, rank].astype(np.int64)
 
 
 # --- sessions ---------------------------------------------------------------------------------
