@@ -39,6 +39,7 @@ from privledger.node.transport import (
     MailboxFull,
     MemoryWire,
     MessageTooLarge,
+    NotExpected,
     PeerUnreachable,
     SecureChannel,
     Wire,
@@ -343,75 +344,73 @@ def test_bad_chunk_size_is_refused(org_a: Org, org_b: Org, chunk_size: int) -> N
 # --- tampering -----------------------------------------------------------------------------------
 
 
-def test_forged_ciphertext_is_rejected(receiver: Receiver, org_a: Org, org_b: Org) -> None:
+def assert_dropped(receiver: Receiver, genuine: bytes, message: bytes, dropped: int = 1) -> None:
+    """The frames fed so far were dropped, not fatal: the genuine frame still gets through."""
+    receiver.feed(genuine)
+    assert receiver.channel.recv(timeout=1) == message
+    assert receiver.channel.dropped == dropped
+    receiver.channel.send(b"reply")  # the channel is still usable both ways
+
+
+def test_forged_ciphertext_is_dropped(receiver: Receiver, org_a: Org, org_b: Org) -> None:
     frames = sealed_frames(org_a, org_b, b"pay 10 to org 11")
     receiver.feed(flip(frames[0], HEADER_SIZE + 3))
-    with pytest.raises(ChannelTampered, match="authentication"):
-        receiver.channel.recv(timeout=1)
-    assert_failed_closed(receiver, frames[0])
+    with pytest.raises(ChannelTimeout):
+        receiver.channel.recv(timeout=0.2)
+    assert_dropped(receiver, frames[0], b"pay 10 to org 11")
 
 
-def test_forged_frame_from_scratch_is_rejected(receiver: Receiver) -> None:
+def test_forged_frame_from_scratch_is_dropped(receiver: Receiver, org_a: Org, org_b: Org) -> None:
     header = FrameHeader(TASK, ORG_A, ORG_B, 0, FLAG_LAST).pack()
-    receiver.feed(header + bytes(40))
-    with pytest.raises(ChannelTampered, match="authentication"):
-        receiver.channel.recv(timeout=1)
+    receiver.feed(header + bytes(40), b"garbage")
+    assert_dropped(receiver, sealed_frames(org_a, org_b, b"real")[0], b"real", dropped=2)
 
 
 @pytest.mark.parametrize(
-    ("index", "match"),
+    "index",
     [
-        (0, "malformed"),  # version
-        (32, "another channel"),  # task id
-        (40, "another channel"),  # sender
-        (48, "another channel"),  # receiver
-        (HEADER_SIZE - 2, "replayed or reordered"),  # seq
-        (HEADER_SIZE - 1, "authentication"),  # flags: last chunk -> not last
+        0,  # version
+        32,  # task id
+        40,  # sender
+        48,  # receiver
+        HEADER_SIZE - 2,  # seq
+        HEADER_SIZE - 1,  # flags: last chunk -> not last
     ],
 )
-def test_altered_header_is_rejected(
-    receiver: Receiver, org_a: Org, org_b: Org, index: int, match: str
-) -> None:
+def test_altered_header_is_dropped(receiver: Receiver, org_a: Org, org_b: Org, index: int) -> None:
     frames = sealed_frames(org_a, org_b, b"hello")
     receiver.feed(flip(frames[0], index))
-    with pytest.raises(ChannelTampered, match=match):
-        receiver.channel.recv(timeout=1)
-    assert_failed_closed(receiver, frames[0])
+    assert_dropped(receiver, frames[0], b"hello")
 
 
-def test_replayed_frame_is_rejected(receiver: Receiver, org_a: Org, org_b: Org) -> None:
+def test_replayed_frame_is_dropped(receiver: Receiver, org_a: Org, org_b: Org) -> None:
     first, second = sealed_frames(org_a, org_b, b"one", b"two")
     receiver.feed(first, first)
     assert receiver.channel.recv(timeout=1) == b"one"
-    with pytest.raises(ChannelTampered, match="expected seq 1, got 0"):
-        receiver.channel.recv(timeout=1)
-    assert_failed_closed(receiver, second)
+    assert_dropped(receiver, second, b"two")
 
 
-def test_reordered_frames_are_rejected(receiver: Receiver, org_a: Org, org_b: Org) -> None:
+def test_reordered_frames_are_dropped(receiver: Receiver, org_a: Org, org_b: Org) -> None:
     first, second = sealed_frames(org_a, org_b, b"one", b"two")
-    receiver.feed(second, first)
-    with pytest.raises(ChannelTampered, match="expected seq 0, got 1"):
-        receiver.channel.recv(timeout=1)
+    receiver.feed(second, first)  # the early second frame is dropped, the first accepted
+    assert receiver.channel.recv(timeout=1) == b"one"
+    assert_dropped(receiver, second, b"two")
 
 
-def test_truncated_frame_is_rejected(receiver: Receiver, org_a: Org, org_b: Org) -> None:
+def test_truncated_frame_is_dropped(receiver: Receiver, org_a: Org, org_b: Org) -> None:
     (frame,) = sealed_frames(org_a, org_b, b"hello")
-    receiver.feed(frame[:-1])
-    with pytest.raises(ChannelTampered):
-        receiver.channel.recv(timeout=1)
-    receiver.feed(frame[: HEADER_SIZE + 3])
-    with pytest.raises(ChannelTampered):
-        receiver.channel.recv(timeout=1)
+    receiver.feed(frame[:-1], frame[: HEADER_SIZE + 3])
+    assert_dropped(receiver, frame, b"hello", dropped=2)
 
 
-def test_message_missing_its_last_chunk_is_rejected(
+def test_message_missing_its_last_chunk_never_completes(
     receiver: Receiver, org_a: Org, org_b: Org
 ) -> None:
-    first, second, _dropped, next_message = sealed_frames(org_a, org_b, bytes(3 * CHUNK), b"next")
+    first, second, _lost, next_message = sealed_frames(org_a, org_b, bytes(3 * CHUNK), b"next")
     receiver.feed(first, second, next_message)
-    with pytest.raises(ChannelTampered, match="expected seq 2, got 3"):
-        receiver.channel.recv(timeout=1)
+    with pytest.raises(ChannelTimeout):  # the lost frame never comes: nothing is delivered
+        receiver.channel.recv(timeout=0.3)
+    assert receiver.channel.dropped == 1
 
 
 def seal(org_a: Org, org_b: Org, seq: int, flags: int, chunk: bytes) -> bytes:
@@ -435,8 +434,9 @@ def test_wrong_peer_key_fails_to_decrypt(org_a: Org, org_b: Org) -> None:
     victim = end(org_b, org_a, MemoryWire(inbox, queue.Queue()))
     for frame in sealed_frames(mallory, org_b, b"I am org 3"):
         inbox.put(frame)
-    with pytest.raises(ChannelTampered, match="authentication"):
-        victim.recv(timeout=1)
+    with pytest.raises(ChannelTimeout):
+        victim.recv(timeout=0.3)
+    assert victim.dropped == 1
 
 
 def test_frames_of_another_task_do_not_open(receiver: Receiver, org_a: Org, org_b: Org) -> None:
@@ -446,8 +446,7 @@ def test_frames_of_another_task_do_not_open(receiver: Receiver, org_a: Org, org_
     frame = sent.get_nowait()
     rerouted = FrameHeader(TASK, ORG_A, ORG_B, 0, FLAG_LAST).pack() + frame[HEADER_SIZE:]
     receiver.feed(rerouted)
-    with pytest.raises(ChannelTampered, match="authentication"):
-        receiver.channel.recv(timeout=1)
+    assert_dropped(receiver, sealed_frames(org_a, org_b, b"mine")[0], b"mine")
 
 
 # --- mailbox -------------------------------------------------------------------------------------
@@ -455,6 +454,16 @@ def test_frames_of_another_task_do_not_open(receiver: Receiver, org_a: Org, org_
 
 def frame_for(task: int = TASK, sender: int = ORG_A, receiver: int = ORG_B, size: int = 0) -> bytes:
     return FrameHeader(task, sender, receiver, 0, FLAG_LAST).pack() + bytes(TAG_SIZE + size)
+
+
+def opened(**limits: int) -> Mailbox:
+    """A mailbox whose node has channels open for TASK .. TASK + 2 with ORG_A, and for TASK
+    with org ORG_B + 1."""
+    mailbox = Mailbox(**limits)
+    for task in (TASK, TASK + 1, TASK + 2):
+        mailbox.expect(task, ORG_A)
+    mailbox.expect(TASK, ORG_B + 1)
+    return mailbox
 
 
 @pytest.mark.parametrize(
@@ -469,7 +478,7 @@ def frame_for(task: int = TASK, sender: int = ORG_A, receiver: int = ORG_B, size
     ],
 )
 def test_mailbox_rejects_malformed_frames(frame: bytes, match: str) -> None:
-    mailbox = Mailbox()
+    mailbox = opened()
     with pytest.raises(ValueError, match=match):
         mailbox.deliver(frame)
 
@@ -480,7 +489,7 @@ def test_mailbox_refuses_frames_for_another_org() -> None:
 
 
 def test_mailbox_routes_frames_and_times_out() -> None:
-    mailbox = Mailbox()
+    mailbox = opened()
     first, second, elsewhere = frame_for(size=1), frame_for(size=2), frame_for(task=TASK + 1)
     for frame in (first, elsewhere, second):
         mailbox.deliver(frame)
@@ -493,7 +502,7 @@ def test_mailbox_routes_frames_and_times_out() -> None:
 
 
 def test_mailbox_take_waits_for_delivery() -> None:
-    mailbox = Mailbox()
+    mailbox = opened()
     timer = threading.Timer(0.05, mailbox.deliver, args=(frame_for(),))
     timer.start()
     try:
@@ -503,7 +512,7 @@ def test_mailbox_take_waits_for_delivery() -> None:
 
 
 def test_mailbox_full_queue_is_refused() -> None:
-    mailbox = Mailbox(max_frames_per_queue=2)
+    mailbox = opened(max_frames_per_queue=2)
     mailbox.deliver(frame_for())
     mailbox.deliver(frame_for())
     with pytest.raises(MailboxFull, match="2 frames already wait"):
@@ -515,7 +524,7 @@ def test_mailbox_full_queue_is_refused() -> None:
 
 def test_mailbox_total_size_is_bounded() -> None:
     big = frame_for(size=MAX_FRAME_SIZE - HEADER_SIZE - TAG_SIZE)
-    mailbox = Mailbox(max_total_bytes=2 * len(big))
+    mailbox = opened(max_total_bytes=2 * len(big))
     mailbox.deliver(big)
     mailbox.deliver(frame_for(task=TASK + 1, size=len(big) - HEADER_SIZE - TAG_SIZE))
     with pytest.raises(MailboxFull, match="limit"):
@@ -525,7 +534,7 @@ def test_mailbox_total_size_is_bounded() -> None:
 
 
 def test_mailbox_discard_drops_a_finished_task() -> None:
-    mailbox = Mailbox(max_frames_per_queue=1)
+    mailbox = opened(max_frames_per_queue=1)
     mailbox.deliver(frame_for())
     mailbox.deliver(frame_for(task=TASK + 1))
     mailbox.discard(TASK)
@@ -536,7 +545,7 @@ def test_mailbox_discard_drops_a_finished_task() -> None:
 
 
 def test_mailbox_discard_wakes_whoever_waits_for_the_task() -> None:
-    mailbox = Mailbox()
+    mailbox = opened()
     timer = threading.Timer(0.05, mailbox.discard, args=(TASK,))
     timer.start()
     started = time.monotonic()
@@ -549,14 +558,59 @@ def test_mailbox_discard_wakes_whoever_waits_for_the_task() -> None:
 
 
 def test_mailbox_remembers_only_recent_finished_tasks() -> None:
-    mailbox = Mailbox(finished_tasks_kept=1)
+    mailbox = opened(finished_tasks_kept=1)
     mailbox.discard(TASK)
     mailbox.discard(TASK + 1)
-    mailbox.deliver(frame_for())  # TASK is forgotten: queued again
-    mailbox.deliver(frame_for(task=TASK + 1))  # still remembered: dropped
+    mailbox.expect(TASK, ORG_A)  # TASK is forgotten: a channel may be opened for it again
+    mailbox.expect(TASK + 1, ORG_A)  # still remembered: no channel for it
+    mailbox.deliver(frame_for())
+    mailbox.deliver(frame_for(task=TASK + 1))  # dropped
     assert mailbox.take(TASK, ORG_A, ORG_B, timeout=0) == frame_for()
     with pytest.raises(ChannelClosed):
         mailbox.take(TASK + 1, ORG_A, ORG_B, timeout=0)
+
+
+def test_mailbox_keeps_nothing_for_a_route_no_channel_expects() -> None:
+    """A frame for a task this node does not run with that sender (an outsider's, queued ahead
+    of task ids it guesses, say) is refused and nothing of it is kept; once the node opens its
+    end the route takes frames, until the task is discarded."""
+    mailbox = Mailbox(max_total_bytes=MAX_FRAME_SIZE)
+    junk = frame_for(size=MAX_FRAME_SIZE - HEADER_SIZE - TAG_SIZE)
+    for _ in range(3):  # far more than the mailbox could hold
+        with pytest.raises(NotExpected, match=f"no channel for task {TASK} with org {ORG_A}"):
+            mailbox.deliver(junk)
+    mailbox.expect(TASK, ORG_A)
+    with pytest.raises(NotExpected):
+        mailbox.deliver(frame_for(sender=ORG_A + 7))  # the task, but not from its peer
+    mailbox.deliver(frame_for())  # room for it: the refused frames took none
+    assert mailbox.take(TASK, ORG_A, ORG_B, timeout=0) == frame_for()
+    mailbox.discard(TASK)
+    mailbox.deliver(frame_for())  # after the task: dropped
+    with pytest.raises(ChannelClosed):
+        mailbox.take(TASK, ORG_A, ORG_B, timeout=0)
+
+
+def test_receive_stream_waits_for_the_channel_to_open() -> None:
+    """A peer that opened its end first: its frames wait (unread, in the connection) until this
+    node's channel expects them; a route that never opens is a 429 (MailboxFull)."""
+    mailbox = Mailbox()
+    two = stream_of(frame_for(), frame_for(size=3))
+
+    async def opened_later() -> int:
+        asyncio.get_running_loop().call_later(0.1, mailbox.expect, TASK, ORG_A)
+        return await receive_stream(_chunks(two, 64), mailbox, max_frame_bytes=1024, full_wait_s=5)
+
+    assert asyncio.run(opened_later()) == 2
+    assert mailbox.take(TASK, ORG_A, ORG_B, timeout=0) == frame_for()
+    with pytest.raises(MailboxFull, match="no channel"):
+        asyncio.run(
+            receive_stream(
+                _chunks(stream_of(frame_for(task=TASK + 5)), 64),
+                mailbox,
+                max_frame_bytes=1024,
+                full_wait_s=0.1,
+            )
+        )
 
 
 # --- frame streams and the HTTP wire -------------------------------------------------------------
@@ -573,7 +627,7 @@ def stream_of(*frames: bytes) -> bytes:
 
 @pytest.mark.parametrize("piece", [1, 7, 1 << 20])
 def test_receive_stream_queues_frames_split_anywhere(piece: int) -> None:
-    mailbox = Mailbox()
+    mailbox = opened()
     frames = [frame_for(size=size) for size in (0, 5, 300)]
     stream = _chunks(stream_of(*frames), piece)
     assert asyncio.run(receive_stream(stream, mailbox, max_frame_bytes=1024, full_wait_s=1)) == 3
@@ -594,12 +648,12 @@ def test_receive_stream_refuses_malformed_streams(
 ) -> None:
     with pytest.raises(error, match=match):
         asyncio.run(
-            receive_stream(_chunks(data, 64), Mailbox(), max_frame_bytes=1024, full_wait_s=1)
+            receive_stream(_chunks(data, 64), opened(), max_frame_bytes=1024, full_wait_s=1)
         )
 
 
 def test_receive_stream_waits_for_room_then_gives_up() -> None:
-    mailbox = Mailbox(max_frames_per_queue=1)
+    mailbox = opened(max_frames_per_queue=1)
     two = stream_of(frame_for(), frame_for())
 
     async def taken_later() -> int:

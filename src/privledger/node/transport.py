@@ -6,11 +6,16 @@ Security model
   they see. The channel authenticates *which node* sent a message; it does not make a peer honest.
 * The **network is hostile**: an attacker can read, drop, delay, replay, reorder and forge frames,
   and can post arbitrary bytes to a node's frame endpoint. Against it the channel gives
-  confidentiality and integrity of every message, and delivery in order or not at all: a
-  replayed, reordered, forged, altered or truncated frame raises :class:`ChannelTampered` and the
-  channel **fails closed** (every later call raises). It cannot stop an attacker from dropping
-  frames (the receiver then sees :class:`~privledger.protocols.channel.ChannelTimeout`) or from
-  denying service, and it does not hide message sizes or timing.
+  confidentiality and integrity of every message, and delivery in order or not at all. A frame
+  is accepted only if it authenticates as the *next* frame of its channel; a replayed,
+  reordered, forged, altered, truncated or misrouted frame is **dropped and counted, never
+  fatal**, so an outsider who can reach a node cannot stop its tasks by posting frames. Only
+  what the authenticated peer itself sends can fail the channel (e.g. a close inside a
+  message), after which every later call raises. The node's :class:`Mailbox` queues frames
+  only for channels this node has opened (a task it takes part in, from that task's peer), in
+  bounded queues. The channel cannot stop an attacker from dropping frames (the receiver then
+  sees :class:`~privledger.protocols.channel.ChannelTimeout`) or from slowing a task by
+  flooding its frame route, and it does not hide message sizes or timing.
 * Identity: each organisation has a static X25519 node key whose public half is registered on
   chain. Static-static ECDH gives no forward secrecy: whoever steals a node key can read that
   organisation's recorded past traffic.
@@ -37,7 +42,8 @@ All integers are big-endian; ``seq`` counts the frames of one direction from 0. 
 marks the last chunk of a message, bit 1 an (authenticated) close, bit 2 the hello. A message is
 cut into chunks of at most ``chunk_size`` bytes (1 MiB by default; an empty message is one empty
 chunk) and reassembled by the receiver, which accepts only the frame with the next expected
-``seq``. Messages are limited to ``max_message_size`` bytes (2 GiB by default) on both ends.
+``seq`` that authenticates, and drops any other. Messages are limited to ``max_message_size``
+bytes (2 GiB by default) on both ends.
 
 Hello: an end may open its direction with an empty hello frame (``seq`` 0, flag bit 2) before
 any message; it is accepted only as the first frame and is not part of any message or of the
@@ -113,7 +119,8 @@ _CLOSED_POLL_S = 0.05
 
 
 class ChannelTampered(ChannelError):
-    """A frame was forged, altered, replayed, reordered or truncated; the channel is unusable."""
+    """The authenticated peer broke the channel's rules (e.g. closed inside a message, or sent
+    a second hello); the channel is unusable."""
 
 
 class MessageTooLarge(ChannelError):
@@ -126,6 +133,12 @@ class PeerUnreachable(ChannelError):
 
 class MailboxFull(RuntimeError):
     """The mailbox holds as many frames as it may; the sender should retry later."""
+
+
+class NotExpected(MailboxFull):
+    """No channel of this node waits for frames on the frame's route (task, sender): the task
+    is not (or not yet) one this node runs with that sender. Retried like a full mailbox, for
+    a peer that opened its end first; nothing of the frame is kept meanwhile."""
 
 
 class FrameTooLarge(ValueError):
@@ -339,6 +352,7 @@ class SecureChannel(Channel):
         self._peer_closed = False
         self._peer_greeted = False
         self._failure: ChannelError | None = None
+        self.dropped = 0  # frames that did not authenticate as the next one
 
     def close(self) -> None:
         """Tell the peer (best effort, unless the channel failed) and stop; idempotent."""
@@ -383,7 +397,10 @@ class SecureChannel(Channel):
                 return
             if self._recv_seq != 0:
                 raise ChannelError("the peer's hello can only be awaited before any message")
-            header, chunk = self._open(self._wire.recv_frame(_remaining(deadline)))
+            opened = None
+            while opened is None:
+                opened = self._open(self._wire.recv_frame(_remaining(deadline)))
+            header, chunk = opened
             if header.flags != FLAG_HELLO or chunk:
                 raise self._fail(ChannelTampered("the peer's first frame is not its hello"))
             self._peer_greeted = True
@@ -439,7 +456,10 @@ class SecureChannel(Channel):
 
     def _accept(self, frame: bytes) -> bytes | bytearray | None:
         """Take one frame; the whole message once its last chunk is in, else ``None``."""
-        header, chunk = self._open(frame)
+        opened = self._open(frame)
+        if opened is None:
+            return None
+        header, chunk = opened
         if header.flags == FLAG_HELLO:
             if header.seq != 0 or chunk:
                 raise self._fail(ChannelTampered("a hello after the first frame, or not empty"))
@@ -465,30 +485,35 @@ class SecureChannel(Channel):
         message, self._partial, self._partial_frames = self._partial, bytearray(), 0
         return message
 
-    def _open(self, frame: bytes) -> tuple[FrameHeader, bytes]:
-        """Check and decrypt the frame that must come next."""
+    def _open(self, frame: bytes) -> tuple[FrameHeader, bytes] | None:
+        """The header and chunk of ``frame`` if it authenticates as the frame that must come
+        next; ``None`` (dropped, counted) for anything else: whoever can reach the node's frame
+        endpoint can post such a frame, and must not be able to end the channel with it."""
         try:
             header = FrameHeader.parse(frame)
         except ValueError as exc:
-            raise self._fail(ChannelTampered(f"malformed frame: {exc}")) from exc
+            self._drop(f"malformed frame: {exc}")
+            return None
         route = (header.task_id, header.sender_org, header.receiver_org)
         if route != (self._task_id, self._peer_org, self._our_org):
-            raise self._fail(ChannelTampered(f"frame of another channel (task, from, to) {route}"))
+            self._drop(f"frame of another channel (task, from, to) {route}")
+            return None
         if header.seq != self._recv_seq:
-            raise self._fail(
-                ChannelTampered(
-                    f"replayed or reordered frame: expected seq {self._recv_seq}, got {header.seq}"
-                )
-            )
+            self._drop(f"replayed or reordered: expected seq {self._recv_seq}, got {header.seq}")
+            return None
         view = memoryview(frame)
         try:
             chunk = self._opener.decrypt(_nonce(header.seq), view[HEADER_SIZE:], view[:HEADER_SIZE])
         except InvalidTag:
-            raise self._fail(
-                ChannelTampered("frame failed authentication: forged, altered or wrong key")
-            ) from None
+            self._drop("frame failed authentication: forged, altered or wrong key")
+            return None
         self._recv_seq += 1
         return header, chunk
+
+    def _drop(self, why: str) -> None:
+        self.dropped += 1
+        log = logger.warning if self.dropped == 1 else logger.debug  # one warning per channel
+        log("task %d: dropped a frame from org %d (%s)", self._task_id, self._peer_org, why)
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -550,11 +575,16 @@ _Route = tuple[int, int, int]
 class Mailbox:
     """A node's thread-safe inbox of channel frames, queued by (task, sender, receiver).
 
-    Bounded so that no peer can exhaust memory: at most ``max_frames_per_queue`` frames per queue
-    and ``max_total_bytes`` overall, beyond which :meth:`deliver` raises :class:`MailboxFull`
-    (answer 429; :class:`HttpWire` retries). Frames arriving for a task already discarded
-    (e.g. a late close frame) are dropped; the last ``finished_tasks_kept`` tasks are remembered.
-    ``local_org``, when given, refuses frames addressed to any other organisation.
+    Frames are queued only on a route a channel of this node has opened (:meth:`expect`, which
+    :class:`HttpWire` calls): a task this node runs, from that task's peer. A frame on any other
+    route raises :class:`NotExpected`, a kind of :class:`MailboxFull`: the frame stream waits
+    for the route (a peer may open its end first) and answers 429 if it never opens; nothing of
+    the frame is kept. Queues are bounded so that no one can exhaust memory: at most
+    ``max_frames_per_queue`` frames per queue and ``max_total_bytes`` overall, beyond which
+    :meth:`deliver` raises :class:`MailboxFull` (answer 429; :class:`HttpWire` retries). Frames
+    arriving for a task already discarded (e.g. a late close frame) are dropped; the last
+    ``finished_tasks_kept`` tasks are remembered. ``local_org``, when given, refuses frames
+    addressed to any other organisation.
     """
 
     def __init__(
@@ -574,6 +604,7 @@ class Mailbox:
         self._max_bytes = max_total_bytes
         self._finished_kept = finished_tasks_kept
         self._queues: dict[_Route, deque[bytes]] = {}
+        self._expected: set[tuple[int, int]] = set()  # (task, sender) of the open channels
         self._finished: OrderedDict[int, None] = OrderedDict()
         self._total_bytes = 0
         self._changed = threading.Condition()
@@ -590,6 +621,10 @@ class Mailbox:
             if header.task_id in self._finished:
                 logger.debug("dropped a frame for finished task %d", header.task_id)
                 return
+            if (header.task_id, header.sender_org) not in self._expected:
+                raise NotExpected(
+                    f"no channel for task {header.task_id} with org {header.sender_org} here"
+                )
             waiting = len(self._queues.get(route, ()))
             if waiting >= self._max_frames:
                 raise MailboxFull(f"{waiting} frames already wait for task {header.task_id}")
@@ -598,6 +633,12 @@ class Mailbox:
             self._queues.setdefault(route, deque()).append(bytes(frame))
             self._total_bytes += len(frame)
             self._changed.notify_all()
+
+    def expect(self, task_id: int, sender_org: int) -> None:
+        """Accept frames of ``task_id`` from ``sender_org`` from now on (until :meth:`discard`)."""
+        with self._changed:
+            if task_id not in self._finished:
+                self._expected.add((task_id, sender_org))
 
     def take(
         self, task_id: int, sender_org: int, receiver_org: int, timeout: float | None
@@ -628,6 +669,7 @@ class Mailbox:
         with self._changed:
             for route in [route for route in self._queues if route[0] == task_id]:
                 self._total_bytes -= sum(len(frame) for frame in self._queues.pop(route))
+            self._expected = {key for key in self._expected if key[0] != task_id}
             self._finished[task_id] = None
             while len(self._finished) > self._finished_kept:
                 self._finished.popitem(last=False)
@@ -676,6 +718,7 @@ class HttpWire(Wire):
         self._client = client
         self._mailbox = mailbox
         self._route = (task_id, peer_org, our_org)
+        mailbox.expect(task_id, peer_org)  # the peer's frames for this channel may come in now
         self._send_timeout = send_timeout
         self._connect_attempts = connect_attempts
         self._backoff = backoff
