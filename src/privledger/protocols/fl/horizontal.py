@@ -16,6 +16,10 @@ not drop out. Under :class:`SecureAggregator` the submitted vector is quantised 
 ``2^24`` steps (:data:`.secagg.QUANT_FRAC_BITS`) into Z_2^64, so the server learns only the sum
 of the counts and of the weighted updates, each to within ``2^-25`` per client and coordinate.
 
+:func:`train_federated` is the in-process reference (tests, benchmarks). Between nodes, FL runs
+through :mod:`.federation`, which refuses any secure sum over fewer than three contributors (see
+its security model and ``docs/security-model.md``).
+
 Local randomness (mini-batch order) comes from ``numpy.random.default_rng((seed, round,
 client))``, so a plaintext and a secure run of the same configuration follow the same path and
 differ only by quantisation.
