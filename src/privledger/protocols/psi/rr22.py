@@ -345,8 +345,8 @@ def _run_requester(
     channel.send(seed)
 
     # The OKVS is solved in a second thread while this one runs the VOLE: both are numpy
-    # kernels that release the GIL, and the provider is mostly idle meanwhile (its GGM trees
-    # and expander pass come before the VOLE message), so on two cores the two overlap.
+    # kernels that release the GIL, and the provider is mostly idle meanwhile, so on two cores
+    # the two overlap (and this thread keeps reading the provider's VOLE messages).
     with ThreadPoolExecutor(1, thread_name_prefix="rr22-okvs") as pool:
         solving = pool.submit(rr22_okvs.encode, params, seed, keys)
         correlation = vole.vole_receive(channel, params.size, timeout)

@@ -220,20 +220,23 @@ def vole_send(channel: Channel, length: int, timeout: float | None) -> SenderVol
 
     Messages: base-OT ``A`` out, ``B`` points in, IKNP ``u`` in (correlated OTs for every
     instance at once); then per instance one message with its code seed, masked level sums and
-    tree corrections, all sent before anything is received (the receiver reads them while it
-    works, so the exchange stays turn-based)."""
+    tree corrections, sent as soon as its trees are expanded; the receiver sends nothing until
+    it has them all, so the exchange stays turn-based."""
     chunks = plan(length)
     delta, q = cot_send(channel, sum(c.cot_count for c in chunks), timeout)
     b = np.empty((length, BLOCK), dtype=np.uint8)
     at = 0
     for params, (ggm_q, noise_q) in zip(chunks, _split_cots(q, chunks), strict=True):
-        payload, b[at : at + params.length] = _send_instance(params, delta, ggm_q, noise_q)
+        seed = secrets.token_bytes(exacc.SEED_BYTES)
+        payload, leaves = _expand_instance(params, delta, ggm_q, noise_q)
+        channel.send(seed + payload)  # first: the receiver expands while this side compresses
+        b[at : at + params.length] = params.code(seed).dual_encode(leaves)
         at += params.length
-        channel.send(payload)
     return SenderVole(delta, b)
 
 
-def _send_instance(params: VoleParams, delta: bytes, ggm_q: U8, noise_q: U8) -> tuple[bytes, U8]:
+def _expand_instance(params: VoleParams, delta: bytes, ggm_q: U8, noise_q: U8) -> tuple[bytes, U8]:
+    """The instance's message (masked level sums, corrections) and noisy leaves ``(N, 16)``."""
     trees, depth = params.trees, params.depth
     share = _combine_powers(noise_q, trees)  # s_i, with s_i + r_i = a_i delta
     roots = ot.random_bytes(trees, BLOCK)
@@ -247,12 +250,7 @@ def _send_instance(params: VoleParams, delta: bytes, ggm_q: U8, noise_q: U8) -> 
     leaf_words = leaves.view(np.uint64).reshape(-1, trees, 2)
     totals = np.bitwise_xor.reduce(leaf_words, axis=0).view(np.uint8).reshape(trees, BLOCK)
     corrections = totals ^ share
-    # compress before sending: the receiver is busy with its own work (RR22: its OKVS) until
-    # it reads this message, and the expander pass needs nothing from it
-    seed = secrets.token_bytes(exacc.SEED_BYTES)
-    b = params.code(seed).dual_encode(leaves.reshape(params.code_size, BLOCK))
-    payload = b"".join((seed, masked.tobytes(), corrections.tobytes()))
-    return payload, b
+    return masked.tobytes() + corrections.tobytes(), leaves.reshape(params.code_size, BLOCK)
 
 
 def vole_receive(
@@ -267,14 +265,11 @@ def vole_receive(
     noise = [_draw_noise(params) for params in chunks]
     choices = np.concatenate([np.concatenate((path, bits)) for _, _, path, bits in noise])
     t = cot_receive(channel, choices, timeout, while_waiting)
-    payloads = [channel.recv_buffer(timeout) for _ in chunks]  # read all: see vole_send
     a = np.empty((length, SUBFIELD_BYTES), dtype=np.uint8)
     c = np.empty((length, BLOCK), dtype=np.uint8)
     at = 0
-    for params, drawn, cots, payload in zip(
-        chunks, noise, _split_cots(t, chunks), payloads, strict=True
-    ):
-        both = _receive_instance(params, drawn, cots, payload)
+    for params, drawn, cots in zip(chunks, noise, _split_cots(t, chunks), strict=True):
+        both = _receive_instance(params, drawn, cots, channel.recv_buffer(timeout))
         a[at : at + params.length] = both[:, BLOCK:]
         c[at : at + params.length] = both[:, :BLOCK]
         at += params.length
