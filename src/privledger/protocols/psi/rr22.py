@@ -37,13 +37,15 @@ Messages after the header exchange (turn-based, so the transcript hash is equal 
     R -> P   base-OT point A                  \\
     P -> R   128 base-OT points B_i            } correlated OT (IKNP without the hash)
     R -> P   u (128 x cot bits)               /
-    P -> R   code seed, masked GGM level sums, tree corrections
+    P -> R   per VOLE instance (one per 2^21 cells): code seed, masked GGM level sums,
+             tree corrections
     R -> P   A' (M x 8 bytes)
     P -> R   tags (n_P x L bytes)
     R -> P   matched positions (only with reveal_to_provider)
 
-Communication at 2^20 x 2^20: ``R`` sends ~8 M + 1.7 MB ~ 12.5 MB, ``P`` ~ 0.4 MB + 10 n_P
-~ 11 MB: ~180 bits per item in all (RR22 reports 251 with a full-field ``A``).
+Communication at 2^20 x 2^20 (measured): 23.3 MB, 178 bits per item in all -- ``R`` sends
+``8 M`` + the IKNP matrix (~1.6 MB), ``P`` ~0.5 MB of VOLE messages + ``10 n_P`` of tags (RR22
+reports 251 bits with a full-field ``A``; KKRT here sends ~890).
 
 Security model: semi-honest (honest-but-curious) parties, kappa = 128 computational and
 lambda = 40 statistical security; LPN with an expand-accumulate code and regular noise
