@@ -22,7 +22,7 @@ bootstrap: $(STAMP) $(CHAIN_STAMP)
 # uv itself comes from PyPI through pip, checked against the hashes in uv-bootstrap.txt.
 $(UV): uv-bootstrap.txt
 	$(PYTHON) -m venv $(UV_HOME)
-	$(UV_HOME)/bin/pip install --quiet --require-hashes --no-deps -r uv-bootstrap.txt
+	$(UV_HOME)/bin/pip install --quiet --quiet --require-hashes --no-deps -r uv-bootstrap.txt
 	touch $@
 
 # Two steps, so that the build backend (hatchling, in the lock) is hash-checked like the rest:
@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml uv.lock $(UV)
 	touch $@
 
 $(CHAIN_STAMP): chain/package.json chain/package-lock.json
-	cd chain && npm ci --no-audit --no-fund
+	cd chain && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Resolve pyproject.toml's ranges again and rewrite uv.lock (the one command that changes it).
