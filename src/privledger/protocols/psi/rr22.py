@@ -15,21 +15,23 @@ provider ``P`` is the OPRF sender.
    ``A`` (64-bit entries) and ``C`` with ``C = B + A delta``. Meanwhile, in a second thread,
    ``R`` solves the OKVS ``P_okvs`` with ``Decode(P_okvs, x) = H(x)`` for its keys.
 4. ``R`` sends ``A' = P_okvs + A`` (``M`` x 8 bytes). Its OPRF outputs are
-   ``F(x) = H_o(Decode(C, x))``.
+   ``F(x) = H_o(H(x), Decode(C, x))``.
 5. ``P`` computes, for each of its keys ``y``, ``Decode(B, y) + delta (Decode(A', y) + H(y))``
    (one 24-byte-row decode of ``B || A'``, one table multiplication by ``delta``), hashes it
-   with ``H_o`` to ``L`` bytes and sends the tags in a secret random order of its items.
+   with ``H_o(H(y), .)`` to ``L`` bytes and sends the tags in a secret random order of its items.
    Since ``Decode`` is linear, that value is ``Decode(C, y) + delta (Decode(P_okvs, y) + H(y))``:
    ``F(y)`` for ``y`` in ``R``'s set, and for any other ``y`` a value offset by ``delta z`` with
    ``z`` a non-zero (except with probability ``2^-64``) 64-bit value, unpredictable to ``R``.
 6. ``R`` outputs its items whose tag is among ``P``'s; with ``reveal_to_provider`` it sends the
    sorted list positions of the matched tags and ``P`` outputs those items.
 
-``H_o`` is fixed-key MMO (:func:`.ot.mmo_hash`) in its own domain. Tags: ``L = ceil((40 + log2
-n_R + log2 n_P) / 8)`` bytes, so any false match has probability ``<= 2^-40`` (11 bytes at
-2^24 x 2^24). ``z`` needs ``n_P 2^-64 <= 2^-40`` for ``n_P <= 2^24``: the 64-bit subspace
-suffices. Correctness fails only with those probabilities or an OKVS failure (``<= 2^-40``,
-raised as :class:`.rr22_okvs.OkvsError`, never a wrong result).
+``H_o`` is fixed-key MMO (:func:`.ot.mmo_hash`) in its own domain, tweaked by ``H(x)``,
+modelled as a random oracle (as volePSI does with its fixed-key AES hash). Tags:
+``L = ceil((40 + log2 n_R + log2 n_P) / 8)`` bytes, so any false match has probability
+``<= 2^-40`` (11 bytes at 2^24 x 2^24). ``z`` needs ``n_P 2^-64 <= 2^-40`` for
+``n_P <= 2^24``: the 64-bit subspace suffices. Correctness fails only with those probabilities
+or an OKVS failure (``<= 2^-40``, raised as :class:`.rr22_okvs.OkvsError`, never a wrong
+result).
 
 Messages after the header exchange (turn-based, so the transcript hash is equal on both ends)::
 
@@ -121,10 +123,11 @@ def tag_bytes(requester_size: int, provider_size: int) -> int:
     return min(ot.BLOCK, math.ceil(bits / 8))
 
 
-def output_hash(values: U8, width: int) -> U8:
-    """``H_o`` truncated to ``width`` bytes: ``(n, 16)`` -> ``(n, width)``."""
-    tweaks = np.zeros(len(values), dtype=np.uint64)
-    return np.ascontiguousarray(ot.mmo_hash(values, tweaks, OUTPUT_DOMAIN)[:, :width])
+def output_hash(values: U8, item_hashes: U64, width: int) -> U8:
+    """``H_o(H(x), v)`` truncated to ``width`` bytes: ``(n, 16)`` values, tweaked by the items'
+    64-bit OKVS hash values ``H(x)`` (binding each output to its item, as RR22's
+    ``H(Decode(C, x), x)``) -> ``(n, width)``."""
+    return np.ascontiguousarray(ot.mmo_hash(values, item_hashes, OUTPUT_DOMAIN)[:, :width])
 
 
 def _prefixes(tags: U8) -> U64:
@@ -357,10 +360,16 @@ def _run_requester(
     send_records(channel, table)
     del table
     width = tag_bytes(n, peer_size)
-    decoded = rr22_okvs.Decoder(params, correlation.c).decode(seed, keys)
+    decoder = rr22_okvs.Decoder(params, correlation.c)
     del correlation
-    own = TagIndex(output_hash(decoded, width))
-    del decoded
+    tags = np.empty((n, width), dtype=np.uint8)
+    for lo in range(0, n, rr22_okvs.HASH_CHUNK):
+        hashed = rr22_okvs.rows(params, seed, keys[lo : lo + rr22_okvs.HASH_CHUNK])
+        tags[lo : lo + len(hashed.value)] = output_hash(
+            decoder.decode_rows(hashed), hashed.value, width
+        )
+    del decoder
+    own = TagIndex(tags)
     idle()
     peer = recv_records(channel, width, timeout, count=peer_size)
     found = own.lookup(peer)
@@ -406,7 +415,7 @@ def _run_provider(
         z.view(np.uint64).reshape(-1)[:] ^= chunk.value
         values = np.ascontiguousarray(decoded[:, : ot.BLOCK])
         values ^= multiply(z)
-        tags[at : at + len(values)] = output_hash(values, width)
+        tags[at : at + len(values)] = output_hash(values, chunk.value, width)
         at += len(values)
     del hashed, decoder, table
     send_records(channel, tags)

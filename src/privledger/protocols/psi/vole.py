@@ -202,16 +202,19 @@ def plan(length: int, weight: int = EXPANDER_WEIGHT) -> list[VoleParams]:
     return [VoleParams.for_length(base + (i < extra), weight) for i in range(count)]
 
 
-def _split_cots(rows: U8, chunks: list[VoleParams]) -> list[tuple[U8, U8]]:
-    """Per instance: (GGM OT rows ``(trees * depth, 16)``, noise OT rows ``(trees, 64, 16)``)."""
+def _split_cots(rows: U8, chunks: list[VoleParams]) -> list[tuple[U8, U8, int]]:
+    """Per instance: (GGM OT rows ``(trees * depth, 16)``, noise OT rows ``(trees, 64, 16)``,
+    the index of its first GGM OT among all -- the hash tweaks stay distinct across
+    instances)."""
     out = []
     at = 0
     for params in chunks:
+        first = at
         ggm = rows[at : at + params.trees * params.depth]
         at += params.trees * params.depth
         noise = rows[at : at + params.trees * SUBFIELD_BITS]
         at += params.trees * SUBFIELD_BITS
-        out.append((ggm, noise.reshape(params.trees, SUBFIELD_BITS, BLOCK)))
+        out.append((ggm, noise.reshape(params.trees, SUBFIELD_BITS, BLOCK), first))
     return out
 
 
@@ -226,16 +229,18 @@ def vole_send(channel: Channel, length: int, timeout: float | None) -> SenderVol
     delta, q = cot_send(channel, sum(c.cot_count for c in chunks), timeout)
     b = np.empty((length, BLOCK), dtype=np.uint8)
     at = 0
-    for params, (ggm_q, noise_q) in zip(chunks, _split_cots(q, chunks), strict=True):
+    for params, (ggm_q, noise_q, first) in zip(chunks, _split_cots(q, chunks), strict=True):
         seed = secrets.token_bytes(exacc.SEED_BYTES)
-        payload, leaves = _expand_instance(params, delta, ggm_q, noise_q)
+        payload, leaves = _expand_instance(params, delta, ggm_q, noise_q, first)
         channel.send(seed + payload)  # first: the receiver expands while this side compresses
         b[at : at + params.length] = params.code(seed).dual_encode(leaves)
         at += params.length
     return SenderVole(delta, b)
 
 
-def _expand_instance(params: VoleParams, delta: bytes, ggm_q: U8, noise_q: U8) -> tuple[bytes, U8]:
+def _expand_instance(
+    params: VoleParams, delta: bytes, ggm_q: U8, noise_q: U8, first: int
+) -> tuple[bytes, U8]:
     """The instance's message (masked level sums, corrections) and noisy leaves ``(N, 16)``."""
     trees, depth = params.trees, params.depth
     share = _combine_powers(noise_q, trees)  # s_i, with s_i + r_i = a_i delta
@@ -245,8 +250,8 @@ def _expand_instance(params: VoleParams, delta: bytes, ggm_q: U8, noise_q: U8) -
     order = np.ascontiguousarray(sums.transpose(2, 0, 1, 3)).reshape(trees * depth, 2, BLOCK)
     delta_row = np.frombuffer(delta, dtype=np.uint8)[None, :]
     masked = np.empty_like(order)
-    masked[:, 0] = order[:, 0] ^ _ggm_hash(ggm_q, 0)
-    masked[:, 1] = order[:, 1] ^ _ggm_hash(ggm_q ^ delta_row, 0)
+    masked[:, 0] = order[:, 0] ^ _ggm_hash(ggm_q, first)
+    masked[:, 1] = order[:, 1] ^ _ggm_hash(ggm_q ^ delta_row, first)
     leaf_words = leaves.view(np.uint64).reshape(-1, trees, 2)
     totals = np.bitwise_xor.reduce(leaf_words, axis=0).view(np.uint8).reshape(trees, BLOCK)
     corrections = totals ^ share
@@ -293,12 +298,12 @@ def _draw_noise(params: VoleParams) -> _Noise:
 
 
 def _receive_instance(
-    params: VoleParams, noise: _Noise, cots: tuple[U8, U8], payload: bytes | bytearray
+    params: VoleParams, noise: _Noise, cots: tuple[U8, U8, int], payload: bytes | bytearray
 ) -> U8:
     """``C || A`` of one instance: ``(length, 24)``."""
     trees, depth = params.trees, params.depth
     points, values, path_choices, _ = noise
-    ggm_t, noise_t = cots
+    ggm_t, noise_t, first = cots
     expected = exacc.SEED_BYTES + trees * depth * 2 * BLOCK + trees * BLOCK
     if len(payload) != expected:
         raise ChannelError(f"VOLE message of {len(payload)} bytes, expected {expected}")
@@ -308,7 +313,9 @@ def _receive_instance(
     masked = masked.reshape(trees * depth, 2, BLOCK)
     corrections = body[exacc.SEED_BYTES + trees * depth * 2 * BLOCK :].reshape(trees, BLOCK)
     share = _combine_powers(noise_t, trees)  # r_i
-    picked = masked[np.arange(trees * depth), path_choices.astype(np.int64)] ^ _ggm_hash(ggm_t, 0)
+    picked = masked[np.arange(trees * depth), path_choices.astype(np.int64)] ^ _ggm_hash(
+        ggm_t, first
+    )
     chosen = np.ascontiguousarray(picked.reshape(trees, depth, BLOCK).transpose(1, 0, 2))
     leaves = pprf.expand_punctured(points, chosen, depth)
     column = np.arange(trees)
