@@ -12,6 +12,7 @@ from web3.exceptions import Web3ValidationError
 
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.node.keystore import KeystoreError
+from privledger.node.logbook import LogMismatch
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _chain(_: Request, exc: ChainError) -> JSONResponse:
         logger.warning("chain error: %s", exc)
         return JSONResponse(error_body("chain_unavailable", str(exc)), status_code=503)
+
+    @app.exception_handler(LogMismatch)
+    async def _log_mismatch(_: Request, exc: LogMismatch) -> JSONResponse:
+        logger.warning("log does not match its anchors: %s", exc)
+        return JSONResponse(error_body("log_mismatch", str(exc)), status_code=409)
 
     @app.exception_handler(KeystoreError)
     async def _keystore(_: Request, exc: KeystoreError) -> JSONResponse:

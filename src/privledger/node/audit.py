@@ -174,4 +174,4 @@ def anchor_pending_audit(node: NodeContext) -> int | None:
 
 
 def audit_proof(node: NodeContext, entry: AuditEntry) -> ProofDocument | None:
-    return proof_of(node, AuditEntry, entry)
+    return proof_of(node, AuditEntry, entry, canonical)

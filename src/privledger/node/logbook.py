@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from sqlmodel import Session, SQLModel, col, select
@@ -32,6 +32,12 @@ class LogEntry(Protocol):
 
 
 E = TypeVar("E", bound=SQLModel)
+
+
+class LogMismatch(ValueError):
+    """The local log no longer matches what it committed to: an entry whose fields do not give
+    its digest, or a batch whose digests do not give the root on chain. No proof is issued for
+    what cannot be proven (the API answers 409)."""
 
 
 def entry_digest(entry: Mapping[str, Any]) -> str:
@@ -67,10 +73,22 @@ def anchor_pending(
     return batch_id
 
 
-def proof_of(node: NodeContext, table: type[E], entry: LogEntry) -> ProofDocument | None:
-    """The inclusion proof of an anchored entry, rebuilt from its batch; None if not anchored."""
+def proof_of(
+    node: NodeContext,
+    table: type[E],
+    entry: LogEntry,
+    canonical: Callable[[Any], Mapping[str, Any]] | None = None,
+) -> ProofDocument | None:
+    """The inclusion proof of an anchored entry, rebuilt from its batch; None if not anchored.
+
+    With ``canonical`` (the fields an entry's digest commits to), an entry whose fields were
+    edited after it was logged gets no proof of its stored digest. A batch whose digests no
+    longer give the root on chain (an entry edited together with its digest) gets none either.
+    Both raise :class:`LogMismatch`."""
     if entry.batch_id is None or entry.batch_index is None or entry.batch_tx is None:
         return None
+    if canonical is not None and entry_digest(canonical(entry)) != entry.digest:
+        raise LogMismatch(f"entry {entry.id} was altered: its fields do not give its digest")
     with Session(node.engine) as session:
         batch: list[Any] = list(
             session.exec(
@@ -82,7 +100,10 @@ def proof_of(node: NodeContext, table: type[E], entry: LogEntry) -> ProofDocumen
     tree = MerkleTree([bytes.fromhex(item.digest[2:]) for item in batch])
     anchored = node.ledger.anchors.get_batch(entry.batch_id)
     if anchored.root != tree.root:
-        raise RuntimeError(f"batch {entry.batch_id} on chain does not match the local log")
+        raise LogMismatch(
+            f"batch {entry.batch_id} on chain does not match the local log: an entry of it was "
+            "altered or removed"
+        )
     return ProofDocument(
         digest=bytes.fromhex(entry.digest[2:]),
         proof=tree.proof(entry.batch_index),
