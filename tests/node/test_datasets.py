@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from privledger.node.datasets import DatasetFileError, describe, read_column, read_key_column
+from privledger.protocols.psi.buckets import column_batches
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -99,3 +100,17 @@ def test_key_column_reads_parquet_as_the_row_reader_does(tmp_path: Path) -> None
         read_key_column(path, "nope")
     with pytest.raises(DatasetFileError, match="cannot read column"):
         read_key_column(write_csv(tmp_path / "bad.csv", "phone\n+1,extra\n"), "phone")
+
+
+def test_a_csv_saved_with_a_byte_order_mark_reads_as_without(tmp_path: Path) -> None:
+    """Excel writes UTF-8 CSV with a BOM: the first column is still called ``item`` everywhere a
+    column is read (description, row reader, Arrow key column, the bucketed PSI's partitioner)."""
+    plain, marked = tmp_path / "plain.csv", tmp_path / "marked.csv"
+    plain.write_text("item,amount\n+441,3\n+442,4\n", encoding="utf-8")
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert describe(marked).columns == describe(plain).columns == ["item", "amount"]
+    assert describe(marked).schema_hash == describe(plain).schema_hash
+    assert read_column(marked, "item") == read_column(plain, "item") == [b"+441", b"+442"]
+    assert read_key_column(marked, "item").to_pylist() == [b"+441", b"+442"]
+    batches = column_batches(marked, "item", chunk_rows=8)
+    assert [value for batch in batches for value in batch.to_pylist()] == [b"+441", b"+442"]

@@ -25,6 +25,8 @@ from privledger.protocols.psi.buckets import column_batches
 MAX_COLUMNS = 1_000
 COLUMN_CHUNK_ROWS = 1 << 20
 PARQUET_SUFFIXES = {".parquet", ".pq"}
+# UTF-8, with or without the byte-order mark Excel writes (else the first column is "\ufeffitem")
+CSV_ENCODING = "utf-8-sig"
 
 
 class DatasetFileError(ValueError):
@@ -74,7 +76,7 @@ def _describe_parquet(path: Path) -> tuple[int, dict[str, Any]]:
 
 def _describe_csv(path: Path) -> tuple[int, dict[str, Any]]:
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
+        with path.open(newline="", encoding=CSV_ENCODING) as handle:
             reader = csv.reader(handle)
             header = next(reader, None)
             if not header:
@@ -135,7 +137,7 @@ def read_rows(path: Path, columns: list[str]) -> list[tuple[bytes, ...]]:
             for row in zip(*lists, strict=True)
             if all(value is not None for value in row)
         ]
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding=CSV_ENCODING) as handle:
         reader = csv.reader(handle)
         header = [name.strip() for name in next(reader, [])]  # named as _describe_csv names them
         missing = [name for name in columns if name not in header]

@@ -192,7 +192,7 @@ def column_batches(source: Path, column: str, chunk_rows: int) -> Iterator[Any]:
             raise ValueError(f"cannot read column {column!r} of {source.name}: {exc}") from exc
         return
     try:
-        with source.open(newline="", encoding="utf-8") as handle:
+        with source.open(newline="", encoding="utf-8-sig") as handle:
             names = [name.strip() for name in next(csv.reader(handle), [])]
         reader = pacsv.open_csv(
             source,
