@@ -8,8 +8,8 @@ length ``N`` is compressed to ``k`` entries by the dual encoding ``y = B (A e)``
 over ``e``, then for each output the XOR of ``w`` entries of the prefix sums. Both parties
 compute it on their halves of the correlation, which it preserves because it is F_2-linear.
 
-Parameters follow libOTe's ``EAConfigure`` (the reference implementation used by the RR22
-authors): rate 1/2 (``N = 2 k``), a uniform (not regular) expander, and the noise weight of
+Parameters follow libOTe's ``EAConfigure`` (the RR22 authors' library; :mod:`.vole`): code
+size ``N = 5 k``, a uniform (not regular) expander of weight 7, and the noise weight of
 :func:`.vole.noise_weight` from the code's assumed relative minimum distance. The expander is
 public and derived from a seed: positions are read from AES-128-CTR under the seed as 32-bit
 words ``u`` and reduced by ``(u * N) >> 32`` (bias below ``N / 2^32``, irrelevant for a public
