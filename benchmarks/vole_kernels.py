@@ -7,7 +7,7 @@ along each party's critical path at ``--n`` items per side (see :func:`projectio
 kernel's output is checked against a slower reference on a sample before its time is reported.
 
 Kernels (sizes for ``n`` items per side; ``M`` = the RR22 OKVS size, ~1.28 n):
-GGM tree expansion (sender full, receiver punctured) of the VOLE's ``2 M`` noisy positions;
+GGM tree expansion (sender full, receiver punctured) of the VOLE's ``5 M`` noisy positions;
 the expand-accumulate code (accumulate + expander) on 16-byte (sender's ``B``) and 24-byte
 (receiver's ``C || A``) rows; OKVS hashing, encoding (peeling, 8-byte values) and decoding
 (3 sparse + dense byte-table gathers, 16 and 24 bytes); multiplication by a fixed ``delta``

@@ -45,9 +45,11 @@ Messages after the header exchange (turn-based, so the transcript hash is equal 
     P -> R   tags (n_P x L bytes)
     R -> P   matched positions (only with reveal_to_provider)
 
-Communication at 2^20 x 2^20 (measured): 23.3 MB, 178 bits per item in all -- ``R`` sends
-``8 M`` + the IKNP matrix (~1.6 MB), ``P`` ~0.5 MB of VOLE messages + ``10 n_P`` of tags (RR22
-reports 251 bits with a full-field ``A``; KKRT here sends ~890).
+Communication (measured, both directions): 23.9 MB at 2^20 x 2^20, 182 bits per item --
+``R`` sends ``8 M`` + the IKNP matrix (~2 MB), ``P`` ~0.7 MB of VOLE messages + ``10 n_P`` of
+tags (RR22 reports 251 bits with a full-field ``A``; KKRT here sends ~1000); 178 bits per item at
+2^24; at 2^16 the fixed VOLE cost (>= 848 noise trees, 64 correlated OTs each for the noise
+values) makes it 429.
 
 Security model: semi-honest (honest-but-curious) parties, kappa = 128 computational and
 lambda = 40 statistical security; LPN with an expand-accumulate code and regular noise
