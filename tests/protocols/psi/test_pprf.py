@@ -80,3 +80,11 @@ def test_checks() -> None:
         pprf.expand_full(np.zeros((2, 16), dtype=np.uint8), 0)
     with pytest.raises(ValueError, match="leaf indices"):
         pprf.expand_punctured(np.array([8]), np.zeros((3, 1, 16), dtype=np.uint8), 3)
+
+
+def test_expansion_is_independent_of_the_aes_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
+    roots = np.frombuffer(secrets.token_bytes(16 * 5), dtype=np.uint8).reshape(5, 16)
+    whole, _ = pprf.expand_full(roots, 6)
+    monkeypatch.setattr(pprf, "_AES_CHUNK", 48)  # 3 blocks: many chunk boundaries
+    chunked, _ = pprf.expand_full(roots, 6)
+    assert np.array_equal(whole, chunked)

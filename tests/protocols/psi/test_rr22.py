@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from privledger.protocols.channel import Channel, ChannelError, channel_pair
 from privledger.protocols.psi import kkrt, rr22, rr22_okvs
@@ -150,6 +151,18 @@ def test_tag_length() -> None:
     assert rr22.tag_bytes(1 << 24, 1 << 24) == 11  # 40 + 24 + 24 bits
     assert rr22.tag_bytes(1 << 20, 1 << 20) == 10
     assert rr22.tag_bytes(1, 1) == 5
+
+
+def test_output_hash_matches_its_definition() -> None:
+    """H_o(t, v) = pi(x) xor x, x = v xor (t || domain), pi = AES-128 under OUTPUT_KEY."""
+    values = np.frombuffer(secrets.token_bytes(16 * 5), dtype=np.uint8).reshape(5, 16)
+    tweaks = np.frombuffer(secrets.token_bytes(8 * 5), dtype=np.uint64)
+    got = rr22.output_hash(values, tweaks, 11)
+    for row, value, tweak in zip(got, values, tweaks, strict=True):
+        block = int(tweak).to_bytes(8, "little") + rr22.OUTPUT_DOMAIN.to_bytes(8, "little")
+        x = bytes(a ^ b for a, b in zip(block, value.tobytes(), strict=True))
+        enc = Cipher(algorithms.AES(rr22.OUTPUT_KEY), modes.ECB()).encryptor().update(x)
+        assert row.tobytes() == bytes(a ^ b for a, b in zip(enc, x, strict=True))[:11]
 
 
 def test_tag_index_finds_exactly_the_shared_tags() -> None:

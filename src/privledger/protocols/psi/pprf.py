@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-
-from privledger.protocols.psi import ot
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
@@ -42,18 +41,32 @@ BLOCK = 16
 LEFT_KEY = bytes.fromhex("3d5e1f9a7c2b4e608f1a2c3b4d5e6f70")  # public
 RIGHT_KEY = bytes.fromhex("c4a1e2f3b5d60718293a4b5c6d7e8f91")  # public
 MAX_DEPTH = 32
+_AES_CHUNK = 1 << 26  # bytes per AES call
 
 
 def expand_level(nodes: U8) -> U8:
     """Children of every node: ``(w, t, 16)`` -> ``(2 w, t, 16)``, child ``b`` of node ``j``
-    at ``b w + j``."""
+    at ``b w + j``.
+
+    AES runs straight into the children's array: it has 16 bytes of slack at the end, which
+    ``update_into`` asks for (``len + 15`` bytes of room). (Going through
+    :func:`.ot.aes_ecb`, the last 16 MiB chunk of each call passes through a fresh spare
+    buffer: in a new process every such buffer is new pages, ~0.4 s of page faults per
+    party at 2^20 on this machine.)"""
     width = nodes.shape[0]
     parents = np.ascontiguousarray(nodes)
-    children = np.empty((2, *parents.shape), dtype=np.uint8)
+    size = parents.size
+    flat = np.empty(2 * size + BLOCK, dtype=np.uint8)
+    source = parents.reshape(-1)
     for side, key in enumerate((LEFT_KEY, RIGHT_KEY)):
-        ot.aes_ecb(key, parents, children[side])
-        children[side] ^= parents
-    return children.reshape(2 * width, *parents.shape[1:])
+        encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+        base = side * size
+        for lo in range(0, size, _AES_CHUNK):  # the slack of a chunk is the next one's start
+            hi = min(lo + _AES_CHUNK, size)
+            encryptor.update_into(source[lo:hi].data, flat[base + lo : base + hi + BLOCK].data)
+        flat[base : base + size] ^= source
+    children: U8 = flat[: 2 * size].reshape(2 * width, *parents.shape[1:])
+    return children
 
 
 def level_sums(nodes: U8) -> U8:
