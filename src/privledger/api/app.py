@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from privledger import __version__
-from privledger.api.errors import install_error_handlers
+from privledger.api.errors import ERROR_RESPONSES, install_error_handlers
 from privledger.api.middleware import AuditCalls, LimitJsonBodies
 from privledger.api.routes import (
     approvals,
@@ -32,7 +33,13 @@ from privledger.portal import router as portal_router
 
 API_PREFIX = "/api/v1"
 AUDITED = (f"{API_PREFIX}/", "/api/interop/")  # the node API and the interoperability API
-API_VERSION = "1.2.0"  # see routes/versions.py CHANGELOG
+API_VERSION = "1.3.0"  # see routes/versions.py CHANGELOG
+
+
+def operation_id(route: APIRoute) -> str:
+    """A route's operation id is its function's name (``issue_grant``) rather than FastAPI's
+    default (``issue_grant_api_v1_grants_post``): the names generated clients give methods."""
+    return route.name
 
 
 def create_app(node: NodeContext) -> FastAPI:
@@ -45,6 +52,8 @@ def create_app(node: NodeContext) -> FastAPI:
             "protocol frames."
         ),
         openapi_url=f"{API_PREFIX}/openapi.json",
+        generate_unique_id_function=operation_id,
+        responses=ERROR_RESPONSES,
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
     )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from web3.exceptions import Web3ValidationError
 
@@ -25,6 +27,35 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="machine-readable: not_found, invalid_request, forbidden, ...")
+    message: str = Field(description="what went wrong, for a person")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer of the API."""
+
+    error: ErrorDetail
+
+
+# Documented on every operation (FastAPI would otherwise describe 422 as {"detail": [...]},
+# which this API never answers).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (400, "Bad input: a malformed value, an unknown reference, a spec the terms refuse"),
+        (401, "No token, or one this node does not know"),
+        (403, "The caller's on-chain role does not allow it"),
+        (404, "No such id"),
+        (409, "Conflicts with the ledger's state or the node's log"),
+        (413, "The request body is too large"),
+        (422, "The request does not match this schema"),
+        (429, "Too many at once: retry later"),
+        (503, "The chain is unavailable"),
+    )
+}
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:

@@ -37,6 +37,16 @@ CHANGELOG: dict[str, list[str]] = {
         "long-poll for task state: GET /tasks/{id}?waitS=N&unlessStatus=S answers when the "
         "status differs from S (without S: when the task is settled or failed) or after N s",
     ],
+    "1.3.0": [
+        "operation ids are the routes' names (issue_grant, submit_task, ...)",
+        "every operation documents its error answers as ErrorResponse "
+        '({"error": {"code", "message"}}), 422 included',
+        "GET /peer/tasks/{id}/spec answers only a call signed by another participant's node "
+        "(headers x-source-node-id, x-target-node-id, x-nonce, x-timestamp, x-auth-sign)",
+        "a frame on a route no channel of the node expects is refused with 429; a body without "
+        "Content-Length is limited like one with it; GET /audit/{id}/proof answers 409 "
+        "log_mismatch for an entry or batch that no longer matches its anchor",
+    ],
 }
 
 
