@@ -59,7 +59,7 @@ U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 
 HASHES = 3
-EXPANSION = 1.27
+EXPANSION = 1.27  # a floor; the fit asks for more at every n (see table_size)
 STAT_SECURITY = 40
 MAX_ROUNDS = 4000
 MAX_ATTEMPTS = 16

@@ -11,7 +11,7 @@ the OPRF receiver and learns the intersection; the provider ``P`` is the OPRF se
    numpy; duplicates are removed on the keys (:func:`.cuckoo.distinct_keys`).
 2. ``R`` draws the hash seed, sends it (so that ``P`` computes its bins while the base OTs
    run) and -- while ``P`` derives its base-OT keys in step 3 -- cuckoo-hashes its ``n_R``
-   keys into ``m = table_size(n_R)`` bins (3 hash functions, stash-less, ``m ~ 1.27 n_R``;
+   keys into ``m = table_size(n_R)`` bins (3 hash functions, stash-less, ``m ~ 1.54 n_R`` at 2^20;
    parameters and sources in :mod:`.cuckoo`); if no table exists for that seed (probability
    <= 2^-40) it raises :class:`~.cuckoo.CuckooError`. Bin ``j`` holding ``x`` placed by hash
    function ``i`` gets OPRF input ``r_j = k(x) | i << 4`` in byte 15
@@ -56,7 +56,7 @@ Message sequence after the header exchange (side a first, as in :mod:`.ecdh`)::
     R -> P   matched positions (only with reveal_to_provider)
 
 The protocol is turn-based, so the channel's transcript hash is equal on both ends.
-Communication: ``R`` sends ~64 m + 4 KiB bytes (~81 n_R), ``P`` sends ~3 L n_P + 8 KiB.
+Communication: ``R`` sends ~64 m + 4 KiB bytes (~99 n_R at 2^20), ``P`` sends ~3 L n_P + 8 KiB.
 Computation is vectorised numpy over whole chunks (no per-item Python beyond reading the input
 list and building the output list, and none at all with :func:`run_psi_column`, which takes and
 returns Arrow arrays); memory is O(n) arrays of a few dozen bytes per item plus one chunk of the
