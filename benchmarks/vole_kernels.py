@@ -7,7 +7,8 @@ along each party's critical path at ``--n`` items per side (see :func:`projectio
 kernel's output is checked against a slower reference on a sample before its time is reported.
 
 Kernels (sizes for ``n`` items per side; ``M`` = the RR22 OKVS size, ~1.28 n):
-GGM tree expansion (sender full, receiver punctured) of the VOLE's ``5 M`` noisy positions;
+GGM tree expansion (sender full, receiver punctured) of the VOLE's ``5 M`` noisy positions
+(one instance of :func:`.vole.plan` timed, times the number of instances);
 the expand-accumulate code (accumulate + expander) on 16-byte (sender's ``B``) and 24-byte
 (receiver's ``C || A``) rows; OKVS hashing, encoding (peeling, 8-byte values) and decoding
 (3 sparse + dense byte-table gathers, 16 and 24 bytes); multiplication by a fixed ``delta``
@@ -53,10 +54,12 @@ def _time(fn: Callable[[], object], repeat: int) -> Timed:
     return statistics.median(runs), runs, statistics.median(cpu)
 
 
-def _report(name: str, params: dict[str, Any], timed: Timed) -> float:
-    """Print one kernel's record; return its median CPU seconds (the machine is shared: CPU
-    time is what the kernel costs, wall time adds whatever the other tenants took)."""
+def _report(name: str, params: dict[str, Any], timed: Timed, times: int = 1) -> float:
+    """Print one kernel's record (``times`` runs of the timed call, e.g. one per VOLE
+    instance); return its median CPU seconds (the machine is shared: CPU time is what the
+    kernel costs, wall time adds whatever the other tenants took)."""
     seconds, runs, cpu_seconds = timed
+    seconds, cpu_seconds, runs = seconds * times, cpu_seconds * times, [r * times for r in runs]
     print(
         json.dumps(
             {
@@ -88,7 +91,8 @@ def run(n: int, repeat: int, weight: int) -> dict[str, float]:
     times: dict[str, float] = {}
     params = rr22_okvs.OkvsParams.for_items(n)
     m = params.size
-    vp = vole.VoleParams.for_length(m, weight)
+    instances = vole.plan(m, weight)
+    vp = instances[0]  # equal-sized instances: time one, count them all
     common = {"n": n, "okvs_cells": m, "vole_length": m}
 
     # --- GGM ---------------------------------------------------------------------------
@@ -104,14 +108,22 @@ def run(n: int, repeat: int, weight: int) -> dict[str, float]:
     check = leaves.copy()
     check[points, rows] = 0
     assert np.array_equal(check, punctured), "punctured GGM differs"
-    ggm = {**common, "trees": vp.trees, "depth": vp.depth, "leaves": vp.code_size}
+    count = len(instances)
+    ggm = {
+        **common,
+        "instances": count,
+        "trees": vp.trees,
+        "depth": vp.depth,
+        "leaves": vp.code_size,
+    }
     times["ggm_full"] = _report(
-        "ggm_expand_full", ggm, _time(lambda: pprf.expand_full(roots, vp.depth), repeat)
+        "ggm_expand_full", ggm, _time(lambda: pprf.expand_full(roots, vp.depth), repeat), count
     )
     times["ggm_punctured"] = _report(
         "ggm_expand_punctured",
         ggm,
         _time(lambda: pprf.expand_punctured(points, chosen, vp.depth), repeat),
+        count,
     )
 
     # --- expand-accumulate ------------------------------------------------------------------
@@ -123,11 +135,12 @@ def run(n: int, repeat: int, weight: int) -> dict[str, float]:
     for i in range(4):
         expect = np.bitwise_xor.reduce(prefix[sample[i]], axis=0)
         assert np.array_equal(out[i].view(np.uint64), expect), "EA code differs"
-    ea = {**common, "code_size": vp.code_size, "weight": weight}
+    ea = {**common, "instances": count, "code_size": vp.code_size, "weight": weight}
     times["exacc16"] = _report(
         "exacc_dual_encode_16B",
         ea,
         _time(lambda: code.dual_encode(noisy16.copy()), repeat),
+        count,
     )
     noisy24 = np.zeros((vp.code_size, 24), dtype=np.uint8)
     noisy24[:, :16] = noisy16
@@ -135,12 +148,15 @@ def run(n: int, repeat: int, weight: int) -> dict[str, float]:
         "exacc_dual_encode_24B",
         ea,
         _time(lambda: code.dual_encode(noisy24.copy()), repeat),
+        count,
     )
     times["accumulate24"] = _report(
-        "exacc_accumulate_24B", ea, _time(lambda: exacc.accumulate(noisy24.copy()), repeat)
+        "exacc_accumulate_24B",
+        ea,
+        _time(lambda: exacc.accumulate(noisy24.copy()), repeat),
+        count,
     )
-    copy_only = _time(lambda: noisy24.copy(), repeat)
-    _report("copy_24B_of_code_size", ea, copy_only)
+    _report("copy_24B_of_code_size", ea, _time(lambda: noisy24.copy(), repeat), count)
 
     # --- OKVS ------------------------------------------------------------------------------
     keys = ot.random_bytes(n, 16)

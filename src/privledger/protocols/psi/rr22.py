@@ -39,16 +39,16 @@ Messages after the header exchange (turn-based, so the transcript hash is equal 
     R -> P   base-OT point A                  \\
     P -> R   128 base-OT points B_i            } correlated OT (IKNP without the hash)
     R -> P   u (128 x cot bits)               /
-    P -> R   per VOLE instance (one per 2^21 cells): code seed, masked GGM level sums,
+    P -> R   per VOLE instance (one per 2^18 cells): code seed, masked GGM level sums,
              tree corrections
     R -> P   A' (M x 8 bytes)
     P -> R   tags (n_P x L bytes)
     R -> P   matched positions (only with reveal_to_provider)
 
-Communication (measured, both directions): 23.9 MB at 2^20 x 2^20, 182 bits per item --
-``R`` sends ``8 M`` + the IKNP matrix (~2 MB), ``P`` ~0.7 MB of VOLE messages + ``10 n_P`` of
-tags (RR22 reports 251 bits with a full-field ``A``; KKRT here sends ~1000); 181 bits per item at
-2^24; at 2^16 the fixed VOLE cost (>= 848 noise trees, 64 correlated OTs each for the noise
+Communication (measured, both directions): 31.2 MB at 2^20 x 2^20, 238 bits per item --
+``R`` sends ``8 M`` + the IKNP matrix (~8 MB for the VOLE instances' ~500K correlated OTs),
+``P`` ~2 MB of VOLE messages + ``10 n_P`` of tags (RR22 reports 251 bits; KKRT here sends
+~1000); at 2^16 the fixed VOLE cost (>= 848 noise trees, 64 correlated OTs each for the noise
 values) makes it 429.
 
 Security model: semi-honest (honest-but-curious) parties, kappa = 128 computational and

@@ -32,10 +32,12 @@ S&P 2021, for the GGM/COT layout; as libOTe's ``SilentVoleSender/Receiver``, our
 4. **LPN compression** with an expand-accumulate code (:mod:`.exacc`), rate 1/5: ``B = G B'``,
    ``C = G C'``, ``A = G e``. Its seed is drawn by the sender and sent with the level sums.
 
-Long VOLEs are cut into independent instances of at most :data:`CHUNK_LENGTH` outputs
+Long VOLEs are cut into independent instances of at most :data:`CHUNK_LENGTH` = 2^18 outputs
 (:func:`plan`), each with its own trees, noise and code (the noise weight does not depend on the
-length), so that memory is bounded by one instance; all their correlated OTs come from one
-IKNP run.
+length); all their correlated OTs come from one IKNP run. Memory is bounded by one instance,
+and small instances are faster here: at 2^20 outputs, 2^18-output instances cost the receiver
+0.55 s CPU against 1.28 s for one instance (its ~370 MB of temporaries are fresh pages and
+cache misses), for ~55 more bits per PSI item of correlated-OT traffic.
 
 Parameters, as libOTe's current ``EAConfigure`` for ``ExAcc7`` (libOTe is the RR22 authors'
 library): code size ``N = 5 k`` (rate 1/5; libOTe's earlier releases used ``2 k``), expander
@@ -80,7 +82,7 @@ SUBFIELD_BYTES = SUBFIELD_BITS // 8
 BLOCK = 16
 _GGM_TWEAK = 0x47474D00  # domain of the GGM random-OT hash
 _MAX_LENGTH = 1 << 31
-CHUNK_LENGTH = 1 << 21  # outputs per VOLE instance
+CHUNK_LENGTH = 1 << 18  # outputs per VOLE instance (see the module docstring)
 
 
 def noise_weight(min_distance: float, security: int = SECURITY) -> int:
