@@ -184,27 +184,87 @@ def node_token(
     address: Annotated[
         str | None, typer.Option(help="The user's account (default: the node account).")
     ] = None,
+    ttl_days: Annotated[
+        int, typer.Option(min=1, max=3650, help="Days until the token expires.")
+    ] = 90,
 ) -> None:
     """Issue an API token bound to a user and one on-chain role; prints it once."""
+    from datetime import timedelta
+
     from sqlmodel import Session
 
-    from privledger.api.deps import issue_token
-    from privledger.api.routes.onboarding import CONSORTIUM_ADMIN, issue_consortium_admin_token
+    from privledger.api.deps import bearer_token, issue_token
+    from privledger.api.routes.onboarding import CONSORTIUM_ADMIN
     from privledger.node.context import NODE_FILE
     from privledger.store.db import make_engine
 
     settings = _node_settings(org, home)
     account = address or json.loads((home / NODE_FILE).read_text())["account"]
+    ttl = timedelta(days=ttl_days)
     with Session(make_engine(settings.resolved_database_url)) as session:
         try:
             if role == CONSORTIUM_ADMIN:
-                token = issue_consortium_admin_token(session, user_name=user, address=account)
+                token = bearer_token(session, user_name=user, address=account, role=role, ttl=ttl)
             else:
-                token = issue_token(session, user_name=user, address=account, role=role)
+                token = issue_token(session, user_name=user, address=account, role=role, ttl=ttl)
         except ValueError as exc:
             console.print(f"[red]{exc}[/red]")
             raise typer.Exit(2) from exc
     typer.echo(token)
+
+
+@node_app.command("tokens")
+def node_tokens(org: OrgOption, home: HomeOption) -> None:
+    """List the node's API tokens (never their secrets) as JSON."""
+    from sqlmodel import Session, col, select
+
+    from privledger.store.db import make_engine
+    from privledger.store.models import ApiToken, ApiUser
+
+    settings = _node_settings(org, home)
+    with Session(make_engine(settings.resolved_database_url)) as session:
+        rows = session.exec(
+            select(ApiToken, ApiUser)
+            .join(ApiUser, col(ApiUser.id) == col(ApiToken.user_id))
+            .order_by(col(ApiToken.id))
+        ).all()
+        listed = [
+            {
+                "id": token.id,
+                "user": user.name,
+                "address": user.address,
+                "role": token.role,
+                "createdAt": token.created_at.isoformat(),
+                "expiresAt": token.expires_at.isoformat() if token.expires_at else None,
+                "revoked": token.revoked,
+            }
+            for token, user in rows
+        ]
+    typer.echo(json.dumps(listed, indent=2))
+
+
+@node_app.command("revoke-token")
+def node_revoke_token(
+    org: OrgOption,
+    home: HomeOption,
+    token_id: Annotated[int, typer.Argument(min=1, help="The token's id (`node tokens`).")],
+) -> None:
+    """Revoke one of the node's API tokens for good (refused within 5 s)."""
+    from sqlmodel import Session
+
+    from privledger.store.db import make_engine
+    from privledger.store.models import ApiToken
+
+    settings = _node_settings(org, home)
+    with Session(make_engine(settings.resolved_database_url)) as session:
+        token = session.get(ApiToken, token_id)
+        if token is None:
+            console.print(f"[red]no token {token_id} on this node[/red]")
+            raise typer.Exit(1)
+        token.revoked = True
+        session.add(token)
+        session.commit()
+    typer.echo(json.dumps({"id": token_id, "revoked": True}))
 
 
 @node_app.command("run")

@@ -24,4 +24,4 @@ def test_reopening_a_migrated_database_is_a_no_op(tmp_path: Path) -> None:
     url = sqlite_url(tmp_path / "node.db")
     make_engine(url)
     with make_engine(url).connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0006"
+        assert MigrationContext.configure(connection).get_current_revision() == "0007"

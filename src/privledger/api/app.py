@@ -21,6 +21,7 @@ from privledger.api.routes import (
     services,
     system,
     tasks,
+    tokens,
     transactions,
     versions,
     workflow,
@@ -74,6 +75,7 @@ def create_app(node: NodeContext) -> FastAPI:
         projects,
         workflow,
         peer,
+        tokens,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(services.calls, prefix=API_PREFIX)

@@ -7,6 +7,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Annotated
 from weakref import WeakKeyDictionary
 
@@ -19,9 +20,10 @@ from sqlmodel import Session, col, select
 from privledger.api.errors import ApiError
 from privledger.evm.contracts import Role
 from privledger.node.context import ROLE_CACHE_S, NodeContext
-from privledger.store.models import ApiToken, ApiUser
+from privledger.store.models import ApiToken, ApiUser, utc_now
 
 TOKEN_PREFIX = "pl_"
+DEFAULT_TOKEN_TTL = timedelta(days=90)  # a token nobody revokes still ends
 ROLE_NAMES: dict[str, Role] = {
     "org_admin": Role.ORG_ADMIN,
     "data_owner": Role.DATA_OWNER,
@@ -62,10 +64,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def issue_token(session: Session, *, user_name: str, address: str, role: str) -> str:
-    """Create (or reuse) the user and a new token bound to ``role``; only its hash is kept."""
-    if role not in ROLE_NAMES:
-        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLE_NAMES)}")
+def bearer_token(
+    session: Session, *, user_name: str, address: str, role: str, ttl: timedelta | None
+) -> str:
+    """Create (or reuse) the user and a new token bound to ``role``, valid for ``ttl`` (None:
+    until revoked); only its hash is kept. The role itself is checked on chain at each use."""
     user = session.exec(select(ApiUser).where(ApiUser.name == user_name)).first()
     if user is None:
         user = ApiUser(name=user_name, address=address)
@@ -73,12 +76,29 @@ def issue_token(session: Session, *, user_name: str, address: str, role: str) ->
         session.flush()
     elif user.address.lower() != address.lower():
         raise ValueError(f"user {user_name!r} acts through {user.address}, not {address}")
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     if user.id is None:
         raise RuntimeError("the user row has no id after flush")
-    session.add(ApiToken(token_hash=hash_token(token), user_id=user.id, role=role))
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = None if ttl is None else utc_now() + ttl
+    session.add(
+        ApiToken(token_hash=hash_token(token), user_id=user.id, role=role, expires_at=expires)
+    )
     session.commit()
     return token
+
+
+def issue_token(
+    session: Session,
+    *,
+    user_name: str,
+    address: str,
+    role: str,
+    ttl: timedelta | None = DEFAULT_TOKEN_TTL,
+) -> str:
+    """:func:`bearer_token` for one of the organisation roles (``ROLE_NAMES``)."""
+    if role not in ROLE_NAMES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLE_NAMES)}")
+    return bearer_token(session, user_name=user_name, address=address, role=role, ttl=ttl)
 
 
 def token_user(
@@ -95,6 +115,8 @@ def token_user(
     token, user = found if found is not None else (None, None)
     if token is None or token.revoked:
         raise ApiError(401, "unauthorized", "unknown or revoked API token")
+    if token.expires_at is not None and token.expires_at <= utc_now():
+        raise ApiError(401, "unauthorized", "expired API token: ask for a new one")
     if user is None:
         raise ApiError(401, "unauthorized", "the token's user no longer exists")
     request.state.audit_actor = f"{user.name} {user.address} ({token.role})"
@@ -107,7 +129,8 @@ def require(*roles: Role) -> Callable[..., Awaitable[Caller]]:
 
     An admitted token is admitted again for :data:`ROLE_CACHE_S` seconds without reading the
     database or the chain (the role read is cached that long anyway), so most requests pass
-    on the event loop; a token revoked meanwhile is refused once its admission expires."""
+    on the event loop; a token revoked (or expired) meanwhile is refused once its admission
+    expires."""
 
     async def dependency(
         request: Request,

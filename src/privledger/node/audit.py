@@ -30,7 +30,7 @@ ACTIONS = ("api", "authorisation", "data_access", "model_access")
 # mutating calls that change who may use what: grants, approvals, relayed signed transactions,
 # service callers, model registration
 _AUTHORISATION = re.compile(
-    r"^/api/v1/(grants|approvals|transactions|services/[^/]+/callers|models)(/|$)"
+    r"^/api/v1/(grants|approvals|transactions|services/[^/]+/callers|models|tokens)(/|$)"
 )
 
 

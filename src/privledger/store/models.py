@@ -61,6 +61,7 @@ class ApiToken(SQLModel, table=True):
     role: str
     revoked: bool = False
     created_at: datetime = Field(default_factory=utc_now)
+    expires_at: datetime | None = None  # None: issued before tokens expired (migration 0007)
 
 
 class LocalDataset(SQLModel, table=True):

@@ -38,14 +38,21 @@ from hexbytes import HexBytes
 from pydantic import Field, field_validator
 from sqlmodel import Session, col, select
 
-from privledger.api.deps import NodeDep, SessionDep, bearer, hash_token, token_user
+from privledger.api.deps import (
+    DEFAULT_TOKEN_TTL,
+    NodeDep,
+    SessionDep,
+    bearer,
+    bearer_token,
+    token_user,
+)
 from privledger.api.errors import ApiError
 from privledger.api.routes.transactions import _broadcast, _target_and_data
 from privledger.api.schemas import Body
 from privledger.evm.client import SentTransaction
 from privledger.evm.contracts import OrgStatus, Role
 from privledger.node.context import NodeContext
-from privledger.store.models import ApiToken, ApiUser, OnboardingApplication, utc_now
+from privledger.store.models import ApiUser, OnboardingApplication, utc_now
 
 router = APIRouter(prefix="/onboarding", tags=["onboarding"])
 
@@ -181,19 +188,9 @@ class ApprovalTemplate(Body):
 def issue_consortium_admin_token(session: Session, *, user_name: str, address: str) -> str:
     """A new review token for the consortium admin ``address`` on this node; only its hash is
     kept. The role itself is checked on chain at every request."""
-    user = session.exec(select(ApiUser).where(ApiUser.name == user_name)).first()
-    if user is None:
-        user = ApiUser(name=user_name, address=address)
-        session.add(user)
-        session.flush()
-    elif user.address.lower() != address.lower():
-        raise ValueError(f"user {user_name!r} acts through {user.address}, not {address}")
-    if user.id is None:
-        raise RuntimeError("the user row has no id after flush")
-    token = "pl_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(token_hash=hash_token(token), user_id=user.id, role=CONSORTIUM_ADMIN))
-    session.commit()
-    return token
+    return bearer_token(
+        session, user_name=user_name, address=address, role=CONSORTIUM_ADMIN, ttl=DEFAULT_TOKEN_TTL
+    )
 
 
 def is_consortium_admin(node: NodeContext, address: str) -> bool:
