@@ -46,6 +46,8 @@ CHANGELOG: dict[str, list[str]] = {
         "a frame on a route no channel of the node expects is refused with 429; a body without "
         "Content-Length is limited like one with it; GET /audit/{id}/proof answers 409 "
         "log_mismatch for an entry or batch that no longer matches its anchor",
+        "tokens for org admins: GET /tokens (never the secrets), POST /tokens/{id}/revoke; "
+        "a token expires (401 'expired API token')",
     ],
 }
 
