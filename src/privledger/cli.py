@@ -68,14 +68,18 @@ def chain_up(
     ] = None,
 ) -> None:
     """Start anvil on 127.0.0.1 with a state file, until Ctrl-C."""
-    from privledger.evm.anvil import start_anvil
+    from privledger.evm.anvil import AnvilError, start_anvil
 
     settings = get_settings()
-    handle = start_anvil(
-        settings.chain_dir,
-        port=port or settings.chain_port,
-        state_file=state or settings.chain_state_file,
-    )
+    try:
+        handle = start_anvil(
+            settings.chain_dir,
+            port=port or settings.chain_port,
+            state_file=state or settings.chain_state_file,
+        )
+    except AnvilError as exc:
+        console.print(f"[red]chain not started:[/red] {exc}")
+        raise typer.Exit(1) from exc
     console.print(f"chain up at {handle.rpc_url} (chain id {handle.chain_id}); Ctrl-C stops it")
     try:
         with stop_on_signals():
@@ -852,6 +856,8 @@ def demo_command(
     def report(summary: dict[str, object]) -> None:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
 
+    from privledger.evm.anvil import AnvilError
+
     try:
         with stop_on_signals():
             run_demo(
@@ -866,6 +872,9 @@ def demo_command(
         if once:  # stopped before the summary: not a success
             console.print(f"demo stopped ({stopped or 'SIGINT'})")
             raise typer.Exit(130) from None
+    except AnvilError as exc:
+        console.print(f"[red]demo not started:[/red] {exc}")
+        raise typer.Exit(1) from exc
 
 
 @app.command(

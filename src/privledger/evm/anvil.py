@@ -56,6 +56,22 @@ def free_port() -> int:
         return port
 
 
+def check_port_free(port: int) -> None:
+    """:class:`AnvilError` if something already listens on 127.0.0.1:``port``: anvil would exit
+    with "Address already in use" while the other program answers our readiness check, and a
+    chain we did not start would pass for ours."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as a server binds: a listener fails, connections left in TIME_WAIT by one do not
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise AnvilError(
+                f"port {port} on 127.0.0.1 is in use ({exc.strerror}): another chain or program "
+                "listens there; stop it or choose another port"
+            ) from exc
+
+
 @dataclass
 class AnvilHandle:
     """A running anvil process; ``close()`` stops it (dumping state when a state file is set)."""
@@ -125,6 +141,7 @@ def start_anvil(
 ) -> AnvilHandle:
     """Start anvil on 127.0.0.1 and wait until it answers JSON-RPC."""
     chosen_port = port if port is not None else free_port()
+    check_port_free(chosen_port)
     command = [
         str(find_anvil(chain_dir)),
         "--host",
@@ -155,5 +172,9 @@ def start_anvil(
             output.close()
     handle = AnvilHandle(process, chosen_port, chain_id, state_file, log_file)
     _wait_ready(handle, ready_timeout_s)
+    if process.poll() is not None:  # it answered, yet our anvil is gone: someone else answered
+        raise AnvilError(
+            f"anvil exited with code {process.returncode}; {handle.rpc_url} is not ours"
+        )
     logger.info("anvil up on %s (chain id %d)", handle.rpc_url, chain_id)
     return handle
