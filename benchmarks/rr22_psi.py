@@ -10,8 +10,9 @@ reported. Prints one JSON object per run (``bench``, ``params``, ``protocol``, `
 ``party_cpu_seconds`` (each party's process CPU time in the call: on a shared machine the
 load-independent part),
 ``bytes_sent`` by both parties, ``bits_per_item``, ``intersection``, ``peak_rss_mb``) and, per
-``n``, a summary with the medians (wall, and CPU of the busier party) and ``ratio`` = median
-KKRT / median RR22 seconds.
+``n``, a summary with the medians (wall, and CPU of the busier party), ``ratio`` = median
+KKRT / median RR22 seconds and, with ``--peer openmined-psi``, OpenMined's time on the same
+sets (``peer_seconds``) and its ratio to each protocol.
 
 No node, no encryption (the transport's AES-GCM would add the same per-byte cost to both).
 """
@@ -136,12 +137,30 @@ def run_once(protocol: str, n: int, timeout: float) -> dict[str, Any]:
     }
 
 
+def _openmined_seconds(n: int) -> float:
+    """OpenMined ECDH-PSI on the same two sets, checked; its wall time."""
+    from psi import run_openmined  # benchmarks/psi.py: the project's openmined-psi runner
+
+    requester = [item.decode() for item in _column("requester", n).cast("binary").to_pylist()]
+    provider = [item.decode() for item in _column("provider", n).cast("binary").to_pylist()]
+    peer = run_openmined(requester, provider)
+    if peer["items"] != {f"+86{10**9 + i}" for i in range(n // 2)}:
+        raise SystemExit("openmined-psi intersection is wrong")
+    return float(peer["seconds"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, action="append", help="set size (repeatable)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--peer",
+        choices=["openmined-psi"],
+        help="also run OpenMined's C++ ECDH-PSI on the same sets (in this process, as "
+        "benchmarks/psi.py does) and report peer_seconds and peer_ratio = peer / RR22",
+    )
     args = parser.parse_args()
     sizes = args.n or [1 << 16, 1 << 20]
     protocols = [p for p in args.protocols.split(",") if p]
@@ -173,6 +192,11 @@ def main() -> int:
         }
         if "rr22" in medians and "kkrt" in medians:
             summary["ratio"] = round(medians["kkrt"] / medians["rr22"], 2)
+        if args.peer == "openmined-psi":
+            peer_seconds = _openmined_seconds(n)
+            summary["peer_seconds"] = round(peer_seconds, 3)
+            for protocol, median in medians.items():
+                summary[f"peer_ratio_{protocol}"] = round(peer_seconds / median, 1)
         print(json.dumps(summary), flush=True)
     return 0
 
