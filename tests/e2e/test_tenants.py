@@ -157,3 +157,32 @@ def test_two_tenants_compute_together_and_stay_isolated(
         assert own.get(f"/tasks/{task_id}/result").status_code == 404
     actors = {entry["actor"] for entry in y_owner.get("/audit", params={"limit": 500}).json()}
     assert actors and not any("tenant-x" in actor for actor in actors)
+
+
+def test_signed_interop_calls_reach_a_tenant(
+    host: tuple[str, dict[str, dict[str, str]], dict[str, int]],
+) -> None:
+    """A node-to-node call is signed over the path without the host's /t/<org> mount, and
+    verified the same way inside a tenant (it used to be verified over the full path, so every
+    signed call into a tenant was refused): a partnership between the two tenants goes through."""
+    url, tokens, org_ids = host
+
+    def interop(tenant: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{url}/t/{tenant}/api/interop/v1",
+            headers={"Authorization": f"Bearer {tokens[tenant]['operator']}"},
+            timeout=60,
+        )
+
+    with interop("tenant-x") as x:
+        applied = x.post("/node/contract/apply", json={"inst_id": org_ids["tenant-y"]})
+        assert applied.status_code == 200, applied.text
+        contract = applied.json()["data"]["contract_id"]
+    with interop("tenant-y") as y:
+        confirmed = y.post(
+            "/node/contract/confirm", json={"contract_id": contract, "status": "APPROVED"}
+        )
+        assert confirmed.status_code == 200, confirmed.text
+    with interop("tenant-x") as x:
+        seen = x.get("/node/contract/query", params={"contract_id": contract}).json()["data"]
+        assert seen["status"] == "APPROVED" and seen["active"]
