@@ -102,8 +102,9 @@ def handshake(channel: Channel, ours: Header, timeout: float | None) -> int:
         channel.send(ours.encode())
         theirs = ours.check_peer(channel.recv(timeout))
     else:
-        theirs = ours.check_peer(channel.recv(timeout))
-        channel.send(ours.encode())
+        payload = channel.recv(timeout)
+        channel.send(ours.encode())  # before any check: side a waits for it
+        theirs = ours.check_peer(payload)
     ours.check_pairing(theirs)
     return theirs.size
 
