@@ -27,6 +27,8 @@ from privledger.evm.deploy import deploy_contracts
 from privledger.evm.errors import ErrorDecoder
 from privledger.evm.ledger import Ledger
 from privledger.evm.merkle import MerkleTree
+from privledger.node.spec import PROTOCOL_IDS
+from privledger.node.terms import GrantTerms
 
 BATCH_LABEL = b"bench".ljust(32, b"\0")
 
@@ -82,7 +84,8 @@ def task_lifecycle_gas(
     admin: Ledger, provider: Ledger, requester: Ledger, provider_org: int
 ) -> tuple[int, dict[str, int]]:
     """Gas of one task's life: submit (one own input, one granted foreign input, two participants,
-    fee escrowed) + two result anchors + settlement to one payee; the total and each step's."""
+    fee escrowed above the grant's floor) + two result anchors (the provider's with its usage) +
+    settlement by the provider, computed on chain; the total and each step's."""
     requester_org = requester.orgs.org_of(requester.client.address)
     dataset = provider.data.register(
         schema_hash=secrets.token_bytes(32),
@@ -92,7 +95,13 @@ def task_lifecycle_gas(
         unit_price=10**9,
     )
     now = admin.client.w3.eth.get_block("latest")["timestamp"]
-    grant = provider.grants.grant(dataset, requester_org, Kind.PSI, now + 86_400, 10)
+    terms = GrantTerms(protocols=("ecdh",), columns={"phone": ("join",)}, min_fee_wei=10**14)
+    grant = provider.grants.grant(
+        dataset,
+        requester_org,
+        terms.chain_terms(expiry=now + 86_400, max_uses=10),
+        terms.canonical_json(),
+    )
     own = requester.data.register(
         schema_hash=secrets.token_bytes(32),
         commitment=secrets.token_bytes(32),
@@ -106,6 +115,7 @@ def task_lifecycle_gas(
     requester.tasks.submit_task(
         spec_hash=secrets.token_bytes(32),
         kind=Kind.PSI,
+        protocol=PROTOCOL_IDS["ecdh"],
         inputs=[own, dataset],
         grant_ids=[bytes(32), grant],
         participants=[requester_org, provider_org],
@@ -116,12 +126,10 @@ def task_lifecycle_gas(
     task_id = before + 1
     for name, ledger in (("anchor_requester", requester), ("anchor_provider", provider)):
         receipt = ledger.tasks.anchor_result(
-            task_id, secrets.token_bytes(32), secrets.token_bytes(32)
+            task_id, secrets.token_bytes(32), secrets.token_bytes(32), 700
         )
         steps[name] = int(receipt["gasUsed"])
-    receipt = requester.tasks.settle_task(
-        task_id, [provider_org], [10_000], secrets.token_bytes(32)
-    )
+    receipt = provider.tasks.settle_task(task_id, secrets.token_bytes(32))
     steps["settle"] = int(receipt["gasUsed"])
     if provider.metering.balance_of(provider_org) != 10**15:
         raise SystemExit("settlement did not pay the provider the whole fee")

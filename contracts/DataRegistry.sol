@@ -147,6 +147,20 @@ contract DataRegistry is IDataRegistry {
     }
 
     /// @inheritdoc IDataRegistry
+    function pricingOf(bytes32 datasetId) external view returns (Pricing memory pricing) {
+        Record storage record = _record(datasetId);
+        pricing.ownerOrg = record.ownerOrg;
+        pricing.unitPrice = record.unitPrice;
+        pricing.upstreamBps = record.upstreamBps;
+        if (pricing.upstreamBps == 0) return pricing;
+        bytes32[] storage parents = record.parents;
+        pricing.parentOwners = new uint256[](parents.length);
+        for (uint256 i = 0; i < parents.length; ++i) {
+            pricing.parentOwners[i] = _datasets[parents[i]].ownerOrg;
+        }
+    }
+
+    /// @inheritdoc IDataRegistry
     function datasetCount() external view returns (uint256) {
         return _datasetCount;
     }

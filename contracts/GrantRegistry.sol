@@ -21,23 +21,30 @@ contract GrantRegistry is IGrantRegistry {
     uint8 private constant ROLE_DATA_OWNER = 2; // IOrgRegistry.ROLE_DATA_OWNER
     bytes32 private constant CONSORTIUM_ADMIN_ROLE = 0x00; // DEFAULT_ADMIN_ROLE of the OrgRegistry
 
+    uint32 private constant PROTOCOL_ZERO = 1; // bit 0: no protocol has id 0
+    uint32 public constant ANY_DEALER = type(uint32).max;
+
     /**
-     * @dev Storage layout of a {Grant}: everything {consume} reads and writes is in the second slot. It holds
-     * the nonce the grant id was derived from, so that {consume} checks the dataset and the grantee by
-     * recomputing the id instead of loading the dataset id from the first slot. Every grant has non-zero
-     * `kinds`, which tells an issued grant from an unknown one. Org ids fit in uint32 (the grantee is an Active
-     * organisation).
+     * @dev Storage layout of a {Grant}: everything {consume} checks is in the second slot, the fee floor it
+     * returns in the third. The second slot holds the nonce the grant id was derived from, so that {consume}
+     * checks the dataset and the grantee by recomputing the id instead of loading the dataset id from the first
+     * slot. Every grant has non-zero `kinds`, which tells an issued grant from an unknown one. Org ids fit in
+     * uint32 (the grantee and the dealer are organisations, whose ids are small counters), and so do nonces.
      */
     struct Record {
         bytes32 datasetId;
         uint32 granteeOrg;
-        uint64 expiry;
+        uint40 expiry;
         uint32 maxUses;
         uint32 used;
         uint8 kinds;
         bool revoked;
-        uint64 nonce;
+        uint32 nonce;
+        uint32 protocols;
+        uint32 dealer;
         address grantor;
+        uint96 minFee;
+        bytes32 termsHash;
     }
 
     IOrgRegistry private immutable _orgs;
@@ -70,31 +77,59 @@ contract GrantRegistry is IGrantRegistry {
     }
 
     /// @inheritdoc IGrantRegistry
-    function grant(bytes32 datasetId, uint256 granteeOrg, uint8 kinds, uint64 expiry, uint32 maxUses)
+    function grant(bytes32 datasetId, uint256 granteeOrg, Terms calldata terms, string calldata termsDocument)
         external
         returns (bytes32 grantId)
     {
         uint256 ownerOrg = _checkDataOwner(datasetId);
         if (_data.isRetired(datasetId)) revert GrantRegistryDatasetRetired(datasetId);
         if (granteeOrg == ownerOrg || !_orgs.isActive(granteeOrg)) revert GrantRegistryInvalidGrantee(granteeOrg);
-        if (kinds == 0 || kinds & ~ALL_KINDS != 0) revert GrantRegistryInvalidKinds(kinds);
-        if (expiry <= block.timestamp) revert GrantRegistryInvalidExpiry(expiry);
-        if (maxUses == 0) revert GrantRegistryInvalidMaxUses();
+        _checkTerms(terms);
+        if (bytes(termsDocument).length == 0) revert GrantRegistryEmptyTerms();
 
-        uint64 nonce = _nonce++;
+        uint32 nonce = SafeCast.toUint32(_nonce++);
         grantId = _grantId(datasetId, granteeOrg, nonce);
+        bytes32 termsHash = keccak256(bytes(termsDocument));
         _grants[grantId] = Record({
             datasetId: datasetId,
             granteeOrg: SafeCast.toUint32(granteeOrg),
-            expiry: expiry,
-            maxUses: maxUses,
+            expiry: uint40(terms.expiry),
+            maxUses: terms.maxUses,
             used: 0,
-            kinds: kinds,
+            kinds: terms.kinds,
             revoked: false,
             nonce: nonce,
-            grantor: msg.sender
+            protocols: terms.protocols,
+            dealer: terms.dealer,
+            grantor: msg.sender,
+            minFee: terms.minFee,
+            termsHash: termsHash
         });
-        emit GrantIssued(grantId, datasetId, granteeOrg, kinds, expiry, maxUses);
+        _emitIssued(grantId, datasetId, granteeOrg, terms, termsHash, termsDocument);
+    }
+
+    /// @dev Emits {GrantIssued} (a function of its own for the stack's sake).
+    function _emitIssued(
+        bytes32 grantId,
+        bytes32 datasetId,
+        uint256 granteeOrg,
+        Terms calldata terms,
+        bytes32 termsHash,
+        string calldata termsDocument
+    ) private {
+        emit GrantIssued(
+            grantId,
+            datasetId,
+            granteeOrg,
+            terms.kinds,
+            terms.expiry,
+            terms.maxUses,
+            terms.protocols,
+            terms.dealer,
+            terms.minFee,
+            termsHash,
+            termsDocument
+        );
     }
 
     /// @inheritdoc IGrantRegistry
@@ -108,17 +143,29 @@ contract GrantRegistry is IGrantRegistry {
     }
 
     /// @inheritdoc IGrantRegistry
-    function consume(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind) external onlyLedger {
+    function consume(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind, uint8 protocol, uint256 dealer)
+        external
+        onlyLedger
+        returns (uint256 minFee)
+    {
         Record storage record = _record(grantId);
         if (_grantId(datasetId, granteeOrg, record.nonce) != grantId) revert GrantRegistryMismatch(grantId);
         if (record.revoked) revert GrantRegistryRevoked(grantId);
         if (block.timestamp >= record.expiry) revert GrantRegistryExpired(grantId);
         if (record.used >= record.maxUses) revert GrantRegistryExhausted(grantId);
         if (kind == 0 || record.kinds & kind != kind) revert GrantRegistryKindNotAllowed(grantId, kind);
+        if (protocol == 0 || protocol > 31 || record.protocols & (uint32(1) << protocol) == 0) {
+            revert GrantRegistryProtocolNotAllowed(grantId, protocol);
+        }
+        uint32 allowed = record.dealer;
+        if (dealer != 0 && dealer != allowed && allowed != ANY_DEALER) {
+            revert GrantRegistryDealerNotAllowed(grantId, dealer);
+        }
         if (_data.isRetired(datasetId)) revert GrantRegistryDatasetRetired(datasetId);
 
         uint32 used = ++record.used;
         emit GrantConsumed(grantId, used);
+        return record.minFee;
     }
 
     /// @inheritdoc IGrantRegistry
@@ -171,7 +218,11 @@ contract GrantRegistry is IGrantRegistry {
             maxUses: record.maxUses,
             used: record.used,
             revoked: record.revoked,
-            grantor: record.grantor
+            grantor: record.grantor,
+            protocols: record.protocols,
+            dealer: record.dealer,
+            minFee: record.minFee,
+            termsHash: record.termsHash
         });
     }
 
@@ -183,6 +234,18 @@ contract GrantRegistry is IGrantRegistry {
     /// @inheritdoc IGrantRegistry
     function taskLedger() external view returns (address) {
         return _ledger;
+    }
+
+    /// @dev Reverts unless the terms this registry enforces are well-formed.
+    function _checkTerms(Terms calldata terms) private view {
+        if (terms.kinds == 0 || terms.kinds & ~ALL_KINDS != 0) revert GrantRegistryInvalidKinds(terms.kinds);
+        if (terms.protocols == 0 || terms.protocols & PROTOCOL_ZERO != 0) {
+            revert GrantRegistryInvalidProtocols(terms.protocols);
+        }
+        if (terms.expiry <= block.timestamp || terms.expiry > type(uint40).max) {
+            revert GrantRegistryInvalidExpiry(terms.expiry);
+        }
+        if (terms.maxUses == 0) revert GrantRegistryInvalidMaxUses();
     }
 
     /// @dev Reverts unless the request is Pending and the caller is a data owner of the dataset.

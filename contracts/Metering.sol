@@ -3,6 +3,7 @@ pragma solidity ^0.8.24;
 
 import {IAccessControl} from "@openzeppelin/contracts/access/IAccessControl.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {IDataRegistry} from "./interfaces/IDataRegistry.sol";
 import {IMetering} from "./interfaces/IMetering.sol";
 import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
@@ -18,7 +19,6 @@ import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
  * ledger reads on submission; only this contract advances them.
  */
 contract Metering is IMetering, ReentrancyGuard {
-    uint16 private constant TOTAL_BPS = 10_000;
     uint8 private constant ROLE_ORG_ADMIN = 1; // IOrgRegistry.ROLE_ORG_ADMIN
     bytes32 private constant CONSORTIUM_ADMIN_ROLE = 0x00; // DEFAULT_ADMIN_ROLE of the OrgRegistry
 
@@ -56,16 +56,25 @@ contract Metering is IMetering, ReentrancyGuard {
     }
 
     /// @inheritdoc IMetering
-    function allocate(uint256 taskId, uint256[] calldata payeeOrgs, uint16[] calldata bps, uint256 fee)
+    function allocate(uint256 taskId, uint256[] calldata payeeOrgs, uint256[] calldata weights, uint256 fee)
         external
         onlyLedger
     {
-        _checkWeights(payeeOrgs, bps);
+        uint256 count = payeeOrgs.length;
+        if (weights.length != count) revert MeteringInvalidWeights();
+        uint256 total = 0;
+        uint256 last = 0;
+        for (uint256 i = 0; i < count; ++i) {
+            if (weights[i] == 0) continue;
+            total += weights[i];
+            last = i;
+        }
+        if (total == 0) revert MeteringInvalidWeights();
 
         uint256 allocated = 0;
-        uint256 last = payeeOrgs.length - 1;
         for (uint256 i = 0; i < last; ++i) {
-            uint256 share = (fee * bps[i]) / TOTAL_BPS;
+            if (weights[i] == 0) continue;
+            uint256 share = Math.mulDiv(fee, weights[i], total);
             allocated += share;
             _credit(taskId, payeeOrgs[i], share);
         }
@@ -109,20 +118,6 @@ contract Metering is IMetering, ReentrancyGuard {
     /// @inheritdoc IMetering
     function taskLedger() external view returns (address) {
         return _ledger;
-    }
-
-    /**
-     * @dev Reverts unless the weights are well-formed and sum to TOTAL_BPS. That every payee organisation
-     * exists is the ledger's check: it pays only owners of registered datasets ({ITaskLedger-settleTask}).
-     */
-    function _checkWeights(uint256[] calldata payeeOrgs, uint16[] calldata bps) private pure {
-        uint256 count = payeeOrgs.length;
-        if (count == 0 || bps.length != count) revert MeteringInvalidWeights();
-        uint256 total = 0;
-        for (uint256 i = 0; i < count; ++i) {
-            total += bps[i];
-        }
-        if (total != TOTAL_BPS) revert MeteringInvalidWeights();
     }
 
     function _credit(uint256 taskId, uint256 orgId, uint256 amount) private {

@@ -29,6 +29,7 @@ contract OrgRegistry is IOrgRegistry, AccessControl {
     mapping(uint256 orgId => Org) private _orgs;
     mapping(bytes32 nameHash => uint256 orgId) private _orgIdByName;
     mapping(address account => Membership) private _members;
+    mapping(uint256 orgId => bool) private _dealers;
 
     constructor(address admin) {
         if (admin == address(0)) revert OrgRegistryInvalidAdmin(admin);
@@ -106,6 +107,20 @@ contract OrgRegistry is IOrgRegistry, AccessControl {
             member.roles = remaining;
         }
         emit RolesRevoked(orgId, account, roles);
+    }
+
+    /// @inheritdoc IOrgRegistry
+    function setDealerService(uint256 orgId, bool published) external {
+        _requireOrg(orgId);
+        if (!hasOrgRole(orgId, msg.sender, ROLE_ORG_ADMIN)) revert OrgRegistryUnauthorized(msg.sender);
+
+        _dealers[orgId] = published;
+        emit DealerServiceSet(orgId, published);
+    }
+
+    /// @inheritdoc IOrgRegistry
+    function isDealer(uint256 orgId) external view returns (bool) {
+        return _dealers[orgId] && isActive(orgId);
     }
 
     /// @inheritdoc IOrgRegistry

@@ -13,7 +13,8 @@ import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
  * @notice Task ledger (F4) of privledger. See {ITaskLedger}.
  * @dev The ledger holds the escrowed fees (in each task's record) and all the ether; the Metering keeps
  * usage counters and organisation balances and has the ledger pay withdrawals out ({disburse}). Input
- * authorisation is delegated to the GrantRegistry.
+ * authorisation is delegated to the GrantRegistry. Settlement is computed here, from the usage each provider
+ * anchored and the prices in the DataRegistry; no caller names payees or amounts.
  */
 contract TaskLedger is ITaskLedger {
     uint32 public constant REASON_REJECTED = 1;
@@ -21,9 +22,10 @@ contract TaskLedger is ITaskLedger {
     uint256 public constant MAX_INPUTS = 16;
     uint256 public constant MAX_PARTICIPANTS = 16;
     uint256 public constant MAX_DURATION = 30 days;
+    uint8 public constant MAX_PROTOCOL = 31;
     uint8 private constant ROLE_OPERATOR = 4; // IOrgRegistry.ROLE_OPERATOR
     uint8 private constant ALL_KINDS = 15; // IGrantRegistry.KIND_PSI | KIND_PIR | KIND_STATS | KIND_FL
-    uint16 private constant TOTAL_BPS = 10_000;
+    uint256 private constant TOTAL_BPS = 10_000;
     /// @dev Set in the task counter's slot from construction on, so that the first task does not pay for
     /// turning a zero slot non-zero; the count is the low 64 bits.
     uint256 private constant COUNTER_INITIALISED = 1 << 255;
@@ -33,16 +35,18 @@ contract TaskLedger is ITaskLedger {
      * lifecycle functions read or write: the status, the counts, `anchored` (bit i set once participant i
      * anchored), `foreign` (bit i set iff input i is not owned by the requester organisation, i.e. was
      * authorised by a grant or an approval), `holders` (bit i set iff participant i owns one of the inputs),
-     * the requester organisation's seat among the participants and the first two participants themselves.
-     * Slot 2 holds the requester and the fee, which is in escrow while the task is neither Failed nor Settled.
-     * Participants from the third on take eight per slot, and inputs one slot each. Counts fit in uint8 and
-     * masks in uint16 as there are at most 16 inputs and 16 participants; organisation ids fit in uint32
-     * (a participant must be an Active organisation, so a larger id never reaches storage).
+     * the requester organisation's seat among the participants, the protocol and the first two participants
+     * themselves. Slot 2 holds the requester and the fee, which is in escrow while the task is neither Failed
+     * nor Settled. Participants from the third on take eight per slot, and inputs one slot each. Counts fit in
+     * uint8 and masks in uint16 as there are at most 16 inputs and 16 participants; organisation ids fit in
+     * uint32 (a participant must be an Active organisation, so a larger id never reaches storage); times fit in
+     * uint32 until 2106.
      */
     struct Record {
         bytes32 specHash;
         TaskStatus status;
         uint8 kind;
+        uint8 protocol;
         uint8 inputCount;
         uint8 participantCount;
         uint8 pendingApprovals;
@@ -51,14 +55,23 @@ contract TaskLedger is ITaskLedger {
         uint16 foreign;
         uint16 holders;
         uint16 failureReason;
-        uint40 submittedAt;
-        uint40 deadline;
+        uint32 submittedAt;
+        uint32 deadline;
         uint32 participant0;
         uint32 participant1;
         address requester;
         uint96 fee;
         uint32[MAX_PARTICIPANTS - 2] moreParticipants;
         bytes32[MAX_INPUTS] inputs;
+    }
+
+    /// @dev The payees of a settlement and their weights, built input by input.
+    struct Payouts {
+        uint256[] payees;
+        uint256[] weights;
+        bool[] owners; // payee i is an input's owner (not a parent's)
+        uint256 count;
+        uint256 total;
     }
 
     IOrgRegistry private immutable _orgs;
@@ -69,6 +82,8 @@ contract TaskLedger is ITaskLedger {
     mapping(uint256 taskId => Record) private _tasks;
     /// @dev keccak256(abi.encode(resultDigest, transcriptHash)) per participant organisation.
     mapping(uint256 taskId => mapping(uint256 orgId => bytes32)) private _anchors;
+    /// @dev The usage units each provider seat anchored (matched rows, keys asked, aligned rows...).
+    mapping(uint256 taskId => uint32[MAX_PARTICIPANTS]) private _units;
 
     constructor(IOrgRegistry orgs, IDataRegistry data, IGrantRegistry grants, IMetering metering) {
         _orgs = orgs;
@@ -86,6 +101,7 @@ contract TaskLedger is ITaskLedger {
     function submitTask(
         bytes32 specHash,
         uint8 kind,
+        uint8 protocol,
         bytes32[] calldata inputs,
         bytes32[] calldata grantIds,
         uint256[] calldata participants,
@@ -93,6 +109,7 @@ contract TaskLedger is ITaskLedger {
     ) external payable returns (uint256 taskId) {
         uint256 requesterOrg = _operatorOrg();
         if (kind == 0 || kind & ~ALL_KINDS != 0 || kind & (kind - 1) != 0) revert TaskLedgerInvalidKind(kind);
+        if (protocol == 0 || protocol > MAX_PROTOCOL) revert TaskLedgerInvalidProtocol(protocol);
         if (deadline <= block.timestamp || deadline > block.timestamp + MAX_DURATION) {
             revert TaskLedgerInvalidDeadline(deadline);
         }
@@ -104,7 +121,7 @@ contract TaskLedger is ITaskLedger {
         Record storage task = _tasks[taskId];
         _storeParticipants(task, participants, requesterOrg);
         _storeInputs(task, inputs, grantIds, participants);
-        _storeHeader(taskId, task, specHash, kind, deadline, requesterOrg);
+        _storeHeader(taskId, task, specHash, kind, protocol, deadline, requesterOrg);
 
         _authoriseInputs(taskId, task, inputs, grantIds, requesterOrg);
         if (task.pendingApprovals == 0) _authorise(taskId, task);
@@ -140,7 +157,7 @@ contract TaskLedger is ITaskLedger {
     }
 
     /// @inheritdoc ITaskLedger
-    function anchorResult(uint256 taskId, bytes32 resultDigest, bytes32 transcriptHash) external {
+    function anchorResult(uint256 taskId, bytes32 resultDigest, bytes32 transcriptHash, uint32 units) external {
         Record storage task = _task(taskId);
         (uint256 org, uint256 index) = _callerSeat(task);
         TaskStatus status = task.status;
@@ -153,8 +170,9 @@ contract TaskLedger is ITaskLedger {
         if (anchored & (1 << index) != 0) revert TaskLedgerAlreadyAnchored(taskId, org);
 
         _anchors[taskId][org] = _commitment(resultDigest, transcriptHash);
+        if (_providers(task) & (1 << index) != 0) _units[taskId][index] = units;
         anchored |= uint16(1 << index);
-        emit ResultAnchored(taskId, org, resultDigest, transcriptHash);
+        emit ResultAnchored(taskId, org, resultDigest, transcriptHash, units);
 
         if (anchored == (1 << task.participantCount) - 1) {
             task.anchored = anchored;
@@ -168,31 +186,27 @@ contract TaskLedger is ITaskLedger {
     /// @inheritdoc ITaskLedger
     function failTask(uint256 taskId, uint32 reasonCode) external {
         Record storage task = _task(taskId);
-        (uint256 org,) = _callerSeat(task);
+        (uint256 org, uint256 seat) = _callerSeat(task);
         if (!_isOpen(task.status)) revert TaskLedgerInvalidStatus(taskId, task.status);
         if (reasonCode == 0 || reasonCode > type(uint16).max) revert TaskLedgerInvalidReason(reasonCode);
+        uint256 delivered = task.anchored & _providers(task);
+        if (delivered != 0 && (seat == task.requesterSeat || delivered == _providers(task))) {
+            revert TaskLedgerDelivered(taskId);
+        }
 
         _markFailed(taskId, task, org, reasonCode);
         _refund(taskId, task);
     }
 
     /// @inheritdoc ITaskLedger
-    function settleTask(uint256 taskId, uint256[] calldata payeeOrgs, uint16[] calldata bps, bytes32 provenanceHash)
-        external
-    {
+    function settleTask(uint256 taskId, bytes32 provenanceHash) external {
         Record storage task = _task(taskId);
-        if (_operatorOrg() != _requesterOrg(task)) revert TaskLedgerUnauthorized(msg.sender);
+        _callerSeat(task);
         if (task.status != TaskStatus.Completed) revert TaskLedgerInvalidStatus(taskId, task.status);
-        if (block.timestamp >= task.deadline) revert TaskLedgerDeadlinePassed(taskId);
-        for (uint256 i = 0; i < payeeOrgs.length; ++i) {
-            if (!_isRightsHolder(task, payeeOrgs[i])) revert TaskLedgerInvalidPayee(payeeOrgs[i]);
-        }
 
         task.status = TaskStatus.Settled;
-        uint256 fee = task.fee;
-        emit TaskSettled(taskId, provenanceHash, fee);
-
-        _metering.allocate(taskId, payeeOrgs, bps, fee);
+        emit TaskSettled(taskId, provenanceHash, task.fee);
+        _allocate(taskId, task);
     }
 
     /// @inheritdoc ITaskLedger
@@ -200,15 +214,17 @@ contract TaskLedger is ITaskLedger {
         Record storage task = _task(taskId);
         if (block.timestamp < task.deadline) revert TaskLedgerNotExpirable(taskId);
         TaskStatus status = task.status;
-        if (_isOpen(status)) {
-            _markFailed(taskId, task, 0, REASON_EXPIRED);
-            emit TaskExpired(taskId);
-            _refund(taskId, task);
-        } else if (status == TaskStatus.Completed) {
+        uint256 providers = _providers(task);
+        bool delivered = providers != 0 && task.anchored & providers == providers;
+        if (status == TaskStatus.Completed || (_isOpen(status) && delivered)) {
             task.status = TaskStatus.Settled;
             emit TaskExpired(taskId);
             emit TaskSettled(taskId, 0, task.fee);
-            _settleByDefault(taskId, task);
+            _allocate(taskId, task);
+        } else if (_isOpen(status)) {
+            _markFailed(taskId, task, 0, REASON_EXPIRED);
+            emit TaskExpired(taskId);
+            _refund(taskId, task);
         } else {
             revert TaskLedgerNotExpirable(taskId);
         }
@@ -234,6 +250,7 @@ contract TaskLedger is ITaskLedger {
         return Task({
             specHash: task.specHash,
             kind: task.kind,
+            protocol: task.protocol,
             status: task.status,
             requesterOrg: _requesterOrg(task),
             requester: task.requester,
@@ -266,6 +283,12 @@ contract TaskLedger is ITaskLedger {
     {
         bytes32 commitment = _anchors[taskId][orgId];
         return commitment != 0 && commitment == _commitment(resultDigest, transcriptHash);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function unitsOf(uint256 taskId, uint256 orgId) external view returns (uint256) {
+        (bool found, uint256 seat) = _seatIndex(_tasks[taskId], orgId);
+        return found ? _units[taskId][seat] : 0;
     }
 
     /// @inheritdoc ITaskLedger
@@ -371,20 +394,26 @@ contract TaskLedger is ITaskLedger {
         Record storage task,
         bytes32 specHash,
         uint8 kind,
+        uint8 protocol,
         uint64 deadline,
         uint256 requesterOrg
     ) private {
         task.specHash = specHash;
         task.status = TaskStatus.Submitted;
         task.kind = kind;
-        task.submittedAt = uint40(block.timestamp);
-        task.deadline = uint40(deadline);
+        task.protocol = protocol;
+        task.submittedAt = uint32(block.timestamp);
+        task.deadline = uint32(deadline);
         task.requester = msg.sender;
         task.fee = SafeCast.toUint96(msg.value);
         emit TaskSubmitted(taskId, requesterOrg, specHash, kind, msg.value, deadline);
     }
 
-    /// @dev Consumes the grant of, or requests approval for, every foreign input.
+    /**
+     * @dev Consumes the grant of, or requests approval for, every foreign input; the grants check the protocol and
+     * the dealer (the one participant that holds no input and is not the requester, if any), and the fee must
+     * reach the sum of their fee floors.
+     */
     function _authoriseInputs(
         uint256 taskId,
         Record storage task,
@@ -394,14 +423,31 @@ contract TaskLedger is ITaskLedger {
     ) private {
         uint256 foreign = task.foreign;
         uint8 kind = task.kind;
+        uint8 protocol = task.protocol;
+        uint256 dealer = _dealer(task);
+        uint256 floor = 0;
         for (uint256 i = 0; i < inputs.length; ++i) {
             if (foreign & (1 << i) == 0) continue;
             if (grantIds[i] != 0) {
-                _grants.consume(grantIds[i], requesterOrg, inputs[i], kind);
+                floor += _grants.consume(grantIds[i], requesterOrg, inputs[i], kind, protocol, dealer);
             } else {
                 _grants.openRequest(taskId, inputs[i], requesterOrg, kind);
             }
         }
+        if (msg.value < floor) revert TaskLedgerFeeBelowFloor(msg.value, floor);
+    }
+
+    /// @dev Returns the participant holding no input other than the requester organisation (0 if none); there is
+    /// at most one, and it must publish a dealer service.
+    function _dealer(Record storage task) private view returns (uint256 dealer) {
+        uint256 count = task.participantCount;
+        uint256 others = ((1 << count) - 1) & ~uint256(task.holders) & ~(uint256(1) << task.requesterSeat);
+        if (others == 0) return 0;
+        if (others & (others - 1) != 0) revert TaskLedgerInvalidParticipants();
+        for (uint256 i = 0; i < count; ++i) {
+            if (others == 1 << i) dealer = _participant(task, i);
+        }
+        if (!_orgs.isDealer(dealer)) revert TaskLedgerDealerNotPublished(dealer);
     }
 
     /// @dev Authorises the task and meters the use of its foreign inputs.
@@ -424,54 +470,87 @@ contract TaskLedger is ITaskLedger {
         _metering.refund(taskId, _requesterOrg(task), task.fee);
     }
 
-    /// @dev Splits the fee equally among the distinct owners of the foreign inputs (remainder to the last);
-    /// refunds it if there are none.
-    function _settleByDefault(uint256 taskId, Record storage task) private {
-        uint256[] memory payees = _defaultPayees(task);
-        uint256 count = payees.length;
-        if (count == 0) {
-            _refund(taskId, task);
-            return;
-        }
-        uint16[] memory bps = new uint16[](count);
-        uint16 share = uint16(TOTAL_BPS / count);
-        for (uint256 i = 0; i < count - 1; ++i) {
-            bps[i] = share;
-        }
-        bps[count - 1] = uint16(TOTAL_BPS - share * (count - 1));
-        _metering.allocate(taskId, payees, bps, task.fee);
-    }
-
-    /// @dev Returns the participants, other than the requester organisation, owning an input, in seat order.
-    function _defaultPayees(Record storage task) private view returns (uint256[] memory payees) {
-        uint256 owners = task.holders & ~(uint256(1) << task.requesterSeat);
-        uint256 count = task.participantCount;
-        payees = new uint256[](count);
-        uint256 found = 0;
-        for (uint256 i = 0; i < count; ++i) {
-            if (owners & (1 << i) != 0) payees[found++] = _participant(task, i);
-        }
-        assembly ("memory-safe") {
-            mstore(payees, found)
-        }
+    /// @dev Returns the mask of the provider seats: participants other than the requester organisation owning an
+    /// input.
+    function _providers(Record storage task) private view returns (uint256) {
+        return task.holders & ~(uint256(1) << task.requesterSeat);
     }
 
     /**
-     * @dev Returns true iff `org` owns one of the task's inputs or a direct parent of one. Input owners are the
-     * participants flagged in `holders` (recorded at submission; a dataset's owner never changes), which needs no
-     * look-up; only the parents are looked up in the DataRegistry.
+     * @dev Allocates the escrowed fee by provenance: each foreign input earns its owner the units the owner
+     * anchored times the input's unit price, less its `upstreamBps` share, which goes in equal parts to the owners
+     * of its parents. With nothing earned the fee is split equally among the foreign inputs' owners; with no
+     * foreign input it is refunded. The requester organisation is never paid for its own inputs.
      */
-    function _isRightsHolder(Record storage task, uint256 org) private view returns (bool) {
-        (bool found, uint256 seat) = _seatIndex(task, org);
-        if (found && task.holders & (1 << seat) != 0) return true;
+    function _allocate(uint256 taskId, Record storage task) private {
+        uint256 foreign = task.foreign;
+        if (foreign == 0) {
+            _refund(taskId, task);
+            return;
+        }
         uint256 inputCount = task.inputCount;
+        IDataRegistry.Pricing[] memory prices = new IDataRegistry.Pricing[](inputCount);
+        uint256 payeeCount = 0;
         for (uint256 i = 0; i < inputCount; ++i) {
-            bytes32[] memory parents = _data.parentsOf(task.inputs[i]);
-            for (uint256 j = 0; j < parents.length; ++j) {
-                if (_data.ownerOf(parents[j]) == org) return true;
+            if (foreign & (1 << i) == 0) continue;
+            prices[i] = _data.pricingOf(task.inputs[i]);
+            payeeCount += 1 + prices[i].parentOwners.length;
+        }
+        Payouts memory payouts = Payouts({
+            payees: new uint256[](payeeCount),
+            weights: new uint256[](payeeCount),
+            owners: new bool[](payeeCount),
+            count: 0,
+            total: 0
+        });
+        for (uint256 i = 0; i < inputCount; ++i) {
+            if (foreign & (1 << i) != 0) _addPayouts(taskId, task, prices[i], payouts);
+        }
+        uint256 found = payouts.count;
+        if (payouts.total == 0) {
+            for (uint256 i = 0; i < found; ++i) {
+                if (payouts.owners[i]) payouts.weights[i] = 1;
             }
         }
-        return false;
+        uint256[] memory payees = payouts.payees;
+        uint256[] memory weights = payouts.weights;
+        assembly ("memory-safe") {
+            mstore(payees, found)
+            mstore(weights, found)
+        }
+        _metering.allocate(taskId, payees, weights, task.fee);
+    }
+
+    /// @dev Adds what one foreign input earns its owner (its anchored units times its unit price, less the
+    /// upstream share) and its parents' owners (the upstream share, in equal parts).
+    function _addPayouts(uint256 taskId, Record storage task, IDataRegistry.Pricing memory price, Payouts memory payouts)
+        private
+        view
+    {
+        (, uint256 seat) = _seatIndex(task, price.ownerOrg);
+        uint256 earned = uint256(_units[taskId][seat]) * price.unitPrice * TOTAL_BPS;
+        uint256 upstream = earned * price.upstreamBps / TOTAL_BPS;
+        _addPayee(payouts, price.ownerOrg, earned - upstream, true);
+        uint256 parentCount = price.parentOwners.length;
+        for (uint256 j = 0; j < parentCount; ++j) {
+            _addPayee(payouts, price.parentOwners[j], upstream / parentCount, false);
+        }
+        payouts.total += earned;
+    }
+
+    /// @dev Adds `weight` to the payee `org`, a new entry unless it has one already (one payment per payee).
+    function _addPayee(Payouts memory payouts, uint256 org, uint256 weight, bool owner) private pure {
+        uint256 count = payouts.count;
+        uint256 index = 0;
+        while (index < count && payouts.payees[index] != org) {
+            ++index;
+        }
+        if (index == count) {
+            payouts.payees[index] = org;
+            payouts.count = count + 1;
+        }
+        payouts.weights[index] += weight;
+        if (owner) payouts.owners[index] = true;
     }
 
     /// @dev Returns the caller's organisation, in which it must be an operator.

@@ -23,6 +23,14 @@ interface IDataRegistry {
         bytes32[] parents;
     }
 
+    /// @notice What settlement needs of a dataset: its owner, unit price, upstream share and parents' owners.
+    struct Pricing {
+        uint256 ownerOrg;
+        uint256 unitPrice;
+        uint256 upstreamBps;
+        uint256[] parentOwners;
+    }
+
     error DataRegistryUnauthorized(address account);
     error DataRegistryUnknownDataset(bytes32 datasetId);
     error DataRegistryAlreadyExists(bytes32 datasetId);
@@ -99,6 +107,9 @@ interface IDataRegistry {
 
     /// @notice Returns the direct parents of a dataset. Reverts with {DataRegistryUnknownDataset}.
     function parentsOf(bytes32 datasetId) external view returns (bytes32[] memory);
+
+    /// @notice Returns the owner, unit price, upstream share and parents' owners of a dataset (see {Pricing}).
+    function pricingOf(bytes32 datasetId) external view returns (Pricing memory);
 
     /// @notice Returns the number of registered datasets.
     function datasetCount() external view returns (uint256);

@@ -6,8 +6,15 @@ pragma solidity ^0.8.24;
  * @notice Authorisation layer (F3): standing grants that let an organisation use a dataset for some
  * computation kinds, and one-off approvals of a task input that is not covered by a grant.
  *
- * Computation kinds are bits: KIND_PSI = 1, KIND_PIR = 2, KIND_STATS = 4, KIND_FL = 8.
+ * Computation kinds are bits: KIND_PSI = 1, KIND_PIR = 2, KIND_STATS = 4, KIND_FL = 8. Protocols are ids
+ * 1..31, allowed as bits (`1 << id`) of a grant's `protocols`.
  * `grantId = keccak256(abi.encode(datasetId, granteeOrg, nonce))`, `nonce` being a counter of issued grants.
+ *
+ * Every grant carries terms: a canonical JSON document (columns and what may happen to each, outputs,
+ * thresholds, set-size caps, prices, purpose) whose keccak256 is kept as `termsHash` and which is published
+ * whole in {GrantIssued}, plus the terms this registry enforces itself: the computation kinds and protocols
+ * allowed, the one organisation allowed to deal or aggregate for the grantee (0: none, ANY_DEALER: any), and
+ * the fee floor, the least fee a task using the grant escrows. Provider nodes enforce the rest of the document.
  */
 interface IGrantRegistry {
     enum ApprovalStatus {
@@ -15,6 +22,16 @@ interface IGrantRegistry {
         Pending,
         Approved,
         Rejected
+    }
+
+    /// @notice The terms of a grant this registry enforces (see the contract notice).
+    struct Terms {
+        uint8 kinds; // bitmask of allowed computation kinds
+        uint32 protocols; // bitmask of allowed protocol ids
+        uint32 dealer; // the organisation allowed to deal or aggregate: 0 for none, ANY_DEALER for any
+        uint96 minFee; // the fee floor of a task using the grant
+        uint64 expiry; // unusable from this timestamp on
+        uint32 maxUses;
     }
 
     struct Grant {
@@ -26,6 +43,10 @@ interface IGrantRegistry {
         uint32 used;
         bool revoked;
         address grantor;
+        uint32 protocols;
+        uint32 dealer;
+        uint96 minFee;
+        bytes32 termsHash; // keccak256 of the terms document
     }
 
     error GrantRegistryUnauthorized(address account);
@@ -40,20 +61,29 @@ interface IGrantRegistry {
     error GrantRegistryExpired(bytes32 grantId);
     error GrantRegistryExhausted(bytes32 grantId);
     error GrantRegistryKindNotAllowed(bytes32 grantId, uint8 kind);
+    error GrantRegistryInvalidProtocols(uint32 protocols);
+    error GrantRegistryProtocolNotAllowed(bytes32 grantId, uint8 protocol);
+    error GrantRegistryDealerNotAllowed(bytes32 grantId, uint256 dealer);
+    error GrantRegistryEmptyTerms();
     error GrantRegistryMismatch(bytes32 grantId);
     error GrantRegistryNotPending(uint256 taskId, bytes32 datasetId);
 
     /// @notice Emitted once, on construction, with the task ledger this registry serves.
     event TaskLedgerSet(address ledger);
 
-    /// @notice Emitted when a grant is issued.
+    /// @notice Emitted when a grant is issued, with its whole terms document (`terms`, hashed as `termsHash`).
     event GrantIssued(
         bytes32 indexed grantId,
         bytes32 indexed datasetId,
         uint256 indexed granteeOrg,
         uint8 kinds,
         uint64 expiry,
-        uint32 maxUses
+        uint32 maxUses,
+        uint32 protocols,
+        uint32 dealer,
+        uint96 minFee,
+        bytes32 termsHash,
+        string terms
     );
 
     /// @notice Emitted when a grant is revoked.
@@ -71,6 +101,9 @@ interface IGrantRegistry {
     /// @notice Emitted when the owner of `datasetId` rejects its use by task `taskId`.
     event InputRejected(uint256 indexed taskId, bytes32 indexed datasetId, address indexed approver);
 
+    /// @notice A grant's `dealer` allowing every organisation to deal or aggregate (2^32 - 1).
+    function ANY_DEALER() external view returns (uint32);
+
     /// @notice Kind bit: private set intersection (1).
     function KIND_PSI() external view returns (uint8);
 
@@ -84,14 +117,15 @@ interface IGrantRegistry {
     function KIND_FL() external view returns (uint8);
 
     /**
-     * @notice Grants organisation `granteeOrg` the use of `datasetId` for the computation kinds `kinds`,
-     * at most `maxUses` times, until `expiry`.
+     * @notice Grants organisation `granteeOrg` the use of `datasetId` under `terms` (the computation kinds and
+     * protocols allowed, the dealer, the fee floor, at most `maxUses` times, until `expiry`) and the terms
+     * document `termsDocument`, whose keccak256 becomes the grant's `termsHash`.
      * @dev Requirements: the dataset exists and is not retired; caller has ROLE_DATA_OWNER in the dataset's
      * owning organisation; `granteeOrg` is Active and is not the owning organisation; `kinds` is a non-zero
-     * combination of the kind bits; `expiry` is in the future; `maxUses` is non-zero.
-     * Emits {GrantIssued}.
+     * combination of the kind bits; `protocols` is non-zero without bit 0; `expiry` is in the future and
+     * below 2^40; `maxUses` is non-zero; `termsDocument` is not empty. Emits {GrantIssued}.
      */
-    function grant(bytes32 datasetId, uint256 granteeOrg, uint8 kinds, uint64 expiry, uint32 maxUses)
+    function grant(bytes32 datasetId, uint256 granteeOrg, Terms calldata terms, string calldata termsDocument)
         external
         returns (bytes32 grantId);
 
@@ -103,12 +137,15 @@ interface IGrantRegistry {
     function revoke(bytes32 grantId) external;
 
     /**
-     * @notice Uses a grant once for a task of kind `kind` run by `granteeOrg` on `datasetId`.
+     * @notice Uses a grant once for a task of kind `kind` and protocol `protocol` run by `granteeOrg` on
+     * `datasetId` with `dealer` dealing or aggregating (0 for none); returns the grant's fee floor.
      * @dev Requirements: caller is the task ledger; the grant exists, is for `datasetId` and `granteeOrg`,
-     * is not revoked, not expired (`block.timestamp < expiry`), not exhausted, allows `kind`; the dataset is
-     * not retired. Emits {GrantConsumed}.
+     * is not revoked, not expired (`block.timestamp < expiry`), not exhausted, allows `kind` and `protocol`,
+     * and `dealer` is 0 or the grant's dealer; the dataset is not retired. Emits {GrantConsumed}.
      */
-    function consume(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind) external;
+    function consume(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind, uint8 protocol, uint256 dealer)
+        external
+        returns (uint256 minFee);
 
     /**
      * @notice Opens a request for the owner of `datasetId` to approve its use by task `taskId`.

@@ -43,13 +43,14 @@ interface IMetering {
 
     /**
      * @notice Settles the fee `fee` of task `taskId`, which the ledger holds: credits payee `i` with
-     * `fee * bps[i] / 10000`, the rounding remainder going to the last payee so that the whole fee is allocated.
-     * @dev Requirements: caller is the task ledger (which settles a task at most once); `payeeOrgs` and `bps`
-     * are non-empty, of equal length, `bps` sums to exactly 10000; every payee organisation exists (the
-     * ledger ensures it: it pays only owners of registered datasets).
-     * Emits one {FeeAllocated} per payee.
+     * `fee * weights[i] / sum(weights)`, the rounding remainder going to the last payee of non-zero weight so that
+     * the whole fee is allocated. The ledger computes the payees and weights from on-chain usage and prices.
+     * @dev Requirements: caller is the task ledger (which settles a task at most once); `payeeOrgs` and `weights`
+     * have equal length and some weight is non-zero; every payee organisation exists (the ledger ensures it:
+     * it pays only owners of registered datasets). Emits one {FeeAllocated} per payee of non-zero weight.
      */
-    function allocate(uint256 taskId, uint256[] calldata payeeOrgs, uint16[] calldata bps, uint256 fee) external;
+    function allocate(uint256 taskId, uint256[] calldata payeeOrgs, uint256[] calldata weights, uint256 fee)
+        external;
 
     /**
      * @notice Credits the fee `fee` of task `taskId`, which the ledger holds, back to its payer organisation.

@@ -51,6 +51,9 @@ interface IOrgRegistry {
     /// @notice Emitted when the role bits `roles` are removed from `account` in organisation `orgId`.
     event RolesRevoked(uint256 indexed orgId, address indexed account, uint8 roles);
 
+    /// @notice Emitted when an organisation publishes (or withdraws) its dealer service.
+    event DealerServiceSet(uint256 indexed orgId, bool published);
+
     /// @notice Role bit: manages the organisation's node and members (1).
     function ROLE_ORG_ADMIN() external view returns (uint8);
 
@@ -106,6 +109,16 @@ interface IOrgRegistry {
 
     /// @notice Returns organisation `orgId`. Reverts with {OrgRegistryUnknownOrg} if it does not exist.
     function getOrg(uint256 orgId) external view returns (Org memory);
+
+    /**
+     * @notice Publishes (or withdraws) the organisation's dealer service: its consent to deal correlated
+     * randomness or aggregate for other organisations' tasks. Only a published dealer can be named in a task.
+     * @dev Requirements: the organisation exists; caller has ROLE_ORG_ADMIN in it. Emits {DealerServiceSet}.
+     */
+    function setDealerService(uint256 orgId, bool published) external;
+
+    /// @notice Returns true iff the organisation is Active and publishes a dealer service.
+    function isDealer(uint256 orgId) external view returns (bool);
 
     /// @notice Returns the number of registered organisations (which is also the highest orgId).
     function orgCount() external view returns (uint256);

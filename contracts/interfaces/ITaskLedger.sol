@@ -8,7 +8,14 @@ pragma solidity ^0.8.24;
  *
  * Lifecycle: Submitted (waiting for input approvals) -> Authorised -> Running -> Completed -> Settled.
  * A task not yet Completed can fail (worker report, rejected input, or expiry); its fee is then refunded.
- * A Completed task not settled by its deadline is settled by default among the owners of its inputs.
+ *
+ * Settlement a requester cannot dodge. The providers of a task are the participants other than the requester
+ * organisation owning an input; each anchors, with its result, the usage units it is paid for. Once a provider
+ * has anchored, the requester organisation can no longer fail the task, and once every provider has, nobody
+ * can: the fee then goes to the providers, by {settleTask} (any participant, once Completed) or by
+ * {expireTask} (anyone, after the deadline, even if the requester never anchored). The split is computed here
+ * from the anchored units, the inputs' unit prices and upstream shares in the DataRegistry; the requester
+ * organisation is never paid for its own inputs (with no foreign input the fee is refunded).
  *
  * Failure reasons (16 bits): 1 = input rejected, 2 = expired (both set by the ledger); 3..99 are worker-reported,
  * e.g. 3 = spec hash mismatch, 4 = grant invalid, 5 = protocol error, 6 = peer unreachable,
@@ -28,6 +35,7 @@ interface ITaskLedger {
     struct Task {
         bytes32 specHash;
         uint8 kind; // a single computation kind bit
+        uint8 protocol; // the protocol id, 1..MAX_PROTOCOL
         TaskStatus status;
         uint256 requesterOrg;
         address requester;
@@ -46,6 +54,10 @@ interface ITaskLedger {
     error TaskLedgerOnlyMetering(address account);
     error TaskLedgerUnknownTask(uint256 taskId);
     error TaskLedgerInvalidKind(uint8 kind);
+    error TaskLedgerInvalidProtocol(uint8 protocol);
+    error TaskLedgerFeeBelowFloor(uint256 fee, uint256 floor);
+    error TaskLedgerDelivered(uint256 taskId);
+    error TaskLedgerDealerNotPublished(uint256 orgId);
     error TaskLedgerInvalidInputs();
     error TaskLedgerInvalidParticipants();
     error TaskLedgerMissingOwnerParticipant(bytes32 datasetId);
@@ -56,7 +68,6 @@ interface ITaskLedger {
     error TaskLedgerAlreadyAnchored(uint256 taskId, uint256 orgId);
     error TaskLedgerEmptyDigest();
     error TaskLedgerInvalidReason(uint32 reasonCode);
-    error TaskLedgerInvalidPayee(uint256 orgId);
     error TaskLedgerNotExpirable(uint256 taskId);
 
     /// @notice Emitted when a task is submitted; `fee` is the value escrowed with it.
@@ -75,7 +86,9 @@ interface ITaskLedger {
      * `keccak256(abi.encode(resultDigest, transcriptHash))` (see {anchorOf}, {verifyAnchor}); the anchoring
      * time is the timestamp of the block holding this event.
      */
-    event ResultAnchored(uint256 indexed taskId, uint256 indexed org, bytes32 resultDigest, bytes32 transcriptHash);
+    event ResultAnchored(
+        uint256 indexed taskId, uint256 indexed org, bytes32 resultDigest, bytes32 transcriptHash, uint32 units
+    );
 
     /// @notice Emitted when every participant has anchored its result.
     event TaskCompleted(uint256 indexed taskId);
@@ -104,16 +117,20 @@ interface ITaskLedger {
      * owning it, by consuming `grantIds[i]`, or, when `grantIds[i]` is zero, by a request to its owner
      * (the task then waits in Submitted until every request is approved).
      * @dev Requirements: caller has ROLE_OPERATOR in an Active organisation (the requester organisation);
-     * `kind` is exactly one computation kind bit; `inputs` is non-empty, at most MAX_INPUTS, without
-     * duplicates, of registered datasets none of which is retired; `grantIds` has the length of `inputs`
-     * and every non-zero grant is usable; `participants` is non-empty, at most MAX_PARTICIPANTS, without
-     * duplicates, of Active organisations, and includes the requester organisation and the owner of every
-     * input; `deadline` is in the future and at most MAX_DURATION away.
+     * `kind` is exactly one computation kind bit; `protocol` is 1..MAX_PROTOCOL; `inputs` is non-empty, at
+     * most MAX_INPUTS, without duplicates, of registered datasets none of which is retired; `grantIds` has the
+     * length of `inputs` and every non-zero grant is usable for `kind`, `protocol` and the dealer (the one
+     * participant other than the requester organisation that owns no input, if any); `participants` is
+     * non-empty, at most MAX_PARTICIPANTS, without duplicates, of Active organisations, includes the requester
+     * organisation and the owner of every input, and at most one other, which publishes a dealer service
+     * ({IOrgRegistry-isDealer}); `msg.value` is at least the sum of
+     * the used grants' fee floors; `deadline` is in the future and at most MAX_DURATION away.
      * Emits {TaskSubmitted}, and {TaskAuthorised} when no approval is pending.
      */
     function submitTask(
         bytes32 specHash,
         uint8 kind,
+        uint8 protocol,
         bytes32[] calldata inputs,
         bytes32[] calldata grantIds,
         uint256[] calldata participants,
@@ -144,33 +161,35 @@ interface ITaskLedger {
     function startTask(uint256 taskId) external;
 
     /**
-     * @notice Anchors the caller organisation's result for a task; the last participant's anchor completes it.
+     * @notice Anchors the caller organisation's result for a task, with the usage `units` it is paid for if it
+     * is a provider (ignored otherwise); the last participant's anchor completes the task.
      * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation that did not anchor
      * yet; the task is Authorised or Running; its deadline has not passed; `resultDigest` is non-zero.
      * Emits {ResultAnchored}, and {TaskCompleted} on the last anchor.
      */
-    function anchorResult(uint256 taskId, bytes32 resultDigest, bytes32 transcriptHash) external;
+    function anchorResult(uint256 taskId, bytes32 resultDigest, bytes32 transcriptHash, uint32 units) external;
 
     /**
      * @notice Reports a task as failed; its fee is refunded to the requester organisation.
      * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation; the task is
-     * Submitted, Authorised or Running; `reasonCode` is 1..65535. Emits {TaskFailed}.
+     * Submitted, Authorised or Running; `reasonCode` is 1..65535; no provider has anchored if the caller is the
+     * requester organisation, and not every provider has anchored otherwise ({TaskLedgerDelivered}).
+     * Emits {TaskFailed}.
      */
     function failTask(uint256 taskId, uint32 reasonCode) external;
 
     /**
-     * @notice Settles a Completed task: the fee is split among `payeeOrgs` by `bps` (see IMetering.allocate).
-     * @dev Requirements: caller has ROLE_OPERATOR in the Active requester organisation; the task is
-     * Completed; its deadline has not passed; each payee owns an input of the task or a direct parent of
-     * one; the Metering requirements hold. Emits {TaskSettled}.
+     * @notice Settles a Completed task: the fee is allocated to the providers as the contract notice says;
+     * `provenanceHash` is the hash of the settling participant's provenance record, kept in {TaskSettled}.
+     * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation; the task is Completed.
+     * Emits {TaskSettled}, then the Metering's {IMetering-FeeAllocated} or {IMetering-FeeRefunded} events.
      */
-    function settleTask(uint256 taskId, uint256[] calldata payeeOrgs, uint16[] calldata bps, bytes32 provenanceHash)
-        external;
+    function settleTask(uint256 taskId, bytes32 provenanceHash) external;
 
     /**
-     * @notice Closes a task whose deadline has passed. An unfinished task fails with REASON_EXPIRED and its
-     * fee is refunded. A Completed task is settled with provenance hash 0, in equal shares among the
-     * distinct owners of its inputs other than the requester organisation (refunded if there are none).
+     * @notice Closes a task whose deadline has passed. A Completed task, or an unfinished one that every provider
+     * anchored, is settled with provenance hash 0 as {settleTask} does. Any other unfinished task fails with
+     * REASON_EXPIRED and its fee is refunded.
      * @dev Requirements: `block.timestamp >= deadline`; the task is Submitted, Authorised, Running or
      * Completed. Emits {TaskFailed} (org 0) and {TaskExpired}, or {TaskExpired} and {TaskSettled}.
      */
@@ -193,6 +212,9 @@ interface ITaskLedger {
         external
         view
         returns (bool);
+
+    /// @notice Returns the usage units organisation `orgId` anchored for a task as a provider (0 otherwise).
+    function unitsOf(uint256 taskId, uint256 orgId) external view returns (uint256);
 
     /**
      * @notice Returns the fee a task holds in escrow: its fee until it is settled or fails (refunded), then 0.

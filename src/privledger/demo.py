@@ -48,6 +48,7 @@ DEMO_ORGS: tuple[tuple[str, int, Role, bool], ...] = (
     # the regulator audits, and its node deals the correlated randomness of joint statistics
     ("regulator", 4, Role.AUDITOR | Role.OPERATOR, True),
 )
+DEALERS = ("regulator",)  # publish a dealer service on chain
 TASK_FEE_WEI = 10**16
 UNIT_PRICE_WEI = 10**12
 
@@ -65,6 +66,8 @@ def onboard_demo_orgs(ledger: Ledger) -> list[dict[str, Any]]:
             other_roles = roles & ~Role.AUDITOR
             if other_roles:
                 ledger.as_account(admin).orgs.grant_roles(org_id, admin.address, other_roles)
+            if name in DEALERS:  # its consent to deal for other organisations' tasks
+                ledger.as_account(admin).orgs.set_dealer_service(org_id, True)
         onboarded.append(
             {
                 "orgId": org_id,

@@ -174,7 +174,9 @@ def test_joint_statistics_party_killed_mid_protocol(running: Running, data: Data
                     datasets,
                     column="amount",
                     dealer=running.org_ids["regulator"],
-                    histogram_edges=[0, 10, 100, 1_000, 10_000, 100_000],
+                    # bins each provider fills with 5 rows or more (or none): thinner ones,
+                    # a provider refuses before it shares anything
+                    histogram_edges=[0, 10_000, 50_000, 100_000],
                     frac_bits=4,
                     fee_wei=FEE,
                 )

@@ -278,6 +278,7 @@ def test_task_list_and_the_whole_story_of_a_settled_task(
     assert blocks == sorted(blocks)
     assert [g["grant_id"] for g in story["grants"]] == [settled["grant"]["grantId"]]
     assert story["grants"][0]["state"] == "active" and story["grants"][0]["used_by_task"] >= 1
+    assert story["grants"][0]["terms"] == settled["grant"]["terms"]  # the terms it ran under
     assert [i["authorised_by"] for i in story["inputs"]] == ["own data", "grant"]
     anchors = {a["org_id"]: a for a in story["anchors"]}
     assert anchors[telecom]["result_digest"] == settled["result"]["resultDigest"]
@@ -298,6 +299,7 @@ def test_task_list_and_the_whole_story_of_a_settled_task(
         "GrantConsumed",
         "verifyAnchor ✓",
         "transcripts agree",
+        "Terms the task ran under",
     ):
         assert text in html.text, text
 

@@ -64,18 +64,22 @@ def balances(running: Running) -> dict[str, int]:
 
 def check_settlement(
     running: Running,
-    requester: str,
     answer_task: dict[str, Any],
     before: dict[str, int],
     shares: dict[str, int],
     units: dict[str, int],
 ) -> None:
-    """The fee went to the providers in ``shares`` (bps), nothing to anyone else, to the wei;
-    the requester's provenance record (units per provider) is the one hashed on chain."""
+    """The ledger paid the providers their anchored ``units`` x unit price as shares of the fee
+    (``shares``: basis points, as the provenance record rounds them), nothing to anyone else, to
+    the wei; the record of whoever settled is the one hashed on chain."""
     task_id = int(answer_task["taskId"])
     assert answer_task["status"] == "settled" and answer_task["fee"] == FEE
     payees = sorted(shares, key=lambda org: running.org_ids[org])
-    expected = {org: FEE * shares[org] // 10_000 for org in payees[:-1]}
+    ledger = running.ledger(0)
+    assert {org: ledger.tasks.units_of(task_id, running.org_ids[org]) for org in payees} == units
+    weights = {org: units[org] * PRICES[org] for org in payees}  # one payee: the whole fee
+    total = sum(weights.values())
+    expected = {org: FEE * weights[org] // total for org in payees[:-1]}
     expected[payees[-1]] = FEE - sum(expected.values())  # the contract's last payee
     after = balances(running)
     paid = {org: after[org] - before[org] for org in after if after[org] != before[org]}
@@ -86,17 +90,29 @@ def check_settlement(
         if event["event"] == "FeeAllocated"
     }
     assert allocated == {running.org_ids[org]: amount for org, amount in expected.items()}
-    path = running.settings.var_dir / "nodes" / requester / "results"
-    record = (path / f"task-{task_id}-provenance.json").read_bytes()
-    provenance_hash, settled = running.ledger(0).tasks.settlement_of(task_id)
-    assert settled and keccak.new(digest_bits=256, data=record).digest() == provenance_hash
+    provenance_hash, settled = ledger.tasks.settlement_of(task_id)
+    records = [
+        path.read_bytes()
+        for org in running.nodes
+        if (
+            path := running.settings.var_dir
+            / "nodes"
+            / org
+            / "results"
+            / f"task-{task_id}-provenance.json"
+        ).is_file()
+    ]
+    (record,) = (
+        r for r in records if keccak.new(digest_bits=256, data=r).digest() == provenance_hash
+    )
+    assert settled
     fields = json.loads(record)
     assert list(fields["bps"]) == [shares[org] for org in payees]
     names = {org_id: org for org, org_id in running.org_ids.items()}
     contributed = {
         names[item["org_id"]]: item["units"]
         for item in fields["contributions"]
-        if item["org_id"] != running.org_ids[requester]
+        if item["org_id"] != answer_task["requesterOrg"]
     }
     assert contributed == units
 
@@ -131,7 +147,7 @@ def test_anonymous_query_from_the_cli_and_the_sdk_paid_per_key(running: Running)
     assert out["values"] == {present[0]: holder_rows[present[0]], "+0000000001": None}
     with sdk(running, "telecom") as node:
         task = node.task(out["taskId"])
-    check_settlement(running, "telecom", task, before, {"bank-a": 10_000}, {"bank-a": 2})
+    check_settlement(running, task, before, {"bank-a": 10_000}, {"bank-a": 2})
 
     # the SDK: its own keys dataset, the k-anonymous bucket mode, a repeated key counted once
     with sdk(running, "telecom", "data_owner") as owner:
@@ -150,10 +166,12 @@ def test_anonymous_query_from_the_cli_and_the_sdk_paid_per_key(running: Running)
             fee_wei=FEE,
         )
     assert answer.values == {**{k: holder_rows[k] for k in present}, "+0000000002": None}
-    check_settlement(running, "telecom", answer.task, before, {"bank-a": 10_000}, {"bank-a": 4})
+    check_settlement(running, answer.task, before, {"bank-a": 10_000}, {"bank-a": 4})
 
 
-def test_joint_statistics_from_the_cli_and_the_sdk_split_by_unit_price(running: Running) -> None:
+def test_joint_statistics_from_the_cli_and_the_sdk_split_by_rows_and_unit_price(
+    running: Running,
+) -> None:
     rng = np.random.default_rng(3)
     sizes = {"telecom": 200, "bank-a": 300, "bank-b": 250}
     values = {org: rng.integers(0, 10**6, rows) / 100 for org, rows in sizes.items()}
@@ -166,9 +184,9 @@ def test_joint_statistics_from_the_cli_and_the_sdk_split_by_unit_price(running: 
     pooled = np.concatenate([values["telecom"], values["bank-a"], values["bank-b"]])
     order = [datasets["telecom"], datasets["bank-a"], datasets["bank-b"]]
     dealer = str(running.org_ids[DEALER])
-    # count x unit price: 10^9 and 3 x 10^9 -> 2500 and 7500 basis points
-    shares = {"bank-a": 2_500, "bank-b": 7_500}
-    units = {"bank-a": pooled.size, "bank-b": pooled.size}
+    # each provider's own rows x unit price: 300 x 10^9 and 250 x 3 x 10^9 -> 2857 and 7143 bps
+    shares = {"bank-a": 2_857, "bank-b": 7_143}
+    units = {"bank-a": sizes["bank-a"], "bank-b": sizes["bank-b"]}
 
     before = balances(running)
     edges = [0.0, 2_500.0, 5_000.0, 10_000.0]
@@ -199,7 +217,7 @@ def test_joint_statistics_from_the_cli_and_the_sdk_split_by_unit_price(running: 
     assert not {"count", "sum", "variance"} & set(out)  # only what --op asked for is printed
     with sdk(running, "telecom") as node:
         task = node.task(out["taskId"])
-    check_settlement(running, "telecom", task, before, shares, units)
+    check_settlement(running, task, before, shares, units)
 
     before = balances(running)
     with sdk(running, "telecom") as node:
@@ -210,7 +228,7 @@ def test_joint_statistics_from_the_cli_and_the_sdk_split_by_unit_price(running: 
     assert answer.sum is not None and abs(answer.sum - pooled.sum()) < 3 * 2**-9
     assert answer.variance is not None
     assert abs(answer.variance - pooled.var()) / pooled.var() < 1e-6
-    check_settlement(running, "telecom", answer.task, before, shares, units)
+    check_settlement(running, answer.task, before, shares, units)
 
 
 def test_multi_lending_from_the_cli_and_the_sdk_paid_per_call(running: Running) -> None:
@@ -259,7 +277,7 @@ def test_multi_lending_from_the_cli_and_the_sdk_paid_per_call(running: Running) 
     assert out["mode"] == "exceeds" and out["exceeds"] is False and "total" not in out
     with sdk(running, "bank-a") as node:
         task = node.task(out["taskId"])
-    check_settlement(running, "bank-a", task, before, shares, units)
+    check_settlement(running, task, before, shares, units)
 
     with sdk(running, "bank-a", "data_owner") as owner:
         query = owner.register_rows(["customer"], [["alice"]], name="who")["datasetId"]
@@ -267,4 +285,4 @@ def test_multi_lending_from_the_cli_and_the_sdk_paid_per_call(running: Running) 
     with sdk(running, "bank-a") as node:
         answer = node.lending_check(query, banks=banks, dealer=dealer, fee_wei=FEE)
     assert answer.mode == "total" and answer.total == 150_000 and answer.banks == 2
-    check_settlement(running, "bank-a", answer.task, before, shares, units)
+    check_settlement(running, answer.task, before, shares, units)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from privledger.demo import wait_healthy
-from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.evm.contracts import FailureReason, TaskStatus
+from privledger.node.terms import default_terms
 
 from .conftest import Running, submit_as, wait_until
 from .test_walking_path import FEE, grant, submit, wait_status
@@ -24,8 +25,12 @@ def test_node_restarted_after_missing_events_catches_up(running: Running) -> Non
         # while it is down: its data owner grants (signed outside the node) ...
         owner = running.ledger(DOWN_DEV_ACCOUNT)
         expiry = int(running.w3.eth.get_block("latest")["timestamp"]) + 3_600
+        terms = default_terms(["psi"], ["phone", "segment"])
         grant_from = owner.grants.grant(
-            bytes.fromhex(granted[2:]), telecom_org, Kind.PSI, expiry, 3
+            bytes.fromhex(granted[2:]),
+            telecom_org,
+            terms.chain_terms(expiry=expiry, max_uses=3),
+            terms.canonical_json(),
         )
         # ... it receives a grant ...
         grant_to = grant(running, "telecom", telecom_other, DOWN)

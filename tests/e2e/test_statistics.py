@@ -9,6 +9,7 @@ import secrets
 import numpy as np
 
 from privledger.demo import wait_healthy
+from privledger.evm.contracts import FailureReason
 
 from .conftest import Running
 from .test_walking_path import FEE, grant, wait_status
@@ -65,15 +66,28 @@ def test_joint_statistics_match_numpy_and_respect_the_group_size(running: Runnin
     assert abs(float(result["mean"]) - pooled.mean()) < 1e-3  # type: ignore[arg-type]
     assert abs(float(result["variance"]) - pooled.var()) / pooled.var() < 1e-6  # type: ignore[arg-type]
 
-    # core data (level 4) needs at least 20 rows: 3 + 5 + 4 rows are suppressed
+    # core data (level 4) needs at least 20 rows of each provider's own: with 5 and 4 rows the
+    # providers refuse before they share anything (the requester's rows never count for them)
     tiny = [
         loans(running, org, rows, level=4)[0]
         for org, rows in (("telecom", 3), ("bank-a", 5), ("bank-b", 4))
     ]
     grant(running, "bank-a", tiny[1], "telecom", kinds=["stats"])
     grant(running, "bank-b", tiny[2], "telecom", kinds=["stats"])
-    suppressed = run_stats(running, tiny)
-    assert suppressed["suppressed"] is True and suppressed["mean"] is None
+    body = {
+        "kind": "stats",
+        "protocol": "joint-stats",
+        "inputs": [{"dataset": d, "column": "amount"} for d in tiny],
+        "dealer": running.org_ids["regulator"],
+        "fracBits": 8,
+        "feeWei": FEE,
+    }
+    with running.client("telecom", "operator") as client:
+        response = client.post("/tasks", json=body)
+        assert response.status_code == 201, response.text
+        refused = wait_status(client, response.json()["taskId"], {"settled", "failed"})
+    assert refused["status"] == "failed"
+    assert refused["failureReason"] == FailureReason.POLICY_VIOLATION
 
 
 def book(running: Running, org: str, loans: dict[str, int]) -> str:

@@ -26,10 +26,15 @@ from privledger.evm.ledger import Ledger
 from privledger.node.context import NodeContext
 from privledger.node.keystore import Keystore
 from privledger.node.policy import Policies
+from privledger.node.spec import PROTOCOL_IDS
+from privledger.node.terms import default_terms
 from privledger.node.transport import Mailbox
 from privledger.store.db import make_engine, sqlite_url
 
 ZERO32 = bytes(32)
+# the protocol a test task of each kind runs (ids as in privledger.node.spec.PROTOCOL_IDS)
+PROTOCOL_OF = {Kind.PSI: PROTOCOL_IDS["ecdh"], Kind.PIR: PROTOCOL_IDS["simplepir"]}
+PROTOCOL_OF |= {Kind.STATS: PROTOCOL_IDS["joint-stats"], Kind.FL: PROTOCOL_IDS["vertical-lr"]}
 
 
 @dataclass(frozen=True)
@@ -90,8 +95,21 @@ class Consortium:
         *,
         uses: int = 5,
         kinds: Kind = Kind.PSI,
+        min_fee: int = 0,
+        dealer: int | None = None,
     ) -> bytes:
-        return owner.ledger.grants.grant(dataset, grantee.org_id, kinds, self.now() + 86_400, uses)
+        """A grant under the default terms of ``kinds`` (every protocol of theirs but union3),
+        with a fee floor and a dealer if given."""
+        names = [kind.name.lower() for kind in Kind if kind & kinds and kind.name]
+        terms = default_terms(names, ["phone"]).model_copy(
+            update={"min_fee_wei": min_fee, "dealer": dealer}
+        )
+        return owner.ledger.grants.grant(
+            dataset,
+            grantee.org_id,
+            terms.chain_terms(expiry=self.now() + 86_400, max_uses=uses),
+            terms.canonical_json(),
+        )
 
 
 def onboard(admin: Ledger, name: str, index: int) -> Member:

@@ -59,6 +59,7 @@ def test_concurrent_submissions_land_with_distinct_ids_and_gapless_nonces(
         task_id = ledger.tasks.submit_task(
             spec_hash=spec_hash,
             kind=Kind.PSI,
+            protocol=1,  # ecdh
             inputs=[mine, theirs],
             grant_ids=[ZERO32, ZERO32],
             participants=[telecom.org_id, bank.org_id],
@@ -115,6 +116,7 @@ def test_a_revert_is_refused_before_signing(consortium: Consortium) -> None:
         telecom.ledger.tasks.submit_task(
             spec_hash=secrets.token_bytes(32),
             kind=Kind.PSI,
+            protocol=1,  # ecdh
             inputs=[secrets.token_bytes(32)],
             grant_ids=[ZERO32],
             participants=[telecom.org_id],

@@ -20,6 +20,8 @@ UNREACHABLE = {
     "ether amounts, bounded long before 2^32 / 2^96",
     "ReentrancyGuardReentrantCall": "OpenZeppelin's guard on withdraw; reaching it takes an "
     "attacking receiver contract",
+    "MeteringInvalidWeights": "only the ledger allocates, and it always passes one weight per "
+    "payee with a positive sum (equal weights when nothing was earned)",
 }
 
 

@@ -31,6 +31,7 @@ def _activity(consortium: Consortium) -> tuple[int, bytes]:
     task_id = telecom.ledger.tasks.submit_task(
         spec_hash=secrets.token_bytes(32),
         kind=Kind.PSI,
+        protocol=1,  # ecdh
         inputs=[mine, theirs],
         grant_ids=[ZERO32, grant],
         participants=[telecom.org_id, bank_a.org_id],
@@ -162,7 +163,11 @@ def test_direct_call_data_matches_web3_or_falls_back(consortium: Consortium) -> 
     ledger = consortium.telecom.ledger
     dataset, grant = secrets.token_bytes(32), secrets.token_bytes(32)
     calls: list[tuple[Any, str, tuple[Any, ...]]] = [
-        (ledger.tasks, "submitTask", (dataset, 1, [dataset, grant], [ZERO32, grant], [1, 2], 99)),
+        (
+            ledger.tasks,
+            "submitTask",
+            (dataset, 1, 2, [dataset, grant], [ZERO32, grant], [1, 2], 99),
+        ),
         (ledger.tasks, "getTask", (7,)),
         (ledger.data, "getDataset", (dataset,)),
         (ledger.grants, "isUsable", (grant, 3, dataset, int(Kind.PSI))),

@@ -22,16 +22,24 @@ from web3 import Web3
 
 from privledger.evm.accounts import dev_account
 from privledger.evm.artifacts import Artifact
-from privledger.evm.contracts import Kind, Role
+from privledger.evm.contracts import ChainTerms, Kind, Role
 from privledger.evm.deploy import Deployment
 from privledger.evm.errors import ChainRevert
 from privledger.evm.ledger import Ledger
 
-from .conftest import Consortium, Member, onboard
+from .conftest import PROTOCOL_OF, Consortium, Member, onboard
 
 KINDS = st.sampled_from([Kind.PSI, Kind.PIR, Kind.STATS, Kind.FL])
 # Members of the owning organisation that hold every role but the data owner's, one role each
 # (development account index, roles); the auditor role is granted by the consortium admin.
+EVERY_PROTOCOL = sum(1 << protocol for protocol in PROTOCOL_OF.values())
+
+
+def every_protocol(kinds: Kind, expiry: int, uses: int) -> ChainTerms:
+    """Terms that allow the test task protocol of every kind: the kinds decide."""
+    return ChainTerms(kinds, EVERY_PROTOCOL, 0, 0, expiry, uses)
+
+
 INSIDERS = {"operator": (4, Role.OPERATOR), "auditor": (5, Role.AUDITOR)}
 INSIDERS["org-admin"] = (6, Role.ORG_ADMIN | Role.OPERATOR | Role.AUDITOR)
 
@@ -97,7 +105,7 @@ def make_machine(w3: Web3, artifacts: dict[str, Artifact], deployment: Deploymen
                 mask |= kind
             expiry = self.c.now() + ttl
             grant_id = self.owner.ledger.grants.grant(
-                self.dataset, self.user.org_id, mask, expiry, uses
+                self.dataset, self.user.org_id, every_protocol(mask, expiry, uses), "{}"
             )
             self.model[grant_id] = GrantModel(grant_id, mask, expiry, uses)
             return grant_id
@@ -107,7 +115,12 @@ def make_machine(w3: Web3, artifacts: dict[str, Artifact], deployment: Deploymen
             outsiders = {"other": self.c.bank_b.ledger, "user": self.user.ledger}
             ledger = outsiders.get(granter) or self.insiders[granter]
             with pytest.raises(ChainRevert) as caught:
-                ledger.grants.grant(self.dataset, self.user.org_id, kind, self.c.now() + 100, 1)
+                ledger.grants.grant(
+                    self.dataset,
+                    self.user.org_id,
+                    every_protocol(kind, self.c.now() + 100, 1),
+                    "{}",
+                )
             assert caught.value.error == "GrantRegistryUnauthorized"
 
         @rule(grant=grants, kind=KINDS)
@@ -119,6 +132,7 @@ def make_machine(w3: Web3, artifacts: dict[str, Artifact], deployment: Deploymen
                 self.user.ledger.tasks.submit_task(
                     spec_hash=secrets.token_bytes(32),
                     kind=kind,
+                    protocol=PROTOCOL_OF[kind],
                     inputs=[self.dataset],
                     grant_ids=[grant],
                     participants=[self.user.org_id, self.owner.org_id],

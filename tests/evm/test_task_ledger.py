@@ -6,8 +6,9 @@ from web3 import Web3
 from web3.types import TxReceipt
 
 from privledger.evm.contracts import ApprovalStatus, FailureReason, Kind, TaskStatus
+from privledger.node.spec import PROTOCOL_IDS
 
-from .conftest import ZERO32, Consortium, Member, onboard, reverts
+from .conftest import PROTOCOL_OF, ZERO32, Consortium, Member, onboard, reverts
 
 FEE = 10**18 + 7  # an odd fee, so rounding is visible
 
@@ -26,6 +27,7 @@ def submit(
     return requester.ledger.tasks.submit_task(
         spec_hash=secrets.token_bytes(32),
         kind=kind,
+        protocol=PROTOCOL_OF.get(kind, 1),
         inputs=inputs,
         grant_ids=grants,
         participants=[member.org_id for member in participants],
@@ -79,15 +81,20 @@ def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
     assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.RUNNING
 
     digests = {member.org_id: secrets.token_bytes(32) for member in (telecom, bank_a, bank_b)}
+    units = {telecom.org_id: 999, bank_a.org_id: 300, bank_b.org_id: 700}  # matched rows
     transcript = secrets.token_bytes(32)
     for member in (telecom, bank_a):
-        receipt = member.ledger.tasks.anchor_result(task_id, digests[member.org_id], transcript)
+        receipt = member.ledger.tasks.anchor_result(
+            task_id, digests[member.org_id], transcript, units[member.org_id]
+        )
         payer_paid += gas_cost(receipt) if member is telecom else 0
     with reverts("TaskLedgerAlreadyAnchored"):
         bank_a.ledger.tasks.anchor_result(task_id, digests[bank_a.org_id], transcript)
     with reverts("TaskLedgerInvalidStatus"):  # not completed yet
-        telecom.ledger.tasks.settle_task(task_id, [bank_a.org_id], [10_000], ZERO32)
-    bank_b.ledger.tasks.anchor_result(task_id, digests[bank_b.org_id], transcript)
+        telecom.ledger.tasks.settle_task(task_id, ZERO32)
+    bank_b.ledger.tasks.anchor_result(task_id, digests[bank_b.org_id], transcript, 700)
+    assert telecom.ledger.tasks.units_of(task_id, bank_b.org_id) == 700
+    assert telecom.ledger.tasks.units_of(task_id, telecom.org_id) == 0  # not a provider
     assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.COMPLETED
     tasks = telecom.ledger.tasks
     commitment = Web3.keccak(digests[bank_b.org_id] + transcript)  # abi.encode of two bytes32
@@ -101,22 +108,14 @@ def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
     assert anchors[bank_b.org_id].anchored_at >= anchors[telecom.org_id].anchored_at > 0
 
     provenance = secrets.token_bytes(32)
-    with reverts("TaskLedgerUnauthorized"):  # only the requester settles
-        bank_a.ledger.tasks.settle_task(task_id, [bank_a.org_id], [10_000], provenance)
-    with reverts("MeteringInvalidWeights"):
-        telecom.ledger.tasks.settle_task(
-            task_id, [bank_a.org_id, bank_b.org_id], [3_333, 6_666], provenance
-        )
-    receipt = telecom.ledger.tasks.settle_task(
-        task_id, [bank_a.org_id, bank_b.org_id], [3_333, 6_667], provenance
-    )
+    receipt = telecom.ledger.tasks.settle_task(task_id, provenance)
     payer_paid += gas_cost(receipt)
     # the requester paid exactly the fee and the gas of its three transactions (the refused
     # pre-flights above sent nothing); the ledger holds the fee until the payees withdraw it
     assert w3.eth.get_balance(telecom.address) == payer_before - payer_paid
     assert w3.eth.get_balance(telecom.ledger.tasks.address) == ledger_before + FEE
 
-    share_a = FEE * 3_333 // 10_000
+    share_a = FEE * 300 // 1_000  # the anchored units times equal unit prices
     assert telecom.ledger.metering.balance_of(bank_a.org_id) == share_a
     assert telecom.ledger.metering.balance_of(bank_b.org_id) == FEE - share_a  # remainder to last
     assert telecom.ledger.metering.escrow_of(task_id) == 0
@@ -214,6 +213,7 @@ def test_expiry_refunds_unfinished_and_splits_unsettled(consortium: Consortium) 
     assert (failed.status, failed.failure_reason) == (TaskStatus.FAILED, FailureReason.EXPIRED)
     assert anyone.tasks.get_task(finished).status is TaskStatus.SETTLED
     assert anyone.metering.balance_of(telecom.org_id) == FEE
+    # nothing earned (no units anchored): equal shares among the providers
     assert anyone.metering.balance_of(bank_a.org_id) == FEE // 2
     assert anyone.metering.balance_of(bank_b.org_id) == FEE - FEE // 2
     with reverts("TaskLedgerNotExpirable"):
@@ -226,6 +226,26 @@ def test_submit_validation(consortium: Consortium) -> None:
     grant = consortium.grant(data, bank_a, telecom)
     with reverts("TaskLedgerInvalidKind"):
         submit(consortium, telecom, [data], [grant], [telecom, bank_a], kind=Kind.PSI | Kind.FL)
+    with reverts("TaskLedgerInvalidProtocol"):
+        telecom.ledger.tasks.submit_task(
+            spec_hash=secrets.token_bytes(32),
+            kind=Kind.PSI,
+            protocol=32,
+            inputs=[data],
+            grant_ids=[grant],
+            participants=[telecom.org_id, bank_a.org_id],
+            deadline=consortium.now() + 600,
+        )
+    with reverts("GrantRegistryProtocolNotAllowed"):  # union3 needs an explicit grant
+        telecom.ledger.tasks.submit_task(
+            spec_hash=secrets.token_bytes(32),
+            kind=Kind.PSI,
+            protocol=PROTOCOL_IDS["union3"],
+            inputs=[data],
+            grant_ids=[grant],
+            participants=[telecom.org_id, bank_a.org_id],
+            deadline=consortium.now() + 600,
+        )
     with reverts("TaskLedgerInvalidInputs"):
         submit(consortium, telecom, [], [], [telecom])
     with reverts("TaskLedgerInvalidInputs"):
@@ -257,6 +277,7 @@ def test_anchor_settle_and_withdraw_guards(consortium: Consortium) -> None:
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
     data = consortium.dataset(bank_a)
     grant = consortium.grant(data, bank_a, telecom)
+    bank_b.ledger.orgs.set_dealer_service(bank_b.org_id, True)  # it deals: it owns no input
     task_id = submit(consortium, telecom, [data], [grant], [telecom, bank_a, bank_b])
     tasks = telecom.ledger.tasks
     with reverts("TaskLedgerOnlyGrantRegistry"):
@@ -264,11 +285,17 @@ def test_anchor_settle_and_withdraw_guards(consortium: Consortium) -> None:
     with reverts("TaskLedgerEmptyDigest"):
         telecom.ledger.tasks.anchor_result(task_id, ZERO32, ZERO32)
     for member in (telecom, bank_a, bank_b):
-        member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
+        member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 5)
     assert tasks.settlement_of(task_id) == (ZERO32, False)
-    with reverts("TaskLedgerInvalidPayee"):  # a participant, but owns no input
-        tasks.settle_task(task_id, [bank_b.org_id], [10_000], ZERO32)
-    tasks.settle_task(task_id, [bank_a.org_id], [10_000], ZERO32)
+    with reverts("TaskLedgerUnauthorized"):  # not a participant's operator
+        consortium.admin.tasks.settle_task(task_id, ZERO32)
+    bank_b.ledger.tasks.settle_task(task_id, ZERO32)  # any participant settles
+    # bank_b deals (it owns no input): the one provider is paid the whole fee
+    assert tasks.units_of(task_id, bank_b.org_id) == 0
+    assert bank_a.ledger.metering.balance_of(bank_a.org_id) == FEE
+    assert bank_a.ledger.metering.balance_of(bank_b.org_id) == 0
+    with reverts("TaskLedgerInvalidStatus"):
+        tasks.settle_task(task_id, ZERO32)
 
     metering = bank_a.ledger.metering
     with reverts("MeteringInvalidRecipient"):
@@ -291,47 +318,45 @@ def test_many_participants_and_a_requester_in_a_late_seat(consortium: Consortium
         consortium.grant(data_b, bank_b, telecom),
     )
     seats = [bank_a, insurer, bank_b, telecom]
+    insurer.ledger.orgs.set_dealer_service(insurer.org_id, True)  # it owns no input: it deals
     task_id = submit(consortium, telecom, [data_b, own, data_a], [grant_b, ZERO32, grant_a], seats)
     tasks = consortium.admin.tasks
     task = tasks.get_task(task_id)
     assert task.participants == tuple(member.org_id for member in seats)
     assert (task.requester_org, task.status) == (telecom.org_id, TaskStatus.AUTHORISED)
     assert all(tasks.is_participant(task_id, member.org_id) for member in seats)
+    units = {bank_a.org_id: 100, insurer.org_id: 50, bank_b.org_id: 300}
     for member in seats[:3]:
-        member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
+        member.ledger.tasks.anchor_result(
+            task_id, secrets.token_bytes(32), ZERO32, units[member.org_id]
+        )
     with reverts("TaskLedgerInvalidStatus"):  # the requester in seat 3 has not anchored yet
-        telecom.ledger.tasks.settle_task(task_id, [bank_a.org_id], [10_000], ZERO32)
-    telecom.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
+        telecom.ledger.tasks.settle_task(task_id, ZERO32)
+    telecom.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 1_000)
     assert tasks.get_task(task_id).anchored_count == 4
     assert tasks.get_task(task_id).status is TaskStatus.COMPLETED
-    with reverts("TaskLedgerInvalidPayee"):  # the insurer participates but owns no input
-        telecom.ledger.tasks.settle_task(task_id, [insurer.org_id], [10_000], ZERO32)
-    with reverts("TaskLedgerUnauthorized"):  # only the requester (seat 3) settles
-        bank_b.ledger.tasks.settle_task(task_id, [bank_b.org_id], [10_000], ZERO32)
-    payees = [telecom.org_id, bank_b.org_id, bank_a.org_id]  # the requester owns an input too
-    telecom.ledger.tasks.settle_task(task_id, payees, [2_000, 3_000, 5_000], ZERO32)
+    telecom.ledger.tasks.settle_task(task_id, ZERO32)
     metering = consortium.admin.metering
-    shares = FEE * 2_000 // 10_000, FEE * 3_000 // 10_000
-    assert metering.balance_of(telecom.org_id) == shares[0]
-    assert metering.balance_of(bank_b.org_id) == shares[1]
-    assert metering.balance_of(bank_a.org_id) == FEE - sum(shares)  # remainder to the last
+    # the inputs' order is [data_b, own, data_a]: bank_b first, bank_a last (the remainder);
+    # the requester's own input and the dealing insurer earn nothing
+    share_b = FEE * 300 // 400
+    assert metering.balance_of(telecom.org_id) == metering.balance_of(insurer.org_id) == 0
+    assert metering.balance_of(bank_b.org_id) == share_b
+    assert metering.balance_of(bank_a.org_id) == FEE - share_b
     assert metering.usage_of(data_a) == metering.usage_of(data_b) == 1
     assert metering.usage_of(own) == 0
 
 
-def test_owners_of_parent_datasets_can_be_paid(consortium: Consortium) -> None:
+def test_owners_of_parent_datasets_are_paid(consortium: Consortium) -> None:
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
     parent = consortium.dataset(bank_a)
     derived = consortium.dataset(bank_b, parents=(parent,), upstream_bps=2_000)
     grant = consortium.grant(derived, bank_b, telecom)
     task_id = submit(consortium, telecom, [derived], [grant], [telecom, bank_b])
     for member in (telecom, bank_b):
-        member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32)
-    with reverts("TaskLedgerInvalidPayee"):  # the requester owns neither input nor parent
-        telecom.ledger.tasks.settle_task(task_id, [telecom.org_id], [10_000], ZERO32)
-    # bank_a does not participate: it is paid as the owner of the input's parent
-    telecom.ledger.tasks.settle_task(
-        task_id, [bank_a.org_id, bank_b.org_id], [2_000, 8_000], ZERO32
-    )
-    assert consortium.admin.metering.balance_of(bank_a.org_id) == FEE * 2_000 // 10_000
-    assert consortium.admin.metering.balance_of(bank_b.org_id) == FEE - FEE * 2_000 // 10_000
+        member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 10)
+    # bank_a does not participate: it is paid, by the ledger, as the owner of the input's parent
+    bank_b.ledger.tasks.settle_task(task_id, ZERO32)
+    assert consortium.admin.metering.balance_of(bank_b.org_id) == FEE * 8_000 // 10_000
+    assert consortium.admin.metering.balance_of(bank_a.org_id) == FEE - FEE * 8_000 // 10_000
+    assert consortium.admin.metering.balance_of(telecom.org_id) == 0

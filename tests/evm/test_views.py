@@ -71,6 +71,7 @@ def test_task_count_and_participation(consortium: Consortium) -> None:
     task_id = telecom.ledger.tasks.submit_task(
         spec_hash=secrets.token_bytes(32),
         kind=Kind.PSI,
+        protocol=1,  # ecdh
         inputs=[dataset],
         grant_ids=[consortium.grant(dataset, bank_a, telecom)],
         participants=[bank_a.org_id, telecom.org_id],

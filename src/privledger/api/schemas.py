@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -15,6 +15,7 @@ from privledger.node.spec import (
     TaskKind,
     TaskProtocol,
 )
+from privledger.node.terms import ColumnUse, PriceUnit
 
 Hex32 = Field(pattern=HEX32_PATTERN)
 KindName = Literal["psi", "pir", "stats", "fl"]
@@ -63,10 +64,35 @@ class DatasetOut(Body):
     retired: bool
 
 
+class PriceIn(Body):
+    unit: PriceUnit = "matched_row"
+    wei: int = Field(default=0, ge=0, lt=2**128)
+
+
+class TermsIn(Body):
+    """A grant's terms (docs/grants.md); the canonical document is hashed on chain."""
+
+    purpose: str = Field(default="", max_length=2_000)
+    protocols: list[TaskProtocol] = Field(min_length=1, max_length=31)
+    columns: dict[str, list[ColumnUse]] = Field(
+        min_length=1, description="per column: join (key only), aggregate, retrieve (by keyword)"
+    )
+    outputs: list[Literal["requester", "both"]] = Field(default=["requester"], min_length=1)
+    min_result: int = Field(default=1, ge=1)
+    max_requester_set: int | None = Field(default=None, ge=1)
+    max_requester_ratio: float | None = Field(default=None, gt=0)
+    price: PriceIn = PriceIn()
+    min_fee_wei: int = Field(default=0, ge=0, lt=2**96)
+    dealer: int | None = Field(default=None, ge=1, lt=2**32 - 1)
+
+
 class GrantIn(Body):
     dataset: str = Hex32
-    grantee_org: int = Field(ge=1)
-    kinds: list[KindName] = Field(min_length=1, max_length=4)
+    grantee_org: int = Field(ge=1, lt=2**32)
+    kinds: list[KindName] = Field(
+        default=[], max_length=4, description="without terms: the kinds' default terms"
+    )
+    terms: TermsIn | None = None
     expires_in_s: int = Field(ge=60, le=366 * 86_400)
     max_uses: int = Field(ge=1, lt=2**32)
 
@@ -80,6 +106,11 @@ class GrantOut(Body):
     max_uses: int
     used: int
     revoked: bool
+    min_fee_wei: int
+    terms_hash: str
+    terms: dict[str, Any] | None = Field(
+        description="the terms document published with the grant (null if it does not match)"
+    )
 
 
 class ApprovalIn(Body):

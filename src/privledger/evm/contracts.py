@@ -66,6 +66,7 @@ class FailureReason(IntEnum):
     PROTOCOL_ERROR = 5
     PEER_UNREACHABLE = 6
     POLICY_VIOLATION = 7
+    TERMS_VIOLATION = 8
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,28 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class ChainTerms:
+    """The terms of a grant the GrantRegistry enforces itself; the rest is in the terms document."""
+
+    kinds: Kind
+    protocols: int  # bit 1 << id per allowed protocol id
+    dealer: int  # the organisation allowed to deal or aggregate, 0 for none
+    min_fee: int  # the fee floor, wei
+    expiry: int
+    max_uses: int
+
+    def as_tuple(self) -> tuple[int, int, int, int, int, int]:
+        return (
+            int(self.kinds),
+            self.protocols,
+            self.dealer,
+            self.min_fee,
+            self.expiry,
+            self.max_uses,
+        )
+
+
+@dataclass(frozen=True)
 class Grant:
     grant_id: bytes
     dataset_id: bytes
@@ -104,6 +127,10 @@ class Grant:
     used: int
     revoked: bool
     grantor: ChecksumAddress
+    protocols: int
+    dealer: int
+    min_fee: int
+    terms_hash: bytes
 
 
 @dataclass(frozen=True)
@@ -111,6 +138,7 @@ class Task:
     task_id: int
     spec_hash: bytes
     kind: Kind
+    protocol: int
     status: TaskStatus
     requester_org: int
     requester: ChecksumAddress
@@ -241,6 +269,13 @@ class OrgRegistry(ContractFacade):
     def revoke_roles(self, org_id: int, account: str, roles: Role) -> TxReceipt:
         return self._transact("revokeRoles", org_id, account, int(roles))
 
+    def set_dealer_service(self, org_id: int, published: bool) -> TxReceipt:
+        """Publish (or withdraw) the organisation's consent to deal or aggregate for others."""
+        return self._transact("setDealerService", org_id, published)
+
+    def is_dealer(self, org_id: int) -> bool:
+        return bool(self._call("isDealer", org_id))
+
     def get_org(self, org_id: int) -> Org:
         name, admin, endpoint, node_key, status = self._call("getOrg", org_id)
         return Org(org_id, name, admin, endpoint, bytes(node_key), OrgStatus(status))
@@ -337,10 +372,9 @@ class DataRegistry(ContractFacade):
 
 
 class GrantRegistry(ContractFacade):
-    def grant(
-        self, dataset_id: bytes, grantee_org: int, kinds: Kind, expiry: int, max_uses: int
-    ) -> bytes:
-        receipt = self._transact("grant", dataset_id, grantee_org, int(kinds), expiry, max_uses)
+    def grant(self, dataset_id: bytes, grantee_org: int, terms: ChainTerms, document: str) -> bytes:
+        """Issue a grant under ``terms`` and the terms ``document`` (hashed on chain)."""
+        receipt = self._transact("grant", dataset_id, grantee_org, terms.as_tuple(), document)
         return bytes(self._event_arg(receipt, "GrantIssued", "grantId"))
 
     def revoke(self, grant_id: bytes) -> TxReceipt:
@@ -353,11 +387,23 @@ class GrantRegistry(ContractFacade):
         return self._transact("reject", task_id, dataset_id)
 
     def get_grant(self, grant_id: bytes) -> Grant:
-        dataset, grantee, kinds, expiry, max_uses, used, revoked, grantor = self._call(
-            "getGrant", grant_id
-        )
+        record = self._call("getGrant", grant_id)
+        dataset, grantee, kinds, expiry, max_uses, used, revoked, grantor = record[:8]
+        protocols, dealer, min_fee, terms_hash = record[8:]
         return Grant(
-            grant_id, bytes(dataset), grantee, Kind(kinds), expiry, max_uses, used, revoked, grantor
+            grant_id,
+            bytes(dataset),
+            grantee,
+            Kind(kinds),
+            expiry,
+            max_uses,
+            used,
+            revoked,
+            grantor,
+            protocols,
+            dealer,
+            min_fee,
+            bytes(terms_hash),
         )
 
     def is_usable(self, grant_id: bytes, grantee_org: int, dataset_id: bytes, kind: Kind) -> bool:
@@ -373,6 +419,7 @@ class TaskLedger(ContractFacade):
         *,
         spec_hash: bytes,
         kind: Kind,
+        protocol: int,
         inputs: Sequence[bytes],
         grant_ids: Sequence[bytes],
         participants: Sequence[int],
@@ -382,6 +429,7 @@ class TaskLedger(ContractFacade):
         return self.submit_task_receipt(
             spec_hash=spec_hash,
             kind=kind,
+            protocol=protocol,
             inputs=inputs,
             grant_ids=grant_ids,
             participants=participants,
@@ -394,6 +442,7 @@ class TaskLedger(ContractFacade):
         *,
         spec_hash: bytes,
         kind: Kind,
+        protocol: int,
         inputs: Sequence[bytes],
         grant_ids: Sequence[bytes],
         participants: Sequence[int],
@@ -405,6 +454,7 @@ class TaskLedger(ContractFacade):
             "submitTask",
             spec_hash,
             int(kind),
+            protocol,
             list(inputs),
             list(grant_ids),
             list(participants),
@@ -417,33 +467,34 @@ class TaskLedger(ContractFacade):
         return self._transact("startTask", task_id)
 
     def anchor_result(
-        self, task_id: int, result_digest: bytes, transcript_hash: bytes
+        self, task_id: int, result_digest: bytes, transcript_hash: bytes, units: int = 0
     ) -> TxReceipt:
-        return self._transact("anchorResult", task_id, result_digest, transcript_hash)
+        """Anchor this organisation's result and, as a provider, the usage units it is paid for."""
+        return self._transact("anchorResult", task_id, result_digest, transcript_hash, units)
 
     def fail_task(self, task_id: int, reason: int) -> TxReceipt:
         return self._transact("failTask", task_id, reason)
 
-    def settle_task(
-        self,
-        task_id: int,
-        payee_orgs: Sequence[int],
-        bps: Sequence[int],
-        provenance_hash: bytes,
-    ) -> TxReceipt:
-        return self._transact("settleTask", task_id, list(payee_orgs), list(bps), provenance_hash)
+    def settle_task(self, task_id: int, provenance_hash: bytes) -> TxReceipt:
+        """Settle a completed task; the ledger computes the payees from on-chain usage."""
+        return self._transact("settleTask", task_id, provenance_hash)
+
+    def units_of(self, task_id: int, org_id: int) -> int:
+        """The usage units ``org_id`` anchored for the task as a provider (0 otherwise)."""
+        return int(self._call("unitsOf", task_id, org_id))
 
     def expire_task(self, task_id: int) -> TxReceipt:
         return self._transact("expireTask", task_id)
 
     def get_task(self, task_id: int) -> Task:
         record = self._call("getTask", task_id)
-        (spec, kind, status, requester_org, requester, submitted_at, deadline, pending) = record[:8]
-        anchored, reason, fee, inputs, participants = record[8:]
+        spec, kind, protocol, status, requester_org, requester, submitted_at = record[:7]
+        deadline, pending, anchored, reason, fee, inputs, participants = record[7:]
         return Task(
             task_id,
             bytes(spec),
             Kind(kind),
+            protocol,
             TaskStatus(status),
             requester_org,
             requester,

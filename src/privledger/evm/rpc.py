@@ -296,15 +296,23 @@ class FunctionCodec:
     input_names: tuple[str, ...]
     input_types: tuple[str, ...]
     output_types: tuple[str, ...]
+    input_fields: tuple[tuple[str, ...] | None, ...]  # a struct input's field names
 
     @classmethod
     def of(cls, entry: dict[str, Any]) -> FunctionCodec:
+        inputs = entry.get("inputs", [])
         return cls(
             entry["name"],
             bytes(function_abi_to_4byte_selector(entry)),  # type: ignore[arg-type]
-            tuple(param["name"] for param in entry.get("inputs", [])),
-            tuple(canonical_type(param) for param in entry.get("inputs", [])),
+            tuple(param["name"] for param in inputs),
+            tuple(canonical_type(param) for param in inputs),
             tuple(canonical_type(param) for param in entry.get("outputs", [])),
+            tuple(
+                tuple(field["name"] for field in param["components"])
+                if param["type"] == "tuple"
+                else None
+                for param in inputs
+            ),
         )
 
     def decode_output(self, w3: Web3, data: bytes) -> Any:
@@ -315,7 +323,10 @@ class FunctionCodec:
     def decode_input(self, w3: Web3, data: bytes) -> dict[str, Any]:
         """What ``Contract.decode_function_input`` returns as arguments (flat inputs)."""
         values = _normalise(w3, self.input_types, data[4:])
-        return dict(zip(self.input_names, values, strict=True))
+        return {
+            name: value if fields is None else dict(zip(fields, value, strict=True))
+            for name, fields, value in zip(self.input_names, self.input_fields, values, strict=True)
+        }
 
 
 @lru_cache(maxsize=256)

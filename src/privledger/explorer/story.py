@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from privledger.evm.contracts import FailureReason, Kind, TaskStatus
 from privledger.node.context import NodeContext
+from privledger.node.grants import terms_of
 from privledger.store.events import events_named
 from privledger.store.models import ChainEvent
 
@@ -52,6 +53,8 @@ class GrantRow:
     revoked: bool
     state: str
     grantor: str
+    terms_hash: str
+    terms: dict[str, Any] | None  # the terms document the task ran under (None: does not match)
 
 
 @dataclass
@@ -234,6 +237,7 @@ def task_story(node: NodeContext, task_id: int) -> TaskStory:
     for event in consumed:
         grant_id = bytes.fromhex(event.args["grantId"][2:])
         grant = ledger.grants.get_grant(grant_id)
+        terms = terms_of(node, grant)
         if grant.revoked:
             state = "revoked"
         elif grant.expiry <= now:
@@ -255,6 +259,8 @@ def task_story(node: NodeContext, task_id: int) -> TaskStory:
                 revoked=grant.revoked,
                 state=state,
                 grantor=grant.grantor,
+                terms_hash=hex32(grant.terms_hash),
+                terms=None if terms is None else terms.model_dump(mode="json"),
             )
         )
 

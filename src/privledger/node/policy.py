@@ -21,8 +21,10 @@ runs a task (kind and release rules), and the release threshold over the provide
 once the result size is known -- PSI intersections (and A∩B behind a difference), three-party
 intersections, aligned rows of vertical FL, the group of a joint statistic (inside the secure
 computation). A violation fails the task on chain with ``POLICY_VIOLATION``
-before anything is released. In the semi-honest model the node that learns the result enforces
-the threshold for everyone's data.
+before anything is released. The node that learns the result enforces the threshold for
+everyone's data, and a provider enforces its own where the protocol lets it against a requester
+that skips it: ECDH-PSI's cardinality phase, and joint statistics over its own rows and bins
+(``node/runners``; docs/grants.md lists the protocols that cannot).
 """
 
 from __future__ import annotations

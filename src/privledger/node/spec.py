@@ -37,6 +37,24 @@ TaskProtocol = Literal[
     "horizontal-mlp",
     "predict",
 ]
+# protocol -> its id on chain (1..31; a grant allows protocols as bits 1 << id) and its kind
+PROTOCOL_IDS: dict[str, int] = {
+    "ecdh": 1,
+    "kkrt": 2,
+    "intersection3": 3,
+    "union3": 4,
+    "difference": 5,
+    "membership": 6,
+    "simplepir": 7,
+    "bucket": 8,
+    "joint-stats": 9,
+    "lending-total": 10,
+    "lending-exceeds": 11,
+    "vertical-lr": 12,
+    "horizontal-lr": 13,
+    "horizontal-mlp": 14,
+    "predict": 15,
+}
 PSI_PROTOCOLS = ("ecdh", "kkrt")
 STATS_PROTOCOLS = ("joint-stats", "lending-total", "lending-exceeds")
 SET_OPERATIONS = ("intersection3", "union3", "difference", "membership")
@@ -45,6 +63,12 @@ MAX_STATS_PARTIES = 8  # spec kind -> the ledger's kind bit
 PIR_PROTOCOLS = ("simplepir", "bucket")
 HORIZONTAL_PROTOCOLS = ("horizontal-lr", "horizontal-mlp")
 MODEL_COLUMN = "model"  # a prediction task's model input names this column
+PROTOCOL_KINDS: dict[str, Kind] = {
+    **dict.fromkeys(PSI_PROTOCOLS + SET_OPERATIONS, Kind.PSI),
+    **dict.fromkeys(PIR_PROTOCOLS, Kind.PIR),
+    **dict.fromkeys(STATS_PROTOCOLS, Kind.STATS),
+    **dict.fromkeys(("vertical-lr", *HORIZONTAL_PROTOCOLS, "predict"), Kind.FL),
+}
 
 
 # options a task body passes through to its spec unchanged

@@ -27,16 +27,24 @@ from typing import Any
 from eth_abi.abi import encode
 from sqlmodel import Session, col, select
 
-from privledger.evm.contracts import ApprovalStatus, FailureReason, Task, TaskStatus
+from privledger.evm.contracts import ApprovalStatus, FailureReason, Grant, Task, TaskStatus
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.evm.hashing import keccak256
 from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
+from privledger.node.grants import terms_of
 from privledger.node.runners import InputForm, Run, TaskRefused, input_form, run_protocol
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.settlement import settlement_record
-from privledger.node.spec import HORIZONTAL_PROTOCOLS, TASK_KINDS, SpecInput, TaskSpec
+from privledger.node.spec import (
+    HORIZONTAL_PROTOCOLS,
+    PROTOCOL_IDS,
+    TASK_KINDS,
+    SpecInput,
+    TaskSpec,
+)
+from privledger.node.terms import GrantTerms, violation
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
 from privledger.protocols.mpc.sharing import Dealer
@@ -46,6 +54,10 @@ from privledger.store.models import LocalDataset, LocalModel, LocalTask, PsiServ
 logger = logging.getLogger(__name__)
 
 FINAL_STATES = {"anchored", "failed", "settled", "done"}
+MAX_UNITS = 2**32 - 1  # usage units anchored on chain are uint32
+# the longest a dealer serves one task: the joint statistics and FL runs we measured take under a
+# minute; parties stalled past this fail the task and free the dealer's thread for new work
+DEALER_BUDGET_S = 900.0
 TASK_EVENTS = ("TaskAuthorised", "TaskCompleted", "TaskFailed", "TaskExpired")
 ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
 
@@ -232,12 +244,12 @@ class Worker:
         self._record(task_id, task.spec_hash, state="running")
         try:
             spec = self._verified_spec(task)
-            self._check_authorisation(task, spec)
+            terms = self._check_authorisation(task, spec)
             self._check_policy(spec)
             service = self._called_service(task, spec)
             if spec.requester == self.node.org_id:
                 self._start_on_chain(task_id)
-            outcome = self._execute(task, spec)
+            outcome = self._execute(task, spec, terms)
             self._anchor(task, outcome)
             if service is not None:
                 self._log_call(task, spec, "ran")
@@ -269,6 +281,7 @@ class Worker:
             and sorted(spec.participants) == sorted(task.participants)
             and inputs == task.inputs
             and task.kind == TASK_KINDS[spec.kind]
+            and task.protocol == PROTOCOL_IDS[spec.protocol]
         )
         if not consistent:
             raise TaskRefused(
@@ -296,9 +309,11 @@ class Worker:
             )
         return response.content
 
-    def _check_authorisation(self, task: Task, spec: TaskSpec) -> None:
+    def _check_authorisation(self, task: Task, spec: TaskSpec) -> GrantTerms | None:
         """Every foreign input must be covered, now, by the grant consumed at submission or by an
-        owner's approval."""
+        owner's approval, and the task must keep the terms of the grant on this organisation's
+        input (TERMS_VIOLATION otherwise); those terms, None if an approval covers it."""
+        terms = None
         ledger = self.node.ledger
         now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
         with Session(self.node.engine) as session:
@@ -320,6 +335,8 @@ class Worker:
                         FailureReason.GRANT_INVALID,
                         f"the grant on {item.dataset} was revoked or expired",
                     )
+                if item.org == self.node.org_id:
+                    terms = self._kept_terms(task, spec, item, grant)
             elif ledger.grants.approval_of(task.task_id, dataset) is not ApprovalStatus.APPROVED:
                 raise TaskRefused(
                     FailureReason.GRANT_INVALID, f"no grant or approval covers {item.dataset}"
@@ -328,6 +345,19 @@ class Worker:
                 raise TaskRefused(
                     FailureReason.GRANT_INVALID, f"dataset {item.dataset} was retired"
                 )
+        return terms
+
+    def _kept_terms(self, task: Task, spec: TaskSpec, item: SpecInput, grant: Grant) -> GrantTerms:
+        """The terms of the grant on this organisation's input, which the task must keep."""
+        terms = terms_of(self.node, grant)
+        if terms is None:
+            raise TaskRefused(
+                FailureReason.TERMS_VIOLATION, "the grant's terms do not match the chain"
+            )
+        problem = violation(spec, terms, item, fee=task.fee)
+        if problem is not None:
+            raise TaskRefused(FailureReason.TERMS_VIOLATION, str(problem))
+        return terms
 
     def _check_policy(self, spec: TaskSpec) -> None:
         """This organisation's classification policy for the input it provides to another
@@ -377,7 +407,7 @@ class Worker:
         except ChainRevert as exc:
             logger.info("task %d not started on chain: %s", task_id, exc)
 
-    def _execute(self, task: Task, spec: TaskSpec) -> Outcome:
+    def _execute(self, task: Task, spec: TaskSpec, terms: GrantTerms | None) -> Outcome:
         if spec.dealer == self.node.org_id:
             return self._deal(task, spec)
         mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
@@ -394,7 +424,15 @@ class Worker:
                 else ([], None, None)  # an aggregator without data of its own
             )
             run = Run(
-                self.node, task, spec, dict(channels), rows, source, self._min_release(spec), column
+                self.node,
+                task,
+                spec,
+                dict(channels),
+                rows,
+                source,
+                self._min_release(spec, terms),
+                column,
+                terms,
             )
             self._meet(channels)
             started = time.perf_counter()
@@ -443,16 +481,18 @@ class Worker:
         except DatasetFileError as exc:
             raise TaskRefused(FailureReason.PROTOCOL_ERROR, str(exc)) from exc
 
-    def _min_release(self, spec: TaskSpec) -> int:
+    def _min_release(self, spec: TaskSpec, terms: GrantTerms | None) -> int:
         """The fewest rows a result may cover under the policies of the classification levels
-        of every input another organisation provides (level 1 if the requester provides all)."""
+        of every input another organisation provides (level 1 if the requester provides all)
+        and the terms of the grant on this organisation's input."""
         data = self.node.ledger.data
         levels = [
             data.get_dataset(bytes.fromhex(item.dataset[2:])).level
             for item in spec.inputs
             if item.org != spec.requester
         ]
-        return self.node.policies.min_result(levels or [1])
+        by_policy = self.node.policies.min_result(levels or [1])
+        return max(by_policy, terms.min_result) if terms is not None else by_policy
 
     def _channel(self, task: Task, peer_org: int) -> SecureChannel:
         peer = self.node.ledger.orgs.get_org(peer_org)
@@ -482,7 +522,13 @@ class Worker:
             channel.wait_for_peer(self.node.settings.channel_timeout_s)
 
     def _deal(self, task: Task, spec: TaskSpec) -> Outcome:
-        """The dealer of a statistics task: correlated randomness to every data party, no data."""
+        """The dealer of a statistics task: correlated randomness to every data party, no data.
+        Only while this organisation publishes its dealer service (its consent), and for at most
+        :data:`DEALER_BUDGET_S`, so that stalled parties cannot hold the worker's threads."""
+        if not self.node.ledger.orgs.is_dealer(self.node.org_id):
+            raise TaskRefused(
+                FailureReason.POLICY_VIOLATION, "this organisation publishes no dealer service"
+            )
         owners = [item.org for item in spec.inputs]
         channels = {org: self._channel(task, org) for org in owners}
         with _closing(channels):
@@ -490,8 +536,8 @@ class Worker:
             started = time.perf_counter()
             dealer = Dealer({owners.index(org): channel for org, channel in channels.items()})
             dealer.serve()
-            # serve until every party closes its channel (or the task's deadline passes)
-            dealer.join(max(1.0, task.deadline - time.time()))
+            # serve until every party closes its channel, the deadline or the budget
+            dealer.join(min(max(1.0, task.deadline - time.time()), DEALER_BUDGET_S))
             for channel in channels.values():
                 channel.finish()
             transcript = combined_transcript(channels)
@@ -514,7 +560,9 @@ class Worker:
                 path = self.node.settings.results_dir / f"task-{task.task_id}.json"
                 path.write_bytes(payload)
                 result_path = str(path)
-        self.node.ledger.tasks.anchor_result(task.task_id, digest, outcome.transcript_hash)
+        self.node.ledger.tasks.anchor_result(
+            task.task_id, digest, outcome.transcript_hash, min(outcome.matched, MAX_UNITS)
+        )
         self._record(
             task.task_id,
             task.spec_hash,
@@ -530,6 +578,9 @@ class Worker:
 
     # --- settlement -------------------------------------------------------------------------
     def _settle(self, task_id: int) -> None:
+        """Settle a completed task this organisation requested or provided data to: the ledger
+        pays the providers by their anchored usage, whoever calls it, so a provider need not
+        wait for the requester (the first settlement counts, a second is refused)."""
         ledger = self.node.ledger
         task = ledger.tasks.get_task(task_id)
         with Session(self.node.engine) as session:
@@ -538,11 +589,19 @@ class Worker:
             self._record(task_id, task.spec_hash, state="done")
             return
         spec = TaskSpec.parse_canonical(row.spec_json.encode())
-        if spec.requester != self.node.org_id:
+        providing = any(item.org == self.node.org_id != spec.requester for item in spec.inputs)
+        if spec.requester != self.node.org_id and not providing:
             self._record(task_id, task.spec_hash, state="done")
             return
-        record = settlement_record(ledger, spec, row)
-        ledger.tasks.settle_task(task_id, list(record.payees), list(record.bps), record.hash)
+        record = settlement_record(ledger, spec, task_id)
+        try:
+            ledger.tasks.settle_task(task_id, record.hash)
+        except ChainError as exc:
+            if ledger.tasks.get_task(task_id).status is not TaskStatus.SETTLED:
+                raise
+            logger.info("task %d was settled by another participant: %s", task_id, exc)
+            self._record(task_id, task.spec_hash, state="settled")
+            return
         self.node.settings.results_dir.mkdir(parents=True, exist_ok=True)
         (self.node.settings.results_dir / f"task-{task_id}-provenance.json").write_bytes(
             record.canonical_json()

@@ -46,6 +46,7 @@ FAILURE_REASONS = {
     5: "PROTOCOL_ERROR",
     6: "PEER_UNREACHABLE",
     7: "POLICY_VIOLATION",
+    8: "TERMS_VIOLATION",
 }  # privledger.evm.contracts.FailureReason, without importing the chain stack
 Progress = Callable[[dict[str, Any]], None]
 StatsOp = Literal["count", "sum", "mean", "variance", "histogram"]
@@ -306,15 +307,26 @@ class NodeClient:
             return self.register_dataset(str(path), name, level=level, unit_price=unit_price)
 
     def grant(
-        self, dataset: str, grantee_org: int, kinds: list[str], *, expires_in_s: int, max_uses: int
+        self,
+        dataset: str,
+        grantee_org: int,
+        kinds: list[str],
+        *,
+        expires_in_s: int,
+        max_uses: int,
+        terms: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body = {
+        """Grant the use of a dataset under ``terms`` (the REST API's camelCase terms object,
+        docs/grants.md), or, without them, the default terms of ``kinds``."""
+        body: dict[str, Any] = {
             "dataset": dataset,
             "granteeOrg": grantee_org,
             "kinds": kinds,
             "expiresInS": expires_in_s,
             "maxUses": max_uses,
         }
+        if terms is not None:
+            body["terms"] = terms
         result: dict[str, Any] = self._request("POST", "/grants", json=body)
         return result
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 
 from privledger.api.deps import DataOwner, Member, NodeDep, SessionDep
-from privledger.api.errors import not_found, parse_hex32
+from privledger.api.errors import ApiError, not_found, parse_hex32
 from privledger.api.schemas import GrantIn, GrantOut, KindName
 from privledger.evm.contracts import Grant, Kind
-from privledger.store.assets import held_asset_ids, holds_asset
+from privledger.node.context import NodeContext
+from privledger.node.grants import terms_of
+from privledger.node.spec import MODEL_COLUMN
+from privledger.node.terms import GrantTerms, default_terms
+from privledger.store.assets import held_asset_ids
 from privledger.store.events import events_named
+from privledger.store.models import LocalDataset, LocalModel
 
 router = APIRouter(prefix="/grants", tags=["grants"])
 
@@ -21,7 +27,8 @@ def kind_names(kinds: Kind) -> list[KindName]:
     return [name for name in names if kinds & KIND_BITS[name]]
 
 
-def grant_out(grant: Grant) -> GrantOut:
+def grant_out(node: NodeContext, grant: Grant) -> GrantOut:
+    terms = terms_of(node, grant)
     return GrantOut(
         grant_id="0x" + grant.grant_id.hex(),
         dataset="0x" + grant.dataset_id.hex(),
@@ -31,27 +38,52 @@ def grant_out(grant: Grant) -> GrantOut:
         max_uses=grant.max_uses,
         used=grant.used,
         revoked=grant.revoked,
+        min_fee_wei=grant.min_fee,
+        terms_hash="0x" + grant.terms_hash.hex(),
+        terms=None if terms is None else terms.model_dump(mode="json"),
     )
 
 
 @router.post("", response_model=GrantOut, status_code=201)
 def issue_grant(body: GrantIn, caller: DataOwner, node: NodeDep, session: SessionDep) -> GrantOut:
-    """Grant another organisation the use of one of this node's datasets."""
-    if not holds_asset(session, body.dataset):
-        raise not_found(f"dataset or model {body.dataset} on this node")
-    kinds = Kind(0)
-    for name in body.kinds:
-        kinds |= KIND_BITS[name]
+    """Grant another organisation the use of one of this node's datasets under terms (given, or
+    the defaults of the kinds named: see docs/grants.md); the terms document is hashed on chain."""
+    terms = grant_terms(body, asset_columns(session, body.dataset))
     ledger = node.ledger_for(caller.user.address)
     now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
     grant_id = ledger.grants.grant(
         bytes.fromhex(body.dataset[2:]),
         body.grantee_org,
-        kinds,
-        now + body.expires_in_s,
-        body.max_uses,
+        terms.chain_terms(expiry=now + body.expires_in_s, max_uses=body.max_uses),
+        terms.canonical_json(),
     )
-    return grant_out(ledger.grants.get_grant(grant_id))
+    return grant_out(node, ledger.grants.get_grant(grant_id))
+
+
+def asset_columns(session: SessionDep, asset_id: str) -> list[str]:
+    """The columns of a dataset held here, or the one column of a model; 404 for neither."""
+    dataset = session.get(LocalDataset, asset_id.lower())
+    if dataset is not None:
+        return list(dataset.columns)
+    if session.get(LocalModel, asset_id.lower()) is not None:
+        return [MODEL_COLUMN]
+    raise not_found(f"dataset or model {asset_id} on this node")
+
+
+def grant_terms(body: GrantIn, columns: list[str]) -> GrantTerms:
+    """The terms of a grant request: its own (every column named must exist), or the default
+    terms of its kinds."""
+    if body.terms is None:
+        if not body.kinds:
+            raise ApiError(400, "invalid_grant", "a grant names its kinds or its terms")
+        return default_terms(body.kinds, columns)
+    unknown = sorted(set(body.terms.columns) - set(columns))
+    if unknown:
+        raise ApiError(400, "invalid_grant", f"the dataset has no column {unknown[0]!r}")
+    try:
+        return GrantTerms.model_validate(body.terms.model_dump())
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_grant", exc.errors()[0]["msg"]) from exc
 
 
 @router.get("", response_model=list[GrantOut])
@@ -66,14 +98,14 @@ def list_grants(_caller: Member, node: NodeDep, session: SessionDep) -> list[Gra
         if event.args["datasetId"] in ours or event.args["granteeOrg"] == node.org_id
     ]
     return [
-        grant_out(node.ledger.grants.get_grant(parse_hex32(grant_id, "grant id")))
+        grant_out(node, node.ledger.grants.get_grant(parse_hex32(grant_id, "grant id")))
         for grant_id in relevant
     ]
 
 
 @router.get("/{grant_id}", response_model=GrantOut)
 def get_grant(grant_id: str, _caller: Member, node: NodeDep) -> GrantOut:
-    return grant_out(node.ledger.grants.get_grant(parse_hex32(grant_id, "grant id")))
+    return grant_out(node, node.ledger.grants.get_grant(parse_hex32(grant_id, "grant id")))
 
 
 @router.delete("/{grant_id}", response_model=GrantOut)
@@ -82,4 +114,4 @@ def revoke_grant(grant_id: str, caller: DataOwner, node: NodeDep) -> GrantOut:
     ledger = node.ledger_for(caller.user.address)
     raw = parse_hex32(grant_id, "grant id")
     ledger.grants.revoke(raw)
-    return grant_out(ledger.grants.get_grant(raw))
+    return grant_out(node, ledger.grants.get_grant(raw))

@@ -25,7 +25,7 @@ from sqlmodel import Session
 
 from privledger.api.deps import Caller, DataOwner, Member, NodeDep, Operator, SessionDep, require
 from privledger.api.errors import ApiError
-from privledger.api.routes.grants import KIND_BITS
+from privledger.api.routes.grants import KIND_BITS, asset_columns
 from privledger.api.routes.interop_common import (
     Decision,
     Empty,
@@ -39,8 +39,9 @@ from privledger.api.routes.interop_common import (
 )
 from privledger.api.routes.interop_nodes import ContractId, OrgIdField, is_active, load_contract
 from privledger.api.schemas import KindName
-from privledger.evm.contracts import Kind, Role
+from privledger.evm.contracts import Role
 from privledger.node.context import NodeContext
+from privledger.node.terms import default_terms
 from privledger.store.assets import holds_asset
 from privledger.store.events import events_named
 from privledger.store.models import InteropDatasetAudit, utc_now
@@ -279,17 +280,14 @@ def confirm(
         contract = load_contract(session, row.contract_id)
         if not is_active(node, contract):
             raise ApiError(409, "contract_inactive", f"contract {row.contract_id} is not active")
-        kinds = Kind(0)
-        for name in row.kinds:
-            kinds |= KIND_BITS[name]
+        terms = default_terms(row.kinds, asset_columns(session, row.dataset_id))
         ledger = node.ledger_for(caller.user.address)
         now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
         grant_id = ledger.grants.grant(
             bytes.fromhex(row.dataset_id[2:]),
             row.requester_org,
-            kinds,
-            now + row.time_limit,
-            row.times_limit,
+            terms.chain_terms(expiry=now + row.time_limit, max_uses=row.times_limit),
+            terms.canonical_json(),
         )
         row.grant_id, row.grantor = "0x" + grant_id.hex(), caller.user.address
     row.status, row.updated_at = body.status, utc_now()

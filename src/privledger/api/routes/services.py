@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from privledger.api.deps import DataOwner, Member, NodeDep, Operator, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
 from privledger.api.routes.grants import grant_out
-from privledger.api.routes.tasks import submit_spec, usable_grant
+from privledger.api.routes.tasks import submit_spec
 from privledger.api.schemas import (
     CallerIn,
     CallLogOut,
@@ -22,10 +22,11 @@ from privledger.api.schemas import (
     ServiceOut,
     TaskOut,
 )
-from privledger.evm.contracts import Kind
 from privledger.node.context import NodeContext
+from privledger.node.grants import ZERO32, GrantChoice, choose_grant
 from privledger.node.services import call_proof
-from privledger.node.spec import SpecInput, TaskSpec
+from privledger.node.spec import PSI_PROTOCOLS, SpecInput, TaskSpec
+from privledger.node.terms import GrantTerms, Price
 from privledger.store.models import LocalDataset, PsiService, ServiceCall
 
 router = APIRouter(prefix="/services", tags=["services"])
@@ -90,15 +91,34 @@ def list_services(_caller: Member, node: NodeDep, session: SessionDep) -> list[S
 def authorise_caller(
     name: str, body: CallerIn, caller: DataOwner, node: NodeDep, session: SessionDep
 ) -> GrantOut:
-    """Authorise an organisation to call the service: a PSI grant on its dataset, on chain."""
+    """Authorise an organisation to call the service: a PSI grant on its dataset, on chain, whose
+    public terms are the service's (its column as a join key, its output, its price as the fee
+    floor), so that a task leaving the service out is held to them all the same."""
     service = _service(session, name)
     ledger = node.ledger_for(caller.user.address)
     now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
     dataset = bytes.fromhex(service.dataset_id[2:])
+    terms = service_terms(service)
     grant_id = ledger.grants.grant(
-        dataset, body.org, Kind.PSI, now + body.expires_in_s, body.max_calls
+        dataset,
+        body.org,
+        terms.chain_terms(expiry=now + body.expires_in_s, max_uses=body.max_calls),
+        terms.canonical_json(),
     )
-    return grant_out(ledger.grants.get_grant(grant_id))
+    return grant_out(node, ledger.grants.get_grant(grant_id))
+
+
+def service_terms(service: PsiService) -> GrantTerms:
+    """The public terms of a published PSI service."""
+    return GrantTerms(
+        purpose=service.description,
+        protocols=PSI_PROTOCOLS,
+        columns={service.column: ("join",)},
+        outputs=("both",) if service.output == "both" else ("requester",),
+        price=Price(unit="call", wei=service.price_wei),
+        min_fee_wei=service.price_wei,
+        service=service.name,
+    )
 
 
 @router.get("/{name}/calls", response_model=list[CallLogOut])
@@ -201,14 +221,6 @@ def call_service(
     own = session.get(LocalDataset, body.dataset.lower())
     if own is None:
         raise not_found(f"dataset {body.dataset} on this node")
-    theirs = bytes.fromhex(service.dataset[2:])
-    if usable_grant(node, theirs, Kind.PSI) == bytes(32):
-        raise ApiError(
-            403,
-            "not_authorised",
-            f"organisation {node.org_id} is not authorised to call {body.service!r} "
-            f"of organisation {body.provider} (no usable grant)",
-        )
     spec = TaskSpec(
         kind="psi",
         protocol=body.protocol,
@@ -220,6 +232,13 @@ def call_service(
         output=service.output,
         service=service.name,
     )
+    if choose_grant(node, spec, spec.inputs[1], fee=service.price_wei) == GrantChoice(ZERO32):
+        raise ApiError(
+            403,
+            "not_authorised",
+            f"organisation {node.org_id} is not authorised to call {body.service!r} "
+            f"of organisation {body.provider} (no usable grant)",
+        )
     return submit_spec(
         node, caller, session, spec, fee_wei=service.price_wei, deadline_s=body.deadline_s
     )

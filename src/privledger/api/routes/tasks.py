@@ -25,8 +25,15 @@ from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
 from privledger.evm.contracts import Kind, Task, TaskStatus
 from privledger.evm.indexer import references
 from privledger.node.context import NodeContext
-from privledger.node.spec import HORIZONTAL_PROTOCOLS, TASK_KINDS, SpecInput, TaskSpec
-from privledger.store.models import ChainEvent, ChainRef, LocalTask
+from privledger.node.grants import ZERO32, choose_grant
+from privledger.node.spec import (
+    HORIZONTAL_PROTOCOLS,
+    PROTOCOL_IDS,
+    TASK_KINDS,
+    SpecInput,
+    TaskSpec,
+)
+from privledger.store.models import ChainEvent, ChainRef, LocalDataset, LocalTask
 from privledger.store.watch import task_changes
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -48,7 +55,6 @@ TIMELINE_EVENTS = (
     "FeeRefunded",
     "TaskSettled",
 )
-ZERO32 = bytes(32)
 MAX_WAIT_S = 30
 StatusName = Literal["submitted", "authorised", "running", "completed", "failed", "settled"]
 FINAL_STATUSES = ("failed", "settled")
@@ -86,21 +92,6 @@ def _referring(kind: str, names: tuple[str, ...]) -> Select[Any]:
         .where(col(ChainRef.kind) == kind, col(ChainRef.value) == bindparam("value"))
         .order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
     )
-
-
-def usable_grant(node: NodeContext, dataset: bytes, kind: Kind) -> bytes:
-    """A grant of ``dataset`` to this org that is usable now, else zero (approval needed)."""
-    node.indexer.sync_for("GrantRegistry", "GrantIssued")  # one issued a moment ago counts
-    with node.engine.connect() as connection:
-        issued = referring(connection, "dataset", "0x" + dataset.hex(), ["GrantIssued"])
-    args = [row.args for row in issued]
-    for arg in reversed(args):
-        if int(arg["granteeOrg"]) != node.org_id:
-            continue  # a grant id binds its grantee: never usable by this org
-        grant_id = bytes.fromhex(arg["grantId"][2:])
-        if node.ledger.grants.is_usable(grant_id, node.org_id, dataset, kind):
-            return grant_id
-    return ZERO32
 
 
 # (chain id, data registry, dataset id) -> owner org. An owner is set once, at registration, and
@@ -142,6 +133,7 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
         raise ApiError(
             400, "invalid_task", "a task joins one dataset of yours with one of a partner"
         )
+    check_own_columns(node, [item for item in inputs if item.org == node.org_id])
     try:
         return TaskSpec(
             kind=body.kind,
@@ -159,6 +151,24 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
         )
     except ValidationError as exc:
         raise ApiError(400, "invalid_task", exc.errors()[0]["msg"]) from exc
+
+
+def check_own_columns(node: NodeContext, own: list[SpecInput]) -> None:
+    """Every column a task reads from this node's own dataset exists in it (400 otherwise). A
+    dataset registered on chain but not held here fails when the worker looks for it."""
+    with Session(node.engine) as session:
+        for item in own:
+            dataset = session.get(LocalDataset, item.dataset.lower())
+            if dataset is None:
+                continue
+            named = [item.column, *(item.features or ()), item.value_column]
+            missing = [column for column in named if column and column not in dataset.columns]
+            if missing:
+                raise ApiError(
+                    400,
+                    "invalid_task",
+                    f"your dataset {item.dataset} has no column {missing[0]!r}",
+                )
 
 
 def timeline_events(session: Session, task_id: int) -> list[TaskEvent]:
@@ -230,14 +240,16 @@ def submit_spec(
     """Hash the spec on chain with the fee, using grants where they exist; keep the spec here."""
     ledger = node.ledger_for(caller.user.address)
     datasets = [bytes.fromhex(item.dataset[2:]) for item in spec.inputs]
+    rows = own_rows(session, spec, node.org_id)
     grants = [
-        ZERO32 if item.org == node.org_id else usable_grant(node, dataset, TASK_KINDS[spec.kind])
-        for item, dataset in zip(spec.inputs, datasets, strict=True)
+        ZERO32 if item.org == node.org_id else granted(node, spec, item, fee_wei, rows)
+        for item in spec.inputs
     ]
     now = ledger.client.latest_timestamp()
     task_id, receipt = ledger.tasks.submit_task_receipt(
         spec_hash=spec.hash,
         kind=TASK_KINDS[spec.kind],
+        protocol=PROTOCOL_IDS[spec.protocol],
         inputs=datasets,
         grant_ids=grants,
         participants=spec.participants,
@@ -254,6 +266,28 @@ def submit_spec(
     )
     session.commit()
     return submitted_out(node, task_id, spec, receipt)
+
+
+def own_rows(session: Session, spec: TaskSpec, org_id: int) -> int | None:
+    """The rows of this node's own input to a task, if it holds it as a dataset."""
+    mine = next((item for item in spec.inputs if item.org == org_id), None)
+    dataset = None if mine is None else session.get(LocalDataset, mine.dataset.lower())
+    return None if dataset is None else dataset.row_count
+
+
+def granted(
+    node: NodeContext, spec: TaskSpec, item: SpecInput, fee_wei: int, rows: int | None
+) -> bytes:
+    """The grant the input runs under, zero to ask its owner; 400 naming the term that every
+    usable grant refuses the task by."""
+    choice = choose_grant(node, spec, item, fee=fee_wei, requester_rows=rows)
+    if choice.refused is not None and choice.grant_id == ZERO32:
+        raise ApiError(
+            400,
+            "terms_violation",
+            f"the grant on {item.dataset} refuses the task: {choice.refused}",
+        )
+    return choice.grant_id
 
 
 def submitted_out(

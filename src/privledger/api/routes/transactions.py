@@ -20,7 +20,7 @@ router = APIRouter(prefix="/transactions", tags=["transactions"])
 # What a data owner may send through this node, by contract.
 ALLOWED = {
     "GrantRegistry": (
-        "grant(bytes32,uint256,uint8,uint64,uint32)",
+        "grant(bytes32,uint256,(uint8,uint32,uint32,uint96,uint64,uint32),string)",
         "revoke(bytes32)",
         "approve(uint256,bytes32)",
         "reject(uint256,bytes32)",

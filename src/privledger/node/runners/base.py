@@ -8,7 +8,9 @@ from typing import Any, Literal
 
 from privledger.evm.contracts import FailureReason, Task
 from privledger.node.context import NodeContext
+from privledger.node.runners.caps import CappedChannel
 from privledger.node.spec import SpecInput, TaskSpec
+from privledger.node.terms import GrantTerms
 from privledger.protocols.channel import Channel
 from privledger.protocols.mpc.sharing import Party
 
@@ -39,8 +41,9 @@ class Run:
     channels: dict[int, Channel]
     rows: list[tuple[bytes, ...]]
     source: Path | None = None  # the input file itself, for protocols that stream it
-    min_release: int = 1  # the fewest rows a released result may cover (the policies, F17)
+    min_release: int = 1  # the fewest rows a released result may cover (policies, terms)
     column: Any = None  # the key column as an Arrow array, for protocols that take one
+    terms: GrantTerms | None = None  # the terms of the grant on this provider's input
 
     @property
     def org(self) -> int:
@@ -80,9 +83,26 @@ class Run:
                 "provided data's classification levels",
             )
 
+    def check_requester_set(self, size: int, provider_rows: int) -> None:
+        """Refuse, as a provider, a requester set larger than the grant's terms allow."""
+        cap = None if self.terms is None else self.terms.max_set(provider_rows)
+        if cap is not None and size > cap:
+            raise TaskRefused(
+                FailureReason.TERMS_VIOLATION,
+                f"term 'max_requester_set': the requester brings {size} keys, at most {cap}",
+            )
+
     def only_channel(self) -> Channel:
         (channel,) = self.channels.values()
         return channel
+
+    def capped_channel(self, provider_rows: int) -> Channel:
+        """The only channel; a provider's refuses a requester set over the terms' cap when the
+        requester's protocol header announces it (:mod:`privledger.node.runners.caps`)."""
+        channel = self.only_channel()
+        if self.is_requester or self.terms is None or self.terms.max_set(provider_rows) is None:
+            return channel
+        return CappedChannel(channel, lambda size: self.check_requester_set(size, provider_rows))
 
     def party(self) -> Party:
         """This node as an MPC party: data parties indexed in input order, plus the dealer."""

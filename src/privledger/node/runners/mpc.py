@@ -8,6 +8,7 @@ import logging
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from privledger.evm.contracts import FailureReason
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
@@ -33,12 +34,14 @@ def run(task: Run) -> RunOutput:
 
 def _stats(task: Run) -> RunOutput:
     """Joint count, sum, mean and variance; released to the requester only when the group is at
-    least the classification policy's minimum size."""
+    least the minimum size, and run by a provider only when its own rows are (per bin, too)."""
     try:
         values = np.array([float(value) for value in task.keys], dtype=np.float64)
     except ValueError as exc:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, f"a non-numeric value: {exc}") from exc
     spec = task.spec
+    if not task.is_requester:
+        check_own_group(task, values)
     result = joint_stats(
         task.party(),
         values,
@@ -48,8 +51,31 @@ def _stats(task: Run) -> RunOutput:
         histogram_edges=spec.histogram_edges,
     )
     if result is None:
-        return None, 0
+        return None, len(values)  # a provider is paid for the rows it contributed
     return [json.dumps(dataclasses.asdict(result), sort_keys=True)], result.count or 0
+
+
+def check_own_group(task: Run, values: npt.NDArray[np.float64]) -> None:
+    """A provider's own threshold, before it shares anything: at least ``min_release`` of its
+    own rows, and in each histogram bin either none of its rows or at least that many. The
+    requester's rows never count toward it, so padding a bin with rows the requester knows
+    cannot single out one of this provider's rows."""
+    least = task.min_release
+    if len(values) < least:
+        raise TaskRefused(
+            FailureReason.POLICY_VIOLATION,
+            f"{len(values)} rows of this provider are below its threshold {least}",
+        )
+    edges = task.spec.histogram_edges
+    if edges is None:
+        return
+    counts, _ = np.histogram(values, bins=np.asarray(edges, dtype=np.float64))
+    thin = [int(count) for count in counts if 0 < count < least]
+    if thin:
+        raise TaskRefused(
+            FailureReason.POLICY_VIOLATION,
+            f"a histogram bin holds {thin[0]} rows of this provider, below its threshold {least}",
+        )
 
 
 def _lending(task: Run) -> RunOutput:
@@ -73,7 +99,7 @@ def _lending(task: Run) -> RunOutput:
         else:
             book = LoanBook.from_records((key.decode(), int(value)) for key, value in rows)
             multi_lending_check(party, requester=requester, mode=mode, book=book)
-            return None, 0
+            return None, 1  # a bank is paid per call
     except ValueError as exc:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, str(exc)) from exc
     if result is None:

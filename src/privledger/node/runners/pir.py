@@ -18,7 +18,7 @@ MAX_PIR_VALUE = 1_000
 def run(task: Run) -> RunOutput:
     """The holder is paid per key asked (it cannot know which were found)."""
     mode: Literal["pir", "bucket"] = "pir" if task.spec.protocol == "simplepir" else "bucket"
-    channel = task.only_channel()
+    channel = task.capped_channel(len(task.rows))
     role = "querier" if task.is_requester else "holder"
     logger.info(
         "task %d: keyword PIR (%s) starts as the %s, %d rows",

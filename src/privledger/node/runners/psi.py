@@ -1,5 +1,6 @@
 """Set tasks: two-party PSI (ECDH, KKRT), difference, membership, three-party intersection and
-union."""
+union. A provider of a two-party PSI refuses a requester set over its grant's cap; it is paid for
+the matched rows when it learns them, else for the keys it answered."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import pyarrow as pa
 from privledger.evm.contracts import FailureReason
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty
+from privledger.protocols.psi.common import PsiResult
 
-PSI_PROTOCOLS = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}
 COLUMN_PROTOCOLS = {"kkrt"}  # take the key column as an Arrow array (Run.column)
 BUCKET_WORKERS = 2  # processes per party doing the bucketed PSI's CPU work
 MAX_LIST_ITEMS = 1_000_000  # larger outputs go to a file, one item per line, as the API serves
@@ -31,24 +32,47 @@ def run(task: Run) -> RunOutput:
         return _bucketed(task)
     if task.column is not None:
         return _column(task)
-    result = PSI_PROTOCOLS[protocol](
-        task.only_channel(),
-        task.keys,
-        role=task.role,
-        reveal_to_provider=task.spec.output == "both",
-        timeout=task.timeout,
-    )
+    if protocol == "ecdh":
+        result = _ecdh(task)
+    else:
+        result = kkrt.run_psi(
+            task.capped_channel(len(task.keys)),
+            task.keys,
+            role=task.role,
+            reveal_to_provider=task.spec.output == "both",
+            timeout=task.timeout,
+        )
     if not result.learned_output:
-        return None, len(result.intersection)
+        return None, result.peer_size  # a provider not told the matches: the keys it answered
     task.check_release(len(result.intersection), "matched rows")
     return [item.decode() for item in result.intersection], len(result.intersection)
+
+
+def _ecdh(task: Run) -> PsiResult:
+    """ECDH-PSI with its cardinality phase: the provider itself refuses to release an
+    intersection under its release threshold (its policy's and its grant's), whatever the
+    requester's node does."""
+    try:
+        return ecdh.run_psi(
+            task.capped_channel(len(task.keys)),
+            task.keys,
+            role=task.role,
+            reveal_to_provider=task.spec.output == "both",
+            timeout=task.timeout,
+            min_result=task.min_release,
+        )
+    except ecdh.PsiResultTooSmall as small:
+        raise TaskRefused(
+            FailureReason.POLICY_VIOLATION,
+            f"{small.size} matched rows is below the provider's release threshold {small.least}",
+        ) from small
 
 
 def _column(task: Run) -> RunOutput:
     """KKRT on the key column as Arrow reads it (no Python object per row, up to 2^24 rows and
     more); an intersection over :data:`MAX_LIST_ITEMS` items is written one item per line."""
     result = kkrt.run_psi_column(
-        task.only_channel(),
+        task.capped_channel(len(task.column)),
         task.column,
         role=task.role,
         reveal_to_provider=task.spec.output == "both",
@@ -56,7 +80,7 @@ def _column(task: Run) -> RunOutput:
     )
     matched = len(result.intersection)
     if not result.learned_output:
-        return None, matched
+        return None, result.peer_size  # a provider not told the matches: the keys it answered
     task.check_release(matched, "matched rows")
     if matched <= MAX_LIST_ITEMS:
         return result.intersection.cast(pa.large_string()).to_pylist(), matched

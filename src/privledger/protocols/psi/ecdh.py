@@ -36,6 +36,15 @@ y whose BA entry is among the AB values. Both parties compute their first layer
 concurrently; R computes BA while P computes AB. The protocol is turn-based, so the channel's
 transcript hash is equal on both ends.
 
+Cardinality phase (``min_result`` given, by both parties; the protocol name in the header says
+so, so a party running without it is refused at the handshake): R sends BA -- shuffled unless
+``reveal_to_provider`` -- *before* P sends AB (messages 6, then 5). P counts the distinct values
+common to AB and BA, which is |X ∩ Y| even for a requester that deviates (a BA value matches an
+AB value only for an item of Y the requester put in A, i.e. one it learns), and sends AB only
+if the count reaches its ``min_result``; otherwise it refuses with :class:`PsiResultTooSmall`
+and R learns nothing beyond |Y|. This lets the provider, not the requester, enforce a minimum
+result size; the price is that P learns |X ∩ Y|.
+
 Security model: semi-honest (honest-but-curious) parties; security rests on the decisional
 Diffie-Hellman assumption in the prime-order subgroup of Curve25519 with ``H`` modelled as a
 random oracle.
@@ -47,7 +56,8 @@ Leakage -- what each side learns:
 - requester: the intersection (its own matching items) and the provider's set size |Y| (after
   de-duplication); nothing about the provider's other items.
 - provider: the requester's set size |X| (after de-duplication); with ``reveal_to_provider`` also
-  the intersection (its own matching items); otherwise nothing else, not even its size.
+  the intersection (its own matching items); with the cardinality phase its size |X ∩ Y|;
+  otherwise nothing else, not even its size.
 - both: that the peer followed this protocol version and mode (the header is sent in clear over
   the channel; the transport encrypts it on the wire).
 """
@@ -86,6 +96,7 @@ logger = logging.getLogger(__name__)
 
 
 PROTOCOL = "privledger/ecdh-psi-x25519"
+CARDINALITY_PROTOCOL = PROTOCOL + "+cardinality"  # the header's name with the cardinality phase
 VERSION = 2  # v2: items hashed to the prime-order subgroup (v1 hashed to curve or twist)
 POINT_BYTES = 32
 
@@ -106,6 +117,7 @@ def run_psi(
     reveal_to_provider: bool = False,
     workers: int | None = None,
     timeout: float | None = None,
+    min_result: int | None = None,
 ) -> PsiResult:
     """Run semi-honest ECDH-PSI with the peer at the other end of ``channel``.
 
@@ -115,19 +127,27 @@ def run_psi(
     callers but, as with ``spawn``, needs an import-safe ``__main__``; the secret scalar goes to
     the local workers over a pipe. ``timeout`` bounds each wait for a peer message in seconds,
     and a wait includes the peer's computation (two X25519 per item; ~35 us each on one core of
-    the 2-core test machine).
+    the 2-core test machine). ``min_result`` (both parties, or neither) runs the cardinality
+    phase, in which the provider refuses with :class:`PsiResultTooSmall` an intersection smaller
+    than its ``min_result`` before it sends what the requester needs to find it.
     """
     check_role(role)
     processes = _resolve_workers(workers)
     started = time.perf_counter()
     own = _dedup_shuffled(items)
+    name = PROTOCOL if min_result is None else CARDINALITY_PROTOCOL
     peer_size = handshake(
-        channel, Header(PROTOCOL, VERSION, role, reveal_to_provider, len(own)), timeout
+        channel, Header(name, VERSION, role, reveal_to_provider, len(own)), timeout
     )
     with _Blinder(processes) as blinder:
         session = _Session(channel, blinder, own, peer_size, reveal_to_provider, timeout)
-        run = _run_requester if role == "requester" else _run_provider
-        result = run(session, blinder.blind_items(own))
+        if min_result is None:
+            run = _run_requester if role == "requester" else _run_provider
+            result = run(session, blinder.blind_items(own))
+        elif role == "requester":
+            result = _requester_counted(session, blinder.blind_items(own))
+        else:
+            result = _provider_counting(session, blinder.blind_items(own), min_result)
     logger.info(
         "ecdh-psi %s: %d items, peer %d, output %s (%d items), %.2f s",
         role,
@@ -179,6 +199,43 @@ def _run_provider(session: _Session, own_blinded: bytes) -> PsiResult:
     if not session.reveal_to_provider:
         return PsiResult([], False, session.peer_size)
     return session.output(session.recv_points(len(session.own)), peer_double)
+
+
+class PsiResultTooSmall(ChannelError):
+    """The provider refuses to release an intersection smaller than its minimum."""
+
+    def __init__(self, size: int, least: int) -> None:
+        super().__init__(f"the intersection has {size} items, fewer than {least}")
+        self.size = size
+        self.least = least
+
+
+def _requester_counted(session: _Session, own_blinded: bytes) -> PsiResult:
+    """The requester's side with the cardinality phase: BA goes before AB comes."""
+    session.send_points(own_blinded)
+    peer_double = session.blinder.reblind(session.recv_points(session.peer_size))
+    if session.reveal_to_provider:
+        session.send_points(peer_double)  # in the order of B: the provider learns its matches
+    else:
+        shuffled = list(_split_points(peer_double))
+        random.SystemRandom().shuffle(shuffled)  # the provider learns how many, not which
+        session.send_points(b"".join(shuffled))
+    return session.output(session.recv_points(len(session.own)), peer_double)
+
+
+def _provider_counting(session: _Session, own_blinded: bytes, min_result: int) -> PsiResult:
+    """The provider's side with the cardinality phase: AB goes only over ``min_result``."""
+    peer_blinded = session.recv_points(session.peer_size)
+    session.send_points(own_blinded)
+    peer_double = session.blinder.reblind(peer_blinded)
+    own_double = session.recv_points(len(session.own))
+    common = set(_split_points(peer_double)) & set(_split_points(own_double))
+    if len(common) < min_result:
+        raise PsiResultTooSmall(len(common), min_result)
+    session.send_points(peer_double)
+    if not session.reveal_to_provider:
+        return PsiResult([], False, session.peer_size)
+    return session.output(own_double, peer_double)
 
 
 def _split_points(points: bytes) -> Iterator[bytes]:

@@ -1,0 +1,235 @@
+"""Grant terms (F3): what a grantee may do with a dataset, and the one function that matches a task
+spec against them.
+
+A grant's terms are a canonical JSON document (sorted keys, compact) whose keccak256 is the grant's
+``termsHash`` on chain; the whole document is published in the ``GrantIssued`` event, so the
+requester's node, every provider node, the explorer and an auditor read the same terms. The
+GrantRegistry and TaskLedger enforce themselves what they can see -- the kinds and protocols, the
+dealer, the fee floor, expiry and uses -- (:meth:`GrantTerms.chain_terms`); provider nodes enforce
+the rest before they read any data (:func:`violation`), and the protocols enforce the set-size cap
+and the minimum result at the provider (``node/runners``).
+
+Each column of the dataset named in the terms lists what may happen to it:
+
+- ``join``: a join key only -- matched against the grantee's keys, never released otherwise;
+- ``aggregate``: values enter aggregates only (joint statistics, loan totals, model training),
+  over at least ``min_result`` of the provider's own rows;
+- ``retrieve``: values may be returned by keyword (PIR).
+
+A protocol that cannot enforce a term against a malicious requester is refused for that data when
+the term is set (:data:`MIN_RESULT_PROTOCOLS`, :data:`SET_CAP_PROTOCOLS`); docs/grants.md has the
+table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from privledger.evm.contracts import ChainTerms, Grant, Kind
+from privledger.evm.hashing import keccak256
+from privledger.node.spec import (
+    PROTOCOL_IDS,
+    PROTOCOL_KINDS,
+    SpecInput,
+    TaskProtocol,
+    TaskSpec,
+)
+
+ColumnUse = Literal["join", "aggregate", "retrieve"]
+PriceUnit = Literal["matched_row", "query_key", "call", "flat"]
+ANY_DEALER = 2**32 - 1  # on chain: every organisation may deal or aggregate
+# protocols in which a compliant provider enforces a minimum result size itself: ECDH-PSI by its
+# cardinality phase, statistics by counting the provider's own rows before it shares anything
+# (every other protocol leaves the count to the party that learns the result)
+MIN_RESULT_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "joint-stats"})
+# protocols in which the provider sees the requester's set size before its last message
+SET_CAP_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "kkrt", "simplepir", "bucket"})
+DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {
+    "psi": ("join",),
+    "pir": ("join", "retrieve"),
+    "stats": ("join", "aggregate"),
+    "fl": ("join", "aggregate"),
+}
+
+
+class Price(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    unit: PriceUnit = "matched_row"
+    wei: int = Field(default=0, ge=0, lt=2**128, description="wei per unit")
+
+
+class GrantTerms(BaseModel):
+    """The terms document of a grant; :meth:`canonical_json` is hashed on chain."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    purpose: str = Field(default="", max_length=2_000)
+    protocols: tuple[TaskProtocol, ...] = Field(min_length=1)
+    columns: dict[str, tuple[ColumnUse, ...]] = Field(
+        min_length=1, description="per column of the dataset, what may happen to it"
+    )
+    outputs: tuple[Literal["requester", "both"], ...] = ("requester",)
+    min_result: int = Field(default=1, ge=1, description="the fewest rows a result may cover")
+    max_requester_set: int | None = Field(
+        default=None, ge=1, description="the most keys the grantee may bring"
+    )
+    max_requester_ratio: float | None = Field(
+        default=None, gt=0, description="the most keys as a multiple of the provider's rows"
+    )
+    price: Price = Price()
+    min_fee_wei: int = Field(default=0, ge=0, lt=2**96, description="the fee floor")
+    dealer: int | None = Field(
+        default=None, ge=1, lt=ANY_DEALER, description="the one org allowed to deal (None: any)"
+    )
+    service: str | None = Field(default=None, description="the published service granted")
+
+    @model_validator(mode="after")
+    def _columns_used(self) -> GrantTerms:
+        if any(not uses for uses in self.columns.values()):
+            raise ValueError("every column of the terms allows at least one use")
+        return self
+
+    def canonical_json(self) -> str:
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+
+    @property
+    def hash(self) -> bytes:
+        return keccak256(self.canonical_json().encode())
+
+    @property
+    def kinds(self) -> Kind:
+        kinds = Kind(0)
+        for protocol in self.protocols:
+            kinds |= PROTOCOL_KINDS[protocol]
+        return kinds
+
+    def chain_terms(self, *, expiry: int, max_uses: int) -> ChainTerms:
+        """What the GrantRegistry enforces of these terms."""
+        protocols = 0
+        for protocol in self.protocols:
+            protocols |= 1 << PROTOCOL_IDS[protocol]
+        return ChainTerms(
+            kinds=self.kinds,
+            protocols=protocols,
+            dealer=ANY_DEALER if self.dealer is None else self.dealer,
+            min_fee=self.min_fee_wei,
+            expiry=expiry,
+            max_uses=max_uses,
+        )
+
+    def agrees_with(self, grant: Grant) -> bool:
+        """Whether the grant on chain carries exactly these terms (hash and enforced fields)."""
+        ours = self.chain_terms(expiry=grant.expiry, max_uses=grant.max_uses)
+        theirs = ChainTerms(
+            grant.kinds, grant.protocols, grant.dealer, grant.min_fee, grant.expiry, grant.max_uses
+        )
+        return grant.terms_hash == self.hash and ours == theirs
+
+    def max_set(self, provider_rows: int) -> int | None:
+        """The most keys the grantee may bring against ``provider_rows`` rows (None: no cap)."""
+        caps = [self.max_requester_set] if self.max_requester_set is not None else []
+        if self.max_requester_ratio is not None:
+            caps.append(max(1, int(self.max_requester_ratio * provider_rows)))
+        return min(caps) if caps else None
+
+    @classmethod
+    def parse(cls, document: str) -> GrantTerms:
+        return cls.model_validate_json(document)
+
+
+def default_terms(
+    kinds: Iterable[str], columns: Iterable[str], *, min_fee_wei: int = 0
+) -> GrantTerms:
+    """Terms for a grant issued by kinds only: the kinds' protocols but the union of sets (which
+    releases the provider's whole key column; grant it explicitly), every column of the dataset
+    with the kinds' natural uses, any dealer, results to the requester or both."""
+    kinds = tuple(kinds)
+    protocols = tuple(
+        protocol
+        for protocol, kind in PROTOCOL_KINDS.items()
+        if kind.name is not None and kind.name.lower() in kinds and protocol != "union3"
+    )
+    uses = tuple(sorted({use for kind in kinds for use in DEFAULT_USES[kind]}))
+    return GrantTerms(
+        protocols=protocols,
+        columns=dict.fromkeys(columns, uses),
+        outputs=("requester", "both"),
+        min_fee_wei=min_fee_wei,
+    )
+
+
+@dataclass(frozen=True)
+class TermViolation:
+    """The first term a task breaks, by its name in the terms document, and why."""
+
+    term: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"term {self.term!r}: {self.message}"
+
+
+def column_uses(spec: TaskSpec, item: SpecInput) -> dict[str, ColumnUse]:
+    """What the task does with each column of one input."""
+    protocol = spec.protocol
+    uses: dict[str, ColumnUse] = {}
+    aggregated = ("joint-stats", "horizontal-lr", "horizontal-mlp", "predict")
+    uses[item.column] = "aggregate" if protocol in aggregated else "join"
+    for feature in item.features or ():
+        uses[feature] = "aggregate"
+    if item.value_column is not None:
+        uses[item.value_column] = "retrieve" if spec.kind == "pir" else "aggregate"
+    return uses
+
+
+def violation(
+    spec: TaskSpec,
+    terms: GrantTerms,
+    item: SpecInput,
+    *,
+    fee: int,
+    sizes: tuple[int, int] | None = None,
+) -> TermViolation | None:
+    """Why the task ``spec``, paying ``fee``, breaks the ``terms`` of the grant on its input
+    ``item``; None when it keeps them. ``sizes`` (the requester's rows, the provider's rows),
+    when the caller knows them, are held to the set-size cap too. The submitting node and every
+    provider node call this one function; the contract checks the protocol, dealer and fee
+    floor again, and the provider the requester's set size as the protocol announces it."""
+    if spec.protocol not in terms.protocols:
+        return TermViolation("protocols", f"{spec.protocol} is not among {list(terms.protocols)}")
+    for column, use in column_uses(spec, item).items():
+        allowed = terms.columns.get(column)
+        if allowed is None:
+            return TermViolation("columns", f"column {column!r} is not granted")
+        if use not in allowed:
+            return TermViolation("columns", f"column {column!r} allows {list(allowed)}, not {use}")
+    if spec.output not in terms.outputs:
+        return TermViolation("outputs", f"output to {spec.output} is not allowed")
+    if terms.dealer is not None and spec.dealer is not None and spec.dealer != terms.dealer:
+        return TermViolation("dealer", f"organisation {spec.dealer} may not deal for this data")
+    if fee < terms.min_fee_wei:
+        return TermViolation("min_fee_wei", f"the fee {fee} is below the floor {terms.min_fee_wei}")
+    if terms.min_result > 1 and spec.protocol not in MIN_RESULT_PROTOCOLS:
+        return TermViolation(
+            "min_result", f"{spec.protocol} cannot enforce a minimum result at the provider"
+        )
+    capped = terms.max_requester_set is not None or terms.max_requester_ratio is not None
+    if capped and (spec.protocol not in SET_CAP_PROTOCOLS or spec.buckets is not None):
+        return TermViolation(
+            "max_requester_set", f"{spec.protocol} cannot cap the requester's set at the provider"
+        )
+    cap = None if sizes is None else terms.max_set(sizes[1])
+    if sizes is not None and cap is not None and sizes[0] > cap:
+        return TermViolation(
+            "max_requester_set", f"the requester brings {sizes[0]} keys, at most {cap}"
+        )
+    return None

@@ -1,0 +1,143 @@
+"""Settlement a requester cannot dodge, on the contracts alone: fee floors, the dealer a grant
+allows, and no failure once the providers delivered (tests/security plays the attacks end to end).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.node.spec import PROTOCOL_IDS
+
+from .conftest import ZERO32, Consortium, Member, reverts
+
+FEE = 10**15
+
+
+def _submit(
+    consortium: Consortium,
+    requester: Member,
+    inputs: list[bytes],
+    grants: list[bytes],
+    participants: list[Member],
+    *,
+    fee: int = FEE,
+    protocol: str = "ecdh",
+    kind: Kind = Kind.PSI,
+) -> int:
+    return requester.ledger.tasks.submit_task(
+        spec_hash=secrets.token_bytes(32),
+        kind=kind,
+        protocol=PROTOCOL_IDS[protocol],
+        inputs=inputs,
+        grant_ids=grants,
+        participants=[member.org_id for member in participants],
+        deadline=consortium.now() + 600,
+        fee=fee,
+    )
+
+
+def test_the_fee_reaches_the_sum_of_the_grants_floors(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
+    grant_a = consortium.grant(data_a, bank_a, telecom, min_fee=600)
+    grant_b = consortium.grant(data_b, bank_b, telecom, min_fee=400)
+    members = [telecom, bank_a, bank_b]
+    with reverts("TaskLedgerFeeBelowFloor"):
+        _submit(consortium, telecom, [data_a, data_b], [grant_a, grant_b], members, fee=999)
+    _submit(consortium, telecom, [data_a, data_b], [grant_a, grant_b], members, fee=1_000)
+    assert consortium.admin.grants.get_grant(grant_a).min_fee == 600
+
+
+def test_only_a_published_dealer_the_grant_allows_may_deal(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    own, theirs = consortium.dataset(telecom), consortium.dataset(bank_a)
+    grant = consortium.grant(theirs, bank_a, telecom, kinds=Kind.STATS, dealer=bank_b.org_id)
+    insurer_free = consortium.grant(theirs, bank_a, telecom, kinds=Kind.STATS, dealer=0)
+    args = ([own, theirs], [telecom, bank_a, bank_b])
+    with reverts("TaskLedgerDealerNotPublished"):  # bank-b never consented to deal
+        _submit(
+            consortium,
+            telecom,
+            args[0],
+            [ZERO32, grant],
+            args[1],
+            protocol="joint-stats",
+            kind=Kind.STATS,
+        )
+    with reverts("OrgRegistryUnauthorized"):  # only its own org admin publishes its service
+        telecom.ledger.orgs.set_dealer_service(bank_b.org_id, True)
+    bank_b.ledger.orgs.set_dealer_service(bank_b.org_id, True)
+    assert consortium.admin.orgs.is_dealer(bank_b.org_id)
+    with reverts("GrantRegistryDealerNotAllowed"):  # this grant allows no dealer at all
+        _submit(
+            consortium,
+            telecom,
+            args[0],
+            [ZERO32, insurer_free],
+            args[1],
+            protocol="joint-stats",
+            kind=Kind.STATS,
+        )
+    task_id = _submit(
+        consortium,
+        telecom,
+        args[0],
+        [ZERO32, grant],
+        args[1],
+        protocol="joint-stats",
+        kind=Kind.STATS,
+    )
+    assert consortium.admin.tasks.get_task(task_id).protocol == PROTOCOL_IDS["joint-stats"]
+
+
+def test_no_failure_once_the_providers_delivered(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    own = consortium.dataset(telecom)
+    data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
+    grants = [
+        ZERO32,
+        consortium.grant(data_a, bank_a, telecom),
+        consortium.grant(data_b, bank_b, telecom),
+    ]
+    task_id = _submit(consortium, telecom, [own, data_a, data_b], grants, [telecom, bank_a, bank_b])
+    bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 10)
+    with reverts("TaskLedgerDelivered"):  # one provider delivered: not the requester
+        telecom.ledger.tasks.fail_task(task_id, FailureReason.PROTOCOL_ERROR)
+    bank_b.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 30)
+    with reverts("TaskLedgerDelivered"):  # every provider delivered: nobody
+        bank_b.ledger.tasks.fail_task(task_id, FailureReason.PROTOCOL_ERROR)
+    consortium.travel(601)  # the requester never anchors
+    consortium.admin.tasks.expire_task(task_id)
+    assert consortium.admin.tasks.get_task(task_id).status is TaskStatus.SETTLED
+    metering = consortium.admin.metering
+    assert metering.balance_of(bank_a.org_id) == FEE // 4
+    assert metering.balance_of(bank_b.org_id) == FEE - FEE // 4
+    assert metering.balance_of(telecom.org_id) == 0
+
+
+def test_a_provider_that_did_not_deliver_may_still_fail_the_task(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
+    grants = [consortium.grant(data_a, bank_a, telecom), consortium.grant(data_b, bank_b, telecom)]
+    task_id = _submit(consortium, telecom, [data_a, data_b], grants, [telecom, bank_a, bank_b])
+    bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 10)
+    bank_b.ledger.tasks.fail_task(task_id, FailureReason.PEER_UNREACHABLE)
+    assert consortium.admin.metering.balance_of(telecom.org_id) == FEE  # refunded
+
+
+def test_an_owner_that_is_also_a_parents_owner_is_paid_once(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    data_a = consortium.dataset(bank_a)
+    derived = consortium.dataset(bank_b, parents=(consortium.dataset(bank_a),), upstream_bps=5_000)
+    grants = [consortium.grant(data_a, bank_a, telecom), consortium.grant(derived, bank_b, telecom)]
+    task_id = _submit(consortium, telecom, [data_a, derived], grants, [telecom, bank_a, bank_b])
+    for member, units in ((telecom, 0), (bank_a, 10), (bank_b, 20)):
+        member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, units)
+    receipt = telecom.ledger.tasks.settle_task(task_id, ZERO32)
+    paid = telecom.ledger.metering.events(receipt, "FeeAllocated")
+    # bank-a: its own 10 units and half of bank-b's 20 as the parent's owner, in one payment
+    assert [(event["args"]["payeeOrg"], event["args"]["amount"]) for event in paid] == [
+        (bank_a.org_id, FEE * 20 // 30),
+        (bank_b.org_id, FEE - FEE * 20 // 30),
+    ]

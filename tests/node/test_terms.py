@@ -1,0 +1,121 @@
+"""The one function that matches a task spec against a grant's terms, and the terms document."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from privledger.evm.contracts import Kind
+from privledger.node.spec import PROTOCOL_IDS, SpecInput, TaskSpec
+from privledger.node.terms import ANY_DEALER, GrantTerms, Price, default_terms, violation
+
+MINE = SpecInput(dataset="0x" + "11" * 32, org=1, column="phone")
+THEIRS = SpecInput(dataset="0x" + "22" * 32, org=2, column="phone")
+
+
+def _psi(**fields: object) -> TaskSpec:
+    return TaskSpec(requester=1, inputs=(MINE, THEIRS), **fields)  # type: ignore[arg-type]
+
+
+def test_a_task_within_the_terms_keeps_them() -> None:
+    terms = GrantTerms(protocols=("ecdh",), columns={"phone": ("join",)}, min_fee_wei=5)
+    assert violation(_psi(), terms, THEIRS, fee=5) is None
+
+
+@pytest.mark.parametrize(
+    ("terms", "spec", "fee", "term"),
+    [
+        (GrantTerms(protocols=("kkrt",), columns={"phone": ("join",)}), _psi(), 0, "protocols"),
+        (GrantTerms(protocols=("ecdh",), columns={"email": ("join",)}), _psi(), 0, "columns"),
+        (
+            GrantTerms(protocols=("ecdh",), columns={"phone": ("join",)}),
+            _psi(output="both"),
+            0,
+            "outputs",
+        ),
+        (
+            GrantTerms(protocols=("ecdh",), columns={"phone": ("join",)}, min_fee_wei=9),
+            _psi(),
+            8,
+            "min_fee_wei",
+        ),
+        (
+            GrantTerms(protocols=("kkrt",), columns={"phone": ("join",)}, min_result=10),
+            _psi(protocol="kkrt"),
+            0,
+            "min_result",
+        ),
+        (
+            GrantTerms(
+                protocols=("intersection3",), columns={"phone": ("join",)}, max_requester_set=5
+            ),
+            TaskSpec(
+                protocol="intersection3",
+                requester=1,
+                inputs=(MINE, THEIRS, SpecInput(dataset="0x" + "33" * 32, org=3, column="phone")),
+            ),
+            0,
+            "max_requester_set",
+        ),
+    ],
+)
+def test_the_first_broken_term_is_named(
+    terms: GrantTerms, spec: TaskSpec, fee: int, term: str
+) -> None:
+    problem = violation(spec, terms, THEIRS, fee=fee)
+    assert problem is not None and problem.term == term, problem
+
+
+def test_a_value_column_is_retrieved_by_pir_and_aggregated_by_lending() -> None:
+    holder = SpecInput(dataset="0x" + "22" * 32, org=2, column="phone", value_column="income")
+    pir = TaskSpec(kind="pir", protocol="simplepir", requester=1, inputs=(MINE, holder))
+    aggregated = GrantTerms(
+        protocols=("simplepir",), columns={"phone": ("join",), "income": ("aggregate",)}
+    )
+    problem = violation(pir, aggregated, holder, fee=0)
+    assert problem is not None and problem.term == "columns" and "retrieve" in problem.message
+    retrievable = aggregated.model_copy(
+        update={"columns": {"phone": ("join",), "income": ("retrieve",)}}
+    )
+    assert violation(pir, retrievable, holder, fee=0) is None
+
+
+def test_only_the_allowed_dealer_deals() -> None:
+    own = SpecInput(dataset="0x" + "11" * 32, org=1, column="amount")
+    theirs = SpecInput(dataset="0x" + "22" * 32, org=2, column="amount")
+    spec = TaskSpec(
+        kind="stats", protocol="joint-stats", requester=1, inputs=(own, theirs), dealer=7
+    )
+    terms = GrantTerms(protocols=("joint-stats",), columns={"amount": ("aggregate",)}, dealer=9)
+    problem = violation(spec, terms, theirs, fee=0)
+    assert problem is not None and problem.term == "dealer"
+    assert violation(spec, terms.model_copy(update={"dealer": 7}), theirs, fee=0) is None
+
+
+def test_the_chain_carries_what_the_contracts_check() -> None:
+    terms = GrantTerms(
+        protocols=("ecdh", "joint-stats"),
+        columns={"phone": ("join",)},
+        price=Price(unit="call", wei=3),
+        min_fee_wei=3,
+    )
+    chain = terms.chain_terms(expiry=100, max_uses=2)
+    assert chain.kinds == Kind.PSI | Kind.STATS
+    assert chain.protocols == 1 << PROTOCOL_IDS["ecdh"] | 1 << PROTOCOL_IDS["joint-stats"]
+    assert (chain.dealer, chain.min_fee, chain.expiry, chain.max_uses) == (ANY_DEALER, 3, 100, 2)
+    assert GrantTerms.parse(terms.canonical_json()) == terms
+    assert terms.max_set(1_000) is None
+    assert (
+        terms.model_copy(update={"max_requester_ratio": 0.5, "max_requester_set": 800}).max_set(
+            1_000
+        )
+        == 500
+    )
+
+
+def test_default_terms_leave_out_the_union_and_a_column_needs_a_use() -> None:
+    terms = default_terms(["psi"], ["phone", "segment"])
+    assert "union3" not in terms.protocols and "ecdh" in terms.protocols
+    assert terms.columns == {"phone": ("join",), "segment": ("join",)}
+    with pytest.raises(ValidationError):
+        GrantTerms(protocols=("ecdh",), columns={"phone": ()})

@@ -1,0 +1,95 @@
+"""ECDH-PSI's cardinality phase: the provider counts the intersection before it releases it."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from privledger.protocols.channel import ChannelError, channel_pair
+from privledger.protocols.psi.common import PsiHandshakeError, PsiResult
+from privledger.protocols.psi.ecdh import PsiResultTooSmall, run_psi
+
+TIMEOUT = 10.0
+
+
+def _run(
+    mine: list[bytes],
+    theirs: list[bytes],
+    *,
+    least: int | None,
+    requester_least: int | None = 0,
+    reveal: bool = False,
+) -> tuple[PsiResult, PsiResult]:
+    requester_channel, provider_channel = channel_pair()
+    with ThreadPoolExecutor(2) as pool:
+        requester = pool.submit(
+            run_psi,
+            requester_channel,
+            mine,
+            role="requester",
+            reveal_to_provider=reveal,
+            workers=1,
+            timeout=TIMEOUT,
+            min_result=requester_least,
+        )
+        provider = pool.submit(
+            run_psi,
+            provider_channel,
+            theirs,
+            role="provider",
+            reveal_to_provider=reveal,
+            workers=1,
+            timeout=TIMEOUT,
+            min_result=least,
+        )
+        try:
+            return requester.result(), provider.result()
+        finally:
+            requester_channel.close()
+            provider_channel.close()
+
+
+@pytest.mark.parametrize("reveal", [False, True])
+def test_an_intersection_at_the_threshold_is_released(reveal: bool) -> None:
+    mine = [f"k{i}".encode() for i in range(20)]
+    theirs = [f"k{i}".encode() for i in range(15, 40)]
+    requester, provider = _run(mine, theirs, least=5, reveal=reveal)
+    assert requester.intersection == sorted(mine[15:])
+    assert provider.learned_output is reveal
+    assert provider.intersection == (sorted(mine[15:]) if reveal else [])
+
+
+def test_a_smaller_intersection_is_refused_before_the_requester_can_find_it() -> None:
+    mine = [f"k{i}".encode() for i in range(20)]
+    theirs = [f"k{i}".encode() for i in range(17, 40)]  # 3 in common
+    requester_channel, provider_channel = channel_pair()
+    with ThreadPoolExecutor(2) as pool:
+        requester = pool.submit(
+            run_psi, requester_channel, mine, role="requester", workers=1, timeout=2, min_result=0
+        )
+        provider = pool.submit(
+            run_psi, provider_channel, theirs, role="provider", workers=1, timeout=2, min_result=5
+        )
+        with pytest.raises(PsiResultTooSmall) as refused:
+            provider.result()
+        provider_channel.close()
+        with pytest.raises(ChannelError):  # the requester never gets AB
+            requester.result()
+    assert (refused.value.size, refused.value.least) == (3, 5)
+
+
+def test_both_parties_run_the_cardinality_phase_or_neither() -> None:
+    requester_channel, provider_channel = channel_pair()
+    with ThreadPoolExecutor(2) as pool:
+        requester = pool.submit(
+            run_psi, requester_channel, [b"a"], role="requester", workers=1, timeout=2
+        )
+        provider = pool.submit(
+            run_psi, provider_channel, [b"a"], role="provider", workers=1, timeout=2, min_result=1
+        )
+        with pytest.raises(PsiHandshakeError):  # the requester's header names the plain protocol
+            provider.result()
+        provider_channel.close()
+        with pytest.raises(ChannelError):
+            requester.result()

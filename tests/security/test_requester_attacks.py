@@ -1,0 +1,417 @@
+"""A malicious requester (mallory: its node modified, its key calling the contracts) against the
+honest nodes of a running consortium. Each test is one attack of issue 13 and asserts: refused
+(400 at mallory's own node, a revert on chain) or failed on chain, nothing of the provider's data
+reaches mallory, and no provider loses its fee."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import pytest
+
+from privledger.evm.contracts import FailureReason, TaskStatus
+from privledger.evm.errors import ChainRevert
+from privledger.node.spec import SpecInput, TaskSpec
+from tests.e2e.conftest import paused
+
+from .malicious import FEE, Mallory, grant, wait_closed
+
+pytestmark = pytest.mark.security
+
+REGULATOR_ACCOUNT = 4  # anvil development account of the regulator's admin (the demo's)
+
+
+def _phones(mallory: Mallory, owner: str, shared: int, own: int) -> list[list[str]]:
+    """``shared`` of ``owner``'s customers, and ``own`` numbers nobody else has."""
+    theirs = sorted(mallory.running.people[owner])[:shared]
+    return [[phone] for phone in theirs] + [
+        [f"+9{secrets.randbelow(10**12):012d}"] for _ in range(own)
+    ]
+
+
+def _refused(response: object, term: str) -> None:
+    status, body = response.status_code, response.json()  # type: ignore[attr-defined]
+    assert status == 400, body
+    assert body["error"]["code"] == "terms_violation", body
+    assert f"term '{term}'" in body["error"]["message"], body
+
+
+def _failed_for(
+    mallory: Mallory,
+    task_id: int,
+    reason: FailureReason,
+    paid_before: int,
+    provider: str = "bank-a",
+) -> None:
+    """The honest ``provider`` refused the task for ``reason`` (its node's record) and the task
+    failed on chain; mallory holds no result, its fee came back and no provider anchored."""
+    task = wait_closed(mallory.running, task_id)
+    assert task.status is TaskStatus.FAILED, task
+    deadline = time.monotonic() + 30
+    with mallory.running.client(provider, "operator") as client:
+        while (failure := client.get(f"/tasks/{task_id}").json()["localFailure"]) is None:
+            assert time.monotonic() < deadline, f"{provider} recorded no failure"
+            time.sleep(0.1)
+    assert failure.startswith(reason.name), failure
+    assert mallory.result(task_id).status_code == 404
+    assert mallory.balance() == paid_before + task.fee  # refunded: no provider delivered
+    anchored = {anchor.org_id for anchor in mallory.ledger.tasks.anchors(task_id)}
+    assert anchored <= {mallory.org_id}
+
+
+def _spec(mallory: Mallory, protocol: str, inputs: list[SpecInput], **fields: object) -> TaskSpec:
+    kind = {"simplepir": "pir", "joint-stats": "stats"}.get(protocol, "psi")
+    return TaskSpec(
+        kind=kind,  # type: ignore[arg-type]
+        protocol=protocol,  # type: ignore[arg-type]
+        requester=mallory.org_id,
+        inputs=tuple(inputs),
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_1_a_psi_grant_does_not_run_the_union(mallory: Mallory) -> None:
+    """Attack 1: under plain PSI grants the requester ran union3 and received the providers'
+    entire key columns."""
+    running = mallory.running
+    mine = mallory.register(["phone"], _phones(mallory, "bank-a", 50, 50))
+    bank_a, bank_b = running.register("bank-a"), running.register("bank-b")
+    grants = [
+        grant(running, owner, data, mallory.org_id, kinds=["psi"])
+        for owner, data in (("bank-a", bank_a), ("bank-b", bank_b))
+    ]
+    inputs = [{"dataset": d, "column": "phone"} for d in (mine, bank_a, bank_b)]
+    _refused(mallory.submit({"protocol": "union3", "inputs": inputs}), "protocols")
+
+    items = [
+        SpecInput(dataset=mine, org=mallory.org_id, column="phone"),
+        SpecInput(dataset=bank_a, org=running.org_ids["bank-a"], column="phone"),
+        SpecInput(dataset=bank_b, org=running.org_ids["bank-b"], column="phone"),
+    ]
+    union = _spec(mallory, "union3", items)
+    with pytest.raises(ChainRevert) as refused:  # named honestly on chain: the grants refuse
+        mallory.forge(union, [bytes(32), *grants])
+    assert refused.value.error == "GrantRegistryProtocolNotAllowed"
+    before = mallory.balance()
+    lying = mallory.forge(union, [bytes(32), *grants], protocol="intersection3")
+    _failed_for(mallory, lying, FailureReason.SPEC_MISMATCH, before)
+
+
+def test_1_a_pir_grant_releases_only_the_granted_column(mallory: Mallory) -> None:
+    """Attack 1: under a PIR grant the requester could read any value column."""
+    running = mallory.running
+    path = running.data_dir / f"bank-a-accounts-{secrets.token_hex(3)}.csv"
+    phones = sorted(running.people["bank-a"])[:40]
+    path.write_text(
+        "phone,segment,income\n" + "".join(f"{p},retail,{1000 + i}\n" for i, p in enumerate(phones))
+    )
+    body = {"path": str(path), "name": "bank-a-accounts", "level": 2, "unitPrice": 10**9}
+    with running.client("bank-a", "data_owner") as owner:
+        accounts = owner.post("/datasets", json=body).json()["datasetId"]
+    terms = {
+        "protocols": ["simplepir", "bucket"],
+        "columns": {"phone": ["join"], "segment": ["retrieve"]},
+    }
+    issued = grant(running, "bank-a", accounts, mallory.org_id, terms=terms)
+    keys = mallory.register(["phone"], [[phone] for phone in phones[:3]])
+    inputs = [
+        {"dataset": keys, "column": "phone"},
+        {"dataset": accounts, "column": "phone", "valueColumn": "income"},
+    ]
+    _refused(mallory.submit({"kind": "pir", "protocol": "simplepir", "inputs": inputs}), "columns")
+
+    spec = _spec(
+        mallory,
+        "simplepir",
+        [
+            SpecInput(dataset=keys, org=mallory.org_id, column="phone"),
+            SpecInput(
+                dataset=accounts,
+                org=running.org_ids["bank-a"],
+                column="phone",
+                value_column="income",
+            ),
+        ],
+    )
+    before = mallory.balance()
+    task_id = mallory.forge(spec, [bytes(32), issued])
+    _failed_for(mallory, task_id, FailureReason.TERMS_VIOLATION, before)
+
+
+def test_1_a_pir_grant_caps_the_keys_asked(mallory: Mallory) -> None:
+    """Attack 1: under a PIR grant the requester could look up any number of keys."""
+    running = mallory.running
+    holder = running.register("bank-a")
+    terms = {
+        "protocols": ["simplepir", "bucket"],
+        "columns": {"phone": ["join"], "segment": ["retrieve"]},
+        "maxRequesterSet": 5,
+    }
+    issued = grant(running, "bank-a", holder, mallory.org_id, terms=terms)
+    keys = mallory.register(["phone"], _phones(mallory, "bank-a", 40, 0))
+    inputs = [
+        {"dataset": keys, "column": "phone"},
+        {"dataset": holder, "column": "phone", "valueColumn": "segment"},
+    ]
+    _refused(
+        mallory.submit({"kind": "pir", "protocol": "simplepir", "inputs": inputs}),
+        "max_requester_set",
+    )
+
+    spec = _spec(
+        mallory,
+        "simplepir",
+        [
+            SpecInput(dataset=keys, org=mallory.org_id, column="phone"),
+            SpecInput(
+                dataset=holder,
+                org=running.org_ids["bank-a"],
+                column="phone",
+                value_column="segment",
+            ),
+        ],
+    )
+    before = mallory.balance()  # its own node runs the query: the holder refuses at its header
+    task_id = mallory.forge(spec, [bytes(32), issued], run=True)
+    _failed_for(mallory, task_id, FailureReason.TERMS_VIOLATION, before)
+
+
+def test_1_leaving_out_the_service_binds_its_terms_all_the_same(mallory: Mallory) -> None:
+    """Attack 1: a caller of a published PSI service left out ``service`` and ran the same
+    computation free, on any column."""
+    running = mallory.running
+    data = running.register("bank-a")
+    name = f"match-{secrets.token_hex(3)}"
+    price = 10**15
+    with running.client("bank-a", "data_owner") as owner:
+        defined = owner.post(
+            "/services", json={"name": name, "dataset": data, "column": "phone", "priceWei": price}
+        )
+        assert defined.status_code == 201, defined.text
+        authorised = owner.post(
+            f"/services/{name}/callers",
+            json={"org": mallory.org_id, "maxCalls": 5, "expiresInS": 3_600},
+        )
+        assert authorised.status_code == 201, authorised.text
+    issued = bytes.fromhex(authorised.json()["grantId"][2:])
+    mine = mallory.register(
+        ["phone", "segment"], [[p, "retail"] for (p,) in _phones(mallory, "bank-a", 30, 30)]
+    )
+    inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
+    _refused(mallory.submit({"inputs": inputs, "feeWei": 0}), "min_fee_wei")
+    _refused(
+        mallory.submit(
+            {"inputs": [inputs[0], {"dataset": data, "column": "segment"}], "feeWei": price}
+        ),
+        "columns",
+    )
+
+    items = [
+        SpecInput(dataset=mine, org=mallory.org_id, column="segment"),
+        SpecInput(dataset=data, org=running.org_ids["bank-a"], column="segment"),
+    ]
+    spec = _spec(mallory, "ecdh", items)
+    with pytest.raises(ChainRevert) as refused:
+        mallory.forge(spec, [bytes(32), issued], fee=0)
+    assert refused.value.error == "TaskLedgerFeeBelowFloor"
+    before = mallory.balance()
+    task_id = mallory.forge(spec, [bytes(32), issued], fee=price)
+    _failed_for(mallory, task_id, FailureReason.TERMS_VIOLATION, before)
+
+
+def test_2_the_provider_caps_the_requester_set(mallory: Mallory) -> None:
+    """Attack 2: with no cap on its set size, the requester enumerated the provider's list."""
+    running = mallory.running
+    data = running.register("bank-a")
+    terms = {
+        "protocols": ["ecdh", "kkrt"],
+        "columns": {"phone": ["join"]},
+        "maxRequesterRatio": 0.1,
+    }
+    issued = grant(running, "bank-a", data, mallory.org_id, terms=terms)  # 100 keys for 1,000 rows
+    guesses = mallory.register(["phone"], _phones(mallory, "bank-a", 1_000, 500))
+    inputs = [{"dataset": guesses, "column": "phone"}, {"dataset": data, "column": "phone"}]
+    _refused(mallory.submit({"protocol": "ecdh", "inputs": inputs}), "max_requester_set")
+    items = [
+        SpecInput(dataset=guesses, org=mallory.org_id, column="phone"),
+        SpecInput(dataset=data, org=running.org_ids["bank-a"], column="phone"),
+    ]
+    for protocol in ("ecdh", "kkrt"):  # its own node runs it: the provider refuses at the header
+        before = mallory.balance()
+        task_id = mallory.forge(_spec(mallory, protocol, items), [bytes(32), issued], run=True)
+        _failed_for(mallory, task_id, FailureReason.TERMS_VIOLATION, before)
+
+
+def test_3_the_provider_enforces_the_release_threshold(mallory: Mallory) -> None:
+    """Attack 3: the release threshold was enforced only by the node that learns the result,
+    the requester's; mallory's node releases everything."""
+    running = mallory.running
+    data = running.register("bank-a")  # level 2: its owner's policy releases 5 rows or more
+    grant(running, "bank-a", data, mallory.org_id, kinds=["psi"])
+    probes = mallory.register(["phone"], _phones(mallory, "bank-a", 3, 200))
+    inputs = [{"dataset": probes, "column": "phone"}, {"dataset": data, "column": "phone"}]
+    before = mallory.balance()
+    response = mallory.submit({"protocol": "ecdh", "inputs": inputs})
+    assert response.status_code == 201, response.text
+    _failed_for(mallory, response.json()["taskId"], FailureReason.POLICY_VIOLATION, before)
+
+
+def test_4_statistics_thresholds_count_only_each_providers_own_rows(mallory: Mallory) -> None:
+    """Attack 4: the requester padded the group with its own rows and read back one provider's
+    single row (count, sum, histogram)."""
+    running = mallory.running
+    path = running.data_dir / f"bank-a-one-loan-{secrets.token_hex(3)}.csv"
+    path.write_text("customer,amount\nc1,123456.78\n")
+    body = {"path": str(path), "name": "bank-a-one-loan", "level": 2, "unitPrice": 10**9}
+    with running.client("bank-a", "data_owner") as owner:
+        single = owner.post("/datasets", json=body).json()["datasetId"]
+    grant(running, "bank-a", single, mallory.org_id, kinds=["stats"])
+    padding = mallory.register(["customer", "amount"], [[f"m{i}", 100 + i] for i in range(50)])
+    body = {
+        "kind": "stats",
+        "protocol": "joint-stats",
+        "inputs": [
+            {"dataset": padding, "column": "amount"},
+            {"dataset": single, "column": "amount"},
+        ],
+        "dealer": running.org_ids["regulator"],
+        "fracBits": 8,
+        "histogramEdges": [0.0, 1_000.0, 1_000_000.0],
+    }
+    before = mallory.balance()
+    response = mallory.submit(body)
+    assert response.status_code == 201, response.text
+    _failed_for(mallory, response.json()["taskId"], FailureReason.POLICY_VIOLATION, before)
+
+
+def test_5_only_a_dealer_the_terms_allow_may_deal(mallory: Mallory) -> None:
+    """Attack 5: the requester picked the MPC dealer, any organisation at all."""
+    running = mallory.running
+    regulator, bank_b = running.org_ids["regulator"], running.org_ids["bank-b"]
+    path = running.data_dir / f"bank-a-loans-{secrets.token_hex(3)}.csv"
+    path.write_text("customer,amount\n" + "".join(f"c{i},{i * 10}\n" for i in range(40)))
+    body = {"path": str(path), "name": "bank-a-loans", "level": 2, "unitPrice": 10**9}
+    with running.client("bank-a", "data_owner") as owner:
+        loans = owner.post("/datasets", json=body).json()["datasetId"]
+    terms = {
+        "protocols": ["joint-stats"],
+        "columns": {"amount": ["aggregate"]},
+        "dealer": regulator,
+    }
+    issued = grant(running, "bank-a", loans, mallory.org_id, terms=terms)
+    own = mallory.register(["customer", "amount"], [[f"m{i}", i] for i in range(40)])
+    body = {
+        "kind": "stats",
+        "protocol": "joint-stats",
+        "inputs": [{"dataset": own, "column": "amount"}, {"dataset": loans, "column": "amount"}],
+        "dealer": bank_b,  # bank-b, colluding with mallory, would see every share it deals
+        "fracBits": 8,
+    }
+    _refused(mallory.submit(body), "dealer")
+    items = [
+        SpecInput(dataset=own, org=mallory.org_id, column="amount"),
+        SpecInput(dataset=loans, org=running.org_ids["bank-a"], column="amount"),
+    ]
+    with pytest.raises(ChainRevert) as refused:  # bank-b never consented to deal: no dealer
+        mallory.forge(
+            _spec(mallory, "joint-stats", items, dealer=bank_b, frac_bits=8), [bytes(32), issued]
+        )
+    assert refused.value.error == "TaskLedgerDealerNotPublished"
+    # the regulator publishes a dealer service, but a grant that names another dealer refuses it
+    other = grant(running, "bank-a", loans, mallory.org_id, terms={**terms, "dealer": bank_b})
+    with pytest.raises(ChainRevert) as refused:
+        mallory.forge(
+            _spec(mallory, "joint-stats", items, dealer=regulator, frac_bits=8), [bytes(32), other]
+        )
+    assert refused.value.error == "GrantRegistryDealerNotAllowed"
+
+
+def test_7_the_requester_cannot_take_the_fee_back_after_delivery(mallory: Mallory) -> None:
+    """Attack 7: once the protocol had given it the result, the requester failed the task and
+    got the whole fee back; the provider's balance stayed 0."""
+    running = mallory.running
+    data = running.register("bank-a")
+    grant(running, "bank-a", data, mallory.org_id, kinds=["psi"])
+    mine = mallory.register(["phone"], _phones(mallory, "bank-a", 60, 60))
+    inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
+    bank_a = running.org_ids["bank-a"]
+    provider_before, mallory_before = mallory.ledger.metering.balance_of(bank_a), mallory.balance()
+    response = mallory.submit({"protocol": "ecdh", "inputs": inputs})
+    assert response.status_code == 201, response.text
+    task_id = response.json()["taskId"]
+    deadline = time.monotonic() + 90
+    while mallory.ledger.tasks.anchor_of(task_id, bank_a) == bytes(32):  # until it delivered
+        assert time.monotonic() < deadline, mallory.ledger.tasks.get_task(task_id)
+        time.sleep(0.02)
+    with pytest.raises(ChainRevert) as refused:  # the provider delivered: no failure, no refund
+        mallory.ledger.tasks.fail_task(task_id, FailureReason.PROTOCOL_ERROR)
+    assert refused.value.error in ("TaskLedgerDelivered", "TaskLedgerInvalidStatus")
+    task = wait_closed(running, task_id)
+    assert task.status is TaskStatus.SETTLED
+    assert mallory.ledger.metering.balance_of(bank_a) == provider_before + FEE
+    assert mallory.balance() == mallory_before
+    assert len(mallory.result(task_id).json()["items"]) == 60
+
+
+def test_8_a_fee_below_the_price_is_refused(mallory: Mallory) -> None:
+    """Attack 8: no provider checked the fee against its price; a fee of 0 was accepted."""
+    running = mallory.running
+    data = running.register("bank-a")
+    price = 10**15
+    terms = {"protocols": ["ecdh"], "columns": {"phone": ["join"]}, "minFeeWei": price}
+    issued = grant(running, "bank-a", data, mallory.org_id, terms=terms)
+    mine = mallory.register(["phone"], _phones(mallory, "bank-a", 20, 20))
+    inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
+    _refused(mallory.submit({"inputs": inputs, "feeWei": 0}), "min_fee_wei")
+    spec = _spec(
+        mallory,
+        "ecdh",
+        [
+            SpecInput(dataset=mine, org=mallory.org_id, column="phone"),
+            SpecInput(dataset=data, org=running.org_ids["bank-a"], column="phone"),
+        ],
+    )
+    for fee in (0, price - 1):
+        with pytest.raises(ChainRevert) as refused:
+            mallory.forge(spec, [bytes(32), issued], fee=fee)
+        assert refused.value.error == "TaskLedgerFeeBelowFloor"
+    assert mallory.ledger.grants.get_grant(issued).used == 0
+
+
+def test_5_a_dealer_that_withdrew_its_consent_refuses_at_once(mallory: Mallory) -> None:
+    """Attack 5: any organisation could be named dealer without consenting. A dealer that
+    withdraws its dealer service refuses the tasks still naming it, before it deals anything."""
+    running = mallory.running
+    regulator = running.org_ids["regulator"]
+    path = running.data_dir / f"bank-a-loans-{secrets.token_hex(3)}.csv"
+    path.write_text("customer,amount\n" + "".join(f"c{i},{i * 10}\n" for i in range(40)))
+    body = {"path": str(path), "name": "bank-a-loans", "level": 2, "unitPrice": 10**9}
+    with running.client("bank-a", "data_owner") as owner:
+        loans = owner.post("/datasets", json=body).json()["datasetId"]
+    grant(running, "bank-a", loans, mallory.org_id, kinds=["stats"])
+    own = mallory.register(["customer", "amount"], [[f"m{i}", i] for i in range(40)])
+    dealer = running.ledger(REGULATOR_ACCOUNT)
+    before = mallory.balance()
+    with paused(running.nodes["regulator"]) as resume:
+        response = mallory.submit(
+            {
+                "kind": "stats",
+                "protocol": "joint-stats",
+                "inputs": [
+                    {"dataset": own, "column": "amount"},
+                    {"dataset": loans, "column": "amount"},
+                ],
+                "dealer": regulator,
+                "fracBits": 8,
+            }
+        )
+        assert response.status_code == 201, response.text
+        dealer.orgs.set_dealer_service(regulator, False)
+        resume()
+    try:
+        _failed_for(
+            mallory, response.json()["taskId"], FailureReason.POLICY_VIOLATION, before, "regulator"
+        )
+    finally:
+        dealer.orgs.set_dealer_service(regulator, True)
