@@ -42,6 +42,24 @@ def test_aes_ecb_matches_cryptography_and_handles_odd_sizes() -> None:
         ot.aes_ecb(key, np.zeros(15, dtype=np.uint8))
 
 
+@pytest.mark.parametrize("blocks", [1, 2, 3, 4, 5, 8, 9])
+@pytest.mark.parametrize("in_place", [False, True])
+def test_aes_ecb_across_chunks_in_place_or_not(
+    blocks: int, in_place: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of 4 blocks here: the last block of the output goes through the small spare, an
+    in-place call through the per-thread one (cryptography >= 51 refuses overlapping buffers)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    monkeypatch.setattr(ot, "_AES_CHUNK_BLOCKS", 4)
+    key = secrets.token_bytes(16)
+    data = ot.random_bytes(blocks, 16)
+    expected = Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(data.tobytes())
+    target = data if in_place else np.empty_like(data)
+    assert ot.aes_ecb(key, data, target) is target
+    assert target.tobytes() == expected
+
+
 def test_prg_columns_are_chunkable() -> None:
     seeds = ot.random_bytes(4, 16)
     whole = ot.prg_columns(seeds, 64)

@@ -70,6 +70,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import struct
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -110,6 +111,10 @@ def aes_ecb(key: bytes, blocks: U8, out: U8 | None = None) -> U8:
     """AES-128-ECB of a C-contiguous array whose size is a multiple of 16 bytes, same shape.
 
     Encrypts in chunks straight into ``out`` (``update_into``); ``out`` may alias ``blocks``.
+    ``update_into`` wants 15 bytes of room past its output, and (cryptography >= 51) an output
+    that does not overlap its input: the last block of ``out`` is encrypted through a small
+    spare, and an in-place call goes through a per-thread spare chunk that is allocated once
+    (a fresh 16 MiB buffer per call costs ~4,000 page faults).
     """
     if blocks.size % BLOCK:
         raise ValueError("AES input must be a whole number of 16-byte blocks")
@@ -119,17 +124,37 @@ def aes_ecb(key: bytes, blocks: U8, out: U8 | None = None) -> U8:
     dst = out.reshape(-1)
     encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     chunk = _AES_CHUNK_BLOCKS * BLOCK
-    # update_into needs len(data) + 15 bytes of room; encrypt the last partial chunk via a
-    # spare buffer so that ``out`` needs no slack.
-    spare = np.empty(min(chunk, dst.size) + BLOCK, dtype=np.uint8)
-    for lo in range(0, src.size, chunk):
-        hi = min(lo + chunk, src.size)
-        if hi + BLOCK - 1 <= dst.size and not np.shares_memory(src, dst):
-            encryptor.update_into(src[lo:hi].data, dst[lo : hi + BLOCK - 1].data)
-        else:
+    if np.shares_memory(src, dst):
+        spare = _spare(min(chunk, dst.size) + BLOCK)
+        for lo in range(0, src.size, chunk):
+            hi = min(lo + chunk, src.size)
             encryptor.update_into(src[lo:hi].data, spare.data)
             dst[lo:hi] = spare[: hi - lo]
+        return out
+    for lo in range(0, src.size, chunk):
+        hi = min(lo + chunk, src.size)
+        if hi + BLOCK - 1 <= dst.size:
+            encryptor.update_into(src[lo:hi].data, dst[lo : hi + BLOCK - 1].data)
+            continue
+        last = hi - BLOCK  # the end of out: all but the last block directly, that one spared
+        if last > lo:
+            encryptor.update_into(src[lo:last].data, dst[lo : last + BLOCK - 1].data)
+        tail = np.empty(2 * BLOCK, dtype=np.uint8)
+        encryptor.update_into(src[last:hi].data, tail.data)
+        dst[last:hi] = tail[:BLOCK]
     return out
+
+
+_SPARES = threading.local()
+
+
+def _spare(size: int) -> U8:
+    """A per-thread scratch buffer of at least ``size`` bytes, kept for the thread's next call."""
+    buffer: U8 | None = getattr(_SPARES, "buffer", None)
+    if buffer is None or buffer.size < size:
+        buffer = np.empty(size, dtype=np.uint8)
+        _SPARES.buffer = buffer
+    return buffer[:size]
 
 
 def prg_columns(seeds: U8, nbytes: int, offset: int = 0) -> U8:
