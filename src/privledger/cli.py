@@ -275,17 +275,25 @@ def node_revoke_token(
 def node_run(
     org: OrgOption,
     home: HomeOption,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on (default PRIVLEDGER_HOST, else 127.0.0.1)."),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="Port to listen on (default PRIVLEDGER_PORT, else 8000)."
+        ),
+    ] = None,
     rpc_url: RpcOption = None,
 ) -> None:
     """Run the node: API, peer endpoints and worker, until Ctrl-C."""
     from privledger.node.context import NodeSetupError
     from privledger.node.service import serve
 
-    extra: dict[str, object] = {"host": host, "port": port}
-    if rpc_url:
-        extra["rpc_url"] = rpc_url
+    # only what was given: the rest comes from PRIVLEDGER_* variables or the defaults
+    given = {"host": host, "port": port, "rpc_url": rpc_url}
+    extra = {name: value for name, value in given.items() if value is not None}
     try:
         serve(_node_settings(org, home, **extra))
     except NodeSetupError as exc:
@@ -344,6 +352,7 @@ scenario_app = typer.Typer(help="Generate the data of a worked scenario.", no_ar
 app.add_typer(model_app, name="model")
 app.add_typer(scenario_app, name="scenario")
 
+DEFAULT_NODE_URL = "http://127.0.0.1:8000"  # `privledger node run`'s default address
 UrlOption = Annotated[
     str, typer.Option(envvar="PRIVLEDGER_NODE_URL", help="Your node, e.g. http://127.0.0.1:8001.")
 ]
@@ -390,7 +399,7 @@ def dataset_register(
     name: Annotated[str, typer.Option(help="A short name.")],
     level: Annotated[int, typer.Option(help="Classification level 1 (public) .. 4 (core).")],
     unit_price: Annotated[int, typer.Option(help="Wei per matched row.")] = 0,
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """Register a local file: its commitment, schema hash and row count go on chain."""
@@ -404,7 +413,7 @@ def dataset_register(
 
 
 @dataset_app.command("list")
-def dataset_list(url: UrlOption = "http://127.0.0.1:8000", token: TokenOption = "") -> None:
+def dataset_list(url: UrlOption = DEFAULT_NODE_URL, token: TokenOption = "") -> None:
     """The datasets your node holds."""
     _api_call(lambda node: node.datasets(), url, token)
 
@@ -417,7 +426,7 @@ def model_register(
     upstream_bps: Annotated[
         int, typer.Option(help="Share of prediction fees passed to the training data owners.")
     ] = 3_000,
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """Register a trained model on chain (data owner token); then grant `fl` use to predict."""
@@ -431,7 +440,7 @@ def model_register(
 
 
 @model_app.command("list")
-def model_list(url: UrlOption = "http://127.0.0.1:8000", token: TokenOption = "") -> None:
+def model_list(url: UrlOption = DEFAULT_NODE_URL, token: TokenOption = "") -> None:
     """The models your node holds."""
     _api_call(lambda node: node.models(), url, token)
 
@@ -439,7 +448,7 @@ def model_list(url: UrlOption = "http://127.0.0.1:8000", token: TokenOption = ""
 @model_app.command("calls")
 def model_calls(
     name: Annotated[str, typer.Argument(help="The model's name.")],
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """Every prediction call of a model, with its anchoring batch (data owner token)."""
@@ -476,7 +485,7 @@ def grant_issue(
     kind: Annotated[list[str], typer.Option(help="psi, pir, stats or fl; repeatable.")],
     uses: Annotated[int, typer.Option(help="At most this many tasks.")] = 10,
     days: Annotated[int, typer.Option(help="Valid for this many days.")] = 30,
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """Grant an organisation the use of a dataset (a signed chain transaction)."""
@@ -490,7 +499,7 @@ def grant_issue(
 @grant_app.command("revoke")
 def grant_revoke(
     grant_id: Annotated[str, typer.Argument(help="Grant id (0x...).")],
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """Revoke a grant: tasks not yet run under it stop."""
@@ -501,7 +510,7 @@ def grant_revoke(
 def task_submit(
     spec: Annotated[Path, typer.Argument(help="A JSON file with the task (see the API's TaskIn).")],
     wait: Annotated[bool, typer.Option(help="Wait until settled or failed.")] = True,
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """Submit a task and (by default) wait for it, with a progress spinner on stderr."""
@@ -524,7 +533,7 @@ def task_submit(
 @task_app.command("status")
 def task_status(
     task_id: Annotated[int, typer.Argument(help="Task id.")],
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """The task's on-chain record and timeline, and your node's part in it."""
@@ -534,7 +543,7 @@ def task_status(
 @task_app.command("result")
 def task_result(
     task_id: Annotated[int, typer.Argument(help="Task id.")],
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """The task's output, with the salt that opens its anchored digest."""
@@ -653,7 +662,7 @@ def query_pir(
     wait: WaitOption = True,
     timeout: TimeoutOption = 600.0,
     owner_token: OwnerTokenOption = "",
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """Look keys up in another organisation's dataset without revealing them (keyword PIR).
@@ -716,7 +725,7 @@ def stats_run(
     fee_wei: FeeOption = 0,
     wait: WaitOption = True,
     timeout: TimeoutOption = 600.0,
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """Count, sum, mean, variance and histogram of a column across organisations, by secret
@@ -793,7 +802,7 @@ def lending_check(
     wait: WaitOption = True,
     timeout: TimeoutOption = 600.0,
     owner_token: OwnerTokenOption = "",
-    url: UrlOption = "http://127.0.0.1:8000",
+    url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
     """One customer's total loans at the other banks -- or, with a limit, only whether it
