@@ -252,6 +252,7 @@ def test_demo_leaves_no_process_behind_when_stopped(how: str, tmp_path: Path) ->
     if how == "sigint-in-background":  # what `cmd &` in a script does to SIGINT
         command = ["sh", "-c", "trap '' INT; exec \"$@\"", "sh", *command]
     demo = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)
+    started: set[int] = set()
     try:
         deadline = time.monotonic() + 300
         while "consortium running" not in Path(log.name).read_text():
@@ -266,8 +267,8 @@ def test_demo_leaves_no_process_behind_when_stopped(how: str, tmp_path: Path) ->
         while (left := {pid for pid in started if _alive(pid)}) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not left, f"left running after {how}: {left}"
-    finally:
-        if demo.poll() is None:
-            demo.kill()
-        for pid in _descendants(demo.pid):
-            os.kill(pid, signal.SIGKILL)
+    finally:  # whatever the outcome, no process of this test outlives it
+        for pid in started | _descendants(demo.pid) | {demo.pid}:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        demo.wait()
