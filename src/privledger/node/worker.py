@@ -129,6 +129,8 @@ class Worker:
     def __init__(self, node: NodeContext, *, max_parallel: int = 4) -> None:
         self.node = node
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="task")
+        # dealer duties never take the last thread: tasks stalled on purpose keep it from new work
+        self._dealing = threading.BoundedSemaphore(max(1, max_parallel - 1))
         self._busy: set[int] = set()
         self._ignored: set[int] = set()
         self._seen = 0  # id of the last task event taken from the index
@@ -523,12 +525,23 @@ class Worker:
 
     def _deal(self, task: Task, spec: TaskSpec) -> Outcome:
         """The dealer of a statistics task: correlated randomness to every data party, no data.
-        Only while this organisation publishes its dealer service (its consent), and for at most
-        :data:`DEALER_BUDGET_S`, so that stalled parties cannot hold the worker's threads."""
+        Only while this organisation publishes its dealer service (its consent), for at most
+        :data:`DEALER_BUDGET_S`, and on all but one of the worker's threads, so that stalled
+        parties cannot hold the worker: a dealer at capacity refuses at once."""
         if not self.node.ledger.orgs.is_dealer(self.node.org_id):
             raise TaskRefused(
                 FailureReason.POLICY_VIOLATION, "this organisation publishes no dealer service"
             )
+        if not self._dealing.acquire(blocking=False):
+            raise TaskRefused(
+                FailureReason.PEER_UNREACHABLE, "the dealer serves as many tasks as it can"
+            )
+        try:
+            return self._serve_as_dealer(task, spec)
+        finally:
+            self._dealing.release()
+
+    def _serve_as_dealer(self, task: Task, spec: TaskSpec) -> Outcome:
         owners = [item.org for item in spec.inputs]
         channels = {org: self._channel(task, org) for org in owners}
         with _closing(channels):
