@@ -15,7 +15,7 @@ SYNC := $(UV_ENV) $(UV) sync --frozen --python $(PYTHON) --all-extras --quiet
 UNIT_TESTS := tests -m "not slow and not browser" --ignore=tests/e2e --ignore=tests/scenarios \
 	--ignore=tests/test_cli.py
 
-.PHONY: test demo bench lint typecheck bootstrap chromium clean lock deps-latest
+.PHONY: test demo bench lint typecheck bootstrap chromium postgresql clean lock deps-latest
 
 bootstrap: $(STAMP) $(CHAIN_STAMP)
 
@@ -55,6 +55,12 @@ chromium:
 	@command -v chromium >/dev/null || { apt-get update && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 
+# The `postgres` tests start a throwaway server (tests/pg_server.py) from Debian's PostgreSQL 15
+# binaries, run as the package's `postgres` user when the tests run as root.
+postgresql:
+	@test -x /usr/lib/postgresql/15/bin/postgres || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15; }
+
 lint: bootstrap
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
@@ -63,7 +69,7 @@ lint: bootstrap
 typecheck: bootstrap
 	$(BIN)/mypy
 
-test: lint typecheck chromium
+test: lint typecheck chromium postgresql
 	$(BIN)/privledger compile
 	$(BIN)/pytest
 

@@ -1,8 +1,10 @@
 """Shared fixtures: one real anvil and one deployment per test session, isolated per test by
-``evm_snapshot`` / ``evm_revert``."""
+``evm_snapshot`` / ``evm_revert``; one throwaway PostgreSQL server per session, started when the
+first ``postgres`` test needs it, with a database of its own for every test and node."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,55 @@ from privledger.evm.compiler import compile_contracts
 from privledger.evm.deploy import Deployment, deploy_contracts
 from privledger.evm.errors import ErrorDecoder
 from privledger.evm.ledger import Ledger
+from privledger.store.db import sqlite_url
+from tests.pg_server import PostgresServer, PostgresUnavailable, start_postgres
+
+# a fixture parametrised with STORES runs its tests on SQLite (the default; param None, so the
+# same session-scoped instance serves the tests that do not ask for a store) and on PostgreSQL
+STORES = [
+    pytest.param(None, id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+_database_names = itertools.count(1)
+
+
+def parametrise_store(metafunc: pytest.Metafunc, fixture: str) -> None:
+    """Run the test once per store, through the session-scoped ``fixture`` that reads
+    ``request.param`` (None: SQLite, ``"postgres"``)."""
+    metafunc.parametrize(fixture, STORES, indirect=True)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The PostgreSQL runs go last (after pytest's own grouping by fixture), so each
+    session-scoped consortium or index is built once per store."""
+    items.sort(key=lambda item: item.get_closest_marker("postgres") is not None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's throwaway PostgreSQL server. It never skips: a server that cannot start
+    fails the tests that need it, with the reason."""
+    try:
+        with start_postgres() as server:
+            yield server
+    except PostgresUnavailable as error:
+        pytest.fail(f"the throwaway PostgreSQL server did not start: {error}", pytrace=False)
+
+
+def new_database(request: pytest.FixtureRequest, label: str) -> str:
+    """A fresh database on the session's PostgreSQL server, named after ``label``; its URL."""
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    safe = "".join(c if c.isalnum() else "_" for c in label.lower())[:40]
+    return server.create_database(f"{safe}_{next(_database_names)}")
+
+
+@pytest.fixture(params=STORES)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A node database of the test's own: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "postgres":
+        return new_database(request, request.node.name)
+    return sqlite_url(tmp_path / "node.db")
 
 
 @pytest.fixture(scope="session")

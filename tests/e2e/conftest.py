@@ -7,7 +7,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, sync_playwright
 from web3 import Web3
 from web3.types import RPCEndpoint
 
+from privledger import demo
 from privledger.config import NodeSettings, Settings
 from privledger.demo import NodeProcess, consortium, synthetic_customers, wait_healthy
 from privledger.evm.anvil import free_port
@@ -26,6 +27,19 @@ from privledger.evm.artifacts import load_artifacts
 from privledger.evm.deploy import Deployment, load_deployment
 from privledger.evm.ledger import Ledger
 from privledger.node.keystore import Keystore
+from tests.conftest import new_database, parametrise_store
+
+# the tests that run a second time on a consortium whose nodes keep their stores in PostgreSQL
+ON_POSTGRES = {
+    "test_walking_path.py::test_psi_task_is_authorised_run_anchored_and_settled",
+    "test_audit.py::test_calls_grants_and_data_access_are_logged_and_provable",
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    test = f"{metafunc.definition.path.name}::{metafunc.definition.originalname}"
+    if "running" in metafunc.fixturenames and test in ON_POSTGRES:
+        parametrise_store(metafunc, "running")
 
 
 @dataclass
@@ -60,14 +74,47 @@ class Running:
             return dataset_id
 
 
+@contextmanager
+def node_databases_in_postgres(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """Every node the consortium starts gets a new PostgreSQL database of its own (its home
+    and its process see it as ``PRIVLEDGER_DATABASE_URL``); yields the URLs by organisation."""
+    urls: dict[str, str] = {}
+
+    def with_database_of(start: Callable[..., Any]) -> Callable[..., Any]:
+        def started(settings: Settings, org: str, *args: Any) -> Any:
+            if org not in urls:
+                urls[org] = new_database(request, f"node_{org}")
+            with pytest.MonkeyPatch.context() as env:
+                env.setenv("PRIVLEDGER_DATABASE_URL", urls[org])
+                return start(settings, org, *args)
+
+        return started
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(demo, "prepare_node_home", with_database_of(demo.prepare_node_home))
+        patch.setattr(demo, "start_node", with_database_of(demo.start_node))
+        yield urls
+
+
 @pytest.fixture(scope="session")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    base = tmp_path_factory.mktemp("consortium")
+def running(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """The consortium; its nodes' stores are SQLite files, or PostgreSQL databases when the
+    test is parametrised with ``"postgres"`` (see ``ON_POSTGRES``)."""
+    store = getattr(request, "param", None)
+    base = tmp_path_factory.mktemp(f"consortium-{store or 'sqlite'}")
     settings = Settings(var_path=base / "var", deployments_path=base / "deployments")
     # a peer that vanishes is noticed in seconds, not minutes
     patch = pytest.MonkeyPatch()
     patch.setenv("PRIVLEDGER_CHANNEL_TIMEOUT_S", "10")
-    with consortium(settings, free_port()) as (handle, info, nodes):
+    with (
+        node_databases_in_postgres(request) if store == "postgres" else nullcontext() as urls,
+        consortium(settings, free_port()) as (handle, info, nodes),
+    ):
+        if urls is not None:  # every node on a database of its own, none on a SQLite file
+            assert set(urls) == set(nodes) and len(set(urls.values())) == len(nodes)
+            assert not list((settings.var_dir / "nodes").glob("*/node.db"))
         data_dir = base / "data"
         people = synthetic_customers(
             data_dir,

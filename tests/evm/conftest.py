@@ -144,12 +144,18 @@ TELECOM_ACCOUNT = 3  # the development account of the consortium fixture's telec
 
 
 @pytest.fixture
-def telecom_api(consortium: Consortium, tmp_path: Path) -> Iterator[tuple[TestClient, NodeContext]]:
-    """The telecom node's API in process, with an operator token."""
+def telecom_api(
+    consortium: Consortium, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[TestClient, NodeContext]]:
+    """The telecom node's API in process, with an operator token; its store is the test's
+    ``store_url`` when the test asks for one (SQLite and PostgreSQL), else a SQLite file."""
     ledger = consortium.telecom.ledger
     keystore = Keystore(tmp_path / "keystore", "test", scrypt_n=2**4)
     account = keystore.import_key(dev_account(TELECOM_ACCOUNT).key)
-    engine = make_engine(sqlite_url(tmp_path / "node.db"))
+    if "store_url" in request.fixturenames:
+        engine = make_engine(request.getfixturevalue("store_url"))
+    else:
+        engine = make_engine(sqlite_url(tmp_path / "node.db"))
     node = NodeContext(
         settings=NodeSettings(org="telecom", home=tmp_path),
         engine=engine,

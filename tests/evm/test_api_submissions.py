@@ -1,6 +1,7 @@
 """Task submissions hammered through the real node API (in process) against the real anvil: every
 task lands once, with its own id and its local row, the node account's nonces stay gapless, and a
-submission the ledger refuses comes back as a 4xx naming the custom error."""
+submission the ledger refuses comes back as a 4xx naming the custom error. The concurrent
+submissions run on a SQLite and on a PostgreSQL store."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from fastapi.testclient import TestClient
+from sqlalchemy import make_url
 from sqlmodel import Session, select
 
 from privledger.evm.contracts import TaskStatus
@@ -21,9 +23,10 @@ THREADS = 8
 
 
 def test_concurrent_submissions_through_the_api(
-    consortium: Consortium, telecom_api: tuple[TestClient, NodeContext]
+    consortium: Consortium, store_url: str, telecom_api: tuple[TestClient, NodeContext]
 ) -> None:
     client, node = telecom_api
+    assert node.engine.url.get_backend_name() == make_url(store_url).get_backend_name()
     w3 = consortium.w3
     mine = "0x" + consortium.dataset(consortium.telecom).hex()
     theirs = "0x" + consortium.dataset(consortium.bank_a).hex()

@@ -1,14 +1,12 @@
 """The indexer copies blocks and transactions with their calls decoded from our ABIs, and the
-references the explorer searches by, once each across restarts."""
+references the explorer searches by, once each across restarts (on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from sqlmodel import Session, col, select
 
 from privledger.evm.indexer import EventIndexer
-from privledger.store.db import make_engine, sqlite_url
+from privledger.store.db import make_engine
 from privledger.store.models import ChainBlock, ChainRef, ChainTx
 from tests.evm.conftest import Consortium, consortium
 
@@ -16,17 +14,18 @@ __all__ = ["consortium"]  # the fixture, shared with tests/evm
 
 
 def test_blocks_transactions_and_references_are_indexed_once(
-    consortium: Consortium, tmp_path: Path
+    consortium: Consortium, store_url: str
 ) -> None:
-    url = sqlite_url(tmp_path / "node.db")
     admin = consortium.admin
-    EventIndexer(admin.client.w3, admin.deployment, admin.artifacts, make_engine(url)).sync()
+    EventIndexer(admin.client.w3, admin.deployment, admin.artifacts, make_engine(store_url)).sync()
     parent = consortium.dataset(consortium.bank_a)
     child = consortium.dataset(consortium.bank_a, parents=(parent,), upstream_bps=500)
-    restarted = EventIndexer(admin.client.w3, admin.deployment, admin.artifacts, make_engine(url))
+    restarted = EventIndexer(
+        admin.client.w3, admin.deployment, admin.artifacts, make_engine(store_url)
+    )
     assert restarted.sync() == 2  # two DatasetRegistered events, nothing twice
 
-    with Session(make_engine(url)) as session:
+    with Session(make_engine(store_url)) as session:
         blocks = list(session.exec(select(ChainBlock).order_by(col(ChainBlock.number))))
         numbers = [b.number for b in blocks]
         assert numbers == list(range(admin.deployment.deploy_block, numbers[-1] + 1))

@@ -1,27 +1,73 @@
+"""The migrations build exactly the models, on SQLite and on PostgreSQL (``store_url``), and the
+tables hold what the node writes into them."""
+
 from __future__ import annotations
 
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel, select
 
-from privledger.store.db import make_engine, sqlite_url
+from privledger.store.db import make_engine
+from privledger.store.models import ApiToken, ApiUser, LocalDataset, LocalTask, PsiService
 
 
-def test_migrations_build_exactly_the_models(tmp_path: Path) -> None:
-    engine = make_engine(sqlite_url(tmp_path / "node.db"))
+def test_migrations_build_exactly_the_models(store_url: str) -> None:
+    engine = make_engine(store_url)
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
     assert diff == [], f"models and migrations differ: write a migration ({diff})"
     assert {"chain_event", "local_task", "api_token", "alembic_version"} <= set(
         inspect(engine).get_table_names()
     )
+    engine.dispose()
 
 
-def test_reopening_a_migrated_database_is_a_no_op(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path / "node.db")
-    make_engine(url)
-    with make_engine(url).connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0007"
+def test_reopening_a_migrated_database_is_a_no_op(store_url: str) -> None:
+    make_engine(store_url).dispose()
+    engine = make_engine(store_url)
+    with engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == "0008"
+    engine.dispose()
+
+
+def test_wide_numbers_and_aware_times_round_trip(store_url: str) -> None:
+    """Wei amounts up to 2^128 (the API's bound on a unit price), sizes beyond 2^31 and
+    timezone-aware times come back as they went in."""
+    engine = make_engine(store_url)
+    price, size = 2**128 - 1, 5 * 2**31
+    expires = datetime(2040, 1, 1, 12, 30, tzinfo=UTC) + timedelta(microseconds=7)
+    with Session(engine) as session:
+        dataset = LocalDataset(
+            dataset_id="0x01",
+            name="customers",
+            path="/data/customers.csv",
+            columns=["phone"],
+            row_count=3,
+            schema_hash="0x02",
+            commitment="0x03",
+            salt="0x04",
+            level=2,
+            unit_price=price,
+        )
+        service = PsiService(
+            name="match", dataset_id="0x01", column="phone", output="both", price_wei=10**30
+        )
+        task = LocalTask(task_id=1, spec_hash="0x05", result_size=size, bytes_sent=size + 1)
+        user = ApiUser(name="op", address="0x06")
+        session.add_all([dataset, service, task, user])
+        session.flush()
+        assert user.id is not None
+        session.add(ApiToken(token_hash="x", user_id=user.id, role="operator", expires_at=expires))
+        session.commit()
+    with Session(engine) as session:
+        assert session.exec(select(LocalDataset)).one().unit_price == price
+        assert session.exec(select(PsiService)).one().price_wei == 10**30
+        stored = session.exec(select(LocalTask)).one()
+        assert (stored.result_size, stored.bytes_sent) == (size, size + 1)
+        token = session.exec(select(ApiToken)).one()
+        assert token.expires_at == expires and token.expires_at.tzinfo is not None
+        assert session.exec(select(ApiToken).where(ApiToken.expires_at > expires)).all() == []
+    engine.dispose()

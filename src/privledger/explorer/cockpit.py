@@ -140,18 +140,22 @@ def metrics(session: Session, directory: Directory) -> Metrics:
         ).all()
     )
     usage: Counter[str] = Counter()
+    # one expression object in SELECT and GROUP BY: PostgreSQL groups by the same bound JSON key
+    # only, and every args[...] would bind a parameter of its own
+    dataset = args["datasetId"].as_string()
     used = session.exec(
-        select(args["datasetId"].as_string(), func.sum(args["count"].as_integer()))
+        select(dataset, func.sum(args["count"].as_integer()))
         .where(ChainEvent.event == "UsageRecorded")
-        .group_by(args["datasetId"].as_string())
+        .group_by(dataset)
     )
     for dataset_id, rows in used:
         usage[directory.org_name(owners.get(dataset_id, 0))] += int(rows)
     fees: dict[str, float] = {}
+    payee = args["payeeOrg"].as_integer()
     allocated = session.exec(  # as floats: a sum of wei may not fit a 64-bit integer
-        select(args["payeeOrg"].as_integer(), func.sum(args["amount"].as_float()))
+        select(payee, func.sum(args["amount"].as_float()))
         .where(ChainEvent.event == "FeeAllocated")
-        .group_by(args["payeeOrg"].as_integer())
+        .group_by(payee)
     )
     for org, wei in allocated:
         name = directory.org_name(int(org))

@@ -3,10 +3,46 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Dialect,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
+
+# 64-bit counts and sizes: PostgreSQL's INTEGER stops at 2^31 (SQLite's INTEGER is 64-bit already)
+BIG_INTEGER = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class WeiAmount(TypeDecorator[int]):
+    """An amount of wei (up to 2^256): NUMERIC(78, 0) on PostgreSQL, decimal text elsewhere
+    (SQLite's INTEGER stops at 2^63). Compared and summed in Python, never in SQL."""
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(Numeric(78, 0))
+        return dialect.type_descriptor(String())
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> object:
+        if value is None:
+            return None
+        return Decimal(value) if dialect.name == "postgresql" else str(value)
+
+    def process_result_value(self, value: object, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)  # type: ignore[call-overload]
 
 
 def utc_now() -> datetime:
@@ -78,7 +114,7 @@ class LocalDataset(SQLModel, table=True):
     commitment: str
     salt: str
     level: int
-    unit_price: int
+    unit_price: int = Field(sa_type=WeiAmount)
     created_at: datetime = Field(default_factory=utc_now)
 
 
@@ -94,11 +130,11 @@ class LocalTask(SQLModel, table=True):
     failure: str | None = None
     salt: str | None = None
     result_path: str | None = None
-    result_size: int | None = None
+    result_size: int | None = Field(default=None, sa_type=BIG_INTEGER)
     result_digest: str | None = None
     transcript_hash: str | None = None
     protocol_seconds: float | None = None
-    bytes_sent: int | None = None
+    bytes_sent: int | None = Field(default=None, sa_type=BIG_INTEGER)
     updated_at: datetime = Field(default_factory=utc_now)
 
 
@@ -111,7 +147,7 @@ class PsiService(SQLModel, table=True):
     dataset_id: str = Field(foreign_key="local_dataset.dataset_id")
     column: str
     output: str  # "requester" or "both"
-    price_wei: int
+    price_wei: int = Field(sa_type=WeiAmount)
     description: str = ""
     active: bool = True
     created_at: datetime = Field(default_factory=utc_now)
@@ -143,9 +179,9 @@ class ChainBlock(SQLModel, table=True):
     number: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     hash: str = Field(unique=True, index=True)
     parent_hash: str
-    timestamp: int = Field(index=True)
+    timestamp: int = Field(index=True, sa_type=BIG_INTEGER)
     miner: str
-    gas_used: int
+    gas_used: int = Field(sa_type=BIG_INTEGER)
     tx_count: int
 
 
@@ -170,7 +206,7 @@ class ChainTx(SQLModel, table=True):
     function: str  # decoded function name, "constructor", "transfer" or the 4-byte selector
     args: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     status: int
-    gas_used: int
+    gas_used: int = Field(sa_type=BIG_INTEGER)
 
 
 class ChainRef(SQLModel, table=True):
@@ -265,7 +301,7 @@ class InteropContract(SQLModel, table=True):
     partner_org: int
     status: str  # APPLIED | APPROVED | REJECTED | TERMINATED
     description: str | None = None
-    expired_time: int | None = None  # unix seconds
+    expired_time: int | None = Field(default=None, sa_type=BIG_INTEGER)  # unix seconds
     anchor_batch_id: int | None = None  # the last transition's record, anchored in BatchAnchor
     anchor_tx: str | None = None
     created_at: datetime = Field(default_factory=utc_now)
