@@ -45,6 +45,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("postgres") is not None)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """A ``postgres`` test never skips: a skip is reported as a failure, with its reason."""
+    report = yield
+    if report.skipped and item.get_closest_marker("postgres") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"a postgres test may not skip: {report.longrepr}"
+    return report
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """The session's throwaway PostgreSQL server. It never skips: a server that cannot start
@@ -52,8 +62,10 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         with start_postgres() as server:
             yield server
+            return
     except PostgresUnavailable as error:
-        pytest.fail(f"the throwaway PostgreSQL server did not start: {error}", pytrace=False)
+        reason = str(error)
+    pytest.fail(f"the throwaway PostgreSQL server did not start: {reason}", pytrace=False)
 
 
 def new_database(request: pytest.FixtureRequest, label: str) -> str:
