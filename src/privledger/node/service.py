@@ -134,6 +134,13 @@ def serve_tenants(tenants: Sequence[NodeSettings], *, host: str, port: int) -> N
     """Serve several organisations from one process until interrupted."""
     if len({settings.org for settings in tenants}) != len(tenants):
         raise ValueError("each tenant is a different organisation")
+    # PRIVLEDGER_DATABASE_URL (how a node is put on PostgreSQL) names one database for every
+    # tenant of the process: shared, it would hand one tenant's tokens and tasks to the others
+    if len({settings.resolved_database_url for settings in tenants}) != len(tenants):
+        raise ValueError(
+            "each tenant needs a database of its own: PRIVLEDGER_DATABASE_URL names one "
+            "database for all of them (leave it unset for a SQLite file in each home)"
+        )
     run_selftest()
     for settings in tenants:
         keep_files_private(settings.home)
