@@ -146,6 +146,7 @@ def test_task_without_usable_grant_waits_for_the_owner(running: Running) -> None
     with running.client("bank-b", "data_owner") as owner:
         pending = [a for a in owner.get("/approvals").json() if a["taskId"] == task["taskId"]]
         assert pending and pending[0]["status"] == "pending"
+        assert (pending[0]["protocol"], pending[0]["feeWei"]) == ("ecdh", FEE)  # the request
         decided = owner.post(
             f"/approvals/{task['taskId']}/{bank_data}", json={"decision": "approve"}
         )

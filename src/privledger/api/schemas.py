@@ -122,6 +122,8 @@ class ApprovalOut(Body):
     dataset: str
     requester_org: int
     status: str
+    protocol: str = Field(description="the protocol the task names on chain")
+    fee_wei: int = Field(description="the fee the task escrows")
 
 
 class RawTransactionIn(Body):
