@@ -119,3 +119,13 @@ def test_default_terms_leave_out_the_union_and_a_column_needs_a_use() -> None:
     assert terms.columns == {"phone": ("join",), "segment": ("join",)}
     with pytest.raises(ValidationError):
         GrantTerms(protocols=("ecdh",), columns={"phone": ()})
+
+
+def test_terms_no_allowed_protocol_can_keep_are_told_apart() -> None:
+    kkrt_only = GrantTerms(protocols=("kkrt",), columns={"phone": ("join",)}, min_result=10)
+    assert kkrt_only.unenforceable() is not None
+    assert kkrt_only.model_copy(update={"protocols": ("kkrt", "ecdh")}).unenforceable() is None
+    union_capped = GrantTerms(
+        protocols=("union3",), columns={"phone": ("join",)}, max_requester_set=9
+    )
+    assert union_capped.unenforceable() is not None

@@ -141,6 +141,15 @@ class GrantTerms(BaseModel):
             caps.append(max(1, int(self.max_requester_ratio * provider_rows)))
         return min(caps) if caps else None
 
+    def unenforceable(self) -> str | None:
+        """Why no protocol these terms allow could keep them (a grant no task can use)."""
+        if self.min_result > 1 and not MIN_RESULT_PROTOCOLS & set(self.protocols):
+            return f"none of {list(self.protocols)} can enforce a minimum result at the provider"
+        capped = self.max_requester_set is not None or self.max_requester_ratio is not None
+        if capped and not SET_CAP_PROTOCOLS & set(self.protocols):
+            return f"none of {list(self.protocols)} can cap the requester's set at the provider"
+        return None
+
     @classmethod
     def parse(cls, document: str) -> GrantTerms:
         return cls.model_validate_json(document)

@@ -81,9 +81,13 @@ def grant_terms(body: GrantIn, columns: list[str]) -> GrantTerms:
     if unknown:
         raise ApiError(400, "invalid_grant", f"the dataset has no column {unknown[0]!r}")
     try:
-        return GrantTerms.model_validate(body.terms.model_dump())
+        terms = GrantTerms.model_validate(body.terms.model_dump())
     except ValidationError as exc:
         raise ApiError(400, "invalid_grant", exc.errors()[0]["msg"]) from exc
+    problem = terms.unenforceable()
+    if problem is not None:
+        raise ApiError(400, "invalid_grant", problem)
+    return terms
 
 
 @router.get("", response_model=list[GrantOut])
