@@ -11,7 +11,14 @@ from sqlalchemy import inspect
 from sqlmodel import Session, SQLModel, select
 
 from privledger.store.db import make_engine
-from privledger.store.models import ApiToken, ApiUser, LocalDataset, LocalTask, PsiService
+from privledger.store.models import (
+    ApiToken,
+    ApiUser,
+    AuditEntry,
+    LocalDataset,
+    LocalTask,
+    PsiService,
+)
 
 
 def test_migrations_build_exactly_the_models(store_url: str) -> None:
@@ -29,13 +36,13 @@ def test_reopening_a_migrated_database_is_a_no_op(store_url: str) -> None:
     make_engine(store_url).dispose()
     engine = make_engine(store_url)
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0008"
+        assert MigrationContext.configure(connection).get_current_revision() == "0009"
     engine.dispose()
 
 
 def test_wide_numbers_and_aware_times_round_trip(store_url: str) -> None:
     """Wei amounts up to 2^128 (the API's bound on a unit price), sizes beyond 2^31 and
-    timezone-aware times come back as they went in."""
+    timezone-aware times come back as they went in; ids beyond 2^31 can be asked for."""
     engine = make_engine(store_url)
     price, size = 2**128 - 1, 5 * 2**31
     expires = datetime(2040, 1, 1, 12, 30, tzinfo=UTC) + timedelta(microseconds=7)
@@ -70,4 +77,8 @@ def test_wide_numbers_and_aware_times_round_trip(store_url: str) -> None:
         token = session.exec(select(ApiToken)).one()
         assert token.expires_at == expires and token.expires_at.tzinfo is not None
         assert session.exec(select(ApiToken).where(ApiToken.expires_at > expires)).all() == []
+        # ids from requests (up to 2^63) find nothing rather than fail the query
+        assert session.get(LocalTask, 2**31) is None
+        assert session.exec(select(AuditEntry).where(AuditEntry.id > 2**63 - 1)).all() == []
+        assert session.exec(select(LocalTask).where(LocalTask.task_id == 2**62)).all() == []
     engine.dispose()

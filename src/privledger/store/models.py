@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator, TypeEngine
 from sqlmodel import Field, SQLModel
 
-# 64-bit counts and sizes: PostgreSQL's INTEGER stops at 2^31 (SQLite's INTEGER is 64-bit already)
+# 64-bit integers: PostgreSQL's INTEGER stops at 2^31 (SQLite's INTEGER is 64-bit already)
 BIG_INTEGER = BigInteger().with_variant(Integer(), "sqlite")
 
 
@@ -327,3 +327,16 @@ class InteropDatasetAudit(SQLModel, table=True):
     grantor: str | None = None  # the data owner account that signed the grant
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
+
+
+def _integers_are_64_bit() -> None:
+    """Every integer column is 64-bit, as SQLite's are: on PostgreSQL (32-bit INTEGER) the psycopg
+    dialect casts each bound integer to its column's type, so a task or entry id of 2^31 asked
+    for in a request would fail the query (a 500) instead of finding nothing."""
+    for table in SQLModel.metadata.tables.values():
+        for column in table.columns:
+            if type(column.type) is Integer:
+                column.type = BIG_INTEGER
+
+
+_integers_are_64_bit()
