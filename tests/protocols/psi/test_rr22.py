@@ -2,66 +2,24 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import pyarrow as pa
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from privledger.protocols.channel import Channel, ChannelError, channel_pair
+from privledger.protocols.channel import ChannelError, channel_pair
 from privledger.protocols.psi import kkrt, rr22, rr22_okvs
-from privledger.protocols.psi.common import PsiHandshakeError, PsiResult
+from privledger.protocols.psi.common import PsiHandshakeError
 from privledger.protocols.psi.rr22 import run_psi
 
-TIMEOUT = 30.0
+from .pairs import TIMEOUT, check_psi, random_items, run_both
 
-
-def _run_both(
-    requester_items: Sequence[bytes],
-    provider_items: Sequence[bytes],
-    *,
-    reveal: bool = False,
-    requester_is_side_a: bool = True,
-) -> tuple[PsiResult, PsiResult, Channel, Channel]:
-    a, b = channel_pair()
-    rc, pc = (a, b) if requester_is_side_a else (b, a)
-    with ThreadPoolExecutor(2) as pool:
-        requester = pool.submit(
-            run_psi,
-            rc,
-            requester_items,
-            role="requester",
-            reveal_to_provider=reveal,
-            timeout=TIMEOUT,
-        )
-        provider = pool.submit(
-            run_psi,
-            pc,
-            provider_items,
-            role="provider",
-            reveal_to_provider=reveal,
-            timeout=TIMEOUT,
-        )
-        return requester.result(), provider.result(), rc, pc
-
-
-def _check(
-    x: Sequence[bytes], y: Sequence[bytes], *, reveal: bool = True, side_a: bool = True
-) -> None:
-    requester, provider, rc, pc = _run_both(x, y, reveal=reveal, requester_is_side_a=side_a)
-    expected = sorted(set(x) & set(y))
-    assert requester.intersection == expected
-    assert requester.learned_output and requester.peer_size == len(set(y))
-    assert provider.peer_size == len(set(x))
-    assert provider.learned_output is reveal
-    assert provider.intersection == (expected if reveal else [])
-    assert rc.transcript_hash == pc.transcript_hash
-
-
-def _random_items(rng: random.Random, count: int) -> list[bytes]:
-    return [rng.randbytes(rng.randint(0, 40)) for _ in range(count)]
+_run_both = partial(run_both, run_psi)
+_check = partial(check_psi, run_psi)
+_random_items = random_items
 
 
 @pytest.mark.parametrize(("nx", "ny", "common"), [(1, 1, 1), (100, 37, 20), (1000, 3001, 333)])
