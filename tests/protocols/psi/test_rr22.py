@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import random
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 
 import numpy as np
 import pyarrow as pa
@@ -15,63 +13,7 @@ from privledger.protocols.psi import kkrt, rr22, rr22_okvs
 from privledger.protocols.psi.common import PsiHandshakeError
 from privledger.protocols.psi.rr22 import run_psi
 
-from .pairs import TIMEOUT, check_psi, random_items, run_both
-
-_run_both = partial(run_both, run_psi)
-_check = partial(check_psi, run_psi)
-_random_items = random_items
-
-
-@pytest.mark.parametrize(("nx", "ny", "common"), [(1, 1, 1), (100, 37, 20), (1000, 3001, 333)])
-def test_random_sets_match_python_sets(nx: int, ny: int, common: int) -> None:
-    rng = random.Random(nx * ny)
-    shared = _random_items(rng, common)
-    x = shared + _random_items(rng, nx - common)
-    y = _random_items(rng, ny - common) + shared
-    rng.shuffle(x)
-    _check(x, y)
-
-
-def test_medium_case_2_15_without_reveal() -> None:
-    n = 1 << 15
-    shared = [secrets.token_bytes(16) for _ in range(n // 2)]
-    x = shared + [secrets.token_bytes(16) for _ in range(n // 2)]
-    y = [secrets.token_bytes(16) for _ in range(n // 2)] + shared
-    _check(x, y, reveal=False, side_a=False)
-
-
-def test_duplicates_are_removed() -> None:
-    _check([b"a", b"a", b"b", b"c", b"c", b"c"], [b"c", b"c", b"d", b"a"])
-
-
-@pytest.mark.parametrize(("x", "y"), [([], [b"a"]), ([b"a"], []), ([], [])])
-def test_empty_sets(x: list[bytes], y: list[bytes]) -> None:
-    _check(x, y)
-    _check(x, y, reveal=False)
-
-
-def test_disjoint_and_identical_sets() -> None:
-    x = [i.to_bytes(4, "big") for i in range(500)]
-    y = [i.to_bytes(4, "big") for i in range(500, 1100)]
-    _check(x, y)
-    _check(x, list(reversed(x)))
-
-
-def test_adversarial_items() -> None:
-    """Near-identical, long (hashed) and empty items; keys differing in one bit."""
-    x = [b"", b"\x00", b"\x00\x00", b"x" * 100_000, b"x" * 100_001, "żółw 🐢".encode()]
-    x += [(1 << i).to_bytes(16, "big") for i in range(128)]
-    y = [b"", b"\x00\x00", b"x" * 100_001, "ελληνικά".encode()]
-    y += [(1 << i).to_bytes(16, "big") for i in range(0, 128, 3)]
-    _check(x, y)
-
-
-def test_sizes_that_are_not_powers_of_two() -> None:
-    rng = random.Random(7)
-    for nx, ny in ((3, 1000), (1025, 5), (129, 127)):
-        x = [rng.randbytes(8) for _ in range(nx)]
-        y = [rng.randbytes(8) for _ in range(ny)] + x[: min(nx, ny) // 2]
-        _check(x, y)
+from .pairs import TIMEOUT
 
 
 def test_column_interface() -> None:
