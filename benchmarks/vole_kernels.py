@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from privledger.protocols.psi import exacc, gf128, kkrt, ot, pprf, rr22, rr22_okvs, vole
+from privledger.protocols.psi import exacc, gf128, keyed, kkrt, ot, pprf, rr22, rr22_okvs, vole
 
 U8 = npt.NDArray[np.uint8]
 
@@ -251,7 +251,7 @@ def run(n: int, repeat: int, weight: int) -> dict[str, float]:
     data = np.frombuffer(phones.tobytes(), dtype=np.uint8)
     offsets = np.arange(0, 13 * (n + 1), 13, dtype=np.int64)
     times["item_keys"] = _report(
-        "item_keys_distinct", common, _time(lambda: kkrt.distinct_item_keys(data, offsets), repeat)
+        "item_keys_distinct", common, _time(lambda: keyed.distinct_item_keys(data, offsets), repeat)
     )
     keys_only = ot.random_bytes(n, 16)
     times["item_keys_aes"] = _report(

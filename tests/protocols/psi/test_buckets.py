@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from privledger.protocols.channel import channel_pair
-from privledger.protocols.psi import buckets, cuckoo, kkrt
+from privledger.protocols.psi import buckets, cuckoo, keyed
 from privledger.protocols.psi.buckets import BucketedResult, SocketChannel, run_bucketed_psi
 from privledger.protocols.psi.common import PsiHandshakeError
 
@@ -91,7 +91,7 @@ def _check(tmp: Path, x: list[str], y: list[str], **kwargs: object) -> BucketedR
     digest.update(hashlib.sha256(b"".join(data)).digest())
     assert requester.output_sha256 == digest.hexdigest()
     # inside each bucket the output is sorted (bucket order, then bytes order)
-    keys = cuckoo.item_keys(*cuckoo.pack_items(data), kkrt.DIGEST_DOMAIN)
+    keys = cuckoo.item_keys(*cuckoo.pack_items(data), keyed.ITEM_KEY_DOMAIN)
     owner = buckets.bucket_of(keys, KEY, requester.buckets) if kwargs.get("key", KEY) else None
     if owner is not None:
         assert list(zip(owner.tolist(), data, strict=True)) == sorted(
@@ -142,7 +142,7 @@ def test_all_items_in_one_bucket(tmp_path: Path) -> None:
     rng = random.Random(4)
     candidates = [f"k{i}" for i in range(20000)]
     keys = cuckoo.item_keys(
-        *cuckoo.pack_items([c.encode() for c in candidates]), kkrt.DIGEST_DOMAIN
+        *cuckoo.pack_items([c.encode() for c in candidates]), keyed.ITEM_KEY_DOMAIN
     )
     owner = buckets.bucket_of(keys, KEY, 8)
     same = [c for c, b in zip(candidates, owner.tolist(), strict=True) if b == 3]

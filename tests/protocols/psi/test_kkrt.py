@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from privledger.protocols.channel import ChannelError, channel_pair
-from privledger.protocols.psi import cuckoo, kkrt
+from privledger.protocols.psi import cuckoo, keyed, kkrt
 from privledger.protocols.psi.common import Header, PsiHandshakeError
 from privledger.protocols.psi.kkrt import run_psi
 
@@ -102,7 +102,7 @@ def _reference_keys(items: list[bytes]) -> list[bytes]:
             out.append(item.ljust(15, b"\0") + bytes([len(item)]))
         else:
             digest = bytearray(
-                hashlib.blake2b(item, digest_size=16, person=kkrt._DIGEST_DOMAIN).digest()
+                hashlib.blake2b(item, digest_size=16, person=keyed.ITEM_KEY_DOMAIN).digest()
             )
             digest[15] = 0x80 | (digest[15] & 0x0F)
             out.append(bytes(digest))
@@ -115,17 +115,17 @@ def test_vectorised_item_keys_match_the_simple_definition(lengths: list[int]) ->
     items = [rng.randbytes(rng.choice(lengths)) for _ in range(500)]
     items += [b"", b"\0", b"a", b"a\0", b"\xff" * 15] if 0 in lengths else []
     data, offsets = cuckoo.pack_items(items)
-    keys = cuckoo.item_keys(data, offsets, kkrt._DIGEST_DOMAIN)
+    keys = cuckoo.item_keys(data, offsets, keyed.ITEM_KEY_DOMAIN)
     assert [row.tobytes() for row in keys] == _reference_keys(items)
     # sliced arrow arrays (non-zero offset) give the same keys
     array = pa.array(items, type=pa.binary())[7:]
     data, offsets = cuckoo.arrow_buffers(array)
-    assert np.array_equal(cuckoo.item_keys(data, offsets, kkrt._DIGEST_DOMAIN), keys[7:])
+    assert np.array_equal(cuckoo.item_keys(data, offsets, keyed.ITEM_KEY_DOMAIN), keys[7:])
 
 
 def test_item_keys_are_injective_with_hash_index_and_dummies() -> None:
     items = [b"", b"\0", b"\0\0", b"a", b"a\0", b"a" * 15, b"a" * 16, b"\x10", b"\x20", b"\x30"]
-    keys = cuckoo.item_keys(*cuckoo.pack_items(items), kkrt._DIGEST_DOMAIN)
+    keys = cuckoo.item_keys(*cuckoo.pack_items(items), keyed.ITEM_KEY_DOMAIN)
     indexed = {
         cuckoo.indexed_keys(keys, i)[k].tobytes() for i in range(3) for k in range(len(items))
     }
@@ -139,7 +139,7 @@ def test_distinct_keys_equal_first_seen_dedup() -> None:
     for trial in range(50):
         pool = [rng.randbytes(rng.choice([0, 2, 15, 20])) for _ in range(rng.randint(1, 40))]
         items = [rng.choice(pool) for _ in range(rng.randint(0, 200))]
-        keys, first = kkrt.distinct_item_keys(*cuckoo.pack_items(items))
+        keys, first = keyed.distinct_item_keys(*cuckoo.pack_items(items))
         assert [items[k] for k in first] == list(dict.fromkeys(items)), trial
         assert len({row.tobytes() for row in keys}) == len(keys)
 
@@ -147,8 +147,8 @@ def test_distinct_keys_equal_first_seen_dedup() -> None:
 def test_bytes_order_of_short_keys_is_the_bytes_order() -> None:
     rng = random.Random(5)
     items = list({rng.randbytes(rng.randint(0, 15)) for _ in range(2000)} | {b"", b"\0", b"a\0"})
-    keys = cuckoo.item_keys(*cuckoo.pack_items(items), kkrt._DIGEST_DOMAIN)
-    assert [items[k] for k in kkrt.bytes_order(keys)] == sorted(items)
+    keys = cuckoo.item_keys(*cuckoo.pack_items(items), keyed.ITEM_KEY_DOMAIN)
+    assert [items[k] for k in keyed.bytes_order(keys)] == sorted(items)
 
 
 def test_match_walks_runs_of_equal_prefixes_in_random_sets() -> None:
@@ -184,8 +184,8 @@ def test_bytes_order_packed_and_lexsort_paths_agree(alphabet: bytes) -> None:
     rng = random.Random(len(alphabet))
     items = list({b"+86" + bytes(rng.choice(alphabet) for _ in range(10)) for _ in range(3000)})
     items += [b"+86"]  # a shorter item: the length byte varies too
-    keys = cuckoo.item_keys(*cuckoo.pack_items(items), kkrt._DIGEST_DOMAIN)
-    order = kkrt.bytes_order(keys)
+    keys = cuckoo.item_keys(*cuckoo.pack_items(items), keyed.ITEM_KEY_DOMAIN)
+    order = keyed.bytes_order(keys)
     assert [items[k] for k in order] == sorted(items)
     words = keys.view(">u8").reshape(len(keys), 2)
     assert np.array_equal(order, np.lexsort((words[:, 1], words[:, 0])))

@@ -91,7 +91,7 @@ from privledger.protocols.channel import (
     recv_records,
     send_records,
 )
-from privledger.protocols.psi import cuckoo, kkrt, ot
+from privledger.protocols.psi import cuckoo, keyed, kkrt, ot
 from privledger.protocols.psi.common import (
     PsiHandshakeError,
     Role,
@@ -232,7 +232,7 @@ def partition(
         for values in column_batches(source, column, chunk_rows):
             if len(values) == 0:
                 continue
-            keys = cuckoo.item_keys(*cuckoo.arrow_buffers(values), kkrt.DIGEST_DOMAIN)
+            keys = cuckoo.item_keys(*cuckoo.arrow_buffers(values), keyed.ITEM_KEY_DOMAIN)
             target = bucket_of(keys, partition_key, buckets)
             order = np.argsort(target, kind="stable")
             counts = np.bincount(target, minlength=buckets)
@@ -266,7 +266,7 @@ def read_bucket(path: Path) -> Any:
 def _bucket_keys(path: Path) -> tuple[Any, U8, I64]:
     """A bucket's items, the keys of its distinct items and their first indices."""
     items = read_bucket(path)
-    keys = cuckoo.item_keys(*cuckoo.arrow_buffers(items), kkrt.DIGEST_DOMAIN)
+    keys = cuckoo.item_keys(*cuckoo.arrow_buffers(items), keyed.ITEM_KEY_DOMAIN)
     first = cuckoo.distinct_keys(keys)
     return items, ot.take_rows(keys, first), first
 
@@ -300,8 +300,8 @@ class Matched:
 
 def _matched_items(items: Any, keys: U8, first: I64, matched: I64) -> Matched:
     """The items of the matched distinct keys, in ``bytes`` order."""
-    order, unsorted = kkrt.output_order(keys, matched)
-    return Matched.of(kkrt.take_in_order(items, first[order], unsorted))
+    order, unsorted = keyed.output_order(keys, matched)
+    return Matched.of(keyed.take_in_order(items, first[order], unsorted))
 
 
 @dataclass(frozen=True)

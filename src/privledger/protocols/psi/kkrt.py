@@ -7,7 +7,7 @@ the OPRF receiver and learns the intersection; the provider ``P`` is the OPRF se
 
 1. Items are mapped to 128-bit *item keys* ``k(x)`` (:func:`.cuckoo.item_keys`: items of at most
    15 bytes are encoded injectively -- zero padded, length in byte 15 -- longer items are hashed
-   with BLAKE2b-128 personalised with :data:`_DIGEST_DOMAIN` and flagged), all at once with
+   with BLAKE2b-128 personalised with :data:`.keyed.ITEM_KEY_DOMAIN` and flagged), all at once with
    numpy; duplicates are removed on the keys (:func:`.cuckoo.distinct_keys`).
 2. ``R`` draws the hash seed, sends it (so that ``P`` computes its bins while the base OTs
    run) and -- while ``P`` derives its base-OT keys in step 3 -- cuckoo-hashes its ``n_R``
@@ -86,17 +86,13 @@ from __future__ import annotations
 
 import logging
 import math
-import operator
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from privledger.protocols.channel import (
     Channel,
@@ -105,7 +101,7 @@ from privledger.protocols.channel import (
     recv_records,
     send_records,
 )
-from privledger.protocols.psi import cuckoo, ot
+from privledger.protocols.psi import cuckoo, keyed, ot
 from privledger.protocols.psi.common import (
     Header,
     PsiResult,
@@ -123,8 +119,6 @@ VERSION = 4  # 3: base OTs on secp256k1; 4: matched positions without the hash f
 STAT_SECURITY = 40
 CHUNK_BINS = 1 << 17  # most bins per u message and per processing chunk (a multiple of 128)
 MIN_CHUNK_BINS = 1 << 14
-_DIGEST_DOMAIN = b"pl/kkrt-psi/v2"
-DIGEST_DOMAIN = _DIGEST_DOMAIN  # BLAKE2b personalisation of long items' keys
 
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
@@ -133,14 +127,11 @@ I64 = npt.NDArray[np.int64]
 __all__ = [
     "PROTOCOL",
     "VERSION",
-    "ColumnPsiResult",
     "OwnTags",
     "ProviderPlan",
     "ReceiverSetup",
     "SenderSetup",
-    "distinct_item_keys",
     "match_tags",
-    "output_order",
     "provider_plan",
     "provider_tags",
     "requester_encode",
@@ -150,7 +141,6 @@ __all__ = [
     "setup_provider",
     "setup_requester",
     "tag_bytes",
-    "take_in_order",
 ]
 
 
@@ -171,27 +161,15 @@ def run_psi(
     vectorised in this process). ``timeout`` bounds each wait for a peer message in seconds.
     """
     del workers
-    check_role(role)
-    data, offsets = cuckoo.pack_items(items)
-    index, peer_size, unsorted = _intersect(
-        channel, data, offsets, role, reveal_to_provider, timeout
+    return keyed.run_items(
+        run_keys,
+        "kkrt-psi",
+        channel,
+        items,
+        role=role,
+        reveal_to_provider=reveal_to_provider,
+        timeout=timeout,
     )
-    if index is None:
-        return PsiResult([], False, peer_size)
-    out = _pick(items, index.tolist())
-    if unsorted:
-        out.sort()  # hashed keys do not follow the bytes order; timsort finds the runs
-    return PsiResult(out, True, peer_size)
-
-
-@dataclass(frozen=True)
-class ColumnPsiResult:
-    """:class:`.common.PsiResult` of :func:`run_psi_column`: ``intersection`` is an Arrow
-    ``large_binary`` array (distinct, in ``bytes`` order), empty when no output is learned."""
-
-    intersection: Any
-    learned_output: bool
-    peer_size: int
 
 
 def run_psi_column(
@@ -201,118 +179,19 @@ def run_psi_column(
     role: Role,
     reveal_to_provider: bool = False,
     timeout: float | None = None,
-) -> ColumnPsiResult:
+) -> keyed.ColumnPsiResult:
     """:func:`run_psi` over an Arrow binary or string array without nulls (e.g. a CSV column as
     pyarrow reads it): no Python object per item on the way in or out, so inputs of 2^24 items
     fit in memory; same protocol and messages."""
-    check_role(role)
-    data, offsets = cuckoo.arrow_buffers(column)
-    index, peer_size, unsorted = _intersect(
-        channel, data, offsets, role, reveal_to_provider, timeout
-    )
-    if index is None:
-        return ColumnPsiResult(pa.array([], type=pa.large_binary()), False, peer_size)
-    return ColumnPsiResult(take_in_order(column, index, unsorted), True, peer_size)
-
-
-def take_in_order(column: Any, index: I64, unsorted: bool) -> Any:
-    """``column[index]`` as an Arrow ``large_binary`` array, sorted by bytes if ``unsorted``."""
-    chosen = column.take(pa.array(index)).cast(pa.large_binary())
-    return chosen.take(pc.sort_indices(chosen)) if unsorted else chosen
-
-
-def _intersect(
-    channel: Channel,
-    data: U8,
-    offsets: I64,
-    role: Role,
-    reveal: bool,
-    timeout: float | None,
-) -> tuple[I64 | None, int, bool]:
-    """The protocol on the items ``data[offsets[k] : offsets[k + 1]]``: the positions of this
-    party's matched items (one per distinct item) in ``bytes`` order -- ``None`` when it learns
-    no output --, the peer's size, and whether the order still needs a sort (long, hashed items
-    among the matched ones)."""
-    started = time.perf_counter()
-    keys, first = distinct_item_keys(data, offsets)
-    ordered: list[I64] = []  # the bytes order of all own keys, sorted while the peer works
-    matched, peer_size = run_keys(
+    return keyed.run_column(
+        run_keys,
+        "kkrt-psi",
         channel,
-        keys,
+        column,
         role=role,
-        reveal_to_provider=reveal,
+        reveal_to_provider=reveal_to_provider,
         timeout=timeout,
-        while_waiting=lambda: ordered.append(bytes_order(keys)),
     )
-    logger.info(
-        "kkrt-psi %s: %d items, peer %d, output %s (%d items), %.2f s",
-        role,
-        len(keys),
-        peer_size,
-        matched is not None,
-        0 if matched is None else len(matched),
-        time.perf_counter() - started,
-    )
-    if matched is None:
-        return None, peer_size, False
-    order, unsorted = output_order(keys, matched, ordered[0] if ordered else None)
-    return first[order], peer_size, unsorted
-
-
-def output_order(keys: U8, matched: I64, ordered: I64 | None = None) -> tuple[I64, bool]:
-    """The ``matched`` key indices in the ``bytes`` order of their items, and whether that order
-    still needs a sort (hashed long items among them do not follow it); ``ordered`` is
-    :func:`bytes_order` of all ``keys`` when already computed."""
-    if ordered is None:
-        order = matched[bytes_order(ot.take_rows(keys, matched))]
-    else:
-        hit = np.zeros(len(keys), dtype=np.bool_)
-        hit[matched] = True
-        order = ordered[hit[ordered]]
-    return order, bool(np.any(keys[order, cuckoo.SHORT_ITEM] & cuckoo.LONG_FLAG))
-
-
-def _pick(items: Sequence[bytes], index: list[int]) -> list[bytes]:
-    """``[items[k] for k in index]``, about twice as fast for long lists."""
-    if len(index) < 2:
-        return [items[k] for k in index]
-    return list(operator.itemgetter(*index)(items))
-
-
-def distinct_item_keys(data: U8, offsets: I64) -> tuple[U8, I64]:
-    """The item keys of the distinct items ``data[offsets[k] : offsets[k + 1]]`` and, for each,
-    the index of its first occurrence."""
-    keys = cuckoo.item_keys(data, offsets, _DIGEST_DOMAIN)
-    first = cuckoo.distinct_keys(keys)
-    return ot.take_rows(keys, first), first
-
-
-def bytes_order(keys: U8) -> I64:
-    """The order of the keys as big-endian 128-bit numbers: the ``bytes`` order of short items.
-
-    When the keys vary in few bits (e.g. fixed-width numeric ids), each byte column is packed
-    into just the bits its range needs, order-preserving, with the position in the low bits: one
-    ``np.sort`` of 64-bit numbers. Otherwise a two-word ``lexsort``.
-    """
-    n = len(keys)
-    if n < 2:
-        return np.arange(n, dtype=np.int64)
-    low, high = keys.min(axis=0), keys.max(axis=0)
-    widths = [int(span).bit_length() for span in high.astype(np.int64) - low.astype(np.int64)]
-    index_bits = (n - 1).bit_length()
-    if sum(widths) + index_bits <= 64:
-        packed = np.zeros(n, dtype=np.uint64)
-        for column, width in enumerate(widths):
-            if width:
-                packed <<= np.uint64(width)
-                packed |= (keys[:, column] - low[column]).astype(np.uint64)
-        packed <<= np.uint64(index_bits)
-        packed |= np.arange(n, dtype=np.uint64)
-        packed.sort()
-        packed &= np.uint64((1 << index_bits) - 1)
-        return packed.astype(np.int64)
-    words = keys.view(">u8").reshape(n, 2)
-    return np.lexsort((words[:, 1], words[:, 0])).astype(np.int64)
 
 
 def run_keys(

@@ -70,15 +70,12 @@ from __future__ import annotations
 import logging
 import math
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pyarrow as pa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from privledger.protocols.channel import (
@@ -88,7 +85,7 @@ from privledger.protocols.channel import (
     recv_records,
     send_records,
 )
-from privledger.protocols.psi import cuckoo, gf128, kkrt, ot, rr22_okvs, vole
+from privledger.protocols.psi import gf128, keyed, ot, rr22_okvs, vole
 from privledger.protocols.psi.common import (
     Header,
     PsiResult,
@@ -112,7 +109,6 @@ I64 = npt.NDArray[np.int64]
 __all__ = [
     "PROTOCOL",
     "VERSION",
-    "ColumnPsiResult",
     "TagIndex",
     "run_keys",
     "run_psi",
@@ -250,26 +246,15 @@ def run_psi(
     the requester learns the intersection (sorted, distinct), the provider only with
     ``reveal_to_provider``; ``workers`` is accepted for API parity and ignored."""
     del workers
-    check_role(role)
-    data, offsets = cuckoo.pack_items(items)
-    index, peer_size, unsorted = _intersect(
-        channel, data, offsets, role, reveal_to_provider, timeout
+    return keyed.run_items(
+        run_keys,
+        "rr22-psi",
+        channel,
+        items,
+        role=role,
+        reveal_to_provider=reveal_to_provider,
+        timeout=timeout,
     )
-    if index is None:
-        return PsiResult([], False, peer_size)
-    out = [items[k] for k in index.tolist()]
-    if unsorted:
-        out.sort()
-    return PsiResult(out, True, peer_size)
-
-
-@dataclass(frozen=True)
-class ColumnPsiResult:
-    """As :class:`.kkrt.ColumnPsiResult`: ``intersection`` is an Arrow ``large_binary`` array."""
-
-    intersection: Any
-    learned_output: bool
-    peer_size: int
 
 
 def run_psi_column(
@@ -279,51 +264,18 @@ def run_psi_column(
     role: Role,
     reveal_to_provider: bool = False,
     timeout: float | None = None,
-) -> ColumnPsiResult:
+) -> keyed.ColumnPsiResult:
     """:func:`run_psi` over an Arrow binary or string array without nulls (the interface of
     :func:`.kkrt.run_psi_column`, for the node's runner)."""
-    check_role(role)
-    data, offsets = cuckoo.arrow_buffers(column)
-    index, peer_size, unsorted = _intersect(
-        channel, data, offsets, role, reveal_to_provider, timeout
-    )
-    if index is None:
-        return ColumnPsiResult(pa.array([], type=pa.large_binary()), False, peer_size)
-    return ColumnPsiResult(kkrt.take_in_order(column, index, unsorted), True, peer_size)
-
-
-def _intersect(
-    channel: Channel,
-    data: U8,
-    offsets: I64,
-    role: Role,
-    reveal: bool,
-    timeout: float | None,
-) -> tuple[I64 | None, int, bool]:
-    started = time.perf_counter()
-    keys, first = kkrt.distinct_item_keys(data, offsets)
-    ordered: list[I64] = []
-    matched, peer_size = run_keys(
+    return keyed.run_column(
+        run_keys,
+        "rr22-psi",
         channel,
-        keys,
+        column,
         role=role,
-        reveal_to_provider=reveal,
+        reveal_to_provider=reveal_to_provider,
         timeout=timeout,
-        while_waiting=lambda: ordered.append(kkrt.bytes_order(keys)),
     )
-    logger.info(
-        "rr22-psi %s: %d items, peer %d, output %s (%d items), %.2f s",
-        role,
-        len(keys),
-        peer_size,
-        matched is not None,
-        0 if matched is None else len(matched),
-        time.perf_counter() - started,
-    )
-    if matched is None:
-        return None, peer_size, False
-    order, unsorted = kkrt.output_order(keys, matched, ordered[0] if ordered else None)
-    return first[order], peer_size, unsorted
 
 
 def run_keys(
