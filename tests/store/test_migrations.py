@@ -3,8 +3,10 @@ tables hold what the node writes into them."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -19,6 +21,7 @@ from privledger.store.models import (
     LocalTask,
     PsiService,
 )
+from tests.conftest import new_database
 
 
 def test_migrations_build_exactly_the_models(store_url: str) -> None:
@@ -38,6 +41,25 @@ def test_reopening_a_migrated_database_is_a_no_op(store_url: str) -> None:
     with engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == "0009"
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_processes_opening_a_new_database_at_once_migrate_it_once(
+    request: pytest.FixtureRequest,
+) -> None:
+    """API workers starting together on one fresh PostgreSQL database each open it; one migrates
+    it while the others wait (without the advisory lock they deadlock on the catalog)."""
+    url = new_database(request, "opened_at_once")
+
+    def open_store(_: int) -> str | None:
+        engine = make_engine(url)
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+        engine.dispose()
+        return revision
+
+    with ThreadPoolExecutor(4) as pool:
+        assert set(pool.map(open_store, range(4))) == {"0009"}
 
 
 def test_wide_numbers_and_aware_times_round_trip(store_url: str) -> None:
