@@ -220,30 +220,14 @@ def node_token(
 @node_app.command("tokens")
 def node_tokens(org: OrgOption, home: HomeOption) -> None:
     """List the node's API tokens (never their secrets) as JSON."""
-    from sqlmodel import Session, col, select
+    from sqlmodel import Session
 
+    from privledger.api.routes.tokens import all_tokens
     from privledger.store.db import make_engine
-    from privledger.store.models import ApiToken, ApiUser
 
     settings = _node_settings(org, home)
     with Session(make_engine(settings.resolved_database_url)) as session:
-        rows = session.exec(
-            select(ApiToken, ApiUser)
-            .join(ApiUser, col(ApiUser.id) == col(ApiToken.user_id))
-            .order_by(col(ApiToken.id))
-        ).all()
-        listed = [
-            {
-                "id": token.id,
-                "user": user.name,
-                "address": user.address,
-                "role": token.role,
-                "createdAt": token.created_at.isoformat(),
-                "expiresAt": token.expires_at.isoformat() if token.expires_at else None,
-                "revoked": token.revoked,
-            }
-            for token, user in rows
-        ]
+        listed = [token.model_dump(mode="json", by_alias=True) for token in all_tokens(session)]
     typer.echo(json.dumps(listed, indent=2))
 
 
@@ -256,18 +240,15 @@ def node_revoke_token(
     """Revoke one of the node's API tokens for good (refused within 5 s)."""
     from sqlmodel import Session
 
+    from privledger.api.routes.tokens import revoke
     from privledger.store.db import make_engine
-    from privledger.store.models import ApiToken
 
     settings = _node_settings(org, home)
     with Session(make_engine(settings.resolved_database_url)) as session:
-        token = session.get(ApiToken, token_id)
-        if token is None:
-            console.print(f"[red]no token {token_id} on this node[/red]")
-            raise typer.Exit(1)
-        token.revoked = True
-        session.add(token)
-        session.commit()
+        revoked = revoke(session, token_id)
+    if revoked is None:
+        console.print(f"[red]no token {token_id} on this node[/red]")
+        raise typer.Exit(1)
     typer.echo(json.dumps({"id": token_id, "revoked": True}))
 
 

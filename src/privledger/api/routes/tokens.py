@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from privledger.api.deps import Caller, SessionDep, require
 from privledger.api.errors import not_found
@@ -48,8 +48,7 @@ def _out(token: ApiToken, user: ApiUser) -> TokenOut:
     )
 
 
-@router.get("", response_model=list[TokenOut])
-def list_tokens(_caller: OrgAdmin, session: SessionDep) -> list[TokenOut]:
+def all_tokens(session: Session) -> list[TokenOut]:
     """Every token of this node, oldest first, without its secret."""
     rows = session.exec(
         select(ApiToken, ApiUser)
@@ -59,15 +58,29 @@ def list_tokens(_caller: OrgAdmin, session: SessionDep) -> list[TokenOut]:
     return [_out(token, user) for token, user in rows]
 
 
-@router.post("/{token_id}/revoke", response_model=TokenOut)
-def revoke_token(token_id: TokenId, _caller: OrgAdmin, session: SessionDep) -> TokenOut:
-    """Revoke a token for good (idempotent)."""
+def revoke(session: Session, token_id: int) -> TokenOut | None:
+    """Revoke a token for good (idempotent); None if this node has no such token."""
     token = session.get(ApiToken, token_id)
     user = None if token is None else session.get(ApiUser, token.user_id)
     if token is None or user is None:
-        raise not_found(f"token {token_id}")
+        return None
     token.revoked = True
     session.add(token)
     session.commit()
     session.refresh(token)
     return _out(token, user)
+
+
+@router.get("", response_model=list[TokenOut])
+def list_tokens(_caller: OrgAdmin, session: SessionDep) -> list[TokenOut]:
+    """Every token of this node, oldest first, without its secret."""
+    return all_tokens(session)
+
+
+@router.post("/{token_id}/revoke", response_model=TokenOut)
+def revoke_token(token_id: TokenId, _caller: OrgAdmin, session: SessionDep) -> TokenOut:
+    """Revoke a token for good (idempotent)."""
+    revoked = revoke(session, token_id)
+    if revoked is None:
+        raise not_found(f"token {token_id}")
+    return revoked
