@@ -1,6 +1,7 @@
 """Shared fixtures: one real anvil and one deployment per test session, isolated per test by
 ``evm_snapshot`` / ``evm_revert``; one throwaway PostgreSQL server per session, started when the
-first ``postgres`` test needs it, with a database of its own for every test and node."""
+first ``postgres`` test needs it, with a database of its own for every test and node; one
+throwaway two-node Ray cluster per session, started when the first ``ray`` test needs it."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from privledger.evm.errors import ErrorDecoder
 from privledger.evm.ledger import Ledger
 from privledger.store.db import sqlite_url
 from tests.pg_server import PostgresServer, PostgresUnavailable, start_postgres
+from tests.ray_cluster import RayCluster, RayUnavailable, start_ray_cluster
 
 # a fixture parametrised with STORES runs its tests on SQLite (the default; param None, so the
 # same session-scoped instance serves the tests that do not ask for a store) and on PostgreSQL
@@ -30,6 +32,8 @@ STORES = [
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
 ]
 _database_names = itertools.count(1)
+# tests of a real engine that CI must run: a skip of one of them is a failure
+NEVER_SKIP = ("postgres", "ray")
 
 
 def parametrise_store(metafunc: pytest.Metafunc, fixture: str) -> None:
@@ -47,11 +51,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
-    """A ``postgres`` test never skips: a skip is reported as a failure, with its reason."""
+    """A ``postgres`` or ``ray`` test never skips: a skip is reported as a failure, with its
+    reason."""
     report = yield
-    if report.skipped and item.get_closest_marker("postgres") is not None:
+    marker = next((m for m in NEVER_SKIP if item.get_closest_marker(m) is not None), None)
+    if report.skipped and marker is not None:
         report.outcome = "failed"
-        report.longrepr = f"a postgres test may not skip: {report.longrepr}"
+        report.longrepr = f"a {marker} test may not skip: {report.longrepr}"
     return report
 
 
@@ -66,6 +72,19 @@ def postgres_server() -> Iterator[PostgresServer]:
     except PostgresUnavailable as error:
         reason = str(error)
     pytest.fail(f"the throwaway PostgreSQL server did not start: {reason}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """The session's throwaway Ray cluster (head and a second node). It never skips: a cluster
+    that cannot start fails the tests that need it, with the reason."""
+    try:
+        with start_ray_cluster() as cluster:
+            yield cluster
+            return
+    except RayUnavailable as error:
+        reason = str(error)
+    pytest.fail(f"the throwaway Ray cluster did not start: {reason}", pytrace=False)
 
 
 def new_database(request: pytest.FixtureRequest, label: str) -> str:

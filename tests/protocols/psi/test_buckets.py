@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import random
 import socket
 import threading
 import tracemalloc
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from privledger.node.compute import RayExecutor
 from privledger.protocols.channel import channel_pair
 from privledger.protocols.psi import buckets, cuckoo, keyed
 from privledger.protocols.psi.buckets import BucketedResult, SocketChannel, run_bucketed_psi
 from privledger.protocols.psi.common import PsiHandshakeError
+from tests.ray_cluster import RayCluster
 
 TIMEOUT = 60.0
 KEY = bytes(range(16))
@@ -42,6 +45,7 @@ def _run_both(
     reveal: bool = True,
     key: bytes | None = KEY,
     requester_side_a: bool = True,
+    executor: Executor | None = None,
 ) -> tuple[BucketedResult, BucketedResult]:
     rx = _write_csv(tmp / "requester.csv", x)
     py = _write_csv(tmp / "provider.csv", y)
@@ -54,6 +58,7 @@ def _run_both(
         "timeout": TIMEOUT,
         "partition_key": key,
         "work_dir": tmp,
+        "executor": executor,
     }
     with ThreadPoolExecutor(2) as pool:
         r = pool.submit(run_bucketed_psi, rc, "requester", rx, "id", tmp / "r.out", **common)
@@ -295,13 +300,23 @@ def test_bucket_of_spreads_evenly() -> None:
     assert counts.min() > 9_000 and counts.max() < 11_000
 
 
-def test_ray_backend_is_optional() -> None:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError):
-            buckets._executor(2, "ray")
-    else:  # pragma: no cover - only with the cluster extra
-        pytest.skip("ray is installed; the Ray path needs a cluster to test")
-    with pytest.raises(ValueError):
-        buckets._executor(2, "threads")  # type: ignore[arg-type]
+@pytest.mark.ray
+def test_a_ray_cluster_runs_the_buckets_to_the_local_pools_result(
+    tmp_path: Path, ray_cluster: RayCluster
+) -> None:
+    rng = random.Random(9)
+    shared = _phones(rng, 2000)
+    x, y = shared + _phones(rng, 3000), _phones(rng, 1500) + shared
+    outputs = {}
+    with RayExecutor(ray_cluster.address) as cluster:  # both parties' buckets on the cluster
+        for engine, executor in (("ray", cluster), ("pool", None)):
+            run = tmp_path / engine
+            run.mkdir()
+            requester, _ = _run_both(run, x, y, count=4, workers=2, executor=executor)
+            outputs[engine] = (run / "r.out").read_bytes(), (run / "p.out").read_bytes()
+            assert requester.matched == len(shared)
+        peaks = cluster.worker_peaks()
+    assert outputs["ray"] == outputs["pool"]  # the same items in the same order, both parties
+    assert set(_lines(tmp_path / "ray" / "r.out")) == set(shared)
+    assert len({peak.node for peak in peaks}) == 2  # buckets ran on the head and the second node
+    assert all(peak.pid != os.getpid() and peak.peak_rss_mb > 50 for peak in peaks)

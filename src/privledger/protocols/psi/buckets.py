@@ -33,10 +33,11 @@ so the transcript hash is equal on both ends. The CPU work runs in a pool of ``w
 processes (``forkserver``; ``workers=0`` runs inline): the requester's pool builds cuckoo tables and
 encodes ``u`` for up to ``2 W`` buckets ahead while the main thread sends, and matches tag lists
 while the next group is in flight; the provider's pool evaluates the ``W`` buckets of a group in
-parallel. With ``backend="ray"`` (the ``cluster`` extra) the same tasks go to Ray instead (a
-thin adapter, :class:`_RayExecutor`; ray is not a test dependency, so that path is untested
-here). Each party partitions before the header exchange, so ``timeout`` must cover the
-difference between the two parties' partitioning times (about 1.5 s per 10^6 rows here).
+parallel. A caller may hand in its own :class:`~concurrent.futures.Executor` instead, e.g. a
+Ray cluster (:mod:`privledger.node.compute`): the same tasks then run on its workers, which must
+be able to read this party's bucket files by path. Each party partitions before the header
+exchange, so ``timeout`` must cover the difference between the two parties' partitioning times
+(about 1.5 s per 10^6 rows here).
 
 **Memory** per party: one input chunk while partitioning (``chunk_rows``), then about
 ``(W + 2 W) * T * ~250`` bytes for the buckets in flight -- independent of the file size
@@ -57,7 +58,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
-import importlib
 import json
 import logging
 import multiprocessing
@@ -110,7 +110,6 @@ MAX_BUCKETS = 1 << 16
 
 U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
-Backend = Literal["process", "ray"]
 
 __all__ = [
     "BucketedResult",
@@ -118,6 +117,7 @@ __all__ = [
     "SocketChannel",
     "bucket_of",
     "partition",
+    "process_pool",
     "read_bucket",
     "run_bucketed_psi",
 ]
@@ -384,30 +384,20 @@ class _Inline(Executor):
         return future
 
 
-class _RayExecutor(Executor):  # pragma: no cover - needs the ``cluster`` extra
-    """Submits the per-bucket tasks to Ray (``ray.init()`` must be callable here)."""
-
-    def __init__(self) -> None:
-        ray: Any = importlib.import_module("ray")  # optional: the ``cluster`` extra
-        if not ray.is_initialized():
-            ray.init()
-        self._ray = ray
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = self._ray.remote(fn).remote(*args, **kwargs).future()
-        return future
-
-
-def _executor(workers: int, backend: Backend) -> Executor:
-    if backend == "ray":
-        return _RayExecutor()
-    if backend != "process":
-        raise ValueError(f"backend must be 'process' or 'ray', not {backend!r}")
+def process_pool(workers: int) -> Executor:
+    """The local pool: ``workers`` processes, or the calling thread when ``workers <= 0``."""
     if workers <= 0:
         return _Inline()
     # forkserver: workers fork from a clean single-threaded server process (safe in a
     # threaded node, and they start fast once the server runs)
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
+def _executor(
+    workers: int, executor: Executor | None
+) -> contextlib.AbstractContextManager[Executor]:
+    """The caller's executor, left running, or a local pool shut down after the run."""
+    return contextlib.nullcontext(executor) if executor is not None else process_pool(workers)
 
 
 # --- output ---------------------------------------------------------------------------------
@@ -537,15 +527,17 @@ def run_bucketed_psi(
     partition_key: bytes | None = None,
     work_dir: Path | None = None,
     chunk_rows: int = 1 << 20,
-    backend: Backend = "process",
+    executor: Executor | None = None,
 ) -> BucketedResult:
     """Bucketed KKRT-PSI of ``source``'s ``column`` (CSV or Parquet) with the peer.
 
     Both parties must use the same ``buckets`` and ``partition_key`` (16 public bytes, e.g.
     derived from the task id; ``None`` on both sides: side ``a`` draws one and sends it first).
     The output is written to ``out`` by a party that learns it (the requester; the provider too
-    with ``reveal_to_provider``). ``workers`` processes do the CPU work (0: inline); bucket
-    files go to a temporary directory under ``work_dir`` and are removed at the end.
+    with ``reveal_to_provider``). ``workers`` processes do the CPU work (0: inline), or the
+    caller's ``executor`` (its owner shuts it down), with ``max(1, workers)`` buckets in flight
+    per turn; bucket files go to a temporary directory under ``work_dir`` and are removed at
+    the end.
     ``timeout`` bounds each wait for a peer message, in seconds.
     """
     check_role(role)
@@ -574,7 +566,7 @@ def run_bucketed_psi(
         key_id = hashlib.sha256(b"pl/partition-key" + partition_key).hexdigest()[:32]
         ours = _Header(role, reveal_to_provider, buckets, key_id, parts.total, max(parts.rows))
         theirs = _exchange(channel, ours, timeout)
-        run = _Run(channel, parts, ours, theirs, workers, timeout, backend)
+        run = _Run(channel, parts, ours, theirs, workers, timeout, executor)
         output = ItemsOutput(out) if learns else None
         try:
             distinct = run.requester(output) if role == "requester" else run.provider(output)
@@ -624,10 +616,10 @@ class _Run:
         theirs: _Header,
         workers: int,
         timeout: float | None,
-        backend: Backend,
+        executor: Executor | None,
     ) -> None:
         self.channel, self.parts, self.timeout = channel, parts, timeout
-        self.workers, self.backend = workers, backend
+        self.workers, self.executor = workers, executor
         self.group = max(1, workers)
         self.reveal = ours.reveal
         requester, provider = (ours, theirs) if ours.role == "requester" else (theirs, ours)
@@ -648,7 +640,7 @@ class _Run:
         setup = kkrt.setup_requester(channel, timeout)
         paths, size_r, bins, width = self.parts.paths, self.size_r, self.bins, self.width
         distinct = 0
-        with _executor(self.workers, self.backend) as pool:
+        with _executor(self.workers, self.executor) as pool:
             prepared: dict[int, Future[_RequesterBucket]] = {}
             ahead = iter(range(len(paths)))
 
@@ -701,7 +693,7 @@ class _Run:
         setup = kkrt.setup_provider(channel, timeout)
         paths, size_p, bins, width = self.parts.paths, self.size_p, self.bins, self.width
         distinct = 0
-        with _executor(self.workers, self.backend) as pool:
+        with _executor(self.workers, self.executor) as pool:
             previous: list[tuple[int, I64]] = []
             for group in self._groups():
                 if self.reveal:
