@@ -6,7 +6,15 @@ import pytest
 from pydantic import ValidationError
 
 from privledger.evm.contracts import Kind
-from privledger.node.spec import PROTOCOL_IDS, SpecInput, TaskSpec
+from privledger.node.spec import (
+    PROTOCOL_IDS,
+    JointStatsSpec,
+    PirSpec,
+    SetOperationSpec,
+    SpecInput,
+    TaskSpec,
+    parse_spec,
+)
 from privledger.node.terms import ANY_DEALER, GrantTerms, Price, default_terms, violation
 
 MINE = SpecInput(dataset="0x" + "11" * 32, org=1, column="phone")
@@ -14,7 +22,7 @@ THEIRS = SpecInput(dataset="0x" + "22" * 32, org=2, column="phone")
 
 
 def _psi(**fields: object) -> TaskSpec:
-    return TaskSpec(requester=1, inputs=(MINE, THEIRS), **fields)  # type: ignore[arg-type]
+    return parse_spec({"protocol": "ecdh", "requester": 1, "inputs": (MINE, THEIRS), **fields})
 
 
 def test_a_task_within_the_terms_keeps_them() -> None:
@@ -49,7 +57,7 @@ def test_a_task_within_the_terms_keeps_them() -> None:
             GrantTerms(
                 protocols=("intersection3",), columns={"phone": ("join",)}, max_requester_set=5
             ),
-            TaskSpec(
+            SetOperationSpec(
                 protocol="intersection3",
                 requester=1,
                 inputs=(MINE, THEIRS, SpecInput(dataset="0x" + "33" * 32, org=3, column="phone")),
@@ -68,7 +76,7 @@ def test_the_first_broken_term_is_named(
 
 def test_a_value_column_is_retrieved_by_pir_and_aggregated_by_lending() -> None:
     holder = SpecInput(dataset="0x" + "22" * 32, org=2, column="phone", value_column="income")
-    pir = TaskSpec(kind="pir", protocol="simplepir", requester=1, inputs=(MINE, holder))
+    pir = PirSpec(protocol="simplepir", requester=1, inputs=(MINE, holder))
     aggregated = GrantTerms(
         protocols=("simplepir",), columns={"phone": ("join",), "income": ("aggregate",)}
     )
@@ -83,9 +91,7 @@ def test_a_value_column_is_retrieved_by_pir_and_aggregated_by_lending() -> None:
 def test_only_the_allowed_dealer_deals() -> None:
     own = SpecInput(dataset="0x" + "11" * 32, org=1, column="amount")
     theirs = SpecInput(dataset="0x" + "22" * 32, org=2, column="amount")
-    spec = TaskSpec(
-        kind="stats", protocol="joint-stats", requester=1, inputs=(own, theirs), dealer=7
-    )
+    spec = JointStatsSpec(protocol="joint-stats", requester=1, inputs=(own, theirs), dealer=7)
     terms = GrantTerms(protocols=("joint-stats",), columns={"amount": ("aggregate",)}, dealer=9)
     problem = violation(spec, terms, theirs, fee=0)
     assert problem is not None and problem.term == "dealer"

@@ -22,7 +22,7 @@ from privledger.evm.contracts import TaskStatus
 from privledger.evm.hashing import keccak256
 from privledger.evm.ledger import Ledger
 from privledger.node.context import NodeContext
-from privledger.node.spec import HORIZONTAL_PROTOCOLS, TaskSpec
+from privledger.node.spec import HORIZONTAL_PROTOCOLS, parse_canonical
 from privledger.store.models import LocalModel, LocalTask
 
 MODEL_SCHEMA = "privledger/model/v1"
@@ -50,7 +50,7 @@ def register_model(
         ).first()
     if row is None or row.spec_json is None or row.result_path is None:
         raise ModelError(f"task {task_id} left no model on this node")
-    spec = TaskSpec.parse_canonical(row.spec_json.encode())
+    spec = parse_canonical(row.spec_json.encode())
     if spec.protocol not in HORIZONTAL_PROTOCOLS or spec.requester != node.org_id:
         raise ModelError(f"task {task_id} is not a horizontal FL task this organisation ran")
     status = node.ledger.tasks.get_task(task_id).status

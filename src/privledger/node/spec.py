@@ -1,18 +1,35 @@
 """Task specifications: what a task computes, on which inputs, for whom.
 
-A spec is canonicalised as sorted-key compact JSON and hashed with keccak256; that hash is what the
-requester submits on chain, and what every worker checks the spec it fetched against before it
-touches data.
+One pydantic model per protocol family, joined in the discriminated union :data:`TaskSpec`
+(discriminator ``protocol``). Each model holds only the fields its protocol takes, so a field
+that does not belong to the protocol (a dealer on a PSI task, buckets on PIR) is refused by
+name, and each model's shape rules sit next to its fields.
+
+The canonical form, hashed with keccak256 and submitted on chain, is the model's every field
+(defaults included, ``null`` for an unset optional) as JSON with sorted keys, no whitespace and
+non-ASCII characters escaped (``json.dumps(..., sort_keys=True, separators=(",", ":"))``).
+Every worker re-parses the spec it fetched and checks that hash before it touches data. The
+``version`` field names this layout; version 2 is the typed one (version 1 was a single flat
+model whose canonical form held every field of every protocol).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from itertools import pairwise
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from privledger.evm.contracts import Kind
 from privledger.evm.hashing import keccak256
@@ -20,24 +37,22 @@ from privledger.evm.hashing import keccak256
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 TaskKind = Literal["psi", "pir", "stats", "fl"]
+PsiProtocol = Literal["ecdh", "kkrt"]
+SetOperation = Literal["intersection3", "union3", "difference", "membership"]
+PirProtocol = Literal["simplepir", "bucket"]
+LendingProtocol = Literal["lending-total", "lending-exceeds"]
+HorizontalProtocol = Literal["horizontal-lr", "horizontal-mlp"]
 TaskProtocol = Literal[
-    "ecdh",
-    "kkrt",
-    "intersection3",
-    "union3",
-    "difference",
-    "membership",
-    "simplepir",
-    "bucket",
+    PsiProtocol,
+    SetOperation,
+    PirProtocol,
     "joint-stats",
-    "lending-total",
-    "lending-exceeds",
+    LendingProtocol,
     "vertical-lr",
-    "horizontal-lr",
-    "horizontal-mlp",
+    HorizontalProtocol,
     "predict",
 ]
-# protocol -> its id on chain (1..31; a grant allows protocols as bits 1 << id) and its kind
+# protocol -> its id on chain (1..31; a grant allows protocols as bits 1 << id)
 PROTOCOL_IDS: dict[str, int] = {
     "ecdh": 1,
     "kkrt": 2,
@@ -55,21 +70,21 @@ PROTOCOL_IDS: dict[str, int] = {
     "horizontal-mlp": 14,
     "predict": 15,
 }
-PSI_PROTOCOLS = ("ecdh", "kkrt")
+PSI_PROTOCOLS: tuple[PsiProtocol, ...] = ("ecdh", "kkrt")
+SET_OPERATIONS: tuple[SetOperation, ...] = ("intersection3", "union3", "difference", "membership")
+PIR_PROTOCOLS: tuple[PirProtocol, ...] = ("simplepir", "bucket")
 STATS_PROTOCOLS = ("joint-stats", "lending-total", "lending-exceeds")
-SET_OPERATIONS = ("intersection3", "union3", "difference", "membership")
+HORIZONTAL_PROTOCOLS: tuple[HorizontalProtocol, ...] = ("horizontal-lr", "horizontal-mlp")
 TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR, "stats": Kind.STATS, "fl": Kind.FL}
-MAX_STATS_PARTIES = 8  # spec kind -> the ledger's kind bit
-PIR_PROTOCOLS = ("simplepir", "bucket")
-HORIZONTAL_PROTOCOLS = ("horizontal-lr", "horizontal-mlp")
-MODEL_COLUMN = "model"  # a prediction task's model input names this column
 PROTOCOL_KINDS: dict[str, Kind] = {
     **dict.fromkeys(PSI_PROTOCOLS + SET_OPERATIONS, Kind.PSI),
     **dict.fromkeys(PIR_PROTOCOLS, Kind.PIR),
     **dict.fromkeys(STATS_PROTOCOLS, Kind.STATS),
     **dict.fromkeys(("vertical-lr", *HORIZONTAL_PROTOCOLS, "predict"), Kind.FL),
 }
-
+MAX_STATS_PARTIES = 8
+MODEL_COLUMN = "model"  # a prediction task's model input names this column
+THREE_PARTY = ("intersection3", "union3")
 
 # options a task body passes through to its spec unchanged
 Rounds = Annotated[
@@ -92,6 +107,7 @@ Buckets = Annotated[
         "the intersection is a file (GET /tasks/{id}/result/file)",
     ),
 ]
+FracBits = Annotated[int, Field(ge=0, le=24, description="statistics: fixed-point fractional bits")]
 
 
 class SpecInput(BaseModel):
@@ -110,33 +126,19 @@ class SpecInput(BaseModel):
         default=None, min_length=1, max_length=200, description="FL: this party's feature columns"
     )
 
+    @property
+    def key_only(self) -> bool:
+        return self.value_column is None and self.features is None
 
-class TaskSpec(BaseModel):
-    """The canonical description of a task; its keccak256 is anchored on chain."""
+
+class _Spec(BaseModel):
+    """What every task has: a requester, inputs from distinct organisations, a nonce."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: Literal[1] = 1
-    kind: TaskKind = "psi"
-    protocol: TaskProtocol = "ecdh"
+    version: Literal[2] = 2
     requester: int = Field(ge=1)
     inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=MAX_STATS_PARTIES)
-    dealer: int | None = Field(
-        default=None, ge=1, description="statistics: the organisation dealing Beaver triples"
-    )
-    frac_bits: int = Field(
-        default=16, ge=0, le=24, description="statistics: fixed-point fractional bits"
-    )
-    histogram_edges: tuple[float, ...] | None = Field(
-        default=None, min_length=2, max_length=101, description="joint statistics: bin edges"
-    )
-    rounds: Rounds = None
-    proximal_mu: ProximalMu = None
-    buckets: Buckets = None
-    output: Literal["requester", "both"] = "requester"
-    service: str | None = Field(
-        default=None, pattern=SERVICE_NAME_PATTERN, description="the provider's PSI service called"
-    )
     nonce: str = Field(default_factory=lambda: secrets.token_hex(16), pattern=r"^[0-9a-f]{32}$")
     project: int | None = Field(
         default=None, ge=1, lt=2**63, description="the ProjectRegistry project the task belongs to"
@@ -144,124 +146,21 @@ class TaskSpec(BaseModel):
 
     @field_validator("inputs")
     @classmethod
-    def _distinct_datasets(cls, inputs: tuple[SpecInput, ...]) -> tuple[SpecInput, ...]:
+    def _distinct_inputs(cls, inputs: tuple[SpecInput, ...]) -> tuple[SpecInput, ...]:
         if len({item.dataset.lower() for item in inputs}) != len(inputs):
             raise ValueError("inputs must name distinct datasets")
+        if len({item.org for item in inputs}) != len(inputs):
+            raise ValueError("each input comes from a different organisation")
         return inputs
 
-    @model_validator(mode="after")
-    def _kind_fits(self) -> TaskSpec:
-        if len({item.org for item in self.inputs}) != len(self.inputs):
-            raise ValueError("each input comes from a different organisation")
-        if self.buckets is not None and self.kind != "psi":
-            raise ValueError("only a KKRT-PSI task takes buckets")
-        if self.kind == "stats":
-            self._check_stats()
-            return self
-        if self.kind == "fl":
-            self._check_fl()
-            return self
-        if self.dealer is not None:
-            raise ValueError("only statistics tasks have a dealer")
-        three = self.protocol in ("intersection3", "union3")
-        if len(self.inputs) != (3 if three else 2):
-            raise ValueError(f"{self.protocol} takes {3 if three else 2} inputs")
-        if self.kind == "psi":
-            if self.protocol not in PSI_PROTOCOLS + SET_OPERATIONS:
-                raise ValueError(
-                    f"a set task runs one of {', '.join(PSI_PROTOCOLS + SET_OPERATIONS)}"
-                )
-            if any(item.value_column or item.features for item in self.inputs):
-                raise ValueError("a set task returns no value column")
-            if self.protocol in SET_OPERATIONS and (self.output != "requester" or self.service):
-                raise ValueError(f"{self.protocol} answers the requester only")
-            if self.buckets is not None and (self.protocol != "kkrt" or self.service):
-                raise ValueError("only a KKRT-PSI task (not a service call) takes buckets")
-        else:
-            if self.protocol not in PIR_PROTOCOLS:
-                raise ValueError(f"a PIR task runs {' or '.join(PIR_PROTOCOLS)}")
-            if self.output != "requester" or self.service is not None:
-                raise ValueError("a PIR task answers the requester only")
-            holders = [item for item in self.inputs if item.org != self.requester]
-            if len(holders) != 1 or holders[0].value_column is None:
-                raise ValueError("a PIR task names one holder input with a value column")
-        return self
+    @property
+    def owners(self) -> set[int]:
+        return {item.org for item in self.inputs}
 
-    def _check_fl(self) -> None:
-        if self.output != "requester" or self.service:
-            raise ValueError("a federated-learning task answers the requester only")
-        horizontal = self.protocol in HORIZONTAL_PROTOCOLS
-        if self.proximal_mu is not None and not horizontal:
-            raise ValueError("only horizontal FL takes proximal_mu")
-        if self.rounds is not None and self.protocol == "predict":
-            raise ValueError("a prediction takes no rounds")
-        if horizontal:
-            self._check_horizontal()
-        elif self.protocol == "predict":
-            self._check_predict()
-        elif self.protocol == "vertical-lr":
-            self._check_vertical()
-        else:
-            raise ValueError("a federated-learning task runs vertical-lr, horizontal-* or predict")
-
-    def _check_vertical(self) -> None:
-        if len(self.inputs) not in (2, 3):
-            raise ValueError("vertical-lr aligns and trains two or three parties' columns")
-        owners = {item.org for item in self.inputs}
-        if self.requester not in owners or self.dealer is None or self.dealer in owners:
-            raise ValueError("vertical-lr: the requester holds an input; a third org deals")
-        for item in self.inputs:
-            if not item.features:
-                raise ValueError("every vertical-lr input names its feature columns")
-            has_label = item.value_column is not None
-            if has_label != (item.org == self.requester):
-                raise ValueError("the requester's input, and only it, names the label column")
-
-    def _check_horizontal(self) -> None:
-        """The requester aggregates (and may hold an input too); every input is a client with
-        the same number of feature columns and a label column."""
-        if self.dealer is not None:
-            raise ValueError("horizontal FL has no dealer")
-        widths = {len(item.features or ()) for item in self.inputs}
-        if 0 in widths or len(widths) != 1:
-            raise ValueError("every horizontal FL input names the same number of feature columns")
-        if any(item.value_column is None for item in self.inputs):
-            raise ValueError("every horizontal FL input names its label column (value_column)")
-
-    def _check_predict(self) -> None:
-        """The requester's rows (id column + features) and one model input held by another org."""
-        if self.dealer is not None or len(self.inputs) != 2:
-            raise ValueError("a prediction task takes the requester's rows and one model")
-        rows = [item for item in self.inputs if item.org == self.requester]
-        models = [item for item in self.inputs if item.org != self.requester]
-        if len(rows) != 1 or not rows[0].features or rows[0].value_column is not None:
-            raise ValueError("the requester's input names its id column and feature columns")
-        model = models[0]
-        if model.column != MODEL_COLUMN or model.features or model.value_column:
-            raise ValueError(f"the model input names only column {MODEL_COLUMN!r}")
-
-    def _check_stats(self) -> None:
-        if self.protocol not in STATS_PROTOCOLS or self.output != "requester" or self.service:
-            raise ValueError(f"a statistics task runs one of {', '.join(STATS_PROTOCOLS)}")
-        owners = {item.org for item in self.inputs}
-        if self.requester not in owners:
-            raise ValueError("the requester of a statistics task contributes an input too")
-        if self.dealer is None or self.dealer in owners:
-            raise ValueError("a statistics task names a dealer that holds none of the inputs")
-        if self.protocol == "joint-stats":
-            if any(item.value_column for item in self.inputs):
-                raise ValueError("joint statistics read one numeric column per input")
-            edges = self.histogram_edges
-            if edges is not None and any(b <= a for a, b in pairwise(edges)):
-                raise ValueError("histogram edges must increase")
-            return
-        if self.histogram_edges is not None:
-            raise ValueError("only joint statistics take histogram edges")
-        # multi-lending: every bank names its customer and amount columns; the requester's own
-        # input holds the customer (and, for "exceeds", the limit) and never leaves its node
-        banks = [item for item in self.inputs if item.org != self.requester]
-        if any(item.value_column is None for item in banks):
-            raise ValueError("every bank's input names an amount column (value_column)")
+    @property
+    def dealer_org(self) -> int | None:
+        """The organisation dealing correlated randomness, for the protocols that have one."""
+        return None
 
     @property
     def participants(self) -> list[int]:
@@ -270,15 +169,12 @@ class TaskSpec(BaseModel):
         for item in self.inputs:
             if item.org not in ordered:
                 ordered.append(item.org)
-        if self.dealer is not None:
-            ordered.append(self.dealer)
+        if self.dealer_org is not None:
+            ordered.append(self.dealer_org)
         return ordered
 
     def peers_of(self, org: int) -> list[int]:
-        """The participants ``org`` opens a channel to: all others, except that horizontal FL
-        is a star around the requester (clients talk only to the aggregator)."""
-        if self.protocol in HORIZONTAL_PROTOCOLS and org != self.requester:
-            return [self.requester]
+        """The participants ``org`` opens a channel to."""
         return [other for other in self.participants if other != org]
 
     def canonical_json(self) -> bytes:
@@ -290,6 +186,238 @@ class TaskSpec(BaseModel):
     def hash(self) -> bytes:
         return keccak256(self.canonical_json())
 
-    @classmethod
-    def parse_canonical(cls, raw: bytes) -> TaskSpec:
-        return cls.model_validate_json(raw)
+
+class _RequesterLearns(_Spec):
+    """Tasks whose output only the requester learns."""
+
+    output: Literal["requester"] = "requester"
+
+
+class PairPsiSpec(_Spec):
+    """Two-party PSI: the requester's key column against one provider's, optionally as a call
+    of the provider's published service, the intersection released to the requester or both."""
+
+    kind: Literal["psi"] = "psi"
+    protocol: PsiProtocol
+    output: Literal["requester", "both"] = "requester"
+    service: str | None = Field(
+        default=None, pattern=SERVICE_NAME_PATTERN, description="the provider's PSI service called"
+    )
+
+    @model_validator(mode="after")
+    def _two_key_columns(self) -> PairPsiSpec:
+        if len(self.inputs) != 2:
+            raise ValueError(f"{self.protocol} takes 2 inputs")
+        if not all(item.key_only for item in self.inputs):
+            raise ValueError(f"{self.protocol} joins key columns and returns no value column")
+        return self
+
+
+class EcdhSpec(PairPsiSpec):
+    protocol: Literal["ecdh"]
+
+
+class KkrtSpec(PairPsiSpec):
+    protocol: Literal["kkrt"]
+    buckets: Buckets = None
+
+    @model_validator(mode="after")
+    def _buckets_not_for_services(self) -> KkrtSpec:
+        if self.buckets is not None and self.service is not None:
+            raise ValueError("a PSI service call takes no buckets")
+        return self
+
+
+class SetOperationSpec(_RequesterLearns):
+    """Three-party intersection and union, two-party difference and anonymous membership."""
+
+    kind: Literal["psi"] = "psi"
+    protocol: SetOperation
+
+    @model_validator(mode="after")
+    def _key_columns(self) -> SetOperationSpec:
+        parties = 3 if self.protocol in THREE_PARTY else 2
+        if len(self.inputs) != parties:
+            raise ValueError(f"{self.protocol} takes {parties} inputs")
+        if not all(item.key_only for item in self.inputs):
+            raise ValueError(f"{self.protocol} reads key columns only")
+        return self
+
+
+class PirSpec(_RequesterLearns):
+    """Keyword PIR: the requester's keys against one holder's key and value columns."""
+
+    kind: Literal["pir"] = "pir"
+    protocol: PirProtocol
+
+    @model_validator(mode="after")
+    def _one_holder(self) -> PirSpec:
+        holders = [item for item in self.inputs if item.org != self.requester]
+        if len(self.inputs) != 2 or len(holders) != 1 or holders[0].value_column is None:
+            raise ValueError("a PIR task names one holder input with a value column")
+        if any(item.features for item in self.inputs):
+            raise ValueError("a PIR task reads no feature columns")
+        return self
+
+
+class _DealtSpec(_RequesterLearns):
+    """Protocols on secret shares whose correlated randomness a third organisation deals."""
+
+    dealer: int = Field(ge=1, description="the organisation dealing Beaver triples")
+
+    @model_validator(mode="after")
+    def _outside_dealer(self) -> _DealtSpec:
+        if self.requester not in self.owners:
+            raise ValueError("the requester contributes an input too")
+        if self.dealer in self.owners:
+            raise ValueError("the dealer holds none of the inputs")
+        return self
+
+    @property
+    def dealer_org(self) -> int | None:
+        return self.dealer
+
+
+class JointStatsSpec(_DealtSpec):
+    """Count, sum, mean, variance and histogram of one numeric column per party."""
+
+    kind: Literal["stats"] = "stats"
+    protocol: Literal["joint-stats"]
+    frac_bits: FracBits = 16
+    histogram_edges: tuple[float, ...] | None = Field(
+        default=None, min_length=2, max_length=101, description="joint statistics: bin edges"
+    )
+
+    @model_validator(mode="after")
+    def _numeric_columns(self) -> JointStatsSpec:
+        if any(item.value_column or item.features for item in self.inputs):
+            raise ValueError("joint statistics read one numeric column per input")
+        edges = self.histogram_edges
+        if edges is not None and any(b <= a for a, b in pairwise(edges)):
+            raise ValueError("histogram edges must increase")
+        return self
+
+
+class LendingSpec(_DealtSpec):
+    """The multi-lending check: every bank names its customer and amount columns; the
+    requester's own input holds the customer (and, for "exceeds", the limit) and never leaves
+    its node."""
+
+    kind: Literal["stats"] = "stats"
+    protocol: LendingProtocol
+    frac_bits: FracBits = 16
+
+    @model_validator(mode="after")
+    def _amount_columns(self) -> LendingSpec:
+        banks = [item for item in self.inputs if item.org != self.requester]
+        if any(item.value_column is None for item in banks):
+            raise ValueError("every bank's input names an amount column (value_column)")
+        if any(item.features for item in self.inputs):
+            raise ValueError("the multi-lending check reads no feature columns")
+        return self
+
+
+class VerticalLrSpec(_DealtSpec):
+    """Vertical logistic regression: two or three parties' feature columns on aligned ids;
+    the requester's input, and only it, holds the label."""
+
+    kind: Literal["fl"] = "fl"
+    protocol: Literal["vertical-lr"]
+    rounds: Rounds = None
+
+    @model_validator(mode="after")
+    def _features_and_label(self) -> VerticalLrSpec:
+        if len(self.inputs) not in (2, 3):
+            raise ValueError("vertical-lr aligns and trains two or three parties' columns")
+        for item in self.inputs:
+            if not item.features:
+                raise ValueError("every vertical-lr input names its feature columns")
+            if (item.value_column is not None) != (item.org == self.requester):
+                raise ValueError("the requester's input, and only it, names the label column")
+        return self
+
+
+class HorizontalSpec(_RequesterLearns):
+    """Horizontal FL: the requester aggregates (and may hold an input too); every input is a
+    client with the same number of feature columns and a label column. At least two clients
+    besides the requester, so that the securely aggregated sum hides each one's update from
+    an aggregator that holds a client's data itself."""
+
+    kind: Literal["fl"] = "fl"
+    protocol: HorizontalProtocol
+    rounds: Rounds = None
+    proximal_mu: ProximalMu = None
+
+    @model_validator(mode="after")
+    def _clients(self) -> HorizontalSpec:
+        widths = {len(item.features or ()) for item in self.inputs}
+        if 0 in widths or len(widths) != 1:
+            raise ValueError("every horizontal FL input names the same number of feature columns")
+        if any(item.value_column is None for item in self.inputs):
+            raise ValueError("every horizontal FL input names its label column (value_column)")
+        if len(self.owners - {self.requester}) < 2:
+            raise ValueError("horizontal FL needs at least two clients besides the requester")
+        return self
+
+    def peers_of(self, org: int) -> list[int]:
+        """A star around the requester: clients talk only to the aggregator."""
+        if org != self.requester:
+            return [self.requester]
+        return super().peers_of(org)
+
+
+class PredictSpec(_RequesterLearns):
+    """Prediction: the requester's rows (id column + features) and one model held by another
+    organisation."""
+
+    kind: Literal["fl"] = "fl"
+    protocol: Literal["predict"]
+
+    @model_validator(mode="after")
+    def _rows_and_model(self) -> PredictSpec:
+        rows = [item for item in self.inputs if item.org == self.requester]
+        models = [item for item in self.inputs if item.org != self.requester]
+        if len(self.inputs) != 2 or len(rows) != 1:
+            raise ValueError("a prediction task takes the requester's rows and one model")
+        if not rows[0].features or rows[0].value_column is not None:
+            raise ValueError("the requester's input names its id column and feature columns")
+        model = models[0]
+        if model.column != MODEL_COLUMN or not model.key_only:
+            raise ValueError(f"the model input names only column {MODEL_COLUMN!r}")
+        return self
+
+
+TaskSpec = Annotated[
+    EcdhSpec
+    | KkrtSpec
+    | SetOperationSpec
+    | PirSpec
+    | JointStatsSpec
+    | LendingSpec
+    | VerticalLrSpec
+    | HorizontalSpec
+    | PredictSpec,
+    Field(discriminator="protocol"),
+]
+"""Any task's spec; the ``protocol`` field chooses the model."""
+StatsSpec = JointStatsSpec | LendingSpec
+_SPECS: TypeAdapter[TaskSpec] = TypeAdapter(TaskSpec)
+
+
+def parse_spec(fields: Mapping[str, object]) -> TaskSpec:
+    """The spec these fields describe (``protocol`` chooses the model); ValidationError if
+    the protocol does not take one of the fields or the shape breaks its rules."""
+    return _SPECS.validate_python(dict(fields))
+
+
+def parse_canonical(raw: bytes) -> TaskSpec:
+    """A spec from its canonical JSON (as fetched from the requester's node)."""
+    return _SPECS.validate_json(raw)
+
+
+def spec_error(exc: ValidationError) -> str:
+    """The first problem of a refused spec, with the field it concerns."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"][1:] if not isinstance(part, int))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

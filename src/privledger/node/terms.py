@@ -35,6 +35,7 @@ from privledger.evm.hashing import keccak256
 from privledger.node.spec import (
     PROTOCOL_IDS,
     PROTOCOL_KINDS,
+    KkrtSpec,
     SpecInput,
     TaskProtocol,
     TaskSpec,
@@ -223,8 +224,9 @@ def violation(
             return TermViolation("columns", f"column {column!r} allows {list(allowed)}, not {use}")
     if spec.output not in terms.outputs:
         return TermViolation("outputs", f"output to {spec.output} is not allowed")
-    if terms.dealer is not None and spec.dealer is not None and spec.dealer != terms.dealer:
-        return TermViolation("dealer", f"organisation {spec.dealer} may not deal for this data")
+    dealer = spec.dealer_org
+    if terms.dealer is not None and dealer is not None and dealer != terms.dealer:
+        return TermViolation("dealer", f"organisation {dealer} may not deal for this data")
     if fee < terms.min_fee_wei:
         return TermViolation("min_fee_wei", f"the fee {fee} is below the floor {terms.min_fee_wei}")
     if terms.min_result > 1 and spec.protocol not in MIN_RESULT_PROTOCOLS:
@@ -232,7 +234,8 @@ def violation(
             "min_result", f"{spec.protocol} cannot enforce a minimum result at the provider"
         )
     capped = terms.max_requester_set is not None or terms.max_requester_ratio is not None
-    if capped and (spec.protocol not in SET_CAP_PROTOCOLS or spec.buckets is not None):
+    bucketed = isinstance(spec, KkrtSpec) and spec.buckets is not None
+    if capped and (spec.protocol not in SET_CAP_PROTOCOLS or bucketed):
         return TermViolation(
             "max_requester_set", f"{spec.protocol} cannot cap the requester's set at the provider"
         )

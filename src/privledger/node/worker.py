@@ -41,8 +41,10 @@ from privledger.node.spec import (
     HORIZONTAL_PROTOCOLS,
     PROTOCOL_IDS,
     TASK_KINDS,
+    PairPsiSpec,
     SpecInput,
     TaskSpec,
+    parse_canonical,
 )
 from privledger.node.terms import GrantTerms, violation
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
@@ -254,7 +256,7 @@ class Worker:
             outcome = self._execute(task, spec, terms)
             self._anchor(task, outcome)
             if service is not None:
-                self._log_call(task, spec, "ran")
+                self._log_call(task, service.name, "ran")
         except TaskRefused as refused:
             self._fail(task_id, refused.reason, str(refused))
         except (ChannelTimeout, PeerUnreachable) as exc:
@@ -274,7 +276,7 @@ class Worker:
                 FailureReason.SPEC_MISMATCH, "the spec does not match its hash on chain"
             )
         try:
-            spec = TaskSpec.parse_canonical(raw)
+            spec = parse_canonical(raw)
         except ValueError as exc:
             raise TaskRefused(FailureReason.SPEC_MISMATCH, f"unreadable spec: {exc}") from exc
         inputs = tuple(bytes.fromhex(item.dataset[2:]) for item in spec.inputs)
@@ -374,7 +376,11 @@ class Worker:
 
     def _called_service(self, task: Task, spec: TaskSpec) -> PsiService | None:
         """The service of ours this task calls, checked against its published terms."""
-        if spec.service is None or spec.requester == self.node.org_id:
+        if (
+            not isinstance(spec, PairPsiSpec)
+            or spec.service is None
+            or spec.requester == self.node.org_id
+        ):
             return None
         mine = next(item for item in spec.inputs if item.org == self.node.org_id)
         with Session(self.node.engine) as session:
@@ -389,16 +395,16 @@ class Worker:
         elif task.fee < service.price_wei:
             problem = f"the fee {task.fee} is below the service price {service.price_wei}"
         if problem is not None:
-            self._log_call(task, spec, f"refused: {problem}")
+            self._log_call(task, spec.service, f"refused: {problem}")
             raise TaskRefused(FailureReason.POLICY_VIOLATION, problem)
         return service
 
-    def _log_call(self, task: Task, spec: TaskSpec, outcome: str) -> None:
+    def _log_call(self, task: Task, service: str, outcome: str) -> None:
         log_call(
             self.node,
-            service=spec.service or "",
+            service=service,
             task_id=task.task_id,
-            caller_org=spec.requester,
+            caller_org=task.requester_org,
             spec_hash="0x" + task.spec_hash.hex(),
             outcome=outcome,
         )
@@ -410,7 +416,7 @@ class Worker:
             logger.info("task %d not started on chain: %s", task_id, exc)
 
     def _execute(self, task: Task, spec: TaskSpec, terms: GrantTerms | None) -> Outcome:
-        if spec.dealer == self.node.org_id:
+        if spec.dealer_org == self.node.org_id:
             return self._deal(task, spec)
         mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
         aggregator = spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id
@@ -601,7 +607,7 @@ class Worker:
         if row is None or row.spec_json is None or task.status is not TaskStatus.COMPLETED:
             self._record(task_id, task.spec_hash, state="done")
             return
-        spec = TaskSpec.parse_canonical(row.spec_json.encode())
+        spec = parse_canonical(row.spec_json.encode())
         providing = any(item.org == self.node.org_id != spec.requester for item in spec.inputs)
         if spec.requester != self.node.org_id and not providing:
             self._record(task_id, task.spec_hash, state="done")

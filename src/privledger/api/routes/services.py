@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 from sqlmodel import col, select
 
 from privledger.api.deps import DataOwner, Member, NodeDep, Operator, SessionDep, TaskId
@@ -25,7 +26,7 @@ from privledger.api.schemas import (
 from privledger.node.context import NodeContext
 from privledger.node.grants import ZERO32, GrantChoice, choose_grant
 from privledger.node.services import call_proof
-from privledger.node.spec import PSI_PROTOCOLS, SpecInput, TaskSpec
+from privledger.node.spec import PSI_PROTOCOLS, SpecInput, parse_spec, spec_error
 from privledger.node.terms import GrantTerms, Price
 from privledger.store.models import LocalDataset, PsiService, ServiceCall
 
@@ -221,17 +222,23 @@ def call_service(
     own = session.get(LocalDataset, body.dataset.lower())
     if own is None:
         raise not_found(f"dataset {body.dataset} on this node")
-    spec = TaskSpec(
-        kind="psi",
-        protocol=body.protocol,
-        requester=node.org_id,
-        inputs=(
-            SpecInput(dataset=own.dataset_id, org=node.org_id, column=body.column),
-            SpecInput(dataset=service.dataset, org=body.provider, column=service.column),
-        ),
-        output=service.output,
-        service=service.name,
-    )
+    try:
+        spec = parse_spec(
+            {
+                "protocol": body.protocol,
+                "requester": node.org_id,
+                "inputs": (
+                    SpecInput(dataset=own.dataset_id, org=node.org_id, column=body.column),
+                    SpecInput(dataset=service.dataset, org=body.provider, column=service.column),
+                ),
+                "output": service.output,
+                "service": service.name,
+            }
+        )
+    except ValidationError as exc:
+        raise ApiError(
+            502, "provider_error", f"the provider's service is unusable: {spec_error(exc)}"
+        ) from exc
     if choose_grant(node, spec, spec.inputs[1], fee=service.price_wei) == GrantChoice(ZERO32):
         raise ApiError(
             403,

@@ -32,6 +32,8 @@ from privledger.node.spec import (
     TASK_KINDS,
     SpecInput,
     TaskSpec,
+    parse_spec,
+    spec_error,
 )
 from privledger.store.models import ChainEvent, ChainRef, LocalDataset, LocalTask
 from privledger.store.watch import task_changes
@@ -134,23 +136,17 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
             400, "invalid_task", "a task joins one dataset of yours with one of a partner"
         )
     check_own_columns(node, [item for item in inputs if item.org == node.org_id])
+    # the options the body sets (a null is not set) go to the protocol's model, which refuses
+    # by name any option its protocol does not take
+    options = body.model_dump(
+        exclude={"inputs", "fee_wei", "deadline_s"}, exclude_unset=True, exclude_none=True
+    )
     try:
-        return TaskSpec(
-            kind=body.kind,
-            protocol=body.protocol,
-            requester=node.org_id,
-            inputs=tuple(inputs),
-            output=body.output,
-            dealer=body.dealer,
-            frac_bits=body.frac_bits,
-            histogram_edges=tuple(body.histogram_edges) if body.histogram_edges else None,
-            rounds=body.rounds,
-            proximal_mu=body.proximal_mu,
-            buckets=body.buckets,
-            project=body.project,
+        return parse_spec(
+            {**options, "protocol": body.protocol, "requester": node.org_id, "inputs": inputs}
         )
     except ValidationError as exc:
-        raise ApiError(400, "invalid_task", exc.errors()[0]["msg"]) from exc
+        raise ApiError(400, "invalid_task", spec_error(exc)) from exc
 
 
 def check_own_columns(node: NodeContext, own: list[SpecInput]) -> None:

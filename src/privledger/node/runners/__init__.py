@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from privledger.node.runners import fl, mpc, pir, psi
 from privledger.node.runners.base import InputForm, Run, RunOutput, TaskRefused
-from privledger.node.spec import TaskSpec
+from privledger.node.spec import KkrtSpec, TaskSpec
 
 __all__ = ["InputForm", "Run", "RunOutput", "TaskRefused", "input_form", "run_protocol"]
 
@@ -13,7 +13,7 @@ _BY_KIND = {"psi": psi.run, "pir": pir.run, "stats": mpc.run, "fl": fl.run}
 
 def input_form(spec: TaskSpec) -> InputForm:
     """How the task's runner takes this party's input."""
-    if spec.buckets is not None:
+    if isinstance(spec, KkrtSpec) and spec.buckets is not None:
         return "file"
     if spec.kind == "psi" and spec.protocol in psi.COLUMN_PROTOCOLS:
         return "column"

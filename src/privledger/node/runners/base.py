@@ -106,7 +106,7 @@ class Run:
 
     def party(self) -> Party:
         """This node as an MPC party: data parties indexed in input order, plus the dealer."""
-        dealer = self.spec.dealer
+        dealer = self.spec.dealer_org
         if dealer is None:
             raise TaskRefused(FailureReason.SPEC_MISMATCH, "an MPC task without a dealer")
         owners = self.owners

@@ -18,7 +18,7 @@ from privledger.evm.contracts import FailureReason
 from privledger.node.audit import record
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.node.services import log_call
-from privledger.node.spec import HORIZONTAL_PROTOCOLS, TaskSpec
+from privledger.node.spec import HorizontalSpec, PredictSpec, VerticalLrSpec
 from privledger.protocols.channel import Channel, ChannelError, channel_pair, recv_exact
 from privledger.protocols.fl.contribution import mean_log_likelihood, shapley_values
 from privledger.protocols.fl.federation import (
@@ -44,14 +44,17 @@ MAX_PREDICT_ROWS = 1_000_000
 
 
 def run(task: Run) -> RunOutput:
-    if task.spec.protocol in HORIZONTAL_PROTOCOLS:
-        return _horizontal(task)
-    if task.spec.protocol == "predict":
+    spec = task.spec
+    if isinstance(spec, HorizontalSpec):
+        return _horizontal(task, spec)
+    if isinstance(spec, PredictSpec):
         return _predict(task)
-    return _vertical(task)
+    if isinstance(spec, VerticalLrSpec):
+        return _vertical(task, spec)
+    raise TaskRefused(FailureReason.SPEC_MISMATCH, f"{spec.protocol} is not a learning protocol")
 
 
-def federation_config(spec: TaskSpec) -> FederationConfig:
+def federation_config(spec: HorizontalSpec) -> FederationConfig:
     """The training configuration every party derives from the spec alone."""
     return FederationConfig(
         model="lr" if spec.protocol == "horizontal-lr" else "mlp",
@@ -77,10 +80,9 @@ def _numbers(task: Run, width: int, *, labelled: bool) -> tuple[npt.NDArray[np.f
     return features, labels
 
 
-def _horizontal(task: Run) -> RunOutput:
+def _horizontal(task: Run, spec: HorizontalSpec) -> RunOutput:
     """Horizontal FL: every input is a client; the requester aggregates, and trains its own rows
     as one more client through an in-process channel when it holds an input."""
-    spec = task.spec
     clients = sorted(task.owners)
     config = federation_config(spec)
     width = len(spec.inputs[0].features or ())
@@ -229,13 +231,13 @@ def _aligned_ids(task: Run) -> list[bytes]:
     return common
 
 
-def _vertical(task: Run) -> RunOutput:
+def _vertical(task: Run, spec: VerticalLrSpec) -> RunOutput:
     """Vertical logistic regression over two or three parties: align their rows by PSI inside
     the task (every party learns the common ids, as vertical FL needs), then train by secret
     sharing; each party keeps its own model part (weights of its columns, the intercept at the
     label holder). A held-out fifth measures each party's exact Shapley value, retraining every
     coalition that holds the labels (for three parties, the two pairs too)."""
-    spec, rows, mine = task.spec, task.rows, task.mine
+    rows, mine = task.rows, task.mine
     assert mine is not None  # the dealer never reaches a runner
     common = _aligned_ids(task)
     position = {key: index for index, key in reversed(list(enumerate(task.keys)))}

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from privledger.evm.contracts import FailureReason
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
+from privledger.node.spec import JointStatsSpec, LendingSpec
 from privledger.protocols.mpc.lending import LoanBook, multi_lending_check
 from privledger.protocols.mpc.stats import joint_stats
 
@@ -27,21 +28,23 @@ def run(task: Run) -> RunOutput:
         len(task.owners),
         len(task.rows),
     )
-    if task.spec.protocol in ("lending-total", "lending-exceeds"):
+    spec = task.spec
+    if isinstance(spec, LendingSpec):
         return _lending(task)
-    return _stats(task)
+    if isinstance(spec, JointStatsSpec):
+        return _stats(task, spec)
+    raise TaskRefused(FailureReason.SPEC_MISMATCH, f"{spec.protocol} is not a statistics protocol")
 
 
-def _stats(task: Run) -> RunOutput:
+def _stats(task: Run, spec: JointStatsSpec) -> RunOutput:
     """Joint count, sum, mean and variance; released to the requester only when the group is at
     least the minimum size, and run by a provider only when its own rows are (per bin, too)."""
     try:
         values = np.array([float(value) for value in task.keys], dtype=np.float64)
     except ValueError as exc:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, f"a non-numeric value: {exc}") from exc
-    spec = task.spec
     if not task.is_requester:
-        check_own_group(task, values)
+        check_own_group(task, values, spec.histogram_edges)
     result = joint_stats(
         task.party(),
         values,
@@ -55,7 +58,9 @@ def _stats(task: Run) -> RunOutput:
     return [json.dumps(dataclasses.asdict(result), sort_keys=True)], result.count or 0
 
 
-def check_own_group(task: Run, values: npt.NDArray[np.float64]) -> None:
+def check_own_group(
+    task: Run, values: npt.NDArray[np.float64], edges: tuple[float, ...] | None
+) -> None:
     """A provider's own threshold, before it shares anything: at least ``min_release`` of its
     own rows, and in each histogram bin either none of its rows or at least that many. The
     requester's rows never count toward it, so padding a bin with rows the requester knows
@@ -66,7 +71,6 @@ def check_own_group(task: Run, values: npt.NDArray[np.float64]) -> None:
             FailureReason.POLICY_VIOLATION,
             f"{len(values)} rows of this provider are below its threshold {least}",
         )
-    edges = task.spec.histogram_edges
     if edges is None:
         return
     counts, _ = np.histogram(values, bins=np.asarray(edges, dtype=np.float64))

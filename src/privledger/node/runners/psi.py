@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from privledger.evm.contracts import FailureReason
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
+from privledger.node.spec import KkrtSpec
 from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty
 from privledger.protocols.psi.common import PsiResult
 
@@ -28,8 +29,8 @@ def run(task: Run) -> RunOutput:
         return _membership(task)
     if protocol == "difference":
         return _difference(task)
-    if task.spec.buckets is not None:
-        return _bucketed(task)
+    if isinstance(task.spec, KkrtSpec) and task.spec.buckets is not None:
+        return _bucketed(task, task.spec)
     if task.column is not None:
         return _column(task)
     if protocol == "ecdh":
@@ -141,10 +142,10 @@ def _three_party(task: Run) -> RunOutput:
     return [item.decode() for item in result.items], len(result.items)
 
 
-def _bucketed(task: Run) -> RunOutput:
+def _bucketed(task: Run, spec: KkrtSpec) -> RunOutput:
     """KKRT-PSI over files too large for memory: both sides stream their column into
     ``buckets`` partitions keyed by the spec hash and write the intersection to a file."""
-    spec, mine = task.spec, task.mine
+    mine = task.mine
     if task.source is None or mine is None or spec.buckets is None:
         raise TaskRefused(FailureReason.PROTOCOL_ERROR, "a bucketed task needs its input file")
     results = task.node.settings.results_dir
