@@ -4,24 +4,22 @@ Both are :class:`concurrent.futures.Executor` s to which the bucketed PSI
 (:func:`privledger.protocols.psi.buckets.run_bucketed_psi`, ``executor=``) submits its per-bucket
 tasks, and both record the peak resident memory of every worker process that ran one, measured
 in the worker itself (``ru_maxrss``: the whole life of the process, so a long-lived Ray worker's
-idle footprint counts too).
+idle footprint counts too, and so do the pages of Ray's shared-memory object store it mapped to
+read its arguments and write its results).
 
 **Ray** (the ``cluster`` extra). :class:`RayExecutor` connects to a running cluster by the
 address of its head (``ray start --head --port P`` on one host, ``ray start --address HEAD:P``
-on each other host) and runs every task as a Ray task, spread over the cluster's nodes. Tasks
-travel as references to privledger's functions plus their arguments (numpy arrays through Ray's
-object store), never as code, and the bucketed PSI hands them the *paths* of the party's bucket
-files. So a cluster needs:
-
-- on every node the same Python with privledger and its dependencies installed from the lock
-  (``pip install privledger[cluster]`` with ``uv.lock``'s hashes);
-- the party's scratch directory (``work_dir``; a node uses its results directory) at the same path
-  on every node: nothing to do on one machine; across hosts a file system they all mount there;
-- Ray's ports reachable only from the cluster's hosts and the node. Ray listens on all
-  interfaces (it resolves 127.0.0.1 to the host's address), does not encrypt between its
-  processes, and without token authentication (``RAY_AUTH_MODE=token``) anyone who reaches the
-  head can run code on the cluster. Bucket files and task arguments are an organisation's own
-  rows: the cluster must be that organisation's alone, like its node.
+on each other host) and starts ``workers`` Ray actors spread over the cluster's nodes, one CPU
+each: the party's pool of worker processes, on the cluster. Actors rather than plain Ray tasks
+because a task's worker process belongs to one driver and Ray kills and restarts idle ones as
+demand moves between drivers (here, the two parties): at 10^7 rows that churn started 20 worker
+processes, each importing numpy, pyarrow and privledger again, and cost 1.66x the local pools'
+time; an actor lives for the whole run, as a pool process does. Tasks travel as references to
+privledger's functions plus their arguments (numpy arrays through Ray's object store), never as
+code, and the bucketed PSI hands them the *paths* of the party's bucket files. What a cluster
+therefore needs -- the same privledger on every node, the bucket files at the same path on every
+node, a cluster of the organisation's own (Ray listens on all interfaces and does not encrypt) --
+is in ``docs/ray.md``.
 """
 
 from __future__ import annotations
@@ -57,15 +55,6 @@ def _measured(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, A
     result = fn(*args, **kwargs)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result, WorkerPeak(socket.gethostname(), os.getpid(), peak_mb)
-
-
-def _on_ray_worker(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Measured:
-    import ray  # in a Ray worker: the cluster extra is there
-
-    result, peak = _measured(fn, args, kwargs)
-    return result, dataclasses.replace(peak, node=ray.get_runtime_context().get_node_id())
 
 
 class MeasuredExecutor(Executor):
@@ -123,13 +112,31 @@ class LocalPool(MeasuredExecutor):
         self._pool.shutdown(wait, cancel_futures=cancel_futures)
 
 
-class RayExecutor(MeasuredExecutor):
-    """Tasks on the Ray cluster whose head is at ``address`` (``host:port``), spread over its
-    nodes, one CPU each. Connects this process to the cluster unless it already is connected;
-    :meth:`shutdown` disconnects it again only if it connected it."""
+class _RayWorker:
+    """One worker process of a party's pool on the cluster (a Ray actor: one task at a time)."""
 
-    def __init__(self, address: str) -> None:
+    def run(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Measured:
+        import ray  # in a Ray worker: the cluster extra is there
+
+        result, peak = _measured(fn, args, kwargs)
+        return result, dataclasses.replace(peak, node=ray.get_runtime_context().get_node_id())
+
+
+class RayExecutor(MeasuredExecutor):
+    """A pool of ``workers`` Ray actors on the cluster whose head is at ``address``
+    (``host:port``), spread over its nodes, one CPU each; a task goes to the actor with the
+    fewest in flight. Connects this process to the cluster unless it already is connected;
+    :meth:`shutdown` ends the actors, and disconnects only if it connected.
+
+    The actors hold their CPUs for the whole run: the cluster needs ``workers`` free CPUs per
+    party that runs on it at once, or the party waits for them (and its peer's ``timeout``)."""
+
+    def __init__(self, address: str, workers: int) -> None:
         super().__init__()
+        if workers < 1:
+            raise ValueError("a Ray pool needs at least one worker")
         import ray  # the cluster extra
 
         self._ray: Any = ray
@@ -137,15 +144,28 @@ class RayExecutor(MeasuredExecutor):
         if self._connected_here:
             # worker output stays in the cluster's logs: a party's stdout may carry its report
             ray.init(address=address, log_to_driver=False)
-        self._task: Any = ray.remote(_on_ray_worker).options(scheduling_strategy="SPREAD")
+        actor: Any = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_RayWorker)
+        self._actors = [actor.remote() for _ in range(workers)]
+        self._in_flight = [0] * workers
 
     def _launch(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Future[Measured]:
-        future: Future[Measured] = self._task.remote(fn, args, kwargs).future()
+        with self._lock:
+            chosen = self._in_flight.index(min(self._in_flight))
+            self._in_flight[chosen] += 1
+        future: Future[Measured] = self._actors[chosen].run.remote(fn, args, kwargs).future()
+        future.add_done_callback(lambda _: self._finished(chosen))
         return future
 
+    def _finished(self, chosen: int) -> None:
+        with self._lock:
+            self._in_flight[chosen] -= 1
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        for actor in self._actors:
+            self._ray.kill(actor)
+        self._actors = []
         if self._connected_here:
             self._connected_here = False
             self._ray.shutdown()

@@ -308,7 +308,7 @@ def test_a_ray_cluster_runs_the_buckets_to_the_local_pools_result(
     shared = _phones(rng, 2000)
     x, y = shared + _phones(rng, 3000), _phones(rng, 1500) + shared
     outputs = {}
-    with RayExecutor(ray_cluster.address) as cluster:  # both parties' buckets on the cluster
+    with RayExecutor(ray_cluster.address, workers=2) as cluster:  # both parties share its actors
         for engine, executor in (("ray", cluster), ("pool", None)):
             run = tmp_path / engine
             run.mkdir()
