@@ -1,23 +1,28 @@
-"""Forged, replayed and reordered channel frames against running nodes, and garbage frames.
+"""Forged and replayed channel frames against running nodes, and garbage frames.
 
-The attacker posts frames to the telecom's frame endpoint during a real PSI task with bank-a. The
-test holds the node homes, so it can also seal genuine frames with bank-a's node key: AES-GCM is
-deterministic under one key, nonce and header, so such a frame is byte for byte the one bank-a's
-node sends (a captured frame). Bank-a is frozen (SIGSTOP) until the attacker's frames are queued,
-so they arrive before bank-a's own. Whatever arrives, the telecom's channel accepts only the frame
-that authenticates as the next one and drops the rest: the attacker cannot stop the task, which
-settles with the right answer once bank-a's genuine frames arrive.
+The attacker posts frames to the telecom's frame endpoint during a real PSI task with bank-a (the
+handshake's initiator, the lower org id). The test holds the node homes, so it can also make
+frames with bank-a's node key that stand for recordings of bank-a's earlier frames: hellos of an
+earlier task, or every frame of an earlier channel of this very task (as a node whose home was
+recreated would open it again). Bank-a is frozen (SIGSTOP) until the attacker's frames are
+queued, so they arrive before bank-a's own. Whatever arrives, the telecom's channel accepts only
+what authenticates as the next step of the handshake or the next frame and drops the rest: the
+attacker cannot stop the task nor resume an old channel, and the task settles with the right
+answer once bank-a's genuine frames arrive.
 """
 
 from __future__ import annotations
 
+import queue
 import secrets
+import threading
 from typing import Any
 
 import httpx
 
 from privledger.node.keystore import node_public_key
 from privledger.node.transport import (
+    FLAG_HELLO,
     FLAG_LAST,
     FRAMES_PATH,
     HEADER_SIZE,
@@ -27,8 +32,8 @@ from privledger.node.transport import (
     FrameHeader,
     HttpWire,
     Mailbox,
+    MemoryWire,
     SecureChannel,
-    memory_wire_pair,
     open_channel,
 )
 
@@ -45,22 +50,59 @@ def _inputs(running: Running) -> tuple[str, str]:
     return mine, theirs
 
 
-def _peer_channel(running: Running, task_id: int) -> tuple[SecureChannel, Any]:
-    """Bank-a's end of the task's channel to the telecom, sealing into an in-memory wire."""
+def _peer_end(running: Running, task_id: int, wire: MemoryWire) -> SecureChannel:
+    """Bank-a's end of the task's channel to the telecom, with bank-a's node key."""
     ledger = running.ledger(0)
     key = node_key(running, PEER)
     peer_org, target_org = running.org_ids[PEER], running.org_ids[TARGET]
     assert ledger.orgs.get_org(peer_org).node_key == node_public_key(key)  # the key on chain
-    ours, theirs = memory_wire_pair()
-    channel = open_channel(
+    assert peer_org < target_org  # bank-a is the initiator: its hello comes first
+    return open_channel(
         task_id=task_id,
         our_org=peer_org,
         peer_org=target_org,
         our_key=key,
         peer_public_key=ledger.orgs.get_org(target_org).node_key,
-        wire=ours,
+        wire=wire,
     )
-    return channel, theirs
+
+
+def _hello(running: Running, task_id: int) -> bytes:
+    """A hello of bank-a's for ``task_id``, as its node sends it when it opens the channel."""
+    sent: queue.Queue[bytes] = queue.Queue()
+    _peer_end(running, task_id, MemoryWire(inbox=queue.Queue(), outbox=sent)).greet()
+    return sent.get_nowait()
+
+
+def _earlier_channel(running: Running, task_id: int, *messages: bytes) -> list[bytes]:
+    """Every frame bank-a sent on a whole earlier channel of ``task_id`` with the telecom: its
+    hello, its key confirmation, ``messages`` and its close."""
+    to_peer: queue.Queue[bytes] = queue.Queue()
+    from_peer: queue.Queue[bytes] = queue.Queue()
+    to_target: queue.Queue[bytes] = queue.Queue()
+    peer = _peer_end(running, task_id, MemoryWire(inbox=to_peer, outbox=from_peer))
+    target = open_channel(
+        task_id=task_id,
+        our_org=running.org_ids[TARGET],
+        peer_org=running.org_ids[PEER],
+        our_key=node_key(running, TARGET),
+        peer_public_key=running.ledger(0).orgs.get_org(running.org_ids[PEER]).node_key,
+        wire=MemoryWire(inbox=to_target, outbox=to_peer),
+    )
+    peer.greet()
+    target.greet()
+    recorded = [from_peer.get_nowait()]
+    to_target.put(recorded[-1])
+    responder = threading.Thread(target=target.wait_for_peer, args=(10,))
+    responder.start()
+    peer.wait_for_peer(10)
+    recorded.append(from_peer.get_nowait())
+    to_target.put(recorded[-1])
+    responder.join(10)
+    for message in messages:
+        peer.send(message)
+    peer.close()
+    return recorded + [from_peer.get_nowait() for _ in range(from_peer.qsize())]
 
 
 def _deliver(running: Running, task_id: int, frames: list[bytes]) -> None:
@@ -105,39 +147,44 @@ def _survived(running: Running, task_id: int, since: int) -> None:
         assert f"task {task_id}: dropped a frame".encode() in log.read()
 
 
-def test_a_forged_frame_is_dropped_and_the_task_settles(running: Running) -> None:
+def test_forged_frames_are_dropped_and_the_task_settles(running: Running) -> None:
     def forged(task_id: int) -> list[bytes]:
-        # the right header (task, sender, receiver, seq 0), a body and tag made up without a key
-        header = FrameHeader(
-            task_id, running.org_ids[PEER], running.org_ids[TARGET], 0, FLAG_LAST
-        ).pack()
-        return [header + secrets.token_bytes(TAG_SIZE + 64)]
+        # the right headers (task, sender, receiver, seq 0), bodies made up without a key
+        sender, receiver = running.org_ids[PEER], running.org_ids[TARGET]
+        return [
+            FrameHeader(task_id, sender, receiver, 0, flags).pack()
+            + secrets.token_bytes(TAG_SIZE + 32)
+            for flags in (FLAG_HELLO, FLAG_LAST)
+        ]
 
     since = log_mark(running.nodes[TARGET])
     _survived(running, _attack(running, forged), since)
 
 
-def test_a_replayed_frame_is_dropped_and_the_task_settles(running: Running) -> None:
+def test_a_replayed_hello_is_dropped_and_the_task_settles(running: Running) -> None:
     def replayed(task_id: int) -> list[bytes]:
-        channel, wire = _peer_channel(running, task_id)
-        channel.greet()  # bank-a's first frame, exactly as its node sends it
-        genuine = wire.recv_frame(0)
-        return [genuine, genuine]  # accepted once, then replayed (and bank-a sends it again)
+        earlier = _hello(running, task_id - 1)  # bank-a's hello of an earlier task
+        readdressed = bytearray(earlier)
+        readdressed[1:33] = task_id.to_bytes(32, "big")
+        return [bytes(readdressed), bytes(readdressed)]
 
     since = log_mark(running.nodes[TARGET])
     _survived(running, _attack(running, replayed), since)
 
 
-def test_reordered_frames_are_dropped_and_the_task_settles(running: Running) -> None:
-    def reordered(task_id: int) -> list[bytes]:
-        channel, wire = _peer_channel(running, task_id)
-        channel.greet()
-        channel.send(b"the first message")
-        first, second = wire.recv_frame(0), wire.recv_frame(0)
-        return [second, first]
+def test_a_recorded_channel_cannot_resume_and_the_task_settles(running: Running) -> None:
+    """Bank-a's frames of an earlier channel of this very task, its messages reordered: the
+    telecom answers the old hello (it cannot tell it from a new one) but no later frame of the
+    recording authenticates, and bank-a's genuine handshake still completes."""
+
+    def recorded(task_id: int) -> list[bytes]:
+        hello, confirmation, first, second, close = _earlier_channel(
+            running, task_id, b"the first message", b"the second"
+        )
+        return [hello, confirmation, second, first, close]
 
     since = log_mark(running.nodes[TARGET])
-    _survived(running, _attack(running, reordered), since)
+    _survived(running, _attack(running, recorded), since)
 
 
 def test_frames_for_a_task_not_yet_on_chain_are_not_kept(running: Running) -> None:

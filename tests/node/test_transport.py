@@ -1,10 +1,8 @@
-"""The peer channel: key derivation, framing, tamper resistance, mailbox and HTTP wire."""
+"""The peer channel: handshake, framing, tamper resistance, mailbox and HTTP wire."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import queue
 import secrets
 import socket
@@ -17,20 +15,21 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from privledger.node.noise import HandshakeState, TransportCiphers, public_bytes
 from privledger.node.transport import (
+    DEFAULT_MAX_MESSAGE_SIZE,
     FLAG_CLOSE,
+    FLAG_HELLO,
     FLAG_LAST,
     HEADER_SIZE,
     MAX_FRAME_SIZE,
     STREAM_LENGTH,
     TAG_SIZE,
-    ChannelKeys,
+    VERSION,
     ChannelTampered,
     FrameHeader,
     FrameTooLarge,
@@ -43,13 +42,14 @@ from privledger.node.transport import (
     PeerUnreachable,
     SecureChannel,
     Wire,
-    derive_channel_keys,
+    channel_prologue,
     memory_wire_pair,
     open_channel,
     receive_stream,
 )
 from privledger.protocols.channel import (
     ChannelClosed,
+    ChannelError,
     ChannelTimeout,
     channel_pair,
 )
@@ -67,9 +67,7 @@ class Org:
 
     @property
     def public(self) -> bytes:
-        return self.key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        return public_bytes(self.key)
 
 
 @pytest.fixture
@@ -94,39 +92,118 @@ def end(me: Org, peer: Org, wire: Wire, *, task: int = TASK, **options: int) -> 
     )
 
 
+def meet(*channels: SecureChannel, timeout: float = 5) -> None:
+    """Greet and wait on every end at once, as the ends' nodes do, each in its own process."""
+    for channel in channels:
+        channel.greet()
+    waiters = [threading.Thread(target=c.wait_for_peer, args=(timeout,)) for c in channels]
+    for waiter in waiters:
+        waiter.start()
+    for waiter in waiters:
+        waiter.join(timeout + 1)
+
+
 def connected(org_a: Org, org_b: Org, **options: int) -> tuple[SecureChannel, SecureChannel]:
     wire_a, wire_b = memory_wire_pair()
-    return end(org_a, org_b, wire_a, **options), end(org_b, org_a, wire_b, **options)
-
-
-def sealed_frames(org_a: Org, org_b: Org, *messages: bytes, close: bool = False) -> list[bytes]:
-    """The frames A's end puts on the wire for ``messages`` (chunk size ``CHUNK``)."""
-    sent: queue.Queue[bytes] = queue.Queue()
-    sender = end(org_a, org_b, MemoryWire(inbox=queue.Queue(), outbox=sent), chunk_size=CHUNK)
-    for message in messages:
-        sender.send(message)
-    if close:
-        sender.close()
-    return [sent.get_nowait() for _ in range(sent.qsize())]
+    a, b = end(org_a, org_b, wire_a, **options), end(org_b, org_a, wire_b, **options)
+    meet(a, b)
+    return a, b
 
 
 @dataclass
-class Receiver:
-    """B's end with a wire whose inbox the test fills by hand."""
+class Link:
+    """A's end (genuine, handshaken) and B's end, with the test carrying A's frames to B by hand:
+    ``sealed`` gives the frames A puts on the wire, ``feed`` hands frames to B."""
 
-    channel: SecureChannel
+    sender: SecureChannel
+    channel: SecureChannel  # B's end, under attack
+    sent: queue.Queue[bytes]
     inbox: queue.Queue[bytes]
+    opening: list[bytes]  # A's hello and key confirmation, as recorded on the wire
+    back: queue.Queue[bytes]  # what B sends A after the handshake
+
+    def sealed(self, *messages: bytes, close: bool = False) -> list[bytes]:
+        for message in messages:
+            self.sender.send(message)
+        if close:
+            self.sender.close()
+        return [self.sent.get_nowait() for _ in range(self.sent.qsize())]
 
     def feed(self, *frames: bytes) -> None:
         for frame in frames:
             self.inbox.put(frame)
 
 
+def link(
+    org_a: Org, org_b: Org, *, receiver_limit: int = DEFAULT_MAX_MESSAGE_SIZE, **options: int
+) -> Link:
+    a_in: queue.Queue[bytes] = queue.Queue()
+    a_out: queue.Queue[bytes] = queue.Queue()
+    b_in: queue.Queue[bytes] = queue.Queue()
+    a = end(org_a, org_b, MemoryWire(inbox=a_in, outbox=a_out), **options)
+    b_wire = MemoryWire(inbox=b_in, outbox=a_in)
+    b = end(org_b, org_a, b_wire, max_message_size=receiver_limit, **options)
+    a.greet()
+    b.greet()
+    opening = [a_out.get_nowait()]  # A's hello
+    b_in.put(opening[0])
+    responder = threading.Thread(target=b.wait_for_peer, args=(5,))
+    responder.start()
+    a.wait_for_peer(5)  # reads B's answer, sends its key confirmation
+    opening.append(a_out.get_nowait())
+    b_in.put(opening[1])
+    responder.join(5)
+    assert b.handshake_hash == a.handshake_hash is not None
+    return Link(a, b, a_out, b_in, opening, a_in)
+
+
 @pytest.fixture
-def receiver(org_a: Org, org_b: Org) -> Receiver:
+def receiver(org_a: Org, org_b: Org) -> Link:
+    return link(org_a, org_b, chunk_size=CHUNK)
+
+
+@dataclass
+class ByHand:
+    """A's end written from the documented format (noise module, frame header, nothing of
+    :class:`SecureChannel`), handshaken with B's :class:`SecureChannel`."""
+
+    channel: SecureChannel  # B's end
+    inbox: queue.Queue[bytes]
+    ciphers: TransportCiphers
+
+    def seal(self, flags: int, chunk: bytes) -> bytes:
+        seq = self.ciphers.send.n + 1
+        header = FrameHeader(TASK, ORG_A, ORG_B, seq, flags).pack()
+        return header + self.ciphers.send.encrypt_with_ad(header, chunk)
+
+    def feed(self, *frames: bytes) -> None:
+        for frame in frames:
+            self.inbox.put(frame)
+
+
+def by_hand(org_a: Org, org_b: Org) -> ByHand:
     inbox: queue.Queue[bytes] = queue.Queue()
-    wire = MemoryWire(inbox=inbox, outbox=queue.Queue())
-    return Receiver(end(org_b, org_a, wire, chunk_size=CHUNK), inbox)
+    answers: queue.Queue[bytes] = queue.Queue()
+    b = end(org_b, org_a, MemoryWire(inbox=inbox, outbox=answers))
+    handshake = HandshakeState(
+        initiator=True,
+        static_key=org_a.key,
+        remote_static=org_b.public,
+        prologue=channel_prologue(TASK, ORG_A, ORG_B),
+    )
+    hello = FrameHeader(TASK, ORG_A, ORG_B, 0, FLAG_HELLO).pack()
+    inbox.put(hello + handshake.write_message())
+    b.greet()
+    responder = threading.Thread(target=b.wait_for_peer, args=(5,))
+    responder.start()
+    answer = answers.get(timeout=5)
+    assert FrameHeader.parse(answer) == FrameHeader(TASK, ORG_B, ORG_A, 0, FLAG_HELLO)
+    handshake.read_message(answer[HEADER_SIZE:])
+    hand = ByHand(b, inbox, handshake.split())
+    hand.feed(hand.seal(FLAG_HELLO, b""))  # the key confirmation
+    responder.join(5)
+    assert b.handshake_hash == hand.ciphers.handshake_hash
+    return hand
 
 
 def flip(frame: bytes, index: int) -> bytes:
@@ -135,54 +212,14 @@ def flip(frame: bytes, index: int) -> bytes:
     return bytes(altered)
 
 
-def assert_failed_closed(receiver: Receiver, valid_frame: bytes) -> None:
-    receiver.feed(valid_frame)
+def assert_failed_closed(channel: SecureChannel) -> None:
     with pytest.raises(ChannelTampered, match="unusable"):
-        receiver.channel.recv(timeout=1)
+        channel.recv(timeout=1)
     with pytest.raises(ChannelTampered, match="unusable"):
-        receiver.channel.send(b"reply")
+        channel.send(b"reply")
 
 
-# --- keys ----------------------------------------------------------------------------------------
-
-
-def hkdf_sha256(secret: bytes, salt: bytes, info: bytes) -> bytes:
-    """RFC 5869 for one 32-byte block, from the standard library: an independent check."""
-    prk = hmac.new(salt, secret, hashlib.sha256).digest()
-    return hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
-
-
-def test_keys_follow_the_documented_derivation(org_a: Org, org_b: Org) -> None:
-    keys = derive_channel_keys(
-        task_id=TASK, our_org=ORG_A, peer_org=ORG_B, our_key=org_a.key, peer_public_key=org_b.public
-    )
-    shared = org_b.key.exchange(org_a.key.public_key())
-    salt = TASK.to_bytes(32, "big")
-    a_to_b = b"privledger/channel/v1" + ORG_A.to_bytes(8, "big") + ORG_B.to_bytes(8, "big")
-    b_to_a = b"privledger/channel/v1" + ORG_B.to_bytes(8, "big") + ORG_A.to_bytes(8, "big")
-    assert keys.send == hkdf_sha256(shared, salt, a_to_b)
-    assert keys.recv == hkdf_sha256(shared, salt, b_to_a)
-    assert keys.send.hex() not in repr(keys)
-
-
-def test_keys_agree_across_ends_and_differ_per_direction_and_task(org_a: Org, org_b: Org) -> None:
-    def keys(me: Org, peer: Org, task: int) -> ChannelKeys:
-        return derive_channel_keys(
-            task_id=task,
-            our_org=me.org_id,
-            peer_org=peer.org_id,
-            our_key=me.key,
-            peer_public_key=peer.public,
-        )
-
-    a_end, b_end, other_task = (
-        keys(org_a, org_b, TASK),
-        keys(org_b, org_a, TASK),
-        keys(org_a, org_b, 8),
-    )
-    assert (a_end.send, a_end.recv) == (b_end.recv, b_end.send)
-    assert a_end.send != a_end.recv
-    assert {a_end.send, a_end.recv}.isdisjoint({other_task.send, other_task.recv})
+# --- opening -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -191,12 +228,13 @@ def test_keys_agree_across_ends_and_differ_per_direction_and_task(org_a: Org, or
 )
 def test_bad_peer_keys_are_refused(org_a: Org, peer_public_key: bytes, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        derive_channel_keys(
+        open_channel(
             task_id=TASK,
             our_org=ORG_A,
             peer_org=ORG_B,
             our_key=org_a.key,
             peer_public_key=peer_public_key,
+            wire=memory_wire_pair()[0],
         )
 
 
@@ -213,13 +251,78 @@ def test_bad_ids_are_refused(
     org_a: Org, org_b: Org, task_id: int, our_org: int, peer_org: int, match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
-        derive_channel_keys(
+        open_channel(
             task_id=task_id,
             our_org=our_org,
             peer_org=peer_org,
             our_key=org_a.key,
             peer_public_key=org_b.public,
+            wire=memory_wire_pair()[0],
         )
+
+
+def test_a_channel_written_from_the_docs_interoperates(org_a: Org, org_b: Org) -> None:
+    """A's end built from the noise module and the header alone: the documented handshake,
+    key confirmation and transport frames are what :class:`SecureChannel` speaks."""
+    hand = by_hand(org_a, org_b)
+    hand.feed(hand.seal(0, b"two "), hand.seal(FLAG_LAST, b"chunks"))
+    assert hand.channel.recv(timeout=1) == b"two chunks"
+    hand.channel.send(b"reply")
+
+
+def test_messages_wait_for_the_handshake(org_a: Org, org_b: Org) -> None:
+    a, b = (
+        end(me, peer, wire)
+        for me, peer, wire in zip((org_a, org_b), (org_b, org_a), memory_wire_pair(), strict=True)
+    )
+    for channel in (a, b):
+        with pytest.raises(ChannelError, match="handshake is not complete"):
+            channel.send(b"too early")
+        with pytest.raises(ChannelError, match="handshake is not complete"):
+            channel.recv(timeout=0)
+        with pytest.raises(ChannelError, match="greet"):
+            channel.wait_for_peer(timeout=0)
+    a.greet()
+    with pytest.raises(ChannelError, match="already greeted"):
+        a.greet()
+
+
+def test_the_responder_times_out_without_a_hello(org_a: Org, org_b: Org) -> None:
+    _, b = (
+        end(me, peer, wire)
+        for me, peer, wire in zip((org_a, org_b), (org_b, org_a), memory_wire_pair(), strict=True)
+    )
+    b.greet()  # the responder sends nothing: its hello answers the initiator's
+    with pytest.raises(ChannelTimeout):
+        b.wait_for_peer(timeout=0.05)
+
+
+def test_several_channels_of_a_node_greet_before_waiting(org_a: Org, org_b: Org) -> None:
+    """Three parties, each greeting both peers and then waiting on each in turn, as the worker
+    does (one process each): no channel waits on another."""
+    org_c = Org(ORG_B + 1, X25519PrivateKey.generate())
+    orgs = (org_a, org_b, org_c)
+    ends: dict[tuple[int, int], SecureChannel] = {}
+    for first in range(3):
+        for second in range(first + 1, 3):
+            wire_1, wire_2 = memory_wire_pair()
+            ends[first, second] = end(orgs[first], orgs[second], wire_1)
+            ends[second, first] = end(orgs[second], orgs[first], wire_2)
+
+    def node(me: int) -> None:
+        mine = [ends[me, peer] for peer in range(3) if peer != me]
+        for channel in mine:
+            channel.greet()
+        for channel in mine:
+            channel.wait_for_peer(timeout=5)
+
+    nodes = [threading.Thread(target=node, args=(me,)) for me in (2, 1, 0)]
+    for thread in nodes:
+        thread.start()
+    for thread in nodes:
+        thread.join(6)
+    for (me, peer), channel in ends.items():
+        assert channel.handshake_hash == ends[peer, me].handshake_hash is not None
 
 
 # --- round trips ---------------------------------------------------------------------------------
@@ -269,28 +372,21 @@ def test_side_a_is_the_lower_org_id(org_a: Org, org_b: Org) -> None:
     assert (a.side, b.side) == ("a", "b")
 
 
-def test_frames_have_the_documented_layout(org_a: Org, org_b: Org) -> None:
-    message = bytes(range(40))
-    frames = sealed_frames(org_a, org_b, message)
+def test_frames_have_the_documented_layout(receiver: Link) -> None:
+    frames = receiver.sealed(bytes(range(40)))
     assert [len(frame) for frame in frames] == [HEADER_SIZE + n + TAG_SIZE for n in (16, 16, 8)]
-    keys = derive_channel_keys(
-        task_id=TASK, our_org=ORG_A, peer_org=ORG_B, our_key=org_a.key, peer_public_key=org_b.public
-    )
-    plaintext = b""
-    for seq, frame in enumerate(frames):
-        header = frame[:HEADER_SIZE]
-        flags = FLAG_LAST if seq == 2 else 0
-        assert header == (
-            b"\x01"
+    for seq, frame in enumerate(frames, start=2):  # after the hello (0) and confirmation (1)
+        flags = FLAG_LAST if seq == 4 else 0
+        assert frame[:HEADER_SIZE] == (
+            b"\x02"
             + TASK.to_bytes(32, "big")
             + ORG_A.to_bytes(8, "big")
             + ORG_B.to_bytes(8, "big")
             + seq.to_bytes(8, "big")
             + bytes([flags])
         )
-        nonce = bytes(4) + seq.to_bytes(8, "big")
-        plaintext += AESGCM(keys.send).decrypt(nonce, frame[HEADER_SIZE:], header)
-    assert plaintext == message
+    receiver.feed(*frames)
+    assert receiver.channel.recv(timeout=1) == bytes(range(40))
 
 
 def test_close_reaches_the_peer_and_is_idempotent(org_a: Org, org_b: Org) -> None:
@@ -307,10 +403,8 @@ def test_close_reaches_the_peer_and_is_idempotent(org_a: Org, org_b: Org) -> Non
         a.send(b"more")
 
 
-def test_a_timeout_keeps_a_partly_received_message(
-    receiver: Receiver, org_a: Org, org_b: Org
-) -> None:
-    *head, tail = sealed_frames(org_a, org_b, bytes(3 * CHUNK))
+def test_a_timeout_keeps_a_partly_received_message(receiver: Link) -> None:
+    *head, tail = receiver.sealed(bytes(3 * CHUNK))
     receiver.feed(*head)
     with pytest.raises(ChannelTimeout):
         receiver.channel.recv(timeout=0.05)
@@ -325,14 +419,12 @@ def test_message_size_limit_on_both_ends(org_a: Org, org_b: Org) -> None:
     a.send(bytes(2 * CHUNK))  # a refused send leaves the channel usable
     assert b.recv(timeout=1) == bytes(2 * CHUNK)
 
-    inbox: queue.Queue[bytes] = queue.Queue()
-    small = end(org_b, org_a, MemoryWire(inbox, queue.Queue()), max_message_size=2 * CHUNK)
-    for frame in sealed_frames(org_a, org_b, bytes(3 * CHUNK)):
-        inbox.put(frame)
+    small = link(org_a, org_b, chunk_size=CHUNK, receiver_limit=2 * CHUNK)
+    small.feed(*small.sealed(bytes(3 * CHUNK)))
     with pytest.raises(MessageTooLarge, match="exceeds"):
-        small.recv(timeout=1)
+        small.channel.recv(timeout=1)
     with pytest.raises(MessageTooLarge, match="unusable"):
-        small.recv(timeout=1)
+        small.channel.recv(timeout=1)
 
 
 @pytest.mark.parametrize("chunk_size", [0, MAX_FRAME_SIZE])
@@ -344,7 +436,7 @@ def test_bad_chunk_size_is_refused(org_a: Org, org_b: Org, chunk_size: int) -> N
 # --- tampering -----------------------------------------------------------------------------------
 
 
-def assert_dropped(receiver: Receiver, genuine: bytes, message: bytes, dropped: int = 1) -> None:
+def assert_dropped(receiver: Link, genuine: bytes, message: bytes, dropped: int = 1) -> None:
     """The frames fed so far were dropped, not fatal: the genuine frame still gets through."""
     receiver.feed(genuine)
     assert receiver.channel.recv(timeout=1) == message
@@ -352,18 +444,18 @@ def assert_dropped(receiver: Receiver, genuine: bytes, message: bytes, dropped: 
     receiver.channel.send(b"reply")  # the channel is still usable both ways
 
 
-def test_forged_ciphertext_is_dropped(receiver: Receiver, org_a: Org, org_b: Org) -> None:
-    frames = sealed_frames(org_a, org_b, b"pay 10 to org 11")
+def test_forged_ciphertext_is_dropped(receiver: Link) -> None:
+    frames = receiver.sealed(b"pay 10 to org 11")
     receiver.feed(flip(frames[0], HEADER_SIZE + 3))
     with pytest.raises(ChannelTimeout):
         receiver.channel.recv(timeout=0.2)
     assert_dropped(receiver, frames[0], b"pay 10 to org 11")
 
 
-def test_forged_frame_from_scratch_is_dropped(receiver: Receiver, org_a: Org, org_b: Org) -> None:
-    header = FrameHeader(TASK, ORG_A, ORG_B, 0, FLAG_LAST).pack()
+def test_forged_frame_from_scratch_is_dropped(receiver: Link) -> None:
+    header = FrameHeader(TASK, ORG_A, ORG_B, 2, FLAG_LAST).pack()
     receiver.feed(header + bytes(40), b"garbage")
-    assert_dropped(receiver, sealed_frames(org_a, org_b, b"real")[0], b"real", dropped=2)
+    assert_dropped(receiver, receiver.sealed(b"real")[0], b"real", dropped=2)
 
 
 @pytest.mark.parametrize(
@@ -377,76 +469,62 @@ def test_forged_frame_from_scratch_is_dropped(receiver: Receiver, org_a: Org, or
         HEADER_SIZE - 1,  # flags: last chunk -> not last
     ],
 )
-def test_altered_header_is_dropped(receiver: Receiver, org_a: Org, org_b: Org, index: int) -> None:
-    frames = sealed_frames(org_a, org_b, b"hello")
+def test_altered_header_is_dropped(receiver: Link, index: int) -> None:
+    frames = receiver.sealed(b"hello")
     receiver.feed(flip(frames[0], index))
     assert_dropped(receiver, frames[0], b"hello")
 
 
-def test_replayed_frame_is_dropped(receiver: Receiver, org_a: Org, org_b: Org) -> None:
-    first, second = sealed_frames(org_a, org_b, b"one", b"two")
+def test_replayed_frame_is_dropped(receiver: Link) -> None:
+    first, second = receiver.sealed(b"one", b"two")
     receiver.feed(first, first)
     assert receiver.channel.recv(timeout=1) == b"one"
     assert_dropped(receiver, second, b"two")
 
 
-def test_reordered_frames_are_dropped(receiver: Receiver, org_a: Org, org_b: Org) -> None:
-    first, second = sealed_frames(org_a, org_b, b"one", b"two")
+def test_reordered_frames_are_dropped(receiver: Link) -> None:
+    first, second = receiver.sealed(b"one", b"two")
     receiver.feed(second, first)  # the early second frame is dropped, the first accepted
     assert receiver.channel.recv(timeout=1) == b"one"
     assert_dropped(receiver, second, b"two")
 
 
-def test_truncated_frame_is_dropped(receiver: Receiver, org_a: Org, org_b: Org) -> None:
-    (frame,) = sealed_frames(org_a, org_b, b"hello")
+def test_truncated_frame_is_dropped(receiver: Link) -> None:
+    (frame,) = receiver.sealed(b"hello")
     receiver.feed(frame[:-1], frame[: HEADER_SIZE + 3])
     assert_dropped(receiver, frame, b"hello", dropped=2)
 
 
-def test_message_missing_its_last_chunk_never_completes(
-    receiver: Receiver, org_a: Org, org_b: Org
-) -> None:
-    first, second, _lost, next_message = sealed_frames(org_a, org_b, bytes(3 * CHUNK), b"next")
+def test_message_missing_its_last_chunk_never_completes(receiver: Link) -> None:
+    first, second, _lost, next_message = receiver.sealed(bytes(3 * CHUNK), b"next")
     receiver.feed(first, second, next_message)
     with pytest.raises(ChannelTimeout):  # the lost frame never comes: nothing is delivered
         receiver.channel.recv(timeout=0.3)
     assert receiver.channel.dropped == 1
 
 
-def seal(org_a: Org, org_b: Org, seq: int, flags: int, chunk: bytes) -> bytes:
-    """A frame from A to B sealed by hand, as A's end would."""
-    keys = derive_channel_keys(
-        task_id=TASK, our_org=ORG_A, peer_org=ORG_B, our_key=org_a.key, peer_public_key=org_b.public
-    )
-    header = FrameHeader(TASK, ORG_A, ORG_B, seq, flags).pack()
-    return header + AESGCM(keys.send).encrypt(bytes(4) + seq.to_bytes(8, "big"), chunk, header)
-
-
-def test_close_inside_a_message_is_rejected(receiver: Receiver, org_a: Org, org_b: Org) -> None:
-    receiver.feed(seal(org_a, org_b, 0, 0, b"first half"), seal(org_a, org_b, 1, FLAG_CLOSE, b""))
+def test_close_inside_a_message_is_rejected(org_a: Org, org_b: Org) -> None:
+    hand = by_hand(org_a, org_b)
+    hand.feed(hand.seal(0, b"first half"), hand.seal(FLAG_CLOSE, b""))
     with pytest.raises(ChannelTampered, match="inside a message"):
-        receiver.channel.recv(timeout=1)
+        hand.channel.recv(timeout=1)
+    assert_failed_closed(hand.channel)
 
 
-def test_wrong_peer_key_fails_to_decrypt(org_a: Org, org_b: Org) -> None:
-    mallory = Org(ORG_A, X25519PrivateKey.generate())
-    inbox: queue.Queue[bytes] = queue.Queue()
-    victim = end(org_b, org_a, MemoryWire(inbox, queue.Queue()))
-    for frame in sealed_frames(mallory, org_b, b"I am org 3"):
-        inbox.put(frame)
-    with pytest.raises(ChannelTimeout):
-        victim.recv(timeout=0.3)
-    assert victim.dropped == 1
+def test_a_hello_inside_the_transport_is_rejected(org_a: Org, org_b: Org) -> None:
+    hand = by_hand(org_a, org_b)
+    hand.feed(hand.seal(FLAG_HELLO, b""))
+    with pytest.raises(ChannelTampered, match="hello inside the transport"):
+        hand.channel.recv(timeout=1)
+    assert_failed_closed(hand.channel)
 
 
-def test_frames_of_another_task_do_not_open(receiver: Receiver, org_a: Org, org_b: Org) -> None:
-    sent: queue.Queue[bytes] = queue.Queue()
-    other_task = end(org_a, org_b, MemoryWire(queue.Queue(), sent), task=TASK + 1)
-    other_task.send(b"hello")
-    frame = sent.get_nowait()
-    rerouted = FrameHeader(TASK, ORG_A, ORG_B, 0, FLAG_LAST).pack() + frame[HEADER_SIZE:]
+def test_frames_of_another_task_do_not_open(receiver: Link, org_a: Org, org_b: Org) -> None:
+    other_task = link(org_a, org_b, task=TASK + 1)
+    (frame,) = other_task.sealed(b"hello")
+    rerouted = FrameHeader(TASK, ORG_A, ORG_B, 2, FLAG_LAST).pack() + frame[HEADER_SIZE:]
     receiver.feed(rerouted)
-    assert_dropped(receiver, sealed_frames(org_a, org_b, b"mine")[0], b"mine")
+    assert_dropped(receiver, receiver.sealed(b"mine")[0], b"mine")
 
 
 # --- mailbox -------------------------------------------------------------------------------------
@@ -471,7 +549,7 @@ def opened(**limits: int) -> Mailbox:
     [
         (b"garbage", "too short"),
         (frame_for()[: HEADER_SIZE + TAG_SIZE - 1], "too short"),
-        (b"\x02" + frame_for()[1:], "version 2"),
+        (bytes([VERSION + 1]) + frame_for()[1:], f"version {VERSION + 1}"),
         (frame_for()[: HEADER_SIZE - 1] + b"\x03" + bytes(TAG_SIZE), "flags"),
         (frame_for(sender=ORG_B), "same organisation"),
         (frame_for(size=MAX_FRAME_SIZE), "too large"),
@@ -754,10 +832,7 @@ def test_http_wire_round_trip_between_two_nodes(
     server_a, server_b = serve(mailbox_a), serve(mailbox_b)
     a = http_end(org_a, org_b, client, server_b, mailbox_a)
     b = http_end(org_b, org_a, client, server_a, mailbox_b)
-    a.greet()
-    b.greet()
-    a.wait_for_peer(timeout=5)
-    b.wait_for_peer(timeout=5)
+    meet(a, b)
     a.send(bytes(range(100)))
     assert b.recv(timeout=5) == bytes(range(100))
     b.send(b"ack")
@@ -777,6 +852,7 @@ def test_http_wire_waits_out_back_pressure(
     big = 1 << 20
     a = http_end(org_a, org_b, client, server_b, mailbox_a, big, send_timeout=10, queue_frames=1)
     b = http_end(org_b, org_a, client, server_a, mailbox_b, big)
+    meet(a, b)
     message = secrets.token_bytes(48 * big)  # far more than the socket buffers hold
     sender = threading.Thread(target=a.send, args=(message,))
     sender.start()
@@ -795,7 +871,7 @@ def test_http_wire_reports_an_uncertain_delivery(
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         channel = end(org_a, org_b, silent_wire(client, silent.getsockname()[1], 0.5))
-        channel.send(b"queued, never confirmed")
+        channel.greet()  # the hello is written to the socket, never confirmed
         with pytest.raises(PeerUnreachable):
             channel.finish()
 
@@ -848,12 +924,10 @@ def test_http_wire_to_a_dead_port_fails_within_the_timeout(
     channel = end(org_a, org_b, wire)
     started = time.monotonic()
     with pytest.raises(PeerUnreachable, match="peer unreachable"):
-        while True:  # frames are queued until the sender thread gives up
-            channel.send(b"hello")
-            time.sleep(0.01)
+        channel.greet()  # the hello waits until the sender thread gives up
     assert time.monotonic() - started < 1.5
     with pytest.raises(PeerUnreachable, match="unusable"):
-        channel.send(b"again")
+        channel.wait_for_peer(timeout=1)
     channel.close()  # no close frame after a failure: returns at once
 
 
@@ -870,7 +944,9 @@ def test_close_is_best_effort_when_the_peer_is_gone(
 
 def test_http_wire_recv_times_out(org_a: Org, org_b: Org, client: httpx.Client) -> None:
     wire = HttpWire(
-        "http://127.0.0.1:1", client, Mailbox(), task_id=TASK, our_org=ORG_A, peer_org=ORG_B
+        "http://127.0.0.1:1", client, Mailbox(), task_id=TASK, our_org=ORG_B, peer_org=ORG_A
     )
+    responder = end(org_b, org_a, wire)
+    responder.greet()
     with pytest.raises(ChannelTimeout):
-        end(org_a, org_b, wire).recv(timeout=0.05)
+        responder.wait_for_peer(timeout=0.05)
