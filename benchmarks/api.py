@@ -40,15 +40,12 @@ from privledger.evm.artifacts import load_artifacts
 from privledger.evm.contracts import TaskStatus
 from privledger.evm.deploy import load_deployment
 from privledger.evm.ledger import Ledger
+from privledger.sdk import NodeClient
 
 
 def _register(url: str, token: str, path: Path, name: str) -> str:
-    body = {"path": str(path), "name": name, "level": 1, "unitPrice": 0}
-    headers = {"Authorization": f"Bearer {token}"}
-    response = httpx.post(f"{url}/api/v1/datasets", json=body, headers=headers, timeout=60)
-    response.raise_for_status()
-    dataset: str = response.json()["datasetId"]
-    return dataset
+    with NodeClient(url, token) as owner:
+        return str(owner.register_file(path, name, level=1, unit_price=0)["datasetId"])
 
 
 def main(argv: list[str]) -> int:

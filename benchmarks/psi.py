@@ -166,13 +166,11 @@ class TreeSampler:
 
 
 def register(node: NodeProcess, path: Path, name: str) -> str:
-    body = {"path": str(path), "name": name, "level": 2, "unitPrice": 10**12}
-    with node.client("data_owner") as owner:
-        response = owner.post("/datasets", json=body)
-        if response.status_code != 201:
-            raise SystemExit(f"registering {name} failed: {response.status_code} {response.text}")
-        dataset_id: str = response.json()["datasetId"]
-        return dataset_id
+    """Upload the file to the node (not timed) and register it."""
+    from privledger.sdk import NodeClient
+
+    with NodeClient(node.url, node.tokens["data_owner"]) as owner:
+        return str(owner.register_file(path, name, level=2, unit_price=10**12)["datasetId"])
 
 
 def wait_settled(node: NodeProcess, task_id: int, timeout_s: float) -> dict[str, Any]:

@@ -376,17 +376,32 @@ def _api_call(action: Callable[[Any], object], url: str, token: str) -> None:
 
 @dataset_app.command("register")
 def dataset_register(
-    path: Annotated[Path, typer.Argument(help="A CSV or Parquet file on the node's disk.")],
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="A CSV or Parquet file on this machine, uploaded; with --on-node, one in the "
+            "import/ folder of the organisation's node home, relative to it."
+        ),
+    ],
     name: Annotated[str, typer.Option(help="A short name.")],
     level: Annotated[int, typer.Option(help="Classification level 1 (public) .. 4 (core).")],
     unit_price: Annotated[int, typer.Option(help="Wei per matched row.")] = 0,
+    on_node: Annotated[
+        bool, typer.Option("--on-node", help="The file is on the node: send only its path.")
+    ] = False,
     url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
-    """Register a local file: its commitment, schema hash and row count go on chain."""
+    """Register a dataset: its commitment, schema hash and row count go on chain, a copy stays
+    on the node."""
+    if not on_node and not Path(path).is_file():
+        console.print(f"[red]no file {path} here (one on the node takes --on-node)[/red]")
+        raise typer.Exit(2)
     _api_call(
-        lambda node: node.register_dataset(
-            str(path.resolve()), name, level=level, unit_price=unit_price
+        lambda node: (
+            node.register_dataset(path, name, level=level, unit_price=unit_price)
+            if on_node
+            else node.register_file(Path(path), name, level=level, unit_price=unit_price)
         ),
         url,
         token,

@@ -91,6 +91,7 @@ class NodeSettings(BaseSettings):
     policy_file: Path | None = None  # classification policies over the defaults
     max_json_body_bytes: int = 1 << 20
     max_frame_bytes: int = 8 << 20
+    max_upload_bytes: int = 4 << 30  # a dataset streamed to POST /datasets/upload
 
     @property
     def endpoint(self) -> str:
@@ -108,6 +109,12 @@ class NodeSettings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @property
+    def import_dir(self) -> Path:
+        """The one directory whose files register by path (``POST /datasets``): the home's
+        ``import/``, per organisation and so per tenant; it may be a symlink to the data's disk."""
+        return self.home / "import"
 
     @property
     def results_dir(self) -> Path:

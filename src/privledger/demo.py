@@ -38,6 +38,7 @@ from privledger.evm.errors import ErrorDecoder
 from privledger.evm.ledger import Ledger
 from privledger.node.context import NODE_FILE, init_node_home
 from privledger.scenarios import fraud
+from privledger.sdk import NodeClient
 from privledger.store.db import make_engine
 
 # name, dev-account index of its admin, roles of that admin, runs a node
@@ -221,18 +222,10 @@ def run_scenario(
         {"telecom": 3_000, "bank-a": 2_000, "bank-b": 1_500},
         {"bank-a": 700, "bank-b": 400},
     )
-    datasets = {}
-    for org in people:
-        with nodes[org].client("data_owner") as owner:
-            body = {
-                "path": str(data_dir / f"{org}.csv"),
-                "name": f"{org}-customers",
-                "level": 2,
-                "unitPrice": UNIT_PRICE_WEI,
-            }
-            datasets[org] = (
-                owner.post("/datasets", json=body).raise_for_status().json()["datasetId"]
-            )
+    datasets = {
+        org: register_file(nodes[org], data_dir / f"{org}.csv", f"{org}-customers")
+        for org in people
+    }
     with nodes["bank-a"].client("data_owner") as owner:
         grant = (
             owner.post(
@@ -286,10 +279,10 @@ def run_scenario(
 
 
 def register_file(node: NodeProcess, path: Path, name: str, *, level: int = 2) -> str:
-    """Register a CSV on ``node`` as its data owner; the dataset id."""
-    body = {"path": str(path), "name": name, "level": level, "unitPrice": UNIT_PRICE_WEI}
-    with node.client("data_owner") as owner:
-        return str(owner.post("/datasets", json=body).raise_for_status().json()["datasetId"])
+    """Upload a CSV to ``node`` as its data owner, as from another machine; the dataset id."""
+    with NodeClient(node.url, node.tokens["data_owner"]) as owner:
+        dataset = owner.register_file(path, name, level=level, unit_price=UNIT_PRICE_WEI)
+    return str(dataset["datasetId"])
 
 
 def run_fraud_scenario(

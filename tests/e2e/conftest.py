@@ -64,9 +64,13 @@ class Running:
     def client(self, org: str, role: str) -> httpx.Client:
         return self.nodes[org].client(role)
 
+    def import_dir(self, org: str) -> Path:
+        """Where ``org``'s node registers files from by path: its own import directory."""
+        return NodeSettings(org=org, home=self.settings.var_dir / "nodes" / org).import_dir
+
     def register(self, org: str, *, price: int = 10**12) -> str:
         body = {
-            "path": str(self.data_dir / f"{org}.csv"),
+            "path": f"{org}.csv",  # in its import directory
             "name": f"{org}-customers",
             "level": 2,
             "unitPrice": price,
@@ -128,7 +132,7 @@ def running(
         w3 = Web3(Web3.HTTPProvider(handle.rpc_url))
         deployment = load_deployment(settings.deployments_dir, w3.eth.chain_id)
         assert deployment is not None
-        yield Running(
+        running = Running(
             info=info,
             nodes=nodes,
             org_ids={org["name"]: org["orgId"] for org in info["orgs"]},
@@ -138,6 +142,9 @@ def running(
             deployment=deployment,
             settings=settings,
         )
+        for org in people:  # each organisation's own data where its node imports it from
+            shutil.copyfile(data_dir / f"{org}.csv", running.import_dir(org) / f"{org}.csv")
+        yield running
     patch.undo()
 
 

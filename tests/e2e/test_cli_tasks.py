@@ -39,7 +39,7 @@ def test_register_grant_submit_and_fetch_from_the_command_line(
             "bank-b",
             "data_owner",
             "dataset",
-            "register",
+            "register",  # uploaded from the analyst's machine
             str(running.data_dir / "bank-b.csv"),
             "--name",
             "cli-bank",
@@ -56,7 +56,8 @@ def test_register_grant_submit_and_fetch_from_the_command_line(
             "data_owner",
             "dataset",
             "register",
-            str(running.data_dir / "telecom.csv"),
+            "--on-node",  # a file already in its import directory on the node
+            "telecom.csv",
             "--name",
             "cli-telecom",
             "--level",

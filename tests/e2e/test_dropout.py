@@ -46,7 +46,7 @@ BOOK_LOANS = 200_000
 
 
 def _register(running: Running, org: str, name: str, header: str, lines: Iterator[str]) -> str:
-    path = running.data_dir / f"{org}-{name}-{secrets.token_hex(3)}.csv"
+    path = running.import_dir(org) / f"{org}-{name}-{secrets.token_hex(3)}.csv"
     path.write_text(header + "\n" + "\n".join(lines) + "\n")
     body = {"path": str(path), "name": name, "level": 2, "unitPrice": 10**9}
     with running.client(org, "data_owner") as owner:

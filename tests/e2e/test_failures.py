@@ -14,7 +14,7 @@ ROWS = 40_000  # long enough (seconds of ECDH) to kill a node in the middle
 
 
 def big_dataset(running: Running, org: str, shared: list[str]) -> str:
-    path = running.data_dir / f"{org}-big.csv"
+    path = running.import_dir(org) / f"{org}-big.csv"
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["phone"])

@@ -16,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from privledger.sdk import NodeClient
+
 from .conftest import Running
 from .test_walking_path import FEE, fee_allocations, grant, wait_status
 
@@ -33,11 +35,10 @@ def write(path: Path, ids: list[str], columns: np.ndarray, labels: np.ndarray | 
 
 
 def register(running: Running, org: str, path: Path) -> str:
-    body = {"path": str(path), "name": path.stem, "level": 2, "unitPrice": 10**9}
-    with running.client(org, "data_owner") as owner:
-        response = owner.post("/datasets", json=body)
-        assert response.status_code == 201, response.text
-        return str(response.json()["datasetId"])
+    """Upload ``org``'s file to its node, as from the data owner's own machine."""
+    node = running.nodes[org]
+    with NodeClient(node.url, node.tokens["data_owner"]) as owner:
+        return str(owner.register_file(path, path.stem, level=2, unit_price=10**9)["datasetId"])
 
 
 def test_vertical_logistic_regression_between_nodes_matches_pooled_sklearn(

@@ -13,7 +13,7 @@ from .test_walking_path import grant, submit, wait_status
 
 
 def register(running: Running, org: str, phones: list[str], level: int) -> str:
-    path = running.data_dir / f"policy-{org}-{secrets.token_hex(3)}.csv"
+    path = running.import_dir(org) / f"policy-{org}-{secrets.token_hex(3)}.csv"
     path.write_text("phone\n" + "\n".join(phones) + "\n")
     body = {"path": str(path), "name": path.stem, "level": level, "unitPrice": 1}
     with running.client(org, "data_owner") as owner:

@@ -52,9 +52,7 @@ def register(running: Running, org: str, name: str, header: str, rows: Sequence[
     path = running.data_dir / f"{org}-{name}-{secrets.token_hex(3)}.csv"
     path.write_text(header + "\n" + "\n".join(rows) + "\n")
     with sdk(running, org, "data_owner") as owner:
-        return str(
-            owner.register_dataset(str(path), name, level=2, unit_price=PRICES[org])["datasetId"]
-        )
+        return str(owner.register_file(path, name, level=2, unit_price=PRICES[org])["datasetId"])
 
 
 def balances(running: Running) -> dict[str, int]:
@@ -122,9 +120,9 @@ def test_anonymous_query_from_the_cli_and_the_sdk_paid_per_key(running: Running)
         line.split(",") for line in (running.data_dir / "bank-a.csv").read_text().splitlines()[1:]
     )
     with sdk(running, "bank-a", "data_owner") as owner:
-        holder = owner.register_dataset(
-            str(running.data_dir / "bank-a.csv"), "pir-list", level=2, unit_price=HOLDER_PRICE
-        )["datasetId"]
+        holder = owner.register_dataset("bank-a.csv", "pir-list", level=2, unit_price=HOLDER_PRICE)[
+            "datasetId"
+        ]
     grant(running, "bank-a", holder, "telecom", kinds=["pir"], maxUses=2)
     present = sorted(holder_rows)[5:8]
 

@@ -17,7 +17,7 @@ from .test_walking_path import FEE, grant, wait_status
 
 def loans(running: Running, org: str, rows: int, *, level: int) -> tuple[str, list[float]]:
     amounts = [round(secrets.randbelow(10**8) / 100, 2) for _ in range(rows)]
-    path = running.data_dir / f"{org}-loans-{secrets.token_hex(3)}.csv"
+    path = running.import_dir(org) / f"{org}-loans-{secrets.token_hex(3)}.csv"
     path.write_text("customer,amount\n" + "".join(f"c{i},{a}\n" for i, a in enumerate(amounts)))
     body = {"path": str(path), "name": f"{org}-loans", "level": level, "unitPrice": 10**9}
     with running.client(org, "data_owner") as owner:
@@ -91,7 +91,7 @@ def test_joint_statistics_match_numpy_and_respect_the_group_size(running: Runnin
 
 
 def book(running: Running, org: str, loans: dict[str, int]) -> str:
-    path = running.data_dir / f"{org}-book-{secrets.token_hex(3)}.csv"
+    path = running.import_dir(org) / f"{org}-book-{secrets.token_hex(3)}.csv"
     path.write_text("customer,amount\n" + "".join(f"{c},{a}\n" for c, a in loans.items()))
     body = {"path": str(path), "name": f"{org}-book", "level": 3, "unitPrice": 10**9}
     with running.client(org, "data_owner") as owner:
@@ -128,7 +128,7 @@ def test_multi_lending_check_total_and_limit_and_a_bank_that_is_down(running: Ru
     book_t = book(running, "telecom", {**others, "alice": 30_000, "bob": 5})
     for org, dataset in (("bank-b", book_b), ("telecom", book_t)):
         grant(running, org, dataset, "bank-a", kinds=["stats"], maxUses=10)
-    query = running.data_dir / f"query-{secrets.token_hex(3)}.csv"
+    query = running.import_dir("bank-a") / f"query-{secrets.token_hex(3)}.csv"
     query.write_text("customer,limit\nalice,150000\n")  # exactly the total: does not exceed
     with running.client("bank-a", "data_owner") as owner:
         body = {"path": str(query), "name": "query", "level": 4, "unitPrice": 0}

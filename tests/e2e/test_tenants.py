@@ -5,6 +5,7 @@ the other's token, and neither sees the other's datasets, results or audit log."
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -80,9 +81,16 @@ def api(url: str, tenant: str, token: str) -> httpx.Client:
     )
 
 
-def register(client: httpx.Client, path: Path, name: str) -> str:
-    body = {"path": str(path), "name": name, "level": 2, "unitPrice": 10**9}
+def register(client: httpx.Client, path: str, name: str) -> str:
+    body = {"path": path, "name": name, "level": 2, "unitPrice": 10**9}
     response = client.post("/datasets", json=body)
+    assert response.status_code == 201, response.text
+    return str(response.json()["datasetId"])
+
+
+def upload(client: httpx.Client, path: Path, name: str) -> str:
+    params = {"name": name, "level": 2, "unitPrice": 10**9}
+    response = client.post("/datasets/upload", params=params, content=path.read_bytes())
     assert response.status_code == 201, response.text
     return str(response.json()["datasetId"])
 
@@ -97,8 +105,15 @@ def test_two_tenants_compute_together_and_stay_isolated(
         assert health["orgId"] == org_id and health["endpoint"] == f"{url}/t/{name}"
     x_owner = api(url, "tenant-x", tokens["tenant-x"]["data_owner"])
     y_owner = api(url, "tenant-y", tokens["tenant-y"]["data_owner"])
-    x_data = register(x_owner, running.data_dir / "telecom.csv", "x-customers")
-    y_data = register(y_owner, running.data_dir / "bank-a.csv", "y-customers")
+    x_file = running.import_dir("tenant-x") / "customers.csv"
+    shutil.copyfile(running.data_dir / "telecom.csv", x_file)
+    x_data = register(x_owner, "customers.csv", "x-customers")  # from x's own import directory
+    y_data = upload(y_owner, running.data_dir / "bank-a.csv", "y-customers")
+    # each tenant's import directory is its own: y cannot register x's file by its path
+    refused = y_owner.post(
+        "/datasets", json={"path": str(x_file), "name": "y", "level": 2, "unitPrice": 0}
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "not_importable"
     grant = {
         "dataset": y_data,
         "granteeOrg": org_ids["tenant-x"],

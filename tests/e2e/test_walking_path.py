@@ -203,7 +203,7 @@ def test_bad_input_gets_clear_4xx(running: Running) -> None:
         missing = owner.post(
             "/datasets", json={"path": "/no/such.csv", "name": "x", "level": 1, "unitPrice": 0}
         )
-        assert missing.status_code == 400 and "no file" in missing.json()["error"]["message"]
+        assert missing.status_code == 400 and missing.json()["error"]["code"] == "not_importable"
         assert owner.get("/grants/0x1234").status_code == 400
         assert owner.get("/grants/0x" + "ab" * 32).status_code == 404
     anonymous = httpx.get(f"{running.nodes['telecom'].url}/api/v1/datasets")
@@ -313,7 +313,7 @@ def test_anonymous_query_task_returns_the_holders_values(running: Running) -> No
         line.split(",") for line in (running.data_dir / "bank-a.csv").read_text().splitlines()[1:]
     )
     present = sorted(holder_rows)[:3]
-    keys_file = running.data_dir / "telecom-queries.csv"
+    keys_file = running.import_dir("telecom") / "telecom-queries.csv"
     keys_file.write_text("phone\n" + "\n".join([*present, "+0000000001", "+0000000002"]) + "\n")
     with running.client("telecom", "data_owner") as owner:
         queries = owner.post(
@@ -399,7 +399,7 @@ def test_anonymous_membership_query_as_a_task(running: Running) -> None:
     grant(running, "bank-a", bank_data, "telecom", maxUses=5)
     present = sorted(running.people["bank-a"])[0]
     for key, member in ((present, True), ("+0000000009", False)):
-        query = running.data_dir / f"member-{secrets.token_hex(3)}.csv"
+        query = running.import_dir("telecom") / f"member-{secrets.token_hex(3)}.csv"
         query.write_text(f"phone\n{key}\n")
         with running.client("telecom", "data_owner") as owner:
             body = {"path": str(query), "name": "member-query", "level": 4, "unitPrice": 0}

@@ -52,7 +52,7 @@ def _app(writer: AuditWriter) -> FastAPI:
     async def explorer() -> dict[str, str]:
         return {}
 
-    app.add_middleware(LimitJsonBodies, limit=LIMIT, exempt=FRAMES)
+    app.add_middleware(LimitJsonBodies, limit=LIMIT, exempt=(FRAMES,))
     app.add_middleware(
         AuditCalls, writer=writer, audited=("/api/v1/",), unaudited=(FRAMES, "/api/v1/docs")
     )

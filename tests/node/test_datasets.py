@@ -1,18 +1,57 @@
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import secrets
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from privledger.node.datasets import DatasetFileError, describe, read_column, read_key_column
+from privledger.evm.hashing import keccak256
+from privledger.node.datasets import (
+    DatasetDescription,
+    DatasetFileError,
+    DatasetTooLarge,
+    NotImportable,
+    ingest,
+    open_import,
+    read_column,
+    read_key_column,
+)
 from privledger.protocols.psi.buckets import column_batches
 
 
 def write_csv(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def describe(path: Path, max_bytes: int | None = None) -> DatasetDescription:
+    """Take the file in as the node does: streamed into a new copy beside it."""
+    target = path.with_name(f"copy-{secrets.token_hex(4)}{path.suffix}")
+    with path.open("rb") as source:
+        return ingest(source, target, max_bytes=max_bytes)
+
+
+class Trickle(io.RawIOBase):
+    """A source that hands out a few bytes per read and fails if read past ``allowed``: a
+    client sending its upload slowly, and a check that nothing reads the whole at once."""
+
+    def __init__(self, data: bytes, allowed: int) -> None:
+        self.data, self.offset, self.allowed = data, 0, allowed
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        assert self.offset <= self.allowed, "read past what the check should have needed"
+        size = min(len(buffer), 7, len(self.data) - self.offset)
+        buffer[:size] = self.data[self.offset : self.offset + size]
+        self.offset += size
+        return size
 
 
 def test_csv_is_described_and_committed_with_a_fresh_salt(tmp_path: Path) -> None:
@@ -53,25 +92,94 @@ def test_malformed_files_are_refused_with_the_reason(
         describe(write_csv(tmp_path / name, content))
 
 
-def test_binary_and_missing_files_are_refused(tmp_path: Path) -> None:
+def test_binary_files_are_refused(tmp_path: Path) -> None:
     binary = tmp_path / "x.csv"
     binary.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(DatasetFileError, match="UTF-8"):
         describe(binary)
-    with pytest.raises(DatasetFileError, match="no file"):
-        describe(tmp_path / "missing.csv")
 
 
-def test_paths_the_os_refuses_are_refused_with_the_reason(tmp_path: Path) -> None:
-    too_long = tmp_path / ("0" * 300 + "İ" * 50)
-    with pytest.raises(DatasetFileError, match="cannot read"):
-        describe(too_long)
-    with pytest.raises(DatasetFileError):
-        describe(Path("a\x00b.csv"))
-    directory = tmp_path / "dir.csv"
-    directory.mkdir()
-    with pytest.raises(DatasetFileError, match="no file"):
-        describe(directory)
+def test_the_copy_is_what_is_committed_and_a_refused_file_leaves_none(tmp_path: Path) -> None:
+    content = "phone,segment\n" + "".join(f"+{i},x\n" for i in range(5_000))
+    target = tmp_path / "stored.csv"
+    description = ingest(Trickle(content.encode(), len(content)), target)
+    assert target.read_bytes() == content.encode() and description.row_count == 5_000
+    file_hash = hashlib.sha256(content.encode()).digest()
+    assert description.commitment == keccak256(description.salt + file_hash)
+    # a ragged line stops the copy there: the rest is not read, and no partial copy is kept
+    ragged = "a,b\n1,2\n3\n" + "4,5\n" * 100_000
+    with pytest.raises(DatasetFileError, match="line 3"):
+        ingest(Trickle(ragged.encode(), 1 << 21), tmp_path / "ragged.csv")
+    with pytest.raises(DatasetFileError, match="no rows"):
+        ingest(io.BytesIO(b"a,b\n"), tmp_path / "empty.csv")
+    assert sorted(os.listdir(tmp_path)) == ["stored.csv"]
+
+
+def test_a_file_over_the_cap_is_refused_as_soon_as_it_passes_it(tmp_path: Path) -> None:
+    content = b"phone\n" + b"+12345\n" * 10_000
+    with pytest.raises(DatasetTooLarge, match="at most 1000 bytes"):
+        ingest(Trickle(content, 1000 + (1 << 20)), tmp_path / "big.csv", max_bytes=1000)
+    parquet = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"phone": ["+1"] * 1000}), parquet)
+    with pytest.raises(DatasetTooLarge), parquet.open("rb") as source:
+        ingest(source, tmp_path / "copy.parquet", max_bytes=100)
+    assert sorted(os.listdir(tmp_path)) == ["p.parquet"]
+    assert describe(parquet, max_bytes=parquet.stat().st_size).row_count == 1000
+
+
+def test_only_regular_files_inside_the_import_directory_open(tmp_path: Path) -> None:
+    imports = tmp_path / "import"
+    (imports / "sub").mkdir(parents=True)
+    write_csv(imports / "sub" / "a.csv", "phone\n+1\n")
+    secret = write_csv(tmp_path / "secret.csv", "phone\n+9\n")
+    with (
+        open_import(imports, "sub/a.csv") as inside,
+        open_import(imports, str(imports / "sub/a.csv")) as absolute,
+    ):
+        assert inside.read() == absolute.read() == b"phone\n+1\n"
+    os.symlink(secret, imports / "link.csv")
+    os.symlink(tmp_path, imports / "up")
+    os.symlink(imports / "sub" / "a.csv", imports / "inner.csv")
+    os.mkfifo(imports / "fifo.csv")
+    refused = [
+        "link.csv",  # a symlink out
+        "up/secret.csv",  # through a symlinked folder
+        "inner.csv",  # a symlink even to a file inside
+        "fifo.csv",  # would block a reader forever
+        "sub",  # a folder
+        "",
+        ".",
+        "../secret.csv",
+        "sub/../../secret.csv",
+        str(secret),
+        str(imports / ".." / "secret.csv"),
+        str(tmp_path / "missing.csv"),
+        "missing.csv",
+        "a\x00b.csv",
+        "0" * 300 + "İ" * 50,
+    ]
+    messages = set()
+    for requested in refused:
+        with pytest.raises(NotImportable) as caught:
+            open_import(imports, requested)
+        messages.add(str(caught.value))
+    assert len(messages) == 1  # the same whatever lies outside
+    with pytest.raises(NotImportable):
+        open_import(tmp_path / "no-import-dir", "a.csv")
+
+
+def test_an_import_directory_behind_a_symlink_is_followed_itself(tmp_path: Path) -> None:
+    """An operator may point ``home/import`` at the disk the data lives on."""
+    (tmp_path / "disk").mkdir()
+    write_csv(tmp_path / "disk" / "a.csv", "phone\n+1\n")
+    os.symlink(tmp_path / "disk", tmp_path / "import")
+    for requested in (
+        "a.csv",
+        str(tmp_path / "import" / "a.csv"),
+        str(tmp_path / "disk" / "a.csv"),
+    ):
+        with open_import(tmp_path / "import", requested) as source:
+            assert source.read() == b"phone\n+1\n"
 
 
 @pytest.mark.parametrize(

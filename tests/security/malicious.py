@@ -51,7 +51,7 @@ class Mallory:
 
     def register(self, header: list[str], rows: list[list[Any]], *, level: int = 2) -> str:
         """Register a dataset of mallory's own (written here) through its node."""
-        path = self.running.data_dir / f"mallory-{secrets.token_hex(4)}.csv"
+        path = self.running.import_dir("mallory") / f"mallory-{secrets.token_hex(4)}.csv"
         lines = [",".join(header)] + [",".join(str(value) for value in row) for row in rows]
         path.write_text("\n".join(lines) + "\n")
         body = {"path": str(path), "name": path.stem, "level": level, "unitPrice": 0}

@@ -86,7 +86,9 @@ def create_app(node: NodeContext) -> FastAPI:
     app.mount(interop.INTEROP_PREFIX, interop.create_interop_app(node))
     frames = f"{API_PREFIX}/peer/frames"
     app.add_middleware(
-        LimitJsonBodies, limit=node.settings.max_json_body_bytes, exempt=frames
+        LimitJsonBodies,
+        limit=node.settings.max_json_body_bytes,
+        exempt=(frames, f"{API_PREFIX}{datasets.UPLOAD_PATH}"),
     )  # inside the audit: a refused body is audited too
     app.add_middleware(
         AuditCalls,

@@ -28,8 +28,9 @@ def _header(scope: Scope, name: bytes) -> str:
 
 
 class LimitJsonBodies:
-    """Refuse a request whose body is larger than ``limit`` bytes with a 413, except on ``exempt``
-    (the peers' frame uploads, whose frames are limited one by one).
+    """Refuse a request whose body is larger than ``limit`` bytes with a 413, except on the paths
+    ``exempt`` (the peers' frame uploads, whose frames are limited one by one; dataset uploads,
+    limited as they stream in).
 
     A declared ``Content-Length`` is checked before anything is read (the server holds the body to
     it). A body without one (chunked transfer encoding) is read here, at most ``limit + 1`` bytes,
@@ -37,13 +38,13 @@ class LimitJsonBodies:
     transfer encoding gets a larger body past the limit, or makes the node parse one.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int, exempt: str) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, exempt: tuple[str, ...]) -> None:
         self.app = app
         self.limit = limit
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or route_path(scope) == self.exempt:
+        if scope["type"] != "http" or route_path(scope) in self.exempt:
             await self.app(scope, receive, send)
             return
         declared = _header(scope, b"content-length")

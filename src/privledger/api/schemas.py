@@ -43,13 +43,25 @@ class OrgOut(Body):
     status: str
 
 
-class DatasetIn(Body):
-    path: str = Field(
-        min_length=1, max_length=4096, description="a CSV or Parquet file on the node's disk"
-    )
+class DatasetTerms(Body):
+    """What a registration records besides the file (the query of an upload)."""
+
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
     level: int = Field(ge=1, le=4, description="classification level, 1 (public) .. 4 (core)")
     unit_price: int = Field(ge=0, lt=2**128, description="wei per matched row")
+
+
+class DatasetUploadTerms(DatasetTerms):
+    format: Literal["csv", "parquet"] = Field(default="csv", description="the body's format")
+
+
+class DatasetIn(DatasetTerms):
+    path: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="a CSV or Parquet file in the organisation's import directory on the "
+        "node, relative to it (or absolute inside it); without '..' or symlinks",
+    )
 
 
 class DatasetOut(Body):

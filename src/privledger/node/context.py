@@ -118,6 +118,7 @@ def open_node(settings: NodeSettings) -> NodeContext:
     node_file = settings.home / NODE_FILE
     if not node_file.is_file():
         raise NodeSetupError(f"{settings.home} is not a node home: run `privledger node init`")
+    settings.import_dir.mkdir(mode=0o700, exist_ok=True)  # files register by path from here only
     keystore = Keystore(settings.keystore_dir, settings.keystore_password)
     account = keystore.account(json.loads(node_file.read_text())["account"])
     artifacts = load_artifacts(Settings().build_dir / "contracts")

@@ -19,16 +19,17 @@
 Every API error arrives as ``PrivledgerError`` with the API's code and message; a task that
 fails on chain as :class:`TaskFailed` (a ``PrivledgerError``) with the reason recorded there.
 The requester's side of a query -- its keys, its customer and limit -- is a dataset of its own
-that never leaves its node: :meth:`NodeClient.register_rows` makes one (data owner token).
+that never leaves its node: :meth:`NodeClient.register_rows` makes one (data owner token), and
+:meth:`NodeClient.register_file` uploads a file from the caller's machine.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -37,6 +38,7 @@ from typing import Any, Literal
 import httpx
 
 TERMINAL = {"settled", "failed"}
+UPLOAD_CHUNK_BYTES = 1 << 20
 LONG_POLL_S = 25.0  # how long one request of wait() may wait on the node (which caps it at 30)
 FAILURE_REASONS = {
     1: "REJECTED",
@@ -275,8 +277,46 @@ class NodeClient:
     def register_dataset(
         self, path: str, name: str, *, level: int, unit_price: int
     ) -> dict[str, Any]:
+        """Register a file of the organisation's import directory on the node, ``path``
+        relative to it (the node refuses anything else); a file on this machine is
+        :meth:`register_file`."""
         body = {"path": path, "name": name, "level": level, "unitPrice": unit_price}
         result: dict[str, Any] = self._request("POST", "/datasets", json=body)
+        return result
+
+    def register_file(
+        self, path: Path, name: str, *, level: int, unit_price: int
+    ) -> dict[str, Any]:
+        """Upload a CSV or Parquet file (by its suffix) from this machine and register it: it
+        streams to the node in chunks, never read whole into memory on either side."""
+        with path.open("rb") as handle:
+            return self._upload(
+                iter(lambda: handle.read(UPLOAD_CHUNK_BYTES), b""),
+                name,
+                level=level,
+                unit_price=unit_price,
+                parquet=path.suffix.lower() in (".parquet", ".pq"),
+            )
+
+    def _upload(
+        self,
+        content: Iterable[bytes] | bytes,
+        name: str,
+        *,
+        level: int,
+        unit_price: int,
+        parquet: bool = False,
+    ) -> dict[str, Any]:
+        params = {
+            "name": name,
+            "level": level,
+            "unitPrice": unit_price,
+            "format": "parquet" if parquet else "csv",
+        }
+        headers = {"Content-Type": "application/vnd.apache.parquet" if parquet else "text/csv"}
+        result: dict[str, Any] = self._request(
+            "POST", "/datasets/upload", params=params, content=content, headers=headers
+        )
         return result
 
     def datasets(self) -> list[dict[str, Any]]:
@@ -291,20 +331,16 @@ class NodeClient:
         name: str,
         level: int = 4,
         unit_price: int = 0,
-        directory: Path | None = None,
     ) -> dict[str, Any]:
         """Register a few rows (e.g. the keys of a query, a customer and its limit) as a dataset
-        of yours, by default at level 4 (core) and free: written to a CSV file the node copies
-        at registration, so the node must run on this machine (or see ``directory``)."""
+        of yours, by default at level 4 (core) and free: uploaded to the node as a CSV."""
         if not rows:
             raise ValueError("a dataset needs at least one row")
-        with tempfile.TemporaryDirectory(dir=directory, prefix="privledger-rows-") as tmp:
-            path = Path(tmp) / f"{name}.csv"
-            with path.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(columns)
-                writer.writerows(rows)
-            return self.register_dataset(str(path), name, level=level, unit_price=unit_price)
+        text = io.StringIO()
+        writer = csv.writer(text)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return self._upload(text.getvalue().encode(), name, level=level, unit_price=unit_price)
 
     def grant(
         self,

@@ -1,19 +1,37 @@
-"""Datasets this node holds: register a local file on chain, list, show."""
+"""Datasets this node holds: register a file on chain (uploaded, or from the organisation's import
+directory), list, show."""
 
 from __future__ import annotations
 
+import io
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Annotated, Any
 
-from fastapi import APIRouter
-from sqlmodel import col, select
+import anyio.from_thread
+from fastapi import APIRouter, Query, Request
+from sqlmodel import Session, col, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
-from privledger.api.deps import DataOwner, Member, NodeDep, SessionDep
+from privledger.api.deps import Caller, DataOwner, Member, NodeDep, SessionDep
 from privledger.api.errors import ApiError, not_found
-from privledger.api.schemas import DatasetIn, DatasetOut
-from privledger.node.datasets import DatasetFileError, describe, store_copy
+from privledger.api.schemas import DatasetIn, DatasetOut, DatasetTerms, DatasetUploadTerms
+from privledger.node.context import NodeContext
+from privledger.node.datasets import (
+    DatasetFileError,
+    DatasetTooLarge,
+    NotImportable,
+    Source,
+    ingest,
+    open_import,
+    stored_path,
+)
 from privledger.store.models import LocalDataset
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
+UPLOAD_PATH = "/datasets/upload"  # its body is limited by max_upload_bytes, not the JSON limit
+UPLOAD_TYPES = {"csv": "text/csv", "parquet": "application/vnd.apache.parquet"}
 
 
 def _out(row: LocalDataset, retired: bool) -> DatasetOut:
@@ -34,37 +52,119 @@ def _out(row: LocalDataset, retired: bool) -> DatasetOut:
 def register_dataset(
     body: DatasetIn, caller: DataOwner, node: NodeDep, session: SessionDep
 ) -> DatasetOut:
-    """Register a CSV file on this node's disk: the file stays, its commitment goes on chain."""
-    source = Path(body.path)
+    """Register a CSV or Parquet file of the organisation's import directory on the node: a copy
+    stays on the node, its commitment goes on chain. Nothing outside that directory registers
+    (a file elsewhere is uploaded: POST /datasets/upload)."""
     try:
-        description = describe(source)
+        source = open_import(node.settings.import_dir, body.path)
+    except NotImportable as exc:
+        raise ApiError(400, "not_importable", str(exc)) from exc
+    with source:
+        return _register(source, Path(body.path).suffix, body, caller, node, session, None)
+
+
+@router.post(
+    "/upload",
+    response_model=DatasetOut,
+    status_code=201,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media in UPLOAD_TYPES.values()
+            },
+        }
+    },
+)
+async def upload_dataset(
+    request: Request,
+    terms: Annotated[DatasetUploadTerms, Query()],
+    caller: DataOwner,
+    node: NodeDep,
+    session: SessionDep,
+) -> DatasetOut:
+    """Register a CSV or Parquet file sent as the request body (from any machine): it is hashed,
+    parsed and copied onto the node as it streams in, never held whole in memory, and refused
+    with a 413 past the node's ``max_upload_bytes``."""
+    limit = node.settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"a dataset is at most {limit} bytes")
+    body = _RequestBody(request.stream())
+    return await run_in_threadpool(
+        _register, body, f".{terms.format}", terms, caller, node, session, limit
+    )
+
+
+def _register(
+    source: Source,
+    suffix: str,
+    terms: DatasetTerms,
+    caller: Caller,
+    node: NodeContext,
+    session: Session,
+    max_bytes: int | None,
+) -> DatasetOut:
+    stored = stored_path(node.settings.data_dir, terms.name, suffix)
+    try:
+        description = ingest(source, stored, max_bytes=max_bytes)
+    except DatasetTooLarge as exc:
+        raise ApiError(413, "too_large", str(exc)) from exc
     except DatasetFileError as exc:
         raise ApiError(400, "invalid_dataset", str(exc)) from exc
-    if description.row_count == 0:
-        raise ApiError(400, "invalid_dataset", "the file has a header but no rows")
-    stored = store_copy(source, node.settings.data_dir, body.name)
-    dataset_id = node.ledger_for(caller.user.address).data.register(
-        schema_hash=description.schema_hash,
-        commitment=description.commitment,
-        row_count=description.row_count,
-        level=body.level,
-        unit_price=body.unit_price,
-    )
+    try:
+        dataset_id = node.ledger_for(caller.user.address).data.register(
+            schema_hash=description.schema_hash,
+            commitment=description.commitment,
+            row_count=description.row_count,
+            level=terms.level,
+            unit_price=terms.unit_price,
+        )
+    except BaseException:  # not on chain: no copy kept for it
+        stored.unlink(missing_ok=True)
+        raise
     row = LocalDataset(
         dataset_id="0x" + dataset_id.hex(),
-        name=body.name,
+        name=terms.name,
         path=str(stored),
         columns=description.columns,
         row_count=description.row_count,
         schema_hash="0x" + description.schema_hash.hex(),
         commitment="0x" + description.commitment.hex(),
         salt="0x" + description.salt.hex(),
-        level=body.level,
-        unit_price=body.unit_price,
+        level=terms.level,
+        unit_price=terms.unit_price,
     )
     session.add(row)
     session.commit()
     return _out(row, retired=False)
+
+
+class _RequestBody(io.RawIOBase):
+    """The request's body as a blocking reader for a worker thread: each read waits on the event
+    loop for the next chunk the client sends, so the body streams through and is never stored
+    whole."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = anyio.from_thread.run(anext, self._chunks)  # type: ignore[arg-type]
+            except StopAsyncIteration:
+                return 0
+            except ClientDisconnect as exc:
+                raise DatasetFileError("the upload ended before its body was complete") from exc
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
 
 
 @router.get("", response_model=list[DatasetOut])

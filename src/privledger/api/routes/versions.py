@@ -48,6 +48,9 @@ CHANGELOG: dict[str, list[str]] = {
         "log_mismatch for an entry or batch that no longer matches its anchor",
         "tokens for org admins: GET /tokens (never the secrets), POST /tokens/{id}/revoke; "
         "a token expires (401 'expired API token')",
+        "POST /datasets/upload: a dataset as the streamed request body (CSV or Parquet); "
+        "POST /datasets takes only a file of the organisation's import directory (400 "
+        "not_importable otherwise)",
     ],
 }
 
