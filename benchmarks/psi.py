@@ -24,7 +24,24 @@ reported. ``peak_rss_mb`` is per party the larger of its main process's peak RSS
 peak of the summed RSS of its process tree (main, forkserver, pool workers). ``seconds`` is the
 wall time from starting the two party processes to both reporting (interpreter and pool start-up
 included); ``requester_seconds`` the requester's ``run_bucketed_psi`` call (partitioning
-included).
+included). ``worker_peak_rss_mb`` lists per party every worker process that ran buckets with its
+own peak RSS (measured in the worker, :mod:`privledger.node.compute`).
+
+``--engine ray --ray-address HOST:PORT`` runs both parties' buckets on a running Ray cluster (the
+``cluster`` extra; each party connects as its own driver) instead of each party's local pool;
+``--peer pool`` then runs the same files through the local pools too, in the same invocation,
+and adds ``peer_seconds`` (and the pool's fields under ``peer``). A two-node cluster on one
+machine, started as a user would (the second node needs ports of its own):
+
+    ray start --head --port 6380 --num-cpus 2 --object-store-memory 2000000000 \
+        --include-dashboard false --disable-usage-stats
+    ray start --address HOST:6380 --num-cpus 2 --object-store-memory 2000000000 \
+        --dashboard-agent-listen-port 52366 --disable-usage-stats
+    privledger bench psi --buckets 20 --rows 10000000 --engine ray --ray-address HOST:6380 \
+        --peer pool --json
+
+(HOST: the address the head prints; Ray does not listen on 127.0.0.1 alone.) The workers read
+the parties' bucket files by path, so ``--tmp`` must be visible at the same path on every node.
 """
 
 from __future__ import annotations
@@ -50,6 +67,8 @@ if TYPE_CHECKING:  # the node stack is imported lazily: bucketed mode's processe
 
 PROTOCOLS = ("ecdh", "kkrt")
 PEERS = ("openmined-psi",)
+ENGINES = ("process", "ray")
+BUCKET_PEERS = ("pool",)  # --buckets --engine ray: the local process pools, same run
 REQUESTER, PROVIDER = "telecom", "bank-a"
 FEE_WEI = 10**16
 PEER_FPR = 1e-9  # RAW is exact up to hash collisions; the rate is only a sizing hint
@@ -492,13 +511,22 @@ def _party(
     out: str,
     port: int | None,
     options: dict[str, Any],
+    ray_address: str | None,
     results: Any,
 ) -> None:
-    """One party in its own process: connect, run, report (peak RSS included)."""
+    """One party in its own process: connect, run, report (peak RSS included). The buckets run
+    on the Ray cluster at ``ray_address``, else on a local pool of ``workers`` processes."""
     import socket
+    from dataclasses import asdict
 
-    from privledger.protocols.psi.buckets import SocketChannel, run_bucketed_psi
+    from privledger.node.compute import LocalPool, MeasuredExecutor, RayExecutor
+    from privledger.protocols.psi.buckets import SocketChannel, process_pool, run_bucketed_psi
 
+    executor: MeasuredExecutor = (
+        RayExecutor(ray_address, options["workers"])
+        if ray_address is not None
+        else LocalPool(process_pool(options["workers"]))
+    )
     if port is None:  # the provider listens on a free loopback port and reports it
         listener = socket.create_server(("127.0.0.1", 0))
         results.put(("port", listener.getsockname()[1]))
@@ -511,13 +539,23 @@ def _party(
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     channel = SocketChannel(side, sock)  # type: ignore[arg-type]
     started_cpu = time.process_time()
-    try:
-        result = run_bucketed_psi(channel, role, Path(source), "phone", Path(out), **options)  # type: ignore[arg-type]
-    except Exception as exc:
-        results.put((role, {"error": f"{type(exc).__name__}: {exc}"}))
-        raise
-    finally:
-        channel.close()
+    with executor:
+        try:
+            result = run_bucketed_psi(
+                channel,
+                role,  # type: ignore[arg-type]
+                Path(source),
+                "phone",
+                Path(out),
+                executor=executor,
+                **options,
+            )
+        except Exception as exc:
+            results.put((role, {"error": f"{type(exc).__name__}: {exc}"}))
+            raise
+        finally:
+            channel.close()
+        peaks = [asdict(peak) for peak in executor.worker_peaks()]
     own = resource.getrusage(resource.RUSAGE_SELF)
     results.put(
         (
@@ -533,92 +571,137 @@ def _party(
                 "sha256": result.output_sha256,
                 "main_rss_mb": own.ru_maxrss / 1024,
                 "main_cpu_seconds": time.process_time() - started_cpu,
+                "worker_peaks": peaks,
             },
         )
     )
 
 
-def run_bucketed(args: argparse.Namespace) -> int:
+def _run_parties(args: argparse.Namespace, base: Path, ray_address: str | None) -> dict[str, Any]:
+    """Both parties, spawned, on the generated files in ``base``, their buckets on the Ray
+    cluster at ``ray_address`` or on local pools; their measurements once the requester's
+    output is checked (SystemExit if it is wrong)."""
     import multiprocessing
 
-    rows, buckets = args.rows, args.buckets
-    shared = int(rows * args.overlap)
-    base = Path(tempfile.mkdtemp(prefix="privledger-bench-buckets-", dir=args.tmp))
-    try:
-        requester_csv, provider_csv = base / "requester.csv", base / "provider.csv"
-        generated = time.perf_counter()
-        write_rows(requester_csv, 0, rows)
-        write_rows(provider_csv, rows - shared, 2 * rows - shared)
-        generate_seconds = time.perf_counter() - generated
-        options = {
-            "buckets": buckets,
-            "workers": args.workers,
-            "reveal_to_provider": args.reveal,
-            "timeout": args.timeout,
-            "partition_key": BENCH_PARTITION_KEY,
-            "work_dir": base,
-        }
-        context = multiprocessing.get_context("spawn")
-        results = context.Queue()
-        started = time.perf_counter()
-        provider = context.Process(
-            target=_party,
-            args=(
-                "provider",
-                str(provider_csv),
-                str(base / "provider.out"),
-                None,
-                options,
-                results,
-            ),
+    engine = "ray" if ray_address is not None else "process"
+
+    rows, shared = args.rows, int(args.rows * args.overlap)
+    options = {
+        "buckets": args.buckets,
+        "workers": args.workers,
+        "reveal_to_provider": args.reveal,
+        "timeout": args.timeout,
+        "partition_key": BENCH_PARTITION_KEY,
+        "work_dir": base,
+    }
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    outputs = {role: base / f"{engine}-{role}.out" for role in ("requester", "provider")}
+    started = time.perf_counter()
+    provider = context.Process(
+        target=_party,
+        args=(
+            "provider",
+            str(base / "provider.csv"),
+            str(outputs["provider"]),
+            None,
+            options,
+            ray_address,
+            results,
+        ),
+    )
+    provider.start()
+    tag, port = results.get(timeout=120)
+    assert tag == "port"
+    requester = context.Process(
+        target=_party,
+        args=(
+            "requester",
+            str(base / "requester.csv"),
+            str(outputs["requester"]),
+            port,
+            options,
+            ray_address,
+            results,
+        ),
+    )
+    requester.start()
+    reports: dict[str, dict[str, Any]] = {}
+    roots = {"requester": requester.pid or 0, "provider": provider.pid or 0}
+    with TreeSampler(roots, interval_s=1.0) as sampler:
+        while len(reports) < 2:
+            role, report = results.get(timeout=args.timeout)
+            reports[role] = report
+            if "error" in report:
+                requester.kill()
+                provider.kill()
+                raise SystemExit(f"{engine}: {role} failed: {report['error']}")
+    wall = time.perf_counter() - started
+    requester.join()
+    provider.join()
+    found = check_output(outputs["requester"], rows - shared, rows)
+    mine = reports["requester"]
+    if found != shared or mine["matched"] != shared:
+        raise SystemExit(
+            f"{engine}: bucketed PSI result is wrong: {found} rows in the output, reported "
+            f"{mine['matched']}, expected {shared}"
         )
-        provider.start()
-        tag, port = results.get(timeout=120)
-        assert tag == "port"
-        requester = context.Process(
-            target=_party,
-            args=(
-                "requester",
-                str(requester_csv),
-                str(base / "requester.out"),
-                port,
-                options,
-                results,
-            ),
-        )
-        requester.start()
-        reports: dict[str, dict[str, Any]] = {}
-        roots = {"requester": requester.pid or 0, "provider": provider.pid or 0}
-        with TreeSampler(roots, interval_s=1.0) as sampler:
-            while len(reports) < 2:
-                role, report = results.get(timeout=args.timeout)
-                reports[role] = report
-                if "error" in report:
-                    print(f"{role} failed: {report['error']}", file=sys.stderr)
-                    requester.kill()
-                    provider.kill()
-                    return 1
-        wall = time.perf_counter() - started
-        requester.join()
-        provider.join()
-        found = check_output(base / "requester.out", rows - shared, rows)
-        mine = reports["requester"]
-        if found != shared or mine["matched"] != shared:
-            print(
-                f"bucketed PSI result is wrong: {found} rows in the output, reported "
-                f"{mine['matched']}, expected {shared}",
-                file=sys.stderr,
-            )
-            return 1
-        if args.reveal and reports["provider"]["sha256"] != mine["sha256"]:
-            print("the provider's output differs from the requester's", file=sys.stderr)
-            return 1
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    if args.reveal and reports["provider"]["sha256"] != mine["sha256"]:
+        raise SystemExit(f"{engine}: the provider's output differs from the requester's")
+    for path in outputs.values():
+        path.unlink(missing_ok=True)
     party_mb = {
         role: max(report["main_rss_mb"], sampler.peak_bytes[role] / 2**20)
         for role, report in reports.items()
     }
+    worker_mb = {
+        role: [
+            {**peak, "peak_rss_mb": round(peak["peak_rss_mb"], 1)}
+            for peak in report["worker_peaks"]
+        ]
+        for role, report in reports.items()
+    }
+    return {
+        "engine": engine,
+        "seconds": round(wall, 2),
+        "requester_seconds": round(mine["seconds"], 2),
+        "provider_seconds": round(reports["provider"]["seconds"], 2),
+        "partition_seconds": round(mine["partition_seconds"], 2),
+        "intersection": found,
+        "sha256": mine["sha256"],
+        "bucket_size": mine["bucket_size"],
+        "bytes_sent": mine["bytes_sent"] + reports["provider"]["bytes_sent"],
+        "peak_rss_mb": round(max(party_mb.values()), 1),
+        "party_peak_rss_mb": {role: round(mb, 1) for role, mb in party_mb.items()},
+        "party_main_rss_mb": {role: round(r["main_rss_mb"], 1) for role, r in reports.items()},
+        "party_processes": sampler.max_processes,
+        "worker_peak_rss_mb": worker_mb,
+        "max_worker_peak_rss_mb": max(
+            (peak["peak_rss_mb"] for peaks in worker_mb.values() for peak in peaks), default=0.0
+        ),
+        "cpu_seconds": round(sum(sampler.cpu_seconds.values()), 1),
+    }
+
+
+def run_bucketed(args: argparse.Namespace) -> int:
+    rows, buckets = args.rows, args.buckets
+    shared = int(rows * args.overlap)
+    base = Path(tempfile.mkdtemp(prefix="privledger-bench-buckets-", dir=args.tmp))
+    try:
+        generated = time.perf_counter()
+        write_rows(base / "requester.csv", 0, rows)
+        write_rows(base / "provider.csv", rows - shared, 2 * rows - shared)
+        generate_seconds = time.perf_counter() - generated
+        measured = _run_parties(args, base, args.ray_address if args.engine == "ray" else None)
+        peer = _run_parties(args, base, None) if args.peer == "pool" else None
+    except SystemExit as failed:
+        print(failed, file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    if peer is not None and peer["sha256"] != measured["sha256"]:
+        print("the Ray cluster's output differs from the local pool's", file=sys.stderr)
+        return 1
     result: dict[str, Any] = {
         "bench": "psi",
         "params": {
@@ -628,30 +711,30 @@ def run_bucketed(args: argparse.Namespace) -> int:
             "overlap": args.overlap,
             "buckets": buckets,
             "workers": args.workers,
+            "engine": args.engine,
             "reveal_to_provider": args.reveal,
             "cpus": os.cpu_count(),
             "transport": "two OS processes, plain TCP loopback (no encryption), one channel",
             "input": "CSV, 14-byte phone lines, generated streaming",
-            "rss_source": "per party max(main ru_maxrss, sampled summed RSS of its process tree)",
-            "cpu_source": "utime+stime of both party process trees (sampled, 1 s)",
+            "rss_source": "per party max(main ru_maxrss, sampled summed RSS of its process tree; "
+            "Ray's workers are not in it); worker_peak_rss_mb: each worker's own ru_maxrss",
+            "cpu_source": "utime+stime of both party process trees (sampled, 1 s; with Ray, "
+            "without the cluster's workers)",
         },
         "protocol": "kkrt-bucketed",
         "rows": rows,
         "buckets": buckets,
-        "seconds": round(wall, 2),
-        "requester_seconds": round(mine["seconds"], 2),
-        "partition_seconds": round(mine["partition_seconds"], 2),
+        **{key: value for key, value in measured.items() if key not in ("engine", "sha256")},
         "generate_seconds": round(generate_seconds, 2),
-        "intersection": found,
-        "bucket_size": mine["bucket_size"],
-        "bytes_sent": mine["bytes_sent"] + reports["provider"]["bytes_sent"],
-        "peak_rss_mb": round(max(party_mb.values()), 1),
-        "party_peak_rss_mb": {role: round(mb, 1) for role, mb in party_mb.items()},
-        "party_main_rss_mb": {role: round(r["main_rss_mb"], 1) for role, r in reports.items()},
-        "party_processes": sampler.max_processes,
-        "provider_seconds": round(reports["provider"]["seconds"], 2),
-        "cpu_seconds": round(sum(sampler.cpu_seconds.values()), 1),
     }
+    if peer is not None:
+        result["params"].update(peer="pool", ray_address=args.ray_address)
+        result["peer_seconds"] = peer["seconds"]
+        result["ratio"] = round(measured["seconds"] / peer["seconds"], 3)
+        result["requester_ratio"] = round(
+            measured["requester_seconds"] / peer["requester_seconds"], 3
+        )
+        result["peer"] = {key: value for key, value in peer.items() if key != "sha256"}
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 
@@ -677,10 +760,30 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workers", type=int, default=2, help="pool processes per party")
     parser.add_argument("--reveal", action="store_true", help="output to both (--buckets)")
     parser.add_argument("--tmp", default=None, help="directory for the generated files")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="process",
+        help="who runs the buckets (--buckets): each party's process pool, or a Ray cluster",
+    )
+    parser.add_argument(
+        "--ray-address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="the Ray cluster's head, HOST:PORT (--engine ray; default $RAY_ADDRESS)",
+    )
     args = parser.parse_args(argv)
     if args.buckets:
         if args.buckets < 1 or args.rows < 1 or not 0 <= args.overlap <= 1:
             print("--buckets and --rows must be positive, --overlap in [0, 1]", file=sys.stderr)
+            return 2
+        if args.engine == "ray" and (not args.ray_address or args.workers < 1):
+            print(
+                "--engine ray needs --ray-address HOST:PORT (or RAY_ADDRESS) and --workers >= 1",
+                file=sys.stderr,
+            )
+            return 2
+        if args.peer is not None and (args.peer not in BUCKET_PEERS or args.engine != "ray"):
+            print("with --buckets the peer is `pool`, beside --engine ray", file=sys.stderr)
             return 2
         return run_bucketed(args)
     if args.protocol not in PROTOCOLS:
