@@ -40,8 +40,7 @@ class RayUnavailable(RuntimeError):
 @dataclass
 class RayCluster:
     address: str  # the head's GCS, host:port, for ray.init(address=...)
-    nodes: list[subprocess.Popen[bytes]]
-    base: Path
+    nodes: list[subprocess.Popen[bytes]]  # the `ray start --block` of the head, then the node
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -126,7 +125,7 @@ def start_ray_cluster(timeout_s: float = 120.0) -> Iterator[RayCluster]:
         nodes.append(process)
         process, _ = _start_node(base, "node", ["--address", address], timeout_s)
         nodes.append(process)
-        yield RayCluster(address, nodes, base)
+        yield RayCluster(address, nodes)
     finally:
         for process in reversed(nodes):
             _stop(process)
