@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -33,9 +34,10 @@ from privledger.evm.anvil import AnvilHandle, free_port, start_anvil
 from privledger.evm.client import ChainClient
 from privledger.evm.compiler import compile_contracts
 from privledger.evm.contracts import Role
-from privledger.evm.deploy import deploy_contracts, deployment_path
+from privledger.evm.deploy import Deployment, deploy_contracts, deployment_path
 from privledger.evm.errors import ErrorDecoder
 from privledger.evm.ledger import Ledger
+from privledger.node.binding import is_bound_elsewhere
 from privledger.node.context import NODE_FILE, init_node_home
 from privledger.scenarios import fraud
 from privledger.sdk import NodeClient
@@ -52,6 +54,8 @@ DEMO_ORGS: tuple[tuple[str, int, Role, bool], ...] = (
 DEALERS = ("regulator",)  # publish a dealer service on chain
 TASK_FEE_WEI = 10**16
 UNIT_PRICE_WEI = 10**12
+
+logger = logging.getLogger(__name__)
 
 
 def onboard_demo_orgs(ledger: Ledger) -> list[dict[str, Any]]:
@@ -119,6 +123,31 @@ class NodeProcess:
 def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     with log_path.open("ab") as log:
         return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def archive_stale_database(settings: Settings, org: str, deployment: Deployment) -> Path | None:
+    """Move aside the org's node database (SQLite) when it belongs to another deployment (the
+    chain came back without its state and the ledger was deployed again): its tasks and index
+    would collide with the new ones, so the node would refuse to start. The archive's path."""
+    node_settings = NodeSettings(org=org, home=settings.var_dir / "nodes" / org)
+    database = node_settings.home / "node.db"
+    if node_settings.database_url is not None or not database.is_file():
+        return None
+    engine = make_engine(node_settings.resolved_database_url)
+    try:
+        stale = is_bound_elsewhere(engine, deployment)
+    finally:
+        engine.dispose()
+    if not stale:
+        return None
+    archive = node_settings.home / "archive" / f"node-{time.strftime('%Y%m%d-%H%M%S')}.db"
+    archive.parent.mkdir(mode=0o700, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        part = database.with_name(database.name + suffix)
+        if part.exists():
+            part.rename(archive.with_name(archive.name + suffix))
+    (node_settings.home / "demo-tokens.json").unlink(missing_ok=True)  # tokens lived there
+    return archive
 
 
 def prepare_node_home(
@@ -361,6 +390,9 @@ def consortium(
         orgs = onboard_demo_orgs(ledger)
         for name, index, roles, runs_node in DEMO_ORGS:
             if runs_node:
+                archived = archive_stale_database(settings, name, deployment)
+                if archived is not None:
+                    logger.warning("%s: the old node database is kept at %s", name, archived)
                 home, tokens = prepare_node_home(settings, name, index, roles)
                 nodes[name] = start_node(
                     settings, name, home, tokens, handle.rpc_url, settings.var_dir / "logs"

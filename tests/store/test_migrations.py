@@ -23,6 +23,8 @@ from privledger.store.models import (
 )
 from tests.conftest import new_database
 
+NEWEST = "0010"  # the newest migration
+
 
 def test_migrations_build_exactly_the_models(store_url: str) -> None:
     engine = make_engine(store_url)
@@ -39,7 +41,7 @@ def test_reopening_a_migrated_database_is_a_no_op(store_url: str) -> None:
     make_engine(store_url).dispose()
     engine = make_engine(store_url)
     with engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0009"
+        assert MigrationContext.configure(connection).get_current_revision() == NEWEST
     engine.dispose()
 
 
@@ -59,7 +61,7 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(
         return revision
 
     with ThreadPoolExecutor(4) as pool:
-        assert set(pool.map(open_store, range(4))) == {"0009"}
+        assert set(pool.map(open_store, range(4))) == {NEWEST}
 
 
 def test_wide_numbers_and_aware_times_round_trip(store_url: str) -> None:

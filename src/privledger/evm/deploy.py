@@ -77,15 +77,27 @@ def load_deployment(deployments_dir: Path, chain_id: int) -> Deployment | None:
     return Deployment.from_json(json.loads(path.read_text()))
 
 
-def _still_valid(w3: Web3, deployment: Deployment, artifacts: dict[str, Artifact]) -> bool:
-    if w3.eth.get_block(0)["hash"].to_0x_hex() != deployment.genesis_hash:
-        return False
+def chain_problem(w3: Web3, deployment: Deployment) -> str | None:
+    """Why the chain ``w3`` talks to does not hold ``deployment`` (None when it does)."""
+    genesis = w3.eth.get_block(0)["hash"].to_0x_hex()
+    if genesis != deployment.genesis_hash:
+        return (
+            f"its genesis block is {genesis}, the deployment's {deployment.genesis_hash} (a "
+            "chain restarted without its state, or another chain)"
+        )
+    head = w3.eth.block_number
+    if head < deployment.deploy_block:
+        return f"it is at block {head}, before the deployment's block {deployment.deploy_block}"
     for name in CONTRACTS:
-        if deployment.abi_hashes.get(name) != artifacts[name].abi_hash:
-            return False
         if not w3.eth.get_code(deployment.address(name)):
-            return False
-    return True
+            return f"it has no {name} contract at {deployment.address(name)}"
+    return None
+
+
+def _still_valid(w3: Web3, deployment: Deployment, artifacts: dict[str, Artifact]) -> bool:
+    if chain_problem(w3, deployment) is not None:
+        return False
+    return all(deployment.abi_hashes.get(name) == artifacts[name].abi_hash for name in CONTRACTS)
 
 
 def deploy_contracts(

@@ -3,7 +3,10 @@ deployment on, its transactions with their calls decoded from our ABIs, and the 
 
 The cursor (next block to read) is stored in the same database transaction as the rows it covers,
 so a crash never skips or duplicates a block. Only blocks at least ``confirmations`` deep are read;
-on anvil and on a QBFT network (immediate finality) zero is right.
+on anvil and on a QBFT network (immediate finality) zero is right. When the chain no longer holds
+the blocks stored last (a reorganisation, or a chain reverted to an earlier state), the index
+goes back to the last block the chain still holds and reads the new blocks from there; a chain
+that lost the deployment's own blocks raises :class:`ChainReset`.
 
 Each call and event also leaves ``ChainRef`` rows naming the tasks, datasets, grants, orgs, batches
 and accounts in its arguments: the explorer's search index. Whoever waits on a task the stored
@@ -20,12 +23,13 @@ from typing import Any
 
 from eth_abi.exceptions import DecodingError
 from hexbytes import HexBytes
-from sqlalchemy import Engine, Table, bindparam, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, select, update
 from sqlmodel import SQLModel
 from web3 import Web3
 
 from privledger.evm.artifacts import Artifact
 from privledger.evm.deploy import Deployment
+from privledger.evm.errors import ChainError
 from privledger.evm.rpc import (
     EventCodec,
     FunctionCodec,
@@ -104,6 +108,15 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def cursor_name(deployment: Deployment) -> str:
+    """The name of the index cursor of one deployment."""
+    return f"{deployment.chain_id}:{deployment.genesis_hash}:{deployment.deploy_block}"
+
+
+class ChainReset(ChainError):
+    """The chain no longer holds the deployment the index follows (an API answers 503)."""
+
+
 class EventIndexer:
     """Reads every block, transaction and event of one deployment into the database.
 
@@ -121,20 +134,16 @@ class EventIndexer:
         artifacts: dict[str, Artifact],
         engine: Engine,
         *,
-        chunk_blocks: int = 2_000,
         confirmations: int = 0,
     ) -> None:
         self.w3 = w3
         self.deployment = deployment
         self.engine = engine
-        self.chunk_blocks = chunk_blocks
         self.confirmations = confirmations
         self._rpc = JsonRpc(w3)
         self._lock = threading.Lock()  # one sync at a time per indexer (worker and API share it)
         self._seen_next = 0  # a lower bound of the stored cursor (it only moves forward)
-        self.cursor_name = (
-            f"{deployment.chain_id}:{deployment.genesis_hash}:{deployment.deploy_block}"
-        )
+        self.cursor_name = cursor_name(deployment)
         self._events: dict[tuple[str, bytes], tuple[str, EventCodec]] = {}
         self._topics: dict[tuple[str, str], tuple[str, str]] = {}  # -> (address, topic)
         # lower-case address -> contract name and its functions by selector
@@ -172,12 +181,12 @@ class EventIndexer:
         blocks another sync stored meanwhile returns at once instead of queueing for the lock.
         """
         head = self._head()
-        if head < self._seen_next:
+        if head == self._seen_next - 1:
             return 0  # nothing new: no lock, no cursor read
         with self._lock:
-            if head < self._seen_next:
+            if head == self._seen_next - 1:
                 return 0  # the sync we waited for covered our blocks
-            return self._sync(max(head, self._head()))
+            return self._sync(self._head())
 
     def sync_for(self, contract: str, event: str) -> None:
         """Make sure every ``event`` of ``contract`` mined so far is in the database, indexing
@@ -206,15 +215,66 @@ class EventIndexer:
 
     def _sync(self, head: int) -> int:
         start = self.next_block()
+        if head < start - 1:  # the chain is behind the index: it went back
+            start = self._rewind(start)
         stored = 0
         while start <= head:
-            end = min(start + self.chunk_blocks - 1, head)
-            for first in range(start, end + 1, BATCH_BLOCKS):
-                last = min(first + BATCH_BLOCKS - 1, end)
-                stored += self._store(self._blocks(first, last), last + 1)
-            start = end + 1
-        self._seen_next = max(self._seen_next, start)
+            last = min(start + BATCH_BLOCKS - 1, head)
+            rows = self._blocks(start, last)
+            if not self._continues(start, rows.blocks[0]["parent_hash"]):
+                start = self._rewind(start)
+                continue
+            stored += self._store(rows, last + 1)
+            start = last + 1
+        self._seen_next = start
         return stored
+
+    def _stored_hash(self, number: int) -> str | None:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(_table(ChainBlock).c.hash).where(_table(ChainBlock).c.number == number)
+            ).scalar()
+
+    def _continues(self, number: int, parent_hash: str) -> bool:
+        """Whether block ``number`` (its parent ``parent_hash``) follows the blocks stored."""
+        if number <= self.deployment.deploy_block:
+            return True
+        stored = self._stored_hash(number - 1)
+        return stored is None or stored == parent_hash
+
+    def _rewind(self, start: int) -> int:
+        """Forget the stored blocks from the first one the chain no longer holds (walking back
+        from ``start``) on, with their transactions, events and references, and move the cursor
+        there; that block's number. Waiters on the tasks those events named are woken."""
+        fork = start
+        while fork > self.deployment.deploy_block:
+            stored = self._stored_hash(fork - 1)
+            block = self._rpc.request("eth_getBlockByNumber", [hex(fork - 1), False])
+            if stored is None or (block is not None and _hex(block["hash"]) == stored):
+                break
+            fork -= 1
+        if fork == self.deployment.deploy_block < start:
+            raise ChainReset(
+                f"the chain no longer holds block {fork}, where the deployment this node "
+                "follows was made: the chain was reset or replaced"
+            )
+        if fork == start:
+            return start
+        logger.warning("the chain no longer holds blocks %d..%d: indexing again", fork, start - 1)
+        refs = _table(ChainRef)
+        with self.engine.begin() as connection:
+            tasks = connection.execute(
+                select(refs.c.value).where(refs.c.kind == "task", refs.c.block_number >= fork)
+            ).scalars()
+            forgotten = {int(value) for value in tasks}
+            for table in (refs, _table(ChainEvent), _table(ChainTx)):
+                connection.execute(delete(table).where(table.c.block_number >= fork))
+            blocks = _table(ChainBlock)
+            connection.execute(delete(blocks).where(blocks.c.number >= fork))
+            connection.execute(self._move_cursor, {"next_block": fork})
+        self._seen_next = fork
+        task_changes.notify(forgotten)
+        return fork
 
     def _blocks(self, first: int, last: int) -> _Rows:
         """Blocks ``first`` to ``last`` with their transactions, events and references."""

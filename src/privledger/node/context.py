@@ -27,6 +27,7 @@ from privledger.evm.contracts import Role
 from privledger.evm.deploy import Deployment, load_deployment
 from privledger.evm.indexer import EventIndexer
 from privledger.evm.ledger import Ledger
+from privledger.node.binding import DeploymentMismatch, bind_store
 from privledger.node.keystore import Keystore, node_public_key
 from privledger.node.peer_auth import SignedPeerReads
 from privledger.node.policy import Policies, PolicyError
@@ -128,6 +129,11 @@ def open_node(settings: NodeSettings) -> NodeContext:
     if org_id == 0:
         raise NodeSetupError(f"{account.address} is not a member of any organisation on chain")
     engine = make_engine(settings.resolved_database_url)
+    try:
+        bind_store(engine, w3, deployment)
+    except DeploymentMismatch as exc:
+        engine.dispose()
+        raise NodeSetupError(str(exc)) from exc
     return NodeContext(
         settings=settings,
         engine=engine,

@@ -112,6 +112,12 @@ def output_bytes(items: list[str] | None) -> bytes:
     return json.dumps(sorted(items), ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def _holds(row: LocalTask, spec_hash: bytes) -> bool:
+    """Whether the stored record is of the task with this spec hash on chain (not of an earlier
+    task of the same id that the chain no longer has)."""
+    return row.spec_hash == "0x" + spec_hash.hex()
+
+
 @contextmanager
 def _closing(channels: Mapping[int, SecureChannel]) -> Iterator[None]:
     """Close a task's channels after the block; if it failed, abandon them without close frames
@@ -297,7 +303,7 @@ class Worker:
     def _spec_bytes(self, task: Task) -> bytes:
         with Session(self.node.engine) as session:
             row = session.get(LocalTask, task.task_id)
-            if row is not None and row.spec_json is not None:
+            if row is not None and row.spec_json is not None and _holds(row, task.spec_hash):
                 return row.spec_json.encode()
         endpoint = self.node.ledger.orgs.get_org(task.requester_org).endpoint
         url = f"{endpoint}/api/v1/peer/tasks/{task.task_id}/spec"
@@ -604,7 +610,12 @@ class Worker:
         task = ledger.tasks.get_task(task_id)
         with Session(self.node.engine) as session:
             row = session.get(LocalTask, task_id)
-        if row is None or row.spec_json is None or task.status is not TaskStatus.COMPLETED:
+        if (
+            row is None
+            or row.spec_json is None
+            or not _holds(row, task.spec_hash)
+            or task.status is not TaskStatus.COMPLETED
+        ):
             self._record(task_id, task.spec_hash, state="done")
             return
         spec = parse_canonical(row.spec_json.encode())
@@ -644,6 +655,11 @@ class Worker:
     def _record(self, task_id: int, spec_hash: bytes, **fields: object) -> None:
         with Session(self.node.engine) as session:
             row = session.get(LocalTask, task_id)
+            if row is not None and not _holds(row, spec_hash):
+                # a task of this id that the chain no longer has (reorganised away)
+                session.delete(row)
+                session.flush()
+                row = None
             if row is None:
                 row = LocalTask(task_id=task_id, spec_hash="0x" + spec_hash.hex())
             for name, value in fields.items():

@@ -75,6 +75,22 @@ class IndexerCursor(SQLModel, table=True):
     next_block: int
 
 
+class DeploymentBinding(SQLModel, table=True):
+    """The one deployment (chain and contracts) this node's database belongs to: its tasks,
+    results and index mean nothing on another (:mod:`privledger.node.binding`)."""
+
+    __tablename__ = "deployment_binding"
+
+    id: int = Field(
+        default=1, primary_key=True, sa_type=BIG_INTEGER, sa_column_kwargs={"autoincrement": False}
+    )
+    chain_id: int = Field(sa_type=BIG_INTEGER)
+    genesis_hash: str
+    deploy_block: int = Field(sa_type=BIG_INTEGER)
+    addresses: str  # the contracts' addresses by name, as sorted-key JSON
+    bound_at: datetime = Field(default_factory=utc_now)
+
+
 class ApiUser(SQLModel, table=True):
     """A person or service of this organisation, acting through one of the node's accounts."""
 

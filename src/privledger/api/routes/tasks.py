@@ -252,14 +252,16 @@ def submit_spec(
         deadline=now + deadline_s,
         fee=fee_wei,
     )
-    session.add(
-        LocalTask(
-            task_id=task_id,
-            spec_json=spec.canonical_json().decode(),
-            spec_hash="0x" + spec.hash.hex(),
-            state="submitted",
-        )
-    )
+    spec_hash = "0x" + spec.hash.hex()
+    row = session.get(LocalTask, task_id)  # the worker may have seen the task already
+    if row is not None and row.spec_hash != spec_hash:
+        session.delete(row)  # a task of this id that the chain no longer has (reorganised away)
+        session.flush()
+        row = None
+    if row is None:
+        row = LocalTask(task_id=task_id, spec_hash=spec_hash, state="submitted")
+    row.spec_json = spec.canonical_json().decode()
+    session.add(row)
     session.commit()
     return submitted_out(node, task_id, spec, receipt)
 
