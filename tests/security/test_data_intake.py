@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -104,8 +105,9 @@ def test_a_file_anywhere_on_the_client_uploads(running: Running, tmp_path: Path)
         assert (ragged.value.status, ragged.value.code) == (400, "invalid_dataset")
 
 
-def test_uploads_need_a_data_owner(running: Running) -> None:
-    url = f"{running.nodes['bank-b'].url}/api/v1/datasets/upload"
+def test_uploads_need_a_data_owner_and_a_size_under_the_cap(running: Running) -> None:
+    node = running.nodes["bank-b"]
+    url = f"{node.url}/api/v1/datasets/upload"
     params = {"name": "x", "level": 2, "unitPrice": 0}
     anonymous = httpx.post(url, params=params, content=b"phone\n+1\n")
     assert anonymous.status_code == 401
@@ -113,3 +115,13 @@ def test_uploads_need_a_data_owner(running: Running) -> None:
         assert (
             operator.post("/datasets/upload", params=params, content=b"a\n1\n").status_code == 403
         )
+    # a declared length over the cap is answered at once, before any of the body is awaited
+    host, port = node.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(
+            f"POST /api/v1/datasets/upload?name=x&level=2&unitPrice=0 HTTP/1.1\r\n"
+            f"Host: {host}\r\nAuthorization: Bearer {node.tokens['data_owner']}\r\n"
+            f"Content-Type: text/csv\r\nContent-Length: {1 << 40}\r\n\r\n".encode()
+        )
+        status_line = connection.recv(65536).split(b"\r\n", 1)[0]
+    assert status_line.split()[1] == b"413", status_line
