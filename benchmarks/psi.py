@@ -280,11 +280,13 @@ def run_nodes(
 
 
 def result_items(operator: Any, task_id: int) -> list[str]:
-    """The requester's output: the JSON list, or the downloaded file of a large output."""
+    """The requester's output: the items of GET /result, or of the result file when large."""
+    from privledger.node import results
+
     answer = operator.get(f"/tasks/{task_id}/result")
-    if answer.status_code == 409:  # over the API's list limit: one item per line in the file
-        text: str = operator.get(f"/tasks/{task_id}/result/file").raise_for_status().text
-        return text.splitlines()
+    if answer.status_code == 409:  # over the API's list limit: the result file (JSON Lines)
+        content = operator.get(f"/tasks/{task_id}/result/file").raise_for_status().content
+        return results.parse(content)
     items: list[str] = answer.raise_for_status().json()["items"]
     return items
 

@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 
 from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.node import results
 from privledger.node.spec import PROTOCOL_IDS
 from privledger.node.terms import default_terms
 from privledger.node.transport import STREAM_LENGTH
-from privledger.node.worker import output_bytes, result_digest
+from privledger.node.worker import result_digest
 
 from .conftest import Running
 
@@ -93,7 +94,7 @@ def test_psi_task_is_authorised_run_anchored_and_settled(running: Running) -> No
         task["taskId"],
         telecom_org,
         bytes.fromhex(result["salt"][2:]),
-        output_bytes(result["items"]),
+        results.encode(result["items"]),
     )
     assert "0x" + digest.hex() == result["resultDigest"]
     anchors = {a.org_id: a for a in ledger.tasks.anchors(task["taskId"])}

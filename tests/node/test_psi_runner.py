@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from privledger.node import results
 from privledger.node.runners import Run, psi
 from privledger.protocols.channel import channel_pair
 from privledger.protocols.psi import kkrt
@@ -48,5 +49,5 @@ def test_column_output_is_a_list_or_past_the_limit_a_file(
     if limit >= units:
         assert output == expected
     else:
-        assert output == tmp_path / "task-7.items"
-        assert output.read_text(encoding="utf-8").splitlines() == expected
+        assert output == tmp_path / "task-7.jsonl"
+        assert results.read(output, limit=units) == expected

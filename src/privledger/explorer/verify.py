@@ -1,9 +1,11 @@
 """Verify a result file against the digest its participant anchored on chain.
 
 A worker anchors ``keccak256(abi.encode(taskId, org, salt, sha256(output)))`` where ``output`` is
-the sorted JSON list of the result's items (``privledger.node.worker``). Given the file and the salt
-(both handed to the output's recipients by ``GET /api/v1/tasks/{id}/result``), anyone can recompute
-the digest and check it against the ``ResultAnchored`` event and the ledger's ``verifyAnchor``.
+the result file of its items (JSON Lines, :mod:`privledger.node.results`). Given the file (``GET
+/api/v1/tasks/{id}/result/file``, salt in its ``X-Result-Salt`` header) or the items and the salt
+(``GET /api/v1/tasks/{id}/result``), anyone can recompute the digest and check it against the
+``ResultAnchored`` event and the ledger's ``verifyAnchor``. Items are taken in the order given: it
+is the order of the file.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 
 from sqlmodel import Session
 
+from privledger.node import results
 from privledger.node.context import NodeContext
-from privledger.node.worker import output_bytes, result_digest
+from privledger.node.worker import result_digest
 from privledger.store.events import events_named
 
 from .story import task_exists
@@ -76,8 +79,15 @@ def parse_salt(text: str) -> bytes:
 
 
 def parse_items(content: bytes) -> tuple[list[str], str | None]:
-    """The items of a result file: a JSON list of strings, or the result object with ``items``
-    (whose ``salt``, if any, is returned too)."""
+    """The items of an upload: the result file itself (JSON Lines), a JSON list of strings, or
+    the result object with ``items`` (whose ``salt``, if any, is returned too)."""
+    if not content.lstrip().startswith((b"[", b"{")):  # a result file's lines start with '"'
+        try:
+            return results.parse(content), None
+        except results.ResultFormatError as exc:
+            raise VerifyInputError(
+                400, "invalid_file", f"the result file is not a result file: {exc}"
+            ) from exc
     try:
         document = json.loads(content.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -91,7 +101,8 @@ def parse_items(content: bytes) -> tuple[list[str], str | None]:
         raise VerifyInputError(
             400,
             "invalid_file",
-            "the result file is a JSON list of strings, or a result object with such 'items'",
+            "the result file is JSON Lines as GET /tasks/{id}/result/file serves it, a JSON "
+            "list of strings, or a result object with such 'items'",
         )
     return document, salt
 
@@ -110,7 +121,11 @@ def verify_result(
             f"org {org_id} is not a participant of task {task_id} "
             f"(participants: {', '.join(str(p) for p in task.participants)})",
         )
-    computed = result_digest(task_id, org_id, salt, output_bytes(items))
+    try:
+        output = results.encode(items)
+    except results.ResultFormatError as exc:
+        raise VerifyInputError(400, "invalid_file", str(exc)) from exc
+    computed = result_digest(task_id, org_id, salt, output)
     verdict = Verdict(
         task_id=task_id,
         org_id=org_id,

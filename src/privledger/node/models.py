@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from privledger.evm.contracts import TaskStatus
 from privledger.evm.hashing import keccak256
 from privledger.evm.ledger import Ledger
+from privledger.node import results
 from privledger.node.context import NodeContext
 from privledger.node.spec import HORIZONTAL_PROTOCOLS, parse_canonical
 from privledger.store.models import LocalModel, LocalTask
@@ -58,7 +59,7 @@ def register_model(
         raise ModelError(f"task {task_id} is {status.name.lower()}, not completed")
     if taken is not None:
         raise ModelError(f"a model named {name!r} or from task {task_id} is registered already")
-    (output,) = json.loads(Path(row.result_path).read_text())
+    (output,) = results.read(Path(row.result_path), limit=1)
     model = json.loads(output)
     content = json.dumps(model, sort_keys=True, separators=(",", ":")).encode()
     model_hash = hashlib.sha256(content).digest()

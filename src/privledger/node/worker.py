@@ -11,7 +11,6 @@ protocol finished.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import secrets
 import threading
@@ -30,10 +29,12 @@ from sqlmodel import Session, col, select
 from privledger.evm.contracts import ApprovalStatus, FailureReason, Grant, Task, TaskStatus
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.evm.hashing import keccak256
+from privledger.node import results
 from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
 from privledger.node.grants import terms_of
+from privledger.node.release import Withheld
 from privledger.node.runners import InputForm, Run, TaskRefused, input_form, run_protocol
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.settlement import settlement_record
@@ -66,7 +67,7 @@ ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
 
 @dataclass(frozen=True)
 class Outcome:
-    output: list[str] | Path | None  # items, a file of items, or None: no output here
+    output: list[str] | Path | None  # items, a result file (node.results), or None: no output
     transcript_hash: bytes
     matched: int
     seconds: float
@@ -86,14 +87,6 @@ def digest_of_hash(task_id: int, org_id: int, salt: bytes, output_sha256: bytes)
     return keccak256(encoded)
 
 
-def file_sha256(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.digest()
-
-
 def combined_transcript(channels: Mapping[int, Channel]) -> bytes:
     """One peer: that channel's transcript (equal on both ends). Several: sha256 over each
     channel's transcript in peer-org order (each participant anchors its own view)."""
@@ -103,13 +96,6 @@ def combined_transcript(channels: Mapping[int, Channel]) -> bytes:
     for org in sorted(channels):
         digest.update(org.to_bytes(8, "big") + channels[org].transcript_hash)
     return digest.digest()
-
-
-def output_bytes(items: list[str] | None) -> bytes:
-    """The canonical bytes of an output: a sorted JSON list, or empty for no output."""
-    if items is None:
-        return b""
-    return json.dumps(sorted(items), ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _holds(row: LocalTask, spec_hash: bytes) -> bool:
@@ -259,8 +245,7 @@ class Worker:
             service = self._called_service(task, spec)
             if spec.requester == self.node.org_id:
                 self._start_on_chain(task_id)
-            outcome = self._execute(task, spec, terms)
-            self._anchor(task, outcome)
+            self._execute(task, spec, terms)  # runs the protocol and anchors its outcome
             if service is not None:
                 self._log_call(task, service.name, "ran")
         except TaskRefused as refused:
@@ -421,14 +406,20 @@ class Worker:
         except ChainRevert as exc:
             logger.info("task %d not started on chain: %s", task_id, exc)
 
-    def _execute(self, task: Task, spec: TaskSpec, terms: GrantTerms | None) -> Outcome:
+    def _execute(self, task: Task, spec: TaskSpec, terms: GrantTerms | None) -> None:
+        """Run this party's side of the task and anchor its outcome. A provider anchors before
+        its last messages leave (:mod:`privledger.node.release`), so that a requester holding
+        the result can no longer fail the task; the others once every peer has every frame."""
         if spec.dealer_org == self.node.org_id:
-            return self._deal(task, spec)
+            self._anchor(task, self._deal(task, spec))
+            return
         mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
         aggregator = spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id
         if mine is None and not aggregator:
             raise TaskRefused(FailureReason.SPEC_MISMATCH, "this organisation holds no input")
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
+        provider = mine is not None and spec.requester != self.node.org_id
+        views = {org: Withheld(ch) for org, ch in channels.items()} if provider else {}
         with _closing(channels):
             for channel in channels.values():
                 channel.connect()  # the connections come up while the input loads
@@ -441,7 +432,7 @@ class Worker:
                 self.node,
                 task,
                 spec,
-                dict(channels),
+                {org: views.get(org, channel) for org, channel in channels.items()},
                 rows,
                 source,
                 self._min_release(spec, terms),
@@ -451,11 +442,22 @@ class Worker:
             self._meet(channels)
             started = time.perf_counter()
             output, units = run_protocol(run)
+            seen = run.channels  # a provider's views: their transcripts cover the held messages
+            outcome = Outcome(
+                output,
+                combined_transcript(seen),
+                units,
+                time.perf_counter() - started,
+                sum(channel.bytes_sent for channel in seen.values()),
+            )
+            if provider:
+                self._anchor(task, outcome)
+                for view in views.values():
+                    view.release()
             for channel in channels.values():
-                channel.finish()  # the peers have everything we sent before we anchor
-            transcript = combined_transcript(channels)
-            sent = sum(channel.bytes_sent for channel in channels.values())
-        return Outcome(output, transcript, units, time.perf_counter() - started, sent)
+                channel.finish()  # the peers have every frame we sent
+            if not provider:
+                self._anchor(task, outcome)
 
     def _input(
         self, task_id: int, mine: SpecInput, form: InputForm
@@ -571,20 +573,10 @@ class Worker:
 
     def _anchor(self, task: Task, outcome: Outcome) -> None:
         salt = secrets.token_bytes(32)
-        result_path = None
-        if isinstance(outcome.output, Path):  # streamed to a file: one item per line
-            digest = digest_of_hash(
-                task.task_id, self.node.org_id, salt, file_sha256(outcome.output)
-            )
-            result_path = str(outcome.output)
-        else:
-            payload = output_bytes(outcome.output)
-            digest = result_digest(task.task_id, self.node.org_id, salt, payload)
-            if outcome.output is not None:
-                self.node.settings.results_dir.mkdir(parents=True, exist_ok=True)
-                path = self.node.settings.results_dir / f"task-{task.task_id}.json"
-                path.write_bytes(payload)
-                result_path = str(path)
+        path, output_sha256 = results.keep(
+            outcome.output, self.node.settings.results_dir, task.task_id
+        )
+        digest = digest_of_hash(task.task_id, self.node.org_id, salt, output_sha256)
         self.node.ledger.tasks.anchor_result(
             task.task_id, digest, outcome.transcript_hash, min(outcome.matched, MAX_UNITS)
         )
@@ -593,7 +585,7 @@ class Worker:
             task.spec_hash,
             state="anchored",
             salt="0x" + salt.hex(),
-            result_path=result_path,
+            result_path=None if path is None else str(path),
             result_size=outcome.matched,
             result_digest="0x" + digest.hex(),
             transcript_hash="0x" + outcome.transcript_hash.hex(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from functools import lru_cache
@@ -24,6 +23,7 @@ from privledger.api.routes.projects import check_task_project
 from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
 from privledger.evm.contracts import Kind, Task, TaskStatus
 from privledger.evm.indexer import references
+from privledger.node import results
 from privledger.node.context import NodeContext
 from privledger.node.grants import ZERO32, choose_grant
 from privledger.node.spec import (
@@ -398,20 +398,18 @@ async def changed_task(
 
 @router.get("/{task_id}/result", response_model=TaskResult)
 def get_result(task_id: TaskId, _caller: Operator, session: SessionDep) -> TaskResult:
-    """The task's output, for output recipients only, with the salt opening its anchored digest.
-    A bucketed PSI output larger than :data:`MAX_RESULT_ITEMS` is only downloadable as a file."""
-    local = _result_of(session, task_id)
-    path = Path(local.result_path or "")
-    if path.suffix == ".items":  # streamed: one item per line, as anchored
-        if (local.result_size or 0) > MAX_RESULT_ITEMS:
-            raise ApiError(
-                409,
-                "too_large",
-                f"{local.result_size} items: download GET /tasks/{task_id}/result/file",
-            )
-        items = path.read_text().splitlines()
-    else:
-        items = json.loads(path.read_text())
+    """The task's output, for output recipients only, with the salt opening its anchored digest:
+    the items of the result file, in its order. An output of more than
+    :data:`MAX_RESULT_ITEMS` items is only downloadable as the file."""
+    local, path = _result_of(session, task_id)
+    try:
+        items = results.read(path, MAX_RESULT_ITEMS)
+    except results.TooManyItems as exc:
+        raise ApiError(
+            409, "too_large", f"{exc}: download GET /tasks/{task_id}/result/file"
+        ) from exc
+    except results.ResultFormatError as exc:
+        raise ApiError(409, "unreadable_result", f"the result file on this node: {exc}") from exc
     return TaskResult(
         task_id=task_id,
         items=items,
@@ -423,19 +421,20 @@ def get_result(task_id: TaskId, _caller: Operator, session: SessionDep) -> TaskR
 
 @router.get("/{task_id}/result/file", response_class=FileResponse)
 def get_result_file(task_id: TaskId, _caller: Operator, session: SessionDep) -> FileResponse:
-    """The output file exactly as its SHA-256 went into the anchored digest (a JSON list, or one
-    item per line for bucketed PSI); the salt is in the ``X-Result-Salt`` header."""
-    local = _result_of(session, task_id)
-    path = Path(local.result_path or "")
+    """The result file exactly as its SHA-256 went into the anchored digest: JSON Lines, each
+    item one JSON string on a line of its own (``application/jsonl``); the salt is in the
+    ``X-Result-Salt`` header."""
+    local, path = _result_of(session, task_id)
     return FileResponse(
         path,
-        media_type="text/plain" if path.suffix == ".items" else "application/json",
-        filename=f"task-{task_id}{path.suffix}",
+        media_type=results.MEDIA_TYPE,
+        filename=f"task-{task_id}{results.SUFFIX}",
         headers={"X-Result-Salt": local.salt or "", "X-Result-Digest": local.result_digest or ""},
     )
 
 
-def _result_of(session: SessionDep, task_id: int) -> LocalTask:
+def _result_of(session: SessionDep, task_id: int) -> tuple[LocalTask, Path]:
+    """The task's record on this node and its result file."""
     local = session.get(LocalTask, task_id)
     if local is None:
         raise not_found(f"task {task_id} on this node")
@@ -443,4 +442,7 @@ def _result_of(session: SessionDep, task_id: int) -> LocalTask:
         raise ApiError(
             404, "no_result", f"this node holds no output of task {task_id} (state {local.state})"
         )
-    return local
+    path = Path(local.result_path)
+    if not path.is_file():
+        raise ApiError(404, "no_result", f"the result file of task {task_id} is gone")
+    return local, path

@@ -51,6 +51,10 @@ CHANGELOG: dict[str, list[str]] = {
         "POST /datasets/upload: a dataset as the streamed request body (CSV or Parquet); "
         "POST /datasets takes only a file of the organisation's import directory (400 "
         "not_importable otherwise)",
+        "every task output is one result file, JSON Lines (one JSON string per item and line): "
+        "GET /tasks/{id}/result/file serves it as application/jsonl (it was a JSON list, or "
+        "one raw item per line for bucketed PSI) and the anchored digest commits to it; "
+        "GET /tasks/{id}/result gives its items in its order (409 too_large past a million)",
     ],
 }
 

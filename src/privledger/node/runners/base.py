@@ -19,8 +19,8 @@ InputForm = Literal["rows", "file", "column"]
 that streams it), or the key column as an Arrow array."""
 
 RunOutput = tuple[list[str] | Path | None, int]
-"""This party's output -- items, a file of items one per line (bucketed PSI), or None when it
-learns none -- and the units its providers are paid for."""
+"""This party's output -- items, its result file (:mod:`privledger.node.results`) when a PSI
+streamed it, or None when it learns none -- and the units its providers are paid for."""
 
 
 class TaskRefused(Exception):

@@ -10,6 +10,7 @@ import json
 import pyarrow as pa
 
 from privledger.evm.contracts import FailureReason
+from privledger.node import results
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.node.spec import KkrtSpec
 from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty
@@ -17,7 +18,7 @@ from privledger.protocols.psi.common import PsiResult
 
 COLUMN_PROTOCOLS = {"kkrt"}  # take the key column as an Arrow array (Run.column)
 BUCKET_WORKERS = 2  # processes per party doing the bucketed PSI's CPU work
-MAX_LIST_ITEMS = 1_000_000  # larger outputs go to a file, one item per line, as the API serves
+MAX_LIST_ITEMS = 1_000_000  # larger outputs are streamed to the result file (node.results)
 
 
 def run(task: Run) -> RunOutput:
@@ -71,7 +72,7 @@ def _ecdh(task: Run) -> PsiResult:
 
 def _column(task: Run) -> RunOutput:
     """KKRT on the key column as Arrow reads it (no Python object per row, up to 2^24 rows and
-    more); an intersection over :data:`MAX_LIST_ITEMS` items is written one item per line."""
+    more); an intersection over :data:`MAX_LIST_ITEMS` items is streamed to the result file."""
     result = kkrt.run_psi_column(
         task.capped_channel(len(task.column)),
         task.column,
@@ -85,9 +86,7 @@ def _column(task: Run) -> RunOutput:
     task.check_release(matched, "matched rows")
     if matched <= MAX_LIST_ITEMS:
         return result.intersection.cast(pa.large_string()).to_pylist(), matched
-    results = task.node.settings.results_dir
-    results.mkdir(parents=True, exist_ok=True)
-    out = results / f"task-{task.task.task_id}.items"
+    out = results.path_of(task.node.settings.results_dir, task.task.task_id)
     output = buckets.ItemsOutput(out)
     try:
         output.write(buckets.Matched.of(result.intersection))
@@ -148,9 +147,7 @@ def _bucketed(task: Run, spec: KkrtSpec) -> RunOutput:
     mine = task.mine
     if task.source is None or mine is None or spec.buckets is None:
         raise TaskRefused(FailureReason.PROTOCOL_ERROR, "a bucketed task needs its input file")
-    results = task.node.settings.results_dir
-    results.mkdir(parents=True, exist_ok=True)
-    out = results / f"task-{task.task.task_id}.items"
+    out = results.path_of(task.node.settings.results_dir, task.task.task_id)
     result = buckets.run_bucketed_psi(
         task.only_channel(),
         task.role,
@@ -162,7 +159,7 @@ def _bucketed(task: Run, spec: KkrtSpec) -> RunOutput:
         reveal_to_provider=spec.output == "both",
         timeout=task.timeout,
         partition_key=hashlib.sha256(b"privledger/psi-buckets" + spec.hash).digest()[:16],
-        work_dir=results,
+        work_dir=out.parent,
     )
     if not result.learned_output:
         return None, result.matched

@@ -43,8 +43,9 @@ exchange, so ``timeout`` must cover the difference between the two parties' part
 ``(W + 2 W) * T * ~250`` bytes for the buckets in flight -- independent of the file size
 (measured: 10^8 rows per side, ``B = 200`` so ``T ~ 502,000``, ``W = 2``: 1.3 GB peak for a
 party's whole process tree; 10^7 rows with ``B = 20``: the same). The
-intersection is streamed to ``out`` (one item per line, or Parquet if ``out`` ends in
-``.parquet``) in bucket order, sorted within a bucket; the result carries its SHA-256 digest:
+intersection is streamed to ``out`` (JSON Lines, :mod:`privledger.protocols.jsonlines`; or
+Parquet if ``out`` ends in ``.parquet``) in bucket order, sorted within a bucket; the result
+carries its SHA-256 digest:
 ``SHA-256(DIGEST_DOMAIN || SHA-256(lengths as 8-byte big-endian) || SHA-256(item bytes))``.
 
 Security model and leakage: those of :mod:`.kkrt` (semi-honest, kappa = 128, lambda = 40),
@@ -82,6 +83,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from privledger.protocols import jsonlines
 from privledger.protocols.channel import (
     Channel,
     ChannelClosed,
@@ -404,7 +406,7 @@ def _executor(
 
 
 class ItemsOutput:
-    """Writes matched items in order to a line file or Parquet and digests them."""
+    """Writes matched items in order to a JSON Lines file or Parquet and digests them."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -419,27 +421,20 @@ class ItemsOutput:
     def write(self, matched: Matched) -> None:
         if matched.count == 0:
             return
-        data = np.frombuffer(matched.data, dtype=np.uint8)
         self._lengths.update(matched.lengths.astype(">u8").tobytes())
         self._data.update(matched.data)
         self.count += matched.count
         offsets = np.concatenate(([0], np.cumsum(matched.lengths)))
+        array = pa.Array.from_buffers(
+            pa.large_binary(),
+            matched.count,
+            [None, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(matched.data)],
+        )
         if self._writer is not None:
-            array = pa.Array.from_buffers(
-                pa.large_binary(),
-                matched.count,
-                [None, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(matched.data)],
-            )
             self._writer.write_batch(pa.record_batch([array], schema=self._schema))
             return
-        if np.any((data == 0x0A) | (data == 0x0D)):
-            raise ValueError("an item contains a line break; write Parquet output instead")
-        lines = np.empty(len(data) + matched.count, dtype=np.uint8)
-        shift = np.repeat(np.arange(matched.count), matched.lengths)
-        lines[np.arange(len(data)) + shift] = data
-        lines[offsets[1:] + np.arange(matched.count)] = 0x0A
         assert self._handle is not None
-        self._handle.write(lines.tobytes())
+        self._handle.write(jsonlines.encode(array))
 
     def close(self) -> str:
         if self._writer is not None:
