@@ -34,7 +34,6 @@ from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
 from privledger.node.grants import terms_of
-from privledger.node.release import Withheld
 from privledger.node.runners import InputForm, Run, TaskRefused, input_form, run_protocol
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.settlement import settlement_record
@@ -245,7 +244,8 @@ class Worker:
             service = self._called_service(task, spec)
             if spec.requester == self.node.org_id:
                 self._start_on_chain(task_id)
-            self._execute(task, spec, terms)  # runs the protocol and anchors its outcome
+            outcome = self._execute(task, spec, terms)
+            self._anchor(task, outcome)
             if service is not None:
                 self._log_call(task, service.name, "ran")
         except TaskRefused as refused:
@@ -406,20 +406,14 @@ class Worker:
         except ChainRevert as exc:
             logger.info("task %d not started on chain: %s", task_id, exc)
 
-    def _execute(self, task: Task, spec: TaskSpec, terms: GrantTerms | None) -> None:
-        """Run this party's side of the task and anchor its outcome. A provider anchors before
-        its last messages leave (:mod:`privledger.node.release`), so that a requester holding
-        the result can no longer fail the task; the others once every peer has every frame."""
+    def _execute(self, task: Task, spec: TaskSpec, terms: GrantTerms | None) -> Outcome:
         if spec.dealer_org == self.node.org_id:
-            self._anchor(task, self._deal(task, spec))
-            return
+            return self._deal(task, spec)
         mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
         aggregator = spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id
         if mine is None and not aggregator:
             raise TaskRefused(FailureReason.SPEC_MISMATCH, "this organisation holds no input")
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
-        provider = mine is not None and spec.requester != self.node.org_id
-        views = {org: Withheld(ch) for org, ch in channels.items()} if provider else {}
         with _closing(channels):
             for channel in channels.values():
                 channel.connect()  # the connections come up while the input loads
@@ -432,7 +426,7 @@ class Worker:
                 self.node,
                 task,
                 spec,
-                {org: views.get(org, channel) for org, channel in channels.items()},
+                dict(channels),
                 rows,
                 source,
                 self._min_release(spec, terms),
@@ -442,22 +436,11 @@ class Worker:
             self._meet(channels)
             started = time.perf_counter()
             output, units = run_protocol(run)
-            seen = run.channels  # a provider's views: their transcripts cover the held messages
-            outcome = Outcome(
-                output,
-                combined_transcript(seen),
-                units,
-                time.perf_counter() - started,
-                sum(channel.bytes_sent for channel in seen.values()),
-            )
-            if provider:
-                self._anchor(task, outcome)
-                for view in views.values():
-                    view.release()
             for channel in channels.values():
-                channel.finish()  # the peers have every frame we sent
-            if not provider:
-                self._anchor(task, outcome)
+                channel.finish()  # the peers have everything we sent before we anchor
+            transcript = combined_transcript(channels)
+            sent = sum(channel.bytes_sent for channel in channels.values())
+        return Outcome(output, transcript, units, time.perf_counter() - started, sent)
 
     def _input(
         self, task_id: int, mine: SpecInput, form: InputForm
