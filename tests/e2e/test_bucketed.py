@@ -134,3 +134,11 @@ def test_any_csv_item_round_trips_through_psi_results_and_verifies(running: Runn
                 assert verdict.json()["verified"] is True, (name, upload[0], verdict.json())
                 assert verdict.json()["anchored_digest"] == result["resultDigest"]
                 assert verdict.json()["item_count"] == len(ODD_ITEMS)
+            # a file too large to upload: its SHA-256 instead
+            form = {"task_id": str(submitted[name]), "org_id": str(own), "salt": result["salt"]}
+            sha256 = hashlib.sha256(download.content).hexdigest()
+            by_hash = auditor.post("/explorer/api/verify", data={**form, "result_sha256": sha256})
+            assert by_hash.status_code == 200 and by_hash.json()["verified"] is True, name
+            assert by_hash.json()["item_count"] is None
+            other = auditor.post("/explorer/api/verify", data={**form, "result_sha256": "11" * 32})
+            assert other.json()["verified"] is False, name

@@ -376,6 +376,9 @@ def test_verify_bad_input_is_a_clear_4xx(
         assert page.status_code == status and 'class="alert bad"' in page.text
     no_file = auditor.post("/explorer/api/verify", data={"task_id": "1", "org_id": "1"})
     assert no_file.status_code == 400
+    form = {"task_id": str(task_id), "org_id": str(telecom), "salt": result["salt"]}
+    bad_hash = auditor.post("/explorer/api/verify", data={**form, "result_sha256": "0x12"})
+    assert bad_hash.status_code == 400 and bad_hash.json()["error"]["code"] == "invalid_sha256"
     not_a_number = verify(auditor, "x", telecom, result["salt"], items)  # type: ignore[arg-type]
     assert not_a_number.status_code == 400
 

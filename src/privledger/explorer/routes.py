@@ -29,7 +29,9 @@ from .verify import (
     parse_items,
     parse_org_id,
     parse_salt,
+    parse_sha256,
     parse_task_id,
+    verify_output,
     verify_result,
 )
 from .web import (
@@ -223,11 +225,22 @@ def task_json(task_id: str, node: NodeDep, _auditor: Auditor) -> dict[str, Any]:
 
 # --- verify a result --------------------------------------------------------------------------
 def _verdict(
-    node: NodeContext, task_id: str, org_id: str, salt: str, result_file: UploadFile | None
+    node: NodeContext,
+    task_id: str,
+    org_id: str,
+    salt: str,
+    result_file: UploadFile | None,
+    result_sha256: str,
 ) -> Verdict:
     limit = node.settings.max_json_body_bytes
+    if result_sha256.strip():  # given for a file too large to upload: the file is not read
+        digest = parse_sha256(result_sha256)
+        task, org = parse_task_id(task_id), parse_org_id(org_id)
+        return verify_output(node, task, org, parse_salt(salt), digest, None)
     if result_file is None:
-        raise VerifyInputError(400, "invalid_file", "choose the result file to verify")
+        raise VerifyInputError(
+            400, "invalid_file", "choose the result file to verify, or give its SHA-256"
+        )
     content = result_file.file.read(limit + 1)
     if len(content) > limit:
         raise VerifyInputError(413, "too_large", f"a result file is at most {limit} bytes")
@@ -249,7 +262,8 @@ def verify_page(
     task: Annotated[str, Query(max_length=40)] = "",
     org: Annotated[str, Query(max_length=40)] = "",
 ) -> Response:
-    context = {"form": {"task_id": task, "org_id": org, "salt": ""}, "verdict": None, "error": None}
+    form = {"task_id": task, "org_id": org, "salt": "", "result_sha256": ""}
+    context = {"form": form, "verdict": None, "error": None}
     return page(request, "verify.html", context, viewer=auditor)
 
 
@@ -262,10 +276,11 @@ def verify_form(
     org_id: VerifyField = "",
     salt: VerifyField = "",
     result_file: ResultFile = None,
+    result_sha256: VerifyField = "",
 ) -> Response:
-    form = {"task_id": task_id, "org_id": org_id, "salt": salt}
+    form = {"task_id": task_id, "org_id": org_id, "salt": salt, "result_sha256": result_sha256}
     try:
-        verdict = _verdict(node, task_id, org_id, salt, result_file)
+        verdict = _verdict(node, task_id, org_id, salt, result_file, result_sha256)
     except VerifyInputError as exc:
         failed: dict[str, Any] = {"form": form, "verdict": None, "error": exc.message}
         return page(request, "verify.html", failed, viewer=auditor, status_code=exc.status)
@@ -281,7 +296,9 @@ def verify_json(
     org_id: VerifyField = "",
     salt: VerifyField = "",
     result_file: ResultFile = None,
+    result_sha256: VerifyField = "",
 ) -> dict[str, Any]:
     """Multipart: task_id, org_id, salt (0x + 64 hex; may be left empty when the file is the
-    whole result object, whose salt is then used) and result_file."""
-    return _verdict(node, task_id, org_id, salt, result_file).as_json()
+    whole result object, whose salt is then used) and result_file -- or, for a result file too
+    large to upload, its SHA-256 as result_sha256 (0x + 64 hex) instead."""
+    return _verdict(node, task_id, org_id, salt, result_file, result_sha256).as_json()

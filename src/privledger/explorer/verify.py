@@ -10,6 +10,7 @@ is the order of the file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -18,7 +19,7 @@ from sqlmodel import Session
 
 from privledger.node import results
 from privledger.node.context import NodeContext
-from privledger.node.worker import result_digest
+from privledger.node.worker import digest_of_hash
 from privledger.store.events import events_named
 
 from .story import task_exists
@@ -43,7 +44,7 @@ class Verdict:
     anchored_digest: str | None
     transcript_hash: str | None
     anchor_matches_ledger: bool
-    item_count: int
+    item_count: int | None  # None: verified from the file's SHA-256, its items not seen
     reasons: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -65,17 +66,26 @@ def parse_org_id(text: str) -> int:
 
 
 def parse_salt(text: str) -> bytes:
+    return _hex32(text, "invalid_salt", "the salt")
+
+
+def parse_sha256(text: str) -> bytes:
+    """A result file's SHA-256, for a file too large to upload (``sha256sum`` computes it)."""
+    return _hex32(text, "invalid_sha256", "the result file's SHA-256")
+
+
+def _hex32(text: str, code: str, what: str) -> bytes:
     raw = text.strip()
     raw = raw[2:] if raw.lower().startswith("0x") else raw
     try:
-        salt = bytes.fromhex(raw)
+        value = bytes.fromhex(raw)
     except ValueError:
-        salt = b""
-    if len(salt) != 32:
+        value = b""
+    if len(value) != 32:
         raise VerifyInputError(
-            400, "invalid_salt", "the salt is 32 bytes of hex (0x followed by 64 hex digits)"
+            400, code, f"{what} is 32 bytes of hex (0x followed by 64 hex digits)"
         )
-    return salt
+    return value
 
 
 def parse_items(content: bytes) -> tuple[list[str], str | None]:
@@ -110,7 +120,25 @@ def parse_items(content: bytes) -> tuple[list[str], str | None]:
 def verify_result(
     node: NodeContext, task_id: int, org_id: int, salt: bytes, items: list[str]
 ) -> Verdict:
-    """Recompute the digest and compare it with what ``org_id`` anchored for the task."""
+    """Recompute the digest of the result file of ``items`` and compare it with what ``org_id``
+    anchored for the task."""
+    try:
+        output = results.encode(items)
+    except results.ResultFormatError as exc:
+        raise VerifyInputError(400, "invalid_file", str(exc)) from exc
+    return verify_output(node, task_id, org_id, salt, hashlib.sha256(output).digest(), len(items))
+
+
+def verify_output(
+    node: NodeContext,
+    task_id: int,
+    org_id: int,
+    salt: bytes,
+    output_sha256: bytes,
+    item_count: int | None,
+) -> Verdict:
+    """Recompute the digest from the result file's SHA-256 and compare it with what ``org_id``
+    anchored for the task."""
     if not task_exists(node, task_id):
         raise VerifyInputError(404, "not_found", f"task {task_id} not found on the ledger")
     task = node.ledger.tasks.get_task(task_id)
@@ -121,11 +149,7 @@ def verify_result(
             f"org {org_id} is not a participant of task {task_id} "
             f"(participants: {', '.join(str(p) for p in task.participants)})",
         )
-    try:
-        output = results.encode(items)
-    except results.ResultFormatError as exc:
-        raise VerifyInputError(400, "invalid_file", str(exc)) from exc
-    computed = result_digest(task_id, org_id, salt, output)
+    computed = digest_of_hash(task_id, org_id, salt, output_sha256)
     verdict = Verdict(
         task_id=task_id,
         org_id=org_id,
@@ -134,7 +158,7 @@ def verify_result(
         anchored_digest=None,
         transcript_hash=None,
         anchor_matches_ledger=False,
-        item_count=len(items),
+        item_count=item_count,
     )
     node.indexer.sync()
     with Session(node.engine) as session:
