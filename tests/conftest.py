@@ -33,7 +33,7 @@ STORES = [
 ]
 _database_names = itertools.count(1)
 # tests of a real engine that CI must run: a skip of one of them is a failure
-NEVER_SKIP = ("postgres", "ray")
+NEVER_SKIP = ("postgres", "ray", "netns")
 
 
 def parametrise_store(metafunc: pytest.Metafunc, fixture: str) -> None:
@@ -51,8 +51,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
-    """A ``postgres`` or ``ray`` test never skips: a skip is reported as a failure, with its
-    reason."""
+    """A ``postgres``, ``ray`` or ``netns`` test never skips: a skip is reported as a failure,
+    with its reason."""
     report = yield
     marker = next((m for m in NEVER_SKIP if item.get_closest_marker(m) is not None), None)
     if report.skipped and marker is not None:

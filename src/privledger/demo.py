@@ -2,8 +2,9 @@
 starts one node process per organisation and walks the scenarios: a PSI task, and the
 telecom-fraud vertical FL task (:mod:`privledger.scenarios.fraud`), from submission to settlement.
 
-Everything runs on 127.0.0.1. The organisations' accounts are anvil's development accounts, so this
-is for the local development chain only.
+Everything runs on 127.0.0.1 (the tests also place each part on a host of its own). The
+organisations' accounts are anvil's development accounts, so this is for the local development
+chain only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,9 +176,20 @@ def prepare_node_home(
 
 
 def start_node(
-    settings: Settings, org: str, home: Path, tokens: dict[str, str], rpc_url: str, log_dir: Path
+    settings: Settings,
+    org: str,
+    home: Path,
+    tokens: dict[str, str],
+    rpc_url: str,
+    log_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    launcher: Sequence[str] = (),
 ) -> NodeProcess:
-    port = free_port()
+    """Start ``org``'s node process on ``host`` (a free port on 127.0.0.1; port 8000 on any
+    other address, a host of its own), its command prefixed by ``launcher`` (e.g. ``ip netns
+    exec NAME`` to run it inside a network namespace)."""
+    port = free_port() if host == "127.0.0.1" else 8000
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -186,11 +198,12 @@ def start_node(
             deployment_path(settings.deployments_dir, Web3(Web3.HTTPProvider(rpc_url)).eth.chain_id)
         ),
     }
-    command = [sys.executable, "-m", "privledger.cli", "-v", "node", "run", "--org", org]
-    command += ["--home", str(home), "--port", str(port), "--rpc-url", rpc_url]
+    command = [*launcher, sys.executable, "-m", "privledger.cli", "-v", "node", "run"]
+    command += ["--org", org, "--home", str(home), "--host", host, "--port", str(port)]
+    command += ["--rpc-url", rpc_url]
     log_path = log_dir / f"{org}.log"
     process = spawn(command, env, log_path)
-    return NodeProcess(org, f"http://127.0.0.1:{port}", process, tokens, command, env, log_path)
+    return NodeProcess(org, f"http://{host}:{port}", process, tokens, command, env, log_path)
 
 
 def wait_healthy(node: NodeProcess, timeout_s: float = 60.0) -> None:
@@ -368,17 +381,32 @@ def run_fraud_scenario(
 SCENARIOS = ("psi", "fraud")
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a part of the consortium runs: a host with an address of its own, reached through
+    ``launcher``, the prefix of a command that runs there (``ip netns exec NAME`` for a network
+    namespace)."""
+
+    address: str
+    launcher: tuple[str, ...] = ()
+
+
 @contextmanager
 def consortium(
-    settings: Settings, port: int | None
+    settings: Settings, port: int | None, placements: Mapping[str, Placement] | None = None
 ) -> Iterator[tuple[AnvilHandle, dict[str, Any], dict[str, NodeProcess]]]:
-    """Chain, ledger, organisations and node processes; all stopped on exit."""
+    """Chain, ledger, organisations and node processes; all stopped on exit. Everything runs on
+    127.0.0.1, unless ``placements`` puts the chain (``"chain"``) and each organisation's node
+    on a host of its own; then only the organisations placed run a node."""
     artifacts = compile_contracts(settings)
+    chain = (placements or {}).get("chain", Placement("127.0.0.1"))
     handle = start_anvil(
         settings.chain_dir,
         port=port or settings.chain_port,
         state_file=settings.chain_state_file,
         log_file=settings.var_dir / "logs" / "anvil.log",
+        host=chain.address,
+        launcher=chain.launcher,
     )
     nodes: dict[str, NodeProcess] = {}
     try:
@@ -389,13 +417,21 @@ def consortium(
         ledger = Ledger.from_client(admin, artifacts, deployment)
         orgs = onboard_demo_orgs(ledger)
         for name, index, roles, runs_node in DEMO_ORGS:
-            if runs_node:
+            place = Placement("127.0.0.1") if placements is None else placements.get(name)
+            if runs_node and place is not None:
                 archived = archive_stale_database(settings, name, deployment)
                 if archived is not None:
                     logger.warning("%s: the old node database is kept at %s", name, archived)
                 home, tokens = prepare_node_home(settings, name, index, roles)
                 nodes[name] = start_node(
-                    settings, name, home, tokens, handle.rpc_url, settings.var_dir / "logs"
+                    settings,
+                    name,
+                    home,
+                    tokens,
+                    handle.rpc_url,
+                    settings.var_dir / "logs",
+                    host=place.address,
+                    launcher=place.launcher,
                 )
         for node in nodes.values():
             wait_healthy(node)

@@ -13,14 +13,14 @@ from .test_walking_path import FEE, grant, submit, wait_status
 ROWS = 40_000  # long enough (seconds of ECDH) to kill a node in the middle
 
 
-def big_dataset(running: Running, org: str, shared: list[str]) -> str:
+def big_dataset(running: Running, org: str, shared: list[str], rows: int = ROWS) -> str:
     path = running.import_dir(org) / f"{org}-big.csv"
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["phone"])
         for phone in shared:
             writer.writerow([phone])
-        for _ in range(ROWS - len(shared)):
+        for _ in range(rows - len(shared)):
             writer.writerow([f"+1{secrets.randbelow(10**12):012d}"])
     body = {"path": str(path), "name": f"{org}-big", "level": 2, "unitPrice": 1}
     with running.client(org, "data_owner") as owner:

@@ -1,4 +1,5 @@
-"""Launch a local anvil chain as a handle: 127.0.0.1, a chosen or free port, a state file.
+"""Launch a local anvil chain as a handle: 127.0.0.1 (or a host's own address), a chosen or free
+port, a state file.
 
 With a state file the chain is loaded from it at start and dumped to it on a clean shutdown and
 every few seconds, so a restarted chain keeps every record: its blocks, transactions, receipts and
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -81,11 +83,12 @@ class AnvilHandle:
     chain_id: int
     state_file: Path | None
     log_file: Path | None = None
+    host: str = "127.0.0.1"
     _closed: bool = field(default=False, repr=False)
 
     @property
     def rpc_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def close(self, timeout_s: float = 10.0) -> None:
         if self._closed:
@@ -138,14 +141,23 @@ def start_anvil(
     accounts: int = 10,
     log_file: Path | None = None,
     ready_timeout_s: float = 30.0,
+    host: str = "127.0.0.1",
+    launcher: Sequence[str] = (),
 ) -> AnvilHandle:
-    """Start anvil on 127.0.0.1 and wait until it answers JSON-RPC."""
+    """Start anvil on ``host`` and wait until it answers JSON-RPC. Any other address than
+    127.0.0.1 is a host of its own, e.g. a network namespace that ``launcher`` (``ip netns exec
+    NAME``) runs anvil in: there ``port`` must be given, and nothing else listens on it."""
+    local = host == "127.0.0.1"
+    if port is None and not local:
+        raise AnvilError(f"choose the port anvil listens on at {host}")
     chosen_port = port if port is not None else free_port()
-    check_port_free(chosen_port)
+    if local:
+        check_port_free(chosen_port)
     command = [
+        *launcher,
         str(find_anvil(chain_dir)),
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(chosen_port),
         "--chain-id",
@@ -170,7 +182,7 @@ def start_anvil(
     finally:
         if log_file is not None and not isinstance(output, int):
             output.close()
-    handle = AnvilHandle(process, chosen_port, chain_id, state_file, log_file)
+    handle = AnvilHandle(process, chosen_port, chain_id, state_file, log_file, host)
     _wait_ready(handle, ready_timeout_s)
     if process.poll() is not None:  # it answered, yet our anvil is gone: someone else answered
         raise AnvilError(
