@@ -28,6 +28,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -288,7 +289,8 @@ class NodeClient:
         self, path: Path, name: str, *, level: int, unit_price: int
     ) -> dict[str, Any]:
         """Upload a CSV or Parquet file (by its suffix) from this machine and register it: it
-        streams to the node in chunks, never read whole into memory on either side."""
+        streams to the node in chunks, never read whole into memory on either side. Its length
+        is declared, so a node whose cap it exceeds refuses it before it is sent."""
         with path.open("rb") as handle:
             return self._upload(
                 iter(lambda: handle.read(UPLOAD_CHUNK_BYTES), b""),
@@ -296,6 +298,7 @@ class NodeClient:
                 level=level,
                 unit_price=unit_price,
                 parquet=path.suffix.lower() in (".parquet", ".pq"),
+                size=os.fstat(handle.fileno()).st_size,
             )
 
     def _upload(
@@ -306,6 +309,7 @@ class NodeClient:
         level: int,
         unit_price: int,
         parquet: bool = False,
+        size: int | None = None,
     ) -> dict[str, Any]:
         params = {
             "name": name,
@@ -314,6 +318,8 @@ class NodeClient:
             "format": "parquet" if parquet else "csv",
         }
         headers = {"Content-Type": "application/vnd.apache.parquet" if parquet else "text/csv"}
+        if size is not None:  # httpx then sends the chunks as they are, not chunk-encoded
+            headers["Content-Length"] = str(size)
         result: dict[str, Any] = self._request(
             "POST", "/datasets/upload", params=params, content=content, headers=headers
         )
