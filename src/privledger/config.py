@@ -92,11 +92,13 @@ class NodeSettings(BaseSettings):
     max_json_body_bytes: int = 1 << 20
     max_frame_bytes: int = 8 << 20
     max_upload_bytes: int = 4 << 30  # a dataset streamed to POST /datasets/upload
+    tls: bool = False  # serve HTTPS with a certificate bound to the chain (node/tls.py)
 
     @property
     def endpoint(self) -> str:
         """The URL peers reach this node at (registered on chain)."""
-        return self.public_url or f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return self.public_url or f"{scheme}://{self.host}:{self.port}"
 
     @property
     def resolved_database_url(self) -> str:
@@ -119,3 +121,11 @@ class NodeSettings(BaseSettings):
     @property
     def results_dir(self) -> Path:
         return self.home / "results"
+
+    @property
+    def tls_cert_file(self) -> Path:
+        return self.home / "tls" / "cert.pem"
+
+    @property
+    def tls_key_file(self) -> Path:
+        return self.home / "tls" / "key.pem"

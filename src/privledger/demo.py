@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ from privledger.evm.errors import ErrorDecoder
 from privledger.evm.ledger import Ledger
 from privledger.node.binding import is_bound_elsewhere
 from privledger.node.context import NODE_FILE, init_node_home
+from privledger.node.tls import ChainTrust, ChainVerifiedContext
 from privledger.scenarios import fraud
 from privledger.sdk import NodeClient
 from privledger.store.db import make_engine
@@ -94,12 +96,14 @@ class NodeProcess:
     command: list[str]
     env: dict[str, str]
     log_path: Path
+    verify: ssl.SSLContext | bool = True  # how a client checks the node's HTTPS certificate
 
     def client(self, role: str) -> httpx.Client:
         return httpx.Client(
             base_url=f"{self.url}/api/v1",
             headers={"Authorization": f"Bearer {self.tokens[role]}"},
             timeout=60,
+            verify=self.verify,
         )
 
     def stop(self) -> None:
@@ -185,10 +189,12 @@ def start_node(
     *,
     host: str = "127.0.0.1",
     launcher: Sequence[str] = (),
+    tls: ssl.SSLContext | None = None,
 ) -> NodeProcess:
     """Start ``org``'s node process on ``host`` (a free port on 127.0.0.1; port 8000 on any
     other address, a host of its own), its command prefixed by ``launcher`` (e.g. ``ip netns
-    exec NAME`` to run it inside a network namespace)."""
+    exec NAME`` to run it inside a network namespace); serving HTTPS when given the ``tls``
+    context its clients check the certificate with."""
     port = free_port() if host == "127.0.0.1" else 8000
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {
@@ -197,13 +203,15 @@ def start_node(
         "PRIVLEDGER_DEPLOYMENT_FILE": str(
             deployment_path(settings.deployments_dir, Web3(Web3.HTTPProvider(rpc_url)).eth.chain_id)
         ),
+        "PRIVLEDGER_TLS": str(tls is not None).lower(),
     }
     command = [*launcher, sys.executable, "-m", "privledger.cli", "-v", "node", "run"]
     command += ["--org", org, "--home", str(home), "--host", host, "--port", str(port)]
     command += ["--rpc-url", rpc_url]
     log_path = log_dir / f"{org}.log"
     process = spawn(command, env, log_path)
-    return NodeProcess(org, f"http://{host}:{port}", process, tokens, command, env, log_path)
+    url = f"{'https' if tls else 'http'}://{host}:{port}"
+    return NodeProcess(org, url, process, tokens, command, env, log_path, tls or True)
 
 
 def wait_healthy(node: NodeProcess, timeout_s: float = 60.0) -> None:
@@ -212,7 +220,8 @@ def wait_healthy(node: NodeProcess, timeout_s: float = 60.0) -> None:
         if node.process.poll() is not None:
             raise RuntimeError(f"node {node.org} exited with code {node.process.returncode}")
         try:
-            if httpx.get(f"{node.url}/api/v1/health", timeout=2).status_code == 200:
+            health = httpx.get(f"{node.url}/api/v1/health", timeout=2, verify=node.verify)
+            if health.status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -393,11 +402,16 @@ class Placement:
 
 @contextmanager
 def consortium(
-    settings: Settings, port: int | None, placements: Mapping[str, Placement] | None = None
+    settings: Settings,
+    port: int | None,
+    placements: Mapping[str, Placement] | None = None,
+    *,
+    tls: bool = False,
 ) -> Iterator[tuple[AnvilHandle, dict[str, Any], dict[str, NodeProcess]]]:
     """Chain, ledger, organisations and node processes; all stopped on exit. Everything runs on
     127.0.0.1, unless ``placements`` puts the chain (``"chain"``) and each organisation's node
-    on a host of its own; then only the organisations placed run a node."""
+    on a host of its own; then only the organisations placed run a node. With ``tls`` the nodes
+    serve HTTPS, and their clients here accept the certificates the chain vouches for."""
     artifacts = compile_contracts(settings)
     chain = (placements or {}).get("chain", Placement("127.0.0.1"))
     handle = start_anvil(
@@ -416,6 +430,7 @@ def consortium(
         deployment = deploy_contracts(admin, artifacts, settings.deployments_dir)
         ledger = Ledger.from_client(admin, artifacts, deployment)
         orgs = onboard_demo_orgs(ledger)
+        verify = ChainVerifiedContext(ChainTrust(ledger.orgs)) if tls else None
         for name, index, roles, runs_node in DEMO_ORGS:
             place = Placement("127.0.0.1") if placements is None else placements.get(name)
             if runs_node and place is not None:
@@ -432,6 +447,7 @@ def consortium(
                     settings.var_dir / "logs",
                     host=place.address,
                     launcher=place.launcher,
+                    tls=verify,
                 )
         for node in nodes.values():
             wait_healthy(node)

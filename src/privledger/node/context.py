@@ -31,6 +31,7 @@ from privledger.node.binding import DeploymentMismatch, bind_store
 from privledger.node.keystore import Keystore, node_public_key
 from privledger.node.peer_auth import SignedPeerReads
 from privledger.node.policy import Policies, PolicyError
+from privledger.node.tls import ChainTrust, ChainVerifiedContext
 from privledger.node.transport import Mailbox
 from privledger.store.db import make_engine
 
@@ -144,7 +145,12 @@ def open_node(settings: NodeSettings) -> NodeContext:
         org_id=org_id,
         mailbox=Mailbox(local_org=org_id),  # a frame for another org is refused (400)
         # its reads of other nodes' peer routes (task specs) are signed for its organisation
-        http=httpx.Client(timeout=httpx.Timeout(30.0), auth=SignedPeerReads(account, org_id)),
+        # a peer serving HTTPS is accepted only with the certificate the chain vouches for
+        http=httpx.Client(
+            timeout=httpx.Timeout(30.0),
+            auth=SignedPeerReads(account, org_id),
+            verify=ChainVerifiedContext(ChainTrust(ledger.orgs)),
+        ),
         indexer=EventIndexer(w3, deployment, artifacts, engine),
         policies=_policies(settings),
     )

@@ -25,6 +25,7 @@ from privledger.api.app import create_app
 from privledger.config import NodeSettings
 from privledger.node.context import NodeContext, open_node, publish_endpoint
 from privledger.node.selftest import run_selftest
+from privledger.node.tls import ensure_certificate
 from privledger.node.worker import Worker
 
 TENANT_PREFIX = "/t"
@@ -51,6 +52,9 @@ def serve(settings: NodeSettings) -> None:
     run_selftest()  # a broken crypto stack stops the node here, before it takes any task
     keep_files_private(settings.home)
     node = open_node(settings)
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if settings.tls:  # HTTPS with a certificate that the org admin account endorses
+        ensure_certificate(node.account, node.org_id, settings.endpoint, cert, key)
     publish_endpoint(node)
     worker = Worker(node)
     worker.start()
@@ -66,6 +70,8 @@ def serve(settings: NodeSettings) -> None:
             port=settings.port,
             log_level="warning",
             timeout_graceful_shutdown=5,
+            ssl_certfile=cert if settings.tls else None,
+            ssl_keyfile=key if settings.tls else None,
         )
     finally:
         worker.stop()
