@@ -5,6 +5,7 @@ account that is that organisation's admin now."""
 from __future__ import annotations
 
 import datetime
+import ssl
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,13 @@ from eth_account import Account
 from privledger.evm.accounts import dev_account
 from privledger.evm.contracts import Role
 from privledger.evm.ledger import Ledger
-from privledger.node.tls import ChainTrust, TlsIdentityError, endorser, issue_certificate
+from privledger.node.tls import (
+    ChainTrust,
+    ChainVerifiedContext,
+    TlsIdentityError,
+    endorser,
+    issue_certificate,
+)
 
 HOST, PORT = "10.9.8.7", 8000
 ENDPOINT = f"https://{HOST}:{PORT}"
@@ -80,6 +87,13 @@ def test_unpublished_endpoint_and_revoked_admin_are_refused(
     ledger.orgs.revoke_roles(org, dev_account(7).address, Role.ORG_ADMIN)
     with pytest.raises(TlsIdentityError, match="endorsed by"):  # retired at once
         ChainTrust(ledger.orgs).check(_der(certificate), HOST, PORT)
+
+
+def test_an_asyncio_handshake_is_refused_not_left_unchecked(ledger: Ledger) -> None:
+    context = ChainVerifiedContext(ChainTrust(ledger.orgs))
+    unchecked = context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname=HOST)
+    with pytest.raises(TlsIdentityError):
+        unchecked.do_handshake()
 
 
 def _self_signed(extensions: x509.Extensions | None) -> x509.Certificate:

@@ -184,9 +184,17 @@ class _ChainVerifiedSocket(ssl.SSLSocket):
         context.trust.check(der, self.server_hostname or host, port)
 
 
+class _UncheckedObject(ssl.SSLObject):
+    def do_handshake(self) -> None:
+        # an SSLObject (asyncio, httpx.AsyncClient) knows no peer port to look up on chain:
+        # refused rather than left with CERT_NONE and no check at all
+        raise TlsIdentityError("ChainVerifiedContext checks servers on sockets (httpx.Client)")
+
+
 class ChainVerifiedContext(ssl.SSLContext):
     """A client context (TLS 1.3) that accepts a server by the chain alone (:class:`ChainTrust`),
-    checked in the handshake; give it to ``httpx.Client(verify=...)``."""
+    checked in the handshake; give it to ``httpx.Client(verify=...)`` (a blocking socket: an
+    asyncio client's handshake is refused)."""
 
     trust: ChainTrust
 
@@ -197,6 +205,7 @@ class ChainVerifiedContext(ssl.SSLContext):
         context.verify_mode = ssl.CERT_NONE
         context.minimum_version = ssl.TLSVersion.TLSv1_3
         context.sslsocket_class = _ChainVerifiedSocket
+        context.sslobject_class = _UncheckedObject
         return context
 
 
