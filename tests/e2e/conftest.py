@@ -89,12 +89,12 @@ def node_databases_in_postgres(request: pytest.FixtureRequest) -> Iterator[dict[
     urls: dict[str, str] = {}
 
     def with_database_of(start: Callable[..., Any]) -> Callable[..., Any]:
-        def started(settings: Settings, org: str, *args: Any) -> Any:
+        def started(settings: Settings, org: str, *args: Any, **options: Any) -> Any:
             if org not in urls:
                 urls[org] = new_database(request, f"node_{org}")
             with pytest.MonkeyPatch.context() as env:
                 env.setenv("PRIVLEDGER_DATABASE_URL", urls[org])
-                return start(settings, org, *args)
+                return start(settings, org, *args, **options)
 
         return started
 
