@@ -1,6 +1,8 @@
-"""The workflow console in a real browser: a task wants bank-b's data without a grant; bank-b's
-data owner opens the console, sees the request in the inbox and approves it, which signs the
-on-chain approval; the task then runs and settles. Screenshots go to
+"""The workflow console in a real browser: a task wants bank-b's data without a grant that covers
+it; bank-b's data owner opens the console, sees the request in the inbox with what the task does
+with the dataset and the term of its grant the task breaks, and approves it, which signs the
+on-chain approval; the task then runs and settles. A task whose requester serves a forged spec
+can only be rejected. Screenshots go to
 ``$TMPDIR/privledger-screenshots`` (not part of the repo)."""
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from .conftest import Running
-from .test_walking_path import submit, wait_status
+from .test_approvals import forge_spec
+from .test_walking_path import grant, submit, wait_status
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(tempfile.gettempdir()) / "privledger-screenshots"
@@ -23,7 +26,9 @@ def test_a_data_owner_approves_a_pending_task_in_the_browser(
 ) -> None:
     telecom = running.register("telecom")
     bank = running.register("bank-b")
-    task = submit(running, telecom, bank)  # no grant: the input waits for bank-b's owner
+    # a grant for keyword queries only: a PSI task is not covered and waits for bank-b's owner
+    grant(running, "bank-b", bank, "telecom", kinds=["pir"])
+    task = submit(running, telecom, bank)
     assert task["status"] == "submitted"
     task_id = task["taskId"]
 
@@ -38,6 +43,17 @@ def test_a_data_owner_approves_a_pending_task_in_the_browser(
     row = page.locator(f"#inbox tr[data-kind=task_approval][data-id='{task_id}']")
     expect(row).to_contain_text("pending")
     expect(row).to_contain_text("telecom")
+    review = page.locator(f"#inbox tr.review[data-review-for='{task_id}']")
+    expect(review).to_contain_text("What the task does with your dataset")
+    expect(review).to_contain_text("column “phone”")
+    expect(review).to_contain_text("matched as a join key only, never released")
+    expect(review).to_contain_text("for another kind of task")  # the PIR grant
+    expect(review).to_contain_text("The task breaks term 'protocols'")
+    broken = review.locator("tr.broken")
+    expect(broken).to_have_count(1)
+    expect(broken).to_have_attribute("data-term", "protocols")
+    expect(broken).to_contain_text("ecdh")
+    expect(review.locator("tr[data-term=columns]")).to_contain_text("✓ kept")
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / "workflow-inbox.png"), full_page=True)
     row.locator("button[data-decision=approve]").click()
@@ -54,3 +70,26 @@ def test_a_data_owner_approves_a_pending_task_in_the_browser(
     assert [item["status"] for item in asked] == ["approved"]
     events = [e["event"] for e in final["timeline"]]
     assert "InputApproved" in events and "TaskAuthorised" in events
+
+
+def test_a_task_whose_spec_is_forged_can_only_be_rejected_in_the_browser(
+    running: Running, browser: Browser
+) -> None:
+    task = submit(running, running.register("telecom"), running.register("bank-b"))
+    task_id = task["taskId"]
+    forge_spec(running, task_id)
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{running.nodes['bank-b'].url}/console")
+    page.fill("#token", running.nodes["bank-b"].tokens["data_owner"])
+    page.click("#token-form button")
+    row = page.locator(f"#inbox tr[data-kind=task_approval][data-id='{task_id}']")
+    review = page.locator(f"#inbox tr.review[data-review-for='{task_id}']")
+    expect(review.locator(".spec-status")).to_contain_text("not the one on the ledger")
+    expect(review).to_contain_text("ecdh")  # what the chain says is still shown
+    expect(row.locator("button[data-decision=approve]")).to_have_count(0)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "workflow-forged-spec.png"), full_page=True)
+    row.locator("button[data-decision=reject]").click()
+    expect(page.locator("#notice")).to_contain_text(f"task {task_id}: rejected", timeout=30_000)
+    page.close()

@@ -5,7 +5,10 @@ the tab's session storage only); the page lists the inbox (``GET /api/v1/workflo
 inputs waiting for the owner's approval, project invitations) and the outbox, and the buttons
 call the same routes a script would -- ``POST /api/v1/approvals/{task}/{dataset}`` signs the
 on-chain approval or rejection with the data owner's key, ``POST /api/v1/projects/{id}/invitation``
-accepts or declines. The page renders nothing server-side; the script writes every value as text.
+accepts or declines. Beneath a task waiting for a data owner, the page shows
+``GET /api/v1/approvals/{task}/{dataset}``: what the task does with the dataset and, term by term,
+the owner's terms it keeps or breaks; a task whose spec the ledger does not vouch for can only be
+rejected. The page renders nothing server-side; the script writes every value as text.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ def console_page() -> FileResponse:
 @router.get("/static/console.js")
 def script() -> FileResponse:
     return FileResponse(STATIC / "console.js", media_type="text/javascript", headers=HEADERS)
+
+
+@router.get("/static/console.css")
+def stylesheet() -> FileResponse:
+    return FileResponse(STATIC / "console.css", media_type="text/css", headers=HEADERS)
 
 
 __all__ = ["router"]
