@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +16,7 @@ from tests.e2e.conftest import Running, running  # noqa: F401 (the consortium fi
 from tests.evm.conftest import consortium  # noqa: F401 (the contracts-only consortium)
 
 from .malicious import MALLORY_ACCOUNT, Mallory
+from .modified_node import ATTACKS_ENV
 
 # mallory's node releases every result over any data: it skips every release threshold
 EVERYTHING = {
@@ -40,13 +42,19 @@ def mallory(
     home, tokens = prepare_node_home(
         settings, "mallory", MALLORY_ACCOUNT, Role.DATA_OWNER | Role.OPERATOR
     )
+    attacks = tmp_path_factory.mktemp("mallory-attacks")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PRIVLEDGER_POLICY_FILE", str(policy))
+        patch.setenv(ATTACKS_ENV, str(attacks))
         node = start_node(
             settings, "mallory", home, tokens, running.info["rpcUrl"], settings.var_dir / "logs"
         )
+    # the same node, run with the modifications of tests/security/modified_node.py
+    node.stop()
+    node.command = [sys.executable, "-m", "tests.security.modified_node", *node.command[3:]]
+    node.restart()
     try:
         wait_healthy(node)
-        yield Mallory(running, node, org_id, home)
+        yield Mallory(running, node, org_id, home, attacks)
     finally:
         node.stop()

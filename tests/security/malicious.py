@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,30 @@ class Mallory:
     node: NodeProcess
     org_id: int
     home: Path
+    attacks: Path  # switches for the changes to its node (tests/security/modified_node.py)
+
+    @contextmanager
+    def attacking(self, *names: str) -> Iterator[None]:
+        """With these changes of mallory's node switched on."""
+        for name in names:
+            (self.attacks / name).touch()
+        try:
+            yield
+        finally:
+            for name in names:
+                (self.attacks / name).unlink()
+
+    def attack_log(self, name: str, task_id: int, timeout_s: float = 120) -> str:
+        """What mallory's modified node wrote about ``task_id`` in the attack's log."""
+        log, deadline = self.attacks / f"{name}.log", time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            lines = log.read_text().splitlines() if log.exists() else []
+            for line in lines:
+                number, _, outcome = line.partition(" ")
+                if int(number) == task_id:
+                    return outcome
+            time.sleep(0.1)
+        raise AssertionError(f"mallory's node wrote nothing about task {task_id} in {log}")
 
     @property
     def ledger(self) -> Ledger:

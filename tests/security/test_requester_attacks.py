@@ -13,7 +13,7 @@ import pytest
 from privledger.evm.contracts import FailureReason, TaskStatus
 from privledger.evm.errors import ChainRevert
 from privledger.node.spec import SpecInput, TaskSpec, parse_spec
-from tests.e2e.conftest import paused
+from tests.e2e.conftest import advance_chain_time, paused
 
 from .malicious import FEE, Mallory, grant, wait_closed
 
@@ -353,6 +353,41 @@ def test_7_the_requester_cannot_take_the_fee_back_after_delivery(mallory: Mallor
     assert mallory.ledger.metering.balance_of(bank_a) == provider_before + FEE
     assert mallory.balance() == mallory_before
     assert len(mallory.result(task_id).json()["items"]) == 60
+
+
+def test_7_the_requester_cannot_fail_the_task_the_moment_it_has_the_result(
+    mallory: Mallory,
+) -> None:
+    """Attack 7, racing the provider: mallory's modified node fails the task the moment the
+    protocol gave it the result, instead of anchoring, and answers the provider's frames late,
+    so that a provider anchoring only after its last message would still be waiting. The
+    provider anchors before its last message leaves: the failure is refused, and when the
+    deadline passes without mallory's anchor the fee goes to the provider."""
+    running = mallory.running
+    data = running.register("bank-a")
+    grant(running, "bank-a", data, mallory.org_id, kinds=["psi"])
+    mine = mallory.register(["phone"], _phones(mallory, "bank-a", 40, 40))
+    inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
+    bank_a = running.org_ids["bank-a"]
+    provider_before, mallory_before = mallory.ledger.metering.balance_of(bank_a), mallory.balance()
+    with mallory.attacking("fail-after-result", "slow-acks"):
+        response = mallory.submit({"protocol": "ecdh", "inputs": inputs, "deadlineS": 60})
+        assert response.status_code == 201, response.text
+        task_id = response.json()["taskId"]
+        outcome = mallory.attack_log("fail-after-result", task_id)
+    assert outcome == "reverted TaskLedgerDelivered", outcome
+    assert mallory.ledger.tasks.anchor_of(task_id, bank_a) != bytes(32)
+    assert mallory.ledger.tasks.get_task(task_id).status is TaskStatus.RUNNING
+
+    advance_chain_time(running, 61)  # mallory never anchors: the deadline passes
+    try:
+        mallory.ledger.tasks.expire_task(task_id)  # anyone may close it (a provider's worker too)
+    except ChainRevert as exc:
+        assert exc.error == "TaskLedgerInvalidStatus", exc
+    task = wait_closed(running, task_id)
+    assert task.status is TaskStatus.SETTLED
+    assert mallory.ledger.metering.balance_of(bank_a) == provider_before + FEE
+    assert mallory.balance() == mallory_before  # nothing came back
 
 
 def test_8_a_fee_below_the_price_is_refused(mallory: Mallory) -> None:

@@ -34,6 +34,7 @@ from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
 from privledger.node.grants import terms_of
+from privledger.node.release import LastMessages
 from privledger.node.runners import InputForm, Run, TaskRefused, input_form, run_protocol
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.settlement import settlement_record
@@ -244,8 +245,7 @@ class Worker:
             service = self._called_service(task, spec)
             if spec.requester == self.node.org_id:
                 self._start_on_chain(task_id)
-            outcome = self._execute(task, spec, terms)
-            self._anchor(task, outcome)
+            self._execute(task, spec, terms)  # runs the protocol and anchors its outcome
             if service is not None:
                 self._log_call(task, service.name, "ran")
         except TaskRefused as refused:
@@ -406,14 +406,20 @@ class Worker:
         except ChainRevert as exc:
             logger.info("task %d not started on chain: %s", task_id, exc)
 
-    def _execute(self, task: Task, spec: TaskSpec, terms: GrantTerms | None) -> Outcome:
+    def _execute(self, task: Task, spec: TaskSpec, terms: GrantTerms | None) -> None:
+        """Run this party's side of the task and anchor its outcome. A provider anchors before
+        its last messages leave (:mod:`privledger.node.release`), so that a requester holding
+        the result can no longer fail the task; the others once every peer has every frame."""
         if spec.dealer_org == self.node.org_id:
-            return self._deal(task, spec)
+            self._anchor(task, self._deal(task, spec))
+            return
         mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
         aggregator = spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id
         if mine is None and not aggregator:
             raise TaskRefused(FailureReason.SPEC_MISMATCH, "this organisation holds no input")
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
+        provider = mine is not None and spec.requester != self.node.org_id
+        held = LastMessages(channels) if provider else None
         with _closing(channels):
             for channel in channels.values():
                 channel.connect()  # the connections come up while the input loads
@@ -426,7 +432,7 @@ class Worker:
                 self.node,
                 task,
                 spec,
-                dict(channels),
+                held.views if held is not None else dict(channels),
                 rows,
                 source,
                 self._min_release(spec, terms),
@@ -436,11 +442,21 @@ class Worker:
             self._meet(channels)
             started = time.perf_counter()
             output, units = run_protocol(run)
+            seen = run.channels  # a provider's views: their transcripts cover the held messages
+            outcome = Outcome(
+                output,
+                combined_transcript(seen),
+                units,
+                time.perf_counter() - started,
+                sum(channel.bytes_sent for channel in seen.values()),
+            )
+            if held is not None:
+                self._anchor(task, outcome)
+                held.release()
             for channel in channels.values():
-                channel.finish()  # the peers have everything we sent before we anchor
-            transcript = combined_transcript(channels)
-            sent = sum(channel.bytes_sent for channel in channels.values())
-        return Outcome(output, transcript, units, time.perf_counter() - started, sent)
+                channel.finish()  # the peers have every frame we sent
+            if held is None:
+                self._anchor(task, outcome)
 
     def _input(
         self, task_id: int, mine: SpecInput, form: InputForm
