@@ -306,12 +306,18 @@ class SecureChannel(Channel):
         body = self._hello_body(frame)
         if body is None:
             return None
+        if not self._read_hello(body):
+            return None
+        return self._handshake.split()
+
+    def _read_hello(self, body: memoryview) -> bool:
+        """Whether the handshake took the peer's hello message ``body`` (else it is dropped)."""
         try:
             self._handshake.read_message(body)
         except HandshakeFailed as exc:
             self._drop(f"hello refused: {exc}")
-            return None
-        return self._handshake.split()
+            return False
+        return True
 
     def _hear_initiator(self, frame: bytes) -> TransportCiphers | None:
         """The responder: answer each distinct hello that authenticates (one of them may be a
@@ -340,10 +346,7 @@ class SecureChannel(Channel):
         if len(self._pending) >= MAX_PENDING_HANDSHAKES:
             self._drop(f"{MAX_PENDING_HANDSHAKES} hellos already wait for confirmation")
             return None
-        try:
-            self._handshake.read_message(body)
-        except HandshakeFailed as exc:
-            self._drop(f"hello refused: {exc}")
+        if not self._read_hello(body):
             return None
         with self._send_lock:
             self._check_usable()
