@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
+from pydantic import PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -93,6 +94,11 @@ class NodeSettings(BaseSettings):
     max_frame_bytes: int = 8 << 20
     max_upload_bytes: int = 4 << 30  # a dataset streamed to POST /datasets/upload
     tls: bool = False  # serve HTTPS with a certificate bound to the chain (node/tls.py)
+    # calls without credentials (or whose credentials fail), per client address: this many a
+    # second, this many at once; answered 429 beyond them
+    anonymous_calls_per_s: PositiveFloat = 10.0
+    anonymous_burst: PositiveInt = 100
+    anonymous_audit_s: PositiveFloat = 10.0  # anonymous calls are logged as counts per interval
 
     @property
     def endpoint(self) -> str:

@@ -7,7 +7,7 @@ from fastapi.routing import APIRoute
 
 from privledger import __version__
 from privledger.api.errors import ERROR_RESPONSES, install_error_handlers
-from privledger.api.middleware import AuditCalls, LimitJsonBodies
+from privledger.api.middleware import AuditCalls, LimitJsonBodies, LimitUncredentialedCalls
 from privledger.api.routes import (
     approvals,
     audit,
@@ -34,7 +34,7 @@ from privledger.portal import router as portal_router
 
 API_PREFIX = "/api/v1"
 AUDITED = (f"{API_PREFIX}/", "/api/interop/")  # the node API and the interoperability API
-API_VERSION = "1.3.0"  # see routes/versions.py CHANGELOG
+API_VERSION = "1.4.0"  # see routes/versions.py CHANGELOG
 
 
 def operation_id(route: APIRoute) -> str:
@@ -91,8 +91,17 @@ def create_app(node: NodeContext) -> FastAPI:
         exempt=(frames, f"{API_PREFIX}{datasets.UPLOAD_PATH}"),
     )  # inside the audit: a refused body is audited too
     app.add_middleware(
+        LimitUncredentialedCalls,
+        rate=node.settings.anonymous_calls_per_s,
+        burst=node.settings.anonymous_burst,
+        limited=AUDITED,
+        # each frame is authenticated, and limited per peer and task by the mailbox
+        exempt=(frames,),
+        enveloped=(interop.INTEROP_PREFIX,),
+    )  # outside the body limit: a throttled caller's body is never read
+    app.add_middleware(
         AuditCalls,
-        writer=AuditWriter(node.engine),
+        writer=AuditWriter(node.engine, tally_s=node.settings.anonymous_audit_s),
         audited=AUDITED,
         # the peers' protocol frames are accounted for by the task they carry
         unaudited=(frames, f"{API_PREFIX}/docs", f"{API_PREFIX}/openapi.json"),

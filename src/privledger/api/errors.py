@@ -52,14 +52,30 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "Conflicts with the ledger's state or the node's log"),
         (413, "The request body is too large"),
         (422, "The request does not match this schema"),
-        (429, "Too many at once: retry later"),
+        (
+            429,
+            "Too many at once: calls without credentials (or whose credentials fail) beyond the "
+            "client address's rate, or frames for a full mailbox; retry later",
+        ),
         (503, "The chain is unavailable"),
     )
+}
+# a refusal by rate says when to retry
+ERROR_RESPONSES[429]["headers"] = {
+    "Retry-After": {
+        "description": "seconds until the client's address may call again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 
 
 def error_body(code: str, message: str) -> dict[str, dict[str, str]]:
     return {"error": {"code": code, "message": message}}
+
+
+def envelope_body(status: int, code: str, message: str) -> dict[str, Any]:
+    """An error as the interop API answers it: a BFIA envelope whose ``code`` is the status."""
+    return {"code": status, "msg": message, "data": {"error": code}}
 
 
 def not_found(what: str) -> ApiError:

@@ -129,6 +129,11 @@ def verify_signed(
     return source
 
 
+def peer_actor(org_id: int) -> str:
+    """Who a verified signed call is from, as the audit log names it."""
+    return f"peer org {org_id}"
+
+
 class SignedPeerReads(httpx.Auth):
     """Signs every GET a node sends to another node's ``/api/v1/peer/`` routes (task specs,
     service terms) for its organisation, so that the other node answers participants only.

@@ -24,13 +24,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from privledger.api.errors import ApiError, install_error_handlers
+from privledger.api.errors import ApiError, envelope_body, install_error_handlers
 from privledger.api.middleware import route_path
 from privledger.evm.contracts import OrgStatus
 from privledger.evm.hashing import keccak256
 from privledger.evm.merkle import MerkleTree
 from privledger.node.context import NodeContext
-from privledger.node.peer_auth import PeerAuthError, signed_headers, verify_signed
+from privledger.node.peer_auth import PeerAuthError, peer_actor, signed_headers, verify_signed
 
 INTEROP_PREFIX = "/api/interop/v1"
 INTEROP_VERSION = "1.0.0"
@@ -79,11 +79,7 @@ def _enveloped(
         error = json.loads(bytes(response.body))["error"]
         headers = {k: v for k, v in response.headers.items() if k.lower() == "www-authenticate"}
         return JSONResponse(
-            {
-                "code": response.status_code,
-                "msg": error["message"],
-                "data": {"error": error["code"]},
-            },
+            envelope_body(response.status_code, error["code"], error["message"]),
             status_code=response.status_code,
             headers=headers,
         )
@@ -94,7 +90,7 @@ def _enveloped(
 def verify_peer(node: NodeContext, request: Request, body: bytes) -> int:
     """The calling organisation of a signed node-to-node call, or a 401/403."""
     try:
-        return verify_signed(
+        caller = verify_signed(
             node.ledger.orgs,
             node.org_id,
             scheme=INTEROP_SCHEME,
@@ -106,6 +102,8 @@ def verify_peer(node: NodeContext, request: Request, body: bytes) -> int:
     except PeerAuthError as exc:
         code = "unauthorized" if exc.status == 401 else "forbidden"
         raise ApiError(exc.status, code, str(exc)) from exc
+    request.state.audit_actor = peer_actor(caller)
+    return caller
 
 
 def call_peer(node: NodeContext, org_id: int, path: str, payload: BaseModel) -> dict[str, Any]:

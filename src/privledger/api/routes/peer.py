@@ -15,7 +15,13 @@ from starlette.requests import ClientDisconnect
 from privledger.api.deps import NodeDep, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
 from privledger.api.middleware import route_path
-from privledger.node.peer_auth import HEADERS, PEER_SCHEME, PeerAuthError, verify_signed
+from privledger.node.peer_auth import (
+    HEADERS,
+    PEER_SCHEME,
+    PeerAuthError,
+    peer_actor,
+    verify_signed,
+)
 from privledger.node.transport import FrameTooLarge, MailboxFull, receive_stream
 from privledger.store.models import LocalTask
 
@@ -89,6 +95,7 @@ def task_spec(task_id: TaskId, request: Request, node: NodeDep, session: Session
     except PeerAuthError as exc:
         code = "unauthorized" if exc.status == 401 else "forbidden"
         raise ApiError(exc.status, code, str(exc)) from exc
+    request.state.audit_actor = peer_actor(caller)
     local = session.get(LocalTask, task_id)
     if local is None or local.spec_json is None:
         raise not_found(f"spec of task {task_id}")
