@@ -480,21 +480,22 @@ def write_rows(path: Path, first: int, last: int, chunk: int = 1 << 20) -> None:
 
 
 def check_output(path: Path, first: int, last: int, chunk_lines: int = 1 << 20) -> int:
-    """Count the output's lines, checking that each is a distinct row in ``first .. last - 1``."""
+    """Count the output's items (JSON Lines: ``"+86dddddddddd"`` and a line feed each), checking
+    that each is a distinct row in ``first .. last - 1``."""
     inverse = pow(_A, -1, _MODULUS)
     seen = np.zeros(last - first, dtype=np.bool_)
     count = 0
     powers = 10 ** np.arange(9, -1, -1, dtype=np.int64)
+    width = _LINE + 2  # the item in quotes
     with path.open("rb") as handle:
-        while block := handle.read(chunk_lines * _LINE):
-            if len(block) % _LINE:
+        while block := handle.read(chunk_lines * width):
+            if len(block) % width:
                 raise SystemExit("output lines are not phone numbers of the generated width")
-            lines = np.frombuffer(block, dtype=np.uint8).reshape(-1, _LINE)
-            if np.any(lines[:, 13] != 10) or np.any(
-                lines[:, :3] != np.frombuffer(b"+86", np.uint8)
-            ):
+            lines = np.frombuffer(block, dtype=np.uint8).reshape(-1, width)
+            framing = np.frombuffer(b'"+86', np.uint8), np.frombuffer(b'"\n', np.uint8)
+            if np.any(lines[:, :4] != framing[0]) or np.any(lines[:, 14:] != framing[1]):
                 raise SystemExit("output holds a line that was not generated")
-            values = ((lines[:, 3:13].astype(np.int64) - 48) * powers).sum(axis=1)
+            values = ((lines[:, 4:14].astype(np.int64) - 48) * powers).sum(axis=1)
             shifted = (values - _C) % _MODULUS  # times the inverse, in two halves (< 2^63)
             high, low = divmod(inverse, 10**5)
             rows = ((shifted * high % _MODULUS) * 10**5 + shifted * low) % _MODULUS
