@@ -79,6 +79,12 @@ def test_envelopes_versions_and_refusals(running: Running) -> None:
     assert httpx.get(f"{url}/api/v1/openapi/{version}.json").json()["paths"] == node_doc["paths"]
     changelog = httpx.get(f"{url}/api/v1/openapi/changelog").json()
     assert changelog[-1]["version"] == version
+    for entry in changelog[:-1]:  # every earlier version stays published, as it was
+        earlier = httpx.get(f"{url}/api/v1/openapi/{entry['version']}.json")
+        assert earlier.status_code == 200 and earlier.json()["info"]["version"] == entry["version"]
+    first = httpx.get(f"{url}/api/v1/openapi/1.0.0.json").json()  # before operation ids (1.3.0)
+    first_ids = {op.get("operationId") for path in first["paths"].values() for op in path.values()}
+    assert "submit_task" not in first_ids and "/api/v1/tasks" in first["paths"]
     missing = httpx.get(f"{url}/api/v1/openapi/0.9.0.json")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert httpx.get(f"{url}/api/interop/v1/node/health").json() == {

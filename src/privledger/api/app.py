@@ -34,7 +34,7 @@ from privledger.portal import router as portal_router
 
 API_PREFIX = "/api/v1"
 AUDITED = (f"{API_PREFIX}/", "/api/interop/")  # the node API and the interoperability API
-API_VERSION = "1.3.0"  # see routes/versions.py CHANGELOG
+API_VERSION = "1.4.0"  # see routes/versions.py CHANGELOG
 
 
 def operation_id(route: APIRoute) -> str:

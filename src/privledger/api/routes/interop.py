@@ -71,6 +71,7 @@ def create_interop_app(node: NodeContext) -> FastAPI:
     )
     app.state.node = node
     app.state.changelog = CHANGELOG
+    app.state.api_name = "interop"  # its earlier documents: privledger/api/openapi/interop-*
     install_envelope_errors(app)
     for module in (interop_nodes, interop_datasets):
         app.include_router(module.router)

@@ -5,14 +5,20 @@ package): a minor release adds routes or optional fields, a major release (a new
 prefix) removes or changes them. The current document is served at ``/api/v1/openapi.json`` and,
 under a path that names its version and never changes meaning, at
 ``/api/v1/openapi/<version>.json``; ``/api/v1/openapi/changelog`` lists what each version added.
+Every earlier version in the changelog stays published: its document, as the node served it
+then, is kept in ``privledger/api/openapi/node-<version>.json`` (taken from the commit where that
+version was current; a release that bumps the version adds the snapshot of the one it replaces).
 The interop API (``/api/interop/v1``) publishes its own document the same way.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParameter
 from fastapi.responses import JSONResponse
 
 from privledger.api.errors import ApiError
@@ -48,13 +54,34 @@ CHANGELOG: dict[str, list[str]] = {
         "log_mismatch for an entry or batch that no longer matches its anchor",
         "tokens for org admins: GET /tokens (never the secrets), POST /tokens/{id}/revoke; "
         "a token expires (401 'expired API token')",
+    ],
+    "1.4.0": [
         "POST /datasets/upload: a dataset as the streamed request body (CSV or Parquet); "
         "POST /datasets takes only a file of the organisation's import directory (400 "
         "not_importable otherwise)",
-        "every task output is one result file, JSON Lines (one JSON string per item and line): "
-        "GET /tasks/{id}/result/file serves it as application/jsonl (it was a JSON list, or "
-        "one raw item per line for bucketed PSI) and the anchored digest commits to it; "
-        "GET /tasks/{id}/result gives its items in its order (409 too_large past a million)",
+        "changed: every task output is one result file, JSON Lines (one JSON string per item "
+        "and line): GET /tasks/{id}/result/file serves it as application/jsonl (it was a JSON "
+        "list, or one raw item per line for bucketed PSI) and the anchored digest commits to "
+        "it; GET /tasks/{id}/result gives its items in its order (409 too_large past a million)",
+        "POST /tasks: the spec is typed per protocol (canonical spec version 2); an option the "
+        "protocol does not take (a dealer on PSI, buckets on PIR, output both on a set "
+        "operation) is refused by name (400 invalid_task) instead of ignored",
+        "GET /approvals shows each request term by term against the owner's grants (specStatus, "
+        "request, reviews); GET /approvals/{task}/{dataset}; approving a request whose spec "
+        "the requester's node does not serve or that does not match the chain is refused "
+        "(502 requester_unreachable, 409 spec_mismatch)",
+        "peer channel wire version 2: each channel opens with a Noise KK handshake "
+        "(docs/peer-channel.md); frames of wire version 1 are dropped",
+        "a node whose index the chain no longer matches (the chain reset below the deployment) "
+        "answers 503 chain_unavailable; with PRIVLEDGER_TLS a node serves HTTPS with a "
+        "certificate its organisation's admin endorsed on chain",
+        "calls without credentials (or whose credentials prove nobody) are rate-limited per "
+        "client address: 429 rate_limited with Retry-After (PRIVLEDGER_ANONYMOUS_CALLS_PER_S, "
+        "PRIVLEDGER_ANONYMOUS_BURST), and audited as one entry per route, method and status "
+        "and interval ('<status> x<count>'), not one entry each; verified signed peer and "
+        "interop calls are logged as 'peer org N'",
+        "GET /openapi/{version}.json serves every version of this changelog, not only the "
+        "current one",
     ],
 }
 
@@ -64,15 +91,28 @@ class ChangelogEntry(Body):
     changes: list[str]
 
 
+SNAPSHOTS = Path(__file__).resolve().parent.parent / "openapi"
+"""The documents of earlier versions, ``<api>-<version>.json`` (``api`` as in
+``app.state.api_name``: ``node`` or ``interop``)."""
+
+
 def versioned_document(request: Request, version: str) -> dict[str, Any]:
-    """The application's OpenAPI document if ``version`` is the one it publishes, else a 404."""
-    published: str = request.app.version
-    if version != published:
-        raise ApiError(
-            404, "not_found", f"this node publishes version {published} only, not {version}"
-        )
-    document: dict[str, Any] = request.app.openapi()
-    return document
+    """The OpenAPI document of ``version``: the application's own for the version it serves, a
+    kept snapshot for an earlier one of its changelog, else a 404 naming what is published."""
+    current: str = request.app.version
+    if version == current:
+        document: dict[str, Any] = request.app.openapi()
+        return document
+    entries: dict[str, list[str]] = getattr(request.app.state, "changelog", CHANGELOG)
+    api = getattr(request.app.state, "api_name", "node")
+    snapshot = SNAPSHOTS / f"{api}-{version}.json"
+    if version in entries and snapshot.is_file():
+        kept: dict[str, Any] = json.loads(snapshot.read_text())
+        return kept
+    published = [v for v in entries if v == current or (SNAPSHOTS / f"{api}-{v}.json").is_file()]
+    raise ApiError(
+        404, "not_found", f"versions published here: {', '.join(published)}; not {version}"
+    )
 
 
 @router.get("/changelog", response_model=list[ChangelogEntry])
@@ -85,7 +125,7 @@ def changelog(request: Request) -> list[ChangelogEntry]:
 @router.get("/{version}.json", response_class=JSONResponse)
 def openapi_document(
     request: Request,
-    version: str = Path(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="e.g. 1.1.0"),
+    version: str = PathParameter(pattern=r"^[0-9]+\.[0-9]+\.[0-9]+$", description="e.g. 1.1.0"),
 ) -> JSONResponse:
-    """The OpenAPI document of the node API at ``version`` (the one this node serves)."""
+    """The OpenAPI document of the API at ``version``: the current one or an earlier one."""
     return JSONResponse(versioned_document(request, version))
