@@ -328,15 +328,21 @@ def test_5_only_a_dealer_the_terms_allow_may_deal(mallory: Mallory) -> None:
     assert refused.value.error == "GrantRegistryDealerNotAllowed"
 
 
+def _psi_with_bank_a(mallory: Mallory, common: int) -> tuple[list[dict[str, str]], int]:
+    """The inputs of a PSI of mallory's phones with bank-a's (``common`` of them shared), under
+    a PSI grant, and bank-a's org id."""
+    data = mallory.running.register("bank-a")
+    grant(mallory.running, "bank-a", data, mallory.org_id, kinds=["psi"])
+    mine = mallory.register(["phone"], _phones(mallory, "bank-a", common, common))
+    inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
+    return inputs, mallory.running.org_ids["bank-a"]
+
+
 def test_7_the_requester_cannot_take_the_fee_back_after_delivery(mallory: Mallory) -> None:
     """Attack 7: once the protocol had given it the result, the requester failed the task and
     got the whole fee back; the provider's balance stayed 0."""
     running = mallory.running
-    data = running.register("bank-a")
-    grant(running, "bank-a", data, mallory.org_id, kinds=["psi"])
-    mine = mallory.register(["phone"], _phones(mallory, "bank-a", 60, 60))
-    inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
-    bank_a = running.org_ids["bank-a"]
+    inputs, bank_a = _psi_with_bank_a(mallory, 60)
     provider_before, mallory_before = mallory.ledger.metering.balance_of(bank_a), mallory.balance()
     response = mallory.submit({"protocol": "ecdh", "inputs": inputs})
     assert response.status_code == 201, response.text
@@ -364,11 +370,7 @@ def test_7_the_requester_cannot_fail_the_task_the_moment_it_has_the_result(
     provider anchors before its last message leaves: the failure is refused, and when the
     deadline passes without mallory's anchor the fee goes to the provider."""
     running = mallory.running
-    data = running.register("bank-a")
-    grant(running, "bank-a", data, mallory.org_id, kinds=["psi"])
-    mine = mallory.register(["phone"], _phones(mallory, "bank-a", 40, 40))
-    inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
-    bank_a = running.org_ids["bank-a"]
+    inputs, bank_a = _psi_with_bank_a(mallory, 40)
     provider_before, mallory_before = mallory.ledger.metering.balance_of(bank_a), mallory.balance()
     with mallory.attacking("fail-after-result", "slow-acks"):
         response = mallory.submit({"protocol": "ecdh", "inputs": inputs, "deadlineS": 60})

@@ -34,14 +34,13 @@ from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
 from privledger.node.grants import terms_of
+from privledger.node.peer_spec import checked_spec, fetch_spec
 from privledger.node.release import LastMessages
 from privledger.node.runners import InputForm, Run, TaskRefused, input_form, run_protocol
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.settlement import settlement_record
 from privledger.node.spec import (
     HORIZONTAL_PROTOCOLS,
-    PROTOCOL_IDS,
-    TASK_KINDS,
     PairPsiSpec,
     SpecInput,
     TaskSpec,
@@ -262,26 +261,7 @@ class Worker:
 
     def _verified_spec(self, task: Task) -> TaskSpec:
         raw = self._spec_bytes(task)
-        if keccak256(raw) != task.spec_hash:
-            raise TaskRefused(
-                FailureReason.SPEC_MISMATCH, "the spec does not match its hash on chain"
-            )
-        try:
-            spec = parse_canonical(raw)
-        except ValueError as exc:
-            raise TaskRefused(FailureReason.SPEC_MISMATCH, f"unreadable spec: {exc}") from exc
-        inputs = tuple(bytes.fromhex(item.dataset[2:]) for item in spec.inputs)
-        consistent = (
-            spec.requester == task.requester_org
-            and sorted(spec.participants) == sorted(task.participants)
-            and inputs == task.inputs
-            and task.kind == TASK_KINDS[spec.kind]
-            and task.protocol == PROTOCOL_IDS[spec.protocol]
-        )
-        if not consistent:
-            raise TaskRefused(
-                FailureReason.SPEC_MISMATCH, "the spec disagrees with the task on chain"
-            )
+        spec = checked_spec(raw, task)
         self._record(task.task_id, task.spec_hash, spec_json=raw.decode())
         return spec
 
@@ -290,19 +270,7 @@ class Worker:
             row = session.get(LocalTask, task.task_id)
             if row is not None and row.spec_json is not None and _holds(row, task.spec_hash):
                 return row.spec_json.encode()
-        endpoint = self.node.ledger.orgs.get_org(task.requester_org).endpoint
-        url = f"{endpoint}/api/v1/peer/tasks/{task.task_id}/spec"
-        try:
-            response = self.node.http.get(url)
-        except Exception as exc:
-            raise TaskRefused(
-                FailureReason.PEER_UNREACHABLE, f"cannot fetch the spec: {exc}"
-            ) from exc
-        if response.status_code != 200:
-            raise TaskRefused(
-                FailureReason.SPEC_MISMATCH, f"spec fetch answered {response.status_code}"
-            )
-        return response.content
+        return fetch_spec(self.node, task)
 
     def _check_authorisation(self, task: Task, spec: TaskSpec) -> GrantTerms | None:
         """Every foreign input must be covered, now, by the grant consumed at submission or by an
