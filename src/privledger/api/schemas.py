@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 from privledger.node.spec import (
     HEX32_PATTERN,
     Buckets,
+    Output,
     ProximalMu,
     Rounds,
     TaskKind,
@@ -89,7 +90,11 @@ class TermsIn(Body):
     columns: dict[str, list[ColumnUse]] = Field(
         min_length=1, description="per column: join (key only), aggregate, retrieve (by keyword)"
     )
-    outputs: list[Literal["requester", "both"]] = Field(default=["requester"], min_length=1)
+    outputs: list[Output] = Field(
+        default=["requester"],
+        min_length=1,
+        description="who may learn the result: requester, both, or both only its size (size)",
+    )
     min_result: int = Field(default=1, ge=1)
     max_requester_set: int | None = Field(default=None, ge=1)
     max_requester_ratio: float | None = Field(default=None, gt=0)
@@ -143,7 +148,7 @@ class RequestOut(Body):
 
     protocol: TaskProtocol
     column_uses: list[ColumnUseOut] = Field(description="each column of the owner's input")
-    output: Literal["requester", "both"] = Field(description="who learns the result")
+    output: Output = Field(description="who learns the result (size: both, only its size)")
     recipients: list[int] = Field(description="the organisations that learn the result")
     dealer_org: int | None = Field(description="the dealer or aggregator the task names")
     participants: list[int]
@@ -239,7 +244,10 @@ class TaskIn(Body):
     rounds: Rounds = None
     proximal_mu: ProximalMu = None
     buckets: Buckets = None
-    output: Literal["requester", "both"] = "requester"
+    output: Output = Field(
+        default="requester",
+        description="two-party PSI: the requester, both, or both only the size (ECDH)",
+    )
     fee_wei: int = Field(default=0, ge=0, lt=2**96)
     deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)
     project: int | None = Field(

@@ -37,6 +37,8 @@ from privledger.evm.hashing import keccak256
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 TaskKind = Literal["psi", "pir", "stats", "fl"]
+Output = Literal["requester", "both", "size"]
+"""Who learns a two-party PSI's result: the requester, both parties, or both only its size."""
 PsiProtocol = Literal["ecdh", "kkrt"]
 SetOperation = Literal["intersection3", "union3", "difference", "membership"]
 PirProtocol = Literal["simplepir", "bucket"]
@@ -195,11 +197,12 @@ class _RequesterLearns(_Spec):
 
 class PairPsiSpec(_Spec):
     """Two-party PSI: the requester's key column against one provider's, optionally as a call
-    of the provider's published service, the intersection released to the requester or both."""
+    of the provider's published service, the intersection released to the requester or both,
+    or (ECDH only) only its size to both."""
 
     kind: Literal["psi"] = "psi"
     protocol: PsiProtocol
-    output: Literal["requester", "both"] = "requester"
+    output: Output = "requester"
     service: str | None = Field(
         default=None, pattern=SERVICE_NAME_PATTERN, description="the provider's PSI service called"
     )
@@ -225,6 +228,8 @@ class KkrtSpec(PairPsiSpec):
     def _buckets_not_for_services(self) -> KkrtSpec:
         if self.buckets is not None and self.service is not None:
             raise ValueError("a PSI service call takes no buckets")
+        if self.output == "size":
+            raise ValueError("only ECDH-PSI releases the size alone (output size)")
         return self
 
 

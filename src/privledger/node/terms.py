@@ -36,6 +36,7 @@ from privledger.node.spec import (
     PROTOCOL_IDS,
     PROTOCOL_KINDS,
     KkrtSpec,
+    Output,
     SpecInput,
     TaskProtocol,
     TaskSpec,
@@ -76,7 +77,7 @@ class GrantTerms(BaseModel):
     columns: dict[str, tuple[ColumnUse, ...]] = Field(
         min_length=1, description="per column of the dataset, what may happen to it"
     )
-    outputs: tuple[Literal["requester", "both"], ...] = ("requester",)
+    outputs: tuple[Output, ...] = ("requester",)
     min_result: int = Field(default=1, ge=1, description="the fewest rows a result may cover")
     max_requester_set: int | None = Field(
         default=None, ge=1, description="the most keys the grantee may bring"
@@ -222,7 +223,9 @@ def violation(
             return TermViolation("columns", f"column {column!r} is not granted")
         if use not in allowed:
             return TermViolation("columns", f"column {column!r} allows {list(allowed)}, not {use}")
-    if spec.output not in terms.outputs:
+    # the size alone tells less than the intersection: terms that release one release the other
+    released = set(terms.outputs) | ({"size"} if "requester" in terms.outputs else set())
+    if spec.output not in released:
         return TermViolation("outputs", f"output to {spec.output} is not allowed")
     dealer = spec.dealer_org
     if terms.dealer is not None and dealer is not None and dealer != terms.dealer:

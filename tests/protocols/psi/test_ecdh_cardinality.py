@@ -8,7 +8,7 @@ import pytest
 
 from privledger.protocols.channel import ChannelError, channel_pair
 from privledger.protocols.psi.common import PsiHandshakeError, PsiResult
-from privledger.protocols.psi.ecdh import PsiResultTooSmall, run_psi
+from privledger.protocols.psi.ecdh import PsiResultTooSmall, run_psi, run_psi_size
 
 TIMEOUT = 10.0
 
@@ -89,6 +89,60 @@ def test_both_parties_run_the_cardinality_phase_or_neither() -> None:
             run_psi, provider_channel, [b"a"], role="provider", workers=1, timeout=2, min_result=1
         )
         with pytest.raises(PsiHandshakeError):  # the requester's header names the plain protocol
+            provider.result()
+        provider_channel.close()
+        with pytest.raises(ChannelError):
+            requester.result()
+
+
+def _sizes(mine: list[bytes], theirs: list[bytes], least: int) -> tuple[int, int]:
+    requester_channel, provider_channel = channel_pair()
+    with ThreadPoolExecutor(2) as pool:
+        requester = pool.submit(
+            run_psi_size, requester_channel, mine, role="requester", min_result=0, workers=1,
+            timeout=TIMEOUT,
+        )  # fmt: skip
+        provider = pool.submit(
+            run_psi_size, provider_channel, theirs, role="provider", min_result=least, workers=1,
+            timeout=TIMEOUT,
+        )  # fmt: skip
+        try:
+            provided = provider.result()  # first: a refusal must not wait for the requester
+            return requester.result(), provided
+        finally:
+            requester_channel.close()
+            provider_channel.close()
+
+
+def test_size_only_gives_both_the_count_and_the_requester_no_item() -> None:
+    mine = [f"k{i}".encode() for i in range(20)] * 2  # duplicates count once
+    theirs = [f"k{i}".encode() for i in range(12, 40)]
+    assert _sizes(mine, theirs, least=8) == (8, 8)
+    # what the requester received: the header, B and the count -- never AB (32 bytes an item)
+    requester_channel, provider_channel = channel_pair()
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(
+            run_psi_size, provider_channel, theirs, role="provider", min_result=1, workers=1
+        )
+        assert run_psi_size(requester_channel, mine, role="requester", min_result=0, workers=1) == 8
+    header = requester_channel.bytes_received - 32 * len(theirs) - 8
+    assert 0 < header < 200 < 32 * 20
+
+
+def test_size_only_refuses_below_the_threshold_and_pairs_only_with_itself() -> None:
+    mine = [f"k{i}".encode() for i in range(20)]
+    theirs = [f"k{i}".encode() for i in range(17, 40)]  # 3 in common
+    with pytest.raises(PsiResultTooSmall):
+        _sizes(mine, theirs, least=5)
+    requester_channel, provider_channel = channel_pair()
+    with ThreadPoolExecutor(2) as pool:
+        requester = pool.submit(
+            run_psi, requester_channel, mine, role="requester", workers=1, timeout=2, min_result=0
+        )
+        provider = pool.submit(
+            run_psi_size, provider_channel, theirs, role="provider", min_result=1, timeout=2
+        )
+        with pytest.raises(PsiHandshakeError):  # a full intersection is not a size-only run
             provider.result()
         provider_channel.close()
         with pytest.raises(ChannelError):

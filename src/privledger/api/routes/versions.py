@@ -66,6 +66,8 @@ CHANGELOG: dict[str, list[str]] = {
         "POST /tasks: the spec is typed per protocol (canonical spec version 2); an option the "
         "protocol does not take (a dealer on PSI, buckets on PIR, output both on a set "
         "operation) is refused by name (400 invalid_task) instead of ignored",
+        "output size (ECDH-PSI): both parties learn only the intersection's size (the result's "
+        "one item); grant terms' outputs may list size, and terms allowing requester allow it",
         "GET /approvals shows each request term by term against the owner's grants (specStatus, "
         "request, reviews); GET /approvals/{task}/{dataset}; approving a request whose spec "
         "the requester's node does not serve or that does not match the chain is refused "

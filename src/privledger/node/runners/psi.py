@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pyarrow as pa
 
@@ -34,6 +36,8 @@ def run(task: Run) -> RunOutput:
         return _bucketed(task, task.spec)
     if task.column is not None:
         return _column(task)
+    if protocol == "ecdh" and task.spec.output == "size":
+        return _ecdh_size(task)
     if protocol == "ecdh":
         result = _ecdh(task)
     else:
@@ -50,11 +54,28 @@ def run(task: Run) -> RunOutput:
     return [item.decode() for item in result.intersection], len(result.intersection)
 
 
+def _ecdh_size(task: Run) -> RunOutput:
+    """Size-only ECDH-PSI: both parties learn how many keys they share and nothing else; the
+    provider refuses a size under its release threshold and is paid for the matched rows."""
+    with _provider_threshold():
+        size = ecdh.run_psi_size(
+            task.capped_channel(len(task.keys)),
+            task.keys,
+            role=task.role,
+            min_result=task.min_release,
+            timeout=task.timeout,
+        )
+    if not task.is_requester:
+        return None, size
+    task.check_release(size, "matched rows")
+    return [str(size)], size
+
+
 def _ecdh(task: Run) -> PsiResult:
     """ECDH-PSI with its cardinality phase: the provider itself refuses to release an
     intersection under its release threshold (its policy's and its grant's), whatever the
     requester's node does."""
-    try:
+    with _provider_threshold():
         return ecdh.run_psi(
             task.capped_channel(len(task.keys)),
             task.keys,
@@ -63,6 +84,13 @@ def _ecdh(task: Run) -> PsiResult:
             timeout=task.timeout,
             min_result=task.min_release,
         )
+
+
+@contextmanager
+def _provider_threshold() -> Iterator[None]:
+    """The provider's refusal of an intersection under its threshold, as the task's failure."""
+    try:
+        yield
     except ecdh.PsiResultTooSmall as small:
         raise TaskRefused(
             FailureReason.POLICY_VIOLATION,

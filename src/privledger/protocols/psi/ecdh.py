@@ -45,6 +45,11 @@ if the count reaches its ``min_result``; otherwise it refuses with :class:`PsiRe
 and R learns nothing beyond |Y|. This lets the provider, not the requester, enforce a minimum
 result size; the price is that P learns |X ∩ Y|.
 
+Size only (:func:`run_psi_size`, its own protocol name in the header): the cardinality phase, after
+which P sends the count |X ∩ Y| (8 bytes, big-endian) instead of AB, when it reaches P's
+``min_result``. Both parties learn |X ∩ Y| and the peer's set size, and nothing of the items:
+R never receives AB, so it cannot tell which of its items matched.
+
 Security model: semi-honest (honest-but-curious) parties; security rests on the decisional
 Diffie-Hellman assumption in the prime-order subgroup of Curve25519 with ``H`` modelled as a
 random oracle.
@@ -97,6 +102,8 @@ logger = logging.getLogger(__name__)
 
 PROTOCOL = "privledger/ecdh-psi-x25519"
 CARDINALITY_PROTOCOL = PROTOCOL + "+cardinality"  # the header's name with the cardinality phase
+SIZE_PROTOCOL = PROTOCOL + "+size-only"  # the cardinality phase, then the count instead of AB
+COUNT_BYTES = 8
 VERSION = 2  # v2: items hashed to the prime-order subgroup (v1 hashed to curve or twist)
 POINT_BYTES = 32
 
@@ -160,6 +167,36 @@ def run_psi(
     return result
 
 
+def run_psi_size(
+    channel: Channel,
+    items: Sequence[bytes],
+    *,
+    role: Role,
+    min_result: int,
+    workers: int | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Size-only ECDH-PSI: both parties learn |X ∩ Y| (see the module docs), the provider
+    refusing with :class:`PsiResultTooSmall` a size below its ``min_result``."""
+    check_role(role)
+    own = _dedup_shuffled(items)
+    peer_size = handshake(channel, Header(SIZE_PROTOCOL, VERSION, role, False, len(own)), timeout)
+    with _Blinder(_resolve_workers(workers)) as blinder:
+        session = _Session(channel, blinder, own, peer_size, False, timeout)
+        if role == "provider":
+            _, _, size = _provider_counts(session, blinder.blind_items(own), min_result)
+            channel.send(size.to_bytes(COUNT_BYTES, "big"))
+            return size
+        _requester_counts(session, blinder.blind_items(own))
+        count = channel.recv(timeout)
+    if len(count) != COUNT_BYTES:
+        raise ChannelError(f"a count is {COUNT_BYTES} bytes, not {len(count)}")
+    size = int.from_bytes(count, "big")
+    if size > min(len(own), peer_size):
+        raise ChannelError(f"a count of {size} exceeds both set sizes")
+    return size
+
+
 @dataclass(frozen=True)
 class _Session:
     channel: Channel
@@ -212,6 +249,12 @@ class PsiResultTooSmall(ChannelError):
 
 def _requester_counted(session: _Session, own_blinded: bytes) -> PsiResult:
     """The requester's side with the cardinality phase: BA goes before AB comes."""
+    peer_double = _requester_counts(session, own_blinded)
+    return session.output(session.recv_points(len(session.own)), peer_double)
+
+
+def _requester_counts(session: _Session, own_blinded: bytes) -> bytes:
+    """The requester's part of the cardinality phase (A out, B in, BA out); BA in B's order."""
     session.send_points(own_blinded)
     peer_double = session.blinder.reblind(session.recv_points(session.peer_size))
     if session.reveal_to_provider:
@@ -220,22 +263,31 @@ def _requester_counted(session: _Session, own_blinded: bytes) -> PsiResult:
         shuffled = list(_split_points(peer_double))
         random.SystemRandom().shuffle(shuffled)  # the provider learns how many, not which
         session.send_points(b"".join(shuffled))
-    return session.output(session.recv_points(len(session.own)), peer_double)
+    return peer_double
 
 
 def _provider_counting(session: _Session, own_blinded: bytes, min_result: int) -> PsiResult:
     """The provider's side with the cardinality phase: AB goes only over ``min_result``."""
-    peer_blinded = session.recv_points(session.peer_size)
-    session.send_points(own_blinded)
-    peer_double = session.blinder.reblind(peer_blinded)
-    own_double = session.recv_points(len(session.own))
-    common = set(_split_points(peer_double)) & set(_split_points(own_double))
-    if len(common) < min_result:
-        raise PsiResultTooSmall(len(common), min_result)
+    peer_double, own_double, _ = _provider_counts(session, own_blinded, min_result)
     session.send_points(peer_double)
     if not session.reveal_to_provider:
         return PsiResult([], False, session.peer_size)
     return session.output(own_double, peer_double)
+
+
+def _provider_counts(
+    session: _Session, own_blinded: bytes, min_result: int
+) -> tuple[bytes, bytes, int]:
+    """The provider's part of the cardinality phase (A in, B out, BA in): AB, BA and
+    |X ∩ Y|, refused with :class:`PsiResultTooSmall` below ``min_result``."""
+    peer_blinded = session.recv_points(session.peer_size)
+    session.send_points(own_blinded)
+    peer_double = session.blinder.reblind(peer_blinded)
+    own_double = session.recv_points(len(session.own))
+    size = len(set(_split_points(peer_double)) & set(_split_points(own_double)))
+    if size < min_result:
+        raise PsiResultTooSmall(size, min_result)
+    return peer_double, own_double, size
 
 
 def _split_points(points: bytes) -> Iterator[bytes]:
