@@ -585,6 +585,7 @@ def _run_parties(args: argparse.Namespace, base: Path, ray_address: str | None) 
     cluster at ``ray_address`` or on local pools; their measurements once the requester's
     output is checked (SystemExit if it is wrong)."""
     import multiprocessing
+    from multiprocessing.process import BaseProcess
 
     engine = "ray" if ray_address is not None else "process"
 
@@ -601,34 +602,19 @@ def _run_parties(args: argparse.Namespace, base: Path, ray_address: str | None) 
     results = context.Queue()
     outputs = {role: base / f"{engine}-{role}.out" for role in ("requester", "provider")}
     started = time.perf_counter()
-    provider = context.Process(
-        target=_party,
-        args=(
-            "provider",
-            str(base / "provider.csv"),
-            str(outputs["provider"]),
-            None,
-            options,
-            ray_address,
-            results,
-        ),
-    )
-    provider.start()
+
+    def start(role: str, port: int | None) -> BaseProcess:
+        source, output = str(base / f"{role}.csv"), str(outputs[role])
+        party = context.Process(
+            target=_party, args=(role, source, output, port, options, ray_address, results)
+        )
+        party.start()
+        return party
+
+    provider = start("provider", None)
     tag, port = results.get(timeout=120)
     assert tag == "port"
-    requester = context.Process(
-        target=_party,
-        args=(
-            "requester",
-            str(base / "requester.csv"),
-            str(outputs["requester"]),
-            port,
-            options,
-            ray_address,
-            results,
-        ),
-    )
-    requester.start()
+    requester = start("requester", port)
     reports: dict[str, dict[str, Any]] = {}
     roots = {"requester": requester.pid or 0, "provider": provider.pid or 0}
     with TreeSampler(roots, interval_s=1.0) as sampler:

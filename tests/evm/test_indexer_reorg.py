@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlmodel import Session, select
 
+from privledger.evm.deploy import Deployment
 from privledger.evm.indexer import ChainReset, EventIndexer
 from privledger.store.db import make_engine
 from privledger.store.models import ChainBlock, ChainEvent, ChainRef, ChainTx
@@ -20,6 +21,11 @@ from .conftest import Consortium
 
 def _rpc(consortium: Consortium, method: str, *params: Any) -> Any:
     return consortium.w3.provider.make_request(method, list(params))["result"]  # type: ignore[arg-type]
+
+
+def _indexer(consortium: Consortium, store_url: str, deployment: Deployment) -> EventIndexer:
+    admin = consortium.admin
+    return EventIndexer(admin.client.w3, deployment, admin.artifacts, make_engine(store_url))
 
 
 def _registered(engine_url: str) -> set[str]:
@@ -56,9 +62,7 @@ def test_a_chain_reverted_to_an_earlier_state_is_followed(
     consortium: Consortium, store_url: str
 ) -> None:
     admin = consortium.admin
-    indexer = EventIndexer(
-        admin.client.w3, admin.deployment, admin.artifacts, make_engine(store_url)
-    )
+    indexer = _indexer(consortium, store_url, admin.deployment)
     indexer.sync()
     before = consortium.w3.eth.block_number
     snapshot = _rpc(consortium, "evm_snapshot")
@@ -78,9 +82,7 @@ def test_a_reorganisation_replaces_the_blocks_it_took_away(
     consortium: Consortium, store_url: str
 ) -> None:
     admin = consortium.admin
-    indexer = EventIndexer(
-        admin.client.w3, admin.deployment, admin.artifacts, make_engine(store_url)
-    )
+    indexer = _indexer(consortium, store_url, admin.deployment)
     snapshot = _rpc(consortium, "evm_snapshot")
     gone = "0x" + consortium.dataset(consortium.bank_a).hex()
     consortium.dataset(consortium.bank_a)
@@ -107,7 +109,7 @@ def test_a_chain_that_lost_the_deployment_is_a_chain_reset(
     snapshot = _rpc(consortium, "evm_snapshot")
     consortium.dataset(consortium.bank_a)
     later = replace(admin.deployment, deploy_block=consortium.w3.eth.block_number)
-    indexer = EventIndexer(admin.client.w3, later, admin.artifacts, make_engine(store_url))
+    indexer = _indexer(consortium, store_url, later)
     consortium.dataset(consortium.bank_a)
     indexer.sync()
 
