@@ -1,26 +1,38 @@
 """Tenants (F13): one node process hosts two organisations, each with its own keys, database,
 tokens and worker under /t/<org>. A PSI task runs between them; no route of one tenant answers
-the other's token, and neither sees the other's datasets, results or audit log."""
+the other's token, and neither sees the other's datasets, results or audit log. The interop API,
+the explorer with its cockpit, the console and the portal work under /t/<org> as they do at a
+node's root: the independent interop client runs a whole task between the tenants, an auditor
+logs in to a tenant's explorer and every link stays under its prefix, and one tenant's explorer
+session opens nothing at the other."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from eth_account.signers.local import LocalAccount
+from playwright.sync_api import Browser, expect
 
 from privledger.demo import NodeProcess, prepare_node_home, spawn
 from privledger.evm.accounts import dev_account
 from privledger.evm.anvil import free_port
 from privledger.evm.contracts import Role
 from privledger.evm.deploy import deployment_path
+from tests.explorer.crawl import crawl, links, under
 
 from .conftest import Running
+from .test_explorer import REGULATOR, sign
+from .test_interop import CLIENT
 from .test_walking_path import FEE
 
 # name -> development account of its admin: beyond anvil's ten funded ones, which other tests use
@@ -201,3 +213,199 @@ def test_signed_interop_calls_reach_a_tenant(
     with interop("tenant-x") as x:
         seen = x.get("/node/contract/query", params={"contract_id": contract}).json()["data"]
         assert seen["status"] == "APPROVED" and seen["active"]
+
+
+# --- the interop API, the explorer, the console and the portal under /t/<org> ----------------
+Host = tuple[str, dict[str, dict[str, str]], dict[str, int]]
+EXPLORER = "/t/tenant-x/explorer"
+EXPLORER_START = ["", "/tasks", "/verify", "/provenance", "/orgs", "/datasets", "/cockpit"]
+
+
+@pytest.fixture(scope="module")
+def interop_job(running: Running, host: Host) -> dict[str, Any]:
+    """A whole PSI task of tenant-x on tenant-y's data, driven through both tenants' interop
+    APIs by the independent client (tests/e2e/interop_client.py) given the tenants' URLs."""
+    url, tokens, _ = host
+    with (
+        api(url, "tenant-x", tokens["tenant-x"]["data_owner"]) as x_owner,
+        api(url, "tenant-y", tokens["tenant-y"]["data_owner"]) as y_owner,
+    ):
+        mine = upload(x_owner, running.data_dir / "telecom.csv", "x-interop")
+        theirs = upload(y_owner, running.data_dir / "bank-b.csv", "y-interop")
+    x, y = tokens["tenant-x"], tokens["tenant-y"]
+    args = [f"{url}/t/tenant-x", x["operator"], f"{url}/t/tenant-y", y["operator"]]
+    args += [y["data_owner"], mine, theirs, "phone"]
+    done = subprocess.run(
+        [sys.executable, str(CLIENT), *args], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    summary: dict[str, Any] = json.loads(done.stdout)
+    return summary
+
+
+def test_the_interop_client_runs_a_whole_psi_task_between_tenants(
+    running: Running, interop_job: dict[str, Any]
+) -> None:
+    summary = interop_job
+    assert summary["contract"]["status"] == "APPROVED" and summary["contract"]["active"]
+    assert summary["datasetListed"]
+    assert summary["authorisation"]["status"] == "APPROVED" and summary["authorisation"]["usable"]
+    assert summary["job"]["status"] == "SETTLED", summary["job"]
+    assert set(summary["items"]) == running.people["telecom"] & running.people["bank-b"]
+    assert summary["usedAfterJob"] == 1
+    assert summary["authorisationAfterTerminate"] == "TERMINATED"
+    assert summary["contractAfterTerminate"] == "TERMINATED"
+
+
+def test_interop_documents_and_refusals_under_a_tenant(host: Host) -> None:
+    url, tokens, org_ids = host
+    base = f"{url}/t/tenant-y/api/interop/v1"
+    document = httpx.get(f"{base}/openapi.json").json()
+    assert document["info"]["version"] == "1.0.0" and "/node/contract/apply" in document["paths"]
+    assert httpx.get(f"{base}/node/health").json()["data"] == {"status": "ok"}
+    anonymous = httpx.post(f"{base}/node/contract/apply", json={"inst_id": 2})
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == 401
+    # the other tenant's token is no token here
+    foreign = {"Authorization": f"Bearer {tokens['tenant-x']['operator']}"}
+    refused = httpx.post(f"{base}/node/contract/apply", json={"inst_id": 2}, headers=foreign)
+    assert refused.status_code == 401
+    forged = {
+        "x-source-node-id": str(org_ids["tenant-x"]),
+        "x-target-node-id": str(org_ids["tenant-y"]),
+        "x-nonce": "c" * 32,
+        "x-timestamp": str(int(time.time() * 1000)),
+        "x-auth-sign": "0x" + "00" * 65,
+    }
+    unsigned = httpx.post(
+        f"{base}/interconn/node/contract/apply",
+        content=b'{"contract_id": "' + b"1" * 32 + b'"}',
+        headers={"content-type": "application/json", **forged},
+    )
+    assert unsigned.status_code in (401, 403) and unsigned.json()["code"] == unsigned.status_code
+
+
+def explorer_login(client: httpx.Client, base: str, account: LocalAccount) -> httpx.Response:
+    """Log ``account`` in to the explorer at ``base`` through the JSON login."""
+    challenge = client.post(f"{base}/api/challenge")
+    assert challenge.status_code == 200, challenge.text
+    text = challenge.json()["challenge"]
+    body = {"challenge": text, "address": account.address, "signature": sign(account, text)}
+    return client.post(f"{base}/api/login", json=body)
+
+
+def test_a_tenant_explorer_logs_in_and_every_link_stays_under_its_prefix(
+    host: Host, interop_job: dict[str, Any]
+) -> None:
+    url, _tokens, _org_ids = host
+    regulator = dev_account(REGULATOR)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        login = client.get(f"{EXPLORER}/login")
+        assert login.status_code == 200 and "node tenant-x" in login.text
+        assert [link for _, _, link in links(login.text) if not under(EXPLORER, link)] == []
+        text = client.post(f"{EXPLORER}/api/challenge").json()["challenge"]
+        form = {"challenge": text, "address": regulator.address, "signature": sign(regulator, text)}
+        signed_in = client.post(f"{EXPLORER}/login", data=form)
+        assert signed_in.status_code == 303, signed_in.text
+        assert signed_in.headers["location"] == f"{EXPLORER}/tasks"
+        cookie = signed_in.headers["set-cookie"].lower()
+        assert f"path={EXPLORER}" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+        start = [*EXPLORER_START, f"/tasks/{interop_job['job']['id']}"]
+        assert crawl(client.get, EXPLORER, start, max_pages=40) == 40
+        # logging out ends the session; the login page it leads to is the tenant's
+        out = client.post(f"{EXPLORER}/logout")
+        assert out.status_code == 303 and out.headers["location"] == f"{EXPLORER}/login"
+        assert client.get(f"{EXPLORER}/api/tasks").status_code == 401
+        again = client.get(f"{EXPLORER}/tasks")
+        assert again.status_code == 303 and again.headers["location"] == f"{EXPLORER}/login"
+
+
+def test_a_tenant_explorer_verifies_a_result_with_its_form(
+    host: Host, interop_job: dict[str, Any]
+) -> None:
+    url, tokens, org_ids = host
+    task_id = interop_job["job"]["id"]
+    with api(url, "tenant-x", tokens["tenant-x"]["operator"]) as x_operator:
+        result = x_operator.get(f"/tasks/{task_id}/result").json()
+    with httpx.Client(base_url=url, timeout=60) as client:
+        assert explorer_login(client, EXPLORER, dev_account(REGULATOR)).status_code == 200
+        form_page = client.get(f"{EXPLORER}/verify", params={"task": task_id})
+        actions = [link for tag, _, link in links(form_page.text) if tag == "form"]
+        assert f"{EXPLORER}/verify" in actions
+        form = {"task_id": str(task_id), "org_id": str(org_ids["tenant-x"]), "salt": ""}
+        files = {"result_file": ("result.json", json.dumps(result).encode(), "application/json")}
+        verified = client.post(f"{EXPLORER}/verify", data=form, files=files)
+        assert verified.status_code == 200 and "<strong>Verified</strong>" in verified.text
+        assert f'href="{EXPLORER}/tasks/{task_id}"' in verified.text
+
+
+def test_a_tenant_operator_sees_the_cockpit_and_its_charts(host: Host) -> None:
+    url, _tokens, _org_ids = host
+    with httpx.Client(base_url=url, timeout=60) as client:
+        login = explorer_login(client, EXPLORER, dev_account(TENANTS["tenant-x"]))
+        assert login.status_code == 200, login.text
+        page = client.get(f"{EXPLORER}/cockpit")
+        assert page.status_code == 200
+        found = {attribute: link for _tag, attribute, link in links(page.text)}
+        assert found["data-api"] == f"{EXPLORER}/api/cockpit"
+        assert f"{EXPLORER}/static/cockpit.js" in {link for _, _, link in links(page.text)}
+        snapshot = client.get(found["data-api"]).json()
+        assert len(snapshot["charts"]) == 6
+        assert all(chart.startswith("<svg") for chart in snapshot["charts"].values())
+        health = {row["org_name"]: row for row in snapshot["health"]}
+        assert health["tenant-x"]["up"] and health["tenant-x"]["endpoint"] == f"{url}/t/tenant-x"
+        # an operator is no auditor: the explorer refuses, on the tenant's own page
+        assert client.get(f"{EXPLORER}/blocks").status_code == 403
+
+
+def test_a_tenant_explorer_session_opens_nothing_at_another_tenant(host: Host) -> None:
+    url, _tokens, _org_ids = host
+    other = "/t/tenant-y/explorer"
+    with httpx.Client(base_url=url, timeout=60) as client:
+        assert explorer_login(client, EXPLORER, dev_account(REGULATOR)).status_code == 200
+        session = client.cookies["pl_explorer"]
+        assert client.get(f"{EXPLORER}/api/tasks").status_code == 200
+        # the cookie is scoped to tenant-x's explorer: a browser does not send it to tenant-y
+        assert client.get(f"{other}/api/tasks").status_code == 401
+        page = client.get(f"{other}/tasks")
+        assert page.status_code == 303 and page.headers["location"] == f"{other}/login"
+    # and sent there anyway, tenant-y knows no such session
+    forced = httpx.get(f"{url}{other}/api/tasks", cookies={"pl_explorer": session})
+    assert forced.status_code == 401 and forced.json()["error"]["code"] == "unauthorized"
+
+
+def test_console_and_portal_pages_load_their_assets_under_a_tenant(host: Host) -> None:
+    url, _tokens, _org_ids = host
+    root = "/t/tenant-x"
+    for path in ("/console", "/portal", "/portal/review"):
+        page = httpx.get(f"{url}{root}{path}")
+        assert page.status_code == 200 and f'data-root="{root}"' in page.text, path
+        for tag, _attribute, link in links(page.text):
+            assert under(root, link), (path, link)
+            if tag in ("script", "link"):
+                assert httpx.get(f"{url}{link}").status_code == 200, link
+
+
+@pytest.mark.browser
+def test_a_browser_signs_in_to_a_tenant_explorer_cockpit_and_console(
+    browser: Browser, host: Host
+) -> None:
+    url, tokens, _org_ids = host
+    operator = dev_account(TENANTS["tenant-x"])
+    page = browser.new_page(base_url=url, viewport={"width": 1280, "height": 900})
+    page.goto(f"{EXPLORER}/login")
+    page.fill("#address", operator.address)
+    page.fill("#signature", sign(operator, page.input_value("#challenge")))
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{url}{EXPLORER}/cockpit")
+    expect(page.locator(".chart-box svg.chart")).to_have_count(6)
+    # the page's script polls the tenant's JSON twin and redraws
+    expect(page.locator("body")).to_have_attribute("data-refreshed", "1", timeout=15_000)
+    page.click("header .who button")  # log out
+    expect(page).to_have_url(f"{url}{EXPLORER}/login")
+    # the workflow console calls the tenant's API with the tenant's token
+    page.goto("/t/tenant-x/console")
+    page.fill("#token", tokens["tenant-x"]["operator"])
+    page.click("#token-form button")
+    expect(page.locator("#workspace")).to_be_visible()
+    expect(page.locator("#who")).to_contain_text("tenant-x")
+    page.close()

@@ -8,17 +8,18 @@ on-chain approval or rejection with the data owner's key, ``POST /api/v1/project
 accepts or declines. Beneath a task waiting for a data owner, the page shows
 ``GET /api/v1/approvals/{task}/{dataset}``: what the task does with the dataset and, term by term,
 the owner's terms it keeps or breaks; a task whose spec the ledger does not vouch for can only be
-rejected. The page renders nothing server-side; the script writes every value as text.
+rejected. The page renders nothing server-side but where it is mounted (``/t/<org>`` on a tenant
+host); the script writes every value as text.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse
 
-from privledger.portal import HEADERS
+from privledger.portal import HEADERS, static_page
 
 STATIC = Path(__file__).with_name("static")
 
@@ -26,8 +27,8 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 
 @router.get("")
-def console_page() -> FileResponse:
-    return FileResponse(STATIC / "console.html", headers=HEADERS)
+def console_page(request: Request) -> HTMLResponse:
+    return static_page(request, STATIC / "console.html")
 
 
 @router.get("/static/console.js")

@@ -29,6 +29,7 @@ from .web import (
     ExplorerRoute,
     PageNotFound,
     check_page,
+    explorer_root,
     hex32,
     page,
     page_number,
@@ -81,7 +82,7 @@ def search_page(
     request: Request, node: NodeDep, auditor: Auditor, q: Annotated[str, Query(max_length=200)] = ""
 ) -> Response:
     with indexed(node) as (session, directory):
-        matches = search(session, directory, q) if q.strip() else []
+        matches = search(session, directory, q, explorer_root(request)) if q.strip() else []
     if len(matches) == 1:
         return RedirectResponse(matches[0].url, status_code=303)
     status = 404 if q.strip() and not matches else 200
@@ -91,12 +92,16 @@ def search_page(
 
 @router.get("/api/search")
 def search_json(
-    node: NodeDep, _auditor: Auditor, q: Annotated[str, Query(max_length=200)] = ""
+    request: Request,
+    node: NodeDep,
+    _auditor: Auditor,
+    q: Annotated[str, Query(max_length=200)] = "",
 ) -> dict[str, Any]:
     if not q.strip():
         raise BadInput("give something to search for in q")
     with indexed(node) as (session, directory):
-        return {"q": q, "matches": [m.__dict__ for m in search(session, directory, q)]}
+        found = search(session, directory, q, explorer_root(request))
+        return {"q": q, "matches": [m.__dict__ for m in found]}
 
 
 # --- blocks and transactions ------------------------------------------------------------------
@@ -351,7 +356,7 @@ def batch_proof(
 
 
 # --- provenance -------------------------------------------------------------------------------
-def _provenance(node: NodeContext, task: str, dataset: str) -> dict[str, Any]:
+def _provenance(request: Request, node: NodeContext, task: str, dataset: str) -> dict[str, Any]:
     task_id = whole_number(task, "task id") if task.strip() else None
     dataset_id = hex32(dataset, "dataset id") if dataset.strip() else None
     with indexed(node) as (session, directory):
@@ -359,7 +364,13 @@ def _provenance(node: NodeContext, task: str, dataset: str) -> dict[str, Any]:
             raise PageNotFound(f"task {task_id} is not on the ledger")
         if dataset_id is not None and datasets.registration(session, dataset_id) is None:
             raise PageNotFound(f"dataset {dataset_id} is not registered")
-        graph = provenance_graph(session, directory, task_id=task_id, dataset_id=dataset_id)
+        graph = provenance_graph(
+            session,
+            directory,
+            root=explorer_root(request),
+            task_id=task_id,
+            dataset_id=dataset_id,
+        )
     return {"graph": graph, "task": task_id, "dataset": dataset_id}
 
 
@@ -370,13 +381,13 @@ Focus = Annotated[str, Query(max_length=80)]
 def provenance_page(
     request: Request, node: NodeDep, auditor: Auditor, task: Focus = "", dataset: Focus = ""
 ) -> Response:
-    found = _provenance(node, task, dataset)
+    found = _provenance(request, node, task, dataset)
     context = {**found, "svg": render_svg(found["graph"])}
     return page(request, "provenance.html", context, viewer=auditor)
 
 
 @router.get("/api/provenance")
 def provenance_json(
-    node: NodeDep, _auditor: Auditor, task: Focus = "", dataset: Focus = ""
+    request: Request, node: NodeDep, _auditor: Auditor, task: Focus = "", dataset: Focus = ""
 ) -> dict[str, Any]:
-    return _provenance(node, task, dataset)["graph"].as_json()  # type: ignore[no-any-return]
+    return _provenance(request, node, task, dataset)["graph"].as_json()  # type: ignore[no-any-return]

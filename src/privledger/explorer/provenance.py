@@ -66,9 +66,10 @@ def task_key(task_id: int) -> str:
 
 
 class _Builder:
-    def __init__(self, session: Session, directory: Directory) -> None:
+    def __init__(self, session: Session, directory: Directory, root: str) -> None:
         self.session = session
         self.directory = directory
+        self.root = root  # the explorer's URL path, which each node links into
         self.graph = Graph()
 
     def _room(self) -> bool:
@@ -92,7 +93,7 @@ class _Builder:
             "dataset",
             f"dataset {dataset_id[:10]}…",
             f"{owner} · L{event.args['level']} · {event.args['rowCount']} rows",
-            f"/explorer/datasets/{dataset_id}",
+            f"{self.root}/datasets/{dataset_id}",
         )
 
     def expand_tasks(self, task_ids: list[int]) -> tuple[set[int], set[str]]:
@@ -125,7 +126,7 @@ class _Builder:
                     "task",
                     f"task #{task_id} · {kind_name(Kind(int(event.args['kind'])))}",
                     f"{requester} · {status}",
-                    f"/explorer/tasks/{task_id}",
+                    f"{self.root}/tasks/{task_id}",
                     status,
                 )
             )
@@ -143,7 +144,7 @@ class _Builder:
                     "result",
                     f"result of {self.directory.org_name(org)}",
                     f"digest {str(event.args['resultDigest'])[:10]}…",
-                    f"/explorer/verify?task={task_id}&org={org}",
+                    f"{self.root}/verify?task={task_id}&org={org}",
                 )
             )
             self.graph.add_edge(task_key(task_id), key, "result")
@@ -203,11 +204,13 @@ def provenance_graph(
     session: Session,
     directory: Directory,
     *,
+    root: str,
     task_id: int | None = None,
     dataset_id: str | None = None,
 ) -> Graph:
-    """The graph around ``task_id`` or ``dataset_id``, else around the newest tasks."""
-    builder = _Builder(session, directory)
+    """The graph around ``task_id`` or ``dataset_id``, else around the newest tasks; each node
+    links to its page in the explorer at ``root``."""
+    builder = _Builder(session, directory, root)
     if task_id is not None:
         return builder.run({task_id}, set())
     if dataset_id is not None:

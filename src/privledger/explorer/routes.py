@@ -1,5 +1,5 @@
 """Login, the task pages and result verification of the explorer (HTML under /explorer, JSON
-twins under /explorer/api).
+twins under /explorer/api; below /t/<org> on a tenant host).
 
 Public: the login page, the challenge, login itself and the static files. Everything else needs a
 session (see ``auth``): without one, JSON routes answer 401 and pages redirect (303) to the login
@@ -36,12 +36,12 @@ from .verify import (
 )
 from .web import (
     HERE,
-    LOGIN_PAGE,
     PREFIX,
     Auditor,
     ExplorerRoute,
     PageNotFound,
     check_page,
+    explorer_root,
     page,
     page_number,
 )
@@ -63,11 +63,13 @@ def _org_name(node: NodeContext) -> str:
 
 
 def _set_session(request: Request, response: Response, session_id: str) -> None:
+    """The session cookie, sent back only to this explorer (``/t/<org>/explorer`` on a tenant
+    host: never to another tenant's explorer, which would not know the session anyway)."""
     response.set_cookie(
         SESSION_COOKIE,
         session_id,
         max_age=SESSION_TTL_S,
-        path=PREFIX,
+        path=explorer_root(request),
         httponly=True,
         samesite="strict",
         secure=request.url.scheme == "https",
@@ -122,7 +124,7 @@ def login_form(
         return page(request, "login.html", context, status_code=exc.status)
     roles = auth.session(node, session_id).roles
     landing = "tasks" if roles & Role.AUDITOR else "cockpit"
-    response = RedirectResponse(f"{PREFIX}/{landing}", status_code=303)
+    response = RedirectResponse(f"{explorer_root(request)}/{landing}", status_code=303)
     _set_session(request, response, session_id)
     return response
 
@@ -132,8 +134,9 @@ def logout(request: Request) -> Response:
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
         explorer_auth(request).logout(session_id)
-    response = RedirectResponse(LOGIN_PAGE, status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path=PREFIX)
+    root = explorer_root(request)
+    response = RedirectResponse(f"{root}/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path=root)
     return response
 
 
@@ -196,7 +199,8 @@ def tasks_page(
     error = None
     if search:
         if search.isdigit() and len(search) <= 20:
-            return RedirectResponse(f"{PREFIX}/tasks/{int(search)}", status_code=303)
+            found = f"{explorer_root(request)}/tasks/{int(search)}"
+            return RedirectResponse(found, status_code=303)
         error = f"{search!r} is not a task id: task ids are whole numbers"
     context = {**_task_page(node, page_text), "search": search, "error": error}
     return page(request, "tasks.html", context, viewer=auditor, status_code=400 if error else 200)

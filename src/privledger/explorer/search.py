@@ -4,7 +4,7 @@ grant hash, an account address, or an organisation's name."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from eth_utils.address import to_checksum_address
 from sqlmodel import Session
@@ -25,49 +25,54 @@ NAME = re.compile(r"[\w .\-]{1,64}")
 class Match:
     kind: str
     label: str
-    url: str
+    url: str  # the page's path, below the explorer's root
 
 
 def _number(session: Session, directory: Directory, number: int) -> list[Match]:
     text = str(number)
     found = []
     if refs.exists(session, "task", text, "TaskSubmitted"):
-        found.append(Match("task", f"Task #{number}", f"/explorer/tasks/{number}"))
+        found.append(Match("task", f"Task #{number}", f"/tasks/{number}"))
     if chain.block(session, number) is not None:
-        found.append(Match("block", f"Block {number}", f"/explorer/blocks/{number}"))
+        found.append(Match("block", f"Block {number}", f"/blocks/{number}"))
     if number in directory.orgs:
         name = directory.org_name(number)
-        found.append(Match("org", f"Organisation {number} ({name})", f"/explorer/orgs/{number}"))
+        found.append(Match("org", f"Organisation {number} ({name})", f"/orgs/{number}"))
     if refs.exists(session, "batch", text, "BatchAnchored"):
-        found.append(Match("batch", f"Log batch {number}", f"/explorer/batches/{number}"))
+        found.append(Match("batch", f"Log batch {number}", f"/batches/{number}"))
     return found
 
 
 def _hash(session: Session, value: str) -> list[Match]:
     found = []
     if session.get(ChainTx, value) is not None:
-        found.append(Match("tx", f"Transaction {value}", f"/explorer/txs/{value}"))
+        found.append(Match("tx", f"Transaction {value}", f"/txs/{value}"))
     block = chain.block_by_hash(session, value)
     if block is not None:
-        found.append(Match("block", f"Block {block.number}", f"/explorer/blocks/{block.number}"))
+        found.append(Match("block", f"Block {block.number}", f"/blocks/{block.number}"))
     if refs.exists(session, "dataset", value, "DatasetRegistered"):
-        found.append(Match("dataset", f"Dataset {value}", f"/explorer/datasets/{value}"))
+        found.append(Match("dataset", f"Dataset {value}", f"/datasets/{value}"))
     issued = refs.events_about(session, "grant", [value], ["GrantIssued"])
     if issued:
         dataset = str(issued[0].args["datasetId"])
-        found.append(Match("grant", f"Grant {value}", f"/explorer/datasets/{dataset}#grants"))
+        found.append(Match("grant", f"Grant {value}", f"/datasets/{dataset}#grants"))
     return found
 
 
 def _address(session: Session, directory: Directory, value: str) -> list[Match]:
     address = to_checksum_address(value)
     if address in directory.accounts or chain.touched(session, address):
-        return [Match("account", f"Account {address}", f"/explorer/accounts/{address}")]
+        return [Match("account", f"Account {address}", f"/accounts/{address}")]
     return []
 
 
-def search(session: Session, directory: Directory, query: str) -> list[Match]:
-    """Everything ``query`` names on the ledger; malformed queries are a ``BadInput``."""
+def search(session: Session, directory: Directory, query: str, root: str) -> list[Match]:
+    """Everything ``query`` names on the ledger, each with the URL of its page in the explorer
+    at ``root``; malformed queries are a ``BadInput``."""
+    return [replace(match, url=root + match.url) for match in _search(session, directory, query)]
+
+
+def _search(session: Session, directory: Directory, query: str) -> list[Match]:
     text = query.strip()
     if len(text) > MAX_QUERY:
         raise BadInput(f"a search is at most {MAX_QUERY} characters")
@@ -91,7 +96,7 @@ def search(session: Session, directory: Directory, query: str) -> list[Match]:
         )
     wanted = text.lower()
     return [
-        Match("org", f"Organisation {org.org_id} ({org.name})", f"/explorer/orgs/{org.org_id}")
+        Match("org", f"Organisation {org.org_id} ({org.name})", f"/orgs/{org.org_id}")
         for org in sorted(directory.orgs.values(), key=lambda o: o.org_id)
         if wanted in org.name.lower()
     ]

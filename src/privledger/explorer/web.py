@@ -3,6 +3,11 @@ session dependencies and the paging helpers.
 
 Refusals and bad input become 401/403/400/404 JSON under /explorer/api, and elsewhere a login
 redirect (401) or an error page; every explorer response carries the security headers.
+
+The explorer lives at ``/explorer`` of its node's app, which a tenant host mounts under
+``/t/<org>``: every link, redirect, form action, script URL and the session cookie's path start
+at :func:`explorer_root`, so the same pages work at both places and one tenant's pages never
+point into another's.
 """
 
 from __future__ import annotations
@@ -31,7 +36,6 @@ from .verify import VerifyInputError
 
 HERE = Path(__file__).parent
 PREFIX = "/explorer"
-LOGIN_PAGE = f"{PREFIX}/login"
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
@@ -85,8 +89,14 @@ _env.filters.update(utc=_utc, eth=_eth, short=_short, roles=_roles)
 templates = Jinja2Templates(env=_env)
 
 
+def explorer_root(request: Request) -> str:
+    """The explorer's URL path on this host: ``/explorer`` below the app's mount (the ASGI
+    ``root_path``: ``/t/<org>`` for a tenant, empty for a node of its own)."""
+    return str(request.scope.get("root_path", "")).rstrip("/") + PREFIX
+
+
 def is_json(request: Request) -> bool:
-    return request.url.path.startswith(f"{PREFIX}/api/")
+    return request.url.path.startswith(f"{explorer_root(request)}/api/")
 
 
 def page(
@@ -106,6 +116,7 @@ def page(
         "viewer": viewer,
         "is_auditor": viewer is not None and bool(viewer.roles & Role.AUDITOR),
         "path": request.url.path,
+        "root": explorer_root(request),
     }
     return templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
 
@@ -127,7 +138,8 @@ class ExplorerRoute(APIRoute):
                 response = await handler(request)
             except AuthFailure as exc:
                 if exc.status == 401 and not is_json(request):
-                    response = RedirectResponse(LOGIN_PAGE, status_code=303)
+                    login = f"{explorer_root(request)}/login"
+                    response = RedirectResponse(login, status_code=303)
                 else:
                     response = await run_in_threadpool(
                         _error, request, exc.status, exc.code, "Forbidden", exc.message

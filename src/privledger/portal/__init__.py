@@ -4,14 +4,16 @@ admin reviews, approves (custodial) and rejects — in the browser, over the RES
 applications server-side; the script writes every value as text, never as HTML).
 
 ``/portal`` is the applicant's page, ``/portal/review`` the consortium admin's (who pastes a
-``consortium_admin`` token, kept in the tab's session storage only)."""
+``consortium_admin`` token, kept in the tab's session storage only); below ``/t/<org>`` on a
+tenant host."""
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse
 
 STATIC = Path(__file__).with_name("static")
 # the pages load only their own script and style sheet and call only this node's API
@@ -26,14 +28,22 @@ HEADERS = {
 router = APIRouter(prefix="/portal", include_in_schema=False)
 
 
+def static_page(request: Request, path: Path) -> HTMLResponse:
+    """The page at ``path`` with ``{{root}}`` replaced by where the node's app is mounted (the
+    ASGI root path: ``/t/<org>`` on a tenant host, empty for a node of its own), so its links,
+    assets and the API its script calls are this node's wherever it is served."""
+    root = escape(str(request.scope.get("root_path", "")).rstrip("/"))
+    return HTMLResponse(path.read_text().replace("{{root}}", root), headers=HEADERS)
+
+
 @router.get("")
-def applicant_page() -> FileResponse:
-    return FileResponse(STATIC / "apply.html", headers=HEADERS)
+def applicant_page(request: Request) -> HTMLResponse:
+    return static_page(request, STATIC / "apply.html")
 
 
 @router.get("/review")
-def review_page() -> FileResponse:
-    return FileResponse(STATIC / "review.html", headers=HEADERS)
+def review_page(request: Request) -> HTMLResponse:
+    return static_page(request, STATIC / "review.html")
 
 
 @router.get("/static/portal.js")

@@ -2,8 +2,10 @@
 // from the API is written with textContent, never as HTML.
 "use strict";
 
-const API = "/api/v1";
-const KEY = "privledger-token";
+// where the node's app is mounted: "" on a node of its own, "/t/<org>" on a tenant host
+const ROOT = document.documentElement.dataset.root || "";
+const API = `${ROOT}/api/v1`;
+const KEY = `privledger-token${ROOT}`;  // a tab keeps one token per tenant
 
 function $(id) { return document.getElementById(id); }
 

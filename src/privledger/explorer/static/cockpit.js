@@ -1,4 +1,5 @@
-// Live cockpit: poll the JSON twin of this page and swap in the new numbers, charts and health.
+// Live cockpit: poll the JSON twin of this page (its URL in data-api: the explorer may be mounted
+// under a tenant's prefix) and swap in the new numbers, charts and health.
 (function () {
   var live = document.getElementById("live");
   if (!live) return;
@@ -56,7 +57,7 @@
   }
 
   function poll() {
-    fetch("/explorer/api/cockpit", { credentials: "same-origin", headers: { Accept: "application/json" } })
+    fetch(live.dataset.api, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
       .then(function (s) { live.classList.remove("stale"); apply(s); })
       .catch(function () { live.classList.add("stale"); })

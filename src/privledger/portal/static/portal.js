@@ -2,7 +2,10 @@
 // written with textContent, never as HTML.
 "use strict";
 
-const API = "/api/v1/onboarding/applications";
+// where the node's app is mounted: "" on a node of its own, "/t/<org>" on a tenant host
+const ROOT = document.documentElement.dataset.root || "";
+const API = `${ROOT}/api/v1/onboarding/applications`;
+const REVIEW_KEY = `privledger-review-token${ROOT}`;  // one tenant's token is not another's
 
 function $(id) { return document.getElementById(id); }
 
@@ -115,7 +118,7 @@ function renderStatus(status) {
 }
 
 // ---- the consortium admin's page
-function token() { return sessionStorage.getItem("privledger-review-token") || ""; }
+function token() { return sessionStorage.getItem(REVIEW_KEY) || ""; }
 
 function auth() { return { Authorization: `Bearer ${token()}` }; }
 
@@ -210,7 +213,7 @@ function setUpReview() {
   $("token").value = token();
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    sessionStorage.setItem("privledger-review-token", $("token").value.trim());
+    sessionStorage.setItem(REVIEW_KEY, $("token").value.trim());
     loadApplications();
   });
   $("filter").addEventListener("change", () => { if (token()) loadApplications(); });
