@@ -30,6 +30,7 @@ from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyp
 from sklearn.model_selection import train_test_split  # type: ignore[import-untyped]
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
 
+import fl_gbdt
 from privledger.protocols.fl.contribution import roc_auc
 from privledger.protocols.fl.horizontal import (
     ClientData,
@@ -195,8 +196,14 @@ def bench_horizontal(clients: int, rounds: int, repeat: int) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--mode")
+    if first.parse_known_args(argv)[0].mode == "vertical-gbdt":  # own flags: fl_gbdt.py
+        return fl_gbdt.main(argv)
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--mode", choices=["vertical", "horizontal"], help="default: both")
+    parser.add_argument(
+        "--mode", choices=["vertical", "horizontal", "vertical-gbdt"], help="default: LR both"
+    )
     parser.add_argument("--parties", type=int, default=3, help="vertical parties (2 or 3)")
     parser.add_argument("--epochs", type=int, default=200, help="vertical gradient steps")
     parser.add_argument("--clients", type=int, default=3, help="horizontal clients")

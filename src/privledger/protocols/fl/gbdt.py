@@ -33,14 +33,15 @@ One tree (Hetero-SecureBoost, Cheng et al. 2019, as in FATE):
 
 Why Paillier and not our secret-sharing engine (:mod:`.mpc.sharing`): a histogram multiplies a
 one-hot ``rows x bins`` matrix held by one party with a vector held by another. With Beaver
-triples both operands are masked and opened, so every level moves ``rows x columns x bins``
-words per vector (about 3 GB per tree for 10^5 rows, 15 columns and 32 bins, g and h, five
-levels) and loses the one-hot sparsity to dense products; Paillier moves one ciphertext per row
-per tree and the owner only multiplies the ciphertexts of a bin together (rows x columns
-multiplications per level, 3-5 us each) -- SecureBoost's leakage (below) is what both designs
-would reveal anyway, unless the whole split search ran on shares (SS-XGB), which costs far more.
-Measured on this machine, per row and tree with a 2048-bit key: 2.7 ms encryption (the label
-holder), 5 us per ciphertext addition and column-level at the owner; 1024-bit: 0.65 ms and 3 us.
+triples both operands are masked and opened, which loses the one-hot sparsity: measured here,
+0.85 us and 32 bytes per row, bin and vector (``mul`` of a 20,000 x 32 one-hot matrix with g),
+i.e. ~55 us and 2 KB per row and column per level for g and h with 32 bins -- for 10^5 rows,
+15 columns and five levels ~400 s and 15 GB per tree. Paillier moves one ciphertext per row
+per tree; the owner only multiplies the ciphertexts of a bin together: 3 us (1024-bit key) to
+5 us (2048-bit) per row and column per level, plus the label holder's encryption, 0.65 ms
+(1024) to 2.7 ms (2048) per row and tree -- ~80 s (1024) to ~300 s (2048) per tree at 10^5 rows
+and 15 columns, and a few MB. SecureBoost's leakage (below) is what the per-bin design reveals
+either way; hiding it too (SS-XGB: split search on shares) costs far more again.
 
 Prediction (:func:`predict_label_holder` / :func:`predict_feature_owner`): each party evaluates
 its own splits on its columns of the new rows and sends, per row and tree, the bit mask of the
