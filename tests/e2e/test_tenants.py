@@ -32,7 +32,7 @@ from tests.explorer.crawl import crawl, links, under
 
 from .conftest import Running
 from .test_explorer import REGULATOR, sign
-from .test_interop import CLIENT
+from .test_interop import CLIENT, no_interop_route_answers_500
 from .test_walking_path import FEE
 
 # name -> development account of its admin: beyond anvil's ten funded ones, which other tests use
@@ -282,6 +282,11 @@ def test_interop_documents_and_refusals_under_a_tenant(host: Host) -> None:
         headers={"content-type": "application/json", **forged},
     )
     assert unsigned.status_code in (401, 403) and unsigned.json()["code"] == unsigned.status_code
+
+
+def test_no_interop_route_of_a_tenant_answers_500(host: Host) -> None:
+    url, tokens, _org_ids = host
+    no_interop_route_answers_500(f"{url}/t/tenant-y", tokens["tenant-y"])
 
 
 def explorer_login(client: httpx.Client, base: str, account: LocalAccount) -> httpx.Response:
