@@ -4,7 +4,9 @@ Every state-changing call is first executed with ``eth_estimateGas`` (an ``eth_c
 sizes the gas), so a revert comes back as a decoded custom error before anything is signed. Nonces
 are kept locally per account, so many transactions can be in flight: the nonce lock is held only
 while a transaction is signed and handed to the node, never while its receipt is awaited, and every
-client of one account on one connection (``with_account``) shares one nonce counter. A transaction
+client of one account on one connection (``with_account``) shares one nonce counter. Processes that
+sign with the same accounts share their counters through a :class:`NonceBook` of their own (a
+node's API processes: ``privledger.store.nonces``), held the same way. A transaction
 the node has forgotten (anvil can drop transactions under bursts) is broadcast again until it is
 mined or the receipt timeout passes.
 
@@ -18,9 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from eth_abi.exceptions import DecodingError
 from eth_account.signers.local import LocalAccount
@@ -71,15 +74,53 @@ class SentTransaction:
     sent_at: float
 
 
+class NonceSlot:
+    """The next nonce of one account, as whoever holds its lock sees it; None: read it from the
+    node (the pending transaction count) before signing."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int | None = None) -> None:
+        self.value = value
+
+
+class NonceBook(Protocol):
+    """Where the next nonce of each account is kept, and the lock that serialises signing."""
+
+    def held(self, address: str) -> AbstractContextManager[NonceSlot]:
+        """The account's slot, exclusively, until the block ends; what the block leaves in
+        ``value`` is the next nonce for the next holder."""
+        ...
+
+
+class LocalNonces:
+    """Nonces kept in this process: a lock and a counter per account (the default)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._slots: dict[str, tuple[threading.Lock, NonceSlot]] = {}
+
+    @contextmanager
+    def held(self, address: str) -> Iterator[NonceSlot]:
+        with self._lock:
+            entry = self._slots.get(address)
+            if entry is None:
+                entry = self._slots[address] = (threading.Lock(), NonceSlot())
+        lock, slot = entry
+        with lock:
+            yield slot
+
+
 class _Family:
-    """What the clients of several accounts on one connection share: the RPC path, the chain id
-    and one client per account (so one nonce counter per account)."""
+    """What the clients of several accounts on one connection share: the RPC path, the chain id,
+    one client per account and the nonce book (so one nonce counter per account)."""
 
     def __init__(self, w3: Web3, chain_id: int) -> None:
         self.rpc = JsonRpc(w3)
         self.chain_id = chain_id
         self.lock = threading.Lock()
         self.clients: dict[str, ChainClient] = {}
+        self.nonces: NonceBook = LocalNonces()
         self._sync_send: bool | None = None
 
     def sync_send(self) -> bool:
@@ -121,8 +162,6 @@ class ChainClient:
         self._family = _family
         self._rpc = _family.rpc
         self.chain_id = _family.chain_id
-        self._nonce_lock = threading.Lock()
-        self._next_nonce: int | None = None
         self._gas_lock = threading.Lock()
         self.gas_used = 0  # total gas of this client's mined transactions
 
@@ -147,12 +186,20 @@ class ChainClient:
                 family.clients[account.address] = client
             return client
 
+    def share_nonces(self, book: NonceBook) -> None:
+        """Keep the nonces of this connection's accounts in ``book`` from now on: other
+        processes signing with the same accounts share it (before the first transaction)."""
+        self._family.nonces = book
+
+    def _nonce(self) -> AbstractContextManager[NonceSlot]:
+        return self._family.nonces.held(self.address)
+
     def next_nonce(self) -> int:
         """The nonce this client will sign its next transaction with."""
-        with self._nonce_lock:
-            if self._next_nonce is None:
-                self._next_nonce = self._pending_count()
-            return self._next_nonce
+        with self._nonce() as slot:
+            if slot.value is None:
+                slot.value = self._pending_count()
+            return slot.value
 
     def call(self, function: ContractFunction) -> Any:
         """Read a view function; a revert is raised as a decoded ChainRevert."""
@@ -273,8 +320,8 @@ class ChainClient:
             except (RpcError, RpcUnavailable) as exc:
                 if self._known(sent.tx_hash):  # e.g. not mined within the node's own timeout
                     return self.wait(sent)
-                with self._nonce_lock:
-                    self._next_nonce = None  # resynchronise: this nonce may be a gap now
+                with self._nonce() as slot:
+                    slot.value = None  # resynchronise: this nonce may be a gap now
                 if isinstance(exc, RpcError) and "nonce too low" in exc.message.lower():
                     continue
                 raise ChainError(f"the node refused the transaction: {exc}") from exc
@@ -288,20 +335,20 @@ class ChainClient:
         """Sign with the next nonce and write the synchronous send; the answer is read by the
         caller, after the nonce lock is released (None: the node took the transaction, but the
         connection failed, so there is no answer to read)."""
-        with self._nonce_lock:
-            if self._next_nonce is None:
-                self._next_nonce = self._pending_count()
-            nonce = self._next_nonce
+        with self._nonce() as slot:
+            if slot.value is None:
+                slot.value = self._pending_count()
+            nonce = slot.value
             tx_hash, raw = sign(self.account, {**tx, "nonce": nonce})
             sent = SentTransaction(tx_hash, raw, time.time())
             answer: Callable[[], Any] | None = None
             try:
                 answer = self._rpc.start(SYNC_SEND, [sent.raw.to_0x_hex()])
             except RpcUnavailable as exc:
-                self._next_nonce = None
+                slot.value = None
                 if not self._known(sent.tx_hash):
                     raise ChainError(f"the node refused the transaction: {exc}") from exc
-            self._next_nonce = nonce + 1
+            slot.value = nonce + 1
             return sent, answer
 
     def send_raw_params(self, tx: dict[str, Any]) -> SentTransaction:
@@ -313,24 +360,24 @@ class ChainClient:
         the transaction, then the connection failed) is recognised by asking for the transaction,
         so it is never signed twice under two nonces.
         """
-        with self._nonce_lock:
+        with self._nonce() as slot:
             for _ in range(NONCE_RETRIES):
-                if self._next_nonce is None:
-                    self._next_nonce = self._pending_count()
-                nonce = self._next_nonce
+                if slot.value is None:
+                    slot.value = self._pending_count()
+                nonce = slot.value
                 tx_hash, raw = sign(self.account, {**tx, "nonce": nonce})
                 sent = SentTransaction(tx_hash, raw, time.time())
                 try:
                     self._rpc.request("eth_sendRawTransaction", [sent.raw.to_0x_hex()])
                 except (RpcError, OSError) as exc:
-                    self._next_nonce = None  # resynchronise from the node
+                    slot.value = None  # resynchronise from the node
                     if self._known(sent.tx_hash):  # it did arrive: the answer was lost
-                        self._next_nonce = nonce + 1
+                        slot.value = nonce + 1
                         return sent
                     if isinstance(exc, RpcError) and "nonce too low" in exc.message.lower():
                         continue
                     raise ChainError(f"the node refused the transaction: {exc}") from exc
-                self._next_nonce = nonce + 1
+                slot.value = nonce + 1
                 return sent
         raise ChainError(
             f"nonce of {self.address} kept moving; gave up after {NONCE_RETRIES} tries"
@@ -416,4 +463,13 @@ def sign(account: LocalAccount, tx: dict[str, Any]) -> tuple[HexBytes, HexBytes]
     return HexBytes(keccak256(encoded)), HexBytes(encoded)
 
 
-__all__ = ["ChainClient", "ChainError", "ChainRevert", "ChainTimeout", "SentTransaction"]
+__all__ = [
+    "ChainClient",
+    "ChainError",
+    "ChainRevert",
+    "ChainTimeout",
+    "LocalNonces",
+    "NonceBook",
+    "NonceSlot",
+    "SentTransaction",
+]

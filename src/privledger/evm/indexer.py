@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,7 +142,8 @@ class EventIndexer:
         self.engine = engine
         self.confirmations = confirmations
         self._rpc = JsonRpc(w3)
-        self._lock = threading.Lock()  # one sync at a time per indexer (worker and API share it)
+        # one sync at a time per indexer (worker and API share it)
+        self._lock: AbstractContextManager[object] = threading.Lock()
         self._seen_next = 0  # a lower bound of the stored cursor (it only moves forward)
         self.cursor_name = cursor_name(deployment)
         self._events: dict[tuple[str, bytes], tuple[str, EventCodec]] = {}
@@ -167,6 +169,12 @@ class EventIndexer:
             .where(cursors.c.name == self.cursor_name)
             .values(next_block=bindparam("next_block"))
         )
+
+    def share_database(self, lock: AbstractContextManager[object]) -> None:
+        """Sync under ``lock``, which every process indexing into this database takes (a node's
+        API processes): one stores a block range while the others wait, then read the moved
+        cursor and find the range stored."""
+        self._lock = lock
 
     def next_block(self) -> int:
         with self.engine.connect() as connection:

@@ -4,14 +4,15 @@ stored an event naming it, or a ``LocalTask`` row of it was committed (the worke
 Waiters are coroutines (``GET /tasks/{id}?waitS=``): a change sets their asyncio event from any
 thread, so a waiting request holds no thread and nothing polls. A change only says "look again":
 the waiter reads the task itself, so a wake-up too many (another tenant's task with the same id on
-another chain) costs one read and nothing else.
+another chain) costs one read and nothing else. A node of several processes relays its changes to
+the others (:mod:`privledger.store.notices`), which wake their own waiters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -27,6 +28,7 @@ class TaskWatch:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiters: dict[int, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self.relay: Callable[[set[int]], None] | None = None  # to the node's other processes
 
     @contextmanager
     def watching(self, task_id: int) -> Iterator[asyncio.Event]:
@@ -46,7 +48,15 @@ class TaskWatch:
                         del self._waiters[task_id]
 
     def notify(self, task_ids: Iterable[int]) -> None:
-        """Tasks ``task_ids`` changed (from any thread)."""
+        """Tasks ``task_ids`` changed here (from any thread): wake this process's waiters, and
+        tell the node's other processes when there are any."""
+        changed = set(task_ids)
+        self.wake(changed)
+        if self.relay is not None and changed:
+            self.relay(changed)
+
+    def wake(self, task_ids: Iterable[int]) -> None:
+        """Wake this process's waiters on ``task_ids`` (from any thread)."""
         with self._lock:
             woken = [waiter for task_id in task_ids for waiter in self._waiters.get(task_id, ())]
         for loop, changed in woken:
