@@ -140,6 +140,16 @@ def test_lightgbm_export_predicts_like_the_joint_model(breast_cancer: Split, tra
     np.testing.assert_allclose(booster.predict(breast_cancer.x_test), probabilities, atol=1e-12)
 
 
+def test_party_gain_shares_match_the_exported_gain_importance(trained: Any) -> None:
+    model, _, _, merged = trained
+    shares = model.party_importance()
+    gain = lgb.Booster(model_str=merged.to_lightgbm()).feature_importance(importance_type="gain")
+    own_columns = BLOCKS[0].stop
+    expected = np.array([gain[:own_columns].sum(), gain[own_columns:].sum()]) / gain.sum()
+    np.testing.assert_allclose(shares, expected, rtol=1e-6)
+    assert 0 < shares[1] < 1
+
+
 def test_three_parties_with_subsampling(breast_cancer: Split) -> None:
     config = GbdtConfig(
         trees=3, max_depth=2, key_bits=1024, row_subsample=0.7, col_subsample=0.5, seed=3

@@ -50,6 +50,8 @@ masks (one leaf remains), adds the leaf weights and applies the sigmoid. No thre
 owner. Export (:func:`export_label_holder` / :func:`export_feature_owner`): a feature owner that
 calls :func:`export_feature_owner` consents to revealing its splits (columns and thresholds) to
 the label holder, which merges them into a :class:`.gbdt_tree.MergedModel` (LightGBM text).
+Contribution: :meth:`LabelHolderModel.party_importance`, each party's share of the total split
+gain (the label holder chose every split, so it knows these gains without any export).
 
 Security model and leakage (semi-honest parties; the label holder holds the only key):
 
@@ -185,14 +187,25 @@ class OwnerModel:
 
 @dataclass(frozen=True)
 class LabelHolderModel:
-    """The label holder's part: its own splits, the owner of every split and the leaf values
-    (learning rate included) of every tree, the base score, and every party's column count."""
+    """The label holder's part: its own splits, the owner and gain of every split and the leaf
+    values (learning rate included) of every tree, the base score, every party's column count."""
 
     own: OwnerModel
     owners: tuple[dict[int, int], ...]
+    gains: tuple[dict[int, float], ...]
     leaf_values: tuple[F64, ...]
     base_score: float
     widths: tuple[int, ...]
+
+    def party_importance(self) -> F64:
+        """Each party's share of the total split gain (LightGBM's "gain" importance summed per
+        party): a contribution measure that needs no retraining."""
+        totals = np.zeros(len(self.widths))
+        for owners, gains in zip(self.owners, self.gains, strict=True):
+            for node, party in owners.items():
+                totals[party] += gains[node]
+        total = totals.sum()
+        return totals / total if total > 0 else np.full(totals.size, 1.0 / totals.size)
 
 
 # --- messages ---------------------------------------------------------------------------------
@@ -339,12 +352,14 @@ class _LabelHolder:
         shapes: list[TreeShape] = []
         own: list[dict[int, Split]] = []
         owners: list[dict[int, int]] = []
+        gains: list[dict[int, float]] = []
         values: list[F64] = []
         for t in range(self.config.trees):
-            shape, splits, owner, leaf_values, positions = self._tree(key, scores)
+            shape, splits, chosen, leaf_values, positions = self._tree(key, scores)
             shapes.append(shape)
             own.append(splits)
-            owners.append(owner)
+            owners.append({v: choice.party for v, choice in chosen.items()})
+            gains.append({v: choice.gain for v, choice in chosen.items()})
             values.append(leaf_values)
             scores += leaf_values[np.searchsorted(shape.leaves, positions)]
             for channel in self.channels:
@@ -365,6 +380,7 @@ class _LabelHolder:
         return LabelHolderModel(
             OwnerModel(tuple(shapes[:best_trees]), tuple(own[:best_trees]), widths[0]),
             tuple(owners[:best_trees]),
+            tuple(gains[:best_trees]),
             tuple(values[:best_trees]),
             base,
             tuple(widths),
@@ -380,7 +396,7 @@ class _LabelHolder:
 
     def _tree(
         self, key: LabelKey, scores: F64
-    ) -> tuple[TreeShape, dict[int, Split], dict[int, int], F64, I32]:
+    ) -> tuple[TreeShape, dict[int, Split], dict[int, _Choice], F64, I32]:
         config = self.config
         prob = 1.0 / (1.0 + np.exp(-scores))
         grad, hess = prob - self.labels, prob * (1.0 - prob)
@@ -401,7 +417,7 @@ class _LabelHolder:
         internal: list[int] = []
         leaves: dict[int, _Node] = {}
         splits: dict[int, Split] = {}
-        owner: dict[int, int] = {}
+        made: dict[int, _Choice] = {}
         for depth in range(config.max_depth + 1):
             splittable = {
                 v: node
@@ -432,7 +448,7 @@ class _LabelHolder:
                     splits[v] = Split(column, self.bins.threshold(column, last_left))
                     lefts[v] = self.binned[node.rows, column] <= last_left
                 internal.append(v)
-                owner[v] = choice.party
+                made[v] = choice
                 for child, side in ((2 * v + 1, lefts[v]), (2 * v + 2, ~lefts[v])):
                     rows = node.rows[side]
                     positions[rows] = child
@@ -447,7 +463,7 @@ class _LabelHolder:
         )
         shape = TreeShape(tuple(sorted(internal)), tuple(order))
         shape.check()
-        return shape, splits, owner, leaf_values, positions
+        return shape, splits, made, leaf_values, positions
 
     def _level(
         self,
@@ -777,4 +793,6 @@ def export_label_holder(
         for party, width in enumerate(model.widths)
         for column in range(width)
     )
-    return MergedModel(model.own.shapes, tuple(merged), model.leaf_values, model.base_score, names)
+    return MergedModel(
+        model.own.shapes, tuple(merged), model.gains, model.leaf_values, model.base_score, names
+    )

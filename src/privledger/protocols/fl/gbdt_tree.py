@@ -133,12 +133,14 @@ class MergedModel:
     """The whole model in plaintext, after every party revealed its splits (export).
 
     ``splits[t][node]`` holds a column index into the concatenation of the parties' columns
-    (party 0's first); ``leaf_values[t]`` follows ``shapes[t].leaves`` and already includes the
-    learning rate; the raw score is ``base_score`` plus the leaf of every tree.
+    (party 0's first) and ``gains[t][node]`` the split's gain; ``leaf_values[t]`` follows
+    ``shapes[t].leaves`` and already includes the learning rate; the raw score is
+    ``base_score`` plus the leaf of every tree.
     """
 
     shapes: tuple[TreeShape, ...]
     splits: tuple[Mapping[int, Split], ...]
+    gains: tuple[Mapping[int, float], ...]
     leaf_values: tuple[F64, ...]
     base_score: float
     feature_names: tuple[str, ...]
@@ -157,9 +159,9 @@ class MergedModel:
         the base score is folded into the first tree's leaves, as LightGBM's own
         ``boost_from_average`` does."""
         trees = [
-            _lightgbm_tree(t, shape, splits, values + (self.base_score if t == 0 else 0.0))
-            for t, (shape, splits, values) in enumerate(
-                zip(self.shapes, self.splits, self.leaf_values, strict=True)
+            _lightgbm_tree(t, shape, splits, gains, values + (self.base_score if t == 0 else 0.0))
+            for t, (shape, splits, gains, values) in enumerate(
+                zip(self.shapes, self.splits, self.gains, self.leaf_values, strict=True)
             )
         ]
         header = [
@@ -178,7 +180,13 @@ class MergedModel:
         return "\n".join(header) + "\n" + "\n".join(trees) + "\nend of trees\n"
 
 
-def _lightgbm_tree(index: int, shape: TreeShape, splits: Mapping[int, Split], values: F64) -> str:
+def _lightgbm_tree(
+    index: int,
+    shape: TreeShape,
+    splits: Mapping[int, Split],
+    gains: Mapping[int, float],
+    values: F64,
+) -> str:
     def number(values: Sequence[float]) -> str:
         return " ".join(repr(float(v)) for v in values)
 
@@ -193,7 +201,7 @@ def _lightgbm_tree(index: int, shape: TreeShape, splits: Mapping[int, Split], va
         ordered = [splits[node] for node in shape.internal]
         lines += [
             "split_feature=" + " ".join(str(s.column) for s in ordered),
-            "split_gain=" + " ".join("0" for _ in ordered),
+            "split_gain=" + number([gains[node] for node in shape.internal]),
             "threshold=" + number([s.threshold for s in ordered]),
             "decision_type=" + " ".join("2" for _ in ordered),
             "left_child=" + " ".join(str(child(2 * v + 1)) for v in shape.internal),
