@@ -52,8 +52,9 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
-def apply_in_browser(page: Page, name: str, admin: str) -> tuple[str, str]:
-    page.goto("/portal")
+def apply_in_browser(page: Page, name: str, admin: str, root: str = "") -> tuple[str, str]:
+    """Apply through the portal at ``root`` (a tenant's: /t/<org>); the id and tracking secret."""
+    page.goto(f"{root}/portal")
     expect(page.locator("h1")).to_have_text("Join the consortium")
     page.fill("#orgName", name)
     page.fill("#contactName", "Grace Hopper")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from playwright.sync_api import Browser, expect
 
@@ -31,6 +33,7 @@ from privledger.evm.deploy import deployment_path
 from tests.explorer.crawl import crawl, links, under
 
 from .conftest import Running
+from .test_browser_portal import apply_in_browser
 from .test_explorer import REGULATOR, sign
 from .test_interop import CLIENT, no_interop_route_answers_500
 from .test_walking_path import FEE
@@ -391,7 +394,7 @@ def test_console_and_portal_pages_load_their_assets_under_a_tenant(host: Host) -
 
 
 @pytest.mark.browser
-def test_a_browser_signs_in_to_a_tenant_explorer_cockpit_and_console(
+def test_a_browser_uses_a_tenants_explorer_cockpit_console_and_portal(
     browser: Browser, host: Host
 ) -> None:
     url, tokens, _org_ids = host
@@ -413,4 +416,12 @@ def test_a_browser_signs_in_to_a_tenant_explorer_cockpit_and_console(
     page.click("#token-form button")
     expect(page.locator("#workspace")).to_be_visible()
     expect(page.locator("#who")).to_contain_text("tenant-x")
+    # the onboarding portal's script posts the application to the tenant's API
+    application_id, secret = apply_in_browser(
+        page, f"clinic-{secrets.token_hex(3)}", Account.create().address, root="/t/tenant-x"
+    )
+    tracking = {"X-Tracking-Secret": secret}
+    for tenant, status in (("tenant-x", 200), ("tenant-y", 404)):
+        path = f"{url}/t/{tenant}/api/v1/onboarding/applications/{application_id}"
+        assert httpx.get(path, headers=tracking).status_code == status, tenant
     page.close()
