@@ -7,6 +7,7 @@ stopping and refusals.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -148,6 +149,19 @@ def test_party_gain_shares_match_the_exported_gain_importance(trained: Any) -> N
     expected = np.array([gain[:own_columns].sum(), gain[own_columns:].sum()]) / gain.sum()
     np.testing.assert_allclose(shares, expected, rtol=1e-6)
     assert 0 < shares[1] < 1
+
+
+def test_each_part_round_trips_through_json(breast_cancer: Split, trained: Any) -> None:
+    model, owner_model, _, _ = trained
+    again = LabelHolderModel.from_json(json.loads(json.dumps(model.to_json())))
+    owner_again = OwnerModel.from_json(json.loads(json.dumps(owner_model.to_json())))
+    assert owner_again == owner_model
+    assert again.own == model.own and again.owners == model.owners and again.gains == model.gains
+    assert all(
+        np.array_equal(a, b) for a, b in zip(again.leaf_values, model.leaf_values, strict=True)
+    )
+    x_theirs = breast_cancer.x_test[:, BLOCKS[1]]
+    np.testing.assert_array_equal(owner_again.masks(x_theirs), owner_model.masks(x_theirs))
 
 
 def test_three_parties_with_subsampling(breast_cancer: Split) -> None:

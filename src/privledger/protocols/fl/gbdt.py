@@ -184,6 +184,37 @@ class OwnerModel:
             out[:, t] = leaf_masks(shape, splits, matrix)
         return out
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form (floats round-trip exactly through ``json``)."""
+        return {
+            "columns": self.columns,
+            "trees": [
+                {
+                    "shape": shape.to_json(),
+                    "splits": {str(v): [s.column, s.threshold] for v, s in splits.items()},
+                }
+                for shape, splits in zip(self.shapes, self.splits, strict=True)
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> OwnerModel:
+        columns = int(raw["columns"])
+        shapes, all_splits = [], []
+        for tree in raw["trees"]:
+            shape = TreeShape.from_json(tree["shape"])
+            splits = {
+                int(v): Split(int(column), float(threshold))
+                for v, (column, threshold) in tree["splits"].items()
+            }
+            if not set(splits) <= set(shape.internal) or any(
+                not 0 <= s.column < columns for s in splits.values()
+            ):
+                raise ValueError("a split is not a node of its tree or not one of the columns")
+            shapes.append(shape)
+            all_splits.append(splits)
+        return cls(tuple(shapes), tuple(all_splits), columns)
+
 
 @dataclass(frozen=True)
 class LabelHolderModel:
@@ -206,6 +237,40 @@ class LabelHolderModel:
                 totals[party] += gains[node]
         total = totals.sum()
         return totals / total if total > 0 else np.full(totals.size, 1.0 / totals.size)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "own": self.own.to_json(),
+            "owners": [{str(v): p for v, p in owners.items()} for owners in self.owners],
+            "gains": [{str(v): g for v, g in gains.items()} for gains in self.gains],
+            "leaf_values": [values.tolist() for values in self.leaf_values],
+            "base_score": self.base_score,
+            "widths": list(self.widths),
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> LabelHolderModel:
+        own = OwnerModel.from_json(raw["own"])
+        owners = tuple({int(v): int(p) for v, p in tree.items()} for tree in raw["owners"])
+        gains = tuple({int(v): float(g) for v, g in tree.items()} for tree in raw["gains"])
+        values = tuple(np.asarray(tree, dtype=np.float64) for tree in raw["leaf_values"])
+        widths = tuple(int(w) for w in raw["widths"])
+        if not len(owners) == len(gains) == len(values) == len(own.shapes):
+            raise ValueError("the model's trees do not match")
+        for shape, tree_owners, tree_gains, tree_values, splits in zip(
+            own.shapes, owners, gains, values, own.splits, strict=True
+        ):
+            if set(tree_owners) != set(shape.internal) or set(tree_gains) != set(shape.internal):
+                raise ValueError("every split needs an owner and a gain")
+            if tree_values.shape != (len(shape.leaves),):
+                raise ValueError("every leaf needs a value")
+            if {v for v, p in tree_owners.items() if p == 0} != set(splits):
+                raise ValueError("the label holder's splits do not match the owners")
+            if any(not 0 <= p < len(widths) for p in tree_owners.values()):
+                raise ValueError("a split's owner is not a party")
+        if widths[0] != own.columns:
+            raise ValueError("the label holder's column count does not match")
+        return cls(own, owners, gains, values, float(raw["base_score"]), widths)
 
 
 # --- messages ---------------------------------------------------------------------------------
