@@ -22,8 +22,8 @@ ciphertext addition adds the gradient, the hessian and the count of a row at onc
 
 Compression (:meth:`CipherSpace.pack`). A feature owner returns many candidate sums; it packs
 ``k`` of them into one ciphertext by Horner's rule (``c <- c^(2^{3W}) * c_next``, a shift by
-``3W`` bits and an addition), ``k = floor((bitlength(n) - 1) / 3W)`` (12 with a 2048-bit key and
-``f = 32`` on 10^5 rows), so the label holder decrypts 12 times fewer ciphertexts. Each packed
+``3W`` bits and an addition), ``k = floor((bitlength(n) - 1) / 3W)`` (15 with a 2048-bit key and
+``f = 24`` on 10^5 rows), so the label holder decrypts 15 times fewer ciphertexts. Each packed
 ciphertext is then re-randomised with a fresh encryption of zero: the key holder can recover the
 randomness of anything it decrypts, and without a fresh factor that randomness is the product of
 the rows' own (known to the label holder) -- it would tell which rows were summed.
