@@ -63,12 +63,12 @@ Security model and leakage (semi-honest parties; the label holder holds the only
   No plaintext gradient, hessian, label, leaf weight or other party's split reaches it.
 * The label holder learns, for every open node, **the per-candidate sums** ``(G_L, H_L, n_L)``
   of the feature owners' columns -- SecureBoost's known leakage: the gradient/hessian sums and
-  the row counts of the owner's bins ``<= b`` (in shuffled order, so not which column or bin), and
-  where nodes or bins are small, much about single rows' bins -- and, for every split of an
-  owner that it chose, which rows go left: a partition of the owner's rows by an unknown
-  threshold of an unknown column. In prediction and validation it learns the same: per row,
-  which way it goes at each of the owner's splits. It never learns a column, a cut point or a
-  threshold (until export).
+  the row counts of the owner's bins ``<= b`` (in shuffled order, so not which column or bin),
+  and where nodes or bins are small, much about single rows' bins; the number of candidates
+  tells it how many bins the owner's sampled columns have. For every owner split it chose, it
+  learns which rows go left: a partition of the rows by an unknown threshold of an unknown
+  column. In prediction and validation it learns the same: per row, which way it goes at each
+  of the owner's splits. It never learns a column, a cut point or a threshold (until export).
 * Two feature owners colluding learn the union of what each learns; a feature owner colluding
   with the label holder learns the other owner's candidate sums.
 * Not covered: a malicious label holder could send crafted "gradients" (e.g. one indicator row
@@ -492,7 +492,7 @@ class _LabelHolder:
             leaves.update({v: node for v, node in open_nodes.items() if v not in splittable})
             if not splittable:
                 break
-            choices = self._level(key, splittable, positions, grad, hess, columns)
+            choices = self._level(key, splittable, grad, hess, columns)
             requests: list[list[list[int]]] = [[] for _ in self.channels]
             chosen = {v: c for v, c in choices.items() if c.gain > config.min_split_gain}
             leaves.update({v: node for v, node in splittable.items() if v not in chosen})
@@ -534,7 +534,6 @@ class _LabelHolder:
         self,
         key: LabelKey,
         nodes: dict[int, _Node],
-        positions: I32,
         grad: F64,
         hess: F64,
         columns: npt.NDArray[np.intp],
