@@ -19,9 +19,10 @@ One tree (Hetero-SecureBoost, Cheng et al. 2019, as in FATE):
 2. Per level, the label holder sends the node of every row (the instance spaces). Each feature
    owner sums the ciphertexts per bin of each of its sampled columns for each open node (the
    larger child of a split as parent minus sibling), forms the prefix sums (the candidate
-   "left" sides), shuffles the candidates of each node (a split id is an index into that
-   shuffle, known to the owner), packs them ``k`` per ciphertext, re-randomises and returns
-   them.
+   "left" sides), keeps those that can be chosen (it knows the node's rows and its bins: both
+   sides must keep ``min_child_samples`` sampled rows, and an empty bin repeats the previous
+   prefix), shuffles the candidates of each node (a split id is an index into that shuffle,
+   known to the owner), packs them ``k`` per ciphertext, re-randomises and returns them.
 3. The label holder decrypts the sums ``(G_L, H_L, n_L)`` of every candidate, adds its own
    candidates (plaintext), and picks per node the best gain; a split is "party P, split id k".
    The owner of a chosen split maps ``k`` to its column and threshold (kept by it) and returns
@@ -706,6 +707,8 @@ class _FeatureOwner:
         ciphers: list[Cipher | None] = [None] * self.rows
         for row, cipher in zip(sampled.tolist(), cipher_list, strict=True):
             ciphers[row] = cipher
+        in_sample = np.zeros(self.rows, dtype=bool)
+        in_sample[sampled] = True
         columns = _sample_columns(self.rng, self.features.shape[1], self.config.col_subsample)
         histograms: dict[int, list[list[Cipher]]] = {}
         candidates: dict[int, list[tuple[int, int]]] = {}
@@ -726,11 +729,12 @@ class _FeatureOwner:
                 reply_nodes, packed = [], []
                 candidates = {}
                 for v, sums in histograms.items():
-                    items = [
-                        (int(column), b, cipher)
-                        for column, column_sums in zip(columns, sums, strict=True)
-                        for b, cipher in enumerate(space.prefix_sums(column_sums))
-                    ]
+                    node_rows = np.flatnonzero((positions == v) & in_sample)
+                    items = []
+                    for column, column_sums in zip(columns, sums, strict=True):
+                        prefix = space.prefix_sums(column_sums)
+                        useful = self._useful_splits(node_rows, int(column))
+                        items += [(int(column), b, prefix[b]) for b in useful]
                     secrets.SystemRandom().shuffle(items)
                     candidates[v] = [(column, b) for column, b, _ in items]
                     reply_nodes.append([v, len(items)])
@@ -746,6 +750,16 @@ class _FeatureOwner:
                     rows = np.flatnonzero(positions == v)
                     bits.append(np.packbits(self.binned[rows, column] <= last_left))
                 _send(self.channel, "partition", {}, b"".join(b.tobytes() for b in bits))
+
+    def _useful_splits(self, node_rows: npt.NDArray[np.intp], column: int) -> list[int]:
+        """The bins ``b`` whose split "bin <= b" can be chosen: both sides keep
+        ``min_child_samples`` sampled rows, and bin ``b`` is not empty (else its prefix repeats
+        the previous one). The owner knows the node's rows and its own bins, so it can tell."""
+        counts = np.bincount(self.binned[node_rows, column], minlength=self.bins.widths[column])
+        left = np.cumsum(counts)[:-1]
+        least = self.config.min_child_samples
+        keep = (counts[:-1] > 0) & (left >= least) & (node_rows.size - left >= least)
+        return [int(b) for b in np.flatnonzero(keep)]
 
     def _histograms(
         self,
