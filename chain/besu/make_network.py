@@ -7,9 +7,14 @@ that holds anything of value.
     .venv/bin/python chain/besu/make_network.py --new-keys       # fresh keys from `secrets`
     .venv/bin/python chain/besu/make_network.py --allow-account 0xORG...   # extend the allowlist
 
-Only the private keys are random (`secrets`). Everything else -- key.pub, addresses, the genesis
-extraData, enode URLs, static-nodes.json, permissions_config.toml, network.json -- is derived from
-them deterministically, so a run without --new-keys reproduces the committed files byte for byte.
+Only the private keys and passwords are random (`secrets`). Everything else -- key.pub, addresses,
+the genesis extraData, enode URLs, static-nodes.json, permissions_config.toml, network.json,
+orgs.env, postgres.env -- is derived from them deterministically, so a run without --new-keys
+reproduces the committed files byte for byte.
+
+The organisations' files (orgs/NAME.env: node account key, keystore password, database URL) stand
+in, for the single-machine compose network, for what each organisation makes on its own machine
+(docs/operations.md): only their addresses are public (orgs.env, the allowlist).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ VALIDATORS = 4
 IP_PREFIX = "172.30.37."  # must match the `default` network in docker-compose.yml
 P2P_PORT = 30303
 ADMIN_BALANCE = 10**27  # wei; gas is free, this only funds value transfers (fees, escrow)
+ORGS = ("bank-a", "bank-b", "telecom")  # the compose network's organisation nodes
 
 
 def new_key() -> PrivateKey:
@@ -65,6 +71,35 @@ def read_admin(path: Path, fresh: bool) -> PrivateKey:
     return key
 
 
+def read_env(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines() if path.is_file() else []
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    return {name: value for name, value in pairs}
+
+
+def org_secrets(org: str, fresh: bool) -> tuple[str, str]:
+    """orgs/ORG.env: the node's account key, keystore password and database URL (with its role's
+    password); kept unless ``fresh``. Its account address and database password."""
+    path = HERE / "orgs" / f"{org}.env"
+    env = {} if fresh else read_env(path)
+    if "PRIVLEDGER_NODE_KEY" not in env:
+        role = "privledger_" + org.replace("-", "_")
+        password = secrets.token_hex(16)
+        env = {
+            "PRIVLEDGER_NODE_KEY": new_key().to_hex(),
+            "PRIVLEDGER_KEYSTORE_PASSWORD": secrets.token_hex(16),
+            "PRIVLEDGER_DATABASE_URL": f"postgresql+psycopg://{role}:{password}@postgres:5432/{role}",
+        }
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(
+            f"# DEVELOPMENT secrets of {org}'s node for the local compose network "
+            "(make_network.py).\n" + "".join(f"{name}={value}\n" for name, value in env.items())
+        )
+    key = PrivateKey(bytes.fromhex(env["PRIVLEDGER_NODE_KEY"].removeprefix("0x")))
+    password = env["PRIVLEDGER_DATABASE_URL"].split("@", 1)[0].rsplit(":", 1)[1]
+    return key.public_key.to_checksum_address(), password
+
+
 def qbft_extra_data(addresses: list[bytes]) -> str:
     """Besu QBFT extraData: RLP([32-byte vanity, [validators], vote [], round 0, seals []])."""
     encoded: bytes = rlp.encode([b"\x00" * 32, addresses, [], 0, []])
@@ -81,7 +116,13 @@ def genesis(validators: list[bytes], admin: str) -> dict[str, object]:
         "cancunTime": 0,  # contracts are compiled for evmVersion cancun (MCOPY, TSTORE)
         "zeroBaseFee": True,
         "contractSizeLimit": 2147483647,
-        "qbft": {"blockperiodseconds": 2, "epochlength": 30000, "requesttimeoutseconds": 4},
+        # a block every 2 s while there are transactions, an empty one only every 60 s
+        "qbft": {
+            "blockperiodseconds": 2,
+            "emptyblockperiodseconds": 60,
+            "epochlength": 30000,
+            "requesttimeoutseconds": 4,
+        },
     }
     return {
         "config": config,
@@ -121,13 +162,14 @@ def main() -> None:
             {"name": f"validator{i}", "address": pub.to_checksum_address(), "enode": enode}
         )
     admin = read_admin(HERE / "admin.env", args.new_keys).public_key.to_checksum_address()
+    orgs = {org: org_secrets(org, args.new_keys) for org in ORGS}
 
     validators = sorted(bytes.fromhex(n["address"][2:]) for n in nodes)
     decoded = rlp.decode(bytes.fromhex(qbft_extra_data(validators)[2:]))
     assert decoded[1] == validators, "extraData does not round-trip"
 
     perms = HERE / "permissions_config.toml"
-    accounts = [admin.lower()]
+    accounts = [admin.lower(), *(address.lower() for address, _ in orgs.values())]
     if perms.is_file() and not args.new_keys:
         accounts += tomllib.loads(perms.read_text()).get("accounts-allowlist", [])
     accounts += [to_checksum_address(a).lower() for a in args.allow_account]
@@ -143,7 +185,25 @@ def main() -> None:
     )
     (HERE / "static-nodes.json").write_text(json.dumps(enodes, indent=2) + "\n")
     (HERE / "genesis.json").write_text(json.dumps(genesis(validators, admin), indent=2) + "\n")
-    summary = {"chainId": CHAIN_ID, "admin": admin, "validators": nodes, "allowlist": accounts}
+    (HERE / "orgs.env").write_text(
+        "# The compose network's organisations and their node accounts (make_network.py).\n"
+        "PRIVLEDGER_ORGS="
+        + ",".join(f"{org}={address}" for org, (address, _) in orgs.items())
+        + "\n"
+    )
+    (HERE / "postgres.env").write_text(
+        "# DEVELOPMENT passwords of the organisations' database roles (make_network.py).\n"
+        "PRIVLEDGER_DB_ROLES="
+        + ",".join(f"{org.replace('-', '_')}:{password}" for org, (_, password) in orgs.items())
+        + "\n"
+    )
+    summary = {
+        "chainId": CHAIN_ID,
+        "admin": admin,
+        "validators": nodes,
+        "orgs": {org: address for org, (address, _) in orgs.items()},
+        "allowlist": accounts,
+    }
     (HERE / "network.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
 

@@ -139,6 +139,91 @@ def deploy_command(rpc_url: RpcOption = None) -> None:
     typer.echo(json.dumps(deployment.to_json(), indent=2, sort_keys=True))
 
 
+consortium_app = typer.Typer(
+    help="Consortium administration, signed with PRIVLEDGER_ADMIN_KEY.", no_args_is_help=True
+)
+app.add_typer(consortium_app, name="consortium")
+
+
+@consortium_app.command("admit")
+def consortium_admit(
+    org: Annotated[str, typer.Option(help="The organisation's name, e.g. bank-a.")],
+    account: Annotated[str, typer.Option(help="Its node account (`node init` prints it).")],
+    role: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="data_owner, operator, auditor or org_admin (repeatable; default the first "
+            "two; an account joining a registered organisation, e.g. a rotated node account, "
+            "needs org_admin to act as its node)."
+        ),
+    ] = None,
+    balance_wei: Annotated[
+        int, typer.Option(min=0, help="Fund the account up to this balance (task fees).")
+    ] = 10**21,
+    rpc_url: RpcOption = None,
+) -> None:
+    """Register an organisation with its node account as admin, grant its roles and fund it;
+    steps already done on chain are skipped. Prints the organisation as JSON."""
+    from privledger.evm.contracts import Role
+    from privledger.evm.errors import ChainError
+    from privledger.evm.membership import admit_org
+
+    names = role or ["data_owner", "operator"]
+    known = ("DATA_OWNER", "OPERATOR", "AUDITOR", "ORG_ADMIN")
+    unknown = [name for name in names if name.upper() not in known]
+    if unknown:
+        console.print(f"[red]unknown role {', '.join(unknown)}[/red]")
+        raise typer.Exit(2)
+    roles = Role(0)
+    for name in names:
+        roles |= Role[name.upper()]
+    ledger = _admin_ledger(rpc_url)
+    try:
+        admitted = admit_org(ledger, name=org, admin=account, roles=roles, balance_wei=balance_wei)
+    except (ChainError, ValueError) as exc:
+        console.print(f"[red]{org} not admitted:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(admitted.to_json(), sort_keys=True))
+
+
+@consortium_app.command("remove")
+def consortium_remove(
+    account: Annotated[str, typer.Option(help="The account to take every role from.")],
+    rpc_url: RpcOption = None,
+) -> None:
+    """Take every role of an account back, e.g. a node account retired by a key rotation."""
+    from privledger.evm.errors import ChainError
+    from privledger.evm.membership import remove_account
+
+    try:
+        org_id = remove_account(_admin_ledger(rpc_url), account)
+    except (ChainError, ValueError) as exc:
+        console.print(f"[red]{account} not removed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps({"account": account, "orgId": org_id, "removed": True}))
+
+
+def _admin_ledger(rpc_url: str | None) -> Any:
+    """The deployed ledger signed by the consortium admin (PRIVLEDGER_ADMIN_KEY)."""
+    from privledger.evm.accounts import DevAccountRefused
+    from privledger.evm.artifacts import load_artifacts
+    from privledger.evm.deploy import load_deployment
+    from privledger.evm.ledger import Ledger
+
+    settings = get_settings()
+    w3 = Web3(Web3.HTTPProvider(rpc_url or settings.rpc_url))
+    deployment = load_deployment(settings.deployments_dir, w3.eth.chain_id)
+    if deployment is None:
+        console.print("[red]the ledger is not deployed on this chain: `privledger deploy`[/red]")
+        raise typer.Exit(1)
+    try:
+        admin = _admin_account(w3.eth.chain_id)
+    except DevAccountRefused as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+    return Ledger.connect(w3, load_artifacts(settings.build_dir / "contracts"), deployment, admin)
+
+
 node_app = typer.Typer(help="Run and administer an organisation node.", no_args_is_help=True)
 app.add_typer(node_app, name="node")
 
@@ -157,13 +242,23 @@ def node_init(
     key_env: Annotated[
         str, typer.Option(help="Environment variable holding the node account's private key.")
     ] = "PRIVLEDGER_NODE_KEY",
+    new_key: Annotated[
+        bool,
+        typer.Option(
+            help="Draw a new node account key here (from `secrets`) instead of reading KEY_ENV: "
+            "it never leaves this machine's keystore; give the printed account to the "
+            "consortium admin."
+        ),
+    ] = False,
 ) -> None:
     """Create a node home: encrypted keystore with the node account and the X25519 node key."""
+    import secrets
+
     from privledger.node.context import init_node_home
 
-    key = os.environ.get(key_env)
+    key: str | bytes | None = secrets.token_bytes(32) if new_key else os.environ.get(key_env)
     if not key:
-        console.print(f"[red]set {key_env} to the node account's private key[/red]")
+        console.print(f"[red]set {key_env} to the node account's private key, or --new-key[/red]")
         raise typer.Exit(2)
     try:
         account = init_node_home(_node_settings(org, home), key)
@@ -250,6 +345,23 @@ def node_revoke_token(
         console.print(f"[red]no token {token_id} on this node[/red]")
         raise typer.Exit(1)
     typer.echo(json.dumps({"id": token_id, "revoked": True}))
+
+
+@node_app.command("migrate")
+def node_migrate(org: OrgOption, home: HomeOption) -> None:
+    """Bring the node's database (PRIVLEDGER_DATABASE_URL, else the home's SQLite file) to the
+    newest schema and print its revision; `node run` does the same at start."""
+    from alembic.migration import MigrationContext
+
+    from privledger.store.db import make_engine
+
+    engine = make_engine(_node_settings(org, home).resolved_database_url)
+    try:
+        with engine.connect() as connection:
+            revision = MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
+    typer.echo(json.dumps({"org": org, "revision": revision}))
 
 
 @node_app.command("run")

@@ -143,10 +143,12 @@ def start_anvil(
     ready_timeout_s: float = 30.0,
     host: str = "127.0.0.1",
     launcher: Sequence[str] = (),
+    options: Sequence[str] = (),
 ) -> AnvilHandle:
     """Start anvil on ``host`` and wait until it answers JSON-RPC. Any other address than
     127.0.0.1 is a host of its own, e.g. a network namespace that ``launcher`` (``ip netns exec
-    NAME``) runs anvil in: there ``port`` must be given, and nothing else listens on it."""
+    NAME``) runs anvil in: there ``port`` must be given, and nothing else listens on it. Further
+    anvil ``options`` (e.g. ``--block-time 1``, ``--base-fee 0``) shape a chain like another."""
     local = host == "127.0.0.1"
     if port is None and not local:
         raise AnvilError(f"choose the port anvil listens on at {host}")
@@ -164,6 +166,7 @@ def start_anvil(
         str(chain_id),
         "--accounts",
         str(accounts),
+        *options,
     ]
     if state_file is not None:
         state_file.parent.mkdir(parents=True, exist_ok=True)

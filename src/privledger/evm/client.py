@@ -64,6 +64,10 @@ POLL_FIRST_S = 0.002
 POLL_GROWTH = 1.5
 POLL_MAX_S = 0.05
 SYNC_SEND = "eth_sendRawTransactionSync"  # EIP-7966: send and answer with the receipt
+# Besu's refusal of a nonce too far ahead of the sender's mined count: its sequenced pool keeps
+# ceil(tx-pool-limit-by-account-percentage x tx-pool-max-size) future nonces per sender, 5 with
+# the defaults (0.001 x 4096)
+TOO_DISTANT = "nonce is too distant"
 METHOD_NOT_FOUND = -32601
 
 
@@ -122,6 +126,7 @@ class _Family:
         self.clients: dict[str, ChainClient] = {}
         self.nonces: NonceBook = LocalNonces()
         self._sync_send: bool | None = None
+        self._zero_base_fee: bool | None = None
 
     def sync_send(self) -> bool:
         """Whether the node answers ``eth_sendRawTransactionSync`` (EIP-7966: the receipt in the
@@ -138,6 +143,20 @@ class _Family:
                 except RpcUnavailable as exc:
                     raise ChainError(str(exc)) from exc
             return self._sync_send
+
+    def zero_base_fee(self) -> bool:
+        """Whether the chain's blocks carry a base fee of zero (Besu's ``zeroBaseFee``: the
+        consortium chain's free gas), asked once: there every transaction is priced at zero,
+        whatever ``eth_gasPrice`` says (Besu derives it from the prices of recent transactions,
+        so one outside transaction priced above zero would raise all of ours)."""
+        if self._zero_base_fee is None:
+            try:
+                block = self.rpc.request("eth_getBlockByNumber", ["latest", False])
+            except (RpcError, RpcUnavailable) as exc:
+                raise ChainError(f"the node gave no latest block: {exc}") from exc
+            base_fee = block.get("baseFeePerGas")  # absent before London: no base fee at all
+            self._zero_base_fee = base_fee is not None and to_int(base_fee) == 0
+        return self._zero_base_fee
 
 
 class ChainClient:
@@ -266,12 +285,18 @@ class ChainClient:
             "data": HexBytes(data).to_0x_hex(),
             "value": hex(value),
         }
+        # always with a block tag: Besu 25.6-25.7 estimated on "pending" without one, which
+        # failed on QBFT chains
+        calls: list[tuple[str, list[Any]]] = [("eth_estimateGas", [request, "latest"])]
+        if not self._family.zero_base_fee():
+            calls.append(("eth_gasPrice", []))
         try:
-            gas, gas_price = self._rpc.batch([("eth_estimateGas", [request]), ("eth_gasPrice", [])])
+            gas, *priced = self._rpc.batch(calls)
         except RpcUnavailable as exc:
             raise ChainError(str(exc)) from exc
         if isinstance(gas, RpcError):
             raise self._chain_error(gas)
+        gas_price = priced[0] if priced else "0x0"
         if isinstance(gas_price, RpcError):
             raise ChainError(f"the node gave no gas price: {gas_price}")
         return {
@@ -288,11 +313,13 @@ class ChainClient:
         factory = self.w3.eth.contract(abi=abi, bytecode=bytecode)
         constructor = factory.constructor(*args)
         data = HexBytes(constructor.data_in_transaction)
-        gas = self._request("eth_estimateGas", [{"from": self.address, "data": data.to_0x_hex()}])
+        request = {"from": self.address, "data": data.to_0x_hex()}
+        gas = self._request("eth_estimateGas", [request, "latest"])
+        zero = self._family.zero_base_fee()
         tx: dict[str, Any] = {
             "data": data,
             "gas": int(to_int(gas) * GAS_MARGIN) + 10_000,
-            "gasPrice": to_int(self._request("eth_gasPrice", [])),
+            "gasPrice": 0 if zero else to_int(self._request("eth_gasPrice", [])),
             "chainId": self.chain_id,
             "value": 0,
         }
@@ -368,7 +395,7 @@ class ChainClient:
                 tx_hash, raw = sign(self.account, {**tx, "nonce": nonce})
                 sent = SentTransaction(tx_hash, raw, time.time())
                 try:
-                    self._rpc.request("eth_sendRawTransaction", [sent.raw.to_0x_hex()])
+                    self._send_within_window(sent)
                 except (RpcError, OSError) as exc:
                     slot.value = None  # resynchronise from the node
                     if self._known(sent.tx_hash):  # it did arrive: the answer was lost
@@ -382,6 +409,24 @@ class ChainClient:
         raise ChainError(
             f"nonce of {self.address} kept moving; gave up after {NONCE_RETRIES} tries"
         )
+
+    def _send_within_window(self, sent: SentTransaction) -> None:
+        """``eth_sendRawTransaction``; refused because its nonce is too far ahead of the
+        account's mined transactions (Besu's per-sender window), it is sent again each time that
+        count moves, until the receipt timeout. The caller holds the account's nonce lock, so the
+        account's later transactions queue behind this one instead of being refused too: the
+        pipeline stays inside the node's window, whatever its size."""
+        deadline = time.monotonic() + self.receipt_timeout_s
+        while True:
+            try:
+                self._rpc.request("eth_sendRawTransaction", [sent.raw.to_0x_hex()])
+                return
+            except RpcError as exc:
+                if TOO_DISTANT not in exc.message.lower() or time.monotonic() > deadline:
+                    raise
+            mined = self._mined_count()
+            while self._mined_count() == mined and time.monotonic() < deadline:
+                time.sleep(POLL_MAX_S)
 
     def wait(self, sent: SentTransaction) -> TxReceipt:
         """Wait for the receipt, broadcasting again if the node forgot the transaction."""
@@ -417,6 +462,9 @@ class ChainClient:
 
     def _pending_count(self) -> int:
         return to_int(self._request("eth_getTransactionCount", [self.address, "pending"]))
+
+    def _mined_count(self) -> int:
+        return to_int(self._request("eth_getTransactionCount", [self.address, "latest"]))
 
     def _known(self, tx_hash: HexBytes) -> bool:
         try:
