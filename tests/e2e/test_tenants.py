@@ -393,6 +393,16 @@ def test_console_and_portal_pages_load_their_assets_under_a_tenant(host: Host) -
                 assert httpx.get(f"{url}{link}").status_code == 200, link
 
 
+def test_paths_outside_every_tenant_are_404s_in_the_error_format(host: Host) -> None:
+    """The host itself answers like a node: what no tenant serves (an explorer at the root, an
+    unknown tenant) is a 404 with {"error": {"code", "message"}}."""
+    url, _tokens, _org_ids = host
+    for path in ("/explorer", "/explorer/login", "/console", "/t/nobody/api/v1/health"):
+        response = httpx.get(f"{url}{path}")
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found", (path, response.text)
+
+
 @pytest.mark.browser
 def test_a_browser_uses_a_tenants_explorer_cockpit_console_and_portal(
     browser: Browser, host: Host

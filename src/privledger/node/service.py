@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from privledger.api.app import create_app
+from privledger.api.errors import install_error_handlers
 from privledger.config import NodeSettings
 from privledger.node.context import NodeContext, open_node, publish_endpoint
 from privledger.node.selftest import run_selftest
@@ -124,6 +125,7 @@ def tune_allocator() -> bool:
 def tenant_app(nodes: Sequence[NodeContext]) -> FastAPI:
     """One application mounting each tenant's complete node API under ``/t/<org>``."""
     app = FastAPI(title="privledger tenant host", openapi_url=None, docs_url=None, redoc_url=None)
+    install_error_handlers(app)  # what no tenant serves is a 404 in the API's error format
     names = sorted(node.settings.org for node in nodes)
 
     @app.get("/tenants")
