@@ -198,8 +198,14 @@ def bench_horizontal(clients: int, rounds: int, repeat: int) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     first = argparse.ArgumentParser(add_help=False)
     first.add_argument("--mode")
-    if first.parse_known_args(argv)[0].mode == "vertical-gbdt":  # own flags: fl_gbdt.py
+    first.add_argument("--dp", action="store_true")
+    chosen = first.parse_known_args(argv)[0]
+    if chosen.mode == "vertical-gbdt":  # own flags: fl_gbdt.py
         return fl_gbdt.main(argv)
+    if chosen.dp:  # own flags: fl_dp.py, which builds on this module
+        import fl_dp
+
+        return fl_dp.main(argv)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--mode", choices=["vertical", "horizontal", "vertical-gbdt"], help="default: LR both"
@@ -210,6 +216,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=40, help="horizontal FedAvg rounds")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--dp", action="store_true", help="horizontal AUC against epsilon")
     args = parser.parse_args(argv)
     results = []
     if args.mode in (None, "vertical"):

@@ -23,6 +23,7 @@ contract TaskLedger is ITaskLedger {
     uint256 public constant MAX_PARTICIPANTS = 16;
     uint256 public constant MAX_DURATION = 30 days;
     uint8 public constant MAX_PROTOCOL = 31;
+    uint64 public constant ABSENCE_GRACE = 60 seconds;
     uint8 private constant ROLE_OPERATOR = 4; // IOrgRegistry.ROLE_OPERATOR
     uint8 private constant ALL_KINDS = 15; // IGrantRegistry.KIND_PSI | KIND_PIR | KIND_STATS | KIND_FL
     uint256 private constant TOTAL_BPS = 10_000;
@@ -65,6 +66,12 @@ contract TaskLedger is ITaskLedger {
         bytes32[MAX_INPUTS] inputs;
     }
 
+    /// @dev The seats reported absent (bit i for participant i) and when.
+    struct Absence {
+        uint16 seats;
+        uint64 reportedAt;
+    }
+
     /// @dev The payees of a settlement and their weights, built input by input.
     struct Payouts {
         uint256[] payees;
@@ -84,6 +91,8 @@ contract TaskLedger is ITaskLedger {
     mapping(uint256 taskId => mapping(uint256 orgId => bytes32)) private _anchors;
     /// @dev The usage units each provider seat anchored (matched rows, keys asked, aligned rows...).
     mapping(uint256 taskId => uint32[MAX_PARTICIPANTS]) private _units;
+    /// @dev The open absence report of a task ({reportAbsence}); written only when a party drops out.
+    mapping(uint256 taskId => Absence) private _absences;
 
     constructor(IOrgRegistry orgs, IDataRegistry data, IGrantRegistry grants, IMetering metering) {
         _orgs = orgs;
@@ -196,6 +205,43 @@ contract TaskLedger is ITaskLedger {
 
         _markFailed(taskId, task, org, reasonCode);
         _refund(taskId, task);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function reportAbsence(uint256 taskId) external {
+        Record storage task = _task(taskId);
+        (uint256 org, uint256 index) = _callerSeat(task);
+        TaskStatus status = task.status;
+        if (status != TaskStatus.Authorised && status != TaskStatus.Running) {
+            revert TaskLedgerInvalidStatus(taskId, status);
+        }
+        if (block.timestamp >= task.deadline) revert TaskLedgerDeadlinePassed(taskId);
+        uint16 anchored = task.anchored;
+        if (anchored & (1 << index) == 0) revert TaskLedgerNotAnchored(taskId, org);
+
+        uint16 absent = uint16(((1 << task.participantCount) - 1) & ~uint256(anchored));
+        Absence memory report = _absences[taskId];
+        if (report.seats != absent) {
+            _absences[taskId] = Absence(absent, uint64(block.timestamp));
+            emit AbsenceReported(taskId, org, absent);
+            return;
+        }
+        uint64 notBefore = report.reportedAt + ABSENCE_GRACE;
+        if (block.timestamp < notBefore) revert TaskLedgerAbsenceGrace(taskId, notBefore);
+
+        task.status = TaskStatus.Completed;
+        uint256 count = task.participantCount;
+        for (uint256 seat = 0; seat < count; ++seat) {
+            if (absent & (1 << seat) != 0) emit ParticipantAbsent(taskId, _participant(task, seat));
+        }
+        emit TaskCompleted(taskId);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function absenceOf(uint256 taskId) external view returns (uint16 absentSeats, uint64 reportedAt) {
+        _task(taskId);
+        Absence memory report = _absences[taskId];
+        return (report.seats, report.reportedAt);
     }
 
     /// @inheritdoc ITaskLedger
@@ -479,8 +525,9 @@ contract TaskLedger is ITaskLedger {
     /**
      * @dev Allocates the escrowed fee by provenance: each foreign input earns its owner the units the owner
      * anchored times the input's unit price, less its `upstreamBps` share, which goes in equal parts to the owners
-     * of its parents. With nothing earned the fee is split equally among the foreign inputs' owners; with no
-     * foreign input it is refunded. The requester organisation is never paid for its own inputs.
+     * of its parents. An owner that did not anchor (absent, see {reportAbsence}) earns nothing, nor do its
+     * input's parents. With nothing earned the fee is split equally among the anchored owners of foreign inputs;
+     * with none of them it is refunded. The requester organisation is never paid for its own inputs.
      */
     function _allocate(uint256 taskId, Record storage task) private {
         uint256 foreign = task.foreign;
@@ -507,6 +554,10 @@ contract TaskLedger is ITaskLedger {
             if (foreign & (1 << i) != 0) _addPayouts(taskId, task, prices[i], payouts);
         }
         uint256 found = payouts.count;
+        if (found == 0) {
+            _refund(taskId, task); // every provider was absent
+            return;
+        }
         if (payouts.total == 0) {
             for (uint256 i = 0; i < found; ++i) {
                 if (payouts.owners[i]) payouts.weights[i] = 1;
@@ -528,6 +579,7 @@ contract TaskLedger is ITaskLedger {
         view
     {
         (, uint256 seat) = _seatIndex(task, price.ownerOrg);
+        if (task.anchored & (1 << seat) == 0) return; // absent ({reportAbsence}): delivered nothing
         uint256 earned = uint256(_units[taskId][seat]) * price.unitPrice * TOTAL_BPS;
         uint256 upstream = earned * price.upstreamBps / TOTAL_BPS;
         _addPayee(payouts, price.ownerOrg, earned - upstream, true);

@@ -69,6 +69,8 @@ interface ITaskLedger {
     error TaskLedgerEmptyDigest();
     error TaskLedgerInvalidReason(uint32 reasonCode);
     error TaskLedgerNotExpirable(uint256 taskId);
+    error TaskLedgerNotAnchored(uint256 taskId, uint256 orgId);
+    error TaskLedgerAbsenceGrace(uint256 taskId, uint64 notBefore);
 
     /// @notice Emitted when a task is submitted; `fee` is the value escrowed with it.
     event TaskSubmitted(
@@ -92,6 +94,15 @@ interface ITaskLedger {
 
     /// @notice Emitted when every participant has anchored its result.
     event TaskCompleted(uint256 indexed taskId);
+
+    /**
+     * @notice Emitted when participant `reporter`, having anchored, reports that the participants that have not
+     * anchored (bit i of `absentSeats` for participant i) are absent; they have {ABSENCE_GRACE} to anchor.
+     */
+    event AbsenceReported(uint256 indexed taskId, uint256 indexed reporter, uint16 absentSeats);
+
+    /// @notice Emitted, before {TaskCompleted}, for each participant a task completed without.
+    event ParticipantAbsent(uint256 indexed taskId, uint256 indexed org);
 
     /// @notice Emitted when a task fails; `org` is the reporting participant, 0 when set by the ledger.
     event TaskFailed(uint256 indexed taskId, uint256 indexed org, uint32 reasonCode);
@@ -179,7 +190,32 @@ interface ITaskLedger {
     function failTask(uint256 taskId, uint32 reasonCode) external;
 
     /**
-     * @notice Settles a Completed task: the fee is allocated to the providers as the contract notice says;
+     * @notice Completes a task without the participants that dropped out. A participant that anchored reports
+     * the others that have not as absent; once the same participants have stayed unanchored for
+     * {ABSENCE_GRACE} after that report, a second call completes the task. An absent participant is paid
+     * nothing (the settlement pays anchored providers only), so a live one keeps its pay by anchoring within
+     * the grace, which any anchor does: it ends the report (a new one starts the grace again) or completes
+     * the task. Used when a protocol finishes without a party (horizontal FL after a client drops out), and by
+     * a provider whose requester never anchors.
+     * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation that anchored
+     * ({TaskLedgerNotAnchored}); the task is Authorised or Running; its deadline has not passed; a completing
+     * call comes at least {ABSENCE_GRACE} after the report ({TaskLedgerAbsenceGrace}).
+     * Emits {AbsenceReported}; or {ParticipantAbsent} per absent participant, then {TaskCompleted}.
+     */
+    function reportAbsence(uint256 taskId) external;
+
+    /// @notice How long the participants reported absent have to anchor before a task completes without them.
+    function ABSENCE_GRACE() external view returns (uint64);
+
+    /**
+     * @notice Returns the absence report of a task: the seats reported absent (bit i for participant i, 0 for no
+     * report) and when.
+     */
+    function absenceOf(uint256 taskId) external view returns (uint16 absentSeats, uint64 reportedAt);
+
+    /**
+     * @notice Settles a Completed task: the fee is allocated to the providers that anchored as the contract notice
+     * says;
      * `provenanceHash` is the hash of the settling participant's provenance record, kept in {TaskSettled}.
      * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation; the task is Completed.
      * Emits {TaskSettled}, then the Metering's {IMetering-FeeAllocated} or {IMetering-FeeRefunded} events.

@@ -53,3 +53,16 @@ def test_nothing_earned_splits_equally_or_returns_to_requester() -> None:
     assert (record.payees, record.bps) == ((1, 2), (5_000, 5_000))
     alone = provenance(1, "psi", 9, [Contribution(9, "0xown", 10, 5)])
     assert (alone.payees, alone.bps) == ((9,), (10_000,))
+
+
+def test_a_provider_the_task_completed_without_is_paid_nothing() -> None:
+    everyone = [Contribution(1, "0xa", 10, 5), Contribution(2, "0xb", 30, 5)]
+    present = provenance(1, "fl", 9, everyone)
+    assert b'"absent"' not in present.canonical_json()  # records of finished tasks unchanged
+    record = provenance(1, "fl", 9, everyone, absent=[2])
+    assert (record.payees, record.bps, record.absent) == ((1,), (10_000,), (2,))
+    assert record.hash != present.hash
+    idle = provenance(1, "fl", 9, [Contribution(1, "0xa", 0, 5), Contribution(2, "0xb", 0, 5)], [1])
+    assert (idle.payees, idle.bps) == ((2,), (10_000,))  # the equal split skips the absent too
+    nobody = provenance(1, "fl", 9, everyone, absent=[1, 2])
+    assert (nobody.payees, nobody.bps) == ((9,), (10_000,))  # back to the requester

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 from privledger.node.spec import (
     HEX32_PATTERN,
     Buckets,
+    HorizontalDp,
     Output,
     ProximalMu,
     Rounds,
@@ -243,6 +244,9 @@ class TaskIn(Body):
     )
     rounds: Rounds = None
     proximal_mu: ProximalMu = None
+    dp: HorizontalDp | None = Field(
+        default=None, description="horizontal FL: client-level differential privacy"
+    )
     buckets: Buckets = None
     output: Output = Field(
         default="requester",

@@ -475,6 +475,20 @@ class TaskLedger(ContractFacade):
     def fail_task(self, task_id: int, reason: int) -> TxReceipt:
         return self._transact("failTask", task_id, reason)
 
+    def report_absence(self, task_id: int) -> TxReceipt:
+        """Report the participants that have not anchored as absent (this organisation anchored);
+        the same call after :meth:`absence_grace` completes the task without them."""
+        return self._transact("reportAbsence", task_id)
+
+    def absence_of(self, task_id: int) -> tuple[int, int]:
+        """The seats reported absent (bit i for participant i, 0 for no report) and when."""
+        seats, reported_at = self._call("absenceOf", task_id)
+        return int(seats), int(reported_at)
+
+    def absence_grace(self) -> int:
+        """Seconds the participants reported absent have to anchor."""
+        return int(self._call("ABSENCE_GRACE"))
+
     def settle_task(self, task_id: int, provenance_hash: bytes) -> TxReceipt:
         """Settle a completed task; the ledger computes the payees from on-chain usage."""
         return self._transact("settleTask", task_id, provenance_hash)

@@ -1,9 +1,10 @@
 """Provenance weights: how a task's fee is split among the data providers that fed it.
 
 For PSI a provider's weight is its matched rows times its dataset's unit price; providers that are
-the requester itself get nothing. A derived dataset passes ``upstream_bps`` of what it earns to the
-owners of its parents, in equal parts. When nothing was earned (no match, or free data) the fee is
-split equally among the foreign providers, and with none it returns to the requester. Weights
+the requester itself get nothing, nor do providers that never anchored (absent: the task completed
+without them). A derived dataset passes ``upstream_bps`` of what it earns to the owners of its
+parents, in equal parts. When nothing was earned (no match, or free data) the fee is split equally
+among the foreign providers that anchored, and with none it returns to the requester. Weights
 are turned into basis points that sum to exactly 10,000 (the largest remainder method, ties broken
 by order), and the whole record is hashed so the settlement on chain can be checked against it.
 """
@@ -11,7 +12,7 @@ by order), and the whole record is hashed so the settlement on chain can be chec
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 
 from privledger.evm.hashing import keccak256
@@ -40,9 +41,13 @@ class ProvenanceRecord:
     contributions: tuple[Contribution, ...]
     payees: tuple[int, ...]
     bps: tuple[int, ...]
+    absent: tuple[int, ...] = ()  # participants the task completed without
 
     def canonical_json(self) -> bytes:
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+        record = asdict(self)
+        if not self.absent:  # the record of a task every party finished, as before absences
+            del record["absent"]
+        return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
 
     @property
     def hash(self) -> bytes:
@@ -62,11 +67,13 @@ def basis_points(weights: Sequence[int]) -> list[int]:
     return shares
 
 
-def _earnings(requester_org: int, contributions: Sequence[Contribution]) -> dict[int, int]:
+def _earnings(
+    requester_org: int, contributions: Sequence[Contribution], absent: Collection[int]
+) -> dict[int, int]:
     """Value earned per org, scaled by TOTAL_BPS so upstream shares stay exact integers."""
     earned: dict[int, int] = {}
     for contribution in contributions:
-        if contribution.org_id == requester_org or contribution.value <= 0:
+        if contribution.org_id in (requester_org, *absent) or contribution.value <= 0:
             continue
         value = contribution.value * TOTAL_BPS
         upstream = value * contribution.upstream_bps // TOTAL_BPS if contribution.parent_orgs else 0
@@ -78,12 +85,17 @@ def _earnings(requester_org: int, contributions: Sequence[Contribution]) -> dict
 
 
 def provenance(
-    task_id: int, kind: str, requester_org: int, contributions: Sequence[Contribution]
+    task_id: int,
+    kind: str,
+    requester_org: int,
+    contributions: Sequence[Contribution],
+    absent: Collection[int] = (),
 ) -> ProvenanceRecord:
-    """The settlement record of a completed task."""
-    earned = _earnings(requester_org, contributions)
+    """The settlement record of a completed task; ``absent`` lists the participants it
+    completed without."""
+    earned = _earnings(requester_org, contributions, absent)
     if not earned:
-        foreign = {c.org_id for c in contributions if c.org_id != requester_org}
+        foreign = {c.org_id for c in contributions if c.org_id not in (requester_org, *absent)}
         earned = dict.fromkeys(foreign or {requester_org}, 1)
     payees = tuple(sorted(earned))
     return ProvenanceRecord(
@@ -92,4 +104,5 @@ def provenance(
         contributions=tuple(contributions),
         payees=payees,
         bps=tuple(basis_points([earned[org] for org in payees])),
+        absent=tuple(sorted(absent)),
     )

@@ -3,9 +3,11 @@
 The ledger computes the payments itself (``TaskLedger.settleTask``): every provider -- a
 participant other than the requester owning an input -- is paid the usage units it anchored with
 its result times its input's unit price, less the upstream share its input passes to its parents'
-owners; with nothing earned the fee is split equally among the providers. The requester is never
-paid for its own inputs (PSI and federated learning alike). This record repeats that computation
-from the same on-chain figures; its hash goes on chain with the settlement.
+owners; with nothing earned the fee is split equally among the providers. A provider the task
+completed without (reported absent, ``TaskLedger.reportAbsence``) anchored nothing and is paid
+nothing. The requester is never paid for its own inputs (PSI and federated learning alike). This
+record repeats that computation from the same on-chain figures; its hash goes on chain with the
+settlement.
 """
 
 from __future__ import annotations
@@ -31,4 +33,5 @@ def settlement_record(ledger: Ledger, spec: TaskSpec, task_id: int) -> Provenanc
                 parent_orgs=parents,
             )
         )
-    return provenance(task_id, spec.kind, spec.requester, contributions)
+    absent = [org for org in spec.participants if ledger.tasks.anchor_of(task_id, org) == bytes(32)]
+    return provenance(task_id, spec.kind, spec.requester, contributions, absent)

@@ -109,6 +109,20 @@ Buckets = Annotated[
         "the intersection is a file (GET /tasks/{id}/result/file)",
     ),
 ]
+
+
+class HorizontalDp(BaseModel):
+    """Client-level differential privacy for horizontal FL (privledger.protocols.fl.dp): every
+    client clips its update and adds its share of Gaussian noise; the budget (epsilon at
+    ``delta``) follows from the noise multiplier and the rounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    noise_multiplier: float = Field(gt=0, le=1_000, description="noise std / clip norm")
+    clip_norm: float = Field(default=1.0, gt=0, le=1_000, description="update L2 norm bound")
+    delta: float = Field(default=1e-5, gt=0, le=1e-3, description="the budget's delta")
+
+
 FracBits = Annotated[int, Field(ge=0, le=24, description="statistics: fixed-point fractional bits")]
 
 
@@ -352,6 +366,7 @@ class HorizontalSpec(_RequesterLearns):
     protocol: HorizontalProtocol
     rounds: Rounds = None
     proximal_mu: ProximalMu = None
+    dp: HorizontalDp | None = None
 
     @model_validator(mode="after")
     def _clients(self) -> HorizontalSpec:

@@ -30,6 +30,7 @@ from privledger.evm.contracts import ApprovalStatus, FailureReason, Grant, Task,
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.evm.hashing import keccak256
 from privledger.node import results
+from privledger.node.absence import AbsenceWatch
 from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
@@ -134,6 +135,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._audit_anchored = time.monotonic()
+        self._absences = AbsenceWatch(node.ledger.tasks)  # anchored here, not completed yet
 
     # --- loop -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -197,6 +199,8 @@ class Worker:
                 self._submit(task_id, self._settle)
             elif row is not None and row.state in FINAL_STATES - {"anchored"}:
                 self._to_settle.discard(task_id)
+        for task_id in self._absences.due():
+            self._submit(task_id, self._absences.check)
         anchor_pending_calls(self.node)
         now = time.monotonic()
         if now - self._audit_anchored >= self.node.settings.audit_anchor_s:
@@ -219,11 +223,15 @@ class Worker:
         self._pool.submit(wrapped)
 
     def _recover(self) -> None:
-        """A task that was mid-protocol when the node stopped cannot resume: fail it cleanly."""
+        """A task that was mid-protocol when the node stopped cannot resume: fail it cleanly.
+        One this node anchored may still wait for absent parties."""
         with Session(self.node.engine) as session:
             stale = session.exec(select(LocalTask).where(LocalTask.state == "running")).all()
+            anchored = session.exec(select(LocalTask).where(LocalTask.state == "anchored")).all()
         for row in stale:
             self._fail(row.task_id, FailureReason.PROTOCOL_ERROR, "node restarted mid-protocol")
+        for row in anchored:
+            self._absences.watch(row.task_id)
 
     # --- running a task ---------------------------------------------------------------------
     def _run(self, task_id: int) -> None:
@@ -421,8 +429,11 @@ class Worker:
             if held is not None:
                 self._anchor(task, outcome)
                 held.release()
-            for channel in channels.values():
-                channel.finish()  # the peers have every frame we sent
+            for org, channel in channels.items():
+                if org in run.dropped:
+                    channel.abandon()
+                else:
+                    channel.finish()  # the peers have every frame we sent
             if held is None:
                 self._anchor(task, outcome)
 
@@ -559,6 +570,7 @@ class Worker:
             protocol_seconds=outcome.seconds,
             bytes_sent=outcome.bytes_sent,
         )
+        self._absences.watch(task.task_id)
 
     # --- settlement -------------------------------------------------------------------------
     def _settle(self, task_id: int) -> None:

@@ -59,9 +59,32 @@ def test_aggregate_is_exact_after_a_minority_drops_out(clients: int, dropped: se
     assert set(view) == survivors
 
 
+@pytest.mark.parametrize(
+    ("before_sharing", "before_input"), [({3}, set()), ({0}, {4}), ({1, 4}, set())]
+)
+def test_aggregate_is_exact_when_clients_drop_before_sharing_their_keys(
+    before_sharing: set[int], before_input: set[int]
+) -> None:
+    """A client that advertised its keys and vanished before sharing them is left out of the
+    masks by everyone (Bonawitz's U2); the round still sums the survivors exactly."""
+    vectors = _vectors(5, 129, seed=11)
+    total, view = secure_sum(
+        vectors,
+        round_id=3,
+        threshold=3,
+        drop_before_sharing=frozenset(before_sharing),
+        drop_before_input=frozenset(before_input),
+    )
+    survivors = set(range(5)) - before_sharing - before_input
+    np.testing.assert_array_equal(total, _expected(vectors, survivors))
+    assert set(view) == survivors
+
+
 def test_a_majority_dropping_out_aborts_the_round() -> None:
     with pytest.raises(SecAggError):
         secure_sum(_vectors(5, 8), drop_before_input=frozenset({0, 1, 2}))
+    with pytest.raises(SecAggError):  # too few shared their keys
+        secure_sum(_vectors(5, 8), drop_before_sharing=frozenset({0, 1, 2}))
 
 
 def test_server_view_of_one_client_is_uniform() -> None:

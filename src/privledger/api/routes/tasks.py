@@ -49,6 +49,8 @@ TIMELINE_EVENTS = (
     "TaskAuthorised",
     "TaskStarted",
     "ResultAnchored",
+    "AbsenceReported",
+    "ParticipantAbsent",
     "TaskCompleted",
     "TaskFailed",
     "TaskExpired",

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from privledger.node.runners import fl, mpc, pir, psi
 from privledger.node.runners.base import InputForm, Run, RunOutput, TaskRefused
 from privledger.node.spec import KkrtSpec, TaskSpec
 
 __all__ = ["InputForm", "Run", "RunOutput", "TaskRefused", "input_form", "run_protocol"]
+
+logger = logging.getLogger(__name__)
 
 _BY_KIND = {"psi": psi.run, "pir": pir.run, "stats": mpc.run, "fl": fl.run}
 
@@ -22,4 +26,12 @@ def input_form(spec: TaskSpec) -> InputForm:
 
 def run_protocol(task: Run) -> RunOutput:
     """Run this party's side of the task's protocol over its channels."""
+    logger.info(
+        "task %d: %s starts as the %s (org %d), %d rows",
+        task.task.task_id,
+        task.spec.protocol,
+        task.role,
+        task.org,
+        len(task.rows),
+    )
     return _BY_KIND[task.spec.kind](task)

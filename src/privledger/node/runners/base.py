@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +44,9 @@ class Run:
     min_release: int = 1  # the fewest rows a released result may cover (policies, terms)
     column: Any = None  # the key column as an Arrow array, for protocols that take one
     terms: GrantTerms | None = None  # the terms of the grant on this provider's input
+    # peers the protocol finished without (a horizontal FL client that dropped out): their
+    # channels are abandoned, not finished, and the task completes without them on chain
+    dropped: set[int] = field(default_factory=set)
 
     @property
     def org(self) -> int:

@@ -21,6 +21,7 @@ from privledger.node.services import log_call
 from privledger.node.spec import HorizontalSpec, PredictSpec, VerticalLrSpec
 from privledger.protocols.channel import Channel, ChannelError, channel_pair, recv_exact
 from privledger.protocols.fl.contribution import mean_log_likelihood, shapley_values
+from privledger.protocols.fl.dp import epsilon
 from privledger.protocols.fl.federation import (
     FederatedModel,
     FederationConfig,
@@ -61,7 +62,23 @@ def federation_config(spec: HorizontalSpec) -> FederationConfig:
         rounds=spec.rounds or FederationConfig.rounds,
         proximal_mu=spec.proximal_mu or 0.0,
         seed=int(spec.nonce[:8], 16),
+        noise_multiplier=spec.dp.noise_multiplier if spec.dp else 0.0,
+        dp_clip_norm=spec.dp.clip_norm if spec.dp else FederationConfig.dp_clip_norm,
     )
+
+
+def dp_budget(spec: HorizontalSpec, rounds: int) -> dict[str, float | int | str] | None:
+    """The privacy budget a DP task spends (recorded with its model), or None without DP."""
+    if spec.dp is None:
+        return None
+    return {
+        "noise_multiplier": spec.dp.noise_multiplier,
+        "clip_norm": spec.dp.clip_norm,
+        "delta": spec.dp.delta,
+        "rounds": rounds,
+        "epsilon": epsilon(spec.dp.noise_multiplier, rounds, spec.dp.delta),
+        "accountant": "RDP (dp-accounting)",
+    }
 
 
 def _numbers(task: Run, width: int, *, labelled: bool) -> tuple[npt.NDArray[np.float64], ...]:
@@ -126,9 +143,13 @@ def _horizontal(task: Run, spec: HorizontalSpec) -> RunOutput:
             thread.join(task.timeout)
     if local and not isinstance(local[0], ChannelError):
         raise local[0]
+    task.dropped.update(set(clients) - set(model.clients) - {task.org})
     mine = task.mine
     names = list((mine or spec.inputs[0]).features or ())
     output = {"protocol": spec.protocol, "features": names, **model.to_json()}
+    budget = dp_budget(spec, model.rounds)
+    if budget is not None:
+        output["dp"] = budget
     return [json.dumps(output, sort_keys=True)], model.rows
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from typing import Literal
 
 import numpy as np
@@ -16,18 +15,8 @@ from privledger.node.spec import JointStatsSpec, LendingSpec
 from privledger.protocols.mpc.lending import LoanBook, multi_lending_check
 from privledger.protocols.mpc.stats import joint_stats
 
-logger = logging.getLogger(__name__)
-
 
 def run(task: Run) -> RunOutput:
-    logger.info(
-        "task %d: %s starts as party %d of %d, %d rows",
-        task.task.task_id,
-        task.spec.protocol,
-        task.owners.index(task.org),
-        len(task.owners),
-        len(task.rows),
-    )
     spec = task.spec
     if isinstance(spec, LendingSpec):
         return _lending(task)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Literal
 
 from privledger.evm.contracts import FailureReason
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.protocols.pir.keyword import KeywordTable, run_holder, run_querier
-
-logger = logging.getLogger(__name__)
 
 MAX_PIR_VALUE = 1_000
 
@@ -19,14 +16,6 @@ def run(task: Run) -> RunOutput:
     """The holder is paid per key asked (it cannot know which were found)."""
     mode: Literal["pir", "bucket"] = "pir" if task.spec.protocol == "simplepir" else "bucket"
     channel = task.capped_channel(len(task.rows))
-    role = "querier" if task.is_requester else "holder"
-    logger.info(
-        "task %d: keyword PIR (%s) starts as the %s, %d rows",
-        task.task.task_id,
-        mode,
-        role,
-        len(task.rows),
-    )
     if not task.is_requester:
         table = KeywordTable.build(dict(padded_pairs(task.rows)), mode=mode)
         view = run_holder(channel, table, timeout=task.timeout)

@@ -49,14 +49,20 @@ Leakage -- what each side learns beyond its own data:
 
 Dropouts: a client whose link fails (closed, timed out, unreachable) is dropped for the rest of
 the task; a round still aggregates exactly over the survivors while at least ``t`` remain, and
-the task fails with :class:`FederationError` otherwise. Clipping bounds every client's influence
-on a round; no differential-privacy noise is added (say so before releasing a model publicly).
+the task fails with :class:`FederationError` otherwise. The aggregator gives all clients of a
+phase ``timeout`` together, and a client waits :data:`CLIENT_WAIT_FACTOR` times as long for the
+aggregator, so the clients that stay outwait the aggregator's wait for one that dropped.
+Clipping bounds every client's influence on a round. Differential privacy is an option
+(``FederationConfig.noise_multiplier``): each client then adds its share of Gaussian noise to
+every update, with the budget and its limits as :mod:`.dp` states; without it no noise is added
+(say so before releasing a model publicly).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
@@ -68,13 +74,14 @@ from privledger.protocols.channel import Channel, ChannelError
 from privledger.protocols.fl.horizontal import (
     F64,
     ClientData,
+    DpNoise,
     Model,
-    clip_by_norm,
     local_train,
     logistic_model,
     logistic_predict,
     mlp_model,
     mlp_predict,
+    submission,
     weighted_mean_update,
 )
 from privledger.protocols.fl.secagg import (
@@ -98,6 +105,10 @@ T = TypeVar("T")
 
 
 MIN_CONTRIBUTORS: Final = 3
+# A client waits for the aggregator this many times the aggregator's wait for all clients of a
+# phase: the aggregator's answer may come only after it has waited out a client that dropped.
+CLIENT_WAIT_FACTOR: Final = 2.5
+MIN_WAIT_S: Final = 0.05  # for a client's message once the phase's time is up: it is queued
 
 
 class FederationError(ChannelError):
@@ -115,6 +126,8 @@ class FederationConfig:
     proximal_mu: float = 0.0  # > 0: FedProx
     clip_norm: float = 100.0
     seed: int = 0
+    noise_multiplier: float = 0.0  # > 0: differential privacy on the updates (see .dp)
+    dp_clip_norm: float = 1.0  # the norm each client's update is clipped to under DP
 
     def build(self, rows: int) -> Model:
         l2 = 1.0 / rows
@@ -275,12 +288,14 @@ def _send(alive: dict[int, Channel], client: int, channel: Channel, payload: byt
 def _gather(
     alive: dict[int, Channel], timeout: float, parse: Callable[[int, bytes], T]
 ) -> dict[int, T]:
-    """One message from every client still in; a client that fails to answer, or answers with
-    a malformed message, is dropped."""
+    """One message from every client still in, within ``timeout`` for them all; a client that
+    fails to answer by then, or answers with a malformed message, is dropped."""
     received = {}
+    deadline = time.monotonic() + timeout
     for client, channel in list(alive.items()):
         try:
-            received[client] = parse(client, channel.recv(timeout))
+            left = max(MIN_WAIT_S, deadline - time.monotonic())  # the others' already arrived
+            received[client] = parse(client, channel.recv(left))
         except (ChannelError, ValueError, KeyError, TypeError) as exc:
             _drop(alive, client, exc)
     return received
@@ -324,6 +339,7 @@ def run_client(
     """
     _check_clients(clients)  # the client refuses too: it is the party the rule protects
     t = threshold(clients)
+    timeout *= CLIENT_WAIT_FACTOR  # the aggregator may be waiting out a client that dropped
     x, y = data.features, data.labels
     features = x.shape[1]
     counted = np.concatenate([x.sum(axis=0), [float(y.size)]])
@@ -339,6 +355,12 @@ def run_client(
         raise FederationError("malformed pooled scale from the aggregator")
     standard = (x - mean) / scale
     model = config.build(int(pooled["rows"]))
+    dp = (
+        DpNoise(config.noise_multiplier, config.dp_clip_norm, t)
+        if config.noise_multiplier > 0
+        else None
+    )
+    noise = dp.rng() if dp is not None else None
     rounds = 0
     while True:
         message = _recv_json(channel, timeout)
@@ -357,8 +379,7 @@ def run_client(
             proximal_mu=config.proximal_mu,
             rng=np.random.default_rng((config.seed, round_id, index)),
         )
-        count = float(y.size)
-        update = np.concatenate([count * clip_by_norm(local - params, config.clip_norm), [count]])
+        update = submission(local - params, float(y.size), config.clip_norm, dp, noise)
         _contribute(channel, client, update, QUANT_FRAC_BITS, clients, round_id, t, timeout)
         rounds += 1
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -36,6 +37,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from privledger.protocols.fl.dp import client_noise_std
 from privledger.protocols.fl.secagg import (
     QUANT_FRAC_BITS,
     check_range,
@@ -201,6 +203,44 @@ def clip_by_norm(update: F64, clip_norm: float | None) -> F64:
     return update if norm <= clip_norm else update * (clip_norm / norm)
 
 
+@dataclass(frozen=True)
+class DpNoise:
+    """Client-level differential privacy (:mod:`.dp`): each client submits its update clipped
+    to ``clip_norm`` with weight 1 plus Gaussian noise, so that any ``threshold`` clients' noise
+    sums to standard deviation ``noise_multiplier * clip_norm``."""
+
+    noise_multiplier: float
+    clip_norm: float
+    threshold: int
+
+    def __post_init__(self) -> None:
+        if self.noise_multiplier <= 0 or self.clip_norm <= 0 or self.threshold < 1:
+            raise ValueError("need noise_multiplier > 0, clip_norm > 0 and threshold >= 1")
+
+    def rng(self) -> np.random.Generator:
+        """A noise source seeded from the operating system's CSPRNG, one per client."""
+        return np.random.Generator(np.random.PCG64(secrets.randbits(128)))
+
+    def noisy(self, update: F64, rng: np.random.Generator) -> F64:
+        std = client_noise_std(self.noise_multiplier, self.clip_norm, self.threshold)
+        clipped = clip_by_norm(update, self.clip_norm)
+        return np.asarray(clipped + rng.normal(0.0, std, clipped.shape), dtype=np.float64)
+
+
+def submission(
+    update: F64,
+    count: float,
+    clip_norm: float | None,
+    dp: DpNoise | None,
+    noise: np.random.Generator | None,
+) -> F64:
+    """What a client submits to the secure sum: ``(n_k * clip(delta_k), n_k)``, or under DP
+    ``(clip(delta_k) + noise, 1)``."""
+    if dp is None or noise is None:
+        return np.concatenate([count * clip_by_norm(update, clip_norm), [count]])
+    return np.concatenate([dp.noisy(update, noise), [1.0]])
+
+
 def weighted_mean_update(update_sum: F64, total_weight: float) -> F64:
     """FedAvg's server step: the sample-weighted mean of the client updates."""
     if total_weight <= 0:
@@ -333,8 +373,10 @@ def train_federated(
     rounds: int,
     seed: int = 0,
     dropouts: Mapping[int, frozenset[int]] | None = None,
+    dp: DpNoise | None = None,
 ) -> FederatedRun:
-    """Run ``rounds`` rounds; ``dropouts[r]`` lists the clients that vanish in round ``r``."""
+    """Run ``rounds`` rounds; ``dropouts[r]`` lists the clients that vanish in round ``r``;
+    with ``dp`` every client adds its share of the noise (:class:`DpNoise`)."""
     if not clients:
         raise ValueError("no clients")
     features = clients[0].features.shape[1]
@@ -342,6 +384,7 @@ def train_federated(
         raise ValueError("horizontal clients must share their columns")
     params = model.init(features, np.random.default_rng(seed))
     run = FederatedRun(params, rounds)
+    noise = [dp.rng() if dp is not None else None for _ in clients]
     for round_id in range(rounds):
         instructions = strategy.configure_fit(round_id)
         submissions = {}
@@ -358,8 +401,9 @@ def train_federated(
                 rng=np.random.default_rng((seed, round_id, index)),
             )
             count = float(client.labels.size)
-            update = clip_by_norm(local - params, strategy.clip_norm)
-            submissions[index] = np.concatenate([count * update, [count]])
+            submissions[index] = submission(
+                local - params, count, strategy.clip_norm, dp, noise[index]
+            )
         dropped = (dropouts or {}).get(round_id, frozenset())
         total = aggregator.sum_vectors(submissions, round_id=round_id, dropped=dropped)
         params = strategy.aggregate_fit(params, total[:-1], float(total[-1]))

@@ -11,18 +11,20 @@ One round, semi-honest variant of the paper's protocol (no signatures, no consis
 1. *Share keys.* Client ``i`` draws a 32-byte self-mask seed ``b_i`` and splits both ``b_i`` and
    the private bytes of ``s_i`` with Shamir ``t``-of-``|U1|`` over GF(2^521 - 1). The shares for
    peer ``j`` travel through the server encrypted with AES-256-GCM under
-   ``HKDF(X25519(c_i, c_j))`` bound to the round, sender and recipient.
+   ``HKDF(X25519(c_i, c_j))`` bound to the round, sender and recipient. The clients whose shares
+   reached the server form ``U2`` (refused if ``|U2| < t``); each of them receives the shares the
+   others of ``U2`` sent it, and a client that dropped before sharing is left out from here on.
 2. *Masked input.* With ``p_ij = AES-CTR(HKDF(X25519(s_i, s_j)))`` and the self mask
    ``p_i = AES-CTR(b_i)`` (both expanded over Z_2^64), client ``i`` sends
 
-       y_i = x_i + p_i + sum_{j > i} p_ij - sum_{j < i} p_ij   (mod 2^64)
+       y_i = x_i + p_i + sum_{j in U2, j > i} p_ij - sum_{j in U2, j < i} p_ij   (mod 2^64)
 
-   The server keeps the clients whose ``y_i`` arrived: ``U2``.
-3. *Unmask.* The server announces ``U2`` (refused if ``|U2| < t``). Every surviving client
-   returns, for each peer ``i`` of ``U1``, its share of ``b_i`` if ``i`` is in ``U2`` and its share
+   The server keeps the clients whose ``y_i`` arrived: ``U3``.
+3. *Unmask.* The server announces ``U3`` (refused if ``|U3| < t``). Every surviving client
+   returns, for each peer ``i`` of ``U2``, its share of ``b_i`` if ``i`` is in ``U3`` and its share
    of ``s_i`` otherwise -- never both for the same peer. With ``t`` answers the server rebuilds the
    self masks of the survivors and the mask keys of the dropped, and removes both from
-   ``sum_{i in U2} y_i``: the pairwise masks between survivors cancel, those shared with a dropped
+   ``sum_{i in U3} y_i``: the pairwise masks between survivors cancel, those shared with a dropped
    client are recomputed from its key.
 
 Security model. Semi-honest server and clients; the threshold ``t`` (default a majority,
@@ -32,7 +34,7 @@ survivors' vectors. Each ``y_i`` the server sees is ``x_i`` plus the self mask a
 pseudorandom and uniform over Z_2^64 to anyone without ``b_i`` (tested). The self mask is what
 keeps a late client safe: if ``y_i`` arrives after the server announced ``i`` as dropped, the
 server rebuilds ``s_i`` but never ``b_i`` (honest clients release one or the other per peer), so
-``y_i`` stays masked. Not covered: a malicious server that announces different ``U2`` to
+``y_i`` stays masked. Not covered: a malicious server that announces different ``U2``/``U3`` to
 different clients (the paper's consistency round with signatures), and authentication of
 clients (the transport's job).
 
@@ -178,6 +180,7 @@ class SecAggClient:
         self._mask_key = X25519PrivateKey.generate()
         self._self_seed = secrets.token_bytes(KEY_BYTES)
         self._roster: dict[int, AdvertisedKeys] = {}
+        self._sharing: set[int] = set()  # U2: the clients whose shares arrived, this one too
         self._held_seed_shares: dict[int, int] = {}
         self._held_key_shares: dict[int, int] = {}
         self._sent_input = False
@@ -216,11 +219,14 @@ class SecAggClient:
         return outgoing
 
     def masked_input(self, vector: U64, inbox: Mapping[int, bytes]) -> U64:
-        """``y_i``: the vector plus the self mask and the signed pairwise masks."""
+        """``y_i``: the vector plus the self mask and the signed pairwise masks with every peer
+        whose shares reached this client (``U2``: a peer that dropped out before sharing is
+        left out, as every other client leaves it out)."""
         if vector.dtype != np.uint64 or vector.shape != (self.vector_length,):
             raise ValueError(f"need a uint64 vector of length {self.vector_length}")
-        if set(inbox) != set(self._roster) - {self.client}:
-            raise SecAggError(f"client {self.client}: missing shares from some peers")
+        sharing = set(inbox) | {self.client}
+        if not sharing <= set(self._roster) or len(sharing) < self.threshold:
+            raise SecAggError(f"client {self.client}: shares from too few peers of the roster")
         for sender, message in inbox.items():
             key = self._share_cipher(sender, sender=sender, recipient=self.client)
             try:
@@ -230,9 +236,10 @@ class SecAggClient:
             if plaintext[:8] != sender.to_bytes(4, "big") + self.client.to_bytes(4, "big"):
                 raise SecAggError(f"client {self.client}: share from {sender} is misaddressed")
             self._keep_shares(sender, plaintext)
+        self._sharing = sharing
         masked = vector + self_mask(self._self_seed, self.round_id, self.vector_length)
         for peer, keys in self._roster.items():
-            if peer == self.client:
+            if peer == self.client or peer not in sharing:
                 continue
             mask = pairwise_mask(
                 self._mask_key,
@@ -247,16 +254,17 @@ class SecAggClient:
         return masked
 
     def unmask(self, survivors: Sequence[int]) -> UnmaskShares:
-        """Shares that let the server remove the masks: ``b`` of survivors, ``s`` of the dropped."""
+        """Shares that let the server remove the masks: ``b`` of survivors (``U3``), ``s`` of the
+        peers of ``U2`` that dropped."""
         alive = set(survivors)
         if not self._sent_input or self.client not in alive:
             raise SecAggError(f"client {self.client} sent no input in this round")
-        if len(alive) < self.threshold or not alive <= set(self._roster):
+        if len(alive) < self.threshold or not alive <= self._sharing:
             raise SecAggError(f"refusing to unmask for survivors {sorted(alive)}")
         return UnmaskShares(
             self.client,
-            {peer: self._held_seed_shares[peer] for peer in self._roster if peer in alive},
-            {peer: self._held_key_shares[peer] for peer in self._roster if peer not in alive},
+            {peer: self._held_seed_shares[peer] for peer in self._sharing if peer in alive},
+            {peer: self._held_key_shares[peer] for peer in self._sharing if peer not in alive},
         )
 
     def _keep_shares(self, sender: int, plaintext: bytes) -> None:
@@ -283,6 +291,7 @@ class SecAggServer:
         self.vector_length = vector_length
         self.threshold = threshold
         self.roster: dict[int, AdvertisedKeys] = {}
+        self.sharing: set[int] = set()  # U2: the clients that sent their shares
         self.masked: dict[int, U64] = {}
 
     def collect_keys(self, adverts: Sequence[AdvertisedKeys]) -> dict[int, AdvertisedKeys]:
@@ -291,17 +300,25 @@ class SecAggServer:
             raise SecAggError(f"{len(self.roster)} clients, the threshold is {self.threshold}")
         return dict(self.roster)
 
-    @staticmethod
-    def route_shares(outboxes: Mapping[int, Mapping[int, bytes]]) -> dict[int, dict[int, bytes]]:
-        """Re-address each client's encrypted shares to their recipients (opaque to the server)."""
+    def route_shares(
+        self, outboxes: Mapping[int, Mapping[int, bytes]]
+    ) -> dict[int, dict[int, bytes]]:
+        """Re-address each client's encrypted shares to their recipients (opaque to the server);
+        the senders are the round's ``U2``."""
+        self.sharing = set(outboxes) & set(self.roster)
+        if len(self.sharing) < self.threshold:
+            raise SecAggError(
+                f"{len(self.sharing)} clients shared, the threshold is {self.threshold}"
+            )
         inboxes: dict[int, dict[int, bytes]] = {}
-        for sender, outbox in outboxes.items():
+        for sender in sorted(self.sharing):
+            outbox = outboxes[sender]
             for recipient, message in outbox.items():
                 inboxes.setdefault(recipient, {})[sender] = message
         return inboxes
 
     def collect_masked(self, client: int, masked: U64) -> None:
-        if client not in self.roster:
+        if client not in self.sharing:
             raise SecAggError(f"client {client} is not in this round")
         if masked.dtype != np.uint64 or masked.shape != (self.vector_length,):
             raise SecAggError(f"client {client} sent a malformed masked vector")
@@ -325,7 +342,7 @@ class SecAggServer:
             shares = {r.client: r.self_mask_shares[client] for r in answers}
             seed = shamir_combine(shares, KEY_BYTES)
             total -= self_mask(seed, self.round_id, self.vector_length)
-        for dropped in sorted(set(self.roster) - set(alive)):
+        for dropped in sorted(self.sharing - set(alive)):
             shares = {r.client: r.mask_key_shares[dropped] for r in answers}
             dropped_key = X25519PrivateKey.from_private_bytes(shamir_combine(shares, KEY_BYTES))
             for client in alive:
@@ -368,11 +385,13 @@ def secure_sum(
     round_id: int = 0,
     threshold: int | None = None,
     drop_before_input: frozenset[int] = frozenset(),
+    drop_before_sharing: frozenset[int] = frozenset(),
 ) -> tuple[U64, dict[int, U64]]:
     """Run one in-process round; returns the sum and the server's view (masked vectors).
 
-    Clients in ``drop_before_input`` take part in the key rounds and then vanish before sending
-    their masked vector (the case the protocol recovers from); the sum covers the others.
+    Clients in ``drop_before_sharing`` advertise their keys and vanish; those in
+    ``drop_before_input`` also share theirs and then vanish before sending their masked vector
+    (the cases the protocol recovers from); the sum covers the others.
     """
     clients = sorted(vectors)
     if not clients:
@@ -385,8 +404,9 @@ def secure_sum(
     }
     server = SecAggServer(round_id=round_id, vector_length=length, threshold=t)
     roster = server.collect_keys([parties[c].advertise_keys() for c in clients])
-    inboxes = server.route_shares({c: parties[c].share_keys(roster) for c in clients})
-    for client in clients:
+    sharing = [c for c in clients if c not in drop_before_sharing]
+    inboxes = server.route_shares({c: parties[c].share_keys(roster) for c in sharing})
+    for client in sharing:
         if client not in drop_before_input:
             server.collect_masked(
                 client, parties[client].masked_input(vectors[client], inboxes[client])

@@ -1,0 +1,81 @@
+"""Completing a task without the parties that dropped out (F4, F6).
+
+A party that anchored its result and finds the task still open :data:`WAIT_S` later reports the
+participants that have not anchored as absent (``TaskLedger.reportAbsence``). If they stay away
+for the ledger's grace (``ABSENCE_GRACE``), the same call completes the task without them and the
+settlement pays only the providers that anchored; a live party keeps its pay by anchoring within
+the grace, which ends the report. So a horizontal FL task that lost a client finishes and pays
+the clients that stayed, instead of waiting for its deadline and refunding the requester; and a
+provider whose requester never anchors is paid without waiting for the deadline either.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from privledger.evm.contracts import TaskLedger, TaskStatus
+from privledger.evm.errors import ChainRevert
+
+logger = logging.getLogger(__name__)
+
+# How long after its own anchor a party waits for the others before reporting them: parties of
+# one task anchor within a second or two of each other when all goes well.
+WAIT_S = 10.0
+POLL_S = 5.0  # while a report's grace runs: the chain's clock decides, so look at it now and then
+_OPEN = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
+
+
+class AbsenceWatch:
+    """The tasks this node anchored that have not completed yet, each with when to look again."""
+
+    def __init__(self, tasks: TaskLedger, *, wait_s: float = WAIT_S) -> None:
+        self._tasks = tasks
+        self._wait_s = wait_s
+        self._due: dict[int, float] = {}
+        self._lock = threading.Lock()
+
+    def watch(self, task_id: int) -> None:
+        """Look at ``task_id`` again after the wait (this node has just anchored it)."""
+        self._schedule(task_id, self._wait_s)
+
+    def due(self) -> list[int]:
+        """The watched tasks to look at now."""
+        now = time.monotonic()
+        with self._lock:
+            return sorted(task_id for task_id, when in self._due.items() if when <= now)
+
+    def check(self, task_id: int) -> None:
+        """Report the absent participants of ``task_id``, or complete it without them once their
+        grace is over; forget it once it is no longer open."""
+        if self._tasks.get_task(task_id).status not in _OPEN:
+            self._forget(task_id)
+            return
+        try:
+            self._tasks.report_absence(task_id)
+        except ChainRevert as exc:
+            if exc.error != "TaskLedgerAbsenceGrace":  # closed, or past its deadline meanwhile
+                logger.info("task %d: no absence to report (%s)", task_id, exc)
+                self._forget(task_id)
+                return
+            left = int(exc.args_by_name["notBefore"]) - self._chain_time()
+            self._schedule(task_id, min(POLL_S, max(1.0, left + 1.0)))
+            return
+        if self._tasks.get_task(task_id).status in _OPEN:  # reported: wait out the grace
+            logger.warning("task %d: participants reported absent", task_id)
+            self._schedule(task_id, POLL_S)
+        else:
+            logger.warning("task %d completed without its absent participants", task_id)
+            self._forget(task_id)
+
+    def _chain_time(self) -> int:
+        return int(self._tasks.client.w3.eth.get_block("latest")["timestamp"])
+
+    def _schedule(self, task_id: int, delay_s: float) -> None:
+        with self._lock:
+            self._due[task_id] = time.monotonic() + delay_s
+
+    def _forget(self, task_id: int) -> None:
+        with self._lock:
+            self._due.pop(task_id, None)

@@ -1,0 +1,106 @@
+"""A task completes without the participants that dropped out, on the contracts alone: a party
+that anchored reports the others absent, they keep {ABSENCE_GRACE} to anchor, and the settlement
+pays only the providers that anchored (tests/e2e/test_horizontal_dropout.py plays it between
+node processes)."""
+
+from __future__ import annotations
+
+import secrets
+
+from privledger.evm.contracts import TaskStatus
+
+from .conftest import ZERO32, Consortium, Member, reverts
+from .test_settlement_rules import FEE, _submit
+
+
+def _three_party_task(consortium: Consortium) -> int:
+    """telecom requests with an input of its own; bank-a and bank-b provide one each."""
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    own = consortium.dataset(telecom)
+    data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
+    grants = [
+        ZERO32,
+        consortium.grant(data_a, bank_a, telecom),
+        consortium.grant(data_b, bank_b, telecom),
+    ]
+    return _submit(consortium, telecom, [own, data_a, data_b], grants, [telecom, bank_a, bank_b])
+
+
+def _anchor(member: Member, task_id: int, units: int) -> None:
+    member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, units)
+
+
+def test_a_task_completes_without_a_party_that_stayed_away_and_pays_only_who_delivered(
+    consortium: Consortium,
+) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    task_id = _three_party_task(consortium)
+    with reverts("TaskLedgerNotAnchored"):  # only a party that delivered may report others
+        bank_a.ledger.tasks.report_absence(task_id)
+    _anchor(telecom, task_id, 0)
+    _anchor(bank_a, task_id, 10)
+    with reverts("TaskLedgerNotAnchored"):  # the absent party cannot report itself present
+        bank_b.ledger.tasks.report_absence(task_id)
+    receipt = bank_a.ledger.tasks.report_absence(task_id)
+    reported = bank_a.ledger.tasks.events(receipt, "AbsenceReported")
+    assert [(e["args"]["reporter"], e["args"]["absentSeats"]) for e in reported] == [
+        (bank_a.org_id, 0b100)  # bank-b, the third participant
+    ]
+    seats, reported_at = telecom.ledger.tasks.absence_of(task_id)
+    assert seats == 0b100 and reported_at > 0
+    with reverts("TaskLedgerAbsenceGrace"):  # bank-b keeps the grace to anchor
+        telecom.ledger.tasks.report_absence(task_id)
+    consortium.travel(telecom.ledger.tasks.absence_grace())
+    receipt = telecom.ledger.tasks.report_absence(task_id)
+    absent = telecom.ledger.tasks.events(receipt, "ParticipantAbsent")
+    assert [event["args"]["org"] for event in absent] == [bank_b.org_id]
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.COMPLETED
+    with reverts("TaskLedgerInvalidStatus"):  # too late to anchor: the task completed
+        _anchor(bank_b, task_id, 30)
+    telecom.ledger.tasks.settle_task(task_id, ZERO32)
+    metering = consortium.admin.metering
+    assert metering.balance_of(bank_a.org_id) == FEE
+    assert metering.balance_of(bank_b.org_id) == 0
+    assert metering.balance_of(telecom.org_id) == 0
+
+
+def test_a_live_party_keeps_its_pay_by_anchoring_within_the_grace(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    task_id = _three_party_task(consortium)
+    _anchor(telecom, task_id, 0)
+    telecom.ledger.tasks.report_absence(task_id)  # bank-a and bank-b both reported
+    _anchor(bank_a, task_id, 10)  # bank-a was only slow
+    consortium.travel(telecom.ledger.tasks.absence_grace())
+    # the report no longer holds (bank-a anchored): reporting again starts a new grace
+    receipt = telecom.ledger.tasks.report_absence(task_id)
+    assert telecom.ledger.tasks.events(receipt, "AbsenceReported")[0]["args"]["absentSeats"] == 4
+    with reverts("TaskLedgerAbsenceGrace"):
+        telecom.ledger.tasks.report_absence(task_id)
+    _anchor(bank_b, task_id, 30)  # and bank-b too: the task completes as usual
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.COMPLETED
+    bank_b.ledger.tasks.settle_task(task_id, ZERO32)
+    metering = consortium.admin.metering
+    assert metering.balance_of(bank_a.org_id) == FEE // 4
+    assert metering.balance_of(bank_b.org_id) == FEE - FEE // 4
+
+
+def test_a_task_without_any_provider_refunds_its_requester(consortium: Consortium) -> None:
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    task_id = _three_party_task(consortium)
+    _anchor(telecom, task_id, 0)  # the requester alone delivered
+    telecom.ledger.tasks.report_absence(task_id)
+    consortium.travel(telecom.ledger.tasks.absence_grace())
+    telecom.ledger.tasks.report_absence(task_id)
+    telecom.ledger.tasks.settle_task(task_id, ZERO32)
+    metering = consortium.admin.metering
+    assert metering.balance_of(telecom.org_id) == FEE
+    assert metering.balance_of(bank_a.org_id) == 0
+
+
+def test_no_absence_after_the_deadline(consortium: Consortium) -> None:
+    telecom = consortium.telecom
+    task_id = _three_party_task(consortium)
+    _anchor(telecom, task_id, 0)
+    consortium.travel(601)
+    with reverts("TaskLedgerDeadlinePassed"):
+        telecom.ledger.tasks.report_absence(task_id)
