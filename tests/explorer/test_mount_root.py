@@ -69,3 +69,16 @@ def test_redirects_json_urls_and_the_cockpit_script_stay_under_the_mount(
     cockpit = client.get(f"{base}/cockpit")
     api = [link for _tag, attribute, link in links(cockpit.text) if attribute == "data-api"]
     assert api == [f"{base}/api/cockpit"] and client.get(api[0]).status_code == 200
+
+
+def test_the_first_and_the_newest_block_link_to_no_block_outside_the_index(
+    clients: dict[str, TestClient],
+) -> None:
+    client, base = clients[TENANT], f"{TENANT}/explorer"
+    newest = client.get(f"{base}/api/blocks").json()["blocks"][0]["number"]
+    for number in (1, newest):  # the index starts at block 1, where the contracts were deployed
+        page = client.get(f"{base}/blocks/{number}")
+        blocks = {link for _tag, _attribute, link in links(page.text) if "/blocks/" in link}
+        assert blocks, number
+        for link in blocks:
+            assert client.get(link).status_code == 200, (number, link)

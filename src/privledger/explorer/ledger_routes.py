@@ -128,7 +128,16 @@ def _block(node: NodeContext, number: str) -> dict[str, Any]:
         if found is None:
             raise PageNotFound(f"block {number} is not in the index")
         txs = chain.block_txs(session, found.number)
-        return {**_common(node, directory), "block": found, "txs": txs}
+        # the neighbours the page links to: only blocks the index holds
+        older = chain.block(session, found.number - 1) is not None
+        newer = chain.block(session, found.number + 1) is not None
+        return {
+            **_common(node, directory),
+            "block": found,
+            "txs": txs,
+            "older": older,
+            "newer": newer,
+        }
 
 
 @router.get("/blocks/{number}")
