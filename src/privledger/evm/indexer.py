@@ -1,12 +1,16 @@
 """Copy the ledger into the node database, incrementally and restart-safe: every block from the
-deployment on, its transactions with their calls decoded from our ABIs, and the contracts' events.
+deployment on that holds transactions, its transactions with their calls decoded from our ABIs,
+and the contracts' events.
 
-The cursor (next block to read) is stored in the same database transaction as the rows it covers,
-so a crash never skips or duplicates a block. Only blocks at least ``confirmations`` deep are read;
-on anvil and on a QBFT network (immediate finality) zero is right. When the chain no longer holds
-the blocks stored last (a reorganisation, or a chain reverted to an earlier state), the index
-goes back to the last block the chain still holds and reads the new blocks from there; a chain
-that lost the deployment's own blocks raises :class:`ChainReset`.
+Empty blocks are read but not stored: a QBFT chain seals one every few seconds even when idle
+(every minute with ``emptyblockperiodseconds``), and every node would keep each one. The cursor
+(next block to read, and the hash of the block before it, empty or not) is stored in the same
+database transaction as the rows it covers, so a crash never skips or duplicates a block. Only
+blocks at least ``confirmations`` deep are read; on anvil and on a QBFT network (immediate
+finality) zero is right. When the next block's parent is not the block read last (a
+reorganisation, or a chain reverted to an earlier state), the index goes back to the newest
+stored block the chain still holds and reads the blocks after it again; a chain that lost the
+deployment's own block raises :class:`ChainReset`.
 
 Each call and event also leaves ``ChainRef`` rows naming the tasks, datasets, grants, orgs, batches
 and accounts in its arguments: the explorer's search index. Whoever waits on a task the stored
@@ -164,10 +168,11 @@ class EventIndexer:
 
         cursors = _table(IndexerCursor)  # the cursor's statements, built once
         self._read_cursor = select(cursors.c.next_block).where(cursors.c.name == self.cursor_name)
+        self._read_last_hash = select(cursors.c.last_hash).where(cursors.c.name == self.cursor_name)
         self._move_cursor = (
             update(cursors)
             .where(cursors.c.name == self.cursor_name)
-            .values(next_block=bindparam("next_block"))
+            .values(next_block=bindparam("next_block"), last_hash=bindparam("last_hash"))
         )
 
     def share_database(self, lock: AbstractContextManager[object]) -> None:
@@ -229,7 +234,7 @@ class EventIndexer:
         while start <= head:
             last = min(start + BATCH_BLOCKS - 1, head)
             rows = self._blocks(start, last)
-            if not self._continues(start, rows.blocks[0]["parent_hash"]):
+            if not self._continues(start, rows.first_parent):
                 start = self._rewind(start)
                 continue
             stored += self._store(rows, last + 1)
@@ -243,31 +248,49 @@ class EventIndexer:
                 select(_table(ChainBlock).c.hash).where(_table(ChainBlock).c.number == number)
             ).scalar()
 
+    def _read_hash(self, number: int) -> str | None:
+        """The hash block ``number`` had when it was read: the cursor's, for the block before
+        the next one, else the stored block's (None: not known, an empty block)."""
+        if number == self.next_block() - 1:
+            with self.engine.connect() as connection:
+                last = connection.execute(self._read_last_hash).scalar()
+            if last is not None:
+                return str(last)
+        return self._stored_hash(number)
+
     def _continues(self, number: int, parent_hash: str) -> bool:
-        """Whether block ``number`` (its parent ``parent_hash``) follows the blocks stored."""
+        """Whether block ``number`` (its parent ``parent_hash``) follows the blocks read."""
         if number <= self.deployment.deploy_block:
             return True
-        stored = self._stored_hash(number - 1)
-        return stored is None or stored == parent_hash
+        read = self._read_hash(number - 1)
+        return read is None or read == parent_hash
+
+    def _on_chain(self, number: int, block_hash: str | None) -> bool:
+        block = self._rpc.request("eth_getBlockByNumber", [hex(number), False])
+        return block is not None and _hex(block["hash"]) == block_hash
 
     def _rewind(self, start: int) -> int:
-        """Forget the stored blocks from the first one the chain no longer holds (walking back
-        from ``start``) on, with their transactions, events and references, and move the cursor
-        there; that block's number. Waiters on the tasks those events named are woken."""
-        fork = start
-        while fork > self.deployment.deploy_block:
-            stored = self._stored_hash(fork - 1)
-            block = self._rpc.request("eth_getBlockByNumber", [hex(fork - 1), False])
-            if stored is None or (block is not None and _hex(block["hash"]) == stored):
-                break
-            fork -= 1
-        if fork == self.deployment.deploy_block < start:
-            raise ChainReset(
-                f"the chain no longer holds block {fork}, where the deployment this node "
-                "follows was made: the chain was reset or replaced"
-            )
-        if fork == start:
+        """Forget the stored blocks after the newest one the chain still holds (walking back
+        from ``start``), with their transactions, events and references, and move the cursor to
+        the block after it; that block's number. Waiters on the tasks those events named are
+        woken."""
+        deploy_block = self.deployment.deploy_block
+        if start <= deploy_block or self._on_chain(start - 1, self._read_hash(start - 1)):
             return start
+        blocks = _table(ChainBlock)
+        with self.engine.connect() as connection:
+            stored = connection.execute(
+                select(blocks.c.number, blocks.c.hash)
+                .where(blocks.c.number < start - 1, blocks.c.number >= deploy_block)
+                .order_by(blocks.c.number.desc())
+            ).all()
+        kept = next(((n, h) for n, h in stored if self._on_chain(n, h)), None)
+        if kept is None:
+            raise ChainReset(
+                f"the chain no longer holds block {deploy_block}, where the deployment this "
+                "node follows was made: the chain was reset or replaced"
+            )
+        fork, last_hash = int(kept[0]) + 1, str(kept[1])
         logger.warning("the chain no longer holds blocks %d..%d: indexing again", fork, start - 1)
         refs = _table(ChainRef)
         with self.engine.begin() as connection:
@@ -277,9 +300,8 @@ class EventIndexer:
             forgotten = {int(value) for value in tasks}
             for table in (refs, _table(ChainEvent), _table(ChainTx)):
                 connection.execute(delete(table).where(table.c.block_number >= fork))
-            blocks = _table(ChainBlock)
             connection.execute(delete(blocks).where(blocks.c.number >= fork))
-            connection.execute(self._move_cursor, {"next_block": fork})
+            connection.execute(self._move_cursor, {"next_block": fork, "last_hash": last_hash})
         self._seen_next = fork
         task_changes.notify(forgotten)
         return fork
@@ -299,6 +321,9 @@ class EventIndexer:
             block, receipts = answers[2 * index], answers[2 * index + 1] or []
             if block is None:
                 raise LookupError(f"block {number} is not on the chain (yet)")
+            if number == first:
+                rows.first_parent = _hex(block["parentHash"])
+            rows.last_hash = _hex(block["hash"])
             self._block(number, block, receipts, rows)
         for receipts in answers[1::2]:
             for receipt in receipts or []:
@@ -331,11 +356,11 @@ class EventIndexer:
             ):
                 if values:  # executemany on the table: the same rows without ORM objects
                     connection.execute(table.insert(), values)
-            moved = connection.execute(self._move_cursor, {"next_block": next_block})
+            cursor = {"next_block": next_block, "last_hash": rows.last_hash}
+            moved = connection.execute(self._move_cursor, cursor)
             if moved.rowcount == 0:
                 connection.execute(
-                    _table(IndexerCursor).insert(),
-                    {"name": self.cursor_name, "next_block": next_block},
+                    _table(IndexerCursor).insert(), {"name": self.cursor_name, **cursor}
                 )
         task_changes.notify({int(ref["value"]) for ref in event_refs if ref["kind"] == "task"})
         return len(rows.events)
@@ -343,8 +368,11 @@ class EventIndexer:
     def _block(
         self, number: int, block: dict[str, Any], receipts: list[dict[str, Any]], rows: _Rows
     ) -> None:
-        """The block ``number``, its transactions and the references of their calls."""
+        """The block ``number``, its transactions and the references of their calls; an empty
+        block is not stored (but the deployment's, where the index starts)."""
         transactions = block["transactions"]
+        if not transactions and number != self.deployment.deploy_block:
+            return
         rows.blocks.append(
             {
                 "number": number,
@@ -441,10 +469,12 @@ class EventIndexer:
 class _Rows:
     """Rows of some blocks, as column values for executemany inserts."""
 
-    blocks: list[dict[str, Any]] = field(default_factory=list)
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # those with transactions
     transactions: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     refs: list[dict[str, Any]] = field(default_factory=list)  # of the calls; events' added later
+    first_parent: str = ""  # the parent hash of the first block read
+    last_hash: str = ""  # the hash of the last block read
 
 
 def _table(model: type[SQLModel]) -> Table:

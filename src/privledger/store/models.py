@@ -67,12 +67,15 @@ class ChainEvent(SQLModel, table=True):
 
 
 class IndexerCursor(SQLModel, table=True):
-    """How far the indexer has copied events: the next block to read, per chain and deployment."""
+    """How far the indexer has copied events: the next block to read, per chain and deployment,
+    and the hash of the block before it (read, even if empty and so not stored): the chain still
+    holds what was read while the next block's parent is that hash."""
 
     __tablename__ = "indexer_cursor"
 
     name: str = Field(primary_key=True)
     next_block: int
+    last_hash: str | None = None
 
 
 class ChainNonce(SQLModel, table=True):
