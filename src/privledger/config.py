@@ -94,6 +94,8 @@ class NodeSettings(BaseSettings):
     max_frame_bytes: int = 8 << 20
     max_upload_bytes: int = 4 << 30  # a dataset streamed to POST /datasets/upload
     tls: bool = False  # serve HTTPS with a certificate bound to the chain (node/tls.py)
+    # a Ray cluster's head (host:port): bucketed PSI runs its buckets there (docs/ray.md)
+    ray_address: str | None = None
     # calls without credentials (or whose credentials fail), per client address: this many a
     # second, this many at once; answered 429 beyond them
     anonymous_calls_per_s: PositiveFloat = 10.0

@@ -30,12 +30,13 @@ import os
 import resource
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LocalPool", "MeasuredExecutor", "RayExecutor", "WorkerPeak"]
+__all__ = ["LocalPool", "MeasuredExecutor", "RayExecutor", "WorkerPeak", "bucket_executor"]
 
 
 @dataclass(frozen=True)
@@ -124,11 +125,43 @@ class _RayWorker:
         return result, dataclasses.replace(peak, node=ray.get_runtime_context().get_node_id())
 
 
+class _RayConnection:
+    """This process's connection to a Ray cluster, shared by every :class:`RayExecutor` open in
+    it (a node may run several bucketed tasks at once): the first connects, the last to close
+    disconnects -- unless the process was connected before any of them (then it stays)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._ours = False
+
+    def open(self, address: str) -> Any:
+        import ray  # the cluster extra
+
+        with self._lock:
+            if self._users == 0 and not ray.is_initialized():
+                # worker output stays in the cluster's logs: a party's stdout may carry its report
+                ray.init(address=address, log_to_driver=False)
+                self._ours = True
+            self._users += 1
+        return ray
+
+    def close(self, ray: Any) -> None:
+        with self._lock:
+            self._users -= 1
+            if self._users == 0 and self._ours:
+                self._ours = False
+                ray.shutdown()
+
+
+_CONNECTION = _RayConnection()
+
+
 class RayExecutor(MeasuredExecutor):
     """A pool of ``workers`` Ray actors on the cluster whose head is at ``address``
     (``host:port``), spread over its nodes, one CPU each; a task goes to the actor with the
-    fewest in flight. Connects this process to the cluster unless it already is connected;
-    :meth:`shutdown` ends the actors, and disconnects only if it connected.
+    fewest in flight. Shares this process's connection to the cluster (connecting it if no one
+    has); :meth:`shutdown` ends the actors and gives the connection back.
 
     The actors hold their CPUs for the whole run: the cluster needs ``workers`` free CPUs per
     party that runs on it at once, or the party waits for them (and its peer's ``timeout``)."""
@@ -137,13 +170,9 @@ class RayExecutor(MeasuredExecutor):
         super().__init__()
         if workers < 1:
             raise ValueError("a Ray pool needs at least one worker")
-        import ray  # the cluster extra
-
+        ray = _CONNECTION.open(address)
         self._ray: Any = ray
-        self._connected_here = not ray.is_initialized()
-        if self._connected_here:
-            # worker output stays in the cluster's logs: a party's stdout may carry its report
-            ray.init(address=address, log_to_driver=False)
+        self._open = True
         actor: Any = ray.remote(num_cpus=1, scheduling_strategy="SPREAD")(_RayWorker)
         self._actors = [actor.remote() for _ in range(workers)]
         self._in_flight = [0] * workers
@@ -166,6 +195,17 @@ class RayExecutor(MeasuredExecutor):
         for actor in self._actors:
             self._ray.kill(actor)
         self._actors = []
-        if self._connected_here:
-            self._connected_here = False
-            self._ray.shutdown()
+        if self._open:
+            self._open = False
+            _CONNECTION.close(self._ray)
+
+
+@contextmanager
+def bucket_executor(ray_address: str | None, workers: int) -> Iterator[Executor | None]:
+    """Where a node's bucketed PSI runs its buckets: ``workers`` actors on the Ray cluster at
+    ``ray_address`` (``PRIVLEDGER_RAY_ADDRESS``), or None -- the protocol's own local pool."""
+    if ray_address is None:
+        yield None
+        return
+    with RayExecutor(ray_address, workers) as cluster:
+        yield cluster

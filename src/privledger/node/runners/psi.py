@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from privledger.evm.contracts import FailureReason
 from privledger.node import results
+from privledger.node.compute import bucket_executor
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.node.spec import KkrtSpec
 from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty
@@ -171,24 +172,27 @@ def _three_party(task: Run) -> RunOutput:
 
 def _bucketed(task: Run, spec: KkrtSpec) -> RunOutput:
     """KKRT-PSI over files too large for memory: both sides stream their column into
-    ``buckets`` partitions keyed by the spec hash and write the intersection to a file."""
+    ``buckets`` partitions keyed by the spec hash and write the intersection to a file; the
+    per-bucket work runs on the node's Ray cluster when it names one, else in local processes."""
     mine = task.mine
     if task.source is None or mine is None or spec.buckets is None:
         raise TaskRefused(FailureReason.PROTOCOL_ERROR, "a bucketed task needs its input file")
     out = results.path_of(task.node.settings.results_dir, task.task.task_id)
-    result = buckets.run_bucketed_psi(
-        task.only_channel(),
-        task.role,
-        task.source,
-        mine.column,
-        out,
-        buckets=spec.buckets,
-        workers=BUCKET_WORKERS,
-        reveal_to_provider=spec.output == "both",
-        timeout=task.timeout,
-        partition_key=hashlib.sha256(b"privledger/psi-buckets" + spec.hash).digest()[:16],
-        work_dir=out.parent,
-    )
+    with bucket_executor(task.node.settings.ray_address, BUCKET_WORKERS) as executor:
+        result = buckets.run_bucketed_psi(
+            task.only_channel(),
+            task.role,
+            task.source,
+            mine.column,
+            out,
+            buckets=spec.buckets,
+            workers=BUCKET_WORKERS,
+            reveal_to_provider=spec.output == "both",
+            timeout=task.timeout,
+            partition_key=hashlib.sha256(b"privledger/psi-buckets" + spec.hash).digest()[:16],
+            work_dir=out.parent,
+            executor=executor,
+        )
     if not result.learned_output:
         return None, result.matched
     try:
