@@ -379,13 +379,36 @@ def node_run(
         ),
     ] = None,
     rpc_url: RpcOption = None,
+    api_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes serving the client API on --port (default PRIVLEDGER_API_WORKERS, "
+            "else 1); more than one needs PostgreSQL and a --peer-port.",
+        ),
+    ] = None,
+    peer_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="Port of the peer endpoint published on chain, served by the process running "
+            "the tasks (default PRIVLEDGER_PEER_PORT, else --port).",
+        ),
+    ] = None,
 ) -> None:
     """Run the node: API, peer endpoints and worker, until Ctrl-C."""
     from privledger.node.context import NodeSetupError
     from privledger.node.service import serve
 
     # only what was given: the rest comes from PRIVLEDGER_* variables or the defaults
-    given = {"host": host, "port": port, "rpc_url": rpc_url}
+    given = {
+        "host": host,
+        "port": port,
+        "rpc_url": rpc_url,
+        "api_workers": api_workers,
+        "peer_port": peer_port,
+    }
     extra = {name: value for name, value in given.items() if value is not None}
     try:
         serve(_node_settings(org, home, **extra))

@@ -80,7 +80,11 @@ class NodeSettings(BaseSettings):
     org: str
     home: Path
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = 8000  # the client API (every API process of the node)
+    # the peer endpoint, published on chain, served by the process that runs the tasks; the
+    # API port when unset (a node of several API processes needs one of its own)
+    peer_port: int | None = None
+    api_workers: PositiveInt = 1  # processes serving the client API (more: PostgreSQL only)
     public_url: str | None = None
     rpc_url: str = "http://127.0.0.1:8545"
     deployment_file: Path | None = None
@@ -106,7 +110,7 @@ class NodeSettings(BaseSettings):
     def endpoint(self) -> str:
         """The URL peers reach this node at (registered on chain)."""
         scheme = "https" if self.tls else "http"
-        return self.public_url or f"{scheme}://{self.host}:{self.port}"
+        return self.public_url or f"{scheme}://{self.host}:{self.peer_port or self.port}"
 
     @property
     def resolved_database_url(self) -> str:

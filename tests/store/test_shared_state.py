@@ -1,5 +1,5 @@
-"""What a node's API processes share through PostgreSQL: nonces handed out gapless and once
-each under concurrency, an index lock one holder at a time, task changes relayed between them."""
+"""What a node's API processes share through PostgreSQL: an index lock one holder at a time,
+task changes relayed between them."""
 
 from __future__ import annotations
 
@@ -12,41 +12,11 @@ import pytest
 
 from privledger.store.db import make_engine
 from privledger.store.locks import AdvisoryLock
-from privledger.store.nonces import SharedNonces
 from privledger.store.notices import TaskNotices, payloads
 from privledger.store.watch import TaskWatch
 from tests.conftest import new_database
 
 pytestmark = pytest.mark.postgres
-
-ACCOUNT = "0x" + "ab" * 20
-
-
-def test_nonces_are_gapless_and_unique_across_engines(request: pytest.FixtureRequest) -> None:
-    url = new_database(request, "shared_nonces")
-    engines = [make_engine(url) for _ in range(2)]  # as two processes would hold them
-    books = [SharedNonces(engine) for engine in engines]
-    with books[0].held(ACCOUNT) as slot:
-        assert slot.value is None  # nothing known yet: read from the chain
-        slot.value = 7
-
-    def take(index: int) -> int:
-        with books[index % 2].held(ACCOUNT) as slot:
-            assert slot.value is not None
-            nonce = slot.value
-            time.sleep(0.001)  # a holder that signs and sends meanwhile
-            slot.value = nonce + 1
-            return nonce
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        taken = list(pool.map(take, range(60)))
-    assert sorted(taken) == list(range(7, 67))
-    with books[1].held(ACCOUNT) as slot:  # a refusal empties it: the next holder resynchronises
-        slot.value = None
-    with books[0].held(ACCOUNT) as slot:
-        assert slot.value is None
-    for engine in engines:
-        engine.dispose()
 
 
 def test_advisory_lock_has_one_holder_across_engines(request: pytest.FixtureRequest) -> None:

@@ -6,7 +6,7 @@ are kept locally per account, so many transactions can be in flight: the nonce l
 while a transaction is signed and handed to the node, never while its receipt is awaited, and every
 client of one account on one connection (``with_account``) shares one nonce counter. Processes that
 sign with the same accounts share their counters through a :class:`NonceBook` of their own (a
-node's API processes: ``privledger.store.nonces``), held the same way. A transaction
+node's API processes: ``privledger.node.processes.ProcessNonces``), held the same way. A transaction
 the node has forgotten (anvil can drop transactions under bursts) is broadcast again until it is
 mined or the receipt timeout passes.
 

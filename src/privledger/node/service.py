@@ -4,6 +4,10 @@ A node may also host several organisations (tenants, F13) in one process: each t
 complete node of its own -- its home (keystore, database, datasets, results), its tokens, its
 worker, its API and peer endpoints under ``/t/<org>`` -- so isolation is by construction: no
 route of one tenant reads another's database, and a token is only known to its own tenant.
+
+A node may instead serve its client API from several processes (``api_workers``, on PostgreSQL;
+:mod:`privledger.node.processes`): the primary runs the worker and the peer endpoint, and every
+process accepts the API's connections on one socket.
 """
 
 from __future__ import annotations
@@ -13,18 +17,31 @@ import ctypes.util
 import gc
 import logging
 import os
+import socket
 from collections.abc import Sequence
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from starlette.responses import JSONResponse
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from privledger.api.app import create_app
+from privledger.api.app import API_PREFIX, create_app
 from privledger.api.errors import install_error_handlers
 from privledger.config import NodeSettings
 from privledger.node.context import NodeContext, open_node, publish_endpoint
+from privledger.node.processes import (
+    ApiProcesses,
+    ProcessNonces,
+    check_api_workers,
+    die_with_parent,
+    listen,
+    per_process_limits,
+    share_between_processes,
+)
 from privledger.node.selftest import run_selftest
 from privledger.node.tls import ensure_certificate
 from privledger.node.worker import Worker
@@ -49,34 +66,101 @@ def keep_files_private(home: Path) -> None:
 
 
 def serve(settings: NodeSettings) -> None:
-    """Serve until interrupted; the worker stops with the server."""
+    """Serve until interrupted; the worker (and any other API process) stops with the server."""
+    check_api_workers(settings)
     run_selftest()  # a broken crypto stack stops the node here, before it takes any task
     keep_files_private(settings.home)
+    settings = per_process_limits(settings)
     node = open_node(settings)
+    others = ApiProcesses(serve_api, settings) if settings.api_workers > 1 else None
+    notices = share_between_processes(node, others.nonces) if others is not None else None
+    sockets = [listen(settings.host, settings.port)]  # the API's, shared with the others
+    if settings.peer_port not in (None, settings.port):
+        sockets.append(listen(settings.host, settings.peer_port))
     cert, key = settings.tls_cert_file, settings.tls_key_file
     if settings.tls:  # HTTPS with a certificate that the org admin account endorses
         ensure_certificate(node.account, node.org_id, settings.endpoint, cert, key)
-    publish_endpoint(node)
     worker = Worker(node)
-    worker.start()
-    logger.info("node %s (org %d) serving on %s", settings.org, node.org_id, settings.endpoint)
-    app = create_app(node)
-    build_routes(app)
-    tune_allocator()
-    freeze_startup_objects()
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            timeout_graceful_shutdown=5,
-            ssl_certfile=cert if settings.tls else None,
-            ssl_keyfile=key if settings.tls else None,
+        publish_endpoint(node)
+        if others is not None:
+            others.start(settings.api_workers - 1, sockets[0])
+        worker.start()
+        logger.info(
+            "node %s (org %d): peers at %s, API on port %d (%d processes)",
+            *(settings.org, node.org_id, settings.endpoint, settings.port, settings.api_workers),
         )
+        app = create_app(node)
+        build_routes(app)
+        run_server(app, settings, sockets)
     finally:
         worker.stop()
+        if others is not None:
+            others.stop()
+        if notices is not None:
+            notices.stop()
         node.close()
+
+
+def serve_api(
+    settings: NodeSettings,
+    api_socket: socket.socket,
+    ready: Event,
+    log_level: int,
+    nonces: ProcessNonces,
+) -> None:
+    """One more process serving the node's client API on ``api_socket`` (started by
+    :func:`serve`); peer frames are answered 421, they go to the endpoint on chain."""
+    die_with_parent()
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.umask(PRIVATE_UMASK)
+    node = open_node(settings)
+    notices = share_between_processes(node, nonces)
+    try:
+        app = create_app(node)
+        build_routes(app)
+        ready.set()
+        run_server(PeerFramesElsewhere(app, settings.endpoint), settings, [api_socket])
+    finally:
+        notices.stop()
+        node.close()
+
+
+def run_server(app: ASGIApp, settings: NodeSettings, sockets: list[socket.socket]) -> None:
+    """Serve ``app`` on ``sockets`` (HTTPS with the node's certificate when it has TLS) until
+    interrupted."""
+    tune_allocator()
+    freeze_startup_objects()
+    tls = settings.tls
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+        ssl_certfile=settings.tls_cert_file if tls else None,
+        ssl_keyfile=settings.tls_key_file if tls else None,
+    )
+    uvicorn.Server(config).run(sockets=sockets)
+
+
+FRAMES_PATH = f"{API_PREFIX}/peer/frames"
+
+
+class PeerFramesElsewhere:
+    """In an API process beside the primary: frames sent to the API port are refused (421
+    ``misdirected``) with the endpoint that takes them, instead of waiting for a channel that
+    never opens in this process."""
+
+    def __init__(self, app: ASGIApp, endpoint: str) -> None:
+        self.app = app
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == FRAMES_PATH:
+            message = f"peer frames go to this node's endpoint on chain, {self.endpoint}"
+            body = {"error": {"code": "misdirected", "message": message}}
+            await JSONResponse(body, 421)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 _NO_ROUTE = {"type": "http", "method": "GET", "path": "/\x00", "root_path": "", "headers": []}
