@@ -61,8 +61,8 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)
     assert summary["chainId"] == 31337
-    assert {org["name"] for org in summary["orgs"]} == {"bank-a", "bank-b", "telecom", "regulator"}
-    assert set(summary["nodes"]) == {"bank-a", "bank-b", "telecom", "regulator"}
+    orgs = {"bank-a", "bank-b", "telecom", "regulator", "police"}
+    assert {org["name"] for org in summary["orgs"]} == orgs and set(summary["nodes"]) == orgs
     scenario = summary["scenario"]
     assert scenario["status"] == "settled"
     assert scenario["intersectionCorrect"] is True
@@ -70,14 +70,17 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     assert len(scenario["digests"]) == 2
     assert sum(int(amount) for amount in scenario["settlement"].values()) == scenario["fee"]
     assert (tmp_path / "var" / "chain" / "state.json").is_file()
-    # the telecom-fraud vertical FL task: aligned by PSI, a useful model, the telecom paid
+    # the telecom-fraud story: the police's labels and the telecom's columns trained by vertical
+    # FL (the telecom paid), the model registered, a fraud list delivered to the police
     fraud = summary["fraud"]
     assert fraud["status"] == "settled"
-    assert fraud["aligned"] == fraud["plaintextAligned"]
-    assert fraud["testAuc"] > 0.85
+    training, prediction = fraud["training"], fraud["prediction"]
     telecom = str(next(o["orgId"] for o in summary["orgs"] if o["name"] == "telecom"))
-    assert fraud["contributions"][telecom] > 0 and int(fraud["settlement"][telecom]) > 0
-    assert sum(int(amount) for amount in fraud["settlement"].values()) == fraud["fee"]
+    assert training["contributions"][telecom] > 0 and int(training["settlement"][telecom]) > 0
+    assert sum(int(amount) for amount in training["settlement"].values()) == training["fee"]
+    assert len(fraud["model"]["parents"]) == 2
+    assert 50 < prediction["fraudListSize"] < 200  # 123 fraudsters among 2,000 subscribers
+    assert prediction["precision"] > 0.5 and prediction["recall"] > 0.4
 
     # the chain survives: a second run reuses the deployment, the organisations and the nodes' homes
     second = run("demo", "--once", "--port", port, "--scenario", "psi", env=env, timeout=600)
@@ -85,7 +88,7 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     again = json.loads(second.stdout)
     assert again["contracts"] == summary["contracts"]
     assert again["orgs"] == summary["orgs"]
-    assert again["scenario"]["taskId"] == fraud["taskId"] + 1
+    assert again["scenario"]["taskId"] == prediction["taskId"] + 1
     assert again["scenario"]["status"] == "settled" and "fraud" not in again
     assert run("demo", "--scenario", "nope").returncode == 2
 

@@ -1,6 +1,8 @@
 """Vertical federated learning as a ledger task: a telecom holding half of the columns and the
 labels, a bank holding the other half; rows aligned by PSI inside the task, logistic regression
-trained by secret sharing between the two node processes with the regulator's node dealing."""
+trained by secret sharing between the two node processes with the regulator's node dealing. By
+default the model stays shared (each party keeps shares of every weight); the three-party test
+releases each party's weights, which the data owners' terms must allow."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from privledger.protocols.mpc.sharing import decode_fixed, reconstruct
 from privledger.sdk import NodeClient
 
 from .conftest import Running
@@ -98,16 +101,18 @@ def test_vertical_logistic_regression_between_nodes_matches_pooled_sklearn(
         (bank_part,) = client.get(f"/tasks/{task_id}/result").json()["items"]
     parts = [json.loads(telecom_part), json.loads(bank_part)]
     assert parts[0]["aligned"] == parts[1]["aligned"] == len(ids)
-    assert parts[1]["intercept"] is None and parts[0]["intercept"] is not None
+    assert not any("weights" in part for part in parts)  # the model stays shared
+    # the test holds both parties' shares: the telecom's block (15 weights, the intercept),
+    # then the bank's
+    shares = [np.frombuffer(bytes.fromhex(p["shares"]), "<u8").astype(np.uint64) for p in parts]
+    weights = decode_fixed(reconstruct(shares), parts[0]["frac_bits"])
 
     columns = [x_test[:, :SPLIT], x_test[:, SPLIT:]]
-    scores = (
-        sum(
-            ((cols - np.array(p["mean"])) / np.array(p["scale"])) @ np.array(p["weights"])
-            for cols, p in zip(columns, parts, strict=True)
-        )
-        + parts[0]["intercept"]
-    )
+    standard = [
+        (cols - np.array(p["mean"])) / np.array(p["scale"])
+        for cols, p in zip(columns, parts, strict=True)
+    ]
+    scores = standard[0] @ weights[:SPLIT] + weights[SPLIT] + standard[1] @ weights[SPLIT + 1 :]
     auc = roc_auc_score(y_test, scores)
     scaler = StandardScaler().fit(x_train)
     baseline = LogisticRegression().fit(scaler.transform(x_train), y_train)
@@ -139,8 +144,13 @@ def test_three_party_vertical_lr_pays_each_by_its_shapley_value(running: Running
         labels = np.concatenate([y_train, np.zeros(7)]) if org == "telecom" else None
         write(path, ids + extra, block, labels)
         datasets[org] = register(running, org, path)
-    for org in ("bank-a", "bank-b"):
-        grant(running, org, datasets[org], "telecom", kinds=["fl"])
+    for org in ("bank-a", "bank-b"):  # terms that release each party's weights (a label leak)
+        terms = {
+            "protocols": ["vertical-lr"],
+            "columns": dict.fromkeys(["id", *(f"f{i}" for i in range(10))], ("join", "aggregate")),
+            "outputs": ["requester", "weights"],
+        }
+        grant(running, org, datasets[org], "telecom", kinds=[], terms=terms)
     features = [f"f{i}" for i in range(10)]
     body = {
         "kind": "fl",
@@ -156,6 +166,7 @@ def test_three_party_vertical_lr_pays_each_by_its_shapley_value(running: Running
         ],
         "dealer": running.org_ids["regulator"],
         "rounds": 60,  # gradient epochs: three secret-shared trainings run in this task
+        "output": "weights",
         "feeWei": FEE,
     }
     parts = {}

@@ -250,7 +250,18 @@ class TaskIn(Body):
     buckets: Buckets = None
     output: Output = Field(
         default="requester",
-        description="two-party PSI: the requester, both, or both only the size (ECDH)",
+        description="two-party PSI: the requester, both, or both only the size (ECDH); "
+        "vertical-lr: requester (model kept shared) or weights (each party its own, leaks "
+        "labels); vertical-predict: scores or ids (above the threshold)",
+    )
+    threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="vertical prediction, output ids: the probability the released ids reach",
+    )
+    model_task: int | None = Field(
+        default=None, ge=1, lt=2**63, description="vertical prediction: the model's training task"
     )
     fee_wei: int = Field(default=0, ge=0, lt=2**96)
     deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)
@@ -341,7 +352,11 @@ class CallLogOut(Body):
 
 
 class ModelIn(Body):
-    task_id: int = Field(ge=1, lt=2**63, description="the completed horizontal FL task")
+    task_id: int = Field(
+        ge=1,
+        lt=2**63,
+        description="the completed FL task: horizontal, or vertical-lr with its model kept shared",
+    )
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     unit_price: int = Field(default=0, ge=0, lt=2**96, description="wei per predicted row")
     upstream_bps: int = Field(

@@ -1,12 +1,23 @@
-"""Model governance: a model trained by horizontal FL becomes a data asset on chain.
+"""Model governance: a trained model becomes a data asset on chain.
 
-The requester of a completed horizontal FL task (the aggregator, which holds the model) registers
-it with :func:`register_model`: the model file's sha256 goes on chain inside the asset's salted
-commitment, its training datasets become the asset's parents (so prediction fees pass
-``upstream_bps`` to their owners, F6), and its classification level is the highest of theirs.
-Using the model for prediction is then an FL grant on the asset like any other; every prediction
-call is logged in the node's call log and anchored in Merkle batches (see
-:mod:`privledger.node.services`).
+The requester of a completed FL task registers its model with :func:`register_model`; the
+model's training datasets become the asset's parents (so prediction fees pass ``upstream_bps``
+to their owners, F6), and its classification level is the highest of theirs.
+
+- Horizontal FL: the aggregator holds the model; the model file's sha256 goes on chain inside the
+  asset's salted commitment. Prediction is a ``predict`` task.
+- Vertical LR: the model stays secret-shared between the training parties, each keeping its
+  shares with a salted commitment to them, exchanged during training
+  (:func:`privledger.protocols.fl.vertical.commit_parts`). Every party computes the same
+  :func:`vertical_model_hash` over every party's commitment, and the asset's commitment is its
+  keccak256, so each party checks that the registered model binds its own part before it
+  predicts. The label holder registers it (it holds the labels and the intercept); prediction
+  is a ``vertical-predict`` task on the asset, which keeps the model shared
+  (:mod:`privledger.protocols.fl.joint`).
+
+Using the model is then an FL grant on the asset whose terms name the protocol, the outputs
+(``scores`` or ``ids``) and the price; every prediction call is logged in the model owner's call
+log and anchored in Merkle batches (see :mod:`privledger.node.services`).
 """
 
 from __future__ import annotations
@@ -23,10 +34,27 @@ from privledger.evm.hashing import keccak256
 from privledger.evm.ledger import Ledger
 from privledger.node import results
 from privledger.node.context import NodeContext
-from privledger.node.spec import HORIZONTAL_PROTOCOLS, parse_canonical
+from privledger.node.spec import HORIZONTAL_PROTOCOLS, VerticalLrSpec, parse_canonical
 from privledger.store.models import LocalModel, LocalTask
 
 MODEL_SCHEMA = "privledger/model/v1"
+VERTICAL_MODEL_SCHEMA = "privledger/vertical-model/v1"
+
+
+def vertical_model_hash(task_id: int, spec: VerticalLrSpec, part: dict[str, object]) -> bytes:
+    """The sha256 binding a shared vertical model: its task, parties and their columns, and
+    every party's commitment to its shares (equal at every party)."""
+    document = {
+        "format": VERTICAL_MODEL_SCHEMA,
+        "task": task_id,
+        "parties": [item.org for item in spec.inputs],
+        "features": [list(item.features or ()) for item in spec.inputs],
+        "label_holder": spec.requester,
+        "widths": part["widths"],
+        "frac_bits": part["frac_bits"],
+        "commitments": part["commitments"],
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).digest()
 
 
 class ModelError(ValueError):
@@ -42,8 +70,9 @@ def register_model(
     unit_price: int,
     upstream_bps: int,
 ) -> LocalModel:
-    """Register the model a completed horizontal FL task produced here; ``signer`` is the data
-    owner's ledger (the asset is registered in their name)."""
+    """Register the model a completed FL task requested here produced (horizontal, or a vertical
+    model kept shared); ``signer`` is the data owner's ledger (the asset is registered in their
+    name)."""
     with Session(node.engine) as session:
         row = session.get(LocalTask, task_id)
         taken = session.exec(
@@ -52,8 +81,9 @@ def register_model(
     if row is None or row.spec_json is None or row.result_path is None:
         raise ModelError(f"task {task_id} left no model on this node")
     spec = parse_canonical(row.spec_json.encode())
-    if spec.protocol not in HORIZONTAL_PROTOCOLS or spec.requester != node.org_id:
-        raise ModelError(f"task {task_id} is not a horizontal FL task this organisation ran")
+    vertical = isinstance(spec, VerticalLrSpec)
+    if not (vertical or spec.protocol in HORIZONTAL_PROTOCOLS) or spec.requester != node.org_id:
+        raise ModelError(f"task {task_id} is not an FL task this organisation requested")
     status = node.ledger.tasks.get_task(task_id).status
     if status not in (TaskStatus.COMPLETED, TaskStatus.SETTLED):
         raise ModelError(f"task {task_id} is {status.name.lower()}, not completed")
@@ -61,16 +91,38 @@ def register_model(
         raise ModelError(f"a model named {name!r} or from task {task_id} is registered already")
     (output,) = results.read(Path(row.result_path), limit=1)
     model = json.loads(output)
-    content = json.dumps(model, sort_keys=True, separators=(",", ":")).encode()
-    model_hash = hashlib.sha256(content).digest()
-    salt = secrets.token_bytes(32)
     parents = [bytes.fromhex(item.dataset[2:]) for item in spec.inputs]
     level = max(node.ledger.data.get_dataset(parent).level for parent in parents)
-    schema = {"format": MODEL_SCHEMA, "protocol": spec.protocol, "features": model["features"]}
+    if isinstance(spec, VerticalLrSpec):
+        if "model_hash" not in model:
+            raise ModelError(f"task {task_id} released its weights; it left no shared model")
+        if any(item.features for item in spec.inputs if item.org == node.org_id):
+            raise ModelError(
+                "a vertical model is registered by a label holder holding no feature column "
+                "(its part is the model input of a prediction, which brings no rows)"
+            )
+        model_hash = bytes.fromhex(model["model_hash"][2:])
+        salt, commitment = b"", keccak256(model_hash)
+        features = [list(item.features or ()) for item in spec.inputs]
+        content = json.dumps(
+            {"format": VERTICAL_MODEL_SCHEMA, "task": task_id, "features": features},
+            sort_keys=True,
+        ).encode()
+        schema = {"format": VERTICAL_MODEL_SCHEMA, "protocol": spec.protocol, "features": features}
+        rows = int(model["aligned"])
+        listed = [name for names in features for name in names]
+    else:
+        content = json.dumps(model, sort_keys=True, separators=(",", ":")).encode()
+        model_hash = hashlib.sha256(content).digest()
+        salt = secrets.token_bytes(32)
+        commitment = keccak256(salt + model_hash)
+        schema = {"format": MODEL_SCHEMA, "protocol": spec.protocol, "features": model["features"]}
+        rows = int(model["rows"])
+        listed = list(model["features"])
     model_id = signer.data.register(
         schema_hash=keccak256(json.dumps(schema, sort_keys=True).encode()),
-        commitment=keccak256(salt + model_hash),
-        row_count=int(model["rows"]),
+        commitment=commitment,
+        row_count=rows,
         level=level,
         unit_price=unit_price,
         parents=parents,
@@ -85,7 +137,7 @@ def register_model(
         task_id=task_id,
         protocol=spec.protocol,
         path=str(path),
-        features=list(model["features"]),
+        features=listed,
         model_hash="0x" + model_hash.hex(),
         salt="0x" + salt.hex(),
         level=level,

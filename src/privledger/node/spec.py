@@ -37,8 +37,12 @@ from privledger.evm.hashing import keccak256
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 TaskKind = Literal["psi", "pir", "stats", "fl"]
-Output = Literal["requester", "both", "size"]
+PsiOutput = Literal["requester", "both", "size"]
 """Who learns a two-party PSI's result: the requester, both parties, or both only its size."""
+Output = Literal[PsiOutput, "weights", "scores", "ids"]
+"""What a task releases, as grant terms list it: a PSI's outputs; ``weights``, each vertical-lr
+party's own final weights (a label leak, see docs/security-model.md); a vertical-predict task's
+``scores`` or only the ``ids`` above a threshold."""
 PsiProtocol = Literal["ecdh", "kkrt"]
 SetOperation = Literal["intersection3", "union3", "difference", "membership"]
 PirProtocol = Literal["simplepir", "bucket"]
@@ -53,6 +57,7 @@ TaskProtocol = Literal[
     "vertical-lr",
     HorizontalProtocol,
     "predict",
+    "vertical-predict",
 ]
 # protocol -> its id on chain (1..31; a grant allows protocols as bits 1 << id)
 PROTOCOL_IDS: dict[str, int] = {
@@ -71,6 +76,7 @@ PROTOCOL_IDS: dict[str, int] = {
     "horizontal-lr": 13,
     "horizontal-mlp": 14,
     "predict": 15,
+    "vertical-predict": 16,
 }
 PSI_PROTOCOLS: tuple[PsiProtocol, ...] = ("ecdh", "kkrt")
 SET_OPERATIONS: tuple[SetOperation, ...] = ("intersection3", "union3", "difference", "membership")
@@ -82,7 +88,7 @@ PROTOCOL_KINDS: dict[str, Kind] = {
     **dict.fromkeys(PSI_PROTOCOLS + SET_OPERATIONS, Kind.PSI),
     **dict.fromkeys(PIR_PROTOCOLS, Kind.PIR),
     **dict.fromkeys(STATS_PROTOCOLS, Kind.STATS),
-    **dict.fromkeys(("vertical-lr", *HORIZONTAL_PROTOCOLS, "predict"), Kind.FL),
+    **dict.fromkeys(("vertical-lr", *HORIZONTAL_PROTOCOLS, "predict", "vertical-predict"), Kind.FL),
 }
 MAX_STATS_PARTIES = 8
 MODEL_COLUMN = "model"  # a prediction task's model input names this column
@@ -216,7 +222,7 @@ class PairPsiSpec(_Spec):
 
     kind: Literal["psi"] = "psi"
     protocol: PsiProtocol
-    output: Output = "requester"
+    output: PsiOutput = "requester"
     service: str | None = Field(
         default=None, pattern=SERVICE_NAME_PATTERN, description="the provider's PSI service called"
     )
@@ -338,19 +344,24 @@ class LendingSpec(_DealtSpec):
 
 class VerticalLrSpec(_DealtSpec):
     """Vertical logistic regression: two or three parties' feature columns on aligned ids;
-    the requester's input, and only it, holds the label."""
+    the requester's input, and only it, holds the label (and may hold no feature column).
+    The model stays secret-shared between the parties (``output: requester``, the default:
+    the requester may register it, :mod:`privledger.node.models`); ``output: weights`` opens
+    each party's own weights to it, which leaks labels to crafted columns and needs every data
+    owner's terms to list ``weights``."""
 
     kind: Literal["fl"] = "fl"
     protocol: Literal["vertical-lr"]
     rounds: Rounds = None
+    output: Literal["requester", "weights"] = "requester"  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _features_and_label(self) -> VerticalLrSpec:
         if len(self.inputs) not in (2, 3):
             raise ValueError("vertical-lr aligns and trains two or three parties' columns")
         for item in self.inputs:
-            if not item.features:
-                raise ValueError("every vertical-lr input names its feature columns")
+            if not item.features and item.org != self.requester:
+                raise ValueError("every vertical-lr input but the label's names its features")
             if (item.value_column is not None) != (item.org == self.requester):
                 raise ValueError("the requester's input, and only it, names the label column")
         return self
@@ -407,6 +418,46 @@ class PredictSpec(_RequesterLearns):
         return self
 
 
+class VerticalPredictSpec(_DealtSpec):
+    """Joint prediction with a registered vertical model (:mod:`privledger.node.models`): the
+    model input (column ``model``) is the asset, owned by the label holder that registered it;
+    every other party of the training task names its dataset of rows to score (id column and
+    the columns it trained on), in the training task's order; a requester that holds no part
+    of the model brings its batch of ids (id column only) as the last input. The scores go to
+    the requester (``output: scores``, only to a requester holding ids), or only the ids whose
+    probability reaches ``threshold`` (``output: ids``)."""
+
+    kind: Literal["fl"] = "fl"
+    protocol: Literal["vertical-predict"]
+    output: Literal["scores", "ids"] = "ids"  # type: ignore[assignment]
+    threshold: float | None = Field(
+        default=None, gt=0, lt=1, description="vertical prediction: the probability released at"
+    )
+    model_task: int = Field(ge=1, lt=2**63, description="the vertical-lr task that trained it")
+
+    @model_validator(mode="after")
+    def _model_and_rows(self) -> VerticalPredictSpec:
+        models = [item for item in self.inputs if item.column == MODEL_COLUMN]
+        if len(models) != 1 or not models[0].key_only:
+            raise ValueError(f"one input is the model, naming only column {MODEL_COLUMN!r}")
+        batches = [item for item in self.inputs if item.column != MODEL_COLUMN and item.key_only]
+        if batches and (len(batches) > 1 or batches[0] is not self.inputs[-1]):
+            raise ValueError("an input without features is the requester's batch, listed last")
+        if batches and batches[0].org != self.requester:
+            raise ValueError("only the requester brings a batch of ids without features")
+        if any(item.value_column for item in self.inputs):
+            raise ValueError("vertical prediction reads no label or value column")
+        if (self.output == "ids") != (self.threshold is not None):
+            raise ValueError("output ids takes a threshold, output scores none")
+        if self.output == "scores" and models[0].org == self.requester:
+            raise ValueError("scores go only to a requester that holds rows of the batch")
+        return self
+
+    @property
+    def model(self) -> SpecInput:
+        return next(item for item in self.inputs if item.column == MODEL_COLUMN)
+
+
 TaskSpec = Annotated[
     EcdhSpec
     | KkrtSpec
@@ -416,7 +467,8 @@ TaskSpec = Annotated[
     | LendingSpec
     | VerticalLrSpec
     | HorizontalSpec
-    | PredictSpec,
+    | PredictSpec
+    | VerticalPredictSpec,
     Field(discriminator="protocol"),
 ]
 """Any task's spec; the ``protocol`` field chooses the model."""

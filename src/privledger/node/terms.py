@@ -223,8 +223,10 @@ def violation(
             return TermViolation("columns", f"column {column!r} is not granted")
         if use not in allowed:
             return TermViolation("columns", f"column {column!r} allows {list(allowed)}, not {use}")
-    # the size alone tells less than the intersection: terms that release one release the other
+    # the size alone tells less than the intersection, the ids above a threshold less than the
+    # scores: terms that release one release the other
     released = set(terms.outputs) | ({"size"} if "requester" in terms.outputs else set())
+    released |= {"ids"} if "scores" in terms.outputs else set()
     if spec.output not in released:
         return TermViolation("outputs", f"output to {spec.output} is not allowed")
     dealer = spec.dealer_org

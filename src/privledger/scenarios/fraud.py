@@ -173,29 +173,6 @@ def read_columns(path: Path, columns: list[str]) -> tuple[list[str], npt.NDArray
     return keys, values.reshape(len(rows), len(columns))
 
 
-def joint_scores(
-    parts: list[dict[str, object]], data: FraudData
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Score the people in both files with the two model parts (bank's first); with labels.
-
-    This is the evaluation a data scientist does with both halves of a *test* set in one place
-    (generated data only): in production each party scores its own columns.
-    """
-    bank_keys, bank = read_columns(data.bank_csv, [*BANK_FEATURES, LABEL])
-    telecom_keys, telecom = read_columns(data.telecom_csv, list(TELECOM_FEATURES))
-    where = {key: i for i, key in enumerate(telecom_keys)}
-    both = [i for i, key in enumerate(bank_keys) if key in where]
-    columns = [bank[both, :-1], telecom[[where[bank_keys[i]] for i in both]]]
-    score = np.zeros(len(both))
-    for cols, part in zip(columns, parts, strict=True):
-        mean = np.asarray(part["mean"], dtype=np.float64)
-        scale = np.asarray(part["scale"], dtype=np.float64)
-        score += ((cols - mean) / scale) @ np.asarray(part["weights"], dtype=np.float64)
-    intercept = parts[0]["intercept"]
-    assert isinstance(intercept, float)
-    return score + intercept, bank[both, -1]
-
-
 def auc(scores: npt.NDArray[np.float64], labels: npt.NDArray[np.float64]) -> float:
     """Area under the ROC curve (Mann-Whitney U with average ranks for ties)."""
     _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)

@@ -1,6 +1,7 @@
 """Model governance (F11, F18): register a trained model as a data asset on chain, list models,
 and read the log of prediction calls with Merkle proofs. Prediction itself is a task
-(``"kind": "fl", "protocol": "predict"``) authorised by an FL grant on the model."""
+(``"kind": "fl"``, ``"protocol": "predict"`` for a horizontal model, ``"vertical-predict"`` for
+a vertical one kept shared between its parties) authorised by an FL grant on the model."""
 
 from __future__ import annotations
 
@@ -46,8 +47,10 @@ def _model(session: SessionDep, name: str) -> LocalModel:
 
 @router.post("", response_model=ModelOut, status_code=201)
 def register(body: ModelIn, caller: DataOwner, node: NodeDep) -> ModelOut:
-    """Register the model of a completed horizontal FL task this node aggregated: its hash is
-    committed on chain, its training datasets become its parents."""
+    """Register the model of a completed FL task this organisation requested: a horizontal model
+    it aggregated (its hash committed on chain), or a vertical model kept shared (the binding of
+    every party's commitment to its shares); its training datasets become its parents, its level
+    the highest of theirs."""
     try:
         model = register_model(
             node,

@@ -1,24 +1,38 @@
 """Federated-learning tasks: vertical logistic regression (PSI alignment inside the task, secret
-shared training, Shapley contributions), horizontal FedAvg / FedProx with secure aggregation (the
-requester aggregates), and prediction with a registered model (F18: every call is logged)."""
+shared training, Shapley contributions; the model stays shared unless the spec and every data
+owner's terms release the weights), joint prediction with a registered vertical model,
+horizontal FedAvg / FedProx with secure aggregation (the requester aggregates), and prediction
+with a registered horizontal model (F18: every call is logged)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 from sqlmodel import Session
 
 from privledger.evm.contracts import FailureReason
+from privledger.evm.hashing import keccak256
+from privledger.node import results
 from privledger.node.audit import record
+from privledger.node.models import vertical_model_hash
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.node.services import log_call
-from privledger.node.spec import HorizontalSpec, PredictSpec, VerticalLrSpec
+from privledger.node.spec import (
+    MODEL_COLUMN,
+    HorizontalSpec,
+    PredictSpec,
+    VerticalLrSpec,
+    VerticalPredictSpec,
+    parse_canonical,
+)
 from privledger.protocols.channel import Channel, ChannelError, channel_pair, recv_exact
 from privledger.protocols.fl.contribution import mean_log_likelihood, shapley_values
 from privledger.protocols.fl.dp import epsilon
@@ -29,16 +43,23 @@ from privledger.protocols.fl.federation import (
     run_client,
 )
 from privledger.protocols.fl.horizontal import F64, ClientData
+from privledger.protocols.fl.joint import Released, predict_joint, receive_joint
 from privledger.protocols.fl.vertical import (
     PartyModel,
+    SharedLrScorer,
+    SharedModel,
     VerticalConfig,
+    commit_parts,
     predict_vertical,
     predict_vertical_plaintext,
+    predict_vertical_shared,
     train_vertical_plaintext,
     train_vertical_ss,
+    train_vertical_ss_shared,
 )
+from privledger.protocols.mpc.sharing import Party
 from privledger.protocols.psi import kkrt, multiparty
-from privledger.store.models import LocalModel
+from privledger.store.models import LocalModel, LocalTask
 
 VALIDATION_BYTE = 51  # ~20% of aligned rows are held out to measure contributions
 MAX_PREDICT_ROWS = 1_000_000
@@ -52,6 +73,8 @@ def run(task: Run) -> RunOutput:
         return _predict(task)
     if isinstance(spec, VerticalLrSpec):
         return _vertical(task, spec)
+    if isinstance(spec, VerticalPredictSpec):
+        return _vertical_predict(task, spec)
     raise TaskRefused(FailureReason.SPEC_MISMATCH, f"{spec.protocol} is not a learning protocol")
 
 
@@ -221,35 +244,92 @@ def validation_row(key: bytes) -> bool:
     return hashlib.sha256(b"privledger/fl/validation/" + key).digest()[0] < VALIDATION_BYTE
 
 
-def _aligned_ids(task: Run) -> list[bytes]:
-    """The ids every party holds, in one order on all sides: KKRT-PSI with output to both for
-    two parties; for three, the three-party intersection at the requester, who then sends it
-    to the two others (every party of a vertical task must learn the common ids anyway)."""
-    spec, ids = task.spec, task.keys
-    if len(task.owners) == 2:
-        peer = next(org for org in task.owners if org != task.org)
+def _aligned_ids(task: Run, holders: list[int], leader: int) -> list[bytes]:
+    """The ids every party in ``holders`` holds, in one order on all sides: KKRT-PSI with output
+    to both for two parties; for three, the three-party intersection at the ``leader``, who then
+    sends it to the two others (every party of a vertical task must learn the common ids
+    anyway); a single holder's own ids."""
+    ids = task.keys
+    if len(holders) == 1:
+        return sorted(set(ids))
+    if len(holders) == 2:
+        peer = next(org for org in holders if org != task.org)
+        role: Literal["requester", "provider"] = "requester" if task.org == leader else "provider"
         return kkrt.run_psi(
-            task.channels[peer], ids, role=task.role, reveal_to_provider=True, timeout=task.timeout
+            task.channels[peer], ids, role=role, reveal_to_provider=True, timeout=task.timeout
         ).intersection
-    order = [spec.requester, *(org for org in task.owners if org != spec.requester)]
+    order = [leader, *(org for org in holders if org != leader)]
     peers = {order.index(org): task.channels[org] for org in order if org != task.org}
     result = multiparty.run_intersection(
         order.index(task.org), peers, ids, leader=0, timeout=task.timeout
     )
-    if task.is_requester:
+    if task.org == leader:
         common = sorted(result.items)
-        payload = json.dumps([item.hex() for item in common]).encode()
-        for org in order[1:]:
-            task.channels[org].send(payload)
+        _send_ids(task, order[1:], common)
         return common
+    return _received_ids(task, leader, set(ids))
+
+
+def _send_ids(task: Run, orgs: list[int], common: list[bytes]) -> None:
+    payload = json.dumps([item.hex() for item in common]).encode()
+    for org in orgs:
+        task.channels[org].send(payload)
+
+
+def _received_ids(task: Run, sender: int, own: set[bytes]) -> list[bytes]:
     try:
-        sent = json.loads(task.channels[spec.requester].recv(task.timeout))
+        sent = json.loads(task.channels[sender].recv(task.timeout))
         common = [bytes.fromhex(item) for item in sent]
     except (ValueError, TypeError) as exc:
         raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"malformed common ids: {exc}") from exc
-    if not set(common) <= set(ids):
-        raise TaskRefused(FailureReason.PROTOCOL_ERROR, "the requester sent ids this party lacks")
+    if not set(common) <= own:
+        raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"org {sender} sent ids this party lacks")
     return common
+
+
+def _feature_rows(task: Run, common: list[bytes], width: int) -> F64:
+    """This party's feature columns of the aligned rows, in the aligned order."""
+    position = {key: index for index, key in reversed(list(enumerate(task.keys)))}
+    try:
+        return np.array(
+            [[float(value) for value in task.rows[position[key]][1 : 1 + width]] for key in common],
+            dtype=float,
+        ).reshape(len(common), width)
+    except ValueError as exc:
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, f"non-numeric value: {exc}") from exc
+
+
+def train_model(
+    party: Party,
+    features: F64,
+    labels: F64 | None,
+    *,
+    label_holder: int,
+    config: VerticalConfig,
+    reveal: bool = False,
+    group: tuple[int, ...] | None = None,
+) -> PartyModel | SharedModel:
+    """Train a vertical LR model: kept shared, or (``reveal``) each party's weights opened."""
+    if reveal:
+        return train_vertical_ss(
+            party, features, labels, label_holder=label_holder, config=config, group=group
+        )
+    return train_vertical_ss_shared(
+        party, features, labels, label_holder=label_holder, config=config, group=group
+    )
+
+
+def model_part(party: Party, model: PartyModel | SharedModel) -> dict[str, object]:
+    """What a party keeps of a trained vertical model (its task output): its own weights, or
+    its shares of every weight with its salt and every party's commitment to its shares."""
+    if isinstance(model, PartyModel):
+        return {"weights": model.weights.tolist(), "intercept": model.intercept}
+    salt, commitments = commit_parts(party, model)
+    return {
+        **model.to_json(),
+        "salt": salt.hex(),
+        "commitments": [commitment.hex() for commitment in commitments],
+    }
 
 
 def _vertical(task: Run, spec: VerticalLrSpec) -> RunOutput:
@@ -258,19 +338,19 @@ def _vertical(task: Run, spec: VerticalLrSpec) -> RunOutput:
     sharing; each party keeps its own model part (weights of its columns, the intercept at the
     label holder). A held-out fifth measures each party's exact Shapley value, retraining every
     coalition that holds the labels (for three parties, the two pairs too)."""
-    rows, mine = task.rows, task.mine
+    mine = task.mine
     assert mine is not None  # the dealer never reaches a runner
-    common = _aligned_ids(task)
-    position = {key: index for index, key in reversed(list(enumerate(task.keys)))}
-    order = [position[key] for key in common]
+    common = _aligned_ids(task, task.owners, spec.requester)
     width = len(mine.features or ())
-    try:
-        features = np.array(
-            [[float(value) for value in rows[i][1 : 1 + width]] for i in order], dtype=float
-        ).reshape(len(order), width)
-        labels = np.array([float(rows[i][-1]) for i in order]) if task.is_requester else None
-    except ValueError as exc:
-        raise TaskRefused(FailureReason.POLICY_VIOLATION, f"non-numeric value: {exc}") from exc
+    features = _feature_rows(task, common, width)
+    labels = None
+    if task.is_requester:
+        position = {key: index for index, key in reversed(list(enumerate(task.keys)))}
+        try:
+            labels = np.array([float(task.rows[position[key]][-1]) for key in common])
+        except ValueError as exc:
+            raise TaskRefused(FailureReason.POLICY_VIOLATION, f"non-numeric label: {exc}") from exc
+    order = common
     if len(order) < 2:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, "fewer than 2 aligned rows")
     task.check_release(len(order), "aligned rows")
@@ -286,17 +366,24 @@ def _vertical(task: Run, spec: VerticalLrSpec) -> RunOutput:
     train_labels = None if labels is None else labels[~held_out]
 
     config = VerticalConfig(epochs=spec.rounds or VerticalConfig.epochs)
+    reveal = spec.output == "weights"
 
-    def coalition(group: tuple[int, ...] | None) -> tuple[PartyModel, F64 | None]:
-        model = train_vertical_ss(
+    def coalition(group: tuple[int, ...] | None) -> tuple[PartyModel | SharedModel, F64 | None]:
+        model = train_model(
             party,
             train,
             train_labels,
             label_holder=label_holder,
             config=config,
+            reveal=reveal,
             group=group,
         )
-        scores = predict_vertical(party, valid, model, requester=label_holder, group=group)
+        if isinstance(model, PartyModel):
+            scores = predict_vertical(party, valid, model, requester=label_holder, group=group)
+        else:
+            scores = predict_vertical_shared(
+                party, valid, model, requester=label_holder, label_holder=label_holder
+            )
         return model, scores
 
     model, joint = coalition(None)
@@ -317,9 +404,10 @@ def _vertical(task: Run, spec: VerticalLrSpec) -> RunOutput:
         "features": list(mine.features or ()),
         "mean": mean.tolist(),
         "scale": scale.tolist(),
-        "weights": model.weights.tolist(),
-        "intercept": model.intercept,
+        **model_part(party, model),
     }
+    if isinstance(model, SharedModel):
+        part["model_hash"] = "0x" + vertical_model_hash(task.task.task_id, spec, part).hex()
     if joint is not None and labels is not None:
         part["contributions"] = _shapley(task, standard, labels, held_out, joint, pairs, config)
     return [json.dumps(part, sort_keys=True)], len(order)
@@ -365,3 +453,148 @@ def _shapley(
 
     values = shapley_values(task.owners, value)
     return {str(org): share for org, share in values.items()}
+
+
+def _vertical_predict(task: Run, spec: VerticalPredictSpec) -> RunOutput:
+    """Joint prediction with a registered vertical model: the parties holding rows (every
+    model party but the label holder, and a requester's batch) align them by PSI; the label
+    holder learns only their count; each model party turns its own columns into shares of the
+    scores; only the output the spec names -- kept to the grant terms by every provider -- is
+    released, to the requester (:mod:`privledger.protocols.fl.joint`)."""
+    holders = [item.org for item in spec.inputs if item.column != MODEL_COLUMN]
+    parties = [item.org for item in spec.inputs if item.column == MODEL_COLUMN or item.features]
+    leader = spec.requester if spec.requester in holders else holders[0]
+    by_value = spec.output == "ids" and spec.requester not in holders
+    part = _model_part_for(task, spec, parties) if task.org in parties else None
+    if task.org in holders:
+        common = _aligned_ids(task, holders, leader)
+        if task.org == leader:
+            if by_value:  # positions in this order are all the requester learns besides ids
+                secrets.SystemRandom().shuffle(common)
+            if len(holders) > 1:
+                _send_ids(task, [org for org in holders if org != leader], common)
+            for org in parties:
+                if org not in holders:
+                    task.channels[org].send(str(len(common)).encode())
+        elif len(holders) > 1:
+            sent = _received_ids(task, leader, set(common))
+            if set(sent) != set(common):
+                raise TaskRefused(FailureReason.PROTOCOL_ERROR, "the aligned ids differ")
+            common = sent
+        count = len(common)
+    else:
+        common, count = [], _received_count(task, leader)
+    if count < 1:
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, "no aligned row to score")
+    task.check_release(count, "aligned rows")
+    if task.org == spec.model.org:
+        _log_model_call(task, spec, f"ran: {count} rows, output {spec.output}")
+    party = task.party()
+    index = task.owners.index
+    requester_holds_ids = spec.requester in holders
+    if part is None:  # the requester's batch, outside the model
+        released = receive_joint(
+            party,
+            tuple(index(org) for org in parties),
+            rows=count,
+            output=spec.output,
+            requester_holds_ids=requester_holds_ids,
+            frac_bits=VerticalConfig.frac_bits,
+            probability=lambda scores: np.asarray(1.0 / (1.0 + np.exp(-scores))),
+        )
+        return _released_items(released, common), count
+    mine = task.mine
+    assert mine is not None
+    features = np.zeros((count, 0))
+    if mine.features:
+        raw = _feature_rows(task, common, len(mine.features))
+        features = (raw - np.asarray(part["mean"])) / np.asarray(part["scale"])
+    scorer = SharedLrScorer(SharedModel.from_json(part), label_holder=index(spec.model.org))
+    output = predict_joint(
+        party,
+        scorer,
+        features,
+        rows=count,
+        requester=index(spec.requester),
+        output=spec.output,
+        threshold=spec.threshold,
+        requester_holds_ids=requester_holds_ids,
+        id_holder=index(leader) if by_value else None,
+        ids=common if by_value and task.org == leader else None,
+    )
+    if output is None:
+        return None, count
+    return _released_items(output, common), count
+
+
+def _model_part_for(task: Run, spec: VerticalPredictSpec, parties: list[int]) -> dict[str, object]:
+    """This party's stored part of the model, checked against the training task and the
+    model's commitment on chain (which binds every party's part)."""
+    with Session(task.node.engine) as session:
+        row = session.get(LocalTask, spec.model_task)
+    if row is None or row.spec_json is None or row.result_path is None:
+        raise TaskRefused(
+            FailureReason.PROTOCOL_ERROR, f"task {spec.model_task} left no model part here"
+        )
+    training = parse_canonical(row.spec_json.encode())
+    if not isinstance(training, VerticalLrSpec) or training.output != "requester":
+        raise TaskRefused(FailureReason.SPEC_MISMATCH, "the model task kept no shared model")
+    if [item.org for item in training.inputs] != parties or training.requester != spec.model.org:
+        raise TaskRefused(
+            FailureReason.SPEC_MISMATCH, "the model's parties differ from the training task's"
+        )
+    for ours, trained in zip(spec.inputs, training.inputs, strict=False):
+        if ours.column != MODEL_COLUMN and ours.features != trained.features:
+            raise TaskRefused(
+                FailureReason.SPEC_MISMATCH, f"org {ours.org} names other columns than it trained"
+            )
+    (output,) = results.read(Path(row.result_path), limit=1)
+    part: dict[str, object] = json.loads(output)
+    asset = task.node.ledger.data.get_dataset(bytes.fromhex(spec.model.dataset[2:]))
+    binding = bytes.fromhex(str(part.get("model_hash", "0x"))[2:])
+    if asset.commitment != keccak256(binding):
+        raise TaskRefused(
+            FailureReason.SPEC_MISMATCH, "the model on chain does not bind this party's part"
+        )
+    return part
+
+
+def _received_count(task: Run, leader: int) -> int:
+    try:
+        return int(task.channels[leader].recv(task.timeout).decode())
+    except ValueError as exc:
+        raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"malformed row count: {exc}") from exc
+
+
+def _released_items(released: Released, common: list[bytes]) -> list[str]:
+    """The requester's result: ``[id, probability]`` per row, or the ids above the threshold."""
+    if released.probabilities is not None:
+        pairs = zip(common, released.probabilities, strict=True)
+        return [json.dumps([key.decode(), float(p)]) for key, p in pairs]
+    if released.above is not None:
+        return [key.decode() for key, above in zip(common, released.above, strict=True) if above]
+    return [key.decode() for key in released.ids or ()]
+
+
+def _log_model_call(task: Run, spec: VerticalPredictSpec, outcome: str) -> None:
+    """The model owner's call log and audit trail (anchored in Merkle batches)."""
+    with Session(task.node.engine) as session:
+        stored = session.get(LocalModel, spec.model.dataset.lower())
+    if stored is None:
+        raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"{spec.model.dataset} is not a model here")
+    record(
+        task.node,
+        action="model_access",
+        actor=f"org {spec.requester}",
+        subject=stored.model_id,
+        outcome=outcome,
+        task_id=task.task.task_id,
+    )
+    log_call(
+        task.node,
+        service=f"model:{stored.name}",
+        task_id=task.task.task_id,
+        caller_org=spec.requester,
+        spec_hash="0x" + task.task.spec_hash.hex(),
+        outcome=outcome,
+    )

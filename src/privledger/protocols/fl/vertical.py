@@ -26,7 +26,10 @@ is a trivial sharing (each party's own encoded columns, zeros elsewhere) and the
 
 Output. :func:`train_vertical_ss` opens each party's own weights (and the intercept, at the
 label holder) to that party alone, once, at the end; :func:`train_vertical_ss_shared` opens
-nothing and returns a :class:`SharedModel` for :func:`predict_vertical_shared`.
+nothing and returns a :class:`SharedModel` for :func:`predict_vertical_shared` or, through
+:class:`SharedLrScorer`, joint prediction (:mod:`.joint`). :func:`commit_parts` then has each
+party commit to its shares (a salted sha256) and exchange the commitments, which a registered
+model binds (the node's default task output is the shared model).
 
 What a party learns: with :func:`train_vertical_ss_shared`, nothing beyond its own columns and
 the row count, column counts and parameters (the requester of a prediction learns its
@@ -56,7 +59,9 @@ the sum is secret-shared and opened to the requester only, which applies the exa
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -243,6 +248,82 @@ class SharedModel:
     widths: tuple[int, ...]
     group: tuple[int, ...]
     frac_bits: int
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "shares": self.shares.astype("<u8").tobytes().hex(),
+            "widths": list(self.widths),
+            "group": list(self.group),
+            "frac_bits": self.frac_bits,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> SharedModel:
+        widths = tuple(int(w) for w in data["widths"])  # type: ignore[attr-defined]
+        shares = np.frombuffer(bytes.fromhex(str(data["shares"])), "<u8").astype(np.uint64)
+        if shares.size != sum(widths):
+            raise ValueError("the shares do not match the model's widths")
+        group = tuple(int(member) for member in data["group"])  # type: ignore[attr-defined]
+        return cls(shares, widths, group, int(str(data["frac_bits"])))
+
+
+def commit_parts(party: Party, model: SharedModel) -> tuple[bytes, tuple[bytes, ...]]:
+    """Each party commits to its own shares, ``sha256(salt || shares)`` with a fresh 32-byte
+    salt, and the group exchanges the commitments: returns this party's salt and every member's
+    commitment in group order (equal at every party), which a registered model binds."""
+    salt = secrets.token_bytes(32)
+    mine = hashlib.sha256(salt + model.shares.astype("<u8").tobytes()).digest()
+    with session(party, "vertical-commit"):
+        theirs = party.exchange(model.group, dict.fromkeys(model.group, mine))
+    commitments = []
+    for member in model.group:
+        commitment = mine if member == party.index else theirs[member]
+        if len(commitment) != 32:
+            raise MpcError(f"party {member} sent a malformed commitment")
+        commitments.append(commitment)
+    return salt, tuple(commitments)
+
+
+@dataclass(frozen=True)
+class SharedLrScorer:
+    """One party's side of a shared logistic-regression model in joint prediction
+    (:class:`~privledger.protocols.fl.joint.JointScorer`): scores are the logits ``X w``."""
+
+    model: SharedModel
+    label_holder: int
+
+    @property
+    def group(self) -> tuple[int, ...]:
+        return self.model.group
+
+    @property
+    def frac_bits(self) -> int:
+        return self.model.frac_bits
+
+    def shared_scores(self, party: Party, features: F64) -> U64:
+        model = self.model
+        design = _design(features, party.index == self.label_holder)
+        agree(
+            party,
+            model.group,
+            {
+                "protocol": "fl/vertical-lr-scores/v1",
+                "rows": design.shape[0],
+                "widths": model.widths,
+            },
+        )
+        if design.shape[1] != model.widths[model.group.index(party.index)]:
+            raise ValueError("the features do not match this party's part of the model")
+        columns = _own_columns(party, model.group, design, model.widths, model.frac_bits)
+        return _shared_scores(
+            party, model.group, columns, model.shares, design.shape[0], model.frac_bits
+        )
+
+    def score_at(self, probability: float) -> float:
+        return math.log(probability / (1.0 - probability))
+
+    def probability(self, scores: F64) -> F64:
+        return np.asarray(1.0 / (1.0 + np.exp(-scores)), dtype=np.float64)
 
 
 def train_vertical_ss(
