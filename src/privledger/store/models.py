@@ -78,16 +78,6 @@ class IndexerCursor(SQLModel, table=True):
     last_hash: str | None = None
 
 
-class ChainNonce(SQLModel, table=True):
-    """The next nonce of an account the node signs with, shared by the node's API processes
-    (:mod:`privledger.store.nonces`); none: read it from the chain before signing."""
-
-    __tablename__ = "chain_nonce"
-
-    address: str = Field(primary_key=True)
-    next_nonce: int | None = Field(default=None, sa_type=BIG_INTEGER)
-
-
 class DeploymentBinding(SQLModel, table=True):
     """The one deployment (chain and contracts) this node's database belongs to: its tasks,
     results and index mean nothing on another (:mod:`privledger.node.binding`)."""
