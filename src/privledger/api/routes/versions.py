@@ -84,6 +84,11 @@ CHANGELOG: dict[str, list[str]] = {
         "interop calls are logged as 'peer org N'",
         "GET /openapi/{version}.json serves every version of this changelog, not only the "
         "current one",
+        "changed: a vertical-lr task keeps its model secret-shared (each party's result holds its "
+        "shares and every party's commitment, no weights); output weights opens each party's own "
+        "weights and needs grant terms listing weights; POST /models registers such a model "
+        "(its label holder); protocol vertical-predict (modelTask, output scores or ids, "
+        "threshold) predicts with it jointly; grant terms' outputs may list weights, scores, ids",
     ],
 }
 
