@@ -15,11 +15,14 @@ import logging
 import os
 import queue
 import threading
+from typing import TYPE_CHECKING
 
-import psycopg
 from sqlalchemy import Engine
 
 from privledger.store.watch import TaskWatch
+
+if TYPE_CHECKING:  # the driver comes with the postgres extra, which a SQLite node may lack
+    import psycopg
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,8 @@ class TaskNotices:
             thread.join(timeout=5)
 
     def _listen(self) -> None:
+        import psycopg
+
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self.conninfo, autocommit=True) as connection:
@@ -97,6 +102,8 @@ class TaskNotices:
             self.watch.wake(int(task_id) for task_id in ids.split(","))
 
     def _send(self) -> None:
+        import psycopg
+
         connection: psycopg.Connection[tuple[object, ...]] | None = None
         while True:
             changed = self._outbox.get()
