@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from privledger.protocols.fl.contribution import roc_auc
 from privledger.protocols.fl.horizontal import (
     ClientData,
     FedAvg,
+    Model,
     PlainAggregator,
     SecureAggregator,
     logistic_model,
@@ -152,13 +154,35 @@ def bench_vertical(parties: int, epochs: int, repeat: int) -> dict[str, Any]:
     }
 
 
-def bench_horizontal(clients: int, rounds: int, repeat: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Horizontal:
+    """The horizontal setting: the training rows split among the clients, the test rows, the
+    model and strategy, and the pooled baseline's AUC and time."""
+
+    shards: list[ClientData]
+    x_test: F64
+    y_test: F64
+    model: Model
+    strategy: FedAvg
+    baseline: float
+    baseline_seconds: float
+
+
+def horizontal_setting(clients: int) -> Horizontal:
     x_train, x_test, y_train, y_test = _data()
     baseline, baseline_seconds = _baseline(x_train, y_train, x_test, y_test)
     order = np.random.default_rng(0).permutation(y_train.size)
     shards = [ClientData(x_train[rows], y_train[rows]) for rows in np.array_split(order, clients)]
     model = logistic_model(1.0 / y_train.size)
     strategy = FedAvg(local_epochs=5, learning_rate=0.5)
+    return Horizontal(shards, x_test, y_test, model, strategy, baseline, baseline_seconds)
+
+
+def bench_horizontal(clients: int, rounds: int, repeat: int) -> dict[str, Any]:
+    setting = horizontal_setting(clients)
+    shards, model, strategy = setting.shards, setting.model, setting.strategy
+    x_test, y_test = setting.x_test, setting.y_test
+    baseline, baseline_seconds = setting.baseline, setting.baseline_seconds
     params: list[F64] = []
 
     def secure() -> None:

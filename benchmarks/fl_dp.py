@@ -25,17 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from fl import AUC_TOLERANCE, F64, _baseline, _data, _peak_rss_mb
+from fl import AUC_TOLERANCE, F64, _peak_rss_mb, horizontal_setting
 from privledger.protocols.fl.contribution import roc_auc
 from privledger.protocols.fl.dp import epsilon, noise_for
-from privledger.protocols.fl.horizontal import (
-    ClientData,
-    DpNoise,
-    FedAvg,
-    SecureAggregator,
-    logistic_model,
-    train_federated,
-)
+from privledger.protocols.fl.horizontal import DpNoise, SecureAggregator, train_federated
 
 CLIENTS = 3
 THRESHOLD = CLIENTS // 2 + 1  # secure aggregation's t: the fewest clients a sum covers
@@ -44,12 +37,9 @@ THRESHOLD = CLIENTS // 2 + 1  # secure aggregation's t: the fewest clients a sum
 def bench_dp(
     epsilons: list[float], rounds: int, clip_norm: float, delta: float, repeat: int
 ) -> list[dict[str, Any]]:
-    x_train, x_test, y_train, y_test = _data()
-    baseline, _ = _baseline(x_train, y_train, x_test, y_test)
-    order = np.random.default_rng(0).permutation(y_train.size)
-    shards = [ClientData(x_train[rows], y_train[rows]) for rows in np.array_split(order, CLIENTS)]
-    model = logistic_model(1.0 / y_train.size)
-    strategy = FedAvg(local_epochs=5, learning_rate=0.5)
+    setting = horizontal_setting(CLIENTS)
+    shards, model, strategy = setting.shards, setting.model, setting.strategy
+    x_test, y_test, baseline = setting.x_test, setting.y_test, setting.baseline
 
     def train(dp: DpNoise | None) -> F64:
         aggregator = SecureAggregator(threshold=THRESHOLD)

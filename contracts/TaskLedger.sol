@@ -167,13 +167,7 @@ contract TaskLedger is ITaskLedger {
 
     /// @inheritdoc ITaskLedger
     function anchorResult(uint256 taskId, bytes32 resultDigest, bytes32 transcriptHash, uint32 units) external {
-        Record storage task = _task(taskId);
-        (uint256 org, uint256 index) = _callerSeat(task);
-        TaskStatus status = task.status;
-        if (status != TaskStatus.Authorised && status != TaskStatus.Running) {
-            revert TaskLedgerInvalidStatus(taskId, status);
-        }
-        if (block.timestamp >= task.deadline) revert TaskLedgerDeadlinePassed(taskId);
+        (Record storage task, uint256 org, uint256 index) = _openTaskSeat(taskId);
         if (resultDigest == 0) revert TaskLedgerEmptyDigest();
         uint16 anchored = task.anchored;
         if (anchored & (1 << index) != 0) revert TaskLedgerAlreadyAnchored(taskId, org);
@@ -209,13 +203,7 @@ contract TaskLedger is ITaskLedger {
 
     /// @inheritdoc ITaskLedger
     function reportAbsence(uint256 taskId) external {
-        Record storage task = _task(taskId);
-        (uint256 org, uint256 index) = _callerSeat(task);
-        TaskStatus status = task.status;
-        if (status != TaskStatus.Authorised && status != TaskStatus.Running) {
-            revert TaskLedgerInvalidStatus(taskId, status);
-        }
-        if (block.timestamp >= task.deadline) revert TaskLedgerDeadlinePassed(taskId);
+        (Record storage task, uint256 org, uint256 index) = _openTaskSeat(taskId);
         uint16 anchored = task.anchored;
         if (anchored & (1 << index) == 0) revert TaskLedgerNotAnchored(taskId, org);
 
@@ -603,6 +591,17 @@ contract TaskLedger is ITaskLedger {
         }
         payouts.weights[index] += weight;
         if (owner) payouts.owners[index] = true;
+    }
+
+    /// @dev Returns a task that is Authorised or Running and before its deadline, with the caller's seat in it.
+    function _openTaskSeat(uint256 taskId) private view returns (Record storage task, uint256 org, uint256 index) {
+        task = _task(taskId);
+        (org, index) = _callerSeat(task);
+        TaskStatus status = task.status;
+        if (status != TaskStatus.Authorised && status != TaskStatus.Running) {
+            revert TaskLedgerInvalidStatus(taskId, status);
+        }
+        if (block.timestamp >= task.deadline) revert TaskLedgerDeadlinePassed(taskId);
     }
 
     /// @dev Returns the caller's organisation, in which it must be an operator.

@@ -10,6 +10,7 @@ import json
 import secrets
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer
@@ -38,32 +39,43 @@ def write_rows(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray | None) 
     return path
 
 
+def horizontal_task(
+    running: Running,
+    clients: tuple[str, ...],
+    shards: list[np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    rounds: int,
+) -> dict[str, Any]:
+    """Each client's shard of (x, y) registered at its node and granted to the first client,
+    the aggregator; the body of a horizontal-lr task over them."""
+    tag = secrets.token_hex(3)
+    datasets = {}
+    for org, rows in zip(clients, shards, strict=True):
+        path = write_rows(
+            running.data_dir / f"hfl-{org}-{tag}.csv",
+            [f"{org}-{i}" for i in rows],
+            x[rows],
+            y[rows],
+        )
+        datasets[org] = register(running, org, path)
+    for org in clients[1:]:
+        grant(running, org, datasets[org], clients[0], kinds=["fl"])
+    inputs = [
+        {"dataset": datasets[org], "column": "id", "features": FEATURES, "valueColumn": "label"}
+        for org in clients
+    ]
+    return {"kind": "fl", "protocol": "horizontal-lr", "rounds": rounds, "inputs": inputs}
+
+
 def test_horizontal_fl_task_then_governed_prediction(running: Running) -> None:
     x, y = load_breast_cancer(return_X_y=True)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=0)
     shards = np.array_split(np.random.default_rng(0).permutation(y_train.size), 3)
     tag = secrets.token_hex(3)
-    datasets = {}
-    for org, rows in zip(CLIENTS, shards, strict=True):
-        path = write_rows(
-            running.data_dir / f"hfl-{org}-{tag}.csv",
-            [f"{org}-{i}" for i in rows],
-            x_train[rows],
-            y_train[rows],
-        )
-        datasets[org] = register(running, org, path)
-    for org in CLIENTS[1:]:
-        grant(running, org, datasets[org], "bank-a", kinds=["fl"])
-    body = {
-        "kind": "fl",
-        "protocol": "horizontal-lr",
-        "rounds": 40,
-        "inputs": [
-            {"dataset": datasets[org], "column": "id", "features": FEATURES, "valueColumn": "label"}
-            for org in CLIENTS
-        ],
-        "feeWei": FEE,
-    }
+    body = {**horizontal_task(running, CLIENTS, shards, x_train, y_train, rounds=40), "feeWei": FEE}
+    datasets = {org: item["dataset"] for org, item in zip(CLIENTS, body["inputs"], strict=True)}
     with running.client("bank-a", "operator") as client:
         response = client.post("/tasks", json=body)
         assert response.status_code == 201, response.text

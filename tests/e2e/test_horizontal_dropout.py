@@ -6,7 +6,6 @@ settles to the clients that stayed -- without waiting for its deadline."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Iterator
 
 import numpy as np
@@ -18,11 +17,11 @@ from privledger.evm.accounts import dev_account
 from privledger.evm.contracts import Role, TaskStatus
 
 from .conftest import Running, advance_chain_time, kill_when_started, log_mark, wait_until
-from .test_federated import register
-from .test_horizontal import FEATURES, write_rows
-from .test_walking_path import FEE, fee_allocations, grant, wait_status
+from .test_explorer import REGULATOR, explorer, login
+from .test_horizontal import horizontal_task
+from .test_walking_path import FEE, fee_allocations, wait_status
 
-INSURER_ACCOUNT = 6  # anvil development account of a fourth data owner's admin
+INSURER_ACCOUNT = 7  # anvil dev account of a fourth data owner's admin (5: mallory, 6: police)
 CLIENTS = ("bank-a", "bank-b", "telecom", "insurer")  # bank-a aggregates and trains its rows
 VICTIM = "insurer"
 
@@ -55,28 +54,8 @@ def test_a_client_killed_mid_training_is_recorded_absent_and_the_rest_are_paid(
 ) -> None:
     x, y = load_breast_cancer(return_X_y=True)
     shards = np.array_split(np.random.default_rng(1).permutation(y.size), len(CLIENTS))
-    tag = secrets.token_hex(3)
-    datasets = {}
-    for org, rows in zip(CLIENTS, shards, strict=True):
-        path = write_rows(
-            running.data_dir / f"hfl-drop-{org}-{tag}.csv",
-            [f"{org}-{i}" for i in rows],
-            x[rows],
-            y[rows],
-        )
-        datasets[org] = register(running, org, path)
-    for org in CLIENTS[1:]:
-        grant(running, org, datasets[org], "bank-a", kinds=["fl"])
-    body = {
-        "kind": "fl",
-        "protocol": "horizontal-lr",
-        "rounds": 400,  # long enough that the insurer dies while the clients train
-        "inputs": [
-            {"dataset": datasets[org], "column": "id", "features": FEATURES, "valueColumn": "label"}
-            for org in CLIENTS
-        ],
-        "feeWei": FEE,
-    }
+    # 400 rounds: long enough that the insurer dies while the clients train
+    body = {**horizontal_task(running, CLIENTS, shards, x, y, rounds=400), "feeWei": FEE}
     marks = {org: log_mark(node) for org, node in running.nodes.items()}
     with running.client("bank-a", "operator") as client:
         response = client.post("/tasks", json=body)
@@ -109,3 +88,8 @@ def test_a_client_killed_mid_training_is_recorded_absent_and_the_rest_are_paid(
     assert sum(paid.values()) == FEE and set(paid) == {b, t}
     share = shards[1].size / (shards[1].size + shards[2].size)
     assert abs(paid[b] / FEE - share) <= 1e-4  # basis points
+    # an auditor sees the absence in the task's story
+    with explorer(running) as auditor:
+        assert login(auditor, dev_account(REGULATOR)).status_code == 200
+        page = auditor.get(f"/explorer/tasks/{task_id}")
+        assert page.status_code == 200 and "absent: the task completed without it" in page.text

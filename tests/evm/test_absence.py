@@ -10,20 +10,7 @@ import secrets
 from privledger.evm.contracts import TaskStatus
 
 from .conftest import ZERO32, Consortium, Member, reverts
-from .test_settlement_rules import FEE, _submit
-
-
-def _three_party_task(consortium: Consortium) -> int:
-    """telecom requests with an input of its own; bank-a and bank-b provide one each."""
-    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
-    own = consortium.dataset(telecom)
-    data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
-    grants = [
-        ZERO32,
-        consortium.grant(data_a, bank_a, telecom),
-        consortium.grant(data_b, bank_b, telecom),
-    ]
-    return _submit(consortium, telecom, [own, data_a, data_b], grants, [telecom, bank_a, bank_b])
+from .test_settlement_rules import FEE, three_party_task
 
 
 def _anchor(member: Member, task_id: int, units: int) -> None:
@@ -34,7 +21,7 @@ def test_a_task_completes_without_a_party_that_stayed_away_and_pays_only_who_del
     consortium: Consortium,
 ) -> None:
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
-    task_id = _three_party_task(consortium)
+    task_id = three_party_task(consortium)
     with reverts("TaskLedgerNotAnchored"):  # only a party that delivered may report others
         bank_a.ledger.tasks.report_absence(task_id)
     _anchor(telecom, task_id, 0)
@@ -66,7 +53,7 @@ def test_a_task_completes_without_a_party_that_stayed_away_and_pays_only_who_del
 
 def test_a_live_party_keeps_its_pay_by_anchoring_within_the_grace(consortium: Consortium) -> None:
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
-    task_id = _three_party_task(consortium)
+    task_id = three_party_task(consortium)
     _anchor(telecom, task_id, 0)
     telecom.ledger.tasks.report_absence(task_id)  # bank-a and bank-b both reported
     _anchor(bank_a, task_id, 10)  # bank-a was only slow
@@ -86,7 +73,7 @@ def test_a_live_party_keeps_its_pay_by_anchoring_within_the_grace(consortium: Co
 
 def test_a_task_without_any_provider_refunds_its_requester(consortium: Consortium) -> None:
     bank_a, telecom = consortium.bank_a, consortium.telecom
-    task_id = _three_party_task(consortium)
+    task_id = three_party_task(consortium)
     _anchor(telecom, task_id, 0)  # the requester alone delivered
     telecom.ledger.tasks.report_absence(task_id)
     consortium.travel(telecom.ledger.tasks.absence_grace())
@@ -99,7 +86,7 @@ def test_a_task_without_any_provider_refunds_its_requester(consortium: Consortiu
 
 def test_no_absence_after_the_deadline(consortium: Consortium) -> None:
     telecom = consortium.telecom
-    task_id = _three_party_task(consortium)
+    task_id = three_party_task(consortium)
     _anchor(telecom, task_id, 0)
     consortium.travel(601)
     with reverts("TaskLedgerDeadlinePassed"):

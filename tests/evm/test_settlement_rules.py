@@ -91,7 +91,8 @@ def test_only_a_published_dealer_the_grant_allows_may_deal(consortium: Consortiu
     assert consortium.admin.tasks.get_task(task_id).protocol == PROTOCOL_IDS["joint-stats"]
 
 
-def test_no_failure_once_the_providers_delivered(consortium: Consortium) -> None:
+def three_party_task(consortium: Consortium) -> int:
+    """telecom requests with an input of its own; bank-a and bank-b provide one each."""
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
     own = consortium.dataset(telecom)
     data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
@@ -100,7 +101,12 @@ def test_no_failure_once_the_providers_delivered(consortium: Consortium) -> None
         consortium.grant(data_a, bank_a, telecom),
         consortium.grant(data_b, bank_b, telecom),
     ]
-    task_id = _submit(consortium, telecom, [own, data_a, data_b], grants, [telecom, bank_a, bank_b])
+    return _submit(consortium, telecom, [own, data_a, data_b], grants, [telecom, bank_a, bank_b])
+
+
+def test_no_failure_once_the_providers_delivered(consortium: Consortium) -> None:
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    task_id = three_party_task(consortium)
     bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 10)
     with reverts("TaskLedgerDelivered"):  # one provider delivered: not the requester
         telecom.ledger.tasks.fail_task(task_id, FailureReason.PROTOCOL_ERROR)

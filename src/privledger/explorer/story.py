@@ -70,6 +70,7 @@ class AnchorRow:
     org_id: int
     org_name: str
     anchored: bool
+    absent: bool = False  # the task completed without it (ParticipantAbsent)
     result_digest: str = ""
     transcript_hash: str = ""
     block_number: int = 0
@@ -289,11 +290,12 @@ def task_story(node: NodeContext, task_id: int) -> TaskStory:
         inputs.append(InputRow(dataset_hex, owner, names(owner), how))
 
     anchored = {int(e.args["org"]): e for e in own if e.event == "ResultAnchored"}
+    absent = {int(e.args["org"]) for e in own if e.event == "ParticipantAbsent"}
     anchors = []
     for org_id in task.participants:
         anchor = anchored.get(org_id)
         if anchor is None:
-            anchors.append(AnchorRow(org_id, names(org_id), anchored=False))
+            anchors.append(AnchorRow(org_id, names(org_id), False, org_id in absent))
             continue
         digest, transcript = anchor.args["resultDigest"], anchor.args["transcriptHash"]
         anchors.append(
