@@ -170,12 +170,20 @@ def test_a_registered_vertical_model_flags_a_batch_as_the_plaintext_model_does(
     total = sum(earned.values())
     assert fee_allocations(done) == {org: FEE * value // total for org, value in earned.items()}
 
-    # the call is logged at the model's owner and anchored: its proof checks against the chain
+    # a call naming another training task is refused by the model's owner, and logged
+    with running.client("bank-a", "operator") as client:
+        response = client.post("/tasks", json={**predict, "modelTask": train_id + 10_000})
+        assert response.status_code == 201, response.text
+        bad = response.json()["taskId"]
+        assert wait_status(client, bad, {"settled", "failed"}, 120)["status"] == "failed"
+
+    # the calls are logged at the model's owner and anchored: a proof checks against the chain
     with running.client("bank-b", "data_owner") as owner:
         log = owner.get(f"/models/{name}/calls").json()
-        assert [(e["taskId"], e["outcome"]) for e in log] == [
-            (done["taskId"], f"ran: {BATCH} rows, output ids")
-        ]
+        outcomes = {e["taskId"]: e["outcome"] for e in log}
+        assert outcomes[done["taskId"]] == f"ran: {BATCH} rows, output ids"
+        assert outcomes[bad] == f"refused: task {train_id + 10_000} left no model part here"
+        assert len(log) == 2
         deadline = time.monotonic() + 60
         path = f"/models/{name}/calls/{done['taskId']}/proof"
         while (proof := owner.get(path)).status_code == 409:

@@ -465,7 +465,12 @@ def _vertical_predict(task: Run, spec: VerticalPredictSpec) -> RunOutput:
     parties = [item.org for item in spec.inputs if item.column == MODEL_COLUMN or item.features]
     leader = spec.requester if spec.requester in holders else holders[0]
     by_value = spec.output == "ids" and spec.requester not in holders
-    part = _model_part_for(task, spec, parties) if task.org in parties else None
+    try:
+        part = _model_part_for(task, spec, parties) if task.org in parties else None
+    except TaskRefused as exc:
+        if task.org == spec.model.org:  # the call log holds refused calls too
+            _log_model_call(task, spec, f"refused: {exc}")
+        raise
     if task.org in holders:
         common = _aligned_ids(task, holders, leader)
         if task.org == leader:
