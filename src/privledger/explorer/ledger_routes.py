@@ -4,6 +4,7 @@ organisations, datasets, settlements, log batches and the provenance graph; JSON
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -14,11 +15,13 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
 from privledger.api.deps import NodeDep
+from privledger.evm.contracts import Role
 from privledger.evm.indexer import REF_KINDS
 from privledger.node.context import NodeContext
+from privledger.store.models import ChainEvent
 
 from . import batches, chain, datasets, refs, settlements
-from .directory import Directory
+from .directory import AccountEntry, Directory, OrgEntry
 from .graph import render_svg
 from .provenance import provenance_graph
 from .search import search
@@ -196,24 +199,45 @@ def tx_json(tx_hash: str, node: NodeDep, _auditor: Auditor) -> dict[str, Any]:
 
 
 # --- accounts and organisations ---------------------------------------------------------------
-@router.get("/accounts")
-def accounts_page(request: Request, node: NodeDep, auditor: Auditor) -> Response:
+def _account_json(entry: AccountEntry) -> dict[str, Any]:
+    """An account with its roles by name (as the pages show them), not as a bit mask."""
+    names = [role.name.lower() for role in Role if role & entry.roles and role.name]
+    return {"address": entry.address, "org_id": entry.org_id, "roles": names}
+
+
+def _event_json(event: ChainEvent) -> dict[str, Any]:
+    return {
+        "block_number": event.block_number,
+        "tx_hash": event.tx_hash,
+        "contract": event.contract,
+        "event": event.event,
+        "args": event.args,
+    }
+
+
+def _accounts(node: NodeContext) -> dict[str, Any]:
     with indexed(node) as (_, directory):
         accounts = sorted(directory.accounts.values(), key=lambda a: (a.org_id, a.address))
-        context = {"directory": directory, "accounts": accounts}
-        return page(request, "accounts.html", context, viewer=auditor)
+        return {"directory": directory, "accounts": accounts}
 
 
-@router.get("/accounts/{address}")
-def account_page(
-    request: Request, address: str, node: NodeDep, auditor: Auditor, before: Cursor = ""
-) -> Response:
+@router.get("/accounts")
+def accounts_page(request: Request, node: NodeDep, auditor: Auditor) -> Response:
+    return page(request, "accounts.html", _accounts(node), viewer=auditor)
+
+
+@router.get("/api/accounts")
+def accounts_json(node: NodeDep, _auditor: Auditor) -> dict[str, Any]:
+    return {"accounts": [_account_json(entry) for entry in _accounts(node)["accounts"]]}
+
+
+def _account(node: NodeContext, address: str, before: str) -> dict[str, Any]:
     checksum = _address(address)
     with indexed(node) as (session, directory):
         if checksum not in directory.accounts and not chain.touched(session, checksum):
             raise PageNotFound(f"account {checksum} has no role and no transaction on the ledger")
         sent, cursor = chain.txs_page(session, chain.tx_cursor(before), sender=checksum)
-        context = {
+        return {
             **_common(node, directory),
             "address": checksum,
             "entry": directory.accounts.get(checksum),
@@ -222,31 +246,79 @@ def account_page(
             "before": before,
             "sent": chain.sent_count(session, checksum),
         }
-        return page(request, "account.html", context, viewer=auditor)
+
+
+@router.get("/accounts/{address}")
+def account_page(
+    request: Request, address: str, node: NodeDep, auditor: Auditor, before: Cursor = ""
+) -> Response:
+    return page(request, "account.html", _account(node, address, before), viewer=auditor)
+
+
+@router.get("/api/accounts/{address}")
+def account_json(
+    address: str, node: NodeDep, _auditor: Auditor, before: Cursor = ""
+) -> dict[str, Any]:
+    found = _account(node, address, before)
+    entry = found["entry"]
+    return {
+        "address": found["address"],
+        "org_id": entry.org_id if entry is not None else None,
+        "roles": _account_json(entry)["roles"] if entry is not None else [],
+        "sent": found["sent"],
+        "txs": [tx.model_dump() for tx in found["txs"]],
+        "next": found["next"],
+    }
+
+
+def _orgs(node: NodeContext) -> dict[str, Any]:
+    with indexed(node) as (_, directory):
+        return {"directory": directory, "orgs": sorted(directory.orgs.values(), key=_org_id)}
+
+
+def _org_id(org: OrgEntry) -> int:
+    return org.org_id
 
 
 @router.get("/orgs")
 def orgs_page(request: Request, node: NodeDep, auditor: Auditor) -> Response:
-    with indexed(node) as (_, directory):
-        orgs = sorted(directory.orgs.values(), key=lambda o: o.org_id)
-        return page(request, "orgs.html", {"directory": directory, "orgs": orgs}, viewer=auditor)
+    return page(request, "orgs.html", _orgs(node), viewer=auditor)
 
 
-@router.get("/orgs/{org_id}")
-def org_page(request: Request, org_id: str, node: NodeDep, auditor: Auditor) -> Response:
+@router.get("/api/orgs")
+def orgs_json(node: NodeDep, _auditor: Auditor) -> dict[str, Any]:
+    return {"orgs": [dataclasses.asdict(org) for org in _orgs(node)["orgs"]]}
+
+
+def _org(node: NodeContext, org_id: str) -> dict[str, Any]:
     number = whole_number(org_id, "organisation id")
     with indexed(node) as (session, directory):
         org = directory.orgs.get(number)
         if org is None:
             raise PageNotFound(f"organisation {number} is not registered")
-        context = {
+        return {
             **_common(node, directory),
             "org": org,
             "members": directory.members(number),
             "balance": node.ledger.metering.balance_of(number),
             "activity": refs.events_about(session, "org", [str(number)], newest=ORG_ACTIVITY),
         }
-        return page(request, "org.html", context, viewer=auditor)
+
+
+@router.get("/orgs/{org_id}")
+def org_page(request: Request, org_id: str, node: NodeDep, auditor: Auditor) -> Response:
+    return page(request, "org.html", _org(node, org_id), viewer=auditor)
+
+
+@router.get("/api/orgs/{org_id}")
+def org_json(org_id: str, node: NodeDep, _auditor: Auditor) -> dict[str, Any]:
+    found = _org(node, org_id)
+    return {
+        **dataclasses.asdict(found["org"]),
+        "members": [_account_json(member) for member in found["members"]],
+        "balance_wei": found["balance"],
+        "activity": [_event_json(event) for event in found["activity"]],
+    }
 
 
 # --- datasets ---------------------------------------------------------------------------------
@@ -292,40 +364,62 @@ def dataset_json(dataset_id: str, node: NodeDep, _auditor: Auditor) -> dict[str,
 
 
 # --- settlements and log batches --------------------------------------------------------------
-@router.get("/settlements")
-def settlements_page(
-    request: Request, node: NodeDep, auditor: Auditor, page_text: PageText = ""
-) -> Response:
+def _settlements(node: NodeContext, page_text: str) -> dict[str, Any]:
     page_no = page_number(page_text)
     with indexed(node) as (session, directory):
         offset = (page_no - 1) * settlements.PAGE_SIZE
         rows, total = settlements.settlement_rows(session, directory, offset=offset)
-        context = {
+        return {
             "rows": rows,
             "total": total,
             "page_no": page_no,
             "pages": check_page(page_no, total, settlements.PAGE_SIZE),
             "balances": settlements.balances(node, directory),
         }
-        return page(request, "settlements.html", context, viewer=auditor)
+
+
+@router.get("/settlements")
+def settlements_page(
+    request: Request, node: NodeDep, auditor: Auditor, page_text: PageText = ""
+) -> Response:
+    return page(request, "settlements.html", _settlements(node, page_text), viewer=auditor)
+
+
+@router.get("/api/settlements")
+def settlements_json(node: NodeDep, _auditor: Auditor, page_text: PageText = "") -> dict[str, Any]:
+    found = _settlements(node, page_text)
+    return {
+        **found,
+        "rows": [dataclasses.asdict(row) for row in found["rows"]],
+        "balances": [dataclasses.asdict(balance) for balance in found["balances"]],
+    }
+
+
+def _batches(node: NodeContext, page_text: str) -> dict[str, Any]:
+    page_no = page_number(page_text)
+    with indexed(node) as (session, directory):
+        rows, total = batches.batch_rows(
+            session, directory, offset=(page_no - 1) * batches.PAGE_SIZE
+        )
+        return {
+            "rows": rows,
+            "total": total,
+            "page_no": page_no,
+            "pages": check_page(page_no, total, batches.PAGE_SIZE),
+        }
 
 
 @router.get("/batches")
 def batches_page(
     request: Request, node: NodeDep, auditor: Auditor, page_text: PageText = ""
 ) -> Response:
-    page_no = page_number(page_text)
-    with indexed(node) as (session, directory):
-        rows, total = batches.batch_rows(
-            session, directory, offset=(page_no - 1) * batches.PAGE_SIZE
-        )
-        context = {
-            "rows": rows,
-            "total": total,
-            "page_no": page_no,
-            "pages": check_page(page_no, total, batches.PAGE_SIZE),
-        }
-        return page(request, "batches.html", context, viewer=auditor)
+    return page(request, "batches.html", _batches(node, page_text), viewer=auditor)
+
+
+@router.get("/api/batches")
+def batches_json(node: NodeDep, _auditor: Auditor, page_text: PageText = "") -> dict[str, Any]:
+    found = _batches(node, page_text)
+    return {**found, "rows": [dataclasses.asdict(row) for row in found["rows"]]}
 
 
 def _batch(node: NodeContext, batch_id: str) -> batches.BatchRow:
@@ -341,6 +435,11 @@ def _batch(node: NodeContext, batch_id: str) -> batches.BatchRow:
 def batch_page(request: Request, batch_id: str, node: NodeDep, auditor: Auditor) -> Response:
     context = {"b": _batch(node, batch_id), "form": {"digest": "", "proof": ""}, "verdict": None}
     return page(request, "batch.html", context, viewer=auditor)
+
+
+@router.get("/api/batches/{batch_id}")
+def batch_json(batch_id: str, node: NodeDep, _auditor: Auditor) -> dict[str, Any]:
+    return dataclasses.asdict(_batch(node, batch_id))
 
 
 @router.post("/batches/{batch_id}")
