@@ -201,7 +201,7 @@ def start_node(
     other address, a host of its own), its command prefixed by ``launcher`` (e.g. ``ip netns
     exec NAME`` to run it inside a network namespace); serving HTTPS when given the ``tls``
     context its clients check the certificate with."""
-    port = free_port() if host == "127.0.0.1" else 8000
+    port = _node_port() if host == "127.0.0.1" else 8000
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -220,7 +220,20 @@ def start_node(
     return NodeProcess(org, url, process, tokens, command, env, log_path, tls or True)
 
 
+_PORTS_GIVEN: set[int] = set()
+
+
+def _node_port() -> int:
+    """A free port that no node started by this process was given: :func:`free_port` alone can
+    hand one port to two nodes, as the first binds it only after its self-test, seconds later."""
+    while (port := free_port()) in _PORTS_GIVEN:
+        pass
+    _PORTS_GIVEN.add(port)
+    return port
+
+
 def wait_healthy(node: NodeProcess, timeout_s: float = 300.0) -> None:
+    """Wait until ``node`` answers its health check as its own organisation."""
     # every node of the consortium starts at once and runs its self-test first (node/selftest.py):
     # on a loaded two-core machine five of them took up to two minutes
     deadline = time.monotonic() + timeout_s
@@ -230,6 +243,9 @@ def wait_healthy(node: NodeProcess, timeout_s: float = 300.0) -> None:
         try:
             health = httpx.get(f"{node.url}/api/v1/health", timeout=2, verify=node.verify)
             if health.status_code == 200:
+                answered = health.json().get("org")
+                if answered != node.org:  # another program holds the port it was given
+                    raise RuntimeError(f"{node.url} answers as {answered!r}, not {node.org}")
                 return
         except httpx.HTTPError:
             pass

@@ -183,7 +183,8 @@ async def _calls_from(
 def test_anonymous_calls_are_counted_per_route_method_and_status(engine: Engine) -> None:
     """Made-up paths and methods do not make entries of their own: an interval's anonymous calls
     are one entry per route template, method and status, written when the interval ends."""
-    writer = AuditWriter(engine, tally_s=0.3)
+    # the interval outlasts the 76 calls below even on a slow machine (0.3 s did not, in CI)
+    writer = AuditWriter(engine, tally_s=3.0)
     app = _app(writer)
     made_up = [f"/api/v1/n{i}" for i in range(50)] + [f"/api/v2/{i}" for i in range(5)]
     before = utc_now()
@@ -197,7 +198,7 @@ def test_anonymous_calls_are_counted_per_route_method_and_status(engine: Engine)
 
     assert asyncio.run(odd_methods()) == [405] * 20
     assert _entries(engine) == []  # nothing yet: counted until the interval ends
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 8
     while len(entries := _entries(engine)) < 2:
         assert time.monotonic() < deadline, "the counts were never written"
         time.sleep(0.05)
