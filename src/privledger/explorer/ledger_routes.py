@@ -31,11 +31,11 @@ from .web import (
     BadInput,
     ExplorerRoute,
     PageNotFound,
-    check_page,
     explorer_root,
     hex32,
     page,
     page_number,
+    paged,
     whole_number,
 )
 
@@ -327,8 +327,7 @@ def _datasets(node: NodeContext, page_text: str) -> dict[str, Any]:
     with indexed(node) as (session, directory):
         offset = (page_no - 1) * datasets.PAGE_SIZE
         rows, total = datasets.dataset_rows(session, directory, offset=offset)
-        pages = check_page(page_no, total, datasets.PAGE_SIZE)
-        return {"rows": rows, "total": total, "page_no": page_no, "pages": pages}
+        return paged(page_no, rows, total, datasets.PAGE_SIZE)
 
 
 @router.get("/datasets")
@@ -369,13 +368,8 @@ def _settlements(node: NodeContext, page_text: str) -> dict[str, Any]:
     with indexed(node) as (session, directory):
         offset = (page_no - 1) * settlements.PAGE_SIZE
         rows, total = settlements.settlement_rows(session, directory, offset=offset)
-        return {
-            "rows": rows,
-            "total": total,
-            "page_no": page_no,
-            "pages": check_page(page_no, total, settlements.PAGE_SIZE),
-            "balances": settlements.balances(node, directory),
-        }
+        listing = paged(page_no, rows, total, settlements.PAGE_SIZE)
+        return {**listing, "balances": settlements.balances(node, directory)}
 
 
 @router.get("/settlements")
@@ -401,12 +395,7 @@ def _batches(node: NodeContext, page_text: str) -> dict[str, Any]:
         rows, total = batches.batch_rows(
             session, directory, offset=(page_no - 1) * batches.PAGE_SIZE
         )
-        return {
-            "rows": rows,
-            "total": total,
-            "page_no": page_no,
-            "pages": check_page(page_no, total, batches.PAGE_SIZE),
-        }
+        return paged(page_no, rows, total, batches.PAGE_SIZE)
 
 
 @router.get("/batches")

@@ -12,7 +12,7 @@ point into another's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -198,6 +198,12 @@ def check_page(page_no: int, total: int, size: int) -> int:
     if page_no > pages:
         raise PageNotFound(f"page {page_no} does not exist: there are {pages}")
     return pages
+
+
+def paged(page_no: int, rows: Sequence[Any], total: int, size: int) -> dict[str, Any]:
+    """One page of a listing as its page and JSON twin show it (404 past the last page)."""
+    pages = check_page(page_no, total, size)
+    return {"rows": rows, "total": total, "page_no": page_no, "pages": pages}
 
 
 def whole_number(text: str, what: str) -> int:

@@ -200,10 +200,7 @@ def _predict(task: Run) -> RunOutput:
 def _serve_prediction(task: Run, channel: Channel) -> RunOutput:
     mine = task.mine
     assert mine is not None
-    with Session(task.node.engine) as session:
-        stored = session.get(LocalModel, mine.dataset.lower())
-    if stored is None:
-        raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"{mine.dataset} is not a model here")
+    stored = _stored_model(task, mine.dataset)
     model = FederatedModel.from_json(json.loads(Path(stored.path).read_text()))
     header = json.loads(channel.recv(task.timeout))
     rows, width = int(header["rows"]), int(header["features"])
@@ -212,23 +209,7 @@ def _serve_prediction(task: Run, channel: Channel) -> RunOutput:
         problem = f"the model takes {model.mean.size} features, not {width}"
     elif not 0 < rows <= MAX_PREDICT_ROWS:
         problem = f"1 to {MAX_PREDICT_ROWS} rows per call"
-    outcome = f"refused: {problem}" if problem else f"ran: {rows} rows"
-    record(
-        task.node,
-        action="model_access",
-        actor=f"org {task.spec.requester}",
-        subject=stored.model_id,
-        outcome=outcome,
-        task_id=task.task.task_id,
-    )
-    log_call(
-        task.node,
-        service=f"model:{stored.name}",
-        task_id=task.task.task_id,
-        caller_org=task.spec.requester,
-        spec_hash="0x" + task.task.spec_hash.hex(),
-        outcome=outcome,
-    )
+    _log_model_call(task, stored, f"refused: {problem}" if problem else f"ran: {rows} rows")
     if problem is not None:
         channel.send(json.dumps({"error": problem}).encode())
         raise TaskRefused(FailureReason.POLICY_VIOLATION, problem)
@@ -469,7 +450,7 @@ def _vertical_predict(task: Run, spec: VerticalPredictSpec) -> RunOutput:
         part = _model_part_for(task, spec, parties) if task.org in parties else None
     except TaskRefused as exc:
         if task.org == spec.model.org:  # the call log holds refused calls too
-            _log_model_call(task, spec, f"refused: {exc}")
+            _log_model_call(task, _stored_model(task, spec.model.dataset), f"refused: {exc}")
         raise
     if task.org in holders:
         common = _aligned_ids(task, holders, leader)
@@ -493,7 +474,8 @@ def _vertical_predict(task: Run, spec: VerticalPredictSpec) -> RunOutput:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, "no aligned row to score")
     task.check_release(count, "aligned rows")
     if task.org == spec.model.org:
-        _log_model_call(task, spec, f"ran: {count} rows, output {spec.output}")
+        stored = _stored_model(task, spec.model.dataset)
+        _log_model_call(task, stored, f"ran: {count} rows, output {spec.output}")
     party = task.party()
     index = task.owners.index
     requester_holds_ids = spec.requester in holders
@@ -581,16 +563,21 @@ def _released_items(released: Released, common: list[bytes]) -> list[str]:
     return [key.decode() for key in released.ids or ()]
 
 
-def _log_model_call(task: Run, spec: VerticalPredictSpec, outcome: str) -> None:
-    """The model owner's call log and audit trail (anchored in Merkle batches)."""
+def _stored_model(task: Run, dataset: str) -> LocalModel:
+    """The model registered on this node as ``dataset``."""
     with Session(task.node.engine) as session:
-        stored = session.get(LocalModel, spec.model.dataset.lower())
+        stored = session.get(LocalModel, dataset.lower())
     if stored is None:
-        raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"{spec.model.dataset} is not a model here")
+        raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"{dataset} is not a model here")
+    return stored
+
+
+def _log_model_call(task: Run, stored: LocalModel, outcome: str) -> None:
+    """The model owner's call log and audit trail (anchored in Merkle batches)."""
     record(
         task.node,
         action="model_access",
-        actor=f"org {spec.requester}",
+        actor=f"org {task.spec.requester}",
         subject=stored.model_id,
         outcome=outcome,
         task_id=task.task.task_id,
@@ -599,7 +586,7 @@ def _log_model_call(task: Run, spec: VerticalPredictSpec, outcome: str) -> None:
         task.node,
         service=f"model:{stored.name}",
         task_id=task.task.task_id,
-        caller_org=spec.requester,
+        caller_org=task.spec.requester,
         spec_hash="0x" + task.task.spec_hash.hex(),
         outcome=outcome,
     )
