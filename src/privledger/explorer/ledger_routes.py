@@ -5,7 +5,7 @@ organisations, datasets, settlements, log batches and the provenance graph; JSON
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -322,12 +322,22 @@ def org_json(org_id: str, node: NodeDep, _auditor: Auditor) -> dict[str, Any]:
 
 
 # --- datasets ---------------------------------------------------------------------------------
-def _datasets(node: NodeContext, page_text: str) -> dict[str, Any]:
+RowsOf = Callable[..., tuple[Sequence[Any], int]]
+
+
+def _listing(
+    node: NodeContext, page_text: str, rows_of: RowsOf, size: int
+) -> tuple[dict[str, Any], Directory]:
+    """The page ``page_text`` of a listing, whose rows ``rows_of(session, directory, offset=)``
+    reads from the index; with the directory it was read with."""
     page_no = page_number(page_text)
     with indexed(node) as (session, directory):
-        offset = (page_no - 1) * datasets.PAGE_SIZE
-        rows, total = datasets.dataset_rows(session, directory, offset=offset)
-        return paged(page_no, rows, total, datasets.PAGE_SIZE)
+        rows, total = rows_of(session, directory, offset=(page_no - 1) * size)
+    return paged(page_no, rows, total, size), directory
+
+
+def _datasets(node: NodeContext, page_text: str) -> dict[str, Any]:
+    return _listing(node, page_text, datasets.dataset_rows, datasets.PAGE_SIZE)[0]
 
 
 @router.get("/datasets")
@@ -364,12 +374,10 @@ def dataset_json(dataset_id: str, node: NodeDep, _auditor: Auditor) -> dict[str,
 
 # --- settlements and log batches --------------------------------------------------------------
 def _settlements(node: NodeContext, page_text: str) -> dict[str, Any]:
-    page_no = page_number(page_text)
-    with indexed(node) as (session, directory):
-        offset = (page_no - 1) * settlements.PAGE_SIZE
-        rows, total = settlements.settlement_rows(session, directory, offset=offset)
-        listing = paged(page_no, rows, total, settlements.PAGE_SIZE)
-        return {**listing, "balances": settlements.balances(node, directory)}
+    listing, directory = _listing(
+        node, page_text, settlements.settlement_rows, settlements.PAGE_SIZE
+    )
+    return {**listing, "balances": settlements.balances(node, directory)}
 
 
 @router.get("/settlements")
@@ -390,12 +398,7 @@ def settlements_json(node: NodeDep, _auditor: Auditor, page_text: PageText = "")
 
 
 def _batches(node: NodeContext, page_text: str) -> dict[str, Any]:
-    page_no = page_number(page_text)
-    with indexed(node) as (session, directory):
-        rows, total = batches.batch_rows(
-            session, directory, offset=(page_no - 1) * batches.PAGE_SIZE
-        )
-        return paged(page_no, rows, total, batches.PAGE_SIZE)
+    return _listing(node, page_text, batches.batch_rows, batches.PAGE_SIZE)[0]
 
 
 @router.get("/batches")
