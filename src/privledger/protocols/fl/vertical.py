@@ -44,6 +44,36 @@ epoch); that is gone. The dealer's trust and the semi-honest model are those of
 reference that the secure weights match to about 1e-5 (fixed-point rounding only; the sigmoid
 coefficients carry 8 more fractional bits so their rounding does not bias every epoch).
 
+Differential privacy (``VerticalConfig.dp``, :class:`VerticalDp`): DP-SGD (Abadi et al., CCS
+2016) with full batches, computed inside the secret sharing. Every party clips each row of its own
+columns to ``C / sqrt(k)`` (``k`` parties) before it encodes them, so a whole row has norm at most
+``C``; with the intercept's column of ones and ``|r| = |sigma(z) - y| <= 1`` (the piecewise sigmoid
+lies in [0, 1]), one row's gradient ``x r`` has norm at most ``sqrt(C^2 + 1)`` -- the bounded
+feature norm that makes a generalised linear model's gradient bounded (Song, Chaudhuri, Sarwate,
+GlobalSIP 2013), which spares the per-row norm and division a clipped gradient would cost in MPC.
+Replacing one row by another therefore moves the gradient sum ``X^T r`` by at most
+``S = 2 sqrt(C^2 + 1)``. Every epoch each party adds to its share of ``X^T r`` fresh Gaussian noise
+of standard deviation ``z S / sqrt(k - 1)`` per coordinate (drawn from a :mod:`secrets`-seeded
+generator, kept to itself): the noise is part of the shared value, no party knows its sum, and
+the noise of the ``k - 1`` parties that one party does not control has standard deviation ``z S``.
+Each epoch is thus a Gaussian mechanism of noise multiplier ``z`` on the gradient sum, and the
+weights are its post-processing; ``E`` epochs compose ``E`` of them, accounted for by
+:func:`privledger.protocols.fl.dp.epsilon` (Rényi DP, dp-accounting).
+
+What that protects: the model -- the shares, the probabilities any prediction opens, and the
+weights ``output: weights`` opens -- is ``(epsilon, delta)``-DP for one row (a customer's
+features at every party and label) replaced by another, against any one party, the requester of a
+prediction included. The indicator-column attack on opened weights above is bounded by it (a label
+change alone moves the sum by ``S / 2``: a label is protected at the epsilon of ``2 z``). What
+it does not protect: the row count and the aligned ids (PSI), each party's own column means and
+scales (it standardises locally and keeps them), and scores opened on other rows (the held-out
+rows of the contributions, any prediction's batch: a prediction describes the row it scores). Two
+colluding parties of three subtract their noise: the third's alone is ``1/sqrt(2)`` of it. The
+noise is drawn in floating point and rounded to ``2^-f`` (the floating-point attacks on textbook
+samplers, Mironov CCS 2012, are not addressed), and the fixed-point sigmoid can stray outside
+[0, 1] by about ``2^-f``, i.e. the sensitivity bound holds to that rounding. The plaintext
+reference clips the same way and adds no noise.
+
 Paillier variant (:func:`train_vertical_paillier`), the FATE-style hetero LR for comparison, in
 one process: an *arbiter* holds the Paillier key (``phe``, gmpy2-backed); non-label parties send
 ``[[X_j w_j]]``; the label holder forms ``[[4 r]] = [[z]] + 2 - 4y`` with the Taylor sigmoid
@@ -100,6 +130,9 @@ _PAILLIER_MASK_BITS: Final = 80
 _STEP_BITS: Final = 28
 # every truncation's |x| < 2^60 (truncation is exact and perfectly hiding below 2^62)
 _BOUND_BITS: Final = 60
+# the largest noise standard deviation a party adds (16 of them stay below 2^12: with f = 16 and
+# the step constants' 28 bits, the noisy update keeps below _BOUND_BITS)
+MAX_DP_NOISE: Final = 256.0
 
 
 def _knot_values() -> F64:
@@ -125,6 +158,57 @@ def _relu_coefficients() -> F64:
 
 
 @dataclass(frozen=True)
+class VerticalDp:
+    """Differential privacy of the trained model (module docstring): every row's features are
+    clipped to the L2 norm ``clip_norm``, and every epoch the parties add Gaussian noise of
+    ``noise_multiplier`` times the gradient's sensitivity, each its own share of it.
+
+    ``noise_multiplier`` 0 adds no noise (the rows are still clipped): the non-private run."""
+
+    noise_multiplier: float
+    clip_norm: float
+
+    def __post_init__(self) -> None:
+        if not (self.noise_multiplier >= 0 and self.clip_norm > 0):
+            raise ValueError("need noise_multiplier >= 0 and clip_norm > 0")
+        if self.noise_multiplier * self.sensitivity > MAX_DP_NOISE:
+            raise ValueError(
+                f"noise_multiplier * 2 sqrt(clip_norm^2 + 1) is at most {MAX_DP_NOISE:g} "
+                "(the fixed-point range of the shared gradient)"
+            )
+
+    @property
+    def sensitivity(self) -> float:
+        """How far one row replaced by another moves the gradient sum ``X^T r``: its gradient
+        ``x r`` (intercept included) has norm at most ``sqrt(clip_norm^2 + 1)``, as ``|r| <= 1``."""
+        return 2.0 * math.sqrt(self.clip_norm**2 + 1.0)
+
+    def block_norm(self, parties: int) -> float:
+        """The L2 bound of each party's own columns of a row, so that a whole row's is
+        ``clip_norm``: ``clip_norm / sqrt(parties)``."""
+        return self.clip_norm / math.sqrt(parties)
+
+    def party_noise_std(self, parties: int) -> float:
+        """The standard deviation of the noise each of ``parties`` parties adds per gradient
+        coordinate and epoch: any ``parties - 1`` of them -- all but the one that watches --
+        sum to ``noise_multiplier * sensitivity``."""
+        return self.noise_multiplier * self.sensitivity / math.sqrt(parties - 1)
+
+
+def clip_rows(features: F64, bound: float) -> F64:
+    """Each row scaled down to L2 norm ``bound`` if it is longer (rows within it unchanged)."""
+    matrix = np.asarray(features, dtype=np.float64)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    factors = np.minimum(1.0, bound / np.maximum(norms, np.finfo(np.float64).tiny))
+    return np.asarray(matrix * factors, dtype=np.float64)
+
+
+def noise_source() -> np.random.Generator:
+    """A Gaussian noise source seeded from the operating system's CSPRNG, one per training."""
+    return np.random.Generator(np.random.PCG64(secrets.randbits(128)))
+
+
+@dataclass(frozen=True)
 class VerticalConfig:
     """Training parameters, the same for every party (checked at the start).
 
@@ -135,6 +219,7 @@ class VerticalConfig:
     learning_rate: float = 1.0
     l2: float | None = None
     frac_bits: int = DEFAULT_FRAC_BITS
+    dp: VerticalDp | None = None
 
     def penalty(self, rows: int) -> float:
         return 1.0 / rows if self.l2 is None else self.l2
@@ -188,9 +273,13 @@ def train_vertical_plaintext(
     config: VerticalConfig | None = None,
     sigmoid: SigmoidKind = "piecewise",
 ) -> list[PartyModel]:
-    """The same gradient descent in float64 on the pooled columns (the reference run)."""
+    """The same gradient descent in float64 on the pooled columns (the reference run); with
+    ``config.dp``, on rows clipped as the secure run clips them, without noise."""
     config = config or VerticalConfig()
     link = piecewise_sigmoid if sigmoid == "piecewise" else taylor_sigmoid
+    if config.dp is not None:
+        bound = config.dp.block_norm(len(feature_parts))
+        feature_parts = [clip_rows(part, bound) for part in feature_parts]
     designs = [_design(part, k == label_holder) for k, part in enumerate(feature_parts)]
     rows = labels.size
     l2 = config.penalty(rows)
@@ -395,6 +484,9 @@ def _train_shared(
     if holds_labels != (labels is not None):
         raise ValueError("labels must be passed by the label holder and only by it")
     f = config.frac_bits
+    dp = config.dp
+    if dp is not None:
+        features = clip_rows(features, dp.block_norm(len(group)))
     design = _design(features, holds_labels)
     rows = design.shape[0]
     widths = _exchange_widths(party, group, design.shape[1])
@@ -402,7 +494,7 @@ def _train_shared(
         party,
         group,
         {
-            "protocol": "fl/vertical-ss-lr/v2",
+            "protocol": "fl/vertical-ss-lr/v3",
             "rows": rows,
             "widths": widths,
             "label_holder": label_holder,
@@ -411,6 +503,7 @@ def _train_shared(
             "l2": config.l2,
             "frac_bits": f,
             "reveal": reveal,
+            "dp": None if dp is None else [dp.noise_multiplier, dp.clip_norm],
         },
     )
     total_width = sum(widths)
@@ -424,6 +517,8 @@ def _train_shared(
     keep[offsets[group.index(label_holder) + 1] - 1] = 1.0
     keep_words = encode_fixed(keep, _STEP_BITS)
     step_words = encode_fixed(np.full(total_width, config.learning_rate / rows), _STEP_BITS)
+    noise_std = 0.0 if dp is None else dp.party_noise_std(len(group))
+    noise = noise_source() if noise_std > 0 else None
     weights = np.zeros(total_width, dtype=np.uint64)
     for _ in range(config.epochs):
         z = _shared_scores(party, group, columns, weights, rows, f)
@@ -433,6 +528,8 @@ def _train_shared(
         products = mul(party, group, columns, np.tile(residual, total_width))
         gradient = products.reshape(total_width, rows).sum(axis=1, dtype=np.uint64)
         gradient = truncate(party, group, gradient, f, bound_bits=_BOUND_BITS)
+        if noise is not None:  # this party's share of the noise, added to its share of X^T r
+            gradient = gradient + encode_fixed(noise.normal(0.0, noise_std, total_width), f)
         update = weights * keep_words - gradient * step_words
         weights = truncate(party, group, update, _STEP_BITS, bound_bits=_BOUND_BITS)
     logger.info("vertical SS-LR party %d: %d epochs on %d rows", party.index, config.epochs, rows)
