@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 
 from privledger import __version__
 from privledger.api.errors import ERROR_RESPONSES, install_error_handlers
@@ -35,6 +36,10 @@ from privledger.portal import router as portal_router
 API_PREFIX = "/api/v1"
 AUDITED = (f"{API_PREFIX}/", "/api/interop/")  # the node API and the interoperability API
 API_VERSION = "1.4.0"  # see routes/versions.py CHANGELOG
+# Swagger UI's and ReDoc's scripts and styles, served by the node from the locked fastapi-offline
+# package rather than a CDN, so the docs work on a network without internet access; outside the
+# audited API prefix, so that loading the docs page is neither audited nor throttled.
+DOCS_ASSETS = "/docs-assets"
 
 
 def operation_id(route: APIRoute) -> str:
@@ -44,7 +49,7 @@ def operation_id(route: APIRoute) -> str:
 
 
 def create_app(node: NodeContext) -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(
         title="privledger node API",
         version=API_VERSION,
         description=(
@@ -56,7 +61,8 @@ def create_app(node: NodeContext) -> FastAPI:
         generate_unique_id_function=operation_id,
         responses=ERROR_RESPONSES,
         docs_url=f"{API_PREFIX}/docs",
-        redoc_url=None,
+        redoc_url=f"{API_PREFIX}/redoc",
+        static_url=DOCS_ASSETS,
     )
     app.state.node = node
     install_error_handlers(app)
@@ -104,6 +110,11 @@ def create_app(node: NodeContext) -> FastAPI:
         writer=AuditWriter(node.engine, tally_s=node.settings.anonymous_audit_s),
         audited=AUDITED,
         # the peers' protocol frames are accounted for by the task they carry
-        unaudited=(frames, f"{API_PREFIX}/docs", f"{API_PREFIX}/openapi.json"),
+        unaudited=(
+            frames,
+            f"{API_PREFIX}/docs",
+            f"{API_PREFIX}/redoc",
+            f"{API_PREFIX}/openapi.json",
+        ),
     )
     return app

@@ -33,6 +33,7 @@ The document is ``/api/interop/v1/openapi.json``, also published as
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from privledger.api.routes import interop_datasets, interop_jobs, interop_nodes, versions
 from privledger.api.routes.interop_common import (
@@ -54,7 +55,7 @@ __all__ = ["INTEROP_PREFIX", "create_interop_app"]
 
 def create_interop_app(node: NodeContext) -> FastAPI:
     """The interop API as its own application, to be mounted at :data:`INTEROP_PREFIX`."""
-    app = FastAPI(
+    app = FastAPIOffline(
         title="privledger interop API",
         version=INTEROP_VERSION,
         description=(
