@@ -10,12 +10,12 @@ from pydantic.alias_generators import to_camel
 from privledger.node.spec import (
     HEX32_PATTERN,
     Buckets,
-    HorizontalDp,
     Output,
     ProximalMu,
     Rounds,
     TaskKind,
     TaskProtocol,
+    TrainingDp,
 )
 from privledger.node.terms import ColumnUse, PriceUnit
 
@@ -244,8 +244,9 @@ class TaskIn(Body):
     )
     rounds: Rounds = None
     proximal_mu: ProximalMu = None
-    dp: HorizontalDp | None = Field(
-        default=None, description="horizontal FL: client-level differential privacy"
+    dp: TrainingDp | None = Field(
+        default=None,
+        description="horizontal FL and vertical-lr: differential privacy of the trained model",
     )
     buckets: Buckets = None
     output: Output = Field(

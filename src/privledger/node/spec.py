@@ -33,6 +33,7 @@ from pydantic import (
 
 from privledger.evm.contracts import Kind
 from privledger.evm.hashing import keccak256
+from privledger.protocols.fl.vertical import VerticalDp
 
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
 SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -117,15 +118,19 @@ Buckets = Annotated[
 ]
 
 
-class HorizontalDp(BaseModel):
-    """Client-level differential privacy for horizontal FL (privledger.protocols.fl.dp): every
-    client clips its update and adds its share of Gaussian noise; the budget (epsilon at
-    ``delta``) follows from the noise multiplier and the rounds."""
+class TrainingDp(BaseModel):
+    """Differential privacy of a trained model (privledger.protocols.fl.dp): in horizontal FL
+    every client clips its update to ``clip_norm`` and adds its share of Gaussian noise; in
+    vertical-lr every party clips its columns of each row (a whole row to ``clip_norm``) and adds
+    its share of Gaussian noise to every shared gradient. The budget (epsilon at ``delta``)
+    follows from the noise multiplier and the rounds (privledger.node.budget)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    noise_multiplier: float = Field(gt=0, le=1_000, description="noise std / clip norm")
-    clip_norm: float = Field(default=1.0, gt=0, le=1_000, description="update L2 norm bound")
+    noise_multiplier: float = Field(gt=0, le=1_000, description="noise std / sensitivity")
+    clip_norm: float = Field(
+        default=1.0, gt=0, le=1_000, description="L2 norm bound: of an update, of a row (vertical)"
+    )
     delta: float = Field(default=1e-5, gt=0, le=1e-3, description="the budget's delta")
 
 
@@ -354,6 +359,7 @@ class VerticalLrSpec(_DealtSpec):
     protocol: Literal["vertical-lr"]
     rounds: Rounds = None
     output: Literal["requester", "weights"] = "requester"  # type: ignore[assignment]
+    dp: TrainingDp | None = None
 
     @model_validator(mode="after")
     def _features_and_label(self) -> VerticalLrSpec:
@@ -364,6 +370,8 @@ class VerticalLrSpec(_DealtSpec):
                 raise ValueError("every vertical-lr input but the label's names its features")
             if (item.value_column is not None) != (item.org == self.requester):
                 raise ValueError("the requester's input, and only it, names the label column")
+        if self.dp is not None:
+            VerticalDp(self.dp.noise_multiplier, self.dp.clip_norm)  # refuses what overflows
         return self
 
 
@@ -377,7 +385,7 @@ class HorizontalSpec(_RequesterLearns):
     protocol: HorizontalProtocol
     rounds: Rounds = None
     proximal_mu: ProximalMu = None
-    dp: HorizontalDp | None = None
+    dp: TrainingDp | None = None
 
     @model_validator(mode="after")
     def _clients(self) -> HorizontalSpec:

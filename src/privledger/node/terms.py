@@ -16,6 +16,9 @@ Each column of the dataset named in the terms lists what may happen to it:
   over at least ``min_result`` of the provider's own rows;
 - ``retrieve``: values may be returned by keyword (PIR).
 
+A training task spends at most ``max_epsilon`` of differential privacy when the terms set it
+(:mod:`privledger.node.budget` computes it from the spec; a task without ``dp`` is refused).
+
 A protocol that cannot enforce a term against a malicious requester is refused for that data when
 the term is set (:data:`MIN_RESULT_PROTOCOLS`, :data:`SET_CAP_PROTOCOLS`); docs/grants.md has the
 table.
@@ -32,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from privledger.evm.contracts import ChainTerms, Grant, Kind
 from privledger.evm.hashing import keccak256
+from privledger.node.budget import training_epsilon
 from privledger.node.spec import (
     PROTOCOL_IDS,
     PROTOCOL_KINDS,
@@ -51,6 +55,8 @@ ANY_DEALER = 2**32 - 1  # on chain: every organisation may deal or aggregate
 MIN_RESULT_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "joint-stats"})
 # protocols in which the provider sees the requester's set size before its last message
 SET_CAP_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "kkrt", "simplepir", "bucket"})
+# protocols that train with differential privacy as an option (the spec's ``dp``)
+DP_PROTOCOLS: frozenset[str] = frozenset({"horizontal-lr", "horizontal-mlp", "vertical-lr"})
 DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {
     "psi": ("join",),
     "pir": ("join", "retrieve"),
@@ -91,6 +97,12 @@ class GrantTerms(BaseModel):
         default=None, ge=1, lt=ANY_DEALER, description="the one org allowed to deal (None: any)"
     )
     service: str | None = Field(default=None, description="the published service granted")
+    max_epsilon: float | None = Field(
+        default=None,
+        gt=0,
+        description="training: the most privacy budget a task may spend (epsilon at its delta); "
+        "a training task without differential privacy is refused",
+    )
 
     @model_validator(mode="after")
     def _columns_used(self) -> GrantTerms:
@@ -99,9 +111,10 @@ class GrantTerms(BaseModel):
         return self
 
     def canonical_json(self) -> str:
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        document = self.model_dump(mode="json")
+        if document["max_epsilon"] is None:  # added later: unset, the older terms keep their hash
+            del document["max_epsilon"]
+        return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @property
     def hash(self) -> bytes:
@@ -150,6 +163,8 @@ class GrantTerms(BaseModel):
         capped = self.max_requester_set is not None or self.max_requester_ratio is not None
         if capped and not SET_CAP_PROTOCOLS & set(self.protocols):
             return f"none of {list(self.protocols)} can cap the requester's set at the provider"
+        if self.max_epsilon is not None and not DP_PROTOCOLS & set(self.protocols):
+            return f"none of {list(self.protocols)} trains with differential privacy"
         return None
 
     @classmethod
@@ -249,4 +264,12 @@ def violation(
         return TermViolation(
             "max_requester_set", f"the requester brings {sizes[0]} keys, at most {cap}"
         )
+    if terms.max_epsilon is not None and spec.protocol in DP_PROTOCOLS:
+        spent = training_epsilon(spec)
+        if spent is None:
+            return TermViolation("max_epsilon", "the terms require differential privacy (dp)")
+        if spent > terms.max_epsilon:
+            return TermViolation(
+                "max_epsilon", f"the task spends epsilon {spent:.4g}, at most {terms.max_epsilon}"
+            )
     return None

@@ -22,6 +22,7 @@ from privledger.evm.contracts import FailureReason
 from privledger.evm.hashing import keccak256
 from privledger.node import results
 from privledger.node.audit import record
+from privledger.node.budget import vertical_budget
 from privledger.node.models import vertical_model_hash
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.node.services import log_call
@@ -49,6 +50,7 @@ from privledger.protocols.fl.vertical import (
     SharedLrScorer,
     SharedModel,
     VerticalConfig,
+    VerticalDp,
     commit_parts,
     predict_vertical,
     predict_vertical_plaintext,
@@ -318,7 +320,8 @@ def _vertical(task: Run, spec: VerticalLrSpec) -> RunOutput:
     the task (every party learns the common ids, as vertical FL needs), then train by secret
     sharing; each party keeps its own model part (weights of its columns, the intercept at the
     label holder). A held-out fifth measures each party's exact Shapley value, retraining every
-    coalition that holds the labels (for three parties, the two pairs too)."""
+    coalition that holds the labels (for three parties, the two pairs too). With ``dp`` every
+    training is differentially private and the budget of all of them is recorded."""
     mine = task.mine
     assert mine is not None  # the dealer never reaches a runner
     common = _aligned_ids(task, task.owners, spec.requester)
@@ -346,7 +349,8 @@ def _vertical(task: Run, spec: VerticalLrSpec) -> RunOutput:
     label_holder = task.owners.index(spec.requester)
     train_labels = None if labels is None else labels[~held_out]
 
-    config = VerticalConfig(epochs=spec.rounds or VerticalConfig.epochs)
+    dp = None if spec.dp is None else VerticalDp(spec.dp.noise_multiplier, spec.dp.clip_norm)
+    config = VerticalConfig(epochs=spec.rounds or VerticalConfig.epochs, dp=dp)
     reveal = spec.output == "weights"
 
     def coalition(group: tuple[int, ...] | None) -> tuple[PartyModel | SharedModel, F64 | None]:
@@ -387,6 +391,8 @@ def _vertical(task: Run, spec: VerticalLrSpec) -> RunOutput:
         "scale": scale.tolist(),
         **model_part(party, model),
     }
+    if spec.dp is not None:  # the budget every party records (its output digest is anchored)
+        part["dp"] = vertical_budget(spec)
     if isinstance(model, SharedModel):
         part["model_hash"] = "0x" + vertical_model_hash(task.task.task_id, spec, part).hex()
     if joint is not None and labels is not None:
