@@ -130,9 +130,9 @@ _PAILLIER_MASK_BITS: Final = 80
 _STEP_BITS: Final = 28
 # every truncation's |x| < 2^60 (truncation is exact and perfectly hiding below 2^62)
 _BOUND_BITS: Final = 60
-# the largest noise standard deviation a party adds (16 of them stay below 2^12: with f = 16 and
-# the step constants' 28 bits, the noisy update keeps below _BOUND_BITS)
-MAX_DP_NOISE: Final = 256.0
+# the largest noise standard deviation a party adds: 16 of them stay below 2^15, so with f = 16,
+# the step constants' 28 bits and lr / n <= 1 the noisy update keeps below 2^_BOUND_BITS
+MAX_DP_NOISE: Final = 2048.0
 
 
 def _knot_values() -> F64:
@@ -489,6 +489,8 @@ def _train_shared(
         features = clip_rows(features, dp.block_norm(len(group)))
     design = _design(features, holds_labels)
     rows = design.shape[0]
+    if dp is not None and config.learning_rate > rows:
+        raise ValueError("differential privacy needs learning_rate <= rows (MAX_DP_NOISE)")
     widths = _exchange_widths(party, group, design.shape[1])
     agree(
         party,
