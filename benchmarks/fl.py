@@ -240,7 +240,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=40, help="horizontal FedAvg rounds")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--dp", action="store_true", help="horizontal AUC against epsilon")
+    parser.add_argument("--dp", action="store_true", help="AUC against epsilon (fl_dp.py)")
     args = parser.parse_args(argv)
     results = []
     if args.mode in (None, "vertical"):
