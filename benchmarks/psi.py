@@ -12,7 +12,13 @@ the peer confirmed every frame; ``task_seconds`` runs from submission to settlem
 
 ``--peer openmined-psi`` also runs OpenMined's C++ ECDH-PSI (``pip install openmined-psi``, the
 ``bench`` extra) in this process on the same two sets, checks its intersection and reports
-``peer_seconds`` and ``ratio`` = peer_seconds / seconds.
+``peer_seconds`` and ``ratio`` = peer_seconds / seconds. ``--peer kkrt`` (any other protocol of
+:data:`PROTOCOLS`) runs that protocol as a second task between the same two nodes, after the
+first, on the same datasets (one grant with two uses), checks its output the same way and
+reports its measurements under ``peers``; ``--peer`` is repeatable (``peer_seconds`` and
+``ratio`` are the first peer's, every peer is in ``peers``), e.g.
+``bench psi --protocol rr22 --n 1048576 --peer kkrt --json``. ``bits_per_item`` is
+8 ``bytes_sent`` / n, both directions.
 
 ``--buckets B --rows N`` instead runs the bucketed, streamed KKRT PSI
 (:mod:`privledger.protocols.psi.buckets`) between two OS processes (requester and provider, each
@@ -65,8 +71,8 @@ import numpy as np
 if TYPE_CHECKING:  # the node stack is imported lazily: bucketed mode's processes do not need it
     from privledger.demo import NodeProcess
 
-PROTOCOLS = ("ecdh", "kkrt")
-PEERS = ("openmined-psi",)
+PROTOCOLS = ("ecdh", "kkrt", "rr22")
+PEERS = ("openmined-psi", *PROTOCOLS)  # a protocol peer runs as a second task (nodes)
 ENGINES = ("process", "ray")
 BUCKET_PEERS = ("pool",)  # --buckets --engine ray: the local process pools, same run
 REQUESTER, PROVIDER = "telecom", "bank-a"
@@ -209,9 +215,13 @@ def wait_settled(node: NodeProcess, task_id: int, timeout_s: float) -> dict[str,
 
 
 def run_nodes(
-    requester_phones: list[str], provider_phones: list[str], protocol: str, timeout_s: float
-) -> dict[str, Any]:
-    """The PSI task through the node API, from dataset registration to settlement."""
+    requester_phones: list[str],
+    provider_phones: list[str],
+    protocols: tuple[str, ...],
+    timeout_s: float,
+) -> list[dict[str, Any]]:
+    """One PSI task per protocol through the node API, from dataset registration to settlement,
+    in one consortium (one grant allowing them all), one after the other."""
     from privledger.config import Settings
     from privledger.demo import consortium
     from privledger.evm.anvil import free_port
@@ -236,43 +246,62 @@ def run_nodes(
                         "granteeOrg": org_ids[REQUESTER],
                         "kinds": ["psi"],
                         "expiresInS": 86_400,
-                        "maxUses": 1,
+                        "maxUses": len(protocols),
                     },
                 )
                 if granted.status_code != 201:
                     raise SystemExit(f"grant failed: {granted.status_code} {granted.text}")
-            body = {
-                "kind": "psi",
-                "protocol": protocol,
-                "inputs": [
-                    {"dataset": mine, "column": "phone"},
-                    {"dataset": theirs, "column": "phone"},
-                ],
-                "feeWei": FEE_WEI,
-                "deadlineS": max(3_600, int(timeout_s) + 600),
-            }
-            roots = {REQUESTER: requester.process.pid, PROVIDER: provider.process.pid}
-            with requester.client("operator") as operator, TreeSampler(roots) as sampler:
-                started = time.perf_counter()
-                submitted = operator.post("/tasks", json=body)
-                if submitted.status_code != 201:
-                    raise SystemExit(f"submit failed: {submitted.status_code} {submitted.text}")
-                task_id: int = submitted.json()["taskId"]
-                final = wait_settled(requester, task_id, timeout_s)
-                task_seconds = time.perf_counter() - started
-                if final["status"] != "settled":
-                    raise SystemExit(f"task {task_id} failed: {final['localFailure']}")
-                items = result_items(operator, task_id)
-            with provider.client("operator") as client:
-                provider_task = client.get(f"/tasks/{task_id}").raise_for_status().json()
-            hwm = {name: vm_hwm_mb(pid) for name, pid in roots.items()}
+            inputs = [
+                {"dataset": mine, "column": "phone"},
+                {"dataset": theirs, "column": "phone"},
+            ]
+            return [
+                _run_task(requester, provider, protocol, inputs, timeout_s)
+                for protocol in protocols
+            ]
+
+
+def _run_task(
+    requester: NodeProcess,
+    provider: NodeProcess,
+    protocol: str,
+    inputs: list[dict[str, str]],
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Submit one PSI task at the requester's node, wait until it is settled, and measure it."""
+    body = {
+        "kind": "psi",
+        "protocol": protocol,
+        "inputs": inputs,
+        "feeWei": FEE_WEI,
+        "deadlineS": max(3_600, int(timeout_s) + 600),
+    }
+    roots = {REQUESTER: requester.process.pid, PROVIDER: provider.process.pid}
+    before = {name: vm_hwm_mb(pid) for name, pid in roots.items()}
+    with requester.client("operator") as operator, TreeSampler(roots) as sampler:
+        started = time.perf_counter()
+        submitted = operator.post("/tasks", json=body)
+        if submitted.status_code != 201:
+            raise SystemExit(f"submit failed: {submitted.status_code} {submitted.text}")
+        task_id: int = submitted.json()["taskId"]
+        final = wait_settled(requester, task_id, timeout_s)
+        task_seconds = time.perf_counter() - started
+        if final["status"] != "settled":
+            raise SystemExit(f"task {task_id} failed: {final['localFailure']}")
+        items = result_items(operator, task_id)
+    with provider.client("operator") as client:
+        provider_task = client.get(f"/tasks/{task_id}").raise_for_status().json()
+    hwm = {name: vm_hwm_mb(pid) for name, pid in roots.items()}
     return {
+        "protocol": protocol,
         "task_id": task_id,
         "task_seconds": task_seconds,
         "requester": final,
         "provider": provider_task,
         "items": items,
-        "node_hwm_mb": hwm,
+        # a node's high-water mark covers its whole life: one this task left unchanged was set
+        # before it (start-up, an earlier task), and the sampled tree peak is this task's measure
+        "node_hwm_mb": {name: mb if mb != before[name] else None for name, mb in hwm.items()},
         "tree_peak_mb": {name: b / 2**20 for name, b in sampler.peak_bytes.items()},
         "tree_processes": sampler.max_processes,
         "cpu_seconds": sampler.cpu_seconds,
@@ -340,7 +369,7 @@ def _direct_party(
     """One party, spawned: builds its own input list (as a node reads its dataset), then runs."""
     import gc
 
-    from privledger.protocols.psi import ecdh, kkrt
+    from privledger.protocols.psi import ecdh, kkrt, rr22
     from privledger.protocols.psi.buckets import SocketChannel
 
     requester, provider = make_sets(n, seed)
@@ -349,7 +378,7 @@ def _direct_party(
     gc.collect()
     input_mb = vm_hwm_mb(os.getpid()) if not _reset_peak_rss() else None
     before_mb = _rss_mb()
-    run_psi = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi}[protocol]
+    run_psi = {"ecdh": ecdh.run_psi, "kkrt": kkrt.run_psi, "rr22": rr22.run_psi}[protocol]
     channel = SocketChannel(side, sock)  # type: ignore[arg-type]
     ready.wait()  # both inputs built: start together
     started, cpu = time.perf_counter(), time.process_time()
@@ -437,7 +466,7 @@ def run_direct(
             role: round(r["input_rss_mb"] or 0.0, 1) for role, r in reports.items()
         },
     }
-    if args.peer == "openmined-psi":
+    if "openmined-psi" in args.peers:
         peer = run_openmined(requester, provider)
         if peer["items"] != expected:
             print("openmined-psi intersection is wrong", file=sys.stderr)
@@ -682,7 +711,7 @@ def run_bucketed(args: argparse.Namespace) -> int:
         write_rows(base / "provider.csv", rows - shared, 2 * rows - shared)
         generate_seconds = time.perf_counter() - generated
         measured = _run_parties(args, base, args.ray_address if args.engine == "ray" else None)
-        peer = _run_parties(args, base, None) if args.peer == "pool" else None
+        peer = _run_parties(args, base, None) if args.peers == ["pool"] else None
     except SystemExit as failed:
         print(failed, file=sys.stderr)
         return 1
@@ -732,7 +761,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=65_536, help="rows per side (50%% overlap)")
     parser.add_argument("--protocol", default="ecdh", help="PSI protocol: " + ", ".join(PROTOCOLS))
-    parser.add_argument("--peer", default=None, help="also run a peer: " + ", ".join(PEERS))
+    parser.add_argument(
+        "--peer",
+        dest="peers",
+        action="append",
+        default=[],
+        help="also run a peer (repeatable): " + ", ".join(PEERS),
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic sets")
     parser.add_argument("--timeout", type=float, default=1_800, help="seconds to wait for settle")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -771,7 +806,7 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 2
-        if args.peer is not None and (args.peer not in BUCKET_PEERS or args.engine != "ray"):
+        if args.peers and (args.peers != list(BUCKET_PEERS) or args.engine != "ray"):
             print("with --buckets the peer is `pool`, beside --engine ray", file=sys.stderr)
             return 2
         return run_bucketed(args)
@@ -781,8 +816,17 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.peer is not None and args.peer not in PEERS:
-        print(f"unknown peer {args.peer!r}; available: {', '.join(PEERS)}", file=sys.stderr)
+    unknown = [peer for peer in args.peers if peer not in PEERS or peer == args.protocol]
+    if unknown:
+        print(f"unknown peer {unknown[0]!r}; available: {', '.join(PEERS)}", file=sys.stderr)
+        return 2
+    protocol_peers = tuple(dict.fromkeys(p for p in args.peers if p in PROTOCOLS))
+    if protocol_peers and args.transport == "direct":
+        print(
+            "a protocol peer runs through the nodes; for the protocols alone, interleaved: "
+            "privledger bench rr22_psi",
+            file=sys.stderr,
+        )
         return 2
     if args.n < 2:
         print("--n must be at least 2", file=sys.stderr)
@@ -792,34 +836,15 @@ def main(argv: list[str]) -> int:
     expected = set(requester_phones) & set(provider_phones)
     if args.transport == "direct":
         return run_direct(args, requester_phones, provider_phones, expected)
-    run = run_nodes(requester_phones, provider_phones, args.protocol, args.timeout)
-    got = set(run["items"])
-    if len(run["items"]) != len(got) or got != expected:
-        print(
-            f"PSI result is wrong: {len(run['items'])} items ({len(got)} distinct), expected "
-            f"{len(expected)}; missing {len(expected - got)}, extra {len(got - expected)}",
-            file=sys.stderr,
-        )
-        return 1
-    seconds = run["requester"]["localProtocolSeconds"]
-    provider_seconds = run["provider"]["localProtocolSeconds"]
-    sent = [run["requester"]["localBytesSent"], run["provider"]["localBytesSent"]]
-    if seconds is None or provider_seconds is None or None in sent:
-        print("a node did not record its protocol time or bytes sent", file=sys.stderr)
-        return 1
-    # per party: the larger of the node's own high-water mark and the sampled peak of its whole
-    # process tree (node + PSI worker pool, which exits with the task)
-    party_mb: dict[str, float] = {}
-    for name, tree_mb in run["tree_peak_mb"].items():
-        hwm = run["node_hwm_mb"][name]
-        party_mb[name] = max(tree_mb, hwm or 0.0)
-    measured = any(mb > 0 for mb in party_mb.values())
-    peak_rss_mb = (
-        max(party_mb.values())
-        if measured
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    runs = run_nodes(
+        requester_phones, provider_phones, (args.protocol, *protocol_peers), args.timeout
     )
-
+    measured = [_measured(run, expected, args.n) for run in runs]
+    failed = [m for m in measured if isinstance(m, str)]
+    if failed:
+        print(failed[0], file=sys.stderr)
+        return 1
+    result, *peer_results = (m for m in measured if not isinstance(m, str))
     params: dict[str, Any] = {
         "n": args.n,
         "overlap": 0.5,
@@ -828,30 +853,16 @@ def main(argv: list[str]) -> int:
         "cpus": os.cpu_count(),
         "transport": "two node processes, encrypted HTTP channel, loopback",
         "chain": "anvil (fresh local consortium)",
-        "rss_source": (
-            "per party max(node VmHWM, sampled summed RSS of node + worker processes)"
-            if measured
-            else "ru_maxrss of bench process"
-        ),
+        "rss_source": "per party max(node VmHWM if this task raised it, sampled summed RSS of "
+        "node + worker processes)",
         "cpu_source": "utime+stime(+reaped children) of both node process trees, submit->settled",
     }
-    result: dict[str, Any] = {
-        "bench": "psi",
-        "params": params,
-        "protocol": args.protocol,
-        "n": args.n,
-        "seconds": round(seconds, 4),
-        "task_seconds": round(run["task_seconds"], 4),
-        "provider_seconds": round(provider_seconds, 4),
-        "bytes_sent": sum(sent),
-        "intersection": len(got),
-        "peak_rss_mb": round(peak_rss_mb, 1),
-        "party_peak_rss_mb": {name: round(mb, 1) for name, mb in party_mb.items()},
-        "party_tree_peak_rss_mb": {n: round(mb, 1) for n, mb in run["tree_peak_mb"].items()},
-        "party_processes": run["tree_processes"],
-        "cpu_seconds": round(sum(run["cpu_seconds"].values()), 2),
-    }
-    if args.peer == "openmined-psi":
+    result = {"bench": "psi", "params": params, **result}
+    peers: dict[str, dict[str, Any]] = {}
+    for peer_result in peer_results:  # the protocol peers, in the same consortium
+        peer_result["ratio"] = round(peer_result["seconds"] / result["seconds"], 4)
+        peers[peer_result.pop("protocol")] = peer_result
+    if "openmined-psi" in args.peers:
         peer = run_openmined(requester_phones, provider_phones)
         if peer["items"] != expected:
             print(
@@ -860,19 +871,61 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 1
-        params.update(
-            peer="openmined-psi",
-            peer_version=peer["version"],
-            peer_mode="in-process",
-            peer_data_structure="RAW",
-            peer_fpr=PEER_FPR,
-        )
-        result["peer_seconds"] = round(peer["seconds"], 4)
-        result["peer_cpu_seconds"] = round(peer["cpu_seconds"], 2)
-        result["peer_bytes"] = peer["bytes"]
-        result["ratio"] = round(peer["seconds"] / seconds, 4)
+        peers["openmined-psi"] = {
+            "version": peer["version"],
+            "mode": "in-process",
+            "data_structure": "RAW",
+            "fpr": PEER_FPR,
+            "seconds": round(peer["seconds"], 4),
+            "cpu_seconds": round(peer["cpu_seconds"], 2),
+            "bytes_sent": peer["bytes"],
+            "ratio": round(peer["seconds"] / result["seconds"], 4),
+        }
+    if peers:  # the first peer named also as peer_seconds and ratio (peer / this protocol)
+        first = next(peer for peer in dict.fromkeys(args.peers) if peer in peers)
+        params["peer"] = first
+        result["peer_seconds"] = peers[first]["seconds"]
+        result["ratio"] = peers[first]["ratio"]
+        result["peers"] = peers
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
+
+
+def _measured(run: dict[str, Any], expected: set[str], n: int) -> dict[str, Any] | str:
+    """One task's measurements, or why they cannot be reported (a wrong output, no time)."""
+    got = set(run["items"])
+    if len(run["items"]) != len(got) or got != expected:
+        return (
+            f"{run['protocol']}: PSI result is wrong: {len(run['items'])} items ({len(got)} "
+            f"distinct), expected {len(expected)}; missing {len(expected - got)}, extra "
+            f"{len(got - expected)}"
+        )
+    seconds = run["requester"]["localProtocolSeconds"]
+    provider_seconds = run["provider"]["localProtocolSeconds"]
+    sent = [run["requester"]["localBytesSent"], run["provider"]["localBytesSent"]]
+    if seconds is None or provider_seconds is None or None in sent:
+        return f"{run['protocol']}: a node did not record its protocol time or bytes sent"
+    # per party: the larger of the node's own high-water mark and the sampled peak of its whole
+    # process tree (node + PSI worker pool, which exits with the task)
+    party_mb = {
+        name: max(tree_mb, run["node_hwm_mb"][name] or 0.0)
+        for name, tree_mb in run["tree_peak_mb"].items()
+    }
+    return {
+        "protocol": run["protocol"],
+        "n": n,
+        "seconds": round(seconds, 4),
+        "task_seconds": round(run["task_seconds"], 4),
+        "provider_seconds": round(provider_seconds, 4),
+        "bytes_sent": sum(sent),
+        "bits_per_item": round(8 * sum(sent) / n, 1),
+        "intersection": len(got),
+        "peak_rss_mb": round(max(party_mb.values()), 1),
+        "party_peak_rss_mb": {name: round(mb, 1) for name, mb in party_mb.items()},
+        "party_tree_peak_rss_mb": {n: round(mb, 1) for n, mb in run["tree_peak_mb"].items()},
+        "party_processes": run["tree_processes"],
+        "cpu_seconds": round(sum(run["cpu_seconds"].values()), 2),
+    }
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The KKRT runner on Arrow columns: its output as a list, or as a file past the list limit."""
+"""The KKRT and RR22 runner on Arrow columns: its output as a list, or as a file past the list
+limit."""
 
 from __future__ import annotations
 
@@ -13,26 +14,26 @@ import pytest
 from privledger.node import results
 from privledger.node.runners import Run, psi
 from privledger.protocols.channel import channel_pair
-from privledger.protocols.psi import kkrt
 
 REQUESTER, PROVIDER = 1, 2
 
 
-def _requester_run(tmp_path: Path, column: Any, channel: Any) -> Run:
+def _requester_run(tmp_path: Path, column: Any, channel: Any, protocol: str) -> Run:
     node = SimpleNamespace(
         org_id=REQUESTER,
         settings=SimpleNamespace(results_dir=tmp_path, channel_timeout_s=30.0),
     )
     spec = SimpleNamespace(
-        protocol="kkrt", kind="psi", buckets=None, output="requester", requester=REQUESTER
+        protocol=protocol, kind="psi", buckets=None, output="requester", requester=REQUESTER
     )
     task = SimpleNamespace(task_id=7)
     return Run(node, task, spec, {PROVIDER: channel}, [], None, 1, column)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("protocol", ["kkrt", "rr22"])
 @pytest.mark.parametrize("limit", [1_000, 3])
 def test_column_output_is_a_list_or_past_the_limit_a_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int, protocol: str
 ) -> None:
     monkeypatch.setattr(psi, "MAX_LIST_ITEMS", limit)
     mine = ["+1", "+2", "é", "+4", "+5", "+5"]
@@ -40,9 +41,13 @@ def test_column_output_is_a_list_or_past_the_limit_a_file(
     a, b = channel_pair()
     with ThreadPoolExecutor(1) as pool:
         provider = pool.submit(
-            kkrt.run_psi_column, b, pa.array(theirs), role="provider", timeout=30
+            psi.KEYED_PSI[protocol].run_psi_column,
+            b,
+            pa.array(theirs),
+            role="provider",
+            timeout=30,
         )
-        output, units = psi.run(_requester_run(tmp_path, pa.array(mine), a))
+        output, units = psi.run(_requester_run(tmp_path, pa.array(mine), a, protocol))
         provider.result()
     expected = sorted({"+2", "é", "+4", "+5"}, key=str.encode)
     assert units == 4

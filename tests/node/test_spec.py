@@ -19,6 +19,7 @@ from privledger.node.spec import (
     LendingSpec,
     PirSpec,
     PredictSpec,
+    Rr22Spec,
     SetOperationSpec,
     SpecInput,
     TaskSpec,
@@ -60,6 +61,7 @@ VALID: list[tuple[str, tuple[SpecInput, ...], dict[str, Any], type]] = [
     ("ecdh", (keys(1), keys(2)), {"output": "both"}, EcdhSpec),
     ("kkrt", (keys(1), keys(2)), {"buckets": 8}, KkrtSpec),
     ("kkrt", (keys(1), keys(2)), {"service": "phones"}, KkrtSpec),
+    ("rr22", (keys(1), keys(2)), {"output": "both", "service": "phones"}, Rr22Spec),
     ("intersection3", (keys(1), keys(2), keys(3)), {}, SetOperationSpec),
     ("union3", (keys(1), keys(2), keys(3)), {}, SetOperationSpec),
     ("difference", (keys(1), keys(2)), {}, SetOperationSpec),
@@ -128,6 +130,7 @@ def test_the_canonical_form_is_fixed() -> None:
     )
     assert task.hash.hex() == keccak256(task.canonical_json()).hex()
     assert PROTOCOL_IDS["ecdh"] == 1
+    assert PROTOCOL_IDS["rr22"] == 17
 
 
 @pytest.mark.parametrize(
@@ -135,6 +138,7 @@ def test_the_canonical_form_is_fixed() -> None:
     [
         ("ecdh", (keys(1), keys(2)), {"dealer": 9}, "dealer"),
         ("ecdh", (keys(1), keys(2)), {"buckets": 4}, "buckets"),
+        ("rr22", (keys(1), keys(2)), {"buckets": 4}, "buckets"),
         ("simplepir", (keys(1), keys(2)), {"output": "both"}, "output"),
         ("difference", (keys(1), keys(2)), {"service": "x"}, "service"),
         ("horizontal-lr", (client(2), client(3)), {"dealer": 9}, "dealer"),
@@ -157,6 +161,8 @@ def test_a_field_the_protocol_does_not_take_is_refused_by_name(
         ("ecdh", (keys(1), SpecInput(dataset=ds(3), org=1, column="x")), {}, "different org"),
         ("ecdh", (keys(1), client(2)), {}, "no value column"),
         ("kkrt", (keys(1), keys(2)), {"buckets": 4, "service": "x"}, "service call"),
+        ("kkrt", (keys(1), keys(2)), {"output": "size"}, "only ECDH-PSI"),
+        ("rr22", (keys(1), keys(2)), {"output": "size"}, "only ECDH-PSI"),
         ("union3", (keys(1), keys(2)), {}, "takes 3 inputs"),
         ("simplepir", (keys(1), keys(2)), {}, "value column"),
         ("joint-stats", (keys(2), keys(3)), {"dealer": 9}, "requester contributes"),

@@ -119,6 +119,20 @@ def test_the_chain_carries_what_the_contracts_check() -> None:
     )
 
 
+def test_rr22_and_kkrt_are_granted_apart_and_rr22_keeps_a_set_cap() -> None:
+    kkrt_only = GrantTerms(protocols=("kkrt",), columns={"phone": ("join",)}, max_requester_set=5)
+    rr22_only = kkrt_only.model_copy(update={"protocols": ("rr22",)})
+    rr22 = _psi(protocol="rr22", output="requester")
+    for spec, terms in ((rr22, kkrt_only), (_psi(protocol="kkrt"), rr22_only)):
+        problem = violation(spec, terms, THEIRS, fee=0)
+        assert problem is not None and problem.term == "protocols"
+    assert violation(rr22, rr22_only, THEIRS, fee=0, sizes=(5, 10)) is None
+    problem = violation(rr22, rr22_only, THEIRS, fee=0, sizes=(6, 10))
+    assert problem is not None and problem.term == "max_requester_set"
+    assert rr22_only.chain_terms(expiry=1, max_uses=1).protocols == 1 << 17
+    assert "rr22" in default_terms(["psi"], ["phone"]).protocols
+
+
 def test_default_terms_leave_out_the_union_and_a_column_needs_a_use() -> None:
     terms = default_terms(["psi"], ["phone", "segment"])
     assert "union3" not in terms.protocols and "ecdh" in terms.protocols

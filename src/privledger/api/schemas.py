@@ -336,7 +336,7 @@ class ServiceCallIn(Body):
     service: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     dataset: str = Hex32
     column: str = Field(min_length=1, max_length=200)
-    protocol: Literal["ecdh", "kkrt"] = "kkrt"
+    protocol: Literal["ecdh", "kkrt", "rr22"] = "kkrt"
     deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)
 
 

@@ -44,7 +44,7 @@ Output = Literal[PsiOutput, "weights", "scores", "ids"]
 """What a task releases, as grant terms list it: a PSI's outputs; ``weights``, each vertical-lr
 party's own final weights (a label leak, see docs/security-model.md); a vertical-predict task's
 ``scores`` or only the ``ids`` above a threshold."""
-PsiProtocol = Literal["ecdh", "kkrt"]
+PsiProtocol = Literal["ecdh", "kkrt", "rr22"]
 SetOperation = Literal["intersection3", "union3", "difference", "membership"]
 PirProtocol = Literal["simplepir", "bucket"]
 LendingProtocol = Literal["lending-total", "lending-exceeds"]
@@ -78,8 +78,9 @@ PROTOCOL_IDS: dict[str, int] = {
     "horizontal-mlp": 14,
     "predict": 15,
     "vertical-predict": 16,
+    "rr22": 17,
 }
-PSI_PROTOCOLS: tuple[PsiProtocol, ...] = ("ecdh", "kkrt")
+PSI_PROTOCOLS: tuple[PsiProtocol, ...] = ("ecdh", "kkrt", "rr22")
 SET_OPERATIONS: tuple[SetOperation, ...] = ("intersection3", "union3", "difference", "membership")
 PIR_PROTOCOLS: tuple[PirProtocol, ...] = ("simplepir", "bucket")
 STATS_PROTOCOLS = ("joint-stats", "lending-total", "lending-exceeds")
@@ -238,6 +239,8 @@ class PairPsiSpec(_Spec):
             raise ValueError(f"{self.protocol} takes 2 inputs")
         if not all(item.key_only for item in self.inputs):
             raise ValueError(f"{self.protocol} joins key columns and returns no value column")
+        if self.output == "size" and self.protocol != "ecdh":
+            raise ValueError("only ECDH-PSI releases the size alone (output size)")
         return self
 
 
@@ -253,9 +256,14 @@ class KkrtSpec(PairPsiSpec):
     def _buckets_not_for_services(self) -> KkrtSpec:
         if self.buckets is not None and self.service is not None:
             raise ValueError("a PSI service call takes no buckets")
-        if self.output == "size":
-            raise ValueError("only ECDH-PSI releases the size alone (output size)")
         return self
+
+
+class Rr22Spec(PairPsiSpec):
+    """RR22 (VOLE + OKVS) PSI: KKRT's outputs with a quarter of its traffic (docs/security-model.md:
+    which PSI to use); no buckets (the bucketed, streamed path is KKRT's)."""
+
+    protocol: Literal["rr22"]
 
 
 class SetOperationSpec(_RequesterLearns):
@@ -469,6 +477,7 @@ class VerticalPredictSpec(_DealtSpec):
 TaskSpec = Annotated[
     EcdhSpec
     | KkrtSpec
+    | Rr22Spec
     | SetOperationSpec
     | PirSpec
     | JointStatsSpec

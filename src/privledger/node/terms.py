@@ -54,7 +54,7 @@ ANY_DEALER = 2**32 - 1  # on chain: every organisation may deal or aggregate
 # (every other protocol leaves the count to the party that learns the result)
 MIN_RESULT_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "joint-stats"})
 # protocols in which the provider sees the requester's set size before its last message
-SET_CAP_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "kkrt", "simplepir", "bucket"})
+SET_CAP_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "kkrt", "rr22", "simplepir", "bucket"})
 # protocols that train with differential privacy as an option (the spec's ``dp``)
 DP_PROTOCOLS: frozenset[str] = frozenset({"horizontal-lr", "horizontal-mlp", "vertical-lr"})
 DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {

@@ -478,7 +478,7 @@ class NodeClient:
         service: str,
         dataset: str,
         column: str,
-        protocol: Literal["ecdh", "kkrt"] = "kkrt",
+        protocol: Literal["ecdh", "kkrt", "rr22"] = "kkrt",
         timeout_s: float = 600.0,
     ) -> ServiceResult:
         """Run another organisation's PSI service on one of your datasets and return the output."""

@@ -89,6 +89,8 @@ CHANGELOG: dict[str, list[str]] = {
         "weights and needs grant terms listing weights; POST /models registers such a model "
         "(its label holder); protocol vertical-predict (modelTask, output scores or ids, "
         "threshold) predicts with it jointly; grant terms' outputs may list weights, scores, ids",
+        "protocol rr22 (RR22 VOLE-PSI, outputs requester or both) for two-party PSI tasks, "
+        "grant terms and service calls (POST /service-calls protocol rr22)",
     ],
 }
 

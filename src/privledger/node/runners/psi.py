@@ -1,4 +1,4 @@
-"""Set tasks: two-party PSI (ECDH, KKRT), difference, membership, three-party intersection and
+"""Set tasks: two-party PSI (ECDH, KKRT, RR22), difference, membership, three-party intersection and
 union. A provider of a two-party PSI refuses a requester set over its grant's cap; it is paid for
 the matched rows when it learns them, else for the keys it answered."""
 
@@ -16,10 +16,13 @@ from privledger.node import results
 from privledger.node.compute import bucket_executor
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.node.spec import KkrtSpec
-from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty
+from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty, rr22
 from privledger.protocols.psi.common import PsiResult
 
-COLUMN_PROTOCOLS = {"kkrt"}  # take the key column as an Arrow array (Run.column)
+# the OT/VOLE-based PSIs, one interface (run_psi, run_psi_column); they take the key column as
+# an Arrow array (Run.column)
+KEYED_PSI = {"kkrt": kkrt, "rr22": rr22}
+COLUMN_PROTOCOLS = set(KEYED_PSI)
 BUCKET_WORKERS = 2  # processes per party doing the bucketed PSI's CPU work
 MAX_LIST_ITEMS = 1_000_000  # larger outputs are streamed to the result file (node.results)
 
@@ -42,7 +45,7 @@ def run(task: Run) -> RunOutput:
     if protocol == "ecdh":
         result = _ecdh(task)
     else:
-        result = kkrt.run_psi(
+        result = KEYED_PSI[protocol].run_psi(
             task.capped_channel(len(task.keys)),
             task.keys,
             role=task.role,
@@ -100,9 +103,10 @@ def _provider_threshold() -> Iterator[None]:
 
 
 def _column(task: Run) -> RunOutput:
-    """KKRT on the key column as Arrow reads it (no Python object per row, up to 2^24 rows and
-    more); an intersection over :data:`MAX_LIST_ITEMS` items is streamed to the result file."""
-    result = kkrt.run_psi_column(
+    """KKRT or RR22 on the key column as Arrow reads it (no Python object per row, up to 2^24
+    rows and more); an intersection over :data:`MAX_LIST_ITEMS` items is streamed to the result
+    file."""
+    result = KEYED_PSI[task.spec.protocol].run_psi_column(
         task.capped_channel(len(task.column)),
         task.column,
         role=task.role,
