@@ -102,6 +102,12 @@ class TermsIn(Body):
     price: PriceIn = PriceIn()
     min_fee_wei: int = Field(default=0, ge=0, lt=2**96)
     dealer: int | None = Field(default=None, ge=1, lt=2**32 - 1)
+    max_epsilon: float | None = Field(
+        default=None,
+        gt=0,
+        description="training (horizontal FL, vertical-lr): the most privacy budget a task may "
+        "spend (epsilon at its delta); a training task without dp is refused",
+    )
 
 
 class GrantIn(Body):

@@ -89,6 +89,10 @@ CHANGELOG: dict[str, list[str]] = {
         "weights and needs grant terms listing weights; POST /models registers such a model "
         "(its label holder); protocol vertical-predict (modelTask, output scores or ids, "
         "threshold) predicts with it jointly; grant terms' outputs may list weights, scores, ids",
+        "vertical-lr takes dp (noise_multiplier, clip_norm, delta: the trained model is "
+        "differentially private, its budget recorded in every party's result); the dp object's "
+        "schema is TrainingDp (was HorizontalDp); grant terms' max_epsilon bounds the budget a "
+        "training task may spend and refuses one without dp",
         "protocol rr22 (RR22 VOLE-PSI, outputs requester or both) for two-party PSI tasks, "
         "grant terms and service calls (POST /service-calls protocol rr22)",
     ],

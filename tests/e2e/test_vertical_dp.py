@@ -1,0 +1,111 @@
+"""Vertical LR with differential privacy between node processes (issue 18, item 5): the telecom's
+grant bounds the privacy budget a training on its columns may spend, so bank-b's task without
+``dp`` (or spending more) is refused; with ``dp`` it settles, and every party's result -- the
+file whose digest each anchored -- records the budget that dp-accounting gives."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import secrets
+from pathlib import Path
+
+import numpy as np
+
+from privledger.node import results
+from privledger.node.worker import digest_of_hash
+from privledger.protocols.fl.dp import epsilon
+from privledger.sdk import NodeClient
+
+from .conftest import Running
+from .test_walking_path import FEE, grant, wait_status
+
+FEATURES = ["f0", "f1", "f2"]
+MAX_EPSILON = 8.0
+DP = {"noise_multiplier": 4.0, "clip_norm": 2.0, "delta": 1e-5}
+ROUNDS = 20
+
+
+def _register(
+    running: Running, org: str, path: Path, header: list[str], rows: list[list[str]]
+) -> str:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    node = running.nodes[org]
+    with NodeClient(node.url, node.tokens["data_owner"]) as owner:
+        return str(owner.register_file(path, path.stem, level=1, unit_price=0)["datasetId"])
+
+
+def test_a_grant_bounding_epsilon_refuses_training_without_dp_and_records_the_budget(
+    running: Running,
+) -> None:
+    rng = np.random.default_rng(5)
+    tag = secrets.token_hex(3)
+    n = 150
+    x = rng.normal(size=(n, len(FEATURES)))
+    y = (x @ np.array([1.5, -1.0, 0.5]) + rng.normal(size=n) > 0).astype(int)
+    ids = [f"+4478{tag}{i:04d}" for i in range(n)]
+    data = running.data_dir
+    labels = _register(
+        running,
+        "bank-b",
+        data / f"vdp-labels-{tag}.csv",
+        ["id", "label"],
+        [[k, str(v)] for k, v in zip(ids, y, strict=True)],
+    )
+    columns = [[k, *(repr(float(v)) for v in row)] for k, row in zip(ids, x, strict=True)]
+    subscribers = _register(
+        running, "telecom", data / f"vdp-subs-{tag}.csv", ["id", *FEATURES], columns
+    )
+    terms = {
+        "protocols": ["vertical-lr"],
+        "columns": {"id": ["join"], **{f: ["aggregate"] for f in FEATURES}},
+        "maxEpsilon": MAX_EPSILON,
+    }
+    grant(running, "telecom", subscribers, "bank-b", kinds=[], terms=terms)
+    body = {
+        "kind": "fl",
+        "protocol": "vertical-lr",
+        "inputs": [
+            {"dataset": labels, "column": "id", "valueColumn": "label"},
+            {"dataset": subscribers, "column": "id", "features": FEATURES},
+        ],
+        "dealer": running.org_ids["regulator"],
+        "rounds": ROUNDS,
+        "feeWei": FEE,
+    }
+    with running.client("bank-b", "operator") as client:
+        for dp in (None, {**DP, "noise_multiplier": 0.5}):  # no DP; DP spending more than 8
+            refused = client.post("/tasks", json={**body, "dp": dp})
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"]["code"] == "terms_violation"
+            assert "max_epsilon" in refused.json()["error"]["message"]
+        response = client.post("/tasks", json={**body, "dp": DP})
+        assert response.status_code == 201, response.text
+        task_id = response.json()["taskId"]
+        final = wait_status(client, task_id, {"settled", "failed"}, 300)
+    assert final["status"] == "settled", final
+
+    spent = epsilon(DP["noise_multiplier"], ROUNDS, DP["delta"])
+    assert spent <= MAX_EPSILON
+    anchored = {
+        e["args"]["org"]: e["args"]["resultDigest"]
+        for e in final["timeline"]
+        if e["event"] == "ResultAnchored"
+    }
+    for org in ("bank-b", "telecom"):
+        with running.client(org, "operator") as client:
+            download = client.get(f"/tasks/{task_id}/result/file")
+        assert download.status_code == 200, download.text
+        (part,) = (json.loads(item) for item in results.parse(download.content))
+        budget = part["dp"]
+        assert budget["epsilon"] == spent and budget["trainings"] == 1
+        assert budget["epochs"] == ROUNDS and budget["clip_norm"] == DP["clip_norm"]
+        assert budget["label_epsilon"] < spent
+        salt = bytes.fromhex(download.headers["X-Result-Salt"][2:])
+        own = running.org_ids[org]
+        digest = digest_of_hash(task_id, own, salt, hashlib.sha256(download.content).digest())
+        assert anchored[own] == "0x" + digest.hex()
