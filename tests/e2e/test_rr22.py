@@ -8,6 +8,7 @@ import pytest
 from privledger.evm.contracts import Kind
 from privledger.evm.errors import ChainRevert
 from privledger.node.spec import PROTOCOL_IDS
+from privledger.sdk import NodeClient
 
 from .conftest import Running
 from .test_walking_path import FEE, fee_allocations, grant, submit, wait_status
@@ -67,3 +68,23 @@ def test_rr22_task_is_granted_apart_from_kkrt_and_settles(running: Running) -> N
     assert len(anchors) == 2 and anchors[0].transcript_hash == anchors[1].transcript_hash
     assert ledger.grants.get_grant(bytes.fromhex(rr22_grant[2:])).used == 1
     assert fee_allocations(final) == {running.org_ids["bank-b"]: FEE}
+
+
+def test_a_psi_service_is_called_with_rr22(running: Running) -> None:
+    bank_data, telecom_data = running.register("bank-b"), running.register("telecom")
+    bank, telecom = running.nodes["bank-b"], running.nodes["telecom"]
+    with NodeClient(bank.url, bank.tokens["data_owner"]) as owner:
+        owner.define_service("rr22-match", bank_data, "phone", price_wei=10**15)
+        owner.authorise_caller(
+            "rr22-match", running.org_ids["telecom"], max_calls=1, expires_in_s=3_600
+        )
+    with NodeClient(telecom.url, telecom.tokens["operator"]) as caller:
+        result = caller.call_service(
+            provider=running.org_ids["bank-b"],
+            service="rr22-match",
+            dataset=telecom_data,
+            column="phone",
+            protocol="rr22",
+        )
+    assert set(result.items) == running.people["telecom"] & running.people["bank-b"]
+    assert running.ledger(0).tasks.get_task(result.task_id).protocol == PROTOCOL_IDS["rr22"]
