@@ -108,6 +108,13 @@ class TermsIn(Body):
         description="training (horizontal FL, vertical-lr): the most privacy budget a task may "
         "spend (epsilon at its delta); a training task without dp is refused",
     )
+    min_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="joint prediction: the lowest probability threshold an ids output may use "
+        "(scores are refused)",
+    )
 
 
 class GrantIn(Body):

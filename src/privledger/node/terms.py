@@ -17,7 +17,8 @@ Each column of the dataset named in the terms lists what may happen to it:
 - ``retrieve``: values may be returned by keyword (PIR).
 
 A training task spends at most ``max_epsilon`` of differential privacy when the terms set it
-(:mod:`privledger.node.budget` computes it from the spec; a task without ``dp`` is refused).
+(:mod:`privledger.node.budget` computes it from the spec; a task without ``dp`` is refused), and
+a joint prediction releases only the ids at ``min_threshold`` or above when the terms set it.
 
 A protocol that cannot enforce a term against a malicious requester is refused for that data when
 the term is set (:data:`MIN_RESULT_PROTOCOLS`, :data:`SET_CAP_PROTOCOLS`); docs/grants.md has the
@@ -44,6 +45,7 @@ from privledger.node.spec import (
     SpecInput,
     TaskProtocol,
     TaskSpec,
+    VerticalPredictSpec,
 )
 
 ColumnUse = Literal["join", "aggregate", "retrieve"]
@@ -103,6 +105,13 @@ class GrantTerms(BaseModel):
         description="training: the most privacy budget a task may spend (epsilon at its delta); "
         "a training task without differential privacy is refused",
     )
+    min_threshold: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="joint prediction: the lowest probability threshold an ids output may use "
+        "(scores, every row's probability, are refused)",
+    )
 
     @model_validator(mode="after")
     def _columns_used(self) -> GrantTerms:
@@ -112,8 +121,9 @@ class GrantTerms(BaseModel):
 
     def canonical_json(self) -> str:
         document = self.model_dump(mode="json")
-        if document["max_epsilon"] is None:  # added later: unset, the older terms keep their hash
-            del document["max_epsilon"]
+        for later in ("max_epsilon", "min_threshold"):  # unset, older terms keep their hash
+            if document[later] is None:
+                del document[later]
         return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     @property
@@ -165,6 +175,8 @@ class GrantTerms(BaseModel):
             return f"none of {list(self.protocols)} can cap the requester's set at the provider"
         if self.max_epsilon is not None and not DP_PROTOCOLS & set(self.protocols):
             return f"none of {list(self.protocols)} trains with differential privacy"
+        if self.min_threshold is not None and "vertical-predict" not in self.protocols:
+            return f"none of {list(self.protocols)} releases ids above a threshold"
         return None
 
     @classmethod
@@ -263,6 +275,16 @@ def violation(
     if sizes is not None and cap is not None and sizes[0] > cap:
         return TermViolation(
             "max_requester_set", f"the requester brings {sizes[0]} keys, at most {cap}"
+        )
+    # a joint prediction's threshold is public in its spec: refused before any data is read
+    if (
+        terms.min_threshold is not None
+        and isinstance(spec, VerticalPredictSpec)
+        and (spec.threshold is None or spec.threshold < terms.min_threshold)
+    ):
+        asked = "scores" if spec.threshold is None else f"ids at threshold {spec.threshold}"
+        return TermViolation(
+            "min_threshold", f"{asked}: only ids at {terms.min_threshold} or above"
         )
     if terms.max_epsilon is not None and spec.protocol in DP_PROTOCOLS:
         spent = training_epsilon(spec)

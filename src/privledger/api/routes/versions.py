@@ -93,6 +93,8 @@ CHANGELOG: dict[str, list[str]] = {
         "differentially private, its budget recorded in every party's result); the dp object's "
         "schema is TrainingDp (was HorizontalDp); grant terms' max_epsilon bounds the budget a "
         "training task may spend and refuses one without dp",
+        "grant terms' min_threshold: the lowest threshold a vertical-predict task's output ids "
+        "may use (scores refused), checked by every provider before it reads data",
         "protocol rr22 (RR22 VOLE-PSI, outputs requester or both) for two-party PSI tasks, "
         "grant terms and service calls (POST /service-calls protocol rr22)",
     ],
