@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +43,8 @@ def test_help_everywhere() -> None:
         ["dataset", "register"],
         ["grant", "issue"],
         ["task", "submit"],
+        ["task", "psi"],
+        ["task", "template"],
         ["model", "register"],
         ["scenario", "fraud"],
     )
@@ -175,10 +178,37 @@ def test_query_stats_and_lending_commands_are_discoverable_and_check_their_argum
     assert unreachable.exit_code == 1 and "cannot reach" in unreachable.stderr
 
 
+def test_task_templates_and_a_psi_from_flags() -> None:
+    from typer.testing import CliRunner
+
+    from privledger.api.examples import TASK_EXAMPLES
+    from privledger.cli import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["task", "template", "--help"])
+    assert shown.exit_code == 0 and "<ecdh|kkrt|" in shown.stdout  # --help lists the choices
+    for protocol, example in TASK_EXAMPLES.items():
+        printed = runner.invoke(app, ["task", "template", protocol])
+        assert printed.exit_code == 0, printed.stderr
+        assert json.loads(printed.stdout) == example.body  # checked in test_task_examples
+        assert "your dataset" in printed.stderr or "the partner's dataset" in printed.stderr
+    unknown = runner.invoke(app, ["task", "template", "psi-please"])
+    listed = re.sub(r"[\s│]", "", unknown.stderr)  # the error lists every choice
+    assert unknown.exit_code == 2 and all(f"'{p}'" in listed for p in TASK_EXAMPLES), listed
+
+    env = {"PRIVLEDGER_NODE_URL": f"http://127.0.0.1:{free_port()}", "PRIVLEDGER_TOKEN": "t"}
+    psi = ["task", "psi", "--mine", "0x" + "1" * 64, "--theirs", "0x" + "2" * 64]
+    unreachable = runner.invoke(app, [*psi, "--column", "phone"], env=env)
+    assert unreachable.exit_code == 1
+    assert "cannot reach" in unreachable.stderr and "PRIVLEDGER_NODE_URL" in unreachable.stderr
+    wrong = runner.invoke(app, [*psi, "--column", "phone", "--output", "all"], env=env)
+    assert wrong.exit_code == 2 and "requester" in wrong.stderr  # the choices are listed
+
+
 def test_sdk_task_bodies_are_what_the_api_accepts() -> None:
     from privledger.api.schemas import TaskIn
     from privledger.evm.contracts import FailureReason
-    from privledger.sdk import lending_task, pir_task, stats_task
+    from privledger.sdk import lending_task, pir_task, psi_task, stats_task
     from privledger.sdk.client import FAILURE_REASONS
 
     assert {reason.value: reason.name for reason in FailureReason} == FAILURE_REASONS
@@ -200,6 +230,12 @@ def test_sdk_task_bodies_are_what_the_api_accepts() -> None:
     )
     assert (stats.protocol, stats.dealer, stats.histogram_edges) == ("joint-stats", 4, [0.0, 1.0])
     assert [i.column for i in stats.inputs] == ["x", "y"]
+    psi = TaskIn.model_validate(psi_task(mine, theirs, column="phone", output="both"))
+    assert (psi.protocol, psi.output, [i.dataset for i in psi.inputs]) == (
+        "ecdh",
+        "both",
+        [mine, theirs],
+    )
     total = TaskIn.model_validate(lending_task(mine, banks=[theirs], dealer=4))
     assert total.protocol == "lending-total" and total.inputs[0].value_column is None
     exceeds = TaskIn.model_validate(

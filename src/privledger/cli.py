@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from rich.console import Console
 from web3 import Web3
 
 from privledger.config import NodeSettings, get_settings
+from privledger.node.spec import PsiOutput, PsiProtocol, TaskProtocol
 from privledger.shutdown import stop_on_signals
 
 app = typer.Typer(
@@ -505,7 +507,11 @@ def _api_call(action: Callable[[Any], object], url: str, token: str) -> None:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from exc
     except httpx.HTTPError as exc:
-        console.print(f"[red]cannot reach {url}: {exc}[/red]")
+        console.print(
+            f"[red]cannot reach {url}: {exc}[/red]\n"
+            "Your node's address goes in --url or PRIVLEDGER_NODE_URL, its token in --token or "
+            "PRIVLEDGER_TOKEN; `privledger demo` prints both for each of its organisations."
+        )
         raise typer.Exit(1) from exc
 
 
@@ -659,6 +665,63 @@ def task_submit(
             return node.wait(int(task["taskId"]))
 
     _api_call(submit_and_wait, url, token)
+
+
+@task_app.command("template")
+def task_template(
+    protocol: Annotated[TaskProtocol, typer.Argument(help="The task's protocol.")],
+) -> None:
+    """Print an example task body of PROTOCOL for `privledger task submit` (stdout); what to
+    replace in it goes to stderr."""
+    from privledger.api.examples import TASK_EXAMPLES
+
+    example = TASK_EXAMPLES[protocol]
+    _print_json(example.body)
+    console.print(f"{example.summary}; replace before submitting:")
+    for note in example.stand_ins():
+        console.print(f"  {note}")
+
+
+@task_app.command("psi")
+def task_psi(
+    mine: Annotated[str, typer.Option(help="Your dataset id (0x...; `privledger dataset list`).")],
+    theirs: Annotated[str, typer.Option(help="The partner's dataset id (0x...).")],
+    column: Annotated[str, typer.Option(help="The key column, e.g. phone.")],
+    their_column: Annotated[
+        str | None, typer.Option(help="The partner's key column (default: --column).")
+    ] = None,
+    protocol: Annotated[
+        PsiProtocol, typer.Option(help="ecdh; kkrt for large sets (see docs/security-model.md).")
+    ] = "ecdh",
+    output: Annotated[
+        PsiOutput,
+        typer.Option(help="Who learns the result: you (requester), both, or both its size only."),
+    ] = "requester",
+    fee_wei: FeeOption = 0,
+    wait: WaitOption = True,
+    timeout: TimeoutOption = 600.0,
+    url: UrlOption = DEFAULT_NODE_URL,
+    token: TokenOption = "",
+) -> None:
+    """Private set intersection of your dataset's key column with a partner's: prints the task
+    and, when it is settled, the intersection (with --no-wait, only the submitted task)."""
+    from privledger.sdk import psi_task
+
+    body = psi_task(
+        mine,
+        theirs,
+        column=column,
+        their_column=their_column,
+        protocol=protocol,
+        output=output,
+        fee_wei=fee_wei,
+    )
+
+    def run(node: Any) -> object:
+        answer = functools.partial(node.psi_answer, size_only=output == "size")
+        return _submitted(node, body, wait, timeout, answer)
+
+    _api_call(run, url, token)
 
 
 @task_app.command("status")

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from privledger.api.examples import TASK_EXAMPLES
 from privledger.node.spec import (
     HEX32_PATTERN,
     Buckets,
@@ -231,6 +232,10 @@ class TaskInputIn(Body):
         max_length=200,
         description="PIR: the column to retrieve; lending: the amount; FL: the label",
     )
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [example.body for example in TASK_EXAMPLES.values()]}
+    )
+
     features: list[str] | None = Field(
         default=None, min_length=1, max_length=200, description="FL: this party's feature columns"
     )

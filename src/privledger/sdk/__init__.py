@@ -5,12 +5,14 @@ from privledger.sdk.client import (
     NodeClient,
     PirAnswer,
     PrivledgerError,
+    PsiAnswer,
     ServiceResult,
     StatsAnswer,
     TaskAnswer,
     TaskFailed,
     lending_task,
     pir_task,
+    psi_task,
     stats_task,
 )
 
@@ -19,11 +21,13 @@ __all__ = [
     "NodeClient",
     "PirAnswer",
     "PrivledgerError",
+    "PsiAnswer",
     "ServiceResult",
     "StatsAnswer",
     "TaskAnswer",
     "TaskFailed",
     "lending_task",
     "pir_task",
+    "psi_task",
     "stats_task",
 ]

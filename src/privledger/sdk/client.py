@@ -103,6 +103,15 @@ class TaskAnswer:
 
 
 @dataclass(frozen=True)
+class PsiAnswer(TaskAnswer):
+    """Two-party PSI: the intersection's size and, unless only the size was released, its
+    items."""
+
+    size: int
+    intersection: list[str] | None
+
+
+@dataclass(frozen=True)
 class PirAnswer(TaskAnswer):
     """Keyword PIR: each key asked for, with its value at the holder or ``None`` (absent)."""
 
@@ -142,6 +151,31 @@ class LendingAnswer(TaskAnswer):
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
     return head + "".join(part.title() for part in rest)
+
+
+def psi_task(
+    mine: str,
+    theirs: str,
+    *,
+    column: str,
+    their_column: str | None = None,
+    protocol: str = "ecdh",
+    output: Literal["requester", "both", "size"] = "requester",
+    fee_wei: int = 0,
+) -> dict[str, Any]:
+    """The task body of a two-party PSI: ``column`` of your dataset ``mine`` against
+    ``their_column`` (default: the same name) of the partner's ``theirs``; ``output`` says who
+    learns the intersection: you, both, or both only its size (ECDH only)."""
+    return {
+        "kind": "psi",
+        "protocol": protocol,
+        "inputs": [
+            {"dataset": mine, "column": column},
+            {"dataset": theirs, "column": their_column or column},
+        ],
+        "output": output,
+        "feeWei": fee_wei,
+    }
 
 
 def pir_task(
@@ -533,6 +567,21 @@ class NodeClient:
         )
         task = self.submit(body)
         return self.pir_answer(int(task["taskId"]), timeout_s=timeout_s, progress=progress)
+
+    def psi_answer(
+        self,
+        task_id: int,
+        *,
+        size_only: bool = False,
+        timeout_s: float = 600.0,
+        progress: Progress | None = None,
+    ) -> PsiAnswer:
+        """Wait for a two-party PSI task and return its answer (``size_only``: a task whose
+        output is ``size``)."""
+        task, items, salt, digest = self._settled_items(task_id, timeout_s, progress)
+        if size_only:
+            return PsiAnswer(task_id, task, salt, digest, size=int(items[0]), intersection=None)
+        return PsiAnswer(task_id, task, salt, digest, size=len(items), intersection=items)
 
     def pir_answer(
         self, task_id: int, *, timeout_s: float = 600.0, progress: Progress | None = None

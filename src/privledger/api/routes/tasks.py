@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from functools import lru_cache
 from pathlib import Path
@@ -119,18 +119,7 @@ def dataset_owner(node: NodeContext, dataset: bytes) -> int:
 
 def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
     """The canonical spec: owners read from chain; this org must own exactly one input."""
-    inputs = []
-    for item in body.inputs:
-        owner = dataset_owner(node, bytes.fromhex(item.dataset[2:]))
-        inputs.append(
-            SpecInput(
-                dataset=item.dataset.lower(),
-                org=owner,
-                column=item.column,
-                value_column=item.value_column,
-                features=tuple(item.features) if item.features else None,
-            )
-        )
+    inputs = spec_inputs(body, lambda dataset: dataset_owner(node, bytes.fromhex(dataset[2:])))
     mine = [item.org for item in inputs].count(node.org_id)
     aggregator = body.protocol in HORIZONTAL_PROTOCOLS  # may train no rows of its own
     if mine > 1 or (mine == 0 and not aggregator):
@@ -138,14 +127,33 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
             400, "invalid_task", "a task joins one dataset of yours with one of a partner"
         )
     check_own_columns(node, [item for item in inputs if item.org == node.org_id])
-    # the options the body sets (a null is not set) go to the protocol's model, which refuses
-    # by name any option its protocol does not take
+    return task_spec(body, node.org_id, inputs)
+
+
+def spec_inputs(body: TaskIn, owner_of: Callable[[str], int]) -> list[SpecInput]:
+    """The body's inputs, each with its dataset's owner."""
+    return [
+        SpecInput(
+            dataset=item.dataset.lower(),
+            org=owner_of(item.dataset),
+            column=item.column,
+            value_column=item.value_column,
+            features=tuple(item.features) if item.features else None,
+        )
+        for item in body.inputs
+    ]
+
+
+def task_spec(body: TaskIn, requester: int, inputs: list[SpecInput]) -> TaskSpec:
+    """The spec of ``body`` with its inputs' owners resolved (400 if its protocol's rules
+    refuse it): the options the body sets (a null is not set) go to the protocol's model, which
+    refuses by name any option its protocol does not take."""
     options = body.model_dump(
         exclude={"inputs", "fee_wei", "deadline_s"}, exclude_unset=True, exclude_none=True
     )
     try:
         return parse_spec(
-            {**options, "protocol": body.protocol, "requester": node.org_id, "inputs": inputs}
+            {**options, "protocol": body.protocol, "requester": requester, "inputs": inputs}
         )
     except ValidationError as exc:
         raise ApiError(400, "invalid_task", spec_error(exc)) from exc
