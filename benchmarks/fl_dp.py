@@ -19,7 +19,8 @@ the sum of the clipped updates of all three. Deployments with many clients pay f
 ``--clip-norm`` (default 4, about the median row norm of the standardised data), each party adding
 its share of the noise whose multiplier spends that epsilon at ``--delta`` over the epochs
 (row-level DP, one row replaced). AUC of the trained model on the test rows (median over
-``--repeat``), beside the non-private AUC and the pooled scikit-learn AUC of the same run.
+``--repeat``), beside the non-private AUC and the pooled scikit-learn AUC of the same run, with
+the same checks.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -50,51 +52,43 @@ CLIENTS = 3
 THRESHOLD = CLIENTS // 2 + 1  # secure aggregation's t: the fewest clients a sum covers
 
 
-def bench_dp(
-    epsilons: list[float], rounds: int, clip_norm: float, delta: float, repeat: int
+Trained = tuple[F64, float]  # a model's parameters and its AUC on the test rows
+
+
+def _auc_against_epsilon(
+    epsilons: list[float],
+    steps: int,
+    delta: float,
+    repeat: int,
+    train: Callable[[float | None], Trained],
+    describe: Callable[[float, float], dict[str, Any]],
+    baseline: float,
 ) -> list[dict[str, Any]]:
-    setting = horizontal_setting(CLIENTS)
-    shards, model, strategy = setting.shards, setting.model, setting.strategy
-    x_test, y_test, baseline = setting.x_test, setting.y_test, setting.baseline
-
-    def train(dp: DpNoise | None) -> F64:
-        aggregator = SecureAggregator(threshold=THRESHOLD)
-        return train_federated(shards, model, strategy, aggregator, rounds=rounds, dp=dp).params
-
-    plain = train(None)
-    plain_auc = roc_auc(model.predict(plain, x_test), y_test)
+    """One result per epsilon: ``train`` (given the noise multiplier, None for no noise) run
+    ``repeat`` times with the multiplier that spends that epsilon over ``steps`` Gaussian
+    mechanisms, beside the non-private run of the same data; ``describe`` adds the mode and
+    parameters of a target epsilon and multiplier."""
+    plain, plain_auc = train(None)
     if abs(plain_auc - baseline) > AUC_TOLERANCE:
         raise AssertionError(f"non-private AUC {plain_auc:.4f} vs pooled {baseline:.4f}")
     results = []
     for target in epsilons:
-        multiplier = noise_for(target, rounds, delta)
-        spent = epsilon(multiplier, rounds, delta)
+        multiplier = noise_for(target, steps, delta)
+        spent = epsilon(multiplier, steps, delta)
         if spent > target:
             raise AssertionError(f"noise multiplier {multiplier} spends {spent} > {target}")
-        dp = DpNoise(multiplier, clip_norm, THRESHOLD)
         aucs, seconds = [], []
         for _ in range(repeat):
             started = time.perf_counter()
-            params = train(dp)
+            params, auc = train(multiplier)
             seconds.append(time.perf_counter() - started)
-            if np.array_equal(params, plain):
+            if np.allclose(params, plain, atol=1e-3):
                 raise AssertionError("a private run equals the non-private one: no noise added")
-            aucs.append(roc_auc(model.predict(params, x_test), y_test))
+            aucs.append(auc)
         results.append(
             {
                 "bench": "fl",
-                "mode": "horizontal-dp",
-                "params": {
-                    "protocol": "FedAvg + SecAgg, client-level Gaussian DP (distributed noise)",
-                    "clients": CLIENTS,
-                    "rounds": rounds,
-                    "local_epochs": strategy.local_epochs,
-                    "clip_norm": clip_norm,
-                    "delta": delta,
-                    "target_epsilon": target,
-                    "repeat": repeat,
-                    "transport": "in-process",
-                },
+                **describe(target, multiplier),
                 "seconds": round(statistics.median(seconds), 3),
                 "peak_rss_mb": round(_peak_rss_mb(), 1),
                 "epsilon": round(spent, 4),
@@ -103,11 +97,42 @@ def bench_dp(
                 "auc_runs": [round(auc, 4) for auc in aucs],
                 "non_private_auc": round(plain_auc, 5),
                 "baseline_auc": round(baseline, 5),
-                "epochs": rounds * strategy.local_epochs,
                 "accountant": "RDP (dp-accounting)",
             }
         )
     return results
+
+
+def bench_dp(
+    epsilons: list[float], rounds: int, clip_norm: float, delta: float, repeat: int
+) -> list[dict[str, Any]]:
+    setting = horizontal_setting(CLIENTS)
+    shards, model, strategy = setting.shards, setting.model, setting.strategy
+
+    def train(multiplier: float | None) -> Trained:
+        dp = None if multiplier is None else DpNoise(multiplier, clip_norm, THRESHOLD)
+        aggregator = SecureAggregator(threshold=THRESHOLD)
+        params = train_federated(shards, model, strategy, aggregator, rounds=rounds, dp=dp).params
+        return params, roc_auc(model.predict(params, setting.x_test), setting.y_test)
+
+    def describe(target: float, _: float) -> dict[str, Any]:
+        return {
+            "mode": "horizontal-dp",
+            "params": {
+                "protocol": "FedAvg + SecAgg, client-level Gaussian DP (distributed noise)",
+                "clients": CLIENTS,
+                "rounds": rounds,
+                "local_epochs": strategy.local_epochs,
+                "clip_norm": clip_norm,
+                "delta": delta,
+                "target_epsilon": target,
+                "repeat": repeat,
+                "transport": "in-process",
+            },
+            "epochs": rounds * strategy.local_epochs,
+        }
+
+    return _auc_against_epsilon(epsilons, rounds, delta, repeat, train, describe, setting.baseline)
 
 
 def bench_vertical_dp(
@@ -116,67 +141,44 @@ def bench_vertical_dp(
     x_train, x_test, y_train, y_test = _data()
     baseline, _ = _baseline(x_train, y_train, x_test, y_test)
     blocks = np.array_split(np.arange(x_train.shape[1]), parties)
-    train = [x_train[:, block] for block in blocks]
-    test = [x_test[:, block] for block in blocks]
+    train_parts = [x_train[:, block] for block in blocks]
+    test_parts = [x_test[:, block] for block in blocks]
 
-    def trained(dp: VerticalDp | None) -> tuple[F64, float]:
+    def train(multiplier: float | None) -> Trained:
+        dp = None if multiplier is None else VerticalDp(multiplier, clip_norm)
         config = VerticalConfig(epochs=epochs, dp=dp)
         with local_mesh(parties, timeout=60) as mesh:
             models: list[PartyModel] = mesh.run(
                 lambda party: train_vertical_ss(
                     party,
-                    train[party.index],
+                    train_parts[party.index],
                     y_train if party.index == 0 else None,
                     config=config,
                 )
             )
         weights = np.concatenate([np.append(m.weights, m.intercept or ()) for m in models])
-        return weights, roc_auc(predict_vertical_plaintext(test, models), y_test)
+        return weights, roc_auc(predict_vertical_plaintext(test_parts, models), y_test)
 
-    plain, plain_auc = trained(None)
-    results = []
-    for target in epsilons:
-        multiplier = noise_for(target, epochs, delta)
-        spent = epsilon(multiplier, epochs, delta)
-        if spent > target:
-            raise AssertionError(f"noise multiplier {multiplier} spends {spent} > {target}")
-        dp = VerticalDp(multiplier, clip_norm)
-        aucs, seconds = [], []
-        for _ in range(repeat):
-            started = time.perf_counter()
-            weights, auc = trained(dp)
-            seconds.append(time.perf_counter() - started)
-            if np.allclose(weights, plain, atol=1e-3):
-                raise AssertionError("a private run equals the non-private one: no noise added")
-            aucs.append(auc)
-        results.append(
-            {
-                "bench": "fl",
-                "mode": "vertical-dp",
-                "params": {
-                    "protocol": "secret-shared LR, row-level Gaussian DP (noise shared by parties)",
-                    "parties": parties,
-                    "rows": int(y_train.size),
-                    "epochs": epochs,
-                    "clip_norm": clip_norm,
-                    "delta": delta,
-                    "target_epsilon": target,
-                    "repeat": repeat,
-                    "transport": "in-process",
-                },
-                "seconds": round(statistics.median(seconds), 3),
-                "peak_rss_mb": round(_peak_rss_mb(), 1),
-                "epsilon": round(spent, 4),
-                "noise_multiplier": round(multiplier, 4),
-                "noise_std_per_party": round(dp.party_noise_std(parties), 3),
-                "auc": round(statistics.median(aucs), 5),
-                "auc_runs": [round(auc, 4) for auc in aucs],
-                "non_private_auc": round(plain_auc, 5),
-                "baseline_auc": round(baseline, 5),
-                "accountant": "RDP (dp-accounting)",
-            }
-        )
-    return results
+    def describe(target: float, multiplier: float) -> dict[str, Any]:
+        return {
+            "mode": "vertical-dp",
+            "params": {
+                "protocol": "secret-shared LR, row-level Gaussian DP (noise shared by parties)",
+                "parties": parties,
+                "rows": int(y_train.size),
+                "epochs": epochs,
+                "clip_norm": clip_norm,
+                "delta": delta,
+                "target_epsilon": target,
+                "repeat": repeat,
+                "transport": "in-process",
+            },
+            "noise_std_per_party": round(
+                VerticalDp(multiplier, clip_norm).party_noise_std(parties), 3
+            ),
+        }
+
+    return _auc_against_epsilon(epsilons, epochs, delta, repeat, train, describe, baseline)
 
 
 def main(argv: list[str]) -> int:

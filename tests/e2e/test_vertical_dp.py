@@ -5,38 +5,24 @@ file whose digest each anchored -- records the budget that dp-accounting gives."
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import secrets
-from pathlib import Path
 
 import numpy as np
 
 from privledger.node import results
 from privledger.node.worker import digest_of_hash
 from privledger.protocols.fl.dp import epsilon
-from privledger.sdk import NodeClient
 
 from .conftest import Running
+from .test_vertical_model import _register, _write
 from .test_walking_path import FEE, grant, wait_status
 
 FEATURES = ["f0", "f1", "f2"]
 MAX_EPSILON = 8.0
 DP = {"noise_multiplier": 4.0, "clip_norm": 2.0, "delta": 1e-5}
 ROUNDS = 20
-
-
-def _register(
-    running: Running, org: str, path: Path, header: list[str], rows: list[list[str]]
-) -> str:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    node = running.nodes[org]
-    with NodeClient(node.url, node.tokens["data_owner"]) as owner:
-        return str(owner.register_file(path, path.stem, level=1, unit_price=0)["datasetId"])
 
 
 def test_a_grant_bounding_epsilon_refuses_training_without_dp_and_records_the_budget(
@@ -49,17 +35,11 @@ def test_a_grant_bounding_epsilon_refuses_training_without_dp_and_records_the_bu
     y = (x @ np.array([1.5, -1.0, 0.5]) + rng.normal(size=n) > 0).astype(int)
     ids = [f"+4478{tag}{i:04d}" for i in range(n)]
     data = running.data_dir
-    labels = _register(
-        running,
-        "bank-b",
-        data / f"vdp-labels-{tag}.csv",
-        ["id", "label"],
-        [[k, str(v)] for k, v in zip(ids, y, strict=True)],
-    )
+    rows = [[k, str(v)] for k, v in zip(ids, y, strict=True)]
+    labels = _register(running, "bank-b", _write(data / f"vdp-y-{tag}.csv", ["id", "y"], rows), 0)
     columns = [[k, *(repr(float(v)) for v in row)] for k, row in zip(ids, x, strict=True)]
-    subscribers = _register(
-        running, "telecom", data / f"vdp-subs-{tag}.csv", ["id", *FEATURES], columns
-    )
+    path = _write(data / f"vdp-subs-{tag}.csv", ["id", *FEATURES], columns)
+    subscribers = _register(running, "telecom", path, 0)
     terms = {
         "protocols": ["vertical-lr"],
         "columns": {"id": ["join"], **{f: ["aggregate"] for f in FEATURES}},
@@ -70,7 +50,7 @@ def test_a_grant_bounding_epsilon_refuses_training_without_dp_and_records_the_bu
         "kind": "fl",
         "protocol": "vertical-lr",
         "inputs": [
-            {"dataset": labels, "column": "id", "valueColumn": "label"},
+            {"dataset": labels, "column": "id", "valueColumn": "y"},
             {"dataset": subscribers, "column": "id", "features": FEATURES},
         ],
         "dealer": running.org_ids["regulator"],
