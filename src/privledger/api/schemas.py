@@ -11,6 +11,7 @@ from privledger.api.examples import TASK_EXAMPLES
 from privledger.node.spec import (
     HEX32_PATTERN,
     Buckets,
+    GbdtParams,
     Output,
     ProximalMu,
     Rounds,
@@ -266,12 +267,16 @@ class TaskIn(Body):
         default=None,
         description="horizontal FL and vertical-lr: differential privacy of the trained model",
     )
+    gbdt: GbdtParams | None = Field(
+        default=None, description="vertical-gbdt: the training parameters (unset: defaults)"
+    )
     buckets: Buckets = None
     output: Output = Field(
         default="requester",
         description="two-party PSI: the requester, both, or both only the size (ECDH); "
         "vertical-lr: requester (model kept shared) or weights (each party its own, leaks "
-        "labels); vertical-predict: scores or ids (above the threshold)",
+        "labels); vertical-gbdt: requester (each party keeps its part) or model (merged, "
+        "LightGBM text, to the requester); vertical-predict: scores or ids (above the threshold)",
     )
     threshold: float | None = Field(
         default=None,
@@ -374,7 +379,8 @@ class ModelIn(Body):
     task_id: int = Field(
         ge=1,
         lt=2**63,
-        description="the completed FL task: horizontal, or vertical-lr with its model kept shared",
+        description="the completed FL task: horizontal, vertical-lr with its model kept shared, "
+        "or vertical-gbdt",
     )
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     unit_price: int = Field(default=0, ge=0, lt=2**96, description="wei per predicted row")

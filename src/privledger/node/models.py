@@ -14,6 +14,11 @@ to their owners, F6), and its classification level is the highest of theirs.
   predicts. The label holder registers it (it holds the labels and the intercept); prediction
   is a ``vertical-predict`` task on the asset, which keeps the model shared
   (:mod:`privledger.protocols.fl.joint`).
+- Vertical GBDT: each party keeps its part (its splits; the leaf values at the label holder) with
+  a salted sha256 commitment to it, exchanged at the end of training; :func:`gbdt_model_hash`
+  binds every party's commitment, registered and checked as for vertical LR. The merged model
+  exists only if the training task exported it (``output: model``, every data owner's terms
+  consenting), at the label holder.
 
 Using the model is then an FL grant on the asset whose terms name the protocol, the outputs
 (``scores`` or ``ids``) and the price; every prediction call is logged in the model owner's call
@@ -25,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 
 from sqlmodel import Session, select
@@ -34,25 +40,43 @@ from privledger.evm.hashing import keccak256
 from privledger.evm.ledger import Ledger
 from privledger.node import results
 from privledger.node.context import NodeContext
-from privledger.node.spec import HORIZONTAL_PROTOCOLS, VerticalLrSpec, parse_canonical
+from privledger.node.spec import (
+    HORIZONTAL_PROTOCOLS,
+    VerticalGbdtSpec,
+    VerticalLrSpec,
+    parse_canonical,
+)
 from privledger.store.models import LocalModel, LocalTask
 
 MODEL_SCHEMA = "privledger/model/v1"
 VERTICAL_MODEL_SCHEMA = "privledger/vertical-model/v1"
+GBDT_MODEL_SCHEMA = "privledger/vertical-gbdt-model/v1"
 
 
 def vertical_model_hash(task_id: int, spec: VerticalLrSpec, part: dict[str, object]) -> bytes:
     """The sha256 binding a shared vertical model: its task, parties and their columns, and
     every party's commitment to its shares (equal at every party)."""
+    fields = {key: part[key] for key in ("widths", "frac_bits", "commitments")}
+    return _binding(VERTICAL_MODEL_SCHEMA, task_id, spec, fields)
+
+
+def gbdt_model_hash(task_id: int, spec: VerticalGbdtSpec, commitments: list[str]) -> bytes:
+    """The sha256 binding a vertical GBDT: its task, parties and their columns, the training
+    parameters and every party's commitment to its part (equal at every party)."""
+    fields = {"params": spec.gbdt.model_dump(mode="json"), "commitments": commitments}
+    return _binding(GBDT_MODEL_SCHEMA, task_id, spec, fields)
+
+
+def _binding(
+    schema: str, task_id: int, spec: VerticalLrSpec | VerticalGbdtSpec, fields: Mapping[str, object]
+) -> bytes:
     document = {
-        "format": VERTICAL_MODEL_SCHEMA,
+        "format": schema,
         "task": task_id,
         "parties": [item.org for item in spec.inputs],
         "features": [list(item.features or ()) for item in spec.inputs],
         "label_holder": spec.requester,
-        "widths": part["widths"],
-        "frac_bits": part["frac_bits"],
-        "commitments": part["commitments"],
+        **fields,
     }
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).digest()
 
@@ -81,7 +105,7 @@ def register_model(
     if row is None or row.spec_json is None or row.result_path is None:
         raise ModelError(f"task {task_id} left no model on this node")
     spec = parse_canonical(row.spec_json.encode())
-    vertical = isinstance(spec, VerticalLrSpec)
+    vertical = isinstance(spec, VerticalLrSpec | VerticalGbdtSpec)
     if not (vertical or spec.protocol in HORIZONTAL_PROTOCOLS) or spec.requester != node.org_id:
         raise ModelError(f"task {task_id} is not an FL task this organisation requested")
     status = node.ledger.tasks.get_task(task_id).status
@@ -93,7 +117,7 @@ def register_model(
     model = json.loads(output)
     parents = [bytes.fromhex(item.dataset[2:]) for item in spec.inputs]
     level = max(node.ledger.data.get_dataset(parent).level for parent in parents)
-    if isinstance(spec, VerticalLrSpec):
+    if isinstance(spec, VerticalLrSpec | VerticalGbdtSpec):
         if "model_hash" not in model:
             raise ModelError(f"task {task_id} released its weights; it left no shared model")
         if any(item.features for item in spec.inputs if item.org == node.org_id):

@@ -33,6 +33,8 @@ from pydantic import (
 
 from privledger.evm.contracts import Kind
 from privledger.evm.hashing import keccak256
+from privledger.protocols.fl.gbdt_binning import MAX_BINS
+from privledger.protocols.fl.gbdt_tree import MAX_DEPTH
 from privledger.protocols.fl.vertical import VerticalDp
 
 HEX32_PATTERN = r"^0x[0-9a-fA-F]{64}$"
@@ -40,10 +42,11 @@ SERVICE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 TaskKind = Literal["psi", "pir", "stats", "fl"]
 PsiOutput = Literal["requester", "both", "size"]
 """Who learns a two-party PSI's result: the requester, both parties, or both only its size."""
-Output = Literal[PsiOutput, "weights", "scores", "ids"]
+Output = Literal[PsiOutput, "weights", "model", "scores", "ids"]
 """What a task releases, as grant terms list it: a PSI's outputs; ``weights``, each vertical-lr
-party's own final weights (a label leak, see docs/security-model.md); a vertical-predict task's
-``scores`` or only the ``ids`` above a threshold."""
+party's own final weights (a label leak, see docs/security-model.md); ``model``, a vertical-gbdt
+model merged and exported (LightGBM text) to the requester, every party's splits revealed; a
+vertical-predict task's ``scores`` or only the ``ids`` above a threshold."""
 PsiProtocol = Literal["ecdh", "kkrt", "rr22"]
 SetOperation = Literal["intersection3", "union3", "difference", "membership"]
 PirProtocol = Literal["simplepir", "bucket"]
@@ -59,6 +62,7 @@ TaskProtocol = Literal[
     HorizontalProtocol,
     "predict",
     "vertical-predict",
+    "vertical-gbdt",
 ]
 # protocol -> its id on chain (1..31; a grant allows protocols as bits 1 << id)
 PROTOCOL_IDS: dict[str, int] = {
@@ -78,6 +82,7 @@ PROTOCOL_IDS: dict[str, int] = {
     "horizontal-mlp": 14,
     "predict": 15,
     "vertical-predict": 16,
+    "vertical-gbdt": 18,
     "rr22": 17,
 }
 PSI_PROTOCOLS: tuple[PsiProtocol, ...] = ("ecdh", "kkrt", "rr22")
@@ -90,7 +95,10 @@ PROTOCOL_KINDS: dict[str, Kind] = {
     **dict.fromkeys(PSI_PROTOCOLS + SET_OPERATIONS, Kind.PSI),
     **dict.fromkeys(PIR_PROTOCOLS, Kind.PIR),
     **dict.fromkeys(STATS_PROTOCOLS, Kind.STATS),
-    **dict.fromkeys(("vertical-lr", *HORIZONTAL_PROTOCOLS, "predict", "vertical-predict"), Kind.FL),
+    **dict.fromkeys(
+        ("vertical-lr", "vertical-gbdt", *HORIZONTAL_PROTOCOLS, "predict", "vertical-predict"),
+        Kind.FL,
+    ),
 }
 MAX_STATS_PARTIES = 8
 MODEL_COLUMN = "model"  # a prediction task's model input names this column
@@ -133,6 +141,26 @@ class TrainingDp(BaseModel):
         default=1.0, gt=0, le=1_000, description="L2 norm bound: of an update, of a row (vertical)"
     )
     delta: float = Field(default=1e-5, gt=0, le=1e-3, description="the budget's delta")
+
+
+class GbdtParams(BaseModel):
+    """Training parameters of vertical-gbdt (privledger.protocols.fl.gbdt.GbdtConfig; defaults
+    as there). ``early_stopping_rounds`` > 0 holds out the validation fifth of the aligned rows
+    and keeps the trees up to the best validation loss."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trees: int = Field(default=10, ge=1, le=500, description="boosting rounds")
+    depth: int = Field(default=5, ge=1, le=MAX_DEPTH, description="tree depth")
+    learning_rate: float = Field(default=0.1, gt=0, le=1, description="shrinkage")
+    bins: int = Field(default=32, ge=2, le=MAX_BINS, description="quantile bins per column")
+    l2: float = Field(default=1.0, ge=0, le=1_000, description="L2 regularisation of leaves")
+    min_child_samples: int = Field(default=20, ge=1, le=100_000, description="rows per leaf")
+    row_subsample: float = Field(default=1.0, gt=0, le=1, description="rows sampled per tree")
+    col_subsample: float = Field(default=1.0, gt=0, le=1, description="columns per tree")
+    early_stopping_rounds: int = Field(
+        default=0, ge=0, le=500, description="rounds without validation gain (0: off)"
+    )
 
 
 FracBits = Annotated[int, Field(ge=0, le=24, description="statistics: fixed-point fractional bits")]
@@ -355,6 +383,18 @@ class LendingSpec(_DealtSpec):
         return self
 
 
+def _vertical_inputs(protocol: str, requester: int, inputs: tuple[SpecInput, ...]) -> None:
+    """Vertical training: two or three parties' feature columns, the label in the requester's
+    input and only there (which may hold no feature column)."""
+    if len(inputs) not in (2, 3):
+        raise ValueError(f"{protocol} aligns and trains two or three parties' columns")
+    for item in inputs:
+        if not item.features and item.org != requester:
+            raise ValueError(f"every {protocol} input but the label's names its features")
+        if (item.value_column is not None) != (item.org == requester):
+            raise ValueError("the requester's input, and only it, names the label column")
+
+
 class VerticalLrSpec(_DealtSpec):
     """Vertical logistic regression: two or three parties' feature columns on aligned ids;
     the requester's input, and only it, holds the label (and may hold no feature column).
@@ -371,15 +411,31 @@ class VerticalLrSpec(_DealtSpec):
 
     @model_validator(mode="after")
     def _features_and_label(self) -> VerticalLrSpec:
-        if len(self.inputs) not in (2, 3):
-            raise ValueError("vertical-lr aligns and trains two or three parties' columns")
-        for item in self.inputs:
-            if not item.features and item.org != self.requester:
-                raise ValueError("every vertical-lr input but the label's names its features")
-            if (item.value_column is not None) != (item.org == self.requester):
-                raise ValueError("the requester's input, and only it, names the label column")
+        _vertical_inputs(self.protocol, self.requester, self.inputs)
         if self.dp is not None:
             VerticalDp(self.dp.noise_multiplier, self.dp.clip_norm)  # refuses what overflows
+        return self
+
+
+class VerticalGbdtSpec(_RequesterLearns):
+    """Vertical gradient-boosted trees (SecureBoost): two or three parties' feature columns on
+    aligned ids; the requester's input, and only it, holds the label. No dealer: the label
+    holder's Paillier key protects the gradients. Each party keeps its own part of the model
+    (its splits; the leaf values at the label holder; ``output: requester``, the default: the
+    requester may register it); ``output: model`` also merges the model at the requester and
+    exports it as LightGBM text, which reveals every party's splits and needs every data
+    owner's terms to list ``model``."""
+
+    kind: Literal["fl"] = "fl"
+    protocol: Literal["vertical-gbdt"]
+    output: Literal["requester", "model"] = "requester"  # type: ignore[assignment]
+    gbdt: GbdtParams = GbdtParams()
+
+    @model_validator(mode="after")
+    def _features_and_label(self) -> VerticalGbdtSpec:
+        _vertical_inputs(self.protocol, self.requester, self.inputs)
+        if self.inputs[0].org != self.requester:
+            raise ValueError("the requester's input (the labels) comes first")
         return self
 
 
@@ -449,7 +505,9 @@ class VerticalPredictSpec(_DealtSpec):
     threshold: float | None = Field(
         default=None, gt=0, lt=1, description="vertical prediction: the probability released at"
     )
-    model_task: int = Field(ge=1, lt=2**63, description="the vertical-lr task that trained it")
+    model_task: int = Field(
+        ge=1, lt=2**63, description="the vertical-lr or vertical-gbdt task that trained it"
+    )
 
     @model_validator(mode="after")
     def _model_and_rows(self) -> VerticalPredictSpec:
@@ -483,6 +541,7 @@ TaskSpec = Annotated[
     | JointStatsSpec
     | LendingSpec
     | VerticalLrSpec
+    | VerticalGbdtSpec
     | HorizontalSpec
     | PredictSpec
     | VerticalPredictSpec,

@@ -59,6 +59,8 @@ MIN_RESULT_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "joint-stats"})
 SET_CAP_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "kkrt", "rr22", "simplepir", "bucket"})
 # protocols that train with differential privacy as an option (the spec's ``dp``)
 DP_PROTOCOLS: frozenset[str] = frozenset({"horizontal-lr", "horizontal-mlp", "vertical-lr"})
+# protocols that train a model without differential privacy (refused by terms with max_epsilon)
+UNPRIVATE_TRAINING: frozenset[str] = frozenset({"vertical-gbdt"})
 DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {
     "psi": ("join",),
     "pir": ("join", "retrieve"),
@@ -286,6 +288,8 @@ def violation(
         return TermViolation(
             "min_threshold", f"{asked}: only ids at {terms.min_threshold} or above"
         )
+    if terms.max_epsilon is not None and spec.protocol in UNPRIVATE_TRAINING:
+        return TermViolation("max_epsilon", f"{spec.protocol} trains without differential privacy")
     if terms.max_epsilon is not None and spec.protocol in DP_PROTOCOLS:
         spent = training_epsilon(spec)
         if spent is None:

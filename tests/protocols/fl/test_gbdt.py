@@ -21,6 +21,7 @@ from privledger.protocols.channel import Channel, channel_pair
 from privledger.protocols.fl.gbdt import (
     GbdtConfig,
     GbdtError,
+    GbdtJointScorer,
     LabelHolderModel,
     OwnerModel,
     export_feature_owner,
@@ -33,6 +34,8 @@ from privledger.protocols.fl.gbdt import (
 from privledger.protocols.fl.gbdt_binning import FeatureBins
 from privledger.protocols.fl.gbdt_paillier import GradientPacking, LabelKey
 from privledger.protocols.fl.gbdt_tree import MergedModel
+from privledger.protocols.fl.joint import predict_joint, receive_joint
+from privledger.protocols.mpc.sharing import Party, local_mesh
 from tests.protocols.fl.conftest import Split
 
 pytestmark = pytest.mark.slow
@@ -139,6 +142,48 @@ def test_lightgbm_export_predicts_like_the_joint_model(breast_cancer: Split, tra
     booster = lgb.Booster(model_str=merged.to_lightgbm())
     assert booster.num_trees() == CONFIG.trees
     np.testing.assert_allclose(booster.predict(breast_cancer.x_test), probabilities, atol=1e-12)
+
+
+@pytest.mark.parametrize("output", ["ids", "scores"])
+def test_joint_prediction_with_output_control_releases_the_merged_models_output(
+    breast_cancer: Split, trained: Any, output: str
+) -> None:
+    """The model parties (0, 1) score through :mod:`.joint` for a requester outside them (2):
+    it receives the probabilities, or only which rows reach the threshold."""
+    model, owner_model, _, merged = trained
+    rows, threshold = breast_cancer.x_test.shape[0], 0.5
+
+    def predict(party: Party):  # type: ignore[no-untyped-def]
+        if party.index == 2:
+            return receive_joint(
+                party,
+                (0, 1),
+                rows=rows,
+                output=output,  # type: ignore[arg-type]
+                requester_holds_ids=True,
+                frac_bits=16,
+                probability=lambda s: 1.0 / (1.0 + np.exp(-s)),
+            )
+        part = model if party.index == 0 else owner_model
+        return predict_joint(
+            party,
+            GbdtJointScorer(part, (0, 1), 0, 16),
+            breast_cancer.x_test[:, BLOCKS[party.index]],
+            rows=rows,
+            requester=2,
+            output=output,  # type: ignore[arg-type]
+            threshold=threshold if output == "ids" else None,
+            requester_holds_ids=True,
+        )
+
+    with local_mesh(3) as mesh:
+        released = mesh.run(predict)
+    assert released[0] is None and released[1] is None
+    expected = merged.predict(breast_cancer.x_test)
+    if output == "ids":
+        np.testing.assert_array_equal(released[2].above, expected >= threshold)
+    else:
+        np.testing.assert_allclose(released[2].probabilities, expected, atol=1e-4)
 
 
 def test_party_gain_shares_match_the_exported_gain_importance(trained: Any) -> None:

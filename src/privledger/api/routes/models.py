@@ -1,7 +1,8 @@
 """Model governance (F11, F18): register a trained model as a data asset on chain, list models,
 and read the log of prediction calls with Merkle proofs. Prediction itself is a task
 (``"kind": "fl"``, ``"protocol": "predict"`` for a horizontal model, ``"vertical-predict"`` for
-a vertical one kept shared between its parties) authorised by an FL grant on the model."""
+a vertical one -- logistic regression or boosted trees -- whose parts stay with its parties)
+authorised by an FL grant on the model."""
 
 from __future__ import annotations
 
@@ -48,9 +49,9 @@ def _model(session: SessionDep, name: str) -> LocalModel:
 @router.post("", response_model=ModelOut, status_code=201)
 def register(body: ModelIn, caller: DataOwner, node: NodeDep) -> ModelOut:
     """Register the model of a completed FL task this organisation requested: a horizontal model
-    it aggregated (its hash committed on chain), or a vertical model kept shared (the binding of
-    every party's commitment to its shares); its training datasets become its parents, its level
-    the highest of theirs."""
+    it aggregated (its hash committed on chain), or a vertical model whose parts stay with its
+    parties (vertical-lr kept shared, vertical-gbdt: the binding of every party's commitment to
+    its part); its training datasets become its parents, its level the highest of theirs."""
     try:
         model = register_model(
             node,

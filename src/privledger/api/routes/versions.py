@@ -97,6 +97,10 @@ CHANGELOG: dict[str, list[str]] = {
         "may use (scores refused), checked by every provider before it reads data",
         "protocol rr22 (RR22 VOLE-PSI, outputs requester or both) for two-party PSI tasks, "
         "grant terms and service calls (POST /service-calls protocol rr22)",
+        "protocol vertical-gbdt (SecureBoost; gbdt: trees, depth, learning_rate, bins, l2, "
+        "min_child_samples, row_subsample, col_subsample, early_stopping_rounds; output "
+        "requester or model, the merged model as LightGBM text); POST /models registers its "
+        "model and vertical-predict scores with it; grant terms' outputs may list model",
     ],
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from privledger.node.runners import fl, mpc, pir, psi
+from privledger.node.runners import fl, gbdt, mpc, pir, psi
 from privledger.node.runners.base import InputForm, Run, RunOutput, TaskRefused
 from privledger.node.spec import KkrtSpec, TaskSpec
 
@@ -13,6 +13,7 @@ __all__ = ["InputForm", "Run", "RunOutput", "TaskRefused", "input_form", "run_pr
 logger = logging.getLogger(__name__)
 
 _BY_KIND = {"psi": psi.run, "pir": pir.run, "stats": mpc.run, "fl": fl.run}
+_BY_PROTOCOL = {"vertical-gbdt": gbdt.run}  # protocols with a runner module of their own
 
 
 def input_form(spec: TaskSpec) -> InputForm:
@@ -34,4 +35,4 @@ def run_protocol(task: Run) -> RunOutput:
         task.org,
         len(task.rows),
     )
-    return _BY_KIND[task.spec.kind](task)
+    return _BY_PROTOCOL.get(task.spec.protocol, _BY_KIND[task.spec.kind])(task)

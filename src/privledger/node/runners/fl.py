@@ -1,6 +1,7 @@
 """Federated-learning tasks: vertical logistic regression (PSI alignment inside the task, secret
 shared training, Shapley contributions; the model stays shared unless the spec and every data
-owner's terms release the weights), joint prediction with a registered vertical model,
+owner's terms release the weights), joint prediction with a registered vertical model (logistic
+regression, or gradient-boosted trees from :mod:`privledger.node.runners.gbdt`),
 horizontal FedAvg / FedProx with secure aggregation (the requester aggregates), and prediction
 with a registered horizontal model (F18: every call is logged)."""
 
@@ -30,6 +31,8 @@ from privledger.node.spec import (
     MODEL_COLUMN,
     HorizontalSpec,
     PredictSpec,
+    TaskSpec,
+    VerticalGbdtSpec,
     VerticalLrSpec,
     VerticalPredictSpec,
     parse_canonical,
@@ -43,8 +46,9 @@ from privledger.protocols.fl.federation import (
     run_aggregator,
     run_client,
 )
+from privledger.protocols.fl.gbdt import GbdtJointScorer, LabelHolderModel, OwnerModel
 from privledger.protocols.fl.horizontal import F64, ClientData
-from privledger.protocols.fl.joint import Released, predict_joint, receive_joint
+from privledger.protocols.fl.joint import JointScorer, Released, predict_joint, receive_joint
 from privledger.protocols.fl.vertical import (
     PartyModel,
     SharedLrScorer,
@@ -453,7 +457,7 @@ def _vertical_predict(task: Run, spec: VerticalPredictSpec) -> RunOutput:
     leader = spec.requester if spec.requester in holders else holders[0]
     by_value = spec.output == "ids" and spec.requester not in holders
     try:
-        part = _model_part_for(task, spec, parties) if task.org in parties else None
+        model = _model_part_for(task, spec, parties) if task.org in parties else None
     except TaskRefused as exc:
         if task.org == spec.model.org:  # the call log holds refused calls too
             _log_model_call(task, _stored_model(task, spec.model.dataset), f"refused: {exc}")
@@ -485,7 +489,7 @@ def _vertical_predict(task: Run, spec: VerticalPredictSpec) -> RunOutput:
     party = task.party()
     index = task.owners.index
     requester_holds_ids = spec.requester in holders
-    if part is None:  # the requester's batch, outside the model
+    if model is None:  # the requester's batch, outside the model
         released = receive_joint(
             party,
             tuple(index(org) for org in parties),
@@ -500,9 +504,9 @@ def _vertical_predict(task: Run, spec: VerticalPredictSpec) -> RunOutput:
     assert mine is not None
     features = np.zeros((count, 0))
     if mine.features:
-        raw = _feature_rows(task, common, len(mine.features))
-        features = (raw - np.asarray(part["mean"])) / np.asarray(part["scale"])
-    scorer = SharedLrScorer(SharedModel.from_json(part), label_holder=index(spec.model.org))
+        features = _feature_rows(task, common, len(mine.features))
+    group = tuple(index(org) for org in parties)
+    scorer, features = _joint_scorer(*model, features, group, index(spec.model.org))
     output = predict_joint(
         party,
         scorer,
@@ -520,9 +524,26 @@ def _vertical_predict(task: Run, spec: VerticalPredictSpec) -> RunOutput:
     return _released_items(output, common), count
 
 
-def _model_part_for(task: Run, spec: VerticalPredictSpec, parties: list[int]) -> dict[str, object]:
-    """This party's stored part of the model, checked against the training task and the
-    model's commitment on chain (which binds every party's part)."""
+def _joint_scorer(
+    training: TaskSpec, part: dict[str, object], features: F64, group: tuple[int, ...], holder: int
+) -> tuple[JointScorer, F64]:
+    """This party's scorer of the model's protocol and its columns as that model takes them."""
+    if isinstance(training, VerticalGbdtSpec):  # trees take the raw columns
+        trees = part["model"]
+        assert isinstance(trees, dict)
+        kind = LabelHolderModel if "leaf_values" in trees else OwnerModel
+        scorer = GbdtJointScorer(kind.from_json(trees), group, holder, VerticalConfig.frac_bits)
+        return scorer, features
+    if features.shape[1]:
+        features = (features - np.asarray(part["mean"])) / np.asarray(part["scale"])
+    return SharedLrScorer(SharedModel.from_json(part), label_holder=holder), features
+
+
+def _model_part_for(
+    task: Run, spec: VerticalPredictSpec, parties: list[int]
+) -> tuple[TaskSpec, dict[str, object]]:
+    """The model's training spec and this party's stored part of the model, checked against
+    the training task and the model's commitment on chain (which binds every party's part)."""
     with Session(task.node.engine) as session:
         row = session.get(LocalTask, spec.model_task)
     if row is None or row.spec_json is None or row.result_path is None:
@@ -530,8 +551,12 @@ def _model_part_for(task: Run, spec: VerticalPredictSpec, parties: list[int]) ->
             FailureReason.PROTOCOL_ERROR, f"task {spec.model_task} left no model part here"
         )
     training = parse_canonical(row.spec_json.encode())
-    if not isinstance(training, VerticalLrSpec) or training.output != "requester":
+    kept = isinstance(training, VerticalGbdtSpec) or (
+        isinstance(training, VerticalLrSpec) and training.output == "requester"
+    )
+    if not kept:
         raise TaskRefused(FailureReason.SPEC_MISMATCH, "the model task kept no shared model")
+    assert isinstance(training, VerticalLrSpec | VerticalGbdtSpec)
     if [item.org for item in training.inputs] != parties or training.requester != spec.model.org:
         raise TaskRefused(
             FailureReason.SPEC_MISMATCH, "the model's parties differ from the training task's"
@@ -549,7 +574,7 @@ def _model_part_for(task: Run, spec: VerticalPredictSpec, parties: list[int]) ->
         raise TaskRefused(
             FailureReason.SPEC_MISMATCH, "the model on chain does not bind this party's part"
         )
-    return part
+    return training, part
 
 
 def _received_count(task: Run, leader: int) -> int:

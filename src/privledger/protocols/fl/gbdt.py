@@ -50,9 +50,12 @@ Prediction (:func:`predict_label_holder` / :func:`predict_feature_owner`): each 
 its own splits on its columns of the new rows and sends, per row and tree, the bit mask of the
 leaves consistent with them (:func:`.gbdt_tree.leaf_masks`); the label holder intersects the
 masks (one leaf remains), adds the leaf weights and applies the sigmoid. No threshold leaves its
-owner. Export (:func:`export_label_holder` / :func:`export_feature_owner`): a feature owner that
-calls :func:`export_feature_owner` consents to revealing its splits (columns and thresholds) to
-the label holder, which merges them into a :class:`.gbdt_tree.MergedModel` (LightGBM text).
+owner. :class:`GbdtJointScorer` does the same inside :mod:`.joint` (the label holder's scores as
+its additive share), which releases only a task's allowed output to a requester.
+
+Export (:func:`export_label_holder` / :func:`export_feature_owner`): a feature owner that calls
+:func:`export_feature_owner` consents to revealing its splits (columns and thresholds) to the
+label holder, which merges them into a :class:`.gbdt_tree.MergedModel` (LightGBM text).
 Contribution: :meth:`LabelHolderModel.party_importance`, each party's share of the total split
 gain (the label holder chose every split, so it knows these gains without any export).
 
@@ -109,6 +112,7 @@ from privledger.protocols.fl.gbdt_tree import (
     leaf_index,
     leaf_masks,
 )
+from privledger.protocols.mpc.sharing import U64, Party, agree, encode_fixed
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +120,7 @@ F64 = npt.NDArray[np.float64]
 I32 = npt.NDArray[np.int32]
 
 PROTOCOL: Final = "fl/vertical-gbdt/v1"
+JOINT_PROTOCOL: Final = "fl/vertical-gbdt-scores/v1"
 MAX_FEATURE_OWNERS: Final = 2
 _HEADER_BYTES: Final = 4
 
@@ -240,6 +245,14 @@ class LabelHolderModel:
                 totals[party] += gains[node]
         total = totals.sum()
         return totals / total if total > 0 else np.full(totals.size, 1.0 / totals.size)
+
+    def raw_scores(self, masks: npt.NDArray[np.uint64]) -> F64:
+        """The raw scores (log-odds) of rows whose leaf masks (rows x trees) every party's
+        splits narrowed to one leaf per tree."""
+        scores = np.full(masks.shape[0], self.base_score)
+        for t, values in enumerate(self.leaf_values):
+            scores += values[leaf_index(masks[:, t])]
+        return scores
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -815,9 +828,7 @@ def predict_label_holder(
         for channel in channels:
             _, body = _recv(channel, ("leaf_masks",), timeout)
             masks &= _array(body, "<u8", masks.size).reshape(masks.shape)
-        scores = np.full(masks.shape[0], model.base_score)
-        for t, values in enumerate(model.leaf_values):
-            scores += values[leaf_index(masks[:, t])]
+        scores = model.raw_scores(masks)
     return np.asarray(1.0 / (1.0 + np.exp(-scores)), dtype=np.float64)
 
 
@@ -831,6 +842,47 @@ def predict_feature_owner(
         if [header.get("rows"), header.get("trees")] != list(masks.shape):
             raise GbdtError("the prediction request does not match these rows and this model")
         _send(channel, "leaf_masks", {}, masks.astype("<u8").tobytes())
+
+
+@dataclass(frozen=True)
+class GbdtJointScorer:
+    """One party's side of a vertical GBDT in joint prediction with output control
+    (:class:`~privledger.protocols.fl.joint.JointScorer`, over the MPC mesh of the model
+    parties ``group``): every party but the label holder sends the label holder its leaf masks
+    of the rows (its own splits; no threshold leaves it), the label holder intersects them and
+    adds its leaf values. The scores are then the label holder's additive share, every other
+    party's share is zero, and :mod:`.joint` releases only what the task allows. The label
+    holder learns the scores of the rows -- no more than the masks tell it anyway (the path of
+    every row, as in training and validation: see the module's leakage)."""
+
+    part: OwnerModel | LabelHolderModel
+    group: tuple[int, ...]
+    label_holder: int
+    frac_bits: int
+
+    def shared_scores(self, party: Party, features: F64) -> U64:
+        own = self.part.own if isinstance(self.part, LabelHolderModel) else self.part
+        masks = own.masks(features)
+        agree(
+            party,
+            self.group,
+            {"protocol": JOINT_PROTOCOL, "rows": masks.shape[0], "trees": masks.shape[1]},
+        )
+        if party.index != self.label_holder:
+            party.send_words(self.label_holder, masks.reshape(-1))
+            return np.zeros(masks.shape[0], dtype=np.uint64)
+        if not isinstance(self.part, LabelHolderModel):
+            raise GbdtError("the label holder's part holds the leaf values")
+        for peer in self.group:
+            if peer != party.index:
+                masks &= party.recv_words(peer, masks.size).reshape(masks.shape)
+        return encode_fixed(self.part.raw_scores(masks), self.frac_bits)
+
+    def score_at(self, probability: float) -> float:
+        return math.log(probability / (1.0 - probability))
+
+    def probability(self, scores: F64) -> F64:
+        return np.asarray(1.0 / (1.0 + np.exp(-scores)), dtype=np.float64)
 
 
 def export_feature_owner(

@@ -1,0 +1,160 @@
+"""Vertical gradient-boosted trees as a task: ``vertical-gbdt`` (:mod:`.protocols.fl.gbdt`).
+
+The parties align their rows by PSI inside the task, as for vertical-lr (every party learns the
+common ids); the requester, the label holder, then trains with every feature owner over the
+task's channels. Each party keeps its own part of the model as its task output: its splits (the
+thresholds of its own columns), the trees' shapes, and at the label holder the leaf values, the
+owner and gain of every split. Each party commits to its part (sha256 of a fresh salt and the
+part); the label holder gathers the commitments and sends the list back, so every party computes
+the same :func:`~privledger.node.models.gbdt_model_hash`, which the label holder may register
+as an asset (:mod:`privledger.node.models`) and every party checks before joint prediction.
+
+With ``output: model`` the feature owners then reveal their splits to the label holder, which
+merges the model and keeps it as LightGBM text in its output: the worker lets a data owner's node
+take part only when its grant's terms list ``model`` (:func:`privledger.node.terms.violation`),
+so the export happens with the consent of every party. Each party's contribution is its share of
+the total split gain, measured at the label holder and reported in its result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+
+import numpy as np
+
+from privledger.evm.contracts import FailureReason
+from privledger.node.models import gbdt_model_hash
+from privledger.node.runners.base import Run, RunOutput, TaskRefused
+from privledger.node.runners.fl import _aligned_ids, _feature_rows, validation_row
+from privledger.node.spec import VerticalGbdtSpec
+from privledger.protocols.channel import Channel
+from privledger.protocols.fl.gbdt import (
+    GbdtConfig,
+    LabelHolderModel,
+    OwnerModel,
+    export_feature_owner,
+    export_label_holder,
+    train_feature_owner,
+    train_label_holder,
+)
+from privledger.protocols.fl.horizontal import F64
+
+
+def run(task: Run) -> RunOutput:
+    spec = task.spec
+    if not isinstance(spec, VerticalGbdtSpec):
+        raise TaskRefused(FailureReason.SPEC_MISMATCH, f"{spec.protocol} is not vertical-gbdt")
+    mine = task.mine
+    assert mine is not None  # every participant of a vertical-gbdt task holds an input
+    common = _aligned_ids(task, task.owners, spec.requester)
+    if len(common) < 2:
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, "fewer than 2 aligned rows")
+    task.check_release(len(common), "aligned rows")
+    features = _feature_rows(task, common, len(mine.features or ()))
+    config = gbdt_config(spec, task.timeout)
+    # the validation fifth (chosen from the common ids alike on all sides) decides early stopping
+    held_out = np.array([validation_row(key) for key in common], dtype=bool)
+    if config.early_stopping_rounds == 0:
+        held_out[:] = False
+    channels = [task.channels[org] for org in task.owners[1:]] if task.is_requester else []
+    try:
+        if task.is_requester:
+            labels = _labels(task, common)
+            valid = (features[held_out], labels[held_out]) if held_out.any() else None
+            model: LabelHolderModel | OwnerModel = train_label_holder(
+                channels,
+                features[~held_out],
+                labels[~held_out],
+                config=config,
+                valid=valid,
+            )
+        else:
+            model = train_feature_owner(
+                task.channels[spec.requester],
+                features[~held_out],
+                config=config,
+                valid_features=features[held_out] if held_out.any() else None,
+            )
+    except ValueError as exc:  # the data cannot train (one class only, too few rows)
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, str(exc)) from exc
+    part: dict[str, object] = {
+        "protocol": spec.protocol,
+        "aligned": len(common),
+        "features": list(mine.features or ()),
+        "model": model.to_json(),
+    }
+    salt = secrets.token_bytes(32)
+    commitments = _exchange_commitments(task, spec, _commitment(salt, part["model"]))
+    part |= {
+        "salt": salt.hex(),
+        "commitments": commitments,
+        "model_hash": "0x" + gbdt_model_hash(task.task.task_id, spec, commitments).hex(),
+    }
+    if isinstance(model, LabelHolderModel):
+        shares = model.party_importance()
+        part["contributions"] = {
+            str(org): float(share) for org, share in zip(task.owners, shares, strict=True)
+        }
+        part["trees"] = len(model.own.shapes)
+        if spec.output == "model":
+            merged = export_label_holder(channels, model, timeout=task.timeout)
+            part["lightgbm"] = merged.to_lightgbm()
+    elif spec.output == "model":
+        export_feature_owner(task.channels[spec.requester], model, timeout=task.timeout)
+    return [json.dumps(part, sort_keys=True)], len(common)
+
+
+def gbdt_config(spec: VerticalGbdtSpec, timeout: float) -> GbdtConfig:
+    """The training configuration every party derives from the spec (the key size is the
+    protocol's, 2048 bits)."""
+    params = spec.gbdt
+    return GbdtConfig(
+        trees=params.trees,
+        max_depth=params.depth,
+        learning_rate=params.learning_rate,
+        max_bins=params.bins,
+        l2=params.l2,
+        min_child_samples=params.min_child_samples,
+        row_subsample=params.row_subsample,
+        col_subsample=params.col_subsample,
+        early_stopping_rounds=params.early_stopping_rounds,
+        timeout=timeout,
+    )
+
+
+def _labels(task: Run, common: list[bytes]) -> F64:
+    """The label holder's labels (its input's last column) of the aligned rows."""
+    position = {key: index for index, key in reversed(list(enumerate(task.keys)))}
+    try:
+        return np.array([float(task.rows[position[key]][-1]) for key in common])
+    except ValueError as exc:
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, f"non-numeric label: {exc}") from exc
+
+
+def _commitment(salt: bytes, model: object) -> str:
+    return hashlib.sha256(salt + json.dumps(model, sort_keys=True).encode()).hexdigest()
+
+
+def _exchange_commitments(task: Run, spec: VerticalGbdtSpec, own: str) -> list[str]:
+    """Every party's commitment, in input order: the feature owners send theirs to the label
+    holder, which sends the whole list back; each checks that the list holds its own."""
+    owners = task.owners
+    if not task.is_requester:
+        channel: Channel = task.channels[spec.requester]
+        channel.send(own.encode())
+        try:
+            commitments = [str(c) for c in json.loads(channel.recv(task.timeout))]
+        except ValueError as exc:
+            raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"bad commitments: {exc}") from exc
+        if len(commitments) != len(owners) or commitments[owners.index(task.org)] != own:
+            raise TaskRefused(FailureReason.PROTOCOL_ERROR, "the model binds another part of ours")
+        return commitments
+    theirs = [task.channels[org].recv(task.timeout).decode() for org in owners[1:]]
+    if any(len(c) != 64 or c.strip("0123456789abcdef") for c in theirs):
+        raise TaskRefused(FailureReason.PROTOCOL_ERROR, "a malformed commitment")
+    commitments = [own, *theirs]
+    for org in owners[1:]:
+        task.channels[org].send(json.dumps(commitments).encode())
+    return commitments

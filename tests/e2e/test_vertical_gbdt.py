@@ -1,0 +1,155 @@
+"""Vertical gradient-boosted trees as a ledger task (issue 19), between node processes: bank-b
+holds the labels only, the telecom its subscribers' columns; they train by SecureBoost, the
+telecom's terms consenting to the export of the merged model; bank-b registers the model, and
+bank-a's batch is scored jointly -- each party evaluating its own splits -- to the exported
+LightGBM model's probabilities on the same rows."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import lightgbm as lgb
+import numpy as np
+
+from .conftest import Running
+from .test_vertical_model import _register, _result, _run, _write
+from .test_walking_path import FEE, grant
+
+FEATURES = ["f0", "f1", "f2", "f3"]
+PRICE = 10**12
+BATCH = 80
+
+
+def _rows(ids: list[str], matrix: np.ndarray) -> list[list[str]]:
+    return [[k, *(repr(float(v)) for v in row)] for k, row in zip(ids, matrix, strict=True)]
+
+
+def _terms(protocol: str, columns: list[str], outputs: list[str]) -> dict[str, object]:
+    uses = {column: ["aggregate"] for column in columns}
+    return {"protocols": [protocol], "columns": {"id": ["join"], **uses}, "outputs": outputs}
+
+
+def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export(
+    running: Running,
+) -> None:
+    rng = np.random.default_rng(19)
+    tag = secrets.token_hex(3)
+    n = 300
+    x = rng.normal(size=(n, 4))
+    y = ((x[:, 0] > 0.3) ^ (x[:, 1] * x[:, 2] > 0.2)).astype(int)  # not linear: trees' case
+    ids = [f"+4478{tag}{i:04d}" for i in range(n)]
+    data = running.data_dir
+    labels = _write(
+        data / f"gb-labels-{tag}.csv",
+        ["id", "label"],
+        [[k, str(v)] for k, v in zip(ids, y, strict=True)],
+    )
+    subscribers = _write(data / f"gb-subs-{tag}.csv", ["id", *FEATURES], _rows(ids, x))
+    label_data = _register(running, "bank-b", labels, PRICE)
+    telecom_data = _register(running, "telecom", subscribers, PRICE)
+    granted = _terms("vertical-gbdt", FEATURES, ["requester", "model"])
+    grant(running, "telecom", telecom_data, "bank-b", kinds=[], terms=granted)
+    training = {
+        "kind": "fl",
+        "protocol": "vertical-gbdt",
+        "inputs": [
+            {"dataset": label_data, "column": "id", "valueColumn": "label"},
+            {"dataset": telecom_data, "column": "id", "features": FEATURES},
+        ],
+        "output": "model",
+        "gbdt": {"trees": 3, "depth": 3, "learning_rate": 0.3, "min_child_samples": 10},
+        "feeWei": FEE,
+    }
+    train_id = _run(running, "bank-b", training, 240)["taskId"]
+    holder, owner = (
+        json.loads(_result(running, org, train_id)[0]) for org in ("bank-b", "telecom")
+    )
+    assert holder["model_hash"] == owner["model_hash"]
+    assert holder["commitments"] == owner["commitments"]
+    assert "leaf_values" in holder["model"] and "leaf_values" not in owner["model"]
+    assert "lightgbm" not in owner and holder["trees"] == 3
+    shares = holder["contributions"]
+    assert set(shares) == {str(running.org_ids[org]) for org in ("bank-b", "telecom")}
+    assert shares[str(running.org_ids["telecom"])] == 1.0  # bank-b has no column to split on
+
+    # the model is an asset: bank-b, the label holder, registers it; the telecom cannot
+    with running.client("bank-b", "data_owner") as client:
+        body = {"taskId": train_id, "name": f"gbdt-{tag}", "unitPrice": PRICE, "upstreamBps": 0}
+        response = client.post("/models", json=body)
+        assert response.status_code == 201, response.text
+        registered = response.json()
+    assert registered["modelHash"] == holder["model_hash"]
+    assert registered["protocol"] == "vertical-gbdt"
+    assert sorted(registered["parents"]) == sorted([label_data, telecom_data])
+    with running.client("telecom", "data_owner") as client:
+        refused = client.post("/models", json={**body, "name": f"gbdt-{tag}-t"})
+        assert refused.status_code == 409, refused.text
+
+    # joint prediction: bank-a's batch, the telecom's current columns, the registered model
+    current = x + rng.normal(scale=0.1, size=x.shape)
+    current_rows = _rows(ids, current)
+    current_data = _register(
+        running,
+        "telecom",
+        _write(data / f"gb-current-{tag}.csv", ["id", *FEATURES], current_rows),
+        0,
+    )
+    batch = _register(
+        running,
+        "bank-a",
+        _write(data / f"gb-batch-{tag}.csv", ["id"], [[k] for k in ids[:BATCH]]),
+        0,
+    )
+    model_terms = {"protocols": ["vertical-predict"], "columns": {"model": ["join"]}}
+    grant(
+        running,
+        "bank-b",
+        registered["modelId"],
+        "bank-a",
+        kinds=[],
+        terms={**model_terms, "outputs": ["scores"]},
+    )
+    grant(
+        running,
+        "telecom",
+        current_data,
+        "bank-a",
+        kinds=[],
+        terms=_terms("vertical-predict", FEATURES, ["scores"]),
+    )
+    predict = {
+        "kind": "fl",
+        "protocol": "vertical-predict",
+        "inputs": [
+            {"dataset": registered["modelId"], "column": "model"},
+            {"dataset": current_data, "column": "id", "features": FEATURES},
+            {"dataset": batch, "column": "id"},
+        ],
+        "dealer": running.org_ids["regulator"],
+        "output": "scores",
+        "modelTask": train_id,
+        "feeWei": FEE,
+    }
+    done = _run(running, "bank-a", predict, 180)
+    scored = dict(json.loads(item) for item in _result(running, "bank-a", done["taskId"]))
+    assert sorted(scored) == sorted(ids[:BATCH])
+
+    # the same probabilities from the exported model, loaded by LightGBM itself
+    booster = lgb.Booster(model_str=holder["lightgbm"])
+    expected = booster.predict(current[:BATCH])
+    joint = np.array([scored[k] for k in ids[:BATCH]])
+    assert np.allclose(joint, expected, atol=1e-4), np.abs(joint - expected).max()
+    assert 0.05 < float(np.mean(expected >= 0.5)) < 0.95  # the model tells rows apart
+
+    # the export needs every data owner's consent: terms without "model" refuse it
+    kept = _terms("vertical-gbdt", FEATURES, ["requester"])
+    grant(running, "telecom", current_data, "bank-b", kinds=[], terms=kept)
+    inputs = [
+        {"dataset": label_data, "column": "id", "valueColumn": "label"},
+        {"dataset": current_data, "column": "id", "features": FEATURES},
+    ]
+    with running.client("bank-b", "operator") as client:
+        response = client.post("/tasks", json={**training, "inputs": inputs})
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "terms_violation"
