@@ -2,13 +2,18 @@
 since grant terms could not bound the threshold. Terms' ``min_threshold`` now does: every
 provider of a vertical-predict task (the model's owner, each party scoring its rows) refuses a
 lower threshold, or scores, before it reads any data (``node/terms.violation``, the one check
-the requester's node and every provider node run on the spec on chain)."""
+the requester's node and every provider node run on the spec on chain) -- shown on the matching
+function, then between node processes against mallory, whose own key submits the task its
+node refused."""
 
 from __future__ import annotations
+
+import secrets
 
 import numpy as np
 import pytest
 
+from privledger.evm.contracts import FailureReason
 from privledger.node.spec import MODEL_COLUMN, SpecInput, TaskSpec, parse_spec
 from privledger.node.terms import GrantTerms, violation
 from privledger.protocols.fl.joint import predict_joint
@@ -18,6 +23,10 @@ from privledger.protocols.fl.vertical import (
     train_vertical_ss_shared,
 )
 from privledger.protocols.mpc.sharing import Party, local_mesh
+from tests.e2e.test_vertical_model import _register, _run, _write
+
+from .malicious import Mallory, grant
+from .test_requester_attacks import _failed_for, _refused
 
 pytestmark = pytest.mark.security
 
@@ -95,3 +104,76 @@ def test_a_low_threshold_released_most_ids_and_terms_with_a_minimum_refuse_it() 
     psi_only = GrantTerms(protocols=("ecdh",), columns={"id": ("join",)}, min_threshold=0.5)
     assert psi_only.unenforceable() == "none of ['ecdh'] releases ids above a threshold"
     assert "min_threshold" not in open_terms.canonical_json()  # older grants keep their hash
+
+
+def test_the_providers_refuse_a_forged_prediction_below_the_minimum(mallory: Mallory) -> None:
+    running = mallory.running
+    rng = np.random.default_rng(7)
+    tag, n, features = secrets.token_hex(3), 120, ["f0", "f1"]
+    x = rng.normal(size=(n, 2))
+    y = (x @ np.array([2.0, -1.0]) + rng.normal(size=n) > 0).astype(int)
+    ids = [f"+4476{tag}{i:04d}" for i in range(n)]
+    data = running.data_dir
+    rows = [[k, str(v)] for k, v in zip(ids, y, strict=True)]
+    labels = _register(running, "bank-b", _write(data / f"mt-y-{tag}.csv", ["id", "y"], rows), 0)
+    columns = [[k, *(repr(float(v)) for v in row)] for k, row in zip(ids, x, strict=True)]
+    path = _write(data / f"mt-x-{tag}.csv", ["id", *features], columns)
+    subscribers = _register(running, "telecom", path, 0)
+    grant(running, "telecom", subscribers, running.org_ids["bank-b"], kinds=["fl"])
+    dealer = running.org_ids["regulator"]
+    training = {
+        "kind": "fl",
+        "protocol": "vertical-lr",
+        "inputs": [
+            {"dataset": labels, "column": "id", "valueColumn": "y"},
+            {"dataset": subscribers, "column": "id", "features": features},
+        ],
+        "dealer": dealer,
+        "rounds": 10,
+        "feeWei": 10**15,
+    }
+    train_id = _run(running, "bank-b", training, 300)["taskId"]
+    with running.client("bank-b", "data_owner") as owner:
+        body = {"taskId": train_id, "name": f"mt-{tag}"}
+        registered = owner.post("/models", json=body)
+        assert registered.status_code == 201, registered.text
+    model = registered.json()["modelId"]
+    bounded = {"protocols": ["vertical-predict"], "outputs": ["ids"], "minThreshold": 0.5}
+    model_grant = grant(
+        running, "bank-b", model, mallory.org_id, terms={**bounded, "columns": {"model": ["join"]}}
+    )
+    granted = {"id": ["join"], **{f: ["aggregate"] for f in features}}
+    rows_grant = grant(
+        running, "telecom", subscribers, mallory.org_id, terms={**bounded, "columns": granted}
+    )
+    batch = mallory.register(["id"], [[k] for k in ids])
+    inputs = [
+        {"dataset": model, "column": MODEL_COLUMN},
+        {"dataset": subscribers, "column": "id", "features": features},
+        {"dataset": batch, "column": "id"},
+    ]
+    low = {
+        "kind": "fl",
+        "protocol": "vertical-predict",
+        "inputs": inputs,
+        "dealer": dealer,
+        "output": "ids",
+        "threshold": 0.01,
+        "modelTask": train_id,
+    }
+    _refused(mallory.submit(low), "min_threshold")  # its node's own check
+    orgs = (running.org_ids["bank-b"], running.org_ids["telecom"], mallory.org_id)
+    spec = parse_spec(
+        {
+            "protocol": "vertical-predict",
+            "requester": mallory.org_id,
+            "dealer": dealer,
+            "model_task": train_id,
+            "output": "ids",
+            "threshold": 0.01,
+            "inputs": [{**item, "org": org} for item, org in zip(inputs, orgs, strict=True)],
+        }
+    )
+    before = mallory.balance()
+    task_id = mallory.forge(spec, [model_grant, rows_grant, bytes(32)])
+    _failed_for(mallory, task_id, FailureReason.TERMS_VIOLATION, before, ("bank-b", "telecom"))
