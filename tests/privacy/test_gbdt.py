@@ -20,8 +20,18 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from privledger.protocols.channel import Channel, Side, channel_pair
-from privledger.protocols.fl.gbdt import GbdtConfig, train_feature_owner, train_label_holder
+from privledger.protocols.fl.gbdt import (
+    GbdtConfig,
+    GbdtJointScorer,
+    LabelHolderModel,
+    OwnerModel,
+    train_feature_owner,
+    train_label_holder,
+)
 from privledger.protocols.fl.gbdt_paillier import GradientPacking
+from privledger.protocols.fl.gbdt_tree import Split as TreeSplit
+from privledger.protocols.fl.gbdt_tree import TreeShape
+from privledger.protocols.mpc.sharing import Party, decode_fixed
 from tests.protocols.fl.conftest import Split
 
 pytestmark = [pytest.mark.privacy, pytest.mark.slow]
@@ -155,3 +165,36 @@ def test_ciphertexts_carry_nothing_an_attack_can_correlate_with_the_labels(
     assert _label_attack(plaintexts, labels) > 0.45
     # and finds nothing in the ciphertexts (398 rows: one sd of a null AUC is ~0.03)
     assert _label_attack(ciphers, labels) < 0.12
+
+
+def test_joint_scoring_sends_a_feature_owner_nothing_but_the_agreement() -> None:
+    """Joint prediction with a gbdt model (:class:`GbdtJointScorer`): the label holder turns
+    the owners' leaf masks into scores it holds as its share; towards a feature owner it sends
+    only the parameters' digest, so what the owner learns is :mod:`.joint`'s masked protocol
+    (tests/privacy/test_vertical_model.py), never a score. One tree, split by the owner."""
+    shape = TreeShape((0,), (1, 2))
+    owner = OwnerModel((shape,), ({0: TreeSplit(0, 0.0)},), 1)
+    holder = LabelHolderModel(
+        OwnerModel((shape,), ({},), 0),
+        ({0: 1},),
+        ({0: 2.0},),
+        (np.array([-1.0, 1.5]),),
+        0.25,
+        (0, 1),
+    )
+    features = np.array([[-2.0], [0.5], [-0.1], [3.0]])
+    holder_end, owner_end = channel_pair()
+    recording = RecordingChannel(owner_end, "b")
+    parties = [Party(0, {1: holder_end}), Party(1, {0: recording})]
+    shares: list[Any] = [None, None]
+
+    def score(index: int, part: OwnerModel | LabelHolderModel, own: np.ndarray) -> None:
+        shares[index] = GbdtJointScorer(part, (0, 1), 0, 16).shared_scores(parties[index], own)
+
+    thread = threading.Thread(target=score, args=(1, owner, features))
+    thread.start()
+    score(0, holder, np.zeros((4, 0)))
+    thread.join(timeout=30)
+    assert [len(message) for message in recording.received] == [32]  # the agreement's digest
+    assert not shares[1].any()  # the owner's share of every score is zero
+    np.testing.assert_allclose(decode_fixed(shares[0], 16), [-0.75, 1.75, -0.75, 1.75])
