@@ -5,6 +5,7 @@ lost the deployment's own blocks is a ChainReset (a 503 in the API), never a sil
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from sqlmodel import Session, select
 
 from privledger.evm.deploy import Deployment
-from privledger.evm.indexer import ChainReset, EventIndexer
+from privledger.evm.indexer import ChainReset, EventIndexer, Forgotten
 from privledger.store.db import make_engine
 from privledger.store.models import ChainBlock, ChainEvent, ChainRef, ChainTx
 
@@ -36,6 +37,15 @@ def _registered(engine_url: str) -> set[str]:
                 select(ChainEvent).where(ChainEvent.event == "DatasetRegistered")
             ).all()
             return {event.args["datasetId"] for event in events}
+    finally:
+        engine.dispose()
+
+
+def _event_ids(engine_url: str) -> list[int]:
+    engine = make_engine(engine_url)
+    try:
+        with Session(engine) as session:
+            return [event.id or 0 for event in session.exec(select(ChainEvent))]
     finally:
         engine.dispose()
 
@@ -122,3 +132,48 @@ def test_a_chain_that_lost_the_deployment_is_a_chain_reset(
     _rpc(consortium, "anvil_mine", hex(4))  # a different block where the "deployment" was
     with pytest.raises(ChainReset, match="no longer holds block"):
         indexer.sync()
+
+
+def test_a_reorganisation_to_the_same_height_is_seen_and_told(
+    consortium: Consortium, store_url: str
+) -> None:
+    """anvil_reorg replaces the last blocks by as many empty ones: the head's number stays, its
+    hash changes; listeners learn the forgotten transactions and the newest event kept."""
+    admin = consortium.admin
+    indexer = _indexer(consortium, store_url, admin.deployment)
+    told: list[Forgotten] = []
+    indexer.on_rewind(told.append)
+    indexer.sync()
+    kept_events = _event_ids(store_url)
+    gone = "0x" + consortium.dataset(consortium.bank_a).hex()
+    receipt_block = consortium.w3.eth.block_number
+    gone_tx = consortium.w3.eth.get_block(receipt_block)["transactions"][0].to_0x_hex()
+    indexer.sync()
+    assert gone in _registered(store_url)
+
+    _rpc(consortium, "anvil_reorg", 1, [])
+    assert consortium.w3.eth.block_number == receipt_block
+    assert indexer.sync() == 0
+    assert gone not in _registered(store_url)
+    _assert_index_is_the_chain(consortium, store_url, admin.deployment.deploy_block)
+    assert [(f.fork, f.transactions, f.last_event_id) for f in told] == [
+        (receipt_block, frozenset({gone_tx}), max(kept_events))
+    ]
+
+
+def test_nonces_taken_back_by_a_reorganisation_are_filled(consortium: Consortium) -> None:
+    """The chain takes back two mined transactions of bank-a: its book is two nonces ahead, and a
+    transaction signed now would wait behind the gap; closing the gaps fills both nonces with
+    empty transactions, and the next transaction is mined at once."""
+    client = consortium.bank_a.ledger.client
+    consortium.dataset(consortium.bank_a)
+    consortium.dataset(consortium.bank_a)
+    book = client.next_nonce()
+    _rpc(consortium, "anvil_reorg", 2, [])
+    assert consortium.w3.eth.get_transaction_count(client.address, "pending") == book - 2
+    assert client.close_nonce_gaps() == 2
+    assert client.close_nonce_gaps() == 0  # nothing left to fill
+    started = time.monotonic()
+    consortium.dataset(consortium.bank_a)
+    assert time.monotonic() - started < 5
+    assert consortium.w3.eth.get_transaction_count(client.address) == book + 1

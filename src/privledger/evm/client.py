@@ -10,6 +10,14 @@ node's API processes: ``privledger.node.processes.ProcessNonces``), held the sam
 the node has forgotten (anvil can drop transactions under bursts) is broadcast again until it is
 mined or the receipt timeout passes.
 
+A reorganisation that takes back mined transactions of an account moves its nonce on chain back
+below the book's: every later transaction would wait behind the gap.
+:meth:`ChainClient.close_nonce_gaps` (called by a node's worker when its index forgets blocks)
+fills each such gap with empty transactions, so what was signed meanwhile is mined in order and
+nothing is signed twice under two nonces; a transaction still unmined after
+:data:`REBROADCAST_AFTER_S` closes its own gap the same way. What the reorganisation took back is
+re-driven by whoever sent it (the worker anchors again).
+
 The hot calls (``eth_call``, ``eth_estimateGas``, ``eth_sendRawTransaction``, receipt polls) go
 over :class:`privledger.evm.rpc.JsonRpc`, about fifteen times cheaper in CPU than web3's request
 stack; receipts come back formatted exactly as ``w3.eth.get_transaction_receipt`` formats them.
@@ -76,6 +84,7 @@ class SentTransaction:
     tx_hash: HexBytes
     raw: HexBytes
     sent_at: float
+    nonce: int | None = None  # None: signed elsewhere (a relayed transaction)
 
 
 class NonceSlot:
@@ -367,7 +376,7 @@ class ChainClient:
                 slot.value = self._pending_count()
             nonce = slot.value
             tx_hash, raw = sign(self.account, {**tx, "nonce": nonce})
-            sent = SentTransaction(tx_hash, raw, time.time())
+            sent = SentTransaction(tx_hash, raw, time.time(), nonce)
             answer: Callable[[], Any] | None = None
             try:
                 answer = self._rpc.start(SYNC_SEND, [sent.raw.to_0x_hex()])
@@ -393,7 +402,7 @@ class ChainClient:
                     slot.value = self._pending_count()
                 nonce = slot.value
                 tx_hash, raw = sign(self.account, {**tx, "nonce": nonce})
-                sent = SentTransaction(tx_hash, raw, time.time())
+                sent = SentTransaction(tx_hash, raw, time.time(), nonce)
                 try:
                     self._send_within_window(sent)
                 except (RpcError, OSError) as exc:
@@ -441,15 +450,64 @@ class ChainClient:
             now = time.monotonic()
             if now > deadline:
                 raise ChainTimeout(f"transaction {tx_hash} not mined in {self.receipt_timeout_s}s")
-            if now - last_broadcast > REBROADCAST_AFTER_S and not self._known(sent.tx_hash):
-                logger.warning("transaction %s was dropped, broadcasting again", tx_hash)
-                try:
-                    self._rpc.request("eth_sendRawTransaction", [sent.raw.to_0x_hex()])
-                except (RpcError, RpcUnavailable) as exc:
-                    logger.info("rebroadcast of %s refused: %s", tx_hash, exc)
+            if now - last_broadcast > REBROADCAST_AFTER_S:
+                if not self._known(sent.tx_hash):
+                    logger.warning("transaction %s was dropped, broadcasting again", tx_hash)
+                    try:
+                        self._rpc.request("eth_sendRawTransaction", [sent.raw.to_0x_hex()])
+                    except (RpcError, RpcUnavailable) as exc:
+                        logger.info("rebroadcast of %s refused: %s", tx_hash, exc)
+                elif sent.nonce is not None and sent.nonce > self._pending_count():
+                    self._close_gap()  # a reorganisation took back transactions before it
                 last_broadcast = now
             time.sleep(delay)
             delay = min(delay * POLL_GROWTH, POLL_MAX_S)
+
+    def close_nonce_gaps(self) -> int:
+        """Fill the nonce gap of every account of this connection whose book is ahead of its
+        pending count on chain (a reorganisation took back its transactions) with empty
+        transactions; how many were sent."""
+        with self._family.lock:
+            clients = list(self._family.clients.values())
+        return sum(client._close_gap() for client in clients)
+
+    def _close_gap(self) -> int:
+        """Send a zero-value transaction to itself for each nonce between the account's pending
+        count and its book's next nonce, without waiting for them; how many were sent."""
+        with self._nonce() as slot:
+            if slot.value is None:
+                return 0
+            pending = self._pending_count()
+            if pending >= slot.value:
+                return 0
+            logger.warning(
+                "%s: nonces %d..%d were taken back by the chain; filling them",
+                self.address,
+                pending,
+                slot.value - 1,
+            )
+            zero = self._family.zero_base_fee()
+            gas_price = 0 if zero else to_int(self._request("eth_gasPrice", []))
+            for nonce in range(pending, slot.value):
+                filler = {
+                    "to": self.address,
+                    "value": 0,
+                    "gas": 21_000,
+                    "gasPrice": gas_price,
+                    "chainId": self.chain_id,
+                    "nonce": nonce,
+                }
+                _, raw = sign(self.account, filler)
+                try:
+                    self._rpc.request("eth_sendRawTransaction", [raw.to_0x_hex()])
+                except (RpcError, RpcUnavailable) as exc:  # e.g. taken meanwhile
+                    logger.info("filler of nonce %d of %s refused: %s", nonce, self.address, exc)
+            return slot.value - pending
+
+    def mined(self, tx_hash: str) -> bool:
+        """Whether the chain holds the transaction in a block."""
+        receipt = self._request("eth_getTransactionReceipt", [tx_hash])
+        return receipt is not None and receipt.get("blockNumber") is not None
 
     def _receipt(self, sent: SentTransaction, raw: dict[str, Any]) -> TxReceipt:
         """A mined transaction's receipt as web3 formats it; a revert raises ChainError."""

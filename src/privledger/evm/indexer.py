@@ -10,7 +10,11 @@ blocks at least ``confirmations`` deep are read; on anvil and on a QBFT network 
 finality) zero is right. When the next block's parent is not the block read last (a
 reorganisation, or a chain reverted to an earlier state), the index goes back to the newest
 stored block the chain still holds and reads the blocks after it again; a chain that lost the
-deployment's own block raises :class:`ChainReset`.
+deployment's own block raises :class:`ChainReset`. A reorganisation that leaves the head at the
+same height (anvil's ``anvil_reorg``) is seen by the head's hash. Whoever acts on what the chain
+held (a node's worker: its transactions, anchors and settlements) learns what was forgotten from
+the :class:`Forgotten` given to each listener of :meth:`EventIndexer.on_rewind`; a process
+without them (a node's extra API processes) leaves the rewind to the one that has them.
 
 Each call and event also leaves ``ChainRef`` rows naming the tasks, datasets, grants, orgs, batches
 and accounts in its arguments: the explorer's search index. Whoever waits on a task the stored
@@ -21,14 +25,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi.exceptions import DecodingError
 from hexbytes import HexBytes
-from sqlalchemy import Engine, Table, bindparam, delete, select, update
+from sqlalchemy import Engine, Table, bindparam, delete, func, select, update
 from sqlmodel import SQLModel
 from web3 import Web3
 
@@ -122,6 +126,18 @@ class ChainReset(ChainError):
     """The chain no longer holds the deployment the index follows (an API answers 503)."""
 
 
+@dataclass(frozen=True)
+class Forgotten:
+    """What a rewind took out of the index: blocks from ``fork`` on, the tasks their events
+    named and their transactions' hashes; events stored from now on have ids above
+    ``last_event_id`` (the newest event kept)."""
+
+    fork: int
+    tasks: frozenset[int]
+    transactions: frozenset[str]
+    last_event_id: int
+
+
 class EventIndexer:
     """Reads every block, transaction and event of one deployment into the database.
 
@@ -148,7 +164,10 @@ class EventIndexer:
         self._rpc = JsonRpc(w3)
         # one sync at a time per indexer (worker and API share it)
         self._lock: AbstractContextManager[object] = threading.Lock()
-        self._seen_next = 0  # a lower bound of the stored cursor (it only moves forward)
+        self._seen_next = 0  # the stored cursor as last seen (a rewind moves it back)
+        self._seen_head: tuple[str, str] | None = None  # number and hash of the head synced to
+        self._rewind_listeners: list[Callable[[Forgotten], None]] = []
+        self._rewinds_here = True
         self.cursor_name = cursor_name(deployment)
         self._events: dict[tuple[str, bytes], tuple[str, EventCodec]] = {}
         self._topics: dict[tuple[str, str], tuple[str, str]] = {}  # -> (address, topic)
@@ -181,6 +200,17 @@ class EventIndexer:
         cursor and find the range stored."""
         self._lock = lock
 
+    def on_rewind(self, listener: Callable[[Forgotten], None]) -> None:
+        """Call ``listener`` (in the syncing thread, with the rows already deleted) whenever a
+        sync forgets blocks the chain no longer holds."""
+        self._rewind_listeners.append(listener)
+
+    def leave_rewinds(self) -> None:
+        """Never forget blocks here: a sync that finds the chain changed stores nothing and
+        leaves the rewind to the node's process whose worker listens (``on_rewind``), which
+        syncs every ``worker_interval_s``."""
+        self._rewinds_here = False
+
     def next_block(self) -> int:
         with self.engine.connect() as connection:
             stored = connection.execute(self._read_cursor).scalar()
@@ -193,13 +223,19 @@ class EventIndexer:
         sync (each API request, the worker): one at a time reads and stores, and a caller whose
         blocks another sync stored meanwhile returns at once instead of queueing for the lock.
         """
-        head = self._head()
-        if head == self._seen_next - 1:
+        latest = self._latest()
+        if latest == self._seen_head:
             return 0  # nothing new: no lock, no cursor read
         with self._lock:
-            if head == self._seen_next - 1:
+            if latest == self._seen_head:
                 return 0  # the sync we waited for covered our blocks
-            return self._sync(self._head())
+            latest = self._latest()
+            try:
+                stored = self._sync(to_int(latest[0]) - self.confirmations)
+            except _RewindElsewhere:
+                return 0
+            self._seen_head = latest
+            return stored
 
     def sync_for(self, contract: str, event: str) -> None:
         """Make sure every ``event`` of ``contract`` mined so far is in the database, indexing
@@ -223,13 +259,16 @@ class EventIndexer:
         if to_int(head) - self.confirmations >= first and logs != []:
             self.sync()  # such an event (or an answer that is not a list): read the new blocks
 
-    def _head(self) -> int:
-        return to_int(self._rpc.request("eth_blockNumber", [])) - self.confirmations
+    def _latest(self) -> tuple[str, str]:
+        """The number and hash of the chain's newest block (a reorganisation to the same height
+        changes the hash only)."""
+        block = self._rpc.request("eth_getBlockByNumber", ["latest", False])
+        return str(block["number"]), str(block["hash"])
 
     def _sync(self, head: int) -> int:
         start = self.next_block()
-        if head < start - 1:  # the chain is behind the index: it went back
-            start = self._rewind(start)
+        if head <= start - 1:  # nothing new on the chain, or it went back: does it still hold
+            start = self._rewind(start, behind=head < start - 1)  # the block read last?
         stored = 0
         while start <= head:
             last = min(start + BATCH_BLOCKS - 1, head)
@@ -269,14 +308,20 @@ class EventIndexer:
         block = self._rpc.request("eth_getBlockByNumber", [hex(number), False])
         return block is not None and _hex(block["hash"]) == block_hash
 
-    def _rewind(self, start: int) -> int:
+    def _rewind(self, start: int, *, behind: bool = False) -> int:
         """Forget the stored blocks after the newest one the chain still holds (walking back
         from ``start``), with their transactions, events and references, and move the cursor to
         the block after it; that block's number. Waiters on the tasks those events named are
-        woken."""
+        woken, and the listeners told. A block read before its hash was kept is taken as held,
+        unless the chain is ``behind`` it."""
         deploy_block = self.deployment.deploy_block
-        if start <= deploy_block or self._on_chain(start - 1, self._read_hash(start - 1)):
+        read = self._read_hash(start - 1)
+        if start <= deploy_block or (read is None and not behind):
             return start
+        if self._on_chain(start - 1, read):
+            return start
+        if not self._rewinds_here:
+            raise _RewindElsewhere
         blocks = _table(ChainBlock)
         with self.engine.connect() as connection:
             stored = connection.execute(
@@ -292,18 +337,24 @@ class EventIndexer:
             )
         fork, last_hash = int(kept[0]) + 1, str(kept[1])
         logger.warning("the chain no longer holds blocks %d..%d: indexing again", fork, start - 1)
-        refs = _table(ChainRef)
+        refs, events, txs = _table(ChainRef), _table(ChainEvent), _table(ChainTx)
         with self.engine.begin() as connection:
             tasks = connection.execute(
                 select(refs.c.value).where(refs.c.kind == "task", refs.c.block_number >= fork)
             ).scalars()
-            forgotten = {int(value) for value in tasks}
-            for table in (refs, _table(ChainEvent), _table(ChainTx)):
+            forgotten_tasks = frozenset(int(value) for value in tasks)
+            hashes = connection.execute(select(txs.c.hash).where(txs.c.block_number >= fork))
+            forgotten_txs = frozenset(str(tx_hash) for tx_hash in hashes.scalars())
+            for table in (refs, events, txs):
                 connection.execute(delete(table).where(table.c.block_number >= fork))
             connection.execute(delete(blocks).where(blocks.c.number >= fork))
             connection.execute(self._move_cursor, {"next_block": fork, "last_hash": last_hash})
+            last_event = connection.execute(select(func.max(events.c.id))).scalar()
         self._seen_next = fork
-        task_changes.notify(forgotten)
+        forgotten = Forgotten(fork, forgotten_tasks, forgotten_txs, int(last_event or 0))
+        for listener in self._rewind_listeners:
+            listener(forgotten)
+        task_changes.notify(forgotten_tasks)
         return fork
 
     def _blocks(self, first: int, last: int) -> _Rows:
@@ -463,6 +514,10 @@ class EventIndexer:
             "event": event.name,
             "args": to_jsonable(event.decode(self.w3, topics, to_bytes(log["data"]))),
         }
+
+
+class _RewindElsewhere(Exception):
+    """The chain changed, and this process leaves the rewind to another."""
 
 
 @dataclass

@@ -208,14 +208,18 @@ class HealthProbe:
 
 
 class MetricsCache:
-    """The last metrics, kept until the index gains an event (the cockpit polls often)."""
+    """The last metrics, kept until the index's newest event changes (the cockpit polls often):
+    its id and block hash, as a rewind may forget events and store others under their ids."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._cached: tuple[int | None, Metrics] | None = None
+        self._cached: tuple[tuple[Any, ...] | None, Metrics] | None = None
 
     def get(self, session: Session, directory: Directory) -> Metrics:
-        newest = session.exec(select(func.max(ChainEvent.id))).one()
+        found_newest = session.exec(
+            select(ChainEvent.id, ChainEvent.block_hash).order_by(col(ChainEvent.id).desc())
+        ).first()
+        newest = None if found_newest is None else tuple(found_newest)
         with self._lock:
             if self._cached is not None and self._cached[0] == newest:
                 return self._cached[1]

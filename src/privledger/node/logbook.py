@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol, TypeVar
 
 from sqlmodel import Session, SQLModel, col, select
@@ -71,6 +71,34 @@ def anchor_pending(
         session.commit()
     logger.info("anchored %d %s entries in batch %d", len(pending), table.__name__, batch_id)
     return batch_id
+
+
+def release_vanished(node: NodeContext, table: type[E], tx_hashes: Collection[str]) -> int:
+    """Entries anchored by one of ``tx_hashes`` that the chain no longer holds (a reorganisation
+    took the batch back, and its id may now be another batch's) lose their batch position, so
+    the next :func:`anchor_pending` puts them in a new batch; how many."""
+    with Session(node.engine) as session:
+        used = session.exec(
+            select(table.batch_tx)  # type: ignore[attr-defined]
+            .where(col(table.batch_tx).in_(list(tx_hashes)))  # type: ignore[attr-defined]
+            .distinct()
+        )
+        vanished = [tx for tx in used if not node.ledger.client.mined(tx)]
+        if not vanished:
+            return 0
+        entries: list[Any] = list(
+            session.exec(
+                select(table).where(col(table.batch_tx).in_(vanished))  # type: ignore[attr-defined]
+            )
+        )
+        for entry in entries:
+            entry.batch_id = entry.batch_index = entry.batch_tx = None
+            session.add(entry)
+        session.commit()
+    logger.warning(
+        "%d %s entries lost their batch to a reorganisation", len(entries), table.__name__
+    )
+    return len(entries)
 
 
 def proof_of(

@@ -122,6 +122,13 @@ class Mailbox:
             self._total_bytes -= len(frame)
             return frame
 
+    def reopen(self, task_ids: set[int] | frozenset[int]) -> None:
+        """Forget that ``task_ids`` were finished here: a reorganisation took them back, and a
+        new task may take one of their ids."""
+        with self._changed:
+            for task_id in task_ids:
+                self._finished.pop(task_id, None)
+
     def discard(self, task_id: int) -> None:
         """Drop every frame of a finished task, and any that arrives for it later; whoever
         waits for one of its frames gets ``ChannelClosed``."""

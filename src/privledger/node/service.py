@@ -115,6 +115,7 @@ def serve_api(
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.umask(PRIVATE_UMASK)
     node = open_node(settings)
+    node.indexer.leave_rewinds()  # to the primary, whose worker follows them
     notices = share_between_processes(node, nonces)
     try:
         app = create_app(node)

@@ -6,6 +6,15 @@ against the spec hash on chain, and checks every foreign input's authorisation a
 grant revoked or expired since submission stops the task). Anything that goes wrong is recorded on
 chain as a failure with a reason, which refunds the requester; a result is anchored only once the
 protocol finished.
+
+It follows the chain when the chain changes its mind: when the index forgets blocks (a
+reorganisation took them back), the worker reads the forgotten tasks' events again, fills the
+nonces its accounts lost (:meth:`privledger.evm.client.ChainClient.close_nonce_gaps`), puts log
+entries whose batch vanished in a new batch, and brings its record of each forgotten task in line
+with the new chain (:meth:`Worker._reconcile`): an anchor that vanished is sent again (the same
+digest: the salt and output are kept), a settlement that vanished is sent again, a failure this
+node recorded is recorded again, and a task whose submission vanished is recorded as failed with
+a ``CHAIN_REORG`` reason. The contract settles a task once (``settleTask`` needs ``Completed``).
 """
 
 from __future__ import annotations
@@ -29,12 +38,14 @@ from sqlmodel import Session, col, select
 from privledger.evm.contracts import ApprovalStatus, FailureReason, Grant, Task, TaskStatus
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.evm.hashing import keccak256
+from privledger.evm.indexer import Forgotten
 from privledger.node import results
 from privledger.node.absence import AbsenceWatch
 from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
 from privledger.node.grants import terms_of
+from privledger.node.logbook import release_vanished
 from privledger.node.peer_spec import checked_spec, fetch_spec
 from privledger.node.release import LastMessages
 from privledger.node.runners import InputForm, Run, TaskRefused, input_form, run_protocol
@@ -52,7 +63,14 @@ from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, 
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
 from privledger.protocols.mpc.sharing import Dealer
 from privledger.store.events import events_after, events_named
-from privledger.store.models import LocalDataset, LocalModel, LocalTask, PsiService
+from privledger.store.models import (
+    AuditEntry,
+    LocalDataset,
+    LocalModel,
+    LocalTask,
+    PsiService,
+    ServiceCall,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +81,7 @@ MAX_UNITS = 2**32 - 1  # usage units anchored on chain are uint32
 DEALER_BUDGET_S = 900.0
 TASK_EVENTS = ("TaskAuthorised", "TaskCompleted", "TaskFailed", "TaskExpired")
 ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
+LOST = "CHAIN_REORG"  # the failure of a task whose submission a reorganisation took back
 
 
 @dataclass(frozen=True)
@@ -104,6 +123,11 @@ def _holds(row: LocalTask, spec_hash: bytes) -> bool:
     return row.spec_hash == "0x" + spec_hash.hex()
 
 
+def _lost(row: LocalTask) -> bool:
+    """Whether the record is of a task whose submission a reorganisation took back."""
+    return (row.failure or "").startswith(LOST)
+
+
 @contextmanager
 def _closing(channels: Mapping[int, SecureChannel]) -> Iterator[None]:
     """Close a task's channels after the block; if it failed, abandon them without close frames
@@ -136,9 +160,12 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._audit_anchored = time.monotonic()
         self._absences = AbsenceWatch(node.ledger.tasks)  # anchored here, not completed yet
+        self._rewinds: list[Forgotten] = []  # what the index forgot, not followed yet
+        self._unreconciled: set[int] = set()  # forgotten tasks busy here when last followed
 
     # --- loop -------------------------------------------------------------------------------
     def start(self) -> None:
+        self.node.indexer.on_rewind(self._rewound)
         self._recover()
         self._thread = threading.Thread(target=self._loop, name="worker", daemon=True)
         self._thread.start()
@@ -164,6 +191,7 @@ class Worker:
         :attr:`_to_run` / :attr:`_to_settle` until this node's record of them is final, so a
         tick costs what is open, not the whole history."""
         self.node.indexer.sync()
+        self._follow_rewinds()
         with Session(self.node.engine) as session:
             for event in events_after(session, TASK_EVENTS, self._seen):
                 task_id = int(event.args["taskId"])
@@ -182,7 +210,7 @@ class Worker:
                 tasks -= self._ignored
         for task_id in sorted(self._to_run):
             row = local.get(task_id)
-            if row is None or row.state not in FINAL_STATES:
+            if row is None or row.state not in FINAL_STATES or _lost(row):  # lost: id taken anew
                 self._submit(task_id, self._run)
             else:
                 self._to_run.discard(task_id)
@@ -221,6 +249,107 @@ class Worker:
                     self._busy.discard(task_id)
 
         self._pool.submit(wrapped)
+
+    # --- following a reorganisation -----------------------------------------------------------
+    def _rewound(self, forgotten: Forgotten) -> None:
+        """The index forgot blocks (called in whichever thread synced): followed next tick; a
+        new task may take the id of a forgotten one at once, so their frames are let in now."""
+        self.node.mailbox.reopen(forgotten.tasks)
+        with self._lock:
+            self._rewinds.append(forgotten)
+
+    def _follow_rewinds(self) -> None:
+        """Read the new chain's task events again (their ids may be the forgotten ones'), fill
+        the nonces the chain took back, put log entries whose batch vanished in a new batch, and
+        reconcile each forgotten task this node keeps a record of."""
+        with self._lock:
+            rewinds, self._rewinds = self._rewinds, []
+            busy = set(self._busy)
+        tasks = set(self._unreconciled)
+        if rewinds:
+            self._seen = min(self._seen, *(forgotten.last_event_id for forgotten in rewinds))
+            self.node.ledger.client.close_nonce_gaps()
+            gone = set().union(*(forgotten.transactions for forgotten in rewinds))
+            released = sum(release_vanished(self.node, t, gone) for t in (AuditEntry, ServiceCall))
+            if released:
+                self._audit_anchored = float("-inf")  # anchor them again this tick
+            tasks |= set().union(*(forgotten.tasks for forgotten in rewinds))
+        self._unreconciled = tasks & busy  # running here: their own outcome settles them
+        for task_id in sorted(tasks - busy):
+            try:
+                self._reconcile(task_id)
+            except ChainError as exc:
+                logger.warning("task %d not reconciled with the chain yet: %s", task_id, exc)
+                self._unreconciled.add(task_id)
+
+    def _reconcile(self, task_id: int) -> None:
+        """Bring this node's record of a task whose events the index forgot in line with the
+        chain as it is now."""
+        with Session(self.node.engine) as session:
+            row = session.get(LocalTask, task_id)
+        if row is None:
+            return  # nothing of ours: its events, read again, are enough
+        tasks = self.node.ledger.tasks
+        task = tasks.get_task(task_id) if task_id <= tasks.task_count() else None
+        if task is None or not _holds(row, task.spec_hash):
+            if not _lost(row):
+                logger.warning("task %d: its submission is no longer on the chain", task_id)
+                self._record_row(
+                    row,
+                    state="failed",
+                    failure=f"{LOST}: a reorganisation took back the submission of this task; "
+                    "submit it again",
+                )
+            return
+        if task.status in ACTIVE:
+            self._restore_on_chain(task, row)
+        elif task.status is TaskStatus.COMPLETED and row.result_digest is not None:
+            if row.state != "anchored":
+                self._record(task_id, task.spec_hash, state="anchored")  # its settlement vanished
+            self._to_settle.add(task_id)
+
+    def _restore_on_chain(self, task: Task, row: LocalTask) -> None:
+        """An open task this node had anchored or failed: send the anchor (the same digest) or
+        the failure again if the chain lost it."""
+        tasks, org = self.node.ledger.tasks, self.node.org_id
+        if row.state == "failed" and row.failure:
+            name = row.failure.split(":", 1)[0]
+            reason = FailureReason.__members__.get(name, FailureReason.PROTOCOL_ERROR)
+            logger.warning("task %d: recording its failure (%s) again", task.task_id, name)
+            try:
+                tasks.fail_task(task.task_id, int(reason))
+            except ChainRevert as exc:
+                logger.info("task %d not failed again: %s", task.task_id, exc)
+            return
+        if row.result_digest is None or row.transcript_hash is None:
+            return
+        if tasks.anchor_of(task.task_id, org) == bytes(32):
+            logger.warning("task %d: anchoring its result again", task.task_id)
+            try:
+                tasks.anchor_result(
+                    task.task_id,
+                    bytes.fromhex(row.result_digest[2:]),
+                    bytes.fromhex(row.transcript_hash[2:]),
+                    min(row.result_size or 0, MAX_UNITS),
+                )
+            except ChainRevert as exc:  # e.g. its deadline passed: the task expires instead
+                logger.warning("task %d not anchored again: %s", task.task_id, exc)
+                return
+        if row.state != "anchored":
+            self._record(task.task_id, task.spec_hash, state="anchored")
+        self._absences.watch(task.task_id)
+
+    def _record_row(self, row: LocalTask, **fields: object) -> None:
+        """Update the stored record ``row`` as it is (whatever task the chain now holds)."""
+        with Session(self.node.engine) as session:
+            stored = session.get(LocalTask, row.task_id)
+            if stored is None or stored.spec_hash != row.spec_hash:
+                return  # replaced meanwhile (a new task took the id)
+            for name, value in fields.items():
+                setattr(stored, name, value)
+            stored.updated_at = datetime.now(UTC)
+            session.add(stored)
+            session.commit()
 
     def _recover(self) -> None:
         """A task that was mid-protocol when the node stopped cannot resume: fail it cleanly.
@@ -631,6 +760,7 @@ class Worker:
                 session.delete(row)
                 session.flush()
                 row = None
+                self.node.mailbox.reopen({task_id})
             if row is None:
                 row = LocalTask(task_id=task_id, spec_hash="0x" + spec_hash.hex())
             for name, value in fields.items():
