@@ -51,13 +51,14 @@ def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export
     telecom_data = _register(running, "telecom", subscribers, PRICE)
     granted = _terms("vertical-gbdt", FEATURES, ["requester", "model"])
     grant(running, "telecom", telecom_data, "bank-b", kinds=[], terms=granted)
+    inputs = [
+        {"dataset": label_data, "column": "id", "valueColumn": "label"},
+        {"dataset": telecom_data, "column": "id", "features": FEATURES},
+    ]
     training = {
         "kind": "fl",
         "protocol": "vertical-gbdt",
-        "inputs": [
-            {"dataset": label_data, "column": "id", "valueColumn": "label"},
-            {"dataset": telecom_data, "column": "id", "features": FEATURES},
-        ],
+        "inputs": inputs,
         "output": "model",
         "gbdt": {
             "trees": 4,
@@ -153,11 +154,27 @@ def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export
     # the export needs every data owner's consent: terms without "model" refuse it
     kept = _terms("vertical-gbdt", FEATURES, ["requester"])
     grant(running, "telecom", current_data, "bank-b", kinds=[], terms=kept)
-    inputs = [
-        {"dataset": label_data, "column": "id", "valueColumn": "label"},
-        {"dataset": current_data, "column": "id", "features": FEATURES},
-    ]
+    current_input = {"dataset": current_data, "column": "id", "features": FEATURES}
     with running.client("bank-b", "operator") as client:
-        response = client.post("/tasks", json={**training, "inputs": inputs})
+        response = client.post("/tasks", json={**training, "inputs": [inputs[0], current_input]})
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "terms_violation"
+
+    # three parties: bank-a's columns join as a second feature owner (no export)
+    extra = _write(data / f"gb-a-{tag}.csv", ["id", "g0", "g1"], _rows(ids, x[:, :2] ** 2))
+    bank_a_data = _register(running, "bank-a", extra, PRICE)
+    grant(running, "bank-a", bank_a_data, "bank-b", kinds=["fl"])
+    second = {"dataset": bank_a_data, "column": "id", "features": ["g0", "g1"]}
+    three = {
+        **training,
+        "inputs": [*inputs, second],
+        "output": "requester",
+        "gbdt": {"trees": 2, "depth": 2, "min_child_samples": 10},
+    }
+    three_id = _run(running, "bank-b", three, 240)["taskId"]
+    orgs = ("bank-b", "telecom", "bank-a")
+    parts = [json.loads(_result(running, org, three_id)[0]) for org in orgs]
+    assert len({part["model_hash"] for part in parts}) == 1 and len(parts[0]["commitments"]) == 3
+    assert "lightgbm" not in parts[0] and parts[0]["trees"] == 2
+    assert set(parts[0]["contributions"]) == {str(running.org_ids[org]) for org in orgs}
+    assert abs(sum(parts[0]["contributions"].values()) - 1.0) < 1e-9
