@@ -25,21 +25,27 @@ DP = {"noise_multiplier": 4.0, "clip_norm": 2.0, "delta": 1e-5}
 ROUNDS = 20
 
 
+def vertical_data(
+    running: Running, rows: int, features: list[str], rng: np.random.Generator
+) -> tuple[list[str], str, str]:
+    """Fresh ids with a label at bank-b and ``features`` columns at the telecom (a noisy linear
+    model of them): the ids, the label dataset and the columns dataset."""
+    tag = secrets.token_hex(3)
+    x = rng.normal(size=(rows, len(features)))
+    y = (x @ rng.normal(size=len(features)) + rng.normal(size=rows) > 0).astype(int)
+    ids = [f"+4478{tag}{i:04d}" for i in range(rows)]
+    data = running.data_dir
+    labelled = [[k, str(v)] for k, v in zip(ids, y, strict=True)]
+    labels = _register(running, "bank-b", _write(data / f"y-{tag}.csv", ["id", "y"], labelled), 0)
+    columns = [[k, *(repr(float(v)) for v in row)] for k, row in zip(ids, x, strict=True)]
+    path = _write(data / f"x-{tag}.csv", ["id", *features], columns)
+    return ids, labels, _register(running, "telecom", path, 0)
+
+
 def test_a_grant_bounding_epsilon_refuses_training_without_dp_and_records_the_budget(
     running: Running,
 ) -> None:
-    rng = np.random.default_rng(5)
-    tag = secrets.token_hex(3)
-    n = 150
-    x = rng.normal(size=(n, len(FEATURES)))
-    y = (x @ np.array([1.5, -1.0, 0.5]) + rng.normal(size=n) > 0).astype(int)
-    ids = [f"+4478{tag}{i:04d}" for i in range(n)]
-    data = running.data_dir
-    rows = [[k, str(v)] for k, v in zip(ids, y, strict=True)]
-    labels = _register(running, "bank-b", _write(data / f"vdp-y-{tag}.csv", ["id", "y"], rows), 0)
-    columns = [[k, *(repr(float(v)) for v in row)] for k, row in zip(ids, x, strict=True)]
-    path = _write(data / f"vdp-subs-{tag}.csv", ["id", *FEATURES], columns)
-    subscribers = _register(running, "telecom", path, 0)
+    _, labels, subscribers = vertical_data(running, 150, FEATURES, np.random.default_rng(5))
     terms = {
         "protocols": ["vertical-lr"],
         "columns": {"id": ["join"], **{f: ["aggregate"] for f in FEATURES}},

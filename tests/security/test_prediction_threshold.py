@@ -23,7 +23,8 @@ from privledger.protocols.fl.vertical import (
     train_vertical_ss_shared,
 )
 from privledger.protocols.mpc.sharing import Party, local_mesh
-from tests.e2e.test_vertical_model import _register, _run, _write
+from tests.e2e.test_vertical_dp import vertical_data
+from tests.e2e.test_vertical_model import _run
 
 from .malicious import Mallory, grant
 from .test_requester_attacks import _failed_for, _refused
@@ -108,17 +109,8 @@ def test_a_low_threshold_released_most_ids_and_terms_with_a_minimum_refuse_it() 
 
 def test_the_providers_refuse_a_forged_prediction_below_the_minimum(mallory: Mallory) -> None:
     running = mallory.running
-    rng = np.random.default_rng(7)
-    tag, n, features = secrets.token_hex(3), 120, ["f0", "f1"]
-    x = rng.normal(size=(n, 2))
-    y = (x @ np.array([2.0, -1.0]) + rng.normal(size=n) > 0).astype(int)
-    ids = [f"+4476{tag}{i:04d}" for i in range(n)]
-    data = running.data_dir
-    rows = [[k, str(v)] for k, v in zip(ids, y, strict=True)]
-    labels = _register(running, "bank-b", _write(data / f"mt-y-{tag}.csv", ["id", "y"], rows), 0)
-    columns = [[k, *(repr(float(v)) for v in row)] for k, row in zip(ids, x, strict=True)]
-    path = _write(data / f"mt-x-{tag}.csv", ["id", *features], columns)
-    subscribers = _register(running, "telecom", path, 0)
+    features = ["f0", "f1"]
+    ids, labels, subscribers = vertical_data(running, 120, features, np.random.default_rng(7))
     grant(running, "telecom", subscribers, running.org_ids["bank-b"], kinds=["fl"])
     dealer = running.org_ids["regulator"]
     training = {
@@ -134,7 +126,7 @@ def test_the_providers_refuse_a_forged_prediction_below_the_minimum(mallory: Mal
     }
     train_id = _run(running, "bank-b", training, 300)["taskId"]
     with running.client("bank-b", "data_owner") as owner:
-        body = {"taskId": train_id, "name": f"mt-{tag}"}
+        body = {"taskId": train_id, "name": f"mt-{secrets.token_hex(3)}"}
         registered = owner.post("/models", json=body)
         assert registered.status_code == 201, registered.text
     model = registered.json()["modelId"]
