@@ -217,7 +217,9 @@ class MetricsCache:
 
     def get(self, session: Session, directory: Directory) -> Metrics:
         found_newest = session.exec(
-            select(ChainEvent.id, ChainEvent.block_hash).order_by(col(ChainEvent.id).desc())
+            select(ChainEvent.id, ChainEvent.block_hash)
+            .order_by(col(ChainEvent.id).desc())
+            .limit(1)
         ).first()
         newest = None if found_newest is None else tuple(found_newest)
         with self._lock:
