@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from privledger.config import Settings
+from privledger.demo import reset_demo
 from privledger.evm.anvil import free_port
 
 CLI = [sys.executable, "-m", "privledger.cli"]
@@ -85,7 +88,17 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     assert 50 < prediction["fraudListSize"] < 200  # 123 fraudsters among 2,000 subscribers
     assert prediction["precision"] > 0.5 and prediction["recall"] > 0.4
 
-    # the chain survives: a second run reuses the deployment, the organisations and the nodes' homes
+    # `chain up` on the demo's chain, stopped by Ctrl-C (issue 23, item 3), then the demo again:
+    # it reuses the deployment, the organisations, the nodes' homes and their datasets
+    chain = subprocess.Popen(
+        [*CLI, "chain", "up", "--port", port],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert chain.stderr is not None and "chain up at" in chain.stderr.readline()
+    chain.send_signal(signal.SIGINT)
+    assert chain.wait(timeout=60) in (0, 130)  # 130: stopped by SIGINT
     second = run("demo", "--once", "--port", port, "--scenario", "psi", env=env, timeout=600)
     assert second.returncode == 0, second.stderr
     again = json.loads(second.stdout)
@@ -93,7 +106,17 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     assert again["orgs"] == summary["orgs"]
     assert again["scenario"]["taskId"] == prediction["taskId"] + 1
     assert again["scenario"]["status"] == "settled" and "fraud" not in again
+    assert again["scenario"]["datasets"] == scenario["datasets"]  # none registered again
+    customers = (tmp_path / "var" / "demo-data" / "bank-a.csv").read_text().splitlines()
+    assert customers[0] == "phone,segment,balance" and int(customers[1].split(",")[2]) >= 0
     assert run("demo", "--scenario", "nope").returncode == 2
+
+    # what `demo --reset` removes before it starts: the next run is on a new chain
+    settings = Settings(var_path=tmp_path / "var", deployments_path=tmp_path / "deployments")
+    removed = reset_demo(settings)
+    assert {path.name for path in removed} == {"chain", "nodes", "demo-data", "31337.json"}
+    assert not list((tmp_path / "deployments").iterdir())
+    assert sorted(path.name for path in (tmp_path / "var").iterdir()) == ["logs"]
 
 
 def test_scenario_data_and_its_task_template(tmp_path: Path) -> None:
@@ -205,6 +228,19 @@ def test_task_templates_and_a_psi_from_flags() -> None:
     assert wrong.exit_code == 2 and "requester" in wrong.stderr  # the choices are listed
 
 
+def test_a_histogram_says_how_many_values_it_does_not_show(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from privledger.cli import _not_in_bins
+
+    assert _not_in_bins(10, [4, 6], [0.0, 1.0, 2.0]) == 0
+    assert capsys.readouterr().err == ""
+    assert _not_in_bins(10, [4, 3], [0.0, 1.0, 2.0]) == 3
+    assert "3 of 10 values fall outside the edges [0, 2]; widen" in capsys.readouterr().err
+    assert _not_in_bins(10, [4, None], [0.0, 1.0, 2.0]) == 6
+    assert "or in withheld bins" in capsys.readouterr().err
+
+
 def test_sdk_task_bodies_are_what_the_api_accepts() -> None:
     from privledger.api.schemas import TaskIn
     from privledger.evm.contracts import FailureReason
@@ -277,6 +313,39 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free ports."""
+    while True:
+        base = free_port()
+        if base + count < 65_000 and all(_free(base + i) for i in range(1, count)):
+            return base
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _the_printed_lines_point_the_cli_at_each_node(
+    log: Path, base_port: int, env: dict[str, str]
+) -> None:
+    deadline = time.monotonic() + 30
+    while len(lines := re.findall(r"^export (.*)  # (\S+)$", log.read_text(), re.M)) < 5:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    exports = {org: dict(pair.split("=", 1) for pair in line.split()) for line, org in lines}
+    orgs = ["bank-a", "bank-b", "telecom", "regulator", "police"]
+    assert [exports[org]["PRIVLEDGER_NODE_URL"] for org in orgs] == [
+        f"http://127.0.0.1:{base_port + offset}" for offset in range(5)
+    ]
+    assert "PRIVLEDGER_OWNER_TOKEN" not in exports["regulator"]  # it owns no data
+    listed = run("dataset", "list", env={**env, **exports["bank-a"]})
+    assert listed.returncode == 0, listed.stderr
+    assert "bank-a-customers" in {dataset["name"] for dataset in json.loads(listed.stdout)}
+    taken = run("demo", "--base-port", str(base_port), env=env)
+    assert taken.returncode == 1 and f"port {base_port}" in taken.stderr
+
+
 @pytest.mark.parametrize("how", ["sigterm", "sigint-in-background"])
 def test_demo_leaves_no_process_behind_when_stopped(how: str, tmp_path: Path) -> None:
     """`kill -TERM` on the demo, or Ctrl-C's SIGINT on a demo started in the background of a
@@ -288,6 +357,9 @@ def test_demo_leaves_no_process_behind_when_stopped(how: str, tmp_path: Path) ->
     }
     log = (tmp_path / "demo.log").open("w+")
     command = [*CLI, "demo", "--scenario", "psi", "--port", str(free_port())]
+    base_port = _free_ports(5)
+    if how == "sigterm":  # the nodes on fixed ports (issue 23, item 4)
+        command += ["--base-port", str(base_port)]
     if how == "sigint-in-background":  # what `cmd &` in a script does to SIGINT
         command = ["sh", "-c", "trap '' INT; exec \"$@\"", "sh", *command]
     demo = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, env=env)
@@ -300,6 +372,8 @@ def test_demo_leaves_no_process_behind_when_stopped(how: str, tmp_path: Path) ->
             time.sleep(0.5)
         started = _descendants(demo.pid)
         assert len(started) >= 5  # anvil and four node processes
+        if how == "sigterm":
+            _the_printed_lines_point_the_cli_at_each_node(Path(log.name), base_port, env)
         demo.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGINT)
         assert demo.wait(timeout=90) in (0, 130)
         deadline = time.monotonic() + 10

@@ -815,8 +815,10 @@ def _submitted(
 def _one_off_rows(
     url: str, owner_token: str, columns: list[str], rows: list[list[object]], name: str
 ) -> str:
-    """Register the requester's own rows (keys, a customer) as a level-4 dataset; its id."""
-    import secrets
+    """Register the requester's own rows (keys, a customer) as a level-4 dataset, named after
+    their hash, unless the node holds it already (the same query again adds no dataset); its
+    id. The name stays on the node: the chain records no dataset names."""
+    import hashlib
 
     from privledger.sdk import NodeClient
 
@@ -825,8 +827,13 @@ def _one_off_rows(
             "[red]--key / --customer need --owner-token (or PRIVLEDGER_OWNER_TOKEN)[/red]"
         )
         raise typer.Exit(2)
+    content = json.dumps([columns, rows], sort_keys=True).encode()
+    named = f"{name}-{hashlib.sha256(content).hexdigest()[:16]}"
     with NodeClient(url, owner_token) as owner:
-        dataset = owner.register_rows(columns, rows, name=f"{name}-{secrets.token_hex(4)}")
+        for held in owner.datasets():
+            if held["name"] == named and not held["retired"]:
+                return str(held["datasetId"])
+        dataset = owner.register_rows(columns, rows, name=named)
     return str(dataset["datasetId"])
 
 
@@ -957,10 +964,25 @@ def stats_run(
         answer = _submitted(node, body, wait, timeout, node.stats_answer)
         if not wait:
             return answer  # the submitted task
+        if bins is not None and answer.get("histogram") and answer.get("count") is not None:
+            answer["notInBins"] = _not_in_bins(answer["count"], answer["histogram"], bins)
         hidden = [o for o in STATS_OPS if o not in chosen]
         return {name: value for name, value in answer.items() if name not in hidden}
 
     _api_call(run, url, token)
+
+
+def _not_in_bins(count: int, histogram: list[int | None], edges: list[float]) -> int:
+    """How many of the ``count`` values the histogram's bins do not show, said on stderr: the
+    values outside the edges, and those of bins withheld (``null``) as below the group size."""
+    unbinned = count - sum(bin_count or 0 for bin_count in histogram)
+    if unbinned:
+        withheld = " or in withheld bins (null: empty or below the group size)"
+        console.print(
+            f"{unbinned} of {count} values fall outside the edges [{edges[0]:g}, {edges[-1]:g}]"
+            f"{withheld if None in histogram else ''}; widen --edges to bin them"
+        )
+    return unbinned
 
 
 @lending_app.command("check")
@@ -1046,15 +1068,35 @@ def demo_command(
         list[str] | None,
         typer.Option(help="Scenario to run: psi, fraud (repeatable; default: all)."),
     ] = None,
+    base_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1024,
+            max=65_000,
+            help="Nodes on fixed ports from this one, in the order bank-a, bank-b, telecom, "
+            "regulator, police (8001: 8001..8005); default: free ports.",
+        ),
+    ] = None,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            help="First remove what earlier runs kept (chain state, node homes, demo data, the "
+            "deployment file): start on a new chain."
+        ),
+    ] = False,
 ) -> None:
     """Start the local consortium: chain, contracts, organisations; then run the demo scenarios."""
-    from privledger.demo import SCENARIOS, run_demo
+    from privledger.demo import SCENARIOS, PortTaken, reset_demo, run_demo
 
     chosen = tuple(scenario or SCENARIOS)
     unknown = sorted(set(chosen) - set(SCENARIOS))
     if unknown:
         console.print(f"[red]unknown scenario {', '.join(unknown)}[/red]; choose from {SCENARIOS}")
         raise typer.Exit(2)
+    settings = get_settings()
+    if reset:
+        for path in reset_demo(settings):
+            console.print(f"removed {path}")
 
     def report(summary: dict[str, object]) -> None:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
@@ -1064,18 +1106,19 @@ def demo_command(
     try:
         with stop_on_signals():
             run_demo(
-                get_settings(),
+                settings,
                 port=port,
                 keep_running=not once,
                 report=report,
                 console=console,
                 scenarios=chosen,
+                base_port=base_port,
             )
     except KeyboardInterrupt as stopped:
         if once:  # stopped before the summary: not a success
             console.print(f"demo stopped ({stopped or 'SIGINT'})")
             raise typer.Exit(130) from None
-    except AnvilError as exc:
+    except (AnvilError, PortTaken) as exc:
         console.print(f"[red]demo not started:[/red] {exc}")
         raise typer.Exit(1) from exc
 

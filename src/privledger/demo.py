@@ -15,7 +15,10 @@ import csv
 import json
 import logging
 import os
+import random
 import secrets
+import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -34,7 +37,7 @@ from web3 import Web3
 from privledger.api.deps import issue_token
 from privledger.config import NodeSettings, Settings
 from privledger.evm.accounts import dev_account
-from privledger.evm.anvil import AnvilHandle, free_port, start_anvil
+from privledger.evm.anvil import DEFAULT_CHAIN_ID, AnvilHandle, free_port, start_anvil
 from privledger.evm.client import ChainClient
 from privledger.evm.compiler import compile_contracts
 from privledger.evm.contracts import Role
@@ -62,6 +65,7 @@ DEALERS = ("regulator",)  # publish a dealer service on chain
 TASK_FEE_WEI = 10**16
 UNIT_PRICE_WEI = 10**12
 FRAUD_SEED = 5  # the generator's documented run (scenarios/fraud_list.py)
+DEMO_DATA_SEED = 23  # the customer lists: the same at every run
 FRAUD_THRESHOLD = 0.3  # the fraud probability from which a number is on the police's list
 
 logger = logging.getLogger(__name__)
@@ -196,12 +200,14 @@ def start_node(
     host: str = "127.0.0.1",
     launcher: Sequence[str] = (),
     tls: ssl.SSLContext | None = None,
+    port: int | None = None,
 ) -> NodeProcess:
-    """Start ``org``'s node process on ``host`` (a free port on 127.0.0.1; port 8000 on any
-    other address, a host of its own), its command prefixed by ``launcher`` (e.g. ``ip netns
-    exec NAME`` to run it inside a network namespace); serving HTTPS when given the ``tls``
-    context its clients check the certificate with."""
-    port = _node_port() if host == "127.0.0.1" else 8000
+    """Start ``org``'s node process on ``host`` (``port``, or a free port on 127.0.0.1; port
+    8000 on any other address, a host of its own), its command prefixed by ``launcher`` (e.g.
+    ``ip netns exec NAME`` to run it inside a network namespace); serving HTTPS when given the
+    ``tls`` context its clients check the certificate with."""
+    if port is None:
+        port = _node_port() if host == "127.0.0.1" else 8000
     log_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -232,6 +238,23 @@ def _node_port() -> int:
     return port
 
 
+def fixed_ports(base_port: int) -> dict[str, int]:
+    """Each demo organisation's node port from ``base_port`` on, in the order of
+    :data:`DEMO_ORGS`; refused if one of them is taken."""
+    ports = {name: base_port + offset for offset, (name, *_) in enumerate(DEMO_ORGS)}
+    for name, port in ports.items():
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                raise PortTaken(f"port {port} (for {name}'s node) is taken: {exc}") from exc
+    return ports
+
+
+class PortTaken(RuntimeError):
+    """A fixed port asked for is in use."""
+
+
 def wait_healthy(node: NodeProcess, timeout_s: float = 300.0) -> None:
     """Wait until ``node`` answers its health check as its own organisation."""
     # every node of the consortium starts at once and runs its self-test first (node/selftest.py):
@@ -254,24 +277,28 @@ def wait_healthy(node: NodeProcess, timeout_s: float = 300.0) -> None:
 
 
 def synthetic_customers(
-    directory: Path, sizes: dict[str, int], shared: dict[str, int]
+    directory: Path, sizes: dict[str, int], shared: dict[str, int], *, seed: int | None = None
 ) -> dict[str, set[str]]:
-    """Phone numbers per org; ``shared[org]`` of each bank's customers are also telecom's."""
+    """Phone numbers per org; ``shared[org]`` of each bank's customers are also telecom's. Each
+    row has a segment and a balance (a whole number, for joint statistics). The same ``seed``
+    writes the same files (the demo's, so that a restart finds its datasets registered)."""
     directory.mkdir(parents=True, exist_ok=True)
-    universe = iter(secrets.SystemRandom().sample(range(10**9, 10**10), sum(sizes.values())))
+    draw = secrets.SystemRandom() if seed is None else random.Random(seed)
+    universe = iter(draw.sample(range(10**9, 10**10), sum(sizes.values())))
     telecom = {f"+86{next(universe)}" for _ in range(sizes["telecom"])}
     pool = sorted(telecom)
     people = {"telecom": telecom}
     for bank in ("bank-a", "bank-b"):
-        overlap = set(secrets.SystemRandom().sample(pool, shared[bank]))
+        overlap = set(draw.sample(pool, shared[bank]))
         own = {f"+86{next(universe)}" for _ in range(sizes[bank] - shared[bank])}
         people[bank] = overlap | own
     for org, phones in people.items():
         with (directory / f"{org}.csv").open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["phone", "segment"])
+            writer.writerow(["phone", "segment", "balance"])
             for phone in sorted(phones):
-                writer.writerow([phone, secrets.choice(["retail", "sme", "premium"])])
+                segment = draw.choice(["retail", "sme", "premium"])
+                writer.writerow([phone, segment, int(draw.lognormvariate(8, 1.5))])
     return people
 
 
@@ -296,6 +323,7 @@ def run_scenario(
         data_dir,
         {"telecom": 3_000, "bank-a": 2_000, "bank-b": 1_500},
         {"bank-a": 700, "bank-b": 400},
+        seed=DEMO_DATA_SEED,
     )
     datasets = {
         org: register_file(nodes[org], data_dir / f"{org}.csv", f"{org}-customers")
@@ -354,8 +382,15 @@ def run_scenario(
 
 
 def register_file(node: NodeProcess, path: Path, name: str, *, level: int = 2) -> str:
-    """Upload a CSV to ``node`` as its data owner, as from another machine; the dataset id."""
+    """Upload a CSV to ``node`` as its data owner, as from another machine, unless the node
+    holds a dataset of this name with as many rows (the demo's data are the same at every run,
+    so a restart registers nothing again); the dataset id."""
+    with path.open() as rows:
+        row_count = sum(1 for _ in rows) - 1  # the header
     with NodeClient(node.url, node.tokens["data_owner"]) as owner:
+        for held in owner.datasets():
+            if (held["name"], held["rowCount"], held["retired"]) == (name, row_count, False):
+                return str(held["datasetId"])
         dataset = owner.register_file(path, name, level=level, unit_price=UNIT_PRICE_WEI)
     return str(dataset["datasetId"])
 
@@ -370,11 +405,10 @@ def run_fraud_scenario(
     numbers over the threshold reach the police. Precision and recall against the generator's
     ground truth."""
     data = fraud_list.generate(data_dir / "fraud-list", seed=FRAUD_SEED)
-    tag = secrets.token_hex(3)
-    police = register_file(nodes["police"], data.police_csv, f"fraud-cases-{tag}", level=3)
+    police = register_file(nodes["police"], data.police_csv, "fraud-cases", level=3)
     carrier = nodes["telecom"]
-    past = register_file(carrier, data.carrier_past_csv, f"subscriber-behaviour-{tag}", level=3)
-    current = register_file(carrier, data.carrier_current_csv, f"subscribers-now-{tag}", level=3)
+    past = register_file(carrier, data.carrier_past_csv, "subscriber-behaviour", level=3)
+    current = register_file(carrier, data.carrier_current_csv, "subscribers-now", level=3)
     with carrier.client("data_owner") as owner:
         grant = {"granteeOrg": org_ids["police"], "expiresInS": 86_400, "maxUses": 1}
         owner.post("/grants", json={**grant, "dataset": past, "kinds": ["fl"]}).raise_for_status()
@@ -391,7 +425,11 @@ def run_fraud_scenario(
         model = (
             owner.post(
                 "/models",
-                json={"taskId": training["taskId"], "name": f"fraud-model-{tag}", "unitPrice": 0},
+                json={
+                    "taskId": training["taskId"],
+                    "name": f"fraud-model-{training['taskId']}",
+                    "unitPrice": 0,
+                },
             )
             .raise_for_status()
             .json()
@@ -465,11 +503,14 @@ def consortium(
     placements: Mapping[str, Placement] | None = None,
     *,
     tls: bool = False,
+    base_port: int | None = None,
 ) -> Iterator[tuple[AnvilHandle, dict[str, Any], dict[str, NodeProcess]]]:
     """Chain, ledger, organisations and node processes; all stopped on exit. Everything runs on
     127.0.0.1, unless ``placements`` puts the chain (``"chain"``) and each organisation's node
     on a host of its own; then only the organisations placed run a node. With ``tls`` the nodes
-    serve HTTPS, and their clients here accept the certificates the chain vouches for."""
+    serve HTTPS, and their clients here accept the certificates the chain vouches for. The
+    nodes on 127.0.0.1 take free ports, or with ``base_port`` :func:`fixed_ports`."""
+    ports = {} if base_port is None else fixed_ports(base_port)
     artifacts = compile_contracts(settings)
     chain = (placements or {}).get("chain", Placement("127.0.0.1"))
     handle = start_anvil(
@@ -506,6 +547,7 @@ def consortium(
                     host=place.address,
                     launcher=place.launcher,
                     tls=verify,
+                    port=ports.get(name),
                 )
         for node in nodes.values():
             wait_healthy(node)
@@ -524,6 +566,38 @@ def consortium(
         handle.close()
 
 
+def export_line(org: str, node: NodeProcess) -> str:
+    """The shell line that points the CLI at ``org``'s node with its demo tokens."""
+    variables = {
+        "PRIVLEDGER_NODE_URL": node.url,
+        "PRIVLEDGER_TOKEN": node.tokens.get("operator"),
+        "PRIVLEDGER_OWNER_TOKEN": node.tokens.get("data_owner"),
+    }
+    assigned = " ".join(f"{name}={value}" for name, value in variables.items() if value)
+    return f"export {assigned}  # {org}"
+
+
+def reset_demo(settings: Settings) -> list[Path]:
+    """Remove what the demo keeps between runs: the chain's state, the nodes' homes (keys,
+    databases, tokens, datasets), the demo data and the local chain's deployment file; the
+    paths removed. The next run starts from a new chain."""
+    removed = []
+    for path in (
+        settings.chain_state_file.parent,
+        settings.var_dir / "nodes",
+        settings.var_dir / "demo-data",
+        deployment_path(settings.deployments_dir, DEFAULT_CHAIN_ID),
+    ):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -532,10 +606,11 @@ def run_demo(
     report: Callable[[dict[str, Any]], None],
     console: Console,
     scenarios: tuple[str, ...] = SCENARIOS,
+    base_port: int | None = None,
 ) -> None:
     """Start the consortium, walk the scenarios (a PSI task; the telecom-fraud vertical FL task),
     report the summary; with ``keep_running`` serve until Ctrl-C."""
-    with consortium(settings, port) as (handle, info, nodes):
+    with consortium(settings, port, base_port=base_port) as (handle, info, nodes):
         org_ids = {org["name"]: org["orgId"] for org in info["orgs"]}
         data_dir = settings.var_dir / "demo-data"
         summary: dict[str, Any] = dict(info)
@@ -557,6 +632,12 @@ def run_demo(
                 "  explorer login: sign the challenge with the regulator's account "
                 f"({dev_account(4).address}, anvil development account 4)"
             )
+            console.print(
+                "to use the CLI as an organisation, paste its line (PRIVLEDGER_TOKEN: its "
+                "operator, PRIVLEDGER_OWNER_TOKEN: its data owner):"
+            )
+            for name, node in nodes.items():
+                console.print(export_line(name, node), soft_wrap=True, highlight=False)
             try:
                 while handle.process.poll() is None:
                     time.sleep(1)

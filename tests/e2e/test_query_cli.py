@@ -117,7 +117,8 @@ def check_settlement(
 
 def test_anonymous_query_from_the_cli_and_the_sdk_paid_per_key(running: Running) -> None:
     holder_rows = dict(
-        line.split(",") for line in (running.data_dir / "bank-a.csv").read_text().splitlines()[1:]
+        line.split(",")[:2]
+        for line in (running.data_dir / "bank-a.csv").read_text().splitlines()[1:]
     )
     with sdk(running, "bank-a", "data_owner") as owner:
         holder = owner.register_dataset("bank-a.csv", "pir-list", level=2, unit_price=HOLDER_PRICE)[

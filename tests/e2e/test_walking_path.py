@@ -311,7 +311,8 @@ def test_kkrt_psi_task_between_nodes(running: Running) -> None:
 
 def test_anonymous_query_task_returns_the_holders_values(running: Running) -> None:
     holder_rows = dict(
-        line.split(",") for line in (running.data_dir / "bank-a.csv").read_text().splitlines()[1:]
+        line.split(",")[:2]
+        for line in (running.data_dir / "bank-a.csv").read_text().splitlines()[1:]
     )
     present = sorted(holder_rows)[:3]
     keys_file = running.import_dir("telecom") / "telecom-queries.csv"
