@@ -233,16 +233,16 @@ class TaskInputIn(Body):
         max_length=200,
         description="PIR: the column to retrieve; lending: the amount; FL: the label",
     )
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [example.body for example in TASK_EXAMPLES.values()]}
-    )
-
     features: list[str] | None = Field(
         default=None, min_length=1, max_length=200, description="FL: this party's feature columns"
     )
 
 
 class TaskIn(Body):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [example.body for example in TASK_EXAMPLES.values()]}
+    )
+
     kind: TaskKind = "psi"
     protocol: TaskProtocol = "ecdh"
     inputs: list[TaskInputIn] = Field(min_length=2, max_length=8)
