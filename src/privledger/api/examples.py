@@ -39,7 +39,7 @@ class TaskExample:
         if "dealer" in self.body:
             notes.append(f"dealer {DEMO_DEALER}: the demo's regulator, an org holding no input")
         if "modelTask" in self.body:
-            notes.append("modelTask: the vertical-lr task that trained the model")
+            notes.append("modelTask: the vertical-lr or vertical-gbdt task that trained the model")
         return notes
 
 
