@@ -201,7 +201,7 @@ def test_query_stats_and_lending_commands_are_discoverable_and_check_their_argum
     assert unreachable.exit_code == 1 and "cannot reach" in unreachable.stderr
 
 
-def test_task_templates_and_a_psi_from_flags() -> None:
+def test_task_templates_a_psi_from_flags_and_the_commands_of_waiting() -> None:
     from typer.testing import CliRunner
 
     from privledger.api.examples import TASK_EXAMPLES
@@ -226,6 +226,13 @@ def test_task_templates_and_a_psi_from_flags() -> None:
     assert "cannot reach" in unreachable.stderr and "PRIVLEDGER_NODE_URL" in unreachable.stderr
     wrong = runner.invoke(app, [*psi, "--column", "phone", "--output", "all"], env=env)
     assert wrong.exit_code == 2 and "requester" in wrong.stderr  # the choices are listed
+    # the commands of waiting work (issue 23, item 6): the task list, approvals and the inbox
+    for command in (["task", "list"], ["approval", "list"], ["inbox"]):
+        answer = runner.invoke(app, command, env=env)
+        assert answer.exit_code == 1 and "cannot reach" in answer.stderr, command
+    for decision in ("approve", "reject"):
+        shown = runner.invoke(app, ["approval", decision, "--help"])
+        assert shown.exit_code == 0 and "{task_id} {dataset}" in shown.stdout
 
 
 def test_a_histogram_says_how_many_values_it_does_not_show(

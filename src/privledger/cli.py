@@ -490,7 +490,9 @@ def _api_call(action: Callable[[Any], object], url: str, token: str) -> None:
 
     try:
         with NodeClient(url, token) as node:
-            _print_json(action(node))
+            printed = action(node)
+            if printed is not None:  # None: the action printed its own lines
+                _print_json(printed)
     except TaskFailed as exc:
         task = exc.task
         _print_json(
@@ -661,10 +663,21 @@ def task_submit(
         task = node.submit(body)
         if not wait:
             return task
-        with console.status(f"task {task['taskId']}: waiting for the nodes ..."):
-            return node.wait(int(task["taskId"]))
+        return _waiting(node, int(task["taskId"]), 600.0, node.wait)
 
     _api_call(submit_and_wait, url, token)
+
+
+@task_app.command("list")
+def task_list(url: UrlOption = DEFAULT_NODE_URL, token: TokenOption = "") -> None:
+    """The tasks your node took part in, newest first: one line each (id, protocol, status)."""
+    from privledger.sdk import NodeClient
+
+    def lines(node: NodeClient) -> None:
+        for task in node.tasks():
+            typer.echo(_task_line(task))
+
+    _api_call(lines, url, token)
 
 
 @task_app.command("template")
@@ -744,6 +757,49 @@ def task_result(
     _api_call(lambda node: node.result(task_id), url, token)
 
 
+approval_app = typer.Typer(
+    help="Requests to use your datasets in other organisations' tasks (data owner token).",
+    no_args_is_help=True,
+)
+app.add_typer(approval_app, name="approval")
+
+
+@approval_app.command("list")
+def approval_list(url: UrlOption = DEFAULT_NODE_URL, token: TokenOption = "") -> None:
+    """Every approval request on your datasets; a pending one with the task's spec and your
+    terms, term by term (JSON)."""
+    _api_call(lambda node: node.approvals(), url, token)
+
+
+@approval_app.command("approve")
+def approval_approve(
+    task_id: Annotated[int, typer.Argument(help="The waiting task.")],
+    dataset: Annotated[str, typer.Argument(help="Your dataset it asks for (0x...).")],
+    url: UrlOption = DEFAULT_NODE_URL,
+    token: TokenOption = "",
+) -> None:
+    """Approve the task's use of your dataset (signed on chain)."""
+    _api_call(lambda node: node.decide(task_id, dataset, "approve"), url, token)
+
+
+@approval_app.command("reject")
+def approval_reject(
+    task_id: Annotated[int, typer.Argument(help="The waiting task.")],
+    dataset: Annotated[str, typer.Argument(help="Your dataset it asks for (0x...).")],
+    url: UrlOption = DEFAULT_NODE_URL,
+    token: TokenOption = "",
+) -> None:
+    """Reject the task's use of your dataset (signed on chain): the task fails."""
+    _api_call(lambda node: node.decide(task_id, dataset, "reject"), url, token)
+
+
+@app.command("inbox")
+def inbox_command(url: UrlOption = DEFAULT_NODE_URL, token: TokenOption = "") -> None:
+    """Requests waiting for your organisation's decision: task approvals, project invitations
+    (JSON, newest first)."""
+    _api_call(lambda node: node.inbox(), url, token)
+
+
 query_app = typer.Typer(
     help="Anonymous query (keyword PIR) of another organisation's dataset (operator token).",
     no_args_is_help=True,
@@ -789,16 +845,42 @@ OwnerTokenOption = Annotated[
 
 
 def _waiting(node: Any, task_id: int, timeout_s: float, answer: Callable[..., Any]) -> Any:
-    """``answer(task_id, ...)`` with a spinner on stderr showing the task's progress."""
+    """``answer(task_id, ...)``, saying on stderr what the task waits for at each change (a line
+    that stays), with a spinner counting the seconds."""
     started = time.monotonic()
+    said = ""
     with console.status(f"task {task_id}: submitted") as status:
 
         def progress(task: dict[str, Any]) -> None:
-            state = task.get("localState") or "-"
-            elapsed = time.monotonic() - started
-            status.update(f"task {task_id}: {task['status']} (this node: {state}) {elapsed:.0f} s")
+            nonlocal said
+            line = _task_line(task)
+            if line != said:
+                console.print(line, highlight=False)
+                said = line
+            status.update(f"{line} {time.monotonic() - started:.0f} s")
 
         return answer(task_id, timeout_s=timeout_s, progress=progress)
+
+
+def _task_line(task: dict[str, Any]) -> str:
+    """A task's state in one line: a task waiting for approvals names the datasets and how
+    their owners decide."""
+    events = task["timeline"]
+    decisions = ("InputApproved", "InputRejected")
+    decided = {event["args"]["datasetId"] for event in events if event["event"] in decisions}
+    pending = [
+        event["args"]["datasetId"]
+        for event in events
+        if event["event"] == "ApprovalRequested" and event["args"]["datasetId"] not in decided
+    ]
+    head = f"task {task['taskId']} ({task['kind']}): {task['status']}"
+    if task["status"] == "submitted" and pending:
+        return (
+            f"{head}, waiting for the owners' approval of {', '.join(pending)} (the owner runs "
+            f"`privledger approval approve {task['taskId']} <dataset>`, or its workflow console)"
+        )
+    state = task.get("localState")
+    return f"{head}{f' (this node: {state})' if state else ''}"
 
 
 def _submitted(

@@ -473,6 +473,29 @@ class NodeClient:
         result: dict[str, Any] = self._request("POST", "/tasks", json=body)
         return result
 
+    def tasks(self) -> list[dict[str, Any]]:
+        """The tasks your node took part in, newest first."""
+        result: list[dict[str, Any]] = self._request("GET", "/tasks")
+        return result
+
+    def approvals(self) -> list[dict[str, Any]]:
+        """Every approval request on your datasets (data owner token)."""
+        result: list[dict[str, Any]] = self._request("GET", "/approvals")
+        return result
+
+    def decide(
+        self, task_id: int, dataset: str, decision: Literal["approve", "reject"]
+    ) -> dict[str, Any]:
+        """Approve or reject a pending task's use of your dataset (signed on chain)."""
+        path = f"/approvals/{task_id}/{dataset}"
+        result: dict[str, Any] = self._request("POST", path, json={"decision": decision})
+        return result
+
+    def inbox(self) -> list[dict[str, Any]]:
+        """Requests waiting for your organisation's decision: approvals, project invitations."""
+        result: list[dict[str, Any]] = self._request("GET", "/workflow/inbox")
+        return result
+
     def task(self, task_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/tasks/{task_id}")
         return result
