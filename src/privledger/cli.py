@@ -647,12 +647,17 @@ def grant_revoke(
 
 @task_app.command("submit")
 def task_submit(
-    spec: Annotated[Path, typer.Argument(help="A JSON file with the task (see the API's TaskIn).")],
+    spec: Annotated[
+        Path,
+        typer.Argument(
+            help="A JSON file with the task; `privledger task template PROTOCOL` prints one."
+        ),
+    ],
     wait: Annotated[bool, typer.Option(help="Wait until settled or failed.")] = True,
     url: UrlOption = DEFAULT_NODE_URL,
     token: TokenOption = "",
 ) -> None:
-    """Submit a task and (by default) wait for it, with a progress spinner on stderr."""
+    """Submit a task and (by default) wait for it, saying on stderr what it waits for."""
     try:
         body = json.loads(spec.read_text())
     except (OSError, ValueError) as exc:
