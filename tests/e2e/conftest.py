@@ -6,6 +6,7 @@ import re
 import shutil
 import signal
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -104,6 +105,46 @@ def node_databases_in_postgres(request: pytest.FixtureRequest) -> Iterator[dict[
         yield urls
 
 
+_CONSORTIA: list[Running] = []  # every consortium the session started, for the guard below
+
+
+# how a node may be stopped from outside: in a test run only the tests do that (and restart it),
+# unless a signal meant for an exited process reaches one that reused its pid (pid_max is 32768)
+_KILLED_FROM_OUTSIDE = {-signal.SIGKILL, -signal.SIGTERM}
+
+
+def _revive_dead_nodes() -> tuple[list[str], list[str]]:
+    """Restart each node of the session's consortia that is not running. What each died of,
+    split into crashes (an exit status of its own, or a fatal signal such as SIGSEGV) and
+    kills from outside; each with the end of its log."""
+    crashed, killed = [], []
+    for started in _CONSORTIA:
+        for org, node in started.nodes.items():
+            status = node.process.poll()
+            if status is not None:
+                tail = node.log_path.read_text(errors="replace").splitlines()[-15:]
+                report = f"{org}'s node had exited ({status}):\n" + "\n".join(tail)
+                (killed if status in _KILLED_FROM_OUTSIDE else crashed).append(report)
+                node.restart()
+                wait_healthy(node)
+    return crashed, killed
+
+
+@pytest.fixture(autouse=True)
+def nodes_stay_up() -> Iterator[None]:
+    """Every test starts with the session's nodes running: a node found dead is started again
+    (later tests would otherwise fail as "connection refused"). One that crashed fails the test
+    after the one that let it (a faulthandler stack in its log, see ``running``); one that was
+    killed from outside, and left down, is reported as a warning. Checked before a test only: a
+    test may kill a node it started and leave stopping it to its module's fixture."""
+    crashed, killed = _revive_dead_nodes()
+    for report in killed:
+        warnings.warn(report, stacklevel=1)
+    if crashed:
+        pytest.fail("\n\n".join(crashed))
+    yield
+
+
 @pytest.fixture(scope="session")
 def running(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -116,6 +157,7 @@ def running(
     # a peer that vanishes is noticed in seconds, not minutes
     patch = pytest.MonkeyPatch()
     patch.setenv("PRIVLEDGER_CHANNEL_TIMEOUT_S", "10")
+    patch.setenv("PYTHONFAULTHANDLER", "1")  # a node that crashes leaves its stack in its log
     with (
         node_databases_in_postgres(request) if store == "postgres" else nullcontext() as urls,
         consortium(settings, free_port()) as (handle, info, nodes),
@@ -144,7 +186,9 @@ def running(
         )
         for org in people:  # each organisation's own data where its node imports it from
             shutil.copyfile(data_dir / f"{org}.csv", running.import_dir(org) / f"{org}.csv")
+        _CONSORTIA.append(running)
         yield running
+        _CONSORTIA.remove(running)
     patch.undo()
 
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from web3.exceptions import Web3ValidationError
 
@@ -127,6 +128,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KeystoreError)
     async def _keystore(_: Request, exc: KeystoreError) -> JSONResponse:
         return JSONResponse(error_body("not_custodial", str(exc)), status_code=403)
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # the store refused a value of the request (PostgreSQL: a NUL in text, a number out of
+        # its column's range) that validation let through: the caller's input, not our fault
+        logger.warning("a value the store cannot hold: %s", exc.orig)
+        message = "a value of the request cannot be stored (e.g. text with a NUL character)"
+        return JSONResponse(error_body("unstorable_value", message), status_code=400)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -78,8 +78,11 @@ class ApplicationIn(Body):
         pattern=r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$",
         description="the organisation's name on chain: lower-case letters, digits and dashes",
     )
-    contact_name: str = Field(min_length=1, max_length=200)
-    contact_email: str = Field(max_length=254, pattern=r"^[^@\s]{1,64}@[^@\s]+\.[A-Za-z]{2,}$")
+    # printable text only: a reviewer reads it, and PostgreSQL cannot store a NUL
+    contact_name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    contact_email: str = Field(
+        max_length=254, pattern=r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[A-Za-z]{2,}$"
+    )
     admin_address: str = Field(
         pattern=r"^0x[0-9a-fA-F]{40}$", description="the account that becomes the org admin"
     )

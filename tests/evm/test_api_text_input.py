@@ -1,0 +1,74 @@
+"""Text the node's store cannot hold is a 4xx, never a 500: PostgreSQL refuses a NUL character in
+a text column (SQLite keeps it), and the schemathesis fuzz found the onboarding portal answering
+500 for a contact name holding one. Run on both stores."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import make_url
+from sqlmodel import Field, Session, SQLModel
+
+from privledger.api.errors import install_error_handlers
+from privledger.node.context import NodeContext
+from privledger.store.db import make_engine
+
+CONTROL = ["\x00", "\x1b[2J", "\n"]
+
+
+def application(**fields: str) -> dict[str, object]:
+    return {
+        "orgName": f"applicant-{secrets.token_hex(3)}",
+        "contactName": "Ada Lovelace",
+        "contactEmail": "ada@example.org",
+        "adminAddress": "0x" + secrets.token_hex(20),
+        "nodeEndpoint": "http://10.0.0.9:8000",
+        "nodePublicKey": secrets.token_hex(32),
+        **fields,
+    }
+
+
+@pytest.mark.parametrize("control", CONTROL)
+@pytest.mark.parametrize("field", ["contactName", "contactEmail"])
+def test_an_application_with_control_characters_is_refused(
+    store_url: str, telecom_api: tuple[TestClient, NodeContext], field: str, control: str
+) -> None:
+    client, _ = telecom_api
+    value = {"contactName": "Ada", "contactEmail": "ada@example.org"}[field]
+    response = client.post(
+        "/api/v1/onboarding/applications", json=application(**{field: value + control + "x"})
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "invalid_request"
+    assert client.post("/api/v1/onboarding/applications", json=application()).status_code == 201
+
+
+class Note(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    text: str
+
+
+def test_a_value_the_store_cannot_hold_is_a_400(store_url: str) -> None:
+    """Whatever route lets such a value through, the answer is the error envelope with a 400."""
+    engine = make_engine(store_url)
+    SQLModel.metadata.create_all(engine, tables=[Note.__table__])  # type: ignore[list-item]
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.post("/notes", status_code=201)
+    def add(text: str) -> None:
+        with Session(engine) as session:
+            session.add(Note(text=text))
+            session.commit()
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.post("/notes", params={"text": "a\x00b"})
+    engine.dispose()
+    if make_url(store_url).get_backend_name() == "postgresql":
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "unstorable_value"
+    else:  # SQLite stores it
+        assert response.status_code == 201, response.text
