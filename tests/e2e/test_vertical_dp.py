@@ -42,6 +42,23 @@ def vertical_data(
     return ids, labels, _register(running, "telecom", path, 0)
 
 
+def training_body(
+    running: Running, labels: str, columns: str, features: list[str], rounds: int
+) -> dict[str, object]:
+    """bank-b's vertical-lr task on :func:`vertical_data`'s datasets, the regulator dealing."""
+    return {
+        "kind": "fl",
+        "protocol": "vertical-lr",
+        "inputs": [
+            {"dataset": labels, "column": "id", "valueColumn": "y"},
+            {"dataset": columns, "column": "id", "features": features},
+        ],
+        "dealer": running.org_ids["regulator"],
+        "rounds": rounds,
+        "feeWei": FEE,
+    }
+
+
 def test_a_grant_bounding_epsilon_refuses_training_without_dp_and_records_the_budget(
     running: Running,
 ) -> None:
@@ -52,17 +69,7 @@ def test_a_grant_bounding_epsilon_refuses_training_without_dp_and_records_the_bu
         "maxEpsilon": MAX_EPSILON,
     }
     grant(running, "telecom", subscribers, "bank-b", kinds=[], terms=terms)
-    body = {
-        "kind": "fl",
-        "protocol": "vertical-lr",
-        "inputs": [
-            {"dataset": labels, "column": "id", "valueColumn": "y"},
-            {"dataset": subscribers, "column": "id", "features": FEATURES},
-        ],
-        "dealer": running.org_ids["regulator"],
-        "rounds": ROUNDS,
-        "feeWei": FEE,
-    }
+    body = training_body(running, labels, subscribers, FEATURES, ROUNDS)
     with running.client("bank-b", "operator") as client:
         for dp in (None, {**DP, "noise_multiplier": 0.5}):  # no DP; DP spending more than 8
             refused = client.post("/tasks", json={**body, "dp": dp})

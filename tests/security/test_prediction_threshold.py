@@ -23,7 +23,7 @@ from privledger.protocols.fl.vertical import (
     train_vertical_ss_shared,
 )
 from privledger.protocols.mpc.sharing import Party, local_mesh
-from tests.e2e.test_vertical_dp import vertical_data
+from tests.e2e.test_vertical_dp import training_body, vertical_data
 from tests.e2e.test_vertical_model import _run
 
 from .malicious import Mallory, grant
@@ -112,19 +112,9 @@ def test_the_providers_refuse_a_forged_prediction_below_the_minimum(mallory: Mal
     features = ["f0", "f1"]
     ids, labels, subscribers = vertical_data(running, 120, features, np.random.default_rng(7))
     grant(running, "telecom", subscribers, running.org_ids["bank-b"], kinds=["fl"])
-    dealer = running.org_ids["regulator"]
-    training = {
-        "kind": "fl",
-        "protocol": "vertical-lr",
-        "inputs": [
-            {"dataset": labels, "column": "id", "valueColumn": "y"},
-            {"dataset": subscribers, "column": "id", "features": features},
-        ],
-        "dealer": dealer,
-        "rounds": 10,
-        "feeWei": 10**15,
-    }
+    training = training_body(running, labels, subscribers, features, 10)
     train_id = _run(running, "bank-b", training, 300)["taskId"]
+    dealer = running.org_ids["regulator"]
     with running.client("bank-b", "data_owner") as owner:
         body = {"taskId": train_id, "name": f"mt-{secrets.token_hex(3)}"}
         registered = owner.post("/models", json=body)
