@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 import typer
@@ -776,26 +776,27 @@ def approval_list(url: UrlOption = DEFAULT_NODE_URL, token: TokenOption = "") ->
     _api_call(lambda node: node.approvals(), url, token)
 
 
-@approval_app.command("approve")
-def approval_approve(
-    task_id: Annotated[int, typer.Argument(help="The waiting task.")],
-    dataset: Annotated[str, typer.Argument(help="Your dataset it asks for (0x...).")],
-    url: UrlOption = DEFAULT_NODE_URL,
-    token: TokenOption = "",
-) -> None:
-    """Approve the task's use of your dataset (signed on chain)."""
-    _api_call(lambda node: node.decide(task_id, dataset, "approve"), url, token)
+WaitingTask = Annotated[int, typer.Argument(help="The waiting task.")]
+AskedDataset = Annotated[str, typer.Argument(help="Your dataset it asks for (0x...).")]
 
 
-@approval_app.command("reject")
-def approval_reject(
-    task_id: Annotated[int, typer.Argument(help="The waiting task.")],
-    dataset: Annotated[str, typer.Argument(help="Your dataset it asks for (0x...).")],
-    url: UrlOption = DEFAULT_NODE_URL,
-    token: TokenOption = "",
-) -> None:
-    """Reject the task's use of your dataset (signed on chain): the task fails."""
-    _api_call(lambda node: node.decide(task_id, dataset, "reject"), url, token)
+def _decision_command(decision: Literal["approve", "reject"], doc: str) -> None:
+    """Register `privledger approval DECISION TASK_ID DATASET`."""
+
+    def decide(
+        task_id: WaitingTask,
+        dataset: AskedDataset,
+        url: UrlOption = DEFAULT_NODE_URL,
+        token: TokenOption = "",
+    ) -> None:
+        _api_call(lambda node: node.decide(task_id, dataset, decision), url, token)
+
+    decide.__doc__ = doc
+    approval_app.command(decision)(decide)
+
+
+_decision_command("approve", "Approve the task's use of your dataset (signed on chain).")
+_decision_command("reject", "Reject the task's use of your dataset (signed on chain): it fails.")
 
 
 @app.command("inbox")

@@ -50,89 +50,64 @@ def _keys(*datasets: str, column: str = "phone") -> list[dict[str, Any]]:
 def _example(protocol: str) -> TaskExample | None:
     """The example of one protocol (every one of :data:`TaskProtocol` has one)."""
     if protocol in PSI_PROTOCOLS:
-        return TaskExample(
-            f"{protocol}-PSI: the phone numbers both datasets hold, to you",
-            {"kind": "psi", "protocol": protocol, "inputs": _keys(YOURS, THEIRS)},
-        )
+        summary = f"{protocol}-PSI: the phone numbers both datasets hold, to you"
+        return _task(summary, "psi", protocol, _keys(YOURS, THEIRS))
     if protocol in THREE_PARTY:
-        return TaskExample(
-            f"{protocol}: three organisations' phone numbers, to you",
-            {"kind": "psi", "protocol": protocol, "inputs": _keys(YOURS, THEIRS, THIRD)},
-        )
+        summary = f"{protocol}: three organisations' phone numbers, to you"
+        return _task(summary, "psi", protocol, _keys(YOURS, THEIRS, THIRD))
     if protocol in ("difference", "membership"):
-        return TaskExample(
-            f"{protocol}: your phone numbers against the partner's",
-            {"kind": "psi", "protocol": protocol, "inputs": _keys(YOURS, THEIRS)},
-        )
+        summary = f"{protocol}: your phone numbers against the partner's"
+        return _task(summary, "psi", protocol, _keys(YOURS, THEIRS))
     if protocol in PIR_PROTOCOLS:
         holder = {"dataset": THEIRS, "column": "phone", "valueColumn": "segment"}
-        return TaskExample(
-            f"{protocol}: look your phone numbers up in the partner's data, get each segment",
-            {"kind": "pir", "protocol": protocol, "inputs": [*_keys(YOURS), holder]},
-        )
+        summary = f"{protocol}: look your phone numbers up in the partner's data, get each segment"
+        return _task(summary, "pir", protocol, [*_keys(YOURS), holder])
     if protocol == "joint-stats":
-        return TaskExample(
-            "joint statistics of a numeric column across organisations (and a histogram)",
-            {
-                "kind": "stats",
-                "protocol": protocol,
-                "inputs": _keys(YOURS, THEIRS, column="balance"),
-                "dealer": DEMO_DEALER,
-                "histogramEdges": [0, 1_000, 10_000, 100_000],
-            },
-        )
+        summary = "joint statistics of a numeric column across organisations (and a histogram)"
+        edges = {"dealer": DEMO_DEALER, "histogramEdges": [0, 1_000, 10_000, 100_000]}
+        return _task(summary, "stats", protocol, _keys(YOURS, THEIRS, column="balance"), edges)
     if protocol in ("lending-total", "lending-exceeds"):
         query = {"dataset": YOURS, "column": "customer"}
         if protocol == "lending-exceeds":
             query["valueColumn"] = "limit"
         bank = {"dataset": THEIRS, "column": "customer", "valueColumn": "amount"}
-        return TaskExample(
-            f"{protocol}: your customer's loans at another bank",
-            {"kind": "stats", "protocol": protocol, "inputs": [query, bank], "dealer": DEMO_DEALER},
-        )
+        summary = f"{protocol}: your customer's loans at another bank"
+        return _task(summary, "stats", protocol, [query, bank], {"dealer": DEMO_DEALER})
     if protocol in ("vertical-lr", "vertical-gbdt"):
         label = {"dataset": YOURS, "column": "phone", "valueColumn": "fraud"}
         features = {"dataset": THEIRS, "column": "phone", "features": ["calls", "tenure"]}
-        body: dict[str, Any] = {"kind": "fl", "protocol": protocol, "inputs": [label, features]}
-        if protocol == "vertical-lr":  # trained on secret shares; gbdt needs no dealer
-            body |= {"dealer": DEMO_DEALER, "rounds": 20}
-        return TaskExample(f"{protocol}: your labels, the partner's features", body)
+        # vertical-lr trains on secret shares a dealer's randomness serves; gbdt needs none
+        options = {"dealer": DEMO_DEALER, "rounds": 20} if protocol == "vertical-lr" else {}
+        summary = f"{protocol}: your labels, the partner's features"
+        return _task(summary, "fl", protocol, [label, features], options)
     if protocol in HORIZONTAL_PROTOCOLS:
         client = {"column": "id", "valueColumn": "label", "features": ["x1", "x2"]}
-        return TaskExample(
-            f"{protocol}: two other organisations train on their rows, you aggregate",
-            {
-                "kind": "fl",
-                "protocol": protocol,
-                "inputs": [{"dataset": THEIRS, **client}, {"dataset": THIRD, **client}],
-                "rounds": 10,
-            },
-        )
+        clients = [{"dataset": THEIRS, **client}, {"dataset": THIRD, **client}]
+        summary = f"{protocol}: two other organisations train on their rows, you aggregate"
+        return _task(summary, "fl", protocol, clients, {"rounds": 10})
     if protocol == "predict":
         rows = {"dataset": YOURS, "column": "id", "features": ["x1", "x2"]}
-        return TaskExample(
-            "prediction: your rows scored by the partner's model (a model's id as dataset)",
-            {
-                "kind": "fl",
-                "protocol": protocol,
-                "inputs": [rows, {"dataset": THEIRS, "column": MODEL_COLUMN}],
-            },
-        )
+        summary = "prediction: your rows scored by the partner's model (a model's id as dataset)"
+        return _task(summary, "fl", protocol, [rows, {"dataset": THEIRS, "column": MODEL_COLUMN}])
     if protocol == "vertical-predict":
         rows = {"dataset": THEIRS, "column": "phone", "features": ["calls", "tenure"]}
-        return TaskExample(
-            "joint prediction with your vertical model: the partner's rows above a threshold",
-            {
-                "kind": "fl",
-                "protocol": protocol,
-                "inputs": [{"dataset": YOURS, "column": MODEL_COLUMN}, rows],
-                "dealer": DEMO_DEALER,
-                "output": "ids",
-                "threshold": 0.5,
-                "modelTask": 1,
-            },
-        )
+        model = {"dataset": YOURS, "column": MODEL_COLUMN}
+        summary = "joint prediction with your vertical model: the partner's rows above a threshold"
+        released = {"dealer": DEMO_DEALER, "output": "ids", "threshold": 0.5, "modelTask": 1}
+        return _task(summary, "fl", protocol, [model, rows], released)
     return None  # a protocol added since: the test of the examples names it
+
+
+def _task(
+    summary: str,
+    kind: str,
+    protocol: str,
+    inputs: list[dict[str, Any]],
+    options: dict[str, Any] | None = None,
+) -> TaskExample:
+    return TaskExample(
+        summary, {"kind": kind, "protocol": protocol, "inputs": inputs, **(options or {})}
+    )
 
 
 TASK_EXAMPLES: dict[str, TaskExample] = {
