@@ -98,7 +98,7 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     )
     assert chain.stderr is not None and "chain up at" in chain.stderr.readline()
     chain.send_signal(signal.SIGINT)
-    assert chain.wait(timeout=60) in (0, 130)  # 130: stopped by SIGINT
+    assert chain.wait(timeout=60) == 0  # stopped by SIGINT, anvil with it
     second = run("demo", "--once", "--port", port, "--scenario", "psi", env=env, timeout=600)
     assert second.returncode == 0, second.stderr
     again = json.loads(second.stdout)

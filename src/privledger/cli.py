@@ -82,9 +82,11 @@ def chain_up(
     except AnvilError as exc:
         console.print(f"[red]chain not started:[/red] {exc}")
         raise typer.Exit(1) from exc
-    console.print(f"chain up at {handle.rpc_url} (chain id {handle.chain_id}); Ctrl-C stops it")
     try:
-        with stop_on_signals():
+        with stop_on_signals():  # before the line that says so: a Ctrl-C after it stops anvil too
+            console.print(
+                f"chain up at {handle.rpc_url} (chain id {handle.chain_id}); Ctrl-C stops it"
+            )
             handle.process.wait()
     except KeyboardInterrupt:
         pass
