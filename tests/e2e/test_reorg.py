@@ -113,8 +113,10 @@ def test_a_reorganisation_under_running_nodes_is_followed(running: Running) -> N
         listed = auditor.get("/explorer/api/settlements").json()
     settled_ids = [row["task_id"] for row in listed["rows"]]
     assert settled_ids.count(first) == 1 and second not in settled_ids
-    on_chain = {org: ledger.metering.balance_of(org) for org in running.org_ids.values()}
-    assert {b["org_id"]: b["balance"] for b in listed["balances"]} == on_chain
+    # every org the explorer lists (other tests of the session may have onboarded more) as on chain
+    balances = {b["org_id"]: b["balance"] for b in listed["balances"]}
+    assert set(running.org_ids.values()) <= set(balances)
+    assert balances == {org: ledger.metering.balance_of(org) for org in balances}
 
     # the audit entries whose batches vanished are anchored again and provable on the new chain
     def reanchored() -> bool:
