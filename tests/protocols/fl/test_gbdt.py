@@ -34,9 +34,10 @@ from privledger.protocols.fl.gbdt import (
 from privledger.protocols.fl.gbdt_binning import FeatureBins
 from privledger.protocols.fl.gbdt_paillier import GradientPacking, LabelKey
 from privledger.protocols.fl.gbdt_tree import MergedModel
-from privledger.protocols.fl.joint import predict_joint, receive_joint
+from privledger.protocols.fl.joint import predict_joint
 from privledger.protocols.mpc.sharing import Party, local_mesh
 from tests.protocols.fl.conftest import Split
+from tests.protocols.fl.test_joint import receive_outside
 
 pytestmark = pytest.mark.slow
 
@@ -155,15 +156,7 @@ def test_joint_prediction_with_output_control_releases_the_merged_models_output(
 
     def predict(party: Party):  # type: ignore[no-untyped-def]
         if party.index == 2:
-            return receive_joint(
-                party,
-                (0, 1),
-                rows=rows,
-                output=output,  # type: ignore[arg-type]
-                requester_holds_ids=True,
-                frac_bits=16,
-                probability=lambda s: 1.0 / (1.0 + np.exp(-s)),
-            )
+            return receive_outside(party, rows, output)
         part = model if party.index == 0 else owner_model
         return predict_joint(
             party,

@@ -20,6 +20,20 @@ from .conftest import Split
 THRESHOLD = 0.5
 
 
+def receive_outside(party: Party, rows: int, output: str) -> object:
+    """What a requester outside the model parties (0, 1), holding the ids, receives of a
+    joint prediction: the probabilities, or which rows reach the threshold."""
+    return receive_joint(
+        party,
+        (0, 1),
+        rows=rows,
+        output=output,  # type: ignore[arg-type]
+        requester_holds_ids=True,
+        frac_bits=16,
+        probability=lambda s: 1.0 / (1.0 + np.exp(-s)),
+    )
+
+
 def _trained(split: Split, mesh_size: int) -> tuple[list[SharedModel], np.ndarray]:
     """Party 0 holds the labels only, party 1 every column; returns each model party's shares
     and the plaintext logit weights (intercept last) they reconstruct to."""
@@ -87,15 +101,7 @@ def test_a_requester_outside_the_model_gets_only_its_output(
 
     def predict(party: Party):  # type: ignore[no-untyped-def]
         if party.index == 2:
-            return receive_joint(
-                party,
-                (0, 1),
-                rows=rows,
-                output=output,  # type: ignore[arg-type]
-                requester_holds_ids=True,
-                frac_bits=16,
-                probability=lambda s: 1.0 / (1.0 + np.exp(-s)),
-            )
+            return receive_outside(party, rows, output)
         features = None if party.index == 0 else breast_cancer.x_test
         return predict_joint(
             party,
