@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from privledger.observability.logs import LogLevel
+
 
 def _default_project_root() -> Path:
     """The source checkout when running from one (editable install), else the working directory."""
@@ -105,6 +107,11 @@ class NodeSettings(BaseSettings):
     anonymous_calls_per_s: PositiveFloat = 10.0
     anonymous_burst: PositiveInt = 100
     anonymous_audit_s: PositiveFloat = 10.0  # anonymous calls are logged as counts per interval
+    # the node's log: its level (unset: what the command line chose, warning or -v's info), one
+    # line a request (uvicorn's access log), JSON lines instead of text (docs/operations.md)
+    log_level: LogLevel | None = None
+    access_log: bool = False
+    log_json: bool = False
 
     @property
     def endpoint(self) -> str:

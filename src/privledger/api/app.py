@@ -8,6 +8,8 @@ from fastapi_offline import FastAPIOffline
 
 from privledger import __version__
 from privledger.api.errors import ERROR_RESPONSES, install_error_handlers
+from privledger.api.metrics import TaskLogContext
+from privledger.api.metrics import router as metrics_router
 from privledger.api.middleware import AuditCalls, LimitJsonBodies, LimitUncredentialedCalls
 from privledger.api.routes import (
     approvals,
@@ -31,6 +33,7 @@ from privledger.console import router as console_router
 from privledger.explorer import router as explorer_router
 from privledger.node.audit import AuditWriter
 from privledger.node.context import NodeContext
+from privledger.node.metrics import METRICS_PATH
 from privledger.portal import router as portal_router
 
 API_PREFIX = "/api/v1"
@@ -89,6 +92,7 @@ def create_app(node: NodeContext) -> FastAPI:
     app.include_router(explorer_router)
     app.include_router(portal_router)
     app.include_router(console_router)
+    app.include_router(metrics_router)
     app.mount(interop.INTEROP_PREFIX, interop.create_interop_app(node))
     frames = f"{API_PREFIX}/peer/frames"
     app.add_middleware(
@@ -100,7 +104,7 @@ def create_app(node: NodeContext) -> FastAPI:
         LimitUncredentialedCalls,
         rate=node.settings.anonymous_calls_per_s,
         burst=node.settings.anonymous_burst,
-        limited=AUDITED,
+        limited=(*AUDITED, METRICS_PATH),
         # each frame is authenticated, and limited per peer and task by the mailbox
         exempt=(frames,),
         enveloped=(interop.INTEROP_PREFIX,),
@@ -117,4 +121,5 @@ def create_app(node: NodeContext) -> FastAPI:
             f"{API_PREFIX}/openapi.json",
         ),
     )
+    app.add_middleware(TaskLogContext)  # outermost: the access line of the request names it too
     return app

@@ -55,6 +55,7 @@ from privledger.evm.rpc import (
     revert_data,
     to_int,
 )
+from privledger.observability.metrics import observe_confirmation
 
 try:  # eth-account's own signing step, given the key object it keeps in a LocalAccount
     from eth_account._utils.signing import sign_transaction_dict as _sign_transaction_dict
@@ -511,6 +512,7 @@ class ChainClient:
 
     def _receipt(self, sent: SentTransaction, raw: dict[str, Any]) -> TxReceipt:
         """A mined transaction's receipt as web3 formats it; a revert raises ChainError."""
+        observe_confirmation(sent.sent_at)
         receipt = cast(TxReceipt, AttributeDict.recursive(receipt_formatter(raw)))
         with self._gas_lock:
             self.gas_used += receipt["gasUsed"]

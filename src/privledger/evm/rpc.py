@@ -16,6 +16,7 @@ import http.client
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +32,7 @@ from web3.providers.rpc import HTTPProvider
 from web3.types import RPCEndpoint
 
 from privledger.evm.errors import canonical_type
+from privledger.observability.metrics import observe_rpc
 
 RPC_TIMEOUT_S = 30.0
 _HEADERS = {"Content-Type": "application/json", "Connection": "keep-alive"}
@@ -113,6 +115,7 @@ class JsonRpc:
     def start(self, method: str, params: Sequence[Any]) -> Callable[[], Any]:
         """Write one request now; the function returned reads its result (in this thread), so a
         caller can hold a lock while its request goes out and release it before the answer."""
+        started = time.perf_counter()
         payload = {
             "jsonrpc": "2.0",
             "id": next(self._ids),
@@ -121,20 +124,29 @@ class JsonRpc:
         }
         if self._target is None:
             answer = self._post(payload)
+            observe_rpc(method, started)
             return lambda: _result(answer)
         written = self._guarded(self._write, payload)
-        return lambda: _result(self._guarded(self._read, written))
+
+        def read() -> Any:
+            answer = self._guarded(self._read, written)
+            observe_rpc(method, started)
+            return _result(answer)
+
+        return read
 
     def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Several requests in one round trip; each item is its result or an RpcError."""
         if self._target is None:
             return [self._try(method, params) for method, params in calls]
+        started = time.perf_counter()
         ids = [next(self._ids) for _ in calls]
         payload = [
             {"jsonrpc": "2.0", "id": ident, "method": method, "params": list(params)}
             for ident, (method, params) in zip(ids, calls, strict=True)
         ]
         answers = self._post(payload)
+        observe_rpc("batch", started)
         if not isinstance(answers, list):  # a node refusing batches answers with one error
             return [self._try(method, params) for method, params in calls]
         by_id = {answer.get("id"): answer for answer in answers}

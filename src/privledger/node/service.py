@@ -33,6 +33,7 @@ from privledger.api.app import API_PREFIX, create_app
 from privledger.api.errors import install_error_handlers
 from privledger.config import NodeSettings
 from privledger.node.context import NodeContext, open_node, publish_endpoint
+from privledger.node.metrics import METRICS_PATH
 from privledger.node.processes import (
     ApiProcesses,
     ProcessNonces,
@@ -45,6 +46,7 @@ from privledger.node.processes import (
 from privledger.node.selftest import run_selftest
 from privledger.node.tls import ensure_certificate
 from privledger.node.worker import Worker
+from privledger.observability.logs import configure_logging, server_logging
 
 TENANT_PREFIX = "/t"
 PRIVATE_UMASK = 0o077  # files 0600, folders 0700
@@ -68,6 +70,7 @@ def keep_files_private(home: Path) -> None:
 def serve(settings: NodeSettings) -> None:
     """Serve until interrupted; the worker (and any other API process) stops with the server."""
     check_api_workers(settings)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     run_selftest()  # a broken crypto stack stops the node here, before it takes any task
     keep_files_private(settings.home)
     settings = per_process_limits(settings)
@@ -112,7 +115,8 @@ def serve_api(
     """One more process serving the node's client API on ``api_socket`` (started by
     :func:`serve`); peer frames are answered 421, they go to the endpoint on chain."""
     die_with_parent()
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(log_level)
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     os.umask(PRIVATE_UMASK)
     node = open_node(settings)
     node.indexer.leave_rewinds()  # to the primary, whose worker follows them
@@ -135,7 +139,7 @@ def run_server(app: ASGIApp, settings: NodeSettings, sockets: list[socket.socket
     tls = settings.tls
     config = uvicorn.Config(
         app,
-        log_level="warning",
+        **server_logging(access_log=settings.access_log),
         timeout_graceful_shutdown=5,
         ssl_certfile=settings.tls_cert_file if tls else None,
         ssl_keyfile=settings.tls_key_file if tls else None,
@@ -149,15 +153,18 @@ FRAMES_PATH = f"{API_PREFIX}/peer/frames"
 class PeerFramesElsewhere:
     """In an API process beside the primary: frames sent to the API port are refused (421
     ``misdirected``) with the endpoint that takes them, instead of waiting for a channel that
-    never opens in this process."""
+    never opens in this process; so are scrapes of the metrics, which only the primary's worker
+    holds."""
 
     def __init__(self, app: ASGIApp, endpoint: str) -> None:
         self.app = app
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == FRAMES_PATH:
-            message = f"peer frames go to this node's endpoint on chain, {self.endpoint}"
+        if scope["type"] == "http" and scope["path"] in (FRAMES_PATH, METRICS_PATH):
+            message = (
+                f"peer frames and metrics are at this node's endpoint on chain, {self.endpoint}"
+            )
             body = {"error": {"code": "misdirected", "message": message}}
             await JSONResponse(body, 421)(scope, receive, send)
             return
@@ -234,6 +241,7 @@ def serve_tenants(tenants: Sequence[NodeSettings], *, host: str, port: int) -> N
             "each tenant needs a database of its own: PRIVLEDGER_DATABASE_URL names one "
             "database for all of them (leave it unset for a SQLite file in each home)"
         )
+    configure_logging(tenants[0].log_level, json_lines=tenants[0].log_json)  # one log a process
     run_selftest()
     for settings in tenants:
         keep_files_private(settings.home)
@@ -255,7 +263,7 @@ def serve_tenants(tenants: Sequence[NodeSettings], *, host: str, port: int) -> N
             app,
             host=host,
             port=port,
-            log_level="warning",
+            **server_logging(access_log=tenants[0].access_log),
             timeout_graceful_shutdown=5,
         )
     finally:

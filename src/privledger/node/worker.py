@@ -46,6 +46,7 @@ from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
 from privledger.node.grants import terms_of
 from privledger.node.logbook import release_vanished
+from privledger.node.metrics import metrics_of
 from privledger.node.peer_spec import checked_spec, fetch_spec
 from privledger.node.release import LastMessages
 from privledger.node.runners import InputForm, Run, TaskRefused, input_form, run_protocol
@@ -60,6 +61,7 @@ from privledger.node.spec import (
 )
 from privledger.node.terms import GrantTerms, violation
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
+from privledger.observability.logs import task_context
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
 from privledger.protocols.mpc.sharing import Dealer
 from privledger.store.events import events_after, events_named
@@ -162,6 +164,8 @@ class Worker:
         self._absences = AbsenceWatch(node.ledger.tasks)  # anchored here, not completed yet
         self._rewinds: list[Forgotten] = []  # what the index forgot, not followed yet
         self._unreconciled: set[int] = set()  # forgotten tasks busy here when last followed
+        self._metrics = metrics_of(node)
+        self._metrics.watch_worker(self._queues)
 
     # --- loop -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -235,6 +239,15 @@ class Worker:
             anchor_pending_audit(self.node)
             self._audit_anchored = now
 
+    def _queues(self) -> dict[str, int]:
+        """The sizes of the worker's queues, for the node's metrics (read from another thread:
+        a set's length is read whole)."""
+        return {
+            "busy": len(self._busy),
+            "to_run": len(self._to_run),
+            "to_settle": len(self._to_settle),
+        }
+
     def _submit(self, task_id: int, job: Callable[[int], None]) -> None:
         with self._lock:
             if task_id in self._busy or task_id in self._ignored:
@@ -243,7 +256,8 @@ class Worker:
 
         def wrapped() -> None:
             try:
-                job(task_id)
+                with task_context(task_id):  # every line logged meanwhile names the task
+                    job(task_id)
             finally:
                 with self._lock:
                     self._busy.discard(task_id)
@@ -277,7 +291,8 @@ class Worker:
         self._unreconciled = tasks & busy  # running here: their own outcome settles them
         for task_id in sorted(tasks - busy):
             try:
-                self._reconcile(task_id)
+                with task_context(task_id):
+                    self._reconcile(task_id)
             except ChainError as exc:
                 logger.warning("task %d not reconciled with the chain yet: %s", task_id, exc)
                 self._unreconciled.add(task_id)
@@ -358,7 +373,8 @@ class Worker:
             stale = session.exec(select(LocalTask).where(LocalTask.state == "running")).all()
             anchored = session.exec(select(LocalTask).where(LocalTask.state == "anchored")).all()
         for row in stale:
-            self._fail(row.task_id, FailureReason.PROTOCOL_ERROR, "node restarted mid-protocol")
+            with task_context(row.task_id):
+                self._fail(row.task_id, FailureReason.PROTOCOL_ERROR, "node restarted mid-protocol")
         for row in anchored:
             self._absences.watch(row.task_id)
 
@@ -699,6 +715,9 @@ class Worker:
             protocol_seconds=outcome.seconds,
             bytes_sent=outcome.bytes_sent,
         )
+        self._metrics.ran(
+            task.kind, task.protocol, outcome.seconds, outcome.bytes_sent, outcome="anchored"
+        )
         self._absences.watch(task.task_id)
 
     # --- settlement -------------------------------------------------------------------------
@@ -749,8 +768,9 @@ class Worker:
             # another participant may have recorded its failure in the same block
             if self.node.ledger.tasks.get_task(task_id).status is not TaskStatus.FAILED:
                 logger.error("could not record the failure of task %d: %s", task_id, exc)
-        spec_hash = self.node.ledger.tasks.get_task(task_id).spec_hash
-        self._record(task_id, spec_hash, state="failed", failure=f"{reason.name}: {message}")
+        task = self.node.ledger.tasks.get_task(task_id)
+        self._record(task_id, task.spec_hash, state="failed", failure=f"{reason.name}: {message}")
+        self._metrics.failed(task.kind, reason.name)
 
     def _record(self, task_id: int, spec_hash: bytes, **fields: object) -> None:
         with Session(self.node.engine) as session:
