@@ -81,3 +81,5 @@ def test_a_task_shows_in_both_nodes_metrics_and_logs(running: Running) -> None:
                 if f" task={task_id}: " in line
             ]
         assert any("starts as" in line for line in tagged), (org, tagged)
+        # the frame sender's thread too (httpx logs its stream's end at INFO; nodes run with -v)
+        assert any("/peer/frames" in line for line in tagged), (org, tagged)

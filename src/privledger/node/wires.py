@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import contextvars
 import queue
 import struct
 import threading
@@ -178,7 +179,12 @@ class HttpWire(Wire):
     def connect(self) -> None:
         """Start the sender thread, which opens the POST (headers only until the first frame)."""
         if self._sender is None and not self._closed:
-            self._sender = threading.Thread(target=self._stream, name="wire", daemon=True)
+            self._sender = threading.Thread(  # in the task's context: its lines name the task
+                target=contextvars.copy_context().run,
+                args=(self._stream,),
+                name="wire",
+                daemon=True,
+            )
             self._sender.start()
 
     def flush(self) -> None:

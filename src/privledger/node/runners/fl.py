@@ -7,6 +7,7 @@ with a registered horizontal model (F18: every call is logged)."""
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import secrets
@@ -160,7 +161,12 @@ def _horizontal(task: Run, spec: HorizontalSpec) -> RunOutput:
                 local.append(exc)
                 own_end.close()
 
-        thread = threading.Thread(target=own_rows, name=f"fl-{task.task.task_id}", daemon=True)
+        thread = threading.Thread(  # in the task's context: its lines name the task
+            target=contextvars.copy_context().run,
+            args=(own_rows,),
+            name=f"fl-{task.task.task_id}",
+            daemon=True,
+        )
         thread.start()
     try:
         model = run_aggregator(links, config, features=width, timeout=task.timeout)
