@@ -3,6 +3,9 @@ task's id on the log lines of both nodes that ran it."""
 
 from __future__ import annotations
 
+import json
+import re
+
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -71,6 +74,15 @@ def test_a_task_shows_in_both_nodes_metrics_and_logs(running: Running) -> None:
             "method",
             "le",
         }
+
+        dashboard = running.settings.project_root / "docs" / "grafana" / "privledger-node.json"
+        queried = {
+            name
+            for panel in json.loads(dashboard.read_text())["panels"]
+            for target in panel["targets"]
+            for name in re.findall(r"\b(?:privledger|process)_\w+", target["expr"])
+        }
+        assert queried and queried <= {s.name for s in samples}  # the dashboard's metrics exist
 
         node = running.nodes[org]
         with node.log_path.open("rb") as log:

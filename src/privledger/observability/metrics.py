@@ -39,9 +39,15 @@ PROCESS_COLLECTORS: tuple[Collector, ...] = (
 )
 
 
+_RPC_BY_METHOD: dict[str, Histogram] = {}  # each method's child: labels() takes a lock each call
+
+
 def observe_rpc(method: str, started: float) -> None:
     """A JSON-RPC call of ``method`` begun at ``started`` (``time.perf_counter()``) is answered."""
-    CHAIN_RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
+    child = _RPC_BY_METHOD.get(method)
+    if child is None:
+        child = _RPC_BY_METHOD.setdefault(method, CHAIN_RPC_SECONDS.labels(method))
+    child.observe(time.perf_counter() - started)
 
 
 def observe_confirmation(sent_at: float) -> None:
