@@ -63,6 +63,7 @@ def test_a_task_shows_in_both_nodes_metrics_and_logs(running: Running) -> None:
         lag = _value(samples, "privledger_indexer_lag_blocks")
         assert 0 <= lag <= head and _value(samples, "privledger_indexed_block") == head - lag
         assert _value(samples, "privledger_worker_tasks", queue="busy") >= 0
+        assert _value(samples, "privledger_tasks_running", kind="psi") >= 0
         assert _value(samples, "process_resident_memory_bytes") > 0
         # numbers, not task details: no label names a task, a dataset or an organisation
         assert {name for s in samples for name in s.labels} <= {

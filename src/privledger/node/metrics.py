@@ -15,7 +15,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from weakref import WeakKeyDictionary
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import CollectorRegistry
@@ -62,6 +62,12 @@ class NodeMetrics:
             buckets=PROTOCOL_BUCKETS,
             registry=None,
         )
+        self.tasks_running = Gauge(
+            "privledger_tasks_running",
+            "Tasks a worker thread of this node is running (checks, protocol, anchoring), by kind",
+            ["kind"],
+            registry=None,
+        )
         self.bytes_sent = Counter(
             "privledger_wire_bytes_sent_total",
             "Payload bytes this node sent to its peers in tasks it ran (before framing)",
@@ -70,12 +76,22 @@ class NodeMetrics:
         )
         self._state = _NodeState(weakref.ref(node))  # the node's database keys this object
         self.registry: CollectorRegistry = node_registry(
-            (self.task_runs, self.protocol_seconds, self.bytes_sent, self._state)
+            (
+                self.task_runs,
+                self.tasks_running,
+                self.protocol_seconds,
+                self.bytes_sent,
+                self._state,
+            )
         )
 
     def watch_worker(self, queues: Callable[[], Mapping[str, int]]) -> None:
         """Report the worker's queues (name -> tasks) at each scrape."""
         self._state.worker_queues = queues
+
+    def running(self, kind: Kind) -> Gauge:
+        """The gauge of running tasks of ``kind`` (the worker adds one, and takes it away)."""
+        return self.tasks_running.labels(kind_label(kind))
 
     def ran(
         self, kind: Kind, protocol: int, seconds: float, bytes_sent: int, *, outcome: str

@@ -390,6 +390,7 @@ class Worker:
             self._record(task_id, task.spec_hash, state=state)
             return
         self._record(task_id, task.spec_hash, state="running")
+        self._metrics.running(task.kind).inc()
         try:
             spec = self._verified_spec(task)
             terms = self._check_authorisation(task, spec)
@@ -411,6 +412,7 @@ class Worker:
             self._fail(task_id, FailureReason.PROTOCOL_ERROR, f"{type(exc).__name__}: {exc}")
         finally:
             self.node.mailbox.discard(task_id)
+            self._metrics.running(task.kind).dec()
 
     def _verified_spec(self, task: Task) -> TaskSpec:
         raw = self._spec_bytes(task)
