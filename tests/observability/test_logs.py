@@ -26,6 +26,7 @@ from privledger.observability.logs import (
     TEXT_FORMAT,
     JsonFormatter,
     TaskFilter,
+    configure_logging,
     server_logging,
     task_context,
 )
@@ -155,3 +156,26 @@ def test_a_request_about_a_task_logs_it_in_its_route_and_access_line(
         assert "task=" not in access[1]
     else:
         assert access == []
+
+
+@pytest.mark.parametrize("json_lines", [False, True])
+def test_configure_logging_formats_every_root_handler(json_lines: bool) -> None:
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    stream = io.StringIO()
+    root.handlers = [logging.StreamHandler(stream)]
+    try:
+        configure_logging("info", json_lines=json_lines)
+        configure_logging(None, json_lines=json_lines)  # again: one filter, the level kept
+        assert root.level == logging.INFO and len(root.handlers[0].filters) == 1
+        with task_context(41):
+            logging.getLogger("test.configured").info("hello")
+        logging.getLogger("test.configured").debug("below the level")
+    finally:
+        root.handlers = saved_handlers
+        root.setLevel(saved_level)  # and the loggers' cached levels with it
+    (line,) = stream.getvalue().splitlines()
+    if json_lines:
+        assert json.loads(line)["task"] == 41
+    else:
+        assert line.endswith(" INFO test.configured task=41: hello")
