@@ -152,7 +152,8 @@ def bench(dataset: str, rows: int, config: GbdtConfig) -> dict[str, Any]:
         "bench": "fl",
         "mode": "vertical-gbdt",
         "params": {
-            "protocol": "SecureBoost: Paillier (phe/gmpy2), packed g/h, compressed histograms",
+            "protocol": "SecureBoost: Paillier (phe keys, DJN short-randomness encryption), "
+            "packed g/h, paired-column histograms, compressed candidates",
             "dataset": dataset,
             "rows": int(y_train.size),
             "test_rows": int(y_test.size),

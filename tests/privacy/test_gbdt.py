@@ -38,7 +38,7 @@ pytestmark = [pytest.mark.privacy, pytest.mark.slow]
 
 CONFIG = GbdtConfig(trees=3, max_depth=3, learning_rate=0.3, key_bits=1024, seed=11)
 ALLOWED_KEYS = {
-    "setup": {"type", "protocol", "params", "rows", "valid_rows", "n"},
+    "setup": {"type", "protocol", "params", "rows", "valid_rows", "n", "h_s"},
     "tree": {"type", "sampled"},
     "level": {"type", "nodes"},
     "splits": {"type", "nodes"},

@@ -32,7 +32,6 @@ from privledger.protocols.fl.gbdt import (
     train_label_holder,
 )
 from privledger.protocols.fl.gbdt_binning import FeatureBins
-from privledger.protocols.fl.gbdt_paillier import GradientPacking, LabelKey
 from privledger.protocols.fl.gbdt_tree import MergedModel
 from privledger.protocols.fl.joint import predict_joint
 from privledger.protocols.mpc.sharing import Party, local_mesh
@@ -267,23 +266,3 @@ def test_binning_thresholds_match_bins() -> None:
     binned = bins.transform(column)[:, 0]
     for b in range(bins.widths[0] - 1):
         np.testing.assert_array_equal(binned <= b, column[:, 0] <= bins.threshold(0, b))
-
-
-def test_packed_sums_decrypt_to_the_plaintext_sums() -> None:
-    key = LabelKey(1024)
-    packing = GradientPacking.for_rows(64, 24)
-    rng = np.random.default_rng(1)
-    grad, hess = rng.uniform(-1, 1, 64), rng.uniform(0, 0.25, 64)
-    ciphers = key.encrypt(packing.encode(grad, hess))
-    bins = rng.integers(0, 5, 64)
-    sums = key.space.sums_by_bin(ciphers, bins.tolist(), 5)
-    left = key.space.prefix_sums(sums)
-    packed = key.space.pack(left, packing.item_bits)
-    assert len(packed) < len(left)
-    values = key.space.unpack(key.decrypt(packed), packing.item_bits, len(left))
-    total_grad, total_hess, count = packing.decode(values)
-    for b in range(4):
-        rows = bins <= b
-        assert count[b] == rows.sum()
-        assert abs(total_grad[b] - grad[rows].sum()) < 1e-5
-        assert abs(total_hess[b] - hess[rows].sum()) < 1e-5

@@ -13,17 +13,19 @@ on a validation split whose labels the label holder holds.
 One tree (Hetero-SecureBoost, Cheng et al. 2019, as in FATE):
 
 1. Each party has binned its own columns locally (:mod:`.gbdt_binning`); cut points never leave
-   it. The label holder computes ``g = p - y`` and ``h = p (1 - p)``, packs ``(g + 1, h, 1)`` of
+   it. The label holder computes ``g = p - y`` and ``h = p (1 - p)``, packs ``(g, h)`` of
    every sampled row into one Paillier plaintext and sends the ciphertexts
-   (:mod:`.gbdt_paillier`: its own key, gradient packing, CRT encryption).
+   (:mod:`.gbdt_paillier`: its own key, gradient packing, Damgard-Jurik-Nielsen encryption with
+   short randomness, CRT and fixed-base tables, randomisers made ahead while it waits).
 2. Per level, the label holder sends the node of every row (the instance spaces). Each feature
-   owner sums the ciphertexts per bin of each of its sampled columns for each open node (the
-   larger child of a split as parent minus sibling), forms the prefix sums (the candidate
-   "left" sides), keeps those that can be chosen (it knows the node's rows and its bins: both
-   sides must keep ``min_child_samples`` sampled rows, and an empty bin repeats the previous
-   prefix), shuffles the candidates of each node (a split id is an index into that shuffle,
-   known to the owner), packs them ``k`` per ciphertext, re-randomises and returns them.
-3. The label holder decrypts the sums ``(G_L, H_L, n_L)`` of every candidate, adds its own
+   owner sums the ciphertexts per bin of each of its sampled columns for each open node (two
+   columns per pass over the rows; the larger child of a split as parent minus sibling), forms
+   the prefix sums (the candidate "left" sides), keeps those that can be chosen (it knows the
+   node's rows and its bins: both sides must keep ``min_child_samples`` sampled rows, and an
+   empty bin repeats the previous prefix), shuffles the candidates of each node (a split id is
+   an index into that shuffle, known to the owner), packs them ``k`` per ciphertext,
+   re-randomises and returns them.
+3. The label holder decrypts the sums ``(G_L, H_L)`` of every candidate, adds its own
    candidates (plaintext), and picks per node the best gain; a split is "party P, split id k".
    The owner of a chosen split maps ``k`` to its column and threshold (kept by it) and returns
    which of the node's rows go left. Nodes at ``max_depth``, or too small, become leaves; leaf
@@ -61,20 +63,22 @@ gain (the label holder chose every split, so it knows these gains without any ex
 
 Security model and leakage (semi-honest parties; the label holder holds the only key):
 
-* A feature owner receives the public key, one Paillier ciphertext per sampled row and tree
-  (semantically secure: nothing about ``g``, ``h`` or the labels), the indices of the sampled
+* A feature owner receives the public key ``(n, h_s)``, one Paillier ciphertext per sampled
+  row and tree (semantically secure under DCR and the short-exponent assumption of
+  :mod:`.gbdt_paillier`: nothing about ``g``, ``h`` or the labels), the indices of the sampled
   rows, the node of every row at every level -- **the instance spaces of the tree's nodes**,
   which are correlated with the labels (rows that end in the same deep node tend to share a
   label) -- the split ids of its own chosen splits, the trees' shapes and the kept tree count.
   No plaintext gradient, hessian, label, leaf weight or other party's split reaches it.
-* The label holder learns, for every open node, **the per-candidate sums** ``(G_L, H_L, n_L)``
-  of the feature owners' columns -- SecureBoost's known leakage: the gradient/hessian sums and
-  the row counts of the owner's bins ``<= b`` (in shuffled order, so not which column or bin),
-  and where nodes or bins are small, much about single rows' bins; the number of candidates
-  tells it how many bins the owner's sampled columns have. For every owner split it chose, it
-  learns which rows go left: a partition of the rows by an unknown threshold of an unknown
-  column. In prediction and validation it learns the same: per row, which way it goes at each
-  of the owner's splits. It never learns a column, a cut point or a threshold (until export).
+* The label holder learns, for every open node, **the per-candidate sums** ``(G_L, H_L)`` of
+  the feature owners' columns -- SecureBoost's known leakage: the gradient/hessian sums of the
+  owner's bins ``<= b`` (in shuffled order, so not which column or bin; not the row counts,
+  though ``H_L`` over the node's hessians hints at them), and where nodes or bins are small,
+  much about single rows' bins; the number of candidates tells it how many bins the owner's
+  sampled columns have. For every owner split it chose, it learns which rows go left: a
+  partition of the rows by an unknown threshold of an unknown column. In prediction and
+  validation it learns the same: per row, which way it goes at each of the owner's splits. It
+  never learns a column, a cut point or a threshold (until export).
 * Two feature owners colluding learn the union of what each learns; a feature owner colluding
   with the label holder learns the other owner's candidate sums.
 * Not covered: a malicious label holder could send crafted "gradients" (e.g. one indicator row
@@ -123,6 +127,7 @@ PROTOCOL: Final = "fl/vertical-gbdt/v1"
 JOINT_PROTOCOL: Final = "fl/vertical-gbdt-scores/v1"
 MAX_FEATURE_OWNERS: Final = 2
 _HEADER_BYTES: Final = 4
+_ZEROS_AHEAD: Final = 512  # re-randomisers a feature owner keeps ready (a level needs ~350)
 
 
 class GbdtError(Exception):
@@ -414,6 +419,7 @@ class _LabelHolder:
             "rows": self.rows,
             "valid_rows": valid_rows,
             "n": format(int(key.n), "x"),
+            "h_s": format(int(key.space.h_s), "x"),
         }
         for channel in self.channels:
             _send(channel, "setup", header)
@@ -425,6 +431,13 @@ class _LabelHolder:
 
     def train(self) -> LabelHolderModel:
         key, widths = self._setup()
+        key.precompute(max(1, round(self.config.row_subsample * self.rows)))
+        try:
+            return self._train(key, widths)
+        finally:
+            key.close()
+
+    def _train(self, key: LabelKey, widths: list[int]) -> LabelHolderModel:
         prior = float(self.labels.mean())
         base = math.log(prior / (1.0 - prior))
         scores = np.full(self.rows, base)
@@ -573,10 +586,10 @@ class _LabelHolder:
                 chunk = plaintexts[start : start + size]
                 start += size
                 sums = key.space.unpack(chunk, self.packing.item_bits, count)
-                grad_left, hess_left, count_left = self.packing.decode(sums)
+                grad_left, hess_left = self.packing.decode(sums)
                 node = nodes[v]
                 totals = (node.grad, node.hess, node.count)
-                gains = self.rule.gains(totals, grad_left, hess_left, count_left)
+                gains = self.rule.gains(totals, grad_left, hess_left, None)
                 if gains.size and float(gains.max()) > best[v].gain:
                     best[v] = _Choice(float(gains.max()), party, int(gains.argmax()))
         return best
@@ -679,7 +692,7 @@ class _FeatureOwner:
         theirs = {k: header.get(k) for k in mine}
         if json.dumps(theirs, sort_keys=True) != json.dumps(mine, sort_keys=True):
             raise GbdtError(f"parameters differ: label holder {theirs}, this party {mine}")
-        space = CipherSpace(int(str(header["n"]), 16))
+        space = CipherSpace(int(str(header["n"]), 16), int(str(header["h_s"]), 16))
         if space.n.bit_length() < self.config.key_bits - 1:
             raise GbdtError("the label holder's key is shorter than agreed")
         _send(self.channel, "ready", {"columns": self.features.shape[1]})
@@ -687,6 +700,13 @@ class _FeatureOwner:
 
     def train(self) -> OwnerModel:
         space = self._setup()
+        space.precompute(_ZEROS_AHEAD)
+        try:
+            return self._train(space)
+        finally:
+            space.close()
+
+    def _train(self, space: CipherSpace) -> OwnerModel:
         packing = GradientPacking.for_rows(self.rows, self.config.frac_bits)
         shapes: list[TreeShape] = []
         all_splits: list[dict[int, Split]] = []
@@ -787,7 +807,7 @@ class _FeatureOwner:
     ) -> dict[int, list[list[Cipher]]]:
         """Encrypted per-bin sums of every sampled column for every node of the level."""
         plan = [(int(v), int(sibling)) for v, sibling in header["nodes"]]
-        widths = self.bins.widths
+        widths = [self.bins.widths[column] for column in columns]
         out: dict[int, list[list[Cipher]]] = {}
         for v, sibling in plan:
             if sibling == -1:
@@ -795,12 +815,7 @@ class _FeatureOwner:
                     r for r in np.flatnonzero(positions == v).tolist() if ciphers[r] is not None
                 ]
                 node_ciphers = [ciphers[r] for r in rows]
-                out[v] = [
-                    space.sums_by_bin(
-                        node_ciphers, self.binned[rows, column].tolist(), widths[column]
-                    )
-                    for column in columns
-                ]
+                out[v] = space.column_sums(node_ciphers, self.binned[rows][:, columns], widths)
         for v, sibling in plan:
             if sibling != -1:
                 parent = parents.get((v - 1) // 2)

@@ -108,23 +108,27 @@ class SplitRule:
         return -grad / (hess + self.l2)
 
     def gains(
-        self, totals: tuple[float, float, int], grad_left: F64, hess_left: F64, count_left: F64
+        self,
+        totals: tuple[float, float, int],
+        grad_left: F64,
+        hess_left: F64,
+        count_left: F64 | None,
     ) -> F64:
-        """The gain of every candidate split of a node (``-inf`` where a child is too small)."""
+        """The gain of every candidate split of a node (``-inf`` where a child is too small);
+        ``count_left`` None: the candidates' owner kept only those whose sides are large
+        enough."""
         grad, hess, count = totals
         grad_right, hess_right = grad - grad_left, hess - hess_left
-        count_right = count - count_left
         gain = 0.5 * (
             grad_left**2 / (hess_left + self.l2)
             + grad_right**2 / (hess_right + self.l2)
             - grad**2 / (hess + self.l2)
         )
-        allowed = (
-            (count_left >= self.min_child_samples)
-            & (count_right >= self.min_child_samples)
-            & (hess_left >= self.min_child_weight)
-            & (hess_right >= self.min_child_weight)
-        )
+        allowed = (hess_left >= self.min_child_weight) & (hess_right >= self.min_child_weight)
+        if count_left is not None:
+            allowed &= (count_left >= self.min_child_samples) & (
+                count - count_left >= self.min_child_samples
+            )
         return np.where(allowed, gain, -np.inf)
 
 
