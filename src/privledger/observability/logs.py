@@ -20,6 +20,7 @@ from typing import Literal, TypedDict
 LogLevel = Literal["debug", "info", "warning", "error"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(task)s: %(message)s"
 ACCESS_LOGGER = "uvicorn.access"
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", ACCESS_LOGGER, "uvicorn.asgi")
 
 current_task: ContextVar[int | None] = ContextVar("privledger_task", default=None)
 
@@ -88,6 +89,10 @@ def server_logging(*, access_log: bool) -> ServerLogging:
     """uvicorn's logging options: its loggers write through the root logger's handlers (the
     node's format), and each request is logged (at INFO, whatever the node's level) only with
     ``access_log``."""
+    for name in UVICORN_LOGGERS:  # as if no uvicorn had configured them before in this process
+        found = logging.getLogger(name)
+        found.handlers, found.propagate = [], True
+        found.setLevel(logging.NOTSET)
     if access_log:
         logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO)
     return ServerLogging(log_config=None, log_level=None, access_log=access_log)
