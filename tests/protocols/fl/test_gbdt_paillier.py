@@ -5,6 +5,7 @@ fixed-base tables, the randomisers made ahead, signed packing, paired histograms
 from __future__ import annotations
 
 import secrets
+import time
 
 import gmpy2  # type: ignore[import-untyped]
 import numpy as np
@@ -55,6 +56,8 @@ def test_decryption_inverts_encryption_with_and_without_randomisers_made_ahead(
     key.precompute(10)
     try:
         for _ in range(3):  # more than the 10 made ahead: the rest is made on demand
+            with key.idle():  # the randomisers are made while the key's user waits
+                time.sleep(0.2)
             ciphers = key.encrypt(plaintexts)
             assert key.decrypt(ciphers) == [m % n for m in plaintexts]
     finally:
@@ -78,6 +81,8 @@ def test_zeros_re_randomise_without_changing_the_plaintext(key: LabelKey) -> Non
     fresh = [cipher * zero % space.n2 for zero in space.zeros(3)]
     space.precompute(2)
     try:
+        with space.idle():
+            time.sleep(0.2)
         fresh += [cipher * zero % space.n2 for zero in space.zeros(3)]
     finally:
         space.close()

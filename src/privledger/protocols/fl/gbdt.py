@@ -24,7 +24,7 @@ One tree (Hetero-SecureBoost, Cheng et al. 2019, as in FATE):
    node's rows and its bins: both sides must keep ``min_child_samples`` sampled rows, and an
    empty bin repeats the previous prefix), shuffles the candidates of each node (a split id is
    an index into that shuffle, known to the owner), packs them ``k`` per ciphertext,
-   re-randomises and returns them.
+   re-randomises and returns them, one message per node.
 3. The label holder decrypts the sums ``(G_L, H_L)`` of every candidate, adds its own
    candidates (plaintext), and picks per node the best gain; a split is "party P, split id k".
    The owner of a chosen split maps ``k`` to its column and threshold (kept by it) and returns
@@ -577,15 +577,12 @@ class _LabelHolder:
         best = {v: self._own_best(node, grad, hess, columns) for v, node in nodes.items()}
         per = key.space.items_per_cipher(self.packing.item_bits)
         for party, channel in enumerate(self.channels, start=1):
-            header, body = _recv(channel, ("histograms",), self.timeout)
-            counts = _node_counts(header, [v for v, _ in plan])
-            packed = [-(-count // per) for count in counts.values()]
-            plaintexts = key.decrypt(key.space.from_bytes(body, sum(packed)))
-            start = 0
-            for (v, count), size in zip(counts.items(), packed, strict=True):
-                chunk = plaintexts[start : start + size]
-                start += size
-                sums = key.space.unpack(chunk, self.packing.item_bits, count)
+            for v, _ in plan:  # one message per node: decrypt one while the owner packs the next
+                with key.idle():
+                    header, body = _recv(channel, ("histograms",), self.timeout)
+                count = _node_counts(header, [v])[v]
+                plaintexts = key.decrypt(key.space.from_bytes(body, -(-count // per)))
+                sums = key.space.unpack(plaintexts, self.packing.item_bits, count)
                 grad_left, hess_left = self.packing.decode(sums)
                 node = nodes[v]
                 totals = (node.grad, node.hess, node.count)
@@ -711,7 +708,8 @@ class _FeatureOwner:
         shapes: list[TreeShape] = []
         all_splits: list[dict[int, Split]] = []
         while True:
-            header, body = _recv(self.channel, ("tree", "finish"), self.timeout)
+            with space.idle():
+                header, body = _recv(self.channel, ("tree", "finish"), self.timeout)
             if header["type"] == "finish":
                 kept = int(header["trees"])
                 if not 0 <= kept <= len(shapes):
@@ -750,7 +748,8 @@ class _FeatureOwner:
         splits: dict[int, Split] = {}
         positions = np.full(self.rows, -1, dtype=np.int32)
         while True:
-            header, body = _recv(self.channel, ("level", "splits", "tree_done"), self.timeout)
+            with space.idle():
+                header, body = _recv(self.channel, ("level", "splits", "tree_done"), self.timeout)
             if header["type"] == "tree_done":
                 shape = TreeShape.from_json(header["shape"])
                 if not set(splits) <= set(shape.internal):
@@ -761,7 +760,6 @@ class _FeatureOwner:
                 histograms = self._histograms(
                     space, ciphers, positions, header, columns, histograms
                 )
-                reply_nodes, packed = [], []
                 candidates = {}
                 for v, sums in histograms.items():
                     node_rows = np.flatnonzero((positions == v) & in_sample)
@@ -772,9 +770,13 @@ class _FeatureOwner:
                         items += [(int(column), b, prefix[b]) for b in useful]
                     secrets.SystemRandom().shuffle(items)
                     candidates[v] = [(column, b) for column, b, _ in items]
-                    reply_nodes.append([v, len(items)])
-                    packed += space.pack([cipher for _, _, cipher in items], packing.item_bits)
-                _send(self.channel, "histograms", {"nodes": reply_nodes}, space.to_bytes(packed))
+                    packed = space.pack([cipher for _, _, cipher in items], packing.item_bits)
+                    _send(
+                        self.channel,
+                        "histograms",
+                        {"nodes": [[v, len(items)]]},
+                        space.to_bytes(packed),
+                    )
             else:
                 bits = []
                 for v, split_id in header["nodes"]:

@@ -18,8 +18,8 @@ exponents of ``2 kappa`` bits in short-exponent Diffie-Hellman. The label holder
 ``h_s^x`` modulo ``p^2`` and ``q^2`` (CRT) by fixed-base windowing (:class:`FixedBase`: 32
 multiplications modulo a 2048-bit number each with a 2048-bit key), ~0.1 ms per ciphertext
 instead of 2.7 ms for a full ``r^n``, and a daemon thread (:meth:`LabelKey.precompute`) keeps a
-tree's worth of them ready while the label holder waits for the owners, so encrypting a tree
-is then one multiplication per row.
+tree's worth of them ready, made while the label holder waits for the owners, so encrypting a
+tree is then one multiplication per row.
 
 Packing (:class:`GradientPacking`, FATE's gradient packing). One plaintext per row carries two
 slots of ``W`` bits, ``g`` (signed) and ``h`` in fixed point with ``f`` fractional bits, as the
@@ -55,7 +55,8 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -154,25 +155,38 @@ class FixedBase:
 
 
 class _Randomisers:
-    """Randomisers made ahead of use by a daemon thread, up to ``target`` of them."""
+    """Randomisers made ahead of use by a daemon thread, up to ``target`` of them, only while
+    their user waits for a peer (:meth:`idle`): the work fills idle time and never competes
+    with the user's own for the interpreter."""
 
-    _BATCH: Final = 256
-
-    def __init__(self, make: Callable[[int], list[Cipher]], target: int) -> None:
-        self._make, self._target = make, target
+    def __init__(self, make: Callable[[int], list[Cipher]], target: int, batch: int) -> None:
+        self._make, self._target, self._batch = make, target, batch
         self._ready: deque[Cipher] = deque()
-        self._wake = threading.Event()
-        self._stopped = False
+        self._state = threading.Condition()
+        self._idle = self._stopped = False
         self._thread = threading.Thread(target=self._fill, name="paillier-randomisers", daemon=True)
         self._thread.start()
 
     def _fill(self) -> None:
-        while not self._stopped:
-            if len(self._ready) >= self._target:
-                self._wake.wait()
-                self._wake.clear()
-            else:
-                self._ready.extend(self._make(self._BATCH))
+        while True:
+            with self._state:
+                self._state.wait_for(
+                    lambda: self._stopped or (self._idle and len(self._ready) < self._target)
+                )
+                if self._stopped:
+                    return
+            self._ready.extend(self._make(self._batch))
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        with self._state:
+            self._idle = True
+            self._state.notify()
+        try:
+            yield
+        finally:
+            with self._state:
+                self._idle = False
 
     def take(self, count: int) -> list[Cipher]:
         """``count`` randomisers: the ready ones first, the rest made now."""
@@ -182,13 +196,22 @@ class _Randomisers:
                 out.append(self._ready.popleft())
             except IndexError:
                 out += self._make(count - len(out))
-        self._wake.set()
         return out
 
     def close(self) -> None:
-        self._stopped = True
-        self._wake.set()
+        with self._state:
+            self._stopped = True
+            self._state.notify()
         self._thread.join()
+
+
+@contextmanager
+def _idle(ahead: _Randomisers | None) -> Iterator[None]:
+    if ahead is None:
+        yield
+    else:
+        with ahead.idle():
+            yield
 
 
 class LabelKey:
@@ -227,9 +250,14 @@ class LabelKey:
         return [self.randomiser(exponents[k * size : (k + 1) * size]) for k in range(count)]
 
     def precompute(self, count: int) -> None:
-        """Keep up to ``count`` randomisers ready in a daemon thread until :meth:`close`."""
+        """Keep up to ``count`` randomisers ready, made in a daemon thread while in
+        :meth:`idle`, until :meth:`close`."""
         if self._ahead is None:
-            self._ahead = _Randomisers(self.randomisers, count)
+            self._ahead = _Randomisers(self.randomisers, count, batch=256)
+
+    def idle(self) -> AbstractContextManager[None]:
+        """A block in which the caller waits for a peer (randomisers are made meanwhile)."""
+        return _idle(self._ahead)
 
     def close(self) -> None:
         if self._ahead is not None:
@@ -338,10 +366,14 @@ class CipherSpace:
         return self._table.random_powers(count)
 
     def precompute(self, count: int) -> None:
-        """Keep up to ``count`` encryptions of zero ready in a daemon thread until
-        :meth:`close`."""
+        """Keep up to ``count`` encryptions of zero ready, made in a daemon thread while in
+        :meth:`idle`, until :meth:`close`."""
         if self._ahead is None:
-            self._ahead = _Randomisers(self._make_zeros, count)
+            self._ahead = _Randomisers(self._make_zeros, count, batch=16)
+
+    def idle(self) -> AbstractContextManager[None]:
+        """A block in which the caller waits for a peer (zeros are made meanwhile)."""
+        return _idle(self._ahead)
 
     def close(self) -> None:
         if self._ahead is not None:
