@@ -109,8 +109,9 @@ _CONSORTIA: list[Running] = []  # every consortium the session started, for the 
 
 
 # how a node may be stopped from outside: in a test run only the tests do that (and restart it),
-# unless a signal meant for an exited process reaches one that reused its pid (pid_max is 32768)
-_KILLED_FROM_OUTSIDE = {-signal.SIGKILL, -signal.SIGTERM}
+# unless a signal meant for an exited process reaches one that reused its pid (pid_max is 32768);
+# a stop signal ends a node in order, with exit status 0 (privledger.shutdown)
+_KILLED_FROM_OUTSIDE = {0, -signal.SIGKILL}
 
 
 def _revive_dead_nodes() -> tuple[list[str], list[str]]:

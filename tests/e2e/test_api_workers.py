@@ -4,6 +4,7 @@ that runs it, on the peer port); a long-poll in either process wakes when the ta
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -145,3 +146,21 @@ def test_frames_sent_to_the_api_port_are_sent_on(two_process_node: Running) -> N
             assert error["code"] == "misdirected" and "endpoint on chain" in error["message"]
             return
     pytest.fail(f"no call to {running_url} reached the second API process")
+
+
+def test_a_node_stopped_by_sigterm_stops_its_api_processes_first(two_process_node: Running) -> None:
+    """SIGTERM (what ``kill``, systemd and a container runtime send) shuts the node down in
+    order: the processes beside the primary are gone when the primary has exited, so nothing
+    holds the API port, and the worker and store were closed (the node says it stopped)."""
+    telecom = two_process_node.nodes["telecom"]
+    other = _api_process(telecom.process.pid)
+    logged = telecom.log_path.stat().st_size
+    telecom.stop()  # SIGTERM, then waits for the primary
+    assert telecom.process.returncode == 0, telecom.process.returncode
+    assert not Path(f"/proc/{other}").exists(), "an API process outlived its node"
+    port = int(telecom.url.rsplit(":", 1)[1])
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    with telecom.log_path.open("rb") as log:
+        log.seek(logged)
+        assert b"node telecom stopped" in log.read()

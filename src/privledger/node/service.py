@@ -47,6 +47,7 @@ from privledger.node.selftest import run_selftest
 from privledger.node.tls import ensure_certificate
 from privledger.node.worker import Worker
 from privledger.observability.logs import configure_logging, server_logging
+from privledger.shutdown import stops_on_signals
 
 TENANT_PREFIX = "/t"
 PRIVATE_UMASK = 0o077  # files 0600, folders 0700
@@ -67,8 +68,10 @@ def keep_files_private(home: Path) -> None:
                 os.chmod(path, 0o600)
 
 
+@stops_on_signals
 def serve(settings: NodeSettings) -> None:
-    """Serve until interrupted; the worker (and any other API process) stops with the server."""
+    """Serve until a stop signal (SIGINT, SIGTERM, SIGHUP); the worker, any other API process
+    and the store stop with the server, before the process exits."""
     check_api_workers(settings)
     configure_logging(settings.log_level, json_lines=settings.log_json)
     run_selftest()  # a broken crypto stack stops the node here, before it takes any task
@@ -103,8 +106,10 @@ def serve(settings: NodeSettings) -> None:
         if notices is not None:
             notices.stop()
         node.close()
+        logger.info("node %s stopped", settings.org)
 
 
+@stops_on_signals
 def serve_api(
     settings: NodeSettings,
     api_socket: socket.socket,
@@ -230,8 +235,9 @@ def tenant_app(nodes: Sequence[NodeContext]) -> FastAPI:
     return app
 
 
+@stops_on_signals
 def serve_tenants(tenants: Sequence[NodeSettings], *, host: str, port: int) -> None:
-    """Serve several organisations from one process until interrupted."""
+    """Serve several organisations from one process until a stop signal."""
     if len({settings.org for settings in tenants}) != len(tenants):
         raise ValueError("each tenant is a different organisation")
     # PRIVLEDGER_DATABASE_URL (how a node is put on PostgreSQL) names one database for every
