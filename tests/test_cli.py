@@ -201,10 +201,10 @@ def test_query_stats_and_lending_commands_are_discoverable_and_check_their_argum
     refused = {
         "give either --key": [*holder],  # neither --key nor --keys
         "give either --key ": [*holder, "--key", "k", "--keys", "0x" + "4" * 64],
-        "--mode is pir or bucket": [*holder, "--key", "k", "--mode", "fast"],
+        "Invalid value for '--mode'": [*holder, "--key", "k", "--mode", "fast"],
         "need --owner-token": [*holder, "--key", "k"],  # a one-off dataset needs the owner
         "needs --edges": [*stats, "--column", "amount", "--op", "histogram"],
-        "unknown --op": [*stats, "--column", "amount", "--op", "median"],
+        "Invalid value for '--op'": [*stats, "--column", "amount", "--op", "median"],
         "--edges:": [*stats, "--column", "amount", "--edges", "0,x"],
         "once per --dataset": [*stats, "--column", "a", "--column", "b", "--column", "c"],
         "give either --customer": [*lending, "--customer", "c", "--query", "0x" + "5" * 64],
@@ -258,13 +258,13 @@ def test_task_templates_a_psi_from_flags_and_the_commands_of_waiting() -> None:
 def test_a_histogram_says_how_many_values_it_does_not_show(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from privledger.cli import _not_in_bins
+    from privledger.cli.queries import not_in_bins
 
-    assert _not_in_bins(10, [4, 6], [0.0, 1.0, 2.0]) == 0
+    assert not_in_bins(10, [4, 6], [0.0, 1.0, 2.0]) == 0
     assert capsys.readouterr().err == ""
-    assert _not_in_bins(10, [4, 3], [0.0, 1.0, 2.0]) == 3
+    assert not_in_bins(10, [4, 3], [0.0, 1.0, 2.0]) == 3
     assert "3 of 10 values fall outside the edges [0, 2]; widen" in capsys.readouterr().err
-    assert _not_in_bins(10, [4, None], [0.0, 1.0, 2.0]) == 6
+    assert not_in_bins(10, [4, None], [0.0, 1.0, 2.0]) == 6
     assert "or in withheld bins" in capsys.readouterr().err
 
 

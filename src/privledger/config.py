@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from privledger import defaults
 from privledger.observability.logs import LogLevel
 
 
@@ -30,8 +31,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PRIVLEDGER_", extra="ignore")
 
     project_root: Path = _default_project_root()
-    rpc_url: str = "http://127.0.0.1:8545"
-    chain_port: int = 8545
+    rpc_url: str = defaults.RPC_URL
+    chain_port: int = defaults.CHAIN_PORT
     receipt_timeout_s: float = 30.0
     var_path: Path | None = None
     deployments_path: Path | None = None
@@ -81,14 +82,14 @@ class NodeSettings(BaseSettings):
 
     org: str
     home: Path
-    host: str = "127.0.0.1"
-    port: int = 8000  # the client API (every API process of the node)
+    host: str = defaults.HOST
+    port: int = defaults.NODE_PORT  # the client API (every API process of the node)
     # the peer endpoint, published on chain, served by the process that runs the tasks; the
     # API port when unset (a node of several API processes needs one of its own)
     peer_port: int | None = None
     api_workers: PositiveInt = 1  # processes serving the client API (more: PostgreSQL only)
     public_url: str | None = None
-    rpc_url: str = "http://127.0.0.1:8545"
+    rpc_url: str = defaults.RPC_URL
     deployment_file: Path | None = None
     database_url: str | None = None
     keystore_password: str = DEV_KEYSTORE_PASSWORD

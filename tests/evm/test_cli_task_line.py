@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from privledger.cli import _task_line
+from privledger.cli.progress import task_line
 from privledger.node.context import NodeContext
 
 from .conftest import Consortium
@@ -22,10 +22,10 @@ def test_a_task_waiting_for_approval_says_for_whose(
         "inputs": [{"dataset": mine, "column": "phone"}, {"dataset": theirs, "column": "phone"}]
     }
     task = client.post("/api/v1/tasks", json=body).json()
-    line = _task_line(task)
+    line = task_line(task)
     assert line.startswith(
         f"task {task['taskId']} (psi): submitted, waiting for the owners' approval of {theirs} "
     )
     assert f"`privledger approval approve {task['taskId']} <dataset>`" in line
     (listed,) = client.get("/api/v1/tasks").json()  # `privledger task list` prints these lines
-    assert _task_line(listed) == line
+    assert task_line(listed) == line
