@@ -214,6 +214,7 @@ def test_node_identity_prints_what_an_organisation_applies_with(tmp_path: Path) 
     home = str(tmp_path / "insurer")
     created = invoke("node", "init", "--org", "insurer", "--home", home, "--new-key")
     assert created.exit_code == 0, created.stderr
+    assert len(created.stdout.splitlines()) == 1  # an administrative step: one line (deploy/*.sh)
     account = json.loads(created.stdout)["account"]
     env = {"PRIVLEDGER_PUBLIC_URL": "https://node.insurer.example:8443"}
     shown = invoke("node", "identity", "--org", "insurer", "--home", home, "--json", env=env)

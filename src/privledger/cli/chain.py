@@ -159,7 +159,7 @@ def consortium_admit(
         admitted = admit_org(ledger, name=org, admin=account, roles=roles, balance_wei=balance_wei)
     except (ChainError, ValueError) as exc:
         fail(f"{org} not admitted: {exc}", code="not_admitted")
-    show(admitted.to_json())
+    show(admitted.to_json(), one_line=True)
 
 
 @consortium_app.command("remove")
@@ -176,7 +176,7 @@ def consortium_remove(
         org_id = remove_account(admin_ledger(rpc_url), account)
     except (ChainError, ValueError) as exc:
         fail(f"{account} not removed: {exc}", code="not_removed")
-    show({"account": account, "orgId": org_id, "removed": True})
+    show({"account": account, "orgId": org_id, "removed": True}, one_line=True)
 
 
 def admin_ledger(rpc_url: str | None) -> Any:

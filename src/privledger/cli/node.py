@@ -72,7 +72,7 @@ def node_init(
         account = init_node_home(node_settings(org, home), key)
     except ValueError as exc:
         fail(f"{key_env} is not a private key: {exc}", code="bad_key", exit_code=2)
-    show({"org": org, "home": str(home), "account": account.address})
+    show({"org": org, "home": str(home), "account": account.address}, one_line=True)
 
 
 @node_app.command("identity")
@@ -177,7 +177,7 @@ def node_revoke_token(
         revoked = revoke(session, token_id)
     if revoked is None:
         fail(f"no token {token_id} on this node", code="not_found")
-    show({"id": token_id, "revoked": True})
+    show({"id": token_id, "revoked": True}, one_line=True)
 
 
 @node_app.command("migrate")
@@ -194,7 +194,7 @@ def node_migrate(org: OrgOption, home: HomeOption, json_output: JsonOption = Fal
             revision = MigrationContext.configure(connection).get_current_revision()
     finally:
         engine.dispose()
-    show({"org": org, "revision": revision})
+    show({"org": org, "revision": revision}, one_line=True)
 
 
 @node_app.command("run")

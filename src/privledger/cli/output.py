@@ -72,12 +72,19 @@ def jsonable(value: object) -> Any:
     return value
 
 
-def show(value: object, *, title: str | None = None, columns: Iterable[str] | None = None) -> None:
+def show(
+    value: object,
+    *,
+    title: str | None = None,
+    columns: Iterable[str] | None = None,
+    one_line: bool = False,
+) -> None:
     """Print a command's data on stdout: JSON, or a table (``columns``, when given, picks and
-    orders a list's columns)."""
+    orders a list's columns). ``one_line``: JSON on one line, for the administrative steps whose
+    output deployment logs keep and scripts read line by line (deploy/deployer.sh's admissions)."""
     data = jsonable(value)
     if json_chosen():
-        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        typer.echo(json.dumps(data, sort_keys=True, indent=None if one_line else 2))
         return
     stdout = Console(soft_wrap=False)
     for table in tables(data, title=title, columns=list(columns) if columns else None):
