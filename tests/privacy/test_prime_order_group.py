@@ -15,13 +15,13 @@ import threading
 from collections.abc import Callable, Sequence
 
 import pytest
-from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from privledger.protocols.channel import Channel, InMemoryChannel, channel_pair
-from privledger.protocols.hash_to_curve import hash_to_group, montgomery_u
+from privledger.protocols.hash_to_curve import hash_to_u
 from privledger.protocols.pir import keyword
 from privledger.protocols.pir.keyword import KeywordTable, run_holder, run_querier
 from privledger.protocols.psi import ecdh
+from tests.protocols.subgroup import in_prime_order_subgroup
 
 pytestmark = pytest.mark.privacy
 
@@ -137,7 +137,5 @@ def test_keyword_pir_query_does_not_narrow_the_holders_candidates() -> None:
 
 
 def test_hashed_points_are_in_the_prime_order_subgroup() -> None:
-    for item in [secrets.token_bytes(8) for _ in range(64)]:
-        point = hash_to_group(item, b"privacy-test")
-        assert crypto_core_ed25519_is_valid_point(point)  # canonical, main subgroup, not small
-        assert not on_twist(montgomery_u([point])[0])
+    hashed = hash_to_u([secrets.token_bytes(8) for _ in range(64)], b"privacy-test")
+    assert all(in_prime_order_subgroup(u) and not on_twist(u) for u in hashed)

@@ -7,10 +7,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from privledger.protocols.channel import Channel, InMemoryChannel, channel_pair
-from privledger.protocols.hash_to_curve import hash_to_group, montgomery_u
+from privledger.protocols.hash_to_curve import hash_to_u
 from privledger.protocols.pir import keyword
 from privledger.protocols.pir.keyword import (
     HolderView,
@@ -22,6 +21,7 @@ from privledger.protocols.pir.keyword import (
     run_holder,
     run_querier,
 )
+from tests.protocols.subgroup import in_prime_order_subgroup
 
 TIMEOUT = 30.0
 
@@ -87,9 +87,11 @@ def test_oprf_unblinding_matches_direct_evaluation() -> None:
         blinded = keyword._blind(key)
         evaluated = scalar.exchange(keyword.X25519PublicKey.from_public_bytes(blinded.blinded))
         assert keyword._unblind(blinded, evaluated) == expect
-    hashed = [hash_to_group(k, keyword._DST_U) for k in keys]  # the prime-order subgroup
-    assert all(crypto_core_ed25519_is_valid_point(point) for point in hashed)
-    assert keyword.hash_keys(keys) == montgomery_u(hashed)
+    hashed = keyword.hash_keys(keys)
+    assert all(in_prime_order_subgroup(u) for u in hashed)
+    assert hashed == hash_to_u(
+        keys, b"privledger/keyword-pir/v3-with-curve25519_XMD:SHA-512_ELL2_RO_"
+    )
 
 
 def test_present_absent_and_batch(small: tuple[dict[bytes, bytes], KeywordTable]) -> None:

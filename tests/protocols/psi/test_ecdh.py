@@ -9,16 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from nacl.bindings import (
-    crypto_core_ed25519_is_valid_point,
-    crypto_sign_ed25519_pk_to_curve25519,
-)
 
 from privledger.protocols.channel import Channel, ChannelError, channel_pair, send_records
-from privledger.protocols.hash_to_curve import hash_to_group
+from privledger.protocols.hash_to_curve import hash_to_u
 from privledger.protocols.psi import ecdh
 from privledger.protocols.psi.common import PsiHandshakeError, PsiResult
 from privledger.protocols.psi.ecdh import run_psi
+from tests.protocols.subgroup import in_prime_order_subgroup
 
 TIMEOUT = 30.0
 
@@ -144,7 +141,7 @@ def test_unicode_binary_and_long_items() -> None:
 
 
 def test_parallel_path_matches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ecdh, "_PARALLEL_THRESHOLD", 64)
+    """Chunks over a thread pool: the same result and transcript as in one thread."""
     monkeypatch.setattr(ecdh, "_CHUNK", 50)
     rng = random.Random(7)
     pool = _random_items(rng, 700)
@@ -157,9 +154,10 @@ def test_parallel_path_matches(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_items_are_hashed_into_the_prime_order_subgroup_and_blinded_with_x25519() -> None:
     items = [b"", b"one", "\u00e9".encode(), bytes(range(256))]
     hashed = ecdh.hash_items(items)
-    points = [hash_to_group(item, ecdh._HASH_DST) for item in items]
-    assert all(crypto_core_ed25519_is_valid_point(point) for point in points)
-    assert hashed == [crypto_sign_ed25519_pk_to_curve25519(point) for point in points]
+    assert all(in_prime_order_subgroup(u) for u in hashed)
+    assert hashed == hash_to_u(
+        items, b"privledger/ecdh-psi/v3-with-curve25519_XMD:SHA-512_ELL2_RO_"
+    )
     private = secrets.token_bytes(32)
     key = X25519PrivateKey.from_private_bytes(private)
     assert ecdh._blind_items(private, items) == b"".join(_x25519(key, u) for u in hashed)

@@ -7,8 +7,8 @@ Construction (our own composition of standard parts):
 
 1. **OPRF.** The holder has an X25519 scalar ``k`` (fresh per table, from :mod:`secrets`). For a
    key ``x``: ``u(x)`` is ``x`` hashed to the prime-order subgroup of Curve25519
-   (:mod:`privledger.protocols.hash_to_curve`: RFC 9380 ``hash_to_field`` with SHA-512,
-   libsodium's Elligator 2 map twice, point addition; the u-coordinate) and
+   (:mod:`privledger.protocols.hash_to_curve`: RFC 9380 ``hash_to_curve`` with the suite
+   ``curve25519_XMD:SHA-512_ELL2_RO_``; the u-coordinate) and
    ``F(x) = SHA-256(DST_F || len(x) || x || X25519(k, u(x)))`` -- the 2HashDH OPRF of Jarecki,
    Kiayias and Krawczyk (ASIACRYPT 2014) in that group. The querier blinds ``a = X25519(r, u)``
    with a fresh clamped ``r``, the holder returns ``X25519(k, a)``, and the querier unblinds with
@@ -17,7 +17,9 @@ Construction (our own composition of standard parts):
    multiples of 8, so every value stays in the prime-order subgroup and
    ``X25519(r', X25519(k, X25519(r, u))) = X25519(k, u)``. (Version 1 hashed keys to arbitrary
    u-coordinates, on the curve or on its twist; the blinded point kept that bit, and the holder
-   halved its candidate keys with every query -- ``tests/privacy/test_prime_order_group.py``.)
+   halved its candidate keys with every query -- ``tests/privacy/test_prime_order_group.py``.
+   Version 2 reached the same group through edwards25519 and libsodium's map; version 3
+   computes the RFC's curve25519 suite exactly, and its hashes differ.)
    The holder evaluates ``F`` on all its keys offline (one X25519 per record, over a process
    pool).
 2. **Layout.** A public 32-byte table seed ``t`` (fresh per table) fixes the bucket of a key,
@@ -114,7 +116,7 @@ U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 
 PROTOCOL = "privledger/keyword-pir"
-VERSION = 2  # v2: keys hashed to the prime-order subgroup (v1 hashed to curve or twist)
+VERSION = 3  # v3: RFC 9380 curve25519 suite (v2: edwards25519 via libsodium; v1: curve or twist)
 TAG_BYTES = 8
 POINT_BYTES = 32
 SEED_BYTES = 32
@@ -123,7 +125,7 @@ MAX_ATTEMPTS = 32
 MAX_VALUE_BYTES = 1024
 DEFAULT_K = 64
 
-_DST_U = b"privledger/keyword-pir/v2-with-edwards25519_XMD:SHA-512_ELL2_RO_"
+_DST_U = b"privledger/keyword-pir/v3-with-curve25519_XMD:SHA-512_ELL2_RO_"
 _DST_F = b"privledger/keyword-pir/v1/oprf-out\x00"
 _DST_S = b"privledger/keyword-pir/v1/slot\x00"
 _PERSON_BUCKET = b"pl/kwpir/bucket"

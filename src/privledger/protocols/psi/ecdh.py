@@ -4,21 +4,27 @@ Construction: Meadows (1986) / Huberman, Franklin and Hogg (1999), the Diffie-He
 for instance by SecretFlow's ECDH-PSI with Curve25519. Each party draws a secret X25519 scalar
 (``a`` for the requester, ``b`` for the provider) from :mod:`secrets`. An item ``x`` is hashed to
 the prime-order subgroup of Curve25519, ``H(x)`` (:mod:`privledger.protocols.hash_to_curve`:
-RFC 9380 ``hash_to_field`` with SHA-512, libsodium's Elligator 2 map twice, point addition; the
+RFC 9380 ``hash_to_curve`` with the suite ``curve25519_XMD:SHA-512_ELL2_RO_``; the
 u-coordinate), and "encrypted" as ``X25519(a, H(x))``. Because ``X25519(a, X25519(b, u)) ==
 X25519(b, X25519(a, u))``, an item held by both parties ends up as the same doubly-encrypted
 32-byte value on both sides, and nothing else matches.
 
 X25519 is libsodium's ``crypto_scalarmult`` (through PyNaCl; RFC 7748, the same function as
-``cryptography``'s X25519, without a key object per call).
+``cryptography``'s X25519, without a key object per call). It releases the GIL, and so do the
+hash's exponentiations, so large sets are blinded by a pool of threads: no worker processes to
+start, no copies of the points between processes. (An X25519 costs ~31 us of CPU on the 2-core
+test machine; libsodium's ``crypto_scalarmult_ed25519_noclamp`` on the Edwards form ~100 us.)
 
 Group. Clamped scalars are multiples of 8, so a point of the prime-order subgroup stays in it:
 every value either party sends is a uniformly distributed element of the group of prime order
 ``l`` (as a u-coordinate). Version 1 hashed items to arbitrary 32-byte u-coordinates, which lie
 on the curve or on its twist; blinding keeps that bit, and the peer read it for every item
-(``tests/privacy/test_prime_order_group.py`` attacks it). A small-order point *received* from
-the peer is refused with :class:`ChannelError` (libsodium returns all zeros). Two distinct items
-collide only with negligible probability (~n^2 2^-252).
+(``tests/privacy/test_prime_order_group.py`` attacks it). Version 2 hashed to the same group
+through edwards25519 (libsodium's map, with signs of its own, ~65 us per item); version 3
+computes the RFC's curve25519 suite exactly (~37 us); the versions' hashes differ, so they do
+not interoperate. A small-order point *received* from the peer is refused with
+:class:`ChannelError` (libsodium returns all zeros). Two distinct items collide only with
+negligible probability (~n^2 2^-252).
 
 Message sequence (``R`` = requester with set X, ``P`` = provider with set Y; duplicates are
 removed first; each party shuffles its own set with :class:`random.SystemRandom`)::
@@ -70,13 +76,12 @@ Leakage -- what each side learns:
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import random
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import repeat
 from types import TracebackType
@@ -104,13 +109,13 @@ PROTOCOL = "privledger/ecdh-psi-x25519"
 CARDINALITY_PROTOCOL = PROTOCOL + "+cardinality"  # the header's name with the cardinality phase
 SIZE_PROTOCOL = PROTOCOL + "+size-only"  # the cardinality phase, then the count instead of AB
 COUNT_BYTES = 8
-VERSION = 2  # v2: items hashed to the prime-order subgroup (v1 hashed to curve or twist)
+VERSION = 3  # v3: RFC 9380 curve25519 suite (v2: edwards25519 via libsodium; v1: curve or twist)
 POINT_BYTES = 32
 
-_HASH_DST = b"privledger/ecdh-psi/v2-with-edwards25519_XMD:SHA-512_ELL2_RO_"
-# Below this many points per step a process pool costs more (start-up) than it saves.
-_PARALLEL_THRESHOLD = 1 << 13
-# Points per pool task: ~0.15 s of X25519 work, small enough to balance the load.
+_HASH_DST = b"privledger/ecdh-psi/v3-with-curve25519_XMD:SHA-512_ELL2_RO_"
+# Items per pool task: ~0.3 s of hashing and X25519 (~0.13 s of X25519 alone), small enough to
+# balance the threads, large enough that a batch's one inversion and one call for all its
+# exponentiations pay off.
 _CHUNK = 1 << 12
 
 _Chunk = TypeVar("_Chunk", bytes, list[bytes])
@@ -129,24 +134,23 @@ def run_psi(
     """Run semi-honest ECDH-PSI with the peer at the other end of ``channel``.
 
     ``items`` may contain duplicates; they are removed first. ``workers`` is the number of
-    processes for the X25519 work on large sets (default ``os.cpu_count()``; 1 keeps all work in
-    this process). The pool uses the ``forkserver`` start method, which is safe in threaded
-    callers but, as with ``spawn``, needs an import-safe ``__main__``; the secret scalar goes to
-    the local workers over a pipe. ``timeout`` bounds each wait for a peer message in seconds,
-    and a wait includes the peer's computation (two X25519 per item; ~35 us each on one core of
-    the 2-core test machine). ``min_result`` (both parties, or neither) runs the cardinality
-    phase, in which the provider refuses with :class:`PsiResultTooSmall` an intersection smaller
-    than its ``min_result`` before it sends what the requester needs to find it.
+    threads for the hashing and X25519 work on sets of more than one chunk (default
+    ``os.cpu_count()``; 1 does all work in the calling thread). ``timeout`` bounds each wait for
+    a peer message in seconds, and a wait includes the peer's computation (a hash and two X25519
+    per item; ~37 and ~31 us of CPU each on the 2-core test machine). ``min_result`` (both
+    parties, or neither) runs the cardinality phase, in which the provider refuses with
+    :class:`PsiResultTooSmall` an intersection smaller than its ``min_result`` before it sends
+    what the requester needs to find it.
     """
     check_role(role)
-    processes = _resolve_workers(workers)
+    threads = _resolve_workers(workers)
     started = time.perf_counter()
     own = _dedup_shuffled(items)
     name = PROTOCOL if min_result is None else CARDINALITY_PROTOCOL
     peer_size = handshake(
         channel, Header(name, VERSION, role, reveal_to_provider, len(own)), timeout
     )
-    with _Blinder(processes) as blinder:
+    with _Blinder(threads) as blinder:
         session = _Session(channel, blinder, own, peer_size, reveal_to_provider, timeout)
         if min_result is None:
             run = _run_requester if role == "requester" else _run_provider
@@ -307,10 +311,7 @@ def _resolve_workers(workers: int | None) -> int:
     return resolved
 
 
-# --- handshake -----------------------------------------------------------------------------
-
-
-# --- X25519 work, in this process or over a process pool ------------------------------------
+# --- hashing and X25519 work, in the calling thread or over a thread pool -----------------
 
 
 def hash_items(items: Sequence[bytes]) -> list[bytes]:
@@ -335,12 +336,12 @@ def _reblind(private: bytes, points: bytes) -> bytes:
 
 
 class _Blinder:
-    """Holds one party's secret scalar and applies it, in parallel for large inputs."""
+    """Holds one party's secret scalar and applies it, over a thread pool for large inputs."""
 
     def __init__(self, workers: int) -> None:
         self._private = secrets.token_bytes(32)
         self._workers = workers
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def blind_items(self, items: list[bytes]) -> bytes:
         return self._map(_blind_items, items, step=1)
@@ -350,18 +351,13 @@ class _Blinder:
 
     def _map(self, fn: Callable[[bytes, _Chunk], bytes], data: _Chunk, *, step: int) -> bytes:
         """``fn(key, data)`` where an element is ``step`` units of ``data``; chunked if large."""
-        if self._workers == 1 or len(data) < _PARALLEL_THRESHOLD * step:
-            return fn(self._private, data)
         size = _CHUNK * step
-        chunks = [data[lo : lo + size] for lo in range(0, len(data), size)]
-        return b"".join(self._executor().map(fn, repeat(self._private), chunks))
-
-    def _executor(self) -> ProcessPoolExecutor:
+        if self._workers == 1 or len(data) <= size:
+            return fn(self._private, data)
         if self._pool is None:
-            # forkserver: safe when the caller runs threads, cheaper than spawn per worker.
-            context = multiprocessing.get_context("forkserver")
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=context)
-        return self._pool
+            self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="ecdh-psi")
+        chunks = [data[lo : lo + size] for lo in range(0, len(data), size)]
+        return b"".join(self._pool.map(fn, repeat(self._private), chunks))
 
     def __enter__(self) -> Self:
         return self
