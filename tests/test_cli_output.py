@@ -156,6 +156,57 @@ def test_errors_are_json_with_json_output_and_exit_non_zero(
     assert plain.exit_code == 2 and plain.stdout == "" and "'sql'" in plain.stderr
 
 
+def test_a_table_shows_the_first_items_of_a_long_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    items = [json.dumps([f"+86{index:09d}", "gold"]) for index in range(30)]
+    result = {"taskId": 7, "items": items, "salt": "0x01", "resultDigest": "0x02"}
+    monkeypatch.setattr(NodeClient, "result", lambda self, task_id: result)
+    shown = invoke("-o", "table", "task", "result", "7", "--url", URL)
+    assert shown.exit_code == 0, shown.stderr
+    text = re.sub(r"\s+", " ", shown.stdout)
+    assert "+86000000000, gold, +86000000001, gold" in text  # the JSON in each item, decoded
+    assert "+86000000019" in text and "+86000000020" not in text
+    assert "… 10 more (--json prints all)" in text
+    assert json.loads(invoke("task", "result", "7", "--url", URL).stdout) == result
+
+
+def test_approval_show_gives_one_request_term_by_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = "0x" + "77" * 32
+    review = {
+        "source": "grant",
+        "grantId": "0x" + "88" * 32,
+        "grantState": "usable",
+        "purpose": "",
+        "violation": "maxRequesterSet: 5000 rows asked, 1000 allowed",
+        "terms": [
+            {"term": "protocols", "requested": "ecdh", "allowed": "ecdh, kkrt", "kept": True},
+            {"term": "maxRequesterSet", "requested": "5000", "allowed": "1000", "kept": False},
+        ],
+    }
+    approval = {
+        "taskId": 8,
+        "dataset": dataset,
+        "requesterOrg": 3,
+        "status": "pending",
+        "protocol": "ecdh",
+        "feeWei": 0,
+        "specStatus": "verified",
+        "specMessage": None,
+        "request": None,
+        "reviews": [review],
+    }
+    monkeypatch.setattr(NodeClient, "approvals", lambda self: [approval])
+    shown = invoke("-o", "table", "approval", "show", "8", dataset.upper(), "--url", URL)
+    assert shown.exit_code == 0, shown.stderr
+    assert f"against grant {review['grantId']} (usable); broken: maxRequesterSet" in (
+        re.sub(r"\s+", " ", shown.stdout)
+    )
+    rows = [line for line in shown.stdout.splitlines() if "maxRequesterSet" in line]
+    assert any("5000" in row and "1000" in row and " no " in row for row in rows)
+    assert json.loads(invoke("approval", "show", "8", dataset, "--url", URL).stdout) == approval
+    missing = invoke("-o", "json", "approval", "show", "9", dataset, "--url", URL)
+    assert missing.exit_code == 1 and json.loads(missing.stdout)["error"]["code"] == "not_found"
+
+
 @pytest.mark.parametrize(
     ("command", "choices"),
     [

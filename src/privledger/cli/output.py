@@ -7,8 +7,9 @@ errors to stderr. An error with JSON output also goes to stdout as ``{"error": {
 "message"}}``, and the exit code is not zero.
 
 A table shows names where the API sends numbers (roles, task statuses, failure reasons, kinds),
-ISO times (UTC) where it sends Unix timestamps, and JSON held in a string as what it holds; JSON
-output is the API's own, unchanged.
+ISO times (UTC) where it sends Unix timestamps, JSON held in a string as what it holds, and the
+first items of a long list (an intersection) with how many more there are; JSON output is the API's
+own, unchanged and complete.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ console = Console(stderr=True, soft_wrap=True)
 """Messages, progress and errors (stderr)."""
 
 _chosen: Output | None = None
+LIST_SHOWN = 20  # a table shows this many items of a list (an intersection, a result's items)
 TIMESTAMP_KEYS = {"expiry", "deadline", "time", "timestamp", "validUntil", "notBefore"}
 
 
@@ -158,9 +160,14 @@ def _cell(key: str, value: Any) -> str:
     if isinstance(value, int):
         return _named(key, value)
     if isinstance(value, dict):
-        return "\n".join(f"{name}: {_cell(name, item)}" for name, item in value.items())
+        lines = (f"{name}: {_cell(name, item)}" for name, item in value.items())
+        return "\n".join(line.replace("\n", "\n  ") for line in lines)  # nested: indented
     if isinstance(value, list):
-        return ", ".join(_cell(key, item) for item in value)
+        if value and all(isinstance(item, dict) for item in value):
+            return "\n\n".join(_cell(key, item) for item in value)
+        shown = ", ".join(_cell(key, item) for item in value[:LIST_SHOWN])
+        more = len(value) - LIST_SHOWN
+        return f"{shown}, … {more} more (--json prints all)" if more > 0 else shown
     return str(value)
 
 

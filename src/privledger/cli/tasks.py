@@ -13,7 +13,7 @@ import typer
 
 from privledger.cli.choices import PsiOutput, PsiProtocol, TaskProtocol
 from privledger.cli.common import NODE_URL, JsonOption, TokenOption, UrlOption, api_call
-from privledger.cli.output import console, fail, json_chosen
+from privledger.cli.output import console, fail, json_chosen, show
 from privledger.cli.progress import following, phase, task_line
 
 if TYPE_CHECKING:
@@ -212,6 +212,38 @@ def approval_list(
 
 WaitingTask = Annotated[int, typer.Argument(help="The waiting task.")]
 AskedDataset = Annotated[str, typer.Argument(help="Your dataset it asks for (0x...).")]
+
+
+@approval_app.command("show")
+def approval_show(
+    task_id: WaitingTask,
+    dataset: AskedDataset,
+    url: UrlOption = NODE_URL,
+    token: TokenOption = "",
+    json_output: JsonOption = False,
+) -> None:
+    """One request in full: the task's verified spec and, term by term, what it asks beside
+    what your grant (or the default terms) allows."""
+
+    def request(node: NodeClient) -> object:
+        asked = [
+            approval
+            for approval in node.approvals()
+            if approval["taskId"] == task_id and approval["dataset"].lower() == dataset.lower()
+        ]
+        if not asked:
+            fail(f"no request of task {task_id} for {dataset} on this node", code="not_found")
+        if json_chosen():
+            return asked[0]
+        show({name: value for name, value in asked[0].items() if name != "reviews"})
+        for review in asked[0]["reviews"]:
+            source = f"grant {review['grantId']} ({review['grantState']})"
+            held = source if review["source"] == "grant" else "the default terms"
+            typer.echo(f"\nagainst {held}; broken: {review['violation'] or 'none'}")
+            show(review["terms"])
+        return None
+
+    api_call(request, url, token)
 
 
 def _decision_command(decision: Literal["approve", "reject"], doc: str) -> None:
