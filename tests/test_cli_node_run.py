@@ -9,14 +9,14 @@ import pytest
 from typer.testing import CliRunner
 
 from privledger import cli
+from privledger.api import server
 from privledger.config import NodeSettings
-from privledger.node import service
 
 
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> list[NodeSettings]:
     calls: list[NodeSettings] = []
-    monkeypatch.setattr(service, "serve", calls.append)
+    monkeypatch.setattr(server, "serve", calls.append)
     return calls
 
 

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from privledger.api import server
 from privledger.cli import app
 from privledger.cli.progress import following, phase
 from privledger.config import NodeSettings
-from privledger.node import service
 from privledger.sdk import NodeClient, PrivledgerError, TaskFailed
 
 URL = "http://127.0.0.1:9"  # nothing is sent there: the client's calls are replaced
@@ -236,7 +236,7 @@ def test_node_host_takes_its_address_from_the_environment(
     _PUBLIC_URL unless given on the command line; it used to fix 127.0.0.1:8000."""
     served: list[tuple[list[NodeSettings], str, int]] = []
     monkeypatch.setattr(
-        service, "serve_tenants", lambda tenants, host, port: served.append((tenants, host, port))
+        server, "serve_tenants", lambda tenants, host, port: served.append((tenants, host, port))
     )
     env = {"PRIVLEDGER_HOST": "0.0.0.0", "PRIVLEDGER_PORT": "9300"}
     env["PRIVLEDGER_PUBLIC_URL"] = "https://tenants.example"

@@ -5,7 +5,7 @@ import platform
 
 import pytest
 
-from privledger.node.service import freeze_startup_objects, tune_allocator
+from privledger.api.server import freeze_startup_objects, tune_allocator
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
@@ -27,7 +27,7 @@ def test_route_tables_are_built_before_the_first_request(monkeypatch: pytest.Mon
     from fastapi import APIRouter, FastAPI
     from fastapi.testclient import TestClient
 
-    from privledger.node.service import build_routes
+    from privledger.api.server import build_routes
 
     def app_with_router() -> FastAPI:
         router = APIRouter()

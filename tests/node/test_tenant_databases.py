@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from privledger.api.server import serve_tenants
 from privledger.config import NodeSettings
-from privledger.node.service import serve_tenants
 
 
 def test_tenants_sharing_one_database_are_refused(

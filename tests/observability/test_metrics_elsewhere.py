@@ -8,8 +8,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from privledger.api.server import PeerFramesElsewhere
 from privledger.node.metrics import METRICS_PATH
-from privledger.node.service import PeerFramesElsewhere
 
 ENDPOINT = "http://10.0.0.7:9001"
 

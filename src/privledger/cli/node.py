@@ -223,8 +223,8 @@ def node_run(
     ] = None,
 ) -> None:
     """Run the node: API, peer endpoints and worker, until Ctrl-C."""
+    from privledger.api.server import serve
     from privledger.node.context import NodeSetupError
-    from privledger.node.service import serve
 
     settings = node_settings(
         org,
@@ -260,8 +260,8 @@ def node_host(
 ) -> None:
     """Host several organisations in one process (tenants): each is served under /t/ORG with
     its own keys, database, tokens and worker."""
+    from privledger.api.server import TENANT_PREFIX, serve_tenants
     from privledger.node.context import NodeSetupError
-    from privledger.node.service import TENANT_PREFIX, serve_tenants
 
     homes: list[tuple[str, Path]] = []
     for item in tenant:

@@ -1,4 +1,6 @@
-"""Run a node: open it, publish its endpoint and key on chain, start the worker, serve the API.
+"""The node process: open the node, publish its endpoint and key on chain, start the worker, serve
+the API. It composes the node layer (worker, store, chain) with the API that serves it, so it sits
+above both (nothing under ``privledger.node`` imports the API; ``tests/test_layers.py``).
 
 A node may also host several organisations (tenants, F13) in one process: each tenant is a
 complete node of its own -- its home (keystore, database, datasets, results), its tokens, its
