@@ -302,6 +302,19 @@ class TaskEvent(Body):
     args: dict[str, object]
 
 
+class TaskResources(Body):
+    """The resources of this node's part in a task (``docs/operations.md`` says what each
+    figure means and its limits)."""
+
+    cpu_seconds: float = Field(description="CPU time of the node's process over the task's part")
+    peak_rss_bytes: int = Field(description="the process's peak resident memory meanwhile")
+    bytes_sent: int = Field(description="payload bytes sent to the task's peers, before framing")
+    bytes_received: int = Field(description="payload bytes received from the task's peers")
+    shared: bool = Field(
+        description="another task ran in the process meanwhile: CPU and memory are upper bounds"
+    )
+
+
 class TaskOut(Body):
     task_id: int
     status: str
@@ -317,6 +330,7 @@ class TaskOut(Body):
     local_failure: str | None
     local_protocol_seconds: float | None
     local_bytes_sent: int | None
+    local_resources: TaskResources | None = None  # this node's part, once it anchored
     timeline: list[TaskEvent]
 
 

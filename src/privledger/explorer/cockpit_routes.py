@@ -15,6 +15,7 @@ from privledger.node.context import NodeContext
 
 from .cockpit import HealthProbe, MetricsCache, snapshot
 from .directory import Directory
+from .resources import resource_totals
 from .web import PREFIX, ExplorerRoute, Viewer, page
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=ExplorerRoute)
@@ -46,7 +47,8 @@ def _snapshot(request: Request, node: NodeContext) -> dict[str, Any]:
     with Session(node.engine) as session:
         directory = Directory.load(session)
         now = state.metrics.get(session, directory)
-    return snapshot(now, state.probe.check(directory))
+        resources = resource_totals(session)  # this node's records: not keyed by the index
+    return {**snapshot(now, state.probe.check(directory)), "resources": resources}
 
 
 @router.get("/cockpit")

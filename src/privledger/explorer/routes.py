@@ -22,6 +22,7 @@ from privledger.node.context import NodeContext
 
 from .auth import SESSION_COOKIE, SESSION_TTL_S, AuthFailure, explorer_auth
 from .directory import Directory
+from .resources import task_resources
 from .story import TaskStory, task_count, task_exists, task_rows, task_story
 from .verify import (
     Verdict,
@@ -208,7 +209,9 @@ def tasks_page(
 
 @router.get("/tasks/{task_id}")
 def task_page(request: Request, task_id: str, node: NodeDep, auditor: Auditor) -> Response:
-    return page(request, "task.html", {"t": _story(node, task_id)}, viewer=auditor)
+    story = _story(node, task_id)
+    context = {"t": story, "resources": task_resources(node, story.task_id)}
+    return page(request, "task.html", context, viewer=auditor)
 
 
 @router.get("/api/tasks")
@@ -224,7 +227,8 @@ def tasks_json(node: NodeDep, _auditor: Auditor, page_text: PageText = "") -> di
 
 @router.get("/api/tasks/{task_id}")
 def task_json(task_id: str, node: NodeDep, _auditor: Auditor) -> dict[str, Any]:
-    return _story(node, task_id).as_json()
+    story = _story(node, task_id)
+    return {**story.as_json(), "resources": task_resources(node, story.task_id)}
 
 
 # --- verify a result --------------------------------------------------------------------------

@@ -61,6 +61,7 @@ from privledger.node.spec import (
 )
 from privledger.node.terms import GrantTerms, violation
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
+from privledger.node.usage import Usage, UsageWindow
 from privledger.observability.logs import task_context
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
 from privledger.protocols.mpc.sharing import Dealer
@@ -92,7 +93,7 @@ class Outcome:
     transcript_hash: bytes
     matched: int
     seconds: float
-    bytes_sent: int
+    usage: Usage  # this node's CPU, memory and bytes for its part (privledger.node.usage)
 
 
 def result_digest(task_id: int, org_id: int, salt: bytes, output: bytes) -> bytes:
@@ -543,7 +544,7 @@ class Worker:
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
         provider = mine is not None and spec.requester != self.node.org_id
         held = LastMessages(channels) if provider else None
-        with _closing(channels):
+        with _closing(channels), UsageWindow() as usage:
             for channel in channels.values():
                 channel.connect()  # the connections come up while the input loads
             rows, source, column = (
@@ -571,7 +572,7 @@ class Worker:
                 combined_transcript(seen),
                 units,
                 time.perf_counter() - started,
-                sum(channel.bytes_sent for channel in seen.values()),
+                usage.close(seen.values()),
             )
             if held is not None:
                 self._anchor(task, outcome)
@@ -683,7 +684,7 @@ class Worker:
     def _serve_as_dealer(self, task: Task, spec: TaskSpec) -> Outcome:
         owners = [item.org for item in spec.inputs]
         channels = {org: self._channel(task, org) for org in owners}
-        with _closing(channels):
+        with _closing(channels), UsageWindow() as usage:
             self._meet(channels)
             started = time.perf_counter()
             dealer = Dealer({owners.index(org): channel for org, channel in channels.items()})
@@ -693,8 +694,8 @@ class Worker:
             for channel in channels.values():
                 channel.finish()
             transcript = combined_transcript(channels)
-            sent = sum(channel.bytes_sent for channel in channels.values())
-        return Outcome(None, transcript, 0, time.perf_counter() - started, sent)
+            spent = usage.close(channels.values())
+        return Outcome(None, transcript, 0, time.perf_counter() - started, spent)
 
     def _anchor(self, task: Task, outcome: Outcome) -> None:
         salt = secrets.token_bytes(32)
@@ -715,10 +716,14 @@ class Worker:
             result_digest="0x" + digest.hex(),
             transcript_hash="0x" + outcome.transcript_hash.hex(),
             protocol_seconds=outcome.seconds,
-            bytes_sent=outcome.bytes_sent,
+            bytes_sent=outcome.usage.bytes_sent,
+            bytes_received=outcome.usage.bytes_received,
+            cpu_seconds=outcome.usage.cpu_seconds,
+            peak_rss_bytes=outcome.usage.peak_rss_bytes,
+            usage_shared=outcome.usage.shared,
         )
         self._metrics.ran(
-            task.kind, task.protocol, outcome.seconds, outcome.bytes_sent, outcome="anchored"
+            task.kind, task.protocol, outcome.seconds, outcome.usage.bytes_sent, outcome="anchored"
         )
         self._absences.watch(task.task_id)
 

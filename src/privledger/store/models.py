@@ -153,7 +153,12 @@ class LocalTask(SQLModel, table=True):
     result_digest: str | None = None
     transcript_hash: str | None = None
     protocol_seconds: float | None = None
+    # resources of this node's part, once anchored (privledger.node.usage says what each means)
     bytes_sent: int | None = Field(default=None, sa_type=BIG_INTEGER)
+    bytes_received: int | None = Field(default=None, sa_type=BIG_INTEGER)
+    cpu_seconds: float | None = None
+    peak_rss_bytes: int | None = Field(default=None, sa_type=BIG_INTEGER)
+    usage_shared: bool | None = None
     updated_at: datetime = Field(default_factory=utc_now)
 
 

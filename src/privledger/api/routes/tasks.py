@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -20,7 +21,7 @@ from sqlmodel import Session, col, select
 from privledger.api.deps import Caller, Member, NodeDep, Operator, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
 from privledger.api.routes.projects import check_task_project
-from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResult
+from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResources, TaskResult
 from privledger.evm.contracts import Kind, Task, TaskStatus
 from privledger.evm.indexer import references
 from privledger.node import results
@@ -35,6 +36,7 @@ from privledger.node.spec import (
     parse_spec,
     spec_error,
 )
+from privledger.node.usage import recorded_usage
 from privledger.store.models import ChainEvent, ChainRef, LocalDataset, LocalTask
 from privledger.store.watch import task_changes
 
@@ -203,6 +205,7 @@ def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
         ).where(LocalTask.task_id == task.task_id)
     ).first()
     state, failure, seconds, sent = local if local is not None else (None, None, None, None)
+    usage = recorded_usage(session, task.task_id)
     timeline = timeline_events(session, task.task_id)
     return TaskOut(
         task_id=task.task_id,
@@ -219,6 +222,7 @@ def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
         local_failure=failure,
         local_protocol_seconds=seconds,
         local_bytes_sent=sent,
+        local_resources=None if usage is None else TaskResources(**asdict(usage)),
         timeline=timeline,
     )
 

@@ -19,6 +19,15 @@
     return cell;
   }
 
+  // as the page's filesizeformat(binary) writes sizes
+  function size(bytes) {
+    var units = ["KiB", "MiB", "GiB", "TiB"];
+    if (bytes < 1024) return bytes + (bytes === 1 ? " Byte" : " Bytes");
+    var value = bytes, unit = -1;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    return value.toFixed(1) + " " + units[unit];
+  }
+
   function health(rows) {
     var body = document.querySelector("#health tbody");
     if (!body) return;
@@ -39,7 +48,10 @@
     var fields = {
       tasks_total: s.tasks_total, settled: s.outcomes.settled, failed: s.outcomes.failed,
       datasets: s.datasets, nodes_up: s.nodes_up + "/" + s.health.length,
-      head: s.head === null ? "–" : s.head
+      head: s.head === null ? "–" : s.head,
+      resource_tasks: s.resources.tasks, cpu_seconds: s.resources.cpu_seconds.toFixed(1) + " s",
+      bytes_sent: size(s.resources.bytes_sent), bytes_received: size(s.resources.bytes_received),
+      peak_rss_bytes: size(s.resources.peak_rss_bytes), shared_tasks: s.resources.shared_tasks
     };
     Object.keys(fields).forEach(function (name) {
       var el = document.querySelector('[data-field="' + name + '"]');
