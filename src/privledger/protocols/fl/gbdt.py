@@ -40,13 +40,17 @@ triples both operands are masked and opened, which loses the one-hot sparsity: m
 0.85 us and 32 bytes per row, bin and vector (``mul`` of a 20,000 x 32 one-hot matrix with g),
 i.e. ~55 us and 2 KB per row and column per level for g and h with 32 bins -- for 10^5 rows,
 15 columns and five levels ~400 s and 15 GB per tree. Paillier moves one ciphertext per row
-per tree; the owner only multiplies the ciphertexts of a bin together: 3 us (1024-bit key) to
-5 us (2048-bit) per row and column per level, plus the label holder's encryption, 0.65 ms
-(1024) to 2.7 ms (2048) per row and tree. Measured (``bench fl --mode vertical-gbdt``, 10^5
-rows, 15 + 15 columns, 10 trees of depth 5, 1024-bit key): 460 s CPU at the label holder, most
-of it encryption, and 115 s at the owner, 28 MB per tree -- so the encryption is the cost, and
-2048-bit keys quadruple it. SecureBoost's leakage (below) is what the per-bin design reveals
-either way; hiding it too (SS-XGB: split search on shares) costs far more again.
+per tree; a feature owner multiplies each row's ciphertext into one cell per pair of its columns
+per level (~5 us modulo ``n^2`` with a 2048-bit key), then packs the candidates (~86 squarings
+each, whatever the row count) and re-randomises; the label holder encrypts a row in ~0.1 ms
+(short-randomness DJN, CRT tables, made while it waits for the owners) and decrypts one
+ciphertext of 23 candidates in ~2.7 ms. Measured (``bench fl --mode vertical-gbdt``, 10^5 rows,
+15 + 15 columns, 10 trees of depth 5, 2048-bit key, two processes on 2 shared cores): 166 s CPU
+at the label holder (mostly randomisers, made in idle time) and 159 s at the owner, the critical
+path, 54 MB per tree to the owner; 619 s wall clock at a load average of ~10 from other work on
+the machine (2266 s before DJN encryption, paired histograms and signed packing). SecureBoost's
+leakage (below) is what the per-bin design reveals either way; hiding it too (SS-XGB: split
+search on shares) costs far more again.
 
 Prediction (:func:`predict_label_holder` / :func:`predict_feature_owner`): each party evaluates
 its own splits on its columns of the new rows and sends, per row and tree, the bit mask of the
