@@ -1,7 +1,7 @@
 """Resource figures on task pages (issue 22, item 5): after a PSI task between two node processes,
 each participant's node shows the CPU seconds, peak memory and bytes of its own part in its API's
-task answer, on its explorer's task page and that page's JSON twin, and sums them in its cockpit;
-what one party sent the other received."""
+task answer, on its explorer's task page and that page's JSON twin and in its audit log, and sums
+them in its cockpit; what one party sent the other received."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 
 from privledger.evm.accounts import dev_account
 
-from .conftest import Running
+from .conftest import Running, wait_until
 from .test_explorer import REGULATOR, login
 from .test_walking_path import grant, submit, wait_status
 
@@ -25,6 +25,15 @@ def _figures_on_page(html: str) -> dict[str, str]:
     section = section[: section.index("</section>")]
     cells = re.findall(r'data-field="(\w+)"(?: data-bytes="(\d+)")?>([^<]*)<', section)
     return {name: exact or shown for name, exact, shown in cells}
+
+
+def _audited(running: Running, org: str, task_id: int) -> list[str]:
+    """The outcomes of ``org``'s resource_usage audit entries for the task, once there is one
+    (written when the node's last frames are confirmed: maybe just after the settlement)."""
+    query = {"action": "resource_usage", "taskId": task_id}
+    with running.client(org, "data_owner") as owner:
+        wait_until(lambda: owner.get("/audit", params=query).json(), f"{org}'s audit entry")
+        return [entry["outcome"] for entry in owner.get("/audit", params=query).json()]
 
 
 def test_each_participant_shows_the_resources_of_its_part(running: Running) -> None:
@@ -46,6 +55,11 @@ def test_each_participant_shows_the_resources_of_its_part(running: Running) -> N
         assert resources["bytesSent"] == answer["localBytesSent"] > 0
         assert resources["bytesReceived"] > 0
         parts[org] = resources
+        assert _audited(running, org, task_id) == [  # and in its audit log, anchored
+            f"cpu_seconds={resources['cpuSeconds']:.6f} peak_rss_bytes={resources['peakRssBytes']}"
+            f" bytes_sent={resources['bytesSent']} bytes_received={resources['bytesReceived']}"
+            f" shared={str(resources['shared']).lower()}"
+        ]
 
         node = running.nodes[org]
         with httpx.Client(base_url=node.url, timeout=60) as auditor:

@@ -31,7 +31,8 @@ from privledger.store.models import AuditEntry, utc_now
 logger = logging.getLogger(__name__)
 
 AUDIT_LABEL = b"audit-log".ljust(32, b"\0")
-ACTIONS = ("api", "authorisation", "data_access", "model_access")
+# resource_usage: what a task part cost the node (privledger.node.usage), anchored like the rest
+ACTIONS = ("api", "authorisation", "data_access", "model_access", "resource_usage")
 # mutating calls that change who may use what: grants, approvals, relayed signed transactions,
 # service callers, model registration
 _AUTHORISATION = re.compile(

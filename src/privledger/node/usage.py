@@ -53,6 +53,14 @@ class Usage:
     bytes_received: int
     shared: bool  # another task ran in this process meanwhile: CPU and memory are upper bounds
 
+    def audit_outcome(self) -> str:
+        """The figures as the audit log's entry states them (one line, ``name=value``)."""
+        return (
+            f"cpu_seconds={self.cpu_seconds:.6f} peak_rss_bytes={self.peak_rss_bytes} "
+            f"bytes_sent={self.bytes_sent} bytes_received={self.bytes_received} "
+            f"shared={str(self.shared).lower()}"
+        )
+
 
 class _Windows:
     """The process's open task windows: the first one opened resets the memory high-water mark,

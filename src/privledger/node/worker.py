@@ -535,7 +535,9 @@ class Worker:
         its last messages leave (:mod:`privledger.node.release`), so that a requester holding
         the result can no longer fail the task; the others once every peer has every frame."""
         if spec.dealer_org == self.node.org_id:
-            self._anchor(task, self._deal(task, spec))
+            dealt = self._deal(task, spec)
+            self._anchor(task, dealt)
+            self._audit_usage(task, dealt.usage)
             return
         mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
         aggregator = spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id
@@ -584,6 +586,19 @@ class Worker:
                     channel.finish()  # the peers have every frame we sent
             if held is None:
                 self._anchor(task, outcome)
+        self._audit_usage(task, outcome.usage)  # after the last messages left: they wait for none
+
+    def _audit_usage(self, task: Task, usage: Usage) -> None:
+        """The figures of this node's part in its audit log, anchored with the log's next batch:
+        recorded once, they can no longer be changed unseen."""
+        record(
+            self.node,
+            action="resource_usage",
+            actor="worker",
+            subject=f"task {task.task_id}",
+            outcome=usage.audit_outcome(),
+            task_id=task.task_id,
+        )
 
     def _input(
         self, task_id: int, mine: SpecInput, form: InputForm

@@ -279,7 +279,8 @@ class AuditEntry(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utc_now, index=True)
-    action: str = Field(index=True)  # api | authorisation | data_access | model_access
+    # api | authorisation | data_access | model_access | resource_usage
+    action: str = Field(index=True)
     actor: str  # "user <address> (role)", "peer org N", "anonymous", "worker"
     subject: str  # "POST /api/v1/grants", a dataset id, a model id
     outcome: str  # an HTTP status, "read", "ran", ...

@@ -32,7 +32,8 @@ def _out(entry: AuditEntry) -> dict[str, Any]:
 def audit_log(
     _caller: AuditReader,
     session: SessionDep,
-    action: Literal["api", "authorisation", "data_access", "model_access"] | None = None,
+    action: Literal["api", "authorisation", "data_access", "model_access", "resource_usage"]
+    | None = None,
     task_id: Annotated[int | None, Query(alias="taskId", ge=1, lt=2**63)] = None,
     after: Annotated[int, Query(ge=0, lt=2**63, description="entries with a larger id")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
