@@ -11,7 +11,8 @@ the worker taking up the task's inputs to the end of its protocol:
   ``VmHWM``), reset to the current RSS when the window opens (``/proc/self/clear_refs``) unless
   another task's window is open -- then the mark covers that one's window too. Child processes
   are not included. Where the mark cannot be reset (another OS, a read-only /proc) it is the
-  process's high-water mark since it started.
+  process's high-water mark since it started. Whoever else reads the node's ``VmHWM`` (e.g.
+  ``benchmarks/psi.py``'s ``node_hwm_mb``) sees it since the last task's window opened.
 - bytes: the payload bytes the task's channels carried (:attr:`Channel.bytes_sent` and
   ``bytes_received``, the counters the node's metrics read), before framing: what one party
   sends, its peer receives.
@@ -19,7 +20,8 @@ the worker taking up the task's inputs to the end of its protocol:
 Tasks that overlap in one process (the worker runs up to four; tenants of a host share it) each
 count the others' CPU and memory: ``shared`` says that another task's window was open at some
 point of this one's, and then the CPU and memory figures are upper bounds. Opening and closing
-a window costs a few system calls (~45 µs), nothing while the task runs.
+a window costs a few system calls (~45 µs), nothing while the task runs. The worker keeps the
+figures in its task record and in its audit log (action ``resource_usage``).
 """
 
 from __future__ import annotations
