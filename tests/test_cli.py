@@ -116,8 +116,8 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     assert run("demo", "--scenario", "nope").returncode == 2
 
     # `chain up` on the demo's chain, stopped by Ctrl-C, then the demo (issue 23, item 3): it
-    # works, on the chain it finds or on a new deployment (stale node databases set aside); this
-    # time left running on fixed ports, then stopped by SIGTERM with every process of it
+    # works, on the same deployment (the chain kept its genesis); this time left running on fixed
+    # ports, then stopped by SIGTERM with every process of it
     chain = subprocess.Popen(
         [*CLI, "chain", "up", "--port", port],
         stderr=subprocess.PIPE,
@@ -128,7 +128,9 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     chain.send_signal(signal.SIGINT)
     assert chain.wait(timeout=60) == 0  # stopped by SIGINT, anvil with it
     third = _demo_stopped_by("sigterm", tmp_path, {**os.environ, **env}, port, _free_ports(5))
-    after = json.loads(third)["scenario"]
+    third_summary = json.loads(third)
+    assert third_summary["contracts"] == summary["contracts"]  # nothing redeployed
+    after = third_summary["scenario"]
     assert after["status"] == "settled" and after["intersectionCorrect"] is True
 
     # what `demo --reset` removes before it starts: the next run is on a new chain

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 from web3 import Web3
+from web3.types import RPCEndpoint
 
 from privledger.config import Settings
 from privledger.evm.accounts import DevAccountRefused, dev_account
@@ -139,3 +141,24 @@ def test_client_recovers_when_its_account_signs_elsewhere(ledger: Ledger) -> Non
     )
     org_id = ledger.orgs.register_org("third", dev_account(13).address, "", bytes(32))
     assert ledger.orgs.get_org(org_id).name == "third"
+
+
+def test_a_chain_restarted_again_and_again_keeps_its_genesis(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """anvil adds the genesis block it makes at each start to the blocks it loads and dumps them
+    all, so a state file restarted a few times held several blocks numbered 0, and which one a
+    restart took as its genesis varied: the genesis hash changed and every recorded deployment
+    looked stale (issue 23, item 3: the demo after `chain up`). Restarts keep the chain's own."""
+    state = tmp_path / "state.json"
+    with start_anvil(settings.chain_dir, state_file=state) as chain:
+        w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+        w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+        genesis = w3.eth.get_block(0)["hash"]
+        assert w3.eth.get_block(1)["parentHash"] == genesis
+    for _ in range(4):
+        time.sleep(1.1)  # a genesis made in another second: another hash
+        with start_anvil(settings.chain_dir, state_file=state) as chain:
+            w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+            assert w3.eth.get_block(0)["hash"] == genesis
+            assert w3.eth.get_block(1)["parentHash"] == genesis

@@ -11,6 +11,7 @@ past states, and a running chain still answers them from memory.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -132,6 +133,32 @@ def _wait_ready(handle: AnvilHandle, timeout_s: float) -> None:
     raise AnvilError(f"anvil did not answer on {handle.rpc_url} within {timeout_s:.0f}s")
 
 
+def keep_one_genesis(state_file: Path) -> bool:
+    """Leave one block numbered 0 in an anvil state file, the chain's own: whether others went.
+
+    anvil (1.7) makes a genesis block at each start, adds it to the blocks it loads from the
+    state file and dumps them all; a file restarted a few times holds several blocks numbered 0,
+    one per second it was started in, and which of them a start takes as its genesis varies. The
+    chain's genesis hash then changed from one start to the next, and every deployment recorded
+    against it (and every node store bound to it) looked like another chain's. The chain's own
+    genesis is the oldest: each other one was made at a later start, after the first blocks."""
+    try:
+        state = json.loads(state_file.read_text())
+        blocks = state["blocks"]
+        genesis = [block for block in blocks if int(block["header"]["number"], 16) == 0]
+        own = min(genesis, key=lambda block: int(block["header"]["timestamp"], 16))
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # no file yet, or one anvil itself will report
+    if len(genesis) == 1:
+        return False
+    state["blocks"] = [block for block in blocks if block is own or block not in genesis]
+    kept = state_file.with_name(state_file.name + ".tmp")
+    kept.write_text(json.dumps(state))
+    os.replace(kept, state_file)
+    logger.info("state file %s: kept the genesis block, dropped %d", state_file, len(genesis) - 1)
+    return True
+
+
 def start_anvil(
     chain_dir: Path,
     *,
@@ -170,6 +197,7 @@ def start_anvil(
     ]
     if state_file is not None:
         state_file.parent.mkdir(parents=True, exist_ok=True)
+        keep_one_genesis(state_file)
         command += ["--state", str(state_file), "--state-interval", str(STATE_DUMP_INTERVAL_S)]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
