@@ -1,4 +1,4 @@
-"""Every explorer page has a JSON twin under /explorer/api (as the README says): the same data,
+"""Every explorer page has a JSON twin under /explorer/api (docs/explorer.md): the same data,
 names where the page shows names (roles), and the same 4xx for bad ids."""
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ def _horizontal(task: Run, spec: HorizontalSpec) -> RunOutput:
 
 def _predict(task: Run) -> RunOutput:
     """Prediction with a registered model: the requester sends its feature rows, the model's
-    holder answers one score per row. The holder sees the rows it scores (stated in the README);
+    holder answers one score per row. The holder sees the rows it scores (docs/protocols.md);
     the requester learns the scores, never the model."""
     channel = task.only_channel()
     if task.is_requester:
