@@ -90,7 +90,7 @@ def _owner(connection: Connection, train: F64, test: F64, config: GbdtConfig) ->
     channel = PipeChannel("b", connection)
     model = train_feature_owner(channel, train, config=config)
     predict_feature_owner(channel, model, test)
-    export_feature_owner(channel, model)
+    export_feature_owner(channel, model, names=[f"x{c}" for c in range(train.shape[1])])
     report = {"peak_rss_mb": _peak_rss_mb(), "cpu_seconds": time.process_time()}
     connection.send_bytes(json.dumps(report).encode())
 
@@ -135,7 +135,8 @@ def bench(dataset: str, rows: int, config: GbdtConfig) -> dict[str, Any]:
     probabilities = predict_label_holder([channel], model, x_test[:, :own])
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - start_cpu
-    merged = export_label_holder([channel], model)
+    names = [f"x{c}" for c in range(own)]
+    merged = export_label_holder([channel], model, names=names, parties=["holder", "owner"])
     owner_report = json.loads(here.recv_bytes())
     child.join()
     exported = lgb.Booster(model_str=merged.to_lightgbm()).predict(x_test)

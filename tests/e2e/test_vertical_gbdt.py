@@ -1,9 +1,10 @@
 """Vertical gradient-boosted trees as a ledger task (issue 19), between node processes: bank-b
 holds the labels only, the telecom its subscribers' columns; they train by SecureBoost (early
 stopping on the validation fifth), the telecom's terms consenting to the export of the merged
-model; bank-b registers the model, and
-bank-a's batch is scored jointly -- each party evaluating its own splits -- to the exported
-LightGBM model's probabilities on the same rows."""
+model; bank-b registers the model, and bank-a's batch is scored jointly -- each party
+evaluating its own splits -- to the exported LightGBM model's probabilities on the same rows,
+its features named by the telecom's columns. Then bank-a's columns join as a third party (every
+party consenting to the export): the three-party model scores jointly as its export too."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .test_vertical_model import _register, _result, _run, _write
 from .test_walking_path import FEE, grant
 
 FEATURES = ["f0", "f1", "f2", "f3"]
+SQUARES = ["g0", "g1"]  # bank-a's columns in the three-party model
 PRICE = 10**12
 BATCH = 80
 
@@ -146,6 +148,7 @@ def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export
     # the same probabilities from the exported model, loaded by LightGBM itself
     booster = lgb.Booster(model_str=holder["lightgbm"])
     assert booster.num_trees() == holder["trees"] == len(owner["model"]["trees"])
+    assert booster.feature_name() == FEATURES  # the telecom revealed its column names
     expected = booster.predict(current[:BATCH])
     joint = np.array([scored[k] for k in ids[:BATCH]])
     assert np.allclose(joint, expected, atol=1e-4), np.abs(joint - expected).max()
@@ -160,21 +163,61 @@ def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "terms_violation"
 
-    # three parties: bank-a's columns join as a second feature owner (no export)
-    extra = _write(data / f"gb-a-{tag}.csv", ["id", "g0", "g1"], _rows(ids, x[:, :2] ** 2))
+    # three parties: bank-a's columns join as a second feature owner, consenting to the export
+    extra = _write(data / f"gb-a-{tag}.csv", ["id", *SQUARES], _rows(ids, x[:, :2] ** 2))
     bank_a_data = _register(running, "bank-a", extra, PRICE)
-    grant(running, "bank-a", bank_a_data, "bank-b", kinds=["fl"])
-    second = {"dataset": bank_a_data, "column": "id", "features": ["g0", "g1"]}
+    consent = _terms("vertical-gbdt", SQUARES, ["requester", "model"])
+    grant(running, "bank-a", bank_a_data, "bank-b", kinds=[], terms=consent)
+    second = {"dataset": bank_a_data, "column": "id", "features": SQUARES}
     three = {
         **training,
         "inputs": [*inputs, second],
-        "output": "requester",
         "gbdt": {"trees": 2, "depth": 2, "min_child_samples": 10},
     }
     three_id = _run(running, "bank-b", three, 240)["taskId"]
     orgs = ("bank-b", "telecom", "bank-a")
     parts = [json.loads(_result(running, org, three_id)[0]) for org in orgs]
     assert len({part["model_hash"] for part in parts}) == 1 and len(parts[0]["commitments"]) == 3
-    assert "lightgbm" not in parts[0] and parts[0]["trees"] == 2
+    assert parts[0]["trees"] == 2 and all("lightgbm" not in part for part in parts[1:])
     assert set(parts[0]["contributions"]) == {str(running.org_ids[org]) for org in orgs}
     assert abs(sum(parts[0]["contributions"].values()) - 1.0) < 1e-9
+    assert all(parts[0]["contributions"][str(running.org_ids[org])] > 0 for org in orgs[1:])
+    exported = lgb.Booster(model_str=parts[0]["lightgbm"])
+    assert exported.feature_name() == [*FEATURES, *SQUARES]
+
+    # ... and its joint prediction: bank-a scores its current rows with all three parties
+    with running.client("bank-b", "data_owner") as client:
+        body = {"taskId": three_id, "name": f"gbdt3-{tag}", "unitPrice": PRICE, "upstreamBps": 0}
+        response = client.post("/models", json=body)
+        assert response.status_code == 201, response.text
+        three_model = response.json()["modelId"]
+    grant(
+        running,
+        "bank-b",
+        three_model,
+        "bank-a",
+        kinds=[],
+        terms={**model_terms, "outputs": ["scores"]},
+    )
+    squares = current[:BATCH, :2] ** 2
+    bank_a_current = _register(
+        running,
+        "bank-a",
+        _write(data / f"gb-a-current-{tag}.csv", ["id", *SQUARES], _rows(ids[:BATCH], squares)),
+        0,
+    )
+    predict3 = {
+        **predict,
+        "inputs": [
+            {"dataset": three_model, "column": "model"},
+            {"dataset": current_data, "column": "id", "features": FEATURES},
+            {"dataset": bank_a_current, "column": "id", "features": SQUARES},
+        ],
+        "modelTask": three_id,
+    }
+    done3 = _run(running, "bank-a", predict3, 180)
+    scored3 = dict(json.loads(item) for item in _result(running, "bank-a", done3["taskId"]))
+    assert sorted(scored3) == sorted(ids[:BATCH])
+    joint3 = np.array([scored3[k] for k in ids[:BATCH]])
+    expected3 = exported.predict(np.hstack([current[:BATCH], squares]))
+    assert np.allclose(joint3, expected3, atol=1e-4), np.abs(joint3 - expected3).max()

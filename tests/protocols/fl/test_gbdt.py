@@ -15,6 +15,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pytest
+from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import roc_auc_score
 
 from privledger.protocols.channel import Channel, channel_pair
@@ -32,7 +33,7 @@ from privledger.protocols.fl.gbdt import (
     train_label_holder,
 )
 from privledger.protocols.fl.gbdt_binning import FeatureBins
-from privledger.protocols.fl.gbdt_tree import MergedModel
+from privledger.protocols.fl.gbdt_tree import MergedModel, feature_names
 from privledger.protocols.fl.joint import predict_joint
 from privledger.protocols.mpc.sharing import Party, local_mesh
 from tests.protocols.fl.conftest import Split
@@ -42,6 +43,8 @@ pytestmark = pytest.mark.slow
 
 CONFIG = GbdtConfig(trees=10, max_depth=3, learning_rate=0.3, key_bits=1024, seed=7)
 BLOCKS = (slice(0, 12), slice(12, 30))  # label holder's columns, feature owner's columns
+NAMES = [str(name) for name in load_breast_cancer().feature_names]  # "mean radius", ...
+PARTIES = ("bank", "hospital")
 
 
 def run_parties(
@@ -80,12 +83,13 @@ def trained(breast_cancer: Split) -> tuple[LabelHolderModel, OwnerModel, np.ndar
     def holder(channels: list[Channel]) -> tuple[LabelHolderModel, np.ndarray, MergedModel]:
         model = train_label_holder(channels, x_own, breast_cancer.y_train, config=CONFIG)
         probabilities = predict_label_holder(channels, model, t_own)
-        return model, probabilities, export_label_holder(channels, model)
+        merged = export_label_holder(channels, model, names=NAMES[BLOCKS[0]], parties=PARTIES)
+        return model, probabilities, merged
 
     def owner(channel: Channel) -> OwnerModel:
         model = train_feature_owner(channel, x_theirs, config=CONFIG)
         predict_feature_owner(channel, model, t_theirs)
-        export_feature_owner(channel, model)
+        export_feature_owner(channel, model, names=NAMES[BLOCKS[1]])
         return model
 
     (model, probabilities, merged), (owner_model,) = run_parties(holder, [owner])
@@ -142,6 +146,47 @@ def test_lightgbm_export_predicts_like_the_joint_model(breast_cancer: Split, tra
     booster = lgb.Booster(model_str=merged.to_lightgbm())
     assert booster.num_trees() == CONFIG.trees
     np.testing.assert_allclose(booster.predict(breast_cancer.x_test), probabilities, atol=1e-12)
+
+
+def test_the_export_names_the_features_by_the_parties_columns(trained: Any) -> None:
+    """Each party revealed its column names with its splits; LightGBM's names have no spaces."""
+    _, _, _, merged = trained
+    expected = [name.replace(" ", "_") for name in NAMES]
+    assert list(merged.feature_names) == expected and expected[0] == "mean_radius"
+    assert lgb.Booster(model_str=merged.to_lightgbm()).feature_name() == expected
+
+
+@pytest.mark.parametrize(
+    "names",
+    [NAMES[BLOCKS[1]][:-1], [*NAMES[BLOCKS[1]][:-1], "x" * 129], [*NAMES[BLOCKS[1]][:-1], 7]],
+    ids=["too-few", "too-long", "not-a-string"],
+)
+def test_the_label_holder_refuses_malformed_column_names(trained: Any, names: list[Any]) -> None:
+    model, owner_model, _, _ = trained
+    trees = [{str(v): [s.column, s.threshold] for v, s in t.items()} for t in owner_model.splits]
+    text = json.dumps({"type": "splits_revealed", "trees": trees, "names": names}).encode()
+
+    def owner(channel: Channel) -> None:  # a feature owner that sends bad names
+        channel.recv(10)
+        channel.send(len(text).to_bytes(4, "big") + text)
+
+    def holder(channels: list[Channel]) -> MergedModel:
+        return export_label_holder(channels, model, names=NAMES[BLOCKS[0]], parties=PARTIES)
+
+    with pytest.raises(GbdtError, match="party 1 must name its 18 columns"):
+        run_parties(holder, [owner])
+
+
+def test_feature_names_are_sanitised_prefixed_where_shared_and_unique() -> None:
+    columns = [["age", "a b", "a_b"], ["age", "x,y"], ["z"]]
+    assert feature_names(columns, ["bank a", "telecom", "org 3"]) == (
+        "bank_a.age",
+        "a_b",
+        "a_b_2",
+        "telecom.age",
+        "x_y",
+        "z",
+    )
 
 
 @pytest.mark.parametrize("output", ["ids", "scores"])
@@ -211,19 +256,27 @@ def test_three_parties_with_subsampling(breast_cancer: Split) -> None:
 
     def holder(channels: list[Channel]) -> tuple[np.ndarray, MergedModel]:
         model = train_label_holder(channels, train[0], breast_cancer.y_train, config=config)
-        return predict_label_holder(channels, model, test[0]), export_label_holder(channels, model)
+        probabilities = predict_label_holder(channels, model, test[0])
+        names = [f"a{c}" for c in range(10)]
+        return probabilities, export_label_holder(
+            channels, model, names=names, parties=["bank-b", "telecom", "bank-a"]
+        )
 
     def owner(k: int) -> Callable[[Channel], None]:
-        def run(channel: Channel) -> None:
+        def run(channel: Channel) -> None:  # both feature owners name their columns x0..x9
             model = train_feature_owner(channel, train[k], config=config)
             predict_feature_owner(channel, model, test[k])
-            export_feature_owner(channel, model)
+            export_feature_owner(channel, model, names=[f"x{c}" for c in range(10)])
 
         return run
 
     (probabilities, merged), _ = run_parties(holder, [owner(1), owner(2)])
     assert roc_auc_score(breast_cancer.y_test, probabilities) > 0.95
     np.testing.assert_allclose(merged.predict(breast_cancer.x_test), probabilities, atol=1e-12)
+    booster = lgb.Booster(model_str=merged.to_lightgbm())
+    assert booster.feature_name()[9:12] == ["a9", "telecom.x0", "telecom.x1"]
+    assert booster.feature_name()[-1] == "bank-a.x9"
+    np.testing.assert_allclose(booster.predict(breast_cancer.x_test), probabilities, atol=1e-12)
 
 
 def test_early_stopping_keeps_the_best_validation_iteration(breast_cancer: Split) -> None:

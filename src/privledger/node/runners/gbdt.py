@@ -9,11 +9,13 @@ part); the label holder gathers the commitments and sends the list back, so ever
 the same :func:`~privledger.node.models.gbdt_model_hash`, which the label holder may register
 as an asset (:mod:`privledger.node.models`) and every party checks before joint prediction.
 
-With ``output: model`` the feature owners then reveal their splits to the label holder, which
-merges the model and keeps it as LightGBM text in its output: the worker lets a data owner's node
-take part only when its grant's terms list ``model`` (:func:`privledger.node.terms.violation`),
-so the export happens with the consent of every party. Each party's contribution is its share of
-the total split gain, measured at the label holder and reported in its result.
+With ``output: model`` the feature owners then reveal their splits and column names to the
+label holder, which merges the model and keeps it as LightGBM text in its output (the features
+named by their columns, prefixed by the organisation's name where two parties share a name):
+the worker lets a data owner's node take part only when its grant's terms list ``model``
+(:func:`privledger.node.terms.violation`), so the export happens with the consent of every
+party. Each party's contribution is its share of the total split gain, measured at the label
+holder and reported in its result.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def run(task: Run) -> RunOutput:
     if len(common) < 2:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, "fewer than 2 aligned rows")
     task.check_release(len(common), "aligned rows")
-    features = _feature_rows(task, common, len(mine.features or ()))
+    names = list(mine.features or ())
+    features = _feature_rows(task, common, len(names))
     config = gbdt_config(spec, task.timeout)
     # the validation fifth (chosen from the common ids alike on all sides) decides early stopping
     held_out = np.array([validation_row(key) for key in common], dtype=bool)
@@ -82,7 +85,7 @@ def run(task: Run) -> RunOutput:
     part: dict[str, object] = {
         "protocol": spec.protocol,
         "aligned": len(common),
-        "features": list(mine.features or ()),
+        "features": names,
         "model": model.to_json(),
     }
     salt = secrets.token_bytes(32)
@@ -99,10 +102,15 @@ def run(task: Run) -> RunOutput:
         }
         part["trees"] = len(model.own.shapes)
         if spec.output == "model":
-            merged = export_label_holder(channels, model, timeout=task.timeout)
+            orgs = [task.node.ledger.orgs.get_org(org).name for org in task.owners]
+            merged = export_label_holder(
+                channels, model, names=names, parties=orgs, timeout=task.timeout
+            )
             part["lightgbm"] = merged.to_lightgbm()
     elif spec.output == "model":
-        export_feature_owner(task.channels[spec.requester], model, timeout=task.timeout)
+        export_feature_owner(
+            task.channels[spec.requester], model, names=names, timeout=task.timeout
+        )
     return [json.dumps(part, sort_keys=True)], len(common)
 
 

@@ -60,8 +60,9 @@ owner. :class:`GbdtJointScorer` does the same inside :mod:`.joint` (the label ho
 its additive share), which releases only a task's allowed output to a requester.
 
 Export (:func:`export_label_holder` / :func:`export_feature_owner`): a feature owner that calls
-:func:`export_feature_owner` consents to revealing its splits (columns and thresholds) to the
-label holder, which merges them into a :class:`.gbdt_tree.MergedModel` (LightGBM text).
+:func:`export_feature_owner` consents to revealing its splits (columns and thresholds) and the
+names of its columns to the label holder, which merges them into a
+:class:`.gbdt_tree.MergedModel` (LightGBM text, the features under the parties' column names).
 Contribution: :meth:`LabelHolderModel.party_importance`, each party's share of the total split
 gain (the label holder chose every split, so it knows these gains without any export).
 
@@ -82,7 +83,8 @@ Security model and leakage (semi-honest parties; the label holder holds the only
   sampled columns have. For every owner split it chose, it learns which rows go left: a
   partition of the rows by an unknown threshold of an unknown column. In prediction and
   validation it learns the same: per row, which way it goes at each of the owner's splits. It
-  never learns a column, a cut point or a threshold (until export).
+  never learns a column, a cut point or a threshold (until export, which reveals them and the
+  owner's column names).
 * Two feature owners colluding learn the union of what each learns; a feature owner colluding
   with the label holder learns the other owner's candidate sums.
 * Not covered: a malicious label holder could send crafted "gradients" (e.g. one indicator row
@@ -117,6 +119,7 @@ from privledger.protocols.fl.gbdt_tree import (
     Split,
     SplitRule,
     TreeShape,
+    feature_names,
     leaf_index,
     leaf_masks,
 )
@@ -131,6 +134,7 @@ PROTOCOL: Final = "fl/vertical-gbdt/v1"
 JOINT_PROTOCOL: Final = "fl/vertical-gbdt-scores/v1"
 MAX_FEATURE_OWNERS: Final = 2
 _HEADER_BYTES: Final = 4
+MAX_NAME_CHARS: Final = 128  # a column name revealed at export
 _ZEROS_AHEAD: Final = 512  # re-randomisers a feature owner keeps ready (a level needs ~350)
 
 
@@ -907,28 +911,45 @@ class GbdtJointScorer:
 
 
 def export_feature_owner(
-    channel: Channel, model: OwnerModel, *, timeout: float | None = 600.0
+    channel: Channel,
+    model: OwnerModel,
+    *,
+    names: Sequence[str],
+    timeout: float | None = 600.0,
 ) -> None:
-    """Reveal this party's splits to the label holder: call only with this party's consent."""
+    """Reveal this party's splits and the ``names`` of its columns to the label holder: call
+    only with this party's consent."""
     with _session([channel]):
+        _check_names(list(names), model.columns, "this party")
         _recv(channel, ("export",), timeout)
         trees = [
             {str(v): [s.column, s.threshold] for v, s in splits.items()} for splits in model.splits
         ]
-        _send(channel, "splits_revealed", {"trees": trees})
+        _send(channel, "splits_revealed", {"trees": trees, "names": list(names)})
 
 
 def export_label_holder(
-    channels: Sequence[Channel], model: LabelHolderModel, *, timeout: float | None = 600.0
+    channels: Sequence[Channel],
+    model: LabelHolderModel,
+    *,
+    names: Sequence[str],
+    parties: Sequence[str],
+    timeout: float | None = 600.0,
 ) -> MergedModel:
-    """The merged plaintext model, once every feature owner revealed its splits."""
+    """The merged plaintext model, once every feature owner revealed its splits and column
+    names; ``names`` are the label holder's own columns, ``parties`` name every party (the label
+    holder first) for columns of the same name (:func:`.gbdt_tree.feature_names`)."""
     with _session(channels):
+        if len(parties) != len(model.widths):
+            raise GbdtError(f"expected {len(model.widths)} party names, got {len(parties)}")
+        columns = [_check_names(list(names), model.widths[0], "the label holder")]
         for channel in channels:
             _send(channel, "export", {})
         offsets = np.cumsum([0, *model.widths])
         merged: list[dict[int, Split]] = [dict(s) for s in model.own.splits]
         for party, channel in enumerate(channels, start=1):
             header, _ = _recv(channel, ("splits_revealed",), timeout)
+            columns.append(_check_names(header.get("names"), model.widths[party], f"party {party}"))
             trees = header.get("trees")
             if not isinstance(trees, list) or len(trees) != len(merged):
                 raise GbdtError(f"party {party} revealed splits of another model")
@@ -941,11 +962,24 @@ def export_label_holder(
         for t, shape in enumerate(model.own.shapes):
             if set(merged[t]) != set(shape.internal):
                 raise GbdtError("a split is missing after export")
-    names = tuple(
-        f"party{party}_column{column}"
-        for party, width in enumerate(model.widths)
-        for column in range(width)
-    )
     return MergedModel(
-        model.own.shapes, tuple(merged), model.gains, model.leaf_values, model.base_score, names
+        model.own.shapes,
+        tuple(merged),
+        model.gains,
+        model.leaf_values,
+        model.base_score,
+        feature_names(columns, parties),
     )
+
+
+def _check_names(names: object, width: int, who: str) -> list[str]:
+    """A party's column names: as many as its columns, non-empty strings of bounded length."""
+    if (
+        not isinstance(names, list)
+        or len(names) != width
+        or not all(isinstance(n, str) and 0 < len(n) <= MAX_NAME_CHARS for n in names)
+    ):
+        raise GbdtError(
+            f"{who} must name its {width} columns by strings of 1..{MAX_NAME_CHARS} characters"
+        )
+    return names

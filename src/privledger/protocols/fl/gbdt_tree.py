@@ -12,6 +12,8 @@ revealed), with :meth:`MergedModel.to_lightgbm` for deployment.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -23,6 +25,7 @@ F64 = npt.NDArray[np.float64]
 U64 = npt.NDArray[np.uint64]
 
 MAX_DEPTH: Final = 6  # 2^6 leaves fit one uint64 mask
+_NOT_IN_NAMES: Final = re.compile(r"[^A-Za-z0-9_.-]")
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,29 @@ class MergedModel:
             "",
         ]
         return "\n".join(header) + "\n" + "\n".join(trees) + "\nend of trees\n"
+
+
+def feature_names(columns: Sequence[Sequence[str]], parties: Sequence[str]) -> tuple[str, ...]:
+    """LightGBM feature names of every party's columns (party 0's first): each column's name with
+    anything but letters, digits, ``_``, ``.`` and ``-`` replaced by ``_`` (LightGBM's text
+    separates names by spaces and refuses JSON's special characters), prefixed by its party's
+    name (``party.column``) where two parties share a name, and suffixed ``_2``, ``_3``, ...
+    where names still clash."""
+    clean = [[_NOT_IN_NAMES.sub("_", name) for name in names] for names in columns]
+    shared = Counter(name for names in clean for name in set(names))
+    wanted = [
+        f"{_NOT_IN_NAMES.sub('_', party)}.{name}" if shared[name] > 1 else name
+        for party, names in zip(parties, clean, strict=True)
+        for name in names
+    ]
+    planned, taken = set(wanted), set[str]()
+    for k, name in enumerate(wanted):
+        unique, suffix = name, 2
+        while unique in taken or (unique != name and unique in planned):
+            unique, suffix = f"{name}_{suffix}", suffix + 1
+        wanted[k] = unique
+        taken.add(unique)
+    return tuple(wanted)
 
 
 def _lightgbm_tree(
