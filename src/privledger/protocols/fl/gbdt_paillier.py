@@ -56,7 +56,7 @@ import secrets
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -205,16 +205,41 @@ class _Randomisers:
         self._thread.join()
 
 
-@contextmanager
-def _idle(ahead: _Randomisers | None) -> Iterator[None]:
-    if ahead is None:
-        yield
-    else:
-        with ahead.idle():
+class _MadeAhead:
+    """A party that may make its randomisers ahead of use (:meth:`_make`): :meth:`precompute`
+    starts a daemon thread that makes them while in :meth:`idle`, :meth:`close` stops it."""
+
+    _AHEAD_BATCH = 16
+    _ahead: _Randomisers | None = None
+
+    def _make(self, count: int) -> list[Cipher]:
+        raise NotImplementedError
+
+    def _take(self, count: int) -> list[Cipher]:
+        return self._make(count) if self._ahead is None else self._ahead.take(count)
+
+    def precompute(self, count: int) -> None:
+        """Keep up to ``count`` ready, made in a daemon thread while in :meth:`idle`, until
+        :meth:`close`."""
+        if self._ahead is None:
+            self._ahead = _Randomisers(self._make, count, batch=self._AHEAD_BATCH)
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """A block in which the caller waits for a peer (what it needs is made meanwhile)."""
+        if self._ahead is None:
             yield
+        else:
+            with self._ahead.idle():
+                yield
+
+    def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
 
 
-class LabelKey:
+class LabelKey(_MadeAhead):
     """The label holder's key pair; encrypts with the factorisation (see module doc)."""
 
     def __init__(self, key_bits: int) -> None:
@@ -235,7 +260,6 @@ class LabelKey:
         self._q2_inverse = gmpy2.invert(self._q2, self._p2)
         digits = RANDOMISER_BITS // 8
         self._tables = (FixedBase(h_s, self._p2, digits), FixedBase(h_s, self._q2, digits))
-        self._ahead: _Randomisers | None = None
 
     def randomiser(self, exponent: bytes) -> Cipher:
         """``h_s^x mod n^2`` (CRT) for the little-endian ``exponent`` bytes of ``x``."""
@@ -249,27 +273,12 @@ class LabelKey:
         exponents = secrets.token_bytes(size * count)
         return [self.randomiser(exponents[k * size : (k + 1) * size]) for k in range(count)]
 
-    def precompute(self, count: int) -> None:
-        """Keep up to ``count`` randomisers ready, made in a daemon thread while in
-        :meth:`idle`, until :meth:`close`."""
-        if self._ahead is None:
-            self._ahead = _Randomisers(self.randomisers, count, batch=256)
-
-    def idle(self) -> AbstractContextManager[None]:
-        """A block in which the caller waits for a peer (randomisers are made meanwhile)."""
-        return _idle(self._ahead)
-
-    def close(self) -> None:
-        if self._ahead is not None:
-            self._ahead.close()
-            self._ahead = None
+    _AHEAD_BATCH = 256
+    _make = randomisers  # made ahead: the randomisers of the next encryptions
 
     def encrypt(self, plaintexts: Sequence[int]) -> list[Cipher]:
         n, n2 = self.n, self.space.n2
-        if self._ahead is None:
-            randomisers = self.randomisers(len(plaintexts))
-        else:
-            randomisers = self._ahead.take(len(plaintexts))
+        randomisers = self._take(len(plaintexts))
         # (1 + m n) r = r + n (m r mod n) modulo n^2: cheaper than the product
         return [(r + n * (m * r % n)) % n2 for m, r in zip(plaintexts, randomisers, strict=True)]
 
@@ -277,7 +286,7 @@ class LabelKey:
         return [int(self._private.raw_decrypt(int(c))) for c in ciphers]
 
 
-class CipherSpace:
+class CipherSpace(_MadeAhead):
     """Public-key arithmetic on ciphertexts modulo ``n^2`` (what a feature owner can do)."""
 
     def __init__(self, n: int | Cipher, h_s: int | Cipher) -> None:
@@ -291,7 +300,6 @@ class CipherSpace:
         self.h_s = h_s
         self.width = (int(self.n2).bit_length() + 7) // 8
         self._table: FixedBase | None = None
-        self._ahead: _Randomisers | None = None
 
     def items_per_cipher(self, item_bits: int) -> int:
         per = (int(self.n).bit_length() - 1) // item_bits
@@ -355,30 +363,13 @@ class CipherSpace:
     def zeros(self, count: int) -> list[Cipher]:
         """Fresh encryptions of zero, ``h_s^z`` with ``z`` of ``bitlength(n) + 128`` bits
         (each re-randomises a ciphertext it multiplies; see the module doc)."""
-        if self._ahead is not None:
-            return self._ahead.take(count)
-        return self._make_zeros(count)
+        return self._take(count)
 
-    def _make_zeros(self, count: int) -> list[Cipher]:
+    def _make(self, count: int) -> list[Cipher]:  # made ahead: the encryptions of zero
         if self._table is None:
             digits = -(-(int(self.n).bit_length() + STATISTICAL_BITS) // 8)
             self._table = FixedBase(self.h_s, self.n2, digits)
         return self._table.random_powers(count)
-
-    def precompute(self, count: int) -> None:
-        """Keep up to ``count`` encryptions of zero ready, made in a daemon thread while in
-        :meth:`idle`, until :meth:`close`."""
-        if self._ahead is None:
-            self._ahead = _Randomisers(self._make_zeros, count, batch=16)
-
-    def idle(self) -> AbstractContextManager[None]:
-        """A block in which the caller waits for a peer (zeros are made meanwhile)."""
-        return _idle(self._ahead)
-
-    def close(self) -> None:
-        if self._ahead is not None:
-            self._ahead.close()
-            self._ahead = None
 
     def pack(self, items: Sequence[Cipher], item_bits: int) -> list[Cipher]:
         """Pack ``items`` (each below ``2^item_bits``) into re-randomised ciphertexts, item 0 in
