@@ -305,8 +305,9 @@ def _run_task(
         "requester": final,
         "provider": provider_task,
         "items": items,
-        # a node's high-water mark covers its whole life: one this task left unchanged was set
-        # before it (start-up, an earlier task), and the sampled tree peak is this task's measure
+        # a node resets its high-water mark when a task's resource window opens (node/usage.py),
+        # unless another task's is open: one this task left unchanged is reported as None, and
+        # the sampled tree peak is this task's measure
         "node_hwm_mb": {name: mb if mb != before[name] else None for name, mb in hwm.items()},
         "tree_peak_mb": {name: b / 2**20 for name, b in sampler.peak_bytes.items()},
         "tree_processes": sampler.max_processes,

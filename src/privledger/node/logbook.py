@@ -73,17 +73,28 @@ def anchor_pending(
     return batch_id
 
 
+RECENT_BATCHES = 64  # a node's own latest batches, checked after every reorganisation
+
+
 def release_vanished(node: NodeContext, table: type[E], tx_hashes: Collection[str]) -> int:
-    """Entries anchored by one of ``tx_hashes`` that the chain no longer holds (a reorganisation
-    took the batch back, and its id may now be another batch's) lose their batch position, so
-    the next :func:`anchor_pending` puts them in a new batch; how many."""
+    """Entries anchored by one of ``tx_hashes`` (the transactions of the blocks the index forgot)
+    or in one of the table's :data:`RECENT_BATCHES` latest batches, whose transaction the chain
+    no longer holds (a reorganisation took the batch back, and its id may now be another
+    batch's), lose their batch position, so the next :func:`anchor_pending` puts them in a new
+    batch; how many. The latest batches are checked too because a batch mined in a block the
+    index had not read yet when the chain reorganised is in no forgotten block."""
+    batch_tx = col(table.batch_tx)  # type: ignore[attr-defined]
     with Session(node.engine) as session:
-        used = session.exec(
-            select(table.batch_tx)  # type: ignore[attr-defined]
-            .where(col(table.batch_tx).in_(list(tx_hashes)))  # type: ignore[attr-defined]
+        used = set(session.exec(select(batch_tx).where(batch_tx.in_(list(tx_hashes))).distinct()))
+        latest = session.exec(
+            select(table.batch_id, batch_tx)  # type: ignore[attr-defined]
+            .where(batch_tx.is_not(None))
             .distinct()
+            .order_by(col(table.batch_id).desc())  # type: ignore[attr-defined]
+            .limit(RECENT_BATCHES)
         )
-        vanished = [tx for tx in used if not node.ledger.client.mined(tx)]
+        used |= {tx for _, tx in latest}
+        vanished = [tx for tx in sorted(used) if not node.ledger.client.mined(tx)]
         if not vanished:
             return 0
         entries: list[Any] = list(

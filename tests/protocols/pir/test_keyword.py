@@ -236,8 +236,8 @@ def test_wrong_inputs_refused(small: tuple[dict[bytes, bytes], KeywordTable]) ->
 
 @pytest.mark.slow
 def test_present_and_absent_keys_at_a_million_records_of_32_bytes() -> None:
-    """The acceptance size: 10^6 records x 32 B in PIR mode (~30 s on two cores, almost all of
-    it the holder's one-time OPRF over every key). Present keys at both ends and in between,
+    """The acceptance size: 10^6 records x 32 B in PIR mode (~50-60 s in CI on two cores, almost
+    all of it the holder's one-time OPRF over every key). Present keys at both ends and in between,
     absent keys that look alike, one batch."""
     n = 10**6
     items = _items(n, seed=11)
