@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -205,15 +206,16 @@ class _Randomisers:
         self._thread.join()
 
 
-class _MadeAhead:
+class _MadeAhead(ABC):
     """A party that may make its randomisers ahead of use (:meth:`_make`): :meth:`precompute`
     starts a daemon thread that makes them while in :meth:`idle`, :meth:`close` stops it."""
 
     _AHEAD_BATCH = 16
     _ahead: _Randomisers | None = None
 
+    @abstractmethod
     def _make(self, count: int) -> list[Cipher]:
-        raise NotImplementedError
+        """``count`` new randomisers of the kind this party uses."""
 
     def _take(self, count: int) -> list[Cipher]:
         return self._make(count) if self._ahead is None else self._ahead.take(count)
