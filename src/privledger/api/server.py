@@ -9,7 +9,7 @@ route of one tenant reads another's database, and a token is only known to its o
 
 A node may instead serve its client API from several processes (``api_workers``, on PostgreSQL;
 :mod:`privledger.node.processes`): the primary runs the worker and the peer endpoint, and every
-process accepts the API's connections on one socket.
+process accepts the API's connections on a socket of its own on the API port.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from privledger.node.processes import (
     ProcessNonces,
     check_api_workers,
     die_with_parent,
+    join,
     listen,
     per_process_limits,
     share_between_processes,
@@ -82,7 +83,7 @@ def serve(settings: NodeSettings) -> None:
     node = open_node(settings)
     others = ApiProcesses(serve_api, settings) if settings.api_workers > 1 else None
     notices = share_between_processes(node, others.nonces) if others is not None else None
-    sockets = [listen(settings.host, settings.port)]  # the API's, shared with the others
+    sockets = [listen(settings.host, settings.port, shared=others is not None)]  # the API's
     if settings.peer_port not in (None, settings.port):
         sockets.append(listen(settings.host, settings.peer_port))
     cert, key = settings.tls_cert_file, settings.tls_key_file
@@ -92,7 +93,7 @@ def serve(settings: NodeSettings) -> None:
     try:
         publish_endpoint(node)
         if others is not None:
-            others.start(settings.api_workers - 1, sockets[0])
+            others.start(settings.api_workers - 1)
         worker.start()
         logger.info(
             "node %s (org %d): peers at %s, API on port %d (%d processes)",
@@ -112,15 +113,9 @@ def serve(settings: NodeSettings) -> None:
 
 
 @stops_on_signals
-def serve_api(
-    settings: NodeSettings,
-    api_socket: socket.socket,
-    ready: Event,
-    log_level: int,
-    nonces: ProcessNonces,
-) -> None:
-    """One more process serving the node's client API on ``api_socket`` (started by
-    :func:`serve`); peer frames are answered 421, they go to the endpoint on chain."""
+def serve_api(settings: NodeSettings, ready: Event, log_level: int, nonces: ProcessNonces) -> None:
+    """One more process serving the node's client API on a socket of its own on the API port
+    (started by :func:`serve`); peer frames are answered 421, they go to the endpoint on chain."""
     die_with_parent()
     logging.getLogger().setLevel(log_level)
     configure_logging(settings.log_level, json_lines=settings.log_json)
@@ -131,6 +126,7 @@ def serve_api(
     try:
         app = create_app(node)
         build_routes(app)
+        api_socket = join(settings.host, settings.port)
         ready.set()
         run_server(PeerFramesElsewhere(app, settings.endpoint), settings, [api_socket])
     finally:

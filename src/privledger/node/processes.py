@@ -2,9 +2,9 @@
 
 One process, the primary, runs the worker and owns the peer endpoint published on chain (the peer
 port): the frames of a task reach the process that runs it because no other process serves that
-port. The client API is served by the primary and ``api_workers - 1`` more processes, all
-accepting on one listening socket on the API port (the kernel hands each connection to one of
-them). The processes share:
+port. The client API is served by the primary and ``api_workers - 1`` more processes, each
+accepting on a socket of its own on the API port (``SO_REUSEPORT``: the kernel spreads the
+connections over them). The processes share:
 
 - nonces: a table in shared memory with a process-shared lock per signing account
   (:class:`ProcessNonces`), held while a transaction is signed and sent, so transactions of all
@@ -91,12 +91,28 @@ def per_process_limits(settings: NodeSettings) -> NodeSettings:
     )
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` that child processes can inherit."""
+def listen(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A listening TCP socket on ``host:port``; ``shared``: the first of the sockets the node's
+    API processes each listen on (:func:`join`), refused like any other when the port is taken
+    (``SO_REUSEPORT`` alone would share it with any socket of this user's that has it too)."""
+    if shared:
+        _server(host, port, reuse_port=False).close()  # taken: EADDRINUSE, as without sharing
+    return _server(host, port, reuse_port=shared)
+
+
+def join(host: str, port: int) -> socket.socket:
+    """A socket of this process's own on the port of the primary's :func:`listen` ``shared``
+    socket. The kernel hands each new connection to one of the sockets by a hash of its
+    addresses, so connections spread evenly over the processes. One socket inherited by all
+    did not: every process woke on a new connection, and the first to run accepted all those
+    queued (asyncio accepts up to its backlog at once), so a client's pool of keep-alive
+    connections could all land in one process while the others idled."""
+    return _server(host, port, reuse_port=True)
+
+
+def _server(host: str, port: int, *, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=2048)
-    sock.set_inheritable(True)
-    return sock
+    return socket.create_server((host, port), family=family, backlog=2048, reuse_port=reuse_port)
 
 
 def die_with_parent() -> None:
@@ -109,7 +125,7 @@ def die_with_parent() -> None:
         pass
 
 
-ApiTarget = Callable[[NodeSettings, socket.socket, Event, int, "ProcessNonces"], None]
+ApiTarget = Callable[[NodeSettings, Event, int, "ProcessNonces"], None]
 
 
 class ApiProcesses:
@@ -120,15 +136,14 @@ class ApiProcesses:
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded process
         self._target = target
         self._settings = settings
-        self._socket: socket.socket | None = None
         self.nonces = ProcessNonces(self._context)
         self._processes: list[multiprocessing.process.BaseProcess] = []
         self._stop = threading.Event()
         self._supervisor = threading.Thread(target=self._supervise, name="api-processes")
 
-    def start(self, count: int, sock: socket.socket) -> None:
-        """Start ``count`` processes serving on ``sock`` and return once each serves."""
-        self._socket = sock
+    def start(self, count: int) -> None:
+        """Start ``count`` processes, each serving on a socket it :func:`join` s, and return
+        once each serves."""
         started = [self._spawn() for _ in range(count)]
         for process, ready in started:
             if not ready.wait(READY_TIMEOUT_S):
@@ -142,7 +157,7 @@ class ApiProcesses:
         ready = self._context.Event()
         process = self._context.Process(
             target=self._target,
-            args=(self._settings, self._socket, ready, logging.getLogger().level, self.nonces),
+            args=(self._settings, ready, logging.getLogger().level, self.nonces),
             name=f"api-{len(self._processes) + 1}",
             daemon=True,
         )
