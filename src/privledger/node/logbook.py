@@ -77,31 +77,15 @@ RECENT_BATCHES = 64  # a node's own latest batches, checked after every reorgani
 
 
 def release_vanished(node: NodeContext, table: type[E], tx_hashes: Collection[str]) -> int:
-    """Entries anchored by one of ``tx_hashes`` (the transactions of the blocks the index forgot)
-    or in one of the table's :data:`RECENT_BATCHES` latest batches, whose transaction the chain
-    no longer holds (a reorganisation took the batch back, and its id may now be another
-    batch's), lose their batch position, so the next :func:`anchor_pending` puts them in a new
-    batch; how many. The latest batches are checked too because a batch mined in a block the
-    index had not read yet when the chain reorganised is in no forgotten block."""
+    """Entries of ``table`` whose batch a reorganisation took back (see :func:`_vanished`: its
+    id may now be another batch's) lose their batch position, so the next
+    :func:`anchor_pending` puts them in a new batch; how many."""
     batch_tx = col(table.batch_tx)  # type: ignore[attr-defined]
     with Session(node.engine) as session:
-        used = set(session.exec(select(batch_tx).where(batch_tx.in_(list(tx_hashes))).distinct()))
-        latest = session.exec(
-            select(table.batch_id, batch_tx)  # type: ignore[attr-defined]
-            .where(batch_tx.is_not(None))
-            .distinct()
-            .order_by(col(table.batch_id).desc())  # type: ignore[attr-defined]
-            .limit(RECENT_BATCHES)
-        )
-        used |= {tx for _, tx in latest}
-        vanished = [tx for tx in sorted(used) if not node.ledger.client.mined(tx)]
+        vanished = _vanished(node, session, batch_tx, col(table.batch_id), tx_hashes)  # type: ignore[attr-defined]
         if not vanished:
             return 0
-        entries: list[Any] = list(
-            session.exec(
-                select(table).where(col(table.batch_tx).in_(vanished))  # type: ignore[attr-defined]
-            )
-        )
+        entries: list[Any] = list(session.exec(select(table).where(batch_tx.in_(vanished))))
         for entry in entries:
             entry.batch_id = entry.batch_index = entry.batch_tx = None
             session.add(entry)
@@ -110,6 +94,57 @@ def release_vanished(node: NodeContext, table: type[E], tx_hashes: Collection[st
         "%d %s entries lost their batch to a reorganisation", len(entries), table.__name__
     )
     return len(entries)
+
+
+def anchor_vanished_again(
+    node: NodeContext,
+    table: type[E],
+    tx_hashes: Collection[str],
+    anchor: Callable[[Any], tuple[int, str]],
+) -> int:
+    """Records of ``table`` anchored one by one, each in a batch of its own (``anchor_batch_id``,
+    ``anchor_tx``: an interop decision), whose batch a reorganisation took back (see
+    :func:`_vanished`) are anchored again by ``anchor`` (a record's new batch id and
+    transaction); how many. The nonces the chain took back are filled first, so the new
+    batches are not left waiting behind them."""
+    anchor_tx = col(table.anchor_tx)  # type: ignore[attr-defined]
+    with Session(node.engine) as session:
+        vanished = _vanished(node, session, anchor_tx, col(table.anchor_batch_id), tx_hashes)  # type: ignore[attr-defined]
+        if not vanished:
+            return 0
+        node.ledger.client.close_nonce_gaps()
+        records: list[Any] = list(session.exec(select(table).where(anchor_tx.in_(vanished))))
+        for record in records:
+            record.anchor_batch_id, record.anchor_tx = anchor(record)
+            session.add(record)
+            session.commit()  # each as soon as it is on chain again
+    logger.warning(
+        "%d %s records anchored again after a reorganisation", len(records), table.__name__
+    )
+    return len(records)
+
+
+def _vanished(
+    node: NodeContext,
+    session: Session,
+    tx_column: Any,
+    batch_column: Any,
+    tx_hashes: Collection[str],
+) -> list[str]:
+    """The batch transactions (``tx_column``) of a table that the chain no longer holds, among
+    those in ``tx_hashes`` (the transactions of the blocks the index forgot) and those of the
+    table's :data:`RECENT_BATCHES` latest batches (by ``batch_column``): a batch mined in a
+    block the index had not read yet when the chain reorganised is in no forgotten block."""
+    used = set(session.exec(select(tx_column).where(tx_column.in_(list(tx_hashes))).distinct()))
+    latest = session.exec(
+        select(batch_column, tx_column)
+        .where(tx_column.is_not(None))
+        .distinct()
+        .order_by(batch_column.desc())
+        .limit(RECENT_BATCHES)
+    )
+    used |= {tx for _, tx in latest}
+    return [tx for tx in sorted(used) if not node.ledger.client.mined(tx)]
 
 
 def proof_of(

@@ -77,6 +77,7 @@ def create_interop_app(node: NodeContext) -> FastAPI:
     for module in (interop_nodes, interop_datasets):
         app.include_router(module.router)
         app.include_router(module.peer_router)
+    interop_nodes.follow_reorganisations(node)
     app.include_router(interop_jobs.router)
     app.include_router(versions.router)
     return app

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Literal, TypeVar
 
@@ -23,13 +24,17 @@ from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlmodel import SQLModel
 
 from privledger.api.errors import ApiError, envelope_body, install_error_handlers
 from privledger.api.middleware import route_path
 from privledger.evm.contracts import OrgStatus
+from privledger.evm.errors import ChainError
 from privledger.evm.hashing import keccak256
+from privledger.evm.indexer import Forgotten
 from privledger.evm.merkle import MerkleTree
 from privledger.node.context import NodeContext
+from privledger.node.logbook import anchor_vanished_again
 from privledger.node.peer_auth import PeerAuthError, peer_actor, signed_headers, verify_signed
 
 INTEROP_PREFIX = "/api/interop/v1"
@@ -41,6 +46,8 @@ Decision = Literal["APPROVED", "REJECTED"]
 
 DataT = TypeVar("DataT")
 PayloadT = TypeVar("PayloadT", bound=BaseModel)
+
+logger = logging.getLogger(__name__)
 
 
 class Wire(BaseModel):
@@ -143,6 +150,32 @@ def anchor_record(node: NodeContext, record: dict[str, Any], label: str) -> tupl
         tree.root, 1, label.encode().ljust(32, b"\0")[:32]
     )
     return batch_id, receipt["transactionHash"].to_0x_hex()
+
+
+def anchor_again_after_reorganisations(
+    node: NodeContext,
+    table: type[SQLModel],
+    record_of: Callable[[Any], dict[str, Any]],
+    label: str,
+) -> None:
+    """Have the records of ``table`` that :func:`anchor_record` anchored (in ``anchor_batch_id``
+    and ``anchor_tx``; ``record_of`` gives a row's anchored record) anchored again when a
+    reorganisation takes their batch back, as the node's log batches are: whenever the index
+    forgets blocks, in the process whose index follows the chain's rewinds
+    (:func:`privledger.node.logbook.anchor_vanished_again`). Each node anchors its own copy of a
+    record again, so the two parties' copies of one decision may then name two batches of one
+    digest, each on chain."""
+
+    def anchor(row: Any) -> tuple[int, str]:
+        return anchor_record(node, record_of(row), label)
+
+    def rewound(forgotten: Forgotten) -> None:
+        try:
+            anchor_vanished_again(node, table, forgotten.transactions, anchor)
+        except ChainError as exc:  # the index's rewind stands; the next one tries again
+            logger.warning("%s records not anchored again: %s", table.__name__, exc)
+
+    node.indexer.on_rewind(rewound)
 
 
 def signed_body(model: type[BaseModel]) -> dict[str, Any]:

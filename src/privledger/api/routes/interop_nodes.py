@@ -33,6 +33,7 @@ from privledger.api.routes.interop_common import (
     Envelope,
     Status,
     Wire,
+    anchor_again_after_reorganisations,
     anchor_record,
     call_peer,
     ok,
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/node", tags=["interop: node partnership"])
 peer_router = APIRouter(prefix="/interconn/node", tags=["interop: node to node"])
 
+ANCHOR_LABEL = "interop.contract"
 ContractId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", description="contract id")]
 OrgIdField = Annotated[int, Field(ge=1, lt=2**63, description="organisation id on chain")]
 
@@ -158,13 +160,20 @@ def _counterpart(node: NodeContext, row: InteropContract) -> int:
     return row.partner_org if row.applicant_org == node.org_id else row.applicant_org
 
 
+def anchored_record(row: InteropContract) -> dict[str, Any]:
+    """What a contract's anchor on chain covers."""
+    return anchored_fields(_record(row))
+
+
+def follow_reorganisations(node: NodeContext) -> None:
+    """A decision whose batch a reorganisation takes back is anchored again."""
+    anchor_again_after_reorganisations(node, InteropContract, anchored_record, ANCHOR_LABEL)
+
+
 def _decide(node: NodeContext, session: Session, row: InteropContract, status: Status) -> None:
     """Record a decision here and on chain."""
     row.status, row.updated_at = status, utc_now()
-    record = _record(row)
-    row.anchor_batch_id, row.anchor_tx = anchor_record(
-        node, anchored_fields(record), "interop.contract"
-    )
+    row.anchor_batch_id, row.anchor_tx = anchor_record(node, anchored_record(row), ANCHOR_LABEL)
     session.add(row)
     session.commit()
 
