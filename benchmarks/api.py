@@ -55,7 +55,7 @@ START_TIMEOUT_S = 300.0  # a node of several processes starts each of them, on a
 
 def _register(url: str, token: str, path: Path, name: str) -> str:
     with NodeClient(url, token) as owner:
-        return str(owner.register_file(path, name, level=1, unit_price=0)["datasetId"])
+        return owner.register_file(path, name, level=1, unit_price=0).dataset_id
 
 
 def main(argv: list[str]) -> int:

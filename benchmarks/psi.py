@@ -196,7 +196,7 @@ def register(node: NodeProcess, path: Path, name: str) -> str:
     from privledger.sdk import NodeClient
 
     with NodeClient(node.url, node.tokens["data_owner"]) as owner:
-        return str(owner.register_file(path, name, level=2, unit_price=10**12)["datasetId"])
+        return owner.register_file(path, name, level=2, unit_price=10**12).dataset_id
 
 
 def wait_settled(node: NodeProcess, task_id: int, timeout_s: float) -> dict[str, Any]:

@@ -274,7 +274,7 @@ def test_sdk_task_bodies_are_what_the_api_accepts() -> None:
     from privledger.api.schemas import TaskIn
     from privledger.evm.contracts import FailureReason
     from privledger.sdk import lending_task, pir_task, psi_task, stats_task
-    from privledger.sdk.client import FAILURE_REASONS
+    from privledger.sdk.errors import FAILURE_REASONS
 
     assert {reason.value: reason.name for reason in FailureReason} == FAILURE_REASONS
     mine, theirs = "0x" + "a" * 64, "0x" + "b" * 64

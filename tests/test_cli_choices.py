@@ -13,7 +13,7 @@ from privledger.config import NodeSettings, Settings
 from privledger.demo import SCENARIOS
 from privledger.evm.contracts import FailureReason, Kind, Role, TaskStatus
 from privledger.node import spec
-from privledger.sdk import client
+from privledger.sdk import bodies
 
 
 def values(enum: type[choices.StrEnum]) -> list[str]:
@@ -25,10 +25,10 @@ def test_task_choices_are_the_specs() -> None:
     assert values(choices.PsiProtocol) == list(get_args(spec.PsiProtocol))
     assert values(choices.PsiOutput) == list(get_args(spec.PsiOutput))
     assert values(choices.TaskProtocol) == list(get_args(spec.TaskProtocol))
-    assert values(choices.StatsOp) == list(client.STATS_OPS)
-    mode = get_type_hints(client.pir_task)["mode"]
+    assert values(choices.StatsOp) == list(bodies.STATS_OPS)
+    mode = get_type_hints(bodies.pir_task)["mode"]
     assert values(choices.PirMode) == list(get_args(mode))
-    assert inspect.signature(client.pir_task).parameters["mode"].default == choices.PirMode.PIR
+    assert inspect.signature(bodies.pir_task).parameters["mode"].default == choices.PirMode.PIR
     assert tuple(values(choices.Scenario)) == SCENARIOS
 
 

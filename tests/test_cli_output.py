@@ -20,7 +20,10 @@ from privledger.api import server
 from privledger.cli import app
 from privledger.cli.progress import following, phase
 from privledger.config import NodeSettings
-from privledger.sdk import NodeClient, PrivledgerError, TaskFailed
+from privledger.sdk import Forbidden, NodeClient, TaskFailed
+from privledger.wire.approvals import ApprovalOut
+from privledger.wire.assets import DatasetOut
+from privledger.wire.tasks import TaskOut, TaskResult
 
 URL = "http://127.0.0.1:9"  # nothing is sent there: the client's calls are replaced
 DATASET = {
@@ -49,6 +52,7 @@ TASK: dict[str, Any] = {
     "localFailure": None,
     "localProtocolSeconds": None,
     "localBytesSent": 2_500_000,
+    "localResources": None,
     "timeline": [
         {
             "blockNumber": 5,
@@ -74,8 +78,12 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
 
 @pytest.fixture
 def node(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(NodeClient, "datasets", lambda self: [DATASET])
-    monkeypatch.setattr(NodeClient, "task", lambda self, task_id: {**TASK, "taskId": task_id})
+    monkeypatch.setattr(NodeClient, "datasets", lambda self: [DatasetOut.model_validate(DATASET)])
+    monkeypatch.setattr(
+        NodeClient,
+        "task",
+        lambda self, task_id: TaskOut.model_validate({**TASK, "taskId": task_id}),
+    )
 
 
 def test_json_when_piped_or_asked_a_table_when_asked(node: None) -> None:
@@ -123,7 +131,7 @@ def test_errors_are_json_with_json_output_and_exit_non_zero(
     assert "cannot reach" in unreachable.stderr  # and the message for the person, on stderr
 
     def refused(self: NodeClient) -> None:
-        raise PrivledgerError(403, "forbidden", "the token's role is operator, not data_owner")
+        raise Forbidden(403, "forbidden", "the token's role is operator, not data_owner")
 
     monkeypatch.setattr(NodeClient, "datasets", refused)
     forbidden = invoke("dataset", "list", "--json", "--url", URL)
@@ -135,7 +143,7 @@ def test_errors_are_json_with_json_output_and_exit_non_zero(
     failed = {**TASK, "status": "failed", "failureReason": 6, "localFailure": "PEER_UNREACHABLE"}
 
     def failing(self: NodeClient, task_id: int) -> None:
-        raise TaskFailed(failed)
+        raise TaskFailed(TaskOut.model_validate(failed))
 
     monkeypatch.setattr(NodeClient, "task", failing)
     task = invoke("--output", "json", "task", "status", "7", "--url", URL)
@@ -158,8 +166,16 @@ def test_errors_are_json_with_json_output_and_exit_non_zero(
 
 def test_a_table_shows_the_first_items_of_a_long_list(monkeypatch: pytest.MonkeyPatch) -> None:
     items = [json.dumps([f"+86{index:09d}", "gold"]) for index in range(30)]
-    result = {"taskId": 7, "items": items, "salt": "0x01", "resultDigest": "0x02"}
-    monkeypatch.setattr(NodeClient, "result", lambda self, task_id: result)
+    result = {
+        "taskId": 7,
+        "items": items,
+        "salt": "0x01",
+        "resultDigest": "0x02",
+        "transcriptHash": "0x03",
+    }
+    monkeypatch.setattr(
+        NodeClient, "result", lambda self, task_id: TaskResult.model_validate(result)
+    )
     shown = invoke("-o", "table", "task", "result", "7", "--url", URL)
     assert shown.exit_code == 0, shown.stderr
     text = re.sub(r"\s+", " ", shown.stdout)
@@ -194,7 +210,9 @@ def test_approval_show_gives_one_request_term_by_term(monkeypatch: pytest.Monkey
         "request": None,
         "reviews": [review],
     }
-    monkeypatch.setattr(NodeClient, "approvals", lambda self: [approval])
+    monkeypatch.setattr(
+        NodeClient, "approvals", lambda self: [ApprovalOut.model_validate(approval)]
+    )
     shown = invoke("-o", "table", "approval", "show", "8", dataset.upper(), "--url", URL)
     assert shown.exit_code == 0, shown.stderr
     assert f"against grant {review['grantId']} (usable); broken: maxRequesterSet" in (
@@ -285,7 +303,7 @@ def test_waiting_shows_each_phase(capsys: pytest.CaptureFixture[str]) -> None:
     """submitted → authorised → running → anchored → settled: a line at each change (on a
     terminal also a bar through the phases)."""
     records = [
-        {**TASK, "status": status, "timeline": TASK["timeline"][:anchored]}
+        TaskOut.model_validate({**TASK, "status": status, "timeline": TASK["timeline"][:anchored]})
         for status, anchored in (
             ("submitted", 1),
             ("authorised", 1),
@@ -296,7 +314,7 @@ def test_waiting_shows_each_phase(capsys: pytest.CaptureFixture[str]) -> None:
     ]
     assert [phase(record)[0] for record in records] == [1, 2, 3, 4, 5]
     assert phase(records[2])[1] == "running, 1/2 anchored, 2.5 MB sent"
-    assert phase({**TASK, "status": "failed"})[1].startswith("failed")
+    assert phase(TaskOut.model_validate({**TASK, "status": "failed"}))[1].startswith("failed")
 
     def answer(task_id: int, *, timeout_s: float, progress: Any) -> str:
         for record in records:

@@ -389,10 +389,10 @@ def register_file(node: NodeProcess, path: Path, name: str, *, level: int = 2) -
         row_count = sum(1 for _ in rows) - 1  # the header
     with NodeClient(node.url, node.tokens["data_owner"]) as owner:
         for held in owner.datasets():
-            if (held["name"], held["rowCount"], held["retired"]) == (name, row_count, False):
-                return str(held["datasetId"])
+            if (held.name, held.row_count, held.retired) == (name, row_count, False):
+                return held.dataset_id
         dataset = owner.register_file(path, name, level=level, unit_price=UNIT_PRICE_WEI)
-    return str(dataset["datasetId"])
+    return dataset.dataset_id
 
 
 def run_fraud_scenario(

@@ -159,7 +159,7 @@ def _sdk_reports_failure(running: Running, org: str, answer: str) -> Callable[[i
         with _sdk(running, org) as sdk, pytest.raises(TaskFailed) as failed:
             getattr(sdk, answer)(task_id, timeout_s=5)  # the SDK says why, reveals nothing
         assert failed.value.reason == "PEER_UNREACHABLE"
-        assert failed.value.task["taskId"] == task_id
+        assert failed.value.task.task_id == task_id
 
     return reported
 
@@ -181,7 +181,7 @@ def test_joint_statistics_party_killed_mid_protocol(running: Running, data: Data
                     fee_wei=FEE,
                 )
             )
-        return int(task["taskId"])
+        return task.task_id
 
     _kill_mid_task(
         running,
@@ -235,7 +235,7 @@ def test_multi_lending_bank_killed_mid_protocol(running: Running, data: Data) ->
                     fee_wei=FEE,
                 )
             )
-        return int(task["taskId"])
+        return task.task_id
 
     _kill_mid_task(
         running,

@@ -41,7 +41,7 @@ def register(running: Running, org: str, path: Path) -> str:
     """Upload ``org``'s file to its node, as from the data owner's own machine."""
     node = running.nodes[org]
     with NodeClient(node.url, node.tokens["data_owner"]) as owner:
-        return str(owner.register_file(path, path.stem, level=2, unit_price=10**9)["datasetId"])
+        return owner.register_file(path, path.stem, level=2, unit_price=10**9).dataset_id
 
 
 def test_vertical_logistic_regression_between_nodes_matches_pooled_sklearn(

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from privledger.cli import app
 from privledger.sdk import NodeClient
+from privledger.wire.tasks import TaskOut
 
 from .conftest import Running
 from .test_walking_path import grant
@@ -52,7 +53,7 @@ def register(running: Running, org: str, name: str, header: str, rows: Sequence[
     path = running.data_dir / f"{org}-{name}-{secrets.token_hex(3)}.csv"
     path.write_text(header + "\n" + "\n".join(rows) + "\n")
     with sdk(running, org, "data_owner") as owner:
-        return str(owner.register_file(path, name, level=2, unit_price=PRICES[org])["datasetId"])
+        return owner.register_file(path, name, level=2, unit_price=PRICES[org]).dataset_id
 
 
 def balances(running: Running) -> dict[str, int]:
@@ -62,7 +63,7 @@ def balances(running: Running) -> dict[str, int]:
 
 def check_settlement(
     running: Running,
-    answer_task: dict[str, Any],
+    answer_task: TaskOut,
     before: dict[str, int],
     shares: dict[str, int],
     units: dict[str, int],
@@ -70,8 +71,8 @@ def check_settlement(
     """The ledger paid the providers their anchored ``units`` x unit price as shares of the fee
     (``shares``: basis points, as the provenance record rounds them), nothing to anyone else, to
     the wei; the record of whoever settled is the one hashed on chain."""
-    task_id = int(answer_task["taskId"])
-    assert answer_task["status"] == "settled" and answer_task["fee"] == FEE
+    task_id = answer_task.task_id
+    assert answer_task.status == "settled" and answer_task.fee == FEE
     payees = sorted(shares, key=lambda org: running.org_ids[org])
     ledger = running.ledger(0)
     assert {org: ledger.tasks.units_of(task_id, running.org_ids[org]) for org in payees} == units
@@ -83,9 +84,9 @@ def check_settlement(
     paid = {org: after[org] - before[org] for org in after if after[org] != before[org]}
     assert paid == expected, (paid, expected)
     allocated = {
-        event["args"]["payeeOrg"]: event["args"]["amount"]
-        for event in answer_task["timeline"]
-        if event["event"] == "FeeAllocated"
+        event.args["payeeOrg"]: event.args["amount"]
+        for event in answer_task.timeline
+        if event.event == "FeeAllocated"
     }
     assert allocated == {running.org_ids[org]: amount for org, amount in expected.items()}
     provenance_hash, settled = ledger.tasks.settlement_of(task_id)
@@ -110,7 +111,7 @@ def check_settlement(
     contributed = {
         names[item["org_id"]]: item["units"]
         for item in fields["contributions"]
-        if item["org_id"] != answer_task["requesterOrg"]
+        if item["org_id"] != answer_task.requester_org
     }
     assert contributed == units
 
@@ -121,9 +122,9 @@ def test_anonymous_query_from_the_cli_and_the_sdk_paid_per_key(running: Running)
         for line in (running.data_dir / "bank-a.csv").read_text().splitlines()[1:]
     )
     with sdk(running, "bank-a", "data_owner") as owner:
-        holder = owner.register_dataset("bank-a.csv", "pir-list", level=2, unit_price=HOLDER_PRICE)[
-            "datasetId"
-        ]
+        holder = owner.register_dataset(
+            "bank-a.csv", "pir-list", level=2, unit_price=HOLDER_PRICE
+        ).dataset_id
     grant(running, "bank-a", holder, "telecom", kinds=["pir"], maxUses=2)
     present = sorted(holder_rows)[5:8]
 
@@ -152,7 +153,7 @@ def test_anonymous_query_from_the_cli_and_the_sdk_paid_per_key(running: Running)
     with sdk(running, "telecom", "data_owner") as owner:
         keys = owner.register_rows(
             ["msisdn"], [[k] for k in [*present, present[1], "+0000000002"]], name="keys"
-        )["datasetId"]
+        ).dataset_id
     before = balances(running)
     with sdk(running, "telecom") as node:
         answer = node.pir_query(
@@ -279,7 +280,7 @@ def test_multi_lending_from_the_cli_and_the_sdk_paid_per_call(running: Running) 
     check_settlement(running, task, before, shares, units)
 
     with sdk(running, "bank-a", "data_owner") as owner:
-        query = owner.register_rows(["customer"], [["alice"]], name="who")["datasetId"]
+        query = owner.register_rows(["customer"], [["alice"]], name="who").dataset_id
     before = balances(running)
     with sdk(running, "bank-a") as node:
         answer = node.lending_check(query, banks=banks, dealer=dealer, fee_wei=FEE)

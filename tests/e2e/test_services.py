@@ -8,7 +8,7 @@ import time
 import pytest
 
 from privledger.evm.merkle import ProofDocument
-from privledger.sdk import NodeClient, PrivledgerError
+from privledger.sdk import ApiError, Conflict, NodeClient
 
 from .conftest import Running
 
@@ -28,11 +28,10 @@ def test_published_service_called_through_the_sdk_and_its_log_proven(running: Ru
         service = owner.define_service(
             "customer-match", bank_data, "phone", output="requester", price_wei=PRICE
         )
-        assert service["providerOrg"] == running.org_ids["bank-a"]
-        with pytest.raises(PrivledgerError) as duplicate:
+        assert service.provider_org == running.org_ids["bank-a"]
+        with pytest.raises(Conflict):
             owner.define_service("customer-match", bank_data, "phone")
-        assert duplicate.value.status == 409
-        with pytest.raises(PrivledgerError) as bad_column:
+        with pytest.raises(ApiError) as bad_column:
             owner.define_service("other", bank_data, "no-such-column")
         assert bad_column.value.code == "invalid_service"
         owner.authorise_caller(
@@ -47,9 +46,9 @@ def test_published_service_called_through_the_sdk_and_its_log_proven(running: Ru
             column="phone",
         )
     assert set(result.items) == running.people["telecom"] & running.people["bank-a"]
-    assert result.task["fee"] == PRICE
+    assert result.task.fee == PRICE
 
-    with sdk(running, "bank-b", "operator") as stranger, pytest.raises(PrivledgerError) as refused:
+    with sdk(running, "bank-b", "operator") as stranger, pytest.raises(ApiError) as refused:
         stranger.call_service(
             provider=running.org_ids["bank-a"],
             service="customer-match",
@@ -62,21 +61,21 @@ def test_published_service_called_through_the_sdk_and_its_log_proven(running: Ru
         deadline = time.monotonic() + 30
         while True:
             log = owner.call_log("customer-match")
-            if log and log[-1]["batchId"] is not None:
+            if log and log[-1].batch_id is not None:
                 break
             assert time.monotonic() < deadline, "the call log was not anchored"
             time.sleep(0.3)
         entry = log[-1]
-        assert (entry["taskId"], entry["outcome"]) == (result.task_id, "ran")
-        assert entry["callerOrg"] == running.org_ids["telecom"]
+        assert (entry.task_id, entry.outcome) == (result.task_id, "ran")
+        assert entry.caller_org == running.org_ids["telecom"]
         document = owner.call_proof("customer-match", result.task_id)
-    proof = ProofDocument.from_json(document)
+    proof = ProofDocument.from_json(document.model_dump(by_alias=True))
     assert proof.verify_offline()
     ledger = running.ledger(0)
     assert ledger.anchors.verify(proof.batch_id, proof.digest, proof.proof)
     assert ledger.anchors.get_batch(proof.batch_id).root == proof.root
 
-    with sdk(running, "bank-b", "operator") as stranger, pytest.raises(PrivledgerError) as unknown:
+    with sdk(running, "bank-b", "operator") as stranger, pytest.raises(ApiError) as unknown:
         stranger.call_service(
             provider=running.org_ids["bank-a"], service="nope", dataset=bank_b_data, column="phone"
         )

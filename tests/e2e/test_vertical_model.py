@@ -39,7 +39,7 @@ def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 def _register(running: Running, org: str, path: Path, price: int) -> str:
     node = running.nodes[org]
     with NodeClient(node.url, node.tokens["data_owner"]) as owner:
-        return str(owner.register_file(path, path.stem, level=2, unit_price=price)["datasetId"])
+        return owner.register_file(path, path.stem, level=2, unit_price=price).dataset_id
 
 
 def _run(running: Running, org: str, body: dict[str, object], timeout_s: float) -> dict:  # type: ignore[type-arg]

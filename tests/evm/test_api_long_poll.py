@@ -175,13 +175,13 @@ def test_sdk_wait_follows_a_task_with_one_request_per_change(
     seen: list[str] = []
     with NodeClient(telecom_url, token) as sdk:
         done = ThreadPoolExecutor(1).submit(
-            sdk.wait, task_id, timeout_s=30, progress=lambda task: seen.append(task["status"])
+            sdk.wait, task_id, timeout_s=30, progress=lambda task: seen.append(task.status)
         )
         time.sleep(1.0)  # a poller would have asked four times by now
         consortium.bank_a.ledger.grants.reject(task_id, theirs)
         node.indexer.sync()
         final = done.result(timeout=10)
-    assert final["status"] == "failed" and final["failureReason"] == 1  # REJECTED
+    assert final.status == "failed" and final.failure_reason == 1  # REJECTED
     assert seen == ["submitted", "failed"]
     with Session(node.engine) as session:
         asked = session.exec(

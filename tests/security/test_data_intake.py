@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from privledger.sdk import NodeClient, PrivledgerError
+from privledger.sdk import ApiError, NodeClient
 from tests.e2e.conftest import Running
 
 pytestmark = pytest.mark.security
@@ -89,18 +89,18 @@ def test_a_file_anywhere_on_the_client_uploads(running: Running, tmp_path: Path)
     node = running.nodes["bank-b"]
     with NodeClient(node.url, node.tokens["data_owner"]) as owner:
         dataset = owner.register_file(path, "uploaded", level=2, unit_price=5)
-        assert dataset["columns"] == ["phone", "amount"] and dataset["rowCount"] == 2
-        listed = {d["datasetId"]: d for d in owner.datasets()}
-        assert listed[dataset["datasetId"]]["unitPrice"] == 5
+        assert dataset.columns == ["phone", "amount"] and dataset.row_count == 2
+        listed = {d.dataset_id: d for d in owner.datasets()}
+        assert listed[dataset.dataset_id].unit_price == 5
         table = tmp_path / "table.parquet"
         pq.write_table(pa.table({"phone": ["+1", "+2", "+3"], "amount": [1, 2, 3]}), table)
         parquet = owner.register_file(table, "columnar", level=2, unit_price=0)
-        assert parquet["columns"] == ["phone", "amount"] and parquet["rowCount"] == 3
-        with pytest.raises(PrivledgerError) as refused:
+        assert parquet.columns == ["phone", "amount"] and parquet.row_count == 3
+        with pytest.raises(ApiError) as refused:
             owner.register_file(tmp_path / "excel.csv", "bad name!", level=2, unit_price=0)
         assert refused.value.status == 422
         path.write_text("phone,amount\n+1\n")
-        with pytest.raises(PrivledgerError) as ragged:
+        with pytest.raises(ApiError) as ragged:
             owner.register_file(path, "ragged", level=2, unit_price=0)
         assert (ragged.value.status, ragged.value.code) == (400, "invalid_dataset")
 

@@ -8,7 +8,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from web3.exceptions import Web3ValidationError
@@ -16,6 +15,7 @@ from web3.exceptions import Web3ValidationError
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.node.keystore import KeystoreError
 from privledger.node.logbook import LogMismatch
+from privledger.wire.errors import ErrorResponse as ErrorResponse
 
 logger = logging.getLogger(__name__)
 
@@ -28,17 +28,6 @@ class ApiError(Exception):
         self.status = status
         self.code = code
         self.message = message
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(description="machine-readable: not_found, invalid_request, forbidden, ...")
-    message: str = Field(description="what went wrong, for a person")
-
-
-class ErrorResponse(BaseModel):
-    """The body of every error answer of the API."""
-
-    error: ErrorDetail
 
 
 # Documented on every operation (FastAPI would otherwise describe 422 as {"detail": [...]},

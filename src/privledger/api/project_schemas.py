@@ -1,4 +1,5 @@
-"""Request and response bodies of the projects (F14) and workflow (F15) routes."""
+"""Request bodies of the projects (F14) and workflow (F15) routes; their response bodies are
+:mod:`privledger.wire.projects`'s."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from pydantic import Field, field_validator
 
 from privledger.api.schemas import Body, Hex32
 
+# the response bodies, shared with the SDK
+from privledger.wire.projects import MemberStatusName as MemberStatusName
+from privledger.wire.projects import ProjectDatasetOut as ProjectDatasetOut
+from privledger.wire.projects import ProjectMemberOut as ProjectMemberOut
+from privledger.wire.projects import ProjectOut as ProjectOut
+from privledger.wire.projects import ProjectSummary as ProjectSummary
+from privledger.wire.projects import ProjectTaskOut as ProjectTaskOut
+from privledger.wire.projects import WorkflowItem as WorkflowItem
+from privledger.wire.projects import WorkflowKind as WorkflowKind
+from privledger.wire.projects import WorkflowStatus as WorkflowStatus
+
 MAX_NAME_BYTES = 100  # ProjectRegistry.MAX_NAME_BYTES
-MemberStatusName = Literal["member", "invited"]
-WorkflowKind = Literal["task_approval", "project_invitation"]
-WorkflowStatus = Literal[
-    "pending", "approved", "rejected", "accepted", "declined", "withdrawn", "closed"
-]
 
 
 class ProjectIn(Body):
@@ -37,56 +44,3 @@ class InvitationDecisionIn(Body):
 
 class ProjectDatasetIn(Body):
     dataset: str = Hex32
-
-
-class ProjectMemberOut(Body):
-    org_id: int
-    name: str
-    status: MemberStatusName
-    owner: bool
-
-
-class ProjectDatasetOut(Body):
-    dataset_id: str
-    owner_org: int
-
-
-class ProjectTaskOut(Body):
-    task_id: int
-    status: str
-    kind: str
-    protocol: str
-    requester_org: int
-    local_state: str
-
-
-class ProjectSummary(Body):
-    project_id: int
-    name: str
-    owner_org: int
-    status: Literal["active", "closed"]
-    created_at: int
-    my_status: MemberStatusName
-
-
-class ProjectOut(ProjectSummary):
-    members: list[ProjectMemberOut]
-    datasets: list[ProjectDatasetOut]
-    tasks: list[ProjectTaskOut] = Field(
-        description="tasks tagged with the project that this node took part in"
-    )
-
-
-class WorkflowItem(Body):
-    """A request from one organisation to another, as the chain recorded it."""
-
-    kind: WorkflowKind
-    status: WorkflowStatus
-    from_org: int = Field(description="who asked: the task's requester, the project's owner")
-    to_org: int = Field(description="who decides: the dataset's owner, the invited organisation")
-    task_id: int | None = None
-    dataset: str | None = None
-    project_id: int | None = None
-    project_name: str | None = None
-    block_number: int = Field(description="block of the request")
-    tx_hash: str = Field(description="transaction of the request")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
 
 from privledger.api.examples import TASK_EXAMPLES
 from privledger.node.spec import (
@@ -21,30 +20,30 @@ from privledger.node.spec import (
 )
 from privledger.node.terms import ColumnUse, PriceUnit
 
+# the response bodies, shared with the SDK (privledger.wire imports nothing of the node)
+from privledger.wire.approvals import ApprovalOut as ApprovalOut
+from privledger.wire.approvals import ColumnUseOut as ColumnUseOut
+from privledger.wire.approvals import GrantState as GrantState
+from privledger.wire.approvals import RequestOut as RequestOut
+from privledger.wire.approvals import SpecStatus as SpecStatus
+from privledger.wire.approvals import TermCheckOut as TermCheckOut
+from privledger.wire.approvals import TermsReviewOut as TermsReviewOut
+from privledger.wire.assets import CallLogOut as CallLogOut
+from privledger.wire.assets import DatasetOut as DatasetOut
+from privledger.wire.assets import GrantOut as GrantOut
+from privledger.wire.assets import Health as Health
+from privledger.wire.assets import KindName as KindName
+from privledger.wire.assets import ModelOut as ModelOut
+from privledger.wire.assets import OrgOut as OrgOut
+from privledger.wire.assets import ServiceOut as ServiceOut
+from privledger.wire.assets import TxOut as TxOut
+from privledger.wire.body import Body as Body
+from privledger.wire.tasks import TaskEvent as TaskEvent
+from privledger.wire.tasks import TaskOut as TaskOut
+from privledger.wire.tasks import TaskResources as TaskResources
+from privledger.wire.tasks import TaskResult as TaskResult
+
 Hex32 = Field(pattern=HEX32_PATTERN)
-KindName = Literal["psi", "pir", "stats", "fl"]
-
-
-class Body(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
-
-
-class Health(Body):
-    status: Literal["ok"]
-    org: str
-    org_id: int
-    chain_id: int
-    block_number: int
-    endpoint: str
-
-
-class OrgOut(Body):
-    org_id: int
-    name: str
-    admin: str
-    endpoint: str
-    node_key: str
-    status: str
 
 
 class DatasetTerms(Body):
@@ -66,18 +65,6 @@ class DatasetIn(DatasetTerms):
         description="a CSV or Parquet file in the organisation's import directory on the "
         "node, relative to it (or absolute inside it); without '..' or symlinks",
     )
-
-
-class DatasetOut(Body):
-    dataset_id: str
-    name: str
-    columns: list[str]
-    row_count: int
-    level: int
-    unit_price: int
-    schema_hash: str
-    commitment: str
-    retired: bool
 
 
 class PriceIn(Body):
@@ -130,98 +117,12 @@ class GrantIn(Body):
     max_uses: int = Field(ge=1, lt=2**32)
 
 
-class GrantOut(Body):
-    grant_id: str
-    dataset: str
-    grantee_org: int
-    kinds: list[KindName]
-    expiry: int
-    max_uses: int
-    used: int
-    revoked: bool
-    min_fee_wei: int
-    terms_hash: str
-    terms: dict[str, Any] | None = Field(
-        description="the terms document published with the grant (null if it does not match)"
-    )
-
-
 class ApprovalIn(Body):
     decision: Literal["approve", "reject"]
 
 
-SpecStatus = Literal["verified", "unreachable", "mismatch"]
-GrantState = Literal["usable", "expired", "used_up", "revoked", "other_kind"]
-
-
-class ColumnUseOut(Body):
-    column: str
-    use: ColumnUse = Field(description="what the task does with the column")
-
-
-class RequestOut(Body):
-    """A pending task as it concerns the owner's dataset, read from its verified spec."""
-
-    protocol: TaskProtocol
-    column_uses: list[ColumnUseOut] = Field(description="each column of the owner's input")
-    output: Output = Field(description="who learns the result (size: both, only its size)")
-    recipients: list[int] = Field(description="the organisations that learn the result")
-    dealer_org: int | None = Field(description="the dealer or aggregator the task names")
-    participants: list[int]
-
-
-class TermCheckOut(Body):
-    """One term: what the request asks beside what the terms allow."""
-
-    term: str = Field(description="the term's name in the terms document")
-    requested: str
-    allowed: str
-    kept: bool = Field(description="False for the term the request breaks")
-
-
-class TermsReviewOut(Body):
-    """The request held to one set of terms of the owner's: a grant it gave the requester on
-    this dataset (whatever its state), or, with none, the default terms of the task's kind."""
-
-    source: Literal["grant", "default"]
-    grant_id: str | None = None
-    grant_state: GrantState | None = Field(
-        default=None,
-        description="the grant now: revoked, expired, used up, for another kind of task, or "
-        "usable (then its terms refuse the task, or it was issued after the submission)",
-    )
-    purpose: str = ""
-    violation: str | None = Field(description="the term the request breaks and why, or None")
-    terms: list[TermCheckOut]
-
-
-class ApprovalOut(Body):
-    task_id: int
-    dataset: str
-    requester_org: int
-    status: str
-    protocol: str = Field(description="the protocol the task names on chain")
-    fee_wei: int = Field(description="the fee the task escrows")
-    spec_status: SpecStatus | None = Field(
-        default=None,
-        description="the spec fetched from the requester's node: verified against the spec hash "
-        "and the task on chain, unreachable, or mismatch (only a verified spec can be approved); "
-        "None when the request no longer waits",
-    )
-    spec_message: str | None = Field(default=None, description="why the spec is not verified")
-    request: RequestOut | None = Field(default=None, description="with a verified spec")
-    reviews: list[TermsReviewOut] = Field(
-        default=[], description="the request against the owner's terms, with a verified spec"
-    )
-
-
 class RawTransactionIn(Body):
     raw_transaction: str = Field(pattern=r"^0x[0-9a-fA-F]+$", max_length=65_536)
-
-
-class TxOut(Body):
-    tx_hash: str
-    block_number: int
 
 
 class TaskInputIn(Body):
@@ -294,54 +195,6 @@ class TaskIn(Body):
     )
 
 
-class TaskEvent(Body):
-    block_number: int
-    tx_hash: str
-    contract: str
-    event: str
-    args: dict[str, object]
-
-
-class TaskResources(Body):
-    """The resources of this node's part in a task (``docs/operations.md`` says what each
-    figure means and its limits)."""
-
-    cpu_seconds: float = Field(description="CPU time of the node's process over the task's part")
-    peak_rss_bytes: int = Field(description="the process's peak resident memory meanwhile")
-    bytes_sent: int = Field(description="payload bytes sent to the task's peers, before framing")
-    bytes_received: int = Field(description="payload bytes received from the task's peers")
-    shared: bool = Field(
-        description="another task ran in the process meanwhile: CPU and memory are upper bounds"
-    )
-
-
-class TaskOut(Body):
-    task_id: int
-    status: str
-    kind: str
-    spec_hash: str
-    requester_org: int
-    participants: list[int]
-    inputs: list[str]
-    fee: int
-    deadline: int
-    failure_reason: int
-    local_state: str | None
-    local_failure: str | None
-    local_protocol_seconds: float | None
-    local_bytes_sent: int | None
-    local_resources: TaskResources | None = None  # this node's part, once it anchored
-    timeline: list[TaskEvent]
-
-
-class TaskResult(Body):
-    task_id: int
-    items: list[str]
-    salt: str
-    result_digest: str
-    transcript_hash: str
-
-
 class ServiceIn(Body):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
     dataset: str = Hex32
@@ -349,17 +202,6 @@ class ServiceIn(Body):
     output: Literal["requester", "both"] = "requester"
     price_wei: int = Field(default=0, ge=0, lt=2**96)
     description: str = Field(default="", max_length=2_000)
-
-
-class ServiceOut(Body):
-    name: str
-    provider_org: int
-    dataset: str
-    column: str
-    output: Literal["requester", "both"]
-    price_wei: int
-    description: str
-    active: bool
 
 
 class CallerIn(Body):
@@ -377,18 +219,6 @@ class ServiceCallIn(Body):
     deadline_s: int = Field(default=3_600, ge=60, le=30 * 86_400)
 
 
-class CallLogOut(Body):
-    task_id: int
-    service: str
-    caller_org: int
-    spec_hash: str
-    outcome: str
-    at: str
-    digest: str
-    batch_id: int | None
-    batch_index: int | None
-
-
 class ModelIn(Body):
     task_id: int = Field(
         ge=1,
@@ -401,16 +231,3 @@ class ModelIn(Body):
     upstream_bps: int = Field(
         default=3_000, ge=0, le=10_000, description="share of prediction fees to the data owners"
     )
-
-
-class ModelOut(Body):
-    model_id: str
-    name: str
-    task_id: int
-    protocol: str
-    features: list[str]
-    model_hash: str
-    level: int
-    unit_price: int
-    parents: list[str]
-    retired: bool

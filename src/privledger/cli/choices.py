@@ -74,7 +74,7 @@ class PirMode(StrEnum):
 
 
 class StatsOp(StrEnum):
-    """``privledger.sdk.client.STATS_OPS``."""
+    """``privledger.sdk.bodies.STATS_OPS``."""
 
     COUNT = "count"
     SUM = "sum"

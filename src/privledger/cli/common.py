@@ -58,9 +58,7 @@ def api_call(action: Callable[[NodeClient], object], url: str, token: str, **sho
     """Run one SDK call and print what it returns (``shown``: :func:`show`'s options; ``None``:
     the action printed its own); API errors become a message and exit code 1, not a traceback.
     A task that failed on chain is an error carrying its id, reason and this node's note."""
-    import httpx
-
-    from privledger.sdk import NodeClient, PrivledgerError, TaskFailed
+    from privledger.sdk import NodeClient, NodeUnreachable, PrivledgerError, TaskFailed
 
     try:
         with NodeClient(url, token) as node:
@@ -71,20 +69,20 @@ def api_call(action: Callable[[NodeClient], object], url: str, token: str, **sho
             f"{exc}; the fee was refunded",
             code=exc.code,
             record={
-                "taskId": task["taskId"],
-                "status": task["status"],
+                "taskId": task.task_id,
+                "status": task.status,
                 "failureReason": exc.reason,
-                "localFailure": task.get("localFailure"),
+                "localFailure": task.local_failure,
             },
         )
-    except PrivledgerError as exc:
-        fail(str(exc), code=exc.code)
-    except httpx.HTTPError as exc:
+    except NodeUnreachable as exc:
         fail(
-            f"cannot reach {url}: {exc}\nYour node's address goes in --url or "
+            f"{exc}\nYour node's address goes in --url or "
             "PRIVLEDGER_NODE_URL, its token in --token or PRIVLEDGER_TOKEN; `privledger demo` "
             "prints both for each of its organisations.",
             code="unreachable",
         )
+    except PrivledgerError as exc:
+        fail(str(exc), code=exc.code)
     if printed is not None:
         show(printed, **shown)

@@ -6,49 +6,52 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from privledger.cli.output import console
 
+if TYPE_CHECKING:
+    from privledger.wire.tasks import TaskOut
+
 PHASES = ("submitted", "authorised", "running", "anchored", "settled")
 REACHED = {"submitted": 1, "authorised": 2, "running": 3, "completed": 4, "settled": 5}
 
 
-def task_line(task: dict[str, Any]) -> str:
+def task_line(task: TaskOut) -> str:
     """A task's state in one line: a task waiting for approvals names the datasets and how
     their owners decide."""
-    events = task["timeline"]
+    events = task.timeline
     decisions = ("InputApproved", "InputRejected")
-    decided = {event["args"]["datasetId"] for event in events if event["event"] in decisions}
+    decided = {event.args["datasetId"] for event in events if event.event in decisions}
     pending = [
-        event["args"]["datasetId"]
+        str(event.args["datasetId"])
         for event in events
-        if event["event"] == "ApprovalRequested" and event["args"]["datasetId"] not in decided
+        if event.event == "ApprovalRequested" and event.args["datasetId"] not in decided
     ]
-    head = f"task {task['taskId']} ({task['kind']}): {task['status']}"
-    if task["status"] == "submitted" and pending:
+    head = f"task {task.task_id} ({task.kind}): {task.status}"
+    if task.status == "submitted" and pending:
         return (
             f"{head}, waiting for the owners' approval of {', '.join(pending)} (the owner runs "
-            f"`privledger approval approve {task['taskId']} <dataset>`, or its workflow console)"
+            f"`privledger approval approve {task.task_id} <dataset>`, or its workflow console)"
         )
-    state = task.get("localState")
+    state = task.local_state
     return f"{head}{f' (this node: {state})' if state else ''}"
 
 
-def phase(task: dict[str, Any]) -> tuple[int, str]:
+def phase(task: TaskOut) -> tuple[int, str]:
     """How many of :data:`PHASES` the task has reached, and what the bar says of the last: the
     results anchored of the participants', and the bytes this node sent."""
-    reached = REACHED.get(task["status"], 0)
-    if task["status"] == "failed":  # the phases it passed, from its timeline
-        started = {event["event"] for event in task["timeline"]}
+    reached = REACHED.get(task.status, 0)
+    if task.status == "failed":  # the phases it passed, from its timeline
+        started = {event.event for event in task.timeline}
         reached = 1 + ("TaskAuthorised" in started) + ("TaskStarted" in started)
-    anchored = sum(event["event"] == "ResultAnchored" for event in task["timeline"])
-    words = [PHASES[max(reached, 1) - 1] if task["status"] != "failed" else "failed"]
+    anchored = sum(event.event == "ResultAnchored" for event in task.timeline)
+    words = [PHASES[max(reached, 1) - 1] if task.status != "failed" else "failed"]
     if anchored and reached < 5:
-        words.append(f"{anchored}/{len(task['participants'])} anchored")
-    sent = task.get("localBytesSent")
+        words.append(f"{anchored}/{len(task.participants)} anchored")
+    sent = task.local_bytes_sent
     if sent:
         words.append(f"{_size(sent)} sent")
     return reached, ", ".join(words)
@@ -81,7 +84,7 @@ def following(task_id: int, timeout_s: float, answer: Callable[..., Any]) -> Any
         row = bar.add_task("submitted", total=len(PHASES), task_id=task_id)
         started = time.monotonic()
 
-        def progress(task: dict[str, Any]) -> None:
+        def progress(task: TaskOut) -> None:
             nonlocal said
             line = task_line(task)
             if line != said:

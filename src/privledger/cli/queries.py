@@ -65,10 +65,10 @@ def _one_off_rows(
     named = f"{name}-{hashlib.sha256(content).hexdigest()[:16]}"
     with NodeClient(url, owner_token) as owner:
         for held in owner.datasets():
-            if held["name"] == named and not held["retired"]:
-                return str(held["datasetId"])
+            if held.name == named and not held.retired:
+                return held.dataset_id
         dataset = owner.register_rows(columns, rows, name=named)
-    return str(dataset["datasetId"])
+    return dataset.dataset_id
 
 
 @query_app.command("pir")

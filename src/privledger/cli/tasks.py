@@ -18,6 +18,8 @@ from privledger.cli.progress import following, phase, task_line
 
 if TYPE_CHECKING:
     from privledger.sdk import NodeClient
+    from privledger.sdk.bodies import TaskBody
+    from privledger.wire.tasks import TaskOut
 
 task_app = typer.Typer(help="Tasks through your node (operator token).", no_args_is_help=True)
 approval_app = typer.Typer(
@@ -53,30 +55,33 @@ APPROVAL_COLUMNS = (
 
 
 def submitted(
-    node: NodeClient, body: dict[str, Any], wait: bool, timeout_s: float, answer: Callable[..., Any]
+    node: NodeClient, body: TaskBody, wait: bool, timeout_s: float, answer: Callable[..., Any]
 ) -> object:
     """Submit the task ``body``: the submitted task, or with ``wait`` its answer once settled
     (its phases on stderr meanwhile)."""
-    task: dict[str, Any] = node.submit(body)
+    from privledger.sdk import TaskTimeout
+
+    task = node.submit(body)
     if not wait:
         return task
     try:
-        return following(int(task["taskId"]), timeout_s, answer)
-    except TimeoutError as exc:
+        return following(task.task_id, timeout_s, answer)
+    except TaskTimeout as exc:
         fail(
-            f"{exc}; `privledger task status {task['taskId']}` follows it",
+            f"{exc}; `privledger task status {task.task_id}` follows it",
             code="timeout",
-            record={"taskId": task["taskId"]},
+            record={"taskId": task.task_id},
         )
 
 
-def _summary(task: dict[str, Any]) -> dict[str, Any]:
+def _summary(task: TaskOut) -> dict[str, Any]:
     """A task's row in a table: its phase beside the record, no timeline."""
-    row = {name: task.get(name) for name in TASK_COLUMNS if name != "phase"}
+    record = task.model_dump(mode="json", by_alias=True)
+    row = {name: record.get(name) for name in TASK_COLUMNS if name != "phase"}
     return {**row, "phase": phase(task)[1], "waiting": _waiting_for(task)}
 
 
-def _waiting_for(task: dict[str, Any]) -> str:
+def _waiting_for(task: TaskOut) -> str:
     line = task_line(task)
     return line.split(", waiting for ", 1)[1] if ", waiting for " in line else ""
 
@@ -185,7 +190,9 @@ def task_status(
 
     def record(node: NodeClient) -> object:
         task = node.task(task_id)
-        return task if json_chosen() else {"phase": phase(task)[1], **task}
+        if json_chosen():
+            return task
+        return {"phase": phase(task)[1], **task.model_dump(mode="json", by_alias=True)}
 
     api_call(record, url, token, title=f"task {task_id}")
 
@@ -229,18 +236,18 @@ def approval_show(
         asked = [
             approval
             for approval in node.approvals()
-            if approval["taskId"] == task_id and approval["dataset"].lower() == dataset.lower()
+            if approval.task_id == task_id and approval.dataset.lower() == dataset.lower()
         ]
         if not asked:
             fail(f"no request of task {task_id} for {dataset} on this node", code="not_found")
         if json_chosen():
             return asked[0]
-        show({name: value for name, value in asked[0].items() if name != "reviews"})
-        for review in asked[0]["reviews"]:
-            source = f"grant {review['grantId']} ({review['grantState']})"
-            held = source if review["source"] == "grant" else "the default terms"
-            typer.echo(f"\nagainst {held}; broken: {review['violation'] or 'none'}")
-            show(review["terms"])
+        show(asked[0].model_dump(mode="json", by_alias=True, exclude={"reviews"}))
+        for review in asked[0].reviews:
+            source = f"grant {review.grant_id} ({review.grant_state})"
+            held = source if review.source == "grant" else "the default terms"
+            typer.echo(f"\nagainst {held}; broken: {review.violation or 'none'}")
+            show(review.terms)
         return None
 
     api_call(request, url, token)

@@ -1,31 +1,54 @@
-"""Python SDK for analysts and PSI-service callers: talk to your organisation's node."""
+"""Python SDK for analysts, data owners and PSI-service callers: talk to your organisation's node.
 
-from privledger.sdk.client import (
+Its answers are the API's own response models (:mod:`privledger.wire`), its errors one hierarchy
+(:mod:`privledger.sdk.errors`). It imports httpx, pydantic and those models only, so it installs
+without the node stack: the ``privledger-sdk`` distribution (``sdk/pyproject.toml``).
+"""
+
+from privledger.sdk.answers import (
     LendingAnswer,
-    NodeClient,
     PirAnswer,
-    PrivledgerError,
     PsiAnswer,
     ServiceResult,
     StatsAnswer,
     TaskAnswer,
+)
+from privledger.sdk.bodies import TaskBody, lending_task, pir_task, psi_task, stats_task
+from privledger.sdk.client import NodeClient
+from privledger.sdk.errors import (
+    ApiError,
+    Conflict,
+    Forbidden,
+    NodeUnreachable,
+    NotFound,
+    PrivledgerError,
+    RateLimited,
     TaskFailed,
-    lending_task,
-    pir_task,
-    psi_task,
-    stats_task,
+    TaskTimeout,
+    Unauthorized,
+    ValidationFailed,
 )
 
 __all__ = [
+    "ApiError",
+    "Conflict",
+    "Forbidden",
     "LendingAnswer",
     "NodeClient",
+    "NodeUnreachable",
+    "NotFound",
     "PirAnswer",
     "PrivledgerError",
     "PsiAnswer",
+    "RateLimited",
     "ServiceResult",
     "StatsAnswer",
     "TaskAnswer",
+    "TaskBody",
     "TaskFailed",
+    "TaskTimeout",
+    "Unauthorized",
+    "ValidationFailed",
     "lending_task",
     "pir_task",
     "psi_task",

@@ -1,4 +1,4 @@
-"""A small client for a privledger node's REST API.
+"""A typed client for a privledger node's REST API.
 
     from privledger.sdk import NodeClient
 
@@ -16,8 +16,10 @@
         check = node.lending_check("0x<my query>", banks=["0x<bank b>"], dealer=4, limit=True)
         print(check.exceeds)
 
-Every API error arrives as ``PrivledgerError`` with the API's code and message; a task that
-fails on chain as :class:`TaskFailed` (a ``PrivledgerError``) with the reason recorded there.
+Every answer is a pydantic model of :mod:`privledger.wire` -- the very models the node's routes
+declare -- or, for a settled task's output, one of :mod:`privledger.sdk.answers`. Every error is a
+:class:`~privledger.sdk.errors.PrivledgerError` (:mod:`privledger.sdk.errors`): the API's
+refusals by status, an unreachable node, a task that failed on chain or outlasted the wait.
 The requester's side of a query -- its keys, its customer and limit -- is a dataset of its own
 that never leaves its node: :meth:`NodeClient.register_rows` makes one (data owner token), and
 :meth:`NodeClient.register_file` uploads a file from the caller's machine.
@@ -27,260 +29,81 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Literal, TypeVar
 
 import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from privledger.sdk.answers import LendingAnswer, PirAnswer, PsiAnswer, ServiceResult, StatsAnswer
+from privledger.sdk.bodies import TaskBody, lending_task, pir_task, stats_task
+from privledger.sdk.errors import (
+    ERRORS_BY_STATUS,
+    ApiError,
+    NodeUnreachable,
+    PrivledgerError,
+    RateLimited,
+    TaskFailed,
+    TaskTimeout,
+)
+from privledger.wire.approvals import ApprovalOut
+from privledger.wire.assets import (
+    CallLogOut,
+    DatasetOut,
+    GrantOut,
+    Health,
+    Me,
+    ModelOut,
+    OrgOut,
+    ProofOut,
+    ServiceOut,
+    TokenOut,
+    TxOut,
+)
+from privledger.wire.errors import ErrorResponse
+from privledger.wire.onboarding import (
+    ApplicationCreated,
+    ApplicationOut,
+    ApplicationStatus,
+    ApprovalTemplate,
+    RoleName,
+)
+from privledger.wire.projects import ProjectOut, ProjectSummary, WorkflowItem
+from privledger.wire.tasks import TaskOut, TaskResult
 
 TERMINAL = {"settled", "failed"}
 UPLOAD_CHUNK_BYTES = 1 << 20
 LONG_POLL_S = 25.0  # how long one request of wait() may wait on the node (which caps it at 30)
-FAILURE_REASONS = {
-    1: "REJECTED",
-    2: "EXPIRED",
-    3: "SPEC_MISMATCH",
-    4: "GRANT_INVALID",
-    5: "PROTOCOL_ERROR",
-    6: "PEER_UNREACHABLE",
-    7: "POLICY_VIOLATION",
-    8: "TERMS_VIOLATION",
-}  # privledger.evm.contracts.FailureReason, without importing the chain stack
-Progress = Callable[[dict[str, Any]], None]
-StatsOp = Literal["count", "sum", "mean", "variance", "histogram"]
-STATS_OPS: tuple[StatsOp, ...] = ("count", "sum", "mean", "variance", "histogram")
-
-
-class PrivledgerError(RuntimeError):
-    """The node refused a request: ``status``, ``code`` and ``message`` say why."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-class TaskFailed(PrivledgerError):
-    """The task failed on chain (the fee went back to the requester): ``reason`` is the
-    recorded FailureReason's name, ``task`` the task's final record."""
-
-    def __init__(self, task: dict[str, Any]) -> None:
-        code = int(task.get("failureReason") or 0)
-        self.reason = FAILURE_REASONS.get(code, str(code))
-        self.task = task
-        detail = task.get("localFailure") or "see the task's timeline"
-        super().__init__(
-            409, "task_failed", f"task {task['taskId']} failed: {self.reason} ({detail})"
-        )
-
-
-@dataclass(frozen=True)
-class TaskAnswer:
-    """A settled task's output as the requester received it, with the salt that opens the
-    digest anchored on chain and the task's final record."""
-
-    task_id: int
-    task: dict[str, Any]
-    salt: str
-    result_digest: str
-
-    def to_json(self) -> dict[str, Any]:
-        """The answer for printing: camelCase keys, the task's id, status and fee only."""
-        fields = {
-            name: value
-            for name, value in vars(self).items()
-            if name not in ("task_id", "task", "salt", "result_digest")
-        }
-        head = {"taskId": self.task_id, "status": self.task["status"], "feeWei": self.task["fee"]}
-        tail = {"resultDigest": self.result_digest, "salt": self.salt}
-        return {**head, **{_camel(name): value for name, value in fields.items()}, **tail}
-
-
-@dataclass(frozen=True)
-class PsiAnswer(TaskAnswer):
-    """Two-party PSI: the intersection's size and, unless only the size was released, its
-    items."""
-
-    size: int
-    intersection: list[str] | None
-
-
-@dataclass(frozen=True)
-class PirAnswer(TaskAnswer):
-    """Keyword PIR: each key asked for, with its value at the holder or ``None`` (absent)."""
-
-    values: dict[str, str | None]
-
-
-@dataclass(frozen=True)
-class StatsAnswer(TaskAnswer):
-    """Joint statistics over every input's rows. ``suppressed``: the group is below the
-    inputs' minimum group size, so nothing but that fact is released; a histogram bin below it
-    is ``None``."""
-
-    suppressed: bool
-    count: int | None
-    sum: float | None
-    mean: float | None
-    variance: float | None
-    histogram: list[int | None] | None
-
-
-@dataclass(frozen=True)
-class LendingAnswer(TaskAnswer):
-    """Multi-lending check: the customer's total across the other banks (``mode="total"``) or
-    only whether it exceeds the limit (``mode="exceeds"``: equal is not exceeding)."""
-
-    mode: Literal["total", "exceeds"]
-    banks: int
-    total: int | None
-    exceeds: bool | None
-
-    def to_json(self) -> dict[str, Any]:
-        """As :meth:`TaskAnswer.to_json`, without the field the mode does not answer."""
-        unanswered = "total" if self.mode == "exceeds" else "exceeds"
-        return {name: value for name, value in super().to_json().items() if name != unanswered}
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
-def psi_task(
-    mine: str,
-    theirs: str,
-    *,
-    column: str,
-    their_column: str | None = None,
-    protocol: str = "ecdh",
-    output: Literal["requester", "both", "size"] = "requester",
-    fee_wei: int = 0,
-) -> dict[str, Any]:
-    """The task body of a two-party PSI: ``column`` of your dataset ``mine`` against
-    ``their_column`` (default: the same name) of the partner's ``theirs``; ``output`` says who
-    learns the intersection: you, both, or both only its size (ECDH only)."""
-    return {
-        "kind": "psi",
-        "protocol": protocol,
-        "inputs": [
-            {"dataset": mine, "column": column},
-            {"dataset": theirs, "column": their_column or column},
-        ],
-        "output": output,
-        "feeWei": fee_wei,
-    }
-
-
-def pir_task(
-    dataset: str,
-    *,
-    column: str,
-    value_column: str,
-    keys_dataset: str,
-    keys_column: str | None = None,
-    mode: Literal["pir", "bucket"] = "pir",
-    fee_wei: int = 0,
-) -> dict[str, Any]:
-    """The task body of a keyword-PIR query: the keys in ``keys_column`` of your own
-    ``keys_dataset`` looked up in ``column`` of the holder's ``dataset``, returning
-    ``value_column``. ``mode="bucket"`` is the cheaper k-anonymous lookup (the holder learns a
-    bucket of ~k keys), not full query privacy."""
-    return {
-        "kind": "pir",
-        "protocol": "simplepir" if mode == "pir" else "bucket",
-        "inputs": [
-            {"dataset": keys_dataset, "column": keys_column or column},
-            {"dataset": dataset, "column": column, "valueColumn": value_column},
-        ],
-        "feeWei": fee_wei,
-    }
-
-
-def stats_task(
-    datasets: Sequence[str],
-    *,
-    column: str | Sequence[str],
-    dealer: int,
-    histogram_edges: Sequence[float] | None = None,
-    frac_bits: int = 16,
-    fee_wei: int = 0,
-) -> dict[str, Any]:
-    """The task body of joint statistics over one numeric column of each dataset (one of them
-    yours); ``column`` names it for all, or one per dataset. ``dealer`` is an organisation
-    holding none of the inputs (it deals the correlated randomness). ``frac_bits`` trades range
-    for precision: every party's sum of squares times 2^frac_bits must stay below 2^63 / N."""
-    columns = [column] * len(datasets) if isinstance(column, str) else list(column)
-    if len(columns) != len(datasets):
-        raise ValueError(f"{len(columns)} columns for {len(datasets)} datasets")
-    body: dict[str, Any] = {
-        "kind": "stats",
-        "protocol": "joint-stats",
-        "inputs": [{"dataset": d, "column": c} for d, c in zip(datasets, columns, strict=True)],
-        "dealer": dealer,
-        "fracBits": frac_bits,
-        "feeWei": fee_wei,
-    }
-    if histogram_edges is not None:
-        body["histogramEdges"] = [float(edge) for edge in histogram_edges]
-    return body
-
-
-def lending_task(
-    query_dataset: str,
-    *,
-    banks: Sequence[str],
-    dealer: int,
-    customer_column: str = "customer",
-    limit_column: str | None = None,
-    bank_customer_column: str = "customer",
-    amount_column: str = "amount",
-    fee_wei: int = 0,
-) -> dict[str, Any]:
-    """The task body of a multi-lending check: your ``query_dataset`` holds the customer (one
-    row) and, with ``limit_column``, the limit -- then only "exceeds the limit?" is answered,
-    else the total of the customer's amounts at ``banks`` (their datasets)."""
-    query: dict[str, Any] = {"dataset": query_dataset, "column": customer_column}
-    if limit_column is not None:
-        query["valueColumn"] = limit_column
-    inputs = [query]
-    inputs += [
-        {"dataset": bank, "column": bank_customer_column, "valueColumn": amount_column}
-        for bank in banks
-    ]
-    return {
-        "kind": "stats",
-        "protocol": "lending-exceeds" if limit_column is not None else "lending-total",
-        "inputs": inputs,
-        "dealer": dealer,
-        "feeWei": fee_wei,
-    }
-
-
-@dataclass(frozen=True)
-class ServiceResult:
-    task_id: int
-    items: list[str]
-    salt: str
-    result_digest: str
-    task: dict[str, Any]
+TRACKING_HEADER = "X-Tracking-Secret"  # onboarding: the applicant's secret
+Progress = Callable[[TaskOut], None]
+Model = TypeVar("Model", bound=BaseModel)
+ApplicationState = Literal["submitted", "under_review", "approved", "rejected"]
 
 
 class NodeClient:
-    """One user's session with their organisation's node (a bearer token bound to one role)."""
+    """One user's session with their organisation's node (a bearer token bound to one role;
+    none for the onboarding portal's applicant)."""
 
-    def __init__(self, base_url: str, token: str, *, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        *,
+        timeout_s: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        """``transport``: httpx's, e.g. one with a client certificate or a proxy of your own."""
         self._timeout_s = timeout_s
+        self._url = base_url.rstrip("/")
         self._http = httpx.Client(
-            base_url=base_url.rstrip("/") + "/api/v1",
-            headers={"Authorization": f"Bearer {token}"},
+            base_url=self._url + "/api/v1",
+            headers={"Authorization": f"Bearer {token}"} if token else {},
             timeout=timeout_s,
+            transport=transport,
         )
 
     def close(self) -> None:
@@ -297,31 +120,55 @@ class NodeClient:
     ) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+    # --- the wire ---------------------------------------------------------------------------
+    def _send(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)  # type: ignore[arg-type]
+        except httpx.TransportError as exc:
+            raise NodeUnreachable(self._url, str(exc) or type(exc).__name__) from exc
         if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                code, message = str(error["code"]), str(error["message"])
-            except (ValueError, KeyError, TypeError):
-                code, message = "http_error", response.text[:500]
-            raise PrivledgerError(response.status_code, code, message)
-        return response.json()
+            raise _api_error(response)
+        return response
 
-    # --- data owners --------------------------------------------------------------------
-    def register_dataset(
-        self, path: str, name: str, *, level: int, unit_price: int
-    ) -> dict[str, Any]:
+    def _one(self, model: type[Model], method: str, path: str, **kwargs: object) -> Model:
+        response = self._send(method, path, **kwargs)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise _unexpected(response, exc) from exc
+
+    def _many(self, model: type[Model], method: str, path: str, **kwargs: object) -> list[Model]:
+        response = self._send(method, path, **kwargs)
+        try:
+            return TypeAdapter(list[model]).validate_json(response.content)  # type: ignore[valid-type]
+        except ValidationError as exc:
+            raise _unexpected(response, exc) from exc
+
+    # --- the node and the consortium ----------------------------------------------------------
+    def health(self) -> Health:
+        """Liveness, the node's organisation and the chain head it sees (no token needed)."""
+        return self._one(Health, "GET", "/health")
+
+    def me(self) -> Me:
+        """The token's user, account and role, and the node's organisation."""
+        return self._one(Me, "GET", "/me")
+
+    def orgs(self) -> list[OrgOut]:
+        """The consortium's organisations, as the chain records them."""
+        return self._many(OrgOut, "GET", "/orgs")
+
+    def org(self, org_id: int) -> OrgOut:
+        return self._one(OrgOut, "GET", f"/orgs/{org_id}")
+
+    # --- data owners: datasets ----------------------------------------------------------------
+    def register_dataset(self, path: str, name: str, *, level: int, unit_price: int) -> DatasetOut:
         """Register a file of the organisation's import directory on the node, ``path``
         relative to it (the node refuses anything else); a file on this machine is
         :meth:`register_file`."""
         body = {"path": path, "name": name, "level": level, "unitPrice": unit_price}
-        result: dict[str, Any] = self._request("POST", "/datasets", json=body)
-        return result
+        return self._one(DatasetOut, "POST", "/datasets", json=body)
 
-    def register_file(
-        self, path: Path, name: str, *, level: int, unit_price: int
-    ) -> dict[str, Any]:
+    def register_file(self, path: Path, name: str, *, level: int, unit_price: int) -> DatasetOut:
         """Upload a CSV or Parquet file (by its suffix) from this machine and register it: it
         streams to the node in chunks, never read whole into memory on either side. Its length
         is declared, so a node whose cap it exceeds refuses it before it is sent."""
@@ -335,34 +182,6 @@ class NodeClient:
                 size=os.fstat(handle.fileno()).st_size,
             )
 
-    def _upload(
-        self,
-        content: Iterable[bytes] | bytes,
-        name: str,
-        *,
-        level: int,
-        unit_price: int,
-        parquet: bool = False,
-        size: int | None = None,
-    ) -> dict[str, Any]:
-        params = {
-            "name": name,
-            "level": level,
-            "unitPrice": unit_price,
-            "format": "parquet" if parquet else "csv",
-        }
-        headers = {"Content-Type": "application/vnd.apache.parquet" if parquet else "text/csv"}
-        if size is not None:  # httpx then sends the chunks as they are, not chunk-encoded
-            headers["Content-Length"] = str(size)
-        result: dict[str, Any] = self._request(
-            "POST", "/datasets/upload", params=params, content=content, headers=headers
-        )
-        return result
-
-    def datasets(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._request("GET", "/datasets")
-        return result
-
     def register_rows(
         self,
         columns: Sequence[str],
@@ -371,7 +190,7 @@ class NodeClient:
         name: str,
         level: int = 4,
         unit_price: int = 0,
-    ) -> dict[str, Any]:
+    ) -> DatasetOut:
         """Register a few rows (e.g. the keys of a query, a customer and its limit) as a dataset
         of yours, by default at level 4 (core) and free: uploaded to the node as a CSV."""
         if not rows:
@@ -382,6 +201,37 @@ class NodeClient:
         writer.writerows(rows)
         return self._upload(text.getvalue().encode(), name, level=level, unit_price=unit_price)
 
+    def _upload(
+        self,
+        content: Iterable[bytes] | bytes,
+        name: str,
+        *,
+        level: int,
+        unit_price: int,
+        parquet: bool = False,
+        size: int | None = None,
+    ) -> DatasetOut:
+        params = {
+            "name": name,
+            "level": level,
+            "unitPrice": unit_price,
+            "format": "parquet" if parquet else "csv",
+        }
+        headers = {"Content-Type": "application/vnd.apache.parquet" if parquet else "text/csv"}
+        if size is not None:  # httpx then sends the chunks as they are, not chunk-encoded
+            headers["Content-Length"] = str(size)
+        return self._one(
+            DatasetOut, "POST", "/datasets/upload", params=params, content=content, headers=headers
+        )
+
+    def datasets(self) -> list[DatasetOut]:
+        """The datasets this node holds."""
+        return self._many(DatasetOut, "GET", "/datasets")
+
+    def dataset(self, dataset_id: str) -> DatasetOut:
+        return self._one(DatasetOut, "GET", f"/datasets/{dataset_id}")
+
+    # --- data owners: grants and approvals ----------------------------------------------------
     def grant(
         self,
         dataset: str,
@@ -390,11 +240,11 @@ class NodeClient:
         *,
         expires_in_s: int,
         max_uses: int,
-        terms: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+        terms: dict[str, object] | None = None,
+    ) -> GrantOut:
         """Grant the use of a dataset under ``terms`` (the REST API's camelCase terms object,
         docs/grants.md), or, without them, the default terms of ``kinds``."""
-        body: dict[str, Any] = {
+        body: dict[str, object] = {
             "dataset": dataset,
             "granteeOrg": grantee_org,
             "kinds": kinds,
@@ -403,13 +253,47 @@ class NodeClient:
         }
         if terms is not None:
             body["terms"] = terms
-        result: dict[str, Any] = self._request("POST", "/grants", json=body)
-        return result
+        return self._one(GrantOut, "POST", "/grants", json=body)
 
-    def revoke(self, grant_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("DELETE", f"/grants/{grant_id}")
-        return result
+    def grants(self) -> list[GrantOut]:
+        """The grants on this node's datasets and to its organisation."""
+        return self._many(GrantOut, "GET", "/grants")
 
+    def grant_record(self, grant_id: str) -> GrantOut:
+        """One grant as the chain records it now (uses, revocation)."""
+        return self._one(GrantOut, "GET", f"/grants/{grant_id}")
+
+    def revoke(self, grant_id: str) -> GrantOut:
+        return self._one(GrantOut, "DELETE", f"/grants/{grant_id}")
+
+    def approvals(self) -> list[ApprovalOut]:
+        """Every approval request on your datasets (data owner token)."""
+        return self._many(ApprovalOut, "GET", "/approvals")
+
+    def approval(self, task_id: int, dataset: str) -> ApprovalOut:
+        """One request in full: the task's verified spec, and its review against your terms."""
+        return self._one(ApprovalOut, "GET", f"/approvals/{task_id}/{dataset}")
+
+    def decide(
+        self, task_id: int, dataset: str, decision: Literal["approve", "reject"]
+    ) -> ApprovalOut:
+        """Approve or reject a pending task's use of your dataset (signed on chain)."""
+        path = f"/approvals/{task_id}/{dataset}"
+        return self._one(ApprovalOut, "POST", path, json={"decision": decision})
+
+    def inbox(self) -> list[WorkflowItem]:
+        """Requests waiting for your organisation's decision: approvals, project invitations."""
+        return self._many(WorkflowItem, "GET", "/workflow/inbox")
+
+    def outbox(self) -> list[WorkflowItem]:
+        """What your organisation asked of others, and how each was decided."""
+        return self._many(WorkflowItem, "GET", "/workflow/outbox")
+
+    def broadcast(self, raw_transaction: str) -> TxOut:
+        """Relay a transaction signed elsewhere (a data owner's own key) to the chain."""
+        return self._one(TxOut, "POST", "/transactions", json={"rawTransaction": raw_transaction})
+
+    # --- PSI services -------------------------------------------------------------------------
     def define_service(
         self,
         name: str,
@@ -419,7 +303,7 @@ class NodeClient:
         output: Literal["requester", "both"] = "requester",
         price_wei: int = 0,
         description: str = "",
-    ) -> dict[str, Any]:
+    ) -> ServiceOut:
         body = {
             "name": name,
             "dataset": dataset,
@@ -428,105 +312,25 @@ class NodeClient:
             "priceWei": price_wei,
             "description": description,
         }
-        result: dict[str, Any] = self._request("POST", "/services", json=body)
-        return result
+        return self._one(ServiceOut, "POST", "/services", json=body)
+
+    def services(self) -> list[ServiceOut]:
+        return self._many(ServiceOut, "GET", "/services")
 
     def authorise_caller(
         self, service: str, org: int, *, max_calls: int, expires_in_s: int
-    ) -> dict[str, Any]:
+    ) -> GrantOut:
+        """Let organisation ``org`` call the service ``max_calls`` times (a grant on chain)."""
         body = {"org": org, "maxCalls": max_calls, "expiresInS": expires_in_s}
-        result: dict[str, Any] = self._request("POST", f"/services/{service}/callers", json=body)
-        return result
+        return self._one(GrantOut, "POST", f"/services/{service}/callers", json=body)
 
-    def call_log(self, service: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._request("GET", f"/services/{service}/calls")
-        return result
+    def call_log(self, service: str) -> list[CallLogOut]:
+        return self._many(CallLogOut, "GET", f"/services/{service}/calls")
 
-    def call_proof(self, service: str, task_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("GET", f"/services/{service}/calls/{task_id}/proof")
-        return result
-
-    # --- operators ----------------------------------------------------------------------
-    def register_model(
-        self, task_id: int, name: str, *, unit_price: int = 0, upstream_bps: int = 3_000
-    ) -> dict[str, Any]:
-        """Register the model of a completed horizontal FL task this node aggregated."""
-        body = {
-            "taskId": task_id,
-            "name": name,
-            "unitPrice": unit_price,
-            "upstreamBps": upstream_bps,
-        }
-        result: dict[str, Any] = self._request("POST", "/models", json=body)
-        return result
-
-    def models(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._request("GET", "/models")
-        return result
-
-    def prediction_log(self, model: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._request("GET", f"/models/{model}/calls")
-        return result
-
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Submit a task (the API's TaskIn: kind, protocol, inputs, fee, ...)."""
-        result: dict[str, Any] = self._request("POST", "/tasks", json=body)
-        return result
-
-    def tasks(self) -> list[dict[str, Any]]:
-        """The tasks your node took part in, newest first."""
-        result: list[dict[str, Any]] = self._request("GET", "/tasks")
-        return result
-
-    def approvals(self) -> list[dict[str, Any]]:
-        """Every approval request on your datasets (data owner token)."""
-        result: list[dict[str, Any]] = self._request("GET", "/approvals")
-        return result
-
-    def decide(
-        self, task_id: int, dataset: str, decision: Literal["approve", "reject"]
-    ) -> dict[str, Any]:
-        """Approve or reject a pending task's use of your dataset (signed on chain)."""
-        path = f"/approvals/{task_id}/{dataset}"
-        result: dict[str, Any] = self._request("POST", path, json={"decision": decision})
-        return result
-
-    def inbox(self) -> list[dict[str, Any]]:
-        """Requests waiting for your organisation's decision: approvals, project invitations."""
-        result: list[dict[str, Any]] = self._request("GET", "/workflow/inbox")
-        return result
-
-    def task(self, task_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("GET", f"/tasks/{task_id}")
-        return result
-
-    def wait(
-        self,
-        task_id: int,
-        *,
-        timeout_s: float = 600.0,
-        progress: Progress | None = None,
-    ) -> dict[str, Any]:
-        """Follow the task until it is settled or failed; ``progress`` sees its record at every
-        change of status (and at least every :data:`LONG_POLL_S`). Each request long-polls: the
-        node answers when the status differs from the last one seen, so nothing polls."""
-        deadline = time.monotonic() + timeout_s
-        task = self.task(task_id)
-        while True:
-            if progress is not None:
-                progress(task)
-            if task["status"] in TERMINAL:
-                return task
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"task {task_id} is still {task['status']} after {timeout_s}s")
-            wait_s = min(LONG_POLL_S, remaining, self._timeout_s / 2)
-            params = {"waitS": round(wait_s, 3), "unlessStatus": task["status"]}
-            task = self._request("GET", f"/tasks/{task_id}", params=params)
-
-    def result(self, task_id: int) -> dict[str, Any]:
-        result: dict[str, Any] = self._request("GET", f"/tasks/{task_id}/result")
-        return result
+    def call_proof(self, service: str, task_id: int) -> ProofOut:
+        """A call-log entry with its Merkle inclusion proof (``Conflict`` until its batch is
+        anchored)."""
+        return self._one(ProofOut, "GET", f"/services/{service}/calls/{task_id}/proof")
 
     def call_service(
         self,
@@ -537,8 +341,11 @@ class NodeClient:
         column: str,
         protocol: Literal["ecdh", "kkrt", "rr22"] = "kkrt",
         timeout_s: float = 600.0,
+        progress: Progress | None = None,
     ) -> ServiceResult:
-        """Run another organisation's PSI service on one of your datasets and return the output."""
+        """Run another organisation's PSI service on one of your datasets and return the
+        output (:class:`TaskFailed` if the task fails, :class:`TaskTimeout` after
+        ``timeout_s``)."""
         body = {
             "provider": provider,
             "service": service,
@@ -546,20 +353,209 @@ class NodeClient:
             "column": column,
             "protocol": protocol,
         }
-        submitted = self._request("POST", "/service-calls", json=body)
-        task = self.wait(int(submitted["taskId"]), timeout_s=timeout_s)
-        if task["status"] != "settled":
-            raise PrivledgerError(
-                409, "task_failed", f"task {task['taskId']} failed: {task.get('localFailure')}"
-            )
-        output = self.result(int(task["taskId"]))
-        return ServiceResult(
-            task_id=int(task["taskId"]),
-            items=list(output["items"]),
-            salt=str(output["salt"]),
-            result_digest=str(output["resultDigest"]),
-            task=task,
+        submitted = self._one(TaskOut, "POST", "/service-calls", json=body)
+        task, result = self._settled(submitted.task_id, timeout_s, progress)
+        return ServiceResult.of(task, result)
+
+    # --- models -------------------------------------------------------------------------------
+    def register_model(
+        self, task_id: int, name: str, *, unit_price: int = 0, upstream_bps: int = 3_000
+    ) -> ModelOut:
+        """Register the model of a completed FL task this node took part in."""
+        body = {
+            "taskId": task_id,
+            "name": name,
+            "unitPrice": unit_price,
+            "upstreamBps": upstream_bps,
+        }
+        return self._one(ModelOut, "POST", "/models", json=body)
+
+    def models(self) -> list[ModelOut]:
+        return self._many(ModelOut, "GET", "/models")
+
+    def model(self, name: str) -> ModelOut:
+        return self._one(ModelOut, "GET", f"/models/{name}")
+
+    def prediction_log(self, model: str) -> list[CallLogOut]:
+        return self._many(CallLogOut, "GET", f"/models/{model}/calls")
+
+    def prediction_proof(self, model: str, task_id: int) -> ProofOut:
+        return self._one(ProofOut, "GET", f"/models/{model}/calls/{task_id}/proof")
+
+    # --- projects -----------------------------------------------------------------------------
+    def create_project(self, name: str) -> ProjectOut:
+        return self._one(ProjectOut, "POST", "/projects", json={"name": name})
+
+    def projects(self) -> list[ProjectSummary]:
+        """The projects your organisation is a member of or invited to."""
+        return self._many(ProjectSummary, "GET", "/projects")
+
+    def project(self, project_id: int) -> ProjectOut:
+        return self._one(ProjectOut, "GET", f"/projects/{project_id}")
+
+    def invite(self, project_id: int, org: int) -> ProjectOut:
+        return self._one(
+            ProjectOut, "POST", f"/projects/{project_id}/invitations", json={"org": org}
         )
+
+    def decide_invitation(
+        self, project_id: int, decision: Literal["accept", "decline"]
+    ) -> ProjectOut:
+        path = f"/projects/{project_id}/invitation"
+        return self._one(ProjectOut, "POST", path, json={"decision": decision})
+
+    def end_membership(self, project_id: int, org_id: int) -> None:
+        """Leave a project (your organisation) or, as its owner, remove a member or withdraw
+        an invitation."""
+        self._send("DELETE", f"/projects/{project_id}/members/{org_id}")
+
+    def add_project_dataset(self, project_id: int, dataset: str) -> ProjectOut:
+        path = f"/projects/{project_id}/datasets"
+        return self._one(ProjectOut, "POST", path, json={"dataset": dataset})
+
+    def remove_project_dataset(self, project_id: int, dataset: str) -> ProjectOut:
+        return self._one(ProjectOut, "DELETE", f"/projects/{project_id}/datasets/{dataset}")
+
+    def close_project(self, project_id: int) -> ProjectOut:
+        return self._one(ProjectOut, "POST", f"/projects/{project_id}/close")
+
+    # --- organisation admins: API tokens ------------------------------------------------------
+    def tokens(self) -> list[TokenOut]:
+        """The node's API tokens (never their secrets)."""
+        return self._many(TokenOut, "GET", "/tokens")
+
+    def revoke_token(self, token_id: int) -> TokenOut:
+        return self._one(TokenOut, "POST", f"/tokens/{token_id}/revoke")
+
+    # --- onboarding ---------------------------------------------------------------------------
+    def apply(
+        self,
+        *,
+        org_name: str,
+        contact_name: str,
+        contact_email: str,
+        admin_address: str,
+        node_endpoint: str,
+        node_public_key: str,
+        requested_roles: Sequence[RoleName] = (),
+    ) -> ApplicationCreated:
+        """Apply to join the consortium (no token): keep the returned ``tracking_secret``."""
+        body = {
+            "orgName": org_name,
+            "contactName": contact_name,
+            "contactEmail": contact_email,
+            "adminAddress": admin_address,
+            "nodeEndpoint": node_endpoint,
+            "nodePublicKey": node_public_key,
+            "requestedRoles": list(requested_roles),
+        }
+        return self._one(ApplicationCreated, "POST", "/onboarding/applications", json=body)
+
+    def track(self, application_id: str, tracking_secret: str) -> ApplicationStatus:
+        """The application's progress (no token: its tracking secret)."""
+        path = f"/onboarding/applications/{application_id}"
+        headers = {TRACKING_HEADER: tracking_secret}
+        return self._one(ApplicationStatus, "GET", path, headers=headers)
+
+    def applications(self, status: ApplicationState | None = None) -> list[ApplicationOut]:
+        """Applications, oldest first (consortium admin token)."""
+        params = {} if status is None else {"status": status}
+        return self._many(ApplicationOut, "GET", "/onboarding/applications", params=params)
+
+    def start_review(self, application_id: str) -> ApplicationOut:
+        path = f"/onboarding/applications/{application_id}/review"
+        return self._one(ApplicationOut, "POST", path)
+
+    def reject_application(self, application_id: str, reason: str) -> ApplicationOut:
+        path = f"/onboarding/applications/{application_id}/reject"
+        return self._one(ApplicationOut, "POST", path, json={"reason": reason})
+
+    def approval_transactions(self, application_id: str) -> ApprovalTemplate:
+        """The calldata to sign elsewhere for a non-custodial approval."""
+        path = f"/onboarding/applications/{application_id}/transactions"
+        return self._one(ApprovalTemplate, "GET", path)
+
+    def approve_application(
+        self, application_id: str, signed_transactions: Sequence[str] | None = None
+    ) -> ApplicationOut:
+        """Register the applicant on chain: signed by the node with the admin's key, or with
+        ``signed_transactions`` (those of :meth:`approval_transactions`, signed elsewhere)."""
+        path = f"/onboarding/applications/{application_id}/approve"
+        body = {
+            "signedTransactions": None if signed_transactions is None else list(signed_transactions)
+        }
+        return self._one(ApplicationOut, "POST", path, json=body)
+
+    # --- operators: tasks ---------------------------------------------------------------------
+    def submit(self, body: TaskBody) -> TaskOut:
+        """Submit a task (the API's TaskIn: kind, protocol, inputs, fee, ...;
+        :mod:`privledger.sdk.bodies` spells the common ones)."""
+        return self._one(TaskOut, "POST", "/tasks", json=body)
+
+    def tasks(self) -> list[TaskOut]:
+        """The tasks your node took part in, newest first."""
+        return self._many(TaskOut, "GET", "/tasks")
+
+    def task(self, task_id: int) -> TaskOut:
+        return self._one(TaskOut, "GET", f"/tasks/{task_id}")
+
+    def wait(
+        self,
+        task_id: int,
+        *,
+        timeout_s: float = 600.0,
+        progress: Progress | None = None,
+    ) -> TaskOut:
+        """Follow the task until it is settled or failed and return its final record (a failed
+        one too: :meth:`settled` raises instead); ``progress`` sees its record at every change
+        of status (and at least every :data:`LONG_POLL_S`). Each request long-polls: the node
+        answers when the status differs from the last one seen, so nothing polls. After
+        ``timeout_s``: :class:`TaskTimeout`."""
+        deadline = time.monotonic() + timeout_s
+        task = self.task(task_id)
+        while True:
+            if progress is not None:
+                progress(task)
+            if task.status in TERMINAL:
+                return task
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TaskTimeout(task, timeout_s)
+            wait_s = min(LONG_POLL_S, remaining, self._timeout_s / 2)
+            params = {"waitS": round(wait_s, 3), "unlessStatus": task.status}
+            task = self._one(TaskOut, "GET", f"/tasks/{task_id}", params=params)
+
+    def settled(
+        self, task_id: int, *, timeout_s: float = 600.0, progress: Progress | None = None
+    ) -> TaskOut:
+        """:meth:`wait`, raising :class:`TaskFailed` for a task that failed."""
+        task = self.wait(task_id, timeout_s=timeout_s, progress=progress)
+        if task.status != "settled":
+            raise TaskFailed(task)
+        return task
+
+    def result(self, task_id: int) -> TaskResult:
+        """A settled task's output at this node, with the salt that opens its digest."""
+        return self._one(TaskResult, "GET", f"/tasks/{task_id}/result")
+
+    def _settled(
+        self, task_id: int, timeout_s: float, progress: Progress | None
+    ) -> tuple[TaskOut, TaskResult]:
+        task = self.settled(task_id, timeout_s=timeout_s, progress=progress)
+        return task, self.result(task_id)
+
+    def psi_answer(
+        self,
+        task_id: int,
+        *,
+        size_only: bool = False,
+        timeout_s: float = 600.0,
+        progress: Progress | None = None,
+    ) -> PsiAnswer:
+        """Wait for a two-party PSI task and return its answer (``size_only``: a task whose
+        output is ``size``)."""
+        task, result = self._settled(task_id, timeout_s, progress)
+        return PsiAnswer.of(task, result, size_only=size_only)
 
     # --- anonymous query, joint statistics, multi-lending (operator token) -----------------
     def pir_query(
@@ -576,9 +572,9 @@ class NodeClient:
         progress: Progress | None = None,
     ) -> PirAnswer:
         """Look up the keys of your ``keys_dataset`` in the holder's ``dataset`` by keyword PIR
-        (:func:`pir_task`); waits and returns the :class:`PirAnswer` (``TaskFailed`` if the
-        task fails). Not to wait: :meth:`submit` the :func:`pir_task`, :meth:`pir_answer`
-        later."""
+        (:func:`~privledger.sdk.bodies.pir_task`); waits and returns the :class:`PirAnswer`
+        (:class:`TaskFailed` if the task fails). Not to wait: :meth:`submit` the task,
+        :meth:`pir_answer` later."""
         body = pir_task(
             dataset,
             column=column,
@@ -589,31 +585,13 @@ class NodeClient:
             fee_wei=fee_wei,
         )
         task = self.submit(body)
-        return self.pir_answer(int(task["taskId"]), timeout_s=timeout_s, progress=progress)
-
-    def psi_answer(
-        self,
-        task_id: int,
-        *,
-        size_only: bool = False,
-        timeout_s: float = 600.0,
-        progress: Progress | None = None,
-    ) -> PsiAnswer:
-        """Wait for a two-party PSI task and return its answer (``size_only``: a task whose
-        output is ``size``)."""
-        task, items, salt, digest = self._settled_items(task_id, timeout_s, progress)
-        if size_only:
-            return PsiAnswer(task_id, task, salt, digest, size=int(items[0]), intersection=None)
-        return PsiAnswer(task_id, task, salt, digest, size=len(items), intersection=items)
+        return self.pir_answer(task.task_id, timeout_s=timeout_s, progress=progress)
 
     def pir_answer(
         self, task_id: int, *, timeout_s: float = 600.0, progress: Progress | None = None
     ) -> PirAnswer:
         """Wait for a PIR task and return its answer: ``{key: value or None}``."""
-        task, items, salt, digest = self._settled_items(task_id, timeout_s, progress)
-        pairs = [json.loads(item) for item in items]
-        values = {str(key): None if value is None else str(value) for key, value in pairs}
-        return PirAnswer(task_id, task, salt, digest, values=values)
+        return PirAnswer.of(*self._settled(task_id, timeout_s, progress))
 
     def joint_stats(
         self,
@@ -628,9 +606,10 @@ class NodeClient:
         progress: Progress | None = None,
     ) -> StatsAnswer:
         """Count, sum, mean, variance (and a histogram with ``histogram_edges``) over one
-        numeric column of every dataset, one of them yours (:func:`stats_task`); waits and
-        returns the :class:`StatsAnswer`. Not to wait: :meth:`submit` the :func:`stats_task`,
-        :meth:`stats_answer` later."""
+        numeric column of every dataset, one of them yours
+        (:func:`~privledger.sdk.bodies.stats_task`); waits and returns the
+        :class:`StatsAnswer`. Not to wait: :meth:`submit` the task, :meth:`stats_answer`
+        later."""
         body = stats_task(
             datasets,
             column=column,
@@ -640,28 +619,13 @@ class NodeClient:
             fee_wei=fee_wei,
         )
         task = self.submit(body)
-        return self.stats_answer(int(task["taskId"]), timeout_s=timeout_s, progress=progress)
+        return self.stats_answer(task.task_id, timeout_s=timeout_s, progress=progress)
 
     def stats_answer(
         self, task_id: int, *, timeout_s: float = 600.0, progress: Progress | None = None
     ) -> StatsAnswer:
         """Wait for a joint-statistics task and return its answer."""
-        task, items, salt, digest = self._settled_items(task_id, timeout_s, progress)
-        (item,) = items
-        fields = json.loads(item)
-        histogram = fields.get("histogram")
-        return StatsAnswer(
-            task_id,
-            task,
-            salt,
-            digest,
-            suppressed=bool(fields["suppressed"]),
-            count=fields.get("count"),
-            sum=fields.get("sum"),
-            mean=fields.get("mean"),
-            variance=fields.get("variance"),
-            histogram=None if histogram is None else list(histogram),
-        )
+        return StatsAnswer.of(*self._settled(task_id, timeout_s, progress))
 
     def lending_check(
         self,
@@ -680,8 +644,9 @@ class NodeClient:
     ) -> LendingAnswer:
         """The customer in your ``query_dataset``: its total loans at ``banks`` or, with
         ``limit=True``, only whether that total exceeds the limit in ``limit_column``
-        (:func:`lending_task`); waits and returns the :class:`LendingAnswer`. Not to wait:
-        :meth:`submit` the :func:`lending_task`, :meth:`lending_answer` later."""
+        (:func:`~privledger.sdk.bodies.lending_task`); waits and returns the
+        :class:`LendingAnswer`. Not to wait: :meth:`submit` the task, :meth:`lending_answer`
+        later."""
         body = lending_task(
             query_dataset,
             banks=banks,
@@ -693,31 +658,34 @@ class NodeClient:
             fee_wei=fee_wei,
         )
         task = self.submit(body)
-        return self.lending_answer(int(task["taskId"]), timeout_s=timeout_s, progress=progress)
+        return self.lending_answer(task.task_id, timeout_s=timeout_s, progress=progress)
 
     def lending_answer(
         self, task_id: int, *, timeout_s: float = 600.0, progress: Progress | None = None
     ) -> LendingAnswer:
         """Wait for a multi-lending task and return its answer."""
-        task, items, salt, digest = self._settled_items(task_id, timeout_s, progress)
-        (item,) = items
-        fields = json.loads(item)
-        return LendingAnswer(
-            task_id,
-            task,
-            salt,
-            digest,
-            mode=fields["mode"],
-            banks=int(fields["banks"]),
-            total=fields.get("total"),
-            exceeds=fields.get("exceeds"),
-        )
+        return LendingAnswer.of(*self._settled(task_id, timeout_s, progress))
 
-    def _settled_items(
-        self, task_id: int, timeout_s: float, progress: Progress | None
-    ) -> tuple[dict[str, Any], list[str], str, str]:
-        task = self.wait(task_id, timeout_s=timeout_s, progress=progress)
-        if task["status"] != "settled":
-            raise TaskFailed(task)
-        output = self.result(task_id)
-        return task, list(output["items"]), str(output["salt"]), str(output["resultDigest"])
+
+def _api_error(response: httpx.Response) -> ApiError:
+    """The error the API's ``{"error": {"code", "message"}}`` body names, by status."""
+    try:
+        error = ErrorResponse.model_validate_json(response.content).error
+        code, message = error.code, error.message
+    except ValidationError:
+        code, message = "http_error", response.text[:500]
+    status = response.status_code
+    if status == 429:
+        retry_after = response.headers.get("Retry-After", "")
+        seconds = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None
+        return RateLimited(status, code, message, retry_after_s=seconds)
+    return ERRORS_BY_STATUS.get(status, ApiError)(status, code, message)
+
+
+def _unexpected(response: httpx.Response, exc: ValidationError) -> PrivledgerError:
+    """A 2xx answer that is not the body the route declares: a node of another version."""
+    return PrivledgerError(
+        "unexpected_answer",
+        f"{response.request.method} {response.request.url.path} answered a body the SDK "
+        f"does not read ({exc.error_count()} errors; is the node of another version?): {exc}",
+    )

@@ -19,6 +19,7 @@ from privledger.evm.errors import ChainRevert
 from privledger.node.context import NodeContext
 from privledger.node.models import ModelError, register_model
 from privledger.store.models import LocalModel
+from privledger.wire.assets import ProofOut
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -85,7 +86,7 @@ def prediction_log(name: str, _caller: DataOwner, session: SessionDep) -> list[C
     return log_entries(session, f"model:{_model(session, name).name}")
 
 
-@router.get("/{name}/calls/{task_id}/proof")
+@router.get("/{name}/calls/{task_id}/proof", response_model=ProofOut)
 def prediction_proof(
     name: str, task_id: TaskId, _caller: Member, node: NodeDep, session: SessionDep
 ) -> dict[str, Any]:

@@ -53,6 +53,14 @@ from privledger.evm.client import SentTransaction
 from privledger.evm.contracts import OrgStatus, Role
 from privledger.node.context import NodeContext
 from privledger.store.models import ApiUser, OnboardingApplication, utc_now
+from privledger.wire.onboarding import (
+    ApplicationCreated,
+    ApplicationOut,
+    ApplicationStatus,
+    ApprovalTemplate,
+    RoleName,
+    UnsignedTx,
+)
 
 router = APIRouter(prefix="/onboarding", tags=["onboarding"])
 
@@ -70,7 +78,6 @@ OPEN = ("submitted", "under_review")
 ApplicationId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{32}$", description="the application id returned on submission")
 ]
-RoleName = Literal["data_owner", "operator", "auditor"]
 
 
 class ApplicationIn(Body):
@@ -125,34 +132,6 @@ class ApplicationIn(Body):
         return value
 
 
-class ApplicationCreated(Body):
-    application_id: str
-    tracking_secret: str = Field(description="shown once: send it as X-Tracking-Secret to track")
-    status: str
-
-
-class ApplicationStatus(Body):
-    application_id: str
-    org_name: str
-    status: Literal["submitted", "under_review", "approved", "rejected"]
-    submitted_at: datetime
-    review_started_at: datetime | None
-    decided_at: datetime | None
-    reason: str | None
-    org_id: int | None = Field(description="the organisation's id on chain, once registered")
-    tx_hashes: list[str] = Field(description="registerOrg and grantRoles transactions")
-
-
-class ApplicationOut(ApplicationStatus):
-    contact_name: str
-    contact_email: str
-    admin_address: str
-    node_endpoint: str
-    node_public_key: str
-    requested_roles: list[RoleName]
-    reviewer: str | None
-
-
 class RejectIn(Body):
     reason: str = Field(min_length=1, max_length=1_000)
 
@@ -174,18 +153,6 @@ class ApproveIn(Body):
                 raise ValueError("each transaction is 0x-prefixed hex")
             bytes.fromhex(raw[2:])
         return value
-
-
-class UnsignedTx(Body):
-    function: str
-    to: str
-    data: str
-
-
-class ApprovalTemplate(Body):
-    chain_id: int
-    expected_org_id: int = Field(description="the registration must be the next org on chain")
-    transactions: list[UnsignedTx] = Field(description="sign and post them in this order")
 
 
 def issue_consortium_admin_token(session: Session, *, user_name: str, address: str) -> str:

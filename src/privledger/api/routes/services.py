@@ -29,6 +29,7 @@ from privledger.node.services import call_proof
 from privledger.node.spec import PSI_PROTOCOLS, SpecInput, parse_spec, spec_error
 from privledger.node.terms import GrantTerms, Price
 from privledger.store.models import LocalDataset, PsiService, ServiceCall
+from privledger.wire.assets import ProofOut
 
 router = APIRouter(prefix="/services", tags=["services"])
 catalogue = APIRouter(prefix="/peer/services", tags=["peer"])
@@ -129,7 +130,7 @@ def call_log(name: str, _caller: DataOwner, session: SessionDep) -> list[CallLog
     return log_entries(session, name)
 
 
-@router.get("/{name}/calls/{task_id}/proof")
+@router.get("/{name}/calls/{task_id}/proof", response_model=ProofOut)
 def call_log_proof(
     name: str, task_id: TaskId, _caller: Member, node: NodeDep, session: SessionDep
 ) -> dict[str, Any]:

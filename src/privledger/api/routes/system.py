@@ -10,6 +10,7 @@ from privledger.api.deps import Member, NodeDep, OrgId
 from privledger.api.errors import not_found
 from privledger.api.schemas import Health, OrgOut
 from privledger.evm.contracts import Org, OrgStatus
+from privledger.wire.assets import Me
 
 router = APIRouter(tags=["system"])
 
@@ -60,13 +61,8 @@ def classification_policy(_caller: Member, node: NodeDep) -> dict[str, Any]:
     return node.policies.to_json()
 
 
-@router.get("/me")
-def who_am_i(caller: Member, node: NodeDep) -> dict[str, Any]:
+@router.get("/me", response_model=Me)
+def who_am_i(caller: Member, node: NodeDep) -> Me:
     """The token's user, account and role, and this node's organisation."""
     role = str(caller.role.name).lower()
-    return {
-        "user": caller.user.name,
-        "address": caller.user.address,
-        "role": role,
-        "orgId": node.org_id,
-    }
+    return Me(user=caller.user.name, address=caller.user.address, role=role, org_id=node.org_id)

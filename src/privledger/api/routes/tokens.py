@@ -7,7 +7,6 @@ from the next admission on: an admitted token is remembered for ``ROLE_CACHE_S``
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
@@ -15,23 +14,13 @@ from sqlmodel import Session, col, select
 
 from privledger.api.deps import Caller, SessionDep, require
 from privledger.api.errors import not_found
-from privledger.api.schemas import Body
 from privledger.evm.contracts import Role
 from privledger.store.models import ApiToken, ApiUser
+from privledger.wire.assets import TokenOut
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 OrgAdmin = Annotated[Caller, Depends(require(Role.ORG_ADMIN))]
 TokenId = Annotated[int, Path(ge=1, lt=2**63, description="token id (from GET /tokens)")]
-
-
-class TokenOut(Body):
-    id: int
-    user: str
-    address: str
-    role: str
-    created_at: datetime
-    expires_at: datetime | None
-    revoked: bool
 
 
 def _out(token: ApiToken, user: ApiUser) -> TokenOut:
