@@ -148,7 +148,10 @@ def node_openapi() -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as home:
         settings = NodeSettings(org="reference", home=home)
-        app = create_app(SimpleNamespace(settings=settings, engine=None))  # type: ignore[arg-type]
+        # only the routes matter: no database, and an index whose rewinds nobody follows
+        indexer = SimpleNamespace(on_rewind=lambda listener: None)
+        node = SimpleNamespace(settings=settings, engine=None, indexer=indexer)
+        app = create_app(node)  # type: ignore[arg-type]
         schema: dict[str, Any] = json.loads(json.dumps(app.openapi()))
     return schema
 
