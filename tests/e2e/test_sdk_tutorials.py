@@ -4,10 +4,13 @@ of that organisation's ``export`` line, against the consortium's node processes.
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from ..sdk.docs_code import python_blocks
 from .conftest import Running
@@ -61,3 +64,37 @@ def test_an_anonymous_query(running: Running) -> None:
         assert f"{key}: {segments[key]}" in printed
     assert "+0000000009: not a customer of bank-a" in printed
     assert "status settled" in printed
+
+
+def test_vertical_federated_learning(running: Running, tmp_path: Path) -> None:
+    """The label depends on both parties' columns, so each one's Shapley value is positive."""
+    grant, train = python_blocks("tutorials/vertical-fl.md")
+    rng = np.random.default_rng(7)
+    ids = [f"c{i}" for i in range(240)]
+    usage, bank = rng.normal(size=(240, 2)), rng.normal(size=(240, 2))
+    label = (usage @ [1.5, -1.0] + bank @ [1.0, 2.0] + rng.normal(scale=0.5, size=240)) > 0
+    files = {"telecom": tmp_path / "usage.csv", "bank-a": tmp_path / "bank.csv"}
+    with files["telecom"].open("w", newline="") as telecom, files["bank-a"].open("w") as bank_a:
+        csv.writer(telecom).writerows(
+            [["id", "calls", "data_gb", "label"]]
+            + [[key, *row, int(y)] for key, row, y in zip(ids, usage, label, strict=True)]
+        )
+        csv.writer(bank_a).writerows(
+            [["id", "balance", "loans"]] + [[key, *row] for key, row in zip(ids, bank, strict=True)]
+        )
+    telecom_id, bank_id = running.org_ids["telecom"], running.org_ids["bank-a"]
+    features = run_as(
+        running, "bank-a", grant, PARTNER_ORG=str(telecom_id), MY_CSV=str(files["bank-a"])
+    ).strip()
+    printed = run_as(
+        running,
+        "telecom",
+        train,
+        MY_CSV=str(files["telecom"]),
+        PARTNER_DATASET=features,
+        DEALER_ORG=str(running.org_ids["regulator"]),
+    )
+    assert ": 240 rows aligned" in printed
+    for org in (telecom_id, bank_id):
+        line = next(line for line in printed.splitlines() if f"organisation {org}:" in line)
+        assert float(line.rsplit(" ", 1)[1]) > 0, printed

@@ -6,7 +6,13 @@ import re
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PAGES = ("reference/sdk.md", "services.md", "tutorials/psi.md", "tutorials/anonymous-query.md")
+PAGES = (
+    "reference/sdk.md",
+    "services.md",
+    "tutorials/psi.md",
+    "tutorials/anonymous-query.md",
+    "tutorials/vertical-fl.md",
+)
 BLOCK = re.compile(r"^```python\n(.*?)^```$", re.S | re.M)
 
 
