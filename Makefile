@@ -27,9 +27,14 @@ $(UV): uv-bootstrap.txt
 
 # Two steps, so that the build backend (hatchling, in the lock) is hash-checked like the rest:
 # first every locked dependency, then the project itself, built without an isolated build env.
-$(STAMP): pyproject.toml uv.lock $(UV)
+# Then the OpenMined PSI component (plugins/openmined-psi, docs/components.md), built into a wheel
+# and installed the way a vendor's component would be; its dependencies are in the lock.
+PLUGINS := plugins/openmined-psi
+$(STAMP): pyproject.toml uv.lock $(UV) $(foreach p,$(PLUGINS),$(wildcard $(p)/pyproject.toml $(p)/src/*/*.py))
 	$(SYNC) --no-install-project
 	$(SYNC) --no-build-isolation
+	$(UV_ENV) $(UV) pip install --python $(BIN)/python --quiet --no-deps --no-build-isolation \
+		--reinstall $(foreach p,$(PLUGINS),./$(p))
 	touch $@
 
 $(CHAIN_STAMP): chain/package.json chain/package-lock.json
@@ -62,8 +67,8 @@ postgresql:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql-15; }
 
 lint: bootstrap
-	$(BIN)/ruff check src tests benchmarks docs/_hooks
-	$(BIN)/ruff format --check src tests benchmarks docs/_hooks
+	$(BIN)/ruff check src tests benchmarks docs/_hooks plugins
+	$(BIN)/ruff format --check src tests benchmarks docs/_hooks plugins
 	$(BIN)/deptry src benchmarks
 
 typecheck: bootstrap

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from privledger.evm.hashing import keccak256
+from privledger.node.components import ComponentRef, ComponentUnavailable, component_for
 from privledger.node.spec import (
     PROTOCOL_IDS,
     EcdhSpec,
@@ -116,17 +117,24 @@ def test_the_canonical_json_round_trips_to_the_same_hash(
 
 def test_the_canonical_form_is_fixed() -> None:
     """A known-answer vector: another implementation hashing this spec must get this hash."""
+    component = ComponentRef(name="privledger.psi.ecdh", version="1.0.0", hash="0x" + "ab" * 32)
     task = EcdhSpec(
-        protocol="ecdh", requester=1, inputs=(keys(1), keys(2)), nonce="00" * 16, project=None
+        protocol="ecdh",
+        component=component,
+        requester=1,
+        inputs=(keys(1), keys(2)),
+        nonce="00" * 16,
+        project=None,
     )
     assert task.canonical_json() == (
-        b'{"inputs":[{"column":"phone","dataset":"0x'
+        b'{"component":{"hash":"0x' + b"ab" * 32 + b'","name":"privledger.psi.ecdh",'
+        b'"version":"1.0.0"},"inputs":[{"column":"phone","dataset":"0x'
         + b"0" * 63
         + b'1","features":null,"org":1,"value_column":null},{"column":"phone","dataset":"0x'
         + b"0" * 63
         + b'2","features":null,"org":2,"value_column":null}],"kind":"psi",'
         b'"nonce":"00000000000000000000000000000000","output":"requester","project":null,'
-        b'"protocol":"ecdh","requester":1,"service":null,"version":2}'
+        b'"protocol":"ecdh","requester":1,"service":null,"version":3}'
     )
     assert task.hash.hex() == keccak256(task.canonical_json()).hex()
     assert PROTOCOL_IDS["ecdh"] == 1
@@ -177,13 +185,31 @@ def test_a_field_the_protocol_does_not_take_is_refused_by_name(
         ("predict", (client(1, label=None), client(2)), {}, "only column 'model'"),
         ("predict", (client(1), model_input()), {}, "id column"),
         ("predict", (client(2), client(3)), {}, "requester's rows"),
-        ("nope", (keys(1), keys(2)), {}, "does not match any of the expected tags"),
     ],
 )
 def test_malformed_specs_are_refused(
     protocol: str, inputs: tuple[SpecInput, ...], extra: dict[str, Any], message: str
 ) -> None:
     assert message in refusal(protocol, inputs, **extra)
+
+
+def test_a_protocol_no_installed_component_runs_is_refused() -> None:
+    with pytest.raises(ComponentUnavailable, match="no installed component runs protocol 'nope'"):
+        spec("nope", (keys(1), keys(2)))
+
+
+def test_a_spec_naming_the_component_at_another_hash_is_refused() -> None:
+    task = spec("ecdh", (keys(1), keys(2)))
+    other = task.component.model_copy(update={"hash": "0x" + "00" * 32})
+    with pytest.raises(ComponentUnavailable, match="code hash"):
+        spec("ecdh", (keys(1), keys(2)), component=other.model_dump())
+
+
+def test_the_spec_names_the_installed_component_and_its_code_hash() -> None:
+    task = spec("kkrt", (keys(1), keys(2)))
+    assert task.component == component_for("kkrt").ref
+    assert task.component.name == "privledger.psi.kkrt"
+    assert task.component.hash.startswith("0x") and len(task.component.hash) == 66
 
 
 def test_horizontal_fl_is_a_star_around_the_requester() -> None:

@@ -8,9 +8,6 @@ from pydantic import ValidationError
 from privledger.evm.contracts import Kind
 from privledger.node.spec import (
     PROTOCOL_IDS,
-    JointStatsSpec,
-    PirSpec,
-    SetOperationSpec,
     SpecInput,
     TaskSpec,
     parse_spec,
@@ -57,10 +54,16 @@ def test_a_task_within_the_terms_keeps_them() -> None:
             GrantTerms(
                 protocols=("intersection3",), columns={"phone": ("join",)}, max_requester_set=5
             ),
-            SetOperationSpec(
-                protocol="intersection3",
-                requester=1,
-                inputs=(MINE, THEIRS, SpecInput(dataset="0x" + "33" * 32, org=3, column="phone")),
+            parse_spec(
+                {
+                    "protocol": "intersection3",
+                    "requester": 1,
+                    "inputs": (
+                        MINE,
+                        THEIRS,
+                        SpecInput(dataset="0x" + "33" * 32, org=3, column="phone"),
+                    ),
+                }
             ),
             0,
             "max_requester_set",
@@ -76,7 +79,7 @@ def test_the_first_broken_term_is_named(
 
 def test_a_value_column_is_retrieved_by_pir_and_aggregated_by_lending() -> None:
     holder = SpecInput(dataset="0x" + "22" * 32, org=2, column="phone", value_column="income")
-    pir = PirSpec(protocol="simplepir", requester=1, inputs=(MINE, holder))
+    pir = parse_spec({"protocol": "simplepir", "requester": 1, "inputs": (MINE, holder)})
     aggregated = GrantTerms(
         protocols=("simplepir",), columns={"phone": ("join",), "income": ("aggregate",)}
     )
@@ -91,7 +94,9 @@ def test_a_value_column_is_retrieved_by_pir_and_aggregated_by_lending() -> None:
 def test_only_the_allowed_dealer_deals() -> None:
     own = SpecInput(dataset="0x" + "11" * 32, org=1, column="amount")
     theirs = SpecInput(dataset="0x" + "22" * 32, org=2, column="amount")
-    spec = JointStatsSpec(protocol="joint-stats", requester=1, inputs=(own, theirs), dealer=7)
+    spec = parse_spec(
+        {"protocol": "joint-stats", "requester": 1, "inputs": (own, theirs), "dealer": 7}
+    )
     terms = GrantTerms(protocols=("joint-stats",), columns={"amount": ("aggregate",)}, dealer=9)
     problem = violation(spec, terms, theirs, fee=0)
     assert problem is not None and problem.term == "dealer"

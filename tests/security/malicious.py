@@ -27,7 +27,8 @@ from privledger.demo import NodeProcess
 from privledger.evm.contracts import Task, TaskStatus
 from privledger.evm.errors import ChainError
 from privledger.evm.ledger import Ledger
-from privledger.node.spec import PROTOCOL_IDS, TASK_KINDS, TaskSpec
+from privledger.node.components import KINDS, protocol_id
+from privledger.node.spec import TaskSpec
 from privledger.store.db import make_engine
 from privledger.store.models import LocalTask
 from tests.e2e.conftest import Running
@@ -112,8 +113,8 @@ class Mallory:
         try:
             submitted = ledger.tasks.submit_task(
                 spec_hash=spec.hash,
-                kind=TASK_KINDS[spec.kind],
-                protocol=PROTOCOL_IDS[protocol or spec.protocol],
+                kind=KINDS[spec.kind],
+                protocol=protocol_id(protocol or spec.protocol),
                 inputs=[bytes.fromhex(item.dataset[2:]) for item in spec.inputs],
                 grant_ids=grant_ids,
                 participants=spec.participants,

@@ -14,6 +14,7 @@ from privledger.api.middleware import AuditCalls, LimitJsonBodies, LimitUncreden
 from privledger.api.routes import (
     approvals,
     audit,
+    components,
     datasets,
     grants,
     interop,
@@ -38,7 +39,7 @@ from privledger.portal import router as portal_router
 
 API_PREFIX = "/api/v1"
 AUDITED = (f"{API_PREFIX}/", "/api/interop/")  # the node API and the interoperability API
-API_VERSION = "1.4.0"  # see routes/versions.py CHANGELOG
+API_VERSION = "1.5.0"  # see routes/versions.py CHANGELOG
 # Swagger UI's and ReDoc's scripts and styles, served by the node from the locked fastapi-offline
 # package rather than a CDN, so the docs work on a network without internet access; outside the
 # audited API prefix, so that loading the docs page is neither audited nor throttled.
@@ -76,6 +77,7 @@ def create_app(node: NodeContext) -> FastAPI:
         approvals,
         transactions,
         tasks,
+        components,
         services,
         models,
         audit,

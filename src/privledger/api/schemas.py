@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, JsonValue
 
 from privledger.api.examples import TASK_EXAMPLES
+from privledger.node.components import HASH_PATTERN, ComponentRef
 from privledger.node.spec import (
     HEX32_PATTERN,
+    PROTOCOL_PATTERN,
     Buckets,
     GbdtParams,
     Output,
     ProximalMu,
     Rounds,
     TaskKind,
-    TaskProtocol,
     TrainingDp,
 )
 from privledger.node.terms import ColumnUse, PriceUnit
@@ -44,6 +45,8 @@ from privledger.wire.tasks import TaskResources as TaskResources
 from privledger.wire.tasks import TaskResult as TaskResult
 
 Hex32 = Field(pattern=HEX32_PATTERN)
+Protocol = Annotated[str, Field(pattern=PROTOCOL_PATTERN, examples=["ecdh", "kkrt"])]
+CodeHash = Annotated[str, Field(pattern=HASH_PATTERN)]
 
 
 class DatasetTerms(Body):
@@ -76,7 +79,12 @@ class TermsIn(Body):
     """A grant's terms (docs/grants.md); the canonical document is hashed on chain."""
 
     purpose: str = Field(default="", max_length=2_000)
-    protocols: list[TaskProtocol] = Field(min_length=1, max_length=31)
+    protocols: list[Protocol] = Field(
+        min_length=1,
+        max_length=31,
+        description="the protocols allowed: built-in ones (docs/protocols.md) or an installed "
+        "component's (GET /components)",
+    )
     columns: dict[str, list[ColumnUse]] = Field(
         min_length=1, description="per column: join (key only), aggregate, retrieve (by keyword)"
     )
@@ -103,6 +111,13 @@ class TermsIn(Body):
         lt=1,
         description="joint prediction: the lowest probability threshold an ids output may use "
         "(scores are refused)",
+    )
+    components: list[CodeHash] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="the code hashes of the components allowed to touch the data (GET "
+        "/components); unset: any component of the allowed protocols",
     )
 
 
@@ -145,7 +160,14 @@ class TaskIn(Body):
     )
 
     kind: TaskKind = "psi"
-    protocol: TaskProtocol = "ecdh"
+    protocol: Protocol = "ecdh"
+    component: ComponentRef | None = Field(
+        default=None,
+        description="the component to run, pinned (unset: the one installed for the protocol)",
+    )
+    params: dict[str, JsonValue] | None = Field(
+        default=None, description="a vendor component's options (its params schema)"
+    )
     inputs: list[TaskInputIn] = Field(min_length=2, max_length=8)
     dealer: int | None = Field(
         default=None, ge=1, lt=2**63, description="statistics: the dealing organisation"

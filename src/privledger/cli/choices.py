@@ -150,6 +150,7 @@ FAILURE_REASONS = (
     "peer_unreachable",
     "policy_violation",
     "terms_violation",
+    "component_mismatch",
 )
 """``privledger.evm.contracts.FailureReason``'s names, lower case, by value (0: none)."""
 KIND_BITS = {TaskKind.PSI: 1, TaskKind.PIR: 2, TaskKind.STATS: 4, TaskKind.FL: 8}

@@ -67,6 +67,7 @@ class FailureReason(IntEnum):
     PEER_UNREACHABLE = 6
     POLICY_VIOLATION = 7
     TERMS_VIOLATION = 8
+    COMPONENT_MISMATCH = 9  # a participant lacks the task's component at its version and hash
 
 
 @dataclass(frozen=True)

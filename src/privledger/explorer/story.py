@@ -9,10 +9,12 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.node.components import PROTOCOL_NAMES, installed
 from privledger.node.context import NodeContext
 from privledger.node.grants import terms_of
+from privledger.node.spec import parse_canonical
 from privledger.store.events import events_named
-from privledger.store.models import ChainEvent
+from privledger.store.models import ChainEvent, LocalTask
 
 from . import refs
 from .directory import Directory
@@ -111,6 +113,8 @@ class TaskStory:
     settlement: Settlement
     failure_reason: str | None
     failure_code: int
+    protocol: str = ""  # its name on chain ("component": a vendor component's)
+    component: dict[str, Any] | None = None  # as the spec names it, when this node holds it
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -365,4 +369,26 @@ def task_story(node: NodeContext, task_id: int) -> TaskStory:
         settlement=settlement,
         failure_reason=failure_name(task.failure_reason),
         failure_code=task.failure_reason,
+        protocol=PROTOCOL_NAMES.get(task.protocol, str(task.protocol)),
+        component=held_component(node, task_id, task.spec_hash),
     )
+
+
+def held_component(node: NodeContext, task_id: int, spec_hash: bytes) -> dict[str, Any] | None:
+    """The component the task's spec names -- name, version, code hash and whether this node
+    has it installed at that hash -- when this node holds the spec (it took part), else None:
+    the chain keeps only the spec's hash."""
+    with Session(node.engine) as session:
+        row = session.get(LocalTask, task_id)
+    if row is None or row.spec_json is None or row.spec_hash != hex32(spec_hash):
+        return None
+    try:
+        spec = parse_canonical(row.spec_json.encode())
+    except ValueError:
+        return None
+    installed_here = installed().get(spec.protocol)
+    return {
+        **spec.component.model_dump(),
+        "protocol": spec.protocol,
+        "installed_here": installed_here is not None and installed_here.ref == spec.component,
+    }

@@ -8,8 +8,9 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from privledger.evm.contracts import Grant
+from privledger.node.components import KINDS
 from privledger.node.context import NodeContext
-from privledger.node.spec import PROTOCOL_KINDS, SpecInput, TaskSpec
+from privledger.node.spec import SpecInput, TaskSpec
 from privledger.node.terms import GrantTerms, TermViolation, violation
 from privledger.store.events import events_named
 
@@ -59,7 +60,7 @@ def choose_grant(
     with Session(node.engine) as session:
         issued = events_named(session, ["GrantIssued"], dataset_id=item.dataset.lower())
     dataset = bytes.fromhex(item.dataset[2:])
-    kind = PROTOCOL_KINDS[spec.protocol]
+    kind = KINDS[spec.kind]
     sizes = None
     if requester_rows is not None:
         sizes = (requester_rows, node.ledger.data.get_dataset(dataset).row_count)

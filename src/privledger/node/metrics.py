@@ -23,15 +23,14 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, select
 
 from privledger.evm.contracts import Kind
+from privledger.node.components import PROTOCOL_NAMES
 from privledger.node.context import NodeContext
-from privledger.node.spec import PROTOCOL_IDS
 from privledger.observability.metrics import node_registry
 from privledger.store.models import LocalTask
 
 logger = logging.getLogger(__name__)
 
 METRICS_PATH = "/metrics"  # served by the process that runs the worker (docs/operations.md)
-PROTOCOL_NAMES = {number: name for name, number in PROTOCOL_IDS.items()}
 # a 2^10 PSI on one machine takes ~50 ms, a vertical FL run minutes
 PROTOCOL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from privledger.evm.contracts import FailureReason, Task
 from privledger.evm.hashing import keccak256
+from privledger.node.components import KINDS, protocol_id
 from privledger.node.context import NodeContext
 from privledger.node.runners import TaskRefused
-from privledger.node.spec import PROTOCOL_IDS, TASK_KINDS, TaskSpec, parse_canonical
+from privledger.node.spec import TaskSpec, parse_canonical
 
 
 def fetch_spec(node: NodeContext, task: Task) -> bytes:
@@ -45,8 +46,8 @@ def checked_spec(raw: bytes, task: Task) -> TaskSpec:
         spec.requester == task.requester_org
         and sorted(spec.participants) == sorted(task.participants)
         and inputs == task.inputs
-        and task.kind == TASK_KINDS[spec.kind]
-        and task.protocol == PROTOCOL_IDS[spec.protocol]
+        and task.kind == KINDS[spec.kind]
+        and task.protocol == protocol_id(spec.protocol)
     )
     if not consistent:
         raise TaskRefused(FailureReason.SPEC_MISMATCH, "the spec disagrees with the task on chain")

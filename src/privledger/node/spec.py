@@ -24,15 +24,24 @@ from typing import Annotated, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    JsonValue,
+    Tag,
     TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from privledger.evm.contracts import Kind
 from privledger.evm.hashing import keccak256
+from privledger.node.components import (
+    BUILTIN_IDS,
+    KINDS,
+    ComponentRef,
+    component_for,
+    resolve,
+)
 from privledger.protocols.fl.gbdt_binning import MAX_BINS
 from privledger.protocols.fl.gbdt_tree import MAX_DEPTH
 from privledger.protocols.fl.vertical import VerticalDp
@@ -64,42 +73,14 @@ TaskProtocol = Literal[
     "vertical-predict",
     "vertical-gbdt",
 ]
-# protocol -> its id on chain (1..31; a grant allows protocols as bits 1 << id)
-PROTOCOL_IDS: dict[str, int] = {
-    "ecdh": 1,
-    "kkrt": 2,
-    "intersection3": 3,
-    "union3": 4,
-    "difference": 5,
-    "membership": 6,
-    "simplepir": 7,
-    "bucket": 8,
-    "joint-stats": 9,
-    "lending-total": 10,
-    "lending-exceeds": 11,
-    "vertical-lr": 12,
-    "horizontal-lr": 13,
-    "horizontal-mlp": 14,
-    "predict": 15,
-    "vertical-predict": 16,
-    "vertical-gbdt": 18,
-    "rr22": 17,
-}
 PSI_PROTOCOLS: tuple[PsiProtocol, ...] = ("ecdh", "kkrt", "rr22")
 SET_OPERATIONS: tuple[SetOperation, ...] = ("intersection3", "union3", "difference", "membership")
 PIR_PROTOCOLS: tuple[PirProtocol, ...] = ("simplepir", "bucket")
 STATS_PROTOCOLS = ("joint-stats", "lending-total", "lending-exceeds")
 HORIZONTAL_PROTOCOLS: tuple[HorizontalProtocol, ...] = ("horizontal-lr", "horizontal-mlp")
-TASK_KINDS = {"psi": Kind.PSI, "pir": Kind.PIR, "stats": Kind.STATS, "fl": Kind.FL}
-PROTOCOL_KINDS: dict[str, Kind] = {
-    **dict.fromkeys(PSI_PROTOCOLS + SET_OPERATIONS, Kind.PSI),
-    **dict.fromkeys(PIR_PROTOCOLS, Kind.PIR),
-    **dict.fromkeys(STATS_PROTOCOLS, Kind.STATS),
-    **dict.fromkeys(
-        ("vertical-lr", "vertical-gbdt", *HORIZONTAL_PROTOCOLS, "predict", "vertical-predict"),
-        Kind.FL,
-    ),
-}
+PROTOCOL_IDS = BUILTIN_IDS  # the built-in protocols' ids on chain
+TASK_KINDS = KINDS
+PROTOCOL_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
 MAX_STATS_PARTIES = 8
 MODEL_COLUMN = "model"  # a prediction task's model input names this column
 THREE_PARTY = ("intersection3", "union3")
@@ -192,7 +173,8 @@ class _Spec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    version: Literal[2] = 2
+    version: Literal[3] = 3
+    component: ComponentRef = Field(description="the component that runs the task, as installed")
     requester: int = Field(ge=1)
     inputs: tuple[SpecInput, ...] = Field(min_length=2, max_length=MAX_STATS_PARTIES)
     nonce: str = Field(default_factory=lambda: secrets.token_hex(16), pattern=r"^[0-9a-f]{32}$")
@@ -532,30 +514,81 @@ class VerticalPredictSpec(_DealtSpec):
         return next(item for item in self.inputs if item.column == MODEL_COLUMN)
 
 
+class ComponentSpec(_Spec):
+    """A task run by a vendor's component (:mod:`privledger.node.components`): its inputs'
+    columns as the component documents them, its options in ``params`` (checked by the
+    component's ``params_model``), its output to whom the component allows."""
+
+    kind: TaskKind
+    protocol: str = Field(pattern=PROTOCOL_PATTERN)
+    output: Output = "requester"
+    params: dict[str, JsonValue] = Field(default_factory=dict, max_length=64)
+
+    @model_validator(mode="after")
+    def _not_builtin(self) -> ComponentSpec:
+        if self.protocol in BUILTIN_IDS:
+            raise ValueError(f"{self.protocol} is a built-in protocol")
+        return self
+
+
+_BUILTIN_SPECS: dict[str, type[_Spec]] = {
+    **dict.fromkeys(("ecdh",), EcdhSpec),
+    **dict.fromkeys(("kkrt",), KkrtSpec),
+    **dict.fromkeys(("rr22",), Rr22Spec),
+    **dict.fromkeys(SET_OPERATIONS, SetOperationSpec),
+    **dict.fromkeys(PIR_PROTOCOLS, PirSpec),
+    **dict.fromkeys(("joint-stats",), JointStatsSpec),
+    **dict.fromkeys(("lending-total", "lending-exceeds"), LendingSpec),
+    **dict.fromkeys(("vertical-lr",), VerticalLrSpec),
+    **dict.fromkeys(("vertical-gbdt",), VerticalGbdtSpec),
+    **dict.fromkeys(HORIZONTAL_PROTOCOLS, HorizontalSpec),
+    **dict.fromkeys(("predict",), PredictSpec),
+    **dict.fromkeys(("vertical-predict",), VerticalPredictSpec),
+}
+
+
+def _model_tag(value: object) -> str:
+    """A built-in protocol's model, or the vendor components' one for any other protocol."""
+    protocol = value.get("protocol") if isinstance(value, dict) else getattr(value, "protocol", "")
+    model = _BUILTIN_SPECS.get(protocol) if isinstance(protocol, str) else None
+    return ComponentSpec.__name__ if model is None else model.__name__
+
+
 TaskSpec = Annotated[
-    EcdhSpec
-    | KkrtSpec
-    | Rr22Spec
-    | SetOperationSpec
-    | PirSpec
-    | JointStatsSpec
-    | LendingSpec
-    | VerticalLrSpec
-    | VerticalGbdtSpec
-    | HorizontalSpec
-    | PredictSpec
-    | VerticalPredictSpec,
-    Field(discriminator="protocol"),
+    Annotated[EcdhSpec, Tag("EcdhSpec")]
+    | Annotated[KkrtSpec, Tag("KkrtSpec")]
+    | Annotated[Rr22Spec, Tag("Rr22Spec")]
+    | Annotated[SetOperationSpec, Tag("SetOperationSpec")]
+    | Annotated[PirSpec, Tag("PirSpec")]
+    | Annotated[JointStatsSpec, Tag("JointStatsSpec")]
+    | Annotated[LendingSpec, Tag("LendingSpec")]
+    | Annotated[VerticalLrSpec, Tag("VerticalLrSpec")]
+    | Annotated[VerticalGbdtSpec, Tag("VerticalGbdtSpec")]
+    | Annotated[HorizontalSpec, Tag("HorizontalSpec")]
+    | Annotated[PredictSpec, Tag("PredictSpec")]
+    | Annotated[VerticalPredictSpec, Tag("VerticalPredictSpec")]
+    | Annotated[ComponentSpec, Tag("ComponentSpec")],
+    Discriminator(_model_tag),
 ]
-"""Any task's spec; the ``protocol`` field chooses the model."""
+"""Any task's spec; the ``protocol`` field chooses the model (a vendor component's protocol,
+:class:`ComponentSpec`)."""
 StatsSpec = JointStatsSpec | LendingSpec
 _SPECS: TypeAdapter[TaskSpec] = TypeAdapter(TaskSpec)
 
 
 def parse_spec(fields: Mapping[str, object]) -> TaskSpec:
-    """The spec these fields describe (``protocol`` chooses the model); ValidationError if
-    the protocol does not take one of the fields or the shape breaks its rules."""
-    return _SPECS.validate_python(dict(fields))
+    """The spec these fields describe (``protocol`` chooses the model), naming the installed
+    component of its protocol unless the fields name one; ValidationError if the protocol does
+    not take one of the fields or the shape breaks its rules, ComponentUnavailable if no
+    installed component runs the protocol, or it does not take the spec."""
+    protocol = str(fields.get("protocol", ""))
+    component = component_for(protocol)
+    fields = {"component": component.ref.model_dump(), **fields}
+    if protocol not in BUILTIN_IDS:
+        fields.setdefault("kind", component.kind)
+    spec = _SPECS.validate_python(fields)
+    resolve(spec.component, protocol).check(spec)
+    return spec
 
 
 def parse_canonical(raw: bytes) -> TaskSpec:

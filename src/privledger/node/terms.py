@@ -21,8 +21,9 @@ A training task spends at most ``max_epsilon`` of differential privacy when the 
 a joint prediction releases only the ids at ``min_threshold`` or above when the terms set it.
 
 A protocol that cannot enforce a term against a malicious requester is refused for that data when
-the term is set (:data:`MIN_RESULT_PROTOCOLS`, :data:`SET_CAP_PROTOCOLS`); docs/grants.md has the
-table.
+the term is set: each component lists the terms it enforces (``enforces``,
+:mod:`privledger.node.components`); docs/grants.md has the table. ``components`` lists the code
+hashes of the components allowed to touch the data: a task naming another is refused.
 """
 
 from __future__ import annotations
@@ -30,20 +31,25 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from privledger.evm.contracts import ChainTerms, Grant, Kind
 from privledger.evm.hashing import keccak256
 from privledger.node.budget import training_epsilon
+from privledger.node.components import (
+    BUILTIN_IDS,
+    HASH_PATTERN,
+    installed,
+    protocol_id,
+    protocol_kind,
+)
 from privledger.node.spec import (
-    PROTOCOL_IDS,
-    PROTOCOL_KINDS,
+    PROTOCOL_PATTERN,
     KkrtSpec,
     Output,
     SpecInput,
-    TaskProtocol,
     TaskSpec,
     VerticalPredictSpec,
 )
@@ -51,14 +57,6 @@ from privledger.node.spec import (
 ColumnUse = Literal["join", "aggregate", "retrieve"]
 PriceUnit = Literal["matched_row", "query_key", "call", "flat"]
 ANY_DEALER = 2**32 - 1  # on chain: every organisation may deal or aggregate
-# protocols in which a compliant provider enforces a minimum result size itself: ECDH-PSI by its
-# cardinality phase, statistics by counting the provider's own rows before it shares anything
-# (every other protocol leaves the count to the party that learns the result)
-MIN_RESULT_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "joint-stats"})
-# protocols in which the provider sees the requester's set size before its last message
-SET_CAP_PROTOCOLS: frozenset[str] = frozenset({"ecdh", "kkrt", "rr22", "simplepir", "bucket"})
-# protocols that train with differential privacy as an option (the spec's ``dp``)
-DP_PROTOCOLS: frozenset[str] = frozenset({"horizontal-lr", "horizontal-mlp", "vertical-lr"})
 # protocols that train a model without differential privacy (refused by terms with max_epsilon)
 UNPRIVATE_TRAINING: frozenset[str] = frozenset({"vertical-gbdt"})
 DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {
@@ -83,7 +81,9 @@ class GrantTerms(BaseModel):
 
     version: Literal[1] = 1
     purpose: str = Field(default="", max_length=2_000)
-    protocols: tuple[TaskProtocol, ...] = Field(min_length=1)
+    protocols: tuple[Annotated[str, Field(pattern=PROTOCOL_PATTERN)], ...] = Field(
+        min_length=1, max_length=31
+    )
     columns: dict[str, tuple[ColumnUse, ...]] = Field(
         min_length=1, description="per column of the dataset, what may happen to it"
     )
@@ -114,6 +114,13 @@ class GrantTerms(BaseModel):
         description="joint prediction: the lowest probability threshold an ids output may use "
         "(scores, every row's probability, are refused)",
     )
+    components: tuple[Annotated[str, Field(pattern=HASH_PATTERN)], ...] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="the code hashes of the components allowed to touch the data (None: any "
+        "component of the allowed protocols)",
+    )
 
     @model_validator(mode="after")
     def _columns_used(self) -> GrantTerms:
@@ -123,7 +130,11 @@ class GrantTerms(BaseModel):
 
     def canonical_json(self) -> str:
         document = self.model_dump(mode="json")
-        for later in ("max_epsilon", "min_threshold"):  # unset, older terms keep their hash
+        for later in (
+            "max_epsilon",
+            "min_threshold",
+            "components",
+        ):  # unset, older terms keep their hash
             if document[later] is None:
                 del document[later]
         return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -136,14 +147,14 @@ class GrantTerms(BaseModel):
     def kinds(self) -> Kind:
         kinds = Kind(0)
         for protocol in self.protocols:
-            kinds |= PROTOCOL_KINDS[protocol]
+            kinds |= protocol_kind(protocol)
         return kinds
 
     def chain_terms(self, *, expiry: int, max_uses: int) -> ChainTerms:
         """What the GrantRegistry enforces of these terms."""
         protocols = 0
         for protocol in self.protocols:
-            protocols |= 1 << PROTOCOL_IDS[protocol]
+            protocols |= 1 << protocol_id(protocol)
         return ChainTerms(
             kinds=self.kinds,
             protocols=protocols,
@@ -170,16 +181,19 @@ class GrantTerms(BaseModel):
 
     def unenforceable(self) -> str | None:
         """Why no protocol these terms allow could keep them (a grant no task can use)."""
-        if self.min_result > 1 and not MIN_RESULT_PROTOCOLS & set(self.protocols):
+        if self.min_result > 1 and not self._any_enforces("min_result"):
             return f"none of {list(self.protocols)} can enforce a minimum result at the provider"
         capped = self.max_requester_set is not None or self.max_requester_ratio is not None
-        if capped and not SET_CAP_PROTOCOLS & set(self.protocols):
+        if capped and not self._any_enforces("max_requester_set"):
             return f"none of {list(self.protocols)} can cap the requester's set at the provider"
-        if self.max_epsilon is not None and not DP_PROTOCOLS & set(self.protocols):
+        if self.max_epsilon is not None and not self._any_enforces("max_epsilon"):
             return f"none of {list(self.protocols)} trains with differential privacy"
-        if self.min_threshold is not None and "vertical-predict" not in self.protocols:
+        if self.min_threshold is not None and not self._any_enforces("min_threshold"):
             return f"none of {list(self.protocols)} releases ids above a threshold"
         return None
+
+    def _any_enforces(self, term: str) -> bool:
+        return any(enforces(protocol, term) for protocol in self.protocols)
 
     @classmethod
     def parse(cls, document: str) -> GrantTerms:
@@ -195,8 +209,8 @@ def default_terms(
     kinds = tuple(kinds)
     protocols = tuple(
         protocol
-        for protocol, kind in PROTOCOL_KINDS.items()
-        if kind.name is not None and kind.name.lower() in kinds and protocol != "union3"
+        for protocol in BUILTIN_IDS
+        if protocol_kind_name(protocol) in kinds and protocol != "union3"
     )
     uses = tuple(sorted({use for kind in kinds for use in DEFAULT_USES[kind]}))
     return GrantTerms(
@@ -205,6 +219,18 @@ def default_terms(
         outputs=("requester", "both"),
         min_fee_wei=min_fee_wei,
     )
+
+
+def enforces(protocol: str, term: str) -> bool:
+    """Whether the installed component of ``protocol`` enforces ``term`` at the provider."""
+    component = installed().get(protocol)
+    return component is not None and term in component.enforces
+
+
+def protocol_kind_name(protocol: str) -> str:
+    """The computation kind (psi, pir, stats, fl) of an installed component's protocol."""
+    component = installed().get(protocol)
+    return "" if component is None else component.kind
 
 
 @dataclass(frozen=True)
@@ -231,6 +257,19 @@ def column_uses(spec: TaskSpec, item: SpecInput) -> dict[str, ColumnUse]:
     return uses
 
 
+def _code_violation(spec: TaskSpec, terms: GrantTerms) -> TermViolation | None:
+    """Whether the terms allow the task's protocol and the component (by code hash) running it."""
+    if spec.protocol not in terms.protocols:
+        return TermViolation("protocols", f"{spec.protocol} is not among {list(terms.protocols)}")
+    if terms.components is not None and spec.component.hash not in terms.components:
+        return TermViolation(
+            "components",
+            f"{spec.component.name} {spec.component.version} (code {spec.component.hash}) is "
+            "not among the components allowed",
+        )
+    return None
+
+
 def violation(
     spec: TaskSpec,
     terms: GrantTerms,
@@ -244,8 +283,9 @@ def violation(
     when the caller knows them, are held to the set-size cap too. The submitting node and every
     provider node call this one function; the contract checks the protocol, dealer and fee
     floor again, and the provider the requester's set size as the protocol announces it."""
-    if spec.protocol not in terms.protocols:
-        return TermViolation("protocols", f"{spec.protocol} is not among {list(terms.protocols)}")
+    problem = _code_violation(spec, terms)
+    if problem is not None:
+        return problem
     for column, use in column_uses(spec, item).items():
         allowed = terms.columns.get(column)
         if allowed is None:
@@ -263,13 +303,13 @@ def violation(
         return TermViolation("dealer", f"organisation {dealer} may not deal for this data")
     if fee < terms.min_fee_wei:
         return TermViolation("min_fee_wei", f"the fee {fee} is below the floor {terms.min_fee_wei}")
-    if terms.min_result > 1 and spec.protocol not in MIN_RESULT_PROTOCOLS:
+    if terms.min_result > 1 and not enforces(spec.protocol, "min_result"):
         return TermViolation(
             "min_result", f"{spec.protocol} cannot enforce a minimum result at the provider"
         )
     capped = terms.max_requester_set is not None or terms.max_requester_ratio is not None
     bucketed = isinstance(spec, KkrtSpec) and spec.buckets is not None
-    if capped and (spec.protocol not in SET_CAP_PROTOCOLS or bucketed):
+    if capped and (not enforces(spec.protocol, "max_requester_set") or bucketed):
         return TermViolation(
             "max_requester_set", f"{spec.protocol} cannot cap the requester's set at the provider"
         )
@@ -290,7 +330,7 @@ def violation(
         )
     if terms.max_epsilon is not None and spec.protocol in UNPRIVATE_TRAINING:
         return TermViolation("max_epsilon", f"{spec.protocol} trains without differential privacy")
-    if terms.max_epsilon is not None and spec.protocol in DP_PROTOCOLS:
+    if terms.max_epsilon is not None and enforces(spec.protocol, "max_epsilon"):
         spent = training_epsilon(spec)
         if spent is None:
             return TermViolation("max_epsilon", "the terms require differential privacy (dp)")

@@ -42,6 +42,7 @@ from privledger.evm.indexer import Forgotten
 from privledger.node import results
 from privledger.node.absence import AbsenceWatch
 from privledger.node.audit import anchor_pending_audit, record
+from privledger.node.components import Component, ComponentUnavailable, SpecRefused, resolve
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
 from privledger.node.grants import terms_of
@@ -49,16 +50,10 @@ from privledger.node.logbook import release_vanished
 from privledger.node.metrics import metrics_of
 from privledger.node.peer_spec import checked_spec, fetch_spec
 from privledger.node.release import LastMessages
-from privledger.node.runners import InputForm, Run, TaskRefused, input_form, run_protocol
+from privledger.node.runners import InputForm, Run, TaskRefused
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.settlement import settlement_record
-from privledger.node.spec import (
-    HORIZONTAL_PROTOCOLS,
-    PairPsiSpec,
-    SpecInput,
-    TaskSpec,
-    parse_canonical,
-)
+from privledger.node.spec import PairPsiSpec, SpecInput, TaskSpec, parse_canonical
 from privledger.node.terms import GrantTerms, violation
 from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, open_channel
 from privledger.node.usage import Usage, UsageWindow
@@ -118,6 +113,18 @@ def combined_transcript(channels: Mapping[int, Channel]) -> bytes:
     for org in sorted(channels):
         digest.update(org.to_bytes(8, "big") + channels[org].transcript_hash)
     return digest.digest()
+
+
+def _component(spec: TaskSpec) -> Component:
+    """The installed component the spec names, at its version and code hash, taking the spec."""
+    try:
+        component = resolve(spec.component, spec.protocol)
+        component.check(spec)
+    except ComponentUnavailable as exc:
+        raise TaskRefused(FailureReason.COMPONENT_MISMATCH, str(exc)) from exc
+    except SpecRefused as exc:
+        raise TaskRefused(FailureReason.SPEC_MISMATCH, str(exc)) from exc
+    return component
 
 
 def _holds(row: LocalTask, spec_hash: bytes) -> bool:
@@ -394,12 +401,13 @@ class Worker:
         self._metrics.running(task.kind).inc()
         try:
             spec = self._verified_spec(task)
+            component = _component(spec)
             terms = self._check_authorisation(task, spec)
             self._check_policy(spec)
             service = self._called_service(task, spec)
             if spec.requester == self.node.org_id:
                 self._start_on_chain(task_id)
-            self._execute(task, spec, terms)  # runs the protocol and anchors its outcome
+            self._execute(task, spec, component, terms)  # runs it and anchors its outcome
             if service is not None:
                 self._log_call(task, service.name, "ran")
         except TaskRefused as refused:
@@ -530,7 +538,9 @@ class Worker:
         except ChainRevert as exc:
             logger.info("task %d not started on chain: %s", task_id, exc)
 
-    def _execute(self, task: Task, spec: TaskSpec, terms: GrantTerms | None) -> None:
+    def _execute(
+        self, task: Task, spec: TaskSpec, component: Component, terms: GrantTerms | None
+    ) -> None:
         """Run this party's side of the task and anchor its outcome. A provider anchors before
         its last messages leave (:mod:`privledger.node.release`), so that a requester holding
         the result can no longer fail the task; the others once every peer has every frame."""
@@ -540,8 +550,7 @@ class Worker:
             self._audit_usage(task, dealt.usage)
             return
         mine = next((item for item in spec.inputs if item.org == self.node.org_id), None)
-        aggregator = spec.protocol in HORIZONTAL_PROTOCOLS and spec.requester == self.node.org_id
-        if mine is None and not aggregator:
+        if mine is None and component.holds_input(spec, self.node.org_id):
             raise TaskRefused(FailureReason.SPEC_MISMATCH, "this organisation holds no input")
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
         provider = mine is not None and spec.requester != self.node.org_id
@@ -550,7 +559,7 @@ class Worker:
             for channel in channels.values():
                 channel.connect()  # the connections come up while the input loads
             rows, source, column = (
-                self._input(task.task_id, mine, input_form(spec))
+                self._input(task.task_id, mine, component.input_form(spec))
                 if mine is not None
                 else ([], None, None)  # an aggregator without data of its own
             )
@@ -567,7 +576,15 @@ class Worker:
             )
             self._meet(channels)
             started = time.perf_counter()
-            output, units = run_protocol(run)
+            logger.info(
+                "task %d: %s %s starts as the %s, %d rows",
+                task.task_id,
+                component.name,
+                component.version,
+                run.role,
+                len(run.rows),
+            )
+            output, units = component.run(run)
             seen = run.channels  # a provider's views: their transcripts cover the held messages
             outcome = Outcome(
                 output,

@@ -35,11 +35,12 @@ from privledger.evm.contracts import (
     Task,
     TaskStatus,
 )
+from privledger.node.components import KINDS, PROTOCOL_NAMES
 from privledger.node.context import NodeContext
 from privledger.node.grants import terms_of
 from privledger.node.peer_spec import checked_spec, fetch_spec
 from privledger.node.runners import TaskRefused
-from privledger.node.spec import PROTOCOL_IDS, PROTOCOL_KINDS, SpecInput, TaskSpec
+from privledger.node.spec import SpecInput, TaskSpec
 from privledger.node.terms import (
     GrantTerms,
     TermViolation,
@@ -51,7 +52,6 @@ from privledger.store.assets import held_asset_ids
 from privledger.store.events import events_named
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
-PROTOCOL_NAMES = {number: name for name, number in PROTOCOL_IDS.items()}
 SPEC_STATUS: dict[FailureReason, SpecStatus] = {
     FailureReason.PEER_UNREACHABLE: "unreachable",
     FailureReason.SPEC_MISMATCH: "mismatch",
@@ -145,7 +145,7 @@ def _reviews(
     for grant in grants:
         terms = terms_of(node, grant)
         grant_id = "0x" + grant.grant_id.hex()
-        state = _grant_state(grant, PROTOCOL_KINDS[spec.protocol], now)
+        state = _grant_state(grant, KINDS[spec.kind], now)
         reviews.append(
             TermsReviewOut(
                 source="grant",

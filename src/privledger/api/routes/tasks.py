@@ -25,17 +25,16 @@ from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResources, Ta
 from privledger.evm.contracts import Kind, Task, TaskStatus
 from privledger.evm.indexer import references
 from privledger.node import results
+from privledger.node.components import (
+    KINDS,
+    ComponentUnavailable,
+    SpecRefused,
+    component_for,
+    protocol_id,
+)
 from privledger.node.context import NodeContext
 from privledger.node.grants import ZERO32, choose_grant
-from privledger.node.spec import (
-    HORIZONTAL_PROTOCOLS,
-    PROTOCOL_IDS,
-    TASK_KINDS,
-    SpecInput,
-    TaskSpec,
-    parse_spec,
-    spec_error,
-)
+from privledger.node.spec import SpecInput, TaskSpec, parse_spec, spec_error
 from privledger.node.usage import recorded_usage
 from privledger.store.models import ChainEvent, ChainRef, LocalDataset, LocalTask
 from privledger.store.watch import task_changes
@@ -123,13 +122,14 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
     """The canonical spec: owners read from chain; this org must own exactly one input."""
     inputs = spec_inputs(body, lambda dataset: dataset_owner(node, bytes.fromhex(dataset[2:])))
     mine = [item.org for item in inputs].count(node.org_id)
-    aggregator = body.protocol in HORIZONTAL_PROTOCOLS  # may train no rows of its own
-    if mine > 1 or (mine == 0 and not aggregator):
+    spec = task_spec(body, node.org_id, inputs)
+    # an aggregator (horizontal FL) may train no rows of its own
+    if mine > 1 or (mine == 0 and component_for(spec.protocol).holds_input(spec, node.org_id)):
         raise ApiError(
             400, "invalid_task", "a task joins one dataset of yours with one of a partner"
         )
     check_own_columns(node, [item for item in inputs if item.org == node.org_id])
-    return task_spec(body, node.org_id, inputs)
+    return spec
 
 
 def spec_inputs(body: TaskIn, owner_of: Callable[[str], int]) -> list[SpecInput]:
@@ -159,6 +159,10 @@ def task_spec(body: TaskIn, requester: int, inputs: list[SpecInput]) -> TaskSpec
         )
     except ValidationError as exc:
         raise ApiError(400, "invalid_task", spec_error(exc)) from exc
+    except ComponentUnavailable as exc:
+        raise ApiError(400, "unknown_component", str(exc)) from exc
+    except SpecRefused as exc:
+        raise ApiError(400, "invalid_task", str(exc)) from exc
 
 
 def check_own_columns(node: NodeContext, own: list[SpecInput]) -> None:
@@ -258,8 +262,8 @@ def submit_spec(
     now = ledger.client.latest_timestamp()
     task_id, receipt = ledger.tasks.submit_task_receipt(
         spec_hash=spec.hash,
-        kind=TASK_KINDS[spec.kind],
-        protocol=PROTOCOL_IDS[spec.protocol],
+        kind=KINDS[spec.kind],
+        protocol=protocol_id(spec.protocol),
         inputs=datasets,
         grant_ids=grants,
         participants=spec.participants,

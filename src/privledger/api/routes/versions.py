@@ -102,6 +102,17 @@ CHANGELOG: dict[str, list[str]] = {
         "requester or model, the merged model as LightGBM text); POST /models registers its "
         "model and vertical-predict scores with it; grant terms' outputs may list model",
     ],
+    "1.5.0": [
+        "components (docs/components.md): GET /components lists the installed computation "
+        "components (name, version, code hash, protocols, kind, parties, roles, outputs, the "
+        "terms each enforces, its security model, its params schema); a task spec (canonical "
+        "version 3) names its component (name, version, hash), POST /tasks fills it in or takes "
+        "it pinned (component), and takes a vendor component's protocol with its params; a "
+        "participant without that component at that hash fails the task with reason 9 "
+        "(COMPONENT_MISMATCH)",
+        "grant terms' components: the code hashes of the components allowed to touch the "
+        "data; protocols may name a vendor component's protocol (protocol id 31 on chain)",
+    ],
 }
 
 

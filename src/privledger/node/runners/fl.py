@@ -27,8 +27,11 @@ from privledger.node.audit import record
 from privledger.node.budget import vertical_budget
 from privledger.node.models import vertical_model_hash
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
+from privledger.node.runners.builtin import BuiltinComponent
 from privledger.node.services import log_call
 from privledger.node.spec import (
+    HORIZONTAL_PROTOCOLS,
+    MAX_STATS_PARTIES,
     MODEL_COLUMN,
     HorizontalSpec,
     PredictSpec,
@@ -39,6 +42,9 @@ from privledger.node.spec import (
     parse_canonical,
 )
 from privledger.protocols.channel import Channel, ChannelError, channel_pair, recv_exact
+from privledger.protocols.fl import horizontal as horizontal_fl
+from privledger.protocols.fl import joint as joint_fl
+from privledger.protocols.fl import vertical as vertical_fl
 from privledger.protocols.fl.contribution import mean_log_likelihood, shapley_values
 from privledger.protocols.fl.dp import epsilon
 from privledger.protocols.fl.federation import (
@@ -627,3 +633,59 @@ def _log_model_call(task: Run, stored: LocalModel, outcome: str) -> None:
         spec_hash="0x" + task.task.spec_hash.hex(),
         outcome=outcome,
     )
+
+
+def _aggregator_may_hold_none(spec: object, org: int) -> bool:
+    """A horizontal task's requester aggregates, and may train no rows of its own."""
+    return org != getattr(spec, "requester", None)
+
+
+VERTICAL_LR = BuiltinComponent(
+    name="privledger.fl.vertical-lr",
+    protocols=("vertical-lr",),
+    kind="fl",
+    parties=(2, 3),
+    roles=("requester", "provider", "dealer"),
+    outputs=("requester", "weights"),
+    output_schema="the training report (each party's own weights, output weights) as JSON",
+    enforces=("max_epsilon",),
+    security=vertical_fl,
+    runner=run,
+)
+HORIZONTAL = BuiltinComponent(
+    name="privledger.fl.horizontal",
+    protocols=HORIZONTAL_PROTOCOLS,
+    kind="fl",
+    parties=(2, MAX_STATS_PARTIES),
+    roles=("aggregator", "provider"),
+    outputs=("requester",),
+    output_schema="the trained model and its training report as JSON",
+    enforces=("max_epsilon",),
+    security=horizontal_fl,
+    runner=run,
+    holds_input=_aggregator_may_hold_none,
+)
+PREDICT = BuiltinComponent(
+    name="privledger.fl.predict",
+    protocols=("predict",),
+    kind="fl",
+    parties=(2, 2),
+    roles=("requester", "provider"),
+    outputs=("requester",),
+    output_schema="[id, probability] for each of the requester's rows",
+    enforces=(),
+    security=horizontal_fl,
+    runner=run,
+)
+VERTICAL_PREDICT = BuiltinComponent(
+    name="privledger.fl.vertical-predict",
+    protocols=("vertical-predict",),
+    kind="fl",
+    parties=(2, MAX_STATS_PARTIES),
+    roles=("requester", "provider", "dealer"),
+    outputs=("scores", "ids"),
+    output_schema="[id, probability] per row (scores), or an id at the threshold or above (ids)",
+    enforces=("min_threshold",),
+    security=joint_fl,
+    runner=run,
+)

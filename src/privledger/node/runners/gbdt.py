@@ -29,9 +29,11 @@ import numpy as np
 from privledger.evm.contracts import FailureReason
 from privledger.node.models import gbdt_model_hash
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
+from privledger.node.runners.builtin import BuiltinComponent
 from privledger.node.runners.fl import _aligned_ids, _feature_rows, validation_row
 from privledger.node.spec import VerticalGbdtSpec
 from privledger.protocols.channel import Channel
+from privledger.protocols.fl import gbdt
 from privledger.protocols.fl.gbdt import (
     GbdtConfig,
     LabelHolderModel,
@@ -166,3 +168,17 @@ def _exchange_commitments(task: Run, spec: VerticalGbdtSpec, own: str) -> list[s
     for org in owners[1:]:
         task.channels[org].send(json.dumps(commitments).encode())
     return commitments
+
+
+VERTICAL_GBDT = BuiltinComponent(
+    name="privledger.fl.vertical-gbdt",
+    protocols=("vertical-gbdt",),
+    kind="fl",
+    parties=(2, 3),
+    roles=("requester", "provider"),
+    outputs=("requester", "model"),
+    output_schema="the training report (output model: the merged model as LightGBM text)",
+    enforces=(),
+    security=gbdt,
+    runner=run,
+)

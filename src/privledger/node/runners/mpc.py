@@ -11,7 +11,9 @@ import numpy.typing as npt
 
 from privledger.evm.contracts import FailureReason
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
-from privledger.node.spec import JointStatsSpec, LendingSpec
+from privledger.node.runners.builtin import BuiltinComponent
+from privledger.node.spec import MAX_STATS_PARTIES, JointStatsSpec, LendingSpec
+from privledger.protocols.mpc import lending, stats
 from privledger.protocols.mpc.lending import LoanBook, multi_lending_check
 from privledger.protocols.mpc.stats import joint_stats
 
@@ -101,3 +103,29 @@ def _lending(task: Run) -> RunOutput:
     if mode == "exceeds":
         answer = {"mode": mode, "banks": result.banks, "exceeds": result.exceeds}
     return [json.dumps(answer, sort_keys=True)], 1
+
+
+JOINT_STATS = BuiltinComponent(
+    name="privledger.mpc.joint-stats",
+    protocols=("joint-stats",),
+    kind="stats",
+    parties=(2, MAX_STATS_PARTIES),
+    roles=("requester", "provider", "dealer"),
+    outputs=("requester",),
+    output_schema="count, sum, mean, variance (and histogram) as JSON",
+    enforces=("min_result",),
+    security=stats,
+    runner=run,
+)
+LENDING = BuiltinComponent(
+    name="privledger.mpc.lending",
+    protocols=("lending-total", "lending-exceeds"),
+    kind="stats",
+    parties=(2, MAX_STATS_PARTIES),
+    roles=("requester", "provider", "dealer"),
+    outputs=("requester",),
+    output_schema="the customer's total across banks, or whether it exceeds the limit",
+    enforces=(),
+    security=lending,
+    runner=run,
+)

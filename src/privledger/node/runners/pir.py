@@ -7,6 +7,8 @@ from typing import Literal
 
 from privledger.evm.contracts import FailureReason
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
+from privledger.node.runners.builtin import BuiltinComponent
+from privledger.protocols.pir import keyword
 from privledger.protocols.pir.keyword import KeywordTable, run_holder, run_querier
 
 MAX_PIR_VALUE = 1_000
@@ -44,3 +46,17 @@ def padded_pairs(rows: list[tuple[bytes, ...]]) -> list[tuple[bytes, bytes]]:
 
 def _unpad(value: bytes) -> bytes:
     return value[2 : 2 + int.from_bytes(value[:2], "big")]
+
+
+KEYWORD_PIR = BuiltinComponent(
+    name="privledger.pir.keyword",
+    protocols=("simplepir", "bucket"),
+    kind="pir",
+    parties=(2, 2),
+    roles=("requester", "provider"),
+    outputs=("requester",),
+    output_schema="[key, value or null] for each key asked",
+    enforces=("max_requester_set",),
+    security=keyword,
+    runner=run,
+)

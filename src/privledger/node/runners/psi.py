@@ -13,8 +13,10 @@ import pyarrow as pa
 
 from privledger.evm.contracts import FailureReason
 from privledger.node import results
+from privledger.node.components import Role
 from privledger.node.compute import bucket_executor
-from privledger.node.runners.base import Run, RunOutput, TaskRefused
+from privledger.node.runners.base import InputForm, Run, RunOutput, TaskRefused
+from privledger.node.runners.builtin import BuiltinComponent
 from privledger.node.spec import KkrtSpec
 from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty, rr22
 from privledger.protocols.psi.common import PsiResult
@@ -205,3 +207,64 @@ def _bucketed(task: Run, spec: KkrtSpec) -> RunOutput:
         out.unlink(missing_ok=True)
         raise
     return out, result.matched
+
+
+def input_form(spec: object) -> InputForm:
+    """A bucketed KKRT task streams its file; KKRT and RR22 take the key column as Arrow."""
+    if isinstance(spec, KkrtSpec) and spec.buckets is not None:
+        return "file"
+    return "column" if getattr(spec, "protocol", None) in COLUMN_PROTOCOLS else "rows"
+
+
+PAIR_ROLES: tuple[Role, ...] = ("requester", "provider")
+MATCHES = "a key of the intersection (or, output size, the count)"
+ECDH = BuiltinComponent(
+    name="privledger.psi.ecdh",
+    protocols=("ecdh",),
+    kind="psi",
+    parties=(2, 2),
+    roles=PAIR_ROLES,
+    outputs=("requester", "both", "size"),
+    output_schema=MATCHES,
+    enforces=("max_requester_set", "min_result"),
+    security=ecdh,
+    runner=run,
+)
+KKRT = BuiltinComponent(
+    name="privledger.psi.kkrt",
+    protocols=("kkrt",),
+    kind="psi",
+    parties=(2, 2),
+    roles=PAIR_ROLES,
+    outputs=("requester", "both"),
+    output_schema=MATCHES,
+    enforces=("max_requester_set",),
+    security=kkrt,
+    runner=run,
+    input_form=input_form,
+)
+RR22 = BuiltinComponent(
+    name="privledger.psi.rr22",
+    protocols=("rr22",),
+    kind="psi",
+    parties=(2, 2),
+    roles=PAIR_ROLES,
+    outputs=("requester", "both"),
+    output_schema=MATCHES,
+    enforces=("max_requester_set",),
+    security=rr22,
+    runner=run,
+    input_form=input_form,
+)
+SET_OPERATIONS = BuiltinComponent(
+    name="privledger.psi.set-operations",
+    protocols=("intersection3", "union3", "difference", "membership"),
+    kind="psi",
+    parties=(2, 3),
+    roles=PAIR_ROLES,
+    outputs=("requester",),
+    output_schema="a key of the result set (membership: whether the requester's key is held)",
+    enforces=(),
+    security=multiparty,
+    runner=run,
+)

@@ -1,0 +1,1 @@
+"""OpenMined's PSI as a privledger computation component (:mod:`.component`)."""
