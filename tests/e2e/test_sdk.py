@@ -36,6 +36,9 @@ def test_typed_answers_and_errors_from_a_node(running: Running) -> None:
         rows = owner.register_rows(["phone", "limit"], [["+861", 5], ["+862", 7]], name="sdk-e2e")
         assert isinstance(rows, DatasetOut) and (rows.row_count, rows.level) == (2, 4)
         assert owner.dataset(rows.dataset_id) == rows
+        logged = owner.audit_log(action="api", limit=3)
+        assert 0 < len(logged) <= 3 and logged == sorted(logged, key=lambda entry: entry.id)
+        assert owner.audit_log(after=logged[-1].id, limit=1)[0].id > logged[-1].id
         with pytest.raises(ValidationFailed) as invalid:
             owner.register_rows(["phone"], [["+86"]], name="not a name!")
         assert invalid.value.status == 422

@@ -12,9 +12,9 @@ from privledger.sdk import client
 
 ROOT = Path(__file__).resolve().parents[2]
 # what a user does not call through the SDK: node-to-node routes, the API's own documents, the
-# audit log (the auditor's, read with its proofs in the explorer), the classification policy
-# (GET /policy, a node's settings) and a large result's file (GET .../result/file, JSON Lines)
-NOT_FOR_USERS = re.compile(r"^/(peer|openapi|audit|policy)\b|/result/file$")
+# classification policy (GET /policy, a node's settings) and a large result's file
+# (GET .../result/file, JSON Lines)
+NOT_FOR_USERS = re.compile(r"^/(peer|openapi|policy)\b|/result/file$")
 
 
 def _template(path: str) -> str:

@@ -52,6 +52,8 @@ from privledger.sdk.errors import (
 )
 from privledger.wire.approvals import ApprovalOut
 from privledger.wire.assets import (
+    AuditAction,
+    AuditEntryOut,
     CallLogOut,
     DatasetOut,
     GrantOut,
@@ -64,7 +66,6 @@ from privledger.wire.assets import (
     TokenOut,
     TxOut,
 )
-from privledger.wire.components import ComponentOut
 from privledger.wire.errors import ErrorResponse
 from privledger.wire.onboarding import (
     ApplicationCreated,
@@ -160,11 +161,6 @@ class NodeClient:
 
     def org(self, org_id: int) -> OrgOut:
         return self._one(OrgOut, "GET", f"/orgs/{org_id}")
-
-    def components(self) -> list[ComponentOut]:
-        """The computation components the node has installed: name, version, code hash (what
-        a task spec and a grant's ``components`` term name), protocols, security model."""
-        return self._many(ComponentOut, "GET", "/components")
 
     # --- data owners: datasets ----------------------------------------------------------------
     def register_dataset(self, path: str, name: str, *, level: int, unit_price: int) -> DatasetOut:
@@ -424,6 +420,28 @@ class NodeClient:
 
     def close_project(self, project_id: int) -> ProjectOut:
         return self._one(ProjectOut, "POST", f"/projects/{project_id}/close")
+
+    # --- the audit log (org admin, auditor, data owner) ---------------------------------------
+    def audit_log(
+        self,
+        *,
+        action: AuditAction | None = None,
+        task_id: int | None = None,
+        after: int = 0,
+        limit: int = 100,
+    ) -> list[AuditEntryOut]:
+        """Entries oldest first, ``limit`` (at most 500) at a time after the entry id ``after``:
+        the next page starts after the last entry's id."""
+        params: dict[str, str | int] = {"after": after, "limit": limit}
+        if action is not None:
+            params["action"] = action
+        if task_id is not None:
+            params["taskId"] = task_id
+        return self._many(AuditEntryOut, "GET", "/audit", params=params)
+
+    def audit_proof(self, entry_id: int) -> ProofOut:
+        """An entry with its Merkle proof against the anchored batch (``Conflict`` until then)."""
+        return self._one(ProofOut, "GET", f"/audit/{entry_id}/proof")
 
     # --- organisation admins: API tokens ------------------------------------------------------
     def tokens(self) -> list[TokenOut]:

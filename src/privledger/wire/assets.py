@@ -113,6 +113,25 @@ class ProofOut(Reply):
     entry: dict[str, str | int | None] = Field(description="the entry the digest commits to")
 
 
+AuditAction = Literal["api", "authorisation", "data_access", "model_access", "resource_usage"]
+
+
+class AuditEntryOut(Reply):
+    """One entry of the node's audit log: the fields its digest commits to, and the batch that
+    anchored it (``None`` until then)."""
+
+    id: int
+    at: str
+    action: str
+    actor: str
+    subject: str
+    outcome: str
+    task_id: int | None
+    digest: str
+    batch_id: int | None
+    batch_index: int | None
+
+
 class ModelOut(Reply):
     model_id: str
     name: str

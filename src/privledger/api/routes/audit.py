@@ -3,7 +3,7 @@ their data): entries, and the Merkle proof of any entry against the chain."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query
 from sqlmodel import col, select
@@ -13,6 +13,7 @@ from privledger.api.errors import ApiError, not_found
 from privledger.evm.contracts import Role
 from privledger.node.audit import audit_proof, canonical
 from privledger.store.models import AuditEntry
+from privledger.wire.assets import AuditAction, AuditEntryOut, ProofOut
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 AuditReader = Annotated[Caller, Depends(require(Role.ORG_ADMIN, Role.AUDITOR, Role.DATA_OWNER))]
@@ -28,12 +29,11 @@ def _out(entry: AuditEntry) -> dict[str, Any]:
     }
 
 
-@router.get("")
+@router.get("", response_model=list[AuditEntryOut])
 def audit_log(
     _caller: AuditReader,
     session: SessionDep,
-    action: Literal["api", "authorisation", "data_access", "model_access", "resource_usage"]
-    | None = None,
+    action: AuditAction | None = None,
     task_id: Annotated[int | None, Query(alias="taskId", ge=1, lt=2**63)] = None,
     after: Annotated[int, Query(ge=0, lt=2**63, description="entries with a larger id")] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -48,7 +48,7 @@ def audit_log(
     return [_out(row) for row in rows]
 
 
-@router.get("/{entry_id}/proof")
+@router.get("/{entry_id}/proof", response_model=ProofOut)
 def audit_entry_proof(
     entry_id: EntryId, _caller: AuditReader, node: NodeDep, session: SessionDep
 ) -> dict[str, Any]:
