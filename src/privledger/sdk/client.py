@@ -66,6 +66,7 @@ from privledger.wire.assets import (
     TokenOut,
     TxOut,
 )
+from privledger.wire.components import ComponentOut
 from privledger.wire.errors import ErrorResponse
 from privledger.wire.onboarding import (
     ApplicationCreated,
@@ -161,6 +162,11 @@ class NodeClient:
 
     def org(self, org_id: int) -> OrgOut:
         return self._one(OrgOut, "GET", f"/orgs/{org_id}")
+
+    def components(self) -> list[ComponentOut]:
+        """The computation components the node has installed: name, version, code hash (what
+        a task spec and a grant's ``components`` term name), protocols, security model."""
+        return self._many(ComponentOut, "GET", "/components")
 
     # --- data owners: datasets ----------------------------------------------------------------
     def register_dataset(self, path: str, name: str, *, level: int, unit_price: int) -> DatasetOut:
