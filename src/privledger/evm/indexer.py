@@ -126,6 +126,10 @@ class ChainReset(ChainError):
     """The chain no longer holds the deployment the index follows (an API answers 503)."""
 
 
+# blocks a request's query for one kind of event may span before it reads how far the index got
+STALE_CURSOR_BLOCKS = 32
+
+
 @dataclass(frozen=True)
 class Forgotten:
     """What a rewind took out of the index: blocks from ``fork`` on, the tasks their events
@@ -165,6 +169,7 @@ class EventIndexer:
         # one sync at a time per indexer (worker and API share it)
         self._lock: AbstractContextManager[object] = threading.Lock()
         self._seen_next = 0  # the stored cursor as last seen (a rewind moves it back)
+        self._rewinds = 0  # how many this indexer made
         self._seen_head: tuple[str, str] | None = None  # number and hash of the head synced to
         self._rewind_listeners: list[Callable[[Forgotten], None]] = []
         self._rewinds_here = True
@@ -258,6 +263,13 @@ class EventIndexer:
             raise head
         if to_int(head) - self.confirmations >= first and logs != []:
             self.sync()  # such an event (or an answer that is not a list): read the new blocks
+        elif to_int(head) - first > STALE_CURSOR_BLOCKS:
+            # another thread or process indexes (an API process beside the worker's): start the
+            # next query where it got to, or its range, and the chain's work, grows with every
+            # block; unless a rewind here moved the cursor back meanwhile
+            rewinds, stored = self._rewinds, self.next_block()
+            if rewinds == self._rewinds:
+                self._seen_next = max(self._seen_next, stored)
 
     def _latest(self) -> tuple[str, str]:
         """The number and hash of the chain's newest block (a reorganisation to the same height
@@ -351,6 +363,7 @@ class EventIndexer:
             connection.execute(self._move_cursor, {"next_block": fork, "last_hash": last_hash})
             last_event = connection.execute(select(func.max(events.c.id))).scalar()
         self._seen_next = fork
+        self._rewinds += 1
         forgotten = Forgotten(fork, forgotten_tasks, forgotten_txs, int(last_event or 0))
         for listener in self._rewind_listeners:
             listener(forgotten)
