@@ -12,7 +12,10 @@ of one Python process is bound at about 1000/node_cpu_ms submissions per second 
 machine; ``--workers N [N ...]`` measures the node serving its API from N processes instead, for
 each N in the same run, its store in a database of a throwaway PostgreSQL server (started as the
 tests start theirs, tests/pg_server.py): one object per N, the node restarted on a fresh database
-each time. Nonces are checked per account across all of the node's processes.
+each time, measured once it has indexed the chain, and on the chain as the first of them found it
+(an anvil snapshot). Nonces are checked per account across all of the node's processes. Then the
+CPU of PostgreSQL's processes and of the bench's own clients is printed too, and the node's per
+process (the primary first): how evenly the kernel spread the clients' connections.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from typing import Any, cast
 import httpx
 from eth_typing import ChecksumAddress
 from eth_utils.crypto import keccak
-from sqlmodel import Session
+from sqlmodel import Session, func, select
 from web3 import Web3
-from web3.types import TxData
+from web3.types import RPCEndpoint, TxData
 
 from privledger.api.deps import issue_token
 from privledger.config import Settings
@@ -48,6 +51,7 @@ from privledger.evm.deploy import load_deployment
 from privledger.evm.ledger import Ledger
 from privledger.sdk import NodeClient
 from privledger.store.db import make_engine
+from privledger.store.models import IndexerCursor
 
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300.0  # a node of several processes starts each of them, on a loaded machine too
@@ -91,7 +95,7 @@ def main(argv: list[str]) -> int:
                 with pg_server.start_postgres() as server:
                     for index, workers in enumerate(args.workers):
                         url = server.create_database(f"bench_api_{index}_{workers}")
-                        bench.restart_on(url, workers)
+                        bench.restart_on(url, workers, server.process.pid)
                         bench.report(bench.measure(), workers=workers, store="postgres")
     return 0
 
@@ -114,12 +118,26 @@ class _Bench:
         self.telecom = nodes["telecom"]
         self.ledger = _admin_ledger(info, settings)
         self.operator = _signer(self.ledger, "telecom")
+        self.database_pid: int | None = None  # the PostgreSQL server's, when there is one
+        self._snapshot: str | None = None  # the chain as every measurement on PostgreSQL finds it
 
-    def restart_on(self, database_url: str, workers: int) -> None:
+    def restart_on(self, database_url: str, workers: int, database_pid: int) -> None:
         """Restart the telecom node on a fresh PostgreSQL database with ``workers`` API
-        processes (and a peer port of its own), with demo tokens issued in that database."""
+        processes (and a peer port of its own), with demo tokens issued in that database, on
+        the chain as the first such measurement found it: anvil's work per block grows with
+        the contracts' storage (it hashes the state afresh for each block), so the chain of a
+        later measurement cost it up to four times as much per submission."""
         telecom = self.telecom
+        self.database_pid = database_pid
         telecom.stop()
+        rpc = self.ledger.client.w3.provider
+        back = (
+            self._snapshot is None
+            or rpc.make_request(RPCEndpoint("evm_revert"), [self._snapshot])["result"]
+        )
+        if not back:
+            raise SystemExit("the chain did not go back to the first measurement's state")
+        self._snapshot = rpc.make_request(RPCEndpoint("evm_snapshot"), [])["result"]
         engine = make_engine(database_url)
         with Session(engine) as session:
             telecom.tokens = {
@@ -141,6 +159,25 @@ class _Bench:
         except RuntimeError as exc:
             log = telecom.log_path.read_text(errors="replace").splitlines()[-30:]
             raise SystemExit(f"{exc}; its log ends:\n" + "\n".join(log)) from exc
+        self._wait_indexed(database_url)
+
+    def _wait_indexed(self, database_url: str) -> None:
+        """Wait until the restarted node has indexed the chain (its fresh database): otherwise
+        it reads the whole chain while it is measured, at a cost that grows with each run."""
+        head = self.ledger.client.w3.eth.block_number
+        engine = make_engine(database_url)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            while True:
+                with Session(engine) as session:
+                    cursor = session.exec(select(func.max(IndexerCursor.next_block))).one()
+                if cursor is not None and cursor > head:
+                    return
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the node indexed up to block {cursor} of {head}")
+                time.sleep(0.5)
+        finally:
+            engine.dispose()
 
     def measure(self) -> dict[str, Any]:
         args, telecom, ledger, operator = self.args, self.telecom, self.ledger, self.operator
@@ -173,15 +210,24 @@ class _Bench:
         first_nonce = ledger.client.w3.eth.get_transaction_count(operator, "pending")
         node_pids = _with_children(telecom.process.pid)
         others = [node.process.pid for name, node in self.nodes.items() if name != "telecom"]
-        cpu_before = _cpu_seconds(node_pids), _cpu_seconds(others)
-        chain_before = _cpu_seconds([self.chain_pid])
+        database = [] if self.database_pid is None else [self.database_pid]
+        groups = {"node": node_pids, "others": others, "chain": [self.chain_pid], "db": database}
+
+        def cpu(name: str) -> list[float]:  # the node's processes each, the others' trees
+            measure = _cpu_seconds if name == "node" else _tree_cpu_seconds
+            return [measure(pid) for pid in groups[name]]
+
+        before = {name: cpu(name) for name in groups}
+        client_before, load_before = _own_cpu_seconds(), os.getloadavg()[0]
         started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
             results = list(pool.map(submit, range(args.n)))
         seconds = time.perf_counter() - started
-        node_cpu = _cpu_seconds(node_pids) - cpu_before[0]
-        others_cpu = _cpu_seconds(others) - cpu_before[1]
-        chain_cpu = _cpu_seconds([self.chain_pid]) - chain_before
+        client_cpu = _own_cpu_seconds() - client_before
+        spent = {
+            name: [now - was for now, was in zip(cpu(name), before[name], strict=True)]
+            for name in groups
+        }
         client.close()
 
         task_ids = {task_id for _, task_id in results}
@@ -203,14 +249,23 @@ class _Bench:
         if submitted != args.n:
             raise SystemExit(f"{submitted} submitTask transactions for {args.n} submissions")
         latencies = sorted(elapsed for elapsed, _ in results)
+
+        def per_submission(cpu_seconds: float) -> float:
+            return round(cpu_seconds * 1000 / int(args.n), 2)
+
         return {
             "seconds": round(seconds, 3),
             "per_s": round(args.n / seconds, 1),
             "p50_ms": round(statistics.median(latencies) * 1000, 1),
             "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))] * 1000, 1),
-            "node_cpu_ms": round(node_cpu * 1000 / args.n, 2),
-            "other_nodes_cpu_ms": round(others_cpu * 1000 / args.n, 2),
-            "chain_cpu_ms": round(chain_cpu * 1000 / args.n, 2),
+            "node_cpu_ms": per_submission(sum(spent["node"])),
+            # each process's share (the primary first): are the connections spread over them?
+            "node_cpu_ms_by_process": [per_submission(cpu) for cpu in spent["node"]],
+            "other_nodes_cpu_ms": per_submission(sum(spent["others"])),
+            "chain_cpu_ms": per_submission(sum(spent["chain"])),
+            "postgres_cpu_ms": per_submission(sum(spent["db"])) if database else None,
+            "client_cpu_ms": per_submission(client_cpu),
+            "load_average": round(load_before, 2),  # the machine's, before the measurement
             "node_processes": len(node_pids),
             "nonces_checked": len(nonces),
         }
@@ -246,16 +301,27 @@ def _with_children(pid: int) -> list[int]:
     return found
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of the processes (Linux /proc; 0 elsewhere)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-    return total / os.sysconf("SC_CLK_TCK")
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and of its children that exited (Linux /proc; 0
+    elsewhere or when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime, stime, and the same of the children it waited for (fields 14-17 of stat)
+    return sum(int(field) for field in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """:func:`_cpu_seconds` of ``pid`` and every process under it (a database server's
+    connections come and go: those gone are in their parent's figure)."""
+    return sum(_cpu_seconds(each) for each in _with_children(pid))
+
+
+def _own_cpu_seconds() -> float:
+    """This process's user + system CPU seconds (all its threads: the clients)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _signer(ledger: Ledger, org: str) -> ChecksumAddress:
