@@ -33,6 +33,7 @@ def test_typed_answers_and_errors_from_a_node(running: Running) -> None:
         assert (me.role, me.org_id) == ("data_owner", bank_id)
         assert owner.health().org == "bank-a"
         assert {org.name for org in owner.orgs()} >= {"bank-a", "telecom", "bank-b"}
+        assert "ecdh" in {protocol for c in owner.components() for protocol in c.protocols}
         rows = owner.register_rows(["phone", "limit"], [["+861", 5], ["+862", 7]], name="sdk-e2e")
         assert isinstance(rows, DatasetOut) and (rows.row_count, rows.level) == (2, 4)
         assert owner.dataset(rows.dataset_id) == rows
