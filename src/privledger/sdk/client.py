@@ -164,8 +164,8 @@ class NodeClient:
         return self._one(OrgOut, "GET", f"/orgs/{org_id}")
 
     def components(self) -> list[ComponentOut]:
-        """The computation components the node has installed: what a task may name, and what a
-        grant's ``components`` term lists by code hash (docs/components.md)."""
+        """The computation components the node has installed: name, version, code hash (what
+        a task spec and a grant's ``components`` term name), protocols, security model."""
         return self._many(ComponentOut, "GET", "/components")
 
     # --- data owners: datasets ----------------------------------------------------------------
