@@ -5,9 +5,11 @@ the nodes"; the task came from the real node API (in process) on the real chain.
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 
 from privledger.cli.progress import task_line
 from privledger.node.context import NodeContext
+from privledger.wire.tasks import TaskOut
 
 from .conftest import Consortium
 
@@ -21,11 +23,12 @@ def test_a_task_waiting_for_approval_says_for_whose(
     body = {
         "inputs": [{"dataset": mine, "column": "phone"}, {"dataset": theirs, "column": "phone"}]
     }
-    task = client.post("/api/v1/tasks", json=body).json()
+    # the CLI reads the answers through the SDK, as the API's own TaskOut
+    task = TaskOut.model_validate_json(client.post("/api/v1/tasks", json=body).content)
     line = task_line(task)
     assert line.startswith(
-        f"task {task['taskId']} (psi): submitted, waiting for the owners' approval of {theirs} "
+        f"task {task.task_id} (psi): submitted, waiting for the owners' approval of {theirs} "
     )
-    assert f"`privledger approval approve {task['taskId']} <dataset>`" in line
-    (listed,) = client.get("/api/v1/tasks").json()  # `privledger task list` prints these lines
-    assert task_line(listed) == line
+    assert f"`privledger approval approve {task.task_id} <dataset>`" in line
+    listed = TypeAdapter(list[TaskOut]).validate_json(client.get("/api/v1/tasks").content)
+    assert [task_line(one) for one in listed] == [line]  # `privledger task list` prints these
