@@ -49,7 +49,8 @@ from privledger.protocols.fl.vertical import (
     train_vertical_plaintext,
     train_vertical_ss,
 )
-from privledger.protocols.mpc.sharing import Party, local_mesh
+from privledger.protocols.mpc.dealer import local_mesh
+from privledger.protocols.mpc.sharing import Party
 
 F64 = npt.NDArray[np.float64]
 AUC_TOLERANCE = 0.005

@@ -46,7 +46,7 @@ from privledger.protocols.fl.vertical import (
     predict_vertical_plaintext,
     train_vertical_ss,
 )
-from privledger.protocols.mpc.sharing import local_mesh
+from privledger.protocols.mpc.dealer import local_mesh
 
 CLIENTS = 3
 THRESHOLD = CLIENTS // 2 + 1  # secure aggregation's t: the fewest clients a sum covers

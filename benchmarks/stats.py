@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from privledger.protocols.mpc import sharing
+from privledger.protocols.mpc import dealer, sharing
 from privledger.protocols.mpc.lending import LoanBook, customer_key, multi_lending_check
 from privledger.protocols.mpc.stats import joint_stats
 
@@ -41,7 +41,7 @@ def bench_stats(parties: int, rows: int, repeat: int) -> dict[str, Any]:
     data = [rng.normal(100, 15, rows) for _ in range(parties)]
     pooled = np.concatenate(data)
     results: list[Any] = []
-    with sharing.local_mesh(parties, timeout=60) as mesh:
+    with dealer.local_mesh(parties, timeout=60) as mesh:
 
         def secure() -> None:
             outcome = mesh.run(
@@ -96,7 +96,7 @@ def bench_lending(banks: int, customers: int, repeat: int) -> list[dict[str, Any
     measurements = []
     modes: tuple[Literal["total", "exceeds"], ...] = ("total", "exceeds")
     for mode in modes:
-        with sharing.local_mesh(banks + 1, timeout=60) as mesh:
+        with dealer.local_mesh(banks + 1, timeout=60) as mesh:
 
             def secure(mode: Literal["total", "exceeds"] = mode) -> None:
                 def role(party: sharing.Party) -> Any:

@@ -5,13 +5,13 @@ import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProo
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IBatchAnchor} from "./interfaces/IBatchAnchor.sol";
 import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
+import {Roles} from "./Roles.sol";
 
 /**
  * @title BatchAnchor
  * @notice Batch anchoring (F5) of privledger. See {IBatchAnchor} for the Merkle tree convention.
  */
 contract BatchAnchor is IBatchAnchor {
-    uint8 private constant ROLE_OPERATOR = 4; // IOrgRegistry.ROLE_OPERATOR
 
     /// @dev Storage layout of a {Batch}: three slots.
     struct Record {
@@ -33,7 +33,7 @@ contract BatchAnchor is IBatchAnchor {
 
     /// @inheritdoc IBatchAnchor
     function anchorBatch(bytes32 root, uint32 leafCount, bytes32 label) external returns (uint256 batchId) {
-        uint256 orgId = _orgs.orgWithRole(msg.sender, ROLE_OPERATOR);
+        uint256 orgId = _orgs.orgWithRole(msg.sender, Roles.OPERATOR);
         if (orgId == 0) revert BatchAnchorUnauthorized(msg.sender);
         if (root == 0) revert BatchAnchorEmptyRoot();
         if (leafCount == 0) revert BatchAnchorEmptyBatch();

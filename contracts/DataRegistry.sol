@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IDataRegistry} from "./interfaces/IDataRegistry.sol";
 import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
+import {Roles} from "./Roles.sol";
 
 /**
  * @title DataRegistry
@@ -13,7 +14,6 @@ contract DataRegistry is IDataRegistry {
     uint8 public constant MAX_LEVEL = 4;
     uint256 public constant MAX_PARENTS = 16;
     uint16 private constant MAX_BPS = 10_000;
-    uint8 private constant ROLE_DATA_OWNER = 2; // IOrgRegistry.ROLE_DATA_OWNER
 
     /**
      * @dev Storage layout of a {Dataset}: the fields read or written by other contracts while a task is
@@ -55,7 +55,7 @@ contract DataRegistry is IDataRegistry {
         bytes32[] calldata parents,
         uint16 upstreamBps
     ) external returns (bytes32 datasetId) {
-        uint256 ownerOrg = _orgs.orgWithRole(msg.sender, ROLE_DATA_OWNER);
+        uint256 ownerOrg = _orgs.orgWithRole(msg.sender, Roles.DATA_OWNER);
         if (ownerOrg == 0) revert DataRegistryUnauthorized(msg.sender);
         if (level == 0 || level > MAX_LEVEL) revert DataRegistryInvalidLevel(level);
         _checkLineage(parents, upstreamBps);
@@ -182,7 +182,7 @@ contract DataRegistry is IDataRegistry {
     /// @dev Returns the record of a live dataset whose owning organisation the caller is a data owner of.
     function _checkOwner(bytes32 datasetId) private view returns (Record storage record) {
         record = _record(datasetId);
-        if (!_orgs.hasOrgRole(record.ownerOrg, msg.sender, ROLE_DATA_OWNER)) {
+        if (!_orgs.hasOrgRole(record.ownerOrg, msg.sender, Roles.DATA_OWNER)) {
             revert DataRegistryUnauthorized(msg.sender);
         }
         if (record.retired) revert DataRegistryRetired(datasetId);

@@ -7,6 +7,7 @@ import {IDataRegistry} from "./interfaces/IDataRegistry.sol";
 import {IGrantRegistry} from "./interfaces/IGrantRegistry.sol";
 import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
 import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
+import {Roles} from "./Roles.sol";
 
 /**
  * @title GrantRegistry
@@ -18,8 +19,6 @@ contract GrantRegistry is IGrantRegistry {
     uint8 public constant KIND_STATS = 4;
     uint8 public constant KIND_FL = 8;
     uint8 private constant ALL_KINDS = 15;
-    uint8 private constant ROLE_DATA_OWNER = 2; // IOrgRegistry.ROLE_DATA_OWNER
-    bytes32 private constant CONSORTIUM_ADMIN_ROLE = 0x00; // DEFAULT_ADMIN_ROLE of the OrgRegistry
 
     uint32 private constant PROTOCOL_ZERO = 1; // bit 0: no protocol has id 0
     uint32 public constant ANY_DEALER = type(uint32).max;
@@ -61,7 +60,7 @@ contract GrantRegistry is IGrantRegistry {
      * which guards against deploying against the wrong OrgRegistry.
      */
     constructor(IOrgRegistry orgs, IDataRegistry data, address ledger, address admin) {
-        if (!IAccessControl(address(orgs)).hasRole(CONSORTIUM_ADMIN_ROLE, admin)) {
+        if (!IAccessControl(address(orgs)).hasRole(Roles.CONSORTIUM_ADMIN, admin)) {
             revert GrantRegistryUnauthorized(admin);
         }
         if (ledger == address(0)) revert GrantRegistryInvalidLedger(ledger);
@@ -254,10 +253,10 @@ contract GrantRegistry is IGrantRegistry {
         if (_approvals[taskId][datasetId] != ApprovalStatus.Pending) revert GrantRegistryNotPending(taskId, datasetId);
     }
 
-    /// @dev Reverts unless the caller has ROLE_DATA_OWNER in the owning organisation of `datasetId`, returned.
+    /// @dev Reverts unless the caller has Roles.DATA_OWNER in the owning organisation of `datasetId`, returned.
     function _checkDataOwner(bytes32 datasetId) private view returns (uint256 ownerOrg) {
         ownerOrg = _data.ownerOf(datasetId);
-        if (!_orgs.hasOrgRole(ownerOrg, msg.sender, ROLE_DATA_OWNER)) revert GrantRegistryUnauthorized(msg.sender);
+        if (!_orgs.hasOrgRole(ownerOrg, msg.sender, Roles.DATA_OWNER)) revert GrantRegistryUnauthorized(msg.sender);
     }
 
     function _record(bytes32 grantId) private view returns (Record storage record) {

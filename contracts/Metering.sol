@@ -8,6 +8,7 @@ import {IDataRegistry} from "./interfaces/IDataRegistry.sol";
 import {IMetering} from "./interfaces/IMetering.sol";
 import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
 import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
+import {Roles} from "./Roles.sol";
 
 /**
  * @title Metering
@@ -19,8 +20,6 @@ import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
  * ledger reads on submission; only this contract advances them.
  */
 contract Metering is IMetering, ReentrancyGuard {
-    uint8 private constant ROLE_ORG_ADMIN = 1; // IOrgRegistry.ROLE_ORG_ADMIN
-    bytes32 private constant CONSORTIUM_ADMIN_ROLE = 0x00; // DEFAULT_ADMIN_ROLE of the OrgRegistry
 
     IOrgRegistry private immutable _orgs;
     IDataRegistry private immutable _data;
@@ -34,7 +33,7 @@ contract Metering is IMetering, ReentrancyGuard {
      * which guards against deploying against the wrong OrgRegistry.
      */
     constructor(IOrgRegistry orgs, IDataRegistry data, address ledger, address admin) {
-        if (!IAccessControl(address(orgs)).hasRole(CONSORTIUM_ADMIN_ROLE, admin)) revert MeteringUnauthorized(admin);
+        if (!IAccessControl(address(orgs)).hasRole(Roles.CONSORTIUM_ADMIN, admin)) revert MeteringUnauthorized(admin);
         if (ledger == address(0)) revert MeteringInvalidLedger(ledger);
         _orgs = orgs;
         _data = data;
@@ -89,7 +88,7 @@ contract Metering is IMetering, ReentrancyGuard {
 
     /// @inheritdoc IMetering
     function withdraw(uint256 orgId, address payable to, uint256 amount) external nonReentrant {
-        if (!_orgs.hasOrgRole(orgId, msg.sender, ROLE_ORG_ADMIN)) revert MeteringUnauthorized(msg.sender);
+        if (!_orgs.hasOrgRole(orgId, msg.sender, Roles.ORG_ADMIN)) revert MeteringUnauthorized(msg.sender);
         if (to == address(0)) revert MeteringInvalidRecipient(to);
         uint256 balance = _balances[orgId];
         if (amount > balance) revert MeteringInsufficientBalance(orgId, balance, amount);

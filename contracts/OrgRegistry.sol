@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
+import {Roles} from "./Roles.sol";
 
 /**
  * @title OrgRegistry
@@ -13,10 +14,10 @@ import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
  * admin may also manage any organisation's roles (e.g. to recover an organisation that lost its admin key).
  */
 contract OrgRegistry is IOrgRegistry, AccessControl {
-    uint8 public constant ROLE_ORG_ADMIN = 1;
-    uint8 public constant ROLE_DATA_OWNER = 2;
-    uint8 public constant ROLE_OPERATOR = 4;
-    uint8 public constant ROLE_AUDITOR = 8;
+    uint8 public constant ROLE_ORG_ADMIN = Roles.ORG_ADMIN;
+    uint8 public constant ROLE_DATA_OWNER = Roles.DATA_OWNER;
+    uint8 public constant ROLE_OPERATOR = Roles.OPERATOR;
+    uint8 public constant ROLE_AUDITOR = Roles.AUDITOR;
     uint8 private constant ALL_ROLES = 15;
 
     /// @dev One storage slot per account.

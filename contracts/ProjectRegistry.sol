@@ -6,6 +6,7 @@ import {EnumerableSet} from "@openzeppelin/contracts/utils/structs/EnumerableSet
 import {IDataRegistry} from "./interfaces/IDataRegistry.sol";
 import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
 import {IProjectRegistry} from "./interfaces/IProjectRegistry.sol";
+import {Roles} from "./Roles.sol";
 
 /**
  * @title ProjectRegistry
@@ -20,9 +21,6 @@ contract ProjectRegistry is IProjectRegistry {
     uint256 public constant MAX_NAME_BYTES = 100;
     uint256 public constant MAX_MEMBERS = 32; // invited and member organisations together
     uint256 public constant MAX_DATASETS = 64;
-    uint8 private constant ROLE_ORG_ADMIN = 1; // IOrgRegistry.ROLE_ORG_ADMIN
-    uint8 private constant ROLE_DATA_OWNER = 2; // IOrgRegistry.ROLE_DATA_OWNER
-    uint8 private constant ROLE_OPERATOR = 4; // IOrgRegistry.ROLE_OPERATOR
 
     struct Record {
         uint64 ownerOrg;
@@ -120,7 +118,7 @@ contract ProjectRegistry is IProjectRegistry {
     function addDataset(uint256 projectId, bytes32 datasetId) external {
         Record storage project = _activeProject(projectId);
         uint256 ownerOrg = _data.ownerOf(datasetId);
-        if (!_orgs.hasOrgRole(ownerOrg, msg.sender, ROLE_DATA_OWNER)) revert ProjectRegistryUnauthorized(msg.sender);
+        if (!_orgs.hasOrgRole(ownerOrg, msg.sender, Roles.DATA_OWNER)) revert ProjectRegistryUnauthorized(msg.sender);
         if (_data.isRetired(datasetId)) revert ProjectRegistryDatasetRetired(datasetId);
         if (project.memberStatus[ownerOrg] != MemberStatus.Member) {
             revert ProjectRegistryNotMember(projectId, ownerOrg);
@@ -138,7 +136,7 @@ contract ProjectRegistry is IProjectRegistry {
         Record storage project = _activeProject(projectId);
         if (!project.datasets.contains(datasetId)) revert ProjectRegistryDatasetNotAdded(projectId, datasetId);
         uint256 ownerOrg = project.datasetOwner[datasetId];
-        if (!_orgs.hasOrgRole(ownerOrg, msg.sender, ROLE_DATA_OWNER)) revert ProjectRegistryUnauthorized(msg.sender);
+        if (!_orgs.hasOrgRole(ownerOrg, msg.sender, Roles.DATA_OWNER)) revert ProjectRegistryUnauthorized(msg.sender);
 
         project.datasets.remove(datasetId);
         delete project.datasetOwner[datasetId];
@@ -196,8 +194,8 @@ contract ProjectRegistry is IProjectRegistry {
 
     /// @dev The Active organisation the caller manages (as org admin or operator); reverts if none.
     function _managedOrg() private view returns (uint256 org) {
-        org = _orgs.orgWithRole(msg.sender, ROLE_ORG_ADMIN);
-        if (org == 0) org = _orgs.orgWithRole(msg.sender, ROLE_OPERATOR);
+        org = _orgs.orgWithRole(msg.sender, Roles.ORG_ADMIN);
+        if (org == 0) org = _orgs.orgWithRole(msg.sender, Roles.OPERATOR);
         if (org == 0) revert ProjectRegistryUnauthorized(msg.sender);
     }
 

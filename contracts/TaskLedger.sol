@@ -7,6 +7,7 @@ import {IGrantRegistry} from "./interfaces/IGrantRegistry.sol";
 import {IMetering} from "./interfaces/IMetering.sol";
 import {IOrgRegistry} from "./interfaces/IOrgRegistry.sol";
 import {ITaskLedger} from "./interfaces/ITaskLedger.sol";
+import {Roles} from "./Roles.sol";
 
 /**
  * @title TaskLedger
@@ -24,7 +25,6 @@ contract TaskLedger is ITaskLedger {
     uint256 public constant MAX_DURATION = 30 days;
     uint8 public constant MAX_PROTOCOL = 31;
     uint64 public constant ABSENCE_GRACE = 60 seconds;
-    uint8 private constant ROLE_OPERATOR = 4; // IOrgRegistry.ROLE_OPERATOR
     uint8 private constant ALL_KINDS = 15; // IGrantRegistry.KIND_PSI | KIND_PIR | KIND_STATS | KIND_FL
     uint256 private constant TOTAL_BPS = 10_000;
     /// @dev Set in the task counter's slot from construction on, so that the first task does not pay for
@@ -606,7 +606,7 @@ contract TaskLedger is ITaskLedger {
 
     /// @dev Returns the caller's organisation, in which it must be an operator.
     function _operatorOrg() private view returns (uint256 org) {
-        org = _orgs.orgWithRole(msg.sender, ROLE_OPERATOR);
+        org = _orgs.orgWithRole(msg.sender, Roles.OPERATOR);
         if (org == 0) revert TaskLedgerUnauthorized(msg.sender);
     }
 

@@ -18,7 +18,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from privledger.protocols.mpc.sharing import decode_fixed, reconstruct
+from privledger.protocols.mpc.ring import decode_fixed, reconstruct
 from privledger.sdk import NodeClient
 
 from .conftest import Running

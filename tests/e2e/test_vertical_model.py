@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from privledger.evm.merkle import ProofDocument
-from privledger.protocols.mpc.sharing import decode_fixed, reconstruct
+from privledger.protocols.mpc.ring import decode_fixed, reconstruct
 from privledger.sdk import NodeClient
 
 from .conftest import Running

@@ -31,7 +31,8 @@ from privledger.protocols.fl.gbdt import (
 from privledger.protocols.fl.gbdt_paillier import GradientPacking
 from privledger.protocols.fl.gbdt_tree import Split as TreeSplit
 from privledger.protocols.fl.gbdt_tree import TreeShape
-from privledger.protocols.mpc.sharing import Party, decode_fixed
+from privledger.protocols.mpc.ring import decode_fixed
+from privledger.protocols.mpc.sharing import Party
 from tests.protocols.fl.conftest import Split
 
 pytestmark = [pytest.mark.privacy, pytest.mark.slow]

@@ -14,8 +14,10 @@ import secrets
 import numpy as np
 import pytest
 
+from privledger.protocols.mpc import correlations, ring
 from privledger.protocols.mpc import sharing as sh
-from privledger.protocols.mpc.sharing import Party, local_mesh
+from privledger.protocols.mpc.dealer import local_mesh
+from privledger.protocols.mpc.sharing import Party
 
 pytestmark = pytest.mark.privacy
 
@@ -29,7 +31,9 @@ def _observed_openings(values: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> n
     seen: list[np.ndarray] = []
     real_open_all = sh.open_all
 
-    def recording(party: Party, group: sh.Group, shares: np.ndarray, **kw: bool) -> np.ndarray:
+    def recording(
+        party: Party, group: correlations.Group, shares: np.ndarray, **kw: bool
+    ) -> np.ndarray:
         opened = real_open_all(party, group, shares, **kw)
         if party.index == 1:
             seen.append(opened.copy())
@@ -39,14 +43,14 @@ def _observed_openings(values: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> n
     with local_mesh(2, timeout=30) as mesh:
 
         def run(party: Party) -> np.ndarray:
-            own = sh.words(values) if party.index == 0 else np.zeros(values.size, np.uint64)
+            own = ring.words(values) if party.index == 0 else np.zeros(values.size, np.uint64)
             shares = sh.share_sum(party, party.parties, own)
             result = sh.truncate(party, party.parties, shares, F, bound_bits=BOUND)
             return sh.open_all(party, party.parties, result)
 
         outputs = mesh.run(run)
     floor = values >> F
-    raw = sh.to_signed(outputs[0])
+    raw = ring.to_signed(outputs[0])
     assert np.all((raw == floor) | (raw == floor + 1))  # still a correct truncation
     return seen[0]  # the first opening is truncate's c
 

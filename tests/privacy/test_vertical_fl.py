@@ -23,7 +23,9 @@ from privledger.protocols.fl.vertical import (
     train_vertical_ss_shared,
 )
 from privledger.protocols.mpc import sharing
-from privledger.protocols.mpc.sharing import Party, decode_fixed, local_mesh
+from privledger.protocols.mpc.dealer import local_mesh
+from privledger.protocols.mpc.ring import decode_fixed
+from privledger.protocols.mpc.sharing import Party
 from tests.protocols.fl.conftest import Split
 
 pytestmark = pytest.mark.privacy

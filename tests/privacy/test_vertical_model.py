@@ -19,7 +19,7 @@ from privledger.node.runners.fl import model_part, train_model
 from privledger.node.spec import parse_spec
 from privledger.node.terms import default_terms, violation
 from privledger.protocols.fl.vertical import VerticalConfig
-from privledger.protocols.mpc.sharing import local_mesh
+from privledger.protocols.mpc.dealer import local_mesh
 from tests.protocols.fl.conftest import Split
 
 pytestmark = pytest.mark.privacy

@@ -22,7 +22,8 @@ from privledger.protocols.fl.vertical import (
     VerticalConfig,
     train_vertical_ss_shared,
 )
-from privledger.protocols.mpc.sharing import Party, local_mesh
+from privledger.protocols.mpc.dealer import local_mesh
+from privledger.protocols.mpc.sharing import Party
 from tests.e2e.test_vertical_dp import training_body, vertical_data
 from tests.e2e.test_vertical_model import _run
 

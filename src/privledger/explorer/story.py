@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.evm.contracts import FailureReason, Grant, Kind, Task, TaskStatus
 from privledger.node.components import PROTOCOL_NAMES, installed
 from privledger.node.context import NodeContext
 from privledger.node.grants import terms_of
@@ -236,117 +236,18 @@ def task_story(node: NodeContext, task_id: int) -> TaskStory:
         [_row(e) for e in own] + [_row(e) for e in consumed],
         key=lambda row: (row.block_number, row.log_index),
     )
-
-    now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
-    grants = []
-    for event in consumed:
-        grant_id = bytes.fromhex(event.args["grantId"][2:])
-        grant = ledger.grants.get_grant(grant_id)
-        terms = terms_of(node, grant)
-        if grant.revoked:
-            state = "revoked"
-        elif grant.expiry <= now:
-            state = "expired"
-        elif grant.used >= grant.max_uses:
-            state = "used up"
-        else:
-            state = "active"
-        grants.append(
-            GrantRow(
-                grant_id=hex32(grant_id),
-                dataset_id=hex32(grant.dataset_id),
-                grantee_org=grant.grantee_org,
-                kinds=", ".join(k.name.lower() for k in Kind if k in grant.kinds and k.name),
-                expiry=grant.expiry,
-                max_uses=grant.max_uses,
-                used=grant.used,
-                used_by_task=int(event.args["used"]),
-                revoked=grant.revoked,
-                state=state,
-                grantor=grant.grantor,
-                terms_hash=hex32(grant.terms_hash),
-                terms=None if terms is None else terms.model_dump(mode="json"),
-            )
-        )
-
+    grants = _grants(node, consumed)
     approvals = [
         row
         for row in events
         if row.event in ("ApprovalRequested", "InputApproved", "InputRejected")
     ]
-    inputs = []
-    for dataset in task.inputs:
-        dataset_hex = hex32(dataset)
-        owner = ledger.data.get_dataset(dataset).owner_org
-        if owner == task.requester_org:
-            how = "own data"
-        elif any(g.dataset_id == dataset_hex for g in grants):
-            how = "grant"
-        else:
-            decided = [
-                a.event
-                for a in approvals
-                if a.event != "ApprovalRequested" and a.args.get("datasetId") == dataset_hex
-            ]
-            how = {"InputApproved": "approved", "InputRejected": "rejected"}.get(
-                decided[-1] if decided else "", "approval pending"
-            )
-        inputs.append(InputRow(dataset_hex, owner, names(owner), how))
-
-    anchored = {int(e.args["org"]): e for e in own if e.event == "ResultAnchored"}
-    absent = {int(e.args["org"]) for e in own if e.event == "ParticipantAbsent"}
-    anchors = []
-    for org_id in task.participants:
-        anchor = anchored.get(org_id)
-        if anchor is None:
-            anchors.append(AnchorRow(org_id, names(org_id), False, org_id in absent))
-            continue
-        digest, transcript = anchor.args["resultDigest"], anchor.args["transcriptHash"]
-        anchors.append(
-            AnchorRow(
-                org_id=org_id,
-                org_name=names(org_id),
-                anchored=True,
-                result_digest=digest,
-                transcript_hash=transcript,
-                block_number=anchor.block_number,
-                tx_hash=anchor.tx_hash,
-                on_chain=ledger.tasks.verify_anchor(
-                    task_id, org_id, bytes.fromhex(digest[2:]), bytes.fromhex(transcript[2:])
-                ),
-            )
-        )
+    anchors = _anchors(node, task, own, names)
     transcripts = {a.transcript_hash for a in anchors if a.anchored}
     # one channel between two participants: both ends hash the same messages; with more
     # participants each anchors its own view of several channels, so there is nothing to compare
     comparable = len(anchors) == 2 and all(a.anchored for a in anchors)
     agree = len(transcripts) == 1 if comparable else None
-
-    settled = [e for e in own if e.event == "TaskSettled"]
-    settlement = Settlement(
-        settled=task.status is TaskStatus.SETTLED,
-        provenance_hash=settled[-1].args["provenanceHash"] if settled else "",
-        fee=int(settled[-1].args["fee"]) if settled else 0,
-        allocations=[
-            {
-                "org_id": int(e.args["payeeOrg"]),
-                "org_name": names(int(e.args["payeeOrg"])),
-                "amount": int(e.args["amount"]),
-            }
-            for e in own
-            if e.event == "FeeAllocated"
-        ],
-        refunds=[
-            {
-                "org_id": int(e.args["payerOrg"]),
-                "org_name": names(int(e.args["payerOrg"])),
-                "amount": int(e.args["amount"]),
-            }
-            for e in own
-            if e.event == "FeeRefunded"
-        ],
-        escrow=ledger.tasks.escrow_of(task_id),
-    )
     return TaskStory(
         task_id=task_id,
         status=task.status.name.lower(),
@@ -360,13 +261,13 @@ def task_story(node: NodeContext, task_id: int) -> TaskStory:
         fee=task.fee,
         pending_approvals=task.pending_approvals,
         participants=[{"org_id": p, "org_name": names(p)} for p in task.participants],
-        inputs=inputs,
+        inputs=_inputs(node, task, grants, approvals, names),
         events=events,
         grants=grants,
         approvals=approvals,
         anchors=anchors,
         transcripts_agree=agree,
-        settlement=settlement,
+        settlement=_settlement(node, task, own, names),
         failure_reason=failure_name(task.failure_reason),
         failure_code=task.failure_reason,
         protocol=PROTOCOL_NAMES.get(task.protocol, str(task.protocol)),
@@ -392,3 +293,132 @@ def held_component(node: NodeContext, task_id: int, spec_hash: bytes) -> dict[st
         "protocol": spec.protocol,
         "installed_here": installed_here is not None and installed_here.ref == spec.component,
     }
+
+
+def _grant_state(grant: Grant, now: int) -> str:
+    """A grant as it stands at chain time ``now``."""
+    if grant.revoked:
+        return "revoked"
+    if grant.expiry <= now:
+        return "expired"
+    if grant.used >= grant.max_uses:
+        return "used up"
+    return "active"
+
+
+def _grants(node: NodeContext, consumed: list[ChainEvent]) -> list[GrantRow]:
+    """The grants the task's submission consumed, as they stand now, with their terms."""
+    ledger = node.ledger
+    now = ledger.client.latest_timestamp()
+    rows = []
+    for event in consumed:
+        grant_id = bytes.fromhex(event.args["grantId"][2:])
+        grant = ledger.grants.get_grant(grant_id)
+        terms = terms_of(node, grant)
+        rows.append(
+            GrantRow(
+                grant_id=hex32(grant_id),
+                dataset_id=hex32(grant.dataset_id),
+                grantee_org=grant.grantee_org,
+                kinds=", ".join(k.name.lower() for k in Kind if k in grant.kinds and k.name),
+                expiry=grant.expiry,
+                max_uses=grant.max_uses,
+                used=grant.used,
+                used_by_task=int(event.args["used"]),
+                revoked=grant.revoked,
+                state=_grant_state(grant, now),
+                grantor=grant.grantor,
+                terms_hash=hex32(grant.terms_hash),
+                terms=None if terms is None else terms.model_dump(mode="json"),
+            )
+        )
+    return rows
+
+
+def _inputs(
+    node: NodeContext,
+    task: Task,
+    grants: list[GrantRow],
+    approvals: list[EventRow],
+    names: OrgNames,
+) -> list[InputRow]:
+    """Each input and what authorised it: own data, a grant, or its owner's decision."""
+    rows = []
+    for dataset in task.inputs:
+        dataset_hex = hex32(dataset)
+        owner = node.ledger.data.get_dataset(dataset).owner_org
+        if owner == task.requester_org:
+            how = "own data"
+        elif any(g.dataset_id == dataset_hex for g in grants):
+            how = "grant"
+        else:
+            decided = [
+                a.event
+                for a in approvals
+                if a.event != "ApprovalRequested" and a.args.get("datasetId") == dataset_hex
+            ]
+            how = {"InputApproved": "approved", "InputRejected": "rejected"}.get(
+                decided[-1] if decided else "", "approval pending"
+            )
+        rows.append(InputRow(dataset_hex, owner, names(owner), how))
+    return rows
+
+
+def _anchors(
+    node: NodeContext, task: Task, own: list[ChainEvent], names: OrgNames
+) -> list[AnchorRow]:
+    """Each participant's anchor (or its absence), checked against the chain."""
+    anchored = {int(e.args["org"]): e for e in own if e.event == "ResultAnchored"}
+    absent = {int(e.args["org"]) for e in own if e.event == "ParticipantAbsent"}
+    rows = []
+    for org_id in task.participants:
+        anchor = anchored.get(org_id)
+        if anchor is None:
+            rows.append(AnchorRow(org_id, names(org_id), False, org_id in absent))
+            continue
+        digest, transcript = anchor.args["resultDigest"], anchor.args["transcriptHash"]
+        rows.append(
+            AnchorRow(
+                org_id=org_id,
+                org_name=names(org_id),
+                anchored=True,
+                result_digest=digest,
+                transcript_hash=transcript,
+                block_number=anchor.block_number,
+                tx_hash=anchor.tx_hash,
+                on_chain=node.ledger.tasks.verify_anchor(
+                    task.task_id,
+                    org_id,
+                    bytes.fromhex(digest[2:]),
+                    bytes.fromhex(transcript[2:]),
+                ),
+            )
+        )
+    return rows
+
+
+def _settlement(
+    node: NodeContext, task: Task, own: list[ChainEvent], names: OrgNames
+) -> Settlement:
+    """The fee's allocations and refunds, and what is still in escrow."""
+
+    def paid(event: str, org_arg: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "org_id": int(e.args[org_arg]),
+                "org_name": names(int(e.args[org_arg])),
+                "amount": int(e.args["amount"]),
+            }
+            for e in own
+            if e.event == event
+        ]
+
+    settled = [e for e in own if e.event == "TaskSettled"]
+    return Settlement(
+        settled=task.status is TaskStatus.SETTLED,
+        provenance_hash=settled[-1].args["provenanceHash"] if settled else "",
+        fee=int(settled[-1].args["fee"]) if settled else 0,
+        allocations=paid("FeeAllocated", "payeeOrg"),
+        refunds=paid("FeeRefunded", "payerOrg"),
+        escrow=node.ledger.tasks.escrow_of(task.task_id),
+    )

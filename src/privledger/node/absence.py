@@ -70,7 +70,7 @@ class AbsenceWatch:
             self._forget(task_id)
 
     def _chain_time(self) -> int:
-        return int(self._tasks.client.w3.eth.get_block("latest")["timestamp"])
+        return self._tasks.client.latest_timestamp()
 
     def _schedule(self, task_id: int, delay_s: float) -> None:
         with self._lock:

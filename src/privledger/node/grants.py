@@ -1,4 +1,5 @@
-"""A grant's terms as the chain published them, and the choice of the grant a task runs under."""
+"""Issuing a grant, a grant's terms as the chain published them, and the choice of the grant a
+task runs under."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from privledger.evm.contracts import Grant
+from privledger.evm.ledger import Ledger
 from privledger.node.components import KINDS
 from privledger.node.context import NodeContext
 from privledger.node.spec import SpecInput, TaskSpec
@@ -15,6 +17,27 @@ from privledger.node.terms import GrantTerms, TermViolation, violation
 from privledger.store.events import events_named
 
 ZERO32 = bytes(32)
+
+
+def grant_dataset(
+    ledger: Ledger,
+    *,
+    dataset: str,
+    grantee_org: int,
+    terms: GrantTerms,
+    expires_in_s: int,
+    max_uses: int,
+) -> bytes:
+    """Grant ``grantee_org`` the use of ``dataset`` (0x hex) under ``terms``, signed by the
+    ledger's account, for ``expires_in_s`` of chain time and ``max_uses`` tasks: the grant id.
+    The terms document goes on chain whole; the registry enforces its chain terms itself."""
+    now = ledger.client.latest_timestamp()
+    return ledger.grants.grant(
+        bytes.fromhex(dataset[2:]),
+        grantee_org,
+        terms.chain_terms(expiry=now + expires_in_s, max_uses=max_uses),
+        terms.canonical_json(),
+    )
 
 
 def terms_of(node: NodeContext, grant: Grant) -> GrantTerms | None:

@@ -181,6 +181,9 @@ class GrantTerms(BaseModel):
 
     def unenforceable(self) -> str | None:
         """Why no protocol these terms allow could keep them (a grant no task can use)."""
+        missing = [protocol for protocol in self.protocols if protocol not in installed()]
+        if missing:
+            return f"no component installed here runs protocol {missing[0]!r}"
         if self.min_result > 1 and not self._any_enforces("min_result"):
             return f"none of {list(self.protocols)} can enforce a minimum result at the provider"
         capped = self.max_requester_set is not None or self.max_requester_ratio is not None

@@ -59,7 +59,7 @@ from privledger.node.transport import HttpWire, PeerUnreachable, SecureChannel, 
 from privledger.node.usage import Usage, UsageWindow
 from privledger.observability.logs import task_context
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
-from privledger.protocols.mpc.sharing import Dealer
+from privledger.protocols.mpc.dealer import Dealer
 from privledger.store.events import events_after, events_named
 from privledger.store.models import (
     AuditEntry,
@@ -442,7 +442,7 @@ class Worker:
         input (TERMS_VIOLATION otherwise); those terms, None if an approval covers it."""
         terms = None
         ledger = self.node.ledger
-        now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
+        now = ledger.client.latest_timestamp()
         with Session(self.node.engine) as session:
             submitted = events_named(session, ["TaskSubmitted"], task_id=task.task_id)
             consumed = (
@@ -722,7 +722,8 @@ class Worker:
             dealer = Dealer({owners.index(org): channel for org, channel in channels.items()})
             dealer.serve()
             # serve until every party closes its channel, the deadline or the budget
-            dealer.join(min(max(1.0, task.deadline - time.time()), DEALER_BUDGET_S))
+            left = task.deadline - self.node.ledger.client.latest_timestamp()  # chain time
+            dealer.join(min(max(1.0, left), DEALER_BUDGET_S))
             for channel in channels.values():
                 channel.finish()
             transcript = combined_transcript(channels)

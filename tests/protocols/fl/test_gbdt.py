@@ -35,7 +35,8 @@ from privledger.protocols.fl.gbdt import (
 from privledger.protocols.fl.gbdt_binning import FeatureBins
 from privledger.protocols.fl.gbdt_tree import MergedModel, feature_names
 from privledger.protocols.fl.joint import predict_joint
-from privledger.protocols.mpc.sharing import Party, local_mesh
+from privledger.protocols.mpc.dealer import local_mesh
+from privledger.protocols.mpc.sharing import Party
 from tests.protocols.fl.conftest import Split
 from tests.protocols.fl.test_joint import receive_outside
 

@@ -13,7 +13,9 @@ from privledger.protocols.fl.vertical import (
     VerticalConfig,
     train_vertical_ss_shared,
 )
-from privledger.protocols.mpc.sharing import Party, decode_fixed, local_mesh, reconstruct
+from privledger.protocols.mpc.dealer import local_mesh
+from privledger.protocols.mpc.ring import decode_fixed, reconstruct
+from privledger.protocols.mpc.sharing import Party
 
 from .conftest import Split
 

@@ -17,15 +17,9 @@ from privledger.protocols.fl.vertical import (
     train_vertical_ss,
     train_vertical_ss_shared,
 )
-from privledger.protocols.mpc.sharing import (
-    Party,
-    PartyDropout,
-    decode_fixed,
-    encode_fixed,
-    local_mesh,
-    open_all,
-    split,
-)
+from privledger.protocols.mpc.dealer import local_mesh
+from privledger.protocols.mpc.ring import decode_fixed, encode_fixed, split
+from privledger.protocols.mpc.sharing import Party, PartyDropout, open_all
 from tests.protocols.fl.conftest import Split
 
 

@@ -17,7 +17,7 @@ from privledger.protocols.fl.vertical import (
     train_vertical_plaintext,
     train_vertical_ss,
 )
-from privledger.protocols.mpc.sharing import local_mesh
+from privledger.protocols.mpc.dealer import local_mesh
 
 
 def _parts(rows: int, widths: tuple[int, ...], seed: int) -> tuple[list[np.ndarray], np.ndarray]:

@@ -3,9 +3,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from privledger.protocols.mpc import compare
+from privledger.protocols.mpc import compare, ring
 from privledger.protocols.mpc import sharing as sh
-from privledger.protocols.mpc.sharing import Party, local_mesh
+from privledger.protocols.mpc.dealer import local_mesh
+from privledger.protocols.mpc.sharing import Party
 
 BIG = 2**62 - 1  # |x - c| must stay below 2^63
 
@@ -16,7 +17,7 @@ def _compare(values: list[int], thresholds: list[int], *, strict: bool, parties:
 
     def work(party: Party) -> np.ndarray | None:
         group = party.parties
-        mine = sh.words(values) if party.index == 0 else np.zeros(len(values), np.uint64)
+        mine = ring.words(values) if party.index == 0 else np.zeros(len(values), np.uint64)
         shares = sh.share_sum(party, group, mine)
         limit = thresholds if party.index == holder else None
         op = compare.greater_than if strict else compare.greater_equal
@@ -74,7 +75,7 @@ def test_sign_bit_random() -> None:
 
     def work(party: Party) -> np.ndarray:
         group = party.parties
-        mine = sh.words(values) if party.index == 1 else np.zeros(500, np.uint64)
+        mine = ring.words(values) if party.index == 1 else np.zeros(500, np.uint64)
         bits = compare.is_negative(party, group, sh.share_sum(party, group, mine))
         return sh.open_all(party, group, bits, xor=True)
 
@@ -109,6 +110,6 @@ def test_holder_must_be_in_group_and_pass_threshold() -> None:
     with local_mesh(2, timeout=1) as mesh:
         party = mesh.parties[0]
         with pytest.raises(ValueError):
-            compare.greater_equal(party, (0, 1), sh.words([1]), [0], holder=5)
+            compare.greater_equal(party, (0, 1), ring.words([1]), [0], holder=5)
         with pytest.raises(ValueError):
-            compare.greater_equal(party, (0, 1), sh.words([1]), None, holder=0)
+            compare.greater_equal(party, (0, 1), ring.words([1]), None, holder=0)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from privledger.protocols.channel import Channel, ChannelClosed, channel_pair
+from privledger.protocols.mpc.dealer import Dealer, local_mesh
 from privledger.protocols.mpc.lending import (
     MAX_AMOUNT,
     LendingResult,
@@ -15,7 +16,7 @@ from privledger.protocols.mpc.lending import (
     customer_key,
     multi_lending_check,
 )
-from privledger.protocols.mpc.sharing import Dealer, Party, PartyDropout, local_mesh
+from privledger.protocols.mpc.sharing import Party, PartyDropout
 
 BOOKS = [
     LoanBook.from_records([("alice", 100), ("bob", 5), ("alice", 20)]),  # alice: 120

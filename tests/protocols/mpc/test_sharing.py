@@ -7,17 +7,12 @@ import numpy as np
 import pytest
 
 from privledger.protocols.channel import Channel, channel_pair
+from privledger.protocols.mpc import correlations, ring
 from privledger.protocols.mpc import sharing as sh
-from privledger.protocols.mpc.sharing import (
-    Dealer,
-    MpcError,
-    Party,
-    PartyDropout,
-    PeerSilent,
-    local_mesh,
-)
+from privledger.protocols.mpc.dealer import Dealer, local_mesh
+from privledger.protocols.mpc.sharing import MpcError, Party, PartyDropout, PeerSilent
 
-F = sh.DEFAULT_FRAC_BITS
+F = ring.DEFAULT_FRAC_BITS
 
 
 def _shared_run(size: int, inputs: list[np.ndarray], work):  # type: ignore[no-untyped-def]
@@ -26,7 +21,7 @@ def _shared_run(size: int, inputs: list[np.ndarray], work):  # type: ignore[no-u
 
         def run(party: Party):  # type: ignore[no-untyped-def]
             group = party.parties
-            shares = sh.share_sum(party, group, sh.words(inputs[party.index]))
+            shares = sh.share_sum(party, group, ring.words(inputs[party.index]))
             return work(party, group, shares)
 
         return mesh.run(run)
@@ -35,34 +30,34 @@ def _shared_run(size: int, inputs: list[np.ndarray], work):  # type: ignore[no-u
 def test_fixed_point_round_trip_precision() -> None:
     rng = np.random.default_rng(1)
     values = np.concatenate([rng.normal(0, 1e6, 10_000), [0.0, -0.0, 1.5, -1.5, 2.0**-17]])
-    decoded = sh.decode_fixed(sh.encode_fixed(values, F), F)
+    decoded = ring.decode_fixed(ring.encode_fixed(values, F), F)
     assert np.max(np.abs(decoded - values)) <= 2.0 ** -(F + 1)
-    assert sh.decode_fixed(sh.encode_fixed([-3.25], 2), 2)[0] == -3.25
+    assert ring.decode_fixed(ring.encode_fixed([-3.25], 2), 2)[0] == -3.25
 
 
 def test_fixed_point_rejects_out_of_range_and_nan() -> None:
     with pytest.raises(ValueError, match="range"):
-        sh.encode_fixed([2.0 ** (63 - F)], F)
+        ring.encode_fixed([2.0 ** (63 - F)], F)
     with pytest.raises(ValueError, match="finite"):
-        sh.encode_fixed([float("nan")], F)
+        ring.encode_fixed([float("nan")], F)
     with pytest.raises(ValueError, match="frac_bits"):
-        sh.encode_fixed([1.0], 41)
+        ring.encode_fixed([1.0], 41)
 
 
 @pytest.mark.parametrize("parties", [1, 2, 5])
 def test_split_reconstruct_round_trip(parties: int) -> None:
-    secret = sh.words([0, 1, -1, 2**63 - 1, -(2**63), 12345])
-    shares = sh.split(secret, parties)
+    secret = ring.words([0, 1, -1, 2**63 - 1, -(2**63), 12345])
+    shares = ring.split(secret, parties)
     assert len(shares) == parties
-    assert np.array_equal(sh.reconstruct(shares), secret)
+    assert np.array_equal(ring.reconstruct(shares), secret)
     if parties > 1:
         assert not np.array_equal(shares[0], secret)
 
 
 def test_random_words_lengths_and_spread() -> None:
     for count in (0, 1, 64, 65, 10_000):
-        assert sh.random_words(count).shape == (count,)
-    big = sh.random_words(10_000)
+        assert ring.random_words(count).shape == (count,)
+    big = ring.random_words(10_000)
     assert len(np.unique(big)) == 10_000  # collisions have probability ~2^-38
 
 
@@ -70,7 +65,7 @@ def test_share_sum_and_open() -> None:
     inputs = [np.array([i, -i, 10 * i]) for i in range(4)]
     results = _shared_run(4, inputs, lambda p, g, s: sh.open_all(p, g, s))
     for opened in results:
-        assert list(sh.to_signed(opened)) == [6, -6, 60]
+        assert list(ring.to_signed(opened)) == [6, -6, 60]
 
 
 def test_beaver_multiplication_matches_plaintext() -> None:
@@ -79,47 +74,47 @@ def test_beaver_multiplication_matches_plaintext() -> None:
     y = rng.integers(-(2**20), 2**20, 200)
     inputs = [np.concatenate([x, y]) if i == 0 else np.zeros(400, dtype=np.int64) for i in range(3)]
 
-    def work(party: Party, group: sh.Group, shares: np.ndarray) -> np.ndarray:
+    def work(party: Party, group: correlations.Group, shares: np.ndarray) -> np.ndarray:
         product = sh.mul(party, group, shares[:200], shares[200:])
         return sh.open_all(party, group, product)
 
     for opened in _shared_run(3, inputs, work):
-        assert list(sh.to_signed(opened)) == [int(a) * int(b) for a, b in zip(x, y, strict=True)]
+        assert list(ring.to_signed(opened)) == [int(a) * int(b) for a, b in zip(x, y, strict=True)]
 
 
 def test_fixed_point_product_and_truncation_error_bound() -> None:
     rng = np.random.default_rng(3)
     x = rng.uniform(-1000, 1000, 500)
     y = rng.uniform(-1000, 1000, 500)
-    ex, ey = sh.encode_fixed(x, F), sh.encode_fixed(y, F)
+    ex, ey = ring.encode_fixed(x, F), ring.encode_fixed(y, F)
     inputs = [np.concatenate([ex, ey]).view(np.int64), np.zeros(1000, dtype=np.int64)]
 
-    def work(party: Party, group: sh.Group, shares: np.ndarray) -> np.ndarray:
+    def work(party: Party, group: correlations.Group, shares: np.ndarray) -> np.ndarray:
         product = sh.mul_fixed(party, group, shares[:500], shares[500:], F, bound_bits=52)
         return sh.open_all(party, group, product)
 
-    exact = sh.to_signed(ex).astype(object) * sh.to_signed(ey).astype(object)
+    exact = ring.to_signed(ex).astype(object) * ring.to_signed(ey).astype(object)
     for opened in _shared_run(2, inputs, work):
-        raw = sh.to_signed(opened)
+        raw = ring.to_signed(opened)
         floor = np.asarray([int(v) >> F for v in exact], dtype=np.int64)
         assert np.all((raw == floor) | (raw == floor + 1))  # error below one unit (2^-16)
         # encoding rounds x and y by 2^-(F+1) each; truncation adds less than 2^-F
         bound = (np.abs(x) + np.abs(y) + 1) * 2.0 ** -(F + 1) + 2.0**-F
-        assert np.all(np.abs(sh.decode_fixed(opened, F) - x * y) <= bound)
+        assert np.all(np.abs(ring.decode_fixed(opened, F) - x * y) <= bound)
 
 
 def test_truncation_on_small_and_negative_values_is_within_one_ulp() -> None:
     values = np.array([0, 1, -1, 2**16, -(2**16), 3 * 2**16 + 5, -(2**30) - 7], dtype=np.int64)
 
-    def work(party: Party, group: sh.Group, shares: np.ndarray) -> np.ndarray:
+    def work(party: Party, group: correlations.Group, shares: np.ndarray) -> np.ndarray:
         return sh.open_all(party, group, sh.truncate(party, group, shares, F, bound_bits=40))
 
     for opened in _shared_run(3, [values, np.zeros(7, np.int64), np.zeros(7, np.int64)], work):
-        raw = sh.to_signed(opened)
+        raw = ring.to_signed(opened)
         floor = values >> F
         assert np.all((raw == floor) | (raw == floor + 1))
     with pytest.raises(ValueError):
-        sh.truncate(None, (0,), sh.words([1]), 20, bound_bits=10)  # type: ignore[arg-type]
+        sh.truncate(None, (0,), ring.words([1]), 20, bound_bits=10)  # type: ignore[arg-type]
 
 
 def test_and_triples_and_bit_conversion_and_inner_product() -> None:
@@ -158,7 +153,7 @@ def test_channels_have_equal_transcripts_after_a_protocol() -> None:
 
     def work(party: Party) -> None:
         group = party.parties
-        s = sh.share_sum(party, group, sh.words([party.index + 1]))
+        s = sh.share_sum(party, group, ring.words([party.index + 1]))
         sh.open_to(party, group, sh.mul(party, group, s, s), 0)
 
     threads = [threading.Thread(target=work, args=(p,)) for p in parties]
@@ -193,7 +188,7 @@ def test_missing_party_raises_dropout_everywhere() -> None:
             try:
                 group = party.parties
                 with sh.session(party, "test"):
-                    s = sh.share_sum(party, group, sh.words([7]))
+                    s = sh.share_sum(party, group, ring.words([7]))
                     outcomes[party.index] = None
                     sh.open_to(party, group, s, 0)
             except BaseException as exc:
@@ -220,11 +215,11 @@ def test_party_validation() -> None:
 
 
 def test_words_accepts_integers_only() -> None:
-    assert list(sh.words([2**64 - 1, -1, 5])) == [2**64 - 1, 2**64 - 1, 5]
+    assert list(ring.words([2**64 - 1, -1, 5])) == [2**64 - 1, 2**64 - 1, 5]
     with pytest.raises(ValueError):
-        sh.words([1.5])
+        ring.words([1.5])
     with pytest.raises(ValueError):
-        sh.words([2**64])
+        ring.words([2**64])
 
 
 def _abort_scene(failure: str) -> tuple[BaseException | None, BaseException | None, float]:
@@ -285,7 +280,7 @@ def test_dealer_join_returns_after_a_clean_session_and_raises_when_parties_hang(
     mesh = local_mesh(2, timeout=5)
     results = mesh.run(
         lambda party: sh.open_all(
-            party, party.parties, sh.mul(party, party.parties, sh.words([3]), sh.words([5]))
+            party, party.parties, sh.mul(party, party.parties, ring.words([3]), ring.words([5]))
         )
     )
     assert [int(r[0]) for r in results] == [(3 + 3) * (5 + 5)] * 2  # both parties input 3, 5

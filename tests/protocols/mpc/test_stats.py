@@ -5,7 +5,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from privledger.protocols.mpc.sharing import MpcError, Party, PartyDropout, PeerSilent, local_mesh
+from privledger.protocols.mpc.dealer import local_mesh
+from privledger.protocols.mpc.sharing import MpcError, Party, PartyDropout, PeerSilent
 from privledger.protocols.mpc.stats import JointStats, Statistic, joint_stats
 
 F = 16

@@ -139,7 +139,7 @@ def _reviews(
     if not grants:
         defaults = default_terms([spec.kind], asset_columns(session, item.dataset))
         return [_review(spec, item, task.fee, defaults)]
-    now = int(node.ledger.client.w3.eth.get_block("latest")["timestamp"])
+    now = node.ledger.client.latest_timestamp()
     reviews = []
     unreadable = TermViolation("termsHash", "the published terms do not match the chain")
     for grant in grants:

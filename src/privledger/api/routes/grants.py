@@ -10,7 +10,7 @@ from privledger.api.errors import ApiError, not_found, parse_hex32
 from privledger.api.schemas import GrantIn, GrantOut, KindName
 from privledger.evm.contracts import Grant, Kind
 from privledger.node.context import NodeContext
-from privledger.node.grants import terms_of
+from privledger.node.grants import grant_dataset, terms_of
 from privledger.node.spec import MODEL_COLUMN
 from privledger.node.terms import GrantTerms, default_terms
 from privledger.store.assets import held_asset_ids
@@ -50,12 +50,13 @@ def issue_grant(body: GrantIn, caller: DataOwner, node: NodeDep, session: Sessio
     the defaults of the kinds named: see docs/grants.md); the terms document is hashed on chain."""
     terms = grant_terms(body, asset_columns(session, body.dataset))
     ledger = node.ledger_for(caller.user.address)
-    now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
-    grant_id = ledger.grants.grant(
-        bytes.fromhex(body.dataset[2:]),
-        body.grantee_org,
-        terms.chain_terms(expiry=now + body.expires_in_s, max_uses=body.max_uses),
-        terms.canonical_json(),
+    grant_id = grant_dataset(
+        ledger,
+        dataset=body.dataset,
+        grantee_org=body.grantee_org,
+        terms=terms,
+        expires_in_s=body.expires_in_s,
+        max_uses=body.max_uses,
     )
     return grant_out(node, ledger.grants.get_grant(grant_id))
 

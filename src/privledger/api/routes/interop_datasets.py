@@ -41,6 +41,7 @@ from privledger.api.routes.interop_nodes import ContractId, OrgIdField, is_activ
 from privledger.api.schemas import KindName
 from privledger.evm.contracts import Role
 from privledger.node.context import NodeContext
+from privledger.node.grants import grant_dataset
 from privledger.node.terms import default_terms
 from privledger.store.assets import holds_asset
 from privledger.store.events import events_named
@@ -281,13 +282,13 @@ def confirm(
         if not is_active(node, contract):
             raise ApiError(409, "contract_inactive", f"contract {row.contract_id} is not active")
         terms = default_terms(row.kinds, asset_columns(session, row.dataset_id))
-        ledger = node.ledger_for(caller.user.address)
-        now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
-        grant_id = ledger.grants.grant(
-            bytes.fromhex(row.dataset_id[2:]),
-            row.requester_org,
-            terms.chain_terms(expiry=now + row.time_limit, max_uses=row.times_limit),
-            terms.canonical_json(),
+        grant_id = grant_dataset(
+            node.ledger_for(caller.user.address),
+            dataset=row.dataset_id,
+            grantee_org=row.requester_org,
+            terms=terms,
+            expires_in_s=row.time_limit,
+            max_uses=row.times_limit,
         )
         row.grant_id, row.grantor = "0x" + grant_id.hex(), caller.user.address
     row.status, row.updated_at = body.status, utc_now()

@@ -24,7 +24,7 @@ from privledger.api.schemas import (
     TaskOut,
 )
 from privledger.node.context import NodeContext
-from privledger.node.grants import ZERO32, GrantChoice, choose_grant
+from privledger.node.grants import ZERO32, GrantChoice, choose_grant, grant_dataset
 from privledger.node.services import call_proof
 from privledger.node.spec import PSI_PROTOCOLS, SpecInput, parse_spec, spec_error
 from privledger.node.terms import GrantTerms, Price
@@ -98,14 +98,13 @@ def authorise_caller(
     floor), so that a task leaving the service out is held to them all the same."""
     service = _service(session, name)
     ledger = node.ledger_for(caller.user.address)
-    now = int(ledger.client.w3.eth.get_block("latest")["timestamp"])
-    dataset = bytes.fromhex(service.dataset_id[2:])
-    terms = service_terms(service)
-    grant_id = ledger.grants.grant(
-        dataset,
-        body.org,
-        terms.chain_terms(expiry=now + body.expires_in_s, max_uses=body.max_calls),
-        terms.canonical_json(),
+    grant_id = grant_dataset(
+        ledger,
+        dataset=service.dataset_id,
+        grantee_org=body.org,
+        terms=service_terms(service),
+        expires_in_s=body.expires_in_s,
+        max_uses=body.max_calls,
     )
     return grant_out(node, ledger.grants.get_grant(grant_id))
 

@@ -123,7 +123,8 @@ from privledger.protocols.fl.gbdt_tree import (
     leaf_index,
     leaf_masks,
 )
-from privledger.protocols.mpc.sharing import U64, Party, agree, encode_fixed
+from privledger.protocols.mpc.ring import U64, encode_fixed
+from privledger.protocols.mpc.sharing import Party, agree
 
 logger = logging.getLogger(__name__)
 

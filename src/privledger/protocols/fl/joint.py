@@ -36,17 +36,8 @@ import numpy as np
 import numpy.typing as npt
 
 from privledger.protocols.mpc.compare import greater_equal
-from privledger.protocols.mpc.sharing import (
-    U64,
-    Party,
-    agree,
-    bits_to_arith,
-    decode_fixed,
-    encode_fixed,
-    mul,
-    open_to,
-    session,
-)
+from privledger.protocols.mpc.ring import U64, decode_fixed, encode_fixed
+from privledger.protocols.mpc.sharing import Party, agree, bits_to_arith, mul, open_to, session
 
 logger = logging.getLogger(__name__)
 

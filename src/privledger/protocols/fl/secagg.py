@@ -61,7 +61,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from privledger.protocols.mpc.sharing import U64, decode_fixed, encode_fixed, prg_words
+from privledger.protocols.mpc.ring import U64, decode_fixed, encode_fixed, prg_words
 
 logger = logging.getLogger(__name__)
 

@@ -101,15 +101,12 @@ import numpy as np
 import numpy.typing as npt
 
 from privledger.protocols.mpc.compare import greater_equal
+from privledger.protocols.mpc.ring import DEFAULT_FRAC_BITS, U64, decode_fixed, encode_fixed
 from privledger.protocols.mpc.sharing import (
-    DEFAULT_FRAC_BITS,
-    U64,
     MpcError,
     Party,
     agree,
     bits_to_arith,
-    decode_fixed,
-    encode_fixed,
     mul,
     open_to,
     session,

@@ -9,16 +9,9 @@
 Each module's docstring states its security model and leakage.
 """
 
-from privledger.protocols.mpc.sharing import (
-    DEFAULT_FRAC_BITS,
-    Dealer,
-    LocalMesh,
-    MpcError,
-    Party,
-    PartyDropout,
-    PeerSilent,
-    local_mesh,
-)
+from privledger.protocols.mpc.dealer import Dealer, LocalMesh, local_mesh
+from privledger.protocols.mpc.ring import DEFAULT_FRAC_BITS
+from privledger.protocols.mpc.sharing import MpcError, Party, PartyDropout, PeerSilent
 
 __all__ = [
     "DEFAULT_FRAC_BITS",

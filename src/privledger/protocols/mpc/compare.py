@@ -34,17 +34,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from privledger.protocols.mpc.sharing import (
-    U64,
-    Group,
-    Party,
-    and_words,
-    const,
-    open_all,
-    open_to,
-    words,
-    xor_constant,
-)
+from privledger.protocols.mpc.correlations import Group
+from privledger.protocols.mpc.ring import U64, const, words
+from privledger.protocols.mpc.sharing import Party, and_words, open_all, open_to, xor_constant
 
 _ONES: Final = (1 << 64) - 1
 _TOP_BIT: Final = 1 << 63

@@ -56,13 +56,12 @@ import numpy as np
 import numpy.typing as npt
 
 from privledger.protocols.mpc.compare import equal_shared_xor, greater_than, reveal_bits
+from privledger.protocols.mpc.correlations import Group
+from privledger.protocols.mpc.ring import U64, const
 from privledger.protocols.mpc.sharing import (
-    U64,
-    Group,
     MpcError,
     Party,
     agree,
-    const,
     inner_product,
     open_to,
     session,

@@ -1,15 +1,6 @@
 """Additive secret sharing over Z_2^64 for N parties, with a trusted dealer for correlations.
 
-Values live in the ring Z_2^64 as ``numpy.uint64`` arrays; numpy's wrap-around on ``uint64``
-*arrays* is the ring arithmetic (scalars are avoided: numpy warns on scalar overflow). A secret
-``x`` is split among the parties of a group as ``x = sum(x_i) mod 2^64`` (*arithmetic* shares)
-or, for bit-level work, as ``x = xor(x_i)`` over packed 64-bit words (*XOR* shares).
-
-Fixed point. A real ``v`` is encoded as the two's complement of ``round(v * 2^f)`` with ``f``
-fractional bits (default :data:`DEFAULT_FRAC_BITS` = 16, i.e. a resolution of 2^-16 ~ 1.5e-5).
-The range is ``|v| < 2^(63-f)`` (~1.4e14 for f = 16); encoding is exact to 2^-(f+1) while
-``|v| < 2^(52-f)`` (float64 has a 53-bit mantissa). A product of two encodings carries 2f
-fractional bits and must be truncated (:func:`truncate`) and stay below 2^63 before that.
+The ring, fixed-point encoding and randomness are in :mod:`.ring`, the dealer in :mod:`.dealer`.
 
 Parties and channels. A :class:`Party` knows its index and a :class:`Channel` to every peer
 (the mesh is complete: one two-party channel per pair). A *group* is a sorted tuple of party
@@ -17,26 +8,6 @@ indices that run a sub-protocol together; its first member is the group's *lead*
 public constants and talks to the dealer. Messages between two parties are turn-based (the lower
 index sends first in every exchange), so each channel's transcript hash is equal on both ends.
 :func:`local_mesh` builds an in-memory mesh (``channel_pair``) for tests and benchmarks.
-
-Randomness. Masks come from :mod:`secrets`; vectors longer than 64 words are expanded from a
-fresh 32-byte :mod:`secrets` seed with AES-256-CTR (``cryptography``), a standard PRG that is
-~100x faster than drawing every word from the OS.
-
-Correlated randomness -- the dealer. Beaver triples (arithmetic ``c = a*b`` and bitwise
-``c = a & b``), edaBits (a random ``r`` shared both arithmetically and as XOR-shared bits),
-daBits (a random bit shared both ways), truncation pairs (``r``, ``r >> f``) and two-party
-inner-product pairs (``R_0``, ``R_1``, shares of ``R_0 . R_1``) come from a
-:class:`Dealer`: a **trusted third party**, connected to every party by its own channel, that
-never sees an input or an opened value. Compression as in CrypTen's TTP provider: at start-up
-the dealer gives each party a 32-byte seed; a party expands its share of every correlation from
-its seed (AES-CTR, nonce bound to the operation, group and a per-group counter) without talking
-to anyone, except the group lead, which asks the dealer for its correcting share. The parties do
-*not* generate triples themselves (OT- or HE-based generation is not implemented).
-
-What the dealer is trusted for: it knows every party's correlated randomness, so a dealer that
-colludes with any party (or reads the peer traffic) learns the other parties' inputs; a dealer
-that sends wrong corrections makes the output wrong without anybody noticing. On its own it
-learns only the sequence of (operation, group, size) requests.
 
 Security model: semi-honest parties, an honest majority is *not* needed (any N-1 colluding
 parties learn nothing about the last party's input beyond the output) provided the dealer does
@@ -63,54 +34,35 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Final, Literal, Self, TypeVar
+from typing import Final
 
 import numpy as np
-import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from privledger.protocols.channel import (
-    Channel,
-    ChannelClosed,
-    ChannelError,
-    ChannelTimeout,
-    channel_pair,
+from privledger.protocols.channel import Channel, ChannelClosed, ChannelError, ChannelTimeout
+from privledger.protocols.mpc.correlations import (
+    CorrelationOp,
+    Group,
+    correlation_nonce,
+    cut,
+    layout,
+    lead_corrections,
+)
+from privledger.protocols.mpc.ring import (
+    RING_BITS,
+    SEED_BYTES,
+    U64,
+    const,
+    prg_words,
+    split,
 )
 
 logger = logging.getLogger(__name__)
 
-U64 = npt.NDArray[np.uint64]
-Group = tuple[int, ...]
-CorrelationOp = Literal["beaver", "and", "edabit", "dabit", "trunc", "inner"]
-
-RING_BITS: Final = 64
-DEFAULT_FRAC_BITS: Final = 16
-SEED_BYTES: Final = 32
-MAX_CORRELATIONS: Final = 1 << 26  # per dealer request (512 MiB of words)
 TRUNC_MAX_BOUND_BITS: Final = 62  # truncate needs x + 2^bound < 2^63
-
-_MASK64: Final = (1 << 64) - 1
-_SMALL: Final = 64  # vectors up to this many words come straight from secrets
-_DST: Final = b"privledger/mpc/v2"
 _ABORT: Final = b"privledger/mpc/abort/v1\x00"  # 24 bytes; see "Dropout" above
-DEALER_POLL_S: Final = 0.5  # how often a dealer thread waiting for a request checks for a stop
-_OP_PARTS: Final[dict[str, int]] = {
-    "beaver": 3,
-    "and": 3,
-    "edabit": 2,
-    "dabit": 2,
-    "trunc": 3,
-    "inner": 2,
-}
-_T = TypeVar("_T")
 
 
 class MpcError(Exception):
@@ -127,103 +79,7 @@ class PeerSilent(PartyDropout, ChannelTimeout):
     as an unreachable peer."""
 
 
-# --- ring and fixed point ------------------------------------------------------------------
-
-
-def const(value: int) -> np.uint64:
-    """``value mod 2^64`` as a ``numpy.uint64`` (negative values wrap, two's complement)."""
-    return np.uint64(value & _MASK64)
-
-
-def words(values: npt.ArrayLike) -> U64:
-    """Integers (``-2^63 <= v < 2^64``, negatives wrap) as ring elements; no non-integers."""
-    if isinstance(values, list | tuple):  # Python ints: numpy might turn 2^64 - 1 into a float
-        array = np.empty(len(values), dtype=object)
-        array[:] = values
-    else:
-        array = np.asarray(values)
-    if array.dtype == np.uint64:
-        return np.ascontiguousarray(array, dtype=np.uint64).reshape(-1)
-    if array.dtype.kind in "iub":
-        return np.ascontiguousarray(array.astype(np.int64).view(np.uint64)).reshape(-1)
-    flat = array.reshape(-1).tolist()
-    if array.dtype.kind != "O" or not all(isinstance(v, int | np.integer) for v in flat):
-        raise ValueError(f"ring elements must be integers, got {array.dtype}")
-    if any(isinstance(v, bool) or not -(1 << 63) <= int(v) < (1 << 64) for v in flat):
-        raise ValueError("ring elements must be integers in -2^63 .. 2^64 - 1")
-    return np.asarray([int(v) & _MASK64 for v in flat], dtype=np.uint64)
-
-
-def to_signed(values: U64) -> npt.NDArray[np.int64]:
-    """Ring elements read as two's complement integers in ``[-2^63, 2^63)``."""
-    return values.view(np.int64)
-
-
-def encode_fixed(values: npt.ArrayLike, frac_bits: int = DEFAULT_FRAC_BITS) -> U64:
-    """Encode reals as ``round(v * 2^f) mod 2^64``; refuse NaN, inf and ``|v| >= 2^(63-f)``."""
-    _check_frac_bits(frac_bits)
-    real = np.asarray(values, dtype=np.float64).reshape(-1)
-    if not np.all(np.isfinite(real)):
-        raise ValueError("fixed-point encoding needs finite values")
-    scaled = np.rint(real * float(1 << frac_bits))
-    if scaled.size and float(np.max(np.abs(scaled))) >= 2.0**63:
-        raise ValueError(f"value out of the fixed-point range |v| < 2^{63 - frac_bits}")
-    return scaled.astype(np.int64).view(np.uint64)
-
-
-def decode_fixed(values: U64, frac_bits: int = DEFAULT_FRAC_BITS) -> npt.NDArray[np.float64]:
-    """Inverse of :func:`encode_fixed` (to float64)."""
-    _check_frac_bits(frac_bits)
-    return to_signed(values).astype(np.float64) / float(1 << frac_bits)
-
-
-def _check_frac_bits(frac_bits: int) -> None:
-    if not 0 <= frac_bits <= 40:
-        raise ValueError(f"frac_bits must be in 0..40, not {frac_bits}")
-
-
-# --- randomness and local sharing ----------------------------------------------------------
-
-
-def prg_words(seed: bytes, nonce: bytes, count: int) -> U64:
-    """``count`` pseudorandom words: AES-256-CTR keystream under ``seed`` from ``nonce``."""
-    if len(seed) != SEED_BYTES or len(nonce) != 16:
-        raise ValueError("prg_words needs a 32-byte seed and a 16-byte nonce")
-    encryptor = Cipher(algorithms.AES(seed), modes.CTR(nonce)).encryptor()
-    return np.frombuffer(encryptor.update(bytes(8 * count)), dtype="<u8").astype(
-        np.uint64, copy=False
-    )
-
-
-def random_words(count: int) -> U64:
-    """Uniform ring elements: from :mod:`secrets`, AES-CTR-expanded from a secret seed if long."""
-    if count <= _SMALL:
-        return np.frombuffer(secrets.token_bytes(8 * count), dtype="<u8").astype(
-            np.uint64, copy=False
-        )
-    return prg_words(secrets.token_bytes(SEED_BYTES), bytes(16), count)
-
-
-def split(secret: U64, parties: int) -> list[U64]:
-    """Additive shares of ``secret`` for ``parties`` parties (the last one is the correction)."""
-    if parties < 1:
-        raise ValueError("need at least one party")
-    shares = [random_words(secret.size) for _ in range(parties - 1)]
-    last = secret.copy()
-    for share in shares:
-        last -= share
-    return [*shares, last]
-
-
-def reconstruct(shares: Sequence[U64]) -> U64:
-    """Sum of additive shares mod 2^64."""
-    total = np.zeros_like(shares[0])
-    for share in shares:
-        total += share
-    return total
-
-
-# --- parties and the mesh ------------------------------------------------------------------
+# --- parties ------------------------------------------------------------------------------
 
 
 class Party:
@@ -281,7 +137,7 @@ class Party:
             raise PartyDropout(
                 f"party {self.index}: party {peer} dropped out ({type(exc).__name__}: {exc})"
             ) from exc
-        _raise_if_abort(payload, f"party {self.index}: party {peer}")
+        raise_if_abort(payload, f"party {self.index}: party {peer}")
         return payload
 
     def send_words(self, peer: int, values: U64) -> None:
@@ -325,22 +181,22 @@ class Party:
             self._labels[(op, group)] = label + 1
         seed = self._dealer_seed()
         is_lead = self.index == group[0]
-        sizes = _layout(op, count)
-        own = sizes[: len(sizes) - _lead_corrections(op)] if is_lead else sizes
-        nonce = _nonce(op, group, label, self.index, frac_bits)
-        shares = _cut(prg_words(seed, nonce, sum(own)), own)
+        sizes = layout(op, count)
+        own = sizes[: len(sizes) - lead_corrections(op)] if is_lead else sizes
+        nonce = correlation_nonce(op, group, label, self.index, frac_bits)
+        shares = cut(prg_words(seed, nonce, sum(own)), own)
         if is_lead:
             fixed = sizes[len(own) :]
             request = {"op": op, "group": list(group), "label": label, "n": count, "f": frac_bits}
             correction = self._ask_dealer(json.dumps(request).encode(), sum(fixed))
-            shares += _cut(correction, fixed)
+            shares += cut(correction, fixed)
         return shares
 
     def abort(self, cause: BaseException | None = None) -> None:
         """Send every peer and the dealer an abort notice saying why (best effort), then close
         every channel: the others fail fast with :class:`PeerSilent` when ``cause`` was a silent
         or unreachable peer, else with :class:`PartyDropout`."""
-        notice = _abort_notice(self.index, cause)
+        notice = abort_notice(self.index, cause)
         channels = [*self._peers.values(), *([self._dealer] if self._dealer else [])]
         for channel in channels:
             try:
@@ -400,11 +256,11 @@ class Party:
             raise PeerSilent(f"party {self.index}: the dealer left without a word") from exc
         except ChannelError as exc:
             raise PartyDropout(f"party {self.index}: the dealer dropped out ({exc})") from exc
-        _raise_if_abort(payload, f"party {self.index}: the dealer")
+        raise_if_abort(payload, f"party {self.index}: the dealer")
         return payload
 
 
-def _is_silence(cause: BaseException | None) -> bool:
+def is_silence(cause: BaseException | None) -> bool:
     """Whether a failure means a peer is silent or unreachable (rather than that it quit): a
     timeout, or a broken link other than a peer's own close or abort."""
     if isinstance(cause, ChannelTimeout):
@@ -412,13 +268,13 @@ def _is_silence(cause: BaseException | None) -> bool:
     return isinstance(cause, ChannelError) and not isinstance(cause, ChannelClosed | PartyDropout)
 
 
-def _abort_notice(index: int, cause: BaseException | None) -> bytes:
+def abort_notice(index: int, cause: BaseException | None) -> bytes:
     reason = "aborted" if cause is None else f"{type(cause).__name__}: {cause}"
-    fields = {"party": index, "silent": _is_silence(cause), "reason": reason[:300]}
+    fields = {"party": index, "silent": is_silence(cause), "reason": reason[:300]}
     return _ABORT + json.dumps(fields, sort_keys=True).encode()
 
 
-def _raise_if_abort(payload: bytes, who: str) -> None:
+def raise_if_abort(payload: bytes, who: str) -> None:
     """Raise the error an abort notice stands for (a protocol message never starts with the
     marker: shares are uniform words, the rest fixed-size digests and counts)."""
     if not payload.startswith(_ABORT):
@@ -431,33 +287,6 @@ def _raise_if_abort(payload: bytes, who: str) -> None:
     if silent:
         raise PeerSilent(f"{who} aborted because a peer is unreachable ({reason})")
     raise PartyDropout(f"{who} aborted ({reason})")
-
-
-def _layout(op: str, count: int) -> list[int]:
-    """Word counts of an op's components (an inner-product correlation ends with a scalar)."""
-    sizes = [count] * _OP_PARTS[op]
-    if op == "inner":
-        sizes[1] = 1
-    return sizes
-
-
-def _cut(values: U64, sizes: Sequence[int]) -> list[U64]:
-    bounds = np.cumsum([0, *sizes])
-    return [values[bounds[k] : bounds[k + 1]] for k in range(len(sizes))]
-
-
-def _lead_corrections(op: str) -> int:
-    """How many of an op's components the lead receives from the dealer (the rest from its seed)."""
-    if op == "inner":
-        return 1  # the lead's scalar
-    if op == "trunc":
-        return 3  # r, r >> f and msb(r) are correlated: all three are dealer-corrected
-    return 2 if op == "dabit" else 1
-
-
-def _nonce(op: str, group: Group, label: int, member: int, frac_bits: int) -> bytes:
-    text = f"{op}|{','.join(map(str, group))}|{label}|{member}|{frac_bits}".encode()
-    return hashlib.sha256(_DST + b"|" + text).digest()[:16]
 
 
 @contextmanager
@@ -478,216 +307,6 @@ def agree(party: Party, group: Group, params: Mapping[str, object]) -> None:
     for peer, other in theirs.items():
         if other != digest:
             raise MpcError(f"party {peer} runs other parameters than party {party.index}")
-
-
-# --- the dealer ----------------------------------------------------------------------------
-
-
-class Dealer:
-    """Trusted dealer: hands out seeds, then answers group leads' correlation requests.
-
-    ``serve()`` runs one thread per party channel until the party closes it; a party's abort
-    notice or a broken link to any party stops every thread (the session cannot finish without
-    that party), and :meth:`join` then raises. See the module docstring for what the dealer is
-    trusted with.
-    """
-
-    def __init__(self, channels: Mapping[int, Channel]) -> None:
-        self._channels = dict(channels)
-        self._seeds = {i: secrets.token_bytes(SEED_BYTES) for i in channels}
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
-        self._failure: PartyDropout | None = None
-        self._failure_lock = threading.Lock()
-
-    def serve(self) -> None:
-        for index in sorted(self._channels):
-            thread = threading.Thread(
-                target=self._serve_one, args=(index,), name=f"mpc-dealer-{index}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
-
-    def join(self, timeout: float | None = None) -> None:
-        """Wait until every party closed its channel. Raise :class:`PartyDropout` (or
-        :class:`PeerSilent`) when a party aborted or a link broke, or when parties are still
-        running after ``timeout`` seconds (the dealer then stops serving them)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
-        if any(thread.is_alive() for thread in self._threads):
-            self._abandon(PeerSilent(f"dealer: parties still running after {timeout} s"))
-        if self._failure is not None:
-            raise self._failure
-
-    def _abandon(self, failure: PartyDropout) -> None:
-        """Stop serving every party and pass the first failure on to each (what :meth:`join`
-        raises), so a party waiting for the dealer fails as the party that aborted did."""
-        with self._failure_lock:
-            if self._failure is not None:
-                return
-            self._failure = failure
-        self._stop.set()
-        notice = _abort_notice(-1, failure)
-        for index, channel in self._channels.items():
-            try:
-                channel.send(notice)
-            except ChannelError as exc:  # that party is gone, or has closed its channel
-                logger.debug("dealer: abort notice to party %d not delivered: %s", index, exc)
-
-    def _serve_one(self, index: int) -> None:
-        channel = self._channels[index]
-        try:
-            channel.send(self._seeds[index])
-            while not self._stop.is_set():
-                try:
-                    request = channel.recv(DEALER_POLL_S)
-                except ChannelTimeout:
-                    continue  # idle: look at the stop flag again
-                _raise_if_abort(request, f"dealer: party {index}")
-                channel.send(self.answer(index, request).astype("<u8", copy=False).tobytes())
-        except ChannelClosed:
-            return  # the party is done (or the session was stopped and its channel closed)
-        except PartyDropout as exc:
-            logger.warning("dealer: party %d aborted the session: %s", index, exc)
-            self._abandon(exc)
-        except Exception as exc:  # a bad request or a broken link: the session cannot finish
-            logger.warning("dealer: stops serving party %d: %s", index, exc)
-            failure = f"dealer: link to party {index} failed ({type(exc).__name__}: {exc})"
-            self._abandon(PeerSilent(failure) if _is_silence(exc) else PartyDropout(failure))
-            channel.close()
-
-    def answer(self, index: int, request: bytes) -> U64:
-        """The lead's correcting shares for one request (validated)."""
-        op, group, label, count, frac_bits = self._parse(index, request)
-        sizes = _layout(op, count)
-        shares: dict[int, list[U64]] = {}
-        for member in group:
-            own = sizes[: len(sizes) - _lead_corrections(op)] if member == group[0] else sizes
-            nonce = _nonce(op, group, label, member, frac_bits)
-            shares[member] = _cut(prg_words(self._seeds[member], nonce, sum(own)), own)
-        others = [shares[m] for m in group[1:]]
-        lead = shares[group[0]]
-        if op == "inner":  # scalars: t_lead + t_other = R_lead . R_other
-            dot = np.asarray([np.sum(lead[0] * others[0][0], dtype=np.uint64)], dtype=np.uint64)
-            return _correct(dot, [others[0][1]], True)
-        if op in ("beaver", "and"):
-            arith = op == "beaver"
-            a = _combine([lead[0], *(s[0] for s in others)], arith)
-            b = _combine([lead[1], *(s[1] for s in others)], arith)
-            c = a * b if arith else a & b
-            return _correct(c, [s[2] for s in others], arith)
-        if op == "edabit":
-            r = _combine([lead[0], *(s[0] for s in others)], True)
-            return _correct(r, [s[1] for s in others], False)
-        if op == "dabit":
-            bit = random_words(count) & const(1)
-            arith_share = _correct(bit, [s[0] for s in others], True)
-            return np.concatenate([arith_share, _correct(bit, [s[1] for s in others], False)])
-        r = random_words(count)  # trunc: r uniform over the whole ring (see truncate)
-        high = r >> const(frac_bits)
-        top = r >> const(RING_BITS - 1)
-        arith_r = _correct(r, [s[0] for s in others], True)
-        arith_high = _correct(high, [s[1] for s in others], True)
-        return np.concatenate([arith_r, arith_high, _correct(top, [s[2] for s in others], True)])
-
-    def _parse(self, index: int, request: bytes) -> tuple[CorrelationOp, Group, int, int, int]:
-        try:
-            fields = json.loads(request)
-            op, label, count, frac_bits = fields["op"], fields["label"], fields["n"], fields["f"]
-            group = tuple(int(m) for m in fields["group"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise MpcError(f"malformed dealer request from party {index}") from exc
-        if op not in _OP_PARTS or not group or group[0] != index:
-            raise MpcError(f"party {index} may not ask for {op!r} for group {group}")
-        if list(group) != sorted(set(group)) or not set(group) <= set(self._seeds):
-            raise MpcError(f"bad group {group}")
-        if type(count) is not int or not 0 <= count <= MAX_CORRELATIONS:
-            raise MpcError(f"bad correlation count {count!r}")
-        if type(label) is not int or type(frac_bits) is not int or not 0 <= frac_bits <= 63:
-            raise MpcError("bad label or frac_bits")
-        return op, group, label, count, frac_bits
-
-
-def _combine(shares: Sequence[U64], arith: bool) -> U64:
-    total = shares[0].copy()
-    for share in shares[1:]:
-        if arith:
-            total += share
-        else:
-            total ^= share
-    return total
-
-
-def _correct(secret: U64, others: Sequence[U64], arith: bool) -> U64:
-    """The share that, combined with ``others``, gives ``secret``."""
-    missing = secret.copy()
-    for share in others:
-        if arith:
-            missing -= share
-        else:
-            missing ^= share
-    return missing
-
-
-@dataclass
-class LocalMesh:
-    """An in-memory mesh of parties (and a serving dealer); close it to stop the dealer."""
-
-    parties: list[Party]
-    dealer: Dealer | None
-    channels: list[Channel] = field(repr=False)
-
-    def close(self) -> None:
-        for channel in self.channels:
-            channel.close()
-        if self.dealer is not None:
-            try:
-                self.dealer.join(5.0)
-            except PartyDropout as exc:  # the parties already raised theirs
-                logger.debug("local mesh: the dealer saw the session fail: %s", exc)
-
-    def run(self, work: Callable[[Party], _T]) -> list[_T]:
-        """Run ``work(party)`` for every party in its own thread; re-raise the first failure."""
-        with ThreadPoolExecutor(len(self.parties)) as pool:
-            futures = [pool.submit(work, party) for party in self.parties]
-            return [future.result() for future in futures]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def local_mesh(size: int, *, dealer: bool = True, timeout: float | None = 30.0) -> LocalMesh:
-    """``size`` parties connected pairwise by in-memory channels, plus a running dealer."""
-    if size < 2:
-        raise ValueError("a mesh needs at least two parties")
-    peers: list[dict[int, Channel]] = [{} for _ in range(size)]
-    channels: list[Channel] = []
-    for i in range(size):
-        for j in range(i + 1, size):
-            end_i, end_j = channel_pair()
-            peers[i][j], peers[j][i] = end_i, end_j
-            channels += [end_i, end_j]
-    dealer_ends: dict[int, Channel] = {}
-    party_dealer: list[Channel | None] = [None] * size
-    for i in range(size):
-        if dealer:
-            end_party, end_dealer = channel_pair()
-            party_dealer[i], dealer_ends[i] = end_party, end_dealer
-            channels += [end_party, end_dealer]
-    parties = [Party(i, peers[i], dealer=party_dealer[i], timeout=timeout) for i in range(size)]
-    the_dealer = Dealer(dealer_ends) if dealer else None
-    if the_dealer is not None:
-        the_dealer.serve()
-    return LocalMesh(parties, the_dealer, channels)
 
 
 # --- arithmetic on shares ------------------------------------------------------------------

@@ -49,9 +49,8 @@ import numpy as np
 import numpy.typing as npt
 
 from privledger.protocols.mpc.compare import greater_equal
+from privledger.protocols.mpc.ring import DEFAULT_FRAC_BITS, U64, to_signed
 from privledger.protocols.mpc.sharing import (
-    DEFAULT_FRAC_BITS,
-    U64,
     Party,
     agree,
     bits_to_arith,
@@ -59,7 +58,6 @@ from privledger.protocols.mpc.sharing import (
     open_to,
     session,
     share_sum,
-    to_signed,
 )
 
 logger = logging.getLogger(__name__)
