@@ -5,10 +5,13 @@ contracts; a grant restricted to one component's code hash refuses another."""
 
 from __future__ import annotations
 
+import json
 from importlib.metadata import distribution
 
 import httpx
+from typer.testing import CliRunner
 
+from privledger.cli import app
 from privledger.evm.accounts import dev_account
 from privledger.node.components import COMPONENT_PROTOCOL_ID, installed
 
@@ -32,6 +35,13 @@ def test_the_openmined_plugin_runs_as_a_ledger_task_and_settles(running: Running
     assert listed["openmined.psi"]["hash"] == plugin.ref.hash
     assert listed["openmined.psi"]["protocols"] == ["openmined-psi"]
     assert listed["openmined.psi"]["enforces"] == ["max_requester_set"]
+    node = running.nodes["telecom"]
+    env = {"PRIVLEDGER_NODE_URL": node.url, "PRIVLEDGER_TOKEN": node.tokens["operator"]}
+    shown = CliRunner().invoke(app, ["component", "list", "--json"], env=env)
+    assert shown.exit_code == 0, shown.stdout
+    by_name = {c["name"]: c for c in json.loads(shown.stdout)}
+    assert by_name["openmined.psi"]["hash"] == plugin.ref.hash
+    assert by_name["privledger.psi.kkrt"]["builtin"] is True
 
     kkrt_only = {
         "protocols": ["kkrt", "openmined-psi"],

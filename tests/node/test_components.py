@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,7 @@ from privledger.node.components import (
     SpecRefused,
     code_hash,
     installed,
+    load_component,
     protocol_id,
     resolve,
 )
@@ -129,3 +132,39 @@ def test_a_component_refuses_a_spec_outside_its_parties_or_outputs() -> None:
 
     with pytest.raises(SpecRefused, match="2 to 2 inputs"):
         TwoParties().check(task)
+
+
+class _Vendor(Component):
+    name = "vendor.psi"
+    version = "1"
+    protocols: tuple[str, ...] = ("vendor-psi",)
+    kind = "psi"
+    parties = (2, 2)
+    roles = ("requester", "provider")
+    outputs = ("requester",)
+    output_schema = ""
+    enforces = ()
+    security = ""
+
+    def run(self, task: Run) -> RunOutput:
+        raise AssertionError
+
+
+def _entry(component: Component, distribution: str) -> Any:
+    """An entry point of ``distribution`` that loads ``component``."""
+    return SimpleNamespace(
+        load=lambda: component, value="vendor:COMPONENT", dist=SimpleNamespace(name=distribution)
+    )
+
+
+def test_a_vendor_wheel_cannot_take_over_a_builtin_protocol() -> None:
+    """Another distribution's component that claims ``ecdh``, or to be built in, is left out
+    (whatever its entry name sorts before); one that adds a protocol of its own is taken."""
+    hijack, fake_builtin, honest = _Vendor(), _Vendor(), _Vendor()
+    hijack.protocols = ("ecdh", "vendor-psi")
+    fake_builtin.builtin = True
+    assert load_component(_entry(hijack, "vendor-psi")) is None
+    assert load_component(_entry(fake_builtin, "vendor-psi")) is None
+    assert load_component(_entry(honest, "vendor-psi")) is honest
+    assert load_component(_entry(hijack, "privledger")) is hijack  # privledger's own may
+    assert installed()["ecdh"].name == "privledger.psi.ecdh"

@@ -27,7 +27,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "privledger.components"
+OWN_DISTRIBUTION = "privledger"
 COMPONENT_PROTOCOL_ID = 31  # on chain: a vendor's component (grants allow bit 1 << 31)
 KINDS: dict[str, Kind] = {"psi": Kind.PSI, "pir": Kind.PIR, "stats": Kind.STATS, "fl": Kind.FL}
 COMPONENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,99}$"
@@ -208,17 +209,14 @@ def _is_module(name: str) -> bool:
 
 @cache
 def installed() -> Mapping[str, Component]:
-    """Every installed component by the protocol it runs. A component that does not load, or
-    claims a protocol another one runs, is left out with a warning."""
+    """Every installed component by the protocol it runs. A component that does not load,
+    claims a protocol another one runs, or -- from any distribution but privledger's own --
+    claims to be built in or to run a built-in protocol, is left out with a warning: a vendor's
+    wheel can add protocols, never take over one of privledger's."""
     found: dict[str, Component] = {}
     for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        try:
-            component = entry.load()
-        except Exception as exc:  # a broken plugin must not stop the node
-            logger.warning("component %s does not load: %s", entry.value, exc)
-            continue
-        if not isinstance(component, Component):
-            logger.warning("entry point %s is not a Component", entry.value)
+        component = load_component(entry)
+        if component is None:
             continue
         for protocol in component.protocols:
             if protocol in found and found[protocol] is not component:
@@ -231,6 +229,29 @@ def installed() -> Mapping[str, Component]:
                 continue
             found[protocol] = component
     return found
+
+
+def load_component(entry: EntryPoint) -> Component | None:
+    """The component an entry point names, or None (with a warning) when it must be left out."""
+    try:
+        component = entry.load()
+    except Exception as exc:  # a broken plugin must not stop the node
+        logger.warning("component %s does not load: %s", entry.value, exc)
+        return None
+    if not isinstance(component, Component):
+        logger.warning("entry point %s is not a Component", entry.value)
+        return None
+    ours = entry.dist is not None and entry.dist.name == OWN_DISTRIBUTION
+    builtin_protocols = sorted(set(component.protocols) & set(BUILTIN_IDS))
+    if not ours and (component.builtin or builtin_protocols):
+        logger.warning(
+            "component %s of %s claims to be built in or a built-in protocol %s; left out",
+            component.name,
+            entry.dist.name if entry.dist is not None else "an unknown distribution",
+            builtin_protocols,
+        )
+        return None
+    return component
 
 
 def component_for(protocol: str) -> Component:

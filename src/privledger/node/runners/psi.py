@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 
 import pyarrow as pa
 
@@ -218,44 +219,33 @@ def input_form(spec: object) -> InputForm:
 
 PAIR_ROLES: tuple[Role, ...] = ("requester", "provider")
 MATCHES = "a key of the intersection (or, output size, the count)"
-ECDH = BuiltinComponent(
-    name="privledger.psi.ecdh",
-    protocols=("ecdh",),
-    kind="psi",
-    parties=(2, 2),
-    roles=PAIR_ROLES,
-    outputs=("requester", "both", "size"),
-    output_schema=MATCHES,
-    enforces=("max_requester_set", "min_result"),
-    security=ecdh,
-    runner=run,
-)
-KKRT = BuiltinComponent(
-    name="privledger.psi.kkrt",
-    protocols=("kkrt",),
-    kind="psi",
-    parties=(2, 2),
-    roles=PAIR_ROLES,
-    outputs=("requester", "both"),
-    output_schema=MATCHES,
-    enforces=("max_requester_set",),
-    security=kkrt,
-    runner=run,
-    input_form=input_form,
-)
-RR22 = BuiltinComponent(
-    name="privledger.psi.rr22",
-    protocols=("rr22",),
-    kind="psi",
-    parties=(2, 2),
-    roles=PAIR_ROLES,
-    outputs=("requester", "both"),
-    output_schema=MATCHES,
-    enforces=("max_requester_set",),
-    security=rr22,
-    runner=run,
-    input_form=input_form,
-)
+
+
+def _pair_psi(
+    protocol: str,
+    security: ModuleType,
+    outputs: tuple[str, ...],
+    enforces: tuple[str, ...],
+    form: Callable[[object], InputForm] | None = None,
+) -> BuiltinComponent:
+    return BuiltinComponent(
+        name=f"privledger.psi.{protocol}",
+        protocols=(protocol,),
+        kind="psi",
+        parties=(2, 2),
+        roles=PAIR_ROLES,
+        outputs=outputs,
+        output_schema=MATCHES,
+        enforces=enforces,
+        security=security,
+        runner=run,
+        input_form=form,
+    )
+
+
+ECDH = _pair_psi("ecdh", ecdh, ("requester", "both", "size"), ("max_requester_set", "min_result"))
+KKRT = _pair_psi("kkrt", kkrt, ("requester", "both"), ("max_requester_set",), input_form)
+RR22 = _pair_psi("rr22", rr22, ("requester", "both"), ("max_requester_set",), input_form)
 SET_OPERATIONS = BuiltinComponent(
     name="privledger.psi.set-operations",
     protocols=("intersection3", "union3", "difference", "membership"),
