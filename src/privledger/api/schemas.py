@@ -57,6 +57,17 @@ class DatasetTerms(Body):
     unit_price: int = Field(ge=0, lt=2**128, description="wei per matched row")
 
 
+class DerivedDatasetIn(Body):
+    """A dataset derived from a set task's result (``privledger.node.derived``)."""
+
+    task_id: int = Field(ge=1, lt=2**63, description="the set task whose result aligns the rows")
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    unit_price: int = Field(ge=0, lt=2**128, description="wei per matched row")
+    upstream_bps: int = Field(
+        default=0, ge=0, le=10_000, description="the share of its revenue passed to its parents"
+    )
+
+
 class DatasetUploadTerms(DatasetTerms):
     format: Literal["csv", "parquet"] = Field(default="csv", description="the body's format")
 

@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol, TextIO
@@ -24,7 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from privledger.evm.hashing import keccak256
+from privledger.evm.ledger import Ledger
 from privledger.protocols.psi.buckets import column_batches
+from privledger.store.models import LocalDataset
 
 MAX_COLUMNS = 1_000
 COLUMN_CHUNK_ROWS = 1 << 20
@@ -139,6 +142,46 @@ def ingest(source: Source, target: Path, *, max_bytes: int | None = None) -> Dat
     canonical = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
     return DatasetDescription(
         schema["columns"], rows, keccak256(canonical), keccak256(salt + tee.digest.digest()), salt
+    )
+
+
+def register_stored(
+    signer: Ledger,
+    description: DatasetDescription,
+    stored: Path,
+    *,
+    name: str,
+    level: int,
+    unit_price: int,
+    parents: Sequence[bytes] = (),
+    upstream_bps: int = 0,
+) -> LocalDataset:
+    """Register a stored copy on chain in ``signer``'s name (the copy is removed if that fails)
+    and return its row for the node's store, not yet saved."""
+    try:
+        dataset_id = signer.data.register(
+            schema_hash=description.schema_hash,
+            commitment=description.commitment,
+            row_count=description.row_count,
+            level=level,
+            unit_price=unit_price,
+            parents=parents,
+            upstream_bps=upstream_bps,
+        )
+    except BaseException:  # not on chain: no copy kept for it
+        stored.unlink(missing_ok=True)
+        raise
+    return LocalDataset(
+        dataset_id="0x" + dataset_id.hex(),
+        name=name,
+        path=str(stored),
+        columns=description.columns,
+        row_count=description.row_count,
+        schema_hash="0x" + description.schema_hash.hex(),
+        commitment="0x" + description.commitment.hex(),
+        salt="0x" + description.salt.hex(),
+        level=level,
+        unit_price=unit_price,
     )
 
 

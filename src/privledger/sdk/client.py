@@ -176,6 +176,19 @@ class NodeClient:
         body = {"path": path, "name": name, "level": level, "unitPrice": unit_price}
         return self._one(DatasetOut, "POST", "/datasets", json=body)
 
+    def derive_dataset(
+        self, task_id: int, name: str, *, unit_price: int, upstream_bps: int = 0
+    ) -> DatasetOut:
+        """Register the rows of your input to a completed set task whose key is in the result
+        your node learned, as a dataset whose parents are the task's inputs (data owner)."""
+        body = {
+            "taskId": task_id,
+            "name": name,
+            "unitPrice": unit_price,
+            "upstreamBps": upstream_bps,
+        }
+        return self._one(DatasetOut, "POST", "/datasets/derived", json=body)
+
     def register_file(self, path: Path, name: str, *, level: int, unit_price: int) -> DatasetOut:
         """Upload a CSV or Parquet file (by its suffix) from this machine and register it: it
         streams to the node in chunks, never read whole into memory on either side. Its length

@@ -16,7 +16,14 @@ from starlette.requests import ClientDisconnect
 
 from privledger.api.deps import Caller, DataOwner, Member, NodeDep, SessionDep
 from privledger.api.errors import ApiError, not_found
-from privledger.api.schemas import DatasetIn, DatasetOut, DatasetTerms, DatasetUploadTerms
+from privledger.api.schemas import (
+    DatasetIn,
+    DatasetOut,
+    DatasetTerms,
+    DatasetUploadTerms,
+    DerivedDatasetIn,
+)
+from privledger.evm.errors import ChainRevert
 from privledger.node.context import NodeContext
 from privledger.node.datasets import (
     DatasetFileError,
@@ -25,8 +32,10 @@ from privledger.node.datasets import (
     Source,
     ingest,
     open_import,
+    register_stored,
     stored_path,
 )
+from privledger.node.derived import DeriveError, NotTakenPart, derive_aligned
 from privledger.store.models import LocalDataset
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -97,6 +106,32 @@ async def upload_dataset(
     )
 
 
+@router.post("/derived", response_model=DatasetOut, status_code=201)
+def derive_dataset(body: DerivedDatasetIn, caller: DataOwner, node: NodeDep) -> DatasetOut:
+    """Register, as a dataset of its own, the rows of this node's input to a completed set task
+    (PSI, three-party intersection, difference) whose key is in the result this node learned:
+    its parents on chain are every input of the task, its level the highest of theirs, and
+    ``upstreamBps`` of what it earns goes to their owners (docs/derived-datasets.md)."""
+    try:
+        derived = derive_aligned(
+            node,
+            node.ledger_for(caller.user.address),
+            task_id=body.task_id,
+            name=body.name,
+            unit_price=body.unit_price,
+            upstream_bps=body.upstream_bps,
+        )
+    except NotTakenPart as exc:
+        raise not_found(str(exc)) from exc
+    except DeriveError as exc:
+        raise ApiError(409, "not_derivable", str(exc)) from exc
+    except ChainRevert as exc:
+        raise ApiError(409, "chain_revert", str(exc)) from exc
+    except DatasetFileError as exc:
+        raise ApiError(409, "not_derivable", f"no aligned rows to register: {exc}") from exc
+    return _out(derived, retired=False)
+
+
 def _register(
     source: Source,
     suffix: str,
@@ -113,26 +148,11 @@ def _register(
         raise ApiError(413, "too_large", str(exc)) from exc
     except DatasetFileError as exc:
         raise ApiError(400, "invalid_dataset", str(exc)) from exc
-    try:
-        dataset_id = node.ledger_for(caller.user.address).data.register(
-            schema_hash=description.schema_hash,
-            commitment=description.commitment,
-            row_count=description.row_count,
-            level=terms.level,
-            unit_price=terms.unit_price,
-        )
-    except BaseException:  # not on chain: no copy kept for it
-        stored.unlink(missing_ok=True)
-        raise
-    row = LocalDataset(
-        dataset_id="0x" + dataset_id.hex(),
+    row = register_stored(
+        node.ledger_for(caller.user.address),
+        description,
+        stored,
         name=terms.name,
-        path=str(stored),
-        columns=description.columns,
-        row_count=description.row_count,
-        schema_hash="0x" + description.schema_hash.hex(),
-        commitment="0x" + description.commitment.hex(),
-        salt="0x" + description.salt.hex(),
         level=terms.level,
         unit_price=terms.unit_price,
     )

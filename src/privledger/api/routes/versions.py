@@ -112,6 +112,9 @@ CHANGELOG: dict[str, list[str]] = {
         "(COMPONENT_MISMATCH)",
         "grant terms' components: the code hashes of the components allowed to touch the "
         "data; protocols may name a vendor component's protocol (protocol id 31 on chain)",
+        "POST /datasets/derived: the rows of this node's input to a completed set task whose key "
+        "is in the result it learned, registered as a dataset whose parents are the task's "
+        "inputs (docs/derived-datasets.md)",
     ],
 }
 
