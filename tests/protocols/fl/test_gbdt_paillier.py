@@ -68,7 +68,9 @@ def test_ciphertexts_look_uniform(key: LabelKey) -> None:
     ciphers = [int(c) for c in key.encrypt([5] * 400)]
     assert len(set(ciphers)) == len(ciphers)
     n2_bits = int(key.space.n2).bit_length()
-    assert min(c.bit_length() for c in ciphers) > n2_bits - 16
+    # none far below n^2: 40 leading zero bits in one of 400 has probability ~2^-31 (16 bits,
+    # as before, ~1%: CI met it)
+    assert min(c.bit_length() for c in ciphers) > n2_bits - 40
     low = np.array([c & 0xFFFF for c in ciphers]) / 65536.0
     assert abs(low.mean() - 0.5) < 0.05  # sd of the mean of 400 uniforms: ~0.014
     bits = np.array([[c >> k & 1 for k in range(0, 2000, 97)] for c in ciphers])
