@@ -170,7 +170,6 @@ class EventIndexer:
         self._lock: AbstractContextManager[object] = threading.Lock()
         self._seen_next = 0  # the stored cursor as last seen (a rewind moves it back)
         self._rewinds = 0  # how many this indexer made
-        self._cursor_read_at = 0  # the chain's head when sync_for last read the stored cursor
         self._seen_head: tuple[str, str] | None = None  # number and hash of the head synced to
         self._rewind_listeners: list[Callable[[Forgotten], None]] = []
         self._rewinds_here = True
@@ -264,12 +263,10 @@ class EventIndexer:
             raise head
         if to_int(head) - self.confirmations >= first and logs != []:
             self.sync()  # such an event (or an answer that is not a list): read the new blocks
-        elif to_int(head) - max(first, self._cursor_read_at) > STALE_CURSOR_BLOCKS:
+        elif to_int(head) - first > STALE_CURSOR_BLOCKS:
             # another thread or process indexes (an API process beside the worker's): start the
             # next query where it got to, or its range, and the chain's work, grows with every
-            # block; unless a rewind here moved the cursor back meanwhile. Read once per so many
-            # blocks, however far behind the index is
-            self._cursor_read_at = to_int(head)
+            # block; unless a rewind here moved the cursor back meanwhile
             rewinds, stored = self._rewinds, self.next_block()
             if rewinds == self._rewinds:
                 self._seen_next = max(self._seen_next, stored)
