@@ -13,7 +13,7 @@ from privledger.protocols.psi import kkrt, rr22, rr22_okvs
 from privledger.protocols.psi.common import PsiHandshakeError
 from privledger.protocols.psi.rr22 import run_psi
 
-from .pairs import TIMEOUT
+from .pairs import TIMEOUT, check_psi
 
 
 def test_column_interface() -> None:
@@ -32,6 +32,15 @@ def test_column_interface() -> None:
     assert r.intersection.to_pylist() == expected
     assert p.intersection.to_pylist() == expected
     assert r.peer_size == 500 and p.peer_size == 300
+
+
+def test_keys_hashed_and_decoded_in_many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both parties hash and decode their keys :data:`.rr22_okvs.HASH_CHUNK` at a time (a
+    small chunk in the protocol): a chunk size that divides neither set changes nothing."""
+    monkeypatch.setattr(rr22_okvs, "HASH_CHUNK", 37)
+    x = [f"x{i}".encode() for i in range(500)]
+    y = [f"x{i}".encode() for i in range(300, 1100)]
+    check_psi(run_psi, x, y)
 
 
 def test_kkrt_peer_is_refused() -> None:

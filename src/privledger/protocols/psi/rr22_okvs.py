@@ -68,7 +68,7 @@ KEY_BYTES = 16
 CLUSTER_ITEMS = 1 << 16
 MAX_DENSE = 64
 GROUP_ITEMS = 1 << 16  # keys solved together: one cluster, its peeling arrays in cache
-HASH_CHUNK = 1 << 20  # keys hashed / decoded together
+HASH_CHUNK = 1 << 14  # keys hashed / decoded together: temporaries stay in cache (no page faults)
 
 
 class OkvsError(Exception):
