@@ -31,6 +31,22 @@ def test_dual_encode_matches_reference(k: int, n: int, width: int) -> None:
     assert np.array_equal(code.dual_encode(noisy.copy()), expect)
 
 
+def test_dual_encode_into_several_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Vectors of different widths encoded in one pass (positions drawn once, over several
+    expander batches) each equal their own reference, written into the given outputs."""
+    monkeypatch.setattr(exacc, "CHUNK_ROWS", 64)
+    code = exacc.ExAccCode(300, 1500, 7, secrets.token_bytes(16))
+    wide = np.frombuffer(secrets.token_bytes(1500 * 16), dtype=np.uint8).reshape(1500, 16)
+    sparse = np.zeros((1500, 8), dtype=np.uint8)
+    sparse[[3, 700, 1499]] = np.frombuffer(secrets.token_bytes(24), dtype=np.uint8).reshape(3, 8)
+    expect = _reference(code, wide), _reference(code, sparse)
+    outs = np.empty((300, 16), dtype=np.uint8), np.empty((300, 8), dtype=np.uint8)
+    code.dual_encode_into((wide.copy(), outs[0]), (sparse.copy(), outs[1]))
+    assert np.array_equal(outs[0], expect[0]) and np.array_equal(outs[1], expect[1])
+    with pytest.raises(ValueError, match="output"):
+        code.dual_encode_into((wide.copy(), np.empty((300, 8), dtype=np.uint8)))
+
+
 def test_positions_are_chunk_independent_and_in_range() -> None:
     code = exacc.ExAccCode(1000, 2000, 11, secrets.token_bytes(16))
     whole = code.positions(0, 1000)

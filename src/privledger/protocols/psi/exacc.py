@@ -17,8 +17,9 @@ code). Not Silver (Couteau, Rindal, Raghuraman, "Silver", CRYPTO 2021), which wa
 (Raghuraman, Rindal, Tanguy, "Expand-Convolute Codes for Pseudorandom Correlation Generators
 from LPN", CRYPTO 2023, Sec. 1).
 
-Entries are rows of ``W`` bytes (``W`` a multiple of 8): XOR is done on 64-bit words; both
-halves of a correlation can be stacked side by side and encoded in one pass.
+Entries are rows of ``W`` bytes (``W`` a multiple of 8): XOR is done on 64-bit words; several
+vectors (e.g. both halves of a correlation, of different widths) are encoded in one pass that
+draws the expander positions once (:meth:`ExAccCode.dual_encode_into`).
 """
 
 from __future__ import annotations
@@ -69,18 +70,32 @@ class ExAccCode:
     def dual_encode(self, noisy: U8) -> U8:
         """``B A e`` for ``e`` = ``noisy`` (``(N, W)`` bytes, consumed: it holds the prefix
         XOR afterwards): ``(k, W)``."""
-        if noisy.ndim != 2 or noisy.shape[0] != self.code_size or noisy.shape[1] % 8:
-            raise ValueError(f"need ({self.code_size}, 8 j) bytes")
-        accumulate(noisy)
-        source = noisy.view(np.uint64)
-        out = np.zeros((self.message_size, source.shape[1]), dtype=np.uint64)
+        out = np.empty((self.message_size, noisy.shape[1] if noisy.ndim == 2 else 0), np.uint8)
+        self.dual_encode_into((noisy, out))
+        return out
+
+    def dual_encode_into(self, *pairs: tuple[U8, U8]) -> None:
+        """:meth:`dual_encode` of several vectors at once, each ``(noisy (N, W), out (k, W))``
+        (``W`` may differ; ``noisy`` is consumed, ``out`` C-contiguous and overwritten): the
+        expander positions are drawn once for all, and each output is written in place."""
+        sources: list[U64] = []
+        outs: list[U64] = []
+        for noisy, out in pairs:
+            if noisy.ndim != 2 or noisy.shape[0] != self.code_size or noisy.shape[1] % 8:
+                raise ValueError(f"need ({self.code_size}, 8 j) bytes")
+            if out.shape != (self.message_size, noisy.shape[1]) or not out.flags.c_contiguous:
+                raise ValueError("need a C-contiguous (k, W) output")
+            accumulate(noisy)
+            sources.append(noisy.view(np.uint64))
+            outs.append(out.view(np.uint64))
         for lo in range(0, self.message_size, CHUNK_ROWS):
             hi = min(lo + CHUNK_ROWS, self.message_size)
-            where = self.positions(lo, hi)
-            block = out[lo:hi]
-            for j in range(self.weight):  # word-row gathers: faster than void-row ones at 24 B
-                block ^= source.take(where[:, j], axis=0)
-        return out.view(np.uint8)
+            columns = np.ascontiguousarray(self.positions(lo, hi).T)
+            for source, words in zip(sources, outs, strict=True):
+                block = words[lo:hi]
+                source.take(columns[0], axis=0, out=block)
+                for where in columns[1:]:  # word-row gathers: faster than void-row ones
+                    block ^= source.take(where, axis=0)
 
 
 def accumulate(rows: U8) -> None:

@@ -290,7 +290,8 @@ def run_keys(
     """RR22-PSI on distinct item keys ``(n, 16)`` (header exchange included): the ascending
     indices of the matched keys (``None`` when this party learns no output) and the peer's
     size. ``while_waiting`` runs (once, if this party learns the output) while it waits for
-    the peer's last message."""
+    the peer: the requester's in a second thread during the VOLE, the provider's before the
+    matched positions arrive."""
     check_role(role)
     peer_size = handshake(
         channel, Header(PROTOCOL, VERSION, role, reveal_to_provider, len(keys)), timeout
@@ -321,11 +322,18 @@ def _run_requester(
 
     # The OKVS is solved in a second thread while this one runs the VOLE: both are numpy
     # kernels that release the GIL, and the provider is mostly idle meanwhile, so on two cores
-    # the two overlap (and this thread keeps reading the provider's VOLE messages).
-    with ThreadPoolExecutor(1, thread_name_prefix="rr22-okvs") as pool:
+    # the two overlap (and this thread keeps reading the provider's VOLE messages). ``idle``
+    # (the caller's own work while it waits) runs there next, off the post-VOLE path.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="rr22-okvs")
+    try:
         solving = pool.submit(rr22_okvs.encode, params, seed, keys)
+        waiting = pool.submit(idle)
         correlation = vole.vole_receive(channel, params.size, timeout)
         table = solving.result()
+    except BaseException:
+        pool.shutdown(cancel_futures=True)
+        raise
+    pool.shutdown(wait=False)  # ``idle`` may still run: awaited before the tags are read
     table ^= correlation.a
     send_records(channel, table)
     del table
@@ -340,7 +348,7 @@ def _run_requester(
         )
     del decoder
     own = TagIndex(tags)
-    idle()
+    waiting.result()
     peer = recv_records(channel, width, timeout, count=peer_size)
     found = own.lookup(peer)
     hit = found >= 0
