@@ -74,16 +74,27 @@ def test_output_hash_matches_its_definition() -> None:
         assert row.tobytes() == bytes(a ^ b for a, b in zip(enc, x, strict=True))[:11]
 
 
-def test_tag_index_finds_exactly_the_shared_tags() -> None:
-    own = np.frombuffer(secrets.token_bytes(10 * 5000), dtype=np.uint8).reshape(5000, 10)
-    peer = np.frombuffer(secrets.token_bytes(10 * 3000), dtype=np.uint8).reshape(3000, 10).copy()
+@pytest.mark.parametrize("width", [5, 8, 10, 16])
+def test_tag_index_finds_exactly_the_shared_tags(
+    width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rr22, "LOOKUP_CHUNK", 700)  # several lookup chunks
+    own = np.frombuffer(secrets.token_bytes(width * 5000), np.uint8).reshape(5000, width)
+    peer = np.frombuffer(secrets.token_bytes(width * 3000), np.uint8).reshape(3000, width).copy()
     peer[::3] = own[:1000]
-    peer[1] = own[0]  # a prefix-equal near miss must not match
-    peer[1, 9] ^= 1
+    peer[1] = own[0]  # a near miss in the last byte must not match
+    peer[1, width - 1] ^= 1
+    peer[2] = own[1]  # nor one in the first word's low bits (not in the sorted prefix)
+    peer[2, 0] ^= 1
     found = rr22.TagIndex(own).lookup(peer)
-    assert np.array_equal(found[::3], np.arange(1000))
-    assert found[1] == -1
-    assert np.count_nonzero(found >= 0) == 1000
+    expect = np.full(3000, -1)  # the naive reference: a dictionary of the own tags
+    index = {row.tobytes(): i for i, row in enumerate(own)}
+    for i, row in enumerate(peer):
+        expect[i] = index.get(row.tobytes(), -1)
+    assert np.array_equal(found, expect)
+    assert np.array_equal(found[::3], np.arange(1000)) and found[1] == found[2] == -1
+    assert np.array_equal(rr22.TagIndex(own[:0]).lookup(peer), np.full(3000, -1))
+    assert rr22.TagIndex(own).lookup(peer[:0]).shape == (0,)
 
 
 def _provider_view(requester_items: list[bytes], provider_items: list[bytes]) -> list[bytes]:

@@ -101,6 +101,7 @@ VERSION = 1
 STAT_SECURITY = 40
 OUTPUT_DOMAIN = 0x52523232  # "RR22": the tweak domain of H_o
 OUTPUT_KEY = bytes.fromhex("5c1d8e2a7f40b3961e6ad0c27b95f348")  # public; H_o's permutation
+LOOKUP_CHUNK = 1 << 16  # peer tags looked up together
 
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
@@ -144,74 +145,80 @@ def output_hash(values: U8, item_hashes: U64, width: int) -> U8:
     return np.ascontiguousarray(hashed[:, :width])
 
 
-def _prefixes(tags: U8) -> U64:
-    """The first (up to) 8 bytes of each tag as a big-endian number, zero padded on the right."""
-    padded = np.zeros((len(tags), 8), dtype=np.uint8)
-    width = min(8, tags.shape[1])
-    padded[:, :width] = tags[:, :width]
-    prefix: U64 = padded.view(">u8").reshape(-1).astype(np.uint64)
-    return prefix
-
-
-def _equal_rows(a: U8, b: U8) -> npt.NDArray[np.bool_]:
-    width = a.shape[1]
-    padded = np.zeros((2, len(a), 16), dtype=np.uint8)
-    padded[0, :, :width] = a
-    padded[1, :, :width] = b
-    as_words = padded.view(np.uint64)
-    equal: npt.NDArray[np.bool_] = np.all(as_words[0] == as_words[1], axis=1)
-    return equal
+def _heads(tags: U8) -> U64:
+    """The first 8 bytes of each tag as a little-endian word (zero padded when shorter): one
+    strided copy through a record view of the rows."""
+    n, width = tags.shape
+    if width >= 8 and n:
+        record = np.dtype(
+            {"names": ["head"], "formats": ["<u8"], "offsets": [0], "itemsize": width}
+        )
+        heads: U64 = np.ascontiguousarray(tags).reshape(-1).view(record)["head"].astype(np.uint64)
+        return heads
+    padded = np.zeros((n, 8), dtype=np.uint8)
+    padded[:, : min(width, 8)] = tags[:, :8]
+    short: U64 = padded.view("<u8").reshape(-1).copy()
+    return short
 
 
 class TagIndex:
-    """The requester's tags, indexed for lookups: sorted 64-bit prefixes and, since tags are
-    pseudorandom, a direct table of where each run of the top ``b ~ log2 n`` bits starts
-    (expected one tag per run), so that a lookup is a few gathers instead of a sort."""
+    """The requester's tags, indexed for lookups: their first words sorted on their high bits
+    and, since tags are pseudorandom, a direct table of where each run of the top
+    ``b ~ log2 n`` bits starts (expected one tag per run), so that a lookup is a few gathers
+    instead of a sort. A candidate matches when its whole first word and the remaining bytes
+    are equal."""
 
     def __init__(self, tags: U8) -> None:
         self.tags = tags
         n = len(tags)
-        # sort the prefixes with the index in their low bits: a plain sort, ~2x faster than
-        # an argsort at 2^20; prefixes then compare on their high bits only
+        self._heads = _heads(tags)
+        # sort the first words with the index in their low bits: a plain sort, ~2x faster than
+        # an argsort at 2^20; they then compare on their high bits only
         self._index_bits = np.uint64(max(1, (max(n, 1) - 1).bit_length()))
-        packed = _prefixes(tags)
-        packed >>= self._index_bits
-        packed <<= self._index_bits
+        low = (np.uint64(1) << self._index_bits) - np.uint64(1)
+        self._keep = ~low
+        packed = self._heads & self._keep
         packed |= np.arange(n, dtype=np.uint64)
         packed.sort()
-        low = (np.uint64(1) << self._index_bits) - np.uint64(1)
-        self._order = (packed & low).astype(np.int64)
-        packed ^= packed & low
+        self._order = (packed & low).astype(np.intp)
+        packed &= self._keep
         self._sorted = packed
         self._bits = max(1, min(24, (max(n, 1) - 1).bit_length()))
         self._shift = np.uint64(64 - self._bits)
-        counts = np.bincount((packed >> self._shift).astype(np.int64), minlength=1 << self._bits)
-        self._bounds = np.zeros((1 << self._bits) + 1, dtype=np.int64)
+        counts = np.bincount((packed >> self._shift).astype(np.intp), minlength=1 << self._bits)
+        self._bounds = np.zeros((1 << self._bits) + 1, dtype=np.intp)
         np.cumsum(counts, out=self._bounds[1:])
 
     def lookup(self, peer: U8) -> I64:
-        """For each peer tag, the index of the equal own tag, or -1."""
+        """For each peer tag, the index of the equal own tag, or -1 (:data:`LOOKUP_CHUNK` tags
+        at a time: the temporaries stay in cache)."""
         found = np.full(len(peer), -1, dtype=np.int64)
-        if len(self.tags) == 0 or len(peer) == 0:
+        if len(self.tags) == 0:
             return found
-        prefix = _prefixes(peer)
-        prefix >>= self._index_bits
-        prefix <<= self._index_bits
-        bucket = (prefix >> self._shift).astype(np.int64)
-        at, end = self._bounds[bucket], self._bounds[bucket + 1]
+        for lo in range(0, len(peer), LOOKUP_CHUNK):
+            self._lookup(peer[lo : lo + LOOKUP_CHUNK], found[lo : lo + LOOKUP_CHUNK])
+        return found
+
+    def _lookup(self, peer: U8, found: I64) -> None:
+        heads = _heads(peer)
+        prefix = heads & self._keep
+        bucket = (prefix >> self._shift).astype(np.intp)
+        at, end = self._bounds.take(bucket), self._bounds.take(bucket + 1)
         pending = np.flatnonzero(at < end)
         at, end = at[pending], end[pending]
+        width = self.tags.shape[1]
         while pending.size:
-            same = self._sorted[at] == prefix[pending]
+            same = self._sorted.take(at) == prefix.take(pending)
             if same.any():
-                own = self._order[at[same]]
+                own = self._order.take(at[same])
                 theirs = pending[same]
-                hit = _equal_rows(ot.take_rows(self.tags, own), ot.take_rows(peer, theirs))
+                hit = self._heads.take(own) == heads.take(theirs)
+                if width > 8:
+                    hit &= np.all(self.tags[own, 8:] == peer[theirs, 8:], axis=1)
                 found[theirs[hit]] = own[hit]
             at += 1
-            more = (at < end) & (found[pending] < 0)
+            more = (at < end) & (found.take(pending) < 0)
             pending, at, end = pending[more], at[more], end[more]
-        return found
 
 
 def _random_order(n: int) -> I64:
