@@ -88,3 +88,25 @@ def test_expansion_is_independent_of_the_aes_chunking(monkeypatch: pytest.Monkey
     monkeypatch.setattr(pprf, "_AES_CHUNK", 48)  # 3 blocks: many chunk boundaries
     chunked, _ = pprf.expand_full(roots, 6)
     assert np.array_equal(whole, chunked)
+
+
+def test_expansions_into_reused_buffers_equal_fresh_ones() -> None:
+    """Levels alternate between the buffers' two halves; a second expansion into the same
+    buffers (fewer trees) gives the same leaves as fresh arrays, full and punctured."""
+    buffers = pprf.Buffers(6, 5)
+    for trees in (6, 4):
+        roots = np.frombuffer(secrets.token_bytes(16 * trees), dtype=np.uint8).reshape(trees, 16)
+        leaves, sums = pprf.expand_full(roots, 5)
+        got, got_sums = pprf.expand_full(roots, 5, buffers)
+        assert np.array_equal(got, leaves) and np.array_equal(got_sums, sums)
+        assert np.shares_memory(got, buffers.leaves)
+        points = np.array([secrets.randbelow(32) for _ in range(trees)], dtype=np.int64)
+        off = pprf.off_path_bits(points, 5).astype(np.int64)
+        chosen = np.ascontiguousarray(sums[np.arange(5)[:, None], off, np.arange(trees)[None, :]])
+        assert np.array_equal(
+            pprf.expand_punctured(points, chosen, 5, buffers),
+            pprf.expand_punctured(points, chosen, 5),
+        )
+    assert not buffers.fits(7, 5) and not buffers.fits(6, 4)
+    with pytest.raises(ValueError, match="do not fit"):
+        pprf.expand_full(np.zeros((7, 16), dtype=np.uint8), 5, buffers)

@@ -58,6 +58,19 @@ def test_long_voles_are_split_into_instances(monkeypatch: pytest.MonkeyPatch) ->
     assert vole.check_correlation(sender, receiver)
 
 
+def test_instances_reuse_buffers_and_fall_back_on_another_depth(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Five instances alternate between two sets of GGM and noise buffers; instances of
+    another tree depth than the first (5 k / 848 crosses a power of two between 2713 and 2714
+    outputs) expand into fresh arrays. The correlation holds either way."""
+    monkeypatch.setattr(vole, "CHUNK_LENGTH", 2714)
+    chunks = vole.plan(5 * 2714 - 1)
+    assert [c.depth for c in chunks] == [4, 4, 4, 4, 3]
+    sender, receiver = _run(5 * 2714 - 1)
+    assert vole.check_correlation(sender, receiver)
+
+
 def test_check_detects_a_broken_correlation() -> None:
     sender, receiver = _run(100)
     broken = vole.ReceiverVole(receiver.a, receiver.c.copy())

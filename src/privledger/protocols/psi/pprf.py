@@ -44,9 +44,39 @@ MAX_DEPTH = 32
 _AES_CHUNK = 1 << 26  # bytes per AES call
 
 
-def expand_level(nodes: U8) -> U8:
+class Buffers:
+    """Room to expand ``trees`` trees of depth ``depth`` without fresh allocations: the
+    leaves' buffer and a scratch half its size (levels alternate between the two so that the
+    last one lands in the leaves' buffer), each with the 16 bytes of slack of
+    :func:`expand_level`. Reused across expansions, their pages are faulted in once (fresh
+    pages cost ~14 us each on this machine's VM when the host has reclaimed them). The leaves
+    returned by an expansion live in ``leaves`` until the next expansion into it."""
+
+    def __init__(self, trees: int, depth: int) -> None:
+        if trees < 1 or not 1 <= depth <= MAX_DEPTH:
+            raise ValueError(f"need trees >= 1 and a depth in 1..{MAX_DEPTH}")
+        self.trees, self.depth = trees, depth
+        self.leaves = np.empty((trees << depth) * BLOCK + BLOCK, dtype=np.uint8)
+        self.scratch = np.empty((trees << max(depth - 1, 0)) * BLOCK + BLOCK, dtype=np.uint8)
+
+    def fits(self, trees: int, depth: int) -> bool:
+        return trees <= self.trees and depth == self.depth
+
+    def target(self, trees: int, depth: int, level: int) -> U8:
+        """The buffer that level ``level + 1`` of a ``depth``-level expansion goes into."""
+        if not self.fits(trees, depth):
+            raise ValueError("buffers do not fit these trees")
+        return self.leaves if (depth - 1 - level) % 2 == 0 else self.scratch
+
+
+def _target(buffers: Buffers | None, trees: int, depth: int, level: int) -> U8 | None:
+    return None if buffers is None else buffers.target(trees, depth, level)
+
+
+def expand_level(nodes: U8, out: U8 | None = None) -> U8:
     """Children of every node: ``(w, t, 16)`` -> ``(2 w, t, 16)``, child ``b`` of node ``j``
-    at ``b w + j``.
+    at ``b w + j``; written into the flat byte buffer ``out`` when given (``2 w t 16 + 16``
+    bytes at least, not overlapping ``nodes``).
 
     AES runs straight into the children's array: it has 16 bytes of slack at the end, which
     ``update_into`` asks for (``len + 15`` bytes of room). (Going through
@@ -56,7 +86,12 @@ def expand_level(nodes: U8) -> U8:
     width = nodes.shape[0]
     parents = np.ascontiguousarray(nodes)
     size = parents.size
-    flat = np.empty(2 * size + BLOCK, dtype=np.uint8)
+    if out is None:
+        flat = np.empty(2 * size + BLOCK, dtype=np.uint8)
+    elif out.ndim != 1 or len(out) < 2 * size + BLOCK:
+        raise ValueError("output buffer too small")
+    else:
+        flat = out
     source = parents.reshape(-1)
     for side, key in enumerate((LEFT_KEY, RIGHT_KEY)):
         encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
@@ -78,14 +113,16 @@ def level_sums(nodes: U8) -> U8:
     return np.ascontiguousarray(sums).view(np.uint8).reshape(2, trees, BLOCK)
 
 
-def expand_full(roots: U8, depth: int) -> tuple[U8, U8]:
+def expand_full(roots: U8, depth: int, buffers: Buffers | None = None) -> tuple[U8, U8]:
     """The root holder's side: ``(leaves (2^d, t, 16), sums (d, 2, t, 16))``, where
-    ``sums[l - 1, b]`` is the XOR of the level-``l`` nodes whose bit ``l - 1`` is ``b``."""
+    ``sums[l - 1, b]`` is the XOR of the level-``l`` nodes whose bit ``l - 1`` is ``b``
+    (the leaves in ``buffers`` when given)."""
     _check(roots, depth)
-    nodes = np.ascontiguousarray(roots).reshape(1, len(roots), BLOCK)
-    sums = np.empty((depth, 2, len(roots), BLOCK), dtype=np.uint8)
+    trees = len(roots)
+    nodes = np.ascontiguousarray(roots).reshape(1, trees, BLOCK)
+    sums = np.empty((depth, 2, trees, BLOCK), dtype=np.uint8)
     for level in range(depth):
-        nodes = expand_level(nodes)
+        nodes = expand_level(nodes, _target(buffers, trees, depth, level))
         sums[level] = level_sums(nodes)
     return nodes, sums
 
@@ -98,10 +135,10 @@ def off_path_bits(points: I64, depth: int) -> npt.NDArray[np.bool_]:
     return bits
 
 
-def expand_punctured(points: I64, chosen: U8, depth: int) -> U8:
+def expand_punctured(points: I64, chosen: U8, depth: int, buffers: Buffers | None = None) -> U8:
     """The puncturing party's side: leaves ``(2^d, t, 16)``, every leaf but ``points[i]`` of
     tree ``i`` equal to the root holder's, that one zero. ``chosen[l - 1, i]`` is the level-``l``
-    sum of the side :func:`off_path_bits` names."""
+    sum of the side :func:`off_path_bits` names. (The leaves in ``buffers`` when given.)"""
     trees = len(points)
     if chosen.shape != (depth, trees, BLOCK):
         raise ValueError("need one chosen level sum per level and tree")
@@ -113,7 +150,7 @@ def expand_punctured(points: I64, chosen: U8, depth: int) -> U8:
     for level in range(depth):
         width = 1 << level
         path = points & (width - 1)  # the unknown node of the parent level
-        nodes = expand_level(nodes)
+        nodes = expand_level(nodes, _target(buffers, trees, depth, level))
         nodes[path, column] = 0  # children of the unknown node: garbage until fixed
         nodes[path + width, column] = 0
         known = level_sums(nodes)[off[level], column]

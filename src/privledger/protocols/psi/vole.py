@@ -236,15 +236,46 @@ def vole_send(channel: Channel, length: int, timeout: float | None) -> SenderVol
     chunks = plan(length)
     delta, q = cot_send(channel, sum(c.cot_count for c in chunks), timeout)
     b = np.empty((length, BLOCK), dtype=np.uint8)
+    spare = _Spare(chunks)
     with _Compressor() as compressor:
         at = 0
-        for params, (ggm_q, noise_q, first) in zip(chunks, _split_cots(q, chunks), strict=True):
+        for i, (params, (ggm_q, noise_q, first)) in enumerate(
+            zip(chunks, _split_cots(q, chunks), strict=True)
+        ):
             seed = secrets.token_bytes(exacc.SEED_BYTES)
-            payload, leaves = _expand_instance(params, delta, ggm_q, noise_q, first)
+            payload, leaves = _expand_instance(
+                params, delta, ggm_q, noise_q, first, spare.trees(i, params)
+            )
             channel.send(seed + payload)  # first: the receiver expands while this side compresses
             compressor.submit(params.code(seed), (leaves, b[at : at + params.length]))
             at += params.length
     return SenderVole(delta, b)
+
+
+class _Spare:
+    """Two sets of buffers, alternated between instances: one instance's noisy vectors are
+    compressed (in :class:`_Compressor`'s thread) while the next is expanded into the other
+    set, and :meth:`_Compressor.submit` waits for that compression before the set is reused.
+    Their pages are faulted in once per VOLE instead of once per instance."""
+
+    def __init__(self, chunks: list[VoleParams]) -> None:
+        trees = max(params.trees for params in chunks)
+        sets = min(2, len(chunks))
+        self._trees = [pprf.Buffers(trees, chunks[0].depth) for _ in range(sets)]
+        cells = max(params.code_size for params in chunks) * SUBFIELD_BYTES
+        self._noise = [np.empty(cells, dtype=np.uint8) for _ in range(sets)]
+
+    def trees(self, instance: int, params: VoleParams) -> pprf.Buffers | None:
+        """GGM buffers for ``instance``, or None (fresh arrays) if they do not fit (an
+        instance one output longer can need one tree more, or a level more)."""
+        buffers = self._trees[instance % len(self._trees)]
+        return buffers if buffers.fits(params.trees, params.depth) else None
+
+    def noise(self, instance: int, params: VoleParams) -> U8:
+        """A zeroed ``(N, 8)`` array for the receiver's sparse noise vector."""
+        cells = self._noise[instance % len(self._noise)][: params.code_size * SUBFIELD_BYTES]
+        cells.fill(0)
+        return cells.reshape(params.code_size, SUBFIELD_BYTES)
 
 
 class _Compressor:
@@ -278,13 +309,18 @@ class _Compressor:
 
 
 def _expand_instance(
-    params: VoleParams, delta: bytes, ggm_q: U8, noise_q: U8, first: int
+    params: VoleParams,
+    delta: bytes,
+    ggm_q: U8,
+    noise_q: U8,
+    first: int,
+    buffers: pprf.Buffers | None = None,
 ) -> tuple[bytes, U8]:
     """The instance's message (masked level sums, corrections) and noisy leaves ``(N, 16)``."""
     trees, depth = params.trees, params.depth
     share = _combine_powers(noise_q, trees)  # s_i, with s_i + r_i = a_i delta
     roots = ot.random_bytes(trees, BLOCK)
-    leaves, sums = pprf.expand_full(roots, depth)
+    leaves, sums = pprf.expand_full(roots, depth, buffers)
     # level sums, tree-major like the OTs: OT j = i * depth + level
     order = np.ascontiguousarray(sums.transpose(2, 0, 1, 3)).reshape(trees * depth, 2, BLOCK)
     delta_row = np.frombuffer(delta, dtype=np.uint8)[None, :]
@@ -311,11 +347,14 @@ def vole_receive(
     t = cot_receive(channel, choices, timeout, while_waiting)
     a = np.empty((length, SUBFIELD_BYTES), dtype=np.uint8)
     c = np.empty((length, BLOCK), dtype=np.uint8)
+    spare = _Spare(chunks)
     with _Compressor() as compressor:
         at = 0
-        for params, drawn, cots in zip(chunks, noise, _split_cots(t, chunks), strict=True):
+        for i, (params, drawn, cots) in enumerate(
+            zip(chunks, noise, _split_cots(t, chunks), strict=True)
+        ):
             code, leaves, sparse = _receive_instance(
-                params, drawn, cots, channel.recv_buffer(timeout)
+                params, drawn, cots, channel.recv_buffer(timeout), spare, i
             )
             span = slice(at, at + params.length)
             compressor.submit(code, (leaves, c[span]), (sparse, a[span]))
@@ -340,7 +379,12 @@ def _draw_noise(params: VoleParams) -> _Noise:
 
 
 def _receive_instance(
-    params: VoleParams, noise: _Noise, cots: tuple[U8, U8, int], payload: bytes | bytearray
+    params: VoleParams,
+    noise: _Noise,
+    cots: tuple[U8, U8, int],
+    payload: bytes | bytearray,
+    spare: _Spare,
+    instance: int,
 ) -> tuple[exacc.ExAccCode, U8, U8]:
     """One instance's code and noisy vectors ``C'`` (``(N, 16)``) and ``e`` (``(N, 8)``),
     which it compresses to ``C`` and ``A``."""
@@ -360,12 +404,12 @@ def _receive_instance(
         ggm_t, first
     )
     chosen = np.ascontiguousarray(picked.reshape(trees, depth, BLOCK).transpose(1, 0, 2))
-    leaves = pprf.expand_punctured(points, chosen, depth)
+    leaves = pprf.expand_punctured(points, chosen, depth, spare.trees(instance, params))
     column = np.arange(trees)
     leaf_words = leaves.view(np.uint64).reshape(-1, trees, 2)
     others = np.bitwise_xor.reduce(leaf_words, axis=0).view(np.uint8).reshape(trees, BLOCK)
     leaves[points, column] = corrections ^ others ^ share  # leaf + a_i delta
     # C' as expanded and the sparse e apart: one expander pass encodes both
-    sparse = np.zeros((params.code_size, SUBFIELD_BYTES), dtype=np.uint8)
+    sparse = spare.noise(instance, params)
     sparse[points * trees + column] = values  # interleaved: leaf p of tree i at p t + i
     return params.code(seed), leaves.reshape(params.code_size, BLOCK), sparse
