@@ -13,9 +13,10 @@ provider ``P`` is the OPRF sender.
    64-bit value ``H(x)`` (:func:`.rr22_okvs.rows`).
 3. Silent VOLE of length ``M`` (:mod:`.vole`): ``P`` gets ``delta`` and ``B``, ``R`` gets
    ``A`` (64-bit entries) and ``C`` with ``C = B + A delta``. Meanwhile, in a second thread,
-   ``R`` solves the OKVS ``P_okvs`` with ``Decode(P_okvs, x) = H(x)`` for its keys.
+   ``R`` solves the OKVS ``P_okvs`` with ``Decode(P_okvs, x) = H(x)`` for its keys, and ``P``
+   shuffles its keys into a secret random order and hashes them to their rows.
 4. ``R`` sends ``A' = P_okvs + A`` (``M`` x 8 bytes). Its OPRF outputs are
-   ``F(x) = H_o(H(x), Decode(C, x))``.
+   ``F(x) = H_o(H(x), Decode(C, x))``, computed (and indexed) in the second thread meanwhile.
 5. ``P`` computes, for each of its keys ``y``, ``Decode(B, y) + delta (Decode(A', y) + H(y))``
    (one 24-byte-row decode of ``B || A'``, one table multiplication by ``delta``), hashes it
    with ``H_o(H(y), .)`` to ``L`` bytes and sends the tags in a secret random order of its items.
@@ -330,32 +331,24 @@ def _run_requester(
     # The OKVS is solved in a second thread while this one runs the VOLE: both are numpy
     # kernels that release the GIL, and the provider is mostly idle meanwhile, so on two cores
     # the two overlap (and this thread keeps reading the provider's VOLE messages). ``idle``
-    # (the caller's own work while it waits) runs there next, off the post-VOLE path.
+    # (the caller's own work while it waits) runs there next, off the post-VOLE path, and then
+    # this party's own tags while ``A'`` is on its way and the provider decodes.
+    width = tag_bytes(n, peer_size)
     pool = ThreadPoolExecutor(1, thread_name_prefix="rr22-okvs")
     try:
         solving = pool.submit(rr22_okvs.encode, params, seed, keys)
         waiting = pool.submit(idle)
         correlation = vole.vole_receive(channel, params.size, timeout)
         table = solving.result()
-    except BaseException:
+        table ^= correlation.a
+        tagging = pool.submit(_own_index, params, seed, keys, correlation.c, width)
+        del correlation
+        send_records(channel, table)
+        del table
+        own = tagging.result()
+        waiting.result()
+    finally:
         pool.shutdown(cancel_futures=True)
-        raise
-    pool.shutdown(wait=False)  # ``idle`` may still run: awaited before the tags are read
-    table ^= correlation.a
-    send_records(channel, table)
-    del table
-    width = tag_bytes(n, peer_size)
-    decoder = rr22_okvs.Decoder(params, correlation.c)
-    del correlation
-    tags = np.empty((n, width), dtype=np.uint8)
-    for lo in range(0, n, rr22_okvs.HASH_CHUNK):
-        hashed = rr22_okvs.rows(params, seed, keys[lo : lo + rr22_okvs.HASH_CHUNK])
-        tags[lo : lo + len(hashed.value)] = output_hash(
-            decoder.decode_rows(hashed), hashed.value, width
-        )
-    del decoder
-    own = TagIndex(tags)
-    waiting.result()
     peer = recv_records(channel, width, timeout, count=peer_size)
     found = own.lookup(peer)
     hit = found >= 0
@@ -363,6 +356,31 @@ def _run_requester(
         positions = np.flatnonzero(hit).astype(">u8")
         send_records(channel, positions.view(np.uint8).reshape(-1, 8))
     return np.sort(found[hit])
+
+
+def _own_index(params: rr22_okvs.OkvsParams, seed: bytes, keys: U8, c: U8, width: int) -> TagIndex:
+    """The requester's tags ``H_o(H(x), Decode(C, x))``, indexed."""
+    decoder = rr22_okvs.Decoder(params, c)
+    tags = np.empty((len(keys), width), dtype=np.uint8)
+    for lo in range(0, len(keys), rr22_okvs.HASH_CHUNK):
+        hashed = rr22_okvs.rows(params, seed, keys[lo : lo + rr22_okvs.HASH_CHUNK])
+        tags[lo : lo + len(hashed.value)] = output_hash(
+            decoder.decode_rows(hashed), hashed.value, width
+        )
+    return TagIndex(tags)
+
+
+def _shuffled_rows(
+    params: rr22_okvs.OkvsParams, seed: bytes, keys: U8
+) -> tuple[I64, list[rr22_okvs.Rows]]:
+    """The provider's secret random order of its keys and their rows in that order, in
+    chunks of :data:`.rr22_okvs.HASH_CHUNK`."""
+    order = _random_order(len(keys))
+    shuffled = ot.take_rows(keys, order)
+    chunk = rr22_okvs.HASH_CHUNK
+    return order, [
+        rr22_okvs.rows(params, seed, shuffled[lo : lo + chunk]) for lo in range(0, len(keys), chunk)
+    ]
 
 
 def _run_provider(
@@ -376,14 +394,11 @@ def _run_provider(
     n = len(keys)
     params = rr22_okvs.OkvsParams.for_items(peer_size)
     seed = recv_exact(channel, rr22_okvs.SEED_BYTES, timeout, "OKVS seed")
-    correlation = vole.vole_send(channel, params.size, timeout)
-    order = _random_order(n)
-    shuffled = ot.take_rows(keys, order)
-    hashed = [  # hashed now, while the requester expands its VOLE
-        rr22_okvs.rows(params, seed, shuffled[lo : lo + rr22_okvs.HASH_CHUNK])
-        for lo in range(0, n, rr22_okvs.HASH_CHUNK)
-    ]
-    del shuffled
+    # the secret order and the rows of the shuffled keys, in a second thread during the VOLE
+    with ThreadPoolExecutor(1, thread_name_prefix="rr22-rows") as pool:
+        preparing = pool.submit(_shuffled_rows, params, seed, keys)
+        correlation = vole.vole_send(channel, params.size, timeout)
+        order, hashed = preparing.result()
     table = np.empty((params.size, ot.BLOCK + vole.SUBFIELD_BYTES), dtype=np.uint8)
     table[:, : ot.BLOCK] = correlation.b
     multiply = gf128.FixedMultiplier(correlation.delta, vole.SUBFIELD_BYTES)
