@@ -4,19 +4,27 @@ stopping on the validation fifth), the telecom's terms consenting to the export 
 model; bank-b registers the model, and bank-a's batch is scored jointly -- each party
 evaluating its own splits -- to the exported LightGBM model's probabilities on the same rows,
 its features named by the telecom's columns. Then bank-a's columns join as a third party (every
-party consenting to the export): the three-party model scores jointly as its export too."""
+party consenting to the export): the three-party model scores jointly as its export too. Both
+feature owners' terms price by contribution: each anchors its aligned rows times its own share of
+the model's splits, and the fee is split between them by those units to the wei, as the
+settlement record says."""
 
 from __future__ import annotations
 
 import json
 import secrets
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 
+from privledger.node.runners.gbdt import contribution_units
+from privledger.node.settlement import settlement_record
+from privledger.node.spec import parse_spec
+
 from .conftest import Running
 from .test_vertical_model import _register, _result, _run, _write
-from .test_walking_path import FEE, grant
+from .test_walking_path import FEE, fee_allocations, grant
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 SQUARES = ["g0", "g1"]  # bank-a's columns in the three-party model
@@ -31,6 +39,51 @@ def _rows(ids: list[str], matrix: np.ndarray) -> list[list[str]]:
 def _terms(protocol: str, columns: list[str], outputs: list[str]) -> dict[str, object]:
     uses = {column: ["aggregate"] for column in columns}
     return {"protocols": [protocol], "columns": {"id": ["join"], **uses}, "outputs": outputs}
+
+
+def _by_contribution(terms: dict[str, object]) -> dict[str, object]:
+    return {**terms, "price": {"unit": "contribution", "wei": PRICE}}
+
+
+def settled_by_units(
+    running: Running, task: dict[str, Any], ids: list[int], inputs: list[dict[str, Any]]
+) -> dict[int, int]:
+    """The units the feature owners (``ids[1:]``, the owners of ``inputs``; the requester
+    first) anchored, once checked that the ledger split the fee between them by those units to
+    the wei, as :func:`settlement_record` says."""
+    task_id = int(task["taskId"])
+    ledger = running.ledger(0)
+    units = {org: ledger.tasks.units_of(task_id, org) for org in ids[1:]}
+    spec_inputs = [
+        {
+            "dataset": item["dataset"],
+            "org": org,
+            "column": item["column"],
+            **({"value_column": item["valueColumn"]} if "valueColumn" in item else {}),
+            **({"features": item["features"]} if "features" in item else {}),
+        }
+        for item, org in zip(inputs, ids, strict=True)
+    ]
+    spec = parse_spec({"protocol": "vertical-gbdt", "requester": ids[0], "inputs": spec_inputs})
+    record = settlement_record(ledger, spec, task_id)
+    assert ledger.tasks.settlement_of(task_id) == (record.hash, True)
+    assert [c.units for c in record.contributions[1:]] == list(units.values())
+    paid = fee_allocations(task)  # the last payee gets the remainder of the integer division
+    first = FEE * units[ids[1]] // sum(units.values())
+    assert paid == ({ids[1]: first, ids[2]: FEE - first} if len(ids) == 3 else {ids[1]: FEE})
+    return units
+
+
+def _ids(running: Running, *orgs: str) -> list[int]:
+    return [running.org_ids[org] for org in orgs]
+
+
+def paid_by_own_splits(part: dict[str, Any]) -> int:
+    """A feature owner's result under terms priced by contribution: its units, from its count."""
+    own, total = part["splits"]["own"], part["splits"]["total"]
+    assert part["paid_by"] == "contribution" and part.get("shapes_agree", True)
+    assert part["units"] == contribution_units(part["aligned"], own, total)
+    return int(part["units"])
 
 
 def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export(
@@ -51,7 +104,7 @@ def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export
     subscribers = _write(data / f"gb-subs-{tag}.csv", ["id", *FEATURES], _rows(ids, x))
     label_data = _register(running, "bank-b", labels, PRICE)
     telecom_data = _register(running, "telecom", subscribers, PRICE)
-    granted = _terms("vertical-gbdt", FEATURES, ["requester", "model"])
+    granted = _by_contribution(_terms("vertical-gbdt", FEATURES, ["requester", "model"]))
     grant(running, "telecom", telecom_data, "bank-b", kinds=[], terms=granted)
     inputs = [
         {"dataset": label_data, "column": "id", "valueColumn": "label"},
@@ -71,7 +124,8 @@ def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export
         },
         "feeWei": FEE,
     }
-    train_id = _run(running, "bank-b", training, 240)["taskId"]
+    trained = _run(running, "bank-b", training, 240)
+    train_id = trained["taskId"]
     holder, owner = (
         json.loads(_result(running, org, train_id)[0]) for org in ("bank-b", "telecom")
     )
@@ -82,6 +136,12 @@ def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export
     shares = holder["contributions"]
     assert set(shares) == {str(running.org_ids[org]) for org in ("bank-b", "telecom")}
     assert shares[str(running.org_ids["telecom"])] == 1.0  # bank-b has no column to split on
+    # ... so the telecom's splits are all the model's: paid for every aligned row
+    assert owner["splits"]["own"] == owner["splits"]["total"] > 0
+    assert paid_by_own_splits(owner) == owner["aligned"]
+    assert settled_by_units(running, trained, _ids(running, "bank-b", "telecom"), inputs) == {
+        running.org_ids["telecom"]: owner["aligned"]
+    }
 
     # the model is an asset: bank-b, the label holder, registers it; the telecom cannot
     with running.client("bank-b", "data_owner") as client:
@@ -166,7 +226,7 @@ def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export
     # three parties: bank-a's columns join as a second feature owner, consenting to the export
     extra = _write(data / f"gb-a-{tag}.csv", ["id", *SQUARES], _rows(ids, x[:, :2] ** 2))
     bank_a_data = _register(running, "bank-a", extra, PRICE)
-    consent = _terms("vertical-gbdt", SQUARES, ["requester", "model"])
+    consent = _by_contribution(_terms("vertical-gbdt", SQUARES, ["requester", "model"]))
     grant(running, "bank-a", bank_a_data, "bank-b", kinds=[], terms=consent)
     second = {"dataset": bank_a_data, "column": "id", "features": SQUARES}
     three = {
@@ -174,9 +234,17 @@ def test_a_vertical_gbdt_is_trained_registered_and_scores_as_its_lightgbm_export
         "inputs": [*inputs, second],
         "gbdt": {"trees": 2, "depth": 2, "min_child_samples": 10},
     }
-    three_id = _run(running, "bank-b", three, 240)["taskId"]
+    settled = _run(running, "bank-b", three, 240)
+    three_id = settled["taskId"]
     orgs = ("bank-b", "telecom", "bank-a")
     parts = [json.loads(_result(running, org, three_id)[0]) for org in orgs]
+    # each feature owner counted its own splits as the label holder did; the fee follows them
+    counts = parts[0]["split_counts"]
+    units = settled_by_units(running, settled, _ids(running, *orgs), three["inputs"])
+    for org, part in zip(orgs[1:], parts[1:], strict=True):
+        own = counts[str(running.org_ids[org])]
+        assert part["splits"] == {"own": own, "total": sum(counts.values())}
+        assert units[running.org_ids[org]] == paid_by_own_splits(part) > 0
     assert len({part["model_hash"] for part in parts}) == 1 and len(parts[0]["commitments"]) == 3
     assert parts[0]["trees"] == 2 and all("lightgbm" not in part for part in parts[1:])
     assert set(parts[0]["contributions"]) == {str(running.org_ids[org]) for org in orgs}

@@ -9,6 +9,11 @@ holds it), so that one node process serves every attack test:
   ``fail-after-result.log`` as ``<task id> <outcome>``.
 - ``slow-acks``: answer a provider's frame stream only seconds after it ended, so that a provider
   that waits for that answer before it anchors is still waiting when the task is failed.
+- ``gbdt-lies``: as the label holder of a vertical-gbdt task, report every split's gain as its
+  own (its result's ``contributions`` give the feature owners nothing), and tell each feature
+  owner the number of trees kept that lowers its share of the splits most, among those early
+  stopping allows (the file holds the task's ``early_stopping_rounds``): the feature owners hold
+  different models.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ def install() -> None:
     from privledger.evm.contracts import FailureReason
     from privledger.evm.errors import ChainRevert
     from privledger.node import worker
+    from privledger.protocols.fl import gbdt
 
     anchor = worker.Worker._anchor
 
@@ -58,6 +64,46 @@ def install() -> None:
         return count
 
     peer.receive_stream = answer_late  # type: ignore[assignment]
+
+    importance = gbdt.LabelHolderModel.party_importance
+
+    def all_gain_mine(self: gbdt.LabelHolderModel) -> Any:
+        shares = importance(self)
+        if _attacking("gbdt-lies"):
+            shares[:] = 0.0
+            shares[0] = 1.0
+        return shares
+
+    gbdt.LabelHolderModel.party_importance = all_gain_mine  # type: ignore[method-assign]
+
+    send = gbdt._send
+    counted: dict[int, list[list[int]]] = {}  # per channel: the owner's and all splits per tree
+
+    def keep_fewer_trees(trees: list[list[int]], kept: int, rounds: int) -> int:
+        """The count of trees kept that early stopping allows and lowers the owner's share most."""
+        allowed = range(max(1, len(trees) - rounds), kept + 1)
+        return min(
+            allowed,
+            key=lambda k: (sum(o for o, _ in trees[:k]) / max(1, sum(t for _, t in trees[:k])), -k),
+        )
+
+    def tell_each_owner_fewer(
+        channel: Any, kind: str, header: dict[str, Any], body: bytes = b""
+    ) -> None:
+        if _attacking("gbdt-lies"):
+            trees = counted.setdefault(id(channel), [[0, 0]])
+            if kind == "splits":
+                trees[-1][0] += len(header["nodes"])
+            elif kind == "tree_done":
+                trees[-1][1] = len(header["shape"]["internal"])
+                trees.append([0, 0])
+            elif kind == "finish":
+                rounds = int((Path(os.environ[ATTACKS_ENV]) / "gbdt-lies").read_text())
+                kept = keep_fewer_trees(trees[:-1], header["trees"], rounds)
+                header = {**header, "trees": kept}
+        send(channel, kind, header, body)
+
+    gbdt._send = tell_each_owner_fewer
 
 
 if __name__ == "__main__":

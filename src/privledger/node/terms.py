@@ -55,7 +55,9 @@ from privledger.node.spec import (
 )
 
 ColumnUse = Literal["join", "aggregate", "retrieve"]
-PriceUnit = Literal["matched_row", "query_key", "call", "flat"]
+# "contribution": vertical-gbdt pays a feature owner its aligned rows times its share of the
+# model's splits, counted by itself (node/runners/gbdt.py); older terms keep their hash
+PriceUnit = Literal["matched_row", "query_key", "call", "flat", "contribution"]
 ANY_DEALER = 2**32 - 1  # on chain: every organisation may deal or aggregate
 # protocols that train a model without differential privacy (refused by terms with max_epsilon)
 UNPRIVATE_TRAINING: frozenset[str] = frozenset({"vertical-gbdt"})

@@ -14,8 +14,19 @@ label holder, which merges the model and keeps it as LightGBM text in its output
 named by their columns, prefixed by the organisation's name where two parties share a name):
 the worker lets a data owner's node take part only when its grant's terms list ``model``
 (:func:`privledger.node.terms.violation`), so the export happens with the consent of every
-party. Each party's contribution is its share of the total split gain, measured at the label
-holder and reported in its result.
+party.
+
+Contribution and settlement. The label holder reports every party's share of the total split
+gain (``contributions``), a measure only it can take, and every party's number of splits in the
+trees kept (``split_counts``). A feature owner reports its own count, ``splits`` (its splits and
+all the splits of every tree grown: :class:`~privledger.protocols.fl.gbdt.SplitTally`), and
+anchors as its usage units the aligned rows, or -- when its grant's terms price by
+``contribution`` -- the aligned rows times its share of the splits, rounded up
+(:func:`contribution_units`): a count it makes from its own view, which the requester cannot
+lower by a report (docs/grants.md). With two feature owners, each sends the other the hash of
+the trees' shapes it was sent: shapes that differ mean the label holder showed them different
+trees, and a feature owner that finds so anchors all its aligned rows (``shapes_agree`` false
+in its result).
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from typing import Literal
 
 import numpy as np
 
@@ -38,6 +50,7 @@ from privledger.protocols.fl.gbdt import (
     GbdtConfig,
     LabelHolderModel,
     OwnerModel,
+    SplitTally,
     export_feature_owner,
     export_label_holder,
     train_feature_owner,
@@ -64,6 +77,7 @@ def run(task: Run) -> RunOutput:
     if config.early_stopping_rounds == 0:
         held_out[:] = False
     channels = [task.channels[org] for org in task.owners[1:]] if task.is_requester else []
+    tally = SplitTally()
     try:
         if task.is_requester:
             labels = _labels(task, common)
@@ -81,6 +95,7 @@ def run(task: Run) -> RunOutput:
                 features[~held_out],
                 config=config,
                 valid_features=features[held_out] if held_out.any() else None,
+                tally=tally,
             )
     except ValueError as exc:  # the data cannot train (one class only, too few rows)
         raise TaskRefused(FailureReason.POLICY_VIOLATION, str(exc)) from exc
@@ -90,6 +105,10 @@ def run(task: Run) -> RunOutput:
         "features": names,
         "model": model.to_json(),
     }
+    units = len(common)
+    if isinstance(model, OwnerModel):
+        units, measured = _owner_units(task, spec, tally, len(common))
+        part |= measured
     salt = secrets.token_bytes(32)
     commitments = _exchange_commitments(task, spec, _commitment(salt, part["model"]))
     part |= {
@@ -102,6 +121,9 @@ def run(task: Run) -> RunOutput:
         part["contributions"] = {
             str(org): float(share) for org, share in zip(task.owners, shares, strict=True)
         }
+        part["split_counts"] = {
+            str(org): count for org, count in zip(task.owners, model.party_splits(), strict=True)
+        }
         part["trees"] = len(model.own.shapes)
         if spec.output == "model":
             orgs = [task.node.ledger.orgs.get_org(org).name for org in task.owners]
@@ -113,7 +135,45 @@ def run(task: Run) -> RunOutput:
         export_feature_owner(
             task.channels[spec.requester], model, names=names, timeout=task.timeout
         )
-    return [json.dumps(part, sort_keys=True)], len(common)
+    return [json.dumps(part, sort_keys=True)], units
+
+
+PaidBy = Literal["aligned_row", "contribution"]
+
+
+def contribution_units(rows: int, own_splits: int, total_splits: int) -> int:
+    """A feature owner's usage units when paid by contribution: its ``rows`` (aligned) times its
+    share of the model's splits, rounded up (a provider with one split in a large model is paid
+    for a row); none when the model has no split at all."""
+    if not 0 <= own_splits <= total_splits:
+        raise ValueError("a party's splits are some of the model's splits")
+    return -(-rows * own_splits // total_splits) if total_splits else 0
+
+
+def _owner_units(
+    task: Run, spec: VerticalGbdtSpec, tally: SplitTally, rows: int
+) -> tuple[int, dict[str, object]]:
+    """A feature owner's usage units for its ``rows`` (aligned), and what it measured."""
+    own, total = tally.own_splits, tally.total_splits
+    paid_by: PaidBy = "aligned_row"
+    if task.terms is not None and task.terms.price.unit == "contribution":
+        paid_by = "contribution"
+    units = contribution_units(rows, own, total) if paid_by == "contribution" else rows
+    measured: dict[str, object] = {"splits": {"own": own, "total": total}}
+    if len(task.owners) > 2:
+        other = next(org for org in task.owners if org not in (task.org, spec.requester))
+        agree = shapes_agree(task.channels[other], tally.digest(), task.timeout)
+        measured["shapes_agree"] = agree
+        if not agree:  # the label holder sent the feature owners different trees
+            units = rows
+    return units, measured | {"paid_by": paid_by, "units": units}
+
+
+def shapes_agree(channel: Channel, digest: str, timeout: float) -> bool:
+    """Whether the feature owner at the other end of ``channel`` was sent the same trees: each
+    sends the other the hash of its trees' shapes (which both know: it tells them nothing new)."""
+    channel.send(digest.encode())
+    return channel.recv(timeout) == digest.encode()
 
 
 def gbdt_config(spec: VerticalGbdtSpec, timeout: float) -> GbdtConfig:

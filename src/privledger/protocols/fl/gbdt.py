@@ -63,8 +63,18 @@ Export (:func:`export_label_holder` / :func:`export_feature_owner`): a feature o
 :func:`export_feature_owner` consents to revealing its splits (columns and thresholds) and the
 names of its columns to the label holder, which merges them into a
 :class:`.gbdt_tree.MergedModel` (LightGBM text, the features under the parties' column names).
-Contribution: :meth:`LabelHolderModel.party_importance`, each party's share of the total split
-gain (the label holder chose every split, so it knows these gains without any export).
+Contribution, two measures. :meth:`LabelHolderModel.party_importance`: each party's share of the
+total split gain (LightGBM's "gain" importance per party); the gains are known to the label holder
+only, so a party must take its word for them. :class:`SplitTally`: the splits on a feature owner's
+own columns and all the splits, over every tree grown (LightGBM's "split" importance, before
+early stopping drops the last trees), which the feature owner counts itself: its own splits are
+the partitions it was asked for, the trees' shapes are sent to it. Counting every tree grown, not
+the trees kept, leaves the label holder -- which alone can tell the best validation iteration --
+no say in which trees count. A feature owner holds the label holder to what it saw while
+training: every split of a tree's shape is a node that was opened to it at its level, and the
+trees kept are at most ``early_stopping_rounds`` fewer than the trees grown (all of them without
+early stopping); else :class:`GbdtError`. Settlement by contribution rests on this count
+(docs/grants.md); :meth:`LabelHolderModel.party_splits` is the same count over the trees kept.
 
 Security model and leakage (semi-honest parties; the label holder holds the only key):
 
@@ -93,6 +103,7 @@ Security model and leakage (semi-honest parties; the label holder holds the only
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -238,6 +249,29 @@ class OwnerModel:
         return cls(tuple(shapes), tuple(all_splits), columns)
 
 
+@dataclass
+class SplitTally:
+    """Every tree grown in training, kept by early stopping or not, as a feature owner saw it:
+    the trees' shapes and the number of its own splits in each (filled in by
+    :func:`train_feature_owner`). Its contribution, which it counts itself."""
+
+    shapes: list[TreeShape] = field(default_factory=list)
+    own: list[int] = field(default_factory=list)
+
+    @property
+    def own_splits(self) -> int:
+        return sum(self.own)
+
+    @property
+    def total_splits(self) -> int:
+        return sum(len(shape.internal) for shape in self.shapes)
+
+    def digest(self) -> str:
+        """The sha256 of the trees' shapes: equal at every feature owner of one training."""
+        shapes = json.dumps([shape.to_json() for shape in self.shapes], sort_keys=True)
+        return hashlib.sha256(shapes.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class LabelHolderModel:
     """The label holder's part: its own splits, the owner and gain of every split and the leaf
@@ -259,6 +293,15 @@ class LabelHolderModel:
                 totals[party] += gains[node]
         total = totals.sum()
         return totals / total if total > 0 else np.full(totals.size, 1.0 / totals.size)
+
+    def party_splits(self) -> list[int]:
+        """The number of splits on each party's columns in the trees kept (LightGBM's "split"
+        importance summed per party); a feature owner counts its own (:class:`SplitTally`)."""
+        counts = [0] * len(self.widths)
+        for owners in self.owners:
+            for party in owners.values():
+                counts[party] += 1
+        return counts
 
     def raw_scores(self, masks: npt.NDArray[np.uint64]) -> F64:
         """The raw scores (log-odds) of rows whose leaf masks (rows x trees) every party's
@@ -667,18 +710,30 @@ def _logloss(scores: F64, labels: F64) -> float:
 
 
 def train_feature_owner(
-    channel: Channel, features: F64, *, config: GbdtConfig, valid_features: F64 | None = None
+    channel: Channel,
+    features: F64,
+    *,
+    config: GbdtConfig,
+    valid_features: F64 | None = None,
+    tally: SplitTally | None = None,
 ) -> OwnerModel:
-    """Train as a feature owner (its columns of the same rows, in the same order)."""
+    """Train as a feature owner (its columns of the same rows, in the same order); ``tally``
+    receives every tree grown."""
     with _session([channel]):
-        return _FeatureOwner(channel, features, config, valid_features).train()
+        return _FeatureOwner(channel, features, config, valid_features, tally).train()
 
 
 class _FeatureOwner:
     def __init__(
-        self, channel: Channel, features: F64, config: GbdtConfig, valid: F64 | None
+        self,
+        channel: Channel,
+        features: F64,
+        config: GbdtConfig,
+        valid: F64 | None,
+        tally: SplitTally | None,
     ) -> None:
         self.channel, self.config, self.timeout = channel, config, config.timeout
+        self.tally = SplitTally() if tally is None else tally
         self.features = check_features(features)
         self.rows = self.features.shape[0]
         self.valid = None if valid is None else check_features(valid)
@@ -721,8 +776,13 @@ class _FeatureOwner:
                 header, body = _recv(self.channel, ("tree", "finish"), self.timeout)
             if header["type"] == "finish":
                 kept = int(header["trees"])
-                if not 0 <= kept <= len(shapes):
-                    raise GbdtError("the label holder kept more trees than were grown")
+                # an honest label holder stops at most early_stopping_rounds after the best tree
+                least = max(1, len(shapes) - self.config.early_stopping_rounds)
+                if not least <= kept <= len(shapes):
+                    raise GbdtError(
+                        f"the label holder kept {kept} of {len(shapes)} trees grown, "
+                        f"early stopping keeps {least} or more"
+                    )
                 return OwnerModel(
                     tuple(shapes[:kept]), tuple(all_splits[:kept]), self.features.shape[1]
                 )
@@ -731,6 +791,8 @@ class _FeatureOwner:
             shape, splits = self._tree(space, packing, header, body)
             shapes.append(shape)
             all_splits.append(splits)
+            self.tally.shapes.append(shape)
+            self.tally.own.append(len(splits))
             if self.valid is not None and self.config.early_stopping_rounds > 0:
                 masks = leaf_masks(shape, splits, self.valid)
                 _send(self.channel, "valid_masks", {}, masks.astype("<u8").tobytes())
@@ -755,6 +817,7 @@ class _FeatureOwner:
         histograms: dict[int, list[list[Cipher]]] = {}
         candidates: dict[int, list[tuple[int, int]]] = {}
         splits: dict[int, Split] = {}
+        opened: set[int] = set()  # the nodes this party summed histograms for
         positions = np.full(self.rows, -1, dtype=np.int32)
         while True:
             with space.idle():
@@ -763,12 +826,15 @@ class _FeatureOwner:
                 shape = TreeShape.from_json(header["shape"])
                 if not set(splits) <= set(shape.internal):
                     raise GbdtError("the tree shape lacks this party's splits")
+                if not set(shape.internal) <= opened:
+                    raise GbdtError("the tree shape splits a node that was never opened")
                 return shape, splits
             if header["type"] == "level":
                 positions = _array(body, "<i4", self.rows).astype(np.int32)
                 histograms = self._histograms(
                     space, ciphers, positions, header, columns, histograms
                 )
+                opened |= set(histograms)
                 candidates = {}
                 for v, sums in histograms.items():
                     node_rows = np.flatnonzero((positions == v) & in_sample)
