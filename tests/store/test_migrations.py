@@ -23,7 +23,7 @@ from privledger.store.models import (
 )
 from tests.conftest import new_database
 
-NEWEST = "0014"  # the newest migration
+NEWEST = "0015"  # the newest migration
 
 
 def test_migrations_build_exactly_the_models(store_url: str) -> None:

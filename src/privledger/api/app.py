@@ -21,6 +21,7 @@ from privledger.api.routes import (
     models,
     onboarding,
     peer,
+    pipelines,
     projects,
     services,
     system,
@@ -39,7 +40,7 @@ from privledger.portal import router as portal_router
 
 API_PREFIX = "/api/v1"
 AUDITED = (f"{API_PREFIX}/", "/api/interop/")  # the node API and the interoperability API
-API_VERSION = "1.5.0"  # see routes/versions.py CHANGELOG
+API_VERSION = "1.6.0"  # see routes/versions.py CHANGELOG
 # Swagger UI's and ReDoc's scripts and styles, served by the node from the locked fastapi-offline
 # package rather than a CDN, so the docs work on a network without internet access; outside the
 # audited API prefix, so that loading the docs page is neither audited nor throttled.
@@ -84,6 +85,7 @@ def create_app(node: NodeContext) -> FastAPI:
         onboarding,
         versions,
         projects,
+        pipelines,
         workflow,
         peer,
         tokens,

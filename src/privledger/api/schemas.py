@@ -86,6 +86,15 @@ class PriceIn(Body):
     wei: int = Field(default=0, ge=0, lt=2**128)
 
 
+class DeriveTermsIn(Body):
+    upstream_bps: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="the share of what a derived dataset earns that goes to its parents' owners",
+    )
+
+
 class TermsIn(Body):
     """A grant's terms (docs/grants.md); the canonical document is hashed on chain."""
 
@@ -129,6 +138,12 @@ class TermsIn(Body):
         max_length=64,
         description="the code hashes of the components allowed to touch the data (GET "
         "/components); unset: any component of the allowed protocols",
+    )
+    derive: DeriveTermsIn | None = Field(
+        default=None,
+        description="pipelines: the grantee may have this node register the aligned rows of a set "
+        "task under this grant as a derived dataset, granted to it under these terms (unset: "
+        "never; docs/pipelines.md)",
     )
 
 

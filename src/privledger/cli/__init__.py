@@ -12,7 +12,17 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from privledger.cli import chain, components, data, demo, node, onboarding, queries, tasks
+from privledger.cli import (
+    chain,
+    components,
+    data,
+    demo,
+    node,
+    onboarding,
+    pipelines,
+    queries,
+    tasks,
+)
 from privledger.cli.choices import Output
 from privledger.cli.output import choose, json_chosen, print_error
 
@@ -69,6 +79,7 @@ app.add_typer(data.dataset_app, name="dataset")
 app.add_typer(data.grant_app, name="grant")
 app.add_typer(tasks.task_app, name="task")
 app.add_typer(components.component_app, name="component")
+app.add_typer(pipelines.pipeline_app, name="pipeline")
 app.add_typer(tasks.approval_app, name="approval")
 app.command("inbox")(tasks.inbox_command)
 app.add_typer(queries.query_app, name="query")

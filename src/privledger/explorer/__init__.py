@@ -1,13 +1,13 @@
 """The auditor explorer and the operations cockpit served by every node: the ledger's blocks,
 transactions, organisations, datasets, tasks, settlements and log batches, result verification,
-the provenance graph, and the consortium's activity and node health."""
+the provenance graph, pipelines, and the consortium's activity and node health."""
 
 from fastapi import APIRouter
 
-from privledger.explorer import cockpit_routes, ledger_routes, routes
+from privledger.explorer import cockpit_routes, ledger_routes, pipeline_routes, routes
 
 router = APIRouter()
-for module in (routes, ledger_routes, cockpit_routes):
+for module in (routes, ledger_routes, pipeline_routes, cockpit_routes):
     router.include_router(module.router)
 
 __all__ = ["router"]

@@ -47,7 +47,7 @@ def _text(value: str, limit: int = 30) -> str:
     return escape(value if len(value) <= limit else value[: limit - 1] + "…")
 
 
-def render_svg(graph: Graph) -> str:
+def render_svg(graph: Graph, *, label: str = "provenance graph") -> str:
     """The graph as an ``<svg>`` element; every node links to its explorer page."""
     if not graph.nodes:
         return ""
@@ -65,7 +65,7 @@ def render_svg(graph: Graph) -> str:
             )
     parts = [
         f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" aria-label="provenance graph">',
+        f'width="{width}" height="{height}" role="img" aria-label="{escape(label)}">',
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
         'class="arrowhead"/></marker></defs>',

@@ -6,18 +6,27 @@ providers, and through ``upstream_bps`` the owners of the data that aligned them
 Only a node that learned the intersection can derive (the requester; the provider too when the
 task's output was ``both``); the file is written beside the node's other datasets and never
 leaves it. The derived dataset's level is the highest of its parents'.
+
+A pipeline's next step needs the partner's aligned rows too. The partner's owner consents ahead of
+time in the grant the set task ran under (its terms' ``derive``): the task's requester then asks
+the partner's node (:func:`derive_for_grantee`, a signed peer call), which derives its own aligned
+rows in the name of the owner that issued the grant and grants them to the requester under the
+same terms, expiry and number of uses. Without that consent, or for anyone but the task's
+requester, the node refuses.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import threading
 from pathlib import Path
 
+import httpx
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from privledger.evm.contracts import TaskStatus
 from privledger.evm.ledger import Ledger
@@ -30,8 +39,13 @@ from privledger.node.datasets import (
     register_stored,
     stored_path,
 )
+from privledger.node.grants import consumed_grants, grant_dataset, terms_of
+from privledger.node.keystore import KeystoreError
+from privledger.node.peer_auth import PEER_ROUTES, PEER_SCHEME, signed_headers
 from privledger.node.spec import parse_canonical
+from privledger.store.events import events_named
 from privledger.store.models import LocalDataset, LocalTask
+from privledger.wire.assets import DerivedOut
 
 # set tasks whose result is a list of keys of the parties' inputs
 ALIGNING = frozenset({"ecdh", "kkrt", "rr22", "intersection3", "difference"})
@@ -44,6 +58,17 @@ class DeriveError(ValueError):
 
 class NotTakenPart(DeriveError):
     """This node holds no record of the task."""
+
+
+class PartnerUnreachable(DeriveError):
+    """The partner's node did not answer."""
+
+
+class NotConsented(DeriveError):
+    """The owner's grant does not let the caller have this node's aligned rows derived."""
+
+
+_DERIVING = threading.Lock()  # one derivation at a time: a repeated request finds the first
 
 
 def derive_aligned(
@@ -95,6 +120,129 @@ def derive_aligned(
         session.commit()
         session.refresh(derived)
     return derived
+
+
+def derive_for_grantee(node: NodeContext, *, task_id: int, caller_org: int) -> DerivedOut:
+    """This node's aligned rows of set task ``task_id``, registered as a derived dataset and
+    granted to the task's requester ``caller_org`` -- as the grant the task consumed for this
+    node's input allows (its terms' ``derive``), signed by that grant's grantor. Asking again
+    answers the same dataset and grant."""
+    with Session(node.engine) as session:
+        row = session.get(LocalTask, task_id)
+    if row is None or row.spec_json is None:
+        raise NotTakenPart(f"task {task_id} on this node")
+    spec = parse_canonical(row.spec_json.encode())
+    if spec.requester != caller_org:
+        raise NotConsented(f"only task {task_id}'s requester may ask for its derived datasets")
+    mine = next((item for item in spec.inputs if item.org == node.org_id), None)
+    if mine is None:
+        raise DeriveError(f"this node had no input to task {task_id}")
+    dataset = bytes.fromhex(mine.dataset[2:])
+    grant = next((g for g in consumed_grants(node, task_id) if g.dataset_id == dataset), None)
+    terms = None if grant is None else terms_of(node, grant)
+    if grant is None or terms is None or terms.derive is None:
+        raise NotConsented(f"the grant task {task_id} used on {mine.dataset} allows no derived use")
+    now = node.ledger.client.latest_timestamp()
+    if grant.revoked or now >= grant.expiry or grant.grantee_org != caller_org:
+        raise NotConsented(f"the grant on {mine.dataset} is revoked or expired")
+    try:
+        signer = node.ledger_for(grant.grantor)
+    except KeystoreError as exc:
+        raise NotConsented(f"the grantor {grant.grantor} signs elsewhere: {exc}") from exc
+    with _DERIVING:
+        derived = _derive_once(node, signer, task_id, mine.dataset, terms.derive.upstream_bps)
+        granted = _grant_to(node, derived.dataset_id, caller_org)
+        if granted is None:
+            granted = grant_dataset(
+                signer,
+                dataset=derived.dataset_id,
+                grantee_org=caller_org,
+                terms=terms.model_copy(update={"derive": None}),
+                expires_in_s=grant.expiry - now,
+                max_uses=grant.max_uses,
+            )
+    return derived_out(node.org_id, derived, granted)
+
+
+def derive_own(node: NodeContext, signer: Ledger, *, task_id: int, upstream_bps: int) -> DerivedOut:
+    """The requester's side of :func:`derive_for_grantee`: this node's aligned rows of its own
+    set task, registered in ``signer``'s name at its input's unit price (once: asking again
+    answers the same dataset)."""
+    with Session(node.engine) as session:
+        row = session.get(LocalTask, task_id)
+    if row is None or row.spec_json is None:
+        raise NotTakenPart(f"task {task_id} on this node")
+    spec = parse_canonical(row.spec_json.encode())
+    mine = next((item for item in spec.inputs if item.org == node.org_id), None)
+    if mine is None or spec.requester != node.org_id:
+        raise DeriveError(f"task {task_id} is not this organisation's, with an input of its own")
+    with _DERIVING:
+        derived = _derive_once(node, signer, task_id, mine.dataset, upstream_bps)
+    return derived_out(node.org_id, derived, None)
+
+
+def derived_out(org_id: int, derived: LocalDataset, grant_id: bytes | None) -> DerivedOut:
+    return DerivedOut(
+        org_id=org_id,
+        dataset_id=derived.dataset_id,
+        name=derived.name,
+        columns=derived.columns,
+        row_count=derived.row_count,
+        grant_id=None if grant_id is None else "0x" + grant_id.hex(),
+    )
+
+
+def _derive_once(
+    node: NodeContext, signer: Ledger, task_id: int, dataset_id: str, upstream_bps: int
+) -> LocalDataset:
+    """The dataset derived from this node's input ``dataset_id`` to task ``task_id``: registered
+    now, or found under its name (``<input's name>.t<task>``) when it was before."""
+    with Session(node.engine) as session:
+        own = session.get(LocalDataset, dataset_id.lower())
+        if own is None:
+            raise DeriveError(f"dataset {dataset_id} is not on this node")
+        name = f"{own.name}.t{task_id}"
+        known = session.exec(select(LocalDataset).where(LocalDataset.name == name)).first()
+    if known is not None:
+        return known
+    return derive_aligned(
+        node,
+        signer,
+        task_id=task_id,
+        name=name,
+        unit_price=own.unit_price,
+        upstream_bps=upstream_bps,
+    )
+
+
+def ask_partner(node: NodeContext, task_id: int, org: int) -> DerivedOut:
+    """Ask ``org``'s node for its derived dataset of task ``task_id`` (a call signed for this
+    organisation, the task's requester); a refusal is a :class:`DeriveError` naming its answer."""
+    endpoint = node.ledger.orgs.get_org(org).endpoint
+    route = f"{PEER_ROUTES}tasks/{task_id}/derived"
+    headers = signed_headers(node.account, PEER_SCHEME, route, node.org_id, org, b"")
+    try:
+        response = node.http.post(f"{endpoint}{route}", headers=headers)
+    except httpx.HTTPError as exc:
+        raise PartnerUnreachable(f"organisation {org}'s node: {exc}") from exc
+    if response.status_code != 200:
+        try:
+            message = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200]
+        raise DeriveError(f"organisation {org} refused: {message}")
+    return DerivedOut.model_validate(response.json())
+
+
+def _grant_to(node: NodeContext, dataset_id: str, grantee: int) -> bytes | None:
+    """A grant of ``dataset_id`` to ``grantee`` already issued, if any."""
+    node.indexer.sync_for("GrantRegistry", "GrantIssued")
+    with Session(node.engine) as session:
+        issued = events_named(session, ["GrantIssued"], dataset_id=dataset_id.lower())
+    for event in issued:
+        if int(event.args["granteeOrg"]) == grantee:
+            return bytes.fromhex(event.args["grantId"][2:])
+    return None
 
 
 def _aligned_rows(path: Path, column: str, keys: set[str]) -> io.BytesIO:

@@ -40,6 +40,19 @@ def grant_dataset(
     )
 
 
+def consumed_grants(node: NodeContext, task_id: int) -> list[Grant]:
+    """The grants task ``task_id`` consumed when it was submitted (one per foreign input it
+    covered; an input an owner approved instead has none)."""
+    with Session(node.engine) as session:
+        submitted = events_named(session, ["TaskSubmitted"], task_id=task_id)
+        consumed = (
+            events_named(session, ["GrantConsumed"], tx_hash=submitted[0].tx_hash)
+            if submitted
+            else []
+        )
+    return [node.ledger.grants.get_grant(bytes.fromhex(e.args["grantId"][2:])) for e in consumed]
+
+
 def terms_of(node: NodeContext, grant: Grant) -> GrantTerms | None:
     """The terms document published with ``grant`` (its ``GrantIssued`` event), provided it hashes
     to the grant's ``termsHash`` and agrees with the fields the contract enforces; else None."""

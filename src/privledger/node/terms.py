@@ -24,6 +24,11 @@ A protocol that cannot enforce a term against a malicious requester is refused f
 the term is set: each component lists the terms it enforces (``enforces``,
 :mod:`privledger.node.components`); docs/grants.md has the table. ``components`` lists the code
 hashes of the components allowed to touch the data: a task naming another is refused.
+
+``derive`` is the owner's standing consent to pipelines (:mod:`privledger.node.derived`): after a
+set task under the grant, the grantee may have the owner's node register the owner's aligned rows
+as a derived dataset, granted to the grantee under these same terms (without ``derive``), the same
+expiry and the same number of uses.
 """
 
 from __future__ import annotations
@@ -76,6 +81,19 @@ class Price(BaseModel):
     wei: int = Field(default=0, ge=0, lt=2**128, description="wei per unit")
 
 
+class DeriveTerms(BaseModel):
+    """The owner's consent to derived datasets of a grant (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    upstream_bps: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="the share of what a derived dataset earns that goes to its parents' owners",
+    )
+
+
 class GrantTerms(BaseModel):
     """The terms document of a grant; :meth:`canonical_json` is hashed on chain."""
 
@@ -123,6 +141,11 @@ class GrantTerms(BaseModel):
         description="the code hashes of the components allowed to touch the data (None: any "
         "component of the allowed protocols)",
     )
+    derive: DeriveTerms | None = Field(
+        default=None,
+        description="the grantee may have the owner's aligned rows of a set task under this grant "
+        "registered as a derived dataset, granted to it under these terms (None: never)",
+    )
 
     @model_validator(mode="after")
     def _columns_used(self) -> GrantTerms:
@@ -136,6 +159,7 @@ class GrantTerms(BaseModel):
             "max_epsilon",
             "min_threshold",
             "components",
+            "derive",
         ):  # unset, older terms keep their hash
             if document[later] is None:
                 del document[later]

@@ -45,7 +45,7 @@ from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.components import Component, ComponentUnavailable, SpecRefused, resolve
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
-from privledger.node.grants import terms_of
+from privledger.node.grants import consumed_grants, terms_of
 from privledger.node.logbook import release_vanished
 from privledger.node.metrics import metrics_of
 from privledger.node.peer_spec import checked_spec, fetch_spec
@@ -60,7 +60,7 @@ from privledger.node.usage import Usage, UsageWindow
 from privledger.observability.logs import task_context
 from privledger.protocols.channel import Channel, ChannelError, ChannelTimeout
 from privledger.protocols.mpc.dealer import Dealer
-from privledger.store.events import events_after, events_named
+from privledger.store.events import events_after
 from privledger.store.models import (
     AuditEntry,
     LocalDataset,
@@ -443,14 +443,7 @@ class Worker:
         terms = None
         ledger = self.node.ledger
         now = ledger.client.latest_timestamp()
-        with Session(self.node.engine) as session:
-            submitted = events_named(session, ["TaskSubmitted"], task_id=task.task_id)
-            consumed = (
-                events_named(session, ["GrantConsumed"], tx_hash=submitted[0].tx_hash)
-                if submitted
-                else []
-            )
-        grants = [ledger.grants.get_grant(bytes.fromhex(e.args["grantId"][2:])) for e in consumed]
+        grants = consumed_grants(self.node, task.task_id)
         for item in spec.inputs:
             if item.org == spec.requester:
                 continue

@@ -56,6 +56,7 @@ from privledger.wire.assets import (
     AuditEntryOut,
     CallLogOut,
     DatasetOut,
+    DerivedOut,
     GrantOut,
     Health,
     Me,
@@ -75,6 +76,7 @@ from privledger.wire.onboarding import (
     ApprovalTemplate,
     RoleName,
 )
+from privledger.wire.pipelines import JobIn, PipelineOut, StepRecordIn
 from privledger.wire.projects import ProjectOut, ProjectSummary, WorkflowItem
 from privledger.wire.tasks import TaskOut, TaskResult
 
@@ -188,6 +190,14 @@ class NodeClient:
             "upstreamBps": upstream_bps,
         }
         return self._one(DatasetOut, "POST", "/datasets/derived", json=body)
+
+    def derive_task(self, task_id: int, *, upstream_bps: int = 0) -> list[DerivedOut]:
+        """The derived datasets of a settled set task you requested whose result both parties
+        learned: your aligned rows (registered in your name; ``upstream_bps`` of what they earn
+        goes to their parents' owners) and each partner's, granted to you where its owner's
+        grant consents (data owner; docs/pipelines.md)."""
+        body = {"upstreamBps": upstream_bps}
+        return self._many(DerivedOut, "POST", f"/tasks/{task_id}/derived", json=body)
 
     def register_file(self, path: Path, name: str, *, level: int, unit_price: int) -> DatasetOut:
         """Upload a CSV or Parquet file (by its suffix) from this machine and register it: it
@@ -530,6 +540,26 @@ class NodeClient:
         return self._one(ApplicationOut, "POST", path, json=body)
 
     # --- operators: tasks ---------------------------------------------------------------------
+    def create_pipeline(self, job: JobIn) -> PipelineOut:
+        """Record a pipeline's job on the node (operator; :mod:`privledger.sdk.pipeline` runs
+        it)."""
+        body = job.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+        return self._one(PipelineOut, "POST", "/pipelines", json=body)
+
+    def pipelines(self) -> list[PipelineOut]:
+        return self._many(PipelineOut, "GET", "/pipelines")
+
+    def pipeline(self, pipeline_id: int) -> PipelineOut:
+        return self._one(PipelineOut, "GET", f"/pipelines/{pipeline_id}")
+
+    def record_step(self, pipeline_id: int, step: str, report: StepRecordIn) -> PipelineOut:
+        """Report what a pipeline's runner did for one step (operator)."""
+        body = report.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if report.error is None:
+            body["error"] = None  # a step that went through clears an earlier error
+        path = f"/pipelines/{pipeline_id}/steps/{step}"
+        return self._one(PipelineOut, "PUT", path, json=body)
+
     def submit(self, body: TaskBody) -> TaskOut:
         """Submit a task (the API's TaskIn: kind, protocol, inputs, fee, ...;
         :mod:`privledger.sdk.bodies` spells the common ones)."""

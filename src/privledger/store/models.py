@@ -365,3 +365,20 @@ def _integers_are_64_bit() -> None:
 
 
 _integers_are_64_bit()
+
+
+class Pipeline(SQLModel, table=True):
+    """A pipeline (F25) its runner started from this node: the job document as submitted and,
+    per step, what the runner reported (task id and attempts, model id, derived datasets, the
+    last error). A step's task status is read from the chain, not kept here."""
+
+    __tablename__ = "pipeline"
+
+    pipeline_id: int | None = Field(default=None, primary_key=True, sa_type=BIG_INTEGER)
+    name: str = Field(index=True)
+    job: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    job_hash: str
+    created_by: str
+    steps: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)

@@ -52,6 +52,18 @@ class DatasetOut(Reply):
     retired: bool
 
 
+class DerivedOut(Reply):
+    """A dataset one participant of a set task derived from its result (its aligned rows), and
+    the grant of it to the task's requester (none for the requester's own)."""
+
+    org_id: int
+    dataset_id: str
+    name: str
+    columns: list[str]
+    row_count: int
+    grant_id: str | None = None
+
+
 class GrantOut(Reply):
     grant_id: str
     dataset: str

@@ -1,9 +1,10 @@
-"""Endpoints other organisations' nodes call: channel frames and task specs.
+"""Endpoints other organisations' nodes call: channel frames, task specs, derived datasets.
 
 Frames need no token: each is sealed with AES-GCM under a key only the two nodes can derive, and the
 receiving channel rejects anything forged, replayed or out of order. A spec is given only to the
 node of another participant of its task, which signs its request; every worker checks a fetched
-spec against the hash on chain.
+spec against the hash on chain. A task's requester may ask for the derived dataset of this node's
+aligned rows when the owner's grant consents (``privledger.node.derived``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from starlette.requests import ClientDisconnect
 from privledger.api.deps import NodeDep, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
 from privledger.api.middleware import route_path
+from privledger.evm.errors import ChainRevert
+from privledger.node.derived import DeriveError, NotConsented, NotTakenPart, derive_for_grantee
 from privledger.node.peer_auth import (
     HEADERS,
     PEER_SCHEME,
@@ -24,6 +27,7 @@ from privledger.node.peer_auth import (
 )
 from privledger.node.transport import FrameTooLarge, MailboxFull, receive_stream
 from privledger.store.models import LocalTask
+from privledger.wire.assets import DerivedOut
 
 router = APIRouter(prefix="/peer", tags=["peer"])
 
@@ -82,6 +86,43 @@ def task_spec(task_id: TaskId, request: Request, node: NodeDep, session: Session
     node of another participant of the task only: the call is signed by that node's account
     (:mod:`privledger.node.peer_auth`, scheme ``privledger-peer-v1``). The spec names datasets,
     columns and organisations: nothing for anyone outside the task."""
+    caller = _signed_caller(request, node, any_target=True)
+    local = session.get(LocalTask, task_id)
+    if local is None or local.spec_json is None:
+        raise not_found(f"spec of task {task_id}")
+    if caller not in node.ledger.tasks.get_task(task_id).participants:
+        raise ApiError(403, "forbidden", f"organisation {caller} takes no part in task {task_id}")
+    return Response(local.spec_json.encode(), media_type="application/json")
+
+
+@router.post(
+    "/tasks/{task_id}/derived",
+    response_model=DerivedOut,
+    openapi_extra={
+        "parameters": [
+            {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+            for name in HEADERS
+        ]
+    },
+)
+def derived_for_requester(task_id: TaskId, request: Request, node: NodeDep) -> DerivedOut:
+    """For the requester of a completed set task only (a call signed by its node, addressed to
+    this organisation): this node's aligned rows registered as a derived dataset and granted to
+    the requester, when the grant the task used on this node's input allows it (its terms'
+    ``derive``). Asking again answers the same dataset and grant (docs/pipelines.md)."""
+    caller = _signed_caller(request, node, any_target=False)
+    try:
+        return derive_for_grantee(node, task_id=task_id, caller_org=caller)
+    except NotTakenPart as exc:
+        raise not_found(str(exc)) from exc
+    except NotConsented as exc:
+        raise ApiError(403, "forbidden", str(exc)) from exc
+    except (DeriveError, ChainRevert) as exc:
+        raise ApiError(409, "not_derivable", str(exc)) from exc
+
+
+def _signed_caller(request: Request, node: NodeDep, *, any_target: bool) -> int:
+    """The organisation whose node signed this call (:mod:`privledger.node.peer_auth`)."""
     try:
         caller = verify_signed(
             node.ledger.orgs,
@@ -90,15 +131,10 @@ def task_spec(task_id: TaskId, request: Request, node: NodeDep, session: Session
             path=route_path(request.scope),
             headers=request.headers,
             body=b"",
-            any_target=True,
+            any_target=any_target,
         )
     except PeerAuthError as exc:
         code = "unauthorized" if exc.status == 401 else "forbidden"
         raise ApiError(exc.status, code, str(exc)) from exc
     request.state.audit_actor = peer_actor(caller)
-    local = session.get(LocalTask, task_id)
-    if local is None or local.spec_json is None:
-        raise not_found(f"spec of task {task_id}")
-    if caller not in node.ledger.tasks.get_task(task_id).participants:
-        raise ApiError(403, "forbidden", f"organisation {caller} takes no part in task {task_id}")
-    return Response(local.spec_json.encode(), media_type="application/json")
+    return caller

@@ -116,6 +116,18 @@ CHANGELOG: dict[str, list[str]] = {
         "is in the result it learned, registered as a dataset whose parents are the task's "
         "inputs (docs/derived-datasets.md)",
     ],
+    "1.6.0": [
+        "pipelines (docs/pipelines.md): POST /pipelines records a job (a DAG of task and model "
+        "steps, checked), GET /pipelines and /pipelines/{id} show each step's state (a task "
+        "step's from its task on chain), PUT /pipelines/{id}/steps/{step} records what the "
+        "runner did (task, derived datasets, model, error)",
+        "POST /tasks/{id}/derived: the derived datasets of a settled set task this organisation "
+        "requested -- its own aligned rows and each partner's, which the partner's node "
+        "registers and grants to the requester when the owner's grant consents; the peer route "
+        "POST /peer/tasks/{id}/derived serves that request, signed by the requester's node",
+        "grant terms' derive (upstreamBps): the owner's standing consent to derived datasets of "
+        "set tasks under the grant, granted on under the same terms, expiry and uses",
+    ],
 }
 
 
