@@ -284,3 +284,14 @@ def test_the_fraud_model_pipeline_aligns_trains_registers_and_predicts(running: 
     assert flagged and set(flagged) <= {ids[i] for i in subscribed}
     truth = {ids[i] for i in subscribed if y[i]}
     assert len(set(flagged) & truth) / len(flagged) > 0.7  # the model flags fraud, not noise
+
+    # the police's explorer draws the four steps in a chain, the aligned datasets after align
+    with httpx.Client(base_url=running.nodes["police"].url, timeout=60) as explorer:
+        assert login(explorer, dev_account(REGULATOR)).status_code == 200
+        page = explorer.get(f"/explorer/pipelines/{done.pipeline_id}")
+        twin = explorer.get(f"/explorer/api/pipelines/{done.pipeline_id}").json()
+    assert page.status_code == 200 and 'aria-label="pipeline DAG"' in page.text
+    edges = {(edge["source"], edge["target"]) for edge in twin["graph"]["edges"]}
+    assert {("align", "train"), ("train", "model"), ("model", "predict")} <= edges
+    states = {node["key"]: node["state"] for node in twin["graph"]["nodes"]}
+    assert states["model"] == "done" and states["predict"] == "settled"
