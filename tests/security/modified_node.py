@@ -14,6 +14,11 @@ holds it), so that one node process serves every attack test:
   owner the number of trees kept that lowers its share of the splits most, among those early
   stopping allows (the file holds the task's ``early_stopping_rounds``): the feature owners hold
   different models.
+- ``gbdt-split-brain``: as the label holder of a vertical-gbdt task, show the feature owner whose
+  org id the file holds one more split of its own per tree than there is -- it opens one of the
+  tree's leaves to that owner alone at an extra level, takes its histograms, asks it for no
+  split, and sends it a shape in which the leaf splits -- to lower that owner's share of the
+  splits.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import asyncio
 import os
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ATTACKS_ENV = "MALLORY_ATTACKS"
 SLOW_ACK_S = 5.0
@@ -36,7 +43,6 @@ def install() -> None:
     from privledger.evm.contracts import FailureReason
     from privledger.evm.errors import ChainRevert
     from privledger.node import worker
-    from privledger.protocols.fl import gbdt
 
     anchor = worker.Worker._anchor
 
@@ -64,6 +70,12 @@ def install() -> None:
         return count
 
     peer.receive_stream = answer_late  # type: ignore[assignment]
+    _lie_as_gbdt_label_holder()
+
+
+def _lie_as_gbdt_label_holder() -> None:
+    """``gbdt-lies`` and ``gbdt-split-brain``."""
+    from privledger.protocols.fl import gbdt
 
     importance = gbdt.LabelHolderModel.party_importance
 
@@ -87,9 +99,28 @@ def install() -> None:
             key=lambda k: (sum(o for o, _ in trees[:k]) / max(1, sum(t for _, t in trees[:k])), -k),
         )
 
-    def tell_each_owner_fewer(
-        channel: Any, kind: str, header: dict[str, Any], body: bytes = b""
-    ) -> None:
+    rows_of: dict[int, int] = {}  # per channel: the rows of the last level sent
+
+    def split_one_more_leaf(channel: Any, header: dict[str, Any]) -> dict[str, Any]:
+        """Open a leaf of the tree to this feature owner alone; send it a shape splitting it."""
+        shape = header["shape"]
+        leaf = min(shape["leaves"])
+        positions = np.full(rows_of[id(channel)], leaf, dtype="<i4")
+        send(channel, "level", {"nodes": [[leaf, -1]]}, positions.tobytes())
+        gbdt._recv(channel, ("histograms",), 600.0)
+        send(channel, "splits", {"nodes": []})
+        gbdt._recv(channel, ("partition",), 600.0)
+        leaves = set(shape["leaves"]) - {leaf} | {2 * leaf + 1, 2 * leaf + 2}
+        internal = [*shape["internal"], leaf]
+        return {**header, "shape": {"internal": sorted(internal), "leaves": sorted(leaves)}}
+
+    def lying_send(channel: Any, kind: str, header: dict[str, Any], body: bytes = b"") -> None:
+        if _attacking("gbdt-split-brain"):
+            target = int((Path(os.environ[ATTACKS_ENV]) / "gbdt-split-brain").read_text())
+            if kind == "level":
+                rows_of[id(channel)] = len(body) // 4
+            elif kind == "tree_done" and channel._peer_org == target:
+                header = split_one_more_leaf(channel, header)
         if _attacking("gbdt-lies"):
             trees = counted.setdefault(id(channel), [[0, 0]])
             if kind == "splits":
@@ -103,7 +134,7 @@ def install() -> None:
                 header = {**header, "trees": kept}
         send(channel, kind, header, body)
 
-    gbdt._send = tell_each_owner_fewer
+    gbdt._send = lying_send
 
 
 if __name__ == "__main__":

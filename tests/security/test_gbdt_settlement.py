@@ -2,17 +2,21 @@
 
 Mallory holds labels for customers of the telecom and bank-a, whose grants price their columns by
 ``contribution``: each feature owner is paid its aligned rows times its own share of the splits
-of every tree grown, as it counts them itself. Mallory's node (``gbdt-lies``,
-tests/security/modified_node.py) reports every split's gain as its own -- a report settlement
+of every tree grown, as it counts them itself. Mallory's node (tests/security/modified_node.py)
+lies two ways. ``gbdt-lies``: it reports every split's gain as its own -- a report settlement
 never reads -- and tells each feature owner the number of trees kept (as early stopping might)
-that lowers that owner's share of the splits most. Had the feature owners counted the trees kept,
-the lie would have lowered a share; they count every tree grown, and are paid by that count to
-the wei, as the settlement record says."""
+that lowers that owner's share of the splits most; had the owners counted the trees kept, the lie
+would have lowered a share, but they count every tree grown. ``gbdt-split-brain``: it shows the
+telecom one more split of its own per tree than there is (a leaf opened to the telecom alone);
+the feature owners compare the trees' shapes they were sent, find them different, and each
+anchors all its aligned rows. Either way the fee is split by what the feature owners anchored,
+to the wei, as the settlement record says."""
 
 from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -53,9 +57,9 @@ def _columns(mallory: Mallory, ids: list[str], x: np.ndarray) -> dict[str, str]:
     return datasets
 
 
-def test_a_label_holder_that_lies_about_the_model_pays_by_the_owners_count(
-    mallory: Mallory,
-) -> None:
+def _train(mallory: Mallory, attack: str, switch: str, gbdt: dict[str, Any]) -> Trained:
+    """Mallory's vertical-gbdt task on its labels and both feature owners' columns, its node
+    attacking (``switch`` in the attack's file), settled: what each party keeps of it."""
     running = mallory.running
     rng = np.random.default_rng(41)
     x = rng.normal(size=(150, 4))
@@ -69,21 +73,9 @@ def test_a_label_holder_that_lies_about_the_model_pays_by_the_owners_count(
         {"dataset": labels, "column": "id", "valueColumn": "label"},
         *({"dataset": datasets[org], "column": "id", "features": COLUMNS[org]} for org in COLUMNS),
     ]
-    body = {
-        "kind": "fl",
-        "protocol": "vertical-gbdt",
-        "inputs": inputs,
-        "gbdt": {
-            "trees": 3,
-            "depth": 3,
-            "learning_rate": 0.3,
-            "min_child_samples": 10,
-            "early_stopping_rounds": 2,  # up to two trees fewer is a lie the rounds allow
-        },
-    }
-    telecom, bank_a = running.org_ids["telecom"], running.org_ids["bank-a"]
-    (mallory.attacks / "gbdt-lies").write_text(str(body["gbdt"]["early_stopping_rounds"]))
-    with mallory.attacking("gbdt-lies"):
+    body = {"kind": "fl", "protocol": "vertical-gbdt", "inputs": inputs, "gbdt": gbdt}
+    (mallory.attacks / attack).write_text(switch)
+    with mallory.attacking(attack):
         response = mallory.submit(body)
         assert response.status_code == 201, response.text
         task_id = int(response.json()["taskId"])
@@ -92,6 +84,29 @@ def test_a_label_holder_that_lies_about_the_model_pays_by_the_owners_count(
         task = wait_status(client, task_id, {"settled"})
     held = json.loads(mallory.result(task_id).json()["items"][0])
     parts = {org: json.loads(_result(running, org, task_id)[0]) for org in COLUMNS}
+    return Trained(task, inputs, held, parts)
+
+
+@dataclass(frozen=True)
+class Trained:
+    task: dict[str, Any]  # as the telecom's node shows it, settled
+    inputs: list[dict[str, Any]]
+    held: dict[str, Any]  # mallory's result
+    parts: dict[str, dict[str, Any]]  # each feature owner's result
+
+
+def _orgs(mallory: Mallory) -> list[int]:
+    return [mallory.org_id, *(mallory.running.org_ids[org] for org in COLUMNS)]
+
+
+def test_a_label_holder_that_lies_about_the_trees_kept_pays_by_the_owners_count(
+    mallory: Mallory,
+) -> None:
+    rounds = 2  # up to two trees fewer is a lie early stopping allows
+    params = {"trees": 3, "depth": 3, "learning_rate": 0.3, "min_child_samples": 10}
+    trained = _train(mallory, "gbdt-lies", str(rounds), params | {"early_stopping_rounds": rounds})
+    held, parts = trained.held, trained.parts
+    _, telecom, bank_a = _orgs(mallory)
 
     # the lies: every gain mallory's, and a feature owner told of fewer trees than mallory kept,
     # in which its share of the splits is lower than in all the trees grown
@@ -108,8 +123,29 @@ def test_a_label_holder_that_lies_about_the_model_pays_by_the_owners_count(
     counts = [part["splits"] for part in parts.values()]
     assert counts[0]["total"] == counts[1]["total"] == counts[0]["own"] + counts[1]["own"]
     assert all(part["shapes_agree"] for part in parts.values())
-    units = settled_by_units(running, task, [mallory.org_id, telecom, bank_a], inputs)
+    units = settled_by_units(mallory.running, trained.task, _orgs(mallory), trained.inputs)
     assert units == {
         telecom: paid_by_own_splits(parts["telecom"]),
         bank_a: paid_by_own_splits(parts["bank-a"]),
     }
+
+
+def test_a_label_holder_that_shows_the_owners_different_trees_pays_every_aligned_row(
+    mallory: Mallory,
+) -> None:
+    _, telecom, bank_a = _orgs(mallory)
+    params = {"trees": 2, "depth": 2, "learning_rate": 0.3, "min_child_samples": 10}
+    trained = _train(mallory, "gbdt-split-brain", str(telecom), params)
+    parts = trained.parts
+
+    # the telecom was shown one more split of mallory's per tree than bank-a: a lower share
+    told, seen = parts["telecom"]["splits"], parts["bank-a"]["splits"]
+    assert told["total"] == seen["total"] + 2 and told["own"] + seen["own"] == seen["total"]
+    assert told["own"] / told["total"] < told["own"] / seen["total"]
+    # the two feature owners compared the trees' shapes, found them different, and each
+    # anchored all its aligned rows
+    for part in parts.values():
+        assert part["paid_by"] == "contribution" and part["shapes_agree"] is False
+        assert part["units"] == part["aligned"] == 150
+    units = settled_by_units(mallory.running, trained.task, _orgs(mallory), trained.inputs)
+    assert units == {telecom: 150, bank_a: 150}
