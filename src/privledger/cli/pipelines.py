@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -63,21 +64,7 @@ def pipeline_run(
         fail(f"cannot read {job_file}: {exc.strerror}", code="unreadable")
     except ValidationError as exc:
         fail(f"{job_file} is not a job file: {exc}", code="invalid_job")
-    variables = _variables(var or [])
-
-    def run(node: NodeClient) -> object:
-        with _owner(url, owner_token) as owner:
-            done = run_pipeline(
-                node,
-                job,
-                owner=owner,
-                variables=variables,
-                progress=_printer(),
-                timeout_s=timeout,
-            )
-        return _shown(done)
-
-    api_call(run, url, token, title="pipeline")
+    _run(run_pipeline, job, var, url, token, owner_token, timeout)
 
 
 @pipeline_app.command("resume")
@@ -94,21 +81,7 @@ def pipeline_resume(
     submitted again), a task still running is followed, a failed step gets a new task."""
     from privledger.sdk.pipeline import resume_pipeline
 
-    variables = _variables(var or [])
-
-    def run(node: NodeClient) -> object:
-        with _owner(url, owner_token) as owner:
-            done = resume_pipeline(
-                node,
-                pipeline_id,
-                owner=owner,
-                variables=variables,
-                progress=_printer(),
-                timeout_s=timeout,
-            )
-        return _shown(done)
-
-    api_call(run, url, token, title="pipeline")
+    _run(resume_pipeline, pipeline_id, var, url, token, owner_token, timeout)
 
 
 @pipeline_app.command("show")
@@ -143,6 +116,34 @@ def pipeline_list(
         ]
 
     api_call(rows, url, token, title="pipelines")
+
+
+def _run(
+    runner: Callable[..., PipelineOut],
+    what: object,
+    var: list[str] | None,
+    url: str,
+    token: str,
+    owner_token: str,
+    timeout: float,
+) -> None:
+    """Run (or resume) ``what`` with ``runner`` of :mod:`privledger.sdk.pipeline`, a line per
+    step on stderr, the final record on stdout."""
+    variables = _variables(var or [])
+
+    def run(node: NodeClient) -> object:
+        with _owner(url, owner_token) as owner:
+            done = runner(
+                node,
+                what,
+                owner=owner,
+                variables=variables,
+                progress=_printer(),
+                timeout_s=timeout,
+            )
+        return _shown(done)
+
+    api_call(run, url, token, title="pipeline")
 
 
 def _variables(pairs: list[str]) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from privledger.node.datasets import (
 from privledger.node.grants import consumed_grants, grant_dataset, terms_of
 from privledger.node.keystore import KeystoreError
 from privledger.node.peer_auth import PEER_ROUTES, PEER_SCHEME, signed_headers
-from privledger.node.spec import parse_canonical
+from privledger.node.spec import TaskSpec, parse_canonical
 from privledger.store.events import events_named
 from privledger.store.models import LocalDataset, LocalTask
 from privledger.wire.assets import DerivedOut
@@ -82,11 +82,7 @@ def derive_aligned(
 ) -> LocalDataset:
     """Register the rows of this node's input to set task ``task_id`` whose key is in the
     result this node learned; ``signer`` is the data owner's ledger."""
-    with Session(node.engine) as session:
-        row = session.get(LocalTask, task_id)
-    if row is None or row.spec_json is None:
-        raise NotTakenPart(f"task {task_id} on this node")
-    spec = parse_canonical(row.spec_json.encode())
+    row, spec = _task_record(node, task_id)
     mine = next((item for item in spec.inputs if item.org == node.org_id), None)
     if spec.protocol not in ALIGNING or getattr(spec, "output", None) == "size":
         raise DeriveError(f"task {task_id} ({spec.protocol}) released no keys to align rows by")
@@ -127,11 +123,7 @@ def derive_for_grantee(node: NodeContext, *, task_id: int, caller_org: int) -> D
     granted to the task's requester ``caller_org`` -- as the grant the task consumed for this
     node's input allows (its terms' ``derive``), signed by that grant's grantor. Asking again
     answers the same dataset and grant."""
-    with Session(node.engine) as session:
-        row = session.get(LocalTask, task_id)
-    if row is None or row.spec_json is None:
-        raise NotTakenPart(f"task {task_id} on this node")
-    spec = parse_canonical(row.spec_json.encode())
+    _, spec = _task_record(node, task_id)
     if spec.requester != caller_org:
         raise NotConsented(f"only task {task_id}'s requester may ask for its derived datasets")
     mine = next((item for item in spec.inputs if item.org == node.org_id), None)
@@ -168,11 +160,7 @@ def derive_own(node: NodeContext, signer: Ledger, *, task_id: int, upstream_bps:
     """The requester's side of :func:`derive_for_grantee`: this node's aligned rows of its own
     set task, registered in ``signer``'s name at its input's unit price (once: asking again
     answers the same dataset)."""
-    with Session(node.engine) as session:
-        row = session.get(LocalTask, task_id)
-    if row is None or row.spec_json is None:
-        raise NotTakenPart(f"task {task_id} on this node")
-    spec = parse_canonical(row.spec_json.encode())
+    _, spec = _task_record(node, task_id)
     mine = next((item for item in spec.inputs if item.org == node.org_id), None)
     if mine is None or spec.requester != node.org_id:
         raise DeriveError(f"task {task_id} is not this organisation's, with an input of its own")
@@ -190,6 +178,15 @@ def derived_out(org_id: int, derived: LocalDataset, grant_id: bytes | None) -> D
         row_count=derived.row_count,
         grant_id=None if grant_id is None else "0x" + grant_id.hex(),
     )
+
+
+def _task_record(node: NodeContext, task_id: int) -> tuple[LocalTask, TaskSpec]:
+    """This node's record of task ``task_id`` and its spec, or :class:`NotTakenPart`."""
+    with Session(node.engine) as session:
+        row = session.get(LocalTask, task_id)
+    if row is None or row.spec_json is None:
+        raise NotTakenPart(f"task {task_id} on this node")
+    return row, parse_canonical(row.spec_json.encode())
 
 
 def _derive_once(

@@ -30,6 +30,12 @@ from privledger.store.models import LocalTask
 from privledger.wire.assets import DerivedOut
 
 router = APIRouter(prefix="/peer", tags=["peer"])
+SIGNED = {  # the headers of a call signed by another organisation's node
+    "parameters": [
+        {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+        for name in HEADERS
+    ]
+}
 
 
 class FramesAccepted(BaseModel):
@@ -74,12 +80,7 @@ async def deliver_frames(request: Request, node: NodeDep) -> FramesAccepted:
 @router.get(
     "/tasks/{task_id}/spec",
     response_class=Response,
-    openapi_extra={
-        "parameters": [
-            {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
-            for name in HEADERS
-        ]
-    },
+    openapi_extra=SIGNED,
 )
 def task_spec(task_id: TaskId, request: Request, node: NodeDep, session: SessionDep) -> Response:
     """The canonical spec of a task this node submitted (its keccak256 is on chain), for the
@@ -98,12 +99,7 @@ def task_spec(task_id: TaskId, request: Request, node: NodeDep, session: Session
 @router.post(
     "/tasks/{task_id}/derived",
     response_model=DerivedOut,
-    openapi_extra={
-        "parameters": [
-            {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
-            for name in HEADERS
-        ]
-    },
+    openapi_extra=SIGNED,
 )
 def derived_for_requester(task_id: TaskId, request: Request, node: NodeDep) -> DerivedOut:
     """For the requester of a completed set task only (a call signed by its node, addressed to
