@@ -127,6 +127,9 @@ CHANGELOG: dict[str, list[str]] = {
         "POST /peer/tasks/{id}/derived serves that request, signed by the requester's node",
         "grant terms' derive (upstreamBps): the owner's standing consent to derived datasets of "
         "set tasks under the grant, granted on under the same terms, expiry and uses",
+        "grant terms' price unit contribution: a vertical-gbdt feature owner is paid its aligned "
+        "rows times its own share of the splits of every tree grown (docs/grants.md); its "
+        "result shows splits, units, paid_by and shapes_agree, the label holder's split_counts",
     ],
 }
 
