@@ -43,6 +43,9 @@ def test_dual_encode_into_several_vectors(monkeypatch: pytest.MonkeyPatch) -> No
     outs = np.empty((300, 16), dtype=np.uint8), np.empty((300, 8), dtype=np.uint8)
     code.dual_encode_into((wide.copy(), outs[0]), (sparse.copy(), outs[1]))
     assert np.array_equal(outs[0], expect[0]) and np.array_equal(outs[1], expect[1])
+    rows = np.zeros((300, 24), dtype=np.uint8)  # an output of strided rows: its first 16 bytes
+    code.dual_encode_into((wide.copy(), rows[:, :16]))
+    assert np.array_equal(rows[:, :16], expect[0]) and not rows[:, 16:].any()
     with pytest.raises(ValueError, match="output"):
         code.dual_encode_into((wide.copy(), np.empty((300, 8), dtype=np.uint8)))
 

@@ -71,6 +71,23 @@ def test_instances_reuse_buffers_and_fall_back_on_another_depth(
     assert vole.check_correlation(sender, receiver)
 
 
+def test_sender_writes_into_the_rows_of_a_wider_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """B can go straight into the first 16 bytes of 24-byte rows (RR22's decode table), over
+    several instances; the other bytes are left alone."""
+    monkeypatch.setattr(vole, "CHUNK_LENGTH", 400)
+    table = np.zeros((1000, 24), dtype=np.uint8)
+    a, b = channel_pair()
+    with ThreadPoolExecutor(2) as pool:
+        sending = pool.submit(vole.vole_send, a, 1000, TIMEOUT, table[:, :16])
+        receiving = pool.submit(vole.vole_receive, b, 1000, TIMEOUT)
+        sender, receiver = sending.result(), receiving.result()
+    assert vole.check_correlation(sender, receiver)
+    assert np.shares_memory(sender.b, table) and np.array_equal(table[:, :16], sender.b)
+    assert table[:, :16].any() and not table[:, 16:].any()
+    with pytest.raises(ValueError, match="contiguous rows"):
+        vole.vole_send(a, 1000, TIMEOUT, table[:, :32:2])
+
+
 def test_check_detects_a_broken_correlation() -> None:
     sender, receiver = _run(100)
     broken = vole.ReceiverVole(receiver.a, receiver.c.copy())

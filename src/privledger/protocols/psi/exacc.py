@@ -76,15 +76,16 @@ class ExAccCode:
 
     def dual_encode_into(self, *pairs: tuple[U8, U8]) -> None:
         """:meth:`dual_encode` of several vectors at once, each ``(noisy (N, W), out (k, W))``
-        (``W`` may differ; ``noisy`` is consumed, ``out`` C-contiguous and overwritten): the
-        expander positions are drawn once for all, and each output is written in place."""
+        (``W`` may differ; ``noisy`` is consumed; ``out`` is overwritten and may be a column
+        range of a wider array, e.g. the first 16 bytes of 24-byte rows): the expander positions
+        are drawn once for all, and each output is written in place."""
         sources: list[U64] = []
         outs: list[U64] = []
         for noisy, out in pairs:
             if noisy.ndim != 2 or noisy.shape[0] != self.code_size or noisy.shape[1] % 8:
                 raise ValueError(f"need ({self.code_size}, 8 j) bytes")
-            if out.shape != (self.message_size, noisy.shape[1]) or not out.flags.c_contiguous:
-                raise ValueError("need a C-contiguous (k, W) output")
+            if out.shape != (self.message_size, noisy.shape[1]) or out.strides[1] != 1:
+                raise ValueError("need a (k, W) output of contiguous rows")
             accumulate(noisy)
             sources.append(noisy.view(np.uint64))
             outs.append(out.view(np.uint64))
@@ -93,9 +94,13 @@ class ExAccCode:
             columns = np.ascontiguousarray(self.positions(lo, hi).T)
             for source, words in zip(sources, outs, strict=True):
                 block = words[lo:hi]
-                source.take(columns[0], axis=0, out=block)
+                # gathers into a strided output are ~1.6x slower: through a cached batch
+                batch = block if block.flags.c_contiguous else np.empty_like(block, order="C")
+                source.take(columns[0], axis=0, out=batch)
                 for where in columns[1:]:  # word-row gathers: faster than void-row ones
-                    block ^= source.take(where, axis=0)
+                    batch ^= source.take(where, axis=0)
+                if batch is not block:
+                    block[...] = batch
 
 
 def accumulate(rows: U8) -> None:

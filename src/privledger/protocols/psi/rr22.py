@@ -406,12 +406,12 @@ def _run_provider(
     params = rr22_okvs.OkvsParams.for_items(peer_size)
     seed = recv_exact(channel, rr22_okvs.SEED_BYTES, timeout, "OKVS seed")
     # the secret order and the rows of the shuffled keys, in a second thread during the VOLE
+    # (B goes straight into the first 16 bytes of the rows of the table decoded below)
+    table = np.empty((params.size, ot.BLOCK + vole.SUBFIELD_BYTES), dtype=np.uint8)
     with ThreadPoolExecutor(1, thread_name_prefix="rr22-rows") as pool:
         preparing = pool.submit(_shuffled_rows, params, seed, keys)
-        correlation = vole.vole_send(channel, params.size, timeout)
+        correlation = vole.vole_send(channel, params.size, timeout, table[:, : ot.BLOCK])
         order, hashed = preparing.result()
-    table = np.empty((params.size, ot.BLOCK + vole.SUBFIELD_BYTES), dtype=np.uint8)
-    table[:, : ot.BLOCK] = correlation.b
     multiply = gf128.FixedMultiplier(correlation.delta, vole.SUBFIELD_BYTES)
     del correlation
     table[:, ot.BLOCK :] = recv_records(channel, vole.SUBFIELD_BYTES, timeout, count=params.size)

@@ -226,16 +226,22 @@ def _split_cots(rows: U8, chunks: list[VoleParams]) -> list[tuple[U8, U8, int]]:
     return out
 
 
-def vole_send(channel: Channel, length: int, timeout: float | None) -> SenderVole:
-    """Sender side of a VOLE of ``length`` (:func:`plan` instances): ``delta`` and ``B``.
+def vole_send(
+    channel: Channel, length: int, timeout: float | None, out: U8 | None = None
+) -> SenderVole:
+    """Sender side of a VOLE of ``length`` (:func:`plan` instances): ``delta`` and ``B``
+    (written into ``out`` when given: ``(length, 16)`` bytes of contiguous rows, e.g. the first
+    16 bytes of a wider table's rows).
 
     Messages: base-OT ``A`` out, ``B`` points in, IKNP ``u`` in (correlated OTs for every
     instance at once); then per instance one message with its code seed, masked level sums and
     tree corrections, sent as soon as its trees are expanded; the receiver sends nothing until
     it has them all, so the exchange stays turn-based."""
     chunks = plan(length)
+    if out is not None and (out.shape != (length, BLOCK) or out.strides[1] != 1):
+        raise ValueError(f"need a ({length}, {BLOCK}) output of contiguous rows")
+    b = np.empty((length, BLOCK), dtype=np.uint8) if out is None else out
     delta, q = cot_send(channel, sum(c.cot_count for c in chunks), timeout)
-    b = np.empty((length, BLOCK), dtype=np.uint8)
     spare = _Spare(chunks)
     with _Compressor() as compressor:
         at = 0
