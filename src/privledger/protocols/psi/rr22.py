@@ -58,9 +58,10 @@ KKRT in the same runs; per-phase CPU from thread timers): the requester spends ~
 fix-ups 0.45, expander 0.36, the two overlapped in two threads), OKVS 0.28, own tags 0.16 and
 the caller's output sort 0.13 (those three in its second thread), lookup 0.14 -- and the
 provider ~0.8-1.4 s (item keys 0.36, VOLE 0.57, shuffling and hashing its keys 0.14 in a
-second thread, decoding and tags 0.11). Wall: 2.3-3.1 s against KKRT's 3.3-3.5 s at load
-averages of 5 (other tenants); the critical path is item keys, the VOLE (requester-bound) and
-~0.4 s after it. Fresh memory costs ~5 ms per MB of page faults on this VM, so the kernels
+second thread, decoding and tags 0.11). Wall: 2.3-4.3 s against KKRT's 2.6-4.6 s in the
+same runs at load averages of 5-9 (other tenants): no clear winner on time here, KKRT's busier
+party spending about as much CPU. The critical path is item keys, the VOLE (requester-bound)
+and ~0.4 s after it. Fresh memory costs ~5 ms per MB of page faults on this VM, so the kernels
 work in cache-sized chunks and reuse their buffers.
 
 Security model: semi-honest (honest-but-curious) parties, kappa = 128 computational and
