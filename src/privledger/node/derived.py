@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from sqlmodel import Session, select
 
 from privledger.evm.contracts import TaskStatus
+from privledger.evm.errors import ChainRevert
 from privledger.evm.ledger import Ledger
 from privledger.node import results
 from privledger.node.context import NodeContext
@@ -228,7 +229,37 @@ def ask_partner(node: NodeContext, task_id: int, org: int) -> DerivedOut:
         except (ValueError, KeyError, TypeError):
             message = response.text[:200]
         raise DeriveError(f"organisation {org} refused: {message}")
-    return DerivedOut.model_validate(response.json())
+    try:
+        derived = DerivedOut.model_validate(response.json())
+    except ValueError as exc:
+        raise DeriveError(f"organisation {org} answered no derived dataset: {exc}") from exc
+    _check_on_chain(node, task_id, org, derived)
+    return derived
+
+
+def _check_on_chain(node: NodeContext, task_id: int, org: int, derived: DerivedOut) -> None:
+    """A partner's answer holds only as the chain confirms it: a dataset of ``org`` whose parents
+    are the task's inputs, granted to this organisation by a grant on that dataset."""
+    task = node.ledger.tasks.get_task(task_id)
+    try:
+        record = node.ledger.data.get_dataset(bytes.fromhex(derived.dataset_id[2:]))
+        grant = (
+            None
+            if derived.grant_id is None
+            else node.ledger.grants.get_grant(bytes.fromhex(derived.grant_id[2:]))
+        )
+    except (ValueError, ChainRevert) as exc:
+        raise DeriveError(f"organisation {org}'s derived dataset is not on chain: {exc}") from exc
+    granted = (
+        grant is not None
+        and grant.dataset_id.hex() == derived.dataset_id[2:].lower()
+        and grant.grantee_org == node.org_id
+    )
+    if record.owner_org != org or sorted(record.parents) != sorted(task.inputs) or not granted:
+        raise DeriveError(
+            f"organisation {org}'s answer is not a dataset derived from task {task_id} and "
+            "granted to this organisation, as the chain has it"
+        )
 
 
 def _grant_to(node: NodeContext, dataset_id: str, grantee: int) -> bytes | None:
