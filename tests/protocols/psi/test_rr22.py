@@ -36,8 +36,10 @@ def test_column_interface() -> None:
 
 def test_keys_hashed_and_decoded_in_many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Both parties hash and decode their keys :data:`.rr22_okvs.HASH_CHUNK` at a time (a
-    small chunk in the protocol): a chunk size that divides neither set changes nothing."""
+    small chunk in the protocol), and the requester looks up the provider's tags in chunks,
+    half of them in its second thread: chunk sizes that divide neither set change nothing."""
     monkeypatch.setattr(rr22_okvs, "HASH_CHUNK", 37)
+    monkeypatch.setattr(rr22, "LOOKUP_CHUNK", 53)
     x = [f"x{i}".encode() for i in range(500)]
     y = [f"x{i}".encode() for i in range(300, 1100)]
     check_psi(run_psi, x, y)

@@ -359,10 +359,13 @@ def _run_requester(
         del table
         own = tagging.result()
         waiting.result()
+        peer = recv_records(channel, width, timeout, count=peer_size)
+        # the provider is done: half of the lookups in the second thread, on the other core
+        half = len(peer) // 2 if len(peer) >= 2 * LOOKUP_CHUNK else len(peer)
+        second = pool.submit(own.lookup, peer[half:])
+        found = np.concatenate((own.lookup(peer[:half]), second.result()))
     finally:
         pool.shutdown(cancel_futures=True)
-    peer = recv_records(channel, width, timeout, count=peer_size)
-    found = own.lookup(peer)
     hit = found >= 0
     if reveal:
         positions = np.flatnonzero(hit).astype(">u8")
