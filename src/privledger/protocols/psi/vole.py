@@ -262,14 +262,17 @@ class _Spare:
     """Two sets of buffers, alternated between instances: one instance's noisy vectors are
     compressed (in :class:`_Compressor`'s thread) while the next is expanded into the other
     set, and :meth:`_Compressor.submit` waits for that compression before the set is reused.
-    Their pages are faulted in once per VOLE instead of once per instance."""
+    Their pages are faulted in once per VOLE instead of once per instance. The receiver's noise
+    vector is only written after the trees are expanded: its buffer is their scratch too (the
+    sender's is its scratch only)."""
 
     def __init__(self, chunks: list[VoleParams]) -> None:
-        trees = max(params.trees for params in chunks)
+        trees, depth = max(params.trees for params in chunks), chunks[0].depth
         sets = min(2, len(chunks))
-        self._trees = [pprf.Buffers(trees, chunks[0].depth) for _ in range(sets)]
         cells = max(params.code_size for params in chunks) * SUBFIELD_BYTES
-        self._noise = [np.empty(cells, dtype=np.uint8) for _ in range(sets)]
+        size = max(cells, pprf.Buffers.scratch_bytes(trees, depth))
+        self._noise = [np.empty(size, dtype=np.uint8) for _ in range(sets)]
+        self._trees = [pprf.Buffers(trees, depth, noise) for noise in self._noise]
 
     def trees(self, instance: int, params: VoleParams) -> pprf.Buffers | None:
         """GGM buffers for ``instance``, or None (fresh arrays) if they do not fit (an
