@@ -7,6 +7,7 @@ test keys, small trees)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import lightgbm as lgb
 import pytest
 
-from privledger.protocols.channel import Channel
+from privledger.protocols.channel import Channel, ChannelError
 from privledger.protocols.fl.gbdt import (
     GbdtConfig,
     GbdtError,
@@ -136,7 +137,10 @@ def test_a_feature_owner_refuses_a_model_it_did_not_see_grow(
 
     def holder(channels: list[Channel]) -> None:
         lying = [Rewriting(channel, kind, change) for channel in channels]
-        train_label_holder(lying, x[:, :12], y, config=config)
+        # the owner hangs up on the lie: the liar's next send or receive meets a closed channel,
+        # sometimes before the owner's refusal is raised, so the refusal is what is checked
+        with contextlib.suppress(ChannelError):
+            train_label_holder(lying, x[:, :12], y, config=config)
 
     def owner(channel: Channel) -> OwnerModel:
         return train_feature_owner(channel, x[:, 12:], config=config)
