@@ -108,9 +108,5 @@ def test_expansions_into_reused_buffers_equal_fresh_ones() -> None:
             pprf.expand_punctured(points, chosen, 5),
         )
     assert not buffers.fits(7, 5) and not buffers.fits(6, 4)
-    own = np.empty(pprf.Buffers.scratch_bytes(6, 5), dtype=np.uint8)
-    assert pprf.Buffers(6, 5, own).scratch is own
-    with pytest.raises(ValueError, match="scratch"):
-        pprf.Buffers(6, 5, own[:-1])
     with pytest.raises(ValueError, match="do not fit"):
         pprf.expand_full(np.zeros((7, 16), dtype=np.uint8), 5, buffers)

@@ -50,24 +50,14 @@ class Buffers:
     last one lands in the leaves' buffer), each with the 16 bytes of slack of
     :func:`expand_level`. Reused across expansions, their pages are faulted in once (fresh
     pages cost ~14 us each on this machine's VM when the host has reclaimed them). The leaves
-    returned by an expansion live in ``leaves`` until the next expansion into it. ``scratch``
-    may be a byte buffer of the caller's, free while the trees expand."""
+    returned by an expansion live in ``leaves`` until the next expansion into it."""
 
-    def __init__(self, trees: int, depth: int, scratch: U8 | None = None) -> None:
+    def __init__(self, trees: int, depth: int) -> None:
         if trees < 1 or not 1 <= depth <= MAX_DEPTH:
             raise ValueError(f"need trees >= 1 and a depth in 1..{MAX_DEPTH}")
         self.trees, self.depth = trees, depth
         self.leaves = np.empty((trees << depth) * BLOCK + BLOCK, dtype=np.uint8)
-        size = self.scratch_bytes(trees, depth)
-        if scratch is None:
-            scratch = np.empty(size, dtype=np.uint8)
-        elif scratch.ndim != 1 or len(scratch) < size:
-            raise ValueError(f"need a scratch of {size} bytes")
-        self.scratch = scratch
-
-    @staticmethod
-    def scratch_bytes(trees: int, depth: int) -> int:
-        return (trees << (depth - 1)) * BLOCK + BLOCK
+        self.scratch = np.empty((trees << (depth - 1)) * BLOCK + BLOCK, dtype=np.uint8)
 
     def fits(self, trees: int, depth: int) -> bool:
         return trees <= self.trees and depth == self.depth

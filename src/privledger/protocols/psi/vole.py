@@ -253,38 +253,26 @@ def vole_send(
                 params, delta, ggm_q, noise_q, first, spare.trees(i, params)
             )
             channel.send(seed + payload)  # first: the receiver expands while this side compresses
-            compressor.submit(params.code(seed), (leaves, b[at : at + params.length]))
+            compressor.submit(params.code(seed), leaves, b[at : at + params.length])
             at += params.length
     return SenderVole(delta, b)
 
 
 class _Spare:
-    """Two sets of buffers, alternated between instances: one instance's noisy vectors are
+    """Two sets of GGM buffers, alternated between instances: one instance's noisy leaves are
     compressed (in :class:`_Compressor`'s thread) while the next is expanded into the other
     set, and :meth:`_Compressor.submit` waits for that compression before the set is reused.
-    Their pages are faulted in once per VOLE instead of once per instance. The receiver's noise
-    vector is only written after the trees are expanded: its buffer is their scratch too (the
-    sender's is its scratch only)."""
+    Their pages are faulted in once per VOLE instead of once per instance."""
 
     def __init__(self, chunks: list[VoleParams]) -> None:
         trees, depth = max(params.trees for params in chunks), chunks[0].depth
-        sets = min(2, len(chunks))
-        cells = max(params.code_size for params in chunks) * SUBFIELD_BYTES
-        size = max(cells, pprf.Buffers.scratch_bytes(trees, depth))
-        self._noise = [np.empty(size, dtype=np.uint8) for _ in range(sets)]
-        self._trees = [pprf.Buffers(trees, depth, noise) for noise in self._noise]
+        self._trees = [pprf.Buffers(trees, depth) for _ in range(min(2, len(chunks)))]
 
     def trees(self, instance: int, params: VoleParams) -> pprf.Buffers | None:
         """GGM buffers for ``instance``, or None (fresh arrays) if they do not fit (an
         instance one output longer can need one tree more, or a level more)."""
         buffers = self._trees[instance % len(self._trees)]
         return buffers if buffers.fits(params.trees, params.depth) else None
-
-    def noise(self, instance: int, params: VoleParams) -> U8:
-        """A zeroed ``(N, 8)`` array for the receiver's sparse noise vector."""
-        cells = self._noise[instance % len(self._noise)][: params.code_size * SUBFIELD_BYTES]
-        cells.fill(0)
-        return cells.reshape(params.code_size, SUBFIELD_BYTES)
 
 
 class _Compressor:
@@ -305,11 +293,17 @@ class _Compressor:
         finally:
             self._pool.shutdown()
 
-    def submit(self, code: exacc.ExAccCode, *pairs: tuple[U8, U8]) -> None:
-        """:meth:`.exacc.ExAccCode.dual_encode_into` of ``pairs`` in the second thread, after
-        waiting for the previous instance (and raising its error)."""
+    def submit(
+        self,
+        code: exacc.ExAccCode,
+        noisy: U8,
+        out: U8,
+        sparse: tuple[exacc.SparseVector, U8] | None = None,
+    ) -> None:
+        """:meth:`.exacc.ExAccCode.dual_encode_into` in the second thread, after waiting for
+        the previous instance (and raising its error)."""
         self._wait()
-        self._pending = self._pool.submit(code.dual_encode_into, *pairs)
+        self._pending = self._pool.submit(code.dual_encode_into, noisy, out, sparse)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -363,10 +357,10 @@ def vole_receive(
             zip(chunks, noise, _split_cots(t, chunks), strict=True)
         ):
             code, leaves, sparse = _receive_instance(
-                params, drawn, cots, channel.recv_buffer(timeout), spare, i
+                params, drawn, cots, channel.recv_buffer(timeout), spare.trees(i, params)
             )
             span = slice(at, at + params.length)
-            compressor.submit(code, (leaves, c[span]), (sparse, a[span]))
+            compressor.submit(code, leaves, c[span], (sparse, a[span]))
             at += params.length
     return ReceiverVole(a, c)
 
@@ -392,11 +386,10 @@ def _receive_instance(
     noise: _Noise,
     cots: tuple[U8, U8, int],
     payload: bytes | bytearray,
-    spare: _Spare,
-    instance: int,
-) -> tuple[exacc.ExAccCode, U8, U8]:
-    """One instance's code and noisy vectors ``C'`` (``(N, 16)``) and ``e`` (``(N, 8)``),
-    which it compresses to ``C`` and ``A``."""
+    buffers: pprf.Buffers | None,
+) -> tuple[exacc.ExAccCode, U8, exacc.SparseVector]:
+    """One instance's code and noisy vectors ``C'`` (``(N, 16)``) and ``e`` (sparse), which
+    it compresses to ``C`` and ``A``."""
     trees, depth = params.trees, params.depth
     points, values, path_choices, _ = noise
     ggm_t, noise_t, first = cots
@@ -413,12 +406,11 @@ def _receive_instance(
         ggm_t, first
     )
     chosen = np.ascontiguousarray(picked.reshape(trees, depth, BLOCK).transpose(1, 0, 2))
-    leaves = pprf.expand_punctured(points, chosen, depth, spare.trees(instance, params))
+    leaves = pprf.expand_punctured(points, chosen, depth, buffers)
     column = np.arange(trees)
     leaf_words = leaves.view(np.uint64).reshape(-1, trees, 2)
     others = np.bitwise_xor.reduce(leaf_words, axis=0).view(np.uint8).reshape(trees, BLOCK)
     leaves[points, column] = corrections ^ others ^ share  # leaf + a_i delta
     # C' as expanded and the sparse e apart: one expander pass encodes both
-    sparse = spare.noise(instance, params)
-    sparse[points * trees + column] = values  # interleaved: leaf p of tree i at p t + i
+    sparse = exacc.SparseVector.of(params.code_size, points * trees + column, values)
     return params.code(seed), leaves.reshape(params.code_size, BLOCK), sparse
