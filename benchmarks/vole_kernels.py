@@ -10,10 +10,10 @@ Kernels (sizes for ``n`` items per side; ``M`` = the RR22 OKVS size, ~1.28 n):
 GGM tree expansion (sender full, receiver punctured) of the VOLE's ``5 M`` noisy positions
 (one instance of :func:`.vole.plan` timed, times the number of instances);
 the expand-accumulate code (accumulate + expander) on 16-byte rows (sender's ``B``) and on
-16-byte rows and the sparse noise in one pass (receiver's ``C`` and ``A``); OKVS hashing, encoding (peeling,
-8-byte values) and decoding (3 sparse + dense byte-table gathers, 16 and 24 bytes);
-multiplication by a fixed ``delta`` in GF(2^128) by 8-bit tables (and 16-bit tables for
-comparison); the output hash (fixed-key MMO); tag matching (KKRT's sort + searchsorted, and
+16-byte rows and the sparse noise in one pass (receiver's ``C`` and ``A``); OKVS hashing,
+encoding (peeling, 8-byte values) and decoding (3 sparse + dense byte-table gathers, 16 and
+24 bytes); multiplication by a fixed ``delta`` in GF(2^128) by 8-bit tables (and 16-bit tables
+for comparison); the output hash (fixed-key MMO); tag matching (KKRT's sort + searchsorted, and
 RR22's tag index: build + lookup).
 """
 
