@@ -74,7 +74,7 @@ def test_dense_columns_solve_a_large_core() -> None:
     seed = secrets.token_bytes(okvs.SEED_BYTES)
     keys, values = _keys(n), _values(n, 16)
     hashed = okvs.rows(params, seed, keys)
-    _, core = okvs._peel(hashed.cells, params.size)
+    *_, core = okvs.peel(hashed.cells, params.size)
     assert core.size > 0
     table = okvs.encode_rows(params, hashed, values)
     assert np.array_equal(okvs.Decoder(params, table).decode_rows(hashed), values)
@@ -113,7 +113,7 @@ def test_failure_rate_at_small_sizes_matches_the_formula() -> None:
         failures = 0
         for _ in range(trials):
             hashed = okvs.rows(params, secrets.token_bytes(32), _keys(n))
-            _, core = okvs._peel(hashed.cells, params.size)
+            *_, core = okvs.peel(hashed.cells, params.size)
             failures += core.size > g
         rates[ssp] = failures / trials
         bound = 2 * 2.0**-ssp
