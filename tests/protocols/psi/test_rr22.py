@@ -36,10 +36,10 @@ def test_column_interface() -> None:
 
 def test_keys_hashed_and_decoded_in_many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Both parties hash and decode their keys :data:`.rr22_okvs.HASH_CHUNK` at a time (a
-    small chunk in the protocol), and the requester looks up the provider's tags in chunks,
-    half of them in its second thread: chunk sizes that divide neither set change nothing."""
+    small chunk in the protocol), and the requester looks up half of the provider's tags in
+    its second thread: chunk sizes that divide neither set change nothing."""
     monkeypatch.setattr(rr22_okvs, "HASH_CHUNK", 37)
-    monkeypatch.setattr(rr22, "LOOKUP_CHUNK", 53)
+    monkeypatch.setattr(rr22, "LOOKUP_SPLIT", 53)
     x = [f"x{i}".encode() for i in range(500)]
     y = [f"x{i}".encode() for i in range(300, 1100)]
     check_psi(run_psi, x, y)
@@ -77,24 +77,23 @@ def test_output_hash_matches_its_definition() -> None:
 
 
 @pytest.mark.parametrize("width", [5, 8, 10, 16])
-def test_tag_index_finds_exactly_the_shared_tags(
-    width: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(rr22, "LOOKUP_CHUNK", 700)  # several lookup chunks
+def test_tag_index_finds_exactly_the_shared_tags(width: int) -> None:
     own = np.frombuffer(secrets.token_bytes(width * 5000), np.uint8).reshape(5000, width)
     peer = np.frombuffer(secrets.token_bytes(width * 3000), np.uint8).reshape(3000, width).copy()
     peer[::3] = own[:1000]
     peer[1] = own[0]  # a near miss in the last byte must not match
     peer[1, width - 1] ^= 1
-    peer[2] = own[1]  # nor one in the first word's low bits (not in the sorted prefix)
+    peer[2] = own[1]  # nor one in the first word's low bits (the slot, not the stored bits)
     peer[2, 0] ^= 1
+    peer[4] = own[2]  # nor one in its high bits (the stored bits, not the slot)
+    peer[4, min(width, 8) - 1] ^= 0x80
     found = rr22.TagIndex(own).lookup(peer)
     expect = np.full(3000, -1)  # the naive reference: a dictionary of the own tags
     index = {row.tobytes(): i for i, row in enumerate(own)}
     for i, row in enumerate(peer):
         expect[i] = index.get(row.tobytes(), -1)
     assert np.array_equal(found, expect)
-    assert np.array_equal(found[::3], np.arange(1000)) and found[1] == found[2] == -1
+    assert np.array_equal(found[::3], np.arange(1000)) and found[1] == found[2] == found[4] == -1
     assert np.array_equal(rr22.TagIndex(own[:0]).lookup(peer), np.full(3000, -1))
     assert rr22.TagIndex(own).lookup(peer[:0]).shape == (0,)
 

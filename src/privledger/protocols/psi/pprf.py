@@ -33,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from privledger.protocols.psi import jit
+
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -73,17 +75,22 @@ def _target(buffers: Buffers | None, trees: int, depth: int, level: int) -> U8 |
     return None if buffers is None else buffers.target(trees, depth, level)
 
 
-def expand_level(nodes: U8, out: U8 | None = None) -> U8:
-    """Children of every node: ``(w, t, 16)`` -> ``(2 w, t, 16)``, child ``b`` of node ``j``
-    at ``b w + j``; written into the flat byte buffer ``out`` when given (``2 w t 16 + 16``
-    bytes at least, not overlapping ``nodes``).
+def expand_level(
+    nodes: U8, out: U8 | None = None, punctured: Puncture | None = None
+) -> tuple[U8, U8]:
+    """Children of every node and the two level sums: ``(w, t, 16)`` -> ``(2 w, t, 16)``,
+    child ``b`` of node ``j`` at ``b w + j``, and ``(2, t, 16)``, the XOR of the children whose
+    newest path bit is 0, resp. 1; written into the flat byte buffer ``out`` when given
+    (``2 w t 16 + 16`` bytes at least, not overlapping ``nodes``). With ``punctured``, the
+    children of each tree's unknown node are left out of the sums and set to zero, but for the
+    one off the path, which the chosen sum completes.
 
     AES runs straight into the children's array: it has 16 bytes of slack at the end, which
-    ``update_into`` asks for (``len + 15`` bytes of room). (Going through
-    :func:`.ot.aes_ecb`, the last 16 MiB chunk of each call passes through a fresh spare
-    buffer: in a new process every such buffer is new pages, ~0.4 s of page faults per
-    party at 2^20 on this machine.)"""
-    width = nodes.shape[0]
+    ``update_into`` asks for (``len + 15`` bytes of room); then one compiled pass (:mod:`.jit`)
+    adds the parents and the sums. (Going through :func:`.ot.aes_ecb`, the last 16 MiB chunk
+    of each call passes through a fresh spare buffer: in a new process every such buffer is
+    new pages, ~0.4 s of page faults per party at 2^20 on this machine.)"""
+    width, trees = nodes.shape[0], nodes.shape[1]
     parents = np.ascontiguousarray(nodes)
     size = parents.size
     if out is None:
@@ -99,18 +106,52 @@ def expand_level(nodes: U8, out: U8 | None = None) -> U8:
         for lo in range(0, size, _AES_CHUNK):  # the slack of a chunk is the next one's start
             hi = min(lo + _AES_CHUNK, size)
             encryptor.update_into(source[lo:hi].data, flat[base + lo : base + hi + BLOCK].data)
-        flat[base : base + size] ^= source
-    children: U8 = flat[: 2 * size].reshape(2 * width, *parents.shape[1:])
-    return children
+    children: U8 = flat[: 2 * size].reshape(2 * width, trees, BLOCK)
+    sums = np.empty((2, trees, BLOCK), dtype=np.uint8)
+    path, off, chosen = punctured if punctured is not None else _FULL
+    _finish_level(
+        parents.view(np.uint64).reshape(width, trees, 2),
+        children.view(np.uint64).reshape(2 * width, trees, 2),
+        sums.view(np.uint64).reshape(2, trees, 2),
+        path,
+        off,
+        chosen.view(np.uint64).reshape(-1, 2),
+    )
+    return children, sums
 
 
-def level_sums(nodes: U8) -> U8:
-    """XOR of the first and of the second half of a level: ``(2 w, t, 16)`` -> ``(2, t, 16)``,
-    i.e. of the nodes whose newest path bit is 0, resp. 1."""
-    width, trees, _ = nodes.shape
-    as_words = nodes.view(np.uint64).reshape(2, width // 2, trees, 2)
-    sums = np.bitwise_xor.reduce(as_words, axis=1)
-    return np.ascontiguousarray(sums).view(np.uint8).reshape(2, trees, BLOCK)
+Puncture = tuple[I64, I64, U8]  # per tree: the unknown node, the side off the path, its sum
+_FULL: Puncture = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, BLOCK), np.uint8))
+
+
+@jit.kernel
+def _finish_level(parents: U64, children: U64, sums: U64, path: I64, off: I64, chosen: U64) -> None:
+    """:func:`expand_level`'s pass after AES: each child XOR its parent, summed per side and
+    tree; with ``path`` (punctured), the unknown node's children are zero and left out, then
+    the one off the path is its side's chosen sum minus the known ones."""
+    width, trees = parents.shape[0], parents.shape[1]
+    punctured = len(path) > 0
+    for side in range(2):
+        for tree in range(trees):
+            sums[side, tree, 0] = sums[side, tree, 1] = 0
+        for j in range(width):
+            row = side * width + j
+            for tree in range(trees):
+                if punctured and path[tree] == j:
+                    children[row, tree, 0] = children[row, tree, 1] = 0
+                    continue
+                low = children[row, tree, 0] ^ parents[j, tree, 0]
+                high = children[row, tree, 1] ^ parents[j, tree, 1]
+                children[row, tree, 0] = low
+                children[row, tree, 1] = high
+                sums[side, tree, 0] ^= low
+                sums[side, tree, 1] ^= high
+    if punctured:
+        for tree in range(trees):
+            side = off[tree]
+            row = side * width + path[tree]
+            children[row, tree, 0] = sums[side, tree, 0] ^ chosen[tree, 0]
+            children[row, tree, 1] = sums[side, tree, 1] ^ chosen[tree, 1]
 
 
 def expand_full(roots: U8, depth: int, buffers: Buffers | None = None) -> tuple[U8, U8]:
@@ -122,8 +163,7 @@ def expand_full(roots: U8, depth: int, buffers: Buffers | None = None) -> tuple[
     nodes = np.ascontiguousarray(roots).reshape(1, trees, BLOCK)
     sums = np.empty((depth, 2, trees, BLOCK), dtype=np.uint8)
     for level in range(depth):
-        nodes = expand_level(nodes, _target(buffers, trees, depth, level))
-        sums[level] = level_sums(nodes)
+        nodes, sums[level] = expand_level(nodes, _target(buffers, trees, depth, level))
     return nodes, sums
 
 
@@ -144,17 +184,12 @@ def expand_punctured(points: I64, chosen: U8, depth: int, buffers: Buffers | Non
         raise ValueError("need one chosen level sum per level and tree")
     if trees and (points.min() < 0 or points.max() >= 1 << depth):
         raise ValueError("punctured points must be leaf indices")
-    column = np.arange(trees)
     off = off_path_bits(points, depth).astype(np.int64)
     nodes = np.zeros((1, trees, BLOCK), dtype=np.uint8)
     for level in range(depth):
-        width = 1 << level
-        path = points & (width - 1)  # the unknown node of the parent level
-        nodes = expand_level(nodes, _target(buffers, trees, depth, level))
-        nodes[path, column] = 0  # children of the unknown node: garbage until fixed
-        nodes[path + width, column] = 0
-        known = level_sums(nodes)[off[level], column]
-        nodes[path + off[level] * width, column] = known ^ chosen[level]
+        path = points & ((1 << level) - 1)  # the unknown node of the parent level
+        puncture = (path, off[level], np.ascontiguousarray(chosen[level]))
+        nodes, _ = expand_level(nodes, _target(buffers, trees, depth, level), puncture)
     return nodes
 
 

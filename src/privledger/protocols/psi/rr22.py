@@ -98,7 +98,7 @@ from privledger.protocols.channel import (
     recv_records,
     send_records,
 )
-from privledger.protocols.psi import gf128, keyed, ot, rr22_okvs, vole
+from privledger.protocols.psi import gf128, jit, keyed, ot, rr22_okvs, vole
 from privledger.protocols.psi.common import (
     Header,
     PsiResult,
@@ -114,7 +114,7 @@ VERSION = 1
 STAT_SECURITY = 40
 OUTPUT_DOMAIN = 0x52523232  # "RR22": the tweak domain of H_o
 OUTPUT_KEY = bytes.fromhex("5c1d8e2a7f40b3961e6ad0c27b95f348")  # public; H_o's permutation
-LOOKUP_CHUNK = 1 << 16  # peer tags looked up together
+LOOKUP_SPLIT = 1 << 17  # from this many peer tags, half are looked up in the second thread
 
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
@@ -158,80 +158,74 @@ def output_hash(values: U8, item_hashes: U64, width: int) -> U8:
     return np.ascontiguousarray(hashed[:, :width])
 
 
-def _heads(tags: U8) -> U64:
-    """The first 8 bytes of each tag as a little-endian word (zero padded when shorter): one
-    strided copy through a record view of the rows."""
-    n, width = tags.shape
-    if width >= 8 and n:
-        record = np.dtype(
-            {"names": ["head"], "formats": ["<u8"], "offsets": [0], "itemsize": width}
-        )
-        heads: U64 = np.ascontiguousarray(tags).reshape(-1).view(record)["head"].astype(np.uint64)
-        return heads
-    padded = np.zeros((n, 8), dtype=np.uint8)
-    padded[:, : min(width, 8)] = tags[:, :8]
-    short: U64 = padded.view("<u8").reshape(-1).copy()
-    return short
-
-
 class TagIndex:
-    """The requester's tags, indexed for lookups: their first words sorted on their high bits
-    and, since tags are pseudorandom, a direct table of where each run of the top
-    ``b ~ log2 n`` bits starts (expected one tag per run), so that a lookup is a few gathers
-    instead of a sort. A candidate matches when its whole first word and the remaining bytes
-    are equal."""
+    """The requester's tags, indexed for lookups: an open-addressing hash table (linear
+    probing, at most half full) of 64-bit slots, each the high 32 bits of a tag's first word
+    (zero padded) and its index plus one. Tags are pseudorandom, so the first word's bits are
+    the hash: a lookup is about one cache miss, and a candidate whose 32 bits match is checked
+    on the whole tag. Built and searched by compiled kernels (:mod:`.jit`); ~8 bytes per slot,
+    16 to 32 per tag."""
 
     def __init__(self, tags: U8) -> None:
-        self.tags = tags
-        n = len(tags)
-        self._heads = _heads(tags)
-        # sort the first words with the index in their low bits: a plain sort, ~2x faster than
-        # an argsort at 2^20; they then compare on their high bits only
-        self._index_bits = np.uint64(max(1, (max(n, 1) - 1).bit_length()))
-        low = (np.uint64(1) << self._index_bits) - np.uint64(1)
-        self._keep = ~low
-        packed = self._heads & self._keep
-        packed |= np.arange(n, dtype=np.uint64)
-        packed.sort()
-        self._order = (packed & low).astype(np.intp)
-        packed &= self._keep
-        self._sorted = packed
-        self._bits = max(1, min(24, (max(n, 1) - 1).bit_length()))
-        self._shift = np.uint64(64 - self._bits)
-        counts = np.bincount((packed >> self._shift).astype(np.intp), minlength=1 << self._bits)
-        self._bounds = np.zeros((1 << self._bits) + 1, dtype=np.intp)
-        np.cumsum(counts, out=self._bounds[1:])
+        if tags.ndim != 2 or not 1 <= tags.shape[1] <= ot.BLOCK or len(tags) >= 1 << 32:
+            raise ValueError("need (n, 1..16) tags, n < 2^32")
+        self.tags = np.ascontiguousarray(tags)
+        self._bits = max(1, (2 * len(tags) - 1).bit_length())
+        self._slots = np.zeros(1 << self._bits, dtype=np.uint64)
+        _index_tags(self.tags, self._slots, self._bits)
 
     def lookup(self, peer: U8) -> I64:
-        """For each peer tag, the index of the equal own tag, or -1 (:data:`LOOKUP_CHUNK` tags
-        at a time: the temporaries stay in cache)."""
-        found = np.full(len(peer), -1, dtype=np.int64)
-        if len(self.tags) == 0:
-            return found
-        for lo in range(0, len(peer), LOOKUP_CHUNK):
-            self._lookup(peer[lo : lo + LOOKUP_CHUNK], found[lo : lo + LOOKUP_CHUNK])
+        """For each peer tag, the index of the equal own tag, or -1."""
+        if peer.ndim != 2 or peer.shape[1] != self.tags.shape[1]:
+            raise ValueError("peer tags of another width")
+        found = np.empty(len(peer), dtype=np.int64)
+        _find_tags(self.tags, self._slots, self._bits, np.ascontiguousarray(peer), found)
         return found
 
-    def _lookup(self, peer: U8, found: I64) -> None:
-        heads = _heads(peer)
-        prefix = heads & self._keep
-        bucket = (prefix >> self._shift).astype(np.intp)
-        at, end = self._bounds.take(bucket), self._bounds.take(bucket + 1)
-        pending = np.flatnonzero(at < end)
-        at, end = at[pending], end[pending]
-        width = self.tags.shape[1]
-        while pending.size:
-            same = self._sorted.take(at) == prefix.take(pending)
-            if same.any():
-                own = self._order.take(at[same])
-                theirs = pending[same]
-                hit = self._heads.take(own) == heads.take(theirs)
-                if width > 8:
-                    hit &= np.all(self.tags[own, 8:] == peer[theirs, 8:], axis=1)
-                found[theirs[hit]] = own[hit]
-            at += 1
-            more = (at < end) & (found.take(pending) < 0)
-            pending, at, end = pending[more], at[more], end[more]
+
+@jit.kernel
+def _index_tags(tags: U8, slots: U64, bits: int) -> None:
+    """:class:`TagIndex`'s table: tag ``i`` in the first free slot from the low ``bits`` bits of
+    its first word (little-endian, zero padded), as its high 32 bits and ``i + 1``."""
+    count, width = tags.shape
+    mask = (1 << bits) - 1
+    for i in range(count):
+        word = np.uint64(0)
+        for b in range(min(8, width)):
+            word |= np.uint64(tags[i, b]) << np.uint64(8 * b)
+        at = np.int64(word & np.uint64(mask))
+        while slots[at] != 0:
+            at = (at + 1) & mask
+        slots[at] = ((word >> np.uint64(32)) << np.uint64(32)) | np.uint64(i + 1)
+
+
+@jit.kernel
+def _find_tags(tags: U8, slots: U64, bits: int, peer: U8, found: I64) -> None:
+    """:meth:`TagIndex.lookup`'s kernel: probe from the peer tag's slot until an empty one,
+    comparing whole tags where the high 32 bits match."""
+    width = tags.shape[1]
+    mask = (1 << bits) - 1
+    low = np.uint64(0xFFFFFFFF)
+    for j in range(len(peer)):
+        word = np.uint64(0)
+        for b in range(min(8, width)):
+            word |= np.uint64(peer[j, b]) << np.uint64(8 * b)
+        high = word >> np.uint64(32)
+        at = np.int64(word & np.uint64(mask))
+        found[j] = -1
+        while slots[at] != 0:
+            slot = slots[at]
+            if slot >> np.uint64(32) == high:
+                i = np.int64(slot & low) - 1
+                same = True
+                for b in range(width):
+                    if tags[i, b] != peer[j, b]:
+                        same = False
+                        break
+                if same:
+                    found[j] = i
+                    break
+            at = (at + 1) & mask
 
 
 def _random_order(n: int) -> I64:
@@ -361,7 +355,7 @@ def _run_requester(
         waiting.result()
         peer = recv_records(channel, width, timeout, count=peer_size)
         # the provider is done: half of the lookups in the second thread, on the other core
-        half = len(peer) // 2 if len(peer) >= 2 * LOOKUP_CHUNK else len(peer)
+        half = len(peer) // 2 if len(peer) >= LOOKUP_SPLIT else len(peer)
         second = pool.submit(own.lookup, peer[half:])
         found = np.concatenate((own.lookup(peer[:half]), second.result()))
     finally:
