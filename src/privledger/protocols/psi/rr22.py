@@ -342,12 +342,16 @@ def _run_requester(
     width = tag_bytes(n, peer_size)
     pool = ThreadPoolExecutor(1, thread_name_prefix="rr22-okvs")
     try:
-        solving = pool.submit(rr22_okvs.encode, params, seed, keys)
+        grouping = pool.submit(rr22_okvs.by_cluster, params, seed, keys)
+        solving = pool.submit(lambda: rr22_okvs.encode(params, seed, keys, None, grouping.result()))
         waiting = pool.submit(idle)
         correlation = vole.vole_receive(channel, params.size, timeout)
         table = solving.result()
         table ^= correlation.a
-        tagging = pool.submit(_own_index, params, seed, keys, correlation.c, width)
+        order = grouping.result()[0]
+        tagging = pool.submit(
+            _own_index, params, seed, ot.take_rows(keys, order), correlation.c, width
+        )
         del correlation
         send_records(channel, table)
         del table
@@ -364,11 +368,12 @@ def _run_requester(
     if reveal:
         positions = np.flatnonzero(hit).astype(">u8")
         send_records(channel, positions.view(np.uint8).reshape(-1, 8))
-    return np.sort(found[hit])
+    return np.sort(order[found[hit]])
 
 
 def _own_index(params: rr22_okvs.OkvsParams, seed: bytes, keys: U8, c: U8, width: int) -> TagIndex:
-    """The requester's tags ``H_o(H(x), Decode(C, x))``, indexed."""
+    """The requester's tags ``H_o(H(x), Decode(C, x))`` of ``keys`` (in cluster order: the
+    decoding reads one cluster's cells at a time), indexed."""
     decoder = rr22_okvs.Decoder(params, c)
     tags = np.empty((len(keys), width), dtype=np.uint8)
     for lo in range(0, len(keys), rr22_okvs.HASH_CHUNK):
@@ -379,16 +384,16 @@ def _own_index(params: rr22_okvs.OkvsParams, seed: bytes, keys: U8, c: U8, width
     return TagIndex(tags)
 
 
-def _shuffled_rows(
+def _grouped_rows(
     params: rr22_okvs.OkvsParams, seed: bytes, keys: U8
 ) -> tuple[I64, list[rr22_okvs.Rows]]:
-    """The provider's secret random order of its keys and their rows in that order, in
-    chunks of :data:`.rr22_okvs.HASH_CHUNK`."""
-    order = _random_order(len(keys))
-    shuffled = ot.take_rows(keys, order)
+    """The provider's keys in cluster order (the decoding reads one cluster's cells at a time)
+    and their rows in that order, in chunks of :data:`.rr22_okvs.HASH_CHUNK`."""
+    order = rr22_okvs.by_cluster(params, seed, keys)[0]
+    grouped = ot.take_rows(keys, order)
     chunk = rr22_okvs.HASH_CHUNK
     return order, [
-        rr22_okvs.rows(params, seed, shuffled[lo : lo + chunk]) for lo in range(0, len(keys), chunk)
+        rr22_okvs.rows(params, seed, grouped[lo : lo + chunk]) for lo in range(0, len(keys), chunk)
     ]
 
 
@@ -403,13 +408,16 @@ def _run_provider(
     n = len(keys)
     params = rr22_okvs.OkvsParams.for_items(peer_size)
     seed = recv_exact(channel, rr22_okvs.SEED_BYTES, timeout, "OKVS seed")
-    # the secret order and the rows of the shuffled keys, in a second thread during the VOLE
-    # (B goes straight into the first 16 bytes of the rows of the table decoded below)
+    # the keys' rows in cluster order and the secret random order of their tags, in a second
+    # thread during the VOLE (B goes straight into the first 16 bytes of the rows of the table
+    # decoded below)
     table = np.empty((params.size, ot.BLOCK + vole.SUBFIELD_BYTES), dtype=np.uint8)
     with ThreadPoolExecutor(1, thread_name_prefix="rr22-rows") as pool:
-        preparing = pool.submit(_shuffled_rows, params, seed, keys)
+        preparing = pool.submit(_grouped_rows, params, seed, keys)
+        shuffling = pool.submit(_random_order, n)
         correlation = vole.vole_send(channel, params.size, timeout, table[:, : ot.BLOCK])
         order, hashed = preparing.result()
+        places = shuffling.result()  # the tag of key order[i] is sent at places[i]
     multiply = gf128.FixedMultiplier(correlation.delta, vole.SUBFIELD_BYTES)
     del correlation
     table[:, ot.BLOCK :] = recv_records(channel, vole.SUBFIELD_BYTES, timeout, count=params.size)
@@ -424,7 +432,7 @@ def _run_provider(
         z.view(np.uint64).reshape(-1)[:] ^= chunk.value
         values = np.ascontiguousarray(decoded[:, : ot.BLOCK])
         values ^= multiply(z)
-        tags[at : at + len(values)] = output_hash(values, chunk.value, width)
+        ot.put_rows(tags, places[at : at + len(values)], output_hash(values, chunk.value, width))
         at += len(values)
     del hashed, decoder, table
     send_records(channel, tags)
@@ -434,4 +442,6 @@ def _run_provider(
     matched = recv_records(channel, 8, timeout).view(">u8").reshape(-1).astype(np.int64)
     if matched.size and (matched.min() < 0 or matched.max() >= n):
         raise ChannelError("peer sent a matched position out of range")
-    return np.sort(order[np.unique(matched)])
+    sent = np.empty(n, dtype=np.int64)
+    sent[places] = order  # the key whose tag went to each position
+    return np.sort(sent[np.unique(matched)])

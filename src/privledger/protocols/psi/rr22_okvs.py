@@ -233,12 +233,29 @@ def cluster_of(params: OkvsParams, seed: bytes, keys: U8) -> npt.NDArray[np.inte
     return out
 
 
-def encode(params: OkvsParams, seed: bytes, keys: U8, values: U8 | None = None) -> U8:
+def by_cluster(params: OkvsParams, seed: bytes, keys: U8) -> tuple[I64, I64]:
+    """The keys' order by cluster (stable) and where each cluster's keys start in it:
+    ``(n,)`` and ``(clusters + 1,)``. Keys in this order hash to one cluster's cells at a
+    time, which stay in cache."""
+    clusters = cluster_of(params, seed, keys)
+    loads = np.bincount(clusters, minlength=params.clusters)
+    order = np.argsort(clusters, kind="stable")  # a radix sort on 16-bit cluster ids
+    return order.astype(np.int64), np.concatenate(([0], np.cumsum(loads)))
+
+
+def encode(
+    params: OkvsParams,
+    seed: bytes,
+    keys: U8,
+    values: U8 | None = None,
+    grouping: tuple[I64, I64] | None = None,
+) -> U8:
     """The ``(M, W)`` table encoding distinct keys ``(n, 16)`` to ``values`` ``(n, W)`` --
     by default to their own 64-bit hashed values ``H(x)`` (``W = 8``, RR22's encoding).
 
     Clusters are solved in groups of about :data:`GROUP_ITEMS` keys (one cluster by default):
-    the peeling arrays stay in cache and small however many keys there are."""
+    the peeling arrays stay in cache and small however many keys there are. ``grouping`` is
+    :func:`by_cluster` of the keys when the caller has it."""
     if values is not None and (
         values.ndim != 2 or len(values) != len(keys) or values.shape[1] not in WIDTHS
     ):
@@ -250,13 +267,9 @@ def encode(params: OkvsParams, seed: bytes, keys: U8, values: U8 | None = None) 
     if params.clusters <= per_group:
         hashed = rows(params, seed, keys)
         return encode_rows(params, hashed, _values(hashed, values))
-    clusters = cluster_of(params, seed, keys)
-    loads = np.bincount(clusters, minlength=params.clusters)
-    if loads.max() > params.capacity:
+    order, starts = grouping if grouping is not None else by_cluster(params, seed, keys)
+    if np.diff(starts).max() > params.capacity:
         raise OkvsError("an OKVS cluster overflowed")
-    order = np.argsort(clusters, kind="stable")  # a radix sort on 16-bit cluster ids
-    del clusters
-    starts = np.concatenate(([0], np.cumsum(loads)))
     table = np.empty((params.size, width), dtype=np.uint8)
     cells = params.cluster_cells
     for first in range(0, params.clusters, per_group):
