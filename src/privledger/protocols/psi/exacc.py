@@ -24,8 +24,8 @@ receiver's noise, one entry per GGM tree) is encoded in the same pass from its p
 (:class:`SparseVector`), never written out as ``N`` rows. Measured per 2^18-output VOLE
 instance (``N`` = 1.1M rows of 16 bytes, 21 MB, out of cache) on this machine: ~8 ns per
 16-byte gather in the kernel against ~10 ns for numpy's ``take`` in batches and ~21 ns for a
-kernel that XORs into the output row in memory; ~40 ms for the receiver's ``C`` and ``A``
-(the sparse part is nearly free).
+kernel that XORs into the output row in memory; ~23 ms for the sender's ``B``, ~35 ms for
+the receiver's ``C`` and ``A`` (~55 ms when the sparse part searched its points).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
+U16 = npt.NDArray[np.uint16]
 
 SEED_BYTES = 16
 CHUNK_ROWS = 1 << 15  # outputs per expander batch: the keystream of its positions stays in cache
@@ -119,56 +120,45 @@ class ExAccCode:
                 size,
                 self.weight,
                 words[lo:hi],
-                vector.points,
+                vector.segment,
                 vector.prefix,
-                vector.starts,
-                vector.shift,
                 sparse_words[lo:hi],
             )
 
 
 @dataclass(frozen=True)
 class SparseVector:
-    """A vector of ``length`` 8-byte entries, zero but at ``points`` (ascending, distinct), as
-    the prefix XOR that the code reads: entry ``p`` of ``A e`` is ``prefix[m]``, ``m`` the
-    number of points ``<= p``, found from ``starts[p >> shift]`` (the number of points below
-    ``p``'s bucket) in a step or two. It all stays in the L1 cache, where ``A e`` as an array
-    would be ``8 N`` bytes of random reads (and a pass to zero and accumulate them)."""
+    """A vector of ``length`` 8-byte entries, zero but at some points, as the prefix XOR that
+    the code reads: entry ``p`` of ``A e`` is ``prefix[segment[p]]``, ``segment[p]`` the number
+    of points ``<= p`` (16 bits: ``2 N`` bytes, where ``A e`` as rows would be ``8 N``, and
+    the ``prefix`` of one word per point stays in the L1 cache). A lookup is one load that does
+    not depend on the others of its row; a search among the points from a coarse table of
+    buckets cost more than the row's gathers themselves (its dependent loads and branches)."""
 
     length: int
-    points: U64
+    segment: U16
     prefix: U64
-    starts: I64
-    shift: np.uint64
 
     @classmethod
     def of(cls, length: int, points: I64, values: U8) -> SparseVector:
-        """The vector with ``values`` (``(t, 8)``) at the distinct ``points``."""
-        if values.shape != (len(points), 8):
-            raise ValueError("need (t, 8) values, one per point")
+        """The vector with ``values`` (``(t, 8)``, ``t < 2^16``) at the distinct ``points``."""
+        if values.shape != (len(points), 8) or len(points) >= 1 << 16:
+            raise ValueError("need (t, 8) values, one per point, t < 2^16")
         if len(points) and (points.min() < 0 or points.max() >= length):
             raise ValueError("points out of range")
         order = np.argsort(points)
-        ascending = points[order].astype(np.uint64)
+        ascending = points[order]
         if np.any(ascending[1:] == ascending[:-1]):
             raise ValueError("points must be distinct")
         prefix = np.zeros(len(points) + 1, dtype=np.uint64)
         if len(points):
             np.bitwise_xor.accumulate(values.view("<u8").reshape(-1)[order], out=prefix[1:])
-        # buckets of at most half the mean gap between points: <= 1 step on average
-        shift = max(0, (length // (2 * max(len(points), 1))).bit_length() - 1)
-        edges = np.arange((length >> shift) + 1, dtype=np.uint64) << np.uint64(shift)
-        starts = np.searchsorted(ascending, edges).astype(np.int64)
-        return cls(length, ascending, prefix, starts, np.uint64(shift))
+        runs = np.diff(np.concatenate(([0], ascending, [length])))
+        segment = np.repeat(np.arange(len(points) + 1, dtype=np.uint16), runs)
+        return cls(length, segment, prefix)
 
 
-_NO_POINTS = SparseVector(
-    0,
-    np.zeros(0, dtype=np.uint64),
-    np.zeros(1, dtype=np.uint64),
-    np.zeros(1, dtype=np.int64),
-    np.uint64(0),
-)
+_NO_POINTS = SparseVector(0, np.zeros(0, dtype=np.uint16), np.zeros(1, dtype=np.uint64))
 
 
 @jit.kernel
@@ -178,10 +168,8 @@ def _expand(
     size: np.uint64,
     weight: int,
     out: U64,
-    points: U64,
+    segment: U16,
     prefix: U64,
-    starts: I64,
-    shift: np.uint64,
     sparse_out: U64,
 ) -> None:
     """``out[i] = XOR_j source[p_ij]`` over the ``weight`` positions ``p_ij = (u * size) >> 32``
@@ -189,7 +177,6 @@ def _expand(
     the same from a sparse vector's prefix XOR into ``sparse_out`` unless that is empty
     (:class:`SparseVector`)."""
     rows, width = out.shape
-    count = len(points)
     sparse = len(sparse_out) > 0
     high = np.uint64(32)
     for i in range(rows):
@@ -202,11 +189,8 @@ def _expand(
                 w1 ^= source[where, 1]
             if width > 2:
                 w2 ^= source[where, 2]
-            if count:
-                m = starts[where >> shift]
-                while m < count and points[m] <= where:
-                    m += 1
-                e ^= prefix[m]
+            if sparse:
+                e ^= prefix[segment[where]]
         out[i, 0] = w0
         if width > 1:
             out[i, 1] = w1
