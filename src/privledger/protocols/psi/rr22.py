@@ -304,7 +304,7 @@ def run_keys(
     """RR22-PSI on distinct item keys ``(n, 16)`` (header exchange included): the ascending
     indices of the matched keys (``None`` when this party learns no output) and the peer's
     size. ``while_waiting`` runs (once, if this party learns the output) while it waits for
-    the peer: the requester's in a second thread during the VOLE, the provider's before the
+    the peer: the requester's while the provider decodes, the provider's before the
     matched positions arrive."""
     check_role(role)
     peer_size = handshake(
@@ -334,17 +334,16 @@ def _run_requester(
     seed = secrets.token_bytes(rr22_okvs.SEED_BYTES)
     channel.send(seed)
 
-    # The OKVS is solved in a second thread while this one runs the VOLE: both are numpy
-    # kernels that release the GIL, and the provider is mostly idle meanwhile, so on two cores
-    # the two overlap (and this thread keeps reading the provider's VOLE messages). ``idle``
-    # (the caller's own work while it waits) runs there next, off the post-VOLE path, and then
-    # this party's own tags while ``A'`` is on its way and the provider decodes.
+    # The OKVS is solved in a second thread while this one runs the VOLE: both are compiled or
+    # AES kernels that release the GIL (and this thread keeps reading the provider's VOLE
+    # messages). Then that thread computes this party's own tags while ``A'`` is on its way
+    # and the provider decodes, and this one runs ``idle`` (the caller's own work while it
+    # waits): during the VOLE both cores are busy, afterwards this thread would only wait.
     width = tag_bytes(n, peer_size)
     pool = ThreadPoolExecutor(1, thread_name_prefix="rr22-okvs")
     try:
         grouping = pool.submit(rr22_okvs.by_cluster, params, seed, keys)
         solving = pool.submit(lambda: rr22_okvs.encode(params, seed, keys, None, grouping.result()))
-        waiting = pool.submit(idle)
         correlation = vole.vole_receive(channel, params.size, timeout)
         table = solving.result()
         table ^= correlation.a
@@ -355,8 +354,8 @@ def _run_requester(
         del correlation
         send_records(channel, table)
         del table
+        idle()  # while the provider decodes (off the VOLE, where both cores are busy)
         own = tagging.result()
-        waiting.result()
         peer = recv_records(channel, width, timeout, count=peer_size)
         # the provider is done: half of the lookups in the second thread, on the other core
         half = len(peer) // 2 if len(peer) >= LOOKUP_SPLIT else len(peer)
@@ -414,10 +413,10 @@ def _run_provider(
     table = np.empty((params.size, ot.BLOCK + vole.SUBFIELD_BYTES), dtype=np.uint8)
     with ThreadPoolExecutor(1, thread_name_prefix="rr22-rows") as pool:
         preparing = pool.submit(_grouped_rows, params, seed, keys)
-        shuffling = pool.submit(_random_order, n)
         correlation = vole.vole_send(channel, params.size, timeout, table[:, : ot.BLOCK])
+        # while the requester compresses its last VOLE instance
+        places = _random_order(n)  # the tag of key order[i] is sent at places[i]
         order, hashed = preparing.result()
-        places = shuffling.result()  # the tag of key order[i] is sent at places[i]
     multiply = gf128.FixedMultiplier(correlation.delta, vole.SUBFIELD_BYTES)
     del correlation
     table[:, ot.BLOCK :] = recv_records(channel, vole.SUBFIELD_BYTES, timeout, count=params.size)
