@@ -5,21 +5,33 @@ submissions run on a SQLite and on a PostgreSQL store."""
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from anyio import to_thread
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 from sqlmodel import Session, select
+from web3.types import RPCEndpoint
 
+from privledger.api.threads import REQUEST_THREADS
 from privledger.evm.contracts import TaskStatus
 from privledger.node.context import NodeContext
+from privledger.store.db import (
+    BACKGROUND_CONNECTIONS,
+    POOL_OVERFLOW,
+    POOL_SIZE,
+    REQUEST_CONNECTIONS,
+)
 from privledger.store.models import LocalTask
 
 from .conftest import Consortium
 
 SUBMISSIONS = 40
 THREADS = 8
+CROWD = 64  # callers at once: more than the node's request threads and its database pool
+BLOCK_S = 0.2
 
 
 def test_concurrent_submissions_through_the_api(
@@ -69,6 +81,51 @@ def test_concurrent_submissions_through_the_api(
                 nonces.append(tx["nonce"])  # type: ignore[index]
     assert sorted(nonces) == list(range(first_nonce, first_nonce + SUBMISSIONS))
     assert elapsed < 15, f"{SUBMISSIONS} submissions took {elapsed:.1f}s"
+
+
+def test_a_crowd_of_callers_is_served_not_deadlocked(
+    consortium: Consortium, store_url: str, telecom_api: tuple[TestClient, NodeContext]
+) -> None:
+    """A request holds a database connection (its session) and opens another (the index, the
+    grants) while it waits for the chain: with every connection held by a request waiting for a
+    second one, the pool would starve until its timeout, a 500 after 30 s. The node admits no
+    more requests at once than its pool can serve twice over, so a crowd is only queued."""
+    client, _node = telecom_api
+    mine = "0x" + consortium.dataset(consortium.telecom).hex()
+    theirs = "0x" + consortium.dataset(consortium.bank_a).hex()
+    body = {
+        "inputs": [{"dataset": mine, "column": "phone"}, {"dataset": theirs, "column": "phone"}]
+    }
+    w3 = consortium.w3
+    done = threading.Event()
+
+    def mine() -> None:  # blocks every BLOCK_S, as on a chain with a block period
+        while not done.wait(BLOCK_S):
+            w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+
+    w3.provider.make_request(RPCEndpoint("evm_setAutomine"), [False])
+    miner = threading.Thread(target=mine, daemon=True)
+    miner.start()
+    started = time.monotonic()
+    try:
+        with ThreadPoolExecutor(CROWD) as pool:
+            answers = list(
+                pool.map(lambda _: client.post("/api/v1/tasks", json=body), range(CROWD))
+            )
+    finally:
+        done.set()
+        miner.join()
+        w3.provider.make_request(RPCEndpoint("evm_setAutomine"), [True])
+    elapsed = time.monotonic() - started
+    assert [answer.status_code for answer in answers] == [201] * CROWD, answers[0].text
+    assert len({answer.json()["taskId"] for answer in answers}) == CROWD
+    assert elapsed < 20, f"{CROWD} callers at once took {elapsed:.1f}s"
+    assert client.portal is not None
+    limiter = client.portal.call(to_thread.current_default_thread_limiter)
+    assert limiter.total_tokens == REQUEST_THREADS
+    assert (
+        REQUEST_THREADS * REQUEST_CONNECTIONS + BACKGROUND_CONNECTIONS <= POOL_SIZE + POOL_OVERFLOW
+    )
 
 
 def test_a_refused_submission_is_a_4xx_naming_the_error(

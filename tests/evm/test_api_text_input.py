@@ -9,7 +9,7 @@ import secrets
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import Column, Integer, MetaData, Table, Text, make_url
+from sqlalchemy import Column, Integer, MetaData, Table, Text, create_engine, make_url
 
 from privledger.api.errors import install_error_handlers
 from privledger.node.context import NodeContext
@@ -69,3 +69,27 @@ def test_a_value_the_store_cannot_hold_is_a_400(store_url: str) -> None:
         assert response.json()["error"]["code"] == "unstorable_value"
     else:  # SQLite stores it
         assert response.status_code == 201, response.text
+
+
+def test_a_pool_without_a_free_connection_is_a_503_to_retry(store_url: str) -> None:
+    """A database whose connections are all held answers the waiting caller 503 ``busy`` with
+    Retry-After, after the pool's timeout: a load to wait out, not an internal error."""
+    engine = make_engine(store_url)
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/busy")
+    def busy() -> None:
+        crowded = create_engine(engine.url, pool_size=1, max_overflow=0, pool_timeout=0.1)
+        try:
+            with crowded.connect(), crowded.connect():  # the second waits for the first
+                pass
+        finally:
+            crowded.dispose()
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/busy")
+    engine.dispose()
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["code"] == "busy"
+    assert response.headers["Retry-After"] == "1"

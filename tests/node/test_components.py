@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -18,6 +19,7 @@ from privledger.node.components import (
     ComponentRef,
     ComponentUnavailable,
     SpecRefused,
+    _closure_hash,
     code_hash,
     installed,
     load_component,
@@ -46,6 +48,19 @@ def test_a_protocol_of_no_builtin_runs_under_the_component_id() -> None:
 def test_components_of_different_code_have_different_hashes() -> None:
     psi, pir, gbdt = (installed()[p].ref.hash for p in ("ecdh", "simplepir", "vertical-gbdt"))
     assert len({psi, pir, gbdt}) == 3
+
+
+def test_the_first_hashes_asked_at_once_are_computed_once() -> None:
+    """A node's first submissions come at once, each asking for its component's hash; the
+    parses of its sources must not run side by side (CPython 3.11's ``ast.parse`` from several
+    threads failed with a SystemError now and then)."""
+    components = list(installed().values())
+    expected = [code_hash(component) for component in components]
+    _closure_hash.cache_clear()
+    with ThreadPoolExecutor(16) as pool:
+        for _ in range(3):
+            assert list(pool.map(code_hash, components)) == expected
+            _closure_hash.cache_clear()
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from privledger.api.routes import (
     versions,
     workflow,
 )
+from privledger.api.threads import bounded_request_threads
 from privledger.console import router as console_router
 from privledger.explorer import router as explorer_router
 from privledger.node.audit import AuditWriter
@@ -68,6 +69,7 @@ def create_app(node: NodeContext) -> FastAPI:
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=f"{API_PREFIX}/redoc",
         static_url=DOCS_ASSETS,
+        lifespan=bounded_request_threads,
     )
     app.state.node = node
     install_error_handlers(app)

@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from web3.exceptions import Web3ValidationError
 
@@ -47,7 +48,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
             "Too many at once: calls without credentials (or whose credentials fail) beyond the "
             "client address's rate, or frames for a full mailbox; retry later",
         ),
-        (503, "The chain is unavailable"),
+        (503, "The chain is unavailable, or the node is too busy (with Retry-After)"),
     )
 }
 # a refusal by rate says when to retry
@@ -125,6 +126,13 @@ def install_error_handlers(app: FastAPI) -> None:
         logger.warning("a value the store cannot hold: %s", exc.orig)
         message = "a value of the request cannot be stored (e.g. text with a NUL character)"
         return JSONResponse(error_body("unstorable_value", message), status_code=400)
+
+    @app.exception_handler(PoolTimeout)
+    async def _busy(_: Request, exc: PoolTimeout) -> JSONResponse:
+        # no database connection came free in time: a load to wait out, not a failure
+        logger.warning("no database connection free: %s", exc)
+        message = "the node is busy: no database connection came free in time; retry shortly"
+        return JSONResponse(error_body("busy", message), 503, headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from privledger.api.app import API_PREFIX, create_app
 from privledger.api.errors import install_error_handlers
+from privledger.api.threads import bounded_request_threads
 from privledger.config import NodeSettings
 from privledger.node.context import NodeContext, open_node, publish_endpoint
 from privledger.node.metrics import METRICS_PATH
@@ -219,7 +220,13 @@ def tune_allocator() -> bool:
 
 def tenant_app(nodes: Sequence[NodeContext]) -> FastAPI:
     """One application mounting each tenant's complete node API under ``/t/<org>``."""
-    app = FastAPI(title="privledger tenant host", openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="privledger tenant host",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=bounded_request_threads,  # the mounted apps' own lifespans do not run
+    )
     install_error_handlers(app)  # what no tenant serves is a 404 in the API's error format
     names = sorted(node.settings.org for node in nodes)
 

@@ -24,6 +24,7 @@ import ast
 import hashlib
 import importlib.util
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from functools import cache
@@ -144,7 +145,13 @@ def code_hash(component: Component) -> str:
     not, from under its code roots, each as (module name, SHA-256 of the file), sorted."""
     module = component.code_module
     roots = component.code_roots or (module.split(".")[0],)
-    return _closure_hash(module, roots)
+    with _HASHING:  # one computation, not one per request thread
+        return _closure_hash(module, roots)
+
+
+# ``ast.parse`` from several threads at once fails now and then on CPython 3.11 ("AST constructor
+# recursion depth mismatch", a SystemError): the first submissions of a node come at once
+_HASHING = threading.Lock()
 
 
 @cache

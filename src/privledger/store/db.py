@@ -16,6 +16,12 @@ from privledger.store.migrate import upgrade
 # (SCRAM), which cost the submission bench more CPU in PostgreSQL than its queries did.
 POOL_SIZE = 20
 POOL_OVERFLOW = 20
+# The API runs at most this many requests' code at once (api.app.REQUEST_THREADS): each may
+# hold two connections, and the rest of the pool is the worker's, the indexer's, the audit
+# writer's. A connection not free within the timeout is a 503 to the caller, not a 500.
+BACKGROUND_CONNECTIONS = 8
+REQUEST_CONNECTIONS = 2
+POOL_TIMEOUT_S = 10.0
 
 
 def sqlite_url(path: Path) -> str:
@@ -27,7 +33,13 @@ def make_engine(url: str) -> Engine:
     never block the writer."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT_S,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -38,7 +50,11 @@ def make_engine(url: str) -> Engine:
 
     else:
         engine = create_engine(
-            url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+            url,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT_S,
         )
     upgrade(engine)
     return engine
