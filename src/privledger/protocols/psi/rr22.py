@@ -14,12 +14,14 @@ provider ``P`` is the OPRF sender.
 3. Silent VOLE of length ``M`` (:mod:`.vole`): ``P`` gets ``delta`` and ``B``, ``R`` gets
    ``A`` (64-bit entries) and ``C`` with ``C = B + A delta``. Meanwhile, in a second thread,
    ``R`` solves the OKVS ``P_okvs`` with ``Decode(P_okvs, x) = H(x)`` for its keys, and ``P``
-   shuffles its keys into a secret random order and hashes them to their rows.
+   groups its keys by OKVS cluster and hashes them to their rows (both parties decode in
+   cluster order, one cluster's cells in cache at a time).
 4. ``R`` sends ``A' = P_okvs + A`` (``M`` x 8 bytes). Its OPRF outputs are
    ``F(x) = H_o(H(x), Decode(C, x))``, computed (and indexed) in the second thread meanwhile.
 5. ``P`` computes, for each of its keys ``y``, ``Decode(B, y) + delta (Decode(A', y) + H(y))``
    (one 24-byte-row decode of ``B || A'``, one table multiplication by ``delta``), hashes it
-   with ``H_o(H(y), .)`` to ``L`` bytes and sends the tags in a secret random order of its items.
+   with ``H_o(H(y), .)`` to ``L`` bytes and sends the tags in a secret random order of its items
+   (drawn apart from the cluster order, which depends on the items).
    Since ``Decode`` is linear, that value is ``Decode(C, y) + delta (Decode(P_okvs, y) + H(y))``:
    ``F(y)`` for ``y`` in ``R``'s set, and for any other ``y`` a value offset by ``delta z`` with
    ``z`` a non-zero (except with probability ``2^-64``) 64-bit value, unpredictable to ``R``.
@@ -52,17 +54,17 @@ Communication (measured, both directions): 31.2 MB at 2^20 x 2^20, 238 bits per 
 ~1000); at 2^16 the fixed VOLE cost (>= 848 noise trees, 64 correlated OTs each for the noise
 values) makes it 429.
 
-Time (measured at 2^20 x 2^20, two processes on a shared 2-core VM, ``bench rr22_psi`` with
-KKRT in the same runs; per-phase CPU from thread timers): the requester spends ~1.5-2.1 s CPU
--- item keys 0.4 (mostly first-touch page faults of a fresh process), VOLE 0.8 (GGM and
-fix-ups 0.45, expander 0.36, the two overlapped in two threads), OKVS 0.28, own tags 0.16 and
-the caller's output sort 0.13 (those three in its second thread), lookup 0.14 -- and the
-provider ~0.8-1.4 s (item keys 0.36, VOLE 0.57, shuffling and hashing its keys 0.14 in a
-second thread, decoding and tags 0.11). Wall: 2.3-4.3 s against KKRT's 2.6-4.6 s in the
-same runs at load averages of 5-9 (other tenants): no clear winner on time here, KKRT's busier
-party spending about as much CPU. The critical path is item keys, the VOLE (requester-bound)
-and ~0.4 s after it. Fresh memory costs ~5 ms per MB of page faults on this VM, so the kernels
-work in cache-sized chunks and reuse their buffers.
+Time (measured at 2^20 x 2^20 on a shared 2-core VM; the non-cryptographic kernels compiled
+by numba, :mod:`.jit`): between two nodes 1.9-2.7 s against KKRT's 4.4-4.9 s in the same runs
+(ratio 1.8-2.3) at load averages of 5-8. In process after a warm-up run (thread timers) the
+requester spends ~0.9-1.5 s CPU -- item keys 0.15-0.25, VOLE 0.5-0.65 (punctured GGM
+0.17-0.24, the compression of its instances 0.34-0.41 in a second thread), OKVS 0.15, own tags
+and their index 0.2 (in the second thread, while the provider decodes), the caller's output
+sort 0.1, lookups 2 x 0.06 -- and the provider ~0.7-1.2 s (item keys 0.2-0.28, VOLE 0.4-0.5,
+its keys' rows 0.1 in a second thread, decoding and tags 0.1). Those shares are 2-3x the
+kernels' own times: with both parties on two cores the expander's random gathers contend
+for the shared L3 and memory. The critical path is item keys, the VOLE (requester-bound:
+its compression) and ~0.3 s after it.
 
 Security model: semi-honest (honest-but-curious) parties, kappa = 128 computational and
 lambda = 40 statistical security; LPN with an expand-accumulate code and regular noise

@@ -277,8 +277,9 @@ class _Spare:
 
 class _Compressor:
     """Runs the LPN compression of one instance in a second thread while the caller expands
-    (or receives) the next one: both are numpy and AES kernels that release the GIL. At most one
-    instance waits, so the noisy vectors of at most two instances are alive at once."""
+    (or receives) the next one: both are compiled (:mod:`.jit`) and AES kernels that release
+    the GIL. At most one instance waits, so the noisy vectors of at most two instances are alive
+    at once."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="vole-code")
