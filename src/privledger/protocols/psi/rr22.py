@@ -64,7 +64,8 @@ sort 0.1, lookups 2 x 0.06 -- and the provider ~0.7-1.2 s (item keys 0.2-0.28, V
 its keys' rows 0.1 in a second thread, decoding and tags 0.1). Those shares are 2-3x the
 kernels' own times: with both parties on two cores the expander's random gathers contend
 for the shared L3 and memory. The critical path is item keys, the VOLE (requester-bound:
-its compression) and ~0.3 s after it.
+its compression) and ~0.3 s after it. At 2^24: 46.7 s between two nodes (26 s in process),
+peak RSS 3.3 and 3.5 GB per node (docs/benchmarks.md).
 
 Security model: semi-honest (honest-but-curious) parties, kappa = 128 computational and
 lambda = 40 statistical security; LPN with an expand-accumulate code and regular noise
@@ -415,10 +416,12 @@ def _run_provider(
     table = np.empty((params.size, ot.BLOCK + vole.SUBFIELD_BYTES), dtype=np.uint8)
     with ThreadPoolExecutor(1, thread_name_prefix="rr22-rows") as pool:
         preparing = pool.submit(_grouped_rows, params, seed, keys)
+        # (not after the VOLE, while the requester compresses its last instance: ~0.08 s at
+        # 2^20 fits there, but 1.4 s at 2^24 would delay the decoding)
+        shuffling = pool.submit(_random_order, n)
         correlation = vole.vole_send(channel, params.size, timeout, table[:, : ot.BLOCK])
-        # while the requester compresses its last VOLE instance
-        places = _random_order(n)  # the tag of key order[i] is sent at places[i]
         order, hashed = preparing.result()
+        places = shuffling.result()  # the tag of key order[i] is sent at places[i]
     multiply = gf128.FixedMultiplier(correlation.delta, vole.SUBFIELD_BYTES)
     del correlation
     table[:, ot.BLOCK :] = recv_records(channel, vole.SUBFIELD_BYTES, timeout, count=params.size)
