@@ -16,6 +16,13 @@ each time, measured once it has indexed the chain, and on the chain as the first
 (an anvil snapshot). Nonces are checked per account across all of the node's processes. Then the
 CPU of PostgreSQL's processes and of the bench's own clients is printed too, and the node's per
 process (the primary first): how evenly the kernel spread the clients' connections.
+
+By default anvil mines one block per transaction, as fast as it can: the consortium's CPU is
+then the limit. ``--block-time S`` mines a block every S seconds instead, as Besu does: each
+submission then waits for its block, holding one of its process's request threads
+(:data:`privledger.api.threads.REQUEST_THREADS`) meanwhile, so in-flight submissions, not CPU,
+are the limit, and each API process adds its share of them (give ``--concurrency`` enough
+clients to fill them).
 """
 
 from __future__ import annotations
@@ -72,13 +79,19 @@ def main(argv: list[str]) -> int:
         nargs="+",
         help="API processes of the node, on PostgreSQL (one measurement per value)",
     )
+    parser.add_argument(
+        "--block-time",
+        type=float,
+        help="seconds between the chain's blocks (default: a block per transaction)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object per run")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="privledger-bench-api-") as tmp:
         base = Path(tmp)
         settings = Settings(var_path=base / "var", deployments_path=base / "deployments")
-        with consortium(settings, free_port()) as (handle, info, nodes):
+        interval = () if args.block_time is None else ("--block-time", str(args.block_time))
+        with consortium(settings, free_port(), chain_options=interval) as (handle, info, nodes):
             synthetic_customers(
                 base / "data",
                 {"telecom": 50, "bank-a": 50, "bank-b": 10},
@@ -280,6 +293,7 @@ class _Bench:
                 "workers": workers,
                 "store": store,
                 "chain": "anvil",
+                "block_time": args.block_time,
             },
             "seconds": measured.pop("seconds"),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

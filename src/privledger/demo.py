@@ -504,12 +504,15 @@ def consortium(
     *,
     tls: bool = False,
     base_port: int | None = None,
+    chain_options: Sequence[str] = (),
 ) -> Iterator[tuple[AnvilHandle, dict[str, Any], dict[str, NodeProcess]]]:
     """Chain, ledger, organisations and node processes; all stopped on exit. Everything runs on
     127.0.0.1, unless ``placements`` puts the chain (``"chain"``) and each organisation's node
     on a host of its own; then only the organisations placed run a node. With ``tls`` the nodes
     serve HTTPS, and their clients here accept the certificates the chain vouches for. The
-    nodes on 127.0.0.1 take free ports, or with ``base_port`` :func:`fixed_ports`."""
+    nodes on 127.0.0.1 take free ports, or with ``base_port`` :func:`fixed_ports`. Further anvil
+    ``chain_options`` shape the chain (e.g. ``--block-time 1``: blocks at an interval, as on
+    Besu, instead of one block per transaction)."""
     ports = {} if base_port is None else fixed_ports(base_port)
     artifacts = compile_contracts(settings)
     chain = (placements or {}).get("chain", Placement("127.0.0.1"))
@@ -520,6 +523,7 @@ def consortium(
         log_file=settings.var_dir / "logs" / "anvil.log",
         host=chain.address,
         launcher=chain.launcher,
+        options=chain_options,
     )
     nodes: dict[str, NodeProcess] = {}
     try:
