@@ -55,9 +55,9 @@ Communication (measured, both directions): 31.2 MB at 2^20 x 2^20, 238 bits per 
 values) makes it 429.
 
 Time (measured at 2^20 x 2^20 on a shared 2-core VM; the non-cryptographic kernels compiled
-by numba, :mod:`.jit`): between two nodes 1.9-2.7 s against KKRT's 4.4-4.9 s in the same runs
-(ratio 1.8-2.3) at load averages of 5-8. In process after a warm-up run (thread timers) the
-requester spends ~0.9-1.5 s CPU -- item keys 0.15-0.25, VOLE 0.5-0.65 (punctured GGM
+by numba, :mod:`.jit`): between two nodes 1.8-2.7 s against KKRT's 3.2-4.9 s in the same runs
+(ratio 1.7-2.3, six runs) at load averages of 3-8. In process after a warm-up run (thread
+timers) the requester spends ~0.9-1.5 s CPU -- item keys 0.15-0.25, VOLE 0.5-0.65 (punctured GGM
 0.17-0.24, the compression of its instances 0.34-0.41 in a second thread), OKVS 0.15, own tags
 and their index 0.2 (in the second thread, while the provider decodes), the caller's output
 sort 0.1, lookups 2 x 0.06 -- and the provider ~0.7-1.2 s (item keys 0.2-0.28, VOLE 0.4-0.5,
