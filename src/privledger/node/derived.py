@@ -239,7 +239,8 @@ def ask_partner(node: NodeContext, task_id: int, org: int) -> DerivedOut:
 
 def _check_on_chain(node: NodeContext, task_id: int, org: int, derived: DerivedOut) -> None:
     """A partner's answer holds only as the chain confirms it: a dataset of ``org`` whose parents
-    are the task's inputs, granted to this organisation by a grant on that dataset."""
+    are the task's inputs, granted to this organisation by a live grant (neither revoked nor
+    expired) on that dataset."""
     task = node.ledger.tasks.get_task(task_id)
     try:
         record = node.ledger.data.get_dataset(bytes.fromhex(derived.dataset_id[2:]))
@@ -254,11 +255,13 @@ def _check_on_chain(node: NodeContext, task_id: int, org: int, derived: DerivedO
         grant is not None
         and grant.dataset_id.hex() == derived.dataset_id[2:].lower()
         and grant.grantee_org == node.org_id
+        and not grant.revoked
+        and grant.expiry > node.ledger.client.latest_timestamp()
     )
     if record.owner_org != org or sorted(record.parents) != sorted(task.inputs) or not granted:
         raise DeriveError(
             f"organisation {org}'s answer is not a dataset derived from task {task_id} and "
-            "granted to this organisation, as the chain has it"
+            "granted to this organisation by a live grant, as the chain has it"
         )
 
 
