@@ -1,0 +1,175 @@
+"""The worker's reconciliation of one task after a reorganisation (``Worker._reconcile``), each
+case set up on the real chain as a reorganisation leaves it: the node's record says one thing,
+the chain (which took back some blocks) another. The whole path under running nodes is
+``tests/e2e/test_reorg.py``; here each branch on its own."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.node.context import NodeContext
+from privledger.node.worker import LOST, Worker
+from privledger.store.models import LocalTask
+
+from .conftest import ZERO32, Consortium
+
+
+@pytest.fixture
+def worker(telecom_api: tuple[TestClient, NodeContext]) -> Iterator[Worker]:
+    _client, node = telecom_api
+    worker = Worker(node, max_parallel=1)  # not started: each test calls what it checks
+    yield worker
+    worker.stop()
+
+
+def _task(consortium: Consortium) -> tuple[int, bytes]:
+    """A PSI task of the telecom's on bank-a's data, authorised by a grant: (id, spec hash)."""
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    mine = consortium.dataset(telecom)
+    theirs = consortium.dataset(bank_a)
+    grant = consortium.grant(theirs, bank_a, telecom)
+    spec_hash = secrets.token_bytes(32)
+    task_id = telecom.ledger.tasks.submit_task(
+        spec_hash=spec_hash,
+        kind=Kind.PSI,
+        protocol=1,
+        inputs=[mine, theirs],
+        grant_ids=[ZERO32, grant],
+        participants=[telecom.org_id, bank_a.org_id],
+        deadline=consortium.now() + 3_600,
+    )
+    return task_id, spec_hash
+
+
+def _store(node: NodeContext, row: LocalTask) -> None:
+    with Session(node.engine) as session:
+        session.add(row)
+        session.commit()
+
+
+def _row(node: NodeContext, task_id: int) -> LocalTask:
+    with Session(node.engine) as session:
+        row = session.get(LocalTask, task_id)
+    assert row is not None
+    return row
+
+
+def test_a_failure_the_chain_lost_is_recorded_again(consortium: Consortium, worker: Worker) -> None:
+    task_id, spec_hash = _task(consortium)
+    failure = "PEER_UNREACHABLE: bank-a's node did not answer"
+    _store(
+        worker.node,
+        LocalTask(
+            task_id=task_id, spec_hash="0x" + spec_hash.hex(), state="failed", failure=failure
+        ),
+    )
+    assert worker.node.ledger.tasks.get_task(task_id).status is TaskStatus.AUTHORISED
+    worker._reconcile(task_id)
+    task = worker.node.ledger.tasks.get_task(task_id)
+    assert task.status is TaskStatus.FAILED
+    assert task.failure_reason == FailureReason.PEER_UNREACHABLE
+
+
+def test_an_anchor_the_chain_lost_is_sent_again_with_the_same_digest(
+    consortium: Consortium, worker: Worker
+) -> None:
+    task_id, spec_hash = _task(consortium)
+    tasks = worker.node.ledger.tasks
+    tasks.start_task(task_id)
+    digest, transcript = secrets.token_bytes(32), secrets.token_bytes(32)
+    _store(
+        worker.node,
+        LocalTask(
+            task_id=task_id,
+            spec_hash="0x" + spec_hash.hex(),
+            state="running",  # the anchor and its record both vanished
+            result_digest="0x" + digest.hex(),
+            transcript_hash="0x" + transcript.hex(),
+            result_size=7,
+        ),
+    )
+    assert tasks.anchor_of(task_id, worker.node.org_id) == bytes(32)
+    worker._reconcile(task_id)
+    assert tasks.anchor_of(task_id, worker.node.org_id) != bytes(32)
+    assert _row(worker.node, task_id).state == "anchored"
+    worker._reconcile(task_id)  # once more: nothing sent twice
+    assert len(tasks._logs("ResultAnchored", task_id)) == 1
+
+
+def test_a_settlement_the_chain_lost_is_due_again(consortium: Consortium, worker: Worker) -> None:
+    task_id, spec_hash = _task(consortium)
+    telecom, bank_a = consortium.telecom.ledger.tasks, consortium.bank_a.ledger.tasks
+    telecom.start_task(task_id)
+    digest = secrets.token_bytes(32)
+    telecom.anchor_result(task_id, digest, bytes(32))
+    bank_a.anchor_result(task_id, secrets.token_bytes(32), bytes(32), 1)
+    assert telecom.get_task(task_id).status is TaskStatus.COMPLETED
+    _store(
+        worker.node,
+        LocalTask(
+            task_id=task_id,
+            spec_hash="0x" + spec_hash.hex(),
+            state="settled",  # its settlement vanished with the blocks taken back
+            result_digest="0x" + digest.hex(),
+            transcript_hash="0x" + bytes(32).hex(),
+        ),
+    )
+    worker._reconcile(task_id)
+    assert _row(worker.node, task_id).state == "anchored"
+    assert task_id in worker._to_settle
+
+
+def test_a_submission_the_chain_lost_is_recorded_as_lost(
+    consortium: Consortium, worker: Worker
+) -> None:
+    tasks = worker.node.ledger.tasks
+    gone = tasks.task_count() + 1
+    _store(
+        worker.node,
+        LocalTask(task_id=gone, spec_hash="0x" + secrets.token_hex(32), state="submitted"),
+    )
+    worker._reconcile(gone)
+    row = _row(worker.node, gone)
+    assert row.state == "failed" and (row.failure or "").startswith(LOST)
+    assert tasks.task_count() == gone - 1  # nothing sent
+
+
+def test_a_task_id_taken_by_another_task_is_lost_and_the_new_task_untouched(
+    consortium: Consortium, worker: Worker
+) -> None:
+    task_id, _spec_hash = _task(consortium)
+    earlier = "0x" + secrets.token_hex(32)  # the task this node knew under the id
+    _store(
+        worker.node,
+        LocalTask(
+            task_id=task_id,
+            spec_hash=earlier,
+            state="anchored",
+            result_digest="0x" + secrets.token_hex(32),
+            transcript_hash="0x" + secrets.token_hex(32),
+        ),
+    )
+    worker._reconcile(task_id)
+    row = _row(worker.node, task_id)
+    assert row.spec_hash == earlier
+    assert row.state == "failed" and (row.failure or "").startswith(LOST)
+    tasks = worker.node.ledger.tasks
+    assert tasks.get_task(task_id).status is TaskStatus.AUTHORISED
+    assert tasks.anchor_of(task_id, worker.node.org_id) == bytes(32)
+    assert task_id not in worker._to_settle
+
+
+def test_a_task_of_no_record_here_is_left_to_its_events(
+    consortium: Consortium, worker: Worker
+) -> None:
+    task_id, _spec_hash = _task(consortium)
+    worker._reconcile(task_id)
+    with Session(worker.node.engine) as session:
+        assert session.get(LocalTask, task_id) is None
+    assert worker.node.ledger.tasks.get_task(task_id).status is TaskStatus.AUTHORISED
