@@ -111,6 +111,23 @@ class Consortium:
             terms.canonical_json(),
         )
 
+    def psi_task(self) -> tuple[int, bytes, tuple[bytes, bytes]]:
+        """The telecom's PSI task on a fresh dataset of its own and one of bank-a's, authorised
+        by a grant: its id, its spec hash and its inputs."""
+        mine, theirs = self.dataset(self.telecom), self.dataset(self.bank_a)
+        grant = self.grant(theirs, self.bank_a, self.telecom)
+        spec_hash = secrets.token_bytes(32)
+        task_id = self.telecom.ledger.tasks.submit_task(
+            spec_hash=spec_hash,
+            kind=Kind.PSI,
+            protocol=PROTOCOL_IDS["ecdh"],
+            inputs=[mine, theirs],
+            grant_ids=[ZERO32, grant],
+            participants=[self.telecom.org_id, self.bank_a.org_id],
+            deadline=self.now() + 3_600,
+        )
+        return task_id, spec_hash, (mine, theirs)
+
 
 def onboard(admin: Ledger, name: str, index: int) -> Member:
     account = dev_account(index)

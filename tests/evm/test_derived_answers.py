@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from privledger.evm.contracts import Kind
 from privledger.node.derived import DeriveError, _check_on_chain
 from privledger.wire.assets import DerivedOut
 
-from .conftest import ZERO32, Consortium
+from .conftest import Consortium
 
 pytestmark = pytest.mark.security
 
@@ -30,18 +29,7 @@ def set_task(consortium: Consortium) -> dict[str, Any]:
     """Telecom's PSI task on its own dataset and bank-a's, and bank-a's honest answer: its
     aligned rows registered with the task's inputs as parents, granted to the telecom."""
     bank_a, telecom = consortium.bank_a, consortium.telecom
-    mine = consortium.dataset(telecom)
-    theirs = consortium.dataset(bank_a)
-    grant = consortium.grant(theirs, bank_a, telecom)
-    task_id = telecom.ledger.tasks.submit_task(
-        spec_hash=secrets.token_bytes(32),
-        kind=Kind.PSI,
-        protocol=1,
-        inputs=[mine, theirs],
-        grant_ids=[ZERO32, grant],
-        participants=[telecom.org_id, bank_a.org_id],
-        deadline=consortium.now() + 3_600,
-    )
+    task_id, _spec_hash, (mine, theirs) = consortium.psi_task()
     derived = consortium.dataset(bank_a, parents=(mine, theirs), upstream_bps=500)
     derived_grant = consortium.grant(derived, bank_a, telecom)
     honest = DerivedOut(

@@ -12,12 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.evm.contracts import FailureReason, TaskStatus
 from privledger.node.context import NodeContext
 from privledger.node.worker import LOST, Worker
 from privledger.store.models import LocalTask
 
-from .conftest import ZERO32, Consortium
+from .conftest import Consortium
 
 
 @pytest.fixture
@@ -26,25 +26,6 @@ def worker(telecom_api: tuple[TestClient, NodeContext]) -> Iterator[Worker]:
     worker = Worker(node, max_parallel=1)  # not started: each test calls what it checks
     yield worker
     worker.stop()
-
-
-def _task(consortium: Consortium) -> tuple[int, bytes]:
-    """A PSI task of the telecom's on bank-a's data, authorised by a grant: (id, spec hash)."""
-    bank_a, telecom = consortium.bank_a, consortium.telecom
-    mine = consortium.dataset(telecom)
-    theirs = consortium.dataset(bank_a)
-    grant = consortium.grant(theirs, bank_a, telecom)
-    spec_hash = secrets.token_bytes(32)
-    task_id = telecom.ledger.tasks.submit_task(
-        spec_hash=spec_hash,
-        kind=Kind.PSI,
-        protocol=1,
-        inputs=[mine, theirs],
-        grant_ids=[ZERO32, grant],
-        participants=[telecom.org_id, bank_a.org_id],
-        deadline=consortium.now() + 3_600,
-    )
-    return task_id, spec_hash
 
 
 def _store(node: NodeContext, row: LocalTask) -> None:
@@ -61,7 +42,7 @@ def _row(node: NodeContext, task_id: int) -> LocalTask:
 
 
 def test_a_failure_the_chain_lost_is_recorded_again(consortium: Consortium, worker: Worker) -> None:
-    task_id, spec_hash = _task(consortium)
+    task_id, spec_hash, _inputs = consortium.psi_task()
     failure = "PEER_UNREACHABLE: bank-a's node did not answer"
     _store(
         worker.node,
@@ -79,7 +60,7 @@ def test_a_failure_the_chain_lost_is_recorded_again(consortium: Consortium, work
 def test_an_anchor_the_chain_lost_is_sent_again_with_the_same_digest(
     consortium: Consortium, worker: Worker
 ) -> None:
-    task_id, spec_hash = _task(consortium)
+    task_id, spec_hash, _inputs = consortium.psi_task()
     tasks = worker.node.ledger.tasks
     tasks.start_task(task_id)
     digest, transcript = secrets.token_bytes(32), secrets.token_bytes(32)
@@ -103,7 +84,7 @@ def test_an_anchor_the_chain_lost_is_sent_again_with_the_same_digest(
 
 
 def test_a_settlement_the_chain_lost_is_due_again(consortium: Consortium, worker: Worker) -> None:
-    task_id, spec_hash = _task(consortium)
+    task_id, spec_hash, _inputs = consortium.psi_task()
     telecom, bank_a = consortium.telecom.ledger.tasks, consortium.bank_a.ledger.tasks
     telecom.start_task(task_id)
     digest = secrets.token_bytes(32)
@@ -143,7 +124,7 @@ def test_a_submission_the_chain_lost_is_recorded_as_lost(
 def test_a_task_id_taken_by_another_task_is_lost_and_the_new_task_untouched(
     consortium: Consortium, worker: Worker
 ) -> None:
-    task_id, _spec_hash = _task(consortium)
+    task_id, _spec_hash, _inputs = consortium.psi_task()
     earlier = "0x" + secrets.token_hex(32)  # the task this node knew under the id
     _store(
         worker.node,
@@ -168,7 +149,7 @@ def test_a_task_id_taken_by_another_task_is_lost_and_the_new_task_untouched(
 def test_a_task_of_no_record_here_is_left_to_its_events(
     consortium: Consortium, worker: Worker
 ) -> None:
-    task_id, _spec_hash = _task(consortium)
+    task_id, _spec_hash, _inputs = consortium.psi_task()
     worker._reconcile(task_id)
     with Session(worker.node.engine) as session:
         assert session.get(LocalTask, task_id) is None
