@@ -19,10 +19,9 @@ process (the primary first): how evenly the kernel spread the clients' connectio
 
 By default anvil mines one block per transaction, as fast as it can: the consortium's CPU is
 then the limit. ``--block-time S`` mines a block every S seconds instead, as Besu does: each
-submission then waits for its block, holding one of its process's request threads
-(:data:`privledger.api.threads.REQUEST_THREADS`) meanwhile, so in-flight submissions, not CPU,
-are the limit, and each API process adds its share of them (give ``--concurrency`` enough
-clients to fill them).
+submission then waits for its block, in one of its process's
+:data:`privledger.api.threads.CHAIN_WAIT_THREADS` meanwhile, so the submissions in flight bound
+the rate as much as the CPU (give ``--concurrency`` enough clients to fill them).
 """
 
 from __future__ import annotations

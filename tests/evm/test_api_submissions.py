@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
 
+import pytest
 from anyio import to_thread
 from fastapi.testclient import TestClient
 from sqlalchemy import make_url
 from sqlmodel import Session, select
+from web3 import Web3
 from web3.types import RPCEndpoint
 
+from privledger.api.routes import tasks as tasks_routes
+from privledger.api.routes.tasks import send_submission
 from privledger.api.threads import REQUEST_THREADS
 from privledger.evm.contracts import TaskStatus
 from privledger.node.context import NodeContext
@@ -31,7 +38,7 @@ from .conftest import Consortium
 SUBMISSIONS = 40
 THREADS = 8
 CROWD = 64  # callers at once: more than the node's request threads and its database pool
-BLOCK_S = 0.2
+BLOCK_S = 1.0
 
 
 def test_concurrent_submissions_through_the_api(
@@ -83,43 +90,66 @@ def test_concurrent_submissions_through_the_api(
     assert elapsed < 15, f"{SUBMISSIONS} submissions took {elapsed:.1f}s"
 
 
+@contextmanager
+def block_period(w3: Web3, seconds: float) -> Iterator[None]:
+    """The chain mines a block every ``seconds`` (as Besu does) instead of one per transaction."""
+    done = threading.Event()
+
+    def mine() -> None:
+        while not done.wait(seconds):
+            w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+
+    w3.provider.make_request(RPCEndpoint("evm_setAutomine"), [False])
+    miner = threading.Thread(target=mine, daemon=True)
+    miner.start()
+    try:
+        yield
+    finally:
+        done.set()
+        miner.join()
+        w3.provider.make_request(RPCEndpoint("evm_setAutomine"), [True])
+
+
 def test_a_crowd_of_callers_is_served_not_deadlocked(
-    consortium: Consortium, store_url: str, telecom_api: tuple[TestClient, NodeContext]
+    consortium: Consortium,
+    store_url: str,
+    telecom_api: tuple[TestClient, NodeContext],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A request holds a database connection (its session) and opens another (the index, the
-    grants) while it waits for the chain: with every connection held by a request waiting for a
-    second one, the pool would starve until its timeout, a 500 after 30 s. The node admits no
-    more requests at once than its pool can serve twice over, so a crowd is only queued."""
+    """On a chain with a block period. A request holds a database connection (its session) and
+    may open another (the index, the grants): with every connection held by a request waiting
+    for a second one, the pool starved until its timeout, a 500 after 30 s. The node runs no
+    more requests' code at once than its pool can serve twice over, so a crowd only queues; and
+    a submission waits for its block in a thread of another kind, holding no connection, so
+    more submissions than request threads wait for the same block."""
     client, _node = telecom_api
     mine = "0x" + consortium.dataset(consortium.telecom).hex()
     theirs = "0x" + consortium.dataset(consortium.bank_a).hex()
     body = {
         "inputs": [{"dataset": mine, "column": "phone"}, {"dataset": theirs, "column": "phone"}]
     }
-    w3 = consortium.w3
-    done = threading.Event()
+    waiting, most = [0], [0]
+    lock = threading.Lock()
 
-    def mine() -> None:  # blocks every BLOCK_S, as on a chain with a block period
-        while not done.wait(BLOCK_S):
-            w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+    def counted(submission: tasks_routes.Submission) -> tuple[int, Mapping[str, Any]]:
+        with lock:
+            waiting[0] += 1
+            most[0] = max(most[0], waiting[0])
+        try:
+            return send_submission(submission)
+        finally:
+            with lock:
+                waiting[0] -= 1
 
-    w3.provider.make_request(RPCEndpoint("evm_setAutomine"), [False])
-    miner = threading.Thread(target=mine, daemon=True)
-    miner.start()
+    monkeypatch.setattr(tasks_routes, "send_submission", counted)
     started = time.monotonic()
-    try:
-        with ThreadPoolExecutor(CROWD) as pool:
-            answers = list(
-                pool.map(lambda _: client.post("/api/v1/tasks", json=body), range(CROWD))
-            )
-    finally:
-        done.set()
-        miner.join()
-        w3.provider.make_request(RPCEndpoint("evm_setAutomine"), [True])
+    with block_period(consortium.w3, BLOCK_S), ThreadPoolExecutor(CROWD) as pool:
+        answers = list(pool.map(lambda _: client.post("/api/v1/tasks", json=body), range(CROWD)))
     elapsed = time.monotonic() - started
     assert [answer.status_code for answer in answers] == [201] * CROWD, answers[0].text
     assert len({answer.json()["taskId"] for answer in answers}) == CROWD
     assert elapsed < 20, f"{CROWD} callers at once took {elapsed:.1f}s"
+    assert most[0] > REQUEST_THREADS, f"at most {most[0]} submissions waited for a block"
     assert client.portal is not None
     limiter = client.portal.call(to_thread.current_default_thread_limiter)
     assert limiter.total_tokens == REQUEST_THREADS

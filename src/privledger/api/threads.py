@@ -6,14 +6,21 @@ runs and may open a second one meanwhile (the index, a grant's lookup): with mor
 half the pool, a crowd of callers each holding one connection and waiting for a second starved
 the pool until its timeout, and every one of them got a 500. With at most
 :data:`REQUEST_THREADS` running, every request gets its connections and the others queue.
+
+A task submission waits for its block (half a block period on average, on a chain that has one)
+in a thread of another kind (:func:`chain_waits`, :data:`CHAIN_WAIT_THREADS` of them), holding no
+database connection meanwhile: otherwise the request threads would bound in-flight submissions,
+16 per block period and process.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from weakref import WeakKeyDictionary
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from starlette.types import ASGIApp
 
 from privledger.store.db import (
@@ -24,6 +31,8 @@ from privledger.store.db import (
 )
 
 REQUEST_THREADS = (POOL_SIZE + POOL_OVERFLOW - BACKGROUND_CONNECTIONS) // REQUEST_CONNECTIONS
+CHAIN_WAIT_THREADS = 64
+_CHAIN_WAITS: WeakKeyDictionary[asyncio.AbstractEventLoop, CapacityLimiter] = WeakKeyDictionary()
 
 
 @asynccontextmanager
@@ -31,3 +40,12 @@ async def bounded_request_threads(_app: ASGIApp) -> AsyncIterator[None]:
     """A lifespan: the threads of the event loop that serves the app, bounded."""
     to_thread.current_default_thread_limiter().total_tokens = REQUEST_THREADS
     yield
+
+
+def chain_waits() -> CapacityLimiter:
+    """The limiter of the threads that wait for the chain, of the running event loop."""
+    loop = asyncio.get_running_loop()
+    limiter = _CHAIN_WAITS.get(loop)
+    if limiter is None:
+        limiter = _CHAIN_WAITS[loop] = CapacityLimiter(CHAIN_WAIT_THREADS)
+    return limiter

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from anyio import to_thread
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
@@ -22,8 +23,10 @@ from privledger.api.deps import Caller, Member, NodeDep, Operator, SessionDep, T
 from privledger.api.errors import ApiError, not_found
 from privledger.api.routes.projects import check_task_project
 from privledger.api.schemas import TaskEvent, TaskIn, TaskOut, TaskResources, TaskResult
+from privledger.api.threads import chain_waits
 from privledger.evm.contracts import Kind, Task, TaskStatus
 from privledger.evm.indexer import references
+from privledger.evm.ledger import Ledger
 from privledger.node import results
 from privledger.node.components import (
     KINDS,
@@ -232,14 +235,35 @@ def task_out(node: NodeContext, task: Task, session: SessionDep) -> TaskOut:
 
 
 @router.post("", response_model=TaskOut, status_code=201)
-def submit_task(body: TaskIn, caller: Operator, node: NodeDep, session: SessionDep) -> TaskOut:
+async def submit_task(
+    body: TaskIn, caller: Operator, node: NodeDep, session: SessionDep
+) -> TaskOut:
     """Submit a task: the spec's hash goes on chain with the fee; grants are used where they exist,
     otherwise the data's owners are asked to approve."""
+    submission = await run_in_threadpool(_plan_task, node, caller, session, body)
+    # the wait for the block holds a thread of its own kind, and no database connection: on a
+    # chain with a block period, in-flight submissions are not bounded by the request threads
+    sent = await to_thread.run_sync(send_submission, submission, limiter=chain_waits())
+    return await run_in_threadpool(record_submission, node, session, submission, *sent)
+
+
+def _plan_task(node: NodeContext, caller: Caller, session: Session, body: TaskIn) -> Submission:
     spec = build_spec(node, body)
     check_task_project(node, spec)
-    return submit_spec(
+    return plan_submission(
         node, caller, session, spec, fee_wei=body.fee_wei, deadline_s=body.deadline_s
     )
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A task ready to go on chain: its spec, the grants its inputs use, and who signs."""
+
+    spec: TaskSpec
+    ledger: Ledger
+    grants: list[bytes]
+    deadline: int
+    fee_wei: int
 
 
 def submit_spec(
@@ -252,24 +276,60 @@ def submit_spec(
     deadline_s: int,
 ) -> TaskOut:
     """Hash the spec on chain with the fee, using grants where they exist; keep the spec here."""
+    submission = plan_submission(
+        node, caller, session, spec, fee_wei=fee_wei, deadline_s=deadline_s
+    )
+    task_id, receipt = send_submission(submission)
+    return record_submission(node, session, submission, task_id, receipt)
+
+
+def plan_submission(
+    node: NodeContext,
+    caller: Caller,
+    session: Session,
+    spec: TaskSpec,
+    *,
+    fee_wei: int,
+    deadline_s: int,
+) -> Submission:
+    """The grants the task's inputs use (a 400 naming the term every usable grant refuses it
+    by) and its deadline by the chain's clock; the session's connection is handed back."""
     ledger = node.ledger_for(caller.user.address)
-    datasets = [bytes.fromhex(item.dataset[2:]) for item in spec.inputs]
     rows = own_rows(session, spec, node.org_id)
     grants = [
         ZERO32 if item.org == node.org_id else granted(node, spec, item, fee_wei, rows)
         for item in spec.inputs
     ]
-    now = ledger.client.latest_timestamp()
-    task_id, receipt = ledger.tasks.submit_task_receipt(
+    deadline = ledger.client.latest_timestamp() + deadline_s
+    session.commit()  # only read: ends the transaction, so the connection goes back to the pool
+    return Submission(spec, ledger, grants, deadline, fee_wei)
+
+
+def send_submission(submission: Submission) -> tuple[int, Mapping[str, Any]]:
+    """Send the submission and wait for it to be mined: the task's id and the receipt."""
+    spec = submission.spec
+    task_id, receipt = submission.ledger.tasks.submit_task_receipt(
         spec_hash=spec.hash,
         kind=KINDS[spec.kind],
         protocol=protocol_id(spec.protocol),
-        inputs=datasets,
-        grant_ids=grants,
+        inputs=[bytes.fromhex(item.dataset[2:]) for item in spec.inputs],
+        grant_ids=submission.grants,
         participants=spec.participants,
-        deadline=now + deadline_s,
-        fee=fee_wei,
+        deadline=submission.deadline,
+        fee=submission.fee_wei,
     )
+    return task_id, receipt
+
+
+def record_submission(
+    node: NodeContext,
+    session: Session,
+    submission: Submission,
+    task_id: int,
+    receipt: Mapping[str, Any],
+) -> TaskOut:
+    """Keep the spec of the submitted task here; the task as its submission left it."""
+    spec = submission.spec
     spec_hash = "0x" + spec.hash.hex()
     row = session.get(LocalTask, task_id)  # the worker may have seen the task already
     if row is not None and row.spec_hash != spec_hash:

@@ -131,7 +131,8 @@ CHANGELOG: dict[str, list[str]] = {
         "rows times its own share of the splits of every tree grown (docs/grants.md); its "
         "result shows splits, units, paid_by and shapes_agree, the label holder's split_counts",
         "a node with no database connection free in time answers 503 busy with Retry-After "
-        "(was 500); each process runs at most 16 requests' code at once, the rest queue",
+        "(was 500); each process runs at most 16 requests' code at once, the rest queue; "
+        "POST /tasks waits for its block apart from them, holding no database connection",
     ],
 }
 
