@@ -78,9 +78,10 @@ def create(
         deadline_s=body.deadline_s,
     )
     spec = tasks.build_spec(node, task)
-    out = tasks.submit_spec(
+    planned = tasks.plan_submission(
         node, caller, session, spec, fee_wei=body.fee_wei, deadline_s=body.deadline_s
     )
+    out = tasks.submit_planned(node, session, planned)
     return ok(JobCreated(job_id=out.task_id, status=out.status.upper()))
 
 

@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from privledger.api.deps import DataOwner, Member, NodeDep, Operator, SessionDep, TaskId
 from privledger.api.errors import ApiError, not_found
 from privledger.api.routes.grants import grant_out
-from privledger.api.routes.tasks import submit_spec
+from privledger.api.routes.tasks import plan_submission, submit_planned
 from privledger.api.schemas import (
     CallerIn,
     CallLogOut,
@@ -246,6 +246,7 @@ def call_service(
             f"organisation {node.org_id} is not authorised to call {body.service!r} "
             f"of organisation {body.provider} (no usable grant)",
         )
-    return submit_spec(
+    planned = plan_submission(
         node, caller, session, spec, fee_wei=service.price_wei, deadline_s=body.deadline_s
     )
+    return submit_planned(node, session, planned)

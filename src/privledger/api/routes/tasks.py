@@ -266,19 +266,9 @@ class Submission:
     fee_wei: int
 
 
-def submit_spec(
-    node: NodeContext,
-    caller: Caller,
-    session: Session,
-    spec: TaskSpec,
-    *,
-    fee_wei: int,
-    deadline_s: int,
-) -> TaskOut:
-    """Hash the spec on chain with the fee, using grants where they exist; keep the spec here."""
-    submission = plan_submission(
-        node, caller, session, spec, fee_wei=fee_wei, deadline_s=deadline_s
-    )
+def submit_planned(node: NodeContext, session: Session, submission: Submission) -> TaskOut:
+    """Send a planned submission, wait for it to be mined and keep its spec here (all in this
+    thread: for the routes that submit a task as part of another call)."""
     task_id, receipt = send_submission(submission)
     return record_submission(node, session, submission, task_id, receipt)
 
