@@ -140,6 +140,11 @@ class Component(ABC):
         return ComponentRef(name=self.name, version=self.version, hash=code_hash(self))
 
 
+# ``ast.parse`` from several threads at once fails now and then on CPython 3.11 ("AST constructor
+# recursion depth mismatch", a SystemError): the first submissions of a node come at once
+_HASHING = threading.Lock()
+
+
 def code_hash(component: Component) -> str:
     """SHA-256 over the component's code: its module and every module it imports, directly or
     not, from under its code roots, each as (module name, SHA-256 of the file), sorted."""
@@ -147,11 +152,6 @@ def code_hash(component: Component) -> str:
     roots = component.code_roots or (module.split(".")[0],)
     with _HASHING:  # one computation, not one per request thread
         return _closure_hash(module, roots)
-
-
-# ``ast.parse`` from several threads at once fails now and then on CPython 3.11 ("AST constructor
-# recursion depth mismatch", a SystemError): the first submissions of a node come at once
-_HASHING = threading.Lock()
 
 
 @cache

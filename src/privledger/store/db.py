@@ -16,12 +16,13 @@ from privledger.store.migrate import upgrade
 # (SCRAM), which cost the submission bench more CPU in PostgreSQL than its queries did.
 POOL_SIZE = 20
 POOL_OVERFLOW = 20
-# The API runs at most this many requests' code at once (api.app.REQUEST_THREADS): each may
+# The API runs few enough requests' code at once (api.threads.REQUEST_THREADS) that each may
 # hold two connections, and the rest of the pool is the worker's, the indexer's, the audit
 # writer's. A connection not free within the timeout is a 503 to the caller, not a 500.
 BACKGROUND_CONNECTIONS = 8
 REQUEST_CONNECTIONS = 2
 POOL_TIMEOUT_S = 10.0
+_POOL = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW, "pool_timeout": POOL_TIMEOUT_S}
 
 
 def sqlite_url(path: Path) -> str:
@@ -33,13 +34,7 @@ def make_engine(url: str) -> Engine:
     never block the writer."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False},
-            pool_size=POOL_SIZE,
-            max_overflow=POOL_OVERFLOW,
-            pool_timeout=POOL_TIMEOUT_S,
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **_POOL)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -49,12 +44,6 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     else:
-        engine = create_engine(
-            url,
-            pool_pre_ping=True,
-            pool_size=POOL_SIZE,
-            max_overflow=POOL_OVERFLOW,
-            pool_timeout=POOL_TIMEOUT_S,
-        )
+        engine = create_engine(url, pool_pre_ping=True, **_POOL)
     upgrade(engine)
     return engine
