@@ -14,6 +14,7 @@ to the wei, as the settlement record says."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass
@@ -65,7 +66,8 @@ def _train(mallory: Mallory, attack: str, switch: str, gbdt: dict[str, Any]) -> 
     x = rng.normal(size=(150, 4))
     # both feature owners' columns matter, in varying parts from tree to tree
     y = (x[:, 0] + 0.7 * x[:, 2] + 0.5 * rng.normal(size=150) > 0).astype(int)
-    tag = secrets.token_hex(3)
+    # the ids (so the validation split they choose) are the attack's: one training each time
+    tag = hashlib.sha256(attack.encode()).hexdigest()[:6]
     ids = [f"+4477{tag}{i:04d}" for i in range(len(y))]
     datasets = _columns(mallory, ids, x)
     labels = mallory.register(["id", "label"], [[k, str(v)] for k, v in zip(ids, y, strict=True)])
@@ -102,8 +104,11 @@ def _orgs(mallory: Mallory) -> list[int]:
 def test_a_label_holder_that_lies_about_the_trees_kept_pays_by_the_owners_count(
     mallory: Mallory,
 ) -> None:
-    rounds = 2  # up to two trees fewer is a lie early stopping allows
-    params = {"trees": 3, "depth": 3, "learning_rate": 0.3, "min_child_samples": 10}
+    # up to three trees fewer is a lie early stopping allows; with six trees of depth 2 some count
+    # of trees kept lowers a share (three trees of depth 3 gave every count the same share in
+    # about one validation split of three)
+    rounds = 3
+    params = {"trees": 6, "depth": 2, "learning_rate": 0.3, "min_child_samples": 10}
     trained = _train(mallory, "gbdt-lies", str(rounds), params | {"early_stopping_rounds": rounds})
     held, parts = trained.held, trained.parts
     _, telecom, bank_a = _orgs(mallory)
