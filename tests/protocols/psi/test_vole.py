@@ -116,3 +116,47 @@ def test_malformed_payload_is_refused() -> None:
         receiver = pool.submit(vole.vole_receive, b, 50, TIMEOUT)
         with pytest.raises(ChannelError, match="VOLE message"):
             receiver.result()
+
+
+def test_instances_leave_one_by_one_through_a_holding_channel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A provider's node holds what it sends until it next receives (:mod:`privledger.node
+    .release`): the receiver's acknowledgements must still let each VOLE instance out on its
+    own -- the receiver gets instance ``j`` while the sender has sent no later one -- and the
+    transcripts stay equal."""
+    from privledger.node.release import LastMessages
+
+    monkeypatch.setattr(vole, "CHUNK_LENGTH", 300)
+    length = 1000
+    instances = len(vole.plan(length))
+    assert instances == 4
+    a, b = channel_pair()
+    sent = [0]  # messages the sender's channel has let out
+    inner_send = a.send
+
+    def counting_send(payload: bytes) -> None:
+        sent[0] += 1  # before: the receiver may take it at once
+        inner_send(payload)
+
+    a.send = counting_send  # type: ignore[method-assign]
+    holder = LastMessages({1: a})
+    seen_sent: list[int] = []  # at each message the receiver takes: how many the sender let out
+    inner_recv = b.recv_buffer
+
+    def spying_recv(timeout: float | None = None) -> bytes | bytearray:
+        payload = inner_recv(timeout)
+        seen_sent.append(sent[0])
+        return payload
+
+    b.recv_buffer = spying_recv  # type: ignore[method-assign]
+    with ThreadPoolExecutor(2) as pool:
+        sending = pool.submit(vole.vole_send, holder.views[1], length, TIMEOUT)
+        receiving = pool.submit(vole.vole_receive, b, length, TIMEOUT)
+        sender = sending.result(timeout=TIMEOUT)
+        holder.release()  # the last instance waits for the sender's next receive, or this
+        receiver = receiving.result(timeout=TIMEOUT)
+    assert vole.check_correlation(sender, receiver)
+    first = sent[0] - instances  # the sender's messages before the instances (base OTs)
+    assert seen_sent[-instances:] == [first + j + 1 for j in range(instances)]
+    assert holder.views[1].transcript_hash == b.transcript_hash

@@ -44,6 +44,9 @@ Messages after the header exchange (turn-based, so the transcript hash is equal 
     R -> P   u (128 x cot bits)               /
     P -> R   per VOLE instance (one per 2^18 cells): code seed, masked GGM level sums,
              tree corrections
+    R -> P   after each instance but the last: an empty acknowledgement (a provider's node
+             holds what it sends until it next receives; without them the instances would
+             leave together after the last one, and the requester would wait for the VOLE)
     R -> P   A' (M x 8 bytes)
     P -> R   tags (n_P x L bytes)
     R -> P   matched positions (only with reveal_to_provider)
@@ -113,7 +116,7 @@ from privledger.protocols.psi.common import (
 logger = logging.getLogger(__name__)
 
 PROTOCOL = "privledger/rr22-psi"
-VERSION = 1
+VERSION = 2  # 2: VOLE instances acknowledged
 STAT_SECURITY = 40
 OUTPUT_DOMAIN = 0x52523232  # "RR22": the tweak domain of H_o
 OUTPUT_KEY = bytes.fromhex("5c1d8e2a7f40b3961e6ad0c27b95f348")  # public; H_o's permutation

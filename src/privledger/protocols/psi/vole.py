@@ -68,7 +68,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
+from privledger.protocols.channel import (
+    Channel,
+    ChannelError,
+    recv_exact,
+    recv_records,
+    send_records,
+)
 from privledger.protocols.psi import exacc, gf128, ot, pprf
 
 U8 = npt.NDArray[np.uint8]
@@ -235,15 +241,23 @@ def vole_send(
 
     Messages: base-OT ``A`` out, ``B`` points in, IKNP ``u`` in (correlated OTs for every
     instance at once); then per instance one message with its code seed, masked level sums and
-    tree corrections, sent as soon as its trees are expanded; the receiver sends nothing until
-    it has them all, so the exchange stays turn-based."""
+    tree corrections, sent as soon as its trees are expanded, and after each but the last the
+    receiver's empty acknowledgement in: the exchange stays turn-based (both ends record the
+    messages in one order), and a sender whose channel holds what it sends until it next
+    receives (a provider's node, :mod:`privledger.node.release`) lets each instance out at
+    once rather than all of them when the VOLE is over, so the receiver works on one instance
+    while this side expands the next."""
     chunks = plan(length)
     if out is not None and (out.shape != (length, BLOCK) or out.strides[1] != 1):
         raise ValueError(f"need a ({length}, {BLOCK}) output of contiguous rows")
     b = np.empty((length, BLOCK), dtype=np.uint8) if out is None else out
     delta, q = cot_send(channel, sum(c.cot_count for c in chunks), timeout)
     spare = _Spare(chunks)
-    with _Compressor() as compressor:
+    # an instance's acknowledgement is awaited in a second thread while this one expands the
+    # next: the round trip stays off this side's path, and every message is recorded in the
+    # turn order (the acknowledgement of an instance after it, before the next instance)
+    with _Compressor() as compressor, ThreadPoolExecutor(1, thread_name_prefix="vole-ack") as acks:
+        acknowledged: Future[bytes] | None = None
         at = 0
         for i, (params, (ggm_q, noise_q, first)) in enumerate(
             zip(chunks, _split_cots(q, chunks), strict=True)
@@ -252,7 +266,11 @@ def vole_send(
             payload, leaves = _expand_instance(
                 params, delta, ggm_q, noise_q, first, spare.trees(i, params)
             )
+            if acknowledged is not None:
+                acknowledged.result()
             channel.send(seed + payload)  # first: the receiver expands while this side compresses
+            if i + 1 < len(chunks):
+                acknowledged = acks.submit(recv_exact, channel, 0, timeout, "VOLE acknowledgement")
             compressor.submit(params.code(seed), leaves, b[at : at + params.length])
             at += params.length
     return SenderVole(delta, b)
@@ -357,8 +375,11 @@ def vole_receive(
         for i, (params, drawn, cots) in enumerate(
             zip(chunks, noise, _split_cots(t, chunks), strict=True)
         ):
+            payload = channel.recv_buffer(timeout)
+            if i + 1 < len(chunks):
+                channel.send(b"")  # acknowledged before this side works on it (:func:`vole_send`)
             code, leaves, sparse = _receive_instance(
-                params, drawn, cots, channel.recv_buffer(timeout), spare.trees(i, params)
+                params, drawn, cots, payload, spare.trees(i, params)
             )
             span = slice(at, at + params.length)
             compressor.submit(code, leaves, c[span], (sparse, a[span]))
