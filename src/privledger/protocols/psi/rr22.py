@@ -57,18 +57,25 @@ Communication (measured, both directions): 31.2 MB at 2^20 x 2^20, 238 bits per 
 ~1000); at 2^16 the fixed VOLE cost (>= 848 noise trees, 64 correlated OTs each for the noise
 values) makes it 429.
 
-Time (measured at 2^20 x 2^20 on a shared 2-core VM; the non-cryptographic kernels compiled
-by numba, :mod:`.jit`): between two nodes 1.8-2.7 s against KKRT's 3.2-4.9 s in the same runs
-(ratio 1.7-2.3, six runs) at load averages of 3-8. In process after a warm-up run (thread
-timers) the requester spends ~0.9-1.5 s CPU -- item keys 0.15-0.25, VOLE 0.5-0.65 (punctured GGM
-0.17-0.24, the compression of its instances 0.34-0.41 in a second thread), OKVS 0.15, own tags
-and their index 0.2 (in the second thread, while the provider decodes), the caller's output
-sort 0.1, lookups 2 x 0.06 -- and the provider ~0.7-1.2 s (item keys 0.2-0.28, VOLE 0.4-0.5,
-its keys' rows 0.1 in a second thread, decoding and tags 0.1). Those shares are 2-3x the
-kernels' own times: with both parties on two cores the expander's random gathers contend
-for the shared L3 and memory. The critical path is item keys, the VOLE (requester-bound:
-its compression) and ~0.3 s after it. At 2^24: 46.7 s between two nodes (26 s in process),
-peak RSS 3.3 and 3.5 GB per node (docs/benchmarks.md).
+Time (measured at 2^20 x 2^20 on a shared 2-core VM; the non-cryptographic kernels compiled by
+numba, :mod:`.jit`): between two nodes 1.10-1.94 s against KKRT's 2.81-4.45 s in the same runs
+(ratio 1.8-3.2) at load averages of 2-5, and 2.2-4.2 s (ratio 1.0-2.2) at 5-9, where our
+processes get a fraction of the two cores (twelve runs, docs/benchmarks.md). Both parties
+together spend 1.9-2.4 s of process CPU in the protocol (requester 1.1-1.4, provider 0.8-1.0,
+the node's channel included): on two cores that alone bounds the wall time near 1 s, before the
+requester's output (the node's list of 2^19 strings, ~0.1 s). Per party (thread CPU, one node
+run at load ~3.5): requester -- item keys 0.05, base and correlated OTs 0.05 (0.17 s wall:
+messages both ways), VOLE 0.43 (punctured GGM 0.12, the compression of its six instances 0.25
+in a second thread), OKVS 0.17, own tags and index 0.14 and the bytes order 0.09 while the
+provider decodes, lookups ~0.1; provider -- item keys 0.06, VOLE 0.32 (GGM 0.1, compression
+0.16 in a second thread), its keys' rows and order 0.19 in the second thread, decoding and tags
+0.14. Under load the shares are 2-3x the kernels' own times: with both parties on two cores the
+expander's random gathers contend for the shared L3 and memory. A provider's node holds what it
+sends until it next receives (:mod:`privledger.node.release`); before the requester
+acknowledged each VOLE instance, all six left together after the last one and the requester
+started its VOLE ~0.35 s late. At 2^24: 46.7 s between two nodes at load 4-7 (before the
+acknowledgements; 63 s after them at load 6-9, 58 s of CPU for both node processes), 26 s in
+process, peak RSS 3.3 and 3.5 GB per node (docs/benchmarks.md).
 
 Security model: semi-honest (honest-but-curious) parties, kappa = 128 computational and
 lambda = 40 statistical security; LPN with an expand-accumulate code and regular noise
