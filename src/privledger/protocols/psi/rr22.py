@@ -73,9 +73,9 @@ provider decodes, lookups ~0.1; provider -- item keys 0.06, VOLE 0.32 (GGM 0.1, 
 expander's random gathers contend for the shared L3 and memory. A provider's node holds what it
 sends until it next receives (:mod:`privledger.node.release`); before the requester
 acknowledged each VOLE instance, all six left together after the last one and the requester
-started its VOLE ~0.35 s late. At 2^24: 46.7 s between two nodes at load 4-7 (before the
-acknowledgements; 63 s after them at load 6-9, 58 s of CPU for both node processes), 26 s in
-process, peak RSS 3.3 and 3.5 GB per node (docs/benchmarks.md).
+started its VOLE ~0.35 s late. At 2^24: 42.0 s between two nodes at load 3-4 with 44 s of CPU
+for both node processes (46.7 s at load 4-7 before the acknowledgements), 26 s in process, peak
+RSS 3.3 and 3.5 GB per node (docs/benchmarks.md).
 
 Security model: semi-honest (honest-but-curious) parties, kappa = 128 computational and
 lambda = 40 statistical security; LPN with an expand-accumulate code and regular noise
