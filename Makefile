@@ -14,8 +14,10 @@ UV := $(UV_HOME)/bin/uv
 UV_ENV := UV_PROJECT_ENVIRONMENT=$(VENV) UV_PYTHON_DOWNLOADS=never UV_COMPILE_BYTECODE=1
 SYNC := $(UV_ENV) $(UV) sync --frozen --python $(PYTHON) --all-extras --quiet
 # our own sources (installed editable, so not in site-packages) compiled the same way, before the
-# tests or the demo start their processes; up-to-date files are skipped
-PYC := $(BIN)/python -m compileall -q -j 0 src
+# tests or the demo start their processes (up-to-date files are skipped); then the protocol
+# self-test once, which compiles RR22's numba kernels into their on-disk cache: else every node of
+# the first consortium compiles them at once in its own self-test (~5 s of CPU each)
+PYC := $(BIN)/python -m compileall -q -j 0 src && $(BIN)/python -m privledger.node.selftest
 # what `make deps-latest` runs: every test but the end-to-end ones (consortia of node processes,
 # the CLI's demo) and the slow ones
 UNIT_TESTS := tests -m "not slow and not browser" --ignore=tests/e2e --ignore=tests/scenarios \
