@@ -210,7 +210,7 @@ def wait_settled(node: NodeProcess, task_id: int, timeout_s: float) -> dict[str,
             if task["status"] in ("settled", "failed"):
                 return task
             if node.process.poll() is not None:
-                raise SystemExit(f"node {node.org} exited with code {node.process.returncode}")
+                raise SystemExit(node.exited())
             if time.monotonic() > deadline:
                 raise SystemExit(f"task {task_id} still {task['status']} after {timeout_s:.0f}s")
 

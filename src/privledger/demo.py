@@ -67,6 +67,7 @@ UNIT_PRICE_WEI = 10**12
 FRAUD_SEED = 5  # the generator's documented run (scenarios/fraud_list.py)
 DEMO_DATA_SEED = 23  # the customer lists: the same at every run
 FRAUD_THRESHOLD = 0.3  # the fraud probability from which a number is on the police's list
+LOG_TAIL_LINES = 20  # of a node's log, in the error when it exits at start
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,14 @@ class NodeProcess:
     def restart(self) -> None:
         """Start the node process again on the same port, home and chain."""
         self.process = spawn(self.command, self.env, self.log_path)
+
+    def exited(self) -> str:
+        """Why the process ended, for an error: its exit code and the last lines of its log."""
+        try:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+        except OSError:
+            tail = ["(no log)"]
+        return "\n".join([f"node {self.org} exited with code {self.process.returncode}:", *tail])
 
 
 def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -262,7 +271,7 @@ def wait_healthy(node: NodeProcess, timeout_s: float = 300.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if node.process.poll() is not None:
-            raise RuntimeError(f"node {node.org} exited with code {node.process.returncode}")
+            raise RuntimeError(node.exited())
         try:
             health = httpx.get(f"{node.url}/api/v1/health", timeout=2, verify=node.verify)
             if health.status_code == 200:
