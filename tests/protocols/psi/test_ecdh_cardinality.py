@@ -147,3 +147,46 @@ def test_size_only_refuses_below_the_threshold_and_pairs_only_with_itself() -> N
         provider_channel.close()
         with pytest.raises(ChannelError):
             requester.result()
+
+
+def test_b_is_not_held_while_the_provider_computes_ab(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider's node holds what it sends until it next receives (:mod:`privledger.node
+    .release`): B must reach the requester while the provider still computes AB, so that the
+    requester's BA and the provider's AB overlap; the transcripts stay equal."""
+    import threading
+
+    from privledger.node.release import LastMessages
+    from privledger.protocols.psi import ecdh
+
+    b_arrived = threading.Event()
+    ab_saw_b: list[bool] = []
+    original = ecdh._Blinder.reblind
+
+    def reblind(self: ecdh._Blinder, points: bytes) -> bytes:
+        if threading.current_thread().name.startswith("requester"):
+            b_arrived.set()  # the requester reblinds B: it has it
+        else:
+            ab_saw_b.append(b_arrived.wait(5.0))
+        return original(self, points)
+
+    monkeypatch.setattr(ecdh._Blinder, "reblind", reblind)
+    mine = [f"x{i}".encode() for i in range(30)]
+    theirs = [f"x{i}".encode() for i in range(10, 50)]
+    requester_channel, provider_channel = channel_pair()
+    holder = LastMessages({1: provider_channel})
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="requester") as requester_pool,
+        ThreadPoolExecutor(1, thread_name_prefix="provider") as provider_pool,
+    ):
+        requester = requester_pool.submit(
+            run_psi, requester_channel, mine, role="requester", timeout=TIMEOUT, min_result=1
+        )
+        provider = provider_pool.submit(
+            run_psi, holder.views[1], theirs, role="provider", timeout=TIMEOUT, min_result=1
+        )
+        provider.result(timeout=TIMEOUT)
+        holder.release()  # AB: the provider's last burst
+        result = requester.result(timeout=TIMEOUT)
+    assert ab_saw_b == [True]
+    assert result.intersection == sorted(set(mine) & set(theirs))
+    assert holder.views[1].transcript_hash == requester_channel.transcript_hash

@@ -286,8 +286,13 @@ def _provider_counts(
     |X ∩ Y|, refused with :class:`PsiResultTooSmall` below ``min_result``."""
     peer_blinded = session.recv_points(session.peer_size)
     session.send_points(own_blinded)
-    peer_double = session.blinder.reblind(peer_blinded)
-    own_double = session.recv_points(len(session.own))
+    # AB in a second thread while this one waits for BA: a provider's node holds what it sends
+    # until it next receives (privledger.node.release), so computing AB first would keep B --
+    # which the requester needs for BA -- until AB is done, and the two would not overlap
+    with ThreadPoolExecutor(1, thread_name_prefix="ecdh-ab") as aside:
+        reblinding = aside.submit(session.blinder.reblind, peer_blinded)
+        own_double = session.recv_points(len(session.own))
+        peer_double = reblinding.result()
     size = len(set(_split_points(peer_double)) & set(_split_points(own_double)))
     if size < min_result:
         raise PsiResultTooSmall(size, min_result)

@@ -88,6 +88,7 @@ import logging
 import math
 import secrets
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -580,17 +581,23 @@ def _run_provider(
 def _setup_and_plan(
     channel: Channel, timeout: float | None, keys: U8, seed: bytes, bins: int
 ) -> tuple[SenderSetup, I64, U8, ProviderPlan]:
-    """The provider's OPRF setup; while the requester computes its base-OT points, the keys
-    are shuffled (list position ``p`` holds key ``order[p]``) and hashed into their bins."""
-    local: list[tuple[I64, U8, ProviderPlan]] = []
+    """The provider's OPRF setup; meanwhile, in a second thread, the keys are shuffled (list
+    position ``p`` holds key ``order[p]``) and hashed into their bins.
 
-    def shuffle_and_plan() -> None:
+    In a second thread rather than between sending the base-OT point and receiving the
+    requester's answer: a provider's node holds what it sends until it next receives
+    (:mod:`privledger.node.release`), so planning there would keep the point from the requester
+    until the plan is done, and the requester's base OTs and cuckoo table would wait for it."""
+
+    def shuffle_and_plan() -> tuple[I64, U8, ProviderPlan]:
         order = random_permutation(len(keys))
         shuffled = ot.take_rows(keys, order)
-        local.append((order, shuffled, provider_plan(shuffled, seed, bins)))
+        return order, shuffled, provider_plan(shuffled, seed, bins)
 
-    setup = setup_provider(channel, timeout, shuffle_and_plan)
-    order, shuffled, plan = local[0]
+    with ThreadPoolExecutor(1, thread_name_prefix="kkrt-plan") as aside:
+        planning = aside.submit(shuffle_and_plan)
+        setup = setup_provider(channel, timeout)
+        order, shuffled, plan = planning.result()
     return setup, order, shuffled, plan
 
 
