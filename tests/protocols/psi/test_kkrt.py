@@ -5,13 +5,14 @@ import itertools
 import json
 import random
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from privledger.protocols.channel import Channel, ChannelError, channel_pair
-from privledger.protocols.psi import cuckoo, keyed, kkrt, ot
+from privledger.protocols.channel import ChannelError, channel_pair
+from privledger.protocols.psi import cuckoo, keyed, kkrt
 from privledger.protocols.psi.common import Header, PsiHandshakeError
 from privledger.protocols.psi.kkrt import run_psi
 
@@ -246,34 +247,33 @@ def test_column_entry_point_without_output() -> None:
     assert nothing.peer_size == 2
 
 
-def test_base_ot_point_is_not_held_while_the_provider_plans(
+def test_oprf_setup_is_not_held_while_the_provider_plans(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A provider's node holds what it sends until it next receives (:mod:`privledger.node
-    .release`): the provider's base-OT point must reach the requester while the provider still
-    hashes its items into bins, not after (the requester's base OTs and cuckoo table wait for
-    it); the transcripts stay equal."""
+    .release`): the provider's OPRF setup messages (the base-OT point, ``u'``, the code key)
+    must reach the requester while the provider still hashes its items into bins, not after
+    (the requester's base OTs and its encoding of ``u`` wait for them); the transcripts stay
+    equal."""
     import threading
 
     from privledger.node.release import LastMessages
 
-    point_arrived = threading.Event()
-    plan_saw_point: list[bool] = []
-    original_plan, original_receive = kkrt.provider_plan, ot.base_ot_receive
+    setup_arrived = threading.Event()
+    plan_saw_setup: list[bool] = []
+    original_plan, original_setup = kkrt.provider_plan, kkrt.setup_requester
 
     def slow_plan(keys: np.ndarray, seed: bytes, bins: int) -> kkrt.ProviderPlan:
-        plan_saw_point.append(point_arrived.wait(5.0))  # the requester has the point meanwhile
+        plan_saw_setup.append(setup_arrived.wait(5.0))  # the requester has the setup meanwhile
         return original_plan(keys, seed, bins)
 
-    def spying_receive(
-        channel: Channel, choices: np.ndarray, timeout: float | None = None
-    ) -> object:
-        keys = original_receive(channel, choices, timeout)
-        point_arrived.set()
-        return keys
+    def spying_setup(*args: Any, **kwargs: Any) -> kkrt.ReceiverSetup:
+        setup = original_setup(*args, **kwargs)
+        setup_arrived.set()
+        return setup
 
     monkeypatch.setattr(kkrt, "provider_plan", slow_plan)
-    monkeypatch.setattr(ot, "base_ot_receive", spying_receive)
+    monkeypatch.setattr(kkrt, "setup_requester", spying_setup)
     x = [i.to_bytes(4, "big") for i in range(200)]
     y = [i.to_bytes(4, "big") for i in range(100, 400)]
     a, b = channel_pair()
@@ -284,6 +284,6 @@ def test_base_ot_point_is_not_held_while_the_provider_plans(
         provider.result(timeout=TIMEOUT)
         holder.release()  # the tags: the provider's last burst
         result = requester.result(timeout=TIMEOUT)
-    assert plan_saw_point == [True]
+    assert plan_saw_setup == [True]
     assert result.intersection == sorted(set(x) & set(y))
     assert holder.views[1].transcript_hash == a.transcript_hash

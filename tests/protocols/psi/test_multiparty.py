@@ -221,3 +221,52 @@ def test_membership() -> None:
     assert not mp.local_membership(b"absent", items, timeout=TIMEOUT).member
     assert not mp.local_membership(b"", [], timeout=TIMEOUT).member
     assert mp.local_membership("ключ".encode(), ["ключ".encode()], timeout=TIMEOUT).member
+
+
+def test_union_members_chunks_are_not_held_until_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider's node holds what it sends until it next receives (:mod:`privledger.node
+    .release`): the receiver's acknowledgements must let a member's first chunk of OPRF
+    messages out while the member still encodes the next one (version 3 held every chunk until
+    the member's next receive, after the last); the transcripts stay equal."""
+    import threading
+
+    from privledger.node.release import LastMessages
+    from privledger.protocols.psi import ot
+
+    monkeypatch.setattr(mp, "CHUNK_BINS", 128)
+    first_chunks = threading.Semaphore(0)  # released once per first chunk the receiver took
+    saw_first: list[bool] = []
+    receive, encode = ot.KkrtSender.receive, ot.KkrtReceiver.encode
+
+    def receiving(self: ot.KkrtSender, u: np.ndarray, offset: int = 0) -> None:
+        if offset == 0:
+            first_chunks.release()
+        receive(self, u, offset)
+
+    def encoding(self: ot.KkrtReceiver, inputs: np.ndarray, offset: int = 0) -> object:
+        if offset == 128:  # a member's second chunk: the receiver has its first one
+            saw_first.append(first_chunks.acquire(timeout=5.0))
+        return encode(self, inputs, offset)
+
+    monkeypatch.setattr(ot.KkrtSender, "receive", receiving)
+    monkeypatch.setattr(ot.KkrtReceiver, "encode", encoding)
+    rng = random.Random(7)
+    sets = [_items(300, rng) for _ in range(3)]
+    mesh = mp.local_channels(range(3))
+    holders = {i: LastMessages(mesh[i]) for i in (1, 2)}  # the members are providers
+
+    def party(i: int) -> mp.MultiPartyResult:
+        peers = holders[i].views if i in holders else mesh[i]
+        result = mp.run_union(i, peers, sets[i], receiver=0, timeout=TIMEOUT)
+        if i in holders:
+            holders[i].release()  # the released pad keys: a member's last burst
+        return result
+
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(party, i) for i in range(3)]
+        results = [future.result(timeout=TIMEOUT) for future in futures]
+    assert saw_first == [True, True]
+    assert set(results[0].items) == set().union(*map(set, sets))
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        mine = holders[i].views[j] if i in holders else mesh[i][j]
+        assert mine.transcript_hash == holders[j].views[i].transcript_hash

@@ -562,13 +562,26 @@ def _run_provider(
     n = len(keys)
     seed = recv_exact(channel, cuckoo.SEED_BYTES, timeout, "cuckoo seed")
     bins = cuckoo.table_size(peer_size)
-    setup, order, shuffled, plan = _setup_and_plan(channel, timeout, keys, seed, bins)
     width = tag_bytes(peer_size, n)
 
     def receive(lo: int, hi: int) -> U8:
         return recv_records(channel, (hi - lo) // 8, timeout, count=ot.CODE_BITS)
 
-    tags = provider_tags(setup, shuffled, seed, bins, width, receive, plan=plan)
+    # The keys are shuffled (list position ``p`` holds key ``order[p]``) and hashed into their
+    # bins in a second thread while this one runs the OPRF setup and waits for the first chunk
+    # of ``u``: a provider's node holds what it sends until it next receives
+    # (:mod:`privledger.node.release`), so planning between a send and the next receive would
+    # keep the base-OT point, or ``u'`` and the code key, from the requester until it is done.
+    with ThreadPoolExecutor(1, thread_name_prefix="kkrt-plan") as aside:
+        planning = aside.submit(_shuffle_and_plan, keys, seed, bins)
+        setup = setup_provider(channel, timeout)
+        early = [receive(*chunks(bins)[0])]
+        order, shuffled, plan = planning.result()
+
+    def receive_next(lo: int, hi: int) -> U8:
+        return early.pop() if early else receive(lo, hi)
+
+    tags = provider_tags(setup, shuffled, seed, bins, width, receive_next, plan=plan)
     del shuffled, plan
     send_records(channel, tags.reshape(cuckoo.HASHES * n, width))
     if not reveal:
@@ -578,27 +591,10 @@ def _run_provider(
     return np.sort(order[matched_positions(channel, n, timeout)])
 
 
-def _setup_and_plan(
-    channel: Channel, timeout: float | None, keys: U8, seed: bytes, bins: int
-) -> tuple[SenderSetup, I64, U8, ProviderPlan]:
-    """The provider's OPRF setup; meanwhile, in a second thread, the keys are shuffled (list
-    position ``p`` holds key ``order[p]``) and hashed into their bins.
-
-    In a second thread rather than between sending the base-OT point and receiving the
-    requester's answer: a provider's node holds what it sends until it next receives
-    (:mod:`privledger.node.release`), so planning there would keep the point from the requester
-    until the plan is done, and the requester's base OTs and cuckoo table would wait for it."""
-
-    def shuffle_and_plan() -> tuple[I64, U8, ProviderPlan]:
-        order = random_permutation(len(keys))
-        shuffled = ot.take_rows(keys, order)
-        return order, shuffled, provider_plan(shuffled, seed, bins)
-
-    with ThreadPoolExecutor(1, thread_name_prefix="kkrt-plan") as aside:
-        planning = aside.submit(shuffle_and_plan)
-        setup = setup_provider(channel, timeout)
-        order, shuffled, plan = planning.result()
-    return setup, order, shuffled, plan
+def _shuffle_and_plan(keys: U8, seed: bytes, bins: int) -> tuple[I64, U8, ProviderPlan]:
+    order = random_permutation(len(keys))
+    shuffled = ot.take_rows(keys, order)
+    return order, shuffled, provider_plan(shuffled, seed, bins)
 
 
 def matched_positions(channel: Channel, n: int, timeout: float | None) -> I64:

@@ -45,7 +45,9 @@ one instance with the *other* member as helper ``H``; the two instances run in p
 
     S: cuckoo table of its digests -> seed to R
     R <-> S  KKRT OPRF, S receiver: S gets a_y = F_j(kappa(y)) for each own y (bin j);
-             R (OPRF sender) computes tags F_{h_i(x)}(kappa(x, i)) of all its x, i = 0, 1, 2
+             R (OPRF sender) computes tags F_{h_i(x)}(kappa(x, i)) of all its x, i = 0, 1, 2;
+             R acknowledges each of S's chunks of u but the last (an empty message, version 4:
+             a provider's node holds what S sends until S next receives)
     S -> R   ciphertexts c_p = pad(y_p) xor SHAKE128(k_p), in a random order p, fresh 16-byte
              k_p; pad(y) = len(y) || y || zeros, all as long as S's longest item (16-byte steps)
     S -> H   (a_{y_p}[:W], k_p) in the same order p       (W = ceil((40 + log2 3 n_R n_S) / 8))
@@ -110,7 +112,7 @@ import secrets
 import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal, TypeVar
@@ -138,7 +140,9 @@ Operation = Literal["intersection", "union"]
 Role = Literal["requester", "provider"]
 
 PROTOCOL = "privledger/multiparty-psi"
-VERSION = 3  # 2: base OTs on secp256k1; 3: union ciphertexts padded to one width
+# 2: base OTs on secp256k1; 3: union ciphertexts padded to one width; 4: the union's receiver
+# acknowledges each chunk of a member's OPRF messages but the last
+VERSION = 4
 STAT_SECURITY = 40
 CHUNK_BINS = kkrt.CHUNK_BINS
 _DIGEST_DOMAIN = b"pl/mpsi/v1"
@@ -535,7 +539,7 @@ def _union_receiver(ctx: _Context, sizes: dict[int, int]) -> MultiPartyResult:
         channel = ctx.peers[member]
         seed = recv_exact(channel, cuckoo.SEED_BYTES, ctx.timeout, "cuckoo seed")
         bins = cuckoo.table_size(sizes[member])
-        sender = _oprf_send(channel, bins, ctx.timeout)
+        sender = _oprf_send(channel, bins, ctx.timeout, acknowledge=True)
         width = _union_tag_bytes(n_own, sizes[member])
         tags = _oprf_tags(sender, ctx.digest, cuckoo.locations(ctx.digest, seed, bins), width)
         del sender
@@ -560,7 +564,7 @@ def _union_member(ctx: _Context, sizes: dict[int, int]) -> MultiPartyResult:
     n = len(ctx.own)
     placement = _Placement.build(ctx.digest)
     channel.send(placement.seed)
-    outputs = _oprf_receive(channel, placement.inputs, ctx.timeout)
+    outputs = _oprf_receive(channel, placement.inputs, ctx.timeout, acknowledged=True)
     width = _union_tag_bytes(sizes[ctx.leader], n)
     order = random_permutation(n)  # position p carries item order[p]
     pad_keys = ot.random_bytes(n, ot.BLOCK)
@@ -684,28 +688,60 @@ class _Placement:
         return cls(placed.seed, inputs, item_bins)
 
 
-def _oprf_receive(channel: Channel, inputs: U8, timeout: float | None) -> U8:
-    """KKRT OPRF receiver for one input per bin: returns ``F_j(inputs[j])``, ``(bins, 16)``."""
+def _oprf_receive(
+    channel: Channel, inputs: U8, timeout: float | None, *, acknowledged: bool = False
+) -> U8:
+    """KKRT OPRF receiver for one input per bin: returns ``F_j(inputs[j])``, ``(bins, 16)``.
+
+    ``acknowledged`` (the union's members): the sender acknowledges every chunk of ``u`` but
+    the last, and a second thread awaits that while this one encodes the next chunk. A
+    provider's node holds what it sends until it next receives (:mod:`privledger.node.release`):
+    without the acknowledgements every chunk would wait for the last one."""
     seeds0, seeds1 = ot.iknp_send(channel, ot.CODE_BITS, timeout)
     code_key = recv_exact(channel, ot.BLOCK, timeout, "code key")
     receiver = ot.KkrtReceiver(seeds0, seeds1, code_key)
     out = np.empty((len(inputs), ot.BLOCK), dtype=np.uint8)
-    for lo, hi in _chunks(len(inputs)):
-        u, t0_rows = receiver.encode(inputs[lo:hi], offset=lo)
-        send_records(channel, u)
-        out[lo:hi] = ot.KkrtReceiver.outputs(t0_rows, offset=lo)
+    chunks = _chunks(len(inputs))
+    with ThreadPoolExecutor(1, thread_name_prefix="oprf-ack") as aside:
+        pending: Future[None] | None = None
+        try:
+            for k, (lo, hi) in enumerate(chunks):
+                u, t0_rows = receiver.encode(inputs[lo:hi], offset=lo)
+                if pending is not None:
+                    pending.result()  # turn-based: the acknowledgement before the next chunk
+                send_records(channel, u)
+                if acknowledged and k + 1 < len(chunks):
+                    pending = aside.submit(_recv_acknowledgement, channel, timeout)
+                out[lo:hi] = ot.KkrtReceiver.outputs(t0_rows, offset=lo)
+        except BaseException:
+            channel.close()  # a waiting acknowledgement fails at once, not at its timeout
+            raise
     return out
 
 
-def _oprf_send(channel: Channel, bins: int, timeout: float | None) -> ot.KkrtSender:
-    """KKRT OPRF sender for ``bins`` bins: a key that evaluates ``F_j`` at any input."""
+def _recv_acknowledgement(channel: Channel, timeout: float | None) -> None:
+    if channel.recv(timeout) != _ACKNOWLEDGEMENT:
+        raise ChannelError("peer sent a malformed acknowledgement")
+
+
+_ACKNOWLEDGEMENT = b""
+
+
+def _oprf_send(
+    channel: Channel, bins: int, timeout: float | None, *, acknowledge: bool = False
+) -> ot.KkrtSender:
+    """KKRT OPRF sender for ``bins`` bins: a key that evaluates ``F_j`` at any input;
+    ``acknowledge`` every chunk of ``u`` but the last (see :func:`_oprf_receive`)."""
     choices = ot.random_bits(ot.CODE_BITS)
     seeds = ot.iknp_receive(channel, choices, timeout)
     code_key = secrets.token_bytes(ot.BLOCK)
     channel.send(code_key)
     sender = ot.KkrtSender(choices, seeds, code_key, bins)
-    for lo, hi in _chunks(bins):
+    chunks = _chunks(bins)
+    for k, (lo, hi) in enumerate(chunks):
         u = recv_records(channel, (hi - lo) // 8, timeout, count=ot.CODE_BITS)
+        if acknowledge and k + 1 < len(chunks):
+            channel.send(_ACKNOWLEDGEMENT)
         sender.receive(u, offset=lo)
     return sender
 
