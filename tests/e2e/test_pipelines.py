@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -295,3 +296,54 @@ def test_the_fraud_model_pipeline_aligns_trains_registers_and_predicts(running: 
     assert {("align", "train"), ("train", "model"), ("model", "predict")} <= edges
     states = {node["key"]: node["state"] for node in twin["graph"]["nodes"]}
     assert states["model"] == "done" and states["predict"] == "settled"
+
+
+def test_independent_steps_run_at_once_and_a_joining_step_after_both(running: Running) -> None:
+    """Two PSI steps with different banks wait for nothing: both are submitted before either
+    settles; a third waits for both and starts only when both settled. Every step's report is
+    kept although two arrive at once."""
+    phones = _phones(40)
+    mine = register(running, "telecom", "w-mine", "phone", phones)
+    plain = {"protocols": ["kkrt"], "columns": {"phone": ["join"]}, "outputs": ["both"]}
+    theirs: dict[str, str] = {}
+    for bank in ("bank-a", "bank-b"):
+        theirs[bank] = register(running, bank, "w-theirs", "phone", phones[:30] + _phones(5))
+        grant(running, bank, theirs[bank], "telecom", kinds=[], terms=plain, maxUses=2)
+
+    def psi(bank: str) -> dict[str, Any]:
+        inputs = [
+            {"dataset": mine, "column": "phone"},
+            {"dataset": theirs[bank], "column": "phone"},
+        ]
+        return {
+            "kind": "psi",
+            "protocol": "kkrt",
+            "inputs": inputs,
+            "output": "both",
+            "feeWei": FEE,
+        }
+
+    steps = [
+        {"id": "with-a", "task": psi("bank-a")},
+        {"id": "with-b", "task": psi("bank-b")},
+        {"id": "again", "after": ["with-a", "with-b"], "task": psi("bank-a")},
+    ]
+    seen: list[tuple[str, str]] = []
+    with _client(running, "telecom", "operator") as operator:
+        done = run_pipeline(
+            operator,
+            JobIn.model_validate({"name": "wide", "steps": steps}),
+            progress=lambda step, phase, line: seen.append((step, phase)),
+            timeout_s=300,
+        )
+    assert done.state == "done", done
+    assert [(s.id, s.state, s.attempts) for s in done.steps] == [
+        ("with-a", "settled", 1),
+        ("with-b", "settled", 1),
+        ("again", "settled", 1),
+    ]
+    first_settled = min(seen.index((step, "settled")) for step in ("with-a", "with-b"))
+    assert seen.index(("with-a", "submitted")) < first_settled, seen
+    assert seen.index(("with-b", "submitted")) < first_settled, seen
+    both_settled = max(seen.index((step, "settled")) for step in ("with-a", "with-b"))
+    assert seen.index(("again", "submitted")) > both_settled, seen

@@ -4,6 +4,8 @@ the runner's word; the pipeline's state follows its steps'."""
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -14,6 +16,7 @@ from sqlmodel import Session
 from privledger.evm.contracts import TaskStatus
 from privledger.node import pipelines
 from privledger.store.db import make_engine, sqlite_url
+from privledger.store.models import Pipeline
 from privledger.wire.pipelines import DerivedRef, JobIn, StepRecordIn
 
 JOB = JobIn.model_validate(
@@ -92,3 +95,29 @@ def test_a_pipeline_is_done_when_every_step_settled(tmp_path: Path) -> None:
         view = pipelines.view(_node({7: TaskStatus.SETTLED, 8: TaskStatus.SETTLED}), row)
     assert [step.state for step in view.steps] == ["settled", "settled"]
     assert view.state == "done" and view.steps[0].derived == [DERIVED]
+
+
+def test_steps_reporting_at_once_are_all_kept(store_url: str) -> None:
+    """Independent steps run at once and report at once, each through its own request (its own
+    session): none of the reports is lost to another's write of the steps."""
+    steps = [{"id": f"s{k}", "task": {"protocol": "kkrt"}} for k in range(12)]
+    job = JobIn.model_validate({"name": "wide", "steps": steps})
+    engine = make_engine(store_url)
+    with Session(engine) as session:
+        pipeline_id = pipelines.create(session, job, "alice").pipeline_id
+    start = threading.Barrier(len(steps))
+
+    def report(k: int) -> None:
+        with Session(engine) as session:
+            row = session.get(Pipeline, pipeline_id)
+            assert row is not None
+            start.wait()
+            pipelines.record_step(session, row, f"s{k}", StepRecordIn(task_id=100 + k))
+
+    with ThreadPoolExecutor(len(steps)) as pool:
+        list(pool.map(report, range(len(steps))))
+    with Session(engine) as session:
+        row = session.get(Pipeline, pipeline_id)
+        assert row is not None
+        kept = {step: entry.get("taskId") for step, entry in row.steps.items()}
+    assert kept == {f"s{k}": 100 + k for k in range(len(steps))}

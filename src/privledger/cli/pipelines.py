@@ -11,6 +11,7 @@ import typer
 
 from privledger.cli.common import NODE_URL, JsonOption, TokenOption, UrlOption, api_call
 from privledger.cli.output import console, fail, json_chosen
+from privledger.wire.defaults import PIPELINE_PARALLEL
 
 if TYPE_CHECKING:
     from privledger.sdk import NodeClient
@@ -39,6 +40,12 @@ VarOption = Annotated[
     ),
 ]
 TimeoutOption = Annotated[float, typer.Option(help="Seconds to wait for each step's task.", min=1)]
+ParallelOption = Annotated[
+    int,
+    typer.Option(
+        help="Steps run at once: each starts when the steps it waits for are done.", min=1
+    ),
+]
 
 
 @pipeline_app.command("run")
@@ -49,10 +56,13 @@ def pipeline_run(
     token: TokenOption = "",
     owner_token: OwnerTokenOption = "",
     timeout: TimeoutOption = 600.0,
+    parallel: ParallelOption = PIPELINE_PARALLEL,
     json_output: JsonOption = False,
 ) -> None:
-    """Record the job on your node and run its steps in order, each a task on chain; a line per
-    step as it goes. A failed step stops the run: fix the cause, then `pipeline resume ID`."""
+    """Record the job on your node and run its steps, each a task on chain, a step as soon as
+    those it waits for are done (independent steps at once); a line per step as it goes. A
+    failed step stops the run (steps already running finish): fix the cause, then `pipeline
+    resume ID`."""
     from pydantic import ValidationError
 
     from privledger.sdk.pipeline import run_pipeline
@@ -64,7 +74,7 @@ def pipeline_run(
         fail(f"cannot read {job_file}: {exc.strerror}", code="unreadable")
     except ValidationError as exc:
         fail(f"{job_file} is not a job file: {exc}", code="invalid_job")
-    _run(run_pipeline, job, var, url, token, owner_token, timeout)
+    _run(run_pipeline, job, var, url, token, owner_token, timeout, parallel)
 
 
 @pipeline_app.command("resume")
@@ -75,13 +85,14 @@ def pipeline_resume(
     token: TokenOption = "",
     owner_token: OwnerTokenOption = "",
     timeout: TimeoutOption = 600.0,
+    parallel: ParallelOption = PIPELINE_PARALLEL,
     json_output: JsonOption = False,
 ) -> None:
     """Run a recorded pipeline again: steps that settled are skipped (their tasks are not
     submitted again), a task still running is followed, a failed step gets a new task."""
     from privledger.sdk.pipeline import resume_pipeline
 
-    _run(resume_pipeline, pipeline_id, var, url, token, owner_token, timeout)
+    _run(resume_pipeline, pipeline_id, var, url, token, owner_token, timeout, parallel)
 
 
 @pipeline_app.command("show")
@@ -126,6 +137,7 @@ def _run(
     token: str,
     owner_token: str,
     timeout: float,
+    parallel: int,
 ) -> None:
     """Run (or resume) ``what`` with ``runner`` of :mod:`privledger.sdk.pipeline`, a line per
     step on stderr, the final record on stdout."""
@@ -140,6 +152,7 @@ def _run(
                 variables=variables,
                 progress=_printer(),
                 timeout_s=timeout,
+                parallel=parallel,
             )
         return _shown(done)
 

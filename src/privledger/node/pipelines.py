@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -24,6 +25,8 @@ from privledger.wire.pipelines import (
     StepRecordIn,
     StepState,
 )
+
+_REPORTS = threading.Lock()  # one step's report written at a time (see record_step)
 
 TASK_STATES: dict[TaskStatus, StepState] = {
     TaskStatus.SUBMITTED: "running",
@@ -61,9 +64,17 @@ def create(session: Session, job: JobIn, created_by: str) -> Pipeline:
 
 def record_step(session: Session, row: Pipeline, step: str, report: StepRecordIn) -> Pipeline:
     """Keep what the runner reports of ``step``: a new task id counts as another attempt and
-    clears what the step's earlier task left (its derived datasets, its error)."""
+    clears what the step's earlier task left (its derived datasets, its error). Steps running at
+    once report at once: the row is read again and written under a lock (this process's, and
+    the row's on PostgreSQL, where several API processes serve), so no report is lost."""
     if step not in row.steps:
         raise UnknownStep(step)
+    with _REPORTS:
+        session.refresh(row, with_for_update=True)
+        return _record(session, row, step, report)
+
+
+def _record(session: Session, row: Pipeline, step: str, report: StepRecordIn) -> Pipeline:
     entry = dict(row.steps[step])
     if report.task_id is not None and report.task_id != entry.get("taskId"):
         entry = {"attempts": entry.get("attempts", 0) + 1, "taskId": report.task_id}

@@ -1,10 +1,13 @@
-"""Running a pipeline (F25): the steps of a job file (:mod:`privledger.wire.pipelines`), one after
-another in an order that respects ``after``, each a task on chain through your node.
+"""Running a pipeline (F25): the steps of a job file (:mod:`privledger.wire.pipelines`), each a
+task on chain through your node, every step as soon as the steps it waits for (``after``) are done:
+independent steps run at the same time, up to ``parallel`` of them (the file's order decides
+among steps ready together).
 
 The runner records the job on your node first (``POST /pipelines``) and reports every step there
 (the task it submitted, the datasets derived, the model registered, the error that stopped it), so
 the node's explorer draws the job's DAG with each step's state from the chain. A step that failed
-stops the run with :class:`PipelineFailed`; :func:`resume_pipeline` runs it again later, skipping
+stops the run with :class:`PipelineFailed` (no step starts after it; the steps already running
+finish and are recorded first); :func:`resume_pipeline` runs it again later, skipping
 every step that settled (its task is not submitted again) and following a task that was still
 running when the run was interrupted.
 
@@ -14,7 +17,9 @@ no owner."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from typing import Any, NoReturn, TypeVar
 
@@ -22,6 +27,7 @@ from pydantic import JsonValue
 
 from privledger.sdk.client import NodeClient
 from privledger.sdk.errors import NotFound, PrivledgerError, TaskFailed
+from privledger.wire.defaults import PIPELINE_PARALLEL
 from privledger.wire.pipelines import (
     REFERENCE,
     DerivedRef,
@@ -56,13 +62,14 @@ def run_pipeline(
     variables: Mapping[str, JsonValue] | None = None,
     progress: StepProgress | None = None,
     timeout_s: float = 600.0,
+    parallel: int = PIPELINE_PARALLEL,
 ) -> PipelineOut:
     """Record ``job`` on the node, with ``variables`` in its ``vars`` (so the record says what
-    ran and a resumed run uses the same), and run every step. Returns the pipeline's final
-    record; raises :class:`PipelineFailed` at a failed step."""
+    ran and a resumed run uses the same), and run every step, up to ``parallel`` at once.
+    Returns the pipeline's final record; raises :class:`PipelineFailed` at a failed step."""
     given = job.model_copy(update={"vars": {**job.vars, **(variables or {})}})
     record = operator.create_pipeline(given)
-    return _Run(operator, owner, record, None, progress, timeout_s).all()
+    return _Run(operator, owner, record, None, progress, timeout_s, parallel).all()
 
 
 def resume_pipeline(
@@ -73,11 +80,12 @@ def resume_pipeline(
     variables: Mapping[str, JsonValue] | None = None,
     progress: StepProgress | None = None,
     timeout_s: float = 600.0,
+    parallel: int = PIPELINE_PARALLEL,
 ) -> PipelineOut:
     """Run a recorded pipeline again from the steps that did not finish; ``variables`` override
     its recorded ``vars`` for this run (e.g. to mend the value that failed a step)."""
     record = operator.pipeline(pipeline_id)
-    return _Run(operator, owner, record, variables, progress, timeout_s).all()
+    return _Run(operator, owner, record, variables, progress, timeout_s, parallel).all()
 
 
 class _Run:
@@ -89,22 +97,59 @@ class _Run:
         variables: Mapping[str, JsonValue] | None,
         progress: StepProgress | None,
         timeout_s: float,
+        parallel: int,
     ) -> None:
+        if parallel < 1:
+            raise ValueError("parallel: at least one step at a time")
         self.operator = operator
         self.owner = owner
         self.record = record
         self.job = JobIn.model_validate(record.job)
+        # what steps name of each other: written by a step's thread, read by its successors'
         self.values: dict[str, JsonValue] = {**self.job.vars, **(variables or {})}
-        self.progress = progress or (lambda step, phase, line: None)
+        self.lock = threading.Lock()  # the values, and one progress line at a time
+        self.told = progress or (lambda step, phase, line: None)
         self.timeout_s = timeout_s
+        self.parallel = parallel
         self.org_names = {org.org_id: org.name for org in operator.orgs()}
         self.own_org = operator.health().org_id
 
     def all(self) -> PipelineOut:
+        """Every step once the steps it waits for are done, up to ``parallel`` at once; after a
+        failure no step starts, those running finish, and the first failure is raised."""
         recorded = {step.id: step for step in self.record.steps}
-        for step in self.job.order():
-            self._step(step, recorded[step.id])
+        order = self.job.order()
+        done: set[str] = set()
+        running: dict[Future[None], str] = {}
+        failure: BaseException | None = None
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="pipeline-step") as pool:
+            while True:
+                started = set(running.values()) | done
+                ready = [s for s in order if s.id not in started and set(s.after) <= done]
+                if failure is None:
+                    for step in ready[: self.parallel - len(running)]:
+                        running[pool.submit(self._step, step, recorded[step.id])] = step.id
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    step_id = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        done.add(step_id)
+                    elif failure is None:
+                        failure = error
+        if failure is not None:
+            raise failure
         return self.operator.pipeline(self.record.pipeline_id)
+
+    def progress(self, step: str, phase: str, line: str) -> None:
+        with self.lock:
+            self.told(step, phase, line)
+
+    def _set(self, name: str, value: JsonValue) -> None:
+        with self.lock:
+            self.values[name] = value
 
     def _step(self, step: StepIn, recorded: StepOut) -> None:
         if step.model is not None:
@@ -157,7 +202,7 @@ class _Run:
         assert step.model is not None
         if recorded.model_id is not None:
             self.progress(step.id, "skipped", f"registered before as {recorded.model_id}")
-            self.values[f"{step.id}.model"] = recorded.model_id
+            self._set(f"{step.id}.model", recorded.model_id)
             return
         spec = self._resolved(step, step.model.model_dump())
         owner = self._owner(step)
@@ -182,13 +227,13 @@ class _Run:
         model_id = self._guard(step, register)
         self._report(step, StepRecordIn(model_id=model_id))
         self.progress(step.id, "registered", f"model {name} {model_id}")
-        self.values[f"{step.id}.model"] = model_id
+        self._set(f"{step.id}.model", model_id)
 
     def _keep(self, step: str, task_id: int | None, derived: list[DerivedRef]) -> None:
         """What later steps may name of ``step``: its task, and each derived dataset by its
         organisation's name and id, as ``requester`` (yours) and, with one partner, ``partner``."""
         if task_id is not None:
-            self.values[f"{step}.task"] = task_id
+            self._set(f"{step}.task", task_id)
         partners = [item for item in derived if item.org_id != self.own_org]
         for item in derived:
             names = [item.org, str(item.org_id)]
@@ -197,7 +242,7 @@ class _Run:
             elif len(partners) == 1:
                 names.append("partner")
             for name in names:
-                self.values[f"{step}.derived.{name}"] = item.dataset_id
+                self._set(f"{step}.derived.{name}", item.dataset_id)
 
     def _resolved(self, step: StepIn, value: Any) -> Any:
         """``value`` with every ``${name}`` replaced by what it names."""
@@ -206,9 +251,12 @@ class _Run:
             if match is None:
                 return value
             name = match.group(1)
-            if name not in self.values:
+            with self.lock:
+                known = name in self.values
+                found = self.values.get(name)
+            if not known:
                 self._fail(step, f"{value} names nothing known (a variable or an earlier step)")
-            return self.values[name]
+            return found
         if isinstance(value, dict):
             return {key: self._resolved(step, item) for key, item in value.items()}
         if isinstance(value, list):
