@@ -17,9 +17,9 @@ no owner."""
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from typing import Any, NoReturn, TypeVar
 
@@ -116,29 +116,38 @@ class _Run:
 
     def all(self) -> PipelineOut:
         """Every step once the steps it waits for are done, up to ``parallel`` at once; after a
-        failure no step starts, those running finish, and the first failure is raised."""
+        failure no step starts, those running finish, and the first failure is raised. Each step
+        runs in a daemon thread: an interrupted run (Ctrl-C) ends without waiting for them."""
         recorded = {step.id: step for step in self.record.steps}
         order = self.job.order()
+        ended: queue.Queue[tuple[str, BaseException | None]] = queue.Queue()
+
+        def run(step: StepIn) -> None:
+            try:
+                self._step(step, recorded[step.id])
+            except BaseException as exc:  # raised in the caller's thread by all()
+                ended.put((step.id, exc))
+            else:
+                ended.put((step.id, None))
+
         done: set[str] = set()
-        running: dict[Future[None], str] = {}
+        running: set[str] = set()
         failure: BaseException | None = None
-        with ThreadPoolExecutor(self.parallel, thread_name_prefix="pipeline-step") as pool:
-            while True:
-                started = set(running.values()) | done
-                ready = [s for s in order if s.id not in started and set(s.after) <= done]
-                if failure is None:
-                    for step in ready[: self.parallel - len(running)]:
-                        running[pool.submit(self._step, step, recorded[step.id])] = step.id
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    step_id = running.pop(future)
-                    error = future.exception()
-                    if error is None:
-                        done.add(step_id)
-                    elif failure is None:
-                        failure = error
+        while True:
+            if failure is None:
+                ready = [s for s in order if s.id not in running | done and set(s.after) <= done]
+                for step in ready[: self.parallel - len(running)]:
+                    running.add(step.id)
+                    name = f"pipeline-{step.id}"
+                    threading.Thread(target=run, args=(step,), name=name, daemon=True).start()
+            if not running:
+                break
+            step_id, error = ended.get()
+            running.discard(step_id)
+            if error is None:
+                done.add(step_id)
+            elif failure is None:
+                failure = error
         if failure is not None:
             raise failure
         return self.operator.pipeline(self.record.pipeline_id)
