@@ -104,7 +104,7 @@ def run(n: int, repeat: int, weight: int) -> dict[str, float]:
     chosen = np.ascontiguousarray(
         sums[np.arange(vp.depth)[:, None], off.astype(np.int64), np.arange(vp.trees)[None, :]]
     )
-    punctured = pprf.expand_punctured(points, chosen, vp.depth)
+    punctured, _ = pprf.expand_punctured(points, chosen, vp.depth)
     rows = np.arange(vp.trees)
     check = leaves.copy()
     check[points, rows] = 0

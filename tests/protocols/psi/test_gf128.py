@@ -45,15 +45,19 @@ def test_known_products() -> None:
     assert gf128.to_int(gf128.from_int(0x1234)) == 0x1234
 
 
-def test_mul_x_power_matches_reference() -> None:
-    values = np.frombuffer(secrets.token_bytes(16 * 32), dtype=np.uint8).reshape(32, 16)
-    as_words = gf128.words(values)
-    for k in (0, 1, 7, 8, 57, 63):
-        got = gf128.mul_x_power(as_words, k).view(np.uint8).reshape(32, 16)
-        for row, value in zip(got, values, strict=True):
-            assert gf128.to_int(row) == gf128.mul(gf128.to_int(value), 1 << k)
-    with pytest.raises(ValueError, match="k must"):
-        gf128.mul_x_power(as_words, 64)
+def test_combine_x_powers_matches_reference() -> None:
+    """Against the schoolbook product: random groups, and groups of all-ones elements (every
+    overflow bit set, the largest fold)."""
+    values = np.frombuffer(secrets.token_bytes(16 * 64 * 6), dtype=np.uint8).reshape(6, 64, 16)
+    values = np.concatenate((values, np.full((1, 64, 16), 0xFF, dtype=np.uint8)))
+    got = gf128.combine_x_powers(values.view("<u8")).view(np.uint8).reshape(-1, 16)
+    for row, group in zip(got, values, strict=True):
+        expect = 0
+        for k, value in enumerate(group):
+            expect ^= gf128.mul(gf128.to_int(value), 1 << k)
+        assert gf128.to_int(row) == expect
+    with pytest.raises(ValueError, match="need"):
+        gf128.combine_x_powers(np.zeros((2, 63, 2), dtype=np.uint64))
 
 
 @pytest.mark.parametrize("width", [8, 16])

@@ -52,10 +52,15 @@ def test_punctured_expansion_misses_exactly_the_point(trees: int, depth: int) ->
     points = np.array([secrets.randbelow(1 << depth) for _ in range(trees)], dtype=np.int64)
     off = pprf.off_path_bits(points, depth).astype(np.int64)
     chosen = sums[np.arange(depth)[:, None], off, np.arange(trees)[None, :]]
-    got = pprf.expand_punctured(points, np.ascontiguousarray(chosen), depth)
+    got, totals = pprf.expand_punctured(points, np.ascontiguousarray(chosen), depth)
     expect = leaves.copy()
     expect[points, np.arange(trees)] = 0
     assert np.array_equal(got, expect)
+    for i in range(trees):  # each tree's XOR of its leaves, the punctured one zero
+        acc = np.zeros(16, dtype=np.uint8)
+        for p in range(1 << depth):
+            acc ^= expect[p, i]
+        assert np.array_equal(totals[i], acc)
 
 
 def test_punctured_party_sees_only_off_path_sums() -> None:
@@ -103,10 +108,9 @@ def test_expansions_into_reused_buffers_equal_fresh_ones() -> None:
         points = np.array([secrets.randbelow(32) for _ in range(trees)], dtype=np.int64)
         off = pprf.off_path_bits(points, 5).astype(np.int64)
         chosen = np.ascontiguousarray(sums[np.arange(5)[:, None], off, np.arange(trees)[None, :]])
-        assert np.array_equal(
-            pprf.expand_punctured(points, chosen, 5, buffers),
-            pprf.expand_punctured(points, chosen, 5),
-        )
+        reused, reused_totals = pprf.expand_punctured(points, chosen, 5, buffers)
+        fresh, fresh_totals = pprf.expand_punctured(points, chosen, 5)
+        assert np.array_equal(reused, fresh) and np.array_equal(reused_totals, fresh_totals)
     assert not buffers.fits(7, 5) and not buffers.fits(6, 4)
     with pytest.raises(ValueError, match="do not fit"):
         pprf.expand_full(np.zeros((7, 16), dtype=np.uint8), 5, buffers)

@@ -175,10 +175,13 @@ def off_path_bits(points: I64, depth: int) -> npt.NDArray[np.bool_]:
     return bits
 
 
-def expand_punctured(points: I64, chosen: U8, depth: int, buffers: Buffers | None = None) -> U8:
+def expand_punctured(
+    points: I64, chosen: U8, depth: int, buffers: Buffers | None = None
+) -> tuple[U8, U8]:
     """The puncturing party's side: leaves ``(2^d, t, 16)``, every leaf but ``points[i]`` of
-    tree ``i`` equal to the root holder's, that one zero. ``chosen[l - 1, i]`` is the level-``l``
-    sum of the side :func:`off_path_bits` names. (The leaves in ``buffers`` when given.)"""
+    tree ``i`` equal to the root holder's, that one zero, and each tree's XOR of these leaves
+    ``(t, 16)``. ``chosen[l - 1, i]`` is the level-``l`` sum of the side :func:`off_path_bits`
+    names. (The leaves in ``buffers`` when given.)"""
     trees = len(points)
     if chosen.shape != (depth, trees, BLOCK):
         raise ValueError("need one chosen level sum per level and tree")
@@ -186,11 +189,16 @@ def expand_punctured(points: I64, chosen: U8, depth: int, buffers: Buffers | Non
         raise ValueError("punctured points must be leaf indices")
     off = off_path_bits(points, depth).astype(np.int64)
     nodes = np.zeros((1, trees, BLOCK), dtype=np.uint8)
+    sums = np.zeros((2, trees, BLOCK), dtype=np.uint8)
     for level in range(depth):
         path = points & ((1 << level) - 1)  # the unknown node of the parent level
         puncture = (path, off[level], np.ascontiguousarray(chosen[level]))
-        nodes, _ = expand_level(nodes, _target(buffers, trees, depth, level), puncture)
-    return nodes
+        nodes, sums = expand_level(nodes, _target(buffers, trees, depth, level), puncture)
+    # the leaves' XOR without a pass over them: the off-path side's is its chosen sum, the
+    # path side's the last level's sum of its known leaves (the punctured one is zero)
+    column = np.arange(trees)
+    totals: U8 = sums[1 - off[depth - 1], column] ^ chosen[depth - 1]
+    return nodes, totals
 
 
 def _check(roots: U8, depth: int) -> None:

@@ -191,11 +191,8 @@ def cot_receive(
 
 def _combine_powers(rows: U8, trees: int) -> U8:
     """``sum_b X^b rows[i, b]`` for ``rows`` of shape ``(trees, 64, 16)`` -> ``(trees, 16)``."""
-    as_words = rows.reshape(trees, SUBFIELD_BITS, BLOCK).view(np.uint64)
-    out = np.zeros((trees, 2), dtype=np.uint64)
-    for b in range(SUBFIELD_BITS):
-        out ^= gf128.mul_x_power(np.ascontiguousarray(as_words[:, b]), b)
-    return out.view(np.uint8).reshape(trees, BLOCK)
+    as_words = np.ascontiguousarray(rows).reshape(trees, SUBFIELD_BITS, BLOCK).view(np.uint64)
+    return gf128.combine_x_powers(as_words).view(np.uint8).reshape(trees, BLOCK)
 
 
 def _ggm_hash(rows: U8, first: int) -> U8:
@@ -349,8 +346,7 @@ def _expand_instance(
     masked = np.empty_like(order)
     masked[:, 0] = order[:, 0] ^ _ggm_hash(ggm_q, first)
     masked[:, 1] = order[:, 1] ^ _ggm_hash(ggm_q ^ delta_row, first)
-    leaf_words = leaves.view(np.uint64).reshape(-1, trees, 2)
-    totals = np.bitwise_xor.reduce(leaf_words, axis=0).view(np.uint8).reshape(trees, BLOCK)
+    totals = sums[depth - 1, 0] ^ sums[depth - 1, 1]  # each tree's leaves: its last level sums
     corrections = totals ^ share
     return masked.tobytes() + corrections.tobytes(), leaves.reshape(params.code_size, BLOCK)
 
@@ -428,10 +424,8 @@ def _receive_instance(
         ggm_t, first
     )
     chosen = np.ascontiguousarray(picked.reshape(trees, depth, BLOCK).transpose(1, 0, 2))
-    leaves = pprf.expand_punctured(points, chosen, depth, buffers)
+    leaves, others = pprf.expand_punctured(points, chosen, depth, buffers)
     column = np.arange(trees)
-    leaf_words = leaves.view(np.uint64).reshape(-1, trees, 2)
-    others = np.bitwise_xor.reduce(leaf_words, axis=0).view(np.uint8).reshape(trees, BLOCK)
     leaves[points, column] = corrections ^ others ^ share  # leaf + a_i delta
     # C' as expanded and the sparse e apart: one expander pass encodes both
     sparse = exacc.SparseVector.of(params.code_size, points * trees + column, values)
