@@ -93,6 +93,8 @@ contract TaskLedger is ITaskLedger {
     mapping(uint256 taskId => uint32[MAX_PARTICIPANTS]) private _units;
     /// @dev The open absence report of a task ({reportAbsence}); written only when a party drops out.
     mapping(uint256 taskId => Absence) private _absences;
+    /// @dev The seats of the providers that recorded a delivery (bit i for participant i).
+    mapping(uint256 taskId => uint16) private _deliveries;
 
     constructor(IOrgRegistry orgs, IDataRegistry data, IGrantRegistry grants, IMetering metering) {
         _orgs = orgs;
@@ -192,13 +194,34 @@ contract TaskLedger is ITaskLedger {
         (uint256 org, uint256 seat) = _callerSeat(task);
         if (!_isOpen(task.status)) revert TaskLedgerInvalidStatus(taskId, task.status);
         if (reasonCode == 0 || reasonCode > type(uint16).max) revert TaskLedgerInvalidReason(reasonCode);
-        uint256 delivered = task.anchored & _providers(task);
-        if (delivered != 0 && (seat == task.requesterSeat || delivered == _providers(task))) {
+        uint256 providers = _providers(task);
+        uint256 anchored = task.anchored & providers;
+        if (seat == task.requesterSeat) {
+            if (anchored != 0 || _deliveries[taskId] != 0) revert TaskLedgerDelivered(taskId);
+        } else if (anchored != 0 && anchored == providers) {
             revert TaskLedgerDelivered(taskId);
         }
 
         _markFailed(taskId, task, org, reasonCode);
         _refund(taskId, task);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function recordDelivery(uint256 taskId) external {
+        (Record storage task, uint256 org, uint256 index) = _openTaskSeat(taskId);
+        uint16 seat = uint16(1 << index);
+        if (_providers(task) & seat == 0) revert TaskLedgerNotProvider(taskId, org);
+        uint16 delivered = _deliveries[taskId];
+        if (delivered & seat != 0) return;
+
+        _deliveries[taskId] = delivered | seat;
+        emit DeliveryRecorded(taskId, org);
+    }
+
+    /// @inheritdoc ITaskLedger
+    function deliveriesOf(uint256 taskId) external view returns (uint16 seats) {
+        _task(taskId);
+        return _deliveries[taskId];
     }
 
     /// @inheritdoc ITaskLedger

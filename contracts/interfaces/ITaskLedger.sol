@@ -11,7 +11,8 @@ pragma solidity ^0.8.24;
  *
  * Settlement a requester cannot dodge. The providers of a task are the participants other than the requester
  * organisation owning an input; each anchors, with its result, the usage units it is paid for. Once a provider
- * has anchored, the requester organisation can no longer fail the task, and once every provider has, nobody
+ * has anchored -- or recorded with {recordDelivery} that it hands the requester its output before it can
+ * anchor -- the requester organisation can no longer fail the task, and once every provider has anchored, nobody
  * can: the fee then goes to the providers, by {settleTask} (any participant, once Completed) or by
  * {expireTask} (anyone, after the deadline, even if the requester never anchored). The split is computed here
  * from the anchored units, the inputs' unit prices and upstream shares in the DataRegistry; the requester
@@ -71,6 +72,7 @@ interface ITaskLedger {
     error TaskLedgerNotExpirable(uint256 taskId);
     error TaskLedgerNotAnchored(uint256 taskId, uint256 orgId);
     error TaskLedgerAbsenceGrace(uint256 taskId, uint64 notBefore);
+    error TaskLedgerNotProvider(uint256 taskId, uint256 orgId);
 
     /// @notice Emitted when a task is submitted; `fee` is the value escrowed with it.
     event TaskSubmitted(
@@ -100,6 +102,12 @@ interface ITaskLedger {
      * anchored (bit i of `absentSeats` for participant i) are absent; they have {ABSENCE_GRACE} to anchor.
      */
     event AbsenceReported(uint256 indexed taskId, uint256 indexed reporter, uint16 absentSeats);
+
+    /**
+     * @notice Emitted when provider `org` records that what it sends next gives the requester its output
+     * (before the provider can anchor): from then on the requester organisation cannot fail the task.
+     */
+    event DeliveryRecorded(uint256 indexed taskId, uint256 indexed org);
 
     /// @notice Emitted, before {TaskCompleted}, for each participant a task completed without.
     event ParticipantAbsent(uint256 indexed taskId, uint256 indexed org);
@@ -181,10 +189,25 @@ interface ITaskLedger {
     function anchorResult(uint256 taskId, bytes32 resultDigest, bytes32 transcriptHash, uint32 units) external;
 
     /**
+     * @notice Records that the caller organisation, a provider, is about to hand the requester its output (or
+     * part of it) while the provider cannot anchor yet: it learns its own output afterwards (an intersection
+     * revealed to both), or sends the output in parts (a bucketed PSI). From then on the requester organisation
+     * can no longer fail the task and take its fee back. Idempotent: a second call does nothing.
+     * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation that owns an input and
+     * is not the requester organisation ({TaskLedgerNotProvider}); the task is Authorised or Running; its
+     * deadline has not passed. Emits {DeliveryRecorded} on the first call.
+     */
+    function recordDelivery(uint256 taskId) external;
+
+    /// @notice Returns the seats of the providers that recorded a delivery (bit i for participant i).
+    function deliveriesOf(uint256 taskId) external view returns (uint16 seats);
+
+    /**
      * @notice Reports a task as failed; its fee is refunded to the requester organisation.
      * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation; the task is
-     * Submitted, Authorised or Running; `reasonCode` is 1..65535; no provider has anchored if the caller is the
-     * requester organisation, and not every provider has anchored otherwise ({TaskLedgerDelivered}).
+     * Submitted, Authorised or Running; `reasonCode` is 1..65535; no provider has anchored or recorded a
+     * delivery if the caller is the requester organisation, and not every provider has anchored otherwise
+     * ({TaskLedgerDelivered}).
      * Emits {TaskFailed}.
      */
     function failTask(uint256 taskId, uint32 reasonCode) external;

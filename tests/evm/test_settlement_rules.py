@@ -122,6 +122,41 @@ def test_no_failure_once_the_providers_delivered(consortium: Consortium) -> None
     assert metering.balance_of(telecom.org_id) == 0
 
 
+def test_a_delivery_recorded_before_the_anchor_binds_the_requester(consortium: Consortium) -> None:
+    """A provider about to hand the requester its output before it can anchor (an intersection
+    revealed to both, a bucketed PSI) records the delivery: the requester can no longer fail
+    the task; the providers still can, until every one of them anchored."""
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    task_id = three_party_task(consortium)
+    with reverts("TaskLedgerNotProvider"):  # the requester delivers nothing it is paid for
+        telecom.ledger.tasks.record_delivery(task_id)
+    data_a = consortium.dataset(bank_a)
+    grant_a = consortium.grant(data_a, bank_a, telecom)
+    pair = _submit(consortium, telecom, [data_a], [grant_a], [telecom, bank_a])
+    with reverts("TaskLedgerUnauthorized"):  # nor does an organisation outside the task
+        bank_b.ledger.tasks.record_delivery(pair)
+    assert consortium.admin.tasks.deliveries_of(task_id) == 0
+    receipt = bank_b.ledger.tasks.record_delivery(task_id)
+    (event,) = bank_b.ledger.tasks.events(receipt, "DeliveryRecorded")
+    assert (event["args"]["taskId"], event["args"]["org"]) == (task_id, bank_b.org_id)
+    again = bank_b.ledger.tasks.record_delivery(task_id)  # a retried call does nothing
+    assert bank_b.ledger.tasks.events(again, "DeliveryRecorded") == ()
+    assert consortium.admin.tasks.deliveries_of(task_id) == 0b100  # bank-b's seat
+    with reverts("TaskLedgerDelivered"):
+        telecom.ledger.tasks.fail_task(task_id, FailureReason.PROTOCOL_ERROR)
+    bank_a.ledger.tasks.fail_task(task_id, FailureReason.PEER_UNREACHABLE)  # a provider may
+    assert consortium.admin.tasks.get_task(task_id).status is TaskStatus.FAILED
+    with reverts("TaskLedgerInvalidStatus"):  # nothing to deliver for a closed task
+        bank_a.ledger.tasks.record_delivery(task_id)
+
+
+def test_no_delivery_is_recorded_after_the_deadline(consortium: Consortium) -> None:
+    task_id = three_party_task(consortium)
+    consortium.travel(601)
+    with reverts("TaskLedgerDeadlinePassed"):
+        consortium.bank_a.ledger.tasks.record_delivery(task_id)
+
+
 def test_a_provider_that_did_not_deliver_may_still_fail_the_task(consortium: Consortium) -> None:
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
     data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)

@@ -7,6 +7,9 @@ holds it), so that one node process serves every attack test:
 - ``fail-after-result``: as the requester, once the protocol gave it the result, fail the task
   on chain instead of anchoring -- to take the fee back; what the chain answered is appended to
   ``fail-after-result.log`` as ``<task id> <outcome>``.
+- ``withhold-reveal``: as the requester of a KKRT or RR22 task whose output goes to both
+  parties, keep the matched positions that would tell the provider its output: mallory takes
+  its own output from the provider's tags and sends nothing back.
 - ``slow-acks``: answer a provider's frame stream only seconds after it ended, so that a provider
   that waits for that answer before it anchors is still waiting when the task is failed.
 - ``gbdt-lies``: as the label holder of a vertical-gbdt task, report every split's gain as its
@@ -41,7 +44,7 @@ def _attacking(name: str) -> bool:
 def install() -> None:
     from privledger.api.routes import peer
     from privledger.evm.contracts import FailureReason
-    from privledger.evm.errors import ChainRevert
+    from privledger.evm.errors import ChainError, ChainRevert
     from privledger.node import worker
 
     anchor = worker.Worker._anchor
@@ -55,6 +58,8 @@ def install() -> None:
             answer = "failed"
         except ChainRevert as exc:
             answer = f"reverted {exc.error}"
+        except ChainError as exc:  # e.g. the task closed meanwhile: a revert not decoded
+            answer = f"chain error {exc}"
         log = Path(os.environ[ATTACKS_ENV]) / "fail-after-result.log"
         with log.open("a") as handle:
             handle.write(f"{task.task_id} {answer}\n")
@@ -70,7 +75,25 @@ def install() -> None:
         return count
 
     peer.receive_stream = answer_late  # type: ignore[assignment]
+    _withhold_the_providers_output()
     _lie_as_gbdt_label_holder()
+
+
+def _withhold_the_providers_output() -> None:
+    """``withhold-reveal``."""
+    from privledger.protocols.psi import kkrt, rr22
+
+    for module in (kkrt, rr22):
+        honest = module._run_requester
+
+        def keeping_the_positions(
+            channel: Any, keys: Any, peer_size: int, reveal: bool, *rest: Any, _run: Any = honest
+        ) -> Any:
+            return _run(
+                channel, keys, peer_size, reveal and not _attacking("withhold-reveal"), *rest
+            )
+
+        module._run_requester = keeping_the_positions  # type: ignore[assignment]
 
 
 def _lie_as_gbdt_label_holder() -> None:

@@ -10,10 +10,12 @@ import time
 
 import pytest
 
+from privledger.evm.accounts import dev_account
 from privledger.evm.contracts import FailureReason, TaskStatus
 from privledger.evm.errors import ChainRevert
 from privledger.node.spec import SpecInput, TaskSpec, parse_spec
 from tests.e2e.conftest import advance_chain_time, paused
+from tests.e2e.test_explorer import explorer, login
 
 from .malicious import FEE, Mallory, grant, wait_closed
 
@@ -390,6 +392,54 @@ def test_7_the_requester_cannot_fail_the_task_the_moment_it_has_the_result(
     assert task.status is TaskStatus.SETTLED
     assert mallory.ledger.metering.balance_of(bank_a) == provider_before + FEE
     assert mallory.balance() == mallory_before  # nothing came back
+
+
+@pytest.mark.parametrize("protocol", ["kkrt"])
+def test_7_with_output_to_both_the_requester_cannot_keep_the_providers_output_and_its_fee(
+    mallory: Mallory, protocol: str
+) -> None:
+    """Attack 7 where both parties learn the intersection: the provider's tags give the
+    requester its output before the requester's matched positions give the provider its own,
+    so the provider cannot anchor before that burst. Mallory takes its output from the tags,
+    keeps the positions and fails the task at once to take its fee back. The provider records
+    on chain that it delivers before the tags leave: the failure is refused, the provider,
+    told nothing, anchors what it answered, and the fee goes to it."""
+    running = mallory.running
+    data = running.register("bank-a")
+    terms = {"protocols": [protocol], "columns": {"phone": ["join"]}, "outputs": ["both"]}
+    grant(running, "bank-a", data, mallory.org_id, terms=terms)
+    mine = mallory.register(["phone"], _phones(mallory, "bank-a", 30, 30))
+    inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
+    bank_a = running.org_ids["bank-a"]
+    provider_before, mallory_before = mallory.ledger.metering.balance_of(bank_a), mallory.balance()
+    body = {"protocol": protocol, "inputs": inputs, "output": "both", "deadlineS": 120}
+    with mallory.attacking("withhold-reveal", "fail-after-result"):
+        response = mallory.submit(body)
+        assert response.status_code == 201, response.text
+        task_id = response.json()["taskId"]
+        outcome = mallory.attack_log("fail-after-result", task_id)
+    assert outcome == "reverted TaskLedgerDelivered", outcome
+    deadline = time.monotonic() + 60  # the provider waits for the positions, then anchors
+    while mallory.ledger.tasks.anchor_of(task_id, bank_a) == bytes(32):
+        assert time.monotonic() < deadline, mallory.ledger.tasks.get_task(task_id)
+        time.sleep(0.2)
+    assert mallory.ledger.tasks.units_of(task_id, bank_a) == 60  # the keys it answered
+    with running.client("bank-a", "operator") as client:
+        assert client.get(f"/tasks/{task_id}/result").status_code == 404  # it was told nothing
+
+    advance_chain_time(running, 121)  # mallory never anchors: the deadline passes
+    try:
+        mallory.ledger.tasks.expire_task(task_id)
+    except ChainRevert as exc:
+        assert exc.error == "TaskLedgerInvalidStatus", exc
+    task = wait_closed(running, task_id)
+    assert task.status is TaskStatus.SETTLED
+    assert mallory.ledger.metering.balance_of(bank_a) == provider_before + FEE
+    assert mallory.balance() == mallory_before  # nothing came back
+    with explorer(running) as auditor:  # the auditor sees when the requester was bound
+        assert login(auditor, dev_account(REGULATOR_ACCOUNT)).status_code == 200
+        page = auditor.get(f"/explorer/tasks/{task_id}").text
+    assert "delivery recorded in block" in page, page
 
 
 def test_8_a_fee_below_the_price_is_refused(mallory: Mallory) -> None:

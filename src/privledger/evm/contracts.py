@@ -476,6 +476,15 @@ class TaskLedger(ContractFacade):
     def fail_task(self, task_id: int, reason: int) -> TxReceipt:
         return self._transact("failTask", task_id, reason)
 
+    def record_delivery(self, task_id: int) -> TxReceipt:
+        """Record, as a provider, that what this organisation sends next gives the requester its
+        output before it can anchor: the requester can then no longer fail the task."""
+        return self._transact("recordDelivery", task_id)
+
+    def deliveries_of(self, task_id: int) -> int:
+        """The seats of the providers that recorded a delivery (bit i for participant i)."""
+        return int(self._call("deliveriesOf", task_id))
+
     def report_absence(self, task_id: int) -> TxReceipt:
         """Report the participants that have not anchored as absent (this organisation anchored);
         the same call after :meth:`absence_grace` completes the task without them."""

@@ -73,6 +73,9 @@ class AnchorRow:
     org_name: str
     anchored: bool
     absent: bool = False  # the task completed without it (ParticipantAbsent)
+    # the block of its DeliveryRecorded: it handed the requester its output before it could
+    # anchor, which bound the requester as an anchor does (0: none)
+    delivered_block: int = 0
     result_digest: str = ""
     transcript_hash: str = ""
     block_number: int = 0
@@ -370,11 +373,13 @@ def _anchors(
     """Each participant's anchor (or its absence), checked against the chain."""
     anchored = {int(e.args["org"]): e for e in own if e.event == "ResultAnchored"}
     absent = {int(e.args["org"]) for e in own if e.event == "ParticipantAbsent"}
+    delivered = {int(e.args["org"]): e.block_number for e in own if e.event == "DeliveryRecorded"}
     rows = []
     for org_id in task.participants:
         anchor = anchored.get(org_id)
         if anchor is None:
-            rows.append(AnchorRow(org_id, names(org_id), False, org_id in absent))
+            late = delivered.get(org_id, 0)
+            rows.append(AnchorRow(org_id, names(org_id), False, org_id in absent, late))
             continue
         digest, transcript = anchor.args["resultDigest"], anchor.args["transcriptHash"]
         rows.append(
@@ -386,6 +391,7 @@ def _anchors(
                 transcript_hash=transcript,
                 block_number=anchor.block_number,
                 tx_hash=anchor.tx_hash,
+                delivered_block=delivered.get(org_id, 0),
                 on_chain=node.ledger.tasks.verify_anchor(
                     task.task_id,
                     org_id,

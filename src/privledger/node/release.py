@@ -11,6 +11,14 @@ already covers the held messages, which the views record as sent) and only then 
 A message sent while a receive waits goes out at once: a protocol may send from one thread
 while another waits for the answer to it.
 
+Some protocols give the requester its output, or part of it, before the provider can anchor: the
+provider learns its own output after the requester's (an intersection revealed to both), or sends
+the output in parts while it still receives (a bucketed PSI). Such a protocol says so on the
+channel (:meth:`.Channel.delivering`) before those messages; when they would leave while the
+protocol goes on, the node first records the delivery on the ledger (``recordDelivery``), which
+binds the requester as an anchor does. From then on every receive ends in time for the provider
+to anchor before the task's deadline, whatever the requester withholds.
+
 The exchange is not fair in the other direction, and cannot be: a provider that anchored and
 then cannot deliver (its link cut) is paid for a result the requester did not get. A requester
 that stops answering before the last burst gets nothing and the task fails or expires unpaid.
@@ -19,9 +27,10 @@ that stops answering before the last burst gets nothing and the task fails or ex
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
-from privledger.protocols.channel import Channel
+from privledger.protocols.channel import Channel, ChannelTimeout
 
 
 class LastMessages:
@@ -31,13 +40,31 @@ class LastMessages:
     transcript and byte counts are those of every message the protocol sent or received over it,
     held ones included, in the order its peer will see them."""
 
-    def __init__(self, channels: Mapping[int, Channel]) -> None:
+    def __init__(
+        self,
+        channels: Mapping[int, Channel],
+        record_delivery: Callable[[], float] | None = None,
+    ) -> None:
+        """``record_delivery`` records a delivery the protocol announced on the ledger, before
+        the messages that deliver leave while it goes on, and returns by when (a
+        :func:`time.monotonic` time) the protocol's receives must end so that the provider can
+        still anchor; it raises to keep the messages."""
         self._lock = threading.Lock()  # the held messages, and their order against direct sends
         self._held: list[tuple[Channel, bytes]] = []
         self._receiving = 0
+        self._record_delivery = record_delivery
+        self._delivering = False  # the protocol said that what it sends gives the output
+        self._until: float | None = None  # once the delivery is recorded: when receives end
         self.views: dict[int, Channel] = {
             org: _Withheld(self, channel) for org, channel in channels.items()
         }
+
+    @property
+    def delivered(self) -> bool:
+        """Whether the delivery was recorded on the ledger before messages giving the output
+        left."""
+        with self._lock:
+            return self._until is not None
 
     @property
     def held(self) -> int:
@@ -46,27 +73,47 @@ class LastMessages:
             return len(self._held)
 
     def release(self) -> None:
-        """Send every held message, in the order the protocol sent them."""
+        """Send every held message, in the order the protocol sent them (after the anchor, which
+        binds the requester: no delivery to record)."""
         with self._lock:
+            self._delivering = False
             self._flush()
+
+    def _delivers(self) -> None:
+        with self._lock:
+            self._delivering = True
 
     def _send(self, inner: Channel, payload: bytes) -> None:
         with self._lock:
             if self._receiving == 0:
                 self._held.append((inner, bytes(payload)))
                 return
+            self._leave()
             self._flush()
             inner.send(payload)
 
     def _recv(self, inner: Channel, timeout: float | None) -> bytes | bytearray:
         with self._lock:
-            self._flush()
+            if self._held:
+                self._leave()
+                self._flush()
+            if self._until is not None:
+                left = self._until - time.monotonic()
+                if left <= 0:
+                    raise ChannelTimeout("no time left before the task's deadline to wait on")
+                timeout = left if timeout is None else min(timeout, left)
             self._receiving += 1
         try:
             return inner.recv_buffer(timeout)
         finally:
             with self._lock:
                 self._receiving -= 1
+
+    def _leave(self) -> None:
+        """Before messages leave while the protocol goes on: record the delivery it announced
+        (once); the caller holds the lock."""
+        if self._delivering and self._until is None and self._record_delivery is not None:
+            self._until = self._record_delivery()
 
     def _flush(self) -> None:
         """Send what is held; the caller holds the lock."""
@@ -86,6 +133,9 @@ class _Withheld(Channel):
 
     def close(self) -> None:
         self._inner.close()
+
+    def delivering(self) -> None:
+        self._owner._delivers()
 
     def _send_raw(self, payload: bytes) -> None:
         self._owner._send(self._inner, payload)

@@ -77,6 +77,10 @@ MAX_UNITS = 2**32 - 1  # usage units anchored on chain are uint32
 # the longest a dealer serves one task: the joint statistics and FL runs we measured take under a
 # minute; parties stalled past this fail the task and free the dealer's thread for new work
 DEALER_BUDGET_S = 900.0
+# a provider that records a delivery keeps this long before the task's deadline to anchor (a
+# transaction mined on a chain of slow blocks, with retries), and refuses to deliver with less
+# than twice that left
+ANCHOR_MARGIN_S = 20.0
 TASK_EVENTS = ("TaskAuthorised", "TaskCompleted", "TaskFailed", "TaskExpired")
 ACTIVE = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
 LOST = "CHAIN_REORG"  # the failure of a task whose submission a reorganisation took back
@@ -547,7 +551,11 @@ class Worker:
             raise TaskRefused(FailureReason.SPEC_MISMATCH, "this organisation holds no input")
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
         provider = mine is not None and spec.requester != self.node.org_id
-        held = LastMessages(channels) if provider else None
+        held = (
+            LastMessages(channels, record_delivery=lambda: self._record_delivery(task))
+            if provider
+            else None
+        )
         with _closing(channels), UsageWindow() as usage:
             for channel in channels.values():
                 channel.connect()  # the connections come up while the input loads
@@ -566,6 +574,7 @@ class Worker:
                 self._min_release(spec, terms),
                 column,
                 terms,
+                held=held,
             )
             self._meet(channels)
             started = time.perf_counter()
@@ -597,6 +606,26 @@ class Worker:
             if held is None:
                 self._anchor(task, outcome)
         self._audit_usage(task, outcome.usage)  # after the last messages left: they wait for none
+
+    def _record_delivery(self, task: Task) -> float:
+        """Record on the ledger, as a provider whose next messages give the requester its output
+        before it can anchor, that it delivers: the requester can then no longer fail the task
+        (:mod:`privledger.node.release`). Returns by when (monotonic) the protocol must stop
+        waiting so that this node can still anchor before the deadline."""
+        left = task.deadline - self.node.ledger.client.latest_timestamp()  # chain time
+        if left < 2 * ANCHOR_MARGIN_S:
+            raise TaskRefused(
+                FailureReason.POLICY_VIOLATION,
+                f"{left} s to the task's deadline is too little to deliver the output and anchor",
+            )
+        try:
+            self.node.ledger.tasks.record_delivery(task.task_id)
+        except ChainRevert as exc:  # e.g. the requester failed the task meanwhile
+            raise TaskRefused(
+                FailureReason.PROTOCOL_ERROR, f"the delivery was not recorded: {exc}"
+            ) from exc
+        logger.info("task %d: delivery recorded, %d s to the deadline", task.task_id, left)
+        return time.monotonic() + left - ANCHOR_MARGIN_S
 
     def _audit_usage(self, task: Task, usage: Usage) -> None:
         """The figures of this node's part in its audit log, anchored with the log's next batch:

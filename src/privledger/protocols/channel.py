@@ -99,6 +99,14 @@ class Channel(abc.ABC):
         self._record("b" if self._side == "a" else "a", payload)
         return payload
 
+    def delivering(self) -> None:
+        """Say that what this party sends from now on gives the peer its output, in whole or in
+        part. A protocol calls it before such messages, wherever they come in its sequence. A
+        channel that holds a provider's messages until its result is on the ledger (the node's,
+        :mod:`privledger.node.release`) records the delivery on the ledger before any of them
+        leaves, when this party still has messages to receive; other channels do nothing."""
+        return
+
     @abc.abstractmethod
     def close(self) -> None:
         """Close the channel; idempotent."""

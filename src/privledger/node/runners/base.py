@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from privledger.evm.contracts import FailureReason, Task
 from privledger.node.context import NodeContext
+from privledger.node.release import LastMessages
 from privledger.node.runners.caps import CappedChannel
 from privledger.node.spec import SpecInput, TaskSpec
 from privledger.node.terms import GrantTerms
@@ -47,6 +48,8 @@ class Run:
     # peers the protocol finished without (a horizontal FL client that dropped out): their
     # channels are abandoned, not finished, and the task completes without them on chain
     dropped: set[int] = field(default_factory=set)
+    # a provider's channels, holding its messages until its anchor (None for other parties)
+    held: LastMessages | None = None
 
     @property
     def org(self) -> int:
@@ -103,9 +106,15 @@ class Run:
         """The only channel; a provider's refuses a requester set over the terms' cap when the
         requester's protocol header announces it (:mod:`privledger.node.runners.caps`)."""
         channel = self.only_channel()
-        if self.is_requester or self.terms is None or self.terms.max_set(provider_rows) is None:
+        if self.is_requester:
             return channel
         return CappedChannel(channel, lambda size: self.check_requester_set(size, provider_rows))
+
+    @property
+    def delivered(self) -> bool:
+        """Whether this provider recorded on the ledger that it handed the requester its output
+        before it could anchor (:mod:`privledger.node.release`)."""
+        return self.held is not None and self.held.delivered
 
     def party(self) -> Party:
         """This node as an MPC party: data parties indexed in input order, plus the dealer."""

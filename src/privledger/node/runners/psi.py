@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -18,7 +19,9 @@ from privledger.node.components import Role
 from privledger.node.compute import bucket_executor
 from privledger.node.runners.base import InputForm, Run, RunOutput, TaskRefused
 from privledger.node.runners.builtin import BuiltinComponent
+from privledger.node.runners.caps import CappedChannel
 from privledger.node.spec import KkrtSpec
+from privledger.protocols.channel import Channel, ChannelError
 from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty, rr22
 from privledger.protocols.psi.common import PsiResult
 
@@ -26,6 +29,7 @@ from privledger.protocols.psi.common import PsiResult
 # an Arrow array (Run.column)
 KEYED_PSI = {"kkrt": kkrt, "rr22": rr22}
 COLUMN_PROTOCOLS = set(KEYED_PSI)
+logger = logging.getLogger(__name__)
 BUCKET_WORKERS = 2  # processes per party doing the bucketed PSI's CPU work
 MAX_LIST_ITEMS = 1_000_000  # larger outputs are streamed to the result file (node.results)
 
@@ -48,13 +52,17 @@ def run(task: Run) -> RunOutput:
     if protocol == "ecdh":
         result = _ecdh(task)
     else:
-        result = KEYED_PSI[protocol].run_psi(
-            task.capped_channel(len(task.keys)),
-            task.keys,
-            role=task.role,
-            reveal_to_provider=task.spec.output == "both",
-            timeout=task.timeout,
-        )
+        channel = task.capped_channel(len(task.keys))
+        try:
+            result = KEYED_PSI[protocol].run_psi(
+                channel,
+                task.keys,
+                role=task.role,
+                reveal_to_provider=task.spec.output == "both",
+                timeout=task.timeout,
+            )
+        except ChannelError as failure:
+            return _told_nothing(task, failure, _announced(channel))
     if not result.learned_output:
         return None, result.peer_size  # a provider not told the matches: the keys it answered
     task.check_release(len(result.intersection), "matched rows")
@@ -109,13 +117,17 @@ def _column(task: Run) -> RunOutput:
     """KKRT or RR22 on the key column as Arrow reads it (no Python object per row, up to 2^24
     rows and more); an intersection over :data:`MAX_LIST_ITEMS` items is streamed to the result
     file."""
-    result = KEYED_PSI[task.spec.protocol].run_psi_column(
-        task.capped_channel(len(task.column)),
-        task.column,
-        role=task.role,
-        reveal_to_provider=task.spec.output == "both",
-        timeout=task.timeout,
-    )
+    channel = task.capped_channel(len(task.column))
+    try:
+        result = KEYED_PSI[task.spec.protocol].run_psi_column(
+            channel,
+            task.column,
+            role=task.role,
+            reveal_to_provider=task.spec.output == "both",
+            timeout=task.timeout,
+        )
+    except ChannelError as failure:
+        return _told_nothing(task, failure, _announced(channel))
     matched = len(result.intersection)
     if not result.learned_output:
         return None, result.peer_size  # a provider not told the matches: the keys it answered
@@ -129,6 +141,27 @@ def _column(task: Run) -> RunOutput:
     finally:
         output.close()
     return out, matched
+
+
+def _told_nothing(task: Run, failure: ChannelError, units: int | None) -> RunOutput:
+    """A provider that recorded the delivery of the requester's output (:mod:`.node.release`)
+    and then got no valid answer -- the requester withheld the matched positions that tell the
+    provider its own output, sent bad ones, or its link failed: the provider anchors, told
+    nothing, the ``units`` it answered, as when the output is the requester's alone. Before a
+    delivery, or without the units, the failure stands."""
+    if not task.delivered or units is None:
+        raise failure
+    logger.warning(
+        "task %d: the requester had its output, ours did not come (%s): we anchor as told nothing",
+        task.task.task_id,
+        failure,
+    )
+    return None, units
+
+
+def _announced(channel: Channel) -> int | None:
+    """The set size the requester announced on a provider's capped channel."""
+    return channel.announced if isinstance(channel, CappedChannel) else None
 
 
 def _difference(task: Run) -> RunOutput:
@@ -186,20 +219,24 @@ def _bucketed(task: Run, spec: KkrtSpec) -> RunOutput:
         raise TaskRefused(FailureReason.PROTOCOL_ERROR, "a bucketed task needs its input file")
     out = results.path_of(task.node.settings.results_dir, task.task.task_id)
     with bucket_executor(task.node.settings.ray_address, BUCKET_WORKERS) as executor:
-        result = buckets.run_bucketed_psi(
-            task.only_channel(),
-            task.role,
-            task.source,
-            mine.column,
-            out,
-            buckets=spec.buckets,
-            workers=BUCKET_WORKERS,
-            reveal_to_provider=spec.output == "both",
-            timeout=task.timeout,
-            partition_key=hashlib.sha256(b"privledger/psi-buckets" + spec.hash).digest()[:16],
-            work_dir=out.parent,
-            executor=executor,
-        )
+        try:
+            result = buckets.run_bucketed_psi(
+                task.only_channel(),
+                task.role,
+                task.source,
+                mine.column,
+                out,
+                buckets=spec.buckets,
+                workers=BUCKET_WORKERS,
+                reveal_to_provider=spec.output == "both",
+                timeout=task.timeout,
+                partition_key=hashlib.sha256(b"privledger/psi-buckets" + spec.hash).digest()[:16],
+                work_dir=out.parent,
+                executor=executor,
+            )
+        except ChannelError as failure:
+            out.unlink(missing_ok=True)  # the buckets a provider was told before it
+            return _told_nothing(task, failure, 0)  # paid as when told nothing: no matched rows
     if not result.learned_output:
         return None, result.matched
     try:

@@ -716,6 +716,7 @@ class _Run:
                 previous = []
                 for b, evaluation in zip(group, evaluations, strict=True):
                     tags, order, count = evaluation.result()
+                    channel.delivering()  # each bucket's tags give the requester its part
                     send_records(channel, tags)
                     previous.append((b, order))
                     distinct += count

@@ -189,6 +189,7 @@ def run_psi_size(
         session = _Session(channel, blinder, own, peer_size, False, timeout)
         if role == "provider":
             _, _, size = _provider_counts(session, blinder.blind_items(own), min_result)
+            channel.delivering()  # the count is the requester's output
             channel.send(size.to_bytes(COUNT_BYTES, "big"))
             return size
         _requester_counts(session, blinder.blind_items(own))
@@ -236,6 +237,7 @@ def _run_provider(session: _Session, own_blinded: bytes) -> PsiResult:
     peer_blinded = session.recv_points(session.peer_size)
     session.send_points(own_blinded)
     peer_double = session.blinder.reblind(peer_blinded)
+    session.channel.delivering()  # AB gives the requester its output
     session.send_points(peer_double)
     if not session.reveal_to_provider:
         return PsiResult([], False, session.peer_size)
@@ -273,6 +275,7 @@ def _requester_counts(session: _Session, own_blinded: bytes) -> bytes:
 def _provider_counting(session: _Session, own_blinded: bytes, min_result: int) -> PsiResult:
     """The provider's side with the cardinality phase: AB goes only over ``min_result``."""
     peer_double, own_double, _ = _provider_counts(session, own_blinded, min_result)
+    session.channel.delivering()  # AB gives the requester its output
     session.send_points(peer_double)
     if not session.reveal_to_provider:
         return PsiResult([], False, session.peer_size)

@@ -583,6 +583,7 @@ def _run_provider(
 
     tags = provider_tags(setup, shuffled, seed, bins, width, receive_next, plan=plan)
     del shuffled, plan
+    channel.delivering()  # the tags give the requester its output
     send_records(channel, tags.reshape(cuckoo.HASHES * n, width))
     if not reveal:
         return None
