@@ -260,12 +260,12 @@ def vole_send(
             zip(chunks, _split_cots(q, chunks), strict=True)
         ):
             seed = secrets.token_bytes(exacc.SEED_BYTES)
-            payload, leaves = _expand_instance(
-                params, delta, ggm_q, noise_q, first, spare.trees(i, params)
+            message, leaves = _expand_instance(
+                params, delta, ggm_q, noise_q, first, seed, spare.trees(i, params)
             )
             if acknowledged is not None:
                 acknowledged.result()
-            channel.send(seed + payload)  # first: the receiver expands while this side compresses
+            channel.send(message)  # first: the receiver expands while this side compresses
             if i + 1 < len(chunks):
                 acknowledged = acks.submit(recv_exact, channel, 0, timeout, "VOLE acknowledgement")
             compressor.submit(params.code(seed), leaves, b[at : at + params.length])
@@ -333,9 +333,11 @@ def _expand_instance(
     ggm_q: U8,
     noise_q: U8,
     first: int,
+    seed: bytes,
     buffers: pprf.Buffers | None = None,
 ) -> tuple[bytes, U8]:
-    """The instance's message (masked level sums, corrections) and noisy leaves ``(N, 16)``."""
+    """The instance's message (the code ``seed``, masked level sums, corrections; joined in
+    one copy) and noisy leaves ``(N, 16)``."""
     trees, depth = params.trees, params.depth
     share = _combine_powers(noise_q, trees)  # s_i, with s_i + r_i = a_i delta
     roots = ot.random_bytes(trees, BLOCK)
@@ -348,7 +350,8 @@ def _expand_instance(
     masked[:, 1] = order[:, 1] ^ _ggm_hash(ggm_q ^ delta_row, first)
     totals = sums[depth - 1, 0] ^ sums[depth - 1, 1]  # each tree's leaves: its last level sums
     corrections = totals ^ share
-    return masked.tobytes() + corrections.tobytes(), leaves.reshape(params.code_size, BLOCK)
+    message = b"".join((seed, masked.data, np.ascontiguousarray(corrections).data))
+    return message, leaves.reshape(params.code_size, BLOCK)
 
 
 def vole_receive(
