@@ -7,12 +7,13 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from privledger.node.release import LastMessages
 from privledger.protocols.channel import ChannelTimeout, channel_pair
-from privledger.protocols.psi import buckets, kkrt
+from privledger.protocols.psi import buckets, kkrt, rr22
 
 
 def test_the_last_burst_waits_for_release_and_is_already_in_the_transcript() -> None:
@@ -146,9 +147,10 @@ def _sets() -> tuple[list[bytes], list[bytes]]:
     return [b"%d" % i for i in range(300)], [b"%d" % i for i in range(200, 600)]
 
 
+@pytest.mark.parametrize("protocol", [kkrt, rr22], ids=["kkrt", "rr22"])
 @pytest.mark.parametrize("reveal", [False, True])
-def test_kkrt_records_a_delivery_only_when_the_provider_learns_after_the_requester(
-    reveal: bool,
+def test_a_keyed_psi_records_a_delivery_only_when_the_provider_learns_after_the_requester(
+    protocol: ModuleType, reveal: bool
 ) -> None:
     """Output to both: the tags give the requester its output while the provider still waits
     for its matched positions, so the delivery is recorded before they leave. Output to the
@@ -159,10 +161,15 @@ def test_kkrt_records_a_delivery_only_when_the_provider_learns_after_the_request
     held = LastMessages({1: b}, record_delivery=ledger.record)
     with ThreadPoolExecutor(2) as pool:
         ledger.requester = pool.submit(
-            kkrt.run_psi, a, x, role="requester", reveal_to_provider=reveal, timeout=30
+            protocol.run_psi, a, x, role="requester", reveal_to_provider=reveal, timeout=30
         )
         provider = pool.submit(
-            kkrt.run_psi, held.views[1], y, role="provider", reveal_to_provider=reveal, timeout=30
+            protocol.run_psi,
+            held.views[1],
+            y,
+            role="provider",
+            reveal_to_provider=reveal,
+            timeout=30,
         )
         provided = provider.result(timeout=30)
         assert ledger.recorded == ([False] if reveal else [])

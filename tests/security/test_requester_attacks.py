@@ -394,7 +394,7 @@ def test_7_the_requester_cannot_fail_the_task_the_moment_it_has_the_result(
     assert mallory.balance() == mallory_before  # nothing came back
 
 
-@pytest.mark.parametrize("protocol", ["kkrt"])
+@pytest.mark.parametrize("protocol", ["kkrt", "rr22"])
 def test_7_with_output_to_both_the_requester_cannot_keep_the_providers_output_and_its_fee(
     mallory: Mallory, protocol: str
 ) -> None:

@@ -586,7 +586,16 @@ class Worker:
                 run.role,
                 len(run.rows),
             )
-            output, units = component.run(run)
+            try:
+                output, units = component.run(run)
+            except ChannelError as failure:
+                if not run.delivered:
+                    raise
+                # the requester had its output and this provider's part did not come: it anchors
+                # as told nothing, 0 units (a runner that knows what it answered catches this
+                # first, as the PSI runner does)
+                logger.warning("task %d: delivered, then %s: told nothing", task.task_id, failure)
+                output, units = None, 0
             seen = run.channels  # a provider's views: their transcripts cover the held messages
             outcome = Outcome(
                 output,

@@ -456,6 +456,7 @@ def _run_provider(
         ot.put_rows(tags, places[at : at + len(values)], output_hash(values, chunk.value, width))
         at += len(values)
     del hashed, decoder, table
+    channel.delivering()  # the tags give the requester its output
     send_records(channel, tags)
     if not reveal:
         return None
