@@ -379,13 +379,20 @@ class Worker:
             session.commit()
 
     def _recover(self) -> None:
-        """A task that was mid-protocol when the node stopped cannot resume: fail it cleanly.
+        """A task that was mid-protocol when the node stopped cannot resume: fail it cleanly --
+        unless this node had recorded, as a provider, the delivery of the requester's output:
+        then it anchors as told nothing, as it would have had the requester withheld its part.
         One this node anchored may still wait for absent parties."""
         with Session(self.node.engine) as session:
             stale = session.exec(select(LocalTask).where(LocalTask.state == "running")).all()
             anchored = session.exec(select(LocalTask).where(LocalTask.state == "anchored")).all()
         for row in stale:
             with task_context(row.task_id):
+                if self._delivered(row.task_id):
+                    task = self.node.ledger.tasks.get_task(row.task_id)
+                    logger.warning("task %d: delivered before a restart: told nothing", row.task_id)
+                    self._anchor(task, Outcome(None, bytes(32), 0, 0.0, Usage(0.0, 0, 0, 0, False)))
+                    continue
                 self._fail(row.task_id, FailureReason.PROTOCOL_ERROR, "node restarted mid-protocol")
         for row in anchored:
             self._absences.watch(row.task_id)
@@ -615,6 +622,18 @@ class Worker:
             if held is None:
                 self._anchor(task, outcome)
         self._audit_usage(task, outcome.usage)  # after the last messages left: they wait for none
+
+    def _delivered(self, task_id: int) -> bool:
+        """Whether this organisation recorded a delivery for the open task ``task_id``."""
+        tasks = self.node.ledger.tasks
+        try:
+            task = tasks.get_task(task_id)
+            seats = tasks.deliveries_of(task_id)
+        except ChainError:  # e.g. a task the chain no longer has
+            return False
+        if task.status not in ACTIVE or self.node.org_id not in task.participants:
+            return False
+        return bool(seats >> task.participants.index(self.node.org_id) & 1)
 
     def _record_delivery(self, task: Task) -> float:
         """Record on the ledger, as a provider whose next messages give the requester its output
