@@ -328,16 +328,10 @@ def encode(
         raise OkvsError("an OKVS cluster overflowed")
     table = np.empty((params.size, width), dtype=np.uint8)
     cells = params.cluster_cells
-    # every group's rows in the same arrays, not in fresh pages for each group
-    most = max(
-        starts[min(f + per_group, params.clusters)] - starts[f]
-        for f in range(0, params.clusters, per_group)
-    )
-    space = _RowSpace(int(most))
     for first in range(0, params.clusters, per_group):
         last = min(first + per_group, params.clusters)
         chosen = order[starts[first] : starts[last]]
-        hashed = rows(params, seed, ot.take_rows(keys, chosen), space.rows(0, len(chosen)))
+        hashed = rows(params, seed, ot.take_rows(keys, chosen))
         local = _values(hashed, None if values is None else ot.take_rows(values, chosen))
         table[first * cells : last * cells] = _encode_clusters(params, hashed, local, first, last)
     return table
