@@ -417,6 +417,9 @@ def _contribute(
         shares = secagg.unmask(survivors)
     except (SecAggError, ValueError, KeyError, TypeError) as exc:
         raise FederationError(f"secure aggregation round {round_id}: {exc}") from exc
+    # the unmask shares give the aggregator the sum: the pooled statistics (per-column mean and
+    # variance, a joint-statistics result of their own), then each round's model
+    channel.delivering()
     channel.send(
         json.dumps(
             {

@@ -848,6 +848,8 @@ class _FeatureOwner:
                     secrets.SystemRandom().shuffle(items)
                     candidates[v] = [(column, b) for column, b, _ in items]
                     packed = space.pack([cipher for _, _, cipher in items], packing.item_bits)
+                    # the histograms (and then the partitions) build the label holder's trees
+                    self.channel.delivering()
                     _send(
                         self.channel,
                         "histograms",

@@ -360,6 +360,9 @@ def commit_parts(party: Party, model: SharedModel) -> tuple[bytes, tuple[bytes, 
     salt = secrets.token_bytes(32)
     mine = hashlib.sha256(salt + model.shares.astype("<u8").tobytes()).digest()
     with session(party, "vertical-commit"):
+        for member in model.group:
+            if member != party.index:  # the commitments complete every member's model part
+                party.delivering(member)
         theirs = party.exchange(model.group, dict.fromkeys(model.group, mine))
     commitments = []
     for member in model.group:
@@ -438,6 +441,8 @@ def train_vertical_ss(
         mine: U64 | None = None
         for k, member in enumerate(group):
             block = model.shares[offsets[k] : offsets[k + 1]]
+            if member != party.index:  # the block opened to a member is its weights: its output
+                party.delivering(member)
             opened = open_to(party, group, block, member)
             if opened is not None:
                 mine = opened
@@ -576,6 +581,8 @@ def predict_vertical(
         scores = model.scores(features)
         agree(party, group, {"protocol": "fl/vertical-predict/v1", "rows": scores.size})
         shared = share_sum(party, group, encode_fixed(scores, frac_bits))
+        if party.index != requester:
+            party.delivering(requester)  # the opened scores are the requester's output
         opened = open_to(party, group, shared, requester)
     if opened is None:
         return None
@@ -600,6 +607,8 @@ def predict_vertical_shared(
             raise ValueError("the features do not match this party's part of the model")
         columns = _own_columns(party, group, design, model.widths, model.frac_bits)
         scores = _shared_scores(party, group, columns, model.shares, rows, model.frac_bits)
+        if party.index != requester:
+            party.delivering(requester)  # the opened scores are the requester's output
         opened = open_to(party, group, scores, requester)
     if opened is None:
         return None

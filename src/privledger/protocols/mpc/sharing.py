@@ -140,6 +140,11 @@ class Party:
         raise_if_abort(payload, f"party {self.index}: party {peer}")
         return payload
 
+    def delivering(self, peer: int) -> None:
+        """Say that what this party sends ``peer`` from now on gives it its output, in whole or
+        in part (:meth:`.Channel.delivering`)."""
+        self._peers[peer].delivering()
+
     def send_words(self, peer: int, values: U64) -> None:
         self.send(peer, values.astype("<u8", copy=False).tobytes())
 

@@ -524,6 +524,8 @@ def _intersection_member(ctx: _Context, sizes: dict[int, int]) -> MultiPartyResu
     keys = np.concatenate([kkrt.with_hash_index(digest, i) for i in range(cuckoo.HASHES)])
     values = (tags ^ shared[None, :, :]).reshape(cuckoo.HASHES * n, width)
     store = okvs.encode(keys, values)
+    # the OKVS gives the leader its output; a task that aligns rows with it receives afterwards
+    channel.delivering()
     channel.send(store.seed)
     send_records(channel, store.table)
     return MultiPartyResult([], False, sizes)
@@ -590,6 +592,7 @@ def _union_member(ctx: _Context, sizes: dict[int, int]) -> MultiPartyResult:
     released = np.empty((fresh.size, _RELEASE_BYTES), dtype=np.uint8)
     released[:, :8] = fresh.astype(">u8").view(np.uint8).reshape(-1, 8)
     released[:, 8:] = theirs[fresh, other_width:]
+    channel.delivering()  # the released pad keys give the receiver the other member's items
     send_records(channel, released)
     return MultiPartyResult([], False, sizes)
 
