@@ -222,3 +222,22 @@ def test_a_bucketed_psi_records_a_delivery_before_the_first_buckets_tags(
         held.release()
         result = ledger.requester.result(timeout=30)
     assert result.matched == len(set(x) & set(y))
+
+
+def test_only_a_delivery_to_the_requester_is_recorded() -> None:
+    """A provider's output for another provider (rows aligned among the providers alone) binds
+    no one: only a delivery on the requester's channel is recorded."""
+    to_requester, requester = channel_pair()
+    to_other, other = channel_pair()
+    ledger = Ledger()
+    held = LastMessages({1: to_requester, 3: to_other}, record_delivery=ledger.record, requester=1)
+    held.views[3].delivering()
+    held.views[3].send(b"the other provider's output")
+    threading.Thread(target=lambda: other.send(other.recv(5) + b" seen")).start()
+    assert held.views[3].recv(timeout=5) == b"the other provider's output seen"
+    assert ledger.recorded == [] and not held.delivered
+    held.views[1].delivering()
+    held.views[1].send(b"the requester's output")
+    threading.Thread(target=lambda: requester.send(requester.recv(5) + b" seen")).start()
+    assert held.views[1].recv(timeout=5) == b"the requester's output seen"
+    assert ledger.recorded == [False] and held.delivered

@@ -44,19 +44,23 @@ class LastMessages:
         self,
         channels: Mapping[int, Channel],
         record_delivery: Callable[[], float] | None = None,
+        requester: int | None = None,
     ) -> None:
         """``record_delivery`` records a delivery the protocol announced on the ledger, before
         the messages that deliver leave while it goes on, and returns by when (a
         :func:`time.monotonic` time) the protocol's receives must end so that the provider can
-        still anchor; it raises to keep the messages."""
+        still anchor; it raises to keep the messages. Given the ``requester`` (a key of
+        ``channels``), only a delivery announced on its channel counts: one provider's output
+        for another binds no one."""
         self._lock = threading.Lock()  # the held messages, and their order against direct sends
         self._held: list[tuple[Channel, bytes]] = []
         self._receiving = 0
         self._record_delivery = record_delivery
         self._delivering = False  # the protocol said that what it sends gives the output
         self._until: float | None = None  # once the delivery is recorded: when receives end
+        self._requester = requester
         self.views: dict[int, Channel] = {
-            org: _Withheld(self, channel) for org, channel in channels.items()
+            org: _Withheld(self, channel, org) for org, channel in channels.items()
         }
 
     @property
@@ -79,7 +83,9 @@ class LastMessages:
             self._delivering = False
             self._flush()
 
-    def _delivers(self) -> None:
+    def _delivers(self, peer: int) -> None:
+        if self._requester is not None and peer != self._requester:
+            return
         with self._lock:
             self._delivering = True
 
@@ -126,16 +132,17 @@ class _Withheld(Channel):
     """One channel of :class:`LastMessages`; it records the transcript, the inner channel
     carries the messages."""
 
-    def __init__(self, owner: LastMessages, inner: Channel) -> None:
+    def __init__(self, owner: LastMessages, inner: Channel, peer: int) -> None:
         super().__init__(inner.side)
         self._owner = owner
         self._inner = inner
+        self._peer = peer
 
     def close(self) -> None:
         self._inner.close()
 
     def delivering(self) -> None:
-        self._owner._delivers()
+        self._owner._delivers(self._peer)
 
     def _send_raw(self, payload: bytes) -> None:
         self._owner._send(self._inner, payload)

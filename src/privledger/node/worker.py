@@ -559,7 +559,11 @@ class Worker:
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
         provider = mine is not None and spec.requester != self.node.org_id
         held = (
-            LastMessages(channels, record_delivery=lambda: self._record_delivery(task))
+            LastMessages(
+                channels,
+                record_delivery=lambda: self._record_delivery(task),
+                requester=spec.requester,
+            )
             if provider
             else None
         )
@@ -595,13 +599,13 @@ class Worker:
             )
             try:
                 output, units = component.run(run)
-            except ChannelError as failure:
+            except Exception as failure:
                 if not run.delivered:
                     raise
-                # the requester had its output and this provider's part did not come: it anchors
-                # as told nothing, 0 units (a runner that knows what it answered catches this
-                # first, as the PSI runner does)
-                logger.warning("task %d: delivered, then %s: told nothing", task.task_id, failure)
+                # the requester had its output and this provider's part did not come, or came
+                # malformed: it anchors as told nothing, 0 units (a runner that knows what it
+                # answered catches this first, as the PSI runner does), never fails the task
+                logger.warning("task %d: delivered, then %r: told nothing", task.task_id, failure)
                 output, units = None, 0
             seen = run.channels  # a provider's views: their transcripts cover the held messages
             outcome = Outcome(
