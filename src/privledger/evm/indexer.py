@@ -242,15 +242,19 @@ class EventIndexer:
             self._seen_head = latest
             return stored
 
-    def sync_for(self, contract: str, event: str) -> None:
+    def sync_for(self, contract: str, event: str) -> int | None:
         """Make sure every ``event`` of ``contract`` mined so far is in the database, indexing
         the new blocks only when one of them holds such an event (asked with one ``eth_getLogs``
         over the blocks not indexed yet): a request that needs one kind of event fresh does not
-        index every new block itself -- the worker's sync reads them all, many at a time."""
+        index every new block itself -- the worker's sync reads them all, many at a time.
+
+        Returns the block from which the chain holds no such event, when it asked and found
+        none (so a caller that read the stored events while :meth:`indexed_below` was at least
+        that block has read them all), else None."""
         first = self._seen_next
         if first == 0:  # nothing indexed by this process yet
             self.sync()
-            return
+            return None
         address, topic = self._topics[(contract, event)]
         query = {
             "fromBlock": hex(first),
@@ -263,13 +267,20 @@ class EventIndexer:
             raise head
         if to_int(head) - self.confirmations >= first and logs != []:
             self.sync()  # such an event (or an answer that is not a list): read the new blocks
-        elif to_int(head) - first > STALE_CURSOR_BLOCKS:
+            return None
+        if to_int(head) - first > STALE_CURSOR_BLOCKS:
             # another thread or process indexes (an API process beside the worker's): start the
             # next query where it got to, or its range, and the chain's work, grows with every
             # block; unless a rewind here moved the cursor back meanwhile
             rewinds, stored = self._rewinds, self.next_block()
             if rewinds == self._rewinds:
                 self._seen_next = max(self._seen_next, stored)
+        # none in the blocks asked for, or none asked for (all indexed: the range is empty)
+        return first if logs == [] or to_int(head) < first else None
+
+    def indexed_below(self) -> int:
+        """The block below which this indexer last saw every block stored (0: none yet)."""
+        return self._seen_next
 
     def _latest(self) -> tuple[str, str]:
         """The number and hash of the chain's newest block (a reorganisation to the same height

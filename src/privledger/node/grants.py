@@ -3,10 +3,17 @@ task runs under."""
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+from weakref import WeakKeyDictionary
 
 from pydantic import ValidationError
-from sqlmodel import Session
+from sqlalchemy import Engine, Select, and_, bindparam
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col
 
 from privledger.evm.contracts import Grant
 from privledger.evm.ledger import Ledger
@@ -15,6 +22,7 @@ from privledger.node.context import NodeContext
 from privledger.node.spec import SpecInput, TaskSpec
 from privledger.node.terms import GrantTerms, TermViolation, violation
 from privledger.store.events import events_named
+from privledger.store.models import ChainEvent, ChainRef
 
 ZERO32 = bytes(32)
 
@@ -63,12 +71,24 @@ def terms_of(node: NodeContext, grant: Grant) -> GrantTerms | None:
     for event in issued:
         if event.args["grantId"] != grant_id:
             continue
-        try:
-            terms = GrantTerms.parse(event.args["terms"])
-        except ValidationError:
-            return None
-        return terms if terms.agrees_with(grant) else None
+        return published_terms(event.args["terms"], grant)
     return None
+
+
+def published_terms(document: str, grant: Grant) -> GrantTerms | None:
+    """The terms ``document`` a ``GrantIssued`` event carried, if it agrees with ``grant`` as
+    the chain holds it now (its ``termsHash`` and the fields the contract enforces); else None."""
+    try:
+        terms = _parsed_terms(document)
+    except ValidationError:
+        return None
+    return terms if terms.agrees_with(grant) else None
+
+
+@lru_cache(maxsize=1024)
+def _parsed_terms(document: str) -> GrantTerms:
+    """A terms document parsed once (a frozen model: the same document is the same terms)."""
+    return GrantTerms.parse(document)
 
 
 @dataclass(frozen=True)
@@ -91,23 +111,20 @@ def choose_grant(
     """The newest grant of ``item``'s dataset to this organisation that is usable now and whose
     terms the task keeps (``requester_rows``, when known, held to a set-size cap against the
     provider's registered row count); with usable grants that all refuse it, the newest one's
-    refusal."""
-    node.indexer.sync_for("GrantRegistry", "GrantIssued")
-    with Session(node.engine) as session:
-        issued = events_named(session, ["GrantIssued"], dataset_id=item.dataset.lower())
+    refusal.
+
+    The candidates come from the index (:func:`issued_to`); whether each is usable (not revoked,
+    expired or used up) and its terms are read from the chain at every call."""
     dataset = bytes.fromhex(item.dataset[2:])
     kind = KINDS[spec.kind]
-    sizes = None
-    if requester_rows is not None:
-        sizes = (requester_rows, node.ledger.data.get_dataset(dataset).row_count)
+    sizes: tuple[int, int] | None = None
     refused: TermViolation | None = None
-    for event in reversed(issued):
-        if int(event.args["granteeOrg"]) != node.org_id:
-            continue  # a grant id binds its grantee: never usable by this org
-        grant_id = bytes.fromhex(event.args["grantId"][2:])
+    for grant_id, document in reversed(issued_to(node, item.dataset)):
         if not node.ledger.grants.is_usable(grant_id, node.org_id, dataset, kind):
             continue
-        terms = terms_of(node, node.ledger.grants.get_grant(grant_id))
+        terms = published_terms(document, node.ledger.grants.get_grant(grant_id))
+        if requester_rows is not None and sizes is None:
+            sizes = (requester_rows, node.ledger.data.get_dataset(dataset).row_count)
         problem = (
             TermViolation("termsHash", "the published terms do not match the chain")
             if terms is None
@@ -117,3 +134,80 @@ def choose_grant(
             return GrantChoice(grant_id)
         refused = refused or problem
     return GrantChoice(ZERO32, refused)
+
+
+@dataclass(frozen=True)
+class _Issued:
+    """A dataset's grants to this organisation as read from the index (oldest first), the block
+    below which the index was complete then, and until when they may be used without a read."""
+
+    grants: list[tuple[bytes, str]]
+    complete_below: int
+    until: float
+
+
+# per node database (tenants each have their own): (organisation, dataset id) -> its grants
+_ISSUED: WeakKeyDictionary[Engine, dict[tuple[int, str], _Issued]] = WeakKeyDictionary()
+_ISSUED_LOCK = threading.Lock()
+_ISSUED_MAX = 4096
+# a read is reused at most this long even when no grant was issued since: a bound on what an
+# API process misses of a reorganisation another process of the node followed
+ISSUED_CACHE_S = 5.0
+
+
+def issued_to(node: NodeContext, dataset: str) -> list[tuple[bytes, str]]:
+    """(grant id, terms document) of every grant of ``dataset`` (0x hex) issued to this
+    organisation, oldest first, from the index made fresh for ``GrantIssued`` first.
+
+    Read from the database once, then again only when the chain may hold a grant the read did
+    not see: the fresh-event check (:meth:`EventIndexer.sync_for`) found no ``GrantIssued`` from
+    a block at or below the one the index was complete to at the read (so nothing was issued
+    since), otherwise the events are read again, and at least every :data:`ISSUED_CACHE_S`.
+    Only candidates: a grant issued and then revoked, expired, used up or reorganised away is
+    still listed, and refused by the chain read of :func:`choose_grant`."""
+    dataset = dataset.lower()
+    quiet_from = node.indexer.sync_for("GrantRegistry", "GrantIssued")
+    key = (node.org_id, dataset)
+    with _ISSUED_LOCK:
+        cached = _ISSUED.get(node.engine, {}).get(key)
+    if (
+        cached is not None
+        and cached.until > time.monotonic()
+        and quiet_from is not None
+        and quiet_from <= cached.complete_below
+    ):
+        return cached.grants
+    complete_below = node.indexer.indexed_below()  # before the read: it sees all events below
+    with node.engine.connect() as connection:
+        rows = connection.execute(_grants_issued(), {"dataset": dataset}).all()
+    found = [
+        (bytes.fromhex(str(grant_id)[2:]), str(terms))
+        for grant_id, grantee, terms in rows
+        if int(grantee) == node.org_id  # a grant id binds its grantee: never usable by this org
+    ]
+    with _ISSUED_LOCK:
+        issued = _ISSUED.setdefault(node.engine, {})
+        if len(issued) >= _ISSUED_MAX:
+            issued.clear()
+        issued[key] = _Issued(found, complete_below, time.monotonic() + ISSUED_CACHE_S)
+    return found
+
+
+@lru_cache(maxsize=1)
+def _grants_issued() -> Select[Any]:
+    """The grant id, grantee and terms of the ``GrantIssued`` events of one dataset, in chain
+    order, found through the indexer's references (built once)."""
+    args = ChainEvent.args
+    return (
+        sa_select(args["grantId"], args["granteeOrg"], args["terms"])
+        .join(
+            ChainRef,
+            and_(
+                col(ChainRef.tx_hash) == col(ChainEvent.tx_hash),
+                col(ChainRef.log_index) == col(ChainEvent.log_index),
+            ),
+        )
+        .where(col(ChainRef.name) == "GrantIssued", col(ChainRef.kind) == "dataset")
+        .where(col(ChainRef.value) == bindparam("dataset"))
+        .order_by(col(ChainEvent.block_number), col(ChainEvent.log_index))
+    )

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from anyio import to_thread
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
-from sqlalchemy import Connection, Row, Select, and_, bindparam, or_
+from sqlalchemy import Connection, Insert, Row, Select, Table, and_, bindparam, or_
 from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from privledger.api.deps import Caller, Member, NodeDep, Operator, SessionDep, TaskId
@@ -39,7 +40,7 @@ from privledger.node.context import NodeContext
 from privledger.node.grants import ZERO32, choose_grant
 from privledger.node.spec import SpecInput, TaskSpec, parse_spec, spec_error
 from privledger.node.usage import recorded_usage
-from privledger.store.models import ChainEvent, ChainRef, LocalDataset, LocalTask
+from privledger.store.models import ChainEvent, ChainRef, LocalDataset, LocalTask, utc_now
 from privledger.store.watch import task_changes
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -121,8 +122,9 @@ def dataset_owner(node: NodeContext, dataset: bytes) -> int:
     return owner
 
 
-def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
-    """The canonical spec: owners read from chain; this org must own exactly one input."""
+def build_spec(node: NodeContext, body: TaskIn, session: Session | None = None) -> TaskSpec:
+    """The canonical spec: owners read from chain; this org must own exactly one input (its
+    dataset read in ``session`` if given, where :func:`own_rows` then finds it again)."""
     inputs = spec_inputs(body, lambda dataset: dataset_owner(node, bytes.fromhex(dataset[2:])))
     mine = [item.org for item in inputs].count(node.org_id)
     spec = task_spec(body, node.org_id, inputs)
@@ -131,7 +133,7 @@ def build_spec(node: NodeContext, body: TaskIn) -> TaskSpec:
         raise ApiError(
             400, "invalid_task", "a task joins one dataset of yours with one of a partner"
         )
-    check_own_columns(node, [item for item in inputs if item.org == node.org_id])
+    check_own_columns(node, [item for item in inputs if item.org == node.org_id], session)
     return spec
 
 
@@ -168,12 +170,15 @@ def task_spec(body: TaskIn, requester: int, inputs: list[SpecInput]) -> TaskSpec
         raise ApiError(400, "invalid_task", str(exc)) from exc
 
 
-def check_own_columns(node: NodeContext, own: list[SpecInput]) -> None:
+def check_own_columns(
+    node: NodeContext, own: list[SpecInput], session: Session | None = None
+) -> None:
     """Every column a task reads from this node's own dataset exists in it (400 otherwise). A
-    dataset registered on chain but not held here fails when the worker looks for it."""
-    with Session(node.engine) as session:
+    dataset registered on chain but not held here fails when the worker looks for it. Read in
+    ``session`` if given (else a session of its own)."""
+    with nullcontext(session) if session is not None else Session(node.engine) as reading:
         for item in own:
-            dataset = session.get(LocalDataset, item.dataset.lower())
+            dataset = held_dataset(reading, item.dataset)
             if dataset is None:
                 continue
             named = [item.column, *(item.features or ()), item.value_column]
@@ -248,7 +253,7 @@ async def submit_task(
 
 
 def _plan_task(node: NodeContext, caller: Caller, session: Session, body: TaskIn) -> Submission:
-    spec = build_spec(node, body)
+    spec = build_spec(node, body, session)
     check_task_project(node, spec)
     return plan_submission(
         node, caller, session, spec, fee_wei=body.fee_wei, deadline_s=body.deadline_s
@@ -321,24 +326,84 @@ def record_submission(
     """Keep the spec of the submitted task here; the task as its submission left it."""
     spec = submission.spec
     spec_hash = "0x" + spec.hash.hex()
-    row = session.get(LocalTask, task_id)  # the worker may have seen the task already
+    spec_json = spec.canonical_json().decode()
+    connection = session.connection()
+    inserted = connection.execute(
+        _insert_new_task(connection.dialect.name),
+        {"task_id": task_id, "spec_hash": spec_hash, "spec_json": spec_json, "at": utc_now()},
+    )
+    if inserted.first() is not None:  # the usual case: one statement
+        session.commit()
+        return submitted_out(node, task_id, spec, receipt)
+    row = session.get(LocalTask, task_id)  # the worker saw the task already
     if row is not None and row.spec_hash != spec_hash:
         session.delete(row)  # a task of this id that the chain no longer has (reorganised away)
         session.flush()
         row = None
     if row is None:
         row = LocalTask(task_id=task_id, spec_hash=spec_hash, state="submitted")
-    row.spec_json = spec.canonical_json().decode()
+    row.spec_json = spec_json
     session.add(row)
     session.commit()
     return submitted_out(node, task_id, spec, receipt)
 
 
+@lru_cache(maxsize=4)
+def _insert_new_task(dialect: str) -> Insert:
+    """The submitted task's row, unless the task has one already (the worker may have seen it
+    first): an insert that skips a conflict (SQLite's and PostgreSQL's ``ON CONFLICT DO
+    NOTHING``), built once per dialect."""
+    table = cast(Table, LocalTask.__table__)  # type: ignore[attr-defined]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table)
+        .values(
+            task_id=bindparam("task_id"),
+            spec_hash=bindparam("spec_hash"),
+            spec_json=bindparam("spec_json"),
+            state="submitted",
+            updated_at=bindparam("at"),
+        )
+        .on_conflict_do_nothing(index_elements=[table.c.task_id])
+        .returning(table.c.task_id)  # a row when inserted (rowcount: -1 in psycopg's pipeline)
+    )
+
+
 def own_rows(session: Session, spec: TaskSpec, org_id: int) -> int | None:
     """The rows of this node's own input to a task, if it holds it as a dataset."""
     mine = next((item for item in spec.inputs if item.org == org_id), None)
-    dataset = None if mine is None else session.get(LocalDataset, mine.dataset.lower())
+    dataset = None if mine is None else held_dataset(session, mine.dataset)
     return None if dataset is None else dataset.row_count
+
+
+@dataclass(frozen=True)
+class HeldDataset:
+    """What a submission needs of a dataset this node holds."""
+
+    columns: list[str]
+    row_count: int
+
+
+_HELD = "privledger.held_datasets"  # the session's info key of what held_dataset read
+
+
+def held_dataset(session: Session, dataset: str) -> HeldDataset | None:
+    """The columns and rows of ``dataset`` (0x hex) if this node holds it, read once per session
+    (a request's: the columns' check and the grant's set-size cap both want it) in one plain
+    query rather than as a table object."""
+    dataset = dataset.lower()
+    read: dict[str, HeldDataset | None] = session.info.setdefault(_HELD, {})
+    if dataset not in read:
+        found = session.connection().execute(_held_dataset(), {"dataset": dataset}).first()
+        read[dataset] = None if found is None else HeldDataset(list(found[0]), int(found[1]))
+    return read[dataset]
+
+
+@lru_cache(maxsize=1)
+def _held_dataset() -> Select[list[str], int]:
+    return sa_select(col(LocalDataset.columns), col(LocalDataset.row_count)).where(
+        col(LocalDataset.dataset_id) == bindparam("dataset")
+    )
 
 
 def granted(
