@@ -603,10 +603,10 @@ class Worker:
                 if not run.delivered:
                     raise
                 # the requester had its output and this provider's part did not come, or came
-                # malformed: it anchors as told nothing, 0 units (a runner that knows what it
-                # answered catches this first, as the PSI runner does), never fails the task
+                # malformed: it anchors as told nothing, paid for what it answered, and never
+                # fails the task
                 logger.warning("task %d: delivered, then %r: told nothing", task.task_id, failure)
-                output, units = None, 0
+                output, units = None, run.withheld.units
             seen = run.channels  # a provider's views: their transcripts cover the held messages
             outcome = Outcome(
                 output,

@@ -32,6 +32,16 @@ class TaskRefused(Exception):
         self.reason = reason
 
 
+@dataclass
+class Withheld:
+    """The usage units a provider anchors when, after it recorded the delivery of the
+    requester's output, its own part never comes (:mod:`privledger.node.release`): what it
+    answered, as its runner learns it -- the set size the requester announced, its own rows, the
+    aligned rows -- and 0 until then."""
+
+    units: int = 0
+
+
 @dataclass(frozen=True)
 class Run:
     """One party's view of a running task: its rows and a channel to every other participant."""
@@ -50,6 +60,7 @@ class Run:
     dropped: set[int] = field(default_factory=set)
     # a provider's channels, holding its messages until its anchor (None for other parties)
     held: LastMessages | None = None
+    withheld: Withheld = field(default_factory=Withheld)
 
     @property
     def org(self) -> int:
@@ -108,7 +119,13 @@ class Run:
         channel = self.only_channel()
         if self.is_requester:
             return channel
-        return CappedChannel(channel, lambda size: self.check_requester_set(size, provider_rows))
+        return CappedChannel(channel, lambda size: self._answering(size, provider_rows))
+
+    def _answering(self, size: int, provider_rows: int) -> None:
+        """The requester announced ``size`` keys: refused over the cap, else what this provider
+        answers (its units if the requester then withholds its part)."""
+        self.check_requester_set(size, provider_rows)
+        self.withheld.units = size
 
     @property
     def delivered(self) -> bool:

@@ -18,15 +18,13 @@ from privledger.protocols.channel import Channel, ChannelError
 
 class CappedChannel(Channel):
     """A provider's channel to the requester that hands the requester's first message (its
-    protocol header) to ``check`` with the size it announces (kept in :attr:`announced`) before
-    passing it on. It records nothing itself: the wrapped channel keeps the transcript and the
-    byte counts."""
+    protocol header) to ``check`` with the size it announces before passing it on. It records
+    nothing itself: the wrapped channel keeps the transcript and the byte counts."""
 
     def __init__(self, inner: Channel, check: Callable[[int], None]) -> None:
         super().__init__(inner.side)
         self._inner = inner
         self._check: Callable[[int], None] | None = check
-        self.announced: int | None = None  # the requester's size, once its header arrived
 
     def send(self, payload: bytes) -> None:
         self._inner.send(payload)
@@ -35,8 +33,7 @@ class CappedChannel(Channel):
         payload = self._inner.recv_buffer(timeout)
         if self._check is not None:
             check, self._check = self._check, None
-            self.announced = announced_size(payload)
-            check(self.announced)
+            check(announced_size(payload))
         return payload
 
     @property

@@ -146,6 +146,7 @@ def _horizontal(task: Run, spec: HorizontalSpec) -> RunOutput:
             data = ClientData(features, labels)
         except ValueError as exc:
             raise TaskRefused(FailureReason.POLICY_VIOLATION, str(exc)) from exc
+        task.withheld.units = data.labels.size
         index = clients.index(task.org)
         run_client(
             channel, task.org, data, config, index=index, clients=len(clients), timeout=task.timeout
@@ -247,7 +248,15 @@ def _aligned_ids(task: Run, holders: list[int], leader: int) -> list[bytes]:
     """The ids every party in ``holders`` holds, in one order on all sides: KKRT-PSI with output
     to both for two parties; for three, the three-party intersection at the ``leader``, who then
     sends it to the two others (every party of a vertical task must learn the common ids
-    anyway); a single holder's own ids."""
+    anyway); a single holder's own ids. What a provider answers is its rows until they are
+    aligned, then the aligned rows (:class:`.Withheld`)."""
+    task.withheld.units = len(task.keys)
+    common = _align(task, holders, leader)
+    task.withheld.units = len(common)
+    return common
+
+
+def _align(task: Run, holders: list[int], leader: int) -> list[bytes]:
     ids = task.keys
     if len(holders) == 1:
         return sorted(set(ids))

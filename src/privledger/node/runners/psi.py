@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -19,9 +18,7 @@ from privledger.node.components import Role
 from privledger.node.compute import bucket_executor
 from privledger.node.runners.base import InputForm, Run, RunOutput, TaskRefused
 from privledger.node.runners.builtin import BuiltinComponent
-from privledger.node.runners.caps import CappedChannel
 from privledger.node.spec import KkrtSpec
-from privledger.protocols.channel import Channel, ChannelError
 from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty, rr22
 from privledger.protocols.psi.common import PsiResult
 
@@ -29,7 +26,6 @@ from privledger.protocols.psi.common import PsiResult
 # an Arrow array (Run.column)
 KEYED_PSI = {"kkrt": kkrt, "rr22": rr22}
 COLUMN_PROTOCOLS = set(KEYED_PSI)
-logger = logging.getLogger(__name__)
 BUCKET_WORKERS = 2  # processes per party doing the bucketed PSI's CPU work
 MAX_LIST_ITEMS = 1_000_000  # larger outputs are streamed to the result file (node.results)
 
@@ -52,17 +48,13 @@ def run(task: Run) -> RunOutput:
     if protocol == "ecdh":
         result = _ecdh(task)
     else:
-        channel = task.capped_channel(len(task.keys))
-        try:
-            result = KEYED_PSI[protocol].run_psi(
-                channel,
-                task.keys,
-                role=task.role,
-                reveal_to_provider=task.spec.output == "both",
-                timeout=task.timeout,
-            )
-        except ChannelError as failure:
-            return _told_nothing(task, failure, _announced(channel))
+        result = KEYED_PSI[protocol].run_psi(
+            task.capped_channel(len(task.keys)),
+            task.keys,
+            role=task.role,
+            reveal_to_provider=task.spec.output == "both",
+            timeout=task.timeout,
+        )
     if not result.learned_output:
         return None, result.peer_size  # a provider not told the matches: the keys it answered
     task.check_release(len(result.intersection), "matched rows")
@@ -117,17 +109,13 @@ def _column(task: Run) -> RunOutput:
     """KKRT or RR22 on the key column as Arrow reads it (no Python object per row, up to 2^24
     rows and more); an intersection over :data:`MAX_LIST_ITEMS` items is streamed to the result
     file."""
-    channel = task.capped_channel(len(task.column))
-    try:
-        result = KEYED_PSI[task.spec.protocol].run_psi_column(
-            channel,
-            task.column,
-            role=task.role,
-            reveal_to_provider=task.spec.output == "both",
-            timeout=task.timeout,
-        )
-    except ChannelError as failure:
-        return _told_nothing(task, failure, _announced(channel))
+    result = KEYED_PSI[task.spec.protocol].run_psi_column(
+        task.capped_channel(len(task.column)),
+        task.column,
+        role=task.role,
+        reveal_to_provider=task.spec.output == "both",
+        timeout=task.timeout,
+    )
     matched = len(result.intersection)
     if not result.learned_output:
         return None, result.peer_size  # a provider not told the matches: the keys it answered
@@ -141,27 +129,6 @@ def _column(task: Run) -> RunOutput:
     finally:
         output.close()
     return out, matched
-
-
-def _told_nothing(task: Run, failure: ChannelError, units: int | None) -> RunOutput:
-    """A provider that recorded the delivery of the requester's output (:mod:`.node.release`)
-    and then got no valid answer -- the requester withheld the matched positions that tell the
-    provider its own output, sent bad ones, or its link failed: the provider anchors, told
-    nothing, the ``units`` it answered, as when the output is the requester's alone. Before a
-    delivery, or without the units, the failure stands."""
-    if not task.delivered or units is None:
-        raise failure
-    logger.warning(
-        "task %d: the requester had its output, ours did not come (%s): we anchor as told nothing",
-        task.task.task_id,
-        failure,
-    )
-    return None, units
-
-
-def _announced(channel: Channel) -> int | None:
-    """The set size the requester announced on a provider's capped channel."""
-    return channel.announced if isinstance(channel, CappedChannel) else None
 
 
 def _difference(task: Run) -> RunOutput:
@@ -234,9 +201,9 @@ def _bucketed(task: Run, spec: KkrtSpec) -> RunOutput:
                 work_dir=out.parent,
                 executor=executor,
             )
-        except ChannelError as failure:
-            out.unlink(missing_ok=True)  # the buckets a provider was told before it
-            return _told_nothing(task, failure, 0)  # paid as when told nothing: no matched rows
+        except BaseException:
+            out.unlink(missing_ok=True)  # the buckets it was told before the run ended
+            raise
     if not result.learned_output:
         return None, result.matched
     try:
