@@ -70,7 +70,7 @@ def test_a_database_that_indexed_another_deployment_is_refused(
 def test_the_demo_moves_a_stale_database_aside(
     consortium: Consortium, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PRIVLEDGER_VAR_DIR", str(tmp_path))
+    monkeypatch.setenv("PRIVLEDGER_VAR_PATH", str(tmp_path))
     monkeypatch.delenv("PRIVLEDGER_DATABASE_URL", raising=False)
     settings = Settings()
     home = NodeSettings(org="bank-a", home=settings.var_dir / "nodes" / "bank-a").home
