@@ -10,6 +10,8 @@ holds it), so that one node process serves every attack test:
 - ``withhold-reveal``: as the requester of a KKRT or RR22 task whose output goes to both
   parties, keep the matched positions that would tell the provider its output: mallory takes
   its own output from the provider's tags and sends nothing back.
+- ``withhold-done``: as the aggregator of a horizontal FL task, never send the clients ``done``:
+  mallory has the model from the secure sums, the clients wait for the end of the training.
 - ``slow-acks``: answer a provider's frame stream only seconds after it ended, so that a provider
   that waits for that answer before it anchors is still waiting when the task is failed.
 - ``gbdt-lies``: as the label holder of a vertical-gbdt task, report every split's gain as its
@@ -80,8 +82,17 @@ def install() -> None:
 
 
 def _withhold_the_providers_output() -> None:
-    """``withhold-reveal``."""
+    """``withhold-reveal`` and ``withhold-done``."""
+    from privledger.protocols.fl import federation
     from privledger.protocols.psi import kkrt, rr22
+
+    broadcast = federation._broadcast
+
+    def keeping_done(alive: Any, message: Any) -> None:
+        if not (_attacking("withhold-done") and message.get("done")):
+            broadcast(alive, message)
+
+    federation._broadcast = keeping_done
 
     for module in (kkrt, rr22):
         honest = module._run_requester

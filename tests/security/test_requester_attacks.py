@@ -9,6 +9,7 @@ import secrets
 import time
 
 import pytest
+from sklearn.datasets import load_breast_cancer
 
 from privledger.evm.accounts import dev_account
 from privledger.evm.contracts import FailureReason, TaskStatus
@@ -16,6 +17,8 @@ from privledger.evm.errors import ChainRevert
 from privledger.node.spec import SpecInput, TaskSpec, parse_spec
 from tests.e2e.conftest import advance_chain_time, paused
 from tests.e2e.test_explorer import explorer, login
+from tests.e2e.test_federated import register
+from tests.e2e.test_horizontal import FEATURES, write_rows
 
 from .malicious import FEE, Mallory, grant, wait_closed
 
@@ -440,6 +443,63 @@ def test_7_with_output_to_both_the_requester_cannot_keep_the_providers_output_an
         assert login(auditor, dev_account(REGULATOR_ACCOUNT)).status_code == 200
         page = auditor.get(f"/explorer/tasks/{task_id}").text
     assert "delivery recorded in block" in page, page
+
+
+def test_7_an_aggregator_that_keeps_done_cannot_take_the_fee_back_nor_zero_a_client(
+    mallory: Mallory,
+) -> None:
+    """Attack 7 in horizontal FL: each secure sum's unmask shares give the aggregator (the
+    requester) the pooled statistics, then every round's model, while the clients still wait
+    for its ``done``. Mallory's node keeps ``done`` from the clients and fails the task the
+    moment it has the model. The clients recorded their delivery before their first unmask
+    shares left: the failure is refused, each client, told nothing, anchors its rows, and the
+    fee goes to them by their rows."""
+    running = mallory.running
+    x, y = load_breast_cancer(return_X_y=True)
+    shards = {"mallory": range(0, 60), "bank-a": range(60, 140), "bank-b": range(140, 240)}
+    tag = secrets.token_hex(3)
+    inputs = []
+    for org, rows in shards.items():
+        ids = [f"{org}-{tag}-{i}" for i in rows]
+        if org == "mallory":
+            lines = [
+                [key, *(repr(float(v)) for v in x[i]), int(y[i])]
+                for key, i in zip(ids, rows, strict=True)
+            ]
+            dataset = mallory.register(["id", *FEATURES, "label"], lines)
+        else:
+            path = write_rows(running.data_dir / f"h7-{org}-{tag}.csv", ids, x[rows], y[rows])
+            dataset = register(running, org, path)
+            grant(running, org, dataset, mallory.org_id, kinds=["fl"])
+        inputs.append(
+            {"dataset": dataset, "column": "id", "features": FEATURES, "valueColumn": "label"}
+        )
+    banks = {org: running.org_ids[org] for org in ("bank-a", "bank-b")}
+    before = {org: mallory.ledger.metering.balance_of(bank) for org, bank in banks.items()}
+    mallory_before = mallory.balance()
+    body = {"kind": "fl", "protocol": "horizontal-lr", "rounds": 3, "inputs": inputs}
+    with mallory.attacking("withhold-done", "fail-after-result"):
+        response = mallory.submit({**body, "deadlineS": 150})
+        assert response.status_code == 201, response.text
+        task_id = response.json()["taskId"]
+        outcome = mallory.attack_log("fail-after-result", task_id)
+    assert outcome == "reverted TaskLedgerDelivered", outcome
+    deadline = time.monotonic() + 60  # each client waits for done, then anchors
+    for org, bank in banks.items():
+        while mallory.ledger.tasks.anchor_of(task_id, bank) == bytes(32):
+            assert time.monotonic() < deadline, (org, mallory.ledger.tasks.get_task(task_id))
+            time.sleep(0.2)
+        assert mallory.ledger.tasks.units_of(task_id, bank) == len(shards[org])
+
+    advance_chain_time(running, 151)  # mallory never anchors: the deadline passes
+    try:
+        mallory.ledger.tasks.expire_task(task_id)
+    except ChainRevert as exc:
+        assert exc.error == "TaskLedgerInvalidStatus", exc
+    assert wait_closed(running, task_id).status is TaskStatus.SETTLED
+    paid = {org: mallory.ledger.metering.balance_of(banks[org]) - before[org] for org in banks}
+    assert sum(paid.values()) == FEE and mallory.balance() == mallory_before
+    assert abs(paid["bank-a"] / FEE - 80 / 180) <= 1e-4  # by their rows
 
 
 def test_8_a_fee_below_the_price_is_refused(mallory: Mallory) -> None:
