@@ -443,6 +443,9 @@ def test_7_with_output_to_both_the_requester_cannot_keep_the_providers_output_an
         assert login(auditor, dev_account(REGULATOR_ACCOUNT)).status_code == 200
         page = auditor.get(f"/explorer/tasks/{task_id}").text
     assert "delivery recorded in block" in page, page
+    with running.client("bank-a", "operator") as client:  # and so does the task's timeline
+        timeline = client.get(f"/tasks/{task_id}").json()["timeline"]
+    assert "DeliveryRecorded" in [event["event"] for event in timeline], timeline
 
 
 def test_7_an_aggregator_that_keeps_done_cannot_take_the_fee_back_nor_zero_a_client(

@@ -53,6 +53,7 @@ TIMELINE_EVENTS = (
     "InputRejected",
     "TaskAuthorised",
     "TaskStarted",
+    "DeliveryRecorded",
     "ResultAnchored",
     "AbsenceReported",
     "ParticipantAbsent",
