@@ -389,9 +389,7 @@ class Worker:
         for row in stale:
             with task_context(row.task_id):
                 if self._delivered(row.task_id):
-                    task = self.node.ledger.tasks.get_task(row.task_id)
-                    logger.warning("task %d: delivered before a restart: told nothing", row.task_id)
-                    self._anchor(task, Outcome(None, bytes(32), 0, 0.0, Usage(0.0, 0, 0, 0, False)))
+                    self._anchor_told_nothing(row.task_id)
                     continue
                 self._fail(row.task_id, FailureReason.PROTOCOL_ERROR, "node restarted mid-protocol")
         for row in anchored:
@@ -626,6 +624,17 @@ class Worker:
             if held is None:
                 self._anchor(task, outcome)
         self._audit_usage(task, outcome.usage)  # after the last messages left: they wait for none
+
+    def _anchor_told_nothing(self, task_id: int) -> None:
+        """Anchor, without an output or a transcript, a task this provider delivered before it
+        stopped; never fail it: the requester may hold its output (a missed deadline lets the
+        task expire instead)."""
+        logger.warning("task %d: delivered before a restart: told nothing", task_id)
+        nothing = Outcome(None, bytes(32), 0, 0.0, Usage(0.0, 0, 0, 0, False))
+        try:
+            self._anchor(self.node.ledger.tasks.get_task(task_id), nothing)
+        except ChainError as exc:
+            logger.warning("task %d not anchored: %s", task_id, exc)
 
     def _delivered(self, task_id: int) -> bool:
         """Whether this organisation recorded a delivery for the open task ``task_id``."""
