@@ -111,19 +111,25 @@ class Consortium:
             terms.canonical_json(),
         )
 
-    def psi_task(self) -> tuple[int, bytes, tuple[bytes, bytes]]:
-        """The telecom's PSI task on a fresh dataset of its own and one of bank-a's, authorised
-        by a grant: its id, its spec hash and its inputs."""
-        mine, theirs = self.dataset(self.telecom), self.dataset(self.bank_a)
-        grant = self.grant(theirs, self.bank_a, self.telecom)
+    def psi_task(
+        self,
+        requester: Member | None = None,
+        provider: Member | None = None,
+        protocol: str = "ecdh",
+    ) -> tuple[int, bytes, tuple[bytes, bytes]]:
+        """The ``requester``'s (the telecom's) PSI task on a fresh dataset of its own and one of
+        the ``provider``'s (bank-a's), authorised by a grant: its id, spec hash and inputs."""
+        requester, provider = requester or self.telecom, provider or self.bank_a
+        mine, theirs = self.dataset(requester), self.dataset(provider)
+        grant = self.grant(theirs, provider, requester)
         spec_hash = secrets.token_bytes(32)
-        task_id = self.telecom.ledger.tasks.submit_task(
+        task_id = requester.ledger.tasks.submit_task(
             spec_hash=spec_hash,
             kind=Kind.PSI,
-            protocol=PROTOCOL_IDS["ecdh"],
+            protocol=PROTOCOL_IDS[protocol],
             inputs=[mine, theirs],
             grant_ids=[ZERO32, grant],
-            participants=[self.telecom.org_id, self.bank_a.org_id],
+            participants=[requester.org_id, provider.org_id],
             deadline=self.now() + 3_600,
         )
         return task_id, spec_hash, (mine, theirs)

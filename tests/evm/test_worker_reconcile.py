@@ -12,14 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from privledger.evm.contracts import FailureReason, Kind, TaskStatus
+from privledger.evm.contracts import FailureReason, TaskStatus
 from privledger.evm.errors import ChainRevert
 from privledger.node.context import NodeContext
-from privledger.node.spec import PROTOCOL_IDS
 from privledger.node.worker import LOST, Worker
 from privledger.store.models import LocalTask
 
-from .conftest import ZERO32, Consortium
+from .conftest import Consortium
 
 
 @pytest.fixture
@@ -158,22 +157,6 @@ def test_a_task_of_no_record_here_is_left_to_its_events(
     assert worker.node.ledger.tasks.get_task(task_id).status is TaskStatus.AUTHORISED
 
 
-def _provided_by_telecom(consortium: Consortium) -> int:
-    """bank-a's PSI task on a dataset of its own and one of the telecom's, under a grant: the
-    telecom (the worker here) provides."""
-    own, theirs = consortium.dataset(consortium.bank_a), consortium.dataset(consortium.telecom)
-    grant = consortium.grant(theirs, consortium.telecom, consortium.bank_a)
-    return consortium.bank_a.ledger.tasks.submit_task(
-        spec_hash=secrets.token_bytes(32),
-        kind=Kind.PSI,
-        protocol=PROTOCOL_IDS["kkrt"],
-        inputs=[own, theirs],
-        grant_ids=[ZERO32, grant],
-        participants=[consortium.bank_a.org_id, consortium.telecom.org_id],
-        deadline=consortium.now() + 3_600,
-    )
-
-
 @pytest.mark.parametrize("delivered", [False, True])
 def test_a_provider_restarted_mid_protocol_anchors_if_it_had_delivered(
     consortium: Consortium, worker: Worker, delivered: bool
@@ -181,7 +164,7 @@ def test_a_provider_restarted_mid_protocol_anchors_if_it_had_delivered(
     """A provider's node that stopped mid-protocol fails the task on restart -- unless it had
     recorded the delivery of the requester's output: the requester may hold it, so the
     provider anchors as told nothing and the requester cannot take its fee back."""
-    task_id = _provided_by_telecom(consortium)
+    task_id, _, _ = consortium.psi_task(consortium.bank_a, consortium.telecom, "kkrt")
     tasks = worker.node.ledger.tasks
     tasks.start_task(task_id)
     if delivered:

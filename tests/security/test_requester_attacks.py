@@ -343,6 +343,17 @@ def _psi_with_bank_a(mallory: Mallory, common: int) -> tuple[list[dict[str, str]
     return inputs, mallory.running.org_ids["bank-a"]
 
 
+def _settled_after_the_deadline(mallory: Mallory, task_id: int, deadline_s: int) -> None:
+    """Mallory never anchors: once the task's deadline passed anyone may close it (a provider's
+    worker too), and it is settled to the providers, not refunded."""
+    advance_chain_time(mallory.running, deadline_s + 1)
+    try:
+        mallory.ledger.tasks.expire_task(task_id)
+    except ChainRevert as exc:
+        assert exc.error == "TaskLedgerInvalidStatus", exc
+    assert wait_closed(mallory.running, task_id).status is TaskStatus.SETTLED
+
+
 def test_7_the_requester_cannot_take_the_fee_back_after_delivery(mallory: Mallory) -> None:
     """Attack 7: once the protocol had given it the result, the requester failed the task and
     got the whole fee back; the provider's balance stayed 0."""
@@ -374,7 +385,6 @@ def test_7_the_requester_cannot_fail_the_task_the_moment_it_has_the_result(
     so that a provider anchoring only after its last message would still be waiting. The
     provider anchors before its last message leaves: the failure is refused, and when the
     deadline passes without mallory's anchor the fee goes to the provider."""
-    running = mallory.running
     inputs, bank_a = _psi_with_bank_a(mallory, 40)
     provider_before, mallory_before = mallory.ledger.metering.balance_of(bank_a), mallory.balance()
     with mallory.attacking("fail-after-result", "slow-acks"):
@@ -386,13 +396,7 @@ def test_7_the_requester_cannot_fail_the_task_the_moment_it_has_the_result(
     assert mallory.ledger.tasks.anchor_of(task_id, bank_a) != bytes(32)
     assert mallory.ledger.tasks.get_task(task_id).status is TaskStatus.RUNNING
 
-    advance_chain_time(running, 61)  # mallory never anchors: the deadline passes
-    try:
-        mallory.ledger.tasks.expire_task(task_id)  # anyone may close it (a provider's worker too)
-    except ChainRevert as exc:
-        assert exc.error == "TaskLedgerInvalidStatus", exc
-    task = wait_closed(running, task_id)
-    assert task.status is TaskStatus.SETTLED
+    _settled_after_the_deadline(mallory, task_id, 60)
     assert mallory.ledger.metering.balance_of(bank_a) == provider_before + FEE
     assert mallory.balance() == mallory_before  # nothing came back
 
@@ -430,13 +434,7 @@ def test_7_with_output_to_both_the_requester_cannot_keep_the_providers_output_an
     with running.client("bank-a", "operator") as client:
         assert client.get(f"/tasks/{task_id}/result").status_code == 404  # it was told nothing
 
-    advance_chain_time(running, 121)  # mallory never anchors: the deadline passes
-    try:
-        mallory.ledger.tasks.expire_task(task_id)
-    except ChainRevert as exc:
-        assert exc.error == "TaskLedgerInvalidStatus", exc
-    task = wait_closed(running, task_id)
-    assert task.status is TaskStatus.SETTLED
+    _settled_after_the_deadline(mallory, task_id, 120)
     assert mallory.ledger.metering.balance_of(bank_a) == provider_before + FEE
     assert mallory.balance() == mallory_before  # nothing came back
     with explorer(running) as auditor:  # the auditor sees when the requester was bound
@@ -494,12 +492,7 @@ def test_7_an_aggregator_that_keeps_done_cannot_take_the_fee_back_nor_zero_a_cli
             time.sleep(0.2)
         assert mallory.ledger.tasks.units_of(task_id, bank) == len(shards[org])
 
-    advance_chain_time(running, 151)  # mallory never anchors: the deadline passes
-    try:
-        mallory.ledger.tasks.expire_task(task_id)
-    except ChainRevert as exc:
-        assert exc.error == "TaskLedgerInvalidStatus", exc
-    assert wait_closed(running, task_id).status is TaskStatus.SETTLED
+    _settled_after_the_deadline(mallory, task_id, 150)
     paid = {org: mallory.ledger.metering.balance_of(banks[org]) - before[org] for org in banks}
     assert sum(paid.values()) == FEE and mallory.balance() == mallory_before
     assert abs(paid["bank-a"] / FEE - 80 / 180) <= 1e-4  # by their rows
