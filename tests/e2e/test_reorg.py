@@ -12,6 +12,8 @@ nodes are as usable afterwards as before (the tests after this module run on the
 from __future__ import annotations
 
 import sqlite3
+import time
+from contextlib import ExitStack
 from typing import Any
 
 from web3.types import RPCEndpoint
@@ -19,7 +21,7 @@ from web3.types import RPCEndpoint
 from privledger.evm.accounts import dev_account
 from privledger.evm.contracts import TaskStatus
 
-from .conftest import Running, wait_until
+from .conftest import Running, paused, wait_until
 from .test_explorer import REGULATOR, explorer, login
 from .test_walking_path import FEE, fee_allocations, grant, submit, wait_status
 
@@ -84,8 +86,15 @@ def test_a_reorganisation_under_running_nodes_is_followed(running: Running) -> N
     audited = _audit(running, audit_start)
     assert audited
 
-    depth = running.w3.eth.block_number - submitted
-    _rpc(running, "anvil_reorg", depth, [])  # as many empty blocks in their place
+    # anvil rewrites its chain in steps: a transaction mined meanwhile (a node's audit batch)
+    # once left it without a block below its head, which no node could index past. So the nodes
+    # are frozen around it (after what they sent is mined) and see the new chain as one change
+    with ExitStack() as frozen:
+        for node in running.nodes.values():
+            frozen.enter_context(paused(node))
+        time.sleep(0.5)
+        depth = running.w3.eth.block_number - submitted
+        _rpc(running, "anvil_reorg", depth, [])  # as many empty blocks in their place
     assert ledger.tasks.get_task(first).status is TaskStatus.AUTHORISED
     assert ledger.tasks.task_count() == first  # the second submission is gone
 
