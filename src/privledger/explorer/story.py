@@ -378,8 +378,15 @@ def _anchors(
     for org_id in task.participants:
         anchor = anchored.get(org_id)
         if anchor is None:
-            late = delivered.get(org_id, 0)
-            rows.append(AnchorRow(org_id, names(org_id), False, org_id in absent, late))
+            rows.append(
+                AnchorRow(
+                    org_id,
+                    names(org_id),
+                    False,
+                    org_id in absent,
+                    delivered_block=delivered.get(org_id, 0),
+                )
+            )
             continue
         digest, transcript = anchor.args["resultDigest"], anchor.args["transcriptHash"]
         rows.append(

@@ -388,8 +388,9 @@ class Worker:
             anchored = session.exec(select(LocalTask).where(LocalTask.state == "anchored")).all()
         for row in stale:
             with task_context(row.task_id):
-                if self._delivered(row.task_id):
-                    self._anchor_told_nothing(row.task_id)
+                delivered = self._delivered(row.task_id)
+                if delivered is not None:
+                    self._anchor_told_nothing(delivered)
                     continue
                 self._fail(row.task_id, FailureReason.PROTOCOL_ERROR, "node restarted mid-protocol")
         for row in anchored:
@@ -625,28 +626,28 @@ class Worker:
                 self._anchor(task, outcome)
         self._audit_usage(task, outcome.usage)  # after the last messages left: they wait for none
 
-    def _anchor_told_nothing(self, task_id: int) -> None:
+    def _anchor_told_nothing(self, task: Task) -> None:
         """Anchor, without an output or a transcript, a task this provider delivered before it
         stopped; never fail it: the requester may hold its output (a missed deadline lets the
         task expire instead)."""
-        logger.warning("task %d: delivered before a restart: told nothing", task_id)
+        logger.warning("task %d: delivered before a restart: told nothing", task.task_id)
         nothing = Outcome(None, bytes(32), 0, 0.0, Usage(0.0, 0, 0, 0, False))
         try:
-            self._anchor(self.node.ledger.tasks.get_task(task_id), nothing)
+            self._anchor(task, nothing)
         except ChainError as exc:
-            logger.warning("task %d not anchored: %s", task_id, exc)
+            logger.warning("task %d not anchored: %s", task.task_id, exc)
 
-    def _delivered(self, task_id: int) -> bool:
-        """Whether this organisation recorded a delivery for the open task ``task_id``."""
+    def _delivered(self, task_id: int) -> Task | None:
+        """The open task ``task_id`` if this organisation recorded a delivery for it."""
         tasks = self.node.ledger.tasks
         try:
             task = tasks.get_task(task_id)
             seats = tasks.deliveries_of(task_id)
         except ChainError:  # e.g. a task the chain no longer has
-            return False
+            return None
         if task.status not in ACTIVE or self.node.org_id not in task.participants:
-            return False
-        return bool(seats >> task.participants.index(self.node.org_id) & 1)
+            return None
+        return task if seats >> task.participants.index(self.node.org_id) & 1 else None
 
     def _record_delivery(self, task: Task) -> float:
         """Record on the ledger, as a provider whose next messages give the requester its output
