@@ -67,3 +67,19 @@ def test_reseeds_after_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cuckoo, "insert", flaky)
     placed = cuckoo.build(_digests(100), cuckoo.table_size(100))
     assert placed.attempts == 2 and len(calls) == 2
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 15])
+def test_distinct_keys_keeps_first_occurrences(monkeypatch: pytest.MonkeyPatch, chunk: int) -> None:
+    """Duplicates next to each other, far apart and across the chunks that the sort keys are
+    computed in; and a set without any."""
+    monkeypatch.setattr(cuckoo, "_PREFIX_CHUNK", chunk)
+    keys = np.frombuffer(secrets.token_bytes(16 * 500), dtype=np.uint8).reshape(500, 16).copy()
+    assert np.array_equal(cuckoo.distinct_keys(keys), np.arange(500))
+    keys[7] = keys[6]
+    keys[499] = keys[3]
+    keys[250] = keys[3]
+    first = cuckoo.distinct_keys(keys)
+    expected = sorted({row.tobytes(): i for i, row in reversed(list(enumerate(keys)))}.values())
+    assert first.tolist() == expected
+    assert 7 not in first and 250 not in first and 499 not in first and 3 in first

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from privledger.protocols.channel import ChannelError, channel_pair
-from privledger.protocols.psi import cuckoo, keyed, kkrt
+from privledger.protocols.psi import cuckoo, jit, keyed, kkrt
 from privledger.protocols.psi.common import Header, PsiHandshakeError
 from privledger.protocols.psi.kkrt import run_psi
 
@@ -190,6 +190,25 @@ def test_bytes_order_packed_and_lexsort_paths_agree(alphabet: bytes) -> None:
     assert [items[k] for k in order] == sorted(items)
     words = keys.view(">u8").reshape(len(keys), 2)
     assert np.array_equal(order, np.lexsort((words[:, 1], words[:, 0])))
+
+
+@pytest.mark.parametrize("alphabet", [b"0123456789", b"\x00\x01", bytes(range(256))])
+def test_bytes_order_compiled_and_numpy_paths_agree(
+    monkeypatch: pytest.MonkeyPatch, alphabet: bytes
+) -> None:
+    """The column ranges and packing in compiled kernels (once numba is loaded) and in numpy."""
+    import numba  # noqa: F401 - loaded, as after any RR22 kernel
+
+    rng = random.Random(len(alphabet))
+    items = list({b"+86" + bytes(rng.choice(alphabet) for _ in range(10)) for _ in range(3000)})
+    items += [b"+86", b"+8612345"]
+    keys = cuckoo.item_keys(*cuckoo.pack_items(items), keyed.ITEM_KEY_DOMAIN)
+    orders = []
+    for loaded in (True, False):
+        monkeypatch.setattr(jit, "loaded", lambda loaded=loaded: loaded)
+        orders.append(keyed.bytes_order(keys))
+    assert np.array_equal(orders[0], orders[1])
+    assert [items[k] for k in orders[0]] == sorted(items)
 
 
 @pytest.mark.parametrize("kind", [pa.large_binary(), pa.binary(), pa.string()])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from privledger.protocols.channel import channel_pair, send_records
-from privledger.protocols.psi import ot
+from privledger.protocols.psi import jit, ot
 
 TIMEOUT = 30.0
 
@@ -181,6 +181,23 @@ def test_kkrt_oprf_matches_exactly_on_equal_inputs() -> None:
 def test_wide_transpose_path_matches_reference(shape: tuple[int, int]) -> None:
     matrix = ot.random_bytes(*shape)
     assert np.array_equal(ot.transpose_bits(matrix), _reference_transpose(matrix))
+
+
+@pytest.mark.parametrize("loaded", [False, True])
+@pytest.mark.parametrize("shape", [(64, 8), (128, 71136), (512, 4096), (192, 24), (64, 1024)])
+def test_compiled_and_numpy_transposes_agree(
+    monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int], loaded: bool
+) -> None:
+    """The compiled 64x64-block transpose (once numba is loaded) and the numpy tiles."""
+    import numba  # noqa: F401 - loaded, as after any RR22 kernel
+
+    matrix = ot.random_bytes(*shape)
+    monkeypatch.setattr(jit, "loaded", lambda: loaded)
+    expected = _reference_transpose(matrix) if shape[1] <= 4096 else None
+    got = ot.transpose_bits(matrix)
+    monkeypatch.setattr(jit, "loaded", lambda: not loaded)
+    assert np.array_equal(got, ot.transpose_bits(matrix))
+    assert expected is None or np.array_equal(got, expected)
 
 
 def test_take_and_put_rows_match_fancy_indexing() -> None:

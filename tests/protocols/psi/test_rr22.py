@@ -98,6 +98,26 @@ def test_tag_index_finds_exactly_the_shared_tags(width: int) -> None:
     assert rr22.TagIndex(own).lookup(peer[:0]).shape == (0,)
 
 
+@pytest.mark.parametrize("width", [10, 13])
+@pytest.mark.parametrize("partition_bits", [0, 3, 12])
+def test_tag_index_partitions_change_nothing(
+    monkeypatch: pytest.MonkeyPatch, partition_bits: int, width: int
+) -> None:
+    """One partition, many (~8 tags each) or the default, tags with the index packed in their
+    row or not: the same matches, as pairs."""
+    monkeypatch.setattr(rr22, "PARTITION_BITS", partition_bits)
+    monkeypatch.setattr(rr22, "PEER_CHUNK", 700)  # the peer tags in several chunks
+    own = np.frombuffer(secrets.token_bytes(width * 4000), np.uint8).reshape(4000, width)
+    peer = np.frombuffer(secrets.token_bytes(width * 3000), np.uint8).reshape(3000, width).copy()
+    peer[1::2] = own[2000:3500]
+    peer[0] = own[0]  # a near miss in the last byte
+    peer[0, width - 1] ^= 1
+    mine, theirs = rr22.TagIndex(own).matches(peer)
+    assert sorted(zip(theirs.tolist(), mine.tolist(), strict=True)) == [
+        (j, 2000 + j // 2) for j in range(1, 3000, 2)
+    ]
+
+
 def _provider_view(requester_items: list[bytes], provider_items: list[bytes]) -> list[bytes]:
     """Every message the provider receives in one run (its view besides its own randomness)."""
     a, b = channel_pair()

@@ -17,6 +17,7 @@ to its lazy wrapper, which compiled code cannot call).
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -24,6 +25,13 @@ from typing import Any, TypeVar, cast
 Kernel = TypeVar("Kernel", bound=Callable[..., Any])
 
 _COMPILE_LOCK = threading.Lock()
+
+
+def loaded() -> bool:
+    """Whether numba is imported already (a kernel has been called in this process): code shared
+    with protocols that need no kernels can use compiled ones then without making those
+    protocols pay numba's import."""
+    return "numba" in sys.modules
 
 
 def kernel(function: Kernel) -> Kernel:

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from privledger.protocols.channel import Channel
-from privledger.protocols.psi import cuckoo, ot
+from privledger.protocols.psi import cuckoo, jit, ot
 from privledger.protocols.psi.common import PsiResult, Role, check_role
 
 logger = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def distinct_item_keys(data: U8, offsets: I64) -> tuple[U8, I64]:
     the index of its first occurrence."""
     keys = cuckoo.item_keys(data, offsets, ITEM_KEY_DOMAIN)
     first = cuckoo.distinct_keys(keys)
-    return ot.take_rows(keys, first), first
+    return (keys if len(first) == len(keys) else ot.take_rows(keys, first)), first
 
 
 def bytes_order(keys: U8) -> I64:
@@ -174,24 +174,67 @@ def bytes_order(keys: U8) -> I64:
 
     When the keys vary in few bits (e.g. fixed-width numeric ids), each byte column is packed
     into just the bits its range needs, order-preserving, with the position in the low bits: one
-    ``np.sort`` of 64-bit numbers. Otherwise a two-word ``lexsort``.
+    ``np.sort`` of 64-bit numbers. Otherwise a two-word ``lexsort``. The ranges and the packing
+    run in compiled kernels once numba is loaded (:func:`.jit.loaded`, e.g. by RR22): numpy's
+    column reductions over the ``(n, 16)`` bytes and its sixteen passes over whole columns took
+    ~3x the sort at 2^20 (0.075 s against 0.03 s in all).
     """
     n = len(keys)
     if n < 2:
         return np.arange(n, dtype=np.int64)
-    low, high = keys.min(axis=0), keys.max(axis=0)
+    keys = np.ascontiguousarray(keys)
+    compiled = jit.loaded()
+    if compiled:
+        low = np.full(keys.shape[1], 255, dtype=np.uint8)
+        high = np.zeros(keys.shape[1], dtype=np.uint8)
+        _column_ranges(keys, low, high)
+    else:
+        low, high = keys.min(axis=0), keys.max(axis=0)
     widths = [int(span).bit_length() for span in high.astype(np.int64) - low.astype(np.int64)]
     index_bits = (n - 1).bit_length()
     if sum(widths) + index_bits <= 64:
-        packed = np.zeros(n, dtype=np.uint64)
-        for column, width in enumerate(widths):
-            if width:
-                packed <<= np.uint64(width)
-                packed |= (keys[:, column] - low[column]).astype(np.uint64)
-        packed <<= np.uint64(index_bits)
-        packed |= np.arange(n, dtype=np.uint64)
+        if compiled:
+            packed = np.empty(n, dtype=np.uint64)
+            _pack_columns(keys, low, np.array(widths, dtype=np.int64), index_bits, packed)
+        else:
+            packed = np.zeros(n, dtype=np.uint64)
+            for column, width in enumerate(widths):
+                if width:
+                    packed <<= np.uint64(width)
+                    packed |= (keys[:, column] - low[column]).astype(np.uint64)
+            packed <<= np.uint64(index_bits)
+            packed |= np.arange(n, dtype=np.uint64)
         packed.sort()
         packed &= np.uint64((1 << index_bits) - 1)
-        return packed.astype(np.int64)
+        return packed.view(np.int64)
     words = keys.view(">u8").reshape(n, 2)
     return np.lexsort((words[:, 1], words[:, 0])).astype(np.int64)
+
+
+@jit.kernel
+def _column_ranges(keys: U8, low: U8, high: U8) -> None:
+    """Each byte column's smallest and largest value into ``low`` and ``high`` (which start at
+    255 and 0)."""
+    count, width = keys.shape
+    for i in range(count):
+        for c in range(width):
+            value = keys[i, c]
+            if value < low[c]:
+                low[c] = value
+            if value > high[c]:
+                high[c] = value
+
+
+@jit.kernel
+def _pack_columns(
+    keys: U8, low: U8, widths: I64, index_bits: int, packed: npt.NDArray[np.uint64]
+) -> None:
+    """Per key, its columns minus their lows in ``widths`` bits each (the first column highest),
+    then its position in ``index_bits`` bits."""
+    count, width = keys.shape
+    for i in range(count):
+        word = np.uint64(0)
+        for c in range(width):
+            if widths[c]:
+                word = (word << np.uint64(widths[c])) | np.uint64(keys[i, c] - low[c])
+        packed[i] = (word << np.uint64(index_bits)) | np.uint64(i)

@@ -79,6 +79,7 @@ from coincurve import PublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 from privledger.protocols.channel import Channel, ChannelError, recv_records, send_records
+from privledger.protocols.psi import jit
 
 U8 = npt.NDArray[np.uint8]
 U64 = npt.NDArray[np.uint64]
@@ -245,7 +246,9 @@ def transpose_bits(matrix: U8) -> U8:
     if rows % 8:
         raise ValueError(f"row count must be a multiple of 8, not {rows}")
     out = np.empty((8 * cols, rows // 8), dtype=np.uint8)
-    if rows < cols and rows % 64 == 0 and cols % 8 == 0:
+    if rows % 64 == 0 and cols % 8 == 0 and rows * cols and jit.loaded():
+        _transpose_blocks(np.ascontiguousarray(matrix).view("<u8"), out.view("<u8"))
+    elif rows < cols and rows % 64 == 0 and cols % 8 == 0:
         step = max(8, (_WIDE_TILE_BYTES // rows) // 8 * 8)
         for lo in range(0, cols, step):
             hi = min(lo + step, cols)
@@ -261,6 +264,35 @@ def transpose_bits(matrix: U8) -> U8:
             hi = min(lo + step, cols)
             _transpose_tile(matrix[:, lo:hi], out[8 * lo : 8 * hi])
     return out
+
+
+@jit.kernel
+def _transpose_blocks(matrix: U64, out: U64) -> None:
+    """:func:`transpose_bits` of ``(R, C)`` bytes, ``R % 64 == C % 8 == 0``, as words: ``matrix``
+    ``(R, C / 8)`` and ``out`` ``(8 C, R / 64)``; each 64x64 bit block in registers by six rounds
+    of swaps (row ``k`` with ``k + j`` exchanging the columns with bit ``j`` set and clear). Used
+    once numba is loaded (:func:`.jit.loaded`): ~5x the numpy tiles' speed on RR22's IKNP
+    matrix."""
+    rows, words = matrix.shape
+    block = np.empty(64, dtype=np.uint64)
+    for column in range(words):
+        for group in range(rows // 64):
+            for i in range(64):
+                block[i] = matrix[64 * group + i, column]
+            j = 32
+            mask = np.uint64(0x00000000FFFFFFFF)
+            while j:
+                shift = np.uint64(j)
+                k = 0
+                while k < 64:
+                    t = ((block[k] >> shift) ^ block[k + j]) & mask
+                    block[k] ^= t << shift
+                    block[k + j] ^= t
+                    k = (k + j + 1) & ~j
+                j >>= 1
+                mask ^= mask << np.uint64(j)
+            for i in range(64):
+                out[64 * column + i, group] = block[i]
 
 
 _TILE_BYTES = 1 << 20

@@ -128,6 +128,9 @@ STAT_SECURITY = 40
 OUTPUT_DOMAIN = 0x52523232  # "RR22": the tweak domain of H_o
 OUTPUT_KEY = bytes.fromhex("5c1d8e2a7f40b3961e6ad0c27b95f348")  # public; H_o's permutation
 LOOKUP_SPLIT = 1 << 17  # from this many peer tags, half are looked up in the second thread
+PARTITION_BITS = 12  # ~2^PARTITION_BITS tags per partition of a TagIndex
+PEER_CHUNK = 1 << 21  # peer tags partitioned at a time by TagIndex.matches (at least)
+_PACKED_WIDTH = 12  # tags up to this many bytes share their row's second word with the index
 _STREAM_CHUNK = 1 << 20  # bytes of keystream per AES call in _random_order
 
 U8 = npt.NDArray[np.uint8]
@@ -173,73 +176,177 @@ def output_hash(values: U8, item_hashes: U64, width: int) -> U8:
 
 
 class TagIndex:
-    """The requester's tags, indexed for lookups: an open-addressing hash table (linear
-    probing, at most half full) of 64-bit slots, each the high 32 bits of a tag's first word
-    (zero padded) and its index plus one. Tags are pseudorandom, so the first word's bits are
-    the hash: a lookup is about one cache miss, and a candidate whose 32 bits match is checked
-    on the whole tag. Built and searched by compiled kernels (:mod:`.jit`); ~8 bytes per slot,
-    16 to 32 per tag."""
+    """The requester's tags, indexed for lookups by a radix-partitioned hash join: the tags go
+    to ``2^p`` partitions by the low ``p`` bits of their first word (zero padded, little-endian;
+    tags are pseudorandom, so those bits are the hash) with ~2^12 tags each, every partition
+    with its own open-addressing table (linear probing, at most half full) of the positions of
+    its tags. Peer tags are partitioned the same way and each partition is probed against its
+    own-tag partition: its rows and table (~160 KB) stay in the L2 cache, where one table of
+    all tags took a cache miss per lookup and another to compare a candidate (~2x the CPU at
+    2^20). A row is the tag as two words (zero padded) and its index, the index in the second
+    word's high half where the tag fits (up to 12 bytes: 11 at 2^24 x 2^24); built and searched
+    by compiled kernels (:mod:`.jit`); ~24 bytes per tag. Peer tags are partitioned and probed
+    :data:`PEER_CHUNK` (or a quarter of the own tags, if more) at a time."""
 
     def __init__(self, tags: U8) -> None:
         if tags.ndim != 2 or not 1 <= tags.shape[1] <= ot.BLOCK or len(tags) >= 1 << 32:
             raise ValueError("need (n, 1..16) tags, n < 2^32")
-        self.tags = np.ascontiguousarray(tags)
-        self._bits = max(1, (2 * len(tags) - 1).bit_length())
-        self._slots = np.zeros(1 << self._bits, dtype=np.uint64)
-        _index_tags(self.tags, self._slots, self._bits)
+        self.width = tags.shape[1]
+        self._bits = max(0, (len(tags) - 1).bit_length() - PARTITION_BITS)
+        self._starts, self._rows = _partitioned(np.ascontiguousarray(tags), self._bits)
+        most = int(np.diff(self._starts).max()) if len(tags) else 0
+        self._slots_per = max(2, 2 * most)
+        self._slots = np.zeros(self._slots_per << self._bits, dtype=np.uint32)
+        _index_partitions(self._starts, self._rows, self._bits, self._slots, self._slots_per)
+
+    def matches(self, peer: U8) -> tuple[I64, I64]:
+        """The pairs of equal tags: the own tags' indices and the peer tags' (in no order)."""
+        if peer.ndim != 2 or peer.shape[1] != self.width:
+            raise ValueError("peer tags of another width")
+        step = max(PEER_CHUNK, len(self._rows) // 4)
+        mine: list[I64] = []
+        theirs: list[I64] = []
+        for lo in range(0, len(peer), step):
+            chunk = np.ascontiguousarray(peer[lo : lo + step])
+            starts, rows = _partitioned(chunk, self._bits)
+            own = np.empty(len(chunk), dtype=np.int64)
+            their = np.empty(len(chunk), dtype=np.int64)
+            count = _probe_partitions(
+                self._starts,
+                self._rows,
+                self._bits,
+                self._slots,
+                self._slots_per,
+                starts,
+                rows,
+                own,
+                their,
+            )
+            mine.append(own[:count])
+            their[:count] += lo
+            theirs.append(their[:count])
+        if len(mine) == 1:
+            return mine[0], theirs[0]
+        if not mine:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(mine), np.concatenate(theirs)
 
     def lookup(self, peer: U8) -> I64:
         """For each peer tag, the index of the equal own tag, or -1."""
-        if peer.ndim != 2 or peer.shape[1] != self.tags.shape[1]:
-            raise ValueError("peer tags of another width")
-        found = np.empty(len(peer), dtype=np.int64)
-        _find_tags(self.tags, self._slots, self._bits, np.ascontiguousarray(peer), found)
+        own, theirs = self.matches(peer)
+        found = np.full(len(peer), -1, dtype=np.int64)
+        found[theirs] = own
         return found
 
 
+def _partitioned(tags: U8, bits: int) -> tuple[I64, U64]:
+    """``tags`` as rows (first word, second word, index; the index in the second word's high
+    half if the tag has at most 12 bytes) grouped by the low ``bits`` bits of the first word,
+    and where each partition starts (``2^bits + 1``)."""
+    starts = np.zeros((1 << bits) + 1, dtype=np.int64)
+    rows = np.empty((len(tags), 2 if tags.shape[1] <= _PACKED_WIDTH else 3), dtype=np.uint64)
+    _partition_tags(tags, bits, starts, rows)
+    return starts, rows
+
+
 @jit.kernel
-def _index_tags(tags: U8, slots: U64, bits: int) -> None:
-    """:class:`TagIndex`'s table: tag ``i`` in the first free slot from the low ``bits`` bits of
-    its first word (little-endian, zero padded), as its high 32 bits and ``i + 1``."""
+def _partition_tags(tags: U8, bits: int, starts: I64, rows: U64) -> None:
+    """:func:`_partitioned`'s kernel: a count of each partition's tags, then every tag's row
+    written at the next place of its partition (``starts`` all zero on entry)."""
     count, width = tags.shape
-    mask = (1 << bits) - 1
+    mask = np.uint64((1 << bits) - 1)
     for i in range(count):
         word = np.uint64(0)
         for b in range(min(8, width)):
             word |= np.uint64(tags[i, b]) << np.uint64(8 * b)
-        at = np.int64(word & np.uint64(mask))
-        while slots[at] != 0:
-            at = (at + 1) & mask
-        slots[at] = ((word >> np.uint64(32)) << np.uint64(32)) | np.uint64(i + 1)
+        starts[np.int64(word & mask) + 1] += 1
+    for p in range(len(starts) - 1):
+        starts[p + 1] += starts[p]
+    places = starts[:-1].copy()
+    for i in range(count):
+        first = np.uint64(0)
+        second = np.uint64(0)
+        for b in range(min(8, width)):
+            first |= np.uint64(tags[i, b]) << np.uint64(8 * b)
+        for b in range(8, width):
+            second |= np.uint64(tags[i, b]) << np.uint64(8 * (b - 8))
+        part = np.int64(first & mask)
+        at = places[part]
+        places[part] = at + 1
+        rows[at, 0] = first
+        if rows.shape[1] == 2:
+            rows[at, 1] = second | (np.uint64(i) << np.uint64(32))
+        else:
+            rows[at, 1] = second
+            rows[at, 2] = np.uint64(i)
 
 
 @jit.kernel
-def _find_tags(tags: U8, slots: U64, bits: int, peer: U8, found: I64) -> None:
-    """:meth:`TagIndex.lookup`'s kernel: probe from the peer tag's slot until an empty one,
-    comparing whole tags where the high 32 bits match."""
-    width = tags.shape[1]
-    mask = (1 << bits) - 1
+def _index_partitions(
+    starts: I64, rows: U64, bits: int, slots: npt.NDArray[np.uint32], per: int
+) -> None:
+    """:class:`TagIndex`'s tables: partition ``p``'s tag at row ``j`` in the first free slot
+    of the ``per`` slots from ``p per``, from the slot its first word's bits above the
+    partition's hash to (multiply-shift), as ``j - starts[p] + 1``."""
+    size = np.uint64(per)
     low = np.uint64(0xFFFFFFFF)
-    for j in range(len(peer)):
-        word = np.uint64(0)
-        for b in range(min(8, width)):
-            word |= np.uint64(peer[j, b]) << np.uint64(8 * b)
-        high = word >> np.uint64(32)
-        at = np.int64(word & np.uint64(mask))
-        found[j] = -1
-        while slots[at] != 0:
-            slot = slots[at]
-            if slot >> np.uint64(32) == high:
-                i = np.int64(slot & low) - 1
-                same = True
-                for b in range(width):
-                    if tags[i, b] != peer[j, b]:
-                        same = False
-                        break
-                if same:
-                    found[j] = i
+    for p in range(len(starts) - 1):
+        base = p * per
+        for j in range(starts[p], starts[p + 1]):
+            at = np.int64((((rows[j, 0] >> np.uint64(bits)) & low) * size) >> np.uint64(32))
+            while slots[base + at] != 0:
+                at += 1
+                if at == per:
+                    at = np.int64(0)
+            slots[base + at] = j - starts[p] + 1
+
+
+@jit.kernel
+def _probe_partitions(
+    starts: I64,
+    rows: U64,
+    bits: int,
+    slots: npt.NDArray[np.uint32],
+    per: int,
+    peer_starts: I64,
+    peer_rows: U64,
+    own: I64,
+    theirs: I64,
+) -> int:
+    """:meth:`TagIndex.matches`'s kernel: each peer row probed in its partition's table from
+    its slot until an empty one, comparing both words; the indices of a match written to
+    ``own`` and ``theirs``. Returns the number of matches."""
+    size = np.uint64(per)
+    low = np.uint64(0xFFFFFFFF)
+    packed = rows.shape[1] == 2
+    found = 0
+    for p in range(len(starts) - 1):
+        base = p * per
+        first = starts[p] - 1
+        for j in range(peer_starts[p], peer_starts[p + 1]):
+            word = peer_rows[j, 0]
+            at = np.int64((((word >> np.uint64(bits)) & low) * size) >> np.uint64(32))
+            while True:
+                slot = slots[base + at]
+                if slot == 0:
                     break
-            at = (at + 1) & mask
+                k = first + np.int64(slot)
+                if rows[k, 0] != word:
+                    pass
+                elif packed and (rows[k, 1] ^ peer_rows[j, 1]) & low == 0:
+                    own[found] = np.int64(rows[k, 1] >> np.uint64(32))
+                    theirs[found] = np.int64(peer_rows[j, 1] >> np.uint64(32))
+                    found += 1
+                    break
+                elif not packed and rows[k, 1] == peer_rows[j, 1]:
+                    own[found] = np.int64(rows[k, 2])
+                    theirs[found] = np.int64(peer_rows[j, 2])
+                    found += 1
+                    break
+                at += 1
+                if at == per:
+                    at = np.int64(0)
+    return found
 
 
 def _random_order(n: int) -> I64:
@@ -383,15 +490,15 @@ def _run_requester(
         peer = recv_records(channel, width, timeout, count=peer_size)
         # the provider is done: half of the lookups in the second thread, on the other core
         half = len(peer) // 2 if len(peer) >= LOOKUP_SPLIT else len(peer)
-        second = pool.submit(own.lookup, peer[half:])
-        found = np.concatenate((own.lookup(peer[:half]), second.result()))
+        second = pool.submit(own.matches, peer[half:])
+        mine, theirs = own.matches(peer[:half])
+        later, later_theirs = second.result()
     finally:
         pool.shutdown(cancel_futures=True)
-    hit = found >= 0
     if reveal:
-        positions = np.flatnonzero(hit).astype(">u8")
+        positions = np.sort(np.concatenate((theirs, later_theirs + half))).astype(">u8")
         send_records(channel, positions.view(np.uint8).reshape(-1, 8))
-    return np.sort(order[found[hit]])
+    return np.sort(order[np.concatenate((mine, later))])
 
 
 def _own_index(params: rr22_okvs.OkvsParams, seed: bytes, keys: U8, c: U8, width: int) -> TagIndex:
