@@ -213,22 +213,59 @@ def rows(params: OkvsParams, seed: bytes, keys: U8, out: Rows | None = None) -> 
     elif out.cells.shape != (WEIGHT, n) or len(out.value) != n:
         raise ValueError("output rows of another size")
     first = _aes(seed[:16], keys).view("<u4").reshape(n, 4)
-    s = params.sparse
-    cells = out.cells
-    h0, h1, h2 = (_reduce(first[:, i], s - i, cells[i]) for i in range(WEIGHT))
-    h1 += h1 >= h0  # distinct positions, uniform over ordered triples
-    low, high = np.minimum(h0, h1), np.maximum(h0, h1)
-    h2 += h2 >= low
-    h2 += h2 >= high
-    del low, high
-    cluster = _reduce(first[:, 3], params.clusters, out.cluster)
-    if params.clusters > 1:
-        cells += cluster * params.cluster_cells
     second = _aes(seed[16:], keys).view("<u8").reshape(n, 2)
     mask = np.uint64((1 << params.dense) - 1) if params.dense < 64 else np.uint64(2**64 - 1)
-    np.bitwise_and(second[:, 0], mask, out=out.dense)
-    out.value[:] = second[:, 1]
+    _hash_rows(
+        first,
+        second,
+        params.sparse,
+        params.clusters,
+        params.cluster_cells,
+        mask,
+        out.cells,
+        out.cluster,
+        out.dense,
+        out.value,
+    )
     return out
+
+
+@jit.kernel
+def _hash_rows(
+    first: npt.NDArray[np.uint32],
+    second: U64,
+    sparse: int,
+    clusters: int,
+    cluster_cells: int,
+    mask: np.uint64,
+    cells: I64,
+    cluster: I64,
+    dense: U64,
+    value: U64,
+) -> None:
+    """:func:`rows` from the two AES blocks of each key: three distinct sparse positions
+    ``(w_i (s - i)) >> 32`` moved past the smaller ones (uniform over ordered triples), the
+    cluster ``(w_3 B) >> 32`` and its first cell added, the dense bits and ``H(x)``."""
+    high = np.uint64(32)
+    for i in range(len(first)):
+        h0 = np.int64((np.uint64(first[i, 0]) * np.uint64(sparse)) >> high)
+        h1 = np.int64((np.uint64(first[i, 1]) * np.uint64(sparse - 1)) >> high)
+        h2 = np.int64((np.uint64(first[i, 2]) * np.uint64(sparse - 2)) >> high)
+        if h1 >= h0:
+            h1 += 1
+        low, top = (h0, h1) if h0 < h1 else (h1, h0)
+        if h2 >= low:
+            h2 += 1
+        if h2 >= top:
+            h2 += 1
+        c = np.int64((np.uint64(first[i, 3]) * np.uint64(clusters)) >> high)
+        base = c * cluster_cells if clusters > 1 else np.int64(0)
+        cells[0, i] = h0 + base
+        cells[1, i] = h1 + base
+        cells[2, i] = h2 + base
+        cluster[i] = c
+        dense[i] = second[i, 0] & mask
+        value[i] = second[i, 1]
 
 
 def rows_in_chunks(params: OkvsParams, seed: bytes, keys: U8) -> list[Rows]:
