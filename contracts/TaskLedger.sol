@@ -196,8 +196,9 @@ contract TaskLedger is ITaskLedger {
         if (reasonCode == 0 || reasonCode > type(uint16).max) revert TaskLedgerInvalidReason(reasonCode);
         uint256 providers = _providers(task);
         uint256 anchored = task.anchored & providers;
+        if (_deliveries[taskId] != 0) revert TaskLedgerDelivered(taskId); // the requester may hold it
         if (seat == task.requesterSeat) {
-            if (anchored != 0 || _deliveries[taskId] != 0) revert TaskLedgerDelivered(taskId);
+            if (anchored != 0) revert TaskLedgerDelivered(taskId);
         } else if (anchored != 0 && anchored == providers) {
             revert TaskLedgerDelivered(taskId);
         }
@@ -272,7 +273,7 @@ contract TaskLedger is ITaskLedger {
         if (block.timestamp < task.deadline) revert TaskLedgerNotExpirable(taskId);
         TaskStatus status = task.status;
         uint256 providers = _providers(task);
-        bool delivered = providers != 0 && task.anchored & providers == providers;
+        bool delivered = providers != 0 && (task.anchored & providers == providers || _deliveries[taskId] != 0);
         if (status == TaskStatus.Completed || (_isOpen(status) && delivered)) {
             task.status = TaskStatus.Settled;
             emit TaskExpired(taskId);

@@ -11,10 +11,10 @@ pragma solidity ^0.8.24;
  *
  * Settlement a requester cannot dodge. The providers of a task are the participants other than the requester
  * organisation owning an input; each anchors, with its result, the usage units it is paid for. Once a provider
- * has anchored -- or recorded with {recordDelivery} that it hands the requester its output before it can
- * anchor -- the requester organisation can no longer fail the task, and once every provider has anchored, nobody
- * can: the fee then goes to the providers, by {settleTask} (any participant, once Completed) or by
- * {expireTask} (anyone, after the deadline, even if the requester never anchored). The split is computed here
+ * has anchored, the requester organisation can no longer fail the task, and once every provider has anchored --
+ * or one has recorded with {recordDelivery} that it hands the requester its output before it can anchor --
+ * nobody can: the fee then goes to the providers that anchored, by {settleTask} (any participant, once
+ * Completed) or by {expireTask} (anyone, after the deadline, even if the requester never anchored). The split is computed here
  * from the anchored units, the inputs' unit prices and upstream shares in the DataRegistry; the requester
  * organisation is never paid for its own inputs (with no foreign input the fee is refunded).
  *
@@ -191,8 +191,10 @@ interface ITaskLedger {
     /**
      * @notice Records that the caller organisation, a provider, is about to hand the requester its output (or
      * part of it) while the provider cannot anchor yet: it learns its own output afterwards (an intersection
-     * revealed to both), or sends the output in parts (a bucketed PSI). From then on the requester organisation
-     * can no longer fail the task and take its fee back. Idempotent: a second call does nothing.
+     * revealed to both), or sends the output in parts (a bucketed PSI). From then on no participant can fail the
+     * task -- the requester may hold that output, and an honest participant that the requester's abort ends
+     * would otherwise refund it -- and after the deadline {expireTask} settles it to the providers that
+     * anchored. Idempotent: a second call does nothing.
      * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation that owns an input and
      * is not the requester organisation ({TaskLedgerNotProvider}); the task is Authorised or Running; its
      * deadline has not passed. Emits {DeliveryRecorded} on the first call.
@@ -205,8 +207,8 @@ interface ITaskLedger {
     /**
      * @notice Reports a task as failed; its fee is refunded to the requester organisation.
      * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation; the task is
-     * Submitted, Authorised or Running; `reasonCode` is 1..65535; no provider has anchored or recorded a
-     * delivery if the caller is the requester organisation, and not every provider has anchored otherwise
+     * Submitted, Authorised or Running; `reasonCode` is 1..65535; no provider has recorded a delivery, and no
+     * provider has anchored if the caller is the requester organisation, not every provider otherwise
      * ({TaskLedgerDelivered}).
      * Emits {TaskFailed}.
      */
@@ -247,7 +249,8 @@ interface ITaskLedger {
 
     /**
      * @notice Closes a task whose deadline has passed. A Completed task, or an unfinished one that every provider
-     * anchored, is settled with provenance hash 0 as {settleTask} does. Any other unfinished task fails with
+     * anchored or in which a provider recorded a delivery, is settled with provenance hash 0 as {settleTask}
+     * does (to the providers that anchored; refunded if none did). Any other unfinished task fails with
      * REASON_EXPIRED and its fee is refunded.
      * @dev Requirements: `block.timestamp >= deadline`; the task is Submitted, Authorised, Running or
      * Completed. Emits {TaskFailed} (org 0) and {TaskExpired}, or {TaskExpired} and {TaskSettled}.

@@ -124,8 +124,9 @@ def test_no_failure_once_the_providers_delivered(consortium: Consortium) -> None
 
 def test_a_delivery_recorded_before_the_anchor_binds_the_requester(consortium: Consortium) -> None:
     """A provider about to hand the requester its output before it can anchor (an intersection
-    revealed to both, a bucketed PSI) records the delivery: the requester can no longer fail
-    the task; the providers still can, until every one of them anchored."""
+    revealed to both, a bucketed PSI) records the delivery: from then on nobody can fail the
+    task -- not the requester, nor another participant that the requester's abort ended -- and
+    after the deadline it is settled to the providers that anchored."""
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
     task_id = three_party_task(consortium)
     with reverts("TaskLedgerNotProvider"):  # the requester delivers nothing it is paid for
@@ -142,12 +143,44 @@ def test_a_delivery_recorded_before_the_anchor_binds_the_requester(consortium: C
     again = bank_b.ledger.tasks.record_delivery(task_id)  # a retried call does nothing
     assert bank_b.ledger.tasks.events(again, "DeliveryRecorded") == ()
     assert consortium.admin.tasks.deliveries_of(task_id) == 0b100  # bank-b's seat
-    with reverts("TaskLedgerDelivered"):
-        telecom.ledger.tasks.fail_task(task_id, FailureReason.PROTOCOL_ERROR)
-    bank_a.ledger.tasks.fail_task(task_id, FailureReason.PEER_UNREACHABLE)  # a provider may
-    assert consortium.admin.tasks.get_task(task_id).status is TaskStatus.FAILED
+    for member in (telecom, bank_a, bank_b):  # the requester, a provider, the one delivering
+        with reverts("TaskLedgerDelivered"):
+            member.ledger.tasks.fail_task(task_id, FailureReason.PEER_UNREACHABLE)
+    bank_b.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 30)  # told nothing
+    consortium.travel(601)  # bank-a never anchors, nor does the requester
+    consortium.admin.tasks.expire_task(task_id)
+    assert consortium.admin.tasks.get_task(task_id).status is TaskStatus.SETTLED
+    metering = consortium.admin.metering
+    assert metering.balance_of(bank_b.org_id) == FEE
+    assert metering.balance_of(bank_a.org_id) == metering.balance_of(telecom.org_id) == 0
     with reverts("TaskLedgerInvalidStatus"):  # nothing to deliver for a closed task
         bank_a.ledger.tasks.record_delivery(task_id)
+
+
+def test_a_dealer_cannot_fail_a_task_once_a_provider_delivered(consortium: Consortium) -> None:
+    """The dealer of an MPC task is honest and ends when the requester aborts: a failure of its
+    after a delivery would refund the requester, which may hold the provider's output."""
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    theirs = consortium.dataset(bank_a)
+    grant = consortium.grant(theirs, bank_a, telecom, kinds=Kind.STATS, dealer=bank_b.org_id)
+    bank_b.ledger.orgs.set_dealer_service(bank_b.org_id, True)
+    task_id = _submit(
+        consortium,
+        telecom,
+        [consortium.dataset(telecom), theirs],
+        [ZERO32, grant],
+        [telecom, bank_a, bank_b],
+        protocol="joint-stats",
+        kind=Kind.STATS,
+    )
+    bank_a.ledger.tasks.record_delivery(task_id)
+    with reverts("TaskLedgerDelivered"):
+        bank_b.ledger.tasks.fail_task(task_id, FailureReason.PEER_UNREACHABLE)
+    consortium.travel(601)  # and bank-a never anchored either: nobody is paid, the fee goes back
+    consortium.admin.tasks.expire_task(task_id)
+    assert consortium.admin.tasks.get_task(task_id).status is TaskStatus.SETTLED
+    assert consortium.admin.metering.balance_of(bank_a.org_id) == 0
+    assert consortium.admin.metering.balance_of(bank_b.org_id) == 0
 
 
 def test_no_delivery_is_recorded_after_the_deadline(consortium: Consortium) -> None:

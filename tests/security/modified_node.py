@@ -12,6 +12,10 @@ holds it), so that one node process serves every attack test:
   its own output from the provider's tags and sends nothing back.
 - ``withhold-done``: as the aggregator of a horizontal FL task, never send the clients ``done``:
   mallory has the model from the secure sums, the clients wait for the end of the training.
+- ``withhold-weights``: as the label holder of a vertical-lr task whose weights are opened, take
+  its own weights (opened to it first) and keep its share of every other party's: its run ends
+  there, and its node fails the task; what the chain answered is appended to
+  ``withhold-weights.log`` as ``<task id> <outcome>``.
 - ``slow-acks``: answer a provider's frame stream only seconds after it ended, so that a provider
   that waits for that answer before it anchors is still waiting when the task is failed.
 - ``gbdt-lies``: as the label holder of a vertical-gbdt task, report every split's gain as its
@@ -51,22 +55,35 @@ def install() -> None:
 
     anchor = worker.Worker._anchor
 
-    def fail_instead_of_anchoring(self: worker.Worker, task: Any, outcome: Any) -> None:
-        if not (_attacking("fail-after-result") and task.requester_org == self.node.org_id):
-            anchor(self, task, outcome)
-            return
+    def fail_on_chain(self: worker.Worker, task_id: int, attack: str) -> None:
+        """Fail the task with mallory's key; what the chain answered goes to the attack's log."""
         try:
-            self.node.ledger.tasks.fail_task(task.task_id, FailureReason.PROTOCOL_ERROR)
+            self.node.ledger.tasks.fail_task(task_id, FailureReason.PROTOCOL_ERROR)
             answer = "failed"
         except ChainRevert as exc:
             answer = f"reverted {exc.error}"
         except ChainError as exc:  # e.g. the task closed meanwhile: a revert not decoded
             answer = f"chain error {exc}"
-        log = Path(os.environ[ATTACKS_ENV]) / "fail-after-result.log"
+        log = Path(os.environ[ATTACKS_ENV]) / f"{attack}.log"
         with log.open("a") as handle:
-            handle.write(f"{task.task_id} {answer}\n")
+            handle.write(f"{task_id} {answer}\n")
+
+    def fail_instead_of_anchoring(self: worker.Worker, task: Any, outcome: Any) -> None:
+        if not (_attacking("fail-after-result") and task.requester_org == self.node.org_id):
+            anchor(self, task, outcome)
+            return
+        fail_on_chain(self, task.task_id, "fail-after-result")
 
     worker.Worker._anchor = fail_instead_of_anchoring  # type: ignore[method-assign]
+
+    fail = worker.Worker._fail
+
+    def fail_logged(self: worker.Worker, task_id: int, reason: Any, message: str) -> None:
+        if _attacking("withhold-weights"):
+            fail_on_chain(self, task_id, "withhold-weights")
+        fail(self, task_id, reason, message)
+
+    worker.Worker._fail = fail_logged  # type: ignore[method-assign]
 
     receive = peer.receive_stream
 
@@ -82,9 +99,18 @@ def install() -> None:
 
 
 def _withhold_the_providers_output() -> None:
-    """``withhold-reveal`` and ``withhold-done``."""
-    from privledger.protocols.fl import federation
+    """``withhold-reveal``, ``withhold-done`` and ``withhold-weights``."""
+    from privledger.protocols.fl import federation, vertical
     from privledger.protocols.psi import kkrt, rr22
+
+    open_to = vertical.open_to
+
+    def keeping_its_shares(party: Any, group: Any, shares: Any, target: int, **kw: Any) -> Any:
+        if _attacking("withhold-weights") and party.index != target:
+            raise RuntimeError(f"mallory keeps its share of party {target}'s weights")
+        return open_to(party, group, shares, target, **kw)
+
+    vertical.open_to = keeping_its_shares
 
     broadcast = federation._broadcast
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import secrets
 import time
 
+import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer
 
@@ -17,7 +18,7 @@ from privledger.evm.errors import ChainRevert
 from privledger.node.spec import SpecInput, TaskSpec, parse_spec
 from tests.e2e.conftest import advance_chain_time, paused
 from tests.e2e.test_explorer import explorer, login
-from tests.e2e.test_federated import register
+from tests.e2e.test_federated import register, write
 from tests.e2e.test_horizontal import FEATURES, write_rows
 
 from .malicious import FEE, Mallory, grant, wait_closed
@@ -496,6 +497,69 @@ def test_7_an_aggregator_that_keeps_done_cannot_take_the_fee_back_nor_zero_a_cli
     paid = {org: mallory.ledger.metering.balance_of(banks[org]) - before[org] for org in banks}
     assert sum(paid.values()) == FEE and mallory.balance() == mallory_before
     assert abs(paid["bank-a"] / FEE - 80 / 180) <= 1e-4  # by their rows
+
+
+def test_7_a_label_holder_that_keeps_the_weights_it_owes_cannot_take_the_fee_back(
+    mallory: Mallory,
+) -> None:
+    """Attack 7 in vertical LR with the weights released: each party's weights are opened to it
+    in turn, the label holder's (the requester's) first. Mallory's node takes its own, keeps its
+    share of bank-a's and fails the task. Bank-a recorded its delivery before its share of
+    mallory's weights left: the failure is refused, bank-a, told nothing, anchors its aligned
+    rows, and the fee is bank-a's."""
+    running = mallory.running
+    x, y = load_breast_cancer(return_X_y=True)
+    rows, tag = np.arange(120), secrets.token_hex(3)
+    ids = [f"v7-{tag}-{i}" for i in rows]
+    features = [f"f{i}" for i in range(15)]
+    mine = mallory.register(
+        ["id", *features, "label"],
+        [[key, *(repr(float(v)) for v in x[i, :15]), int(y[i])] for i, key in enumerate(ids)],
+    )
+    path = running.data_dir / f"v7-bank-a-{tag}.csv"  # with 9 rows mallory does not hold
+    write(
+        path,
+        [*ids, *(f"v7-{tag}-b{i}" for i in range(9))],
+        np.vstack([x[rows, 15:], x[:9, :15]]),
+        None,
+    )
+    theirs = register(running, "bank-a", path)
+    terms = {  # terms that release the weights
+        "protocols": ["vertical-lr"],
+        "columns": dict.fromkeys(["id", *features], ("join", "aggregate")),
+        "outputs": ["requester", "weights"],
+    }
+    grant(running, "bank-a", theirs, mallory.org_id, terms=terms)
+    bank_a = running.org_ids["bank-a"]
+    before, mallory_before = mallory.ledger.metering.balance_of(bank_a), mallory.balance()
+    body = {
+        "kind": "fl",
+        "protocol": "vertical-lr",
+        "inputs": [
+            {"dataset": mine, "column": "id", "features": features, "valueColumn": "label"},
+            {"dataset": theirs, "column": "id", "features": features},
+        ],
+        "dealer": running.org_ids["regulator"],
+        "rounds": 10,
+        "output": "weights",
+        "deadlineS": 150,
+    }
+    with mallory.attacking("withhold-weights"):
+        response = mallory.submit(body)
+        assert response.status_code == 201, response.text
+        task_id = response.json()["taskId"]
+        outcome = mallory.attack_log("withhold-weights", task_id)
+    assert outcome == "reverted TaskLedgerDelivered", outcome
+    assert mallory.ledger.tasks.get_task(task_id).status is not TaskStatus.FAILED
+    deadline = time.monotonic() + 60  # bank-a meets mallory's closed channel, then anchors
+    while mallory.ledger.tasks.anchor_of(task_id, bank_a) == bytes(32):
+        assert time.monotonic() < deadline, mallory.ledger.tasks.get_task(task_id)
+        time.sleep(0.2)
+    assert mallory.ledger.tasks.units_of(task_id, bank_a) == len(ids)  # its aligned rows
+
+    _settled_after_the_deadline(mallory, task_id, 150)
+    assert mallory.ledger.metering.balance_of(bank_a) - before == FEE
+    assert mallory.balance() == mallory_before
 
 
 def test_8_a_fee_below_the_price_is_refused(mallory: Mallory) -> None:

@@ -867,7 +867,10 @@ class Worker:
         try:
             self.node.ledger.tasks.fail_task(task_id, int(reason))
         except ChainRevert as exc:
-            logger.info("task %d already closed on chain: %s", task_id, exc)
+            if exc.error == "TaskLedgerDelivered":  # the requester may hold a provider's output
+                logger.warning("task %d not failed on chain: it settles at its deadline", task_id)
+            else:
+                logger.info("task %d already closed on chain: %s", task_id, exc)
         except ChainError as exc:
             # another participant may have recorded its failure in the same block
             if self.node.ledger.tasks.get_task(task_id).status is not TaskStatus.FAILED:
