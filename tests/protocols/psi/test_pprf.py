@@ -114,3 +114,17 @@ def test_expansions_into_reused_buffers_equal_fresh_ones() -> None:
     assert not buffers.fits(7, 5) and not buffers.fits(6, 4)
     with pytest.raises(ValueError, match="do not fit"):
         pprf.expand_full(np.zeros((7, 16), dtype=np.uint8), 5, buffers)
+
+
+@pytest.mark.parametrize(("trees", "depth"), [(1, 1), (3, 4), (848, 2), (5, 7)])
+def test_full_expansion_with_prefix_gives_the_prefix_xor(trees: int, depth: int) -> None:
+    """``prefix``: the leaves as their running XOR in flat order (the EA accumulator), the same
+    level sums; into reused buffers as the VOLE sender does."""
+    roots = np.frombuffer(secrets.token_bytes(16 * trees), dtype=np.uint8).reshape(trees, 16)
+    leaves, sums = pprf.expand_full(roots, depth)
+    buffers = pprf.Buffers(trees, depth)
+    running, running_sums = pprf.expand_full(roots, depth, buffers, prefix=True)
+    flat = leaves.reshape(-1, 16).view(np.uint64)
+    expected = np.bitwise_xor.accumulate(flat, axis=0)
+    assert np.array_equal(running.reshape(-1, 16).view(np.uint64), expected)
+    assert np.array_equal(running_sums, sums)

@@ -39,6 +39,20 @@ def test_clusters() -> None:
     assert np.array_equal(okvs.Decoder(params, table).decode(seed, keys), values)
 
 
+def test_keys_given_in_cluster_order_give_the_same_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``clustered``: keys and values already in :func:`.by_cluster` order, one cluster per
+    group as in RR22 at 2^20 (the table does not depend on the keys' order)."""
+    monkeypatch.setattr(okvs, "GROUP_ITEMS", 700)
+    n = 5000
+    params = okvs.OkvsParams.for_items(n, cluster_items=512)
+    seed = secrets.token_bytes(okvs.SEED_BYTES)
+    keys, values = _keys(n), _values(n, 8)
+    order, starts = okvs.by_cluster(params, seed, keys)
+    table = okvs.encode(params, seed, keys[order], values[order], (order, starts), clustered=True)
+    assert np.array_equal(table, okvs.encode(params, seed, keys, values, (order, starts)))
+    assert np.array_equal(okvs.Decoder(params, table).decode(seed, keys), values)
+
+
 def test_clusters_solved_in_groups_and_decoded_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """2^24 keys are solved a few clusters at a time; the same code path at a small size."""
     monkeypatch.setattr(okvs, "GROUP_ITEMS", 700)

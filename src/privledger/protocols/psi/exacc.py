@@ -90,13 +90,18 @@ class ExAccCode:
         return out
 
     def dual_encode_into(
-        self, noisy: U8, out: U8, sparse: tuple[SparseVector, U8] | None = None
+        self,
+        noisy: U8,
+        out: U8,
+        sparse: tuple[SparseVector, U8] | None = None,
+        accumulated: bool = False,
     ) -> None:
         """:meth:`dual_encode` of ``noisy`` (``(N, W)``, ``W`` = 8, 16 or 24, consumed) into
         ``out`` (``(k, W)`` rows of contiguous bytes: it may be a column range of a wider array,
         e.g. the first 16 bytes of 24-byte rows); with ``sparse = (vector, sparse_out)``, also
         that sparse vector's into ``sparse_out`` (``(k, 8)``), in the same pass over the
-        expander positions."""
+        expander positions. With ``accumulated``, ``noisy`` is its prefix XOR already
+        (:func:`.pprf.expand_full` with ``prefix``)."""
         if noisy.ndim != 2 or noisy.shape[0] != self.code_size or noisy.shape[1] not in (8, 16, 24):
             raise ValueError(f"need ({self.code_size}, 8, 16 or 24) bytes")
         if out.shape != (self.message_size, noisy.shape[1]) or out.strides[1] != 1:
@@ -109,7 +114,8 @@ class ExAccCode:
             if sparse_out.shape != (self.message_size, 8) or not sparse_out.flags.c_contiguous:
                 raise ValueError("need a contiguous (k, 8) output for the sparse vector")
             sparse_words = sparse_out.view("<u8").reshape(-1)
-        accumulate(noisy)
+        if not accumulated:
+            accumulate(noisy)
         source, words = noisy.view(np.uint64), out.view(np.uint64)
         size = np.uint64(self.code_size)
         for lo in range(0, self.message_size, CHUNK_ROWS):

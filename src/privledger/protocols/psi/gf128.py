@@ -125,6 +125,11 @@ class FixedMultiplier:
                     tables[b, v] = tables[b, v ^ low] ^ tables[b, low]
         self._tables = tables
 
+    @property
+    def tables(self) -> U64:
+        """``(width, 256, 2)`` words: row ``[b, v]`` is ``delta v X^(8 b)``."""
+        return self._tables
+
     def __call__(self, operands: U8) -> U8:
         """``(n, width)`` operands -> ``(n, 16)`` products."""
         if operands.ndim != 2 or operands.shape[1] != self.width:

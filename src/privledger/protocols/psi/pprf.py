@@ -76,14 +76,15 @@ def _target(buffers: Buffers | None, trees: int, depth: int, level: int) -> U8 |
 
 
 def expand_level(
-    nodes: U8, out: U8 | None = None, punctured: Puncture | None = None
+    nodes: U8, out: U8 | None = None, punctured: Puncture | None = None, prefix: bool = False
 ) -> tuple[U8, U8]:
     """Children of every node and the two level sums: ``(w, t, 16)`` -> ``(2 w, t, 16)``,
     child ``b`` of node ``j`` at ``b w + j``, and ``(2, t, 16)``, the XOR of the children whose
     newest path bit is 0, resp. 1; written into the flat byte buffer ``out`` when given
     (``2 w t 16 + 16`` bytes at least, not overlapping ``nodes``). With ``punctured``, the
     children of each tree's unknown node are left out of the sums and set to zero, but for the
-    one off the path, which the chosen sum completes.
+    one off the path, which the chosen sum completes. With ``prefix`` (not punctured), the
+    children come out as their prefix XOR in flat order (the sums are of the children).
 
     AES runs straight into the children's array: it has 16 bytes of slack at the end, which
     ``update_into`` asks for (``len + 15`` bytes of room); then one compiled pass (:mod:`.jit`)
@@ -109,6 +110,8 @@ def expand_level(
     children: U8 = flat[: 2 * size].reshape(2 * width, trees, BLOCK)
     sums = np.empty((2, trees, BLOCK), dtype=np.uint8)
     path, off, chosen = punctured if punctured is not None else _FULL
+    if prefix and punctured is not None:
+        raise ValueError("no prefix XOR of punctured children")
     _finish_level(
         parents.view(np.uint64).reshape(width, trees, 2),
         children.view(np.uint64).reshape(2 * width, trees, 2),
@@ -116,6 +119,7 @@ def expand_level(
         path,
         off,
         chosen.view(np.uint64).reshape(-1, 2),
+        prefix,
     )
     return children, sums
 
@@ -125,12 +129,16 @@ _FULL: Puncture = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, BL
 
 
 @jit.kernel
-def _finish_level(parents: U64, children: U64, sums: U64, path: I64, off: I64, chosen: U64) -> None:
+def _finish_level(
+    parents: U64, children: U64, sums: U64, path: I64, off: I64, chosen: U64, prefix: bool
+) -> None:
     """:func:`expand_level`'s pass after AES: each child XOR its parent, summed per side and
     tree; with ``path`` (punctured), the unknown node's children are zero and left out, then
-    the one off the path is its side's chosen sum minus the known ones."""
+    the one off the path is its side's chosen sum minus the known ones; with ``prefix``, each
+    child is stored as the XOR of it and all before it (the loop runs in flat order)."""
     width, trees = parents.shape[0], parents.shape[1]
     punctured = len(path) > 0
+    running_low = running_high = np.uint64(0)
     for side in range(2):
         for tree in range(trees):
             sums[side, tree, 0] = sums[side, tree, 1] = 0
@@ -142,8 +150,14 @@ def _finish_level(parents: U64, children: U64, sums: U64, path: I64, off: I64, c
                     continue
                 low = children[row, tree, 0] ^ parents[j, tree, 0]
                 high = children[row, tree, 1] ^ parents[j, tree, 1]
-                children[row, tree, 0] = low
-                children[row, tree, 1] = high
+                if prefix:
+                    running_low ^= low
+                    running_high ^= high
+                    children[row, tree, 0] = running_low
+                    children[row, tree, 1] = running_high
+                else:
+                    children[row, tree, 0] = low
+                    children[row, tree, 1] = high
                 sums[side, tree, 0] ^= low
                 sums[side, tree, 1] ^= high
     if punctured:
@@ -154,16 +168,21 @@ def _finish_level(parents: U64, children: U64, sums: U64, path: I64, off: I64, c
             children[row, tree, 1] = sums[side, tree, 1] ^ chosen[tree, 1]
 
 
-def expand_full(roots: U8, depth: int, buffers: Buffers | None = None) -> tuple[U8, U8]:
+def expand_full(
+    roots: U8, depth: int, buffers: Buffers | None = None, prefix: bool = False
+) -> tuple[U8, U8]:
     """The root holder's side: ``(leaves (2^d, t, 16), sums (d, 2, t, 16))``, where
     ``sums[l - 1, b]`` is the XOR of the level-``l`` nodes whose bit ``l - 1`` is ``b``
-    (the leaves in ``buffers`` when given)."""
+    (the leaves in ``buffers`` when given). With ``prefix``, the leaves come out as their
+    prefix XOR in flat order (the accumulator of the EA code, :func:`.exacc.accumulate`,
+    done in the last level's pass instead of another pass over them)."""
     _check(roots, depth)
     trees = len(roots)
     nodes = np.ascontiguousarray(roots).reshape(1, trees, BLOCK)
     sums = np.empty((depth, 2, trees, BLOCK), dtype=np.uint8)
     for level in range(depth):
-        nodes, sums[level] = expand_level(nodes, _target(buffers, trees, depth, level))
+        last = prefix and level == depth - 1
+        nodes, sums[level] = expand_level(nodes, _target(buffers, trees, depth, level), prefix=last)
     return nodes, sums
 
 

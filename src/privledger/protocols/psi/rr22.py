@@ -160,19 +160,61 @@ def output_hash(values: U8, item_hashes: U64, width: int) -> U8:
     ``H(Decode(C, x), x)``) -> ``(n, width)``.
 
     ``H_o(t, v) = pi(x) xor x`` with ``x = v xor (t || OUTPUT_DOMAIN)`` and ``pi`` AES-128
-    under the public :data:`OUTPUT_KEY` (fixed-key MMO as in :func:`.ot.mmo_hash`), computed
-    into a buffer with the 16 bytes of slack that ``update_into`` asks for."""
+    under the public :data:`OUTPUT_KEY` (fixed-key MMO as in :func:`.ot.mmo_hash`)."""
+    out = np.empty((len(values), width), dtype=np.uint8)
+    _hash_into(_hash_inputs(values, item_hashes), out, 0)
+    return out
+
+
+def _hash_inputs(values: U8, item_hashes: U64) -> U64:
+    """:func:`output_hash`'s ``x = v xor (t || OUTPUT_DOMAIN)``: ``(n, 2)`` words."""
     n = len(values)
     x = np.empty((n, 2), dtype="<u8")
     x[:, 0] = item_hashes
     x[:, 1] = OUTPUT_DOMAIN
-    x ^= values.view("<u8").reshape(n, 2)
+    x ^= np.ascontiguousarray(values).view("<u8").reshape(n, 2)
+    return x
+
+
+def _hash_into(x: U64, tags: U8, at: int, places: I64 | None = None) -> None:
+    """``pi(x) xor x`` (:func:`output_hash`) of the ``(n, 2)`` words ``x``, its first
+    ``tags.shape[1]`` bytes written to rows ``at .. at + n`` of ``tags``, or to rows ``places``.
+    AES runs into a buffer with the 16 bytes of slack that ``update_into`` asks for."""
+    n = len(x)
     out = np.empty(16 * n + 16, dtype=np.uint8)
     encryptor = Cipher(algorithms.AES(OUTPUT_KEY), modes.ECB()).encryptor()
     encryptor.update_into(x.view(np.uint8).reshape(-1).data, out.data)
-    hashed = out[: 16 * n].reshape(n, 16)
-    hashed ^= x.view(np.uint8).reshape(n, 16)
-    return np.ascontiguousarray(hashed[:, :width])
+    where = places if places is not None else np.zeros(0, dtype=np.int64)
+    _put_hashes(out[: 16 * n].reshape(n, 16), x.view(np.uint8).reshape(n, 16), tags, at, where)
+
+
+@jit.kernel
+def _put_hashes(encrypted: U8, x: U8, tags: U8, at: int, places: I64) -> None:
+    """:func:`_hash_into`'s kernel: ``encrypted xor x``, truncated, into its rows of ``tags``."""
+    width = tags.shape[1]
+    scatter = len(places) > 0
+    for i in range(len(x)):
+        row = places[i] if scatter else at + i
+        for b in range(width):
+            tags[row, b] = encrypted[i, b] ^ x[i, b]
+
+
+@jit.kernel
+def _tag_inputs(decoded: U64, item_hashes: U64, tables: U64, domain: np.uint64, x: U64) -> None:
+    """The provider's :func:`output_hash` inputs from its decoded ``B || A'`` rows (three words:
+    ``Decode(B, y)`` and ``Decode(A', y)``): ``Decode(B, y) + delta (Decode(A', y) + H(y))``,
+    the product by table lookups (:class:`.gf128.FixedMultiplier`'s tables of ``delta``), plus
+    ``(H(y) || domain)``."""
+    for i in range(len(x)):
+        hashed = item_hashes[i]
+        z = decoded[i, 2] ^ hashed
+        low = high = np.uint64(0)
+        for b in range(tables.shape[0]):
+            byte = np.int64((z >> np.uint64(8 * b)) & np.uint64(255))
+            low ^= tables[b, byte, 0]
+            high ^= tables[b, byte, 1]
+        x[i, 0] = decoded[i, 0] ^ low ^ hashed
+        x[i, 1] = decoded[i, 1] ^ high ^ domain
 
 
 class TagIndex:
@@ -473,15 +515,18 @@ def _run_requester(
     width = tag_bytes(n, peer_size)
     pool = ThreadPoolExecutor(1, thread_name_prefix="rr22-okvs")
     try:
-        grouping = pool.submit(rr22_okvs.by_cluster, params, seed, keys)
-        solving = pool.submit(lambda: rr22_okvs.encode(params, seed, keys, None, grouping.result()))
+        grouping = pool.submit(_clustered, params, seed, keys)
+        solving = pool.submit(
+            lambda: rr22_okvs.encode(
+                params, seed, grouping.result()[2], None, grouping.result()[:2], clustered=True
+            )
+        )
         correlation = vole.vole_receive(channel, params.size, timeout)
         table = solving.result()
         table ^= correlation.a
-        order = grouping.result()[0]
-        tagging = pool.submit(
-            _own_index, params, seed, ot.take_rows(keys, order), correlation.c, width
-        )
+        order, _, clustered = grouping.result()
+        tagging = pool.submit(_own_index, params, seed, clustered, correlation.c, width)
+        del clustered
         del correlation
         send_records(channel, table)
         del table
@@ -501,6 +546,13 @@ def _run_requester(
     return np.sort(order[np.concatenate((mine, later))])
 
 
+def _clustered(params: rr22_okvs.OkvsParams, seed: bytes, keys: U8) -> tuple[I64, I64, U8]:
+    """:func:`.rr22_okvs.by_cluster` of the keys and the keys in that order (the encoding and
+    the own tags read them a cluster at a time; one gather for both)."""
+    order, starts = rr22_okvs.by_cluster(params, seed, keys)
+    return order, starts, ot.take_rows(keys, order)
+
+
 def _own_index(params: rr22_okvs.OkvsParams, seed: bytes, keys: U8, c: U8, width: int) -> TagIndex:
     """The requester's tags ``H_o(H(x), Decode(C, x))`` of ``keys`` (in cluster order: the
     decoding reads one cluster's cells at a time), indexed."""
@@ -508,9 +560,7 @@ def _own_index(params: rr22_okvs.OkvsParams, seed: bytes, keys: U8, c: U8, width
     tags = np.empty((len(keys), width), dtype=np.uint8)
     for lo in range(0, len(keys), rr22_okvs.HASH_CHUNK):
         hashed = rr22_okvs.rows(params, seed, keys[lo : lo + rr22_okvs.HASH_CHUNK])
-        tags[lo : lo + len(hashed.value)] = output_hash(
-            decoder.decode_rows(hashed), hashed.value, width
-        )
+        _hash_into(_hash_inputs(decoder.decode_rows(hashed), hashed.value), tags, lo)
     return TagIndex(tags)
 
 
@@ -553,15 +603,14 @@ def _run_provider(
     width = tag_bytes(peer_size, n)
     tags = np.empty((n, width), dtype=np.uint8)
     at = 0
+    domain = np.uint64(OUTPUT_DOMAIN)
     for chunk in hashed:
         # Decode(B, y) + delta (Decode(A', y) + H(y)), from one decode of B || A'
-        decoded = decoder.decode_rows(chunk)
-        z = np.ascontiguousarray(decoded[:, ot.BLOCK :])
-        z.view(np.uint64).reshape(-1)[:] ^= chunk.value
-        values = np.ascontiguousarray(decoded[:, : ot.BLOCK])
-        values ^= multiply(z)
-        ot.put_rows(tags, places[at : at + len(values)], output_hash(values, chunk.value, width))
-        at += len(values)
+        decoded = decoder.decode_rows(chunk).view(np.uint64)
+        x = np.empty((len(decoded), 2), dtype=np.uint64)
+        _tag_inputs(decoded, chunk.value, multiply.tables, domain, x)
+        _hash_into(x, tags, 0, places[at : at + len(x)])
+        at += len(x)
     del hashed, decoder, table
     channel.delivering()  # the tags give the requester its output
     send_records(channel, tags)

@@ -342,13 +342,16 @@ def encode(
     keys: U8,
     values: U8 | None = None,
     grouping: tuple[I64, I64] | None = None,
+    *,
+    clustered: bool = False,
 ) -> U8:
     """The ``(M, W)`` table encoding distinct keys ``(n, 16)`` to ``values`` ``(n, W)`` --
     by default to their own 64-bit hashed values ``H(x)`` (``W = 8``, RR22's encoding).
 
     Clusters are solved in groups of about :data:`GROUP_ITEMS` keys (one cluster by default):
     the peeling arrays stay in cache and small however many keys there are. ``grouping`` is
-    :func:`by_cluster` of the keys when the caller has it."""
+    :func:`by_cluster` of the keys when the caller has it; with ``clustered``, the keys (and
+    values) are in that order already and only its cluster starts are read."""
     if values is not None and (
         values.ndim != 2 or len(values) != len(keys) or values.shape[1] not in WIDTHS
     ):
@@ -367,9 +370,14 @@ def encode(
     cells = params.cluster_cells
     for first in range(0, params.clusters, per_group):
         last = min(first + per_group, params.clusters)
-        chosen = order[starts[first] : starts[last]]
-        hashed = rows(params, seed, ot.take_rows(keys, chosen))
-        local = _values(hashed, None if values is None else ot.take_rows(values, chosen))
+        if clustered:
+            span = slice(starts[first], starts[last])
+            hashed = rows(params, seed, keys[span])
+            local = _values(hashed, None if values is None else values[span])
+        else:
+            chosen = order[starts[first] : starts[last]]
+            hashed = rows(params, seed, ot.take_rows(keys, chosen))
+            local = _values(hashed, None if values is None else ot.take_rows(values, chosen))
         table[first * cells : last * cells] = _encode_clusters(params, hashed, local, first, last)
     return table
 

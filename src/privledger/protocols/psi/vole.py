@@ -268,7 +268,7 @@ def vole_send(
             channel.send(message)  # first: the receiver expands while this side compresses
             if i + 1 < len(chunks):
                 acknowledged = acks.submit(recv_exact, channel, 0, timeout, "VOLE acknowledgement")
-            compressor.submit(params.code(seed), leaves, b[at : at + params.length])
+            compressor.submit(params.code(seed), leaves, b[at : at + params.length], None, True)
             at += params.length
     return SenderVole(delta, b)
 
@@ -315,11 +315,12 @@ class _Compressor:
         noisy: U8,
         out: U8,
         sparse: tuple[exacc.SparseVector, U8] | None = None,
+        accumulated: bool = False,
     ) -> None:
         """:meth:`.exacc.ExAccCode.dual_encode_into` in the second thread, after waiting for
         the previous instance (and raising its error)."""
         self._wait()
-        self._pending = self._pool.submit(code.dual_encode_into, noisy, out, sparse)
+        self._pending = self._pool.submit(code.dual_encode_into, noisy, out, sparse, accumulated)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -337,11 +338,12 @@ def _expand_instance(
     buffers: pprf.Buffers | None = None,
 ) -> tuple[bytes, U8]:
     """The instance's message (the code ``seed``, masked level sums, corrections; joined in
-    one copy) and noisy leaves ``(N, 16)``."""
+    one copy) and the prefix XOR of its noisy leaves ``(N, 16)`` (the EA code's accumulator,
+    done while the last GGM level is written)."""
     trees, depth = params.trees, params.depth
     share = _combine_powers(noise_q, trees)  # s_i, with s_i + r_i = a_i delta
     roots = ot.random_bytes(trees, BLOCK)
-    leaves, sums = pprf.expand_full(roots, depth, buffers)
+    leaves, sums = pprf.expand_full(roots, depth, buffers, prefix=True)
     # level sums, tree-major like the OTs: OT j = i * depth + level
     order = np.ascontiguousarray(sums.transpose(2, 0, 1, 3)).reshape(trees * depth, 2, BLOCK)
     delta_row = np.frombuffer(delta, dtype=np.uint8)[None, :]
