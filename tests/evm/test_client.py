@@ -127,6 +127,74 @@ def test_a_revert_is_refused_before_signing(consortium: Consortium) -> None:
     assert w3.eth.get_transaction_count(telecom.address, "pending") == start + 1
 
 
+def _submit(consortium: Consortium, ledger: Ledger, inputs: list[bytes]) -> int:
+    telecom = consortium.telecom
+    return ledger.tasks.submit_task(
+        spec_hash=secrets.token_bytes(32),
+        kind=Kind.PSI,
+        protocol=1,  # ecdh
+        inputs=inputs,
+        grant_ids=[ZERO32] * len(inputs),
+        participants=[telecom.org_id, consortium.bank_a.org_id],
+        deadline=consortium.now() + 3_600,
+    )
+
+
+def _methods(client: ChainClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The methods the client's batches ask from now on (pre-flights and prices)."""
+    asked: list[str] = []
+    rpc = client._family.rpc
+    batch = rpc.batch
+
+    def recorded(calls: Any) -> list[Any]:
+        asked.extend(method for method, _ in calls)
+        return batch(calls)
+
+    monkeypatch.setattr(rpc, "batch", recorded)
+    return asked
+
+
+def test_a_known_shape_is_preflighted_at_its_estimate_and_a_revert_still_refused(
+    consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After one submission is estimated, the next of its shape is pre-flighted with an
+    eth_call at that estimate, not estimated again; a call of that shape that reverts is still
+    refused with its decoded error before anything is signed."""
+    telecom, w3 = consortium.telecom, consortium.w3
+    ledger = telecom.ledger
+    inputs = [consortium.dataset(telecom), consortium.dataset(consortium.bank_a)]
+    _submit(consortium, ledger, inputs)
+    asked = _methods(ledger.client, monkeypatch)
+    task_id = _submit(consortium, ledger, inputs)
+    assert ledger.tasks.get_task(task_id).status is TaskStatus.SUBMITTED
+    assert "eth_estimateGas" not in asked and "eth_call" in asked
+    start = w3.eth.get_transaction_count(telecom.address, "pending")
+    with reverts("DataRegistryUnknownDataset"):
+        _submit(consortium, ledger, [inputs[0], secrets.token_bytes(32)])  # same shape
+    assert w3.eth.get_transaction_count(telecom.address, "pending") == start  # nothing sent
+    assert asked.count("eth_estimateGas") == 1  # the revert, decoded as an estimate gives it
+
+
+def test_a_call_needing_more_than_its_shapes_estimate_is_estimated_again(
+    consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shape's estimate too low for the call now (here: set so) is not sent as the gas limit:
+    the call fails at it, is estimated anew, and is mined with enough gas."""
+    telecom = consortium.telecom
+    ledger = telecom.ledger
+    inputs = [consortium.dataset(telecom), consortium.dataset(consortium.bank_a)]
+    _submit(consortium, ledger, inputs)
+    estimates = ledger.client._family.gas_estimates
+    (shape,) = [key for key in estimates if key[0] == ledger.tasks.address.lower()]
+    needed = estimates[shape]
+    estimates[shape] = 30_000
+    asked = _methods(ledger.client, monkeypatch)
+    task_id = _submit(consortium, ledger, inputs)
+    assert ledger.tasks.get_task(task_id).status is TaskStatus.SUBMITTED
+    assert asked[:1] == ["eth_call"] and "eth_estimateGas" in asked
+    assert estimates[shape] >= needed * 0.9
+
+
 def test_a_dropped_transaction_is_broadcast_again(
     consortium: Consortium, monkeypatch: pytest.MonkeyPatch
 ) -> None:

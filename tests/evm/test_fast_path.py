@@ -6,13 +6,15 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from hexbytes import HexBytes
 from sqlmodel import Session, select
 from web3 import Web3
 from web3.contract import Contract
+from web3.datastructures import AttributeDict
 
 from privledger.api.routes.tasks import TIMELINE_EVENTS, referring, timeline_events
 from privledger.evm.accounts import dev_account
-from privledger.evm.client import sign
+from privledger.evm.client import _is_legacy, sign
 from privledger.evm.contracts import Kind
 from privledger.evm.indexer import EventIndexer, to_jsonable
 from privledger.store.db import make_engine, sqlite_url
@@ -67,6 +69,22 @@ def test_views_and_receipts_match_web3(consortium: Consortium) -> None:
     receipt = telecom.orgs.update_node(consortium.telecom.org_id, "http://x", bytes(32))
     assert receipt == client.w3.eth.get_transaction_receipt(receipt["transactionHash"])
     assert telecom.orgs.events(receipt, "NodeUpdated")  # events decode from it as before
+    # a submission's receipt, with the events of several contracts
+    _task, submitted = telecom.tasks.submit_task_receipt(
+        spec_hash=secrets.token_bytes(32),
+        kind=Kind.PSI,
+        protocol=1,  # ecdh
+        inputs=[consortium.dataset(consortium.telecom), theirs],
+        grant_ids=[ZERO32, ZERO32],
+        participants=[consortium.telecom.org_id, consortium.bank_a.org_id],
+        deadline=consortium.now() + 3_600,
+    )
+    assert len(submitted["logs"]) > 1
+    assert submitted == client.w3.eth.get_transaction_receipt(submitted["transactionHash"])
+    assert dict(submitted) == dict(
+        client.w3.eth.get_transaction_receipt(submitted["transactionHash"])
+    )
+    assert [type(log) for log in submitted["logs"]] == [AttributeDict] * len(submitted["logs"])
 
 
 def test_indexed_rows_match_web3_decoding(consortium: Consortium, tmp_path: Path) -> None:
@@ -157,6 +175,37 @@ def test_signing_matches_eth_account() -> None:
         signed_tx = {**tx, "chainId": 31337, "nonce": 12}
         expected = account.sign_transaction(signed_tx)
         assert sign(account, signed_tx) == (expected.hash, expected.raw_transaction)
+
+
+def test_direct_legacy_signing_matches_eth_account_at_every_length_boundary() -> None:
+    """The transactions the client signs itself (legacy, EIP-155) are eth-account's bytes, at
+    RLP's length and integer boundaries (a byte below 0x80 is its own encoding; 55 and 56 byte
+    strings and payloads switch to a long length) and with the recovery id of both parities."""
+    account = dev_account(6)
+    sizes = (0, 1, 55, 56, 57, 255, 256, 70_000)
+    numbers = (0, 1, 127, 128, 255, 256, 2**64, 2**256 - 1)
+    count = 0
+    for index in range(64):
+        size = sizes[index % len(sizes)]
+        data = HexBytes(bytes([index * 37 % 256]) if size == 1 else secrets.token_bytes(size))
+        tx: dict[str, Any] = {
+            "data": data,
+            "value": numbers[index % len(numbers)],
+            "gas": (21_000, 90_000, 30_000_000)[index % 3],
+            "gasPrice": numbers[(index // 3) % 5],
+            "chainId": (1, 31337, 2**40)[index % 3],
+            "nonce": numbers[(index // 5) % 6],
+        }
+        if index % 4:
+            tx["to"] = Web3.to_checksum_address("0x" + secrets.token_hex(20))
+        assert _is_legacy(tx)
+        expected = account.sign_transaction(tx)
+        assert sign(account, tx) == (expected.hash, expected.raw_transaction), tx
+        count += 1
+    assert count == 64
+    # anything else (a lower-case address, an EIP-1559 fee) takes eth-account's own path
+    assert not _is_legacy({**tx, "to": "0x" + "ab" * 20})
+    assert not _is_legacy({**tx, "maxFeePerGas": 1})
 
 
 def test_direct_call_data_matches_web3_or_falls_back(consortium: Consortium) -> None:
