@@ -31,7 +31,7 @@ from privledger.store.db import (
     POOL_SIZE,
     REQUEST_CONNECTIONS,
 )
-from privledger.store.models import LocalTask
+from privledger.store.models import LocalDataset, LocalTask
 
 from .conftest import Consortium
 
@@ -183,6 +183,50 @@ def test_a_refused_submission_is_a_4xx_naming_the_error(
     assert missing.status_code == 404, missing.text
     assert missing.json()["error"]["code"] == "DataRegistryUnknownDataset"
     assert w3.eth.get_transaction_count(node.account.address, "pending") == start  # none sent
+
+
+def test_the_columns_of_a_held_dataset_are_checked_at_every_submission(
+    consortium: Consortium, telecom_api: tuple[TestClient, NodeContext]
+) -> None:
+    """The node's own input must name columns its dataset has (400 otherwise), also once the
+    dataset's columns were read for an earlier submission; a dataset not held at one submission
+    is looked for again at the next."""
+    client, node = telecom_api
+    theirs = "0x" + consortium.dataset(consortium.bank_a).hex()
+    held, later = ("0x" + consortium.dataset(consortium.telecom).hex() for _ in range(2))
+
+    def submit(mine: str, column: str) -> Any:
+        body = {"inputs": [{"dataset": mine, "column": column}, {"dataset": theirs, "column": "c"}]}
+        return client.post("/api/v1/tasks", json=body)
+
+    def hold(dataset: str) -> None:
+        with Session(node.engine) as session:
+            session.add(
+                LocalDataset(
+                    dataset_id=dataset,
+                    name=dataset[:10],
+                    path="/nonexistent",
+                    columns=["phone"],
+                    row_count=100,
+                    schema_hash="0x" + "00" * 32,
+                    commitment="0x" + "00" * 32,
+                    salt="0x" + "00" * 32,
+                    level=2,
+                    unit_price=0,
+                )
+            )
+            session.commit()
+
+    hold(held)
+    assert submit(held, "phone").status_code == 201
+    for _ in range(2):  # the second time from what the first read
+        refused = submit(held, "email")
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"]["code"] == "invalid_task"
+        assert "no column 'email'" in refused.json()["error"]["message"]
+    assert submit(later, "email").status_code == 201  # not held here: the worker finds out
+    hold(later)
+    assert submit(later, "email").status_code == 400
 
 
 def test_a_submission_answers_as_its_own_events_left_the_task(

@@ -10,7 +10,9 @@ the pool until its timeout, and every one of them got a 500. With at most
 A task submission waits for its block (half a block period on average, on a chain that has one)
 in a thread of another kind (:func:`chain_waits`, :data:`CHAIN_WAIT_THREADS` of them), holding no
 database connection meanwhile: otherwise the request threads would bound in-flight submissions,
-16 per block period and process.
+16 per block period and process. That thread then writes the task's row, with one connection
+taken and handed back at once (never waiting for a second while it holds one): these threads
+only queue for the pool, they cannot starve it.
 """
 
 from __future__ import annotations

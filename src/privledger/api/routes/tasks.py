@@ -9,13 +9,14 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
+from weakref import WeakKeyDictionary
 
 from anyio import to_thread
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import ValidationError
-from sqlalchemy import Connection, Insert, Row, Select, Table, and_, bindparam, or_
+from sqlalchemy import Connection, Engine, Insert, Row, Select, Table, and_, bindparam, or_
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
@@ -248,9 +249,12 @@ async def submit_task(
     otherwise the data's owners are asked to approve."""
     submission = await run_in_threadpool(_plan_task, node, caller, session, body)
     # the wait for the block holds a thread of its own kind, and no database connection: on a
-    # chain with a block period, in-flight submissions are not bounded by the request threads
-    sent = await to_thread.run_sync(send_submission, submission, limiter=chain_waits())
-    return await run_in_threadpool(record_submission, node, session, submission, *sent)
+    # chain with a block period, in-flight submissions are not bounded by the request threads.
+    # The same thread then writes the task's row (one connection, taken and handed back, never
+    # two at once): one trip between the event loop and a thread fewer
+    return await to_thread.run_sync(
+        submit_planned, node, session, submission, limiter=chain_waits()
+    )
 
 
 def _plan_task(node: NodeContext, caller: Caller, session: Session, body: TaskIn) -> Submission:
@@ -381,23 +385,40 @@ def own_rows(session: Session, spec: TaskSpec, org_id: int) -> int | None:
 class HeldDataset:
     """What a submission needs of a dataset this node holds."""
 
-    columns: list[str]
+    columns: tuple[str, ...]
     row_count: int
 
 
 _HELD = "privledger.held_datasets"  # the session's info key of what held_dataset read
+# per node database (tenants each have their own): dataset id -> what held_dataset found there.
+# A held dataset's columns and rows are bound into its id (the schema hash and the content
+# commitment it was registered with), so what was found is never stale; a dataset not found is
+# looked for again at the next request (it may have been registered since).
+_HELD_FOUND: WeakKeyDictionary[Engine, dict[str, HeldDataset]] = WeakKeyDictionary()
+_HELD_FOUND_MAX = 65_536
 
 
 def held_dataset(session: Session, dataset: str) -> HeldDataset | None:
-    """The columns and rows of ``dataset`` (0x hex) if this node holds it, read once per session
-    (a request's: the columns' check and the grant's set-size cap both want it) in one plain
-    query rather than as a table object."""
+    """The columns and rows of ``dataset`` (0x hex) if this node holds it: read once per node
+    database (see :data:`_HELD_FOUND`), else once per session (a request's: the columns' check
+    and the grant's set-size cap both want it), in one plain query rather than as a table
+    object."""
     dataset = dataset.lower()
     read: dict[str, HeldDataset | None] = session.info.setdefault(_HELD, {})
-    if dataset not in read:
-        found = session.connection().execute(_held_dataset(), {"dataset": dataset}).first()
-        read[dataset] = None if found is None else HeldDataset(list(found[0]), int(found[1]))
-    return read[dataset]
+    if dataset in read:
+        return read[dataset]
+    engine = session.get_bind()
+    found = _HELD_FOUND.get(engine, {}).get(dataset) if isinstance(engine, Engine) else None
+    if found is None:
+        row = session.connection().execute(_held_dataset(), {"dataset": dataset}).first()
+        found = None if row is None else HeldDataset(tuple(row[0]), int(row[1]))
+        if found is not None and isinstance(engine, Engine):
+            known = _HELD_FOUND.setdefault(engine, {})
+            if len(known) >= _HELD_FOUND_MAX:
+                known.clear()
+            known[dataset] = found
+    read[dataset] = found
+    return found
 
 
 @lru_cache(maxsize=1)
