@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import secrets
 
-from privledger.evm.contracts import TaskStatus
+from privledger.evm.contracts import Kind, TaskStatus
+from privledger.node.absence import AbsenceWatch
+from privledger.node.spec import PROTOCOL_IDS
 
 from .conftest import ZERO32, Consortium, Member, reverts
 from .test_settlement_rules import FEE, three_party_task
@@ -91,3 +93,37 @@ def test_no_absence_after_the_deadline(consortium: Consortium) -> None:
     consortium.travel(601)
     with reverts("TaskLedgerDeadlinePassed"):
         telecom.ledger.tasks.report_absence(task_id)
+
+
+def test_a_party_that_anchored_closes_the_task_left_open_at_its_deadline(
+    consortium: Consortium,
+) -> None:
+    """The node's watch (``privledger.node.absence``): bank-a anchored; the others never do, and
+    the deadline comes before the grace of its report ends. Bank-a's watch then closes the task
+    itself: one that every provider anchored is settled to them, so the fee does not wait in
+    escrow for someone to expire the task by hand."""
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    data_a = consortium.dataset(bank_a)
+    grant_a = consortium.grant(data_a, bank_a, telecom)
+    task_id = telecom.ledger.tasks.submit_task(
+        spec_hash=secrets.token_bytes(32),
+        kind=Kind.PSI,
+        protocol=PROTOCOL_IDS["ecdh"],
+        inputs=[data_a],
+        grant_ids=[grant_a],
+        participants=[telecom.org_id, bank_a.org_id],
+        deadline=consortium.now() + 100,  # less than the absence grace
+        fee=FEE,
+    )
+    _anchor(bank_a, task_id, 10)
+    watch = AbsenceWatch(bank_a.ledger.tasks, wait_s=0)
+    watch.watch(task_id)
+    watch.check(task_id)  # reports the requester absent
+    assert telecom.ledger.tasks.absence_of(task_id)[0] != 0
+    watch.check(task_id)  # within the grace and before the deadline: nothing to do yet
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.AUTHORISED  # open
+    consortium.travel(101)
+    watch.check(task_id)
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.SETTLED
+    assert consortium.admin.metering.balance_of(bank_a.org_id) == FEE
+    assert watch.due() == [] and watch._due == {}  # forgotten: nothing more to look at

@@ -7,6 +7,11 @@ settlement pays only the providers that anchored; a live party keeps its pay by 
 the grace, which ends the report. So a horizontal FL task that lost a client finishes and pays
 the clients that stayed, instead of waiting for its deadline and refunding the requester; and a
 provider whose requester never anchors is paid without waiting for the deadline either.
+
+A task still open at its deadline (the grace had not run out, e.g. a provider that anchored as
+told nothing shortly before it) is closed by the same party with ``TaskLedger.expireTask``: the
+ledger then settles it to the providers that anchored, or refunds it, as its rules say -- an
+escrow does not wait for someone to close it by hand.
 """
 
 from __future__ import annotations
@@ -49,13 +54,20 @@ class AbsenceWatch:
     def check(self, task_id: int) -> None:
         """Report the absent participants of ``task_id``, or complete it without them once their
         grace is over; forget it once it is no longer open."""
-        if self._tasks.get_task(task_id).status not in _OPEN:
+        task = self._tasks.get_task(task_id)
+        if task.status not in _OPEN:
             self._forget(task_id)
+            return
+        if self._chain_time() >= task.deadline:
+            self._expire(task_id)
             return
         try:
             self._tasks.report_absence(task_id)
         except ChainRevert as exc:
-            if exc.error != "TaskLedgerAbsenceGrace":  # closed, or past its deadline meanwhile
+            if exc.error == "TaskLedgerDeadlinePassed":  # passed since the chain time was read
+                self._expire(task_id)
+                return
+            if exc.error != "TaskLedgerAbsenceGrace":  # closed meanwhile
                 logger.info("task %d: no absence to report (%s)", task_id, exc)
                 self._forget(task_id)
                 return
@@ -68,6 +80,15 @@ class AbsenceWatch:
         else:
             logger.warning("task %d completed without its absent participants", task_id)
             self._forget(task_id)
+
+    def _expire(self, task_id: int) -> None:
+        """Close ``task_id``, open past its deadline: settled or refunded as the ledger decides."""
+        try:
+            self._tasks.expire_task(task_id)
+            logger.warning("task %d closed at its deadline", task_id)
+        except ChainRevert as exc:  # another participant closed it first
+            logger.info("task %d not closed at its deadline: %s", task_id, exc)
+        self._forget(task_id)
 
     def _chain_time(self) -> int:
         return self._tasks.client.latest_timestamp()
