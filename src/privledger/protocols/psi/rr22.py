@@ -474,9 +474,10 @@ def run_keys(
     timeout: float | None = None,
     while_waiting: Callable[[], object] | None = None,
 ) -> tuple[I64 | None, int]:
-    """RR22-PSI on distinct item keys ``(n, 16)`` (header exchange included): the ascending
-    indices of the matched keys (``None`` when this party learns no output) and the peer's
-    size. ``while_waiting`` runs (once, if this party learns the output) while it waits for
+    """RR22-PSI on distinct item keys ``(n, 16)`` (header exchange included): the indices of
+    the matched keys, each once and in no particular order (``None`` when this party learns no
+    output; the caller puts them in the items' order, :func:`.keyed.output_order`) and the
+    peer's size. ``while_waiting`` runs (once, if this party learns the output) while it waits for
     the peer: the requester's while the provider decodes, the provider's before the
     matched positions arrive."""
     check_role(role)
@@ -543,7 +544,7 @@ def _run_requester(
     if reveal:
         positions = np.sort(np.concatenate((theirs, later_theirs + half))).astype(">u8")
         send_records(channel, positions.view(np.uint8).reshape(-1, 8))
-    return np.sort(order[np.concatenate((mine, later))])
+    return order[np.concatenate((mine, later))]  # unsorted: the caller orders them by bytes
 
 
 def _clustered(params: rr22_okvs.OkvsParams, seed: bytes, keys: U8) -> tuple[I64, I64, U8]:
@@ -622,4 +623,4 @@ def _run_provider(
         raise ChannelError("peer sent a matched position out of range")
     sent = np.empty(n, dtype=np.int64)
     sent[places] = order  # the key whose tag went to each position
-    return np.sort(sent[np.unique(matched)])
+    return sent[np.unique(matched)]
