@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol, cast
 
+import rlp
 from coincurve import PrivateKey
 from eth_abi.exceptions import DecodingError
 from eth_account.signers.local import LocalAccount
@@ -648,38 +649,13 @@ def _sign_legacy(account: LocalAccount, tx: dict[str, Any]) -> tuple[HexBytes, H
     ]
     chain_id: int = tx["chainId"]
     signature = signing_key.sign_recoverable(
-        keccak256(_rlp_list([*fields, chain_id, 0, 0])), hasher=None
+        keccak256(rlp.encode([*fields, chain_id, 0, 0])), hasher=None
     )
     r, s, recovery = signature[:32], signature[32:64], signature[64]
-    encoded = _rlp_list(
+    encoded = rlp.encode(
         [*fields, recovery + 35 + 2 * chain_id, int.from_bytes(r, "big"), int.from_bytes(s, "big")]
     )
     return HexBytes(keccak256(encoded)), HexBytes(encoded)
-
-
-def _rlp_list(items: list[int | bytes]) -> bytes:
-    """The RLP encoding of a list of integers (big-endian, no leading zeros) and strings."""
-    payload = b"".join(
-        _rlp_string(item if isinstance(item, bytes) else _minimal_bytes(item)) for item in items
-    )
-    return _rlp_length(len(payload), 0xC0) + payload
-
-
-def _rlp_string(data: bytes) -> bytes:
-    if len(data) == 1 and data[0] < 0x80:
-        return data
-    return _rlp_length(len(data), 0x80) + data
-
-
-def _rlp_length(length: int, offset: int) -> bytes:
-    if length < 56:
-        return bytes([offset + length])
-    encoded = _minimal_bytes(length)
-    return bytes([offset + 55 + len(encoded)]) + encoded
-
-
-def _minimal_bytes(number: int) -> bytes:
-    return number.to_bytes((number.bit_length() + 7) // 8, "big")
 
 
 _RECEIPT_INTS = (
