@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import secrets
 
-from privledger.evm.contracts import Kind, TaskStatus
+from privledger.evm.contracts import TaskStatus
 from privledger.node.absence import AbsenceWatch
-from privledger.node.spec import PROTOCOL_IDS
 
 from .conftest import ZERO32, Consortium, Member, reverts
-from .test_settlement_rules import FEE, three_party_task
+from .test_settlement_rules import FEE, submit_priced, three_party_task
 
 
 def _anchor(member: Member, task_id: int, units: int) -> None:
@@ -105,15 +104,8 @@ def test_a_party_that_anchored_closes_the_task_left_open_at_its_deadline(
     bank_a, telecom = consortium.bank_a, consortium.telecom
     data_a = consortium.dataset(bank_a)
     grant_a = consortium.grant(data_a, bank_a, telecom)
-    task_id = telecom.ledger.tasks.submit_task(
-        spec_hash=secrets.token_bytes(32),
-        kind=Kind.PSI,
-        protocol=PROTOCOL_IDS["ecdh"],
-        inputs=[data_a],
-        grant_ids=[grant_a],
-        participants=[telecom.org_id, bank_a.org_id],
-        deadline=consortium.now() + 100,  # less than the absence grace
-        fee=FEE,
+    task_id = submit_priced(  # a deadline nearer than the absence grace
+        consortium, telecom, [data_a], [grant_a], [telecom, bank_a], deadline_s=100
     )
     _anchor(bank_a, task_id, 10)
     watch = AbsenceWatch(bank_a.ledger.tasks, wait_s=0)

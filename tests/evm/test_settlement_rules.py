@@ -14,7 +14,7 @@ from .conftest import ZERO32, Consortium, Member, reverts
 FEE = 10**15
 
 
-def _submit(
+def submit_priced(
     consortium: Consortium,
     requester: Member,
     inputs: list[bytes],
@@ -24,6 +24,7 @@ def _submit(
     fee: int = FEE,
     protocol: str = "ecdh",
     kind: Kind = Kind.PSI,
+    deadline_s: int = 600,
 ) -> int:
     return requester.ledger.tasks.submit_task(
         spec_hash=secrets.token_bytes(32),
@@ -32,7 +33,7 @@ def _submit(
         inputs=inputs,
         grant_ids=grants,
         participants=[member.org_id for member in participants],
-        deadline=consortium.now() + 600,
+        deadline=consortium.now() + deadline_s,
         fee=fee,
     )
 
@@ -44,8 +45,8 @@ def test_the_fee_reaches_the_sum_of_the_grants_floors(consortium: Consortium) ->
     grant_b = consortium.grant(data_b, bank_b, telecom, min_fee=400)
     members = [telecom, bank_a, bank_b]
     with reverts("TaskLedgerFeeBelowFloor"):
-        _submit(consortium, telecom, [data_a, data_b], [grant_a, grant_b], members, fee=999)
-    _submit(consortium, telecom, [data_a, data_b], [grant_a, grant_b], members, fee=1_000)
+        submit_priced(consortium, telecom, [data_a, data_b], [grant_a, grant_b], members, fee=999)
+    submit_priced(consortium, telecom, [data_a, data_b], [grant_a, grant_b], members, fee=1_000)
     assert consortium.admin.grants.get_grant(grant_a).min_fee == 600
 
 
@@ -56,7 +57,7 @@ def test_only_a_published_dealer_the_grant_allows_may_deal(consortium: Consortiu
     insurer_free = consortium.grant(theirs, bank_a, telecom, kinds=Kind.STATS, dealer=0)
     args = ([own, theirs], [telecom, bank_a, bank_b])
     with reverts("TaskLedgerDealerNotPublished"):  # bank-b never consented to deal
-        _submit(
+        submit_priced(
             consortium,
             telecom,
             args[0],
@@ -70,7 +71,7 @@ def test_only_a_published_dealer_the_grant_allows_may_deal(consortium: Consortiu
     bank_b.ledger.orgs.set_dealer_service(bank_b.org_id, True)
     assert consortium.admin.orgs.is_dealer(bank_b.org_id)
     with reverts("GrantRegistryDealerNotAllowed"):  # this grant allows no dealer at all
-        _submit(
+        submit_priced(
             consortium,
             telecom,
             args[0],
@@ -79,7 +80,7 @@ def test_only_a_published_dealer_the_grant_allows_may_deal(consortium: Consortiu
             protocol="joint-stats",
             kind=Kind.STATS,
         )
-    task_id = _submit(
+    task_id = submit_priced(
         consortium,
         telecom,
         args[0],
@@ -101,7 +102,9 @@ def three_party_task(consortium: Consortium) -> int:
         consortium.grant(data_a, bank_a, telecom),
         consortium.grant(data_b, bank_b, telecom),
     ]
-    return _submit(consortium, telecom, [own, data_a, data_b], grants, [telecom, bank_a, bank_b])
+    return submit_priced(
+        consortium, telecom, [own, data_a, data_b], grants, [telecom, bank_a, bank_b]
+    )
 
 
 def test_no_failure_once_the_providers_delivered(consortium: Consortium) -> None:
@@ -133,7 +136,7 @@ def test_a_delivery_recorded_before_the_anchor_binds_the_requester(consortium: C
         telecom.ledger.tasks.record_delivery(task_id)
     data_a = consortium.dataset(bank_a)
     grant_a = consortium.grant(data_a, bank_a, telecom)
-    pair = _submit(consortium, telecom, [data_a], [grant_a], [telecom, bank_a])
+    pair = submit_priced(consortium, telecom, [data_a], [grant_a], [telecom, bank_a])
     with reverts("TaskLedgerUnauthorized"):  # nor does an organisation outside the task
         bank_b.ledger.tasks.record_delivery(pair)
     assert consortium.admin.tasks.deliveries_of(task_id) == 0
@@ -164,7 +167,7 @@ def test_a_dealer_cannot_fail_a_task_once_a_provider_delivered(consortium: Conso
     theirs = consortium.dataset(bank_a)
     grant = consortium.grant(theirs, bank_a, telecom, kinds=Kind.STATS, dealer=bank_b.org_id)
     bank_b.ledger.orgs.set_dealer_service(bank_b.org_id, True)
-    task_id = _submit(
+    task_id = submit_priced(
         consortium,
         telecom,
         [consortium.dataset(telecom), theirs],
@@ -194,7 +197,9 @@ def test_a_provider_that_did_not_deliver_may_still_fail_the_task(consortium: Con
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
     data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
     grants = [consortium.grant(data_a, bank_a, telecom), consortium.grant(data_b, bank_b, telecom)]
-    task_id = _submit(consortium, telecom, [data_a, data_b], grants, [telecom, bank_a, bank_b])
+    task_id = submit_priced(
+        consortium, telecom, [data_a, data_b], grants, [telecom, bank_a, bank_b]
+    )
     bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 10)
     bank_b.ledger.tasks.fail_task(task_id, FailureReason.PEER_UNREACHABLE)
     assert consortium.admin.metering.balance_of(telecom.org_id) == FEE  # refunded
@@ -205,7 +210,9 @@ def test_an_owner_that_is_also_a_parents_owner_is_paid_once(consortium: Consorti
     data_a = consortium.dataset(bank_a)
     derived = consortium.dataset(bank_b, parents=(consortium.dataset(bank_a),), upstream_bps=5_000)
     grants = [consortium.grant(data_a, bank_a, telecom), consortium.grant(derived, bank_b, telecom)]
-    task_id = _submit(consortium, telecom, [data_a, derived], grants, [telecom, bank_a, bank_b])
+    task_id = submit_priced(
+        consortium, telecom, [data_a, derived], grants, [telecom, bank_a, bank_b]
+    )
     for member, units in ((telecom, 0), (bank_a, 10), (bank_b, 20)):
         member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, units)
     receipt = telecom.ledger.tasks.settle_task(task_id, ZERO32)
