@@ -273,13 +273,6 @@ class TagIndex:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         return np.concatenate(mine), np.concatenate(theirs)
 
-    def lookup(self, peer: U8) -> I64:
-        """For each peer tag, the index of the equal own tag, or -1."""
-        own, theirs = self.matches(peer)
-        found = np.full(len(peer), -1, dtype=np.int64)
-        found[theirs] = own
-        return found
-
 
 def _partitioned(tags: U8, bits: int) -> tuple[I64, U64]:
     """``tags`` as rows (first word, second word, index; the index in the second word's high
