@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import secrets
 
-from privledger.evm.contracts import TaskStatus
+from privledger.evm.contracts import FailureReason, TaskStatus
 from privledger.node.absence import AbsenceWatch
+from privledger.node.worker import Worker
 
 from .conftest import ZERO32, Consortium, Member, reverts
 from .test_settlement_rules import FEE, submit_priced, three_party_task
+from .test_worker_reconcile import worker  # noqa: F401  (the fixture)
 
 
 def _anchor(member: Member, task_id: int, units: int) -> None:
@@ -119,3 +121,32 @@ def test_a_party_that_anchored_closes_the_task_left_open_at_its_deadline(
     assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.SETTLED
     assert consortium.admin.metering.balance_of(bank_a.org_id) == FEE
     assert watch.due() == [] and watch._due == {}  # forgotten: nothing more to look at
+
+
+def test_a_requester_whose_failure_is_refused_has_the_task_closed_at_its_deadline(
+    consortium: Consortium,
+    worker: Worker,  # noqa: F811  (the fixture)
+) -> None:
+    """Bank-a recorded the delivery of the telecom's output, then neither anchored nor answered.
+    The telecom's node cannot fail the task (the ledger refuses once a delivery is recorded), and
+    nobody anchored, so no absence watch would ever close it: its node closes it at the deadline
+    itself, and, as no provider anchored, the fee comes back to it."""
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    data_a = consortium.dataset(bank_a)
+    grant_a = consortium.grant(data_a, bank_a, telecom)
+    task_id = submit_priced(consortium, telecom, [data_a], [grant_a], [telecom, bank_a])
+    bank_a.ledger.tasks.record_delivery(task_id)
+    worker._fail(task_id, FailureReason.PEER_UNREACHABLE, "bank-a's node stopped answering")
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.AUTHORISED  # refused
+    watch = worker._absences
+    assert watch.due() == [task_id]
+    watch.check(task_id)  # long before the deadline: nothing to report, look again later
+    assert telecom.ledger.tasks.absence_of(task_id)[0] == 0
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.AUTHORISED
+    assert watch.due() == [] and task_id in watch._due
+    consortium.travel(601)
+    watch.check(task_id)
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.SETTLED
+    assert consortium.admin.metering.balance_of(telecom.org_id) == FEE  # refunded
+    assert consortium.admin.metering.balance_of(bank_a.org_id) == 0
+    assert watch._due == {}

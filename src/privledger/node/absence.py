@@ -11,7 +11,10 @@ provider whose requester never anchors is paid without waiting for the deadline 
 A task still open at its deadline (the grace had not run out, e.g. a provider that anchored as
 told nothing shortly before it) is closed by the same party with ``TaskLedger.expireTask``: the
 ledger then settles it to the providers that anchored, or refunds it, as its rules say -- an
-escrow does not wait for someone to close it by hand.
+escrow does not wait for someone to close it by hand. A party that has not anchored but could not
+fail the task either (a provider recorded a delivery, then neither anchored nor answered) has the
+task closed at its deadline the same way, without reporting anyone: so a requester whose provider
+vanished after its delivery gets its fee back at the deadline (none anchored), not never.
 """
 
 from __future__ import annotations
@@ -29,21 +32,36 @@ logger = logging.getLogger(__name__)
 # one task anchor within a second or two of each other when all goes well.
 WAIT_S = 10.0
 POLL_S = 5.0  # while a report's grace runs: the chain's clock decides, so look at it now and then
+# before a deadline this node waits for, look at the task at least this often: it may complete
+# meanwhile, and the chain's clock may run ahead of this machine's
+DEADLINE_POLL_S = 60.0
 _OPEN = {TaskStatus.AUTHORISED, TaskStatus.RUNNING}
 
 
 class AbsenceWatch:
-    """The tasks this node anchored that have not completed yet, each with when to look again."""
+    """The open tasks this node anchored, or waits to close at their deadline, each with when to
+    look again."""
 
     def __init__(self, tasks: TaskLedger, *, wait_s: float = WAIT_S) -> None:
         self._tasks = tasks
         self._wait_s = wait_s
         self._due: dict[int, float] = {}
+        self._anchored: set[int] = set()  # the rest are only closed at their deadline
         self._lock = threading.Lock()
 
     def watch(self, task_id: int) -> None:
         """Look at ``task_id`` again after the wait (this node has just anchored it)."""
+        with self._lock:
+            self._anchored.add(task_id)
         self._schedule(task_id, self._wait_s)
+
+    def close_at_deadline(self, task_id: int) -> None:
+        """Close ``task_id`` at its deadline if it is still open then (this node has not anchored
+        it, and the ledger refused its failure)."""
+        with self._lock:
+            if task_id in self._due:
+                return  # watched already
+        self._schedule(task_id, 0.0)
 
     def due(self) -> list[int]:
         """The watched tasks to look at now."""
@@ -52,14 +70,21 @@ class AbsenceWatch:
             return sorted(task_id for task_id, when in self._due.items() if when <= now)
 
     def check(self, task_id: int) -> None:
-        """Report the absent participants of ``task_id``, or complete it without them once their
-        grace is over; forget it once it is no longer open."""
+        """Close ``task_id`` if it is open past its deadline; else, if this node anchored it,
+        report its absent participants, or complete it without them once their grace is over.
+        Forget it once it is no longer open."""
         task = self._tasks.get_task(task_id)
         if task.status not in _OPEN:
             self._forget(task_id)
             return
-        if self._chain_time() >= task.deadline:
+        left = task.deadline - self._chain_time()
+        if left <= 0:
             self._expire(task_id)
+            return
+        with self._lock:
+            anchored = task_id in self._anchored
+        if not anchored:  # nothing to report: wait for the deadline
+            self._schedule(task_id, min(DEADLINE_POLL_S, left + 1.0))
             return
         try:
             self._tasks.report_absence(task_id)
@@ -100,3 +125,4 @@ class AbsenceWatch:
     def _forget(self, task_id: int) -> None:
         with self._lock:
             self._due.pop(task_id, None)
+            self._anchored.discard(task_id)

@@ -173,7 +173,7 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._audit_anchored = time.monotonic()
-        self._absences = AbsenceWatch(node.ledger.tasks)  # anchored here, not completed yet
+        self._absences = AbsenceWatch(node.ledger.tasks)  # open tasks this node closes
         self._rewinds: list[Forgotten] = []  # what the index forgot, not followed yet
         self._unreconciled: set[int] = set()  # forgotten tasks busy here when last followed
         self._metrics = metrics_of(node)
@@ -347,6 +347,8 @@ class Worker:
                 tasks.fail_task(task.task_id, int(reason))
             except ChainRevert as exc:
                 logger.info("task %d not failed again: %s", task.task_id, exc)
+                if exc.error == "TaskLedgerDelivered":
+                    self._absences.close_at_deadline(task.task_id)
             return
         if row.result_digest is None or row.transcript_hash is None:
             return
@@ -869,6 +871,7 @@ class Worker:
         except ChainRevert as exc:
             if exc.error == "TaskLedgerDelivered":  # the requester may hold a provider's output
                 logger.warning("task %d not failed on chain: it settles at its deadline", task_id)
+                self._absences.close_at_deadline(task_id)
             else:
                 logger.info("task %d already closed on chain: %s", task_id, exc)
         except ChainError as exc:
