@@ -207,8 +207,29 @@ def _expand(
 
 
 def accumulate(rows: U8) -> None:
-    """In place: row ``i`` becomes the XOR of rows ``0 .. i`` (``(N, W)``, ``W % 8 == 0``)."""
-    if not rows.flags.c_contiguous:
-        raise ValueError("need a C-contiguous array")
-    as_words = rows.view(np.uint64)
-    np.bitwise_xor.accumulate(as_words, axis=0, out=as_words)
+    """In place: row ``i`` becomes the XOR of rows ``0 .. i`` (``(N, W)``, ``W % 8 == 0``; a
+    compiled pass: numpy's ``bitwise_xor.accumulate`` along the rows took ~2x as long, ~3 ms
+    per VOLE instance of 1.1M 16-byte rows)."""
+    if not rows.flags.c_contiguous or rows.ndim != 2 or rows.shape[1] % 8:
+        raise ValueError("need a C-contiguous (N, W) array, W a multiple of 8")
+    _accumulate(rows.view(np.uint64))
+
+
+@jit.kernel
+def _accumulate(words: U64) -> None:
+    """:func:`accumulate`'s kernel: the running XOR of each word column, in row order (rows of
+    two words, the VOLE receiver's, in registers)."""
+    rows, width = words.shape
+    if width == 2:
+        low = high = np.uint64(0)
+        for i in range(rows):
+            low ^= words[i, 0]
+            high ^= words[i, 1]
+            words[i, 0] = low
+            words[i, 1] = high
+        return
+    running = np.zeros(width, dtype=np.uint64)
+    for i in range(rows):
+        for c in range(width):
+            running[c] ^= words[i, c]
+            words[i, c] = running[c]
