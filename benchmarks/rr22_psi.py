@@ -5,7 +5,8 @@ For every ``--n`` and each of ``--repeat`` rounds, runs each protocol in ``--pro
 building its own Arrow column of ``n`` phone numbers (half of them shared) before the clock
 starts and then calling the protocol's ``run_psi_column`` (the interface the node's runner
 uses), after an untimed run on 2^12 items (as the node benchmark's warm-up task: RR22's numba
-kernels load on their first call, ~1-2 s in a fresh process). The requester's output is
+kernels load on their first call, ~1-2 s in a fresh process), with glibc's malloc tuned as
+in a node process (:func:`privledger.api.server.tune_allocator`). The requester's output is
 checked against the known shared set before a time is reported. Prints one JSON object per
 run (``bench``, ``params``, ``protocol``, ``n``, ``seconds`` = the requester's
 ``run_psi_column`` wall time, ``provider_seconds``, ``party_cpu_seconds`` (each party's
@@ -65,9 +66,11 @@ def _reset_peak() -> None:
 def _party(
     role: str, protocol: str, n: int, sock: socket.socket, side: str, ready: Any, results: Any
 ) -> None:
+    from privledger.api.server import tune_allocator
     from privledger.protocols.psi import kkrt, rr22
     from privledger.protocols.psi.buckets import SocketChannel
 
+    tune_allocator()  # malloc as in a node process: freed buffers kept for the next run
     run_psi_column = rr22.run_psi_column if protocol == "rr22" else kkrt.run_psi_column
     channel = SocketChannel(side, sock)  # type: ignore[arg-type]
     party_role: Role = "requester" if role == "requester" else "provider"
