@@ -34,8 +34,10 @@ expiry and the same number of uses.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -199,10 +201,15 @@ class GrantTerms(BaseModel):
         return grant.terms_hash == self.hash and ours == theirs
 
     def max_set(self, provider_rows: int) -> int | None:
-        """The most keys the grantee may bring against ``provider_rows`` rows (None: no cap)."""
+        """The most keys the grantee may bring against ``provider_rows`` rows (None: no cap).
+
+        The ratio's cap is rounded down, on the ratio as the terms document writes it (0.29 of
+        100 rows is 29 keys, not the 28 of binary floating point), and never up to one key: a
+        ratio allowing less than one key against the provider's rows allows none."""
         caps = [self.max_requester_set] if self.max_requester_set is not None else []
-        if self.max_requester_ratio is not None:
-            caps.append(max(1, int(self.max_requester_ratio * provider_rows)))
+        ratio = self.max_requester_ratio
+        if ratio is not None and math.isfinite(ratio):
+            caps.append(math.floor(Fraction(repr(ratio)) * provider_rows))
         return min(caps) if caps else None
 
     def unenforceable(self) -> str | None:
@@ -344,8 +351,12 @@ def violation(
         )
     cap = None if sizes is None else terms.max_set(sizes[1])
     if sizes is not None and cap is not None and sizes[0] > cap:
+        ratio = terms.max_requester_ratio
+        by_ratio = ratio is not None and cap != terms.max_requester_set
         return TermViolation(
-            "max_requester_set", f"the requester brings {sizes[0]} keys, at most {cap}"
+            "max_requester_set",
+            f"the requester brings {sizes[0]} keys, at most {cap}"
+            + (f" (max_requester_ratio {ratio} of {sizes[1]} rows)" if by_ratio else ""),
         )
     # a joint prediction's threshold is public in its spec: refused before any data is read
     if (
