@@ -56,6 +56,7 @@ from privledger.node.spec import (
     PROTOCOL_PATTERN,
     KkrtSpec,
     Output,
+    PairPsiSpec,
     SpecInput,
     TaskSpec,
     VerticalPredictSpec,
@@ -306,6 +307,43 @@ def _code_violation(spec: TaskSpec, terms: GrantTerms) -> TermViolation | None:
     return None
 
 
+def _service_violation(spec: TaskSpec, terms: GrantTerms) -> TermViolation | None:
+    """A published service's grant serves calls of that service alone: the task names it, so
+    the provider checks the call against the service and logs it under that name (F12: every
+    call logged and anchored, :mod:`privledger.node.services`)."""
+    called = spec.service if isinstance(spec, PairPsiSpec) else None
+    if terms.service is None or called == terms.service:
+        return None
+    return TermViolation(
+        "service",
+        f"the grant serves calls of service {terms.service!r}: the task must name it"
+        + ("" if called is None else f", not {called!r}"),
+    )
+
+
+def _cap_violation(
+    spec: TaskSpec, terms: GrantTerms, sizes: tuple[int, int] | None
+) -> TermViolation | None:
+    """A set-size cap the task's protocol cannot enforce, or (``sizes`` known) a requester set
+    over it."""
+    capped = terms.max_requester_set is not None or terms.max_requester_ratio is not None
+    bucketed = isinstance(spec, KkrtSpec) and spec.buckets is not None
+    if capped and (not enforces(spec.protocol, "max_requester_set") or bucketed):
+        return TermViolation(
+            "max_requester_set", f"{spec.protocol} cannot cap the requester's set at the provider"
+        )
+    cap = None if sizes is None else terms.max_set(sizes[1])
+    if sizes is not None and cap is not None and sizes[0] > cap:
+        ratio = terms.max_requester_ratio
+        by_ratio = ratio is not None and cap != terms.max_requester_set
+        return TermViolation(
+            "max_requester_set",
+            f"the requester brings {sizes[0]} keys, at most {cap}"
+            + (f" (max_requester_ratio {ratio} of {sizes[1]} rows)" if by_ratio else ""),
+        )
+    return None
+
+
 def violation(
     spec: TaskSpec,
     terms: GrantTerms,
@@ -339,25 +377,16 @@ def violation(
         return TermViolation("dealer", f"organisation {dealer} may not deal for this data")
     if fee < terms.min_fee_wei:
         return TermViolation("min_fee_wei", f"the fee {fee} is below the floor {terms.min_fee_wei}")
+    problem = _service_violation(spec, terms)
+    if problem is not None:
+        return problem
     if terms.min_result > 1 and not enforces(spec.protocol, "min_result"):
         return TermViolation(
             "min_result", f"{spec.protocol} cannot enforce a minimum result at the provider"
         )
-    capped = terms.max_requester_set is not None or terms.max_requester_ratio is not None
-    bucketed = isinstance(spec, KkrtSpec) and spec.buckets is not None
-    if capped and (not enforces(spec.protocol, "max_requester_set") or bucketed):
-        return TermViolation(
-            "max_requester_set", f"{spec.protocol} cannot cap the requester's set at the provider"
-        )
-    cap = None if sizes is None else terms.max_set(sizes[1])
-    if sizes is not None and cap is not None and sizes[0] > cap:
-        ratio = terms.max_requester_ratio
-        by_ratio = ratio is not None and cap != terms.max_requester_set
-        return TermViolation(
-            "max_requester_set",
-            f"the requester brings {sizes[0]} keys, at most {cap}"
-            + (f" (max_requester_ratio {ratio} of {sizes[1]} rows)" if by_ratio else ""),
-        )
+    problem = _cap_violation(spec, terms, sizes)
+    if problem is not None:
+        return problem
     # a joint prediction's threshold is public in its spec: refused before any data is read
     if (
         terms.min_threshold is not None
