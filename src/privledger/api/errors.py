@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from web3.exceptions import Web3ValidationError
+from web3.exceptions import MismatchedABI, Web3Exception, Web3ValidationError
 
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.node.keystore import KeystoreError
@@ -95,8 +95,13 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return JSONResponse(error_body("invalid_request", problems), status_code=422)
 
+    # a value of the request the chain's ABI cannot encode (MismatchedABI: an id of 2^256 or
+    # more, say) that a route passed on without bounding it: the caller's input, logged all
+    # the same since the route should have refused it
+    @app.exception_handler(MismatchedABI)
     @app.exception_handler(Web3ValidationError)
-    async def _unencodable(_: Request, exc: Web3ValidationError) -> JSONResponse:
+    async def _unencodable(_: Request, exc: Web3Exception) -> JSONResponse:
+        logger.warning("a value the chain cannot encode: %s", exc)
         return JSONResponse(error_body("invalid_request", f"not a valid value: {exc}"), 400)
 
     @app.exception_handler(ChainRevert)

@@ -11,7 +11,9 @@ a call into a tenant verifies as it was signed.
 The receiver accepts it only if the signer holds, on chain now, the operator role of the active
 source organisation (a node's account is its organisation's operator), the target is its own
 organisation (or ``0`` where the scheme allows it), the timestamp is within five minutes and the
-nonce is new. The chain stands in for the certificates nodes would otherwise exchange.
+nonce is new. The chain stands in for the certificates nodes would otherwise exchange. The ids and
+the timestamp are ASCII digits, and an id is below 2^63 as everywhere in the API: anyone can sign
+a call, so a value the chain could not encode is refused (401) before it is asked.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ PEER_SCHEME = "privledger-peer-v1"  # GETs of /api/v1/peer/ routes (task specs, 
 PEER_ROUTES = "/api/v1/peer/"
 ANY_NODE = 0
 HEADERS = ("x-source-node-id", "x-target-node-id", "x-nonce", "x-timestamp", "x-auth-sign")
+MAX_NUMBER = 2**63 - 1  # the largest id or timestamp: an org id is below 2^63 (api.deps.OrgId)
 
 
 @dataclass
@@ -104,9 +107,9 @@ def verify_signed(
 ) -> int:
     """The calling organisation of a signed call, or :class:`PeerAuthError`."""
     try:
-        source = int(headers["x-source-node-id"])
-        target = int(headers["x-target-node-id"])
-        timestamp = int(headers["x-timestamp"])
+        source = _number(headers, "x-source-node-id")
+        target = _number(headers, "x-target-node-id")
+        timestamp = _number(headers, "x-timestamp")
         nonce = headers["x-nonce"]
         signature = bytes.fromhex(headers["x-auth-sign"].removeprefix("0x"))
     except (KeyError, ValueError) as exc:
@@ -127,6 +130,15 @@ def verify_signed(
     if not NONCES.fresh(nonce):
         raise PeerAuthError(401, "x-nonce was used before (replay)")
     return source
+
+
+def _number(headers: Mapping[str, str], name: str) -> int:
+    """Header ``name`` as a whole number below 2^63 in ASCII digits, or ValueError."""
+    text = headers[name]
+    # str.isdigit() alone also takes superscripts and other scripts' digits, which int() refuses
+    if not (text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_NUMBER):
+        raise ValueError(f"{name} is a whole number below 2^63")
+    return int(text)
 
 
 def peer_actor(org_id: int) -> str:
