@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 
 from privledger.store.models import ChainBlock, ChainEvent, ChainTx
 
+from .numerals import ascii_number
 from .web import BadInput
 
 PAGE_SIZE = 25
@@ -40,19 +41,21 @@ def block_cursor(text: str) -> int | None:
     text = text.strip()
     if not text:
         return None
-    if not text.isdigit() or len(text) > 20:
+    number = ascii_number(text)
+    if number is None:
         raise BadInput(f"{text!r} is not a block cursor: a block number")
-    return int(text)
+    return number
 
 
 def tx_cursor(text: str) -> tuple[int, int] | None:
     text = text.strip()
     if not text:
         return None
-    block, _, index = text.partition(".")
-    if not (block.isdigit() and index.isdigit() and len(block) <= 20 and len(index) <= 9):
+    block_text, _, index_text = text.partition(".")
+    block, index = ascii_number(block_text), ascii_number(index_text, max_digits=9)
+    if block is None or index is None:
         raise BadInput(f"{text!r} is not a transaction cursor: block.index, e.g. 120.0")
-    return int(block), int(index)
+    return block, index
 
 
 def blocks_page(

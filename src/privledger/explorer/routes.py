@@ -22,6 +22,7 @@ from privledger.node.context import NodeContext
 
 from .auth import SESSION_COOKIE, SESSION_TTL_S, AuthFailure, explorer_auth
 from .directory import Directory
+from .numerals import ascii_number
 from .resources import task_resources
 from .story import TaskStory, task_count, task_exists, task_rows, task_story
 from .verify import (
@@ -78,9 +79,10 @@ def _set_session(request: Request, response: Response, session_id: str) -> None:
 
 
 def _task_id(text: str) -> int:
-    if not text.isdigit() or len(text) > 20:
+    task_id = ascii_number(text)
+    if task_id is None:
         raise PageNotFound(f"no task {text!r}: task ids are whole numbers")
-    return int(text)
+    return task_id
 
 
 def _story(node: NodeContext, text: str) -> TaskStory:
@@ -199,8 +201,9 @@ def tasks_page(
     search = task.strip()
     error = None
     if search:
-        if search.isdigit() and len(search) <= 20:
-            found = f"{explorer_root(request)}/tasks/{int(search)}"
+        task_id = ascii_number(search)
+        if task_id is not None:
+            found = f"{explorer_root(request)}/tasks/{task_id}"
             return RedirectResponse(found, status_code=303)
         error = f"{search!r} is not a task id: task ids are whole numbers"
     context = {**_task_page(node, page_text), "search": search, "error": error}

@@ -77,7 +77,7 @@ def _search(session: Session, directory: Directory, query: str) -> list[Match]:
     if len(text) > MAX_QUERY:
         raise BadInput(f"a search is at most {MAX_QUERY} characters")
     lowered = text.lower().removeprefix("#")
-    if lowered.isdigit():
+    if lowered.isascii() and lowered.isdigit():  # not "²": isdigit() alone takes it, int() not
         if len(lowered) > 20:
             raise BadInput(f"{text!r} is too large to be a task, block, org or batch number")
         return _number(session, directory, int(lowered))

@@ -22,6 +22,7 @@ from privledger.node.context import NodeContext
 from privledger.node.worker import digest_of_hash
 from privledger.store.events import events_named
 
+from .numerals import ascii_number
 from .story import task_exists
 
 
@@ -52,17 +53,17 @@ class Verdict:
 
 
 def parse_task_id(text: str) -> int:
-    text = text.strip()
-    if not text.isdigit() or len(text) > 20:
+    number = ascii_number(text.strip())
+    if number is None:
         raise VerifyInputError(400, "invalid_request", "the task id is a positive whole number")
-    return int(text)
+    return number
 
 
 def parse_org_id(text: str) -> int:
-    text = text.strip()
-    if not text.isdigit() or len(text) > 20 or int(text) == 0:
+    number = ascii_number(text.strip())
+    if not number:
         raise VerifyInputError(400, "invalid_request", "the participant org id is a number ≥ 1")
-    return int(text)
+    return number
 
 
 def parse_salt(text: str) -> bytes:

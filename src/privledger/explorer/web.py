@@ -32,6 +32,7 @@ from privledger.node.context import NodeContext
 
 from .auth import SESSION_COOKIE, AuthFailure, ViewerSession, explorer_auth
 from .directory import Directory
+from .numerals import ascii_number
 from .verify import VerifyInputError
 
 HERE = Path(__file__).parent
@@ -187,9 +188,10 @@ def page_number(text: str) -> int:
     text = text.strip()
     if not text:
         return 1
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    number = ascii_number(text)
+    if number is None or not 1 <= number <= MAX_PAGE:
         raise BadInput(f"page {text!r} is not a page number (1 to {MAX_PAGE})")
-    return int(text)
+    return number
 
 
 def check_page(page_no: int, total: int, size: int) -> int:
@@ -208,9 +210,10 @@ def paged(page_no: int, rows: Sequence[Any], total: int, size: int) -> dict[str,
 
 def whole_number(text: str, what: str) -> int:
     text = text.strip()
-    if not text.isdigit() or len(text) > 20:
+    number = ascii_number(text)
+    if number is None:
         raise BadInput(f"{text!r} is not a {what}: {what}s are whole numbers")
-    return int(text)
+    return number
 
 
 def hex32(text: str, what: str) -> str:

@@ -98,7 +98,7 @@ async def upload_dataset(
     with a 413 past the node's ``max_upload_bytes``."""
     limit = node.settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "too_large", f"a dataset is at most {limit} bytes")
     body = _RequestBody(request.stream())
     return await run_in_threadpool(
