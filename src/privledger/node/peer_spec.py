@@ -6,6 +6,12 @@ The worker fetches it before it runs a task, the approval inbox before an owner 
 accept it only when it hashes to the spec hash on chain and agrees with the task's requester,
 participants, inputs, kind and protocol there. A refusal is a :class:`TaskRefused` with the reason
 the worker records on chain: ``PEER_UNREACHABLE`` or ``SPEC_MISMATCH``.
+
+The requester's node may be modified, so nothing it serves is trusted for its size or its form:
+an answer longer than :data:`MAX_SPEC_BYTES` is refused as soon as it passes that bound, and only
+the spec's canonical JSON is accepted (one document hashes to the spec hash, and every parser,
+including a partner platform's or an auditor's, reads the same task from it: a key given twice
+would let a parser that keeps its first value read another task than one that keeps the last).
 """
 
 from __future__ import annotations
@@ -17,30 +23,47 @@ from privledger.node.context import NodeContext
 from privledger.node.runners import TaskRefused
 from privledger.node.spec import TaskSpec, parse_canonical
 
+# The largest spec a protocol takes, vertical FL among three parties with 200 feature columns each
+# named in 200 characters, is ~120 KB of canonical JSON (tests/node/test_peer_spec.py); a spec is
+# submitted in a JSON body of at most 1 MiB by default (``max_json_body_bytes``).
+MAX_SPEC_BYTES = 4 * 2**20
+
 
 def fetch_spec(node: NodeContext, task: Task) -> bytes:
-    """The spec of ``task`` as its requester's node serves it, unchecked."""
+    """The spec of ``task`` as its requester's node serves it, unchecked but for its size."""
     endpoint = node.ledger.orgs.get_org(task.requester_org).endpoint
     url = f"{endpoint}/api/v1/peer/tasks/{task.task_id}/spec"
     try:
-        response = node.http.get(url)
+        with node.http.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise TaskRefused(
+                    FailureReason.SPEC_MISMATCH, f"spec fetch answered {response.status_code}"
+                )
+            raw = bytearray()
+            for chunk in response.iter_bytes():  # decoded: a compressed answer is bounded too
+                raw += chunk
+                if len(raw) > MAX_SPEC_BYTES:
+                    raise TaskRefused(
+                        FailureReason.SPEC_MISMATCH, f"the spec exceeds {MAX_SPEC_BYTES} bytes"
+                    )
+    except TaskRefused:
+        raise
     except Exception as exc:
         raise TaskRefused(FailureReason.PEER_UNREACHABLE, f"cannot fetch the spec: {exc}") from exc
-    if response.status_code != 200:
-        raise TaskRefused(
-            FailureReason.SPEC_MISMATCH, f"spec fetch answered {response.status_code}"
-        )
-    return response.content
+    return bytes(raw)
 
 
 def checked_spec(raw: bytes, task: Task) -> TaskSpec:
-    """``raw`` as the spec of ``task``: it hashes to the spec hash on chain and agrees with it."""
+    """``raw`` as the spec of ``task``: the canonical JSON of a spec, hashing to the spec hash on
+    chain and agreeing with the task there."""
     if keccak256(raw) != task.spec_hash:
         raise TaskRefused(FailureReason.SPEC_MISMATCH, "the spec does not match its hash on chain")
     try:
         spec = parse_canonical(raw)
     except ValueError as exc:
         raise TaskRefused(FailureReason.SPEC_MISMATCH, f"unreadable spec: {exc}") from exc
+    if raw != spec.canonical_json():
+        raise TaskRefused(FailureReason.SPEC_MISMATCH, "the spec is not in its canonical form")
     inputs = tuple(bytes.fromhex(item.dataset[2:]) for item in spec.inputs)
     consistent = (
         spec.requester == task.requester_org
