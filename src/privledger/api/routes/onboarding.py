@@ -2,9 +2,13 @@
 reviews, and an approved application is registered on chain; the applicant tracks its progress.
 
 Any node can host the portal (in the demo, the regulator's). Applying and tracking need no token:
-an application gets a random id and a one-time tracking secret that only the applicant sees (the
-node keeps its SHA-256), sent back in the ``X-Tracking-Secret`` header; an unknown id and a wrong
-secret get the same 404, so the portal does not reveal which applications exist.
+an application gets an id and a one-time tracking secret that only the applicant sees (the node
+keeps its SHA-256), sent back in the ``X-Tracking-Secret`` header; an unknown id and a wrong secret
+get the same 404, so the portal does not reveal which applications exist. The id opens with short
+digests of the client's address and network (:func:`origin_tags`), then 80 random bits: the portal
+holds at most so many open applications per address and per network, so that a client without
+credentials cannot fill it for everyone (it filled the portal's 1,000 in 94 s), without keeping
+anyone's address.
 
 Reviewing needs a ``consortium_admin`` token (:func:`issue_consortium_admin_token`) whose account
 holds OrgRegistry's consortium-admin role (``DEFAULT_ADMIN_ROLE``) on chain at request time.
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -47,6 +53,7 @@ from privledger.api.deps import (
     token_user,
 )
 from privledger.api.errors import ApiError
+from privledger.api.ratelimit import client_key
 from privledger.api.routes.transactions import _broadcast, _target_and_data
 from privledger.api.schemas import Body
 from privledger.evm.client import SentTransaction
@@ -67,7 +74,13 @@ router = APIRouter(prefix="/onboarding", tags=["onboarding"])
 CONSORTIUM_ADMIN = "consortium_admin"
 DEFAULT_ADMIN_ROLE = bytes(32)  # OpenZeppelin AccessControl's admin role: the consortium admin
 SECRET_HEADER = "X-Tracking-Secret"
-MAX_OPEN_APPLICATIONS = 1_000  # the public form cannot fill the database
+# Open applications (submitted or under review) the portal holds: in all, so that the public form
+# cannot fill the database; from one client address (an IPv6 /64), so that one client cannot fill
+# the portal; from one network (an IPv4 /24, an IPv6 /48), so that filling it takes many networks
+MAX_OPEN_APPLICATIONS = 1_000
+MAX_OPEN_PER_ADDRESS = 20
+MAX_OPEN_PER_NETWORK = 100
+ORIGIN_TAG_HEX = 6  # an application id opens with its address's tag, then its network's
 REQUESTABLE_ROLES: dict[str, Role] = {
     "data_owner": Role.DATA_OWNER,
     "operator": Role.OPERATOR,
@@ -245,15 +258,61 @@ def _check_free_on_chain(node: NodeContext, name: str, admin: str) -> None:
             raise ApiError(409, "name_taken", f"an organisation named {name!r} exists on chain")
 
 
+def origin_tags(host: str) -> tuple[str, str]:
+    """The tags of a client's address and network, each the first hex digits of a digest: an
+    application id opens with them, so the portal counts open applications per address and per
+    network without keeping anyone's address. The address is the one the anonymous-calls limit
+    counts under (the connection's peer, an IPv6 /64: ``api.ratelimit.client_key``); the network
+    its IPv4 /24 or IPv6 /48."""
+    address = network = client_key(host)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        pass  # not an IP address (a Unix socket, a test client): the address is its network
+    else:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        network = str(ipaddress.ip_network((ip, 24 if ip.version == 4 else 48), strict=False))
+
+    def tag(kind: str, key: str) -> str:
+        return hashlib.sha256(f"onboarding {kind} {key}".encode()).hexdigest()[:ORIGIN_TAG_HEX]
+
+    return tag("address", address), tag("network", network)
+
+
+def _check_room(open_rows: Sequence[OnboardingApplication], address: str, network: str) -> None:
+    """429 when the portal, the client's address or its network holds too many open
+    applications: a client filling its own share blocks only itself and its network."""
+    if len(open_rows) >= MAX_OPEN_APPLICATIONS:
+        raise ApiError(429, "too_many_applications", "the portal is full; try again later")
+    tags = [row.id[: 2 * ORIGIN_TAG_HEX] for row in open_rows]
+    if sum(tag[:ORIGIN_TAG_HEX] == address for tag in tags) >= MAX_OPEN_PER_ADDRESS:
+        raise ApiError(
+            429,
+            "too_many_applications",
+            f"{MAX_OPEN_PER_ADDRESS} applications from this address are open already; apply "
+            "again once they are decided",
+        )
+    if sum(tag[ORIGIN_TAG_HEX:] == network for tag in tags) >= MAX_OPEN_PER_NETWORK:
+        raise ApiError(
+            429,
+            "too_many_applications",
+            f"{MAX_OPEN_PER_NETWORK} applications from this network are open already; apply "
+            "again once they are decided",
+        )
+
+
 @router.post("/applications", response_model=ApplicationCreated, status_code=201)
-def apply(body: ApplicationIn, node: NodeDep, session: SessionDep) -> ApplicationCreated:
+def apply(
+    body: ApplicationIn, request: Request, node: NodeDep, session: SessionDep
+) -> ApplicationCreated:
     """Apply to join the consortium (no token). Keep the tracking secret: it is shown once."""
     address = to_checksum_address(body.admin_address)
     open_rows = session.exec(
         select(OnboardingApplication).where(col(OnboardingApplication.status).in_(OPEN))
     ).all()
-    if len(open_rows) >= MAX_OPEN_APPLICATIONS:
-        raise ApiError(429, "too_many_applications", "the portal is full; try again later")
+    tags = origin_tags(request.client.host if request.client else "")
+    _check_room(open_rows, *tags)
     for row in open_rows:
         if row.org_name == body.org_name or row.admin_address == address:
             raise ApiError(
@@ -262,7 +321,7 @@ def apply(body: ApplicationIn, node: NodeDep, session: SessionDep) -> Applicatio
     _check_free_on_chain(node, body.org_name, address)
     secret = secrets.token_urlsafe(32)
     row = OnboardingApplication(
-        id=secrets.token_hex(16),
+        id="".join(tags) + secrets.token_hex(16 - ORIGIN_TAG_HEX),  # 32 hex digits
         secret_hash=hashlib.sha256(secret.encode()).hexdigest(),
         org_name=body.org_name,
         contact_name=body.contact_name,
