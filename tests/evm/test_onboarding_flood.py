@@ -19,6 +19,8 @@ from privledger.api.routes.onboarding import (
 )
 from privledger.node.context import NodeContext
 
+pytestmark = pytest.mark.security
+
 URL = "/api/v1/onboarding/applications"
 
 
