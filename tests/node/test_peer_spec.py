@@ -3,7 +3,8 @@ and holds it to the chain; a modified requester node serves what it likes.
 
 An endless or multi-gigabyte answer used to be read whole into memory before its hash was
 checked, by the worker and by an owner's ``GET /approvals``: it is now refused once it passes
-:data:`MAX_SPEC_BYTES`. And spec bytes that hash to the spec hash on chain used to be accepted in
+:data:`MAX_SPEC_BYTES` (and one trickled in, each byte within the read timeout, at
+:data:`SPEC_FETCH_S`). And spec bytes that hash to the spec hash on chain used to be accepted in
 any JSON form: a requester could put a key twice (``"output"`` first as ``"both"``, then as
 ``"requester"``), so that privledger, which keeps the last, and a partner platform or an auditor
 whose parser keeps the first read two different tasks under one hash. Only the canonical JSON of
@@ -13,6 +14,7 @@ the spec (sorted keys, compact, each field once: docs/grants.md) is accepted now
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 
@@ -21,6 +23,7 @@ import pytest
 
 from privledger.evm.contracts import FailureReason, Kind
 from privledger.evm.hashing import keccak256
+from privledger.node import peer_spec
 from privledger.node.peer_spec import MAX_SPEC_BYTES, checked_spec, fetch_spec
 from privledger.node.runners import TaskRefused
 from privledger.node.spec import PROTOCOL_IDS, SpecInput, TaskSpec, parse_spec
@@ -58,6 +61,25 @@ def test_an_oversized_spec_is_refused_after_a_bounded_read() -> None:
         _fetch(flood())
     assert refused.value.reason is FailureReason.SPEC_MISMATCH
     assert sent <= MAX_SPEC_BYTES + 2 * 2**20
+
+
+def test_a_spec_trickled_in_is_refused_at_the_fetch_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(peer_spec, "SPEC_FETCH_S", 0.3)
+    sent = 0
+
+    def trickle() -> Iterator[bytes]:  # each byte well within a read timeout
+        nonlocal sent
+        while sent < 100:
+            time.sleep(0.02)
+            sent += 1
+            yield b" "
+
+    with pytest.raises(TaskRefused) as refused:
+        _fetch(trickle())
+    assert refused.value.reason is FailureReason.PEER_UNREACHABLE
+    assert sent < 100
 
 
 def _largest_spec() -> TaskSpec:

@@ -8,13 +8,16 @@ participants, inputs, kind and protocol there. A refusal is a :class:`TaskRefuse
 the worker records on chain: ``PEER_UNREACHABLE`` or ``SPEC_MISMATCH``.
 
 The requester's node may be modified, so nothing it serves is trusted for its size or its form:
-an answer longer than :data:`MAX_SPEC_BYTES` is refused as soon as it passes that bound, and only
-the spec's canonical JSON is accepted (one document hashes to the spec hash, and every parser,
-including a partner platform's or an auditor's, reads the same task from it: a key given twice
-would let a parser that keeps its first value read another task than one that keeps the last).
+an answer longer than :data:`MAX_SPEC_BYTES` is refused as soon as it passes that bound (one still
+arriving after :data:`SPEC_FETCH_S` seconds is refused as unreachable), and only the spec's
+canonical JSON is accepted (one document hashes to the spec hash, and every parser, including a
+partner platform's or an auditor's, reads the same task from it: a key given twice would let a
+parser that keeps its first value read another task than one that keeps the last).
 """
 
 from __future__ import annotations
+
+import time
 
 from privledger.evm.contracts import FailureReason, Task
 from privledger.evm.hashing import keccak256
@@ -27,12 +30,16 @@ from privledger.node.spec import TaskSpec, parse_canonical
 # named in 200 characters, is ~120 KB of canonical JSON (tests/node/test_peer_spec.py); a spec is
 # submitted in a JSON body of at most 1 MiB by default (``max_json_body_bytes``).
 MAX_SPEC_BYTES = 4 * 2**20
+# Each read waits up to the node client's timeout (30 s); a spec trickled in under it, a few bytes
+# at a time, would hold a worker thread for days without a bound on the whole fetch.
+SPEC_FETCH_S = 60.0
 
 
 def fetch_spec(node: NodeContext, task: Task) -> bytes:
     """The spec of ``task`` as its requester's node serves it, unchecked but for its size."""
     endpoint = node.ledger.orgs.get_org(task.requester_org).endpoint
     url = f"{endpoint}/api/v1/peer/tasks/{task.task_id}/spec"
+    deadline = time.monotonic() + SPEC_FETCH_S
     try:
         with node.http.stream("GET", url) as response:
             if response.status_code != 200:
@@ -45,6 +52,10 @@ def fetch_spec(node: NodeContext, task: Task) -> bytes:
                 if len(raw) > MAX_SPEC_BYTES:
                     raise TaskRefused(
                         FailureReason.SPEC_MISMATCH, f"the spec exceeds {MAX_SPEC_BYTES} bytes"
+                    )
+                if time.monotonic() > deadline:
+                    raise TaskRefused(
+                        FailureReason.PEER_UNREACHABLE, f"the spec took over {SPEC_FETCH_S} s"
                     )
     except TaskRefused:
         raise
