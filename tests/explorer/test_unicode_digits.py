@@ -1,7 +1,8 @@
 """Numbers in the explorer's URLs and forms are ASCII digits: ``str.isdigit()`` also accepts
 superscript, circled and other scripts' digits ("²", "①", "٣"), on which ``int()`` raises or
 reads another number, and the explorer answered those with a 500. Each is now a 400 or a 404 as
-for any other malformed id (docs/explorer.md), and plain ASCII ids are read as before."""
+for any other malformed id (docs/explorer.md), and plain ASCII ids are read as before. So is a
+number of 2^63 or more, which SQLite could not bind (a 500 as well)."""
 
 from __future__ import annotations
 
@@ -91,3 +92,9 @@ def test_a_verification_naming_other_digits_is_a_400(
 )
 def test_ascii_numbers_are_read_as_before(explorer: TestClient, where: str) -> None:
     assert explorer.get(where).status_code == 200
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_number_beyond_the_index_is_a_4xx(explorer: TestClient, where: str) -> None:
+    response = explorer.get(where.format(2**63), follow_redirects=False)
+    assert response.status_code in (400, 404), response.text[:300]

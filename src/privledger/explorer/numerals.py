@@ -2,16 +2,21 @@
 
 ``str.isdigit()`` also takes superscript and circled digits ("²", "①"), which ``int()`` refuses
 with a ValueError (a 500 when unchecked), and other scripts' decimal digits ("٣"), which ``int()``
-reads as another spelling of an ASCII number. An id in a URL has one spelling.
+reads as another spelling of an ASCII number. An id in a URL has one spelling. And a number is
+below 2^63, as every id and block number the index stores: SQLite cannot bind a larger one (an
+OverflowError, a 500 when unchecked) and PostgreSQL's BIGINT cannot hold it.
 """
 
 from __future__ import annotations
 
-MAX_DIGITS = 20  # every id the ledger gives (a uint64 at most) and then some
+MAX_NUMBER = 2**63 - 1
+MAX_DIGITS = len(str(MAX_NUMBER))
 
 
 def ascii_number(text: str, max_digits: int = MAX_DIGITS) -> int | None:
-    """``text`` as a whole number if it is 1 to ``max_digits`` ASCII digits, else None."""
+    """``text`` as a whole number if it is 1 to ``max_digits`` ASCII digits below 2^63, else
+    None."""
     if text.isascii() and text.isdigit() and len(text) <= max_digits:
-        return int(text)
+        number = int(text)
+        return number if number <= MAX_NUMBER else None
     return None

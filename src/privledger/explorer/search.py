@@ -13,6 +13,7 @@ from privledger.store.models import ChainTx
 
 from . import chain, refs
 from .directory import Directory
+from .numerals import ascii_number
 from .web import BadInput
 
 MAX_QUERY = 100
@@ -78,9 +79,10 @@ def _search(session: Session, directory: Directory, query: str) -> list[Match]:
         raise BadInput(f"a search is at most {MAX_QUERY} characters")
     lowered = text.lower().removeprefix("#")
     if lowered.isascii() and lowered.isdigit():  # not "²": isdigit() alone takes it, int() not
-        if len(lowered) > 20:
+        number = ascii_number(lowered)
+        if number is None:
             raise BadInput(f"{text!r} is too large to be a task, block, org or batch number")
-        return _number(session, directory, int(lowered))
+        return _number(session, directory, number)
     if lowered.startswith("0x"):
         if HASH.fullmatch(lowered):
             return _hash(session, lowered)
