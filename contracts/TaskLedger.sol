@@ -191,17 +191,11 @@ contract TaskLedger is ITaskLedger {
     /// @inheritdoc ITaskLedger
     function failTask(uint256 taskId, uint32 reasonCode) external {
         Record storage task = _task(taskId);
-        (uint256 org, uint256 seat) = _callerSeat(task);
+        (uint256 org,) = _callerSeat(task);
         if (!_isOpen(task.status)) revert TaskLedgerInvalidStatus(taskId, task.status);
         if (reasonCode == 0 || reasonCode > type(uint16).max) revert TaskLedgerInvalidReason(reasonCode);
-        uint256 providers = _providers(task);
-        uint256 anchored = task.anchored & providers;
-        if (_deliveries[taskId] != 0) revert TaskLedgerDelivered(taskId); // the requester may hold it
-        if (seat == task.requesterSeat) {
-            if (anchored != 0) revert TaskLedgerDelivered(taskId);
-        } else if (anchored != 0 && anchored == providers) {
-            revert TaskLedgerDelivered(taskId);
-        }
+        // the requester may hold a provider's output: nobody refunds it, whoever asks
+        if (_deliveries[taskId] != 0 || task.anchored & _providers(task) != 0) revert TaskLedgerDelivered(taskId);
 
         _markFailed(taskId, task, org, reasonCode);
         _refund(taskId, task);
@@ -273,7 +267,7 @@ contract TaskLedger is ITaskLedger {
         if (block.timestamp < task.deadline) revert TaskLedgerNotExpirable(taskId);
         TaskStatus status = task.status;
         uint256 providers = _providers(task);
-        bool delivered = providers != 0 && (task.anchored & providers == providers || _deliveries[taskId] != 0);
+        bool delivered = providers != 0 && (task.anchored & providers != 0 || _deliveries[taskId] != 0);
         if (status == TaskStatus.Completed || (_isOpen(status) && delivered)) {
             task.status = TaskStatus.Settled;
             emit TaskExpired(taskId);
@@ -538,8 +532,8 @@ contract TaskLedger is ITaskLedger {
      * @dev Allocates the escrowed fee by provenance: each foreign input earns its owner the units the owner
      * anchored times the input's unit price, less its `upstreamBps` share, which goes in equal parts to the owners
      * of its parents. An owner that did not anchor (absent, see {reportAbsence}) earns nothing, nor do its
-     * input's parents. With nothing earned the fee is split equally among the anchored owners of foreign inputs;
-     * with none of them it is refunded. The requester organisation is never paid for its own inputs.
+     * input's parents. With nothing earned the fee is split equally among the owners of foreign inputs that
+     * anchored or recorded a delivery; with none of them it is refunded. The requester organisation is never paid for its own inputs.
      */
     function _allocate(uint256 taskId, Record storage task) private {
         uint256 foreign = task.foreign;
@@ -591,7 +585,9 @@ contract TaskLedger is ITaskLedger {
         view
     {
         (, uint256 seat) = _seatIndex(task, price.ownerOrg);
-        if (task.anchored & (1 << seat) == 0) return; // absent ({reportAbsence}): delivered nothing
+        // absent ({reportAbsence}) without a delivery recorded: gave nothing. One that recorded a delivery may have
+        // given the requester its output: it stays a payee, with the units it anchored (none if it did not)
+        if ((task.anchored | _deliveries[taskId]) & (1 << seat) == 0) return;
         uint256 earned = uint256(_units[taskId][seat]) * price.unitPrice * TOTAL_BPS;
         uint256 upstream = earned * price.upstreamBps / TOTAL_BPS;
         _addPayee(payouts, price.ownerOrg, earned - upstream, true);

@@ -11,9 +11,9 @@ pragma solidity ^0.8.24;
  *
  * Settlement a requester cannot dodge. The providers of a task are the participants other than the requester
  * organisation owning an input; each anchors, with its result, the usage units it is paid for. Once a provider
- * has anchored, the requester organisation can no longer fail the task, and once every provider has anchored --
- * or one has recorded with {recordDelivery} that it hands the requester its output before it can anchor --
- * nobody can: the fee then goes to the providers that anchored, by {settleTask} (any participant, once
+ * has anchored -- or has recorded with {recordDelivery} that it hands the requester its output before it can
+ * anchor -- nobody can fail the task: the fee then goes to the providers that anchored or recorded a delivery,
+ * by {settleTask} (any participant, once
  * Completed) or by {expireTask} (anyone, after the deadline, even if the requester never anchored). The split is computed here
  * from the anchored units, the inputs' unit prices and upstream shares in the DataRegistry; the requester
  * organisation is never paid for its own inputs (with no foreign input the fee is refunded).
@@ -207,9 +207,11 @@ interface ITaskLedger {
     /**
      * @notice Reports a task as failed; its fee is refunded to the requester organisation.
      * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation; the task is
-     * Submitted, Authorised or Running; `reasonCode` is 1..65535; no provider has recorded a delivery, and no
-     * provider has anchored if the caller is the requester organisation, not every provider otherwise
-     * ({TaskLedgerDelivered}).
+     * Submitted, Authorised or Running; `reasonCode` is 1..65535; no provider has recorded a delivery or
+     * anchored ({TaskLedgerDelivered}): a provider anchors before its last messages leave, so the requester may
+     * hold its output, and another participant -- a second provider the requester controls, or an honest one
+     * whose run the requester's abort ended -- must not refund it. The task then completes without the parties
+     * that stay away ({reportAbsence}) or settles at its deadline ({expireTask}).
      * Emits {TaskFailed}.
      */
     function failTask(uint256 taskId, uint32 reasonCode) external;
@@ -218,10 +220,14 @@ interface ITaskLedger {
      * @notice Completes a task without the participants that dropped out. A participant that anchored reports
      * the others that have not as absent; once the same participants have stayed unanchored for
      * {ABSENCE_GRACE} after that report, a second call completes the task. An absent participant is paid
-     * nothing (the settlement pays anchored providers only), so a live one keeps its pay by anchoring within
+     * nothing (but see below), so a live one keeps its pay by anchoring within
      * the grace, which any anchor does: it ends the report (a new one starts the grace again) or completes
      * the task. Used when a protocol finishes without a party (horizontal FL after a client drops out), and by
      * a provider whose requester never anchors.
+     * A provider that recorded a delivery ({recordDelivery}) stays a payee when absent, with the units it
+     * anchored (none): a requester that holds its output and completes the task without it while it still
+     * waits for the requester's last messages pays it all the same (the whole fee when no provider earned any
+     * units, as {settleTask} splits a fee nobody earned).
      * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation that anchored
      * ({TaskLedgerNotAnchored}); the task is Authorised or Running; its deadline has not passed; a completing
      * call comes at least {ABSENCE_GRACE} after the report ({TaskLedgerAbsenceGrace}).
@@ -248,9 +254,9 @@ interface ITaskLedger {
     function settleTask(uint256 taskId, bytes32 provenanceHash) external;
 
     /**
-     * @notice Closes a task whose deadline has passed. A Completed task, or an unfinished one that every provider
-     * anchored or in which a provider recorded a delivery, is settled with provenance hash 0 as {settleTask}
-     * does (to the providers that anchored; refunded if none did). Any other unfinished task fails with
+     * @notice Closes a task whose deadline has passed. A Completed task, or an unfinished one that a provider
+     * anchored or in which a provider recorded a delivery (which nobody could fail any more), is settled with provenance hash 0 as {settleTask}
+     * does (to the providers that anchored or recorded a delivery; refunded if none did). Any other unfinished task fails with
      * REASON_EXPIRED and its fee is refunded.
      * @dev Requirements: `block.timestamp >= deadline`; the task is Submitted, Authorised, Running or
      * Completed. Emits {TaskFailed} (org 0) and {TaskExpired}, or {TaskExpired} and {TaskSettled}.

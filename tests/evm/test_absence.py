@@ -130,7 +130,7 @@ def test_a_requester_whose_failure_is_refused_has_the_task_closed_at_its_deadlin
     """Bank-a recorded the delivery of the telecom's output, then neither anchored nor answered.
     The telecom's node cannot fail the task (the ledger refuses once a delivery is recorded), and
     nobody anchored, so no absence watch would ever close it: its node closes it at the deadline
-    itself, and, as no provider anchored, the fee comes back to it."""
+    itself, and the fee goes to bank-a, which may have given the telecom its output."""
     bank_a, telecom = consortium.bank_a, consortium.telecom
     data_a = consortium.dataset(bank_a)
     grant_a = consortium.grant(data_a, bank_a, telecom)
@@ -147,6 +147,33 @@ def test_a_requester_whose_failure_is_refused_has_the_task_closed_at_its_deadlin
     consortium.travel(601)
     watch.check(task_id)
     assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.SETTLED
-    assert consortium.admin.metering.balance_of(telecom.org_id) == FEE  # refunded
-    assert consortium.admin.metering.balance_of(bank_a.org_id) == 0
+    assert consortium.admin.metering.balance_of(bank_a.org_id) == FEE
+    assert consortium.admin.metering.balance_of(telecom.org_id) == 0
     assert watch._due == {}
+
+
+def test_a_provider_that_recorded_a_delivery_is_paid_when_reported_absent(
+    consortium: Consortium,
+) -> None:
+    """A PSI with output to both: bank-a records its delivery and sends what gives the telecom
+    the intersection, then waits for the telecom's matched positions, which it withholds. The
+    telecom anchors at once, reports bank-a absent and completes the task without it after the
+    grace, while bank-a still waits. With bank-a absent the fee used to go back to the telecom,
+    output in hand; a provider that recorded a delivery stays a payee, and is paid the fee."""
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    data_a = consortium.dataset(bank_a)
+    grant_a = consortium.grant(data_a, bank_a, telecom)
+    task_id = submit_priced(consortium, telecom, [data_a], [grant_a], [telecom, bank_a])
+    bank_a.ledger.tasks.record_delivery(task_id)
+    _anchor(telecom, task_id, 0)
+    telecom.ledger.tasks.report_absence(task_id)
+    consortium.travel(telecom.ledger.tasks.absence_grace())
+    receipt = telecom.ledger.tasks.report_absence(task_id)
+    absent = telecom.ledger.tasks.events(receipt, "ParticipantAbsent")
+    assert [event["args"]["org"] for event in absent] == [bank_a.org_id]
+    with reverts("TaskLedgerInvalidStatus"):  # completed: bank-a's late anchor is refused
+        _anchor(bank_a, task_id, 0)
+    telecom.ledger.tasks.settle_task(task_id, ZERO32)
+    metering = consortium.admin.metering
+    assert metering.balance_of(bank_a.org_id) == FEE
+    assert metering.balance_of(telecom.org_id) == 0

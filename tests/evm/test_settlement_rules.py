@@ -179,11 +179,12 @@ def test_a_dealer_cannot_fail_a_task_once_a_provider_delivered(consortium: Conso
     bank_a.ledger.tasks.record_delivery(task_id)
     with reverts("TaskLedgerDelivered"):
         bank_b.ledger.tasks.fail_task(task_id, FailureReason.PEER_UNREACHABLE)
-    consortium.travel(601)  # and bank-a never anchored either: nobody is paid, the fee goes back
+    consortium.travel(601)  # bank-a never anchored: paid all the same, for what it delivered
     consortium.admin.tasks.expire_task(task_id)
     assert consortium.admin.tasks.get_task(task_id).status is TaskStatus.SETTLED
-    assert consortium.admin.metering.balance_of(bank_a.org_id) == 0
+    assert consortium.admin.metering.balance_of(bank_a.org_id) == FEE
     assert consortium.admin.metering.balance_of(bank_b.org_id) == 0
+    assert consortium.admin.metering.balance_of(telecom.org_id) == 0
 
 
 def test_no_delivery_is_recorded_after_the_deadline(consortium: Consortium) -> None:
@@ -193,7 +194,11 @@ def test_no_delivery_is_recorded_after_the_deadline(consortium: Consortium) -> N
         consortium.bank_a.ledger.tasks.record_delivery(task_id)
 
 
-def test_a_provider_that_did_not_deliver_may_still_fail_the_task(consortium: Consortium) -> None:
+def test_once_a_provider_anchored_no_participant_can_fail_the_task(consortium: Consortium) -> None:
+    """A provider anchors before its last messages leave, so the requester may hold its output:
+    neither the requester nor another provider -- bank-b here, which the requester may control
+    -- can then fail the task and refund it. Bank-a reports the parties that stay away and is
+    paid the whole fee."""
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
     data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
     grants = [consortium.grant(data_a, bank_a, telecom), consortium.grant(data_b, bank_b, telecom)]
@@ -201,8 +206,36 @@ def test_a_provider_that_did_not_deliver_may_still_fail_the_task(consortium: Con
         consortium, telecom, [data_a, data_b], grants, [telecom, bank_a, bank_b]
     )
     bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 10)
-    bank_b.ledger.tasks.fail_task(task_id, FailureReason.PEER_UNREACHABLE)
-    assert consortium.admin.metering.balance_of(telecom.org_id) == FEE  # refunded
+    for member in (bank_b, telecom):
+        with reverts("TaskLedgerDelivered"):
+            member.ledger.tasks.fail_task(task_id, FailureReason.PEER_UNREACHABLE)
+    bank_a.ledger.tasks.report_absence(task_id)
+    consortium.travel(bank_a.ledger.tasks.absence_grace())
+    bank_a.ledger.tasks.report_absence(task_id)  # completes without bank-b and the telecom
+    bank_a.ledger.tasks.settle_task(task_id, ZERO32)
+    metering = consortium.admin.metering
+    assert metering.balance_of(bank_a.org_id) == FEE
+    assert metering.balance_of(telecom.org_id) == 0 and metering.balance_of(bank_b.org_id) == 0
+
+
+def test_a_task_one_provider_anchored_settles_to_it_at_its_deadline(
+    consortium: Consortium,
+) -> None:
+    """Bank-a anchored, bank-b never did and nobody reported it absent: at the deadline the
+    task is settled to bank-a, not refunded to a requester that may hold bank-a's output."""
+    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
+    grants = [consortium.grant(data_a, bank_a, telecom), consortium.grant(data_b, bank_b, telecom)]
+    task_id = submit_priced(
+        consortium, telecom, [data_a, data_b], grants, [telecom, bank_a, bank_b]
+    )
+    bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 10)
+    consortium.travel(601)
+    consortium.admin.tasks.expire_task(task_id)
+    assert consortium.admin.tasks.get_task(task_id).status is TaskStatus.SETTLED
+    metering = consortium.admin.metering
+    assert metering.balance_of(bank_a.org_id) == FEE
+    assert metering.balance_of(telecom.org_id) == 0
 
 
 def test_an_owner_that_is_also_a_parents_owner_is_paid_once(consortium: Consortium) -> None:

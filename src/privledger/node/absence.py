@@ -13,8 +13,8 @@ told nothing shortly before it) is closed by the same party with ``TaskLedger.ex
 ledger then settles it to the providers that anchored, or refunds it, as its rules say -- an
 escrow does not wait for someone to close it by hand. A party that has not anchored but could not
 fail the task either (a provider recorded a delivery, then neither anchored nor answered) has the
-task closed at its deadline the same way, without reporting anyone: so a requester whose provider
-vanished after its delivery gets its fee back at the deadline (none anchored), not never.
+task closed at its deadline the same way, without reporting anyone: its escrow does not wait for
+someone to close it by hand either.
 """
 
 from __future__ import annotations
