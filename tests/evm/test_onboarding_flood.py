@@ -19,20 +19,11 @@ from privledger.api.routes.onboarding import (
 )
 from privledger.node.context import NodeContext
 
+from .test_api_text_input import application
+
 pytestmark = pytest.mark.security
 
 URL = "/api/v1/onboarding/applications"
-
-
-def _application() -> dict[str, object]:
-    return {
-        "orgName": f"applicant-{secrets.token_hex(6)}",
-        "contactName": "x",
-        "contactEmail": "x@example.org",
-        "adminAddress": "0x" + secrets.token_hex(20),
-        "nodeEndpoint": "http://10.0.0.1:8000",
-        "nodePublicKey": secrets.token_hex(32),
-    }
 
 
 def _from(api: tuple[TestClient, NodeContext], host: str) -> TestClient:
@@ -42,7 +33,7 @@ def _from(api: tuple[TestClient, NodeContext], host: str) -> TestClient:
 def _flood(client: TestClient) -> int:
     """Applications accepted from ``client`` before it is refused."""
     accepted = 0
-    while (answer := client.post(URL, json=_application())).status_code == 201:
+    while (answer := client.post(URL, json=application())).status_code == 201:
         accepted += 1
         assert accepted <= MAX_OPEN_PER_NETWORK, "no cap stopped the flood"
     assert answer.status_code == 429, answer.text
@@ -56,7 +47,7 @@ def test_a_flooder_fills_only_its_own_share_of_the_portal(
     network = f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}"
     assert _flood(_from(telecom_api, f"{network}.7")) == MAX_OPEN_PER_ADDRESS
     host = f"192.0.2.{secrets.randbelow(256)}"
-    genuine = _from(telecom_api, host).post(URL, json=_application())
+    genuine = _from(telecom_api, host).post(URL, json=application())
     assert genuine.status_code == 201, genuine.text
     assert genuine.json()["applicationId"][:12] == "".join(origin_tags(host))
 
@@ -68,7 +59,7 @@ def test_a_network_is_capped_as_well(
     network = f"10.{secrets.randbelow(256)}.{secrets.randbelow(256)}"
     shares = [_flood(_from(telecom_api, f"{network}.{host}")) for host in (1, 2, 3)]
     assert shares == [MAX_OPEN_PER_ADDRESS, MAX_OPEN_PER_ADDRESS, 3]
-    assert _from(telecom_api, "192.0.2.1").post(URL, json=_application()).status_code == 201
+    assert _from(telecom_api, "192.0.2.1").post(URL, json=application()).status_code == 201
 
 
 def test_the_address_is_an_ipv6_slash_64_and_the_network_a_slash_48() -> None:

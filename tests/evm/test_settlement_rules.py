@@ -200,11 +200,7 @@ def test_once_a_provider_anchored_no_participant_can_fail_the_task(consortium: C
     -- can then fail the task and refund it. Bank-a reports the parties that stay away and is
     paid the whole fee."""
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
-    data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
-    grants = [consortium.grant(data_a, bank_a, telecom), consortium.grant(data_b, bank_b, telecom)]
-    task_id = submit_priced(
-        consortium, telecom, [data_a, data_b], grants, [telecom, bank_a, bank_b]
-    )
+    task_id = three_party_task(consortium)
     bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 10)
     for member in (bank_b, telecom):
         with reverts("TaskLedgerDelivered"):
@@ -223,12 +219,8 @@ def test_a_task_one_provider_anchored_settles_to_it_at_its_deadline(
 ) -> None:
     """Bank-a anchored, bank-b never did and nobody reported it absent: at the deadline the
     task is settled to bank-a, not refunded to a requester that may hold bank-a's output."""
-    bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
-    data_a, data_b = consortium.dataset(bank_a), consortium.dataset(bank_b)
-    grants = [consortium.grant(data_a, bank_a, telecom), consortium.grant(data_b, bank_b, telecom)]
-    task_id = submit_priced(
-        consortium, telecom, [data_a, data_b], grants, [telecom, bank_a, bank_b]
-    )
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    task_id = three_party_task(consortium)
     bank_a.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, 10)
     consortium.travel(601)
     consortium.admin.tasks.expire_task(task_id)

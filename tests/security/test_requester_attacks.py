@@ -184,14 +184,11 @@ def test_1_a_pir_grant_caps_the_keys_asked(mallory: Mallory) -> None:
     _failed_for(mallory, task_id, FailureReason.TERMS_VIOLATION, before)
 
 
-def test_1_leaving_out_the_service_binds_its_terms_all_the_same(mallory: Mallory) -> None:
-    """Attack 1: a caller of a published PSI service left out ``service`` and ran the same
-    computation free, on any column."""
-    running = mallory.running
-    data = running.register("bank-a")
+def published_service(mallory: Mallory, data: str, price: int) -> tuple[str, bytes]:
+    """Bank-a publishes a PSI service over ``data``'s phone column at ``price`` and authorises
+    mallory to call it: the service's name and the grant it issued."""
     name = f"match-{secrets.token_hex(3)}"
-    price = 10**15
-    with running.client("bank-a", "data_owner") as owner:
+    with mallory.running.client("bank-a", "data_owner") as owner:
         defined = owner.post(
             "/services", json={"name": name, "dataset": data, "column": "phone", "priceWei": price}
         )
@@ -201,7 +198,16 @@ def test_1_leaving_out_the_service_binds_its_terms_all_the_same(mallory: Mallory
             json={"org": mallory.org_id, "maxCalls": 5, "expiresInS": 3_600},
         )
         assert authorised.status_code == 201, authorised.text
-    issued = bytes.fromhex(authorised.json()["grantId"][2:])
+    return name, bytes.fromhex(authorised.json()["grantId"][2:])
+
+
+def test_1_leaving_out_the_service_binds_its_terms_all_the_same(mallory: Mallory) -> None:
+    """Attack 1: a caller of a published PSI service left out ``service`` and ran the same
+    computation free, on any column."""
+    running = mallory.running
+    data = running.register("bank-a")
+    price = 10**15
+    _name, issued = published_service(mallory, data, price)
     mine = mallory.register(
         ["phone", "segment"], [[p, "retail"] for (p,) in _phones(mallory, "bank-a", 30, 30)]
     )

@@ -8,8 +8,6 @@ and from the anchored batches, against "every call logged and anchored" (F12). A
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from privledger.evm.contracts import FailureReason
@@ -17,7 +15,7 @@ from privledger.node.spec import SpecInput
 from tests.e2e.test_walking_path import wait_status
 
 from .malicious import Mallory
-from .test_requester_attacks import _failed_for, _phones, _refused, _spec
+from .test_requester_attacks import _failed_for, _phones, _refused, _spec, published_service
 
 pytestmark = pytest.mark.security
 
@@ -27,18 +25,7 @@ PRICE = 10**15
 def test_a_service_s_grant_runs_only_calls_that_name_the_service(mallory: Mallory) -> None:
     running = mallory.running
     data = running.register("bank-a")
-    name = f"match-{secrets.token_hex(3)}"
-    with running.client("bank-a", "data_owner") as owner:
-        defined = owner.post(
-            "/services", json={"name": name, "dataset": data, "column": "phone", "priceWei": PRICE}
-        )
-        assert defined.status_code == 201, defined.text
-        authorised = owner.post(
-            f"/services/{name}/callers",
-            json={"org": mallory.org_id, "maxCalls": 5, "expiresInS": 3_600},
-        )
-        assert authorised.status_code == 201, authorised.text
-    issued = bytes.fromhex(authorised.json()["grantId"][2:])
+    name, issued = published_service(mallory, data, PRICE)
     mine = mallory.register(["phone"], _phones(mallory, "bank-a", 20, 20))
     inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
 
