@@ -12,6 +12,10 @@ import pytest
 from .conftest import Explorer
 
 BUDGET_MS = 200.0
+# requests per page, the fastest compared with the budget: the suite's idle consortia (session
+# fixtures) tick in the background, and in one CI run the fastest of 5 took a PostgreSQL page to
+# 215 ms that takes 116 ms alone
+SAMPLES = 9
 
 
 def pages(big: Explorer) -> list[str]:
@@ -69,13 +73,13 @@ def test_every_page_answers_within_200_ms(big: Explorer) -> None:
         response = big.client.get(path, follow_redirects=False)
         assert response.status_code in (200, 303), (path, response.text[:300])
         samples = []
-        for _ in range(5):
+        for _ in range(SAMPLES):
             started = time.perf_counter()
             big.client.get(path, follow_redirects=False)
             samples.append((time.perf_counter() - started) * 1000)
         timings[path] = min(samples)
         medians[path] = statistics.median(samples)
-    print("\nexplorer page times with 10^5 transactions (fastest / median of 5, ms):")
+    print(f"\nexplorer page times with 10^5 transactions (fastest / median of {SAMPLES}, ms):")
     for path, ms in sorted(timings.items(), key=lambda item: -item[1]):
         print(f"  {ms:7.1f} / {medians[path]:7.1f}  {path[:100]}")
     slow = {path: round(ms, 1) for path, ms in timings.items() if ms > BUDGET_MS}
