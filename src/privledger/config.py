@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import PositiveFloat, PositiveInt
+from pydantic import IPvAnyNetwork, PositiveFloat, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from privledger import defaults
@@ -113,6 +113,12 @@ class NodeSettings(BaseSettings):
     log_level: LogLevel | None = None
     access_log: bool = False
     log_json: bool = False
+    # an onboarding application nobody decided expires this many days after it was submitted
+    onboarding_expiry_days: PositiveInt = 30
+    # reverse proxies in front of the node's API (addresses or networks, a JSON list): only a
+    # connection from one of them has its X-Forwarded-For read, and the client is the right-most
+    # address there that is not one of them; empty, the client is always the connection's peer
+    trusted_proxies: list[IPvAnyNetwork] = []
 
     @property
     def endpoint(self) -> str:

@@ -15,6 +15,7 @@ from privledger.api.routes import onboarding
 from privledger.api.routes.onboarding import (
     MAX_OPEN_PER_ADDRESS,
     MAX_OPEN_PER_NETWORK,
+    origin_key,
     origin_tags,
 )
 from privledger.node.context import NodeContext
@@ -49,7 +50,8 @@ def test_a_flooder_fills_only_its_own_share_of_the_portal(
     host = f"192.0.2.{secrets.randbelow(256)}"
     genuine = _from(telecom_api, host).post(URL, json=application())
     assert genuine.status_code == 201, genuine.text
-    assert genuine.json()["applicationId"][:12] == "".join(origin_tags(host))
+    key = origin_key(telecom_api[1].settings.keystore_dir)
+    assert genuine.json()["applicationId"][:12] == "".join(origin_tags(host, key))
 
 
 def test_a_network_is_capped_as_well(
@@ -63,9 +65,10 @@ def test_a_network_is_capped_as_well(
 
 
 def test_the_address_is_an_ipv6_slash_64_and_the_network_a_slash_48() -> None:
+    key = secrets.token_bytes(32)
     one, same_64, same_48 = "2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:3::1"
-    assert origin_tags(one) == origin_tags(same_64)
-    assert origin_tags(one)[0] != origin_tags(same_48)[0]
-    assert origin_tags(one)[1] == origin_tags(same_48)[1]
-    assert origin_tags("::ffff:192.0.2.7") == origin_tags("192.0.2.7")
-    assert origin_tags("192.0.2.7")[1] == origin_tags("192.0.2.200")[1]
+    assert origin_tags(one, key) == origin_tags(same_64, key)
+    assert origin_tags(one, key)[0] != origin_tags(same_48, key)[0]
+    assert origin_tags(one, key)[1] == origin_tags(same_48, key)[1]
+    assert origin_tags("::ffff:192.0.2.7", key) == origin_tags("192.0.2.7", key)
+    assert origin_tags("192.0.2.7", key)[1] == origin_tags("192.0.2.200", key)[1]

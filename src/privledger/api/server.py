@@ -23,6 +23,7 @@ import socket
 from collections.abc import Sequence
 from multiprocessing.synchronize import Event
 from pathlib import Path
+from typing import TypedDict
 
 import uvicorn
 from fastapi import FastAPI
@@ -135,6 +136,20 @@ def serve_api(settings: NodeSettings, ready: Event, log_level: int, nonces: Proc
         node.close()
 
 
+class ProxyOptions(TypedDict):
+    proxy_headers: bool
+    forwarded_allow_ips: list[str]
+
+
+def proxy_options(settings: NodeSettings) -> ProxyOptions:
+    """uvicorn's reading of ``X-Forwarded-For``: only on connections from the node's
+    ``trusted_proxies``, whose client is then the right-most address not one of them; with none
+    (the default) never. uvicorn's own default trusts 127.0.0.1 and ::1, under which any process
+    on the node's host could name itself any address and so escape the per-address limits."""
+    trusted = [str(network) for network in settings.trusted_proxies]
+    return ProxyOptions(proxy_headers=bool(trusted), forwarded_allow_ips=trusted)
+
+
 def run_server(app: ASGIApp, settings: NodeSettings, sockets: list[socket.socket]) -> None:
     """Serve ``app`` on ``sockets`` (HTTPS with the node's certificate when it has TLS) until
     interrupted."""
@@ -144,6 +159,7 @@ def run_server(app: ASGIApp, settings: NodeSettings, sockets: list[socket.socket
     config = uvicorn.Config(
         app,
         **server_logging(access_log=settings.access_log),
+        **proxy_options(settings),
         timeout_graceful_shutdown=5,
         ssl_certfile=settings.tls_cert_file if tls else None,
         ssl_keyfile=settings.tls_key_file if tls else None,
@@ -275,6 +291,7 @@ def serve_tenants(tenants: Sequence[NodeSettings], *, host: str, port: int) -> N
             host=host,
             port=port,
             **server_logging(access_log=tenants[0].access_log),
+            **proxy_options(tenants[0]),
             timeout_graceful_shutdown=5,
         )
     finally:

@@ -129,6 +129,7 @@ class ApplicationStatus(StrEnum):
     UNDER_REVIEW = "under_review"
     APPROVED = "approved"
     REJECTED = "rejected"
+    EXPIRED = "expired"
 
 
 class Scenario(StrEnum):

@@ -86,7 +86,7 @@ LONG_POLL_S = 25.0  # how long one request of wait() may wait on the node (which
 TRACKING_HEADER = "X-Tracking-Secret"  # onboarding: the applicant's secret
 Progress = Callable[[TaskOut], None]
 Model = TypeVar("Model", bound=BaseModel)
-ApplicationState = Literal["submitted", "under_review", "approved", "rejected"]
+ApplicationState = Literal["submitted", "under_review", "approved", "rejected", "expired"]
 
 
 class NodeClient:

@@ -21,7 +21,7 @@ class ApplicationCreated(Reply):
 class ApplicationStatus(Reply):
     application_id: str
     org_name: str
-    status: Literal["submitted", "under_review", "approved", "rejected"]
+    status: Literal["submitted", "under_review", "approved", "rejected", "expired"]
     submitted_at: datetime
     review_started_at: datetime | None
     decided_at: datetime | None

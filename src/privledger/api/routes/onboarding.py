@@ -5,10 +5,13 @@ Any node can host the portal (in the demo, the regulator's). Applying and tracki
 an application gets an id and a one-time tracking secret that only the applicant sees (the node
 keeps its SHA-256), sent back in the ``X-Tracking-Secret`` header; an unknown id and a wrong secret
 get the same 404, so the portal does not reveal which applications exist. The id opens with short
-digests of the client's address and network (:func:`origin_tags`), then 80 random bits: the portal
+tags of the client's address and network (:func:`origin_tags`), then 80 random bits: the portal
 holds at most so many open applications per address and per network, so that a client without
 credentials cannot fill it for everyone (it filled the portal's 1,000 in 94 s), without keeping
-anyone's address.
+anyone's address. The tags are keyed with a secret of the node (:func:`origin_key`): unkeyed, an
+IPv4 address was recovered from an id by hashing the candidates. An application nobody decided
+expires after ``onboarding_expiry_days`` (30 by default): it stops counting against any cap and
+shows as ``expired``, so made-up applications cannot fill the portal for good.
 
 Reviewing needs a ``consortium_admin`` token (:func:`issue_consortium_admin_token`) whose account
 holds OrgRegistry's consortium-admin role (``DEFAULT_ADMIN_ROLE``) on chain at request time.
@@ -31,10 +34,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import os
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path as FilePath
+from typing import Annotated, Literal, cast
 
 from eth_account import Account
 from eth_utils.address import is_checksum_address, to_checksum_address
@@ -81,12 +86,15 @@ MAX_OPEN_APPLICATIONS = 1_000
 MAX_OPEN_PER_ADDRESS = 20
 MAX_OPEN_PER_NETWORK = 100
 ORIGIN_TAG_HEX = 6  # an application id opens with its address's tag, then its network's
+ORIGIN_KEY_FILE = "onboarding-origin.key"  # in the keystore directory, beside the node's keys
+ORIGIN_KEY_BYTES = 32
 REQUESTABLE_ROLES: dict[str, Role] = {
     "data_owner": Role.DATA_OWNER,
     "operator": Role.OPERATOR,
     "auditor": Role.AUDITOR,
 }
 OPEN = ("submitted", "under_review")
+ShownStatus = Literal["submitted", "under_review", "approved", "rejected", "expired"]
 
 ApplicationId = Annotated[
     str, Path(pattern=r"^[0-9a-f]{32}$", description="the application id returned on submission")
@@ -214,11 +222,28 @@ def _role_names(roles: int) -> list[RoleName]:
     return [name for name in names if roles & REQUESTABLE_ROLES[name]]
 
 
-def _status(row: OnboardingApplication) -> ApplicationStatus:
+def _expiry_cutoff(node: NodeContext) -> datetime:
+    """Open applications submitted before this have expired."""
+    return utc_now() - timedelta(days=node.settings.onboarding_expiry_days)
+
+
+def _submitted_at(row: OnboardingApplication) -> datetime:
+    # SQLite gives the time back without its zone; it was stored in UTC
+    at = row.submitted_at
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _shown_status(row: OnboardingApplication, cutoff: datetime) -> ShownStatus:
+    if row.status in OPEN and _submitted_at(row) < cutoff:
+        return "expired"
+    return cast(ShownStatus, row.status)  # one of the four stored
+
+
+def _status(row: OnboardingApplication, cutoff: datetime) -> ApplicationStatus:
     return ApplicationStatus(
         application_id=row.id,
         org_name=row.org_name,
-        status=row.status,
+        status=_shown_status(row, cutoff),
         submitted_at=row.submitted_at,
         review_started_at=row.review_started_at,
         decided_at=row.decided_at,
@@ -228,9 +253,9 @@ def _status(row: OnboardingApplication) -> ApplicationStatus:
     )
 
 
-def _out(row: OnboardingApplication) -> ApplicationOut:
+def _out(row: OnboardingApplication, cutoff: datetime) -> ApplicationOut:
     return ApplicationOut(
-        **_status(row).model_dump(),
+        **_status(row, cutoff).model_dump(),
         contact_name=row.contact_name,
         contact_email=row.contact_email,
         admin_address=row.admin_address,
@@ -258,12 +283,38 @@ def _check_free_on_chain(node: NodeContext, name: str, admin: str) -> None:
             raise ApiError(409, "name_taken", f"an organisation named {name!r} exists on chain")
 
 
-def origin_tags(host: str) -> tuple[str, str]:
-    """The tags of a client's address and network, each the first hex digits of a digest: an
-    application id opens with them, so the portal counts open applications per address and per
-    network without keeping anyone's address. The address is the one the anonymous-calls limit
-    counts under (the connection's peer, an IPv6 /64: ``api.ratelimit.client_key``); the network
-    its IPv4 /24 or IPv6 /48."""
+def origin_key(keystore_dir: FilePath) -> bytes:
+    """The node's key for origin tags: 32 bytes from ``secrets``, made on first use and kept in
+    the keystore directory (mode 0600), so every API process of the node and the node after a
+    restart tag an address alike and the caps go on counting the applications already open."""
+    path = keystore_dir / ORIGIN_KEY_FILE
+    if not path.is_file():
+        keystore_dir.mkdir(parents=True, exist_ok=True)
+        # written whole under a name of its own, then linked into place: a process racing to
+        # make it too reads the winner's key, never a partly written one
+        draft = keystore_dir / f".{ORIGIN_KEY_FILE}.{secrets.token_hex(8)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(secrets.token_bytes(ORIGIN_KEY_BYTES))
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    key = path.read_bytes()
+    if len(key) != ORIGIN_KEY_BYTES:
+        raise RuntimeError(f"{path} holds {len(key)} bytes, not a {ORIGIN_KEY_BYTES}-byte key")
+    return key
+
+
+def origin_tags(host: str, key: bytes) -> tuple[str, str]:
+    """The tags of a client's address and network, each the first hex digits of an HMAC-SHA256
+    under the node's ``key`` (:func:`origin_key`): an application id opens with them, so the
+    portal counts open applications per address and per network without keeping anyone's
+    address, and nobody without the key can tell an address from an id. The address is the one
+    the anonymous-calls limit counts under (the connection's peer, or the client a trusted proxy
+    names; an IPv6 /64: ``api.ratelimit.client_key``); the network its IPv4 /24 or IPv6 /48."""
     address = network = client_key(host)
     try:
         ip = ipaddress.ip_address(host)
@@ -274,8 +325,9 @@ def origin_tags(host: str) -> tuple[str, str]:
             ip = ip.ipv4_mapped
         network = str(ipaddress.ip_network((ip, 24 if ip.version == 4 else 48), strict=False))
 
-    def tag(kind: str, key: str) -> str:
-        return hashlib.sha256(f"onboarding {kind} {key}".encode()).hexdigest()[:ORIGIN_TAG_HEX]
+    def tag(kind: str, name: str) -> str:
+        digest = hmac.new(key, f"onboarding {kind} {name}".encode(), hashlib.sha256)
+        return digest.hexdigest()[:ORIGIN_TAG_HEX]
 
     return tag("address", address), tag("network", network)
 
@@ -308,10 +360,16 @@ def apply(
 ) -> ApplicationCreated:
     """Apply to join the consortium (no token). Keep the tracking secret: it is shown once."""
     address = to_checksum_address(body.admin_address)
-    open_rows = session.exec(
-        select(OnboardingApplication).where(col(OnboardingApplication.status).in_(OPEN))
-    ).all()
-    tags = origin_tags(request.client.host if request.client else "")
+    cutoff = _expiry_cutoff(node)
+    open_rows = [
+        row
+        for row in session.exec(
+            select(OnboardingApplication).where(col(OnboardingApplication.status).in_(OPEN))
+        )
+        if _submitted_at(row) >= cutoff
+    ]
+    host = request.client.host if request.client else ""
+    tags = origin_tags(host, origin_key(node.settings.keystore_dir))
     _check_room(open_rows, *tags)
     for row in open_rows:
         if row.org_name == body.org_name or row.admin_address == address:
@@ -340,6 +398,7 @@ def apply(
 @router.get("/applications/{application_id}", response_model=ApplicationStatus)
 def track(
     application_id: ApplicationId,
+    node: NodeDep,
     session: SessionDep,
     tracking_secret: Annotated[str, Header(alias=SECRET_HEADER, min_length=1, max_length=200)],
 ) -> ApplicationStatus:
@@ -348,53 +407,68 @@ def track(
     offered = hashlib.sha256(tracking_secret.encode()).hexdigest()
     if row is None or not hmac.compare_digest(row.secret_hash, offered):
         raise ApiError(404, "not_found", f"no application {application_id} with this secret")
-    return _status(row)
+    return _status(row, _expiry_cutoff(node))
 
 
 @router.get("/applications", response_model=list[ApplicationOut])
 def list_applications(
     _reviewer: Reviewer,
+    node: NodeDep,
     session: SessionDep,
-    status: Annotated[
-        Literal["submitted", "under_review", "approved", "rejected"] | None, Query()
-    ] = None,
+    status: Annotated[ShownStatus | None, Query()] = None,
 ) -> list[ApplicationOut]:
     """Applications, oldest first (consortium admin)."""
     query = select(OnboardingApplication).order_by(col(OnboardingApplication.submitted_at))
-    if status is not None:
+    if status in ("approved", "rejected"):
         query = query.where(OnboardingApplication.status == status)
-    return [_out(row) for row in session.exec(query)]
+    elif status is not None:  # open or expired: told apart by age
+        stored = OPEN if status == "expired" else (status,)
+        query = query.where(col(OnboardingApplication.status).in_(stored))
+    cutoff = _expiry_cutoff(node)
+    rows = session.exec(query)
+    return [_out(row, cutoff) for row in rows if status in (None, _shown_status(row, cutoff))]
+
+
+def _load_open(node: NodeContext, session: Session, application_id: str) -> OnboardingApplication:
+    """The application, if it is open (submitted or under review) and has not expired."""
+    row = _load(session, application_id)
+    shown = _shown_status(row, _expiry_cutoff(node))
+    if shown not in OPEN:
+        raise ApiError(409, "wrong_status", f"the application is already {shown}")
+    return row
 
 
 @router.post("/applications/{application_id}/review", response_model=ApplicationOut)
 def start_review(
-    application_id: ApplicationId, reviewer: Reviewer, session: SessionDep
+    application_id: ApplicationId, reviewer: Reviewer, node: NodeDep, session: SessionDep
 ) -> ApplicationOut:
     """Mark an application as under review (consortium admin)."""
-    row = _load(session, application_id)
+    row = _load_open(node, session, application_id)
     if row.status != "submitted":
         raise ApiError(409, "wrong_status", f"the application is {row.status}")
     row.status, row.review_started_at, row.reviewer = "under_review", utc_now(), reviewer.address
     session.add(row)
     session.commit()
-    return _out(row)
+    return _out(row, _expiry_cutoff(node))
 
 
 @router.post("/applications/{application_id}/reject", response_model=ApplicationOut)
 def reject(
-    application_id: ApplicationId, body: RejectIn, reviewer: Reviewer, session: SessionDep
+    application_id: ApplicationId,
+    body: RejectIn,
+    reviewer: Reviewer,
+    node: NodeDep,
+    session: SessionDep,
 ) -> ApplicationOut:
     """Reject an open application with a reason the applicant will see (consortium admin)."""
-    row = _load(session, application_id)
-    if row.status not in OPEN:
-        raise ApiError(409, "wrong_status", f"the application is already {row.status}")
+    row = _load_open(node, session, application_id)
     now = utc_now()
     row.review_started_at = row.review_started_at or now
     row.status, row.decided_at, row.reason = "rejected", now, body.reason
     row.reviewer = reviewer.address
     session.add(row)
     session.commit()
-    return _out(row)
+    return _out(row, _expiry_cutoff(node))
 
 
 def _calldata(node: NodeContext, row: OnboardingApplication, org_id: int) -> list[UnsignedTx]:
@@ -414,9 +488,7 @@ def _calldata(node: NodeContext, row: OnboardingApplication, org_id: int) -> lis
 def _open_for_decision(
     node: NodeContext, session: Session, application_id: str
 ) -> OnboardingApplication:
-    row = _load(session, application_id)
-    if row.status not in OPEN:
-        raise ApiError(409, "wrong_status", f"the application is already {row.status}")
+    row = _load_open(node, session, application_id)
     _check_free_on_chain(node, row.org_name, row.admin_address)
     return row
 
@@ -518,4 +590,4 @@ def approve(
     row.tx_hashes, row.reviewer = tx_hashes, reviewer.address
     session.add(row)
     session.commit()
-    return _out(row)
+    return _out(row, _expiry_cutoff(node))

@@ -91,11 +91,13 @@ function renderStatus(status) {
   label.className = `status ${status.status}`;
   const steps = $("track-steps");
   steps.replaceChildren();
-  const final = status.status === "rejected" ? "rejected" : "approved";
+  // an application ends approved, rejected, or expired when nobody decided it in time
+  const ended = status.status === "rejected" || status.status === "expired";
+  const final = ended ? status.status : "approved";
   const reached = {
     submitted: true,
     under_review: status.reviewStartedAt !== null,
-    [final]: status.decidedAt !== null,
+    [final]: status.decidedAt !== null || status.status === "expired",
   };
   for (const [step, done] of Object.entries(reached)) {
     const item = document.createElement("li");
