@@ -20,7 +20,8 @@ from privledger.node.metrics import METRICS_PATH, metrics_of
 from privledger.observability.logs import task_context
 
 # /tasks/41, /tasks/41/result, /peer/tasks/41/spec, /approvals/41/0x.., /services/x/calls/41/proof
-_TASK_IN_PATH = re.compile(r"/(?:tasks|approvals|calls)/(\d{1,18})(?:/|$)")
+# ([0-9], not \d: \d takes other scripts' digits, which int() reads as ASCII ones)
+_TASK_IN_PATH = re.compile(r"/(?:tasks|approvals|calls)/([0-9]{1,18})(?:/|$)")
 
 router = APIRouter(include_in_schema=False)
 

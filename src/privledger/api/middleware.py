@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from privledger.api.errors import envelope_body, error_body
 from privledger.api.ratelimit import ClientBuckets, RecentlyProven, client_key, retry_after
 from privledger.node.audit import AuditWriter
+from privledger.wire.numerals import is_ascii_digits
 
 # the methods an anonymous call is counted under; any other is counted as OTHER, so that made-up
 # methods cannot multiply the counts
@@ -131,9 +132,10 @@ class LimitJsonBodies:
     limited as they stream in).
 
     A declared ``Content-Length`` is checked before anything is read (the server holds the body to
-    it). A body without one (chunked transfer encoding) is read here, at most ``limit + 1`` bytes,
-    before routing, authentication or parsing see any of it, and then replayed to the app: so no
-    transfer encoding gets a larger body past the limit, or makes the node parse one.
+    it); one that is not ASCII digits is a 400. A body without one (chunked transfer encoding) is
+    read here, at most ``limit + 1`` bytes, before routing, authentication or parsing see any of
+    it, and then replayed to the app: so no transfer encoding gets a larger body past the limit,
+    or makes the node parse one.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, exempt: tuple[str, ...]) -> None:
@@ -147,7 +149,13 @@ class LimitJsonBodies:
             return
         declared = _header(scope, b"content-length")
         if declared:
-            if not declared.isdigit() or int(declared) > self.limit:
+            if not is_ascii_digits(declared):  # "²" passes str.isdigit(), and int() raises
+                reason = "Content-Length is a whole number of bytes in ASCII digits"
+                refusal = JSONResponse(error_body("invalid_content_length", reason), 400)
+                await refusal(scope, receive, send)
+                return
+            digits = declared.lstrip("0") or "0"
+            if len(digits) > len(str(self.limit)) or int(digits) > self.limit:
                 await self._refuse(scope, receive, send)
                 return
             await self.app(scope, receive, send)

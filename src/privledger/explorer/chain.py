@@ -12,8 +12,8 @@ from sqlalchemy import func, or_, tuple_
 from sqlmodel import Session, col, select
 
 from privledger.store.models import ChainBlock, ChainEvent, ChainTx
+from privledger.wire.numerals import ascii_number
 
-from .numerals import ascii_number
 from .web import BadInput
 
 PAGE_SIZE = 25

@@ -19,10 +19,10 @@ from privledger.api.deps import NodeDep
 from privledger.api.schemas import Body
 from privledger.evm.contracts import Role
 from privledger.node.context import NodeContext
+from privledger.wire.numerals import ascii_number
 
 from .auth import SESSION_COOKIE, SESSION_TTL_S, AuthFailure, explorer_auth
 from .directory import Directory
-from .numerals import ascii_number
 from .resources import task_resources
 from .story import TaskStory, task_count, task_exists, task_rows, task_story
 from .verify import (

@@ -10,10 +10,10 @@ from eth_utils.address import to_checksum_address
 from sqlmodel import Session
 
 from privledger.store.models import ChainTx
+from privledger.wire.numerals import ascii_number
 
 from . import chain, refs
 from .directory import Directory
-from .numerals import ascii_number
 from .web import BadInput
 
 MAX_QUERY = 100

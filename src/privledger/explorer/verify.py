@@ -21,8 +21,8 @@ from privledger.node import results
 from privledger.node.context import NodeContext
 from privledger.node.worker import digest_of_hash
 from privledger.store.events import events_named
+from privledger.wire.numerals import ascii_number
 
-from .numerals import ascii_number
 from .story import task_exists
 
 

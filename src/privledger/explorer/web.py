@@ -29,10 +29,10 @@ from privledger.api.deps import NodeDep
 from privledger.api.errors import error_body
 from privledger.evm.contracts import Role
 from privledger.node.context import NodeContext
+from privledger.wire.numerals import ascii_number
 
 from .auth import SESSION_COOKIE, AuthFailure, ViewerSession, explorer_auth
 from .directory import Directory
-from .numerals import ascii_number
 from .verify import VerifyInputError
 
 HERE = Path(__file__).parent

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from privledger.wire.numerals import ascii_number
+
 KINDS = ("psi", "pir", "stats", "fl")
 LEVELS = (1, 2, 3, 4)
 
@@ -82,7 +84,7 @@ class Policies:
             raise PolicyError("a policy file maps levels to policies")
         levels = dict(DEFAULT_POLICIES)
         for key, value in raw.items():
-            level = int(key) if str(key).isdigit() else 0
+            level = ascii_number(str(key)) or 0  # "٣" is no spelling of 3 here
             if level not in LEVELS or not isinstance(value, dict):
                 raise PolicyError(f"unknown level {key!r}; levels are 1 to 4")
             kinds = tuple(value.get("kinds", levels[level].kinds))

@@ -69,6 +69,7 @@ from privledger.wire.assets import (
 )
 from privledger.wire.components import ComponentOut
 from privledger.wire.errors import ErrorResponse
+from privledger.wire.numerals import is_ascii_digits
 from privledger.wire.onboarding import (
     ApplicationCreated,
     ApplicationOut,
@@ -84,6 +85,8 @@ TERMINAL = {"settled", "failed"}
 UPLOAD_CHUNK_BYTES = 1 << 20
 LONG_POLL_S = 25.0  # how long one request of wait() may wait on the node (which caps it at 30)
 TRACKING_HEADER = "X-Tracking-Secret"  # onboarding: the applicant's secret
+# the longest wait a 429's Retry-After may ask for (the node's own ask a few seconds)
+MAX_RETRY_AFTER_S = 3600.0
 Progress = Callable[[TaskOut], None]
 Model = TypeVar("Model", bound=BaseModel)
 ApplicationState = Literal["submitted", "under_review", "approved", "rejected", "expired"]
@@ -740,6 +743,19 @@ class NodeClient:
         return LendingAnswer.of(*self._settled(task_id, timeout_s, progress))
 
 
+def retry_after_s(value: str) -> float | None:
+    """The wait a 429's ``Retry-After`` asks for: whole seconds in ASCII digits, at most
+    :data:`MAX_RETRY_AFTER_S`; None for anything else (the HTTP-date form included). A hostile
+    server's "²" or "1e309" must not make the SDK raise, nor a huge number make a caller that
+    honours it wait for ever."""
+    if not is_ascii_digits(value):
+        return None
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(int(MAX_RETRY_AFTER_S))):  # never int() of a thousand digits
+        return MAX_RETRY_AFTER_S
+    return min(float(digits), MAX_RETRY_AFTER_S)
+
+
 def _api_error(response: httpx.Response) -> ApiError:
     """The error the API's ``{"error": {"code", "message"}}`` body names, by status."""
     try:
@@ -749,8 +765,7 @@ def _api_error(response: httpx.Response) -> ApiError:
         code, message = "http_error", response.text[:500]
     status = response.status_code
     if status == 429:
-        retry_after = response.headers.get("Retry-After", "")
-        seconds = float(retry_after) if retry_after.replace(".", "", 1).isdigit() else None
+        seconds = retry_after_s(response.headers.get("Retry-After", ""))
         return RateLimited(status, code, message, retry_after_s=seconds)
     return ERRORS_BY_STATUS.get(status, ApiError)(status, code, message)
 
