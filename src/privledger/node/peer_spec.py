@@ -28,7 +28,8 @@ from privledger.node.spec import TaskSpec, parse_canonical
 
 # The largest spec a protocol takes, vertical FL among three parties with 200 feature columns each
 # named in 200 characters, is ~120 KB of canonical JSON (tests/node/test_peer_spec.py); a spec is
-# submitted in a JSON body of at most 1 MiB by default (``max_json_body_bytes``).
+# submitted in a JSON body of at most 1 MiB by default (``max_json_body_bytes``). The requester's
+# node refuses a larger spec at submission (``api.routes.tasks.plan_submission``), before the chain.
 MAX_SPEC_BYTES = 4 * 2**20
 # Each read waits up to the node client's timeout (30 s); a spec trickled in under it, a few bytes
 # at a time, would hold a worker thread for days without a bound on the whole fetch.

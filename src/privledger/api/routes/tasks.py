@@ -39,6 +39,7 @@ from privledger.node.components import (
 )
 from privledger.node.context import NodeContext
 from privledger.node.grants import ZERO32, choose_grant
+from privledger.node.peer_spec import MAX_SPEC_BYTES
 from privledger.node.spec import SpecInput, TaskSpec, parse_spec, spec_error
 from privledger.node.usage import recorded_usage
 from privledger.store.models import ChainEvent, ChainRef, LocalDataset, LocalTask, utc_now
@@ -293,7 +294,18 @@ def plan_submission(
     deadline_s: int,
 ) -> Submission:
     """The grants the task's inputs use (a 400 naming the term every usable grant refuses it
-    by) and its deadline by the chain's clock; the session's connection is handed back."""
+    by) and its deadline by the chain's clock; the session's connection is handed back. A spec
+    larger than its providers fetch (``MAX_SPEC_BYTES`` of canonical JSON) is a 413 here, before
+    anything goes on chain: sent, it would only fail at the providers as ``SPEC_MISMATCH``, after
+    its fee was escrowed and a use of each grant consumed."""
+    size = len(spec.canonical_json())
+    if size > MAX_SPEC_BYTES:
+        raise ApiError(
+            413,
+            "spec_too_large",
+            f"the task's spec is {size} bytes of canonical JSON; providers take at most "
+            f"{MAX_SPEC_BYTES}",
+        )
     ledger = node.ledger_for(caller.user.address)
     rows = own_rows(session, spec, node.org_id)
     grants = [
