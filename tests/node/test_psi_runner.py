@@ -1,5 +1,4 @@
-"""The KKRT and RR22 runner on Arrow columns: its output as a list, or as a file past the list
-limit."""
+"""The KKRT and RR22 runner on Arrow columns: its output is the result file, in its order."""
 
 from __future__ import annotations
 
@@ -31,13 +30,15 @@ def _requester_run(tmp_path: Path, column: Any, channel: Any, protocol: str) -> 
 
 
 @pytest.mark.parametrize("protocol", ["kkrt", "rr22"])
-@pytest.mark.parametrize("limit", [1_000, 3])
-def test_column_output_is_a_list_or_past_the_limit_a_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, limit: int, protocol: str
+@pytest.mark.parametrize("slice_items", [1 << 20, 3])
+def test_column_output_is_the_result_file_in_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, slice_items: int, protocol: str
 ) -> None:
-    monkeypatch.setattr(psi, "MAX_LIST_ITEMS", limit)
-    mine = ["+1", "+2", "é", "+4", "+5", "+5"]
-    theirs = ["+5", "é", "+2", "+4", "+9"]
+    """Written from the Arrow column a slice at a time, the file is what :func:`results.keep`
+    makes of the items as a list: sorted, each item once."""
+    monkeypatch.setattr(psi, "RESULT_SLICE_ITEMS", slice_items)
+    mine = ["+1", "+2", "é", "+4", "+5", "+5", "a" * 40, "a" * 41, "", "🙂", 'q"\\\n']
+    theirs = ["+5", "é", "+2", "+4", "+9", "a" * 41, "a" * 40, "", "🙂", 'q"\\\n']
     a, b = channel_pair()
     with ThreadPoolExecutor(1) as pool:
         provider = pool.submit(
@@ -49,10 +50,8 @@ def test_column_output_is_a_list_or_past_the_limit_a_file(
         )
         output, units = psi.run(_requester_run(tmp_path, pa.array(mine), a, protocol))
         provider.result()
-    expected = sorted({"+2", "é", "+4", "+5"}, key=str.encode)
-    assert units == 4
-    if limit >= units:
-        assert output == expected
-    else:
-        assert output == tmp_path / "task-7.jsonl"
-        assert results.read(output, limit=units) == expected
+    expected = sorted(set(mine) & set(theirs))
+    assert units == len(expected) == 9
+    assert output == tmp_path / "task-7.jsonl"
+    assert results.read(output, limit=units) == expected
+    assert output.read_bytes() == results.encode(expected)

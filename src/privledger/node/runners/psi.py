@@ -10,8 +10,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import ModuleType
 
-import pyarrow as pa
-
 from privledger.evm.contracts import FailureReason
 from privledger.node import results
 from privledger.node.components import Role
@@ -19,6 +17,7 @@ from privledger.node.compute import bucket_executor
 from privledger.node.runners.base import InputForm, Run, RunOutput, TaskRefused
 from privledger.node.runners.builtin import BuiltinComponent
 from privledger.node.spec import KkrtSpec
+from privledger.protocols import jsonlines
 from privledger.protocols.psi import buckets, ecdh, kkrt, multiparty, rr22
 from privledger.protocols.psi.common import PsiResult
 
@@ -27,7 +26,7 @@ from privledger.protocols.psi.common import PsiResult
 KEYED_PSI = {"kkrt": kkrt, "rr22": rr22}
 COLUMN_PROTOCOLS = set(KEYED_PSI)
 BUCKET_WORKERS = 2  # processes per party doing the bucketed PSI's CPU work
-MAX_LIST_ITEMS = 1_000_000  # larger outputs are streamed to the result file (node.results)
+RESULT_SLICE_ITEMS = 1 << 20  # items of a column output encoded at a time
 
 
 def run(task: Run) -> RunOutput:
@@ -107,8 +106,10 @@ def _provider_threshold() -> Iterator[None]:
 
 def _column(task: Run) -> RunOutput:
     """KKRT or RR22 on the key column as Arrow reads it (no Python object per row, up to 2^24
-    rows and more); an intersection over :data:`MAX_LIST_ITEMS` items is streamed to the result
-    file."""
+    rows and more). The intersection comes in ``bytes`` order, the order of a result file
+    (:mod:`.results`), and is written to the result file from the Arrow column, a slice of
+    :data:`RESULT_SLICE_ITEMS` at a time: no Python string per item, and no sort and encoding
+    of a list after the task (~0.1 s of CPU at 2^19 items)."""
     result = KEYED_PSI[task.spec.protocol].run_psi_column(
         task.capped_channel(len(task.column)),
         task.column,
@@ -120,14 +121,14 @@ def _column(task: Run) -> RunOutput:
     if not result.learned_output:
         return None, result.peer_size  # a provider not told the matches: the keys it answered
     task.check_release(matched, "matched rows")
-    if matched <= MAX_LIST_ITEMS:
-        return result.intersection.cast(pa.large_string()).to_pylist(), matched
     out = results.path_of(task.node.settings.results_dir, task.task.task_id)
-    output = buckets.ItemsOutput(out)
     try:
-        output.write(buckets.Matched.of(result.intersection))
-    finally:
-        output.close()
+        with out.open("wb") as handle:
+            for start in range(0, matched, RESULT_SLICE_ITEMS):
+                handle.write(jsonlines.encode(result.intersection.slice(start, RESULT_SLICE_ITEMS)))
+    except BaseException:
+        out.unlink(missing_ok=True)  # an item that is not UTF-8 text: no half a result file
+        raise
     return out, matched
 
 
