@@ -292,9 +292,10 @@ def _run_task(
         task_id: int = submitted.json()["taskId"]
         final = wait_settled(requester, task_id, timeout_s)
         task_seconds = time.perf_counter() - started
-        if final["status"] != "settled":
-            raise SystemExit(f"task {task_id} failed: {final['localFailure']}")
-        items = result_items(operator, task_id)
+    if final["status"] != "settled":
+        raise SystemExit(f"task {task_id} failed: {final['localFailure']}")
+    with requester.client("operator") as operator, TreeSampler(roots) as reading:
+        items = result_items(operator, task_id)  # the check's read, after the task's window
     with provider.client("operator") as client:
         provider_task = client.get(f"/tasks/{task_id}").raise_for_status().json()
     hwm = {name: vm_hwm_mb(pid) for name, pid in roots.items()}
@@ -312,6 +313,7 @@ def _run_task(
         "tree_peak_mb": {name: b / 2**20 for name, b in sampler.peak_bytes.items()},
         "tree_processes": sampler.max_processes,
         "cpu_seconds": sampler.cpu_seconds,
+        "read_cpu_seconds": reading.cpu_seconds,
     }
 
 
@@ -868,7 +870,8 @@ def main(argv: list[str]) -> int:
         "chain": "anvil (fresh local consortium)",
         "rss_source": "per party max(node VmHWM if this task raised it, sampled summed RSS of "
         "node + worker processes)",
-        "cpu_source": "utime+stime(+reaped children) of both node process trees, submit->settled",
+        "cpu_source": "utime+stime(+reaped children) of both node process trees, submit->settled; "
+        "read_cpu_seconds: the same while this benchmark reads the output (GET /result) after",
     }
     if warmup is not None:  # the protocols compared on nodes that each ran one task before
         params["warmup"] = {"protocol": args.protocol, "seconds": warmup["seconds"]}
@@ -940,6 +943,8 @@ def _measured(run: dict[str, Any], expected: set[str], n: int) -> dict[str, Any]
         "party_tree_peak_rss_mb": {n: round(mb, 1) for n, mb in run["tree_peak_mb"].items()},
         "party_processes": run["tree_processes"],
         "cpu_seconds": round(sum(run["cpu_seconds"].values()), 2),
+        "party_cpu_seconds": {name: round(cpu, 2) for name, cpu in run["cpu_seconds"].items()},
+        "read_cpu_seconds": round(sum(run["read_cpu_seconds"].values()), 2),
     }
 
 
