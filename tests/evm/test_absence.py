@@ -123,6 +123,18 @@ def test_a_party_that_anchored_closes_the_task_left_open_at_its_deadline(
     assert watch.due() == [] and watch._due == {}  # forgotten: nothing more to look at
 
 
+def _refused_failure(consortium: Consortium, requester: Worker) -> int:
+    """A task whose requester, the telecom, failed it after bank-a recorded its delivery."""
+    bank_a, telecom = consortium.bank_a, consortium.telecom
+    data_a = consortium.dataset(bank_a)
+    grant_a = consortium.grant(data_a, bank_a, telecom)
+    task_id = submit_priced(consortium, telecom, [data_a], [grant_a], [telecom, bank_a])
+    bank_a.ledger.tasks.record_delivery(task_id)
+    requester._fail(task_id, FailureReason.PEER_UNREACHABLE, "bank-a's node stopped answering")
+    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.AUTHORISED  # refused
+    return task_id
+
+
 def test_a_requester_whose_failure_is_refused_has_the_task_closed_at_its_deadline(
     consortium: Consortium,
     worker: Worker,  # noqa: F811  (the fixture)
@@ -132,12 +144,7 @@ def test_a_requester_whose_failure_is_refused_has_the_task_closed_at_its_deadlin
     nobody anchored, so no absence watch would ever close it: its node closes it at the deadline
     itself, and the fee goes to bank-a, which may have given the telecom its output."""
     bank_a, telecom = consortium.bank_a, consortium.telecom
-    data_a = consortium.dataset(bank_a)
-    grant_a = consortium.grant(data_a, bank_a, telecom)
-    task_id = submit_priced(consortium, telecom, [data_a], [grant_a], [telecom, bank_a])
-    bank_a.ledger.tasks.record_delivery(task_id)
-    worker._fail(task_id, FailureReason.PEER_UNREACHABLE, "bank-a's node stopped answering")
-    assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.AUTHORISED  # refused
+    task_id = _refused_failure(consortium, worker)
     watch = worker._absences
     assert watch.due() == [task_id]
     watch.check(task_id)  # long before the deadline: nothing to report, look again later
@@ -149,6 +156,25 @@ def test_a_requester_whose_failure_is_refused_has_the_task_closed_at_its_deadlin
     assert telecom.ledger.tasks.get_task(task_id).status is TaskStatus.SETTLED
     assert consortium.admin.metering.balance_of(bank_a.org_id) == FEE
     assert consortium.admin.metering.balance_of(telecom.org_id) == 0
+    assert watch._due == {}
+
+
+def test_a_refused_failure_is_still_closed_at_its_deadline_after_a_restart(
+    consortium: Consortium,
+    worker: Worker,  # noqa: F811  (the fixture)
+) -> None:
+    """The telecom's node restarts after the ledger refused its failure: it watches the task
+    for its deadline again (before, only its watch in memory did, and the restart dropped it),
+    and closes it then."""
+    task_id = _refused_failure(consortium, worker)
+    restarted = Worker(worker.node, max_parallel=1)
+    restarted._recover()
+    watch = restarted._absences
+    assert watch.due() == [task_id]
+    consortium.travel(601)
+    watch.check(task_id)
+    assert consortium.admin.tasks.get_task(task_id).status is TaskStatus.SETTLED
+    assert consortium.admin.metering.balance_of(consortium.bank_a.org_id) == FEE
     assert watch._due == {}
 
 

@@ -593,6 +593,53 @@ def test_8_a_fee_below_the_price_is_refused(mallory: Mallory) -> None:
     assert mallory.ledger.grants.get_grant(issued).used == 0
 
 
+@pytest.mark.parametrize(("protocol", "output"), [("ecdh", "requester"), ("rr22", "both")])
+def test_8_a_fee_below_the_price_per_unit_is_refused_before_the_output_leaves(
+    mallory: Mallory, protocol: str, output: str
+) -> None:
+    """Attack 8, per unit: terms priced per matched row without a fee floor ran with any fee --
+    mallory paid 1 wei less than the price of the 40 keys bank-a answered and got the
+    intersection. Its own node now refuses such a task; submitted past it, the provider holds
+    the fee to its price before its output leaves: at its anchor (output to the requester) or
+    when it records its delivery (output to both)."""
+    running = mallory.running
+    data = running.register("bank-a")
+    unit_wei = 10**12
+    terms = {
+        "protocols": [protocol],
+        "columns": {"phone": ["join"]},
+        "outputs": [output],
+        "price": {"unit": "matched_row", "wei": unit_wei},
+    }
+    issued = grant(running, "bank-a", data, mallory.org_id, terms=terms)
+    mine = mallory.register(["phone"], _phones(mallory, "bank-a", 20, 20))
+    inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
+    bank_a = running.org_ids["bank-a"]
+    price = 40 * unit_wei  # the keys bank-a answers: its units, and the most rows it matches
+    body = {"protocol": protocol, "inputs": inputs, "output": output}
+    _refused(mallory.submit({**body, "feeWei": price - 1}), "price")
+    spec = _spec(
+        mallory,
+        protocol,
+        [
+            SpecInput(dataset=mine, org=mallory.org_id, column="phone"),
+            SpecInput(dataset=data, org=bank_a, column="phone"),
+        ],
+        output=output,
+    )
+    before = mallory.balance()
+    task_id = mallory.forge(spec, [bytes(32), issued], fee=price - 1, run=True)
+    _failed_for(mallory, task_id, FailureReason.TERMS_VIOLATION, before)
+
+    provider_before = mallory.ledger.metering.balance_of(bank_a)
+    response = mallory.submit({**body, "feeWei": price})
+    assert response.status_code == 201, response.text
+    task_id = response.json()["taskId"]
+    assert wait_closed(running, task_id).status is TaskStatus.SETTLED
+    assert mallory.ledger.metering.balance_of(bank_a) == provider_before + price
+    assert len(mallory.result(task_id).json()["items"]) == 20
+
+
 def test_5_a_dealer_that_withdrew_its_consent_refuses_at_once(mallory: Mallory) -> None:
     """Attack 5: any organisation could be named dealer without consenting. A dealer that
     withdraws its dealer service refuses the tasks still naming it, before it deals anything."""

@@ -415,6 +415,8 @@ class GrantRegistry(ContractFacade):
 
 
 class TaskLedger(ContractFacade):
+    MAX_DURATION_S = 30 * 24 * 3600  # TaskLedger.MAX_DURATION: the latest deadline a task can have
+
     def submit_task(
         self,
         *,

@@ -19,8 +19,9 @@ from privledger.evm.contracts import Grant
 from privledger.evm.ledger import Ledger
 from privledger.node.components import KINDS
 from privledger.node.context import NodeContext
+from privledger.node.pricing import price_violation
 from privledger.node.spec import SpecInput, TaskSpec
-from privledger.node.terms import GrantTerms, TermViolation, violation
+from privledger.node.terms import GrantTerms, TermViolation, enforces, violation
 from privledger.store.events import events_named
 from privledger.store.models import ChainEvent, ChainRef
 
@@ -129,11 +130,28 @@ def choose_grant(
             TermViolation("termsHash", "the published terms do not match the chain")
             if terms is None
             else violation(spec, terms, item, fee=fee, sizes=sizes)
+            or _price_violation(node, spec, terms, item, fee=fee, sizes=sizes)
         )
         if problem is None:
             return GrantChoice(grant_id)
         refused = refused or problem
     return GrantChoice(ZERO32, refused)
+
+
+def _price_violation(
+    node: NodeContext,
+    spec: TaskSpec,
+    terms: GrantTerms,
+    item: SpecInput,
+    *,
+    fee: int,
+    sizes: tuple[int, int] | None,
+) -> TermViolation | None:
+    """The terms' price, checked before submission where this node knows the provider's units:
+    a protocol in which the requester announces its set, whose keys the provider answers."""
+    if sizes is None or not enforces(spec.protocol, "max_requester_set"):
+        return None
+    return price_violation(node.ledger.data, spec, terms, org=item.org, fee=fee, units=sizes[0])
 
 
 @dataclass(frozen=True)

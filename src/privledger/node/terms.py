@@ -66,6 +66,7 @@ ColumnUse = Literal["join", "aggregate", "retrieve"]
 # "contribution": vertical-gbdt pays a feature owner its aligned rows times its share of the
 # model's splits, counted by itself (node/runners/gbdt.py); older terms keep their hash
 PriceUnit = Literal["matched_row", "query_key", "call", "flat", "contribution"]
+PER_TASK_UNITS = frozenset({"call", "flat"})  # a price of the task as a whole, not per unit
 ANY_DEALER = 2**32 - 1  # on chain: every organisation may deal or aggregate
 # protocols that train a model without differential privacy (refused by terms with max_epsilon)
 UNPRIVATE_TRAINING: frozenset[str] = frozenset({"vertical-gbdt"})
@@ -78,6 +79,10 @@ DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {
 
 
 class Price(BaseModel):
+    """What a use of the data costs: ``wei`` per unit the provider anchors, or per task for the
+    units ``call`` and ``flat``; every provider node holds the fee to it before its output
+    leaves (:mod:`privledger.node.pricing`)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     unit: PriceUnit = "matched_row"
@@ -344,6 +349,15 @@ def _cap_violation(
     return None
 
 
+def _unit_price_violation(spec: TaskSpec, terms: GrantTerms) -> TermViolation | None:
+    """A price per unit the task's protocol cannot hold at the provider: bucketed KKRT's
+    provider delivers each bucket's tags before it knows how many keys it answers."""
+    per_unit = terms.price.wei > 0 and terms.price.unit not in PER_TASK_UNITS
+    if per_unit and isinstance(spec, KkrtSpec) and spec.buckets is not None:
+        return TermViolation("price", "bucketed kkrt cannot hold a price per unit at the provider")
+    return None
+
+
 def violation(
     spec: TaskSpec,
     terms: GrantTerms,
@@ -384,7 +398,7 @@ def violation(
         return TermViolation(
             "min_result", f"{spec.protocol} cannot enforce a minimum result at the provider"
         )
-    problem = _cap_violation(spec, terms, sizes)
+    problem = _cap_violation(spec, terms, sizes) or _unit_price_violation(spec, terms)
     if problem is not None:
         return problem
     # a joint prediction's threshold is public in its spec: refused before any data is read

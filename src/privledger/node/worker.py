@@ -28,14 +28,21 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from eth_abi.abi import encode
 from sqlmodel import Session, col, select
 
-from privledger.evm.contracts import ApprovalStatus, FailureReason, Grant, Task, TaskStatus
+from privledger.evm.contracts import (
+    ApprovalStatus,
+    FailureReason,
+    Grant,
+    Task,
+    TaskLedger,
+    TaskStatus,
+)
 from privledger.evm.errors import ChainError, ChainRevert
 from privledger.evm.hashing import keccak256
 from privledger.evm.indexer import Forgotten
@@ -49,8 +56,9 @@ from privledger.node.grants import consumed_grants, terms_of
 from privledger.node.logbook import release_vanished
 from privledger.node.metrics import metrics_of
 from privledger.node.peer_spec import checked_spec, fetch_spec
+from privledger.node.pricing import price_violation
 from privledger.node.release import LastMessages
-from privledger.node.runners import InputForm, Run, TaskRefused
+from privledger.node.runners import InputForm, Run, TaskRefused, Withheld
 from privledger.node.services import anchor_pending_calls, log_call
 from privledger.node.settlement import settlement_record
 from privledger.node.spec import PairPsiSpec, SpecInput, TaskSpec, parse_canonical
@@ -384,10 +392,14 @@ class Worker:
         """A task that was mid-protocol when the node stopped cannot resume: fail it cleanly --
         unless this node had recorded, as a provider, the delivery of the requester's output:
         then it anchors as told nothing, as it would have had the requester withheld its part.
-        One this node anchored may still wait for absent parties."""
+        One this node anchored may still wait for absent parties, and one whose failure the
+        ledger refused (a provider had recorded a delivery) for its deadline."""
         with Session(self.node.engine) as session:
             stale = session.exec(select(LocalTask).where(LocalTask.state == "running")).all()
             anchored = session.exec(select(LocalTask).where(LocalTask.state == "anchored")).all()
+            failed = session.exec(
+                select(LocalTask.task_id, LocalTask.updated_at).where(LocalTask.state == "failed")
+            ).all()
         for row in stale:
             with task_context(row.task_id):
                 delivered = self._delivered(row.task_id)
@@ -397,6 +409,11 @@ class Worker:
                 self._fail(row.task_id, FailureReason.PROTOCOL_ERROR, "node restarted mid-protocol")
         for row in anchored:
             self._absences.watch(row.task_id)
+        # a failure older than the longest a task may run closed with its deadline, if not before
+        since = datetime.now(UTC) - timedelta(seconds=TaskLedger.MAX_DURATION_S)
+        for task_id, updated_at in failed:
+            if (updated_at if updated_at.tzinfo else updated_at.replace(tzinfo=UTC)) >= since:
+                self._absences.close_at_deadline(task_id)  # forgotten at once if closed
 
     # --- running a task ---------------------------------------------------------------------
     def _run(self, task_id: int) -> None:
@@ -559,10 +576,11 @@ class Worker:
             raise TaskRefused(FailureReason.SPEC_MISMATCH, "this organisation holds no input")
         channels = {org: self._channel(task, org) for org in spec.peers_of(self.node.org_id)}
         provider = mine is not None and spec.requester != self.node.org_id
+        withheld = Withheld()
         held = (
             LastMessages(
                 channels,
-                record_delivery=lambda: self._record_delivery(task),
+                record_delivery=lambda: self._record_delivery(task, spec, terms, withheld.units),
                 requester=spec.requester,
             )
             if provider
@@ -587,6 +605,7 @@ class Worker:
                 column,
                 terms,
                 held=held,
+                withheld=withheld,
             )
             self._meet(channels)
             started = time.perf_counter()
@@ -617,6 +636,8 @@ class Worker:
                 usage.close(seen.values()),
             )
             if held is not None:
+                if not run.delivered:  # else held to its price when it recorded the delivery
+                    self._hold_to_price(task, spec, terms, units)
                 self._anchor(task, outcome)
                 held.release()
             for org, channel in channels.items():
@@ -651,11 +672,29 @@ class Worker:
             return None
         return task if seats >> task.participants.index(self.node.org_id) & 1 else None
 
-    def _record_delivery(self, task: Task) -> float:
+    def _hold_to_price(
+        self, task: Task, spec: TaskSpec, terms: GrantTerms | None, units: int
+    ) -> None:
+        """Refuse, as a provider about to give the requester its output, a fee below the terms'
+        price for ``units`` (:mod:`privledger.node.pricing`)."""
+        if terms is None:
+            return
+        problem = price_violation(
+            self.node.ledger.data, spec, terms, org=self.node.org_id, fee=task.fee, units=units
+        )
+        if problem is not None:
+            raise TaskRefused(FailureReason.TERMS_VIOLATION, str(problem))
+
+    def _record_delivery(
+        self, task: Task, spec: TaskSpec, terms: GrantTerms | None, units: int
+    ) -> float:
         """Record on the ledger, as a provider whose next messages give the requester its output
         before it can anchor, that it delivers: the requester can then no longer fail the task
-        (:mod:`privledger.node.release`). Returns by when (monotonic) the protocol must stop
-        waiting so that this node can still anchor before the deadline."""
+        (:mod:`privledger.node.release`). It holds the fee to the terms' price first, for the
+        ``units`` it anchors if the requester then withholds its part. Returns by when
+        (monotonic) the protocol must stop waiting so that this node can still anchor before
+        the deadline."""
+        self._hold_to_price(task, spec, terms, units)
         left = task.deadline - self.node.ledger.client.latest_timestamp()  # chain time
         if left < 2 * ANCHOR_MARGIN_S:
             raise TaskRefused(

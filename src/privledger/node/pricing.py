@@ -1,0 +1,74 @@
+"""The price per unit of a grant's terms (``price.wei``), held by the provider (F6).
+
+The ledger knows a grant's fee floor (``min_fee_wei``) and refuses a smaller fee at submission;
+it does not know the terms' price per unit, and could not check it then: the units a task uses
+-- the keys a provider answers, the rows it matches or contributes -- are known only while it
+runs. So the provider holds the fee to its price itself, with the units it is about to anchor,
+before the messages that give the requester its output leave (:mod:`privledger.node.release`):
+at its anchor, or, when the protocol delivers first, when it records the delivery -- then with
+the units it anchors if the requester withholds its part (the keys it answered, its rows, the
+aligned rows), the most it can anchor. A fee below the price fails the task with
+TERMS_VIOLATION, which refunds it: the requester gets nothing of this provider's.
+
+What the provider is paid is its share of the fee: the ledger splits the whole fee among the
+providers by their anchored units times their inputs' on-chain unit prices (equally when none
+of them weighs anything). With other providers, this one counts each of them at the most it
+can anchor -- its dataset's registered rows -- and so holds the fee to the least share it can
+get. A per-task unit (``call``, ``flat``) prices the task as a whole. Bucketed KKRT, whose
+provider delivers each bucket before it knows its units, is refused a price per unit
+(:func:`privledger.node.terms.violation`); the requester's node holds a two-party PSI or PIR to
+the price of its own rows before it submits (:mod:`privledger.node.grants`).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from privledger.evm.contracts import DataRegistry
+from privledger.node.spec import TaskSpec
+from privledger.node.terms import PER_TASK_UNITS, GrantTerms, Price, TermViolation
+
+
+def price_of(price: Price, units: int) -> int:
+    """The least a provider is owed for ``units`` under ``price``."""
+    return price.wei if price.unit in PER_TASK_UNITS else price.wei * units
+
+
+def least_share(fee: int, own: int, others: int, payees: int) -> Fraction:
+    """The least of ``fee`` a provider's inputs earn when they weigh ``own`` in the settlement
+    (units times unit price) and the other providers' at most ``others``: the ledger splits
+    the fee by weight, or equally among its ``payees`` when nothing weighs."""
+    if own > 0:
+        return Fraction(fee * own, own + others)
+    return Fraction(fee, payees) if others == 0 else Fraction(0)
+
+
+def price_violation(
+    data: DataRegistry, spec: TaskSpec, terms: GrantTerms, *, org: int, fee: int, units: int
+) -> TermViolation | None:
+    """Why ``fee`` does not pay organisation ``org``, a provider of ``spec``, the ``terms``'
+    price for ``units``; None when it does (or the terms set no price)."""
+    owed = price_of(terms.price, units)
+    if owed == 0:
+        return None
+    own = others = 0
+    payees: set[int] = set()
+    for item in spec.inputs:
+        if item.org == spec.requester:
+            continue  # the requester is never paid for its own inputs
+        record = data.get_dataset(bytes.fromhex(item.dataset.removeprefix("0x")))
+        payees.add(item.org)
+        if item.org == org:
+            own += units * record.unit_price
+        else:
+            others += record.row_count * record.unit_price
+    share = least_share(fee, own, others, len(payees))
+    if share >= owed:
+        return None
+    unit, wei = terms.price.unit, terms.price.wei
+    basis = f"{wei} wei per {unit}" if unit in PER_TASK_UNITS else f"{units} x {wei} wei per {unit}"
+    return TermViolation(
+        "price",
+        f"the fee {fee} gives this provider at least {int(share)} wei, below its price "
+        f"{owed} wei ({basis})",
+    )

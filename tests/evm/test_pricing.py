@@ -1,0 +1,107 @@
+"""The terms' price per unit as a provider holds the fee to it (node/pricing.py), against the
+datasets registered on a real chain and against what the ledger then pays."""
+
+from __future__ import annotations
+
+import secrets
+from fractions import Fraction
+
+import pytest
+
+from privledger.node.pricing import least_share, price_of, price_violation
+from privledger.node.spec import SpecInput, TaskSpec, parse_spec
+from privledger.node.terms import GrantTerms, Price, violation
+
+from .conftest import ZERO32, Consortium
+from .test_settlement_rules import submit_priced
+
+UNIT_WEI = 10
+
+
+def _terms(unit: str = "matched_row", wei: int = UNIT_WEI) -> GrantTerms:
+    return GrantTerms.model_validate(
+        {"protocols": ["ecdh"], "columns": {"phone": ["join"]}, "price": Price(unit=unit, wei=wei)}
+    )
+
+
+def _spec(requester: int, inputs: list[tuple[bytes, int]], protocol: str = "ecdh") -> TaskSpec:
+    items = [SpecInput(dataset="0x" + data.hex(), org=org, column="phone") for data, org in inputs]
+    fields: dict[str, object] = {"dealer": 9} if protocol == "joint-stats" else {}
+    return parse_spec({"protocol": protocol, "requester": requester, "inputs": items, **fields})
+
+
+def test_a_per_unit_price_grows_with_the_units_and_a_per_task_one_does_not() -> None:
+    assert price_of(Price(unit="matched_row", wei=7), 3) == 21
+    assert price_of(Price(unit="query_key", wei=7), 0) == 0
+    assert price_of(Price(unit="call", wei=7), 3) == 7
+    assert price_of(Price(unit="flat", wei=7), 0) == 7
+
+
+def test_the_least_share_splits_by_weight_or_equally_when_nothing_weighs() -> None:
+    assert least_share(1_000, 1, 3, 2) == 250
+    assert least_share(1_000, 5, 0, 1) == 1_000
+    assert least_share(1_000, 0, 0, 4) == 250  # the ledger splits equally among the payees
+    assert least_share(1_000, 0, 9, 2) == 0  # another provider may take it all
+    assert least_share(10, 1, 2, 2) == Fraction(10, 3)
+
+
+def test_a_sole_provider_is_owed_its_price_out_of_the_whole_fee(consortium: Consortium) -> None:
+    telecom, bank_a = consortium.telecom, consortium.bank_a
+    own, theirs = consortium.dataset(telecom), consortium.dataset(bank_a, price=0)
+    spec = _spec(telecom.org_id, [(own, telecom.org_id), (theirs, bank_a.org_id)])
+    data = consortium.admin.data
+    held = {"org": bank_a.org_id, "units": 40}
+    assert price_violation(data, spec, _terms(), fee=400, **held) is None
+    problem = price_violation(data, spec, _terms(), fee=399, **held)
+    assert problem is not None and problem.term == "price"
+    assert "400 wei (40 x 10 wei per matched_row)" in problem.message, problem.message
+    assert price_violation(data, spec, _terms("call", 500), fee=499, **held) is not None
+    assert price_violation(data, spec, _terms(wei=0), fee=0, **held) is None
+
+
+@pytest.mark.parametrize("fee", [3_999, 4_000])
+def test_with_other_providers_the_price_holds_however_many_rows_they_anchor(
+    consortium: Consortium, fee: int
+) -> None:
+    """bank-a (100 rows) and bank-b (300 rows) provide at the same unit price: bank-a counts
+    bank-b at all its rows and asks for four times its price; what it passes is what the ledger
+    pays it when bank-b anchors every row."""
+    telecom, bank_a, bank_b = consortium.telecom, consortium.bank_a, consortium.bank_b
+    own = consortium.dataset(telecom)
+    data_a = consortium.dataset(bank_a, rows=100)
+    data_b = consortium.dataset(bank_b, rows=300)
+    inputs = [(own, telecom.org_id), (data_a, bank_a.org_id), (data_b, bank_b.org_id)]
+    spec = _spec(telecom.org_id, inputs, "joint-stats")
+    problem = price_violation(
+        consortium.admin.data, spec, _terms(), org=bank_a.org_id, fee=fee, units=100
+    )
+    assert (problem is None) is (fee >= 4_000)
+
+    grants = [
+        ZERO32,
+        *(
+            consortium.grant(data, member, telecom)
+            for data, member in [(data_a, bank_a), (data_b, bank_b)]
+        ),
+    ]
+    members = [telecom, bank_a, bank_b]
+    task_id = submit_priced(consortium, telecom, [own, data_a, data_b], grants, members, fee=fee)
+    for member, units in ((telecom, 0), (bank_a, 100), (bank_b, 300)):
+        member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, units)
+    telecom.ledger.tasks.settle_task(task_id, ZERO32)
+    paid = consortium.admin.metering.balance_of(bank_a.org_id)
+    assert (paid >= 100 * UNIT_WEI) is (problem is None), paid
+
+
+@pytest.mark.parametrize(("unit", "refused"), [("matched_row", True), ("flat", False)])
+def test_bucketed_kkrt_is_refused_a_price_per_unit(unit: str, refused: bool) -> None:
+    """Its provider delivers each bucket's tags before it knows how many keys it answers."""
+    inputs = [(secrets.token_bytes(32), 1), (secrets.token_bytes(32), 2)]
+    bucketed = _spec(1, inputs, "kkrt").model_copy(update={"buckets": 4})
+    problem = violation(
+        bucketed,
+        _terms(unit).model_copy(update={"protocols": ("kkrt",)}),
+        bucketed.inputs[1],
+        fee=10**18,
+    )
+    assert (problem is not None and problem.term == "price") is refused, problem
