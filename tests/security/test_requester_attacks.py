@@ -640,6 +640,33 @@ def test_8_a_fee_below_the_price_per_unit_is_refused_before_the_output_leaves(
     assert len(mallory.result(task_id).json()["items"]) == 20
 
 
+def test_a_task_cannot_be_tagged_with_a_project_its_requester_is_not_in(mallory: Mallory) -> None:
+    """Mallory's node refuses a task tagged with a project mallory is not in, but the providers
+    did not check the tag: submitted past its node, the task ran under bank-a's PSI grant and
+    was listed, and audited, as a task of bank-a's project. Bank-a now refuses it before it
+    reads any data."""
+    running = mallory.running
+    data = running.register("bank-a")
+    with running.client("bank-a", "operator") as bank:
+        project_id = bank.post("/projects", json={"name": "members-only"}).json()["projectId"]
+    with running.client("bank-a", "data_owner") as owner:
+        added = owner.post(f"/projects/{project_id}/datasets", json={"dataset": data})
+        assert added.status_code == 201, added.text
+    issued = grant(running, "bank-a", data, mallory.org_id, kinds=["psi"])
+    mine = mallory.register(["phone"], _phones(mallory, "bank-a", 20, 20))
+    inputs = [
+        SpecInput(dataset=mine, org=mallory.org_id, column="phone"),
+        SpecInput(dataset=data, org=running.org_ids["bank-a"], column="phone"),
+    ]
+    spec = _spec(mallory, "ecdh", inputs, project=project_id)
+    before = mallory.balance()
+    task_id = mallory.forge(spec, [bytes(32), issued], run=True)
+    _failed_for(mallory, task_id, FailureReason.POLICY_VIOLATION, before)
+    with running.client("bank-a", "operator") as bank:  # listed at most as the failure it is
+        tagged = bank.get(f"/projects/{project_id}").json()["tasks"]
+    assert [task["status"] for task in tagged if task["taskId"] == task_id] in ([], ["failed"])
+
+
 def test_5_a_dealer_that_withdrew_its_consent_refuses_at_once(mallory: Mallory) -> None:
     """Attack 5: any organisation could be named dealer without consenting. A dealer that
     withdraws its dealer service refuses the tasks still naming it, before it deals anything."""

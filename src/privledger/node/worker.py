@@ -57,6 +57,7 @@ from privledger.node.logbook import release_vanished
 from privledger.node.metrics import metrics_of
 from privledger.node.peer_spec import checked_spec, fetch_spec
 from privledger.node.pricing import price_violation
+from privledger.node.projects import project_violation
 from privledger.node.release import LastMessages
 from privledger.node.runners import InputForm, Run, TaskRefused, Withheld
 from privledger.node.services import anchor_pending_calls, log_call
@@ -433,6 +434,7 @@ class Worker:
             component = _component(spec)
             terms = self._check_authorisation(task, spec)
             self._check_policy(spec)
+            self._check_project(spec)
             service = self._called_service(task, spec)
             if spec.requester == self.node.org_id:
                 self._start_on_chain(task_id)
@@ -516,6 +518,13 @@ class Worker:
             return
         level = self.node.ledger.data.get_dataset(bytes.fromhex(mine.dataset[2:])).level
         problem = self.node.policies.violation(level, spec.kind, spec.output)
+        if problem is not None:
+            raise TaskRefused(FailureReason.POLICY_VIOLATION, problem)
+
+    def _check_project(self, spec: TaskSpec) -> None:
+        """The project the task is tagged with, as the chain holds it now
+        (:mod:`privledger.node.projects`)."""
+        problem = project_violation(self.node.ledger.projects, spec)
         if problem is not None:
             raise TaskRefused(FailureReason.POLICY_VIOLATION, problem)
 

@@ -30,6 +30,7 @@ from privledger.api.project_schemas import (
 )
 from privledger.evm.contracts import MemberStatus, Project, ProjectStatus, Role
 from privledger.node.context import NodeContext
+from privledger.node.projects import project_violation
 from privledger.node.spec import TaskSpec
 from privledger.store.events import events_named
 from privledger.store.models import ChainEvent, LocalTask
@@ -136,24 +137,14 @@ def check_task_project(node: NodeContext, spec: TaskSpec) -> None:
     is a member and every input is one of its datasets. An org outside the project gets a 404."""
     if spec.project is None:
         return
-    registry = node.ledger.projects
-    project, mine = visible_project(node, spec.project)
+    _project, mine = visible_project(node, spec.project)
     if mine is not MemberStatus.MEMBER:
         raise ApiError(
             400, "invalid_project", f"this organisation is not yet a member of {spec.project}"
         )
-    if project.status is not ProjectStatus.ACTIVE:
-        raise ApiError(400, "invalid_project", f"project {spec.project} is closed")
-    for org in spec.participants:
-        if registry.status_of(spec.project, org) is not MemberStatus.MEMBER:
-            raise ApiError(
-                400, "invalid_project", f"organisation {org} is not a member of {spec.project}"
-            )
-    for item in spec.inputs:
-        if not registry.has_dataset(spec.project, bytes.fromhex(item.dataset[2:])):
-            raise ApiError(
-                400, "invalid_project", f"dataset {item.dataset} is not in project {spec.project}"
-            )
+    problem = project_violation(node.ledger.projects, spec)
+    if problem is not None:
+        raise ApiError(400, "invalid_project", problem)
 
 
 @router.post("", response_model=ProjectOut, status_code=201)
