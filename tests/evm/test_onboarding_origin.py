@@ -95,6 +95,9 @@ def test_unreviewed_applications_expire_and_stop_counting(
 
     again = client.post(URL, json=application())
     assert again.status_code == 201, again.text
+    with Session(node.engine) as session:  # kept so: the next application does not read them
+        stored = {row.id: row.status for row in session.exec(select(OnboardingApplication))}
+    assert {stored[answer.json()["applicationId"]] for answer in created} == {"expired"}
     for answer in created[:2]:
         secret = {"X-Tracking-Secret": answer.json()["trackingSecret"]}
         tracked = client.get(f"{URL}/{answer.json()['applicationId']}", headers=secret)

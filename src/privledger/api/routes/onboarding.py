@@ -234,9 +234,11 @@ def _submitted_at(row: OnboardingApplication) -> datetime:
 
 
 def _shown_status(row: OnboardingApplication, cutoff: datetime) -> ShownStatus:
+    """The stored status, or ``expired`` for an open application past its expiry (stored as
+    such once an application finds it so)."""
     if row.status in OPEN and _submitted_at(row) < cutoff:
         return "expired"
-    return cast(ShownStatus, row.status)  # one of the four stored
+    return cast(ShownStatus, row.status)
 
 
 def _status(row: OnboardingApplication, cutoff: datetime) -> ApplicationStatus:
@@ -361,13 +363,17 @@ def apply(
     """Apply to join the consortium (no token). Keep the tracking secret: it is shown once."""
     address = to_checksum_address(body.admin_address)
     cutoff = _expiry_cutoff(node)
-    open_rows = [
-        row
-        for row in session.exec(
-            select(OnboardingApplication).where(col(OnboardingApplication.status).in_(OPEN))
-        )
-        if _submitted_at(row) >= cutoff
-    ]
+    open_rows, expired = [], 0
+    for row in session.exec(
+        select(OnboardingApplication).where(col(OnboardingApplication.status).in_(OPEN))
+    ):
+        if _submitted_at(row) >= cutoff:
+            open_rows.append(row)
+        else:  # kept as expired: the next application reads only the open ones again
+            row.status, expired = "expired", expired + 1
+            session.add(row)
+    if expired:
+        session.commit()  # even if this application is then refused
     host = request.client.host if request.client else ""
     tags = origin_tags(host, origin_key(node.settings.keystore_dir))
     _check_room(open_rows, *tags)
@@ -421,8 +427,8 @@ def list_applications(
     query = select(OnboardingApplication).order_by(col(OnboardingApplication.submitted_at))
     if status in ("approved", "rejected"):
         query = query.where(OnboardingApplication.status == status)
-    elif status is not None:  # open or expired: told apart by age
-        stored = OPEN if status == "expired" else (status,)
+    elif status is not None:  # open or expired (stored so, or open and too old): told by age
+        stored = (*OPEN, "expired") if status == "expired" else (status,)
         query = query.where(col(OnboardingApplication.status).in_(stored))
     cutoff = _expiry_cutoff(node)
     rows = session.exec(query)
