@@ -640,6 +640,37 @@ def test_8_a_fee_below_the_price_per_unit_is_refused_before_the_output_leaves(
     assert len(mallory.result(task_id).json()["items"]) == 20
 
 
+def test_8_a_set_operation_whose_provider_counts_no_units_is_refused_a_price_per_unit(
+    mallory: Mallory,
+) -> None:
+    """Attack 8 through a protocol whose provider anchors no units (red team): under terms
+    priced per matched row that allow ECDH-PSI and the difference, mallory ran the difference
+    with a fee of 0 -- the price of 0 units -- and learnt which of its keys bank-a holds. Such a
+    protocol cannot hold a price per unit: bank-a refuses it before it reads any data."""
+    running = mallory.running
+    data = running.register("bank-a")
+    terms = {
+        "protocols": ["ecdh", "difference"],
+        "columns": {"phone": ["join"]},
+        "price": {"unit": "matched_row", "wei": 10**15},
+    }
+    issued = grant(running, "bank-a", data, mallory.org_id, terms=terms)
+    mine = mallory.register(["phone"], _phones(mallory, "bank-a", 20, 20))
+    inputs = [{"dataset": mine, "column": "phone"}, {"dataset": data, "column": "phone"}]
+    _refused(mallory.submit({"protocol": "difference", "inputs": inputs, "feeWei": 0}), "price")
+    spec = _spec(
+        mallory,
+        "difference",
+        [
+            SpecInput(dataset=mine, org=mallory.org_id, column="phone"),
+            SpecInput(dataset=data, org=running.org_ids["bank-a"], column="phone"),
+        ],
+    )
+    before = mallory.balance()
+    task_id = mallory.forge(spec, [bytes(32), issued], fee=0, run=True)
+    _failed_for(mallory, task_id, FailureReason.TERMS_VIOLATION, before)
+
+
 def test_a_task_cannot_be_tagged_with_a_project_its_requester_is_not_in(mallory: Mallory) -> None:
     """Mallory's node refuses a task tagged with a project mallory is not in, but the providers
     did not check the tag: submitted past its node, the task ran under bank-a's PSI grant and

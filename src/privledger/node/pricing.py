@@ -14,10 +14,14 @@ What the provider is paid is its share of the fee: the ledger splits the whole f
 providers by their anchored units times their inputs' on-chain unit prices (equally when none
 of them weighs anything). With other providers, this one counts each of them at the most it
 can anchor -- its dataset's registered rows -- and so holds the fee to the least share it can
-get. A per-task unit (``call``, ``flat``) prices the task as a whole. Bucketed KKRT, whose
-provider delivers each bucket before it knows its units, is refused a price per unit
-(:func:`privledger.node.terms.violation`); the requester's node holds a two-party PSI or PIR to
-the price of its own rows before it submits (:mod:`privledger.node.grants`).
+get; of its own inputs' earnings it counts only what stays with it, not what a derived input
+passes upstream to its parents' owners (the requester may be one of them). A per-task unit
+(``call``, ``flat``) prices the task as a whole. Protocols whose provider does not count what
+it answers (their components do not list ``price`` in ``enforces``: the set operations) and
+bucketed KKRT, whose provider delivers each bucket before it knows its units, are refused a
+price per unit (:func:`privledger.node.terms.violation`); the requester's node holds a
+two-party PSI or PIR to the price of its own rows before it submits
+(:mod:`privledger.node.grants`).
 """
 
 from __future__ import annotations
@@ -28,41 +32,48 @@ from privledger.evm.contracts import DataRegistry
 from privledger.node.spec import TaskSpec
 from privledger.node.terms import PER_TASK_UNITS, GrantTerms, Price, TermViolation
 
+TOTAL_BPS = 10_000  # the ledger's basis points: an input's upstream share is out of these
+
 
 def price_of(price: Price, units: int) -> int:
     """The least a provider is owed for ``units`` under ``price``."""
     return price.wei if price.unit in PER_TASK_UNITS else price.wei * units
 
 
-def least_share(fee: int, own: int, others: int, payees: int) -> Fraction:
-    """The least of ``fee`` a provider's inputs earn when they weigh ``own`` in the settlement
-    (units times unit price) and the other providers' at most ``others``: the ledger splits
-    the fee by weight, or equally among its ``payees`` when nothing weighs."""
-    if own > 0:
-        return Fraction(fee * own, own + others)
-    return Fraction(fee, payees) if others == 0 else Fraction(0)
+def least_share(fee: int, own: int, total: int, payees: int) -> Fraction:
+    """The least of ``fee`` a provider earns when its inputs earn it ``own`` of a settlement
+    that weighs at most ``total`` in all (units times unit price, in basis points: what an
+    input passes upstream to its parents' owners counts in the total, not in ``own``). The
+    ledger splits the fee by weight, or equally among its ``payees`` when nothing weighs."""
+    if total > 0:
+        return Fraction(fee * own, total)
+    return Fraction(fee, payees)
 
 
 def price_violation(
     data: DataRegistry, spec: TaskSpec, terms: GrantTerms, *, org: int, fee: int, units: int
 ) -> TermViolation | None:
     """Why ``fee`` does not pay organisation ``org``, a provider of ``spec``, the ``terms``'
-    price for ``units``; None when it does (or the terms set no price)."""
+    price for ``units``; None when it does (or the terms set no price). Each input counts for
+    its owner on chain, whatever org the spec names with it, as the ledger pays it."""
     owed = price_of(terms.price, units)
     if owed == 0:
         return None
-    own = others = 0
+    own = total = 0
     payees: set[int] = set()
     for item in spec.inputs:
-        if item.org == spec.requester:
-            continue  # the requester is never paid for its own inputs
         record = data.get_dataset(bytes.fromhex(item.dataset.removeprefix("0x")))
-        payees.add(item.org)
-        if item.org == org:
-            own += units * record.unit_price
+        owner = record.owner_org
+        if owner == spec.requester:
+            continue  # the requester is never paid for its own inputs
+        payees.add(owner)
+        if owner == org:
+            weight = units * record.unit_price
+            own += weight * (TOTAL_BPS - record.upstream_bps)
         else:
-            others += record.row_count * record.unit_price
-    share = least_share(fee, own, others, len(payees))
+            weight = record.row_count * record.unit_price
+        total += weight * TOTAL_BPS
+    share = least_share(fee, own, total, len(payees))
     if share >= owed:
         return None
     unit, wei = terms.price.unit, terms.price.wei

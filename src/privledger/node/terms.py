@@ -232,7 +232,14 @@ class GrantTerms(BaseModel):
             return f"none of {list(self.protocols)} trains with differential privacy"
         if self.min_threshold is not None and not self._any_enforces("min_threshold"):
             return f"none of {list(self.protocols)} releases ids above a threshold"
+        if self.per_unit_price and not self._any_enforces("price"):
+            return f"none of {list(self.protocols)} can hold a price per unit at the provider"
         return None
+
+    @property
+    def per_unit_price(self) -> bool:
+        """Whether the price grows with the units a provider anchors (not per call or flat)."""
+        return self.price.wei > 0 and self.price.unit not in PER_TASK_UNITS
 
     def _any_enforces(self, term: str) -> bool:
         return any(enforces(protocol, term) for protocol in self.protocols)
@@ -350,11 +357,19 @@ def _cap_violation(
 
 
 def _unit_price_violation(spec: TaskSpec, terms: GrantTerms) -> TermViolation | None:
-    """A price per unit the task's protocol cannot hold at the provider: bucketed KKRT's
-    provider delivers each bucket's tags before it knows how many keys it answers."""
-    per_unit = terms.price.wei > 0 and terms.price.unit not in PER_TASK_UNITS
-    if per_unit and isinstance(spec, KkrtSpec) and spec.buckets is not None:
-        return TermViolation("price", "bucketed kkrt cannot hold a price per unit at the provider")
+    """A price per unit the task's protocol cannot hold at the provider: one whose component
+    does not count what its provider answers (the set operations' providers anchor no units),
+    or bucketed KKRT, whose provider delivers each bucket's tags before it knows how many keys
+    it answers."""
+    if not terms.per_unit_price:
+        return None
+    bucketed = isinstance(spec, KkrtSpec) and spec.buckets is not None
+    if bucketed or not enforces(spec.protocol, "price"):
+        return TermViolation(
+            "price",
+            f"{'bucketed ' if bucketed else ''}{spec.protocol} cannot hold a price per unit at "
+            "the provider (price it per call or flat)",
+        )
     return None
 
 

@@ -657,7 +657,7 @@ VERTICAL_LR = BuiltinComponent(
     roles=("requester", "provider", "dealer"),
     outputs=("requester", "weights"),
     output_schema="the training report (each party's own weights, output weights) as JSON",
-    enforces=("max_epsilon",),
+    enforces=("max_epsilon", "price"),
     security=vertical_fl,
     runner=run,
 )
@@ -669,7 +669,7 @@ HORIZONTAL = BuiltinComponent(
     roles=("aggregator", "provider"),
     outputs=("requester",),
     output_schema="the trained model and its training report as JSON",
-    enforces=("max_epsilon",),
+    enforces=("max_epsilon", "price"),
     security=horizontal_fl,
     runner=run,
     holds_input=_aggregator_may_hold_none,
@@ -682,7 +682,7 @@ PREDICT = BuiltinComponent(
     roles=("requester", "provider"),
     outputs=("requester",),
     output_schema="[id, probability] for each of the requester's rows",
-    enforces=(),
+    enforces=("price",),
     security=horizontal_fl,
     runner=run,
 )
@@ -694,7 +694,7 @@ VERTICAL_PREDICT = BuiltinComponent(
     roles=("requester", "provider", "dealer"),
     outputs=("scores", "ids"),
     output_schema="[id, probability] per row (scores), or an id at the threshold or above (ids)",
-    enforces=("min_threshold",),
+    enforces=("min_threshold", "price"),
     security=joint_fl,
     runner=run,
 )

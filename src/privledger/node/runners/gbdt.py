@@ -238,7 +238,7 @@ VERTICAL_GBDT = BuiltinComponent(
     roles=("requester", "provider"),
     outputs=("requester", "model"),
     output_schema="the training report (output model: the merged model as LightGBM text)",
-    enforces=(),
+    enforces=("price",),
     security=gbdt,
     runner=run,
 )

@@ -113,7 +113,7 @@ JOINT_STATS = BuiltinComponent(
     roles=("requester", "provider", "dealer"),
     outputs=("requester",),
     output_schema="count, sum, mean, variance (and histogram) as JSON",
-    enforces=("min_result",),
+    enforces=("min_result", "price"),
     security=stats,
     runner=run,
 )
@@ -125,7 +125,7 @@ LENDING = BuiltinComponent(
     roles=("requester", "provider", "dealer"),
     outputs=("requester",),
     output_schema="the customer's total across banks, or whether it exceeds the limit",
-    enforces=(),
+    enforces=("price",),
     security=lending,
     runner=run,
 )

@@ -56,7 +56,7 @@ KEYWORD_PIR = BuiltinComponent(
     roles=("requester", "provider"),
     outputs=("requester",),
     output_schema="[key, value or null] for each key asked",
-    enforces=("max_requester_set",),
+    enforces=("max_requester_set", "price"),
     security=keyword,
     runner=run,
 )

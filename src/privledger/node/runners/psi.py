@@ -248,9 +248,11 @@ def _pair_psi(
     )
 
 
-ECDH = _pair_psi("ecdh", ecdh, ("requester", "both", "size"), ("max_requester_set", "min_result"))
-KKRT = _pair_psi("kkrt", kkrt, ("requester", "both"), ("max_requester_set",), input_form)
-RR22 = _pair_psi("rr22", rr22, ("requester", "both"), ("max_requester_set",), input_form)
+ECDH = _pair_psi(
+    "ecdh", ecdh, ("requester", "both", "size"), ("max_requester_set", "min_result", "price")
+)
+KKRT = _pair_psi("kkrt", kkrt, ("requester", "both"), ("max_requester_set", "price"), input_form)
+RR22 = _pair_psi("rr22", rr22, ("requester", "both"), ("max_requester_set", "price"), input_form)
 SET_OPERATIONS = BuiltinComponent(
     name="privledger.psi.set-operations",
     protocols=("intersection3", "union3", "difference", "membership"),
