@@ -43,6 +43,7 @@ def test_the_least_share_splits_by_weight_or_equally_when_nothing_weighs() -> No
     assert least_share(1_000, 0, 0, 4) == 250  # the ledger splits equally among the payees
     assert least_share(1_000, 0, 9, 2) == 0  # another provider may take it all
     assert least_share(10, 1, 3, 2) == Fraction(10, 3)
+    assert least_share(1_000, 0, 0, 0) == 0  # no foreign input: the ledger refunds the fee
 
 
 @pytest.mark.parametrize("fee", [799, 800])

@@ -44,10 +44,11 @@ def least_share(fee: int, own: int, total: int, payees: int) -> Fraction:
     """The least of ``fee`` a provider earns when its inputs earn it ``own`` of a settlement
     that weighs at most ``total`` in all (units times unit price, in basis points: what an
     input passes upstream to its parents' owners counts in the total, not in ``own``). The
-    ledger splits the fee by weight, or equally among its ``payees`` when nothing weighs."""
+    ledger splits the fee by weight, or equally among its ``payees`` when nothing weighs (with
+    none, it refunds the fee)."""
     if total > 0:
         return Fraction(fee * own, total)
-    return Fraction(fee, payees)
+    return Fraction(fee, payees) if payees else Fraction(0)
 
 
 def price_violation(
