@@ -691,7 +691,7 @@ def test_a_task_cannot_be_tagged_with_a_project_its_requester_is_not_in(mallory:
     ]
     spec = _spec(mallory, "ecdh", inputs, project=project_id)
     before = mallory.balance()
-    task_id = mallory.forge(spec, [bytes(32), issued], run=True)
+    task_id = mallory.forge(spec, [bytes(32), issued])  # its own worker would refuse it too
     _failed_for(mallory, task_id, FailureReason.POLICY_VIOLATION, before)
     with running.client("bank-a", "operator") as bank:  # listed at most as the failure it is
         tagged = bank.get(f"/projects/{project_id}").json()["tasks"]
