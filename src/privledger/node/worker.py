@@ -77,6 +77,7 @@ from privledger.store.models import (
     LocalTask,
     PsiService,
     ServiceCall,
+    as_utc,
 )
 
 logger = logging.getLogger(__name__)
@@ -413,7 +414,7 @@ class Worker:
         # a failure older than the longest a task may run closed with its deadline, if not before
         since = datetime.now(UTC) - timedelta(seconds=TaskLedger.MAX_DURATION_S)
         for task_id, updated_at in failed:
-            if (updated_at if updated_at.tzinfo else updated_at.replace(tzinfo=UTC)) >= since:
+            if as_utc(updated_at) >= since:
                 self._absences.close_at_deadline(task_id)  # forgotten at once if closed
 
     # --- running a task ---------------------------------------------------------------------

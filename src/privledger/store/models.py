@@ -49,6 +49,11 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(at: datetime) -> datetime:
+    """A time this store wrote in UTC, as read back: SQLite returns it without its zone."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 class ChainEvent(SQLModel, table=True):
     """One decoded contract event, copied from the chain by the indexer."""
 

@@ -64,7 +64,7 @@ from privledger.api.schemas import Body
 from privledger.evm.client import SentTransaction
 from privledger.evm.contracts import OrgStatus, Role
 from privledger.node.context import NodeContext
-from privledger.store.models import ApiUser, OnboardingApplication, utc_now
+from privledger.store.models import ApiUser, OnboardingApplication, as_utc, utc_now
 from privledger.wire.onboarding import (
     ApplicationCreated,
     ApplicationOut,
@@ -227,16 +227,10 @@ def _expiry_cutoff(node: NodeContext) -> datetime:
     return utc_now() - timedelta(days=node.settings.onboarding_expiry_days)
 
 
-def _submitted_at(row: OnboardingApplication) -> datetime:
-    # SQLite gives the time back without its zone; it was stored in UTC
-    at = row.submitted_at
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
 def _shown_status(row: OnboardingApplication, cutoff: datetime) -> ShownStatus:
     """The stored status, or ``expired`` for an open application past its expiry (stored as
     such once an application finds it so)."""
-    if row.status in OPEN and _submitted_at(row) < cutoff:
+    if row.status in OPEN and as_utc(row.submitted_at) < cutoff:
         return "expired"
     return cast(ShownStatus, row.status)
 
@@ -367,7 +361,7 @@ def apply(
     for row in session.exec(
         select(OnboardingApplication).where(col(OnboardingApplication.status).in_(OPEN))
     ):
-        if _submitted_at(row) >= cutoff:
+        if as_utc(row.submitted_at) >= cutoff:
             open_rows.append(row)
         else:  # kept as expired: the next application reads only the open ones again
             row.status, expired = "expired", expired + 1
