@@ -116,8 +116,8 @@ def onboarding_status(
     portal: PortalOption,
     json_output: JsonOption = False,
 ) -> None:
-    """An application's status: submitted, under_review, approved (with the org id) or rejected
-    (with the reason)."""
+    """An application's status: submitted, under_review, approved (with the org id), rejected
+    (with the reason) or expired (left open longer than the portal keeps applications)."""
     show(_call("GET", f"{portal.rstrip('/')}{PREFIX}/{application_id}", secret=secret))
 
 

@@ -311,7 +311,7 @@ class OnboardingApplication(SQLModel, table=True):
     endpoint: str
     node_key: str  # 0x-prefixed hex of the node's X25519 public key
     roles: int  # requested roles (OrgRegistry bits) for the admin account
-    status: str = Field(index=True)  # submitted | under_review | approved | rejected
+    status: str = Field(index=True)  # submitted | under_review | approved | rejected | expired
     reason: str | None = None
     reviewer: str | None = None
     submitted_at: datetime = Field(default_factory=utc_now)
