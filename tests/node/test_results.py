@@ -23,6 +23,7 @@ from privledger.node.datasets import read_column, read_key_column
 from privledger.node.runners import Run, RunOutput, psi
 from privledger.protocols.channel import Channel, channel_pair
 from privledger.protocols.psi import buckets
+from privledger.protocols.psi.common import Role
 
 # what line-based readers split or JSON escapes, beside any other character (no surrogates:
 # no UTF-8 file holds one)
@@ -159,7 +160,7 @@ def _bucketed(work: Path, org: int, source: Path, channel: Channel) -> RunOutput
     """One party of a bucketed KKRT-PSI streaming its output to the result file, as the runner
     has it do."""
     out = results.path_of(work, TASK_ID)
-    role = "requester" if org == REQUESTER else "provider"
+    role: Role = "requester" if org == REQUESTER else "provider"
     result = buckets.run_bucketed_psi(
         channel, role, source, "item", out, buckets=3, workers=0, timeout=TIMEOUT, work_dir=work
     )

@@ -129,7 +129,12 @@ from privledger.protocols.channel import (
     send_records,
 )
 from privledger.protocols.psi import cuckoo, kkrt, okvs, ot
-from privledger.protocols.psi.common import PsiHandshakeError, distinct_items, random_permutation
+from privledger.protocols.psi.common import (
+    PsiHandshakeError,
+    Role,
+    distinct_items,
+    random_permutation,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +142,6 @@ U8 = npt.NDArray[np.uint8]
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 Operation = Literal["intersection", "union"]
-Role = Literal["requester", "provider"]
 
 PROTOCOL = "privledger/multiparty-psi"
 # 2: base OTs on secp256k1; 3: union ciphertexts padded to one width; 4: the union's receiver
