@@ -18,7 +18,7 @@ import pytest
 import typer
 from typer.core import TyperGroup
 
-from privledger.config import Settings
+from privledger.config import DEV_KEYSTORE_PASSWORD, Settings
 from privledger.demo import reset_demo
 from privledger.evm.anvil import free_port
 
@@ -177,6 +177,29 @@ def test_bad_keys_are_clear_errors(tmp_path: Path) -> None:
         "node", "init", "--org", "x", "--home", str(tmp_path / "x"), env={"PRIVLEDGER_NODE_KEY": ""}
     )
     assert no_key.returncode == 2 and "PRIVLEDGER_NODE_KEY" in no_key.stderr
+
+
+@pytest.mark.security
+def test_only_a_home_under_the_development_password_gets_a_cheap_keystore(tmp_path: Path) -> None:
+    """The public development password gets a cheap scrypt (it protects nothing); a home under
+    a password of its own keeps the keystore standard's cost, 2^18."""
+    costs = {}
+    for password in (DEV_KEYSTORE_PASSWORD, "a password of its own"):
+        home = tmp_path / str(len(costs))
+        made = run(
+            "node",
+            "init",
+            "--org",
+            "x",
+            "--home",
+            str(home),
+            "--new-key",
+            env={"PRIVLEDGER_KEYSTORE_PASSWORD": password},
+        )
+        assert made.returncode == 0, made.stderr
+        (key_file,) = (home / "keystore").glob("0x*.json")
+        costs[password] = json.loads(key_file.read_text())["crypto"]["kdfparams"]["n"]
+    assert costs == {DEV_KEYSTORE_PASSWORD: 2**10, "a password of its own": 2**18}
 
 
 def test_query_stats_and_lending_commands_are_discoverable_and_check_their_arguments() -> None:

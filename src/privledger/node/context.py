@@ -28,7 +28,12 @@ from privledger.evm.deploy import Deployment, load_deployment
 from privledger.evm.indexer import EventIndexer
 from privledger.evm.ledger import Ledger
 from privledger.node.binding import DeploymentMismatch, bind_store
-from privledger.node.keystore import Keystore, node_public_key
+from privledger.node.keystore import (
+    DEV_SCRYPT_N,
+    STANDARD_SCRYPT_N,
+    Keystore,
+    node_public_key,
+)
 from privledger.node.peer_auth import SignedPeerReads
 from privledger.node.policy import Policies, PolicyError
 from privledger.node.tls import ChainTrust, ChainVerifiedContext
@@ -46,8 +51,12 @@ class NodeSetupError(RuntimeError):
 
 
 def init_node_home(settings: NodeSettings, private_key: bytes | str) -> LocalAccount:
-    """Create the node's home: keystore with the node account and the node key, and node.json."""
-    keystore = Keystore(settings.keystore_dir, settings.keystore_password)
+    """Create the node's home: keystore with the node account and the node key, and node.json.
+    A home under the public development password gets a cheap scrypt (keystore.DEV_SCRYPT_N);
+    every other home the standard cost."""
+    development = settings.keystore_password == DEV_KEYSTORE_PASSWORD
+    scrypt_n = DEV_SCRYPT_N if development else STANDARD_SCRYPT_N
+    keystore = Keystore(settings.keystore_dir, settings.keystore_password, scrypt_n=scrypt_n)
     account = keystore.import_key(private_key)
     keystore.node_key()
     settings.home.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,12 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
 NODE_KEY_FILE = "node-key.pem"
+STANDARD_SCRYPT_N = 2**18  # the keystore v3 standard's cost: ~0.5 s of CPU here per key, each way
+# the cost for a home under the public development password (config.DEV_KEYSTORE_PASSWORD): the
+# password is no secret, so no scrypt cost protects its keys (anvil's well-known accounts in the
+# demo); the standard cost made each dev home and each node start ~1 s of CPU (2 s on a loaded
+# CI machine) per key, for nothing. Any other password keeps the standard cost.
+DEV_SCRYPT_N = 2**10
 
 
 class KeystoreError(RuntimeError):
@@ -35,10 +41,13 @@ def _write_private(path: Path, data: bytes) -> None:
 class Keystore:
     """Keys under ``directory``, opened with one password.
 
-    ``scrypt_n`` is the keystore's scrypt cost (2^18 by the standard; tests may lower it).
+    ``scrypt_n`` is the scrypt cost of the keys it writes (the standard's by default; a key is
+    read at the cost its file records).
     """
 
-    def __init__(self, directory: Path, password: str, *, scrypt_n: int = 2**18) -> None:
+    def __init__(
+        self, directory: Path, password: str, *, scrypt_n: int = STANDARD_SCRYPT_N
+    ) -> None:
         if not password:
             raise KeystoreError("an empty keystore password is refused")
         self.directory = directory
