@@ -13,7 +13,7 @@ from privledger.node.components import PROTOCOL_NAMES, installed
 from privledger.node.context import NodeContext
 from privledger.node.grants import terms_of
 from privledger.node.spec import parse_canonical
-from privledger.store.events import events_named
+from privledger.store.events import grants_consumed_by
 from privledger.store.models import ChainEvent, LocalTask
 
 from . import refs
@@ -229,12 +229,7 @@ def task_story(node: NodeContext, task_id: int) -> TaskStory:
     names = OrgNames(node)
     with Session(node.engine) as session:
         own = refs.events_about(session, "task", [str(task_id)])
-        submissions = [e for e in own if e.event == "TaskSubmitted"]
-        consumed = (
-            events_named(session, ["GrantConsumed"], tx_hash=submissions[0].tx_hash)
-            if submissions
-            else []
-        )
+        consumed = grants_consumed_by(session, task_id)
     events = sorted(
         [_row(e) for e in own] + [_row(e) for e in consumed],
         key=lambda row: (row.block_number, row.log_index),

@@ -22,7 +22,7 @@ from privledger.node.context import NodeContext
 from privledger.node.pricing import price_violation
 from privledger.node.spec import SpecInput, TaskSpec
 from privledger.node.terms import GrantTerms, TermViolation, enforces, violation
-from privledger.store.events import events_named
+from privledger.store.events import events_named, grants_consumed_by
 from privledger.store.models import ChainEvent, ChainRef
 
 ZERO32 = bytes(32)
@@ -53,12 +53,7 @@ def consumed_grants(node: NodeContext, task_id: int) -> list[Grant]:
     """The grants task ``task_id`` consumed when it was submitted (one per foreign input it
     covered; an input an owner approved instead has none)."""
     with Session(node.engine) as session:
-        submitted = events_named(session, ["TaskSubmitted"], task_id=task_id)
-        consumed = (
-            events_named(session, ["GrantConsumed"], tx_hash=submitted[0].tx_hash)
-            if submitted
-            else []
-        )
+        consumed = grants_consumed_by(session, task_id)
     return [node.ledger.grants.get_grant(bytes.fromhex(e.args["grantId"][2:])) for e in consumed]
 
 
