@@ -16,6 +16,8 @@ holds it), so that one node process serves every attack test:
   its own weights (opened to it first) and keep its share of every other party's: its run ends
   there, and its node fails the task; what the chain answered is appended to
   ``withhold-weights.log`` as ``<task id> <outcome>``.
+- ``ignore-status``: run tasks whatever the consortium made of the participants' status (a
+  suspended requester's node keeps going).
 - ``slow-acks``: answer a provider's frame stream only seconds after it ended, so that a provider
   that waits for that answer before it anchors is still waiting when the task is failed.
 - ``gbdt-lies``: as the label holder of a vertical-gbdt task, report every split's gain as its
@@ -84,6 +86,14 @@ def install() -> None:
         fail(self, task_id, reason, message)
 
     worker.Worker._fail = fail_logged  # type: ignore[method-assign]
+
+    check_active = worker.Worker._check_active
+
+    def active_or_not(self: worker.Worker, task: Any) -> None:
+        if not _attacking("ignore-status"):
+            check_active(self, task)
+
+    worker.Worker._check_active = active_or_not  # type: ignore[method-assign]
 
     receive = peer.receive_stream
 

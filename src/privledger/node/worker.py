@@ -474,6 +474,7 @@ class Worker:
         input (TERMS_VIOLATION otherwise); those terms, None if an approval covers it."""
         terms = None
         ledger = self.node.ledger
+        self._check_active(task)
         now = ledger.client.latest_timestamp()
         grants = consumed_grants(self.node, task.task_id)
         for item in spec.inputs:
@@ -647,7 +648,7 @@ class Worker:
             )
             if held is not None:
                 if not run.delivered:  # else held to its price when it recorded the delivery
-                    self._hold_to_price(task, spec, terms, units)
+                    self._check_before_output(task, spec, terms, units)
                 self._anchor(task, outcome)
                 held.release()
             for org, channel in channels.items():
@@ -682,11 +683,24 @@ class Worker:
             return None
         return task if seats >> task.participants.index(self.node.org_id) & 1 else None
 
-    def _hold_to_price(
+    def _check_active(self, task: Task) -> None:
+        """Refuse a task one of whose participants the consortium no longer counts as active
+        (suspended or expelled since the task was submitted, or its approval given)."""
+        orgs = self.node.ledger.orgs
+        inactive = [org for org in task.participants if not orgs.is_active(org)]
+        if inactive:
+            raise TaskRefused(
+                FailureReason.GRANT_INVALID,
+                f"organisation(s) {inactive} are no longer active in the consortium",
+            )
+
+    def _check_before_output(
         self, task: Task, spec: TaskSpec, terms: GrantTerms | None, units: int
     ) -> None:
-        """Refuse, as a provider about to give the requester its output, a fee below the terms'
-        price for ``units`` (:mod:`privledger.node.pricing`)."""
+        """Refuse, as a provider about to give the requester its output, a task whose
+        participants are no longer all active, or a fee below the terms' price for ``units``
+        (:mod:`privledger.node.pricing`)."""
+        self._check_active(task)
         if terms is None:
             return
         problem = price_violation(
@@ -704,7 +718,7 @@ class Worker:
         ``units`` it anchors if the requester then withholds its part. Returns by when
         (monotonic) the protocol must stop waiting so that this node can still anchor before
         the deadline."""
-        self._hold_to_price(task, spec, terms, units)
+        self._check_before_output(task, spec, terms, units)
         left = task.deadline - self.node.ledger.client.latest_timestamp()  # chain time
         if left < 2 * ANCHOR_MARGIN_S:
             raise TaskRefused(
