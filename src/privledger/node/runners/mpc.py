@@ -34,6 +34,8 @@ def _stats(task: Run, spec: JointStatsSpec) -> RunOutput:
         values = np.array([float(value) for value in task.keys], dtype=np.float64)
     except ValueError as exc:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, f"a non-numeric value: {exc}") from exc
+    if not np.isfinite(values).all():  # "nan" and "inf" parse, and would fall in no group
+        raise TaskRefused(FailureReason.POLICY_VIOLATION, "a value that is not a finite number")
     if not task.is_requester:
         check_own_group(task, values, spec.histogram_edges)
     result = joint_stats(
@@ -53,7 +55,9 @@ def check_own_group(
     task: Run, values: npt.NDArray[np.float64], edges: tuple[float, ...] | None
 ) -> None:
     """A provider's own threshold, before it shares anything: at least ``min_release`` of its
-    own rows, and in each histogram bin either none of its rows or at least that many. The
+    own rows, and in each histogram bin either none of its rows or at least that many. The rows
+    below the first edge and those above the last are groups too, held the same way: they fall
+    in no bin, yet the count less the bins' sum tells the requester how many there are. The
     requester's rows never count toward it, so padding a bin with rows the requester knows
     cannot single out one of this provider's rows."""
     least = task.min_release
@@ -64,12 +68,16 @@ def check_own_group(
         )
     if edges is None:
         return
-    counts, _ = np.histogram(values, bins=np.asarray(edges, dtype=np.float64))
-    thin = [int(count) for count in counts if 0 < count < least]
+    bins = np.asarray(edges, dtype=np.float64)
+    counts, _ = np.histogram(values, bins=bins)
+    below = np.count_nonzero(values < bins[0])
+    above = np.count_nonzero(values > bins[-1])
+    thin = [int(count) for count in (*counts, below, above) if 0 < count < least]
     if thin:
         raise TaskRefused(
             FailureReason.POLICY_VIOLATION,
-            f"a histogram bin holds {thin[0]} rows of this provider, below its threshold {least}",
+            f"a histogram bin, or the rows outside its edges, holds {thin[0]} rows of this "
+            f"provider, below its threshold {least}",
         )
 
 
