@@ -12,6 +12,7 @@ chain only.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import os
@@ -99,6 +100,14 @@ def onboard_demo_orgs(ledger: Ledger) -> list[dict[str, Any]]:
     return onboarded
 
 
+@functools.cache
+def _default_tls() -> ssl.SSLContext:
+    """httpx's default certificate check, made once: a client made with ``verify=True`` loads the
+    CA bundle again, ~20 ms of CPU (~50 ms on the loaded test machine) per client, and the tests
+    and the demo make a client per request or per poll."""
+    return httpx.create_ssl_context()
+
+
 @dataclass
 class NodeProcess:
     org: str
@@ -110,12 +119,17 @@ class NodeProcess:
     log_path: Path
     verify: ssl.SSLContext | bool = True  # how a client checks the node's HTTPS certificate
 
+    @property
+    def certificate_check(self) -> ssl.SSLContext | bool:
+        """What a client of this node checks its certificate with (``verify`` as a context)."""
+        return _default_tls() if self.verify is True else self.verify
+
     def client(self, role: str) -> httpx.Client:
         return httpx.Client(
             base_url=f"{self.url}/api/v1",
             headers={"Authorization": f"Bearer {self.tokens[role]}"},
             timeout=60,
-            verify=self.verify,
+            verify=self.certificate_check,
         )
 
     def stop(self) -> None:
@@ -279,9 +293,7 @@ def wait_healthy(node: NodeProcess, timeout_s: float = 300.0) -> None:
     # every node of the consortium starts at once and runs its self-test first (node/selftest.py):
     # on a loaded two-core machine five of them took up to two minutes
     deadline = time.monotonic() + timeout_s
-    # one client for every poll: a client's TLS context loads the CA bundle, ~50 ms of CPU that
-    # a new client per poll (several a second) took from the nodes starting up
-    with httpx.Client(timeout=2, verify=node.verify) as client:
+    with httpx.Client(timeout=2, verify=node.certificate_check) as client:
         while time.monotonic() < deadline:
             if node.process.poll() is not None:
                 raise RuntimeError(node.exited())
