@@ -162,41 +162,39 @@ def test_unknown_benchmark_is_a_clear_error() -> None:
 
 
 def test_bad_keys_are_clear_errors(tmp_path: Path) -> None:
-    init = run(
-        "node",
-        "init",
-        "--org",
-        "x",
-        "--home",
-        str(tmp_path / "x"),
-        env={"PRIVLEDGER_NODE_KEY": "not-a-key"},
-    )
-    assert init.returncode == 2 and "not a private key" in init.stderr
-    assert "Traceback" not in init.stderr
-    no_key = run(
-        "node", "init", "--org", "x", "--home", str(tmp_path / "x"), env={"PRIVLEDGER_NODE_KEY": ""}
-    )
-    assert no_key.returncode == 2 and "PRIVLEDGER_NODE_KEY" in no_key.stderr
+    """In this process, as the commands in test_help_everywhere: an exit with a message and its
+    code, no other exception (a traceback)."""
+    from typer.testing import CliRunner
+
+    from privledger.cli import app
+
+    init = ["node", "init", "--org", "x", "--home", str(tmp_path / "x")]
+    bad = CliRunner().invoke(app, init, env={"PRIVLEDGER_NODE_KEY": "not-a-key"})
+    assert bad.exit_code == 2 and "not a private key" in bad.output
+    assert isinstance(bad.exception, SystemExit), bad.exception
+    no_key = CliRunner().invoke(app, init, env={"PRIVLEDGER_NODE_KEY": ""})
+    assert no_key.exit_code == 2 and "PRIVLEDGER_NODE_KEY" in no_key.output
+    assert isinstance(no_key.exception, SystemExit), no_key.exception
 
 
 @pytest.mark.security
 def test_only_a_home_under_the_development_password_gets_a_cheap_keystore(tmp_path: Path) -> None:
     """The public development password gets a cheap scrypt (it protects nothing); a home under
-    a password of its own keeps the keystore standard's cost, 2^18."""
+    a password of its own keeps the keystore standard's cost, 2^18. In this process, as the
+    commands in test_help_everywhere."""
+    from typer.testing import CliRunner
+
+    from privledger.cli import app
+
     costs = {}
     for password in (DEV_KEYSTORE_PASSWORD, "a password of its own"):
         home = tmp_path / str(len(costs))
-        made = run(
-            "node",
-            "init",
-            "--org",
-            "x",
-            "--home",
-            str(home),
-            "--new-key",
+        made = CliRunner().invoke(
+            app,
+            ["node", "init", "--org", "x", "--home", str(home), "--new-key"],
             env={"PRIVLEDGER_KEYSTORE_PASSWORD": password},
         )
-        assert made.returncode == 0, made.stderr
+        assert made.exit_code == 0, made.output
         (key_file,) = (home / "keystore").glob("0x*.json")
         costs[password] = json.loads(key_file.read_text())["crypto"]["kdfparams"]["n"]
     assert costs == {DEV_KEYSTORE_PASSWORD: 2**10, "a password of its own": 2**18}
