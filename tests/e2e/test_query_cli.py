@@ -21,6 +21,7 @@ from privledger.sdk import NodeClient
 from privledger.wire.tasks import TaskOut
 
 from .conftest import Running
+from .test_statistics import LENDING_TERMS
 from .test_walking_path import grant
 
 FEE = 10**16 + 7  # odd: the split has a rounding remainder
@@ -252,7 +253,7 @@ def test_multi_lending_from_the_cli_and_the_sdk_paid_per_call(running: Running) 
         ),
     }
     for org, dataset in books.items():
-        grant(running, org, dataset, "bank-a", kinds=["stats"], maxUses=3)
+        grant(running, org, dataset, "bank-a", terms=LENDING_TERMS, maxUses=3)
     banks = [books["bank-b"], books["telecom"]]
     dealer = running.org_ids[DEALER]
     # one unit per bank and call x unit price: 3 x 10^9 and 2 x 10^9 -> 6000 and 4000 bps

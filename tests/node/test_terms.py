@@ -77,7 +77,7 @@ def test_the_first_broken_term_is_named(
     assert problem is not None and problem.term == term, problem
 
 
-def test_a_value_column_is_retrieved_by_pir_and_aggregated_by_lending() -> None:
+def test_a_value_column_is_retrieved_by_pir_and_the_lending_total_not_the_limit_check() -> None:
     holder = SpecInput(dataset="0x" + "22" * 32, org=2, column="phone", value_column="income")
     pir = parse_spec({"protocol": "simplepir", "requester": 1, "inputs": (MINE, holder)})
     aggregated = GrantTerms(
@@ -89,6 +89,20 @@ def test_a_value_column_is_retrieved_by_pir_and_aggregated_by_lending() -> None:
         update={"columns": {"phone": ("join",), "income": ("retrieve",)}}
     )
     assert violation(pir, retrievable, holder, fee=0) is None
+
+    query = SpecInput(dataset="0x" + "11" * 32, org=1, column="phone", value_column="limit")
+    lending = ("lending-total", "lending-exceeds")
+    for protocol, use in zip(lending, ("retrieve", "aggregate"), strict=True):
+        body = {"protocol": protocol, "requester": 1, "inputs": (query, holder), "dealer": 7}
+        spec = parse_spec(body)
+        for allowed in ("aggregate", "retrieve"):
+            terms = GrantTerms(
+                protocols=lending, columns={"phone": ("join",), "income": (allowed,)}
+            )
+            problem = violation(spec, terms, holder, fee=0)
+            assert (problem is None) is (allowed == use), (protocol, allowed, problem)
+    defaults = default_terms(["stats"], ["phone", "income"])
+    assert "lending-exceeds" in defaults.protocols and "lending-total" not in defaults.protocols
 
 
 def test_only_the_allowed_dealer_deals() -> None:

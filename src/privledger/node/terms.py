@@ -70,6 +70,13 @@ PER_TASK_UNITS = frozenset({"call", "flat"})  # a price of the task as a whole, 
 ANY_DEALER = 2**32 - 1  # on chain: every organisation may deal or aggregate
 # protocols that train a model without differential privacy (refused by terms with max_epsilon)
 UNPRIVATE_TRAINING: frozenset[str] = frozenset({"vertical-gbdt"})
+# protocols that tell the requester the value of the rows it names by key: their value column
+# is retrieved, not aggregated -- the multi-lending total is one bank's own figure for a
+# customer whenever no other bank lends to it (or the others are the requester's accomplices)
+RETRIEVING: frozenset[str] = frozenset({"lending-total"})
+# protocols a grant by kinds leaves out: each hands the requester a provider's rows themselves
+# (the union its whole key column, the lending total a customer's figure); grant them by name
+EXPLICIT_ONLY: frozenset[str] = frozenset({"union3", "lending-total"})
 DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {
     "psi": ("join",),
     "pir": ("join", "retrieve"),
@@ -252,14 +259,14 @@ class GrantTerms(BaseModel):
 def default_terms(
     kinds: Iterable[str], columns: Iterable[str], *, min_fee_wei: int = 0
 ) -> GrantTerms:
-    """Terms for a grant issued by kinds only: the kinds' protocols but the union of sets (which
-    releases the provider's whole key column; grant it explicitly), every column of the dataset
-    with the kinds' natural uses, any dealer, results to the requester or both."""
+    """Terms for a grant issued by kinds only: the kinds' protocols but those of
+    :data:`EXPLICIT_ONLY` (granted by name), every column of the dataset with the kinds'
+    natural uses, any dealer, results to the requester or both."""
     kinds = tuple(kinds)
     protocols = tuple(
         protocol
         for protocol in BUILTIN_IDS
-        if protocol_kind_name(protocol) in kinds and protocol != "union3"
+        if protocol_kind_name(protocol) in kinds and protocol not in EXPLICIT_ONLY
     )
     uses = tuple(sorted({use for kind in kinds for use in DEFAULT_USES[kind]}))
     return GrantTerms(
@@ -302,7 +309,8 @@ def column_uses(spec: TaskSpec, item: SpecInput) -> dict[str, ColumnUse]:
     for feature in item.features or ():
         uses[feature] = "aggregate"
     if item.value_column is not None:
-        uses[item.value_column] = "retrieve" if spec.kind == "pir" else "aggregate"
+        retrieved = spec.kind == "pir" or protocol in RETRIEVING
+        uses[item.value_column] = "retrieve" if retrieved else "aggregate"
     return uses
 
 
