@@ -147,16 +147,21 @@ contract DataRegistry is IDataRegistry {
     }
 
     /// @inheritdoc IDataRegistry
-    function pricingOf(bytes32 datasetId) external view returns (Pricing memory pricing) {
+    function chargeOf(bytes32 datasetId)
+        external
+        view
+        returns (uint64 rowCount, uint128 unitPrice, uint16 upstreamBps)
+    {
         Record storage record = _record(datasetId);
-        pricing.ownerOrg = record.ownerOrg;
-        pricing.unitPrice = record.unitPrice;
-        pricing.upstreamBps = record.upstreamBps;
-        if (pricing.upstreamBps == 0) return pricing;
-        bytes32[] storage parents = record.parents;
-        pricing.parentOwners = new uint256[](parents.length);
+        return (record.rowCount, record.unitPrice, record.upstreamBps);
+    }
+
+    /// @inheritdoc IDataRegistry
+    function parentOwnersOf(bytes32 datasetId) external view returns (uint256[] memory owners) {
+        bytes32[] storage parents = _record(datasetId).parents;
+        owners = new uint256[](parents.length);
         for (uint256 i = 0; i < parents.length; ++i) {
-            pricing.parentOwners[i] = _datasets[parents[i]].ownerOrg;
+            owners[i] = _datasets[parents[i]].ownerOrg;
         }
     }
 

@@ -15,7 +15,8 @@ import {Roles} from "./Roles.sol";
  * @dev The ledger holds the escrowed fees (in each task's record) and all the ether; the Metering keeps
  * usage counters and organisation balances and has the ledger pay withdrawals out ({disburse}). Input
  * authorisation is delegated to the GrantRegistry. Settlement is computed here, from the usage each provider
- * anchored and the prices in the DataRegistry; no caller names payees or amounts.
+ * anchored and the charges of the inputs, fixed at submission from the DataRegistry; no caller names payees or
+ * amounts.
  */
 contract TaskLedger is ITaskLedger {
     uint32 public constant REASON_REJECTED = 1;
@@ -38,10 +39,10 @@ contract TaskLedger is ITaskLedger {
      * authorised by a grant or an approval), `holders` (bit i set iff participant i owns one of the inputs),
      * the requester organisation's seat among the participants, the protocol and the first two participants
      * themselves. Slot 2 holds the requester and the fee, which is in escrow while the task is neither Failed
-     * nor Settled. Participants from the third on take eight per slot, and inputs one slot each. Counts fit in
-     * uint8 and masks in uint16 as there are at most 16 inputs and 16 participants; organisation ids fit in
-     * uint32 (a participant must be an Active organisation, so a larger id never reaches storage); times fit in
-     * uint32 until 2106.
+     * nor Settled. Participants from the third on take eight per slot, and inputs one slot each (a foreign input
+     * one more, its {Charge}). Counts fit in uint8 and masks in uint16 as there are at most 16 inputs and 16
+     * participants; organisation ids fit in uint32 (a participant must be an Active organisation, so a larger id
+     * never reaches storage); times fit in uint32 until 2106.
      */
     struct Record {
         bytes32 specHash;
@@ -64,6 +65,20 @@ contract TaskLedger is ITaskLedger {
         uint96 fee;
         uint32[MAX_PARTICIPANTS - 2] moreParticipants;
         bytes32[MAX_INPUTS] inputs;
+    }
+
+    /**
+     * @dev A foreign input's {InputCharge} in one slot: written at submission, so that its owner's anchor, which
+     * adds the units, updates a slot instead of filling a new one (16,500 gas less for a two-party task). A price
+     * fits in uint128 as in the DataRegistry; units above uint32 cannot be anchored, so neither can a larger row
+     * count bind.
+     */
+    struct Charge {
+        uint128 unitPrice;
+        uint32 maxUnits;
+        uint32 units;
+        uint16 upstreamBps;
+        uint8 seat; // the owner's seat among the participants
     }
 
     /// @dev The seats reported absent (bit i for participant i) and when.
@@ -89,8 +104,9 @@ contract TaskLedger is ITaskLedger {
     mapping(uint256 taskId => Record) private _tasks;
     /// @dev keccak256(abi.encode(resultDigest, transcriptHash)) per participant organisation.
     mapping(uint256 taskId => mapping(uint256 orgId => bytes32)) private _anchors;
-    /// @dev The usage units each provider seat anchored (matched rows, keys asked, aligned rows...).
-    mapping(uint256 taskId => uint32[MAX_PARTICIPANTS]) private _units;
+    /// @dev The charge of each foreign input (by input index), with the usage units its owner anchored (matched
+    /// rows, keys asked, aligned rows...).
+    mapping(uint256 taskId => Charge[MAX_INPUTS]) private _charges;
     /// @dev The open absence report of a task ({reportAbsence}); written only when a party drops out.
     mapping(uint256 taskId => Absence) private _absences;
     /// @dev The seats of the providers that recorded a delivery (bit i for participant i).
@@ -131,7 +147,7 @@ contract TaskLedger is ITaskLedger {
         taskId = _nextTaskId();
         Record storage task = _tasks[taskId];
         _storeParticipants(task, participants, requesterOrg);
-        _storeInputs(task, inputs, grantIds, participants);
+        _storeInputs(task, _charges[taskId], inputs, grantIds, participants);
         _storeHeader(taskId, task, specHash, kind, protocol, deadline, requesterOrg);
 
         _authoriseInputs(taskId, task, inputs, grantIds, requesterOrg);
@@ -175,7 +191,7 @@ contract TaskLedger is ITaskLedger {
         if (anchored & (1 << index) != 0) revert TaskLedgerAlreadyAnchored(taskId, org);
 
         _anchors[taskId][org] = _commitment(resultDigest, transcriptHash);
-        if (_providers(task) & (1 << index) != 0) _units[taskId][index] = units;
+        if (_providers(task) & (1 << index) != 0) _recordUnits(taskId, task.foreign, index, units);
         anchored |= uint16(1 << index);
         emit ResultAnchored(taskId, org, resultDigest, transcriptHash, units);
 
@@ -295,10 +311,6 @@ contract TaskLedger is ITaskLedger {
         for (uint256 i = 0; i < participants.length; ++i) {
             participants[i] = _participant(task, i);
         }
-        uint16 anchoredCount = 0;
-        for (uint256 bits = task.anchored; bits != 0; bits &= bits - 1) {
-            ++anchoredCount;
-        }
         return Task({
             specHash: task.specHash,
             kind: task.kind,
@@ -309,7 +321,7 @@ contract TaskLedger is ITaskLedger {
             submittedAt: task.submittedAt,
             deadline: task.deadline,
             pendingApprovals: task.pendingApprovals,
-            anchoredCount: anchoredCount,
+            anchoredCount: uint16(_bitCount(task.anchored)),
             failureReason: task.failureReason,
             fee: task.fee,
             inputs: _inputsOf(task, type(uint16).max),
@@ -339,8 +351,35 @@ contract TaskLedger is ITaskLedger {
 
     /// @inheritdoc ITaskLedger
     function unitsOf(uint256 taskId, uint256 orgId) external view returns (uint256) {
-        (bool found, uint256 seat) = _seatIndex(_tasks[taskId], orgId);
-        return found ? _units[taskId][seat] : 0;
+        Record storage task = _tasks[taskId];
+        (bool found, uint256 seat) = _seatIndex(task, orgId);
+        if (!found) return 0;
+        uint256 foreign = task.foreign;
+        Charge[MAX_INPUTS] storage charges = _charges[taskId];
+        for (uint256 i = 0; foreign >> i != 0; ++i) {
+            if (foreign & (1 << i) != 0 && charges[i].seat == seat) return charges[i].units;
+        }
+        return 0; // the requester organisation, or a participant owning no input
+    }
+
+    /// @inheritdoc ITaskLedger
+    function chargesOf(uint256 taskId) external view returns (InputCharge[] memory charges) {
+        Record storage task = _task(taskId);
+        uint256 foreign = task.foreign;
+        charges = new InputCharge[](_bitCount(foreign));
+        uint256 count = 0;
+        for (uint256 i = 0; foreign >> i != 0; ++i) {
+            if (foreign & (1 << i) == 0) continue;
+            Charge memory charge = _charges[taskId][i];
+            charges[count++] = InputCharge({
+                datasetId: task.inputs[i],
+                ownerOrg: _participant(task, charge.seat),
+                unitPrice: charge.unitPrice,
+                maxUnits: charge.maxUnits,
+                upstreamBps: charge.upstreamBps,
+                units: charge.units
+            });
+        }
     }
 
     /// @inheritdoc ITaskLedger
@@ -392,21 +431,21 @@ contract TaskLedger is ITaskLedger {
     }
 
     /**
-     * @dev Stores the inputs (distinct, live datasets whose owners participate), the mask of the foreign ones,
-     * the mask of the participants owning an input and the number of approvals to request.
+     * @dev Stores the inputs (distinct, live datasets whose owners participate), the mask of the foreign ones and
+     * their charges, the mask of the participants owning an input and the number of approvals to request.
      */
     function _storeInputs(
         Record storage task,
+        Charge[MAX_INPUTS] storage charges,
         bytes32[] calldata inputs,
         bytes32[] calldata grantIds,
         uint256[] calldata participants
     ) private {
         uint256 requesterSeat = task.requesterSeat;
-        uint256 count = inputs.length;
         uint256 foreign = 0;
         uint256 holders = 0;
         uint256 pending = 0;
-        for (uint256 i = 0; i < count; ++i) {
+        for (uint256 i = 0; i < inputs.length; ++i) {
             bytes32 input = inputs[i];
             for (uint256 j = 0; j < i; ++j) {
                 if (inputs[j] == input) revert TaskLedgerInvalidInputs();
@@ -416,10 +455,11 @@ contract TaskLedger is ITaskLedger {
             if (seat != requesterSeat) {
                 foreign |= 1 << i;
                 if (grantIds[i] == 0) ++pending;
+                _storeCharge(charges[i], input, seat);
             }
             task.inputs[i] = input;
         }
-        task.inputCount = uint8(count);
+        task.inputCount = uint8(inputs.length);
         task.foreign = uint16(foreign);
         task.holders = uint16(holders);
         task.pendingApprovals = uint8(pending);
@@ -438,6 +478,24 @@ contract TaskLedger is ITaskLedger {
             if (participants[i] == owner) return i;
         }
         revert TaskLedgerMissingOwnerParticipant(input);
+    }
+
+    /// @dev Stores the charge of a foreign input owned by the participant in `seat`, as the DataRegistry has it now.
+    function _storeCharge(Charge storage charge, bytes32 input, uint256 seat) private {
+        (uint64 rowCount, uint128 unitPrice, uint16 upstreamBps) = _data.chargeOf(input);
+        uint32 maxUnits = rowCount > type(uint32).max ? type(uint32).max : uint32(rowCount);
+        charge.unitPrice = unitPrice;
+        charge.maxUnits = maxUnits;
+        charge.upstreamBps = upstreamBps;
+        charge.seat = uint8(seat);
+    }
+
+    /// @dev Records the units the provider in `seat` anchored in the charge of each foreign input it owns.
+    function _recordUnits(uint256 taskId, uint256 foreign, uint256 seat, uint32 units) private {
+        Charge[MAX_INPUTS] storage charges = _charges[taskId];
+        for (uint256 i = 0; foreign >> i != 0; ++i) {
+            if (foreign & (1 << i) != 0 && charges[i].seat == seat) charges[i].units = units;
+        }
     }
 
     /// @dev Stores the rest of a new task's header, the requester and the fee (escrowed from here on).
@@ -530,10 +588,11 @@ contract TaskLedger is ITaskLedger {
 
     /**
      * @dev Allocates the escrowed fee by provenance: each foreign input earns its owner the units the owner
-     * anchored times the input's unit price, less its `upstreamBps` share, which goes in equal parts to the owners
-     * of its parents. An owner that did not anchor (absent, see {reportAbsence}) earns nothing, nor do its
-     * input's parents. With nothing earned the fee is split equally among the owners of foreign inputs that
-     * anchored or recorded a delivery; with none of them it is refunded. The requester organisation is never paid for its own inputs.
+     * anchored, at most its `maxUnits`, times its unit price, less its `upstreamBps` share, which goes in equal parts
+     * to the owners of its parents -- all as fixed at submission ({Charge}). An owner that did not anchor (absent,
+     * see {reportAbsence}) earns nothing, nor do its input's parents. With nothing earned the fee is split equally
+     * among the owners of foreign inputs that anchored or recorded a delivery; with none of them it is refunded.
+     * The requester organisation is never paid for its own inputs.
      */
     function _allocate(uint256 taskId, Record storage task) private {
         uint256 foreign = task.foreign;
@@ -542,12 +601,15 @@ contract TaskLedger is ITaskLedger {
             return;
         }
         uint256 inputCount = task.inputCount;
-        IDataRegistry.Pricing[] memory prices = new IDataRegistry.Pricing[](inputCount);
+        Charge[] memory charges = new Charge[](inputCount);
+        uint256[][] memory parentOwners = new uint256[][](inputCount);
         uint256 payeeCount = 0;
         for (uint256 i = 0; i < inputCount; ++i) {
             if (foreign & (1 << i) == 0) continue;
-            prices[i] = _data.pricingOf(task.inputs[i]);
-            payeeCount += 1 + prices[i].parentOwners.length;
+            charges[i] = _charges[taskId][i];
+            // parents and owners never change (see {IDataRegistry-parentOwnersOf}): read them only when needed
+            if (charges[i].upstreamBps != 0) parentOwners[i] = _data.parentOwnersOf(task.inputs[i]);
+            payeeCount += 1 + parentOwners[i].length;
         }
         Payouts memory payouts = Payouts({
             payees: new uint256[](payeeCount),
@@ -557,7 +619,7 @@ contract TaskLedger is ITaskLedger {
             total: 0
         });
         for (uint256 i = 0; i < inputCount; ++i) {
-            if (foreign & (1 << i) != 0) _addPayouts(taskId, task, prices[i], payouts);
+            if (foreign & (1 << i) != 0) _addPayouts(taskId, task, charges[i], parentOwners[i], payouts);
         }
         uint256 found = payouts.count;
         if (found == 0) {
@@ -578,22 +640,26 @@ contract TaskLedger is ITaskLedger {
         _metering.allocate(taskId, payees, weights, task.fee);
     }
 
-    /// @dev Adds what one foreign input earns its owner (its anchored units times its unit price, less the
-    /// upstream share) and its parents' owners (the upstream share, in equal parts).
-    function _addPayouts(uint256 taskId, Record storage task, IDataRegistry.Pricing memory price, Payouts memory payouts)
-        private
-        view
-    {
-        (, uint256 seat) = _seatIndex(task, price.ownerOrg);
+    /// @dev Adds what one foreign input earns its owner (its anchored units, at most its `maxUnits`, times its unit
+    /// price, less the upstream share) and its parents' owners (the upstream share, in equal parts).
+    function _addPayouts(
+        uint256 taskId,
+        Record storage task,
+        Charge memory charge,
+        uint256[] memory parentOwners,
+        Payouts memory payouts
+    ) private view {
+        uint256 seat = charge.seat;
         // absent ({reportAbsence}) without a delivery recorded: gave nothing. One that recorded a delivery may have
         // given the requester its output: it stays a payee, with the units it anchored (none if it did not)
         if ((task.anchored | _deliveries[taskId]) & (1 << seat) == 0) return;
-        uint256 earned = uint256(_units[taskId][seat]) * price.unitPrice * TOTAL_BPS;
-        uint256 upstream = earned * price.upstreamBps / TOTAL_BPS;
-        _addPayee(payouts, price.ownerOrg, earned - upstream, true);
-        uint256 parentCount = price.parentOwners.length;
+        uint256 units = charge.units < charge.maxUnits ? charge.units : charge.maxUnits;
+        uint256 earned = units * charge.unitPrice * TOTAL_BPS;
+        uint256 upstream = earned * charge.upstreamBps / TOTAL_BPS;
+        _addPayee(payouts, _participant(task, seat), earned - upstream, true);
+        uint256 parentCount = parentOwners.length;
         for (uint256 j = 0; j < parentCount; ++j) {
-            _addPayee(payouts, price.parentOwners[j], upstream / parentCount, false);
+            _addPayee(payouts, parentOwners[j], upstream / parentCount, false);
         }
         payouts.total += earned;
     }
@@ -670,6 +736,12 @@ contract TaskLedger is ITaskLedger {
         }
         assembly ("memory-safe") {
             mstore(inputs, count)
+        }
+    }
+
+    function _bitCount(uint256 bits) private pure returns (uint256 count) {
+        for (; bits != 0; bits &= bits - 1) {
+            ++count;
         }
     }
 

@@ -23,14 +23,6 @@ interface IDataRegistry {
         bytes32[] parents;
     }
 
-    /// @notice What settlement needs of a dataset: its owner, unit price, upstream share and parents' owners.
-    struct Pricing {
-        uint256 ownerOrg;
-        uint256 unitPrice;
-        uint256 upstreamBps;
-        uint256[] parentOwners;
-    }
-
     error DataRegistryUnauthorized(address account);
     error DataRegistryUnknownDataset(bytes32 datasetId);
     error DataRegistryAlreadyExists(bytes32 datasetId);
@@ -108,8 +100,21 @@ interface IDataRegistry {
     /// @notice Returns the direct parents of a dataset. Reverts with {DataRegistryUnknownDataset}.
     function parentsOf(bytes32 datasetId) external view returns (bytes32[] memory);
 
-    /// @notice Returns the owner, unit price, upstream share and parents' owners of a dataset (see {Pricing}).
-    function pricingOf(bytes32 datasetId) external view returns (Pricing memory);
+    /**
+     * @notice Returns what a task's settlement weighs a dataset by, which a task ledger fixes when a task using it
+     * is submitted: its row count, its price per row now, and its upstream share. Reverts with
+     * {DataRegistryUnknownDataset}.
+     */
+    function chargeOf(bytes32 datasetId)
+        external
+        view
+        returns (uint64 rowCount, uint128 unitPrice, uint16 upstreamBps);
+
+    /**
+     * @notice Returns the owner organisations of a dataset's parents, in order (one entry per parent). Neither
+     * the parents nor any dataset's owner ever change. Reverts with {DataRegistryUnknownDataset}.
+     */
+    function parentOwnersOf(bytes32 datasetId) external view returns (uint256[] memory owners);
 
     /// @notice Returns the number of registered datasets.
     function datasetCount() external view returns (uint256);

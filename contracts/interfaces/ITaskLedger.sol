@@ -15,8 +15,11 @@ pragma solidity ^0.8.24;
  * anchor -- nobody can fail the task: the fee then goes to the providers that anchored or recorded a delivery,
  * by {settleTask} (any participant, once
  * Completed) or by {expireTask} (anyone, after the deadline, even if the requester never anchored). The split is computed here
- * from the anchored units, the inputs' unit prices and upstream shares in the DataRegistry; the requester
- * organisation is never paid for its own inputs (with no foreign input the fee is refunded).
+ * from the anchored units and each foreign input's charge ({chargesOf}): its unit price, row count and upstream share
+ * as the DataRegistry had them at submission -- a unit price changed later does not move the split, and an input
+ * weighs at most its registered rows however many units its owner anchors -- so what a provider checked against
+ * its price before its output left is what it is paid. The requester organisation is never paid for its own
+ * inputs (with no foreign input the fee is refunded).
  *
  * Failure reasons (16 bits): 1 = input rejected, 2 = expired (both set by the ledger); 3..99 are worker-reported,
  * e.g. 3 = spec hash mismatch, 4 = grant invalid, 5 = protocol error, 6 = peer unreachable,
@@ -48,6 +51,19 @@ interface ITaskLedger {
         uint256 fee;
         bytes32[] inputs;
         uint256[] participants;
+    }
+
+    /**
+     * @notice What settlement weighs a foreign input by: `min(units, maxUnits) * unitPrice`, of which the
+     * `upstreamBps` share goes to the owners of its parents. Fixed at submission but for `units`.
+     */
+    struct InputCharge {
+        bytes32 datasetId;
+        uint256 ownerOrg;
+        uint128 unitPrice; // the dataset's price per row when the task was submitted
+        uint32 maxUnits; // its registered row count (capped at 2^32 - 1, the most units anchored): the most it weighs
+        uint16 upstreamBps; // the share of its earnings passed to its parents' owners
+        uint32 units; // the units its owner anchored (0 until it anchors)
     }
 
     error TaskLedgerUnauthorized(address account);
@@ -144,6 +160,7 @@ interface ITaskLedger {
      * organisation and the owner of every input, and at most one other, which publishes a dealer service
      * ({IOrgRegistry-isDealer}); `msg.value` is at least the sum of
      * the used grants' fee floors; `deadline` is in the future and at most MAX_DURATION away.
+     * Fixes each foreign input's charge ({chargesOf}) as the DataRegistry has it now.
      * Emits {TaskSubmitted}, and {TaskAuthorised} when no approval is pending.
      */
     function submitTask(
@@ -181,7 +198,8 @@ interface ITaskLedger {
 
     /**
      * @notice Anchors the caller organisation's result for a task, with the usage `units` it is paid for if it
-     * is a provider (ignored otherwise); the last participant's anchor completes the task.
+     * is a provider (ignored otherwise; each of its inputs weighs at most its `maxUnits`, see {chargesOf}); the last
+     * participant's anchor completes the task.
      * @dev Requirements: caller has ROLE_OPERATOR in an Active participant organisation that did not anchor
      * yet; the task is Authorised or Running; its deadline has not passed; `resultDigest` is non-zero.
      * Emits {ResultAnchored}, and {TaskCompleted} on the last anchor.
@@ -281,8 +299,16 @@ interface ITaskLedger {
         view
         returns (bool);
 
-    /// @notice Returns the usage units organisation `orgId` anchored for a task as a provider (0 otherwise).
+    /// @notice Returns the usage units organisation `orgId` anchored for a task as a provider (0 otherwise), as
+    /// anchored: above an input's `maxUnits` they weigh no more ({chargesOf}).
     function unitsOf(uint256 taskId, uint256 orgId) external view returns (uint256);
+
+    /**
+     * @notice Returns the charges of a task's foreign inputs (see {InputCharge}), in input order: what its
+     * settlement weighs them by, which a provider holds the fee to before its output leaves.
+     * Reverts with {TaskLedgerUnknownTask}.
+     */
+    function chargesOf(uint256 taskId) external view returns (InputCharge[] memory charges);
 
     /**
      * @notice Returns the fee a task holds in escrow: its fee until it is settled or fails (refunded), then 0.

@@ -1,5 +1,6 @@
 """The terms' price per unit as a provider holds the fee to it (node/pricing.py), against the
-datasets registered on a real chain and against what the ledger then pays."""
+charges the ledger fixed for a task on a real chain (as a requester's node computes them before
+it submits) and against what the ledger then pays."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fractions import Fraction
 
 import pytest
 
-from privledger.node.pricing import least_share, price_of, price_violation
+from privledger.node.pricing import least_share, price_of, price_violation, submission_charges
 from privledger.node.spec import SpecInput, TaskSpec, parse_spec
 from privledger.node.terms import GrantTerms, Price, violation
 
@@ -57,14 +58,14 @@ def test_a_derived_input_is_held_to_its_price_net_of_what_it_passes_upstream(
     parent = consortium.dataset(telecom)
     derived = consortium.dataset(bank_a, parents=(parent,), upstream_bps=5_000)
     spec = _spec(telecom.org_id, [(parent, telecom.org_id), (derived, bank_a.org_id)])
-    problem = price_violation(
-        consortium.admin.data, spec, _terms(), org=bank_a.org_id, fee=fee, units=40
-    )
-    assert (problem is None) is (fee >= 800), problem
-
     grants = [ZERO32, consortium.grant(derived, bank_a, telecom)]
     members = [telecom, bank_a]
     task_id = submit_priced(consortium, telecom, [parent, derived], grants, members, fee=fee)
+    charges = telecom.ledger.tasks.charges_of(task_id)
+    assert charges == submission_charges(consortium.admin.data, spec)
+    problem = price_violation(charges, _terms(), org=bank_a.org_id, fee=fee, units=40)
+    assert (problem is None) is (fee >= 800), problem
+
     for member, units in ((telecom, 0), (bank_a, 40)):
         member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, units)
     telecom.ledger.tasks.settle_task(task_id, ZERO32)
@@ -76,14 +77,14 @@ def test_a_sole_provider_is_owed_its_price_out_of_the_whole_fee(consortium: Cons
     telecom, bank_a = consortium.telecom, consortium.bank_a
     own, theirs = consortium.dataset(telecom), consortium.dataset(bank_a, price=0)
     spec = _spec(telecom.org_id, [(own, telecom.org_id), (theirs, bank_a.org_id)])
-    data = consortium.admin.data
+    charges = submission_charges(consortium.admin.data, spec)
     held = {"org": bank_a.org_id, "units": 40}
-    assert price_violation(data, spec, _terms(), fee=400, **held) is None
-    problem = price_violation(data, spec, _terms(), fee=399, **held)
+    assert price_violation(charges, _terms(), fee=400, **held) is None
+    problem = price_violation(charges, _terms(), fee=399, **held)
     assert problem is not None and problem.term == "price"
     assert "400 wei (40 x 10 wei per matched_row)" in problem.message, problem.message
-    assert price_violation(data, spec, _terms("call", 500), fee=499, **held) is not None
-    assert price_violation(data, spec, _terms(wei=0), fee=0, **held) is None
+    assert price_violation(charges, _terms("call", 500), fee=499, **held) is not None
+    assert price_violation(charges, _terms(wei=0), fee=0, **held) is None
 
 
 @pytest.mark.parametrize(("fee", "mislabelled"), [(3_999, False), (4_000, False), (3_999, True)])
@@ -91,9 +92,11 @@ def test_with_other_providers_the_price_holds_however_many_rows_they_anchor(
     consortium: Consortium, fee: int, mislabelled: bool
 ) -> None:
     """bank-a (100 rows) and bank-b (300 rows) provide at the same unit price: bank-a counts
-    bank-b at all its rows and asks for four times its price; what it passes is what the ledger
-    pays it when bank-b anchors every row. A spec that names bank-b's dataset as the
-    requester's own does not make bank-a leave it out: the ledger pays its owner on chain."""
+    bank-b at all its rows and asks for four times its price; what it passes, on the task's
+    charges, is what the ledger pays it when bank-b anchors every row -- or more: no more weighs
+    (tests/security/test_price_snapshot.py). A spec that names bank-b's dataset as the
+    requester's own does not make the requester's node leave it out before it submits: the
+    ledger pays its owner on chain."""
     telecom, bank_a, bank_b = consortium.telecom, consortium.bank_a, consortium.bank_b
     own = consortium.dataset(telecom)
     data_a = consortium.dataset(bank_a, rows=100)
@@ -104,10 +107,9 @@ def test_with_other_providers_the_price_holds_however_many_rows_they_anchor(
         if mislabelled
         else _spec(telecom.org_id, inputs, "joint-stats")
     )
-    problem = price_violation(
-        consortium.admin.data, spec, _terms(), org=bank_a.org_id, fee=fee, units=100
-    )
-    assert (problem is None) is (fee >= 4_000)
+    held = {"org": bank_a.org_id, "fee": fee, "units": 100}
+    charges = submission_charges(consortium.admin.data, spec)
+    assert (price_violation(charges, _terms(), **held) is None) is (fee >= 4_000)
 
     grants = [
         ZERO32,
@@ -118,6 +120,8 @@ def test_with_other_providers_the_price_holds_however_many_rows_they_anchor(
     ]
     members = [telecom, bank_a, bank_b]
     task_id = submit_priced(consortium, telecom, [own, data_a, data_b], grants, members, fee=fee)
+    problem = price_violation(bank_a.ledger.tasks.charges_of(task_id), _terms(), **held)
+    assert (problem is None) is (fee >= 4_000)
     for member, units in ((telecom, 0), (bank_a, 100), (bank_b, 300)):
         member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, units)
     telecom.ledger.tasks.settle_task(task_id, ZERO32)

@@ -45,8 +45,8 @@ def test_full_lifecycle_settles_to_the_wei(consortium: Consortium) -> None:
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
     w3 = consortium.w3
     mine = consortium.dataset(telecom)
-    theirs_a = consortium.dataset(bank_a)
-    theirs_b = consortium.dataset(bank_b)
+    theirs_a = consortium.dataset(bank_a, rows=1_000)  # an input weighs at most its rows
+    theirs_b = consortium.dataset(bank_b, rows=1_000)
     grant_a = consortium.grant(theirs_a, bank_a, telecom)
     grant_b = consortium.grant(theirs_b, bank_b, telecom)
     payer_before = w3.eth.get_balance(telecom.address)
@@ -312,7 +312,7 @@ def test_many_participants_and_a_requester_in_a_late_seat(consortium: Consortium
     """Participants past the second seat have their own storage; the requester may sit anywhere."""
     bank_a, bank_b, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
     insurer = onboard(consortium.admin, "insurer", 4)
-    data_a, data_b, own = (consortium.dataset(m) for m in (bank_a, bank_b, telecom))
+    data_a, data_b, own = (consortium.dataset(m, rows=300) for m in (bank_a, bank_b, telecom))
     grant_a, grant_b = (
         consortium.grant(data_a, bank_a, telecom),
         consortium.grant(data_b, bank_b, telecom),

@@ -20,6 +20,8 @@ from web3.types import EventData, TxReceipt
 from privledger.evm.client import ChainClient
 from privledger.evm.rpc import EventCodec, FunctionCodec
 
+MAX_UNITS = 2**32 - 1  # the most usage units a provider can anchor: the ledger keeps them in uint32
+
 
 class Role(IntFlag):
     ORG_ADMIN = 1
@@ -151,6 +153,20 @@ class Task:
     fee: int
     inputs: tuple[bytes, ...]
     participants: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class InputCharge:
+    """What a task's settlement weighs one of its foreign inputs by, fixed at submission but for
+    ``units``: ``min(units, max_units) * unit_price``, of which ``upstream_bps`` (out of 10,000)
+    goes to the owners of the input's parents."""
+
+    dataset_id: bytes
+    owner_org: int
+    unit_price: int  # wei per row, as the dataset's price was at submission
+    max_units: int  # its registered rows (at most MAX_UNITS): the most units it weighs
+    upstream_bps: int
+    units: int  # what its owner anchored (0 until it anchors)
 
 
 @dataclass(frozen=True)
@@ -508,6 +524,16 @@ class TaskLedger(ContractFacade):
     def units_of(self, task_id: int, org_id: int) -> int:
         """The usage units ``org_id`` anchored for the task as a provider (0 otherwise)."""
         return int(self._call("unitsOf", task_id, org_id))
+
+    def charges_of(self, task_id: int) -> tuple[InputCharge, ...]:
+        """The charges of the task's foreign inputs, in input order: what its settlement weighs
+        them by."""
+        return tuple(
+            InputCharge(bytes(dataset), owner, price, max_units, upstream, units)
+            for dataset, owner, price, max_units, upstream, units in self._call(
+                "chargesOf", task_id
+            )
+        )
 
     def expire_task(self, task_id: int) -> TxReceipt:
         return self._transact("expireTask", task_id)

@@ -19,7 +19,7 @@ from privledger.evm.contracts import Grant
 from privledger.evm.ledger import Ledger
 from privledger.node.components import KINDS
 from privledger.node.context import NodeContext
-from privledger.node.pricing import price_violation
+from privledger.node.pricing import price_violation, submission_charges
 from privledger.node.spec import SpecInput, TaskSpec
 from privledger.node.terms import GrantTerms, TermViolation, enforces, violation
 from privledger.store.events import events_named, grants_consumed_by
@@ -146,7 +146,8 @@ def _price_violation(
     a protocol in which the requester announces its set, whose keys the provider answers."""
     if sizes is None or not enforces(spec.protocol, "max_requester_set"):
         return None
-    return price_violation(node.ledger.data, spec, terms, org=item.org, fee=fee, units=sizes[0])
+    charges = submission_charges(node.ledger.data, spec)
+    return price_violation(charges, terms, org=item.org, fee=fee, units=sizes[0])
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,15 @@ aligned rows), the most it can anchor. A fee below the price fails the task with
 TERMS_VIOLATION, which refunds it: the requester gets nothing of this provider's.
 
 What the provider is paid is its share of the fee: the ledger splits the whole fee among the
-providers by their anchored units times their inputs' on-chain unit prices (equally when none
-of them weighs anything). With other providers, this one counts each of them at the most it
-can anchor -- its dataset's registered rows -- and so holds the fee to the least share it can
-get; of its own inputs' earnings it counts only what stays with it, not what a derived input
-passes upstream to its parents' owners (the requester may be one of them). A per-task unit
+providers by their anchored units times their inputs' unit prices (equally when none of them
+weighs anything), each input weighing at most its registered rows, with the prices and rows the
+ledger fixed when the task was submitted -- the task's charges (``TaskLedger.chargesOf``),
+which this check reads, so that it and the ledger agree exactly: a provider controlled by the
+requester can neither raise its price after this check nor anchor more units than its rows to
+dilute this one's share. With other providers, this one counts each of them at the most it can
+weigh, its rows, and so holds the fee to the least share it can get; of its own inputs'
+earnings it counts only what stays with it, not what a derived input passes upstream to its
+parents' owners (the requester may be one of them). A per-task unit
 (``call``, ``flat``) prices the task as a whole. Protocols whose provider does not count what
 it answers (their components do not list ``price`` in ``enforces``: the set operations) and
 bucketed KKRT, whose provider delivers each bucket before it knows its units, are refused a
@@ -26,9 +30,10 @@ two-party PSI or PIR to the price of its own rows before it submits
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fractions import Fraction
 
-from privledger.evm.contracts import DataRegistry
+from privledger.evm.contracts import MAX_UNITS, DataRegistry, InputCharge
 from privledger.node.spec import TaskSpec
 from privledger.node.terms import PER_TASK_UNITS, GrantTerms, Price, TermViolation
 
@@ -51,28 +56,45 @@ def least_share(fee: int, own: int, total: int, payees: int) -> Fraction:
     return Fraction(fee, payees) if payees else Fraction(0)
 
 
+def submission_charges(data: DataRegistry, spec: TaskSpec) -> tuple[InputCharge, ...]:
+    """The charges the ledger would fix for ``spec``'s foreign inputs if it were submitted now
+    (nothing anchored yet). Each input counts for its owner on chain, whatever org the spec names
+    with it, as the ledger pays it."""
+    charges = []
+    for item in spec.inputs:
+        dataset = bytes.fromhex(item.dataset.removeprefix("0x"))
+        record = data.get_dataset(dataset)
+        if record.owner_org != spec.requester:  # the requester is never paid for its own inputs
+            charges.append(
+                InputCharge(
+                    dataset,
+                    record.owner_org,
+                    record.unit_price,
+                    min(record.row_count, MAX_UNITS),
+                    record.upstream_bps,
+                    0,
+                )
+            )
+    return tuple(charges)
+
+
 def price_violation(
-    data: DataRegistry, spec: TaskSpec, terms: GrantTerms, *, org: int, fee: int, units: int
+    charges: Sequence[InputCharge], terms: GrantTerms, *, org: int, fee: int, units: int
 ) -> TermViolation | None:
-    """Why ``fee`` does not pay organisation ``org``, a provider of ``spec``, the ``terms``'
-    price for ``units``; None when it does (or the terms set no price). Each input counts for
-    its owner on chain, whatever org the spec names with it, as the ledger pays it."""
+    """Why ``fee`` does not pay organisation ``org``, a provider of a task whose foreign inputs
+    have ``charges``, the ``terms``' price for the ``units`` it anchors; None when it does (or
+    the terms set no price)."""
     owed = price_of(terms.price, units)
     if owed == 0:
         return None
     own = total = 0
     payees: set[int] = set()
-    for item in spec.inputs:
-        record = data.get_dataset(bytes.fromhex(item.dataset.removeprefix("0x")))
-        owner = record.owner_org
-        if owner == spec.requester:
-            continue  # the requester is never paid for its own inputs
-        payees.add(owner)
-        if owner == org:
-            weight = units * record.unit_price
-            own += weight * (TOTAL_BPS - record.upstream_bps)
-        else:
-            weight = record.row_count * record.unit_price
+    for charge in charges:
+        payees.add(charge.owner_org)
+        anchored = units if charge.owner_org == org else charge.max_units
+        weight = min(anchored, charge.max_units) * charge.unit_price
+        if charge.owner_org == org:
+            own += weight * (TOTAL_BPS - charge.upstream_bps)
         total += weight * TOTAL_BPS
     share = least_share(fee, own, total, len(payees))
     if share >= owed:

@@ -36,6 +36,7 @@ from eth_abi.abi import encode
 from sqlmodel import Session, col, select
 
 from privledger.evm.contracts import (
+    MAX_UNITS,
     ApprovalStatus,
     FailureReason,
     Grant,
@@ -83,7 +84,6 @@ from privledger.store.models import (
 logger = logging.getLogger(__name__)
 
 FINAL_STATES = {"anchored", "failed", "settled", "done"}
-MAX_UNITS = 2**32 - 1  # usage units anchored on chain are uint32
 # the longest a dealer serves one task: the joint statistics and FL runs we measured take under a
 # minute; parties stalled past this fail the task and free the dealer's thread for new work
 DEALER_BUDGET_S = 900.0
@@ -591,7 +591,7 @@ class Worker:
         held = (
             LastMessages(
                 channels,
-                record_delivery=lambda: self._record_delivery(task, spec, terms, withheld.units),
+                record_delivery=lambda: self._record_delivery(task, terms, withheld.units),
                 requester=spec.requester,
             )
             if provider
@@ -648,7 +648,7 @@ class Worker:
             )
             if held is not None:
                 if not run.delivered:  # else held to its price when it recorded the delivery
-                    self._check_before_output(task, spec, terms, units)
+                    self._check_before_output(task, terms, units)
                 self._anchor(task, outcome)
                 held.release()
             for org, channel in channels.items():
@@ -694,31 +694,26 @@ class Worker:
                 f"organisation(s) {inactive} are no longer active in the consortium",
             )
 
-    def _check_before_output(
-        self, task: Task, spec: TaskSpec, terms: GrantTerms | None, units: int
-    ) -> None:
+    def _check_before_output(self, task: Task, terms: GrantTerms | None, units: int) -> None:
         """Refuse, as a provider about to give the requester its output, a task whose
-        participants are no longer all active, or a fee below the terms' price for ``units``
-        (:mod:`privledger.node.pricing`)."""
+        participants are no longer all active, or a fee below the terms' price for ``units``,
+        against the charges the ledger settles the task by (:mod:`privledger.node.pricing`)."""
         self._check_active(task)
         if terms is None:
             return
-        problem = price_violation(
-            self.node.ledger.data, spec, terms, org=self.node.org_id, fee=task.fee, units=units
-        )
+        charges = self.node.ledger.tasks.charges_of(task.task_id)
+        problem = price_violation(charges, terms, org=self.node.org_id, fee=task.fee, units=units)
         if problem is not None:
             raise TaskRefused(FailureReason.TERMS_VIOLATION, str(problem))
 
-    def _record_delivery(
-        self, task: Task, spec: TaskSpec, terms: GrantTerms | None, units: int
-    ) -> float:
+    def _record_delivery(self, task: Task, terms: GrantTerms | None, units: int) -> float:
         """Record on the ledger, as a provider whose next messages give the requester its output
         before it can anchor, that it delivers: the requester can then no longer fail the task
         (:mod:`privledger.node.release`). It holds the fee to the terms' price first, for the
         ``units`` it anchors if the requester then withholds its part. Returns by when
         (monotonic) the protocol must stop waiting so that this node can still anchor before
         the deadline."""
-        self._check_before_output(task, spec, terms, units)
+        self._check_before_output(task, terms, units)
         left = task.deadline - self.node.ledger.client.latest_timestamp()  # chain time
         if left < 2 * ANCHOR_MARGIN_S:
             raise TaskRefused(
