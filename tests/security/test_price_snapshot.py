@@ -16,7 +16,7 @@ import pytest
 from privledger.evm.contracts import Kind
 from privledger.node.pricing import price_violation
 from privledger.node.spec import PROTOCOL_IDS
-from privledger.node.terms import GrantTerms, Price
+from privledger.node.terms import GrantTerms, Price, TermViolation
 from tests.evm.conftest import ZERO32, Consortium, Member
 
 pytestmark = pytest.mark.security
@@ -30,13 +30,13 @@ def _anchor(member: Member, task_id: int, units: int) -> None:
     member.ledger.tasks.anchor_result(task_id, secrets.token_bytes(32), ZERO32, units)
 
 
-def _checked_task(consortium: Consortium) -> tuple[int, bytes]:
-    """The telecom's joint statistics over its own dataset, bank-a's and bank-b's, at the fee
-    bank-a's price asks for, which bank-a's check passes: the task's id and bank-b's input."""
+def _task(consortium: Consortium, price_b: int = UNIT_WEI) -> tuple[int, bytes]:
+    """The telecom's joint statistics over its own dataset, bank-a's and bank-b's (at
+    ``price_b`` a row), at the fee bank-a's price asks for: the task's id and bank-b's input."""
     telecom, bank_a, bank_b = consortium.telecom, consortium.bank_a, consortium.bank_b
     own = consortium.dataset(telecom, price=UNIT_WEI)
     data_a = consortium.dataset(bank_a, price=UNIT_WEI, rows=ROWS_A)
-    data_b = consortium.dataset(bank_b, price=UNIT_WEI, rows=ROWS_B)
+    data_b = consortium.dataset(bank_b, price=price_b, rows=ROWS_B)
     grants = [
         consortium.grant(data, member, telecom, kinds=Kind.STATS)
         for data, member in ((data_a, bank_a), (data_b, bank_b))
@@ -51,6 +51,11 @@ def _checked_task(consortium: Consortium) -> tuple[int, bytes]:
         deadline=consortium.now() + 600,
         fee=FEE,
     )
+    return task_id, data_b
+
+
+def _check_of_bank_a(consortium: Consortium, task_id: int) -> TermViolation | None:
+    """bank-a's check before its output leaves, as its worker makes it."""
     terms = GrantTerms.model_validate(
         {
             "protocols": ["joint-stats"],
@@ -58,9 +63,16 @@ def _checked_task(consortium: Consortium) -> tuple[int, bytes]:
             "price": Price(unit="matched_row", wei=UNIT_WEI),
         }
     )
+    bank_a = consortium.bank_a
     charges = bank_a.ledger.tasks.charges_of(task_id)
-    problem = price_violation(charges, terms, org=bank_a.org_id, fee=FEE, units=ROWS_A)
-    assert problem is None, problem  # bank-a lets its output go
+    return price_violation(charges, terms, org=bank_a.org_id, fee=FEE, units=ROWS_A)
+
+
+def _checked_task(consortium: Consortium) -> tuple[int, bytes]:
+    """:func:`_task`, which bank-a's check passes: it lets its output go."""
+    task_id, data_b = _task(consortium)
+    problem = _check_of_bank_a(consortium, task_id)
+    assert problem is None, problem
     return task_id, data_b
 
 
@@ -96,3 +108,17 @@ def test_an_accomplice_anchoring_more_units_than_its_rows_does_not_dilute_the_pr
     tasks = consortium.admin.tasks
     assert tasks.units_of(task_id, consortium.bank_b.org_id) == 1_000 * ROWS_B  # as anchored
     assert [charge.max_units for charge in tasks.charges_of(task_id)] == [ROWS_A, ROWS_B]
+
+
+def test_an_accomplice_lowering_its_unit_price_before_the_check_does_not_pass_it(
+    consortium: Consortium,
+) -> None:
+    """The other way round: bank-b's dataset was priced a thousandfold when the task was
+    submitted and lowered afterwards; a check on the prices of the moment would pass the fee,
+    which the ledger, weighing bank-b at the price it fixed, splits to give bank-a 1 wei. bank-a
+    checks the price the ledger fixed and refuses."""
+    task_id, data_b = _task(consortium, price_b=1_000 * UNIT_WEI)
+    consortium.bank_b.ledger.data.set_unit_price(data_b, UNIT_WEI)
+    problem = _check_of_bank_a(consortium, task_id)
+    assert problem is not None and problem.term == "price", problem
+    assert _settled_pay_of_bank_a(consortium, task_id, ROWS_B) < ROWS_A * UNIT_WEI
