@@ -17,6 +17,7 @@ from typing import cast
 import pytest
 import typer
 from typer.core import TyperGroup
+from typer.testing import Result
 
 from privledger.config import DEV_KEYSTORE_PASSWORD, Settings
 from privledger.demo import reset_demo
@@ -36,6 +37,17 @@ def run(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    """The command run in this process: the entry point's code without its ~2 s (~5 s loaded) of
+    interpreter start-up and imports, for checks that need no process of their own (the entry
+    point itself: test_help_everywhere)."""
+    from typer.testing import CliRunner
+
+    from privledger.cli import app
+
+    return CliRunner().invoke(app, list(args), env=env)
 
 
 def _command_paths(group: TyperGroup, prefix: tuple[str, ...] = ()) -> Iterator[list[str]]:
@@ -113,7 +125,7 @@ def test_demo_once_walks_a_psi_task_and_survives_a_restart(tmp_path: Path) -> No
     assert again["scenario"]["datasets"] == scenario["datasets"]  # none registered again
     customers = (tmp_path / "var" / "demo-data" / "bank-a.csv").read_text().splitlines()
     assert customers[0] == "phone,segment,balance" and int(customers[1].split(",")[2]) >= 0
-    assert run("demo", "--scenario", "nope").returncode == 2
+    assert invoke("demo", "--scenario", "nope").exit_code == 2
 
     # `chain up` on the demo's chain, stopped by Ctrl-C, then the demo (issue 23, item 3): it
     # works, on the same deployment (the chain kept its genesis); this time left running on fixed
@@ -162,17 +174,12 @@ def test_unknown_benchmark_is_a_clear_error() -> None:
 
 
 def test_bad_keys_are_clear_errors(tmp_path: Path) -> None:
-    """In this process, as the commands in test_help_everywhere: an exit with a message and its
-    code, no other exception (a traceback)."""
-    from typer.testing import CliRunner
-
-    from privledger.cli import app
-
+    """An exit with a message and its code, no other exception (a traceback)."""
     init = ["node", "init", "--org", "x", "--home", str(tmp_path / "x")]
-    bad = CliRunner().invoke(app, init, env={"PRIVLEDGER_NODE_KEY": "not-a-key"})
+    bad = invoke(*init, env={"PRIVLEDGER_NODE_KEY": "not-a-key"})
     assert bad.exit_code == 2 and "not a private key" in bad.output
     assert isinstance(bad.exception, SystemExit), bad.exception
-    no_key = CliRunner().invoke(app, init, env={"PRIVLEDGER_NODE_KEY": ""})
+    no_key = invoke(*init, env={"PRIVLEDGER_NODE_KEY": ""})
     assert no_key.exit_code == 2 and "PRIVLEDGER_NODE_KEY" in no_key.output
     assert isinstance(no_key.exception, SystemExit), no_key.exception
 
@@ -180,20 +187,12 @@ def test_bad_keys_are_clear_errors(tmp_path: Path) -> None:
 @pytest.mark.security
 def test_only_a_home_under_the_development_password_gets_a_cheap_keystore(tmp_path: Path) -> None:
     """The public development password gets a cheap scrypt (it protects nothing); a home under
-    a password of its own keeps the keystore standard's cost, 2^18. In this process, as the
-    commands in test_help_everywhere."""
-    from typer.testing import CliRunner
-
-    from privledger.cli import app
-
+    a password of its own keeps the keystore standard's cost, 2^18."""
     costs = {}
     for password in (DEV_KEYSTORE_PASSWORD, "a password of its own"):
         home = tmp_path / str(len(costs))
-        made = CliRunner().invoke(
-            app,
-            ["node", "init", "--org", "x", "--home", str(home), "--new-key"],
-            env={"PRIVLEDGER_KEYSTORE_PASSWORD": password},
-        )
+        init = ["node", "init", "--org", "x", "--home", str(home), "--new-key"]
+        made = invoke(*init, env={"PRIVLEDGER_KEYSTORE_PASSWORD": password})
         assert made.exit_code == 0, made.output
         (key_file,) = (home / "keystore").glob("0x*.json")
         costs[password] = json.loads(key_file.read_text())["crypto"]["kdfparams"]["n"]
@@ -392,8 +391,8 @@ def _the_printed_lines_point_the_cli_at_each_node(
     listed = run("dataset", "list", env={**env, **exports["bank-a"]})
     assert listed.returncode == 0, listed.stderr
     assert "bank-a-customers" in {dataset["name"] for dataset in json.loads(listed.stdout)}
-    taken = run("demo", "--base-port", str(base_port), env=env)
-    assert taken.returncode == 1 and f"port {base_port}" in taken.stderr
+    taken = invoke("demo", "--base-port", str(base_port), env=env)
+    assert taken.exit_code == 1 and f"port {base_port}" in taken.output
 
 
 def test_demo_in_the_background_of_a_script_stops_on_sigint(tmp_path: Path) -> None:
