@@ -12,7 +12,14 @@ from privledger.node.spec import (
     TaskSpec,
     parse_spec,
 )
-from privledger.node.terms import ANY_DEALER, GrantTerms, Price, default_terms, violation
+from privledger.node.terms import (
+    ANY_DEALER,
+    GrantTerms,
+    Price,
+    column_uses,
+    default_terms,
+    violation,
+)
 
 MINE = SpecInput(dataset="0x" + "11" * 32, org=1, column="phone")
 THEIRS = SpecInput(dataset="0x" + "22" * 32, org=2, column="phone")
@@ -168,3 +175,26 @@ def test_terms_no_allowed_protocol_can_keep_are_told_apart() -> None:
         protocols=("union3",), columns={"phone": ("join",)}, max_requester_set=9
     )
     assert union_capped.unenforceable() is not None
+
+
+def test_a_column_named_in_two_roles_is_held_to_both_uses() -> None:
+    """A key column also named as a feature kept only its last use: the join on a column
+    granted for aggregates only went unchecked."""
+    mine = SpecInput(dataset="0x" + "11" * 32, org=1, column="id", value_column="label")
+
+    def vertical(column: str, features: list[str]) -> TaskSpec:
+        theirs = SpecInput(dataset="0x" + "22" * 32, org=2, column=column, features=features)
+        body = {"protocol": "vertical-lr", "requester": 1, "inputs": (mine, theirs), "dealer": 7}
+        return parse_spec(body)
+
+    aggregates = GrantTerms(
+        protocols=("vertical-lr",), columns={"customer_id": ("aggregate",), "id": ("join",)}
+    )
+    for spec in (vertical("customer_id", ["customer_id"]), vertical("id", ["id"])):
+        theirs = spec.inputs[1]
+        assert column_uses(spec, theirs) == {theirs.column: ("join", "aggregate")}
+        problem = violation(spec, aggregates, theirs, fee=0)
+        assert problem is not None and problem.term == "columns", problem
+    both = aggregates.model_copy(update={"columns": {"id": ("join", "aggregate")}})
+    spec = vertical("id", ["id"])
+    assert violation(spec, both, spec.inputs[1], fee=0) is None

@@ -300,18 +300,37 @@ class TermViolation:
         return f"term {self.term!r}: {self.message}"
 
 
-def column_uses(spec: TaskSpec, item: SpecInput) -> dict[str, ColumnUse]:
-    """What the task does with each column of one input."""
+def column_uses(spec: TaskSpec, item: SpecInput) -> dict[str, tuple[ColumnUse, ...]]:
+    """What the task does with each column of one input: every use, so that a column named in
+    two roles (a key also named as a feature, say) is held to both."""
     protocol = spec.protocol
-    uses: dict[str, ColumnUse] = {}
     aggregated = ("joint-stats", "horizontal-lr", "horizontal-mlp", "predict")
-    uses[item.column] = "aggregate" if protocol in aggregated else "join"
-    for feature in item.features or ():
-        uses[feature] = "aggregate"
+    named: list[tuple[str, ColumnUse]] = [
+        (item.column, "aggregate" if protocol in aggregated else "join")
+    ]
+    named += [(feature, "aggregate") for feature in item.features or ()]
     if item.value_column is not None:
         retrieved = spec.kind == "pir" or protocol in RETRIEVING
-        uses[item.value_column] = "retrieve" if retrieved else "aggregate"
+        named.append((item.value_column, "retrieve" if retrieved else "aggregate"))
+    uses: dict[str, tuple[ColumnUse, ...]] = {}
+    for column, use in named:
+        if use not in uses.get(column, ()):
+            uses[column] = (*uses.get(column, ()), use)
     return uses
+
+
+def _column_violation(spec: TaskSpec, item: SpecInput, terms: GrantTerms) -> TermViolation | None:
+    """Whether the terms allow every use the task makes of each column of ``item``."""
+    for column, uses in column_uses(spec, item).items():
+        allowed = terms.columns.get(column)
+        if allowed is None:
+            return TermViolation("columns", f"column {column!r} is not granted")
+        for use in uses:
+            if use not in allowed:
+                return TermViolation(
+                    "columns", f"column {column!r} allows {list(allowed)}, not {use}"
+                )
+    return None
 
 
 def _code_violation(spec: TaskSpec, terms: GrantTerms) -> TermViolation | None:
@@ -397,12 +416,9 @@ def violation(
     problem = _code_violation(spec, terms)
     if problem is not None:
         return problem
-    for column, use in column_uses(spec, item).items():
-        allowed = terms.columns.get(column)
-        if allowed is None:
-            return TermViolation("columns", f"column {column!r} is not granted")
-        if use not in allowed:
-            return TermViolation("columns", f"column {column!r} allows {list(allowed)}, not {use}")
+    problem = _column_violation(spec, item, terms)
+    if problem is not None:
+        return problem
     # the size alone tells less than the intersection, the ids above a threshold less than the
     # scores: terms that release one release the other
     released = set(terms.outputs) | ({"size"} if "requester" in terms.outputs else set())

@@ -112,7 +112,11 @@ def approval_out(node: NodeContext, session: Session, task_id: int, dataset: byt
     recipients = [spec.requester] if spec.output == "requester" else spec.participants
     request = RequestOut(
         protocol=spec.protocol,
-        column_uses=[ColumnUseOut(column=c, use=u) for c, u in column_uses(spec, item).items()],
+        column_uses=[
+            ColumnUseOut(column=column, use=use)
+            for column, uses in column_uses(spec, item).items()
+            for use in uses
+        ],
         output=spec.output,
         recipients=sorted(set(recipients)),
         dealer_org=spec.dealer_org,
@@ -190,7 +194,7 @@ def _review(
     rows = {
         "protocols": (spec.protocol, ", ".join(terms.protocols)),
         "columns": (
-            "; ".join(f"{column}: {use}" for column, use in uses.items()),
+            "; ".join(f"{column}: {', '.join(used)}" for column, used in uses.items()),
             "; ".join(f"{column}: {', '.join(kept)}" for column, kept in terms.columns.items()),
         ),
         "outputs": (spec.output, ", ".join(terms.outputs)),
