@@ -15,7 +15,8 @@ import pytest
 
 from privledger.evm.contracts import Kind
 from privledger.node.pricing import price_violation
-from privledger.node.spec import PROTOCOL_IDS
+from privledger.node.settlement import settlement_record
+from privledger.node.spec import PROTOCOL_IDS, SpecInput, parse_spec
 from privledger.node.terms import GrantTerms, Price, TermViolation
 from tests.evm.conftest import ZERO32, Consortium, Member
 
@@ -68,6 +69,21 @@ def _check_of_bank_a(consortium: Consortium, task_id: int) -> TermViolation | No
     return price_violation(charges, terms, org=bank_a.org_id, fee=FEE, units=ROWS_A)
 
 
+def _record_share_of_bank_a(consortium: Consortium, task_id: int) -> int:
+    """bank-a's share (basis points) in the provenance record a node writes for the settled
+    task, which must weigh the inputs as the ledger did."""
+    task = consortium.admin.tasks.get_task(task_id)
+    items = [
+        SpecInput(dataset="0x" + dataset.hex(), org=org, column="amount")
+        for dataset, org in zip(task.inputs, task.participants, strict=True)
+    ]
+    # the record reads inputs, owners and participants from the spec: a set operation has this
+    # task's three (a joint-stats spec would add the dealer, whom this task, made on chain, lacks)
+    body = {"protocol": "intersection3", "requester": task.requester_org, "inputs": items}
+    record = settlement_record(consortium.admin, parse_spec(body), task_id)
+    return record.bps[record.payees.index(consortium.bank_a.org_id)]
+
+
 def _checked_task(consortium: Consortium) -> tuple[int, bytes]:
     """:func:`_task`, which bank-a's check passes: it lets its output go."""
     task_id, data_b = _task(consortium)
@@ -95,6 +111,7 @@ def test_an_accomplice_raising_its_unit_price_after_the_check_does_not_dilute_th
     assert [charge.unit_price for charge in charges] == [UNIT_WEI, UNIT_WEI]  # as submitted
     paid = _settled_pay_of_bank_a(consortium, task_id, ROWS_B)
     assert paid >= ROWS_A * UNIT_WEI, paid
+    assert _record_share_of_bank_a(consortium, task_id) == 10_000 * paid // FEE  # as the ledger
 
 
 def test_an_accomplice_anchoring_more_units_than_its_rows_does_not_dilute_the_provider(
@@ -105,6 +122,7 @@ def test_an_accomplice_anchoring_more_units_than_its_rows_does_not_dilute_the_pr
     task_id, _ = _checked_task(consortium)
     paid = _settled_pay_of_bank_a(consortium, task_id, 1_000 * ROWS_B)
     assert paid >= ROWS_A * UNIT_WEI, paid
+    assert _record_share_of_bank_a(consortium, task_id) == 10_000 * paid // FEE  # as the ledger
     tasks = consortium.admin.tasks
     assert tasks.units_of(task_id, consortium.bank_b.org_id) == 1_000 * ROWS_B  # as anchored
     assert [charge.max_units for charge in tasks.charges_of(task_id)] == [ROWS_A, ROWS_B]
