@@ -13,7 +13,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from web3.exceptions import MismatchedABI, Web3Exception, Web3ValidationError
 
-from privledger.evm.errors import ChainError, ChainRevert
+from privledger.evm.errors import ChainError, ChainRevert, InsufficientFunds
 from privledger.node.keystore import KeystoreError
 from privledger.node.logbook import LogMismatch
 from privledger.wire.errors import ErrorResponse as ErrorResponse
@@ -109,6 +109,11 @@ def install_error_handlers(app: FastAPI) -> None:
         # the ledger refused: an unknown id is a 404, anything else a conflict with its rules
         status = 404 if "Unknown" in exc.error else 409
         return JSONResponse(error_body(exc.error, str(exc)), status_code=status)
+
+    @app.exception_handler(InsufficientFunds)
+    async def _unfunded(_: Request, exc: InsufficientFunds) -> JSONResponse:
+        # the caller's account (a task's fee above its balance, say), not the chain's health
+        return JSONResponse(error_body("insufficient_funds", str(exc)), status_code=402)
 
     @app.exception_handler(ChainError)
     async def _chain(_: Request, exc: ChainError) -> JSONResponse:

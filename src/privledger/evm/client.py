@@ -48,7 +48,14 @@ from web3.datastructures import AttributeDict
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxReceipt
 
-from privledger.evm.errors import ChainError, ChainRevert, ChainTimeout, ErrorDecoder
+from privledger.evm.errors import (
+    ChainError,
+    ChainRevert,
+    ChainTimeout,
+    ErrorDecoder,
+    InsufficientFunds,
+    is_insufficient_funds,
+)
 from privledger.evm.hashing import keccak256
 from privledger.evm.rpc import (
     FunctionCodec,
@@ -583,6 +590,8 @@ class ChainClient:
         reverted, data = revert_data(error)
         if reverted:
             return self.errors.decode(data)
+        if is_insufficient_funds(error.message):
+            return InsufficientFunds(str(error))
         return ChainError(str(error))
 
     def _decoded(self, action: Callable[[], Any]) -> Any:
@@ -593,7 +602,8 @@ class ChainClient:
             data = exc.data if isinstance(exc.data, str) else None
             raise self.errors.decode(data) from exc
         except Web3RPCError as exc:
-            raise ChainError(str(exc)) from exc
+            failure = InsufficientFunds if is_insufficient_funds(str(exc)) else ChainError
+            raise failure(str(exc)) from exc
 
 
 def sign(account: LocalAccount, tx: dict[str, Any]) -> tuple[HexBytes, HexBytes]:

@@ -22,6 +22,21 @@ class ChainTimeout(ChainError):
     """A transaction was not mined in time, even after being broadcast again."""
 
 
+class InsufficientFunds(ChainError):
+    """The account cannot pay for a transaction: its gas at the price, plus the value sent (a
+    task's fee, say)."""
+
+
+# how JSON-RPC nodes word it: geth and anvil ("insufficient funds for gas * price + value"),
+# Besu ("Upfront cost exceeds account balance")
+INSUFFICIENT_FUNDS_MESSAGES = ("insufficient funds", "upfront cost exceeds account balance")
+
+
+def is_insufficient_funds(message: str) -> bool:
+    lowered = message.lower()
+    return any(words in lowered for words in INSUFFICIENT_FUNDS_MESSAGES)
+
+
 class ChainRevert(ChainError):
     """A call reverted; ``error`` is the custom error's name and ``args`` its named arguments."""
 

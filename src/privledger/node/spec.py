@@ -108,6 +108,11 @@ Buckets = Annotated[
 ]
 
 
+# every model of a spec: no field it does not declare, and no NaN or infinity, which the canonical
+# JSON would carry as tokens no standard parser (a partner's, an auditor's) reads
+SPEC_CONFIG = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
 class TrainingDp(BaseModel):
     """Differential privacy of a trained model (privledger.protocols.fl.dp): in horizontal FL
     every client clips its update to ``clip_norm`` and adds its share of Gaussian noise; in
@@ -115,7 +120,7 @@ class TrainingDp(BaseModel):
     its share of Gaussian noise to every shared gradient. The budget (epsilon at ``delta``)
     follows from the noise multiplier and the rounds (privledger.node.budget)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SPEC_CONFIG
 
     noise_multiplier: float = Field(gt=0, le=1_000, description="noise std / sensitivity")
     clip_norm: float = Field(
@@ -129,7 +134,7 @@ class GbdtParams(BaseModel):
     as there). ``early_stopping_rounds`` > 0 holds out the validation fifth of the aligned rows
     and keeps the trees up to the best validation loss."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SPEC_CONFIG
 
     trees: int = Field(default=10, ge=1, le=500, description="boosting rounds")
     depth: int = Field(default=5, ge=1, le=MAX_DEPTH, description="tree depth")
@@ -148,7 +153,7 @@ FracBits = Annotated[int, Field(ge=0, le=24, description="statistics: fixed-poin
 
 
 class SpecInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SPEC_CONFIG
 
     dataset: str = Field(pattern=HEX32_PATTERN, description="dataset id on chain")
     org: int = Field(ge=1, description="owner organisation of the dataset")
@@ -171,7 +176,7 @@ class SpecInput(BaseModel):
 class _Spec(BaseModel):
     """What every task has: a requester, inputs from distinct organisations, a nonce."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SPEC_CONFIG
 
     version: Literal[3] = 3
     component: ComponentRef = Field(description="the component that runs the task, as installed")
