@@ -46,7 +46,10 @@ from tests.pg_server import ADMIN, PostgresServer
 
 COMPOSE = shutil.which("docker-compose", path=str(Path(sys.executable).parent))
 IMAGE_ROOT = "/app"  # the privledger image's working directory: the repository
-BLOCK_TIME_S = "0.5"
+# the test's 32 transactions wait for 30 blocks one after another (the deployer's, the admissions,
+# the PSI task's): 0.5 s blocks took ~8 s more of it, as test_nonce_window's 0.2 s blocks show
+# anvil keeps up
+BLOCK_TIME_S = "0.25"
 CHAIN_SERVICE = "validator1"  # whose Besu settings shape the chain (all validators share them)
 INIT_DIR = "/docker-entrypoint-initdb.d/"  # the postgres image runs the scripts mounted here
 
