@@ -70,3 +70,26 @@ def test_a_maximum_epsilon_is_in_the_hash_only_when_set() -> None:
     assert bounded.hash != plain.hash
     psi_only = GrantTerms(protocols=("ecdh",), columns={"id": ("join",)}, max_epsilon=2.0)
     assert psi_only.unenforceable() == "none of ['ecdh'] trains with differential privacy"
+
+
+def test_a_horizontal_budget_holds_against_an_aggregator_adding_no_noise_to_its_own_rows() -> None:
+    """Each client's noise is sized so that any t of them (t = 3 with three clients) sum to the
+    spec's multiplier; a requester training its own rows whose node adds none left sqrt(2/3)
+    of it on the sums, and the providers checked max_epsilon at the spec's multiplier."""
+
+    def client(org: int) -> SpecInput:
+        dataset = "0x" + f"{org:02x}" * 32
+        return SpecInput(
+            dataset=dataset, org=org, column="id", features=("x",), value_column="label"
+        )
+
+    dp = {"noise_multiplier": 1.0, "delta": 1e-5}
+    body = {"protocol": "horizontal-lr", "requester": 1, "rounds": 10, "dp": dp}
+    trains = parse_spec({**body, "inputs": (client(1), client(2), client(3))})
+    assert training_epsilon(trains) == pytest.approx(
+        _rdp_epsilon((2 / 3) ** 0.5, 10, 1e-5), rel=1e-12
+    )
+    aggregates = parse_spec({**body, "inputs": (client(2), client(3), client(4))})
+    assert training_epsilon(aggregates) == pytest.approx(_rdp_epsilon(1.0, 10, 1e-5), rel=1e-12)
+    four = parse_spec({**body, "inputs": (client(1), client(2), client(3), client(4))})
+    assert training_epsilon(four) == training_epsilon(aggregates)  # three others: t = 3

@@ -8,9 +8,11 @@ the same way, before any data is touched: epsilon at the spec's ``delta`` by Ré
 
 from __future__ import annotations
 
+import math
+
 from privledger.node.spec import HorizontalSpec, TaskSpec, VerticalLrSpec
 from privledger.protocols.fl.dp import epsilon
-from privledger.protocols.fl.federation import FederationConfig
+from privledger.protocols.fl.federation import FederationConfig, threshold
 from privledger.protocols.fl.vertical import VerticalConfig
 
 Budget = dict[str, float | int | str]
@@ -23,11 +25,24 @@ def vertical_trainings(spec: VerticalLrSpec) -> int:
     return 3 if len(spec.inputs) == 3 else 1
 
 
+def horizontal_noise_multiplier(spec: HorizontalSpec) -> float:
+    """The noise multiplier of the sums a horizontal task's aggregator reads, held against an
+    aggregator that trains rows of its own and adds no noise to them. Each client adds its share
+    so that any ``t`` clients' noise sums to the spec's multiplier (``t`` the secure sum's
+    threshold, :func:`privledger.protocols.fl.dp.client_noise_std`); with fewer than ``t``
+    clients besides the requester, their shares alone remain: with three clients, the fewest a
+    task takes, ``sqrt(2/3)`` of it."""
+    assert spec.dp is not None
+    t = threshold(len(spec.owners))
+    others = len(spec.owners - {spec.requester})
+    return spec.dp.noise_multiplier * math.sqrt(min(others, t) / t)
+
+
 def training_epsilon(spec: TaskSpec) -> float | None:
     """The epsilon a training task with ``dp`` spends at its delta; None for a task without."""
     if isinstance(spec, HorizontalSpec) and spec.dp is not None:
         rounds = spec.rounds or FederationConfig.rounds
-        return epsilon(spec.dp.noise_multiplier, rounds, spec.dp.delta)
+        return epsilon(horizontal_noise_multiplier(spec), rounds, spec.dp.delta)
     if isinstance(spec, VerticalLrSpec) and spec.dp is not None:
         return epsilon(spec.dp.noise_multiplier, _vertical_mechanisms(spec), spec.dp.delta)
     return None

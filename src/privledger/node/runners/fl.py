@@ -24,7 +24,7 @@ from privledger.evm.contracts import FailureReason
 from privledger.evm.hashing import keccak256
 from privledger.node import results
 from privledger.node.audit import record
-from privledger.node.budget import vertical_budget
+from privledger.node.budget import horizontal_noise_multiplier, vertical_budget
 from privledger.node.models import vertical_model_hash
 from privledger.node.runners.base import Run, RunOutput, TaskRefused
 from privledger.node.runners.builtin import BuiltinComponent
@@ -104,15 +104,18 @@ def federation_config(spec: HorizontalSpec) -> FederationConfig:
 
 
 def dp_budget(spec: HorizontalSpec, rounds: int) -> dict[str, float | int | str] | None:
-    """The privacy budget a DP task spends (recorded with its model), or None without DP."""
+    """The privacy budget a DP task spends (recorded with its model), or None without DP: at
+    the noise left on the sums if the aggregator adds none to its own rows."""
     if spec.dp is None:
         return None
+    effective = horizontal_noise_multiplier(spec)
     return {
         "noise_multiplier": spec.dp.noise_multiplier,
+        "effective_noise_multiplier": effective,
         "clip_norm": spec.dp.clip_norm,
         "delta": spec.dp.delta,
         "rounds": rounds,
-        "epsilon": epsilon(spec.dp.noise_multiplier, rounds, spec.dp.delta),
+        "epsilon": epsilon(effective, rounds, spec.dp.delta),
         "accountant": "RDP (dp-accounting)",
     }
 
