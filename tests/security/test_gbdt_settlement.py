@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from privledger.evm.contracts import TaskStatus
+from privledger.evm.contracts import FailureReason, TaskStatus
 from tests.e2e.test_vertical_gbdt import paid_by_own_splits, settled_by_units
 from tests.e2e.test_vertical_model import _register, _result, _write
 from tests.e2e.test_walking_path import wait_status
 
 from .malicious import Mallory, grant, wait_closed
+from .test_requester_attacks import _failed_for
 
 pytestmark = pytest.mark.security
 
@@ -154,3 +155,32 @@ def test_a_label_holder_that_shows_the_owners_different_trees_pays_every_aligned
         assert part["units"] == part["aligned"] == 150
     units = settled_by_units(mallory.running, trained.task, _orgs(mallory), trained.inputs)
     assert units == {telecom: 150, bank_a: 150}
+
+
+def test_a_split_may_not_single_out_fewer_rows_than_a_feature_owner_releases(
+    mallory: Mallory,
+) -> None:
+    """The label holder chose min_child_samples: at 1, every split it picked could tell it on
+    which side of a feature owner's threshold one customer falls, below the level-2 policy's
+    group of 5 rows. Each feature owner refuses such a task before it aligns a row."""
+    rng = np.random.default_rng(7)
+    ids = [f"+4478{secrets.token_hex(2)}{i:04d}" for i in range(60)]
+    datasets = _columns(mallory, ids, rng.normal(size=(60, 4)))
+    labels = mallory.register(["id", "label"], [[k, str(i % 2)] for i, k in enumerate(ids)])
+    inputs: list[dict[str, Any]] = [
+        {"dataset": labels, "column": "id", "valueColumn": "label"},
+        *({"dataset": datasets[org], "column": "id", "features": COLUMNS[org]} for org in COLUMNS),
+    ]
+    gbdt = {"trees": 2, "depth": 2, "min_child_samples": 1}
+    before = mallory.balance()
+    response = mallory.submit(
+        {"kind": "fl", "protocol": "vertical-gbdt", "inputs": inputs, "gbdt": gbdt}
+    )
+    assert response.status_code == 201, response.text
+    _failed_for(
+        mallory,
+        int(response.json()["taskId"]),
+        FailureReason.POLICY_VIOLATION,
+        before,
+        providers=tuple(COLUMNS),
+    )

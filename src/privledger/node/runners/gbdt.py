@@ -65,6 +65,14 @@ def run(task: Run) -> RunOutput:
         raise TaskRefused(FailureReason.SPEC_MISMATCH, f"{spec.protocol} is not vertical-gbdt")
     mine = task.mine
     assert mine is not None  # every participant of a vertical-gbdt task holds an input
+    if not task.is_requester and spec.gbdt.min_child_samples < task.min_release:
+        # a chosen split tells the label holder which of a node's rows fall on each side of
+        # this owner's threshold: no side may single out fewer rows than it releases
+        raise TaskRefused(
+            FailureReason.POLICY_VIOLATION,
+            f"min_child_samples {spec.gbdt.min_child_samples} is below this provider's release "
+            f"threshold {task.min_release}",
+        )
     common = _aligned_ids(task, task.owners, spec.requester)
     if len(common) < 2:
         raise TaskRefused(FailureReason.POLICY_VIOLATION, "fewer than 2 aligned rows")
