@@ -127,7 +127,7 @@ def test_aligned_statistics_from_the_command_line_with_a_failed_step_resumed(
     assert record.upstream_bps == 1_500 and record.owner_org == running.org_ids["bank-a"]
     inherited = _terms(running, by_org["bank-a"].grant_id, "bank-a")
     assert inherited == _terms(running, parent["grantId"], "bank-a").model_copy(
-        update={"derive": None}
+        update={"derive": None, "parent_grant": parent["grantId"]}
     )
 
     regulator = running.org_ids["regulator"]

@@ -11,8 +11,11 @@ A pipeline's next step needs the partner's aligned rows too. The partner's owner
 time in the grant the set task ran under (its terms' ``derive``): the task's requester then asks
 the partner's node (:func:`derive_for_grantee`, a signed peer call), which derives its own aligned
 rows in the name of the owner that issued the grant and grants them to the requester under the
-same terms, expiry and number of uses. Without that consent, or for anyone but the task's
-requester, the node refuses.
+same terms, naming that grant as their parent (``parent_grant``). The derived grant expires with
+its parent at the latest and has the uses the parent had left; every provider refuses a task
+under it once the parent is revoked, expired or used up (:func:`privledger.node.grants.lapse`),
+and revoking the parent through the node revokes it too. Without that consent, or for anyone
+but the task's requester, the node refuses.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from privledger.node.datasets import (
     register_stored,
     stored_path,
 )
-from privledger.node.grants import consumed_grants, grant_dataset, terms_of
+from privledger.node.grants import consumed_grants, grant_dataset, lapse, terms_of
 from privledger.node.keystore import KeystoreError
 from privledger.node.peer_auth import PEER_ROUTES, PEER_SCHEME, signed_headers
 from privledger.node.spec import TaskSpec, parse_canonical
@@ -136,8 +139,10 @@ def derive_for_grantee(node: NodeContext, *, task_id: int, caller_org: int) -> D
     if grant is None or terms is None or terms.derive is None:
         raise NotConsented(f"the grant task {task_id} used on {mine.dataset} allows no derived use")
     now = node.ledger.client.latest_timestamp()
-    if grant.revoked or now >= grant.expiry or grant.grantee_org != caller_org:
+    if lapse(node, grant, now) is not None or grant.grantee_org != caller_org:
         raise NotConsented(f"the grant on {mine.dataset} is revoked or expired")
+    if grant.used >= grant.max_uses:
+        raise NotConsented(f"the grant on {mine.dataset} has no use left for derived rows")
     try:
         signer = node.ledger_for(grant.grantor)
     except KeystoreError as exc:
@@ -150,9 +155,12 @@ def derive_for_grantee(node: NodeContext, *, task_id: int, caller_org: int) -> D
                 signer,
                 dataset=derived.dataset_id,
                 grantee_org=caller_org,
-                terms=terms.model_copy(update={"derive": None}),
+                terms=terms.model_copy(
+                    update={"derive": None, "parent_grant": "0x" + grant.grant_id.hex()}
+                ),
                 expires_in_s=grant.expiry - now,
-                max_uses=grant.max_uses,
+                until=grant.expiry,
+                max_uses=grant.max_uses - grant.used,  # "at most N uses" counts these too
             )
     return derived_out(node.org_id, derived, granted)
 

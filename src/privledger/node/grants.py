@@ -16,6 +16,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
 from privledger.evm.contracts import Grant
+from privledger.evm.errors import ChainRevert
 from privledger.evm.ledger import Ledger
 from privledger.node.components import KINDS
 from privledger.node.context import NodeContext
@@ -36,17 +37,83 @@ def grant_dataset(
     terms: GrantTerms,
     expires_in_s: int,
     max_uses: int,
+    until: int | None = None,
 ) -> bytes:
     """Grant ``grantee_org`` the use of ``dataset`` (0x hex) under ``terms``, signed by the
-    ledger's account, for ``expires_in_s`` of chain time and ``max_uses`` tasks: the grant id.
-    The terms document goes on chain whole; the registry enforces its chain terms itself."""
-    now = ledger.client.latest_timestamp()
+    ledger's account, for ``expires_in_s`` of chain time (but not past chain time ``until``)
+    and ``max_uses`` tasks: the grant id. The terms document goes on chain whole; the registry
+    enforces its chain terms itself."""
+    expiry = ledger.client.latest_timestamp() + expires_in_s
+    if until is not None:
+        expiry = min(expiry, until)
     return ledger.grants.grant(
         bytes.fromhex(dataset[2:]),
         grantee_org,
-        terms.chain_terms(expiry=now + expires_in_s, max_uses=max_uses),
+        terms.chain_terms(expiry=expiry, max_uses=max_uses),
         terms.canonical_json(),
     )
+
+
+# parent links a check follows: each is a chain read, and an accomplice's grants could name
+# each other in a loop or in a long chain to hold an honest worker; a derivation is one link
+MAX_DERIVATIONS = 8
+
+
+def lapse(node: NodeContext, grant: Grant, now: int) -> str | None:
+    """Why ``grant`` may not be used at chain time ``now`` (a phrase: "was revoked or expired"),
+    or None: revoked or expired itself, or derived (its terms' ``parent_grant``) under a grant
+    that is revoked, expired or used up -- up the chain of derivations. Read from the chain,
+    so a parent revoked by any means (the owner's node, or its key on the contract) ends the
+    grants derived under it, on every node that checks them."""
+    current = grant
+    for depth in range(MAX_DERIVATIONS + 1):
+        if current.revoked or now >= current.expiry or (depth and current.used >= current.max_uses):
+            if depth == 0:
+                return "was revoked or expired"
+            return f"derives from grant 0x{current.grant_id.hex()}, revoked, expired or used up"
+        terms = terms_of(node, current)
+        parent = None if terms is None else terms.parent_grant
+        if parent is None:
+            return None
+        try:
+            current = node.ledger.grants.get_grant(bytes.fromhex(parent[2:]))
+        except ChainRevert:
+            return f"derives from grant {parent}, which is not on chain"
+    return f"derives from a loop or a chain of more than {MAX_DERIVATIONS} grants"
+
+
+def revoke_with_derived(node: NodeContext, ledger: Ledger, grant_id: bytes) -> None:
+    """Revoke ``grant_id`` (unless it is already) and every live grant derived under it, down the
+    chain of derivations, on datasets of this organisation, each a transaction signed by
+    ``ledger``'s account. :func:`lapse` refuses the derived ones anyway; revoked, they show so on
+    chain, and the grantee's node no longer picks them."""
+    pending, seen = [grant_id], {grant_id}
+    while pending:
+        current = pending.pop()
+        if not node.ledger.grants.get_grant(current).revoked:
+            ledger.grants.revoke(current)
+        children = [child for child in _derived_under(node, current) if child not in seen]
+        seen.update(children)
+        pending.extend(children)
+
+
+def _derived_under(node: NodeContext, grant_id: bytes) -> list[bytes]:
+    """The grants on this organisation's datasets whose published terms name ``grant_id`` as
+    their parent (another organisation's grant naming it is that organisation's to revoke)."""
+    node.indexer.sync_for("GrantRegistry", "GrantIssued")
+    parent = "0x" + grant_id.hex()
+    with Session(node.engine) as session:
+        issued = events_named(session, ["GrantIssued"])
+    found = []
+    for event in issued:
+        try:
+            named = _parsed_terms(event.args["terms"]).parent_grant
+        except ValidationError:
+            continue
+        dataset = bytes.fromhex(event.args["datasetId"][2:])
+        if named == parent and node.ledger.data.get_dataset(dataset).owner_org == node.org_id:
+            found.append(bytes.fromhex(event.args["grantId"][2:]))
+    return found
 
 
 def consumed_grants(node: NodeContext, task_id: int) -> list[Grant]:

@@ -27,8 +27,10 @@ hashes of the components allowed to touch the data: a task naming another is ref
 
 ``derive`` is the owner's standing consent to pipelines (:mod:`privledger.node.derived`): after a
 set task under the grant, the grantee may have the owner's node register the owner's aligned rows
-as a derived dataset, granted to the grantee under these same terms (without ``derive``), the same
-expiry and the same number of uses.
+as a derived dataset, granted to the grantee under these same terms (without ``derive``) and
+naming the grant it came from (``parent_grant``): the derived grant holds only while that one
+does (neither revoked, expired nor used up), expires with it at the latest and has at most the
+uses it had left (:func:`privledger.node.grants.lapse`).
 """
 
 from __future__ import annotations
@@ -161,6 +163,12 @@ class GrantTerms(BaseModel):
         description="the grantee may have the owner's aligned rows of a set task under this grant "
         "registered as a derived dataset, granted to it under these terms (None: never)",
     )
+    parent_grant: str | None = Field(
+        default=None,
+        pattern=r"^0x[0-9a-f]{64}$",
+        description="the grant this one was derived under (its ``derive``): this grant holds only "
+        "while that one does",
+    )
 
     @model_validator(mode="after")
     def _columns_used(self) -> GrantTerms:
@@ -175,6 +183,7 @@ class GrantTerms(BaseModel):
             "min_threshold",
             "components",
             "derive",
+            "parent_grant",
         ):  # unset, older terms keep their hash
             if document[later] is None:
                 del document[later]

@@ -53,7 +53,7 @@ from privledger.node.audit import anchor_pending_audit, record
 from privledger.node.components import Component, ComponentUnavailable, SpecRefused, resolve
 from privledger.node.context import NodeContext
 from privledger.node.datasets import DatasetFileError, read_key_column, read_rows
-from privledger.node.grants import consumed_grants, terms_of
+from privledger.node.grants import consumed_grants, lapse, terms_of
 from privledger.node.logbook import release_vanished
 from privledger.node.metrics import metrics_of
 from privledger.node.peer_spec import checked_spec, fetch_spec
@@ -483,10 +483,10 @@ class Worker:
             dataset = bytes.fromhex(item.dataset[2:])
             grant = next((g for g in grants if g.dataset_id == dataset), None)
             if grant is not None:
-                if grant.revoked or now >= grant.expiry:
+                lapsed = lapse(self.node, grant, now)  # its parents' too, for a derived grant
+                if lapsed is not None:
                     raise TaskRefused(
-                        FailureReason.GRANT_INVALID,
-                        f"the grant on {item.dataset} was revoked or expired",
+                        FailureReason.GRANT_INVALID, f"the grant on {item.dataset} {lapsed}"
                     )
                 if item.org == self.node.org_id:
                     terms = self._kept_terms(task, spec, item, grant)

@@ -10,7 +10,7 @@ from privledger.api.errors import ApiError, not_found, parse_hex32
 from privledger.api.schemas import GrantIn, GrantOut, KindName
 from privledger.evm.contracts import Grant, Kind
 from privledger.node.context import NodeContext
-from privledger.node.grants import grant_dataset, terms_of
+from privledger.node.grants import grant_dataset, revoke_with_derived, terms_of
 from privledger.node.spec import MODEL_COLUMN
 from privledger.node.terms import GrantTerms, default_terms
 from privledger.store.assets import held_asset_ids
@@ -115,8 +115,10 @@ def get_grant(grant_id: str, _caller: Member, node: NodeDep) -> GrantOut:
 
 @router.delete("/{grant_id}", response_model=GrantOut)
 def revoke_grant(grant_id: str, caller: DataOwner, node: NodeDep) -> GrantOut:
-    """Revoke a grant on one of this organisation's datasets (signed on chain)."""
+    """Revoke a grant on one of this organisation's datasets, and the grants on the derived
+    datasets this node issued under it (each signed on chain); a grant revoked already has only
+    its derived grants revoked."""
     ledger = node.ledger_for(caller.user.address)
     raw = parse_hex32(grant_id, "grant id")
-    ledger.grants.revoke(raw)
+    revoke_with_derived(node, ledger, raw)
     return grant_out(node, ledger.grants.get_grant(raw))
