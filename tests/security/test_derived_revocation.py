@@ -1,9 +1,9 @@
 """A grant's end reaches the grants its owner's node issued under it on derived datasets (terms'
 ``derive``): once bank-a revokes mallory's grant, or it expires or is used up, mallory can no
-longer run tasks on bank-a's aligned rows through the derived grant, and that grant never had more
-time or uses than its parent had left (red team h52 F8: after bank-a revoked the grant, mallory
-ran ECDH on the derived rows under the derived grant and received 60 of bank-a's keys; the
-derived grant had a fresh count of uses)."""
+longer run tasks on bank-a's aligned rows through the derived grant, which never outlives its
+parent and shares the uses its parent had left (red team h52 F8: after bank-a revoked the grant,
+mallory ran ECDH on the derived rows under the derived grant and received 60 of bank-a's keys;
+the derived grant had a fresh count of uses)."""
 
 from __future__ import annotations
 
@@ -59,19 +59,20 @@ def _aligned(mallory: Mallory, data: str) -> dict[str, Any]:
     return dict(theirs)
 
 
-def _forge_on_derived(mallory: Mallory, theirs: dict[str, Any]) -> int:
-    """An ECDH-PSI of 60 of bank-a's customers against bank-a's derived rows, under the derived
-    grant, submitted with mallory's key (its worker leaves the task alone, as a node modified to
-    skip its own checks would run it: what must refuse it is bank-a's node)."""
+def _forge(mallory: Mallory, dataset: str, grant_id: bytes) -> int:
+    """An ECDH-PSI of 60 of bank-a's customers against bank-a's ``dataset`` under ``grant_id``,
+    submitted with mallory's key (its worker leaves the task alone, as a node modified to skip
+    its own checks would run it: what must refuse it is bank-a's node)."""
     probe = mallory.register(["phone"], _phones(mallory, "bank-a", 60, 0))
     items = [
         SpecInput(dataset=probe, org=mallory.org_id, column="phone"),
-        SpecInput(
-            dataset=theirs["datasetId"], org=mallory.running.org_ids["bank-a"], column="phone"
-        ),
+        SpecInput(dataset=dataset, org=mallory.running.org_ids["bank-a"], column="phone"),
     ]
-    derived_grant = bytes.fromhex(theirs["grantId"][2:])
-    return mallory.forge(_spec(mallory, "ecdh", items), [bytes(32), derived_grant])
+    return mallory.forge(_spec(mallory, "ecdh", items), [bytes(32), grant_id])
+
+
+def _forge_on_derived(mallory: Mallory, theirs: dict[str, Any]) -> int:
+    return _forge(mallory, theirs["datasetId"], bytes.fromhex(theirs["grantId"][2:]))
 
 
 def test_revoking_a_grant_ends_the_grants_on_its_derived_rows(mallory: Mallory) -> None:
@@ -98,30 +99,43 @@ def test_revoking_a_grant_ends_the_grants_on_its_derived_rows(mallory: Mallory) 
         _forge_on_derived(mallory, theirs)
 
 
-def test_a_derived_grant_has_its_parent_s_uses_left_and_ends_with_it(mallory: Mallory) -> None:
+def test_a_derived_grant_and_its_parent_share_the_parent_s_uses(mallory: Mallory) -> None:
     running = mallory.running
     data = running.register("bank-a")
-    parent = grant(running, "bank-a", data, mallory.org_id, terms=TERMS, maxUses=2)
+    parent = grant(running, "bank-a", data, mallory.org_id, terms=TERMS, maxUses=3)
     theirs = _aligned(mallory, data)
     chain = running.ledger(0).grants
     derived = chain.get_grant(bytes.fromhex(theirs["grantId"][2:]))
     original = chain.get_grant(parent)
-    assert (original.used, derived.max_uses) == (1, 1)  # the parent's use left, not 2 more
+    assert (original.used, derived.max_uses) == (1, 2)  # the parent's uses left, not 3 more
     assert derived.expiry <= original.expiry
     with running.client("bank-a", "data_owner") as owner:
         record = owner.get(f"/grants/{theirs['grantId']}").json()
     assert GrantTerms.model_validate(record["terms"]).parent_grant == "0x" + parent.hex()
 
-    # mallory spends the parent's last use on another PSI: no more derived rows under it, and
-    # the derived grant it still holds on chain is refused by bank-a's node
+    # mallory's node runs a PSI on the derived rows, then one on the original data: the third
+    # and last of the parent's uses
+    probe = mallory.register(["phone"], _phones(mallory, "bank-a", 60, 0))
+    inputs = [
+        {"dataset": probe, "column": "phone"},
+        {"dataset": theirs["datasetId"], "column": "phone"},
+    ]
+    response = mallory.submit({"protocol": "ecdh", "inputs": inputs})
+    assert response.status_code == 201, response.text
+    on_derived = int(response.json()["taskId"])
+    assert wait_closed(running, on_derived, timeout_s=180).status is TaskStatus.SETTLED
     second = _psi_to_both(mallory, data, 30)
-    assert chain.get_grant(parent).used == 2
-    with mallory.client("data_owner") as owner:
+    with mallory.client("data_owner") as owner:  # no more derived rows under it
         refused = owner.post(f"/tasks/{second}/derived", json={})
     assert refused.status_code == 409, refused.text
     assert "no use left" in refused.json()["error"]["message"]
+
+    # the chain still counts a use left on each grant; bank-a's node refuses both
+    assert chain.get_grant(parent).used == 2 and chain.get_grant(derived.grant_id).used == 1
     before = mallory.balance()
     _failed_for(mallory, _forge_on_derived(mallory, theirs), FailureReason.GRANT_INVALID, before)
+    before = mallory.balance()
+    _failed_for(mallory, _forge(mallory, data, parent), FailureReason.GRANT_INVALID, before)
 
 
 def test_a_chain_of_parents_is_followed_only_so_far_and_only_on_chain(

@@ -12,7 +12,7 @@ time in the grant the set task ran under (its terms' ``derive``): the task's req
 the partner's node (:func:`derive_for_grantee`, a signed peer call), which derives its own aligned
 rows in the name of the owner that issued the grant and grants them to the requester under the
 same terms, naming that grant as their parent (``parent_grant``). The derived grant expires with
-its parent at the latest and has the uses the parent had left; every provider refuses a task
+its parent at the latest and shares the uses the parent had left; every provider refuses a task
 under it once the parent is revoked, expired or used up (:func:`privledger.node.grants.lapse`),
 and revoking the parent through the node revokes it too. Without that consent, or for anyone
 but the task's requester, the node refuses.
@@ -43,7 +43,13 @@ from privledger.node.datasets import (
     register_stored,
     stored_path,
 )
-from privledger.node.grants import consumed_grants, grant_dataset, lapse, terms_of
+from privledger.node.grants import (
+    consumed_grants,
+    grant_dataset,
+    lapse,
+    terms_of,
+    uses_with_derived,
+)
 from privledger.node.keystore import KeystoreError
 from privledger.node.peer_auth import PEER_ROUTES, PEER_SCHEME, signed_headers
 from privledger.node.spec import TaskSpec, parse_canonical
@@ -141,7 +147,8 @@ def derive_for_grantee(node: NodeContext, *, task_id: int, caller_org: int) -> D
     now = node.ledger.client.latest_timestamp()
     if lapse(node, grant, now) is not None or grant.grantee_org != caller_org:
         raise NotConsented(f"the grant on {mine.dataset} is revoked or expired")
-    if grant.used >= grant.max_uses:
+    left = grant.max_uses - uses_with_derived(node, grant)  # "at most N uses" counts these too
+    if left <= 0:
         raise NotConsented(f"the grant on {mine.dataset} has no use left for derived rows")
     try:
         signer = node.ledger_for(grant.grantor)
@@ -160,7 +167,7 @@ def derive_for_grantee(node: NodeContext, *, task_id: int, caller_org: int) -> D
                 ),
                 expires_in_s=grant.expiry - now,
                 until=grant.expiry,
-                max_uses=grant.max_uses - grant.used,  # "at most N uses" counts these too
+                max_uses=left,
             )
     return derived_out(node.org_id, derived, granted)
 

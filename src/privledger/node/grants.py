@@ -62,9 +62,11 @@ MAX_DERIVATIONS = 8
 def lapse(node: NodeContext, grant: Grant, now: int) -> str | None:
     """Why ``grant`` may not be used at chain time ``now`` (a phrase: "was revoked or expired"),
     or None: revoked or expired itself, or derived (its terms' ``parent_grant``) under a grant
-    that is revoked, expired or used up -- up the chain of derivations. Read from the chain,
-    so a parent revoked by any means (the owner's node, or its key on the contract) ends the
-    grants derived under it, on every node that checks them."""
+    that is revoked, expired or used up -- up the chain of derivations -- or, for a grant with
+    ``derive`` and the grants derived under it, used more often together than its uses allow
+    (the contract counts each grant on its own). Read from the chain, so a parent revoked by
+    any means (the owner's node, or its key on the contract) ends the grants derived under it,
+    on every node that checks them."""
     current = grant
     for depth in range(MAX_DERIVATIONS + 1):
         if current.revoked or now >= current.expiry or (depth and current.used >= current.max_uses):
@@ -72,6 +74,13 @@ def lapse(node: NodeContext, grant: Grant, now: int) -> str | None:
                 return "was revoked or expired"
             return f"derives from grant 0x{current.grant_id.hex()}, revoked, expired or used up"
         terms = terms_of(node, current)
+        if terms is not None and terms.derive is not None:
+            used = uses_with_derived(node, current)
+            if used > current.max_uses:
+                return (
+                    f"counts against grant 0x{current.grant_id.hex()}, whose {current.max_uses} "
+                    f"uses it and the grants derived under it took {used} times"
+                )
         parent = None if terms is None else terms.parent_grant
         if parent is None:
             return None
@@ -80,6 +89,13 @@ def lapse(node: NodeContext, grant: Grant, now: int) -> str | None:
         except ChainRevert:
             return f"derives from grant {parent}, which is not on chain"
     return f"derives from a loop or a chain of more than {MAX_DERIVATIONS} grants"
+
+
+def uses_with_derived(node: NodeContext, grant: Grant) -> int:
+    """The tasks that consumed ``grant`` or a grant derived under it by its dataset's owner."""
+    owner = node.ledger.data.get_dataset(grant.dataset_id).owner_org
+    derived = _derived_under(node, grant.grant_id, owner)
+    return grant.used + sum(node.ledger.grants.get_grant(child).used for child in derived)
 
 
 def revoke_with_derived(node: NodeContext, ledger: Ledger, grant_id: bytes) -> None:
@@ -92,26 +108,30 @@ def revoke_with_derived(node: NodeContext, ledger: Ledger, grant_id: bytes) -> N
         current = pending.pop()
         if not node.ledger.grants.get_grant(current).revoked:
             ledger.grants.revoke(current)
-        children = [child for child in _derived_under(node, current) if child not in seen]
+        children = [
+            child for child in _derived_under(node, current, node.org_id) if child not in seen
+        ]
         seen.update(children)
         pending.extend(children)
 
 
-def _derived_under(node: NodeContext, grant_id: bytes) -> list[bytes]:
-    """The grants on this organisation's datasets whose published terms name ``grant_id`` as
-    their parent (another organisation's grant naming it is that organisation's to revoke)."""
+def _derived_under(node: NodeContext, grant_id: bytes, owner_org: int) -> list[bytes]:
+    """The grants on ``owner_org``'s datasets whose published terms name ``grant_id`` as their
+    parent (another organisation naming it has no say over the grant, nor it over theirs)."""
     node.indexer.sync_for("GrantRegistry", "GrantIssued")
     parent = "0x" + grant_id.hex()
     with Session(node.engine) as session:
         issued = events_named(session, ["GrantIssued"])
     found = []
     for event in issued:
+        if parent not in event.args["terms"]:  # a cheap test before the parse
+            continue
         try:
             named = _parsed_terms(event.args["terms"]).parent_grant
         except ValidationError:
             continue
         dataset = bytes.fromhex(event.args["datasetId"][2:])
-        if named == parent and node.ledger.data.get_dataset(dataset).owner_org == node.org_id:
+        if named == parent and node.ledger.data.get_dataset(dataset).owner_org == owner_org:
             found.append(bytes.fromhex(event.args["grantId"][2:]))
     return found
 

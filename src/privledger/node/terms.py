@@ -29,8 +29,8 @@ hashes of the components allowed to touch the data: a task naming another is ref
 set task under the grant, the grantee may have the owner's node register the owner's aligned rows
 as a derived dataset, granted to the grantee under these same terms (without ``derive``) and
 naming the grant it came from (``parent_grant``): the derived grant holds only while that one
-does (neither revoked, expired nor used up), expires with it at the latest and has at most the
-uses it had left (:func:`privledger.node.grants.lapse`).
+does (neither revoked, expired nor used up), expires with it at the latest and shares the uses
+it had left (:func:`privledger.node.grants.lapse`).
 """
 
 from __future__ import annotations
