@@ -130,8 +130,11 @@ def test_a_derived_grant_and_its_parent_share_the_parent_s_uses(mallory: Mallory
     assert refused.status_code == 409, refused.text
     assert "no use left" in refused.json()["error"]["message"]
 
-    # the chain still counts a use left on each grant; bank-a's node refuses both
+    # the chain still counts a use left on each grant: mallory's node no longer picks them (it
+    # asks bank-a to approve), and bank-a's node refuses both
     assert chain.get_grant(parent).used == 2 and chain.get_grant(derived.grant_id).used == 1
+    asked = mallory.submit({"protocol": "ecdh", "inputs": inputs})
+    assert asked.status_code == 201 and asked.json()["status"] == "submitted", asked.text
     before = mallory.balance()
     _failed_for(mallory, _forge_on_derived(mallory, theirs), FailureReason.GRANT_INVALID, before)
     before = mallory.balance()

@@ -59,14 +59,14 @@ def grant_dataset(
 MAX_DERIVATIONS = 8
 
 
-def lapse(node: NodeContext, grant: Grant, now: int) -> str | None:
+def lapse(node: NodeContext, grant: Grant, now: int, *, to_come: int = 0) -> str | None:
     """Why ``grant`` may not be used at chain time ``now`` (a phrase: "was revoked or expired"),
     or None: revoked or expired itself, or derived (its terms' ``parent_grant``) under a grant
     that is revoked, expired or used up -- up the chain of derivations -- or, for a grant with
     ``derive`` and the grants derived under it, used more often together than its uses allow
-    (the contract counts each grant on its own). Read from the chain, so a parent revoked by
-    any means (the owner's node, or its key on the contract) ends the grants derived under it,
-    on every node that checks them."""
+    (the contract counts each grant on its own), with ``to_come`` more (1 for a task not yet
+    submitted). Read from the chain, so a parent revoked by any means (the owner's node, or
+    its key on the contract) ends the grants derived under it, on every node that checks them."""
     current = grant
     for depth in range(MAX_DERIVATIONS + 1):
         if current.revoked or now >= current.expiry or (depth and current.used >= current.max_uses):
@@ -75,7 +75,7 @@ def lapse(node: NodeContext, grant: Grant, now: int) -> str | None:
             return f"derives from grant 0x{current.grant_id.hex()}, revoked, expired or used up"
         terms = terms_of(node, current)
         if terms is not None and terms.derive is not None:
-            used = uses_with_derived(node, current)
+            used = uses_with_derived(node, current) + to_come
             if used > current.max_uses:
                 return (
                     f"counts against grant 0x{current.grant_id.hex()}, whose {current.max_uses} "
@@ -197,7 +197,9 @@ def choose_grant(
     refusal.
 
     The candidates come from the index (:func:`issued_to`); whether each is usable (not revoked,
-    expired or used up) and its terms are read from the chain at every call."""
+    expired or used up, nor a derived grant whose parent is, nor one whose uses it shares with
+    its parent or derived grants are spent: :func:`lapse`) and its terms are read from the chain
+    at every call."""
     dataset = bytes.fromhex(item.dataset[2:])
     kind = KINDS[spec.kind]
     sizes: tuple[int, int] | None = None
@@ -205,7 +207,12 @@ def choose_grant(
     for grant_id, document in reversed(issued_to(node, item.dataset)):
         if not node.ledger.grants.is_usable(grant_id, node.org_id, dataset, kind):
             continue
-        terms = published_terms(document, node.ledger.grants.get_grant(grant_id))
+        grant = node.ledger.grants.get_grant(grant_id)
+        terms = published_terms(document, grant)
+        if _shares_uses(terms):
+            now = node.ledger.client.latest_timestamp()
+            if lapse(node, grant, now, to_come=1) is not None:
+                continue  # usable on chain, but every provider would refuse it
         if requester_rows is not None and sizes is None:
             sizes = (requester_rows, node.ledger.data.get_dataset(dataset).row_count)
         problem = (
@@ -218,6 +225,12 @@ def choose_grant(
             return GrantChoice(grant_id)
         refused = refused or problem
     return GrantChoice(ZERO32, refused)
+
+
+def _shares_uses(terms: GrantTerms | None) -> bool:
+    """Whether a grant under ``terms`` holds only with others (:func:`lapse`): one with
+    ``derive`` and the grants derived under it, or one derived under another."""
+    return terms is not None and (terms.derive is not None or terms.parent_grant is not None)
 
 
 def _price_violation(
