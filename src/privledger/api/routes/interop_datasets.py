@@ -41,7 +41,7 @@ from privledger.api.routes.interop_nodes import ContractId, OrgIdField, is_activ
 from privledger.api.schemas import KindName
 from privledger.evm.contracts import Role
 from privledger.node.context import NodeContext
-from privledger.node.grants import grant_dataset
+from privledger.node.grants import grant_dataset, revoke_with_derived
 from privledger.node.terms import default_terms
 from privledger.store.assets import holds_asset
 from privledger.store.events import events_named
@@ -299,10 +299,9 @@ def confirm(
 
 
 def _revoke(node: NodeContext, row: InteropDatasetAudit, signer: str) -> None:
+    """Revoke the authorisation's grant and every grant derived under it (as DELETE /grants)."""
     if row.grant_id is not None:
-        grant_id = bytes.fromhex(row.grant_id[2:])
-        if not node.ledger.grants.get_grant(grant_id).revoked:
-            node.ledger_for(signer).grants.revoke(grant_id)
+        revoke_with_derived(node, node.ledger_for(signer), bytes.fromhex(row.grant_id[2:]))
 
 
 @router.post("/audit/terminate", response_model=Envelope[AuditOut])
