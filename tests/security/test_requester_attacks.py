@@ -281,16 +281,22 @@ def test_4_statistics_thresholds_count_only_each_providers_own_rows(mallory: Mal
         single = owner.post("/datasets", json=body).json()["datasetId"]
     grant(running, "bank-a", single, mallory.org_id, kinds=["stats"])
     padding = mallory.register(["customer", "amount"], [[f"m{i}", 100 + i] for i in range(50)])
+    _statistics_refused(mallory, padding, single, [0.0, 1_000.0, 1_000_000.0])
+
+
+def _statistics_refused(mallory: Mallory, padding: str, dataset: str, edges: list[float]) -> None:
+    """Mallory's joint statistics over its ``padding`` rows and ``dataset`` (bank-a's), with a
+    histogram of ``edges``, through its own node: bank-a refuses it for its threshold."""
     body = {
         "kind": "stats",
         "protocol": "joint-stats",
         "inputs": [
             {"dataset": padding, "column": "amount"},
-            {"dataset": single, "column": "amount"},
+            {"dataset": dataset, "column": "amount"},
         ],
-        "dealer": running.org_ids["regulator"],
+        "dealer": mallory.running.org_ids["regulator"],
         "fracBits": 8,
-        "histogramEdges": [0.0, 1_000.0, 1_000_000.0],
+        "histogramEdges": edges,
     }
     before = mallory.balance()
     response = mallory.submit(body)

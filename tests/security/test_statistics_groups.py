@@ -7,10 +7,8 @@ import secrets
 
 import pytest
 
-from privledger.evm.contracts import FailureReason
-
 from .malicious import Mallory, grant
-from .test_requester_attacks import _failed_for
+from .test_requester_attacks import _statistics_refused
 
 pytestmark = pytest.mark.security
 
@@ -30,18 +28,4 @@ def test_the_rows_outside_a_histograms_edges_are_held_to_the_threshold(mallory: 
     grant(running, "bank-a", salaries, mallory.org_id, kinds=["stats"])
     padding = mallory.register(["customer", "amount"], [[f"m{i}", 500] for i in range(50)])
     for edges in ([0.0, 1_000.0], [1_000.0, 2_000.0]):  # one row above; nine below
-        body = {
-            "kind": "stats",
-            "protocol": "joint-stats",
-            "inputs": [
-                {"dataset": padding, "column": "amount"},
-                {"dataset": salaries, "column": "amount"},
-            ],
-            "dealer": running.org_ids["regulator"],
-            "fracBits": 8,
-            "histogramEdges": edges,
-        }
-        before = mallory.balance()
-        response = mallory.submit(body)
-        assert response.status_code == 201, response.text
-        _failed_for(mallory, response.json()["taskId"], FailureReason.POLICY_VIOLATION, before)
+        _statistics_refused(mallory, padding, salaries, edges)
