@@ -53,8 +53,7 @@ from privledger.evm.errors import (
     ChainRevert,
     ChainTimeout,
     ErrorDecoder,
-    InsufficientFunds,
-    is_insufficient_funds,
+    unreverted,
 )
 from privledger.evm.hashing import keccak256
 from privledger.evm.rpc import (
@@ -590,9 +589,7 @@ class ChainClient:
         reverted, data = revert_data(error)
         if reverted:
             return self.errors.decode(data)
-        if is_insufficient_funds(error.message):
-            return InsufficientFunds(str(error))
-        return ChainError(str(error))
+        return unreverted(str(error))
 
     def _decoded(self, action: Callable[[], Any]) -> Any:
         """Run a web3 call; a revert is raised as a decoded ChainRevert."""
@@ -602,8 +599,7 @@ class ChainClient:
             data = exc.data if isinstance(exc.data, str) else None
             raise self.errors.decode(data) from exc
         except Web3RPCError as exc:
-            failure = InsufficientFunds if is_insufficient_funds(str(exc)) else ChainError
-            raise failure(str(exc)) from exc
+            raise unreverted(str(exc)) from exc
 
 
 def sign(account: LocalAccount, tx: dict[str, Any]) -> tuple[HexBytes, HexBytes]:

@@ -32,9 +32,13 @@ class InsufficientFunds(ChainError):
 INSUFFICIENT_FUNDS_MESSAGES = ("insufficient funds", "upfront cost exceeds account balance")
 
 
-def is_insufficient_funds(message: str) -> bool:
+def unreverted(message: str) -> ChainError:
+    """The error of a request the node refused without a revert: :class:`InsufficientFunds`
+    when it says the account cannot pay, else a :class:`ChainError`."""
     lowered = message.lower()
-    return any(words in lowered for words in INSUFFICIENT_FUNDS_MESSAGES)
+    if any(words in lowered for words in INSUFFICIENT_FUNDS_MESSAGES):
+        return InsufficientFunds(message)
+    return ChainError(message)
 
 
 class ChainRevert(ChainError):

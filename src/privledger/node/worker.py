@@ -469,7 +469,8 @@ class Worker:
         return fetch_spec(self.node, task)
 
     def _check_authorisation(self, task: Task, spec: TaskSpec) -> GrantTerms | None:
-        """Every foreign input must be covered, now, by the grant consumed at submission or by an
+        """Every participant must still be active, every foreign input covered, now, by the grant
+        consumed at submission (and, for a derived grant, its parents: :func:`lapse`) or by an
         owner's approval, and the task must keep the terms of the grant on this organisation's
         input (TERMS_VIOLATION otherwise); those terms, None if an approval covers it."""
         terms = None
