@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import signal
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_account.signers.local import LocalAccount
 from playwright.sync_api import Browser, sync_playwright
 from web3 import Web3
 from web3.types import RPCEndpoint
@@ -27,7 +29,10 @@ from privledger.evm.anvil import free_port
 from privledger.evm.artifacts import load_artifacts
 from privledger.evm.deploy import Deployment, load_deployment
 from privledger.evm.ledger import Ledger
+from privledger.node.context import NODE_FILE
 from privledger.node.keystore import Keystore
+from privledger.node.peer_auth import SignedPeerCalls
+from privledger.node.wires import FRAMES_PATH
 from tests.conftest import new_database, parametrise_store
 
 # the tests that run a second time on a consortium whose nodes keep their stores in PostgreSQL:
@@ -240,8 +245,31 @@ def paused(node: NodeProcess) -> Iterator[Callable[[], None]]:
 
 def node_key(running: Running, org: str) -> X25519PrivateKey:
     """The org's X25519 node key, read from its node's keystore (the test holds the homes)."""
+    return _keystore(running, org).node_key()
+
+
+def node_account(running: Running, org: str) -> LocalAccount:
+    """The org's node account (its operator), read from its node's keystore."""
+    home = running.settings.var_dir / "nodes" / org
+    return _keystore(running, org).account(json.loads((home / NODE_FILE).read_text())["account"])
+
+
+def peer_client(running: Running, org: str) -> httpx.Client:
+    """A client that signs its calls to other nodes' peer routes as ``org``'s node does."""
+    return httpx.Client(auth=SignedPeerCalls(node_account(running, org), running.org_ids[org]))
+
+
+def post_frames(running: Running, sender: str, target: str, body: bytes) -> httpx.Response:
+    """``body`` posted as a frame stream to ``target``'s node, signed by ``sender``'s node."""
+    headers = {"x-target-node-id": str(running.org_ids[target])}
+    with peer_client(running, sender) as client:
+        url = running.nodes[target].url + FRAMES_PATH
+        return client.post(url, content=body, headers=headers, timeout=60)
+
+
+def _keystore(running: Running, org: str) -> Keystore:
     settings = NodeSettings(org=org, home=running.settings.var_dir / "nodes" / org)
-    return Keystore(settings.keystore_dir, settings.keystore_password).node_key()
+    return Keystore(settings.keystore_dir, settings.keystore_password)
 
 
 def advance_chain_time(running: Running, seconds: int) -> int:

@@ -1,14 +1,16 @@
-"""Forged and replayed channel frames against running nodes, and garbage frames.
+"""Frames from outsiders, forged and replayed channel frames against running nodes, and garbage.
 
-The attacker posts frames to the telecom's frame endpoint during a real PSI task with bank-a (the
-handshake's initiator, the lower org id). The test holds the node homes, so it can also make
-frames with bank-a's node key that stand for recordings of bank-a's earlier frames: hellos of an
-earlier task, or every frame of an earlier channel of this very task (as a node whose home was
-recreated would open it again). Bank-a is frozen (SIGSTOP) until the attacker's frames are
-queued, so they arrive before bank-a's own. Whatever arrives, the telecom's channel accepts only
-what authenticates as the next step of the handshake or the next frame and drops the rest: the
-attacker cannot stop the task nor resume an old channel, and the task settles with the right
-answer once bank-a's genuine frames arrive.
+An outsider cannot post frames at all: a frame stream must be signed by the node of the
+organisation its frames name as their sender. The other attacks post frames to the telecom's
+frame endpoint during a real PSI task with bank-a (the handshake's initiator, the lower org id) in
+bank-a's name, as bank-a's node could (the test holds the node homes, so it signs with bank-a's
+node account): made-up frames, and frames made with bank-a's node key that stand for recordings of
+bank-a's earlier frames: hellos of an earlier task, or every frame of an earlier channel of this
+very task (as a node whose home was recreated would open it again). Bank-a is frozen (SIGSTOP)
+until the attacker's frames are queued, so they arrive before bank-a's own. Whatever arrives,
+the telecom's channel accepts only what authenticates as the next step of the handshake or the
+next frame and drops the rest: the attacker cannot stop the task nor resume an old channel, and
+the task settles with the right answer once bank-a's genuine frames arrive.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
+from eth_account import Account
 
 from privledger.node.keystore import node_public_key
+from privledger.node.peer_auth import FRAMES_SCHEME, signed_headers
 from privledger.node.transport import (
     FLAG_HELLO,
     FLAG_LAST,
@@ -37,7 +42,15 @@ from privledger.node.transport import (
     open_channel,
 )
 
-from .conftest import Running, log_mark, node_key, paused
+from .conftest import (
+    Running,
+    log_mark,
+    node_account,
+    node_key,
+    paused,
+    peer_client,
+    post_frames,
+)
 from .test_walking_path import grant, submit, wait_status
 
 TARGET, PEER = "telecom", "bank-a"  # frames from (pretended) bank-a to the telecom's node
@@ -107,7 +120,7 @@ def _earlier_channel(running: Running, task_id: int, *messages: bytes) -> list[b
 
 def _deliver(running: Running, task_id: int, frames: list[bytes]) -> None:
     """Post ``frames`` to the telecom's node as bank-a's node would, and see them all queued."""
-    with httpx.Client(timeout=30) as client:
+    with peer_client(running, PEER) as client:
         wire = HttpWire(
             running.nodes[TARGET].url,
             client,
@@ -194,9 +207,7 @@ def test_frames_for_a_task_not_yet_on_chain_are_not_kept(running: Running) -> No
     forged = FrameHeader(
         next_task, running.org_ids[PEER], running.org_ids[TARGET], 0, FLAG_LAST
     ).pack() + secrets.token_bytes(TAG_SIZE + 64)
-    refused = httpx.post(
-        running.nodes[TARGET].url + FRAMES_PATH, content=_stream(forged), timeout=60
-    )
+    refused = post_frames(running, PEER, TARGET, _stream(forged))
     assert refused.status_code == 429, refused.text
     assert "no channel" in refused.json()["error"]["message"]
     inputs = _inputs(running)
@@ -226,7 +237,6 @@ def _stream(*frames: bytes) -> bytes:
 
 
 def test_garbage_frames_get_a_clear_4xx(running: Running) -> None:
-    target = running.nodes[TARGET]
     target_org, peer_org = running.org_ids[TARGET], running.org_ids[PEER]
     other_org = running.org_ids["bank-b"]
     task = 1
@@ -260,12 +270,52 @@ def test_garbage_frames_get_a_clear_4xx(running: Running) -> None:
         ),
     }
     for name, (body, status, code, message) in cases.items():
-        response = httpx.post(
-            f"{target.url}{FRAMES_PATH}",
-            content=body,
-            headers={"Content-Type": "application/octet-stream"},
-        )
+        response = post_frames(running, PEER, TARGET, body)
         assert response.status_code == status, (name, response.status_code, response.text)
         error = response.json()["error"]
         assert error["code"] == code, (name, error)
         assert message in error["message"], (name, error)
+
+
+@pytest.mark.security
+def test_only_the_senders_node_may_post_its_frames(running: Running) -> None:
+    """While the telecom's channel waits for bank-a's frames (bank-a frozen), others post frames
+    in bank-a's name on that very route: an outsider without a signature, an account that is no
+    operator signing for bank-a, and bank-b's node signing for bank-b. Each stream is refused
+    before a frame of it is read, so none can take the mailbox's room nor reach the channel
+    (before, all were queued: an outsider could fill the mailbox every task's frames need), and
+    the task settles once bank-a's own frames come."""
+    inputs = _inputs(running)
+    url = running.nodes[TARGET].url + FRAMES_PATH
+    peer_org, target_org = running.org_ids[PEER], running.org_ids[TARGET]
+    since = log_mark(running.nodes[TARGET])
+    with paused(running.nodes[PEER]):
+        task_id = int(submit(running, *inputs)["taskId"])
+        made_up = FrameHeader(task_id, peer_org, target_org, 0, FLAG_HELLO).pack()
+        body = _stream(made_up + secrets.token_bytes(TAG_SIZE + 32))
+
+        def posted(headers: dict[str, str]) -> httpx.Response:
+            return httpx.post(url, content=body, headers=headers, timeout=60)
+
+        outsider = posted({})
+        assert outsider.status_code == 401, outsider.text
+        assert outsider.json()["error"]["code"] == "unauthorized"
+        no_operator = posted(
+            signed_headers(Account.create(), FRAMES_SCHEME, FRAMES_PATH, peer_org, target_org, b"")
+        )
+        assert no_operator.status_code == 403, no_operator.text
+        assert "no operator" in no_operator.json()["error"]["message"]
+        other_org = running.org_ids["bank-b"]
+        other_node = node_account(running, "bank-b")
+        impostor = posted(
+            signed_headers(other_node, FRAMES_SCHEME, FRAMES_PATH, other_org, target_org, b"")
+        )
+        assert impostor.status_code == 403, impostor.text
+        message = impostor.json()["error"]["message"]
+        assert f"organisation {other_org} names {peer_org} as sender" in message
+    with running.client(TARGET, "operator") as client:
+        final = wait_status(client, task_id, {"failed", "settled"}, timeout_s=120)
+    assert final["status"] == "settled", final
+    with running.nodes[TARGET].log_path.open("rb") as log:
+        log.seek(since)
+        assert f"task {task_id}: dropped a frame".encode() not in log.read()

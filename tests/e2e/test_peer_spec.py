@@ -8,30 +8,17 @@ the task are refused. The test holds the node homes, so it signs with the nodes'
 
 from __future__ import annotations
 
-import json
-
 import httpx
-from eth_account.signers.local import LocalAccount
 
-from privledger.config import NodeSettings
 from privledger.evm.hashing import keccak256
-from privledger.node.keystore import Keystore
-from privledger.node.peer_auth import SignedPeerReads
 
-from .conftest import Running
+from .conftest import Running, peer_client
 from .test_walking_path import grant, submit, wait_status
 
 
-def _node_account(running: Running, org: str) -> LocalAccount:
-    settings = NodeSettings(org=org, home=running.settings.var_dir / "nodes" / org)
-    address = json.loads((settings.home / "node.json").read_text())["account"]
-    return Keystore(settings.keystore_dir, settings.keystore_password).account(address)
-
-
-def _read_as(running: Running, org: str | None, url: str) -> httpx.Response:
-    auth = SignedPeerReads(_node_account(running, org), running.org_ids[org]) if org else None
-    with httpx.Client(auth=auth, timeout=30) as client:
-        return client.get(url)
+def _read_as(running: Running, org: str, url: str) -> httpx.Response:
+    with peer_client(running, org) as client:
+        return client.get(url, timeout=30)
 
 
 def test_only_participants_read_a_task_spec(running: Running) -> None:

@@ -16,7 +16,7 @@ from privledger.node.terms import default_terms
 from privledger.node.transport import STREAM_LENGTH
 from privledger.node.worker import result_digest
 
-from .conftest import Running
+from .conftest import Running, post_frames
 
 FEE = 10**16
 
@@ -212,16 +212,17 @@ def test_bad_input_gets_clear_4xx(running: Running) -> None:
     unauth = httpx.post(f"{running.nodes['telecom'].url}/api/v1/tasks", json={})
     assert unauth.status_code == 401 and unauth.json()["error"]["code"] == "unauthorized"
     frames = f"{running.nodes['telecom'].url}/api/v1/peer/frames"
-    garbage = httpx.post(frames, content=STREAM_LENGTH.pack(7) + b"garbage")
+    unsigned = httpx.post(frames, content=STREAM_LENGTH.pack(7) + b"garbage")
+    assert unsigned.status_code == 401 and unsigned.json()["error"]["code"] == "unauthorized"
+    garbage = post_frames(running, "bank-a", "telecom", STREAM_LENGTH.pack(7) + b"garbage")
     assert garbage.status_code == 400 and garbage.json()["error"]["code"] == "malformed_frame"
-    cut = httpx.post(frames, content=STREAM_LENGTH.pack(70) + bytes(20))
+    cut = post_frames(running, "bank-a", "telecom", STREAM_LENGTH.pack(70) + bytes(20))
     assert cut.status_code == 400 and "ends inside a frame" in cut.json()["error"]["message"]
 
 
 def test_oversized_bodies_are_refused(running: Running) -> None:
-    url = running.nodes["telecom"].url
     huge = b"x" * (9 << 20)
-    assert httpx.post(f"{url}/api/v1/peer/frames", content=huge, timeout=30).status_code == 413
+    assert post_frames(running, "bank-a", "telecom", huge).status_code == 413
     with running.client("telecom", "operator") as client:
         response = client.post(
             "/tasks",

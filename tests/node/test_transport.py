@@ -31,6 +31,7 @@ from privledger.node.transport import (
     TAG_SIZE,
     VERSION,
     ChannelTampered,
+    ForeignFrame,
     FrameHeader,
     FrameTooLarge,
     HttpWire,
@@ -676,7 +677,9 @@ def test_receive_stream_waits_for_the_channel_to_open() -> None:
 
     async def opened_later() -> int:
         asyncio.get_running_loop().call_later(0.1, mailbox.expect, TASK, ORG_A)
-        return await receive_stream(_chunks(two, 64), mailbox, max_frame_bytes=1024, full_wait_s=5)
+        return await receive_stream(
+            _chunks(two, 64), mailbox, sender_org=ORG_A, max_frame_bytes=1024, full_wait_s=5
+        )
 
     assert asyncio.run(opened_later()) == 2
     assert mailbox.take(TASK, ORG_A, ORG_B, timeout=0) == frame_for()
@@ -685,6 +688,7 @@ def test_receive_stream_waits_for_the_channel_to_open() -> None:
             receive_stream(
                 _chunks(stream_of(frame_for(task=TASK + 5)), 64),
                 mailbox,
+                sender_org=ORG_A,
                 max_frame_bytes=1024,
                 full_wait_s=0.1,
             )
@@ -708,7 +712,12 @@ def test_receive_stream_queues_frames_split_anywhere(piece: int) -> None:
     mailbox = opened()
     frames = [frame_for(size=size) for size in (0, 5, 300)]
     stream = _chunks(stream_of(*frames), piece)
-    assert asyncio.run(receive_stream(stream, mailbox, max_frame_bytes=1024, full_wait_s=1)) == 3
+    assert (
+        asyncio.run(
+            receive_stream(stream, mailbox, sender_org=ORG_A, max_frame_bytes=1024, full_wait_s=1)
+        )
+        == 3
+    )
     assert [mailbox.take(TASK, ORG_A, ORG_B, timeout=0) for _ in frames] == frames
 
 
@@ -726,8 +735,28 @@ def test_receive_stream_refuses_malformed_streams(
 ) -> None:
     with pytest.raises(error, match=match):
         asyncio.run(
-            receive_stream(_chunks(data, 64), opened(), max_frame_bytes=1024, full_wait_s=1)
+            receive_stream(
+                _chunks(data, 64), opened(), sender_org=ORG_A, max_frame_bytes=1024, full_wait_s=1
+            )
         )
+
+
+def test_receive_stream_keeps_no_frame_in_another_senders_name() -> None:
+    """A stream proven to come from ORG_A may not carry a frame that names another sender, even
+    on a route a channel of this node has open: that frame and the rest of the stream are
+    refused, and nothing of it is queued."""
+    mailbox = opened()
+    stream = stream_of(frame_for(), frame_for(sender=ORG_B + 1), frame_for(size=2))
+    with pytest.raises(ForeignFrame, match=f"organisation {ORG_A} names {ORG_B + 1} as sender"):
+        asyncio.run(
+            receive_stream(
+                _chunks(stream, 64), mailbox, sender_org=ORG_A, max_frame_bytes=1024, full_wait_s=1
+            )
+        )
+    assert mailbox.take(TASK, ORG_A, ORG_B, timeout=0) == frame_for()
+    for sender in (ORG_A, ORG_B + 1):
+        with pytest.raises(ChannelTimeout):
+            mailbox.take(TASK, sender, ORG_B, timeout=0)
 
 
 def test_receive_stream_waits_for_room_then_gives_up() -> None:
@@ -737,20 +766,26 @@ def test_receive_stream_waits_for_room_then_gives_up() -> None:
     async def taken_later() -> int:
         loop = asyncio.get_running_loop()
         loop.call_later(0.1, mailbox.take, TASK, ORG_A, ORG_B, 0)
-        return await receive_stream(_chunks(two, 64), mailbox, max_frame_bytes=1024, full_wait_s=5)
+        return await receive_stream(
+            _chunks(two, 64), mailbox, sender_org=ORG_A, max_frame_bytes=1024, full_wait_s=5
+        )
 
     assert asyncio.run(taken_later()) == 2  # the second frame waited until the first was taken
     with pytest.raises(MailboxFull):
         asyncio.run(
-            receive_stream(_chunks(two, 64), mailbox, max_frame_bytes=1024, full_wait_s=0.1)
+            receive_stream(
+                _chunks(two, 64), mailbox, sender_org=ORG_A, max_frame_bytes=1024, full_wait_s=0.1
+            )
         )
 
 
 class FrameServer:
-    """A node's frame route on a real uvicorn server: :func:`receive_stream` into ``mailbox``."""
+    """A node's frame route on a real uvicorn server: :func:`receive_stream` into ``mailbox``,
+    from ``sender_org`` (which a node learns from the stream's signature)."""
 
-    def __init__(self, mailbox: Mailbox) -> None:
+    def __init__(self, mailbox: Mailbox, sender_org: int) -> None:
         self.mailbox = mailbox
+        self.sender_org = sender_org
         self.port = free_port()
         config = uvicorn.Config(
             self._app, host="127.0.0.1", port=self.port, log_level="error", interface="asgi3"
@@ -773,7 +808,11 @@ class FrameServer:
         request = Request(scope, receive)
         try:
             count = await receive_stream(
-                request.stream(), self.mailbox, max_frame_bytes=MAX_FRAME_SIZE, full_wait_s=5
+                request.stream(),
+                self.mailbox,
+                sender_org=self.sender_org,
+                max_frame_bytes=MAX_FRAME_SIZE,
+                full_wait_s=5,
             )
             response = JSONResponse({"frames": count})
         except (ValueError, MailboxFull) as exc:
@@ -786,11 +825,11 @@ class FrameServer:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Mailbox], FrameServer]]:
+def serve() -> Iterator[Callable[[Mailbox, int], FrameServer]]:
     servers: list[FrameServer] = []
 
-    def start(mailbox: Mailbox) -> FrameServer:
-        servers.append(FrameServer(mailbox))
+    def start(mailbox: Mailbox, sender_org: int) -> FrameServer:
+        servers.append(FrameServer(mailbox, sender_org))
         return servers[-1]
 
     yield start
@@ -826,10 +865,10 @@ def http_end(
 
 
 def test_http_wire_round_trip_between_two_nodes(
-    org_a: Org, org_b: Org, client: httpx.Client, serve: Callable[[Mailbox], FrameServer]
+    org_a: Org, org_b: Org, client: httpx.Client, serve: Callable[[Mailbox, int], FrameServer]
 ) -> None:
     mailbox_a, mailbox_b = Mailbox(local_org=ORG_A), Mailbox(local_org=ORG_B)
-    server_a, server_b = serve(mailbox_a), serve(mailbox_b)
+    server_a, server_b = serve(mailbox_a, ORG_B), serve(mailbox_b, ORG_A)
     a = http_end(org_a, org_b, client, server_b, mailbox_a)
     b = http_end(org_b, org_a, client, server_a, mailbox_b)
     meet(a, b)
@@ -845,10 +884,10 @@ def test_http_wire_round_trip_between_two_nodes(
 
 
 def test_http_wire_waits_out_back_pressure(
-    org_a: Org, org_b: Org, client: httpx.Client, serve: Callable[[Mailbox], FrameServer]
+    org_a: Org, org_b: Org, client: httpx.Client, serve: Callable[[Mailbox, int], FrameServer]
 ) -> None:
     mailbox_a, mailbox_b = Mailbox(), Mailbox(max_frames_per_queue=1)
-    server_a, server_b = serve(mailbox_a), serve(mailbox_b)
+    server_a, server_b = serve(mailbox_a, ORG_B), serve(mailbox_b, ORG_A)
     big = 1 << 20
     a = http_end(org_a, org_b, client, server_b, mailbox_a, big, send_timeout=10, queue_frames=1)
     b = http_end(org_b, org_a, client, server_a, mailbox_b, big)
@@ -889,9 +928,9 @@ def silent_wire(client: httpx.Client, port: int, send_timeout: float) -> HttpWir
 
 
 def test_http_wire_reports_refused_frames(
-    org_a: Org, client: httpx.Client, serve: Callable[[Mailbox], FrameServer]
+    org_a: Org, client: httpx.Client, serve: Callable[[Mailbox, int], FrameServer]
 ) -> None:
-    server = serve(Mailbox(local_org=99))  # refuses frames for org 11 with 400
+    server = serve(Mailbox(local_org=99), ORG_A)  # refuses frames for org 11 with 400
     wire = HttpWire(server.endpoint, client, Mailbox(), task_id=TASK, our_org=ORG_A, peer_org=ORG_B)
     wire.send_frame(frame_for())
     wire.close()

@@ -34,7 +34,7 @@ from privledger.node.keystore import (
     Keystore,
     node_public_key,
 )
-from privledger.node.peer_auth import SignedPeerReads
+from privledger.node.peer_auth import SignedPeerCalls
 from privledger.node.policy import Policies, PolicyError
 from privledger.node.tls import ChainTrust, ChainVerifiedContext
 from privledger.node.transport import Mailbox
@@ -153,11 +153,12 @@ def open_node(settings: NodeSettings) -> NodeContext:
         ledger=ledger,
         org_id=org_id,
         mailbox=Mailbox(local_org=org_id),  # a frame for another org is refused (400)
-        # its reads of other nodes' peer routes (task specs) are signed for its organisation
+        # its calls to other nodes' peer routes (task specs, frame streams) are signed for
+        # its organisation
         # a peer serving HTTPS is accepted only with the certificate the chain vouches for
         http=httpx.Client(
             timeout=httpx.Timeout(30.0),
-            auth=SignedPeerReads(account, org_id),
+            auth=SignedPeerCalls(account, org_id),
             verify=ChainVerifiedContext(ChainTrust(ledger.orgs)),
         ),
         indexer=EventIndexer(w3, deployment, artifacts, engine),

@@ -8,6 +8,14 @@ calling node's account over the lines ``scheme``, ``path``, ``source``, ``target
 ``path`` is the route's path on the receiving node without a tenant host's ``/t/<org>`` mount, so
 a call into a tenant verifies as it was signed.
 
+Two schemes use these headers. ``privledger-peer-v1`` signs the GETs of the ``/api/v1/peer/``
+routes (task specs, service terms). ``privledger-frames-v1`` signs the POST that opens a stream of
+channel frames: its body is a stream the sender is still writing, so the signature covers the
+headers and the empty body's digest, and the receiver instead refuses every frame of the stream
+whose header names a sender other than the signing organisation (``node.wires.receive_stream``).
+An outsider can thus queue no frame at all, and a node only frames in its own name, on routes of
+tasks its organisation takes part in.
+
 The receiver accepts it only if the signer holds, on chain now, the operator role of the active
 source organisation (a node's account is its organisation's operator), the target is its own
 organisation (or ``0`` where the scheme allows it), the timestamp is within five minutes and the
@@ -31,9 +39,11 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from privledger.evm.contracts import OrgRegistry, Role
+from privledger.node.wires import FRAMES_PATH
 
 CLOCK_SKEW_MS = 300_000
 PEER_SCHEME = "privledger-peer-v1"  # GETs of /api/v1/peer/ routes (task specs, service terms)
+FRAMES_SCHEME = "privledger-frames-v1"  # the POST of a frame stream (the body is not covered)
 PEER_ROUTES = "/api/v1/peer/"
 ANY_NODE = 0
 HEADERS = ("x-source-node-id", "x-target-node-id", "x-nonce", "x-timestamp", "x-auth-sign")
@@ -146,10 +156,13 @@ def peer_actor(org_id: int) -> str:
     return f"peer org {org_id}"
 
 
-class SignedPeerReads(httpx.Auth):
-    """Signs every GET a node sends to another node's ``/api/v1/peer/`` routes (task specs,
-    service terms) for its organisation, so that the other node answers participants only.
-    The target is :data:`ANY_NODE`: the path (a task id) already names what is asked for."""
+class SignedPeerCalls(httpx.Auth):
+    """Signs, for its organisation, every call a node makes to another node's peer routes: the
+    GETs of ``/api/v1/peer/`` routes (task specs, service terms; :data:`PEER_SCHEME`, target
+    :data:`ANY_NODE`: the path, a task id, already names what is asked for), so that the other
+    node answers participants only; and the POST of each frame stream (:data:`FRAMES_SCHEME`,
+    to the organisation the wire names in ``x-target-node-id``), so that the other node takes
+    frames from no one but the node of the organisation they claim to come from."""
 
     def __init__(self, account: LocalAccount, org_id: int) -> None:
         self.account = account
@@ -157,9 +170,14 @@ class SignedPeerReads(httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         path = request.url.path
-        if request.method == "GET" and PEER_ROUTES in path:
+        if PEER_ROUTES in path:
             route = path[path.index(PEER_ROUTES) :]  # without a tenant host's /t/<org> mount
-            request.headers.update(
-                signed_headers(self.account, PEER_SCHEME, route, self.org_id, ANY_NODE, b"")
-            )
+            if request.method == "GET":
+                request.headers.update(self._headers(PEER_SCHEME, route, ANY_NODE))
+            elif request.method == "POST" and route == FRAMES_PATH:
+                target = int(request.headers.get("x-target-node-id", ANY_NODE))
+                request.headers.update(self._headers(FRAMES_SCHEME, route, target))
         yield request
+
+    def _headers(self, scheme: str, route: str, target: int) -> dict[str, str]:
+        return signed_headers(self.account, scheme, route, self.org_id, target, b"")

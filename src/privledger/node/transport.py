@@ -109,6 +109,7 @@ from privledger.node.noise import (
 from privledger.node.wires import (
     FRAMES_PATH,
     STREAM_LENGTH,
+    ForeignFrame,
     FrameTooLarge,
     HttpWire,
     MemoryWire,
@@ -134,6 +135,7 @@ __all__ = [
     "TAG_SIZE",
     "VERSION",
     "ChannelTampered",
+    "ForeignFrame",
     "FrameHeader",
     "FrameTooLarge",
     "HttpWire",

@@ -1,11 +1,13 @@
 """Wires: how the peer channel's opaque frames travel between two nodes.
 
-A :class:`Wire` moves frames and knows nothing of their content; all security is the channel's
-(:mod:`privledger.node.transport`). :class:`HttpWire` streams frames, length-prefixed, in the body
-of one long-lived POST to the peer's ``/api/v1/peer/frames`` (read there by
-:func:`receive_stream` into the node's :class:`~privledger.node.mailbox.Mailbox`) and takes the
-frames addressed to us from our own mailbox; :class:`MemoryWire` pairs connect two channels in one
-process (tests).
+A :class:`Wire` moves frames and knows nothing of their content: confidentiality and integrity
+are the channel's (:mod:`privledger.node.transport`). :class:`HttpWire` streams frames,
+length-prefixed, in the body of one long-lived POST to the peer's ``/api/v1/peer/frames`` (read
+there by :func:`receive_stream` into the node's :class:`~privledger.node.mailbox.Mailbox`) and
+takes the frames addressed to us from our own mailbox. The node's HTTP client signs that POST for
+its organisation (:class:`~privledger.node.peer_auth.SignedPeerCalls`), and the receiving node
+keeps only frames in the signer's name, so no one else can fill the mailbox a task's frames need.
+:class:`MemoryWire` pairs connect two channels in one process (tests).
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
-from privledger.node.frames import check_ids
+from privledger.node.frames import FrameHeader, check_ids
 from privledger.node.mailbox import Mailbox, MailboxFull
 from privledger.protocols.channel import ChannelClosed, ChannelError, ChannelTimeout
 
 FRAMES_PATH = "/api/v1/peer/frames"
 STREAM_LENGTH = struct.Struct(">I")
-_STREAM_HEADERS = {"Content-Type": "application/octet-stream"}
 _MAX_BACKOFF_S = 1.0
 _CLOSED_POLL_S = 0.05
 
@@ -39,6 +40,11 @@ class PeerUnreachable(ChannelError):
 
 class FrameTooLarge(ValueError):
     """A frame in a stream declares more bytes than the receiving node accepts."""
+
+
+class ForeignFrame(ValueError):
+    """A frame in a stream names a sender other than the organisation whose node sent the
+    stream."""
 
 
 class Wire(abc.ABC):
@@ -141,6 +147,11 @@ class HttpWire(Wire):
                 "send_timeout and backoff must be > 0, connect_attempts and queue_frames >= 1"
             )
         self._url = peer_endpoint.rstrip("/") + FRAMES_PATH
+        # the client's auth signs the stream for our organisation, addressed to the peer's
+        self._headers = {
+            "Content-Type": "application/octet-stream",
+            "x-target-node-id": str(peer_org),
+        }
         self._client = client
         self._mailbox = mailbox
         self._route = (task_id, peer_org, our_org)
@@ -231,7 +242,7 @@ class HttpWire(Wire):
                 response = self._client.post(
                     self._url,
                     content=self._body(),
-                    headers=_STREAM_HEADERS,
+                    headers=self._headers,
                     timeout=httpx.Timeout(self._send_timeout),
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -294,14 +305,16 @@ async def receive_stream(
     chunks: AsyncIterator[bytes],
     mailbox: Mailbox,
     *,
+    sender_org: int,
     max_frame_bytes: int,
     full_wait_s: float,
 ) -> int:
     """Queue every frame of a frame stream (each a 4-byte big-endian length, then the frame) in
-    ``mailbox``; the number of frames. While the mailbox is full it stops reading, which slows
-    the sender through TCP, for at most ``full_wait_s`` seconds per frame before
-    :class:`MailboxFull`. ``ValueError`` for a malformed stream or frame, :class:`FrameTooLarge`
-    for a frame over ``max_frame_bytes``."""
+    ``mailbox``; the number of frames. Every frame must name ``sender_org`` (the organisation
+    that proved it sent the stream) as its sender, else :class:`ForeignFrame` before it is
+    queued. While the mailbox is full it stops reading, which slows the sender through TCP, for
+    at most ``full_wait_s`` seconds per frame before :class:`MailboxFull`. ``ValueError`` for a
+    malformed stream or frame, :class:`FrameTooLarge` for a frame over ``max_frame_bytes``."""
     buffer = bytearray()
     count = 0
     async for chunk in chunks:
@@ -316,6 +329,11 @@ async def receive_stream(
             with memoryview(buffer) as view:
                 frame = bytes(view[STREAM_LENGTH.size : end])
             del buffer[:end]
+            claimed = FrameHeader.parse(frame).sender_org
+            if claimed != sender_org:
+                raise ForeignFrame(
+                    f"a frame in a stream of organisation {sender_org} names {claimed} as sender"
+                )
             await _deliver_when_room(mailbox, frame, full_wait_s)
             count += 1
     if buffer:

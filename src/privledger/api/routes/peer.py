@@ -1,16 +1,20 @@
 """Endpoints other organisations' nodes call: channel frames, task specs, derived datasets.
 
-Frames need no token: each is sealed with AES-GCM under a key only the two nodes can derive, and the
-receiving channel rejects anything forged, replayed or out of order. A spec is given only to the
-node of another participant of its task, which signs its request; every worker checks a fetched
-spec against the hash on chain. A task's requester may ask for the derived dataset of this node's
-aligned rows when the owner's grant consents (``privledger.node.derived``).
+A frame stream needs no token: the sending node signs the POST that opens it for its organisation
+(scheme ``privledger-frames-v1``), and every frame in it must name that organisation as its sender,
+so no one else can queue a frame here; each frame is sealed with AES-GCM under a key only the two
+nodes can derive, and the receiving channel rejects anything forged, replayed or out of order. A
+spec is given only to the node of another participant of its task, which signs its request;
+every worker checks a fetched spec against the hash on chain. A task's requester may ask for the
+derived dataset of this node's aligned rows when the owner's grant consents
+(``privledger.node.derived``).
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from privledger.api.deps import NodeDep, SessionDep, TaskId
@@ -19,13 +23,14 @@ from privledger.api.middleware import route_path
 from privledger.evm.errors import ChainRevert
 from privledger.node.derived import DeriveError, NotConsented, NotTakenPart, derive_for_grantee
 from privledger.node.peer_auth import (
+    FRAMES_SCHEME,
     HEADERS,
     PEER_SCHEME,
     PeerAuthError,
     peer_actor,
     verify_signed,
 )
-from privledger.node.transport import FrameTooLarge, MailboxFull, receive_stream
+from privledger.node.transport import ForeignFrame, FrameTooLarge, MailboxFull, receive_stream
 from privledger.store.models import LocalTask
 from privledger.wire.assets import DerivedOut
 
@@ -45,6 +50,7 @@ class FramesAccepted(BaseModel):
 @router.post(
     "/frames",
     openapi_extra={
+        **SIGNED,
         "requestBody": {
             "required": True,
             "description": "Sealed channel frames, each as a 4-byte big-endian length and the "
@@ -52,17 +58,25 @@ class FramesAccepted(BaseModel):
             "content": {
                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
             },
-        }
+        },
     },
 )
 async def deliver_frames(request: Request, node: NodeDep) -> FramesAccepted:
-    """Accept a stream of sealed channel frames for running tasks; answers once the stream ends
-    with the number of frames queued."""
+    """Accept a stream of sealed channel frames for running tasks from another organisation's
+    node, which signs the call (:mod:`privledger.node.peer_auth`, scheme
+    ``privledger-frames-v1``, addressed to this organisation): every frame must name the signing
+    organisation as its sender (403 otherwise). Answers once the stream ends with the number of
+    frames queued."""
     settings = node.settings
+    # the signer's role is read from the chain: not on the event loop the streams share
+    sender = await run_in_threadpool(
+        _signed_caller, request, node, scheme=FRAMES_SCHEME, any_target=False
+    )
     try:
         count = await receive_stream(
             request.stream(),
             node.mailbox,
+            sender_org=sender,
             max_frame_bytes=settings.max_frame_bytes,
             full_wait_s=settings.channel_timeout_s,
         )
@@ -72,6 +86,8 @@ async def deliver_frames(request: Request, node: NodeDep) -> FramesAccepted:
         raise ApiError(429, "mailbox_full", str(exc)) from exc
     except FrameTooLarge as exc:
         raise ApiError(413, "too_large", str(exc)) from exc
+    except ForeignFrame as exc:
+        raise ApiError(403, "forbidden", str(exc)) from exc
     except ValueError as exc:
         raise ApiError(400, "malformed_frame", str(exc)) from exc
     return FramesAccepted(frames=count)
@@ -87,7 +103,7 @@ def task_spec(task_id: TaskId, request: Request, node: NodeDep, session: Session
     node of another participant of the task only: the call is signed by that node's account
     (:mod:`privledger.node.peer_auth`, scheme ``privledger-peer-v1``). The spec names datasets,
     columns and organisations: nothing for anyone outside the task."""
-    caller = _signed_caller(request, node, any_target=True)
+    caller = _signed_caller(request, node, scheme=PEER_SCHEME, any_target=True)
     local = session.get(LocalTask, task_id)
     if local is None or local.spec_json is None:
         raise not_found(f"spec of task {task_id}")
@@ -106,7 +122,7 @@ def derived_for_requester(task_id: TaskId, request: Request, node: NodeDep) -> D
     this organisation): this node's aligned rows registered as a derived dataset and granted to
     the requester, when the grant the task used on this node's input allows it (its terms'
     ``derive``). Asking again answers the same dataset and grant (docs/pipelines.md)."""
-    caller = _signed_caller(request, node, any_target=False)
+    caller = _signed_caller(request, node, scheme=PEER_SCHEME, any_target=False)
     try:
         return derive_for_grantee(node, task_id=task_id, caller_org=caller)
     except NotTakenPart as exc:
@@ -117,13 +133,13 @@ def derived_for_requester(task_id: TaskId, request: Request, node: NodeDep) -> D
         raise ApiError(409, "not_derivable", str(exc)) from exc
 
 
-def _signed_caller(request: Request, node: NodeDep, *, any_target: bool) -> int:
+def _signed_caller(request: Request, node: NodeDep, *, scheme: str, any_target: bool) -> int:
     """The organisation whose node signed this call (:mod:`privledger.node.peer_auth`)."""
     try:
         caller = verify_signed(
             node.ledger.orgs,
             node.org_id,
-            scheme=PEER_SCHEME,
+            scheme=scheme,
             path=route_path(request.scope),
             headers=request.headers,
             body=b"",

@@ -133,6 +133,11 @@ CHANGELOG: dict[str, list[str]] = {
         "a node with no database connection free in time answers 503 busy with Retry-After "
         "(was 500); each process runs at most 16 requests' code at once, the rest queue; "
         "POST /tasks waits for its block apart from them, holding no database connection",
+        "changed: POST /peer/frames takes only a stream signed by the sending organisation's "
+        "node (scheme privledger-frames-v1, the signed headers of the peer routes, "
+        "x-target-node-id this organisation): 401 unauthorized without a valid signature, 403 "
+        "forbidden for a signer that is no operator of the organisation or a frame naming "
+        "another sender (docs/peer-channel.md)",
     ],
 }
 
