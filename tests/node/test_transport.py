@@ -603,13 +603,32 @@ def test_mailbox_full_queue_is_refused() -> None:
 
 def test_mailbox_total_size_is_bounded() -> None:
     big = frame_for(size=MAX_FRAME_SIZE - HEADER_SIZE - TAG_SIZE)
-    mailbox = opened(max_total_bytes=2 * len(big))
+    mailbox = opened(max_total_bytes=2 * len(big), max_sender_bytes=2 * len(big))
     mailbox.deliver(big)
     mailbox.deliver(frame_for(task=TASK + 1, size=len(big) - HEADER_SIZE - TAG_SIZE))
     with pytest.raises(MailboxFull, match="limit"):
         mailbox.deliver(frame_for(task=TASK + 2))
     mailbox.discard(TASK)
     mailbox.deliver(frame_for(task=TASK + 2))
+
+
+def test_one_sender_holds_at_most_its_share_of_the_mailbox() -> None:
+    """Junk a participant posts on the route of a task this node does not read yet holds at most
+    ``max_sender_bytes``: another peer's frames still find room, and taking or discarding frees
+    the sender's share."""
+    big = frame_for(size=MAX_FRAME_SIZE - HEADER_SIZE - TAG_SIZE)
+    mailbox = opened(max_total_bytes=2 * len(big))  # a sender's share: half, one big frame
+    mailbox.deliver(big)
+    with pytest.raises(MailboxFull, match=f"from org {ORG_A}"):
+        mailbox.deliver(frame_for(task=TASK + 1))
+    other = frame_for(sender=ORG_B + 1, size=len(big) - HEADER_SIZE - TAG_SIZE)
+    mailbox.deliver(other)
+    assert mailbox.take(TASK, ORG_A, ORG_B, timeout=0) == big
+    mailbox.deliver(frame_for(task=TASK + 1))
+    mailbox.discard(TASK + 1)
+    mailbox.deliver(big)
+    with pytest.raises(ValueError, match="at most max_total_bytes"):
+        Mailbox(max_total_bytes=MAX_FRAME_SIZE, max_sender_bytes=2 * MAX_FRAME_SIZE)
 
 
 def test_mailbox_discard_drops_a_finished_task() -> None:

@@ -1,16 +1,19 @@
 """A node's inbox of peer-channel frames, bounded and open only for the channels it runs.
 
-Security model: anyone who can reach a node can post frames to it. The mailbox keeps frames only
-on a route (task, sender, receiver) that one of this node's channels has opened, in queues bounded
-per route and in total, so an outsider can neither queue frames ahead of a task nor exhaust
-memory; it checks no cryptography (the channel drops what does not authenticate).
+Security model: only a consortium member's node can post frames to it, and only in its own
+organisation's name (the frame route checks the stream's signature, ``node.wires``). The mailbox
+keeps frames only on a route (task, sender, receiver) that one of this node's channels has opened,
+in queues bounded per route, per sending organisation and in total, so no one can queue frames
+ahead of a task, exhaust memory, or -- posting junk on the route of a task it takes part in that
+this node is not reading yet -- hold more than half the room every other peer's frames need. It
+checks no cryptography (the channel drops what does not authenticate).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 
 from privledger.node.frames import MAX_FRAME_SIZE, FrameHeader
 from privledger.protocols.channel import ChannelClosed, ChannelTimeout
@@ -39,7 +42,9 @@ class Mailbox:
     route raises :class:`NotExpected`, a kind of :class:`MailboxFull`: the frame stream waits
     for the route (a peer may open its end first) and answers 429 if it never opens; nothing of
     the frame is kept. Queues are bounded so that no one can exhaust memory: at most
-    ``max_frames_per_queue`` frames per queue and ``max_total_bytes`` overall, beyond which
+    ``max_frames_per_queue`` frames per queue, ``max_sender_bytes`` from one sending organisation
+    (half the total, or one maximal frame if more, unless given) and ``max_total_bytes``
+    overall, beyond which
     :meth:`deliver` raises :class:`MailboxFull` (answer 429; the sending wire retries). Frames
     arriving for a task already discarded (e.g. a late close frame) are dropped; the last
     ``finished_tasks_kept`` tasks are remembered. ``local_org``, when given, refuses frames
@@ -52,20 +57,26 @@ class Mailbox:
         local_org: int | None = None,
         max_frames_per_queue: int = 64,
         max_total_bytes: int = 256 << 20,
+        max_sender_bytes: int | None = None,
         finished_tasks_kept: int = 4096,
     ) -> None:
-        if max_frames_per_queue < 1 or max_total_bytes < MAX_FRAME_SIZE:
+        half = max(max_total_bytes // 2, MAX_FRAME_SIZE)
+        per_sender = half if max_sender_bytes is None else max_sender_bytes
+        if max_frames_per_queue < 1 or not MAX_FRAME_SIZE <= per_sender <= max_total_bytes:
             raise ValueError(
-                "max_frames_per_queue must be >= 1 and max_total_bytes >= one maximal frame"
+                "max_frames_per_queue must be >= 1, and max_sender_bytes and max_total_bytes at "
+                "least one maximal frame, max_sender_bytes at most max_total_bytes"
             )
         self._local_org = local_org
         self._max_frames = max_frames_per_queue
         self._max_bytes = max_total_bytes
+        self._max_sender_bytes = per_sender
         self._finished_kept = finished_tasks_kept
         self._queues: dict[_Route, deque[bytes]] = {}
         self._expected: set[tuple[int, int]] = set()  # (task, sender) of the open channels
         self._finished: OrderedDict[int, None] = OrderedDict()
         self._total_bytes = 0
+        self._sender_bytes: Counter[int] = Counter()
         self._changed = threading.Condition()
 
     def deliver(self, frame: bytes) -> None:
@@ -89,8 +100,12 @@ class Mailbox:
                 raise MailboxFull(f"{waiting} frames already wait for task {header.task_id}")
             if self._total_bytes + len(frame) > self._max_bytes:
                 raise MailboxFull(f"mailbox holds {self._total_bytes} bytes, near its limit")
+            held = self._sender_bytes[header.sender_org]
+            if held + len(frame) > self._max_sender_bytes:
+                raise MailboxFull(f"mailbox holds {held} bytes from org {header.sender_org}")
             self._queues.setdefault(route, deque()).append(bytes(frame))
             self._total_bytes += len(frame)
+            self._sender_bytes[header.sender_org] += len(frame)
             self._changed.notify_all()
 
     def expect(self, task_id: int, sender_org: int) -> None:
@@ -119,7 +134,7 @@ class Mailbox:
             frame = pending.popleft()
             if not pending:
                 del self._queues[route]
-            self._total_bytes -= len(frame)
+            self._forget_bytes(sender_org, len(frame))
             return frame
 
     def reopen(self, task_ids: set[int] | frozenset[int]) -> None:
@@ -134,9 +149,16 @@ class Mailbox:
         waits for one of its frames gets ``ChannelClosed``."""
         with self._changed:
             for route in [route for route in self._queues if route[0] == task_id]:
-                self._total_bytes -= sum(len(frame) for frame in self._queues.pop(route))
+                self._forget_bytes(route[1], sum(len(frame) for frame in self._queues.pop(route)))
             self._expected = {key for key in self._expected if key[0] != task_id}
             self._finished[task_id] = None
             while len(self._finished) > self._finished_kept:
                 self._finished.popitem(last=False)
             self._changed.notify_all()
+
+    def _forget_bytes(self, sender_org: int, count: int) -> None:
+        """Free ``count`` bytes of ``sender_org``'s (with the lock held)."""
+        self._total_bytes -= count
+        self._sender_bytes[sender_org] -= count
+        if not self._sender_bytes[sender_org]:
+            del self._sender_bytes[sender_org]
