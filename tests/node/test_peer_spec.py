@@ -14,8 +14,9 @@ the spec (sorted keys, compact, each field once: docs/grants.md) is accepted now
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 import httpx
@@ -24,7 +25,7 @@ import pytest
 from privledger.evm.contracts import FailureReason, Kind
 from privledger.evm.hashing import keccak256
 from privledger.node import peer_spec
-from privledger.node.peer_spec import MAX_SPEC_BYTES, checked_spec, fetch_spec
+from privledger.node.peer_spec import MAX_SPEC_BYTES, InboxSpecs, checked_spec, fetch_spec
 from privledger.node.runners import TaskRefused
 from privledger.node.spec import PROTOCOL_IDS, SpecInput, TaskSpec, parse_spec
 
@@ -33,19 +34,99 @@ from .test_spec import ds, keys
 pytestmark = pytest.mark.security
 
 
+def _requester_answering(answer: Callable[[httpx.Request], httpx.Response]) -> SimpleNamespace:
+    """A provider's node (org 2) whose requester's node answers each spec fetch by ``answer``."""
+    org = SimpleNamespace(endpoint="http://requester.example")
+    return SimpleNamespace(
+        org_id=2,
+        ledger=SimpleNamespace(orgs=SimpleNamespace(get_org=lambda _org: org)),
+        http=httpx.Client(transport=httpx.MockTransport(answer)),
+    )
+
+
 def _requester_serving(body: Iterator[bytes]) -> SimpleNamespace:
     """A provider's node whose requester's node answers every spec fetch with ``body``."""
-    org = SimpleNamespace(endpoint="http://requester.example")
-    transport = httpx.MockTransport(lambda _request: httpx.Response(200, content=body))
-    return SimpleNamespace(
-        ledger=SimpleNamespace(orgs=SimpleNamespace(get_org=lambda _org: org)),
-        http=httpx.Client(transport=transport),
-    )
+    return _requester_answering(lambda _request: httpx.Response(200, content=body))
 
 
 def _fetch(body: Iterator[bytes]) -> bytes:
     task = SimpleNamespace(requester_org=7, task_id=1)
     return fetch_spec(_requester_serving(body), task)  # type: ignore[arg-type]
+
+
+def test_a_busy_or_throttling_requester_is_asked_again_until_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """429 (a requester's node throttling the address it sees, which an outsider may share) and
+    503 are asked again after Retry-After: the spec comes once they pass; while they last the
+    fetch ends at its deadline as unreachable, never as a mismatch (which used to fail the task
+    at the first 429). Another refusal (404) is the requester's answer: a mismatch at once."""
+    statuses = [429, 503, 200]
+    seen: list[int] = []
+
+    def answer(_request: httpx.Request) -> httpx.Response:
+        seen.append(statuses[len(seen)] if len(seen) < len(statuses) else statuses[-1])
+        return httpx.Response(seen[-1], headers={"Retry-After": "0"}, content=b"{}")
+
+    task = SimpleNamespace(requester_org=7, task_id=1)
+    assert fetch_spec(_requester_answering(answer), task) == b"{}"  # type: ignore[arg-type]
+    assert seen == [429, 503, 200]
+    monkeypatch.setattr(peer_spec, "SPEC_FETCH_S", 0.5)
+    throttled = _requester_answering(lambda _r: httpx.Response(429, headers={"Retry-After": "1"}))
+    started = time.monotonic()
+    with pytest.raises(TaskRefused) as refused:
+        fetch_spec(throttled, task)  # type: ignore[arg-type]
+    assert refused.value.reason is FailureReason.PEER_UNREACHABLE
+    assert time.monotonic() - started < 1.5
+    with pytest.raises(TaskRefused) as refused:
+        fetch_spec(_requester_answering(lambda _r: httpx.Response(404)), task)  # type: ignore[arg-type]
+    assert refused.value.reason is FailureReason.SPEC_MISMATCH
+
+
+def test_the_inbox_keeps_what_it_read_and_asks_one_requester_little_at_once() -> None:
+    """The approval inbox reads a verified spec once, and while two fetches from one requester's
+    node are under way a third request of that requester is shown unreachable at once instead
+    of holding another API thread; a refusal is asked again next time."""
+    raw = ECDH.canonical_json()
+    task = _chain_task(raw, ECDH)
+    task.task_id = 5
+    fetched: list[str] = []
+    release = threading.Event()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        fetched.append(request.url.path)
+        if "/tasks/5/" not in request.url.path:
+            release.wait(5)  # a slow requester's node
+            return httpx.Response(404)
+        return httpx.Response(200, content=raw)
+
+    node, inbox = _requester_answering(answer), InboxSpecs()
+    assert inbox.checked(node, task) == ECDH  # type: ignore[arg-type]
+    assert inbox.checked(node, task) == ECDH  # type: ignore[arg-type]
+    assert fetched == ["/api/v1/peer/tasks/5/spec"]
+    slow = [_chain_task(raw, ECDH) for _ in range(3)]
+    for number, other in enumerate(slow):
+        other.task_id = 10 + number
+    waiting = [threading.Thread(target=_refused, args=(inbox, node, other)) for other in slow[:2]]
+    for thread in waiting:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(fetched) < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    with pytest.raises(TaskRefused, match="still waiting for org 1"):
+        inbox.checked(node, slow[2])  # type: ignore[arg-type]
+    release.set()
+    for thread in waiting:
+        thread.join(5)
+    with pytest.raises(TaskRefused) as refused:
+        inbox.checked(node, slow[2])  # type: ignore[arg-type]
+    assert refused.value.reason is FailureReason.SPEC_MISMATCH and len(fetched) == 4
+
+
+def _refused(inbox: InboxSpecs, node: SimpleNamespace, task: SimpleNamespace) -> None:
+    with pytest.raises(TaskRefused):
+        inbox.checked(node, task)  # type: ignore[arg-type]
 
 
 def test_an_oversized_spec_is_refused_after_a_bounded_read() -> None:

@@ -111,8 +111,11 @@ def create_app(node: NodeContext) -> FastAPI:
         rate=node.settings.anonymous_calls_per_s,
         burst=node.settings.anonymous_burst,
         limited=(*AUDITED, METRICS_PATH),
-        # each frame is authenticated, and limited per peer and task by the mailbox
-        exempt=(frames,),
+        # frame streams, task specs and derived datasets answer only calls signed by another
+        # organisation's node (checked against the chain; frames are also limited per peer and
+        # task by the mailbox): a peer must not wait on whoever shares its address failing to
+        # authenticate (the public service catalogue under /peer/services stays limited)
+        exempt=(frames, f"{API_PREFIX}/peer/tasks/"),
         enveloped=(interop.INTEROP_PREFIX,),
     )  # outside the body limit: a throttled caller's body is never read
     app.add_middleware(

@@ -24,6 +24,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -173,6 +174,11 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="task")
         # dealer duties never take the last thread: tasks stalled on purpose keep it from new work
         self._dealing = threading.BoundedSemaphore(max(1, max_parallel - 1))
+        # nor do one other organisation's tasks take more than half of them: a requester whose
+        # node trickles its specs, or whose tasks stall, would hold every thread and fail the
+        # tasks of everyone else (those beyond the half wait for the next tick)
+        self._per_requester = max(1, max_parallel // 2)
+        self._running_for: Counter[int] = Counter()
         self._busy: set[int] = set()
         self._ignored: set[int] = set()
         self._seen = 0  # id of the last task event taken from the index
@@ -428,6 +434,25 @@ class Worker:
             state = "failed" if task.status is TaskStatus.FAILED else "done"
             self._record(task_id, task.spec_hash, state=state)
             return
+        if not self._take_requester_slot(task.requester_org):
+            return  # still to run: the next tick submits it again
+        try:
+            self._run_active(task)
+        finally:
+            with self._lock:
+                self._running_for[task.requester_org] -= 1
+
+    def _take_requester_slot(self, requester_org: int) -> bool:
+        """Whether a task of ``requester_org`` may run now (always for this organisation's own)."""
+        with self._lock:
+            busy = self._running_for[requester_org] >= self._per_requester
+            if busy and requester_org != self.node.org_id:
+                return False
+            self._running_for[requester_org] += 1
+            return True
+
+    def _run_active(self, task: Task) -> None:
+        task_id = task.task_id
         self._record(task_id, task.spec_hash, state="running")
         self._metrics.running(task.kind).inc()
         try:

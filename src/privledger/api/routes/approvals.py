@@ -38,7 +38,7 @@ from privledger.evm.contracts import (
 from privledger.node.components import KINDS, PROTOCOL_NAMES
 from privledger.node.context import NodeContext
 from privledger.node.grants import terms_of
-from privledger.node.peer_spec import checked_spec, fetch_spec
+from privledger.node.peer_spec import InboxSpecs
 from privledger.node.runners import TaskRefused
 from privledger.node.spec import SpecInput, TaskSpec
 from privledger.node.terms import (
@@ -52,6 +52,7 @@ from privledger.store.assets import held_asset_ids
 from privledger.store.events import events_named
 
 router = APIRouter(prefix="/approvals", tags=["approvals"])
+INBOX_SPECS = InboxSpecs()  # one per process: what the requesters' nodes served, verified
 SPEC_STATUS: dict[FailureReason, SpecStatus] = {
     FailureReason.PEER_UNREACHABLE: "unreachable",
     FailureReason.SPEC_MISMATCH: "mismatch",
@@ -103,7 +104,7 @@ def approval_out(node: NodeContext, session: Session, task_id: int, dataset: byt
     if status is not ApprovalStatus.PENDING or task.status is not TaskStatus.SUBMITTED:
         return out
     try:
-        spec = checked_spec(fetch_spec(node, task), task)
+        spec = INBOX_SPECS.checked(node, task)
     except TaskRefused as refused:
         return out.model_copy(
             update={"spec_status": SPEC_STATUS[refused.reason], "spec_message": str(refused)}

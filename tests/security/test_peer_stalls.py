@@ -1,0 +1,178 @@
+"""Stalls a requester's node could cause at the others' nodes, and an outsider sharing an address.
+
+- An outsider calling from a provider's address (the same host -- every node of the embedded
+  consortium calls from 127.0.0.1 --, a tenant host, a NAT or proxy) with made-up credentials
+  used up that address's calls at the requester's node; the provider's signed spec read was then
+  answered 429, taken as a spec mismatch, and the provider failed the honest task on chain.
+  Signed peer calls (task specs, frame streams) no longer wait on an address's failed calls, and a
+  provider asks a busy or throttling requester's node again until the fetch's deadline.
+- A requester (mallory) submits tasks nobody needs to consent to -- her own dataset, a published
+  dealer as the one other participant, fee 0 -- and serves their specs one byte every 25 s. Each
+  spec read held one of the dealer's four task threads for ~75 s, so eight such tasks held them
+  all and the consortium's honest tasks that needed the dealer failed. A spec read now ends by a
+  deadline on the clock, and one organisation's tasks take at most half of a node's task threads.
+
+helper-56 ran both attacks against 37ff21f: the honest task failed (``SPEC_MISMATCH``, then
+``PEER_UNREACHABLE``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+from privledger.evm.contracts import Kind
+from privledger.node.components import protocol_id
+from tests.e2e.conftest import Running
+from tests.e2e.test_walking_path import grant, submit, wait_status
+
+from .malicious import Mallory, now
+from .malicious import grant as grant_kinds
+
+pytestmark = pytest.mark.security
+
+SHARED = "127.0.0.1"  # the provider's own address: every node of the consortium calls from it
+JAMMING_TASKS = 8  # twice the worker's task threads
+TRICKLE_S = 25.0  # under the node client's 30 s read timeout
+
+
+def _hammer(base_url: str, stop: threading.Event, sent: list[int]) -> None:
+    transport = httpx.HTTPTransport(local_address=SHARED)
+    with httpx.Client(base_url=base_url, transport=transport, timeout=10) as client:
+        while not stop.is_set():
+            response = client.get("/api/v1/tasks/1", headers={"Authorization": "Bearer pl_made-up"})
+            sent.append(response.status_code)
+
+
+def test_an_outsider_at_the_providers_address_cannot_fail_a_task(running: Running) -> None:
+    telecom_data = running.register("telecom")  # the honest requester
+    bank_data = running.register("bank-a")  # the honest provider
+    grant(running, "bank-a", bank_data, "telecom")
+    with running.client("telecom", "operator") as client:  # its token proves itself first
+        assert client.get("/tasks").status_code == 200
+    stop, sent = threading.Event(), []
+    threads = [
+        threading.Thread(target=_hammer, args=(running.nodes["telecom"].url, stop, sent))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while sent.count(429) < 50:  # the shared address's failed calls are used up
+            assert time.monotonic() < deadline, sent[-5:]
+            time.sleep(0.05)
+        task = submit(running, telecom_data, bank_data)
+        with running.client("telecom", "operator") as client:
+            final = wait_status(client, task["taskId"], {"settled", "failed"})
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert final["status"] == "settled", final
+
+
+class TrickleServer:
+    """An HTTP server that answers every request 200 with a long body, one byte per TRICKLE_S."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stop = threading.Event()
+        self.connections: list[socket.socket] = []
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self.listener.settimeout(0.5)
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # closed
+                return
+            self.accepted += 1
+            self.connections.append(connection)
+            threading.Thread(target=self._trickle, args=(connection,), daemon=True).start()
+
+    def _trickle(self, connection: socket.socket) -> None:
+        try:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+            while not self.stop.wait(TRICKLE_S):
+                connection.sendall(b"{")
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.stop.set()
+        for connection in self.connections:
+            connection.close()
+        self.listener.close()
+
+
+def _honest_statistics(mallory: Mallory, telecom_data: str, bank_data: str) -> dict[str, object]:
+    body = {
+        "kind": "stats",
+        "protocol": "joint-stats",
+        "inputs": [
+            {"dataset": telecom_data, "column": "amount"},
+            {"dataset": bank_data, "column": "amount"},
+        ],
+        "dealer": mallory.running.org_ids["regulator"],
+        "fracBits": 8,
+        "feeWei": 10**15,
+    }
+    with mallory.running.client("telecom", "operator") as client:
+        response = client.post("/tasks", json=body)
+        assert response.status_code == 201, response.text
+        return wait_status(client, response.json()["taskId"], {"settled", "failed"}, 240)
+
+
+def _amounts(mallory: Mallory, org: str) -> str:
+    path = mallory.running.import_dir(org) / f"{org}-amounts-{time.monotonic_ns()}.csv"
+    path.write_text("customer,amount\n" + "".join(f"c{i},{100 + i}\n" for i in range(60)))
+    body = {"path": str(path), "name": path.stem, "level": 2, "unitPrice": 0}
+    with mallory.running.client(org, "data_owner") as owner:
+        response = owner.post("/datasets", json=body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["datasetId"])
+
+
+def test_tasks_nobody_consented_to_cannot_jam_the_dealer(mallory: Mallory) -> None:
+    running = mallory.running
+    regulator = running.org_ids["regulator"]
+    telecom_data, bank_data = _amounts(mallory, "telecom"), _amounts(mallory, "bank-a")
+    grant_kinds(running, "bank-a", bank_data, running.org_ids["telecom"], kinds=["stats"])
+    own = mallory.register(["customer", "amount"], [[f"m{i}", i] for i in range(60)])
+    orgs = mallory.ledger.orgs
+    before = orgs.get_org(mallory.org_id)
+    server = TrickleServer()
+    try:
+        orgs.update_node(mallory.org_id, f"http://127.0.0.1:{server.port}", before.node_key)
+        for _ in range(JAMMING_TASKS):  # no grant, no approval, fee 0: gas only
+            mallory.ledger.tasks.submit_task(
+                spec_hash=secrets.token_bytes(32),  # the dealer never gets as far as the spec
+                kind=Kind.STATS,
+                protocol=protocol_id("joint-stats"),
+                inputs=[bytes.fromhex(own[2:])],
+                grant_ids=[bytes(32)],
+                participants=[mallory.org_id, regulator],
+                deadline=now(running) + 600,
+                fee=0,
+            )
+        deadline = time.monotonic() + 60
+        while server.accepted < 2:  # the dealer reads trickled specs in the threads she may hold
+            assert time.monotonic() < deadline, f"the dealer read {server.accepted} specs"
+            time.sleep(0.2)
+        honest = _honest_statistics(mallory, telecom_data, bank_data)
+    finally:
+        orgs.update_node(mallory.org_id, before.endpoint, before.node_key)
+        server.close()
+    assert honest["status"] == "settled", honest
