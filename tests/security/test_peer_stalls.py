@@ -6,6 +6,11 @@
   answered 429, taken as a spec mismatch, and the provider failed the honest task on chain.
   Signed peer calls (task specs, frame streams) no longer wait on an address's failed calls, and a
   provider asks a busy or throttling requester's node again until the fetch's deadline.
+- Anyone with the operator role may ask an owner to approve a task on its dataset (grant id 0,
+  fee 0). The owner's workflow console reads every pending request at once, and each read of a
+  trickled spec held an API request thread ~75 s: sixteen requests and one look at the inbox
+  left the owner's whole API unanswered. The inbox now reads a spec within 5 s, at most two at
+  once per requester.
 - A requester (mallory) submits tasks nobody needs to consent to -- her own dataset, a published
   dealer as the one other participant, fee 0 -- and serves their specs one byte every 25 s. Each
   spec read held one of the dealer's four task threads for ~75 s, so eight such tasks held them
@@ -13,11 +18,12 @@
   deadline on the clock, and one organisation's tasks take at most half of a node's task threads.
 
 helper-56 ran both attacks against 37ff21f: the honest task failed (``SPEC_MISMATCH``, then
-``PEER_UNREACHABLE``).
+``PEER_UNREACHABLE``), and the owner's API gave its own operator no answer for 20 s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import threading
@@ -26,6 +32,7 @@ import time
 import httpx
 import pytest
 
+from privledger.api.threads import REQUEST_THREADS
 from privledger.evm.contracts import Kind
 from privledger.node.components import protocol_id
 from tests.e2e.conftest import Running
@@ -176,3 +183,63 @@ def test_tasks_nobody_consented_to_cannot_jam_the_dealer(mallory: Mallory) -> No
         orgs.update_node(mallory.org_id, before.endpoint, before.node_key)
         server.close()
     assert honest["status"] == "settled", honest
+
+
+def test_approval_requests_from_a_slow_requester_leave_the_owners_api_up(
+    mallory: Mallory,
+) -> None:
+    running = mallory.running
+    bank_a = running.org_ids["bank-a"]
+    dataset = running.register("bank-a")
+    orgs = mallory.ledger.orgs
+    before = orgs.get_org(mallory.org_id)
+    server = TrickleServer()
+    asked: list[int] = []
+    try:
+        orgs.update_node(mallory.org_id, f"http://127.0.0.1:{server.port}", before.node_key)
+        for _ in range(REQUEST_THREADS):  # an approval request each: no consent, fee 0
+            asked.append(
+                mallory.ledger.tasks.submit_task(
+                    spec_hash=secrets.token_bytes(32),
+                    kind=Kind.PSI,
+                    protocol=protocol_id("ecdh"),
+                    inputs=[bytes.fromhex(dataset[2:])],
+                    grant_ids=[bytes(32)],
+                    participants=[mallory.org_id, bank_a],
+                    deadline=now(running) + 600,
+                    fee=0,
+                )
+            )
+        node_url = running.nodes["bank-a"].url
+        token = running.nodes["bank-a"].tokens["data_owner"]
+        shown: list[str] = []
+
+        def look(task_id: int) -> None:  # the workflow console reads every request at once
+            with httpx.Client(base_url=node_url, timeout=120) as client:
+                answer = client.get(
+                    f"/api/v1/approvals/{task_id}/{dataset}",
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                shown.append(answer.json()["specStatus"])
+
+        looks = [threading.Thread(target=look, args=(task_id,)) for task_id in asked]
+        for thread in looks:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while server.accepted < 2:
+            assert time.monotonic() < deadline, f"{server.accepted} spec reads"
+            time.sleep(0.1)
+        started = time.monotonic()
+        with running.client("bank-a", "operator") as operator:
+            answered = None
+            with contextlib.suppress(httpx.TimeoutException):
+                answered = operator.get("/tasks", timeout=20).status_code
+        waited = time.monotonic() - started
+        for thread in looks:
+            thread.join(30)
+    finally:
+        orgs.update_node(mallory.org_id, before.endpoint, before.node_key)
+        server.close()
+    assert answered == 200 and waited < 5, (answered, waited)
+    assert server.accepted <= 2  # at most two of mallory's specs read at once, each within 5 s
+    assert shown == ["unreachable"] * REQUEST_THREADS
