@@ -4,8 +4,10 @@ above both (nothing under ``privledger.node`` imports the API; ``tests/test_laye
 
 A node may also host several organisations (tenants, F13) in one process: each tenant is a
 complete node of its own -- its home (keystore, database, datasets, results), its tokens, its
-worker, its API and peer endpoints under ``/t/<org>`` -- so isolation is by construction: no
-route of one tenant reads another's database, and a token is only known to its own tenant.
+worker, its API and peer endpoints under ``/t/<org>`` -- so isolation of data, keys and tasks is
+by construction: no route of one tenant reads another's database, and a token is only known to
+its own tenant. Capacity is shared: the tenants' sync routes run in the process's one bounded
+set of request threads (:mod:`privledger.api.threads`).
 
 A node may instead serve its client API from several processes (``api_workers``, on PostgreSQL;
 :mod:`privledger.node.processes`): the primary runs the worker and the peer endpoint, and every
