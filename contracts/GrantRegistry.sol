@@ -22,6 +22,7 @@ contract GrantRegistry is IGrantRegistry {
 
     uint32 private constant PROTOCOL_ZERO = 1; // bit 0: no protocol has id 0
     uint32 public constant ANY_DEALER = type(uint32).max;
+    uint8 public constant MAX_DERIVATIONS = 8;
 
     /**
      * @dev Storage layout of a {Grant}: everything {consume} checks is in the second slot, the fee floor it
@@ -29,6 +30,8 @@ contract GrantRegistry is IGrantRegistry {
      * checks the dataset and the grantee by recomputing the id instead of loading the dataset id from the first
      * slot. Every grant has non-zero `kinds`, which tells an issued grant from an unknown one. Org ids fit in
      * uint32 (the grantee and the dealer are organisations, whose ids are small counters), and so do nonces.
+     * `depth` (the links up to the root grant, 0 for a grant derived under none) shares the second slot, so that
+     * {consume} reads the parent from the last slot only for a derived grant.
      */
     struct Record {
         bytes32 datasetId;
@@ -41,9 +44,11 @@ contract GrantRegistry is IGrantRegistry {
         uint32 nonce;
         uint32 protocols;
         uint32 dealer;
+        uint8 depth;
         address grantor;
         uint96 minFee;
         bytes32 termsHash;
+        bytes32 parentGrant;
     }
 
     IOrgRegistry private immutable _orgs;
@@ -85,6 +90,7 @@ contract GrantRegistry is IGrantRegistry {
         if (granteeOrg == ownerOrg || !_orgs.isActive(granteeOrg)) revert GrantRegistryInvalidGrantee(granteeOrg);
         _checkTerms(terms);
         if (bytes(termsDocument).length == 0) revert GrantRegistryEmptyTerms();
+        uint8 depth = terms.parentGrant == 0 ? 0 : _checkParent(datasetId, granteeOrg, ownerOrg, terms);
 
         uint32 nonce = SafeCast.toUint32(_nonce++);
         grantId = _grantId(datasetId, granteeOrg, nonce);
@@ -100,9 +106,11 @@ contract GrantRegistry is IGrantRegistry {
             nonce: nonce,
             protocols: terms.protocols,
             dealer: terms.dealer,
+            depth: depth,
             grantor: msg.sender,
             minFee: terms.minFee,
-            termsHash: termsHash
+            termsHash: termsHash,
+            parentGrant: terms.parentGrant
         });
         _emitIssued(grantId, datasetId, granteeOrg, terms, termsHash, termsDocument);
     }
@@ -142,11 +150,15 @@ contract GrantRegistry is IGrantRegistry {
     }
 
     /// @inheritdoc IGrantRegistry
-    function consume(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind, uint8 protocol, uint256 dealer)
-        external
-        onlyLedger
-        returns (uint256 minFee)
-    {
+    function consume(
+        uint256 taskId,
+        bytes32 grantId,
+        uint256 granteeOrg,
+        bytes32 datasetId,
+        uint8 kind,
+        uint8 protocol,
+        uint256 dealer
+    ) external onlyLedger returns (uint256 minFee) {
         Record storage record = _record(grantId);
         if (_grantId(datasetId, granteeOrg, record.nonce) != grantId) revert GrantRegistryMismatch(grantId);
         if (record.revoked) revert GrantRegistryRevoked(grantId);
@@ -160,10 +172,11 @@ contract GrantRegistry is IGrantRegistry {
         if (dealer != 0 && dealer != allowed && allowed != ANY_DEALER) {
             revert GrantRegistryDealerNotAllowed(grantId, dealer);
         }
-        if (_data.isRetired(datasetId)) revert GrantRegistryDatasetRetired(datasetId);
+        // the dataset's retirement: the ledger, the only caller, refuses a retired input before it consumes
 
         uint32 used = ++record.used;
-        emit GrantConsumed(grantId, used);
+        emit GrantConsumed(taskId, grantId, used);
+        if (record.depth != 0) _countAgainstAncestors(taskId, grantId, record.parentGrant);
         return record.minFee;
     }
 
@@ -203,7 +216,7 @@ contract GrantRegistry is IGrantRegistry {
         Record storage record = _grants[grantId];
         return record.kinds != 0 && _grantId(datasetId, granteeOrg, record.nonce) == grantId && !record.revoked
             && block.timestamp < record.expiry && record.used < record.maxUses && kind != 0
-            && record.kinds & kind == kind && !_data.isRetired(datasetId);
+            && record.kinds & kind == kind && !_data.isRetired(datasetId) && _lapsedAncestor(record.parentGrant) == 0;
     }
 
     /// @inheritdoc IGrantRegistry
@@ -221,7 +234,8 @@ contract GrantRegistry is IGrantRegistry {
             protocols: record.protocols,
             dealer: record.dealer,
             minFee: record.minFee,
-            termsHash: record.termsHash
+            termsHash: record.termsHash,
+            parentGrant: record.parentGrant
         });
     }
 
@@ -251,6 +265,63 @@ contract GrantRegistry is IGrantRegistry {
     function _checkPending(uint256 taskId, bytes32 datasetId) private view {
         _checkDataOwner(datasetId);
         if (_approvals[taskId][datasetId] != ApprovalStatus.Pending) revert GrantRegistryNotPending(taskId, datasetId);
+    }
+
+    /**
+     * @dev Reverts unless `terms.parentGrant` may be the parent of a grant of `datasetId` (owned by `ownerOrg`)
+     * to `granteeOrg` under `terms` (see {IGrantRegistry-grant}); returns the new grant's depth.
+     */
+    function _checkParent(bytes32 datasetId, uint256 granteeOrg, uint256 ownerOrg, Terms calldata terms)
+        private
+        view
+        returns (uint8 depth)
+    {
+        bytes32 parentId = terms.parentGrant;
+        Record storage parent = _grants[parentId];
+        depth = parent.depth + 1;
+        if (
+            parent.kinds == 0 || parent.granteeOrg != granteeOrg || depth > MAX_DERIVATIONS
+                || terms.kinds & ~parent.kinds != 0 || terms.protocols & ~parent.protocols != 0
+                || _data.ownerOf(parent.datasetId) != ownerOrg || !_isParentDataset(parent.datasetId, datasetId)
+                || _lapsedAncestor(parentId) != 0
+        ) revert GrantRegistryInvalidParent(parentId);
+        if (terms.expiry > parent.expiry) revert GrantRegistryInvalidExpiry(terms.expiry);
+    }
+
+    /// @dev Whether `parent` is one of the direct parents of `datasetId` in the DataRegistry.
+    function _isParentDataset(bytes32 parent, bytes32 datasetId) private view returns (bool) {
+        bytes32[] memory parents = _data.parentsOf(datasetId);
+        for (uint256 i = 0; i < parents.length; ++i) {
+            if (parents[i] == parent) return true;
+        }
+        return false;
+    }
+
+    /**
+     * @dev Counts task `taskId`'s use of `grantId` against the uses of each of its ancestors, from its parent
+     * `parentId` up; reverts if one is revoked, expired or used up. At most MAX_DERIVATIONS links, as {grant}
+     * checked.
+     */
+    function _countAgainstAncestors(uint256 taskId, bytes32 grantId, bytes32 parentId) private {
+        for (bytes32 id = parentId; id != 0;) {
+            Record storage ancestor = _grants[id];
+            if (_lapsed(ancestor)) revert GrantRegistryAncestorLapsed(grantId, id);
+            uint32 used = ++ancestor.used;
+            emit DerivedUseCounted(taskId, id, grantId, used);
+            id = ancestor.parentGrant;
+        }
+    }
+
+    /// @dev The first of `grantId` and its ancestors that is revoked, expired or used up; 0 if none is.
+    function _lapsedAncestor(bytes32 grantId) private view returns (bytes32) {
+        for (bytes32 id = grantId; id != 0; id = _grants[id].parentGrant) {
+            if (_lapsed(_grants[id])) return id;
+        }
+        return 0;
+    }
+
+    function _lapsed(Record storage record) private view returns (bool) {
+        return record.revoked || block.timestamp >= record.expiry || record.used >= record.maxUses;
     }
 
     /// @dev Reverts unless the caller has Roles.DATA_OWNER in the owning organisation of `datasetId`, returned.

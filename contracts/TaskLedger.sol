@@ -539,7 +539,7 @@ contract TaskLedger is ITaskLedger {
         for (uint256 i = 0; i < inputs.length; ++i) {
             if (foreign & (1 << i) == 0) continue;
             if (grantIds[i] != 0) {
-                floor += _grants.consume(grantIds[i], requesterOrg, inputs[i], kind, protocol, dealer);
+                floor += _grants.consume(taskId, grantIds[i], requesterOrg, inputs[i], kind, protocol, dealer);
             } else {
                 _grants.openRequest(taskId, inputs[i], requesterOrg, kind);
             }

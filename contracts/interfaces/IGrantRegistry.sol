@@ -15,6 +15,12 @@ pragma solidity ^0.8.24;
  * whole in {GrantIssued}, plus the terms this registry enforces itself: the computation kinds and protocols
  * allowed, the one organisation allowed to deal or aggregate for the grantee (0: none, ANY_DEALER: any), and
  * the fee floor, the least fee a task using the grant escrows. Provider nodes enforce the rest of the document.
+ *
+ * A grant may be derived under another, its parent (`parentGrant`): the owner's grant of a dataset derived from
+ * the parent's dataset (see {IDataRegistry-parentsOf}) to the parent's grantee. It holds only while every
+ * ancestor does (at most MAX_DERIVATIONS links up): a task under it is refused once an ancestor is revoked,
+ * expired or used up, and counts against the uses of the grant and of every ancestor, so that a grant and
+ * the grants derived under it share its uses.
  */
 interface IGrantRegistry {
     enum ApprovalStatus {
@@ -32,6 +38,7 @@ interface IGrantRegistry {
         uint96 minFee; // the fee floor of a task using the grant
         uint64 expiry; // unusable from this timestamp on
         uint32 maxUses;
+        bytes32 parentGrant; // the grant this one is derived under, 0 for none
     }
 
     struct Grant {
@@ -47,6 +54,7 @@ interface IGrantRegistry {
         uint32 dealer;
         uint96 minFee;
         bytes32 termsHash; // keccak256 of the terms document
+        bytes32 parentGrant; // the grant this one is derived under, 0 for none
     }
 
     error GrantRegistryUnauthorized(address account);
@@ -67,6 +75,8 @@ interface IGrantRegistry {
     error GrantRegistryEmptyTerms();
     error GrantRegistryMismatch(bytes32 grantId);
     error GrantRegistryNotPending(uint256 taskId, bytes32 datasetId);
+    error GrantRegistryInvalidParent(bytes32 parentGrant);
+    error GrantRegistryAncestorLapsed(bytes32 grantId, bytes32 ancestorId);
 
     /// @notice Emitted once, on construction, with the task ledger this registry serves.
     event TaskLedgerSet(address ledger);
@@ -89,8 +99,15 @@ interface IGrantRegistry {
     /// @notice Emitted when a grant is revoked.
     event GrantRevoked(bytes32 indexed grantId);
 
-    /// @notice Emitted when a task uses a grant; `used` is the number of uses so far.
-    event GrantConsumed(bytes32 indexed grantId, uint32 used);
+    /// @notice Emitted when task `taskId` uses a grant; `used` is the number of uses so far.
+    event GrantConsumed(uint256 indexed taskId, bytes32 indexed grantId, uint32 used);
+
+    /**
+     * @notice Emitted, after {GrantConsumed}, when task `taskId` uses `derivedGrantId`, a grant derived under
+     * `grantId` (its parent, or a parent's parent...): the use counts against `grantId`'s uses too; `used` is the
+     * number of its uses so far.
+     */
+    event DerivedUseCounted(uint256 indexed taskId, bytes32 indexed grantId, bytes32 derivedGrantId, uint32 used);
 
     /// @notice Emitted when task `taskId` asks the owner of `datasetId` to approve its use.
     event ApprovalRequested(uint256 indexed taskId, bytes32 indexed datasetId, uint256 indexed requesterOrg, uint8 kind);
@@ -116,6 +133,9 @@ interface IGrantRegistry {
     /// @notice Kind bit: federated learning (8).
     function KIND_FL() external view returns (uint8);
 
+    /// @notice The most links from a grant up to the grant it is derived from at the root (8).
+    function MAX_DERIVATIONS() external view returns (uint8);
+
     /**
      * @notice Grants organisation `granteeOrg` the use of `datasetId` under `terms` (the computation kinds and
      * protocols allowed, the dealer, the fee floor, at most `maxUses` times, until `expiry`) and the terms
@@ -123,7 +143,11 @@ interface IGrantRegistry {
      * @dev Requirements: the dataset exists and is not retired; caller has ROLE_DATA_OWNER in the dataset's
      * owning organisation; `granteeOrg` is Active and is not the owning organisation; `kinds` is a non-zero
      * combination of the kind bits; `protocols` is non-zero without bit 0; `expiry` is in the future and
-     * below 2^40; `maxUses` is non-zero; `termsDocument` is not empty. Emits {GrantIssued}.
+     * below 2^40; `maxUses` is non-zero; `termsDocument` is not empty. A derived grant (`parentGrant` non-zero,
+     * else {GrantRegistryInvalidParent}): the parent exists, is for `granteeOrg`, is on a dataset of the same
+     * owning organisation that is one of `datasetId`'s parents, allows every kind and protocol `terms` allows,
+     * is at most MAX_DERIVATIONS - 1 links from its root, and neither it nor an ancestor is revoked, expired or
+     * used up; `expiry` is at most the parent's ({GrantRegistryInvalidExpiry}). Emits {GrantIssued}.
      */
     function grant(bytes32 datasetId, uint256 granteeOrg, Terms calldata terms, string calldata termsDocument)
         external
@@ -137,15 +161,24 @@ interface IGrantRegistry {
     function revoke(bytes32 grantId) external;
 
     /**
-     * @notice Uses a grant once for a task of kind `kind` and protocol `protocol` run by `granteeOrg` on
-     * `datasetId` with `dealer` dealing or aggregating (0 for none); returns the grant's fee floor.
+     * @notice Uses a grant once for task `taskId`, of kind `kind` and protocol `protocol`, run by `granteeOrg` on
+     * `datasetId` with `dealer` dealing or aggregating (0 for none); returns the grant's fee floor. A derived
+     * grant's use counts against each ancestor's uses too.
      * @dev Requirements: caller is the task ledger; the grant exists, is for `datasetId` and `granteeOrg`,
      * is not revoked, not expired (`block.timestamp < expiry`), not exhausted, allows `kind` and `protocol`,
-     * and `dealer` is 0 or the grant's dealer; the dataset is not retired. Emits {GrantConsumed}.
+     * and `dealer` is 0 or the grant's dealer; no ancestor is revoked, expired or exhausted
+     * ({GrantRegistryAncestorLapsed}). The task ledger refuses a retired dataset before it calls this.
+     * Emits {GrantConsumed}, then {DerivedUseCounted} per ancestor.
      */
-    function consume(bytes32 grantId, uint256 granteeOrg, bytes32 datasetId, uint8 kind, uint8 protocol, uint256 dealer)
-        external
-        returns (uint256 minFee);
+    function consume(
+        uint256 taskId,
+        bytes32 grantId,
+        uint256 granteeOrg,
+        bytes32 datasetId,
+        uint8 kind,
+        uint8 protocol,
+        uint256 dealer
+    ) external returns (uint256 minFee);
 
     /**
      * @notice Opens a request for the owner of `datasetId` to approve its use by task `taskId`.

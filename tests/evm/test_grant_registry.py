@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 
 from privledger.evm.contracts import ChainTerms, Kind
 from privledger.evm.hashing import keccak256
 from privledger.node.spec import PROTOCOL_IDS
 
-from .conftest import PROTOCOL_OF, Consortium, reverts
+from .conftest import PROTOCOL_OF, ZERO32, Consortium, Member, reverts
 
 DOCUMENT = '{"purpose":"a test"}'  # the registry hashes the terms document, it does not read it
 ECDH_AND_STATS = 1 << PROTOCOL_IDS["ecdh"] | 1 << PROTOCOL_IDS["joint-stats"]
@@ -140,7 +141,7 @@ def test_ledger_only_entry_points_refuse_other_callers(consortium: Consortium) -
     grants, metering = ledger.grants.contract.functions, ledger.metering.contract.functions
     guarded = (
         (
-            grants.consume(grant, telecom.org_id, dataset, int(Kind.PSI), 1, 0),
+            grants.consume(1, grant, telecom.org_id, dataset, int(Kind.PSI), 1, 0),
             "GrantRegistryUnauthorized",
         ),
         (
@@ -158,3 +159,88 @@ def test_ledger_only_entry_points_refuse_other_callers(consortium: Consortium) -
             ledger.client.transact(call)
     assert ledger.grants.get_grant(grant).used == 0
     assert ledger.data.usage_of(dataset) == ledger.metering.usage_of(dataset) == 0
+
+
+def _derived_terms(kinds: Kind, expiry: int, uses: int, parent: bytes) -> ChainTerms:
+    return replace(terms(kinds, expiry, uses), parent_grant=parent)
+
+
+def test_a_derived_grant_is_checked_against_its_parent(consortium: Consortium) -> None:
+    """A grant derived under another is the same owner's, on a dataset derived from the parent's,
+    to the parent's grantee, allowing no more than the parent, for no longer, while it lives."""
+    bank, other, telecom = consortium.bank_a, consortium.bank_b, consortium.telecom
+    data = consortium.dataset(bank)
+    expiry = consortium.now() + 3_600
+    parent = bank.ledger.grants.grant(data, telecom.org_id, terms(Kind.PSI, expiry, 3), DOCUMENT)
+    derived = consortium.dataset(bank, parents=(data,))
+
+    def derive(
+        dataset: bytes,
+        *,
+        grantee: int = telecom.org_id,
+        kinds: Kind = Kind.PSI,
+        until: int = expiry,
+        under: bytes = parent,
+        signer: Member = bank,
+    ) -> bytes:
+        chain_terms = _derived_terms(kinds, until, 3, under)
+        return signer.ledger.grants.grant(dataset, grantee, chain_terms, DOCUMENT)
+
+    theirs = consortium.dataset(other, parents=(data,))  # bank-b's, derived from bank-a's
+    for refused in (
+        lambda: derive(derived, under=secrets.token_bytes(32)),  # no such grant
+        lambda: derive(derived, grantee=other.org_id),  # another grantee
+        lambda: derive(consortium.dataset(bank)),  # not derived from the parent's dataset
+        lambda: derive(derived, kinds=Kind.PSI | Kind.STATS),  # more than the parent allows
+        lambda: derive(theirs, signer=other),  # under another owner's grant
+    ):
+        with reverts("GrantRegistryInvalidParent"):
+            refused()
+    with reverts("GrantRegistryInvalidExpiry"):
+        derive(derived, until=expiry + 1)
+    grant_id = derive(derived)
+    assert bank.ledger.grants.get_grant(grant_id).parent_grant == parent
+    assert bank.ledger.grants.get_grant(parent).parent_grant == ZERO32
+    bank.ledger.grants.revoke(parent)
+    with reverts("GrantRegistryInvalidParent"):  # under a revoked grant
+        derive(derived)
+
+
+def test_a_derived_grant_counts_against_its_parent_s_uses(consortium: Consortium) -> None:
+    """Each use of a derived grant is one of its parent's too, logged as such with the task's id;
+    the derived grant ends when its parent is used up (or revoked, or expires), whatever uses it
+    has left of its own."""
+    bank, telecom = consortium.bank_a, consortium.telecom
+    data = consortium.dataset(bank)
+    expiry = consortium.now() + 3_600
+    grants = bank.ledger.grants
+    parent = grants.grant(data, telecom.org_id, terms(Kind.PSI, expiry, 2), DOCUMENT)
+    derived = consortium.dataset(bank, parents=(data,))
+    child = grants.grant(
+        derived, telecom.org_id, _derived_terms(Kind.PSI, expiry, 2, parent), DOCUMENT
+    )
+
+    task_id, receipt = telecom.ledger.tasks.submit_task_receipt(
+        spec_hash=secrets.token_bytes(32),
+        kind=Kind.PSI,
+        protocol=PROTOCOL_OF[Kind.PSI],
+        inputs=[derived],
+        grant_ids=[child],
+        participants=[telecom.org_id, bank.org_id],
+        deadline=consortium.now() + 3_600,
+    )
+    (consumed,) = grants.events(receipt, "GrantConsumed")
+    assert dict(consumed["args"]) == {"taskId": task_id, "grantId": child, "used": 1}
+    (counted,) = grants.events(receipt, "DerivedUseCounted")
+    assert dict(counted["args"]) == {
+        "taskId": task_id,
+        "grantId": parent,
+        "derivedGrantId": child,
+        "used": 1,
+    }
+    _use(consortium, data, parent)  # the parent's second and last use
+    assert (grants.get_grant(parent).used, grants.get_grant(child).used) == (2, 1)
+    assert not grants.is_usable(child, telecom.org_id, derived, Kind.PSI)
+    with reverts("GrantRegistryAncestorLapsed"):
+        _use(consortium, derived, child)
+    assert grants.get_grant(child).used == 1

@@ -242,7 +242,11 @@ def build(count: int) -> Seed:
                 (
                     "GrantRegistry",
                     "GrantConsumed",
-                    {"grantId": h32("grant", dataset), "used": task_id % 1000 + 1},
+                    {
+                        "taskId": task_id,
+                        "grantId": h32("grant", dataset),
+                        "used": task_id % 1000 + 1,
+                    },
                 ),
                 (
                     "TaskLedger",

@@ -1,9 +1,11 @@
 """A grant's end reaches the grants its owner's node issued under it on derived datasets (terms'
-``derive``): once bank-a revokes mallory's grant, or it expires or is used up, mallory can no
-longer run tasks on bank-a's aligned rows through the derived grant, which never outlives its
-parent and shares the uses its parent had left (red team h52 F8: after bank-a revoked the grant,
-mallory ran ECDH on the derived rows under the derived grant and received 60 of bank-a's keys;
-the derived grant had a fresh count of uses)."""
+``derive``, the registry's ``parentGrant``): once bank-a revokes mallory's grant, or it expires
+or is used up, mallory can no longer run tasks on bank-a's aligned rows through the derived
+grant, which never outlives its parent and shares its uses (red team h52 F8: after bank-a revoked
+the grant, mallory ran ECDH on the derived rows under the derived grant and received 60 of
+bank-a's keys; the derived grant had a fresh count of uses). The GrantRegistry binds it: before
+it knew a grant's parent, a task under the derived grant was authorised on chain after bank-a
+revoked the parent with its key on the contract, and took a use, for bank-a's node to refuse."""
 
 from __future__ import annotations
 
@@ -13,16 +15,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from privledger.evm.contracts import FailureReason, TaskStatus
+from privledger.evm.contracts import Kind, TaskStatus
 from privledger.evm.errors import ChainRevert
 from privledger.node.context import NodeContext
-from privledger.node.grants import MAX_DERIVATIONS, grant_dataset, lapse
-from privledger.node.spec import SpecInput
+from privledger.node.grants import grant_dataset, lapse
+from privledger.node.spec import PROTOCOL_IDS, SpecInput
 from privledger.node.terms import GrantTerms, default_terms
-from tests.evm.conftest import Consortium, telecom_api  # noqa: F401 (the in-process node)
+from tests.evm.conftest import Consortium, reverts, telecom_api  # noqa: F401 (the in-process node)
 
 from .malicious import Mallory, grant, wait_closed
-from .test_requester_attacks import _failed_for, _phones, _spec
+from .test_requester_attacks import _phones, _spec
 
 pytestmark = pytest.mark.security
 
@@ -71,6 +73,10 @@ def _forge(mallory: Mallory, dataset: str, grant_id: bytes) -> int:
     return mallory.forge(_spec(mallory, "ecdh", items), [bytes(32), grant_id])
 
 
+def _id(theirs: dict[str, Any]) -> bytes:
+    return bytes.fromhex(theirs["datasetId"][2:])
+
+
 def _forge_on_derived(mallory: Mallory, theirs: dict[str, Any]) -> int:
     return _forge(mallory, theirs["datasetId"], bytes.fromhex(theirs["grantId"][2:]))
 
@@ -83,11 +89,16 @@ def test_revoking_a_grant_ends_the_grants_on_its_derived_rows(mallory: Mallory) 
     derived_grant = bytes.fromhex(theirs["grantId"][2:])
 
     # bank-a's key revokes the grant on the contract itself: its node has nothing to cascade,
-    # and the derived grant is still usable on chain -- bank-a's node refuses it all the same
+    # and the derived grant is not revoked -- but the registry knows its parent and refuses it
+    # (before it did, mallory's submission under it was authorised on chain and took a use)
     running.ledger(BANK_A_ACCOUNT).grants.revoke(parent)
-    assert not running.ledger(0).grants.get_grant(derived_grant).revoked
-    before = mallory.balance()
-    _failed_for(mallory, _forge_on_derived(mallory, theirs), FailureReason.GRANT_INVALID, before)
+    chain = running.ledger(0).grants
+    assert not chain.get_grant(derived_grant).revoked
+    with pytest.raises(ChainRevert) as refused:
+        _forge_on_derived(mallory, theirs)
+    assert refused.value.error == "GrantRegistryAncestorLapsed"
+    assert not chain.is_usable(derived_grant, mallory.org_id, _id(theirs), Kind.PSI)
+    assert chain.get_grant(derived_grant).used == 0
 
     # revoking it through bank-a's node (again) revokes the derived grant on chain too
     with running.client("bank-a", "data_owner") as owner:
@@ -130,47 +141,79 @@ def test_a_derived_grant_and_its_parent_share_the_parent_s_uses(mallory: Mallory
     assert refused.status_code == 409, refused.text
     assert "no use left" in refused.json()["error"]["message"]
 
-    # the chain still counts a use left on each grant: mallory's node no longer picks them (it
-    # asks bank-a to approve), and bank-a's node refuses both
-    assert chain.get_grant(parent).used == 2 and chain.get_grant(derived.grant_id).used == 1
+    # the registry counted the task on the derived rows against the parent too: the parent is
+    # used up, and with it the derived grant (before, each had a use left on chain, and a task
+    # under either was authorised, taking a use, for bank-a's node to refuse): mallory's node
+    # asks bank-a to approve instead, and the contract refuses both grants
+    assert chain.get_grant(parent).used == 3 and chain.get_grant(derived.grant_id).used == 1
     asked = mallory.submit({"protocol": "ecdh", "inputs": inputs})
     assert asked.status_code == 201 and asked.json()["status"] == "submitted", asked.text
-    before = mallory.balance()
-    _failed_for(mallory, _forge_on_derived(mallory, theirs), FailureReason.GRANT_INVALID, before)
-    before = mallory.balance()
-    _failed_for(mallory, _forge(mallory, data, parent), FailureReason.GRANT_INVALID, before)
+    for forged, error in (
+        (lambda: _forge_on_derived(mallory, theirs), "GrantRegistryAncestorLapsed"),
+        (lambda: _forge(mallory, data, parent), "GrantRegistryExhausted"),
+    ):
+        with pytest.raises(ChainRevert) as refused:
+            forged()
+        assert refused.value.error == error
 
 
-def test_a_chain_of_parents_is_followed_only_so_far_and_only_on_chain(
+def test_a_chain_of_derivations_is_bounded_and_ends_with_its_root(
     consortium: Consortium,
     telecom_api: tuple[TestClient, NodeContext],  # noqa: F811
 ) -> None:
-    """An accomplice provider's grants may name parents that do not exist, or each other in a
-    chain too long to follow (a loop is one): an honest worker refuses them without reading on."""
+    """The registry holds a derived grant to its parents up to MAX_DERIVATIONS links, each checked
+    when it is issued (no loop, no parent that does not exist, no chain too long for a worker to
+    follow): a task under the last link counts against every grant above it, and once the root
+    is revoked the contract refuses the last link and an honest worker names the root."""
     _, node = telecom_api
     bank_b, telecom = consortium.bank_b, consortium.telecom
-    dataset = "0x" + consortium.dataset(bank_b).hex()
     terms = default_terms(["psi"], ["phone"])
+    max_derivations = node.ledger.grants.contract.functions.MAX_DERIVATIONS().call()
+    datasets = [consortium.dataset(bank_b)]
 
-    def issued(parent: str | None) -> bytes:
-        named = terms.model_copy(update={"parent_grant": parent})
+    def issued(parent: bytes | None) -> bytes:
+        named = terms.model_copy(update={"parent_grant": None if parent is None else _hex(parent)})
         return grant_dataset(
             bank_b.ledger,
-            dataset=dataset,
+            dataset=_hex(datasets[-1]),
             grantee_org=telecom.org_id,
             terms=named,
             expires_in_s=3_600,
-            max_uses=1,
+            max_uses=5,
         )
+
+    chain = [issued(None)]
+    for _ in range(max_derivations):
+        datasets.append(consortium.dataset(bank_b, parents=(datasets[-1],)))
+        chain.append(issued(chain[-1]))
+    datasets.append(consortium.dataset(bank_b, parents=(datasets[-1],)))
+    with reverts("GrantRegistryInvalidParent"):  # one link too many
+        issued(chain[-1])
+    with reverts("GrantRegistryInvalidParent"):
+        issued(secrets.token_bytes(32))
 
     def lapsed(grant_id: bytes) -> str | None:
         return lapse(node, node.ledger.grants.get_grant(grant_id), consortium.now())
 
-    chain = [issued(None)]
-    for _ in range(MAX_DERIVATIONS + 1):
-        chain.append(issued("0x" + chain[-1].hex()))
-    assert lapsed(chain[MAX_DERIVATIONS]) is None
-    assert "more than" in (lapsed(chain[-1]) or "")
-    assert "not on chain" in (lapsed(issued("0x" + secrets.token_bytes(32).hex())) or "")
+    def use(link: int) -> int:
+        return telecom.ledger.tasks.submit_task(
+            spec_hash=secrets.token_bytes(32),
+            kind=Kind.PSI,
+            protocol=PROTOCOL_IDS["ecdh"],
+            inputs=[datasets[link]],
+            grant_ids=[chain[link]],
+            participants=[telecom.org_id, bank_b.org_id],
+            deadline=consortium.now() + 3_600,
+        )
+
+    assert lapsed(chain[max_derivations]) is None
+    use(max_derivations)
+    assert [node.ledger.grants.get_grant(g).used for g in chain] == [1] * len(chain)
     bank_b.ledger.grants.revoke(chain[0])
-    assert f"0x{chain[0].hex()}, revoked" in (lapsed(chain[3]) or "")
+    assert f"{_hex(chain[0])}, revoked" in (lapsed(chain[3]) or "")
+    with reverts("GrantRegistryAncestorLapsed"):
+        use(max_derivations)
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + value.hex()

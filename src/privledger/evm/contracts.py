@@ -107,8 +107,9 @@ class ChainTerms:
     min_fee: int  # the fee floor, wei
     expiry: int
     max_uses: int
+    parent_grant: bytes = bytes(32)  # the grant this one is derived under, zero for none
 
-    def as_tuple(self) -> tuple[int, int, int, int, int, int]:
+    def as_tuple(self) -> tuple[int, int, int, int, int, int, bytes]:
         return (
             int(self.kinds),
             self.protocols,
@@ -116,6 +117,7 @@ class ChainTerms:
             self.min_fee,
             self.expiry,
             self.max_uses,
+            self.parent_grant,
         )
 
 
@@ -134,6 +136,7 @@ class Grant:
     dealer: int
     min_fee: int
     terms_hash: bytes
+    parent_grant: bytes  # the grant this one is derived under, zero for none
 
 
 @dataclass(frozen=True)
@@ -406,7 +409,7 @@ class GrantRegistry(ContractFacade):
     def get_grant(self, grant_id: bytes) -> Grant:
         record = self._call("getGrant", grant_id)
         dataset, grantee, kinds, expiry, max_uses, used, revoked, grantor = record[:8]
-        protocols, dealer, min_fee, terms_hash = record[8:]
+        protocols, dealer, min_fee, terms_hash, parent_grant = record[8:]
         return Grant(
             grant_id,
             bytes(dataset),
@@ -421,6 +424,7 @@ class GrantRegistry(ContractFacade):
             dealer,
             min_fee,
             bytes(terms_hash),
+            bytes(parent_grant),
         )
 
     def is_usable(self, grant_id: bytes, grantee_org: int, dataset_id: bytes, kind: Kind) -> bool:

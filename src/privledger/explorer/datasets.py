@@ -16,6 +16,8 @@ from . import refs
 from .directory import Directory
 
 PAGE_SIZE = 50
+# the events that count a use of a grant: a task's own, and one under a grant derived from it
+USES = ("GrantConsumed", "DerivedUseCounted")
 
 
 @dataclass
@@ -120,7 +122,7 @@ def dataset_detail(session: Session, directory: Directory, dataset_id: str) -> D
         session,
         "grant",
         [str(e.args["grantId"]) for e in issued],
-        ["GrantConsumed", "GrantRevoked"],
+        [*USES, "GrantRevoked"],
     )
     grants = []
     for event in issued:
@@ -135,7 +137,7 @@ def dataset_detail(session: Session, directory: Directory, dataset_id: str) -> D
                 kinds=kind_names(int(event.args["kinds"])),
                 expiry=int(event.args["expiry"]),
                 max_uses=int(event.args["maxUses"]),
-                used=sum(1 for e in own if e.event == "GrantConsumed"),
+                used=sum(1 for e in own if e.event in USES),
                 revoked=any(e.event == "GrantRevoked" for e in own),
                 issued_block=event.block_number,
                 issued_tx=event.tx_hash,

@@ -13,7 +13,6 @@ from privledger.node.components import PROTOCOL_NAMES, installed
 from privledger.node.context import NodeContext
 from privledger.node.grants import terms_of
 from privledger.node.spec import parse_canonical
-from privledger.store.events import grants_consumed_by
 from privledger.store.models import ChainEvent, LocalTask
 
 from . import refs
@@ -228,12 +227,9 @@ def task_story(node: NodeContext, task_id: int) -> TaskStory:
     task = ledger.tasks.get_task(task_id)
     names = OrgNames(node)
     with Session(node.engine) as session:
-        own = refs.events_about(session, "task", [str(task_id)])
-        consumed = grants_consumed_by(session, task_id)
-    events = sorted(
-        [_row(e) for e in own] + [_row(e) for e in consumed],
-        key=lambda row: (row.block_number, row.log_index),
-    )
+        own = refs.events_about(session, "task", [str(task_id)])  # the grants it used among them
+    consumed = [e for e in own if e.event == "GrantConsumed"]
+    events = sorted((_row(e) for e in own), key=lambda row: (row.block_number, row.log_index))
     grants = _grants(node, consumed)
     approvals = [
         row

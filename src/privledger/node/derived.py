@@ -11,10 +11,12 @@ A pipeline's next step needs the partner's aligned rows too. The partner's owner
 time in the grant the set task ran under (its terms' ``derive``): the task's requester then asks
 the partner's node (:func:`derive_for_grantee`, a signed peer call), which derives its own aligned
 rows in the name of the owner that issued the grant and grants them to the requester under the
-same terms, naming that grant as their parent (``parent_grant``). The derived grant expires with
-its parent at the latest and shares the uses the parent had left; every provider refuses a task
-under it once the parent is revoked, expired or used up (:func:`privledger.node.grants.lapse`),
-and revoking the parent through the node revokes it too. Without that consent, or for anyone
+same terms, naming that grant as their parent (``parent_grant`` in the terms, ``parentGrant`` in
+the GrantRegistry). The derived grant expires with its parent at the latest and shares the
+parent's uses: the registry counts each of its uses against the parent's too, and refuses a task
+under it once the parent is revoked, expired or used up -- as every provider does again before it
+reads data (:func:`privledger.node.grants.lapse`); revoking the parent through the node revokes
+it too. Without that consent, or for anyone
 but the task's requester, the node refuses.
 """
 
@@ -48,7 +50,6 @@ from privledger.node.grants import (
     grant_dataset,
     lapse,
     terms_of,
-    uses_with_derived,
 )
 from privledger.node.keystore import KeystoreError
 from privledger.node.peer_auth import PEER_ROUTES, PEER_SCHEME, signed_headers
@@ -147,7 +148,7 @@ def derive_for_grantee(node: NodeContext, *, task_id: int, caller_org: int) -> D
     now = node.ledger.client.latest_timestamp()
     if lapse(node, grant, now) is not None or grant.grantee_org != caller_org:
         raise NotConsented(f"the grant on {mine.dataset} is revoked or expired")
-    left = grant.max_uses - uses_with_derived(node, grant)  # "at most N uses" counts these too
+    left = grant.max_uses - grant.used  # the registry counts the derived grant's uses here too
     if left <= 0:
         raise NotConsented(f"the grant on {mine.dataset} has no use left for derived rows")
     try:

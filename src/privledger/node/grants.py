@@ -16,7 +16,6 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
 from privledger.evm.contracts import Grant
-from privledger.evm.errors import ChainRevert
 from privledger.evm.ledger import Ledger
 from privledger.node.components import KINDS
 from privledger.node.context import NodeContext
@@ -54,55 +53,29 @@ def grant_dataset(
     )
 
 
-# parent links a check follows: each is a chain read, and an accomplice's grants could name
-# each other in a loop or in a long chain to hold an honest worker; a derivation is one link
-MAX_DERIVATIONS = 8
-
-
-def lapse(node: NodeContext, grant: Grant, now: int, *, to_come: int = 0) -> str | None:
+def lapse(node: NodeContext, grant: Grant, now: int) -> str | None:
     """Why ``grant`` may not be used at chain time ``now`` (a phrase: "was revoked or expired"),
-    or None: revoked or expired itself, or derived (its terms' ``parent_grant``) under a grant
-    that is revoked, expired or used up -- up the chain of derivations -- or, for a grant with
-    ``derive`` and the grants derived under it, used more often together than its uses allow
-    (the contract counts each grant on its own), with ``to_come`` more (1 for a task not yet
-    submitted). Read from the chain, so a parent revoked by any means (the owner's node, or
-    its key on the contract) ends the grants derived under it, on every node that checks them."""
+    or None: revoked or expired itself, or derived (``parentGrant`` on chain) under a grant that
+    is revoked or expired -- up the chain of derivations, which the registry checked when it
+    issued each link and keeps at most ``MAX_DERIVATIONS`` long. Read from the chain, so a parent
+    revoked by any means (the owner's node, or its key on the contract) ends the grants derived
+    under it, on every node that checks them. Uses are not counted here: the registry counted the
+    task's use on the grant and each of its ancestors at submission, refusing one used up."""
+    if grant.revoked or now >= grant.expiry:
+        return "was revoked or expired"
     current = grant
-    for depth in range(MAX_DERIVATIONS + 1):
-        if current.revoked or now >= current.expiry or (depth and current.used >= current.max_uses):
-            if depth == 0:
-                return "was revoked or expired"
-            return f"derives from grant 0x{current.grant_id.hex()}, revoked, expired or used up"
-        terms = terms_of(node, current)
-        if terms is not None and terms.derive is not None:
-            used = uses_with_derived(node, current) + to_come
-            if used > current.max_uses:
-                return (
-                    f"counts against grant 0x{current.grant_id.hex()}, whose {current.max_uses} "
-                    f"uses it and the grants derived under it took {used} times"
-                )
-        parent = None if terms is None else terms.parent_grant
-        if parent is None:
-            return None
-        try:
-            current = node.ledger.grants.get_grant(bytes.fromhex(parent[2:]))
-        except ChainRevert:
-            return f"derives from grant {parent}, which is not on chain"
-    return f"derives from a loop or a chain of more than {MAX_DERIVATIONS} grants"
-
-
-def uses_with_derived(node: NodeContext, grant: Grant) -> int:
-    """The tasks that consumed ``grant`` or a grant derived under it by its dataset's owner."""
-    owner = node.ledger.data.get_dataset(grant.dataset_id).owner_org
-    derived = _derived_under(node, grant.grant_id, owner)
-    return grant.used + sum(node.ledger.grants.get_grant(child).used for child in derived)
+    while current.parent_grant != ZERO32:
+        current = node.ledger.grants.get_grant(current.parent_grant)
+        if current.revoked or now >= current.expiry:
+            return f"derives from grant 0x{current.grant_id.hex()}, revoked or expired"
+    return None
 
 
 def revoke_with_derived(node: NodeContext, ledger: Ledger, grant_id: bytes) -> None:
     """Revoke ``grant_id`` (unless it is already) and every live grant derived under it, down the
     chain of derivations, on datasets of this organisation, each a transaction signed by
-    ``ledger``'s account. :func:`lapse` refuses the derived ones anyway; revoked, they show so on
-    chain, and the grantee's node no longer picks them."""
+    ``ledger``'s account. The registry and :func:`lapse` refuse the derived ones anyway; revoked,
+    they show so on chain themselves."""
     pending, seen = [grant_id], {grant_id}
     while pending:
         current = pending.pop()
@@ -197,9 +170,8 @@ def choose_grant(
     refusal.
 
     The candidates come from the index (:func:`issued_to`); whether each is usable (not revoked,
-    expired or used up, nor a derived grant whose parent is, nor one whose uses it shares with
-    its parent or derived grants are spent: :func:`lapse`) and its terms are read from the chain
-    at every call."""
+    expired or used up, nor a derived grant one of whose ancestors is: the registry's
+    ``isUsable``) and its terms are read from the chain at every call."""
     dataset = bytes.fromhex(item.dataset[2:])
     kind = KINDS[spec.kind]
     sizes: tuple[int, int] | None = None
@@ -209,10 +181,6 @@ def choose_grant(
             continue
         grant = node.ledger.grants.get_grant(grant_id)
         terms = published_terms(document, grant)
-        if _shares_uses(terms):
-            now = node.ledger.client.latest_timestamp()
-            if lapse(node, grant, now, to_come=1) is not None:
-                continue  # usable on chain, but every provider would refuse it
         if requester_rows is not None and sizes is None:
             sizes = (requester_rows, node.ledger.data.get_dataset(dataset).row_count)
         problem = (
@@ -225,12 +193,6 @@ def choose_grant(
             return GrantChoice(grant_id)
         refused = refused or problem
     return GrantChoice(ZERO32, refused)
-
-
-def _shares_uses(terms: GrantTerms | None) -> bool:
-    """Whether a grant under ``terms`` holds only with others (:func:`lapse`): one with
-    ``derive`` and the grants derived under it, or one derived under another."""
-    return terms is not None and (terms.derive is not None or terms.parent_grant is not None)
 
 
 def _price_violation(

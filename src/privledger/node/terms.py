@@ -28,9 +28,11 @@ hashes of the components allowed to touch the data: a task naming another is ref
 ``derive`` is the owner's standing consent to pipelines (:mod:`privledger.node.derived`): after a
 set task under the grant, the grantee may have the owner's node register the owner's aligned rows
 as a derived dataset, granted to the grantee under these same terms (without ``derive``) and
-naming the grant it came from (``parent_grant``): the derived grant holds only while that one
-does (neither revoked, expired nor used up), expires with it at the latest and shares the uses
-it had left (:func:`privledger.node.grants.lapse`).
+naming the grant it came from (``parent_grant``, the registry's ``parentGrant`` too): the
+derived grant holds only while that one does (neither revoked, expired nor used up), expires with
+it at the latest, and each of its uses counts against the parent's -- the GrantRegistry checks
+all this when the grant is issued and at every use; provider nodes check the parents again before
+they read data (:func:`privledger.node.grants.lapse`).
 """
 
 from __future__ import annotations
@@ -166,8 +168,8 @@ class GrantTerms(BaseModel):
     parent_grant: str | None = Field(
         default=None,
         pattern=r"^0x[0-9a-f]{64}$",
-        description="the grant this one was derived under (its ``derive``): this grant holds only "
-        "while that one does",
+        description="the grant this one was derived under (its ``derive``; the registry's "
+        "``parentGrant``): this grant holds only while that one does, and shares its uses",
     )
 
     @model_validator(mode="after")
@@ -212,13 +214,22 @@ class GrantTerms(BaseModel):
             min_fee=self.min_fee_wei,
             expiry=expiry,
             max_uses=max_uses,
+            parent_grant=bytes(32)
+            if self.parent_grant is None
+            else bytes.fromhex(self.parent_grant[2:]),
         )
 
     def agrees_with(self, grant: Grant) -> bool:
         """Whether the grant on chain carries exactly these terms (hash and enforced fields)."""
         ours = self.chain_terms(expiry=grant.expiry, max_uses=grant.max_uses)
         theirs = ChainTerms(
-            grant.kinds, grant.protocols, grant.dealer, grant.min_fee, grant.expiry, grant.max_uses
+            grant.kinds,
+            grant.protocols,
+            grant.dealer,
+            grant.min_fee,
+            grant.expiry,
+            grant.max_uses,
+            grant.parent_grant,
         )
         return grant.terms_hash == self.hash and ours == theirs
 

@@ -38,21 +38,7 @@ def events_named(
 
 
 def grants_consumed_by(session: Session, task_id: int) -> list[ChainEvent]:
-    """The ``GrantConsumed`` events of task ``task_id``'s submission, in chain order.
-
-    Not every ``GrantConsumed`` of the submission's transaction: a contract may submit several
-    tasks in one transaction, and each task's grants are its own. ``submitTask`` logs
-    ``TaskSubmitted`` and then consumes the task's grants, so a task's are those its transaction
-    logged after its ``TaskSubmitted`` and before the next task's."""
-    submitted = events_named(session, ["TaskSubmitted"], task_id=task_id)
-    if not submitted:
-        return []
-    logged = events_named(session, ["TaskSubmitted", "GrantConsumed"], tx_hash=submitted[0].tx_hash)
-    consumed: list[ChainEvent] = []
-    own = False
-    for event in logged:
-        if event.event == "TaskSubmitted":
-            own = int(event.args["taskId"]) == task_id
-        elif own:
-            consumed.append(event)
-    return consumed
+    """The ``GrantConsumed`` events of task ``task_id``'s submission, in chain order: one per
+    grant it used, each naming the task (a contract may submit several tasks in one transaction,
+    and each task's grants are its own)."""
+    return events_named(session, ["GrantConsumed"], task_id=task_id)
