@@ -3,6 +3,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import replace
 
+from web3.types import TxReceipt
+
 from privledger.evm.contracts import ChainTerms, Kind
 from privledger.evm.hashing import keccak256
 from privledger.node.spec import PROTOCOL_IDS
@@ -95,9 +97,10 @@ def test_revoke_only_by_owner_once(consortium: Consortium) -> None:
         bank.ledger.grants.revoke(secrets.token_bytes(32))
 
 
-def _use(consortium: Consortium, dataset: bytes, grant_id: bytes) -> int:
+def _use(consortium: Consortium, dataset: bytes, grant_id: bytes) -> tuple[int, TxReceipt]:
+    """telecom's task on bank-a's ``dataset`` under ``grant_id``: its id and receipt."""
     owner, user = consortium.bank_a, consortium.telecom
-    return user.ledger.tasks.submit_task(
+    return user.ledger.tasks.submit_task_receipt(
         spec_hash=secrets.token_bytes(32),
         kind=Kind.PSI,
         protocol=PROTOCOL_OF[Kind.PSI],
@@ -220,15 +223,7 @@ def test_a_derived_grant_counts_against_its_parent_s_uses(consortium: Consortium
         derived, telecom.org_id, _derived_terms(Kind.PSI, expiry, 2, parent), DOCUMENT
     )
 
-    task_id, receipt = telecom.ledger.tasks.submit_task_receipt(
-        spec_hash=secrets.token_bytes(32),
-        kind=Kind.PSI,
-        protocol=PROTOCOL_OF[Kind.PSI],
-        inputs=[derived],
-        grant_ids=[child],
-        participants=[telecom.org_id, bank.org_id],
-        deadline=consortium.now() + 3_600,
-    )
+    task_id, receipt = _use(consortium, derived, child)
     (consumed,) = grants.events(receipt, "GrantConsumed")
     assert dict(consumed["args"]) == {"taskId": task_id, "grantId": child, "used": 1}
     (counted,) = grants.events(receipt, "DerivedUseCounted")
