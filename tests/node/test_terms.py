@@ -135,6 +135,9 @@ def test_the_chain_carries_what_the_contracts_check() -> None:
     assert chain.kinds == Kind.PSI | Kind.STATS
     assert chain.protocols == 1 << PROTOCOL_IDS["ecdh"] | 1 << PROTOCOL_IDS["joint-stats"]
     assert (chain.dealer, chain.min_fee, chain.expiry, chain.max_uses) == (ANY_DEALER, 3, 100, 2)
+    assert chain.parent_grant == bytes(32)  # derived under no grant
+    derived = terms.model_copy(update={"parent_grant": "0x" + "ab" * 32})
+    assert derived.chain_terms(expiry=100, max_uses=2).parent_grant == b"\xab" * 32
     assert GrantTerms.parse(terms.canonical_json()) == terms
     assert terms.max_set(1_000) is None
     assert (
