@@ -49,3 +49,13 @@ def test_only_participants_read_a_task_spec(running: Running) -> None:
     forged["x-source-node-id"] = str(running.org_ids["telecom"])
     forged["x-nonce"] = "f" * 32
     assert httpx.get(url, headers=forged, timeout=30).status_code in (401, 403)
+
+    # the telecom's audit log names the participant's read, and not the outsider's: a member's
+    # reads of tasks it has no part in are counted like anonymous calls, never an entry each
+    with running.client("telecom", "data_owner") as owner:
+        log = owner.get("/audit", params={"action": "api", "limit": 500}).json()
+    named = {(e["actor"], e["subject"], e["outcome"][:3]) for e in log}
+    subject = f"GET /api/v1/peer/tasks/{task_id}/spec"
+    assert (f"peer org {running.org_ids['bank-a']}", subject, "200") in named
+    outsider_org = f"peer org {running.org_ids['bank-b']}"
+    assert not any(actor == outsider_org for actor, _, _ in named)

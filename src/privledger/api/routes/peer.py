@@ -109,6 +109,7 @@ def task_spec(task_id: TaskId, request: Request, node: NodeDep, session: Session
         raise not_found(f"spec of task {task_id}")
     if caller not in node.ledger.tasks.get_task(task_id).participants:
         raise ApiError(403, "forbidden", f"organisation {caller} takes no part in task {task_id}")
+    request.state.audit_actor = peer_actor(caller)
     return Response(local.spec_json.encode(), media_type="application/json")
 
 
@@ -124,17 +125,22 @@ def derived_for_requester(task_id: TaskId, request: Request, node: NodeDep) -> D
     ``derive``). Asking again answers the same dataset and grant (docs/pipelines.md)."""
     caller = _signed_caller(request, node, scheme=PEER_SCHEME, any_target=False)
     try:
-        return derive_for_grantee(node, task_id=task_id, caller_org=caller)
+        derived = derive_for_grantee(node, task_id=task_id, caller_org=caller)
     except NotTakenPart as exc:
         raise not_found(str(exc)) from exc
     except NotConsented as exc:
         raise ApiError(403, "forbidden", str(exc)) from exc
     except (DeriveError, ChainRevert) as exc:
         raise ApiError(409, "not_derivable", str(exc)) from exc
+    request.state.audit_actor = peer_actor(caller)
+    return derived
 
 
 def _signed_caller(request: Request, node: NodeDep, *, scheme: str, any_target: bool) -> int:
-    """The organisation whose node signed this call (:mod:`privledger.node.peer_auth`)."""
+    """The organisation whose node signed this call (:mod:`privledger.node.peer_auth`). The
+    route names it in the audit log only once it answers the call: a peer's reads of tasks it has
+    no part in are counted like anonymous calls, one entry per route and interval, so that no
+    member can grow another's audit log by a call each."""
     try:
         caller = verify_signed(
             node.ledger.orgs,
@@ -148,5 +154,4 @@ def _signed_caller(request: Request, node: NodeDep, *, scheme: str, any_target: 
     except PeerAuthError as exc:
         code = "unauthorized" if exc.status == 401 else "forbidden"
         raise ApiError(exc.status, code, str(exc)) from exc
-    request.state.audit_actor = peer_actor(caller)
     return caller
