@@ -30,6 +30,10 @@ holds it), so that one node process serves every attack test:
   tree's leaves to that owner alone at an extra level, takes its histograms, asks it for no
   split, and sends it a shape in which the leaf splits -- to lower that owner's share of the
   splits.
+- ``log-alignment``: write every id its node learns while aligning the rows of a vertical task
+  (what a PSI run or a three-party intersection output to it, and the common ids a peer sent it)
+  to ``log-alignment.log``, one id in hex a line: what a requester could keep of an alignment
+  whose provider then refuses the task.
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ def install() -> None:
     peer.receive_stream = answer_late  # type: ignore[assignment]
     _withhold_the_providers_output()
     _lie_as_gbdt_label_holder()
+    _log_the_alignment()
 
 
 def _withhold_the_providers_output() -> None:
@@ -205,6 +210,42 @@ def _lie_as_gbdt_label_holder() -> None:
         send(channel, kind, header, body)
 
     gbdt._send = lying_send
+
+
+def _log_the_alignment() -> None:
+    """``log-alignment``."""
+    from privledger.node.runners import fl
+    from privledger.protocols.psi import kkrt, multiparty
+
+    def logged(learned: list[bytes]) -> None:
+        if _attacking("log-alignment"):
+            with (Path(os.environ[ATTACKS_ENV]) / "log-alignment.log").open("a") as handle:
+                handle.writelines(f"{key.hex()}\n" for key in learned)
+
+    run_psi, run_intersection, received_ids = (
+        kkrt.run_psi,
+        multiparty.run_intersection,
+        fl._received_ids,
+    )
+
+    def psi(*args: Any, **kwargs: Any) -> Any:
+        result = run_psi(*args, **kwargs)
+        logged(result.intersection)
+        return result
+
+    def intersection(*args: Any, **kwargs: Any) -> Any:
+        result = run_intersection(*args, **kwargs)
+        logged(result.items)
+        return result
+
+    def received(*args: Any, **kwargs: Any) -> Any:
+        common = received_ids(*args, **kwargs)
+        logged(common)
+        return common
+
+    kkrt.run_psi = psi
+    multiparty.run_intersection = intersection
+    fl._received_ids = received
 
 
 if __name__ == "__main__":

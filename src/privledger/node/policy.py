@@ -23,8 +23,9 @@ intersections, aligned rows of vertical FL, the group of a joint statistic (insi
 computation). A violation fails the task on chain with ``POLICY_VIOLATION``
 before anything is released. The node that learns the result enforces the threshold for
 everyone's data, and a provider enforces its own where the protocol lets it against a requester
-that skips it: ECDH-PSI's cardinality phase, and joint statistics over its own rows and bins
-(``node/runners``; docs/grants.md lists the protocols that cannot).
+that skips it: ECDH-PSI's cardinality phase, the row alignment of vertical FL (a provider learns
+the aligned rows first), and joint statistics over its own rows and bins (``node/runners``;
+docs/grants.md lists the protocols that cannot).
 """
 
 from __future__ import annotations

@@ -247,44 +247,72 @@ def validation_row(key: bytes) -> bool:
     return hashlib.sha256(b"privledger/fl/validation/" + key).digest()[0] < VALIDATION_BYTE
 
 
-def _aligned_ids(task: Run, holders: list[int], leader: int) -> list[bytes]:
-    """The ids every party in ``holders`` holds, in one order on all sides: KKRT-PSI with output
-    to both for two parties; for three, the three-party intersection at the ``leader``, who then
-    sends it to the two others (every party of a vertical task must learn the common ids
-    anyway); a single holder's own ids. What a provider answers is its rows until they are
-    aligned, then the aligned rows (:class:`.Withheld`)."""
+def alignment_order(requester: int, holders: list[int]) -> list[int]:
+    """The order in which the ``holders`` of a vertical task learn their common ids: the
+    providers in input order, the requester last."""
+    return [
+        *(org for org in holders if org != requester),
+        *(org for org in holders if org == requester),
+    ]
+
+
+def _aligned_ids(
+    task: Run, holders: list[int], *, fewest: int, shuffled: bool = False
+) -> list[bytes]:
+    """The ids every party in ``holders`` holds, in one order on all sides, released to each
+    holder only once every provider before it in :func:`alignment_order` has checked that they
+    are at least ``fewest`` and its release threshold (F17; the threshold is enforced by the
+    party that wants it, not by the requester, which would learn its ids' membership first).
+
+    The first provider learns the intersection -- as the KKRT receiver (the party with the
+    output) with one other holder, as the leader of the three-party intersection with two --
+    in ascending order, or ``shuffled``, checks it, and sends the ids to the next holder, which
+    checks that they are its own and distinct, checks them in turn and sends them on, the
+    requester last (every party of a vertical task must learn the common ids anyway). A single
+    holder takes its own ids. What a provider answers is its rows until they are aligned, then
+    the aligned rows (:class:`.Withheld`)."""
     task.withheld.units = len(task.keys)
-    common = _align(task, holders, leader)
+    order = alignment_order(task.spec.requester, holders)
+    at = order.index(task.org)
+    common = _alignment_psi(task, order)
+    if common is None:
+        common = _received_ids(task, order[at - 1], set(task.keys))
+    elif shuffled:
+        secrets.SystemRandom().shuffle(common)
+    if len(common) < fewest:
+        raise TaskRefused(
+            FailureReason.POLICY_VIOLATION, f"{len(common)} aligned rows: the task needs {fewest}"
+        )
+    task.check_release(len(common), "aligned rows")
     task.withheld.units = len(common)
+    if at + 1 < len(order):
+        _send_ids(task, order[at + 1], common)
     return common
 
 
-def _align(task: Run, holders: list[int], leader: int) -> list[bytes]:
-    ids = task.keys
-    if len(holders) == 1:
+def _alignment_psi(task: Run, order: list[int]) -> list[bytes] | None:
+    """This holder's part of the PSI of the holders ``order``: the common ids (ascending) at the
+    first, the only one with an output; None at the others, which learn no id from it."""
+    ids, first = task.keys, order[0] == task.org
+    if len(order) == 1:
         return sorted(set(ids))
-    if len(holders) == 2:
-        peer = next(org for org in holders if org != task.org)
-        role: Literal["requester", "provider"] = "requester" if task.org == leader else "provider"
-        return kkrt.run_psi(
-            task.channels[peer], ids, role=role, reveal_to_provider=True, timeout=task.timeout
-        ).intersection
-    order = [leader, *(org for org in holders if org != leader)]
-    peers = {order.index(org): task.channels[org] for org in order if org != task.org}
+    if len(order) == 2:
+        role: Literal["requester", "provider"] = "requester" if first else "provider"
+        peer = task.channels[order[1] if first else order[0]]
+        found = kkrt.run_psi(peer, ids, role=role, timeout=task.timeout)
+        return found.intersection if first else None
+    peers = {index: task.channels[org] for index, org in enumerate(order) if org != task.org}
     result = multiparty.run_intersection(
         order.index(task.org), peers, ids, leader=0, timeout=task.timeout
     )
-    if task.org == leader:
-        common = sorted(result.items)
-        _send_ids(task, order[1:], common)
-        return common
-    return _received_ids(task, leader, set(ids))
+    return sorted(result.items) if first else None
 
 
-def _send_ids(task: Run, orgs: list[int], common: list[bytes]) -> None:
-    payload = json.dumps([item.hex() for item in common]).encode()
-    for org in orgs:
-        task.channels[org].send(payload)
+def _send_ids(task: Run, org: int, common: list[bytes]) -> None:
+    channel = task.channels[org]
+    if org == task.spec.requester:
+        channel.delivering()  # which of its ids a provider holds: the requester's first output
+    channel.send(json.dumps([item.hex() for item in common]).encode())
 
 
 def _received_ids(task: Run, sender: int, own: set[bytes]) -> list[bytes]:
@@ -295,6 +323,8 @@ def _received_ids(task: Run, sender: int, own: set[bytes]) -> list[bytes]:
         raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"malformed common ids: {exc}") from exc
     if not set(common) <= own:
         raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"org {sender} sent ids this party lacks")
+    if len(set(common)) != len(common):
+        raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"org {sender} sent an id twice")
     return common
 
 
@@ -352,7 +382,7 @@ def _vertical(task: Run, spec: VerticalLrSpec) -> RunOutput:
     training is differentially private and the budget of all of them is recorded."""
     mine = task.mine
     assert mine is not None  # the dealer never reaches a runner
-    common = _aligned_ids(task, task.owners, spec.requester)
+    common = _aligned_ids(task, task.owners, fewest=2)
     width = len(mine.features or ())
     features = _feature_rows(task, common, width)
     labels = None
@@ -363,9 +393,6 @@ def _vertical(task: Run, spec: VerticalLrSpec) -> RunOutput:
         except ValueError as exc:
             raise TaskRefused(FailureReason.POLICY_VIOLATION, f"non-numeric label: {exc}") from exc
     order = common
-    if len(order) < 2:
-        raise TaskRefused(FailureReason.POLICY_VIOLATION, "fewer than 2 aligned rows")
-    task.check_release(len(order), "aligned rows")
     # each party standardises its own columns; the means and scales travel with its model
     mean, scale = features.mean(axis=0), features.std(axis=0)
     scale[scale == 0] = 1.0
@@ -478,7 +505,11 @@ def _vertical_predict(task: Run, spec: VerticalPredictSpec) -> RunOutput:
     released, to the requester (:mod:`privledger.protocols.fl.joint`)."""
     holders = [item.org for item in spec.inputs if item.column != MODEL_COLUMN]
     parties = [item.org for item in spec.inputs if item.column == MODEL_COLUMN or item.features]
-    leader = spec.requester if spec.requester in holders else holders[0]
+    order = alignment_order(spec.requester, holders)
+    leader = order[0]
+    # the model parties without rows learn the count from the last provider holding rows, which
+    # checked it (the requester's batch, alone, counts itself)
+    counter = next((org for org in reversed(order) if org != spec.requester), leader)
     by_value = spec.output == "ids" and spec.requester not in holders
     try:
         model = _model_part_for(task, spec, parties) if task.org in parties else None
@@ -487,26 +518,18 @@ def _vertical_predict(task: Run, spec: VerticalPredictSpec) -> RunOutput:
             _log_model_call(task, _stored_model(task, spec.model.dataset), f"refused: {exc}")
         raise
     if task.org in holders:
-        common = _aligned_ids(task, holders, leader)
-        if task.org == leader:
-            if by_value:  # positions in this order are all the requester learns besides ids
-                secrets.SystemRandom().shuffle(common)
-            if len(holders) > 1:
-                _send_ids(task, [org for org in holders if org != leader], common)
+        # by value, positions in the leader's order are all the requester learns besides ids
+        common = _aligned_ids(task, holders, fewest=1, shuffled=by_value)
+        count = len(common)
+        if task.org == counter:
             for org in parties:
                 if org not in holders:
-                    task.channels[org].send(str(len(common)).encode())
-        elif len(holders) > 1:
-            sent = _received_ids(task, leader, set(common))
-            if set(sent) != set(common):
-                raise TaskRefused(FailureReason.PROTOCOL_ERROR, "the aligned ids differ")
-            common = sent
-        count = len(common)
+                    task.channels[org].send(str(count).encode())
     else:
-        common, count = [], _received_count(task, leader)
-    if count < 1:
-        raise TaskRefused(FailureReason.POLICY_VIOLATION, "no aligned row to score")
-    task.check_release(count, "aligned rows")
+        common, count = [], _received_count(task, counter)
+        if count < 1:
+            raise TaskRefused(FailureReason.POLICY_VIOLATION, "no aligned row to score")
+        task.check_release(count, "aligned rows")
     if task.org == spec.model.org:
         stored = _stored_model(task, spec.model.dataset)
         _log_model_call(task, stored, f"ran: {count} rows, output {spec.output}")
@@ -601,9 +624,9 @@ def _model_part_for(
     return training, part
 
 
-def _received_count(task: Run, leader: int) -> int:
+def _received_count(task: Run, sender: int) -> int:
     try:
-        return int(task.channels[leader].recv(task.timeout).decode())
+        return int(task.channels[sender].recv(task.timeout).decode())
     except ValueError as exc:
         raise TaskRefused(FailureReason.PROTOCOL_ERROR, f"malformed row count: {exc}") from exc
 
@@ -660,7 +683,7 @@ VERTICAL_LR = BuiltinComponent(
     roles=("requester", "provider", "dealer"),
     outputs=("requester", "weights"),
     output_schema="the training report (each party's own weights, output weights) as JSON",
-    enforces=("max_epsilon", "price"),
+    enforces=("max_epsilon", "min_result", "price"),
     security=vertical_fl,
     runner=run,
 )
@@ -697,7 +720,7 @@ VERTICAL_PREDICT = BuiltinComponent(
     roles=("requester", "provider", "dealer"),
     outputs=("scores", "ids"),
     output_schema="[id, probability] per row (scores), or an id at the threshold or above (ids)",
-    enforces=("min_threshold", "price"),
+    enforces=("min_result", "min_threshold", "price"),
     security=joint_fl,
     runner=run,
 )

@@ -73,10 +73,7 @@ def run(task: Run) -> RunOutput:
             f"min_child_samples {spec.gbdt.min_child_samples} is below this provider's release "
             f"threshold {task.min_release}",
         )
-    common = _aligned_ids(task, task.owners, spec.requester)
-    if len(common) < 2:
-        raise TaskRefused(FailureReason.POLICY_VIOLATION, "fewer than 2 aligned rows")
-    task.check_release(len(common), "aligned rows")
+    common = _aligned_ids(task, task.owners, fewest=2)
     names = list(mine.features or ())
     features = _feature_rows(task, common, len(names))
     config = gbdt_config(spec, task.timeout)
@@ -246,7 +243,7 @@ VERTICAL_GBDT = BuiltinComponent(
     roles=("requester", "provider"),
     outputs=("requester", "model"),
     output_schema="the training report (output model: the merged model as LightGBM text)",
-    enforces=("price",),
+    enforces=("min_result", "price"),
     security=gbdt,
     runner=run,
 )
