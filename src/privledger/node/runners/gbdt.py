@@ -1,13 +1,14 @@
 """Vertical gradient-boosted trees as a task: ``vertical-gbdt`` (:mod:`.protocols.fl.gbdt`).
 
 The parties align their rows by PSI inside the task, as for vertical-lr (every party learns the
-common ids); the requester, the label holder, then trains with every feature owner over the
-task's channels. Each party keeps its own part of the model as its task output: its splits (the
-thresholds of its own columns), the trees' shapes, and at the label holder the leaf values, the
-owner and gain of every split. Each party commits to its part (sha256 of a fresh salt and the
-part); the label holder gathers the commitments and sends the list back, so every party computes
-the same :func:`~privledger.node.models.gbdt_model_hash`, which the label holder may register
-as an asset (:mod:`privledger.node.models`) and every party checks before joint prediction.
+common ids, the requester once every provider checked their count); the requester, the label
+holder, then trains with every feature owner over the task's channels. Each party keeps its own
+part of the model as its task output: its splits (the thresholds of its own columns), the trees'
+shapes, and at the label holder the leaf values, the owner and gain of every split. Each party
+commits to its part (sha256 of a fresh salt and the part); the label holder gathers the
+commitments and sends the list back, so every party computes the same
+:func:`~privledger.node.models.gbdt_model_hash`, which the label holder may register as an asset
+(:mod:`privledger.node.models`) and every party checks before joint prediction.
 
 With ``output: model`` the feature owners then reveal their splits and column names to the
 label holder, which merges the model and keeps it as LightGBM text in its output (the features
