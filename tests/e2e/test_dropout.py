@@ -37,6 +37,7 @@ from .conftest import (
     restarted_after,
     wait_local_state,
 )
+from .test_statistics import LENDING_TERMS
 from .test_walking_path import FEE, grant, wait_status
 
 VICTIM = "bank-b"
@@ -103,8 +104,8 @@ def data(running: Running) -> Data:
     grant(running, "bank-a", stats["bank-a"], "telecom", kinds=["stats"])
     grant(running, VICTIM, stats[VICTIM], "telecom", kinds=["stats"])
     grant(running, VICTIM, pir_holder, "telecom", kinds=["pir"])
-    grant(running, VICTIM, books[VICTIM], "bank-a", kinds=["stats"])
-    grant(running, "telecom", books["telecom"], "bank-a", kinds=["stats"])
+    grant(running, VICTIM, books[VICTIM], "bank-a", terms=LENDING_TERMS)
+    grant(running, "telecom", books["telecom"], "bank-a", terms=LENDING_TERMS)
     return Data(stats, pir_holder, pir_keys, books, query)
 
 

@@ -100,8 +100,8 @@ def book(running: Running, org: str, loans: dict[str, int]) -> str:
         return str(response.json()["datasetId"])
 
 
-# a bank joining the multi-lending check: a grant by kinds leaves the total out, because it
-# tells the requester a customer's figure (the amount column is retrieved for it)
+# a bank joining the multi-lending check: a grant by kinds leaves the total and the limit check
+# out, because they tell the requester a customer's figure (the amount column is retrieved)
 LENDING_TERMS = {
     "protocols": ["lending-total", "lending-exceeds"],
     "columns": {"customer": ["join"], "amount": ["aggregate", "retrieve"]},

@@ -76,11 +76,14 @@ ANY_DEALER = 2**32 - 1  # on chain: every organisation may deal or aggregate
 UNPRIVATE_TRAINING: frozenset[str] = frozenset({"vertical-gbdt"})
 # protocols that tell the requester the value of the rows it names by key: their value column
 # is retrieved, not aggregated -- the multi-lending total is one bank's own figure for a
-# customer whenever no other bank lends to it (or the others are the requester's accomplices)
-RETRIEVING: frozenset[str] = frozenset({"lending-total"})
+# customer whenever no other bank lends to it (or the others are the requester's accomplices),
+# and so is the limit check: the requester picks the limit task by task, and a binary search
+# over it reads the total in log2 of its range checks (at most 48, amounts being below 2^48)
+RETRIEVING: frozenset[str] = frozenset({"lending-total", "lending-exceeds"})
 # protocols a grant by kinds leaves out: each hands the requester a provider's rows themselves
-# (the union its whole key column, the lending total a customer's figure); grant them by name
-EXPLICIT_ONLY: frozenset[str] = frozenset({"union3", "lending-total"})
+# (the union its whole key column, the lending total or limit check a customer's figure);
+# grant them by name
+EXPLICIT_ONLY: frozenset[str] = frozenset({"union3", "lending-total", "lending-exceeds"})
 DEFAULT_USES: dict[str, tuple[ColumnUse, ...]] = {
     "psi": ("join",),
     "pir": ("join", "retrieve"),
