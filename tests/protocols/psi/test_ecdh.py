@@ -5,6 +5,7 @@ import random
 import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import repeat
 
 import numpy as np
 import pytest
@@ -160,7 +161,7 @@ def test_items_are_hashed_into_the_prime_order_subgroup_and_blinded_with_x25519(
     )
     private = secrets.token_bytes(32)
     key = X25519PrivateKey.from_private_bytes(private)
-    assert ecdh._blind_items(private, items) == b"".join(_x25519(key, u) for u in hashed)
+    assert ecdh._blind_items(repeat(private), items) == b"".join(_x25519(key, u) for u in hashed)
 
 
 def test_x25519_matches_rfc7748() -> None:
@@ -168,12 +169,12 @@ def test_x25519_matches_rfc7748() -> None:
     scalar = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
     u = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
     expected = bytes.fromhex("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
-    assert ecdh._reblind(scalar, u + u) == expected + expected
+    assert ecdh._reblind(repeat(scalar), u + u) == expected + expected
 
 
 def test_small_order_point_from_peer_is_refused() -> None:
     with pytest.raises(ChannelError, match="small-order"):
-        ecdh._reblind(secrets.token_bytes(32), secrets.token_bytes(32) + bytes(32))
+        ecdh._reblind(repeat(secrets.token_bytes(32)), secrets.token_bytes(32) + bytes(32))
 
 
 @pytest.mark.parametrize("requester_reveal", [True, False])

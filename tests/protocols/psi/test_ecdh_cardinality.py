@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from privledger.protocols.channel import ChannelError, channel_pair
+from privledger.protocols.psi import ecdh
 from privledger.protocols.psi.common import PsiHandshakeError, PsiResult
 from privledger.protocols.psi.ecdh import PsiResultTooSmall, run_psi, run_psi_size
 
@@ -190,3 +191,35 @@ def test_b_is_not_held_while_the_provider_computes_ab(monkeypatch: pytest.Monkey
     assert ab_saw_b == [True]
     assert result.intersection == sorted(set(mine) & set(theirs))
     assert holder.views[1].transcript_hash == requester_channel.transcript_hash
+
+
+def test_position_keys_blind_as_the_blinders_key_at_their_position_only() -> None:
+    point = ecdh.hash_items([b"item"])[0]
+    with ecdh._Blinder(1) as blinder:
+        blinding, unblinding = blinder.position_keys(64)
+        whole = blinder.reblind(point)
+        twice = [
+            ecdh._reblind([w], ecdh._reblind([k], point))
+            for k, w in zip(blinding, unblinding, strict=True)
+        ]
+        moved = ecdh._reblind([unblinding[1]], ecdh._reblind([blinding[0]], point))
+    assert twice == [whole] * 64
+    assert len(set(blinding)) == len(set(unblinding)) == 64 and moved != whole
+
+
+@pytest.mark.parametrize(
+    ("bitmap", "match"),
+    [(b"\xff", "bitmap of 10 matches is 2 bytes"), (b"\x00\x01", "does not cover")],
+)
+def test_a_bitmap_that_does_not_fit_the_requesters_set_is_refused(
+    monkeypatch: pytest.MonkeyPatch, bitmap: bytes, match: str
+) -> None:
+    def send_bad_bitmap(session: ecdh._Session, min_result: int) -> PsiResult:
+        ecdh._provider_counts(session, min_result)
+        session.channel.send(bitmap)
+        return PsiResult([], False, session.peer_size)
+
+    monkeypatch.setattr(ecdh, "_provider_counting", send_bad_bitmap)
+    mine = [f"k{i}".encode() for i in range(10)]
+    with pytest.raises(ChannelError, match=match):
+        _run(mine, mine, least=1)
