@@ -21,6 +21,7 @@ from privledger.node.spec import SpecInput
 from tests.e2e.test_walking_path import wait_status
 
 from .malicious import Mallory, grant
+from .test_lending_terms import lending_body
 from .test_requester_attacks import _failed_for, _refused, _spec
 
 pytestmark = pytest.mark.security
@@ -32,17 +33,7 @@ BITS = 12  # amounts below 2^12: twelve checks
 def _exceeds(mallory: Mallory, loans: str, limit: int) -> bool | None:
     """One limit check through mallory's node: the bit, or None if the node refused it."""
     query = mallory.register(["customer", "limit"], [["target", limit]], level=4)
-    inputs = [
-        {"dataset": query, "column": "customer", "valueColumn": "limit"},
-        {"dataset": loans, "column": "customer", "valueColumn": "amount"},
-    ]
-    body = {
-        "kind": "stats",
-        "protocol": "lending-exceeds",
-        "inputs": inputs,
-        "dealer": mallory.running.org_ids["regulator"],
-    }
-    response = mallory.submit(body)
+    response = mallory.submit(lending_body(mallory, "lending-exceeds", query, loans))
     if response.status_code != 201:
         _refused(response, "protocols")
         return None

@@ -16,6 +16,20 @@ from .test_requester_attacks import _failed_for, _refused, _spec
 pytestmark = pytest.mark.security
 
 
+def lending_body(mallory: Mallory, protocol: str, query: str, loans: str) -> dict[str, object]:
+    """A multi-lending task body: mallory's query (customer, limit) and bank-a's loans."""
+    inputs = [
+        {"dataset": query, "column": "customer", "valueColumn": "limit"},
+        {"dataset": loans, "column": "customer", "valueColumn": "amount"},
+    ]
+    return {
+        "kind": "stats",
+        "protocol": protocol,
+        "inputs": inputs,
+        "dealer": mallory.running.org_ids["regulator"],
+    }
+
+
 def test_a_lending_total_is_not_a_lookup_under_terms_for_aggregates(mallory: Mallory) -> None:
     """bank-a's terms let its amount column enter aggregates only. Mallory ran the lending
     total with bank-a as the one bank and a query naming one customer: the task settled and
@@ -27,16 +41,7 @@ def test_a_lending_total_is_not_a_lookup_under_terms_for_aggregates(mallory: Mal
     with running.client("bank-a", "data_owner") as owner:
         loans = owner.post("/datasets", json=body).json()["datasetId"]
     query = mallory.register(["customer", "limit"], [["c117", 0]])
-    inputs = [
-        {"dataset": query, "column": "customer", "valueColumn": "limit"},
-        {"dataset": loans, "column": "customer", "valueColumn": "amount"},
-    ]
-    body = {
-        "kind": "stats",
-        "protocol": "lending-total",
-        "inputs": inputs,
-        "dealer": running.org_ids["regulator"],
-    }
+    body = lending_body(mallory, "lending-total", query, loans)
     grant(running, "bank-a", loans, mallory.org_id, kinds=["stats"])  # by kinds: no total
     _refused(mallory.submit(body), "protocols")
 
