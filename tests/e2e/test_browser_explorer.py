@@ -19,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from privledger.evm.accounts import dev_account
 
 from .conftest import Running
-from .test_explorer import NODE, REGULATOR, sign
+from .test_explorer import NODE, NODE_ADMIN, REGULATOR, sign
 from .test_explorer_ledger import BANK_ADMIN, world
 
 pytestmark = pytest.mark.browser
@@ -112,7 +112,7 @@ def test_auditor_finds_a_task_verifies_its_digest_and_opens_its_provenance(
 
 
 def test_operator_cockpit_fills_and_refreshes(browser: Browser, running: Running) -> None:
-    page = signed_in(browser, running, dev_account(BANK_ADMIN))
+    page = signed_in(browser, running, dev_account(NODE_ADMIN))
     expect(page).to_have_url(f"{running.nodes[NODE].url}/explorer/cockpit")
     expect(page.locator("h1")).to_have_text("Operations cockpit")
     charts = page.locator(".chart-box svg.chart")
@@ -138,9 +138,12 @@ def test_operator_cockpit_fills_and_refreshes(browser: Browser, running: Running
     page.close()
 
 
-def test_an_account_without_a_role_cannot_sign_in(browser: Browser, running: Running) -> None:
-    page = signed_in(browser, running, dev_account(STRANGER))
+@pytest.mark.parametrize("index", [STRANGER, BANK_ADMIN])  # no role; another org's operator
+def test_an_account_without_a_role_here_cannot_sign_in(
+    browser: Browser, running: Running, index: int
+) -> None:
+    page = signed_in(browser, running, dev_account(index))
     expect(page.locator(".alert.bad")).to_contain_text("no auditor role")
-    response = page.goto("/explorer/tasks")
+    response = page.goto("/explorer/cockpit")
     assert response is not None and response.url.endswith("/explorer/login")
     page.close()

@@ -47,6 +47,7 @@ EXPLORER_API = [
     "/explorer/api/provenance",
 ]
 REGULATOR = 4  # dev account of the demo's regulator, an auditor of its own org
+NODE_ADMIN = 3  # dev account of telecom's admin, an operator of the node's organisation
 
 
 def explorer(running: Running) -> httpx.Client:
@@ -136,8 +137,14 @@ def test_non_auditors_are_refused_with_403(running: Running) -> None:
         assert stranger.json()["error"]["code"] == "forbidden"
         assert client.get("/explorer/api/tasks").status_code == 401  # no session was opened
     with explorer(running) as client:
-        # an operator (bank-a's admin) may open the cockpit, and nothing of the explorer
-        operator = login(client, dev_account(1))
+        # another organisation's operator (bank-a's admin) may not open this node's cockpit
+        other = login(client, dev_account(1))
+        assert other.status_code == 403, other.text
+        assert f"no operator role in organisation {running.org_ids[NODE]}" in other.text
+    with explorer(running) as client:
+        # an operator of the node's own organisation (telecom's admin) may open the cockpit, and
+        # nothing of the explorer
+        operator = login(client, dev_account(NODE_ADMIN))
         assert operator.status_code == 200, operator.text
         assert "operator" in operator.json()["roles"] and "auditor" not in operator.json()["roles"]
         for path in EXPLORER_PAGES:
@@ -150,6 +157,14 @@ def test_non_auditors_are_refused_with_403(running: Running) -> None:
             assert refused.json()["error"]["code"] == "forbidden"
         assert client.get("/explorer/cockpit").status_code == 200
         assert client.get("/explorer/api/cockpit").status_code == 200
+    with explorer(running) as client:
+        # the consortium admin (no role in any organisation) watches any node's cockpit
+        admin = login(client, dev_account(0))
+        assert admin.status_code == 200, admin.text
+        assert admin.json()["consortiumAdmin"] is True and admin.json()["roles"] == []
+        assert client.get("/explorer/api/cockpit").status_code == 200
+        assert "consortium admin" in client.get("/explorer/cockpit").text
+        assert client.get("/explorer/api/tasks").status_code == 403
 
 
 def test_wrong_reused_or_forged_challenges_are_refused(running: Running) -> None:
@@ -189,7 +204,7 @@ def test_expired_challenge_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     import privledger.explorer.auth as auth_module
 
     auth = ExplorerAuth()
-    text, _ = auth.new_challenge("telecom", 3, 31337)
+    text, _ = auth.new_challenge("telecom", 3, 31337, "127.0.0.1")
     now = auth_module.time.monotonic()
     monkeypatch.setattr(auth_module.time, "monotonic", lambda: now + CHALLENGE_TTL_S + 1)
     regulator = dev_account(REGULATOR)

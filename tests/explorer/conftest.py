@@ -437,7 +437,7 @@ def explorer_app(engine: Engine, roles: Role = Role.AUDITOR) -> FastAPI:
     app = FastAPI()
     app.state.node = StandInNode(engine)
     app.include_router(router)
-    viewer = ViewerSession(account(4), 4, roles, float("inf"))
+    viewer = ViewerSession(account(4), 4, roles, False, float("inf"))
     app.dependency_overrides[current_viewer] = lambda: viewer
     return app
 

@@ -33,6 +33,7 @@ from privledger.api.routes import (
 )
 from privledger.api.threads import bounded_request_threads
 from privledger.console import router as console_router
+from privledger.explorer import LOGIN_ROUTES
 from privledger.explorer import router as explorer_router
 from privledger.node.audit import AuditWriter
 from privledger.node.context import NodeContext
@@ -110,7 +111,7 @@ def create_app(node: NodeContext) -> FastAPI:
         LimitUncredentialedCalls,
         rate=node.settings.anonymous_calls_per_s,
         burst=node.settings.anonymous_burst,
-        limited=(*AUDITED, METRICS_PATH),
+        limited=(*AUDITED, METRICS_PATH, *LOGIN_ROUTES),
         # frame streams, task specs and derived datasets answer only calls signed by another
         # organisation's node (checked against the chain; frames are also limited per peer and
         # task by the mailbox): a peer must not wait on whoever shares its address failing to

@@ -6,8 +6,9 @@ from fastapi import APIRouter
 
 from privledger.explorer import cockpit_routes, ledger_routes, pipeline_routes, routes
 
+LOGIN_ROUTES = routes.LOGIN_ROUTES
 router = APIRouter()
 for module in (routes, ledger_routes, pipeline_routes, cockpit_routes):
     router.include_router(module.router)
 
-__all__ = ["router"]
+__all__ = ["LOGIN_ROUTES", "router"]

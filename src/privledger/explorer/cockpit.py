@@ -1,6 +1,6 @@
 """The operations cockpit's numbers (F19), from the explorer index: tasks over time, by kind and
 by organisation, outcomes, data usage, fees allocated; and the health of every registered node,
-probed over HTTP with a short timeout."""
+probed over HTTP with a short timeout: up or down, nothing more."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from privledger.evm.contracts import Kind
+from privledger.node.endpoints import usable_endpoint
 from privledger.store.models import ChainBlock, ChainEvent, ChainRef
 
 from . import charts
@@ -173,20 +174,27 @@ def metrics(session: Session, directory: Directory) -> Metrics:
     )
 
 
-def _probe(org_id: int, name: str, endpoint: str) -> NodeHealth:
+def _probe(org_id: int, name: str, registered: str) -> NodeHealth:
+    """Up if the node answers ``200 {"status": "ok"}`` within the timeout, else down and nothing
+    more: the probe sends a request to an address an organisation chose, and its viewers learn
+    no status code, error or timing of the answer (the cockpit is no port scanner). An endpoint
+    that is not usable (``node.endpoints``) is no endpoint: nothing is sent to it."""
+    endpoint = usable_endpoint(registered)
     if not endpoint:
-        return NodeHealth(org_id, name, endpoint, False, None, None, "no endpoint registered")
+        return NodeHealth(org_id, name, "", False, None, None, "no endpoint registered")
     started = time.perf_counter()
     try:
-        response = httpx.get(f"{endpoint.rstrip('/')}/api/v1/health", timeout=PROBE_TIMEOUT_S)
-        latency = (time.perf_counter() - started) * 1000
-        body = response.json() if response.status_code == 200 else {}
-        up = response.status_code == 200 and body.get("status") == "ok"
-        error = "" if up else f"HTTP {response.status_code}"
-        block = body.get("blockNumber", body.get("block_number"))
-        return NodeHealth(org_id, name, endpoint, up, round(latency, 1), block, error)
-    except (httpx.HTTPError, ValueError) as exc:
-        return NodeHealth(org_id, name, endpoint, False, None, None, type(exc).__name__)
+        response = httpx.get(f"{endpoint}/api/v1/health", timeout=PROBE_TIMEOUT_S)
+        body = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        body = None
+    if not isinstance(body, dict) or body.get("status") != "ok":
+        return NodeHealth(org_id, name, endpoint, False, None, None, "")
+    latency = round((time.perf_counter() - started) * 1000, 1)
+    block = body.get("blockNumber", body.get("block_number"))
+    return NodeHealth(
+        org_id, name, endpoint, True, latency, block if isinstance(block, int) else None, ""
+    )
 
 
 class HealthProbe:

@@ -3,7 +3,10 @@ twins under /explorer/api; below /t/<org> on a tenant host).
 
 Public: the login page, the challenge, login itself and the static files. Everything else needs a
 session (see ``auth``): without one, JSON routes answer 401 and pages redirect (303) to the login
-page; explorer pages need the auditor role (else 403), the cockpit an auditor or an operator.
+page; explorer pages need the auditor role (else 403), the cockpit any session: an auditor, an
+operator of this node's organisation or the consortium admin (``auth``; no one else logs in).
+The login page, the challenge and login itself are rate limited per client address like the
+API's anonymous calls (``api.app``: ``LOGIN_ROUTES``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pydantic import Field
 from sqlmodel import Session
 
 from privledger.api.deps import NodeDep
+from privledger.api.ratelimit import client_key
 from privledger.api.schemas import Body
 from privledger.evm.contracts import Role
 from privledger.node.context import NodeContext
@@ -56,12 +60,19 @@ STATIC_FILES = {
 }
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False, route_class=ExplorerRoute)
+# the public routes that hand out a challenge or check one: rate limited per client address
+LOGIN_ROUTES = (f"{PREFIX}/login", f"{PREFIX}/api/challenge", f"{PREFIX}/api/login")
 
 
-def _org_name(node: NodeContext) -> str:
+def _new_challenge(request: Request, node: NodeContext) -> tuple[str, int]:
+    """A challenge for the caller, counted against its client address."""
     node.indexer.sync()
     with Session(node.engine) as session:
-        return Directory.load(session).org_name(node.org_id)
+        org_name = Directory.load(session).org_name(node.org_id)
+    client = client_key(request.client.host if request.client else "")
+    return explorer_auth(request).new_challenge(
+        org_name, node.org_id, node.ledger.client.chain_id, client
+    )
 
 
 def _set_session(request: Request, response: Response, session_id: str) -> None:
@@ -102,9 +113,7 @@ def static(name: str) -> Response:
 
 @router.get("/login")
 def login_page(request: Request, node: NodeDep) -> Response:
-    challenge, expires = explorer_auth(request).new_challenge(
-        _org_name(node), node.org_id, node.ledger.client.chain_id
-    )
+    challenge, expires = _new_challenge(request, node)
     return page(request, "login.html", {"challenge": challenge, "expires": expires, "error": None})
 
 
@@ -120,9 +129,7 @@ def login_form(
     try:
         session_id = auth.login(node, challenge, address.strip(), signature.strip())
     except AuthFailure as exc:
-        fresh, expires = auth.new_challenge(
-            _org_name(node), node.org_id, node.ledger.client.chain_id
-        )
+        fresh, expires = _new_challenge(request, node)
         context = {"challenge": fresh, "expires": expires, "error": exc.message}
         return page(request, "login.html", context, status_code=exc.status)
     roles = auth.session(node, session_id).roles
@@ -152,9 +159,7 @@ class LoginIn(Body):
 @router.post("/api/challenge")
 def challenge(request: Request, node: NodeDep) -> dict[str, Any]:
     """A single-use challenge to sign (EIP-191 personal_sign) within ``expiresAt``."""
-    text, expires = explorer_auth(request).new_challenge(
-        _org_name(node), node.org_id, node.ledger.client.chain_id
-    )
+    text, expires = _new_challenge(request, node)
     return {"challenge": text, "expiresAt": expires}
 
 
@@ -169,6 +174,7 @@ def login(body: LoginIn, request: Request, node: NodeDep) -> Response:
             "address": session.address,
             "orgId": session.org_id,
             "roles": roles,
+            "consortiumAdmin": session.consortium_admin,
             "expiresIn": SESSION_TTL_S,
         }
     )

@@ -45,6 +45,7 @@ from privledger.node.datasets import (
     register_stored,
     stored_path,
 )
+from privledger.node.endpoints import usable_endpoint
 from privledger.node.grants import (
     consumed_grants,
     grant_dataset,
@@ -232,7 +233,7 @@ def _derive_once(
 def ask_partner(node: NodeContext, task_id: int, org: int) -> DerivedOut:
     """Ask ``org``'s node for its derived dataset of task ``task_id`` (a call signed for this
     organisation, the task's requester); a refusal is a :class:`DeriveError` naming its answer."""
-    endpoint = node.ledger.orgs.get_org(org).endpoint
+    endpoint = usable_endpoint(node.ledger.orgs.get_org(org).endpoint)
     route = f"{PEER_ROUTES}tasks/{task_id}/derived"
     headers = signed_headers(node.account, PEER_SCHEME, route, node.org_id, org, b"")
     try:

@@ -32,6 +32,7 @@ from privledger.evm.contracts import FailureReason, Task
 from privledger.evm.hashing import keccak256
 from privledger.node.components import KINDS, protocol_id
 from privledger.node.context import NodeContext
+from privledger.node.endpoints import usable_endpoint
 from privledger.node.runners import TaskRefused
 from privledger.node.spec import TaskSpec, parse_canonical
 
@@ -57,7 +58,7 @@ def fetch_spec(node: NodeContext, task: Task, *, deadline_s: float | None = None
     ``deadline_s`` seconds (:data:`SPEC_FETCH_S` unless given; :class:`TaskRefused`
     ``PEER_UNREACHABLE`` after)."""
     deadline_s = SPEC_FETCH_S if deadline_s is None else deadline_s
-    endpoint = node.ledger.orgs.get_org(task.requester_org).endpoint
+    endpoint = usable_endpoint(node.ledger.orgs.get_org(task.requester_org).endpoint)
     url = f"{endpoint}/api/v1/peer/tasks/{task.task_id}/spec"
     deadline = time.monotonic() + deadline_s
     while True:

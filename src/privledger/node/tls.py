@@ -40,6 +40,7 @@ from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from privledger.evm.contracts import OrgRegistry, OrgStatus, Role
+from privledger.node.endpoints import usable_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class ChainTrust:
                 self._endpoints = {}
                 for org_id in range(1, self._orgs.org_count() + 1):
                     org = self._orgs.get_org(org_id)
-                    parts = urlsplit(org.endpoint)
+                    parts = urlsplit(usable_endpoint(org.endpoint))
                     if parts.scheme == "https" and org.status is OrgStatus.ACTIVE:
                         self._endpoints[(parts.hostname or "", parts.port or 443)] = org_id
                 self._read_at = time.monotonic()

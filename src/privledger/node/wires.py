@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 
+from privledger.node.endpoints import usable_endpoint
 from privledger.node.frames import FrameHeader, check_ids
 from privledger.node.mailbox import Mailbox, MailboxFull
 from privledger.protocols.channel import ChannelClosed, ChannelError, ChannelTimeout
@@ -146,7 +147,7 @@ class HttpWire(Wire):
             raise ValueError(
                 "send_timeout and backoff must be > 0, connect_attempts and queue_frames >= 1"
             )
-        self._url = peer_endpoint.rstrip("/") + FRAMES_PATH
+        self._url = usable_endpoint(peer_endpoint) + FRAMES_PATH  # "": unreachable
         # the client's auth signs the stream for our organisation, addressed to the peer's
         self._headers = {
             "Content-Type": "application/octet-stream",

@@ -34,6 +34,7 @@ from privledger.evm.hashing import keccak256
 from privledger.evm.indexer import Forgotten
 from privledger.evm.merkle import MerkleTree
 from privledger.node.context import NodeContext
+from privledger.node.endpoints import usable_endpoint
 from privledger.node.logbook import anchor_vanished_again
 from privledger.node.peer_auth import PeerAuthError, peer_actor, signed_headers, verify_signed
 
@@ -117,16 +118,15 @@ def call_peer(node: NodeContext, org_id: int, path: str, payload: BaseModel) -> 
     """POST ``payload`` to ``path`` of organisation ``org_id``'s interop API, signed by this node;
     the answer's ``data``, or an ApiError carrying the peer's refusal."""
     org = node.ledger.orgs.get_org(org_id)
-    if org.status is not OrgStatus.ACTIVE or not org.endpoint:
+    endpoint = usable_endpoint(org.endpoint)
+    if org.status is not OrgStatus.ACTIVE or not endpoint:
         raise ApiError(409, "peer_unavailable", f"organisation {org_id} has no active node")
     full_path = f"{INTEROP_PREFIX}{path}"
     body = payload.model_dump_json().encode()
     signed = signed_headers(node.account, INTEROP_SCHEME, full_path, node.org_id, org_id, body)
     headers = {"content-type": "application/json", **signed, "x-trace-id": signed["x-nonce"]}
     try:
-        response = node.http.post(
-            org.endpoint.rstrip("/") + full_path, content=body, headers=headers
-        )
+        response = node.http.post(endpoint + full_path, content=body, headers=headers)
         answer = response.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise ApiError(502, "peer_unreachable", f"organisation {org_id}'s node: {exc}") from exc

@@ -24,6 +24,7 @@ from privledger.api.schemas import (
     TaskOut,
 )
 from privledger.node.context import NodeContext
+from privledger.node.endpoints import usable_endpoint
 from privledger.node.grants import ZERO32, GrantChoice, choose_grant, grant_dataset
 from privledger.node.services import call_proof
 from privledger.node.spec import PSI_PROTOCOLS, SpecInput, parse_spec, spec_error
@@ -197,9 +198,9 @@ def published_service(name: str, node: NodeDep, session: SessionDep) -> ServiceO
 
 
 def _fetch_service(node: NodeContext, provider: int, name: str) -> ServiceOut:
-    endpoint = node.ledger.orgs.get_org(provider).endpoint
+    endpoint = usable_endpoint(node.ledger.orgs.get_org(provider).endpoint)
     if not endpoint:
-        raise ApiError(404, "not_found", f"organisation {provider} publishes no endpoint")
+        raise ApiError(404, "not_found", f"organisation {provider} publishes no usable endpoint")
     try:
         response = node.http.get(f"{endpoint}/api/v1/peer/services/{name}")
     except Exception as exc:

@@ -138,6 +138,12 @@ CHANGELOG: dict[str, list[str]] = {
         "x-target-node-id this organisation): 401 unauthorized without a valid signature, 403 "
         "forbidden for a signer that is no operator of the organisation or a frame naming "
         "another sender (docs/peer-channel.md)",
+        "changed: the explorer's login routes (/explorer/login, /explorer/api/challenge, "
+        "/explorer/api/login) are rate limited per client address like calls without "
+        "credentials (429 rate_limited); an operator logs into the cockpit of its own "
+        "organisation's node only (403 otherwise), the consortium admin into any; an "
+        "organisation's endpoint that is not http(s)://host[:port] with an optional path is "
+        "no endpoint to other nodes (docs/explorer.md)",
     ],
 }
 
