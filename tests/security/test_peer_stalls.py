@@ -40,6 +40,7 @@ from tests.e2e.test_walking_path import grant, submit, wait_status
 
 from .malicious import Mallory, now
 from .malicious import grant as grant_kinds
+from .test_requester_attacks import statistics_body
 
 pytestmark = pytest.mark.security
 
@@ -125,17 +126,7 @@ class TrickleServer:
 
 
 def _honest_statistics(mallory: Mallory, telecom_data: str, bank_data: str) -> dict[str, object]:
-    body = {
-        "kind": "stats",
-        "protocol": "joint-stats",
-        "inputs": [
-            {"dataset": telecom_data, "column": "amount"},
-            {"dataset": bank_data, "column": "amount"},
-        ],
-        "dealer": mallory.running.org_ids["regulator"],
-        "fracBits": 8,
-        "feeWei": 10**15,
-    }
+    body = {**statistics_body(mallory, telecom_data, bank_data), "feeWei": 10**15}
     with mallory.running.client("telecom", "operator") as client:
         response = client.post("/tasks", json=body)
         assert response.status_code == 201, response.text
@@ -152,6 +143,27 @@ def _amounts(mallory: Mallory, org: str) -> str:
         return str(response.json()["datasetId"])
 
 
+def _unconsented(
+    mallory: Mallory, count: int, kind: Kind, protocol: str, dataset: str, other_org: int
+) -> list[int]:
+    """``count`` tasks of mallory's on chain with ``other_org`` over ``dataset`` under no grant
+    (her own data, or an approval request on another's): no consent, fee 0, gas only. Their spec
+    hashes are made up: no node gets as far as checking one."""
+    return [
+        mallory.ledger.tasks.submit_task(
+            spec_hash=secrets.token_bytes(32),
+            kind=kind,
+            protocol=protocol_id(protocol),
+            inputs=[bytes.fromhex(dataset[2:])],
+            grant_ids=[bytes(32)],
+            participants=[mallory.org_id, other_org],
+            deadline=now(mallory.running) + 600,
+            fee=0,
+        )
+        for _ in range(count)
+    ]
+
+
 def test_tasks_nobody_consented_to_cannot_jam_the_dealer(mallory: Mallory) -> None:
     running = mallory.running
     regulator = running.org_ids["regulator"]
@@ -163,17 +175,7 @@ def test_tasks_nobody_consented_to_cannot_jam_the_dealer(mallory: Mallory) -> No
     server = TrickleServer()
     try:
         orgs.update_node(mallory.org_id, f"http://127.0.0.1:{server.port}", before.node_key)
-        for _ in range(JAMMING_TASKS):  # no grant, no approval, fee 0: gas only
-            mallory.ledger.tasks.submit_task(
-                spec_hash=secrets.token_bytes(32),  # the dealer never gets as far as the spec
-                kind=Kind.STATS,
-                protocol=protocol_id("joint-stats"),
-                inputs=[bytes.fromhex(own[2:])],
-                grant_ids=[bytes(32)],
-                participants=[mallory.org_id, regulator],
-                deadline=now(running) + 600,
-                fee=0,
-            )
+        _unconsented(mallory, JAMMING_TASKS, Kind.STATS, "joint-stats", own, regulator)
         deadline = time.monotonic() + 60
         while server.accepted < 2:  # the dealer reads trickled specs in the threads she may hold
             assert time.monotonic() < deadline, f"the dealer read {server.accepted} specs"
@@ -194,22 +196,10 @@ def test_approval_requests_from_a_slow_requester_leave_the_owners_api_up(
     orgs = mallory.ledger.orgs
     before = orgs.get_org(mallory.org_id)
     server = TrickleServer()
-    asked: list[int] = []
     try:
         orgs.update_node(mallory.org_id, f"http://127.0.0.1:{server.port}", before.node_key)
-        for _ in range(REQUEST_THREADS):  # an approval request each: no consent, fee 0
-            asked.append(
-                mallory.ledger.tasks.submit_task(
-                    spec_hash=secrets.token_bytes(32),
-                    kind=Kind.PSI,
-                    protocol=protocol_id("ecdh"),
-                    inputs=[bytes.fromhex(dataset[2:])],
-                    grant_ids=[bytes(32)],
-                    participants=[mallory.org_id, bank_a],
-                    deadline=now(running) + 600,
-                    fee=0,
-                )
-            )
+        # an approval request each on bank-a's dataset
+        asked = _unconsented(mallory, REQUEST_THREADS, Kind.PSI, "ecdh", dataset, bank_a)
         node_url = running.nodes["bank-a"].url
         token = running.nodes["bank-a"].tokens["data_owner"]
         shown: list[str] = []

@@ -284,20 +284,25 @@ def test_4_statistics_thresholds_count_only_each_providers_own_rows(mallory: Mal
     _statistics_refused(mallory, padding, single, [0.0, 1_000.0, 1_000_000.0])
 
 
-def _statistics_refused(mallory: Mallory, padding: str, dataset: str, edges: list[float]) -> None:
-    """Mallory's joint statistics over its ``padding`` rows and ``dataset`` (bank-a's), with a
-    histogram of ``edges``, through its own node: bank-a refuses it for its threshold."""
-    body = {
+def statistics_body(mallory: Mallory, first: str, second: str) -> dict[str, object]:
+    """A joint-statistics task body over the ``amount`` columns of two datasets, dealt by the
+    regulator."""
+    return {
         "kind": "stats",
         "protocol": "joint-stats",
         "inputs": [
-            {"dataset": padding, "column": "amount"},
-            {"dataset": dataset, "column": "amount"},
+            {"dataset": first, "column": "amount"},
+            {"dataset": second, "column": "amount"},
         ],
         "dealer": mallory.running.org_ids["regulator"],
         "fracBits": 8,
-        "histogramEdges": edges,
     }
+
+
+def _statistics_refused(mallory: Mallory, padding: str, dataset: str, edges: list[float]) -> None:
+    """Mallory's joint statistics over its ``padding`` rows and ``dataset`` (bank-a's), with a
+    histogram of ``edges``, through its own node: bank-a refuses it for its threshold."""
+    body = {**statistics_body(mallory, padding, dataset), "histogramEdges": edges}
     before = mallory.balance()
     response = mallory.submit(body)
     assert response.status_code == 201, response.text
