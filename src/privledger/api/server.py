@@ -35,6 +35,7 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from privledger.api.app import API_PREFIX, create_app
+from privledger.api.connections import header_deadline, raise_open_files_limit
 from privledger.api.errors import install_error_handlers
 from privledger.api.threads import bounded_request_threads
 from privledger.config import NodeSettings
@@ -158,8 +159,10 @@ def run_server(app: ASGIApp, settings: NodeSettings, sockets: list[socket.socket
     tune_allocator()
     freeze_startup_objects()
     tls = settings.tls
+    raise_open_files_limit()
     config = uvicorn.Config(
         app,
+        http=header_deadline(settings.trusted_proxies),
         **server_logging(access_log=settings.access_log),
         **proxy_options(settings),
         timeout_graceful_shutdown=5,
@@ -288,10 +291,12 @@ def serve_tenants(tenants: Sequence[NodeSettings], *, host: str, port: int) -> N
         build_routes(app)
         tune_allocator()
         freeze_startup_objects()
+        raise_open_files_limit()
         uvicorn.run(
             app,
             host=host,
             port=port,
+            http=header_deadline(tenants[0].trusted_proxies),
             **server_logging(access_log=tenants[0].access_log),
             **proxy_options(tenants[0]),
             timeout_graceful_shutdown=5,
