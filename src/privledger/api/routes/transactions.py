@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import rlp
 from eth_account import Account
-from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.abi import function_abi_to_4byte_selector
 from fastapi import APIRouter
 from hexbytes import HexBytes
 from web3.exceptions import Web3RPCError
@@ -14,22 +14,22 @@ from privledger.api.deps import DataOwner, NodeDep
 from privledger.api.errors import ApiError
 from privledger.api.schemas import RawTransactionIn, TxOut
 from privledger.evm.client import SentTransaction
+from privledger.node.context import NodeContext
 
 router = APIRouter(prefix="/transactions", tags=["transactions"])
 
-# What a data owner may send through this node, by contract.
-ALLOWED = {
-    "GrantRegistry": (
-        "grant(bytes32,uint256,(uint8,uint32,uint32,uint96,uint64,uint32),string)",
-        "revoke(bytes32)",
-        "approve(uint256,bytes32)",
-        "reject(uint256,bytes32)",
-    ),
-}
-SELECTORS = {
-    contract: {function_signature_to_4byte_selector(sig) for sig in signatures}
-    for contract, signatures in ALLOWED.items()
-}
+# What a data owner may send through this node: these functions of the grant registry, their
+# selectors taken from the deployed contract's ABI (a signature written out here went stale when
+# the registry's terms gained a field)
+RELAYED = ("grant", "revoke", "approve", "reject")
+
+
+def _relayed_selectors(node: NodeContext) -> set[bytes]:
+    return {
+        function_abi_to_4byte_selector(entry)
+        for entry in node.ledger.grants.contract.abi
+        if entry.get("type") == "function" and entry.get("name") in RELAYED
+    }
 
 
 def _target_and_data(raw: bytes) -> tuple[bytes, bytes]:
@@ -63,12 +63,8 @@ def broadcast(body: RawTransactionIn, caller: DataOwner, node: NodeDep) -> TxOut
         raise ApiError(400, "invalid_transaction", f"cannot recover the signer: {exc}") from exc
     if sender.lower() != caller.user.address.lower():
         raise ApiError(403, "forbidden", f"signed by {sender}, not by the caller's account")
-    allowed = [
-        name
-        for name in SELECTORS
-        if target.hex().lower() == node.ledger.deployment.addresses[name][2:].lower()
-    ]
-    if not allowed or bytes(data[:4]) not in SELECTORS[allowed[0]]:
+    registry = node.ledger.deployment.addresses["GrantRegistry"][2:].lower()
+    if target.hex().lower() != registry or bytes(data[:4]) not in _relayed_selectors(node):
         raise ApiError(403, "forbidden", "only grant, revoke, approve and reject may be relayed")
     node.ledger.client.preflight_raw(sender, "0x" + target.hex(), bytes(data))
     receipt = node.ledger.client.wait(
