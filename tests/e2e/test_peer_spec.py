@@ -8,6 +8,8 @@ the task are refused. The test holds the node homes, so it signs with the nodes'
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from privledger.evm.hashing import keccak256
@@ -53,9 +55,20 @@ def test_only_participants_read_a_task_spec(running: Running) -> None:
     # the telecom's audit log names the participant's read, and not the outsider's: a member's
     # reads of tasks it has no part in are counted like anonymous calls, never an entry each
     with running.client("telecom", "data_owner") as owner:
-        log = owner.get("/audit", params={"action": "api", "limit": 500}).json()
-    named = {(e["actor"], e["subject"], e["outcome"][:3]) for e in log}
+        named = {(e["actor"], e["subject"], e["outcome"][:3]) for e in _api_entries(owner)}
     subject = f"GET /api/v1/peer/tasks/{task_id}/spec"
     assert (f"peer org {running.org_ids['bank-a']}", subject, "200") in named
     outsider_org = f"peer org {running.org_ids['bank-b']}"
     assert not any(actor == outsider_org for actor, _, _ in named)
+
+
+def _api_entries(owner: httpx.Client) -> list[dict[str, Any]]:
+    """Every API call in the node's audit log, page by page (oldest first), up to the last full
+    page: each page's own call is logged too, so there is always one more entry."""
+    found: list[dict[str, Any]] = []
+    while True:
+        after = found[-1]["id"] if found else 0
+        page = owner.get("/audit", params={"action": "api", "limit": 500, "after": after}).json()
+        found += page
+        if len(page) < 500:
+            return found
