@@ -58,8 +58,8 @@ def test_only_participants_read_a_task_spec(running: Running) -> None:
         named = {(e["actor"], e["subject"], e["outcome"][:3]) for e in _api_entries(owner)}
     subject = f"GET /api/v1/peer/tasks/{task_id}/spec"
     assert (f"peer org {running.org_ids['bank-a']}", subject, "200") in named
-    outsider_org = f"peer org {running.org_ids['bank-b']}"
-    assert not any(actor == outsider_org for actor, _, _ in named)
+    outsider = f"peer org {running.org_ids['bank-b']}"  # which reads other tasks' specs here
+    assert not any(actor == outsider and read == subject for actor, read, _ in named)
 
 
 def _api_entries(owner: httpx.Client) -> list[dict[str, Any]]:
